@@ -1,0 +1,63 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+)
+
+// envSettings maps environment variables to the [pgbouncer] keys they set.
+var envSettings = []struct{ env, key string }{
+	{"PGMUX_POOL_MODE", "pool_mode"},
+	{"PGMUX_POOL_SIZE", "default_pool_size"},
+	{"PGMUX_MAX_CLIENT_CONN", "max_client_conn"},
+	{"PGMUX_METRICS_ADDR", "metrics_addr"},
+	{"PGMUX_AUTH_TYPE", "auth_type"},
+}
+
+// ApplyEnv overrides settings from the environment, read through getenv (os.Getenv in
+// production). Empty or unset variables change nothing. PGMUX_LISTEN takes host:port
+// ("127.0.0.1:6432", "[::1]:6432", or ":6432" for all addresses) and sets listen_addr and
+// listen_port; the others go through Set: PGMUX_POOL_MODE, PGMUX_POOL_SIZE
+// (default_pool_size), PGMUX_MAX_CLIENT_CONN, PGMUX_METRICS_ADDR and PGMUX_AUTH_TYPE.
+// Every bad variable is reported, each as "NAME: reason".
+func ApplyEnv(c *Config, getenv func(string) string) error {
+	var errs []error
+	if v := strings.TrimSpace(getenv("PGMUX_LISTEN")); v != "" {
+		if err := SetListen(c, v); err != nil {
+			errs = append(errs, fmt.Errorf("PGMUX_LISTEN: %w", err))
+		}
+	}
+	for _, e := range envSettings {
+		v := strings.TrimSpace(getenv(e.env))
+		if v == "" {
+			continue
+		}
+		if err := Set(c, e.key, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", e.env, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SetListen sets listen_addr and listen_port from one "host:port" address, as used by
+// PGMUX_LISTEN and a --listen flag. An empty host or "*" means all addresses.
+func SetListen(c *Config, hostport string) error {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", hostport)
+	}
+	if host == "" {
+		host = "*"
+	}
+	next := *c
+	if err := apply(&next, "listen_addr", host); err != nil {
+		return fmt.Errorf("listen_addr: %w", err)
+	}
+	if err := apply(&next, "listen_port", port); err != nil {
+		return fmt.Errorf("listen_port: %w", err)
+	}
+	c.ListenAddr, c.ListenPort = next.ListenAddr, next.ListenPort
+	return nil
+}

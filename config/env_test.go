@@ -1,0 +1,66 @@
+package config
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// env builds a getenv from a map.
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestApplyEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		vars    map[string]string
+		check   func(t *testing.T, c *Config)
+		wantErr string
+	}{
+		{name: "nothing set", vars: nil, check: func(t *testing.T, c *Config) { require.Equal(t, Dump(Default()), Dump(c)) }},
+		{name: "all", vars: map[string]string{
+			"PGMUX_LISTEN": "0.0.0.0:7432", "PGMUX_POOL_MODE": "transaction", "PGMUX_POOL_SIZE": "8",
+			"PGMUX_MAX_CLIENT_CONN": "5000", "PGMUX_METRICS_ADDR": ":9100", "PGMUX_AUTH_TYPE": "scram-sha-256",
+		}, check: func(t *testing.T, c *Config) {
+			require.Equal(t, []string{"0.0.0.0"}, c.ListenAddr)
+			require.Equal(t, 7432, c.ListenPort)
+			require.Equal(t, PoolModeTransaction, c.PoolMode)
+			require.Equal(t, 8, c.DefaultPoolSize)
+			require.Equal(t, 5000, c.MaxClientConn)
+			require.Equal(t, ":9100", c.MetricsAddr)
+			require.Equal(t, AuthSCRAM, c.AuthType)
+		}},
+		{name: "ipv6 listen", vars: map[string]string{"PGMUX_LISTEN": "[::1]:6432"}, check: func(t *testing.T, c *Config) {
+			require.Equal(t, []string{"::1"}, c.ListenAddr)
+		}},
+		{name: "all addresses", vars: map[string]string{"PGMUX_LISTEN": ":6000"}, check: func(t *testing.T, c *Config) {
+			require.Equal(t, []string{"*"}, c.ListenAddr)
+			require.Equal(t, 6000, c.ListenPort)
+		}},
+		{name: "bad listen", vars: map[string]string{"PGMUX_LISTEN": "6432"}, wantErr: `PGMUX_LISTEN: "6432" is not host:port`},
+		{name: "bad listen port", vars: map[string]string{"PGMUX_LISTEN": "h:x"}, wantErr: `PGMUX_LISTEN: listen_port: "x" is not an integer`},
+		{name: "several bad", vars: map[string]string{"PGMUX_POOL_SIZE": "lots", "PGMUX_POOL_MODE": "sometimes"},
+			wantErr: "PGMUX_POOL_MODE: pool_mode: \"sometimes\" is not a pool mode (session, transaction or statement)\n" +
+				"PGMUX_POOL_SIZE: default_pool_size: \"lots\" is not an integer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			err := ApplyEnv(c, env(tt.vars))
+			if tt.wantErr != "" {
+				require.EqualError(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestSetListenLeavesConfigOnError(t *testing.T) {
+	c := Default()
+	require.Error(t, SetListen(c, "bad host:1"))
+	require.Empty(t, c.ListenAddr)
+	require.Equal(t, 6432, c.ListenPort)
+}

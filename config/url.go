@@ -1,0 +1,123 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// FromURL builds a zero-config sidecar Config from an upstream PostgreSQL URL such as
+// postgres://app:secret@[fd00::1]:5432/appdb?sslmode=require (postgresql:// also works).
+//
+// The result has PgBouncer defaults plus:
+//   - listen_addr 127.0.0.1 (override with ApplyEnv's PGMUX_LISTEN or Set);
+//   - a database named after the URL's database (default: the user name) and a "*"
+//     fallback, both pointing at the URL's host and port and forcing its user and password,
+//     so any database name a client asks for is served from the same server;
+//   - InlineCredentials holding the URL's user and password, which clients must present.
+//     auth_type is md5 (with PgBouncer's meaning: MD5, or SCRAM for a SCRAM secret; the
+//     password here is plain text, so the auth layer can do either), or trust when the URL
+//     has no password. The same credentials are used to log in to the server.
+//
+// Query parameters sslmode, sslrootcert, sslcert and sslkey set server_tls_*; host (a unix
+// socket directory) and port override the authority; application_name and
+// connect_timeout are honoured; anything else is ignored with a warning.
+func FromURL(raw string) (*Config, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("config: upstream URL: %w", redactURLError(err))
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return nil, fmt.Errorf("config: upstream URL: scheme %q is not postgres or postgresql", u.Scheme)
+	}
+	user := u.User.Username()
+	if user == "" {
+		return nil, errors.New("config: upstream URL: no user name")
+	}
+	pass, hasPass := u.User.Password()
+	db := newDatabase("")
+	db.Host, db.User, db.Password = u.Hostname(), user, pass
+	if p := u.Port(); p != "" {
+		if db.Port, err = parseInt(p, 1, 65535); err != nil {
+			return nil, fmt.Errorf("config: upstream URL: port: %w", err)
+		}
+	}
+	c := Default()
+	c.ListenAddr = []string{"127.0.0.1"}
+	if err := applyURLQuery(c, db, u.Query()); err != nil {
+		return nil, fmt.Errorf("config: upstream URL: %w", err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	if name == "" {
+		name = user
+	}
+	main, fallback := *db, *db
+	main.Name, main.DBName = name, name
+	fallback.Name, fallback.DBName = "*", "*"
+	c.Databases[name], c.Databases["*"] = &main, &fallback
+	c.InlineCredentials = map[string]Credential{user: {User: user, Password: pass}}
+	c.AuthType = AuthMD5
+	if !hasPass || pass == "" {
+		c.AuthType = AuthTrust
+	}
+	c.Path = redactURL(u)
+	return c, nil
+}
+
+// applyURLQuery applies libpq-style query parameters.
+func applyURLQuery(c *Config, db *Database, q url.Values) error {
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		v := q.Get(key)
+		var err error
+		switch key {
+		case "sslmode":
+			c.ServerTLS.SSLMode, err = oneOf(v, sslModes...)
+		case "sslrootcert":
+			c.ServerTLS.CAFile = v
+		case "sslcert":
+			c.ServerTLS.CertFile = v
+		case "sslkey":
+			c.ServerTLS.KeyFile = v
+		case "host":
+			db.Host = v
+		case "port":
+			db.Port, err = parseInt(v, 1, 65535)
+		case "application_name":
+			db.ApplicationName = v
+		case "connect_timeout":
+			c.ServerConnectTimeout, err = parseDuration(v)
+		default:
+			c.Warnings = append(c.Warnings, fmt.Sprintf("upstream URL: parameter %s is not supported by pgmux and is ignored", key))
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// redactURL prints u without its password.
+func redactURL(u *url.URL) string {
+	if _, ok := u.User.Password(); ok {
+		c := *u
+		c.User = url.UserPassword(u.User.Username(), "xxxxx")
+		return c.String()
+	}
+	return u.String()
+}
+
+// redactURLError keeps url.Parse's reason but drops the URL, which may hold a password.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

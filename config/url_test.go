@@ -1,0 +1,80 @@
+package config
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestFromURL(t *testing.T) {
+	tests := []struct {
+		url                  string
+		host, db, user, pass string
+		port                 int
+		auth                 AuthType
+	}{
+		{"postgres://app:secret@db.internal:5433/appdb", "db.internal", "appdb", "app", "secret", 5433, AuthMD5},
+		{"postgresql://app:secret@app-db.internal/appdb", "app-db.internal", "appdb", "app", "secret", 5432, AuthMD5},
+		{"postgres://app:s%40cr%3At@[fd00::1]:6000/appdb", "fd00::1", "appdb", "app", "s@cr:t", 6000, AuthMD5},
+		{"postgres://app:pw@[::1]/appdb", "::1", "appdb", "app", "pw", 5432, AuthMD5},
+		{"postgres://app@10.0.0.1", "10.0.0.1", "app", "app", "", 5432, AuthTrust},
+		{"postgres://app:pw@/appdb?host=/var/run/postgresql", "/var/run/postgresql", "appdb", "app", "pw", 5432, AuthMD5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			c, err := FromURL(tt.url)
+			require.NoError(t, err)
+			require.Equal(t, tt.auth, c.AuthType)
+			require.Equal(t, []string{"127.0.0.1"}, c.ListenAddr)
+			require.Equal(t, 6432, c.ListenPort)
+			require.Len(t, c.Databases, 2)
+			d := c.Databases[tt.db]
+			require.NotNil(t, d, "database %q", tt.db)
+			require.Equal(t, tt.db, d.Name)
+			require.Equal(t, tt.db, d.DBName)
+			require.Equal(t, tt.host, d.Host)
+			require.Equal(t, tt.port, d.Port)
+			require.Equal(t, tt.user, d.User)
+			require.Equal(t, tt.pass, d.Password)
+			require.Equal(t, -1, d.PoolSize)
+			other, ok := c.DatabaseFor("anything")
+			require.True(t, ok)
+			require.Equal(t, "anything", other.DBName)
+			require.Equal(t, tt.host, other.Host)
+			require.Equal(t, tt.user, other.User)
+			require.Equal(t, map[string]Credential{tt.user: {User: tt.user, Password: tt.pass}}, c.Credentials())
+			if tt.pass != "" {
+				require.NotContains(t, c.Path, tt.pass)
+			}
+			require.NoError(t, c.Validate())
+		})
+	}
+}
+
+func TestFromURLQuery(t *testing.T) {
+	c, err := FromURL("postgres://u:p@h/d?sslmode=verify-full&sslrootcert=/ca.pem&sslcert=/c.pem&sslkey=/k.pem&application_name=side&connect_timeout=4&port=6001&options=-c%20x%3D1")
+	require.NoError(t, err)
+	require.Equal(t, TLSSettings{SSLMode: "verify-full", CAFile: "/ca.pem", CertFile: "/c.pem", KeyFile: "/k.pem", Protocols: "secure", Ciphers: "default"}, c.ServerTLS)
+	require.Equal(t, "side", c.Databases["d"].ApplicationName)
+	require.Equal(t, 6001, c.Databases["d"].Port)
+	require.Equal(t, 4*time.Second, c.ServerConnectTimeout)
+	require.Equal(t, []string{"upstream URL: parameter options is not supported by pgmux and is ignored"}, c.Warnings)
+}
+
+func TestFromURLErrors(t *testing.T) {
+	tests := []struct{ url, want string }{
+		{"mysql://u:p@h/d", `config: upstream URL: scheme "mysql" is not postgres or postgresql`},
+		{"postgres://h/d", "config: upstream URL: no user name"},
+		{"postgres://u:p@h:notaport/d", `config: upstream URL: invalid port ":notaport" after host`},
+		{"postgres://u:p@h:70000/d", "config: upstream URL: port: 70000 is out of range (1..65535)"},
+		{"postgres://u:p@h/d?sslmode=sometimes", `config: upstream URL: sslmode: "sometimes" is not one of disable, allow, prefer, require, verify-ca, verify-full`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			_, err := FromURL(tt.url)
+			require.EqualError(t, err, tt.want)
+			require.NotContains(t, err.Error(), ":p@")
+		})
+	}
+}

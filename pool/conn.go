@@ -1,0 +1,312 @@
+package pool
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// Lessee is whoever holds a leased connection. Pump runs on the connection's own reader
+// goroutine for as long as the lease lasts: it reads the server's messages from c.Rd and
+// returns nil once it has ended the lease with Release or Discard, or the read error that
+// broke the connection.
+type Lessee interface {
+	Pump(c *Conn) error
+}
+
+// State of a server connection, as SHOW SERVERS reports it.
+type State int32
+
+const (
+	StateLogin State = iota
+	StateIdle
+	StateActive
+	StateTested
+	StateClosed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateLogin:
+		return "login"
+	case StateIdle:
+		return "idle"
+	case StateActive:
+		return "active"
+	case StateTested:
+		return "tested"
+	case StateClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+var connIDs atomic.Uint64
+
+// Conn is one logged-in server connection. The reader goroutine owns Rd; the current
+// lessee (or the pool, while the connection is not leased) owns Wr.
+type Conn struct {
+	ID      uint64
+	Rd      *wire.Reader
+	Wr      *wire.Writer
+	PID     uint32
+	Key     []byte
+	Created time.Time
+	// Params holds the server's current reported parameters; written only by the reader
+	// goroutine or the lessee during its lease.
+	Params Params
+	// Attach holds the lessee layer's per-connection state (tracked session settings,
+	// prepared statements); the pool never looks at it.
+	Attach any
+
+	nc       net.Conn
+	pool     *Pool
+	network  string
+	addr     string
+	lessee   atomic.Pointer[lesseeBox]
+	state    atomic.Int32
+	lastUsed atomic.Int64 // unix nanos
+	closing  atomic.Bool
+	internal internalOp // guarded by the reader goroutine's ownership while not leased
+	closed   chan struct{}
+}
+
+type lesseeBox struct{ l Lessee }
+
+// internalOp is a query the pool itself runs (reset, health check).
+type internalOp struct {
+	mu      sync.Mutex
+	active  bool
+	pending int
+	err     error
+	done    func(err error)
+}
+
+// State reports the connection's state.
+func (c *Conn) State() State { return State(c.state.Load()) }
+
+// LastUsed reports when the connection was last released or leased.
+func (c *Conn) LastUsed() time.Time { return time.Unix(0, c.lastUsed.Load()) }
+
+// Addr reports the server address.
+func (c *Conn) Addr() string { return c.addr }
+
+// LocalAddr reports the local end of the server socket.
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+
+// Pool returns the pool the connection belongs to.
+func (c *Conn) Pool() *Pool { return c.pool }
+
+// Lessee returns the current lessee, or nil.
+func (c *Conn) Lessee() Lessee {
+	if b := c.lessee.Load(); b != nil {
+		return b.l
+	}
+	return nil
+}
+
+func dialConn(ctx context.Context, p *Pool, t *Target) (*Conn, error) {
+	network, addr := t.Network()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to server %s: %w", addr, err)
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+		_ = tc.SetKeepAlive(true)
+	}
+	nc, rd, pid, key, params, err := login(ctx, nc, t)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c := &Conn{
+		ID: connIDs.Add(1), Rd: rd, Wr: wire.NewWriter(nc), PID: pid, Key: key,
+		Created: time.Now(), Params: params, nc: nc, pool: p, network: network, addr: addr,
+		closed: make(chan struct{}),
+	}
+	c.Rd.Release()
+	c.lastUsed.Store(time.Now().UnixNano())
+	if t.ConnectQuery != "" {
+		if err := c.querySync(ctx, t.ConnectQuery); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("connect_query: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// querySync runs sql before the reader goroutine starts.
+func (c *Conn) querySync(ctx context.Context, sql string) error {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.nc.SetDeadline(dl)
+		defer c.nc.SetDeadline(noDeadline)
+	}
+	if _, err := c.nc.Write(wire.Query(nil, sql)); err != nil {
+		return err
+	}
+	var qerr error
+	for {
+		typ, n, err := c.Rd.Next()
+		if err != nil {
+			return err
+		}
+		m, err := c.Rd.Message(n)
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case 'E':
+			qerr, _ = pgerr.Parse(wire.Body(m))
+		case 'S':
+			if k, v, err := wire.ParseParameterStatus(wire.Body(m)); err == nil {
+				c.Params.Set(string(k), string(v))
+			}
+		case 'Z':
+			return qerr
+		}
+	}
+}
+
+// run is the connection's reader goroutine.
+func (c *Conn) run() {
+	var err error
+	defer func() { c.pool.remove(c, err) }()
+	for {
+		if b := c.lessee.Load(); b != nil {
+			if err = b.l.Pump(c); err != nil {
+				return
+			}
+			continue
+		}
+		c.Rd.Release()
+		var typ byte
+		var n int
+		if typ, n, err = c.Rd.Next(); err != nil {
+			return
+		}
+		if c.lessee.Load() != nil {
+			continue
+		}
+		if err = c.handleIdle(typ, n); err != nil {
+			return
+		}
+	}
+}
+
+// handleIdle consumes a message that arrived while the connection is not leased: the
+// answer to an internal query, or something unsolicited.
+func (c *Conn) handleIdle(typ byte, n int) error {
+	m, err := c.Rd.Message(n)
+	if err != nil {
+		return err
+	}
+	op := &c.internal
+	op.mu.Lock()
+	active := op.active
+	op.mu.Unlock()
+	switch typ {
+	case 'S':
+		if k, v, err := wire.ParseParameterStatus(wire.Body(m)); err == nil {
+			c.Params.Set(string(k), string(v))
+		}
+	case 'E':
+		pe, _ := pgerr.Parse(wire.Body(m))
+		if !active {
+			return fmt.Errorf("server sent an error while idle: %w", pe)
+		}
+		op.mu.Lock()
+		if op.err == nil {
+			op.err = pe
+		}
+		op.mu.Unlock()
+	case 'Z':
+		if !active {
+			return errors.New("unexpected ReadyForQuery from an idle server")
+		}
+		op.mu.Lock()
+		op.pending--
+		var done func(error)
+		var opErr error
+		if op.pending <= 0 {
+			op.active = false
+			done, opErr = op.done, op.err
+			op.done, op.err = nil, nil
+		}
+		op.mu.Unlock()
+		if done != nil {
+			done(opErr)
+		}
+	}
+	return nil
+}
+
+// startInternal sends sql and calls done from the reader goroutine when it completes.
+func (c *Conn) startInternal(sql string, done func(error)) error {
+	op := &c.internal
+	op.mu.Lock()
+	op.active, op.pending, op.err, op.done = true, 1, nil, done
+	op.mu.Unlock()
+	if err := c.Wr.Write(wire.Query(nil, sql)); err != nil {
+		return err
+	}
+	return c.Wr.Flush()
+}
+
+// Release ends the lease on a clean connection (no transaction open, nothing pending).
+// With reset, the pool runs server_reset_query before the next lease.
+func (c *Conn) Release(reset bool) {
+	c.lessee.Store(nil)
+	c.pool.release(c, reset)
+}
+
+// Discard ends the lease on a connection that cannot be reused and closes it.
+func (c *Conn) Discard(reason error) {
+	c.lessee.Store(nil)
+	c.close()
+}
+
+func (c *Conn) close() {
+	if c.closing.CompareAndSwap(false, true) {
+		c.state.Store(int32(StateClosed))
+		c.nc.Close()
+	}
+}
+
+// Closed is closed once the connection's reader goroutine has exited.
+func (c *Conn) Closed() <-chan struct{} { return c.closed }
+
+// SetDeadline sets the server socket's deadline (query_timeout and the like).
+func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
+
+// Cancel sends a CancelRequest for this connection's backend over a new connection.
+func (c *Conn) Cancel(ctx context.Context) error {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, c.network, c.addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	b := make([]byte, 12, 16+len(c.Key))
+	binary.BigEndian.PutUint32(b[0:], uint32(12+len(c.Key)))
+	binary.BigEndian.PutUint32(b[4:], 80877102)
+	binary.BigEndian.PutUint32(b[8:], c.PID)
+	b = append(b, c.Key...)
+	if _, err := nc.Write(b); err != nil {
+		return err
+	}
+	// The server closes the connection once it has read the request.
+	var one [1]byte
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _ = nc.Read(one[:])
+	return nil
+}

@@ -1,0 +1,456 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Options configure a Pool. Target is called for each new connection so credentials and
+// addresses picked up by a reload apply to the next dial.
+type Options struct {
+	Database string
+	User     string
+	Target   func() *Target
+
+	Size           int
+	MinSize        int
+	ReserveSize    int
+	ReserveTimeout time.Duration
+
+	Lifetime       time.Duration
+	IdleTimeout    time.Duration
+	CheckQuery     string
+	CheckDelay     time.Duration
+	ResetQuery     string
+	ConnectTimeout time.Duration
+
+	// Limits are shared caps across pools (max_db_connections, max_user_connections).
+	Limits []*Limit
+	Logger *zap.Logger
+}
+
+func (o *Options) validate() error {
+	if o.Target == nil {
+		return errors.New("pool: Options.Target is required")
+	}
+	if o.Size < 0 || o.MinSize < 0 || o.ReserveSize < 0 {
+		return errors.New("pool: sizes must not be negative")
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return nil
+}
+
+// ErrClosed is returned by Acquire on a closed pool.
+var ErrClosed = errors.New("pool is closed")
+
+// ErrWaitTimeout is returned by Acquire when the caller's context expires while queued.
+var ErrWaitTimeout = errors.New("timed out waiting for a server connection")
+
+// Pool is a bounded set of server connections for one (database, user).
+// mu guards every field below it.
+type Pool struct {
+	mu      sync.Mutex
+	opts    Options
+	idle    []*Conn // LIFO: the most recently used connection is reused first
+	all     map[*Conn]struct{}
+	total   int // open plus dialing
+	dialing int
+	waiters []*waiter
+	closed  bool
+	paused  bool
+	resume  chan struct{}
+	stats   Stats
+	stop    chan struct{}
+}
+
+type waiter struct {
+	ch    chan *Conn // a handed-off connection, or nil: capacity freed, try again
+	since time.Time
+}
+
+// New creates a pool and starts its maintenance goroutine.
+func New(opts Options) (*Pool, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	p := &Pool{opts: opts, all: make(map[*Conn]struct{}), stop: make(chan struct{})}
+	for _, l := range opts.Limits {
+		l.register(p)
+	}
+	go p.maintain()
+	return p, nil
+}
+
+// Reconfigure applies new sizes, timeouts and queries; connections over the new size are
+// closed as they become idle.
+func (p *Pool) Reconfigure(opts Options) error {
+	if err := opts.validate(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	opts.Limits = p.opts.Limits
+	p.opts = opts
+	p.mu.Unlock()
+	p.trimIdle()
+	p.wakeWaiters()
+	return nil
+}
+
+// Options returns the pool's current options.
+func (p *Pool) Options() Options {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.opts
+}
+
+// Acquire leases a connection to l, waiting in FIFO order until ctx is done.
+func (p *Pool) Acquire(ctx context.Context, l Lessee) (*Conn, error) {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if p.paused {
+			ch := p.resume
+			p.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w: pool is paused", ErrWaitTimeout)
+			}
+		}
+		if c := p.popIdle(); c != nil {
+			p.mu.Unlock()
+			if !p.healthy(ctx, c) {
+				continue
+			}
+			p.lease(c, l)
+			return c, nil
+		}
+		if len(p.waiters) == 0 && p.total < p.opts.Size {
+			c, err, retry := p.dialLocked(ctx)
+			if retry {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			p.lease(c, l)
+			return c, nil
+		}
+		w := &waiter{ch: make(chan *Conn, 1), since: time.Now()}
+		p.waiters = append(p.waiters, w)
+		reserve := p.opts.ReserveSize > 0
+		reserveAfter := p.opts.ReserveTimeout
+		p.mu.Unlock()
+		c, err := p.wait(ctx, w, reserve, reserveAfter)
+		if err != nil {
+			return nil, err
+		}
+		if c == nil {
+			continue
+		}
+		p.lease(c, l)
+		return c, nil
+	}
+}
+
+// dialLocked is entered with p.mu held and returns with it released. retry means a shared
+// limit refused and the caller should queue.
+func (p *Pool) dialLocked(ctx context.Context) (*Conn, error, bool) {
+	p.total++
+	p.dialing++
+	p.mu.Unlock()
+	if !p.takeLimits() {
+		p.mu.Lock()
+		p.total--
+		p.dialing--
+		w := &waiter{ch: make(chan *Conn, 1), since: time.Now()}
+		p.waiters = append(p.waiters, w)
+		p.mu.Unlock()
+		for _, l := range p.opts.Limits {
+			l.evictIdle(p)
+		}
+		c, err := p.wait(ctx, w, false, 0)
+		if c != nil {
+			return c, nil, false
+		}
+		return nil, err, err == nil
+	}
+	c, err := p.dial(ctx)
+	p.mu.Lock()
+	p.dialing--
+	if err != nil {
+		p.total--
+		p.stats.ConnectFailures++
+		p.mu.Unlock()
+		p.putLimits()
+		p.wakeWaiters()
+		return nil, err, false
+	}
+	p.all[c] = struct{}{}
+	p.stats.Connects++
+	p.mu.Unlock()
+	go c.run()
+	return c, nil, false
+}
+
+func (p *Pool) dial(ctx context.Context) (*Conn, error) {
+	p.mu.Lock()
+	timeout := p.opts.ConnectTimeout
+	target := p.opts.Target
+	p.mu.Unlock()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+	}
+	return dialConn(ctx, p, target())
+}
+
+func (p *Pool) wait(ctx context.Context, w *waiter, reserve bool, reserveAfter time.Duration) (*Conn, error) {
+	var reserveC <-chan time.Time
+	if reserve {
+		t := time.NewTimer(reserveAfter)
+		defer t.Stop()
+		reserveC = t.C
+	}
+	for {
+		select {
+		case c := <-w.ch:
+			return c, nil
+		case <-reserveC:
+			reserveC = nil
+			if c, ok := p.tryReserve(ctx, w); ok {
+				return c, nil
+			}
+		case <-ctx.Done():
+			p.mu.Lock()
+			removed := p.dropWaiter(w)
+			p.mu.Unlock()
+			if !removed {
+				// Handed something just now: take it rather than lose a connection.
+				if c := <-w.ch; c != nil {
+					return c, nil
+				}
+			}
+			return nil, fmt.Errorf("%w: %w", ErrWaitTimeout, context.Cause(ctx))
+		}
+	}
+}
+
+// tryReserve dials a reserve connection for a waiter that has waited reserve_pool_timeout.
+func (p *Pool) tryReserve(ctx context.Context, w *waiter) (*Conn, bool) {
+	p.mu.Lock()
+	if p.total >= p.opts.Size+p.opts.ReserveSize || !p.dropWaiter(w) {
+		p.mu.Unlock()
+		return nil, false
+	}
+	p.stats.ReserveUsed++
+	c, err, _ := p.dialLocked(ctx)
+	if err != nil || c == nil {
+		// Back in the queue at the front: the waiter keeps its place.
+		p.mu.Lock()
+		p.waiters = append([]*waiter{w}, p.waiters...)
+		p.mu.Unlock()
+		return nil, false
+	}
+	return c, true
+}
+
+func (p *Pool) dropWaiter(w *waiter) bool {
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Pool) popIdle() *Conn {
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		if !c.closing.Load() {
+			return c
+		}
+	}
+	return nil
+}
+
+// healthy runs server_check_query on a connection idle longer than server_check_delay.
+func (p *Pool) healthy(ctx context.Context, c *Conn) bool {
+	p.mu.Lock()
+	q, delay, lifetime := p.opts.CheckQuery, p.opts.CheckDelay, p.opts.Lifetime
+	p.mu.Unlock()
+	if lifetime > 0 && time.Since(c.Created) > lifetime {
+		c.close()
+		return false
+	}
+	if q == "" || time.Since(c.LastUsed()) < delay {
+		return true
+	}
+	c.state.Store(int32(StateTested))
+	done := make(chan error, 1)
+	if err := c.startInternal(q, func(err error) { done <- err }); err != nil {
+		c.close()
+		return false
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			c.close()
+			return false
+		}
+		return true
+	case <-ctx.Done():
+		c.close()
+		return false
+	case <-c.closed:
+		return false
+	}
+}
+
+func (p *Pool) lease(c *Conn, l Lessee) {
+	c.state.Store(int32(StateActive))
+	c.lastUsed.Store(time.Now().UnixNano())
+	c.lessee.Store(&lesseeBox{l})
+}
+
+// release takes back a connection whose lease ended cleanly.
+func (p *Pool) release(c *Conn, reset bool) {
+	if c.closing.Load() {
+		return
+	}
+	p.mu.Lock()
+	q := p.opts.ResetQuery
+	over := p.closed || p.total > p.opts.Size+p.opts.ReserveSize ||
+		(p.opts.Lifetime > 0 && time.Since(c.Created) > p.opts.Lifetime)
+	p.mu.Unlock()
+	if over {
+		c.close()
+		return
+	}
+	if reset && q != "" {
+		c.state.Store(int32(StateTested))
+		err := c.startInternal(q, func(err error) {
+			if err != nil {
+				p.opts.Logger.Warn("server_reset_query failed; closing server connection", zap.Error(err))
+				c.close()
+				return
+			}
+			p.putIdle(c)
+		})
+		if err != nil {
+			c.close()
+		}
+		return
+	}
+	p.putIdle(c)
+}
+
+func (p *Pool) putIdle(c *Conn) {
+	c.lastUsed.Store(time.Now().UnixNano())
+	p.mu.Lock()
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.stats.noteWait(time.Since(w.since))
+		c.state.Store(int32(StateActive))
+		p.mu.Unlock()
+		w.ch <- c
+		return
+	}
+	c.state.Store(int32(StateIdle))
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// remove forgets a connection whose reader goroutine has exited.
+func (p *Pool) remove(c *Conn, err error) {
+	c.close()
+	p.mu.Lock()
+	if _, ok := p.all[c]; ok {
+		delete(p.all, c)
+		p.total--
+		for i, x := range p.idle {
+			if x == c {
+				p.idle = append(p.idle[:i], p.idle[i+1:]...)
+				break
+			}
+		}
+	}
+	p.mu.Unlock()
+	close(c.closed)
+	p.putLimits()
+	p.wakeWaiters()
+}
+
+// wakeWaiters tells the first waiter to retry when there is room to dial.
+func (p *Pool) wakeWaiters() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.waiters) > 0 && p.total < p.opts.Size {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w.ch <- nil
+	}
+}
+
+func (p *Pool) takeLimits() bool {
+	for i, l := range p.opts.Limits {
+		if !l.take() {
+			for _, m := range p.opts.Limits[:i] {
+				m.put()
+			}
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Pool) putLimits() {
+	for _, l := range p.opts.Limits {
+		l.put()
+	}
+}
+
+// Close closes idle connections now and the others as they are released.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	waiters := p.waiters
+	p.waiters = nil
+	close(p.stop)
+	if p.paused {
+		p.paused = false
+		close(p.resume)
+	}
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.close()
+	}
+	for _, w := range waiters {
+		w.ch <- nil
+	}
+	for _, l := range p.opts.Limits {
+		l.unregister(p)
+	}
+}

@@ -1,0 +1,57 @@
+package pool
+
+import "time"
+
+// Stats is a snapshot of a pool for SHOW POOLS and metrics.
+type Stats struct {
+	Idle, Active, Tested, Login int
+	Waiting                     int
+	MaxWait                     time.Duration // the oldest waiter's wait so far
+	Total                       int
+	Connects, ConnectFailures   uint64
+	ReserveUsed                 uint64
+	WaitCount                   uint64
+	WaitTotal                   time.Duration
+	Paused                      bool
+}
+
+func (s *Stats) noteWait(d time.Duration) {
+	s.WaitCount++
+	s.WaitTotal += d
+}
+
+// Stats returns a snapshot.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats
+	s.Total = p.total
+	s.Login = p.dialing
+	s.Waiting = len(p.waiters)
+	s.Paused = p.paused
+	if len(p.waiters) > 0 {
+		s.MaxWait = time.Since(p.waiters[0].since)
+	}
+	for c := range p.all {
+		switch c.State() {
+		case StateIdle:
+			s.Idle++
+		case StateActive:
+			s.Active++
+		case StateTested:
+			s.Tested++
+		}
+	}
+	return s
+}
+
+// Conns returns the pool's open connections, for SHOW SERVERS.
+func (p *Pool) Conns() []*Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*Conn, 0, len(p.all))
+	for c := range p.all {
+		out = append(out, c)
+	}
+	return out
+}

@@ -1,0 +1,211 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// HeaderLen is the size of a typed message header: one type byte and a 4-byte length.
+const HeaderLen = 5
+
+// ErrTooLarge is returned when a message's declared length exceeds the reader's limit.
+var ErrTooLarge = errors.New("message too large")
+
+// ErrBadLength is returned when a message declares a length smaller than its own header.
+var ErrBadLength = errors.New("invalid message length")
+
+// Reader reads framed messages from r. It is not safe for concurrent use; the goroutine
+// that reads a connection owns its Reader.
+type Reader struct {
+	src   io.Reader
+	buf   *[]byte // nil while idle
+	r, w  int
+	small [HeaderLen]byte // the only bytes held while waiting on an idle connection
+	// MaxMessage bounds Next's declared length (max_packet_size); 0 means 1 GiB.
+	MaxMessage int
+}
+
+// NewReader returns a Reader over src.
+func NewReader(src io.Reader) *Reader { return &Reader{src: src} }
+
+// Reset points the reader at a new source, dropping any buffered bytes.
+func (rd *Reader) Reset(src io.Reader) {
+	rd.src = src
+	rd.r, rd.w = 0, 0
+	rd.Release()
+}
+
+// Buffered reports how many bytes are buffered and not yet consumed.
+func (rd *Reader) Buffered() int { return rd.w - rd.r }
+
+// Release returns the buffer to the shared pool if nothing is buffered.
+func (rd *Reader) Release() {
+	if rd.buf != nil && rd.r == rd.w {
+		putBuf(rd.buf)
+		rd.buf = nil
+		rd.r, rd.w = 0, 0
+	}
+}
+
+// fill reads at least once from the source, growing the buffered window to hold at least
+// need bytes when possible. With no buffer, it blocks on a tiny array so that an idle
+// connection holds no pooled buffer, then moves what it read into a pooled one.
+func (rd *Reader) fill(need int) error {
+	if rd.buf == nil {
+		n, err := rd.src.Read(rd.small[:])
+		if n == 0 {
+			if err == nil {
+				err = io.ErrNoProgress
+			}
+			return err
+		}
+		rd.buf = getBuf()
+		rd.r, rd.w = 0, copy(*rd.buf, rd.small[:n])
+		return nil
+	}
+	b := *rd.buf
+	if rd.r > 0 && (rd.w == len(b) || need > len(b)-rd.r) {
+		rd.w = copy(b, b[rd.r:rd.w])
+		rd.r = 0
+	}
+	if need > len(b) {
+		nb := make([]byte, need)
+		rd.w = copy(nb, b[rd.r:rd.w])
+		rd.r = 0
+		putBuf(rd.buf)
+		rd.buf = &nb
+		b = nb
+	}
+	n, err := rd.src.Read(b[rd.w:])
+	rd.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// ensure makes n bytes available in the buffer.
+func (rd *Reader) ensure(n int) error {
+	for rd.w-rd.r < n {
+		if err := rd.fill(n); err != nil {
+			if err == io.EOF && rd.w > rd.r {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// Next waits for the next message header and returns its type and the length of its body
+// (the declared length minus the 4 length bytes). The header stays unconsumed: follow with
+// Message, Forward or Skip.
+func (rd *Reader) Next() (typ byte, bodyLen int, err error) {
+	if err := rd.ensure(HeaderLen); err != nil {
+		return 0, 0, err
+	}
+	b := (*rd.buf)[rd.r:]
+	n := int(binary.BigEndian.Uint32(b[1:5]))
+	if n < 4 {
+		return 0, 0, fmt.Errorf("%w: %d for message type %q", ErrBadLength, n, b[0])
+	}
+	max := rd.MaxMessage
+	if max <= 0 {
+		max = 1 << 30
+	}
+	if n-4 > max {
+		return 0, 0, fmt.Errorf("%w: %d bytes for message type %q, limit %d", ErrTooLarge, n, b[0], max)
+	}
+	return b[0], n - 4, nil
+}
+
+// Message returns the whole message (header and body) whose header Next just returned,
+// as a view valid until the next call on the reader, and consumes it.
+func (rd *Reader) Message(bodyLen int) ([]byte, error) {
+	n := HeaderLen + bodyLen
+	if err := rd.ensure(n); err != nil {
+		return nil, err
+	}
+	m := (*rd.buf)[rd.r : rd.r+n]
+	rd.r += n
+	return m, nil
+}
+
+// Forward copies the message whose header Next just returned to w, chunk by chunk, so a
+// message of any size passes through a fixed buffer.
+func (rd *Reader) Forward(w *Writer, bodyLen int) error {
+	left := HeaderLen + bodyLen
+	for left > 0 {
+		if rd.r == rd.w {
+			if err := rd.fill(1); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+		}
+		chunk := rd.w - rd.r
+		if chunk > left {
+			chunk = left
+		}
+		if err := w.Write((*rd.buf)[rd.r : rd.r+chunk]); err != nil {
+			return &WriteError{Err: err}
+		}
+		rd.r += chunk
+		left -= chunk
+	}
+	return nil
+}
+
+// WriteError wraps a failure of the destination during Forward, so callers can tell it
+// from a failure of the source.
+type WriteError struct{ Err error }
+
+func (e *WriteError) Error() string { return "write: " + e.Err.Error() }
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// Skip discards the message whose header Next just returned.
+func (rd *Reader) Skip(bodyLen int) error {
+	left := HeaderLen + bodyLen
+	for left > 0 {
+		if rd.r == rd.w {
+			if err := rd.fill(1); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+		}
+		chunk := rd.w - rd.r
+		if chunk > left {
+			chunk = left
+		}
+		rd.r += chunk
+		left -= chunk
+	}
+	return nil
+}
+
+// ReadFull reads exactly len(p) bytes, draining the buffer first. It is used for the
+// untyped startup packet.
+func (rd *Reader) ReadFull(p []byte) error {
+	for len(p) > 0 {
+		if rd.r == rd.w {
+			if err := rd.fill(1); err != nil {
+				if err == io.EOF && len(p) > 0 {
+					return io.ErrUnexpectedEOF
+				}
+				return err
+			}
+		}
+		n := copy(p, (*rd.buf)[rd.r:rd.w])
+		rd.r += n
+		p = p[n:]
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"errors"
+	"sync"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/protocol/auth"
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// mockSecret keys the fake SCRAM exchanges offered for unknown users.
+var mockSecret = sync.OnceValue(func() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return b
+})
+
+func isSCRAMSecret(pw string) bool { return auth.IsSCRAMVerifier(pw) }
+
+func passwordFailed(user string) *pgerr.Error {
+	return pgerr.Fatal(pgerr.InvalidPassword, "password authentication failed for user %q", user)
+}
+
+// authenticate runs the configured client authentication against auth_file.
+func (s *Session) authenticate(cfg *config.Config, user string) error {
+	s.srv.mu.Lock()
+	cred, known := s.srv.creds[user]
+	s.srv.mu.Unlock()
+	switch cfg.AuthType {
+	case config.AuthTrust, config.AuthAny:
+		return nil
+	case config.AuthPlain:
+		return s.authCleartext(user, cred, known)
+	case config.AuthSCRAM:
+		return s.authSCRAM(user, cred, known)
+	case config.AuthMD5, config.AuthHBA:
+		if known && isSCRAMSecret(cred.Password) {
+			return s.authSCRAM(user, cred, known)
+		}
+		return s.authMD5(user, cred, known)
+	}
+	return pgerr.Fatal(pgerr.InvalidAuthorization, "auth_type %s is not supported", cfg.AuthType)
+}
+
+// readPassword sends an authentication request and reads the client's answer body.
+func (s *Session) readPassword(code int32, payload []byte) ([]byte, error) {
+	if _, err := s.nc.Write(wire.Auth(nil, code, payload)); err != nil {
+		return nil, err
+	}
+	typ, n, err := s.rd.Next()
+	if err != nil {
+		return nil, err
+	}
+	if typ != 'p' {
+		return nil, pgerr.Fatal(pgerr.ProtocolViolation, "expected password response, got message type %q", typ)
+	}
+	if n > 8192 {
+		return nil, pgerr.Fatal(pgerr.ProtocolViolation, "password packet too large")
+	}
+	m, err := s.rd.Message(n)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), wire.Body(m)...), nil
+}
+
+func (s *Session) authCleartext(user string, cred config.Credential, known bool) error {
+	body, err := s.readPassword(wire.AuthCleartext, nil)
+	if err != nil {
+		return err
+	}
+	pw, _, err := wire.CString(body)
+	if err != nil {
+		return pgerr.Fatal(pgerr.ProtocolViolation, "invalid password packet")
+	}
+	if !known || !checkPlain(user, cred.Password, string(pw)) {
+		return passwordFailed(user)
+	}
+	if isSCRAMSecret(cred.Password) {
+		s.rememberSCRAMFromPassword(user, cred.Password, string(pw))
+	}
+	return nil
+}
+
+// checkPlain compares a cleartext password with whatever auth_file stores.
+func checkPlain(user, stored, given string) bool {
+	switch {
+	case isSCRAMSecret(stored):
+		v, err := auth.ParseVerifier(stored)
+		if err != nil {
+			return false
+		}
+		got, err := auth.DeriveVerifier(given, v.Salt, v.Iterations)
+		return err == nil && constEq(got.StoredKey, v.StoredKey)
+	case auth.IsMD5Hash(stored):
+		return constEq([]byte(auth.MD5Password(user, given)), []byte(stored))
+	default:
+		return constEq([]byte(given), []byte(stored))
+	}
+}
+
+func (s *Session) authMD5(user string, cred config.Credential, known bool) error {
+	var salt [4]byte
+	_, _ = rand.Read(salt[:])
+	body, err := s.readPassword(wire.AuthMD5, salt[:])
+	if err != nil {
+		return err
+	}
+	resp, _, err := wire.CString(body)
+	if err != nil {
+		return pgerr.Fatal(pgerr.ProtocolViolation, "invalid password packet")
+	}
+	if !known || !auth.VerifyMD5(cred.Password, user, salt, string(resp)) {
+		return passwordFailed(user)
+	}
+	return nil
+}
+
+func (s *Session) authSCRAM(user string, cred config.Credential, known bool) error {
+	var ex *auth.ServerSCRAM
+	var v auth.Verifier
+	switch {
+	case known && isSCRAMSecret(cred.Password):
+		var err error
+		if v, err = auth.ParseVerifier(cred.Password); err != nil {
+			return pgerr.Fatal(pgerr.InvalidAuthorization, "invalid SCRAM secret for user %q in auth_file", user)
+		}
+		ex = auth.NewServerSCRAM(v, s.channelBinding())
+	case known && cred.Password != "" && !auth.IsMD5Hash(cred.Password):
+		v = s.srv.plainVerifier(user, cred.Password)
+		ex = auth.NewServerSCRAM(v, s.channelBinding())
+	default:
+		ex = auth.NewMockServerSCRAM(user, mockSecret())
+	}
+	payload := []byte{}
+	for _, m := range ex.Mechanisms() {
+		payload = wire.AppendString(payload, m)
+	}
+	payload = append(payload, 0)
+	body, err := s.readPassword(wire.AuthSASL, payload)
+	if err != nil {
+		return err
+	}
+	mech, rest, err := wire.CString(body)
+	if err != nil {
+		return pgerr.Fatal(pgerr.ProtocolViolation, "invalid SASLInitialResponse")
+	}
+	n, data, err := wire.Int32(rest)
+	if err != nil || int(n) != len(data) {
+		return pgerr.Fatal(pgerr.ProtocolViolation, "invalid SASLInitialResponse length")
+	}
+	first, err := ex.Start(string(mech), data)
+	if err != nil {
+		return scramFailed(user, err)
+	}
+	final, err := s.readPassword(wire.AuthSASLContinue, first)
+	if err != nil {
+		return err
+	}
+	last, err := ex.Finish(final)
+	if err != nil {
+		return scramFailed(user, err)
+	}
+	if _, err := s.nc.Write(wire.Auth(nil, wire.AuthSASLFinal, last)); err != nil {
+		return err
+	}
+	if isSCRAMSecret(cred.Password) {
+		s.srv.mu.Lock()
+		s.srv.scramKeys[user] = scramKeys{clientKey: ex.ClientKey(), serverKey: v.ServerKey}
+		s.srv.mu.Unlock()
+	}
+	return nil
+}
+
+func scramFailed(user string, err error) error {
+	if errors.Is(err, auth.ErrPasswordMismatch) {
+		return passwordFailed(user)
+	}
+	return pgerr.Fatal(pgerr.InvalidAuthorization, "SCRAM authentication failed for user %q: %v", user, err)
+}
+
+// rememberSCRAMFromPassword keeps the cleartext password a client proved against a SCRAM
+// verifier, so that server logins for that user can use it.
+func (s *Session) rememberSCRAMFromPassword(user, stored, pw string) {
+	s.srv.mu.Lock()
+	s.srv.scramKeys[user] = scramKeys{password: pw}
+	s.srv.mu.Unlock()
+}
+
+// plainVerifier returns a cached SCRAM verifier for a plain auth_file password.
+func (srv *Server) plainVerifier(user, pw string) auth.Verifier {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.verifiers == nil {
+		srv.verifiers = make(map[string]cachedVerifier)
+	}
+	if c, ok := srv.verifiers[user]; ok && c.password == pw {
+		return c.v
+	}
+	v := auth.NewVerifier(pw, auth.NewSalt(), auth.DefaultIterations)
+	srv.verifiers[user] = cachedVerifier{password: pw, v: v}
+	return v
+}
+
+type cachedVerifier struct {
+	password string
+	v        auth.Verifier
+}
+
+func constEq(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var d byte
+	for i := range a {
+		d |= a[i] ^ b[i]
+	}
+	return d == 0
+}

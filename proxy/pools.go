@@ -1,0 +1,226 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
+)
+
+// poolKey names a pool: the client-visible database and the client's user.
+type poolKey struct{ db, user string }
+
+// poolEntry is a pool with what the proxy keeps beside it.
+type poolEntry struct {
+	key  poolKey
+	pool *pool.Pool
+
+	mu     sync.Mutex
+	db     *config.Database
+	mode   config.PoolMode
+	params pool.Params // a server's parameters at login, shown to new clients
+}
+
+func (e *poolEntry) snapshot() (*config.Database, config.PoolMode, pool.Params) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.db, e.mode, e.params
+}
+
+// pools is the registry of pools and of the shared per-database and per-user caps.
+type pools struct {
+	s       *Server
+	mu      sync.Mutex
+	byKey   map[poolKey]*poolEntry
+	dbCap   map[string]*pool.Limit
+	userCap map[string]*pool.Limit
+}
+
+func newPools(s *Server) *pools {
+	return &pools{s: s, byKey: make(map[poolKey]*poolEntry),
+		dbCap: make(map[string]*pool.Limit), userCap: make(map[string]*pool.Limit)}
+}
+
+// get returns the pool for (db, user), creating it on first use.
+func (ps *pools) get(cfg *config.Config, db *config.Database, user string) (*poolEntry, error) {
+	k := poolKey{db.Name, user}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if e, ok := ps.byKey[k]; ok {
+		return e, nil
+	}
+	e := &poolEntry{key: k, db: db, mode: cfg.EffectivePoolMode(db, user)}
+	opts := ps.options(cfg, e, db, user)
+	opts.Limits = []*pool.Limit{ps.capFor(ps.dbCap, db.Name, cfg.EffectiveMaxDBConnections(db)),
+		ps.capFor(ps.userCap, user, cfg.EffectiveMaxUserConnections(user))}
+	p, err := pool.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	e.pool = p
+	ps.byKey[k] = e
+	return e, nil
+}
+
+func (ps *pools) capFor(m map[string]*pool.Limit, name string, max int) *pool.Limit {
+	l, ok := m[name]
+	if !ok {
+		l = pool.NewLimit(max)
+		m[name] = l
+	}
+	return l
+}
+
+// options derives a pool's options from the configuration.
+func (ps *pools) options(cfg *config.Config, e *poolEntry, db *config.Database, user string) pool.Options {
+	check, enabled := cfg.CheckQuery()
+	switch {
+	case !enabled:
+		check = ""
+	case check == "":
+		check = ";" // an empty query still proves the server answers
+	}
+	return pool.Options{
+		Database: db.Name, User: user,
+		Target:         func() *pool.Target { return ps.target(e, user) },
+		Size:           cfg.EffectivePoolSize(db, user),
+		MinSize:        cfg.EffectiveMinPoolSize(db),
+		ReserveSize:    cfg.EffectiveReservePool(db, user),
+		ReserveTimeout: cfg.ReservePoolTimeout,
+		Lifetime:       cfg.ServerLifetime,
+		IdleTimeout:    cfg.ServerIdleTimeout,
+		CheckQuery:     check,
+		CheckDelay:     cfg.ServerCheckDelay,
+		ResetQuery:     cfg.ServerResetQuery,
+		ConnectTimeout: cfg.ServerConnectTimeout,
+		Logger:         ps.s.log.With(zap.String("db", db.Name), zap.String("user", user)),
+	}
+}
+
+// target builds the login target for a new server connection of e.
+func (ps *pools) target(e *poolEntry, clientUser string) *pool.Target {
+	db, _, _ := e.snapshot()
+	s := ps.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := &pool.Target{Host: db.Host, Port: db.Port, Database: db.DBName, User: clientUser,
+		ConnectQuery: db.ConnectQuery}
+	if db.DBName == "" {
+		t.Database = db.Name
+	}
+	if db.User != "" {
+		t.User = db.User
+	}
+	switch {
+	case db.User != "" && db.Password != "":
+		t.Password = db.Password
+	default:
+		if c, ok := s.creds[t.User]; ok && !isSCRAMSecret(c.Password) {
+			t.Password = c.Password
+		} else if k, ok := s.scramKeys[t.User]; ok && k.password != "" {
+			t.Password = k.password
+		} else if ok {
+			t.SCRAMClientKey, t.SCRAMServerKey = k.clientKey, k.serverKey
+		} else if db.Password != "" {
+			t.Password = db.Password
+		}
+	}
+	for _, p := range [...]pool.Param{{Name: "client_encoding", Value: db.ClientEncoding},
+		{Name: "datestyle", Value: db.DateStyle}, {Name: "timezone", Value: db.TimeZone},
+		{Name: "application_name", Value: db.ApplicationName}} {
+		if p.Value != "" {
+			t.Params = append(t.Params, p)
+		}
+	}
+	if tc := serverTLSConfig(s.cfg, t.Host); tc != nil {
+		t.TLS = tc
+		t.TLSRequired = requiresTLS(s.cfg.ServerTLS.SSLMode)
+	}
+	return t
+}
+
+// serverParams returns the parameters a new client of e is shown at login, logging in to
+// a server the first time to learn them.
+func (ps *pools) serverParams(ctx context.Context, e *poolEntry, l *Session) (pool.Params, error) {
+	if _, _, p := e.snapshot(); p != nil {
+		return p, nil
+	}
+	c, err := e.pool.Acquire(ctx, &idleLessee{})
+	if err != nil {
+		return nil, err
+	}
+	params := c.Params.Clone()
+	c.Release(false)
+	e.mu.Lock()
+	e.params = params
+	e.mu.Unlock()
+	return params, nil
+}
+
+// reconfigure applies a new configuration to existing pools.
+func (ps *pools) reconfigure(cfg *config.Config) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for k, e := range ps.byKey {
+		db, ok := cfg.DatabaseFor(k.db)
+		if !ok {
+			e.pool.Close()
+			delete(ps.byKey, k)
+			continue
+		}
+		e.mu.Lock()
+		e.db = db
+		e.mode = cfg.EffectivePoolMode(db, k.user)
+		e.mu.Unlock()
+		if err := e.pool.Reconfigure(ps.options(cfg, e, db, k.user)); err != nil {
+			ps.s.log.Warn("reconfigure pool", zap.Error(err))
+		}
+	}
+	for name, l := range ps.dbCap {
+		if db, ok := cfg.DatabaseFor(name); ok {
+			l.SetMax(cfg.EffectiveMaxDBConnections(db))
+		}
+	}
+	for name, l := range ps.userCap {
+		l.SetMax(cfg.EffectiveMaxUserConnections(name))
+	}
+}
+
+func (ps *pools) all() []*poolEntry {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	out := make([]*poolEntry, 0, len(ps.byKey))
+	for _, e := range ps.byKey {
+		out = append(out, e)
+	}
+	return out
+}
+
+func (ps *pools) closeAll() {
+	for _, e := range ps.all() {
+		e.pool.Close()
+	}
+}
+
+// idleLessee holds a connection briefly without using it (learning parameters).
+type idleLessee struct{ _ byte }
+
+func (l *idleLessee) Pump(c *pool.Conn) error {
+	for {
+		if c.Lessee() != pool.Lessee(l) {
+			return nil
+		}
+		_, n, err := c.Rd.Next()
+		if err != nil {
+			return err
+		}
+		if c.Lessee() == pool.Lessee(l) {
+			if err := c.Rd.Skip(n); err != nil {
+				return err
+			}
+		}
+	}
+}

@@ -1,0 +1,293 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/config"
+)
+
+// Options configure a Server.
+type Options struct {
+	Config      *config.Config
+	Credentials map[string]config.Credential
+	Logger      *zap.Logger
+}
+
+// Server accepts clients and relays them to pooled server connections.
+type Server struct {
+	log *zap.Logger
+
+	mu        sync.Mutex // guards the fields below
+	cfg       *config.Config
+	creds     map[string]config.Credential
+	scramKeys map[string]scramKeys // user -> keys recovered from a client's SCRAM proof
+	verifiers map[string]cachedVerifier
+	tlsConf   *tls.Config
+	listeners []net.Listener
+	sessions  map[uint64]*Session
+	byCancel  map[uint64]*Session // pid<<32|key
+	pools     *pools
+
+	nclients atomic.Int64
+	nextID   atomic.Uint64
+	draining atomic.Bool
+	wg       sync.WaitGroup
+	done     chan struct{}
+}
+
+// scramKeys lets pgmux log in to a server for a user whose auth_file entry is a SCRAM
+// verifier: the keys recovered from the client's proof, or the password it sent in clear.
+type scramKeys struct {
+	clientKey, serverKey []byte
+	password             string
+}
+
+// New validates the options and builds a Server. Call Listen, then Serve.
+func New(opts Options) (*Server, error) {
+	if opts.Config == nil {
+		return nil, errors.New("proxy: Options.Config is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	s := &Server{
+		log: opts.Logger, cfg: opts.Config, creds: opts.Credentials,
+		scramKeys: make(map[string]scramKeys),
+		sessions:  make(map[uint64]*Session), byCancel: make(map[uint64]*Session),
+		done: make(chan struct{}),
+	}
+	if s.creds == nil {
+		s.creds = map[string]config.Credential{}
+	}
+	tc, err := clientTLSConfig(opts.Config)
+	if err != nil {
+		return nil, err
+	}
+	s.tlsConf = tc
+	s.pools = newPools(s)
+	return s, nil
+}
+
+// Config returns the configuration in force.
+func (s *Server) Config() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+// Listen opens the TCP listeners and the unix socket named by the configuration.
+func (s *Server) Listen() error {
+	cfg := s.Config()
+	var lns []net.Listener
+	for _, host := range cfg.ListenAddr {
+		network := "tcp"
+		if host == "*" {
+			host = ""
+		}
+		ln, err := net.Listen(network, net.JoinHostPort(host, strconv.Itoa(cfg.ListenPort)))
+		if err != nil {
+			closeAll(lns)
+			return fmt.Errorf("listen on %s:%d: %w", host, cfg.ListenPort, err)
+		}
+		lns = append(lns, ln)
+	}
+	if cfg.UnixSocketDir != "" {
+		path := filepath.Join(cfg.UnixSocketDir, ".s.PGSQL."+strconv.Itoa(cfg.ListenPort))
+		_ = os.Remove(path)
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			s.log.Warn("cannot listen on unix socket", zap.String("path", path), zap.Error(err))
+		} else {
+			if cfg.UnixSocketMode != 0 {
+				_ = os.Chmod(path, os.FileMode(cfg.UnixSocketMode))
+			}
+			lns = append(lns, ln)
+		}
+	}
+	if len(lns) == 0 {
+		return errors.New("no listen address: set listen_addr or unix_socket_dir")
+	}
+	s.mu.Lock()
+	s.listeners = lns
+	s.mu.Unlock()
+	return nil
+}
+
+func closeAll(lns []net.Listener) {
+	for _, ln := range lns {
+		ln.Close()
+	}
+}
+
+// Addrs returns the listening addresses.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]net.Addr, 0, len(s.listeners))
+	for _, ln := range s.listeners {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
+
+// Serve accepts clients until the listeners close.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	lns := s.listeners
+	s.mu.Unlock()
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func(ln net.Listener) { errc <- s.accept(ln) }(ln)
+	}
+	var first error
+	for range lns {
+		if err := <-errc; err != nil && first == nil && !s.draining.Load() {
+			first = err
+		}
+	}
+	return first
+}
+
+func (s *Server) accept(ln net.Listener) error {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of descriptors and the like: back off and keep serving the others.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay *= 2
+			}
+			s.log.Warn("accept failed", zap.Error(err), zap.Duration("retry_in", delay))
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		s.wg.Add(1)
+		go s.serveConn(nc)
+	}
+}
+
+func (s *Server) serveConn(nc net.Conn) {
+	defer s.wg.Done()
+	n := s.nclients.Add(1)
+	defer s.nclients.Add(-1)
+	sess := newSession(s, nc, s.nextID.Add(1))
+	sess.run(n)
+}
+
+// register records a logged-in session and gives it a cancel key.
+func (s *Server) register(sess *Session) {
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
+		key := binary.BigEndian.Uint32(b[4:])
+		k := uint64(pid)<<32 | uint64(key)
+		s.mu.Lock()
+		if _, taken := s.byCancel[k]; !taken && pid != 0 {
+			s.byCancel[k] = sess
+			s.sessions[sess.id] = sess
+			s.mu.Unlock()
+			sess.cancelPID, sess.cancelKey = pid, key
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (s *Server) unregister(sess *Session) {
+	s.mu.Lock()
+	delete(s.sessions, sess.id)
+	delete(s.byCancel, uint64(sess.cancelPID)<<32|uint64(sess.cancelKey))
+	s.mu.Unlock()
+}
+
+// cancel forwards a CancelRequest to the server now serving the session with that key.
+func (s *Server) cancel(pid uint32, key []byte) {
+	if len(key) != 4 {
+		return
+	}
+	k := uint64(pid)<<32 | uint64(binary.BigEndian.Uint32(key))
+	s.mu.Lock()
+	sess := s.byCancel[k]
+	timeout := s.cfg.CancelWaitTimeout
+	s.mu.Unlock()
+	if sess == nil {
+		return
+	}
+	c := sess.linkedServer()
+	if c == nil {
+		return
+	}
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := c.Cancel(ctx); err != nil {
+		sess.log.Warn("forwarding cancel request failed", zap.Error(err))
+	}
+}
+
+// Sessions returns the logged-in sessions.
+func (s *Server) Sessions() []*Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Session, 0, len(s.sessions))
+	for _, x := range s.sessions {
+		out = append(out, x)
+	}
+	return out
+}
+
+// Shutdown stops accepting, waits for clients to leave or finish their transactions up to
+// ctx's deadline, then closes everything.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	closeAll(s.listeners)
+	s.mu.Unlock()
+	for _, sess := range s.Sessions() {
+		sess.drain()
+	}
+	idle := make(chan struct{})
+	go func() { s.wg.Wait(); close(idle) }()
+	var err error
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		err = fmt.Errorf("shutdown: clients still connected: %w", ctx.Err())
+		for _, sess := range s.Sessions() {
+			sess.kill("pgmux is shutting down")
+		}
+		<-idle
+	}
+	s.pools.closeAll()
+	return err
+}
+
+// Close shuts down immediately.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return s.Shutdown(ctx)
+}

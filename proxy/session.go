@@ -1,0 +1,319 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/startup"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// ClientState is where a client is in its life, as SHOW CLIENTS reports it.
+type ClientState int32
+
+const (
+	ClientLogin   ClientState = iota // before AuthenticationOk
+	ClientIdle                       // logged in, no server linked
+	ClientActive                     // linked to a server
+	ClientWaiting                    // queued for a server
+	ClientClosed
+)
+
+func (c ClientState) String() string {
+	switch c {
+	case ClientLogin:
+		return "login"
+	case ClientIdle:
+		return "idle"
+	case ClientActive:
+		return "active"
+	case ClientWaiting:
+		return "waiting"
+	case ClientClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("ClientState(%d)", int32(c))
+}
+
+// Session is one client connection. The session's goroutine owns nc and rd; wr belongs to
+// the server connection's reader goroutine while a server is linked (it relays the
+// server's answers) and to the session goroutine otherwise. mu guards the link state.
+type Session struct {
+	srv *Server
+	id  uint64
+	nc  net.Conn
+	rd  *wire.Reader
+	wr  *wire.Writer
+	log *zap.Logger
+
+	user, dbName string
+	entry        *poolEntry
+	cancelPID    uint32
+	cancelKey    uint32
+	connectedAt  time.Time
+	remote       net.Addr
+	tls          bool
+
+	// params are the client's reported parameters as it believes them to be; extras are
+	// parameters from its startup packet that servers do not report (applied on link).
+	params pool.Params
+	extras pool.Params
+
+	mu       sync.Mutex
+	server   *pool.Conn
+	mode     config.PoolMode
+	pending  int  // Query, Sync and FunctionCall sent and not yet answered by ReadyForQuery
+	unsynced bool // extended-protocol messages sent since the last Sync
+	txStatus byte
+	state    ClientState
+	stats    SessionStats
+
+	hidden atomic.Int32 // ReadyForQuery answers of pgmux's own queries still to swallow
+	closed atomic.Bool  // the client is gone; server output is dropped
+}
+
+// SessionStats counts a session's traffic.
+type SessionStats struct {
+	Transactions, Queries uint64
+	BytesIn, BytesOut     uint64
+	WaitTime              time.Duration
+}
+
+func newSession(s *Server, nc net.Conn, id uint64) *Session {
+	return &Session{srv: s, id: id, nc: nc, rd: wire.NewReader(nc), wr: wire.NewWriter(nc),
+		log: s.log.With(zap.Uint64("client", id)), connectedAt: time.Now(),
+		remote: nc.RemoteAddr(), txStatus: 'I'}
+}
+
+// run serves the connection from its first byte to its close.
+func (s *Session) run(nclients int64) {
+	defer s.nc.Close()
+	cfg := s.srv.Config()
+	s.rd.MaxMessage = cfg.MaxPacketSize
+	if cfg.ClientLoginTimeout > 0 {
+		_ = s.nc.SetDeadline(time.Now().Add(cfg.ClientLoginTimeout))
+	}
+	pkt, err := s.negotiate(cfg)
+	if err != nil || pkt == nil {
+		s.loginFailed(err)
+		return
+	}
+	if err := s.login(cfg, pkt, nclients); err != nil {
+		s.loginFailed(err)
+		return
+	}
+	_ = s.nc.SetDeadline(time.Time{})
+	defer s.srv.unregister(s)
+	if cfg.LogConnections {
+		s.log.Info("client connected", zap.String("db", s.dbName), zap.String("user", s.user),
+			zap.Stringer("addr", s.remote), zap.Bool("tls", s.tls))
+	}
+	err = s.relay()
+	if cfg.LogDisconnections {
+		fields := []zap.Field{zap.String("db", s.dbName), zap.String("user", s.user),
+			zap.Duration("age", time.Since(s.connectedAt))}
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			fields = append(fields, zap.Error(err))
+		}
+		s.log.Info("client disconnected", fields...)
+	}
+}
+
+// negotiate answers SSLRequest and GSSENCRequest until the StartupMessage arrives. A nil
+// packet with nil error means the connection was a CancelRequest.
+func (s *Session) negotiate(cfg *config.Config) (*startup.Packet, error) {
+	for i := 0; i < 3; i++ {
+		pkt, err := startup.Read(s.rd)
+		if err != nil {
+			if errors.Is(err, startup.ErrTooLarge) || errors.Is(err, startup.ErrMalformed) || errors.Is(err, startup.ErrTooManyParams) {
+				return nil, pgerr.Fatal(pgerr.ProtocolViolation, "%v", err)
+			}
+			return nil, err
+		}
+		switch pkt.Kind {
+		case startup.KindCancel:
+			s.srv.cancel(pkt.CancelPID, pkt.CancelKey)
+			return nil, nil
+		case startup.KindGSSENCRequest:
+			if _, err := s.nc.Write([]byte{'N'}); err != nil {
+				return nil, err
+			}
+		case startup.KindSSLRequest:
+			if err := s.startTLS(); err != nil {
+				return nil, err
+			}
+		case startup.KindStartup:
+			return pkt, nil
+		}
+	}
+	return nil, pgerr.Fatal(pgerr.ProtocolViolation, "too many SSL/GSS negotiation requests")
+}
+
+// loginFailed tells the client why, when there is something to tell.
+func (s *Session) loginFailed(err error) {
+	if err == nil {
+		return
+	}
+	var pe *pgerr.Error
+	if errors.As(err, &pe) {
+		if pe.Severity != pgerr.SeverityFatal {
+			pe = &pgerr.Error{Severity: pgerr.SeverityFatal, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
+		}
+		_, _ = s.nc.Write(pe.Append(nil))
+		if pe.Code == pgerr.InvalidPassword || pe.Code == pgerr.InvalidAuthorization {
+			s.log.Warn("client login failed", zap.String("db", s.dbName), zap.String("user", s.user),
+				zap.Stringer("addr", s.remote), zap.String("reason", pe.Message))
+		} else {
+			s.log.Info("client login refused", zap.Stringer("addr", s.remote), zap.String("reason", pe.Message))
+		}
+		return
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		s.log.Debug("client login aborted", zap.Error(err))
+	}
+}
+
+// login checks the startup packet, authenticates, and sends the login answer.
+func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64) error {
+	if pkt.Major != 3 {
+		return pgerr.Fatal(pgerr.FeatureNotSupported,
+			"unsupported frontend protocol %d.%d: server supports 3.0 to 3.0", pkt.Major, pkt.Minor)
+	}
+	if s.srv.draining.Load() {
+		return pgerr.Fatal(pgerr.CannotConnectNow, "pgmux is shutting down")
+	}
+	if requiresTLS(cfg.ClientTLS.SSLMode) && !s.tls {
+		return pgerr.Fatal(pgerr.InvalidAuthorization, "SSL required")
+	}
+	user, _ := pkt.Get("user")
+	if user == "" {
+		return pgerr.Fatal(pgerr.InvalidAuthorization, "no PostgreSQL user name specified in startup packet")
+	}
+	s.user = user
+	s.dbName, _ = pkt.Get("database")
+	if s.dbName == "" {
+		s.dbName = user
+	}
+	if cfg.MaxClientConn > 0 && nclients > int64(cfg.MaxClientConn) {
+		return pgerr.Fatal(pgerr.TooManyConnections, "no more connections allowed (max_client_conn)")
+	}
+	db, ok := cfg.DatabaseFor(s.dbName)
+	if !ok {
+		return pgerr.Fatal(pgerr.InvalidCatalogName, "database %q does not exist", s.dbName)
+	}
+	if err := s.authenticate(cfg, user); err != nil {
+		return err
+	}
+	startParams, err := s.startupParams(cfg, pkt)
+	if err != nil {
+		return err
+	}
+	entry, err := s.srv.pools.get(cfg, db, user)
+	if err != nil {
+		return pgerr.Fatal(pgerr.InternalError, "%v", err)
+	}
+	s.entry = entry
+	_, mode, _ := entry.snapshot()
+	s.mode = mode
+	ctx, cancel := waitContext(cfg)
+	defer cancel()
+	serverParams, err := s.srv.pools.serverParams(ctx, entry, s)
+	if err != nil {
+		return serverError(err)
+	}
+	s.initParams(cfg, serverParams, startParams)
+	s.srv.register(s)
+	return s.sendLoginAnswer(pkt)
+}
+
+// sendLoginAnswer sends AuthenticationOk's followers: parameters, key data and ready.
+func (s *Session) sendLoginAnswer(pkt *startup.Packet) error {
+	var b []byte
+	if pkt.Minor > 0 {
+		var unsupported []string
+		for _, p := range pkt.Params {
+			if strings.HasPrefix(p.Key, "_pq_.") {
+				unsupported = append(unsupported, p.Key)
+			}
+		}
+		b = startup.NegotiateProtocolVersion(b, 0, unsupported)
+	}
+	b = wire.Auth(b, wire.AuthOK, nil)
+	for _, p := range s.params {
+		b = wire.ParameterStatus(b, p.Name, p.Value)
+	}
+	b = wire.BackendKeyData(b, s.cancelPID, s.cancelKey)
+	b = wire.ReadyForQuery(b, 'I')
+	s.mu.Lock()
+	s.state = ClientIdle
+	s.mu.Unlock()
+	_, err := s.nc.Write(b)
+	return err
+}
+
+// linkedServer returns the server now serving the client, or nil.
+func (s *Session) linkedServer() *pool.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.server
+}
+
+// drain asks an idle client to leave (shutdown); a busy one leaves when its transaction ends.
+func (s *Session) drain() {
+	s.mu.Lock()
+	idle := s.server == nil && s.state == ClientIdle
+	s.mu.Unlock()
+	if idle {
+		s.kill("pgmux is shutting down")
+	}
+}
+
+// kill closes the client's connection after telling it why.
+func (s *Session) kill(reason string) {
+	s.mu.Lock()
+	linked := s.server != nil
+	s.mu.Unlock()
+	if !linked {
+		_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = s.nc.Write(pgerr.Fatal(pgerr.AdminShutdown, "%s", reason).Append(nil))
+	}
+	_ = s.nc.Close()
+}
+
+// Info is what SHOW CLIENTS reports about a session.
+type Info struct {
+	ID              uint64
+	User, Database  string
+	State           ClientState
+	Remote          net.Addr
+	ConnectedAt     time.Time
+	PoolMode        config.PoolMode
+	ServerID        uint64
+	TLS             bool
+	ApplicationName string
+	Stats           SessionStats
+}
+
+// Info returns a snapshot for the admin console.
+func (s *Session) Info() Info {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := Info{ID: s.id, User: s.user, Database: s.dbName, State: s.state, Remote: s.remote,
+		ConnectedAt: s.connectedAt, PoolMode: s.mode, TLS: s.tls, Stats: s.stats}
+	if s.server != nil {
+		in.ServerID = s.server.ID
+	}
+	in.ApplicationName, _ = s.params.Get("application_name")
+	return in
+}

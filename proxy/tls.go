@@ -1,0 +1,161 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// requiresTLS reports whether an sslmode refuses plaintext.
+func requiresTLS(mode string) bool {
+	switch mode {
+	case "require", "verify-ca", "verify-full":
+		return true
+	}
+	return false
+}
+
+// clientTLSConfig loads client_tls_* settings; nil when TLS to clients is off.
+func clientTLSConfig(cfg *config.Config) (*tls.Config, error) {
+	t := cfg.ClientTLS
+	if t.SSLMode == "" || t.SSLMode == "disable" || t.CertFile == "" || t.KeyFile == "" {
+		if requiresTLS(t.SSLMode) {
+			return nil, fmt.Errorf("client_tls_sslmode=%s needs client_tls_cert_file and client_tls_key_file", t.SSLMode)
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("client TLS: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pool, err := loadCA(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("client_tls_ca_file: %w", err)
+		}
+		tc.ClientCAs = pool
+		if t.SSLMode == "verify-ca" || t.SSLMode == "verify-full" {
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+		} else {
+			tc.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+	}
+	return tc, nil
+}
+
+// serverTLSConfig builds the TLS configuration for logging in to host; nil when off.
+func serverTLSConfig(cfg *config.Config, host string) *tls.Config {
+	t := cfg.ServerTLS
+	switch t.SSLMode {
+	case "", "disable", "allow":
+		return nil
+	}
+	tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if t.CertFile != "" && t.KeyFile != "" {
+		if cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err == nil {
+			tc.Certificates = []tls.Certificate{cert}
+		}
+	}
+	var roots *x509.CertPool
+	if t.CAFile != "" {
+		roots, _ = loadCA(t.CAFile)
+	}
+	switch t.SSLMode {
+	case "verify-full":
+		tc.RootCAs = roots
+	case "verify-ca":
+		tc.InsecureSkipVerify = true
+		tc.VerifyPeerCertificate = verifyChainOnly(roots)
+	default: // prefer, require: encrypt without checking the certificate, as libpq does
+		tc.InsecureSkipVerify = true
+	}
+	return tc
+}
+
+func verifyChainOnly(roots *x509.CertPool) func([][]byte, [][]*x509.Certificate) error {
+	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return fmt.Errorf("server sent no certificate")
+		}
+		certs := make([]*x509.Certificate, len(raw))
+		for i, r := range raw {
+			c, err := x509.ParseCertificate(r)
+			if err != nil {
+				return err
+			}
+			certs[i] = c
+		}
+		inter := x509.NewCertPool()
+		for _, c := range certs[1:] {
+			inter.AddCert(c)
+		}
+		_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
+		return err
+	}
+}
+
+func loadCA(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no certificates in %s", path)
+	}
+	return pool, nil
+}
+
+// startTLS answers an SSLRequest: 'S' and a handshake when TLS is configured, else 'N'.
+func (s *Session) startTLS() error {
+	s.srv.mu.Lock()
+	tc := s.srv.tlsConf
+	s.srv.mu.Unlock()
+	if tc == nil || s.tls {
+		_, err := s.nc.Write([]byte{'N'})
+		return err
+	}
+	if s.rd.Buffered() > 0 {
+		return fmt.Errorf("client sent data after SSLRequest before the TLS handshake")
+	}
+	if _, err := s.nc.Write([]byte{'S'}); err != nil {
+		return err
+	}
+	conn := tls.Server(s.nc, tc)
+	if err := conn.Handshake(); err != nil {
+		return fmt.Errorf("client TLS handshake: %w", err)
+	}
+	s.nc = conn
+	s.rd = wire.NewReader(conn)
+	s.wr = wire.NewWriter(conn)
+	s.tls = true
+	return nil
+}
+
+// channelBinding returns the tls-server-end-point data for SCRAM-SHA-256-PLUS.
+func (s *Session) channelBinding() []byte {
+	conn, ok := s.nc.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	_ = conn // the certificate that binds is our own, taken from the config
+	s.srv.mu.Lock()
+	tc := s.srv.tlsConf
+	s.srv.mu.Unlock()
+	if tc == nil || len(tc.Certificates) == 0 || len(tc.Certificates[0].Certificate) == 0 {
+		return nil
+	}
+	cert, err := x509.ParseCertificate(tc.Certificates[0].Certificate[0])
+	if err != nil {
+		return nil
+	}
+	// RFC 5929: SHA-256 unless the signature uses a stronger hash.
+	h := sha256.Sum256(cert.Raw)
+	return h[:]
+}
