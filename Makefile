@@ -1,0 +1,42 @@
+# pgmux developer and CI entry points. CI runs .ci/run, which runs `make test`.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+GO ?= go
+# Fuzz time per target in `make test`; raise it for a longer local run: make fuzz FUZZTIME=1m
+FUZZTIME ?= 5s
+
+.PHONY: build test vet unit fuzz demo bench
+
+build:
+	$(GO) build -o bin/pgmux ./cmd/pgmux
+
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+	@$(MAKE) --no-print-directory fuzz
+
+vet:
+	$(GO) vet ./...
+
+# Integration tests start their own PostgreSQL (internal/pgtest); with CI set they fail, not skip, without one.
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# A short pass over every native fuzz target, found by grep so new targets join automatically.
+fuzz:
+	@targets=$$(grep -rHoE --include='*_test.go' --exclude-dir=.git --exclude-dir=vendor --exclude-dir=testdata \
+		'^func Fuzz[A-Za-z0-9_]+\([^)]*\*testing\.F\)' . \
+		| sed -E 's#^(.*)/[^/]+:func (Fuzz[A-Za-z0-9_]+).*#\1 \2#' | sort -u || true); \
+	if [[ -z "$$targets" ]]; then echo "fuzz: no Fuzz targets found"; exit 0; fi; \
+	while read -r dir name; do \
+		echo "fuzz: $$name in $$dir for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$${name}\$$" -fuzztime=$(FUZZTIME) "$$dir"; \
+	done <<< "$$targets"
+
+demo:
+	./bench/demo.sh
+
+bench:
+	./bench/run.sh

@@ -1,0 +1,219 @@
+package auth
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// exchange runs a full SCRAM conversation between c and s and returns the
+// first error from either side.
+func exchange(t *testing.T, s *ServerSCRAM, c *ClientSCRAM) error {
+	t.Helper()
+	mech, err := c.Mechanism(s.Mechanisms())
+	require.NoError(t, err)
+	serverFirst, err := s.Start(mech, c.First())
+	if err != nil {
+		return err
+	}
+	clientFinal, err := c.Final(serverFirst)
+	if err != nil {
+		return err
+	}
+	serverFinal, err := s.Finish(clientFinal)
+	if err != nil {
+		return err
+	}
+	return c.Verify(serverFinal)
+}
+
+func TestSCRAMRoundTrip(t *testing.T) {
+	tests := []struct {
+		name, stored, tried string
+		cb                  []byte
+		wantErr             error
+	}{
+		{"password", "secret", "secret", nil, nil},
+		{"password with TLS", "secret", "secret", []byte("cert hash"), nil},
+		{"unicode password", "pässwörd", "pa\u0308sswo\u0308rd", nil, nil},
+		{"wrong password", "secret", "Secret", nil, ErrPasswordMismatch},
+		{"empty password", "secret", "", nil, ErrPasswordMismatch},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := NewVerifier(tt.stored, NewSalt(), DefaultIterations)
+			s := NewServerSCRAM(v, tt.cb)
+			err := exchange(t, s, NewClientSCRAM("u", tt.tried))
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+				require.False(t, s.Done())
+				require.Nil(t, s.ClientKey())
+				return
+			}
+			require.NoError(t, err)
+			require.True(t, s.Done())
+			clientKey, _, err := deriveKeys(tt.stored, v.Salt, v.Iterations)
+			require.NoError(t, err)
+			require.Equal(t, clientKey, s.ClientKey())
+		})
+	}
+}
+
+func TestSCRAMAgainstPostgresVerifiers(t *testing.T) {
+	for _, tt := range pgVerifiers {
+		if tt.divergent {
+			continue
+		}
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := ParseVerifier(tt.verifier)
+			require.NoError(t, err)
+			require.NoError(t, exchange(t, NewServerSCRAM(v, nil), NewClientSCRAM("u", tt.password)))
+			require.ErrorIs(t, exchange(t, NewServerSCRAM(v, nil), NewClientSCRAM("u", tt.password+"!")), ErrPasswordMismatch)
+		})
+	}
+}
+
+func TestSCRAMPassThrough(t *testing.T) {
+	v, err := ParseVerifier(pgVerifiers[0].verifier)
+	require.NoError(t, err)
+
+	// A client logs in to pgmux; pgmux recovers its ClientKey.
+	front := NewServerSCRAM(v, nil)
+	require.NoError(t, exchange(t, front, NewClientSCRAM("u", "secret")))
+	clientKey := front.ClientKey()
+	require.Len(t, clientKey, keyLen)
+	stored := sha256.Sum256(clientKey)
+	require.Equal(t, v.StoredKey, stored[:])
+
+	other := NewVerifier("secret", NewSalt(), DefaultIterations)
+	tests := []struct {
+		name    string
+		server  Verifier
+		client  *ClientSCRAM
+		wantErr error
+		wantMsg string
+	}{
+		{"keys, same secret", v, NewClientSCRAMFromKeys(clientKey, v.ServerKey), nil, ""},
+		{"verifier, same secret", v, NewClientSCRAMFromVerifier(v, clientKey), nil, ""},
+		{"keys, other salt", other, NewClientSCRAMFromKeys(clientKey, v.ServerKey), ErrPasswordMismatch, ""},
+		{"verifier, other salt", other, NewClientSCRAMFromVerifier(v, clientKey), ErrPassThroughMismatch, ""},
+		{"verifier, other iterations", NewVerifier("secret", v.Salt, 4097),
+			NewClientSCRAMFromVerifier(v, clientKey), ErrPassThroughMismatch, ""},
+		{"bad key length", v, NewClientSCRAMFromKeys(clientKey[:5], v.ServerKey), nil, "32 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := exchange(t, NewServerSCRAM(tt.server, nil), tt.client)
+			switch {
+			case tt.wantMsg != "":
+				require.ErrorContains(t, err, tt.wantMsg)
+			case tt.wantErr != nil:
+				require.ErrorIs(t, err, tt.wantErr)
+			default:
+				require.NoError(t, err)
+			}
+		})
+	}
+}
+
+func TestServerSCRAMChannelBinding(t *testing.T) {
+	cb := []byte("tls-server-end-point hash of pgmux's certificate")
+	tests := []struct {
+		name     string
+		serverCB []byte
+		mech     string
+		gs2      string
+		clientCB []byte
+		wantErr  error
+	}{
+		{"plus", cb, MechanismSCRAMPlus, "p=tls-server-end-point,,", cb, nil},
+		{"plus wrong data", cb, MechanismSCRAMPlus, "p=tls-server-end-point,,", []byte("other"), ErrProtocolViolation},
+		{"plus other type", cb, MechanismSCRAMPlus, "p=tls-unique,,", cb, ErrProtocolViolation},
+		{"plus without binding", cb, MechanismSCRAMPlus, "n,,", nil, ErrProtocolViolation},
+		{"plus not offered", nil, MechanismSCRAMPlus, "p=tls-server-end-point,,", cb, ErrProtocolViolation},
+		{"plus with empty data", []byte{}, MechanismSCRAMPlus, "p=tls-server-end-point,,", nil, ErrProtocolViolation},
+		{"binding without plus", cb, MechanismSCRAM, "p=tls-server-end-point,,", cb, ErrProtocolViolation},
+		{"n with TLS", cb, MechanismSCRAM, "n,,", nil, nil},
+		{"y without TLS", nil, MechanismSCRAM, "y,,", nil, nil},
+		{"y with TLS is a downgrade", cb, MechanismSCRAM, "y,,", nil, ErrProtocolViolation},
+		{"authzid", nil, MechanismSCRAM, "n,a=admin,", nil, ErrProtocolViolation},
+		{"unknown mechanism", nil, "SCRAM-SHA-1", "n,,", nil, ErrProtocolViolation},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := NewVerifier("secret", NewSalt(), DefaultIterations)
+			s := NewServerSCRAM(v, tt.serverCB)
+			err := bindingExchange(s, tt.mech, tt.gs2, tt.clientCB, "secret")
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.True(t, s.Done())
+		})
+	}
+}
+
+// bindingExchange plays a client that sends gs2 and binds clientCB, which
+// ClientSCRAM does not do, and checks the server's signature.
+func bindingExchange(s *ServerSCRAM, mech, gs2 string, clientCB []byte, password string) error {
+	bare := "n=,r=clientnonce"
+	serverFirst, err := s.Start(mech, []byte(gs2+bare))
+	if err != nil {
+		return err
+	}
+	sf, err := parseServerFirst(string(serverFirst), "clientnonce")
+	if err != nil {
+		return err
+	}
+	clientKey, serverKey, err := deriveKeys(password, sf.salt, sf.iterations)
+	if err != nil {
+		return err
+	}
+	withoutProof := "c=" + b64.EncodeToString(append([]byte(gs2), clientCB...)) + ",r=" + sf.nonce
+	authMessage := bare + "," + string(serverFirst) + "," + withoutProof
+	stored := sha256.Sum256(clientKey)
+	proof := hmacSHA256(stored[:], authMessage)
+	for i := range proof {
+		proof[i] ^= clientKey[i]
+	}
+	serverFinal, err := s.Finish([]byte(withoutProof + ",p=" + b64.EncodeToString(proof)))
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(serverFinal, []byte("v="+b64.EncodeToString(hmacSHA256(serverKey, authMessage)))) {
+		return ErrServerSignature
+	}
+	return nil
+}
+
+// TestRFC7677Vector checks both sides against the example exchange of
+// RFC 7677 section 3 (user "user", password "pencil").
+func TestRFC7677Vector(t *testing.T) {
+	const (
+		clientFirst = "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
+		serverFirst = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+		clientFinal = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+		serverFinal = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+	)
+	salt, err := b64.DecodeString("W22ZaJ0SNY7soEsUEjb6gQ==")
+	require.NoError(t, err)
+
+	c := NewClientSCRAM("user", "pencil")
+	c.First()
+	c.nonce, c.first = "rOprNGfwEbeRWgbNEkqO", "n=user,r=rOprNGfwEbeRWgbNEkqO"
+	got, err := c.Final([]byte(serverFirst))
+	require.NoError(t, err)
+	require.Equal(t, clientFinal, string(got))
+	require.NoError(t, c.Verify([]byte(serverFinal)))
+
+	s := NewServerSCRAM(NewVerifier("pencil", salt, 4096), nil)
+	_, err = s.Start(MechanismSCRAM, []byte(clientFirst))
+	require.NoError(t, err)
+	s.nonce, s.srvFirst = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0", serverFirst
+	got, err = s.Finish([]byte(clientFinal))
+	require.NoError(t, err)
+	require.Equal(t, serverFinal, string(got))
+}

@@ -1,0 +1,174 @@
+package auth
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"strconv"
+)
+
+// serverState is the position of a ServerSCRAM in the exchange.
+type serverState uint8
+
+const (
+	serverAwaitFirst serverState = iota // waiting for SASLInitialResponse
+	serverAwaitFinal                    // sent SASLContinue, waiting for SASLResponse
+	serverDone                          // sent SASLFinal: authenticated
+	serverFailed                        // any error: the exchange is over
+)
+
+// String names the state for logs.
+func (s serverState) String() string {
+	switch s {
+	case serverAwaitFirst:
+		return "await-client-first"
+	case serverAwaitFinal:
+		return "await-client-final"
+	case serverDone:
+		return "done"
+	case serverFailed:
+		return "failed"
+	}
+	return "serverState(" + strconv.Itoa(int(s)) + ")"
+}
+
+// ServerSCRAM authenticates one client with SCRAM-SHA-256[-PLUS] against a
+// Verifier. Call Start with the SASLInitialResponse, send the returned
+// bytes as AuthenticationSASLContinue, call Finish with the SASLResponse and
+// send the result as AuthenticationSASLFinal. Any error ends the exchange.
+// A ServerSCRAM is used by one goroutine and is not reusable.
+type ServerSCRAM struct {
+	v              Verifier
+	channelBinding []byte // tls-server-end-point hash, nil without TLS
+	doomed         bool   // mock exchange: always fails at Finish
+
+	state     serverState
+	first     clientFirst
+	srvFirst  string
+	nonce     string // client nonce + server nonce
+	clientKey []byte // recovered from the proof after success
+}
+
+// NewServerSCRAM returns a server exchange for v. channelBinding is the
+// tls-server-end-point hash of the certificate pgmux presented on this
+// connection, or nil (or empty) when the client is not on TLS; with it, the client may
+// pick SCRAM-SHA-256-PLUS and a client claiming it cannot bind is refused.
+func NewServerSCRAM(v Verifier, channelBinding []byte) *ServerSCRAM {
+	return &ServerSCRAM{v: v, channelBinding: channelBinding}
+}
+
+// NewMockServerSCRAM returns an exchange for a user that does not exist or
+// has no usable secret. It looks like a real one to the client, with a salt
+// stable per user (derived from secret, a random per-process key), and
+// fails at Finish with ErrPasswordMismatch, so that probing cannot tell
+// unknown users from wrong passwords.
+func NewMockServerSCRAM(user string, secret []byte) *ServerSCRAM {
+	key := hmacSHA256(secret, "pgmux mock SCRAM\x00"+user)
+	v := Verifier{
+		Iterations: DefaultIterations,
+		Salt:       hmacSHA256(key, "salt")[:DefaultSaltLen],
+		StoredKey:  hmacSHA256(key, "stored"),
+		ServerKey:  hmacSHA256(key, "server"),
+	}
+	return &ServerSCRAM{v: v, doomed: true}
+}
+
+// Mechanisms returns the SASL mechanisms to list in AuthenticationSASL.
+func (s *ServerSCRAM) Mechanisms() []string {
+	if len(s.channelBinding) > 0 {
+		return []string{MechanismSCRAMPlus, MechanismSCRAM}
+	}
+	return []string{MechanismSCRAM}
+}
+
+// Start consumes the client-first-message sent with mechanism in
+// SASLInitialResponse and returns the server-first-message.
+func (s *ServerSCRAM) Start(mechanism string, clientFirst []byte) (serverFirst []byte, err error) {
+	if s.state != serverAwaitFirst {
+		return nil, errors.New("auth: ServerSCRAM.Start called in state " + s.state.String())
+	}
+	s.state = serverFailed
+	if err := s.v.validate(); err != nil {
+		return nil, err
+	}
+	plus := false
+	switch mechanism {
+	case MechanismSCRAM:
+	case MechanismSCRAMPlus:
+		if len(s.channelBinding) == 0 {
+			return nil, violation("client selected %s, which was not offered", MechanismSCRAMPlus)
+		}
+		plus = true
+	default:
+		return nil, violation("unsupported SASL mechanism %q", truncate(mechanism))
+	}
+	cf, err := parseClientFirst(string(clientFirst))
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case plus && cf.cbFlag != 'p':
+		return nil, violation("client selected %s but sent no channel binding", MechanismSCRAMPlus)
+	case !plus && cf.cbFlag == 'p':
+		return nil, violation("client selected %s but sent channel binding data", MechanismSCRAM)
+	case cf.cbFlag == 'y' && len(s.channelBinding) > 0:
+		// The client can bind but believes we cannot: someone removed
+		// the PLUS mechanism from our offer.
+		return nil, violation("channel binding negotiation error (possible downgrade attack)")
+	}
+	s.first = cf
+	s.nonce = cf.nonce + newNonce()
+	s.srvFirst = "r=" + s.nonce + ",s=" + b64.EncodeToString(s.v.Salt) + ",i=" + strconv.Itoa(s.v.Iterations)
+	s.state = serverAwaitFinal
+	return []byte(s.srvFirst), nil
+}
+
+// Finish consumes the client-final-message (SASLResponse) and returns the
+// server-final-message. It returns an error wrapping ErrPasswordMismatch if
+// the proof is wrong, and ErrProtocolViolation if the message is malformed
+// or the channel binding does not match.
+func (s *ServerSCRAM) Finish(clientFinal []byte) (serverFinal []byte, err error) {
+	if s.state != serverAwaitFinal {
+		return nil, errors.New("auth: ServerSCRAM.Finish called in state " + s.state.String())
+	}
+	s.state = serverFailed
+	cf, err := parseClientFinal(string(clientFinal))
+	if err != nil {
+		return nil, err
+	}
+	want := []byte(s.first.gs2Header)
+	if s.first.cbFlag == 'p' {
+		want = append(want, s.channelBinding...)
+	}
+	if subtle.ConstantTimeCompare(cf.channelBinding, want) != 1 {
+		return nil, violation("channel binding check failed")
+	}
+	if subtle.ConstantTimeCompare([]byte(cf.nonce), []byte(s.nonce)) != 1 {
+		return nil, violation("nonce does not match")
+	}
+	authMessage := s.first.bare + "," + s.srvFirst + "," + cf.withoutProof
+	clientKey := hmacSHA256(s.v.StoredKey, authMessage)
+	subtle.XORBytes(clientKey, clientKey, cf.proof)
+	stored := sha256.Sum256(clientKey)
+	if !hmac.Equal(stored[:], s.v.StoredKey) || s.doomed {
+		return nil, ErrPasswordMismatch
+	}
+	s.clientKey = clientKey
+	s.state = serverDone
+	return []byte("v=" + b64.EncodeToString(hmacSHA256(s.v.ServerKey, authMessage))), nil
+}
+
+// ClientKey returns, after a successful Finish, the client's ClientKey
+// recovered from its proof. With the verifier's ServerKey it lets
+// NewClientSCRAMFromKeys log in to a server holding the same secret
+// (SCRAM pass-through). It returns nil before success.
+func (s *ServerSCRAM) ClientKey() []byte {
+	if s.state != serverDone {
+		return nil
+	}
+	return append([]byte(nil), s.clientKey...)
+}
+
+// Done reports whether the client has authenticated.
+func (s *ServerSCRAM) Done() bool { return s.state == serverDone }
