@@ -110,6 +110,31 @@ func (p *Pool) Options() Options {
 	return p.opts
 }
 
+// TryAcquire leases an idle connection to l if one is ready and needs no health check,
+// without waiting or dialing. It is the allocation-free fast path in front of Acquire.
+func (p *Pool) TryAcquire(l Lessee) *Conn {
+	p.mu.Lock()
+	if p.closed || p.paused || len(p.waiters) > 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	c := p.popIdle()
+	if c == nil {
+		p.mu.Unlock()
+		return nil
+	}
+	fresh := (p.opts.CheckQuery == "" || time.Since(c.LastUsed()) < p.opts.CheckDelay) &&
+		(p.opts.Lifetime <= 0 || time.Since(c.Created) <= p.opts.Lifetime)
+	if !fresh {
+		p.idle = append(p.idle, c)
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	p.lease(c, l)
+	return c
+}
+
 // Acquire leases a connection to l, waiting in FIFO order until ctx is done.
 func (p *Pool) Acquire(ctx context.Context, l Lessee) (*Conn, error) {
 	for {

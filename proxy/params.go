@@ -120,10 +120,10 @@ func extrasOf(c *pool.Conn) *serverExtras {
 
 // syncParams queues hidden queries that give server c the client's parameters. s.mu is
 // held; c is freshly linked, so nothing else writes to it.
-func (s *Session) syncParams(cfg *config.Config, c *pool.Conn) {
+func (s *Session) syncParams(c *pool.Conn) {
 	var b []byte
 	n := 0
-	for _, name := range s.trackedNames(cfg) {
+	for _, name := range s.srv.tracked() {
 		want, ok := s.params.Get(name)
 		if !ok {
 			continue
@@ -155,7 +155,8 @@ func (s *Session) syncParams(cfg *config.Config, c *pool.Conn) {
 	_ = c.Wr.Write(b) // a failed write surfaces when the client's message is flushed
 }
 
-func (s *Session) trackedNames(cfg *config.Config) []string {
+// trackedList lists the canonical names of the tracked parameters for a configuration.
+func trackedList(cfg *config.Config) []string {
 	names := make([]string, 0, len(trackedParams)+len(cfg.TrackExtraParameters))
 	for _, v := range trackedParams {
 		names = append(names, v)

@@ -80,15 +80,19 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.mu.Unlock()
 
 	cfg := s.srv.Config()
-	ctx, cancel := waitContext(cfg)
 	start := time.Now()
-	c, err := s.entry.pool.Acquire(ctx, s)
-	cancel()
-	if err != nil {
-		s.mu.Lock()
-		s.state = ClientIdle
-		s.mu.Unlock()
-		return nil, err
+	c := s.entry.pool.TryAcquire(s)
+	if c == nil {
+		ctx, cancel := waitContext(cfg)
+		var err error
+		c, err = s.entry.pool.Acquire(ctx, s)
+		cancel()
+		if err != nil {
+			s.mu.Lock()
+			s.state = ClientIdle
+			s.mu.Unlock()
+			return nil, err
+		}
 	}
 	_, mode, _ := s.entry.snapshot()
 	s.mu.Lock()
@@ -97,7 +101,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.mode = mode
 	s.state = ClientActive
 	s.hidden.Store(0)
-	s.syncParams(cfg, c)
+	s.syncParams(c)
 	s.account(typ)
 	s.mu.Unlock()
 	return c, nil

@@ -36,6 +36,7 @@ func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) 
 	s.tlsConf = tc
 	s.verifiers = nil
 	s.mu.Unlock()
+	s.setTracked(&next)
 	s.pools.reconfigure(&next)
 	return nil
 }

@@ -41,6 +41,7 @@ type Server struct {
 	sessions  map[uint64]*Session
 	byCancel  map[uint64]*Session // pid<<32|key
 	pools     *pools
+	trackedP  atomic.Pointer[[]string] // canonical names of tracked parameters
 
 	nclients atomic.Int64
 	nextID   atomic.Uint64
@@ -78,9 +79,17 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.tlsConf = tc
+	s.setTracked(opts.Config)
 	s.pools = newPools(s)
 	return s, nil
 }
+
+func (s *Server) setTracked(cfg *config.Config) {
+	l := trackedList(cfg)
+	s.trackedP.Store(&l)
+}
+
+func (s *Server) tracked() []string { return *s.trackedP.Load() }
 
 // Config returns the configuration in force.
 func (s *Server) Config() *config.Config {

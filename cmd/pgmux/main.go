@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -36,6 +35,7 @@ func main() {
 
 type flags struct {
 	upstream, listen, poolMode, metricsAddr, authType, logLevel string
+	pprofAddr                                                   string
 	poolSize, maxClientConn                                     int
 	showVersion                                                 bool
 	iniPath                                                     string
@@ -59,6 +59,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "address for /metrics, /healthz and /readyz")
 	fs.StringVar(&f.authType, "auth-type", "", "auth_type for clients")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go profiling endpoints (/debug/pprof) on this address, for performance work")
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -214,6 +215,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		defer os.Remove(cfg.PidFile)
 	}
+	if f.pprofAddr != "" {
+		go servePprof(f.pprofAddr, log)
+	}
 	srv, err := proxy.New(proxy.Options{Config: cfg, Credentials: creds, Logger: log})
 	if err != nil {
 		return err
@@ -277,4 +281,3 @@ func reload(srv *proxy.Server, f *flags, getenv func(string) string, log *zap.Lo
 	log.Info("configuration reloaded")
 }
 
-var _ = time.Second

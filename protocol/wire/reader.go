@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"syscall"
 )
 
 // HeaderLen is the size of a typed message header: one type byte and a 4-byte length.
@@ -20,7 +21,8 @@ var ErrBadLength = errors.New("invalid message length")
 // that reads a connection owns its Reader.
 type Reader struct {
 	src   io.Reader
-	buf   *[]byte // nil while idle
+	raw   syscall.RawConn // set for plain sockets: reads straight from the descriptor
+	buf   *[]byte         // nil while idle
 	r, w  int
 	small [HeaderLen]byte // the only bytes held while waiting on an idle connection
 	// MaxMessage bounds Next's declared length (max_packet_size); 0 means 1 GiB.
@@ -28,11 +30,21 @@ type Reader struct {
 }
 
 // NewReader returns a Reader over src.
-func NewReader(src io.Reader) *Reader { return &Reader{src: src} }
+func NewReader(src io.Reader) *Reader {
+	rd := &Reader{}
+	rd.Reset(src)
+	return rd
+}
 
 // Reset points the reader at a new source, dropping any buffered bytes.
 func (rd *Reader) Reset(src io.Reader) {
 	rd.src = src
+	rd.raw = nil
+	if sc, ok := src.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			rd.raw = raw
+		}
+	}
 	rd.r, rd.w = 0, 0
 	rd.Release()
 }
@@ -53,6 +65,9 @@ func (rd *Reader) Release() {
 // need bytes when possible. With no buffer, it blocks on a tiny array so that an idle
 // connection holds no pooled buffer, then moves what it read into a pooled one.
 func (rd *Reader) fill(need int) error {
+	if rd.raw != nil {
+		return rd.fillRaw(need)
+	}
 	if rd.buf == nil {
 		n, err := rd.src.Read(rd.small[:])
 		if n == 0 {
@@ -65,6 +80,62 @@ func (rd *Reader) fill(need int) error {
 		rd.r, rd.w = 0, copy(*rd.buf, rd.small[:n])
 		return nil
 	}
+	rd.makeRoom(need)
+	n, err := rd.src.Read((*rd.buf)[rd.w:])
+	rd.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// fillRaw reads from the descriptor when the poller says it is readable. A buffer is
+// taken from the pool only for the read attempt and given back if nothing arrived, so a
+// connection waiting for its peer holds none, and whatever is ready is read in one call.
+func (rd *Reader) fillRaw(need int) error {
+	var n int
+	var rerr error
+	err := rd.raw.Read(func(fd uintptr) bool {
+		if rd.buf == nil {
+			rd.buf = getBuf()
+			rd.r, rd.w = 0, 0
+		}
+		rd.makeRoom(need)
+		for {
+			n, rerr = syscall.Read(int(fd), (*rd.buf)[rd.w:])
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			if rd.r == rd.w {
+				putBuf(rd.buf)
+				rd.buf = nil
+				rd.r, rd.w = 0, 0
+			}
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if rerr != nil {
+		return rerr
+	}
+	if n <= 0 {
+		return io.EOF
+	}
+	rd.w += n
+	return nil
+}
+
+// makeRoom compacts or grows the buffer so that need bytes fit from rd.r, and there is
+// free space after rd.w.
+func (rd *Reader) makeRoom(need int) {
 	b := *rd.buf
 	if rd.r > 0 && (rd.w == len(b) || need > len(b)-rd.r) {
 		rd.w = copy(b, b[rd.r:rd.w])
@@ -76,17 +147,7 @@ func (rd *Reader) fill(need int) error {
 		rd.r = 0
 		putBuf(rd.buf)
 		rd.buf = &nb
-		b = nb
 	}
-	n, err := rd.src.Read(b[rd.w:])
-	rd.w += n
-	if n > 0 {
-		return nil
-	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return err
 }
 
 // ensure makes n bytes available in the buffer.
