@@ -68,6 +68,8 @@ type Pool struct {
 	resume  chan struct{}
 	stats   Stats
 	stop    chan struct{}
+	// staleBefore marks connections created before it for closing on release (RECONNECT).
+	staleBefore time.Time
 }
 
 type waiter struct {
@@ -137,6 +139,9 @@ func (p *Pool) TryAcquire(l Lessee) *Conn {
 
 // Acquire leases a connection to l, waiting in FIFO order until ctx is done.
 func (p *Pool) Acquire(ctx context.Context, l Lessee) (*Conn, error) {
+	// woken: a waiter was told that capacity was freed; it may dial even though others
+	// still queue behind it, or the freed capacity would go unused.
+	woken := false
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -161,9 +166,10 @@ func (p *Pool) Acquire(ctx context.Context, l Lessee) (*Conn, error) {
 			p.lease(c, l)
 			return c, nil
 		}
-		if len(p.waiters) == 0 && p.total < p.opts.Size {
+		if (len(p.waiters) == 0 || woken) && p.total < p.opts.Size {
 			c, err, retry := p.dialLocked(ctx)
 			if retry {
+				woken = true
 				continue
 			}
 			if err != nil {
@@ -182,6 +188,7 @@ func (p *Pool) Acquire(ctx context.Context, l Lessee) (*Conn, error) {
 			return nil, err
 		}
 		if c == nil {
+			woken = true
 			continue
 		}
 		p.lease(c, l)
@@ -361,7 +368,7 @@ func (p *Pool) release(c *Conn, reset bool) {
 	p.mu.Lock()
 	q := p.opts.ResetQuery
 	over := p.closed || p.total > p.opts.Size+p.opts.ReserveSize ||
-		(p.opts.Lifetime > 0 && time.Since(c.Created) > p.opts.Lifetime)
+		(p.opts.Lifetime > 0 && time.Since(c.Created) > p.opts.Lifetime) || c.Created.Before(p.staleBefore)
 	p.mu.Unlock()
 	if over {
 		c.close()

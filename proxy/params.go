@@ -105,19 +105,6 @@ func normalizeParam(name, value string) string {
 	return value
 }
 
-// serverExtras is what pgmux set on a server with set_config beyond the reported
-// parameters, kept in pool.Conn.Attach.
-type serverExtras struct{ set pool.Params }
-
-func extrasOf(c *pool.Conn) *serverExtras {
-	if x, ok := c.Attach.(*serverExtras); ok {
-		return x
-	}
-	x := &serverExtras{}
-	c.Attach = x
-	return x
-}
-
 // syncParams queues hidden queries that give server c the client's parameters. s.mu is
 // held; c is freshly linked, so nothing else writes to it.
 func (s *Session) syncParams(c *pool.Conn) {
@@ -134,7 +121,7 @@ func (s *Session) syncParams(c *pool.Conn) {
 			n++
 		}
 	}
-	x := extrasOf(c)
+	x := stateOf(c, s.maxStmts)
 	for _, p := range s.extras {
 		if have, ok := x.set.Get(p.Name); !ok || have != p.Value {
 			b = wire.Query(b, setConfigSQL(p.Name, p.Value))
@@ -151,7 +138,9 @@ func (s *Session) syncParams(c *pool.Conn) {
 		return
 	}
 	x.set = s.extras.Clone()
-	s.hidden.Add(int32(n))
+	for i := 0; i < n; i++ {
+		s.q.push(expect{kind: 'Q', hide: true})
+	}
 	_ = c.Wr.Write(b) // a failed write surfaces when the client's message is flushed
 }
 

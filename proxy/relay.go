@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,15 @@ func (s *Session) relay() error {
 			}
 			continue
 		}
+		if s.prep != prepPass {
+			handled, err := s.deferLocal(typ, n)
+			if err != nil {
+				return err
+			}
+			if handled {
+				continue
+			}
+		}
 		c, err := s.serverFor(typ)
 		if err != nil {
 			if skipping, err = s.refuse(typ, n, err); err != nil {
@@ -48,7 +58,8 @@ func (s *Session) relay() error {
 			}
 			continue
 		}
-		if err := s.rd.Forward(c.Wr, n); err != nil {
+		s.ops.in.Add(uint64(n + wire.HeaderLen))
+		if err := s.forwardClient(c, typ, n); err != nil {
 			return s.forwardFailed(c, err)
 		}
 		if s.rd.Buffered() == 0 {
@@ -97,25 +108,76 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	_, mode, _ := s.entry.snapshot()
 	s.mu.Lock()
 	s.stats.WaitTime += time.Since(start)
+	s.noteAcquire(start)
 	s.server, s.pending, s.unsynced = c, 0, false
 	s.mode = mode
 	s.state = ClientActive
-	s.hidden.Store(0)
+	s.q.reset()
+	s.prep, s.maxStmts = prepModeFor(cfg, mode), cfg.MaxPreparedStatements
 	s.syncParams(c)
+	if len(s.deferred) == 0 {
+		s.account(typ)
+		s.mu.Unlock()
+		return c, nil
+	}
+	s.mu.Unlock()
+	if err := s.replayDeferred(c); err != nil {
+		c.Discard(err)
+		return nil, err
+	}
+	s.mu.Lock()
 	s.account(typ)
 	s.mu.Unlock()
 	return c, nil
 }
 
-// account records what a forwarded message means for the link; s.mu is held.
+func prepModeFor(cfg *config.Config, mode config.PoolMode) prepMode {
+	switch {
+	case mode == config.PoolModeSession || cfg.MaxPreparedStatements == 0:
+		return prepPass
+	case cfg.PreparedStatementMode == "unnamed":
+		return prepUnnamed
+	}
+	return prepCache
+}
+
+// forwardClient sends one client message to the server: statement messages through the
+// name rewriting, simple queries through inspection, everything else byte for byte.
+func (s *Session) forwardClient(c *pool.Conn, typ byte, n int) error {
+	switch typ {
+	case 'P', 'B', 'D', 'C':
+		if s.prep != prepPass {
+			return s.rewrite(c, typ, n)
+		}
+	case 'Q':
+		if n <= maxInspect {
+			return s.forwardQuery(c, n)
+		}
+	}
+	return s.rd.Forward(c.Wr, n)
+}
+
+// account records what a forwarded message means for the link and which answers to
+// expect; s.mu is held. Rewritten statement messages queue their own expectations.
 func (s *Session) account(typ byte) {
+	s.noteSend(typ)
 	switch typ {
 	case 'Q', 'F':
 		s.pending++
+		s.q.push(expect{kind: typ})
 	case 'S':
 		s.pending++
 		s.unsynced = false
-	case 'P', 'B', 'D', 'E', 'C', 'H':
+		s.q.push(expect{kind: 'S'})
+	case 'E':
+		s.unsynced = true
+		s.q.push(expect{kind: 'E'})
+	case 'P', 'B', 'D', 'C':
+		s.unsynced = true
+		if s.prep == prepPass {
+			s.q.push(expect{kind: typ})
+		}
+	case 'H':
 		s.unsynced = true
 	}
 }
@@ -126,7 +188,9 @@ func (s *Session) refuse(typ byte, n int, cause error) (bool, error) {
 	if err := s.rd.Skip(n); err != nil {
 		return false, err
 	}
+	s.deferred = s.deferred[:0]
 	pe := acquireError(s, cause)
+	s.srv.metrics.errorSent(pe.Code)
 	s.log.Info("could not get a server connection", zap.Error(cause))
 	b := pe.Append(nil)
 	skipping := false
@@ -208,6 +272,7 @@ func (s *Session) writeClient(b []byte) error {
 // fatal sends a FATAL error to the client and closes its connection.
 func (s *Session) fatal(pe *pgerr.Error) {
 	s.closed.Store(true)
+	s.srv.metrics.errorSent(pe.Code)
 	_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = s.nc.Write(pe.Append(nil))
 	_ = s.nc.Close()
@@ -219,7 +284,7 @@ func (s *Session) clientGone() {
 	s.closed.Store(true)
 	s.mu.Lock()
 	c := s.server
-	clean := c != nil && s.pending == 0 && !s.unsynced && s.txStatus == 'I' && s.hidden.Load() == 0
+	clean := c != nil && s.pending == 0 && !s.unsynced && s.txStatus == 'I' && s.q.len() == 0
 	s.server = nil
 	mode := s.mode
 	s.state = ClientClosed
@@ -228,7 +293,7 @@ func (s *Session) clientGone() {
 		return
 	}
 	if clean {
-		c.Release(mode == config.PoolModeSession || s.srv.Config().ServerResetQueryAlways)
+		s.release(c, mode == config.PoolModeSession || s.srv.Config().ServerResetQueryAlways)
 		return
 	}
 	c.Discard(io.ErrUnexpectedEOF)
@@ -262,13 +327,14 @@ func (s *Session) Pump(c *pool.Conn) error {
 		case 'S':
 			err = s.onParameterStatus(c, n)
 		case 'E':
-			if s.hidden.Load() > 0 {
-				err = s.onHiddenError(rd, n)
-			} else {
-				err = s.forward(rd, n)
-			}
+			err = s.onError(c, n)
+		case 'A', 'N':
+			err = s.forward(rd, n)
 		default:
-			if s.hidden.Load() > 0 {
+			s.mu.Lock()
+			hide := s.answer(typ)
+			s.mu.Unlock()
+			if hide {
 				err = rd.Skip(n)
 			} else {
 				err = s.forward(rd, n)
@@ -281,11 +347,34 @@ func (s *Session) Pump(c *pool.Conn) error {
 	}
 }
 
+// answer matches a server message to the request it answers, retiring requests that are
+// complete, and reports whether the client must not see it. s.mu is held.
+func (s *Session) answer(typ byte) bool {
+	head, ok := s.q.peek()
+	if !ok {
+		return false
+	}
+	switch typ {
+	case '1', '2', '3', 'n':
+		s.q.pop()
+	case 'T':
+		if head.kind == 'D' {
+			s.q.pop()
+		}
+	case 'C', 'I', 's':
+		if head.kind == 'E' {
+			s.q.pop()
+		}
+	}
+	return head.hide
+}
+
 // forward relays one server message; once the client is gone, output is dropped.
 func (s *Session) forward(rd *wire.Reader, n int) error {
 	if s.closed.Load() {
 		return rd.Skip(n)
 	}
+	s.ops.out.Add(uint64(n + wire.HeaderLen))
 	err := rd.Forward(s.wr, n)
 	var we *wire.WriteError
 	if errors.As(err, &we) {
@@ -314,10 +403,27 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 		return false, err
 	}
 	status := m[5]
-	if s.hidden.Load() > 0 {
-		s.hidden.Add(-1)
+	s.mu.Lock()
+	hide := s.retireReady()
+	s.mu.Unlock()
+	if hide {
 		return false, nil
 	}
+	// Account for the answer before the client sees it: a client that leaves as soon as it
+	// has its ReadyForQuery must find the link clean, or clientGone discards the server.
+	s.mu.Lock()
+	if s.server == c {
+		if s.pending > 0 {
+			s.pending--
+		}
+		s.txStatus = status
+		s.stats.Queries++
+		if status == 'I' {
+			s.stats.Transactions++
+		}
+		s.noteReady(status)
+	}
+	s.mu.Unlock()
 	if !s.closed.Load() {
 		if err := s.wr.Write(m); err == nil {
 			err = s.wr.Flush()
@@ -331,15 +437,7 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 		s.mu.Unlock()
 		return false, nil
 	}
-	if s.pending > 0 {
-		s.pending--
-	}
-	s.txStatus = status
-	s.stats.Queries++
-	if status == 'I' {
-		s.stats.Transactions++
-	}
-	idle := s.pending == 0 && !s.unsynced
+	idle := s.pending == 0 && !s.unsynced && s.q.len() == 0
 	closed := s.closed.Load()
 	release := idle && status == 'I' && (s.mode != config.PoolModeSession || closed)
 	badStatement := idle && status != 'I' && s.mode == config.PoolModeStatement
@@ -352,7 +450,7 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 	s.mu.Unlock()
 	switch {
 	case release:
-		c.Release((closed && mode == config.PoolModeSession) || s.srv.Config().ServerResetQueryAlways)
+		s.release(c, (closed && mode == config.PoolModeSession) || s.srv.Config().ServerResetQueryAlways)
 		return true, nil
 	case badStatement:
 		c.Discard(errors.New("transaction in statement mode"))
@@ -363,6 +461,33 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// retireReady retires the request a ReadyForQuery answers (Sync, Query or FunctionCall)
+// and reports whether it was pgmux's own. s.mu is held.
+func (s *Session) retireReady() bool {
+	for {
+		e, ok := s.q.pop()
+		if !ok {
+			return false
+		}
+		switch e.kind {
+		case 'S', 'Q', 'F':
+			return e.hide
+		}
+	}
+}
+
+// release returns a clean server to its pool; with reset, the pool's reset query wipes
+// the server's prepared statements, so pgmux forgets them.
+func (s *Session) release(c *pool.Conn, reset bool) {
+	if reset {
+		if st, ok := c.Attach.(*serverState); ok {
+			st.stmts.clear()
+			st.set = nil
+		}
+	}
+	c.Release(reset)
 }
 
 // serverFailed tells a linked client that its server connection broke, and closes it:
@@ -384,12 +509,62 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 	}
 }
 
-func (s *Session) onHiddenError(rd *wire.Reader, n int) error {
-	m, err := rd.Message(n)
+// onError relays an ErrorResponse. In the extended protocol the server then skips every
+// request up to the next Sync, so their expectations are retired here, and statements
+// whose Parse never ran are forgotten. An error from pgmux's own parameter query is
+// logged, not shown.
+func (s *Session) onError(c *pool.Conn, n int) error {
+	m, err := c.Rd.Message(n)
 	if err != nil {
 		return err
 	}
-	pe, _ := pgerr.Parse(wire.Body(m))
-	s.log.Warn("applying the client's session parameters on a server failed", zap.Error(pe))
+	staleCode := bytes.Contains(m, []byte("C0A000\x00"))
+	st, _ := c.Attach.(*serverState)
+	s.mu.Lock()
+	head, ok := s.q.peek()
+	hide := ok && head.kind == 'Q' && head.hide
+	if ok && head.kind != 'Q' && head.kind != 'S' && head.kind != 'F' {
+		s.skipToSync(st, staleCode)
+	}
+	s.mu.Unlock()
+	if hide {
+		pe, _ := pgerr.Parse(wire.Body(m))
+		s.log.Warn("applying the client's session parameters on a server failed", zap.Error(pe))
+		return nil
+	}
+	if s.closed.Load() {
+		return nil
+	}
+	s.noteError(m)
+	if err := s.wr.Write(m); err != nil {
+		s.clientWriteFailed()
+	}
 	return nil
+}
+
+// skipToSync retires the extended-protocol requests the server will skip after an error.
+// s.mu is held.
+func (s *Session) skipToSync(st *serverState, staleCode bool) {
+	first := true
+	for {
+		e, ok := s.q.peek()
+		if !ok || e.kind == 'S' {
+			return
+		}
+		s.q.pop()
+		if st != nil {
+			switch {
+			case e.kind == 'P' && e.stmt != "":
+				st.stmts.remove(e.stmt) // its Parse failed or never ran
+			case e.kind == 'C' && e.hide && e.stmt != "":
+				st.stmts.restore(e.stmt) // the eviction's Close never ran: still prepared
+			case first && e.kind == 'B' && e.stmt != "" && staleCode:
+				st.stmts.markStale(e.stmt) // cached plan changed result type: prepare anew
+			}
+		}
+		if (e.kind == 'Q' || e.kind == 'F') && !e.hide && s.pending > 0 {
+			s.pending-- // skipped: no ReadyForQuery will answer it
+		}
+		first = false
+	}
 }

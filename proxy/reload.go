@@ -9,7 +9,8 @@ import (
 // Reload applies a new configuration and credentials to the running server: pool sizes,
 // modes, timeouts, databases and users change for new transactions; clients stay
 // connected. Settings that need a restart (listen addresses) are logged and kept.
-func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) error {
+func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) (err error) {
+	defer func() { s.metrics.reloaded(err) }()
 	s.mu.Lock()
 	old := s.cfg
 	s.mu.Unlock()
@@ -20,8 +21,8 @@ func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) 
 			s.log.Warn("reload: setting needs a restart to take effect", zap.String("change", ch.String()))
 		}
 	}
-	tc, err := clientTLSConfig(cfg)
-	if err != nil {
+	tc, tlsErr := clientTLSConfig(cfg)
+	if err = tlsErr; err != nil {
 		return err
 	}
 	// Keep what cannot change live.

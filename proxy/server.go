@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/config"
@@ -25,6 +26,21 @@ type Options struct {
 	Config      *config.Config
 	Credentials map[string]config.Credential
 	Logger      *zap.Logger
+
+	// Registry receives pgmux's Prometheus metrics; Gatherer is what metrics_addr's
+	// /metrics serves (default: Registry, when it is a Gatherer). With no Registry the
+	// metrics go to a private registry that /metrics still serves.
+	Registry prometheus.Registerer
+	Gatherer prometheus.Gatherer
+	// Reload re-reads the configuration from disk and applies it with Server.Reload; the
+	// admin console's RELOAD calls it. Nil makes RELOAD fail.
+	Reload func() error
+	// OnShutdown is called (on its own goroutine) by the admin console's SHUTDOWN; the
+	// host should stop as on SIGINT (ShutdownImmediate) or SIGTERM (ShutdownDrain). Nil
+	// makes the Server close or drain itself.
+	OnShutdown func(ShutdownMode)
+	// Version is reported by SHOW VERSION.
+	Version string
 }
 
 // Server accepts clients and relays them to pooled server connections.
@@ -42,6 +58,9 @@ type Server struct {
 	byCancel  map[uint64]*Session // pid<<32|key
 	pools     *pools
 	trackedP  atomic.Pointer[[]string] // canonical names of tracked parameters
+	console   *console                 // admin console state and retired statistics
+	metrics   *metrics
+	http      *httpEndpoint // metrics_addr
 
 	nclients atomic.Int64
 	nextID   atomic.Uint64
@@ -81,6 +100,10 @@ func New(opts Options) (*Server, error) {
 	s.tlsConf = tc
 	s.setTracked(opts.Config)
 	s.pools = newPools(s)
+	s.console = newConsole(opts)
+	if err := s.setupMetrics(opts); err != nil {
+		return nil, fmt.Errorf("proxy: register metrics: %w", err)
+	}
 	return s, nil
 }
 
@@ -130,6 +153,10 @@ func (s *Server) Listen() error {
 	if len(lns) == 0 {
 		return errors.New("no listen address: set listen_addr or unix_socket_dir")
 	}
+	if err := s.listenHTTP(cfg.MetricsAddr); err != nil {
+		closeAll(lns)
+		return err
+	}
 	s.mu.Lock()
 	s.listeners = lns
 	s.mu.Unlock()
@@ -159,6 +186,7 @@ func (s *Server) Serve() error {
 	lns := s.listeners
 	s.mu.Unlock()
 	errc := make(chan error, len(lns))
+	go s.serveHTTP()
 	for _, ln := range lns {
 		go func(ln net.Listener) { errc <- s.accept(ln) }(ln)
 	}
@@ -275,6 +303,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	closeAll(s.listeners)
 	s.mu.Unlock()
+	s.console.stop()
+	defer s.closeHTTP()
 	for _, sess := range s.Sessions() {
 		sess.drain()
 	}
@@ -284,9 +314,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-idle:
 	case <-ctx.Done():
-		err = fmt.Errorf("shutdown: clients still connected: %w", ctx.Err())
-		for _, sess := range s.Sessions() {
-			sess.kill("pgmux is shutting down")
+		// Close passes a done ctx: report an error only if someone had to be cut off.
+		if live := s.Sessions(); len(live) > 0 {
+			err = fmt.Errorf("shutdown: %d clients still connected: %w", len(live), ctx.Err())
+			for _, sess := range live {
+				sess.kill("pgmux is shutting down")
+			}
 		}
 		<-idle
 	}

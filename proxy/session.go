@@ -78,9 +78,17 @@ type Session struct {
 	txStatus byte
 	state    ClientState
 	stats    SessionStats
+	ops      sessionOps // console role and SHOW STATS / metrics counters (admin_stats.go)
+	q        respQueue  // requests on the linked server awaiting answers
 
-	hidden atomic.Int32 // ReadyForQuery answers of pgmux's own queries still to swallow
-	closed atomic.Bool  // the client is gone; server output is dropped
+	// Prepared statements (see prepared.go); used by the session goroutine only.
+	prep     prepMode
+	maxStmts int
+	stmts    map[string]*stmtDef
+	deferred []deferredOp
+	scratch  []byte
+
+	closed atomic.Bool // the client is gone; server output is dropped
 }
 
 // SessionStats counts a session's traffic.
@@ -119,7 +127,7 @@ func (s *Session) run(nclients int64) {
 		s.log.Info("client connected", zap.String("db", s.dbName), zap.String("user", s.user),
 			zap.Stringer("addr", s.remote), zap.Bool("tls", s.tls))
 	}
-	err = s.relay()
+	err = s.serve()
 	if cfg.LogDisconnections {
 		fields := []zap.Field{zap.String("db", s.dbName), zap.String("user", s.user),
 			zap.Duration("age", time.Since(s.connectedAt))}
@@ -171,6 +179,7 @@ func (s *Session) loginFailed(err error) {
 			pe = &pgerr.Error{Severity: pgerr.SeverityFatal, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
 		}
 		_, _ = s.nc.Write(pe.Append(nil))
+		s.srv.metrics.loginFailed(pe.Code)
 		if pe.Code == pgerr.InvalidPassword || pe.Code == pgerr.InvalidAuthorization {
 			s.log.Warn("client login failed", zap.String("db", s.dbName), zap.String("user", s.user),
 				zap.Stringer("addr", s.remote), zap.String("reason", pe.Message))
@@ -190,6 +199,9 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 		return pgerr.Fatal(pgerr.FeatureNotSupported,
 			"unsupported frontend protocol %d.%d: server supports 3.0 to 3.0", pkt.Major, pkt.Minor)
 	}
+	if err := s.negotiateVersion(pkt); err != nil {
+		return err
+	}
 	if s.srv.draining.Load() {
 		return pgerr.Fatal(pgerr.CannotConnectNow, "pgmux is shutting down")
 	}
@@ -207,6 +219,9 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	}
 	if cfg.MaxClientConn > 0 && nclients > int64(cfg.MaxClientConn) {
 		return pgerr.Fatal(pgerr.TooManyConnections, "no more connections allowed (max_client_conn)")
+	}
+	if handled, err := s.consoleLogin(cfg, pkt); handled || err != nil {
+		return err
 	}
 	db, ok := cfg.DatabaseFor(s.dbName)
 	if !ok {
@@ -226,6 +241,7 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	s.entry = entry
 	_, mode, _ := entry.snapshot()
 	s.mode = mode
+	s.prep, s.maxStmts = prepModeFor(cfg, mode), cfg.MaxPreparedStatements
 	ctx, cancel := waitContext(cfg)
 	defer cancel()
 	serverParams, err := s.srv.pools.serverParams(ctx, entry, s)
@@ -237,19 +253,26 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	return s.sendLoginAnswer(pkt)
 }
 
+// negotiateVersion tells a client that asked for a newer 3.x minor version, or sent _pq_.
+// protocol options, that pgmux speaks 3.0 without them. Like PostgreSQL, it answers
+// before authentication.
+func (s *Session) negotiateVersion(pkt *startup.Packet) error {
+	var unsupported []string
+	for _, p := range pkt.Params {
+		if strings.HasPrefix(p.Key, "_pq_.") {
+			unsupported = append(unsupported, p.Key)
+		}
+	}
+	if pkt.Minor == 0 && len(unsupported) == 0 {
+		return nil
+	}
+	_, err := s.nc.Write(startup.NegotiateProtocolVersion(nil, 0, unsupported))
+	return err
+}
+
 // sendLoginAnswer sends AuthenticationOk's followers: parameters, key data and ready.
 func (s *Session) sendLoginAnswer(pkt *startup.Packet) error {
-	var b []byte
-	if pkt.Minor > 0 {
-		var unsupported []string
-		for _, p := range pkt.Params {
-			if strings.HasPrefix(p.Key, "_pq_.") {
-				unsupported = append(unsupported, p.Key)
-			}
-		}
-		b = startup.NegotiateProtocolVersion(b, 0, unsupported)
-	}
-	b = wire.Auth(b, wire.AuthOK, nil)
+	b := wire.Auth(nil, wire.AuthOK, nil)
 	for _, p := range s.params {
 		b = wire.ParameterStatus(b, p.Name, p.Value)
 	}

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -186,6 +188,9 @@ func newLogger(cfg *config.Config, level string, stderr io.Writer) (*zap.Logger,
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	if url, ok := healthcheckURL(args); ok {
+		return runHealthcheck(url)
+	}
 	f, err := parseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -218,7 +223,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if f.pprofAddr != "" {
 		go servePprof(f.pprofAddr, log)
 	}
-	srv, err := proxy.New(proxy.Options{Config: cfg, Credentials: creds, Logger: log})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	shutdownReq := make(chan proxy.ShutdownMode, 1)
+	var srv *proxy.Server
+	srv, err = proxy.New(proxy.Options{Config: cfg, Credentials: creds, Logger: log,
+		Registry: reg, Version: version,
+		Reload: func() error { return reload(srv, f, getenv, log) },
+		OnShutdown: func(m proxy.ShutdownMode) {
+			select {
+			case shutdownReq <- m:
+			default:
+			}
+		},
+	})
 	if err != nil {
 		return err
 	}
@@ -246,38 +264,50 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP:
-				reload(srv, f, getenv, log)
+				_ = reload(srv, f, getenv, log)
 			case syscall.SIGINT:
 				log.Info("SIGINT: exiting now")
 				return srv.Close()
 			case syscall.SIGTERM:
-				timeout := srv.Config().ShutdownTimeout
-				log.Info("SIGTERM: draining", zap.Duration("timeout", timeout))
-				sctx, cancel := context.WithTimeout(context.Background(), timeout)
-				err := srv.Shutdown(sctx)
-				cancel()
-				if err != nil {
-					log.Warn("drain incomplete", zap.Error(err))
-				}
+				return drain(srv, "SIGTERM", log)
+			}
+		case mode := <-shutdownReq:
+			if mode == proxy.ShutdownImmediate {
+				log.Info("SHUTDOWN on the admin console: exiting now")
+				_ = srv.Close() // reports the clients it had to cut, which SHUTDOWN asked for
 				return nil
 			}
+			return drain(srv, "SHUTDOWN on the admin console", log)
 		}
 	}
 }
 
-func reload(srv *proxy.Server, f *flags, getenv func(string) string, log *zap.Logger) {
+// drain stops accepting and waits up to shutdown_timeout for clients to finish.
+func drain(srv *proxy.Server, why string, log *zap.Logger) error {
+	timeout := srv.Config().ShutdownTimeout
+	log.Info(why+": draining", zap.Duration("timeout", timeout))
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	err := srv.Shutdown(sctx)
+	cancel()
+	if err != nil {
+		log.Warn("drain incomplete", zap.Error(err))
+	}
+	return nil
+}
+
+func reload(srv *proxy.Server, f *flags, getenv func(string) string, log *zap.Logger) error {
 	cfg, creds, err := loadConfig(f, getenv)
 	if err != nil {
 		log.Error("reload failed; keeping the current configuration", zap.Error(err))
-		return
+		return err
 	}
 	for _, w := range cfg.Warnings {
 		log.Warn("config: " + w)
 	}
 	if err := srv.Reload(cfg, creds); err != nil {
 		log.Error("reload failed; keeping the current configuration", zap.Error(err))
-		return
+		return err
 	}
 	log.Info("configuration reloaded")
+	return nil
 }
-

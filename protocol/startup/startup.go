@@ -205,10 +205,12 @@ func splitWords(s string) []string {
 }
 
 // NegotiateProtocolVersion appends the message telling a client that asked for a newer
-// 3.x minor version which minor version and which _pq_ options are supported.
+// 3.x minor version which minor version and which _pq_ options are supported. Like
+// PostgreSQL, it sends the newest version as a whole version word (3<<16 | minor), which
+// is how libpq reads it.
 func NegotiateProtocolVersion(dst []byte, minor int, unsupported []string) []byte {
 	dst, s := wire.Begin(dst, 'v')
-	dst = wire.AppendInt32(dst, int32(minor))
+	dst = wire.AppendInt32(dst, int32(3<<16|minor))
 	dst = wire.AppendInt32(dst, int32(len(unsupported)))
 	for _, u := range unsupported {
 		dst = wire.AppendString(dst, u)

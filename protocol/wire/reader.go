@@ -185,6 +185,16 @@ func (rd *Reader) Next() (typ byte, bodyLen int, err error) {
 	return b[0], n - 4, nil
 }
 
+// Peek returns the whole message whose header Next just returned without consuming it;
+// the view is valid until the next call on the reader.
+func (rd *Reader) Peek(bodyLen int) ([]byte, error) {
+	n := HeaderLen + bodyLen
+	if err := rd.ensure(n); err != nil {
+		return nil, err
+	}
+	return (*rd.buf)[rd.r : rd.r+n], nil
+}
+
 // Message returns the whole message (header and body) whose header Next just returned,
 // as a view valid until the next call on the reader, and consumes it.
 func (rd *Reader) Message(bodyLen int) ([]byte, error) {

@@ -1,0 +1,189 @@
+// Command idleclients opens N client connections to a PostgreSQL server or pooler, completes
+// the startup and authentication handshake on each (raw protocol: trust, cleartext or MD5),
+// then holds them idle so the pooler's memory per idle client can be measured.
+//
+//	idleclients -addr 127.0.0.1:6432 -n 10000 -user postgres -db postgres -hold 2m
+//
+// It prints "ready N" on stdout once every connection has seen ReadyForQuery, then holds
+// them until SIGTERM/SIGINT, stdin closing (with -stdin), or -hold elapses, and exits.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/md5"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "idleclients:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	addr := flag.String("addr", "127.0.0.1:6432", "pooler address host:port (loopback only)")
+	n := flag.Int("n", 1000, "number of idle client connections")
+	user := flag.String("user", "postgres", "user name")
+	db := flag.String("db", "postgres", "database name")
+	password := flag.String("password", "", "password for cleartext or MD5 authentication")
+	conc := flag.Int("concurrency", 64, "connections being set up at once")
+	hold := flag.Duration("hold", 2*time.Minute, "longest time to hold the connections")
+	dialTimeout := flag.Duration("timeout", 10*time.Second, "per-connection handshake timeout")
+	watchStdin := flag.Bool("stdin", false, "also stop when standard input closes")
+	flag.Parse()
+	if *n < 1 || *conc < 1 {
+		return errors.New("-n and -concurrency must be positive")
+	}
+	host, _, err := net.SplitHostPort(*addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("refusing non-loopback address %s", *addr)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *hold)
+	defer cancel()
+	if *watchStdin {
+		go func() { _, _ = io.Copy(io.Discard, os.Stdin); cancel() }()
+	}
+
+	conns := make([]net.Conn, *n)
+	var failed atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	sem := make(chan struct{}, *conc)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range conns {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			c, err := connect(*addr, *user, *db, *password, *dialTimeout)
+			if err != nil {
+				failed.Add(1)
+				errOnce.Do(func() { firstErr = err })
+				return
+			}
+			conns[i] = c
+		}(i)
+	}
+	wg.Wait()
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				_, _ = c.Write([]byte{'X', 0, 0, 0, 4}) // Terminate
+				c.Close()
+			}
+		}
+	}()
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d of %d connections failed; first: %w", f, *n, firstErr)
+	}
+	fmt.Printf("ready %d %.3fs\n", *n, time.Since(start).Seconds())
+	<-ctx.Done()
+	return nil
+}
+
+// connect performs startup and authentication and returns once ReadyForQuery arrives. The
+// buffered reader is dropped afterwards so the held connection costs this process little.
+func connect(addr, user, db, password string, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if err := handshake(c, user, db, password); err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+func handshake(c net.Conn, user, db, password string) error {
+	body := []byte{0, 3, 0, 0} // protocol 3.0
+	for _, kv := range [][2]string{{"user", user}, {"database", db}, {"application_name", "idleclients"}} {
+		body = append(append(append(append(body, kv[0]...), 0), kv[1]...), 0)
+	}
+	body = append(body, 0)
+	msg := binary.BigEndian.AppendUint32(nil, uint32(len(body)+4))
+	if _, err := c.Write(append(msg, body...)); err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(c, 512)
+	for {
+		typ, payload, err := readMsg(r)
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case 'R':
+			if len(payload) < 4 {
+				return errors.New("short authentication message")
+			}
+			switch code := binary.BigEndian.Uint32(payload); code {
+			case 0: // AuthenticationOk
+			case 3: // cleartext
+				if err := sendPassword(c, password); err != nil {
+					return err
+				}
+			case 5: // MD5 with a 4-byte salt
+				if len(payload) < 8 {
+					return errors.New("short MD5 request")
+				}
+				inner := md5.Sum([]byte(password + user))
+				outer := md5.Sum(append([]byte(hex.EncodeToString(inner[:])), payload[4:8]...))
+				if err := sendPassword(c, "md5"+hex.EncodeToString(outer[:])); err != nil {
+					return err
+				}
+			default:
+				return fmt.Errorf("unsupported authentication request %d (use trust, password or md5)", code)
+			}
+		case 'E':
+			return fmt.Errorf("server error: %q", payload)
+		case 'Z':
+			return nil
+		}
+	}
+}
+
+func sendPassword(c net.Conn, pw string) error {
+	msg := binary.BigEndian.AppendUint32([]byte{'p'}, uint32(len(pw)+5))
+	_, err := c.Write(append(append(msg, pw...), 0))
+	return err
+}
+
+func readMsg(r *bufio.Reader) (byte, []byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n < 4 || n > 1<<20 {
+		return 0, nil, fmt.Errorf("bad message length %d", n)
+	}
+	buf := make([]byte, n-4)
+	_, err := io.ReadFull(r, buf)
+	return hdr[0], buf, err
+}

@@ -1,0 +1,182 @@
+# Shared helpers for bench/demo.sh and bench/run.sh. Source it; do not run it.
+#
+# Everything here listens on 127.0.0.1 only, every wait loop is bounded, and every process
+# started is recorded in BENCH_PIDS so that bench_cleanup can stop exactly those by PID.
+# shellcheck shell=bash
+
+BENCH_PIDS=()
+BENCH_TMP=""
+BENCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+# pg_bindir prints the directory holding initdb/postgres/pgbench (PostgreSQL 15 preferred).
+pg_bindir() {
+	local d
+	for d in /usr/lib/postgresql/15/bin /usr/lib/postgresql/16/bin /usr/lib/postgresql/17/bin; do
+		[[ -x $d/postgres ]] && { echo "$d"; return; }
+	done
+	command -v pg_config >/dev/null && [[ -x "$(pg_config --bindir)/postgres" ]] && { pg_config --bindir; return; }
+	return 1
+}
+
+# ensure_tools PKG:FILE... installs missing Debian packages when root (daemons kept from
+# starting), else prints what is missing and fails.
+ensure_tools() {
+	local missing=() spec pkg file
+	for spec in "$@"; do
+		pkg=${spec%%:*} file=${spec#*:}
+		[[ -e $file ]] || missing+=("$pkg")
+	done
+	((${#missing[@]} == 0)) && return 0
+	if ! is_root; then
+		die "missing: ${missing[*]} (install with: sudo apt-get install ${missing[*]})"
+	fi
+	log "installing ${missing[*]}"
+	local policy=/usr/sbin/policy-rc.d made_policy=0
+	if [[ ! -e $policy ]]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && made_policy=1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+	((made_policy)) && rm -f "$policy"
+	return 0
+}
+
+# as_pg_user CMD... runs CMD as the postgres OS user when root (PostgreSQL and PgBouncer
+# refuse root), else as ourselves. setpriv execs, so $! of a backgrounded call is CMD's PID.
+as_pg_user() {
+	if is_root; then
+		setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# exec_as_pg_user CMD... replaces the (sub)shell with CMD run as the postgres OS user when
+# root, so the PID of a backgrounded subshell is CMD's.
+exec_as_pg_user() {
+	if is_root; then
+		exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
+	fi
+	exec "$@"
+}
+
+# free_port [TAKEN...] prints a TCP port on 127.0.0.1 that nothing listens on and that is not
+# one of TAKEN (ports chosen earlier but not yet bound). Bounded tries.
+free_port() {
+	local i p
+	for ((i = 0; i < 200; i++)); do
+		p=$((20000 + RANDOM % 30000))
+		[[ " $* " == *" $p "* ]] && continue
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	die "no free port found"
+}
+
+# wait_port PORT [SECONDS] waits until something accepts on 127.0.0.1:PORT.
+wait_port() {
+	local port=$1 secs=${2:-30} i
+	for ((i = 0; i < secs * 10; i++)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+bench_tmpdir() {
+	BENCH_TMP=$(mktemp -d /tmp/pgmux-bench.XXXXXX)
+	chmod 0755 "$BENCH_TMP" # the postgres OS user must reach its data dir and config
+}
+
+track_pid() { BENCH_PIDS+=("$1"); }
+
+# stop_pid PID [SECONDS]: SIGTERM (SIGINT, fast shutdown, for the postmaster), wait
+# (bounded), then SIGKILL. Only PIDs we started.
+stop_pid() {
+	local pid=$1 secs=${2:-10} i sig=TERM
+	[[ $pid == "${BENCH_PG_PID:-}" ]] && sig=INT
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -"$sig" "$pid" 2>/dev/null || true
+	for ((i = 0; i < secs * 10; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+bench_cleanup() {
+	local i
+	for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
+		stop_pid "${BENCH_PIDS[$i]}" 10
+	done
+	wait 2>/dev/null || true
+	if [[ -n $BENCH_TMP && -d $BENCH_TMP && ${BENCH_KEEP_TMP:-0} != 1 ]]; then
+		rm -rf "$BENCH_TMP"
+	fi
+}
+
+# start_postgres DIR PORT MAX_CONNECTIONS: initdb (trust on loopback) and start postgres in
+# the foreground of a background job; sets PG_PID. Settings favour a throwaway benchmark
+# server: no fsync, so runs measure the pooler path, not the disk.
+start_postgres() {
+	local dir=$1 port=$2 maxconn=${3:-300} bin
+	bin=$(pg_bindir) || die "PostgreSQL server binaries not found"
+	mkdir -p "$dir"
+	is_root && chown postgres:postgres "$dir"
+	as_pg_user "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync --no-instructions \
+		>"$dir/initdb.log" 2>&1 </dev/null || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+	cat >"$dir/data/pg_hba.conf" <<-EOF
+		local all all trust
+		host  all all 127.0.0.1/32 trust
+	EOF
+	(exec_as_pg_user "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir" \
+		-c listen_addresses=127.0.0.1 -c max_connections="$maxconn" \
+		-c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+		-c logging_collector=off -c log_min_messages=warning) \
+		>"$dir/postgres.log" 2>&1 </dev/null &
+	PG_PID=$! # the postmaster itself (exec), so SIGINT below is its fast shutdown
+	track_pid "$PG_PID"
+	BENCH_PG_PID=$PG_PID
+	local i
+	for ((i = 0; i < 300; i++)); do
+		"$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres </dev/null && return 0
+		kill -0 "$PG_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$dir/postgres.log" >&2
+	die "postgres did not start"
+}
+
+# proc_cpu_ticks PID: utime+stime (fields 14+15 of /proc/PID/stat) in clock ticks.
+proc_cpu_ticks() {
+	local stat rest
+	stat=$(<"/proc/$1/stat") || { echo 0; return; }
+	rest=${stat##*) } # fields from 3 on; the command name may hold spaces
+	# shellcheck disable=SC2086
+	set -- $rest
+	echo $((${12} + ${13}))
+}
+
+# proc_rss_kb PID: VmRSS in kB.
+proc_rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# raise_nofile: soft limit up to the hard limit (at most 65536).
+raise_nofile() {
+	local hard
+	hard=$(ulimit -Hn)
+	[[ $hard == unlimited ]] && hard=65536
+	((hard > 65536)) && hard=65536
+	ulimit -n "$hard" 2>/dev/null || true
+	if is_root && (($(ulimit -n) < 20000)); then
+		ulimit -Hn 65536 2>/dev/null && ulimit -n 65536 2>/dev/null || true
+	fi
+}

@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: pgmux vs PgBouncer vs direct PostgreSQL, on this machine only.
+#
+#   bench/run.sh            # full run (< 20 min on 2 cores)
+#   bench/run.sh --quick    # ~3-4 min: -S simple/extended at 50 and 500 clients, idle 1000
+#   bench/run.sh --reps 5   # repetitions per point (median is reported; default 3)
+#   bench/run.sh --keep     # keep the temp dir (logs, raw per-transaction pgbench logs)
+#   PGMUX_BIN=path bench/run.sh   # benchmark a prebuilt pgmux instead of building ./cmd/pgmux
+#
+# It starts a throwaway PostgreSQL 15 (trust auth on 127.0.0.1), then PgBouncer (as the
+# postgres OS user) and pgmux from ONE pgbouncer.ini (pgmux only gets --listen for its own
+# port), and runs each workload against pgmux, PgBouncer and direct Postgres in turn, the
+# three alternating within every repetition. Per run: tps (pgbench, without connection
+# time), p50/p99 latency (from pgbench's per-transaction -l logs), the pooler's CPU time per
+# transaction (utime+stime of /proc/PID/stat around a fixed -t run). Then idle clients:
+# bench/cmd/idleclients holds N logged-in connections and the pooler's VmRSS delta / N is the
+# cost of one idle client. Output: bench/results/latest.md, bench/results/*.png,
+# bench/results/raw.tsv, bench/results/idle.tsv.
+set -euo pipefail
+export HOME="${HOME:-/root}"
+export PATH="/usr/local/go/bin:${PATH}:/usr/local/sbin:/usr/sbin:/sbin"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$BENCH_ROOT"
+
+MODE=full
+REPS=${BENCH_REPS:-3}
+while (($# > 0)); do
+	case $1 in
+	--quick) MODE=quick ;;
+	--full) MODE=full ;;
+	--reps) REPS=$2; shift ;;
+	--keep) BENCH_KEEP_TMP=1 ;;
+	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	*) die "unknown argument $1 (try --help)" ;;
+	esac
+	shift
+done
+[[ $REPS =~ ^[1-9][0-9]*$ ]] && ((REPS <= 20)) || die "--reps must be 1..20"
+
+SCALE=10
+POOL_SIZE=20
+PG_MAX_CONN=300
+if [[ $MODE == quick ]]; then
+	WORKLOADS=(select)
+	QMODES=(simple extended)
+	CLIENTS=(50 500)
+	IDLE_NS=(1000)
+	CHURN=0
+else
+	WORKLOADS=(select tpcb)
+	QMODES=(simple extended prepared)
+	CLIENTS=(1 50 500 5000)
+	IDLE_NS=(1000 10000)
+	CHURN=1
+fi
+# Env overrides (space-separated), for a custom subset: BENCH_WORKLOADS="select tpcb",
+# BENCH_MODES="simple extended prepared", BENCH_CLIENTS="1 50", BENCH_IDLE="1000",
+# BENCH_CHURN=0|1, BENCH_OUT=dir (default bench/results).
+[[ -n ${BENCH_WORKLOADS:-} ]] && read -ra WORKLOADS <<<"$BENCH_WORKLOADS"
+[[ -n ${BENCH_MODES:-} ]] && read -ra QMODES <<<"$BENCH_MODES"
+[[ -n ${BENCH_CLIENTS:-} ]] && read -ra CLIENTS <<<"$BENCH_CLIENTS"
+[[ -n ${BENCH_IDLE+x} ]] && read -ra IDLE_NS <<<"$BENCH_IDLE"
+[[ -n ${BENCH_CHURN:-} ]] && CHURN=$BENCH_CHURN
+TARGETS=(pgmux pgbouncer direct)
+
+command -v go >/dev/null || die "go not found on PATH"
+ensure_tools postgresql-15:/usr/lib/postgresql/15/bin/pgbench pgbouncer:/usr/sbin/pgbouncer
+PGBIN=$(pg_bindir)
+PGBENCH=$PGBIN/pgbench
+PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+
+raise_nofile
+(($(ulimit -n) >= 12000)) || log "warning: ulimit -n is $(ulimit -n); 5000-client and 10000-idle runs may fail"
+
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+bench_tmpdir
+RESULTS=${BENCH_OUT:-$BENCH_ROOT/bench/results}
+mkdir -p "$RESULTS"
+RAW=$BENCH_TMP/raw.tsv
+IDLE=$BENCH_TMP/idle.tsv
+printf 'target\tworkload\tmode\tclients\trep\ttps\tp50_ms\tp99_ms\tcpu_us_per_tx\ttx\tstatus\n' >"$RAW"
+printf 'target\tclients\trss_before_kb\trss_after_kb\tbytes_per_client\tstatus\n' >"$IDLE"
+STARTED=$(date +%s)
+
+log "building pgmux and the bench helpers"
+mkdir -p "$BENCH_TMP/bin"
+if [[ -n ${PGMUX_BIN:-} ]]; then
+	cp "$PGMUX_BIN" "$BENCH_TMP/bin/pgmux" # a prebuilt binary, e.g. of another commit
+else
+	go build -o "$BENCH_TMP/bin/pgmux" ./cmd/pgmux
+fi
+go build -o "$BENCH_TMP/bin/idleclients" ./bench/cmd/idleclients
+go build -o "$BENCH_TMP/bin/report" ./bench/cmd/report
+
+PG_PORT=$(free_port)
+PGB_PORT=$(free_port "$PG_PORT")
+MUX_PORT=$(free_port "$PG_PORT" "$PGB_PORT")
+log "PostgreSQL on 127.0.0.1:$PG_PORT (max_connections=$PG_MAX_CONN)"
+start_postgres "$BENCH_TMP/pg" "$PG_PORT" "$PG_MAX_CONN"
+log "pgbench -i -s $SCALE"
+"$PGBENCH" -i -s "$SCALE" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres </dev/null >"$BENCH_TMP/init.log" 2>&1 ||
+	{ cat "$BENCH_TMP/init.log" >&2; die "pgbench -i failed"; }
+
+# PgBouncer >= 1.21 forwards protocol-level prepared statements (max_prepared_statements).
+PGB_VERSION=$("$PGBOUNCER" --version | awk 'NR==1 {print $2}')
+PGB_PREPARED=0
+if [[ $(printf '%s\n1.21.0\n' "$PGB_VERSION" | sort -V | head -n1) == 1.21.0 ]]; then PGB_PREPARED=1; fi
+
+# One pgbouncer.ini for both poolers. Relative pidfile: each pooler runs in its own working
+# directory, so the two never share a pidfile. No unix socket, no per-connection logging.
+CONF=$BENCH_TMP/conf
+mkdir -p "$CONF" "$BENCH_TMP/pgbouncer" "$BENCH_TMP/pgmux"
+is_root && chown postgres:postgres "$BENCH_TMP/pgbouncer"
+printf '"postgres" ""\n' >"$CONF/userlist.txt"
+cat >"$CONF/pgbouncer.ini" <<EOF
+[databases]
+postgres = host=127.0.0.1 port=$PG_PORT dbname=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $CONF/userlist.txt
+pidfile = pooler.pid
+pool_mode = transaction
+default_pool_size = $POOL_SIZE
+max_client_conn = 12000
+ignore_startup_parameters = extra_float_digits
+log_connections = 0
+log_disconnections = 0
+$( ((PGB_PREPARED)) && echo "max_prepared_statements = 200")
+EOF
+chmod 0644 "$CONF"/*
+
+# start_pgbouncer / start_pgmux (re)start a pooler from the shared ini; they set PGB_PID and
+# MUX_PID. The idle-memory test uses fresh processes, so earlier load does not skew RSS.
+start_pgbouncer() {
+	(
+		cd "$BENCH_TMP/pgbouncer"
+		exec_as_pg_user "$PGBOUNCER" "$CONF/pgbouncer.ini"
+	) >>"$BENCH_TMP/pgbouncer.log" 2>&1 </dev/null &
+	PGB_PID=$!
+	track_pid "$PGB_PID"
+	wait_port "$PGB_PORT" 20 || { cat "$BENCH_TMP/pgbouncer.log" >&2; die "pgbouncer did not start"; }
+}
+start_pgmux() {
+	(cd "$BENCH_TMP/pgmux" && exec "$BENCH_TMP/bin/pgmux" --listen "127.0.0.1:$MUX_PORT" "$CONF/pgbouncer.ini") \
+		>>"$BENCH_TMP/pgmux.log" 2>&1 </dev/null &
+	MUX_PID=$!
+	track_pid "$MUX_PID"
+	wait_port "$MUX_PORT" 20 || { cat "$BENCH_TMP/pgmux.log" >&2; die "pgmux did not start"; }
+}
+# restart_pooler TARGET: stop it by PID (bounded) and start a fresh one on the same port.
+restart_pooler() {
+	local pid i
+	pid=$(pid_of "$1")
+	stop_pid "$pid" 15
+	wait "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$(port_of "$1")") 2>/dev/null || break
+		sleep 0.1
+	done
+	case $1 in pgmux) start_pgmux ;; pgbouncer) start_pgbouncer ;; esac
+}
+
+log "PgBouncer $PGB_VERSION on 127.0.0.1:$PGB_PORT, pgmux on 127.0.0.1:$MUX_PORT"
+start_pgbouncer
+start_pgmux
+
+port_of() { case $1 in pgmux) echo "$MUX_PORT" ;; pgbouncer) echo "$PGB_PORT" ;; direct) echo "$PG_PORT" ;; esac; }
+pid_of() { case $1 in pgmux) echo "$MUX_PID" ;; pgbouncer) echo "$PGB_PID" ;; *) echo "" ;; esac; }
+
+# txs_per_client WORKLOAD CLIENTS: fixed work sized for ~2-3 s per run on 2 cores.
+txs_per_client() {
+	local total
+	case $1 in
+	select) total=$([[ $MODE == quick ]] && echo 80000 || echo 40000) ;;
+	tpcb) total=6000 ;;
+	churn) total=1000 ;;
+	esac
+	case $2 in 1) total=$((total / 4)) ;; esac
+	local t=$((total / $2))
+	((t < 2)) && t=2
+	echo "$t"
+}
+
+# na_reason TARGET WORKLOAD MODE CLIENTS prints why a point cannot run, or nothing.
+na_reason() {
+	if [[ $1 == direct ]] && (($4 > PG_MAX_CONN - 20)); then echo "n/a: > max_connections"; return; fi
+	if [[ $1 == pgbouncer && $3 == prepared ]] && ((!PGB_PREPARED)); then echo "n/a: PgBouncer $PGB_VERSION has no prepared statements"; return; fi
+}
+
+# run_point TARGET WORKLOAD MODE CLIENTS REP: one pgbench run; appends a row to $RAW.
+run_point() {
+	local target=$1 workload=$2 qmode=$3 clients=$4 rep=$5
+	local na port pid t per jobs logdir out status=ok tps=0 tx=0 p50=0 p99=0 cpu=0 t0=0 t1=0
+	na=$(na_reason "$target" "$workload" "$qmode" "$clients")
+	if [[ -n $na ]]; then
+		printf '%s\t%s\t%s\t%s\t%s\t\t\t\t\t\t%s\n' "$target" "$workload" "$qmode" "$clients" "$rep" "$na" >>"$RAW"
+		return
+	fi
+	port=$(port_of "$target")
+	pid=$(pid_of "$target")
+	per=$(txs_per_client "$workload" "$clients")
+	jobs=$((clients < 2 ? 1 : 2))
+	local args=(-n -M "$qmode" -c "$clients" -j "$jobs" -t "$per")
+	case $workload in
+	select) args+=(-S) ;;
+	churn) args+=(-S -C) ;;
+	esac
+	logdir=$BENCH_TMP/pglog/$target-$workload-$qmode-$clients-$rep
+	mkdir -p "$logdir"
+	[[ -n $pid ]] && t0=$(proc_cpu_ticks "$pid")
+	out=$(timeout 300 "$PGBENCH" "${args[@]}" -l --log-prefix="$logdir/tx" \
+		-h 127.0.0.1 -p "$port" -U postgres postgres </dev/null 2>&1) || status=fail
+	[[ -n $pid ]] && t1=$(proc_cpu_ticks "$pid")
+	tx=$(awk -F': ' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]+0}' <<<"$out")
+	tps=$(awk '/^tps = / {print $3}' <<<"$out" | tail -n1)
+	tx=${tx:-0} tps=${tps:-0}
+	if ((tx == 0)); then
+		status=fail
+		echo "$out" | tail -n 5 >&2
+	fi
+	if [[ $status == fail ]]; then
+		printf '%s\n' "$out" >"$logdir/pgbench.out"
+	fi
+	# pgbench -l lines: client tx_no latency_us script_no epoch_s epoch_us
+	read -r p50 p99 < <(cat "$logdir"/tx* 2>/dev/null | awk '{print $3}' | sort -n |
+		awk '{v[NR] = $1} END { if (NR == 0) { print 0, 0; exit }
+			i50 = int(NR * 0.50 + 0.5); if (i50 < 1) i50 = 1
+			i99 = int(NR * 0.99 + 0.5); if (i99 < 1) i99 = 1; if (i99 > NR) i99 = NR
+			printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')
+	if [[ -n $pid ]] && ((tx > 0)); then
+		cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$tx" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
+	else
+		cpu=""
+	fi
+	[[ ${BENCH_KEEP_TMP:-0} == 1 ]] || rm -rf "$logdir"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$workload" "$qmode" "$clients" "$rep" \
+		"$tps" "$p50" "$p99" "$cpu" "$tx" "$status" >>"$RAW"
+	printf '    %-9s %-6s %-8s c=%-5s rep %s: tps %10s  p50 %7s ms  p99 %8s ms  cpu %7s us/tx  %s\n' \
+		"$target" "$workload" "$qmode" "$clients" "$rep" "$tps" "$p50" "$p99" "${cpu:--}" "$status" >&2
+}
+
+# Idle clients: RSS of the pooler before and while N logged-in clients sit idle.
+idle_point() {
+	local target=$1 n=$2 port pid before after ipid i status=ok out=$BENCH_TMP/idle-$1-$2.out
+	restart_pooler "$target"
+	port=$(port_of "$target")
+	pid=$(pid_of "$target")
+	# warm up: one logged-in client and one transaction, so a server connection exists
+	"$PGBENCH" -n -S -t 1 -c 1 -h 127.0.0.1 -p "$port" -U postgres postgres </dev/null >/dev/null 2>&1 || true
+	sleep 1
+	before=$(proc_rss_kb "$pid")
+	"$BENCH_TMP/bin/idleclients" -addr "127.0.0.1:$port" -n "$n" -user postgres -db postgres -hold 120s \
+		>"$out" 2>&1 </dev/null &
+	ipid=$!
+	track_pid "$ipid"
+	for ((i = 0; i < 900; i++)); do
+		grep -q '^ready' "$out" && break
+		kill -0 "$ipid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if grep -q '^ready' "$out"; then
+		sleep 2 # let the pooler settle
+		after=$(proc_rss_kb "$pid")
+	else
+		status=fail after=$before
+		cat "$out" >&2
+	fi
+	stop_pid "$ipid" 10
+	wait "$ipid" 2>/dev/null || true
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$n" "$before" "$after" $(((after - before) * 1024 / n)) "$status" >>"$IDLE"
+	printf '    %-9s %6s idle clients: RSS %s -> %s kB, %s bytes/client %s\n' "$target" "$n" "$before" "$after" \
+		$(((after - before) * 1024 / n)) "$status" >&2
+}
+for n in "${IDLE_NS[@]+"${IDLE_NS[@]}"}"; do
+	log "$n idle clients (fresh pooler processes)"
+	for target in pgmux pgbouncer; do
+		idle_point "$target" "$n"
+	done
+done
+# the workloads start on fresh poolers too
+restart_pooler pgmux
+restart_pooler pgbouncer
+
+
+# Workloads: for every point, repetitions alternate pgmux, pgbouncer, direct.
+for workload in "${WORKLOADS[@]}"; do
+	for qmode in "${QMODES[@]}"; do
+		for clients in "${CLIENTS[@]}"; do
+			log "$workload -M $qmode, $clients clients"
+			for ((rep = 1; rep <= REPS; rep++)); do
+				for target in "${TARGETS[@]}"; do
+					run_point "$target" "$workload" "$qmode" "$clients" "$rep"
+				done
+			done
+		done
+	done
+done
+if ((CHURN)); then
+	log "connection churn: pgbench -C -S, 4 clients"
+	for ((rep = 1; rep <= REPS; rep++)); do
+		for target in "${TARGETS[@]}"; do
+			run_point "$target" churn simple 4 "$rep"
+		done
+	done
+fi
+
+cp "$RAW" "$RESULTS/raw.tsv"
+cp "$IDLE" "$RESULTS/idle.tsv"
+ELAPSED=$(($(date +%s) - STARTED))
+log "report"
+"$BENCH_TMP/bin/report" -raw "$RESULTS/raw.tsv" -idle "$RESULTS/idle.tsv" -out "$RESULTS" \
+	-meta "mode=$MODE" -meta "reps=$REPS" -meta "elapsed=${ELAPSED}s" \
+	-meta "pgmux=${PGMUX_BIN:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- . 2>/dev/null || echo +dirty)}" \
+	-meta "pgbouncer=$PGB_VERSION" -meta "postgres=$("$PGBIN/postgres" --version | awk '{print $3}')" \
+	-meta "cpus=$(nproc)" -meta "kernel=$(uname -r)" -meta "date=$(date -u +%Y-%m-%dT%H:%MZ)"
+cat "$RESULTS/latest.md"
+log "wrote $RESULTS/latest.md and plots in $RESULTS (took ${ELAPSED}s)"

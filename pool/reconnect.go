@@ -1,0 +1,50 @@
+package pool
+
+import "time"
+
+// Reconnect marks every current connection for closing: idle ones close now, leased ones
+// when they are released (the admin console's RECONNECT).
+func (p *Pool) Reconnect() {
+	p.mu.Lock()
+	p.staleBefore = time.Now()
+	p.mu.Unlock()
+	p.CloseIdle()
+}
+
+// Stale counts the open connections that Reconnect marked and that have not closed yet
+// (WAIT_CLOSE).
+func (p *Pool) Stale() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for c := range p.all {
+		if c.Created.Before(p.staleBefore) {
+			n++
+		}
+	}
+	return n
+}
+
+// Hold stops new leases like Pause, without waiting for leased connections (KILL).
+// Resume ends it.
+func (p *Pool) Hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.paused {
+		p.paused = true
+		p.resume = make(chan struct{})
+	}
+}
+
+// CloseAll closes every connection now, leased or not; their lessees see the read error.
+func (p *Pool) CloseAll() {
+	p.mu.Lock()
+	conns := make([]*Conn, 0, len(p.all))
+	for c := range p.all {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
+}

@@ -1,0 +1,425 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/startup"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// adminDBs are the virtual database names of the admin console.
+func isAdminDB(name string) bool { return name == "pgbouncer" || name == "pgmux" }
+
+// compatVersion is the PgBouncer release whose console pgmux mirrors; monitoring tools
+// read it from SHOW VERSION and server_version to decide which columns to expect.
+const compatVersion = "1.25.2"
+
+// consoleRole is what a console client may do.
+type consoleRole int8
+
+const (
+	roleNone  consoleRole = iota // not a console client
+	roleStats                    // stats_users: SHOW only
+	roleAdmin                    // admin_users: every command
+)
+
+func (r consoleRole) String() string {
+	switch r {
+	case roleStats:
+		return "stats"
+	case roleAdmin:
+		return "admin"
+	}
+	return "none"
+}
+
+// ShutdownMode says how the admin console's SHUTDOWN wants the process to stop.
+type ShutdownMode int
+
+const (
+	// ShutdownImmediate: close every connection and exit now (SHUTDOWN).
+	ShutdownImmediate ShutdownMode = iota
+	// ShutdownDrain: stop accepting, let busy clients finish their transactions, then
+	// exit, as on SIGTERM (SHUTDOWN WAIT_FOR_SERVERS, and WAIT_FOR_CLIENTS once the last
+	// client has left).
+	ShutdownDrain
+)
+
+func (m ShutdownMode) String() string {
+	if m == ShutdownDrain {
+		return "drain"
+	}
+	return "immediate"
+}
+
+// console is the Server's admin-console and statistics state. mu guards the maps and
+// flags; the retired totals are guarded by mu too (see Session.retire for lock order:
+// console.mu before Session.mu).
+type console struct {
+	reload   func() error
+	shutdown func(ShutdownMode)
+	version  string
+	started  time.Time
+	ctx      context.Context // cancelled when the server shuts down: ends waiting commands
+	stop     context.CancelFunc
+
+	mu        sync.Mutex
+	retired   map[poolKey]*totals
+	pausedAll bool
+	suspended bool
+	paused    map[string]bool // database -> held by PAUSE db
+	killed    map[string]bool // database -> held by KILL db
+	disabled  map[string]bool // database -> refusing new clients
+	changed   chan struct{}   // closed and replaced whenever a hold is lifted
+	avg       averager
+}
+
+func newConsole(opts Options) *console {
+	ctx, stop := context.WithCancel(context.Background())
+	v := opts.Version
+	if v == "" {
+		v = "dev"
+	}
+	return &console{reload: opts.Reload, shutdown: opts.OnShutdown, version: v, started: time.Now(),
+		ctx: ctx, stop: stop, retired: make(map[poolKey]*totals), paused: make(map[string]bool),
+		killed: make(map[string]bool), disabled: make(map[string]bool), changed: make(chan struct{})}
+}
+
+// held reports whether new work for db must wait (PAUSE, SUSPEND or KILL); c.mu is held.
+func (c *console) held(db string) bool {
+	return c.pausedAll || c.suspended || c.paused[db] || c.killed[db]
+}
+
+// lifted wakes clients waiting for a hold to end; c.mu is held.
+func (c *console) lifted() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// gate is the console's say on a normal client's login: refused for a DISABLEd database,
+// delayed while the database is paused or killed.
+func (s *Server) gate(cfg *config.Config, db string) error {
+	c := s.console
+	var timeout <-chan time.Time
+	for {
+		c.mu.Lock()
+		if c.disabled[db] {
+			c.mu.Unlock()
+			return pgerr.Fatal(pgerr.ObjectNotInPrerequisite, "database %q does not allow connections", db).
+				WithHint("An administrator ran DISABLE %s on the pgmux console; ENABLE lets clients in again.", db)
+		}
+		if !c.held(db) {
+			c.mu.Unlock()
+			return nil
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		if timeout == nil && cfg.QueryWaitTimeout > 0 {
+			t := time.NewTimer(cfg.QueryWaitTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			return pgerr.Fatal(pgerr.CannotConnectNow, "database %q is paused: query_wait_timeout passed", db)
+		case <-c.ctx.Done():
+			return pgerr.Fatal(pgerr.CannotConnectNow, "pgmux is shutting down")
+		}
+	}
+}
+
+// consoleLogin is login's hook for the console: it handles a login to the admin database
+// (handled is true) and otherwise applies DISABLE and PAUSE to the named database.
+func (s *Session) consoleLogin(cfg *config.Config, pkt *startup.Packet) (handled bool, err error) {
+	if !isAdminDB(s.dbName) {
+		return false, s.srv.gate(cfg, s.dbName)
+	}
+	return true, s.adminLogin(cfg, pkt)
+}
+
+// adminRole decides what user may do on the console.
+func adminRole(cfg *config.Config, user string) consoleRole {
+	switch {
+	case cfg.AuthType == config.AuthAny:
+		// auth_type=any keeps no trustworthy user name: PgBouncer lets everyone in.
+		return roleAdmin
+	case slices.Contains(cfg.AdminUsers, user):
+		return roleAdmin
+	case slices.Contains(cfg.StatsUsers, user):
+		return roleStats
+	}
+	return roleNone
+}
+
+// adminLogin admits a console client: listed in admin_users or stats_users, then
+// authenticated as auth_type says.
+func (s *Session) adminLogin(cfg *config.Config, pkt *startup.Packet) error {
+	role := adminRole(cfg, s.user)
+	if role == roleNone {
+		return pgerr.Fatal(pgerr.InvalidAuthorization, "not allowed").
+			WithDetail("User %q is in neither admin_users nor stats_users.", s.user).
+			WithHint("Add the user to admin_users or stats_users to use the %s console.", s.dbName)
+	}
+	if err := s.authenticate(cfg, s.user); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.ops.role = role
+	s.mu.Unlock()
+	enc, _ := pkt.Get("client_encoding")
+	if enc == "" {
+		enc = "UTF8"
+	}
+	app, _ := pkt.Get("application_name")
+	s.params = pool.Params{
+		{Name: "server_version", Value: compatVersion + "/bouncer"},
+		{Name: "server_encoding", Value: "UTF8"},
+		{Name: "client_encoding", Value: enc},
+		{Name: "DateStyle", Value: "ISO"},
+		{Name: "TimeZone", Value: "UTC"},
+		{Name: "integer_datetimes", Value: "on"},
+		{Name: "standard_conforming_strings", Value: "on"},
+		{Name: "application_name", Value: app},
+	}
+	s.srv.register(s)
+	return s.sendLoginAnswer(pkt)
+}
+
+// isAdmin reports whether the session is a console client.
+func (s *Session) isAdmin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ops.role != roleNone
+}
+
+// adminLoop answers console commands until the client leaves. Only the simple query
+// protocol is served; extended-protocol messages get an error and are dropped until Sync.
+func (s *Session) adminLoop() error {
+	defer func() {
+		s.mu.Lock()
+		s.state = ClientClosed
+		s.mu.Unlock()
+	}()
+	skipping := false
+	for {
+		typ, n, err := s.rd.Next()
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case 'X':
+			return nil
+		case 'Q':
+			m, err := s.rd.Message(n)
+			if err != nil {
+				return err
+			}
+			q, _, err := wire.CString(wire.Body(m))
+			if err != nil {
+				s.fatal(pgerr.Fatal(pgerr.ProtocolViolation, "invalid Query message"))
+				return err
+			}
+			out, after := s.adminQuery(string(q))
+			if err := s.writeClient(out); err != nil {
+				return err
+			}
+			if after != nil {
+				after()
+			}
+		case 'S':
+			if err := s.rd.Skip(n); err != nil {
+				return err
+			}
+			skipping = false
+			if err := s.writeClient(wire.ReadyForQuery(nil, 'I')); err != nil {
+				return err
+			}
+		case 'P', 'B', 'D', 'E', 'C', 'H', 'F', 'd', 'c', 'f':
+			if err := s.rd.Skip(n); err != nil {
+				return err
+			}
+			if skipping {
+				continue
+			}
+			b := pgerr.New(pgerr.FeatureNotSupported, "the admin console supports only the simple query protocol").
+				WithHint("Use psql, or set your driver to simple protocol (pgx: QueryExecModeSimpleProtocol).").Append(nil)
+			if typ == 'F' {
+				b = wire.ReadyForQuery(b, 'I')
+			} else {
+				skipping = true
+			}
+			if err := s.writeClient(b); err != nil {
+				return err
+			}
+		default:
+			s.fatal(pgerr.Fatal(pgerr.ProtocolViolation, "invalid frontend message type %d", typ))
+			return fmt.Errorf("invalid frontend message type %d", typ)
+		}
+	}
+}
+
+// adminQuery runs each statement of a simple Query and returns the whole answer, ending
+// with ReadyForQuery, and an action to run once the answer is sent (SHUTDOWN).
+func (s *Session) adminQuery(q string) ([]byte, func()) {
+	stmts := splitStatements(q)
+	var out []byte
+	if len(stmts) == 0 {
+		out = append(out, 'I', 0, 0, 0, 4) // EmptyQueryResponse
+	}
+	var after func()
+	for _, st := range stmts {
+		res, err := s.adminCommand(st)
+		if err != nil {
+			pe := asAdminError(err)
+			s.srv.metrics.errorSent(pe.Code)
+			out = pe.Append(out)
+			break
+		}
+		out = append(out, res.out...)
+		if res.after != nil {
+			after = res.after
+		}
+	}
+	return wire.ReadyForQuery(out, 'I'), after
+}
+
+func asAdminError(err error) *pgerr.Error {
+	if pe, ok := err.(*pgerr.Error); ok {
+		return pe
+	}
+	return pgerr.New(pgerr.InternalError, "%v", err)
+}
+
+// adminResult is a command's answer and what to do after it has been sent.
+type adminResult struct {
+	out   []byte
+	after func()
+}
+
+// adminCommand parses and runs one console statement.
+func (s *Session) adminCommand(stmt string) (adminResult, error) {
+	words, err := tokenize(stmt)
+	if err != nil {
+		return adminResult{}, err
+	}
+	if len(words) == 0 {
+		return adminResult{out: []byte{'I', 0, 0, 0, 4}}, nil
+	}
+	verb := strings.ToUpper(words[0])
+	args := words[1:]
+	s.mu.Lock()
+	role := s.ops.role
+	s.mu.Unlock()
+	if verb == "SHOW" {
+		if len(args) != 1 {
+			return adminResult{}, syntaxError(stmt)
+		}
+		out, err := s.srv.show(strings.ToUpper(args[0]))
+		return adminResult{out: out}, err
+	}
+	cmd, ok := adminCommands[verb]
+	if !ok {
+		return adminResult{}, syntaxError(stmt)
+	}
+	if role != roleAdmin {
+		return adminResult{}, pgerr.New(pgerr.InsufficientPrivilege, "admin access needed").
+			WithDetail("User %q is a stats_users member: only SHOW commands are allowed.", s.user)
+	}
+	if len(args) < cmd.minArgs || len(args) > cmd.maxArgs {
+		return adminResult{}, syntaxError(stmt)
+	}
+	s.log.Info("admin command", zap.String("command", stmt))
+	res, err := cmd.run(s, args)
+	if err != nil {
+		return res, err
+	}
+	res.out = commandComplete(res.out, verb)
+	return res, nil
+}
+
+func syntaxError(stmt string) *pgerr.Error {
+	return pgerr.New(pgerr.SyntaxError, "invalid command %q, use SHOW HELP;", strings.TrimSpace(stmt))
+}
+
+// splitStatements splits a query on semicolons outside quotes and drops empty statements.
+func splitStatements(q string) []string {
+	var out []string
+	start := 0
+	var quote byte
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == ';':
+			out = appendStmt(out, q[start:i])
+			start = i + 1
+		}
+	}
+	return appendStmt(out, q[start:])
+}
+
+func appendStmt(out []string, st string) []string {
+	if st = strings.TrimSpace(st); st != "" {
+		out = append(out, st)
+	}
+	return out
+}
+
+// tokenize splits a console statement into words: bare words, "quoted identifiers",
+// 'quoted strings' (both with doubled quotes as escapes) and "=".
+func tokenize(stmt string) ([]string, error) {
+	var words []string
+	for i := 0; i < len(stmt); {
+		c := stmt[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			i++
+		case c == '=' || c == ',':
+			words = append(words, string(c))
+			i++
+		case c == '\'' || c == '"':
+			var b strings.Builder
+			j := i + 1
+			for ; ; j++ {
+				if j >= len(stmt) {
+					return nil, pgerr.New(pgerr.SyntaxError, "unterminated quoted string in %q", stmt)
+				}
+				if stmt[j] == c {
+					if j+1 < len(stmt) && stmt[j+1] == c {
+						b.WriteByte(c)
+						j++
+						continue
+					}
+					break
+				}
+				b.WriteByte(stmt[j])
+			}
+			words = append(words, b.String())
+			i = j + 1
+		default:
+			j := i
+			for j < len(stmt) && !strings.ContainsRune(" \t\r\n='\",", rune(stmt[j])) {
+				j++
+			}
+			words = append(words, stmt[i:j])
+			i = j
+		}
+	}
+	return words, nil
+}

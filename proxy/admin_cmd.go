@@ -1,0 +1,367 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/protocol/pgerr"
+)
+
+// adminCommand is one console verb other than SHOW: its argument count and action. The
+// action's answer gets CommandComplete with the verb as tag.
+type adminCmd struct {
+	minArgs, maxArgs int
+	run              func(s *Session, args []string) (adminResult, error)
+}
+
+// adminCommands is the console's verb table (SHOW is handled apart, see show).
+var adminCommands = map[string]adminCmd{
+	"PAUSE": {0, 1, func(s *Session, a []string) (adminResult, error) {
+		return none(s.srv.adminPause(s.srv.console.ctx, arg(a)))
+	}},
+	"RESUME":    {0, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminResume(arg(a))) }},
+	"SUSPEND":   {0, 0, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminSuspend(s.srv.console.ctx)) }},
+	"DISABLE":   {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminDisable(a[0], true)) }},
+	"ENABLE":    {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminDisable(a[0], false)) }},
+	"RECONNECT": {0, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminReconnect(arg(a))) }},
+	"WAIT_CLOSE": {0, 1, func(s *Session, a []string) (adminResult, error) {
+		return none(s.srv.adminWaitClose(s.srv.console.ctx, arg(a)))
+	}},
+	"KILL":        {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminKill(a[0])) }},
+	"KILL_CLIENT": {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminKillClient(a[0])) }},
+	"RELOAD":      {0, 0, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminReload()) }},
+	"SET":         {2, 64, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminSet(a)) }},
+	"SHUTDOWN":    {0, 1, func(s *Session, a []string) (adminResult, error) { return s.srv.adminShutdown(arg(a)) }},
+}
+
+// cantChangeRuntimeParam is PostgreSQL's SQLSTATE for a setting that needs a restart.
+const cantChangeRuntimeParam = "55P02"
+
+func none(err error) (adminResult, error) { return adminResult{}, err }
+
+func arg(a []string) string {
+	if len(a) == 0 {
+		return ""
+	}
+	return a[0]
+}
+
+// matching returns the pools of db, or every pool when db is "".
+func (s *Server) matching(db string) []*poolEntry {
+	var out []*poolEntry
+	for _, e := range s.pools.all() {
+		if db == "" || e.key.db == db {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// knownDB checks that db names a configured database (or one a client has opened through
+// the "*" fallback).
+func (s *Server) knownDB(db string) error {
+	if isAdminDB(db) {
+		return pgerr.New(pgerr.InvalidParameterValue, "cannot do that to the admin console database %q", db)
+	}
+	if _, ok := s.Config().Databases[db]; ok {
+		return nil
+	}
+	if len(s.matching(db)) > 0 {
+		return nil
+	}
+	return pgerr.New(pgerr.InvalidCatalogName, "no such database: %s", db)
+}
+
+// pauseAll pauses each pool, waiting for every leased server to come back.
+func pauseAll(ctx context.Context, entries []*poolEntry) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(entries))
+	for i, e := range entries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e.pool.Pause(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// adminPause holds new transactions of db (or of every database) and waits until each of
+// its servers is released.
+func (s *Server) adminPause(ctx context.Context, db string) error {
+	c := s.console
+	if db != "" {
+		if err := s.knownDB(db); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	if (db == "" && c.pausedAll) || (db != "" && c.paused[db]) {
+		c.mu.Unlock()
+		return pgerr.New(pgerr.ObjectNotInPrerequisite, "already paused")
+	}
+	if db == "" {
+		c.pausedAll = true
+	} else {
+		c.paused[db] = true
+	}
+	c.mu.Unlock()
+	if err := pauseAll(ctx, s.matching(db)); err != nil {
+		return pgerr.New(pgerr.QueryCanceled, "pause interrupted: %v", err)
+	}
+	return nil
+}
+
+// adminSuspend pauses everything; pgmux has no online restart, so SUSPEND is a global
+// PAUSE that RESUME undoes.
+func (s *Server) adminSuspend(ctx context.Context) error {
+	c := s.console
+	c.mu.Lock()
+	if c.suspended {
+		c.mu.Unlock()
+		return pgerr.New(pgerr.ObjectNotInPrerequisite, "already suspended")
+	}
+	c.suspended = true
+	c.mu.Unlock()
+	return pauseAll(ctx, s.matching(""))
+}
+
+// adminResume lifts PAUSE, SUSPEND and KILL holds, for db or for everything.
+func (s *Server) adminResume(db string) error {
+	c := s.console
+	c.mu.Lock()
+	if db == "" {
+		if !c.pausedAll && !c.suspended && len(c.paused) == 0 && len(c.killed) == 0 {
+			c.mu.Unlock()
+			return pgerr.New(pgerr.ObjectNotInPrerequisite, "pooler is not paused/suspended")
+		}
+		c.pausedAll, c.suspended = false, false
+		clear(c.paused)
+		clear(c.killed)
+	} else {
+		if !c.paused[db] && !c.killed[db] {
+			c.mu.Unlock()
+			return pgerr.New(pgerr.ObjectNotInPrerequisite, "database %s is not paused", db)
+		}
+		delete(c.paused, db)
+		delete(c.killed, db)
+	}
+	c.lifted()
+	c.mu.Unlock()
+	for _, e := range s.matching(db) {
+		c.mu.Lock()
+		still := c.held(e.key.db)
+		c.mu.Unlock()
+		if !still {
+			e.pool.Resume()
+		}
+	}
+	return nil
+}
+
+// adminDisable refuses (or again admits) new clients of db.
+func (s *Server) adminDisable(db string, disable bool) error {
+	if err := s.knownDB(db); err != nil {
+		return err
+	}
+	c := s.console
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if disable {
+		c.disabled[db] = true
+	} else {
+		delete(c.disabled, db)
+	}
+	return nil
+}
+
+// adminReconnect closes idle servers of db now and busy ones when they are released.
+func (s *Server) adminReconnect(db string) error {
+	if db != "" {
+		if err := s.knownDB(db); err != nil {
+			return err
+		}
+	}
+	for _, e := range s.matching(db) {
+		e.pool.Reconnect()
+	}
+	return nil
+}
+
+// adminWaitClose waits until the servers marked by RECONNECT (or a reload) are closed.
+func (s *Server) adminWaitClose(ctx context.Context, db string) error {
+	if db != "" {
+		if err := s.knownDB(db); err != nil {
+			return err
+		}
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		left := 0
+		for _, e := range s.matching(db) {
+			left += e.pool.Stale()
+		}
+		if left == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return pgerr.New(pgerr.QueryCanceled, "wait_close interrupted: %v", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// adminKill drops every client and server of db at once; new clients wait for RESUME.
+func (s *Server) adminKill(db string) error {
+	if err := s.knownDB(db); err != nil {
+		return err
+	}
+	c := s.console
+	c.mu.Lock()
+	c.killed[db] = true
+	c.mu.Unlock()
+	for _, sess := range s.Sessions() {
+		if sess.dbName == db && sess.entry != nil {
+			sess.kill("database " + db + " was killed by an administrator (KILL)")
+		}
+	}
+	for _, e := range s.matching(db) {
+		e.pool.Hold()
+		e.pool.CloseAll()
+	}
+	return nil
+}
+
+// adminKillClient disconnects the client with the id SHOW CLIENTS reports.
+func (s *Server) adminKillClient(id string) error {
+	n, err := strconv.ParseUint(strings.TrimPrefix(id, "0x"), 10, 64)
+	if err != nil {
+		return pgerr.New(pgerr.InvalidParameterValue, "invalid client id %q", id)
+	}
+	s.mu.Lock()
+	sess := s.sessions[n]
+	s.mu.Unlock()
+	if sess == nil {
+		return pgerr.New(pgerr.InvalidParameterValue, "no client with id %d", n)
+	}
+	sess.kill("client was killed by an administrator (KILL_CLIENT)")
+	return nil
+}
+
+// adminReload reloads the configuration from disk through the host's hook.
+func (s *Server) adminReload() error {
+	c := s.console
+	if c.reload == nil {
+		return pgerr.New(pgerr.FeatureNotSupported, "RELOAD is not available: pgmux was not started from a configuration file")
+	}
+	if err := c.reload(); err != nil {
+		return pgerr.New(pgerr.InvalidParameterValue, "reload failed; the configuration in force is unchanged: %v", err)
+	}
+	return nil
+}
+
+// adminSet changes one setting at run time: "key = value" (or "key TO value").
+func (s *Server) adminSet(args []string) error {
+	if len(args) < 3 || (args[1] != "=" && !strings.EqualFold(args[1], "to")) {
+		return pgerr.New(pgerr.SyntaxError, "usage: SET key = value")
+	}
+	key, value := strings.ToLower(args[0]), strings.Join(args[2:], "")
+	if !config.Reloadable(key) {
+		err := config.Set(config.Default(), key, value)
+		if errors.Is(err, config.ErrUnknownSetting) || errors.Is(err, config.ErrUnsupportedSetting) {
+			return pgerr.New(pgerr.InvalidParameterValue, "%v", err)
+		}
+		return pgerr.New(cantChangeRuntimeParam, "%s cannot be changed at run time: it needs a restart", key)
+	}
+	s.mu.Lock()
+	next := s.cfg.Clone()
+	creds := s.creds
+	s.mu.Unlock()
+	if err := config.Set(next, key, value); err != nil {
+		return pgerr.New(pgerr.InvalidParameterValue, "%v", err)
+	}
+	if err := next.Validate(); err != nil {
+		return pgerr.New(pgerr.InvalidParameterValue, "%v", err)
+	}
+	if err := s.Reload(next, creds); err != nil {
+		return pgerr.New(pgerr.InvalidParameterValue, "%v", err)
+	}
+	return nil
+}
+
+// adminShutdown stops the process once the answer is sent: at once, after servers are
+// released (WAIT_FOR_SERVERS) or after every client has left (WAIT_FOR_CLIENTS).
+func (s *Server) adminShutdown(how string) (adminResult, error) {
+	var after func()
+	switch strings.ToUpper(how) {
+	case "":
+		after = func() { s.requestShutdown(ShutdownImmediate) }
+	case "WAIT_FOR_SERVERS":
+		after = func() { s.requestShutdown(ShutdownDrain) }
+	case "WAIT_FOR_CLIENTS":
+		s.refuseNewClients()
+		after = func() {
+			go func() {
+				t := time.NewTicker(50 * time.Millisecond)
+				defer t.Stop()
+				for s.normalClients() > 0 {
+					select {
+					case <-s.console.ctx.Done():
+						return
+					case <-t.C:
+					}
+				}
+				s.requestShutdown(ShutdownDrain)
+			}()
+		}
+	default:
+		return adminResult{}, pgerr.New(pgerr.SyntaxError, "usage: SHUTDOWN [WAIT_FOR_SERVERS | WAIT_FOR_CLIENTS]")
+	}
+	s.log.Info("shutdown requested on the admin console", zap.String("mode", how))
+	return adminResult{after: after}, nil
+}
+
+// requestShutdown hands the shutdown to the host (cmd/pgmux stops as on a signal), or
+// shuts the server down itself when no hook was given.
+func (s *Server) requestShutdown(mode ShutdownMode) {
+	if h := s.console.shutdown; h != nil {
+		go h(mode)
+		return
+	}
+	go func() {
+		if mode == ShutdownImmediate {
+			_ = s.Close()
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.Config().ShutdownTimeout)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	}()
+}
+
+// refuseNewClients makes logins fail with "shutting down"; the listeners stay open so
+// the host's Serve does not return before the shutdown it was asked for.
+func (s *Server) refuseNewClients() {
+	s.draining.Store(true)
+}
+
+// normalClients counts logged-in clients other than console ones.
+func (s *Server) normalClients() int {
+	n := 0
+	for _, sess := range s.Sessions() {
+		if sess.entry != nil {
+			n++
+		}
+	}
+	return n
+}

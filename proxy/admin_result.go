@@ -1,0 +1,138 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// Type OIDs of the admin console's result columns, as PostgreSQL numbers them.
+const (
+	oidInt8    = 20
+	oidInt4    = 23
+	oidText    = 25
+	oidNumeric = 1700
+)
+
+// column is one column of an admin result set.
+type column struct {
+	name string
+	oid  uint32
+}
+
+func textCol(name string) column { return column{name, oidText} }
+func int4Col(name string) column { return column{name, oidInt4} }
+func int8Col(name string) column { return column{name, oidInt8} }
+
+// resultSet builds one SHOW answer in text format: RowDescription, DataRows, then
+// CommandComplete. Values are strings, integers, durations (as microseconds), bools (as 0/1)
+// or nil for NULL.
+type resultSet struct {
+	cols []column
+	buf  []byte
+	rows int
+}
+
+// newResult starts a result set, appending its RowDescription to dst.
+func newResult(dst []byte, cols ...column) *resultSet {
+	b, start := wire.Begin(dst, 'T')
+	b = wire.AppendInt16(b, int16(len(cols)))
+	for _, c := range cols {
+		b = wire.AppendString(b, c.name)
+		b = wire.AppendInt32(b, 0) // table OID
+		b = wire.AppendInt16(b, 0) // attribute number
+		b = wire.AppendInt32(b, int32(c.oid))
+		b = wire.AppendInt16(b, typeSize(c.oid))
+		b = wire.AppendInt32(b, -1) // type modifier
+		b = wire.AppendInt16(b, 0)  // text format
+	}
+	return &resultSet{cols: cols, buf: wire.Finish(b, start)}
+}
+
+func typeSize(oid uint32) int16 {
+	switch oid {
+	case oidInt4:
+		return 4
+	case oidInt8:
+		return 8
+	}
+	return -1
+}
+
+// row appends one DataRow; it panics when the values do not match the columns, which is a
+// programming error the admin tests catch.
+func (r *resultSet) row(vals ...any) {
+	if len(vals) != len(r.cols) {
+		panic(fmt.Sprintf("admin result: %d values for %d columns", len(vals), len(r.cols)))
+	}
+	b, start := wire.Begin(r.buf, 'D')
+	b = wire.AppendInt16(b, int16(len(vals)))
+	for _, v := range vals {
+		if v == nil {
+			b = wire.AppendInt32(b, -1)
+			continue
+		}
+		at := len(b)
+		b = wire.AppendInt32(b, 0)
+		b = appendValue(b, v)
+		binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	}
+	r.buf = wire.Finish(b, start)
+	r.rows++
+}
+
+func appendValue(b []byte, v any) []byte {
+	switch x := v.(type) {
+	case string:
+		return append(b, x...)
+	case int:
+		return strconv.AppendInt(b, int64(x), 10)
+	case int32:
+		return strconv.AppendInt(b, int64(x), 10)
+	case int64:
+		return strconv.AppendInt(b, x, 10)
+	case uint32:
+		return strconv.AppendUint(b, uint64(x), 10)
+	case uint64:
+		return strconv.AppendUint(b, x, 10)
+	case time.Duration:
+		return strconv.AppendInt(b, x.Microseconds(), 10)
+	case bool:
+		if x {
+			return append(b, '1')
+		}
+		return append(b, '0')
+	}
+	panic(fmt.Sprintf("admin result: unsupported value type %T", v))
+}
+
+// done appends CommandComplete with tag and returns the whole answer.
+func (r *resultSet) done(tag string) []byte {
+	return commandComplete(r.buf, tag)
+}
+
+// commandComplete appends a CommandComplete message.
+func commandComplete(dst []byte, tag string) []byte {
+	b, start := wire.Begin(dst, 'C')
+	b = wire.AppendString(b, tag)
+	return wire.Finish(b, start)
+}
+
+// notice appends a NoticeResponse with severity NOTICE, a message and a detail.
+func notice(dst []byte, msg, detail string) []byte {
+	b, start := wire.Begin(dst, 'N')
+	for _, f := range [...]struct {
+		code byte
+		v    string
+	}{{'S', "NOTICE"}, {'V', "NOTICE"}, {'C', "00000"}, {'M', msg}, {'D', detail}} {
+		if f.v != "" {
+			b = append(b, f.code)
+			b = wire.AppendString(b, f.v)
+		}
+	}
+	b = append(b, 0)
+	return wire.Finish(b, start)
+}

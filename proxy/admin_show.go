@@ -1,0 +1,559 @@
+package proxy
+
+import (
+	"cmp"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/pgerr"
+)
+
+// showCommands maps each SHOW name to the function building its answer. Column names
+// and order follow PgBouncer 1.25 (testdata/pgbouncer-1.25-show-columns.tsv); pgmux's own
+// figures come only as trailing columns or separate commands.
+var showCommands map[string]func(s *Server) []byte
+
+func init() {
+	showCommands = map[string]func(s *Server) []byte{
+		"HELP":           (*Server).showHelp,
+		"VERSION":        (*Server).showVersion,
+		"CONFIG":         (*Server).showConfig,
+		"DATABASES":      (*Server).showDatabases,
+		"POOLS":          (*Server).showPools,
+		"CLIENTS":        (*Server).showClients,
+		"SERVERS":        (*Server).showServers,
+		"USERS":          (*Server).showUsers,
+		"STATS":          (*Server).showStats,
+		"STATS_TOTALS":   (*Server).showStatsTotals,
+		"STATS_AVERAGES": (*Server).showStatsAverages,
+		"TOTALS":         (*Server).showTotals,
+		"LISTS":          (*Server).showLists,
+		"STATE":          (*Server).showState,
+		"MEM":            (*Server).showMem,
+	}
+}
+
+// show answers SHOW name (name upper-cased).
+func (s *Server) show(name string) ([]byte, error) {
+	f, ok := showCommands[name]
+	if !ok {
+		return nil, pgerr.New(pgerr.SyntaxError, "invalid SHOW command %q, use SHOW HELP;", name)
+	}
+	return f(s), nil
+}
+
+const helpText = `SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION
+SHOW LISTS|MEM|STATE
+SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS
+SET key = arg
+RELOAD
+PAUSE [<db>]
+RESUME [<db>]
+DISABLE <db>
+ENABLE <db>
+RECONNECT [<db>]
+KILL <db>
+KILL_CLIENT <id>
+SUSPEND
+SHUTDOWN
+SHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS
+WAIT_CLOSE [<db>]`
+
+func (s *Server) showHelp() []byte {
+	return commandComplete(notice(nil, "Console usage", helpText), "SHOW")
+}
+
+func (s *Server) showVersion() []byte {
+	r := newResult(nil, textCol("version"))
+	r.row("PgBouncer " + compatVersion + " (pgmux " + s.console.version + ")")
+	return r.done("SHOW")
+}
+
+func (s *Server) showConfig() []byte {
+	r := newResult(nil, textCol("key"), textCol("value"), textCol("default"), textCol("changeable"))
+	for _, st := range config.Describe(s.Config()) {
+		ch := "no"
+		if st.Reloadable {
+			ch = "yes"
+		}
+		r.row(st.Name, st.Value, st.Default, ch)
+	}
+	return r.done("SHOW")
+}
+
+// nullIfEmpty is v, or SQL NULL when v is empty.
+func nullIfEmpty(v string) any {
+	if v == "" {
+		return nil
+	}
+	return v
+}
+
+func (s *Server) showDatabases() []byte {
+	cfg := s.Config()
+	r := newResult(nil, textCol("name"), textCol("host"), int4Col("port"), textCol("database"),
+		textCol("force_user"), int4Col("pool_size"), int4Col("min_pool_size"), int4Col("reserve_pool_size"),
+		int4Col("server_lifetime"), textCol("pool_mode"), textCol("load_balance_hosts"),
+		int4Col("max_connections"), int4Col("current_connections"), int4Col("max_client_connections"),
+		int4Col("current_client_connections"), int4Col("paused"), int4Col("disabled"))
+	// Configured databases, and those a client opened through the "*" fallback.
+	dbs := make(map[string]*config.Database)
+	for name, db := range cfg.Databases {
+		if name != "*" {
+			dbs[name] = db
+		}
+	}
+	for _, e := range s.pools.all() {
+		if _, ok := dbs[e.key.db]; !ok {
+			db, _, _ := e.snapshot()
+			dbs[e.key.db] = db
+		}
+	}
+	clients := make(map[string]int)
+	admins := 0
+	for _, sess := range s.Sessions() {
+		if sess.entry == nil {
+			admins++
+		} else {
+			clients[sess.dbName]++
+		}
+	}
+	s.pools.mu.Lock()
+	servers := make(map[string]int, len(s.pools.dbCap))
+	for name, l := range s.pools.dbCap {
+		servers[name] = l.Count()
+	}
+	s.pools.mu.Unlock()
+	c := s.console
+	r.row("pgbouncer", nil, cfg.ListenPort, "pgbouncer", "pgbouncer", 2, 0, 0, 0, "statement", nil,
+		0, 0, 0, admins, 0, 0)
+	for _, name := range sortedKeys(dbs) {
+		db := dbs[name]
+		dbname := db.DBName
+		if dbname == "" || dbname == "*" {
+			dbname = name
+		}
+		c.mu.Lock()
+		paused := c.pausedAll || c.suspended || c.paused[name] || c.killed[name]
+		disabled := c.disabled[name]
+		c.mu.Unlock()
+		r.row(name, nullIfEmpty(db.Host), db.Port, dbname, nullIfEmpty(db.User),
+			cfg.EffectivePoolSize(db, ""), cfg.EffectiveMinPoolSize(db), cfg.EffectiveReservePool(db, ""),
+			int(cfg.ServerLifetime/time.Second), nullIfEmpty(db.PoolMode.String()), nil,
+			cfg.EffectiveMaxDBConnections(db), servers[name], 0, clients[name], paused, disabled)
+	}
+	return r.done("SHOW")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func sortSnaps(ps []*poolSnap) {
+	slices.SortFunc(ps, func(a, b *poolSnap) int {
+		return cmp.Or(cmp.Compare(a.key.db, b.key.db), cmp.Compare(a.key.user, b.key.user))
+	})
+}
+
+func (s *Server) showPools() []byte {
+	r := newResult(nil, textCol("database"), textCol("user"), int4Col("cl_active"), int4Col("cl_waiting"),
+		int4Col("cl_active_cancel_req"), int4Col("cl_waiting_cancel_req"), int4Col("sv_active"),
+		int4Col("sv_active_cancel"), int4Col("sv_being_canceled"), int4Col("sv_idle"), int4Col("sv_used"),
+		int4Col("sv_tested"), int4Col("sv_login"), int4Col("maxwait"), int4Col("maxwait_us"),
+		textCol("pool_mode"), textCol("load_balance_hosts"))
+	admins := 0
+	for _, sess := range s.Sessions() {
+		if sess.entry == nil {
+			admins++
+		}
+	}
+	r.row("pgbouncer", "pgbouncer", admins, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "statement", nil)
+	for _, p := range s.snapshot() {
+		mode := ""
+		if p.entry != nil {
+			_, m, _ := p.entry.snapshot()
+			mode = m.String()
+		}
+		wait := p.stats.MaxWait
+		r.row(p.key.db, p.key.user, p.clActive, p.clWaiting, 0, 0, p.stats.Active, 0, 0,
+			p.stats.Idle, 0, p.stats.Tested, p.stats.Login,
+			int(wait/time.Second), int((wait%time.Second)/time.Microsecond), nullIfEmpty(mode), nil)
+	}
+	return r.done("SHOW")
+}
+
+// socketCols are the address columns SHOW CLIENTS and SHOW SERVERS share.
+func hostPort(a net.Addr) (string, int) {
+	if a == nil {
+		return "", 0
+	}
+	h, p, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String(), 0
+	}
+	n, _ := strconv.Atoi(p)
+	return h, n
+}
+
+// pgbTime formats a timestamp as PgBouncer's SHOW CLIENTS/SERVERS do.
+func pgbTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 MST")
+}
+
+func connListCols() []column {
+	return []column{textCol("type"), textCol("user"), textCol("database"), textCol("replication"),
+		textCol("state"), textCol("addr"), int4Col("port"), textCol("local_addr"), int4Col("local_port"),
+		textCol("connect_time"), textCol("request_time"), int4Col("wait"), int4Col("wait_us"),
+		int4Col("close_needed"), textCol("ptr"), textCol("link"), int4Col("remote_pid"), textCol("tls"),
+		textCol("application_name"), int4Col("prepared_statements"), int8Col("id")}
+}
+
+func ptr(kind byte, id uint64) string {
+	if id == 0 {
+		return ""
+	}
+	return string(kind) + strconv.FormatUint(id, 16)
+}
+
+func (s *Server) showClients() []byte {
+	r := newResult(nil, connListCols()...)
+	sessions := s.Sessions()
+	slices.SortFunc(sessions, func(a, b *Session) int { return cmp.Compare(a.id, b.id) })
+	now := time.Now()
+	for _, sess := range sessions {
+		in := sess.Info()
+		sess.mu.Lock()
+		reqAt := sess.ops.qStart
+		sess.mu.Unlock()
+		if reqAt.IsZero() {
+			reqAt = in.ConnectedAt
+		}
+		state := "active"
+		var wait time.Duration
+		switch in.State {
+		case ClientWaiting:
+			state = "waiting"
+			wait = now.Sub(reqAt)
+		case ClientLogin:
+			state = "login"
+		}
+		addr, port := hostPort(in.Remote)
+		laddr, lport := hostPort(sess.nc.LocalAddr())
+		tls := ""
+		if in.TLS {
+			tls = "TLS"
+		}
+		db := in.Database
+		if sess.entry == nil {
+			db = "pgbouncer"
+		}
+		r.row("C", in.User, db, "none", state, addr, port, laddr, lport, pgbTime(in.ConnectedAt),
+			pgbTime(reqAt), int(wait/time.Second), int((wait%time.Second)/time.Microsecond), 0,
+			ptr('c', in.ID), ptr('s', in.ServerID), 0, tls, in.ApplicationName, 0, in.ID)
+	}
+	return r.done("SHOW")
+}
+
+func (s *Server) showServers() []byte {
+	r := newResult(nil, connListCols()...)
+	for _, e := range sortedEntries(s.pools.all()) {
+		db, _, _ := e.snapshot()
+		user := e.key.user
+		if db.User != "" {
+			user = db.User
+		}
+		conns := e.pool.Conns()
+		slices.SortFunc(conns, func(a, b *pool.Conn) int { return cmp.Compare(a.ID, b.ID) })
+		for _, c := range conns {
+			addr, port := hostPort(tcpAddr(c.Addr()))
+			laddr, lport := hostPort(c.LocalAddr())
+			link := ""
+			if sess, ok := c.Lessee().(*Session); ok {
+				link = ptr('c', sess.id)
+			}
+			r.row("S", user, e.key.db, "none", c.State().String(), addr, port, laddr, lport,
+				pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, 0, ptr('s', c.ID), link,
+				int64(c.PID), "", "", 0, c.ID)
+		}
+	}
+	return r.done("SHOW")
+}
+
+// tcpAddr wraps a "host:port" (or unix socket path) string as a net.Addr.
+type addrString string
+
+func (a addrString) Network() string { return "tcp" }
+func (a addrString) String() string  { return string(a) }
+
+func tcpAddr(s string) net.Addr { return addrString(s) }
+
+func sortedEntries(es []*poolEntry) []*poolEntry {
+	slices.SortFunc(es, func(a, b *poolEntry) int {
+		return cmp.Or(cmp.Compare(a.key.db, b.key.db), cmp.Compare(a.key.user, b.key.user))
+	})
+	return es
+}
+
+func (s *Server) showUsers() []byte {
+	cfg := s.Config()
+	r := newResult(nil, textCol("name"), int4Col("pool_size"), int4Col("reserve_pool_size"),
+		textCol("pool_mode"), int4Col("max_user_connections"), int4Col("current_connections"),
+		int4Col("max_user_client_connections"), int4Col("current_client_connections"))
+	names := make(map[string]bool)
+	for n := range cfg.Users {
+		names[n] = true
+	}
+	clients := make(map[string]int)
+	for _, sess := range s.Sessions() {
+		if sess.entry != nil {
+			names[sess.user] = true
+			clients[sess.user]++
+		}
+	}
+	s.pools.mu.Lock()
+	servers := make(map[string]int, len(s.pools.userCap))
+	for n, l := range s.pools.userCap {
+		names[n] = true
+		servers[n] = l.Count()
+	}
+	s.pools.mu.Unlock()
+	for _, n := range sortedKeys(names) {
+		var poolSize, reserve any
+		mode := ""
+		if u := cfg.Users[n]; u != nil {
+			if u.PoolSize >= 0 {
+				poolSize = u.PoolSize
+			}
+			if u.ReservePoolSize >= 0 {
+				reserve = u.ReservePoolSize
+			}
+			mode = u.PoolMode.String()
+		}
+		r.row(n, poolSize, reserve, nullIfEmpty(mode), cfg.EffectiveMaxUserConnections(n), servers[n],
+			0, clients[n])
+	}
+	return r.done("SHOW")
+}
+
+// dbTotals sums the pools' counters per database.
+func (s *Server) dbTotals() (map[string]totals, []string) {
+	out := make(map[string]totals)
+	for _, p := range s.snapshot() {
+		t := out[p.key.db]
+		t.add(&p.totals)
+		out[p.key.db] = t
+	}
+	return out, sortedKeys(out)
+}
+
+// averages are SHOW STATS' avg_ figures: rates per second over the last period, except
+// the times, which are per transaction, per query and per server assignment.
+type averages struct {
+	assignments, xacts, queries, received, sent, parses, binds uint64
+	xactTime, queryTime, waitTime                              time.Duration
+}
+
+func average(cur, prev totals, since time.Duration) averages {
+	d := cur.sub(prev)
+	secs := since.Seconds()
+	if secs < 1 {
+		secs = 1
+	}
+	rate := func(n uint64) uint64 { return uint64(float64(n) / secs) }
+	per := func(t time.Duration, n uint64) time.Duration {
+		if n == 0 {
+			return 0
+		}
+		return t / time.Duration(n)
+	}
+	return averages{
+		assignments: rate(d.assignments), xacts: rate(d.xacts), queries: rate(d.queries),
+		received: rate(d.received), sent: rate(d.sent), parses: rate(d.parses), binds: rate(d.binds),
+		xactTime: per(d.xactTime, d.xacts), queryTime: per(d.queryTime, d.queries),
+		waitTime: per(d.waitTime, d.assignments),
+	}
+}
+
+// statsWithAverages returns the current totals and averages per database.
+func (s *Server) statsWithAverages() (map[string]totals, map[string]averages, []string) {
+	cur, names := s.dbTotals()
+	now := time.Now()
+	prev, at := s.console.avg.window(now, cur)
+	if at.IsZero() {
+		at = s.console.started
+	}
+	avgs := make(map[string]averages, len(cur))
+	for _, n := range names {
+		avgs[n] = average(cur[n], prev[n], now.Sub(at))
+	}
+	return cur, avgs, names
+}
+
+func (s *Server) showStats() []byte {
+	cur, avgs, names := s.statsWithAverages()
+	r := newResult(nil, textCol("database"), int8Col("total_server_assignment_count"), int8Col("total_xact_count"),
+		int8Col("total_query_count"), int8Col("total_received"), int8Col("total_sent"), int8Col("total_xact_time"),
+		int8Col("total_query_time"), int8Col("total_wait_time"), int8Col("total_client_parse_count"),
+		int8Col("total_server_parse_count"), int8Col("total_bind_count"), int8Col("avg_server_assignment_count"),
+		int8Col("avg_xact_count"), int8Col("avg_query_count"), int8Col("avg_recv"), int8Col("avg_sent"),
+		int8Col("avg_xact_time"), int8Col("avg_query_time"), int8Col("avg_wait_time"),
+		int8Col("avg_client_parse_count"), int8Col("avg_server_parse_count"), int8Col("avg_bind_count"))
+	for _, n := range names {
+		t, a := cur[n], avgs[n]
+		// Every Parse a client sends reaches a server today, so the server parse count
+		// equals the client's.
+		r.row(n, t.assignments, t.xacts, t.queries, t.received, t.sent, t.xactTime, t.queryTime, t.waitTime,
+			t.parses, t.parses, t.binds, a.assignments, a.xacts, a.queries, a.received, a.sent, a.xactTime,
+			a.queryTime, a.waitTime, a.parses, a.parses, a.binds)
+	}
+	return r.done("SHOW")
+}
+
+func (s *Server) showStatsTotals() []byte {
+	cur, names := s.dbTotals()
+	r := newResult(nil, textCol("database"), int8Col("server_assignment_count"), int8Col("xact_count"),
+		int8Col("query_count"), int8Col("bytes_received"), int8Col("bytes_sent"), int8Col("xact_time"),
+		int8Col("query_time"), int8Col("wait_time"), int8Col("client_parse_count"),
+		int8Col("server_parse_count"), int8Col("bind_count"))
+	for _, n := range names {
+		t := cur[n]
+		r.row(n, t.assignments, t.xacts, t.queries, t.received, t.sent, t.xactTime, t.queryTime, t.waitTime,
+			t.parses, t.parses, t.binds)
+	}
+	return r.done("SHOW")
+}
+
+func (s *Server) showStatsAverages() []byte {
+	_, avgs, names := s.statsWithAverages()
+	r := newResult(nil, textCol("database"), int8Col("server_assignment_count"), int8Col("xact_count"),
+		int8Col("query_count"), int8Col("bytes_received"), int8Col("bytes_sent"), int8Col("xact_time"),
+		int8Col("query_time"), int8Col("wait_time"), int8Col("avg_client_parse_count"),
+		int8Col("avg_server_parse_count"), int8Col("avg_bind_count"))
+	for _, n := range names {
+		a := avgs[n]
+		r.row(n, a.assignments, a.xacts, a.queries, a.received, a.sent, a.xactTime, a.queryTime, a.waitTime,
+			a.parses, a.parses, a.binds)
+	}
+	return r.done("SHOW")
+}
+
+func (s *Server) showTotals() []byte {
+	cur, avgs, names := s.statsWithAverages()
+	var t totals
+	var a averages
+	for _, n := range names {
+		c := cur[n]
+		t.add(&c)
+		x := avgs[n]
+		a.assignments += x.assignments
+		a.xacts += x.xacts
+		a.queries += x.queries
+		a.received += x.received
+		a.sent += x.sent
+		a.parses += x.parses
+		a.binds += x.binds
+	}
+	// Time averages over all databases: recompute from the totals' ratios.
+	a.xactTime, a.queryTime, a.waitTime = perOr0(t.xactTime, t.xacts), perOr0(t.queryTime, t.queries),
+		perOr0(t.waitTime, t.assignments)
+	r := newResult(nil, textCol("name"), int8Col("value"))
+	for _, kv := range []struct {
+		k string
+		v any
+	}{
+		{"total_server_assignment_count", t.assignments}, {"total_xact_count", t.xacts},
+		{"total_query_count", t.queries}, {"total_received", t.received}, {"total_sent", t.sent},
+		{"total_xact_time", t.xactTime}, {"total_query_time", t.queryTime}, {"total_wait_time", t.waitTime},
+		{"total_client_parse_count", t.parses}, {"total_server_parse_count", t.parses},
+		{"total_bind_count", t.binds}, {"avg_server_assignment_count", a.assignments},
+		{"avg_xact_count", a.xacts}, {"avg_query_count", a.queries}, {"avg_recv", a.received},
+		{"avg_sent", a.sent}, {"avg_xact_time", a.xactTime}, {"avg_query_time", a.queryTime},
+		{"avg_wait_time", a.waitTime}, {"avg_client_parse_count", a.parses},
+		{"avg_server_parse_count", a.parses}, {"avg_bind_count", a.binds},
+	} {
+		r.row(kv.k, kv.v)
+	}
+	return r.done("SHOW")
+}
+
+func perOr0(t time.Duration, n uint64) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	return t / time.Duration(n)
+}
+
+func (s *Server) showLists() []byte {
+	cfg := s.Config()
+	entries := s.pools.all()
+	users := make(map[string]bool)
+	for n := range cfg.Users {
+		users[n] = true
+	}
+	usedClients, loginClients := 0, 0
+	for _, sess := range s.Sessions() {
+		users[sess.user] = true
+		if sess.Info().State == ClientLogin {
+			loginClients++
+		} else {
+			usedClients++
+		}
+	}
+	loginClients += int(s.nclients.Load()) - usedClients - loginClients
+	freeServers, usedServers := 0, 0
+	for _, e := range entries {
+		st := e.pool.Stats()
+		freeServers += st.Idle
+		usedServers += st.Total - st.Idle
+	}
+	dbs := 1 // the console database
+	for n := range cfg.Databases {
+		if n != "*" {
+			dbs++
+		}
+	}
+	r := newResult(nil, textCol("list"), int4Col("items"))
+	for _, kv := range []struct {
+		k string
+		v int
+	}{
+		{"databases", dbs}, {"users", len(users)}, {"peers", 0}, {"pools", len(entries) + 1},
+		{"peer_pools", 0}, {"free_clients", 0}, {"used_clients", usedClients},
+		{"login_clients", max(loginClients, 0)}, {"free_servers", freeServers}, {"used_servers", usedServers},
+		{"dns_names", 0}, {"dns_zones", 0}, {"dns_queries", 0}, {"dns_pending", 0},
+	} {
+		r.row(kv.k, kv.v)
+	}
+	return r.done("SHOW")
+}
+
+func (s *Server) showState() []byte {
+	c := s.console
+	c.mu.Lock()
+	paused := c.pausedAll || len(c.paused) > 0
+	suspended := c.suspended
+	c.mu.Unlock()
+	yn := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	r := newResult(nil, textCol("key"), textCol("value"))
+	r.row("active", yn(!s.draining.Load()))
+	r.row("paused", yn(paused))
+	r.row("suspended", yn(suspended))
+	return r.done("SHOW")
+}

@@ -1,0 +1,261 @@
+package proxy
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// sessionOps is what a session counts for SHOW STATS and the metrics, beyond SessionStats.
+// in is written only by the session goroutine and out only by whichever goroutine relays
+// the server's answers, so both are atomics read by the console; the other fields are
+// guarded by Session.mu and updated where the relay already holds it (account, onReady,
+// serverFor), which keeps the hot path free of extra locks and allocations.
+type sessionOps struct {
+	in, out atomic.Uint64 // bytes received from and sent to the client after login
+
+	assignments    uint64 // servers linked to the client
+	parses, binds  uint64 // Parse and Bind messages forwarded
+	xactTime       time.Duration
+	queryTime      time.Duration
+	qStart, xStart time.Time // start of the request and transaction in progress, or zero
+	obs            *poolObservers
+	role           consoleRole // set once at console login
+	retired        bool        // folded into the server's retired totals; guarded by both locks
+}
+
+// totals are a pool's cumulative counters (SHOW STATS_TOTALS, the _total metrics).
+type totals struct {
+	assignments, xacts, queries uint64
+	parses, binds               uint64
+	received, sent              uint64
+	xactTime, queryTime         time.Duration
+	waitTime                    time.Duration
+}
+
+func (t *totals) add(u *totals) {
+	t.assignments += u.assignments
+	t.xacts += u.xacts
+	t.queries += u.queries
+	t.parses += u.parses
+	t.binds += u.binds
+	t.received += u.received
+	t.sent += u.sent
+	t.xactTime += u.xactTime
+	t.queryTime += u.queryTime
+	t.waitTime += u.waitTime
+}
+
+func (t totals) sub(u totals) totals {
+	return totals{
+		assignments: t.assignments - u.assignments, xacts: t.xacts - u.xacts, queries: t.queries - u.queries,
+		parses: t.parses - u.parses, binds: t.binds - u.binds, received: t.received - u.received,
+		sent: t.sent - u.sent, xactTime: t.xactTime - u.xactTime, queryTime: t.queryTime - u.queryTime,
+		waitTime: t.waitTime - u.waitTime,
+	}
+}
+
+// sessionTotals reads a live session's counters; s.mu is held.
+func (s *Session) sessionTotals() totals {
+	return totals{
+		assignments: s.ops.assignments, xacts: s.stats.Transactions, queries: s.stats.Queries,
+		parses: s.ops.parses, binds: s.ops.binds,
+		received: s.ops.in.Load(), sent: s.ops.out.Load(),
+		xactTime: s.ops.xactTime, queryTime: s.ops.queryTime, waitTime: s.stats.WaitTime,
+	}
+}
+
+// noteSend runs, with s.mu held, for every client message about to be forwarded to the
+// linked server, before account updates pending and unsynced.
+func (s *Session) noteSend(typ byte) {
+	switch typ {
+	case 'P':
+		s.ops.parses++
+	case 'B':
+		s.ops.binds++
+	}
+	if s.pending == 0 && !s.unsynced { // the first message of a new request
+		now := time.Now()
+		s.ops.qStart = now
+		if s.txStatus == 'I' {
+			s.ops.xStart = now
+		}
+	}
+}
+
+// noteReady runs, with s.mu held, when a ReadyForQuery for the client's own request
+// arrives (after pending and txStatus are updated): it closes the query and, on 'I', the
+// transaction, for SHOW STATS and the histograms.
+func (s *Session) noteReady(status byte) {
+	s.ops.out.Add(6) // the ReadyForQuery itself
+	if s.ops.qStart.IsZero() {
+		return
+	}
+	now := time.Now()
+	obs := s.observers()
+	q := now.Sub(s.ops.qStart)
+	s.ops.queryTime += q
+	obs.query.Observe(q.Seconds())
+	s.ops.qStart = time.Time{}
+	if s.pending > 0 || s.unsynced {
+		s.ops.qStart = now // the next pipelined request runs from here
+	}
+	if status == 'I' && !s.ops.xStart.IsZero() {
+		x := now.Sub(s.ops.xStart)
+		s.ops.xactTime += x
+		obs.xact.Observe(x.Seconds())
+		s.ops.xStart = time.Time{}
+	}
+}
+
+// noteAcquire runs, with s.mu held, when a server has just been linked to the client
+// after waiting since start.
+func (s *Session) noteAcquire(start time.Time) {
+	s.ops.assignments++
+	s.observers().wait.Observe(time.Since(start).Seconds())
+}
+
+// observers returns the session's pool histograms, resolving them once; s.mu is held.
+func (s *Session) observers() *poolObservers {
+	if s.ops.obs == nil {
+		s.ops.obs = s.srv.metrics.observers(s.entry.key)
+	}
+	return s.ops.obs
+}
+
+// retire folds a finished session's counters into its pool's retired totals, so the
+// cumulative figures never go down when clients leave.
+func (s *Session) retire() {
+	if s.entry == nil {
+		return
+	}
+	c := s.srv.console
+	c.mu.Lock()
+	s.mu.Lock()
+	if !s.ops.retired {
+		t := s.sessionTotals()
+		acc := c.retired[s.entry.key]
+		if acc == nil {
+			acc = &totals{}
+			c.retired[s.entry.key] = acc
+		}
+		acc.add(&t)
+		s.ops.retired = true
+	}
+	s.mu.Unlock()
+	c.mu.Unlock()
+}
+
+// serve runs the client's session after login: the admin console or the relay.
+func (s *Session) serve() error {
+	if s.isAdmin() {
+		return s.adminLoop()
+	}
+	defer s.retire()
+	return s.relay()
+}
+
+// poolSnap is one pool's state and counters at one instant, shared by SHOW and the
+// Prometheus collector.
+type poolSnap struct {
+	key    poolKey
+	entry  *poolEntry // nil for a pool that has been removed by a reload
+	stats  pool.Stats
+	totals totals
+
+	clActive, clWaiting, clIdle int // cl_active counts idle logged-in clients too, as PgBouncer does
+}
+
+// snapshot gathers every pool's state and counters: retired totals plus live sessions.
+func (s *Server) snapshot() []*poolSnap {
+	byKey := make(map[poolKey]*poolSnap)
+	var order []*poolSnap
+	get := func(k poolKey) *poolSnap {
+		p := byKey[k]
+		if p == nil {
+			p = &poolSnap{key: k}
+			byKey[k] = p
+			order = append(order, p)
+		}
+		return p
+	}
+	for _, e := range s.pools.all() {
+		p := get(e.key)
+		p.entry = e
+		p.stats = e.pool.Stats()
+	}
+	c := s.console
+	c.mu.Lock()
+	for k, t := range c.retired {
+		get(k).totals.add(t)
+	}
+	for _, sess := range s.Sessions() {
+		if sess.entry == nil {
+			continue
+		}
+		p := get(sess.entry.key)
+		sess.mu.Lock()
+		if !sess.ops.retired {
+			t := sess.sessionTotals()
+			p.totals.add(&t)
+		}
+		switch sess.state {
+		case ClientWaiting:
+			p.clWaiting++
+		case ClientActive:
+			p.clActive++
+		case ClientIdle:
+			p.clActive++
+			p.clIdle++
+		}
+		sess.mu.Unlock()
+	}
+	c.mu.Unlock()
+	sortSnaps(order)
+	return order
+}
+
+// averager keeps the totals of one earlier instant so SHOW STATS can report rates over
+// the last minute or two, as PgBouncer does over stats_period.
+type averager struct {
+	mu     sync.Mutex
+	at     time.Time
+	prev   map[string]totals // per database
+	nextAt time.Time
+	next   map[string]totals
+}
+
+const statsPeriod = 60 * time.Second
+
+// window returns the earlier totals per database and the time they were taken, and
+// records cur as the next window's start once a period has passed.
+func (a *averager) window(now time.Time, cur map[string]totals) (map[string]totals, time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.nextAt.IsZero() {
+		a.nextAt, a.next = now, cur
+	}
+	if now.Sub(a.nextAt) >= statsPeriod {
+		a.at, a.prev = a.nextAt, a.next
+		a.nextAt, a.next = now, cur
+	}
+	if a.prev == nil {
+		return nil, time.Time{} // the caller averages since start
+	}
+	return a.prev, a.at
+}
+
+// noteError counts an ErrorResponse m relayed from the server to the client.
+func (s *Session) noteError(m []byte) {
+	s.ops.out.Add(uint64(len(m)))
+	code := ""
+	_ = wire.Fields(wire.Body(m), func(c byte, v []byte) {
+		if c == 'C' {
+			code = string(v)
+		}
+	})
+	s.srv.metrics.errorSent(code)
+}

@@ -1,0 +1,403 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/proxy"
+)
+
+// referenceColumns reads PgBouncer 1.25's SHOW columns from testdata.
+func referenceColumns(t *testing.T) map[string][]string {
+	t.Helper()
+	f, err := os.Open("testdata/pgbouncer-1.25-show-columns.tsv")
+	require.NoError(t, err)
+	defer f.Close()
+	out := make(map[string][]string)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		cmd, cols, ok := strings.Cut(sc.Text(), "\t")
+		if ok {
+			out[cmd] = strings.Split(cols, ",")
+		}
+	}
+	require.NoError(t, sc.Err())
+	require.NotEmpty(t, out)
+	return out
+}
+
+func sqlState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// TestAdminShowColumns checks every SHOW against PgBouncer's column names and order
+// (pgmux may only add trailing columns), and that numeric columns are typed numeric.
+func TestAdminShowColumns(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	app := h.connect(t, "app", "app", false)
+	execSQL(t, app, "SELECT 1")
+	adm := h.admin(t)
+	textual := map[string]bool{"database": true, "user": true, "name": true, "host": true, "force_user": true,
+		"pool_mode": true, "load_balance_hosts": true, "type": true, "replication": true, "state": true,
+		"addr": true, "local_addr": true, "connect_time": true, "request_time": true, "ptr": true, "link": true,
+		"tls": true, "application_name": true, "version": true, "key": true, "value": true, "default": true,
+		"changeable": true, "list": true}
+	for cmd, want := range referenceColumns(t) {
+		t.Run(cmd, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			rows, err := adm.Query(ctx, "SHOW "+cmd)
+			require.NoError(t, err)
+			fds := rows.FieldDescriptions()
+			var got []string
+			for _, fd := range fds {
+				got = append(got, fd.Name)
+			}
+			for rows.Next() {
+			}
+			require.NoError(t, rows.Err())
+			require.GreaterOrEqual(t, len(got), len(want))
+			require.Equal(t, want, got[:len(want)])
+			for _, fd := range fds {
+				if textual[fd.Name] || (cmd == "TOTALS" && fd.Name == "value") {
+					continue
+				}
+				require.Contains(t, []uint32{20, 23, 1700}, fd.DataTypeOID, "column %s of SHOW %s", fd.Name, cmd)
+			}
+		})
+	}
+}
+
+func TestAdminAccess(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	_, err := h.tryConnect("app", "pgbouncer", true)
+	require.Error(t, err)
+	require.Equal(t, "28000", sqlState(err), "%v", err)
+	require.Contains(t, err.Error(), "not allowed")
+
+	// The "pgmux" alias reaches the same console.
+	alias := h.connect(t, "admin", "pgmux", true)
+	_, rows := show(t, alias, "show version;")
+	require.Len(t, rows, 1)
+	require.Contains(t, rows[0]["version"], "pgmux test")
+
+	stats := h.connect(t, "stats", "pgbouncer", true)
+	_, rows = show(t, stats, "SHOW POOLS")
+	require.NotEmpty(t, rows)
+	_, err = stats.Exec(context.Background(), "PAUSE")
+	require.Equal(t, "42501", sqlState(err), "%v", err)
+
+	adm := h.admin(t)
+	_, err = adm.Exec(context.Background(), "FROBNICATE")
+	require.Equal(t, "42601", sqlState(err), "%v", err)
+	_, err = adm.Exec(context.Background(), "SHOW NOTHING")
+	require.Equal(t, "42601", sqlState(err), "%v", err)
+
+	// The extended protocol is refused, and the connection stays usable.
+	ext := h.connect(t, "admin", "pgbouncer", false)
+	rows2, err := ext.Query(context.Background(), "SHOW POOLS") // extended protocol
+	if err == nil {
+		rows2.Close()
+		err = rows2.Err()
+	}
+	require.Equal(t, "0A000", sqlState(err), "%v", err)
+	_, err = ext.Exec(context.Background(), "SHOW VERSION", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+}
+
+func TestAdminStats(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	app := h.connect(t, "app", "app", false)
+	const n = 25
+	for i := 0; i < n; i++ {
+		var v int
+		require.NoError(t, app.QueryRow(context.Background(), "SELECT $1::int", i).Scan(&v))
+	}
+	execSQL(t, app, "BEGIN; SELECT 1; COMMIT")
+	adm := h.admin(t)
+
+	_, rows := show(t, adm, "SHOW STATS")
+	st := rowWhere(rows, "database", "app")
+	require.GreaterOrEqual(t, num(t, st, "total_query_count"), int64(n))
+	require.GreaterOrEqual(t, num(t, st, "total_xact_count"), int64(n))
+	require.GreaterOrEqual(t, num(t, st, "total_server_assignment_count"), int64(n))
+	require.Positive(t, num(t, st, "total_received"))
+	require.Positive(t, num(t, st, "total_sent"))
+	require.Positive(t, num(t, st, "total_query_time"))
+	require.Positive(t, num(t, st, "total_xact_time"))
+	require.GreaterOrEqual(t, num(t, st, "total_client_parse_count"), int64(1))
+	require.GreaterOrEqual(t, num(t, st, "total_bind_count"), int64(n))
+	require.Positive(t, num(t, st, "avg_query_time"))
+
+	_, rows = show(t, adm, "SHOW STATS_TOTALS")
+	tot := rowWhere(rows, "database", "app")
+	require.GreaterOrEqual(t, num(t, tot, "query_count"), int64(n))
+	require.Positive(t, num(t, tot, "bytes_sent"))
+
+	_, rows = show(t, adm, "SHOW POOLS")
+	p := rowWhere(rows, "database", "app")
+	require.Equal(t, "app", p["user"])
+	require.Equal(t, int64(1), num(t, p, "cl_active"))
+	// The client may send its next query before its last server is back in the pool
+	// (ReadyForQuery is relayed first), so a second server can open.
+	require.GreaterOrEqual(t, num(t, p, "sv_idle")+num(t, p, "sv_active")+num(t, p, "sv_tested"), int64(1))
+	require.Equal(t, "transaction", p["pool_mode"])
+
+	_, rows = show(t, adm, "SHOW DATABASES")
+	d := rowWhere(rows, "name", "app")
+	require.Equal(t, int64(h.pg.Port), num(t, d, "port"))
+	require.Equal(t, int64(20), num(t, d, "pool_size"))
+	require.Equal(t, int64(1), num(t, d, "current_client_connections"))
+	require.Equal(t, int64(0), num(t, d, "paused"))
+
+	_, rows = show(t, adm, "SHOW CONFIG")
+	c := rowWhere(rows, "key", "pool_mode")
+	require.Equal(t, "transaction", c["value"])
+	require.Equal(t, "session", c["default"])
+	require.Equal(t, "yes", c["changeable"])
+	require.Equal(t, "no", rowWhere(rows, "key", "listen_port")["changeable"])
+
+	_, rows = show(t, adm, "SHOW LISTS")
+	require.GreaterOrEqual(t, num(t, rowWhere(rows, "list", "free_servers"), "items"), int64(1))
+	require.Equal(t, int64(2), num(t, rowWhere(rows, "list", "used_clients"), "items"))
+
+	_, rows = show(t, adm, "SHOW CLIENTS")
+	require.NotNil(t, rowWhere(rows, "database", "app"))
+	require.NotNil(t, rowWhere(rows, "database", "pgbouncer"))
+	_, rows = show(t, adm, "SHOW SERVERS")
+	srv := rowWhere(rows, "database", "app")
+	require.Positive(t, num(t, srv, "remote_pid"))
+	_, rows = show(t, adm, "SHOW USERS")
+	require.Equal(t, int64(1), num(t, rowWhere(rows, "name", "app"), "current_client_connections"))
+	_, rows = show(t, adm, "SHOW STATE")
+	require.Equal(t, "no", rowWhere(rows, "key", "paused")["value"])
+	_, rows = show(t, adm, "SHOW MEM")
+	require.NotNil(t, rowWhere(rows, "name", "client"))
+	// SHOW HELP answers with a notice and no rows.
+	_, err := adm.Exec(context.Background(), "SHOW HELP")
+	require.NoError(t, err)
+}
+
+// TestAdminPsql drives the console with psql, as operators do.
+func TestAdminPsql(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	psql := h.pg.RequireBin(t, "psql")
+	app := h.connect(t, "app", "app", false)
+	execSQL(t, app, "SELECT 1")
+	run := func(sql string) (string, error) {
+		cmd := exec.Command(psql, "-X", "-h", "127.0.0.1", "-p", strconv.Itoa(h.port), "-U", "admin",
+			"-A", "-F|", "-c", sql, "pgbouncer")
+		cmd.Env = append(os.Environ(), "PGCONNECT_TIMEOUT=10")
+		out, err := cmd.Output()
+		return string(out), err
+	}
+	out, err := run("SHOW POOLS;")
+	require.NoError(t, err, out)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.GreaterOrEqual(t, len(lines), 3, out)
+	header := strings.Split(lines[0], "|")
+	require.Equal(t, referenceColumns(t)["POOLS"], header)
+	found := false
+	for _, l := range lines[1 : len(lines)-1] {
+		f := strings.Split(l, "|")
+		require.Len(t, f, len(header), l)
+		if f[0] == "app" && f[1] == "app" {
+			found = true
+			require.Equal(t, "1", f[2], "cl_active")
+		}
+	}
+	require.True(t, found, out)
+	out, err = run("show stats_totals")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "database|server_assignment_count|xact_count")
+
+	cmd := exec.Command(psql, "-X", "-h", "127.0.0.1", "-p", strconv.Itoa(h.port), "-U", "app", "-c", "SHOW POOLS", "pgbouncer")
+	msg, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(msg), "not allowed")
+}
+
+// TestAdminPauseResume: PAUSE waits for servers, holds new queries (the client sees a
+// delay, not an error) and RESUME lets them run.
+func TestAdminPauseResume(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	app := h.connect(t, "app", "app", false)
+	execSQL(t, app, "SELECT 1")
+	adm := h.admin(t)
+
+	// A transaction in progress delays PAUSE until it ends.
+	tx, err := app.Begin(context.Background())
+	require.NoError(t, err)
+	paused := make(chan error, 1)
+	go func() {
+		_, err := adm.Exec(context.Background(), "PAUSE app")
+		paused <- err
+	}()
+	select {
+	case err := <-paused:
+		t.Fatalf("PAUSE returned while a server was busy: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	require.NoError(t, tx.Commit(context.Background()))
+	require.NoError(t, <-paused)
+
+	_, rows := show(t, adm, "SHOW DATABASES")
+	require.Equal(t, int64(1), num(t, rowWhere(rows, "name", "app"), "paused"))
+
+	done := make(chan error, 1)
+	go func() {
+		var v int
+		done <- app.QueryRow(context.Background(), "SELECT 42").Scan(&v)
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("query ran while paused: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	_, rows = show(t, adm, "SHOW POOLS")
+	require.Equal(t, int64(1), num(t, rowWhere(rows, "database", "app"), "cl_waiting"))
+	_, err = adm.Exec(context.Background(), "RESUME app")
+	require.NoError(t, err)
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("query still held after RESUME")
+	}
+	_, err = adm.Exec(context.Background(), "RESUME")
+	require.Equal(t, "55000", sqlState(err), "%v", err)
+
+	// Global PAUSE / RESUME and SUSPEND.
+	_, err = adm.Exec(context.Background(), "PAUSE")
+	require.NoError(t, err)
+	_, rows = show(t, adm, "SHOW STATE")
+	require.Equal(t, "yes", rowWhere(rows, "key", "paused")["value"])
+	_, err = adm.Exec(context.Background(), "RESUME")
+	require.NoError(t, err)
+	execSQL(t, app, "SELECT 1")
+}
+
+func TestAdminReloadAndSet(t *testing.T) {
+	reloads := 0
+	h := startProxy(t, harnessOpts{reload: func(h *harness) error {
+		reloads++
+		next := h.srv.Config().Clone()
+		if err := config.Set(next, "default_pool_size", "11"); err != nil {
+			return err
+		}
+		return h.srv.Reload(next, nil)
+	}})
+	adm := h.admin(t)
+	_, err := adm.Exec(context.Background(), "RELOAD")
+	require.NoError(t, err)
+	require.Equal(t, 1, reloads)
+	_, rows := show(t, adm, "SHOW CONFIG")
+	require.Equal(t, "11", rowWhere(rows, "key", "default_pool_size")["value"])
+
+	_, err = adm.Exec(context.Background(), "SET default_pool_size = 7")
+	require.NoError(t, err)
+	_, err = adm.Exec(context.Background(), "set server_reset_query = 'DISCARD ALL; SELECT 1'")
+	require.NoError(t, err)
+	_, rows = show(t, adm, "SHOW CONFIG")
+	require.Equal(t, "7", rowWhere(rows, "key", "default_pool_size")["value"])
+	require.Equal(t, "DISCARD ALL; SELECT 1", rowWhere(rows, "key", "server_reset_query")["value"])
+	require.Equal(t, 7, h.srv.Config().DefaultPoolSize)
+
+	_, err = adm.Exec(context.Background(), "SET listen_port = 7000")
+	require.Equal(t, "55P02", sqlState(err), "%v", err)
+	_, err = adm.Exec(context.Background(), "SET default_pool_size = lots")
+	require.Equal(t, "22023", sqlState(err), "%v", err)
+	_, err = adm.Exec(context.Background(), "SET no_such_key = 1")
+	require.Error(t, err)
+}
+
+func TestAdminDisableKillReconnect(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	app := h.connect(t, "app", "app", false)
+	execSQL(t, app, "SELECT 1")
+
+	_, err := adm.Exec(context.Background(), "DISABLE app")
+	require.NoError(t, err)
+	_, err = h.tryConnect("app", "app", false)
+	require.Equal(t, "55000", sqlState(err), "%v", err)
+	_, rows := show(t, adm, "SHOW DATABASES")
+	require.Equal(t, int64(1), num(t, rowWhere(rows, "name", "app"), "disabled"))
+	_, err = adm.Exec(context.Background(), "ENABLE app")
+	require.NoError(t, err)
+	h.connect(t, "app", "app", false)
+
+	_, err = adm.Exec(context.Background(), "DISABLE nosuchdb")
+	require.Equal(t, "3D000", sqlState(err), "%v", err)
+
+	// RECONNECT closes the idle server; WAIT_CLOSE returns once it is gone.
+	_, rows = show(t, adm, "SHOW SERVERS")
+	old := num(t, rowWhere(rows, "database", "app"), "id")
+	_, err = adm.Exec(context.Background(), "RECONNECT app")
+	require.NoError(t, err)
+	_, err = adm.Exec(context.Background(), "WAIT_CLOSE app")
+	require.NoError(t, err)
+	execSQL(t, app, "SELECT 1")
+	_, rows = show(t, adm, "SHOW SERVERS")
+	require.NotEqual(t, old, num(t, rowWhere(rows, "database", "app"), "id"))
+
+	// KILL_CLIENT drops one client by the id SHOW CLIENTS shows.
+	_, rows = show(t, adm, "SHOW CLIENTS")
+	var id int64
+	for _, r := range rows {
+		if r["database"] == "app" {
+			id = num(t, r, "id")
+			break
+		}
+	}
+	_, err = adm.Exec(context.Background(), fmt.Sprintf("KILL_CLIENT %d", id))
+	require.NoError(t, err)
+
+	// KILL drops everyone on the database; new clients wait for RESUME.
+	_, err = adm.Exec(context.Background(), "KILL app")
+	require.NoError(t, err)
+	connected := make(chan error, 1)
+	go func() {
+		c, err := h.tryConnect("app", "app", false)
+		if err == nil {
+			_ = c.Close(context.Background())
+		}
+		connected <- err
+	}()
+	select {
+	case err := <-connected:
+		t.Fatalf("login to a killed database went through: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	_, err = adm.Exec(context.Background(), "RESUME app")
+	require.NoError(t, err)
+	require.NoError(t, <-connected)
+}
+
+func TestAdminShutdown(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	_, err := adm.Exec(context.Background(), "SHUTDOWN WAIT_FOR_SERVERS")
+	require.NoError(t, err)
+	require.Equal(t, proxy.ShutdownDrain, <-h.shutdown)
+	_, err = adm.Exec(context.Background(), "SHUTDOWN")
+	require.NoError(t, err)
+	require.Equal(t, proxy.ShutdownImmediate, <-h.shutdown)
+}

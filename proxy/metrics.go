@@ -1,0 +1,176 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pgmux/pgmux/protocol/pgerr"
+)
+
+// metrics are pgmux's Prometheus metrics. Gauges and the per-pool counters are read from
+// pool and session snapshots at scrape time by collect, so the hot path pays nothing for
+// them; the histograms are observed where the relay already holds Session.mu (once per
+// ReadyForQuery and per server assignment), through observers resolved once per session.
+type metrics struct {
+	srv *Server
+
+	wait, query, xact *prometheus.HistogramVec
+	loginFailures     *prometheus.CounterVec
+	errorsSent        *prometheus.CounterVec
+	reloads           *prometheus.CounterVec
+
+	clients, servers, maxWait, paused           *prometheus.Desc
+	xacts, queries, received, sent, assignments *prometheus.Desc
+	connectAttempts, connectFailures, connected *prometheus.Desc
+}
+
+// poolObservers are one pool's histograms.
+type poolObservers struct {
+	wait, query, xact prometheus.Observer
+}
+
+// latencyBuckets span a fast query on a warm pool (sub-millisecond) to a stuck one.
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+var poolLabels = []string{"database", "user"}
+
+func newMetrics(s *Server) *metrics {
+	hist := func(name, help string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "pgmux", Subsystem: "pool", Name: name, Help: help, Buckets: latencyBuckets,
+		}, poolLabels)
+	}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pgmux", Name: name, Help: help}, labels)
+	}
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	pl := poolLabels
+	return &metrics{
+		srv:   s,
+		wait:  hist("wait_duration_seconds", "Time clients waited for a server connection, per server assignment."),
+		query: hist("query_duration_seconds", "Time from a client's request to the server's ReadyForQuery."),
+		xact:  hist("transaction_duration_seconds", "Time from the first query of a transaction to its end (autocommit queries count as transactions)."),
+		loginFailures: counter("client_login_failures_total",
+			"Client logins refused, by reason: password, not_allowed, unknown_database, too_many_connections, unavailable, protocol, other.", "reason"),
+		errorsSent: counter("errors_sent_total", "ErrorResponses sent to clients (pgmux's own and relayed from servers), by SQLSTATE class.", "class"),
+		reloads:    counter("reloads_total", "Configuration reloads, by result (success or failure).", "result"),
+
+		clients:         desc("pgmux_pool_clients", "Logged-in clients of the pool by state: linked to a server, idle, or waiting for one.", append(pl, "state")...),
+		servers:         desc("pgmux_pool_servers", "Server connections of the pool by state: active, idle, tested, login.", append(pl, "state")...),
+		maxWait:         desc("pgmux_pool_max_wait_seconds", "How long the oldest client waiting for a server of the pool has waited.", pl...),
+		paused:          desc("pgmux_pool_paused", "1 while the pool is paused (PAUSE, SUSPEND or KILL on the admin console).", pl...),
+		xacts:           desc("pgmux_pool_transactions_total", "Transactions completed through the pool (autocommit queries included).", pl...),
+		queries:         desc("pgmux_pool_queries_total", "Requests (Query or Sync) completed through the pool.", pl...),
+		received:        desc("pgmux_pool_received_bytes_total", "Bytes received from the pool's clients.", pl...),
+		sent:            desc("pgmux_pool_sent_bytes_total", "Bytes sent to the pool's clients.", pl...),
+		assignments:     desc("pgmux_pool_server_assignments_total", "Times a server connection was linked to a client.", pl...),
+		connectAttempts: desc("pgmux_pool_server_connect_attempts_total", "Server connections the pool tried to open.", pl...),
+		connectFailures: desc("pgmux_pool_server_connect_failures_total", "Server connections the pool failed to open.", pl...),
+		connected:       desc("pgmux_clients_connected", "Client connections open, logged in or not, console included.", nil...),
+	}
+}
+
+// register adds every metric to reg.
+func (m *metrics) register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.wait, m.query, m.xact, m.loginFailures, m.errorsSent, m.reloads, m} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// observers returns the histograms of one pool.
+func (m *metrics) observers(k poolKey) *poolObservers {
+	return &poolObservers{
+		wait:  m.wait.WithLabelValues(k.db, k.user),
+		query: m.query.WithLabelValues(k.db, k.user),
+		xact:  m.xact.WithLabelValues(k.db, k.user),
+	}
+}
+
+// errorSent counts an ErrorResponse sent to a client.
+func (m *metrics) errorSent(code string) {
+	class := "XX"
+	if len(code) >= 2 {
+		class = code[:2]
+	}
+	m.errorsSent.WithLabelValues(class).Inc()
+}
+
+// loginFailed counts a refused client login by the SQLSTATE it was refused with.
+func (m *metrics) loginFailed(code string) {
+	reason := "other"
+	switch code {
+	case pgerr.InvalidPassword:
+		reason = "password"
+	case pgerr.InvalidAuthorization, pgerr.InsufficientPrivilege:
+		reason = "not_allowed"
+	case pgerr.InvalidCatalogName:
+		reason = "unknown_database"
+	case pgerr.TooManyConnections:
+		reason = "too_many_connections"
+	case pgerr.CannotConnectNow, pgerr.ObjectNotInPrerequisite, pgerr.ConnectionFailure:
+		reason = "unavailable"
+	case pgerr.ProtocolViolation, pgerr.FeatureNotSupported:
+		reason = "protocol"
+	}
+	m.loginFailures.WithLabelValues(reason).Inc()
+	m.errorSent(code)
+}
+
+// reloaded counts a reload.
+func (m *metrics) reloaded(err error) {
+	if err != nil {
+		m.reloads.WithLabelValues("failure").Inc()
+		return
+	}
+	m.reloads.WithLabelValues("success").Inc()
+}
+
+// Describe implements prometheus.Collector for the scrape-time metrics.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.clients, m.servers, m.maxWait, m.paused, m.xacts, m.queries,
+		m.received, m.sent, m.assignments, m.connectAttempts, m.connectFailures, m.connected} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: one snapshot of every pool per scrape.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, lv ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
+	}
+	counter := func(d *prometheus.Desc, v float64, lv ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, lv...)
+	}
+	gauge(m.connected, float64(m.srv.nclients.Load()))
+	for _, p := range m.srv.snapshot() {
+		db, user := p.key.db, p.key.user
+		gauge(m.clients, float64(p.clActive-p.clIdle), db, user, "linked")
+		gauge(m.clients, float64(p.clIdle), db, user, "idle")
+		gauge(m.clients, float64(p.clWaiting), db, user, "waiting")
+		if p.entry != nil {
+			st := p.stats
+			gauge(m.servers, float64(st.Active), db, user, "active")
+			gauge(m.servers, float64(st.Idle), db, user, "idle")
+			gauge(m.servers, float64(st.Tested), db, user, "tested")
+			gauge(m.servers, float64(st.Login), db, user, "login")
+			gauge(m.maxWait, st.MaxWait.Seconds(), db, user)
+			paused := 0.0
+			if st.Paused {
+				paused = 1
+			}
+			gauge(m.paused, paused, db, user)
+			counter(m.connectAttempts, float64(st.Connects+st.ConnectFailures), db, user)
+			counter(m.connectFailures, float64(st.ConnectFailures), db, user)
+		}
+		t := p.totals
+		counter(m.xacts, float64(t.xacts), db, user)
+		counter(m.queries, float64(t.queries), db, user)
+		counter(m.received, float64(t.received), db, user)
+		counter(m.sent, float64(t.sent), db, user)
+		counter(m.assignments, float64(t.assignments), db, user)
+	}
+}

@@ -1,0 +1,271 @@
+package proxy
+
+import (
+	"encoding/hex"
+	"hash/maphash"
+
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// Named prepared statements in transaction and statement mode.
+//
+// A client's statement names mean nothing to whichever server it gets next, so pgmux
+// keeps each client's statements (name -> query and parameter types) and prepares them on
+// servers under its own names, derived from the query text and types: every client that
+// prepares the same SQL shares one server statement. Bind and Describe of a statement the
+// current server lacks get a hidden Parse in front. A client's Parse of a statement the
+// server already has becomes a Close and Parse of an empty throwaway statement, so the
+// client still gets its ParseComplete from the server, in order. A client's Close of a
+// statement becomes a Close of the throwaway name: the shared server statement stays.
+// In "unnamed" mode every named statement is sent as the unnamed one, re-parsed before
+// each use, and no server state is kept.
+
+// noopStmt is the throwaway statement name used to produce ParseComplete and CloseComplete.
+const noopStmt = "pgmux_noop"
+
+// stmtDef is one client statement.
+type stmtDef struct {
+	server string // pgmux's name for it on servers
+	query  string
+	types  []byte // the Parse message's parameter type section, verbatim
+}
+
+var stmtSeed = maphash.MakeSeed()
+var stmtSeed2 = maphash.MakeSeed()
+
+// newStmtDef names a statement by a 128-bit hash of its text and parameter types.
+func newStmtDef(query string, types []byte) *stmtDef {
+	var h1, h2 maphash.Hash
+	h1.SetSeed(stmtSeed)
+	h2.SetSeed(stmtSeed2)
+	for _, h := range []*maphash.Hash{&h1, &h2} {
+		h.WriteString(query)
+		h.WriteByte(0)
+		h.Write(types)
+	}
+	var sum [16]byte
+	a, b := h1.Sum64(), h2.Sum64()
+	for i := 0; i < 8; i++ {
+		sum[i], sum[8+i] = byte(a>>(8*i)), byte(b>>(8*i))
+	}
+	return &stmtDef{server: "pgmux_" + hex.EncodeToString(sum[:]), query: query, types: types}
+}
+
+// parseMsg appends a Parse of the statement under name.
+func (d *stmtDef) parseMsg(dst []byte, name string) []byte {
+	dst, s := wire.Begin(dst, 'P')
+	dst = wire.AppendString(dst, name)
+	dst = wire.AppendString(dst, d.query)
+	dst = append(dst, d.types...)
+	return wire.Finish(dst, s)
+}
+
+// serverState is what pgmux keeps per server connection (pool.Conn.Attach).
+type serverState struct {
+	set   pool.Params // parameters set with set_config beyond the reported ones
+	stmts *stmtCache
+}
+
+func stateOf(c *pool.Conn, maxStmts int) *serverState {
+	if x, ok := c.Attach.(*serverState); ok {
+		if x.stmts.max != maxStmts {
+			x.stmts.max = maxStmts
+		}
+		return x
+	}
+	x := &serverState{stmts: newStmtCache(maxStmts)}
+	c.Attach = x
+	return x
+}
+
+// prepMode says how the current link treats named statements.
+type prepMode uint8
+
+const (
+	prepPass    prepMode = iota // session mode or max_prepared_statements=0: forward as is
+	prepCache                   // rename and prepare on demand, cached per server
+	prepUnnamed                 // send as the unnamed statement
+)
+
+// rewrite forwards one Parse, Bind, Describe or Close, translating statement names. It
+// is called with the message's header peeked and returns once the bytes are queued to
+// the server.
+func (s *Session) rewrite(c *pool.Conn, typ byte, n int) error {
+	m, err := s.rd.Message(n)
+	if err != nil {
+		return err
+	}
+	body := wire.Body(m)
+	switch typ {
+	case 'P':
+		return s.rewriteParse(c, m, body)
+	case 'B':
+		return s.rewriteBind(c, m, body)
+	case 'D':
+		return s.rewriteDescribeClose(c, 'D', m, body)
+	default:
+		return s.rewriteDescribeClose(c, 'C', m, body)
+	}
+}
+
+// send queues expectations and bytes in order: expects are pushed under s.mu before the
+// bytes can reach the server.
+func (s *Session) send(c *pool.Conn, b []byte, es ...expect) error {
+	s.mu.Lock()
+	for _, e := range es {
+		s.q.push(e)
+	}
+	s.mu.Unlock()
+	if err := c.Wr.Write(b); err != nil {
+		return &wire.WriteError{Err: err}
+	}
+	return nil
+}
+
+func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
+	name, rest, err := wire.CString(body)
+	if err != nil || len(name) == 0 {
+		return s.send(c, m, expect{kind: 'P'})
+	}
+	query, types, err := wire.CString(rest)
+	if err != nil {
+		return s.send(c, m, expect{kind: 'P'})
+	}
+	def := s.register(string(name), string(query), types)
+	return s.parseOn(c, def)
+}
+
+// register records a client statement.
+func (s *Session) register(name, query string, types []byte) *stmtDef {
+	def := newStmtDef(query, append([]byte(nil), types...))
+	if s.stmts == nil {
+		s.stmts = make(map[string]*stmtDef)
+	}
+	s.stmts[name] = def
+	return def
+}
+
+// parseOn sends what answers a client's Parse of def on server c with a ParseComplete
+// from the server, preparing it there if it lacks it.
+func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
+	if s.prep == prepUnnamed {
+		return s.send(c, def.parseMsg(s.scratch[:0], ""), expect{kind: 'P'})
+	}
+	s.mu.Lock()
+	st := stateOf(c, s.maxStmts)
+	present, stale := st.stmts.lookup(def.server)
+	s.mu.Unlock()
+	if present && !stale {
+		b := closeMsg(s.scratch[:0], 'S', noopStmt)
+		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt)
+		return s.send(c, b, expect{kind: 'C', hide: true}, expect{kind: 'P'})
+	}
+	b, es := s.prepareOn(c, st, def, stale, s.scratch[:0], false)
+	es[len(es)-1].hide = false // the client asked for this Parse: it sees ParseComplete
+	return s.send(c, b, es...)
+}
+
+// prepareOn appends what prepares def on server c: a Close of a stale copy, Closes of the
+// statements evicted to make room, and the Parse, with their expectations.
+func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale bool, b []byte, hide bool) ([]byte, []expect) {
+	var es []expect
+	s.mu.Lock()
+	if stale {
+		st.stmts.remove(def.server)
+		b = closeMsg(b, 'S', def.server)
+		es = append(es, expect{kind: 'C', hide: true})
+	}
+	evicted := st.stmts.add(def.server, nil)
+	s.mu.Unlock()
+	for _, ev := range evicted {
+		b = closeMsg(b, 'S', ev)
+		es = append(es, expect{kind: 'C', hide: true, stmt: ev})
+	}
+	b = def.parseMsg(b, def.server)
+	es = append(es, expect{kind: 'P', hide: hide, stmt: def.server})
+	return b, es
+}
+
+// ensure prepares def on c when c lacks it, returning the bytes and expectations to send
+// before the message that uses it, and the statement name to use.
+func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect, string) {
+	if s.prep == prepUnnamed {
+		return def.parseMsg(b, ""), []expect{{kind: 'P', hide: true}}, ""
+	}
+	s.mu.Lock()
+	st := stateOf(c, s.maxStmts)
+	present, stale := st.stmts.lookup(def.server)
+	s.mu.Unlock()
+	if present && !stale {
+		return b, nil, def.server
+	}
+	b, es := s.prepareOn(c, st, def, stale, b, true)
+	return b, es, def.server
+}
+
+func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
+	portal, rest, err := wire.CString(body)
+	if err != nil {
+		return s.send(c, m, expect{kind: 'B'})
+	}
+	name, tail, err := wire.CString(rest)
+	if err != nil || len(name) == 0 {
+		return s.send(c, m, expect{kind: 'B'})
+	}
+	def, ok := s.stmts[string(name)]
+	if !ok {
+		// Unknown to pgmux: the server answers "prepared statement does not exist".
+		return s.send(c, m, expect{kind: 'B'})
+	}
+	b, es, server := s.ensure(c, def, s.scratch[:0])
+	b, start := wire.Begin(b, 'B')
+	b = wire.AppendString(b, string(portal))
+	b = wire.AppendString(b, server)
+	b = append(b, tail...)
+	b = wire.Finish(b, start)
+	es = append(es, expect{kind: 'B', stmt: server})
+	err = s.send(c, b, es...)
+	s.keepScratch(b)
+	return err
+}
+
+// rewriteDescribeClose handles Describe and Close, which share a layout: kind byte, name.
+func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) error {
+	if len(body) < 2 || body[0] != 'S' {
+		return s.send(c, m, expect{kind: typ})
+	}
+	name, _, err := wire.CString(body[1:])
+	if err != nil || len(name) == 0 {
+		return s.send(c, m, expect{kind: typ})
+	}
+	if typ == 'C' {
+		delete(s.stmts, string(name))
+		return s.send(c, closeMsg(s.scratch[:0], 'S', noopStmt), expect{kind: 'C'})
+	}
+	def, ok := s.stmts[string(name)]
+	if !ok {
+		return s.send(c, m, expect{kind: 'D'})
+	}
+	b, es, server := s.ensure(c, def, s.scratch[:0])
+	b, start := wire.Begin(b, 'D')
+	b = append(b, 'S')
+	b = wire.AppendString(b, server)
+	b = wire.Finish(b, start)
+	es = append(es, expect{kind: 'D'})
+	return s.send(c, b, es...)
+}
+
+// keepScratch keeps a grown scratch buffer for reuse unless it grew very large.
+func (s *Session) keepScratch(b []byte) {
+	if cap(b) <= 64<<10 && cap(b) > cap(s.scratch) {
+		s.scratch = b[:0]
+	}
+}
+
+func closeMsg(dst []byte, kind byte, name string) []byte {
+	dst, s := wire.Begin(dst, 'C')
+	dst = append(dst, kind)
+	dst = wire.AppendString(dst, name)
+	return wire.Finish(dst, s)
+}

@@ -1,0 +1,62 @@
+package proxy
+
+// expect is one request on a linked server whose answer the relay must recognise: a
+// client message, or one pgmux slipped in front of it. The server answers requests in
+// order, so a FIFO of them tells, for every server message, which request it belongs to
+// and whether the client may see it.
+type expect struct {
+	kind byte   // the request's message type: P, B, D, E, C, S, Q or F
+	hide bool   // pgmux's own request: its answers are swallowed
+	stmt string // for P: the server statement it creates; for hidden C: the one it closes
+}
+
+// respQueue is a growable ring of expects. It is guarded by Session.mu: the session
+// goroutine pushes before writing a request, the server's reader goroutine pops as the
+// answers arrive.
+type respQueue struct {
+	buf        []expect
+	head, size int
+}
+
+func (q *respQueue) len() int { return q.size }
+
+func (q *respQueue) push(e expect) {
+	if q.size == len(q.buf) {
+		n := 2 * len(q.buf)
+		if n == 0 {
+			n = 16
+		}
+		nb := make([]expect, n)
+		for i := 0; i < q.size; i++ {
+			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = nb, 0
+	}
+	q.buf[(q.head+q.size)%len(q.buf)] = e
+	q.size++
+}
+
+// peek returns the oldest expect; ok is false when the queue is empty.
+func (q *respQueue) peek() (expect, bool) {
+	if q.size == 0 {
+		return expect{}, false
+	}
+	return q.buf[q.head], true
+}
+
+func (q *respQueue) pop() (expect, bool) {
+	e, ok := q.peek()
+	if ok {
+		q.buf[q.head] = expect{}
+		q.head = (q.head + 1) % len(q.buf)
+		q.size--
+	}
+	return e, ok
+}
+
+func (q *respQueue) reset() {
+	for q.size > 0 {
+		q.pop()
+	}
+	q.head = 0
+}

@@ -1,0 +1,111 @@
+package proxy
+
+// stmtCache is the set of statements pgmux has prepared on one server connection, named
+// by pgmux and shared by every client that gets this server, kept to a bounded size in
+// least-recently-used order. It lives in the connection's Attach state and is used only
+// by the session that holds the lease (under its mu).
+type stmtCache struct {
+	max   int
+	items map[string]*stmtNode
+	// the LRU list: head.next is the most recently used
+	head stmtNode
+
+	Hits, Misses, Evictions uint64
+}
+
+type stmtNode struct {
+	name       string
+	stale      bool // the server reported the plan unusable: close and prepare again
+	prev, next *stmtNode
+}
+
+func newStmtCache(max int) *stmtCache {
+	c := &stmtCache{max: max, items: make(map[string]*stmtNode)}
+	c.head.prev, c.head.next = &c.head, &c.head
+	return c
+}
+
+func (c *stmtCache) unlink(n *stmtNode) {
+	n.prev.next, n.next.prev = n.next, n.prev
+}
+
+func (c *stmtCache) front(n *stmtNode) {
+	n.prev, n.next = &c.head, c.head.next
+	c.head.next.prev = n
+	c.head.next = n
+}
+
+// lookup reports whether name is prepared (and usable), marking it recently used.
+func (c *stmtCache) lookup(name string) (present, stale bool) {
+	n, ok := c.items[name]
+	if !ok {
+		c.Misses++
+		return false, false
+	}
+	if n.stale {
+		c.Misses++
+		return true, true
+	}
+	c.Hits++
+	c.unlink(n)
+	c.front(n)
+	return true, false
+}
+
+// add records name as prepared and returns the names evicted to make room.
+func (c *stmtCache) add(name string, evicted []string) []string {
+	if n, ok := c.items[name]; ok {
+		n.stale = false
+		c.unlink(n)
+		c.front(n)
+		return evicted
+	}
+	n := &stmtNode{name: name}
+	c.items[name] = n
+	c.front(n)
+	for c.max > 0 && len(c.items) > c.max {
+		last := c.head.prev
+		c.unlink(last)
+		delete(c.items, last.name)
+		c.Evictions++
+		evicted = append(evicted, last.name)
+	}
+	return evicted
+}
+
+// restore records name as prepared without evicting anything: a Close pgmux sent was
+// skipped by the server, so the statement is still there.
+func (c *stmtCache) restore(name string) {
+	if _, ok := c.items[name]; ok {
+		return
+	}
+	n := &stmtNode{name: name}
+	c.items[name] = n
+	n.prev, n.next = c.head.prev, &c.head
+	c.head.prev.next = n
+	c.head.prev = n
+}
+
+// remove forgets name (its Parse failed, or it was closed).
+func (c *stmtCache) remove(name string) {
+	if n, ok := c.items[name]; ok {
+		c.unlink(n)
+		delete(c.items, name)
+	}
+}
+
+// markStale flags name so the next use closes and prepares it again.
+func (c *stmtCache) markStale(name string) {
+	if n, ok := c.items[name]; ok {
+		n.stale = true
+	}
+}
+
+// clear forgets everything (DISCARD ALL, DEALLOCATE ALL, reset query).
+func (c *stmtCache) clear() {
+	c.items = make(map[string]*stmtNode)
+	c.head.prev, c.head.next = &c.head, &c.head
+}
+
+// size reports how many statements are prepared.
+func (c *stmtCache) size() int { return len(c.items) }
