@@ -415,7 +415,9 @@ func (p *Pool) remove(c *Conn, err error) {
 	p.mu.Lock()
 	if _, ok := p.all[c]; ok {
 		delete(p.all, c)
-		p.total--
+		if !c.detached {
+			p.total--
+		}
 		for i, x := range p.idle {
 			if x == c {
 				p.idle = append(p.idle[:i], p.idle[i+1:]...)

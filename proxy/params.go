@@ -82,6 +82,10 @@ func ignored(cfg *config.Config, key string) bool {
 func (s *Session) initParams(cfg *config.Config, server pool.Params, start []startup.Param) {
 	s.params = server.Clone()
 	for _, p := range start {
+		if p.Key == "pgmux.pool_mode" {
+			s.forceSession = strings.EqualFold(p.Value, "session")
+			continue
+		}
 		if name, ok := trackedName(cfg, p.Key); ok {
 			s.params.Set(name, normalizeParam(name, p.Value))
 			continue

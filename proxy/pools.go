@@ -15,8 +15,9 @@ type poolKey struct{ db, user string }
 
 // poolEntry is a pool with what the proxy keeps beside it.
 type poolEntry struct {
-	key  poolKey
-	pool *pool.Pool
+	key    poolKey
+	pool   *pool.Pool
+	direct *budget // direct_pool_size: pinned connections of the database
 
 	mu     sync.Mutex
 	db     *config.Database
@@ -37,11 +38,13 @@ type pools struct {
 	byKey   map[poolKey]*poolEntry
 	dbCap   map[string]*pool.Limit
 	userCap map[string]*pool.Limit
+	direct  map[string]*budget
 }
 
 func newPools(s *Server) *pools {
 	return &pools{s: s, byKey: make(map[poolKey]*poolEntry),
-		dbCap: make(map[string]*pool.Limit), userCap: make(map[string]*pool.Limit)}
+		dbCap: make(map[string]*pool.Limit), userCap: make(map[string]*pool.Limit),
+		direct: make(map[string]*budget)}
 }
 
 // get returns the pool for (db, user), creating it on first use.
@@ -61,8 +64,19 @@ func (ps *pools) get(cfg *config.Config, db *config.Database, user string) (*poo
 		return nil, err
 	}
 	e.pool = p
+	e.direct = ps.directFor(db.Name, cfg.EffectiveDirectPoolSize(db))
 	ps.byKey[k] = e
 	return e, nil
+}
+
+// directFor returns the database's direct budget, shared by its users' pools.
+func (ps *pools) directFor(db string, max int) *budget {
+	b, ok := ps.direct[db]
+	if !ok {
+		b = newBudget(max)
+		ps.direct[db] = b
+	}
+	return b
 }
 
 func (ps *pools) capFor(m map[string]*pool.Limit, name string, max int) *pool.Limit {
@@ -182,6 +196,11 @@ func (ps *pools) reconfigure(cfg *config.Config) {
 	for name, l := range ps.dbCap {
 		if db, ok := cfg.DatabaseFor(name); ok {
 			l.SetMax(cfg.EffectiveMaxDBConnections(db))
+		}
+	}
+	for name, b := range ps.direct {
+		if db, ok := cfg.DatabaseFor(name); ok {
+			b.setMax(cfg.EffectiveDirectPoolSize(db))
 		}
 	}
 	for name, l := range ps.userCap {

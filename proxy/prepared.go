@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"hash/maphash"
 
+	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/wire"
 )
@@ -26,9 +27,11 @@ const noopStmt = "pgmux_noop"
 
 // stmtDef is one client statement.
 type stmtDef struct {
-	server string // pgmux's name for it on servers
-	query  string
-	types  []byte // the Parse message's parameter type section, verbatim
+	pin     pinReason // session state its execution creates
+	release bool      // its execution may release session state
+	server  string    // pgmux's name for it on servers
+	query   string
+	types   []byte // the Parse message's parameter type section, verbatim
 }
 
 var stmtSeed = maphash.MakeSeed()
@@ -139,6 +142,9 @@ func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 // register records a client statement.
 func (s *Session) register(name, query string, types []byte) *stmtDef {
 	def := newStmtDef(query, append([]byte(nil), types...))
+	if s.mode != config.PoolModeSession {
+		def.pin, def.release = s.classify(query)
+	}
 	if s.stmts == nil {
 		s.stmts = make(map[string]*stmtDef)
 	}

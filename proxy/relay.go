@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -51,6 +52,20 @@ func (s *Session) relay() error {
 				continue
 			}
 		}
+		pin, release, err := s.stickyNeed(typ, n)
+		if err != nil {
+			return err
+		}
+		var pinErr error
+		if pin != 0 {
+			pinErr = s.reserveDirect(pin)
+		}
+		if pinErr != nil && s.linkedServer() == nil {
+			if skipping, err = s.refuse(typ, n, pinErr); err != nil {
+				return err
+			}
+			continue
+		}
 		c, err := s.serverFor(typ)
 		if err != nil {
 			if skipping, err = s.refuse(typ, n, err); err != nil {
@@ -59,7 +74,7 @@ func (s *Session) relay() error {
 			continue
 		}
 		s.ops.in.Add(uint64(n + wire.HeaderLen))
-		if err := s.forwardClient(c, typ, n); err != nil {
+		if err := s.forwardSticky(c, typ, n, pin, release, pinErr); err != nil {
 			return s.forwardFailed(c, err)
 		}
 		if s.rd.Buffered() == 0 {
@@ -139,6 +154,42 @@ func prepModeFor(cfg *config.Config, mode config.PoolMode) prepMode {
 		return prepUnnamed
 	}
 	return prepCache
+}
+
+// forwardSticky forwards one client message, pinning the client first when the message
+// creates session state, and following a request that may have released it with the
+// state check.
+func (s *Session) forwardSticky(c *pool.Conn, typ byte, n int, pin pinReason, release bool, pinErr error) error {
+	if pinErr != nil {
+		if typ != 'Q' {
+			c.Discard(pinErr)
+			s.fatal(pinErr.(*pgerr.Error))
+			return pinErr
+		}
+		return s.raiseViaServer(c, typ, n, pinErr.(*pgerr.Error))
+	}
+	if pin != 0 {
+		s.pin(c, pin)
+	}
+	if release {
+		s.releaseSeen = true
+	}
+	if err := s.forwardClient(c, typ, n); err != nil {
+		return err
+	}
+	if (typ == 'Q' || typ == 'S') && s.releaseSeen {
+		s.releaseSeen = false
+		if s.pinnedReasons() != 0 {
+			return s.sendStateCheck(c)
+		}
+	}
+	return nil
+}
+
+func (s *Session) pinnedReasons() pinReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pinned
 }
 
 // forwardClient sends one client message to the server: statement messages through the
@@ -288,8 +339,25 @@ func (s *Session) clientGone() {
 	s.server = nil
 	mode := s.mode
 	s.state = ClientClosed
+	pinned := s.pinned
+	s.pinned = 0
+	held := s.holdsDirect
+	s.holdsDirect = false
 	s.mu.Unlock()
+	if held {
+		s.entry.direct.release()
+	}
 	if c == nil {
+		return
+	}
+	if pinned != 0 {
+		// Session state stays on the server: reset it before anyone else gets it, or close.
+		cfg := s.srv.Config()
+		if clean && cfg.ServerResetQuery != "" && s.entry.pool.Reattach(c) {
+			s.release(c, true)
+			return
+		}
+		c.Discard(io.ErrUnexpectedEOF)
 		return
 	}
 	if clean {
@@ -332,11 +400,14 @@ func (s *Session) Pump(c *pool.Conn) error {
 			err = s.forward(rd, n)
 		default:
 			s.mu.Lock()
-			hide := s.answer(typ)
+			hide, check := s.answer(typ)
 			s.mu.Unlock()
-			if hide {
+			switch {
+			case check && typ == 'D':
+				err = s.readCheckRow(rd, n)
+			case hide:
 				err = rd.Skip(n)
-			} else {
+			default:
 				err = s.forward(rd, n)
 			}
 		}
@@ -349,10 +420,10 @@ func (s *Session) Pump(c *pool.Conn) error {
 
 // answer matches a server message to the request it answers, retiring requests that are
 // complete, and reports whether the client must not see it. s.mu is held.
-func (s *Session) answer(typ byte) bool {
+func (s *Session) answer(typ byte) (hide, check bool) {
 	head, ok := s.q.peek()
 	if !ok {
-		return false
+		return false, false
 	}
 	switch typ {
 	case '1', '2', '3', 'n':
@@ -366,7 +437,25 @@ func (s *Session) answer(typ byte) bool {
 			s.q.pop()
 		}
 	}
-	return head.hide
+	return head.hide, head.check
+}
+
+// readCheckRow reads the state check's single count.
+func (s *Session) readCheckRow(rd *wire.Reader, n int) error {
+	m, err := rd.Message(n)
+	if err != nil {
+		return err
+	}
+	s.checkCount = -1
+	body := wire.Body(m)
+	if cols, rest, err := wire.Int16(body); err == nil && cols == 1 {
+		if l, v, err := wire.Int32(rest); err == nil && l > 0 && int(l) <= len(v) {
+			if x, err := strconv.ParseInt(string(v[:l]), 10, 64); err == nil {
+				s.checkCount = x
+			}
+		}
+	}
+	return nil
 }
 
 // forward relays one server message; once the client is gone, output is dropped.
@@ -404,9 +493,12 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 	}
 	status := m[5]
 	s.mu.Lock()
-	hide := s.retireReady()
+	e := s.retireReady()
+	if e.check {
+		return s.afterCheck(c, status, e.seq)
+	}
 	s.mu.Unlock()
-	if hide {
+	if e.hide {
 		return false, nil
 	}
 	// Account for the answer before the client sees it: a client that leaves as soon as it
@@ -433,13 +525,31 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 		}
 	}
 	s.mu.Lock()
+	return s.settle(c, status)
+}
+
+// afterCheck ends pinning when the state check found nothing left on the server, then
+// settles the link like any ReadyForQuery. s.mu is held and released on return.
+func (s *Session) afterCheck(c *pool.Conn, status byte, seq uint32) (bool, error) {
+	if s.server == c {
+		s.txStatus = status
+		if status == 'I' && s.checkCount == 0 && s.unpinLocked(c, seq) {
+			s.log.Debug("client unpinned: no session state left on its server")
+		}
+	}
+	return s.settle(c, status)
+}
+
+// settle decides, with s.mu held (released on return), whether the link ends after a
+// ReadyForQuery, and ends it.
+func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 	if s.server != c {
 		s.mu.Unlock()
 		return false, nil
 	}
 	idle := s.pending == 0 && !s.unsynced && s.q.len() == 0
 	closed := s.closed.Load()
-	release := idle && status == 'I' && (s.mode != config.PoolModeSession || closed)
+	release := idle && status == 'I' && s.pinned == 0 && (s.mode != config.PoolModeSession || closed)
 	badStatement := idle && status != 'I' && s.mode == config.PoolModeStatement
 	dirtyClosed := closed && idle && status != 'I'
 	if release || badStatement || dirtyClosed {
@@ -464,16 +574,16 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 }
 
 // retireReady retires the request a ReadyForQuery answers (Sync, Query or FunctionCall)
-// and reports whether it was pgmux's own. s.mu is held.
-func (s *Session) retireReady() bool {
+// and returns it. s.mu is held.
+func (s *Session) retireReady() expect {
 	for {
 		e, ok := s.q.pop()
 		if !ok {
-			return false
+			return expect{}
 		}
 		switch e.kind {
 		case 'S', 'Q', 'F':
-			return e.hide
+			return e
 		}
 	}
 }
@@ -499,6 +609,7 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 		s.server = nil
 		s.pending, s.unsynced = 0, false
 		s.state = ClientIdle
+		s.pinned = 0 // the session state died with the server; the slot is freed on close
 	}
 	s.mu.Unlock()
 	if linked && !s.closed.Load() {

@@ -8,6 +8,10 @@ type expect struct {
 	kind byte   // the request's message type: P, B, D, E, C, S, Q or F
 	hide bool   // pgmux's own request: its answers are swallowed
 	stmt string // for P: the server statement it creates; for hidden C: the one it closes
+	// check marks pgmux's session-state query: its one row tells whether a pinned
+	// client can go back to transaction pooling.
+	check bool
+	seq   uint32 // for a check: Session.pinSeq when it was sent
 }
 
 // respQueue is a growable ring of expects. It is guarded by Session.mu: the session

@@ -86,7 +86,18 @@ type Session struct {
 	maxStmts int
 	stmts    map[string]*stmtDef
 	deferred []deferredOp
-	scratch  []byte
+
+	// Session state in transaction mode (see sticky.go). pinned is guarded by mu; the
+	// rest belong to the session goroutine, checkCount to the server's reader.
+	pinned         pinReason
+	pinSeq         uint32
+	holdsDirect    bool
+	releaseSeen    bool
+	forceSession   bool
+	unnamedPin     pinReason
+	unnamedRelease bool
+	checkCount     int64
+	scratch        []byte
 
 	closed atomic.Bool // the client is gone; server output is dropped
 }
@@ -326,6 +337,8 @@ type Info struct {
 	TLS             bool
 	ApplicationName string
 	Stats           SessionStats
+	// PinReason says why a transaction-mode client keeps its server ("" when it does not).
+	PinReason string
 }
 
 // Info returns a snapshot for the admin console.
@@ -338,5 +351,6 @@ func (s *Session) Info() Info {
 		in.ServerID = s.server.ID
 	}
 	in.ApplicationName, _ = s.params.Get("application_name")
+	in.PinReason = s.pinned.String()
 	return in
 }

@@ -1,0 +1,40 @@
+package pool
+
+// Detach takes a leased connection out of its pool's size accounting while one client
+// keeps it for session state (it counts against a separate direct budget kept by the
+// caller). The pool may open a replacement at once. The connection stays the pool's for
+// statistics and shared caps.
+func (p *Pool) Detach(c *Conn) {
+	p.mu.Lock()
+	if _, ok := p.all[c]; !ok || c.detached {
+		p.mu.Unlock()
+		return
+	}
+	c.detached = true
+	p.total--
+	p.mu.Unlock()
+	p.wakeWaiters()
+}
+
+// Reattach brings a detached connection back into the pool's accounting before it is
+// released. It reports false when the pool is full again; the caller then closes it.
+func (p *Pool) Reattach(c *Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !c.detached {
+		return true
+	}
+	if p.closed || p.total >= p.opts.Size {
+		return false
+	}
+	c.detached = false
+	p.total++
+	return true
+}
+
+// Detached reports whether c is detached.
+func (c *Conn) Detached() bool {
+	c.pool.mu.Lock()
+	defer c.pool.mu.Unlock()
+	return c.detached
+}

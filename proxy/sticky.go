@@ -1,0 +1,285 @@
+package proxy
+
+import (
+	"strings"
+	"unsafe"
+
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// Session-scoped work in transaction mode. When a client does something whose effect
+// outlives its transaction — a session advisory lock, LISTEN, SQL PREPARE, a WITH HOLD
+// cursor, a temporary object, SET of a parameter pgmux does not carry between servers,
+// SET ROLE, LOAD — it keeps (pins) its server past the end of the transaction. A pinned
+// server leaves its pool's size accounting and counts against the database's direct
+// budget (direct_pool_size), so sticky clients never starve transaction pooling. After
+// a request that may have undone that state (unlocks, UNLISTEN, DISCARD, RESET,
+// DEALLOCATE, CLOSE, DROP, COMMIT, ROLLBACK) pgmux asks the server whether any session
+// state is left, and when none is, the client goes back to transaction pooling.
+
+// pinReason is a set of reasons a client keeps its server.
+type pinReason uint16
+
+const (
+	pinAdvisory pinReason = 1 << iota
+	pinListen
+	pinPrepare
+	pinHold
+	pinTemp
+	pinSet
+	pinRole
+	pinLoad
+	pinSession // asked for a real session (pgmux.pool_mode=session)
+)
+
+var pinNames = [...]string{"advisory_lock", "listen", "prepare", "with_hold_cursor",
+	"temp_object", "set", "role", "load", "session"}
+
+func (r pinReason) String() string {
+	if r == 0 {
+		return ""
+	}
+	var parts []string
+	for i, name := range pinNames {
+		if r&(1<<i) != 0 {
+			parts = append(parts, name)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// permanent reasons are never undone by the client: only a disconnect ends them.
+const permanent = pinLoad | pinSession
+
+// classify scans SQL text for statements that create or may release session state.
+func (s *Session) classify(sql string) (pin pinReason, release bool) {
+	if !sqlscan.MaybeInteresting(sql) {
+		// DROP is no kind of its own, but dropping a temporary object may end a pin.
+		return 0, strings.EqualFold(sqlscan.FirstKeyword(sql), "drop")
+	}
+	for _, st := range sqlscan.Scan(sql) {
+		if st.AdvisoryLock > 0 {
+			pin |= pinAdvisory
+		}
+		if st.AdvisoryUnlock > 0 || st.AdvisoryUnlockAll {
+			release = true
+		}
+		switch st.Kind {
+		case sqlscan.KindListen:
+			pin |= pinListen
+		case sqlscan.KindPrepare:
+			pin |= pinPrepare
+		case sqlscan.KindDeclareHold:
+			pin |= pinHold
+		case sqlscan.KindCreateTemp:
+			pin |= pinTemp
+		case sqlscan.KindSetRole:
+			pin |= pinRole
+		case sqlscan.KindLoad:
+			pin |= pinLoad
+		case sqlscan.KindSet:
+			if _, tracked := trackedName(s.srv.Config(), st.Name); !tracked {
+				pin |= pinSet
+			}
+		case sqlscan.KindReset, sqlscan.KindResetAll, sqlscan.KindDiscardAll, sqlscan.KindDiscard,
+			sqlscan.KindUnlisten, sqlscan.KindUnlistenAll, sqlscan.KindDeallocate,
+			sqlscan.KindDeallocateAll, sqlscan.KindClose, sqlscan.KindCommit, sqlscan.KindRollback:
+			release = true
+		case sqlscan.KindOther:
+			if strings.EqualFold(sqlscan.FirstKeyword(st.Text), "drop") {
+				release = true
+			}
+		}
+	}
+	return pin, release
+}
+
+// stickyNeed looks at a client message before it is forwarded and reports what session
+// state it creates or may release. It does not consume the message.
+func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
+	if s.mode == config.PoolModeSession {
+		return 0, false, nil
+	}
+	if s.forceSession {
+		return pinSession, false, nil
+	}
+	switch typ {
+	case 'Q':
+		if n > maxInspect {
+			return 0, false, nil
+		}
+		m, err := s.rd.Peek(n)
+		if err != nil {
+			return 0, false, err
+		}
+		text, _, err := wire.CString(wire.Body(m))
+		if err != nil || len(text) == 0 {
+			return 0, false, nil
+		}
+		pin, rel := s.classify(unsafe.String(&text[0], len(text)))
+		return pin, rel, nil
+	case 'B':
+		m, err := s.rd.Peek(n)
+		if err != nil {
+			return 0, false, err
+		}
+		_, rest, err := wire.CString(wire.Body(m))
+		if err != nil {
+			return 0, false, nil
+		}
+		name, _, err := wire.CString(rest)
+		if err != nil {
+			return 0, false, nil
+		}
+		if def, ok := s.stmts[string(name)]; ok {
+			return def.pin, def.release, nil
+		}
+		if len(name) == 0 {
+			return s.unnamedPin, s.unnamedRelease, nil
+		}
+	case 'P':
+		m, err := s.rd.Peek(n)
+		if err != nil {
+			return 0, false, err
+		}
+		name, rest, err := wire.CString(wire.Body(m))
+		if err != nil || len(name) != 0 {
+			return 0, false, nil // named: classified when registered, pinned at Bind
+		}
+		query, _, err := wire.CString(rest)
+		if err != nil || len(query) == 0 {
+			return 0, false, nil
+		}
+		s.unnamedPin, s.unnamedRelease = s.classify(unsafe.String(&query[0], len(query)))
+	}
+	return 0, false, nil
+}
+
+// reserveDirect takes a direct-budget slot for a client about to pin, waiting up to
+// query_wait_timeout.
+func (s *Session) reserveDirect(reason pinReason) error {
+	s.mu.Lock()
+	held := s.holdsDirect
+	s.mu.Unlock()
+	if held {
+		return nil
+	}
+	ctx, cancel := waitContext(s.srv.Config())
+	defer cancel()
+	if err := s.entry.direct.acquire(ctx); err != nil {
+		n, waiting, max := s.entry.direct.used()
+		return pgerr.New(pgerr.TooManyConnections,
+			"no direct connection free for session state (%s) on database %q: all %d are pinned by other clients", reason, s.dbName, max).
+			WithDetail("Waited query_wait_timeout; %d in use, %d clients waiting.", n, waiting).
+			WithHint("Raise direct_pool_size, or release session state sooner (pg_advisory_unlock, UNLISTEN, DISCARD ALL).")
+	}
+	s.mu.Lock()
+	s.holdsDirect = true
+	s.mu.Unlock()
+	return nil
+}
+
+// pin keeps the linked server c for this client; the direct slot is already held.
+func (s *Session) pin(c *pool.Conn, reason pinReason) {
+	s.mu.Lock()
+	first := s.pinned == 0
+	s.pinned |= reason
+	s.pinSeq++ // a state check already in flight no longer speaks for this pin
+	s.mu.Unlock()
+	if first {
+		s.entry.pool.Detach(c)
+		s.log.Debug("client pinned to its server", zapReason(reason))
+	}
+}
+
+// unpinLocked ends pinning after the server reported no session state left; s.mu is held.
+func (s *Session) unpinLocked(c *pool.Conn, seq uint32) bool {
+	if s.pinned == 0 || s.pinned&permanent != 0 || seq != s.pinSeq {
+		return false
+	}
+	if !s.entry.pool.Reattach(c) {
+		return false // the pool refilled meanwhile: keep it pinned until the client leaves
+	}
+	s.pinned = 0
+	s.holdsDirect = false
+	s.entry.direct.release()
+	return true
+}
+
+// stateCheckSQL counts the session state left on a server, apart from parameters pgmux
+// itself carries.
+func (s *Session) stateCheckSQL() string {
+	var b strings.Builder
+	b.WriteString("SELECT (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())" +
+		" + (SELECT count(*) FROM pg_catalog.pg_listening_channels())" +
+		" + (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())" +
+		" + (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)" +
+		" + (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql)" +
+		" + (SELECT count(*) FROM pg_catalog.pg_settings WHERE source = 'session' AND lower(name) NOT IN ('")
+	first := true
+	add := func(name string) {
+		if !first {
+			b.WriteString("', '")
+		}
+		first = false
+		b.WriteString(strings.ToLower(strings.ReplaceAll(name, "'", "''")))
+	}
+	for _, name := range s.srv.tracked() {
+		add(name)
+	}
+	for _, p := range s.extras {
+		add(p.Name)
+	}
+	b.WriteString("'))")
+	return b.String()
+}
+
+// sendStateCheck follows the client's request with the hidden state check.
+func (s *Session) sendStateCheck(c *pool.Conn) error {
+	s.mu.Lock()
+	s.q.push(expect{kind: 'Q', hide: true, check: true, seq: s.pinSeq})
+	s.mu.Unlock()
+	if err := c.Wr.Write(wire.Query(s.scratch[:0], s.stateCheckSQL())); err != nil {
+		return &wire.WriteError{Err: err}
+	}
+	return nil
+}
+
+// raiseViaServer answers a client message that cannot be served with an error that the
+// server raises in its place, so it reaches the client in order with the rest of the
+// linked server's answers.
+func (s *Session) raiseViaServer(c *pool.Conn, typ byte, n int, pe *pgerr.Error) error {
+	if err := s.rd.Skip(n); err != nil {
+		return err
+	}
+	msg := strings.ReplaceAll(pe.Message, "'", "''")
+	hint := strings.ReplaceAll(pe.Hint, "'", "''")
+	do := "DO $pgmux$BEGIN RAISE EXCEPTION USING ERRCODE = '" + pe.Code + "', MESSAGE = '" + msg +
+		"', HINT = '" + hint + "'; END$pgmux$"
+	if typ == 'Q' {
+		// The Query was accounted when it was linked: write the replacement only.
+		if err := c.Wr.Write(wire.Query(nil, do)); err != nil {
+			return &wire.WriteError{Err: err}
+		}
+		return nil
+	}
+	b := (&stmtDef{query: do, types: []byte{0, 0}}).parseMsg(nil, "")
+	b, st := wire.Begin(b, 'B')
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // portal "", statement "", no formats/params/result formats
+	b = wire.Finish(b, st)
+	b, st = wire.Begin(b, 'E')
+	b = append(b, 0, 0, 0, 0, 0)
+	b = wire.Finish(b, st)
+	s.mu.Lock()
+	s.unsynced = true
+	s.mu.Unlock()
+	return s.send(c, b, expect{kind: 'P', hide: true}, expect{kind: 'B', hide: true}, expect{kind: 'E'})
+}
+
+func zapReason(r pinReason) zap.Field { return zap.Stringer("reason", r) }
