@@ -94,6 +94,7 @@ type Config struct {
 	// pgmux-only settings (accepted in [pgbouncer] and as flags/env).
 	MetricsAddr           string // "" = no HTTP listener
 	PreparedStatementMode string // "cache" (default) or "unnamed"
+	ListenMode            string // "multiplex" (default: one listener connection per database) or "pin"
 	DirectPoolSize        int
 	ShutdownTimeout       time.Duration
 

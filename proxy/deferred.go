@@ -22,7 +22,12 @@ type deferredOp struct {
 // consumed the message).
 func (s *Session) deferLocal(typ byte, n int) (bool, error) {
 	switch typ {
-	case 'P', 'C', 'S', 'H':
+	case 'P', 'C', 'H':
+	case 'S':
+		s.unnamed.endRequest()
+	case 'Q', 'F':
+		s.unnamed.endRequest()
+		return false, nil
 	default:
 		return false, nil
 	}

@@ -128,7 +128,11 @@ func (s *Session) send(c *pool.Conn, b []byte, es ...expect) error {
 
 func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 	name, rest, err := wire.CString(body)
-	if err != nil || len(name) == 0 {
+	if err != nil {
+		return s.send(c, m, expect{kind: 'P'})
+	}
+	if len(name) == 0 {
+		s.unnamed.record(rest)
 		return s.send(c, m, expect{kind: 'P'})
 	}
 	query, types, err := wire.CString(rest)
@@ -180,7 +184,7 @@ func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale b
 	if stale {
 		st.stmts.remove(def.server)
 		b = closeMsg(b, 'S', def.server)
-		es = append(es, expect{kind: 'C', hide: true})
+		es = append(es, expect{kind: 'C', hide: true, stmt: def.server, stale: true})
 	}
 	evicted := st.stmts.add(def.server, nil)
 	s.mu.Unlock()
@@ -197,6 +201,7 @@ func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale b
 // before the message that uses it, and the statement name to use.
 func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect, string) {
 	if s.prep == prepUnnamed {
+		s.unnamed.live = false // the client's own unnamed statement is replaced
 		return def.parseMsg(b, ""), []expect{{kind: 'P', hide: true}}, ""
 	}
 	s.mu.Lock()
@@ -216,8 +221,11 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 		return s.send(c, m, expect{kind: 'B'})
 	}
 	name, tail, err := wire.CString(rest)
-	if err != nil || len(name) == 0 {
+	if err != nil {
 		return s.send(c, m, expect{kind: 'B'})
+	}
+	if len(name) == 0 {
+		return s.sendUnnamed(c, m, 'B')
 	}
 	def, ok := s.stmts[string(name)]
 	if !ok {
@@ -242,8 +250,15 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 		return s.send(c, m, expect{kind: typ})
 	}
 	name, _, err := wire.CString(body[1:])
-	if err != nil || len(name) == 0 {
+	if err != nil {
 		return s.send(c, m, expect{kind: typ})
+	}
+	if len(name) == 0 {
+		if typ == 'C' {
+			s.unnamed.forget()
+			return s.send(c, m, expect{kind: 'C'})
+		}
+		return s.sendUnnamed(c, m, 'D')
 	}
 	if typ == 'C' {
 		delete(s.stmts, string(name))
@@ -258,8 +273,29 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 	b = append(b, 'S')
 	b = wire.AppendString(b, server)
 	b = wire.Finish(b, start)
-	es = append(es, expect{kind: 'D'})
+	es = append(es, expect{kind: 'D', stmt: server})
 	return s.send(c, b, es...)
+}
+
+// forgetSkipped undoes what pgmux recorded about a server's statements when it sent a
+// request the server then skipped (an error earlier in the same request): a skipped Parse
+// created nothing, and a skipped Close left its statement in place. Requests can be sent
+// after the error has already been relayed, so this runs both when the error arrives and
+// when the ReadyForQuery retires what was left unanswered. s.mu is held.
+func forgetSkipped(st *serverState, e expect) {
+	if st == nil || e.stmt == "" {
+		return
+	}
+	switch {
+	case e.kind == 'P':
+		st.stmts.forget(e.stmt)
+	case e.kind == 'C' && e.hide:
+		st.stmts.restore(e.stmt)
+		if e.stale {
+			// Still the stale copy: the next use closes and prepares it again.
+			st.stmts.markStale(e.stmt)
+		}
+	}
 }
 
 // keepScratch keeps a grown scratch buffer for reuse unless it grew very large.
@@ -274,4 +310,52 @@ func closeMsg(dst []byte, kind byte, name string) []byte {
 	dst = append(dst, kind)
 	dst = wire.AppendString(dst, name)
 	return wire.Finish(dst, s)
+}
+
+// unnamedStmt is the client's unnamed statement. A client may Parse it, Sync, and Bind
+// or Describe it in its next request (pgx's QueryExecModeDescribeExec does), which in
+// transaction mode may run on another server, whose unnamed statement is then some other
+// client's or none. So pgmux keeps its text and trusts the server's copy only within the
+// request (up to the Sync or Query) that parsed it; a later use gets a hidden Parse in
+// front. Within one request the unnamed statement and unnamed portals pass untouched.
+type unnamedStmt struct {
+	body []byte // the Parse message after the name: query, parameter types; nil when none
+	live bool   // parsed on the linked server in the current request
+}
+
+// record keeps the body of the client's Parse of the unnamed statement, reusing the
+// buffer so drivers that parse before every execution allocate nothing.
+func (u *unnamedStmt) record(body []byte) {
+	if cap(u.body) > 4<<10 && len(body) < cap(u.body)/4 {
+		u.body = nil // do not keep a big buffer for small statements
+	}
+	u.body = append(u.body[:0], body...)
+	u.live = true
+}
+
+// forget drops it (the client closed it).
+func (u *unnamedStmt) forget() {
+	u.body, u.live = nil, false
+}
+
+// endRequest is called for every Sync, Query and FunctionCall: the link may end at its
+// ReadyForQuery, and a simple Query destroys the unnamed statement anyway.
+func (u *unnamedStmt) endRequest() { u.live = false }
+
+// sendUnnamed forwards a Bind or Describe of the unnamed statement, parsing the client's
+// statement again first when the server's copy may not be the client's.
+func (s *Session) sendUnnamed(c *pool.Conn, m []byte, typ byte) error {
+	u := &s.unnamed
+	if u.live || u.body == nil {
+		return s.send(c, m, expect{kind: typ})
+	}
+	b, start := wire.Begin(s.scratch[:0], 'P')
+	b = append(b, 0)
+	b = append(b, u.body...)
+	b = wire.Finish(b, start)
+	b = append(b, m...)
+	u.live = true
+	err := s.send(c, b, expect{kind: 'P', hide: true}, expect{kind: typ})
+	s.keepScratch(b)
+	return err
 }

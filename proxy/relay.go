@@ -52,6 +52,15 @@ func (s *Session) relay() error {
 				continue
 			}
 		}
+		if typ == 'Q' && s.mode != config.PoolModeSession {
+			handled, err := s.listenLocally(n)
+			if err != nil {
+				return err
+			}
+			if handled {
+				continue
+			}
+		}
 		pin, release, err := s.stickyNeed(typ, n)
 		if err != nil {
 			return err
@@ -314,6 +323,8 @@ func (s *Session) forwardFailed(c *pool.Conn, err error) error {
 
 // writeClient writes b to the client now; only while no server is linked.
 func (s *Session) writeClient(b []byte) error {
+	s.wmu.Lock()
+	defer s.unlockW()
 	if err := s.wr.Write(b); err != nil {
 		return err
 	}
@@ -333,6 +344,9 @@ func (s *Session) fatal(pe *pgerr.Error) {
 // the pool (reset in session mode), one in the middle of something is closed.
 func (s *Session) clientGone() {
 	s.closed.Store(true)
+	if s.listening {
+		s.srv.hub.forDB(s.entry).unsubscribe(s, "")
+	}
 	s.mu.Lock()
 	c := s.server
 	clean := c != nil && s.pending == 0 && !s.unsynced && s.txStatus == 'I' && s.q.len() == 0
@@ -370,11 +384,25 @@ func (s *Session) clientGone() {
 // Pump relays the server's messages to the client while c is leased to s. It runs on c's
 // reader goroutine and returns nil once the lease has ended.
 func (s *Session) Pump(c *pool.Conn) error {
+	// held: this lease's reader holds s.wmu. It is local because the reader of the
+	// previous lease may still be letting go while this one starts.
+	held := false
+	defer func() {
+		if held {
+			s.unlockW()
+		}
+	}()
 	rd := c.Rd
 	for {
-		if rd.Buffered() == 0 && s.wr.Buffered() > 0 {
-			if err := s.wr.Flush(); err != nil {
-				s.clientWriteFailed()
+		if rd.Buffered() == 0 && held {
+			if s.wr.Buffered() > 0 {
+				if err := s.wr.Flush(); err != nil {
+					s.clientWriteFailed()
+				}
+			}
+			if s.atBoundary() {
+				held = false
+				s.unlockW()
 			}
 		}
 		typ, n, err := rd.Next()
@@ -384,6 +412,10 @@ func (s *Session) Pump(c *pool.Conn) error {
 		}
 		if c.Lessee() != pool.Lessee(s) {
 			return nil
+		}
+		if !held {
+			s.wmu.Lock()
+			held = true
 		}
 		switch typ {
 		case 'Z':
@@ -416,6 +448,14 @@ func (s *Session) Pump(c *pool.Conn) error {
 			return err
 		}
 	}
+}
+
+// atBoundary reports whether the client has no answer outstanding, so a notification
+// may go out between whole responses.
+func (s *Session) atBoundary() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending == 0 && s.q.len() == 0
 }
 
 // answer matches a server message to the request it answers, retiring requests that are
@@ -493,7 +533,7 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 	}
 	status := m[5]
 	s.mu.Lock()
-	e := s.retireReady()
+	e := s.retireReady(c)
 	if e.check {
 		return s.afterCheck(c, status, e.seq)
 	}
@@ -574,8 +614,10 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 }
 
 // retireReady retires the request a ReadyForQuery answers (Sync, Query or FunctionCall)
-// and returns it. s.mu is held.
-func (s *Session) retireReady() expect {
+// and returns it; requests before it that got no answer were skipped by the server after
+// an error. s.mu is held.
+func (s *Session) retireReady(c *pool.Conn) expect {
+	st, _ := c.Attach.(*serverState)
 	for {
 		e, ok := s.q.pop()
 		if !ok {
@@ -585,6 +627,7 @@ func (s *Session) retireReady() expect {
 		case 'S', 'Q', 'F':
 			return e
 		}
+		forgetSkipped(st, e)
 	}
 }
 
@@ -663,16 +706,10 @@ func (s *Session) skipToSync(st *serverState, staleCode bool) {
 			return
 		}
 		s.q.pop()
-		if st != nil {
-			switch {
-			case e.kind == 'P' && e.stmt != "":
-				st.stmts.remove(e.stmt) // its Parse failed or never ran
-			case e.kind == 'C' && e.hide && e.stmt != "":
-				st.stmts.restore(e.stmt) // the eviction's Close never ran: still prepared
-			case first && e.kind == 'B' && e.stmt != "" && staleCode:
-				st.stmts.markStale(e.stmt) // cached plan changed result type: prepare anew
-			}
+		if st != nil && first && (e.kind == 'B' || e.kind == 'D') && e.stmt != "" && staleCode {
+			st.stmts.markStale(e.stmt) // cached plan changed result type: prepare anew
 		}
+		forgetSkipped(st, e)
 		if (e.kind == 'Q' || e.kind == 'F') && !e.hide && s.pending > 0 {
 			s.pending-- // skipped: no ReadyForQuery will answer it
 		}

@@ -5,9 +5,10 @@ package proxy
 // order, so a FIFO of them tells, for every server message, which request it belongs to
 // and whether the client may see it.
 type expect struct {
-	kind byte   // the request's message type: P, B, D, E, C, S, Q or F
-	hide bool   // pgmux's own request: its answers are swallowed
-	stmt string // for P: the server statement it creates; for hidden C: the one it closes
+	kind  byte   // the request's message type: P, B, D, E, C, S, Q or F
+	hide  bool   // pgmux's own request: its answers are swallowed
+	stmt  string // for P: the server statement it creates; for hidden C: the one it closes
+	stale bool   // for hidden C: it closes a stale copy before preparing the statement anew
 	// check marks pgmux's session-state query: its one row tells whether a pinned
 	// client can go back to transaction pooling.
 	check bool

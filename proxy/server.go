@@ -57,6 +57,7 @@ type Server struct {
 	sessions  map[uint64]*Session
 	byCancel  map[uint64]*Session // pid<<32|key
 	pools     *pools
+	hub       *listenHub               // LISTEN multiplexing
 	trackedP  atomic.Pointer[[]string] // canonical names of tracked parameters
 	console   *console                 // admin console state and retired statistics
 	metrics   *metrics
@@ -100,6 +101,7 @@ func New(opts Options) (*Server, error) {
 	s.tlsConf = tc
 	s.setTracked(opts.Config)
 	s.pools = newPools(s)
+	s.hub = newListenHub(s)
 	s.console = newConsole(opts)
 	if err := s.setupMetrics(opts); err != nil {
 		return nil, fmt.Errorf("proxy: register metrics: %w", err)
@@ -323,6 +325,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		<-idle
 	}
+	s.hub.closeAll()
 	s.pools.closeAll()
 	return err
 }

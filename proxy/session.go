@@ -86,6 +86,7 @@ type Session struct {
 	maxStmts int
 	stmts    map[string]*stmtDef
 	deferred []deferredOp
+	unnamed  unnamedStmt // the client's unnamed statement (prepared.go)
 
 	// Session state in transaction mode (see sticky.go). pinned is guarded by mu; the
 	// rest belong to the session goroutine, checkCount to the server's reader.
@@ -97,7 +98,16 @@ type Session struct {
 	unnamedPin     pinReason
 	unnamedRelease bool
 	checkCount     int64
-	scratch        []byte
+
+	// Client writes (see listen.go): wmu is held by whoever writes to wr — the server's
+	// reader for a whole response, the session goroutine while no server is linked, the
+	// listener for a notification. Notifications wait in notifyQ until a writer lets go.
+	wmu           sync.Mutex
+	nmu           sync.Mutex
+	notifyQ       [][]byte
+	notifyPending atomic.Bool
+	listening     bool // subscribed through the database's listener
+	scratch       []byte
 
 	closed atomic.Bool // the client is gone; server output is dropped
 }

@@ -94,6 +94,16 @@ func (c *stmtCache) remove(name string) {
 	}
 }
 
+// forget drops name after its Parse failed or was skipped, unless it is marked stale: a
+// stale entry may still exist on the server, and its next use closes it before preparing,
+// which is right either way, while a missing entry would make pgmux Parse over a live one.
+func (c *stmtCache) forget(name string) {
+	if n, ok := c.items[name]; ok && !n.stale {
+		c.unlink(n)
+		delete(c.items, name)
+	}
+}
+
 // markStale flags name so the next use closes and prepares it again.
 func (c *stmtCache) markStale(name string) {
 	if n, ok := c.items[name]; ok {

@@ -1,0 +1,397 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// LISTEN/NOTIFY multiplexing (listen_mode = multiplex). A client's LISTEN outside a
+// transaction does not touch its pooled servers: pgmux holds one listener connection per
+// database, LISTENs there on the union of its clients' channels, and copies each
+// notification to every client listening on that channel, in order, between whole
+// messages. LISTEN inside a transaction (or mixed with other statements) falls back to
+// pinning, so a rollback undoes it exactly as PostgreSQL would.
+
+// listenHub owns the per-database listeners.
+type listenHub struct {
+	srv  *Server
+	mu   sync.Mutex
+	byDB map[string]*listener
+}
+
+func newListenHub(s *Server) *listenHub { return &listenHub{srv: s, byDB: make(map[string]*listener)} }
+
+// listener is one database's notification connection and its subscribers.
+type listener struct {
+	hub   *listenHub
+	db    string
+	entry *poolEntry
+	log   *zap.Logger
+
+	mu      sync.Mutex // guards everything below, and writes to conn.Wr
+	subs    map[string]map[*Session]struct{}
+	pool    *pool.Pool
+	conn    *pool.Conn
+	waiting []chan error // LISTEN/UNLISTEN commands sent, oldest first
+	cmdErr  error
+	closed  bool
+}
+
+func (h *listenHub) forDB(e *poolEntry) *listener {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l, ok := h.byDB[e.key.db]
+	if !ok {
+		l = &listener{hub: h, db: e.key.db, entry: e, subs: make(map[string]map[*Session]struct{}),
+			log: h.srv.log.With(zap.String("db", e.key.db), zap.String("role", "listener"))}
+		h.byDB[e.key.db] = l
+	}
+	return l
+}
+
+func (h *listenHub) closeAll() {
+	h.mu.Lock()
+	ls := make([]*listener, 0, len(h.byDB))
+	for _, l := range h.byDB {
+		ls = append(ls, l)
+	}
+	h.mu.Unlock()
+	for _, l := range ls {
+		l.mu.Lock()
+		l.closed = true
+		p := l.pool
+		l.mu.Unlock()
+		if p != nil {
+			p.Close()
+		}
+	}
+}
+
+// subscribe adds s to channel, LISTENing on the server first if nobody listened yet, and
+// returns once the server listens.
+func (l *listener) subscribe(ctx context.Context, s *Session, channel string) error {
+	l.mu.Lock()
+	if set, ok := l.subs[channel]; ok && len(set) > 0 {
+		set[s] = struct{}{}
+		l.mu.Unlock()
+		return nil
+	}
+	done, err := l.commandLocked(ctx, "LISTEN "+quoteIdent(channel))
+	if err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	l.subs[channel] = map[*Session]struct{}{s: {}}
+	l.mu.Unlock()
+	return waitDone(ctx, done)
+}
+
+// unsubscribe removes s from channel ("" means every channel), UNLISTENing on the server
+// when nobody is left.
+func (l *listener) unsubscribe(s *Session, channel string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ch, set := range l.subs {
+		if channel != "" && ch != channel {
+			continue
+		}
+		if _, ok := set[s]; !ok {
+			continue
+		}
+		delete(set, s)
+		if len(set) == 0 {
+			delete(l.subs, ch)
+			if l.conn != nil {
+				_, _ = l.commandLocked(context.Background(), "UNLISTEN "+quoteIdent(ch))
+			}
+		}
+	}
+}
+
+// commandLocked sends a LISTEN/UNLISTEN on the listener connection, connecting it first
+// if needed; l.mu is held.
+func (l *listener) commandLocked(ctx context.Context, sql string) (chan error, error) {
+	if l.closed {
+		return nil, errors.New("listener is closed")
+	}
+	if l.conn == nil {
+		if err := l.connectLocked(ctx); err != nil {
+			return nil, err
+		}
+	}
+	done := make(chan error, 1)
+	l.waiting = append(l.waiting, done)
+	if err := l.conn.Wr.Write(wire.Query(nil, sql)); err == nil {
+		err = l.conn.Wr.Flush()
+	}
+	return done, nil
+}
+
+func (l *listener) connectLocked(ctx context.Context) error {
+	if l.pool == nil {
+		cfg := l.hub.srv.Config()
+		db, _, _ := l.entry.snapshot()
+		opts := l.hub.srv.pools.options(cfg, l.entry, db, l.entry.key.user)
+		opts.Size, opts.MinSize, opts.ReserveSize = 1, 0, 0
+		opts.Lifetime, opts.IdleTimeout, opts.CheckQuery, opts.ResetQuery = 0, 0, "", ""
+		opts.Logger = l.log
+		p, err := pool.New(opts)
+		if err != nil {
+			return err
+		}
+		l.pool = p
+	}
+	c, err := l.pool.Acquire(ctx, l)
+	if err != nil {
+		return fmt.Errorf("listener connection: %w", err)
+	}
+	l.conn = c
+	l.log.Info("listener connected")
+	return nil
+}
+
+func waitDone(ctx context.Context, done chan error) error {
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the listener: %w", ctx.Err())
+	}
+}
+
+// Pump reads the listener connection: command answers and notifications.
+func (l *listener) Pump(c *pool.Conn) error {
+	for {
+		typ, n, err := c.Rd.Next()
+		if err != nil {
+			l.lost(c, err)
+			return err
+		}
+		m, err := c.Rd.Message(n)
+		if err != nil {
+			l.lost(c, err)
+			return err
+		}
+		switch typ {
+		case 'A':
+			l.fanOut(m)
+		case 'E':
+			pe, _ := pgerr.Parse(wire.Body(m))
+			l.mu.Lock()
+			l.cmdErr = pe
+			l.mu.Unlock()
+		case 'Z':
+			l.mu.Lock()
+			if len(l.waiting) > 0 {
+				done := l.waiting[0]
+				l.waiting = l.waiting[1:]
+				done <- l.cmdErr
+			}
+			l.cmdErr = nil
+			l.mu.Unlock()
+		}
+	}
+}
+
+// fanOut copies one NotificationResponse to every client listening on its channel.
+func (l *listener) fanOut(m []byte) {
+	body := wire.Body(m)
+	if len(body) < 5 {
+		return
+	}
+	ch, _, err := wire.CString(body[4:])
+	if err != nil {
+		return
+	}
+	msg := append([]byte(nil), m...)
+	l.mu.Lock()
+	set := l.subs[unsafe.String(unsafe.SliceData(ch), len(ch))]
+	targets := make([]*Session, 0, len(set))
+	for s := range set {
+		targets = append(targets, s)
+	}
+	l.mu.Unlock()
+	for _, s := range targets {
+		s.notify(msg)
+	}
+}
+
+// lost handles the listener connection breaking: reconnect with backoff and LISTEN again
+// on every channel that still has clients.
+func (l *listener) lost(c *pool.Conn, err error) {
+	l.mu.Lock()
+	if l.conn != c {
+		l.mu.Unlock()
+		return
+	}
+	l.conn = nil
+	for _, w := range l.waiting {
+		w <- fmt.Errorf("listener connection lost: %w", err)
+	}
+	l.waiting = nil
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		return
+	}
+	l.log.Warn("listener connection lost; notifications sent until it is back are missed", zap.Error(err))
+	go l.reconnect()
+}
+
+func (l *listener) reconnect() {
+	delay := 100 * time.Millisecond
+	for attempt := 0; attempt < 1000; attempt++ {
+		time.Sleep(delay)
+		if delay < 10*time.Second {
+			delay *= 2
+		}
+		l.mu.Lock()
+		if l.closed || len(l.subs) == 0 || l.conn != nil {
+			l.mu.Unlock()
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := l.connectLocked(ctx)
+		cancel()
+		if err == nil {
+			for ch := range l.subs {
+				_, _ = l.commandLocked(context.Background(), "LISTEN "+quoteIdent(ch))
+			}
+			l.mu.Unlock()
+			l.log.Info("listener reconnected", zap.Int("channels", len(l.subs)))
+			return
+		}
+		l.mu.Unlock()
+		l.log.Warn("listener reconnect failed", zap.Error(err))
+	}
+}
+
+// listenLocally answers a simple Query made only of LISTEN and UNLISTEN statements
+// without a server. It reports whether it handled (and consumed) the message.
+func (s *Session) listenLocally(n int) (bool, error) {
+	if n > maxInspect || s.linkedServer() != nil || s.srv.Config().ListenMode != "multiplex" {
+		return false, nil
+	}
+	m, err := s.rd.Peek(n)
+	if err != nil {
+		return false, err
+	}
+	text, _, err := wire.CString(wire.Body(m))
+	if err != nil || len(text) == 0 {
+		return false, nil
+	}
+	q := unsafe.String(&text[0], len(text))
+	if !sqlscan.MaybeInteresting(q) {
+		return false, nil
+	}
+	// The text is a view of the read buffer: names kept beyond this call are cloned.
+	stmts := sqlscan.Scan(q)
+	if len(stmts) == 0 {
+		return false, nil
+	}
+	for _, st := range stmts {
+		switch st.Kind {
+		case sqlscan.KindListen, sqlscan.KindUnlisten, sqlscan.KindUnlistenAll:
+		default:
+			return false, nil
+		}
+	}
+	if _, err := s.rd.Message(n); err != nil {
+		return true, err
+	}
+	l := s.srv.hub.forDB(s.entry)
+	var b []byte
+	for _, st := range stmts {
+		tag := "UNLISTEN"
+		switch st.Kind {
+		case sqlscan.KindListen:
+			ctx, cancel := waitContext(s.srv.Config())
+			err := l.subscribe(ctx, s, strings.Clone(st.Name))
+			cancel()
+			if err != nil {
+				b = pgerr.New(pgerr.ConnectionFailure, "LISTEN %s: %v", st.Name, err).Append(b)
+				return true, s.writeClient(wire.ReadyForQuery(b, 'I'))
+			}
+			s.listening = true
+			tag = "LISTEN"
+		case sqlscan.KindUnlisten:
+			l.unsubscribe(s, st.Name)
+		case sqlscan.KindUnlistenAll:
+			l.unsubscribe(s, "")
+		}
+		var start int
+		b, start = wire.Begin(b, 'C')
+		b = wire.AppendString(b, tag)
+		b = wire.Finish(b, start)
+	}
+	return true, s.writeClient(wire.ReadyForQuery(b, 'I'))
+}
+
+// notify queues a notification for the client and writes it now if nobody else is
+// writing to the client; otherwise the current writer delivers it before letting go.
+func (s *Session) notify(msg []byte) {
+	if s.closed.Load() {
+		return
+	}
+	s.nmu.Lock()
+	s.notifyQ = append(s.notifyQ, msg)
+	s.nmu.Unlock()
+	s.notifyPending.Store(true)
+	if s.wmu.TryLock() {
+		s.drainNotify()
+		s.unlockW()
+	}
+}
+
+// drainNotify writes queued notifications; s.wmu is held, at a message boundary.
+func (s *Session) drainNotify() {
+	if !s.notifyPending.Load() {
+		return
+	}
+	s.nmu.Lock()
+	q := s.notifyQ
+	s.notifyQ = nil
+	s.notifyPending.Store(false)
+	s.nmu.Unlock()
+	if s.closed.Load() {
+		return
+	}
+	_ = s.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	var err error
+	for _, m := range q {
+		if err = s.wr.Write(m); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = s.wr.Flush()
+	}
+	_ = s.nc.SetWriteDeadline(time.Time{})
+	if err != nil {
+		s.clientWriteFailed()
+	}
+}
+
+// unlockW lets go of the client writer, delivering notifications that arrived while it
+// was held.
+func (s *Session) unlockW() {
+	for {
+		s.wmu.Unlock()
+		if !s.notifyPending.Load() || !s.wmu.TryLock() {
+			return
+		}
+		s.drainNotify()
+	}
+}
