@@ -75,7 +75,7 @@ type Conn struct {
 	state    atomic.Int32
 	lastUsed atomic.Int64 // unix nanos
 	closing  atomic.Bool
-	detached bool // guarded by pool.mu: kept by one client outside the pool's size
+	detached bool       // guarded by pool.mu: kept by one client outside the pool's size
 	internal internalOp // guarded by the reader goroutine's ownership while not leased
 	closed   chan struct{}
 }
