@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/protocol/pgerr"
 )
 
 // Options configure a Pool. Target is called for each new connection so credentials and
@@ -28,6 +30,9 @@ type Options struct {
 	CheckDelay     time.Duration
 	ResetQuery     string
 	ConnectTimeout time.Duration
+	// LoginRetry is how long after a failed connect or login new connections wait
+	// before trying again (server_login_retry); clients queue meanwhile.
+	LoginRetry time.Duration
 
 	// Limits are shared caps across pools (max_db_connections, max_user_connections).
 	Limits []*Limit
@@ -56,18 +61,19 @@ var ErrWaitTimeout = errors.New("timed out waiting for a server connection")
 // Pool is a bounded set of server connections for one (database, user).
 // mu guards every field below it.
 type Pool struct {
-	mu      sync.Mutex
-	opts    Options
-	idle    []*Conn // LIFO: the most recently used connection is reused first
-	all     map[*Conn]struct{}
-	total   int // open plus dialing
-	dialing int
-	waiters []*waiter
-	closed  bool
-	paused  bool
-	resume  chan struct{}
-	stats   Stats
-	stop    chan struct{}
+	mu       sync.Mutex
+	opts     Options
+	idle     []*Conn // LIFO: the most recently used connection is reused first
+	all      map[*Conn]struct{}
+	total    int // open plus dialing
+	dialing  int
+	waiters  []*waiter
+	closed   bool
+	paused   bool
+	resume   chan struct{}
+	stats    Stats
+	stop     chan struct{}
+	lastFail time.Time // last failed connect or login, for server_login_retry
 	// staleBefore marks connections created before it for closing on release (RECONNECT).
 	staleBefore time.Time
 }
@@ -166,7 +172,7 @@ func (p *Pool) Acquire(ctx context.Context, l Lessee) (*Conn, error) {
 			p.lease(c, l)
 			return c, nil
 		}
-		if (len(p.waiters) == 0 || woken) && p.total < p.opts.Size {
+		if (len(p.waiters) == 0 || woken) && p.total < p.opts.Size && !p.backingOffLocked() {
 			c, err, retry := p.dialLocked(ctx)
 			if retry {
 				woken = true
@@ -224,6 +230,13 @@ func (p *Pool) dialLocked(ctx context.Context) (*Conn, error, bool) {
 	if err != nil {
 		p.total--
 		p.stats.ConnectFailures++
+		// An answer from the server (bad database, password) is given to every client at
+		// once; an unreachable server is retried only after server_login_retry.
+		var pe *pgerr.Error
+		if !errors.As(err, &pe) && p.opts.LoginRetry > 0 {
+			p.lastFail = time.Now()
+			time.AfterFunc(p.opts.LoginRetry, p.wakeWaiters)
+		}
 		p.mu.Unlock()
 		p.putLimits()
 		p.wakeWaiters()
@@ -431,11 +444,17 @@ func (p *Pool) remove(c *Conn, err error) {
 	p.wakeWaiters()
 }
 
+// backingOffLocked reports whether server_login_retry still holds new connections back
+// after a failure; p.mu is held.
+func (p *Pool) backingOffLocked() bool {
+	return p.opts.LoginRetry > 0 && !p.lastFail.IsZero() && time.Since(p.lastFail) < p.opts.LoginRetry
+}
+
 // wakeWaiters tells the first waiter to retry when there is room to dial.
 func (p *Pool) wakeWaiters() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.waiters) > 0 && p.total < p.opts.Size {
+	if len(p.waiters) > 0 && p.total < p.opts.Size && !p.backingOffLocked() {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
 		w.ch <- nil

@@ -228,7 +228,9 @@ func ptr(kind byte, id uint64) string {
 }
 
 func (s *Server) showClients() []byte {
-	r := newResult(nil, connListCols()...)
+	// pin_reason, pgmux's own, trails PgBouncer's columns: why a transaction-mode client
+	// keeps its server (sticky.go), empty when it does not.
+	r := newResult(nil, append(connListCols(), textCol("pin_reason"))...)
 	sessions := s.Sessions()
 	slices.SortFunc(sessions, func(a, b *Session) int { return cmp.Compare(a.id, b.id) })
 	now := time.Now()
@@ -261,7 +263,7 @@ func (s *Server) showClients() []byte {
 		}
 		r.row("C", in.User, db, "none", state, addr, port, laddr, lport, pgbTime(in.ConnectedAt),
 			pgbTime(reqAt), int(wait/time.Second), int((wait%time.Second)/time.Microsecond), 0,
-			ptr('c', in.ID), ptr('s', in.ServerID), 0, tls, in.ApplicationName, 0, in.ID)
+			ptr('c', in.ID), ptr('s', in.ServerID), 0, tls, in.ApplicationName, 0, in.ID, in.PinReason)
 	}
 	return r.done("SHOW")
 }

@@ -21,6 +21,7 @@ type metrics struct {
 	clients, servers, maxWait, paused           *prometheus.Desc
 	xacts, queries, received, sent, assignments *prometheus.Desc
 	connectAttempts, connectFailures, connected *prometheus.Desc
+	pinned                                      *prometheus.Desc
 }
 
 // poolObservers are one pool's histograms.
@@ -68,6 +69,9 @@ func newMetrics(s *Server) *metrics {
 		connectAttempts: desc("pgmux_pool_server_connect_attempts_total", "Server connections the pool tried to open.", pl...),
 		connectFailures: desc("pgmux_pool_server_connect_failures_total", "Server connections the pool failed to open.", pl...),
 		connected:       desc("pgmux_clients_connected", "Client connections open, logged in or not, console included.", nil...),
+		pinned: desc("pgmux_pinned_clients", "Transaction-mode clients keeping their server for session state, by reason "+
+			"(advisory_lock, listen, prepare, with_hold_cursor, temp_object, set, role, load, session); a client "+
+			"pinned for several reasons counts under each.", append(pl, "reason")...),
 	}
 }
 
@@ -132,7 +136,7 @@ func (m *metrics) reloaded(err error) {
 // Describe implements prometheus.Collector for the scrape-time metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.clients, m.servers, m.maxWait, m.paused, m.xacts, m.queries,
-		m.received, m.sent, m.assignments, m.connectAttempts, m.connectFailures, m.connected} {
+		m.received, m.sent, m.assignments, m.connectAttempts, m.connectFailures, m.connected, m.pinned} {
 		ch <- d
 	}
 }
@@ -172,5 +176,38 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.received, float64(t.received), db, user)
 		counter(m.sent, float64(t.sent), db, user)
 		counter(m.assignments, float64(t.assignments), db, user)
+	}
+	m.collectPinned(gauge)
+}
+
+// collectPinned reports pgmux_pinned_clients: every reason of every pool that has
+// clients, zeros included, so a series does not vanish when its last client unpins.
+func (m *metrics) collectPinned(gauge func(d *prometheus.Desc, v float64, lv ...string)) {
+	counts := make(map[poolKey]*[len(pinNames)]int)
+	var keys []poolKey
+	for _, sess := range m.srv.Sessions() {
+		if sess.entry == nil {
+			continue
+		}
+		k := sess.entry.key
+		c := counts[k]
+		if c == nil {
+			c = new([len(pinNames)]int)
+			counts[k] = c
+			keys = append(keys, k)
+		}
+		sess.mu.Lock()
+		r := sess.pinned
+		sess.mu.Unlock()
+		for i := range pinNames {
+			if r&(1<<i) != 0 {
+				c[i]++
+			}
+		}
+	}
+	for _, k := range keys {
+		for i, name := range pinNames {
+			gauge(m.pinned, float64(counts[k][i]), k.db, k.user, name)
+		}
 	}
 }

@@ -110,6 +110,7 @@ func (ps *pools) options(cfg *config.Config, e *poolEntry, db *config.Database, 
 		CheckDelay:     cfg.ServerCheckDelay,
 		ResetQuery:     cfg.ServerResetQuery,
 		ConnectTimeout: cfg.ServerConnectTimeout,
+		LoginRetry:     cfg.ServerLoginRetry,
 		Logger:         ps.s.log.With(zap.String("db", db.Name), zap.String("user", user)),
 	}
 }

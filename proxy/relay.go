@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"time"
 
@@ -23,7 +24,19 @@ func (s *Session) relay() error {
 	defer s.clientGone()
 	skipping := false // after a refused extended-protocol message: drop until Sync
 	for {
+		idleDeadline := s.limits.clientIdle > 0 && s.rd.Buffered() == 0 && s.linkedServer() == nil
+		if idleDeadline {
+			_ = s.nc.SetReadDeadline(time.Now().Add(s.limits.clientIdle))
+		}
 		typ, n, err := s.rd.Next()
+		if idleDeadline {
+			_ = s.nc.SetReadDeadline(time.Time{})
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				s.fatal(pgerr.Fatal(pgerr.IdleSessionTimeout,
+					"terminating connection due to client_idle_timeout (%v idle)", s.limits.clientIdle))
+				return err
+			}
+		}
 		if err != nil {
 			if errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrBadLength) {
 				s.fatal(pgerr.Fatal(pgerr.ProtocolViolation, "%v", err))
@@ -138,6 +151,9 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.state = ClientActive
 	s.q.reset()
 	s.prep, s.maxStmts = prepModeFor(cfg, mode), cfg.MaxPreparedStatements
+	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout,
+		tx: cfg.TransactionTimeout, clientIdle: cfg.ClientIdleTimeout}
+	s.arm(timerTx, s.limits.tx)
 	s.syncParams(c)
 	if len(s.deferred) == 0 {
 		s.account(typ)
@@ -221,6 +237,10 @@ func (s *Session) forwardClient(c *pool.Conn, typ byte, n int) error {
 // expect; s.mu is held. Rewritten statement messages queue their own expectations.
 func (s *Session) account(typ byte) {
 	s.noteSend(typ)
+	s.disarm(timerIdleTx)
+	if s.pending == 0 && (typ == 'Q' || typ == 'F' || typ == 'S') {
+		s.arm(timerQuery, s.limits.query)
+	}
 	switch typ {
 	case 'Q', 'F':
 		s.pending++
@@ -353,6 +373,7 @@ func (s *Session) clientGone() {
 	s.server = nil
 	mode := s.mode
 	s.state = ClientClosed
+	s.disarmAll()
 	pinned := s.pinned
 	s.pinned = 0
 	held := s.holdsDirect
@@ -595,6 +616,12 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 	if release || badStatement || dirtyClosed {
 		s.server = nil
 		s.state = ClientIdle
+		s.disarmAll()
+	} else if idle {
+		s.disarm(timerQuery)
+		if status != 'I' {
+			s.arm(timerIdleTx, s.limits.idleTx)
+		}
 	}
 	mode := s.mode
 	s.mu.Unlock()
@@ -653,6 +680,7 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 		s.pending, s.unsynced = 0, false
 		s.state = ClientIdle
 		s.pinned = 0 // the session state died with the server; the slot is freed on close
+		s.disarmAll()
 	}
 	s.mu.Unlock()
 	if linked && !s.closed.Load() {

@@ -106,7 +106,9 @@ type Session struct {
 	nmu           sync.Mutex
 	notifyQ       [][]byte
 	notifyPending atomic.Bool
-	listening     bool // subscribed through the database's listener
+	timers        sessionTimers // guarded by mu
+	limits        timeLimits    // set by the session goroutine; read under mu elsewhere
+	listening     bool          // subscribed through the database's listener
 	scratch       []byte
 
 	closed atomic.Bool // the client is gone; server output is dropped
@@ -263,6 +265,8 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	_, mode, _ := entry.snapshot()
 	s.mode = mode
 	s.prep, s.maxStmts = prepModeFor(cfg, mode), cfg.MaxPreparedStatements
+	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout,
+		tx: cfg.TransactionTimeout, clientIdle: cfg.ClientIdleTimeout}
 	ctx, cancel := waitContext(cfg)
 	defer cancel()
 	serverParams, err := s.srv.pools.serverParams(ctx, entry, s)
