@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -305,9 +306,16 @@ func (c *Conn) Cancel(ctx context.Context) error {
 	if _, err := nc.Write(b); err != nil {
 		return err
 	}
-	// The server closes the connection once it has read the request.
+	// The server closes the connection once it has read the request; wait for that, but
+	// no longer than ctx allows (cancel_wait_timeout).
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(5 * time.Second)
+	}
+	_ = nc.SetReadDeadline(dl)
 	var one [1]byte
-	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, _ = nc.Read(one[:])
+	if _, err := nc.Read(one[:]); errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("server %s did not acknowledge the cancel request in time: %w", c.addr, err)
+	}
 	return nil
 }

@@ -17,14 +17,17 @@ func (p *Pool) Detach(c *Conn) {
 }
 
 // Reattach brings a detached connection back into the pool's accounting before it is
-// released. It reports false when the pool is full again; the caller then closes it.
+// released. When the pool filled up meanwhile (it opened a replacement), the pool is over
+// its size until the connection is released, and release then closes it, as it does any
+// connection over size. It reports false only when the pool is closed; the caller then
+// closes the connection.
 func (p *Pool) Reattach(c *Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !c.detached {
 		return true
 	}
-	if p.closed || p.total >= p.opts.Size {
+	if p.closed {
 		return false
 	}
 	c.detached = false

@@ -182,7 +182,7 @@ func (s *Session) adminLogin(cfg *config.Config, pkt *startup.Packet) error {
 		enc = "UTF8"
 	}
 	app, _ := pkt.Get("application_name")
-	s.params = pool.Params{
+	s.params.base = pool.Params{
 		{Name: "server_version", Value: compatVersion + "/bouncer"},
 		{Name: "server_encoding", Value: "UTF8"},
 		{Name: "client_encoding", Value: enc},

@@ -21,24 +21,31 @@ type adminCmd struct {
 	run              func(s *Session, args []string) (adminResult, error)
 }
 
-// adminCommands is the console's verb table (SHOW is handled apart, see show).
-var adminCommands = map[string]adminCmd{
-	"PAUSE": {0, 1, func(s *Session, a []string) (adminResult, error) {
-		return none(s.srv.adminPause(s.srv.console.ctx, arg(a)))
-	}},
-	"RESUME":    {0, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminResume(arg(a))) }},
-	"SUSPEND":   {0, 0, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminSuspend(s.srv.console.ctx)) }},
-	"DISABLE":   {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminDisable(a[0], true)) }},
-	"ENABLE":    {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminDisable(a[0], false)) }},
-	"RECONNECT": {0, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminReconnect(arg(a))) }},
-	"WAIT_CLOSE": {0, 1, func(s *Session, a []string) (adminResult, error) {
-		return none(s.srv.adminWaitClose(s.srv.console.ctx, arg(a)))
-	}},
-	"KILL":        {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminKill(a[0])) }},
-	"KILL_CLIENT": {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminKillClient(a[0])) }},
-	"RELOAD":      {0, 0, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminReload()) }},
-	"SET":         {2, 64, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminSet(a)) }},
-	"SHUTDOWN":    {0, 1, func(s *Session, a []string) (adminResult, error) { return s.srv.adminShutdown(arg(a)) }},
+// adminCommands is the console's verb table (SHOW is handled apart, see show). It is
+// filled in init: its commands reach the session code, which reaches back to the table.
+var adminCommands map[string]adminCmd
+
+func init() { adminCommands = adminCommandTable() }
+
+func adminCommandTable() map[string]adminCmd {
+	return map[string]adminCmd{
+		"PAUSE": {0, 1, func(s *Session, a []string) (adminResult, error) {
+			return none(s.srv.adminPause(s.srv.console.ctx, arg(a)))
+		}},
+		"RESUME":    {0, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminResume(arg(a))) }},
+		"SUSPEND":   {0, 0, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminSuspend(s.srv.console.ctx)) }},
+		"DISABLE":   {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminDisable(a[0], true)) }},
+		"ENABLE":    {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminDisable(a[0], false)) }},
+		"RECONNECT": {0, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminReconnect(arg(a))) }},
+		"WAIT_CLOSE": {0, 1, func(s *Session, a []string) (adminResult, error) {
+			return none(s.srv.adminWaitClose(s.srv.console.ctx, arg(a)))
+		}},
+		"KILL":        {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminKill(a[0])) }},
+		"KILL_CLIENT": {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminKillClient(a[0])) }},
+		"RELOAD":      {0, 0, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminReload()) }},
+		"SET":         {2, 64, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminSet(a)) }},
+		"SHUTDOWN":    {0, 1, func(s *Session, a []string) (adminResult, error) { return s.srv.adminShutdown(arg(a)) }},
+	}
 }
 
 // cantChangeRuntimeParam is PostgreSQL's SQLSTATE for a setting that needs a restart.

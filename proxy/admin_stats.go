@@ -149,15 +149,6 @@ func (s *Session) retire() {
 	c.mu.Unlock()
 }
 
-// serve runs the client's session after login: the admin console or the relay.
-func (s *Session) serve() error {
-	if s.isAdmin() {
-		return s.adminLoop()
-	}
-	defer s.retire()
-	return s.relay()
-}
-
 // poolSnap is one pool's state and counters at one instant, shared by SHOW and the
 // Prometheus collector.
 type poolSnap struct {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 
+	"go.uber.org/zap"
+
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/protocol/auth"
 	"github.com/pgmux/pgmux/protocol/pgerr"
@@ -18,6 +20,11 @@ var mockSecret = sync.OnceValue(func() []byte {
 	return b
 })
 
+// needsSecret reports whether an auth_type checks a password.
+func needsSecret(a config.AuthType) bool {
+	return a != config.AuthTrust && a != config.AuthAny && a != config.AuthCert
+}
+
 func isSCRAMSecret(pw string) bool { return auth.IsSCRAMVerifier(pw) }
 
 func passwordFailed(user string) *pgerr.Error {
@@ -29,6 +36,15 @@ func (s *Session) authenticate(cfg *config.Config, user string) error {
 	s.srv.mu.Lock()
 	cred, known := s.srv.creds[user]
 	s.srv.mu.Unlock()
+	if !known && cfg.AuthUser != "" && user != cfg.AuthUser && needsSecret(cfg.AuthType) {
+		if db, ok := cfg.DatabaseFor(s.dbName); ok && !isAdminDB(s.dbName) {
+			var err error
+			if cred, known, err = s.srv.authQueryCred(cfg, db, user); err != nil {
+				s.log.Warn("auth_query failed", zap.String("user", user), zap.Error(err))
+				return pgerr.Fatal(pgerr.InvalidAuthorization, "could not look up user %q: auth_query failed", user)
+			}
+		}
+	}
 	switch cfg.AuthType {
 	case config.AuthTrust, config.AuthAny:
 		return nil
@@ -36,7 +52,11 @@ func (s *Session) authenticate(cfg *config.Config, user string) error {
 		return s.authCleartext(user, cred, known)
 	case config.AuthSCRAM:
 		return s.authSCRAM(user, cred, known)
-	case config.AuthMD5, config.AuthHBA:
+	case config.AuthHBA:
+		return s.authenticateHBA(cfg, user, cred, known)
+	case config.AuthCert:
+		return s.authCert(user)
+	case config.AuthMD5:
 		if known && isSCRAMSecret(cred.Password) {
 			return s.authSCRAM(user, cred, known)
 		}

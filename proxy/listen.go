@@ -395,3 +395,26 @@ func (s *Session) unlockW() {
 		s.drainNotify()
 	}
 }
+
+// unlistenShared ends the shared-listener subscriptions named by the UNLISTEN statements
+// of a simple Query that goes to a linked server instead of through listenLocally (the
+// client is pinned): PostgreSQL stops delivering after UNLISTEN, so pgmux must too. It
+// acts only outside a transaction block; inside one a rollback would undo the UNLISTEN,
+// so the subscription stays. q is a view of the read buffer and is not kept.
+func (s *Session) unlistenShared(q string) {
+	s.mu.Lock()
+	inTx := s.txStatus != 'I'
+	s.mu.Unlock()
+	if inTx {
+		return
+	}
+	l := s.srv.hub.forDB(s.entry)
+	for _, st := range sqlscan.Scan(q) {
+		switch st.Kind {
+		case sqlscan.KindUnlisten:
+			l.unsubscribe(s, st.Name)
+		case sqlscan.KindUnlistenAll:
+			l.unsubscribe(s, "")
+		}
+	}
+}

@@ -80,7 +80,7 @@ func ignored(cfg *config.Config, key string) bool {
 // client's own values for tracked ones; other startup parameters become extras, applied
 // with set_config on each server the client gets.
 func (s *Session) initParams(cfg *config.Config, server pool.Params, start []startup.Param) {
-	s.params = server.Clone()
+	s.params = sessionParams{base: server}
 	for _, p := range start {
 		if p.Key == "pgmux.pool_mode" {
 			s.forceSession = strings.EqualFold(p.Value, "session")
@@ -92,6 +92,39 @@ func (s *Session) initParams(cfg *config.Config, server pool.Params, start []sta
 		}
 		s.extras.Set(strings.ToLower(p.Key), p.Value)
 	}
+}
+
+// sessionParams are a client's reported parameters: the pool's login parameters, shared
+// read-only by every client of the pool, and the few values this client changed.
+type sessionParams struct {
+	base pool.Params
+	own  pool.Params
+}
+
+// Get returns the client's value of name.
+func (p *sessionParams) Get(name string) (string, bool) {
+	if v, ok := p.own.Get(name); ok {
+		return v, true
+	}
+	return p.base.Get(name)
+}
+
+// Set records the client's value of name and reports whether it changed.
+func (p *sessionParams) Set(name, value string) bool {
+	if v, ok := p.Get(name); ok && v == value {
+		return false
+	}
+	p.own.Set(name, value)
+	return true
+}
+
+// All returns every parameter with the client's values.
+func (p *sessionParams) All() pool.Params {
+	out := p.base.Clone()
+	for _, kv := range p.own {
+		out.Set(kv.Name, kv.Value)
+	}
+	return out
 }
 
 // normalizeParam spells a value the way the server would report it, where that is known.

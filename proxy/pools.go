@@ -139,6 +139,8 @@ func (ps *pools) target(e *poolEntry, clientUser string) *pool.Target {
 			t.Password = k.password
 		} else if ok {
 			t.SCRAMClientKey, t.SCRAMServerKey = k.clientKey, k.serverKey
+		} else if secret, found := s.authQuerySecret(t.User); found && !isSCRAMSecret(secret) {
+			t.Password = secret // an md5 hash or plain password from auth_query
 		} else if db.Password != "" {
 			t.Password = db.Password
 		}

@@ -19,47 +19,38 @@ import (
 )
 
 // relay reads the client's messages and forwards them to a linked server, leasing one
-// when the client starts a transaction. It returns when the client leaves.
-func (s *Session) relay() error {
-	defer s.clientGone()
+// when the client starts a transaction. It returns when the client leaves, or parked when
+// the client went idle and its socket was handed to the parker (see park_linux.go).
+func (s *Session) relay() (parked bool, err error) {
 	skipping := false // after a refused extended-protocol message: drop until Sync
 	for {
-		idleDeadline := s.limits.clientIdle > 0 && s.rd.Buffered() == 0 && s.linkedServer() == nil
-		if idleDeadline {
-			_ = s.nc.SetReadDeadline(time.Now().Add(s.limits.clientIdle))
-		}
-		typ, n, err := s.rd.Next()
-		if idleDeadline {
-			_ = s.nc.SetReadDeadline(time.Time{})
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				s.fatal(pgerr.Fatal(pgerr.IdleSessionTimeout,
-					"terminating connection due to client_idle_timeout (%v idle)", s.limits.clientIdle))
-				return err
-			}
+		typ, n, park, err := s.next(skipping)
+		if park {
+			return true, nil
 		}
 		if err != nil {
 			if errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrBadLength) {
 				s.fatal(pgerr.Fatal(pgerr.ProtocolViolation, "%v", err))
 			}
-			return err
+			return false, err
 		}
 		if !frontendMessage(typ) {
 			s.fatal(pgerr.Fatal(pgerr.ProtocolViolation, "invalid frontend message type %d", typ))
-			return fmt.Errorf("invalid frontend message type %d", typ)
+			return false, fmt.Errorf("invalid frontend message type %d", typ)
 		}
 		if typ == 'X' {
-			return nil
+			return false, nil
 		}
 		if skipping {
 			if skipping, err = s.skipUntilSync(typ, n); err != nil {
-				return err
+				return false, err
 			}
 			continue
 		}
 		if s.prep != prepPass {
 			handled, err := s.deferLocal(typ, n)
 			if err != nil {
-				return err
+				return false, err
 			}
 			if handled {
 				continue
@@ -68,7 +59,7 @@ func (s *Session) relay() error {
 		if typ == 'Q' && s.mode != config.PoolModeSession {
 			handled, err := s.listenLocally(n)
 			if err != nil {
-				return err
+				return false, err
 			}
 			if handled {
 				continue
@@ -76,7 +67,7 @@ func (s *Session) relay() error {
 		}
 		pin, release, err := s.stickyNeed(typ, n)
 		if err != nil {
-			return err
+			return false, err
 		}
 		var pinErr error
 		if pin != 0 {
@@ -84,27 +75,92 @@ func (s *Session) relay() error {
 		}
 		if pinErr != nil && s.linkedServer() == nil {
 			if skipping, err = s.refuse(typ, n, pinErr); err != nil {
-				return err
+				return false, err
 			}
 			continue
 		}
 		c, err := s.serverFor(typ)
 		if err != nil {
 			if skipping, err = s.refuse(typ, n, err); err != nil {
-				return err
+				return false, err
 			}
 			continue
 		}
 		s.ops.in.Add(uint64(n + wire.HeaderLen))
 		if err := s.forwardSticky(c, typ, n, pin, release, pinErr); err != nil {
-			return s.forwardFailed(c, err)
+			return false, s.forwardFailed(c, err)
 		}
 		if s.rd.Buffered() == 0 {
 			if err := c.Wr.Flush(); err != nil {
-				return s.forwardFailed(c, &wire.WriteError{Err: err})
+				return false, s.forwardFailed(c, &wire.WriteError{Err: err})
 			}
 		}
 	}
+}
+
+// next waits for the client's next message header. While the client is idle (no server
+// linked, nothing buffered) it advertises since when in idleAt; the server's idle sweep
+// may then kick it out of its read (a past read deadline) to park its socket or to end it
+// at client_idle_timeout. The hot path pays two atomic operations.
+func (s *Session) next(skipping bool) (typ byte, n int, park bool, err error) {
+	if s.rd.Buffered() > 0 || skipping || len(s.deferred) > 0 {
+		typ, n, err = s.rd.Next()
+		return typ, n, false, err
+	}
+	// A linked client advertises too: its link usually ends (the server's reader releases
+	// it) while this goroutine already waits here. The sweep moves idleAt forward while the
+	// link lasts and kicks only once it has ended.
+	since := s.srv.clock.Load()
+	for {
+		s.idleAt.Store(since)
+		typ, n, err = s.rd.Next()
+		cur := s.idleAt.Swap(0)
+		if cur >= 0 {
+			return typ, n, false, err
+		}
+		since = -cur // kicked: the sweep left the idle start, negated
+		// Kicked by the sweep: clear its deadline before anything else reads.
+		s.mu.Lock()
+		_ = s.nc.SetReadDeadline(time.Time{})
+		s.mu.Unlock()
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return typ, n, false, err
+		}
+		if s.limits.clientIdle > 0 && time.Since(time.Unix(since, 0)) >= s.limits.clientIdle {
+			return 0, 0, false, s.idleTimedOut()
+		}
+		s.idleSince = time.Unix(since, 0)
+		if s.canPark() && s.srv.parker.park(s) {
+			return 0, 0, true, nil
+		}
+	}
+}
+
+// kickIfIdle is the sweep's part: it interrupts the read of a client idle long enough
+// to be parked or to time out. now is the sweep's clock.
+func (s *Session) kickIfIdle(now int64) {
+	since := s.idleAt.Load()
+	if since <= 0 {
+		return
+	}
+	idle := time.Duration(now-since) * time.Second
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.server != nil {
+		s.idleAt.CompareAndSwap(since, now) // busy or in a transaction: not idle yet
+		return
+	}
+	due := (s.canPark() && idle >= parkAfter) || (s.limits.clientIdle > 0 && idle >= s.limits.clientIdle)
+	if due && s.idleAt.CompareAndSwap(since, -since) {
+		_ = s.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// idleTimedOut ends a client idle past client_idle_timeout.
+func (s *Session) idleTimedOut() error {
+	s.fatal(pgerr.Fatal(pgerr.IdleSessionTimeout,
+		"terminating connection due to client_idle_timeout (%v idle)", s.limits.clientIdle))
+	return os.ErrDeadlineExceeded
 }
 
 func frontendMessage(typ byte) bool {
@@ -186,7 +242,10 @@ func prepModeFor(cfg *config.Config, mode config.PoolMode) prepMode {
 // state check.
 func (s *Session) forwardSticky(c *pool.Conn, typ byte, n int, pin pinReason, release bool, pinErr error) error {
 	if pinErr != nil {
-		if typ != 'Q' {
+		// A Bind is replaced by statements raising the error (raiseViaServer); only
+		// without statement rewriting, where the Bind's answer is already expected,
+		// does the client lose its connection instead.
+		if typ != 'Q' && s.prep == prepPass {
 			c.Discard(pinErr)
 			s.fatal(pinErr.(*pgerr.Error))
 			return pinErr
@@ -537,6 +596,7 @@ func (s *Session) forward(rd *wire.Reader, n int) error {
 func (s *Session) clientWriteFailed() {
 	s.closed.Store(true)
 	_ = s.nc.Close()
+	s.wake()
 }
 
 // onReady handles ReadyForQuery: the end of a hidden query, or of the client's request,

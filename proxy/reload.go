@@ -25,6 +25,12 @@ func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) 
 	if err = tlsErr; err != nil {
 		return err
 	}
+	var hba hbaRules
+	if cfg.AuthType == config.AuthHBA {
+		if hba, err = loadHBA(cfg); err != nil {
+			return err
+		}
+	}
 	// Keep what cannot change live.
 	next := *cfg
 	next.ListenAddr, next.ListenPort, next.UnixSocketDir = old.ListenAddr, old.ListenPort, old.UnixSocketDir
@@ -36,6 +42,8 @@ func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) 
 	s.creds = creds
 	s.tlsConf = tc
 	s.verifiers = nil
+	s.authCache = nil
+	s.hba, s.hbaErr = hba, nil
 	s.mu.Unlock()
 	s.setTracked(&next)
 	s.pools.reconfigure(&next)

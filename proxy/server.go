@@ -52,12 +52,18 @@ type Server struct {
 	creds     map[string]config.Credential
 	scramKeys map[string]scramKeys // user -> keys recovered from a client's SCRAM proof
 	verifiers map[string]cachedVerifier
+	authCache map[string]authQueryResult // auth_query answers (authquery.go)
+	hba       hbaRules                   // auth_hba_file, when auth_type = hba (hba.go)
+	hbaErr    error
 	tlsConf   *tls.Config
 	listeners []net.Listener
 	sessions  map[uint64]*Session
 	byCancel  map[uint64]*Session // pid<<32|key
 	pools     *pools
-	hub       *listenHub               // LISTEN multiplexing
+	hub       *listenHub   // LISTEN multiplexing
+	parker    *parker      // idle clients without goroutines; nil when unavailable
+	clock     atomic.Int64 // unix seconds, advanced by the idle sweep
+	doneOnce  sync.Once
 	trackedP  atomic.Pointer[[]string] // canonical names of tracked parameters
 	console   *console                 // admin console state and retired statistics
 	metrics   *metrics
@@ -99,9 +105,17 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.tlsConf = tc
+	if opts.Config.AuthType == config.AuthHBA {
+		if s.hba, s.hbaErr = loadHBA(opts.Config); s.hbaErr != nil {
+			return nil, s.hbaErr
+		}
+	}
 	s.setTracked(opts.Config)
 	s.pools = newPools(s)
 	s.hub = newListenHub(s)
+	s.parker = newParker(s.log)
+	s.clock.Store(time.Now().Unix())
+	go s.sweepIdle()
 	s.console = newConsole(opts)
 	if err := s.setupMetrics(opts); err != nil {
 		return nil, fmt.Errorf("proxy: register metrics: %w", err)
@@ -226,11 +240,34 @@ func (s *Server) accept(ln net.Listener) error {
 }
 
 func (s *Server) serveConn(nc net.Conn) {
-	defer s.wg.Done()
 	n := s.nclients.Add(1)
-	defer s.nclients.Add(-1)
 	sess := newSession(s, nc, s.nextID.Add(1))
 	sess.run(n)
+}
+
+// sweepIdle advances the coarse clock every second and kicks clients that have been idle
+// long enough to park or to time out (see Session.next).
+func (s *Server) sweepIdle() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		now := time.Now().Unix()
+		s.clock.Store(now)
+		for _, sess := range s.Sessions() {
+			sess.kickIfIdle(now)
+		}
+	}
+}
+
+// connDone accounts for a client connection that has ended.
+func (s *Server) connDone() {
+	s.nclients.Add(-1)
+	s.wg.Done()
 }
 
 // register records a logged-in session and gives it a cancel key.
@@ -283,7 +320,7 @@ func (s *Server) cancel(pid uint32, key []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := c.Cancel(ctx); err != nil {
-		sess.log.Warn("forwarding cancel request failed", zap.Error(err))
+		sess.log.Warn("forwarding cancel request failed", zap.Error(err), zap.Duration("cancel_wait_timeout", timeout))
 	}
 }
 
@@ -325,6 +362,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		<-idle
 	}
+	s.doneOnce.Do(func() { close(s.done) })
 	s.hub.closeAll()
 	s.pools.closeAll()
 	return err

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -55,7 +56,7 @@ type Session struct {
 	nc  net.Conn
 	rd  *wire.Reader
 	wr  *wire.Writer
-	log *zap.Logger
+	log sessionLog
 
 	user, dbName string
 	entry        *poolEntry
@@ -67,7 +68,7 @@ type Session struct {
 
 	// params are the client's reported parameters as it believes them to be; extras are
 	// parameters from its startup packet that servers do not report (applied on link).
-	params pool.Params
+	params sessionParams
 	extras pool.Params
 
 	mu       sync.Mutex
@@ -112,6 +113,13 @@ type Session struct {
 	scratch       []byte
 
 	closed atomic.Bool // the client is gone; server output is dropped
+
+	// Parking (see park_linux.go): the socket's descriptor, when the client went idle,
+	// and whether the parker found it idle past client_idle_timeout.
+	fd        int32
+	idleAt    atomic.Int64 // Server.clock when the client went idle; 0 busy, negative kicked (-start)
+	idleSince time.Time
+	expired   atomic.Bool
 }
 
 // SessionStats counts a session's traffic.
@@ -123,42 +131,118 @@ type SessionStats struct {
 
 func newSession(s *Server, nc net.Conn, id uint64) *Session {
 	return &Session{srv: s, id: id, nc: nc, rd: wire.NewReader(nc), wr: wire.NewWriter(nc),
-		log: s.log.With(zap.Uint64("client", id)), connectedAt: time.Now(),
-		remote: nc.RemoteAddr(), txStatus: 'I'}
+		log: sessionLog{s.log, id}, connectedAt: time.Now(),
+		remote: nc.RemoteAddr(), txStatus: 'I', fd: socketFD(nc)}
 }
 
-// run serves the connection from its first byte to its close.
+// sessionLog logs with the client's id. It builds no child logger up front: an idle
+// client should cost as little memory as possible, and sessions log rarely.
+type sessionLog struct {
+	base *zap.Logger
+	id   uint64
+}
+
+func (l sessionLog) with(f []zap.Field) []zap.Field { return append(f, zap.Uint64("client", l.id)) }
+
+func (l sessionLog) Debug(msg string, f ...zap.Field) {
+	if ce := l.base.Check(zap.DebugLevel, msg); ce != nil {
+		ce.Write(l.with(f)...)
+	}
+}
+func (l sessionLog) Info(msg string, f ...zap.Field)  { l.base.Info(msg, l.with(f)...) }
+func (l sessionLog) Warn(msg string, f ...zap.Field)  { l.base.Warn(msg, l.with(f)...) }
+func (l sessionLog) Error(msg string, f ...zap.Field) { l.base.Error(msg, l.with(f)...) }
+
+// socketFD returns the descriptor of a plain socket, or -1.
+func socketFD(nc net.Conn) int32 {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := int32(-1)
+	_ = raw.Control(func(f uintptr) { fd = int32(f) })
+	return fd
+}
+
+// run serves the connection from its first byte: login, then the relay loop. The loop
+// may park an idle client and return; resume continues it on a new goroutine, and end
+// runs once, whichever goroutine the session ends on.
 func (s *Session) run(nclients int64) {
-	defer s.nc.Close()
 	cfg := s.srv.Config()
 	s.rd.MaxMessage = cfg.MaxPacketSize
 	if cfg.ClientLoginTimeout > 0 {
 		_ = s.nc.SetDeadline(time.Now().Add(cfg.ClientLoginTimeout))
 	}
 	pkt, err := s.negotiate(cfg)
-	if err != nil || pkt == nil {
-		s.loginFailed(err)
-		return
+	if err == nil && pkt != nil {
+		err = s.login(cfg, pkt, nclients)
+		if err == nil {
+			_ = s.nc.SetDeadline(time.Time{})
+			if cfg.LogConnections {
+				s.srv.log.Info("client connected", zap.Uint64("client", s.id), zap.String("db", s.dbName),
+					zap.String("user", s.user), zap.Stringer("addr", s.remote), zap.Bool("tls", s.tls))
+			}
+			s.loop()
+			return
+		}
 	}
-	if err := s.login(cfg, pkt, nclients); err != nil {
-		s.loginFailed(err)
-		return
+	s.loginFailed(err)
+	s.nc.Close()
+	s.srv.connDone()
+}
+
+// loop runs the logged-in session until it ends or parks.
+func (s *Session) loop() {
+	var err error
+	switch {
+	case s.isAdmin():
+		err = s.adminLoop()
+	case s.expired.Load():
+		err = s.idleTimedOut()
+		s.clientGone()
+		s.retire()
+	default:
+		parked, e := s.relay()
+		if parked {
+			return
+		}
+		err = e
+		s.clientGone()
+		s.retire()
 	}
-	_ = s.nc.SetDeadline(time.Time{})
-	defer s.srv.unregister(s)
-	if cfg.LogConnections {
-		s.log.Info("client connected", zap.String("db", s.dbName), zap.String("user", s.user),
-			zap.Stringer("addr", s.remote), zap.Bool("tls", s.tls))
+	s.end(err)
+}
+
+// resume continues a parked session whose socket became readable (or that must end).
+func (s *Session) resume() { s.loop() }
+
+// wake resumes a parked session so that it notices its connection was closed.
+func (s *Session) wake() {
+	if s.srv.parker.unpark(s) {
+		go s.resume()
 	}
-	err = s.serve()
-	if cfg.LogDisconnections {
-		fields := []zap.Field{zap.String("db", s.dbName), zap.String("user", s.user),
+}
+
+// canPark reports whether the session's socket can wait in the parker.
+func (s *Session) canPark() bool { return s.srv.parker != nil && s.fd >= 0 && !s.tls }
+
+// end is the session's last step.
+func (s *Session) end(err error) {
+	s.srv.unregister(s)
+	if s.srv.Config().LogDisconnections {
+		fields := []zap.Field{zap.Uint64("client", s.id), zap.String("db", s.dbName), zap.String("user", s.user),
 			zap.Duration("age", time.Since(s.connectedAt))}
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 			fields = append(fields, zap.Error(err))
 		}
-		s.log.Info("client disconnected", fields...)
+		s.srv.log.Info("client disconnected", fields...)
 	}
+	s.nc.Close()
+	s.srv.connDone()
 }
 
 // negotiate answers SSLRequest and GSSENCRequest until the StartupMessage arrives. A nil
@@ -298,7 +382,7 @@ func (s *Session) negotiateVersion(pkt *startup.Packet) error {
 // sendLoginAnswer sends AuthenticationOk's followers: parameters, key data and ready.
 func (s *Session) sendLoginAnswer(pkt *startup.Packet) error {
 	b := wire.Auth(nil, wire.AuthOK, nil)
-	for _, p := range s.params {
+	for _, p := range s.params.All() {
 		b = wire.ParameterStatus(b, p.Name, p.Value)
 	}
 	b = wire.BackendKeyData(b, s.cancelPID, s.cancelKey)
@@ -337,6 +421,7 @@ func (s *Session) kill(reason string) {
 		_, _ = s.nc.Write(pgerr.Fatal(pgerr.AdminShutdown, "%s", reason).Append(nil))
 	}
 	_ = s.nc.Close()
+	s.wake()
 }
 
 // Info is what SHOW CLIENTS reports about a session.

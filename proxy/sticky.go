@@ -122,7 +122,11 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		if err != nil || len(text) == 0 {
 			return 0, false, nil
 		}
-		pin, rel := s.classify(unsafe.String(&text[0], len(text)))
+		q := unsafe.String(&text[0], len(text))
+		pin, rel := s.classify(q)
+		if rel && s.listening {
+			s.unlistenShared(q)
+		}
 		return pin, rel, nil
 	case 'B':
 		m, err := s.rd.Peek(n)
@@ -204,7 +208,7 @@ func (s *Session) unpinLocked(c *pool.Conn, seq uint32) bool {
 		return false
 	}
 	if !s.entry.pool.Reattach(c) {
-		return false // the pool refilled meanwhile: keep it pinned until the client leaves
+		return false // the pool is closed: keep it pinned until the client leaves
 	}
 	s.pinned = 0
 	s.holdsDirect = false
@@ -269,6 +273,7 @@ func (s *Session) raiseViaServer(c *pool.Conn, typ byte, n int, pe *pgerr.Error)
 		}
 		return nil
 	}
+	s.unnamed.live = false // the server's unnamed statement is now the DO block
 	b := (&stmtDef{query: do, types: []byte{0, 0}}).parseMsg(nil, "")
 	b, st := wire.Begin(b, 'B')
 	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // portal "", statement "", no formats/params/result formats

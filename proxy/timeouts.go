@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 )
 
@@ -26,6 +28,9 @@ const (
 
 // timeLimits are the timeouts in force for a session, copied from the configuration when
 // it logs in and at each link so the hot path reads no shared state.
+// parkAfter is how long a client must be idle before its goroutine is let go.
+const parkAfter = time.Second
+
 type timeLimits struct {
 	query, idleTx, tx, clientIdle time.Duration
 }
@@ -33,6 +38,9 @@ type timeLimits struct {
 type sessionTimers struct {
 	t   [numTimers]*time.Timer
 	gen [numTimers]uint64
+	// cancelled: query_timeout fired and a cancel was sent; if the query is still running
+	// when the timer fires again, the server is not answering and the link is cut.
+	cancelled bool
 }
 
 // arm starts timer k for d (0 = the timeout is off); s.mu is held.
@@ -41,6 +49,9 @@ func (s *Session) arm(k timerKind, d time.Duration) {
 		return
 	}
 	s.timers.gen[k]++
+	if k == timerQuery {
+		s.timers.cancelled = false
+	}
 	gen := s.timers.gen[k]
 	if t := s.timers.t[k]; t != nil {
 		t.Stop()
@@ -74,19 +85,14 @@ func (s *Session) timerFired(k timerKind, gen uint64) {
 	s.mu.Unlock()
 	switch k {
 	case timerQuery:
-		s.log.Info("query_timeout: cancelling the running query", zap.Duration("query_timeout", cfg.QueryTimeout))
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := c.Cancel(ctx); err != nil {
-			s.log.Warn("query_timeout: cancel failed", zap.Error(err))
-		}
+		s.queryTimedOut(c, cfg.QueryTimeout, cfg.CancelWaitTimeout, gen)
 	case timerIdleTx:
 		s.log.Info("idle_transaction_timeout: closing client", zap.Duration("idle_transaction_timeout", cfg.IdleTransactionTimeout))
 		s.closeFromOutside(pgerr.Fatal(pgerr.IdleInTransactionTimeout,
 			"terminating connection due to idle-in-transaction timeout (idle_transaction_timeout %v)", cfg.IdleTransactionTimeout))
 	case timerTx:
 		s.log.Info("transaction_timeout: closing client", zap.Duration("transaction_timeout", cfg.TransactionTimeout))
-		s.closeFromOutside(pgerr.Fatal(pgerr.IdleInTransactionTimeout,
+		s.closeFromOutside(pgerr.Fatal(pgerr.TransactionTimeout,
 			"terminating connection due to transaction timeout (transaction_timeout %v)", cfg.TransactionTimeout))
 	}
 }
@@ -101,4 +107,37 @@ func (s *Session) closeFromOutside(pe *pgerr.Error) {
 	}
 	s.closed.Store(true)
 	_ = s.nc.Close()
+}
+
+// queryTimedOut handles query_timeout: the first time, it cancels the running query and
+// re-arms for cancel_wait_timeout; if the query still runs then, the server is not
+// answering (stopped, partitioned): the client gets 57014 and the server is closed, so
+// that nobody waits on it forever.
+func (s *Session) queryTimedOut(c *pool.Conn, queryTimeout, cancelWait time.Duration, gen uint64) {
+	if cancelWait <= 0 {
+		cancelWait = 10 * time.Second
+	}
+	s.mu.Lock()
+	second := s.timers.cancelled
+	s.mu.Unlock()
+	if second {
+		s.log.Warn("query_timeout: the server did not answer the cancel request; closing the client and its server",
+			zap.Duration("query_timeout", queryTimeout), zap.Duration("cancel_wait_timeout", cancelWait))
+		s.closeFromOutside(pgerr.Fatal(pgerr.QueryCanceled,
+			"canceling statement due to query_timeout (%v); the server did not respond to the cancel request", queryTimeout))
+		c.Discard(errors.New("query_timeout: server did not answer the cancel request"))
+		return
+	}
+	s.log.Info("query_timeout: cancelling the running query", zap.Duration("query_timeout", queryTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), cancelWait)
+	defer cancel()
+	if err := c.Cancel(ctx); err != nil {
+		s.log.Warn("query_timeout: cancel failed", zap.Error(err))
+	}
+	s.mu.Lock()
+	if s.timers.gen[timerQuery] == gen && s.server == c {
+		s.arm(timerQuery, cancelWait)
+		s.timers.cancelled = true
+	}
+	s.mu.Unlock()
 }

@@ -132,7 +132,9 @@ func (s *Session) startTLS() error {
 		return fmt.Errorf("client TLS handshake: %w", err)
 	}
 	s.nc = conn
+	max := s.rd.MaxMessage
 	s.rd = wire.NewReader(conn)
+	s.rd.MaxMessage = max // max_packet_size holds inside TLS too
 	s.wr = wire.NewWriter(conn)
 	s.tls = true
 	return nil

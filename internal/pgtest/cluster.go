@@ -323,3 +323,23 @@ func hasIPv6() bool {
 	_ = l.Close()
 	return true
 }
+
+// stop runs pg_ctl stop with the given shutdown mode, keeping the data directory.
+func (c *cluster) stop(ctx context.Context, mode string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.pgctl(ctx, "stop", "-D", c.dataDir, "-m", mode, "-w", "-t", "90", "-s"); err != nil {
+		return fmt.Errorf("%w\n%s", err, c.logTail())
+	}
+	return nil
+}
+
+// startAgain starts a stopped cluster on the port its configuration already names.
+func (c *cluster) startAgain(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.pgctl(ctx, "start", "-D", c.dataDir, "-l", c.logFile, "-w", "-t", "90", "-s"); err != nil {
+		return fmt.Errorf("%w\n%s", err, c.logTail())
+	}
+	return nil
+}

@@ -255,3 +255,63 @@ func (s *Server) Stop() {
 		}
 	})
 }
+
+// StopPostmaster stops a server started by pgtest with pg_ctl stop -m mode, leaving its
+// data directory for StartPostmaster: clients see connections refused meanwhile.
+func (s *Server) StopPostmaster(tb testing.TB, mode string) {
+	tb.Helper()
+	if s.cluster == nil {
+		skipOrFail(tb, "StopPostmaster needs a server started by pgtest, not "+EnvURL)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := s.cluster.stop(ctx, mode); err != nil {
+		tb.Fatalf("pgtest: stop -m %s: %v", mode, err)
+	}
+}
+
+// StartPostmaster starts a server stopped by StopPostmaster again, on the same port.
+func (s *Server) StartPostmaster(tb testing.TB) {
+	tb.Helper()
+	if s.cluster == nil {
+		skipOrFail(tb, "StartPostmaster needs a server started by pgtest, not "+EnvURL)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := s.cluster.startAgain(ctx); err != nil {
+		tb.Fatalf("pgtest: start: %v", err)
+	}
+}
+
+// Reload asks the postmaster to re-read its configuration (pg_ctl reload).
+func (s *Server) Reload(tb testing.TB) {
+	tb.Helper()
+	if s.cluster == nil {
+		skipOrFail(tb, "Reload needs a server started by pgtest, not "+EnvURL)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	s.cluster.mu.Lock()
+	defer s.cluster.mu.Unlock()
+	if err := s.cluster.pgctl(ctx, "reload", "-D", s.cluster.dataDir, "-s"); err != nil {
+		tb.Fatalf("pgtest: reload: %v", err)
+	}
+}
+
+// WriteDataFile writes a file into the data directory owned by the server's OS user
+// (certificates and keys for ssl = on), with mode 0600.
+func (s *Server) WriteDataFile(tb testing.TB, name string, content []byte) string {
+	tb.Helper()
+	if s.cluster == nil {
+		skipOrFail(tb, "WriteDataFile needs a server started by pgtest, not "+EnvURL)
+		return ""
+	}
+	path := filepath.Join(s.DataDir, name)
+	if err := s.cluster.writeFile(path, string(content)); err != nil {
+		tb.Fatalf("pgtest: write %s: %v", path, err)
+	}
+	return path
+}

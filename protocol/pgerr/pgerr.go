@@ -26,6 +26,7 @@ const (
 	CharacterNotInRepertoire = "22021"
 	IdleSessionTimeout       = "57P05"
 	IdleInTransactionTimeout = "25P03"
+	TransactionTimeout       = "25P04"
 	InternalError            = "XX000"
 	ActiveSQLTransaction     = "25001"
 	ObjectNotInPrerequisite  = "55000"

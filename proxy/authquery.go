@@ -1,0 +1,197 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// auth_query: a user missing from auth_file is looked up in the database. pgmux logs in
+// as auth_user (its password comes from auth_file), runs auth_query with the user name as
+// $1, and takes the second column as the user's secret: a SCRAM verifier, an md5 hash or
+// a plain password. The client is authenticated against it, and server logins for the
+// user reuse it (SCRAM pass-through with the keys the client's proof reveals).
+
+// authQueryTTL is how long a looked-up secret is trusted before it is fetched again.
+const authQueryTTL = 15 * time.Second
+
+type authQueryResult struct {
+	secret string
+	found  bool
+	at     time.Time
+}
+
+// authQueryCred returns the credential auth_query gives user, fetching it when the cache
+// has none fresh. known is false when the role does not exist, cannot log in, has no
+// password or an expired one.
+func (srv *Server) authQueryCred(cfg *config.Config, db *config.Database, user string) (config.Credential, bool, error) {
+	srv.mu.Lock()
+	r, ok := srv.authCache[user]
+	srv.mu.Unlock()
+	if ok && time.Since(r.at) < authQueryTTL {
+		return config.Credential{Password: r.secret}, r.found, nil
+	}
+	secret, found, err := srv.runAuthQuery(cfg, db, user)
+	if err != nil {
+		return config.Credential{}, false, err
+	}
+	srv.mu.Lock()
+	if srv.authCache == nil {
+		srv.authCache = make(map[string]authQueryResult)
+	}
+	srv.authCache[user] = authQueryResult{secret: secret, found: found, at: time.Now()}
+	srv.mu.Unlock()
+	return config.Credential{Password: secret}, found, nil
+}
+
+// authQuerySecret returns a cached auth_query secret for server logins; s.mu is held.
+func (srv *Server) authQuerySecret(user string) (string, bool) {
+	r, ok := srv.authCache[user]
+	return r.secret, ok && r.found
+}
+
+// runAuthQuery runs auth_query on a server connection of auth_user's pool for db.
+func (srv *Server) runAuthQuery(cfg *config.Config, db *config.Database, user string) (string, bool, error) {
+	entry, err := srv.pools.get(cfg, db, cfg.AuthUser)
+	if err != nil {
+		return "", false, err
+	}
+	timeout := cfg.QueryWaitTimeout
+	if timeout <= 0 || timeout > 30*time.Second {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	l := &authQueryLessee{done: make(chan struct{})}
+	c, err := entry.pool.Acquire(ctx, l)
+	if err != nil {
+		return "", false, fmt.Errorf("auth_query: connect as auth_user %q: %w", cfg.AuthUser, err)
+	}
+	if err := c.Wr.Write(authQueryMessages(cfg.AuthQuery, user)); err == nil {
+		err = c.Wr.Flush()
+	}
+	if err != nil {
+		c.Discard(err)
+		return "", false, fmt.Errorf("auth_query: %w", err)
+	}
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		c.Discard(ctx.Err())
+		return "", false, fmt.Errorf("auth_query: no answer: %w", ctx.Err())
+	}
+	if l.err != nil {
+		return "", false, fmt.Errorf("auth_query: %w", l.err)
+	}
+	if !l.found || !l.hasSecret {
+		return "", false, nil
+	}
+	return l.secret, true, nil
+}
+
+// authQueryMessages is Parse, Bind (user as $1), Execute and Sync.
+func authQueryMessages(query, user string) []byte {
+	b, st := wire.Begin(nil, 'P')
+	b = wire.AppendString(b, "")
+	b = wire.AppendString(b, query)
+	b = wire.AppendInt16(b, 0)
+	b = wire.Finish(b, st)
+	b, st = wire.Begin(b, 'B')
+	b = wire.AppendString(b, "")
+	b = wire.AppendString(b, "")
+	b = wire.AppendInt16(b, 0)
+	b = wire.AppendInt16(b, 1)
+	b = wire.AppendInt32(b, int32(len(user)))
+	b = append(b, user...)
+	b = wire.AppendInt16(b, 0)
+	b = wire.Finish(b, st)
+	b, st = wire.Begin(b, 'E')
+	b = wire.AppendString(b, "")
+	b = wire.AppendInt32(b, 0)
+	b = wire.Finish(b, st)
+	b, st = wire.Begin(b, 'S')
+	return wire.Finish(b, st)
+}
+
+// authQueryLessee reads auth_query's answer on the connection's reader goroutine and
+// gives the connection back at ReadyForQuery.
+type authQueryLessee struct {
+	done      chan struct{}
+	found     bool
+	hasSecret bool
+	secret    string
+	err       error
+}
+
+func (l *authQueryLessee) Pump(c *pool.Conn) error {
+	for {
+		if c.Lessee() != pool.Lessee(l) {
+			return nil
+		}
+		typ, n, err := c.Rd.Next()
+		if err != nil {
+			l.finish(err)
+			return err
+		}
+		m, err := c.Rd.Message(n)
+		if err != nil {
+			l.finish(err)
+			return err
+		}
+		switch typ {
+		case 'D':
+			if !l.found {
+				l.readRow(wire.Body(m))
+			}
+		case 'E':
+			pe, _ := pgerr.Parse(wire.Body(m))
+			if l.err == nil {
+				l.err = pe
+			}
+		case 'Z':
+			if len(m) > 5 && m[5] == 'I' {
+				c.Release(false)
+			} else {
+				c.Discard(errors.New("auth_query left a transaction open"))
+			}
+			l.finish(nil)
+			return nil
+		}
+	}
+}
+
+func (l *authQueryLessee) finish(err error) {
+	if err != nil && l.err == nil {
+		l.err = err
+	}
+	close(l.done)
+}
+
+// readRow takes the second column of the first row as the secret.
+func (l *authQueryLessee) readRow(body []byte) {
+	cols, rest, err := wire.Int16(body)
+	if err != nil || cols < 2 {
+		l.err = errors.New("auth_query must return two columns: user name and secret")
+		return
+	}
+	l.found = true
+	for i := 0; i < 2; i++ {
+		var n int32
+		if n, rest, err = wire.Int32(rest); err != nil || int(n) > len(rest) {
+			l.err = errors.New("malformed auth_query row")
+			return
+		}
+		if i == 1 && n >= 0 {
+			l.secret, l.hasSecret = string(rest[:n]), n > 0
+		}
+		if n > 0 {
+			rest = rest[n:]
+		}
+	}
+}

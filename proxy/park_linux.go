@@ -1,0 +1,131 @@
+//go:build linux
+
+package proxy
+
+import (
+	"runtime/debug"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// parker holds idle clients without a goroutine each: a client that has sent nothing for
+// a while leaves its goroutine (and stack) behind, and its socket waits in an epoll set;
+// when bytes arrive, a fresh goroutine picks the session up where it left off.
+type parker struct {
+	epfd int
+	log  *zap.Logger
+	mu   sync.Mutex
+	byFD map[int32]*Session
+	// parked counts parks since the last sweep; after a wave of them the memory their
+	// goroutine stacks held is handed back to the OS.
+	parked    int
+	lastSweep time.Time
+}
+
+func newParker(log *zap.Logger) *parker {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		log.Warn("cannot create epoll set: idle clients keep their goroutines", zap.Error(err))
+		return nil
+	}
+	p := &parker{epfd: epfd, log: log, byFD: make(map[int32]*Session)}
+	go p.loop()
+	return p
+}
+
+// park registers s's socket and reports whether it did; the caller's goroutine then
+// returns and s.resume runs on a new one when the socket is readable.
+func (p *parker) park(s *Session) bool {
+	if p == nil || s.fd < 0 {
+		return false
+	}
+	p.mu.Lock()
+	p.byFD[s.fd] = s
+	p.parked++
+	p.mu.Unlock()
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: s.fd}
+	err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(s.fd), &ev)
+	if err == syscall.ENOENT {
+		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(s.fd), &ev)
+	}
+	if err != nil {
+		p.mu.Lock()
+		delete(p.byFD, s.fd)
+		p.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// unpark takes s out of the set if it is parked there and reports whether it was; the
+// caller then resumes it.
+func (p *parker) unpark(s *Session) bool {
+	if p == nil || s.fd < 0 {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.byFD[s.fd] != s {
+		return false
+	}
+	delete(p.byFD, s.fd)
+	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(s.fd), nil)
+	return true
+}
+
+func (p *parker) loop() {
+	events := make([]syscall.EpollEvent, 128)
+	for {
+		n, err := syscall.EpollWait(p.epfd, events, 1000)
+		if time.Since(p.lastSweep) >= time.Second {
+			p.sweep()
+		}
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			p.log.Error("epoll wait failed; parking stops", zap.Error(err))
+			return
+		}
+		for i := 0; i < n; i++ {
+			fd := events[i].Fd
+			p.mu.Lock()
+			s := p.byFD[fd]
+			delete(p.byFD, fd)
+			p.mu.Unlock()
+			if s != nil {
+				go s.resume()
+			}
+		}
+	}
+}
+
+// sweep ends parked clients idle past client_idle_timeout and, after many parks, returns
+// freed stack memory to the OS.
+func (p *parker) sweep() {
+	p.lastSweep = time.Now()
+	var expired []*Session
+	p.mu.Lock()
+	for fd, s := range p.byFD {
+		if s.limits.clientIdle > 0 && time.Since(s.idleSince) >= s.limits.clientIdle {
+			delete(p.byFD, fd)
+			_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+			expired = append(expired, s)
+		}
+	}
+	release := p.parked >= 256
+	if release {
+		p.parked = 0
+	}
+	p.mu.Unlock()
+	for _, s := range expired {
+		s.expired.Store(true)
+		go s.resume()
+	}
+	if release {
+		debug.FreeOSMemory()
+	}
+}

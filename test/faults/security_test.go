@@ -1,0 +1,295 @@
+package faults
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/internal/pgtest"
+)
+
+// testPKI is a CA and a server certificate for localhost / 127.0.0.1, written as PEM.
+type testPKI struct {
+	Dir                    string
+	CA, Cert, Key          string // file paths
+	CAPEM, CertPEM, KeyPEM []byte
+}
+
+func newPKI(t testing.TB) *testPKI {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pgmux test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	ca, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	p := &testPKI{Dir: t.TempDir(),
+		CAPEM:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})}
+	p.CA, p.Cert, p.Key = filepath.Join(p.Dir, "ca.crt"), filepath.Join(p.Dir, "server.crt"), filepath.Join(p.Dir, "server.key")
+	require.NoError(t, os.WriteFile(p.CA, p.CAPEM, 0o644))
+	require.NoError(t, os.WriteFile(p.Cert, p.CertPEM, 0o644))
+	require.NoError(t, os.WriteFile(p.Key, p.KeyPEM, 0o600))
+	return p
+}
+
+func TestClientTLS(t *testing.T) {
+	pg := pgtest.Start(t)
+	pki := newPKI(t)
+	m := startMux(t, pg, bouncer{AuthType: "scram-sha-256",
+		Users: map[string]string{pgtest.AppUser: pgtest.AppPassword},
+		Extra: []string{"client_tls_sslmode = require", "client_tls_cert_file = " + pki.Cert,
+			"client_tls_key_file = " + pki.Key, "max_packet_size = 10000"}})
+	base := func(host, mode string) string {
+		return fmt.Sprintf("postgres://app:apppass@%s:%d/app?sslmode=%s&sslrootcert=%s&connect_timeout=10",
+			host, m.Port, mode, pki.CA)
+	}
+	for _, tc := range []struct{ host, mode string }{
+		{"127.0.0.1", "require"}, {"127.0.0.1", "verify-ca"}, {"localhost", "verify-full"}, {"127.0.0.1", "verify-full"},
+	} {
+		t.Run(tc.mode+" "+tc.host, func(t *testing.T) {
+			conn := connect(t, base(tc.host, tc.mode))
+			require.True(t, conn.PgConn().Conn() != nil)
+			require.EqualValues(t, 1, queryInt(t, conn, "SELECT 1"))
+		})
+	}
+	t.Run("plaintext refused", func(t *testing.T) {
+		_, err := tryConnect(base("127.0.0.1", "disable"))
+		pe := requireCode(t, err, "28000")
+		require.Contains(t, pe.Message, "SSL required")
+	})
+	t.Run("wrong CA refused by the client", func(t *testing.T) {
+		other := newPKI(t)
+		_, err := tryConnect(fmt.Sprintf("postgres://app:apppass@localhost:%d/app?sslmode=verify-full&sslrootcert=%s", m.Port, other.CA))
+		require.Error(t, err)
+	})
+	t.Run("channel binding with psql", func(t *testing.T) {
+		psql := pg.RequireBin(t, "psql")
+		out, err := runPsql(t, psql, fmt.Sprintf("host=localhost port=%d user=app password=apppass dbname=app "+
+			"sslmode=verify-full sslrootcert=%s channel_binding=require", m.Port, pki.CA), "SELECT 'bound'")
+		require.NoError(t, err, out)
+		require.Contains(t, out, "bound")
+	})
+	t.Run("max_packet_size holds inside TLS", func(t *testing.T) {
+		conn := connect(t, base("127.0.0.1", "require"))
+		ctx, cancel := ctxT()
+		defer cancel()
+		_, err := conn.Exec(ctx, "SELECT '"+strings.Repeat("x", 20000)+"'", pgxSimple)
+		require.Error(t, err, "a message over max_packet_size went through inside TLS")
+		if code := pgCode(err); code != "" { // pgmux may close before the client reads its error
+			require.Equal(t, "08P01", code)
+		}
+		require.True(t, conn.IsClosed() || pgCode(err) == "08P01")
+	})
+}
+
+func runPsql(t testing.TB, psql, conninfo, sql string) (string, error) {
+	t.Helper()
+	ctx, cancel := ctxT()
+	defer cancel()
+	cmd := osexec.CommandContext(ctx, psql, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql, conninfo)
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PG") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestServerTLSVerifyFull turns ssl on in a private PostgreSQL and has pgmux log in
+// with server_tls_sslmode = verify-full.
+func TestServerTLSVerifyFull(t *testing.T) {
+	pg := pgtest.StartPrivate(t)
+	pki := newPKI(t)
+	pg.WriteDataFile(t, "test-server.crt", pki.CertPEM)
+	pg.WriteDataFile(t, "test-server.key", pki.KeyPEM)
+	pg.Exec(t, "ALTER SYSTEM SET ssl = on")
+	pg.Exec(t, "ALTER SYSTEM SET ssl_cert_file = 'test-server.crt'")
+	pg.Exec(t, "ALTER SYSTEM SET ssl_key_file = 'test-server.key'")
+	pg.Exec(t, "SELECT pg_reload_conf()")
+	time.Sleep(300 * time.Millisecond)
+	for _, host := range []string{"127.0.0.1", "localhost"} {
+		t.Run(host, func(t *testing.T) {
+			m := startMux(t, pg, bouncer{
+				Databases: []string{fmt.Sprintf("* = host=%s port=%d", host, pg.Port)},
+				Extra:     []string{"server_tls_sslmode = verify-full", "server_tls_ca_file = " + pki.CA}})
+			conn := connect(t, m.App(pgtest.AppDB))
+			ctx, cancel := ctxT()
+			defer cancel()
+			var ssl bool
+			require.NoError(t, conn.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl))
+			require.True(t, ssl, "the server connection is not encrypted")
+		})
+	}
+	t.Run("untrusted CA refused", func(t *testing.T) {
+		other := newPKI(t)
+		m := startMux(t, pg, bouncer{Extra: []string{"server_tls_sslmode = verify-full", "server_tls_ca_file = " + other.CA}})
+		_, err := tryConnect(m.App(pgtest.AppDB))
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "certificate")
+	})
+}
+
+func TestAdminConsoleRefusesOthers(t *testing.T) {
+	pg := pgtest.Start(t)
+	m := startMux(t, pg, bouncer{})
+	_, err := tryConnect(m.URL(pgtest.AppUser, pgtest.AppPassword, "pgbouncer"))
+	pe := requireCode(t, err, "28000")
+	require.Contains(t, pe.Message, "not allowed")
+	_, err = tryConnect(m.URL("admin", "wrong", "pgbouncer"))
+	requireCode(t, err, "28P01")
+	conn := connect(t, m.URL("admin", "adminpass", "pgbouncer"))
+	ctx, cancel := ctxT()
+	defer cancel()
+	_, err = conn.Exec(ctx, "SHOW POOLS", pgxSimple)
+	require.NoError(t, err)
+}
+
+// TestPasswordsStaySecret logs in with right and wrong passwords and requires that no
+// password appears in pgmux's log or on the admin console.
+func TestPasswordsStaySecret(t *testing.T) {
+	pg := pgtest.Start(t)
+	const dbSecret = "DbLinePassw0rd-7731"
+	const wrong = "Wr0ngGuess-55120"
+	m := startMux(t, pg, bouncer{
+		Databases: []string{fmt.Sprintf("* = host=%s port=%d", pg.Host, pg.Port),
+			fmt.Sprintf("withpw = host=%s port=%d dbname=app user=app password=%s", pg.Host, pg.Port, dbSecret)},
+		Extra: []string{"log_connections = 1", "log_disconnections = 1"}})
+	_, err := tryConnect(m.URL(pgtest.AppUser, wrong, pgtest.AppDB))
+	requireCode(t, err, "28P01")
+	c := connect(t, m.App(pgtest.AppDB))
+	exec(t, c, "SELECT 1")
+	c2 := connect(t, m.App("withpw"))
+	exec(t, c2, "SELECT 1")
+	admin := connect(t, m.URL("admin", "adminpass", "pgbouncer"))
+	var console strings.Builder
+	for _, q := range []string{"SHOW CONFIG", "SHOW DATABASES", "SHOW USERS", "SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS"} {
+		ctx, cancel := ctxT()
+		rows, err := admin.Query(ctx, q, pgxSimple)
+		require.NoError(t, err, q)
+		for rows.Next() {
+			vals, err := rows.Values()
+			require.NoError(t, err)
+			fmt.Fprintln(&console, vals...)
+		}
+		require.NoError(t, rows.Err())
+		cancel()
+	}
+	m.Srv.Close()
+	logText, err := os.ReadFile(m.Log)
+	require.NoError(t, err)
+	require.Contains(t, string(logText), "password authentication failed", "the failed login was not logged")
+	for _, secret := range []string{pgtest.AppPassword, wrong, dbSecret, "adminpass"} {
+		require.NotContains(t, string(logText), secret, "a password is in the log")
+		require.NotContains(t, console.String(), secret, "a password is on the admin console")
+	}
+}
+
+// TestAuthQuery logs in users that are in the database but not in auth_file.
+func TestAuthQuery(t *testing.T) {
+	pg := pgtest.Start(t)
+	role := fmt.Sprintf("aq_%d", time.Now().UnixNano()%1e9)
+	pg.Exec(t, fmt.Sprintf("SET password_encryption = 'scram-sha-256'; CREATE ROLE %s LOGIN PASSWORD 'aqpass'", role))
+	t.Cleanup(func() { pg.Exec(t, "DROP ROLE IF EXISTS "+role) })
+	m := startMux(t, pg, bouncer{
+		Users: map[string]string{"postgres": "unused"},
+		Extra: []string{"auth_user = postgres"}})
+	for _, u := range []struct{ user, pass string }{
+		{role, "aqpass"}, {pgtest.ScramUser, pgtest.ScramPassword}, {pgtest.MD5User, pgtest.MD5Password},
+	} {
+		t.Run(u.user, func(t *testing.T) {
+			conn := connect(t, m.URL(u.user, u.pass, pgtest.AppDB))
+			ctx, cancel := ctxT()
+			defer cancel()
+			var who string
+			require.NoError(t, conn.QueryRow(ctx, "SELECT current_user").Scan(&who))
+			require.Equal(t, u.user, who)
+			_, err := tryConnect(m.URL(u.user, "not-"+u.pass, pgtest.AppDB))
+			requireCode(t, err, "28P01")
+		})
+	}
+	t.Run("unknown role", func(t *testing.T) {
+		_, err := tryConnect(m.URL("no_such_role", "x", pgtest.AppDB))
+		requireCode(t, err, "28P01")
+	})
+}
+
+// TestHBA checks auth_hba_file: by address, user and method.
+func TestHBA(t *testing.T) {
+	pg := pgtest.Start(t)
+	dir := t.TempDir()
+	hba := filepath.Join(dir, "hba.conf")
+	require.NoError(t, os.WriteFile(hba, []byte(`# pgmux test rules
+host  all  app        127.0.0.2/32     reject
+host  all  app        127.0.0.1/32     scram-sha-256
+host  all  md5user    127.0.0.1 255.255.255.255  trust
+host  app  plainuser  127.0.0.0/8      password
+hostssl all all       all              md5
+`), 0o644))
+	m := startMux(t, pg, bouncer{AuthType: "hba",
+		Users: map[string]string{pgtest.AppUser: pgtest.AppPassword, pgtest.MD5User: pgtest.MD5Password,
+			pgtest.PlainUser: pgtest.PlainPassword, pgtest.ScramUser: pgtest.ScramPassword},
+		Extra: []string{"auth_hba_file = " + hba}})
+	from := func(src, rawURL string) (*pgx.Conn, error) {
+		cfg, err := pgx.ParseConfig(rawURL)
+		require.NoError(t, err)
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
+		cfg.DialFunc = d.DialContext
+		ctx, cancel := ctxT()
+		defer cancel()
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err == nil {
+			t.Cleanup(func() { c.Close(context.Background()) })
+		}
+		return c, err
+	}
+	_, err := from("127.0.0.1", m.App(pgtest.AppDB))
+	require.NoError(t, err, "app from 127.0.0.1 uses scram")
+	_, err = from("127.0.0.1", m.URL(pgtest.AppUser, "bad", pgtest.AppDB))
+	requireCode(t, err, "28P01")
+	_, err = from("127.0.0.2", m.App(pgtest.AppDB))
+	pe := requireCode(t, err, "28000")
+	require.Contains(t, pe.Message, "rejects")
+	_, err = from("127.0.0.1", m.URL(pgtest.MD5User, "anything", pgtest.AppDB))
+	require.NoError(t, err, "md5user is trusted from 127.0.0.1")
+	_, err = from("127.0.0.1", m.URL(pgtest.PlainUser, pgtest.PlainPassword, pgtest.AppDB))
+	require.NoError(t, err, "plainuser may use a password for app")
+	_, err = from("127.0.0.1", m.URL(pgtest.PlainUser, pgtest.PlainPassword, "postgres"))
+	pe = requireCode(t, err, "28000")
+	require.Contains(t, pe.Message, "no auth_hba_file entry")
+	_, err = from("127.0.0.1", m.URL(pgtest.ScramUser, pgtest.ScramPassword, pgtest.AppDB))
+	requireCode(t, err, "28000") // only hostssl would match, and this is plaintext
+}

@@ -1,0 +1,210 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/internal/pgtest"
+)
+
+// TestServerFaults breaks a private PostgreSQL under pgmux in several ways. A client
+// inside a transaction gets a clean error (never a hang); an idle client does not
+// notice; the pool refills when the server is back; nothing leaks.
+func TestServerFaults(t *testing.T) {
+	pg := pgtest.StartPrivate(t)
+	admin := func(t *testing.T) *pgx.Conn { return superConn(t, pg, pgtest.AppDB) }
+
+	for _, mode := range []string{"fast", "immediate"} {
+		t.Run("restart "+mode, func(t *testing.T) {
+			done := leakCheck(t)
+			func() {
+				m := startMux(t, pg, bouncer{Extra: []string{"server_login_retry = 1"}})
+				idle := connect(t, m.App(pgtest.AppDB))
+				inTx := connect(t, m.App(pgtest.AppDB))
+				exec(t, idle, "SELECT 1")
+				exec(t, inTx, "BEGIN")
+				exec(t, inTx, "SELECT 1")
+				pg.Restart(t, mode)
+				ctx, cancel := ctxT()
+				defer cancel()
+				_, err := inTx.Exec(ctx, "SELECT 1")
+				require.Error(t, err, "the transaction died with the server")
+				require.NoError(t, ctx.Err(), "the client in a transaction hung")
+				// The idle client's next query works: its server was never in use.
+				eventually(t, 15*time.Second, "the idle client never got a working server", func() bool {
+					ctx, cancel := ctxT()
+					defer cancel()
+					_, err := idle.Exec(ctx, "SELECT 1")
+					return err == nil
+				})
+				require.EqualValues(t, 7, queryInt(t, idle, "SELECT 7"))
+				fresh := connect(t, m.App(pgtest.AppDB))
+				require.EqualValues(t, 8, queryInt(t, fresh, "SELECT 8"))
+				closeAll(idle, inTx, fresh)
+				m.Srv.Close()
+			}()
+			done()
+		})
+	}
+
+	t.Run("backend terminated", func(t *testing.T) {
+		a := admin(t)
+		m := startMux(t, pg, bouncer{PoolSize: 1})
+		idle := connect(t, m.App(pgtest.AppDB))
+		inTx := connect(t, m.App(pgtest.AppDB))
+		pid := queryInt(t, idle, "SELECT pg_backend_pid()")
+		exec(t, a, "SELECT pg_terminate_backend($1::int)", pid)
+		eventually(t, 5*time.Second, "the terminated backend lingers", func() bool {
+			return queryInt(t, a, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", pid) == 0
+		})
+		// Terminated while idle in the pool: nobody notices.
+		require.NotEqual(t, pid, queryInt(t, idle, "SELECT pg_backend_pid()"))
+		// Terminated inside a transaction: that client gets an error, the next one works.
+		exec(t, inTx, "BEGIN")
+		pid = queryInt(t, inTx, "SELECT pg_backend_pid()")
+		exec(t, a, "SELECT pg_terminate_backend($1::int)", pid)
+		ctx, cancel := ctxT()
+		defer cancel()
+		_, err := inTx.Exec(ctx, "SELECT 1")
+		require.Error(t, err)
+		require.NoError(t, ctx.Err(), "the client in a transaction hung")
+		require.EqualValues(t, 1, queryInt(t, idle, "SELECT 1"))
+	})
+
+	t.Run("connections refused then login retry", func(t *testing.T) {
+		m := startMux(t, pg, bouncer{Extra: []string{"server_login_retry = 2", "query_wait_timeout = 30"}})
+		idle := connect(t, m.App(pgtest.AppDB))
+		exec(t, idle, "SELECT 1")
+		pg.StopPostmaster(t, "fast")
+		stopped := true
+		defer func() {
+			if stopped {
+				pg.StartPostmaster(t)
+			}
+		}()
+		ctx, cancel := ctxT()
+		defer cancel()
+		start := time.Now()
+		_, err := idle.Exec(ctx, "SELECT 1")
+		requireCode(t, err, "08006")
+		require.Less(t, time.Since(start), 5*time.Second, "a refused connection must fail fast")
+		// Within server_login_retry, new requests queue instead of hammering the server.
+		results := make(chan error, 4)
+		for range 4 {
+			go func() {
+				c, err := tryConnect(m.App(pgtest.AppDB))
+				if err != nil {
+					results <- err
+					return
+				}
+				defer c.Close(context.Background())
+				ctx, cancel := ctxT()
+				defer cancel()
+				_, err = c.Exec(ctx, "SELECT 1")
+				results <- err
+			}()
+		}
+		time.Sleep(500 * time.Millisecond)
+		pg.StartPostmaster(t)
+		stopped = false
+		for range 4 {
+			require.NoError(t, <-results, "a client that waited through server_login_retry failed")
+		}
+		eventually(t, 10*time.Second, "the idle client never recovered", func() bool {
+			ctx, cancel := ctxT()
+			defer cancel()
+			_, err := idle.Exec(ctx, "SELECT 1")
+			return err == nil
+		})
+	})
+
+	t.Run("backend stopped with SIGSTOP", func(t *testing.T) {
+		a := admin(t)
+		m := startMux(t, pg, bouncer{PoolSize: 2, Extra: []string{"query_timeout = 1", "cancel_wait_timeout = 1"}})
+		idle := connect(t, m.App(pgtest.AppDB))
+		inTx := connect(t, m.App(pgtest.AppDB))
+		exec(t, idle, "SELECT 1")
+		exec(t, inTx, "BEGIN")
+		pid := int(queryInt(t, inTx, "SELECT pg_backend_pid()"))
+		require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+		defer syscall.Kill(pid, syscall.SIGCONT) //nolint:errcheck
+		start := time.Now()
+		ctx, cancel := ctxT()
+		defer cancel()
+		_, err := inTx.Exec(ctx, "SELECT 1")
+		requireCode(t, err, "57014")
+		require.Less(t, time.Since(start), 8*time.Second)
+		// The idle client does not notice: it gets another server.
+		require.EqualValues(t, 5, queryInt(t, idle, "SELECT 5"))
+		require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+		eventually(t, 10*time.Second, "the stopped backend was never closed", func() bool {
+			return queryInt(t, a, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", pid) == 0
+		})
+	})
+
+	t.Run("server goes silent", func(t *testing.T) {
+		fake := startFakePG(t)
+		m := startMux(t, pg, bouncer{
+			Databases: []string{fmt.Sprintf("fake = host=127.0.0.1 port=%d", fake.Port)},
+			Extra:     []string{"query_timeout = 1", "cancel_wait_timeout = 1"}})
+		inTx := connect(t, m.App("fake"))
+		idle := connect(t, m.App("fake"))
+		_, err := idle.Exec(context.Background(), "x", pgxSimple)
+		require.NoError(t, err)
+		fake.set(func(f *fakePG) { f.silent = true })
+		start := time.Now()
+		ctx, cancel := ctxT()
+		defer cancel()
+		_, err = inTx.Exec(ctx, "hang", pgxSimple)
+		requireCode(t, err, "57014")
+		require.Less(t, time.Since(start), 8*time.Second)
+		fake.set(func(f *fakePG) { f.silent = false })
+		_, err = idle.Exec(ctx, "y", pgxSimple)
+		require.NoError(t, err, "the idle client noticed the fault")
+	})
+
+	t.Run("slow logins", func(t *testing.T) {
+		fake := startFakePG(t)
+		fake.set(func(f *fakePG) { f.loginDelay = 300 * time.Millisecond })
+		m := startMux(t, pg, bouncer{PoolSize: 3,
+			Databases: []string{fmt.Sprintf("fake = host=127.0.0.1 port=%d", fake.Port),
+				fmt.Sprintf("slower = host=127.0.0.1 port=%d dbname=fake", fake.Port)},
+			Extra: []string{"server_connect_timeout = 2"}})
+		errs := make(chan error, 10)
+		for range 10 {
+			go func() {
+				c, err := tryConnect(m.App("fake"))
+				if err == nil {
+					_, err = c.Exec(context.Background(), "q", pgxSimple)
+					c.Close(context.Background())
+				}
+				errs <- err
+			}()
+		}
+		for range 10 {
+			require.NoError(t, <-errs)
+		}
+		logins, _ := fake.counts()
+		require.LessOrEqual(t, logins, 3+1, "pgmux logged in more servers than the pool holds")
+		// A login slower than server_connect_timeout fails cleanly.
+		fake.set(func(f *fakePG) { f.loginDelay = 4 * time.Second })
+		start := time.Now()
+		_, err := tryConnect(m.App("slower"))
+		require.Error(t, err)
+		require.Less(t, time.Since(start), 4*time.Second)
+	})
+}
+
+func closeAll(conns ...*pgx.Conn) {
+	for _, c := range conns {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = c.Close(ctx)
+		cancel()
+	}
+}

@@ -1,0 +1,193 @@
+package faults
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/internal/pgtest"
+)
+
+func TestQueryTimeout(t *testing.T) {
+	pg := pgtest.Start(t)
+	m := startMux(t, pg, bouncer{Extra: []string{"query_timeout = 1"}})
+	conn := connect(t, m.App(pgtest.AppDB))
+	start := time.Now()
+	ctx, cancel := ctxT()
+	defer cancel()
+	_, err := conn.Exec(ctx, "SELECT pg_sleep(30)")
+	requireCode(t, err, "57014")
+	require.Less(t, time.Since(start), 10*time.Second)
+	require.EqualValues(t, 2, queryInt(t, conn, "SELECT 2"), "the connection stays usable")
+}
+
+func TestQueryWaitTimeout(t *testing.T) {
+	pg := pgtest.Start(t)
+	m := startMux(t, pg, bouncer{PoolSize: 1, Extra: []string{"query_wait_timeout = 1"}})
+	holder := connect(t, m.App(pgtest.AppDB))
+	exec(t, holder, "BEGIN")
+	exec(t, holder, "SELECT 1")
+	waiter := connect(t, m.App(pgtest.AppDB))
+	ctx, cancel := ctxT()
+	defer cancel()
+	_, err := waiter.Exec(ctx, "SELECT 1")
+	pe := requireCode(t, err, "57014")
+	require.Contains(t, pe.Message, "query_wait_timeout")
+	// Simple protocol too.
+	_, err = waiter.Exec(ctx, "SELECT 1", pgxSimple)
+	requireCode(t, err, "57014")
+	exec(t, holder, "COMMIT")
+	require.EqualValues(t, 3, queryInt(t, waiter, "SELECT 3"), "the waiter's connection stays usable")
+}
+
+func TestIdleTransactionTimeout(t *testing.T) {
+	pg := pgtest.Start(t)
+	db := pg.NewDatabase(t, "idletx")
+	admin := superConn(t, pg, db)
+	m := startMux(t, pg, bouncer{PoolSize: 1, Extra: []string{"idle_transaction_timeout = 1"}})
+	conn := connect(t, m.App(db))
+	exec(t, conn, "BEGIN")
+	exec(t, conn, "CREATE TEMP TABLE idle_tmp (x int)")
+	exec(t, conn, "SELECT pg_advisory_xact_lock(42)")
+	time.Sleep(2500 * time.Millisecond)
+	ctx, cancel := ctxT()
+	defer cancel()
+	_, err := conn.Exec(ctx, "SELECT 1")
+	requireCode(t, err, "25P03")
+	noIdleInTx(t, admin, pgtest.AppUser)
+	requireCleanServer(t, m.App(db))
+}
+
+func TestTransactionTimeout(t *testing.T) {
+	pg := pgtest.Start(t)
+	db := pg.NewDatabase(t, "txto")
+	admin := superConn(t, pg, db)
+	m := startMux(t, pg, bouncer{PoolSize: 1, Extra: []string{"transaction_timeout = 1"}})
+	conn := connect(t, m.App(db))
+	exec(t, conn, "BEGIN")
+	var err error
+	start := time.Now()
+	for time.Since(start) < 10*time.Second {
+		ctx, cancel := ctxT()
+		_, err = conn.Exec(ctx, "SELECT pg_sleep(0.2)")
+		cancel()
+		if err != nil {
+			break
+		}
+	}
+	pe := requireCode(t, err, "25P04")
+	require.Contains(t, pe.Message, "transaction_timeout")
+	require.Less(t, time.Since(start), 5*time.Second)
+	noIdleInTx(t, admin, pgtest.AppUser)
+	requireCleanServer(t, m.App(db))
+}
+
+func TestClientIdleTimeout(t *testing.T) {
+	pg := pgtest.Start(t)
+	m := startMux(t, pg, bouncer{Extra: []string{"client_idle_timeout = 1"}})
+	conn := connect(t, m.App(pgtest.AppDB))
+	exec(t, conn, "SELECT 1")
+	time.Sleep(2500 * time.Millisecond)
+	ctx, cancel := ctxT()
+	defer cancel()
+	_, err := conn.Exec(ctx, "SELECT 1")
+	requireCode(t, err, "57P05")
+}
+
+func TestClientLoginTimeout(t *testing.T) {
+	pg := pgtest.Start(t)
+	m := startMux(t, pg, bouncer{Extra: []string{"client_login_timeout = 1"}})
+	by := startBystander(t, m.App(pgtest.AppDB))
+	cases := map[string][]byte{
+		"silent":        nil,
+		"half startup":  append(binary.BigEndian.AppendUint32(nil, 100), 0, 3, 0, 0, 'u', 's'),
+		"no password":   startupPacket("user", pgtest.AppUser, "database", pgtest.AppDB),
+		"half a header": {0, 0},
+	}
+	for name, send := range cases {
+		t.Run(name, func(t *testing.T) {
+			nc, err := net.Dial("tcp", m.Addr())
+			require.NoError(t, err)
+			defer nc.Close()
+			if send != nil {
+				_, err = nc.Write(send)
+				require.NoError(t, err)
+			}
+			start := time.Now()
+			requireClosed(t, nc, 10*time.Second)
+			require.Less(t, time.Since(start), 5*time.Second)
+		})
+	}
+	by.finish(t)
+}
+
+func TestServerConnectTimeout(t *testing.T) {
+	pg := pgtest.Start(t)
+	fake := startFakePG(t)
+	fake.set(func(f *fakePG) { f.blackhole = true })
+	m := startMux(t, pg, bouncer{
+		Databases: []string{fmt.Sprintf("hole = host=127.0.0.1 port=%d", fake.Port),
+			fmt.Sprintf("* = host=%s port=%d", pg.Host, pg.Port)},
+		Extra: []string{"server_connect_timeout = 1", "server_login_retry = 1", "query_wait_timeout = 10"}})
+	by := startBystander(t, m.App(pgtest.AppDB))
+	start := time.Now()
+	_, err := tryConnect(m.App("hole"))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "08006")
+	require.Less(t, time.Since(start), 5*time.Second)
+	by.finish(t)
+}
+
+func TestCancelWaitTimeout(t *testing.T) {
+	pg := pgtest.Start(t)
+	fake := startFakePG(t)
+	m := startMux(t, pg, bouncer{
+		Databases: []string{fmt.Sprintf("fake = host=127.0.0.1 port=%d", fake.Port)},
+		Extra:     []string{"cancel_wait_timeout = 1"}})
+	conn := connect(t, m.App("fake"))
+	_, err := conn.Exec(context.Background(), "hello", pgxSimple)
+	require.NoError(t, err)
+	fake.set(func(f *fakePG) { f.silent = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = conn.Exec(ctx, "stuck", pgxSimple)
+	require.Error(t, err)
+	eventually(t, 5*time.Second, "the cancel request never reached the server", func() bool {
+		_, n := fake.counts()
+		return n > 0
+	})
+	eventually(t, 5*time.Second, "pgmux did not give up on the unanswered cancel", func() bool {
+		b, _ := os.ReadFile(m.Log)
+		return strings.Contains(string(b), "cancel_wait_timeout")
+	})
+}
+
+// requireClosed waits until pgmux closes nc, draining whatever it says first.
+func requireClosed(t testing.TB, nc net.Conn, within time.Duration) []byte {
+	t.Helper()
+	require.NoError(t, nc.SetReadDeadline(time.Now().Add(within)))
+	b, err := io.ReadAll(nc)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("pgmux did not close the connection within %v", within)
+	}
+	return b
+}
+
+// startupPacket builds a protocol 3.0 StartupMessage.
+func startupPacket(kv ...string) []byte {
+	b := binary.BigEndian.AppendUint32(make([]byte, 4), 196608)
+	for _, s := range kv {
+		b = append(append(b, s...), 0)
+	}
+	b = append(b, 0)
+	binary.BigEndian.PutUint32(b, uint32(len(b)))
+	return b
+}
