@@ -70,7 +70,7 @@ exec_as_pg_user() {
 free_port() {
 	local i p
 	for ((i = 0; i < 200; i++)); do
-		p=$((20000 + RANDOM % 30000))
+		p=$((20000 + RANDOM % 12000)) # below the kernel's ephemeral range (32768+), so no client socket holds it
 		[[ " $* " == *" $p "* ]] && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"

@@ -33,6 +33,14 @@ type listenHub struct {
 
 func newListenHub(s *Server) *listenHub { return &listenHub{srv: s, byDB: make(map[string]*listener)} }
 
+// listenCmd is a command sent on the listener connection; then runs under l.mu when its
+// ReadyForQuery arrives (or the connection is lost), before any later notification is
+// fanned out.
+type listenCmd struct {
+	done chan error
+	then func(err error)
+}
+
 // listener is one database's notification connection and its subscribers.
 type listener struct {
 	hub   *listenHub
@@ -44,7 +52,8 @@ type listener struct {
 	subs    map[string]map[*Session]struct{}
 	pool    *pool.Pool
 	conn    *pool.Conn
-	waiting []chan error // LISTEN/UNLISTEN commands sent, oldest first
+	waiting []listenCmd    // LISTEN/UNLISTEN commands sent, oldest first
+	pending map[string]int // subscriptions waiting for their LISTEN to complete
 	cmdErr  error
 	closed  bool
 }
@@ -55,7 +64,8 @@ func (h *listenHub) forDB(e *poolEntry) *listener {
 	l, ok := h.byDB[e.key.db]
 	if !ok {
 		l = &listener{hub: h, db: e.key.db, entry: e, subs: make(map[string]map[*Session]struct{}),
-			log: h.srv.log.With(zap.String("db", e.key.db), zap.String("role", "listener"))}
+			pending: make(map[string]int),
+			log:     h.srv.log.With(zap.String("db", e.key.db), zap.String("role", "listener"))}
 		h.byDB[e.key.db] = l
 	}
 	return l
@@ -79,27 +89,36 @@ func (h *listenHub) closeAll() {
 	}
 }
 
-// subscribe adds s to channel, LISTENing on the server first if nobody listened yet, and
-// returns once the server listens.
+// subscribe adds s to channel and returns once notifications committed after this point
+// reach s. The subscription takes effect when the server answers a LISTEN sent now, even
+// if the listener already listens there: notifications committed earlier arrive before
+// that answer, so s never sees one sent before its own LISTEN.
 func (l *listener) subscribe(ctx context.Context, s *Session, channel string) error {
 	l.mu.Lock()
-	if set, ok := l.subs[channel]; ok && len(set) > 0 {
+	l.pending[channel]++
+	done, err := l.commandLocked(ctx, "LISTEN "+quoteIdent(channel), func(err error) {
+		l.pending[channel]--
+		if err != nil || s.closed.Load() {
+			return
+		}
+		set := l.subs[channel]
+		if set == nil {
+			set = make(map[*Session]struct{})
+			l.subs[channel] = set
+		}
 		set[s] = struct{}{}
-		l.mu.Unlock()
-		return nil
-	}
-	done, err := l.commandLocked(ctx, "LISTEN "+quoteIdent(channel))
+	})
 	if err != nil {
+		l.pending[channel]--
 		l.mu.Unlock()
 		return err
 	}
-	l.subs[channel] = map[*Session]struct{}{s: {}}
 	l.mu.Unlock()
 	return waitDone(ctx, done)
 }
 
 // unsubscribe removes s from channel ("" means every channel), UNLISTENing on the server
-// when nobody is left.
+// when nobody is left or about to subscribe.
 func (l *listener) unsubscribe(s *Session, channel string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -111,18 +130,18 @@ func (l *listener) unsubscribe(s *Session, channel string) {
 			continue
 		}
 		delete(set, s)
-		if len(set) == 0 {
+		if len(set) == 0 && l.pending[ch] == 0 {
 			delete(l.subs, ch)
 			if l.conn != nil {
-				_, _ = l.commandLocked(context.Background(), "UNLISTEN "+quoteIdent(ch))
+				_, _ = l.commandLocked(context.Background(), "UNLISTEN "+quoteIdent(ch), nil)
 			}
 		}
 	}
 }
 
 // commandLocked sends a LISTEN/UNLISTEN on the listener connection, connecting it first
-// if needed; l.mu is held.
-func (l *listener) commandLocked(ctx context.Context, sql string) (chan error, error) {
+// if needed; l.mu is held. then, if not nil, runs under l.mu when the answer arrives.
+func (l *listener) commandLocked(ctx context.Context, sql string, then func(error)) (chan error, error) {
 	if l.closed {
 		return nil, errors.New("listener is closed")
 	}
@@ -132,7 +151,7 @@ func (l *listener) commandLocked(ctx context.Context, sql string) (chan error, e
 		}
 	}
 	done := make(chan error, 1)
-	l.waiting = append(l.waiting, done)
+	l.waiting = append(l.waiting, listenCmd{done: done, then: then})
 	if err := l.conn.Wr.Write(wire.Query(nil, sql)); err == nil {
 		err = l.conn.Wr.Flush()
 	}
@@ -195,9 +214,12 @@ func (l *listener) Pump(c *pool.Conn) error {
 		case 'Z':
 			l.mu.Lock()
 			if len(l.waiting) > 0 {
-				done := l.waiting[0]
+				cmd := l.waiting[0]
 				l.waiting = l.waiting[1:]
-				done <- l.cmdErr
+				if cmd.then != nil {
+					cmd.then(l.cmdErr)
+				}
+				cmd.done <- l.cmdErr
 			}
 			l.cmdErr = nil
 			l.mu.Unlock()
@@ -238,7 +260,11 @@ func (l *listener) lost(c *pool.Conn, err error) {
 	}
 	l.conn = nil
 	for _, w := range l.waiting {
-		w <- fmt.Errorf("listener connection lost: %w", err)
+		lostErr := fmt.Errorf("listener connection lost: %w", err)
+		if w.then != nil {
+			w.then(lostErr)
+		}
+		w.done <- lostErr
 	}
 	l.waiting = nil
 	closed := l.closed
@@ -267,7 +293,7 @@ func (l *listener) reconnect() {
 		cancel()
 		if err == nil {
 			for ch := range l.subs {
-				_, _ = l.commandLocked(context.Background(), "LISTEN "+quoteIdent(ch))
+				_, _ = l.commandLocked(context.Background(), "LISTEN "+quoteIdent(ch), nil)
 			}
 			l.mu.Unlock()
 			l.log.Info("listener reconnected", zap.Int("channels", len(l.subs)))

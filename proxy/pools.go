@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -22,6 +23,8 @@ type poolEntry struct {
 	mu     sync.Mutex
 	db     *config.Database
 	mode   config.PoolMode
+	// modeNow mirrors mode for the relay's per-transaction check without e.mu.
+	modeNow atomic.Int32
 	params pool.Params // a server's parameters at login, shown to new clients
 }
 
@@ -56,6 +59,7 @@ func (ps *pools) get(cfg *config.Config, db *config.Database, user string) (*poo
 		return e, nil
 	}
 	e := &poolEntry{key: k, db: db, mode: cfg.EffectivePoolMode(db, user)}
+	e.modeNow.Store(int32(e.mode))
 	opts := ps.options(cfg, e, db, user)
 	opts.Limits = []*pool.Limit{ps.capFor(ps.dbCap, db.Name, cfg.EffectiveMaxDBConnections(db)),
 		ps.capFor(ps.userCap, user, cfg.EffectiveMaxUserConnections(user))}
@@ -191,6 +195,7 @@ func (ps *pools) reconfigure(cfg *config.Config) {
 		e.mu.Lock()
 		e.db = db
 		e.mode = cfg.EffectivePoolMode(db, k.user)
+		e.modeNow.Store(int32(e.mode))
 		e.mu.Unlock()
 		if err := e.pool.Reconfigure(ps.options(cfg, e, db, k.user)); err != nil {
 			ps.s.log.Warn("reconfigure pool", zap.Error(err))

@@ -670,7 +670,12 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 	}
 	idle := s.pending == 0 && !s.unsynced && s.q.len() == 0
 	closed := s.closed.Load()
-	release := idle && status == 'I' && s.pinned == 0 && (s.mode != config.PoolModeSession || closed)
+	// A RELOAD that moved the pool out of session mode takes effect at the client's next
+	// transaction boundary: its server is reset and goes back to the pool (the next link
+	// picks up the new mode).
+	leaveSession := idle && status == 'I' && s.mode == config.PoolModeSession &&
+		config.PoolMode(s.entry.modeNow.Load()) != config.PoolModeSession && !s.forceSession
+	release := idle && status == 'I' && s.pinned == 0 && (s.mode != config.PoolModeSession || closed || leaveSession)
 	badStatement := idle && status != 'I' && s.mode == config.PoolModeStatement
 	dirtyClosed := closed && idle && status != 'I'
 	if release || badStatement || dirtyClosed {
@@ -687,7 +692,7 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 	s.mu.Unlock()
 	switch {
 	case release:
-		s.release(c, (closed && mode == config.PoolModeSession) || s.srv.Config().ServerResetQueryAlways)
+		s.release(c, (closed && mode == config.PoolModeSession) || leaveSession || s.srv.Config().ServerResetQueryAlways)
 		return true, nil
 	case badStatement:
 		c.Discard(errors.New("transaction in statement mode"))

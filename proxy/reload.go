@@ -39,6 +39,7 @@ func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) 
 	}
 	s.mu.Lock()
 	s.cfg = &next
+	s.cfgP.Store(&next)
 	s.creds = creds
 	s.tlsConf = tc
 	s.verifiers = nil

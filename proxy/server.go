@@ -64,6 +64,7 @@ type Server struct {
 	parker    *parker      // idle clients without goroutines; nil when unavailable
 	clock     atomic.Int64 // unix seconds, advanced by the idle sweep
 	doneOnce  sync.Once
+	cfgP      atomic.Pointer[config.Config] // the configuration in force, read without s.mu
 	trackedP  atomic.Pointer[[]string] // canonical names of tracked parameters
 	console   *console                 // admin console state and retired statistics
 	metrics   *metrics
@@ -111,6 +112,7 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	s.setTracked(opts.Config)
+	s.cfgP.Store(opts.Config)
 	s.pools = newPools(s)
 	s.hub = newListenHub(s)
 	s.parker = newParker(s.log)
@@ -132,9 +134,7 @@ func (s *Server) tracked() []string { return *s.trackedP.Load() }
 
 // Config returns the configuration in force.
 func (s *Server) Config() *config.Config {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cfg
+	return s.cfgP.Load()
 }
 
 // Listen opens the TCP listeners and the unix socket named by the configuration.
