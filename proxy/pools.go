@@ -20,12 +20,12 @@ type poolEntry struct {
 	pool   *pool.Pool
 	direct *budget // direct_pool_size: pinned connections of the database
 
-	mu     sync.Mutex
-	db     *config.Database
-	mode   config.PoolMode
+	mu   sync.Mutex
+	db   *config.Database
+	mode config.PoolMode
 	// modeNow mirrors mode for the relay's per-transaction check without e.mu.
 	modeNow atomic.Int32
-	params pool.Params // a server's parameters at login, shown to new clients
+	params  pool.Params // a server's parameters at login, shown to new clients
 }
 
 func (e *poolEntry) snapshot() (*config.Database, config.PoolMode, pool.Params) {

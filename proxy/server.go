@@ -65,8 +65,8 @@ type Server struct {
 	clock     atomic.Int64 // unix seconds, advanced by the idle sweep
 	doneOnce  sync.Once
 	cfgP      atomic.Pointer[config.Config] // the configuration in force, read without s.mu
-	trackedP  atomic.Pointer[[]string] // canonical names of tracked parameters
-	console   *console                 // admin console state and retired statistics
+	trackedP  atomic.Pointer[[]string]      // canonical names of tracked parameters
+	console   *console                      // admin console state and retired statistics
 	metrics   *metrics
 	http      *httpEndpoint // metrics_addr
 
