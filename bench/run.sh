@@ -265,7 +265,7 @@ idle_point() {
 		sleep 0.1
 	done
 	if grep -q '^ready' "$out"; then
-		sleep 2 # let the pooler settle
+		sleep 5 # steady state: pgmux parks clients idle for a second and returns their stacks
 		after=$(proc_rss_kb "$pid")
 	else
 		status=fail after=$before

@@ -70,6 +70,32 @@ func (l *Limit) kick() {
 	}
 }
 
+// starved returns a pool other than p under this cap, reached, whose clients queue for a
+// connection that the pool itself has room to open; nil if there is none.
+func (l *Limit) starved(p *Pool) *Pool {
+	l.mu.Lock()
+	if l.max <= 0 || l.n < l.max {
+		l.mu.Unlock()
+		return nil
+	}
+	pools := make([]*Pool, 0, len(l.pools))
+	for q := range l.pools {
+		if q != p {
+			pools = append(pools, q)
+		}
+	}
+	l.mu.Unlock()
+	for _, q := range pools {
+		q.mu.Lock()
+		want := len(q.waiters) > 0 && q.total < q.opts.Size && !q.closed && !q.paused && !q.backingOffLocked()
+		q.mu.Unlock()
+		if want {
+			return q
+		}
+	}
+	return nil
+}
+
 // evictIdle closes one idle connection in a pool other than p, making room under the cap.
 func (l *Limit) evictIdle(p *Pool) {
 	l.mu.Lock()

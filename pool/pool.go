@@ -419,7 +419,17 @@ func (p *Pool) putIdle(c *Conn) {
 	}
 	c.state.Store(int32(StateIdle))
 	p.idle = append(p.idle, c)
+	limits := p.opts.Limits
 	p.mu.Unlock()
+	for _, l := range limits {
+		// A pool whose clients queue because the shared cap refused their dial gets the
+		// capacity an idle connection holds; otherwise they would wait for their timeout
+		// while connections sit idle here.
+		if q := l.starved(p); q != nil {
+			l.evictIdle(q)
+			return
+		}
+	}
 }
 
 // remove forgets a connection whose reader goroutine has exited.

@@ -585,8 +585,9 @@ func (s *Session) forward(rd *wire.Reader, n int) error {
 	}
 	s.ops.out.Add(uint64(n + wire.HeaderLen))
 	err := rd.Forward(s.wr, n)
-	var we *wire.WriteError
-	if errors.As(err, &we) {
+	// errors.AsType, not errors.As: As's target escapes, which would cost a heap
+	// allocation for every relayed message even when err is nil.
+	if _, ok := errors.AsType[*wire.WriteError](err); ok {
 		s.clientWriteFailed()
 		return nil
 	}

@@ -1,0 +1,918 @@
+package pool_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/internal/pgtest"
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// wait bounds every blocking step of these tests.
+const wait = 10 * time.Second
+
+// message is one server message a lessee received: its type and a copy of its body.
+type message struct {
+	typ  byte
+	body []byte
+}
+
+// lessee is a minimal pool.Lessee: its Pump hands the server's messages to query (or
+// drops them when nobody asks) until its lease ends.
+type lessee struct{ msgs chan message }
+
+func newLessee() *lessee { return &lessee{msgs: make(chan message, 256)} }
+
+func (l *lessee) Pump(c *pool.Conn) error {
+	for {
+		if c.Lessee() != pool.Lessee(l) {
+			return nil
+		}
+		typ, n, err := c.Rd.Next()
+		if err != nil {
+			return err
+		}
+		if c.Lessee() != pool.Lessee(l) {
+			return nil // not ours: the header stays for the pool or the next lessee
+		}
+		m, err := c.Rd.Message(n)
+		if err != nil {
+			return err
+		}
+		select {
+		case l.msgs <- message{typ, bytes.Clone(wire.Body(m))}:
+		default:
+		}
+	}
+}
+
+// query runs sql on c, which is leased to l, and returns the first column of each row,
+// or the server's error.
+func (l *lessee) query(t *testing.T, c *pool.Conn, sql string) ([]string, error) {
+	t.Helper()
+	require.Equal(t, pool.Lessee(l), c.Lessee(), "query on a connection not leased to this lessee")
+	require.NoError(t, c.Wr.Write(wire.Query(nil, sql)))
+	require.NoError(t, c.Wr.Flush())
+	var rows []string
+	var qerr error
+	timeout := time.After(wait)
+	for {
+		select {
+		case m := <-l.msgs:
+			switch m.typ {
+			case 'D':
+				cols, rest, err := wire.Int16(m.body)
+				require.NoError(t, err)
+				require.Positive(t, cols)
+				n, rest, err := wire.Int32(rest)
+				require.NoError(t, err)
+				if n < 0 {
+					rows = append(rows, "NULL")
+				} else {
+					rows = append(rows, string(rest[:n]))
+				}
+			case 'E':
+				qerr, _ = pgerr.Parse(m.body)
+			case 'Z':
+				return rows, qerr
+			}
+		case <-timeout:
+			t.Fatalf("no answer to %q within %v", sql, wait)
+		}
+	}
+}
+
+// queryOne runs sql and returns its single value.
+func (l *lessee) queryOne(t *testing.T, c *pool.Conn, sql string) string {
+	t.Helper()
+	rows, err := l.query(t, c, sql)
+	require.NoError(t, err, sql)
+	require.Len(t, rows, 1, sql)
+	return rows[0]
+}
+
+// appTarget logs in to the test server's app database.
+func appTarget(pg *pgtest.Server) *pool.Target {
+	return &pool.Target{Host: pg.Host, Port: pg.Port, Database: pgtest.AppDB,
+		User: pgtest.AppUser, Password: pgtest.AppPassword}
+}
+
+// newPool starts a pool on the test server (unless o has a Target) and closes it at cleanup.
+func newPool(t *testing.T, o pool.Options) *pool.Pool {
+	t.Helper()
+	if o.Target == nil {
+		pg := pgtest.Start(t)
+		o.Target = func() *pool.Target { return appTarget(pg) }
+	}
+	p, err := pool.New(o)
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	return p
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// acquire leases a connection to a new lessee within the test's bound.
+func acquire(t *testing.T, p *pool.Pool) (*pool.Conn, *lessee) {
+	t.Helper()
+	l := newLessee()
+	c, err := p.Acquire(ctxFor(t, wait), l)
+	require.NoError(t, err)
+	require.NotNil(t, c)
+	return c, l
+}
+
+func eventually(t *testing.T, cond func() bool, format string, args ...any) {
+	t.Helper()
+	require.Eventuallyf(t, cond, wait, 10*time.Millisecond, format, args...)
+}
+
+func waitClosed(t *testing.T, c *pool.Conn) {
+	t.Helper()
+	select {
+	case <-c.Closed():
+	case <-time.After(wait):
+		t.Fatalf("server connection %d did not close within %v", c.ID, wait)
+	}
+}
+
+// closedPort returns a loopback port nothing listens on.
+func closedPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	require.NoError(t, ln.Close())
+	return port
+}
+
+type result struct {
+	i   int
+	c   *pool.Conn
+	l   *lessee
+	err error
+}
+
+func TestSizeBoundsOpenConnections(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int{1, 3} {
+		t.Run(fmt.Sprintf("size=%d", size), func(t *testing.T) {
+			p := newPool(t, pool.Options{Size: size})
+			var conns []*pool.Conn
+			pids := map[uint32]bool{}
+			for i := 0; i < size; i++ {
+				c, l := acquire(t, p)
+				conns = append(conns, c)
+				pids[c.PID] = true
+				require.Equal(t, fmt.Sprint(c.PID), l.queryOne(t, c, "SELECT pg_backend_pid()"))
+			}
+			require.Len(t, pids, size, "each lease must get its own backend")
+
+			_, err := p.Acquire(ctxFor(t, 200*time.Millisecond), newLessee())
+			require.ErrorIs(t, err, pool.ErrWaitTimeout)
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			st := p.Stats()
+			require.Equal(t, size, st.Total)
+			require.Equal(t, size, st.Active)
+			require.Zero(t, st.Waiting, "a timed-out waiter leaves the queue")
+			require.Equal(t, uint64(size), st.Connects)
+
+			for _, c := range conns {
+				c.Release(false)
+			}
+			eventually(t, func() bool { return p.Stats().Idle == size }, "all released connections idle")
+		})
+	}
+}
+
+func TestWaitersAreServedInFIFOOrder(t *testing.T) {
+	t.Parallel()
+	const waiters = 5
+	p := newPool(t, pool.Options{Size: 1})
+	first, _ := acquire(t, p)
+	got := make(chan result, waiters)
+	for i := 0; i < waiters; i++ {
+		go func() {
+			l := newLessee()
+			c, err := p.Acquire(ctxFor(t, wait), l)
+			got <- result{i, c, l, err}
+		}()
+		// Start the next waiter only once this one is queued.
+		eventually(t, func() bool { return p.Stats().Waiting == i+1 }, "waiter %d queued", i)
+	}
+	first.Release(false)
+	for want := 0; want < waiters; want++ {
+		var r result
+		select {
+		case r = <-got:
+		case <-time.After(wait):
+			t.Fatalf("waiter %d not served", want)
+		}
+		require.NoError(t, r.err)
+		require.Equal(t, want, r.i, "waiters must be served in arrival order")
+		require.Equal(t, first.ID, r.c.ID, "the one connection is handed from waiter to waiter")
+		select {
+		case r := <-got:
+			t.Fatalf("waiter %d served while the only connection is leased", r.i)
+		default:
+		}
+		r.c.Release(false)
+	}
+	st := p.Stats()
+	require.Equal(t, uint64(waiters), st.WaitCount)
+	require.Equal(t, uint64(1), st.Connects)
+}
+
+func TestTryAcquire(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, pool.Options{Size: 1})
+	require.Nil(t, p.TryAcquire(newLessee()), "nothing idle: TryAcquire must not dial")
+	require.Zero(t, p.Stats().Total)
+
+	c, _ := acquire(t, p)
+	require.Nil(t, p.TryAcquire(newLessee()), "the only connection is leased")
+	c.Release(false)
+
+	l := newLessee()
+	got := p.TryAcquire(l)
+	require.NotNil(t, got)
+	require.Equal(t, c.ID, got.ID)
+	require.Equal(t, pool.StateActive, got.State())
+	require.Equal(t, fmt.Sprint(got.PID), l.queryOne(t, got, "SELECT pg_backend_pid()"))
+	got.Release(false)
+
+	p.Hold()
+	require.Nil(t, p.TryAcquire(newLessee()), "a held pool leases nothing")
+	p.Resume()
+	got = p.TryAcquire(newLessee())
+	require.NotNil(t, got)
+	got.Release(false)
+}
+
+func TestReleaseReusesMostRecentConnection(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, pool.Options{Size: 3})
+	a, _ := acquire(t, p)
+	b, _ := acquire(t, p)
+	require.NotEqual(t, a.ID, b.ID)
+	a.Release(false)
+	b.Release(false)
+	eventually(t, func() bool { return p.Stats().Idle == 2 }, "both idle")
+
+	c1, l1 := acquire(t, p)
+	require.Equal(t, b.ID, c1.ID, "LIFO: the last released connection comes first")
+	require.Equal(t, fmt.Sprint(b.PID), l1.queryOne(t, c1, "SELECT pg_backend_pid()"))
+	c2, _ := acquire(t, p)
+	require.Equal(t, a.ID, c2.ID)
+	require.Equal(t, uint64(2), p.Stats().Connects, "reuse must not dial")
+	c1.Release(false)
+	c2.Release(false)
+}
+
+func TestReleaseWithResetRunsResetQuery(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		reset bool
+		want  string
+	}{
+		{"reset", true, ""},
+		{"no reset", false, "dirty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := newPool(t, pool.Options{Size: 1, ResetQuery: "DISCARD ALL"})
+			c, l := acquire(t, p)
+			l.queryOne(t, c, "SELECT set_config('application_name', 'dirty', false)")
+			c.Release(tc.reset)
+
+			c2, l2 := acquire(t, p)
+			require.Equal(t, c.ID, c2.ID)
+			require.Equal(t, tc.want, l2.queryOne(t, c2, "SHOW application_name"))
+			c2.Release(false)
+		})
+	}
+}
+
+func TestFailedResetQueryClosesConnection(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, pool.Options{Size: 1, ResetQuery: "SELECT no_such_function()"})
+	c, _ := acquire(t, p)
+	c.Release(true)
+	waitClosed(t, c)
+	c2, l2 := acquire(t, p)
+	require.NotEqual(t, c.ID, c2.ID)
+	require.Equal(t, "1", l2.queryOne(t, c2, "SELECT 1"))
+	c2.Release(false)
+}
+
+func TestDiscardClosesAndPoolRefills(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, pool.Options{Size: 1})
+	c, _ := acquire(t, p)
+	c.Discard(errors.New("test"))
+	waitClosed(t, c)
+	eventually(t, func() bool { return p.Stats().Total == 0 }, "discarded connection forgotten")
+
+	c2, l2 := acquire(t, p)
+	require.NotEqual(t, c.ID, c2.ID)
+	require.NotEqual(t, c.PID, c2.PID)
+	require.Equal(t, "1", l2.queryOne(t, c2, "SELECT 1"))
+	// The old backend is gone from the server.
+	require.Equal(t, "0", l2.queryOne(t, c2, fmt.Sprintf(
+		"SELECT count(*) FROM pg_stat_activity WHERE pid = %d", c.PID)))
+	require.Equal(t, uint64(2), p.Stats().Connects)
+	c2.Release(false)
+}
+
+func TestLifetime(t *testing.T) {
+	t.Parallel()
+	const lifetime = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		leased bool // outlive the lifetime while leased, else while idle
+	}{
+		{"expires while idle", false},
+		{"expires while leased", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := newPool(t, pool.Options{Size: 1, Lifetime: lifetime})
+			c, _ := acquire(t, p)
+			if tc.leased {
+				time.Sleep(lifetime + 100*time.Millisecond)
+				c.Release(false)
+				waitClosed(t, c) // closed on release, not put back
+			} else {
+				c.Release(false)
+				time.Sleep(lifetime + 100*time.Millisecond)
+				require.Nil(t, p.TryAcquire(newLessee()), "an expired connection is not leased")
+			}
+			c2, l2 := acquire(t, p)
+			require.NotEqual(t, c.ID, c2.ID, "a connection past its lifetime must not be reused")
+			require.Equal(t, "1", l2.queryOne(t, c2, "SELECT 1"))
+			waitClosed(t, c)
+			c2.Release(false)
+		})
+	}
+}
+
+func TestMaintainKeepsMinSizeAndTrimsIdle(t *testing.T) {
+	t.Parallel()
+	const minSize, size = 2, 4
+	p := newPool(t, pool.Options{Size: size, MinSize: minSize, IdleTimeout: time.Second})
+	// maintain ticks every second and opens one connection per tick.
+	eventually(t, func() bool { st := p.Stats(); return st.Total == minSize && st.Idle == minSize },
+		"min_pool_size connections opened")
+
+	var conns []*pool.Conn
+	for i := 0; i < size; i++ {
+		c, _ := acquire(t, p)
+		conns = append(conns, c)
+	}
+	require.Equal(t, uint64(size), p.Stats().Connects)
+	for _, c := range conns {
+		c.Release(false)
+	}
+	require.Equal(t, size, p.Stats().Total)
+	eventually(t, func() bool { st := p.Stats(); return st.Total == minSize && st.Idle == minSize },
+		"idle connections past server_idle_timeout closed down to min_pool_size")
+	// Still warm a tick later: trimming stops at min_pool_size.
+	time.Sleep(1200 * time.Millisecond)
+	st := p.Stats()
+	require.Equal(t, minSize, st.Total)
+	require.Equal(t, uint64(size), st.Connects, "nothing reopened")
+}
+
+func TestReservePool(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		reserve int
+	}{
+		{"reserve serves a waiter past reserve_pool_timeout", 1},
+		{"without reserve the waiter times out", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := newPool(t, pool.Options{Size: 1, ReserveSize: tc.reserve, ReserveTimeout: 200 * time.Millisecond})
+			c, _ := acquire(t, p)
+			l := newLessee()
+			r, err := p.Acquire(ctxFor(t, 2*time.Second), l)
+			st := p.Stats()
+			if tc.reserve == 0 {
+				require.ErrorIs(t, err, pool.ErrWaitTimeout)
+				require.Zero(t, st.ReserveUsed)
+				require.Equal(t, 1, st.Total)
+				c.Release(false)
+				return
+			}
+			require.NoError(t, err)
+			require.NotEqual(t, c.ID, r.ID)
+			require.Equal(t, "1", l.queryOne(t, r, "SELECT 1"))
+			require.Equal(t, uint64(1), st.ReserveUsed)
+			require.Equal(t, 2, st.Total)
+			require.Equal(t, 2, st.Active)
+			// The reserve is full now: a further waiter waits.
+			_, err = p.Acquire(ctxFor(t, 500*time.Millisecond), newLessee())
+			require.ErrorIs(t, err, pool.ErrWaitTimeout)
+			require.Equal(t, uint64(1), p.Stats().ReserveUsed)
+			r.Release(false)
+			c.Release(false)
+		})
+	}
+}
+
+func TestLimitSharedAcrossPools(t *testing.T) {
+	t.Parallel()
+	t.Run("waiter gets capacity when the other pool releases", func(t *testing.T) {
+		t.Parallel()
+		lim := pool.NewLimit(2)
+		a := newPool(t, pool.Options{Size: 2, Limits: []*pool.Limit{lim}})
+		b := newPool(t, pool.Options{Size: 2, Limits: []*pool.Limit{lim}})
+		a1, _ := acquire(t, a)
+		a2, _ := acquire(t, a)
+		require.Equal(t, 2, lim.Count())
+
+		_, err := b.Acquire(ctxFor(t, 300*time.Millisecond), newLessee())
+		require.ErrorIs(t, err, pool.ErrWaitTimeout, "the shared cap is reached")
+		require.Zero(t, b.Stats().Total)
+
+		// An idle connection in a is evicted to make room for b.
+		a1.Release(false)
+		b1, lb := acquire(t, b)
+		require.Equal(t, "1", lb.queryOne(t, b1, "SELECT 1"))
+		waitClosed(t, a1)
+		eventually(t, func() bool { return a.Stats().Total == 1 }, "a's idle connection evicted")
+		require.Equal(t, 2, lim.Count())
+
+		// A waiter queued in b is served when a's last connection is closed.
+		got := make(chan result, 1)
+		go func() {
+			l := newLessee()
+			c, err := b.Acquire(ctxFor(t, wait), l)
+			got <- result{0, c, l, err}
+		}()
+		eventually(t, func() bool { return b.Stats().Waiting == 1 }, "b's waiter queued")
+		a2.Discard(errors.New("test"))
+		r := <-got
+		require.NoError(t, r.err)
+		require.Equal(t, "1", r.l.queryOne(t, r.c, "SELECT 1"))
+		require.Equal(t, 2, lim.Count())
+		r.c.Release(false)
+		b1.Release(false)
+	})
+
+	t.Run("waiter gets capacity when the other pool idles", func(t *testing.T) {
+		t.Parallel()
+		lim := pool.NewLimit(2)
+		a := newPool(t, pool.Options{Size: 2, Limits: []*pool.Limit{lim}})
+		b := newPool(t, pool.Options{Size: 2, Limits: []*pool.Limit{lim}})
+		a1, _ := acquire(t, a)
+		a2, _ := acquire(t, a)
+		got := make(chan result, 1)
+		go func() {
+			l := newLessee()
+			c, err := b.Acquire(ctxFor(t, wait), l)
+			got <- result{0, c, l, err}
+		}()
+		eventually(t, func() bool { return b.Stats().Waiting == 1 }, "b's waiter queued")
+		// a's connection goes idle while b waits: b must not wait for an eviction that
+		// only its next dial attempt would trigger.
+		a1.Release(false)
+		var r result
+		select {
+		case r = <-got:
+		case <-time.After(wait):
+			t.Fatal("b's waiter not served after a released a connection")
+		}
+		require.NoError(t, r.err)
+		require.Equal(t, "1", r.l.queryOne(t, r.c, "SELECT 1"))
+		require.LessOrEqual(t, lim.Count(), 2)
+		r.c.Release(false)
+		a2.Release(false)
+	})
+
+	t.Run("never more than the cap under load", func(t *testing.T) {
+		t.Parallel()
+		lim := pool.NewLimit(2)
+		pools := []*pool.Pool{
+			newPool(t, pool.Options{Size: 2, Limits: []*pool.Limit{lim}}),
+			newPool(t, pool.Options{Size: 2, Limits: []*pool.Limit{lim}}),
+		}
+		open := func() int { return len(pools[0].Conns()) + len(pools[1].Conns()) }
+		var maxOpen atomic.Int64
+		stop := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			for {
+				if n := max(open(), lim.Count()); int64(n) > maxOpen.Load() {
+					maxOpen.Store(int64(n))
+				}
+				select {
+				case <-stop:
+					return
+				default:
+					runtime.Gosched()
+				}
+			}
+		}()
+		var wg sync.WaitGroup
+		var served atomic.Int64
+		for w := 0; w < 8; w++ {
+			p := pools[w%2]
+			wg.Go(func() {
+				for i := 0; i < 15; i++ {
+					l := newLessee()
+					c, err := p.Acquire(ctxFor(t, wait), l)
+					if err != nil {
+						t.Errorf("acquire: %v", err)
+						return
+					}
+					served.Add(1)
+					if i%5 == 0 {
+						c.Discard(errors.New("test"))
+					} else {
+						c.Release(false)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(stop)
+		<-sampled
+		require.Equal(t, int64(8*15), served.Load())
+		require.LessOrEqual(t, maxOpen.Load(), int64(2), "open connections across pools exceeded the shared cap")
+	})
+}
+
+func TestPauseResume(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, pool.Options{Size: 2})
+	c, _ := acquire(t, p)
+
+	// Pause gives up at its deadline while a connection stays leased.
+	err := p.Pause(ctxFor(t, 200*time.Millisecond))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	paused := make(chan error, 1)
+	go func() { paused <- p.Pause(ctxFor(t, wait)) }()
+	select {
+	case err := <-paused:
+		t.Fatalf("Pause returned (%v) while a connection is leased", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	c.Release(false)
+	select {
+	case err := <-paused:
+		require.NoError(t, err)
+	case <-time.After(wait):
+		t.Fatal("Pause did not return after the release")
+	}
+	require.True(t, p.Stats().Paused)
+
+	_, err = p.Acquire(ctxFor(t, 200*time.Millisecond), newLessee())
+	require.ErrorIs(t, err, pool.ErrWaitTimeout, "Acquire must wait while paused")
+	require.Nil(t, p.TryAcquire(newLessee()))
+
+	got := make(chan result, 1)
+	go func() {
+		l := newLessee()
+		c, err := p.Acquire(ctxFor(t, wait), l)
+		got <- result{0, c, l, err}
+	}()
+	select {
+	case r := <-got:
+		t.Fatalf("Acquire returned during pause: %v", r.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	p.Resume()
+	r := <-got
+	require.NoError(t, r.err)
+	require.Equal(t, c.ID, r.c.ID)
+	require.False(t, p.Stats().Paused)
+	r.c.Release(false)
+}
+
+func TestReconfigureShrinkClosesExcessIdle(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, pool.Options{Size: 3})
+	var conns []*pool.Conn
+	for i := 0; i < 3; i++ {
+		c, _ := acquire(t, p)
+		conns = append(conns, c)
+	}
+	conns[0].Release(false)
+	conns[1].Release(false)
+
+	o := p.Options()
+	o.Size = 1
+	require.NoError(t, p.Reconfigure(o))
+	// Two idle connections, one leased: the idle ones go at once.
+	eventually(t, func() bool { return p.Stats().Total == 1 }, "excess idle connections closed")
+	waitClosed(t, conns[0])
+	waitClosed(t, conns[1])
+	require.Equal(t, 1, p.Options().Size)
+
+	// The leased one fits the new size and is kept.
+	conns[2].Release(false)
+	c, l := acquire(t, p)
+	require.Equal(t, conns[2].ID, c.ID)
+	require.Equal(t, "1", l.queryOne(t, c, "SELECT 1"))
+	c.Release(false)
+
+	require.Error(t, p.Reconfigure(pool.Options{Size: 1}), "Target is required")
+}
+
+func TestLoginRetryQueuesInsteadOfDialing(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.Start(t)
+	const retry = 700 * time.Millisecond
+	var target atomic.Pointer[pool.Target]
+	target.Store(&pool.Target{Host: "127.0.0.1", Port: closedPort(t), Database: pgtest.AppDB, User: pgtest.AppUser})
+	p := newPool(t, pool.Options{Size: 2, LoginRetry: retry, Target: target.Load})
+
+	_, err := p.Acquire(ctxFor(t, wait), newLessee())
+	require.Error(t, err)
+	require.NotErrorIs(t, err, pool.ErrWaitTimeout)
+	var oe *net.OpError
+	require.ErrorAs(t, err, &oe, "a refused connection")
+	require.Equal(t, uint64(1), p.Stats().ConnectFailures)
+
+	// Within server_login_retry nobody dials: clients queue.
+	_, err = p.Acquire(ctxFor(t, 100*time.Millisecond), newLessee())
+	require.ErrorIs(t, err, pool.ErrWaitTimeout)
+	require.Equal(t, uint64(1), p.Stats().ConnectFailures, "no dial during server_login_retry")
+
+	// The server comes back; a client queued meanwhile connects once the retry time is up.
+	target.Store(appTarget(pg))
+	got := make(chan result, 1)
+	go func() {
+		l := newLessee()
+		c, err := p.Acquire(ctxFor(t, wait), l)
+		got <- result{0, c, l, err}
+	}()
+	eventually(t, func() bool { return p.Stats().Waiting == 1 }, "client queued during server_login_retry")
+	var r result
+	select {
+	case r = <-got:
+	case <-time.After(wait):
+		t.Fatal("queued client not served after server_login_retry")
+	}
+	require.NoError(t, r.err)
+	require.Equal(t, "1", r.l.queryOne(t, r.c, "SELECT 1"))
+	st := p.Stats()
+	require.Equal(t, uint64(1), st.ConnectFailures)
+	require.Equal(t, uint64(1), st.Connects)
+	r.c.Release(false)
+}
+
+func TestDetachReattach(t *testing.T) {
+	t.Parallel()
+	t.Run("replacement opened meanwhile", func(t *testing.T) {
+		t.Parallel()
+		p := newPool(t, pool.Options{Size: 1})
+		c, l := acquire(t, p)
+		p.Detach(c)
+		require.True(t, c.Detached())
+		require.Zero(t, p.Stats().Total, "a detached connection does not count against the size")
+
+		d, ld := acquire(t, p) // the freed slot
+		require.NotEqual(t, c.ID, d.ID)
+		require.Equal(t, "1", ld.queryOne(t, d, "SELECT 1"))
+		require.Equal(t, "2", l.queryOne(t, c, "SELECT 2"), "the detached connection still works")
+
+		require.True(t, p.Reattach(c))
+		require.False(t, c.Detached())
+		require.Equal(t, 2, p.Stats().Total, "over size until released")
+		c.Release(false)
+		waitClosed(t, c) // over size: closed on release
+		eventually(t, func() bool { return p.Stats().Total == 1 }, "back to size")
+		d.Release(false)
+	})
+	t.Run("no replacement", func(t *testing.T) {
+		t.Parallel()
+		p := newPool(t, pool.Options{Size: 1})
+		c, _ := acquire(t, p)
+		p.Detach(c)
+		p.Detach(c) // idempotent
+		require.Zero(t, p.Stats().Total)
+		require.True(t, p.Reattach(c))
+		require.True(t, p.Reattach(c)) // idempotent
+		require.Equal(t, 1, p.Stats().Total)
+		c.Release(false)
+		c2, _ := acquire(t, p)
+		require.Equal(t, c.ID, c2.ID, "a reattached connection is reused")
+		c2.Release(false)
+	})
+	t.Run("pool closed", func(t *testing.T) {
+		t.Parallel()
+		p := newPool(t, pool.Options{Size: 1})
+		c, _ := acquire(t, p)
+		p.Detach(c)
+		p.Close()
+		require.False(t, p.Reattach(c))
+		c.Discard(errors.New("pool closed"))
+		waitClosed(t, c)
+	})
+}
+
+func TestConnectQuery(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.Start(t)
+	for _, tc := range []struct {
+		name, sql, wantErr string
+	}{
+		{"runs", "SET application_name = 'from_connect_query'", ""},
+		{"fails", "SELECT no_such_function()", "connect_query"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := newPool(t, pool.Options{Size: 1, Target: func() *pool.Target {
+				tg := appTarget(pg)
+				tg.ConnectQuery = tc.sql
+				return tg
+			}})
+			l := newLessee()
+			c, err := p.Acquire(ctxFor(t, wait), l)
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				var pe *pgerr.Error
+				require.ErrorAs(t, err, &pe)
+				require.Equal(t, "42883", pe.Code) // undefined_function
+				require.Zero(t, p.Stats().Total)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, "from_connect_query", l.queryOne(t, c, "SHOW application_name"))
+			v, ok := c.Params.Get("application_name")
+			require.True(t, ok)
+			require.Equal(t, "from_connect_query", v, "ParameterStatus from connect_query is tracked")
+			c.Release(false)
+		})
+	}
+}
+
+func TestLoginErrorFromServer(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.Start(t)
+	p := newPool(t, pool.Options{Size: 2, LoginRetry: time.Minute, Target: func() *pool.Target {
+		tg := appTarget(pg)
+		tg.Database = "no_such_database"
+		return tg
+	}})
+	for i := 0; i < 2; i++ {
+		// A server's answer is not subject to server_login_retry: every client hears it.
+		_, err := p.Acquire(ctxFor(t, wait), newLessee())
+		require.Error(t, err)
+		require.ErrorIs(t, err, pool.ErrServerLogin)
+		var pe *pgerr.Error
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, "3D000", pe.Code) // invalid_catalog_name
+		require.Contains(t, pe.Message, "no_such_database")
+	}
+	st := p.Stats()
+	require.Equal(t, uint64(2), st.ConnectFailures)
+	require.Zero(t, st.Total)
+	require.Zero(t, st.Connects)
+}
+
+func TestStats(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, pool.Options{Size: 2})
+	a, _ := acquire(t, p)
+	b, _ := acquire(t, p)
+	got := make(chan result, 1)
+	go func() {
+		l := newLessee()
+		c, err := p.Acquire(ctxFor(t, wait), l)
+		got <- result{0, c, l, err}
+	}()
+	eventually(t, func() bool { return p.Stats().Waiting == 1 }, "waiter queued")
+	st := p.Stats()
+	require.Equal(t, 2, st.Total)
+	require.Equal(t, 2, st.Active)
+	require.Zero(t, st.Idle)
+	require.Positive(t, st.MaxWait)
+	require.Equal(t, uint64(2), st.Connects)
+	require.Zero(t, st.WaitCount)
+
+	a.Release(false)
+	r := <-got
+	require.NoError(t, r.err)
+	st = p.Stats()
+	require.Equal(t, uint64(1), st.WaitCount)
+	require.Positive(t, st.WaitTotal)
+	require.Zero(t, st.Waiting)
+	require.Zero(t, st.MaxWait)
+	require.Equal(t, 2, st.Active)
+
+	r.c.Release(false)
+	b.Release(false)
+	st = p.Stats()
+	require.Equal(t, 2, st.Idle)
+	require.Zero(t, st.Active)
+	require.Len(t, p.Conns(), 2)
+	for _, c := range p.Conns() {
+		require.Equal(t, pool.StateIdle, c.State())
+		require.Same(t, p, c.Pool())
+	}
+}
+
+func TestClosedPool(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, pool.Options{Size: 1})
+	c, _ := acquire(t, p)
+	got := make(chan result, 1)
+	go func() {
+		_, err := p.Acquire(ctxFor(t, wait), newLessee())
+		got <- result{err: err}
+	}()
+	eventually(t, func() bool { return p.Stats().Waiting == 1 }, "waiter queued")
+	p.Close()
+	require.ErrorIs(t, (<-got).err, pool.ErrClosed, "Close wakes waiters")
+	_, err := p.Acquire(ctxFor(t, wait), newLessee())
+	require.ErrorIs(t, err, pool.ErrClosed)
+	c.Release(false) // leased at Close: closed on release
+	waitClosed(t, c)
+	eventually(t, func() bool { return p.Stats().Total == 0 }, "all closed")
+	p.Close() // idempotent
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		o    pool.Options
+	}{
+		{"no target", pool.Options{Size: 1}},
+		{"negative size", pool.Options{Size: -1, Target: func() *pool.Target { return &pool.Target{} }}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := pool.New(tc.o)
+			require.Error(t, err)
+		})
+	}
+}
+
+// TestNoGoroutineLeak runs a pool through its paths and checks that every goroutine it
+// started (maintenance, connection readers) is gone after Close. It is not parallel:
+// it counts the process's goroutines.
+func TestNoGoroutineLeak(t *testing.T) {
+	pg := pgtest.Start(t)
+	before := runtime.NumGoroutine()
+	func() {
+		p, err := pool.New(pool.Options{Size: 3, MinSize: 1, ResetQuery: "DISCARD ALL",
+			Target: func() *pool.Target { return appTarget(pg) }})
+		require.NoError(t, err)
+		defer p.Close()
+		var conns []*pool.Conn
+		for i := 0; i < 3; i++ {
+			c, l := acquire(t, p)
+			require.Equal(t, "1", l.queryOne(t, c, "SELECT 1"))
+			conns = append(conns, c)
+		}
+		_, err = p.Acquire(ctxFor(t, 100*time.Millisecond), newLessee())
+		require.ErrorIs(t, err, pool.ErrWaitTimeout)
+		conns[0].Release(true)
+		conns[1].Discard(errors.New("test"))
+		p.Detach(conns[2])
+		require.True(t, p.Reattach(conns[2]))
+		conns[2].Release(false)
+		eventually(t, func() bool { return p.Stats().Idle == 2 }, "released connections idle")
+	}()
+	var now int
+	ok := assertEventually(func() bool { now = runtime.NumGoroutine(); return now <= before })
+	if !ok {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("goroutines: %d before, %d after Close\n%s", before, now, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func assertEventually(cond func() bool) bool {
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
+}
