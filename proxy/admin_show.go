@@ -290,6 +290,18 @@ func (s *Server) showServers() []byte {
 				int64(c.PID), "", "", 0, c.ID)
 		}
 	}
+	// The LISTEN multiplexing connections, one per database that has listeners.
+	for _, l := range s.hub.all() {
+		c, user := l.connInfo()
+		if c == nil {
+			continue
+		}
+		addr, port := hostPort(tcpAddr(c.Addr()))
+		laddr, lport := hostPort(c.LocalAddr())
+		r.row("S", user, l.db, "none", "listener", addr, port, laddr, lport,
+			pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, 0, ptr('s', c.ID), "",
+			int64(c.PID), "", "", 0, c.ID)
+	}
 	return r.done("SHOW")
 }
 

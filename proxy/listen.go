@@ -71,6 +71,30 @@ func (h *listenHub) forDB(e *poolEntry) *listener {
 	return l
 }
 
+// all returns the listeners, for SHOW SERVERS.
+func (h *listenHub) all() []*listener {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*listener, 0, len(h.byDB))
+	for _, l := range h.byDB {
+		out = append(out, l)
+	}
+	return out
+}
+
+// connInfo returns the listener's server connection (nil when not connected) and the
+// user it logged in as.
+func (l *listener) connInfo() (*pool.Conn, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	db, _, _ := l.entry.snapshot()
+	user := l.entry.key.user
+	if db.User != "" {
+		user = db.User
+	}
+	return l.conn, user
+}
+
 func (h *listenHub) closeAll() {
 	h.mu.Lock()
 	ls := make([]*listener, 0, len(h.byDB))

@@ -19,10 +19,11 @@ type parker struct {
 	log  *zap.Logger
 	mu   sync.Mutex
 	byFD map[int32]*Session
-	// parked counts parks since the last sweep; after a wave of them the memory their
-	// goroutine stacks held is handed back to the OS.
-	parked    int
-	lastSweep time.Time
+	// parked counts parks since memory was last handed back; seen is its value at the
+	// last sweep. When a wave of parks has ended (no new ones for a sweep), the memory
+	// their goroutine stacks held goes back to the OS.
+	parked, seen int
+	lastSweep    time.Time
 }
 
 func newParker(log *zap.Logger) *parker {
@@ -116,9 +117,10 @@ func (p *parker) sweep() {
 			expired = append(expired, s)
 		}
 	}
-	release := p.parked >= 256
+	release := p.parked >= 128 && p.parked == p.seen
+	p.seen = p.parked
 	if release {
-		p.parked = 0
+		p.parked, p.seen = 0, 0
 	}
 	p.mu.Unlock()
 	for _, s := range expired {
@@ -126,6 +128,7 @@ func (p *parker) sweep() {
 		go s.resume()
 	}
 	if release {
+		p.log.Debug("returning parked clients' memory to the OS")
 		debug.FreeOSMemory()
 	}
 }
