@@ -73,14 +73,21 @@ type Pool struct {
 	resume   chan struct{}
 	stats    Stats
 	stop     chan struct{}
-	lastFail time.Time // last failed connect or login, for server_login_retry
+	lastFail time.Time   // last failed connect or login, for server_login_retry
+	expiry   *time.Timer // expires AcquireTimeout waiters; expiryAt is when it fires
+	expiryAt time.Time
 	// staleBefore marks connections created before it for closing on release (RECONNECT).
 	staleBefore time.Time
 }
 
+// waiterPool recycles waiter records: a busy pool queues clients on every transaction.
+var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan *Conn, 1)} }}
+
 type waiter struct {
-	ch    chan *Conn // a handed-off connection, or nil: capacity freed, try again
-	since time.Time
+	ch       chan *Conn // a handed-off connection, or nil: capacity freed, try again
+	since    time.Time
+	deadline time.Time // for AcquireTimeout: when the pool's expiry timer gives up on it
+	expired  bool      // set under p.mu before the expiry timer sends nil
 }
 
 // New creates a pool and starts its maintenance goroutine.
@@ -145,6 +152,20 @@ func (p *Pool) TryAcquire(l Lessee) *Conn {
 
 // Acquire leases a connection to l, waiting in FIFO order until ctx is done.
 func (p *Pool) Acquire(ctx context.Context, l Lessee) (*Conn, error) {
+	return p.acquire(ctx, time.Time{}, l)
+}
+
+// AcquireTimeout is Acquire with a wait limit, without a context: one timer per pool
+// expires its waiters, so leasing costs no timer or context per call.
+func (p *Pool) AcquireTimeout(l Lessee, timeout time.Duration) (*Conn, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	return p.acquire(context.Background(), deadline, l)
+}
+
+func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn, error) {
 	// woken: a waiter was told that capacity was freed; it may dial even though others
 	// still queue behind it, or the freed capacity would go unused.
 	woken := false
@@ -157,9 +178,17 @@ func (p *Pool) Acquire(ctx context.Context, l Lessee) (*Conn, error) {
 		if p.paused {
 			ch := p.resume
 			p.mu.Unlock()
+			var expire <-chan time.Time
+			if !deadline.IsZero() {
+				t := time.NewTimer(time.Until(deadline))
+				defer t.Stop()
+				expire = t.C
+			}
 			select {
 			case <-ch:
 				continue
+			case <-expire:
+				return nil, fmt.Errorf("%w: pool is paused", ErrWaitTimeout)
 			case <-ctx.Done():
 				return nil, fmt.Errorf("%w: pool is paused", ErrWaitTimeout)
 			}
@@ -184,16 +213,28 @@ func (p *Pool) Acquire(ctx context.Context, l Lessee) (*Conn, error) {
 			p.lease(c, l)
 			return c, nil
 		}
-		w := &waiter{ch: make(chan *Conn, 1), since: time.Now()}
+		w := waiterPool.Get().(*waiter)
+		w.since, w.deadline, w.expired = time.Now(), deadline, false
 		p.waiters = append(p.waiters, w)
+		if !deadline.IsZero() {
+			p.armExpiryLocked(deadline)
+		}
 		reserve := p.opts.ReserveSize > 0
 		reserveAfter := p.opts.ReserveTimeout
 		p.mu.Unlock()
 		c, err := p.wait(ctx, w, reserve, reserveAfter)
+		p.mu.Lock()
+		expired := w.expired
+		p.mu.Unlock()
+		since := w.since
+		waiterPool.Put(w) // out of the queue and its channel drained: reusable
 		if err != nil {
 			return nil, err
 		}
 		if c == nil {
+			if expired {
+				return nil, fmt.Errorf("%w: waited %v", ErrWaitTimeout, time.Since(since).Round(time.Millisecond))
+			}
 			woken = true
 			continue
 		}
@@ -452,6 +493,48 @@ func (p *Pool) remove(c *Conn, err error) {
 	close(c.closed)
 	p.putLimits()
 	p.wakeWaiters()
+}
+
+// armExpiryLocked makes the pool's expiry timer fire by deadline; p.mu is held.
+func (p *Pool) armExpiryLocked(deadline time.Time) {
+	if !p.expiryAt.IsZero() && !deadline.Before(p.expiryAt) {
+		return
+	}
+	p.expiryAt = deadline
+	d := time.Until(deadline)
+	if p.expiry == nil {
+		p.expiry = time.AfterFunc(d, p.expireWaiters)
+		return
+	}
+	p.expiry.Reset(d)
+}
+
+// expireWaiters gives up on waiters past their deadline and re-arms for the next one.
+func (p *Pool) expireWaiters() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	var next time.Time
+	keep := p.waiters[:0]
+	for _, w := range p.waiters {
+		if !w.deadline.IsZero() && !now.Before(w.deadline) {
+			w.expired = true
+			w.ch <- nil
+			continue
+		}
+		if !w.deadline.IsZero() && (next.IsZero() || w.deadline.Before(next)) {
+			next = w.deadline
+		}
+		keep = append(keep, w)
+	}
+	for i := len(keep); i < len(p.waiters); i++ {
+		p.waiters[i] = nil
+	}
+	p.waiters = keep
+	p.expiryAt = time.Time{}
+	if !next.IsZero() {
+		p.armExpiryLocked(next)
+	}
 }
 
 // backingOffLocked reports whether server_login_retry still holds new connections back

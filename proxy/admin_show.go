@@ -34,6 +34,9 @@ func init() {
 		"LISTS":          (*Server).showLists,
 		"STATE":          (*Server).showState,
 		"MEM":            (*Server).showMem,
+		// pgmux's own: the prepared statement caches of transaction and statement mode.
+		"PREPARED":         (*Server).showPrepared,
+		"PREPARED_SERVERS": (*Server).showPreparedServers,
 	}
 }
 
@@ -49,6 +52,7 @@ func (s *Server) show(name string) ([]byte, error) {
 const helpText = `SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION
 SHOW LISTS|MEM|STATE
 SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS
+SHOW PREPARED|PREPARED_SERVERS
 SET key = arg
 RELOAD
 PAUSE [<db>]
@@ -301,6 +305,38 @@ func (s *Server) showServers() []byte {
 		r.row("S", user, l.db, "none", "listener", addr, port, laddr, lport,
 			pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, 0, ptr('s', c.ID), "",
 			int64(c.PID), "", "", 0, c.ID)
+	}
+	return r.done("SHOW")
+}
+
+// showPrepared has one row per pool: statements prepared now on its open server
+// connections, and its statement cache's hits, misses and evictions since start.
+func (s *Server) showPrepared() []byte {
+	r := newResult(nil, textCol("database"), textCol("user"), int8Col("prepared_statements"),
+		int8Col("cache_hits"), int8Col("cache_misses"), int8Col("cache_evictions"))
+	for _, p := range s.preparedSnapshot() {
+		r.row(p.key.db, p.key.user, p.prepared, p.hits, p.misses, p.evictions)
+	}
+	return r.done("SHOW")
+}
+
+// showPreparedServers has one row per server connection, as SHOW SERVERS lists them
+// (LISTEN connections aside): its statement cache's figures over its life.
+func (s *Server) showPreparedServers() []byte {
+	r := newResult(nil, int8Col("id"), textCol("database"), textCol("user"), int8Col("prepared_statements"),
+		int8Col("hits"), int8Col("misses"), int8Col("evictions"))
+	for _, e := range sortedEntries(s.pools.all()) {
+		db, _, _ := e.snapshot()
+		user := e.key.user
+		if db.User != "" {
+			user = db.User
+		}
+		conns := e.pool.Conns()
+		slices.SortFunc(conns, func(a, b *pool.Conn) int { return cmp.Compare(a.ID, b.ID) })
+		for _, c := range conns {
+			p := e.prep.conn(c)
+			r.row(c.ID, e.key.db, user, p.prepared, p.hits, p.misses, p.evictions)
+		}
 	}
 	return r.done("SHOW")
 }

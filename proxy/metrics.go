@@ -22,6 +22,7 @@ type metrics struct {
 	xacts, queries, received, sent, assignments *prometheus.Desc
 	connectAttempts, connectFailures, connected *prometheus.Desc
 	pinned                                      *prometheus.Desc
+	prepared, prepHits, prepMisses, prepEvicts  *prometheus.Desc
 }
 
 // poolObservers are one pool's histograms.
@@ -72,6 +73,14 @@ func newMetrics(s *Server) *metrics {
 		pinned: desc("pgmux_pinned_clients", "Transaction-mode clients keeping their server for session state, by reason "+
 			"(advisory_lock, listen, prepare, with_hold_cursor, temp_object, set, role, load, session); a client "+
 			"pinned for several reasons counts under each.", append(pl, "reason")...),
+		prepared: desc("pgmux_prepared_statements", "Statements pgmux has prepared on the pool's open server connections "+
+			"(transaction and statement mode, prepared_statement_mode=cache).", pl...),
+		prepHits: desc("pgmux_prepared_cache_hits_total",
+			"Uses of a named statement that found it already prepared on the server connection.", pl...),
+		prepMisses: desc("pgmux_prepared_cache_misses_total",
+			"Uses of a named statement that had to prepare it on the server connection first.", pl...),
+		prepEvicts: desc("pgmux_prepared_cache_evictions_total",
+			"Statements closed on a server connection to stay within max_prepared_statements.", pl...),
 	}
 }
 
@@ -136,7 +145,8 @@ func (m *metrics) reloaded(err error) {
 // Describe implements prometheus.Collector for the scrape-time metrics.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.clients, m.servers, m.maxWait, m.paused, m.xacts, m.queries,
-		m.received, m.sent, m.assignments, m.connectAttempts, m.connectFailures, m.connected, m.pinned} {
+		m.received, m.sent, m.assignments, m.connectAttempts, m.connectFailures, m.connected, m.pinned,
+		m.prepared, m.prepHits, m.prepMisses, m.prepEvicts} {
 		ch <- d
 	}
 }
@@ -178,6 +188,13 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.assignments, float64(t.assignments), db, user)
 	}
 	m.collectPinned(gauge)
+	for _, p := range m.srv.preparedSnapshot() {
+		db, user := p.key.db, p.key.user
+		gauge(m.prepared, float64(p.prepared), db, user)
+		counter(m.prepHits, float64(p.hits), db, user)
+		counter(m.prepMisses, float64(p.misses), db, user)
+		counter(m.prepEvicts, float64(p.evictions), db, user)
+	}
 }
 
 // collectPinned reports pgmux_pinned_clients: every reason of every pool that has

@@ -158,7 +158,7 @@ func (s *Session) syncParams(c *pool.Conn) {
 			n++
 		}
 	}
-	x := stateOf(c, s.maxStmts)
+	x := s.stateOf(c)
 	for _, p := range s.extras {
 		if have, ok := x.set.Get(p.Name); !ok || have != p.Value {
 			b = wire.Query(b, setConfigSQL(p.Name, p.Value))

@@ -19,6 +19,7 @@ type poolEntry struct {
 	key    poolKey
 	pool   *pool.Pool
 	direct *budget // direct_pool_size: pinned connections of the database
+	prep   *prepStats
 
 	mu   sync.Mutex
 	db   *config.Database
@@ -42,12 +43,13 @@ type pools struct {
 	dbCap   map[string]*pool.Limit
 	userCap map[string]*pool.Limit
 	direct  map[string]*budget
+	prep    map[poolKey]*prepStats // outlives entries removed by a reload
 }
 
 func newPools(s *Server) *pools {
 	return &pools{s: s, byKey: make(map[poolKey]*poolEntry),
 		dbCap: make(map[string]*pool.Limit), userCap: make(map[string]*pool.Limit),
-		direct: make(map[string]*budget)}
+		direct: make(map[string]*budget), prep: make(map[poolKey]*prepStats)}
 }
 
 // get returns the pool for (db, user), creating it on first use.
@@ -58,7 +60,7 @@ func (ps *pools) get(cfg *config.Config, db *config.Database, user string) (*poo
 	if e, ok := ps.byKey[k]; ok {
 		return e, nil
 	}
-	e := &poolEntry{key: k, db: db, mode: cfg.EffectivePoolMode(db, user)}
+	e := &poolEntry{key: k, db: db, mode: cfg.EffectivePoolMode(db, user), prep: ps.prepStatsFor(k)}
 	e.modeNow.Store(int32(e.mode))
 	opts := ps.options(cfg, e, db, user)
 	opts.Limits = []*pool.Limit{ps.capFor(ps.dbCap, db.Name, cfg.EffectiveMaxDBConnections(db)),

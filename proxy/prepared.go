@@ -70,7 +70,9 @@ type serverState struct {
 	stmts *stmtCache
 }
 
-func stateOf(c *pool.Conn, maxStmts int) *serverState {
+// stateOf returns c's state, creating it on first use and registering its statement
+// cache with the pool's figures (stats, which may be nil).
+func stateOf(c *pool.Conn, maxStmts int, stats *prepStats) *serverState {
 	if x, ok := c.Attach.(*serverState); ok {
 		if x.stmts.max != maxStmts {
 			x.stmts.max = maxStmts
@@ -79,7 +81,17 @@ func stateOf(c *pool.Conn, maxStmts int) *serverState {
 	}
 	x := &serverState{stmts: newStmtCache(maxStmts)}
 	c.Attach = x
+	stats.register(c, x.stmts)
 	return x
+}
+
+// stateOf is stateOf for the session's pool and settings.
+func (s *Session) stateOf(c *pool.Conn) *serverState {
+	var stats *prepStats
+	if s.entry != nil {
+		stats = s.entry.prep
+	}
+	return stateOf(c, s.maxStmts, stats)
 }
 
 // prepMode says how the current link treats named statements.
@@ -163,7 +175,7 @@ func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 		return s.send(c, def.parseMsg(s.scratch[:0], ""), expect{kind: 'P'})
 	}
 	s.mu.Lock()
-	st := stateOf(c, s.maxStmts)
+	st := s.stateOf(c)
 	present, stale := st.stmts.lookup(def.server)
 	s.mu.Unlock()
 	if present && !stale {
@@ -205,7 +217,7 @@ func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect
 		return def.parseMsg(b, ""), []expect{{kind: 'P', hide: true}}, ""
 	}
 	s.mu.Lock()
-	st := stateOf(c, s.maxStmts)
+	st := s.stateOf(c)
 	present, stale := st.stmts.lookup(def.server)
 	s.mu.Unlock()
 	if present && !stale {

@@ -187,10 +187,8 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	start := time.Now()
 	c := s.entry.pool.TryAcquire(s)
 	if c == nil {
-		ctx, cancel := waitContext(cfg)
 		var err error
-		c, err = s.entry.pool.Acquire(ctx, s)
-		cancel()
+		c, err = s.entry.pool.AcquireTimeout(s, cfg.QueryWaitTimeout)
 		if err != nil {
 			s.mu.Lock()
 			s.state = ClientIdle

@@ -1,16 +1,24 @@
 package proxy
 
+import "sync/atomic"
+
 // stmtCache is the set of statements pgmux has prepared on one server connection, named
 // by pgmux and shared by every client that gets this server, kept to a bounded size in
 // least-recently-used order. It lives in the connection's Attach state and is used only
 // by the session that holds the lease (under its mu).
+//
+// The counters are atomics written only by that session and read by the admin console
+// and the metrics collector from other goroutines (through prepStats, never through
+// Attach): Hits, Misses and Evictions are cumulative over the connection's life, and
+// Prepared mirrors size() after every change.
 type stmtCache struct {
 	max   int
 	items map[string]*stmtNode
 	// the LRU list: head.next is the most recently used
 	head stmtNode
 
-	Hits, Misses, Evictions uint64
+	Hits, Misses, Evictions atomic.Uint64
+	Prepared                atomic.Int64
 }
 
 type stmtNode struct {
@@ -39,14 +47,14 @@ func (c *stmtCache) front(n *stmtNode) {
 func (c *stmtCache) lookup(name string) (present, stale bool) {
 	n, ok := c.items[name]
 	if !ok {
-		c.Misses++
+		c.Misses.Add(1)
 		return false, false
 	}
 	if n.stale {
-		c.Misses++
+		c.Misses.Add(1)
 		return true, true
 	}
-	c.Hits++
+	c.Hits.Add(1)
 	c.unlink(n)
 	c.front(n)
 	return true, false
@@ -67,9 +75,10 @@ func (c *stmtCache) add(name string, evicted []string) []string {
 		last := c.head.prev
 		c.unlink(last)
 		delete(c.items, last.name)
-		c.Evictions++
+		c.Evictions.Add(1)
 		evicted = append(evicted, last.name)
 	}
+	c.counted()
 	return evicted
 }
 
@@ -84,6 +93,7 @@ func (c *stmtCache) restore(name string) {
 	n.prev, n.next = c.head.prev, &c.head
 	c.head.prev.next = n
 	c.head.prev = n
+	c.counted()
 }
 
 // remove forgets name (its Parse failed, or it was closed).
@@ -91,6 +101,7 @@ func (c *stmtCache) remove(name string) {
 	if n, ok := c.items[name]; ok {
 		c.unlink(n)
 		delete(c.items, name)
+		c.counted()
 	}
 }
 
@@ -101,6 +112,7 @@ func (c *stmtCache) forget(name string) {
 	if n, ok := c.items[name]; ok && !n.stale {
 		c.unlink(n)
 		delete(c.items, name)
+		c.counted()
 	}
 }
 
@@ -115,7 +127,11 @@ func (c *stmtCache) markStale(name string) {
 func (c *stmtCache) clear() {
 	c.items = make(map[string]*stmtNode)
 	c.head.prev, c.head.next = &c.head, &c.head
+	c.counted()
 }
+
+// counted publishes the number of prepared statements for readers on other goroutines.
+func (c *stmtCache) counted() { c.Prepared.Store(int64(len(c.items))) }
 
 // size reports how many statements are prepared.
 func (c *stmtCache) size() int { return len(c.items) }

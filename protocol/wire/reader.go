@@ -20,11 +20,15 @@ var ErrBadLength = errors.New("invalid message length")
 // Reader reads framed messages from r. It is not safe for concurrent use; the goroutine
 // that reads a connection owns its Reader.
 type Reader struct {
-	src   io.Reader
-	raw   syscall.RawConn // set for plain sockets: reads straight from the descriptor
-	buf   *[]byte         // nil while idle
-	r, w  int
-	small [HeaderLen]byte // the only bytes held while waiting on an idle connection
+	src io.Reader
+	raw syscall.RawConn // set for plain sockets: reads straight from the descriptor
+	// fillRaw's state, kept here so that its callback needs no closure.
+	readFn  func(uintptr) bool
+	need, n int
+	rerr    error
+	buf     *[]byte // nil while idle
+	r, w    int
+	small   [HeaderLen]byte // the only bytes held while waiting on an idle connection
 	// MaxMessage bounds Next's declared length (max_packet_size); 0 means 1 GiB.
 	MaxMessage int
 }
@@ -43,6 +47,9 @@ func (rd *Reader) Reset(src io.Reader) {
 	if sc, ok := src.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			rd.raw = raw
+			if rd.readFn == nil {
+				rd.readFn = rd.readReady
+			}
 		}
 	}
 	rd.r, rd.w = 0, 0
@@ -96,41 +103,43 @@ func (rd *Reader) fill(need int) error {
 // taken from the pool only for the read attempt and given back if nothing arrived, so a
 // connection waiting for its peer holds none, and whatever is ready is read in one call.
 func (rd *Reader) fillRaw(need int) error {
-	var n int
-	var rerr error
-	err := rd.raw.Read(func(fd uintptr) bool {
-		if rd.buf == nil {
-			rd.buf = getBuf()
-			rd.r, rd.w = 0, 0
-		}
-		rd.makeRoom(need)
-		for {
-			n, rerr = syscall.Read(int(fd), (*rd.buf)[rd.w:])
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		if rerr == syscall.EAGAIN {
-			if rd.r == rd.w {
-				putBuf(rd.buf)
-				rd.buf = nil
-				rd.r, rd.w = 0, 0
-			}
-			return false
-		}
-		return true
-	})
-	if err != nil {
+	rd.need, rd.n, rd.rerr = need, 0, nil
+	if err := rd.raw.Read(rd.readFn); err != nil {
 		return err
 	}
-	if rerr != nil {
-		return rerr
+	if rd.rerr != nil {
+		return rd.rerr
 	}
-	if n <= 0 {
+	if rd.n <= 0 {
 		return io.EOF
 	}
-	rd.w += n
+	rd.w += rd.n
 	return nil
+}
+
+// readReady is fillRaw's callback, called by the poller when the descriptor may be
+// readable; it is a method value made once per Reader so that a read allocates nothing.
+func (rd *Reader) readReady(fd uintptr) bool {
+	if rd.buf == nil {
+		rd.buf = getBuf()
+		rd.r, rd.w = 0, 0
+	}
+	rd.makeRoom(rd.need)
+	for {
+		rd.n, rd.rerr = syscall.Read(int(fd), (*rd.buf)[rd.w:])
+		if rd.rerr != syscall.EINTR {
+			break
+		}
+	}
+	if rd.rerr == syscall.EAGAIN {
+		if rd.r == rd.w {
+			putBuf(rd.buf)
+			rd.buf = nil
+			rd.r, rd.w = 0, 0
+		}
+		return false
+	}
+	return true
 }
 
 // makeRoom compacts or grows the buffer so that need bytes fit from rd.r, and there is
