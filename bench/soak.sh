@@ -50,6 +50,8 @@ max_client_conn = 1000
 server_login_retry = 1
 query_wait_timeout = 30
 server_idle_timeout = 60
+; a fifth of the clients are sticky: give them room so only the faults cause errors
+direct_pool_size = 12
 INI
 printf '"app" "apppass"\n"admin" "adminpass"\n' >"$dir/userlist.txt"
 "$dir/pgmux" "$dir/pgmux.ini" >"$dir/pgmux.log" 2>&1 &
