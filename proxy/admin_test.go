@@ -184,6 +184,23 @@ func TestAdminStats(t *testing.T) {
 	_, rows = show(t, adm, "SHOW SERVERS")
 	srv := rowWhere(rows, "database", "app")
 	require.Positive(t, num(t, srv, "remote_pid"))
+	// pgmux's own: the pool's statement cache (pgx prepared "SELECT $1::int" once per
+	// server and bound it n times) and each server's.
+	names, rows := show(t, adm, "SHOW PREPARED")
+	require.Equal(t, []string{"database", "user", "prepared_statements", "cache_hits", "cache_misses",
+		"cache_evictions"}, names)
+	pp := rowWhere(rows, "database", "app")
+	require.Equal(t, "app", pp["user"])
+	require.Positive(t, num(t, pp, "prepared_statements"))
+	require.GreaterOrEqual(t, num(t, pp, "cache_hits"), int64(n-1))
+	require.Positive(t, num(t, pp, "cache_misses"))
+	require.Equal(t, int64(0), num(t, pp, "cache_evictions"))
+	names, rows = show(t, adm, "SHOW PREPARED_SERVERS")
+	require.Equal(t, []string{"id", "database", "user", "prepared_statements", "hits", "misses", "evictions"}, names)
+	ps := rowWhere(rows, "database", "app")
+	require.Positive(t, num(t, ps, "id"))
+	require.Equal(t, "app", ps["user"])
+	require.Positive(t, num(t, ps, "prepared_statements"))
 	_, rows = show(t, adm, "SHOW USERS")
 	require.Equal(t, int64(1), num(t, rowWhere(rows, "name", "app"), "current_client_connections"))
 	_, rows = show(t, adm, "SHOW STATE")

@@ -94,6 +94,11 @@ func TestMetrics(t *testing.T) {
 	require.GreaterOrEqual(t, poolMetric(t, fams, "pgmux_pool_query_duration_seconds").GetHistogram().GetSampleCount(), uint64(clients*perClient))
 	require.GreaterOrEqual(t, poolMetric(t, fams, "pgmux_pool_transaction_duration_seconds").GetHistogram().GetSampleCount(), uint64(clients*perClient))
 	require.GreaterOrEqual(t, poolMetric(t, fams, "pgmux_pool_wait_duration_seconds").GetHistogram().GetSampleCount(), uint64(clients))
+	// Simple protocol prepares nothing: the statement cache series exist, at zero.
+	require.Zero(t, poolMetric(t, fams, "pgmux_prepared_statements").GetGauge().GetValue())
+	require.Zero(t, poolMetric(t, fams, "pgmux_prepared_cache_hits_total").GetCounter().GetValue())
+	require.NotNil(t, poolMetric(t, fams, "pgmux_prepared_cache_misses_total").GetCounter())
+	require.NotNil(t, poolMetric(t, fams, "pgmux_prepared_cache_evictions_total").GetCounter())
 	require.Positive(t, poolMetric(t, fams, "pgmux_pool_query_duration_seconds").GetHistogram().GetSampleSum())
 	idle := false
 	for _, m := range family(fams, "pgmux_pool_clients").GetMetric() {

@@ -1,0 +1,70 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/pool"
+)
+
+// TestStmtCacheCounters: hits, misses, evictions and the published count follow every
+// change to the cache, and looking up a statement allocates nothing.
+func TestStmtCacheCounters(t *testing.T) {
+	c := newStmtCache(2)
+	present, _ := c.lookup("a")
+	require.False(t, present)
+	c.add("a", nil)
+	c.add("b", nil)
+	present, stale := c.lookup("a")
+	require.True(t, present)
+	require.False(t, stale)
+	require.Equal(t, []string{"b"}, c.add("c", nil)) // "a" was used more recently
+	require.Equal(t, uint64(1), c.Hits.Load())
+	require.Equal(t, uint64(1), c.Misses.Load())
+	require.Equal(t, uint64(1), c.Evictions.Load())
+	require.Equal(t, int64(2), c.Prepared.Load())
+
+	c.markStale("a")
+	present, stale = c.lookup("a")
+	require.True(t, present)
+	require.True(t, stale)
+	require.Equal(t, uint64(2), c.Misses.Load()) // a stale statement must be prepared again
+	c.remove("a")
+	require.Equal(t, int64(1), c.Prepared.Load())
+	c.restore("a")
+	require.Equal(t, int64(2), c.Prepared.Load())
+	c.forget("a")
+	require.Equal(t, int64(1), c.Prepared.Load())
+	c.clear()
+	require.Equal(t, int64(0), c.Prepared.Load())
+	require.Equal(t, 0, c.size())
+
+	c.add("a", nil)
+	allocs := testing.AllocsPerRun(100, func() {
+		c.lookup("a")
+		c.lookup("x")
+	})
+	require.Zero(t, allocs)
+}
+
+// TestPrepStatsTotals: a pool's figures sum its connections' caches.
+func TestPrepStatsTotals(t *testing.T) {
+	ps := newPrepStats()
+	c1, c2 := &pool.Conn{ID: 1}, &pool.Conn{ID: 2}
+	s1, s2 := newStmtCache(10), newStmtCache(10)
+	ps.register(c1, s1)
+	ps.register(c2, s2)
+	s1.lookup("a")
+	s1.add("a", nil)
+	s1.lookup("a")
+	s2.lookup("b")
+	s2.add("b", nil)
+	s2.add("c", nil)
+	got := ps.totals()
+	require.Equal(t, prepCounts{prepared: 3, hits: 1, misses: 2}, got)
+	require.Equal(t, prepCounts{prepared: 2, misses: 1}, ps.conn(c2))
+	require.Equal(t, prepCounts{}, ps.conn(&pool.Conn{ID: 3}))
+	var none *prepStats
+	none.register(c1, s1) // a session without a pool registers nothing
+}
