@@ -289,9 +289,13 @@ func (s *Server) showServers() []byte {
 			if sess, ok := c.Lessee().(*Session); ok {
 				link = ptr('c', sess.id)
 			}
+			prepared := int64(0)
+			if e.prep != nil {
+				prepared = e.prep.conn(c).prepared
+			}
 			r.row("S", user, e.key.db, "none", c.State().String(), addr, port, laddr, lport,
 				pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, 0, ptr('s', c.ID), link,
-				int64(c.PID), "", "", 0, c.ID)
+				int64(c.PID), "", "", prepared, c.ID)
 		}
 	}
 	// The LISTEN multiplexing connections, one per database that has listeners.
