@@ -11,6 +11,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/pgmux/pgmux/config"
+
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
@@ -328,10 +330,24 @@ func (l *listener) reconnect() {
 	}
 }
 
+// betweenTransactions reports whether the client holds no server, or holds one only
+// because its reader has not yet let go after the last ReadyForQuery: no transaction,
+// nothing pending, no session state. A LISTEN then needs no server; sending it to the
+// linked one would pin the client and, with a shared subscription, deliver twice.
+func (s *Session) betweenTransactions() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.server == nil {
+		return true
+	}
+	return s.mode != config.PoolModeSession && s.pending == 0 && !s.unsynced && s.q.len() == 0 &&
+		s.txStatus == 'I' && s.pinned == 0
+}
+
 // listenLocally answers a simple Query made only of LISTEN and UNLISTEN statements
 // without a server. It reports whether it handled (and consumed) the message.
 func (s *Session) listenLocally(n int) (bool, error) {
-	if n > maxInspect || s.linkedServer() != nil || s.srv.Config().ListenMode != "multiplex" {
+	if n > maxInspect || !s.betweenTransactions() || s.srv.Config().ListenMode != "multiplex" {
 		return false, nil
 	}
 	m, err := s.rd.Peek(n)
