@@ -116,23 +116,36 @@ func (h *listenHub) closeAll() {
 }
 
 // subscribe adds s to channel and returns once notifications committed after this point
-// reach s. The subscription takes effect when the server answers a LISTEN sent now, even
-// if the listener already listens there: notifications committed earlier arrive before
-// that answer, so s never sees one sent before its own LISTEN.
+// reach s. The listener may already listen there and have older notifications on their
+// way, so s joins only after two round trips on the listener connection: the server
+// sends the notifications it holds when it goes idle after the first (a LISTEN), so all
+// of them arrive before the answer to the second, and s never sees one committed before
+// its own LISTEN.
 func (l *listener) subscribe(ctx context.Context, s *Session, channel string) error {
+	result := make(chan error, 1)
+	join := func(err error) { // runs under l.mu, from the listener's reader
+		l.pending[channel]--
+		if err == nil && !s.closed.Load() {
+			set := l.subs[channel]
+			if set == nil {
+				set = make(map[*Session]struct{})
+				l.subs[channel] = set
+			}
+			set[s] = struct{}{}
+		}
+		result <- err
+	}
+	listen := "LISTEN " + quoteIdent(channel)
 	l.mu.Lock()
 	l.pending[channel]++
-	done, err := l.commandLocked(ctx, "LISTEN "+quoteIdent(channel), func(err error) {
-		l.pending[channel]--
-		if err != nil || s.closed.Load() {
+	_, err := l.commandLocked(ctx, listen, func(err error) {
+		if err != nil {
+			join(err)
 			return
 		}
-		set := l.subs[channel]
-		if set == nil {
-			set = make(map[*Session]struct{})
-			l.subs[channel] = set
+		if _, err := l.commandLocked(context.Background(), listen, join); err != nil {
+			join(err)
 		}
-		set[s] = struct{}{}
 	})
 	if err != nil {
 		l.pending[channel]--
@@ -140,7 +153,7 @@ func (l *listener) subscribe(ctx context.Context, s *Session, channel string) er
 		return err
 	}
 	l.mu.Unlock()
-	return waitDone(ctx, done)
+	return waitDone(ctx, result)
 }
 
 // unsubscribe removes s from channel ("" means every channel), UNLISTENing on the server
