@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
@@ -64,7 +65,7 @@ func TestAuth(t *testing.T) {
 			require.NoError(t, err)
 			conn, err := pgx.ConnectConfig(ctx, cfg)
 			if tc.wantCode != "" {
-				pe := pgError(t, err)
+				pe := muxtest.PgError(t, err)
 				require.Equal(t, tc.wantCode, pe.Code, pe.Error())
 				require.Equal(t, "FATAL", pe.Severity)
 				require.Equal(t, fmt.Sprintf("password authentication failed for user %q", tc.user), pe.Message)
@@ -97,7 +98,7 @@ func TestAuthUnknownDatabase(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := startMux(t, pg, bouncer{Databases: tc.dbs})
 			_, err := pgx.Connect(ctx, m.URL(pgtest.AppUser, pgtest.AppPassword, "no_such_db"))
-			pe := pgError(t, err)
+			pe := muxtest.PgError(t, err)
 			require.Equal(t, "3D000", pe.Code, pe.Error())
 			require.Equal(t, `database "no_such_db" does not exist`, pe.Message)
 			// The known database still works.
@@ -122,7 +123,7 @@ func TestMaxClientConn(t *testing.T) {
 	}
 	for range 3 {
 		_, err := pgx.Connect(ctx, m.URL(pgtest.AppUser, pgtest.AppPassword, pgtest.AppDB))
-		pe := pgError(t, err)
+		pe := muxtest.PgError(t, err)
 		require.Equal(t, "53300", pe.Code, pe.Error())
 	}
 	for i, c := range held {

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
@@ -172,7 +173,7 @@ func TestPgBouncerConfigCompat(t *testing.T) {
 	}
 	query := func(t *testing.T, port int, user, password, db string) {
 		t.Helper()
-		out, err := runCmd(t, 30*time.Second, libpqEnv("127.0.0.1", port, user, password, db),
+		out, err := muxtest.RunCmd(t, 30*time.Second, muxtest.LibpqEnv("127.0.0.1", port, user, password, db),
 			psql, "-X", "-At", "-c", "SELECT current_user || '@' || current_database()")
 		require.NoError(t, err, out)
 		require.Equal(t, user+"@"+pgtest.AppDB+"\n", out)
@@ -183,7 +184,7 @@ func TestPgBouncerConfigCompat(t *testing.T) {
 	var bouncerProc *proc
 	for range 3 {
 		port = freePort(t)
-		ini = b.write(t, dir, pg, port)
+		ini = b.Write(t, dir, pg, port)
 		p, err := startProcIn(t, dir, "process up", attr, os.Environ(), pgbouncer, filepath.Base(ini))
 		if err == nil {
 			bouncerProc = p
@@ -208,7 +209,7 @@ func TestPgBouncerConfigCompat(t *testing.T) {
 	})
 
 	t.Run("pgmux-in-process", func(t *testing.T) {
-		m := startMuxFile(t, ini, true)
+		m := muxtest.Start(t, nil, muxtest.Options{IniPath: ini})
 		query(t, m.Port, pgtest.AppUser, pgtest.AppPassword, pgtest.AppDB)
 	})
 }

@@ -10,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,242 +17,33 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
-	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
-	"github.com/pgmux/pgmux/proxy"
 )
 
 // opTimeout bounds one client operation in these tests.
 const opTimeout = 30 * time.Second
 
-// bouncer describes a pgbouncer.ini and its userlist.txt. Zero values take the
-// defaults noted on each field.
-type bouncer struct {
-	PoolMode      string            // default "transaction"
-	PoolSize      int               // default_pool_size; default 20
-	MaxClientConn int               // default 2000
-	AuthType      string            // default "md5"
-	Users         map[string]string // userlist.txt: user -> password as written; default app/apppass
-	Databases     []string          // [databases] lines; default "* = host=... port=..." to pg
-	Extra         []string          // more [pgbouncer] lines
-}
-
-// ini renders the configuration for a listener on port, with auth_file next to it.
-func (b bouncer) ini(pg *pgtest.Server, port int) string {
-	or := func(v, def string) string {
-		if v == "" {
-			return def
-		}
-		return v
-	}
-	orInt := func(v, def int) int {
-		if v == 0 {
-			return def
-		}
-		return v
-	}
-	dbs := b.Databases
-	if dbs == nil {
-		dbs = []string{fmt.Sprintf("* = host=%s port=%d", pg.Host, pg.Port)}
-	}
-	var s strings.Builder
-	s.WriteString(";; written by pgmux's e2e tests\n[databases]\n")
-	for _, d := range dbs {
-		s.WriteString(d + "\n")
-	}
-	fmt.Fprintf(&s, `
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = %d
-unix_socket_dir =
-auth_type = %s
-auth_file = userlist.txt
-pool_mode = %s
-default_pool_size = %d
-max_client_conn = %d
-server_idle_timeout = 60
-`, port, or(b.AuthType, "md5"), or(b.PoolMode, "transaction"), orInt(b.PoolSize, 20), orInt(b.MaxClientConn, 2000))
-	for _, e := range b.Extra {
-		s.WriteString(e + "\n")
-	}
-	return s.String()
-}
-
-// userlist renders userlist.txt, sorted by user.
-func (b bouncer) userlist() string {
-	users := b.Users
-	if users == nil {
-		users = map[string]string{pgtest.AppUser: pgtest.AppPassword}
-	}
-	names := make([]string, 0, len(users))
-	for u := range users {
-		names = append(names, u)
-	}
-	sort.Strings(names)
-	var s strings.Builder
-	q := func(v string) string { return `"` + strings.ReplaceAll(v, `"`, `""`) + `"` }
-	for _, u := range names {
-		s.WriteString(q(u) + " " + q(users[u]) + "\n")
-	}
-	return s.String()
-}
-
-// write puts pgbouncer.ini and userlist.txt into dir and returns the ini's path.
-func (b bouncer) write(t testing.TB, dir string, pg *pgtest.Server, port int) string {
-	t.Helper()
-	ini := filepath.Join(dir, "pgbouncer.ini")
-	require.NoError(t, os.WriteFile(ini, []byte(b.ini(pg, port)), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "userlist.txt"), []byte(b.userlist()), 0o644))
-	return ini
-}
+// bouncer describes a pgbouncer.ini and its userlist.txt.
+type bouncer = muxtest.Ini
 
 // mux is a pgmux running in this process.
-type mux struct {
-	Srv  *proxy.Server
-	Host string
-	Port int
-	Ini  string
-	Log  string // pgmux's log file
-}
+type mux = muxtest.Mux
 
-// startMux writes b to a temporary directory and serves it with pgmux in process. The
-// listen port comes from the kernel: config refuses listen_port = 0 (PgBouncer's range is
-// 1-65535), so the ini names a placeholder port and the loaded Config's ListenPort is
-// set to 0 before Listen; Addrs reports the real one. pgmux stops at cleanup.
+// startMux writes b to a temporary directory and serves it with pgmux in process on a
+// kernel-chosen port; pgmux stops at cleanup.
 func startMux(t testing.TB, pg *pgtest.Server, b bouncer) *mux {
 	t.Helper()
-	ini := b.write(t, t.TempDir(), pg, 6432)
-	return startMuxFile(t, ini, true)
+	return muxtest.Start(t, pg, muxtest.Options{Ini: &b})
 }
 
-// startMuxFile serves an existing ini file the way cmd/pgmux loads it; with anyPort the
-// file's listen_port is replaced by a kernel-chosen one.
-func startMuxFile(t testing.TB, ini string, anyPort bool) *mux {
-	t.Helper()
-	cfg, err := config.Load(ini)
-	require.NoError(t, err)
-	creds, err := config.LoadUserlist(filepath.Join(filepath.Dir(ini), cfg.AuthFile))
-	require.NoError(t, err)
-	if anyPort {
-		cfg.ListenPort = 0
-	}
-	log, logPath := fileLogger(t)
-	srv, err := proxy.New(proxy.Options{Config: cfg, Credentials: creds, Logger: log})
-	require.NoError(t, err)
-	require.NoError(t, srv.Listen())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	t.Cleanup(func() {
-		// Drain: clients that just left may not be unregistered yet, idle ones are cut.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, srv.Shutdown(ctx))
-		select {
-		case err := <-served:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Errorf("Serve did not return 10s after Close")
-		}
-		_ = log.Sync()
-		if t.Failed() {
-			t.Logf("pgmux log:\n%s", tail(logPath, 40))
-		}
-	})
-	addrs := srv.Addrs()
-	require.Len(t, addrs, 1, "one TCP listener and no unix socket")
-	tcp, ok := addrs[0].(*net.TCPAddr)
-	require.True(t, ok, "listener address %v is not TCP", addrs[0])
-	require.NotZero(t, tcp.Port)
-	return &mux{Srv: srv, Host: "127.0.0.1", Port: tcp.Port, Ini: ini, Log: logPath}
-}
-
-// fileLogger returns a logger writing JSON to a file in a temporary directory: pgmux's
-// goroutines may outlive a test, so they must not log through t.
-func fileLogger(t testing.TB) (*zap.Logger, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "pgmux.log")
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = f.Close() })
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
-		zapcore.Lock(zapcore.AddSync(f)), zapcore.DebugLevel)
-	return zap.New(core), path
-}
-
-// tail returns the last n lines of a file.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// URL is a postgres:// URL through pgmux, without TLS.
-func (m *mux) URL(user, password, db string) string {
-	return muxURL(m.Host, m.Port, user, password, db)
-}
-
-func muxURL(host string, port int, user, password, db string) string {
-	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(host, strconv.Itoa(port)),
-		Path: "/" + db, RawQuery: "sslmode=disable"}
-	if password != "" {
-		u.User = url.UserPassword(user, password)
-	} else {
-		u.User = url.User(user)
-	}
-	return u.String()
-}
-
-// Connect opens a pgx connection through pgmux, closed at cleanup. Statements run as
-// unnamed prepared statements (QueryExecModeExec): pgx's default cache mode names its
-// statements, which transaction pooling only carries across servers once pgmux rewrites
-// statement names.
-func (m *mux) Connect(t testing.TB, user, password, db string) *pgx.Conn {
-	t.Helper()
-	return connect(t, m.URL(user, password, db))
-}
-
+// connect opens a pgx connection, closed at cleanup. Statements run as unnamed prepared
+// statements (see muxtest.Mux.Connect).
 func connect(t testing.TB, rawURL string) *pgx.Conn {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(rawURL)
-	require.NoError(t, err)
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = conn.Close(ctx)
-	})
-	return conn
-}
-
-// libpqEnv is the environment for psql and pgbench to reach db through a listener.
-func libpqEnv(host string, port int, user, password, db string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PG") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, "PGHOST="+host, "PGPORT="+strconv.Itoa(port), "PGUSER="+user,
-		"PGPASSWORD="+password, "PGDATABASE="+db, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=10")
-}
-
-func (m *mux) env(user, password, db string) []string {
-	return libpqEnv(m.Host, m.Port, user, password, db)
+	return muxtest.Connect(t, rawURL, pgx.QueryExecModeExec, opTimeout)
 }
 
 // serverConns counts the server connections (backends) of user in db, asking PostgreSQL
@@ -266,27 +55,6 @@ func serverConns(ctx context.Context, t testing.TB, admin *pgx.Conn, db, user st
 		WHERE datname = $1 AND usename = $2 AND backend_type = 'client backend'`, db, user).Scan(&n)
 	require.NoError(t, err)
 	return n
-}
-
-// pgError returns err's PostgreSQL error, failing the test when there is none.
-func pgError(t testing.TB, err error) *pgconn.PgError {
-	t.Helper()
-	require.Error(t, err)
-	var pe *pgconn.PgError
-	require.ErrorAs(t, err, &pe, "want a PostgreSQL error, got %v", err)
-	return pe
-}
-
-// runCmd runs a program with a timeout and returns its combined output.
-func runCmd(t testing.TB, timeout time.Duration, env []string, name string, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = env
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }
 
 // pgmuxBin holds the pgmux binary built once for this test process.
@@ -442,7 +210,7 @@ func startBinary(t testing.TB, pg *pgtest.Server, b bouncer) *binMux {
 	var lastErr error
 	for range 3 {
 		port := freePort(t)
-		ini := b.write(t, dir, pg, port)
+		ini := b.Write(t, dir, pg, port)
 		p, err := startProc(t, "pgmux listening", nil, os.Environ(), bin, ini)
 		if err == nil {
 			t.Cleanup(func() {
@@ -464,12 +232,12 @@ func startBinary(t testing.TB, pg *pgtest.Server, b bouncer) *binMux {
 // rewrite replaces the ini file with b on the same port.
 func (m *binMux) rewrite(t testing.TB, b bouncer) {
 	t.Helper()
-	b.write(t, filepath.Dir(m.Ini), m.pg, m.Port)
+	b.Write(t, filepath.Dir(m.Ini), m.pg, m.Port)
 	m.b = b
 }
 
 func (m *binMux) URL(user, password, db string) string {
-	return muxURL(m.Host, m.Port, user, password, db)
+	return muxtest.URL(m.Host, m.Port, user, password, db)
 }
 
 // peak is what a watcher saw of a pool's server connections: the most at once, and the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
@@ -30,9 +31,9 @@ func TestPgbench(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			db := pg.NewDatabase(t, "pgbench_"+mode)
 			m := startMux(t, pg, bouncer{PoolMode: mode, PoolSize: poolSize, MaxClientConn: 2000})
-			env := m.env(pgtest.AppUser, pgtest.AppPassword, db)
+			env := m.Env(pgtest.AppUser, pgtest.AppPassword, db)
 
-			out, err := runCmd(t, 2*time.Minute, env, pgbench, "-i", "-s", "2", "-q")
+			out, err := muxtest.RunCmd(t, 2*time.Minute, env, pgbench, "-i", "-s", "2", "-q")
 			require.NoError(t, err, "pgbench -i:\n%s", out)
 
 			type run struct {
@@ -55,7 +56,7 @@ func TestPgbench(t *testing.T) {
 						"-t", strconv.Itoa(r.txns), "-M", r.protocol}, r.script...)
 					ctx, cancel := context.WithCancel(context.Background())
 					peak := watchServerConns(ctx, admin, db, pgtest.AppUser)
-					out, err := runCmd(t, 2*time.Minute, env, pgbench, args...)
+					out, err := muxtest.RunCmd(t, 2*time.Minute, env, pgbench, args...)
 					cancel()
 					w := <-peak
 					require.NoError(t, w.err)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
@@ -149,7 +150,7 @@ func TestShortClientsReuseServers(t *testing.T) {
 	// pgbench -C connects for every transaction and leaves as soon as it has the answer.
 	script := filepath.Join(t.TempDir(), "one.sql")
 	require.NoError(t, os.WriteFile(script, []byte("SELECT 1;\n"), 0o644))
-	out, err := runCmd(t, time.Minute, m.env(pgtest.AppUser, pgtest.AppPassword, db), pg.RequireBin(t, "pgbench"),
+	out, err := muxtest.RunCmd(t, time.Minute, m.Env(pgtest.AppUser, pgtest.AppPassword, db), pg.RequireBin(t, "pgbench"),
 		"-n", "-C", "-c", strconv.Itoa(workers), "-j", "2", "-t", strconv.Itoa(each), "-f", script)
 	require.NoError(t, err, out)
 	require.Contains(t, out, fmt.Sprintf("processed: %d/%d", workers*each, workers*each), out)

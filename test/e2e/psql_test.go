@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
@@ -25,10 +26,10 @@ func TestPsql(t *testing.T) {
 	psql := pg.RequireBin(t, "psql")
 	db := pg.NewDatabase(t, "psql")
 	m := startMux(t, pg, bouncer{PoolMode: "transaction", PoolSize: 2})
-	env := m.env(pgtest.AppUser, pgtest.AppPassword, db)
+	env := m.Env(pgtest.AppUser, pgtest.AppPassword, db)
 	run := func(t *testing.T, args ...string) string {
 		t.Helper()
-		out, err := runCmd(t, time.Minute, env, psql, append([]string{"-X", "-v", "ON_ERROR_STOP=1"}, args...)...)
+		out, err := muxtest.RunCmd(t, time.Minute, env, psql, append([]string{"-X", "-v", "ON_ERROR_STOP=1"}, args...)...)
 		require.NoError(t, err, out)
 		return out
 	}
@@ -107,7 +108,7 @@ func TestCancelRequest(t *testing.T) {
 			defer cancel()
 			start := time.Now()
 			_, err = conn.Exec(ctx, "SELECT pg_sleep(30)")
-			pe := pgError(t, err)
+			pe := muxtest.PgError(t, err)
 			require.Equal(t, "57014", pe.Code, pe.Error())
 			require.Less(t, time.Since(start), 5*time.Second)
 

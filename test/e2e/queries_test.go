@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
@@ -94,10 +95,10 @@ func TestQueries(t *testing.T) {
 			_, err := conn.Exec(ctx, "BEGIN", proto)
 			require.NoError(t, err)
 			_, err = conn.Exec(ctx, "SELECT 1/0", proto)
-			require.Equal(t, "22012", pgError(t, err).Code)
+			require.Equal(t, "22012", muxtest.PgError(t, err).Code)
 			require.Equal(t, byte('E'), conn.PgConn().TxStatus())
 			_, err = conn.Exec(ctx, "SELECT 1", proto)
-			require.Equal(t, "25P02", pgError(t, err).Code)
+			require.Equal(t, "25P02", muxtest.PgError(t, err).Code)
 			_, err = conn.Exec(ctx, "ROLLBACK", proto)
 			require.NoError(t, err)
 			require.Equal(t, byte('I'), conn.PgConn().TxStatus())

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
@@ -20,8 +21,8 @@ func TestReloadAndPauseUnderLoad(t *testing.T) {
 	pgbench := pg.RequireBin(t, "pgbench")
 	db := pg.NewDatabase(t, "reload_ops")
 	m := startMux(t, pg, bouncer{Extra: []string{"admin_users = " + pgtest.AppUser}})
-	env := m.env(pgtest.AppUser, pgtest.AppPassword, db)
-	out, err := runCmd(t, 2*time.Minute, env, pgbench, "-i", "-s", "2", "-q")
+	env := m.Env(pgtest.AppUser, pgtest.AppPassword, db)
+	out, err := muxtest.RunCmd(t, 2*time.Minute, env, pgbench, "-i", "-s", "2", "-q")
 	require.NoError(t, err, "pgbench -i:\n%s", out)
 
 	type result struct {
@@ -30,7 +31,7 @@ func TestReloadAndPauseUnderLoad(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		out, err := runCmd(t, 3*time.Minute, env, pgbench, "-n", "-c", "50", "-j", "2", "-T", "20")
+		out, err := muxtest.RunCmd(t, 3*time.Minute, env, pgbench, "-n", "-c", "50", "-j", "2", "-T", "20")
 		done <- result{out, err}
 	}()
 

@@ -7,14 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
-	"path/filepath"
 	"runtime"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,12 +17,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
-	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
-	"github.com/pgmux/pgmux/proxy"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -46,46 +37,13 @@ type bouncer struct {
 	Extra     []string          // more [pgbouncer] lines
 }
 
-func (b bouncer) ini(pg *pgtest.Server, port int) string {
-	or := func(v, def string) string {
-		if v == "" {
-			return def
-		}
-		return v
-	}
+// ini is b as muxtest writes it: max_client_conn 500, and the console for user admin
+// (adminpass), who is added to Users.
+func (b bouncer) ini() *muxtest.Ini {
 	size := b.PoolSize
 	if size == 0 {
 		size = 4
 	}
-	dbs := b.Databases
-	if dbs == nil {
-		dbs = []string{fmt.Sprintf("* = host=%s port=%d", pg.Host, pg.Port)}
-	}
-	var s strings.Builder
-	s.WriteString("[databases]\n")
-	for _, d := range dbs {
-		s.WriteString(d + "\n")
-	}
-	fmt.Fprintf(&s, `
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = %d
-unix_socket_dir =
-auth_type = %s
-auth_file = userlist.txt
-pool_mode = %s
-default_pool_size = %d
-max_client_conn = 500
-server_idle_timeout = 60
-admin_users = admin
-`, port, or(b.AuthType, "md5"), or(b.PoolMode, "transaction"), size)
-	for _, e := range b.Extra {
-		s.WriteString(e + "\n")
-	}
-	return s.String()
-}
-
-func (b bouncer) userlist() string {
 	users := b.Users
 	if users == nil {
 		users = map[string]string{pgtest.AppUser: pgtest.AppPassword}
@@ -93,111 +51,20 @@ func (b bouncer) userlist() string {
 	if _, ok := users["admin"]; !ok {
 		users["admin"] = "adminpass"
 	}
-	names := make([]string, 0, len(users))
-	for u := range users {
-		names = append(names, u)
-	}
-	sort.Strings(names)
-	var s strings.Builder
-	q := func(v string) string { return `"` + strings.ReplaceAll(v, `"`, `""`) + `"` }
-	for _, u := range names {
-		s.WriteString(q(u) + " " + q(users[u]) + "\n")
-	}
-	return s.String()
-}
-
-func (b bouncer) write(t testing.TB, dir string, pg *pgtest.Server, port int) string {
-	t.Helper()
-	ini := filepath.Join(dir, "pgbouncer.ini")
-	require.NoError(t, os.WriteFile(ini, []byte(b.ini(pg, port)), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "userlist.txt"), []byte(b.userlist()), 0o644))
-	return ini
+	return &muxtest.Ini{PoolMode: b.PoolMode, PoolSize: size, MaxClientConn: 500,
+		AuthType: b.AuthType, Users: users, Databases: b.Databases,
+		Extra: append([]string{"admin_users = admin"}, b.Extra...)}
 }
 
 // mux is a pgmux served in this process.
-type mux struct {
-	Srv  *proxy.Server
-	Host string
-	Port int
-	Ini  string
-	Log  string
-}
+type mux struct{ *muxtest.Mux }
 
-// startMux serves b with pgmux in process on a kernel-chosen port; it stops at cleanup.
+// startMux serves b with pgmux in process on a kernel-chosen port, with RELOAD reading
+// its ini again; it is closed (not drained) at cleanup. URLs carry connect_timeout=10.
 func startMux(t testing.TB, pg *pgtest.Server, b bouncer) *mux {
 	t.Helper()
-	dir := t.TempDir()
-	ini := b.write(t, dir, pg, 6432)
-	cfg, err := config.Load(ini)
-	require.NoError(t, err)
-	creds, err := config.LoadUserlist(filepath.Join(dir, cfg.AuthFile))
-	require.NoError(t, err)
-	cfg.ListenPort = 0
-	log, logPath := fileLogger(t)
-	var srv *proxy.Server
-	srv, err = proxy.New(proxy.Options{Config: cfg, Credentials: creds, Logger: log,
-		Reload: func() error {
-			c, err := config.Load(ini)
-			if err != nil {
-				return err
-			}
-			cr, err := config.LoadUserlist(filepath.Join(dir, c.AuthFile))
-			if err != nil {
-				return err
-			}
-			return srv.Reload(c, cr)
-		}})
-	require.NoError(t, err)
-	require.NoError(t, srv.Listen())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		select {
-		case <-served:
-		case <-time.After(10 * time.Second):
-			t.Errorf("Serve did not return 10s after Close")
-		}
-		_ = log.Sync()
-		if t.Failed() {
-			t.Logf("pgmux log:\n%s", tail(logPath, 60))
-		}
-	})
-	tcp := srv.Addrs()[0].(*net.TCPAddr)
-	return &mux{Srv: srv, Host: "127.0.0.1", Port: tcp.Port, Ini: ini, Log: logPath}
-}
-
-func fileLogger(t testing.TB) (*zap.Logger, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "pgmux.log")
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = f.Close() })
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
-		zapcore.Lock(zapcore.AddSync(f)), zapcore.DebugLevel)
-	return zap.New(core), path
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func (m *mux) Addr() string { return net.JoinHostPort(m.Host, strconv.Itoa(m.Port)) }
-
-// URL is a postgres:// URL through pgmux without TLS.
-func (m *mux) URL(user, password, db string) string {
-	u := url.URL{Scheme: "postgres", Host: m.Addr(), Path: "/" + db,
-		RawQuery: "sslmode=disable&connect_timeout=10"}
-	u.User = url.UserPassword(user, password)
-	return u.String()
+	return &mux{muxtest.Start(t, pg, muxtest.Options{Ini: b.ini(), Reload: true,
+		Stop: muxtest.Close, TailLines: 60, ConnectTimeout: 10})}
 }
 
 // App is the URL of the app user in db.
@@ -206,25 +73,11 @@ func (m *mux) App(db string) string { return m.URL(pgtest.AppUser, pgtest.AppPas
 // connect opens a pgx connection, closed at cleanup. Statements run unnamed.
 func connect(t testing.TB, rawURL string) *pgx.Conn {
 	t.Helper()
-	conn, err := tryConnect(rawURL)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = conn.Close(ctx)
-	})
-	return conn
+	return muxtest.Connect(t, rawURL, pgx.QueryExecModeExec, opTimeout)
 }
 
 func tryConnect(rawURL string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	return pgx.ConnectConfig(ctx, cfg)
+	return muxtest.TryConnect(rawURL, pgx.QueryExecModeExec, opTimeout)
 }
 
 func ctxT() (context.Context, context.CancelFunc) {

@@ -209,7 +209,7 @@ func TestPasswordsStaySecret(t *testing.T) {
 		cancel()
 	}
 	m.Srv.Close()
-	logText, err := os.ReadFile(m.Log)
+	logText, err := os.ReadFile(m.LogPath)
 	require.NoError(t, err)
 	require.Contains(t, string(logText), "password authentication failed", "the failed login was not logged")
 	for _, secret := range []string{pgtest.AppPassword, wrong, dbSecret, "adminpass"} {

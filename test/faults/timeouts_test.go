@@ -165,7 +165,7 @@ func TestCancelWaitTimeout(t *testing.T) {
 		return n > 0
 	})
 	eventually(t, 5*time.Second, "pgmux did not give up on the unanswered cancel", func() bool {
-		b, _ := os.ReadFile(m.Log)
+		b, _ := os.ReadFile(m.LogPath)
 		return strings.Contains(string(b), "cancel_wait_timeout")
 	})
 }

@@ -1,7 +1,6 @@
 package prepared
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
@@ -42,15 +42,15 @@ func TestOtherDrivers(t *testing.T) {
 				t.Run(d.name, func(t *testing.T) {
 					prog := interpreter(t, d.prog)
 					env := append(os.Environ(), d.env...)
-					if out, err := run(env, 30*time.Second, prog, d.check...); err != nil {
+					if out, err := muxtest.RunCmd(t, 30*time.Second, env, prog, d.check...); err != nil {
 						skipOrFail(t, d.name+" is not installed: "+strings.TrimSpace(out))
 					}
 					db := database(t, m.pg, "drv")
 					script, err := filepath.Abs(filepath.Join("testdata", d.script))
 					require.NoError(t, err)
 					dsn := "postgres://" + pgtest.AppUser + ":" + pgtest.AppPassword + "@127.0.0.1:" +
-						strconv.Itoa(m.port) + "/" + db + "?sslmode=disable"
-					out, err := run(env, 3*time.Minute, prog, script, dsn)
+						strconv.Itoa(m.Port) + "/" + db + "?sslmode=disable"
+					out, err := muxtest.RunCmd(t, 3*time.Minute, env, prog, script, dsn)
 					require.NoError(t, err, out)
 					last := regexp.MustCompile(`(?m)^ok (\d+)\s*\z`).FindStringSubmatch(out)
 					require.NotNil(t, last, "no final \"ok N\" line:\n%s", out)
@@ -75,17 +75,6 @@ func interpreter(t *testing.T, prog string) string {
 		skipOrFail(t, prog+" not found")
 	}
 	return p
-}
-
-// run runs a program with a timeout and returns its combined output.
-func run(env []string, timeout time.Duration, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = env
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }
 
 // skipOrFail skips the test, or fails it in CI, where every test must run.

@@ -3,26 +3,16 @@ package prepared
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/url"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
-	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
-	"github.com/pgmux/pgmux/proxy"
 )
 
 // opTimeout bounds one client operation.
@@ -77,117 +67,38 @@ log_disconnections = 0
 
 // mux is pgmux serving in this process.
 type mux struct {
-	pg   *pgtest.Server
-	srv  *proxy.Server
-	port int
+	*muxtest.Mux
+	pg *pgtest.Server
 }
 
 // startMux writes s as pgbouncer.ini, loads it the way cmd/pgmux does and serves it on
-// 127.0.0.1 at a port the kernel picks (ListenPort 0: no window in which another process
-// can take a port chosen earlier). pgmux shuts down at cleanup.
+// 127.0.0.1 at a port the kernel picks (no window in which another process can take a
+// port chosen earlier), logging through t. pgmux shuts down at cleanup.
 func startMux(t testing.TB, s setup) *mux {
 	t.Helper()
 	pg := pgtest.Start(t)
-	dir := t.TempDir()
-	ini := filepath.Join(dir, "pgbouncer.ini")
-	require.NoError(t, os.WriteFile(ini, []byte(s.ini(pg)), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "userlist.txt"),
-		[]byte(`"`+pgtest.AppUser+`" "`+pgtest.AppPassword+`"`+"\n"), 0o644))
-	cfg, err := config.Load(ini)
-	require.NoError(t, err)
-	creds, err := config.LoadUserlist(filepath.Join(dir, cfg.AuthFile))
-	require.NoError(t, err)
-	cfg.ListenPort = 0
-	srv, err := proxy.New(proxy.Options{Config: cfg, Credentials: creds, Logger: testLogger(t)})
-	require.NoError(t, err)
-	require.NoError(t, srv.Listen())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, srv.Shutdown(ctx))
-		select {
-		case err := <-served:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Errorf("Serve did not return 10s after Shutdown")
-		}
-	})
-	tcp, ok := srv.Addrs()[0].(*net.TCPAddr)
-	require.True(t, ok)
-	return &mux{pg: pg, srv: srv, port: tcp.Port}
-}
-
-// testLogger is zaptest's logger, made safe for pgmux goroutines that outlive the test:
-// after cleanup, output is dropped instead of reaching a finished testing.T.
-func testLogger(t testing.TB) *zap.Logger {
-	w := &tbWriter{t: t}
-	t.Cleanup(func() { w.done.Store(true) })
-	enc := zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), zapcore.InfoLevel))
-}
-
-type tbWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done atomic.Bool
-}
-
-func (w *tbWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done.Load() {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
+	ini := muxtest.WriteConfig(t, t.TempDir(), s.ini(pg),
+		muxtest.Userlist(map[string]string{pgtest.AppUser: pgtest.AppPassword}))
+	return &mux{Mux: muxtest.Start(t, pg, muxtest.Options{IniPath: ini, Logger: muxtest.TestLogger(t)}), pg: pg}
 }
 
 // url is a postgres:// URL to db through pgmux as the app user.
-func (m *mux) url(db string) string {
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(pgtest.AppUser, pgtest.AppPassword),
-		Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(m.port)), Path: "/" + db,
-		RawQuery: "sslmode=disable"}
-	return u.String()
-}
+func (m *mux) url(db string) string { return m.URL(pgtest.AppUser, pgtest.AppPassword, db) }
 
 // env is the libpq environment for db through pgmux.
-func (m *mux) env(db string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PG") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, "PGHOST=127.0.0.1", "PGPORT="+strconv.Itoa(m.port), "PGUSER="+pgtest.AppUser,
-		"PGPASSWORD="+pgtest.AppPassword, "PGDATABASE="+db, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=10")
-}
+func (m *mux) env(db string) []string { return m.Env(pgtest.AppUser, pgtest.AppPassword, db) }
 
 // connect opens a pgx connection through pgmux in the given mode, closed at cleanup.
 func (m *mux) connect(t testing.TB, db string, mode pgx.QueryExecMode) *pgx.Conn {
 	t.Helper()
-	conn, err := m.tryConnect(db, mode)
-	require.NoError(t, err)
-	t.Cleanup(func() { closeConn(conn) })
-	return conn
+	return muxtest.Connect(t, m.url(db), mode, opTimeout)
 }
 
 func (m *mux) tryConnect(db string, mode pgx.QueryExecMode) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(m.url(db))
-	if err != nil {
-		return nil, err
-	}
-	cfg.DefaultQueryExecMode = mode
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	return pgx.ConnectConfig(ctx, cfg)
+	return muxtest.TryConnect(m.url(db), mode, opTimeout)
 }
 
-func closeConn(c *pgx.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = c.Close(ctx)
-}
+func closeConn(c *pgx.Conn) { muxtest.CloseConn(c) }
 
 // pgconn opens a low-level connection through pgmux, closed at cleanup.
 func (m *mux) pgconn(t testing.TB, db string) *pgconn.PgConn {

@@ -5,23 +5,12 @@
 package prepared
 
 import (
-	"fmt"
-	"os"
-	"syscall"
 	"testing"
 
-	"github.com/pgmux/pgmux/internal/pgtest"
+	"github.com/pgmux/pgmux/internal/muxtest"
 )
 
-func TestMain(m *testing.M) {
-	// pgbench with 1000 clients needs ~2000 descriptors in this process (both sides of
-	// pgmux) and 1000 in pgbench, which inherits the limit.
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			fmt.Fprintf(os.Stderr, "prepared: raise RLIMIT_NOFILE: %v\n", err)
-		}
-	}
-	os.Exit(pgtest.Run(m))
-}
+// TestMain raises the descriptor limit: pgbench with 1000 clients needs ~2000
+// descriptors in this process (both sides of pgmux) and 1000 in pgbench, which inherits
+// the limit.
+func TestMain(m *testing.M) { muxtest.Main(m) }

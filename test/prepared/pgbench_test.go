@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
@@ -20,7 +21,7 @@ func TestPgbenchPrepared(t *testing.T) {
 	pgbench := pg.RequireBin(t, "pgbench")
 	db := database(t, pg, "bench")
 	direct := append(m0env(pg, db), "PGHOST="+pg.Host, "PGPORT="+strconv.Itoa(pg.Port))
-	out, err := run(direct, 2*time.Minute, pgbench, "-i", "-q", "-s", "1")
+	out, err := muxtest.RunCmd(t, 2*time.Minute, direct, pgbench, "-i", "-q", "-s", "1")
 	require.NoError(t, err, out)
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
@@ -40,7 +41,7 @@ func TestPgbenchPrepared(t *testing.T) {
 				t.Run(tc.name, func(t *testing.T) {
 					args := append([]string{"-n", "-M", "prepared", "-c", strconv.Itoa(tc.clients), "-j", "2",
 						"-t", strconv.Itoa(tc.txs)}, tc.script...)
-					out, err := run(m.env(db), 3*time.Minute, pgbench, args...)
+					out, err := muxtest.RunCmd(t, 3*time.Minute, m.env(db), pgbench, args...)
 					require.NoError(t, err, out)
 					want := strconv.Itoa(tc.clients * tc.txs)
 					require.Regexp(t, `number of transactions actually processed: `+want+`/`+want, out)

@@ -189,7 +189,7 @@ func parseMetrics(body string) (map[string]*dto.MetricFamily, error) {
 // scrape fetches pgmux's /metrics.
 func scrape(t *testing.T, m *mux) string {
 	t.Helper()
-	addr := m.srv.MetricsAddr()
+	addr := m.Srv.MetricsAddr()
 	require.NotNil(t, addr, "metrics_addr is not listening")
 	c := &http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get("http://" + addr.String() + "/metrics")

@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/internal/muxtest"
 )
 
 func backendPID(t testing.TB, conn *pgx.Conn) uint32 {
@@ -58,7 +60,7 @@ func TestUnpinReturnsServer(t *testing.T) {
 
 	// The direct budget is used up: another sticky client is refused after the wait.
 	_, err = c.Exec(ctx, "SELECT pg_advisory_lock(2)")
-	pe := pgErr(t, err)
+	pe := muxtest.PgError(t, err)
 	require.Equal(t, "53300", pe.Code, pe.Message)
 	require.Contains(t, pe.Message, "advisory_lock")
 	require.Equal(t, poolPID, backendPID(t, c), "the refused client still runs through the pool")
@@ -158,7 +160,7 @@ func TestDirectBudgetExhausted(t *testing.T) {
 
 	refused := func(t *testing.T, err error, reason string, started time.Time) {
 		t.Helper()
-		pe := pgErr(t, err)
+		pe := muxtest.PgError(t, err)
 		require.Equal(t, "53300", pe.Code, pe.Message)
 		require.Contains(t, pe.Message, reason)
 		require.Contains(t, pe.Message, "direct")

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/internal/muxtest"
 )
 
 // TestDumpRestore: pg_dump of a database with tables, rows, an index and a sequence
@@ -45,14 +47,14 @@ func TestDumpRestore(t *testing.T) {
 			if c.options != "" {
 				extra = append(extra, "PGOPTIONS="+c.options)
 			}
-			out, err := run(t, 2*time.Minute, m.env(src, extra...), pgDump, "-Fc", "--no-owner", "-f", file)
+			out, err := muxtest.RunCmd(t, 2*time.Minute, m.env(src, extra...), pgDump, "-Fc", "--no-owner", "-f", file)
 			require.NoError(t, err, "pg_dump:\n%s", out)
-			out, err = run(t, 2*time.Minute, m.env(dst, extra...), pgRestore, "--no-owner", "--exit-on-error",
+			out, err = muxtest.RunCmd(t, 2*time.Minute, m.env(dst, extra...), pgRestore, "--no-owner", "--exit-on-error",
 				"-d", dst, file)
 			require.NoError(t, err, "pg_restore:\n%s", out)
 			// A parallel restore opens several sessions at once, all through pgmux.
 			dst2 := m.pg.NewDatabase(t, "dumpdst_j_"+c.name)
-			out, err = run(t, 2*time.Minute, m.env(dst2, extra...), pgRestore, "--no-owner", "--exit-on-error",
+			out, err = muxtest.RunCmd(t, 2*time.Minute, m.env(dst2, extra...), pgRestore, "--no-owner", "--exit-on-error",
 				"-j", "3", "-d", dst2, file)
 			require.NoError(t, err, "pg_restore -j 3:\n%s", out)
 

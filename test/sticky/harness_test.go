@@ -2,28 +2,19 @@ package sticky
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
-	"github.com/pgmux/pgmux/proxy"
 )
 
 // opTimeout bounds one client operation.
@@ -42,10 +33,9 @@ type setup struct {
 // test PostgreSQL: every database name reaches the same-named database ("*" fallback),
 // trust authentication, the console for user admin.
 type mux struct {
-	pg   *pgtest.Server
-	srv  *proxy.Server
-	reg  *prometheus.Registry
-	port int
+	*muxtest.Mux
+	pg  *pgtest.Server
+	reg *prometheus.Registry
 }
 
 func startMux(t testing.TB, s setup) *mux {
@@ -75,140 +65,42 @@ func startMux(t testing.TB, s setup) *mux {
 	for k, v := range s.extra {
 		set(k, v)
 	}
-	cfg.ListenPort = 0 // the kernel picks; Addrs reports it
 	db, _, err := config.ParseDatabase("*", fmt.Sprintf("host=%s port=%d", pg.Host, pg.Port))
 	require.NoError(t, err)
 	cfg.Databases["*"] = db
 
-	log, logPath := fileLogger(t)
 	m := &mux{pg: pg, reg: prometheus.NewRegistry()}
-	srv, err := proxy.New(proxy.Options{Config: cfg, Registry: m.reg, Logger: log, Version: "sticky-test"})
-	require.NoError(t, err)
-	require.NoError(t, srv.Listen())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("pgmux shutdown: %v", err)
-			_ = srv.Close()
-		}
-		select {
-		case <-served:
-		case <-time.After(10 * time.Second):
-			t.Errorf("Serve did not return 10s after Shutdown")
-		}
-		_ = log.Sync()
-		if t.Failed() {
-			t.Logf("pgmux log (tail):\n%s", tail(logPath, 60))
-		}
-	})
-	m.srv = srv
-	m.port = srv.Addrs()[0].(*net.TCPAddr).Port
+	m.Mux = muxtest.Start(t, pg, muxtest.Options{Config: cfg, Registry: m.reg, Version: "sticky-test",
+		Stop: muxtest.ShutdownLenient, TailLines: 60})
 	return m
 }
 
-// fileLogger logs pgmux to a file: its goroutines may outlive a test, so they must not
-// log through t.
-func fileLogger(t testing.TB) (*zap.Logger, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "pgmux.log")
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = f.Close() })
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
-		zapcore.Lock(zapcore.AddSync(f)), zapcore.DebugLevel)
-	return zap.New(core), path
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // url is the transaction-mode URL of db through pgmux as the app user.
-func (m *mux) url(db string) string {
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(pgtest.AppUser, pgtest.AppPassword),
-		Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(m.port)), Path: "/" + db,
-		RawQuery: "sslmode=disable"}
-	return u.String()
-}
+func (m *mux) url(db string) string { return m.URL(pgtest.AppUser, pgtest.AppPassword, db) }
 
 // connect opens a pgx connection through pgmux with pgx's defaults (statement cache mode:
 // named prepared statements, simple protocol for argument-less Exec), closed at cleanup.
 func (m *mux) connect(t testing.TB, db string) *pgx.Conn {
 	t.Helper()
-	return connectURL(t, m.url(db), nil)
-}
-
-func connectURL(t testing.TB, rawURL string, tune func(*pgx.ConnConfig)) *pgx.Conn {
-	t.Helper()
-	cfg, err := pgx.ParseConfig(rawURL)
-	require.NoError(t, err)
-	if tune != nil {
-		tune(cfg)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = conn.Close(ctx)
-	})
-	return conn
+	return muxtest.Connect(t, m.url(db), pgx.QueryExecModeCacheStatement, opTimeout)
 }
 
 // admin opens the console (simple protocol only).
 func (m *mux) admin(t testing.TB) *pgx.Conn {
 	t.Helper()
-	u := url.URL{Scheme: "postgres", User: url.User("admin"),
-		Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(m.port)), Path: "/pgbouncer",
-		RawQuery: "sslmode=disable"}
-	return connectURL(t, u.String(), func(c *pgx.ConnConfig) {
-		c.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	})
+	return muxtest.Connect(t, m.URL("admin", "", "pgbouncer"), pgx.QueryExecModeSimpleProtocol, opTimeout)
 }
 
 // direct opens a superuser connection to db on PostgreSQL itself, for looking behind pgmux.
 func (m *mux) direct(t testing.TB, db string) *pgx.Conn {
 	t.Helper()
-	return connectURL(t, m.pg.URL(pgtest.SuperUser, "", db), nil)
+	return muxtest.Connect(t, m.pg.URL(pgtest.SuperUser, "", db), pgx.QueryExecModeCacheStatement, opTimeout)
 }
 
 // env is the libpq environment for psql, pg_dump, pg_restore and pgbench to reach db
 // through pgmux.
 func (m *mux) env(db string, more ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PG") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "PGHOST=127.0.0.1", "PGPORT="+strconv.Itoa(m.port), "PGUSER="+pgtest.AppUser,
-		"PGPASSWORD="+pgtest.AppPassword, "PGDATABASE="+db, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=10")
-	return append(env, more...)
-}
-
-// run runs a program with a timeout and returns its combined output.
-func run(t testing.TB, timeout time.Duration, env []string, name string, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = env
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return m.Env(pgtest.AppUser, pgtest.AppPassword, db, more...)
 }
 
 // clientRow is one SHOW CLIENTS row by column name.
@@ -280,15 +172,6 @@ func toInt(v any) int64 {
 		return int64(x)
 	}
 	return -1
-}
-
-// pgErr returns err's PostgreSQL error, failing the test when there is none.
-func pgErr(t testing.TB, err error) *pgconn.PgError {
-	t.Helper()
-	require.Error(t, err)
-	var pe *pgconn.PgError
-	require.True(t, errors.As(err, &pe), "want a PostgreSQL error, got %v", err)
-	return pe
 }
 
 // ctxT is a context bounded by opTimeout, cancelled at cleanup.

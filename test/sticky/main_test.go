@@ -6,22 +6,11 @@
 package sticky
 
 import (
-	"fmt"
-	"os"
-	"syscall"
 	"testing"
 
-	"github.com/pgmux/pgmux/internal/pgtest"
+	"github.com/pgmux/pgmux/internal/muxtest"
 )
 
-func TestMain(m *testing.M) {
-	// Hundreds of clients need as many descriptors on each side of pgmux, in this process.
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			fmt.Fprintf(os.Stderr, "sticky: raise RLIMIT_NOFILE: %v\n", err)
-		}
-	}
-	os.Exit(pgtest.Run(m))
-}
+// TestMain raises the descriptor limit: hundreds of clients need as many descriptors on
+// each side of pgmux, in this process.
+func TestMain(m *testing.M) { muxtest.Main(m) }

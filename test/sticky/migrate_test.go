@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/internal/muxtest"
 )
 
 var (
@@ -33,7 +35,7 @@ func TestMigrationLock(t *testing.T) {
 	pgbench := m.pg.RequireBin(t, "pgbench")
 	db := m.pg.NewDatabase(t, "migrate")
 	env := m.env(db)
-	out, err := run(t, 2*time.Minute, env, pgbench, "-i", "-s", "1", "-q")
+	out, err := muxtest.RunCmd(t, 2*time.Minute, env, pgbench, "-i", "-s", "1", "-q")
 	require.NoError(t, err, "pgbench -i:\n%s", out)
 	direct := m.direct(t, db)
 	_, err = direct.Exec(ctxT(t), `CREATE TABLE migration_log (id bigserial PRIMARY KEY, who text, step int);
@@ -49,7 +51,7 @@ func TestMigrationLock(t *testing.T) {
 	benchDone := make(chan struct{})
 	go func() {
 		defer close(benchDone)
-		out, err := run(t, time.Minute, env, pgbench, "-n", "-c", "50", "-j", "4", "-T", "8")
+		out, err := muxtest.RunCmd(t, time.Minute, env, pgbench, "-n", "-c", "50", "-j", "4", "-T", "8")
 		bench <- benchResult{out, err}
 	}()
 	t.Cleanup(func() { <-benchDone }) // before the database is dropped
