@@ -57,8 +57,7 @@ func TestPgbenchPrepared(t *testing.T) {
 
 // m0env is the environment for libpq programs with PG* variables cleared, as app on db.
 func m0env(pg *pgtest.Server, db string) []string {
-	m := &mux{pg: pg}
-	env := m.env(db)
+	env := muxtest.LibpqEnv(pg.Host, pg.Port, pgtest.AppUser, pgtest.AppPassword, db)
 	out := env[:0]
 	for _, kv := range env {
 		if len(kv) > 7 && (kv[:7] == "PGHOST=" || kv[:7] == "PGPORT=") {
