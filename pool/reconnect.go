@@ -38,13 +38,7 @@ func (p *Pool) Hold() {
 
 // CloseAll closes every connection now, leased or not; their lessees see the read error.
 func (p *Pool) CloseAll() {
-	p.mu.Lock()
-	conns := make([]*Conn, 0, len(p.all))
-	for c := range p.all {
-		conns = append(conns, c)
-	}
-	p.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range p.Conns() {
 		c.close()
 	}
 }
