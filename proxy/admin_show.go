@@ -314,12 +314,13 @@ func (s *Server) showServers() []byte {
 }
 
 // showPrepared has one row per pool: statements prepared now on its open server
-// connections, and its statement cache's hits, misses and evictions since start.
+// connections, and its statement cache's hits, misses and evictions since start, and the
+// requests retried after a statement's result type changed (retry.go).
 func (s *Server) showPrepared() []byte {
 	r := newResult(nil, textCol("database"), textCol("user"), int8Col("prepared_statements"),
-		int8Col("cache_hits"), int8Col("cache_misses"), int8Col("cache_evictions"))
+		int8Col("cache_hits"), int8Col("cache_misses"), int8Col("cache_evictions"), int8Col("retries"))
 	for _, p := range s.preparedSnapshot() {
-		r.row(p.key.db, p.key.user, p.prepared, p.hits, p.misses, p.evictions)
+		r.row(p.key.db, p.key.user, p.prepared, p.hits, p.misses, p.evictions, p.retries)
 	}
 	return r.done("SHOW")
 }
@@ -328,7 +329,7 @@ func (s *Server) showPrepared() []byte {
 // (LISTEN connections aside): its statement cache's figures over its life.
 func (s *Server) showPreparedServers() []byte {
 	r := newResult(nil, int8Col("id"), textCol("database"), textCol("user"), int8Col("prepared_statements"),
-		int8Col("hits"), int8Col("misses"), int8Col("evictions"))
+		int8Col("hits"), int8Col("misses"), int8Col("evictions"), int8Col("retries"))
 	for _, e := range sortedEntries(s.pools.all()) {
 		db, _, _ := e.snapshot()
 		user := e.key.user
@@ -339,7 +340,7 @@ func (s *Server) showPreparedServers() []byte {
 		slices.SortFunc(conns, func(a, b *pool.Conn) int { return cmp.Compare(a.ID, b.ID) })
 		for _, c := range conns {
 			p := e.prep.conn(c)
-			r.row(c.ID, e.key.db, user, p.prepared, p.hits, p.misses, p.evictions)
+			r.row(c.ID, e.key.db, user, p.prepared, p.hits, p.misses, p.evictions, p.retries)
 		}
 	}
 	return r.done("SHOW")

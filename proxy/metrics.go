@@ -18,11 +18,11 @@ type metrics struct {
 	errorsSent        *prometheus.CounterVec
 	reloads           *prometheus.CounterVec
 
-	clients, servers, maxWait, paused           *prometheus.Desc
-	xacts, queries, received, sent, assignments *prometheus.Desc
-	connectAttempts, connectFailures, connected *prometheus.Desc
-	pinned                                      *prometheus.Desc
-	prepared, prepHits, prepMisses, prepEvicts  *prometheus.Desc
+	clients, servers, maxWait, paused                       *prometheus.Desc
+	xacts, queries, received, sent, assignments             *prometheus.Desc
+	connectAttempts, connectFailures, connected             *prometheus.Desc
+	pinned                                                  *prometheus.Desc
+	prepared, prepHits, prepMisses, prepEvicts, prepRetries *prometheus.Desc
 }
 
 // poolObservers are one pool's histograms.
@@ -81,6 +81,9 @@ func newMetrics(s *Server) *metrics {
 			"Uses of a named statement that had to prepare it on the server connection first.", pl...),
 		prepEvicts: desc("pgmux_prepared_cache_evictions_total",
 			"Statements closed on a server connection to stay within max_prepared_statements.", pl...),
+		prepRetries: desc("pgmux_prepared_retries_total",
+			"Requests sent again after PostgreSQL reported that a prepared statement's result type changed "+
+				"(0A000 cached plan must not change result type), the statement prepared anew.", pl...),
 	}
 }
 
@@ -146,7 +149,7 @@ func (m *metrics) reloaded(err error) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.clients, m.servers, m.maxWait, m.paused, m.xacts, m.queries,
 		m.received, m.sent, m.assignments, m.connectAttempts, m.connectFailures, m.connected, m.pinned,
-		m.prepared, m.prepHits, m.prepMisses, m.prepEvicts} {
+		m.prepared, m.prepHits, m.prepMisses, m.prepEvicts, m.prepRetries} {
 		ch <- d
 	}
 }
@@ -194,6 +197,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.prepHits, float64(p.hits), db, user)
 		counter(m.prepMisses, float64(p.misses), db, user)
 		counter(m.prepEvicts, float64(p.evictions), db, user)
+		counter(m.prepRetries, float64(p.retries), db, user)
 	}
 }
 

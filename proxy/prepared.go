@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/hex"
 	"hash/maphash"
+	"sync"
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
@@ -68,6 +69,12 @@ func (d *stmtDef) parseMsg(dst []byte, name string) []byte {
 type serverState struct {
 	set   pool.Params // parameters set with set_config beyond the reported ones
 	stmts *stmtCache
+	// wmu serialises writes to the connection between the linked session's relay loop
+	// and a retry sent by the connection's reader (retry.go); log is what the session
+	// sent for its current request. Both are used only in prepCache mode.
+	wmu     sync.Mutex
+	log     reqLog
+	skipped []expect // the requests skipped after a 0A000 error (skipToSync)
 }
 
 // stateOf returns c's state, creating it on first use and registering its statement
@@ -127,6 +134,7 @@ func (s *Session) rewrite(c *pool.Conn, typ byte, n int) error {
 // send queues expectations and bytes in order: expects are pushed under s.mu before the
 // bytes can reach the server.
 func (s *Session) send(c *pool.Conn, b []byte, es ...expect) error {
+	s.logSent(c, b, es)
 	s.mu.Lock()
 	for _, e := range es {
 		s.q.push(e)
@@ -250,7 +258,7 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 	b = wire.AppendString(b, server)
 	b = append(b, tail...)
 	b = wire.Finish(b, start)
-	es = append(es, expect{kind: 'B', stmt: server})
+	es = append(es, expect{kind: 'B', stmt: server, def: def, off: int32(start)})
 	err = s.send(c, b, es...)
 	s.keepScratch(b)
 	return err
@@ -285,7 +293,7 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 	b = append(b, 'S')
 	b = wire.AppendString(b, server)
 	b = wire.Finish(b, start)
-	es = append(es, expect{kind: 'D', stmt: server})
+	es = append(es, expect{kind: 'D', stmt: server, def: def, off: int32(start)})
 	return s.send(c, b, es...)
 }
 

@@ -28,6 +28,7 @@ type prepStats struct {
 type prepCounts struct {
 	prepared                int64 // statements prepared now (open connections only)
 	hits, misses, evictions uint64
+	retries                 uint64
 }
 
 func (p *prepCounts) add(c *stmtCache) {
@@ -35,6 +36,7 @@ func (p *prepCounts) add(c *stmtCache) {
 	p.hits += c.Hits.Load()
 	p.misses += c.Misses.Load()
 	p.evictions += c.Evictions.Load()
+	p.retries += c.Retries.Load()
 }
 
 func newPrepStats() *prepStats {
@@ -62,6 +64,7 @@ func (ps *prepStats) pruneLocked() {
 			ps.retired.hits += sc.Hits.Load()
 			ps.retired.misses += sc.Misses.Load()
 			ps.retired.evictions += sc.Evictions.Load()
+			ps.retired.retries += sc.Retries.Load()
 			delete(ps.live, c)
 		}
 	}

@@ -19,6 +19,9 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 	if err != nil {
 		return err
 	}
+	if l := s.linkLog(c); l != nil {
+		l.skip('Q') // never retried
+	}
 	text, _, err := wire.CString(wire.Body(m))
 	if err == nil && s.prep == prepCache {
 		s.inspectQuery(c, text)

@@ -87,15 +87,28 @@ func (s *Session) relay() (parked bool, err error) {
 			continue
 		}
 		s.ops.in.Add(uint64(n + wire.HeaderLen))
-		if err := s.forwardSticky(c, typ, n, pin, release, pinErr); err != nil {
+		if err := s.forwardLocked(c, typ, n, pin, release, pinErr); err != nil {
 			return false, s.forwardFailed(c, err)
 		}
-		if s.rd.Buffered() == 0 {
-			if err := c.Wr.Flush(); err != nil {
-				return false, s.forwardFailed(c, &wire.WriteError{Err: err})
-			}
+	}
+}
+
+// forwardLocked forwards one client message to c and flushes when the client has nothing
+// more buffered, holding c's write lock when a retry may write to c too (retry.go).
+func (s *Session) forwardLocked(c *pool.Conn, typ byte, n int, pin pinReason, release bool, pinErr error) error {
+	if st, ok := c.Attach.(*serverState); ok && s.prep == prepCache {
+		st.wmu.Lock()
+		defer st.wmu.Unlock()
+	}
+	if err := s.forwardSticky(c, typ, n, pin, release, pinErr); err != nil {
+		return err
+	}
+	if s.rd.Buffered() == 0 {
+		if err := c.Wr.Flush(); err != nil {
+			return &wire.WriteError{Err: err}
 		}
 	}
+	return nil
 }
 
 // next waits for the client's next message header. While the client is idle (no server
@@ -208,6 +221,9 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout,
 		tx: cfg.TransactionTimeout, clientIdle: cfg.ClientIdleTimeout}
 	s.arm(timerTx, s.limits.tx)
+	if s.prep == prepCache {
+		s.stateOf(c) // before the server's reader may look for it
+	}
 	s.syncParams(c)
 	if len(s.deferred) == 0 {
 		s.account(typ)
@@ -286,6 +302,20 @@ func (s *Session) forwardClient(c *pool.Conn, typ byte, n int) error {
 		if n <= maxInspect {
 			return s.forwardQuery(c, n)
 		}
+	}
+	if l := s.linkLog(c); l != nil {
+		if n <= 1<<10 && (typ == 'E' || typ == 'S' || typ == 'H') {
+			m, err := s.rd.Message(n)
+			if err != nil {
+				return err
+			}
+			l.add(m)
+			if err := c.Wr.Write(m); err != nil {
+				return &wire.WriteError{Err: err}
+			}
+			return nil
+		}
+		l.skip(typ)
 	}
 	return s.rd.Forward(c.Wr, n)
 }
@@ -544,6 +574,10 @@ func (s *Session) answer(typ byte) (hide, check bool) {
 		return false, false
 	}
 	switch typ {
+	case 't':
+		if head.paramsSent {
+			return true, false
+		}
 	case '1', '2', '3', 'n':
 		s.q.pop()
 	case 'T':
@@ -766,13 +800,28 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	staleCode := bytes.Contains(m, []byte("C0A000\x00"))
 	st, _ := c.Attach.(*serverState)
+	locked := staleCode && st != nil && s.prep == prepCache && lockBriefly(&st.wmu)
+	if locked {
+		defer st.wmu.Unlock()
+	}
 	s.mu.Lock()
 	head, ok := s.q.peek()
 	hide := ok && head.kind == 'Q' && head.hide
+	var retry []byte
 	if ok && head.kind != 'Q' && head.kind != 'S' && head.kind != 'F' {
 		s.skipToSync(st, staleCode)
+		if locked {
+			retry = s.planRetry(st)
+		}
 	}
 	s.mu.Unlock()
+	if retry != nil {
+		s.log.Debug("statement's result type changed: prepared it again and retried the request")
+		if err := c.Wr.Write(retry); err != nil {
+			return err
+		}
+		return c.Wr.Flush()
+	}
 	if hide {
 		pe, _ := pgerr.Parse(wire.Body(m))
 		s.log.Warn("applying the client's session parameters on a server failed", zap.Error(pe))
@@ -792,12 +841,19 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 // s.mu is held.
 func (s *Session) skipToSync(st *serverState, staleCode bool) {
 	first := true
+	record := staleCode && st != nil
+	if record {
+		st.skipped = st.skipped[:0]
+	}
 	for {
 		e, ok := s.q.peek()
 		if !ok || e.kind == 'S' {
 			return
 		}
 		s.q.pop()
+		if record {
+			st.skipped = append(st.skipped, e) // for planRetry
+		}
 		if st != nil && first && (e.kind == 'B' || e.kind == 'D') && e.stmt != "" && staleCode {
 			st.stmts.markStale(e.stmt) // cached plan changed result type: prepare anew
 		}

@@ -13,6 +13,13 @@ type expect struct {
 	// client can go back to transaction pooling.
 	check bool
 	seq   uint32 // for a check: Session.pinSeq when it was sent
+	// For a client's Bind or Describe of a named statement: the statement, and where the
+	// message starts in its link's request log (retry.go).
+	off int32
+	def *stmtDef
+	// paramsSent: for a retried Describe of a statement, the client already has its
+	// ParameterDescription (PostgreSQL sends it before checking the result type).
+	paramsSent bool
 }
 
 // respQueue is a growable ring of expects. It is guarded by Session.mu: the session
@@ -47,6 +54,13 @@ func (q *respQueue) peek() (expect, bool) {
 		return expect{}, false
 	}
 	return q.buf[q.head], true
+}
+
+// hideHead makes the oldest expect pgmux's own: its answers are swallowed.
+func (q *respQueue) hideHead() {
+	if q.size > 0 {
+		q.buf[q.head].hide = true
+	}
 }
 
 func (q *respQueue) pop() (expect, bool) {

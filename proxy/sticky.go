@@ -267,6 +267,9 @@ func (s *Session) raiseViaServer(c *pool.Conn, typ byte, n int, pe *pgerr.Error)
 	do := "DO $pgmux$BEGIN RAISE EXCEPTION USING ERRCODE = '" + pe.Code + "', MESSAGE = '" + msg +
 		"', HINT = '" + hint + "'; END$pgmux$"
 	if typ == 'Q' {
+		if l := s.linkLog(c); l != nil {
+			l.skip('Q')
+		}
 		// The Query was accounted when it was linked: write the replacement only.
 		if err := c.Wr.Write(wire.Query(nil, do)); err != nil {
 			return &wire.WriteError{Err: err}

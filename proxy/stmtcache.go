@@ -18,6 +18,7 @@ type stmtCache struct {
 	head stmtNode
 
 	Hits, Misses, Evictions atomic.Uint64
+	Retries                 atomic.Uint64 // requests sent again after 0A000 (retry.go)
 	Prepared                atomic.Int64
 }
 

@@ -1,0 +1,212 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/pgmux/pgmux/pool"
+)
+
+// Transparent retry after "cached plan must not change result type".
+//
+// A statement pgmux prepared on a server keeps the result type it had then; after DDL
+// that changes it (ALTER TABLE under a SELECT *), PostgreSQL answers its Bind or
+// Describe with 0A000 "cached plan must not change result type". The statement is then
+// marked stale so its next use prepares it anew (skipToSync), and when the failed
+// request can simply be sent again pgmux does so at once, on the same server: Close and
+// Parse of the statement, then the client's messages from the failed one up to its Sync,
+// as they were sent. The client sees only the answers of the retry.
+//
+// It is done only when it is the same as the client sending its request again:
+//   - the failed message is a Bind or Describe of a statement pgmux prepared, and nothing
+//     in the request before it was executed (no Execute earlier in the request);
+//   - the client was not inside an explicit transaction (an error there aborts it);
+//   - the request has ended (its Sync was sent) and nothing was sent after it, so the
+//     Sync is the only answer outstanding;
+//   - what follows the failed message is Describe, Execute and Close of portals only;
+//   - the request describes the statement or its portal, so the client reads the new
+//     RowDescription. A client that binds and executes with a result shape it cached
+//     (pgx's statement cache, asyncpg) would decode rows of a shape it never saw; it gets
+//     the error, as it would from PostgreSQL, and its next use works.
+//   - the request has not been retried already.
+//
+// To replay the request pgmux keeps the bytes it sent for it (reqLog), per server
+// connection so idle clients hold nothing. The session's relay loop holds the
+// connection's wmu while it writes a message; the server's reader goroutine writes the
+// retry only if it gets wmu within a moment (lockBriefly) and then sees the Sync as the
+// only request outstanding, so the retry lands on the wire right after the failed
+// request and before anything the session sends next.
+
+// lockBriefly takes mu if it is free now or soon (within lockWait): the session holds it
+// only while it writes one message, and may still be letting go of it after writing the
+// request that failed (or have been preempted meanwhile on a busy machine). Not waiting
+// without bound keeps the reader from stalling for good behind a session blocked writing
+// to a server that is itself blocked writing to this reader.
+func lockBriefly(mu *sync.Mutex) bool {
+	for i := 0; i < 64; i++ {
+		if mu.TryLock() {
+			return true
+		}
+		runtime.Gosched()
+	}
+	deadline := time.Now().Add(lockWait)
+	for time.Now().Before(deadline) {
+		time.Sleep(50 * time.Microsecond)
+		if mu.TryLock() {
+			return true
+		}
+	}
+	return false
+}
+
+// lockWait bounds how long a retry waits for the session to finish writing.
+const lockWait = 100 * time.Millisecond
+
+// maxLogged bounds the bytes kept for one request; a larger request is not retried.
+const maxLogged = 64 << 10
+
+// reqLog is what pgmux sent to one server connection for the linked client's current
+// request (messages since the previous Sync, Query or FunctionCall).
+type reqLog struct {
+	buf     []byte
+	execAt  int  // offset of the request's first Execute; -1 when none
+	open    bool // a request is being sent: its Sync (or Query, FunctionCall) is not
+	spoiled bool // not replayable: too large, or a message that was not kept
+	retried bool // already retried once
+}
+
+// begin starts the log afresh when the previous request has ended.
+func (l *reqLog) begin() {
+	if l.open {
+		return
+	}
+	if cap(l.buf) > 4*maxLogged {
+		l.buf = nil
+	}
+	l.buf = l.buf[:0]
+	l.execAt = -1
+	l.open, l.spoiled, l.retried = true, false, false
+}
+
+// add records messages sent as they are and returns the offset of the first.
+func (l *reqLog) add(b []byte) int {
+	l.begin()
+	base := len(l.buf)
+	if l.spoiled || base+len(b) > maxLogged {
+		l.spoiled = true
+		l.buf = l.buf[:0]
+		l.scan(b, base)
+		return base
+	}
+	l.buf = append(l.buf, b...)
+	l.scan(b, base)
+	return base
+}
+
+// scan notes Executes and request ends among the whole messages in b.
+func (l *reqLog) scan(b []byte, base int) {
+	for i := 0; i+5 <= len(b); {
+		typ := b[i]
+		switch typ {
+		case 'E':
+			if l.execAt < 0 {
+				l.execAt = base + i
+			}
+		case 'S':
+			l.open = false
+		case 'Q', 'F':
+			l.open, l.spoiled = false, true
+		}
+		i += 1 + int(binary.BigEndian.Uint32(b[i+1:]))
+	}
+}
+
+// skip records a message of type typ that was forwarded without being kept.
+func (l *reqLog) skip(typ byte) {
+	l.begin()
+	l.spoiled = true
+	if typ == 'S' || typ == 'Q' || typ == 'F' {
+		l.open = false
+	}
+}
+
+// linkLog returns c's request log when the session may retry on it, else nil.
+func (s *Session) linkLog(c *pool.Conn) *reqLog {
+	if s.prep != prepCache {
+		return nil
+	}
+	if st, ok := c.Attach.(*serverState); ok {
+		return &st.log
+	}
+	return nil
+}
+
+// logSent records bytes written to c for the client's request; expectations of Binds and
+// Describes carry offsets relative to b, made absolute here.
+func (s *Session) logSent(c *pool.Conn, b []byte, es []expect) {
+	l := s.linkLog(c)
+	if l == nil {
+		return
+	}
+	base := l.add(b)
+	for i := range es {
+		if es[i].def != nil {
+			es[i].off += int32(base)
+		}
+	}
+}
+
+// planRetry decides, after skipToSync retired the requests the server skipped for a
+// 0A000 error (in st.skipped), whether to retry the request, and if so returns the bytes
+// to send and queues their expectations. s.mu and st.wmu are held.
+func (s *Session) planRetry(st *serverState) []byte {
+	l := &st.log
+	if l.spoiled || l.open || l.retried || s.txStatus != 'I' || len(st.skipped) == 0 {
+		return nil
+	}
+	if head, ok := s.q.peek(); !ok || s.q.len() != 1 || head.kind != 'S' || head.hide {
+		return nil
+	}
+	f := st.skipped[0]
+	if (f.kind != 'B' && f.kind != 'D') || f.def == nil || f.hide || f.off < 0 || int(f.off) >= len(l.buf) {
+		return nil
+	}
+	if l.execAt >= 0 && l.execAt < int(f.off) {
+		return nil // something in the request already ran
+	}
+	described := f.kind == 'D'
+	for _, e := range st.skipped[1:] {
+		if e.hide || e.def != nil || e.stmt != "" || (e.kind != 'D' && e.kind != 'E' && e.kind != 'C') {
+			return nil
+		}
+		described = described || e.kind == 'D'
+	}
+	if !described {
+		return nil
+	}
+	l.retried = true
+	s.q.hideHead() // the failed request's ReadyForQuery: the retry's goes to the client
+	def := f.def
+	var b []byte
+	if present, _ := st.stmts.lookup(def.server); present {
+		st.stmts.remove(def.server)
+		b = closeMsg(b, 'S', def.server)
+		s.q.push(expect{kind: 'C', hide: true, stmt: def.server, stale: true})
+	}
+	for _, ev := range st.stmts.add(def.server, nil) {
+		b = closeMsg(b, 'S', ev)
+		s.q.push(expect{kind: 'C', hide: true, stmt: ev})
+	}
+	b = def.parseMsg(b, def.server)
+	s.q.push(expect{kind: 'P', hide: true, stmt: def.server})
+	b = append(b, l.buf[f.off:]...)
+	for i, e := range st.skipped {
+		e.paramsSent = i == 0 && e.kind == 'D'
+		s.q.push(e)
+	}
+	s.q.push(expect{kind: 'S'})
+	st.stmts.Retries.Add(1)
+	return b
+}
