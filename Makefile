@@ -16,6 +16,8 @@ build:
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	# Without -race too: race builds use the ordinary read/write calls (protocol/wire/rawio_*.go)
+	$(GO) test -count=1 -timeout 10m ./protocol/wire ./proxy ./test/e2e ./test/faults
 	@$(MAKE) --no-print-directory fuzz
 
 vet:

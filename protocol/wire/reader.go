@@ -126,7 +126,7 @@ func (rd *Reader) readReady(fd uintptr) bool {
 	}
 	rd.makeRoom(rd.need)
 	for {
-		rd.n, rd.rerr = syscall.Read(int(fd), (*rd.buf)[rd.w:])
+		rd.n, rd.rerr = sysRead(int(fd), (*rd.buf)[rd.w:])
 		if rd.rerr != syscall.EINTR {
 			break
 		}

@@ -1,23 +1,43 @@
 package wire
 
-import "io"
+import (
+	"io"
+	"sync"
+	"syscall"
+)
 
 // Writer batches outgoing bytes and writes them when Flush is called or the buffer fills.
-// It holds a pooled buffer only while it has unflushed bytes.
+// It holds a pooled buffer only while it has unflushed bytes. Over a plain socket it
+// writes straight to the descriptor (see sysWrite), waiting on the runtime's poller only
+// when the socket is full.
 type Writer struct {
 	dst io.Writer
+	raw syscall.RawConn // set for plain sockets
 	buf *[]byte
 	n   int
 }
 
 // NewWriter returns a Writer over dst.
-func NewWriter(dst io.Writer) *Writer { return &Writer{dst: dst} }
+func NewWriter(dst io.Writer) *Writer {
+	w := &Writer{}
+	w.setDst(dst)
+	return w
+}
 
 // Reset points the writer at a new destination, dropping unflushed bytes.
 func (w *Writer) Reset(dst io.Writer) {
-	w.dst = dst
+	w.setDst(dst)
 	w.n = 0
 	w.release()
+}
+
+func (w *Writer) setDst(dst io.Writer) {
+	w.dst, w.raw = dst, nil
+	if sc, ok := dst.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			w.raw = raw
+		}
+	}
 }
 
 // Buffered reports the number of unflushed bytes.
@@ -29,8 +49,7 @@ func (w *Writer) Write(p []byte) error {
 	for len(p) > 0 {
 		if w.buf == nil {
 			if len(p) >= BufSize {
-				_, err := w.dst.Write(p)
-				return err
+				return w.write(p)
 			}
 			w.buf = getBuf()
 		}
@@ -57,10 +76,62 @@ func (w *Writer) Flush() error {
 	}
 	var err error
 	if n > 0 {
-		_, err = w.dst.Write((*buf)[:n])
+		err = w.write((*buf)[:n])
 	}
 	putBuf(buf)
 	return err
+}
+
+// write writes p whole. It reads the writer's fields only before the first byte can
+// reach the peer (see Flush): the raw write's state lives in a pooled op, not in w.
+func (w *Writer) write(p []byte) error {
+	raw, dst := w.raw, w.dst
+	if raw == nil {
+		_, err := dst.Write(p)
+		return err
+	}
+	op := writeOps.Get().(*writeOp)
+	op.p = p
+	err := raw.Write(op.fn)
+	if err == nil {
+		err = op.err
+	}
+	op.p, op.err = nil, nil
+	writeOps.Put(op)
+	return err
+}
+
+// writeOp is one raw write in progress; fn is its callback, a method value made once
+// per op so that a write allocates nothing.
+type writeOp struct {
+	p   []byte
+	err error
+	fn  func(uintptr) bool
+}
+
+var writeOps = sync.Pool{New: func() any {
+	op := &writeOp{}
+	op.fn = op.ready
+	return op
+}}
+
+// ready is called with the descriptor held: it writes until done, an error, or the
+// socket is full (false: the poller waits until it is writable and calls again).
+func (op *writeOp) ready(fd uintptr) bool {
+	for len(op.p) > 0 {
+		n, err := sysWrite(int(fd), op.p)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return false
+		case err != nil:
+			op.err = err
+			return true
+		}
+		op.p = op.p[n:]
+	}
+	return true
 }
 
 func (w *Writer) release() {

@@ -1,0 +1,95 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	server = <-accepted
+	require.NotNil(t, server)
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// TestWriterSocket writes through a real socket (the descriptor path): more than the
+// socket buffers hold, so the writer must wait for the slow reader, in small writes,
+// buffer-sized ones and one larger than the buffer; every byte arrives in order.
+func TestWriterSocket(t *testing.T) {
+	a, b := tcpPair(t)
+	w := NewWriter(a)
+	require.NotNil(t, w.raw, "a TCP connection is written through its descriptor")
+	var want bytes.Buffer
+	got := make(chan []byte, 1)
+	go func() {
+		var buf bytes.Buffer
+		chunk := make([]byte, 4096)
+		for {
+			n, err := b.Read(chunk)
+			buf.Write(chunk[:n])
+			if err != nil {
+				got <- buf.Bytes()
+				return
+			}
+			time.Sleep(50 * time.Microsecond) // slower than the writer
+		}
+	}()
+	sizes := []int{5, 100, BufSize - 1, BufSize, 3*BufSize + 7, 1}
+	for round := 0; round < 40; round++ {
+		for i, n := range sizes {
+			p := bytes.Repeat([]byte{byte('a' + (round+i)%26)}, n)
+			want.Write(p)
+			require.NoError(t, w.Write(p))
+		}
+		require.NoError(t, w.Flush())
+	}
+	require.NoError(t, a.Close())
+	select {
+	case g := <-got:
+		require.Equal(t, want.Len(), len(g))
+		require.True(t, bytes.Equal(want.Bytes(), g), "bytes differ")
+	case <-time.After(30 * time.Second):
+		t.Fatal("reader did not finish")
+	}
+}
+
+// TestWriterSocketErrors: a write deadline and a closed peer surface as errors.
+func TestWriterSocketErrors(t *testing.T) {
+	a, b := tcpPair(t)
+	w := NewWriter(a)
+	require.NoError(t, a.SetWriteDeadline(time.Now().Add(100*time.Millisecond)))
+	big := make([]byte, 64<<20) // far more than the socket buffers; nobody reads
+	require.ErrorIs(t, w.Write(big), os.ErrDeadlineExceeded)
+
+	require.NoError(t, a.SetWriteDeadline(time.Time{}))
+	require.NoError(t, b.Close())
+	var err error
+	for i := 0; i < 100 && err == nil; i++ { // the first writes may still be accepted
+		err = w.Write([]byte("after the peer closed"))
+		if err == nil {
+			err = w.Flush()
+		}
+		time.Sleep(time.Millisecond)
+	}
+	require.Error(t, err)
+	require.True(t, errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET), "%v", err)
+}
