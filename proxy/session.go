@@ -186,7 +186,9 @@ func (s *Session) run(nclients int64) {
 				s.srv.log.Info("client connected", zap.Uint64("client", s.id), zap.String("db", s.dbName),
 					zap.String("user", s.user), zap.Stringer("addr", s.remote), zap.Bool("tls", s.tls))
 			}
-			s.loop()
+			if !s.parkAfterLogin(nclients) {
+				s.loop()
+			}
 			return
 		}
 	}
@@ -215,6 +217,26 @@ func (s *Session) loop() {
 		s.retire()
 	}
 	s.end(err)
+}
+
+// eagerParkClients is how many clients a server must hold before a client that has just
+// logged in and sent nothing more is parked at once instead of after parkAfter. A storm
+// of connections that then stay idle (a fleet of app instances starting) would otherwise
+// have a goroutine each for a second; the runtime never frees a goroutine's descriptor,
+// so that peak would stay in memory for the life of the process. Below it, a client
+// that logs in and queries right away skips the park and resume.
+const eagerParkClients = 256
+
+// parkAfterLogin parks a freshly logged-in client that has sent nothing more when the
+// server holds many clients; it reports whether it did (the session then resumes on a
+// new goroutine when bytes arrive).
+func (s *Session) parkAfterLogin(nclients int64) bool {
+	if nclients < eagerParkClients || s.isAdmin() || !s.canPark() || s.rd.Buffered() > 0 {
+		return false
+	}
+	s.rd.Release()
+	s.idleSince = time.Now()
+	return s.srv.parker.park(s)
 }
 
 // resume continues a parked session whose socket became readable (or that must end).

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/internal/muxtest"
@@ -161,3 +163,57 @@ func TestShortClientsReuseServers(t *testing.T) {
 	t.Logf("opened %d", opened)
 	require.LessOrEqual(t, opened, int64(poolSize), "%d short clients made pgmux open %d server connections", workers*each, opened)
 }
+
+// TestIdleStormParksAtOnce opens 600 clients that log in and then stay idle, the way a
+// fleet of app instances starts: past a few hundred clients each one that has sent
+// nothing after logging in is parked at once, so pgmux does not hold a goroutine per
+// idle client even for a second (the runtime never frees a goroutine's descriptor).
+// Every client then still answers a query.
+func TestIdleStormParksAtOnce(t *testing.T) {
+	pg := pgtest.Start(t)
+	db := pg.NewDatabase(t, "storm")
+	m := startMux(t, pg, bouncer{PoolMode: "transaction", PoolSize: 5})
+	url := m.URL(pgtest.AppUser, pgtest.AppPassword, db)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const clients = 600
+	g0 := runtime.NumGoroutine()
+	conns := make([]*pgconn.PgConn, clients)
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	sem := make(chan struct{}, 50)
+	for i := range conns {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, err := pgconn.Connect(ctx, url)
+			conns[i] = c
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() {
+		for _, c := range conns {
+			_ = c.Close(context.Background())
+		}
+	})
+	// Well within parkAfter (1 s) of the last login: without eager parking every
+	// session's goroutine would still be blocked reading its client.
+	extra := runtime.NumGoroutine() - g0
+	t.Logf("%d idle clients, %d goroutines more than before", clients, extra)
+	require.Less(t, extra, clients-eagerAbove, "idle clients past %d keep a goroutine each", eagerAbove)
+	for i, c := range conns {
+		res := c.ExecParams(ctx, "SELECT $1::int", [][]byte{[]byte(strconv.Itoa(i))}, nil, nil, nil).Read()
+		require.NoError(t, res.Err)
+		require.Equal(t, strconv.Itoa(i), string(res.Rows[0][0]))
+	}
+}
+
+// eagerAbove mirrors proxy's eagerParkClients.
+const eagerAbove = 256
