@@ -17,6 +17,7 @@ import (
 type parker struct {
 	epfd int
 	log  *zap.Logger
+	done <-chan struct{} // the server has shut down: the loop closes epfd and returns
 	mu   sync.Mutex
 	byFD map[int32]*Session
 	// parked counts parks since memory was last handed back; seen is its value at the
@@ -26,13 +27,13 @@ type parker struct {
 	lastSweep    time.Time
 }
 
-func newParker(log *zap.Logger) *parker {
+func newParker(log *zap.Logger, done <-chan struct{}) *parker {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		log.Warn("cannot create epoll set: idle clients keep their goroutines", zap.Error(err))
 		return nil
 	}
-	p := &parker{epfd: epfd, log: log, byFD: make(map[int32]*Session)}
+	p := &parker{epfd: epfd, log: log, done: done, byFD: make(map[int32]*Session)}
 	go p.loop()
 	return p
 }
@@ -81,6 +82,12 @@ func (p *parker) loop() {
 	events := make([]syscall.EpollEvent, 128)
 	for {
 		n, err := syscall.EpollWait(p.epfd, events, 1000)
+		select {
+		case <-p.done: // every session has ended (Shutdown waits for them)
+			_ = syscall.Close(p.epfd)
+			return
+		default:
+		}
 		if time.Since(p.lastSweep) >= time.Second {
 			p.sweep()
 		}

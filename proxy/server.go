@@ -115,7 +115,7 @@ func New(opts Options) (*Server, error) {
 	s.cfgP.Store(opts.Config)
 	s.pools = newPools(s)
 	s.hub = newListenHub(s)
-	s.parker = newParker(s.log)
+	s.parker = newParker(s.log, s.done)
 	s.clock.Store(time.Now().Unix())
 	go s.sweepIdle()
 	s.console = newConsole(opts)
@@ -353,20 +353,29 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-idle:
 	case <-ctx.Done():
-		// Close passes a done ctx: report an error only if someone had to be cut off.
-		if live := s.Sessions(); len(live) > 0 {
-			err = fmt.Errorf("shutdown: %d clients still connected: %w", len(live), ctx.Err())
-			for _, sess := range live {
-				sess.kill("pgmux is shutting down")
+		// Close passes a done ctx. Sessions already on their way out (a client that has
+		// just said goodbye) get a moment to finish; report an error only if someone
+		// still had to be cut off.
+		select {
+		case <-idle:
+		case <-time.After(closeGrace):
+			if live := s.Sessions(); len(live) > 0 {
+				err = fmt.Errorf("shutdown: %d clients still connected: %w", len(live), ctx.Err())
+				for _, sess := range live {
+					sess.kill("pgmux is shutting down")
+				}
 			}
+			<-idle
 		}
-		<-idle
 	}
 	s.doneOnce.Do(func() { close(s.done) })
 	s.hub.closeAll()
 	s.pools.closeAll()
 	return err
 }
+
+// closeGrace is how long an immediate shutdown waits for sessions that are ending anyway.
+const closeGrace = 100 * time.Millisecond
 
 // Close shuts down immediately.
 func (s *Server) Close() error {

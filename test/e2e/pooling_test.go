@@ -198,11 +198,6 @@ func TestIdleStormParksAtOnce(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	t.Cleanup(func() {
-		for _, c := range conns {
-			_ = c.Close(context.Background())
-		}
-	})
 	// Well within parkAfter (1 s) of the last login: without eager parking every
 	// session's goroutine would still be blocked reading its client.
 	extra := runtime.NumGoroutine() - g0
@@ -213,6 +208,14 @@ func TestIdleStormParksAtOnce(t *testing.T) {
 		require.NoError(t, res.Err)
 		require.Equal(t, strconv.Itoa(i), string(res.Rows[0][0]))
 	}
+	for _, c := range conns {
+		require.NoError(t, c.Close(ctx))
+	}
+	// Every session ends (before pgmux shuts down at cleanup).
+	for i := 0; i < 200 && len(m.Srv.Sessions()) > 0; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Empty(t, m.Srv.Sessions())
 }
 
 // eagerAbove mirrors proxy's eagerParkClients.
