@@ -339,7 +339,7 @@ func (s *Session) adminCommand(stmt string) (adminResult, error) {
 	if len(args) < cmd.minArgs || len(args) > cmd.maxArgs {
 		return adminResult{}, syntaxError(stmt)
 	}
-	s.log.Info("admin command", zap.String("command", stmt))
+	s.log().Info("admin command", zap.String("command", stmt))
 	res, err := cmd.run(s, args)
 	if err != nil {
 		return res, err

@@ -40,7 +40,7 @@ func (s *Session) authenticate(cfg *config.Config, user string) error {
 		if db, ok := cfg.DatabaseFor(s.dbName); ok && !isAdminDB(s.dbName) {
 			var err error
 			if cred, known, err = s.srv.authQueryCred(cfg, db, user); err != nil {
-				s.log.Warn("auth_query failed", zap.String("user", user), zap.Error(err))
+				s.log().Warn("auth_query failed", zap.String("user", user), zap.Error(err))
 				return pgerr.Fatal(pgerr.InvalidAuthorization, "could not look up user %q: auth_query failed", user)
 			}
 		}

@@ -181,7 +181,7 @@ func matchName(list []string, name, user string) bool {
 
 // remoteAddr is the client's IP address, or invalid for a unix socket.
 func (s *Session) remoteAddr() netip.Addr {
-	if ta, ok := s.remote.(*net.TCPAddr); ok {
+	if ta, ok := s.remote().(*net.TCPAddr); ok {
 		if a, ok := netip.AddrFromSlice(ta.IP); ok {
 			return a.Unmap()
 		}
@@ -196,7 +196,7 @@ func (s *Session) authenticateHBA(cfg *config.Config, user string, cred config.C
 	rules, err := s.srv.hba, s.srv.hbaErr
 	s.srv.mu.Unlock()
 	if err != nil {
-		s.log.Error("auth_type is hba but auth_hba_file could not be loaded", zap.Error(err))
+		s.log().Error("auth_type is hba but auth_hba_file could not be loaded", zap.Error(err))
 		return pgerr.Fatal(pgerr.InvalidAuthorization, "authentication configuration is invalid")
 	}
 	addr := s.remoteAddr()

@@ -424,9 +424,10 @@ func (s *Session) notify(msg []byte) {
 	if s.closed.Load() {
 		return
 	}
-	s.nmu.Lock()
-	s.notifyQ = append(s.notifyQ, msg)
-	s.nmu.Unlock()
+	b := s.notifyBox()
+	b.mu.Lock()
+	b.q = append(b.q, msg)
+	b.mu.Unlock()
 	s.notifyPending.Store(true)
 	if s.wmu.TryLock() {
 		s.drainNotify()
@@ -439,11 +440,12 @@ func (s *Session) drainNotify() {
 	if !s.notifyPending.Load() {
 		return
 	}
-	s.nmu.Lock()
-	q := s.notifyQ
-	s.notifyQ = nil
+	b := s.notifyBox()
+	b.mu.Lock()
+	q := b.q
+	b.q = nil
 	s.notifyPending.Store(false)
-	s.nmu.Unlock()
+	b.mu.Unlock()
 	if s.closed.Load() {
 		return
 	}
@@ -496,4 +498,20 @@ func (s *Session) unlistenShared(q string) {
 			l.unsubscribe(s, "")
 		}
 	}
+}
+
+// notifyBox holds notifications waiting for the client's writer to be free.
+type notifyBox struct {
+	mu sync.Mutex
+	q  [][]byte
+}
+
+// notifyBox returns the session's box, making it on first use: only clients that
+// listen pay for it.
+func (s *Session) notifyBox() *notifyBox {
+	if b := s.notes.Load(); b != nil {
+		return b
+	}
+	s.notes.CompareAndSwap(nil, new(notifyBox))
+	return s.notes.Load()
 }

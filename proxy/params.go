@@ -211,7 +211,7 @@ func (s *Session) onParameterStatus(c *pool.Conn, n int) error {
 	}
 	k, v, err := wire.ParseParameterStatus(wire.Body(m))
 	if err != nil {
-		s.log.Warn("malformed ParameterStatus from server", zap.Error(err))
+		s.log().Warn("malformed ParameterStatus from server", zap.Error(err))
 		return nil
 	}
 	name, value := string(k), string(v)

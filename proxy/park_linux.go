@@ -118,7 +118,7 @@ func (p *parker) sweep() {
 	var expired []*Session
 	p.mu.Lock()
 	for fd, s := range p.byFD {
-		if s.limits.clientIdle > 0 && time.Since(s.idleSince) >= s.limits.clientIdle {
+		if s.limits.clientIdle > 0 && time.Since(time.Unix(0, s.idleSince)) >= s.limits.clientIdle {
 			delete(p.byFD, fd)
 			_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 			expired = append(expired, s)

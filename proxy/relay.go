@@ -142,7 +142,7 @@ func (s *Session) next(skipping bool) (typ byte, n int, park bool, err error) {
 		if s.limits.clientIdle > 0 && time.Since(time.Unix(since, 0)) >= s.limits.clientIdle {
 			return 0, 0, false, s.idleTimedOut()
 		}
-		s.idleSince = time.Unix(since, 0)
+		s.idleSince = time.Unix(since, 0).UnixNano()
 		if s.canPark() && s.srv.parker.park(s) {
 			return 0, 0, true, nil
 		}
@@ -358,7 +358,7 @@ func (s *Session) refuse(typ byte, n int, cause error) (bool, error) {
 	s.deferred = s.deferred[:0]
 	pe := acquireError(s, cause)
 	s.srv.metrics.errorSent(pe.Code)
-	s.log.Info("could not get a server connection", zap.Error(cause))
+	s.log().Info("could not get a server connection", zap.Error(cause))
 	b := pe.Append(nil)
 	skipping := false
 	switch typ {
@@ -688,7 +688,7 @@ func (s *Session) afterCheck(c *pool.Conn, status byte, seq uint32) (bool, error
 	if s.server == c {
 		s.txStatus = status
 		if status == 'I' && s.checkCount == 0 && s.unpinLocked(c, seq) {
-			s.log.Debug("client unpinned: no session state left on its server")
+			s.log().Debug("client unpinned: no session state left on its server")
 		}
 	}
 	return s.settle(c, status)
@@ -782,7 +782,7 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 	}
 	s.mu.Unlock()
 	if linked && !s.closed.Load() {
-		s.log.Warn("server connection lost while serving client", zap.Error(err))
+		s.log().Warn("server connection lost while serving client", zap.Error(err))
 		s.fatal(pgerr.Fatal(pgerr.ConnectionFailure, "server closed the connection unexpectedly").
 			WithDetail("%v", err).
 			WithHint("The server may have been restarted or the backend terminated; reconnect and retry."))
@@ -816,7 +816,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	s.mu.Unlock()
 	if retry != nil {
-		s.log.Debug("statement's result type changed: prepared it again and retried the request")
+		s.log().Debug("statement's result type changed: prepared it again and retried the request")
 		if err := c.Wr.Write(retry); err != nil {
 			return err
 		}
@@ -824,7 +824,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	if hide {
 		pe, _ := pgerr.Parse(wire.Body(m))
-		s.log.Warn("applying the client's session parameters on a server failed", zap.Error(pe))
+		s.log().Warn("applying the client's session parameters on a server failed", zap.Error(pe))
 		return nil
 	}
 	if s.closed.Load() {

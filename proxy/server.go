@@ -320,7 +320,7 @@ func (s *Server) cancel(pid uint32, key []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := c.Cancel(ctx); err != nil {
-		sess.log.Warn("forwarding cancel request failed", zap.Error(err), zap.Duration("cancel_wait_timeout", timeout))
+		sess.log().Warn("forwarding cancel request failed", zap.Error(err), zap.Duration("cancel_wait_timeout", timeout))
 	}
 }
 

@@ -51,20 +51,19 @@ func (c ClientState) String() string {
 // the server connection's reader goroutine while a server is linked (it relays the
 // server's answers) and to the session goroutine otherwise. mu guards the link state.
 type Session struct {
-	srv *Server
-	id  uint64
-	nc  net.Conn
-	rd  *wire.Reader
-	wr  *wire.Writer
-	log sessionLog
-
+	srv          *Server
+	id           uint64
+	nc           net.Conn
+	rd           *wire.Reader
+	wr           *wire.Writer
 	user, dbName string
 	entry        *poolEntry
 	cancelPID    uint32
 	cancelKey    uint32
-	connectedAt  time.Time
-	remote       net.Addr
+	connectedAt  int64 // unix nanoseconds
 	tls          bool
+	prep         prepMode // how the current link treats named statements (prepared.go)
+	listening    bool     // subscribed through the database's listener
 
 	// params are the client's reported parameters as it believes them to be; extras are
 	// parameters from its startup packet that servers do not report (applied on link).
@@ -83,7 +82,6 @@ type Session struct {
 	q        respQueue  // requests on the linked server awaiting answers
 
 	// Prepared statements (see prepared.go); used by the session goroutine only.
-	prep     prepMode
 	maxStmts int
 	stmts    map[string]*stmtDef
 	deferred []deferredOp
@@ -102,14 +100,12 @@ type Session struct {
 
 	// Client writes (see listen.go): wmu is held by whoever writes to wr — the server's
 	// reader for a whole response, the session goroutine while no server is linked, the
-	// listener for a notification. Notifications wait in notifyQ until a writer lets go.
+	// listener for a notification. Notifications wait in notify until a writer lets go.
 	wmu           sync.Mutex
-	nmu           sync.Mutex
-	notifyQ       [][]byte
+	notes         atomic.Pointer[notifyBox] // made on the first notification
 	notifyPending atomic.Bool
-	timers        sessionTimers // guarded by mu
-	limits        timeLimits    // set by the session goroutine; read under mu elsewhere
-	listening     bool          // subscribed through the database's listener
+	timers        *sessionTimers // guarded by mu; made when a timeout is first armed
+	limits        timeLimits     // set by the session goroutine; read under mu elsewhere
 	scratch       []byte
 
 	closed atomic.Bool // the client is gone; server output is dropped
@@ -118,7 +114,7 @@ type Session struct {
 	// and whether the parker found it idle past client_idle_timeout.
 	fd        int32
 	idleAt    atomic.Int64 // Server.clock when the client went idle; 0 busy, negative kicked (-start)
-	idleSince time.Time
+	idleSince int64        // unix nanoseconds
 	expired   atomic.Bool
 }
 
@@ -131,8 +127,7 @@ type SessionStats struct {
 
 func newSession(s *Server, nc net.Conn, id uint64) *Session {
 	return &Session{srv: s, id: id, nc: nc, rd: wire.NewReader(nc), wr: wire.NewWriter(nc),
-		log: sessionLog{s.log, id}, connectedAt: time.Now(),
-		remote: nc.RemoteAddr(), txStatus: 'I', fd: socketFD(nc)}
+		connectedAt: time.Now().UnixNano(), txStatus: 'I', fd: socketFD(nc)}
 }
 
 // sessionLog logs with the client's id. It builds no child logger up front: an idle
@@ -141,6 +136,12 @@ type sessionLog struct {
 	base *zap.Logger
 	id   uint64
 }
+
+// log is the session's logger.
+func (s *Session) log() sessionLog { return sessionLog{s.srv.log, s.id} }
+
+// remote is the client's address.
+func (s *Session) remote() net.Addr { return s.nc.RemoteAddr() }
 
 func (l sessionLog) with(f []zap.Field) []zap.Field { return append(f, zap.Uint64("client", l.id)) }
 
@@ -184,7 +185,7 @@ func (s *Session) run(nclients int64) {
 			_ = s.nc.SetDeadline(time.Time{})
 			if cfg.LogConnections {
 				s.srv.log.Info("client connected", zap.Uint64("client", s.id), zap.String("db", s.dbName),
-					zap.String("user", s.user), zap.Stringer("addr", s.remote), zap.Bool("tls", s.tls))
+					zap.String("user", s.user), zap.Stringer("addr", s.remote()), zap.Bool("tls", s.tls))
 			}
 			if !s.parkAfterLogin(nclients) {
 				s.loop()
@@ -235,7 +236,7 @@ func (s *Session) parkAfterLogin(nclients int64) bool {
 		return false
 	}
 	s.rd.Release()
-	s.idleSince = time.Now()
+	s.idleSince = time.Now().UnixNano()
 	return s.srv.parker.park(s)
 }
 
@@ -257,7 +258,7 @@ func (s *Session) end(err error) {
 	s.srv.unregister(s)
 	if s.srv.Config().LogDisconnections {
 		fields := []zap.Field{zap.Uint64("client", s.id), zap.String("db", s.dbName), zap.String("user", s.user),
-			zap.Duration("age", time.Since(s.connectedAt))}
+			zap.Duration("age", time.Since(time.Unix(0, s.connectedAt)))}
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 			fields = append(fields, zap.Error(err))
 		}
@@ -310,15 +311,15 @@ func (s *Session) loginFailed(err error) {
 		_, _ = s.nc.Write(pe.Append(nil))
 		s.srv.metrics.loginFailed(pe.Code)
 		if pe.Code == pgerr.InvalidPassword || pe.Code == pgerr.InvalidAuthorization {
-			s.log.Warn("client login failed", zap.String("db", s.dbName), zap.String("user", s.user),
-				zap.Stringer("addr", s.remote), zap.String("reason", pe.Message))
+			s.log().Warn("client login failed", zap.String("db", s.dbName), zap.String("user", s.user),
+				zap.Stringer("addr", s.remote()), zap.String("reason", pe.Message))
 		} else {
-			s.log.Info("client login refused", zap.Stringer("addr", s.remote), zap.String("reason", pe.Message))
+			s.log().Info("client login refused", zap.Stringer("addr", s.remote()), zap.String("reason", pe.Message))
 		}
 		return
 	}
 	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-		s.log.Debug("client login aborted", zap.Error(err))
+		s.log().Debug("client login aborted", zap.Error(err))
 	}
 }
 
@@ -466,8 +467,8 @@ type Info struct {
 func (s *Session) Info() Info {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in := Info{ID: s.id, User: s.user, Database: s.dbName, State: s.state, Remote: s.remote,
-		ConnectedAt: s.connectedAt, PoolMode: s.mode, TLS: s.tls, Stats: s.stats}
+	in := Info{ID: s.id, User: s.user, Database: s.dbName, State: s.state, Remote: s.remote(),
+		ConnectedAt: time.Unix(0, s.connectedAt), PoolMode: s.mode, TLS: s.tls, Stats: s.stats}
 	if s.server != nil {
 		in.ServerID = s.server.ID
 	}

@@ -198,7 +198,7 @@ func (s *Session) pin(c *pool.Conn, reason pinReason) {
 	s.mu.Unlock()
 	if first {
 		s.entry.pool.Detach(c)
-		s.log.Debug("client pinned to its server", zapReason(reason))
+		s.log().Debug("client pinned to its server", zapReason(reason))
 	}
 }
 

@@ -48,6 +48,9 @@ func (s *Session) arm(k timerKind, d time.Duration) {
 	if d <= 0 {
 		return
 	}
+	if s.timers == nil {
+		s.timers = new(sessionTimers)
+	}
 	s.timers.gen[k]++
 	if k == timerQuery {
 		s.timers.cancelled = false
@@ -61,6 +64,9 @@ func (s *Session) arm(k timerKind, d time.Duration) {
 
 // disarm stops timer k; s.mu is held.
 func (s *Session) disarm(k timerKind) {
+	if s.timers == nil {
+		return
+	}
 	if t := s.timers.t[k]; t != nil {
 		s.timers.gen[k]++
 		t.Stop()
@@ -87,11 +93,11 @@ func (s *Session) timerFired(k timerKind, gen uint64) {
 	case timerQuery:
 		s.queryTimedOut(c, cfg.QueryTimeout, cfg.CancelWaitTimeout, gen)
 	case timerIdleTx:
-		s.log.Info("idle_transaction_timeout: closing client", zap.Duration("idle_transaction_timeout", cfg.IdleTransactionTimeout))
+		s.log().Info("idle_transaction_timeout: closing client", zap.Duration("idle_transaction_timeout", cfg.IdleTransactionTimeout))
 		s.closeFromOutside(pgerr.Fatal(pgerr.IdleInTransactionTimeout,
 			"terminating connection due to idle-in-transaction timeout (idle_transaction_timeout %v)", cfg.IdleTransactionTimeout))
 	case timerTx:
-		s.log.Info("transaction_timeout: closing client", zap.Duration("transaction_timeout", cfg.TransactionTimeout))
+		s.log().Info("transaction_timeout: closing client", zap.Duration("transaction_timeout", cfg.TransactionTimeout))
 		s.closeFromOutside(pgerr.Fatal(pgerr.TransactionTimeout,
 			"terminating connection due to transaction timeout (transaction_timeout %v)", cfg.TransactionTimeout))
 	}
@@ -121,18 +127,18 @@ func (s *Session) queryTimedOut(c *pool.Conn, queryTimeout, cancelWait time.Dura
 	second := s.timers.cancelled
 	s.mu.Unlock()
 	if second {
-		s.log.Warn("query_timeout: the server did not answer the cancel request; closing the client and its server",
+		s.log().Warn("query_timeout: the server did not answer the cancel request; closing the client and its server",
 			zap.Duration("query_timeout", queryTimeout), zap.Duration("cancel_wait_timeout", cancelWait))
 		s.closeFromOutside(pgerr.Fatal(pgerr.QueryCanceled,
 			"canceling statement due to query_timeout (%v); the server did not respond to the cancel request", queryTimeout))
 		c.Discard(errors.New("query_timeout: server did not answer the cancel request"))
 		return
 	}
-	s.log.Info("query_timeout: cancelling the running query", zap.Duration("query_timeout", queryTimeout))
+	s.log().Info("query_timeout: cancelling the running query", zap.Duration("query_timeout", queryTimeout))
 	ctx, cancel := context.WithTimeout(context.Background(), cancelWait)
 	defer cancel()
 	if err := c.Cancel(ctx); err != nil {
-		s.log.Warn("query_timeout: cancel failed", zap.Error(err))
+		s.log().Warn("query_timeout: cancel failed", zap.Error(err))
 	}
 	s.mu.Lock()
 	if s.timers.gen[timerQuery] == gen && s.server == c {
