@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -210,6 +209,13 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 		}
 	}
 	_, mode, _ := s.entry.snapshot()
+	if prepModeFor(cfg, mode) == prepCache {
+		// The link's first writes (parameters, deferred statements) hold the
+		// connection's write lock like every later one (retry.go).
+		st := stateOf(c, cfg.MaxPreparedStatements, s.entry.prep)
+		st.wmu.Lock()
+		defer st.wmu.Unlock()
+	}
 	s.mu.Lock()
 	s.stats.WaitTime += time.Since(start)
 	s.noteAcquire(start)
@@ -221,9 +227,6 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout,
 		tx: cfg.TransactionTimeout, clientIdle: cfg.ClientIdleTimeout}
 	s.arm(timerTx, s.limits.tx)
-	if s.prep == prepCache {
-		s.stateOf(c) // before the server's reader may look for it
-	}
 	s.syncParams(c)
 	if len(s.deferred) == 0 {
 		s.account(typ)
@@ -628,8 +631,7 @@ func (s *Session) forward(rd *wire.Reader, n int) error {
 
 func (s *Session) clientWriteFailed() {
 	s.closed.Store(true)
-	_ = s.nc.Close()
-	s.wake()
+	s.closeAndWake()
 }
 
 // onReady handles ReadyForQuery: the end of a hidden query, or of the client's request,
@@ -798,11 +800,14 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	if err != nil {
 		return err
 	}
-	staleCode := bytes.Contains(m, []byte("C0A000\x00"))
+	staleCode := planChanged(m)
 	st, _ := c.Attach.(*serverState)
-	locked := staleCode && st != nil && s.prep == prepCache && lockBriefly(&st.wmu)
-	if locked {
-		defer st.wmu.Unlock()
+	locked := false
+	if staleCode && st != nil && s.prep == prepCache {
+		s.mu.Lock()
+		head, ok := s.q.peek()
+		s.mu.Unlock()
+		locked = ok && head.def != nil && lockBriefly(&st.wmu)
 	}
 	s.mu.Lock()
 	head, ok := s.q.peek()
@@ -817,10 +822,15 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	s.mu.Unlock()
 	if retry != nil {
 		s.log().Debug("statement's result type changed: prepared it again and retried the request")
-		if err := c.Wr.Write(retry); err != nil {
-			return err
+		err := c.Wr.Write(retry)
+		if err == nil {
+			err = c.Wr.Flush()
 		}
-		return c.Wr.Flush()
+		st.wmu.Unlock()
+		return err
+	}
+	if locked {
+		st.wmu.Unlock()
 	}
 	if hide {
 		pe, _ := pgerr.Parse(wire.Body(m))

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,6 +74,7 @@ const maxLogged = 64 << 10
 type reqLog struct {
 	buf     []byte
 	execAt  int  // offset of the request's first Execute; -1 when none
+	bindAt  int  // offset of the request's first Bind; -1 when none
 	open    bool // a request is being sent: its Sync (or Query, FunctionCall) is not
 	spoiled bool // not replayable: too large, or a message that was not kept
 	retried bool // already retried once
@@ -86,7 +89,7 @@ func (l *reqLog) begin() {
 		l.buf = nil
 	}
 	l.buf = l.buf[:0]
-	l.execAt = -1
+	l.execAt, l.bindAt = -1, -1
 	l.open, l.spoiled, l.retried = true, false, false
 }
 
@@ -114,6 +117,10 @@ func (l *reqLog) scan(b []byte, base int) {
 			if l.execAt < 0 {
 				l.execAt = base + i
 			}
+		case 'B':
+			if l.bindAt < 0 {
+				l.bindAt = base + i
+			}
 		case 'S':
 			l.open = false
 		case 'Q', 'F':
@@ -127,7 +134,8 @@ func (l *reqLog) scan(b []byte, base int) {
 func (l *reqLog) skip(typ byte) {
 	l.begin()
 	l.spoiled = true
-	if typ == 'S' || typ == 'Q' || typ == 'F' {
+	// CopyDone and CopyFail end a COPY FROM STDIN; what follows is a new request.
+	if typ == 'S' || typ == 'Q' || typ == 'F' || typ == 'c' || typ == 'f' {
 		l.open = false
 	}
 }
@@ -176,6 +184,12 @@ func (s *Session) planRetry(st *serverState) []byte {
 	if l.execAt >= 0 && l.execAt < int(f.off) {
 		return nil // something in the request already ran
 	}
+	if l.bindAt >= 0 && l.bindAt < int(f.off) {
+		return nil // a portal bound earlier went with the aborted transaction
+	}
+	if !paramsKeepMeaning(f.def, f.kind, l.buf[f.off:]) {
+		return nil
+	}
 	described := f.kind == 'D'
 	for _, e := range st.skipped[1:] {
 		if e.hide || e.def != nil || e.stmt != "" || (e.kind != 'D' && e.kind != 'E' && e.kind != 'C') {
@@ -209,4 +223,84 @@ func (s *Session) planRetry(st *serverState) []byte {
 	s.q.push(expect{kind: 'S'})
 	st.stmts.Retries.Add(1)
 	return b
+}
+
+// planChanged reports whether an ErrorResponse is PostgreSQL's "cached plan must not
+// change result type": SQLSTATE 0A000 from RevalidateCachedQuery. The routine field is
+// matched because the message is translated and 0A000 also means "feature not
+// supported"; a server that sends no routine field is taken at its SQLSTATE.
+func planChanged(m []byte) bool {
+	if !bytes.Contains(m, []byte("C0A000\x00")) {
+		return false
+	}
+	routine := false
+	for b := m[min(len(m), 5):]; len(b) > 0 && b[0] != 0; {
+		end := bytes.IndexByte(b[1:], 0)
+		if end < 0 {
+			break
+		}
+		if b[0] == 'R' {
+			routine = true
+			if string(b[1:1+end]) == "RevalidateCachedQuery" {
+				return true
+			}
+		}
+		b = b[2+end:]
+	}
+	return !routine
+}
+
+// paramsKeepMeaning reports whether replaying the failed message gives the client's
+// parameters the meaning they had. A statement prepared anew infers the types it left
+// unspecified again, and they may have changed with the table (PostgreSQL itself keeps
+// a statement's parameter types when it replans it): a binary value encoded for the old
+// type would be read as the new one. So a Bind is replayed only if its parameters are
+// text or their types were all given, and a Describe of the statement (whose client goes
+// on to bind with the types it was told) only if they were all given.
+func paramsKeepMeaning(def *stmtDef, kind byte, msg []byte) bool {
+	typed := allTyped(def.types) || !strings.Contains(def.query, "$") // no $n: no parameters
+	if kind == 'D' || typed {
+		return typed
+	}
+	// Bind: portal, statement, format codes, parameters.
+	body := msg[min(len(msg), 5):]
+	for range 2 {
+		i := bytes.IndexByte(body, 0)
+		if i < 0 {
+			return false
+		}
+		body = body[i+1:]
+	}
+	if len(body) < 2 {
+		return false
+	}
+	nf := int(binary.BigEndian.Uint16(body))
+	if len(body) < 2+2*nf+2 {
+		return false
+	}
+	for k := 0; k < nf; k++ {
+		if binary.BigEndian.Uint16(body[2+2*k:]) != 0 {
+			return false // a binary parameter (nf == 1 applies to all of them)
+		}
+	}
+	return true
+}
+
+// allTyped reports whether a Parse's parameter type section gives every type it lists
+// (no zero, "infer") and lists at least one; a statement without parameters lists none,
+// but so does one whose parameters are all inferred, so none counts as not typed.
+func allTyped(types []byte) bool {
+	if len(types) < 2 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(types))
+	if n == 0 || len(types) < 2+4*n {
+		return false
+	}
+	for k := 0; k < n; k++ {
+		if binary.BigEndian.Uint32(types[2+4*k:]) == 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -244,8 +244,13 @@ func (s *Session) parkAfterLogin(nclients int64) bool {
 func (s *Session) resume() { s.loop() }
 
 // wake resumes a parked session so that it notices its connection was closed.
-func (s *Session) wake() {
-	if s.srv.parker.unpark(s) {
+// closeAndWake closes the client's socket and resumes the session if it was parked, so
+// that it ends. It takes the session out of the parker before closing: once closed, the
+// descriptor number may go to a new connection that parks under it.
+func (s *Session) closeAndWake() {
+	parked := s.srv.parker.unpark(s)
+	_ = s.nc.Close()
+	if parked {
 		go s.resume()
 	}
 }
@@ -443,8 +448,7 @@ func (s *Session) kill(reason string) {
 		_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = s.nc.Write(pgerr.Fatal(pgerr.AdminShutdown, "%s", reason).Append(nil))
 	}
-	_ = s.nc.Close()
-	s.wake()
+	s.closeAndWake()
 }
 
 // Info is what SHOW CLIENTS reports about a session.

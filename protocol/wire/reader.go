@@ -44,7 +44,7 @@ func NewReader(src io.Reader) *Reader {
 func (rd *Reader) Reset(src io.Reader) {
 	rd.src = src
 	rd.raw = nil
-	if sc, ok := src.(syscall.Conn); ok {
+	if sc, ok := socket(src); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			rd.raw = raw
 			if rd.readFn == nil {

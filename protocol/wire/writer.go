@@ -2,6 +2,7 @@ package wire
 
 import (
 	"io"
+	"net"
 	"sync"
 	"syscall"
 )
@@ -33,11 +34,23 @@ func (w *Writer) Reset(dst io.Writer) {
 
 func (w *Writer) setDst(dst io.Writer) {
 	w.dst, w.raw = dst, nil
-	if sc, ok := dst.(syscall.Conn); ok {
+	if sc, ok := socket(dst); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			w.raw = raw
 		}
 	}
+}
+
+// socket returns src as a syscall.Conn when it is a network socket, which Go keeps
+// non-blocking; other descriptors (files, pipes) may block and keep the ordinary path.
+func socket(src any) (syscall.Conn, bool) {
+	switch c := src.(type) {
+	case *net.TCPConn:
+		return c, true
+	case *net.UnixConn:
+		return c, true
+	}
+	return nil, false
 }
 
 // Buffered reports the number of unflushed bytes.

@@ -1,6 +1,7 @@
 package prepared
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -157,6 +158,31 @@ func TestAlterTableRetried(t *testing.T) {
 		addColumn(t)
 		failsOnce(t, []pgproto3.FrontendMessage{bind("", "one"), execute("", 0),
 			bind("", "all"), describePortal(""), execute("", 0), syncMsg}, "2DC")
+	})
+	t.Run("a portal bound earlier in the request", func(t *testing.T) {
+		// The error aborts the implicit transaction and the portal with it: replaying
+		// only from the failed Bind would make the later Execute of p1 fail instead.
+		addColumn(t)
+		failsOnce(t, []pgproto3.FrontendMessage{bind("p1", "one"),
+			bind("", "all"), describePortal(""), execute("", 0), execute("p1", 0), syncMsg}, "2")
+	})
+	t.Run("binary parameter of an inferred type", func(t *testing.T) {
+		// Prepared anew, $1 would be inferred as the column's new type and the 8 bytes
+		// encoded as bigint read as float8: no retry, PostgreSQL's error instead.
+		_, err := admin.Exec(bg(t), `CREATE TABLE n (a bigint); INSERT INTO n VALUES (1), (4607182418800017408)`)
+		require.NoError(t, err)
+		r.send(parse("byval", "SELECT * FROM n WHERE a = $1"), syncMsg)
+		r.expect("1Z")
+		v := make([]byte, 8)
+		binary.BigEndian.PutUint64(v, 4607182418800017408)
+		bin := &pgproto3.Bind{PreparedStatement: "byval", ParameterFormatCodes: []int16{1}, Parameters: [][]byte{v}}
+		r.send(bin, describePortal(""), execute("", 0), syncMsg)
+		require.Equal(t, "4607182418800017408", string(r.expect("2TDCZ")[2].(*pgproto3.DataRow).Values[0]))
+		_, err = admin.Exec(bg(t), `ALTER TABLE n ALTER a TYPE float8`)
+		require.NoError(t, err)
+		r.send(bin, describePortal(""), execute("", 0), syncMsg)
+		require.Equal(t, staleCode, errorOf(t, r.recv()).Code)
+		r.expect("Z")
 	})
 	t.Run("inside an explicit transaction", func(t *testing.T) {
 		addColumn(t)
