@@ -8,13 +8,17 @@ GO ?= go
 # on a busy machine); raise it for a longer local run: make fuzz FUZZTIME=1m, or bench/fuzz.sh
 FUZZTIME ?= 5000x
 
-.PHONY: build test vet unit fuzz demo bench
+.PHONY: build test vet lint unit fuzz demo bench
+
+# staticcheck, pinned; `go run` fetches it through the Go module proxy on first use.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 build:
 	$(GO) build -o bin/pgmux ./cmd/pgmux
 
 test:
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	# Without -race too: race builds use the ordinary read/write calls (protocol/wire/rawio_*.go)
 	$(GO) test -count=1 -timeout 10m ./protocol/wire ./proxy ./test/e2e ./test/faults
@@ -22,6 +26,9 @@ test:
 
 vet:
 	$(GO) vet ./...
+
+lint: vet
+	$(GO) run $(STATICCHECK) ./...
 
 # Integration tests start their own PostgreSQL (internal/pgtest); with CI set they fail, not skip, without one.
 unit:

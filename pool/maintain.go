@@ -58,7 +58,7 @@ func (p *Pool) fillMin() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	c, err, _ := p.dialLocked(ctx)
+	c, err, _ := p.dialLocked(ctx, time.Time{})
 	if err != nil {
 		p.opts.Logger.Warn("could not open min_pool_size connection", zap.Error(err))
 		return

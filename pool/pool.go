@@ -202,7 +202,7 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 			return c, nil
 		}
 		if (len(p.waiters) == 0 || woken) && p.total < p.opts.Size && !p.backingOffLocked() {
-			c, err, retry := p.dialLocked(ctx)
+			c, err, retry := p.dialLocked(ctx, deadline)
 			if retry {
 				woken = true
 				continue
@@ -244,8 +244,10 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 }
 
 // dialLocked is entered with p.mu held and returns with it released. retry means a shared
-// limit refused and the caller should queue.
-func (p *Pool) dialLocked(ctx context.Context) (*Conn, error, bool) {
+// limit refused, then freed capacity, and the caller should try again. While the limit
+// refuses, the caller queues here until ctx is done or deadline (query_wait_timeout)
+// passes, like any waiter.
+func (p *Pool) dialLocked(ctx context.Context, deadline time.Time) (*Conn, error, bool) {
 	p.total++
 	p.dialing++
 	p.mu.Unlock()
@@ -253,17 +255,32 @@ func (p *Pool) dialLocked(ctx context.Context) (*Conn, error, bool) {
 		p.mu.Lock()
 		p.total--
 		p.dialing--
-		w := &waiter{ch: make(chan *Conn, 1), since: time.Now()}
+		w := waiterPool.Get().(*waiter)
+		w.since, w.deadline, w.expired = time.Now(), deadline, false
 		p.waiters = append(p.waiters, w)
+		if !deadline.IsZero() {
+			p.armExpiryLocked(deadline)
+		}
 		p.mu.Unlock()
 		for _, l := range p.opts.Limits {
 			l.evictIdle(p)
 		}
 		c, err := p.wait(ctx, w, false, 0)
-		if c != nil {
+		p.mu.Lock()
+		expired := w.expired
+		p.mu.Unlock()
+		since := w.since
+		waiterPool.Put(w)
+		switch {
+		case c != nil:
 			return c, nil, false
+		case err != nil:
+			return nil, err, false
+		case expired:
+			return nil, fmt.Errorf("%w: waited %v for max_db_connections/max_user_connections",
+				ErrWaitTimeout, time.Since(since).Round(time.Millisecond)), false
 		}
-		return nil, err, err == nil
+		return nil, nil, true
 	}
 	c, err := p.dial(ctx)
 	p.mu.Lock()
@@ -342,7 +359,7 @@ func (p *Pool) tryReserve(ctx context.Context, w *waiter) (*Conn, bool) {
 		return nil, false
 	}
 	p.stats.ReserveUsed++
-	c, err, _ := p.dialLocked(ctx)
+	c, err, _ := p.dialLocked(ctx, w.deadline)
 	if err != nil || c == nil {
 		// Back in the queue at the front: the waiter keeps its place.
 		p.mu.Lock()

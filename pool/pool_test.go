@@ -439,6 +439,36 @@ func TestReservePool(t *testing.T) {
 	}
 }
 
+// A waiter refused by a shared cap (max_db_connections, max_user_connections) gives up at
+// its query_wait_timeout like any waiter, instead of queueing without a deadline.
+func TestAcquireTimeoutUnderReachedLimit(t *testing.T) {
+	t.Parallel()
+	lim := pool.NewLimit(1)
+	a := newPool(t, pool.Options{Size: 2, Limits: []*pool.Limit{lim}})
+	b := newPool(t, pool.Options{Size: 2, Limits: []*pool.Limit{lim}})
+	a1, _ := acquire(t, a)
+	defer a1.Release(false)
+	for _, p := range []*pool.Pool{a, b} { // the same pool and another under the cap
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() {
+			c, err := p.AcquireTimeout(newLessee(), 300*time.Millisecond)
+			if c != nil {
+				c.Release(false)
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			require.ErrorIs(t, err, pool.ErrWaitTimeout)
+			require.Less(t, time.Since(start), 3*time.Second)
+		case <-time.After(wait):
+			t.Fatal("AcquireTimeout under a reached shared cap ignored its timeout")
+		}
+		require.Zero(t, p.Stats().Waiting, "the expired waiter left the queue")
+	}
+}
+
 func TestLimitSharedAcrossPools(t *testing.T) {
 	t.Parallel()
 	t.Run("waiter gets capacity when the other pool releases", func(t *testing.T) {

@@ -73,7 +73,7 @@ func (srv *Server) runAuthQuery(cfg *config.Config, db *config.Database, user st
 	if err != nil {
 		return "", false, fmt.Errorf("auth_query: connect as auth_user %q: %w", cfg.AuthUser, err)
 	}
-	if err := c.Wr.Write(authQueryMessages(cfg.AuthQuery, user)); err == nil {
+	if err = c.Wr.Write(authQueryMessages(cfg.AuthQuery, user)); err == nil {
 		err = c.Wr.Flush()
 	}
 	if err != nil {

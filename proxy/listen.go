@@ -191,8 +191,16 @@ func (l *listener) commandLocked(ctx context.Context, sql string, then func(erro
 	}
 	done := make(chan error, 1)
 	l.waiting = append(l.waiting, listenCmd{done: done, then: then})
-	if err := l.conn.Wr.Write(wire.Query(nil, sql)); err == nil {
+	err := l.conn.Wr.Write(wire.Query(nil, sql))
+	if err == nil {
 		err = l.conn.Wr.Flush()
+	}
+	if err != nil {
+		// The connection is broken: this command gets no answer. Closing it makes Pump
+		// see the break, fail the commands still queued and reconnect (lost).
+		l.waiting = l.waiting[:len(l.waiting)-1]
+		l.conn.Discard(err)
+		return nil, fmt.Errorf("listener connection: %w", err)
 	}
 	return done, nil
 }

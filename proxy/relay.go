@@ -673,7 +673,8 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 	}
 	s.mu.Unlock()
 	if !s.closed.Load() {
-		if err := s.wr.Write(m); err == nil {
+		err := s.wr.Write(m)
+		if err == nil {
 			err = s.wr.Flush()
 		}
 		if err != nil {

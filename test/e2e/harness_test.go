@@ -73,6 +73,8 @@ func pgmuxBinary(t testing.TB) string {
 		if pgmuxBin.err != nil {
 			return
 		}
+		// The toolchain that built this test binary builds pgmux too.
+		//lint:ignore SA1019 go test builds and runs this binary on this machine, so its GOROOT exists here
 		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
 		if _, err := os.Stat(goTool); err != nil {
 			goTool = "go"
