@@ -54,7 +54,11 @@ func (d Database) String() string {
 		}
 	}
 	add("host", d.Host)
-	num("port", d.Port)
+	if d.Ports != "" {
+		add("port", d.Ports)
+	} else {
+		num("port", d.Port)
+	}
 	add("dbname", d.DBName)
 	add("user", d.User)
 	if d.Password != "" {
@@ -72,6 +76,8 @@ func (d Database) String() string {
 	add("timezone", d.TimeZone)
 	add("connect_query", d.ConnectQuery)
 	add("application_name", d.ApplicationName)
+	add("target_session_attrs", d.TargetSessionAttrs)
+	add("load_balance_hosts", d.LoadBalanceHosts)
 	return b.String()
 }
 

@@ -7,8 +7,8 @@ import (
 
 // dbParams is the [databases] connection-string table.
 var dbParams = map[string]func(d *Database, v string) error{
-	"host":               func(d *Database, v string) error { d.Host = v; return nil },
-	"port":               dbInt(1, 65535, func(d *Database) *int { return &d.Port }),
+	"host":               parseHosts,
+	"port":               parsePorts,
 	"dbname":             func(d *Database, v string) error { d.DBName = v; return nil },
 	"user":               func(d *Database, v string) error { d.User = v; return nil },
 	"password":           func(d *Database, v string) error { d.Password = v; return nil },
@@ -25,6 +25,9 @@ var dbParams = map[string]func(d *Database, v string) error{
 	"timezone":           func(d *Database, v string) error { d.TimeZone = v; return nil },
 	"connect_query":      func(d *Database, v string) error { d.ConnectQuery = v; return nil },
 	"application_name":   func(d *Database, v string) error { d.ApplicationName = v; return nil },
+	// Several hosts per database (hosts.go).
+	"target_session_attrs": dbEnum(TargetSessionAttrs, func(d *Database) *string { return &d.TargetSessionAttrs }),
+	"load_balance_hosts":   dbEnum(LoadBalanceHosts, func(d *Database) *string { return &d.LoadBalanceHosts }),
 }
 
 // userParams is the [users] table.
@@ -90,6 +93,9 @@ func ParseDatabase(name, connstr string) (*Database, []string, error) {
 	}
 	if d.DBName == "" {
 		d.DBName = name
+	}
+	if err := d.checkHosts(); err != nil {
+		return nil, nil, err
 	}
 	return d, warnings, nil
 }

@@ -44,11 +44,11 @@ func TestParseDatabase(t *testing.T) {
 		`client_encoding=UTF8 datestyle='ISO, MDY' timezone=UTC connect_query='SET x = 1' `+
 		`application_name=api direct_pool_size=1 load_balance_hosts=disable`)
 	require.NoError(t, err)
-	require.Equal(t, []string{"parameter load_balance_hosts is not supported by pgmux and is ignored"}, warnings)
+	require.Empty(t, warnings)
 	require.Equal(t, &Database{Name: "app", Host: "fd00::1", Port: 6000, DBName: "real", User: "u", Password: "p w",
 		AuthUser: "au", PoolSize: 10, MinPoolSize: 2, ReservePool: 3, MaxDBConnections: 40,
 		PoolMode: PoolModeTransaction, ClientEncoding: "UTF8", DateStyle: "ISO, MDY", TimeZone: "UTC",
-		ConnectQuery: "SET x = 1", ApplicationName: "api", DirectPoolSize: 1}, d)
+		ConnectQuery: "SET x = 1", ApplicationName: "api", DirectPoolSize: 1, LoadBalanceHosts: "disable"}, d)
 
 	d, _, err = ParseDatabase("x", "")
 	require.NoError(t, err)

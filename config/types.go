@@ -125,8 +125,9 @@ type TLSSettings struct {
 // Database is one [databases] entry.
 type Database struct {
 	Name             string // client-visible name
-	Host             string // hostname, IP (v4 or v6), or unix socket dir ("/...")
-	Port             int
+	Host             string // hostname, IP (v4 or v6), or unix socket dir ("/..."); or a comma-separated list of them
+	Port             int    // the port, or the first of Ports
+	Ports            string // port list when port= names one per host ("5432,5433"), else ""
 	DBName           string // server-side name; defaults to Name (so "*" in the fallback: DatabaseFor substitutes)
 	User             string // forced server user; "" = the client's user
 	Password         string
@@ -142,6 +143,10 @@ type Database struct {
 	ConnectQuery     string
 	ApplicationName  string
 	DirectPoolSize   int // -1 = inherit
+	// With several hosts (hosts.go): which servers new connections may use, libpq's
+	// values ("" = any), and how hosts take turns ("" = round-robin, or disable).
+	TargetSessionAttrs string
+	LoadBalanceHosts   string
 }
 
 // User is one [users] entry.

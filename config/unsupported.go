@@ -20,9 +20,9 @@ var unsupportedSettings = map[string]bool{
 // unsupportedDatabaseParams are PgBouncer [databases] connection-string keys pgmux ignores
 // with a warning.
 var unsupportedDatabaseParams = map[string]bool{
-	"auth_query": true, "auth_dbname": true, "load_balance_hosts": true,
+	"auth_query": true, "auth_dbname": true,
 	"max_db_client_connections": true, "server_lifetime": true,
-	"target_session_attrs": true, "query_wait_timeout": true,
+	"query_wait_timeout": true,
 }
 
 // unsupportedUserParams are PgBouncer [users] keys pgmux ignores with a warning.

@@ -76,6 +76,7 @@ type Conn struct {
 	state    atomic.Int32
 	lastUsed atomic.Int64 // unix nanos
 	closing  atomic.Bool
+	host     *Host      // the cluster host it is on; nil for a single-host target
 	detached bool       // guarded by pool.mu: kept by one client outside the pool's size
 	internal internalOp // guarded by the reader goroutine's ownership while not leased
 	closed   chan struct{}
@@ -182,7 +183,10 @@ func (c *Conn) querySync(ctx context.Context, sql string) error {
 // run is the connection's reader goroutine.
 func (c *Conn) run() {
 	var err error
-	defer func() { c.pool.remove(c, err) }()
+	defer func() {
+		c.noteEnd()
+		c.pool.remove(c, err)
+	}()
 	for {
 		if b := c.lessee.Load(); b != nil {
 			if err = b.l.Pump(c); err != nil {
@@ -220,6 +224,7 @@ func (c *Conn) handleIdle(typ byte, n int) error {
 	case 'S':
 		if k, v, err := wire.ParseParameterStatus(wire.Body(m)); err == nil {
 			c.Params.Set(string(k), string(v))
+			c.NoteParameter(string(k), string(v))
 		}
 	case 'E':
 		pe, _ := pgerr.Parse(wire.Body(m))

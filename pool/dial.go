@@ -35,6 +35,11 @@ type Target struct {
 	// that answers 'N'.
 	TLS         *tls.Config
 	TLSRequired bool
+	// Cluster, when set, holds several hosts (Host and Port are then ignored): a new
+	// connection goes to the first that fits Attrs, in Balance's order (hosts.go).
+	Cluster *Cluster
+	Attrs   SessionAttrs
+	Balance Balance
 }
 
 // Network returns the dial network and address for the target.

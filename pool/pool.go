@@ -312,12 +312,7 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 	timeout := p.opts.ConnectTimeout
 	target := p.opts.Target
 	p.mu.Unlock()
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), timeout)
-		defer cancel()
-	}
-	return dialConn(ctx, p, target())
+	return dialTarget(ctx, p, target(), timeout)
 }
 
 func (p *Pool) wait(ctx context.Context, w *waiter, reserve bool, reserveAfter time.Duration) (*Conn, error) {
