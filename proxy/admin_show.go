@@ -37,6 +37,8 @@ func init() {
 		// pgmux's own: the prepared statement caches of transaction and statement mode.
 		"PREPARED":         (*Server).showPrepared,
 		"PREPARED_SERVERS": (*Server).showPreparedServers,
+		// pgmux's own: the servers of multi-host databases, their roles and lag (hosts.go).
+		"HOSTS": (*Server).showHosts,
 	}
 }
 
@@ -53,6 +55,7 @@ const helpText = `SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION
 SHOW LISTS|MEM|STATE
 SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS
 SHOW PREPARED|PREPARED_SERVERS
+SHOW HOSTS
 SET key = arg
 RELOAD
 PAUSE [<db>]
@@ -103,7 +106,10 @@ func (s *Server) showDatabases() []byte {
 		textCol("force_user"), int4Col("pool_size"), int4Col("min_pool_size"), int4Col("reserve_pool_size"),
 		int4Col("server_lifetime"), textCol("pool_mode"), textCol("load_balance_hosts"),
 		int4Col("max_connections"), int4Col("current_connections"), int4Col("max_client_connections"),
-		int4Col("current_client_connections"), int4Col("paused"), int4Col("disabled"))
+		int4Col("current_client_connections"), int4Col("paused"), int4Col("disabled"),
+		// pgmux's own, for several hosts: which servers the entry uses, each host's role,
+		// and the largest replication lag among its standbys.
+		textCol("target_session_attrs"), textCol("host_roles"), int8Col("replication_lag_ms"))
 	// Configured databases, and those a client opened through the "*" fallback.
 	dbs := make(map[string]*config.Database)
 	for name, db := range cfg.Databases {
@@ -134,7 +140,7 @@ func (s *Server) showDatabases() []byte {
 	s.pools.mu.Unlock()
 	c := s.console
 	r.row("pgbouncer", nil, cfg.ListenPort, "pgbouncer", "pgbouncer", 2, 0, 0, 0, "statement", nil,
-		0, 0, 0, admins, 0, 0)
+		0, 0, 0, admins, 0, 0, nil, nil, nil)
 	for _, name := range sortedKeys(dbs) {
 		db := dbs[name]
 		dbname := db.DBName
@@ -145,10 +151,12 @@ func (s *Server) showDatabases() []byte {
 		paused := c.pausedAll || c.suspended || c.paused[name] || c.killed[name]
 		disabled := c.disabled[name]
 		c.mu.Unlock()
+		roles, lag := s.pools.hosts.hostsSummary(db)
 		r.row(name, nullIfEmpty(db.Host), db.Port, dbname, nullIfEmpty(db.User),
 			cfg.EffectivePoolSize(db, ""), cfg.EffectiveMinPoolSize(db), cfg.EffectiveReservePool(db, ""),
-			int(cfg.ServerLifetime/time.Second), nullIfEmpty(db.PoolMode.String()), nil,
-			cfg.EffectiveMaxDBConnections(db), servers[name], 0, clients[name], paused, disabled)
+			int(cfg.ServerLifetime/time.Second), nullIfEmpty(db.PoolMode.String()), db.EffectiveLoadBalanceHosts(),
+			cfg.EffectiveMaxDBConnections(db), servers[name], 0, clients[name], paused, disabled,
+			db.EffectiveTargetSessionAttrs(), nullIfEmpty(roles), lag)
 	}
 	return r.done("SHOW")
 }
@@ -273,7 +281,9 @@ func (s *Server) showClients() []byte {
 }
 
 func (s *Server) showServers() []byte {
-	r := newResult(nil, connListCols()...)
+	// role and replication_lag_ms, pgmux's own, trail PgBouncer's columns: of the host a
+	// server connection of a multi-host database is on (hosts.go), NULL otherwise.
+	r := newResult(nil, append(connListCols(), textCol("role"), int8Col("replication_lag_ms"))...)
 	for _, e := range sortedEntries(s.pools.all()) {
 		db, _, _ := e.snapshot()
 		user := e.key.user
@@ -293,9 +303,10 @@ func (s *Server) showServers() []byte {
 			if e.prep != nil {
 				prepared = e.prep.conn(c).prepared
 			}
+			role, lag := connRole(c)
 			r.row("S", user, e.key.db, "none", c.State().String(), addr, port, laddr, lport,
 				pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, 0, ptr('s', c.ID), link,
-				int64(c.PID), "", "", prepared, c.ID)
+				int64(c.PID), "", "", prepared, c.ID, role, lag)
 		}
 	}
 	// The LISTEN multiplexing connections, one per database that has listeners.
@@ -306,9 +317,10 @@ func (s *Server) showServers() []byte {
 		}
 		addr, port := hostPort(tcpAddr(c.Addr()))
 		laddr, lport := hostPort(c.LocalAddr())
+		role, lag := connRole(c)
 		r.row("S", user, l.db, "none", "listener", addr, port, laddr, lport,
 			pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, 0, ptr('s', c.ID), "",
-			int64(c.PID), "", "", 0, c.ID)
+			int64(c.PID), "", "", 0, c.ID, role, lag)
 	}
 	return r.done("SHOW")
 }

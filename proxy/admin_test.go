@@ -58,7 +58,9 @@ func TestAdminShowColumns(t *testing.T) {
 		"pool_mode": true, "load_balance_hosts": true, "type": true, "replication": true, "state": true,
 		"addr": true, "local_addr": true, "connect_time": true, "request_time": true, "ptr": true, "link": true,
 		"tls": true, "application_name": true, "version": true, "key": true, "value": true, "default": true,
-		"changeable": true, "list": true, "pin_reason": true}
+		"changeable": true, "list": true, "pin_reason": true,
+		"target_session_attrs": true, "host_roles": true, "role": true, "databases": true, "wal_lsn": true,
+		"last_error": true}
 	for cmd, want := range referenceColumns(t) {
 		t.Run(cmd, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

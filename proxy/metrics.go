@@ -3,6 +3,7 @@ package proxy
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 )
 
@@ -23,6 +24,7 @@ type metrics struct {
 	connectAttempts, connectFailures, connected             *prometheus.Desc
 	pinned                                                  *prometheus.Desc
 	prepared, prepHits, prepMisses, prepEvicts, prepRetries *prometheus.Desc
+	hostUp, hostPrimary, hostLag, hostLagBytes              *prometheus.Desc
 }
 
 // poolObservers are one pool's histograms.
@@ -84,6 +86,14 @@ func newMetrics(s *Server) *metrics {
 		prepRetries: desc("pgmux_prepared_retries_total",
 			"Requests sent again after PostgreSQL reported that a prepared statement's result type changed "+
 				"(0A000 cached plan must not change result type), the statement prepared anew.", pl...),
+		hostUp: desc("pgmux_host_up", "1 when the last contact with a server of a multi-host database worked, "+
+			"0 when it failed (hosts never reached yet are left out).", "host"),
+		hostPrimary: desc("pgmux_host_primary", "1 for the server known as the primary, 0 for a standby "+
+			"(servers of unknown role are left out).", "host"),
+		hostLag: desc("pgmux_host_replication_lag_seconds", "How far a standby's replay is behind: 0 when it has "+
+			"replayed all it received, else the age of the last transaction it replayed (0 for the primary).", "host"),
+		hostLagBytes: desc("pgmux_host_replication_lag_bytes",
+			"WAL a standby has still to replay, against the primary's last known position.", "host"),
 	}
 }
 
@@ -149,7 +159,8 @@ func (m *metrics) reloaded(err error) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.clients, m.servers, m.maxWait, m.paused, m.xacts, m.queries,
 		m.received, m.sent, m.assignments, m.connectAttempts, m.connectFailures, m.connected, m.pinned,
-		m.prepared, m.prepHits, m.prepMisses, m.prepEvicts, m.prepRetries} {
+		m.prepared, m.prepHits, m.prepMisses, m.prepEvicts, m.prepRetries,
+		m.hostUp, m.hostPrimary, m.hostLag, m.hostLagBytes} {
 		ch <- d
 	}
 }
@@ -191,6 +202,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.assignments, float64(t.assignments), db, user)
 	}
 	m.collectPinned(gauge)
+	m.collectHosts(gauge)
 	for _, p := range m.srv.preparedSnapshot() {
 		db, user := p.key.db, p.key.user
 		gauge(m.prepared, float64(p.prepared), db, user)
@@ -229,6 +241,40 @@ func (m *metrics) collectPinned(gauge func(d *prometheus.Desc, v float64, lv ...
 	for _, k := range keys {
 		for i, name := range pinNames {
 			gauge(m.pinned, float64(counts[k][i]), k.db, k.user, name)
+		}
+	}
+}
+
+// collectHosts reports each server of the multi-host databases once, however many
+// entries name it.
+func (m *metrics) collectHosts(gauge func(d *prometheus.Desc, v float64, lv ...string)) {
+	seen := make(map[string]bool)
+	all := m.srv.pools.hosts.all()
+	for _, key := range sortedKeys(all) {
+		for _, st := range all[key].States() {
+			host := st.Endpoint.String()
+			if seen[host] {
+				continue
+			}
+			seen[host] = true
+			switch {
+			case st.Up:
+				gauge(m.hostUp, 1, host)
+			case st.Down:
+				gauge(m.hostUp, 0, host)
+			}
+			switch st.Role {
+			case pool.RolePrimary:
+				gauge(m.hostPrimary, 1, host)
+			case pool.RoleStandby:
+				gauge(m.hostPrimary, 0, host)
+			}
+			if st.LagMs >= 0 {
+				gauge(m.hostLag, float64(st.LagMs)/1000, host)
+			}
+			if st.LagBytes >= 0 {
+				gauge(m.hostLagBytes, float64(st.LagBytes), host)
+			}
 		}
 	}
 }

@@ -100,14 +100,17 @@ func (s *Server) reachable(ctx context.Context, db string) error {
 	if last != nil {
 		return last
 	}
-	d := s.Config().Databases[db]
-	network, addr := (&pool.Target{Host: d.Host, Port: d.Port}).Network()
-	var dialer net.Dialer
-	nc, err := dialer.DialContext(ctx, network, addr)
-	if err != nil {
-		return err
+	// Any of a multi-host entry's hosts will do.
+	for _, e := range s.Config().Databases[db].Endpoints() {
+		network, addr := (&pool.Target{Host: e.Host, Port: e.Port}).Network()
+		var dialer net.Dialer
+		nc, err := dialer.DialContext(ctx, network, addr)
+		if err == nil {
+			return nc.Close()
+		}
+		last = err
 	}
-	return nc.Close()
+	return last
 }
 
 // listenHTTP opens metrics_addr, when set.

@@ -216,6 +216,7 @@ func (s *Session) onParameterStatus(c *pool.Conn, n int) error {
 	}
 	name, value := string(k), string(v)
 	c.Params.Set(name, value)
+	c.NoteParameter(name, value)
 	s.mu.Lock()
 	changed := s.params.Set(name, value)
 	s.mu.Unlock()

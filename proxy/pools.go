@@ -44,12 +44,13 @@ type pools struct {
 	userCap map[string]*pool.Limit
 	direct  map[string]*budget
 	prep    map[poolKey]*prepStats // outlives entries removed by a reload
+	hosts   *clusters              // roles of the hosts of multi-host databases (hosts.go)
 }
 
 func newPools(s *Server) *pools {
 	return &pools{s: s, byKey: make(map[poolKey]*poolEntry),
 		dbCap: make(map[string]*pool.Limit), userCap: make(map[string]*pool.Limit),
-		direct: make(map[string]*budget), prep: make(map[poolKey]*prepStats)}
+		direct: make(map[string]*budget), prep: make(map[poolKey]*prepStats), hosts: newClusters(s.log)}
 }
 
 // get returns the pool for (db, user), creating it on first use.
@@ -72,6 +73,10 @@ func (ps *pools) get(cfg *config.Config, db *config.Database, user string) (*poo
 	e.pool = p
 	e.direct = ps.directFor(db.Name, cfg.EffectiveDirectPoolSize(db))
 	ps.byKey[k] = e
+	if cl := ps.hosts.forDB(db); cl != nil {
+		// The first pool's login (its user's credentials) serves the hosts' checkers.
+		cl.Watch(func() *pool.Target { return ps.target(e, user) }, cfg.ServerConnectTimeout)
+	}
 	return e, nil
 }
 
@@ -162,6 +167,7 @@ func (ps *pools) target(e *poolEntry, clientUser string) *pool.Target {
 		t.TLS = tc
 		t.TLSRequired = requiresTLS(s.cfg.ServerTLS.SSLMode)
 	}
+	ps.hosts.aim(t, db)
 	return t
 }
 
@@ -216,6 +222,12 @@ func (ps *pools) reconfigure(cfg *config.Config) {
 	for name, l := range ps.userCap {
 		l.SetMax(cfg.EffectiveMaxUserConnections(name))
 	}
+	keep := make(map[string]bool)
+	for _, e := range ps.byKey {
+		db, _, _ := e.snapshot()
+		keep[db.HostKey()] = true
+	}
+	ps.hosts.retain(keep)
 }
 
 func (ps *pools) all() []*poolEntry {
@@ -232,6 +244,7 @@ func (ps *pools) closeAll() {
 	for _, e := range ps.all() {
 		e.pool.Close()
 	}
+	ps.hosts.closeAll()
 }
 
 // idleLessee holds a connection briefly without using it (learning parameters).

@@ -28,6 +28,7 @@ type cluster struct {
 	dataDir string
 	logFile string
 	owner   *osUser // who runs initdb and postgres; nil: the current user
+	extra   string  // more configuration lines, after serverConf's (standby.go)
 
 	mu       sync.Mutex
 	watchIn  io.WriteCloser // closing it (or our death) fires the watchdog
@@ -117,7 +118,7 @@ func (c *cluster) startOnFreePort(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if err := c.writeFile(filepath.Join(c.dataDir, "pgtest.conf"), serverConf(port, c.dir, ipv6)); err != nil {
+		if err := c.writeFile(filepath.Join(c.dataDir, "pgtest.conf"), serverConf(port, c.dir, ipv6)+c.extra); err != nil {
 			return 0, err
 		}
 		err = c.pgctl(ctx, "start", "-D", c.dataDir, "-l", c.logFile, "-w", "-t", "90", "-s")

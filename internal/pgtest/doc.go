@@ -22,6 +22,10 @@
 // Tests that break the server on purpose (Restart) and must not disturb other
 // tests can use StartPrivate, which starts a dedicated server stopped at cleanup.
 //
+// Replication: primary.StartStandby(t) starts a streaming hot standby of a server
+// pgtest started (pg_basebackup -R, its own port, extra configuration lines
+// allowed); Promote promotes it, StopPostmaster stops the primary for a failover.
+//
 // If a test binary dies without calling Run (panic, -timeout, SIGKILL) a small
 // watchdog process notices that the test process is gone, stops PostgreSQL
 // (immediate mode) and removes the temporary directory, so nothing leaks.
