@@ -49,8 +49,8 @@ func (s *Session) deferLocal(typ byte, n int) (bool, error) {
 			return false, nil
 		}
 		query, types, err := wire.CString(rest)
-		if err != nil {
-			return false, nil
+		if err != nil || s.lookupStmt(name) != nil {
+			return false, nil // a duplicate: the server gives PostgreSQL's error in order
 		}
 		def := s.register(string(name), string(query), types)
 		s.deferred = append(s.deferred, deferredOp{typ: 'P', def: def})

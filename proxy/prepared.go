@@ -4,6 +4,8 @@ import (
 	"encoding/hex"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
@@ -33,20 +35,37 @@ type stmtDef struct {
 	server  string    // pgmux's name for it on servers
 	query   string
 	types   []byte // the Parse message's parameter type section, verbatim
+	// sqlTypes is set for a statement made by SQL PREPARE: its parameter type list as
+	// written, with the parentheses ("" when it has none); servers get it by PREPARE.
+	sqlTypes string
+	sql      bool
+	// failed is set by the server's reader when the client's Parse (or PREPARE) of it
+	// failed or was skipped: the client has no such statement, as in PostgreSQL.
+	failed atomic.Bool
+	// checked is set by the server's reader when a server accepted its Parse; a Parse
+	// pgmux answered itself (deferred.go) is checked at the statement's first use, and if
+	// that fails the statement was never the client's either.
+	checked atomic.Bool
 }
 
 var stmtSeed = maphash.MakeSeed()
 var stmtSeed2 = maphash.MakeSeed()
 
-// newStmtDef names a statement by a 128-bit hash of its text and parameter types.
-func newStmtDef(query string, types []byte) *stmtDef {
+// newStmtDef names a statement by a 128-bit hash of its text, its parameter types and
+// the statement epoch (ddl.go) when the client prepared it.
+func newStmtDef(query string, types []byte, epoch uint64) *stmtDef {
 	var h1, h2 maphash.Hash
 	h1.SetSeed(stmtSeed)
 	h2.SetSeed(stmtSeed2)
+	var e [8]byte
+	for i := range e {
+		e[i] = byte(epoch >> (8 * i))
+	}
 	for _, h := range []*maphash.Hash{&h1, &h2} {
 		h.WriteString(query)
 		h.WriteByte(0)
 		h.Write(types)
+		h.Write(e[:])
 	}
 	var sum [16]byte
 	a, b := h1.Sum64(), h2.Sum64()
@@ -151,13 +170,19 @@ func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 	if err != nil {
 		return s.send(c, m, expect{kind: 'P'})
 	}
+	query, types, err := wire.CString(rest)
+	if err != nil {
+		return s.send(c, m, expect{kind: 'P'})
+	}
+	if len(query) > 0 {
+		s.noteDDL(unsafe.String(&query[0], len(query)))
+	}
 	if len(name) == 0 {
 		s.unnamed.record(rest)
 		return s.send(c, m, expect{kind: 'P'})
 	}
-	query, types, err := wire.CString(rest)
-	if err != nil {
-		return s.send(c, m, expect{kind: 'P'})
+	if s.lookupStmt(name) != nil {
+		return s.parseDuplicate(c, name, rest)
 	}
 	def := s.register(string(name), string(query), types)
 	return s.parseOn(c, def)
@@ -165,22 +190,60 @@ func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 
 // register records a client statement.
 func (s *Session) register(name, query string, types []byte) *stmtDef {
-	def := newStmtDef(query, append([]byte(nil), types...))
+	def := newStmtDef(query, append([]byte(nil), types...), s.srv.stmtEpoch.Load())
 	if s.mode != config.PoolModeSession {
 		def.pin, def.release = s.classify(query)
 	}
+	s.keep(name, def)
+	return def
+}
+
+// keep records def as the client's statement name.
+func (s *Session) keep(name string, def *stmtDef) {
 	if s.stmts == nil {
 		s.stmts = make(map[string]*stmtDef)
 	}
 	s.stmts[name] = def
+}
+
+// lookupStmt returns the client's statement of that name, or nil when it has none: never
+// made, closed, or its Parse failed on the server (then it is dropped here).
+func (s *Session) lookupStmt(name []byte) *stmtDef {
+	def, ok := s.stmts[string(name)]
+	if !ok {
+		return nil
+	}
+	if def.failed.Load() {
+		delete(s.stmts, string(name))
+		return nil
+	}
 	return def
 }
 
+// parseDuplicate answers a Parse of a name the client already has with PostgreSQL's own
+// error, in its place in the request: the server parses the client's query under
+// pgmux's throwaway name, which it has just made, and so reports the query's own errors
+// first, then 42P05 "prepared statement ... already exists", whose name pgmux turns
+// into the client's. The request's remaining messages are skipped by the server.
+func (s *Session) parseDuplicate(c *pool.Conn, name, rest []byte) error {
+	b := closeMsg(s.scratch[:0], 'S', noopStmt)
+	b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt)
+	b, start := wire.Begin(b, 'P')
+	b = wire.AppendString(b, noopStmt)
+	b = append(b, rest...)
+	b = wire.Finish(b, start)
+	err := s.send(c, b, expect{kind: 'C', hide: true}, expect{kind: 'P', hide: true},
+		expect{kind: 'P', fix: &errFix{from: noopStmt, to: string(name)}})
+	s.keepScratch(b)
+	return err
+}
+
 // parseOn sends what answers a client's Parse of def on server c with a ParseComplete
-// from the server, preparing it there if it lacks it.
+// from the server, preparing it there if it lacks it. When that Parse fails or is
+// skipped, def is marked failed: the client has no statement of that name.
 func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	if s.prep == prepUnnamed {
-		return s.send(c, def.parseMsg(s.scratch[:0], ""), expect{kind: 'P'})
+		return s.send(c, def.parseMsg(s.scratch[:0], ""), expect{kind: 'P', reg: def})
 	}
 	s.mu.Lock()
 	st := s.stateOf(c)
@@ -189,10 +252,11 @@ func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	if present && !stale {
 		b := closeMsg(s.scratch[:0], 'S', noopStmt)
 		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt)
-		return s.send(c, b, expect{kind: 'C', hide: true}, expect{kind: 'P'})
+		return s.send(c, b, expect{kind: 'C', hide: true}, expect{kind: 'P', reg: def})
 	}
 	b, es := s.prepareOn(c, st, def, stale, s.scratch[:0], false)
 	es[len(es)-1].hide = false // the client asked for this Parse: it sees ParseComplete
+	es[len(es)-1].reg = def
 	return s.send(c, b, es...)
 }
 
@@ -212,6 +276,12 @@ func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale b
 		b = closeMsg(b, 'S', ev)
 		es = append(es, expect{kind: 'C', hide: true, stmt: ev})
 	}
+	if def.sql {
+		b = def.prepareSQL(b)
+		s.unnamed.live = false // the server's unnamed statement is now the PREPARE
+		return b, append(es, expect{kind: 'P', hide: true}, expect{kind: 'B', hide: true},
+			expect{kind: 'E', hide: hide, stmt: def.server})
+	}
 	b = def.parseMsg(b, def.server)
 	es = append(es, expect{kind: 'P', hide: hide, stmt: def.server})
 	return b, es
@@ -222,7 +292,7 @@ func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale b
 func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect, string) {
 	if s.prep == prepUnnamed {
 		s.unnamed.live = false // the client's own unnamed statement is replaced
-		return def.parseMsg(b, ""), []expect{{kind: 'P', hide: true}}, ""
+		return def.parseMsg(b, ""), []expect{{kind: 'P', hide: true, reg: def}}, ""
 	}
 	s.mu.Lock()
 	st := s.stateOf(c)
@@ -232,6 +302,7 @@ func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect
 		return b, nil, def.server
 	}
 	b, es := s.prepareOn(c, st, def, stale, b, true)
+	es[len(es)-1].reg = def
 	return b, es, def.server
 }
 
@@ -247,9 +318,10 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 	if len(name) == 0 {
 		return s.sendUnnamed(c, m, 'B')
 	}
-	def, ok := s.stmts[string(name)]
-	if !ok {
-		// Unknown to pgmux: the server answers "prepared statement does not exist".
+	def := s.lookupStmt(name)
+	if def == nil {
+		// Unknown to pgmux: the server, which has no statement of the client's name,
+		// answers PostgreSQL's 26000 "prepared statement ... does not exist".
 		return s.send(c, m, expect{kind: 'B'})
 	}
 	b, es, server := s.ensure(c, def, s.scratch[:0])
@@ -284,8 +356,8 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 		delete(s.stmts, string(name))
 		return s.send(c, closeMsg(s.scratch[:0], 'S', noopStmt), expect{kind: 'C'})
 	}
-	def, ok := s.stmts[string(name)]
-	if !ok {
+	def := s.lookupStmt(name)
+	if def == nil {
 		return s.send(c, m, expect{kind: 'D'})
 	}
 	b, es, server := s.ensure(c, def, s.scratch[:0])
@@ -303,11 +375,14 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 // after the error has already been relayed, so this runs both when the error arrives and
 // when the ReadyForQuery retires what was left unanswered. s.mu is held.
 func forgetSkipped(st *serverState, e expect) {
+	if e.reg != nil && e.kind == 'P' && !e.hide {
+		e.reg.failed.Store(true) // the client's Parse did not happen
+	}
 	if st == nil || e.stmt == "" {
 		return
 	}
 	switch {
-	case e.kind == 'P':
+	case e.kind == 'P', e.kind == 'E' && e.hide:
 		st.stmts.forget(e.stmt)
 	case e.kind == 'C' && e.hide:
 		st.stmts.restore(e.stmt)

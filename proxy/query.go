@@ -13,7 +13,7 @@ import (
 const maxInspect = 64 << 10
 
 // forwardQuery forwards a simple Query, noting statements that wipe server-side state
-// pgmux tracks.
+// pgmux tracks and rewriting SQL PREPARE, EXECUTE and DEALLOCATE (sqlprep.go).
 func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 	m, err := s.rd.Message(n)
 	if err != nil {
@@ -23,8 +23,14 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 		l.skip('Q') // never retried
 	}
 	text, _, err := wire.CString(wire.Body(m))
-	if err == nil && s.prep == prepCache {
-		s.inspectQuery(c, text)
+	if err == nil && len(text) > 0 && s.prep != prepPass {
+		// A view of the reader's buffer, valid for this call: nothing here keeps it.
+		q := unsafe.String(&text[0], len(text))
+		s.noteDDL(q)
+		s.inspectQuery(c, q)
+		if done, err := s.sqlPrepared(c, q); done || err != nil {
+			return err
+		}
 	}
 	if err := c.Wr.Write(m); err != nil {
 		return &wire.WriteError{Err: err}
@@ -32,28 +38,31 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 	return nil
 }
 
-// inspectQuery marks the server's cached statements stale when the query may drop them
-// (DISCARD ALL, DEALLOCATE ALL): their next use closes and prepares them again, which is
-// right whether or not the query succeeded.
-func (s *Session) inspectQuery(c *pool.Conn, text []byte) {
-	if len(text) == 0 {
-		return
-	}
-	// A view of the reader's buffer, valid for this call: nothing here keeps it.
-	q := unsafe.String(&text[0], len(text))
+// inspectQuery handles DISCARD ALL and DEALLOCATE ALL: the server's cached statements
+// are marked stale (their next use closes and prepares them again, which is right
+// whether or not the query succeeded), and the client's statements are forgotten, as
+// PostgreSQL forgets them, when the query will succeed: DISCARD ALL alone outside a
+// transaction block, DEALLOCATE ALL anywhere but in a failed transaction.
+func (s *Session) inspectQuery(c *pool.Conn, q string) {
 	if !sqlscan.MaybeInteresting(q) {
 		return
 	}
-	for _, st := range sqlscan.Scan(q) {
+	sts := sqlscan.Scan(q)
+	for _, st := range sts {
 		switch st.Kind {
 		case sqlscan.KindDiscardAll, sqlscan.KindDeallocateAll:
 			s.mu.Lock()
-			if x, ok := c.Attach.(*serverState); ok {
+			if x, ok := c.Attach.(*serverState); ok && s.prep == prepCache {
 				for name := range x.stmts.items {
 					x.stmts.markStale(name)
 				}
 			}
+			tx := s.txStatus
 			s.mu.Unlock()
+			if (st.Kind == sqlscan.KindDiscardAll && len(sts) == 1 && tx == 'I') ||
+				(st.Kind == sqlscan.KindDeallocateAll && tx != 'E') {
+				clear(s.stmts)
+			}
 			return
 		}
 	}

@@ -581,7 +581,12 @@ func (s *Session) answer(typ byte) (hide, check bool) {
 		if head.paramsSent {
 			return true, false
 		}
-	case '1', '2', '3', 'n':
+	case '1':
+		if head.reg != nil {
+			head.reg.checked.Store(true)
+		}
+		s.q.pop()
+	case '2', '3', 'n':
 		s.q.pop()
 	case 'T':
 		if head.kind == 'D' {
@@ -650,6 +655,9 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 	status := m[5]
 	s.mu.Lock()
 	e := s.retireReady(c)
+	if !e.hide {
+		s.dropErr = false
+	}
 	if e.check {
 		return s.afterCheck(c, status, e.seq)
 	}
@@ -801,7 +809,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	if err != nil {
 		return err
 	}
-	staleCode := planChanged(m)
+	staleCode, gone := planChanged(m), lookupFailed(m)
 	st, _ := c.Attach.(*serverState)
 	locked := false
 	if staleCode && st != nil && s.prep == prepCache {
@@ -810,12 +818,35 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		s.mu.Unlock()
 		locked = ok && head.def != nil && lockBriefly(&st.wmu)
 	}
+	if staleCode || gone {
+		s.srv.stmtEpoch.Add(1) // statements the client prepares from now on are new (ddl.go)
+	}
 	s.mu.Lock()
 	head, ok := s.q.peek()
-	hide := ok && head.kind == 'Q' && head.hide
+	hide := ok && head.kind == 'Q' && head.hide && !head.showErr
+	if ok && head.showErr {
+		s.dropErr = true // the client's EXECUTE behind it fails too: it sees this error only
+	} else if ok && head.kind == 'Q' && !head.hide && s.dropErr {
+		s.dropErr = false
+		hide = true
+	}
+	if ok && head.reg != nil && (head.kind == 'Q' || !head.hide || !head.reg.checked.Load()) {
+		// The client's Parse or PREPARE failed, or, for a Parse pgmux answered itself,
+		// the statement's first preparation on a server did: it is not the client's.
+		head.reg.failed.Store(true)
+	}
+	if ok && head.kind == 'Q' && head.stmt != "" && st != nil {
+		switch {
+		case head.hide:
+			st.stmts.forget(head.stmt) // pgmux's PREPARE of it failed
+		case staleCode || gone:
+			st.stmts.markStale(head.stmt) // the client's EXECUTE of it
+		}
+	}
+	m = head.fix.apply(m)
 	var retry []byte
 	if ok && head.kind != 'Q' && head.kind != 'S' && head.kind != 'F' {
-		s.skipToSync(st, staleCode)
+		s.skipToSync(st, staleCode, gone)
 		if locked {
 			retry = s.planRetry(st)
 		}
@@ -834,6 +865,9 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		st.wmu.Unlock()
 	}
 	if hide {
+		if !head.hide {
+			return nil // the client's EXECUTE after its hidden PREPARE failed
+		}
 		pe, _ := pgerr.Parse(wire.Body(m))
 		s.log().Warn("applying the client's session parameters on a server failed", zap.Error(pe))
 		return nil
@@ -850,7 +884,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 
 // skipToSync retires the extended-protocol requests the server will skip after an error.
 // s.mu is held.
-func (s *Session) skipToSync(st *serverState, staleCode bool) {
+func (s *Session) skipToSync(st *serverState, staleCode, gone bool) {
 	first := true
 	record := staleCode && st != nil
 	if record {
@@ -865,7 +899,7 @@ func (s *Session) skipToSync(st *serverState, staleCode bool) {
 		if record {
 			st.skipped = append(st.skipped, e) // for planRetry
 		}
-		if st != nil && first && (e.kind == 'B' || e.kind == 'D') && e.stmt != "" && staleCode {
+		if st != nil && first && (e.kind == 'B' || e.kind == 'D') && e.stmt != "" && (staleCode || gone) {
 			st.stmts.markStale(e.stmt) // cached plan changed result type: prepare anew
 		}
 		forgetSkipped(st, e)

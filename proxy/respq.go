@@ -17,6 +17,14 @@ type expect struct {
 	// message starts in its link's request log (retry.go).
 	off int32
 	def *stmtDef
+	// reg: for the client's Parse (or SQL PREPARE) of a statement, the statement, marked
+	// failed when the server reports an error for it or skips it.
+	reg *stmtDef
+	// fix rewrites the server's error for a renamed message (errfix.go).
+	fix *errFix
+	// showErr: for pgmux's hidden PREPARE of a SQL statement before the client's EXECUTE,
+	// its error goes to the client in place of the EXECUTE's (sqlprep.go).
+	showErr bool
 	// paramsSent: for a retried Describe of a statement, the client already has its
 	// ParameterDescription (PostgreSQL sends it before checking the result type).
 	paramsSent bool
@@ -78,4 +86,28 @@ func (q *respQueue) reset() {
 		q.pop()
 	}
 	q.head = 0
+}
+
+// tail returns the newest expect, which the session goroutine pushed; nil when empty.
+func (q *respQueue) tail() *expect {
+	if q.size == 0 {
+		return nil
+	}
+	return &q.buf[(q.head+q.size-1)%len(q.buf)]
+}
+
+// pushBeforeTail queues es in front of the newest expect: requests pgmux writes before
+// the client message whose expect was already queued (and not yet written).
+func (q *respQueue) pushBeforeTail(es ...expect) {
+	last, ok := expect{}, q.size > 0
+	if ok {
+		last = *q.tail()
+		q.size--
+	}
+	for _, e := range es {
+		q.push(e)
+	}
+	if ok {
+		q.push(last)
+	}
 }

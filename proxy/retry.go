@@ -178,7 +178,7 @@ func (s *Session) planRetry(st *serverState) []byte {
 		return nil
 	}
 	f := st.skipped[0]
-	if (f.kind != 'B' && f.kind != 'D') || f.def == nil || f.hide || f.off < 0 || int(f.off) >= len(l.buf) {
+	if (f.kind != 'B' && f.kind != 'D') || f.def == nil || f.def.sql || f.hide || f.off < 0 || int(f.off) >= len(l.buf) {
 		return nil
 	}
 	if l.execAt >= 0 && l.execAt < int(f.off) {

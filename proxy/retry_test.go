@@ -55,21 +55,21 @@ func TestParamsKeepMeaning(t *testing.T) {
 	withParam := "SELECT * FROM t WHERE a = $1"
 	for _, tc := range []struct {
 		name string
-		def  stmtDef
+		def  *stmtDef
 		kind byte
 		msg  []byte
 		want bool
 	}{
-		{"text parameter, inferred type", stmtDef{query: withParam, types: types()}, 'B', bindMsg(), true},
-		{"text format code given", stmtDef{query: withParam, types: types(0)}, 'B', bindMsg(0), true},
-		{"binary parameter, inferred type", stmtDef{query: withParam, types: types(0)}, 'B', bindMsg(1), false},
-		{"binary parameter, type given", stmtDef{query: withParam, types: types(20)}, 'B', bindMsg(1), true},
-		{"describe, inferred types", stmtDef{query: withParam, types: types()}, 'D', nil, false},
-		{"describe, types given", stmtDef{query: withParam, types: types(20)}, 'D', nil, true},
-		{"describe, no parameters", stmtDef{query: "SELECT * FROM t", types: types()}, 'D', nil, true},
+		{"text parameter, inferred type", &stmtDef{query: withParam, types: types()}, 'B', bindMsg(), true},
+		{"text format code given", &stmtDef{query: withParam, types: types(0)}, 'B', bindMsg(0), true},
+		{"binary parameter, inferred type", &stmtDef{query: withParam, types: types(0)}, 'B', bindMsg(1), false},
+		{"binary parameter, type given", &stmtDef{query: withParam, types: types(20)}, 'B', bindMsg(1), true},
+		{"describe, inferred types", &stmtDef{query: withParam, types: types()}, 'D', nil, false},
+		{"describe, types given", &stmtDef{query: withParam, types: types(20)}, 'D', nil, true},
+		{"describe, no parameters", &stmtDef{query: "SELECT * FROM t", types: types()}, 'D', nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			require.Equal(t, tc.want, paramsKeepMeaning(&tc.def, tc.kind, tc.msg))
+			require.Equal(t, tc.want, paramsKeepMeaning(tc.def, tc.kind, tc.msg))
 		})
 	}
 }

@@ -70,11 +70,12 @@ type Server struct {
 	metrics   *metrics
 	http      *httpEndpoint // metrics_addr
 
-	nclients atomic.Int64
-	nextID   atomic.Uint64
-	draining atomic.Bool
-	wg       sync.WaitGroup
-	done     chan struct{}
+	stmtEpoch atomic.Uint64 // bumped by DDL and stale-statement errors (ddl.go)
+	nclients  atomic.Int64
+	nextID    atomic.Uint64
+	draining  atomic.Bool
+	wg        sync.WaitGroup
+	done      chan struct{}
 }
 
 // scramKeys lets pgmux log in to a server for a user whose auth_file entry is a SCRAM

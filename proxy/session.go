@@ -80,6 +80,7 @@ type Session struct {
 	stats    SessionStats
 	ops      sessionOps // console role and SHOW STATS / metrics counters (admin_stats.go)
 	q        respQueue  // requests on the linked server awaiting answers
+	dropErr  bool       // the client's next error is a consequence of one it was shown (sqlprep.go)
 
 	// Prepared statements (see prepared.go); used by the session goroutine only.
 	maxStmts int

@@ -124,6 +124,7 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		}
 		q := unsafe.String(&text[0], len(text))
 		pin, rel := s.classify(q)
+		pin, rel = s.sqlNeed(q, pin, rel)
 		if rel && s.listening {
 			s.unlistenShared(q)
 		}
@@ -141,7 +142,7 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		if err != nil {
 			return 0, false, nil
 		}
-		if def, ok := s.stmts[string(name)]; ok {
+		if def := s.lookupStmt(name); def != nil {
 			return def.pin, def.release, nil
 		}
 		if len(name) == 0 {
@@ -224,7 +225,7 @@ func (s *Session) stateCheckSQL() string {
 		" + (SELECT count(*) FROM pg_catalog.pg_listening_channels())" +
 		" + (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())" +
 		" + (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)" +
-		" + (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql)" +
+		" + (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql AND name NOT LIKE 'pgmux\\_%')" +
 		" + (SELECT count(*) FROM pg_catalog.pg_settings WHERE source = 'session' AND lower(name) NOT IN ('")
 	first := true
 	add := func(name string) {

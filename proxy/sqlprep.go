@@ -1,0 +1,261 @@
+package proxy
+
+import (
+	"strings"
+	"unsafe"
+
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// SQL PREPARE, EXECUTE and DEALLOCATE in transaction mode, without pinning.
+//
+// PostgreSQL keeps SQL-level and protocol-level prepared statements in one namespace per
+// session, so pgmux keeps them in the client's one registry (Session.stmts): PREPARE x
+// makes a client statement like a Parse of x does, a Parse of x after PREPARE x is a
+// duplicate (42P05), EXECUTE x runs a statement made either way, DEALLOCATE x forgets
+// either. A simple Query that is exactly one such statement is rewritten, with what it
+// needs sent in front of it in the same write (no extra round trip):
+//
+//   - PREPARE x [(types)] AS stmt is sent as PREPARE pgmux_noop [(types)] AS stmt, after a
+//     hidden Close of pgmux_noop (and, when the client already has x, a hidden Parse of
+//     it): the server checks the statement as PostgreSQL would for x, so the client gets
+//     PREPARE's CommandComplete or PostgreSQL's error (42P05 for a duplicate, reported
+//     after errors in the statement itself, as PostgreSQL does). On success x is the
+//     client's; servers prepare it under pgmux's name when it is first executed there.
+//   - EXECUTE x[(args)] becomes EXECUTE pgmux_<hash>[(args)], preceded by a hidden
+//     PREPARE pgmux_<hash> ... (or a hidden Parse and Sync for a statement the client
+//     made with Parse) when the server lacks it. If that hidden PREPARE fails (DDL since,
+//     say), the client sees its error in place of the EXECUTE's.
+//   - DEALLOCATE [PREPARE] x forgets x and is answered by the server's DEALLOCATE of
+//     pgmux_noop; for a name the client does not have it goes to the server as written,
+//     which answers 26000 as PostgreSQL does.
+//   - DEALLOCATE ALL and DISCARD ALL clear the client's registry (query.go).
+//
+// The server's errors are made to read as the client's: pgmux's names in them become the
+// client's and error positions are moved back (errfix.go). In a failed transaction the
+// statements go to the server as written: it refuses them (25P02), as PostgreSQL does,
+// and nothing changes. What is not rewritten: these statements inside a multi-statement
+// Query or sent with the extended protocol. A PREPARE there still pins the client to its
+// server (pin reason "prepare"); an EXECUTE or DEALLOCATE there of a statement pgmux
+// keeps reaches a server that does not know the client's name and fails with 26000.
+
+// sqlStmt is a rewritable statement: the scanned statement, and where its name token
+// lies in the query text.
+type sqlStmt struct {
+	sqlscan.Statement
+	start, end int // the name token, as byte offsets in the query
+}
+
+// sqlStatementOf reports whether q is a single SQL PREPARE, EXECUTE or DEALLOCATE of a
+// name (not ALL), returning it.
+func sqlStatementOf(q string) (sqlStmt, bool) {
+	switch kw := sqlscan.FirstKeyword(q); {
+	case strings.EqualFold(kw, "prepare"), strings.EqualFold(kw, "execute"), strings.EqualFold(kw, "deallocate"):
+	default:
+		return sqlStmt{}, false
+	}
+	sts := sqlscan.Scan(q)
+	if len(sts) != 1 {
+		return sqlStmt{}, false
+	}
+	st := sts[0]
+	switch st.Kind {
+	case sqlscan.KindPrepare, sqlscan.KindExecute, sqlscan.KindDeallocate:
+	default:
+		return sqlStmt{}, false
+	}
+	off := int(uintptr(unsafe.Pointer(unsafe.StringData(st.Text))) - uintptr(unsafe.Pointer(unsafe.StringData(q))))
+	if off < 0 || off+len(st.Text) > len(q) {
+		return sqlStmt{}, false
+	}
+	lx := sqlscan.NewLexer(st.Text)
+	lx.Next() // the keyword
+	tok := lx.Next()
+	if st.Kind == sqlscan.KindDeallocate && tok.IsKeyword("prepare") {
+		if next := lx.Next(); next.Kind != sqlscan.TokEOF {
+			tok = next
+		}
+	}
+	if tok.Kind != sqlscan.TokIdent && tok.Kind != sqlscan.TokQuotedIdent {
+		return sqlStmt{}, false
+	}
+	return sqlStmt{Statement: st, start: off + tok.Pos, end: off + tok.End()}, true
+}
+
+// sqlNeed adjusts what classify found in a Query's text when the session rewrites it: a
+// PREPARE does not pin, an EXECUTE does what its statement does.
+func (s *Session) sqlNeed(q string, pin pinReason, release bool) (pinReason, bool) {
+	if s.prep != prepCache {
+		return pin, release
+	}
+	st, ok := sqlStatementOf(q)
+	if !ok {
+		return pin, release
+	}
+	pin &^= pinPrepare
+	if st.Kind == sqlscan.KindExecute {
+		if def := s.lookupStmt([]byte(st.Name)); def != nil {
+			pin, release = pin|def.pin, release || def.release
+		}
+	}
+	return pin, release
+}
+
+// sqlPrepared rewrites a Query that is one SQL PREPARE, EXECUTE or DEALLOCATE and sends
+// it; it reports false, having sent nothing, for any other Query. The Query's expect is
+// already queued (account).
+func (s *Session) sqlPrepared(c *pool.Conn, q string) (bool, error) {
+	if s.prep != prepCache {
+		return false, nil
+	}
+	st, ok := sqlStatementOf(q)
+	if !ok {
+		return false, nil
+	}
+	// q views the client reader's buffer; what is kept must be copied.
+	st.Name, st.PrepareBody = strings.Clone(st.Name), strings.Clone(st.PrepareBody)
+	s.mu.Lock()
+	failedTx := s.txStatus == 'E'
+	s.mu.Unlock()
+	if failedTx {
+		return false, nil // the server refuses it (25P02) as PostgreSQL would
+	}
+	switch st.Kind {
+	case sqlscan.KindPrepare:
+		return true, s.sqlPrepare(c, q, st)
+	case sqlscan.KindExecute:
+		def := s.lookupStmt([]byte(st.Name))
+		if def == nil {
+			return false, nil // the server knows no such name: 26000, as PostgreSQL says
+		}
+		return true, s.sqlExecute(c, q, st, def)
+	default:
+		if s.lookupStmt([]byte(st.Name)) == nil {
+			return false, nil // 26000 from the server
+		}
+		delete(s.stmts, st.Name)
+		return true, s.sqlNoop(c, q, st, true, nil)
+	}
+}
+
+// sqlPrepare sends PREPARE x as PREPARE pgmux_noop, registering x unless the client has
+// it already (then the server reports the duplicate).
+func (s *Session) sqlPrepare(c *pool.Conn, q string, st sqlStmt) error {
+	if s.lookupStmt([]byte(st.Name)) != nil {
+		return s.sqlNoop(c, q, st, true, nil)
+	}
+	types := ""
+	if len(st.ParamTypes) > 0 {
+		types = "(" + strings.Join(st.ParamTypes, ", ") + ")"
+	}
+	def := newSQLStmtDef(st.PrepareBody, types, s.srv.stmtEpoch.Load())
+	def.pin, def.release = s.classify(def.query)
+	def.checked.Store(true) // if the server rejects the PREPARE, it is marked failed
+	s.noteDDL(def.query)
+	s.keep(st.Name, def)
+	return s.sqlNoop(c, q, st, false, def)
+}
+
+// newSQLStmtDef is a statement made by SQL PREPARE. Its identity on servers includes its
+// parameter type list as written (a protocol Parse of the same text is another one).
+func newSQLStmtDef(body, types string, epoch uint64) *stmtDef {
+	def := newStmtDef(body, []byte("\x00sql"+types), epoch)
+	def.types, def.sqlTypes, def.sql = []byte{0, 0}, types, true
+	return def
+}
+
+// prepareSQL appends a SQL PREPARE of d under its server name, sent as the unnamed
+// statement and executed: it can go anywhere in an extended-protocol request.
+func (d *stmtDef) prepareSQL(b []byte) []byte {
+	b = (&stmtDef{query: "PREPARE " + d.server + d.sqlTypes + " AS " + d.query, types: []byte{0, 0}}).parseMsg(b, "")
+	b, start := wire.Begin(b, 'B')
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // portal "", statement "", no formats/params/result formats
+	b = wire.Finish(b, start)
+	b, start = wire.Begin(b, 'E')
+	b = append(b, 0, 0, 0, 0, 0)
+	return wire.Finish(b, start)
+}
+
+// sqlNoop sends the client's statement with pgmux_noop in place of its name, after a
+// hidden Close of pgmux_noop and, with exists, a hidden Parse of it (so a PREPARE fails
+// with 42P05 and a DEALLOCATE succeeds). reg is the statement a PREPARE registers.
+func (s *Session) sqlNoop(c *pool.Conn, q string, st sqlStmt, exists bool, reg *stmtDef) error {
+	b := closeMsg(s.scratch[:0], 'S', noopStmt)
+	es := []expect{{kind: 'C', hide: true}}
+	if exists {
+		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt)
+		es = append(es, expect{kind: 'P', hide: true})
+	}
+	return s.sendRenamed(c, b, es, q, st, noopStmt, reg)
+}
+
+// sqlExecute sends EXECUTE x as EXECUTE of def's server name, preparing it there first
+// when the server lacks it.
+func (s *Session) sqlExecute(c *pool.Conn, q string, st sqlStmt, def *stmtDef) error {
+	s.mu.Lock()
+	x := s.stateOf(c)
+	present, stale := x.stmts.lookup(def.server)
+	var evicted []string
+	if !present || stale {
+		if stale {
+			x.stmts.remove(def.server)
+		}
+		evicted = x.stmts.add(def.server, nil)
+	}
+	s.mu.Unlock()
+	b := s.scratch[:0]
+	var es []expect
+	if stale {
+		b = closeMsg(b, 'S', def.server)
+		es = append(es, expect{kind: 'C', hide: true, stmt: def.server, stale: true})
+	}
+	for _, ev := range evicted {
+		b = closeMsg(b, 'S', ev)
+		es = append(es, expect{kind: 'C', hide: true, stmt: ev})
+	}
+	if !present || stale {
+		// In front of a Query, whose own ReadyForQuery must come whatever happens: the
+		// preparation is a request of its own, and its error is the client's.
+		fix := &errFix{from: def.server, to: st.Name}
+		if def.sql {
+			b = wire.Query(b, "PREPARE "+def.server+def.sqlTypes+" AS "+def.query)
+			es = append(es, expect{kind: 'Q', hide: true, showErr: true, stmt: def.server, fix: fix})
+		} else {
+			b = def.parseMsg(b, def.server)
+			b = append(b, 'S', 0, 0, 0, 4)
+			es = append(es, expect{kind: 'P', hide: true, showErr: true, stmt: def.server, fix: fix},
+				expect{kind: 'S', hide: true})
+		}
+	}
+	return s.sendRenamed(c, b, es, q, st, def.server, nil)
+}
+
+// sendRenamed sends b (hidden requests, expected by es, queued before the client's
+// Query) and then the client's Query q with name in place of its statement name.
+func (s *Session) sendRenamed(c *pool.Conn, b []byte, es []expect, q string, st sqlStmt, name string, reg *stmtDef) error {
+	at, delta := positionFix(q, st.start, st.end, name)
+	b, mstart := wire.Begin(b, 'Q')
+	b = append(b, q[:st.start]...)
+	b = append(b, name...)
+	b = append(b, q[st.end:]...)
+	b = append(b, 0)
+	b = wire.Finish(b, mstart)
+	s.mu.Lock()
+	s.q.pushBeforeTail(es...)
+	if e := s.q.tail(); e != nil && e.kind == 'Q' {
+		e.fix = &errFix{from: name, to: st.Name, at: at, delta: delta}
+		e.reg = reg
+		if name != noopStmt {
+			e.stmt = name
+		}
+	}
+	s.mu.Unlock()
+	err := c.Wr.Write(b)
+	s.keepScratch(b)
+	if err != nil {
+		return &wire.WriteError{Err: err}
+	}
+	return nil
+}
