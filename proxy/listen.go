@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -365,8 +364,9 @@ func (s *Session) betweenTransactions() bool {
 		s.txStatus == 'I' && s.pinned == 0
 }
 
-// listenLocally answers a simple Query made only of LISTEN and UNLISTEN statements
-// without a server. It reports whether it handled (and consumed) the message.
+// listenLocally answers a simple Query made only of LISTEN and UNLISTEN statements, and
+// of DO blocks that do nothing else (see listenStatement), without a server. It reports
+// whether it handled (and consumed) the message.
 func (s *Session) listenLocally(n int) (bool, error) {
 	if n > maxInspect || !s.betweenTransactions() || s.srv.Config().ListenMode != "multiplex" {
 		return false, nil
@@ -388,10 +388,8 @@ func (s *Session) listenLocally(n int) (bool, error) {
 	if len(stmts) == 0 {
 		return false, nil
 	}
-	for _, st := range stmts {
-		switch st.Kind {
-		case sqlscan.KindListen, sqlscan.KindUnlisten, sqlscan.KindUnlistenAll:
-		default:
+	for i := range stmts {
+		if !listenStatement(&stmts[i]) {
 			return false, nil
 		}
 	}
@@ -400,23 +398,11 @@ func (s *Session) listenLocally(n int) (bool, error) {
 	}
 	l := s.srv.hub.forDB(s.entry)
 	var b []byte
-	for _, st := range stmts {
-		tag := "UNLISTEN"
-		switch st.Kind {
-		case sqlscan.KindListen:
-			ctx, cancel := waitContext(s.srv.Config())
-			err := l.subscribe(ctx, s, strings.Clone(st.Name))
-			cancel()
-			if err != nil {
-				b = pgerr.New(pgerr.ConnectionFailure, "LISTEN %s: %v", st.Name, err).Append(b)
-				return true, s.writeClient(wire.ReadyForQuery(b, 'I'))
-			}
-			s.listening = true
-			tag = "LISTEN"
-		case sqlscan.KindUnlisten:
-			l.unsubscribe(s, st.Name)
-		case sqlscan.KindUnlistenAll:
-			l.unsubscribe(s, "")
+	for i := range stmts {
+		tag, pe := s.listenShared(l, &stmts[i])
+		if pe != nil {
+			b = pe.Append(b)
+			return true, s.writeClient(wire.ReadyForQuery(b, 'I'))
 		}
 		var start int
 		b, start = wire.Begin(b, 'C')
@@ -482,29 +468,6 @@ func (s *Session) unlockW() {
 			return
 		}
 		s.drainNotify()
-	}
-}
-
-// unlistenShared ends the shared-listener subscriptions named by the UNLISTEN statements
-// of a simple Query that goes to a linked server instead of through listenLocally (the
-// client is pinned): PostgreSQL stops delivering after UNLISTEN, so pgmux must too. It
-// acts only outside a transaction block; inside one a rollback would undo the UNLISTEN,
-// so the subscription stays. q is a view of the read buffer and is not kept.
-func (s *Session) unlistenShared(q string) {
-	s.mu.Lock()
-	inTx := s.txStatus != 'I'
-	s.mu.Unlock()
-	if inTx {
-		return
-	}
-	l := s.srv.hub.forDB(s.entry)
-	for _, st := range sqlscan.Scan(q) {
-		switch st.Kind {
-		case sqlscan.KindUnlisten:
-			l.unsubscribe(s, st.Name)
-		case sqlscan.KindUnlistenAll:
-			l.unsubscribe(s, "")
-		}
 	}
 }
 

@@ -57,13 +57,21 @@ func (r pinReason) String() string {
 // permanent reasons are never undone by the client: only a disconnect ends them.
 const permanent = pinLoad | pinSession
 
-// classify scans SQL text for statements that create or may release session state.
+// classify scans SQL text for statements that create or may release session state: every
+// statement of a multi-statement text, and the statements inside its DO blocks.
+//
+// A DO block's statements may not all run (a condition, a loop, an exception handler, a
+// failed block), so a block that pins also asks for the state check afterwards: the
+// server then tells whether the state is there, and a client whose block made none goes
+// back to transaction pooling at once.
 func (s *Session) classify(sql string) (pin pinReason, release bool) {
 	if !sqlscan.MaybeInteresting(sql) {
 		// DROP is no kind of its own, but dropping a temporary object may end a pin.
 		return 0, strings.EqualFold(sqlscan.FirstKeyword(sql), "drop")
 	}
-	for _, st := range sqlscan.Scan(sql) {
+	hasDo := false
+	for st := range sqlscan.All(sqlscan.Scan(sql)) {
+		hasDo = hasDo || st.Do != nil
 		if st.AdvisoryLock > 0 {
 			pin |= pinAdvisory
 		}
@@ -96,6 +104,9 @@ func (s *Session) classify(sql string) (pin pinReason, release bool) {
 				release = true
 			}
 		}
+	}
+	if hasDo && pin != 0 {
+		release = true
 	}
 	return pin, release
 }

@@ -9,6 +9,7 @@ var benchInputs = []struct{ name, sql string }{
 	{"select", "SELECT id, name, email FROM accounts WHERE id = $1 AND status = 'active' ORDER BY created_at DESC LIMIT 10"},
 	{"insert", "INSERT INTO events (kind, payload, at) VALUES ($1, $2, now()) RETURNING id"},
 	{"set", "SET application_name = 'billing-worker'"},
+	{"do", `DO $$BEGIN LISTEN "jobs"; PERFORM pg_advisory_lock(42); END$$`},
 	{"multi", "begin; select pg_advisory_lock(42); update t set a = a + 1 where id = 7; commit"},
 	{"large", "INSERT INTO t VALUES " + strings.Repeat("(1, 'abc', 2.5, true), ", 200) + "(0, '', 0, false)"},
 }

@@ -19,6 +19,11 @@
 // parentheses. An unbalanced body runs to the end of the text, which the server rejects
 // as a whole.
 //
+// DO blocks are read too: a DO statement's Do field holds the statements of its
+// PL/pgSQL body (block structure stripped, EXECUTE of string literals followed, nested
+// DO blocks included), classified like top-level ones; All walks them. SQL built at run
+// time and the bodies of called functions stay invisible (see Block).
+//
 // The package owns lexing and classification only. Deciding what a kind means for a
 // session (pin, track, reject) is the proxy's job; nothing here knows about pool modes.
 // Everything is safe for concurrent use: there is no package-level mutable state.

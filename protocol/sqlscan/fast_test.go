@@ -34,6 +34,10 @@ func TestMaybeInteresting(t *testing.T) {
 		{"select * into temp t from x", true},
 		{"with a as (select 1) select * into temporary t from a", true},
 		{"do $$ begin perform 1; end $$", true},
+		{"/* c */ DO 'BEGIN LISTEN x; END'", true},
+		{"select 1; Do $x$ begin listen x; end $x$", true},
+		{"select 1;\ndo language plpgsql $$begin end$$", true},
+		{"select 'do $$begin listen x; end$$'", false},
 		{"create table t(a int)", true}, // over-approximation: any CREATE
 		{"commit", true},
 		{"DISCARD ALL", true},
@@ -70,6 +74,7 @@ func TestHotPathAllocs(t *testing.T) {
 		"select 1; select pg_advisory_lock(1); SELECT \"PG_ADVISORY_LOCK\"(1)",
 		"with a as (select 1) select * into temp t from a; insert into attempts values (1)",
 		"Set Application_Name = 'x'",
+		"select 1; DO $$BEGIN LISTEN ch; END$$",
 		strings.Repeat("select 1 /* c */; ", 50),
 	}
 	for _, in := range inputs {

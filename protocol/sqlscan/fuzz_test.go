@@ -7,7 +7,7 @@ import (
 
 // FuzzScan checks that Scan and the Lexer never panic, that every Text is a slice of the
 // input in order, that tokens tile the input, and that MaybeInteresting never returns false
-// for text Scan finds interesting. Seeds live in testdata/fuzz/FuzzScan.
+// for text Scan finds interesting, in DO blocks too. Seeds live in testdata/fuzz/FuzzScan.
 func FuzzScan(f *testing.F) {
 	for _, s := range []string{
 		"select 1",
@@ -16,6 +16,8 @@ func FuzzScan(f *testing.F) {
 		"select $$ ; listen x $$",
 		"/* a /* b */ c */ listen y",
 		"create function f() returns int language sql begin atomic select 1; end; listen x",
+		`DO $$BEGIN LISTEN "ch"; END$$`,
+		"select 1; do 'begin execute ''listen x''; end'; select 2",
 	} {
 		f.Add(s)
 	}
@@ -32,6 +34,16 @@ func FuzzScan(f *testing.F) {
 				interesting = true
 			}
 			_ = st.Kind.String()
+		}
+		// Statements inside DO blocks count too: the text has a DO, so MaybeInteresting
+		// must not miss it.
+		for st := range All(Scan(sql)) {
+			if st.Kind != KindOther || st.AdvisoryLock > 0 || st.AdvisoryUnlock > 0 || st.AdvisoryUnlockAll {
+				interesting = true
+			}
+			if b := st.Do; b != nil && b.ListenOnly && (b.Dynamic || !b.Straight) {
+				t.Fatalf("ListenOnly block of %q is dynamic or not straight: %+v", sql, b)
+			}
 		}
 		if interesting && !MaybeInteresting(sql) {
 			t.Fatalf("MaybeInteresting(%q) = false but Scan found an interesting statement", sql)

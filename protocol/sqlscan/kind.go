@@ -94,7 +94,8 @@ type Statement struct {
 	// forms (unqualified or pg_catalog-qualified) anywhere in the statement, including
 	// calls in PL/pgSQL bodies of DO blocks. It counts call sites, not executions (a call
 	// in a SELECT over many rows counts once). The _xact_ variants are not counted, nor are
-	// calls hidden in EXECUTE strings or in functions the statement calls.
+	// calls hidden in EXECUTE strings (the statements in Do count those of literal ones)
+	// or in functions the statement calls.
 	AdvisoryLock int
 	// AdvisoryUnlock counts pg_advisory_unlock and pg_advisory_unlock_shared calls.
 	AdvisoryUnlock int
@@ -105,4 +106,8 @@ type Statement struct {
 	PrepareBody string
 	// ParamTypes are the PREPARE parameter types as written, trimmed.
 	ParamTypes []string
+
+	// Do is set for a well-formed DO statement: what its body runs, as far as pgmux can
+	// tell (see Block). All walks the nested statements.
+	Do *Block
 }

@@ -44,6 +44,10 @@ func TestLexer(t *testing.T) {
 		{"high bytes are identifiers", "caf\xc3\xa9 \xff\xfe", []string{"Ident:caf\xc3\xa9", "Ident:\xff\xfe"}},
 		{"odd bytes", "\\ { } \x00", []string{`Op:\`, "Op:{", "Op:}", "Op:\x00"}},
 		{"colon equals", "a := 1", []string{"Ident:a", "Op::=", "Number:1"}},
+		{"plpgsql label", "<<outer>>BEGIN END outer", []string{"Op:<<", "Ident:outer", "Op:>>", "Ident:BEGIN", "Ident:END", "Ident:outer"}},
+		{"dollar quote in dollar quote", "$a$ x $b$ ; $b$ $$ $a$;", []string{"String:$a$ x $b$ ; $b$ $$ $a$", "Semicolon:;"}},
+		{"doubled quotes in a do body", "DO 'BEGIN EXECUTE ''LISTEN x''; END'", []string{"Ident:DO", "String:'BEGIN EXECUTE ''LISTEN x''; END'"}},
+		{"tag is not an identifier", "$x$y$x$ $x1$ a $x1$", []string{"String:$x$y$x$", "String:$x1$ a $x1$"}},
 		{"numbers", "0x1F 1_000 12.", []string{"Number:0x1F", "Number:1_000", "Number:12."}},
 	}
 	for _, c := range cases {

@@ -7,9 +7,13 @@ package sqlscan
 // The text is lexed once. Statements that start with an interesting keyword are then
 // re-read from their start only as far as classification needs (a few tokens, or up to
 // AS for PREPARE).
-func Scan(sql string) []Statement {
+func Scan(sql string) []Statement { return scan(sql, 0) }
+
+// scan is Scan for text found at nesting level nest (0 at top level, deeper inside DO
+// blocks and the EXECUTE literals in them).
+func scan(sql string, nest int) []Statement {
 	var out []Statement
-	var sp splitter
+	sp := splitter{nest: nest}
 	lx := Lexer{src: sql}
 	for {
 		tok := lx.Next()
@@ -20,7 +24,7 @@ func Scan(sql string) []Statement {
 			if tok.Kind == TokEOF {
 				return out
 			}
-			sp = splitter{}
+			sp = splitter{nest: nest}
 			continue
 		}
 		sp.feed(tok)
@@ -33,6 +37,7 @@ type splitter struct {
 	n           int // tokens so far
 	lead        keyword
 	depth       int // parenthesis depth, never negative
+	nest        int // nesting level of the text (see scan)
 
 	fnHead int8 // progress through CREATE [OR REPLACE] FUNCTION|PROCEDURE; fnYes once matched
 	atomic int  // open BEGIN ATOMIC/CASE blocks inside a function body
@@ -159,6 +164,9 @@ func (s *splitter) finish(sql string) Statement {
 		AdvisoryLock:      s.adv.lock,
 		AdvisoryUnlock:    s.adv.unlock,
 		AdvisoryUnlockAll: s.adv.unlockAll,
+	}
+	if s.lead == kwDo {
+		st.Do = parseDo(st.Text, s.nest)
 	}
 	if s.lead != kwNone && s.lead != kwDo && s.lead != kwSelect && s.lead != kwWith {
 		classify(&st, s.lead)

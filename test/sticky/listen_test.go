@@ -17,9 +17,15 @@ import (
 // server connections used for listening.
 func listenBackends(t testing.TB, direct *pgx.Conn, db string) int {
 	t.Helper()
+	return backendsLast(t, direct, db, "LISTEN%")
+}
+
+// backendsLast counts the client backends of db whose last statement is ILIKE pattern.
+func backendsLast(t testing.TB, direct *pgx.Conn, db, pattern string) int {
+	t.Helper()
 	var n int
 	require.NoError(t, direct.QueryRow(ctxT(t), `SELECT count(*) FROM pg_stat_activity
-		WHERE datname = $1 AND backend_type = 'client backend' AND query ILIKE 'LISTEN%'`, db).Scan(&n))
+		WHERE datname = $1 AND backend_type = 'client backend' AND query ILIKE $2`, db, pattern).Scan(&n))
 	return n
 }
 

@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"strings"
+
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+)
+
+// LISTEN and UNLISTEN wherever a simple Query makes them: at top level, or inside DO
+// blocks. A DO block whose body is only BEGIN, LISTEN/UNLISTEN of literal channels and
+// END (sqlscan's Block.ListenOnly) does exactly what those statements would do, so an
+// idle client's block is served by the shared listener like a plain LISTEN, answered
+// with the CommandComplete "DO" PostgreSQL sends. Any other block that LISTENs (a
+// condition, another statement, an EXECUTE, an exception handler) runs on the client's
+// server and pins it: only PostgreSQL can tell what such a block did, and its errors
+// must be PostgreSQL's. The state check after it (see classify) unpins again when the
+// block left no channel behind.
+
+// listenStatement reports whether listenLocally can answer st without a server.
+func listenStatement(st *sqlscan.Statement) bool {
+	switch st.Kind {
+	case sqlscan.KindListen, sqlscan.KindUnlisten, sqlscan.KindUnlistenAll:
+		return true
+	}
+	return st.Do != nil && st.Do.ListenOnly
+}
+
+// listenShared performs the LISTEN, UNLISTEN or listen-only DO block st on the shared
+// listener and returns its command tag, or the error to send instead.
+func (s *Session) listenShared(l *listener, st *sqlscan.Statement) (string, *pgerr.Error) {
+	if st.Do == nil {
+		return s.listenOne(l, st)
+	}
+	for i := range st.Do.Statements {
+		if _, pe := s.listenOne(l, &st.Do.Statements[i]); pe != nil {
+			return "", pe
+		}
+	}
+	return "DO", nil
+}
+
+func (s *Session) listenOne(l *listener, st *sqlscan.Statement) (string, *pgerr.Error) {
+	switch st.Kind {
+	case sqlscan.KindListen:
+		ctx, cancel := waitContext(s.srv.Config())
+		err := l.subscribe(ctx, s, strings.Clone(st.Name))
+		cancel()
+		if err != nil {
+			return "", pgerr.New(pgerr.ConnectionFailure, "LISTEN %s: %v", st.Name, err)
+		}
+		s.listening = true
+		return "LISTEN", nil
+	case sqlscan.KindUnlisten:
+		l.unsubscribe(s, st.Name)
+	case sqlscan.KindUnlistenAll:
+		l.unsubscribe(s, "")
+	}
+	return "UNLISTEN", nil
+}
+
+// unlistenShared ends the shared-listener subscriptions named by the UNLISTEN statements
+// of a simple Query that goes to a linked server instead of through listenLocally (the
+// client is pinned): PostgreSQL stops delivering after UNLISTEN, so pgmux must too. It
+// acts only outside a transaction block; inside one a rollback would undo the UNLISTEN,
+// so the subscription stays. UNLISTENs inside DO blocks count when the block runs each
+// of its statements once (no condition or handler could skip them). q is a view of the
+// read buffer and is not kept.
+func (s *Session) unlistenShared(q string) {
+	s.mu.Lock()
+	inTx := s.txStatus != 'I'
+	s.mu.Unlock()
+	if inTx {
+		return
+	}
+	s.unlistenIn(s.srv.hub.forDB(s.entry), sqlscan.Scan(q))
+}
+
+func (s *Session) unlistenIn(l *listener, stmts []sqlscan.Statement) {
+	for i := range stmts {
+		switch st := &stmts[i]; {
+		case st.Kind == sqlscan.KindUnlisten:
+			l.unsubscribe(s, st.Name)
+		case st.Kind == sqlscan.KindUnlistenAll:
+			l.unsubscribe(s, "")
+		case st.Do != nil && st.Do.Straight:
+			s.unlistenIn(l, st.Do.Statements)
+		}
+	}
+}
