@@ -20,8 +20,10 @@ func Default() *Config {
 }
 
 // Load reads a pgbouncer.ini file (following %include directives) and returns a defaulted,
-// validated Config. A bad value fails with a *LineError naming file:line; unknown or
-// unsupported keys and sections are reported in Config.Warnings instead.
+// validated Config. A bad value, an unknown section or an unknown key fails with a
+// *LineError naming file:line (with a "did you mean" when a known name is close), as
+// PgBouncer refuses them; PgBouncer keys and sections pgmux does not implement are
+// reported in Config.Warnings instead.
 //
 // Unlike PgBouncer, a relative %include path is taken relative to the directory of the
 // file containing it, not the working directory. Other paths (auth_file, logfile, ...) are
@@ -47,7 +49,10 @@ func Load(path string) (*Config, error) {
 func Set(c *Config, key, value string) error {
 	name := strings.ToLower(strings.TrimSpace(key))
 	if err := apply(c, name, strings.TrimSpace(value)); err != nil {
-		if errors.Is(err, ErrUnknownSetting) || errors.Is(err, ErrUnsupportedSetting) {
+		if errors.Is(err, ErrUnknownSetting) {
+			return fmt.Errorf("%w: %s%s", err, name, didYouMean(name, settingNames()))
+		}
+		if errors.Is(err, ErrUnsupportedSetting) {
 			return fmt.Errorf("%w: %s", err, name)
 		}
 		return fmt.Errorf("%s: %w", name, err)
@@ -124,14 +129,15 @@ func (l *loader) warn(file string, line int, format string, args ...any) {
 	l.c.Warnings = append(l.c.Warnings, fmt.Sprintf("%s:%d: ", file, line)+fmt.Sprintf(format, args...))
 }
 
-// section warns about sections pgmux ignores.
+// section warns about PgBouncer sections pgmux ignores and refuses unknown ones.
 func (l *loader) section(file string, line int, name string) error {
 	switch name {
 	case "pgbouncer", "databases", "users":
 	case "peers":
 		l.warn(file, line, "section [peers] is not supported by pgmux and is ignored")
 	default:
-		l.warn(file, line, "unknown section [%s] is ignored", name)
+		return &LineError{File: file, Line: line,
+			Reason: fmt.Sprintf("unknown section [%s]%s", name, didYouMean(name, knownSections))}
 	}
 	return nil
 }
@@ -157,7 +163,8 @@ func (l *loader) setting(file string, line int, key, value string) error {
 	case errors.Is(err, ErrUnsupportedSetting):
 		l.warn(file, line, "setting %s is not supported by pgmux and is ignored", name)
 	case errors.Is(err, ErrUnknownSetting):
-		l.warn(file, line, "unknown setting %s", name)
+		return &LineError{File: file, Line: line, Key: name,
+			Reason: "unknown setting" + didYouMean(name, settingNames())}
 	case err != nil:
 		return lineErr(file, line, name, err)
 	}

@@ -186,6 +186,15 @@ func TestLoadErrors(t *testing.T) {
 		{"bad db name", "[databases]\n\"foo = host=x\n", `%s:2: expected "key = value", got "\"foo = host=x"`},
 		{"unknown user param", "[users]\nbob = pool_size=1 colour=red\n", `%s:2: bob: unknown parameter "colour"`},
 		{"bad user pool mode", "[users]\nbob = pool_mode=x\n", `%s:2: bob: pool_mode: "x" is not a pool mode (session, transaction or statement)`},
+		// PgBouncer refuses a typo'd section or key; pgmux names the file:line and the
+		// closest known name.
+		{"typo section", "[pgbouncr]\nlisten_port = 1\n", `%s:1: unknown section [pgbouncr] (did you mean "pgbouncer"?)`},
+		{"unknown section", "[whatever]\na = b\n", `%s:1: unknown section [whatever]`},
+		{"typo key", "[pgbouncer]\nlisten_port = 1\ndefualt_pool_size = 5\n", `%s:3: defualt_pool_size: unknown setting (did you mean "default_pool_size"?)`},
+		{"unknown key", "[pgbouncer]\nfrobnicate = 7\n", `%s:2: frobnicate: unknown setting`},
+		{"typo unsupported key", "[pgbouncer]\nso_reuseprot = 1\n", `%s:2: so_reuseprot: unknown setting (did you mean "so_reuseport"?)`},
+		{"typo db param", "[databases]\nfoo = host=x pool_szie=3\n", `%s:2: foo: unknown parameter "pool_szie" (did you mean "pool_size"?)`},
+		{"typo user param", "[users]\nbob = max_user_connection=3\n", `%s:2: bob: unknown parameter "max_user_connection" (did you mean "max_user_connections"?)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -213,25 +222,20 @@ func TestLoadWarnings(t *testing.T) {
 	c, path, err := loadString(t, `[pgbouncer]
 syslog = 1
 stats_period = nonsense
-frobnicate = 7
 [peers]
 1 = host=/tmp/pgbouncer1
 [databases]
 foo = host=x server_lifetime=10
 [users]
 bob = max_user_client_connections=3
-[whatever]
-a = b
 `)
 	require.NoError(t, err)
 	require.Equal(t, []string{
 		path + ":2: setting syslog is not supported by pgmux and is ignored",
 		path + ":3: setting stats_period is not supported by pgmux and is ignored",
-		path + ":4: unknown setting frobnicate",
-		path + ":5: section [peers] is not supported by pgmux and is ignored",
-		path + ":8: foo: parameter server_lifetime is not supported by pgmux and is ignored",
-		path + ":10: bob: parameter max_user_client_connections is not supported by pgmux and is ignored",
-		path + ":11: unknown section [whatever] is ignored",
+		path + ":4: section [peers] is not supported by pgmux and is ignored",
+		path + ":7: foo: parameter server_lifetime is not supported by pgmux and is ignored",
+		path + ":9: bob: parameter max_user_client_connections is not supported by pgmux and is ignored",
 	}, c.Warnings)
 	require.Equal(t, "x", c.Databases["foo"].Host)
 }
@@ -245,7 +249,7 @@ func TestLoadLaterValueWins(t *testing.T) {
 
 func TestLoadInclude(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, dir, "conf.d/pools.ini", "[databases]\nfoo = host=db1\n%include nested/more.ini\nnot_a_db = host=x\n")
+	writeFile(t, dir, "conf.d/pools.ini", "[databases]\nfoo = host=db1\n%include nested/more.ini\nmin_pool_size = 2\n")
 	writeFile(t, dir, "conf.d/nested/more.ini", "[pgbouncer]\ndefault_pool_size = 7\n")
 	abs := writeFile(t, dir, "abs.ini", "[users]\nbob = pool_size=3\n")
 	main := writeFile(t, dir, "pgbouncer.ini", "[pgbouncer]\nlisten_port = 7000\n%include conf.d/pools.ini\nmax_client_conn = 9\n%include "+abs+"\n")
@@ -256,8 +260,9 @@ func TestLoadInclude(t *testing.T) {
 	require.Equal(t, 7, c.DefaultPoolSize)
 	// The section set inside an include carries on after it, as in PgBouncer.
 	require.Equal(t, 9, c.MaxClientConn)
-	require.NotContains(t, c.Databases, "not_a_db")
-	require.Equal(t, []string{filepath.Join(dir, "conf.d/pools.ini") + ":4: unknown setting not_a_db"}, c.Warnings)
+	require.NotContains(t, c.Databases, "min_pool_size")
+	require.Equal(t, 2, c.MinPoolSize)
+	require.Empty(t, c.Warnings)
 	require.Equal(t, 3, c.Users["bob"].PoolSize)
 	require.Equal(t, main, c.Path)
 }

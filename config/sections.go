@@ -88,7 +88,7 @@ func ParseDatabase(name, connstr string) (*Database, []string, error) {
 		case unsupportedDatabaseParams[p.key]:
 			warnings = append(warnings, fmt.Sprintf("parameter %s is not supported by pgmux and is ignored", p.key))
 		default:
-			return nil, nil, fmt.Errorf("unknown parameter %q", p.key)
+			return nil, nil, fmt.Errorf("unknown parameter %q%s", p.key, didYouMean(p.key, paramNames(dbParams, unsupportedDatabaseParams)))
 		}
 	}
 	if d.DBName == "" {
@@ -118,7 +118,7 @@ func ParseUser(name, settings string) (*User, []string, error) {
 		case unsupportedUserParams[p.key]:
 			warnings = append(warnings, fmt.Sprintf("parameter %s is not supported by pgmux and is ignored", p.key))
 		default:
-			return nil, nil, fmt.Errorf("unknown parameter %q", p.key)
+			return nil, nil, fmt.Errorf("unknown parameter %q%s", p.key, didYouMean(p.key, paramNames(userParams, unsupportedUserParams)))
 		}
 	}
 	return u, warnings, nil
