@@ -14,7 +14,7 @@ FUZZTIME ?= 5000x
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 build:
-	$(GO) build -o bin/pgmux ./cmd/pgmux
+	$(GO) build -buildvcs=auto -o bin/pgmux ./cmd/pgmux  # -buildvcs: --version names the commit even where GOFLAGS turns stamping off
 
 test:
 	$(GO) vet ./...

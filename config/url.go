@@ -12,7 +12,9 @@ import (
 // postgres://app:secret@[fd00::1]:5432/appdb?sslmode=require (postgresql:// also works).
 //
 // The result has PgBouncer defaults plus:
-//   - listen_addr 127.0.0.1 (override with ApplyEnv's PGMUX_LISTEN or Set);
+//   - listen_addr 127.0.0.1 and ::1, loopback only (override with ApplyEnv's
+//     PGMUX_LISTEN or SetListen: a sidecar reached from other machines says so);
+//   - pool_mode transaction, what a sidecar pooler is for;
 //   - a database named after the URL's database (default: the user name) and a "*"
 //     fallback, both pointing at the URL's host and port and forcing its user and password,
 //     so any database name a client asks for is served from the same server;
@@ -45,7 +47,8 @@ func FromURL(raw string) (*Config, error) {
 		}
 	}
 	c := Default()
-	c.ListenAddr = []string{"127.0.0.1"}
+	c.ListenAddr = []string{"127.0.0.1", "::1"}
+	c.PoolMode = PoolModeTransaction
 	if err := applyURLQuery(c, db, u.Query()); err != nil {
 		return nil, fmt.Errorf("config: upstream URL: %w", err)
 	}
@@ -64,6 +67,23 @@ func FromURL(raw string) (*Config, error) {
 	}
 	c.Path = redactURL(u)
 	return c, nil
+}
+
+// ShareUpstreamPassword gives every admin_users and stats_users name that has no
+// credential of its own the upstream URL's password, so the console works in zero-config
+// mode (FromURL): `psql -h 127.0.0.1 -p 6432 -U admin pgbouncer` with that password. A
+// Config not built by FromURL is left alone; its console users are in auth_file. Call
+// it after the environment and flags have set admin_users and stats_users.
+func ShareUpstreamPassword(c *Config) {
+	up, ok := c.Databases["*"]
+	if c.InlineCredentials == nil || !ok {
+		return
+	}
+	for _, name := range slices.Concat(c.AdminUsers, c.StatsUsers) {
+		if _, ok := c.InlineCredentials[name]; !ok {
+			c.InlineCredentials[name] = Credential{User: name, Password: up.Password}
+		}
+	}
 }
 
 // applyURLQuery applies libpq-style query parameters.

@@ -43,21 +43,29 @@ func (r consoleRole) String() string {
 	return "none"
 }
 
-// ShutdownMode says how the admin console's SHUTDOWN wants the process to stop.
+// ShutdownMode says how the server stops, as PgBouncer's SHUTDOWN variants and signals.
 type ShutdownMode int
 
 const (
-	// ShutdownImmediate: close every connection and exit now (SHUTDOWN).
+	// ShutdownImmediate: every client gets FATAL 57P01 and is closed now (SHUTDOWN,
+	// SIGQUIT, or a second SIGINT/SIGTERM during a shutdown).
 	ShutdownImmediate ShutdownMode = iota
-	// ShutdownDrain: stop accepting, let busy clients finish their transactions, then
-	// exit, as on SIGTERM (SHUTDOWN WAIT_FOR_SERVERS, and WAIT_FOR_CLIENTS once the last
-	// client has left).
-	ShutdownDrain
+	// ShutdownWaitForServers: safe shutdown (SHUTDOWN WAIT_FOR_SERVERS, SIGINT). New
+	// clients are refused, clients without a server and clients waiting for one are told
+	// and closed, and each client that holds a server is closed once its server is
+	// released (its transaction ends; in session mode, when it leaves).
+	ShutdownWaitForServers
+	// ShutdownWaitForClients: super safe shutdown (SHUTDOWN WAIT_FOR_CLIENTS, SIGTERM).
+	// New clients are refused; connected clients keep working until they leave.
+	ShutdownWaitForClients
 )
 
 func (m ShutdownMode) String() string {
-	if m == ShutdownDrain {
-		return "drain"
+	switch m {
+	case ShutdownWaitForServers:
+		return "wait_for_servers"
+	case ShutdownWaitForClients:
+		return "wait_for_clients"
 	}
 	return "immediate"
 }

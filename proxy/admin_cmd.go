@@ -127,6 +127,13 @@ func (s *Server) adminPause(ctx context.Context, db string) error {
 	return nil
 }
 
+// Pause holds every pool as the console's PAUSE does (SIGUSR1), returning once every
+// server connection is released or ctx is done.
+func (s *Server) Pause(ctx context.Context) error { return s.adminPause(ctx, "") }
+
+// Resume lifts PAUSE, SUSPEND and KILL holds as the console's RESUME does (SIGUSR2).
+func (s *Server) Resume() error { return s.adminResume("") }
+
 // adminSuspend pauses everything; pgmux has no online restart, so SUSPEND is a global
 // PAUSE that RESUME undoes.
 func (s *Server) adminSuspend(ctx context.Context) error {
@@ -309,66 +316,31 @@ func (s *Server) adminSet(args []string) error {
 // adminShutdown stops the process once the answer is sent: at once, after servers are
 // released (WAIT_FOR_SERVERS) or after every client has left (WAIT_FOR_CLIENTS).
 func (s *Server) adminShutdown(how string) (adminResult, error) {
-	var after func()
+	var mode ShutdownMode
 	switch strings.ToUpper(how) {
 	case "":
-		after = func() { s.requestShutdown(ShutdownImmediate) }
+		mode = ShutdownImmediate
 	case "WAIT_FOR_SERVERS":
-		after = func() { s.requestShutdown(ShutdownDrain) }
+		mode = ShutdownWaitForServers
 	case "WAIT_FOR_CLIENTS":
-		s.refuseNewClients()
-		after = func() {
-			go func() {
-				t := time.NewTicker(50 * time.Millisecond)
-				defer t.Stop()
-				for s.normalClients() > 0 {
-					select {
-					case <-s.console.ctx.Done():
-						return
-					case <-t.C:
-					}
-				}
-				s.requestShutdown(ShutdownDrain)
-			}()
-		}
+		mode = ShutdownWaitForClients
 	default:
 		return adminResult{}, pgerr.New(pgerr.SyntaxError, "usage: SHUTDOWN [WAIT_FOR_SERVERS | WAIT_FOR_CLIENTS]")
 	}
-	s.log.Info("shutdown requested on the admin console", zap.String("mode", how))
-	return adminResult{after: after}, nil
+	s.log.Info("shutdown requested on the admin console", zap.Stringer("mode", mode))
+	return adminResult{after: func() { s.requestShutdown(mode) }}, nil
 }
 
 // requestShutdown hands the shutdown to the host (cmd/pgmux stops as on a signal), or
-// shuts the server down itself when no hook was given.
+// stops the server itself (within shutdown_timeout) when no hook was given.
 func (s *Server) requestShutdown(mode ShutdownMode) {
 	if h := s.console.shutdown; h != nil {
 		go h(mode)
 		return
 	}
 	go func() {
-		if mode == ShutdownImmediate {
-			_ = s.Close()
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.Config().ShutdownTimeout)
+		ctx, cancel := s.shutdownContext(mode)
 		defer cancel()
-		_ = s.Shutdown(ctx)
+		_ = s.Stop(ctx, mode)
 	}()
-}
-
-// refuseNewClients makes logins fail with "shutting down"; the listeners stay open so
-// the host's Serve does not return before the shutdown it was asked for.
-func (s *Server) refuseNewClients() {
-	s.draining.Store(true)
-}
-
-// normalClients counts logged-in clients other than console ones.
-func (s *Server) normalClients() int {
-	n := 0
-	for _, sess := range s.Sessions() {
-		if sess.entry != nil {
-			n++
-		}
-	}
-	return n
 }

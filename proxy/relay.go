@@ -80,6 +80,10 @@ func (s *Session) relay() (parked bool, err error) {
 		}
 		c, err := s.serverFor(typ)
 		if err != nil {
+			if s.srv.cutAtRelease() {
+				s.fatal(shutdownFatal())
+				return false, err
+			}
 			if skipping, err = s.refuse(typ, n, err); err != nil {
 				return false, err
 			}
@@ -191,6 +195,10 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 		s.account(typ)
 		s.mu.Unlock()
 		return c, nil
+	}
+	if s.srv.cutAtRelease() {
+		s.mu.Unlock()
+		return nil, errShuttingDown
 	}
 	s.state = ClientWaiting
 	s.mu.Unlock()
@@ -737,6 +745,9 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 	switch {
 	case release:
 		s.release(c, (closed && mode == config.PoolModeSession) || leaveSession || s.srv.Config().ServerResetQueryAlways)
+		if !closed && s.srv.cutAtRelease() {
+			s.fatal(shutdownFatal()) // safe shutdown: its server is back, so it goes
+		}
 		return true, nil
 	case badStatement:
 		c.Discard(errors.New("transaction in statement mode"))

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,8 +37,9 @@ type Options struct {
 	// admin console's RELOAD calls it. Nil makes RELOAD fail.
 	Reload func() error
 	// OnShutdown is called (on its own goroutine) by the admin console's SHUTDOWN; the
-	// host should stop as on SIGINT (ShutdownImmediate) or SIGTERM (ShutdownDrain). Nil
-	// makes the Server close or drain itself.
+	// host should stop as on the matching signal: SIGQUIT (ShutdownImmediate), SIGINT
+	// (ShutdownWaitForServers) or SIGTERM (ShutdownWaitForClients). Nil makes the Server
+	// stop itself.
 	OnShutdown func(ShutdownMode)
 	// Version is reported by SHOW VERSION.
 	Version string
@@ -73,7 +75,8 @@ type Server struct {
 	stmtEpoch atomic.Uint64 // bumped by DDL and stale-statement errors (ddl.go)
 	nclients  atomic.Int64
 	nextID    atomic.Uint64
-	draining  atomic.Bool
+	draining  atomic.Bool  // no new clients but console ones (shutdown.go)
+	stopping  atomic.Int32 // ShutdownMode+1 once Stop has begun, else 0
 	wg        sync.WaitGroup
 	done      chan struct{}
 }
@@ -142,17 +145,29 @@ func (s *Server) Config() *config.Config {
 func (s *Server) Listen() error {
 	cfg := s.Config()
 	var lns []net.Listener
+	var unavailable []error
 	for _, host := range cfg.ListenAddr {
 		network := "tcp"
 		if host == "*" {
 			host = ""
 		}
 		ln, err := net.Listen(network, net.JoinHostPort(host, strconv.Itoa(cfg.ListenPort)))
+		if err != nil && len(cfg.ListenAddr) > 1 && addrUnavailable(err) {
+			// "127.0.0.1, ::1" on a host without IPv6 (many containers): serve the others.
+			unavailable = append(unavailable, err)
+			continue
+		}
 		if err != nil {
 			closeAll(lns)
 			return fmt.Errorf("listen on %s:%d: %w", host, cfg.ListenPort, err)
 		}
 		lns = append(lns, ln)
+	}
+	if len(lns) == 0 && len(unavailable) > 0 {
+		return fmt.Errorf("listen: %w", errors.Join(unavailable...))
+	}
+	for _, err := range unavailable {
+		s.log.Warn("listen address not available on this host; serving the others", zap.Error(err))
 	}
 	if cfg.UnixSocketDir != "" {
 		path := filepath.Join(cfg.UnixSocketDir, ".s.PGSQL."+strconv.Itoa(cfg.ListenPort))
@@ -178,6 +193,12 @@ func (s *Server) Listen() error {
 	s.listeners = lns
 	s.mu.Unlock()
 	return nil
+}
+
+// addrUnavailable reports an address this host does not have (EADDRNOTAVAIL), or an
+// address family it does not support (no IPv6).
+func addrUnavailable(err error) bool {
+	return errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT)
 }
 
 func closeAll(lns []net.Listener) {
@@ -334,53 +355,4 @@ func (s *Server) Sessions() []*Session {
 		out = append(out, x)
 	}
 	return out
-}
-
-// Shutdown stops accepting, waits for clients to leave or finish their transactions up to
-// ctx's deadline, then closes everything.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.draining.Store(true)
-	s.mu.Lock()
-	closeAll(s.listeners)
-	s.mu.Unlock()
-	s.console.stop()
-	defer s.closeHTTP()
-	for _, sess := range s.Sessions() {
-		sess.drain()
-	}
-	idle := make(chan struct{})
-	go func() { s.wg.Wait(); close(idle) }()
-	var err error
-	select {
-	case <-idle:
-	case <-ctx.Done():
-		// Close passes a done ctx. Sessions already on their way out (a client that has
-		// just said goodbye) get a moment to finish; report an error only if someone
-		// still had to be cut off.
-		select {
-		case <-idle:
-		case <-time.After(closeGrace):
-			if live := s.Sessions(); len(live) > 0 {
-				err = fmt.Errorf("shutdown: %d clients still connected: %w", len(live), ctx.Err())
-				for _, sess := range live {
-					sess.kill("pgmux is shutting down")
-				}
-			}
-			<-idle
-		}
-	}
-	s.doneOnce.Do(func() { close(s.done) })
-	s.hub.closeAll()
-	s.pools.closeAll()
-	return err
-}
-
-// closeGrace is how long an immediate shutdown waits for sessions that are ending anyway.
-const closeGrace = 100 * time.Millisecond
-
-// Close shuts down immediately.
-func (s *Server) Close() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return s.Shutdown(ctx)
 }

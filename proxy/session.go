@@ -338,9 +338,6 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	if err := s.negotiateVersion(pkt); err != nil {
 		return err
 	}
-	if s.srv.draining.Load() {
-		return pgerr.Fatal(pgerr.CannotConnectNow, "pgmux is shutting down")
-	}
 	if requiresTLS(cfg.ClientTLS.SSLMode) && !s.tls {
 		return pgerr.Fatal(pgerr.InvalidAuthorization, "SSL required")
 	}
@@ -352,6 +349,11 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	s.dbName, _ = pkt.Get("database")
 	if s.dbName == "" {
 		s.dbName = user
+	}
+	// During a shutdown only the console is served (through the unix socket, the one
+	// listener left open), as in PgBouncer.
+	if s.srv.draining.Load() && !isAdminDB(s.dbName) {
+		return pgerr.Fatal(pgerr.CannotConnectNow, "pgmux is shutting down")
 	}
 	if cfg.MaxClientConn > 0 && nclients > int64(cfg.MaxClientConn) {
 		return pgerr.Fatal(pgerr.TooManyConnections, "no more connections allowed (max_client_conn)")
@@ -428,28 +430,6 @@ func (s *Session) linkedServer() *pool.Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.server
-}
-
-// drain asks an idle client to leave (shutdown); a busy one leaves when its transaction ends.
-func (s *Session) drain() {
-	s.mu.Lock()
-	idle := s.server == nil && s.state == ClientIdle
-	s.mu.Unlock()
-	if idle {
-		s.kill("pgmux is shutting down")
-	}
-}
-
-// kill closes the client's connection after telling it why.
-func (s *Session) kill(reason string) {
-	s.mu.Lock()
-	linked := s.server != nil
-	s.mu.Unlock()
-	if !linked {
-		_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = s.nc.Write(pgerr.Fatal(pgerr.AdminShutdown, "%s", reason).Append(nil))
-	}
-	s.closeAndWake()
 }
 
 // Info is what SHOW CLIENTS reports about a session.

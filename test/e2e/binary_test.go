@@ -101,25 +101,6 @@ func TestSIGHUPReload(t *testing.T) {
 	require.Contains(t, m.out.String(), "configuration reloaded")
 }
 
-// TestSignals: SIGTERM drains and exits 0; SIGINT exits at once, also with status 0.
-func TestSignals(t *testing.T) {
-	pg := pgtest.Start(t)
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
-		t.Run(sig.String(), func(t *testing.T) {
-			m := startBinary(t, pg, bouncer{})
-			conn := connect(t, m.URL(pgtest.AppUser, pgtest.AppPassword, pgtest.AppDB))
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_, err := conn.Exec(ctx, "SELECT 1")
-			require.NoError(t, err)
-			require.NoError(t, conn.Close(ctx))
-			start := time.Now()
-			require.NoError(t, m.stop(t, sig, 10*time.Second), "exit status after %v; output:\n%s", sig, m.out)
-			require.Less(t, time.Since(start), 5*time.Second)
-		})
-	}
-}
-
 // TestPgBouncerConfigCompat writes a pgbouncer.ini and userlist.txt, has Debian's real
 // PgBouncer accept and serve them, then starts pgmux on the very same files, unchanged.
 func TestPgBouncerConfigCompat(t *testing.T) {

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"net"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+
+// TestHelpListsEveryFlag: --help prints every flag (the README's too) to stdout.
+func TestHelpListsEveryFlag(t *testing.T) {
+	var out, errOut bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--help"}, noEnv, &out, &errOut))
+	require.Empty(t, errOut.String())
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	n := 0
+	newFlagSet(&flags{}, io.Discard).VisitAll(func(f *flag.Flag) {
+		n++
+		help := out.String()
+		require.True(t, strings.Contains(help, "  -"+f.Name+" ") || strings.Contains(help, "  -"+f.Name+"\n"), "--help lacks -%s", f.Name)
+		require.True(t, strings.Contains(string(readme), "-"+f.Name), "README.md lacks -%s", f.Name)
+	})
+	require.GreaterOrEqual(t, n, 13)
+	require.Contains(t, out.String(), "-healthcheck URL")
+}
+
+func noEnv(string) string { return "" }
+
+// TestVersion: --version prints to stdout, and names the VCS revision when Go stamped one.
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--version"}, noEnv, &out, io.Discard))
+	require.True(t, strings.HasPrefix(out.String(), "pgmux "), out.String())
+
+	info := &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "v1.2.3"},
+		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "abc123"},
+			{Key: "vcs.time", Value: "2026-12-02T10:00:00Z"}, {Key: "vcs.modified", Value: "true"}}}
+	ver, detail := describeBuild(info, "")
+	require.Equal(t, "v1.2.3", ver)
+	require.Equal(t, "revision abc123+dirty, 2026-12-02T10:00:00Z, go1.26.0", detail)
+	ver, detail = describeBuild(&debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "(devel)"}}, "v9")
+	require.Equal(t, "v9", ver, "-ldflags -X main.version wins")
+	require.Equal(t, "no VCS revision stamped, go1.26.0", detail)
+}
+
+// TestZeroConfigDefaults: with only an upstream URL, pgmux pools in transaction mode on
+// loopback, and --admin-users / PGMUX_STATS_USERS name console users who log in with the
+// upstream password.
+func TestZeroConfigDefaults(t *testing.T) {
+	env := map[string]string{"PGMUX_STATS_USERS": "watcher"}
+	f, err := parseFlags([]string{"--upstream", "postgres://app:s3cret@db.internal:5432/app", "--admin-users", "ops"}, io.Discard, io.Discard)
+	require.NoError(t, err)
+	cfg, creds, err := loadConfig(f, func(k string) string { return env[k] })
+	require.NoError(t, err)
+	require.Equal(t, config.PoolModeTransaction, cfg.PoolMode)
+	require.Equal(t, []string{"127.0.0.1", "::1"}, cfg.ListenAddr)
+	require.Equal(t, []string{"ops"}, cfg.AdminUsers)
+	require.Equal(t, []string{"watcher"}, cfg.StatsUsers)
+	for _, u := range []string{"app", "ops", "watcher"} {
+		require.Equal(t, "s3cret", creds[u].Password, u)
+	}
+
+	// Flags and environment still win; an ini file keeps PgBouncer's defaults.
+	f, err = parseFlags([]string{"--upstream", "postgres://app:s3cret@db/app", "--pool-mode", "session", "--listen", ":7000"}, io.Discard, io.Discard)
+	require.NoError(t, err)
+	cfg, _, err = loadConfig(f, noEnv)
+	require.NoError(t, err)
+	require.Equal(t, config.PoolModeSession, cfg.PoolMode)
+	require.Equal(t, []string{"*"}, cfg.ListenAddr)
+	require.Equal(t, 7000, cfg.ListenPort)
+}
+
+// TestZeroConfigConsole runs pgmux from an upstream URL against the test PostgreSQL: the
+// app user and the --admin-users user both log in, the latter to the console, over
+// loopback; nothing listens on other addresses.
+func TestZeroConfigConsole(t *testing.T) {
+	pg := pgtest.Start(t)
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs syncBuffer
+	args := []string{"--upstream", pg.URL(pgtest.AppUser, pgtest.AppPassword, pgtest.AppDB),
+		"--admin-users", "admin", "--metrics-addr", ""}
+	env := map[string]string{"PGMUX_LISTEN": "", "PGMUX_STATS_USERS": "watcher"}
+	t.Setenv("PGPORT", "") // nothing from the environment leaks into the URL below
+	go func() {
+		done <- run(ctx, append(args, "--listen", "127.0.0.1:"+strconv.Itoa(port)), func(k string) string { return env[k] }, io.Discard, &logs)
+	}()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("run did not return")
+		}
+	}()
+	url := func(user, db string) string {
+		return "postgres://" + user + ":" + pgtest.AppPassword + "@127.0.0.1:" + strconv.Itoa(port) + "/" + db + "?sslmode=disable"
+	}
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "pgmux listening") }, 10*time.Second, 20*time.Millisecond)
+
+	qctx, qcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer qcancel()
+	app, err := pgx.Connect(qctx, url(pgtest.AppUser, pgtest.AppDB))
+	require.NoError(t, err)
+	defer app.Close(qctx)
+	var one int
+	require.NoError(t, app.QueryRow(qctx, "SELECT 1").Scan(&one))
+
+	for _, user := range []string{"admin", "watcher"} {
+		cc, err := pgx.ParseConfig(url(user, "pgbouncer"))
+		require.NoError(t, err)
+		cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		adm, err := pgx.ConnectConfig(qctx, cc)
+		require.NoError(t, err, user)
+		rows, err := adm.Query(qctx, "SHOW POOLS")
+		require.NoError(t, err)
+		rows.Close()
+		require.NoError(t, rows.Err())
+		_, err = adm.Exec(qctx, "RELOAD")
+		if user == "admin" {
+			require.NoError(t, err, "admin may RELOAD")
+		} else {
+			require.Error(t, err, "a stats user may not")
+		}
+		adm.Close(qctx)
+	}
+	_, err = pgx.Connect(qctx, strings.Replace(url("admin", "pgbouncer"), pgtest.AppPassword, "wrong", 1))
+	require.Error(t, err, "a wrong password is refused")
+	require.Contains(t, logs.String(), `"pool_mode":"transaction"`)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's writes and the test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

@@ -1,0 +1,200 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pgmux/pgmux/protocol/pgerr"
+)
+
+// Shutdown is the safe shutdown (ShutdownWaitForServers) bounded by ctx: see Stop.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.Stop(ctx, ShutdownWaitForServers)
+}
+
+// Close shuts down immediately: every client gets FATAL 57P01 and is closed.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return s.Stop(ctx, ShutdownImmediate)
+}
+
+// shutdownContext bounds a shutdown the server runs on its own by shutdown_timeout (0:
+// no bound, as PgBouncer waits); an immediate one gets a done context.
+func (s *Server) shutdownContext(mode ShutdownMode) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	if mode == ShutdownImmediate {
+		cancel()
+		return ctx, cancel
+	}
+	if t := s.Config().ShutdownTimeout; t > 0 {
+		cancel()
+		return context.WithTimeout(context.Background(), t)
+	}
+	return ctx, cancel
+}
+
+// Stop shuts the server down as mode says (see ShutdownMode) and returns once every
+// client is gone. TCP listeners close at once; the unix socket stays open for the admin
+// console until the end, as in PgBouncer. When ctx is done first, the clients still
+// connected are cut as in an immediate shutdown, and Stop reports how many: a host turns
+// a second signal into an immediate shutdown by cancelling ctx. Every client pgmux closes
+// is told why first: FATAL 57P01, as PostgreSQL says on a fast shutdown.
+func (s *Server) Stop(ctx context.Context, mode ShutdownMode) error {
+	s.stopping.CompareAndSwap(0, int32(mode)+1)
+	s.draining.Store(true)
+	s.closeListeners(func(ln net.Listener) bool { return ln.Addr().Network() != "unix" })
+	s.console.stop()
+	defer s.closeHTTP()
+	if mode == ShutdownWaitForServers {
+		// No server is handed out any more: waiters are told at once (PgBouncer
+		// disconnects them eagerly), leased servers close as they are released.
+		s.pools.closeAll()
+		for _, sess := range s.Sessions() {
+			sess.drain()
+		}
+	}
+	var err error
+	if !s.waitClients(ctx) {
+		live := s.normalClients()
+		if live > 0 {
+			err = fmt.Errorf("shutdown: %d clients cut off: %w", live, context.Cause(ctx))
+		}
+	}
+	// Console clients, and anyone left after ctx: told and closed, all at once.
+	s.cutAll()
+	s.pools.closeAll() // wakes clients still waiting for a server
+	idle := make(chan struct{})
+	go func() { s.wg.Wait(); close(idle) }()
+	<-idle
+	s.closeListeners(func(net.Listener) bool { return true })
+	s.doneOnce.Do(func() { close(s.done) })
+	s.hub.closeAll()
+	s.pools.closeAll()
+	return err
+}
+
+// closeListeners closes the listeners that match.
+func (s *Server) closeListeners(match func(net.Listener) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ln := range s.listeners {
+		if match(ln) {
+			ln.Close()
+		}
+	}
+}
+
+// waitClients waits until no client other than console ones is connected, and reports
+// whether that happened before ctx was done. Clients that have just said goodbye are
+// still given closeGrace to finish when ctx is already done (an immediate shutdown).
+func (s *Server) waitClients(ctx context.Context) bool {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	var grace <-chan time.Time
+	for s.normalClients() > 0 {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			if grace == nil {
+				grace = time.After(closeGrace)
+			}
+			select {
+			case <-t.C:
+			case <-grace:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// errShuttingDown refuses a server to a client during a safe shutdown.
+var errShuttingDown = errors.New("pgmux is shutting down")
+
+// closeGrace is how long an immediate shutdown waits for sessions that are ending anyway.
+const closeGrace = 100 * time.Millisecond
+
+// cutAll tells every session pgmux is shutting down and closes it.
+func (s *Server) cutAll() {
+	var wg sync.WaitGroup
+	for _, sess := range s.Sessions() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sess.killWith(shutdownFatal())
+		}()
+	}
+	wg.Wait()
+}
+
+// shutdownFatal is what a client cut by a shutdown hears: PostgreSQL's words for a
+// backend terminated by a fast shutdown.
+func shutdownFatal() *pgerr.Error {
+	return pgerr.Fatal(pgerr.AdminShutdown, "terminating connection due to administrator command").
+		WithDetail("pgmux is shutting down.").
+		WithHint("Reconnect: another pgmux, or this one once restarted, will serve you.")
+}
+
+// cutAtRelease reports whether a client must be closed once it holds no server: a safe
+// shutdown (ShutdownWaitForServers) is under way.
+func (s *Server) cutAtRelease() bool {
+	return s.stopping.Load() == int32(ShutdownWaitForServers)+1
+}
+
+// normalClients counts logged-in clients other than console ones.
+func (s *Server) normalClients() int {
+	n := 0
+	for _, sess := range s.Sessions() {
+		if sess.entry != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// drain closes a client that holds no server (safe shutdown); one that holds a server is
+// closed when it releases it (Session.settle).
+func (s *Session) drain() {
+	s.mu.Lock()
+	free := s.server == nil
+	s.mu.Unlock()
+	if free {
+		s.killWith(shutdownFatal())
+	}
+}
+
+// kill closes the client's connection after telling it why (FATAL 57P01).
+func (s *Session) kill(reason string) {
+	s.killWith(pgerr.Fatal(pgerr.AdminShutdown, "%s", reason))
+}
+
+// killWith sends pe to the client and closes its connection. The FATAL goes out only
+// between whole server messages: it waits (killWait at most) for the client's write lock,
+// which a server reply being relayed holds; past that the client is closed untold.
+func (s *Session) killWith(pe *pgerr.Error) {
+	deadline := time.Now().Add(killWait)
+	for !s.wmu.TryLock() {
+		if time.Now().After(deadline) {
+			s.closed.Store(true)
+			s.closeAndWake()
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if !s.closed.Swap(true) {
+		s.srv.metrics.errorSent(pe.Code)
+		_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = s.nc.Write(pe.Append(nil))
+	}
+	s.wmu.Unlock()
+	s.closeAndWake()
+}
+
+// killWait bounds how long killWith waits for a reply being relayed to reach a message
+// boundary.
+const killWait = 200 * time.Millisecond
