@@ -26,7 +26,8 @@ func TestFromURL(t *testing.T) {
 			c, err := FromURL(tt.url)
 			require.NoError(t, err)
 			require.Equal(t, tt.auth, c.AuthType)
-			require.Equal(t, []string{"127.0.0.1"}, c.ListenAddr)
+			require.Equal(t, []string{"127.0.0.1", "::1"}, c.ListenAddr, "loopback only")
+			require.Equal(t, PoolModeTransaction, c.PoolMode)
 			require.Equal(t, 6432, c.ListenPort)
 			require.Len(t, c.Databases, 2)
 			d := c.Databases[tt.db]
@@ -77,4 +78,23 @@ func TestFromURLErrors(t *testing.T) {
 			require.NotContains(t, err.Error(), ":p@")
 		})
 	}
+}
+
+func TestShareUpstreamPassword(t *testing.T) {
+	c, err := FromURL("postgres://app:pw@db/app")
+	require.NoError(t, err)
+	require.NoError(t, Set(c, "admin_users", "admin, app"))
+	require.NoError(t, Set(c, "stats_users", "watch"))
+	ShareUpstreamPassword(c)
+	require.Equal(t, map[string]Credential{
+		"app":   {User: "app", Password: "pw"},
+		"admin": {User: "admin", Password: "pw"},
+		"watch": {User: "watch", Password: "pw"},
+	}, c.Credentials())
+
+	// An ini-file configuration keeps its console users in auth_file.
+	ini := Default()
+	require.NoError(t, Set(ini, "admin_users", "admin"))
+	ShareUpstreamPassword(ini)
+	require.Nil(t, ini.Credentials())
 }
