@@ -1,4 +1,7 @@
 # pgmux developer and CI entry points. CI runs .ci/run, which runs `make test`.
+# `make test` first runs scripts/deps.sh: as root it installs what the tests need (PostgreSQL 15,
+# PgBouncer, gcc, the drivers test/prepared runs); otherwise it names what is missing and stops.
+# It sets PGMUX_REQUIRE_ALL=1, so a test that would skip for a missing tool fails instead.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -8,7 +11,7 @@ GO ?= go
 # on a busy machine); raise it for a longer local run: make fuzz FUZZTIME=1m, or bench/fuzz.sh
 FUZZTIME ?= 5000x
 
-.PHONY: build test vet lint unit fuzz demo bench
+.PHONY: build deps test vet lint unit fuzz demo bench
 
 # staticcheck, pinned; `go run` fetches it through the Go module proxy on first use.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -16,7 +19,11 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 build:
 	$(GO) build -buildvcs=auto -o bin/pgmux ./cmd/pgmux  # -buildvcs: --version names the commit even where GOFLAGS turns stamping off
 
-test:
+deps:
+	./scripts/deps.sh
+
+test: export PGMUX_REQUIRE_ALL := 1
+test: deps
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
@@ -30,7 +37,8 @@ vet:
 lint: vet
 	$(GO) run $(STATICCHECK) ./...
 
-# Integration tests start their own PostgreSQL (internal/pgtest); with CI set they fail, not skip, without one.
+# Integration tests start their own PostgreSQL (internal/pgtest); with CI or PGMUX_REQUIRE_ALL set they
+# fail, not skip, without one.
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
 func TestLoadPgBouncerSection(t *testing.T) {
@@ -350,6 +352,9 @@ func TestLoadDebianStyle(t *testing.T) {
 func TestLoadSystemPgBouncerIni(t *testing.T) {
 	const path = "/etc/pgbouncer/pgbouncer.ini"
 	if _, err := os.Stat(path); err != nil {
+		if pgtest.InCI() {
+			t.Fatalf("%s not present (install pgbouncer: scripts/deps.sh): %v", path, err)
+		}
 		t.Skipf("%s not present: %v", path, err)
 	}
 	c, err := Load(path)

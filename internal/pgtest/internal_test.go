@@ -125,19 +125,21 @@ func (r *recordTB) Fatalf(f string, args ...any) { r.failed = fmt.Sprintf(f, arg
 func TestMissingPostgresSkipsOnlyOutsideCI(t *testing.T) {
 	missing := &unavailableError{reason: "no PostgreSQL"}
 	tests := []struct {
-		ci       string
-		err      error
-		wantSkip bool
+		ci, requireAll string
+		err            error
+		wantSkip       bool
 	}{
-		{"", missing, true},
-		{"false", missing, true},
-		{"true", missing, false},
-		{"1", missing, false},
-		{"", errors.New("initdb failed"), false},
+		{"", "", missing, true},
+		{"false", "0", missing, true},
+		{"true", "", missing, false},
+		{"1", "", missing, false},
+		{"", "1", missing, false}, // make test
+		{"", "", errors.New("initdb failed"), false},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprintf("CI=%q/%v", tt.ci, tt.err), func(t *testing.T) {
+		t.Run(fmt.Sprintf("CI=%q/REQUIRE_ALL=%q/%v", tt.ci, tt.requireAll, tt.err), func(t *testing.T) {
 			t.Setenv(EnvCI, tt.ci)
+			t.Setenv(EnvRequireAll, tt.requireAll)
 			rec := &recordTB{TB: t}
 			fail(rec, tt.err)
 			if tt.wantSkip {

@@ -33,6 +33,9 @@ const (
 	EnvURL = "PGMUX_TEST_PG_URL"
 	EnvBin = "PGMUX_PG_BIN"
 	EnvCI  = "CI"
+	// EnvRequireAll makes every test that would skip for a missing tool fail
+	// instead, as in CI; `make test` sets it.
+	EnvRequireAll = "PGMUX_REQUIRE_ALL"
 )
 
 // startTimeout bounds initdb, start and bootstrap of one server.
@@ -99,11 +102,16 @@ func Run(m *testing.M) int {
 	return code
 }
 
-// InCI reports whether the CI environment variable asks integration tests to
-// fail rather than skip when PostgreSQL is missing.
+// InCI reports whether integration tests must fail rather than skip when
+// PostgreSQL or another tool they need is missing: the CI environment variable
+// is set, or PGMUX_REQUIRE_ALL (which `make test` sets) is.
 func InCI() bool {
-	v := os.Getenv(EnvCI)
-	return v != "" && v != "false" && v != "0"
+	for _, name := range []string{EnvCI, EnvRequireAll} {
+		if v := os.Getenv(name); v != "" && v != "false" && v != "0" {
+			return true
+		}
+	}
+	return false
 }
 
 func startShared() (*Server, error) {
@@ -137,7 +145,7 @@ func fail(tb testing.TB, err error) {
 func skipOrFail(tb testing.TB, reason string) {
 	tb.Helper()
 	if InCI() {
-		tb.Fatalf("pgtest: %s (%s is set: integration tests must not skip in CI)", reason, EnvCI)
+		tb.Fatalf("pgtest: %s (%s or %s is set: integration tests must not skip; scripts/deps.sh installs what they need)", reason, EnvCI, EnvRequireAll)
 		return
 	}
 	tb.Skipf("pgtest: %s", reason)
