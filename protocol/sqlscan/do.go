@@ -74,24 +74,24 @@ func parseDo(text string, nest int) *Block {
 	var body string
 	haveBody, haveLang := false, false
 	lang := "plpgsql"
-	for t := lx.Next(); t.Kind != TokEOF; t = lx.Next() {
+	for t := lx.Next(); t.Kind != TokEOF; {
 		switch {
 		case t.Kind == TokString && !haveBody:
-			v, ok := stringValue(t.Text)
+			v, next, ok := literal(&lx, t)
 			if !ok {
 				return nil
 			}
-			body, haveBody = v, true
+			body, haveBody, t = v, true, next
 		case t.IsKeyword("language") && !haveLang:
 			switch l := lx.Next(); l.Kind {
 			case TokIdent, TokQuotedIdent:
-				lang = l.Ident()
+				lang, t = l.Ident(), lx.Next()
 			case TokString:
-				v, ok := stringValue(l.Text)
+				v, next, ok := literal(&lx, l)
 				if !ok {
 					return nil
 				}
-				lang = v // a string names the language exactly, case and all
+				lang, t = v, next // a string names the language exactly, case and all
 			default:
 				return nil
 			}
@@ -112,6 +112,56 @@ func parseDo(text string, nest int) *Block {
 		w.run()
 	}
 	return b
+}
+
+// literal reads the string literal t and the '...' literals continuing it (the server
+// joins literals separated only by whitespace that contains a newline), and returns its
+// value and the token after it; false if a part is not a usable string literal.
+func literal(lx *Lexer, t Token) (string, Token, bool) {
+	v, ok := stringValue(t.Text)
+	next := lx.Next()
+	if !ok || t.Text[0] == '$' {
+		return v, next, ok
+	}
+	prefix := t.Text[:strings.IndexByte(t.Text, '\'')] // "", "E" or "U&": the parts share it
+	var b strings.Builder
+	for next.Kind == TokString && next.Text[0] == '\'' && continues(lx.src[t.End():next.Pos]) {
+		part, ok := stringValue(prefix + next.Text)
+		if !ok {
+			return "", next, false
+		}
+		if b.Len() == 0 {
+			b.WriteString(v)
+		}
+		b.WriteString(part)
+		t, next = next, lx.Next()
+	}
+	if b.Len() > 0 {
+		v = b.String()
+	}
+	return v, next, true
+}
+
+// continues reports whether the text between two quoted literals joins them: spaces and
+// -- comments with at least one newline (scan.l's whitespace_with_newline).
+func continues(gap string) bool {
+	newline := false
+	for i := 0; i < len(gap); i++ {
+		switch c := gap[i]; {
+		case c == '\n' || c == '\r':
+			newline = true
+		case c == ' ' || c == '\t' || c == '\f' || c == '\v':
+		case c == '-' && i+1 < len(gap) && gap[i+1] == '-':
+			j := strings.IndexAny(gap[i:], "\n\r")
+			if j < 0 {
+				return false
+			}
+			i += j - 1 // the newline is next
+		default:
+			return false
+		}
+	}
+	return newline
 }
 
 // stringValue returns the value of a string literal token ('...', E'...', U&'...',

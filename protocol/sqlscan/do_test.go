@@ -51,6 +51,9 @@ func TestDoForms(t *testing.T) {
 		{"language string", "DO LANGUAGE 'plpgsql' 'BEGIN NULL; END'", "plpgsql", "BEGIN NULL; END"},
 		{"language string keeps case", "DO LANGUAGE 'PLPGSQL' 'x'", "PLPGSQL", "x"},
 		{"other language", "DO LANGUAGE plpython3u $$plpy.execute('LISTEN x')$$", "plpython3u", "plpy.execute('LISTEN x')"},
+		{"continued string", "DO 'BEGIN '\n  'LISTEN a; ' -- c\n\n'END'", "plpgsql", "BEGIN LISTEN a; END"},
+		{"continued escape string", "DO E'a\\t'\r\n'\\n' LANGUAGE 'plpg'\n'sql'", "plpgsql", "a\t\n"},
+		{"continued unicode string", "DO U&'\\0061'\n'\\0062'", "plpgsql", "ab"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -61,7 +64,8 @@ func TestDoForms(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{"DO", "DO LANGUAGE plpgsql", "DO $$a$$ $$b$$", "DO 'unterminated", "DO $$x",
-		"DO 'a'' ", "DO B'101'", "DO $$x$$ LANGUAGE", "DO $$x$$ LANGUAGE a LANGUAGE b", "DO x"} {
+		"DO 'a'' ", "DO B'101'", "DO $$x$$ LANGUAGE", "DO $$x$$ LANGUAGE a LANGUAGE b", "DO x",
+		"DO 'a' 'b'", "DO 'a' /* c */\n'b'", "DO 'a'\n'b", "DO $$a$$\n'b'", "DO 'a'\n$$b$$", "DO 'a'\nB'1'"} {
 		stmts := Scan(bad)
 		require.Len(t, stmts, 1, bad)
 		require.Nil(t, stmts[0].Do, "Do of %q", bad)
@@ -120,6 +124,7 @@ func TestDoStatements(t *testing.T) {
 		{"select into a variable named temp", `DO $$DECLARE temp int; BEGIN SELECT 1 INTO temp; END$$`, []string{"Do", "Other"}},
 		{"execute literal", `DO $$BEGIN EXECUTE 'LISTEN x'; EXECUTE 'SET a.b = ' || '1' INTO v USING 1; END$$`,
 			[]string{"Do", "Listen:x", "Set:a.b"}},
+		{"execute continued literal", "DO $$BEGIN EXECUTE 'LISTEN '\n'cont'; END$$", []string{"Do", "Listen:cont"}},
 		{"execute literal with several statements", `DO $$BEGIN EXECUTE $q$LISTEN a; CREATE TEMP TABLE t (a int)$q$; END$$`,
 			[]string{"Do", "Listen:a", "CreateTemp:t"}},
 		{"execute lock", `DO $$BEGIN EXECUTE 'SELECT pg_advisory_lock(1)'; END$$`, []string{"Do", "Other+lock"}},
@@ -174,6 +179,9 @@ func TestDoFlags(t *testing.T) {
 		{"nested end needs semicolon", "DO $$BEGIN BEGIN LISTEN a; END END$$", false, true, false},
 		{"qualified channel", "DO $$BEGIN LISTEN a.b; END$$", false, true, false},
 		{"truncated channel", "DO $$BEGIN LISTEN " + long + "; END$$", false, true, false},
+		{"reserved word channel", "DO $$BEGIN LISTEN Select; END$$", false, true, false},
+		{"type name keyword channel", "DO $$BEGIN UNLISTEN left; END$$", false, true, false},
+		{"unreserved keyword channel", `DO $$BEGIN LISTEN begin; LISTEN "select"; LISTEN name; END$$`, true, true, false},
 		{"execute literal", "DO $$BEGIN EXECUTE 'LISTEN a'; END$$", false, true, false},
 		{"dynamic execute", "DO $$BEGIN EXECUTE 'LISTEN ' || quote_ident(x); END$$", false, true, true},
 		{"dynamic in nested", "DO $a$BEGIN DO $b$BEGIN EXECUTE x; END$b$; END$a$", false, true, true},

@@ -139,19 +139,20 @@ func (w *plWalker) statement(lx *Lexer, t Token, perform bool) {
 	w.b.Statements = append(w.b.Statements, st)
 	switch {
 	case w.depth <= 0, st.Kind != KindListen && st.Kind != KindUnlisten && st.Kind != KindUnlistenAll,
-		sp.n != 2, st.Kind != KindUnlistenAll && !untruncated(sp.last):
+		sp.n != 2, st.Kind != KindUnlistenAll && !channelName(sp.last):
 		w.plain = false
 	default:
 		w.listens++
 	}
 }
 
-// untruncated reports whether the identifier t names fits NAMEDATALEN as written (the
-// server would otherwise truncate it with a NOTICE).
-func untruncated(t Token) bool {
+// channelName reports whether t is a channel name the server takes as written: an
+// identifier that is not a reserved keyword (those are syntax errors after LISTEN),
+// short enough not to be truncated with a NOTICE.
+func channelName(t Token) bool {
 	switch {
 	case t.Kind == TokIdent:
-		return len(t.Text) <= maxIdentLen
+		return len(t.Text) <= maxIdentLen && !reservedKeyword(lowerASCII(t.Text))
 	case t.Kind == TokQuotedIdent && t.Text[0] == '"':
 		return len(unquote(t.Text, '"')) <= maxIdentLen
 	}
@@ -168,13 +169,14 @@ func (w *plWalker) execute(lx *Lexer, inHeader bool) Token {
 	n := 0
 	t := lx.Next()
 	for t.Kind == TokString {
-		v, ok := stringValue(t.Text)
-		if !ok {
+		v, next, ok := literal(lx, t)
+		if t = next; !ok {
+			n = 0
 			break
 		}
 		sql.WriteString(v)
 		n++
-		if t = lx.Next(); !(t.Kind == TokOp && t.Text == "||") {
+		if !(t.Kind == TokOp && t.Text == "||") {
 			break
 		}
 		t = lx.Next()
@@ -249,4 +251,26 @@ func skipPiece(lx *Lexer, t Token) {
 	for t.Kind != TokSemicolon && t.Kind != TokEOF {
 		t = lx.Next()
 	}
+}
+
+// reservedKeyword reports whether the lowercase word s is one of PostgreSQL 15's
+// reserved or type/function-name keywords (pg_get_keywords() catcode R and T): not a
+// ColId, so not a channel name.
+func reservedKeyword(s string) bool {
+	switch s {
+	case "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric",
+		"authorization", "binary", "both", "case", "cast", "check", "collate", "collation",
+		"column", "concurrently", "constraint", "create", "cross", "current_catalog",
+		"current_date", "current_role", "current_schema", "current_time", "current_timestamp",
+		"current_user", "default", "deferrable", "desc", "distinct", "do", "else", "end", "except",
+		"false", "fetch", "for", "foreign", "freeze", "from", "full", "grant", "group", "having",
+		"ilike", "in", "initially", "inner", "intersect", "into", "is", "isnull", "join", "lateral",
+		"leading", "left", "like", "limit", "localtime", "localtimestamp", "natural", "not",
+		"notnull", "null", "offset", "on", "only", "or", "order", "outer", "overlaps", "placing",
+		"primary", "references", "returning", "right", "select", "session_user", "similar", "some",
+		"symmetric", "table", "tablesample", "then", "to", "trailing", "true", "union", "unique",
+		"user", "using", "variadic", "verbose", "when", "where", "window", "with":
+		return true
+	}
+	return false
 }

@@ -83,8 +83,9 @@ func TestListenInDoMultiplexed(t *testing.T) {
 
 // TestListenInDoThatPins: a DO block that LISTENs and does anything else runs on the
 // client's server and pins it, so its notifications still arrive; when the block leaves
-// no channel behind (its condition was false, or it failed with PostgreSQL's own error),
-// the state check after it unpins the client at once.
+// no channel behind (its condition was false, or it failed with PostgreSQL's own error,
+// as a reserved word for a channel does), the state check after it unpins the client at
+// once.
 func TestListenInDoThatPins(t *testing.T) {
 	m := startMux(t, setup{poolSize: 2})
 	db := m.pg.NewDatabase(t, "dopin")
@@ -109,6 +110,13 @@ func TestListenInDoThatPins(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	require.Equal(t, "22012", pe.Code)
 	waitPinReason(t, adm, db, failed, "")
+
+	// Listen-only in shape, but PostgreSQL rejects the channel name: the server says so.
+	reserved := m.connect(t, db)
+	_, err = reserved.Exec(ctx, `DO $$BEGIN LISTEN select; END$$`)
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "42601", pe.Code)
+	waitPinReason(t, adm, db, reserved, "")
 
 	deliverInOrder(t, conditional, notifier, "cond", 50, 10)
 	for name, c := range map[string]*pgx.Conn{"skipped": skipped, "failed": failed} {
