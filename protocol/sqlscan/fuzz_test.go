@@ -48,6 +48,7 @@ func FuzzScan(f *testing.F) {
 		if interesting && !MaybeInteresting(sql) {
 			t.Fatalf("MaybeInteresting(%q) = false but Scan found an interesting statement", sql)
 		}
+		checkDoBody(t, sql)
 		lx := NewLexer(sql)
 		end := 0
 		for tok := lx.Next(); tok.Kind != TokEOF; tok = lx.Next() {
@@ -59,4 +60,30 @@ func FuzzScan(f *testing.F) {
 		}
 		_ = FirstKeyword(sql)
 	})
+}
+
+// checkDoBody runs body through the PL/pgSQL walker as a dollar-quoted and as a
+// single-quoted DO block: both must decode to body and find the same statements.
+func checkDoBody(t *testing.T, body string) {
+	if strings.Contains(body+"$", "$fz$") { // the body would end the dollar quote
+		return
+	}
+	dollar := Scan("DO $fz$" + body + "$fz$")
+	quoted := Scan("DO '" + strings.ReplaceAll(body, "'", "''") + "'")
+	if len(dollar) != 1 || len(quoted) != 1 || dollar[0].Do == nil || quoted[0].Do == nil {
+		t.Fatalf("DO blocks of %q: %+v / %+v", body, dollar, quoted)
+	}
+	d, q := dollar[0].Do, quoted[0].Do
+	if d.Body != body || q.Body != body {
+		t.Fatalf("bodies %q and %q, want %q", d.Body, q.Body, body)
+	}
+	if d.ListenOnly != q.ListenOnly || d.Straight != q.Straight || d.Dynamic != q.Dynamic ||
+		len(d.Statements) != len(q.Statements) {
+		t.Fatalf("the two DO blocks of %q differ: %+v / %+v", body, d, q)
+	}
+	for i := range d.Statements {
+		if a, b := d.Statements[i], q.Statements[i]; a.Kind != b.Kind || a.Name != b.Name || a.Text != b.Text {
+			t.Fatalf("statement %d of %q: %+v / %+v", i, body, a, b)
+		}
+	}
 }
