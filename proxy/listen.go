@@ -23,7 +23,8 @@ import (
 // database, LISTENs there on the union of its clients' channels, and copies each
 // notification to every client listening on that channel, in order, between whole
 // messages. LISTEN inside a transaction (or mixed with other statements) falls back to
-// pinning, so a rollback undoes it exactly as PostgreSQL would.
+// pinning, so a rollback undoes it exactly as PostgreSQL would. A DO block made only of
+// LISTEN and UNLISTEN counts as those statements (listen_do.go).
 
 // listenHub owns the per-database listeners.
 type listenHub struct {
