@@ -121,6 +121,7 @@ func TestDoStatements(t *testing.T) {
 		{"assignments are not statements", `DO $$DECLARE load int; r record; BEGIN
 				load := 1; load = 2; r.listen := 3; listen := 4;
 			END$$`, []string{"Do", "Other", "Other", "Other", "Other"}},
+		{"empty declare section", `DO $$DECLARE BEGIN LISTEN a; DECLARE BEGIN LISTEN b; END; END$$`, []string{"Do", "Listen:a", "Listen:b"}},
 		{"select into a variable named temp", `DO $$DECLARE temp int; BEGIN SELECT 1 INTO temp; END$$`, []string{"Do", "Other"}},
 		{"execute literal", `DO $$BEGIN EXECUTE 'LISTEN x'; EXECUTE 'SET a.b = ' || '1' INTO v USING 1; END$$`,
 			[]string{"Do", "Listen:x", "Set:a.b"}},

@@ -57,9 +57,7 @@ func (w *plWalker) piece(lx *Lexer, t Token) {
 			}
 			continue
 		case t.IsKeyword("declare"):
-			w.declare, w.plain = true, false
-			skipPiece(lx, t)
-			return
+			w.declare, w.plain = true, false // what follows is declarations up to BEGIN
 		case t.IsKeyword("begin"):
 			w.declare, w.begun = false, true
 			w.depth++
