@@ -91,8 +91,9 @@ if [[ -n ${PGMUX_BIN:-} ]]; then
 else
 	go build -o "$BENCH_TMP/bin/pgmux" ./cmd/pgmux
 fi
-go build -o "$BENCH_TMP/bin/idleclients" ./bench/cmd/idleclients
-go build -o "$BENCH_TMP/bin/report" ./bench/cmd/report
+# The bench tools are their own Go module (bench/go.mod), so plotting stays out of pgmux's.
+(cd "$BENCH_ROOT/bench" && go build -o "$BENCH_TMP/bin/idleclients" ./cmd/idleclients &&
+	go build -o "$BENCH_TMP/bin/report" ./cmd/report)
 
 PG_PORT=$(free_port)
 PGB_PORT=$(free_port "$PG_PORT")
