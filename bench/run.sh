@@ -14,8 +14,9 @@
 # time), p50/p99 latency (from pgbench's per-transaction -l logs), the pooler's CPU time per
 # transaction (utime+stime of /proc/PID/stat around a fixed -t run). Then idle clients:
 # bench/cmd/idleclients holds N logged-in connections and the pooler's VmRSS delta / N is the
-# cost of one idle client. Output: bench/results/latest.md, bench/results/*.png,
-# bench/results/raw.tsv, bench/results/idle.tsv.
+# cost of one idle client. Output: bench/results/latest.md, bench/results/*.png (each stamped
+# with the run's date and commit), bench/results/raw.tsv, bench/results/idle.tsv,
+# bench/results/meta.txt (the run's header); a full run also rewrites README.md's block.
 set -euo pipefail
 export HOME="${HOME:-/root}"
 export PATH="/usr/local/go/bin:${PATH}:/usr/local/sbin:/usr/sbin:/sbin"
@@ -56,7 +57,8 @@ else
 fi
 # Env overrides (space-separated), for a custom subset: BENCH_WORKLOADS="select tpcb",
 # BENCH_MODES="simple extended prepared", BENCH_CLIENTS="1 50", BENCH_IDLE="1000",
-# BENCH_CHURN=0|1, BENCH_OUT=dir (default bench/results).
+# BENCH_CHURN=0|1, BENCH_OUT=dir (default bench/results for a full run, else
+# bench/results/scratch).
 [[ -n ${BENCH_WORKLOADS:-} ]] && read -ra WORKLOADS <<<"$BENCH_WORKLOADS"
 [[ -n ${BENCH_MODES:-} ]] && read -ra QMODES <<<"$BENCH_MODES"
 [[ -n ${BENCH_CLIENTS:-} ]] && read -ra CLIENTS <<<"$BENCH_CLIENTS"
@@ -76,7 +78,16 @@ raise_nofile
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 bench_tmpdir
-RESULTS=${BENCH_OUT:-$BENCH_ROOT/bench/results}
+# bench/results holds the latest full run of this tree, which README.md quotes (a full
+# run rewrites its block). A quick pass, a custom subset or a prebuilt binary goes to
+# bench/results/scratch (not kept in git) unless BENCH_OUT says otherwise.
+OFFICIAL=false
+if [[ $MODE == full && -z ${PGMUX_BIN:-}${BENCH_WORKLOADS:-}${BENCH_MODES:-}${BENCH_CLIENTS:-}${BENCH_IDLE:-}${BENCH_CHURN:-} ]]; then
+	OFFICIAL=true
+	RESULTS=${BENCH_OUT:-$BENCH_ROOT/bench/results}
+else
+	RESULTS=${BENCH_OUT:-$BENCH_ROOT/bench/results/scratch}
+fi
 mkdir -p "$RESULTS"
 RAW=$BENCH_TMP/raw.tsv
 IDLE=$BENCH_TMP/idle.tsv
@@ -315,7 +326,13 @@ cp "$RAW" "$RESULTS/raw.tsv"
 cp "$IDLE" "$RESULTS/idle.tsv"
 ELAPSED=$(($(date +%s) - STARTED))
 log "report"
-"$BENCH_TMP/bin/report" -raw "$RESULTS/raw.tsv" -idle "$RESULTS/idle.tsv" -out "$RESULTS" \
+# A full run into bench/results also rewrites the README's benchmark block (its table, the
+# run's date and commit, the plots): no figure there comes from anywhere else.
+readme_args=()
+if $OFFICIAL && [[ $RESULTS == "$BENCH_ROOT/bench/results" ]]; then
+	readme_args=(-readme "$BENCH_ROOT/README.md")
+fi
+"$BENCH_TMP/bin/report" -raw "$RESULTS/raw.tsv" -idle "$RESULTS/idle.tsv" -out "$RESULTS" "${readme_args[@]}" \
 	-meta "mode=$MODE" -meta "reps=$REPS" -meta "elapsed=${ELAPSED}s" \
 	-meta "pgmux=${PGMUX_BIN:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- . 2>/dev/null || echo +dirty)}" \
 	-meta "pgbouncer=$PGB_VERSION" -meta "postgres=$("$PGBIN/postgres" --version | awk '{print $3}')" \

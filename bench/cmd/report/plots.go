@@ -25,9 +25,12 @@ type series struct {
 	values plotter.Values
 }
 
-func bars(title, ylabel string, labels []string, ss []series, path string) error {
+func bars(title, ylabel string, labels []string, ss []series, path, stamp string) error {
 	p := plot.New()
 	p.Title.Text = title
+	if stamp != "" {
+		p.Title.Text += "\n" + stamp
+	}
 	p.Y.Label.Text = ylabel
 	p.Legend.Top = true
 	w := vg.Points(14)
@@ -55,7 +58,12 @@ func bars(title, ylabel string, labels []string, ss []series, path string) error
 	return p.Save(width, 4*vg.Inch, path)
 }
 
-func plots(points []point, idle []idleResult, dir string) error {
+// plots draws tps.png, p99.png, cpu.png and idle.png into dir; stamp (the run's date and
+// commit) goes under each title.
+func plots(points []point, idle []idleResult, dir, stamp string) error {
+	bars := func(title, ylabel string, labels []string, ss []series, path string) error {
+		return bars(title, ylabel, labels, ss, path, stamp)
+	}
 	labels := make([]string, len(points))
 	for i, p := range points {
 		labels[i] = p.key.label()
