@@ -97,13 +97,14 @@ bench_tmpdir() {
 
 track_pid() { BENCH_PIDS+=("$1"); }
 
-# stop_pid PID [SECONDS]: SIGTERM (SIGINT, fast shutdown, for the postmaster), wait
-# (bounded), then SIGKILL. Only PIDs we started.
+# stop_pid PID [SECONDS]: SIGINT, wait (bounded), then SIGKILL. Only PIDs we started.
+# SIGINT is the postmaster's fast shutdown and the poolers' safe shutdown (PgBouncer's and
+# pgmux's: idle clients are closed at once; SIGTERM would wait for every client to leave);
+# pgbench and the Go helpers simply exit.
 stop_pid() {
-	local pid=$1 secs=${2:-10} i sig=TERM
-	[[ $pid == "${BENCH_PG_PID:-}" ]] && sig=INT
+	local pid=$1 secs=${2:-10} i
 	kill -0 "$pid" 2>/dev/null || return 0
-	kill -"$sig" "$pid" 2>/dev/null || true
+	kill -INT "$pid" 2>/dev/null || true
 	for ((i = 0; i < secs * 10; i++)); do
 		kill -0 "$pid" 2>/dev/null || return 0
 		sleep 0.1
@@ -141,9 +142,8 @@ start_postgres() {
 		-c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
 		-c logging_collector=off -c log_min_messages=warning) \
 		>"$dir/postgres.log" 2>&1 </dev/null &
-	PG_PID=$! # the postmaster itself (exec), so SIGINT below is its fast shutdown
+	PG_PID=$! # the postmaster itself (exec), so stop_pid's SIGINT is its fast shutdown
 	track_pid "$PG_PID"
-	BENCH_PG_PID=$PG_PID
 	local i
 	for ((i = 0; i < 300; i++)); do
 		"$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres </dev/null && return 0

@@ -3,6 +3,11 @@ package proxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -142,4 +147,85 @@ func TestCloseTellsClients(t *testing.T) {
 	require.ErrorContains(t, h.srv.Close(), "2 clients cut off")
 	requireCode(t, run(t, idle, "SELECT 1"), "57P01")
 	requireCode(t, run(t, inTx, "SELECT 1"), "57P01")
+}
+
+// TestStopWaitForServersWaiter: a client waiting for a server when the safe shutdown
+// begins is told 57P01 at once, as PgBouncer disconnects waiters eagerly; the client
+// holding the pool's only server finishes its transaction.
+func TestStopWaitForServersWaiter(t *testing.T) {
+	h := startProxy(t, harnessOpts{extra: map[string]string{"default_pool_size": "1"}})
+	holder := h.connect(t, "app", "app", false)
+	waiter := h.connect(t, "app", "app", false)
+	require.NoError(t, run(t, holder, "BEGIN"))
+	waited := make(chan error, 1)
+	go func() { waited <- run(t, waiter, "SELECT 1") }()
+	require.Eventually(t, func() bool {
+		_, rows := show(t, h.admin(t), "SHOW POOLS")
+		for _, r := range rows {
+			if r["database"] == "app" && fmt.Sprint(r["cl_waiting"]) == "1" {
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 20*time.Millisecond, "the second client waits for the only server")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := stopAsync(h, ctx, proxy.ShutdownWaitForServers)
+	select {
+	case err := <-waited:
+		requireCode(t, err, "57P01")
+	case <-time.After(3 * time.Second):
+		t.Fatal("the waiting client was not told")
+	}
+	notDone(t, done, "while a transaction was open")
+	require.NoError(t, run(t, holder, "COMMIT"))
+	require.NoError(t, result(t, done))
+}
+
+// TestStopConsoleOnUnixSocket: during a shutdown the unix socket stays open for the admin
+// console only, as in PgBouncer; TCP is closed.
+func TestStopConsoleOnUnixSocket(t *testing.T) {
+	dir, err := os.MkdirTemp("", "pgmux-sock-") // short: a socket path has ~100 bytes
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	h := startProxy(t, harnessOpts{extra: map[string]string{"unix_socket_dir": dir}})
+	client := h.connect(t, "app", "app", false)
+	require.NoError(t, run(t, client, "SELECT 1"))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := stopAsync(h, ctx, proxy.ShutdownWaitForClients)
+	notDone(t, done, "with a client connected")
+
+	viaSocket := func(user, db string) (*pgx.Conn, error) {
+		cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s user=%s dbname=%s", dir, user, db))
+		require.NoError(t, err)
+		// The harness listens on port 0, so the socket is .s.PGSQL.0.
+		sock := filepath.Join(dir, ".s.PGSQL.0")
+		cc.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}
+		cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer ccancel()
+		return pgx.ConnectConfig(cctx, cc)
+	}
+	adm, err := viaSocket("admin", "pgbouncer")
+	require.NoError(t, err, "the console is served during the shutdown")
+	_, rows := show(t, adm, "SHOW CLIENTS")
+	require.NotEmpty(t, rows)
+	_, err = viaSocket("app", "app")
+	requireCode(t, err, "57P03")
+	_, err = h.tryConnect("app", "app", false)
+	require.Error(t, err, "TCP is closed")
+
+	require.NoError(t, client.Close(context.Background()))
+	require.NoError(t, result(t, done), "console clients do not hold the shutdown")
+	// The console client was told before its socket closed: read what pgmux sent.
+	raw := adm.PgConn().Conn()
+	require.NoError(t, raw.SetReadDeadline(time.Now().Add(5*time.Second)))
+	got, _ := io.ReadAll(raw)
+	require.Contains(t, string(got), "57P01")
+	require.Contains(t, string(got), "terminating connection due to administrator command")
 }
