@@ -83,7 +83,7 @@ func serveUntilStopped(ctx context.Context, srv *proxy.Server, console <-chan pr
 			stop(proxy.ShutdownImmediate, "context cancelled")
 		case sig := <-sigs:
 			if mode, ok := signalMode(sig); ok {
-				stop(mode, sig.String())
+				stop(mode, signalName(sig))
 				continue
 			}
 			switch sig {
@@ -116,6 +116,19 @@ func serveUntilStopped(ctx context.Context, srv *proxy.Server, console <-chan pr
 			return nil
 		}
 	}
+}
+
+// signalName is the signal's C name for the log ("SIGINT", not Go's "interrupt").
+func signalName(sig os.Signal) string {
+	switch sig {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGQUIT:
+		return "SIGQUIT"
+	}
+	return sig.String()
 }
 
 // shutdownThen says, for the log, what a shutdown waits for.
