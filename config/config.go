@@ -70,6 +70,7 @@ func (d Database) String() string {
 	num("reserve_pool", d.ReservePool)
 	num("max_db_connections", d.MaxDBConnections)
 	num("direct_pool_size", d.DirectPoolSize)
+	num("cache_unnamed_statements", d.CacheUnnamed)
 	add("pool_mode", d.PoolMode.String())
 	add("client_encoding", d.ClientEncoding)
 	add("datestyle", d.DateStyle)

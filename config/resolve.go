@@ -94,3 +94,11 @@ func (c *Config) EffectiveDirectPoolSize(db *Database) int {
 	}
 	return c.DirectPoolSize
 }
+
+// EffectiveCacheUnnamed is the database's cache_unnamed_statements, else the global one.
+func (c *Config) EffectiveCacheUnnamed(db *Database) bool {
+	if db != nil && db.CacheUnnamed >= 0 {
+		return db.CacheUnnamed == 1
+	}
+	return c.CacheUnnamedStatements
+}

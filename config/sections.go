@@ -7,24 +7,25 @@ import (
 
 // dbParams is the [databases] connection-string table.
 var dbParams = map[string]func(d *Database, v string) error{
-	"host":               parseHosts,
-	"port":               parsePorts,
-	"dbname":             func(d *Database, v string) error { d.DBName = v; return nil },
-	"user":               func(d *Database, v string) error { d.User = v; return nil },
-	"password":           func(d *Database, v string) error { d.Password = v; return nil },
-	"auth_user":          func(d *Database, v string) error { d.AuthUser = v; return nil },
-	"pool_size":          dbInt(0, maxInt, func(d *Database) *int { return &d.PoolSize }),
-	"min_pool_size":      dbInt(0, maxInt, func(d *Database) *int { return &d.MinPoolSize }),
-	"reserve_pool":       dbInt(0, maxInt, func(d *Database) *int { return &d.ReservePool }),
-	"reserve_pool_size":  dbInt(0, maxInt, func(d *Database) *int { return &d.ReservePool }),
-	"max_db_connections": dbInt(0, maxInt, func(d *Database) *int { return &d.MaxDBConnections }),
-	"direct_pool_size":   dbInt(0, maxInt, func(d *Database) *int { return &d.DirectPoolSize }),
-	"pool_mode":          func(d *Database, v string) (err error) { d.PoolMode, err = ParsePoolMode(v); return err },
-	"client_encoding":    func(d *Database, v string) error { d.ClientEncoding = v; return nil },
-	"datestyle":          func(d *Database, v string) error { d.DateStyle = v; return nil },
-	"timezone":           func(d *Database, v string) error { d.TimeZone = v; return nil },
-	"connect_query":      func(d *Database, v string) error { d.ConnectQuery = v; return nil },
-	"application_name":   func(d *Database, v string) error { d.ApplicationName = v; return nil },
+	"host":                     parseHosts,
+	"port":                     parsePorts,
+	"dbname":                   func(d *Database, v string) error { d.DBName = v; return nil },
+	"user":                     func(d *Database, v string) error { d.User = v; return nil },
+	"password":                 func(d *Database, v string) error { d.Password = v; return nil },
+	"auth_user":                func(d *Database, v string) error { d.AuthUser = v; return nil },
+	"pool_size":                dbInt(0, maxInt, func(d *Database) *int { return &d.PoolSize }),
+	"min_pool_size":            dbInt(0, maxInt, func(d *Database) *int { return &d.MinPoolSize }),
+	"reserve_pool":             dbInt(0, maxInt, func(d *Database) *int { return &d.ReservePool }),
+	"reserve_pool_size":        dbInt(0, maxInt, func(d *Database) *int { return &d.ReservePool }),
+	"max_db_connections":       dbInt(0, maxInt, func(d *Database) *int { return &d.MaxDBConnections }),
+	"direct_pool_size":         dbInt(0, maxInt, func(d *Database) *int { return &d.DirectPoolSize }),
+	"pool_mode":                func(d *Database, v string) (err error) { d.PoolMode, err = ParsePoolMode(v); return err },
+	"cache_unnamed_statements": dbInt(0, 1, func(d *Database) *int { return &d.CacheUnnamed }),
+	"client_encoding":          func(d *Database, v string) error { d.ClientEncoding = v; return nil },
+	"datestyle":                func(d *Database, v string) error { d.DateStyle = v; return nil },
+	"timezone":                 func(d *Database, v string) error { d.TimeZone = v; return nil },
+	"connect_query":            func(d *Database, v string) error { d.ConnectQuery = v; return nil },
+	"application_name":         func(d *Database, v string) error { d.ApplicationName = v; return nil },
 	// Several hosts per database (hosts.go).
 	"target_session_attrs": dbEnum(TargetSessionAttrs, func(d *Database) *string { return &d.TargetSessionAttrs }),
 	"load_balance_hosts":   dbEnum(LoadBalanceHosts, func(d *Database) *string { return &d.LoadBalanceHosts }),
@@ -61,7 +62,7 @@ func userInt(f func(*User) *int) func(*User, string) error {
 // newDatabase returns an entry with every inheritable field unset.
 func newDatabase(name string) *Database {
 	return &Database{Name: name, Port: 5432, DBName: name, PoolSize: -1, MinPoolSize: -1,
-		ReservePool: -1, MaxDBConnections: -1, DirectPoolSize: -1}
+		ReservePool: -1, MaxDBConnections: -1, DirectPoolSize: -1, CacheUnnamed: -1}
 }
 
 // newUser returns an entry with every inheritable field unset.

@@ -42,13 +42,14 @@ func TestParseDatabase(t *testing.T) {
 	d, warnings, err := ParseDatabase("app", `host=fd00::1 port=6000 dbname=real user=u password='p w' auth_user=au `+
 		`pool_size=10 min_pool_size=2 reserve_pool_size=3 max_db_connections=40 pool_mode=transaction `+
 		`client_encoding=UTF8 datestyle='ISO, MDY' timezone=UTC connect_query='SET x = 1' `+
-		`application_name=api direct_pool_size=1 load_balance_hosts=disable`)
+		`application_name=api direct_pool_size=1 cache_unnamed_statements=1 load_balance_hosts=disable`)
 	require.NoError(t, err)
 	require.Empty(t, warnings)
 	require.Equal(t, &Database{Name: "app", Host: "fd00::1", Port: 6000, DBName: "real", User: "u", Password: "p w",
 		AuthUser: "au", PoolSize: 10, MinPoolSize: 2, ReservePool: 3, MaxDBConnections: 40,
 		PoolMode: PoolModeTransaction, ClientEncoding: "UTF8", DateStyle: "ISO, MDY", TimeZone: "UTC",
-		ConnectQuery: "SET x = 1", ApplicationName: "api", DirectPoolSize: 1, LoadBalanceHosts: "disable"}, d)
+		ConnectQuery: "SET x = 1", ApplicationName: "api", DirectPoolSize: 1, LoadBalanceHosts: "disable",
+		CacheUnnamed: 1}, d)
 
 	d, _, err = ParseDatabase("x", "")
 	require.NoError(t, err)
@@ -139,6 +140,22 @@ func TestEffective(t *testing.T) {
 			require.Equal(t, tt.direct, c.EffectiveDirectPoolSize(tt.db))
 		})
 	}
+}
+
+// TestEffectiveCacheUnnamed: a [databases] entry's cache_unnamed_statements overrides
+// the global setting either way; unset, the global one applies.
+func TestEffectiveCacheUnnamed(t *testing.T) {
+	c := Default()
+	require.False(t, c.EffectiveCacheUnnamed(nil))
+	on, off, unset := newDatabase("on"), newDatabase("off"), newDatabase("unset")
+	on.CacheUnnamed, off.CacheUnnamed = 1, 0
+	require.True(t, c.EffectiveCacheUnnamed(on))
+	require.False(t, c.EffectiveCacheUnnamed(unset))
+	c.CacheUnnamedStatements = true
+	require.False(t, c.EffectiveCacheUnnamed(off))
+	require.True(t, c.EffectiveCacheUnnamed(unset))
+	_, _, err := ParseDatabase("x", "cache_unnamed_statements=2")
+	require.Error(t, err)
 }
 
 func TestNoPasswordInOutput(t *testing.T) {

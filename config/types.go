@@ -94,9 +94,12 @@ type Config struct {
 	// pgmux-only settings (accepted in [pgbouncer] and as flags/env).
 	MetricsAddr           string // "" = no HTTP listener
 	PreparedStatementMode string // "cache" (default) or "unnamed"
-	ListenMode            string // "multiplex" (default: one listener connection per database) or "pin"
-	DirectPoolSize        int
-	ShutdownTimeout       time.Duration
+	// CacheUnnamedStatements serves the client's unnamed-statement Parses from the
+	// per-server statement cache (proxy/unnamed.go); per database too.
+	CacheUnnamedStatements bool
+	ListenMode             string // "multiplex" (default: one listener connection per database) or "pin"
+	DirectPoolSize         int
+	ShutdownTimeout        time.Duration
 
 	// [databases] and [users] sections.
 	Databases map[string]*Database // key is the client-visible name; "*" is the fallback
@@ -147,6 +150,7 @@ type Database struct {
 	// values ("" = any), and how hosts take turns ("" = round-robin, or disable).
 	TargetSessionAttrs string
 	LoadBalanceHosts   string
+	CacheUnnamed       int // cache_unnamed_statements: -1 = inherit, 0 or 1
 }
 
 // User is one [users] entry.

@@ -327,12 +327,14 @@ func (s *Server) showServers() []byte {
 
 // showPrepared has one row per pool: statements prepared now on its open server
 // connections, and its statement cache's hits, misses and evictions since start, and the
-// requests retried after a statement's result type changed (retry.go).
+// requests retried after a statement's result type changed (retry.go); then the Parses
+// of the unnamed statement served from the cache and not (cache_unnamed_statements).
 func (s *Server) showPrepared() []byte {
 	r := newResult(nil, textCol("database"), textCol("user"), int8Col("prepared_statements"),
-		int8Col("cache_hits"), int8Col("cache_misses"), int8Col("cache_evictions"), int8Col("retries"))
+		int8Col("cache_hits"), int8Col("cache_misses"), int8Col("cache_evictions"), int8Col("retries"),
+		int8Col("unnamed_hits"), int8Col("unnamed_misses"))
 	for _, p := range s.preparedSnapshot() {
-		r.row(p.key.db, p.key.user, p.prepared, p.hits, p.misses, p.evictions, p.retries)
+		r.row(p.key.db, p.key.user, p.prepared, p.hits, p.misses, p.evictions, p.retries, p.unnamedHits, p.unnamedMisses)
 	}
 	return r.done("SHOW")
 }
@@ -341,7 +343,8 @@ func (s *Server) showPrepared() []byte {
 // (LISTEN connections aside): its statement cache's figures over its life.
 func (s *Server) showPreparedServers() []byte {
 	r := newResult(nil, int8Col("id"), textCol("database"), textCol("user"), int8Col("prepared_statements"),
-		int8Col("hits"), int8Col("misses"), int8Col("evictions"), int8Col("retries"))
+		int8Col("hits"), int8Col("misses"), int8Col("evictions"), int8Col("retries"),
+		int8Col("unnamed_hits"), int8Col("unnamed_misses"))
 	for _, e := range sortedEntries(s.pools.all()) {
 		db, _, _ := e.snapshot()
 		user := e.key.user
@@ -352,7 +355,7 @@ func (s *Server) showPreparedServers() []byte {
 		slices.SortFunc(conns, func(a, b *pool.Conn) int { return cmp.Compare(a.ID, b.ID) })
 		for _, c := range conns {
 			p := e.prep.conn(c)
-			r.row(c.ID, e.key.db, user, p.prepared, p.hits, p.misses, p.evictions, p.retries)
+			r.row(c.ID, e.key.db, user, p.prepared, p.hits, p.misses, p.evictions, p.retries, p.unnamedHits, p.unnamedMisses)
 		}
 	}
 	return r.done("SHOW")

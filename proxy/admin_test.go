@@ -190,7 +190,7 @@ func TestAdminStats(t *testing.T) {
 	// server and bound it n times) and each server's.
 	names, rows := show(t, adm, "SHOW PREPARED")
 	require.Equal(t, []string{"database", "user", "prepared_statements", "cache_hits", "cache_misses",
-		"cache_evictions", "retries"}, names)
+		"cache_evictions", "retries", "unnamed_hits", "unnamed_misses"}, names)
 	pp := rowWhere(rows, "database", "app")
 	require.Equal(t, "app", pp["user"])
 	require.Positive(t, num(t, pp, "prepared_statements"))
@@ -198,7 +198,7 @@ func TestAdminStats(t *testing.T) {
 	require.Positive(t, num(t, pp, "cache_misses"))
 	require.Equal(t, int64(0), num(t, pp, "cache_evictions"))
 	names, rows = show(t, adm, "SHOW PREPARED_SERVERS")
-	require.Equal(t, []string{"id", "database", "user", "prepared_statements", "hits", "misses", "evictions", "retries"}, names)
+	require.Equal(t, []string{"id", "database", "user", "prepared_statements", "hits", "misses", "evictions", "retries", "unnamed_hits", "unnamed_misses"}, names)
 	ps := rowWhere(rows, "database", "app")
 	require.Positive(t, num(t, ps, "id"))
 	require.Equal(t, "app", ps["user"])

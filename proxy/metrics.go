@@ -25,6 +25,7 @@ type metrics struct {
 	pinned                                                  *prometheus.Desc
 	prepared, prepHits, prepMisses, prepEvicts, prepRetries *prometheus.Desc
 	hostUp, hostPrimary, hostLag, hostLagBytes              *prometheus.Desc
+	unnamedHits, unnamedMisses                              *prometheus.Desc
 }
 
 // poolObservers are one pool's histograms.
@@ -94,6 +95,11 @@ func newMetrics(s *Server) *metrics {
 			"replayed all it received, else the age of the last transaction it replayed (0 for the primary).", "host"),
 		hostLagBytes: desc("pgmux_host_replication_lag_bytes",
 			"WAL a standby has still to replay, against the primary's last known position.", "host"),
+		unnamedHits: desc("pgmux_prepared_unnamed_hits_total",
+			"Parses of the unnamed statement served from the server's statement cache (cache_unnamed_statements).", pl...),
+		unnamedMisses: desc("pgmux_prepared_unnamed_misses_total",
+			"Parses of the unnamed statement eligible for the statement cache that went to the server: first sightings, "+
+				"statements prepared on their second sighting, stale ones prepared again (cache_unnamed_statements).", pl...),
 	}
 }
 
@@ -160,7 +166,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.clients, m.servers, m.maxWait, m.paused, m.xacts, m.queries,
 		m.received, m.sent, m.assignments, m.connectAttempts, m.connectFailures, m.connected, m.pinned,
 		m.prepared, m.prepHits, m.prepMisses, m.prepEvicts, m.prepRetries,
-		m.hostUp, m.hostPrimary, m.hostLag, m.hostLagBytes} {
+		m.hostUp, m.hostPrimary, m.hostLag, m.hostLagBytes, m.unnamedHits, m.unnamedMisses} {
 		ch <- d
 	}
 }
@@ -210,6 +216,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.prepMisses, float64(p.misses), db, user)
 		counter(m.prepEvicts, float64(p.evictions), db, user)
 		counter(m.prepRetries, float64(p.retries), db, user)
+		counter(m.unnamedHits, float64(p.unnamedHits), db, user)
+		counter(m.unnamedMisses, float64(p.unnamedMisses), db, user)
 	}
 }
 

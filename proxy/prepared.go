@@ -33,6 +33,7 @@ type stmtDef struct {
 	pin     pinReason // session state its execution creates
 	release bool      // its execution may release session state
 	server  string    // pgmux's name for it on servers
+	key     uint64    // 64 bits of the name's hash (stmtKey): the statement cache's index
 	query   string
 	types   []byte // the Parse message's parameter type section, verbatim
 	// sqlTypes is set for a statement made by SQL PREPARE: its parameter type list as
@@ -72,7 +73,7 @@ func newStmtDef(query string, types []byte, epoch uint64) *stmtDef {
 	for i := 0; i < 8; i++ {
 		sum[i], sum[8+i] = byte(a>>(8*i)), byte(b>>(8*i))
 	}
-	return &stmtDef{server: "pgmux_" + hex.EncodeToString(sum[:]), query: query, types: types}
+	return &stmtDef{server: "pgmux_" + hex.EncodeToString(sum[:]), key: a, query: query, types: types}
 }
 
 // parseMsg appends a Parse of the statement under name.
@@ -94,6 +95,7 @@ type serverState struct {
 	wmu     sync.Mutex
 	log     reqLog
 	skipped []expect // the requests skipped after a 0A000 error (skipToSync)
+	seen    *sketch  // unnamed statements parsed here lately (unnamed.go); made on first use
 }
 
 // stateOf returns c's state, creating it on first use and registering its statement
@@ -178,8 +180,7 @@ func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 		s.noteDDL(unsafe.String(&query[0], len(query)))
 	}
 	if len(name) == 0 {
-		s.unnamed.record(rest)
-		return s.send(c, m, expect{kind: 'P'})
+		return s.parseUnnamed(c, m, rest)
 	}
 	if s.lookupStmt(name) != nil {
 		return s.parseDuplicate(c, name, rest)
@@ -270,7 +271,7 @@ func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale b
 		b = closeMsg(b, 'S', def.server)
 		es = append(es, expect{kind: 'C', hide: true, stmt: def.server, stale: true})
 	}
-	evicted := st.stmts.add(def.server, nil)
+	evicted := st.stmts.addDef(def, nil)
 	s.mu.Unlock()
 	for _, ev := range evicted {
 		b = closeMsg(b, 'S', ev)
@@ -288,7 +289,8 @@ func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale b
 }
 
 // ensure prepares def on c when c lacks it, returning the bytes and expectations to send
-// before the message that uses it, and the statement name to use.
+// before the message that uses it, and the statement name to use. The cache counts the
+// use unless def is the client's unnamed statement (counted at its Parse).
 func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect, string) {
 	if s.prep == prepUnnamed {
 		s.unnamed.live = false // the client's own unnamed statement is replaced
@@ -296,7 +298,12 @@ func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect
 	}
 	s.mu.Lock()
 	st := s.stateOf(c)
-	present, stale := st.stmts.lookup(def.server)
+	var present, stale bool
+	if def == s.unnamed.def {
+		present, stale = st.stmts.peek(def.server)
+	} else {
+		present, stale = st.stmts.lookup(def.server)
+	}
 	s.mu.Unlock()
 	if present && !stale {
 		return b, nil, def.server
@@ -315,14 +322,16 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 	if err != nil {
 		return s.send(c, m, expect{kind: 'B'})
 	}
-	if len(name) == 0 {
+	def := s.unnamed.def
+	if len(name) == 0 && def == nil {
 		return s.sendUnnamed(c, m, 'B')
 	}
-	def := s.lookupStmt(name)
-	if def == nil {
-		// Unknown to pgmux: the server, which has no statement of the client's name,
-		// answers PostgreSQL's 26000 "prepared statement ... does not exist".
-		return s.send(c, m, expect{kind: 'B'})
+	if len(name) > 0 {
+		if def = s.lookupStmt(name); def == nil {
+			// Unknown to pgmux: the server, which has no statement of the client's name,
+			// answers PostgreSQL's 26000 "prepared statement ... does not exist".
+			return s.send(c, m, expect{kind: 'B'})
+		}
 	}
 	b, es, server := s.ensure(c, def, s.scratch[:0])
 	b, start := wire.Begin(b, 'B')
@@ -330,7 +339,7 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 	b = wire.AppendString(b, server)
 	b = append(b, tail...)
 	b = wire.Finish(b, start)
-	es = append(es, expect{kind: 'B', stmt: server, def: def, off: int32(start)})
+	es = append(es, expect{kind: 'B', stmt: server, def: def, off: int32(start), fresh: s.parsedHere(def)})
 	err = s.send(c, b, es...)
 	s.keepScratch(b)
 	return err
@@ -345,19 +354,19 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 	if err != nil {
 		return s.send(c, m, expect{kind: typ})
 	}
+	def := s.unnamed.def
 	if len(name) == 0 {
 		if typ == 'C' {
 			s.unnamed.forget()
 			return s.send(c, m, expect{kind: 'C'})
 		}
-		return s.sendUnnamed(c, m, 'D')
-	}
-	if typ == 'C' {
+		if def == nil {
+			return s.sendUnnamed(c, m, 'D')
+		}
+	} else if typ == 'C' {
 		delete(s.stmts, string(name))
 		return s.send(c, closeMsg(s.scratch[:0], 'S', noopStmt), expect{kind: 'C'})
-	}
-	def := s.lookupStmt(name)
-	if def == nil {
+	} else if def = s.lookupStmt(name); def == nil {
 		return s.send(c, m, expect{kind: 'D'})
 	}
 	b, es, server := s.ensure(c, def, s.scratch[:0])
@@ -365,7 +374,7 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 	b = append(b, 'S')
 	b = wire.AppendString(b, server)
 	b = wire.Finish(b, start)
-	es = append(es, expect{kind: 'D', stmt: server, def: def, off: int32(start)})
+	es = append(es, expect{kind: 'D', stmt: server, def: def, off: int32(start), fresh: s.parsedHere(def)})
 	return s.send(c, b, es...)
 }
 
@@ -416,6 +425,24 @@ func closeMsg(dst []byte, kind byte, name string) []byte {
 type unnamedStmt struct {
 	body []byte // the Parse message after the name: query, parameter types; nil when none
 	live bool   // parsed on the linked server in the current request
+	// unflushed: a ParseComplete pgmux wrote itself is not flushed yet (unnamed.go)
+	unflushed bool
+	// def, when set, is the statement cache's statement the client's unnamed one is
+	// served from (cache_unnamed_statements): Bind and Describe of "" go to it.
+	def *stmtDef
+}
+
+// use makes the client's unnamed statement the cache's def, parsed by the client in
+// the current request (live).
+func (u *unnamedStmt) use(def *stmtDef) {
+	u.def, u.live = def, true
+}
+
+// parsedHere reports whether def is the client's unnamed statement and the client parsed
+// it in the current request: a fresh Parse would infer its parameter types anew, so a
+// retry may prepare it again whatever they were (retry.go).
+func (s *Session) parsedHere(def *stmtDef) bool {
+	return def == s.unnamed.def && s.unnamed.live
 }
 
 // record keeps the body of the client's Parse of the unnamed statement, reusing the
@@ -426,11 +453,12 @@ func (u *unnamedStmt) record(body []byte) {
 	}
 	u.body = append(u.body[:0], body...)
 	u.live = true
+	u.def = nil
 }
 
 // forget drops it (the client closed it).
 func (u *unnamedStmt) forget() {
-	u.body, u.live = nil, false
+	u.body, u.live, u.def = nil, false, nil
 }
 
 // endRequest is called for every Sync, Query and FunctionCall: the link may end at its

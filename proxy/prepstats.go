@@ -29,6 +29,8 @@ type prepCounts struct {
 	prepared                int64 // statements prepared now (open connections only)
 	hits, misses, evictions uint64
 	retries                 uint64
+	unnamedHits             uint64 // unnamed-statement Parses served from the cache
+	unnamedMisses           uint64
 }
 
 func (p *prepCounts) add(c *stmtCache) {
@@ -37,6 +39,8 @@ func (p *prepCounts) add(c *stmtCache) {
 	p.misses += c.Misses.Load()
 	p.evictions += c.Evictions.Load()
 	p.retries += c.Retries.Load()
+	p.unnamedHits += c.UnnamedHits.Load()
+	p.unnamedMisses += c.UnnamedMisses.Load()
 }
 
 func newPrepStats() *prepStats {
@@ -65,6 +69,8 @@ func (ps *prepStats) pruneLocked() {
 			ps.retired.misses += sc.Misses.Load()
 			ps.retired.evictions += sc.Evictions.Load()
 			ps.retired.retries += sc.Retries.Load()
+			ps.retired.unnamedHits += sc.UnnamedHits.Load()
+			ps.retired.unnamedMisses += sc.UnnamedMisses.Load()
 			delete(ps.live, c)
 		}
 	}

@@ -51,14 +51,7 @@ func (s *Session) inspectQuery(c *pool.Conn, q string) {
 	for _, st := range sts {
 		switch st.Kind {
 		case sqlscan.KindDiscardAll, sqlscan.KindDeallocateAll:
-			s.mu.Lock()
-			if x, ok := c.Attach.(*serverState); ok && s.prep == prepCache {
-				for name := range x.stmts.items {
-					x.stmts.markStale(name)
-				}
-			}
-			tx := s.txStatus
-			s.mu.Unlock()
+			tx := s.staleAll(c)
 			if (st.Kind == sqlscan.KindDiscardAll && len(sts) == 1 && tx == 'I') ||
 				(st.Kind == sqlscan.KindDeallocateAll && tx != 'E') {
 				clear(s.stmts)
@@ -66,4 +59,17 @@ func (s *Session) inspectQuery(c *pool.Conn, q string) {
 			return
 		}
 	}
+}
+
+// staleAll marks every statement cached on c stale, and returns the client's transaction
+// status as last reported.
+func (s *Session) staleAll(c *pool.Conn) (txStatus byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if x, ok := c.Attach.(*serverState); ok && s.prep == prepCache {
+		for name := range x.stmts.items {
+			x.stmts.markStale(name)
+		}
+	}
+	return s.txStatus
 }

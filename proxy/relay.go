@@ -216,7 +216,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 			return nil, err
 		}
 	}
-	_, mode, _ := s.entry.snapshot()
+	db, mode, _ := s.entry.snapshot()
 	if prepModeFor(cfg, mode) == prepCache {
 		// The link's first writes (parameters, deferred statements) hold the
 		// connection's write lock like every later one (retry.go).
@@ -232,6 +232,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.state = ClientActive
 	s.q.reset()
 	s.prep, s.maxStmts = prepModeFor(cfg, mode), cfg.MaxPreparedStatements
+	s.cacheUnnamed = s.prep == prepCache && cfg.EffectiveCacheUnnamed(db)
 	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout,
 		tx: cfg.TransactionTimeout, clientIdle: cfg.ClientIdleTimeout}
 	s.arm(timerTx, s.limits.tx)
@@ -313,6 +314,9 @@ func (s *Session) forwardClient(c *pool.Conn, typ byte, n int) error {
 		if n <= maxInspect {
 			return s.forwardQuery(c, n)
 		}
+	}
+	if typ == 'H' {
+		s.flushAnswered()
 	}
 	if l := s.linkLog(c); l != nil {
 		if n <= 1<<10 && (typ == 'E' || typ == 'S' || typ == 'H') {
@@ -513,6 +517,9 @@ func (s *Session) Pump(c *pool.Conn) error {
 	}()
 	rd := c.Rd
 	for {
+		if held && s.q.fakes.Load() > 0 {
+			s.answerFakes()
+		}
 		if rd.Buffered() == 0 && held {
 			if s.wr.Buffered() > 0 {
 				if err := s.wr.Flush(); err != nil {

@@ -1,5 +1,7 @@
 package proxy
 
+import "sync/atomic"
+
 // expect is one request on a linked server whose answer the relay must recognise: a
 // client message, or one pgmux slipped in front of it. The server answers requests in
 // order, so a FIFO of them tells, for every server message, which request it belongs to
@@ -28,6 +30,12 @@ type expect struct {
 	// paramsSent: for a retried Describe of a statement, the client already has its
 	// ParameterDescription (PostgreSQL sends it before checking the result type).
 	paramsSent bool
+	// fake: a client's Parse pgmux answers itself (unnamed.go); its ParseComplete goes
+	// to the client as soon as every request before it is answered.
+	fake bool
+	// fresh: a Bind or Describe of the client's unnamed statement served from the cache
+	// that the client parsed in the same request (prepared.go parsedHere).
+	fresh bool
 }
 
 // respQueue is a growable ring of expects. It is guarded by Session.mu: the session
@@ -36,6 +44,9 @@ type expect struct {
 type respQueue struct {
 	buf        []expect
 	head, size int
+	// fakes counts the fake entries queued, so the server's reader can tell without
+	// s.mu that there is none (the usual case).
+	fakes atomic.Int32
 }
 
 func (q *respQueue) len() int { return q.size }
@@ -54,6 +65,9 @@ func (q *respQueue) push(e expect) {
 	}
 	q.buf[(q.head+q.size)%len(q.buf)] = e
 	q.size++
+	if e.fake {
+		q.fakes.Add(1)
+	}
 }
 
 // peek returns the oldest expect; ok is false when the queue is empty.
@@ -77,6 +91,9 @@ func (q *respQueue) pop() (expect, bool) {
 		q.buf[q.head] = expect{}
 		q.head = (q.head + 1) % len(q.buf)
 		q.size--
+		if e.fake {
+			q.fakes.Add(-1)
+		}
 	}
 	return e, ok
 }

@@ -27,7 +27,8 @@ import (
 //   - the client was not inside an explicit transaction (an error there aborts it);
 //   - the request has ended (its Sync was sent) and nothing was sent after it, so the
 //     Sync is the only answer outstanding;
-//   - what follows the failed message is Describe, Execute and Close of portals only;
+//   - what follows the failed message is Describe, Execute and Close of portals only,
+//     or, after a Describe of the statement, Binds of that statement;
 //   - the request describes the statement or its portal, so the client reads the new
 //     RowDescription. A client that binds and executes with a result shape it cached
 //     (pgx's statement cache, asyncpg) would decode rows of a shape it never saw; it gets
@@ -187,11 +188,14 @@ func (s *Session) planRetry(st *serverState) []byte {
 	if l.bindAt >= 0 && l.bindAt < int(f.off) {
 		return nil // a portal bound earlier went with the aborted transaction
 	}
-	if !paramsKeepMeaning(f.def, f.kind, l.buf[f.off:]) {
+	if !f.fresh && !paramsKeepMeaning(f.def, f.kind, l.buf[f.off:]) {
 		return nil
 	}
 	described := f.kind == 'D'
 	for _, e := range st.skipped[1:] {
+		if e.kind == 'B' && e.def == f.def && f.kind == 'D' && !e.hide {
+			continue // Describe of the statement, then Bind of it: the new shape is known
+		}
 		if e.hide || e.def != nil || e.stmt != "" || (e.kind != 'D' && e.kind != 'E' && e.kind != 'C') {
 			return nil
 		}
@@ -209,7 +213,7 @@ func (s *Session) planRetry(st *serverState) []byte {
 		b = closeMsg(b, 'S', def.server)
 		s.q.push(expect{kind: 'C', hide: true, stmt: def.server, stale: true})
 	}
-	for _, ev := range st.stmts.add(def.server, nil) {
+	for _, ev := range st.stmts.addDef(def, nil) {
 		b = closeMsg(b, 'S', ev)
 		s.q.push(expect{kind: 'C', hide: true, stmt: ev})
 	}

@@ -63,6 +63,7 @@ type Session struct {
 	connectedAt  int64 // unix nanoseconds
 	tls          bool
 	prep         prepMode // how the current link treats named statements (prepared.go)
+	cacheUnnamed bool     // cache_unnamed_statements for the current link (unnamed.go)
 	listening    bool     // subscribed through the database's listener
 
 	// params are the client's reported parameters as it believes them to be; extras are

@@ -14,17 +14,23 @@ import "sync/atomic"
 type stmtCache struct {
 	max   int
 	items map[string]*stmtNode
+	// byKey finds statements by their stmtDef.key for unnamed-statement Parses
+	// (unnamed.go); made on first use, it holds only nodes that carry their def.
+	byKey map[uint64]*stmtNode
 	// the LRU list: head.next is the most recently used
 	head stmtNode
 
 	Hits, Misses, Evictions atomic.Uint64
 	Retries                 atomic.Uint64 // requests sent again after 0A000 (retry.go)
-	Prepared                atomic.Int64
+	// Unnamed-statement Parses (cache_unnamed_statements): served from the cache, and not.
+	UnnamedHits, UnnamedMisses atomic.Uint64
+	Prepared                   atomic.Int64
 }
 
 type stmtNode struct {
 	name       string
-	stale      bool // the server reported the plan unusable: close and prepare again
+	stale      bool     // the server reported the plan unusable: close and prepare again
+	def        *stmtDef // when known (addDef): lets unnamed Parses find it by key
 	prev, next *stmtNode
 }
 
@@ -74,8 +80,7 @@ func (c *stmtCache) add(name string, evicted []string) []string {
 	c.front(n)
 	for c.max > 0 && len(c.items) > c.max {
 		last := c.head.prev
-		c.unlink(last)
-		delete(c.items, last.name)
+		c.drop(last)
 		c.Evictions.Add(1)
 		evicted = append(evicted, last.name)
 	}
@@ -100,8 +105,7 @@ func (c *stmtCache) restore(name string) {
 // remove forgets name (its Parse failed, or it was closed).
 func (c *stmtCache) remove(name string) {
 	if n, ok := c.items[name]; ok {
-		c.unlink(n)
-		delete(c.items, name)
+		c.drop(n)
 		c.counted()
 	}
 }
@@ -111,8 +115,7 @@ func (c *stmtCache) remove(name string) {
 // which is right either way, while a missing entry would make pgmux Parse over a live one.
 func (c *stmtCache) forget(name string) {
 	if n, ok := c.items[name]; ok && !n.stale {
-		c.unlink(n)
-		delete(c.items, name)
+		c.drop(n)
 		c.counted()
 	}
 }
@@ -127,6 +130,7 @@ func (c *stmtCache) markStale(name string) {
 // clear forgets everything (DISCARD ALL, DEALLOCATE ALL, reset query).
 func (c *stmtCache) clear() {
 	c.items = make(map[string]*stmtNode)
+	c.byKey = nil
 	c.head.prev, c.head.next = &c.head, &c.head
 	c.counted()
 }
@@ -136,3 +140,61 @@ func (c *stmtCache) counted() { c.Prepared.Store(int64(len(c.items))) }
 
 // size reports how many statements are prepared.
 func (c *stmtCache) size() int { return len(c.items) }
+
+// drop unlinks n and forgets it in both indexes; the caller publishes the count.
+func (c *stmtCache) drop(n *stmtNode) {
+	c.unlink(n)
+	delete(c.items, n.name)
+	if n.def != nil && c.byKey[n.def.key] == n {
+		delete(c.byKey, n.def.key)
+	}
+}
+
+// addDef is add for a statement whose definition pgmux holds: unnamed-statement Parses
+// of the same text and parameter types find it (findByKey).
+func (c *stmtCache) addDef(def *stmtDef, evicted []string) []string {
+	evicted = c.add(def.server, evicted)
+	c.attach(def)
+	return evicted
+}
+
+// attach records def on its node, when present, for findByKey.
+func (c *stmtCache) attach(def *stmtDef) {
+	n, ok := c.items[def.server]
+	if !ok {
+		return
+	}
+	n.def = def
+	if c.byKey == nil {
+		c.byKey = make(map[uint64]*stmtNode)
+	}
+	c.byKey[def.key] = n
+}
+
+// findByKey returns the statement with the given key, query and parameter types, or nil.
+// It counts nothing and does not touch the LRU order.
+func (c *stmtCache) findByKey(key uint64, query, types []byte) *stmtNode {
+	n := c.byKey[key]
+	if n == nil || n.def.query != string(query) || string(n.def.types) != string(types) {
+		return nil
+	}
+	return n
+}
+
+// touch marks n most recently used.
+func (c *stmtCache) touch(n *stmtNode) {
+	c.unlink(n)
+	c.front(n)
+}
+
+// peek is lookup without counting: for uses of a statement the counters already saw.
+func (c *stmtCache) peek(name string) (present, stale bool) {
+	n, ok := c.items[name]
+	if !ok {
+		return false, false
+	}
+	if !n.stale {
+		c.touch(n)
+	}
+	return true, n.stale
+}

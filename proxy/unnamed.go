@@ -1,0 +1,241 @@
+package proxy
+
+import (
+	"hash/maphash"
+	"strings"
+	"unsafe"
+
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// Unnamed statements from the statement cache (cache_unnamed_statements = 1).
+//
+// Most drivers send every query as a Parse of the unnamed statement, so PostgreSQL
+// parses, analyses and plans it every time. With the setting on, pgmux serves such a
+// Parse from the server's statement cache instead: the statement is prepared there under
+// pgmux's name for its text and parameter types (the same name a client's named
+// statement of that text gets), and the client's Bind and Describe of the unnamed
+// statement go to that name. A Parse of a statement the server already has costs the
+// server nothing: pgmux answers its ParseComplete itself, in order, once every earlier
+// request has been answered (expect.fake).
+//
+// Admission: a text is prepared under pgmux's name only on its second sighting on a
+// server, remembered in a small direct-mapped sketch of 64-bit keys per server; the first
+// is forwarded as the plain unnamed Parse it was. Texts with inlined literals, each seen
+// once, so never enter the cache, never evict a hot statement, and cost one hash.
+//
+// Not cached, and forwarded as they are: statements the session-state scanner finds
+// interesting (SET, DISCARD, LISTEN, advisory locks, temporary objects, several
+// statements...), DROP, and any Parse in a failed transaction (PostgreSQL answers it
+// with 25P02, so the client must see that error at the Parse).
+
+// sketchSize is the number of slots of a server's admission sketch.
+const sketchSize = 1024
+
+// sketch remembers the keys of unnamed statements recently parsed on one server.
+type sketch [sketchSize]uint64
+
+// seen reports whether key was recorded, recording it otherwise. A slot holds the last
+// key that hashed to it: a one-off text overwrites at most one other one-off's slot.
+func (k *sketch) seen(key uint64) bool {
+	i := key % sketchSize
+	if k[i] == key {
+		return true
+	}
+	k[i] = key
+	return false
+}
+
+// stmtKey is stmtDef.key for a statement's text, parameter type section and statement
+// epoch (ddl.go), computed without allocating.
+func stmtKey(query, types []byte, epoch uint64) uint64 {
+	var h maphash.Hash
+	h.SetSeed(stmtSeed)
+	h.Write(query)
+	h.WriteByte(0)
+	h.Write(types)
+	var e [8]byte
+	for i := range e {
+		e[i] = byte(epoch >> (8 * i))
+	}
+	h.Write(e[:])
+	return h.Sum64()
+}
+
+// cacheable reports whether an unnamed statement's text may be served from the cache.
+func cacheable(query []byte) bool {
+	if len(query) == 0 {
+		return false
+	}
+	q := unsafe.String(&query[0], len(query))
+	return !sqlscan.MaybeInteresting(q) && !strings.EqualFold(sqlscan.FirstKeyword(q), "drop")
+}
+
+// parseUnnamed handles a client's Parse of the unnamed statement; m is the message and
+// rest its body after the name.
+func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
+	query, types, err := wire.CString(rest)
+	if !s.cacheUnnamed || err != nil || !cacheable(query) {
+		if err == nil && s.prep == prepCache && len(query) > 0 {
+			s.staleIfDiscard(c, unsafe.String(&query[0], len(query)))
+		}
+		return s.parsePlain(c, m, rest)
+	}
+	epoch := s.srv.stmtEpoch.Load()
+	key := stmtKey(query, types, epoch)
+	s.mu.Lock()
+	st := s.stateOf(c)
+	if s.txStatus == 'E' {
+		s.mu.Unlock()
+		return s.parsePlain(c, m, rest)
+	}
+	if n := st.stmts.findByKey(key, query, types); n != nil {
+		def := n.def
+		s.unnamed.use(def)
+		if !n.stale {
+			st.stmts.touch(n)
+			st.stmts.UnnamedHits.Add(1)
+			return s.answerParse(c) // unlocks s.mu
+		}
+		st.stmts.UnnamedMisses.Add(1)
+		s.mu.Unlock()
+		b, es := s.prepareOn(c, st, def, true, s.scratch[:0], false)
+		return s.send(c, b, es...)
+	}
+	st.stmts.UnnamedMisses.Add(1)
+	if st.seen == nil {
+		st.seen = new(sketch)
+	}
+	if !st.seen.seen(key) {
+		s.mu.Unlock()
+		return s.parsePlain(c, m, rest)
+	}
+	def := newStmtDef(string(query), append([]byte(nil), types...), epoch)
+	s.unnamed.use(def)
+	present, stale := st.stmts.peek(def.server)
+	if present && !stale {
+		// A client's named statement of the same text: share it.
+		st.stmts.attach(def)
+		return s.answerParse(c)
+	}
+	s.mu.Unlock()
+	b, es := s.prepareOn(c, st, def, stale, s.scratch[:0], false)
+	return s.send(c, b, es...)
+}
+
+// parsePlain forwards the client's Parse of the unnamed statement as it is.
+func (s *Session) parsePlain(c *pool.Conn, m, rest []byte) error {
+	s.unnamed.record(rest)
+	return s.send(c, m, expect{kind: 'P'})
+}
+
+// parseComplete is the ParseComplete message; stubParse parses a statement that needs
+// no analysis as the unnamed one.
+var (
+	parseComplete = []byte{'1', 0, 0, 0, 4}
+	stubParse     = (&stmtDef{query: "DEALLOCATE pgmux_stub", types: []byte{0, 0}}).parseMsg(nil, "")
+)
+
+// answerParse answers a Parse the server already has: after the answers still due, or
+// now when none is. s.mu is held and released here.
+//
+// pgmux answers it only when it knows the transaction status PostgreSQL will have at
+// that point: no earlier request (Sync, Query) is still unanswered. Behind one that is,
+// the transaction may turn out failed, where PostgreSQL answers a Parse with 25P02; so
+// the server gets a Parse of a utility statement as the unnamed one instead (never
+// executed), which costs it no analysis and answers exactly as the client's Parse would:
+// ParseComplete, or that error. (An empty query would not do: PostgreSQL parses it
+// without the failed-transaction check.)
+func (s *Session) answerParse(c *pool.Conn) error {
+	if s.pending > 0 {
+		s.mu.Unlock()
+		return s.send(c, stubParse, expect{kind: 'P'})
+	}
+	if s.q.len() > 0 {
+		s.q.push(expect{kind: 'P', fake: true})
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	// Nothing is outstanding: the server's reader has written every earlier answer, or
+	// is writing the last one and holds wmu until it has.
+	s.wmu.Lock()
+	defer s.unlockW()
+	if s.closed.Load() {
+		return nil
+	}
+	s.ops.out.Add(uint64(len(parseComplete)))
+	if err := s.wr.Write(parseComplete); err != nil {
+		s.clientWriteFailed()
+		return nil
+	}
+	if s.rd.Buffered() > 0 {
+		s.unnamed.unflushed = true // the client's Flush or Sync, or the reader, sends it
+		return nil
+	}
+	if err := s.wr.Flush(); err != nil {
+		s.clientWriteFailed()
+	}
+	return nil
+}
+
+// flushAnswered sends what answerParse wrote but did not flush, for a client's Flush:
+// the server may have nothing to answer it with.
+func (s *Session) flushAnswered() {
+	if !s.unnamed.unflushed {
+		return
+	}
+	s.unnamed.unflushed = false
+	if !s.wmu.TryLock() {
+		return // its holder took it after the write and flushes before it lets go
+	}
+	defer s.unlockW()
+	if s.wr.Buffered() > 0 && !s.closed.Load() {
+		if err := s.wr.Flush(); err != nil {
+			s.clientWriteFailed()
+		}
+	}
+}
+
+// answerFakes writes the ParseCompletes of fake Parses that have reached the head of the
+// queue; the server's reader calls it holding wmu.
+func (s *Session) answerFakes() {
+	n := 0
+	s.mu.Lock()
+	for {
+		e, ok := s.q.peek()
+		if !ok || !e.fake {
+			break
+		}
+		s.q.pop()
+		n++
+	}
+	s.mu.Unlock()
+	if s.closed.Load() {
+		return
+	}
+	for ; n > 0; n-- {
+		s.ops.out.Add(uint64(len(parseComplete)))
+		if err := s.wr.Write(parseComplete); err != nil {
+			s.clientWriteFailed()
+			return
+		}
+	}
+}
+
+// staleIfDiscard marks the server's statements stale when an extended-protocol statement
+// is DISCARD ALL or DEALLOCATE ALL: executed, it drops them, and their next use then
+// prepares them again (harmless when it is not executed).
+func (s *Session) staleIfDiscard(c *pool.Conn, q string) {
+	if !sqlscan.MaybeInteresting(q) {
+		return
+	}
+	for _, st := range sqlscan.Scan(q) {
+		if st.Kind == sqlscan.KindDiscardAll || st.Kind == sqlscan.KindDeallocateAll {
+			s.staleAll(c)
+			return
+		}
+	}
+}
