@@ -3,6 +3,9 @@ package prepared
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
@@ -250,4 +254,79 @@ func TestUnnamedCacheUniqueTexts(t *testing.T) {
 	require.Positive(t, most)
 	hits, _ := unnamedCounters(t, m)
 	require.Greater(t, hits, int64(clients*perClient), "the hot statement is served from the cache")
+}
+
+// TestUnnamedCacheNodePostgres runs node-postgres's unnamed queries from 100 clients over
+// 5 servers with the unnamed-statement cache on; each client checks it sees exactly its
+// own rows, and most Parses are served from the cache.
+func TestUnnamedCacheNodePostgres(t *testing.T) {
+	prog := interpreter(t, "node")
+	env := append(os.Environ(), "NODE_PATH="+strings.Join([]string{os.Getenv("NODE_PATH"), "/usr/share/nodejs",
+		"/usr/lib/nodejs", "/usr/lib/node_modules", "/usr/local/lib/node_modules"}, ":"))
+	if out, err := muxtest.RunCmd(t, 30*time.Second, env, prog, "-e", "require('pg')"); err != nil {
+		skipOrFail(t, "node-postgres is not installed: "+strings.TrimSpace(out))
+	}
+	m := startMux(t, setup{poolSize: 5, extra: []string{cacheUnnamed}})
+	db := database(t, m.pg, "unnode", "CREATE TABLE rows_of (owner int, n int, label text, PRIMARY KEY (owner, n))")
+	script, err := filepath.Abs(filepath.Join("testdata", "node_unnamed.js"))
+	require.NoError(t, err)
+	dsn := "postgres://" + pgtest.AppUser + ":" + pgtest.AppPassword + "@127.0.0.1:" +
+		strconv.Itoa(m.Port) + "/" + db + "?sslmode=disable"
+	const clients, rounds = 100, 10
+	out, err := muxtest.RunCmd(t, 3*time.Minute, env, prog, script, dsn, strconv.Itoa(clients), strconv.Itoa(rounds))
+	require.NoError(t, err, out)
+	last := regexp.MustCompile(`(?m)^ok (\d+)\s*\z`).FindStringSubmatch(out)
+	require.NotNil(t, last, "no final \"ok N\" line:\n%s", out)
+	require.Equal(t, strconv.Itoa(clients*rounds*3), last[1], out)
+	hits, misses := unnamedCounters(t, m)
+	t.Logf("unnamed hits %d, misses %d", hits, misses)
+	require.Greater(t, hits, 4*misses, "most Parses come from the cache")
+}
+
+// TestUnnamedCachePgbenchTPCB runs pgbench's tpcb-like script with -M extended (every
+// statement a Parse of the unnamed statement) through pgmux over 5 servers, on a database
+// with cache_unnamed_statements on and on one where a [databases] entry turns it off:
+// zero failed transactions on both, and on both the balances agree (accounts = tellers =
+// branches = history).
+func TestUnnamedCachePgbenchTPCB(t *testing.T) {
+	pg := pgtest.Start(t)
+	pgbench := pg.RequireBin(t, "pgbench")
+	dbOn, dbOff := database(t, pg, "tpcbon"), database(t, pg, "tpcboff")
+	direct := func(db string) []string {
+		return append(m0env(pg, db), "PGHOST="+pg.Host, "PGPORT="+strconv.Itoa(pg.Port))
+	}
+	for _, db := range []string{dbOn, dbOff} {
+		out, err := muxtest.RunCmd(t, 2*time.Minute, direct(db), pgbench, "-i", "-q", "-s", "1")
+		require.NoError(t, err, out)
+	}
+	s := setup{poolSize: 5, extra: []string{cacheUnnamed,
+		fmt.Sprintf("[databases]\n%s = host=%s port=%d cache_unnamed_statements=0", dbOff, pg.Host, pg.Port)}}
+	ini := muxtest.WriteConfig(t, t.TempDir(), s.ini(pg),
+		muxtest.Userlist(map[string]string{pgtest.AppUser: pgtest.AppPassword}))
+	m := &mux{Mux: muxtest.Start(t, pg, muxtest.Options{IniPath: ini, Logger: muxtest.TestLogger(t)}), pg: pg}
+	const clients, txs = 50, 40
+	for _, db := range []string{dbOn, dbOff} {
+		out, err := muxtest.RunCmd(t, 3*time.Minute, m.env(db), pgbench, "-n", "-M", "extended",
+			"-c", strconv.Itoa(clients), "-j", "2", "-t", strconv.Itoa(txs))
+		require.NoError(t, err, out)
+		want := strconv.Itoa(clients * txs)
+		require.Regexp(t, `number of transactions actually processed: `+want+`/`+want, out)
+		if failed := regexp.MustCompile(`number of failed transactions: (\d+)`).FindStringSubmatch(out); failed != nil {
+			require.Equal(t, "0", failed[1], out)
+		}
+		conn := pg.Connect(t, pgtest.AppUser, pgtest.AppPassword, db)
+		var acc, tel, br, hist, n int64
+		require.NoError(t, conn.QueryRow(ctx(t), `SELECT (SELECT sum(abalance) FROM pgbench_accounts),
+			(SELECT sum(tbalance) FROM pgbench_tellers), (SELECT sum(bbalance) FROM pgbench_branches),
+			(SELECT sum(delta) FROM pgbench_history), (SELECT count(*) FROM pgbench_history)`).Scan(&acc, &tel, &br, &hist, &n))
+		closeConn(conn)
+		require.Equal(t, int64(clients*txs), n, db)
+		require.Equal(t, []int64{hist, hist, hist}, []int64{acc, tel, br}, db)
+	}
+	adm := m.connect(t, "pgbouncer", pgx.QueryExecModeSimpleProtocol)
+	rows := showRows(t, adm, "SHOW PREPARED")
+	on, off := rowOf(t, rows, "database", dbOn), rowOf(t, rows, "database", dbOff)
+	t.Logf("on: %v; off: %v", on, off)
+	require.Greater(t, on["unnamed_hits"].(int64), int64(clients*txs), "the setting is on for %s", dbOn)
+	require.Equal(t, int64(0), off["unnamed_hits"].(int64), "a [databases] entry turns it off for %s", dbOff)
 }
