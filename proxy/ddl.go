@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
 )
 
 // Statements prepared before DDL.
@@ -17,20 +18,26 @@ import (
 // result shape changed, XX000 "cache lookup failed for type N" when a type it takes was
 // dropped and created again under the same name).
 //
-// So server statements are named by the epoch as well as the text (newStmtDef): the
-// epoch (Server.stmtEpoch) moves on when a client sends DDL that can change what a
-// prepared statement means (ALTER, DROP, CREATE OR REPLACE) and when a server reports
-// one of those errors (DDL pgmux did not see, made through another connection). A client
-// that parses or prepares after that gets a statement prepared anew on every server,
-// never one from before; a client that prepared before keeps its statement, which fails
-// as PostgreSQL's own would (or, where a server prepares it for the first time, works),
-// and gets a new one when it prepares again after the error, as drivers do. Statements
-// of older epochs stay in the servers' caches until evicted (max_prepared_statements).
+// So server statements are named by a statement epoch as well as the text and types
+// (newStmtDef). The epoch (Server.stmtEpoch) moves on when a client sends DDL that can
+// change what a prepared statement means (ALTER, DROP, CREATE OR REPLACE; once more when
+// the transaction it ran in ends, when it is committed) and when a server reports one of
+// those errors (DDL pgmux did not see). A client that parses or prepares after that gets
+// a server statement prepared anew on every server, never one from before; one that
+// re-prepares after such an error (drivers do: pgx, asyncpg) gets a fresh one too.
 //
-// Why not close and prepare again on every client Parse instead: the current server's
-// copy would be fresh, but the copies on the other servers would not, and clients that
-// prepared before the DDL and share the statement would silently get the new result
-// shape under the old description.
+// A client that prepared before keeps its statement name, as PostgreSQL keeps its
+// statement: where a server has it from before, it fails as PostgreSQL's would; where a
+// server prepares it for the first time, it sees the new catalog. Such a copy may have a
+// new result shape while the client binds with result formats for the old one: the
+// server's 08P01 "bind message has N result formats but query has M columns" is then
+// shown as the 0A000 PostgreSQL would have given (translatedPlanError). Old statements
+// stay in the servers' caches until evicted (max_prepared_statements).
+//
+// Why not close and prepare again at each client Parse, or mark every cached statement
+// stale when the epoch moves: either would give clients that prepared before the DDL,
+// and bind with the result shape they were given then, rows of the new shape without an
+// error, where PostgreSQL gives 0A000.
 
 // mayInvalidate reports whether SQL text may change what statements prepared earlier
 // mean: any statement starting with ALTER or DROP, or CREATE OR REPLACE.
@@ -61,12 +68,45 @@ func leadsDDL(kw, text string) bool {
 	return false
 }
 
-// noteDDL moves the statement epoch on when sql may invalidate prepared statements.
+// noteDDL moves the statement epoch on when sql may invalidate prepared statements, and
+// again when the client's transaction ends (onReady), when the DDL is committed.
 func (s *Session) noteDDL(sql string) {
 	if mayInvalidate(sql) {
 		s.srv.stmtEpoch.Add(1)
+		s.mu.Lock()
+		s.ddlSent = true
+		s.mu.Unlock()
 	}
 }
+
+// ddlSettled moves the epoch on once more when a transaction in which the client sent
+// DDL has ended: statements prepared meanwhile on other servers saw the old catalog.
+// s.mu is held.
+func (s *Session) ddlSettled(status byte) {
+	if status == 'I' && s.ddlSent {
+		s.ddlSent = false
+		s.srv.stmtEpoch.Add(1)
+	}
+}
+
+// translatedPlanError returns PostgreSQL's 0A000 "cached plan must not change result
+// type" for an 08P01 "bind message has N result formats but query has M columns" that a
+// client's Bind of a statement it prepared before the statement epoch moved got: pgmux
+// prepared the statement anew with the new shape where PostgreSQL would have kept the
+// client's. It returns nil for any other error.
+func (s *Session) translatedPlanError(m []byte, e expect) []byte {
+	if e.kind != 'B' || e.hide || e.def == nil || e.def.epoch == s.srv.stmtEpoch.Load() ||
+		!bytes.Contains(m, []byte("C08P01\x00")) || !bytes.Contains(m, []byte(" result formats but query has ")) {
+		return nil
+	}
+	b, start := wire.Begin(nil, 'E')
+	for _, f := range [...]string{"SERROR", "VERROR", "C0A000", "Mcached plan must not change result type", "RRevalidateCachedQuery"} {
+		b = wire.AppendString(b, f)
+	}
+	b = append(b, 0)
+	return wire.Finish(b, start)
+}
+
 
 // lookupFailed reports whether an ErrorResponse is PostgreSQL's XX000 "cache lookup
 // failed for type N", which a statement whose parameter or result type was dropped

@@ -40,6 +40,7 @@ type stmtDef struct {
 	// written, with the parentheses ("" when it has none); servers get it by PREPARE.
 	sqlTypes string
 	sql      bool
+	epoch    uint64 // the statement epoch when the client prepared it (ddl.go)
 	// failed is set by the server's reader when the client's Parse (or PREPARE) of it
 	// failed or was skipped: the client has no such statement, as in PostgreSQL.
 	failed atomic.Bool
@@ -53,7 +54,7 @@ var stmtSeed = maphash.MakeSeed()
 var stmtSeed2 = maphash.MakeSeed()
 
 // newStmtDef names a statement by a 128-bit hash of its text, its parameter types and
-// the statement epoch (ddl.go) when the client prepared it.
+// the statement epoch when the client prepared it (ddl.go).
 func newStmtDef(query string, types []byte, epoch uint64) *stmtDef {
 	var h1, h2 maphash.Hash
 	h1.SetSeed(stmtSeed)
@@ -73,7 +74,7 @@ func newStmtDef(query string, types []byte, epoch uint64) *stmtDef {
 	for i := 0; i < 8; i++ {
 		sum[i], sum[8+i] = byte(a>>(8*i)), byte(b>>(8*i))
 	}
-	return &stmtDef{server: "pgmux_" + hex.EncodeToString(sum[:]), key: a, query: query, types: types}
+	return &stmtDef{server: "pgmux_" + hex.EncodeToString(sum[:]), key: a, query: query, types: types, epoch: epoch}
 }
 
 // parseMsg appends a Parse of the statement under name.

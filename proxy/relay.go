@@ -672,6 +672,7 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 	e := s.retireReady(c)
 	if !e.hide {
 		s.dropErr = false
+		s.ddlSettled(status)
 	}
 	if e.check {
 		return s.afterCheck(c, status, e.seq)
@@ -862,6 +863,11 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		}
 	}
 	m = head.fix.apply(m)
+	if ok {
+		if t := s.translatedPlanError(m, head); t != nil {
+			m = t
+		}
+	}
 	var retry []byte
 	if ok && head.kind != 'Q' && head.kind != 'S' && head.kind != 'F' {
 		s.skipToSync(st, staleCode, gone)

@@ -82,6 +82,7 @@ type Session struct {
 	ops      sessionOps // console role and SHOW STATS / metrics counters (admin_stats.go)
 	q        respQueue  // requests on the linked server awaiting answers
 	dropErr  bool       // the client's next error is a consequence of one it was shown (sqlprep.go)
+	ddlSent  bool       // DDL sent in the current transaction (ddl.go)
 
 	// Prepared statements (see prepared.go); used by the session goroutine only.
 	maxStmts int
