@@ -57,6 +57,7 @@ func buildSettings() []setting {
 		enumSetting("listen_mode", "multiplex", reload, []string{"multiplex", "pin"}, func(c *Config) *string { return &c.ListenMode }),
 		intSetting("direct_pool_size", "5", reload, 0, maxInt, func(c *Config) *int { return &c.DirectPoolSize }),
 		durSetting("shutdown_timeout", "30", reload, func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+		durSetting("failover_timeout", "30", reload, func(c *Config) *time.Duration { return &c.FailoverTimeout }),
 	)
 }
 

@@ -100,6 +100,9 @@ type Config struct {
 	ListenMode             string // "multiplex" (default: one listener connection per database) or "pin"
 	DirectPoolSize         int
 	ShutdownTimeout        time.Duration
+	// FailoverTimeout is how long a transaction of a multi-host database waits for a
+	// server that fits (a new primary) when none is reachable.
+	FailoverTimeout time.Duration
 
 	// [databases] and [users] sections.
 	Databases map[string]*Database // key is the client-visible name; "*" is the fallback

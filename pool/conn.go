@@ -76,9 +76,10 @@ type Conn struct {
 	state    atomic.Int32
 	lastUsed atomic.Int64 // unix nanos
 	closing  atomic.Bool
-	host     *Host      // the cluster host it is on; nil for a single-host target
-	detached bool       // guarded by pool.mu: kept by one client outside the pool's size
-	internal internalOp // guarded by the reader goroutine's ownership while not leased
+	host     *Host        // the cluster host it is on; nil for a single-host target
+	attrs    SessionAttrs // what the host had to fit at login
+	detached bool         // guarded by pool.mu: kept by one client outside the pool's size
+	internal internalOp   // guarded by the reader goroutine's ownership while not leased
 	closed   chan struct{}
 }
 

@@ -39,6 +39,7 @@ type Host struct {
 	role     Role
 	up       bool      // the last contact worked
 	down     bool      // the last contact failed
+	suspect  bool      // a server connection broke since the last contact that worked
 	checked  time.Time // last contact, either way
 	lsn      uint64    // a primary's current WAL position, a standby's replayed one (0 unknown)
 	lagMs    int64     // a standby's replay lag in milliseconds; -1 unknown
@@ -188,7 +189,7 @@ func (h *Host) noteRole(r Role) {
 	}
 	h.mu.Lock()
 	old, wasDown := h.role, h.down
-	h.role, h.up, h.down = r, true, false
+	h.role, h.up, h.down, h.suspect = r, true, false, false
 	if old != r && old != RoleUnknown {
 		h.switches++
 	}
@@ -351,7 +352,7 @@ func dialHost(ctx context.Context, p *Pool, t *Target, h *Host, timeout time.Dur
 	role, err := t.Attrs.accept(c.Params)
 	if h != nil {
 		h.noteRole(role)
-		c.host = h
+		c.host, c.attrs = h, t.Attrs
 	}
 	if err != nil {
 		c.nc.Close()
@@ -377,9 +378,49 @@ func (c *Conn) NoteParameter(name, value string) {
 }
 
 // noteEnd runs when the connection's reader exits: a connection that broke without
-// pgmux closing it may mean its server is gone, so the cluster checks every host now.
+// pgmux closing it may mean its server is gone.
 func (c *Conn) noteEnd() {
-	if c.host != nil && !c.closing.Load() {
-		c.host.cl.Kick()
+	if !c.closing.Load() {
+		c.NoteBroken()
 	}
+}
+
+// NoteBroken reports that the connection broke (or its server said it is ending it): the
+// host's other idle connections are not handed out until the host answers again, and
+// every host of the cluster is checked now (the primary may be gone).
+func (c *Conn) NoteBroken() {
+	if c.host == nil {
+		return
+	}
+	c.host.mu.Lock()
+	c.host.suspect = true
+	c.host.mu.Unlock()
+	c.host.cl.Kick()
+}
+
+// unfit reports an idle connection not to hand out: its host was found down since (or
+// another of its connections broke and it has not answered since), or
+// its role changed so that it no longer fits what the pool asked for (a primary demoted,
+// a standby promoted for a standby pool).
+func (c *Conn) unfit() bool {
+	if c.host == nil {
+		return false
+	}
+	c.host.mu.Lock()
+	role, down := c.host.role, c.host.down || c.host.suspect
+	c.host.mu.Unlock()
+	if down {
+		return true
+	}
+	fits, sure := c.attrs.wants(role)
+	return !fits && sure
+}
+
+// ClearBackoff lets new connections be tried at once after a failure, and wakes a
+// waiter to try (a failover found a new primary).
+func (p *Pool) ClearBackoff() {
+	p.mu.Lock()
+	p.lastFail = time.Time{}
+	p.mu.Unlock()
+	p.wakeWaiters()
 }

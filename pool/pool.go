@@ -380,6 +380,10 @@ func (p *Pool) popIdle() *Conn {
 		c := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
+		if c.unfit() {
+			c.close() // its host went down or changed role (hosts.go)
+			continue
+		}
 		if !c.closing.Load() {
 			return c
 		}

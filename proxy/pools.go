@@ -26,7 +26,9 @@ type poolEntry struct {
 	mode config.PoolMode
 	// modeNow mirrors mode for the relay's per-transaction check without e.mu.
 	modeNow atomic.Int32
-	params  pool.Params // a server's parameters at login, shown to new clients
+	// multi mirrors whether db names several hosts (failover.go), for the same reason.
+	multi  atomic.Bool
+	params pool.Params // a server's parameters at login, shown to new clients
 }
 
 func (e *poolEntry) snapshot() (*config.Database, config.PoolMode, pool.Params) {
@@ -63,6 +65,7 @@ func (ps *pools) get(cfg *config.Config, db *config.Database, user string) (*poo
 	}
 	e := &poolEntry{key: k, db: db, mode: cfg.EffectivePoolMode(db, user), prep: ps.prepStatsFor(k)}
 	e.modeNow.Store(int32(e.mode))
+	e.multi.Store(multiHost(db))
 	opts := ps.options(cfg, e, db, user)
 	opts.Limits = []*pool.Limit{ps.capFor(ps.dbCap, db.Name, cfg.EffectiveMaxDBConnections(db)),
 		ps.capFor(ps.userCap, user, cfg.EffectiveMaxUserConnections(user))}
@@ -204,6 +207,7 @@ func (ps *pools) reconfigure(cfg *config.Config) {
 		e.db = db
 		e.mode = cfg.EffectivePoolMode(db, k.user)
 		e.modeNow.Store(int32(e.mode))
+		e.multi.Store(multiHost(db))
 		e.mu.Unlock()
 		if err := e.pool.Reconfigure(ps.options(cfg, e, db, k.user)); err != nil {
 			ps.s.log.Warn("reconfigure pool", zap.Error(err))

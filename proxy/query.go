@@ -32,6 +32,9 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 			return err
 		}
 	}
+	if err == nil && s.entry.multi.Load() {
+		s.noteCommit(text)
+	}
 	if err := c.Wr.Write(m); err != nil {
 		return &wire.WriteError{Err: err}
 	}

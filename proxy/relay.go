@@ -46,6 +46,16 @@ func (s *Session) relay() (parked bool, err error) {
 			}
 			continue
 		}
+		if s.entry.multi.Load() {
+			// A multi-host database's client may have lost its server in a failover.
+			handled, err := s.answerAborted(typ, n)
+			if err != nil {
+				return false, err
+			}
+			if handled {
+				continue
+			}
+		}
 		if s.prep != prepPass {
 			handled, err := s.deferLocal(typ, n)
 			if err != nil {
@@ -91,6 +101,9 @@ func (s *Session) relay() (parked bool, err error) {
 		}
 		s.ops.in.Add(uint64(n + wire.HeaderLen))
 		if err := s.forwardLocked(c, typ, n, pin, release, pinErr); err != nil {
+			if s.entry.multi.Load() && s.lostServer(c, err) {
+				continue
+			}
 			return false, s.forwardFailed(c, err)
 		}
 	}
@@ -108,7 +121,7 @@ func (s *Session) forwardLocked(c *pool.Conn, typ byte, n int, pin pinReason, re
 	}
 	if s.rd.Buffered() == 0 {
 		if err := c.Wr.Flush(); err != nil {
-			return &wire.WriteError{Err: err}
+			return &flushError{we: &wire.WriteError{Err: err}}
 		}
 	}
 	return nil
@@ -209,6 +222,9 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	if c == nil {
 		var err error
 		c, err = s.entry.pool.AcquireTimeout(s, cfg.QueryWaitTimeout)
+		if err != nil && s.entry.multi.Load() {
+			c, err = s.acquireFailover(cfg, err)
+		}
 		if err != nil {
 			s.mu.Lock()
 			s.state = ClientIdle
@@ -237,6 +253,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 		tx: cfg.TransactionTimeout, clientIdle: cfg.ClientIdleTimeout}
 	s.arm(timerTx, s.limits.tx)
 	s.syncParams(c)
+	s.abortOnLink(c)
 	if len(s.deferred) == 0 {
 		s.account(typ)
 		s.mu.Unlock()
@@ -533,6 +550,10 @@ func (s *Session) Pump(c *pool.Conn) error {
 		}
 		typ, n, err := rd.Next()
 		if err != nil {
+			if !held {
+				s.wmu.Lock() // serverFailed may answer the client
+				held = true
+			}
 			s.serverFailed(c, err)
 			return err
 		}
@@ -689,6 +710,7 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 			s.pending--
 		}
 		s.txStatus = status
+		s.fo &^= foCommit
 		s.stats.Queries++
 		if status == 'I' {
 			s.stats.Transactions++
@@ -801,6 +823,10 @@ func (s *Session) release(c *pool.Conn, reset bool) {
 // serverFailed tells a linked client that its server connection broke, and closes it:
 // its transaction, if any, is gone.
 func (s *Session) serverFailed(c *pool.Conn, err error) {
+	c.NoteBroken() // before the client hears of it and sends its next request
+	if s.entry.multi.Load() && s.recoverLink(c, err) {
+		return
+	}
 	s.mu.Lock()
 	linked := s.server == c
 	if linked {
@@ -827,6 +853,11 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	m, err := c.Rd.Message(n)
 	if err != nil {
 		return err
+	}
+	if s.entry.multi.Load() {
+		if fatal := s.fatalFromServer(m); fatal != nil {
+			return fatal // the server is ending the connection: the client is kept (failover.go)
+		}
 	}
 	staleCode, gone := planChanged(m), lookupFailed(m)
 	st, _ := c.Attach.(*serverState)
@@ -893,6 +924,9 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 			return nil // the client's EXECUTE after its hidden PREPARE failed
 		}
 		pe, _ := pgerr.Parse(wire.Body(m))
+		if pe != nil && pe.Message == abortMessage {
+			return nil // failover.go's abortSQL did its job
+		}
 		s.log().Warn("applying the client's session parameters on a server failed", zap.Error(pe))
 		return nil
 	}

@@ -77,6 +77,7 @@ type Session struct {
 	pending  int  // Query, Sync and FunctionCall sent and not yet answered by ReadyForQuery
 	unsynced bool // extended-protocol messages sent since the last Sync
 	txStatus byte
+	fo       foFlags // after a lost server of a multi-host database (failover.go)
 	state    ClientState
 	stats    SessionStats
 	ops      sessionOps // console role and SHOW STATS / metrics counters (admin_stats.go)
