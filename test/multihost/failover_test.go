@@ -187,6 +187,9 @@ func TestFailoverInTransaction(t *testing.T) {
 	_, err := setup.Exec(ctx, "CREATE TABLE t (v int)")
 	require.NoError(t, err)
 	committer, asker, roller := p.connect(t, "app"), p.connect(t, "app"), p.connect(t, "app")
+	listener := p.connect(t, "app")
+	_, err = listener.Exec(ctx, "LISTEN failover")
+	require.NoError(t, err)
 	for _, c := range []*pgx.Conn{committer, asker, roller} {
 		_, err := c.Exec(ctx, "BEGIN")
 		require.NoError(t, err)
@@ -228,6 +231,32 @@ func TestFailoverInTransaction(t *testing.T) {
 	var n int
 	require.NoError(t, committer.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n))
 	require.Zero(t, n, "no row of the lost transactions")
+
+	// The LISTEN subscription moved to the new primary with pgmux's listener connection
+	// (notifications sent while it reconnected are missed, as after any reconnect).
+	got := make(chan string, 1)
+	go func() {
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer wcancel()
+		if nt, err := listener.WaitForNotification(wctx); err == nil {
+			got <- nt.Payload
+		}
+		close(got)
+	}()
+	deadline := time.After(20 * time.Second)
+	for delivered := false; !delivered; {
+		_, err := roller.Exec(ctx, "NOTIFY failover, 'after'")
+		require.NoError(t, err)
+		select {
+		case payload := <-got:
+			require.Equal(t, "after", payload)
+			delivered = true
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("no notification through the LISTEN made before the failover")
+		}
+	}
+	require.False(t, listener.IsClosed())
 }
 
 func sqlState(err error) string {
