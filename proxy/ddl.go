@@ -107,7 +107,6 @@ func (s *Session) translatedPlanError(m []byte, e expect) []byte {
 	return wire.Finish(b, start)
 }
 
-
 // lookupFailed reports whether an ErrorResponse is PostgreSQL's XX000 "cache lookup
 // failed for type N", which a statement whose parameter or result type was dropped
 // gives. The message is internal and never translated.

@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+)
+
+func TestSQLStatementOf(t *testing.T) {
+	for _, tc := range []struct {
+		q    string
+		kind sqlscan.Kind
+		name string
+		tok  string // the name token as written; "" when not rewritable
+	}{
+		{"PREPARE q (int, text) AS SELECT $1", sqlscan.KindPrepare, "q", "q"},
+		{"  /* c */ prepare \"My Q\" AS SELECT 1;", sqlscan.KindPrepare, "My Q", `"My Q"`},
+		{"EXECUTE q(1, 'a')", sqlscan.KindExecute, "q", "q"},
+		{"execute Q", sqlscan.KindExecute, "q", "Q"},
+		{"DEALLOCATE PREPARE q", sqlscan.KindDeallocate, "q", "q"},
+		{"DEALLOCATE prepare", sqlscan.KindDeallocate, "prepare", "prepare"},
+		{"DEALLOCATE ALL", 0, "", ""},
+		{"PREPARE TRANSACTION 'x'", 0, "", ""},
+		{"SELECT 1; EXECUTE q", 0, "", ""},
+		{"PREPARE a AS SELECT 1; EXECUTE a", 0, "", ""},
+		{"SELECT 'EXECUTE q'", 0, "", ""},
+	} {
+		t.Run(tc.q, func(t *testing.T) {
+			st, ok := sqlStatementOf(tc.q)
+			require.Equal(t, tc.tok != "", ok)
+			if !ok {
+				return
+			}
+			require.Equal(t, tc.kind, st.Kind)
+			require.Equal(t, tc.name, st.Name)
+			require.Equal(t, tc.tok, tc.q[st.start:st.end])
+		})
+	}
+}
+
+func TestErrFix(t *testing.T) {
+	// The client wrote "EXECUTE é(1, 2, x)"; pgmux sent the server's name instead.
+	orig := "EXECUTE é(1, 2, x)"
+	start, end := len("EXECUTE "), len("EXECUTE é")
+	server := "pgmux_0123"
+	at, delta := positionFix(orig, start, end, server)
+	require.Equal(t, 8+len(server), at)
+	require.Equal(t, len(server)-1, delta)
+	f := &errFix{from: server, to: "é", at: at, delta: delta}
+	got := f.apply(errorMsg("SERROR", "C42601", `Mwrong number of parameters for prepared statement "pgmux_0123"`,
+		`Dstatement "pgmux_0123" takes 1`, "P"+strconv.Itoa(at+8), "Fprepare.c"))
+	require.Equal(t, errorMsg("SERROR", "C42601", `Mwrong number of parameters for prepared statement "é"`,
+		`Dstatement "é" takes 1`, "P"+strconv.Itoa(at+8-delta), "Fprepare.c"), got)
+	// A position before the name stays; a nil fix changes nothing.
+	m := errorMsg("SERROR", "C42601", "Msyntax error", "P3")
+	require.Equal(t, m, f.apply(m))
+	require.Equal(t, m, (*errFix)(nil).apply(m))
+}
+
+func TestMayInvalidate(t *testing.T) {
+	for q, want := range map[string]bool{
+		"ALTER TABLE t ADD COLUMN c int": true,
+		"drop type mood":                 true,
+		"CREATE OR REPLACE FUNCTION f() RETURNS int AS 'SELECT 1' LANGUAGE sql": true,
+		"CREATE TABLE t (a int)":  false,
+		"SELECT 1":                false,
+		"SELECT 1; DROP TABLE x":  true,
+		"SELECT 'drop'; SELECT 2": false,
+		"/* alter */ SELECT 1":    false,
+	} {
+		require.Equal(t, want, mayInvalidate(q), q)
+	}
+}
+
+func TestLookupFailed(t *testing.T) {
+	require.True(t, lookupFailed(errorMsg("SERROR", "CXX000", "Mcache lookup failed for type 16390")))
+	require.False(t, lookupFailed(errorMsg("SERROR", "CXX000", "Mcache lookup failed for relation 16390")))
+	require.False(t, lookupFailed(errorMsg("SERROR", "C42704", "Mtype \"x\" does not exist")))
+}
