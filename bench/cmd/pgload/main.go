@@ -62,6 +62,7 @@ type options struct {
 	stickyRatio        float64
 	sql                string
 	execMode           string
+	unique             bool
 	mode               pgx.QueryExecMode
 }
 
@@ -138,6 +139,7 @@ func parseFlags(args []string, output io.Writer) (options, error) {
 	fs.IntVar(&o.statements, "statements", 500, "prepared: distinct statement texts")
 	fs.Float64Var(&o.stickyRatio, "sticky-ratio", 0.1, "sticky: fraction of clients doing session-sticky work")
 	fs.StringVar(&o.sql, "sql", "SELECT 1", "select: the statement to run")
+	fs.BoolVar(&o.unique, "unique", false, "select: make every statement's text unique (a numbered comment), as literals inlined do")
 	fs.StringVar(&o.execMode, "exec-mode", "cache", "pgx query mode for select, sticky and listen notifiers: cache, describe, exec, simple")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

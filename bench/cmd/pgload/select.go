@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 )
 
 // runSelect runs -sql on every client back to back. The default SELECT 1 is checked to
-// return 1; any other statement has its rows read and counted.
+// return 1; any other statement has its rows read and counted. With -unique every text
+// differs (a numbered comment after it): no two statements are the same.
 func runSelect(r *runner) (outcome, error) {
 	conns, err := r.connectPgx(r.o.clients, r.o.mode)
 	if err != nil {
@@ -17,10 +20,15 @@ func runSelect(r *runner) (outcome, error) {
 	checked := strings.EqualFold(strings.TrimSpace(r.o.sql), "SELECT 1")
 	ctx, cancel := r.phase()
 	defer cancel()
+	var seq atomic.Uint64
 	secs := r.drive(ctx, conns, r.o.mode, func(ctx context.Context, _ int, c *pgx.Conn) error {
+		sql := r.o.sql
+		if r.o.unique {
+			sql += " /* " + strconv.FormatUint(seq.Add(1), 10) + " */"
+		}
 		if checked {
 			var one int
-			if err := c.QueryRow(ctx, r.o.sql).Scan(&one); err != nil {
+			if err := c.QueryRow(ctx, sql).Scan(&one); err != nil {
 				return err
 			}
 			if one != 1 {
@@ -28,7 +36,7 @@ func runSelect(r *runner) (outcome, error) {
 			}
 			return nil
 		}
-		rows, err := c.Query(ctx, r.o.sql)
+		rows, err := c.Query(ctx, sql)
 		if err != nil {
 			return err
 		}
