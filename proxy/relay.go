@@ -243,7 +243,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.mu.Lock()
 	s.stats.WaitTime += time.Since(start)
 	s.noteAcquire(start)
-	s.server, s.pending, s.unsynced = c, 0, false
+	s.server, s.pending, s.unsynced, s.errSkip = c, 0, false, false
 	s.mode = mode
 	s.state = ClientActive
 	s.q.reset()
@@ -367,6 +367,7 @@ func (s *Session) account(typ byte) {
 	case 'S':
 		s.pending++
 		s.unsynced = false
+		s.errSkip = false
 		s.q.push(expect{kind: 'S'})
 	case 'E':
 		s.unsynced = true
@@ -563,6 +564,9 @@ func (s *Session) Pump(c *pool.Conn) error {
 		if !held {
 			s.wmu.Lock()
 			held = true
+		}
+		if s.q.fakes.Load() > 0 {
+			s.answerFakes() // Parses answered by pgmux come before this message's answer
 		}
 		switch typ {
 		case 'Z':
@@ -951,6 +955,8 @@ func (s *Session) skipToSync(st *serverState, staleCode, gone bool) {
 	for {
 		e, ok := s.q.peek()
 		if !ok || e.kind == 'S' {
+			// With no Sync sent yet, the server ignores what comes until one is.
+			s.errSkip = !ok
 			return
 		}
 		s.q.pop()

@@ -78,6 +78,7 @@ type Session struct {
 	unsynced bool // extended-protocol messages sent since the last Sync
 	txStatus byte
 	fo       foFlags // after a lost server of a multi-host database (failover.go)
+	errSkip  bool    // the server reported an error and skips messages until the next Sync
 	state    ClientState
 	stats    SessionStats
 	ops      sessionOps // console role and SHOW STATS / metrics counters (admin_stats.go)

@@ -149,6 +149,10 @@ var (
 // ParseComplete, or that error. (An empty query would not do: PostgreSQL parses it
 // without the failed-transaction check.)
 func (s *Session) answerParse(c *pool.Conn) error {
+	if s.errSkip {
+		s.mu.Unlock()
+		return nil // PostgreSQL would ignore this Parse too
+	}
 	if s.pending > 0 {
 		s.mu.Unlock()
 		return s.send(c, stubParse, expect{kind: 'P'})

@@ -110,10 +110,14 @@ func TestUnnamedCacheSameAnswers(t *testing.T) {
 		{"rows in portions", []pgproto3.FrontendMessage{parse("", "SELECT id FROM t ORDER BY id"),
 			bind("", ""), execute("", 4), execute("", 4), syncMsg}},
 		{"flush", []pgproto3.FrontendMessage{parse("", "SELECT 2 AS two"), flushMsg}},
+		{"error, flush, then a parse before the sync", nil},
+		{"parse behind a slow execute", nil},
 		{"failed transaction", []pgproto3.FrontendMessage{&pgproto3.Query{String: "BEGIN"},
 			parse("", "SELECT 1/$1::int"), bind("", "", "0"), execute("", 0), syncMsg,
 			parse("", "SELECT v FROM t WHERE id = $1"), bind("", "", "1"), execute("", 0), syncMsg,
 			&pgproto3.Query{String: "ROLLBACK"}}},
+		{"DISCARD ALL between uses", []pgproto3.FrontendMessage{&pgproto3.Query{String: "DISCARD ALL"},
+			parse("", "SELECT v FROM t WHERE id = $1"), bind("", "", "5"), execute("", 0), syncMsg}},
 		{"COPY", []pgproto3.FrontendMessage{parse("", "COPY (SELECT id FROM t WHERE id < 3 ORDER BY id) TO STDOUT"),
 			bind("", ""), execute("", 0), syncMsg}},
 	}
@@ -121,6 +125,34 @@ func TestUnnamedCacheSameAnswers(t *testing.T) {
 		t.Run(cv.name, func(t *testing.T) {
 			for i := range 4 {
 				var want, got []string
+				switch cv.name {
+				case "error, flush, then a parse before the sync":
+					// The server ignores everything after the error up to the Sync: the
+					// Parse of a cached text gets no ParseComplete either.
+					first := []pgproto3.FrontendMessage{parse("", "SELECT 1/$1::int"), bind("", "", "0"), execute("", 0), flushMsg}
+					direct.send(first...)
+					via.send(first...)
+					// ParseComplete, then the error (at the Bind: planning folds 1/0).
+					want = []string{describeMsg(direct.recv()), describeMsg(direct.recv())}
+					got = []string{describeMsg(via.recv()), describeMsg(via.recv())}
+					rest := []pgproto3.FrontendMessage{parse("", "SELECT 2 AS two"), bind("", ""), execute("", 0), syncMsg}
+					want = append(want, direct.exchange(rest...)...)
+					got = append(got, via.exchange(rest...)...)
+					require.Equal(t, want, got, "round %d", i)
+					continue
+				case "parse behind a slow execute":
+					// A cached Parse sent while an earlier part of the request is still
+					// running: its ParseComplete comes after that part's answers.
+					first := []pgproto3.FrontendMessage{parse("", "SELECT pg_sleep(0.1)"), bind("", ""), execute("", 0), flushMsg}
+					rest := []pgproto3.FrontendMessage{parse("", "SELECT 2 AS two"), bind("", ""), execute("", 0), syncMsg}
+					direct.send(first...)
+					want = direct.exchange(rest...)
+					via.send(first...)
+					time.Sleep(20 * time.Millisecond)
+					got = via.exchange(rest...)
+					require.Equal(t, want, got, "round %d", i)
+					continue
+				}
 				if cv.name == "flush" {
 					// Parse and Flush: the ParseComplete must come without a Sync.
 					direct.send(cv.msgs...)
