@@ -189,3 +189,21 @@ func TestStatementNamesAsPostgres(t *testing.T) {
 
 var _ = context.Background
 var _ = fmt.Sprint
+
+// TestDeferredParseFailureFreesName: a Parse and Sync with no server linked is answered by
+// pgmux (deferred.go), so bad SQL is reported at the statement's first use; from then on
+// the name is free, as it always was on PostgreSQL, and the client can prepare it again.
+func TestDeferredParseFailureFreesName(t *testing.T) {
+	m := startMux(t, setup{poolSize: 2})
+	db := database(t, m.pg, "deferred")
+	r := m.raw(t, db)
+	r.send(parse("p", "SELEC 1"), syncMsg)
+	r.expect("1Z")
+	r.send(bind("", "p"), execute("", 0), syncMsg)
+	require.Equal(t, "42601", errorOf(t, r.expect("EZ")[0]).Code)
+	r.send(parse("p", "SELECT 'again'::text"), syncMsg)
+	r.expect("1Z")
+	require.Equal(t, "again", r.run("p"))
+	r.send(parse("p", "SELECT 1"), bind("", "p"), execute("", 0), syncMsg)
+	require.Equal(t, "42P05", errorOf(t, r.expect("EZ")[0]).Code)
+}
