@@ -76,10 +76,11 @@ type Conn struct {
 	state    atomic.Int32
 	lastUsed atomic.Int64 // unix nanos
 	closing  atomic.Bool
-	host     *Host        // the cluster host it is on; nil for a single-host target
-	attrs    SessionAttrs // what the host had to fit at login
-	detached bool         // guarded by pool.mu: kept by one client outside the pool's size
-	internal internalOp   // guarded by the reader goroutine's ownership while not leased
+	host     *Host                 // the cluster host it is on; nil for a single-host target
+	attrs    SessionAttrs          // what the host had to fit at login
+	reason   atomic.Pointer[error] // why the connection was closed, set once with closing
+	detached bool                  // guarded by pool.mu: kept by one client outside the pool's size
+	internal internalOp            // guarded by the reader goroutine's ownership while not leased
 	closed   chan struct{}
 }
 
@@ -277,17 +278,48 @@ func (c *Conn) Release(reset bool) {
 	c.pool.release(c, reset)
 }
 
-// Discard ends the lease on a connection that cannot be reused and closes it.
+// Discard ends the lease on a connection that cannot be reused and closes it. The
+// reason is kept (CloseReason) and logged when the connection goes (log_disconnections).
 func (c *Conn) Discard(reason error) {
 	c.lessee.Store(nil)
-	c.close()
+	if reason == nil {
+		reason = errDiscarded
+	}
+	c.closeFor(fmt.Errorf("discarded by its client: %w", reason))
 }
 
-func (c *Conn) close() {
+var errDiscarded = errors.New("no reason given")
+
+// Reasons the pool closes connections, as CloseReason and the disconnect log give them.
+var (
+	errLifetime   = errors.New("server_lifetime reached")
+	errIdle       = errors.New("server_idle_timeout reached")
+	errOverSize   = errors.New("pool over its size (reload or reserve)")
+	errReconnect  = errors.New("RECONNECT or reload asked for new connections")
+	errCheck      = errors.New("server_check_query failed")
+	errReset      = errors.New("server_reset_query failed")
+	errPoolClosed = errors.New("pool closed")
+	errEvicted    = errors.New("idle connection closed to make room under max_db_connections/max_user_connections")
+	errKilled     = errors.New("closed by KILL")
+	errUnfit      = errors.New("its host went down or changed role")
+)
+
+// closeFor closes the connection, remembering the first reason given.
+func (c *Conn) closeFor(reason error) {
 	if c.closing.CompareAndSwap(false, true) {
+		c.reason.Store(&reason)
 		c.state.Store(int32(StateClosed))
 		c.nc.Close()
 	}
+}
+
+// CloseReason reports why the connection was closed by pgmux: nil while it is open or
+// when the server or the network ended it.
+func (c *Conn) CloseReason() error {
+	if r := c.reason.Load(); r != nil {
+		return *r
+	}
+	return nil
 }
 
 // Closed is closed once the connection's reader goroutine has exited.

@@ -111,7 +111,7 @@ func (l *Limit) evictIdle(p *Pool) {
 		c := q.popIdle()
 		q.mu.Unlock()
 		if c != nil {
-			c.close()
+			c.closeFor(errEvicted)
 			return
 		}
 	}

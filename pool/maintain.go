@@ -26,15 +26,28 @@ func (p *Pool) maintain() {
 // over the pool's size after a shrink, keeping min_pool_size.
 func (p *Pool) trimIdle() {
 	now := time.Now()
-	var victims []*Conn
+	type victim struct {
+		c      *Conn
+		reason error
+	}
+	var victims []victim
 	p.mu.Lock()
 	keep := p.idle[:0]
 	total := p.total
 	for _, c := range p.idle {
-		expired := (p.opts.Lifetime > 0 && now.Sub(c.Created) > p.opts.Lifetime) ||
-			(p.opts.IdleTimeout > 0 && now.Sub(c.LastUsed()) > p.opts.IdleTimeout && total > p.opts.MinSize)
-		if expired || total > p.opts.Size+p.opts.ReserveSize || c.closing.Load() {
-			victims = append(victims, c)
+		var reason error
+		switch {
+		case c.closing.Load():
+			reason = errPoolClosed // already closing: the first reason stays
+		case p.opts.Lifetime > 0 && now.Sub(c.Created) > p.opts.Lifetime:
+			reason = errLifetime
+		case p.opts.IdleTimeout > 0 && now.Sub(c.LastUsed()) > p.opts.IdleTimeout && total > p.opts.MinSize:
+			reason = errIdle
+		case total > p.opts.Size+p.opts.ReserveSize:
+			reason = errOverSize
+		}
+		if reason != nil {
+			victims = append(victims, victim{c, reason})
 			total--
 			continue
 		}
@@ -45,8 +58,8 @@ func (p *Pool) trimIdle() {
 	}
 	p.idle = keep
 	p.mu.Unlock()
-	for _, c := range victims {
-		c.close()
+	for _, v := range victims {
+		v.c.closeFor(v.reason)
 	}
 }
 
@@ -108,6 +121,6 @@ func (p *Pool) CloseIdle() {
 	p.idle = nil
 	p.mu.Unlock()
 	for _, c := range idle {
-		c.close()
+		c.closeFor(errReconnect)
 	}
 }

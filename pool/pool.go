@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/pgmux/pgmux/protocol/pgerr"
 )
 
 // Options configure a Pool. Target is called for each new connection so credentials and
@@ -37,6 +35,9 @@ type Options struct {
 	// Limits are shared caps across pools (max_db_connections, max_user_connections).
 	Limits []*Limit
 	Logger *zap.Logger
+	// LogConnections and LogDisconnections log each server connection opened and closed
+	// at info (log_connections, log_disconnections).
+	LogConnections, LogDisconnections bool
 }
 
 func (o *Options) validate() error {
@@ -73,7 +74,8 @@ type Pool struct {
 	resume   chan struct{}
 	stats    Stats
 	stop     chan struct{}
-	lastFail time.Time   // last failed connect or login, for server_login_retry
+	lastFail time.Time // last failed connect or login, for server_login_retry
+	health   health
 	expiry   *time.Timer // expires AcquireTimeout waiters; expiryAt is when it fires
 	expiryAt time.Time
 	// staleBefore marks connections created before it for closing on release (RECONNECT).
@@ -208,6 +210,9 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 				continue
 			}
 			if err != nil {
+				if woken && p.queueAgain(ctx, deadline, err) {
+					continue
+				}
 				return nil, err
 			}
 			p.lease(c, l)
@@ -218,6 +223,9 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 		p.waiters = append(p.waiters, w)
 		if !deadline.IsZero() {
 			p.armExpiryLocked(deadline)
+		}
+		if p.backingOffLocked() {
+			p.startProbeLocked()
 		}
 		reserve := p.opts.ReserveSize > 0
 		reserveAfter := p.opts.ReserveTimeout
@@ -282,7 +290,13 @@ func (p *Pool) dialLocked(ctx context.Context, deadline time.Time) (*Conn, error
 		}
 		return nil, nil, true
 	}
-	c, err := p.dial(ctx)
+	c, t, err := p.dial(ctx)
+	network, addr := t.Network()
+	if t.Cluster != nil {
+		// Several hosts: the error names each; the cluster's monitor watches them, so the
+		// probe has no one address to try.
+		network, addr = "", "several hosts"
+	}
 	p.mu.Lock()
 	p.dialing--
 	if err != nil {
@@ -290,29 +304,43 @@ func (p *Pool) dialLocked(ctx context.Context, deadline time.Time) (*Conn, error
 		p.stats.ConnectFailures++
 		// An answer from the server (bad database, password) is given to every client at
 		// once; an unreachable server is retried only after server_login_retry.
-		var pe *pgerr.Error
-		if !errors.As(err, &pe) && p.opts.LoginRetry > 0 {
+		if transient(err) && p.opts.LoginRetry > 0 {
 			p.lastFail = time.Now()
 			time.AfterFunc(p.opts.LoginRetry, p.wakeWaiters)
 		}
+		logFail := p.noteFailLocked(network, addr, t, err)
 		p.mu.Unlock()
+		logFail()
 		p.putLimits()
 		p.wakeWaiters()
 		return nil, err, false
 	}
 	p.all[c] = struct{}{}
 	p.stats.Connects++
+	logOK := p.noteOKLocked(addr)
+	logConn := p.opts.LogConnections
+	log := p.opts.Logger
 	p.mu.Unlock()
+	if logOK != nil {
+		logOK()
+	}
+	if logConn {
+		log.Info("server connected", zap.Uint64("server", c.ID), zap.String("addr", addr),
+			zap.Uint32("pid", c.PID), zap.Stringer("local", c.LocalAddr()))
+	}
 	go c.run()
 	return c, nil, false
 }
 
-func (p *Pool) dial(ctx context.Context) (*Conn, error) {
+// dial opens and logs in one connection; it returns the target it tried.
+func (p *Pool) dial(ctx context.Context) (*Conn, *Target, error) {
 	p.mu.Lock()
 	timeout := p.opts.ConnectTimeout
 	target := p.opts.Target
 	p.mu.Unlock()
-	return dialTarget(ctx, p, target(), timeout)
+	t := target()
+	c, err := dialTarget(ctx, p, t, timeout)
+	return c, t, err
 }
 
 func (p *Pool) wait(ctx context.Context, w *waiter, reserve bool, reserveAfter time.Duration) (*Conn, error) {
@@ -381,7 +409,7 @@ func (p *Pool) popIdle() *Conn {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		if c.unfit() {
-			c.close() // its host went down or changed role (hosts.go)
+			c.closeFor(errUnfit) // its host went down or changed role (hosts.go)
 			continue
 		}
 		if !c.closing.Load() {
@@ -397,7 +425,7 @@ func (p *Pool) healthy(ctx context.Context, c *Conn) bool {
 	q, delay, lifetime := p.opts.CheckQuery, p.opts.CheckDelay, p.opts.Lifetime
 	p.mu.Unlock()
 	if lifetime > 0 && time.Since(c.Created) > lifetime {
-		c.close()
+		c.closeFor(errLifetime)
 		return false
 	}
 	if q == "" || time.Since(c.LastUsed()) < delay {
@@ -406,18 +434,18 @@ func (p *Pool) healthy(ctx context.Context, c *Conn) bool {
 	c.state.Store(int32(StateTested))
 	done := make(chan error, 1)
 	if err := c.startInternal(q, func(err error) { done <- err }); err != nil {
-		c.close()
+		c.closeFor(fmt.Errorf("%w: %w", errCheck, err))
 		return false
 	}
 	select {
 	case err := <-done:
 		if err != nil {
-			c.close()
+			c.closeFor(fmt.Errorf("%w: %w", errCheck, err))
 			return false
 		}
 		return true
 	case <-ctx.Done():
-		c.close()
+		c.closeFor(fmt.Errorf("%w: no answer before the client gave up", errCheck))
 		return false
 	case <-c.closed:
 		return false
@@ -437,11 +465,20 @@ func (p *Pool) release(c *Conn, reset bool) {
 	}
 	p.mu.Lock()
 	q := p.opts.ResetQuery
-	over := p.closed || p.total > p.opts.Size+p.opts.ReserveSize ||
-		(p.opts.Lifetime > 0 && time.Since(c.Created) > p.opts.Lifetime) || c.Created.Before(p.staleBefore)
+	var over error
+	switch {
+	case p.closed:
+		over = errPoolClosed
+	case p.total > p.opts.Size+p.opts.ReserveSize:
+		over = errOverSize
+	case p.opts.Lifetime > 0 && time.Since(c.Created) > p.opts.Lifetime:
+		over = errLifetime
+	case c.Created.Before(p.staleBefore):
+		over = errReconnect
+	}
 	p.mu.Unlock()
-	if over {
-		c.close()
+	if over != nil {
+		c.closeFor(over)
 		return
 	}
 	if reset && q != "" {
@@ -449,13 +486,13 @@ func (p *Pool) release(c *Conn, reset bool) {
 		err := c.startInternal(q, func(err error) {
 			if err != nil {
 				p.opts.Logger.Warn("server_reset_query failed; closing server connection", zap.Error(err))
-				c.close()
+				c.closeFor(fmt.Errorf("%w: %w", errReset, err))
 				return
 			}
 			p.putIdle(c)
 		})
 		if err != nil {
-			c.close()
+			c.closeFor(fmt.Errorf("%w: %w", errReset, err))
 		}
 		return
 	}
@@ -491,8 +528,15 @@ func (p *Pool) putIdle(c *Conn) {
 
 // remove forgets a connection whose reader goroutine has exited.
 func (p *Pool) remove(c *Conn, err error) {
-	c.close()
+	c.closeFor(err)
 	p.mu.Lock()
+	if p.opts.LogDisconnections {
+		log, age := p.opts.Logger, time.Since(c.Created).Round(time.Millisecond)
+		defer func() {
+			log.Info("server disconnected", zap.Uint64("server", c.ID), zap.String("addr", c.addr),
+				zap.Uint32("pid", c.PID), zap.Duration("age", age), zap.NamedError("reason", c.CloseReason()))
+		}()
+	}
 	if _, ok := p.all[c]; ok {
 		delete(p.all, c)
 		if !c.detached {
@@ -607,7 +651,7 @@ func (p *Pool) Close() {
 	}
 	p.mu.Unlock()
 	for _, c := range idle {
-		c.close()
+		c.closeFor(errPoolClosed)
 	}
 	for _, w := range waiters {
 		w.ch <- nil

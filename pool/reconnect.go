@@ -39,6 +39,6 @@ func (p *Pool) Hold() {
 // CloseAll closes every connection now, leased or not; their lessees see the read error.
 func (p *Pool) CloseAll() {
 	for _, c := range p.Conns() {
-		c.close()
+		c.closeFor(errKilled)
 	}
 }

@@ -114,18 +114,28 @@ func (c *console) lifted() {
 	c.changed = make(chan struct{})
 }
 
+// refuseDisabled refuses a login to a DISABLEd database.
+func (s *Server) refuseDisabled(db string) error {
+	c := s.console
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.disabled[db] {
+		return pgerr.Fatal(pgerr.ObjectNotInPrerequisite, "database %q does not allow connections", db).
+			WithHint("An administrator ran DISABLE %s on the pgmux console; ENABLE lets clients in again.", db)
+	}
+	return nil
+}
+
 // gate is the console's say on a normal client's login: refused for a DISABLEd database,
 // delayed while the database is paused or killed.
 func (s *Server) gate(cfg *config.Config, db string) error {
 	c := s.console
 	var timeout <-chan time.Time
 	for {
-		c.mu.Lock()
-		if c.disabled[db] {
-			c.mu.Unlock()
-			return pgerr.Fatal(pgerr.ObjectNotInPrerequisite, "database %q does not allow connections", db).
-				WithHint("An administrator ran DISABLE %s on the pgmux console; ENABLE lets clients in again.", db)
+		if err := s.refuseDisabled(db); err != nil {
+			return err
 		}
+		c.mu.Lock()
 		if !c.held(db) {
 			c.mu.Unlock()
 			return nil
@@ -148,10 +158,11 @@ func (s *Server) gate(cfg *config.Config, db string) error {
 }
 
 // consoleLogin is login's hook for the console: it handles a login to the admin database
-// (handled is true) and otherwise applies DISABLE and PAUSE to the named database.
+// (handled is true) and otherwise refuses a DISABLEd database; PAUSE and KILL hold the
+// client later, once it is authenticated (Session.awaitPool).
 func (s *Session) consoleLogin(cfg *config.Config, pkt *startup.Packet) (handled bool, err error) {
 	if !isAdminDB(s.dbName) {
-		return false, s.srv.gate(cfg, s.dbName)
+		return false, s.srv.refuseDisabled(s.dbName)
 	}
 	return true, s.adminLogin(cfg, pkt)
 }

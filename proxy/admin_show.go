@@ -195,7 +195,7 @@ func (s *Server) showPools() []byte {
 			_, m, _ := p.entry.snapshot()
 			mode = m.String()
 		}
-		wait := p.stats.MaxWait
+		wait := p.maxWaitAll()
 		r.row(p.key.db, p.key.user, p.clActive, p.clWaiting, 0, 0, p.stats.Active, 0, 0,
 			p.stats.Idle, 0, p.stats.Tested, p.stats.Login,
 			int(wait/time.Second), int((wait%time.Second)/time.Microsecond), nullIfEmpty(mode), nil)
@@ -243,24 +243,28 @@ func (s *Server) showClients() []byte {
 	// pin_reason, pgmux's own, trails PgBouncer's columns: why a transaction-mode client
 	// keeps its server (sticky.go), empty when it does not.
 	r := newResult(nil, append(connListCols(), textCol("pin_reason"))...)
-	sessions := s.Sessions()
+	// Clients waiting during login (PAUSE, the pool's first server) are listed too.
+	sessions := append(s.Sessions(), s.waitingLogins()...)
 	slices.SortFunc(sessions, func(a, b *Session) int { return cmp.Compare(a.id, b.id) })
+	sessions = slices.CompactFunc(sessions, func(a, b *Session) bool { return a == b })
 	now := time.Now()
 	for _, sess := range sessions {
 		in := sess.Info()
 		sess.mu.Lock()
 		reqAt := sess.ops.qStart
+		waiting, since := sess.waitingLocked()
 		sess.mu.Unlock()
 		if reqAt.IsZero() {
 			reqAt = in.ConnectedAt
 		}
 		state := "active"
 		var wait time.Duration
-		switch in.State {
-		case ClientWaiting:
+		switch {
+		case waiting:
 			state = "waiting"
-			wait = now.Sub(reqAt)
-		case ClientLogin:
+			reqAt = since
+			wait = now.Sub(since)
+		case in.State == ClientLogin:
 			state = "login"
 		}
 		addr, port := hostPort(in.Remote)
@@ -431,8 +435,8 @@ func (s *Server) dbTotals() (map[string]totals, []string) {
 // averages are SHOW STATS' avg_ figures: rates per second over the last period, except
 // the times, which are per transaction, per query and per server assignment.
 type averages struct {
-	assignments, xacts, queries, received, sent, parses, binds uint64
-	xactTime, queryTime, waitTime                              time.Duration
+	assignments, xacts, queries, received, sent, parses, serverParses, binds uint64
+	xactTime, queryTime, waitTime                                            time.Duration
 }
 
 func average(cur, prev totals, since time.Duration) averages {
@@ -450,7 +454,8 @@ func average(cur, prev totals, since time.Duration) averages {
 	}
 	return averages{
 		assignments: rate(d.assignments), xacts: rate(d.xacts), queries: rate(d.queries),
-		received: rate(d.received), sent: rate(d.sent), parses: rate(d.parses), binds: rate(d.binds),
+		received: rate(d.received), sent: rate(d.sent), parses: rate(d.parses), serverParses: rate(d.serverParses),
+		binds:    rate(d.binds),
 		xactTime: per(d.xactTime, d.xacts), queryTime: per(d.queryTime, d.queries),
 		waitTime: per(d.waitTime, d.assignments),
 	}
@@ -482,11 +487,9 @@ func (s *Server) showStats() []byte {
 		int8Col("avg_client_parse_count"), int8Col("avg_server_parse_count"), int8Col("avg_bind_count"))
 	for _, n := range names {
 		t, a := cur[n], avgs[n]
-		// Every Parse a client sends reaches a server today, so the server parse count
-		// equals the client's.
 		r.row(n, t.assignments, t.xacts, t.queries, t.received, t.sent, t.xactTime, t.queryTime, t.waitTime,
-			t.parses, t.parses, t.binds, a.assignments, a.xacts, a.queries, a.received, a.sent, a.xactTime,
-			a.queryTime, a.waitTime, a.parses, a.parses, a.binds)
+			t.parses, t.serverParses, t.binds, a.assignments, a.xacts, a.queries, a.received, a.sent, a.xactTime,
+			a.queryTime, a.waitTime, a.parses, a.serverParses, a.binds)
 	}
 	return r.done("SHOW")
 }
@@ -500,7 +503,7 @@ func (s *Server) showStatsTotals() []byte {
 	for _, n := range names {
 		t := cur[n]
 		r.row(n, t.assignments, t.xacts, t.queries, t.received, t.sent, t.xactTime, t.queryTime, t.waitTime,
-			t.parses, t.parses, t.binds)
+			t.parses, t.serverParses, t.binds)
 	}
 	return r.done("SHOW")
 }
@@ -514,7 +517,7 @@ func (s *Server) showStatsAverages() []byte {
 	for _, n := range names {
 		a := avgs[n]
 		r.row(n, a.assignments, a.xacts, a.queries, a.received, a.sent, a.xactTime, a.queryTime, a.waitTime,
-			a.parses, a.parses, a.binds)
+			a.parses, a.serverParses, a.binds)
 	}
 	return r.done("SHOW")
 }
@@ -533,6 +536,7 @@ func (s *Server) showTotals() []byte {
 		a.received += x.received
 		a.sent += x.sent
 		a.parses += x.parses
+		a.serverParses += x.serverParses
 		a.binds += x.binds
 	}
 	// Time averages over all databases: recompute from the totals' ratios.
@@ -546,12 +550,12 @@ func (s *Server) showTotals() []byte {
 		{"total_server_assignment_count", t.assignments}, {"total_xact_count", t.xacts},
 		{"total_query_count", t.queries}, {"total_received", t.received}, {"total_sent", t.sent},
 		{"total_xact_time", t.xactTime}, {"total_query_time", t.queryTime}, {"total_wait_time", t.waitTime},
-		{"total_client_parse_count", t.parses}, {"total_server_parse_count", t.parses},
+		{"total_client_parse_count", t.parses}, {"total_server_parse_count", t.serverParses},
 		{"total_bind_count", t.binds}, {"avg_server_assignment_count", a.assignments},
 		{"avg_xact_count", a.xacts}, {"avg_query_count", a.queries}, {"avg_recv", a.received},
 		{"avg_sent", a.sent}, {"avg_xact_time", a.xactTime}, {"avg_query_time", a.queryTime},
 		{"avg_wait_time", a.waitTime}, {"avg_client_parse_count", a.parses},
-		{"avg_server_parse_count", a.parses}, {"avg_bind_count", a.binds},
+		{"avg_server_parse_count", a.serverParses}, {"avg_bind_count", a.binds},
 	} {
 		r.row(kv.k, kv.v)
 	}

@@ -17,8 +17,13 @@ import (
 type sessionOps struct {
 	in, out atomic.Uint64 // bytes received from and sent to the client after login
 
-	assignments    uint64 // servers linked to the client
-	parses, binds  uint64 // Parse and Bind messages forwarded
+	assignments   uint64 // servers linked to the client
+	parses, binds uint64 // Parse and Bind messages the client sent
+	// serverParses counts Parse messages written to servers: the client's that reached a
+	// server, and pgmux's own (statements prepared on another server, re-prepared after
+	// eviction or DDL); not the client Parses answered from a server's statement cache.
+	// Written by whichever goroutine writes to the server, so an atomic.
+	serverParses   atomic.Uint64
 	xactTime       time.Duration
 	queryTime      time.Duration
 	qStart, xStart time.Time // start of the request and transaction in progress, or zero
@@ -30,7 +35,7 @@ type sessionOps struct {
 // totals are a pool's cumulative counters (SHOW STATS_TOTALS, the _total metrics).
 type totals struct {
 	assignments, xacts, queries uint64
-	parses, binds               uint64
+	parses, serverParses, binds uint64
 	received, sent              uint64
 	xactTime, queryTime         time.Duration
 	waitTime                    time.Duration
@@ -41,6 +46,7 @@ func (t *totals) add(u *totals) {
 	t.xacts += u.xacts
 	t.queries += u.queries
 	t.parses += u.parses
+	t.serverParses += u.serverParses
 	t.binds += u.binds
 	t.received += u.received
 	t.sent += u.sent
@@ -52,7 +58,7 @@ func (t *totals) add(u *totals) {
 func (t totals) sub(u totals) totals {
 	return totals{
 		assignments: t.assignments - u.assignments, xacts: t.xacts - u.xacts, queries: t.queries - u.queries,
-		parses: t.parses - u.parses, binds: t.binds - u.binds, received: t.received - u.received,
+		parses: t.parses - u.parses, serverParses: t.serverParses - u.serverParses, binds: t.binds - u.binds, received: t.received - u.received,
 		sent: t.sent - u.sent, xactTime: t.xactTime - u.xactTime, queryTime: t.queryTime - u.queryTime,
 		waitTime: t.waitTime - u.waitTime,
 	}
@@ -62,7 +68,7 @@ func (t totals) sub(u totals) totals {
 func (s *Session) sessionTotals() totals {
 	return totals{
 		assignments: s.ops.assignments, xacts: s.stats.Transactions, queries: s.stats.Queries,
-		parses: s.ops.parses, binds: s.ops.binds,
+		parses: s.ops.parses, serverParses: s.ops.serverParses.Load(), binds: s.ops.binds,
 		received: s.ops.in.Load(), sent: s.ops.out.Load(),
 		xactTime: s.ops.xactTime, queryTime: s.ops.queryTime, waitTime: s.stats.WaitTime,
 	}
@@ -74,6 +80,9 @@ func (s *Session) noteSend(typ byte) {
 	switch typ {
 	case 'P':
 		s.ops.parses++
+		if s.prep == prepPass {
+			s.ops.serverParses.Add(1) // forwarded as is; rewritten ones count where written
+		}
 	case 'B':
 		s.ops.binds++
 	}
@@ -158,6 +167,22 @@ type poolSnap struct {
 	totals totals
 
 	clActive, clWaiting, clIdle int // cl_active counts idle logged-in clients too, as PgBouncer does
+	clWaitingDirect             int // of clWaiting: waiting for a direct slot (direct_pool_size)
+	maxWait                     time.Duration
+}
+
+// maxWaitAll is the longest wait of the pool's waiting clients, whatever they wait for.
+func (p *poolSnap) maxWaitAll() time.Duration { return max(p.stats.MaxWait, p.maxWait) }
+
+// noteWaiting counts a waiting client of the pool; sess.mu is held.
+func (p *poolSnap) noteWaiting(sess *Session, since time.Time, now time.Time) {
+	p.clWaiting++
+	if sess.waitKind == waitDirect {
+		p.clWaitingDirect++
+	}
+	if w := now.Sub(since); w > p.maxWait {
+		p.maxWait = w
+	}
 }
 
 // snapshot gathers every pool's state and counters: retired totals plus live sessions.
@@ -178,6 +203,15 @@ func (s *Server) snapshot() []*poolSnap {
 		p.entry = e
 		p.stats = e.pool.Stats()
 	}
+	now := time.Now()
+	for _, sess := range s.waitingLogins() {
+		p := get(sess.entry.key)
+		sess.mu.Lock()
+		if waiting, since := sess.waitingLocked(); waiting {
+			p.noteWaiting(sess, since, now)
+		}
+		sess.mu.Unlock()
+	}
 	c := s.console
 	c.mu.Lock()
 	for k, t := range c.retired {
@@ -193,12 +227,13 @@ func (s *Server) snapshot() []*poolSnap {
 			t := sess.sessionTotals()
 			p.totals.add(&t)
 		}
-		switch sess.state {
-		case ClientWaiting:
-			p.clWaiting++
-		case ClientActive:
+		waiting, since := sess.waitingLocked()
+		switch {
+		case waiting:
+			p.noteWaiting(sess, since, now)
+		case sess.state == ClientActive:
 			p.clActive++
-		case ClientIdle:
+		case sess.state == ClientIdle:
 			p.clActive++
 			p.clIdle++
 		}

@@ -15,6 +15,17 @@ type budget struct {
 
 func newBudget(max int) *budget { return &budget{max: max} }
 
+// tryAcquire takes a slot if one is free and nobody queues for it.
+func (b *budget) tryAcquire() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.n < b.max && len(b.waiters) == 0 {
+		b.n++
+		return true
+	}
+	return false
+}
+
 // acquire takes a slot, waiting in order until ctx is done.
 func (b *budget) acquire(ctx context.Context) error {
 	b.mu.Lock()

@@ -22,7 +22,7 @@ type metrics struct {
 	clients, servers, maxWait, paused                       *prometheus.Desc
 	xacts, queries, received, sent, assignments             *prometheus.Desc
 	connectAttempts, connectFailures, connected             *prometheus.Desc
-	pinned                                                  *prometheus.Desc
+	pinned, waitingDirect                                   *prometheus.Desc
 	prepared, prepHits, prepMisses, prepEvicts, prepRetries *prometheus.Desc
 	hostUp, hostPrimary, hostLag, hostLagBytes              *prometheus.Desc
 	unnamedHits, unnamedMisses                              *prometheus.Desc
@@ -73,6 +73,8 @@ func newMetrics(s *Server) *metrics {
 		connectAttempts: desc("pgmux_pool_server_connect_attempts_total", "Server connections the pool tried to open.", pl...),
 		connectFailures: desc("pgmux_pool_server_connect_failures_total", "Server connections the pool failed to open.", pl...),
 		connected:       desc("pgmux_clients_connected", "Client connections open, logged in or not, console included.", nil...),
+		waitingDirect: desc("pgmux_pool_clients_waiting_direct", "Clients of the pool waiting for a direct slot "+
+			"(direct_pool_size) to keep their server for session state; they count in the waiting clients too.", pl...),
 		pinned: desc("pgmux_pinned_clients", "Transaction-mode clients keeping their server for session state, by reason "+
 			"(advisory_lock, listen, prepare, with_hold_cursor, temp_object, set, role, load, session); a client "+
 			"pinned for several reasons counts under each.", append(pl, "reason")...),
@@ -165,7 +167,7 @@ func (m *metrics) reloaded(err error) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.clients, m.servers, m.maxWait, m.paused, m.xacts, m.queries,
 		m.received, m.sent, m.assignments, m.connectAttempts, m.connectFailures, m.connected, m.pinned,
-		m.prepared, m.prepHits, m.prepMisses, m.prepEvicts, m.prepRetries,
+		m.waitingDirect, m.prepared, m.prepHits, m.prepMisses, m.prepEvicts, m.prepRetries,
 		m.hostUp, m.hostPrimary, m.hostLag, m.hostLagBytes, m.unnamedHits, m.unnamedMisses} {
 		ch <- d
 	}
@@ -185,13 +187,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(m.clients, float64(p.clActive-p.clIdle), db, user, "linked")
 		gauge(m.clients, float64(p.clIdle), db, user, "idle")
 		gauge(m.clients, float64(p.clWaiting), db, user, "waiting")
+		gauge(m.waitingDirect, float64(p.clWaitingDirect), db, user)
 		if p.entry != nil {
 			st := p.stats
 			gauge(m.servers, float64(st.Active), db, user, "active")
 			gauge(m.servers, float64(st.Idle), db, user, "idle")
 			gauge(m.servers, float64(st.Tested), db, user, "tested")
 			gauge(m.servers, float64(st.Login), db, user, "login")
-			gauge(m.maxWait, st.MaxWait.Seconds(), db, user)
+			gauge(m.maxWait, p.maxWaitAll().Seconds(), db, user)
 			paused := 0.0
 			if st.Paused {
 				paused = 1

@@ -29,6 +29,9 @@ type poolEntry struct {
 	// multi mirrors whether db names several hosts (failover.go), for the same reason.
 	multi  atomic.Bool
 	params pool.Params // a server's parameters at login, shown to new clients
+	// directWarnAt is when a client waiting for a direct slot was last logged (unix
+	// nanoseconds; waiting.go).
+	directWarnAt atomic.Int64
 }
 
 func (e *poolEntry) snapshot() (*config.Database, config.PoolMode, pool.Params) {
@@ -126,6 +129,9 @@ func (ps *pools) options(cfg *config.Config, e *poolEntry, db *config.Database, 
 		ConnectTimeout: cfg.ServerConnectTimeout,
 		LoginRetry:     cfg.ServerLoginRetry,
 		Logger:         ps.s.log.With(zap.String("db", db.Name), zap.String("user", user)),
+
+		LogConnections:    cfg.LogConnections,
+		LogDisconnections: cfg.LogDisconnections,
 	}
 }
 

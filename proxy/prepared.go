@@ -157,6 +157,11 @@ func (s *Session) rewrite(c *pool.Conn, typ byte, n int) error {
 // bytes can reach the server.
 func (s *Session) send(c *pool.Conn, b []byte, es ...expect) error {
 	s.logSent(c, b, es)
+	for _, e := range es {
+		if e.kind == 'P' && !e.noop {
+			s.ops.serverParses.Add(1)
+		}
+	}
 	s.mu.Lock()
 	for _, e := range es {
 		s.q.push(e)
@@ -254,7 +259,7 @@ func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	if present && !stale {
 		b := closeMsg(s.scratch[:0], 'S', noopStmt)
 		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt)
-		return s.send(c, b, expect{kind: 'C', hide: true}, expect{kind: 'P', reg: def})
+		return s.send(c, b, expect{kind: 'C', hide: true}, expect{kind: 'P', reg: def, noop: true})
 	}
 	b, es := s.prepareOn(c, st, def, stale, s.scratch[:0], false)
 	es[len(es)-1].hide = false // the client asked for this Parse: it sees ParseComplete

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -213,11 +214,11 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 		s.mu.Unlock()
 		return nil, errShuttingDown
 	}
-	s.state = ClientWaiting
+	start := time.Now()
+	s.state, s.waitSince = ClientWaiting, start.UnixNano()
 	s.mu.Unlock()
 
 	cfg := s.srv.Config()
-	start := time.Now()
 	c := s.entry.pool.TryAcquire(s)
 	if c == nil {
 		var err error
@@ -417,6 +418,10 @@ func (s *Session) skipUntilSync(typ byte, n int) (bool, error) {
 func acquireError(s *Session, err error) *pgerr.Error {
 	var pe *pgerr.Error
 	switch {
+	case serverLoginFailed(err) != nil:
+		pe = serverLoginFailed(err)
+		pe.Severity = pgerr.SeverityError
+		return pe
 	case errors.As(err, &pe):
 		return &pgerr.Error{Severity: pgerr.SeverityError, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
 	case errors.Is(err, pool.ErrWaitTimeout):
@@ -432,6 +437,9 @@ func acquireError(s *Session, err error) *pgerr.Error {
 
 // serverError turns a login-time server failure into a FATAL for the client.
 func serverError(err error) *pgerr.Error {
+	if pe := serverLoginFailed(err); pe != nil {
+		return pe
+	}
 	var pe *pgerr.Error
 	if errors.As(err, &pe) {
 		return &pgerr.Error{Severity: pgerr.SeverityFatal, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
@@ -440,6 +448,29 @@ func serverError(err error) *pgerr.Error {
 		return pgerr.Fatal(pgerr.CannotConnectNow, "timed out waiting for a server connection to log in: %v", err)
 	}
 	return pgerr.Fatal(pgerr.ConnectionFailure, "could not connect to the server: %v", err)
+}
+
+// serverLoginFailed turns a failure of pgmux's own login to the server (the password or
+// SCRAM keys it uses for the server, the server's authentication method) into the FATAL
+// a client sees, as PgBouncer does: 08P01 "server login failed: ...", so that the client's
+// own credentials are not blamed. It returns nil for any other error: a server that
+// cannot be reached, or one that refuses for a reason the client can act on (3D000, 57P03),
+// whose error is relayed as is.
+func serverLoginFailed(err error) *pgerr.Error {
+	if !errors.Is(err, pool.ErrServerLogin) {
+		return nil
+	}
+	var pe *pgerr.Error
+	if errors.As(err, &pe) && !strings.HasPrefix(pe.Code, "28") {
+		return nil
+	}
+	msg := strings.TrimPrefix(err.Error(), pool.ErrServerLogin.Error()+": ")
+	if pe != nil {
+		msg = pe.Message
+	}
+	return pgerr.Fatal(pgerr.ProtocolViolation, "server login failed: %s", msg).
+		WithDetail("pgmux could not log in to PostgreSQL for this database and user; your own login to pgmux succeeded.").
+		WithHint("Check the server-side password pgmux uses: auth_file (userlist.txt), the [databases] password=, or auth_query's result.")
 }
 
 func waitContext(cfg *config.Config) (context.Context, context.CancelFunc) {

@@ -9,6 +9,7 @@ import "sync/atomic"
 type expect struct {
 	kind  byte   // the request's message type: P, B, D, E, C, S, Q or F
 	hide  bool   // pgmux's own request: its answers are swallowed
+	noop  bool   // for P: the empty statement that answers a Parse found in the server's cache
 	stmt  string // for P: the server statement it creates; for hidden C: the one it closes
 	stale bool   // for hidden C: it closes a stale copy before preparing the statement anew
 	// check marks pgmux's session-state query: its one row tells whether a pinned

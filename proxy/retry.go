@@ -219,6 +219,7 @@ func (s *Session) planRetry(st *serverState) []byte {
 	}
 	b = def.parseMsg(b, def.server)
 	s.q.push(expect{kind: 'P', hide: true, stmt: def.server})
+	s.ops.serverParses.Add(1)
 	b = append(b, l.buf[f.off:]...)
 	for i, e := range st.skipped {
 		e.paramsSent = i == 0 && e.kind == 'D'

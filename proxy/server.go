@@ -60,7 +60,8 @@ type Server struct {
 	tlsConf   *tls.Config
 	listeners []net.Listener
 	sessions  map[uint64]*Session
-	byCancel  map[uint64]*Session // pid<<32|key
+	holding   map[*Session]struct{} // clients waiting during login (Session.awaitPool)
+	byCancel  map[uint64]*Session   // pid<<32|key
 	pools     *pools
 	hub       *listenHub   // LISTEN multiplexing
 	parker    *parker      // idle clients without goroutines; nil when unavailable
@@ -100,7 +101,8 @@ func New(opts Options) (*Server, error) {
 		log: opts.Logger, cfg: opts.Config, creds: opts.Credentials,
 		scramKeys: make(map[string]scramKeys),
 		sessions:  make(map[uint64]*Session), byCancel: make(map[uint64]*Session),
-		done: make(chan struct{}),
+		holding: make(map[*Session]struct{}),
+		done:    make(chan struct{}),
 	}
 	if s.creds == nil {
 		s.creds = map[string]config.Credential{}

@@ -121,6 +121,12 @@ type Session struct {
 	idleAt    atomic.Int64 // Server.clock when the client went idle; 0 busy, negative kicked (-start)
 	idleSince int64        // unix nanoseconds
 	expired   atomic.Bool
+
+	// waitKind says what a client counted as waiting (waiting.go) waits for beyond a
+	// server of its pool; waitSince is since when it waits, in unix nanoseconds. Both are
+	// guarded by mu.
+	waitKind  waitKind
+	waitSince int64
 }
 
 // SessionStats counts a session's traffic.
@@ -386,15 +392,31 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	s.prep, s.maxStmts = prepModeFor(cfg, mode), cfg.MaxPreparedStatements
 	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout,
 		tx: cfg.TransactionTimeout, clientIdle: cfg.ClientIdleTimeout}
-	ctx, cancel := waitContext(cfg)
-	defer cancel()
-	serverParams, err := s.srv.pools.serverParams(ctx, entry, s)
+	serverParams, err := s.awaitPool(cfg)
 	if err != nil {
-		return serverError(err)
+		return err
 	}
 	s.initParams(cfg, serverParams, startParams)
 	s.srv.register(s)
 	return s.sendLoginAnswer(pkt)
+}
+
+// awaitPool waits, during login, while the database is held (PAUSE, SUSPEND, KILL) and
+// for the server parameters shown to new clients (a server login on the pool's first
+// client). The client counts as waiting meanwhile, in SHOW POOLS and SHOW CLIENTS.
+func (s *Session) awaitPool(cfg *config.Config) (pool.Params, error) {
+	s.srv.holdLogin(s, true)
+	defer s.srv.holdLogin(s, false)
+	if err := s.srv.gate(cfg, s.dbName); err != nil {
+		return nil, err
+	}
+	ctx, cancel := waitContext(cfg)
+	defer cancel()
+	params, err := s.srv.pools.serverParams(ctx, s.entry, s)
+	if err != nil {
+		return nil, serverError(err)
+	}
+	return params, nil
 }
 
 // negotiateVersion tells a client that asked for a newer 3.x minor version, or sent _pq_.
@@ -461,7 +483,9 @@ func (s *Session) Info() Info {
 	if s.server != nil {
 		in.ServerID = s.server.ID
 	}
-	in.ApplicationName, _ = s.params.Get("application_name")
+	if s.state != ClientLogin { // until the login answer, the session goroutine sets params unlocked
+		in.ApplicationName, _ = s.params.Get("application_name")
+	}
 	in.PinReason = s.pinned.String()
 	return in
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strings"
+	"time"
 	"unsafe"
 
 	"go.uber.org/zap"
@@ -186,18 +187,37 @@ func (s *Session) reserveDirect(reason pinReason) error {
 	if held {
 		return nil
 	}
+	if !s.entry.direct.tryAcquire() {
+		if err := s.waitDirect(reason); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.holdsDirect = true
+	s.mu.Unlock()
+	return nil
+}
+
+// waitDirect queues for a direct slot up to query_wait_timeout; the client counts as
+// waiting meanwhile.
+func (s *Session) waitDirect(reason pinReason) error {
+	s.warnDirectWait(reason)
+	s.mu.Lock()
+	s.waitKind, s.waitSince = waitDirect, time.Now().UnixNano()
+	s.mu.Unlock()
 	ctx, cancel := waitContext(s.srv.Config())
 	defer cancel()
-	if err := s.entry.direct.acquire(ctx); err != nil {
+	err := s.entry.direct.acquire(ctx)
+	s.mu.Lock()
+	s.waitKind = waitNone
+	s.mu.Unlock()
+	if err != nil {
 		n, waiting, max := s.entry.direct.used()
 		return pgerr.New(pgerr.TooManyConnections,
 			"no direct connection free for session state (%s) on database %q: all %d are pinned by other clients", reason, s.dbName, max).
 			WithDetail("Waited query_wait_timeout; %d in use, %d clients waiting.", n, waiting).
 			WithHint("Raise direct_pool_size, or release session state sooner (pg_advisory_unlock, UNLISTEN, DISCARD ALL).")
 	}
-	s.mu.Lock()
-	s.holdsDirect = true
-	s.mu.Unlock()
 	return nil
 }
 

@@ -200,3 +200,54 @@ func scrape(t *testing.T, m *mux) string {
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
 	return string(b)
 }
+
+// TestServerParseCount: SHOW STATS counts the Parses that reach servers apart from the
+// client's. Five pgx clients, one after another over a pool of one server, prepare the
+// same statement: five client Parses, one server Parse (the others find it prepared).
+// Then with max_prepared_statements=1 one client alternates two statements: each use
+// after the first prepares a statement the cache evicted, Parses the client never sent.
+func TestServerParseCount(t *testing.T) {
+	m := startMux(t, setup{poolSize: 1, maxStmts: 1, extra: []string{"admin_users = " + pgtest.AppUser}})
+	adm := m.connect(t, "pgbouncer", pgx.QueryExecModeSimpleProtocol)
+	counts := func(db string) (client, server int64) {
+		for _, cmd := range []string{"SHOW STATS", "SHOW STATS_TOTALS"} {
+			row := rowOf(t, showRows(t, adm, cmd), "database", db)
+			prefix := "total_"
+			if cmd == "SHOW STATS_TOTALS" {
+				prefix = ""
+			}
+			c, s := row[prefix+"client_parse_count"].(int64), row[prefix+"server_parse_count"].(int64)
+			if cmd == "SHOW STATS" {
+				client, server = c, s
+			} else {
+				require.Equal(t, []int64{client, server}, []int64{c, s}, "SHOW STATS_TOTALS agrees with SHOW STATS")
+			}
+		}
+		return client, server
+	}
+
+	shared := database(t, m.pg, "sparse")
+	for i := range 5 {
+		conn := m.connect(t, shared, pgx.QueryExecModeCacheStatement)
+		var v int
+		require.NoError(t, conn.QueryRow(ctx(t), "SELECT $1::int + 100", i).Scan(&v))
+		require.Equal(t, i+100, v)
+		closeConn(conn)
+	}
+	client, server := counts(shared)
+	require.Equal(t, int64(5), client)
+	require.Equal(t, int64(1), server, "the statement is prepared on the one server once")
+
+	evicting := database(t, m.pg, "sparse")
+	conn := m.connect(t, evicting, pgx.QueryExecModeCacheStatement)
+	const rounds = 4
+	for r := range rounds {
+		for _, q := range []string{"SELECT $1::int + 1", "SELECT $1::int + 2"} {
+			var v int
+			require.NoError(t, conn.QueryRow(ctx(t), q, r).Scan(&v), q)
+		}
+	}
+	client, server = counts(evicting)
+	require.Equal(t, int64(2), client, "pgx prepares each statement once")
+	require.Equal(t, int64(2*rounds), server, "every use prepares the statement the other evicted")
+}
