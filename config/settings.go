@@ -17,6 +17,14 @@ type setting struct {
 	reloadable bool
 	parse      func(c *Config, v string) error
 	show       func(c *Config) string
+	// keep copies the value from src to dst: a reload keeps a restart-only key's value
+	// in force (KeepRestartOnly).
+	keep func(dst, src *Config)
+}
+
+// keepOf is a setting's keep for a value at f.
+func keepOf[T any](f func(*Config) *T) func(dst, src *Config) {
+	return func(dst, src *Config) { *f(dst) = *f(src) }
 }
 
 const (
@@ -142,7 +150,7 @@ func tlsSettings(prefix, defMode string, f func(c *Config) *TLSSettings) []setti
 }
 
 func intSetting(name, def string, r bool, lo, hi int, f func(*Config) *int) setting {
-	return setting{name: name, def: def, reloadable: r,
+	return setting{name: name, def: def, reloadable: r, keep: keepOf(f),
 		parse: func(c *Config, v string) error {
 			n, err := parseInt(v, lo, hi)
 			if err == nil {
@@ -155,7 +163,7 @@ func intSetting(name, def string, r bool, lo, hi int, f func(*Config) *int) sett
 }
 
 func durSetting(name, def string, r bool, f func(*Config) *time.Duration) setting {
-	return setting{name: name, def: def, reloadable: r,
+	return setting{name: name, def: def, reloadable: r, keep: keepOf(f),
 		parse: func(c *Config, v string) error {
 			d, err := parseDuration(v)
 			if err == nil {
@@ -168,7 +176,7 @@ func durSetting(name, def string, r bool, f func(*Config) *time.Duration) settin
 }
 
 func boolSetting(name, def string, r bool, f func(*Config) *bool) setting {
-	return setting{name: name, def: def, reloadable: r,
+	return setting{name: name, def: def, reloadable: r, keep: keepOf(f),
 		parse: func(c *Config, v string) error {
 			b, err := parseBool(v)
 			if err == nil {
@@ -181,14 +189,14 @@ func boolSetting(name, def string, r bool, f func(*Config) *bool) setting {
 }
 
 func strSetting(name, def string, r bool, f func(*Config) *string) setting {
-	return setting{name: name, def: def, reloadable: r,
+	return setting{name: name, def: def, reloadable: r, keep: keepOf(f),
 		parse: func(c *Config, v string) error { *f(c) = v; return nil },
 		show:  func(c *Config) string { return *f(c) },
 	}
 }
 
 func enumSetting(name, def string, r bool, allowed []string, f func(*Config) *string) setting {
-	return setting{name: name, def: def, reloadable: r,
+	return setting{name: name, def: def, reloadable: r, keep: keepOf(f),
 		parse: func(c *Config, v string) error {
 			s, err := oneOf(v, allowed...)
 			if err == nil {
@@ -201,14 +209,14 @@ func enumSetting(name, def string, r bool, allowed []string, f func(*Config) *st
 }
 
 func listSetting(name, def string, r bool, f func(*Config) *[]string) setting {
-	return setting{name: name, def: def, reloadable: r,
+	return setting{name: name, def: def, reloadable: r, keep: keepOf(f),
 		parse: func(c *Config, v string) error { *f(c) = parseList(v); return nil },
 		show:  func(c *Config) string { return strings.Join(*f(c), ",") },
 	}
 }
 
 func modeSetting(name, def string, r bool, f func(*Config) *int) setting {
-	return setting{name: name, def: def, reloadable: r,
+	return setting{name: name, def: def, reloadable: r, keep: keepOf(f),
 		parse: func(c *Config, v string) error {
 			m, err := parseMode(v)
 			if err == nil {
@@ -222,6 +230,7 @@ func modeSetting(name, def string, r bool, f func(*Config) *int) setting {
 
 func listenAddrSetting() setting {
 	return setting{name: "listen_addr", def: "", reloadable: noReload,
+		keep: keepOf(func(c *Config) *[]string { return &c.ListenAddr }),
 		parse: func(c *Config, v string) error {
 			addrs, err := parseListenAddrs(v)
 			if err == nil {
@@ -235,6 +244,7 @@ func listenAddrSetting() setting {
 
 func authTypeSetting() setting {
 	return setting{name: "auth_type", def: "md5", reloadable: reload,
+		keep: keepOf(func(c *Config) *AuthType { return &c.AuthType }),
 		parse: func(c *Config, v string) error {
 			a, err := ParseAuthType(v)
 			if err == nil {
@@ -248,6 +258,7 @@ func authTypeSetting() setting {
 
 func poolModeSetting() setting {
 	return setting{name: "pool_mode", def: "session", reloadable: reload,
+		keep: keepOf(func(c *Config) *PoolMode { return &c.PoolMode }),
 		parse: func(c *Config, v string) error {
 			m, err := ParsePoolMode(v)
 			if err == nil {

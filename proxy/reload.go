@@ -8,7 +8,9 @@ import (
 
 // Reload applies a new configuration and credentials to the running server: pool sizes,
 // modes, timeouts, databases and users change for new transactions; clients stay
-// connected. Settings that need a restart (listen addresses) are logged and kept.
+// connected. It follows the settings table (config/settings.go): a key RELOAD may change
+// takes effect, a key that needs a restart is logged and keeps its value in force, which
+// SHOW CONFIG shows. Logging (verbose, logfile) is applied through Options.ApplyLogging.
 func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) (err error) {
 	defer func() { s.metrics.reloaded(err) }()
 	s.mu.Lock()
@@ -33,7 +35,14 @@ func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) 
 	}
 	// Keep what cannot change live.
 	next := *cfg
-	next.ListenAddr, next.ListenPort, next.UnixSocketDir = old.ListenAddr, old.ListenPort, old.UnixSocketDir
+	if _, err = config.KeepRestartOnly(&next, old); err != nil {
+		return err
+	}
+	if s.applyLogging != nil {
+		if err = s.applyLogging(&next); err != nil {
+			return err
+		}
+	}
 	if creds == nil {
 		creds = map[string]config.Credential{}
 	}

@@ -43,11 +43,16 @@ type Options struct {
 	OnShutdown func(ShutdownMode)
 	// Version is reported by SHOW VERSION.
 	Version string
+	// ApplyLogging, when set, is called by Reload (RELOAD, SIGHUP, the console's SET) with
+	// the configuration about to be applied, to set the log level from verbose and reopen
+	// logfile; an error fails the reload.
+	ApplyLogging func(*config.Config) error
 }
 
 // Server accepts clients and relays them to pooled server connections.
 type Server struct {
-	log *zap.Logger
+	log          *zap.Logger
+	applyLogging func(*config.Config) error
 
 	mu        sync.Mutex // guards the fields below
 	cfg       *config.Config
@@ -98,7 +103,7 @@ func New(opts Options) (*Server, error) {
 		opts.Logger = zap.NewNop()
 	}
 	s := &Server{
-		log: opts.Logger, cfg: opts.Config, creds: opts.Credentials,
+		log: opts.Logger, applyLogging: opts.ApplyLogging, cfg: opts.Config, creds: opts.Credentials,
 		scramKeys: make(map[string]scramKeys),
 		sessions:  make(map[uint64]*Session), byCancel: make(map[uint64]*Session),
 		holding: make(map[*Session]struct{}),

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/proxy"
@@ -109,40 +108,6 @@ func applyFlags(cfg *config.Config, f *flags) error {
 	return nil
 }
 
-func newLogger(cfg *config.Config, level string, stderr io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	if cfg.Verbose > 0 && lvl > zapcore.DebugLevel {
-		lvl = zapcore.DebugLevel
-	}
-	out := zapcore.AddSync(stderr)
-	isTTY := false
-	if f, ok := stderr.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			isTTY = true
-		}
-	}
-	if cfg.LogFile != "" {
-		lf, err := os.OpenFile(cfg.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
-		if err != nil {
-			return nil, fmt.Errorf("logfile: %w", err)
-		}
-		out = zapcore.NewMultiWriteSyncer(out, zapcore.AddSync(lf))
-		isTTY = false
-	}
-	encCfg := zap.NewProductionEncoderConfig()
-	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
-	var enc zapcore.Encoder
-	if isTTY {
-		encCfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
-		enc = zapcore.NewConsoleEncoder(encCfg)
-	} else {
-		enc = zapcore.NewJSONEncoder(encCfg)
-	}
-	return zap.New(zapcore.NewCore(enc, out, lvl)), nil
-}
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
 	f, err := parseFlags(args, stdout, stderr)
@@ -163,7 +128,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg, f.logLevel, stderr)
+	log, sink, err := newLogger(cfg, f.logLevel, stderr)
 	if err != nil {
 		return err
 	}
@@ -194,7 +159,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	shutdownReq := make(chan proxy.ShutdownMode, 1)
 	var srv *proxy.Server
 	srv, err = proxy.New(proxy.Options{Config: cfg, Credentials: creds, Logger: log,
-		Registry: reg, Version: ver,
+		Registry: reg, Version: ver, ApplyLogging: sink.apply,
 		Reload: func() error { return reload(srv, f, getenv, log) },
 		OnShutdown: func(m proxy.ShutdownMode) {
 			select {
