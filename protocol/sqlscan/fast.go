@@ -107,7 +107,8 @@ func FirstKeyword(sql string) string {
 }
 
 // MaybeInteresting is the per-message fast path. It returns false only when Scan would
-// certainly report nothing but KindOther statements without advisory lock calls, so the
+// certainly report nothing but KindOther statements without advisory lock or set_config
+// calls, so the
 // caller can skip Scan. It may return true for text that turns out to be ordinary (any
 // CREATE, a ';' inside a string literal, a column named "advisory"...). It never
 // allocates.
@@ -124,8 +125,9 @@ func MaybeInteresting(sql string) bool {
 	return lexInteresting(sql)
 }
 
-// hasTrigger reports whether sql contains ';' or, in any case, "advisory" or "temp": the
-// byte patterns without which only the first statement's first word matters.
+// hasTrigger reports whether sql contains ';' or, in any case, "advisory", "temp" or
+// "set_config": the byte patterns without which only the first statement's first word
+// matters.
 func hasTrigger(sql string) bool {
 	for i := 0; i < len(sql); i++ {
 		switch sql[i] {
@@ -139,15 +141,19 @@ func hasTrigger(sql string) bool {
 			if hasPrefixFold(sql[i:], "temp") {
 				return true
 			}
+		case 's', 'S':
+			if hasPrefixFold(sql[i:], "set_config") {
+				return true
+			}
 		}
 	}
 	return false
 }
 
 // lexInteresting lexes all of sql and reports whether any ';'-separated piece starts with
-// an interesting word, any advisory function is named, or INTO is followed by a word that
-// may begin a temporary table name. It over-approximates Scan: every statement Scan sees
-// starts after some ';', and its checks are stricter versions of these.
+// an interesting word, any advisory function or set_config is named, or INTO is followed
+// by a word that may begin a temporary table name. It over-approximates Scan: every
+// statement Scan sees starts after some ';', and its checks are stricter versions of these.
 func lexInteresting(sql string) bool {
 	lx := Lexer{src: sql}
 	atStart := true
@@ -161,7 +167,7 @@ func lexInteresting(sql string) bool {
 			return true
 		}
 		atStart = false
-		if advisoryFunc(t) != advNone {
+		if advisoryFunc(t) != advNone || isSetConfig(t) {
 			return true
 		}
 		if prev.IsKeyword("into") && (t.IsKeyword("temp") || t.IsKeyword("temporary") ||

@@ -14,6 +14,7 @@ func FuzzScan(f *testing.F) {
 		"begin; select pg_advisory_lock(1); commit",
 		"SET search_path TO \"My Schema\", public",
 		"select $$ ; listen x $$",
+		"select pg_catalog.set_config('myapp.tenant', $1, false)",
 		"/* a /* b */ c */ listen y",
 		"create function f() returns int language sql begin atomic select 1; end; listen x",
 		`DO $$BEGIN LISTEN "ch"; END$$`,
@@ -30,7 +31,7 @@ func FuzzScan(f *testing.F) {
 				t.Fatalf("Text %q is not a non-empty substring of %q after offset %d", st.Text, sql, from)
 			}
 			from += i + len(st.Text)
-			if st.Kind != KindOther || st.AdvisoryLock > 0 || st.AdvisoryUnlock > 0 || st.AdvisoryUnlockAll {
+			if st.Kind != KindOther || st.AdvisoryLock > 0 || st.AdvisoryUnlock > 0 || st.AdvisoryUnlockAll || len(st.SetConfigs) > 0 {
 				interesting = true
 			}
 			_ = st.Kind.String()

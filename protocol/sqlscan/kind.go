@@ -110,4 +110,8 @@ type Statement struct {
 	// Do is set for a well-formed DO statement: what its body runs, as far as pgmux can
 	// tell (see Block). All walks the nested statements.
 	Do *Block
+
+	// SetConfigs are the set_config calls anywhere in the statement (outside DO bodies),
+	// in order.
+	SetConfigs []SetConfig
 }

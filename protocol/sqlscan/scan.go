@@ -48,6 +48,7 @@ type splitter struct {
 
 	calls callTracker
 	adv   advisory
+	cfg   setConfigTracker
 }
 
 const (
@@ -84,6 +85,7 @@ func (s *splitter) feed(t Token) {
 		s.trackInto(t)
 	}
 	s.calls.feed(t, &s.adv)
+	s.cfg.feed(t)
 }
 
 // trackFunction follows psql's heuristic for BEGIN ATOMIC bodies, tightened: in a statement
@@ -164,6 +166,7 @@ func (s *splitter) finish(sql string) Statement {
 		AdvisoryLock:      s.adv.lock,
 		AdvisoryUnlock:    s.adv.unlock,
 		AdvisoryUnlockAll: s.adv.unlockAll,
+		SetConfigs:        s.cfg.calls,
 	}
 	if s.lead == kwDo {
 		st.Do = parseDo(st.Text, s.nest)
