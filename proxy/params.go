@@ -77,8 +77,9 @@ func ignored(cfg *config.Config, key string) bool {
 }
 
 // initParams sets what the client is told at login: the server's parameters with the
-// client's own values for tracked ones; other startup parameters become extras, applied
-// with set_config on each server the client gets.
+// client's own values for reported ones. Every startup parameter becomes a startup
+// setting (settings.go), applied on each server the client gets and what RESET returns
+// to, unless it is a reported one whose value the pool's servers already have.
 func (s *Session) initParams(cfg *config.Config, server pool.Params, start []startup.Param) {
 	s.params = sessionParams{base: server}
 	for _, p := range start {
@@ -87,10 +88,13 @@ func (s *Session) initParams(cfg *config.Config, server pool.Params, start []sta
 			continue
 		}
 		if name, ok := trackedName(cfg, p.Key); ok {
-			s.params.Set(name, normalizeParam(name, p.Value))
-			continue
+			v := normalizeParam(name, p.Value)
+			if base, ok := server.Get(name); ok && base == v {
+				continue
+			}
+			s.params.Set(name, v)
 		}
-		s.extras.Set(strings.ToLower(p.Key), p.Value)
+		s.settingsState().start.Set(strings.ToLower(p.Key), p.Value)
 	}
 }
 
@@ -142,54 +146,6 @@ func normalizeParam(name, value string) string {
 	return value
 }
 
-// syncParams queues hidden queries that give server c the client's parameters. s.mu is
-// held; c is freshly linked, so nothing else writes to it.
-func (s *Session) syncParams(c *pool.Conn) {
-	var b []byte
-	n := 0
-	for _, name := range s.srv.tracked() {
-		want, ok := s.params.Get(name)
-		if !ok {
-			continue
-		}
-		if have, _ := c.Params.Get(name); have != want {
-			b = wire.Query(b, setConfigSQL(name, want))
-			c.Params.Set(name, want)
-			n++
-		}
-	}
-	x := s.stateOf(c)
-	for _, p := range s.extras {
-		if have, ok := x.set.Get(p.Name); !ok || have != p.Value {
-			b = wire.Query(b, setConfigSQL(p.Name, p.Value))
-			n++
-		}
-	}
-	for _, p := range x.set {
-		if _, ok := s.extras.Get(p.Name); !ok {
-			b = wire.Query(b, "RESET "+quoteIdent(p.Name))
-			n++
-		}
-	}
-	if n == 0 {
-		return
-	}
-	x.set = s.extras.Clone()
-	for i := 0; i < n; i++ {
-		s.q.push(expect{kind: 'Q', hide: true})
-	}
-	_ = c.Wr.Write(b) // a failed write surfaces when the client's message is flushed
-}
-
-// trackedList lists the canonical names of the tracked parameters for a configuration.
-func trackedList(cfg *config.Config) []string {
-	names := make([]string, 0, len(trackedParams)+len(cfg.TrackExtraParameters))
-	for _, v := range trackedParams {
-		names = append(names, v)
-	}
-	return append(names, cfg.TrackExtraParameters...)
-}
-
 func setConfigSQL(name, value string) string {
 	return "SELECT pg_catalog.set_config(" + quoteLiteral(name) + ", " + quoteLiteral(value) + ", false)"
 }
@@ -201,9 +157,10 @@ func quoteLiteral(s string) string {
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
-// onParameterStatus records a parameter change on the server, and for tracked parameters
-// on the client too, and relays it unless it is the echo of a hidden query that the
-// client already believes.
+// onParameterStatus records a parameter change on the server and on the client, and
+// relays it unless it is the echo of a hidden query that the client already believes. A
+// change made while answering the client's own request marks the setting touched, so its
+// value is read back (settings.go) even when pgmux did not see it named.
 func (s *Session) onParameterStatus(c *pool.Conn, n int) error {
 	m, err := c.Rd.Message(n)
 	if err != nil {
@@ -219,6 +176,9 @@ func (s *Session) onParameterStatus(c *pool.Conn, n int) error {
 	c.NoteParameter(name, value)
 	s.mu.Lock()
 	changed := s.params.Set(name, value)
+	if head, ok := s.q.peek(); ok && !head.hide {
+		s.settingsState().markReported(name)
+	}
 	s.mu.Unlock()
 	if !changed || s.closed.Load() {
 		return nil

@@ -32,6 +32,7 @@ const noopStmt = "pgmux_noop"
 type stmtDef struct {
 	pin     pinReason // session state its execution creates
 	release bool      // its execution may release session state
+	set     *setTouch // the settings it names (settings.go)
 	server  string    // pgmux's name for it on servers
 	key     uint64    // 64 bits of the name's hash (stmtKey): the statement cache's index
 	query   string
@@ -88,7 +89,7 @@ func (d *stmtDef) parseMsg(dst []byte, name string) []byte {
 
 // serverState is what pgmux keeps per server connection (pool.Conn.Attach).
 type serverState struct {
-	set   pool.Params // parameters set with set_config beyond the reported ones
+	set   pool.Params // settings pgmux knows the server has beyond its defaults (settings.go)
 	stmts *stmtCache
 	// wmu serialises writes to the connection between the linked session's relay loop
 	// and a retry sent by the connection's reader (retry.go); log is what the session
@@ -199,7 +200,8 @@ func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 func (s *Session) register(name, query string, types []byte) *stmtDef {
 	def := newStmtDef(query, append([]byte(nil), types...), s.srv.stmtEpoch.Load())
 	if s.mode != config.PoolModeSession {
-		def.pin, def.release = s.classify(query)
+		v := s.classify(query)
+		def.pin, def.release, def.set = v.pin, v.release, v.set
 	}
 	s.keep(name, def)
 	return def

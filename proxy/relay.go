@@ -111,9 +111,10 @@ func (s *Session) relay() (parked bool, err error) {
 }
 
 // forwardLocked forwards one client message to c and flushes when the client has nothing
-// more buffered, holding c's write lock when a retry may write to c too (retry.go).
+// more buffered, holding c's write lock when the server's reader may write to c too: a
+// retry (retry.go) or a settings read-back (settings_link.go).
 func (s *Session) forwardLocked(c *pool.Conn, typ byte, n int, pin pinReason, release bool, pinErr error) error {
-	if st, ok := c.Attach.(*serverState); ok && s.prep == prepCache {
+	if st, ok := c.Attach.(*serverState); ok && (s.prep == prepCache || s.readsLater()) {
 		st.wmu.Lock()
 		defer st.wmu.Unlock()
 	}
@@ -234,9 +235,9 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 		}
 	}
 	db, mode, _ := s.entry.snapshot()
-	if prepModeFor(cfg, mode) == prepCache {
-		// The link's first writes (parameters, deferred statements) hold the
-		// connection's write lock like every later one (retry.go).
+	if prepModeFor(cfg, mode) == prepCache || mode != config.PoolModeSession {
+		// The link's first writes (settings, deferred statements) hold the connection's
+		// write lock like every later one (retry.go, settings_link.go).
 		st := stateOf(c, cfg.MaxPreparedStatements, s.entry.prep)
 		st.wmu.Lock()
 		defer st.wmu.Unlock()
@@ -253,7 +254,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout,
 		tx: cfg.TransactionTimeout, clientIdle: cfg.ClientIdleTimeout}
 	s.arm(timerTx, s.limits.tx)
-	s.syncParams(c)
+	s.syncSettings(c)
 	s.abortOnLink(c)
 	if len(s.deferred) == 0 {
 		s.account(typ)
@@ -302,7 +303,11 @@ func (s *Session) forwardSticky(c *pool.Conn, typ byte, n int, pin pinReason, re
 	if release {
 		s.releaseSeen = true
 	}
+	s.settingsBefore(typ)
 	if err := s.forwardClient(c, typ, n); err != nil {
+		return err
+	}
+	if err := s.settingsAfter(c, typ); err != nil {
 		return err
 	}
 	if (typ == 'Q' || typ == 'S') && s.releaseSeen {
@@ -529,6 +534,11 @@ func (s *Session) clientGone() {
 	s.pinned = 0
 	held := s.holdsDirect
 	s.holdsDirect = false
+	if c != nil && s.needsRead() {
+		if x, ok := c.Attach.(*serverState); ok {
+			s.set.Load().forget(x) // left before its settings were read
+		}
+	}
 	s.mu.Unlock()
 	if held {
 		s.entry.direct.release()
@@ -614,11 +624,13 @@ func (s *Session) Pump(c *pool.Conn) error {
 			err = s.forward(rd, n)
 		default:
 			s.mu.Lock()
-			hide, check := s.answer(typ)
+			hide, row := s.answer(typ)
 			s.mu.Unlock()
 			switch {
-			case check && typ == 'D':
+			case row == rowCheck && typ == 'D':
 				err = s.readCheckRow(rd, n)
+			case row == rowSettings && typ == 'D':
+				err = s.readRow(rd, n)
 			case hide:
 				err = rd.Skip(n)
 			default:
@@ -640,17 +652,24 @@ func (s *Session) atBoundary() bool {
 	return s.pending == 0 && s.q.len() == 0
 }
 
+// Hidden queries whose rows pgmux reads.
+const (
+	rowCheck    = iota + 1 // the session-state check (sticky.go)
+	rowSettings            // a settings read-back (settings_link.go)
+)
+
 // answer matches a server message to the request it answers, retiring requests that are
-// complete, and reports whether the client must not see it. s.mu is held.
-func (s *Session) answer(typ byte) (hide, check bool) {
+// complete, and reports whether the client must not see it and whether pgmux reads its
+// rows. s.mu is held.
+func (s *Session) answer(typ byte) (hide bool, row int) {
 	head, ok := s.q.peek()
 	if !ok {
-		return false, false
+		return false, 0
 	}
 	switch typ {
 	case 't':
 		if head.paramsSent {
-			return true, false
+			return true, 0
 		}
 	case '1':
 		if head.reg != nil {
@@ -668,7 +687,13 @@ func (s *Session) answer(typ byte) (hide, check bool) {
 			s.q.pop()
 		}
 	}
-	return head.hide, head.check
+	switch {
+	case head.check:
+		row = rowCheck
+	case head.setting == setRead:
+		row = rowSettings
+	}
+	return head.hide, row
 }
 
 // readCheckRow reads the state check's single count.
@@ -733,6 +758,18 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 	if e.check {
 		return s.afterCheck(c, status, e.seq)
 	}
+	if e.setting == setRead || e.setting == setReapply {
+		// After the client's answer: the link may end here.
+		if e.setting == setRead {
+			if x, ok := c.Attach.(*serverState); ok {
+				s.set.Load().commit(x, status, e.seq)
+			}
+		}
+		if s.server == c {
+			s.txStatus = status
+		}
+		return s.settle(c, status)
+	}
 	s.mu.Unlock()
 	if e.hide {
 		return false, nil
@@ -787,6 +824,30 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 	}
 	idle := s.pending == 0 && !s.unsynced && s.q.len() == 0
 	closed := s.closed.Load()
+	if idle && status == 'I' && s.needsRead() {
+		if closed {
+			// The client left before its settings were read: the server's are unknown.
+			if x, ok := c.Attach.(*serverState); ok {
+				s.set.Load().forget(x)
+			}
+		} else if s.readsLater() {
+			s.mu.Unlock()
+			sent, err := s.readBack(c)
+			if err != nil {
+				s.serverFailed(c, err)
+				return false, err
+			}
+			if sent {
+				return false, nil
+			}
+			s.mu.Lock()
+			if s.server != c {
+				s.mu.Unlock()
+				return false, nil
+			}
+			idle = s.pending == 0 && !s.unsynced && s.q.len() == 0
+		}
+	}
 	// A RELOAD that moved the pool out of session mode takes effect at the client's next
 	// transaction boundary: its server is reset and goes back to the pool (the next link
 	// picks up the new mode).
@@ -920,13 +981,18 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		// the statement's first preparation on a server did: it is not the client's.
 		head.reg.failed.Store(true)
 	}
-	if ok && head.kind == 'Q' && head.stmt != "" && st != nil {
+	if ok && head.kind == 'Q' && head.stmt != "" && head.setting == 0 && st != nil {
 		switch {
 		case head.hide:
 			st.stmts.forget(head.stmt) // pgmux's PREPARE of it failed
 		case staleCode || gone:
 			st.stmts.markStale(head.stmt) // the client's EXECUTE of it
 		}
+	}
+	var pe *pgerr.Error
+	if ok && head.hide && head.setting != 0 {
+		pe, _ = pgerr.Parse(wire.Body(m))
+		s.settingsRefused(c, head, pe)
 	}
 	m = head.fix.apply(m)
 	if ok {
@@ -958,11 +1024,15 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		if !head.hide {
 			return nil // the client's EXECUTE after its hidden PREPARE failed
 		}
+		if head.setting != 0 {
+			s.logRefused(head, pe)
+			return nil
+		}
 		pe, _ := pgerr.Parse(wire.Body(m))
 		if pe != nil && pe.Message == abortMessage {
 			return nil // failover.go's abortSQL did its job
 		}
-		s.log().Warn("applying the client's session parameters on a server failed", zap.Error(pe))
+		s.log().Warn("pgmux's own query failed on a server", zap.Error(pe))
 		return nil
 	}
 	if s.closed.Load() {

@@ -60,11 +60,13 @@ func pumpMessage(s *Session, rd *wire.Reader) (byte, error) {
 		return 0, err
 	}
 	s.mu.Lock()
-	hide, check := s.answer(typ)
+	hide, row := s.answer(typ)
 	s.mu.Unlock()
 	switch {
-	case check && typ == 'D':
+	case row == rowCheck && typ == 'D':
 		return typ, s.readCheckRow(rd, n)
+	case row == rowSettings && typ == 'D':
+		return typ, s.readRow(rd, n)
 	case hide:
 		return typ, rd.Skip(n)
 	}

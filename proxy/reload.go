@@ -55,7 +55,6 @@ func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) 
 	s.authCache = nil
 	s.hba, s.hbaErr = hba, nil
 	s.mu.Unlock()
-	s.setTracked(&next)
 	s.pools.reconfigure(&next)
 	return nil
 }

@@ -37,6 +37,9 @@ type expect struct {
 	// fresh: a Bind or Describe of the client's unnamed statement served from the cache
 	// that the client parsed in the same request (prepared.go parsedHere).
 	fresh bool
+	// setting marks pgmux's hidden settings queries (settings_link.go); for setSync and
+	// setSyncReset, stmt names the setting.
+	setting uint8
 }
 
 // respQueue is a growable ring of expects. It is guarded by Session.mu: the session

@@ -73,7 +73,6 @@ type Server struct {
 	clock     atomic.Int64 // unix seconds, advanced by the idle sweep
 	doneOnce  sync.Once
 	cfgP      atomic.Pointer[config.Config] // the configuration in force, read without s.mu
-	trackedP  atomic.Pointer[[]string]      // canonical names of tracked parameters
 	console   *console                      // admin console state and retired statistics
 	metrics   *metrics
 	http      *httpEndpoint // metrics_addr
@@ -122,7 +121,6 @@ func New(opts Options) (*Server, error) {
 			return nil, s.hbaErr
 		}
 	}
-	s.setTracked(opts.Config)
 	s.cfgP.Store(opts.Config)
 	s.pools = newPools(s)
 	s.hub = newListenHub(s)
@@ -135,13 +133,6 @@ func New(opts Options) (*Server, error) {
 	}
 	return s, nil
 }
-
-func (s *Server) setTracked(cfg *config.Config) {
-	l := trackedList(cfg)
-	s.trackedP.Store(&l)
-}
-
-func (s *Server) tracked() []string { return *s.trackedP.Load() }
 
 // Config returns the configuration in force.
 func (s *Server) Config() *config.Config {

@@ -66,10 +66,11 @@ type Session struct {
 	cacheUnnamed bool     // cache_unnamed_statements for the current link (unnamed.go)
 	listening    bool     // subscribed through the database's listener
 
-	// params are the client's reported parameters as it believes them to be; extras are
-	// parameters from its startup packet that servers do not report (applied on link).
+	// params are the client's reported parameters as it believes them to be; set are its
+	// session settings, carried from server to server (settings.go): nil until it has any.
+	// The pointer is set once, by either goroutine; its fields are guarded as documented.
 	params sessionParams
-	extras pool.Params
+	set    atomic.Pointer[settings]
 
 	mu       sync.Mutex
 	server   *pool.Conn

@@ -98,6 +98,9 @@ func (s *Session) sqlNeed(q string, pin pinReason, release bool) (pinReason, boo
 	if st.Kind == sqlscan.KindExecute {
 		if def := s.lookupStmt([]byte(st.Name)); def != nil {
 			pin, release = pin|def.pin, release || def.release
+			if def.set != nil {
+				s.noteRequest(def.set, false, false) // EXECUTE of a SELECT set_config(...)
+			}
 		}
 	}
 	return pin, release
@@ -151,7 +154,8 @@ func (s *Session) sqlPrepare(c *pool.Conn, q string, st sqlStmt) error {
 		types = "(" + strings.Join(st.ParamTypes, ", ") + ")"
 	}
 	def := newSQLStmtDef(st.PrepareBody, types, s.srv.stmtEpoch.Load())
-	def.pin, def.release = s.classify(def.query)
+	v := s.classify(def.query)
+	def.pin, def.release, def.set = v.pin, v.release, v.set
 	def.checked.Store(true) // if the server rejects the PREPARE, it is marked failed
 	s.noteDDL(def.query)
 	s.keep(st.Name, def)

@@ -16,7 +16,7 @@ import (
 
 // Session-scoped work in transaction mode. When a client does something whose effect
 // outlives its transaction — a session advisory lock, LISTEN, SQL PREPARE, a WITH HOLD
-// cursor, a temporary object, SET of a parameter pgmux does not carry between servers,
+// cursor, a temporary object, set_config of a name pgmux cannot read from the text,
 // SET ROLE, LOAD — it keeps (pins) its server past the end of the transaction. A pinned
 // server leaves its pool's size accounting and counts against the database's direct
 // budget (direct_pool_size), so sticky clients never starve transaction pooling. After
@@ -58,73 +58,86 @@ func (r pinReason) String() string {
 // permanent reasons are never undone by the client: only a disconnect ends them.
 const permanent = pinLoad | pinSession
 
-// classify scans SQL text for statements that create or may release session state: every
-// statement of a multi-statement text, and the statements inside its DO blocks.
+// verdict is what a request's text does to session state.
+type verdict struct {
+	pin        pinReason
+	release    bool      // it may release pinned state
+	begin, end bool      // it begins / ends a transaction block
+	set        *setTouch // the settings it names (settings.go); nil for none
+}
+
+// classify scans SQL text for statements that create or may release session state, and
+// for the settings they name: every statement of a multi-statement text, and the
+// statements inside its DO blocks.
 //
 // A DO block's statements may not all run (a condition, a loop, an exception handler, a
 // failed block), so a block that pins also asks for the state check afterwards: the
 // server then tells whether the state is there, and a client whose block made none goes
 // back to transaction pooling at once.
-func (s *Session) classify(sql string) (pin pinReason, release bool) {
+func (s *Session) classify(sql string) (v verdict) {
 	if !sqlscan.MaybeInteresting(sql) {
 		// DROP is no kind of its own, but dropping a temporary object may end a pin.
-		return 0, strings.EqualFold(sqlscan.FirstKeyword(sql), "drop")
+		v.release = strings.EqualFold(sqlscan.FirstKeyword(sql), "drop")
+		return v
 	}
 	hasDo := false
 	for st := range sqlscan.All(sqlscan.Scan(sql)) {
 		hasDo = hasDo || st.Do != nil
 		if st.AdvisoryLock > 0 {
-			pin |= pinAdvisory
+			v.pin |= pinAdvisory
 		}
 		if st.AdvisoryUnlock > 0 || st.AdvisoryUnlockAll {
-			release = true
+			v.release = true
 		}
 		switch st.Kind {
 		case sqlscan.KindListen:
-			pin |= pinListen
+			v.pin |= pinListen
 		case sqlscan.KindPrepare:
-			pin |= pinPrepare
+			v.pin |= pinPrepare
 		case sqlscan.KindDeclareHold:
-			pin |= pinHold
+			v.pin |= pinHold
 		case sqlscan.KindCreateTemp:
-			pin |= pinTemp
+			v.pin |= pinTemp
 		case sqlscan.KindSetRole:
-			pin |= pinRole
+			v.pin |= pinRole
 		case sqlscan.KindLoad:
-			pin |= pinLoad
-		case sqlscan.KindSet:
-			if _, tracked := trackedName(s.srv.Config(), st.Name); !tracked {
-				pin |= pinSet
-			}
+			v.pin |= pinLoad
+		case sqlscan.KindBegin:
+			v.begin = true
+		case sqlscan.KindCommit, sqlscan.KindRollback:
+			v.end, v.release = true, true
 		case sqlscan.KindReset, sqlscan.KindResetAll, sqlscan.KindDiscardAll, sqlscan.KindDiscard,
 			sqlscan.KindUnlisten, sqlscan.KindUnlistenAll, sqlscan.KindDeallocate,
-			sqlscan.KindDeallocateAll, sqlscan.KindClose, sqlscan.KindCommit, sqlscan.KindRollback:
-			release = true
+			sqlscan.KindDeallocateAll, sqlscan.KindClose:
+			v.release = true
 		case sqlscan.KindOther:
 			if strings.EqualFold(sqlscan.FirstKeyword(st.Text), "drop") {
-				release = true
+				v.release = true
 			}
 		}
+		var pin pinReason
+		v.set, pin = setTouchOf(v.set, st)
+		v.pin |= pin
 	}
-	if hasDo && pin != 0 {
-		release = true
+	if hasDo && v.pin != 0 {
+		v.release = true
 	}
-	return pin, release
+	return v
 }
 
 // stickyNeed looks at a client message before it is forwarded and reports what session
-// state it creates or may release. It does not consume the message.
+// state it creates or may release, and notes the settings it names (in every pool mode:
+// RESET must return to the startup value in session mode too). It does not consume the
+// message.
 func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
-	if s.mode == config.PoolModeSession {
-		return 0, false, nil
+	if st := s.set.Load(); st != nil {
+		st.req, st.reqBegin, st.reqEnd = nil, false, false
 	}
-	if s.forceSession {
-		return pinSession, false, nil
-	}
+	var v verdict
 	switch typ {
 	case 'Q':
 		if n > maxInspect {
-			return 0, false, nil
+			break
 		}
 		m, err := s.rd.Peek(n)
 		if err != nil {
@@ -132,15 +145,15 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		}
 		text, _, err := wire.CString(wire.Body(m))
 		if err != nil || len(text) == 0 {
-			return 0, false, nil
+			break
 		}
 		q := unsafe.String(&text[0], len(text))
-		pin, rel := s.classify(q)
-		pin, rel = s.sqlNeed(q, pin, rel)
-		if rel && s.listening {
+		v = s.classify(q)
+		s.noteRequest(v.set, v.begin, v.end)
+		v.pin, v.release = s.sqlNeed(q, v.pin, v.release)
+		if v.release && s.listening && s.mode != config.PoolModeSession {
 			s.unlistenShared(q)
 		}
-		return pin, rel, nil
 	case 'B':
 		m, err := s.rd.Peek(n)
 		if err != nil {
@@ -148,17 +161,20 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		}
 		_, rest, err := wire.CString(wire.Body(m))
 		if err != nil {
-			return 0, false, nil
+			break
 		}
 		name, _, err := wire.CString(rest)
 		if err != nil {
-			return 0, false, nil
+			break
 		}
 		if def := s.lookupStmt(name); def != nil {
-			return def.pin, def.release, nil
-		}
-		if len(name) == 0 {
-			return s.unnamedPin, s.unnamedRelease, nil
+			v.pin, v.release = def.pin, def.release
+			s.noteRequest(def.set, false, false)
+		} else if len(name) == 0 {
+			v.pin, v.release = s.unnamedPin, s.unnamedRelease
+			if st := s.set.Load(); st != nil {
+				st.req = st.unnamed
+			}
 		}
 	case 'P':
 		m, err := s.rd.Peek(n)
@@ -167,15 +183,25 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		}
 		name, rest, err := wire.CString(wire.Body(m))
 		if err != nil || len(name) != 0 {
-			return 0, false, nil // named: classified when registered, pinned at Bind
+			break // named: classified when registered, pinned at Bind
 		}
 		query, _, err := wire.CString(rest)
 		if err != nil || len(query) == 0 {
-			return 0, false, nil
+			break
 		}
-		s.unnamedPin, s.unnamedRelease = s.classify(unsafe.String(&query[0], len(query)))
+		u := s.classify(unsafe.String(&query[0], len(query)))
+		s.unnamedPin, s.unnamedRelease = u.pin, u.release
+		if u.set != nil || s.set.Load() != nil {
+			s.settingsState().unnamed = u.set
+		}
 	}
-	return 0, false, nil
+	switch {
+	case s.mode == config.PoolModeSession:
+		return 0, false, nil
+	case s.forceSession:
+		return pinSession, false, nil
+	}
+	return v.pin, v.release, nil
 }
 
 // reserveDirect takes a direct-budget slot for a client about to pin, waiting up to
@@ -248,7 +274,7 @@ func (s *Session) unpinLocked(c *pool.Conn, seq uint32) bool {
 	return true
 }
 
-// stateCheckSQL counts the session state left on a server, apart from parameters pgmux
+// stateCheckSQL counts the session state left on a server, apart from settings pgmux
 // itself carries.
 func (s *Session) stateCheckSQL() string {
 	var b strings.Builder
@@ -266,12 +292,22 @@ func (s *Session) stateCheckSQL() string {
 		first = false
 		b.WriteString(strings.ToLower(strings.ReplaceAll(name, "'", "''")))
 	}
-	for _, name := range s.srv.tracked() {
+	for _, name := range [...]string{"transaction_isolation", "transaction_read_only", "transaction_deferrable"} {
 		add(name)
 	}
-	for _, p := range s.extras {
-		add(p.Name)
+	s.mu.Lock()
+	if st := s.set.Load(); st != nil {
+		for _, p := range st.start {
+			add(p.Name)
+		}
+		for _, p := range st.own {
+			add(p.Name)
+		}
+		for _, t := range st.touched {
+			add(t.name)
+		}
 	}
+	s.mu.Unlock()
 	b.WriteString("'))")
 	return b.String()
 }

@@ -11,9 +11,9 @@ import (
 )
 
 // TestDumpRestore: pg_dump of a database with tables, rows, an index and a sequence
-// through pgmux, and pg_restore of it into a fresh database through pgmux. pg_dump and
-// pg_restore SET parameters pgmux does not carry and so pin their servers in transaction
-// mode; with PGOPTIONS="-c pgmux.pool_mode=session" they ask for a session outright.
+// through pgmux, and pg_restore of it into a fresh database through pgmux. In transaction
+// mode the settings pg_dump and pg_restore make follow them from server to server; with
+// PGOPTIONS="-c pgmux.pool_mode=session" they ask for a session outright.
 func TestDumpRestore(t *testing.T) {
 	m := startMux(t, setup{poolSize: 2})
 	pgDump := m.pg.RequireBin(t, "pg_dump")

@@ -12,9 +12,9 @@ import (
 )
 
 // TestSessionStatePersists: a temp table created in one transaction is there in the
-// client's next transactions, and SET search_path / SET statement_timeout (parameters
-// pgmux does not carry between servers) persist for the client that set them, while 30
-// other clients sharing a pool of 2 always see the defaults.
+// client's next transactions (pinned), and SET search_path / SET statement_timeout
+// persist for the client that set them (carried from server to server, not pinned),
+// while 30 other clients sharing a pool of 2 always see the defaults.
 func TestSessionStatePersists(t *testing.T) {
 	m := startMux(t, setup{poolSize: 2})
 	db := m.pg.NewDatabase(t, "state")
@@ -41,7 +41,7 @@ func TestSessionStatePersists(t *testing.T) {
 	require.NoError(t, err)
 	_, err = setter.Exec(ctx, "SET statement_timeout = '4321ms'")
 	require.NoError(t, err)
-	require.Equal(t, "set", pinReasonOf(t, adm, db, setter))
+	require.Equal(t, "", pinReasonOf(t, adm, db, setter))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -124,21 +124,23 @@ func TestSessionStatePersists(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	// The pinned clients are still pinned, the others not.
+	// The pinned client is still pinned, the others not.
 	require.Equal(t, "temp_object", pinReasonOf(t, adm, db, tmp))
-	require.Equal(t, "set", pinReasonOf(t, adm, db, setter))
+	require.Equal(t, "", pinReasonOf(t, adm, db, setter))
 	pinned := 0
 	for _, reason := range pinReasons(t, adm, db) {
 		if reason != "" {
 			pinned++
 		}
 	}
-	require.Equal(t, 2, pinned)
+	require.Equal(t, 1, pinned)
 
-	// RESET ALL and DROP TABLE release the state: both go back to transaction pooling.
+	// RESET ALL forgets the settings; DROP TABLE releases the pin.
 	_, err = setter.Exec(ctxT(t), "RESET ALL")
 	require.NoError(t, err)
-	waitPinReason(t, adm, db, setter, "")
+	var path string
+	require.NoError(t, setter.QueryRow(ctxT(t), "SHOW search_path").Scan(&path))
+	require.Equal(t, defPath, path)
 	_, err = tmp.Exec(ctxT(t), "DROP TABLE scratch")
 	require.NoError(t, err)
 	waitPinReason(t, adm, db, tmp, "")

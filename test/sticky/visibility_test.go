@@ -70,7 +70,8 @@ func TestPinVisibility(t *testing.T) {
 	require.NoError(t, err)
 	_, err = both.Exec(ctx, "SELECT pg_advisory_lock(12)")
 	require.NoError(t, err)
-	_, err = both.Exec(ctx, "SET work_mem = '8MB'")
+	// A SET follows the client without pinning; set_config of a computed name pins.
+	_, err = both.Exec(ctx, "SELECT set_config('work' || '_mem', '8MB', false)")
 	require.NoError(t, err)
 	_, err = plain.Exec(ctx, "SELECT 1")
 	require.NoError(t, err)

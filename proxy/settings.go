@@ -1,0 +1,348 @@
+package proxy
+
+import (
+	"strings"
+
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// Session settings follow the client from server to server instead of pinning it.
+//
+// A client's settings are its startup values (the startup packet and its options: what
+// RESET returns to on a direct connection) and the values it set since. pgmux learns the
+// latter from the server rather than from the SQL text: a request that names a setting
+// (SET, RESET, RESET ALL, DISCARD ALL, set_config(name, ..., false), or a ParameterStatus
+// the server sent while answering the client) marks the name touched, and once the
+// server is outside a transaction pgmux reads the touched names back with
+// current_setting. PostgreSQL has then applied everything the text cannot tell: a SET
+// in a transaction that rolled back, SET LOCAL and set_config(..., true) ending with their
+// transaction, a SET in a statement that failed, DEFAULT, FROM CURRENT, expressions, and
+// the spelling the server normalises values to. The read-back goes out right behind a
+// simple Query that will end outside a transaction (pipelined: no round trip); otherwise
+// it goes out when the server reports ReadyForQuery 'I' with nothing else outstanding,
+// before the server is released (one round trip between pgmux and the server, not seen
+// by the client). A request that touches nothing costs nothing.
+//
+// Each server connection records the values pgmux knows it has beyond its defaults
+// (serverState.set), and keeps them when it goes back to the pool. When a client gets a
+// server, the differences between the two are sent first, as hidden set_config and RESET
+// queries in the same write as the client's first message. Clients with the same settings
+// (every connection of one app, usually) therefore pay nothing after the first time.
+//
+// RESET on a direct connection returns a parameter to its startup value; on a server
+// connection it returns to the server's default. After a request with RESET, RESET ALL,
+// DISCARD ALL or SET ... TO DEFAULT of a parameter the client gave at startup, pgmux sends
+// a hidden query right behind it that sets the startup value again where the reset took
+// effect, so SHOW and current_setting() agree with a direct session from the client's
+// next request on.
+
+// unknownValue marks a setting whose value on a server is not known (a hidden query
+// failed, or the client left before its changes were read): it matches no client value,
+// so the next client sets or resets it.
+const unknownValue = "\x00"
+
+// untracked are settings that are not carried between servers: they last one
+// transaction, pin the client instead (role), or cannot be set back (seed).
+var untracked = map[string]bool{
+	"transaction_isolation": true, "transaction_read_only": true, "transaction_deferrable": true,
+	"role": true, "session_authorization": true, "seed": true,
+}
+
+// setOp is one setting a request names.
+type setOp struct {
+	name  string // lower-case
+	reset bool   // RESET, SET ... TO DEFAULT, RESET ALL or DISCARD ALL
+}
+
+// setTouch is what a request's text does to settings.
+type setTouch struct {
+	ops []setOp
+	all bool // RESET ALL or DISCARD ALL
+}
+
+func (t *setTouch) add(name string, reset bool) *setTouch {
+	if t == nil {
+		t = &setTouch{}
+	}
+	name = strings.ToLower(name)
+	if !untracked[name] {
+		t.ops = append(t.ops, setOp{name: strings.Clone(name), reset: reset})
+	}
+	return t
+}
+
+// touched is a setting the linked server may have changed since it was last read.
+type touched struct {
+	name  string
+	reset bool   // the last request naming it reset it
+	gen   uint32 // settings.gen when last named
+}
+
+// readVal is one row of a read-back.
+type readVal struct {
+	name, value string
+	null        bool
+}
+
+// settings is a client's session settings; made when it first has any. Guarded by
+// Session.mu, except the fields the session goroutine alone uses (noted).
+type settings struct {
+	start pool.Params // startup values, lower-case names, as the client sent them
+	own   pool.Params // values set since, as the server reports them
+
+	touched []touched
+	gen     uint32
+	rows    []readVal // the read-back being received
+
+	// Session goroutine only: what the request being forwarded and the client's unnamed
+	// statement do to settings, and whether that request begins or ends a transaction.
+	req      *setTouch
+	unnamed  *setTouch
+	reqBegin bool
+	reqEnd   bool
+
+	// Guarded by Session.mu: the hidden queries that set startup values again, to follow
+	// the Query being forwarded, or the Sync that ends the extended-protocol batch.
+	reapplyQuery  string
+	reapplyAtSync []string
+}
+
+// effective returns the client's value of name: set since startup, else from startup.
+func (st *settings) effective(name string) (string, bool) {
+	if v, ok := st.own.Get(name); ok {
+		return v, true
+	}
+	return st.start.Get(name)
+}
+
+// touch marks the settings a request names, resolving RESET ALL to every setting the
+// client has. s.mu is held.
+func (st *settings) touch(t *setTouch) {
+	st.gen++
+	if t.all {
+		for _, p := range st.own {
+			st.mark(p.Name, true)
+		}
+		for _, p := range st.start {
+			st.mark(p.Name, true)
+		}
+		for i := range st.touched {
+			st.touched[i].reset, st.touched[i].gen = true, st.gen
+		}
+	}
+	for _, op := range t.ops {
+		st.mark(op.name, op.reset)
+	}
+}
+
+func (st *settings) mark(name string, reset bool) {
+	for i := range st.touched {
+		if st.touched[i].name == name {
+			st.touched[i].reset, st.touched[i].gen = reset, st.gen
+			return
+		}
+	}
+	st.touched = append(st.touched, touched{name: name, reset: reset, gen: st.gen})
+}
+
+// markReported marks a reported parameter the server changed while answering the client
+// (by a function, say), unless the request already named it.
+func (st *settings) markReported(name string) {
+	lower := strings.ToLower(name)
+	for i := range st.touched {
+		if st.touched[i].name == lower {
+			return
+		}
+	}
+	st.gen++
+	st.touched = append(st.touched, touched{name: strings.Clone(lower), gen: st.gen})
+}
+
+// resets lists the startup settings a request resets, for the hidden query that sets
+// the startup value again.
+func (st *settings) resets(t *setTouch) []setOp {
+	var out []setOp
+	for _, p := range st.start {
+		if t.all {
+			out = append(out, setOp{name: p.Name})
+			continue
+		}
+		for _, op := range t.ops {
+			if op.reset && op.name == p.Name {
+				out = append(out, setOp{name: p.Name})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// reapplySQL sets startup values again where the reset took effect: where the value is no
+// longer one set in the session (when the reset rolled back, it still is). It reads
+// pg_settings, which costs about a millisecond of server time, only after a reset of a
+// startup value. Custom settings are not in pg_settings: they are set again always.
+func (st *settings) reapplySQL(ops []setOp) string {
+	var b strings.Builder
+	b.WriteString("SELECT pg_catalog.set_config(v.n, v.b, false) FROM (VALUES ")
+	for i, op := range ops {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		start, _ := st.start.Get(op.name)
+		b.WriteString("(" + quoteLiteral(op.name) + ", " + quoteLiteral(start) + ")")
+	}
+	b.WriteString(") v(n, b) WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_settings s" +
+		" WHERE pg_catalog.lower(s.name) = v.n AND s.source = 'session')")
+	return b.String()
+}
+
+// readSQL reads the touched settings back.
+func (st *settings) readSQL() string {
+	var b strings.Builder
+	b.WriteString("SELECT v.n, pg_catalog.current_setting(v.n, true) FROM (VALUES ")
+	for i, t := range st.touched {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(" + quoteLiteral(t.name) + ")")
+	}
+	b.WriteString(") v(n)")
+	return b.String()
+}
+
+// commit applies a read-back that ended with status to the client's settings and to
+// what pgmux knows of the server (x). Inside a transaction the values are not final and
+// the names stay touched. s.mu is held.
+func (st *settings) commit(x *serverState, status byte, gen uint32) {
+	rows := st.rows
+	st.rows = nil
+	if status != 'I' {
+		return
+	}
+	for _, r := range rows {
+		reset := false
+		for _, t := range st.touched {
+			if t.name == r.name {
+				reset = t.reset
+			}
+		}
+		start, hasStart := st.start.Get(r.name)
+		switch {
+		case r.null: // no such setting
+			st.own.Delete(r.name)
+			x.set.Delete(r.name)
+		case reset:
+			if prev, ok := st.effective(r.name); ok && prev == r.value {
+				continue // rolled back, or reset to the value it had
+			}
+			st.own.Delete(r.name)
+			if hasStart {
+				x.set.Set(r.name, r.value)
+			} else {
+				x.set.Delete(r.name) // back at the server's default
+			}
+		default:
+			if hasStart && start == r.value {
+				st.own.Delete(r.name)
+			} else {
+				st.own.Set(r.name, r.value)
+			}
+			x.set.Set(r.name, r.value)
+		}
+	}
+	kept := st.touched[:0]
+	for _, t := range st.touched {
+		if t.gen > gen {
+			kept = append(kept, t)
+		}
+	}
+	st.touched = kept
+}
+
+// forget marks the touched settings unknown on server x, when the client leaves before
+// they were read: the next client of x sets or resets them. s.mu is held.
+func (st *settings) forget(x *serverState) {
+	for _, t := range st.touched {
+		x.set.Set(t.name, unknownValue)
+	}
+	st.touched = st.touched[:0]
+	st.rows = nil
+}
+
+// syncSQL appends the hidden queries that give server x the client's settings, and
+// updates x to what they make it. Each is one Query, so one refused value does not undo
+// the others; names lists each query's setting, in order.
+func (st *settings) syncSQL(b []byte, x *serverState, names []setOp) ([]byte, []setOp) {
+	want := func(p pool.Param) {
+		if have, ok := x.set.Get(p.Name); ok && have == p.Value {
+			return
+		}
+		b = wire.Query(b, setConfigSQL(p.Name, p.Value))
+		names = append(names, setOp{name: p.Name})
+		x.set.Set(p.Name, p.Value)
+	}
+	if st != nil {
+		for _, p := range st.own {
+			want(p)
+		}
+		for _, p := range st.start {
+			if _, ok := st.own.Get(p.Name); !ok {
+				want(p)
+			}
+		}
+	}
+	for i := 0; i < len(x.set); {
+		name := x.set[i].Name
+		if st != nil {
+			if _, ok := st.effective(name); ok {
+				i++
+				continue
+			}
+		}
+		b = wire.Query(b, "RESET "+quoteIdent(name))
+		names = append(names, setOp{name: name, reset: true})
+		x.set.Delete(name)
+	}
+	return b, names
+}
+
+// refused drops a value the server will not take from the client's settings: on a
+// direct connection its SET would have failed, or its login.
+func (st *settings) refused(name string) {
+	if st != nil {
+		st.own.Delete(name)
+		st.start.Delete(name)
+	}
+}
+
+// setTouchOf reads what one classified statement does to settings into t. A session
+// set_config whose name is not a literal pins (pgmux cannot tell what it sets), and one of
+// role or session_authorization pins like SET ROLE.
+func setTouchOf(t *setTouch, st *sqlscan.Statement) (*setTouch, pinReason) {
+	var pin pinReason
+	switch st.Kind {
+	case sqlscan.KindSet:
+		t = t.add(st.Name, st.Value == "DEFAULT")
+	case sqlscan.KindReset:
+		t = t.add(st.Name, true)
+	case sqlscan.KindResetAll, sqlscan.KindDiscardAll:
+		if t == nil {
+			t = &setTouch{}
+		}
+		t.all = true
+	}
+	for _, sc := range st.SetConfigs {
+		switch {
+		case sc.Local == 1:
+		case sc.Name == "":
+			pin |= pinSet
+		case sc.Name == "role" || sc.Name == "session_authorization":
+			pin |= pinRole
+		default:
+			t = t.add(sc.Name, false)
+		}
+	}
+	return t, pin
+}

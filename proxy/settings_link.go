@@ -1,0 +1,248 @@
+package proxy
+
+import (
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// The link's side of settings (settings.go): the hidden queries that give a server the
+// client's settings, set startup values again after a reset, and read changed settings
+// back, and what their answers mean.
+
+// Hidden queries of settings, in expect.setting.
+const (
+	setSync      uint8 = iota + 1 // set_config of one setting at link time (expect.stmt names it)
+	setSyncReset                  // RESET of one setting at link time (expect.stmt names it)
+	setReapply                    // startup values set again after a reset
+	setRead                       // the read-back of touched settings (expect.seq: settings.gen)
+)
+
+// settingsState returns the client's settings, making them on first use.
+func (s *Session) settingsState() *settings {
+	if st := s.set.Load(); st != nil {
+		return st
+	}
+	s.set.CompareAndSwap(nil, &settings{})
+	return s.set.Load()
+}
+
+// noteRequest records what the message being forwarded does to settings. Session
+// goroutine only; a client that never names a setting makes nothing here.
+func (s *Session) noteRequest(t *setTouch, begin, end bool) {
+	if t == nil && s.set.Load() == nil {
+		return
+	}
+	st := s.settingsState()
+	st.req, st.reqBegin, st.reqEnd = t, begin, end
+}
+
+// readsLater reports whether the server's reader may send a read-back itself (at
+// ReadyForQuery 'I'); the session then holds the connection's write lock for every
+// write (relay.go). In session mode read-backs only follow the client's queries.
+func (s *Session) readsLater() bool { return s.mode != config.PoolModeSession }
+
+// syncSettings queues the hidden queries that give server c the client's settings, in
+// the write that carries the client's first message. s.mu is held; c is freshly linked.
+func (s *Session) syncSettings(c *pool.Conn) {
+	x := s.stateOf(c)
+	st := s.set.Load()
+	if st == nil && len(x.set) == 0 {
+		return
+	}
+	b, names := st.syncSQL(nil, x, nil)
+	if len(names) == 0 {
+		return
+	}
+	for _, op := range names {
+		kind := setSync
+		if op.reset {
+			kind = setSyncReset
+		}
+		s.q.push(expect{kind: 'Q', hide: true, setting: kind, stmt: op.name})
+	}
+	_ = c.Wr.Write(b) // a failed write surfaces when the client's message is flushed
+}
+
+// settingsBefore marks the settings the message about to be forwarded names, before the
+// server can answer it.
+func (s *Session) settingsBefore(typ byte) {
+	st := s.set.Load()
+	if st == nil || st.req == nil {
+		return
+	}
+	t := st.req
+	s.mu.Lock()
+	if ops := st.resets(t); len(ops) > 0 {
+		sql := st.reapplySQL(ops)
+		if typ == 'Q' {
+			st.reapplyQuery = sql
+		} else {
+			st.reapplyAtSync = append(st.reapplyAtSync, sql)
+		}
+	}
+	st.touch(t)
+	s.mu.Unlock()
+}
+
+// settingsAfter follows a forwarded Query or Sync with the hidden queries its settings
+// need: startup values set again after a reset (for a Query, inside whatever transaction
+// it leaves open, as the reset was), and the read-back when the Query will leave the
+// server outside a transaction.
+func (s *Session) settingsAfter(c *pool.Conn, typ byte) error {
+	st := s.set.Load()
+	if st == nil || (typ != 'Q' && typ != 'S') {
+		return nil
+	}
+	var b []byte
+	var es []expect
+	s.mu.Lock()
+	if typ == 'Q' && st.reapplyQuery != "" {
+		b = wire.Query(b, st.reapplyQuery)
+		st.reapplyQuery = ""
+		es = append(es, expect{kind: 'Q', hide: true, setting: setReapply})
+	}
+	if typ == 'S' {
+		for _, sql := range st.reapplyAtSync {
+			b = wire.Query(b, sql)
+			es = append(es, expect{kind: 'Q', hide: true, setting: setReapply})
+		}
+		st.reapplyAtSync = st.reapplyAtSync[:0]
+	}
+	// The read-back is pipelined only where the Query surely ends outside a transaction:
+	// nothing else outstanding, and either no transaction open and none begun, or one
+	// ended. Otherwise the reader sends it at ReadyForQuery 'I'.
+	if typ == 'Q' && len(st.touched) > 0 && s.pending == 1 && !s.unsynced && !st.reqBegin &&
+		(s.txStatus == 'I' || st.reqEnd) {
+		b = wire.Query(b, st.readSQL())
+		es = append(es, expect{kind: 'Q', hide: true, setting: setRead, seq: st.gen})
+	}
+	for _, e := range es {
+		s.q.push(e)
+	}
+	s.mu.Unlock()
+	if len(b) == 0 {
+		return nil
+	}
+	if err := c.Wr.Write(b); err != nil {
+		return &wire.WriteError{Err: err}
+	}
+	return nil
+}
+
+// needsRead reports whether the link must read settings back before it ends. s.mu is held.
+func (s *Session) needsRead() bool {
+	st := s.set.Load()
+	return st != nil && len(st.touched) > 0
+}
+
+// readBack sends the read-back from the server's reader, at a ReadyForQuery 'I' with
+// nothing else outstanding. It takes the connection's write lock like a retry does
+// (retry.go) and gives up when the session is writing: its new request keeps the link,
+// and the read-back goes out at that request's end. It reports whether it sent.
+func (s *Session) readBack(c *pool.Conn) (bool, error) {
+	x, ok := c.Attach.(*serverState)
+	if !ok || !lockBriefly(&x.wmu) {
+		return false, nil
+	}
+	defer x.wmu.Unlock()
+	s.mu.Lock()
+	if s.server != c || s.pending != 0 || s.unsynced || s.q.len() != 0 || !s.needsRead() {
+		s.mu.Unlock()
+		return false, nil
+	}
+	st := s.set.Load()
+	s.q.push(expect{kind: 'Q', hide: true, setting: setRead, seq: st.gen})
+	b := wire.Query(nil, st.readSQL())
+	s.mu.Unlock()
+	err := c.Wr.Write(b)
+	if err == nil {
+		err = c.Wr.Flush()
+	}
+	return err == nil, err
+}
+
+// readRow takes one row of a read-back: the setting's name and its value or NULL.
+func (s *Session) readRow(rd *wire.Reader, n int) error {
+	m, err := rd.Message(n)
+	if err != nil {
+		return err
+	}
+	body := wire.Body(m)
+	cols, rest, err := wire.Int16(body)
+	if err != nil || cols != 2 {
+		return nil
+	}
+	var vals [2]readVal
+	for i := 0; i < 2; i++ {
+		l, r, err := wire.Int32(rest)
+		if err != nil {
+			return nil
+		}
+		if l < 0 {
+			vals[i].null = true
+			rest = r
+			continue
+		}
+		if int(l) > len(r) {
+			return nil
+		}
+		vals[i].value, rest = string(r[:l]), r[l:]
+	}
+	s.mu.Lock()
+	if st := s.set.Load(); st != nil && !vals[0].null {
+		st.rows = append(st.rows, readVal{name: vals[0].value, value: vals[1].value, null: vals[1].null})
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// settingsRefused handles the server's error for a hidden settings query. A sync query
+// that failed for any reason leaves the server's value unknown; one the server refused
+// outright (a bad value, a name it does not know, a setting that cannot be changed) also
+// drops the setting from the client's. s.mu is held.
+func (s *Session) settingsRefused(c *pool.Conn, e expect, pe *pgerr.Error) {
+	x, ok := c.Attach.(*serverState)
+	if !ok || (e.setting != setSync && e.setting != setSyncReset) {
+		return
+	}
+	if e.setting == setSyncReset {
+		x.set.Delete(e.stmt)
+		return
+	}
+	x.set.Set(e.stmt, unknownValue)
+	if refusal(pe) {
+		s.set.Load().refused(e.stmt)
+	}
+}
+
+// refusal reports whether an error means the server will never take the value.
+func refusal(pe *pgerr.Error) bool {
+	if pe == nil {
+		return false
+	}
+	switch pe.Code {
+	case pgerr.InvalidParameterValue, pgerr.InsufficientPrivilege,
+		"42704", // undefined_object: unrecognized configuration parameter
+		"55P02": // cant_change_runtime_param
+		return true
+	}
+	return strings.HasPrefix(pe.Code, "22")
+}
+
+// logRefused logs a hidden settings query that failed.
+func (s *Session) logRefused(e expect, pe *pgerr.Error) {
+	switch {
+	case (e.setting == setSync || e.setting == setSyncReset) && refusal(pe):
+		s.log().Warn("a server refused the client's setting; it is dropped", zap.String("setting", e.stmt), zap.Error(pe))
+	case e.setting == setSync || e.setting == setSyncReset:
+		s.log().Info("giving a server the client's setting failed", zap.String("setting", e.stmt), zap.Error(pe))
+	default:
+		s.log().Debug("hidden settings query failed", zap.Error(pe))
+	}
+}
