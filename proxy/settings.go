@@ -63,13 +63,14 @@ type setTouch struct {
 }
 
 func (t *setTouch) add(name string, reset bool) *setTouch {
+	name = strings.ToLower(name)
+	if untracked[name] {
+		return t
+	}
 	if t == nil {
 		t = &setTouch{}
 	}
-	name = strings.ToLower(name)
-	if !untracked[name] {
-		t.ops = append(t.ops, setOp{name: strings.Clone(name), reset: reset})
-	}
+	t.ops = append(t.ops, setOp{name: strings.Clone(name), reset: reset})
 	return t
 }
 
@@ -239,7 +240,7 @@ func (st *settings) commit(x *serverState, status byte, gen uint32) {
 			}
 			st.own.Delete(r.name)
 			if hasStart {
-				x.set.Set(r.name, r.value)
+				x.set.Set(r.name, start) // as set again after the reset
 			} else {
 				x.set.Delete(r.name) // back at the server's default
 			}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -303,4 +306,47 @@ func TestResetToStartupValues(t *testing.T) {
 	_, err = direct.Exec(ctxT(t), "RESET ALL; SELECT 1/0")
 	require.Error(t, err)
 	same("RESET ALL in a failed implicit transaction")
+}
+
+// TestRailsLikeClients: 20 ruby-pg connections configure themselves as ActiveRecord does
+// at connect (SET client_min_messages, standard_conforming_strings, intervalstyle,
+// timezone, a statement_timeout variable) over default_pool_size 5 and direct_pool_size 2:
+// none pins, none waits, each keeps its settings.
+func TestRailsLikeClients(t *testing.T) {
+	ruby, err := exec.LookPath("ruby")
+	if err == nil {
+		_, err = muxtest.RunCmd(t, 30*time.Second, nil, ruby, "-e", "require 'pg'")
+	}
+	if err != nil {
+		if pgtest.InCI() {
+			t.Fatalf("ruby-pg is not installed (CI is set: this test must not skip): %v", err)
+		}
+		t.Skipf("ruby-pg is not installed: %v", err)
+	}
+	m := startMux(t, setup{poolSize: 5, directSize: 2, waitTimeout: 10})
+	db := m.pg.NewDatabase(t, "rails")
+	adm := m.admin(t)
+	script, err := filepath.Abs(filepath.Join("testdata", "rails_connect.rb"))
+	require.NoError(t, err)
+	const threads, rounds = 20, 30
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := muxtest.RunCmd(t, 3*time.Minute, nil, ruby, script, m.url(db), strconv.Itoa(threads), strconv.Itoa(rounds))
+		done <- result{out, err}
+	}()
+	for {
+		select {
+		case r := <-done:
+			require.NoError(t, r.err, r.out)
+			require.Contains(t, r.out, fmt.Sprintf("ok %d", threads*rounds))
+			noPins(t, m, adm, db)
+			return
+		case <-time.After(100 * time.Millisecond):
+			noPins(t, m, adm, db)
+		}
+	}
 }

@@ -1,0 +1,213 @@
+package proxy
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// TestClassifySettings: which settings a request's text names, and what pins.
+func TestClassifySettings(t *testing.T) {
+	cases := []struct {
+		sql   string
+		ops   []setOp
+		all   bool
+		pin   pinReason
+		begin bool
+		end   bool
+	}{
+		{sql: "SELECT 1"},
+		{sql: "SET client_min_messages TO 'warning'", ops: []setOp{{name: "client_min_messages"}}},
+		{sql: "set SESSION statement_timeout = '5s'", ops: []setOp{{name: "statement_timeout"}}},
+		{sql: "SET LOCAL statement_timeout = '5s'"},
+		{sql: "SET TIME ZONE 'UTC'", ops: []setOp{{name: "timezone"}}},
+		{sql: "SET SESSION timezone TO 'UTC'", ops: []setOp{{name: "timezone"}}},
+		{sql: "SET intervalstyle = iso_8601", ops: []setOp{{name: "intervalstyle"}}},
+		{sql: "SET NAMES 'UTF8'", ops: []setOp{{name: "client_encoding"}}},
+		{sql: "SET search_path FROM CURRENT", ops: []setOp{{name: "search_path"}}},
+		{sql: "SET work_mem TO DEFAULT", ops: []setOp{{name: "work_mem", reset: true}}},
+		{sql: "SET MyApp.Tenant = 'acme'", ops: []setOp{{name: "myapp.tenant"}}},
+		{sql: `SET "MyApp".tenant = 'acme'`, ops: []setOp{{name: "myapp.tenant"}}}, // names are case-insensitive
+		{sql: "RESET DateStyle", ops: []setOp{{name: "datestyle", reset: true}}},
+		{sql: "RESET ALL", all: true},
+		{sql: "DISCARD ALL", all: true},
+		{sql: "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"},
+		{sql: "SET transaction_isolation = 'serializable'"},
+		{sql: "SET ROLE app", pin: pinRole},
+		{sql: "SET SESSION AUTHORIZATION app", pin: pinRole},
+		{sql: "SELECT set_config('work_mem', '8MB', false)", ops: []setOp{{name: "work_mem"}}},
+		{sql: "SELECT set_config('work_mem', $1, $2)", ops: []setOp{{name: "work_mem"}}},
+		{sql: "SELECT set_config('work_mem', '8MB', true)"},
+		{sql: "SELECT set_config($1, $2, false)", pin: pinSet},
+		{sql: "SELECT set_config('role', 'app', false)", pin: pinRole},
+		{sql: "BEGIN; SET work_mem = '1MB'; COMMIT", ops: []setOp{{name: "work_mem"}}, begin: true, end: true},
+		{sql: "SELECT 1; SET a.b = 1; RESET c.d", ops: []setOp{{name: "a.b"}, {name: "c.d", reset: true}}},
+		{sql: "DO $$BEGIN SET work_mem = '2MB'; END$$", ops: []setOp{{name: "work_mem"}}},
+	}
+	s := &Session{}
+	for _, c := range cases {
+		t.Run(c.sql, func(t *testing.T) {
+			v := s.classify(c.sql)
+			require.Equal(t, c.pin, v.pin)
+			require.Equal(t, c.begin, v.begin)
+			require.Equal(t, c.end, v.end)
+			if c.ops == nil && !c.all {
+				require.Nil(t, v.set)
+				return
+			}
+			require.NotNil(t, v.set)
+			require.Equal(t, c.ops, v.set.ops)
+			require.Equal(t, c.all, v.set.all)
+		})
+	}
+}
+
+// read feeds a read-back's rows and commits them at status.
+func read(st *settings, x *serverState, status byte, rows ...readVal) {
+	st.rows = append(st.rows, rows...)
+	st.commit(x, status, st.gen)
+}
+
+func val(name, value string) readVal { return readVal{name: name, value: value} }
+
+// TestSettingsState: what a client and a server are known to have as requests touch
+// settings and their values are read back.
+func TestSettingsState(t *testing.T) {
+	st := &settings{}
+	st.start.Set("datestyle", "Postgres,MDY")
+	x := &serverState{}
+
+	// Link: the startup value goes to the server.
+	b, names := st.syncSQL(nil, x, nil)
+	require.Equal(t, []setOp{{name: "datestyle"}}, names)
+	require.Contains(t, string(b), "set_config(E'datestyle', E'Postgres,MDY', false)")
+	require.Equal(t, pool.Params{{Name: "datestyle", Value: "Postgres,MDY"}}, x.set)
+	// Nothing to send the second time.
+	b, names = st.syncSQL(nil, x, nil)
+	require.Empty(t, b)
+	require.Empty(t, names)
+
+	// SET statement_timeout: touched, then read back outside a transaction.
+	st.touch(&setTouch{ops: []setOp{{name: "statement_timeout"}}})
+	require.Contains(t, st.readSQL(), "(E'statement_timeout')")
+	read(st, x, 'T', val("statement_timeout", "5s")) // inside a transaction: not final
+	require.Len(t, st.touched, 1)
+	_, ok := st.own.Get("statement_timeout")
+	require.False(t, ok)
+	read(st, x, 'I', val("statement_timeout", "5s"))
+	require.Empty(t, st.touched)
+	v, _ := st.effective("statement_timeout")
+	require.Equal(t, "5s", v)
+	v, _ = x.set.Get("statement_timeout")
+	require.Equal(t, "5s", v)
+
+	// A touch after the read-back was sent stays touched.
+	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}})
+	sent := st.gen
+	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}})
+	st.rows = append(st.rows, val("work_mem", "8MB"))
+	st.commit(x, 'I', sent)
+	require.Len(t, st.touched, 1)
+	read(st, x, 'I', val("work_mem", "8MB"))
+	require.Empty(t, st.touched)
+
+	// RESET of a startup setting: the read-back shows the startup value set again; the
+	// client's own value is gone and the server keeps the startup value.
+	st.touch(&setTouch{ops: []setOp{{name: "datestyle"}}})
+	read(st, x, 'I', val("datestyle", "ISO, MDY"))
+	v, _ = st.effective("datestyle")
+	require.Equal(t, "ISO, MDY", v)
+	reset := &setTouch{ops: []setOp{{name: "datestyle", reset: true}}}
+	require.Equal(t, []setOp{{name: "datestyle"}}, st.resets(reset))
+	require.Contains(t, st.reapplySQL(st.resets(reset)), "(E'datestyle', E'Postgres,MDY')")
+	st.touch(reset)
+	read(st, x, 'I', val("datestyle", "Postgres, MDY"))
+	v, _ = st.effective("datestyle")
+	require.Equal(t, "Postgres,MDY", v, "the startup value")
+	_, names = st.syncSQL(nil, x, nil)
+	require.Empty(t, names, "the server has the startup value")
+
+	// A reset that rolled back leaves the value as it was.
+	st.touch(&setTouch{ops: []setOp{{name: "work_mem", reset: true}}})
+	read(st, x, 'I', val("work_mem", "8MB"))
+	v, _ = st.effective("work_mem")
+	require.Equal(t, "8MB", v)
+	// One that took effect, without a startup value: back to the server's default.
+	st.touch(&setTouch{ops: []setOp{{name: "work_mem", reset: true}}})
+	read(st, x, 'I', val("work_mem", "4MB"))
+	_, ok = st.effective("work_mem")
+	require.False(t, ok)
+	_, ok = x.set.Get("work_mem")
+	require.False(t, ok)
+
+	// A name the server does not know reads back NULL: nothing recorded.
+	st.touch(&setTouch{ops: []setOp{{name: "no_such"}}})
+	read(st, x, 'I', readVal{name: "no_such", null: true})
+	_, ok = st.effective("no_such")
+	require.False(t, ok)
+
+	// RESET ALL touches every setting the client has.
+	st.touch(&setTouch{all: true})
+	var touched []string
+	for _, tc := range st.touched {
+		require.True(t, tc.reset)
+		touched = append(touched, tc.name)
+	}
+	require.ElementsMatch(t, []string{"statement_timeout", "datestyle"}, touched)
+	read(st, x, 'I', val("statement_timeout", "0"), val("datestyle", "Postgres,MDY"))
+	_, ok = st.effective("statement_timeout")
+	require.False(t, ok)
+
+	// Another client without settings gets this server: RESET of what it has.
+	x.set.Set("search_path", "app")
+	var none *settings
+	b, names = none.syncSQL(nil, x, nil)
+	require.Equal(t, []setOp{{name: "datestyle", reset: true}, {name: "search_path", reset: true}}, names)
+	require.Contains(t, string(b), `RESET "datestyle"`)
+	require.Empty(t, x.set)
+
+	// A client that left before its settings were read leaves them unknown on the server.
+	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}})
+	st.forget(x)
+	v, _ = x.set.Get("work_mem")
+	require.Equal(t, unknownValue, v)
+	_, names = st.syncSQL(nil, x, nil)
+	require.Contains(t, names, setOp{name: "work_mem", reset: true})
+
+	// A value the server refuses is dropped from the client.
+	st.own.Set("server_version", "1")
+	st.refused("server_version")
+	_, ok = st.effective("server_version")
+	require.False(t, ok)
+}
+
+// TestSettingsNoClientCost: a client without settings on a server without any sends and
+// allocates nothing at link time.
+func TestSettingsNoClientCost(t *testing.T) {
+	s := &Session{}
+	x := &serverState{stmts: newStmtCache(10)}
+	c := &pool.Conn{Attach: x, Wr: wire.NewWriter(nil)}
+	allocs := testing.AllocsPerRun(100, func() { s.syncSettings(c) })
+	require.Zero(t, allocs)
+	require.Zero(t, s.q.len())
+	allocs = testing.AllocsPerRun(100, func() {
+		_ = s.classify("SELECT * FROM accounts WHERE id = $1")
+		s.noteRequest(nil, false, false)
+		s.settingsBefore('Q')
+	})
+	require.Zero(t, allocs)
+}
+
+// TestSettingsSQLQuoting: names and values are quoted whatever they contain.
+func TestSettingsSQLQuoting(t *testing.T) {
+	st := &settings{}
+	st.start.Set("search_path", `"it's", public\x`)
+	b, _ := st.syncSQL(nil, &serverState{}, nil)
+	require.True(t, strings.Contains(string(b), `E'"it''s", public\\x'`), string(b))
+	st.touch(&setTouch{ops: []setOp{{name: "a'b"}}})
+	require.Contains(t, st.readSQL(), `(E'a''b')`)
+}
