@@ -526,7 +526,12 @@ func (s *Session) clientGone() {
 	s.mu.Lock()
 	c := s.server
 	clean := c != nil && s.pending == 0 && !s.unsynced && s.txStatus == 'I' && s.q.len() == 0
-	s.server = nil
+	// With only pgmux's settings queries outstanding (a read-back behind the client's last
+	// request), the server's reader releases the server once they are answered (settle).
+	finishing := c != nil && !clean && s.pending == 0 && !s.unsynced && s.pinned == 0 && s.q.onlySettings()
+	if !finishing {
+		s.server = nil
+	}
 	mode := s.mode
 	s.state = ClientClosed
 	s.disarmAll()
@@ -534,7 +539,7 @@ func (s *Session) clientGone() {
 	s.pinned = 0
 	held := s.holdsDirect
 	s.holdsDirect = false
-	if c != nil && s.needsRead() {
+	if c != nil && !finishing && s.needsRead() {
 		if x, ok := c.Attach.(*serverState); ok {
 			s.set.Load().forget(x) // left before its settings were read
 		}
@@ -543,7 +548,7 @@ func (s *Session) clientGone() {
 	if held {
 		s.entry.direct.release()
 	}
-	if c == nil {
+	if c == nil || finishing {
 		return
 	}
 	if pinned != 0 {

@@ -102,6 +102,17 @@ func (q *respQueue) pop() (expect, bool) {
 	return e, ok
 }
 
+// onlySettings reports whether the queue holds requests and all are pgmux's hidden
+// settings queries.
+func (q *respQueue) onlySettings() bool {
+	for i := 0; i < q.size; i++ {
+		if e := &q.buf[(q.head+i)%len(q.buf)]; !e.hide || e.setting == 0 {
+			return false
+		}
+	}
+	return q.size > 0
+}
+
 func (q *respQueue) reset() {
 	for q.size > 0 {
 		q.pop()

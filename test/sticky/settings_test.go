@@ -350,3 +350,26 @@ func TestRailsLikeClients(t *testing.T) {
 		}
 	}
 }
+
+// TestSettingsClientLeavesAfterSet: a client that leaves right after a SET (its read-back
+// still outstanding) gives its server back to the pool, reset for the next client.
+func TestSettingsClientLeavesAfterSet(t *testing.T) {
+	m := startMux(t, setup{poolSize: 1, directSize: 1})
+	db := m.pg.NewDatabase(t, "leave")
+	var first uint32
+	for i := 0; i < 10; i++ {
+		conn, err := muxtest.TryConnect(m.url(db), pgx.QueryExecModeSimpleProtocol, opTimeout)
+		require.NoError(t, err)
+		var pid uint32
+		var mem string
+		require.NoError(t, conn.QueryRow(ctxT(t), "SELECT pg_backend_pid(), current_setting('work_mem')").Scan(&pid, &mem))
+		require.Equal(t, "4MB", mem, "round %d: the previous client's setting leaked", i)
+		if i == 0 {
+			first = pid
+		}
+		require.Equal(t, first, pid, "round %d: the server was closed instead of going back to the pool", i)
+		_, err = conn.Exec(ctxT(t), fmt.Sprintf("SET work_mem = '%dMB'", 5+i))
+		require.NoError(t, err)
+		muxtest.CloseConn(conn)
+	}
+}
