@@ -146,6 +146,29 @@ func normalizeParam(name, value string) string {
 	return value
 }
 
+// reportChanged tells the client the reported parameters whose values changed while
+// ParameterStatus was held back (onParameterStatus). s.mu is held; the caller is the
+// server's reader and holds the client's write lock.
+func (s *Session) reportChanged(c *pool.Conn) {
+	var b []byte
+	for _, p := range c.Params {
+		if v, ok := s.params.Get(p.Name); ok && v != p.Value {
+			s.params.Set(p.Name, p.Value)
+			b = wire.ParameterStatus(b, p.Name, p.Value)
+		}
+	}
+	if len(b) == 0 || s.closed.Load() {
+		return
+	}
+	err := s.wr.Write(b)
+	if err == nil {
+		err = s.wr.Flush()
+	}
+	if err != nil {
+		s.clientWriteFailed()
+	}
+}
+
 func setConfigSQL(name, value string) string {
 	return "SELECT pg_catalog.set_config(" + quoteLiteral(name) + ", " + quoteLiteral(value) + ", false)"
 }
@@ -175,10 +198,16 @@ func (s *Session) onParameterStatus(c *pool.Conn, n int) error {
 	c.Params.Set(name, value)
 	c.NoteParameter(name, value)
 	s.mu.Lock()
-	changed := s.params.Set(name, value)
 	if head, ok := s.q.peek(); ok && !head.hide {
 		s.settingsState().markReported(name)
 	}
+	if st := s.set.Load(); st != nil && st.reapplying > 0 {
+		// A reset is followed by pgmux setting the startup value again: the client hears
+		// of the outcome once that is done (reportChanged), not of the default between.
+		s.mu.Unlock()
+		return nil
+	}
+	changed := s.params.Set(name, value)
 	s.mu.Unlock()
 	if !changed || s.closed.Load() {
 		return nil

@@ -769,6 +769,11 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 			if x, ok := c.Attach.(*serverState); ok {
 				s.set.Load().commit(x, status, e.seq)
 			}
+		} else if st := s.set.Load(); st != nil {
+			if st.reapplying--; st.reapplying <= 0 {
+				st.reapplying = 0
+				s.reportChanged(c)
+			}
 		}
 		if s.server == c {
 			s.txStatus = status

@@ -108,6 +108,7 @@ type settings struct {
 	// the Query being forwarded, or the Sync that ends the extended-protocol batch.
 	reapplyQuery  string
 	reapplyAtSync []string
+	reapplying    int // those sent and not yet answered: ParameterStatus is held back
 }
 
 // effective returns the client's value of name: set since startup, else from startup.

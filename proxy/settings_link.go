@@ -52,6 +52,9 @@ func (s *Session) readsLater() bool { return s.mode != config.PoolModeSession }
 func (s *Session) syncSettings(c *pool.Conn) {
 	x := s.stateOf(c)
 	st := s.set.Load()
+	if st != nil {
+		st.reapplying, st.rows = 0, nil // a broken link's hidden queries went with it
+	}
 	if st == nil && len(x.set) == 0 {
 		return
 	}
@@ -123,6 +126,9 @@ func (s *Session) settingsAfter(c *pool.Conn, typ byte) error {
 		es = append(es, expect{kind: 'Q', hide: true, setting: setRead, seq: st.gen})
 	}
 	for _, e := range es {
+		if e.setting == setReapply {
+			st.reapplying++
+		}
 		s.q.push(e)
 	}
 	s.mu.Unlock()

@@ -277,6 +277,11 @@ func TestResetToStartupValues(t *testing.T) {
 				require.Equal(t, show(t, direct, name), show(t, viaMux, name), "%s after %s", name, step)
 			}
 		})
+		// What the server reported (ParameterStatus) agrees too.
+		for _, name := range []string{"DateStyle", "TimeZone", "application_name"} {
+			require.Equal(t, direct.PgConn().ParameterStatus(name), viaMux.PgConn().ParameterStatus(name),
+				"ParameterStatus %s after %s", name, step)
+		}
 	}
 	exec := func(sql string) {
 		t.Helper()
