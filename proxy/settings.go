@@ -109,7 +109,14 @@ type settings struct {
 	reapplyQuery  string
 	reapplyAtSync []string
 	reapplying    int // those sent and not yet answered: ParameterStatus is held back
+	readFailed    bool // the read-back being received failed (a cancel, a timeout)
+	readFails     int  // read-backs failed in a row
 }
+
+// maxReadFails is how many read-backs in a row may fail before pgmux gives up on the
+// touched settings: the server's values become unknown (the next client of it sets or
+// resets them) and the client keeps the values it had.
+const maxReadFails = 3
 
 // effective returns the client's value of name: set since startup, else from startup.
 func (st *settings) effective(name string) (string, bool) {
@@ -220,6 +227,15 @@ func (st *settings) readSQL() string {
 func (st *settings) commit(x *serverState, status byte, gen uint32) {
 	rows := st.rows
 	st.rows = nil
+	if st.readFailed {
+		st.readFailed = false
+		if st.readFails++; st.readFails >= maxReadFails {
+			st.readFails = 0
+			st.forget(x)
+		}
+		return
+	}
+	st.readFails = 0
 	if status != 'I' {
 		return
 	}

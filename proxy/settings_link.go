@@ -80,6 +80,7 @@ func (s *Session) settingsBefore(typ byte) {
 		return
 	}
 	t := st.req
+	st.req = nil
 	s.mu.Lock()
 	if ops := st.resets(t); len(ops) > 0 {
 		sql := st.reapplySQL(ops)
@@ -213,6 +214,12 @@ func (s *Session) readRow(rd *wire.Reader, n int) error {
 // outright (a bad value, a name it does not know, a setting that cannot be changed) also
 // drops the setting from the client's. s.mu is held.
 func (s *Session) settingsRefused(c *pool.Conn, e expect, pe *pgerr.Error) {
+	if e.setting == setRead {
+		if st := s.set.Load(); st != nil {
+			st.readFailed = true
+		}
+		return
+	}
 	x, ok := c.Attach.(*serverState)
 	if !ok || (e.setting != setSync && e.setting != setSyncReset) {
 		return

@@ -178,6 +178,20 @@ func TestSettingsState(t *testing.T) {
 	_, names = st.syncSQL(nil, x, nil)
 	require.Contains(t, names, setOp{name: "work_mem", reset: true})
 
+	// A read-back that fails (a cancel) keeps the names touched; after a few in a row
+	// the server's values are given up as unknown.
+	st.touch(&setTouch{ops: []setOp{{name: "lock_timeout"}}})
+	for i := 1; i < maxReadFails; i++ {
+		st.readFailed = true
+		read(st, x, 'I', val("lock_timeout", "1s"))
+		require.Len(t, st.touched, 1)
+	}
+	st.readFailed = true
+	read(st, x, 'I')
+	require.Empty(t, st.touched)
+	v, _ = x.set.Get("lock_timeout")
+	require.Equal(t, unknownValue, v)
+
 	// A value the server refuses is dropped from the client.
 	st.own.Set("server_version", "1")
 	st.refused("server_version")
