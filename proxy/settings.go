@@ -108,7 +108,7 @@ type settings struct {
 	// the Query being forwarded, or the Sync that ends the extended-protocol batch.
 	reapplyQuery  string
 	reapplyAtSync []string
-	reapplying    int // those sent and not yet answered: ParameterStatus is held back
+	reapplying    int  // those sent and not yet answered: ParameterStatus is held back
 	readFailed    bool // the read-back being received failed (a cancel, a timeout)
 	readFails     int  // read-backs failed in a row
 }
