@@ -40,7 +40,9 @@ import (
 // error, where PostgreSQL gives 0A000.
 
 // mayInvalidate reports whether SQL text may change what statements prepared earlier
-// mean: any statement starting with ALTER or DROP, or CREATE OR REPLACE.
+// mean: any statement starting with ALTER or DROP, or CREATE OR REPLACE, at top level or
+// in a DO block (migrations wrap DDL in them), or a DO block running SQL pgmux cannot
+// read (EXECUTE format(...)) in a text that mentions such a word.
 func mayInvalidate(sql string) bool {
 	if strings.IndexByte(sql, ';') < 0 {
 		return leadsDDL(sqlscan.FirstKeyword(sql), sql)
@@ -48,8 +50,8 @@ func mayInvalidate(sql string) bool {
 	if !containsFold(sql, "alter") && !containsFold(sql, "drop") && !containsFold(sql, "replace") {
 		return false
 	}
-	for _, st := range sqlscan.Scan(sql) {
-		if leadsDDL(sqlscan.FirstKeyword(st.Text), st.Text) {
+	for st := range sqlscan.All(sqlscan.Scan(sql)) {
+		if leadsDDL(sqlscan.FirstKeyword(st.Text), st.Text) || (st.Do != nil && st.Do.Dynamic) {
 			return true
 		}
 	}

@@ -70,6 +70,13 @@ func TestMayInvalidate(t *testing.T) {
 		"SELECT 1; DROP TABLE x":  true,
 		"SELECT 'drop'; SELECT 2": false,
 		"/* alter */ SELECT 1":    false,
+		// Migrations wrap DDL in DO blocks: statements inside count like top-level ones.
+		"DO $$BEGIN ALTER TABLE t ADD c int; END$$":                                                                 true,
+		"do $$ begin if not exists (select 1) then drop type mood; create type mood as enum ('a'); end if; end $$;": true,
+		"DO 'BEGIN EXECUTE ''ALTER TABLE t ADD c int''; END'":                                                       true,
+		"DO $$BEGIN EXECUTE format('ALTER TABLE %I ADD c int', 't'); END$$":                                         true, // cannot be read
+		"DO $$BEGIN RAISE NOTICE 'alter; drop'; END$$":                                                              false,
+		"DO $$BEGIN INSERT INTO audit VALUES ('dropped'); END$$":                                                    false,
 	} {
 		require.Equal(t, want, mayInvalidate(q), q)
 	}
