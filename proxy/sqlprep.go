@@ -40,6 +40,8 @@ import (
 // Query or sent with the extended protocol. A PREPARE there still pins the client to its
 // server (pin reason "prepare"); an EXECUTE or DEALLOCATE there of a statement pgmux
 // keeps reaches a server that does not know the client's name and fails with 26000.
+// EXPLAIN [options] EXECUTE x is rewritten like EXECUTE x; CREATE TABLE ... AS EXECUTE x
+// is not.
 
 // sqlStmt is a rewritable statement: the scanned statement, and where its name token
 // lies in the query text.
@@ -49,10 +51,13 @@ type sqlStmt struct {
 }
 
 // sqlStatementOf reports whether q is a single SQL PREPARE, EXECUTE or DEALLOCATE of a
-// name (not ALL), returning it.
+// name (not ALL), or an EXPLAIN [options] EXECUTE (returned as an EXECUTE), returning it.
 func sqlStatementOf(q string) (sqlStmt, bool) {
+	explain := false
 	switch kw := sqlscan.FirstKeyword(q); {
 	case strings.EqualFold(kw, "prepare"), strings.EqualFold(kw, "execute"), strings.EqualFold(kw, "deallocate"):
+	case strings.EqualFold(kw, "explain"):
+		explain = true
 	default:
 		return sqlStmt{}, false
 	}
@@ -63,6 +68,10 @@ func sqlStatementOf(q string) (sqlStmt, bool) {
 	st := sts[0]
 	switch st.Kind {
 	case sqlscan.KindPrepare, sqlscan.KindExecute, sqlscan.KindDeallocate:
+	case sqlscan.KindOther:
+		if !explain {
+			return sqlStmt{}, false
+		}
 	default:
 		return sqlStmt{}, false
 	}
@@ -73,15 +82,48 @@ func sqlStatementOf(q string) (sqlStmt, bool) {
 	lx := sqlscan.NewLexer(st.Text)
 	lx.Next() // the keyword
 	tok := lx.Next()
+	if explain {
+		var ok bool
+		if tok, ok = explainedExecute(lx, tok); !ok {
+			return sqlStmt{}, false
+		}
+		st.Kind, st.Name = sqlscan.KindExecute, tok.Ident()
+	}
 	if st.Kind == sqlscan.KindDeallocate && tok.IsKeyword("prepare") {
 		if next := lx.Next(); next.Kind != sqlscan.TokEOF {
 			tok = next
 		}
 	}
-	if tok.Kind != sqlscan.TokIdent && tok.Kind != sqlscan.TokQuotedIdent {
-		return sqlStmt{}, false
+	if (tok.Kind != sqlscan.TokIdent && tok.Kind != sqlscan.TokQuotedIdent) || tok.Reserved() {
+		return sqlStmt{}, false // a reserved word is a syntax error, from the server
 	}
 	return sqlStmt{Statement: st, start: off + tok.Pos, end: off + tok.End()}, true
+}
+
+// explainedExecute reads EXPLAIN's options from tok on (a parenthesized list, or ANALYZE
+// and VERBOSE) and returns the token after the EXECUTE they lead to; false if EXPLAIN
+// explains something else.
+func explainedExecute(lx *sqlscan.Lexer, tok sqlscan.Token) (sqlscan.Token, bool) {
+	if tok.Kind == sqlscan.TokLParen {
+		for depth := 1; depth > 0; {
+			switch tok = lx.Next(); tok.Kind {
+			case sqlscan.TokLParen:
+				depth++
+			case sqlscan.TokRParen:
+				depth--
+			case sqlscan.TokEOF:
+				return tok, false
+			}
+		}
+		tok = lx.Next()
+	}
+	for tok.IsKeyword("analyze") || tok.IsKeyword("analyse") || tok.IsKeyword("verbose") {
+		tok = lx.Next()
+	}
+	if !tok.IsKeyword("execute") {
+		return tok, false
+	}
+	return lx.Next(), true
 }
 
 // sqlNeed adjusts what classify found in a Query's text when the session rewrites it: a

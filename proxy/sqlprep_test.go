@@ -27,6 +27,12 @@ func TestSQLStatementOf(t *testing.T) {
 		{"SELECT 1; EXECUTE q", 0, "", ""},
 		{"PREPARE a AS SELECT 1; EXECUTE a", 0, "", ""},
 		{"SELECT 'EXECUTE q'", 0, "", ""},
+		{"PREPARE all AS SELECT 1", 0, "", ""}, // reserved: the server's syntax error
+		{"EXECUTE select", 0, "", ""},
+		{`EXECUTE "select"`, sqlscan.KindExecute, "select", `"select"`},
+		{"EXPLAIN (ANALYZE, COSTS OFF) EXECUTE q(1)", sqlscan.KindExecute, "q", "q"},
+		{"explain analyze verbose execute Q", sqlscan.KindExecute, "q", "Q"},
+		{"EXPLAIN SELECT 1", 0, "", ""},
 	} {
 		t.Run(tc.q, func(t *testing.T) {
 			st, ok := sqlStatementOf(tc.q)

@@ -65,6 +65,12 @@ func (t Token) IsKeyword(kw string) bool {
 	return t.Kind == TokIdent && equalFoldASCII(t.Text, kw)
 }
 
+// Reserved reports whether t is an unquoted reserved or type/function-name keyword:
+// not usable as a name (ColId) unless quoted.
+func (t Token) Reserved() bool {
+	return t.Kind == TokIdent && reservedKeyword(lowerASCII(t.Text))
+}
+
 // maxIdentLen is NAMEDATALEN-1: the server truncates longer identifiers.
 const maxIdentLen = 63
 

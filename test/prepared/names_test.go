@@ -178,6 +178,26 @@ func TestStatementNamesAsPostgres(t *testing.T) {
 			s("CZ", query("ROLLBACK")), // PREPARE is not transactional
 			s("TDCZ", query("EXECUTE intx")),
 		},
+		"reserved words are no statement names": {
+			s("EZ", query("PREPARE all AS SELECT 1")),
+			s("EZ", query("PREPARE select AS SELECT 1")),
+			s("CZ", query(`PREPARE "all" AS SELECT 'quoted'`)),
+			s("EZ", query("EXECUTE all")),
+			s("TDCZ", query(`EXECUTE "all"`)),
+			s("CZ", query(`PREPARE "select" AS SELECT 2`)),
+			s("EZ", query("EXECUTE select")),
+			s("EZ", query("DEALLOCATE select")),
+			s("TDCZ", query(`EXECUTE "select"`)),
+		},
+		"EXPLAIN EXECUTE": {
+			s("CZ", query("PREPARE ex (int) AS SELECT $1 + 1")),
+			s("TDCZ", query("EXPLAIN (COSTS OFF) EXECUTE ex(1)")),
+			s("TDDCZ", query("explain verbose execute ex(2)")),
+			s("EZ", query("EXPLAIN (COSTS OFF) EXECUTE ex('x')")),
+			s("EZ", query("EXPLAIN EXECUTE nope")),
+			s("CZ", query("DEALLOCATE ex")),
+			s("EZ", query("EXPLAIN (COSTS OFF) EXECUTE ex(1)")),
+		},
 	}
 	for name, steps := range cases {
 		t.Run(name, func(t *testing.T) {
