@@ -120,6 +120,8 @@ func (s *Session) recoverLink(c *pool.Conn, cause error) bool {
 	s.state = ClientIdle
 	s.disarmAll()
 	s.q.reset()
+	s.dropErr = false
+	s.ddlSettled('I') // the transaction is over, whatever it sent
 	status := byte('I')
 	if inTx {
 		status = 'E'

@@ -210,13 +210,22 @@ func (ps *pools) reconfigure(cfg *config.Config) {
 			continue
 		}
 		e.mu.Lock()
+		moved := e.db.HostKey() != db.HostKey() || e.db.TargetSessionAttrs != db.TargetSessionAttrs
 		e.db = db
 		e.mode = cfg.EffectivePoolMode(db, k.user)
 		e.modeNow.Store(int32(e.mode))
 		e.multi.Store(multiHost(db))
 		e.mu.Unlock()
+		if moved {
+			// Other servers, as PgBouncer does on a host change: idle connections close
+			// now, leased ones when released.
+			e.pool.Reconnect()
+		}
 		if err := e.pool.Reconfigure(ps.options(cfg, e, db, k.user)); err != nil {
 			ps.s.log.Warn("reconfigure pool", zap.Error(err))
+		}
+		if cl := ps.hosts.forDB(db); cl != nil { // new hosts: check them too
+			cl.Watch(func() *pool.Target { return ps.target(e, k.user) }, cfg.ServerConnectTimeout)
 		}
 	}
 	for name, l := range ps.dbCap {

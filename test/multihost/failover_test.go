@@ -186,11 +186,11 @@ func TestFailoverInTransaction(t *testing.T) {
 	defer cancel()
 	_, err := setup.Exec(ctx, "CREATE TABLE t (v int)")
 	require.NoError(t, err)
-	committer, asker, roller := p.connect(t, "app"), p.connect(t, "app"), p.connect(t, "app")
+	committer, asker, roller, binder := p.connect(t, "app"), p.connect(t, "app"), p.connect(t, "app"), p.connect(t, "app")
 	listener := p.connect(t, "app")
 	_, err = listener.Exec(ctx, "LISTEN failover")
 	require.NoError(t, err)
-	for _, c := range []*pgx.Conn{committer, asker, roller} {
+	for _, c := range []*pgx.Conn{committer, asker, roller, binder} {
 		_, err := c.Exec(ctx, "BEGIN")
 		require.NoError(t, err)
 		_, err = c.Exec(ctx, "INSERT INTO t VALUES (1)")
@@ -218,11 +218,18 @@ func TestFailoverInTransaction(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "ROLLBACK", tag.String(), "COMMIT of an aborted transaction rolls back, as in PostgreSQL")
 
+	// The extended protocol: the error, then ReadyForQuery at the Sync.
+	err = binder.QueryRow(ctx, "SELECT $1::int", 2).Scan(&one)
+	require.Contains(t, []string{"57P01", "08006"}, sqlState(err), "%v", err)
+	require.Equal(t, byte('E'), binder.PgConn().TxStatus())
+	_, err = binder.Exec(ctx, "ROLLBACK")
+	require.NoError(t, err)
+
 	// ROLLBACK is answered at once.
 	_, err = roller.Exec(ctx, "ROLLBACK")
 	require.NoError(t, err)
 
-	for _, c := range []*pgx.Conn{committer, asker, roller} {
+	for _, c := range []*pgx.Conn{committer, asker, roller, binder} {
 		require.False(t, c.IsClosed())
 		port, standby := server(t, c)
 		require.Equal(t, p.standby.Port, port)

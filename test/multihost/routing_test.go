@@ -2,12 +2,14 @@ package multihost
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgmux/pgmux/internal/muxtest"
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
@@ -151,4 +153,38 @@ func TestAttrsRefuse(t *testing.T) {
 	defer cancel()
 	_, err := pgx.Connect(ctx, m.URL(pgtest.AppUser, pgtest.AppPassword, "sb"))
 	require.ErrorContains(t, err, "server does not match target_session_attrs standby: it is a primary")
+}
+
+// TestReloadHosts: RELOAD turns a single-host entry into a multi-host one; the new hosts
+// are checked and routed to at once.
+func TestReloadHosts(t *testing.T) {
+	primary := pgtest.StartPrivate(t)
+	standby := primary.StartStandby(t)
+	ini := &muxtest.Ini{
+		Databases: []string{"app = host=127.0.0.1 port=" + itoa(primary.Port) + " dbname=app"},
+		Users:     map[string]string{pgtest.AppUser: pgtest.AppPassword, "admin": "adminpass"},
+		Extra:     []string{"admin_users = admin"},
+	}
+	m := muxtest.Start(t, primary, muxtest.Options{Ini: ini, Reload: true, Stop: muxtest.Close})
+	p := &pair{primary: primary, standby: standby, mux: m}
+	port, _ := server(t, p.connect(t, "app"))
+	require.Equal(t, primary.Port, port)
+	adm := p.admin(t)
+	require.Empty(t, show(t, adm, "SHOW HOSTS"))
+
+	ini.Databases = []string{"app = host=127.0.0.1,127.0.0.1 port=" + itoa(primary.Port) + "," + itoa(standby.Port) +
+		" dbname=app target_session_attrs=standby"}
+	ini.Write(t, filepath.Dir(m.Ini), primary, 6432)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	_, err := adm.Exec(ctx, "RELOAD")
+	require.NoError(t, err)
+	port, standbyRole := server(t, p.connect(t, "app"))
+	require.Equal(t, standby.Port, port)
+	require.True(t, standbyRole)
+	require.Eventually(t, func() bool {
+		rows := show(t, adm, "SHOW HOSTS")
+		pr, sb := hostRow(rows, primary.Port), hostRow(rows, standby.Port)
+		return pr != nil && sb != nil && pr["role"] == "primary" && sb["role"] == "standby"
+	}, 10*time.Second, 20*time.Millisecond, "the new hosts are checked")
 }
