@@ -119,6 +119,11 @@ func (s *Session) recoverLink(c *pool.Conn, cause error) bool {
 	s.pending, s.unsynced = 0, false
 	s.state = ClientIdle
 	s.disarmAll()
+	s.q.each(func(e expect) {
+		if e.reg != nil && (e.kind == 'Q' || e.kind == 'P' && !e.hide) {
+			e.reg.failed.Store(true) // its Parse or PREPARE never completed: no such name
+		}
+	})
 	s.q.reset()
 	s.dropErr = false
 	s.ddlSettled('I') // the transaction is over, whatever it sent

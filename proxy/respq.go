@@ -143,3 +143,10 @@ func (q *respQueue) pushBeforeTail(es ...expect) {
 		q.push(last)
 	}
 }
+
+// each calls f for every queued expect, oldest first.
+func (q *respQueue) each(f func(expect)) {
+	for i := 0; i < q.size; i++ {
+		f(q.buf[(q.head+i)%len(q.buf)])
+	}
+}
