@@ -154,8 +154,12 @@ func (s *Session) recoverLink(c *pool.Conn, cause error) bool {
 		}
 		b = wire.ReadyForQuery(b, status)
 	}
-	if err := s.wr.Write(b); err == nil {
+	err := s.wr.Write(b)
+	if err == nil {
 		err = s.wr.Flush()
+	}
+	if err != nil {
+		s.clientWriteFailed() // the client is gone too
 	}
 	return true
 }
