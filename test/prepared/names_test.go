@@ -189,6 +189,11 @@ func TestStatementNamesAsPostgres(t *testing.T) {
 			s("EZ", query("DEALLOCATE select")),
 			s("TDCZ", query(`EXECUTE "select"`)),
 		},
+		"pipelined SQL statements": {
+			s("CZTDCZEZTDCZ", query("PREPARE pp (int) AS SELECT $1 * 3"), query("EXECUTE pp(2)"), query("SELECT 1/0"), query("EXECUTE pp(3)")),
+			s("1tTZCZEZ", parse("e1", "SELECT 1"), describeStmt("e1"), syncMsg, query("DEALLOCATE e1"), query("EXECUTE e1")),
+			s("CZEZTDCZ", query(`PREPARE "MixedCase" AS SELECT 'mc'`), query("DEALLOCATE mixedcase"), query(`EXECUTE "MixedCase"`)),
+		},
 		"EXPLAIN EXECUTE": {
 			s("CZ", query("PREPARE ex (int) AS SELECT $1 + 1")),
 			s("TDCZ", query("EXPLAIN (COSTS OFF) EXECUTE ex(1)")),
