@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on Debian 12 when it is missing: PostgreSQL 15 (initdb,
 # postgres, psql, pgbench), PgBouncer (comparison tests), gcc and libc headers (go test
-# -race needs cgo), git, and the client drivers test/prepared runs (asyncpg, ruby-pg,
-# node-postgres). As root it installs them with apt-get (and npm for node-postgres);
-# otherwise it fails, naming exactly what to install. Go itself must be there already.
+# -race needs cgo), git, and the client drivers test/prepared and test/sticky run (asyncpg,
+# ruby-pg, node-postgres, psycopg 3 and psycopg2). As root it installs them with apt-get
+# (and npm for node-postgres); otherwise it fails, naming exactly what to install. Go
+# itself must be there already.
 #
 #   scripts/deps.sh          # install what is missing (root), or say what is (not root)
 #   scripts/deps.sh --check  # only say what is missing; exit 1 if anything is
@@ -26,6 +27,8 @@ declare -A want=(
 	[ca-certificates]=/etc/ssl/certs/ca-certificates.crt # module downloads
 	[python3-asyncpg]=/usr/lib/python3/dist-packages/asyncpg/__init__.py # test/prepared drivers
 	[ruby-pg]=/usr/lib/ruby/vendor_ruby/pg.rb
+	[python3-psycopg]=/usr/lib/python3/dist-packages/psycopg/__init__.py    # test/sticky settings drivers
+	[python3-psycopg2]=/usr/lib/python3/dist-packages/psycopg2/__init__.py
 )
 missing=()
 for pkg in $(printf '%s\n' "${!want[@]}" | sort); do

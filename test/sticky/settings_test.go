@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -313,47 +313,74 @@ func TestResetToStartupValues(t *testing.T) {
 	same("RESET ALL in a failed implicit transaction")
 }
 
-// TestRailsLikeClients: 20 ruby-pg connections configure themselves as ActiveRecord does
-// at connect (SET client_min_messages, standard_conforming_strings, intervalstyle,
-// timezone, a statement_timeout variable) over default_pool_size 5 and direct_pool_size 2:
-// none pins, none waits, each keeps its settings.
-func TestRailsLikeClients(t *testing.T) {
-	ruby, err := exec.LookPath("ruby")
+// runDriver runs a driver's script through pgmux (db as the app user) with args, checking
+// SHOW CLIENTS for pins every 100 ms while it runs, and returns its output, which must
+// end with "ok want". A missing interpreter or driver skips the test, and fails it in CI.
+func runDriver(t *testing.T, m *mux, db string, env []string, prog string, check []string, script string, want int, args ...string) {
+	t.Helper()
+	path, err := exec.LookPath(prog)
 	if err == nil {
-		_, err = muxtest.RunCmd(t, 30*time.Second, nil, ruby, "-e", "require 'pg'")
+		_, err = muxtest.RunCmd(t, 30*time.Second, env, path, check...)
 	}
 	if err != nil {
 		if pgtest.InCI() {
-			t.Fatalf("ruby-pg is not installed (CI is set: this test must not skip): %v", err)
+			t.Fatalf("%s cannot run %v (CI is set: this test must not skip): %v", prog, check, err)
 		}
-		t.Skipf("ruby-pg is not installed: %v", err)
+		t.Skipf("%s cannot run %v: %v", prog, check, err)
 	}
-	m := startMux(t, setup{poolSize: 5, directSize: 2, waitTimeout: 10})
-	db := m.pg.NewDatabase(t, "rails")
 	adm := m.admin(t)
-	script, err := filepath.Abs(filepath.Join("testdata", "rails_connect.rb"))
+	script, err = filepath.Abs(filepath.Join("testdata", script))
 	require.NoError(t, err)
-	const threads, rounds = 20, 30
 	type result struct {
 		out string
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		out, err := muxtest.RunCmd(t, 3*time.Minute, nil, ruby, script, m.url(db), strconv.Itoa(threads), strconv.Itoa(rounds))
+		out, err := muxtest.RunCmd(t, 3*time.Minute, env, path, append([]string{script, m.url(db)}, args...)...)
 		done <- result{out, err}
 	}()
 	for {
 		select {
 		case r := <-done:
 			require.NoError(t, r.err, r.out)
-			require.Contains(t, r.out, fmt.Sprintf("ok %d", threads*rounds))
+			require.Contains(t, r.out, fmt.Sprintf("ok %d", want), r.out)
 			noPins(t, m, adm, db)
 			return
 		case <-time.After(100 * time.Millisecond):
 			noPins(t, m, adm, db)
 		}
 	}
+}
+
+// TestRailsLikeClients: 20 ruby-pg connections configure themselves as ActiveRecord does
+// at connect (SET client_min_messages, standard_conforming_strings, intervalstyle,
+// timezone, a statement_timeout variable) over default_pool_size 5 and direct_pool_size 2:
+// none pins, none waits, each keeps its settings.
+func TestRailsLikeClients(t *testing.T) {
+	m := startMux(t, setup{poolSize: 5, directSize: 2, waitTimeout: 10})
+	db := m.pg.NewDatabase(t, "rails")
+	runDriver(t, m, db, nil, "ruby", []string{"-e", "require 'pg'"}, "rails_connect.rb", 20*30, "20", "30")
+}
+
+// TestDriverSettings: node-postgres with statement_timeout, lock_timeout, options and
+// application_name given at connect, psycopg 3 with options and set_config, psycopg2 (which
+// SETs DateStyle at connect): 20 connections each over pool 5 / direct 2, none pins, each
+// keeps its own values, RESET and RESET ALL return to the startup values.
+func TestDriverSettings(t *testing.T) {
+	m := startMux(t, setup{poolSize: 5, directSize: 2, waitTimeout: 10})
+	nodePath := "NODE_PATH=" + strings.Join([]string{os.Getenv("NODE_PATH"), "/usr/share/nodejs", "/usr/lib/nodejs",
+		"/usr/lib/node_modules", "/usr/local/lib/node_modules"}, ":")
+	t.Run("node-postgres", func(t *testing.T) {
+		db := m.pg.NewDatabase(t, "nodeset")
+		runDriver(t, m, db, append(os.Environ(), nodePath), "node", []string{"-e", "require('pg')"},
+			"node_settings.js", 20*30, "20", "30")
+	})
+	t.Run("psycopg", func(t *testing.T) {
+		db := m.pg.NewDatabase(t, "pyset")
+		runDriver(t, m, db, nil, "/usr/bin/python3", []string{"-c", "import psycopg, psycopg2"},
+			"psycopg_settings.py", 2*10*20, "10", "20")
+	})
 }
 
 // TestSettingsClientLeavesAfterSet: a client that leaves right after a SET (its read-back
