@@ -222,10 +222,11 @@ func TestUnnamedCacheAlterTable(t *testing.T) {
 
 // TestUnnamedCacheUniqueTexts runs 1000 distinct texts (literals inlined), some twice,
 // and one hot statement, from 50 pgx clients in exec mode (unnamed statements) over 5
-// servers with max_prepared_statements 20: no errors, right answers, and no server ever
-// holds more than 20 statements.
+// servers with max_prepared_statements 20, the servers replaced every second or so
+// (server_lifetime 1): no errors, right answers, and no server ever holds more than 20
+// statements.
 func TestUnnamedCacheUniqueTexts(t *testing.T) {
-	m := startMux(t, setup{poolSize: 5, maxStmts: 20, extra: []string{cacheUnnamed}})
+	m := startMux(t, setup{poolSize: 5, maxStmts: 20, extra: []string{cacheUnnamed, "server_lifetime = 1"}})
 	db := database(t, m.pg, "ununiq")
 	const clients, perClient = 50, 20
 	var wg sync.WaitGroup
