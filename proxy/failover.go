@@ -279,21 +279,57 @@ func (s *Session) abortOnLink(c *pool.Conn) {
 	_ = c.Wr.Write(wire.Query(nil, abortSQL)) // a failed write surfaces at the client's flush
 }
 
+// waitLimit is how long a client may queue for a server: query_wait_timeout, or, while
+// a multi-host database that needs a primary has none reachable (a failover), at most
+// failover_timeout.
+func (s *Session) waitLimit(cfg *config.Config) time.Duration {
+	if !s.entry.multi.Load() || !s.inFailover(cfg) {
+		return cfg.QueryWaitTimeout
+	}
+	if cfg.QueryWaitTimeout <= 0 || cfg.FailoverTimeout < cfg.QueryWaitTimeout {
+		return cfg.FailoverTimeout
+	}
+	return cfg.QueryWaitTimeout
+}
+
+// inFailover reports a multi-host database that needs a primary and knows none reachable.
+func (s *Session) inFailover(cfg *config.Config) bool {
+	db, _, _ := s.entry.snapshot()
+	cl := s.srv.pools.hosts.forDB(db)
+	return cl != nil && cfg.FailoverTimeout > 0 && needsPrimary(db) && !cl.HasPrimary()
+}
+
+func needsPrimary(db *config.Database) bool {
+	return db.TargetSessionAttrs == "read-write" || db.TargetSessionAttrs == "primary"
+}
+
+// noPrimary is the error for a transaction that waited failover_timeout in vain.
+func noPrimary(db *config.Database, cfg *config.Config, cause error) error {
+	return pgerr.New(pgerr.ConnectionFailure, "no server fitting target_session_attrs=%s for database %q within failover_timeout (%v)",
+		db.EffectiveTargetSessionAttrs(), db.Name, cfg.FailoverTimeout).WithDetail("%v", cause)
+}
+
 // acquireFailover retries a failed acquire of a multi-host database while no fitting
 // server is reachable, up to failover_timeout: it waits for the hosts' checkers to see a
 // change (a promoted standby) and tries again.
 func (s *Session) acquireFailover(cfg *config.Config, err error) (*pool.Conn, error) {
 	db, _, _ := s.entry.snapshot()
 	cl := s.srv.pools.hosts.forDB(db)
-	if cl == nil || cfg.FailoverTimeout <= 0 || !failoverRetryable(err) {
+	if cl == nil || cfg.FailoverTimeout <= 0 {
+		return nil, err
+	}
+	if errors.Is(err, pool.ErrWaitTimeout) && s.inFailover(cfg) {
+		return nil, noPrimary(db, cfg, err) // it queued for failover_timeout already
+	}
+	if !failoverRetryable(err) {
 		return nil, err
 	}
 	deadline := time.Now().Add(cfg.FailoverTimeout)
-	needPrimary := db.TargetSessionAttrs == "read-write" || db.TargetSessionAttrs == "primary"
+	needPrimary := needsPrimary(db)
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return nil, err
+			return nil, noPrimary(db, cfg, err)
 		}
 		ch := cl.Changed()
 		if !needPrimary || !cl.HasPrimary() {
@@ -311,6 +347,9 @@ func (s *Session) acquireFailover(cfg *config.Config, err error) (*pool.Conn, er
 		var c *pool.Conn
 		if c, err = s.entry.pool.AcquireTimeout(s, max(time.Until(deadline), time.Millisecond)); err == nil {
 			return c, nil
+		}
+		if errors.Is(err, pool.ErrWaitTimeout) {
+			return nil, noPrimary(db, cfg, err)
 		}
 		if !failoverRetryable(err) {
 			return nil, err
@@ -370,4 +409,18 @@ func (s *Session) lostServer(c *pool.Conn, err error) bool {
 	}
 	c.Discard(err) // its reader sees the closed socket and recovers the link, if still linked
 	return true
+}
+
+// idleStatus is the transaction status of a client without a server: 'E' while its
+// transaction, lost in a failover, is not ended yet, else 'I'.
+func (s *Session) idleStatus() byte {
+	if !s.entry.multi.Load() {
+		return 'I'
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fo&foAborted != 0 {
+		return 'E'
+	}
+	return 'I'
 }

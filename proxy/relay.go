@@ -223,7 +223,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	c := s.entry.pool.TryAcquire(s)
 	if c == nil {
 		var err error
-		c, err = s.entry.pool.AcquireTimeout(s, cfg.QueryWaitTimeout)
+		c, err = s.entry.pool.AcquireTimeout(s, s.waitLimit(cfg))
 		if err != nil && s.entry.multi.Load() {
 			c, err = s.acquireFailover(cfg, err)
 		}
@@ -402,7 +402,7 @@ func (s *Session) refuse(typ byte, n int, cause error) (bool, error) {
 	skipping := false
 	switch typ {
 	case 'Q', 'F', 'S':
-		b = wire.ReadyForQuery(b, 'I')
+		b = wire.ReadyForQuery(b, s.idleStatus())
 	default:
 		skipping = true
 	}
@@ -417,7 +417,7 @@ func (s *Session) skipUntilSync(typ byte, n int) (bool, error) {
 	if typ != 'S' {
 		return true, nil
 	}
-	return false, s.writeClient(wire.ReadyForQuery(nil, 'I'))
+	return false, s.writeClient(wire.ReadyForQuery(nil, s.idleStatus()))
 }
 
 func acquireError(s *Session, err error) *pgerr.Error {

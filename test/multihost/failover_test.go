@@ -273,3 +273,44 @@ func sqlState(err error) string {
 	}
 	return ""
 }
+
+// TestFailoverTimeout: with no primary for longer than failover_timeout, a transaction
+// fails after waiting that long, and the client stays connected; a client whose
+// transaction was lost stays in it until it ends it.
+func TestFailoverTimeout(t *testing.T) {
+	p := startPair(t, []string{"failover_timeout = 1"}, "app = {hosts} dbname=app target_session_attrs=read-write")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	idle, inTx := p.connect(t, "app"), p.connect(t, "app")
+	_, err := idle.Exec(ctx, "SELECT 1")
+	require.NoError(t, err)
+	_, err = inTx.Exec(ctx, "BEGIN")
+	require.NoError(t, err)
+	_, err = inTx.Exec(ctx, "SELECT 1")
+	require.NoError(t, err)
+	p.primary.StopPostmaster(t, "fast") // and no promotion
+
+	start := time.Now()
+	_, err = idle.Exec(ctx, "SELECT 2")
+	waited := time.Since(start)
+	require.Equal(t, "08006", sqlState(err), "%v", err)
+	require.GreaterOrEqual(t, waited, 900*time.Millisecond, "it waited for a primary")
+	require.Less(t, waited, 10*time.Second)
+	require.Equal(t, byte('I'), idle.PgConn().TxStatus())
+
+	_, err = inTx.Exec(ctx, "SELECT 2")
+	require.Contains(t, []string{"57P01", "08006"}, sqlState(err), "%v", err)
+	_, err = inTx.Exec(ctx, "SELECT 3")
+	require.Equal(t, "08006", sqlState(err), "%v", err)
+	require.Equal(t, byte('E'), inTx.PgConn().TxStatus(), "still in the lost transaction")
+	_, err = inTx.Exec(ctx, "ROLLBACK")
+	require.NoError(t, err)
+	require.Equal(t, byte('I'), inTx.PgConn().TxStatus())
+
+	p.standby.Promote(t)
+	for _, c := range []*pgx.Conn{idle, inTx} {
+		require.False(t, c.IsClosed())
+		port, _ := server(t, c)
+		require.Equal(t, p.standby.Port, port)
+	}
+}
