@@ -108,7 +108,6 @@ func applyFlags(cfg *config.Config, f *flags) error {
 	return nil
 }
 
-
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
 	f, err := parseFlags(args, stdout, stderr)
 	if err != nil {

@@ -20,7 +20,7 @@ type ddlRun struct {
 	t       *testing.T
 	url     string
 	clients []*pgx.Conn
-	holders []*pgx.Conn // through pgmux: keep servers busy so uses move between servers
+	holders []*pgx.Conn    // through pgmux: keep servers busy so uses move between servers
 	errs    map[string]int // error (by round, phase, client, query) -> how many uses got it
 }
 
@@ -198,4 +198,3 @@ func TestDDLBetweenUsesAsDirect(t *testing.T) {
 	require.NotEmpty(t, direct, "the sequence should make PostgreSQL itself report stale statements")
 	require.Empty(t, extra, "errors through pgmux that a direct connection does not give")
 }
-
