@@ -79,6 +79,9 @@ func (d Database) String() string {
 	add("application_name", d.ApplicationName)
 	add("target_session_attrs", d.TargetSessionAttrs)
 	add("load_balance_hosts", d.LoadBalanceHosts)
+	add("replica_reads", d.ReplicaReads)
+	num("replica_max_lag", d.ReplicaMaxLag)
+	num("replica_max_wait", d.ReplicaMaxWait)
 	return b.String()
 }
 

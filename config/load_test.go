@@ -329,7 +329,7 @@ func TestLoadDebianStyle(t *testing.T) {
 	require.Equal(t, 300*time.Second, c.ServerIdleTimeout)
 	require.Len(t, c.Databases, 5)
 	require.Equal(t, &Database{Name: "appdb", Port: 5432, DBName: "appdb", PoolSize: -1, MinPoolSize: -1,
-		ReservePool: -1, MaxDBConnections: -1, DirectPoolSize: -1, CacheUnnamed: -1}, c.Databases["appdb"])
+		ReservePool: -1, MaxDBConnections: -1, DirectPoolSize: -1, CacheUnnamed: -1, ReplicaMaxLag: -1, ReplicaMaxWait: -1}, c.Databases["appdb"])
 	require.Equal(t, "reporting", c.Databases["reports"].DBName)
 	batch := c.Databases["batch"]
 	require.Equal(t, "10.0.0.5", batch.Host)

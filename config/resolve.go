@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // DatabaseFor finds the [databases] entry for a client-requested name: the exact entry, or
 // else a copy of the "*" fallback with Name set to name and, unless the fallback named a
 // dbname explicitly, DBName set to name too. The result must be treated as read-only.
@@ -101,4 +103,37 @@ func (c *Config) EffectiveCacheUnnamed(db *Database) bool {
 		return db.CacheUnnamed == 1
 	}
 	return c.CacheUnnamedStatements
+}
+
+// ReplicaReadsModes are replica_reads' values.
+var ReplicaReadsModes = []string{"off", "explicit", "auto"}
+
+// Replica is what a database's clients may read from standbys, with its overrides of
+// the [pgbouncer] values applied.
+type Replica struct {
+	Reads   string        // off, explicit or auto
+	MaxLag  time.Duration // replica_max_lag: a standby lagging more is skipped; 0 = no limit
+	MaxWait time.Duration // replica_max_wait: longest read-your-writes wait; 0 = no waiting (off)
+}
+
+// EffectiveReplica is the database's replica_reads, replica_max_lag and replica_max_wait.
+func (c *Config) EffectiveReplica(db *Database) Replica {
+	r := Replica{Reads: c.ReplicaReads, MaxLag: time.Duration(c.ReplicaMaxLag) * time.Millisecond,
+		MaxWait: time.Duration(c.ReplicaMaxWait) * time.Millisecond}
+	if db == nil {
+		return r
+	}
+	if db.ReplicaReads != "" {
+		r.Reads = db.ReplicaReads
+	}
+	if db.ReplicaMaxLag >= 0 {
+		r.MaxLag = time.Duration(db.ReplicaMaxLag) * time.Millisecond
+	}
+	if db.ReplicaMaxWait >= 0 {
+		r.MaxWait = time.Duration(db.ReplicaMaxWait) * time.Millisecond
+	}
+	if r.Reads == "" {
+		r.Reads = "off"
+	}
+	return r
 }

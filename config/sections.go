@@ -29,6 +29,10 @@ var dbParams = map[string]func(d *Database, v string) error{
 	// Several hosts per database (hosts.go).
 	"target_session_attrs": dbEnum(TargetSessionAttrs, func(d *Database) *string { return &d.TargetSessionAttrs }),
 	"load_balance_hosts":   dbEnum(LoadBalanceHosts, func(d *Database) *string { return &d.LoadBalanceHosts }),
+	// Reads on standbys (replica.go).
+	"replica_reads":    dbEnum(ReplicaReadsModes, func(d *Database) *string { return &d.ReplicaReads }),
+	"replica_max_lag":  dbInt(0, maxInt, func(d *Database) *int { return &d.ReplicaMaxLag }),
+	"replica_max_wait": dbInt(0, maxInt, func(d *Database) *int { return &d.ReplicaMaxWait }),
 }
 
 // userParams is the [users] table.
@@ -62,7 +66,8 @@ func userInt(f func(*User) *int) func(*User, string) error {
 // newDatabase returns an entry with every inheritable field unset.
 func newDatabase(name string) *Database {
 	return &Database{Name: name, Port: 5432, DBName: name, PoolSize: -1, MinPoolSize: -1,
-		ReservePool: -1, MaxDBConnections: -1, DirectPoolSize: -1, CacheUnnamed: -1}
+		ReservePool: -1, MaxDBConnections: -1, DirectPoolSize: -1, CacheUnnamed: -1,
+		ReplicaMaxLag: -1, ReplicaMaxWait: -1}
 }
 
 // newUser returns an entry with every inheritable field unset.

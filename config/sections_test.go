@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -49,7 +50,7 @@ func TestParseDatabase(t *testing.T) {
 		AuthUser: "au", PoolSize: 10, MinPoolSize: 2, ReservePool: 3, MaxDBConnections: 40,
 		PoolMode: PoolModeTransaction, ClientEncoding: "UTF8", DateStyle: "ISO, MDY", TimeZone: "UTC",
 		ConnectQuery: "SET x = 1", ApplicationName: "api", DirectPoolSize: 1, LoadBalanceHosts: "disable",
-		CacheUnnamed: 1}, d)
+		CacheUnnamed: 1, ReplicaMaxLag: -1, ReplicaMaxWait: -1}, d)
 
 	d, _, err = ParseDatabase("x", "")
 	require.NoError(t, err)
@@ -169,4 +170,22 @@ func TestNoPasswordInOutput(t *testing.T) {
 		require.NotContains(t, s, "hunter2")
 	}
 	require.Contains(t, c.Databases["app"].String(), "password=***")
+}
+
+// TestEffectiveReplica: replica_reads, replica_max_lag and replica_max_wait come from
+// [pgbouncer] unless the [databases] entry overrides them; bad values are refused.
+func TestEffectiveReplica(t *testing.T) {
+	c := Default()
+	require.Equal(t, Replica{Reads: "off", MaxLag: 10 * time.Second, MaxWait: time.Second}, c.EffectiveReplica(nil))
+	d, _, err := ParseDatabase("x", "host=a,b replica_reads=auto replica_max_lag=500 replica_max_wait=0")
+	require.NoError(t, err)
+	require.Equal(t, Replica{Reads: "auto", MaxLag: 500 * time.Millisecond, MaxWait: 0}, c.EffectiveReplica(d))
+	u, _, err := ParseDatabase("y", "host=a,b")
+	require.NoError(t, err)
+	c.ReplicaReads, c.ReplicaMaxWait = "explicit", 250
+	require.Equal(t, Replica{Reads: "explicit", MaxLag: 10 * time.Second, MaxWait: 250 * time.Millisecond}, c.EffectiveReplica(u))
+	for _, bad := range []string{"replica_reads=on", "replica_max_lag=-1", "replica_max_wait=x"} {
+		_, _, err := ParseDatabase("z", bad)
+		require.Error(t, err, bad)
+	}
 }

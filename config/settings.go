@@ -66,6 +66,9 @@ func buildSettings() []setting {
 		intSetting("direct_pool_size", "5", reload, 0, maxInt, func(c *Config) *int { return &c.DirectPoolSize }),
 		durSetting("shutdown_timeout", "30", reload, func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 		durSetting("failover_timeout", "30", reload, func(c *Config) *time.Duration { return &c.FailoverTimeout }),
+		enumSetting("replica_reads", "off", reload, ReplicaReadsModes, func(c *Config) *string { return &c.ReplicaReads }),
+		intSetting("replica_max_lag", "10000", reload, 0, maxInt, func(c *Config) *int { return &c.ReplicaMaxLag }),
+		intSetting("replica_max_wait", "1000", reload, 0, maxInt, func(c *Config) *int { return &c.ReplicaMaxWait }),
 	)
 }
 

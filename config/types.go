@@ -103,6 +103,13 @@ type Config struct {
 	// FailoverTimeout is how long a transaction of a multi-host database waits for a
 	// server that fits (a new primary) when none is reachable.
 	FailoverTimeout time.Duration
+	// Reads on standbys (proxy/replica.go): ReplicaReads is off, explicit or auto;
+	// ReplicaMaxLag (ms) skips a standby lagging more; ReplicaMaxWait (ms) bounds a
+	// read-your-writes wait, 0 turns read-your-writes off. Each may be overridden per
+	// database.
+	ReplicaReads   string
+	ReplicaMaxLag  int
+	ReplicaMaxWait int
 
 	// [databases] and [users] sections.
 	Databases map[string]*Database // key is the client-visible name; "*" is the fallback
@@ -154,6 +161,10 @@ type Database struct {
 	TargetSessionAttrs string
 	LoadBalanceHosts   string
 	CacheUnnamed       int // cache_unnamed_statements: -1 = inherit, 0 or 1
+	// replica_reads ("" = inherit), replica_max_lag and replica_max_wait (-1 = inherit).
+	ReplicaReads   string
+	ReplicaMaxLag  int
+	ReplicaMaxWait int
 }
 
 // User is one [users] entry.
