@@ -40,6 +40,9 @@ type Target struct {
 	Cluster *Cluster
 	Attrs   SessionAttrs
 	Balance Balance
+	// Only, when set with Cluster, is the one host new connections go to (a standby's
+	// pool for replica reads, replica.go); Attrs still checks its role at login.
+	Only *Host
 }
 
 // Network returns the dial network and address for the target.

@@ -45,6 +45,13 @@ type Host struct {
 	lagMs    int64     // a standby's replay lag in milliseconds; -1 unknown
 	lastErr  string
 	switches int // role changes seen
+	// Read-your-writes (replica.go): the highest replayed position the poller saw, the
+	// clients waiting for a position, whether the poller runs. pollConn belongs to the
+	// running poller (one at a time), and to Close after the pollers stopped.
+	replayed uint64
+	waiters  []*replayWaiter
+	polling  bool
+	pollConn *checkConn
 }
 
 // HostState is a snapshot of a Host for SHOW and metrics.
@@ -102,6 +109,16 @@ type Cluster struct {
 	stop    chan struct{}
 	closed  bool
 	wg      sync.WaitGroup
+
+	// The primary's WAL position for read-your-writes (replica.go): lsnMu guards the next
+	// read's callers and whether the fetcher runs; lsnConn and lsnHost belong to the
+	// running fetcher (one at a time), and to Close after it stopped. shut is set by Close.
+	lsnMu      sync.Mutex
+	lsnNext    *lsnFetch
+	lsnRunning bool
+	lsnConn    *checkConn
+	lsnHost    *Host
+	shut       atomic.Bool
 }
 
 // NewCluster returns a cluster of the given servers; nothing runs until Watch.
@@ -308,6 +325,9 @@ func (e hostErrors) Unwrap() []error { return e }
 func dialTarget(ctx context.Context, p *Pool, t *Target, timeout time.Duration) (*Conn, error) {
 	if t.Cluster == nil {
 		return dialHost(ctx, p, t, nil, timeout)
+	}
+	if t.Only != nil {
+		return dialHost(ctx, p, t.at(t.Only), t.Only, timeout)
 	}
 	var errs hostErrors
 	for _, h := range t.Cluster.candidates(t.Attrs, t.Balance) {

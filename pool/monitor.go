@@ -52,7 +52,24 @@ func (cl *Cluster) Close() {
 	cl.closed = true
 	close(cl.stop)
 	cl.mu.Unlock()
+	// Barrier: a read-your-writes fetch or wait that saw shut unset has registered its
+	// goroutine before the Wait.
+	cl.shut.Store(true)
+	cl.lsnMu.Lock()
+	cl.lsnMu.Unlock() //nolint:staticcheck // empty critical section: a barrier
+	for _, h := range cl.hosts {
+		h.mu.Lock()
+		h.mu.Unlock() //nolint:staticcheck // as above
+	}
 	cl.wg.Wait()
+	if cl.lsnConn != nil {
+		cl.lsnConn.nc.Close()
+	}
+	for _, h := range cl.hosts {
+		if h.pollConn != nil {
+			h.pollConn.nc.Close()
+		}
+	}
 }
 
 // checkConn is a checker's own server connection.

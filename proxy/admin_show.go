@@ -294,7 +294,7 @@ func (s *Server) showServers() []byte {
 		if db.User != "" {
 			user = db.User
 		}
-		conns := e.pool.Conns()
+		conns := e.conns()
 		slices.SortFunc(conns, func(a, b *pool.Conn) int { return cmp.Compare(a.ID, b.ID) })
 		for _, c := range conns {
 			addr, port := hostPort(tcpAddr(c.Addr()))
@@ -355,7 +355,7 @@ func (s *Server) showPreparedServers() []byte {
 		if db.User != "" {
 			user = db.User
 		}
-		conns := e.pool.Conns()
+		conns := e.conns()
 		slices.SortFunc(conns, func(a, b *pool.Conn) int { return cmp.Compare(a.ID, b.ID) })
 		for _, c := range conns {
 			p := e.prep.conn(c)

@@ -26,6 +26,7 @@ type metrics struct {
 	prepared, prepHits, prepMisses, prepEvicts, prepRetries *prometheus.Desc
 	hostUp, hostPrimary, hostLag, hostLagBytes              *prometheus.Desc
 	unnamedHits, unnamedMisses                              *prometheus.Desc
+	rep                                                     *replicaMetrics // metrics_replica.go
 }
 
 // poolObservers are one pool's histograms.
@@ -53,6 +54,7 @@ func newMetrics(s *Server) *metrics {
 	pl := poolLabels
 	return &metrics{
 		srv:   s,
+		rep:   newReplicaMetrics(),
 		wait:  hist("wait_duration_seconds", "Time clients waited for a server connection, per server assignment."),
 		query: hist("query_duration_seconds", "Time from a client's request to the server's ReadyForQuery."),
 		xact:  hist("transaction_duration_seconds", "Time from the first query of a transaction to its end (autocommit queries count as transactions)."),
@@ -107,7 +109,7 @@ func newMetrics(s *Server) *metrics {
 
 // register adds every metric to reg.
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.wait, m.query, m.xact, m.loginFailures, m.errorsSent, m.reloads, m} {
+	for _, c := range append([]prometheus.Collector{m.wait, m.query, m.xact, m.loginFailures, m.errorsSent, m.reloads, m}, m.rep.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -32,6 +32,8 @@ type poolEntry struct {
 	// directWarnAt is when a client waiting for a direct slot was last logged (unix
 	// nanoseconds; waiting.go).
 	directWarnAt atomic.Int64
+	// replicas are the entry's pools on standbys, by host (replica_pools.go); guarded by mu.
+	replicas map[*pool.Host]*pool.Pool
 }
 
 func (e *poolEntry) snapshot() (*config.Database, config.PoolMode, pool.Params) {
@@ -206,6 +208,7 @@ func (ps *pools) reconfigure(cfg *config.Config) {
 		db, ok := cfg.DatabaseFor(k.db)
 		if !ok {
 			e.pool.Close()
+			e.closeReplicas()
 			delete(ps.byKey, k)
 			continue
 		}
@@ -220,7 +223,9 @@ func (ps *pools) reconfigure(cfg *config.Config) {
 			// Other servers, as PgBouncer does on a host change: idle connections close
 			// now, leased ones when released.
 			e.pool.Reconnect()
+			e.closeReplicas()
 		}
+		ps.reconfigureReplicas(cfg, e, db)
 		if err := e.pool.Reconfigure(ps.options(cfg, e, db, k.user)); err != nil {
 			ps.s.log.Warn("reconfigure pool", zap.Error(err))
 		}
@@ -262,6 +267,7 @@ func (ps *pools) all() []*poolEntry {
 func (ps *pools) closeAll() {
 	for _, e := range ps.all() {
 		e.pool.Close()
+		e.closeReplicas()
 	}
 	ps.hosts.closeAll()
 }

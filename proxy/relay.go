@@ -47,67 +47,81 @@ func (s *Session) relay() (parked bool, err error) {
 			}
 			continue
 		}
-		if s.entry.multi.Load() {
-			// A multi-host database's client may have lost its server in a failover.
-			handled, err := s.answerAborted(typ, n)
-			if err != nil {
-				return false, err
-			}
-			if handled {
-				continue
-			}
+		if skipping, err = s.dispatch(typ, n); err != nil {
+			return false, err
 		}
-		if s.prep != prepPass {
-			handled, err := s.deferLocal(typ, n)
-			if err != nil {
-				return false, err
-			}
-			if handled {
-				continue
-			}
-		}
-		if typ == 'Q' && s.mode != config.PoolModeSession {
-			handled, err := s.listenLocally(n)
-			if err != nil {
-				return false, err
-			}
-			if handled {
-				continue
-			}
-		}
-		pin, release, err := s.stickyNeed(typ, n)
+	}
+}
+
+// dispatch handles one client message after its header: answered by pgmux, refused, or
+// forwarded to the linked server (leased first when none is). It reports whether
+// messages up to the next Sync are to be dropped; an error ends the session.
+func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
+	if s.entry.multi.Load() {
+		// A multi-host database's client may have lost its server in a failover.
+		handled, err := s.answerAborted(typ, n)
 		if err != nil {
 			return false, err
 		}
-		var pinErr error
-		if pin != 0 {
-			pinErr = s.reserveDirect(pin)
-		}
-		if pinErr != nil && s.linkedServer() == nil {
-			if skipping, err = s.refuse(typ, n, pinErr); err != nil {
-				return false, err
-			}
-			continue
-		}
-		c, err := s.serverFor(typ)
-		if err != nil {
-			if s.srv.cutAtRelease() {
-				s.fatal(shutdownFatal())
-				return false, err
-			}
-			if skipping, err = s.refuse(typ, n, err); err != nil {
-				return false, err
-			}
-			continue
-		}
-		s.ops.in.Add(uint64(n + wire.HeaderLen))
-		if err := s.forwardLocked(c, typ, n, pin, release, pinErr); err != nil {
-			if s.entry.multi.Load() && s.lostServer(c, err) {
-				continue
-			}
-			return false, s.forwardFailed(c, err)
+		if handled {
+			return false, nil
 		}
 	}
+	if s.prep != prepPass {
+		handled, err := s.deferLocal(typ, n)
+		if err != nil {
+			return false, err
+		}
+		if handled {
+			return false, nil
+		}
+	}
+	if typ == 'Q' && s.mode != config.PoolModeSession {
+		handled, err := s.listenLocally(n)
+		if err != nil {
+			return false, err
+		}
+		if handled {
+			return false, nil
+		}
+	}
+	pin, release, err := s.stickyNeed(typ, n)
+	if err != nil {
+		return false, err
+	}
+	var pinErr error
+	if pin != 0 {
+		pinErr = s.reserveDirect(pin)
+	}
+	if pinErr != nil && s.linkedServer() == nil {
+		return s.refuse(typ, n, pinErr)
+	}
+	var rr *replicaReq
+	if pin == 0 && s.entry.multi.Load() && s.linkedServer() == nil {
+		if rr, err = s.routeRead(typ, n); err != nil {
+			return false, err
+		}
+	}
+	c, err := s.serverFor(typ)
+	if err != nil {
+		s.endRoute()
+		if s.srv.cutAtRelease() {
+			s.fatal(shutdownFatal())
+			return false, err
+		}
+		return s.refuse(typ, n, err)
+	}
+	s.ops.in.Add(uint64(n + wire.HeaderLen))
+	if err := s.forwardLocked(c, typ, n, pin, release, pinErr); err != nil {
+		if s.entry.multi.Load() && s.lostServer(c, err) {
+			return false, nil
+		}
+		return false, s.forwardFailed(c, err)
+	}
+	if rr != nil || s.rr.Load() != nil {
+		return s.afterReplicaSend(typ)
+	}
+	return false, nil
 }
 
 // forwardLocked forwards one client message to c and flushes when the client has nothing
@@ -220,7 +234,10 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.mu.Unlock()
 
 	cfg := s.srv.Config()
-	c := s.entry.pool.TryAcquire(s)
+	c := s.acquireReplica(cfg)
+	if c == nil {
+		c = s.entry.pool.TryAcquire(s)
+	}
 	if c == nil {
 		var err error
 		c, err = s.entry.pool.AcquireTimeout(s, s.waitLimit(cfg))
@@ -246,6 +263,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.stats.WaitTime += time.Since(start)
 	s.noteAcquire(start)
 	s.server, s.pending, s.unsynced, s.errSkip = c, 0, false, false
+	s.onReplica = s.linkReplica
 	s.mode = mode
 	s.state = ClientActive
 	s.q.reset()
@@ -614,9 +632,19 @@ func (s *Session) Pump(c *pool.Conn) error {
 		if s.q.fakes.Load() > 0 {
 			s.answerFakes() // Parses answered by pgmux come before this message's answer
 		}
+		rr := s.rr.Load()
+		if rr != nil && rr.c == c {
+			if err := s.holdStep(rr, c, typ, n); err != nil {
+				s.serverFailed(c, err)
+				return err
+			}
+		}
 		switch typ {
 		case 'Z':
 			released, err := s.onReady(c, n)
+			if rr != nil && rr.c == c && err == nil {
+				s.holdDone(rr)
+			}
 			if err != nil || released {
 				return err
 			}
@@ -793,6 +821,11 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 		}
 		s.txStatus = status
 		s.fo &^= foCommit
+		if s.rwTrack && status == 'I' && !s.onReplica {
+			// A transaction on the primary ended: the client's next replica read must
+			// see it (replica.go). Marked before the client can see this answer.
+			s.rwDirty.Store(true)
+		}
 		s.stats.Queries++
 		if status == 'I' {
 			s.stats.Transactions++
@@ -930,6 +963,7 @@ func (s *Session) release(c *pool.Conn, reset bool) {
 // its transaction, if any, is gone.
 func (s *Session) serverFailed(c *pool.Conn, err error) {
 	c.NoteBroken() // before the client hears of it and sends its next request
+	s.holdLost(c)
 	if s.entry.multi.Load() && s.recoverLink(c, err) {
 		return
 	}

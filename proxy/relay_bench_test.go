@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"testing"
 
@@ -58,6 +59,9 @@ func pumpMessage(s *Session, rd *wire.Reader) (byte, error) {
 	typ, n, err := rd.Next()
 	if err != nil {
 		return 0, err
+	}
+	if rr := s.rr.Load(); rr != nil { // Pump's check for a held replica read (replica.go)
+		return 0, errors.New("unexpected held read")
 	}
 	s.mu.Lock()
 	hide, row := s.answer(typ)

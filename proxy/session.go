@@ -128,6 +128,19 @@ type Session struct {
 	// guarded by mu.
 	waitKind  waitKind
 	waitSince int64
+
+	// Reads on standbys (replica.go). pick, rrNext, linkReplica, forcePrimary and rw
+	// belong to the session goroutine; rr is the held request, read by the server's
+	// reader; onReplica and rwTrack are guarded by mu; rwDirty is set by the reader.
+	pick         *pool.Pool
+	rrNext       *replicaReq
+	linkReplica  bool
+	forcePrimary bool
+	rw           rwState
+	rr           atomic.Pointer[replicaReq]
+	onReplica    bool
+	rwTrack      bool
+	rwDirty      atomic.Bool
 }
 
 // SessionStats counts a session's traffic.

@@ -14,6 +14,7 @@ const (
 	ConnectionFailure        = "08006"
 	ConnectionException      = "08000"
 	CannotConnectNow         = "57P03"
+	ReadOnlySQLTransaction   = "25006"
 	AdminShutdown            = "57P01"
 	QueryCanceled            = "57014"
 	InvalidPassword          = "28P01"

@@ -56,6 +56,15 @@ func (rd *Reader) Reset(src io.Reader) {
 	rd.Release()
 }
 
+// Window returns the buffered bytes not yet consumed, from the current message's header
+// on, as a view valid until the next call on the reader.
+func (rd *Reader) Window() []byte {
+	if rd.buf == nil {
+		return nil
+	}
+	return (*rd.buf)[rd.r:rd.w]
+}
+
 // Buffered reports how many bytes are buffered and not yet consumed.
 func (rd *Reader) Buffered() int { return rd.w - rd.r }
 

@@ -127,8 +127,19 @@ func server(t *testing.T, q interface {
 // gauge returns a metric's value for a label set, and whether it exists.
 func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
+	ms := series(t, reg, name, labels)
+	if len(ms) == 0 {
+		return 0, false
+	}
+	return ms[0].GetGauge().GetValue(), true
+}
+
+// series returns a metric's series whose labels include labels.
+func series(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) []*dto.Metric {
+	t.Helper()
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
+	var out []*dto.Metric
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -140,10 +151,10 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string, labels map[strin
 					continue next
 				}
 			}
-			return m.GetGauge().GetValue(), true
+			out = append(out, m)
 		}
 	}
-	return 0, false
+	return out
 }
 
 func hasLabel(m *dto.Metric, k, v string) bool {

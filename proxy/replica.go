@@ -1,0 +1,522 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// Reads on standbys (replica_reads). When a client of a multi-host database that is
+// pooled per transaction or statement starts something new (no server linked), routeRead
+// decides where it goes:
+//
+//   - explicit and auto: a transaction that declares itself read-only (BEGIN READ ONLY,
+//     START TRANSACTION READ ONLY, or a plain BEGIN while the client's
+//     default_transaction_read_only is on, which SET SESSION CHARACTERISTICS AS
+//     TRANSACTION READ ONLY also sets), and any single request of such a client, go to a
+//     standby; a write there fails with 25006 as it would on the primary.
+//   - auto also sends a request outside a transaction whose statements the lexer proves
+//     read-only (sqlscan.ReadOnly): a simple Query of one such statement, or an
+//     extended-protocol request whose whole batch up to Sync is already buffered and
+//     whose executed statements all are. The standby's answer is held back from the
+//     client until it shows data or ends; a 25006 error before that (a SELECT calling a
+//     function that writes) makes pgmux send the request to the primary instead, and the
+//     client sees only the primary's answer.
+//
+// Standby choice (pickStandby): among standbys that are reachable and whose replay lag
+// is known and at most replica_max_lag, those that have already replayed the client's
+// last commit come first; then the fewest server connections in use on it for this
+// pool; then the lowest lag; then configuration order. No standby fits: the primary.
+//
+// Read-your-writes: a client whose transaction on the primary ends is marked (rwDirty,
+// before the client can see the ReadyForQuery). Its next replica read first learns a
+// primary WAL position read after that moment (pool.Cluster.PrimaryLSN, one read shared
+// by every client asking at the time), then reads from a standby that has replayed it,
+// waiting up to replica_max_wait (pool.Host.WaitReplay: one poller per standby, only
+// while someone waits); past that, the read goes to the primary. The fetch is lazy: a
+// client that writes and never reads from a standby pays nothing on its write path;
+// the price is one primary round trip, shared, on its first replica read after a write.
+
+// replicaReq is a request sent to a standby whose answer is held back until it is safe
+// to show (see above). The session goroutine makes it and waits for done; the standby
+// connection's reader (Pump) fills it while holding the client's write lock.
+type replicaReq struct {
+	c    *pool.Conn
+	raw  []byte // the client's messages as it sent them, for a retry on the primary
+	done chan bool
+	// Pump's side, under s.wmu.
+	holding bool
+	retry   bool
+	real    *wire.Writer // the client's writer while held
+	held    bytes.Buffer
+	hold    *wire.Writer // writes into held
+	start   time.Time
+}
+
+// rwState is a session's read-your-writes state, owned by the session goroutine except
+// dirty, which the server's reader sets.
+type rwState struct {
+	lsn uint64 // the primary's position the client's reads must see
+}
+
+// replicaOn returns the database's replica settings when the client may read from
+// standbys now, with its cluster.
+func (s *Session) replicaOn() (config.Replica, *pool.Cluster, bool) {
+	if s.forcePrimary || s.forceSession || s.mode == config.PoolModeSession {
+		return config.Replica{}, nil, false
+	}
+	cfg := s.srv.Config()
+	db, _, _ := s.entry.snapshot()
+	r := cfg.EffectiveReplica(db)
+	if r.Reads == "off" {
+		return r, nil, false
+	}
+	cl := s.srv.pools.hosts.forDB(db)
+	return r, cl, cl != nil
+}
+
+// routeRead decides, before a server is linked, whether the request starting with this
+// message goes to a standby, and if so picks one (waiting for read-your-writes) and sets
+// s.pick for serverFor. It returns the held request when the answer is to be held back.
+func (s *Session) routeRead(typ byte, n int) (*replicaReq, error) {
+	s.pick = nil
+	r, cl, ok := s.replicaOn()
+	if !ok {
+		return nil, nil
+	}
+	s.mu.Lock()
+	inTx, fo, defaultRO := s.txStatus != 'I', s.fo, false
+	if v, ok := s.params.Get("default_transaction_read_only"); ok && v == "on" {
+		defaultRO = true
+	}
+	s.rwTrack = r.MaxWait > 0
+	s.mu.Unlock()
+	if inTx || fo != 0 {
+		return nil, nil
+	}
+	var hold bool
+	var raw []byte
+	switch typ {
+	case 'Q':
+		if n > maxInspect {
+			return nil, nil
+		}
+		m, err := s.rd.Peek(n)
+		if err != nil {
+			return nil, err
+		}
+		sql := cString(wire.Body(m))
+		begin, access := sqlscan.BeginAccess(sql)
+		switch {
+		case begin && (access == sqlscan.AccessReadOnly || access == sqlscan.AccessUnsaid && defaultRO):
+		case defaultRO && !begin:
+		case r.Reads == "auto" && !begin && sqlscan.ReadOnly(sql):
+			hold, raw = true, bytes.Clone(m)
+		default:
+			return nil, nil
+		}
+	case 'P', 'B', 'D':
+		if r.Reads != "auto" && !defaultRO {
+			return nil, nil
+		}
+		b, ok := s.readOnlyBatch(defaultRO)
+		if !ok {
+			return nil, nil
+		}
+		if b.exec && !defaultRO {
+			if !b.retryable || len(s.deferred) > 0 {
+				return nil, nil // a 25006 could not be retried: the primary
+			}
+			hold, raw = true, bytes.Clone(b.raw)
+		}
+	default:
+		return nil, nil
+	}
+	p, err := s.pickStandby(cl, r)
+	if err != nil || p == nil {
+		s.srv.metrics.replicaPrimary(s.dbName, "no_standby")
+		return nil, err
+	}
+	s.pick = p
+	if !hold {
+		return nil, nil
+	}
+	rr := &replicaReq{raw: raw, done: make(chan bool, 1), holding: true}
+	rr.hold = wire.NewWriter(&rr.held)
+	s.rrNext = rr
+	return rr, nil
+}
+
+// cString is a NUL-terminated string's text.
+func cString(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+// batch is what readOnlyBatch found in the client's buffered extended-protocol request.
+type batch struct {
+	raw       []byte // the request's messages through its Sync
+	exec      bool   // it has an Execute
+	retryable bool   // it can be sent again as is: no named Parse, no Close
+}
+
+// readOnlyBatch looks at the client's request from the current message through its Sync,
+// which must already be buffered, and reports whether every statement it parses or binds
+// is proven read-only (any statement will do for a client whose transactions are
+// read-only by default).
+func (s *Session) readOnlyBatch(anyStmt bool) (batch, bool) {
+	var b batch
+	for _, op := range s.deferred {
+		if op.typ == 'P' && !anyStmt && (op.def == nil || !sqlscan.ReadOnly(op.def.query)) {
+			return b, false // parsed by the client before, answered by pgmux
+		}
+	}
+	buf := s.rd.Window()
+	b.retryable = true
+	parsed := map[string]string{}
+	for off := 0; ; {
+		if len(buf)-off < wire.HeaderLen {
+			return b, false
+		}
+		typ := buf[off]
+		l := int(uint32(buf[off+1])<<24 | uint32(buf[off+2])<<16 | uint32(buf[off+3])<<8 | uint32(buf[off+4]))
+		end := off + 1 + l
+		if l < 4 || end > len(buf) {
+			return b, false
+		}
+		body := buf[off+wire.HeaderLen : end]
+		switch typ {
+		case 'P':
+			name, rest, err := wire.CString(body)
+			if err != nil {
+				return b, false
+			}
+			q, _, err := wire.CString(rest)
+			if err != nil || !anyStmt && !sqlscan.ReadOnly(string(q)) {
+				return b, false
+			}
+			if len(name) > 0 {
+				b.retryable = false
+			}
+			parsed[string(name)] = string(q)
+		case 'B':
+			_, rest, err := wire.CString(body)
+			if err != nil {
+				return b, false
+			}
+			name, _, err := wire.CString(rest)
+			if err != nil {
+				return b, false
+			}
+			if _, ok := parsed[string(name)]; !ok && !anyStmt && !s.readOnlyStmt(name) {
+				return b, false
+			}
+		case 'D':
+			if len(body) > 0 && body[0] == 'S' && !anyStmt {
+				name, _, err := wire.CString(body[1:])
+				if _, ok := parsed[string(name)]; err != nil || !ok && !s.readOnlyStmt(name) {
+					return b, false
+				}
+			}
+		case 'E':
+			b.exec = true
+		case 'H':
+		case 'C':
+			b.retryable = false
+		case 'S':
+			b.raw = buf[:end]
+			return b, true
+		default:
+			return b, false
+		}
+		off = end
+	}
+}
+
+// readOnlyStmt reports whether the client's statement name, prepared before this
+// request, is proven read-only: a named one by its text, the unnamed one by the text of
+// the client's last Parse of it.
+func (s *Session) readOnlyStmt(name []byte) bool {
+	if len(name) == 0 {
+		if s.unnamed.body == nil || s.prep == prepPass {
+			return false
+		}
+		q, _, err := wire.CString(s.unnamed.body)
+		return err == nil && sqlscan.ReadOnly(string(q))
+	}
+	def := s.lookupStmt(name)
+	return def != nil && !def.sql && sqlscan.ReadOnly(def.query)
+}
+
+// pickStandby chooses the standby pool for a read (policy above), waiting for the
+// client's last commit to be replayed; nil: the primary.
+func (s *Session) pickStandby(cl *pool.Cluster, r config.Replica) (*pool.Pool, error) {
+	cands := cl.Standbys(r.MaxLag)
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	m := s.srv.metrics
+	var deadline time.Time
+	if s.rwTrack && s.rwDirty.Load() {
+		deadline = time.Now().Add(r.MaxWait)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		lsn, err := cl.PrimaryLSN(ctx)
+		cancel()
+		if err != nil {
+			s.log().Debug("read-your-writes: primary position unknown; reading from the primary", zap.Error(err))
+			m.replicaPrimary(s.dbName, "lsn_unknown")
+			return nil, nil
+		}
+		s.rwDirty.Store(false)
+		s.rw.lsn = max(s.rw.lsn, lsn)
+	}
+	need := s.rw.lsn
+	if !s.rwTrack {
+		need = 0
+	}
+	best, bestLoad, caught := -1, 0, false
+	for i, c := range cands {
+		load := s.entry.replicaLoad(c.Host)
+		ok := c.Replayed >= need
+		better := best < 0 || ok && !caught || ok == caught && (load < bestLoad ||
+			load == bestLoad && c.LagMs < cands[best].LagMs)
+		if better {
+			best, bestLoad, caught = i, load, ok
+		}
+	}
+	h := cands[best].Host
+	if !caught {
+		if deadline.IsZero() {
+			deadline = time.Now().Add(r.MaxWait)
+		}
+		start := time.Now()
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err := h.WaitReplay(ctx, need)
+		cancel()
+		m.rywWaited(s.dbName, time.Since(start), err == nil)
+		if err != nil {
+			m.replicaPrimary(s.dbName, "ryw_timeout")
+			return nil, nil
+		}
+	}
+	return s.entry.replicaPool(s.srv.pools, h), nil
+}
+
+// acquireReplica leases a server of the picked standby, or returns nil for the primary
+// path (no pick, or the standby has none to give at once or within a short wait).
+func (s *Session) acquireReplica(cfg *config.Config) *pool.Conn {
+	p := s.pick
+	s.pick = nil
+	s.linkReplica = false
+	if p == nil {
+		s.rrNext = nil
+		return nil
+	}
+	c := p.TryAcquire(s)
+	if c == nil {
+		var err error
+		c, err = p.AcquireTimeout(s, s.waitLimit(cfg))
+		if err != nil {
+			s.log().Debug("standby connection unavailable; reading from the primary", zap.Error(err))
+			s.srv.metrics.replicaPrimary(s.dbName, "standby_unavailable")
+			s.rrNext = nil
+			return nil
+		}
+	}
+	s.linkReplica = true
+	s.srv.metrics.replicaRead(s.dbName)
+	if rr := s.rrNext; rr != nil {
+		s.rrNext = nil
+		rr.c = c
+		rr.start = time.Now()
+		s.rr.Store(rr)
+	}
+	return c
+}
+
+// endRoute forgets a pick that was not used.
+func (s *Session) endRoute() {
+	s.pick, s.rrNext = nil, nil
+	s.rr.Store(nil)
+}
+
+// afterReplicaSend runs after a message of a held request was forwarded: at the request's
+// end (Query or Sync) the session waits for the standby's answer, and sends the request
+// to the primary when the standby refused it with 25006.
+func (s *Session) afterReplicaSend(typ byte) (bool, error) {
+	if typ != 'Q' && typ != 'S' {
+		return false, nil
+	}
+	rr := s.rr.Load()
+	if rr == nil {
+		return false, nil
+	}
+	retry := s.awaitHeld(rr)
+	s.rr.Store(nil)
+	if !retry {
+		return false, nil
+	}
+	s.srv.metrics.replicaRetried(s.dbName)
+	return s.retryOnPrimary(rr.raw)
+}
+
+// awaitHeld waits until the held request is answered (or its link ended otherwise) and
+// reports whether it is to be sent to the primary.
+func (s *Session) awaitHeld(rr *replicaReq) bool {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case retry := <-rr.done:
+			return retry
+		case <-t.C:
+			if s.closed.Load() || s.linkedServer() != rr.c {
+				// The link ended: its reader reports at once (holdDone, holdLost)
+				// unless the lease was taken from under it.
+				select {
+				case retry := <-rr.done:
+					return retry
+				case <-time.After(time.Second):
+					return false
+				}
+			}
+		}
+	}
+}
+
+// retryOnPrimary sends the client's request again, as the client sent it, to the primary.
+func (s *Session) retryOnPrimary(raw []byte) (bool, error) {
+	saved := s.rd
+	s.rd = wire.NewReader(bytes.NewReader(raw))
+	s.forcePrimary = true
+	defer func() { s.rd, s.forcePrimary = saved, false }()
+	skipping := false
+	for {
+		typ, n, err := s.rd.Next()
+		if errors.Is(err, io.EOF) {
+			return skipping, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if skipping {
+			skipping, err = s.skipUntilSync(typ, n)
+		} else {
+			skipping, err = s.dispatch(typ, n)
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+// holdStep runs on the standby connection's reader for each server message while a
+// held request is answered, before the message is handled; s.wmu is held. The client's
+// writer is swapped for the hold buffer until the answer shows data or ends; a 25006
+// error before that marks the request for the primary.
+func (s *Session) holdStep(rr *replicaReq, c *pool.Conn, typ byte, n int) error {
+	if !rr.holding {
+		return nil
+	}
+	if rr.real == nil {
+		rr.real, s.wr = s.wr, rr.hold
+	}
+	switch typ {
+	case 'T', '1', '2', 't', 'n', 'S', 'N', '3':
+		return nil
+	case 'E':
+		m, err := c.Rd.Peek(n)
+		if err != nil {
+			return err
+		}
+		if errorCode(wire.Body(m)) == pgerr.ReadOnlySQLTransaction {
+			rr.retry = true
+			return nil
+		}
+	case 'Z':
+		if rr.retry {
+			return nil
+		}
+	}
+	return s.unhold(rr)
+}
+
+// unhold gives the client its writer back with what was held, to go out with the rest.
+func (s *Session) unhold(rr *replicaReq) error {
+	if !rr.holding {
+		return nil
+	}
+	rr.holding = false
+	if rr.real == nil {
+		return nil
+	}
+	_ = rr.hold.Flush()
+	s.wr, rr.real = rr.real, nil
+	if rr.held.Len() == 0 || s.closed.Load() {
+		return nil
+	}
+	if err := s.wr.Write(rr.held.Bytes()); err != nil {
+		s.clientWriteFailed()
+	}
+	rr.held.Reset()
+	return nil
+}
+
+// holdDone runs on the reader after a held request's ReadyForQuery was handled: the
+// client's writer comes back, what was held is dropped for a retry, and the session
+// goroutine learns the outcome.
+func (s *Session) holdDone(rr *replicaReq) {
+	if rr.retry {
+		_ = rr.hold.Flush()
+		if rr.real != nil {
+			s.wr, rr.real = rr.real, nil
+		}
+		rr.holding = false
+		rr.held.Reset()
+		s.log().Debug("standby refused a read as a write (25006); sending it to the primary")
+	} else {
+		_ = s.unhold(rr)
+	}
+	select {
+	case rr.done <- rr.retry:
+	default:
+	}
+}
+
+// holdLost runs when the held request's server connection is lost: the client gets its
+// writer back (and whatever came so far) before the failure is reported to it.
+func (s *Session) holdLost(c *pool.Conn) {
+	rr := s.rr.Load()
+	if rr == nil || rr.c != c {
+		return
+	}
+	rr.retry = false
+	_ = s.unhold(rr)
+	select {
+	case rr.done <- false:
+	default:
+	}
+}
+
+// errorCode returns an ErrorResponse body's SQLSTATE.
+func errorCode(body []byte) string {
+	code := ""
+	_ = wire.Fields(body, func(c byte, v []byte) {
+		if c == 'C' {
+			code = string(v)
+		}
+	})
+	return code
+}

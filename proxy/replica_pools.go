@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
+)
+
+// Standby pools: a pool entry's reads on standbys (replica.go) lease from one pool per
+// standby host, made on the first read sent there, sized like the entry's pool, whose
+// connections go to that host only and must find it a standby at login. They are
+// closed with the entry, and when a reload moves its hosts.
+
+// replicaPool returns e's pool on standby h, making it on first use.
+func (e *poolEntry) replicaPool(ps *pools, h *pool.Host) *pool.Pool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p := e.replicas[h]; p != nil {
+		return p
+	}
+	p, err := pool.New(ps.replicaOptions(ps.s.Config(), e, e.db, h))
+	if err != nil {
+		ps.s.log.Warn("standby pool", zap.Error(err))
+		return nil
+	}
+	if e.replicas == nil {
+		e.replicas = make(map[*pool.Host]*pool.Pool)
+	}
+	e.replicas[h] = p
+	return p
+}
+
+// replicaOptions are the options of e's pool on standby h.
+func (ps *pools) replicaOptions(cfg *config.Config, e *poolEntry, db *config.Database, h *pool.Host) pool.Options {
+	opts := ps.options(cfg, e, db, e.key.user)
+	opts.Target = func() *pool.Target {
+		t := ps.target(e, e.key.user)
+		t.Attrs, t.Only = pool.AttrsStandby, h
+		return t
+	}
+	opts.MinSize = 0
+	opts.Logger = opts.Logger.With(zap.Stringer("standby", h.Endpoint))
+	return opts
+}
+
+// replicaLoad is how many of e's connections to standby h are in use.
+func (e *poolEntry) replicaLoad(h *pool.Host) int {
+	e.mu.Lock()
+	p := e.replicas[h]
+	e.mu.Unlock()
+	if p == nil {
+		return 0
+	}
+	return p.Stats().Active
+}
+
+// replicaPools returns e's standby pools.
+func (e *poolEntry) replicaPools() []*pool.Pool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*pool.Pool, 0, len(e.replicas))
+	for _, p := range e.replicas {
+		out = append(out, p)
+	}
+	return out
+}
+
+// closeReplicas closes e's standby pools (the entry is gone, or its hosts moved).
+func (e *poolEntry) closeReplicas() {
+	e.mu.Lock()
+	rs := e.replicas
+	e.replicas = nil
+	e.mu.Unlock()
+	for _, p := range rs {
+		p.Close()
+	}
+}
+
+// reconfigureReplicas applies a reload to e's standby pools.
+func (ps *pools) reconfigureReplicas(cfg *config.Config, e *poolEntry, db *config.Database) {
+	e.mu.Lock()
+	rs := make(map[*pool.Host]*pool.Pool, len(e.replicas))
+	for h, p := range e.replicas {
+		rs[h] = p
+	}
+	e.mu.Unlock()
+	for h, p := range rs {
+		if err := p.Reconfigure(ps.replicaOptions(cfg, e, db, h)); err != nil {
+			ps.s.log.Warn("reconfigure standby pool", zap.Error(err))
+		}
+	}
+}
+
+// conns returns the server connections of e's pool and of its standby pools.
+func (e *poolEntry) conns() []*pool.Conn {
+	out := e.pool.Conns()
+	for _, p := range e.replicaPools() {
+		out = append(out, p.Conns()...)
+	}
+	return out
+}

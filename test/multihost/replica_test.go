@@ -1,0 +1,364 @@
+package multihost
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/internal/muxtest"
+	"github.com/pgmux/pgmux/internal/pgtest"
+)
+
+// replicaPair is a primary, a standby (with conf lines) and pgmux with one database
+// "app" over both, standby listed first, with the given [databases] options; the ini can
+// be rewritten and reloaded.
+type replicaPair struct {
+	*pair
+	ini *muxtest.Ini
+}
+
+func startReplicaPair(t *testing.T, standbyConf []string, extra []string, dbOpts string) *replicaPair {
+	t.Helper()
+	primary := pgtest.StartPrivate(t)
+	standby := primary.StartStandby(t, standbyConf...)
+	reg := prometheus.NewRegistry()
+	ini := &muxtest.Ini{
+		Databases: []string{replicaDB(primary, standby, dbOpts)},
+		Users:     map[string]string{pgtest.AppUser: pgtest.AppPassword, "admin": "adminpass"},
+		Extra:     append([]string{"admin_users = admin", "server_login_retry = 0.2"}, extra...),
+	}
+	m := muxtest.Start(t, primary, muxtest.Options{Ini: ini, Registry: reg, Reload: true, Stop: muxtest.Close})
+	return &replicaPair{pair: &pair{primary: primary, standby: standby, mux: m, reg: reg}, ini: ini}
+}
+
+func replicaDB(primary, standby *pgtest.Server, opts string) string {
+	return fmt.Sprintf("app = host=127.0.0.1,[::1] port=%d,%d dbname=app target_session_attrs=read-write %s",
+		standby.Port, primary.Port, opts)
+}
+
+// reload rewrites the [databases] line with opts and reloads pgmux.
+func (p *replicaPair) reload(t *testing.T, opts string) {
+	t.Helper()
+	p.ini.Databases = []string{replicaDB(p.primary, p.standby, opts)}
+	p.ini.Write(t, filepath.Dir(p.mux.Ini), p.primary, 6432)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	_, err := p.admin(t).Exec(ctx, "RELOAD")
+	require.NoError(t, err)
+}
+
+// waitStandbyReady waits until pgmux knows the standby's role and lag (its checker ran),
+// so that reads can go there.
+func (p *replicaPair) waitStandbyReady(t *testing.T) {
+	t.Helper()
+	p.connect(t, "app") // the hosts are watched from the database's first pool on
+	adm := p.admin(t)
+	require.Eventually(t, func() bool {
+		r := hostRow(show(t, adm, "SHOW HOSTS"), p.standby.Port)
+		return r != nil && r["role"] == "standby" && r["replication_lag_ms"] != nil
+	}, 20*time.Second, 20*time.Millisecond, "pgmux checked the standby")
+}
+
+// waitReplayed waits until the standby has replayed everything the primary wrote so far.
+func (p *replicaPair) waitReplayed(t *testing.T) {
+	t.Helper()
+	pc := p.primary.Connect(t, pgtest.AppUser, pgtest.AppPassword, "app")
+	sc := p.standby.Connect(t, pgtest.AppUser, pgtest.AppPassword, "app")
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	var lsn string
+	require.NoError(t, pc.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn))
+	require.Eventually(t, func() bool {
+		var ok bool
+		require.NoError(t, sc.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn).Scan(&ok))
+		return ok
+	}, 30*time.Second, 10*time.Millisecond, "the standby replays the primary's WAL")
+}
+
+// counter sums a counter's (or a histogram's count's) values over the series whose
+// labels include labels.
+func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	var sum float64
+	for _, m := range series(t, reg, name, labels) {
+		if h := m.GetHistogram(); h != nil {
+			sum += float64(h.GetSampleCount())
+		} else {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// histogramMean is a histogram's mean over all its series, and its count.
+func histogramMean(t *testing.T, reg *prometheus.Registry, name string) (mean time.Duration, count uint64) {
+	t.Helper()
+	var sum float64
+	for _, m := range series(t, reg, name, nil) {
+		sum += m.GetHistogram().GetSampleSum()
+		count += m.GetHistogram().GetSampleCount()
+	}
+	if count == 0 {
+		return 0, 0
+	}
+	return time.Duration(sum / float64(count) * float64(time.Second)), count
+}
+
+var failedTx = regexp.MustCompile(`number of failed transactions: (\d+)`)
+
+// pgbenchActivity counts the app user's sessions on srv whose last statement is pgbench's
+// -S SELECT.
+func pgbenchActivity(t *testing.T, srv *pgtest.Server) int {
+	t.Helper()
+	c := srv.Connect(t, pgtest.AppUser, pgtest.AppPassword, "app")
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	var n int
+	require.NoError(t, c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE usename = 'app' AND query LIKE 'SELECT abalance FROM pgbench_accounts%' AND pid <> pg_backend_pid()`).Scan(&n))
+	return n
+}
+
+// TestReplicaAutoPgbench: with replica_reads=auto, pgbench -S through pgmux runs on the
+// standby (its sessions there show pgbench's SELECT in pg_stat_activity, the primary's
+// show none) in the simple, extended and prepared protocols; tpcb-like runs on the
+// primary; no transaction fails.
+func TestReplicaAutoPgbench(t *testing.T) {
+	p := startReplicaPair(t, nil, nil, "replica_reads=auto")
+	pgbench := p.primary.RequireBin(t, "pgbench")
+	direct := muxtest.LibpqEnv(p.primary.Host, p.primary.Port, pgtest.AppUser, pgtest.AppPassword, "app")
+	out, err := muxtest.RunCmd(t, 2*time.Minute, direct, pgbench, "-i", "-s", "1", "-q")
+	require.NoError(t, err, "pgbench -i:\n%s", out)
+	p.waitReplayed(t)
+	p.waitStandbyReady(t)
+	env := p.mux.Env(pgtest.AppUser, pgtest.AppPassword, "app")
+	for _, mode := range []string{"simple", "extended", "prepared"} {
+		before := counter(t, p.reg, "pgmux_replica_reads_total", nil)
+		out, err := muxtest.RunCmd(t, 2*time.Minute, env, pgbench, "-S", "-M", mode, "-c", "4", "-j", "2", "-t", "200", "-n")
+		require.NoError(t, err, "pgbench -S -M %s:\n%s", mode, out)
+		m := failedTx.FindStringSubmatch(out)
+		require.NotNil(t, m, out)
+		require.Equal(t, "0", m[1], out)
+		reads := counter(t, p.reg, "pgmux_replica_reads_total", nil) - before
+		t.Logf("pgbench -S -M %s: %v of 800 reads on the standby", mode, reads)
+		require.GreaterOrEqual(t, reads, 700.0, "pgbench -S -M %s: reads on the standby", mode)
+	}
+	require.Positive(t, pgbenchActivity(t, p.standby), "pg_stat_activity on the standby shows pgbench's SELECT")
+	require.Zero(t, pgbenchActivity(t, p.primary), "the primary ran no pgbench -S SELECT")
+
+	before := counter(t, p.reg, "pgmux_replica_reads_total", nil)
+	out, err = muxtest.RunCmd(t, 2*time.Minute, env, pgbench, "-c", "4", "-j", "2", "-t", "100", "-n")
+	require.NoError(t, err, "pgbench tpcb-like:\n%s", out)
+	m := failedTx.FindStringSubmatch(out)
+	require.NotNil(t, m, out)
+	require.Equal(t, "0", m[1], out)
+	// pgbench's own "select count(*) from pgbench_branches" at start is a read.
+	require.LessOrEqual(t, counter(t, p.reg, "pgmux_replica_reads_total", nil)-before, 1.0, "tpcb-like ran on the primary")
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	var hist int
+	pc := p.primary.Connect(t, pgtest.AppUser, pgtest.AppPassword, "app")
+	require.NoError(t, pc.QueryRow(ctx, "SELECT count(*) FROM pgbench_history").Scan(&hist))
+	require.Equal(t, 400, hist, "every tpcb-like transaction committed on the primary")
+
+	// SHOW SERVERS lists the standby's connections with their role.
+	var roles = map[any]int{}
+	for _, r := range show(t, p.admin(t), "SHOW SERVERS") {
+		roles[r["role"]]++
+	}
+	require.Positive(t, roles["standby"], "SHOW SERVERS: %v", roles)
+	require.Positive(t, roles["primary"], "SHOW SERVERS: %v", roles)
+}
+
+// TestReplica25006: a SELECT the lexer passes as read-only that writes (through a view
+// calling a writing function) is refused by the standby with 25006 and sent to the
+// primary: the client sees its answer and no error, in the simple and extended protocols;
+// a plain read goes to the standby.
+func TestReplica25006(t *testing.T) {
+	p := startReplicaPair(t, nil, nil, "replica_reads=auto")
+	p.primary.ExecDB(t, "app", `CREATE TABLE hits (n int);
+		CREATE FUNCTION bump() RETURNS int LANGUAGE sql AS 'INSERT INTO hits VALUES (1) RETURNING 1';
+		CREATE VIEW bumped AS SELECT bump() AS x;
+		GRANT ALL ON hits, bumped TO app`)
+	p.waitReplayed(t)
+	p.waitStandbyReady(t)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec,
+		pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec} {
+		t.Run(mode.String(), func(t *testing.T) {
+			c := muxtest.Connect(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), mode, opTimeout)
+			_, standby := server(t, c)
+			require.True(t, standby, "a plain read goes to the standby")
+			retries := counter(t, p.reg, "pgmux_replica_retries_total", nil)
+			for i := 0; i < 3; i++ {
+				var x int
+				var inRecovery bool
+				require.NoError(t, c.QueryRow(ctx, "SELECT x, pg_is_in_recovery() FROM bumped").Scan(&x, &inRecovery))
+				require.Equal(t, 1, x)
+				require.False(t, inRecovery, "answered by the primary")
+			}
+			require.GreaterOrEqual(t, counter(t, p.reg, "pgmux_replica_retries_total", nil)-retries, 1.0,
+				"the standby's 25006 sent the read to the primary")
+			_, standby = server(t, c)
+			require.True(t, standby, "the connection still reads from the standby")
+		})
+	}
+	var n int
+	require.NoError(t, p.primary.Connect(t, pgtest.AppUser, pgtest.AppPassword, "app").
+		QueryRow(ctx, "SELECT count(*) FROM hits").Scan(&n))
+	require.Equal(t, 12, n, "each SELECT wrote once, on the primary")
+}
+
+// TestReplicaExplicit: with replica_reads=explicit only transactions that declare
+// themselves read-only go to the standby: BEGIN READ ONLY, pgx's read-only
+// transactions, everything after SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY
+// (a write then fails as on the primary); plain SELECTs stay on the primary. RELOAD to
+// replica_reads=off sends everything to the primary.
+func TestReplicaExplicit(t *testing.T) {
+	p := startReplicaPair(t, nil, nil, "replica_reads=explicit")
+	p.primary.ExecDB(t, "app", "CREATE TABLE ex (n int); GRANT ALL ON ex TO app")
+	p.waitReplayed(t)
+	p.waitStandbyReady(t)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	c := muxtest.Connect(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), pgx.QueryExecModeCacheStatement, opTimeout)
+	_, standby := server(t, c)
+	require.False(t, standby, "explicit: a plain SELECT stays on the primary")
+
+	tx, err := c.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	require.NoError(t, err)
+	_, standby = server(t, tx)
+	require.True(t, standby, "pgx read-only transaction")
+	require.NoError(t, tx.Commit(ctx))
+
+	sc := muxtest.Connect(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), pgx.QueryExecModeSimpleProtocol, opTimeout)
+	results, err := sc.PgConn().Exec(ctx, "BEGIN READ ONLY; SELECT pg_is_in_recovery()::text; COMMIT").ReadAll()
+	require.NoError(t, err)
+	require.Len(t, results, 3)
+	inRecovery := string(results[1].Rows[0][0]) == "true"
+	require.True(t, inRecovery, "BEGIN READ ONLY")
+
+	_, err = c.Exec(ctx, "INSERT INTO ex VALUES (1)")
+	require.NoError(t, err, "a write goes to the primary")
+	_, err = c.Exec(ctx, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+	require.NoError(t, err)
+	// pgmux reads a changed setting back after the SET's answer; a request sent
+	// meanwhile rides along on that server.
+	server(t, c)
+	for i := 0; i < 3; i++ {
+		_, standby = server(t, c)
+		require.True(t, standby, "after SET SESSION CHARACTERISTICS ... READ ONLY")
+	}
+	_, err = c.Exec(ctx, "INSERT INTO ex VALUES (2)")
+	require.Equal(t, "25006", muxtest.PgError(t, err).Code, "a write in a read-only session fails as on the primary")
+	_, err = c.Exec(ctx, "SET default_transaction_read_only = off")
+	require.NoError(t, err)
+	server(t, c) // as above
+	_, standby = server(t, c)
+	require.False(t, standby, "read-write again: the primary")
+
+	p.reload(t, "replica_reads=off")
+	tx, err = c.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	require.NoError(t, err)
+	_, standby = server(t, tx)
+	require.False(t, standby, "replica_reads=off after RELOAD: the primary")
+	require.NoError(t, tx.Rollback(ctx))
+}
+
+// rywRounds is how many insert-then-read rounds TestReadYourWrites runs over its 20
+// clients: 1,000 in CI, PGMUX_RYW_ROUNDS (the issue's 10,000) when set.
+func rywRounds(t *testing.T) int {
+	if v := os.Getenv("PGMUX_RYW_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		require.NoError(t, err)
+		return n
+	}
+	return 1000
+}
+
+// rywRun runs rounds of "insert a row, then read it" from clients connections through
+// pgmux and returns how many reads missed their own row, how many reads ran on the
+// standby, and the mean read latency.
+func rywRun(t *testing.T, p *replicaPair, clients, rounds int, table string) (misses, onStandby int64, readMean time.Duration) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var readNanos, reads, missed, standbyReads atomic.Int64
+	errs := make(chan error, clients)
+	per := rounds / clients
+	for w := 0; w < clients; w++ {
+		c := muxtest.Connect(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), pgx.QueryExecModeCacheStatement, opTimeout)
+		wg.Add(1)
+		go func(w int, c *pgx.Conn) {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			for i := 0; i < per; i++ {
+				id := w*1_000_000 + i
+				if _, err := c.Exec(ctx, "INSERT INTO "+table+" VALUES ($1)", id); err != nil {
+					errs <- fmt.Errorf("client %d insert %d: %w", w, i, err)
+					return
+				}
+				start := time.Now()
+				var n int
+				var standby bool
+				if err := c.QueryRow(ctx, "SELECT count(*), pg_is_in_recovery() FROM "+table+" WHERE id = $1", id).Scan(&n, &standby); err != nil {
+					errs <- fmt.Errorf("client %d read %d: %w", w, i, err)
+					return
+				}
+				readNanos.Add(int64(time.Since(start)))
+				reads.Add(1)
+				if n != 1 {
+					missed.Add(1)
+				}
+				if standby {
+					standbyReads.Add(1)
+				}
+			}
+		}(w, c)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	return missed.Load(), standbyReads.Load(), time.Duration(readNanos.Load() / max(reads.Load(), 1))
+}
+
+// TestReadYourWrites: with recovery_min_apply_delay = 200ms on the standby, 20 clients
+// inserting a row and reading it back through replica_reads=auto never miss their row,
+// and their reads run on the standby; with replica_max_wait=0 (read-your-writes off) the
+// same rounds miss. The log gives the mean latency of a read that waited.
+func TestReadYourWrites(t *testing.T) {
+	p := startReplicaPair(t, []string{"recovery_min_apply_delay = '200ms'"}, nil, "replica_reads=auto replica_max_wait=2000")
+	p.primary.ExecDB(t, "app", `CREATE TABLE ryw (id int); CREATE INDEX ON ryw (id); GRANT ALL ON ryw TO app;
+		CREATE TABLE ryw0 (id int); CREATE INDEX ON ryw0 (id); GRANT ALL ON ryw0 TO app`)
+	p.waitReplayed(t)
+	p.waitStandbyReady(t)
+	rounds := rywRounds(t)
+	start := time.Now()
+	misses, onStandby, readMean := rywRun(t, p, 20, rounds, "ryw")
+	waitMean, waits := histogramMean(t, p.reg, "pgmux_replica_ryw_wait_seconds")
+	t.Logf("read-your-writes: %d rounds from 20 clients in %v: %d misses, %d reads on the standby, mean read %v; "+
+		"%d reads waited for replay, mean wait %v; timeouts %v", rounds, time.Since(start).Round(time.Millisecond),
+		misses, onStandby, readMean, waits, waitMean,
+		counter(t, p.reg, "pgmux_replica_ryw_waits_total", map[string]string{"result": "timeout"}))
+	require.Zero(t, misses, "no client misses its own row")
+	require.Greater(t, onStandby, int64(rounds/2), "reads run on the standby")
+
+	p.reload(t, "replica_reads=auto replica_max_wait=0")
+	misses, onStandby, readMean = rywRun(t, p, 20, 200, "ryw0")
+	t.Logf("replica_max_wait=0: 200 rounds: %d misses, %d reads on the standby, mean read %v", misses, onStandby, readMean)
+	require.Positive(t, misses, "without read-your-writes, reads on the delayed standby miss")
+}
