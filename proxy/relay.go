@@ -633,7 +633,10 @@ func (s *Session) Pump(c *pool.Conn) error {
 			s.answerFakes() // Parses answered by pgmux come before this message's answer
 		}
 		rr := s.rr.Load()
-		if rr != nil && rr.c == c {
+		if rr != nil && (rr.c != c || s.hiddenAhead(typ)) {
+			rr = nil // not the held request's answer (replica.go)
+		}
+		if rr != nil {
 			if err := s.holdStep(rr, c, typ, n); err != nil {
 				s.serverFailed(c, err)
 				return err
@@ -642,7 +645,7 @@ func (s *Session) Pump(c *pool.Conn) error {
 		switch typ {
 		case 'Z':
 			released, err := s.onReady(c, n)
-			if rr != nil && rr.c == c && err == nil {
+			if rr != nil && err == nil {
 				s.holdDone(rr)
 			}
 			if err != nil || released {

@@ -453,6 +453,14 @@ func (s *Session) holdStep(rr *replicaReq, c *pool.Conn, typ byte, n int) error 
 	return s.unhold(rr)
 }
 
+// hiddenAhead reports whether the server's next message answers one of pgmux's hidden
+// queries (settings sent before the client's request), which the hold leaves alone.
+func (s *Session) hiddenAhead(typ byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.q.hiddenAhead(typ)
+}
+
 // unhold gives the client its writer back with what was held, to go out with the rest.
 func (s *Session) unhold(rr *replicaReq) error {
 	if !rr.holding {

@@ -150,3 +150,20 @@ func (q *respQueue) each(f func(expect)) {
 		f(q.buf[(q.head+i)%len(q.buf)])
 	}
 }
+
+// hiddenAhead reports whether the request the next message belongs to is one of pgmux's
+// hidden queries: for ReadyForQuery the first Query, Sync or FunctionCall queued, for
+// anything else the head when it is a hidden Query.
+func (q *respQueue) hiddenAhead(typ byte) bool {
+	for i := 0; i < q.size; i++ {
+		e := &q.buf[(q.head+i)%len(q.buf)]
+		if typ != 'Z' {
+			return e.kind == 'Q' && e.hide
+		}
+		switch e.kind {
+		case 'S', 'Q', 'F':
+			return e.hide
+		}
+	}
+	return false
+}
