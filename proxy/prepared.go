@@ -42,6 +42,9 @@ type stmtDef struct {
 	sqlTypes string
 	sql      bool
 	epoch    uint64 // the statement epoch when the client prepared it (ddl.go)
+	// born is the number of the last DISCARD ALL or DEALLOCATE ALL the client sent
+	// before registering it (stmtclear.go); session goroutine only.
+	born uint32
 	// failed is set by the server's reader when the client's Parse (or PREPARE) of it
 	// failed or was skipped: the client has no such statement, as in PostgreSQL.
 	failed atomic.Bool
@@ -212,12 +215,17 @@ func (s *Session) keep(name string, def *stmtDef) {
 	if s.stmts == nil {
 		s.stmts = make(map[string]*stmtDef)
 	}
+	def.born = s.clears.sent
 	s.stmts[name] = def
 }
 
 // lookupStmt returns the client's statement of that name, or nil when it has none: never
-// made, closed, or its Parse failed on the server (then it is dropped here).
+// made, closed, cleared by DISCARD ALL or DEALLOCATE ALL, or its Parse failed on the
+// server (then it is dropped here). A clearing Query still unanswered is waited for.
 func (s *Session) lookupStmt(name []byte) *stmtDef {
+	if s.q.clears.Load() > 0 || s.clears.done.Load() != s.clears.applied {
+		s.applyClears()
+	}
 	def, ok := s.stmts[string(name)]
 	if !ok {
 		return nil
@@ -256,7 +264,7 @@ func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	}
 	s.mu.Lock()
 	st := s.stateOf(c)
-	present, stale := st.stmts.lookup(def.server)
+	present, stale := st.stmts.lookup(def.server, s.reqs, nil)
 	s.mu.Unlock()
 	if present && !stale {
 		b := closeMsg(s.scratch[:0], 'S', noopStmt)
@@ -280,6 +288,11 @@ func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale b
 		es = append(es, expect{kind: 'C', hide: true, stmt: def.server, stale: true})
 	}
 	evicted := st.stmts.addDef(def, nil)
+	var owner *stmtDef
+	if !hide {
+		owner = def // the client's own Parse of it
+	}
+	gen := st.stmts.preparing(def.server, s.reqs, owner)
 	s.mu.Unlock()
 	for _, ev := range evicted {
 		b = closeMsg(b, 'S', ev)
@@ -289,10 +302,10 @@ func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale b
 		b = def.prepareSQL(b)
 		s.unnamed.live = false // the server's unnamed statement is now the PREPARE
 		return b, append(es, expect{kind: 'P', hide: true}, expect{kind: 'B', hide: true},
-			expect{kind: 'E', hide: hide, stmt: def.server})
+			expect{kind: 'E', hide: hide, stmt: def.server, prep: gen})
 	}
 	b = def.parseMsg(b, def.server)
-	es = append(es, expect{kind: 'P', hide: hide, stmt: def.server})
+	es = append(es, expect{kind: 'P', hide: hide, stmt: def.server, prep: gen})
 	return b, es
 }
 
@@ -308,9 +321,9 @@ func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect
 	st := s.stateOf(c)
 	var present, stale bool
 	if def == s.unnamed.def {
-		present, stale = st.stmts.peek(def.server)
+		present, stale = st.stmts.peek(def.server, s.reqs, def)
 	} else {
-		present, stale = st.stmts.lookup(def.server)
+		present, stale = st.stmts.lookup(def.server, s.reqs, def)
 	}
 	s.mu.Unlock()
 	if present && !stale {
@@ -399,8 +412,8 @@ func forgetSkipped(st *serverState, e expect) {
 		return
 	}
 	switch {
-	case e.kind == 'P', e.kind == 'E' && e.hide:
-		st.stmts.forget(e.stmt)
+	case e.kind == 'P', e.kind == 'E' && e.hide, e.kind == 'Q' && e.hide && e.prep != 0:
+		st.stmts.forget(e.stmt, e.prep)
 	case e.kind == 'C' && e.hide:
 		st.stmts.restore(e.stmt)
 		if e.stale {

@@ -43,30 +43,24 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 
 // inspectQuery handles DISCARD ALL and DEALLOCATE ALL: the server's cached statements
 // are marked stale (their next use closes and prepares them again, which is right
-// whether or not the query succeeded), and the client's statements are forgotten, as
-// PostgreSQL forgets them, when the query will succeed: DISCARD ALL alone outside a
-// transaction block, DEALLOCATE ALL anywhere but in a failed transaction.
+// whether or not the query succeeds), and the Query is marked to clear the client's
+// statements when the server reports the command complete (stmtclear.go).
 func (s *Session) inspectQuery(c *pool.Conn, q string) {
 	if !sqlscan.MaybeInteresting(q) {
 		return
 	}
-	sts := sqlscan.Scan(q)
-	for _, st := range sts {
+	for _, st := range sqlscan.Scan(q) {
 		switch st.Kind {
 		case sqlscan.KindDiscardAll, sqlscan.KindDeallocateAll:
-			tx := s.staleAll(c)
-			if (st.Kind == sqlscan.KindDiscardAll && len(sts) == 1 && tx == 'I') ||
-				(st.Kind == sqlscan.KindDeallocateAll && tx != 'E') {
-				clear(s.stmts)
-			}
+			s.staleAll(c)
+			s.noteClear()
 			return
 		}
 	}
 }
 
-// staleAll marks every statement cached on c stale, and returns the client's transaction
-// status as last reported.
-func (s *Session) staleAll(c *pool.Conn) (txStatus byte) {
+// staleAll marks every statement cached on c stale.
+func (s *Session) staleAll(c *pool.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if x, ok := c.Attach.(*serverState); ok && s.prep == prepCache {
@@ -74,5 +68,4 @@ func (s *Session) staleAll(c *pool.Conn) (txStatus byte) {
 			x.stmts.markStale(name)
 		}
 	}
-	return s.txStatus
 }

@@ -135,7 +135,8 @@ func (s *Session) forwardLocked(c *pool.Conn, typ byte, n int, pin pinReason, re
 	if err := s.forwardSticky(c, typ, n, pin, release, pinErr); err != nil {
 		return err
 	}
-	if s.rd.Buffered() == 0 {
+	if s.rd.Buffered() == 0 || s.flushNow {
+		s.flushNow = false
 		if err := c.Wr.Flush(); err != nil {
 			return &flushError{we: &wire.WriteError{Err: err}}
 		}
@@ -387,9 +388,11 @@ func (s *Session) account(typ byte) {
 	switch typ {
 	case 'Q', 'F':
 		s.pending++
+		s.reqs++
 		s.q.push(expect{kind: typ})
 	case 'S':
 		s.pending++
+		s.reqs++
 		s.unsynced = false
 		s.errSkip = false
 		s.q.push(expect{kind: 'S'})
@@ -660,13 +663,15 @@ func (s *Session) Pump(c *pool.Conn) error {
 			err = s.forward(rd, n)
 		default:
 			s.mu.Lock()
-			hide, row := s.answer(typ)
+			hide, row := s.answer(c, typ)
 			s.mu.Unlock()
 			switch {
 			case row == rowCheck && typ == 'D':
 				err = s.readCheckRow(rd, n)
 			case row == rowSettings && typ == 'D':
 				err = s.readRow(rd, n)
+			case row == rowClear && typ == 'C':
+				err = s.readClear(rd, n, hide)
 			case hide:
 				err = rd.Skip(n)
 			default:
@@ -692,12 +697,13 @@ func (s *Session) atBoundary() bool {
 const (
 	rowCheck    = iota + 1 // the session-state check (sticky.go)
 	rowSettings            // a settings read-back (settings_link.go)
+	rowClear               // the client's DISCARD ALL or DEALLOCATE ALL (stmtclear.go)
 )
 
-// answer matches a server message to the request it answers, retiring requests that are
-// complete, and reports whether the client must not see it and whether pgmux reads its
-// rows. s.mu is held.
-func (s *Session) answer(typ byte) (hide bool, row int) {
+// answer matches a server message of c to the request it answers, retiring requests
+// that are complete, and reports whether the client must not see it and whether pgmux
+// reads it. s.mu is held.
+func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
 	head, ok := s.q.peek()
 	if !ok {
 		return false, 0
@@ -711,6 +717,9 @@ func (s *Session) answer(typ byte) (hide bool, row int) {
 		if head.reg != nil {
 			head.reg.checked.Store(true)
 		}
+		if head.prep != 0 {
+			prepared(c, head)
+		}
 		s.q.pop()
 	case '2', '3', 'n':
 		s.q.pop()
@@ -719,6 +728,9 @@ func (s *Session) answer(typ byte) (hide bool, row int) {
 			s.q.pop()
 		}
 	case 'C', 'I', 's':
+		if typ == 'C' && head.prep != 0 {
+			prepared(c, head) // pgmux's PREPARE, sent as a Query or executed
+		}
 		if head.kind == 'E' {
 			s.q.pop()
 		}
@@ -728,8 +740,17 @@ func (s *Session) answer(typ byte) (hide bool, row int) {
 		row = rowCheck
 	case head.setting == setRead:
 		row = rowSettings
+	case head.clear != 0:
+		row = rowClear
 	}
 	return head.hide, row
+}
+
+// prepared records that the server answered e's preparation of e.stmt. s.mu is held.
+func prepared(c *pool.Conn, e expect) {
+	if x, ok := c.Attach.(*serverState); ok {
+		x.stmts.prepared(e.stmt, e.prep)
+	}
 }
 
 // readCheckRow reads the state check's single count.
@@ -972,6 +993,7 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 	}
 	s.mu.Lock()
 	linked := s.server == c
+	s.q.woken() // a session goroutine waiting for a clearing Query's answer (stmtclear.go)
 	if linked {
 		s.server = nil
 		s.pending, s.unsynced = 0, false
@@ -1031,7 +1053,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	if ok && head.kind == 'Q' && head.stmt != "" && head.setting == 0 && st != nil {
 		switch {
 		case head.hide:
-			st.stmts.forget(head.stmt) // pgmux's PREPARE of it failed
+			st.stmts.forget(head.stmt, head.prep) // pgmux's PREPARE of it failed
 		case staleCode || gone:
 			st.stmts.markStale(head.stmt) // the client's EXECUTE of it
 		}

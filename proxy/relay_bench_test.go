@@ -64,7 +64,7 @@ func pumpMessage(s *Session, rd *wire.Reader) (byte, error) {
 		return 0, errors.New("unexpected held read")
 	}
 	s.mu.Lock()
-	hide, row := s.answer(typ)
+	hide, row := s.answer(nil, typ)
 	s.mu.Unlock()
 	switch {
 	case row == rowCheck && typ == 'D':

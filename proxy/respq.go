@@ -37,6 +37,14 @@ type expect struct {
 	// fresh: a Bind or Describe of the client's unnamed statement served from the cache
 	// that the client parsed in the same request (prepared.go parsedHere).
 	fresh bool
+	// prep: for a request that prepares stmt on the server (a Parse, or a PREPARE sent
+	// as a Query or executed), the preparation's number in the server's statement cache
+	// (stmtcache.go): its answer confirms the statement there, its failure forgets it.
+	prep uint32
+	// clear: for the client's Query with DISCARD ALL or DEALLOCATE ALL, its number among
+	// those the session sent (stmtclear.go): when the server completes that command, the
+	// client's statements registered before it are gone.
+	clear uint32
 	// setting marks pgmux's hidden settings queries (settings_link.go); for setSync and
 	// setSyncReset, stmt names the setting.
 	setting uint8
@@ -51,6 +59,35 @@ type respQueue struct {
 	// fakes counts the fake entries queued, so the server's reader can tell without
 	// s.mu that there is none (the usual case).
 	fakes atomic.Int32
+	// clears counts the clearing Queries queued (expect.clear), so the session goroutine
+	// can tell without s.mu that none is unanswered; wake, made with the first, gets a
+	// token whenever one is retired (stmtclear.go).
+	clears atomic.Int32
+	wake   chan struct{}
+}
+
+// markClear marks the newest expect, the client's Query, as clearing the client's
+// statements: number n of those the session sent.
+func (q *respQueue) markClear(n uint32) {
+	e := q.tail()
+	if e == nil || e.clear != 0 {
+		return
+	}
+	if q.wake == nil {
+		q.wake = make(chan struct{}, 1)
+	}
+	e.clear = n
+	q.clears.Add(1)
+}
+
+// woken tells a session goroutine waiting for a clearing Query's answer to look again.
+func (q *respQueue) woken() {
+	if q.wake != nil {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (q *respQueue) len() int { return q.size }
@@ -97,6 +134,10 @@ func (q *respQueue) pop() (expect, bool) {
 		q.size--
 		if e.fake {
 			q.fakes.Add(-1)
+		}
+		if e.clear != 0 {
+			q.clears.Add(-1)
+			q.woken()
 		}
 	}
 	return e, ok

@@ -208,7 +208,7 @@ func (s *Session) planRetry(st *serverState) []byte {
 	s.q.hideHead() // the failed request's ReadyForQuery: the retry's goes to the client
 	def := f.def
 	var b []byte
-	if present, _ := st.stmts.lookup(def.server); present {
+	if present, _ := st.stmts.lookup(def.server, s.reqs, nil); present {
 		st.stmts.remove(def.server)
 		b = closeMsg(b, 'S', def.server)
 		s.q.push(expect{kind: 'C', hide: true, stmt: def.server, stale: true})
@@ -218,7 +218,7 @@ func (s *Session) planRetry(st *serverState) []byte {
 		s.q.push(expect{kind: 'C', hide: true, stmt: ev})
 	}
 	b = def.parseMsg(b, def.server)
-	s.q.push(expect{kind: 'P', hide: true, stmt: def.server})
+	s.q.push(expect{kind: 'P', hide: true, stmt: def.server, prep: st.stmts.preparing(def.server, s.reqs, nil)})
 	s.ops.serverParses.Add(1)
 	b = append(b, l.buf[f.off:]...)
 	for i, e := range st.skipped {

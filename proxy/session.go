@@ -86,10 +86,15 @@ type Session struct {
 	q        respQueue  // requests on the linked server awaiting answers
 	dropErr  bool       // the client's next error is a consequence of one it was shown (sqlprep.go)
 	ddlSent  bool       // DDL sent in the current transaction (ddl.go)
+	// reqs counts the client's requests (Query, Sync, FunctionCall) sent; a statement
+	// prepared on the server in an earlier request whose answer has not come is
+	// prepared again rather than trusted (stmtcache.go lookup).
+	reqs uint64
 
 	// Prepared statements (see prepared.go); used by the session goroutine only.
 	maxStmts int
 	stmts    map[string]*stmtDef
+	clears   stmtClears // DISCARD ALL / DEALLOCATE ALL answers for stmts (stmtclear.go)
 	deferred []deferredOp
 	unnamed  unnamedStmt // the client's unnamed statement (prepared.go)
 
@@ -113,6 +118,7 @@ type Session struct {
 	timers        *sessionTimers // guarded by mu; made when a timeout is first armed
 	limits        timeLimits     // set by the session goroutine; read under mu elsewhere
 	scratch       []byte
+	flushNow      bool // session goroutine: flush the server now (a clearing Query, stmtclear.go)
 
 	closed atomic.Bool // the client is gone; server output is dropped
 

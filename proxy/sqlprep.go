@@ -242,13 +242,15 @@ func (s *Session) sqlNoop(c *pool.Conn, q string, st sqlStmt, exists bool, reg *
 func (s *Session) sqlExecute(c *pool.Conn, q string, st sqlStmt, def *stmtDef) error {
 	s.mu.Lock()
 	x := s.stateOf(c)
-	present, stale := x.stmts.lookup(def.server)
+	present, stale := x.stmts.lookup(def.server, s.reqs, def)
 	var evicted []string
+	var gen uint32
 	if !present || stale {
 		if stale {
 			x.stmts.remove(def.server)
 		}
 		evicted = x.stmts.add(def.server, nil)
+		gen = x.stmts.preparing(def.server, s.reqs, nil)
 	}
 	s.mu.Unlock()
 	b := s.scratch[:0]
@@ -267,11 +269,11 @@ func (s *Session) sqlExecute(c *pool.Conn, q string, st sqlStmt, def *stmtDef) e
 		fix := &errFix{from: def.server, to: st.Name}
 		if def.sql {
 			b = wire.Query(b, "PREPARE "+def.server+def.sqlTypes+" AS "+def.query)
-			es = append(es, expect{kind: 'Q', hide: true, showErr: true, stmt: def.server, fix: fix})
+			es = append(es, expect{kind: 'Q', hide: true, showErr: true, stmt: def.server, fix: fix, prep: gen})
 		} else {
 			b = def.parseMsg(b, def.server)
 			b = append(b, 'S', 0, 0, 0, 4)
-			es = append(es, expect{kind: 'P', hide: true, showErr: true, stmt: def.server, fix: fix},
+			es = append(es, expect{kind: 'P', hide: true, showErr: true, stmt: def.server, fix: fix, prep: gen},
 				expect{kind: 'S', hide: true})
 		}
 	}

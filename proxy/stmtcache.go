@@ -19,6 +19,7 @@ type stmtCache struct {
 	byKey map[uint64]*stmtNode
 	// the LRU list: head.next is the most recently used
 	head stmtNode
+	gens uint32 // preparations numbered so far
 
 	Hits, Misses, Evictions atomic.Uint64
 	Retries                 atomic.Uint64 // requests sent again after 0A000 (retry.go)
@@ -28,9 +29,16 @@ type stmtCache struct {
 }
 
 type stmtNode struct {
-	name       string
-	stale      bool     // the server reported the plan unusable: close and prepare again
-	def        *stmtDef // when known (addDef): lets unnamed Parses find it by key
+	name  string
+	stale bool     // the server reported the plan unusable: close and prepare again
+	def   *stmtDef // when known (addDef): lets unnamed Parses find it by key
+	// The node's latest preparation: its number (the expect of its Parse or PREPARE
+	// carries it), and while it is unanswered, the link's request count when it was sent
+	// plus one (0 once the server answered it). owner is the statement whose own Parse
+	// by the client it is: if that fails, the client's statement is gone with it.
+	gen        uint32
+	sentAt     uint64
+	owner      *stmtDef
 	prev, next *stmtNode
 }
 
@@ -50,14 +58,19 @@ func (c *stmtCache) front(n *stmtNode) {
 	c.head.next = n
 }
 
-// lookup reports whether name is prepared (and usable), marking it recently used.
-func (c *stmtCache) lookup(name string) (present, stale bool) {
+// lookup reports whether name is prepared (and usable), marking it recently used. A
+// statement whose preparation was sent in an earlier request of the link (req is the
+// link's request count now) and is not answered yet counts as stale, unless it is def's
+// own Parse: that preparation may still fail (a transaction that failed meanwhile
+// refuses it) while the request about to be sent would not, so it is closed and
+// prepared again, which is right either way.
+func (c *stmtCache) lookup(name string, req uint64, def *stmtDef) (present, stale bool) {
 	n, ok := c.items[name]
 	if !ok {
 		c.Misses.Add(1)
 		return false, false
 	}
-	if n.stale {
+	if n.stale || n.doubtful(req, def) {
 		c.Misses.Add(1)
 		return true, true
 	}
@@ -110,11 +123,12 @@ func (c *stmtCache) remove(name string) {
 	}
 }
 
-// forget drops name after its Parse failed or was skipped, unless it is marked stale: a
-// stale entry may still exist on the server, and its next use closes it before preparing,
-// which is right either way, while a missing entry would make pgmux Parse over a live one.
-func (c *stmtCache) forget(name string) {
-	if n, ok := c.items[name]; ok && !n.stale {
+// forget drops name after its preparation numbered gen failed or was skipped, unless it
+// is marked stale or prepared again since: a stale entry may still exist on the server,
+// and its next use closes it before preparing, which is right either way, while a
+// missing entry would make pgmux Parse over a live one.
+func (c *stmtCache) forget(name string, gen uint32) {
+	if n, ok := c.items[name]; ok && !n.stale && (gen == 0 || n.gen == gen) {
 		c.drop(n)
 		c.counted()
 	}
@@ -188,13 +202,43 @@ func (c *stmtCache) touch(n *stmtNode) {
 }
 
 // peek is lookup without counting: for uses of a statement the counters already saw.
-func (c *stmtCache) peek(name string) (present, stale bool) {
+func (c *stmtCache) peek(name string, req uint64, def *stmtDef) (present, stale bool) {
 	n, ok := c.items[name]
 	if !ok {
 		return false, false
 	}
-	if !n.stale {
+	stale = n.stale || n.doubtful(req, def)
+	if !stale {
 		c.touch(n)
 	}
-	return true, n.stale
+	return true, stale
+}
+
+// doubtful reports whether n's preparation is unanswered and was sent before the link's
+// request req, by other than def's own Parse.
+func (n *stmtNode) doubtful(req uint64, def *stmtDef) bool {
+	return n.sentAt != 0 && n.sentAt != req+1 && (n.owner == nil || n.owner != def)
+}
+
+// preparing records that name's preparation goes out in the link's request req (owner:
+// the client's own Parse of that statement, or nil), and returns the preparation's
+// number for its expect. name is in the cache (add, addDef).
+func (c *stmtCache) preparing(name string, req uint64, owner *stmtDef) uint32 {
+	n, ok := c.items[name]
+	if !ok {
+		return 0
+	}
+	c.gens++
+	if c.gens == 0 {
+		c.gens = 1
+	}
+	n.gen, n.sentAt, n.owner = c.gens, req+1, owner
+	return n.gen
+}
+
+// prepared records the server's answer to preparation gen of name: it is there.
+func (c *stmtCache) prepared(name string, gen uint32) {
+	if n, ok := c.items[name]; ok && gen != 0 && n.gen == gen {
+		n.sentAt, n.owner = 0, nil
+	}
 }

@@ -12,11 +12,11 @@ import (
 // change to the cache, and looking up a statement allocates nothing.
 func TestStmtCacheCounters(t *testing.T) {
 	c := newStmtCache(2)
-	present, _ := c.lookup("a")
+	present, _ := c.lookup("a", 0, nil)
 	require.False(t, present)
 	c.add("a", nil)
 	c.add("b", nil)
-	present, stale := c.lookup("a")
+	present, stale := c.lookup("a", 0, nil)
 	require.True(t, present)
 	require.False(t, stale)
 	require.Equal(t, []string{"b"}, c.add("c", nil)) // "a" was used more recently
@@ -26,7 +26,7 @@ func TestStmtCacheCounters(t *testing.T) {
 	require.Equal(t, int64(2), c.Prepared.Load())
 
 	c.markStale("a")
-	present, stale = c.lookup("a")
+	present, stale = c.lookup("a", 0, nil)
 	require.True(t, present)
 	require.True(t, stale)
 	require.Equal(t, uint64(2), c.Misses.Load()) // a stale statement must be prepared again
@@ -34,7 +34,7 @@ func TestStmtCacheCounters(t *testing.T) {
 	require.Equal(t, int64(1), c.Prepared.Load())
 	c.restore("a")
 	require.Equal(t, int64(2), c.Prepared.Load())
-	c.forget("a")
+	c.forget("a", 0)
 	require.Equal(t, int64(1), c.Prepared.Load())
 	c.clear()
 	require.Equal(t, int64(0), c.Prepared.Load())
@@ -42,8 +42,8 @@ func TestStmtCacheCounters(t *testing.T) {
 
 	c.add("a", nil)
 	allocs := testing.AllocsPerRun(100, func() {
-		c.lookup("a")
-		c.lookup("x")
+		c.lookup("a", 0, nil)
+		c.lookup("x", 0, nil)
 	})
 	require.Zero(t, allocs)
 }
@@ -55,10 +55,10 @@ func TestPrepStatsTotals(t *testing.T) {
 	s1, s2 := newStmtCache(10), newStmtCache(10)
 	ps.register(c1, s1)
 	ps.register(c2, s2)
-	s1.lookup("a")
+	s1.lookup("a", 0, nil)
 	s1.add("a", nil)
-	s1.lookup("a")
-	s2.lookup("b")
+	s1.lookup("a", 0, nil)
+	s2.lookup("b", 0, nil)
 	s2.add("b", nil)
 	s2.add("c", nil)
 	got := ps.totals()

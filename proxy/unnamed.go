@@ -94,7 +94,7 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 	if n := st.stmts.findByKey(key, query, types); n != nil {
 		def := n.def
 		s.unnamed.use(def)
-		if !n.stale {
+		if !n.stale && !n.doubtful(s.reqs, def) {
 			st.stmts.touch(n)
 			st.stmts.UnnamedHits.Add(1)
 			return s.answerParse(c) // unlocks s.mu
@@ -114,7 +114,7 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 	}
 	def := newStmtDef(string(query), append([]byte(nil), types...), epoch)
 	s.unnamed.use(def)
-	present, stale := st.stmts.peek(def.server)
+	present, stale := st.stmts.peek(def.server, s.reqs, def)
 	if present && !stale {
 		// A client's named statement of the same text: share it.
 		st.stmts.attach(def)

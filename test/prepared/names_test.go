@@ -194,6 +194,38 @@ func TestStatementNamesAsPostgres(t *testing.T) {
 			s("1tTZCZEZ", parse("e1", "SELECT 1"), describeStmt("e1"), syncMsg, query("DEALLOCATE e1"), query("EXECUTE e1")),
 			s("CZEZTDCZ", query(`PREPARE "MixedCase" AS SELECT 'mc'`), query("DEALLOCATE mixedcase"), query(`EXECUTE "MixedCase"`)),
 		},
+		"pipelined PREPARE, an error and ROLLBACK": {
+			// PREPARE is not transactional: p2 outlives the failed transaction, and
+			// pgmux's hidden PREPARE of it that the failed transaction refused is
+			// prepared again in the next request.
+			s("CZCZEZEZCZTDCZ", query("BEGIN"), query("PREPARE p2 AS SELECT 2"), query("EXECUTE bad"),
+				query("EXECUTE p2"), query("ROLLBACK"), query("EXECUTE p2")),
+			s("TDCZ", query("EXECUTE p2")),
+			s("CZ", query("PREPARE q AS SELECT 7")),
+			// pgmux's hidden preparation of q for the Bind is skipped after the error;
+			// the next request prepares it again.
+			s("EZ2DCZ", bind("", "nope"), execute("", 0), bind("", "q"), execute("", 0), syncMsg,
+				bind("", "q"), execute("", 0), syncMsg),
+			s("CTDCZEZEZCZTDCZ", query("BEGIN; SELECT 1"), query("SELECT 1/0"), query("EXECUTE q"),
+				query("ROLLBACK"), query("EXECUTE q")),
+		},
+		"DISCARD ALL and DEALLOCATE ALL by the server's answer": {
+			s("1tTZ", parse("a", "SELECT 1"), describeStmt("a"), syncMsg),
+			s("CZEZCZ", query("BEGIN"), query("DISCARD ALL"), query("ROLLBACK")),
+			s("2DCZ", bind("", "a"), execute("", 0), syncMsg),
+			s("EZ", query("SELECT 1/0; DEALLOCATE ALL")),
+			s("2DCZ", bind("", "a"), execute("", 0), syncMsg),
+			s("TDCEZ", query("SELECT 1; DISCARD ALL")),
+			s("2DCZ", bind("", "a"), execute("", 0), syncMsg),
+			s("CZCZ", query("DEALLOCATE ALL"), query("PREPARE a AS SELECT 5")),
+			s("TDCZ", query("EXECUTE a")),
+			s("CZ1Z", query("DISCARD ALL"), parse("a", "SELECT 6"), syncMsg),
+			s("2DCZ", bind("", "a"), execute("", 0), syncMsg),
+			s("CEZ", query("DEALLOCATE ALL; SELECT 1/0")),
+			s("EZ", bind("", "a"), execute("", 0), syncMsg),
+			s("CZ", query("PREPARE b AS SELECT 8")),
+			s("CZEZ", query("DEALLOCATE ALL"), query("EXECUTE b")),
+		},
 		"EXPLAIN EXECUTE": {
 			s("CZ", query("PREPARE ex (int) AS SELECT $1 + 1")),
 			s("TDCZ", query("EXPLAIN (COSTS OFF) EXECUTE ex(1)")),

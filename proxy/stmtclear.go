@@ -1,0 +1,123 @@
+package proxy
+
+import (
+	"bytes"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// DISCARD ALL and DEALLOCATE ALL clear the client's statements (Session.stmts) when the
+// server completes them, not when they are sent: in a transaction block DISCARD ALL
+// fails (25001), a statement before DEALLOCATE ALL in the same Query may fail so that it
+// never runs, and a pipelined request does not know what those before it did.
+//
+// Ownership: Session.stmts belongs to the session goroutine; the server's answers arrive
+// on the connection's reader goroutine. The hand-off is one way, through stmtClears:
+//
+//   - the session goroutine numbers each Query holding DISCARD ALL or DEALLOCATE ALL
+//     (sent), stamps every statement it registers with the number of the last such Query
+//     sent before it (stmtDef.born), and marks the Query's expect with its number;
+//   - the reader, seeing that Query's CommandComplete "DISCARD ALL" or "DEALLOCATE ALL",
+//     publishes the number (done, an atomic);
+//   - the session goroutine, before it looks a name up, drops the statements born before
+//     the latest published number (applied remembers how far it went).
+//
+// While such a Query is unanswered, what the client's next statement message means
+// depends on its outcome (a Parse of a name the clear frees is no duplicate), so the
+// session goroutine waits for the answer before it looks a name up (awaitClears), having
+// flushed the Query to the server. That costs a round trip only to a client that
+// pipelines statement messages behind DISCARD ALL or DEALLOCATE ALL. Only the session
+// goroutine waits, never the reader, so the wait cannot block the answer it waits for.
+type stmtClears struct {
+	sent    uint32        // session goroutine only: clearing Queries sent
+	applied uint32        // session goroutine only: the latest number applied to stmts
+	done    atomic.Uint32 // written by the reader: the latest number the server completed
+}
+
+// clearWait bounds one wait for a clearing Query's answer before the link is checked again.
+const clearWait = 50 * time.Millisecond
+
+// noteClear marks the Query just queued (the tail of s.q) as clearing the client's
+// statements when the server completes it, and has it flushed at once, so that a wait
+// for its answer cannot stall. Session goroutine.
+func (s *Session) noteClear() {
+	s.clears.sent++
+	s.mu.Lock()
+	s.q.markClear(s.clears.sent)
+	s.mu.Unlock()
+	s.flushNow = true
+}
+
+// readClear reads a clearing Query's CommandComplete and publishes its number when the
+// command was DISCARD ALL or DEALLOCATE ALL (not another statement of the same Query).
+// Reader goroutine; the message goes on to the client unless hide.
+func (s *Session) readClear(rd *wire.Reader, n int, hide bool) error {
+	m, err := rd.Message(n)
+	if err != nil {
+		return err
+	}
+	tag := wire.Body(m)
+	if i := bytes.IndexByte(tag, 0); i >= 0 {
+		tag = tag[:i]
+	}
+	if bytes.Equal(tag, []byte("DISCARD ALL")) || bytes.Equal(tag, []byte("DEALLOCATE ALL")) {
+		s.mu.Lock()
+		if head, ok := s.q.peek(); ok && head.clear > s.clears.done.Load() {
+			s.clears.done.Store(head.clear)
+		}
+		s.mu.Unlock()
+	}
+	if hide || s.closed.Load() {
+		return nil
+	}
+	s.ops.out.Add(uint64(n + wire.HeaderLen))
+	if err := s.wr.Write(m); err != nil {
+		s.clientWriteFailed()
+	}
+	return nil
+}
+
+// applyClears waits for clearing Queries still unanswered on the link, then drops the
+// client's statements the server's answers cleared. Session goroutine; no lock held.
+func (s *Session) applyClears() {
+	if s.q.clears.Load() > 0 {
+		s.awaitClears()
+	}
+	done := s.clears.done.Load()
+	if done == s.clears.applied {
+		return
+	}
+	s.clears.applied = done
+	for name, def := range s.stmts {
+		if def.born < done {
+			delete(s.stmts, name)
+		}
+	}
+}
+
+// awaitClears waits until the server has answered every clearing Query sent, or the
+// link has ended (a lost server: the client is being told).
+func (s *Session) awaitClears() {
+	var t *time.Timer
+	for s.q.clears.Load() > 0 {
+		s.mu.Lock()
+		c, wake := s.server, s.q.wake
+		s.mu.Unlock()
+		if c == nil || c.Lessee() != pool.Lessee(s) || s.closed.Load() {
+			return
+		}
+		if t == nil {
+			t = time.NewTimer(clearWait)
+			defer t.Stop()
+		} else {
+			t.Reset(clearWait)
+		}
+		select {
+		case <-wake:
+		case <-t.C:
+		}
+	}
+}
