@@ -731,6 +731,9 @@ func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
 		if typ == 'C' && head.prep != 0 {
 			prepared(c, head) // pgmux's PREPARE, sent as a Query or executed
 		}
+		if typ == 'C' && (head.setting == setSync || head.setting == setSyncReset) {
+			syncAnswered(c, head)
+		}
 		if head.kind == 'E' {
 			s.q.pop()
 		}
@@ -913,6 +916,16 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 				return false, nil
 			}
 			idle = s.pending == 0 && !s.unsynced && s.q.len() == 0
+			if idle && s.needsRead() {
+				// The read-back could not go out (the session goroutine held the write
+				// lock past lockWait): the server keeps values pgmux has not read, so it
+				// is not released. The client's next request ends with the read-back,
+				// or its departure marks the values unknown (clientGone).
+				s.disarm(timerQuery)
+				s.mu.Unlock()
+				s.log().Debug("settings read-back deferred: the link is kept")
+				return false, nil
+			}
 		}
 	}
 	// A RELOAD that moved the pool out of session mode takes effect at the client's next

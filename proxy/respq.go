@@ -46,8 +46,9 @@ type expect struct {
 	// client's statements registered before it are gone.
 	clear uint32
 	// setting marks pgmux's hidden settings queries (settings_link.go); for setSync and
-	// setSyncReset, stmt names the setting.
+	// setSyncReset, stmt names the setting and val is the value setSync gives it.
 	setting uint8
+	val     string
 }
 
 // respQueue is a growable ring of expects. It is guarded by Session.mu: the session

@@ -54,6 +54,7 @@ var untracked = map[string]bool{
 type setOp struct {
 	name  string // lower-case
 	reset bool   // RESET, SET ... TO DEFAULT, RESET ALL or DISCARD ALL
+	value string // for a hidden set_config at link time (syncSQL): the value it sets
 }
 
 // setTouch is what a request's text does to settings.
@@ -109,6 +110,7 @@ type settings struct {
 	reapplyQuery  string
 	reapplyAtSync []string
 	reapplying    int  // those sent and not yet answered: ParameterStatus is held back
+	reapplyFailed bool // one failed since the last read-back: the server's values are not known
 	readFailed    bool // the read-back being received failed (a cancel, a timeout)
 	readFails     int  // read-backs failed in a row
 }
@@ -256,9 +258,12 @@ func (st *settings) commit(x *serverState, status byte, gen uint32) {
 				continue // rolled back, or reset to the value it had
 			}
 			st.own.Delete(r.name)
-			if hasStart {
+			switch {
+			case hasStart && st.reapplyFailed:
+				x.set.Set(r.name, unknownValue) // the startup value may not be back
+			case hasStart:
 				x.set.Set(r.name, start) // as set again after the reset
-			} else {
+			default:
 				x.set.Delete(r.name) // back at the server's default
 			}
 		default:
@@ -270,6 +275,7 @@ func (st *settings) commit(x *serverState, status byte, gen uint32) {
 			x.set.Set(r.name, r.value)
 		}
 	}
+	st.reapplyFailed = false
 	kept := st.touched[:0]
 	for _, t := range st.touched {
 		if t.gen > gen {
@@ -289,17 +295,19 @@ func (st *settings) forget(x *serverState) {
 	st.rows = nil
 }
 
-// syncSQL appends the hidden queries that give server x the client's settings, and
-// updates x to what they make it. Each is one Query, so one refused value does not undo
-// the others; names lists each query's setting, in order.
+// syncSQL appends the hidden queries that give server x the client's settings. Each is
+// one Query, so one refused value does not undo the others; names lists each query's
+// setting, in order. What x has for those names is unknown until the server answers
+// (synced): a link that ends before leaves them unknown, and the next client of x sets
+// or resets them.
 func (st *settings) syncSQL(b []byte, x *serverState, names []setOp) ([]byte, []setOp) {
 	want := func(p pool.Param) {
 		if have, ok := x.set.Get(p.Name); ok && have == p.Value {
 			return
 		}
 		b = wire.Query(b, setConfigSQL(p.Name, p.Value))
-		names = append(names, setOp{name: p.Name})
-		x.set.Set(p.Name, p.Value)
+		names = append(names, setOp{name: p.Name, value: p.Value})
+		x.set.Set(p.Name, unknownValue)
 	}
 	if st != nil {
 		for _, p := range st.own {
@@ -311,19 +319,28 @@ func (st *settings) syncSQL(b []byte, x *serverState, names []setOp) ([]byte, []
 			}
 		}
 	}
-	for i := 0; i < len(x.set); {
+	for i := range x.set {
 		name := x.set[i].Name
 		if st != nil {
 			if _, ok := st.effective(name); ok {
-				i++
 				continue
 			}
 		}
 		b = wire.Query(b, "RESET "+quoteIdent(name))
 		names = append(names, setOp{name: name, reset: true})
-		x.set.Delete(name)
+		x.set[i].Value = unknownValue
 	}
 	return b, names
+}
+
+// synced records the server's answer to a hidden query of syncSQL: x now has op's value,
+// or its default after a RESET.
+func (x *serverState) synced(op setOp) {
+	if op.reset {
+		x.set.Delete(op.name)
+		return
+	}
+	x.set.Set(op.name, op.value)
 }
 
 // refused drops a value the server will not take from the client's settings: on a

@@ -67,7 +67,7 @@ func (s *Session) syncSettings(c *pool.Conn) {
 		if op.reset {
 			kind = setSyncReset
 		}
-		s.q.push(expect{kind: 'Q', hide: true, setting: kind, stmt: op.name})
+		s.q.push(expect{kind: 'Q', hide: true, setting: kind, stmt: op.name, val: op.value})
 	}
 	_ = c.Wr.Write(b) // a failed write surfaces when the client's message is flushed
 }
@@ -214,23 +214,35 @@ func (s *Session) readRow(rd *wire.Reader, n int) error {
 // outright (a bad value, a name it does not know, a setting that cannot be changed) also
 // drops the setting from the client's. s.mu is held.
 func (s *Session) settingsRefused(c *pool.Conn, e expect, pe *pgerr.Error) {
-	if e.setting == setRead {
-		if st := s.set.Load(); st != nil {
-			st.readFailed = true
-		}
+	st := s.set.Load()
+	switch {
+	case e.setting == setRead && st != nil:
+		st.readFailed = true
+		return
+	case e.setting == setReapply && st != nil:
+		st.reapplyFailed = true
 		return
 	}
 	x, ok := c.Attach.(*serverState)
 	if !ok || (e.setting != setSync && e.setting != setSyncReset) {
 		return
 	}
-	if e.setting == setSyncReset {
-		x.set.Delete(e.stmt)
-		return
+	switch {
+	case e.setting == setSyncReset && refusal(pe):
+		x.set.Delete(e.stmt) // no session value there to reset: do not try again
+	case e.setting == setSync && refusal(pe):
+		x.set.Set(e.stmt, unknownValue)
+		st.refused(e.stmt)
+	default: // a cancel, a timeout: as since it was sent, the next client sets or resets it
+		x.set.Set(e.stmt, unknownValue)
 	}
-	x.set.Set(e.stmt, unknownValue)
-	if refusal(pe) {
-		s.set.Load().refused(e.stmt)
+}
+
+// syncAnswered records the CommandComplete of a hidden query of syncSettings: the server
+// has the value it set, or its default. s.mu is held.
+func syncAnswered(c *pool.Conn, e expect) {
+	if x, ok := c.Attach.(*serverState); ok {
+		x.synced(setOp{name: e.stmt, reset: e.setting == setSyncReset, value: e.val})
 	}
 }
 

@@ -81,12 +81,18 @@ func TestSettingsState(t *testing.T) {
 	st.start.Set("datestyle", "Postgres,MDY")
 	x := &serverState{}
 
-	// Link: the startup value goes to the server.
+	// Link: the startup value goes to the server; what the server has is unknown until
+	// it answers.
 	b, names := st.syncSQL(nil, x, nil)
-	require.Equal(t, []setOp{{name: "datestyle"}}, names)
+	require.Equal(t, []setOp{{name: "datestyle", value: "Postgres,MDY"}}, names)
 	require.Contains(t, string(b), "set_config(E'datestyle', E'Postgres,MDY', false)")
+	require.Equal(t, pool.Params{{Name: "datestyle", Value: unknownValue}}, x.set)
+	// Unanswered (a link that ended): sent again.
+	_, again := st.syncSQL(nil, x, nil)
+	require.Equal(t, names, again)
+	x.synced(names[0])
 	require.Equal(t, pool.Params{{Name: "datestyle", Value: "Postgres,MDY"}}, x.set)
-	// Nothing to send the second time.
+	// Nothing to send once answered.
 	b, names = st.syncSQL(nil, x, nil)
 	require.Empty(t, b)
 	require.Empty(t, names)
@@ -168,6 +174,10 @@ func TestSettingsState(t *testing.T) {
 	b, names = none.syncSQL(nil, x, nil)
 	require.Equal(t, []setOp{{name: "datestyle", reset: true}, {name: "search_path", reset: true}}, names)
 	require.Contains(t, string(b), `RESET "datestyle"`)
+	require.Equal(t, pool.Params{{Name: "datestyle", Value: unknownValue}, {Name: "search_path", Value: unknownValue}}, x.set)
+	for _, op := range names {
+		x.synced(op)
+	}
 	require.Empty(t, x.set)
 
 	// A client that left before its settings were read leaves them unknown on the server.
@@ -191,6 +201,19 @@ func TestSettingsState(t *testing.T) {
 	require.Empty(t, st.touched)
 	v, _ = x.set.Get("lock_timeout")
 	require.Equal(t, unknownValue, v)
+
+	// A reset whose startup value could not be set again (the hidden query failed):
+	// the client has its startup value, the server's is unknown.
+	st.touch(&setTouch{ops: []setOp{{name: "datestyle"}}})
+	read(st, x, 'I', val("datestyle", "ISO, MDY"))
+	st.touch(&setTouch{ops: []setOp{{name: "datestyle", reset: true}}})
+	st.reapplyFailed = true
+	read(st, x, 'I', val("datestyle", "SQL, MDY"))
+	v, _ = st.effective("datestyle")
+	require.Equal(t, "Postgres,MDY", v)
+	v, _ = x.set.Get("datestyle")
+	require.Equal(t, unknownValue, v)
+	require.False(t, st.reapplyFailed)
 
 	// A value the server refuses is dropped from the client.
 	st.own.Set("server_version", "1")
