@@ -68,3 +68,43 @@ func TestPrepStatsTotals(t *testing.T) {
 	var none *prepStats
 	none.register(c1, s1) // a session without a pool registers nothing
 }
+
+// TestStmtCachePreparations: a statement whose preparation is unanswered is trusted in
+// the request that sent it and, in a later one, only by the client's own Parse of it;
+// answers confirm it, and a failure forgets it only if no later preparation was sent.
+func TestStmtCachePreparations(t *testing.T) {
+	c := newStmtCache(0)
+	own, other := &stmtDef{}, &stmtDef{}
+	c.add("s", nil)
+	g1 := c.preparing("s", 4, nil) // a hidden preparation in request 4
+	_, stale := c.lookup("s", 4, other)
+	require.False(t, stale, "same request: the server skips the rest if it fails")
+	_, stale = c.lookup("s", 5, other)
+	require.True(t, stale, "a later request prepares it again")
+	c.prepared("s", g1)
+	_, stale = c.lookup("s", 5, other)
+	require.False(t, stale, "answered")
+
+	// The client's own Parse: its later Bind trusts it (if it failed, 26000 is right).
+	c.add("p", nil)
+	gp := c.preparing("p", 7, own)
+	_, stale = c.peek("p", 8, own)
+	require.False(t, stale)
+	_, stale = c.peek("p", 8, other)
+	require.True(t, stale)
+
+	// Prepared again (remove and add, as prepareOn does) before the first failed: the
+	// first one's failure leaves the second's node.
+	c.remove("p")
+	c.add("p", nil)
+	g2 := c.preparing("p", 8, nil)
+	c.forget("p", gp)
+	present, _ := c.lookup("p", 8, nil)
+	require.True(t, present)
+	c.prepared("p", gp) // a stale answer confirms nothing
+	_, stale = c.lookup("p", 9, nil)
+	require.True(t, stale)
+	c.forget("p", g2)
+	present, _ = c.lookup("p", 9, nil)
+	require.False(t, present)
+}
