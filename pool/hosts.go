@@ -49,6 +49,7 @@ type Host struct {
 	// clients waiting for a position, whether the poller runs. pollConn belongs to the
 	// running poller (one at a time), and to Close after the pollers stopped.
 	replayed uint64
+	reads    atomic.Uint64 // not guarded: NoteRead
 	waiters  []*replayWaiter
 	polling  bool
 	pollConn *checkConn
@@ -65,6 +66,8 @@ type HostState struct {
 	LagBytes int64 // WAL a standby has still to replay, against the primary's position; -1 unknown
 	LSN      uint64
 	Err      string
+	Reads    uint64 // reads sent to it as a standby (NoteRead)
+	Waiting  int    // clients waiting for it to replay their last commit
 }
 
 // State returns a snapshot of the host.
@@ -72,7 +75,8 @@ func (h *Host) State() HostState {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	st := HostState{Endpoint: h.Endpoint, Role: h.role, Up: h.up, Down: h.down, Checked: h.checked,
-		LagMs: h.lagMs, LagBytes: -1, LSN: h.lsn, Err: h.lastErr}
+		LagMs: h.lagMs, LagBytes: -1, LSN: max(h.lsn, h.replayed), Err: h.lastErr,
+		Reads: h.reads.Load(), Waiting: len(h.waiters)}
 	if h.role == RolePrimary {
 		st.LagMs, st.LagBytes = 0, 0
 	}

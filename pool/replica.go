@@ -51,6 +51,9 @@ func (cl *Cluster) Standbys(maxLag time.Duration) []StandbyInfo {
 	return out
 }
 
+// NoteRead counts a read sent to h as a standby, for SHOW HOSTS.
+func (h *Host) NoteRead() { h.reads.Add(1) }
+
 // lsnFetch is one read of the primary's WAL position and the callers it serves.
 type lsnFetch struct {
 	done chan struct{}

@@ -109,7 +109,9 @@ func (s *Server) showDatabases() []byte {
 		int4Col("current_client_connections"), int4Col("paused"), int4Col("disabled"),
 		// pgmux's own, for several hosts: which servers the entry uses, each host's role,
 		// and the largest replication lag among its standbys.
-		textCol("target_session_attrs"), textCol("host_roles"), int8Col("replication_lag_ms"))
+		textCol("target_session_attrs"), textCol("host_roles"), int8Col("replication_lag_ms"),
+		// and whether its clients read from standbys (replica.go).
+		textCol("replica_reads"))
 	// Configured databases, and those a client opened through the "*" fallback.
 	dbs := make(map[string]*config.Database)
 	for name, db := range cfg.Databases {
@@ -140,7 +142,7 @@ func (s *Server) showDatabases() []byte {
 	s.pools.mu.Unlock()
 	c := s.console
 	r.row("pgbouncer", nil, cfg.ListenPort, "pgbouncer", "pgbouncer", 2, 0, 0, 0, "statement", nil,
-		0, 0, 0, admins, 0, 0, nil, nil, nil)
+		0, 0, 0, admins, 0, 0, nil, nil, nil, "off")
 	for _, name := range sortedKeys(dbs) {
 		db := dbs[name]
 		dbname := db.DBName
@@ -156,7 +158,7 @@ func (s *Server) showDatabases() []byte {
 			cfg.EffectivePoolSize(db, ""), cfg.EffectiveMinPoolSize(db), cfg.EffectiveReservePool(db, ""),
 			int(cfg.ServerLifetime/time.Second), nullIfEmpty(db.PoolMode.String()), db.EffectiveLoadBalanceHosts(),
 			cfg.EffectiveMaxDBConnections(db), servers[name], 0, clients[name], paused, disabled,
-			db.EffectiveTargetSessionAttrs(), nullIfEmpty(roles), lag)
+			db.EffectiveTargetSessionAttrs(), nullIfEmpty(roles), lag, cfg.EffectiveReplica(db).Reads)
 	}
 	return r.done("SHOW")
 }

@@ -60,7 +60,7 @@ func TestAdminShowColumns(t *testing.T) {
 		"tls": true, "application_name": true, "version": true, "key": true, "value": true, "default": true,
 		"changeable": true, "list": true, "pin_reason": true,
 		"target_session_attrs": true, "host_roles": true, "role": true, "databases": true, "wal_lsn": true,
-		"last_error": true}
+		"last_error": true, "replica_reads": true}
 	for cmd, want := range referenceColumns(t) {
 		t.Run(cmd, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

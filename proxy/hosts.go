@@ -142,7 +142,8 @@ func connRole(c *pool.Conn) (any, any) {
 func (s *Server) showHosts() []byte {
 	r := newResult(nil, textCol("databases"), textCol("host"), int4Col("port"), textCol("role"),
 		textCol("state"), int8Col("replication_lag_ms"), int8Col("replication_lag_bytes"),
-		textCol("wal_lsn"), int8Col("checked_ms_ago"), textCol("last_error"))
+		textCol("wal_lsn"), int8Col("checked_ms_ago"), textCol("last_error"),
+		int8Col("standby_reads"), int4Col("ryw_waiting"))
 	cfg := s.Config()
 	users := make(map[string][]string)
 	for name, db := range cfg.Databases {
@@ -177,7 +178,7 @@ func (s *Server) showHosts() []byte {
 				ago = now.Sub(st.Checked).Milliseconds()
 			}
 			r.row(strings.Join(dbs, ","), st.Host, st.Port, st.Role.String(), state, lag, lagBytes,
-				lsn, ago, nullIfEmpty(st.Err))
+				lsn, ago, nullIfEmpty(st.Err), int64(st.Reads), st.Waiting)
 		}
 	}
 	return r.done("SHOW")

@@ -337,6 +337,9 @@ func (s *Session) acquireReplica(cfg *config.Config) *pool.Conn {
 	}
 	s.linkReplica = true
 	s.srv.metrics.replicaRead(s.dbName)
+	if h := c.Host(); h != nil {
+		h.NoteRead()
+	}
 	if rr := s.rrNext; rr != nil {
 		s.rrNext = nil
 		rr.c = c

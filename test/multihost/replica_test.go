@@ -179,6 +179,16 @@ func TestReplicaAutoPgbench(t *testing.T) {
 	}
 	require.Positive(t, roles["standby"], "SHOW SERVERS: %v", roles)
 	require.Positive(t, roles["primary"], "SHOW SERVERS: %v", roles)
+	// SHOW HOSTS counts the reads each standby served; SHOW DATABASES names the mode.
+	adm := p.admin(t)
+	sb, pr := hostRow(show(t, adm, "SHOW HOSTS"), p.standby.Port), hostRow(show(t, adm, "SHOW HOSTS"), p.primary.Port)
+	require.GreaterOrEqual(t, sb["standby_reads"], int64(2400))
+	require.Equal(t, int64(0), pr["standby_reads"])
+	for _, r := range show(t, adm, "SHOW DATABASES") {
+		if r["name"] == "app" {
+			require.Equal(t, "auto", r["replica_reads"])
+		}
+	}
 }
 
 // TestReplica25006: a SELECT the lexer passes as read-only that writes (through a view
