@@ -848,7 +848,7 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 		}
 		s.txStatus = status
 		s.fo &^= foCommit
-		if s.rwTrack && status == 'I' && !s.onReplica {
+		if status == 'I' && !s.onReplica && s.entry.multi.Load() {
 			// A transaction on the primary ended: the client's next replica read must
 			// see it (replica.go). Marked before the client can see this answer.
 			s.rwDirty.Store(true)

@@ -99,7 +99,6 @@ func (s *Session) routeRead(typ byte, n int) (*replicaReq, error) {
 	if v, ok := s.params.Get("default_transaction_read_only"); ok && v == "on" {
 		defaultRO = true
 	}
-	s.rwTrack = r.MaxWait > 0
 	s.mu.Unlock()
 	if inTx || fo != 0 {
 		return nil, nil
@@ -269,7 +268,8 @@ func (s *Session) pickStandby(cl *pool.Cluster, r config.Replica) (*pool.Pool, e
 	}
 	m := s.srv.metrics
 	var deadline time.Time
-	if s.rwTrack && s.rwDirty.Load() {
+	track := r.MaxWait > 0
+	if track && s.rwDirty.Load() {
 		deadline = time.Now().Add(r.MaxWait)
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		lsn, err := cl.PrimaryLSN(ctx)
@@ -283,7 +283,7 @@ func (s *Session) pickStandby(cl *pool.Cluster, r config.Replica) (*pool.Pool, e
 		s.rw.lsn = max(s.rw.lsn, lsn)
 	}
 	need := s.rw.lsn
-	if !s.rwTrack {
+	if !track {
 		need = 0
 	}
 	best, bestLoad, caught := -1, 0, false

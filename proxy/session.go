@@ -137,7 +137,8 @@ type Session struct {
 
 	// Reads on standbys (replica.go). pick, rrNext, linkReplica, forcePrimary and rw
 	// belong to the session goroutine; rr is the held request, read by the server's
-	// reader; onReplica and rwTrack are guarded by mu; rwDirty is set by the reader.
+	// reader; onReplica is guarded by mu; rwDirty is set by the reader when a transaction
+	// on the primary of a multi-host database ends.
 	pick         *pool.Pool
 	rrNext       *replicaReq
 	linkReplica  bool
@@ -145,7 +146,6 @@ type Session struct {
 	rw           rwState
 	rr           atomic.Pointer[replicaReq]
 	onReplica    bool
-	rwTrack      bool
 	rwDirty      atomic.Bool
 }
 
