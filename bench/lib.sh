@@ -1,4 +1,4 @@
-# Shared helpers for bench/demo.sh and bench/run.sh. Source it; do not run it.
+# Shared helpers for bench/demo.sh, bench/run.sh and bench/unnamed.sh. Source it; do not run it.
 #
 # Everything here listens on 127.0.0.1 only, every wait loop is bounded, and every process
 # started is recorded in BENCH_PIDS so that bench_cleanup can stop exactly those by PID.
@@ -124,7 +124,7 @@ bench_cleanup() {
 }
 
 # start_postgres DIR PORT MAX_CONNECTIONS: initdb (trust on loopback) and start postgres in
-# the foreground of a background job; sets PG_PID. Settings favour a throwaway benchmark
+# the foreground of a background job; sets PG_PID, PG_PORT and PG_DATA. Settings favour a throwaway benchmark
 # server: no fsync, so runs measure the pooler path, not the disk.
 start_postgres() {
 	local dir=$1 port=$2 maxconn=${3:-300} bin
@@ -143,6 +143,7 @@ start_postgres() {
 		-c logging_collector=off -c log_min_messages=warning) \
 		>"$dir/postgres.log" 2>&1 </dev/null &
 	PG_PID=$! # the postmaster itself (exec), so stop_pid's SIGINT is its fast shutdown
+	PG_PORT=$port PG_DATA=$dir/data
 	track_pid "$PG_PID"
 	local i
 	for ((i = 0; i < 300; i++)); do
@@ -179,4 +180,120 @@ raise_nofile() {
 	if is_root && (($(ulimit -n) < 20000)); then
 		ulimit -Hn 65536 2>/dev/null && ulimit -n 65536 2>/dev/null || true
 	fi
+}
+
+# now_us: the wall clock in microseconds.
+now_us() { date +%s%6N; }
+
+# sleep_until START_US SECONDS: sleep until SECONDS after START_US (now_us), at once if past.
+sleep_until() {
+	sleep "$(awk -v s="$1" -v n="$(now_us)" -v w="$2" 'BEGIN {d = w - (n - s) / 1e6; print (d > 0 ? d : 0)}')"
+}
+
+# pg_cpu_ticks PG_PID: PostgreSQL's CPU so far in clock ticks: the postmaster's own and its
+# reaped children's (utime stime cutime cstime), plus utime+stime of every live child.
+pg_cpu_ticks() {
+	local pid=$1 total=0 f stat rest
+	stat=$(<"/proc/$pid/stat")
+	rest=${stat##*) }
+	# shellcheck disable=SC2086
+	set -- $rest
+	total=$((${12} + ${13} + ${14} + ${15}))
+	for f in $(pgrep -P "$pid"); do
+		{ stat=$(<"/proc/$f/stat"); } 2>/dev/null || continue # it may have just exited
+		rest=${stat##*) }
+		# shellcheck disable=SC2086
+		set -- $rest
+		total=$((total + ${12} + ${13}))
+	done
+	echo "$total"
+}
+
+# us_per_tx TICKS TX: clock ticks of CPU per transaction, in microseconds.
+us_per_tx() { awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN {printf "%.2f", n ? t / hz * 1e6 / n : 0}'; }
+
+# scram_logins PASSWORD USERLIST: from now on the PostgreSQL of start_postgres (PG_PORT,
+# PG_DATA) takes TCP logins with SCRAM-SHA-256 only: the postgres role gets PASSWORD as a
+# SCRAM secret, USERLIST (an auth_file for both poolers) gets the server's own verifier
+# from pg_authid, and PGPASSWORD is exported for pgbench and psql. A pooler holding the
+# verifier checks a client's proof with two hashes and logs in to PostgreSQL with the
+# client key the proof carries (SCRAM pass-through), so no pooler runs PBKDF2 per login
+# and logins cost the poolers as little as they can. Sets BENCH_VERIFIER.
+scram_logins() {
+	local password=$1 userlist=$2 bin
+	bin=$(pg_bindir)
+	_psql() { "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@" </dev/null; }
+	_psql -c "SET password_encryption = 'scram-sha-256'" -c "ALTER ROLE postgres PASSWORD '$password'"
+	BENCH_VERIFIER=$(_psql -At -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'")
+	[[ $BENCH_VERIFIER == SCRAM-SHA-256* ]] || die "no SCRAM verifier for postgres"
+	cat >"$PG_DATA/pg_hba.conf" <<-EOT
+		local all all trust
+		host  all all 127.0.0.1/32 scram-sha-256
+	EOT
+	_psql -c "SELECT pg_reload_conf()" >/dev/null
+	printf '"postgres" "%s"\n' "$BENCH_VERIFIER" >"$userlist"
+	chmod 0644 "$userlist"
+	export PGPASSWORD=$password
+}
+
+# write_pooler_ini FILE PORT USERLIST [LINE...]: the pgbouncer.ini both poolers run from:
+# one database (the PostgreSQL of start_postgres), transaction pooling, pool size
+# POOL_SIZE (default 20), SCRAM logins against USERLIST, no unix socket, no per-connection
+# logging, a relative pidfile (each pooler runs in its own directory); LINEs are added to
+# [pgbouncer].
+write_pooler_ini() {
+	local file=$1 port=$2 userlist=$3
+	shift 3
+	{
+		cat <<-EOT
+			[databases]
+			postgres = host=127.0.0.1 port=$PG_PORT dbname=postgres
+
+			[pgbouncer]
+			listen_addr = 127.0.0.1
+			listen_port = $port
+			unix_socket_dir =
+			auth_type = scram-sha-256
+			auth_file = $userlist
+			pidfile = pooler.pid
+			pool_mode = transaction
+			default_pool_size = ${POOL_SIZE:-20}
+			max_client_conn = 12000
+			ignore_startup_parameters = extra_float_digits
+			log_connections = 0
+			log_disconnections = 0
+		EOT
+		(($# > 0)) && printf '%s\n' "$@"
+	} >"$file"
+	chmod 0644 "$file"
+}
+
+# start_pooler NAME PORT CMD...: starts a pooler in its own directory $BENCH_TMP/NAME
+# (log $BENCH_TMP/NAME.log) and waits until it accepts on PORT; sets POOLER_PID (the
+# pooler's own PID). A NAME starting with "pgbouncer" runs as the postgres OS user when
+# root (PgBouncer refuses root).
+start_pooler() {
+	local name=$1 port=$2 dir=$BENCH_TMP/$1 log=$BENCH_TMP/$1.log
+	shift 2
+	mkdir -p "$dir"
+	if [[ $name == pgbouncer* ]]; then
+		is_root && chown postgres:postgres "$dir"
+		(cd "$dir" && exec_as_pg_user "$@") >>"$log" 2>&1 </dev/null &
+	else
+		(cd "$dir" && exec "$@") >>"$log" 2>&1 </dev/null &
+	fi
+	POOLER_PID=$!
+	track_pid "$POOLER_PID"
+	wait_port "$port" 20 || { cat "$log" >&2; die "$name did not start"; }
+}
+
+# stop_pooler PID PORT: stops it by PID (bounded) and waits until PORT is free again.
+stop_pooler() {
+	local i
+	stop_pid "$1" 15
+	wait "$1" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null || return 0
+		sleep 0.1
+	done
 }

@@ -6,11 +6,15 @@
 #   bench/run.sh --reps 5   # repetitions per point (median is reported; default 3)
 #   bench/run.sh --keep     # keep the temp dir (logs, raw per-transaction pgbench logs)
 #   PGMUX_BIN=path bench/run.sh   # benchmark a prebuilt pgmux instead of building ./cmd/pgmux
+#   PGMUX_BIN_B=path bench/run.sh # also a second pgmux (target pgmux-b, e.g. an older commit),
+#                                 # alternating with the others; scratch output only
 #
-# It starts a throwaway PostgreSQL 15 (trust auth on 127.0.0.1), then PgBouncer (as the
-# postgres OS user) and pgmux from ONE pgbouncer.ini (pgmux only gets --listen for its own
-# port), and runs each workload against pgmux, PgBouncer and direct Postgres in turn, the
-# three alternating within every repetition. Per run: tps (pgbench, without connection
+# It starts a throwaway PostgreSQL 15 that takes TCP logins with SCRAM-SHA-256 only, then
+# PgBouncer (as the postgres OS user) and pgmux from ONE pgbouncer.ini (pgmux only gets
+# --listen for its own port) whose auth_file holds the server's own SCRAM verifier, so
+# neither pooler derives keys per login (see scram_logins in bench/lib.sh), and runs each
+# workload against pgmux, PgBouncer and direct Postgres in turn, the targets alternating
+# within every repetition. Per run: tps (pgbench, without connection
 # time), p50/p99 latency (from pgbench's per-transaction -l logs), the pooler's CPU time per
 # transaction (utime+stime of /proc/PID/stat around a fixed -t run). Then idle clients:
 # bench/cmd/idleclients holds N logged-in connections and the pooler's VmRSS delta / N is the
@@ -32,7 +36,7 @@ while (($# > 0)); do
 	--full) MODE=full ;;
 	--reps) REPS=$2; shift ;;
 	--keep) BENCH_KEEP_TMP=1 ;;
-	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,24p' "$0"; exit 0 ;;
 	*) die "unknown argument $1 (try --help)" ;;
 	esac
 	shift
@@ -65,6 +69,8 @@ fi
 [[ -n ${BENCH_IDLE+x} ]] && read -ra IDLE_NS <<<"$BENCH_IDLE"
 [[ -n ${BENCH_CHURN:-} ]] && CHURN=$BENCH_CHURN
 TARGETS=(pgmux pgbouncer direct)
+[[ -n ${PGMUX_BIN_B:-} ]] && TARGETS=(pgmux pgmux-b pgbouncer direct)
+PASSWORD=bench-secret
 
 command -v go >/dev/null || die "go not found on PATH"
 ensure_tools postgresql-15:/usr/lib/postgresql/15/bin/pgbench pgbouncer:/usr/sbin/pgbouncer
@@ -82,7 +88,7 @@ bench_tmpdir
 # run rewrites its block). A quick pass, a custom subset or a prebuilt binary goes to
 # bench/results/scratch (not kept in git) unless BENCH_OUT says otherwise.
 OFFICIAL=false
-if [[ $MODE == full && -z ${PGMUX_BIN:-}${BENCH_WORKLOADS:-}${BENCH_MODES:-}${BENCH_CLIENTS:-}${BENCH_IDLE:-}${BENCH_CHURN:-} ]]; then
+if [[ $MODE == full && -z ${PGMUX_BIN:-}${PGMUX_BIN_B:-}${BENCH_WORKLOADS:-}${BENCH_MODES:-}${BENCH_CLIENTS:-}${BENCH_IDLE:-}${BENCH_CHURN:-} ]]; then
 	OFFICIAL=true
 	RESULTS=${BENCH_OUT:-$BENCH_ROOT/bench/results}
 else
@@ -102,15 +108,21 @@ if [[ -n ${PGMUX_BIN:-} ]]; then
 else
 	go build -o "$BENCH_TMP/bin/pgmux" ./cmd/pgmux
 fi
+[[ -n ${PGMUX_BIN_B:-} ]] && cp "$PGMUX_BIN_B" "$BENCH_TMP/bin/pgmux-b"
 # The bench tools are their own Go module (bench/go.mod), so plotting stays out of pgmux's.
 (cd "$BENCH_ROOT/bench" && go build -o "$BENCH_TMP/bin/idleclients" ./cmd/idleclients &&
 	go build -o "$BENCH_TMP/bin/report" ./cmd/report)
 
-PG_PORT=$(free_port)
-PGB_PORT=$(free_port "$PG_PORT")
-MUX_PORT=$(free_port "$PG_PORT" "$PGB_PORT")
-log "PostgreSQL on 127.0.0.1:$PG_PORT (max_connections=$PG_MAX_CONN)"
-start_postgres "$BENCH_TMP/pg" "$PG_PORT" "$PG_MAX_CONN"
+declare -A PORT PID
+PORT[direct]=$(free_port)
+for target in "${TARGETS[@]}"; do
+	[[ $target == direct ]] || PORT[$target]=$(free_port "${PORT[@]}")
+done
+log "PostgreSQL on 127.0.0.1:${PORT[direct]} (max_connections=$PG_MAX_CONN)"
+start_postgres "$BENCH_TMP/pg" "${PORT[direct]}" "$PG_MAX_CONN"
+CONF=$BENCH_TMP/conf
+mkdir -p "$CONF"
+scram_logins "$PASSWORD" "$CONF/userlist.txt"
 log "pgbench -i -s $SCALE"
 "$PGBENCH" -i -s "$SCALE" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres </dev/null >"$BENCH_TMP/init.log" 2>&1 ||
 	{ cat "$BENCH_TMP/init.log" >&2; die "pgbench -i failed"; }
@@ -120,70 +132,29 @@ PGB_VERSION=$("$PGBOUNCER" --version | awk 'NR==1 {print $2}')
 PGB_PREPARED=0
 if [[ $(printf '%s\n1.21.0\n' "$PGB_VERSION" | sort -V | head -n1) == 1.21.0 ]]; then PGB_PREPARED=1; fi
 
-# One pgbouncer.ini for both poolers. Relative pidfile: each pooler runs in its own working
-# directory, so the two never share a pidfile. No unix socket, no per-connection logging.
-CONF=$BENCH_TMP/conf
-mkdir -p "$CONF" "$BENCH_TMP/pgbouncer" "$BENCH_TMP/pgmux"
-is_root && chown postgres:postgres "$BENCH_TMP/pgbouncer"
-printf '"postgres" ""\n' >"$CONF/userlist.txt"
-cat >"$CONF/pgbouncer.ini" <<EOF
-[databases]
-postgres = host=127.0.0.1 port=$PG_PORT dbname=postgres
+# One pgbouncer.ini for every pooler (write_pooler_ini in bench/lib.sh); pgmux only gets
+# --listen for its own port.
+PREPARED_LINE=()
+((PGB_PREPARED)) && PREPARED_LINE=("max_prepared_statements = 200")
+write_pooler_ini "$CONF/pgbouncer.ini" "${PORT[pgbouncer]}" "$CONF/userlist.txt" "${PREPARED_LINE[@]+"${PREPARED_LINE[@]}"}"
 
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $PGB_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $CONF/userlist.txt
-pidfile = pooler.pid
-pool_mode = transaction
-default_pool_size = $POOL_SIZE
-max_client_conn = 12000
-ignore_startup_parameters = extra_float_digits
-log_connections = 0
-log_disconnections = 0
-$( ((PGB_PREPARED)) && echo "max_prepared_statements = 200")
-EOF
-chmod 0644 "$CONF"/*
-
-# start_pgbouncer / start_pgmux (re)start a pooler from the shared ini; they set PGB_PID and
-# MUX_PID. The idle-memory test uses fresh processes, so earlier load does not skew RSS.
-start_pgbouncer() {
-	(
-		cd "$BENCH_TMP/pgbouncer"
-		exec_as_pg_user "$PGBOUNCER" "$CONF/pgbouncer.ini"
-	) >>"$BENCH_TMP/pgbouncer.log" 2>&1 </dev/null &
-	PGB_PID=$!
-	track_pid "$PGB_PID"
-	wait_port "$PGB_PORT" 20 || { cat "$BENCH_TMP/pgbouncer.log" >&2; die "pgbouncer did not start"; }
+# start_target TARGET (re)starts a pooler from the shared ini and records its PID. The
+# idle-memory test uses fresh processes, so earlier load does not skew RSS.
+start_target() {
+	case $1 in
+	pgbouncer) start_pooler pgbouncer "${PORT[pgbouncer]}" "$PGBOUNCER" "$CONF/pgbouncer.ini" ;;
+	pgmux*) start_pooler "$1" "${PORT[$1]}" "$BENCH_TMP/bin/$1" --listen "127.0.0.1:${PORT[$1]}" "$CONF/pgbouncer.ini" ;;
+	esac
+	PID[$1]=$POOLER_PID
 }
-start_pgmux() {
-	(cd "$BENCH_TMP/pgmux" && exec "$BENCH_TMP/bin/pgmux" --listen "127.0.0.1:$MUX_PORT" "$CONF/pgbouncer.ini") \
-		>>"$BENCH_TMP/pgmux.log" 2>&1 </dev/null &
-	MUX_PID=$!
-	track_pid "$MUX_PID"
-	wait_port "$MUX_PORT" 20 || { cat "$BENCH_TMP/pgmux.log" >&2; die "pgmux did not start"; }
-}
-# restart_pooler TARGET: stop it by PID (bounded) and start a fresh one on the same port.
 restart_pooler() {
-	local pid i
-	pid=$(pid_of "$1")
-	stop_pid "$pid" 15
-	wait "$pid" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$(port_of "$1")") 2>/dev/null || break
-		sleep 0.1
-	done
-	case $1 in pgmux) start_pgmux ;; pgbouncer) start_pgbouncer ;; esac
+	stop_pooler "${PID[$1]}" "${PORT[$1]}"
+	start_target "$1"
 }
-
-log "PgBouncer $PGB_VERSION on 127.0.0.1:$PGB_PORT, pgmux on 127.0.0.1:$MUX_PORT"
-start_pgbouncer
-start_pgmux
-
-port_of() { case $1 in pgmux) echo "$MUX_PORT" ;; pgbouncer) echo "$PGB_PORT" ;; direct) echo "$PG_PORT" ;; esac; }
-pid_of() { case $1 in pgmux) echo "$MUX_PID" ;; pgbouncer) echo "$PGB_PID" ;; *) echo "" ;; esac; }
+for target in "${TARGETS[@]}"; do
+	[[ $target == direct ]] || start_target "$target"
+done
+log "PgBouncer $PGB_VERSION on 127.0.0.1:${PORT[pgbouncer]}, pgmux on 127.0.0.1:${PORT[pgmux]}${PGMUX_BIN_B:+, pgmux-b ($PGMUX_BIN_B) on 127.0.0.1:${PORT[pgmux-b]}}"
 
 # txs_per_client WORKLOAD CLIENTS: fixed work sized for ~2-3 s per run on 2 cores.
 txs_per_client() {
@@ -214,8 +185,8 @@ run_point() {
 		printf '%s\t%s\t%s\t%s\t%s\t\t\t\t\t\t%s\n' "$target" "$workload" "$qmode" "$clients" "$rep" "$na" >>"$RAW"
 		return
 	fi
-	port=$(port_of "$target")
-	pid=$(pid_of "$target")
+	port=${PORT[$target]}
+	pid=${PID[$target]:-}
 	per=$(txs_per_client "$workload" "$clients")
 	jobs=$((clients < 2 ? 1 : 2))
 	local args=(-n -M "$qmode" -c "$clients" -j "$jobs" -t "$per")
@@ -246,7 +217,7 @@ run_point() {
 			i99 = int(NR * 0.99 + 0.5); if (i99 < 1) i99 = 1; if (i99 > NR) i99 = NR
 			printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')
 	if [[ -n $pid ]] && ((tx > 0)); then
-		cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$tx" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
+		cpu=$(us_per_tx $((t1 - t0)) "$tx")
 	else
 		cpu=""
 	fi
@@ -261,13 +232,13 @@ run_point() {
 idle_point() {
 	local target=$1 n=$2 port pid before after ipid i status=ok out=$BENCH_TMP/idle-$1-$2.out
 	restart_pooler "$target"
-	port=$(port_of "$target")
-	pid=$(pid_of "$target")
+	port=${PORT[$target]}
+	pid=${PID[$target]}
 	# warm up: one logged-in client and one transaction, so a server connection exists
 	"$PGBENCH" -n -S -t 1 -c 1 -h 127.0.0.1 -p "$port" -U postgres postgres </dev/null >/dev/null 2>&1 || true
 	sleep 1
 	before=$(proc_rss_kb "$pid")
-	"$BENCH_TMP/bin/idleclients" -addr "127.0.0.1:$port" -n "$n" -user postgres -db postgres -hold 120s \
+	"$BENCH_TMP/bin/idleclients" -addr "127.0.0.1:$port" -n "$n" -user postgres -password "$PASSWORD" -db postgres -hold 120s \
 		>"$out" 2>&1 </dev/null &
 	ipid=$!
 	track_pid "$ipid"
@@ -291,13 +262,14 @@ idle_point() {
 }
 for n in "${IDLE_NS[@]+"${IDLE_NS[@]}"}"; do
 	log "$n idle clients (fresh pooler processes)"
-	for target in pgmux pgbouncer; do
-		idle_point "$target" "$n"
+	for target in "${TARGETS[@]}"; do
+		[[ $target == direct ]] || idle_point "$target" "$n"
 	done
 done
 # the workloads start on fresh poolers too
-restart_pooler pgmux
-restart_pooler pgbouncer
+for target in "${TARGETS[@]}"; do
+	[[ $target == direct ]] || restart_pooler "$target"
+done
 
 
 # Workloads: for every point, repetitions alternate pgmux, pgbouncer, direct.
@@ -333,9 +305,30 @@ if $OFFICIAL && [[ $RESULTS == "$BENCH_ROOT/bench/results" ]]; then
 	readme_args=(-readme "$BENCH_ROOT/README.md")
 fi
 "$BENCH_TMP/bin/report" -raw "$RESULTS/raw.tsv" -idle "$RESULTS/idle.tsv" -out "$RESULTS" "${readme_args[@]}" \
-	-meta "mode=$MODE" -meta "reps=$REPS" -meta "elapsed=${ELAPSED}s" \
+	-meta "mode=$MODE" -meta "reps=$REPS" -meta "elapsed=${ELAPSED}s" -meta "auth=scram-verifier" \
 	-meta "pgmux=${PGMUX_BIN:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- . 2>/dev/null || echo +dirty)}" \
 	-meta "pgbouncer=$PGB_VERSION" -meta "postgres=$("$PGBIN/postgres" --version | awk '{print $3}')" \
 	-meta "cpus=$(nproc)" -meta "kernel=$(uname -r)" -meta "date=$(date -u +%Y-%m-%dT%H:%MZ)"
 cat "$RESULTS/latest.md"
+# Every target's medians (pgmux-b too, which the report leaves out), with the CPU and tps
+# ratios to PgBouncer at the same point.
+awk -F'\t' 'NR > 1 && $11 == "ok" {k = $2 " " $3 " c=" $4; t[$1] = 1; p[k] = 1; n[$1, k]++; tps[$1, k, n[$1, k]] = $6; cpu[$1, k, n[$1, k]] = $9}
+function med(a, t, k, m,   i, j, x, v) {
+	for (i = 1; i <= m; i++) v[i] = a[t, k, i] + 0
+	for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) {x = v[i]; v[i] = v[j]; v[j] = x}
+	return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
+}
+END {
+	print "| point | target | tps | CPU us/tx | tps / PgBouncer | CPU / PgBouncer |"
+	print "|---|---|--:|--:|--:|--:|"
+	for (k in p) {
+		m = n["pgbouncer", k]
+		bt = m ? med(tps, "pgbouncer", k, m) : 0; bc = m ? med(cpu, "pgbouncer", k, m) : 0
+		for (x in t) {
+			if (!n[x, k]) continue
+			mt = med(tps, x, k, n[x, k]); mc = med(cpu, x, k, n[x, k])
+			printf "| %s | %s | %.0f | %s | %s | %s |\n", k, x, mt, mc ? sprintf("%.1f", mc) : "-", bt ? sprintf("%.2fx", mt / bt) : "-", bc && mc ? sprintf("%.2fx", mc / bc) : "-"
+		}
+	}
+}' "$RESULTS/raw.tsv" | { read -r h1; read -r h2; printf '%s\n%s\n' "$h1" "$h2"; sort; } | tee "$RESULTS/medians.md"
 log "wrote $RESULTS/latest.md and plots in $RESULTS (took ${ELAPSED}s)"

@@ -75,93 +75,30 @@ ON_PORT=$(free_port "$PG_PORT" "$PGB_PORT")
 OFF_PORT=$(free_port "$PG_PORT" "$PGB_PORT" "$ON_PORT")
 log "PostgreSQL on 127.0.0.1:$PG_PORT"
 start_postgres "$BENCH_TMP/pg" "$PG_PORT" "$PG_MAX_CONN"
-psql_pg() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@" </dev/null; }
-psql_pg -c "SET password_encryption = 'scram-sha-256'" -c "ALTER ROLE postgres PASSWORD '$PASSWORD'"
-VERIFIER=$(psql_pg -At -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'")
-[[ $VERIFIER == SCRAM-SHA-256* ]] || die "no SCRAM verifier for postgres"
-# From now on TCP logins to PostgreSQL need SCRAM too (the poolers use the verifier).
-cat >"$BENCH_TMP/pg/data/pg_hba.conf" <<-EOF
-	local all all trust
-	host  all all 127.0.0.1/32 scram-sha-256
-EOF
-psql_pg -c "SELECT pg_reload_conf()" >/dev/null
-export PGPASSWORD=$PASSWORD
+CONF=$BENCH_TMP/conf
+mkdir -p "$CONF"
+scram_logins "$PASSWORD" "$CONF/userlist.txt"
 log "pgbench -i -s $SCALE"
 "$PGBENCH" -i -s "$SCALE" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres </dev/null >"$BENCH_TMP/init.log" 2>&1 ||
 	{ cat "$BENCH_TMP/init.log" >&2; die "pgbench -i failed"; }
 
-CONF=$BENCH_TMP/conf
-mkdir -p "$CONF" "$BENCH_TMP/pgbouncer" "$BENCH_TMP/pgmux-on" "$BENCH_TMP/pgmux-off"
-is_root && chown postgres:postgres "$BENCH_TMP/pgbouncer"
-printf '"postgres" "%s"\n' "$VERIFIER" >"$CONF/userlist.txt"
-# write_ini FILE PORT EXTRA: the shared settings (pgmux's max_prepared_statements is 200
-# by default; Debian 12's PgBouncer predates the setting).
-write_ini() {
-	cat >"$1" <<-EOF
-		[databases]
-		postgres = host=127.0.0.1 port=$PG_PORT dbname=postgres
-
-		[pgbouncer]
-		listen_addr = 127.0.0.1
-		listen_port = $2
-		unix_socket_dir =
-		auth_type = scram-sha-256
-		auth_file = $CONF/userlist.txt
-		pidfile = pooler.pid
-		pool_mode = transaction
-		default_pool_size = $POOL_SIZE
-		max_client_conn = 12000
-		ignore_startup_parameters = extra_float_digits
-		log_connections = 0
-		log_disconnections = 0
-		$3
-	EOF
-}
-write_ini "$CONF/pgbouncer.ini" "$PGB_PORT" ""
-write_ini "$CONF/pgmux-on.ini" "$ON_PORT" "cache_unnamed_statements = 1"
-write_ini "$CONF/pgmux-off.ini" "$OFF_PORT" "cache_unnamed_statements = 0"
-chmod 0644 "$CONF"/*
-
-(cd "$BENCH_TMP/pgbouncer" && exec_as_pg_user "$PGBOUNCER" "$CONF/pgbouncer.ini") >>"$BENCH_TMP/pgbouncer.log" 2>&1 </dev/null &
-PGB_PID=$!
-track_pid "$PGB_PID"
-start_mux() { # NAME PORT: sets MUX_PID
-	(cd "$BENCH_TMP/$1" && exec "$BENCH_TMP/bin/pgmux" "$CONF/$1.ini") >>"$BENCH_TMP/$1.log" 2>&1 </dev/null &
-	MUX_PID=$!
-	track_pid "$MUX_PID"
-	wait_port "$2" 20 || { cat "$BENCH_TMP/$1.log" >&2; die "$1 did not start"; }
-}
-start_mux pgmux-on "$ON_PORT"
-ON_PID=$MUX_PID
-start_mux pgmux-off "$OFF_PORT"
-OFF_PID=$MUX_PID
-wait_port "$PGB_PORT" 20 || { cat "$BENCH_TMP/pgbouncer.log" >&2; die "pgbouncer did not start"; }
+# The shared settings (write_pooler_ini in bench/lib.sh; pgmux's max_prepared_statements is
+# 200 by default; Debian 12's PgBouncer predates the setting).
+write_pooler_ini "$CONF/pgbouncer.ini" "$PGB_PORT" "$CONF/userlist.txt"
+write_pooler_ini "$CONF/pgmux-on.ini" "$ON_PORT" "$CONF/userlist.txt" "cache_unnamed_statements = 1"
+write_pooler_ini "$CONF/pgmux-off.ini" "$OFF_PORT" "$CONF/userlist.txt" "cache_unnamed_statements = 0"
+start_pooler pgbouncer "$PGB_PORT" "$PGBOUNCER" "$CONF/pgbouncer.ini"
+PGB_PID=$POOLER_PID
+start_pooler pgmux-on "$ON_PORT" "$BENCH_TMP/bin/pgmux" "$CONF/pgmux-on.ini"
+ON_PID=$POOLER_PID
+start_pooler pgmux-off "$OFF_PORT" "$BENCH_TMP/bin/pgmux" "$CONF/pgmux-off.ini"
+OFF_PID=$POOLER_PID
 PGB_VERSION=$("$PGBOUNCER" --version | awk 'NR==1 {print $2}')
 log "PgBouncer $PGB_VERSION :$PGB_PORT, pgmux on :$ON_PORT, pgmux off :$OFF_PORT"
 
 port_of() { case $1 in pgmux-on) echo "$ON_PORT" ;; pgmux-off) echo "$OFF_PORT" ;; pgbouncer) echo "$PGB_PORT" ;; esac; }
 pid_of() { case $1 in pgmux-on) echo "$ON_PID" ;; pgmux-off) echo "$OFF_PID" ;; pgbouncer) echo "$PGB_PID" ;; esac; }
 
-# pg_ticks: PostgreSQL's CPU so far in clock ticks: the postmaster's own and its reaped
-# children's (utime stime cutime cstime), plus utime+stime of every live child.
-pg_ticks() {
-	local total=0 f stat rest
-	stat=$(<"/proc/$PG_PID/stat")
-	rest=${stat##*) }
-	# shellcheck disable=SC2086
-	set -- $rest
-	total=$((${12} + ${13} + ${14} + ${15}))
-	for f in $(pgrep -P "$PG_PID"); do
-		{ stat=$(<"/proc/$f/stat"); } 2>/dev/null || continue # it may have just exited
-		rest=${stat##*) }
-		# shellcheck disable=SC2086
-		set -- $rest
-		total=$((total + ${12} + ${13}))
-	done
-	echo "$total"
-}
-
-now_us() { date +%s%6N; }
 
 # run_point TARGET CLIENTS REP: one pgbench run; appends a row to $RAW.
 run_point() {
@@ -175,10 +112,10 @@ run_point() {
 		-h 127.0.0.1 -p "$port" -U postgres postgres </dev/null >"$logdir/out" 2>&1 &
 	bpid=$!
 	track_pid "$bpid"
-	sleep "$(awk -v s="$start" -v n="$(now_us)" -v w="$WIN0" 'BEGIN {d = w - (n - s) / 1e6; print (d > 0 ? d : 0)}')"
-	t0=$(now_us) pg0=$(pg_ticks) po0=$(proc_cpu_ticks "$pid")
-	sleep "$(awk -v s="$start" -v n="$(now_us)" -v w="$WIN1" 'BEGIN {d = w - (n - s) / 1e6; print (d > 0 ? d : 0)}')"
-	t1=$(now_us) pg1=$(pg_ticks) po1=$(proc_cpu_ticks "$pid")
+	sleep_until "$start" "$WIN0"
+	t0=$(now_us) pg0=$(pg_cpu_ticks "$PG_PID") po0=$(proc_cpu_ticks "$pid")
+	sleep_until "$start" "$WIN1"
+	t1=$(now_us) pg1=$(pg_cpu_ticks "$PG_PID") po1=$(proc_cpu_ticks "$pid")
 	wait "$bpid" || status=fail
 	if ! grep -q '^number of transactions actually processed' "$logdir/out" ||
 		grep -Eq '^number of failed transactions: [1-9]' "$logdir/out"; then status=fail; fi
@@ -187,8 +124,8 @@ run_point() {
 	((tx > 0)) || status=fail
 	local tps pgus pous
 	tps=$(awk -v n="$tx" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / ((b - a) / 1e6)}')
-	pgus=$(awk -v t=$((pg1 - pg0)) -v hz="$CLK_TCK" -v n="$tx" 'BEGIN {printf "%.2f", n ? t / hz * 1e6 / n : 0}')
-	pous=$(awk -v t=$((po1 - po0)) -v hz="$CLK_TCK" -v n="$tx" 'BEGIN {printf "%.2f", n ? t / hz * 1e6 / n : 0}')
+	pgus=$(us_per_tx $((pg1 - pg0)) "$tx")
+	pous=$(us_per_tx $((po1 - po0)) "$tx")
 	[[ $status == ok ]] || tail -n 5 "$logdir/out" >&2
 	[[ ${BENCH_KEEP_TMP:-0} == 1 ]] || rm -rf "$logdir"
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$clients" "$rep" "$tps" "$pgus" "$pous" "$tx" "$status" >>"$RAW"
@@ -236,7 +173,7 @@ unique_point() {
 	tx=${tx:-0}
 	printf '%s\tunique\t%s\t%s\t\t%s\t%s\t%s\n' "$target" "$rep" \
 		"$(grep -o '"tps":[0-9.]*' <<<"$out" | cut -d: -f2)" \
-		"$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$tx" 'BEGIN {printf "%.2f", n ? t / hz * 1e6 / n : 0}')" \
+		"$(us_per_tx $((c1 - c0)) "$tx")" \
 		"$tx" "$(grep -q '"ok":true' <<<"$out" && echo ok || echo fail)" | tee -a "$RAW" >&2
 }
 if ((UNIQUE)); then

@@ -1,5 +1,6 @@
 // Command idleclients opens N client connections to a PostgreSQL server or pooler, completes
-// the startup and authentication handshake on each (raw protocol: trust, cleartext or MD5),
+// the startup and authentication handshake on each (raw protocol: trust, cleartext, MD5 or
+// SCRAM-SHA-256),
 // then holds them idle so the pooler's memory per idle client can be measured.
 //
 //	idleclients -addr 127.0.0.1:6432 -n 10000 -user postgres -db postgres -hold 2m
@@ -10,6 +11,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/binary"
@@ -25,6 +27,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pgmux/pgmux/protocol/auth"
 )
 
 func main() {
@@ -39,7 +43,7 @@ func run() error {
 	n := flag.Int("n", 1000, "number of idle client connections")
 	user := flag.String("user", "postgres", "user name")
 	db := flag.String("db", "postgres", "database name")
-	password := flag.String("password", "", "password for cleartext or MD5 authentication")
+	password := flag.String("password", "", "password for cleartext, MD5 or SCRAM-SHA-256 authentication")
 	conc := flag.Int("concurrency", 64, "connections being set up at once")
 	hold := flag.Duration("hold", 2*time.Minute, "longest time to hold the connections")
 	dialTimeout := flag.Duration("timeout", 10*time.Second, "per-connection handshake timeout")
@@ -132,6 +136,7 @@ func handshake(c net.Conn, user, db, password string) error {
 		return err
 	}
 	r := bufio.NewReaderSize(c, 512)
+	var scram *auth.ClientSCRAM
 	for {
 		typ, payload, err := readMsg(r)
 		if err != nil {
@@ -157,8 +162,43 @@ func handshake(c net.Conn, user, db, password string) error {
 				if err := sendPassword(c, "md5"+hex.EncodeToString(outer[:])); err != nil {
 					return err
 				}
+			case 10: // AuthenticationSASL: the mechanisms, each NUL-terminated
+				var offered []string
+				for _, m := range bytes.Split(payload[4:], []byte{0}) {
+					if len(m) > 0 {
+						offered = append(offered, string(m))
+					}
+				}
+				scram = auth.NewClientSCRAM(user, password)
+				mech, err := scram.Mechanism(offered)
+				if err != nil {
+					return err
+				}
+				first := scram.First()
+				body := append(append([]byte(mech), 0), binary.BigEndian.AppendUint32(nil, uint32(len(first)))...)
+				if err := sendSASL(c, append(body, first...)); err != nil {
+					return err
+				}
+			case 11: // AuthenticationSASLContinue: server-first-message
+				if scram == nil {
+					return errors.New("SASLContinue before AuthenticationSASL")
+				}
+				final, err := scram.Final(payload[4:])
+				if err != nil {
+					return err
+				}
+				if err := sendSASL(c, final); err != nil {
+					return err
+				}
+			case 12: // AuthenticationSASLFinal: the server's signature
+				if scram == nil {
+					return errors.New("SASLFinal before AuthenticationSASL")
+				}
+				if err := scram.Verify(payload[4:]); err != nil {
+					return err
+				}
 			default:
-				return fmt.Errorf("unsupported authentication request %d (use trust, password or md5)", code)
+				return fmt.Errorf("unsupported authentication request %d (use trust, password, md5 or scram-sha-256)", code)
 			}
 		case 'E':
 			return fmt.Errorf("server error: %q", payload)
@@ -171,6 +211,13 @@ func handshake(c net.Conn, user, db, password string) error {
 func sendPassword(c net.Conn, pw string) error {
 	msg := binary.BigEndian.AppendUint32([]byte{'p'}, uint32(len(pw)+5))
 	_, err := c.Write(append(append(msg, pw...), 0))
+	return err
+}
+
+// sendSASL sends a SASLInitialResponse or SASLResponse ('p') carrying body.
+func sendSASL(c net.Conn, body []byte) error {
+	msg := binary.BigEndian.AppendUint32([]byte{'p'}, uint32(len(body)+4))
+	_, err := c.Write(append(msg, body...))
 	return err
 }
 
