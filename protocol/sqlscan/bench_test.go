@@ -6,6 +6,7 @@ import (
 )
 
 var benchInputs = []struct{ name, sql string }{
+	{"pgbench", "SELECT abalance FROM pgbench_accounts WHERE aid = 4217;"},
 	{"select", "SELECT id, name, email FROM accounts WHERE id = $1 AND status = 'active' ORDER BY created_at DESC LIMIT 10"},
 	{"insert", "INSERT INTO events (kind, payload, at) VALUES ($1, $2, now()) RETURNING id"},
 	{"set", "SET application_name = 'billing-worker'"},

@@ -125,14 +125,16 @@ func MaybeInteresting(sql string) bool {
 	return lexInteresting(sql)
 }
 
-// hasTrigger reports whether sql contains ';' or, in any case, "advisory", "temp" or
+// hasTrigger reports whether sql contains ';' (but for trailing ones) or, in any case, "advisory", "temp" or
 // "set_config": the byte patterns without which only the first statement's first word
 // matters.
 func hasTrigger(sql string) bool {
 	for i := 0; i < len(sql); i++ {
 		switch sql[i] {
 		case ';':
-			return true
+			if !onlySpaceAfter(sql, i+1) {
+				return true
+			}
 		case 'a', 'A':
 			if hasPrefixFold(sql[i:], "advisory") {
 				return true
@@ -148,6 +150,17 @@ func hasTrigger(sql string) bool {
 		}
 	}
 	return false
+}
+
+// onlySpaceAfter reports whether sql holds nothing but whitespace and ';' from i on: a
+// ';' there starts no statement (most drivers and pgbench end their one statement so).
+func onlySpaceAfter(sql string, i int) bool {
+	for ; i < len(sql); i++ {
+		if c := sql[i]; c != ';' && !isSpace(c) {
+			return false
+		}
+	}
+	return true
 }
 
 // lexInteresting lexes all of sql and reports whether any ';'-separated piece starts with

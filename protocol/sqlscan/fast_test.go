@@ -7,6 +7,22 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// A ';' with nothing but whitespace after it starts no statement: such text needs no
+// full lex (pgbench and most drivers end their one statement with it).
+func TestTrailingSemicolonIsNoTrigger(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"select 1;":        false,
+		"select 1; \n;\t ": false,
+		"select 1;;":       false,
+		"select 1; x":      true,
+		"select 1; ;x":     true,
+		"select 'a;' ; ":   true, // the quoted ';' is not trailing
+		"select 1; -- c":   true, // over-approximation: a comment is not whitespace
+	} {
+		require.Equal(t, want, hasTrigger(sql), "%q", sql)
+	}
+}
+
 func TestMaybeInteresting(t *testing.T) {
 	cases := []struct {
 		sql  string
@@ -21,6 +37,11 @@ func TestMaybeInteresting(t *testing.T) {
 		{"select 'pg_advisory_lock(1)'", false},
 		{"select 'a;b'", false},
 		{"select 1;", false},
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 42;\n", false},
+		{"select 1; ;\t", false},
+		{"select 1;\n listen x", true},
+		{"select 1; ; begin", true},
+		{"listen x;", true},
 		{"select 1; select 2", false},
 		{"select attempt from t", false},
 		{"select $$ ; listen x $$", false},
