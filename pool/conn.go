@@ -86,6 +86,24 @@ type Conn struct {
 
 type lesseeBox struct{ l Lessee }
 
+// LeaseBox holds a Lessee for the connections it leases. A Lessee that leases many times
+// (a client session, once per transaction) makes one with NewLeaseBox and returns it from
+// LeaseBox, so that a lease stores a pointer instead of allocating one, and LeasedBy
+// compares pointers. The box never changes after NewLeaseBox.
+type LeaseBox = lesseeBox
+
+// NewLeaseBox returns the box of l.
+func NewLeaseBox(l Lessee) *LeaseBox { return &lesseeBox{l: l} }
+
+// boxedLessee is a Lessee that keeps its own LeaseBox.
+type boxedLessee interface {
+	Lessee
+	LeaseBox() *LeaseBox
+}
+
+// LeasedBy reports whether the connection is leased through box b.
+func (c *Conn) LeasedBy(b *LeaseBox) bool { return c.lessee.Load() == b }
+
 // internalOp is a query the pool itself runs (reset, health check).
 type internalOp struct {
 	mu      sync.Mutex

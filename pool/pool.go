@@ -350,6 +350,11 @@ func (p *Pool) wait(ctx context.Context, w *waiter, reserve bool, reserveAfter t
 		defer t.Stop()
 		reserveC = t.C
 	}
+	if reserveC == nil && ctx.Done() == nil {
+		// The common wait (AcquireTimeout: the pool's timer expires waiters by handing
+		// them nil): a plain receive parks and wakes for less than a select.
+		return <-w.ch, nil
+	}
 	for {
 		select {
 		case c := <-w.ch:
@@ -455,6 +460,12 @@ func (p *Pool) healthy(ctx context.Context, c *Conn) bool {
 func (p *Pool) lease(c *Conn, l Lessee) {
 	c.state.Store(int32(StateActive))
 	c.lastUsed.Store(time.Now().UnixNano())
+	if b, ok := l.(boxedLessee); ok {
+		if box := b.LeaseBox(); box != nil {
+			c.lessee.Store(box) // no allocation per lease
+			return
+		}
+	}
 	c.lessee.Store(&lesseeBox{l})
 }
 

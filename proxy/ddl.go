@@ -44,7 +44,8 @@ import (
 // in a DO block (migrations wrap DDL in them), or a DO block running SQL pgmux cannot
 // read (EXECUTE format(...)) in a text that mentions such a word.
 func mayInvalidate(sql string) bool {
-	if strings.IndexByte(sql, ';') < 0 {
+	if !sqlscan.MayHoldMore(sql) {
+		// One statement (a DO block's body always holds a ';' of its own)
 		return leadsDDL(sqlscan.FirstKeyword(sql), sql)
 	}
 	if !containsFold(sql, "alter") && !containsFold(sql, "drop") && !containsFold(sql, "replace") {

@@ -625,7 +625,7 @@ func (s *Session) Pump(c *pool.Conn) error {
 			s.serverFailed(c, err)
 			return err
 		}
-		if c.Lessee() != pool.Lessee(s) {
+		if !s.leases(c) {
 			return nil
 		}
 		if !held {

@@ -53,6 +53,7 @@ func (c ClientState) String() string {
 type Session struct {
 	srv          *Server
 	id           uint64
+	box          *pool.LeaseBox // set once by newSession; the pool leases through it
 	nc           net.Conn
 	rd           *wire.Reader
 	wr           *wire.Writer
@@ -157,8 +158,22 @@ type SessionStats struct {
 }
 
 func newSession(s *Server, nc net.Conn, id uint64) *Session {
-	return &Session{srv: s, id: id, nc: nc, rd: wire.NewReader(nc), wr: wire.NewWriter(nc),
+	sess := &Session{srv: s, id: id, nc: nc, rd: wire.NewReader(nc), wr: wire.NewWriter(nc),
 		connectedAt: time.Now().UnixNano(), txStatus: 'I', fd: socketFD(nc)}
+	sess.box = pool.NewLeaseBox(sess)
+	return sess
+}
+
+// LeaseBox is the session's one box for the server connections it leases (pool.LeaseBox):
+// leasing once per transaction allocates nothing. nil for sessions made in tests.
+func (s *Session) LeaseBox() *pool.LeaseBox { return s.box }
+
+// leases reports whether c is (still) leased to s.
+func (s *Session) leases(c *pool.Conn) bool {
+	if s.box != nil {
+		return c.LeasedBy(s.box)
+	}
+	return c.Lessee() == pool.Lessee(s)
 }
 
 // sessionLog logs with the client's id. It builds no child logger up front: an idle

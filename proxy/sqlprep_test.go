@@ -76,6 +76,11 @@ func TestMayInvalidate(t *testing.T) {
 		"SELECT 1; DROP TABLE x":  true,
 		"SELECT 'drop'; SELECT 2": false,
 		"/* alter */ SELECT 1":    false,
+		// A trailing ';' (pgbench's, most drivers') leaves one statement.
+		"ALTER TABLE t ADD c int;\n":                true,
+		"SELECT abalance FROM t WHERE aid = 7; ":    false,
+		"SELECT 'drop;' ;":                          false,
+		"DO $$BEGIN EXECUTE 'DROP TABLE x'; END$$;": true,
 		// Migrations wrap DDL in DO blocks: statements inside count like top-level ones.
 		"DO $$BEGIN ALTER TABLE t ADD c int; END$$":                                                                 true,
 		"do $$ begin if not exists (select 1) then drop type mood; create type mood as enum ('a'); end if; end $$;": true,

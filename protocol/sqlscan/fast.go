@@ -1,5 +1,7 @@
 package sqlscan
 
+import "strings"
+
 // keyword identifies the statement-leading keywords the classifier cares about.
 type keyword uint8
 
@@ -150,6 +152,14 @@ func hasTrigger(sql string) bool {
 		}
 	}
 	return false
+}
+
+// MayHoldMore reports whether sql may hold more than one statement: whether it has a ';'
+// (inside a literal or not) with something other than whitespace and ';' after it. Text
+// for which it is false is one statement, or none. It never allocates.
+func MayHoldMore(sql string) bool {
+	i := strings.IndexByte(sql, ';')
+	return i >= 0 && !onlySpaceAfter(sql, i+1)
 }
 
 // onlySpaceAfter reports whether sql holds nothing but whitespace and ';' from i on: a

@@ -7,6 +7,19 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+func TestMayHoldMore(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"select 1":                     false,
+		"select 1;":                    false,
+		"select 1 ; ;\n":               false,
+		"select 1; select":             true,
+		"select 'a;b'":                 true, // over-approximation: a ';' in a literal counts
+		"do $$begin perform 1; end$$;": true,
+	} {
+		require.Equal(t, want, MayHoldMore(sql), "%q", sql)
+	}
+}
+
 // A ';' with nothing but whitespace after it starts no statement: such text needs no
 // full lex (pgbench and most drivers end their one statement with it).
 func TestTrailingSemicolonIsNoTrigger(t *testing.T) {
