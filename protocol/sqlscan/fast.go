@@ -137,21 +137,31 @@ func hasTrigger(sql string) bool {
 			if !onlySpaceAfter(sql, i+1) {
 				return true
 			}
+		// The second byte first (any case): most a, t and s in a text begin none of the words.
 		case 'a', 'A':
-			if hasPrefixFold(sql[i:], "advisory") {
+			if nextFold(sql, i) == 'd' && hasPrefixFold(sql[i:], "advisory") {
 				return true
 			}
 		case 't', 'T':
-			if hasPrefixFold(sql[i:], "temp") {
+			if nextFold(sql, i) == 'e' && hasPrefixFold(sql[i:], "temp") {
 				return true
 			}
 		case 's', 'S':
-			if hasPrefixFold(sql[i:], "set_config") {
+			if nextFold(sql, i) == 'e' && hasPrefixFold(sql[i:], "set_config") {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// nextFold returns sql[i+1] with ASCII letters in lower case (0 at the end): a cheap
+// pre-filter before hasPrefixFold.
+func nextFold(sql string, i int) byte {
+	if i+1 >= len(sql) {
+		return 0
+	}
+	return sql[i+1] | 0x20
 }
 
 // MayHoldMore reports whether sql may hold more than one statement: whether it has a ';'
