@@ -381,7 +381,7 @@ func (s *Session) listenLocally(n int) (bool, error) {
 		return false, nil
 	}
 	q := unsafe.String(&text[0], len(text))
-	if !sqlscan.MaybeInteresting(q) {
+	if !s.maybeInteresting(q) {
 		return false, nil
 	}
 	// The text is a view of the read buffer: names kept beyond this call are cloned.

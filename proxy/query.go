@@ -46,7 +46,7 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 // whether or not the query succeeds), and the Query is marked to clear the client's
 // statements when the server reports the command complete (stmtclear.go).
 func (s *Session) inspectQuery(c *pool.Conn, q string) {
-	if !sqlscan.MaybeInteresting(q) {
+	if !s.maybeInteresting(q) {
 		return
 	}
 	for _, st := range sqlscan.Scan(q) {

@@ -10,12 +10,14 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/startup"
 	"github.com/pgmux/pgmux/protocol/wire"
 )
@@ -54,6 +56,7 @@ type Session struct {
 	srv          *Server
 	id           uint64
 	box          *pool.LeaseBox // set once by newSession; the pool leases through it
+	scan         scanMemo       // sqlscan.MaybeInteresting of the message being handled
 	nc           net.Conn
 	rd           *wire.Reader
 	wr           *wire.Writer
@@ -167,6 +170,35 @@ func newSession(s *Server, nc net.Conn, id uint64) *Session {
 // LeaseBox is the session's one box for the server connections it leases (pool.LeaseBox):
 // leasing once per transaction allocates nothing. nil for sessions made in tests.
 func (s *Session) LeaseBox() *pool.LeaseBox { return s.box }
+
+// scanMemo keeps sqlscan.MaybeInteresting's answer for one text of the client message
+// being handled: a Query is looked at for LISTEN multiplexing, pinning, the statement
+// cache and DDL, an unnamed Parse for pinning and DISCARD, each of which used to scan it
+// again. The key is the reader's message count and the text's address and length (an
+// address, not a pointer: an idle session must not keep a pooled buffer alive). Used on
+// the client's goroutine only.
+type scanMemo struct {
+	seq  uint64
+	addr uintptr
+	n    int
+	ok   bool // set: the fields above name a text and v is its answer
+	v    bool
+}
+
+// maybeInteresting is sqlscan.MaybeInteresting(q) for q a view of the client message being
+// handled (or any string that does not change while it is), computed once per message.
+func (s *Session) maybeInteresting(q string) bool {
+	if len(q) == 0 || s.rd == nil {
+		return sqlscan.MaybeInteresting(q)
+	}
+	addr := uintptr(unsafe.Pointer(unsafe.StringData(q)))
+	if m := &s.scan; m.ok && m.seq == s.rd.Seq() && m.addr == addr && m.n == len(q) {
+		return m.v
+	}
+	v := sqlscan.MaybeInteresting(q)
+	s.scan = scanMemo{seq: s.rd.Seq(), addr: addr, n: len(q), ok: true, v: v}
+	return v
+}
 
 // leases reports whether c is (still) leased to s.
 func (s *Session) leases(c *pool.Conn) bool {

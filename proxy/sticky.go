@@ -75,7 +75,7 @@ type verdict struct {
 // server then tells whether the state is there, and a client whose block made none goes
 // back to transaction pooling at once.
 func (s *Session) classify(sql string) (v verdict) {
-	if !sqlscan.MaybeInteresting(sql) {
+	if !s.maybeInteresting(sql) {
 		// DROP is no kind of its own, but dropping a temporary object may end a pin.
 		v.release = strings.EqualFold(sqlscan.FirstKeyword(sql), "drop")
 		return v

@@ -233,7 +233,7 @@ func (s *Session) answerFakes() {
 // is DISCARD ALL or DEALLOCATE ALL: executed, it drops them, and their next use then
 // prepares them again (harmless when it is not executed).
 func (s *Session) staleIfDiscard(c *pool.Conn, q string) {
-	if !sqlscan.MaybeInteresting(q) {
+	if !s.maybeInteresting(q) {
 		return
 	}
 	for _, st := range sqlscan.Scan(q) {

@@ -31,7 +31,13 @@ type Reader struct {
 	small   [HeaderLen]byte // the only bytes held while waiting on an idle connection
 	// MaxMessage bounds Next's declared length (max_packet_size); 0 means 1 GiB.
 	MaxMessage int
+	seq        uint64 // calls of Next so far (Seq)
 }
+
+// Seq counts the calls of Next: views of the message Next returned (Peek, Message) stay
+// within that message's bytes while Seq is unchanged, so a value computed from a view can
+// be kept under (Seq, address, length) until the next message.
+func (rd *Reader) Seq() uint64 { return rd.seq }
 
 // NewReader returns a Reader over src.
 func NewReader(src io.Reader) *Reader {
@@ -185,6 +191,7 @@ func (rd *Reader) ensure(n int) error {
 // (the declared length minus the 4 length bytes). The header stays unconsumed: follow with
 // Message, Forward or Skip.
 func (rd *Reader) Next() (typ byte, bodyLen int, err error) {
+	rd.seq++
 	if err := rd.ensure(HeaderLen); err != nil {
 		return 0, 0, err
 	}
