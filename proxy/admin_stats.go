@@ -121,10 +121,10 @@ func (s *Session) noteReady(status byte) {
 }
 
 // noteAcquire runs, with s.mu held, when a server has just been linked to the client
-// after waiting since start.
-func (s *Session) noteAcquire(start time.Time) {
+// after waiting for it.
+func (s *Session) noteAcquire(waited time.Duration) {
 	s.ops.assignments++
-	s.observers().wait.Observe(time.Since(start).Seconds())
+	s.observers().wait.Observe(waited.Seconds())
 }
 
 // observers returns the session's pool histograms, resolving them once; s.mu is held.

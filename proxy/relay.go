@@ -260,9 +260,10 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 		st.wmu.Lock()
 		defer st.wmu.Unlock()
 	}
+	waited := time.Since(start)
 	s.mu.Lock()
-	s.stats.WaitTime += time.Since(start)
-	s.noteAcquire(start)
+	s.stats.WaitTime += waited
+	s.noteAcquire(waited)
 	s.server, s.pending, s.unsynced, s.errSkip = c, 0, false, false
 	s.onReplica = s.linkReplica
 	s.mode = mode
