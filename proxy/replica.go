@@ -26,7 +26,7 @@ import (
 //     TRANSACTION READ ONLY also sets), and any single request of such a client, go to a
 //     standby; a write there fails with 25006 as it would on the primary.
 //   - auto also sends a request outside a transaction whose statements the lexer proves
-//     read-only (sqlscan.ReadOnly): a simple Query of one such statement, or an
+//     read-only (sqlscan.ReadOnly): a simple Query whose statements all are, or an
 //     extended-protocol request whose whole batch up to Sync is already buffered and
 //     whose executed statements all are. The standby's answer is held back from the
 //     client until it shows data or ends; a 25006 error before that (a SELECT calling a

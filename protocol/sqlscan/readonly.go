@@ -4,24 +4,40 @@ package sqlscan
 // side of "not proven": a statement that is not shown read-only goes to the primary,
 // which is always right.
 
-// ReadOnly reports whether sql is one statement the lexer proves read-only: a SELECT,
-// TABLE, VALUES or WITH … SELECT without a locking clause (FOR UPDATE/SHARE/…), without
-// INTO, without a data-modifying CTE, and calling no function outside a small allowlist
-// of functions that neither write nor have effects outside the statement; or a SHOW.
-// Anything else, several statements included, is not proven. User-defined operators
-// and views are not looked into: a view or operator that writes is caught by the
-// standby's 25006 error, which sends the request to the primary.
+// ReadOnly reports whether sql holds only statements the lexer proves read-only (at
+// least one): a SELECT, TABLE, VALUES or WITH … SELECT without a locking clause (FOR
+// UPDATE/SHARE/…), without INTO, without a data-modifying CTE, and calling no function
+// outside a small allowlist of functions that neither write nor have effects outside the
+// statement; or a SHOW. Anything else is not proven. User-defined operators and views are
+// not looked into: a view or operator that writes is caught by the standby's 25006 error,
+// which sends the request to the primary.
 func ReadOnly(sql string) bool {
 	lx := Lexer{src: sql}
-	first := lx.Next()
+	n := 0
+	for {
+		first := lx.Next()
+		switch first.Kind {
+		case TokEOF:
+			return n > 0
+		case TokSemicolon:
+			continue
+		}
+		if !readOnlyStatement(&lx, first) {
+			return false
+		}
+		n++
+	}
+}
+
+// readOnlyStatement checks one statement from its first token through its semicolon
+// or the end of the input.
+func readOnlyStatement(lx *Lexer, first Token) bool {
 	switch {
 	case first.IsKeyword("show"):
 		for {
 			switch lx.Next().Kind {
-			case TokEOF:
+			case TokEOF, TokSemicolon:
 				return true
-			case TokSemicolon:
-				return singleStatement(&lx)
 			}
 		}
 	case first.IsKeyword("select"), first.IsKeyword("table"), first.IsKeyword("values"), first.IsKeyword("with"):
@@ -32,33 +48,18 @@ func ReadOnly(sql string) bool {
 	for {
 		t := lx.Next()
 		switch t.Kind {
-		case TokEOF:
+		case TokEOF, TokSemicolon:
 			return true
-		case TokSemicolon:
-			return singleStatement(&lx)
 		case TokIdent:
 			if writingKeyword(t) {
 				return false
 			}
 		case TokLParen:
-			if !allowedParen(prev, &lx) {
+			if !allowedParen(prev, lx) {
 				return false
 			}
 		}
 		prev = t
-	}
-}
-
-// singleStatement reports whether nothing but semicolons follows.
-func singleStatement(lx *Lexer) bool {
-	for {
-		switch lx.Next().Kind {
-		case TokEOF:
-			return true
-		case TokSemicolon:
-		default:
-			return false
-		}
 	}
 }
 

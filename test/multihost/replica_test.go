@@ -413,3 +413,86 @@ func TestReadYourWrites(t *testing.T) {
 	t.Logf("replica_max_wait=0: 200 rounds: %d misses, %d reads on the standby, mean read %v", misses, onStandby, readMean)
 	require.Positive(t, misses, "without read-your-writes, reads on the delayed standby miss")
 }
+
+// TestReplicaAutoClients: replica_reads=auto with other shapes of requests. An error on
+// the standby other than 25006 reaches the client as is and the connection goes on; SHOW
+// runs on the standby; a pgx batch of reads runs on the standby, one with a write on the
+// primary (whole); psql's reads run on the standby.
+func TestReplicaAutoClients(t *testing.T) {
+	p := startReplicaPair(t, nil, nil, "replica_reads=auto")
+	p.primary.ExecDB(t, "app", "CREATE TABLE bt (n int); GRANT ALL ON bt TO app")
+	p.waitReplayed(t)
+	p.waitStandbyReady(t)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		t.Run(mode.String(), func(t *testing.T) {
+			c := muxtest.Connect(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), mode, opTimeout)
+			var x int
+			err := c.QueryRow(ctx, "SELECT 1/0").Scan(&x)
+			require.Equal(t, "22012", muxtest.PgError(t, err).Code)
+			_, standby := server(t, c)
+			require.True(t, standby, "the connection goes on, reading from the standby")
+			var ro string
+			require.NoError(t, c.QueryRow(ctx, "SHOW transaction_read_only").Scan(&ro))
+			require.Equal(t, "on", ro, "SHOW ran on the standby")
+
+			b := &pgx.Batch{}
+			for i := 0; i < 3; i++ {
+				b.Queue("SELECT pg_is_in_recovery()")
+			}
+			res := c.SendBatch(ctx, b)
+			for i := 0; i < 3; i++ {
+				var rec bool
+				require.NoError(t, res.QueryRow().Scan(&rec))
+				require.True(t, rec, "a batch of reads runs on the standby")
+			}
+			require.NoError(t, res.Close())
+
+			b = &pgx.Batch{}
+			b.Queue("SELECT pg_is_in_recovery()")
+			b.Queue("INSERT INTO bt VALUES (1)")
+			res = c.SendBatch(ctx, b)
+			var rec bool
+			require.NoError(t, res.QueryRow().Scan(&rec))
+			require.False(t, rec, "a batch with a write runs on the primary")
+			_, err = res.Exec()
+			require.NoError(t, err)
+			require.NoError(t, res.Close())
+		})
+	}
+	psql := p.primary.RequireBin(t, "psql")
+	out, err := muxtest.RunCmd(t, time.Minute, p.mux.Env(pgtest.AppUser, pgtest.AppPassword, "app"), psql,
+		"-XAtc", "SELECT pg_is_in_recovery()")
+	require.NoError(t, err, out)
+	require.Equal(t, "t\n", out, "psql's read ran on the standby")
+}
+
+// TestReplicaFailover: with replica_reads=auto, when the primary stops and the standby
+// is promoted, reads and writes go on against the new primary (no standby is left), and
+// read-your-writes does not hold reads back.
+func TestReplicaFailover(t *testing.T) {
+	p := startReplicaPair(t, nil, []string{"failover_timeout = 30"}, "replica_reads=auto")
+	p.primary.ExecDB(t, "app", "CREATE TABLE fo (n int); GRANT ALL ON fo TO app")
+	p.waitReplayed(t)
+	p.waitStandbyReady(t)
+	c := muxtest.Connect(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), pgx.QueryExecModeCacheStatement, opTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	_, err := c.Exec(ctx, "INSERT INTO fo VALUES (1)")
+	require.NoError(t, err)
+	_, standby := server(t, c)
+	require.True(t, standby)
+
+	p.primary.StopPostmaster(t, "fast")
+	p.standby.Promote(t)
+	require.Eventually(t, func() bool {
+		_, err := c.Exec(ctx, "INSERT INTO fo VALUES (2)")
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond, "writes go on on the new primary")
+	var n int
+	var rec bool
+	require.NoError(t, c.QueryRow(ctx, "SELECT count(*), pg_is_in_recovery() FROM fo").Scan(&n, &rec))
+	require.False(t, rec, "reads go to the new primary: no standby is left")
+	require.GreaterOrEqual(t, n, 2, "the read sees the write")
+}
