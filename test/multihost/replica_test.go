@@ -47,6 +47,18 @@ func replicaDB(primary, standby *pgtest.Server, opts string) string {
 		standby.Port, primary.Port, opts)
 }
 
+// ready runs sql on the primary (as the superuser, in app; none when empty) and waits
+// until the standby has replayed it and pgmux has checked the standby.
+func (p *replicaPair) ready(t *testing.T, sql string) *replicaPair {
+	t.Helper()
+	if sql != "" {
+		p.primary.ExecDB(t, "app", sql)
+	}
+	p.waitReplayed(t)
+	p.waitStandbyReady(t)
+	return p
+}
+
 // reload rewrites the [databases] line with opts and reloads pgmux.
 func (p *replicaPair) reload(t *testing.T, opts string) {
 	t.Helper()
@@ -196,13 +208,10 @@ func TestReplicaAutoPgbench(t *testing.T) {
 // primary: the client sees its answer and no error, in the simple and extended protocols;
 // a plain read goes to the standby.
 func TestReplica25006(t *testing.T) {
-	p := startReplicaPair(t, nil, nil, "replica_reads=auto")
-	p.primary.ExecDB(t, "app", `CREATE TABLE hits (n int);
+	p := startReplicaPair(t, nil, nil, "replica_reads=auto").ready(t, `CREATE TABLE hits (n int);
 		CREATE FUNCTION bump() RETURNS int LANGUAGE sql AS 'INSERT INTO hits VALUES (1) RETURNING 1';
 		CREATE VIEW bumped AS SELECT bump() AS x;
 		GRANT ALL ON hits, bumped TO app`)
-	p.waitReplayed(t)
-	p.waitStandbyReady(t)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec,
@@ -243,10 +252,7 @@ func TestReplica25006(t *testing.T) {
 // (a write then fails as on the primary); plain SELECTs stay on the primary. RELOAD to
 // replica_reads=off sends everything to the primary.
 func TestReplicaExplicit(t *testing.T) {
-	p := startReplicaPair(t, nil, nil, "replica_reads=explicit")
-	p.primary.ExecDB(t, "app", "CREATE TABLE ex (n int); GRANT ALL ON ex TO app")
-	p.waitReplayed(t)
-	p.waitStandbyReady(t)
+	p := startReplicaPair(t, nil, nil, "replica_reads=explicit").ready(t, "CREATE TABLE ex (n int); GRANT ALL ON ex TO app")
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	c := muxtest.Connect(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), pgx.QueryExecModeCacheStatement, opTimeout)
@@ -387,11 +393,8 @@ func rywRun(t *testing.T, p *replicaPair, clients, rounds int, table string) (mi
 // and their reads run on the standby; with replica_max_wait=0 (read-your-writes off) the
 // same rounds miss. The log gives the mean latency of a read that waited.
 func TestReadYourWrites(t *testing.T) {
-	p := startReplicaPair(t, []string{"recovery_min_apply_delay = '200ms'"}, nil, "replica_reads=auto replica_max_wait=2000")
-	p.primary.ExecDB(t, "app", `CREATE TABLE ryw (id int); CREATE INDEX ON ryw (id); GRANT ALL ON ryw TO app;
+	p := startReplicaPair(t, []string{"recovery_min_apply_delay = '200ms'"}, nil, "replica_reads=auto replica_max_wait=2000").ready(t, `CREATE TABLE ryw (id int); CREATE INDEX ON ryw (id); GRANT ALL ON ryw TO app;
 		CREATE TABLE ryw0 (id int); CREATE INDEX ON ryw0 (id); GRANT ALL ON ryw0 TO app`)
-	p.waitReplayed(t)
-	p.waitStandbyReady(t)
 	floor := applyFloor(t, p, 10)
 	misses, _, oneMean := rywRun(t, p, 1, 20, "ryw")
 	require.Zero(t, misses)
@@ -419,10 +422,7 @@ func TestReadYourWrites(t *testing.T) {
 // runs on the standby; a pgx batch of reads runs on the standby, one with a write on the
 // primary (whole); psql's reads run on the standby.
 func TestReplicaAutoClients(t *testing.T) {
-	p := startReplicaPair(t, nil, nil, "replica_reads=auto")
-	p.primary.ExecDB(t, "app", "CREATE TABLE bt (n int); GRANT ALL ON bt TO app")
-	p.waitReplayed(t)
-	p.waitStandbyReady(t)
+	p := startReplicaPair(t, nil, nil, "replica_reads=auto").ready(t, "CREATE TABLE bt (n int); GRANT ALL ON bt TO app")
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
@@ -472,10 +472,7 @@ func TestReplicaAutoClients(t *testing.T) {
 // is promoted, reads and writes go on against the new primary (no standby is left), and
 // read-your-writes does not hold reads back.
 func TestReplicaFailover(t *testing.T) {
-	p := startReplicaPair(t, nil, []string{"failover_timeout = 30"}, "replica_reads=auto")
-	p.primary.ExecDB(t, "app", "CREATE TABLE fo (n int); GRANT ALL ON fo TO app")
-	p.waitReplayed(t)
-	p.waitStandbyReady(t)
+	p := startReplicaPair(t, nil, []string{"failover_timeout = 30"}, "replica_reads=auto").ready(t, "CREATE TABLE fo (n int); GRANT ALL ON fo TO app")
 	c := muxtest.Connect(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), pgx.QueryExecModeCacheStatement, opTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
