@@ -420,9 +420,10 @@ func TestReadYourWrites(t *testing.T) {
 // TestReplicaAutoClients: replica_reads=auto with other shapes of requests. An error on
 // the standby other than 25006 reaches the client as is and the connection goes on; SHOW
 // runs on the standby; a pgx batch of reads runs on the standby, one with a write on the
-// primary (whole); psql's reads run on the standby.
+// primary (whole); psql's reads run on the standby. replica_reads is set in [pgbouncer].
 func TestReplicaAutoClients(t *testing.T) {
-	p := startReplicaPair(t, nil, nil, "replica_reads=auto").ready(t, "CREATE TABLE bt (n int); GRANT ALL ON bt TO app")
+	// The [pgbouncer] setting this time, with no [databases] override.
+	p := startReplicaPair(t, nil, []string{"replica_reads = auto"}, "").ready(t, "CREATE TABLE bt (n int); GRANT ALL ON bt TO app")
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
