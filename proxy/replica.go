@@ -125,6 +125,14 @@ func (s *Session) routeRead(typ byte, n int) (*replicaReq, error) {
 			return nil, nil
 		}
 	case 'P', 'B', 'D':
+		if q, ok := s.firstQuery(typ, n); ok {
+			if begin, access := sqlscan.BeginAccess(q); begin {
+				if access == sqlscan.AccessReadOnly || access == sqlscan.AccessUnsaid && defaultRO {
+					break // a read-only transaction (JDBC, Npgsql send BEGIN so)
+				}
+				return nil, nil
+			}
+		}
 		if r.Reads != "auto" && !defaultRO {
 			return nil, nil
 		}
@@ -245,18 +253,51 @@ func (s *Session) readOnlyBatch(anyStmt bool) (batch, bool) {
 }
 
 // readOnlyStmt reports whether the client's statement name, prepared before this
-// request, is proven read-only: a named one by its text, the unnamed one by the text of
-// the client's last Parse of it.
+// request, is proven read-only.
 func (s *Session) readOnlyStmt(name []byte) bool {
+	q, ok := s.stmtText(name)
+	return ok && sqlscan.ReadOnly(q)
+}
+
+// stmtText is the text of the client's statement name prepared before this request: a
+// named one's, or the unnamed one's from the client's last Parse of it.
+func (s *Session) stmtText(name []byte) (string, bool) {
 	if len(name) == 0 {
 		if s.unnamed.body == nil || s.prep == prepPass {
-			return false
+			return "", false
 		}
 		q, _, err := wire.CString(s.unnamed.body)
-		return err == nil && sqlscan.ReadOnly(string(q))
+		return string(q), err == nil
 	}
 	def := s.lookupStmt(name)
-	return def != nil && !def.sql && sqlscan.ReadOnly(def.query)
+	if def == nil || def.sql {
+		return "", false
+	}
+	return def.query, true
+}
+
+// firstQuery is the statement text a Parse (the current message) carries, or that a
+// Bind's statement has.
+func (s *Session) firstQuery(typ byte, n int) (string, bool) {
+	if typ != 'P' && typ != 'B' || n > maxInspect {
+		return "", false
+	}
+	m, err := s.rd.Peek(n)
+	if err != nil {
+		return "", false
+	}
+	_, rest, err := wire.CString(wire.Body(m))
+	if err != nil {
+		return "", false
+	}
+	second, _, err := wire.CString(rest)
+	if err != nil {
+		return "", false
+	}
+	if typ == 'P' {
+		return string(second), true // name, query
+	}
+	return s.stmtText(second) // portal, statement
 }
 
 // pickStandby chooses the standby pool for a read (policy above), waiting for the

@@ -272,6 +272,16 @@ func TestReplicaExplicit(t *testing.T) {
 	inRecovery := string(results[1].Rows[0][0]) == "true"
 	require.True(t, inRecovery, "BEGIN READ ONLY")
 
+	// BEGIN READ ONLY through the extended protocol, as JDBC and Npgsql send it.
+	pc := sc.PgConn()
+	_, err = pc.ExecParams(ctx, "BEGIN READ ONLY", nil, nil, nil, nil).Close()
+	require.NoError(t, err)
+	res := pc.ExecParams(ctx, "SELECT pg_is_in_recovery()::text", nil, nil, nil, nil).Read()
+	require.NoError(t, res.Err)
+	require.Equal(t, "true", string(res.Rows[0][0]), "extended-protocol BEGIN READ ONLY")
+	_, err = pc.ExecParams(ctx, "COMMIT", nil, nil, nil, nil).Close()
+	require.NoError(t, err)
+
 	_, err = c.Exec(ctx, "INSERT INTO ex VALUES (1)")
 	require.NoError(t, err, "a write goes to the primary")
 	_, err = c.Exec(ctx, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
