@@ -80,6 +80,10 @@ type touched struct {
 	name  string
 	reset bool   // the last request naming it reset it
 	gen   uint32 // settings.gen when last named
+	// mixed: requests named it both to set and to reset it since it was last read, so
+	// the value it had before the reset is not known: the read value is taken as it is
+	// (commit), not compared with the client's last known value.
+	mixed bool
 }
 
 // readVal is one row of a read-back.
@@ -140,6 +144,7 @@ func (st *settings) touch(t *setTouch) {
 			st.mark(p.Name, true)
 		}
 		for i := range st.touched {
+			st.touched[i].mixed = st.touched[i].mixed || !st.touched[i].reset
 			st.touched[i].reset, st.touched[i].gen = true, st.gen
 		}
 	}
@@ -151,6 +156,7 @@ func (st *settings) touch(t *setTouch) {
 func (st *settings) mark(name string, reset bool) {
 	for i := range st.touched {
 		if st.touched[i].name == name {
+			st.touched[i].mixed = st.touched[i].mixed || st.touched[i].reset != reset
 			st.touched[i].reset, st.touched[i].gen = reset, st.gen
 			return
 		}
@@ -245,7 +251,7 @@ func (st *settings) commit(x *serverState, status byte, gen uint32) {
 		reset := false
 		for _, t := range st.touched {
 			if t.name == r.name {
-				reset = t.reset
+				reset = t.reset && !t.mixed
 			}
 		}
 		start, hasStart := st.start.Get(r.name)

@@ -215,6 +215,21 @@ func TestSettingsState(t *testing.T) {
 	require.Equal(t, unknownValue, v)
 	require.False(t, st.reapplyFailed)
 
+	// A SET whose read-back is still out, then a RESET that rolls back (BEGIN; RESET;
+	// ROLLBACK): the client keeps the SET's value, and so does the server's record.
+	st.touch(&setTouch{ops: []setOp{{name: "datestyle"}}})
+	read(st, x, 'I', val("datestyle", "ISO, MDY"))
+	st.touch(&setTouch{ops: []setOp{{name: "datestyle"}}}) // set_config(..., 'SQL', false)
+	first := st.gen
+	st.touch(&setTouch{ops: []setOp{{name: "datestyle", reset: true}}})
+	st.rows = append(st.rows, val("datestyle", "SQL, MDY"))
+	st.commit(x, 'I', first)                       // the first read-back: before the RESET ran
+	read(st, x, 'I', val("datestyle", "SQL, MDY")) // after the ROLLBACK
+	v, _ = st.effective("datestyle")
+	require.Equal(t, "SQL, MDY", v)
+	v, _ = x.set.Get("datestyle")
+	require.Equal(t, "SQL, MDY", v)
+
 	// A value the server refuses is dropped from the client.
 	st.own.Set("server_version", "1")
 	st.refused("server_version")
