@@ -41,7 +41,8 @@ type Host struct {
 	down     bool      // the last contact failed
 	suspect  bool      // a server connection broke since the last contact that worked
 	checked  time.Time // last contact, either way
-	lsn      uint64    // a primary's current WAL position, a standby's replayed one (0 unknown)
+	lsn      uint64    // a primary's WAL insert position, a standby's replayed one (0 unknown)
+	lsnAsked time.Time // when the check that read lsn was sent
 	lagMs    int64     // a standby's replay lag in milliseconds; -1 unknown
 	lastErr  string
 	switches int // role changes seen

@@ -1,6 +1,8 @@
 package pool
 
 import (
+	"time"
+
 	"errors"
 	"testing"
 
@@ -143,8 +145,8 @@ func TestHostNotes(t *testing.T) {
 	cl.hosts[0].noteRole(RolePrimary)
 	<-ch // a new role is a change
 	require.True(t, cl.HasPrimary())
-	require.NoError(t, cl.hosts[1].noteCheck([]string{"t", "0/3000060", "250"}))
-	require.NoError(t, cl.hosts[0].noteCheck([]string{"f", "0/3000160", "0"}))
+	require.NoError(t, cl.hosts[1].noteCheck([]string{"t", "0/3000060", "250"}, time.Now()))
+	require.NoError(t, cl.hosts[0].noteCheck([]string{"f", "0/3000160", "0"}, time.Now()))
 	st := cl.States()
 	require.Equal(t, RolePrimary, st[0].Role)
 	require.Equal(t, int64(0), st[0].LagMs)

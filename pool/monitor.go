@@ -16,11 +16,11 @@ import (
 )
 
 // checkQuery asks a server, in one round trip, whether it is in recovery, its WAL
-// position (current on a primary, replayed on a standby) and, on a standby, how far its
-// replay is behind: 0 when it has replayed all it received, else the age of the last
-// transaction it replayed.
+// position (the insert position on a primary, never behind a completed commit's record;
+// the replayed one on a standby) and, on a standby, how far its replay is behind: 0 when
+// it has replayed all it received, else the age of the last transaction it replayed.
 const checkQuery = `SELECT pg_is_in_recovery(),
- CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END,
+ CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END,
  CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
   ELSE floor(extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000) END`
 
@@ -123,9 +123,10 @@ func (h *Host) check(cc *checkConn) *checkConn {
 			return nil
 		}
 	}
+	start := time.Now()
 	row, err := cc.queryRow(ctx, checkQuery)
 	if err == nil {
-		err = h.noteCheck(row)
+		err = h.noteCheck(row, start)
 	}
 	if err != nil {
 		cc.nc.Close()
@@ -227,8 +228,9 @@ func dataRow(b []byte) ([]string, error) {
 	return out, nil
 }
 
-// noteCheck records a check's row: in recovery, WAL position, replay lag.
-func (h *Host) noteCheck(row []string) error {
+// noteCheck records a check's row: in recovery, WAL position, replay lag; sent is when
+// the check query was sent.
+func (h *Host) noteCheck(row []string, sent time.Time) error {
 	if len(row) < 3 {
 		return fmt.Errorf("check query returned %d columns", len(row))
 	}
@@ -245,7 +247,7 @@ func (h *Host) noteCheck(row []string) error {
 	}
 	h.noteRole(role)
 	h.mu.Lock()
-	h.checked, h.lsn, h.lagMs, h.lastErr = time.Now(), lsn, lag, ""
+	h.checked, h.lsn, h.lagMs, h.lastErr, h.lsnAsked = time.Now(), lsn, lag, "", sent
 	h.mu.Unlock()
 	return nil
 }

@@ -54,6 +54,21 @@ func (cl *Cluster) Standbys(maxLag time.Duration) []StandbyInfo {
 // NoteRead counts a read sent to h as a standby, for SHOW HOSTS.
 func (h *Host) NoteRead() { h.reads.Add(1) }
 
+// PrimaryLSNAfter returns the primary's WAL position as the hosts' checker last read it,
+// if that check was sent after t (then it covers any commit completed before t).
+func (cl *Cluster) PrimaryLSNAfter(t time.Time) (uint64, bool) {
+	for _, h := range cl.hosts {
+		h.mu.Lock()
+		ok := h.role == RolePrimary && !h.down && h.lsn != 0 && h.lsnAsked.After(t)
+		lsn := h.lsn
+		h.mu.Unlock()
+		if ok {
+			return lsn, true
+		}
+	}
+	return 0, false
+}
+
 // lsnFetch is one read of the primary's WAL position and the callers it serves.
 type lsnFetch struct {
 	done chan struct{}

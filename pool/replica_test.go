@@ -64,4 +64,16 @@ func TestReadYourWritesPrimitives(t *testing.T) {
 	var n int
 	require.NoError(t, sc.QueryRow(ctx, "SELECT count(*) FROM rywp").Scan(&n))
 	require.Equal(t, 1, n, "the row is visible on the standby once WaitReplay returns")
+
+	// A later commit: the hosts' checker's next read of the primary covers it.
+	require.NoError(t, pc.QueryRow(ctx, "INSERT INTO rywp VALUES (2) RETURNING pg_current_wal_insert_lsn()::text").Scan(&committed))
+	commitLSN, err = pool.ParseLSN(committed)
+	require.NoError(t, err)
+	committedAt := time.Now()
+	_, known := cl.PrimaryLSNAfter(committedAt)
+	require.False(t, known, "no check was sent after the commit yet")
+	require.Eventually(t, func() bool {
+		lsn, ok := cl.PrimaryLSNAfter(committedAt)
+		return ok && lsn >= commitLSN
+	}, 10*time.Second, 10*time.Millisecond, "the hosts' checker (every second) reads a position after the commit")
 }

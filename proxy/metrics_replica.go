@@ -11,6 +11,7 @@ type replicaMetrics struct {
 	reads, retries *prometheus.CounterVec
 	primary        *prometheus.CounterVec
 	rywWaits       *prometheus.CounterVec
+	positions      *prometheus.CounterVec
 	rywWait        *prometheus.HistogramVec
 }
 
@@ -28,6 +29,9 @@ func newReplicaMetrics() *replicaMetrics {
 			"(no standby connection to be had).", "database", "reason"),
 		rywWaits: counter("ryw_waits_total", "Reads that waited for a standby to replay the client's last commit, by result "+
 			"(replayed or timeout).", "database", "result"),
+		positions: counter("ryw_positions_total", "Primary WAL positions learned for read-your-writes, by source: check "+
+			"(the hosts' checker read it after the client's commit: no round trip) or read (pgmux asked the primary, "+
+			"one query shared by the clients asking at the time).", "database", "source"),
 		rywWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "pgmux", Subsystem: "replica",
 			Name: "ryw_wait_seconds", Help: "How long reads waited for a standby to replay the client's last commit.",
 			Buckets: latencyBuckets}, []string{"database"}),
@@ -35,13 +39,21 @@ func newReplicaMetrics() *replicaMetrics {
 }
 
 func (r *replicaMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{r.reads, r.retries, r.primary, r.rywWaits, r.rywWait}
+	return []prometheus.Collector{r.reads, r.retries, r.primary, r.rywWaits, r.rywWait, r.positions}
 }
 
 func (m *metrics) replicaRead(db string)    { m.rep.reads.WithLabelValues(db).Inc() }
 func (m *metrics) replicaRetried(db string) { m.rep.retries.WithLabelValues(db).Inc() }
 func (m *metrics) replicaPrimary(db, reason string) {
 	m.rep.primary.WithLabelValues(db, reason).Inc()
+}
+
+func (m *metrics) rywPosition(db string, fromCheck bool) {
+	source := "read"
+	if fromCheck {
+		source = "check"
+	}
+	m.rep.positions.WithLabelValues(db, source).Inc()
 }
 
 func (m *metrics) rywWaited(db string, d time.Duration, replayed bool) {

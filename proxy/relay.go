@@ -852,7 +852,7 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 		if status == 'I' && !s.onReplica && s.entry.multi.Load() {
 			// A transaction on the primary ended: the client's next replica read must
 			// see it (replica.go). Marked before the client can see this answer.
-			s.rwDirty.Store(true)
+			s.rwDirtyAt = time.Now()
 		}
 		s.stats.Queries++
 		if status == 'I' {

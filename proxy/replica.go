@@ -38,10 +38,12 @@ import (
 // last commit come first; then the fewest server connections in use on it for this
 // pool; then the lowest lag; then configuration order. No standby fits: the primary.
 //
-// Read-your-writes: a client whose transaction on the primary ends is marked (rwDirty,
+// Read-your-writes: a client whose transaction on the primary ends is marked (rwDirtyAt,
 // before the client can see the ReadyForQuery). Its next replica read first learns a
-// primary WAL position read after that moment (pool.Cluster.PrimaryLSN, one read shared
-// by every client asking at the time), then reads from a standby that has replayed it,
+// primary WAL position read after that moment: the one the hosts' checker read, when its
+// last check of the primary began after the mark (pool.Cluster.PrimaryLSNAfter; no round
+// trip), else one read for it (pool.Cluster.PrimaryLSN, one read shared by every client
+// asking at the time); then it reads from a standby that has replayed it,
 // waiting up to replica_max_wait (pool.Host.WaitReplay: one poller per standby, only
 // while someone waits); past that, the read goes to the primary. The fetch is lazy: a
 // client that writes and never reads from a standby pays nothing on its write path;
@@ -310,17 +312,29 @@ func (s *Session) pickStandby(cl *pool.Cluster, r config.Replica) (*pool.Pool, e
 	m := s.srv.metrics
 	var deadline time.Time
 	track := r.MaxWait > 0
-	if track && s.rwDirty.Load() {
-		deadline = time.Now().Add(r.MaxWait)
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		lsn, err := cl.PrimaryLSN(ctx)
-		cancel()
-		if err != nil {
-			s.log().Debug("read-your-writes: primary position unknown; reading from the primary", zap.Error(err))
-			m.replicaPrimary(s.dbName, "lsn_unknown")
-			return nil, nil
+	s.mu.Lock()
+	dirtyAt := s.rwDirtyAt
+	s.mu.Unlock()
+	if track && !dirtyAt.IsZero() {
+		lsn, known := cl.PrimaryLSNAfter(dirtyAt) // the hosts' checker asked since: no round trip
+		if !known {
+			deadline = time.Now().Add(r.MaxWait)
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			var err error
+			lsn, err = cl.PrimaryLSN(ctx)
+			cancel()
+			if err != nil {
+				s.log().Debug("read-your-writes: primary position unknown; reading from the primary", zap.Error(err))
+				m.replicaPrimary(s.dbName, "lsn_unknown")
+				return nil, nil
+			}
 		}
-		s.rwDirty.Store(false)
+		m.rywPosition(s.dbName, known)
+		s.mu.Lock()
+		if s.rwDirtyAt.Equal(dirtyAt) {
+			s.rwDirtyAt = time.Time{}
+		}
+		s.mu.Unlock()
 		s.rw.lsn = max(s.rw.lsn, lsn)
 	}
 	need := s.rw.lsn

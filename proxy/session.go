@@ -141,8 +141,9 @@ type Session struct {
 
 	// Reads on standbys (replica.go). pick, rrNext, linkReplica, forcePrimary and rw
 	// belong to the session goroutine; rr is the held request, read by the server's
-	// reader; onReplica is guarded by mu; rwDirty is set by the reader when a transaction
-	// on the primary of a multi-host database ends.
+	// reader; onReplica and rwDirtyAt are guarded by mu: rwDirtyAt is when the client's
+	// last transaction on the primary of a multi-host database ended (set by the reader),
+	// zero once a primary position read after it is known.
 	pick         *pool.Pool
 	rrNext       *replicaReq
 	linkReplica  bool
@@ -150,7 +151,7 @@ type Session struct {
 	rw           rwState
 	rr           atomic.Pointer[replicaReq]
 	onReplica    bool
-	rwDirty      atomic.Bool
+	rwDirtyAt    time.Time
 }
 
 // SessionStats counts a session's traffic.

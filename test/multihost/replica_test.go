@@ -421,6 +421,23 @@ func TestReadYourWrites(t *testing.T) {
 	require.Zero(t, misses, "no client misses its own row")
 	require.Greater(t, onStandby, int64(rounds/2), "reads run on the standby")
 
+	// A read well after the write: the hosts' checker (every second) has read the
+	// primary's position since, so pgmux needs no round trip to the primary for it.
+	c := muxtest.Connect(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), pgx.QueryExecModeCacheStatement, opTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	fromCheck := counter(t, p.reg, "pgmux_replica_ryw_positions_total", map[string]string{"source": "check"})
+	_, err := c.Exec(ctx, "INSERT INTO ryw VALUES (-100)")
+	require.NoError(t, err)
+	time.Sleep(1500 * time.Millisecond)
+	var n int
+	var standby bool
+	require.NoError(t, c.QueryRow(ctx, "SELECT count(*), pg_is_in_recovery() FROM ryw WHERE id = -100").Scan(&n, &standby))
+	require.Equal(t, 1, n)
+	require.True(t, standby)
+	require.Equal(t, fromCheck+1, counter(t, p.reg, "pgmux_replica_ryw_positions_total", map[string]string{"source": "check"}),
+		"the position came from the hosts' checker")
+
 	p.reload(t, "replica_reads=auto replica_max_wait=0")
 	misses, onStandby, readMean = rywRun(t, p, 20, 200, "ryw0")
 	t.Logf("replica_max_wait=0: 200 rounds: %d misses, %d reads on the standby, mean read %v", misses, onStandby, readMean)
