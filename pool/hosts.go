@@ -53,6 +53,7 @@ type Host struct {
 	reads    atomic.Uint64 // not guarded: NoteRead
 	waiters  []*replayWaiter
 	polling  bool
+	shut     bool // the cluster is closed: no more pollers
 	pollConn *checkConn
 }
 
@@ -116,14 +117,14 @@ type Cluster struct {
 	wg      sync.WaitGroup
 
 	// The primary's WAL position for read-your-writes (replica.go): lsnMu guards the next
-	// read's callers and whether the fetcher runs; lsnConn and lsnHost belong to the
-	// running fetcher (one at a time), and to Close after it stopped. shut is set by Close.
+	// read's callers, whether the fetcher runs and lsnShut; lsnConn and lsnHost belong to
+	// the running fetcher (one at a time), and to Close after it stopped.
 	lsnMu      sync.Mutex
 	lsnNext    *lsnFetch
 	lsnRunning bool
 	lsnConn    *checkConn
 	lsnHost    *Host
-	shut       atomic.Bool
+	lsnShut    bool // set by Close
 }
 
 // NewCluster returns a cluster of the given servers; nothing runs until Watch.

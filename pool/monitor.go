@@ -52,14 +52,15 @@ func (cl *Cluster) Close() {
 	cl.closed = true
 	close(cl.stop)
 	cl.mu.Unlock()
-	// Barrier: a read-your-writes fetch or wait that saw shut unset has registered its
-	// goroutine before the Wait.
-	cl.shut.Store(true)
+	// A read-your-writes fetch or wait that found the cluster open has registered its
+	// goroutine before the Wait; later ones see it shut.
 	cl.lsnMu.Lock()
-	cl.lsnMu.Unlock() //nolint:staticcheck // empty critical section: a barrier
+	cl.lsnShut = true
+	cl.lsnMu.Unlock()
 	for _, h := range cl.hosts {
 		h.mu.Lock()
-		h.mu.Unlock() //nolint:staticcheck // as above
+		h.shut = true
+		h.mu.Unlock()
 	}
 	cl.wg.Wait()
 	if cl.lsnConn != nil {

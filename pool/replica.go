@@ -80,7 +80,7 @@ type lsnFetch struct {
 // above): at or after the end of any commit that completed before it.
 func (cl *Cluster) PrimaryLSN(ctx context.Context) (uint64, error) {
 	cl.lsnMu.Lock()
-	if cl.shut.Load() {
+	if cl.lsnShut {
 		cl.lsnMu.Unlock()
 		return 0, ErrClosed
 	}
@@ -175,7 +175,7 @@ func (h *Host) WaitReplay(ctx context.Context, lsn uint64) error {
 		h.mu.Unlock()
 		return nil
 	}
-	if h.cl.shut.Load() {
+	if h.shut {
 		h.mu.Unlock()
 		return ErrClosed
 	}
