@@ -130,7 +130,7 @@ func (c *Conn) Pool() *Pool { return c.pool }
 
 // Lessee returns the current lessee, or nil.
 func (c *Conn) Lessee() Lessee {
-	if b := c.lessee.Load(); b != nil {
+	if b := c.lessee.Load(); b != nil && b != lesseeGone {
 		return b.l
 	}
 	return nil
@@ -217,17 +217,57 @@ func (c *Conn) run() {
 		c.Rd.Release()
 		var typ byte
 		var n int
-		if typ, n, err = c.Rd.Next(); err != nil {
-			return
+		if typ, n, err = c.Rd.Next(); err == nil {
+			if c.lessee.Load() != nil {
+				continue
+			}
+			err = c.handleIdle(typ, n)
 		}
-		if c.lessee.Load() != nil {
-			continue
-		}
-		if err = c.handleIdle(typ, n); err != nil {
+		if err != nil {
+			c.idleFailed(err)
 			return
 		}
 	}
 }
+
+// lesseeGone marks a connection whose reader has exited while it was not leased: lease
+// swaps nil for its lessee, so no lease can begin after it.
+var lesseeGone = &lesseeBox{}
+
+// testHookIdleFailed, when set by a test, runs when the reader of a connection that is
+// not leased has found it broken, before it marks the connection gone.
+var testHookIdleFailed atomic.Pointer[func(*Conn)]
+
+// idleFailed ends the reader of a connection that broke while not leased (its server
+// terminated it: a shutdown, a failover). The pool may have handed it out meanwhile,
+// before it learned of the failure: that lessee's Pump is run on a reader that returns
+// the failure, so the lessee hears of it as of any broken connection instead of waiting
+// for an answer that never comes.
+func (c *Conn) idleFailed(err error) {
+	if hook := testHookIdleFailed.Load(); hook != nil {
+		(*hook)(c)
+	}
+	for {
+		if c.lessee.CompareAndSwap(nil, lesseeGone) {
+			return
+		}
+		b := c.lessee.Load()
+		if b == nil {
+			continue // the lessee let go meanwhile
+		}
+		c.Rd.Reset(failedSource{err})
+		_ = b.l.Pump(c)
+		if c.lessee.CompareAndSwap(b, lesseeGone) {
+			return
+		}
+	}
+}
+
+// failedSource is a reader's source after its connection failed: every read returns the
+// failure.
+type failedSource struct{ err error }
+
+func (f failedSource) Read([]byte) (int, error) { return 0, f.err }
 
 // handleIdle consumes a message that arrived while the connection is not leased: the
 // answer to an internal query, or something unsolicited.
@@ -292,14 +332,14 @@ func (c *Conn) startInternal(sql string, done func(error)) error {
 // Release ends the lease on a clean connection (no transaction open, nothing pending).
 // With reset, the pool runs server_reset_query before the next lease.
 func (c *Conn) Release(reset bool) {
-	c.lessee.Store(nil)
+	c.unlease()
 	c.pool.release(c, reset)
 }
 
 // Discard ends the lease on a connection that cannot be reused and closes it. The
 // reason is kept (CloseReason) and logged when the connection goes (log_disconnections).
 func (c *Conn) Discard(reason error) {
-	c.lessee.Store(nil)
+	c.unlease()
 	if reason == nil {
 		reason = errDiscarded
 	}
@@ -307,6 +347,16 @@ func (c *Conn) Discard(reason error) {
 }
 
 var errDiscarded = errors.New("no reason given")
+
+// unlease ends the current lease; a connection marked gone stays so.
+func (c *Conn) unlease() {
+	for {
+		b := c.lessee.Load()
+		if b == nil || b == lesseeGone || c.lessee.CompareAndSwap(b, nil) {
+			return
+		}
+	}
+}
 
 // Reasons the pool closes connections, as CloseReason and the disconnect log give them.
 var (

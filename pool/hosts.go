@@ -109,7 +109,8 @@ type Cluster struct {
 	log   *zap.Logger
 
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced when a role or reachability changes
+	changed chan struct{}      // closed and replaced when a role or reachability changes
+	pools   map[*Pool]struct{} // pools that dialed the cluster: woken when a host comes up
 	login   func() *Target
 	timeout time.Duration
 	stop    chan struct{}
@@ -187,11 +188,64 @@ func (cl *Cluster) HasPrimary() bool {
 	return false
 }
 
-func (cl *Cluster) broadcast() {
+// broadcast tells of a change of a host's role or reachability; up means a host answered
+// (it came back, or changed role): the pools' queued clients try it at once.
+func (cl *Cluster) broadcast(up bool) {
 	cl.mu.Lock()
 	close(cl.changed)
 	cl.changed = make(chan struct{})
+	var pools []*Pool
+	if up {
+		pools = make([]*Pool, 0, len(cl.pools))
+		for p := range cl.pools {
+			pools = append(pools, p)
+		}
+	}
 	cl.mu.Unlock()
+	for _, p := range pools {
+		p.retryAll()
+	}
+}
+
+// follow makes p's waiters retry when a host of cl comes up or changes role.
+func (p *Pool) follow(cl *Cluster) {
+	if p.cluster.Load() == cl {
+		return
+	}
+	if old := p.cluster.Swap(cl); old != nil && old != cl {
+		old.unfollow(p)
+	}
+	cl.mu.Lock()
+	if cl.pools == nil {
+		cl.pools = make(map[*Pool]struct{})
+	}
+	cl.pools[p] = struct{}{}
+	cl.mu.Unlock()
+}
+
+func (cl *Cluster) unfollow(p *Pool) {
+	cl.mu.Lock()
+	delete(cl.pools, p)
+	cl.mu.Unlock()
+}
+
+// retryAll ends server_login_retry's hold and wakes as many queued clients as the pool
+// has room to dial for: a host of its cluster came up or changed role, and those that
+// queued after failed dials (a failover) are to try it now rather than at their next
+// retry.
+func (p *Pool) retryAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lastFail = time.Time{}
+	n := min(len(p.waiters), p.opts.Size-p.total)
+	if n <= 0 || p.closed {
+		return
+	}
+	for i, w := range p.waiters[:n] {
+		w.ch <- nil
+		p.waiters[i] = nil
+	}
+	p.waiters = append(p.waiters[:0], p.waiters[n:]...)
 }
 
 // Kick asks every host's checker to check now (a server connection failed: the primary
@@ -222,7 +276,7 @@ func (h *Host) noteRole(r Role) {
 			h.cl.log.Info("server role changed", zap.Stringer("host", h.Endpoint),
 				zap.Stringer("from", old), zap.Stringer("to", r))
 		}
-		h.cl.broadcast()
+		h.cl.broadcast(true)
 	}
 }
 
@@ -235,7 +289,7 @@ func (h *Host) noteDown(err error) {
 	h.mu.Unlock()
 	if !was {
 		h.cl.log.Warn("server unreachable", zap.Stringer("host", h.Endpoint), zap.Error(err))
-		h.cl.broadcast()
+		h.cl.broadcast(false)
 	}
 	h.cl.Kick()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,6 +32,10 @@ type Options struct {
 	// LoginRetry is how long after a failed connect or login new connections wait
 	// before trying again (server_login_retry); clients queue meanwhile.
 	LoginRetry time.Duration
+	// FailoverTimeout bounds how long a client keeps queueing after its own dial found no
+	// server fitting a multi-host target (failover_timeout), counted from that failure,
+	// whatever its wait limit; 0 leaves it to the wait limit.
+	FailoverTimeout time.Duration
 
 	// Limits are shared caps across pools (max_db_connections, max_user_connections).
 	Limits []*Limit
@@ -80,6 +85,9 @@ type Pool struct {
 	expiryAt time.Time
 	// staleBefore marks connections created before it for closing on release (RECONNECT).
 	staleBefore time.Time
+	// cluster is the multi-host target the pool last dialed; it wakes the pool's waiters
+	// when a host comes up or changes role (hosts.go).
+	cluster atomic.Pointer[Cluster]
 }
 
 // waiterPool recycles waiter records: a busy pool queues clients on every transaction.
@@ -148,7 +156,9 @@ func (p *Pool) TryAcquire(l Lessee) *Conn {
 		return nil
 	}
 	p.mu.Unlock()
-	p.lease(c, l)
+	if !p.lease(c, l) {
+		return nil
+	}
 	return c
 }
 
@@ -171,6 +181,8 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 	// woken: a waiter was told that capacity was freed; it may dial even though others
 	// still queue behind it, or the freed capacity would go unused.
 	woken := false
+	// failedAt: when this client's own dial first failed transiently (failover_timeout).
+	var failedAt time.Time
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -197,10 +209,9 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 		}
 		if c := p.popIdle(); c != nil {
 			p.mu.Unlock()
-			if !p.healthy(ctx, c) {
+			if !p.healthy(ctx, c) || !p.lease(c, l) {
 				continue
 			}
-			p.lease(c, l)
 			return c, nil
 		}
 		if (len(p.waiters) == 0 || woken) && p.total < p.opts.Size && !p.backingOffLocked() {
@@ -211,11 +222,14 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 			}
 			if err != nil {
 				if woken && p.queueAgain(ctx, deadline, err) {
+					deadline = p.failoverDeadline(&failedAt, deadline)
 					continue
 				}
 				return nil, err
 			}
-			p.lease(c, l)
+			if !p.lease(c, l) {
+				continue // it broke at once; its removal frees the slot
+			}
 			return c, nil
 		}
 		w := waiterPool.Get().(*waiter)
@@ -246,9 +260,30 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 			woken = true
 			continue
 		}
-		p.lease(c, l)
+		if !p.lease(c, l) {
+			woken = true // it broke before it could be leased; its removal frees the slot
+			continue
+		}
 		return c, nil
 	}
+}
+
+// failoverDeadline shortens the wait limit of a client queueing again after its dial
+// failed to FailoverTimeout from its first such failure; failedAt records that failure.
+func (p *Pool) failoverDeadline(failedAt *time.Time, deadline time.Time) time.Time {
+	p.mu.Lock()
+	fo := p.opts.FailoverTimeout
+	p.mu.Unlock()
+	if fo <= 0 {
+		return deadline
+	}
+	if failedAt.IsZero() {
+		*failedAt = time.Now()
+	}
+	if limit := failedAt.Add(fo); deadline.IsZero() || limit.Before(deadline) {
+		return limit
+	}
+	return deadline
 }
 
 // dialLocked is entered with p.mu held and returns with it released. retry means a shared
@@ -293,6 +328,7 @@ func (p *Pool) dialLocked(ctx context.Context, deadline time.Time) (*Conn, error
 	c, t, err := p.dial(ctx)
 	network, addr := t.Network()
 	if t.Cluster != nil {
+		p.follow(t.Cluster)
 		// Several hosts: the error names each; the cluster's monitor watches them, so the
 		// probe has no one address to try.
 		network, addr = "", "several hosts"
@@ -457,16 +493,22 @@ func (p *Pool) healthy(ctx context.Context, c *Conn) bool {
 	}
 }
 
-func (p *Pool) lease(c *Conn, l Lessee) {
+// lease hands c to l; it fails when c's reader has already found c broken while idle
+// (the caller then leases another).
+func (p *Pool) lease(c *Conn, l Lessee) bool {
+	var box *lesseeBox
+	if b, ok := l.(boxedLessee); ok {
+		box = b.LeaseBox() // no allocation per lease
+	}
+	if box == nil {
+		box = &lesseeBox{l}
+	}
+	if !c.lessee.CompareAndSwap(nil, box) {
+		return false
+	}
 	c.state.Store(int32(StateActive))
 	c.lastUsed.Store(time.Now().UnixNano())
-	if b, ok := l.(boxedLessee); ok {
-		if box := b.LeaseBox(); box != nil {
-			c.lessee.Store(box) // no allocation per lease
-			return
-		}
-	}
-	c.lessee.Store(&lesseeBox{l})
+	return true
 }
 
 // release takes back a connection whose lease ended cleanly.
@@ -669,5 +711,8 @@ func (p *Pool) Close() {
 	}
 	for _, l := range p.opts.Limits {
 		l.unregister(p)
+	}
+	if cl := p.cluster.Swap(nil); cl != nil {
+		cl.unfollow(p)
 	}
 }

@@ -30,10 +30,14 @@ type message struct {
 }
 
 // lessee is a minimal pool.Lessee: its Pump hands the server's messages to query (or
-// drops them when nobody asks) until its lease ends.
-type lessee struct{ msgs chan message }
+// drops them when nobody asks) until its lease ends, and the read error that broke the
+// connection to broken.
+type lessee struct {
+	msgs   chan message
+	broken chan error
+}
 
-func newLessee() *lessee { return &lessee{msgs: make(chan message, 256)} }
+func newLessee() *lessee { return &lessee{msgs: make(chan message, 256), broken: make(chan error, 1)} }
 
 func (l *lessee) Pump(c *pool.Conn) error {
 	for {
@@ -42,6 +46,10 @@ func (l *lessee) Pump(c *pool.Conn) error {
 		}
 		typ, n, err := c.Rd.Next()
 		if err != nil {
+			select {
+			case l.broken <- err:
+			default:
+			}
 			return err
 		}
 		if c.Lessee() != pool.Lessee(l) {
@@ -263,6 +271,52 @@ func TestTryAcquire(t *testing.T) {
 	got = p.TryAcquire(newLessee())
 	require.NotNil(t, got)
 	got.Release(false)
+}
+
+// TestLeaseRacingIdleFailure: an idle connection that its server ends (a shutdown, a
+// failover) can be handed out between its reader reading the FATAL and the pool removing
+// it. The lessee must hear that it is broken: before, its reader exited without running
+// the lessee's Pump, and a client whose BEGIN went to it waited for an answer forever
+// (test/multihost TestFailover, about 1 run in 30).
+func TestLeaseRacingIdleFailure(t *testing.T) {
+	pg := pgtest.Start(t)
+	p := newPool(t, pool.Options{Size: 2, Target: func() *pool.Target { return appTarget(pg) }})
+	victim, _ := acquire(t, p)
+	killer, kl := acquire(t, p) // stays leased: TryAcquire below finds only the victim idle
+	victim.Release(false)
+
+	reached, proceed := make(chan struct{}), make(chan struct{})
+	pool.SetTestHookIdleFailed(func(c *pool.Conn) {
+		if c == victim {
+			close(reached)
+			<-proceed
+		}
+	})
+	t.Cleanup(func() { pool.SetTestHookIdleFailed(nil) })
+	kl.queryOne(t, killer, fmt.Sprintf("SELECT pg_terminate_backend(%d)", victim.PID))
+	select {
+	case <-reached: // the reader has read the FATAL while the connection was idle
+	case <-time.After(wait):
+		t.Fatal("the idle connection's reader never saw its server end it")
+	}
+	l := newLessee()
+	got := p.TryAcquire(l)
+	require.Equal(t, victim, got, "the broken connection is still idle in the pool")
+	close(proceed)
+	select {
+	case err := <-l.broken:
+		require.ErrorContains(t, err, "57P01", "the lessee is told why: the server terminated it")
+	case <-time.After(wait):
+		t.Fatal("the lessee of a connection that broke while idle was never told")
+	}
+	waitClosed(t, victim)
+
+	// The pool goes on with a new connection.
+	killer.Release(false)
+	c, l2 := acquire(t, p)
+	require.NotEqual(t, victim, c)
+	require.NotEqual(t, fmt.Sprint(victim.PID), l2.queryOne(t, c, "SELECT pg_backend_pid()"))
+	c.Release(false)
 }
 
 func TestReleaseReusesMostRecentConnection(t *testing.T) {
@@ -945,4 +999,24 @@ func assertEventually(cond func() bool) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return cond()
+}
+
+// TestFailoverTimeoutBoundsRequeuedWaiters: a client that queues again after its own dial
+// failed (server_login_retry) waits at most FailoverTimeout from that failure, not its
+// whole wait limit (query_wait_timeout), while no server answers.
+func TestFailoverTimeoutBoundsRequeuedWaiters(t *testing.T) {
+	t.Parallel()
+	target := &pool.Target{Host: "127.0.0.1", Port: closedPort(t), Database: pgtest.AppDB, User: pgtest.AppUser}
+	p := newPool(t, pool.Options{Size: 2, LoginRetry: 50 * time.Millisecond, FailoverTimeout: 500 * time.Millisecond,
+		Target: func() *pool.Target { return target }})
+	_, err := p.AcquireTimeout(newLessee(), time.Minute)
+	require.Error(t, err, "the first client to find the server down is told at once")
+
+	start := time.Now()
+	_, err = p.AcquireTimeout(newLessee(), time.Minute) // queues, retries, fails, queues again
+	require.ErrorIs(t, err, pool.ErrWaitTimeout)
+	waited := time.Since(start)
+	require.GreaterOrEqual(t, waited, 500*time.Millisecond)
+	require.Less(t, waited, 5*time.Second, "bounded by FailoverTimeout, not the minute")
+	require.GreaterOrEqual(t, p.Stats().ConnectFailures, uint64(2), "it dialed again before giving up")
 }

@@ -299,6 +299,15 @@ func (s *Session) inFailover(cfg *config.Config) bool {
 	return cl != nil && cfg.FailoverTimeout > 0 && needsPrimary(db) && !cl.HasPrimary()
 }
 
+// failoverWait is the pool's bound on a wait behind failed dials: failover_timeout for a
+// multi-host database that needs a primary, else none.
+func failoverWait(cfg *config.Config, db *config.Database) time.Duration {
+	if !multiHost(db) || !needsPrimary(db) {
+		return 0
+	}
+	return cfg.FailoverTimeout
+}
+
 func needsPrimary(db *config.Database) bool {
 	return db.TargetSessionAttrs == "read-write" || db.TargetSessionAttrs == "primary"
 }

@@ -130,7 +130,10 @@ func (ps *pools) options(cfg *config.Config, e *poolEntry, db *config.Database, 
 		ResetQuery:     cfg.ServerResetQuery,
 		ConnectTimeout: cfg.ServerConnectTimeout,
 		LoginRetry:     cfg.ServerLoginRetry,
-		Logger:         ps.s.log.With(zap.String("db", db.Name), zap.String("user", user)),
+		// Clients queued behind failed dials while no primary answers wait at most
+		// failover_timeout (failover.go).
+		FailoverTimeout: failoverWait(cfg, db),
+		Logger:          ps.s.log.With(zap.String("db", db.Name), zap.String("user", user)),
 
 		LogConnections:    cfg.LogConnections,
 		LogDisconnections: cfg.LogDisconnections,

@@ -235,33 +235,46 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.mu.Unlock()
 
 	cfg := s.srv.Config()
-	c := s.acquireReplica(cfg)
-	if c == nil {
-		c = s.entry.pool.TryAcquire(s)
-	}
-	if c == nil {
-		var err error
-		c, err = s.entry.pool.AcquireTimeout(s, s.waitLimit(cfg))
-		if err != nil && s.entry.multi.Load() {
-			c, err = s.acquireFailover(cfg, err)
+	var (
+		c    *pool.Conn
+		db   *config.Database
+		mode config.PoolMode
+		st   *serverState
+	)
+	defer func() {
+		if st != nil {
+			st.wmu.Unlock()
 		}
-		if err != nil {
+	}()
+	for {
+		var err error
+		if c, err = s.lease(cfg); err != nil {
 			s.mu.Lock()
 			s.state = ClientIdle
 			s.mu.Unlock()
 			return nil, err
 		}
+		db, mode, _ = s.entry.snapshot()
+		if prepModeFor(cfg, mode) == prepCache || mode != config.PoolModeSession {
+			// The link's first writes (settings, deferred statements) hold the connection's
+			// write lock like every later one (retry.go, settings_link.go).
+			st = stateOf(c, cfg.MaxPreparedStatements, s.entry.prep)
+			st.wmu.Lock()
+		}
+		s.mu.Lock()
+		if s.lostLease != c {
+			break
+		}
+		// Its server ended it between the lease and now (serverFailed): nothing was sent.
+		s.lostLease = nil
+		s.mu.Unlock()
+		if st != nil {
+			st.wmu.Unlock()
+			st = nil
+		}
 	}
-	db, mode, _ := s.entry.snapshot()
-	if prepModeFor(cfg, mode) == prepCache || mode != config.PoolModeSession {
-		// The link's first writes (settings, deferred statements) hold the connection's
-		// write lock like every later one (retry.go, settings_link.go).
-		st := stateOf(c, cfg.MaxPreparedStatements, s.entry.prep)
-		st.wmu.Lock()
-		defer st.wmu.Unlock()
-	}
+	s.lostLease = nil
 	waited := time.Since(start)
-	s.mu.Lock()
 	s.stats.WaitTime += waited
 	s.noteAcquire(waited)
 	s.server, s.pending, s.unsynced, s.errSkip = c, 0, false, false
@@ -290,6 +303,23 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.account(typ)
 	s.mu.Unlock()
 	return c, nil
+}
+
+// lease leases a server: a standby's for a replica read (replica.go), else an idle one at
+// once, else waiting up to the wait limit (and, for a multi-host database without a
+// primary, failover_timeout).
+func (s *Session) lease(cfg *config.Config) (*pool.Conn, error) {
+	if c := s.acquireReplica(cfg); c != nil {
+		return c, nil
+	}
+	if c := s.entry.pool.TryAcquire(s); c != nil {
+		return c, nil
+	}
+	c, err := s.entry.pool.AcquireTimeout(s, s.waitLimit(cfg))
+	if err != nil && s.entry.multi.Load() {
+		c, err = s.acquireFailover(cfg, err)
+	}
+	return c, err
 }
 
 func prepModeFor(cfg *config.Config, mode config.PoolMode) prepMode {
@@ -1002,6 +1032,14 @@ func (s *Session) release(c *pool.Conn, reset bool) {
 func (s *Session) serverFailed(c *pool.Conn, err error) {
 	c.NoteBroken() // before the client hears of it and sends its next request
 	s.holdLost(c)
+	s.mu.Lock()
+	if s.server != c && c.Lessee() == pool.Lessee(s) {
+		// Leased and not linked yet: serverFor sends nothing on it and leases another.
+		s.lostLease = c
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
 	if s.entry.multi.Load() && s.recoverLink(c, err) {
 		return
 	}

@@ -95,6 +95,10 @@ type Session struct {
 	// prepared again rather than trusted (stmtcache.go lookup).
 	reqs uint64
 
+	// lostLease is a server leased to the session that broke before serverFor linked it:
+	// nothing was sent on it, and serverFor leases another. Guarded by mu.
+	lostLease *pool.Conn
+
 	// Prepared statements (see prepared.go); used by the session goroutine only.
 	maxStmts int
 	stmts    map[string]*stmtDef
