@@ -380,6 +380,31 @@ func failoverRetryable(err error) bool {
 	return !errors.As(err, &pe) || pe.Code == pgerr.CannotConnectNow || pe.Code == pgerr.AdminShutdown
 }
 
+// noteCommitAhead marks a simple Query that is a COMMIT (noteCommit) before serverFor
+// counts it as in flight: a server lost in between (recoverLink, on the server's reader)
+// must find the mark, or the client is told its transaction is still open (ReadyForQuery
+// 'E') and pgx closes the connection after the failed COMMIT.
+func (s *Session) noteCommitAhead(n int) error {
+	if n > 64 {
+		return nil // longer than any text noteCommit considers
+	}
+	m, err := s.rd.Peek(n)
+	if err != nil {
+		return err
+	}
+	if text, _, err := wire.CString(wire.Body(m)); err == nil {
+		s.noteCommit(text)
+	}
+	return nil
+}
+
+// clearCommit drops the COMMIT mark of a request refused before it reached a server.
+func (s *Session) clearCommit() {
+	s.mu.Lock()
+	s.fo &^= foCommit
+	s.mu.Unlock()
+}
+
 // noteCommit marks a simple Query that is a COMMIT as in flight (foCommit); onReady
 // clears the mark. It runs on the session goroutine for multi-host databases only.
 func (s *Session) noteCommit(text []byte) {

@@ -32,9 +32,6 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 			return err
 		}
 	}
-	if err == nil && s.entry.multi.Load() {
-		s.noteCommit(text)
-	}
 	if err := c.Wr.Write(m); err != nil {
 		return &wire.WriteError{Err: err}
 	}

@@ -102,8 +102,14 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 			return false, err
 		}
 	}
+	if typ == 'Q' && s.entry.multi.Load() {
+		if err := s.noteCommitAhead(n); err != nil {
+			return false, err
+		}
+	}
 	c, err := s.serverFor(typ)
 	if err != nil {
+		s.clearCommit()
 		s.endRoute()
 		if s.srv.cutAtRelease() {
 			s.fatal(shutdownFatal())

@@ -80,12 +80,14 @@ func TestRoles(t *testing.T) {
 	port, _ := server(t, c)
 	require.Equal(t, p.primary.Port, port)
 	adm := p.admin(t)
+	var last []map[string]any
 	require.Eventually(t, func() bool {
 		rows := show(t, adm, "SHOW HOSTS")
+		last = rows
 		pr, sb := hostRow(rows, p.primary.Port), hostRow(rows, p.standby.Port)
 		return pr != nil && sb != nil && pr["role"] == "primary" && sb["role"] == "standby" &&
 			pr["state"] == "up" && sb["state"] == "up" && sb["replication_lag_ms"] != nil && sb["replication_lag_bytes"] != nil
-	}, 10*time.Second, 20*time.Millisecond)
+	}, 10*time.Second, 20*time.Millisecond, "SHOW HOSTS: %v", &last)
 	rows := show(t, adm, "SHOW HOSTS")
 	require.Equal(t, "rw", hostRow(rows, p.primary.Port)["databases"])
 	require.Equal(t, "::1", hostRow(rows, p.primary.Port)["host"])
