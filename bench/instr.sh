@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# pgmux's own instructions per transaction, counted by valgrind (callgrind): a figure that
+# does not move with the machine's load, for A/B of builds on a shared machine where CPU
+# time per transaction is noisy. pgbench -S (simple or extended), 50 clients, pool 20,
+# logins against the server's SCRAM verifier. Logins and idle time are kept out: after a
+# warm-up, two pgbench runs of TX/2 and TX transactions are counted apart (callgrind's
+# dumps) and the figure is their difference over TX/2. It includes the Go runtime
+# (scheduler, netpoller), not the kernel.
+#
+#   bench/instr.sh                        # ./cmd/pgmux, -M simple and extended
+#   bench/instr.sh /tmp/pgmux-a /tmp/pgmux-b
+#   BENCH_MODES=simple BENCH_TX=4000 bench/instr.sh
+#
+# Under valgrind the process runs one thread at a time and ~50x slower, so a scheduler
+# that spins or wakes threads is counted as it runs there, not as on the real machine;
+# the Go runtime's asynchronous preemption is turned off (GODEBUG=asyncpreemptoff=1:
+# callgrind cannot follow its signals). Two runs of one build agree within ~2%.
+set -euo pipefail
+export HOME="${HOME:-/root}"
+export PATH="/usr/local/go/bin:${PATH}:/usr/local/sbin:/usr/sbin:/sbin"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$BENCH_ROOT"
+
+read -ra QMODES <<<"${BENCH_MODES:-simple extended}"
+TX=${BENCH_TX:-4000}
+CLIENTS=50
+command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || die "needs valgrind (apt-get install valgrind)"
+ensure_tools postgresql-15:/usr/lib/postgresql/15/bin/pgbench
+PGBENCH=$(pg_bindir)/pgbench
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+bench_tmpdir
+BINS=("$@")
+if ((${#BINS[@]} == 0)); then
+	go build -o "$BENCH_TMP/pgmux" ./cmd/pgmux
+	BINS=("$BENCH_TMP/pgmux")
+fi
+
+start_postgres "$BENCH_TMP/pg" "$(free_port)" 300
+CONF=$BENCH_TMP/conf
+mkdir -p "$CONF"
+scram_logins bench-secret "$CONF/userlist.txt"
+"$PGBENCH" -i -s 10 -q -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres </dev/null >"$BENCH_TMP/init.log" 2>&1 ||
+	{ cat "$BENCH_TMP/init.log" >&2; die "pgbench -i failed"; }
+
+# dump_ir FILE: the instructions a callgrind dump counted.
+dump_ir() { awk '/^(summary|totals):/ {print $2; exit}' "$1" 2>/dev/null; }
+
+pgb() { # PORT MODE TX_PER_CLIENT
+	"$PGBENCH" -n -S -M "$2" -c "$CLIENTS" -j 2 -t "$3" -h 127.0.0.1 -p "$1" -U postgres postgres </dev/null 2>&1
+}
+
+printf '| build | mode | instructions per transaction | tps under valgrind |\n|---|---|--:|--:|\n'
+i=0
+for qmode in "${QMODES[@]}"; do
+	for bin in "${BINS[@]}"; do
+		i=$((i + 1))
+		port=$(free_port "$PG_PORT")
+		write_pooler_ini "$CONF/instr.ini" "$port" "$CONF/userlist.txt"
+		dir=$BENCH_TMP/run$i
+		mkdir -p "$dir"
+		start_pooler "run$i" "$port" env GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind --cache-sim=no \
+			--branch-sim=no --callgrind-out-file="$dir/cg.out" "$bin" "$CONF/instr.ini"
+		pid=$POOLER_PID
+		pgb "$port" "$qmode" 10 >/dev/null || die "warm-up through $bin failed"
+		# Two runs, TX/2 and TX transactions, each with its own 50 logins and idle tail: the
+		# difference of their counts is TX/2 transactions' work alone.
+		callgrind_control -z "$pid" >/dev/null
+		pgb "$port" "$qmode" $((TX / 2 / CLIENTS)) >/dev/null || die "pgbench through $bin failed"
+		callgrind_control -d "$pid" >/dev/null
+		out=$(pgb "$port" "$qmode" $((TX / CLIENTS))) || { echo "$out" >&2; die "pgbench through $bin failed"; }
+		callgrind_control -d "$pid" >/dev/null
+		half=$(dump_ir "$dir/cg.out.1") full=$(dump_ir "$dir/cg.out.2")
+		[[ -n $half && -n $full ]] || die "no callgrind dumps for $bin"
+		stop_pooler "$pid" "$port"
+		printf '| %s | %s | %s | %s |\n' "$bin" "$qmode" "$(awk -v a="$half" -v b="$full" -v n="$TX" 'BEGIN {printf "%.0f", (b - a) / (n / 2)}')" \
+			"$(awk '/^tps = / {printf "%.0f", $3}' <<<"$out")"
+	done
+done
