@@ -132,28 +132,38 @@ func MaybeInteresting(sql string) bool {
 // matters.
 func hasTrigger(sql string) bool {
 	for i := 0; i < len(sql); i++ {
-		switch sql[i] {
-		case ';':
+		// One table load per byte; the byte after an a, t or s (any case) is checked before
+		// a whole word is compared: most of them begin none of the words.
+		want := triggerNext[sql[i]]
+		switch {
+		case want == 0:
+			continue
+		case want == ';':
 			if !onlySpaceAfter(sql, i+1) {
 				return true
 			}
-		// The second byte first (any case): most a, t and s in a text begin none of the words.
-		case 'a', 'A':
-			if nextFold(sql, i) == 'd' && hasPrefixFold(sql[i:], "advisory") {
+		case nextFold(sql, i) != want:
+			continue
+		case want == 'd':
+			if hasPrefixFold(sql[i:], "advisory") {
 				return true
 			}
-		case 't', 'T':
-			if nextFold(sql, i) == 'e' && hasPrefixFold(sql[i:], "temp") {
+		case sql[i]|0x20 == 't':
+			if hasPrefixFold(sql[i:], "temp") {
 				return true
 			}
-		case 's', 'S':
-			if nextFold(sql, i) == 'e' && hasPrefixFold(sql[i:], "set_config") {
+		default:
+			if hasPrefixFold(sql[i:], "set_config") {
 				return true
 			}
 		}
 	}
 	return false
 }
+
+// triggerNext maps the first byte of a hasTrigger pattern to the byte (in lower case) that
+// must follow it; ';' maps to itself, a pattern of its own.
+var triggerNext = [256]byte{';': ';', 'a': 'd', 'A': 'd', 't': 'e', 'T': 'e', 's': 'e', 'S': 'e'}
 
 // nextFold returns sql[i+1] with ASCII letters in lower case (0 at the end): a cheap
 // pre-filter before hasPrefixFold.
