@@ -1083,7 +1083,11 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		}
 	}
 	staleCode, gone := planChanged(m), lookupFailed(m)
+	// Under s.mu: the session goroutine sets a fresh connection's Attach before it
+	// takes s.mu to link it, and the socket alone is no happens-before edge.
+	s.mu.Lock()
 	st, _ := c.Attach.(*serverState)
+	s.mu.Unlock()
 	locked := false
 	if staleCode && st != nil && s.prep == prepCache {
 		s.mu.Lock()

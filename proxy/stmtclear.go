@@ -37,17 +37,27 @@ type stmtClears struct {
 	done    atomic.Uint32 // written by the reader: the latest number the server completed
 }
 
-// clearWait bounds one wait for a clearing Query's answer before the link is checked again.
-const clearWait = 50 * time.Millisecond
+// clearWait bounds one wait for a clearing Query's answer before the link is checked
+// again; maxClearWait bounds the whole wait. A client that breaks the protocol (a Query
+// in the middle of its COPY data) may leave the Query unanswered for good: after
+// maxClearWait the name is looked up as things stand, which may answer as if the clear
+// had not happened yet, rather than never.
+const (
+	clearWait    = 50 * time.Millisecond
+	maxClearWait = 10 * time.Second
+)
 
 // noteClear marks the Query just queued (the tail of s.q) as clearing the client's
 // statements when the server completes it, and has it flushed at once, so that a wait
 // for its answer cannot stall. Session goroutine.
 func (s *Session) noteClear() {
-	s.clears.sent++
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.errSkip {
+		return // the server ignores it until the client's Sync: it clears nothing
+	}
+	s.clears.sent++
 	s.q.markClear(s.clears.sent)
-	s.mu.Unlock()
 	s.flushNow = true
 }
 
@@ -102,7 +112,8 @@ func (s *Session) applyClears() {
 // link has ended (a lost server: the client is being told).
 func (s *Session) awaitClears() {
 	var t *time.Timer
-	for s.q.clears.Load() > 0 {
+	deadline := time.Now().Add(maxClearWait)
+	for s.q.clears.Load() > 0 && time.Now().Before(deadline) {
 		s.mu.Lock()
 		c, wake := s.server, s.q.wake
 		s.mu.Unlock()

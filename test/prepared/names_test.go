@@ -247,6 +247,25 @@ func TestStatementNamesAsPostgres(t *testing.T) {
 var _ = context.Background
 var _ = fmt.Sprint
 
+// TestClearIgnoredAfterError: after an error in an extended-protocol batch PostgreSQL
+// ignores everything up to the Sync, a DEALLOCATE ALL Query too: the client keeps its
+// statements, and a Parse behind it is not waited on (one ReadyForQuery, for the Sync).
+func TestClearIgnoredAfterError(t *testing.T) {
+	m := startMux(t, setup{poolSize: 2})
+	db := database(t, m.pg, "ignored")
+	for name, r := range map[string]*raw{"direct": dialRaw(t, m.pg.URL(pgtest.AppUser, pgtest.AppPassword, db)), "pgmux": m.raw(t, db)} {
+		r.send(parse("a", "SELECT 9"), syncMsg)
+		r.expect("1Z")
+		for i := 0; i < 5; i++ {
+			r.send(parse("bad", "SELEC 1"), query("DEALLOCATE ALL"), parse("a", "SELECT 10"), syncMsg)
+			r.expect("EZ")
+			r.send(bind("", "a"), execute("", 0), syncMsg)
+			msgs := r.expect("2DCZ")
+			require.Equal(t, "9", string(msgs[1].(*pgproto3.DataRow).Values[0]), "%s round %d", name, i)
+		}
+	}
+}
+
 // TestDeferredParseFailureFreesName: a Parse and Sync with no server linked is answered by
 // pgmux (deferred.go), so bad SQL is reported at the statement's first use; from then on
 // the name is free, as it always was on PostgreSQL, and the client can prepare it again.
