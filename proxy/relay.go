@@ -862,6 +862,9 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 				s.set.Load().commit(x, status, e.seq)
 			}
 		} else if st := s.set.Load(); st != nil {
+			if st.reapplyFailed && status == 'I' && !st.reqErr {
+				st.resetStood = true // the reset committed; only setting the startup value again failed
+			}
 			if st.reapplying--; st.reapplying <= 0 {
 				st.reapplying = 0
 				s.reportChanged(c)
@@ -1100,6 +1103,9 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	s.mu.Lock()
 	head, ok := s.q.peek()
+	if st := s.set.Load(); st != nil && ok && !head.hide {
+		st.reqErr = true // a reset in the failed request may roll back (settings.go resetStood)
+	}
 	hide := ok && head.kind == 'Q' && head.hide && !head.showErr
 	if ok && head.showErr {
 		s.dropErr = true // the client's EXECUTE behind it fails too: it sees this error only

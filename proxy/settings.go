@@ -115,8 +115,13 @@ type settings struct {
 	reapplyAtSync []string
 	reapplying    int  // those sent and not yet answered: ParameterStatus is held back
 	reapplyFailed bool // one failed since the last read-back: the server's values are not known
-	readFailed    bool // the read-back being received failed (a cancel, a timeout)
-	readFails     int  // read-backs failed in a row
+	// resetStood: one failed outside a transaction block (a cancel meant for another
+	// client's query can land on it), so the reset before it stands and the value read
+	// back is the server's default, whatever the client had before.
+	resetStood bool
+	reqErr     bool // the client's request with the reset failed: it may have rolled back
+	readFailed bool // the read-back being received failed (a cancel, a timeout)
+	readFails  int  // read-backs failed in a row
 }
 
 // maxReadFails is how many read-backs in a row may fail before pgmux gives up on the
@@ -260,7 +265,7 @@ func (st *settings) commit(x *serverState, status byte, gen uint32) {
 			st.own.Delete(r.name)
 			x.set.Delete(r.name)
 		case reset:
-			if prev, ok := st.effective(r.name); ok && prev == r.value {
+			if prev, ok := st.effective(r.name); ok && prev == r.value && !st.resetStood {
 				continue // rolled back, or reset to the value it had
 			}
 			st.own.Delete(r.name)
@@ -281,7 +286,7 @@ func (st *settings) commit(x *serverState, status byte, gen uint32) {
 			x.set.Set(r.name, r.value)
 		}
 	}
-	st.reapplyFailed = false
+	st.reapplyFailed, st.resetStood = false, false
 	kept := st.touched[:0]
 	for _, t := range st.touched {
 		if t.gen > gen {

@@ -83,6 +83,7 @@ func (s *Session) settingsBefore(typ byte) {
 	st.req = nil
 	s.mu.Lock()
 	if ops := st.resets(t); len(ops) > 0 {
+		st.reqErr = false
 		sql := st.reapplySQL(ops)
 		if typ == 'Q' {
 			st.reapplyQuery = sql

@@ -215,6 +215,19 @@ func TestSettingsState(t *testing.T) {
 	require.Equal(t, unknownValue, v)
 	require.False(t, st.reapplyFailed)
 
+	// The hidden query that sets the startup value again failed outside a transaction
+	// block (a cancel meant for another client's query landed on it): the RESET stood,
+	// though the value read back (the server's default) is the one the client had.
+	st.touch(&setTouch{ops: []setOp{{name: "datestyle"}}})
+	read(st, x, 'I', val("datestyle", "ISO, MDY"))
+	st.touch(&setTouch{ops: []setOp{{name: "datestyle", reset: true}}})
+	st.reapplyFailed, st.resetStood = true, true
+	read(st, x, 'I', val("datestyle", "ISO, MDY"))
+	v, _ = st.effective("datestyle")
+	require.Equal(t, "Postgres,MDY", v)
+	v, _ = x.set.Get("datestyle")
+	require.Equal(t, unknownValue, v, "the next link sets it again")
+
 	// A SET whose read-back is still out, then a RESET that rolls back (BEGIN; RESET;
 	// ROLLBACK): the client keeps the SET's value, and so does the server's record.
 	st.touch(&setTouch{ops: []setOp{{name: "datestyle"}}})
