@@ -82,9 +82,43 @@ type Conn struct {
 	detached bool                  // guarded by pool.mu: kept by one client outside the pool's size
 	internal internalOp            // guarded by the reader goroutine's ownership while not leased
 	closed   chan struct{}
+
+	// Cancel requests in flight for this backend (HoldForCancel), and a release that
+	// waits for them (heldRelease, with its reset in heldReset): PostgreSQL cancels
+	// whatever the backend runs when the request lands, so the connection goes to
+	// nobody else before the server has acknowledged it.
+	cancels     atomic.Int32
+	heldRelease atomic.Bool
+	heldReset   atomic.Bool
 }
 
 type lesseeBox struct{ l Lessee }
+
+// HoldForCancel marks a cancel request about to be sent for this backend: a Release
+// from now on waits until UnholdCancel. Take it before checking that the lessee still
+// runs what is to be cancelled, so that the check and the hold leave no gap.
+func (c *Conn) HoldForCancel() { c.cancels.Add(1) }
+
+// UnholdCancel ends a HoldForCancel, completing a release that waited for it.
+func (c *Conn) UnholdCancel() {
+	if c.cancels.Add(-1) == 0 && c.heldRelease.CompareAndSwap(true, false) {
+		c.pool.release(c, c.heldReset.Load())
+	}
+}
+
+// releaseHeld reports whether a release must wait for cancel requests in flight (it is
+// then completed by UnholdCancel).
+func (c *Conn) releaseHeld(reset bool) bool {
+	if c.cancels.Load() == 0 {
+		return false
+	}
+	c.heldReset.Store(reset)
+	c.heldRelease.Store(true)
+	if c.cancels.Load() == 0 && c.heldRelease.CompareAndSwap(true, false) {
+		return false // the last one ended meanwhile: release now
+	}
+	return true
+}
 
 // LeaseBox holds a Lessee for the connections it leases. A Lessee that leases many times
 // (a client session, once per transaction) makes one with NewLeaseBox and returns it from

@@ -513,7 +513,7 @@ func (p *Pool) lease(c *Conn, l Lessee) bool {
 
 // release takes back a connection whose lease ended cleanly.
 func (p *Pool) release(c *Conn, reset bool) {
-	if c.closing.Load() {
+	if c.closing.Load() || c.releaseHeld(reset) {
 		return
 	}
 	p.mu.Lock()

@@ -1020,3 +1020,28 @@ func TestFailoverTimeoutBoundsRequeuedWaiters(t *testing.T) {
 	require.Less(t, waited, 5*time.Second, "bounded by FailoverTimeout, not the minute")
 	require.GreaterOrEqual(t, p.Stats().ConnectFailures, uint64(2), "it dialed again before giving up")
 }
+
+// TestReleaseWaitsForCancel: a connection released while a cancel request for its
+// backend is in flight goes to nobody until the request has ended, so that it cannot
+// cancel the next lessee's query.
+func TestReleaseWaitsForCancel(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, pool.Options{Size: 1})
+	c, _ := acquire(t, p)
+	c.HoldForCancel()
+	c.HoldForCancel()
+	c.Release(false)
+	require.Nil(t, p.TryAcquire(newLessee()), "released during a cancel: not handed out")
+	c.UnholdCancel()
+	require.Nil(t, p.TryAcquire(newLessee()), "one cancel still in flight")
+	c.UnholdCancel()
+	got := p.TryAcquire(newLessee())
+	require.NotNil(t, got, "the last cancel ended: the release completes")
+	require.Equal(t, c.ID, got.ID)
+	got.HoldForCancel()
+	got.UnholdCancel() // a cancel that ends before the release holds nothing
+	got.Release(false)
+	got = p.TryAcquire(newLessee())
+	require.NotNil(t, got)
+	got.Release(false)
+}

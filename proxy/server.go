@@ -334,6 +334,14 @@ func (s *Server) cancel(pid uint32, key []byte) {
 	if c == nil {
 		return
 	}
+	// The server must not go to another client before PostgreSQL has taken the
+	// request, or it cancels that client's query (or one of pgmux's hidden ones): hold
+	// it, then check that it still serves this client.
+	c.HoldForCancel()
+	defer c.UnholdCancel()
+	if sess.linkedServer() != c {
+		return // the client's request ended meanwhile: nothing of its runs to cancel
+	}
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}

@@ -137,9 +137,13 @@ func (s *Session) queryTimedOut(c *pool.Conn, queryTimeout, cancelWait time.Dura
 	s.log().Info("query_timeout: cancelling the running query", zap.Duration("query_timeout", queryTimeout))
 	ctx, cancel := context.WithTimeout(context.Background(), cancelWait)
 	defer cancel()
-	if err := c.Cancel(ctx); err != nil {
-		s.log().Warn("query_timeout: cancel failed", zap.Error(err))
+	c.HoldForCancel() // not handed to another client before the cancel lands (server.go)
+	if s.linkedServer() == c {
+		if err := c.Cancel(ctx); err != nil {
+			s.log().Warn("query_timeout: cancel failed", zap.Error(err))
+		}
 	}
+	c.UnholdCancel()
 	s.mu.Lock()
 	if s.timers.gen[timerQuery] == gen && s.server == c {
 		s.arm(timerQuery, cancelWait)
