@@ -1,5 +1,7 @@
 package pool
 
+import "time"
+
 // SetTestHookIdleFailed sets (nil: clears) a function run when the reader of a connection
 // that is not leased has found it broken, before it marks the connection gone.
 func SetTestHookIdleFailed(f func(*Conn)) {
@@ -8,4 +10,12 @@ func SetTestHookIdleFailed(f func(*Conn)) {
 		return
 	}
 	testHookIdleFailed.Store(&f)
+}
+
+// SetPeekAfter sets how long a connection must sit idle before a lease peeks at its
+// socket, and returns a function that restores the old value.
+func SetPeekAfter(d time.Duration) func() {
+	old := peekAfter
+	peekAfter = d
+	return func() { peekAfter = old }
 }

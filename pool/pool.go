@@ -156,8 +156,8 @@ func (p *Pool) TryAcquire(l Lessee) *Conn {
 		return nil
 	}
 	p.mu.Unlock()
-	if !p.lease(c, l) {
-		return nil
+	if c.idleBroken() || !p.lease(c, l) {
+		return nil // a broken one is left to its reader, which removes it
 	}
 	return c
 }
@@ -460,8 +460,12 @@ func (p *Pool) popIdle() *Conn {
 	return nil
 }
 
-// healthy runs server_check_query on a connection idle longer than server_check_delay.
+// healthy refuses a connection whose server has ended it while it sat idle (idleBroken)
+// and runs server_check_query on one idle longer than server_check_delay.
 func (p *Pool) healthy(ctx context.Context, c *Conn) bool {
+	if c.idleBroken() {
+		return false // left to its reader, which removes it with the server's reason
+	}
 	p.mu.Lock()
 	q, delay, lifetime := p.opts.CheckQuery, p.opts.CheckDelay, p.opts.Lifetime
 	p.mu.Unlock()

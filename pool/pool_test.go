@@ -278,14 +278,18 @@ func TestTryAcquire(t *testing.T) {
 // it. The lessee must hear that it is broken: before, its reader exited without running
 // the lessee's Pump, and a client whose BEGIN went to it waited for an answer forever
 // (test/multihost TestFailover, about 1 run in 30).
-func TestLeaseRacingIdleFailure(t *testing.T) {
+// terminateWhileIdle leases two connections of a new pool, releases the victim, and
+// terminates its backend from the killer (which stays leased, so the victim is the only
+// idle one); it returns once the victim's reader has read the FATAL and is held before it
+// marks the connection gone, until proceed is closed.
+func terminateWhileIdle(t *testing.T) (p *pool.Pool, victim, killer *pool.Conn, proceed chan struct{}) {
 	pg := pgtest.Start(t)
-	p := newPool(t, pool.Options{Size: 2, Target: func() *pool.Target { return appTarget(pg) }})
-	victim, _ := acquire(t, p)
-	killer, kl := acquire(t, p) // stays leased: TryAcquire below finds only the victim idle
+	p = newPool(t, pool.Options{Size: 2, Target: func() *pool.Target { return appTarget(pg) }})
+	victim, _ = acquire(t, p)
+	killer, kl := acquire(t, p)
 	victim.Release(false)
-
-	reached, proceed := make(chan struct{}), make(chan struct{})
+	reached := make(chan struct{})
+	proceed = make(chan struct{})
 	pool.SetTestHookIdleFailed(func(c *pool.Conn) {
 		if c == victim {
 			close(reached)
@@ -295,10 +299,18 @@ func TestLeaseRacingIdleFailure(t *testing.T) {
 	t.Cleanup(func() { pool.SetTestHookIdleFailed(nil) })
 	kl.queryOne(t, killer, fmt.Sprintf("SELECT pg_terminate_backend(%d)", victim.PID))
 	select {
-	case <-reached: // the reader has read the FATAL while the connection was idle
+	case <-reached:
 	case <-time.After(wait):
 		t.Fatal("the idle connection's reader never saw its server end it")
 	}
+	return p, victim, killer, proceed
+}
+
+func TestLeaseRacingIdleFailure(t *testing.T) {
+	// The lease must not look at the socket first (TestLeaseSkipsIdleBroken): this is the
+	// race in which the connection was handed out before anyone could know.
+	t.Cleanup(pool.SetPeekAfter(time.Hour))
+	p, victim, killer, proceed := terminateWhileIdle(t)
 	l := newLessee()
 	got := p.TryAcquire(l)
 	require.Equal(t, victim, got, "the broken connection is still idle in the pool")
@@ -316,6 +328,22 @@ func TestLeaseRacingIdleFailure(t *testing.T) {
 	c, l2 := acquire(t, p)
 	require.NotEqual(t, victim, c)
 	require.NotEqual(t, fmt.Sprint(victim.PID), l2.queryOne(t, c, "SELECT pg_backend_pid()"))
+	c.Release(false)
+}
+
+// A connection whose backend was terminated while it sat idle, before its reader ran, is
+// not handed out: the lease sees the server's error (or the end of the stream) waiting
+// on the socket and takes another connection.
+func TestLeaseSkipsIdleBroken(t *testing.T) {
+	p, victim, killer, proceed := terminateWhileIdle(t)
+	time.Sleep(2 * time.Millisecond) // idle longer than the lease's peek threshold
+	require.Nil(t, p.TryAcquire(newLessee()), "a connection its server ended was handed out")
+	close(proceed)
+	waitClosed(t, victim)
+	killer.Release(false)
+	c, l := acquire(t, p)
+	require.NotEqual(t, victim, c)
+	require.NotEqual(t, fmt.Sprint(victim.PID), l.queryOne(t, c, "SELECT pg_backend_pid()"))
 	c.Release(false)
 }
 
