@@ -1049,7 +1049,8 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 		return
 	}
 	s.mu.Unlock()
-	if s.entry.multi.Load() && s.recoverLink(c, err) {
+	end := s.endWith.Load()
+	if end == nil && s.entry.multi.Load() && s.recoverLink(c, err) {
 		return
 	}
 	s.mu.Lock()
@@ -1063,6 +1064,10 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 		s.disarmAll()
 	}
 	s.mu.Unlock()
+	if linked && !s.closed.Load() && end != nil {
+		s.fatal(end) // a timer closed the server to end the session (closeFromOutside)
+		return
+	}
 	if linked && !s.closed.Load() {
 		s.log().Warn("server connection lost while serving client", zap.Error(err))
 		s.fatal(pgerr.Fatal(pgerr.ConnectionFailure, "server closed the connection unexpectedly").

@@ -120,8 +120,11 @@ type Session struct {
 	// Client writes (see listen.go): wmu is held by whoever writes to wr — the server's
 	// reader for a whole response, the session goroutine while no server is linked, the
 	// listener for a notification. Notifications wait in notify until a writer lets go.
-	wmu           sync.Mutex
-	notes         atomic.Pointer[notifyBox] // made on the first notification
+	wmu   sync.Mutex
+	notes atomic.Pointer[notifyBox] // made on the first notification
+	// endWith is the FATAL a timer is ending the session with (closeFromOutside): a
+	// relay that fails because the timer closed its server sends it (serverFailed).
+	endWith       atomic.Pointer[pgerr.Error]
 	notifyPending atomic.Bool
 	timers        *sessionTimers // guarded by mu; made when a timeout is first armed
 	limits        timeLimits     // set by the session goroutine; read under mu elsewhere

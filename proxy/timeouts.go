@@ -103,16 +103,19 @@ func (s *Session) timerFired(k timerKind, gen uint64) {
 	}
 }
 
-// closeFromOutside ends a session from a timer: the message is written only if no
-// response is being relayed to the client at that moment.
+// closeFromOutside ends a session from a timer with pe. The FATAL goes out between
+// server messages: a response being relayed holds the client's writer, and its server's
+// reader may be blocked on a server that no longer answers (a stopped backend) while it
+// holds it. The linked server is then closed, which ends that relay and has it send pe
+// (serverFailed); past killWait the client is closed untold.
 func (s *Session) closeFromOutside(pe *pgerr.Error) {
+	s.endWith.Store(pe)
 	if s.wmu.TryLock() {
-		s.fatal(pe)
 		s.wmu.Unlock()
-		return
+	} else if c := s.linkedServer(); c != nil {
+		c.Discard(errors.New("its client was closed: " + pe.Message))
 	}
-	s.closed.Store(true)
-	_ = s.nc.Close()
+	s.killWith(pe)
 }
 
 // queryTimedOut handles query_timeout: the first time, it cancels the running query and

@@ -3,11 +3,13 @@ package faults
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/internal/pgtest"
@@ -146,6 +148,34 @@ func TestServerFaults(t *testing.T) {
 		eventually(t, 10*time.Second, "the stopped backend was never closed", func() bool {
 			return queryInt(t, a, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", pid) == 0
 		})
+	})
+
+	// The relay holds the client's writer from the end of one answer to the start of the
+	// next when the client pipelined its next request: a timer that ends the session while
+	// the server never answers that request still gets its FATAL to the client.
+	t.Run("backend stopped mid-pipeline", func(t *testing.T) {
+		m := startMux(t, pg, bouncer{PoolSize: 2, Extra: []string{"query_timeout = 1", "cancel_wait_timeout = 1"}})
+		c := dialRaw(t, m, pgtest.AppDB)
+		defer c.vanish()
+		c.send(t, &pgproto3.Query{String: "BEGIN"}, &pgproto3.Query{String: "SELECT pg_backend_pid()"},
+			&pgproto3.Query{String: "SELECT pg_sleep(30)"})
+		until[*pgproto3.ReadyForQuery](t, c) // BEGIN
+		row := until[*pgproto3.DataRow](t, c)
+		pid, err := strconv.Atoi(string(row.Values[0]))
+		require.NoError(t, err)
+		require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+		defer syscall.Kill(pid, syscall.SIGCONT) //nolint:errcheck
+		until[*pgproto3.ReadyForQuery](t, c)
+		require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(opTimeout)))
+		for {
+			msg, err := c.fe.Receive()
+			require.NoError(t, err, "the client was closed without being told why")
+			if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+				require.Equal(t, "57014", e.Code, e.Message)
+				require.Equal(t, "FATAL", e.Severity)
+				break
+			}
+		}
 	})
 
 	t.Run("server goes silent", func(t *testing.T) {
