@@ -1,0 +1,65 @@
+package wire
+
+import (
+	"bytes"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestReaderSocket reads through a real socket, the descriptor path that ships
+// (readReady, fillRaw): messages split across writes, a header split from its body, one
+// larger than the buffer forwarded in chunks, and silence in between, during which the
+// reader holds no buffer. Under -race this runs the same code with the ordinary read(2)
+// call as its only difference (rawio_other.go), so the race detector sees the path that
+// ships.
+func TestReaderSocket(t *testing.T) {
+	a, b := tcpPair(t)
+	rd := NewReader(b)
+	require.NotNil(t, rd.raw, "a TCP connection is read through its descriptor")
+	big := bytes.Repeat([]byte{'x'}, 3*BufSize+11)
+	var stream []byte
+	msgs := [][]byte{[]byte("hello"), {}, big, []byte("after the big one")}
+	frames := make([][]byte, len(msgs))
+	for i, body := range msgs {
+		f, st := Begin(nil, byte('a'+i))
+		frames[i] = Finish(append(f, body...), st)
+		stream = append(stream, frames[i]...)
+	}
+	// Cut the stream at awkward places: inside the first header, between a header and
+	// its body, and inside the large body; pause after each piece so reads see them apart.
+	cuts := []int{0, 3, HeaderLen + 5, HeaderLen + 5 + HeaderLen, 2*HeaderLen + 5 + HeaderLen + 100, len(stream)}
+	go func() {
+		for i := 1; i < len(cuts); i++ {
+			if _, err := a.Write(stream[cuts[i-1]:cuts[i]]); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	var out bytes.Buffer
+	w := NewWriter(&out)
+	for i, body := range msgs {
+		typ, n, err := rd.Next()
+		require.NoError(t, err)
+		require.Equal(t, byte('a'+i), typ)
+		require.Equal(t, len(body), n)
+		if n > BufSize {
+			require.NoError(t, rd.Forward(w, n))
+			require.NoError(t, w.Flush())
+			require.True(t, bytes.Equal(frames[i], out.Bytes()), "the large message is forwarded byte for byte")
+			continue
+		}
+		got, err := rd.Message(n)
+		require.NoError(t, err)
+		require.Equal(t, frames[i], got)
+	}
+	require.Zero(t, rd.Buffered())
+	rd.Release()
+	require.Nil(t, rd.buf, "a reader waiting on a silent peer holds no buffer")
+	require.NoError(t, a.Close())
+	_, _, err := rd.Next()
+	require.ErrorIs(t, err, io.EOF)
+}
