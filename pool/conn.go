@@ -52,8 +52,15 @@ func (s State) String() string {
 
 var connIDs atomic.Uint64
 
-// Conn is one logged-in server connection. The reader goroutine owns Rd; the current
-// lessee (or the pool, while the connection is not leased) owns Wr.
+// Conn is one logged-in server connection.
+//
+// Owners: the connection's reader goroutine (run) owns Rd and, while the connection is
+// leased, runs the lessee's Pump; the current lessee (or the pool, while the connection
+// is not leased) owns Wr, Params and Attach; the pool's mu guards detached and the
+// pool's lists; lessee, state, lastUsed, closing, reason and the cancel counts are
+// atomics any goroutine may read. A released connection goes to the next lessee
+// through the pool's mu (the idle list) or a waiter's channel, and its lessee box is
+// swapped atomically: each orders one lessee's writes before the next lessee's reads.
 type Conn struct {
 	ID      uint64
 	Rd      *wire.Reader
@@ -65,7 +72,11 @@ type Conn struct {
 	// goroutine or the lessee during its lease.
 	Params Params
 	// Attach holds the lessee layer's per-connection state (tracked session settings,
-	// prepared statements); the pool never looks at it.
+	// prepared statements), kept across leases; the pool never looks at it. pgmux keeps
+	// one type here and reaches it only through proxy.linkOf, its one type assertion:
+	// a typed field would make Conn, Pool and every API that names them generic, or
+	// move the proxy's statement cache, request log and response-queue types below
+	// pool.
 	Attach any
 
 	nc       net.Conn

@@ -2,4 +2,94 @@
 // client sessions (startup, TLS, authentication, relaying), the choice of pool for each
 // client, cancel routing, reload and graceful shutdown. Server connections themselves
 // belong to package pool.
+//
+// # Where things are handled
+//
+// Each entry names a file and a function in it, as relay.go:Session.dispatch (a method
+// as Type.Method; a file outside this package by its path from the module root). TestDocMap checks that every function named here exists
+// and that every message type the relay accepts is listed, so keep it in step with the
+// code.
+//
+// A client connection, from its first byte:
+//
+//	accept, one goroutine per new client      server.go:Server.accept, server.go:Server.serveConn
+//	SSLRequest, GSSENCRequest                 session.go:Session.negotiate, tls.go:Session.startTLS
+//	CancelRequest                             session.go:Session.negotiate -> server.go:Server.cancel
+//	StartupMessage                            session.go:Session.login, params.go:Session.startupParams
+//	pool for (database, user)                 pools.go:pools.get
+//	the admin console (pgbouncer/pgmux db)    admin.go:Session.consoleLogin, admin.go:Session.adminLoop
+//	client authentication                     auth.go:Session.authenticate, hba.go:Session.authenticateHBA
+//	'p' password, SASL responses              auth.go:Session.readPassword
+//	auth_query                                authquery.go:Server.authQueryCred, authquery.go:authQueryLessee.Pump
+//	the relay loop (client messages)          relay.go:Session.relay, relay.go:Session.next
+//	idle client parked without a goroutine    park_linux.go:parker.park, park_linux.go:parker.loop, session.go:Session.resume
+//	client_idle_timeout, query_timeout, ...   relay.go:Session.kickIfIdle, timeouts.go:Session.timerFired
+//
+// Frontend messages (client to server), after relay.go:Session.relay:
+//
+//	every type: pin / lease / forward         relay.go:Session.dispatch -> relay.go:Session.forwardClient
+//	pin or unpin decision (transaction mode)  sticky.go:Session.stickyNeed, sticky.go:Session.classify
+//	lease a server, link it                   relay.go:Session.serverFor, relay.go:Session.lease
+//	answers expected for what is sent         relay.go:Session.account, respq.go:respQueue.push
+//	'Q' Query                                 query.go:Session.forwardQuery, query.go:Session.inspectQuery
+//	'Q' LISTEN / UNLISTEN shared              listen.go:Session.listenLocally, listen_do.go:Session.listenShared
+//	'Q' PREPARE / EXECUTE / DEALLOCATE (SQL)  sqlprep.go:Session.sqlPrepared
+//	'Q' DISCARD ALL / DEALLOCATE ALL          stmtclear.go:Session.noteClear
+//	'P' Parse                                 prepared.go:Session.rewriteParse, unnamed.go:Session.parseUnnamed
+//	'B' Bind                                  prepared.go:Session.rewriteBind
+//	'D' Describe, 'C' Close                   prepared.go:Session.rewriteDescribeClose
+//	'P' 'C' 'H' answered without a server     deferred.go:Session.deferLocal
+//	'E' Execute, 'S' Sync, 'H' Flush          relay.go:Session.forwardClient (kept for a retry: retry.go:reqLog.add)
+//	'F' FunctionCall, 'd' 'c' 'f' COPY data   relay.go:Session.forwardClient (forwarded raw)
+//	'X' Terminate                             relay.go:Session.relay
+//	a message refused (no server)             relay.go:Session.refuse, relay.go:Session.skipUntilSync
+//	session settings replayed on a server     settings_link.go:Session.syncSettings, settings_link.go:Session.settingsAfter
+//	reads routed to a standby                 replica.go:Session.routeRead, replica.go:Session.acquireReplica
+//	a server lost mid-transaction (failover)  failover.go:Session.recoverLink, failover.go:Session.answerAborted
+//
+// Backend messages (server to client), on the server connection's reader goroutine
+// (pool/conn.go:Conn.run calls the lessee's Pump while leased):
+//
+//	every type                                relay.go:Session.Pump
+//	'Z' ReadyForQuery: release, unpin         relay.go:Session.onReady, relay.go:Session.settle, relay.go:Session.release
+//	'E' ErrorResponse, 0A000 retry            relay.go:Session.onError, retry.go:Session.planRetry, relay.go:Session.skipToSync
+//	'S' ParameterStatus                       params.go:Session.onParameterStatus
+//	'A' NotificationResponse, 'N' Notice      relay.go:Session.forward
+//	'1' '2' '3' 'n' 'T' 't' 'C' 'I' 's'       relay.go:Session.answer (matches the head of respq.go:respQueue)
+//	'D' DataRow, 'G' 'H' 'W' 'd' 'c' COPY     relay.go:Session.forward (raw, never decoded)
+//	'V' FunctionCallResponse                  relay.go:Session.forward
+//	'D' of pgmux's own queries                relay.go:Session.readCheckRow, settings_link.go:Session.readRow
+//	'C' of DISCARD ALL / DEALLOCATE ALL       stmtclear.go:Session.readClear
+//	'R' 'K' 'S' at server login               pool/dial.go:login
+//	messages of a server nobody leases        pool/conn.go:Conn.handleIdle
+//
+// LISTEN multiplexing: one listening server connection per database, fanned out to the
+// clients that subscribed (listen.go:listener.subscribe, listen.go:listener.Pump,
+// listen.go:listener.fanOut, listen.go:Session.notify).
+//
+// The admin console: admin.go:Session.adminCommand parses a statement,
+// admin_cmd.go:adminCommandTable maps commands, admin_show.go:Server.show builds SHOW
+// results, admin_stats.go:Server.snapshot gathers pool figures.
+//
+// Metrics: metrics.go:metrics.Collect (collected on scrape from the same figures as
+// SHOW), metrics_http.go:Server.MetricsHandler, metrics_http.go:Server.Ready.
+//
+// Reload and shutdown: reload.go:Server.Reload, pools.go:pools.reconfigure,
+// shutdown.go:Server.Stop.
+//
+// # Goroutines
+//
+// Five kinds of goroutine touch a Session: its own (login, then the relay loop: it
+// reads the client socket), the reader of the server connection it leases (Pump: it
+// writes the client socket for a whole response), the listener's reader (notifications),
+// timers (timeouts.go) and the parker (park_linux.go), which resumes a parked session on
+// a new goroutine. Session's doc comment says which of them owns which field; serverState,
+// respQueue, pool.Conn and pool.Pool say the same for theirs.
+//
+// # The I/O path under the race detector
+//
+// Client and server sockets are read and written by protocol/wire through their
+// descriptors (syscall.RawConn). Race builds run that same path: only the read(2) and
+// write(2) shim differs (protocol/wire/rawio_linux.go for normal builds on Linux,
+// rawio_other.go for race builds), so every -race test here runs the I/O path that ships.
 package proxy

@@ -90,7 +90,17 @@ func (d *stmtDef) parseMsg(dst []byte, name string) []byte {
 	return wire.Finish(dst, s)
 }
 
-// serverState is what pgmux keeps per server connection (pool.Conn.Attach).
+// serverState is what pgmux keeps per server connection (pool.Conn.Attach, reached only
+// through linkOf and stateOf). It outlives leases: statements prepared and settings made
+// on the server stay for the next client.
+//
+// Owner: the session that holds the connection's lease, on its two goroutines: the
+// session goroutine sends requests, the connection's reader (Session.Pump) reads the
+// answers. set, stmts and seen are used under that session's mu; skipped is written by
+// the reader in skipToSync and read by planRetry, both under mu and wmu; wmu orders
+// writes to the connection and guards log. Between leases nobody touches it: the pool
+// hands the connection on under its own lock, which orders one lessee's last use before
+// the next one's first.
 type serverState struct {
 	set   pool.Params // settings pgmux knows the server has beyond its defaults (settings.go)
 	stmts *stmtCache
@@ -103,10 +113,20 @@ type serverState struct {
 	seen    *sketch  // unnamed statements parsed here lately (unnamed.go); made on first use
 }
 
+// linkOf returns what pgmux keeps for server connection c, or nil before stateOf has
+// made it. It and stateOf are the only code that touches pool.Conn.Attach (the pool
+// never does; TestAttachOnlyThroughLinkOf checks it), so the connection's state has
+// one type and its one type assertion is here.
+func linkOf(c *pool.Conn) *serverState {
+	x, _ := c.Attach.(*serverState)
+	return x
+}
+
 // stateOf returns c's state, creating it on first use and registering its statement
-// cache with the pool's figures (stats, which may be nil).
+// cache with the pool's figures (stats, which may be nil). It runs on the goroutine
+// that holds c's lease, before the session links c under s.mu.
 func stateOf(c *pool.Conn, maxStmts int, stats *prepStats) *serverState {
-	if x, ok := c.Attach.(*serverState); ok {
+	if x := linkOf(c); x != nil {
 		if x.stmts.max != maxStmts {
 			x.stmts.max = maxStmts
 		}

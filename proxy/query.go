@@ -60,7 +60,7 @@ func (s *Session) inspectQuery(c *pool.Conn, q string) {
 func (s *Session) staleAll(c *pool.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if x, ok := c.Attach.(*serverState); ok && s.prep == prepCache {
+	if x := linkOf(c); x != nil && s.prep == prepCache {
 		for name := range x.stmts.items {
 			x.stmts.markStale(name)
 		}

@@ -134,7 +134,7 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 // more buffered, holding c's write lock when the server's reader may write to c too: a
 // retry (retry.go) or a settings read-back (settings_link.go).
 func (s *Session) forwardLocked(c *pool.Conn, typ byte, n int, pin pinReason, release bool, pinErr error) error {
-	if st, ok := c.Attach.(*serverState); ok && (s.prep == prepCache || s.readsLater()) {
+	if st := linkOf(c); st != nil && (s.prep == prepCache || s.readsLater()) {
 		st.wmu.Lock()
 		defer st.wmu.Unlock()
 	}
@@ -598,7 +598,7 @@ func (s *Session) clientGone() {
 	held := s.holdsDirect
 	s.holdsDirect = false
 	if c != nil && !finishing && s.needsRead() {
-		if x, ok := c.Attach.(*serverState); ok {
+		if x := linkOf(c); x != nil {
 			s.set.Load().forget(x) // left before its settings were read
 		}
 	}
@@ -788,7 +788,7 @@ func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
 
 // prepared records that the server answered e's preparation of e.stmt. s.mu is held.
 func prepared(c *pool.Conn, e expect) {
-	if x, ok := c.Attach.(*serverState); ok {
+	if x := linkOf(c); x != nil {
 		x.stmts.prepared(e.stmt, e.prep)
 	}
 }
@@ -858,7 +858,7 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 	if e.setting == setRead || e.setting == setReapply {
 		// After the client's answer: the link may end here.
 		if e.setting == setRead {
-			if x, ok := c.Attach.(*serverState); ok {
+			if x := linkOf(c); x != nil {
 				s.set.Load().commit(x, status, e.seq)
 			}
 		} else if st := s.set.Load(); st != nil {
@@ -937,7 +937,7 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 	if idle && status == 'I' && s.needsRead() {
 		if closed {
 			// The client left before its settings were read: the server's are unknown.
-			if x, ok := c.Attach.(*serverState); ok {
+			if x := linkOf(c); x != nil {
 				s.set.Load().forget(x)
 			}
 		} else if s.readsLater() {
@@ -1010,7 +1010,7 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 // and returns it; requests before it that got no answer were skipped by the server after
 // an error. s.mu is held.
 func (s *Session) retireReady(c *pool.Conn) expect {
-	st, _ := c.Attach.(*serverState)
+	st := linkOf(c)
 	for {
 		e, ok := s.q.pop()
 		if !ok {
@@ -1028,7 +1028,7 @@ func (s *Session) retireReady(c *pool.Conn) expect {
 // the server's prepared statements, so pgmux forgets them.
 func (s *Session) release(c *pool.Conn, reset bool) {
 	if reset {
-		if st, ok := c.Attach.(*serverState); ok {
+		if st := linkOf(c); st != nil {
 			st.stmts.clear()
 			st.set = nil
 		}
@@ -1094,7 +1094,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	// Under s.mu: the session goroutine sets a fresh connection's Attach before it
 	// takes s.mu to link it, and the socket alone is no happens-before edge.
 	s.mu.Lock()
-	st, _ := c.Attach.(*serverState)
+	st := linkOf(c)
 	s.mu.Unlock()
 	locked := false
 	if staleCode && st != nil && s.prep == prepCache {

@@ -146,7 +146,7 @@ func (s *Session) linkLog(c *pool.Conn) *reqLog {
 	if s.prep != prepCache {
 		return nil
 	}
-	if st, ok := c.Attach.(*serverState); ok {
+	if st := linkOf(c); st != nil {
 		return &st.log
 	}
 	return nil

@@ -52,6 +52,24 @@ func (c ClientState) String() string {
 // Session is one client connection. The session's goroutine owns nc and rd; wr belongs to
 // the server connection's reader goroutine while a server is linked (it relays the
 // server's answers) and to the session goroutine otherwise. mu guards the link state.
+//
+// Owners. Five kinds of goroutine touch a Session; each field's comment says which:
+//   - the session goroutine (run, then relay; after a park, the goroutine the parker
+//     starts to resume it, never two at once): nc, rd, the prepared-statement fields,
+//     the pin bookkeeping but pinned, the replica fields but rr, limits, scratch;
+//   - the reader of the leased server connection (Pump, on pool's reader goroutine):
+//     writes wr while it holds wmu, pops q under mu, checkCount;
+//   - the database's listener reader (listen.go notify): wr only under wmu, else it
+//     leaves the notification in notes for the next holder of wmu;
+//   - timers (timeouts.go timerFired), under mu; the idle sweep (kickIfIdle) through
+//     idleAt alone;
+//   - the parker (park_linux.go): fd, idleSince and expired, while the session goroutine
+//     has returned.
+//
+// mu guards server, mode, pending, unsynced, txStatus, q and the other link fields
+// below it; wmu orders writes to wr; atomics are noted as such. The session goroutine
+// and the server's reader never hand a field over through the socket alone: what one
+// writes and the other reads goes through mu, wmu or an atomic.
 type Session struct {
 	srv          *Server
 	id           uint64

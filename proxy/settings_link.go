@@ -154,8 +154,8 @@ func (s *Session) needsRead() bool {
 // (retry.go) and gives up when the session is writing: its new request keeps the link,
 // and the read-back goes out at that request's end. It reports whether it sent.
 func (s *Session) readBack(c *pool.Conn) (bool, error) {
-	x, ok := c.Attach.(*serverState)
-	if !ok || !lockBriefly(&x.wmu) {
+	x := linkOf(c)
+	if x == nil || !lockBriefly(&x.wmu) {
 		return false, nil
 	}
 	defer x.wmu.Unlock()
@@ -224,8 +224,8 @@ func (s *Session) settingsRefused(c *pool.Conn, e expect, pe *pgerr.Error) {
 		st.reapplyFailed = true
 		return
 	}
-	x, ok := c.Attach.(*serverState)
-	if !ok || (e.setting != setSync && e.setting != setSyncReset) {
+	x := linkOf(c)
+	if x == nil || (e.setting != setSync && e.setting != setSyncReset) {
 		return
 	}
 	switch {
@@ -242,7 +242,7 @@ func (s *Session) settingsRefused(c *pool.Conn, e expect, pe *pgerr.Error) {
 // syncAnswered records the CommandComplete of a hidden query of syncSettings: the server
 // has the value it set, or its default. s.mu is held.
 func syncAnswered(c *pool.Conn, e expect) {
-	if x, ok := c.Attach.(*serverState); ok {
+	if x := linkOf(c); x != nil {
 		x.synced(setOp{name: e.stmt, reset: e.setting == setSyncReset, value: e.val})
 	}
 }
