@@ -35,6 +35,7 @@
 //	'Q' LISTEN / UNLISTEN shared              listen.go:Session.listenLocally, listen_do.go:Session.listenShared
 //	'Q' PREPARE / EXECUTE / DEALLOCATE (SQL)  sqlprep.go:Session.sqlPrepared
 //	'Q' DISCARD ALL / DEALLOCATE ALL          stmtclear.go:Session.noteClear
+//	'E' of DISCARD ALL / DEALLOCATE [ALL]     stmtclear_ext.go:Session.notePortal, stmtclear_ext.go:Session.executeClear
 //	'P' Parse                                 prepared.go:Session.rewriteParse, unnamed.go:Session.parseUnnamed
 //	'B' Bind                                  prepared.go:Session.rewriteBind
 //	'D' Describe, 'C' Close                   prepared.go:Session.rewriteDescribeClose
@@ -59,7 +60,7 @@
 //	'D' DataRow, 'G' 'H' 'W' 'd' 'c' COPY     relay.go:Session.forward (raw, never decoded)
 //	'V' FunctionCallResponse                  relay.go:Session.forward
 //	'D' of pgmux's own queries                relay.go:Session.readCheckRow, settings_link.go:Session.readRow
-//	'C' of DISCARD ALL / DEALLOCATE ALL       stmtclear.go:Session.readClear
+//	'C' of DISCARD ALL / DEALLOCATE [ALL]     stmtclear.go:Session.readClear
 //	'R' 'K' 'S' at server login               pool/dial.go:login
 //	messages of a server nobody leases        pool/conn.go:Conn.handleIdle
 //

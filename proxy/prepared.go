@@ -42,6 +42,8 @@ type stmtDef struct {
 	sqlTypes string
 	sql      bool
 	epoch    uint64 // the statement epoch when the client prepared it (ddl.go)
+	// clear is what executing it does to the client's statement names (stmtclear_ext.go).
+	clear clearOp
 	// born is the number of the last DISCARD ALL or DEALLOCATE ALL the client sent
 	// before registering it (stmtclear.go); session goroutine only.
 	born uint32
@@ -226,6 +228,9 @@ func (s *Session) register(name, query string, types []byte) *stmtDef {
 		v := s.classify(query)
 		def.pin, def.release, def.set = v.pin, v.release, v.set
 	}
+	if s.prep != prepPass {
+		def.clear = s.clearOf(query)
+	}
 	s.keep(name, def)
 	return def
 }
@@ -243,7 +248,7 @@ func (s *Session) keep(name string, def *stmtDef) {
 // made, closed, cleared by DISCARD ALL or DEALLOCATE ALL, or its Parse failed on the
 // server (then it is dropped here). A clearing Query still unanswered is waited for.
 func (s *Session) lookupStmt(name []byte) *stmtDef {
-	if s.q.clears.Load() > 0 || s.clears.done.Load() != s.clears.applied {
+	if s.q.clears.Load() > 0 || s.clears.done.Load() != s.clears.applied || s.clears.drops.Load() != s.clears.dropsApplied {
 		s.applyClears()
 	}
 	def, ok := s.stmts[string(name)]
@@ -365,15 +370,18 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 	}
 	def := s.unnamed.def
 	if len(name) == 0 && def == nil {
+		s.notePortal(portal, s.unnamed.clear)
 		return s.sendUnnamed(c, m, 'B')
 	}
 	if len(name) > 0 {
 		if def = s.lookupStmt(name); def == nil {
 			// Unknown to pgmux: the server, which has no statement of the client's name,
 			// answers PostgreSQL's 26000 "prepared statement ... does not exist".
+			s.notePortal(portal, clearOp{})
 			return s.send(c, m, expect{kind: 'B'})
 		}
 	}
+	s.notePortal(portal, def.clear)
 	b, es, server := s.ensure(c, def, s.scratch[:0])
 	b, start := wire.Begin(b, 'B')
 	b = wire.AppendString(b, string(portal))
@@ -471,12 +479,14 @@ type unnamedStmt struct {
 	// def, when set, is the statement cache's statement the client's unnamed one is
 	// served from (cache_unnamed_statements): Bind and Describe of "" go to it.
 	def *stmtDef
+	// clear is what executing it does to the client's statement names (stmtclear_ext.go).
+	clear clearOp
 }
 
 // use makes the client's unnamed statement the cache's def, parsed by the client in
 // the current request (live).
 func (u *unnamedStmt) use(def *stmtDef) {
-	u.def, u.live = def, true
+	u.def, u.live, u.clear = def, true, clearOp{}
 }
 
 // parsedHere reports whether def is the client's unnamed statement and the client parsed
@@ -495,11 +505,12 @@ func (u *unnamedStmt) record(body []byte) {
 	u.body = append(u.body[:0], body...)
 	u.live = true
 	u.def = nil
+	u.clear = clearOp{}
 }
 
 // forget drops it (the client closed it).
 func (u *unnamedStmt) forget() {
-	u.body, u.live, u.def = nil, false, nil
+	u.body, u.live, u.def, u.clear = nil, false, nil, clearOp{}
 }
 
 // endRequest is called for every Sync, Query and FunctionCall: the link may end at its

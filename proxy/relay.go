@@ -397,6 +397,11 @@ func (s *Session) forwardClient(c *pool.Conn, typ byte, n int) error {
 	if typ == 'H' {
 		s.flushAnswered()
 	}
+	if typ == 'E' && len(s.clearPortals) > 0 && s.prep != prepPass {
+		if sent, err := s.executeClear(c, n); sent || err != nil {
+			return err
+		}
+	}
 	if l := s.linkLog(c); l != nil {
 		if n <= 1<<10 && (typ == 'E' || typ == 'S' || typ == 'H') {
 			m, err := s.rd.Message(n)
@@ -771,8 +776,8 @@ func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
 		if typ == 'C' && (head.setting == setSync || head.setting == setSyncReset) {
 			syncAnswered(c, head)
 		}
-		if head.kind == 'E' {
-			s.q.pop()
+		if head.kind == 'E' && (typ != 'C' || head.clear == 0) {
+			s.q.pop() // a clearing Execute is retired by readClear
 		}
 	}
 	switch {

@@ -45,6 +45,9 @@ type expect struct {
 	// those the session sent (stmtclear.go): when the server completes that command, the
 	// client's statements registered before it are gone.
 	clear uint32
+	// drops: for a client request with DEALLOCATE of names, one per such statement in
+	// the order the server runs them (stmtclear.go).
+	drops []clearDrop
 	// setting marks pgmux's hidden settings queries (settings_link.go); for setSync and
 	// setSyncReset, stmt names the setting and val is the value setSync gives it.
 	setting uint8
@@ -160,6 +163,14 @@ func (q *respQueue) reset() {
 		q.pop()
 	}
 	q.head = 0
+}
+
+// front returns the oldest expect, to be changed in place; nil when empty. Reader only.
+func (q *respQueue) front() *expect {
+	if q.size == 0 {
+		return nil
+	}
+	return &q.buf[q.head]
 }
 
 // tail returns the newest expect, which the session goroutine pushed; nil when empty.

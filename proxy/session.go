@@ -121,6 +121,9 @@ type Session struct {
 	maxStmts int
 	stmts    map[string]*stmtDef
 	clears   stmtClears // DISCARD ALL / DEALLOCATE ALL answers for stmts (stmtclear.go)
+	// clearPortals: the client's portals whose Execute clears statement names, by
+	// portal name (stmtclear_ext.go); session goroutine only.
+	clearPortals map[string]clearOp
 	deferred []deferredOp
 	unnamed  unnamedStmt // the client's unnamed statement (prepared.go)
 

@@ -28,9 +28,9 @@ import (
 //     PREPARE pgmux_<hash> ... (or a hidden Parse and Sync for a statement the client
 //     made with Parse) when the server lacks it. If that hidden PREPARE fails (DDL since,
 //     say), the client sees its error in place of the EXECUTE's.
-//   - DEALLOCATE [PREPARE] x forgets x and is answered by the server's DEALLOCATE of
-//     pgmux_noop; for a name the client does not have it goes to the server as written,
-//     which answers 26000 as PostgreSQL does.
+//   - DEALLOCATE [PREPARE] x is answered by the server's DEALLOCATE of pgmux_noop, and
+//     x is forgotten when that completes; for a name the client does not have it goes
+//     to the server as written, which answers 26000 as PostgreSQL does.
 //   - DEALLOCATE ALL and DISCARD ALL clear the client's registry (query.go).
 //
 // The server's errors are made to read as the client's: pgmux's names in them become the
@@ -177,10 +177,13 @@ func (s *Session) sqlPrepared(c *pool.Conn, q string) (bool, error) {
 		}
 		return true, s.sqlExecute(c, q, st, def)
 	default:
-		if s.lookupStmt([]byte(st.Name)) == nil {
+		def := s.lookupStmt([]byte(st.Name))
+		if def == nil {
 			return false, nil // 26000 from the server
 		}
-		delete(s.stmts, st.Name)
+		// Forgotten when the server completes it (stmtclear.go): a pipelined Query may
+		// have failed the transaction before it.
+		s.noteDrops([]clearDrop{{name: st.Name, def: def}})
 		return true, s.sqlNoop(c, q, st, true, nil)
 	}
 }

@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bytes"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
 )
 
@@ -35,6 +37,49 @@ type stmtClears struct {
 	sent    uint32        // session goroutine only: clearing Queries sent
 	applied uint32        // session goroutine only: the latest number applied to stmts
 	done    atomic.Uint32 // written by the reader: the latest number the server completed
+	// DEALLOCATE name forgets one statement: the reader appends the drops the server
+	// completed to dropped (under Session.mu) and counts them in drops; the session
+	// goroutine applies them (dropsApplied: how many it has).
+	dropped      []clearDrop
+	drops        atomic.Uint32
+	dropsApplied uint32
+}
+
+// clearDrop is one DEALLOCATE of a client statement: when the server completes it, the
+// client's name no longer names def (a statement made again since is another def).
+type clearDrop struct {
+	name string
+	def  *stmtDef // nil: a DEALLOCATE of a name the client did not have (it fails)
+}
+
+// clearOp is what executing a statement does to the client's statement names: all
+// clears every one (DISCARD ALL, DEALLOCATE ALL), name deallocates one.
+type clearOp struct {
+	all  bool
+	name string
+}
+
+func (o clearOp) any() bool { return o.all || o.name != "" }
+
+// clearOf reports what the statement q, sent in a Parse (one statement), does to the
+// client's statement names when executed.
+func (s *Session) clearOf(q string) clearOp {
+	if !s.maybeInteresting(q) {
+		return clearOp{}
+	}
+	sts := sqlscan.Scan(q)
+	if len(sts) != 1 {
+		return clearOp{}
+	}
+	switch sts[0].Kind {
+	case sqlscan.KindDiscardAll, sqlscan.KindDeallocateAll:
+		return clearOp{all: true}
+	case sqlscan.KindDeallocate:
+		if st, ok := sqlStatementOf(q); ok {
+			return clearOp{name: strings.Clone(st.Name)}
+		}
+	}
+	return clearOp{}
 }
 
 // clearWait bounds one wait for a clearing Query's answer before the link is checked
@@ -61,8 +106,26 @@ func (s *Session) noteClear() {
 	s.flushNow = true
 }
 
-// readClear reads a clearing Query's CommandComplete and publishes its number when the
-// command was DISCARD ALL or DEALLOCATE ALL (not another statement of the same Query).
+// noteDrops marks the request just queued (the tail of s.q) as deallocating the client's
+// statements drops, one per DEALLOCATE of a name in it, in the order the server runs
+// them: each is forgotten when the server completes its DEALLOCATE. Session goroutine.
+func (s *Session) noteDrops(drops []clearDrop) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.errSkip {
+		return
+	}
+	s.clears.sent++
+	s.q.markClear(s.clears.sent)
+	if e := s.q.tail(); e != nil {
+		e.drops = drops
+	}
+	s.flushNow = true
+}
+
+// readClear reads a clearing request's CommandComplete and publishes its number when the
+// command was DISCARD ALL or DEALLOCATE ALL, or the drop when it was a DEALLOCATE of a
+// name (not another statement of the same Query); the client's Execute is retired.
 // Reader goroutine; the message goes on to the client unless hide.
 func (s *Session) readClear(rd *wire.Reader, n int, hide bool) error {
 	m, err := rd.Message(n)
@@ -73,13 +136,25 @@ func (s *Session) readClear(rd *wire.Reader, n int, hide bool) error {
 	if i := bytes.IndexByte(tag, 0); i >= 0 {
 		tag = tag[:i]
 	}
-	if bytes.Equal(tag, []byte("DISCARD ALL")) || bytes.Equal(tag, []byte("DEALLOCATE ALL")) {
-		s.mu.Lock()
-		if head, ok := s.q.peek(); ok && head.clear > s.clears.done.Load() {
+	s.mu.Lock()
+	head := s.q.front()
+	switch {
+	case head == nil:
+	case bytes.Equal(tag, []byte("DISCARD ALL")) || bytes.Equal(tag, []byte("DEALLOCATE ALL")):
+		if head.clear > s.clears.done.Load() {
 			s.clears.done.Store(head.clear)
 		}
-		s.mu.Unlock()
+	case bytes.Equal(tag, []byte("DEALLOCATE")) && len(head.drops) > 0:
+		if d := head.drops[0]; d.def != nil {
+			s.clears.dropped = append(s.clears.dropped, d)
+			s.clears.drops.Add(1)
+		}
+		head.drops = head.drops[1:]
 	}
+	if head != nil && head.kind == 'E' {
+		s.q.pop()
+	}
+	s.mu.Unlock()
 	if hide || s.closed.Load() {
 		return nil
 	}
@@ -95,6 +170,18 @@ func (s *Session) readClear(rd *wire.Reader, n int, hide bool) error {
 func (s *Session) applyClears() {
 	if s.q.clears.Load() > 0 {
 		s.awaitClears()
+	}
+	if s.clears.drops.Load() != s.clears.dropsApplied {
+		s.mu.Lock()
+		ds := s.clears.dropped
+		s.clears.dropped = nil
+		s.clears.dropsApplied = s.clears.drops.Load()
+		s.mu.Unlock()
+		for _, d := range ds {
+			if s.stmts[d.name] == d.def {
+				delete(s.stmts, d.name)
+			}
+		}
 	}
 	done := s.clears.done.Load()
 	if done == s.clears.applied {

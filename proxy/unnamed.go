@@ -78,10 +78,16 @@ func cacheable(query []byte) bool {
 func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 	query, types, err := wire.CString(rest)
 	if !s.cacheUnnamed || err != nil || !cacheable(query) {
-		if err == nil && s.prep == prepCache && len(query) > 0 {
-			s.staleIfDiscard(c, unsafe.String(&query[0], len(query)))
+		var op clearOp
+		if err == nil && len(query) > 0 {
+			op = s.clearOf(unsafe.String(&query[0], len(query)))
+			if op.all {
+				s.staleAll(c) // harmless if it is never executed
+			}
 		}
-		return s.parsePlain(c, m, rest)
+		err := s.parsePlain(c, m, rest)
+		s.unnamed.clear = op
+		return err
 	}
 	epoch := s.srv.stmtEpoch.Load()
 	key := stmtKey(query, types, epoch)
@@ -224,21 +230,6 @@ func (s *Session) answerFakes() {
 		s.ops.out.Add(uint64(len(parseComplete)))
 		if err := s.wr.Write(parseComplete); err != nil {
 			s.clientWriteFailed()
-			return
-		}
-	}
-}
-
-// staleIfDiscard marks the server's statements stale when an extended-protocol statement
-// is DISCARD ALL or DEALLOCATE ALL: executed, it drops them, and their next use then
-// prepares them again (harmless when it is not executed).
-func (s *Session) staleIfDiscard(c *pool.Conn, q string) {
-	if !s.maybeInteresting(q) {
-		return
-	}
-	for _, st := range sqlscan.Scan(q) {
-		if st.Kind == sqlscan.KindDiscardAll || st.Kind == sqlscan.KindDeallocateAll {
-			s.staleAll(c)
 			return
 		}
 	}
