@@ -49,14 +49,18 @@
 //	a server lost mid-transaction (failover)  failover.go:Session.recoverLink, failover.go:Session.answerAborted
 //
 // Backend messages (server to client), on the server connection's reader goroutine
-// (pool/conn.go:Conn.run calls the lessee's Pump while leased):
+// (pool/conn.go:Conn.run calls the lessee's Pump while leased). Which request each
+// answers is decided without I/O in respmatch.go (table tests and FuzzRespQueue drive
+// it with message sequences):
 //
 //	every type                                relay.go:Session.Pump
 //	'Z' ReadyForQuery: release, unpin         relay.go:Session.onReady, relay.go:Session.settle, relay.go:Session.release
+//	'Z' retires its request                   relay.go:Session.retireReady -> respmatch.go:respQueue.retireReady
 //	'E' ErrorResponse, 0A000 retry            relay.go:Session.onError, retry.go:Session.planRetry, relay.go:Session.skipToSync
+//	'E' skips to the Sync                     respmatch.go:errorSkipsToSync, respmatch.go:respQueue.skipToSync
 //	'S' ParameterStatus                       params.go:Session.onParameterStatus
 //	'A' NotificationResponse, 'N' Notice      relay.go:Session.forward
-//	'1' '2' '3' 'n' 'T' 't' 'C' 'I' 's'       relay.go:Session.answer (matches the head of respq.go:respQueue)
+//	'1' '2' '3' 'n' 'T' 't' 'C' 'I' 's'       relay.go:Session.answer -> respmatch.go:respQueue.answer
 //	'D' DataRow, 'G' 'H' 'W' 'd' 'c' COPY     relay.go:Session.forward (raw, never decoded)
 //	'V' FunctionCallResponse                  relay.go:Session.forward
 //	'D' of pgmux's own queries                relay.go:Session.readCheckRow, settings_link.go:Session.readRow

@@ -743,52 +743,21 @@ const (
 )
 
 // answer matches a server message of c to the request it answers, retiring requests
-// that are complete, and reports whether the client must not see it and whether pgmux
+// that are complete (respmatch.go respQueue.answer), records on c's state what the
+// answer confirms, and reports whether the client must not see it and whether pgmux
 // reads it. s.mu is held.
 func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
-	head, ok := s.q.peek()
-	if !ok {
-		return false, 0
+	st := s.q.answer(typ)
+	if st.checked {
+		st.head.reg.checked.Store(true)
 	}
-	switch typ {
-	case 't':
-		if head.paramsSent {
-			return true, 0
-		}
-	case '1':
-		if head.reg != nil {
-			head.reg.checked.Store(true)
-		}
-		if head.prep != 0 {
-			prepared(c, head)
-		}
-		s.q.pop()
-	case '2', '3', 'n':
-		s.q.pop()
-	case 'T':
-		if head.kind == 'D' {
-			s.q.pop()
-		}
-	case 'C', 'I', 's':
-		if typ == 'C' && head.prep != 0 {
-			prepared(c, head) // pgmux's PREPARE, sent as a Query or executed
-		}
-		if typ == 'C' && (head.setting == setSync || head.setting == setSyncReset) {
-			syncAnswered(c, head)
-		}
-		if head.kind == 'E' && (typ != 'C' || head.clear == 0) {
-			s.q.pop() // a clearing Execute is retired by readClear
-		}
+	if st.prepared {
+		prepared(c, st.head)
 	}
-	switch {
-	case head.check:
-		row = rowCheck
-	case head.setting == setRead:
-		row = rowSettings
-	case head.clear != 0:
-		row = rowClear
+	if st.synced {
+		syncAnswered(c, st.head)
 	}
-	return head.hide, row
+	return st.hide, st.row
 }
 
 // prepared records that the server answered e's preparation of e.stmt. s.mu is held.
@@ -1016,17 +985,7 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 // an error. s.mu is held.
 func (s *Session) retireReady(c *pool.Conn) expect {
 	st := linkOf(c)
-	for {
-		e, ok := s.q.pop()
-		if !ok {
-			return expect{}
-		}
-		switch e.kind {
-		case 'S', 'Q', 'F':
-			return e
-		}
-		forgetSkipped(st, e)
-	}
+	return s.q.retireReady(func(e expect) { forgetSkipped(st, e) })
 }
 
 // release returns a clean server to its pool; with reset, the pool's reset query wipes
@@ -1148,7 +1107,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		}
 	}
 	var retry []byte
-	if ok && head.kind != 'Q' && head.kind != 'S' && head.kind != 'F' {
+	if ok && errorSkipsToSync(head) {
 		s.skipToSync(st, staleCode, gone)
 		if locked {
 			retry = s.planRetry(st)
@@ -1195,19 +1154,11 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 // skipToSync retires the extended-protocol requests the server will skip after an error.
 // s.mu is held.
 func (s *Session) skipToSync(st *serverState, staleCode, gone bool) {
-	first := true
 	record := staleCode && st != nil
 	if record {
 		st.skipped = st.skipped[:0]
 	}
-	for {
-		e, ok := s.q.peek()
-		if !ok || e.kind == 'S' {
-			// With no Sync sent yet, the server ignores what comes until one is.
-			s.errSkip = !ok
-			return
-		}
-		s.q.pop()
+	synced := s.q.skipToSync(func(e expect, first bool) {
 		if record {
 			st.skipped = append(st.skipped, e) // for planRetry
 		}
@@ -1218,6 +1169,7 @@ func (s *Session) skipToSync(st *serverState, staleCode, gone bool) {
 		if (e.kind == 'Q' || e.kind == 'F') && !e.hide && s.pending > 0 {
 			s.pending-- // skipped: no ReadyForQuery will answer it
 		}
-		first = false
-	}
+	})
+	// With no Sync sent yet, the server ignores what comes until one is.
+	s.errSkip = !synced
 }

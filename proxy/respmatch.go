@@ -1,0 +1,116 @@
+package proxy
+
+// The response queue's decisions, without I/O: which request a server message answers,
+// whether the client sees it, and which requests it completes. The relay (relay.go
+// Session.answer, retireReady, skipToSync) applies what these return to the server's
+// state; respmatch_test.go drives them with message sequences alone.
+
+// answerStep is what one server message (not ReadyForQuery, not ErrorResponse) does to
+// the queue: the request it belongs to, whether that request is now complete (popped),
+// whether the client must not see the message, whether pgmux reads its row, and what
+// the relay must record on the server's state.
+type answerStep struct {
+	head     expect // the request the message belongs to; zero when none is queued
+	queued   bool   // a request was queued
+	popped   bool   // the message completed head, which left the queue
+	hide     bool   // the client must not see the message
+	row      int    // rowCheck, rowSettings or rowClear: pgmux reads the message; else 0
+	prepared bool   // head's preparation of head.stmt is confirmed (stmtcache.go prepared)
+	synced   bool   // head, a hidden settings sync, completed (settings_link.go syncAnswered)
+	checked  bool   // head.reg, the client's statement, parsed fine (stmtDef.checked)
+}
+
+// answer matches a server message of type typ to the oldest queued request and retires
+// it when the message completes it: ParseComplete, BindComplete, CloseComplete and
+// NoData complete their request, RowDescription completes a Describe, and
+// CommandComplete, EmptyQueryResponse and PortalSuspended complete an Execute (but for a
+// clearing one's CommandComplete, which readClear retires; a Query's and a FunctionCall's
+// end only at ReadyForQuery). ParameterDescription is hidden when
+// the client already has it from a Describe that was retried.
+func (q *respQueue) answer(typ byte) answerStep {
+	head, ok := q.peek()
+	if !ok {
+		return answerStep{}
+	}
+	st := answerStep{head: head, queued: true, hide: head.hide}
+	switch typ {
+	case 't':
+		if head.paramsSent {
+			return answerStep{head: head, queued: true, hide: true}
+		}
+	case '1':
+		st.checked = head.reg != nil
+		st.prepared = head.prep != 0
+		st.popped = true
+	case '2', '3', 'n':
+		st.popped = true
+	case 'T':
+		st.popped = head.kind == 'D'
+	case 'C', 'I', 's':
+		if typ == 'C' {
+			st.prepared = head.prep != 0 // pgmux's PREPARE, sent as a Query or executed
+			st.synced = head.setting == setSync || head.setting == setSyncReset
+		}
+		// A clearing Execute (DISCARD ALL, DEALLOCATE) is retired by readClear, which
+		// reads its CommandComplete (stmtclear.go).
+		st.popped = head.kind == 'E' && (typ != 'C' || head.clear == 0)
+	}
+	switch {
+	case head.check:
+		st.row = rowCheck
+	case head.setting == setRead:
+		st.row = rowSettings
+	case head.clear != 0:
+		st.row = rowClear
+	}
+	if st.popped {
+		q.pop()
+	}
+	return st
+}
+
+// errorSkipsToSync reports whether an ErrorResponse answering head makes the server
+// skip to the next Sync: it does for an extended-protocol message; a Query's or a
+// FunctionCall's error ends with that request's own ReadyForQuery.
+func errorSkipsToSync(head expect) bool {
+	return head.kind != 'Q' && head.kind != 'S' && head.kind != 'F'
+}
+
+// retireReady retires the requests a ReadyForQuery ends: everything up to and including
+// the oldest Sync, Query or FunctionCall, which it returns (zero when the queue held
+// none). skipped is called for each request retired before it, which the server skipped
+// or answered without completing.
+func (q *respQueue) retireReady(skipped func(expect)) expect {
+	for {
+		e, ok := q.pop()
+		if !ok {
+			return expect{}
+		}
+		switch e.kind {
+		case 'S', 'Q', 'F':
+			return e
+		}
+		skipped(e)
+	}
+}
+
+// skipToSync retires the requests an ErrorResponse ends: the server skips every
+// extended-protocol message up to the next Sync, which stays queued for the
+// ReadyForQuery that answers it. skipped is called for each request retired, the first
+// with first set. It reports whether a Sync was queued; when none was, the server keeps
+// skipping until the client sends one.
+func (q *respQueue) skipToSync(skipped func(e expect, first bool)) (syncQueued bool) {
+	first := true
+	for {
+		e, ok := q.peek()
+		if !ok {
+			return false
+		}
+		if e.kind == 'S' {
+			return true
+		}
+		q.pop()
+		skipped(e, first)
+		first = false
+	}
+}

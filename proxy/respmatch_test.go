@@ -1,0 +1,349 @@
+package proxy
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The response queue driven by message sequences alone, no sockets: requests as the
+// relay queues them, the server's answers as PostgreSQL sends them, and the decisions the
+// relay takes from respmatch.go at each server message.
+
+// qReq is one request on the link: a client message or one pgmux slips in.
+type qReq struct {
+	kind    byte
+	hide    bool
+	fail    bool // the server answers it with an ErrorResponse
+	variant bool // D: a statement's Describe (ParameterDescription first); E: PortalSuspended; Q: an empty query
+}
+
+// qMsg is one server message and the request it belongs to (-1 for none).
+type qMsg struct {
+	typ   byte
+	owner int
+}
+
+// serverAnswers is what PostgreSQL sends for reqs, in order: after an error in an
+// extended-protocol message it discards everything up to the next Sync, a Query's or
+// FunctionCall's error ends with its ReadyForQuery, a Flush is answered by nothing.
+func serverAnswers(reqs []qReq) []qMsg {
+	var out []qMsg
+	skipping := false
+	add := func(owner int, types string) {
+		for i := 0; i < len(types); i++ {
+			out = append(out, qMsg{types[i], owner})
+		}
+	}
+	for i, r := range reqs {
+		if skipping && r.kind != 'S' {
+			continue
+		}
+		switch r.kind {
+		case 'S':
+			skipping = false
+			add(i, "Z")
+		case 'H':
+		case 'Q':
+			switch {
+			case r.fail:
+				add(i, "EZ")
+			case r.variant:
+				add(i, "IZ")
+			default:
+				add(i, "TDDCNSCZ") // two statements, a notice and a ParameterStatus between
+			}
+		case 'F':
+			if r.fail {
+				add(i, "EZ")
+			} else {
+				add(i, "VZ")
+			}
+		default:
+			if r.fail {
+				add(i, "E")
+				skipping = true
+				continue
+			}
+			switch r.kind {
+			case 'P':
+				add(i, "1")
+			case 'B':
+				add(i, "2")
+			case 'C':
+				add(i, "3")
+			case 'D':
+				if r.variant {
+					add(i, "tT")
+				} else {
+					add(i, "n")
+				}
+			case 'E':
+				if r.variant {
+					add(i, "Ds")
+				} else {
+					add(i, "DDC")
+				}
+			}
+		}
+	}
+	return out
+}
+
+// qRun is what the relay's decisions made of a run.
+type qRun struct {
+	seen   string // server messages the client saw
+	ready  string // the request each ReadyForQuery retired
+	left   int    // requests still queued
+	synced []bool
+}
+
+// driveQueue queues reqs (their seq numbers them) and feeds msgs through the queue's
+// decisions as the relay does (relay.go Session.Pump: 'Z' retireReady, 'E' skipToSync
+// for an extended message, 'A' 'N' 'S' forwarded as they are, the rest answer),
+// checking each against the request the server answered.
+func driveQueue(t testing.TB, reqs []qReq, msgs []qMsg) qRun {
+	var q respQueue
+	for i, r := range reqs {
+		if r.kind == 'H' {
+			continue // Session.account queues nothing for a Flush
+		}
+		q.push(expect{kind: r.kind, hide: r.hide, seq: uint32(i)})
+	}
+	var run qRun
+	see := func(typ byte, hide bool) {
+		if !hide {
+			run.seen += string(typ)
+		}
+	}
+	for _, m := range msgs {
+		head, queued := q.peek()
+		switch m.typ {
+		case 'Z':
+			e := q.retireReady(func(expect) {})
+			require.Equal(t, uint32(m.owner), e.seq, "ReadyForQuery retires the request it answers")
+			run.ready += string(e.kind)
+			see('Z', e.hide)
+		case 'E':
+			require.True(t, queued, "an error answers a queued request")
+			require.Equal(t, uint32(m.owner), head.seq, "the error belongs to the oldest request")
+			if errorSkipsToSync(head) {
+				synced := q.skipToSync(func(expect, bool) {})
+				run.synced = append(run.synced, synced)
+				if synced {
+					h, _ := q.peek()
+					require.Equal(t, byte('S'), h.kind)
+				} else {
+					require.Zero(t, q.len())
+				}
+			}
+			see('E', head.hide)
+		case 'A', 'N', 'S':
+			see(m.typ, false) // forwarded whatever the head (relay.go Pump)
+		default:
+			st := q.answer(m.typ)
+			require.True(t, st.queued, "%q answers a queued request", m.typ)
+			require.Equal(t, uint32(m.owner), st.head.seq, "%q is matched to the request it answers", m.typ)
+			require.Equal(t, head.hide, st.hide, "%q is hidden exactly when its request is pgmux's", m.typ)
+			see(m.typ, st.hide)
+		}
+		requireCounters(t, &q)
+	}
+	run.left = q.len()
+	return run
+}
+
+// requireCounters checks the queue's atomics against its contents.
+func requireCounters(t testing.TB, q *respQueue) {
+	var fakes, clears int32
+	q.each(func(e expect) {
+		if e.fake {
+			fakes++
+		}
+		if e.clear != 0 {
+			clears++
+		}
+	})
+	require.Equal(t, fakes, q.fakes.Load(), "fakes counts the fake requests queued")
+	require.Equal(t, clears, q.clears.Load(), "clears counts the clearing Queries queued")
+}
+
+// reqs parses a request script: message letters, h before one marks it pgmux's own,
+// ! marks it failing, * its variant.
+func reqs(script string) []qReq {
+	var out []qReq
+	var r qReq
+	for i := 0; i < len(script); i++ {
+		switch c := script[i]; c {
+		case 'h':
+			r.hide = true
+		case '!':
+			r.fail = true
+		case '*':
+			r.variant = true
+		case ' ':
+		default:
+			r.kind = c
+			out = append(out, r)
+			r = qReq{}
+		}
+	}
+	return out
+}
+
+func TestRespQueueSequences(t *testing.T) {
+	for _, tc := range []struct {
+		name, reqs, seen, ready string
+		left                    int
+	}{
+		{"simple query", "Q", "TDDCNSCZ", "Q", 0},
+		{"empty query", "*Q", "IZ", "Q", 0},
+		{"query error", "!Q", "EZ", "Q", 0},
+		{"extended batch", "PB*DES", "12tTDDCZ", "S", 0},
+		{"pipeline of two batches", "PBES PBES", "12DDCZ12DDCZ", "SS", 0},
+		{"error mid-pipeline skips to its Sync", "P!BES PBES", "1EZ12DDCZ", "SS", 0},
+		{"error in the second batch", "PBES P!BES", "12DDCZ1EZ", "SS", 0},
+		{"error after a Flush, before a Sync", "PBH!EH S", "12EZ", "S", 0},
+		{"Flush without Sync keeps requests", "P*DH", "1tT", "", 0},
+		{"Flush without Sync, Execute pending", "PBH", "12", "", 0},
+		{"portal suspended", "PB*ES", "12DsZ", "S", 0},
+		{"Close", "CS", "3Z", "S", 0},
+		{"NoData Describe", "PBDES", "12nDDCZ", "S", 0},
+		{"function call", "F", "VZ", "F", 0},
+		{"function call error", "!F", "EZ", "F", 0},
+		{"pgmux's Parse before the client's Bind", "hPBES", "2DDCZ", "S", 0},
+		{"pgmux's Close and Parse in front", "hChPBES", "2DDCZ", "S", 0},
+		{"pgmux's failing Parse hides its error", "h!PBES", "Z", "S", 0},
+		// Notices and ParameterStatus are forwarded whatever request they come with.
+		{"pgmux's hidden query first", "hQ Q", "NSTDDCNSCZ", "QQ", 0},
+		{"pgmux's hidden query fails", "h!Q PBES", "12DDCZ", "QS", 0},
+		{"query after a batch", "PBES Q", "12DDCZTDDCNSCZ", "SQ", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs := reqs(tc.reqs)
+			run := driveQueue(t, rs, serverAnswers(rs))
+			require.Equal(t, tc.seen, run.seen, "what the client sees")
+			require.Equal(t, tc.ready, run.ready, "what each ReadyForQuery retires")
+			require.Equal(t, tc.left, run.left)
+		})
+	}
+}
+
+// TestRespQueueRowsAndHidden: pgmux reads the rows of its own queries, and a retried
+// Describe's ParameterDescription is not shown twice.
+func TestRespQueueRowsAndHidden(t *testing.T) {
+	var q respQueue
+	q.push(expect{kind: 'Q', hide: true, check: true})
+	q.push(expect{kind: 'Q', hide: true, setting: setRead})
+	q.push(expect{kind: 'Q'})
+	q.markClear(1)
+	q.push(expect{kind: 'D', paramsSent: true})
+	q.push(expect{kind: 'S'})
+	requireCounters(t, &q)
+	for _, step := range []struct {
+		typ  byte
+		row  int
+		hide bool
+		z    bool
+	}{
+		{'T', rowCheck, true, false}, {'D', rowCheck, true, false}, {'C', rowCheck, true, false}, {'Z', 0, true, true},
+		{'T', rowSettings, true, false}, {'D', rowSettings, true, false}, {'C', rowSettings, true, false}, {'Z', 0, true, true},
+		{'C', rowClear, false, false}, {'Z', 0, false, true},
+		{'t', 0, true, false}, {'T', 0, false, false}, {'Z', 0, false, true},
+	} {
+		if step.z {
+			e := q.retireReady(func(expect) {})
+			require.Equal(t, step.hide, e.hide)
+			requireCounters(t, &q)
+			continue
+		}
+		st := q.answer(step.typ)
+		require.Equal(t, step.row, st.row, "%q", step.typ)
+		require.Equal(t, step.hide, st.hide, "%q", step.typ)
+	}
+	require.Zero(t, q.len())
+}
+
+// TestRespQueueConfirms: the answers that confirm a preparation, a settings sync and a
+// client's statement are reported for the relay to record.
+func TestRespQueueConfirms(t *testing.T) {
+	var q respQueue
+	reg := &stmtDef{}
+	q.push(expect{kind: 'P', stmt: "pgmux_1", prep: 3, reg: reg})
+	q.push(expect{kind: 'Q', hide: true, stmt: "pgmux_2", prep: 4})
+	q.push(expect{kind: 'Q', hide: true, setting: setSync, stmt: "work_mem", val: "8MB"})
+	st := q.answer('1')
+	require.True(t, st.popped && st.prepared && st.checked)
+	require.Equal(t, "pgmux_1", st.head.stmt)
+	st = q.answer('C')
+	require.True(t, st.prepared && !st.popped && !st.synced, "a PREPARE's CommandComplete confirms it; its Query ends at ReadyForQuery")
+	q.retireReady(func(expect) {})
+	st = q.answer('C')
+	require.True(t, st.synced && !st.prepared && st.hide)
+	require.Equal(t, "work_mem", st.head.stmt)
+	q.retireReady(func(expect) {})
+
+	// A clearing Execute's CommandComplete is read by pgmux, which retires it.
+	q.push(expect{kind: 'E'})
+	q.markClear(1)
+	st = q.answer('D')
+	require.False(t, st.popped)
+	st = q.answer('C')
+	require.Equal(t, rowClear, st.row)
+	require.False(t, st.popped, "readClear retires it")
+	require.Equal(t, 1, q.len())
+	requireCounters(t, &q)
+}
+
+// TestRespQueueSkippedReported: the requests an error or a ReadyForQuery retires
+// unanswered are handed to the caller, first marked.
+func TestRespQueueSkippedReported(t *testing.T) {
+	var q respQueue
+	for _, k := range "PBDES" {
+		q.push(expect{kind: byte(k)})
+	}
+	q.answer('1')
+	var got []string
+	require.True(t, q.skipToSync(func(e expect, first bool) { got = append(got, fmt.Sprintf("%c%v", e.kind, first)) }))
+	require.Equal(t, []string{"Btrue", "Dfalse", "Efalse"}, got)
+	got = got[:0]
+	q.push(expect{kind: 'P'})
+	q.push(expect{kind: 'Q'})
+	require.Equal(t, byte('S'), q.retireReady(func(e expect) { got = append(got, string(e.kind)) }).kind)
+	require.Empty(t, got)
+	require.Equal(t, byte('Q'), q.retireReady(func(e expect) { got = append(got, string(e.kind)) }).kind)
+	require.Equal(t, []string{"P"}, got, "a Parse the server never answered (an error skipped it, say) goes with the ReadyForQuery")
+}
+
+// FuzzRespQueue drives the queue with request sequences built from the input, answered
+// as PostgreSQL answers them (errors anywhere, Flush without Sync, pgmux's hidden
+// requests, clearing Queries): every server message must be matched to the request it
+// belongs to, hidden exactly when that request is pgmux's, the counters must agree with
+// the contents, and after a final Sync nothing may be left.
+func FuzzRespQueue(f *testing.F) {
+	for _, s := range []string{"PBES", "P!BES PBES", "hPBES", "Q!QF", "PBH!EHS", "h!QPBES"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 200 {
+			data = data[:200]
+		}
+		var rs []qReq
+		for _, b := range data {
+			r := qReq{kind: "PBDCESQFH"[int(b&0x0f)%9], hide: b&0x10 != 0, fail: b&0x60 == 0x60, variant: b&0x80 != 0}
+			rs = append(rs, r)
+		}
+		rs = append(rs, qReq{kind: 'S'})
+		run := driveQueue(t, rs, serverAnswers(rs))
+		require.Zero(t, run.left, "requests left after the final Sync's ReadyForQuery")
+		want := 0
+		for _, r := range rs {
+			if strings.IndexByte("SQF", r.kind) >= 0 {
+				want++
+			}
+		}
+		require.LessOrEqual(t, len(run.ready), want)
+	})
+}
