@@ -28,7 +28,7 @@
 // Frontend messages (client to server), after relay.go:Session.relay:
 //
 //	every type: pin / lease / forward         relay.go:Session.dispatch -> relay.go:Session.forwardClient
-//	pin or unpin decision (transaction mode)  sticky.go:Session.stickyNeed, sticky.go:Session.classify
+//	pin or unpin decision (transaction mode)  sticky.go:Session.stickyNeed, sticky.go:classifyText (no I/O)
 //	lease a server, link it                   relay.go:Session.serverFor, relay.go:Session.lease
 //	answers expected for what is sent         relay.go:Session.account, respq.go:respQueue.push
 //	'Q' Query                                 query.go:Session.forwardQuery, query.go:Session.inspectQuery

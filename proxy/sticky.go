@@ -74,11 +74,24 @@ type verdict struct {
 // failed block), so a block that pins also asks for the state check afterwards: the
 // server then tells whether the state is there, and a client whose block made none goes
 // back to transaction pooling at once.
-func (s *Session) classify(sql string) (v verdict) {
-	if !s.maybeInteresting(sql) {
+func (s *Session) classify(sql string) verdict {
+	return classifyText(sql, s.maybeInteresting(sql))
+}
+
+// classifyText is classify without a session, for interesting =
+// sqlscan.MaybeInteresting(sql): no I/O and no state, so table tests and FuzzClassify
+// drive it with text alone.
+func classifyText(sql string, interesting bool) (v verdict) {
+	if !interesting {
 		// DROP is no kind of its own, but dropping a temporary object may end a pin.
-		v.release = strings.EqualFold(sqlscan.FirstKeyword(sql), "drop")
-		return v
+		if strings.EqualFold(sqlscan.FirstKeyword(sql), "drop") {
+			v.release = true
+			return v
+		}
+		// A DROP after another statement of the text: the full scan finds it.
+		if strings.IndexByte(sql, ';') < 0 || !containsFold(sql, "drop") {
+			return v
+		}
 	}
 	hasDo := false
 	for st := range sqlscan.All(sqlscan.Scan(sql)) {

@@ -247,3 +247,23 @@ func TestMultiStatementListen(t *testing.T) {
 	}
 	require.Equal(t, map[string]string{"B": "b", "mixed": "m"}, got, "UNLISTEN a inside the DO block")
 }
+
+// TestDropAfterAnotherStatementUnpins: a DROP of the temporary table that pinned a client,
+// sent after another statement in the same simple Query, ends the pin like a DROP on its
+// own (pgmux's fast path, which skips the full scan of texts with nothing it tracks,
+// looked at the text's first statement only).
+func TestDropAfterAnotherStatementUnpins(t *testing.T) {
+	m := startMux(t, setup{poolSize: 2})
+	db := m.pg.NewDatabase(t, "dropafter")
+	adm := m.admin(t)
+	ctx := ctxT(t)
+	client := m.connect(t, db)
+	_, err := client.Exec(ctx, "CREATE TEMP TABLE scratch (a int)")
+	require.NoError(t, err)
+	require.Equal(t, "temp_object", pinReasonOf(t, adm, db, client))
+	res, err := client.PgConn().Exec(ctx, "SELECT 1; DROP TABLE scratch").ReadAll()
+	require.NoError(t, err)
+	require.Len(t, res, 2)
+	require.Equal(t, "DROP TABLE", res[1].CommandTag.String())
+	waitPinReason(t, adm, db, client, "")
+}
