@@ -34,6 +34,7 @@
 //	'Q' Query                                 query.go:Session.forwardQuery, query.go:Session.inspectQuery
 //	'Q' LISTEN / UNLISTEN shared              listen.go:Session.listenLocally, listen_do.go:Session.listenShared
 //	'Q' PREPARE / EXECUTE / DEALLOCATE (SQL)  sqlprep.go:Session.sqlPrepared
+//	'Q' of several statements naming them     sqlmulti.go:Session.namesIn, sqlmulti.go:Session.sqlByName
 //	'Q' DISCARD ALL / DEALLOCATE ALL          stmtclear.go:Session.noteClear
 //	'E' of DISCARD ALL / DEALLOCATE [ALL]     stmtclear_ext.go:Session.notePortal, stmtclear_ext.go:Session.executeClear
 //	'P' Parse                                 prepared.go:Session.rewriteParse, unnamed.go:Session.parseUnnamed

@@ -451,6 +451,16 @@ func forgetSkipped(st *serverState, e expect) {
 	}
 }
 
+// writeScratch writes b, built in s.scratch, to the server and keeps the buffer.
+func (s *Session) writeScratch(c *pool.Conn, b []byte) error {
+	err := c.Wr.Write(b)
+	s.keepScratch(b)
+	if err != nil {
+		return &wire.WriteError{Err: err}
+	}
+	return nil
+}
+
 // keepScratch keeps a grown scratch buffer for reuse unless it grew very large.
 func (s *Session) keepScratch(b []byte) {
 	if cap(b) <= 64<<10 && cap(b) > cap(s.scratch) {

@@ -13,7 +13,8 @@ import (
 const maxInspect = 64 << 10
 
 // forwardQuery forwards a simple Query, noting statements that wipe server-side state
-// pgmux tracks and rewriting SQL PREPARE, EXECUTE and DEALLOCATE (sqlprep.go).
+// pgmux tracks and rewriting SQL PREPARE, EXECUTE and DEALLOCATE (sqlprep.go), or giving
+// the server the client's statements under its names (sqlmulti.go).
 func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 	m, err := s.rd.Message(n)
 	if err != nil {
@@ -27,9 +28,13 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 		// A view of the reader's buffer, valid for this call: nothing here keeps it.
 		q := unsafe.String(&text[0], len(text))
 		s.noteDDL(q)
-		s.inspectQuery(c, q)
 		if done, err := s.sqlPrepared(c, q); done || err != nil {
-			return err
+			return err // one PREPARE, EXECUTE or DEALLOCATE of a name: no DISCARD ALL
+		}
+		p := s.namesIn(q)
+		s.inspectQuery(c, q)
+		if p != nil {
+			return s.sqlByName(c, m, p)
 		}
 	}
 	if err := c.Wr.Write(m); err != nil {

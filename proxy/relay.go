@@ -823,7 +823,7 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 	s.mu.Lock()
 	e := s.retireReady(c)
 	if !e.hide {
-		s.dropErr = false
+		s.dropErr, s.heldErr = false, nil
 		s.ddlSettled(status)
 	}
 	if e.check {
@@ -844,6 +844,12 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 				s.reportChanged(c)
 			}
 		}
+		if s.server == c {
+			s.txStatus = status
+		}
+		return s.settle(c, status)
+	}
+	if e.settles {
 		if s.server == c {
 			s.txStatus = status
 		}
@@ -1082,6 +1088,15 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		s.dropErr = false
 		hide = true
 	}
+	hold := ok && head.hold
+	if hold {
+		s.heldErr = append([]byte(nil), m...) // a copy: m is the reader's buffer
+	} else if ok && head.kind == 'Q' && !head.hide && s.heldErr != nil {
+		if pe, _ := pgerr.Parse(wire.Body(m)); pe != nil && pe.Code == pgerr.UndefinedPreparedStmt {
+			m = s.heldErr // the client's EXECUTE of the statement pgmux could not prepare
+		}
+		s.heldErr = nil
+	}
 	if ok && head.reg != nil && (head.kind == 'Q' || !head.hide || !head.reg.checked.Load()) {
 		// The client's Parse or PREPARE failed, or, for a Parse pgmux answered itself,
 		// the statement's first preparation on a server did: it is not the client's.
@@ -1125,6 +1140,9 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	if locked {
 		st.wmu.Unlock()
+	}
+	if hold {
+		return nil
 	}
 	if hide {
 		if !head.hide {

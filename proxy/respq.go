@@ -45,6 +45,12 @@ type expect struct {
 	// those the session sent (stmtclear.go): when the server completes that command, the
 	// client's statements registered before it are gone.
 	clear uint32
+	// hold: pgmux's preparation of a client statement before a Query (sqlmulti.go): its
+	// error is held, and replaces the 26000 the client's EXECUTE then gets.
+	hold bool
+	// settles: a hidden Sync after the client's request; the link may end at its
+	// ReadyForQuery.
+	settles bool
 	// drops: for a client request with DEALLOCATE of names, one per such statement in
 	// the order the server runs them (stmtclear.go).
 	drops []clearDrop

@@ -37,9 +37,11 @@ import (
 // client's and error positions are moved back (errfix.go). In a failed transaction the
 // statements go to the server as written: it refuses them (25P02), as PostgreSQL does,
 // and nothing changes. What is not rewritten: these statements inside a multi-statement
-// Query or sent with the extended protocol. A PREPARE there still pins the client to its
-// server (pin reason "prepare"); an EXECUTE or DEALLOCATE there of a statement pgmux
-// keeps reaches a server that does not know the client's name and fails with 26000.
+// Query (sqlmulti.go gives the server the client's statements under their names instead)
+// or sent with the extended protocol. A PREPARE of a new name there still pins the client
+// to its server (pin reason "prepare"); an EXECUTE sent with the extended protocol of a
+// statement pgmux keeps reaches a server that does not know the client's name and fails
+// with 26000 (a DEALLOCATE sent so is handled by stmtclear_ext.go).
 // EXPLAIN [options] EXECUTE x is rewritten like EXECUTE x; CREATE TABLE ... AS EXECUTE x
 // is not.
 
@@ -129,12 +131,12 @@ func explainedExecute(lx *sqlscan.Lexer, tok sqlscan.Token) (sqlscan.Token, bool
 // sqlNeed adjusts what classify found in a Query's text when the session rewrites it: a
 // PREPARE does not pin, an EXECUTE does what its statement does.
 func (s *Session) sqlNeed(q string, pin pinReason, release bool) (pinReason, bool) {
-	if s.prep != prepCache {
+	if s.prep == prepPass {
 		return pin, release
 	}
 	st, ok := sqlStatementOf(q)
-	if !ok {
-		return pin, release
+	if !ok || s.prep != prepCache {
+		return s.byNameNeed(q, pin, release)
 	}
 	pin &^= pinPrepare
 	if st.Kind == sqlscan.KindExecute {
@@ -303,10 +305,5 @@ func (s *Session) sendRenamed(c *pool.Conn, b []byte, es []expect, q string, st 
 		}
 	}
 	s.mu.Unlock()
-	err := c.Wr.Write(b)
-	s.keepScratch(b)
-	if err != nil {
-		return &wire.WriteError{Err: err}
-	}
-	return nil
+	return s.writeScratch(c, b)
 }

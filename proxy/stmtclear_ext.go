@@ -86,10 +86,5 @@ func (s *Session) executeClear(c *pool.Conn, n int) (bool, error) {
 	if l := s.linkLog(c); l != nil {
 		l.skip('E') // not replayed (retry.go)
 	}
-	err = c.Wr.Write(b)
-	s.keepScratch(b)
-	if err != nil {
-		return true, &wire.WriteError{Err: err}
-	}
-	return true, nil
+	return true, s.writeScratch(c, b)
 }

@@ -67,6 +67,13 @@ func sameAsDirect(t *testing.T, m *mux, db string, steps []step) {
 	pooled := dialRaw(t, m.url(db))
 	// Another client on the same servers, so pgmux's statements and links move around.
 	other := m.raw(t, db)
+	sameAnswers(t, direct, pooled, steps, func() { require.Equal(t, []string{"1"}, other.query("SELECT 1")) })
+}
+
+// sameAnswers runs the steps on direct and on pooled and requires the same bytes back
+// from both, step by step, calling between after each.
+func sameAnswers(t *testing.T, direct, pooled *raw, steps []step, between func()) {
+	t.Helper()
 	for i, s := range steps {
 		want, kinds := direct.transcript(s.msgs...)
 		require.Equal(t, s.want, kinds, "step %d directly", i)
@@ -75,7 +82,7 @@ func sameAsDirect(t *testing.T, m *mux, db string, steps []step) {
 		for j := range want {
 			require.Equal(t, string(want[j]), string(got[j]), "step %d message %d (%c)", i, j, kinds[j])
 		}
-		require.Equal(t, []string{"1"}, other.query("SELECT 1"))
+		between()
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 
 // TestSQLPrepareManyClients: 100 clients over 5 servers use SQL PREPARE, EXECUTE and
 // DEALLOCATE through the simple protocol, each with its own statement texts under the
-// same names, in and out of transactions. Every result is the client's own, no client is
+// same names, in and out of transactions, alone and in Queries of several statements. Every result is the client's own, no client is
 // pinned (a direct pool of one slot would make pinned clients wait and fail), and the
 // names behave as PostgreSQL's: DEALLOCATE of a missing one is 26000, a second PREPARE
 // is 42P05.
@@ -68,6 +68,11 @@ func TestSQLPrepareManyClients(t *testing.T) {
 			if v, err := one(conn, "EXECUTE mine"); err != nil || v != "10" {
 				return fmt.Errorf("round %d EXECUTE mine: %q %v", r, v, err)
 			}
+			// In a Query of several statements (sqlmulti.go): the first result is read.
+			q := fmt.Sprintf(`EXECUTE add(%d); EXECUTE "Tagged"('m', 1); SELECT 'x'`, r+1)
+			if v, err := one(conn, q); err != nil || v != strconv.Itoa(i*1000+r+1) {
+				return fmt.Errorf("round %d %s: %q %v", r, q, v, err)
+			}
 			if r%4 == 1 { // inside a transaction
 				if err := exec(conn, "BEGIN"); err != nil {
 					return err
@@ -81,8 +86,12 @@ func TestSQLPrepareManyClients(t *testing.T) {
 				}
 			}
 			if r%5 == 2 { // forget and prepare again, with another text
-				if err := exec(conn, "DEALLOCATE add"); err != nil {
-					return fmt.Errorf("DEALLOCATE add: %w", err)
+				dealloc := "DEALLOCATE add"
+				if r%10 == 7 {
+					dealloc = "SELECT 1; DEALLOCATE add"
+				}
+				if err := exec(conn, dealloc); err != nil {
+					return fmt.Errorf("%s: %w", dealloc, err)
 				}
 				if err := exec(conn, "DEALLOCATE add"); code(err) != "26000" {
 					return fmt.Errorf("DEALLOCATE of a missing statement: want 26000, got %v", err)
