@@ -12,10 +12,12 @@ import (
 )
 
 // Timeouts that watch a session from outside its goroutines: query_timeout,
-// idle_transaction_timeout and transaction_timeout. Each is one lazily made timer,
-// armed and disarmed at state changes under Session.mu; a generation number makes a
-// timer that fires after being re-armed or disarmed do nothing. client_idle_timeout is a
-// read deadline set by the session goroutine itself (see relay).
+// idle_transaction_timeout and transaction_timeout. Each is one timer, made the first
+// time it is armed and re-armed with Reset after that (arming allocates nothing: it
+// happens once per request), armed and disarmed at state changes under Session.mu. A
+// firing acts only if its arming is still the current one and due; a generation number
+// tells queryTimedOut whether the link moved on while it sent a cancel.
+// client_idle_timeout is a read deadline set by the session goroutine itself (see relay).
 
 type timerKind int
 
@@ -38,6 +40,10 @@ type timeLimits struct {
 type sessionTimers struct {
 	t   [numTimers]*time.Timer
 	gen [numTimers]uint64
+	// due is when timer k's current arming fires; zero while none is pending. A callback
+	// of an earlier arming that runs late (its timer had fired when it was re-armed or
+	// disarmed) finds due zero or still ahead, and does nothing.
+	due [numTimers]time.Time
 	// cancelled: query_timeout fired and a cancel was sent; if the query is still running
 	// when the timer fires again, the server is not answering and the link is cut.
 	cancelled bool
@@ -55,11 +61,12 @@ func (s *Session) arm(k timerKind, d time.Duration) {
 	if k == timerQuery {
 		s.timers.cancelled = false
 	}
-	gen := s.timers.gen[k]
+	s.timers.due[k] = time.Now().Add(d) // before the timer's own clock reading: it fires at or after due
 	if t := s.timers.t[k]; t != nil {
-		t.Stop()
+		t.Reset(d)
+		return
 	}
-	s.timers.t[k] = time.AfterFunc(d, func() { s.timerFired(k, gen) })
+	s.timers.t[k] = time.AfterFunc(d, func() { s.timerFired(k) })
 }
 
 // disarm stops timer k; s.mu is held.
@@ -69,8 +76,8 @@ func (s *Session) disarm(k timerKind) {
 	}
 	if t := s.timers.t[k]; t != nil {
 		s.timers.gen[k]++
+		s.timers.due[k] = time.Time{}
 		t.Stop()
-		s.timers.t[k] = nil
 	}
 }
 
@@ -80,9 +87,27 @@ func (s *Session) disarmAll() {
 	}
 }
 
-func (s *Session) timerFired(k timerKind, gen uint64) {
+// fired reports whether a firing of timer k at now is for its current arming, which it
+// then ends, and returns that arming's generation.
+func (tm *sessionTimers) fired(k timerKind, now time.Time) (gen uint64, ok bool) {
+	due := tm.due[k]
+	if due.IsZero() || now.Before(due) {
+		return 0, false
+	}
+	tm.due[k] = time.Time{}
+	return tm.gen[k], true
+}
+
+// timerFired runs on timer k's goroutine. It acts once per arming: only if the arming it
+// fired for is still pending and due (a late callback of an earlier arming is not).
+func (s *Session) timerFired(k timerKind) {
 	s.mu.Lock()
-	if s.timers.gen[k] != gen || s.server == nil {
+	if s.server == nil {
+		s.mu.Unlock()
+		return
+	}
+	gen, ok := s.timers.fired(k, time.Now())
+	if !ok {
 		s.mu.Unlock()
 		return
 	}
