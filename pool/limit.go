@@ -3,6 +3,7 @@ package pool
 import "sync"
 
 // Limit caps connections across several pools (max_db_connections, max_user_connections).
+// Shared by those pools' goroutines; mu guards all its fields.
 type Limit struct {
 	mu    sync.Mutex
 	max   int // 0 = unlimited

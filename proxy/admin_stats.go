@@ -245,7 +245,8 @@ func (s *Server) snapshot() []*poolSnap {
 }
 
 // averager keeps the totals of one earlier instant so SHOW STATS can report rates over
-// the last minute or two, as PgBouncer does over stats_period.
+// the last minute or two, as PgBouncer does over stats_period. Console sessions and the
+// metrics collector call it concurrently; mu guards its fields.
 type averager struct {
 	mu     sync.Mutex
 	at     time.Time

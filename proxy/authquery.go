@@ -120,7 +120,8 @@ func authQueryMessages(query, user string) []byte {
 }
 
 // authQueryLessee reads auth_query's answer on the connection's reader goroutine and
-// gives the connection back at ReadyForQuery.
+// gives the connection back at ReadyForQuery. The reader writes found, hasSecret, secret
+// and err, then closes done; the login goroutine reads them only after done is closed.
 type authQueryLessee struct {
 	done      chan struct{}
 	found     bool

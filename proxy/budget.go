@@ -6,7 +6,8 @@ import (
 )
 
 // budget is a counting semaphore with FIFO waiters: the direct (pinned) connections a
-// database may hold, direct_pool_size.
+// database may hold, direct_pool_size. Shared by every session of the database (and
+// RELOAD's setMax); mu guards all its fields.
 type budget struct {
 	mu      sync.Mutex
 	max, n  int

@@ -472,7 +472,8 @@ func (s *Session) unlockW() {
 	}
 }
 
-// notifyBox holds notifications waiting for the client's writer to be free.
+// notifyBox holds notifications waiting for the client's writer to be free: the
+// listener's reader appends, whoever next holds Session.wmu drains; mu guards q.
 type notifyBox struct {
 	mu sync.Mutex
 	q  [][]byte

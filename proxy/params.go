@@ -99,7 +99,9 @@ func (s *Session) initParams(cfg *config.Config, server pool.Params, start []sta
 }
 
 // sessionParams are a client's reported parameters: the pool's login parameters, shared
-// read-only by every client of the pool, and the few values this client changed.
+// read-only by every client of the pool, and the few values this client changed. Until
+// the login answer the session goroutine sets them alone; after it, own changes under
+// Session.mu (the server's reader, on ParameterStatus), and readers elsewhere take mu.
 type sessionParams struct {
 	base pool.Params
 	own  pool.Params

@@ -14,6 +14,9 @@ import (
 // parker holds idle clients without a goroutine each: a client that has sent nothing for
 // a while leaves its goroutine (and stack) behind, and its socket waits in an epoll set;
 // when bytes arrive, a fresh goroutine picks the session up where it left off.
+//
+// Owners: mu guards byFD, parked and seen (sessions park and unpark from their own
+// goroutines); lastSweep and the epoll wait belong to the loop goroutine.
 type parker struct {
 	epfd int
 	log  *zap.Logger

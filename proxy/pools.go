@@ -14,7 +14,10 @@ import (
 // poolKey names a pool: the client-visible database and the client's user.
 type poolKey struct{ db, user string }
 
-// poolEntry is a pool with what the proxy keeps beside it.
+// poolEntry is a pool with what the proxy keeps beside it. key, pool, direct and prep are
+// set once when it is made; mu guards db, mode, params and replicas, written by RELOAD
+// and read by sessions, the console and the metrics collector; the atomics mirror what
+// the relay reads per message or per transaction without mu.
 type poolEntry struct {
 	key    poolKey
 	pool   *pool.Pool
@@ -42,7 +45,9 @@ func (e *poolEntry) snapshot() (*config.Database, config.PoolMode, pool.Params) 
 	return e.db, e.mode, e.params
 }
 
-// pools is the registry of pools and of the shared per-database and per-user caps.
+// pools is the registry of pools and of the shared per-database and per-user caps. Used by
+// every session at login, by RELOAD and by the console; mu guards the maps (s and hosts
+// are set once by newPools).
 type pools struct {
 	s       *Server
 	mu      sync.Mutex
