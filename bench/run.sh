@@ -5,6 +5,8 @@
 #   bench/run.sh --quick    # ~3-4 min: -S simple/extended at 50 and 500 clients, idle 1000
 #   bench/run.sh --reps 5   # repetitions per point (median is reported; default 3)
 #   bench/run.sh --keep     # keep the temp dir (logs, raw per-transaction pgbench logs)
+#   bench/run.sh --idle-only --reps 3   # only the idle-client points (2000 and 10000 unless
+#                                       # BENCH_IDLE says), the targets alternating per rep
 #   PGMUX_BIN=path bench/run.sh   # benchmark a prebuilt pgmux instead of building ./cmd/pgmux
 #   PGMUX_BIN_B=path bench/run.sh # also a second pgmux (target pgmux-b, e.g. an older commit),
 #                                 # alternating with the others; scratch output only
@@ -30,13 +32,15 @@ cd "$BENCH_ROOT"
 
 MODE=full
 REPS=${BENCH_REPS:-3}
+IDLE_ONLY=false
 while (($# > 0)); do
 	case $1 in
 	--quick) MODE=quick ;;
 	--full) MODE=full ;;
+	--idle-only) IDLE_ONLY=true ;;
 	--reps) REPS=$2; shift ;;
 	--keep) BENCH_KEEP_TMP=1 ;;
-	-h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,26p' "$0"; exit 0 ;;
 	*) die "unknown argument $1 (try --help)" ;;
 	esac
 	shift
@@ -58,6 +62,14 @@ else
 	CLIENTS=(1 50 500 5000)
 	IDLE_NS=(1000 10000)
 	CHURN=1
+fi
+# Idle points run once per target, or REPS times (alternating) with --idle-only.
+IDLE_REPS=1
+if $IDLE_ONLY; then
+	WORKLOADS=()
+	CHURN=0
+	IDLE_NS=(2000 10000)
+	IDLE_REPS=$REPS
 fi
 # Env overrides (space-separated), for a custom subset: BENCH_WORKLOADS="select tpcb",
 # BENCH_MODES="simple extended prepared", BENCH_CLIENTS="1 50", BENCH_IDLE="1000",
@@ -88,7 +100,7 @@ bench_tmpdir
 # run rewrites its block). A quick pass, a custom subset or a prebuilt binary goes to
 # bench/results/scratch (not kept in git) unless BENCH_OUT says otherwise.
 OFFICIAL=false
-if [[ $MODE == full && -z ${PGMUX_BIN:-}${PGMUX_BIN_B:-}${BENCH_WORKLOADS:-}${BENCH_MODES:-}${BENCH_CLIENTS:-}${BENCH_IDLE:-}${BENCH_CHURN:-} ]]; then
+if [[ $MODE == full && $IDLE_ONLY == false && -z ${PGMUX_BIN:-}${PGMUX_BIN_B:-}${BENCH_WORKLOADS:-}${BENCH_MODES:-}${BENCH_CLIENTS:-}${BENCH_IDLE:-}${BENCH_CHURN:-} ]]; then
 	OFFICIAL=true
 	RESULTS=${BENCH_OUT:-$BENCH_ROOT/bench/results}
 else
@@ -260,20 +272,24 @@ idle_point() {
 	printf '    %-9s %6s idle clients: RSS %s -> %s kB, %s bytes/client %s\n' "$target" "$n" "$before" "$after" \
 		$(((after - before) * 1024 / n)) "$status" >&2
 }
-for n in "${IDLE_NS[@]+"${IDLE_NS[@]}"}"; do
-	log "$n idle clients (fresh pooler processes)"
-	for target in "${TARGETS[@]}"; do
-		[[ $target == direct ]] || idle_point "$target" "$n"
+for ((rep = 1; rep <= IDLE_REPS; rep++)); do
+	for n in "${IDLE_NS[@]+"${IDLE_NS[@]}"}"; do
+		log "$n idle clients (fresh pooler processes), rep $rep/$IDLE_REPS; $(uptime | sed 's/.*load/load/')"
+		for target in "${TARGETS[@]}"; do
+			[[ $target == direct ]] || idle_point "$target" "$n"
+		done
 	done
 done
 # the workloads start on fresh poolers too
-for target in "${TARGETS[@]}"; do
-	[[ $target == direct ]] || restart_pooler "$target"
-done
+if ((${#WORKLOADS[@]} > 0)); then
+	for target in "${TARGETS[@]}"; do
+		[[ $target == direct ]] || restart_pooler "$target"
+	done
+fi
 
 
 # Workloads: for every point, repetitions alternate pgmux, pgbouncer, direct.
-for workload in "${WORKLOADS[@]}"; do
+for workload in "${WORKLOADS[@]+"${WORKLOADS[@]}"}"; do
 	for qmode in "${QMODES[@]}"; do
 		for clients in "${CLIENTS[@]}"; do
 			log "$workload -M $qmode, $clients clients"
@@ -331,4 +347,21 @@ END {
 		}
 	}
 }' "$RESULTS/raw.tsv" | { read -r h1; read -r h2; printf '%s\n%s\n' "$h1" "$h2"; sort; } | tee "$RESULTS/medians.md"
+# Idle memory medians of every target (pgmux-b too), with the ratio to PgBouncer's.
+awk -F'\t' 'NR > 1 && $6 == "ok" {k = $2; t[$1] = 1; p[k] = 1; n[$1, k]++; b[$1, k, n[$1, k]] = $5}
+function med(t, k, m,   i, j, x, v) {
+	for (i = 1; i <= m; i++) v[i] = b[t, k, i] + 0
+	for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) {x = v[i]; v[i] = v[j]; v[j] = x}
+	return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
+}
+END {
+	for (k in p) for (x in t) if (n[x, k]) {
+		vals = ""
+		for (i = 1; i <= n[x, k]; i++) vals = vals (i > 1 ? " " : "") b[x, k, i]
+		bp = n["pgbouncer", k] ? med("pgbouncer", k, n["pgbouncer", k]) : 0
+		m = med(x, k, n[x, k])
+		printf "| %s idle | %s | %.0f | %s | %s |\n", k, x, m, vals, bp ? sprintf("%.2fx", m / bp) : "-"
+	}
+}' "$RESULTS/idle.tsv" | sort -n | { printf '\n| idle clients | target | bytes/client median | runs | / PgBouncer |\n|--:|---|--:|---|--:|\n'; cat; } |
+	tee -a "$RESULTS/medians.md"
 log "wrote $RESULTS/latest.md and plots in $RESULTS (took ${ELAPSED}s)"

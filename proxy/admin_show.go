@@ -270,7 +270,7 @@ func (s *Server) showClients() []byte {
 			state = "login"
 		}
 		addr, port := hostPort(in.Remote)
-		laddr, lport := hostPort(sess.nc.LocalAddr())
+		laddr, lport := hostPort(sess.localAddr())
 		tls := ""
 		if in.TLS {
 			tls = "TLS"

@@ -41,24 +41,27 @@ func newParker(log *zap.Logger, done <-chan struct{}) *parker {
 	return p
 }
 
-// park registers s's socket and reports whether it did; the caller's goroutine then
+// park registers fd, s's socket, and reports whether it did; the caller's goroutine then
 // returns and s.resume runs on a new one when the socket is readable.
-func (p *parker) park(s *Session) bool {
-	if p == nil || s.fd < 0 {
+func (p *parker) park(s *Session, fd int32) bool {
+	if p == nil || fd < 0 {
 		return false
 	}
 	p.mu.Lock()
-	p.byFD[s.fd] = s
+	p.byFD[fd] = s
+	s.parkedFD = fd
 	p.parked++
 	p.mu.Unlock()
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: s.fd}
-	err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(s.fd), &ev)
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: fd}
+	err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
 	if err == syscall.ENOENT {
-		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(s.fd), &ev)
+		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	}
 	if err != nil {
 		p.mu.Lock()
-		delete(p.byFD, s.fd)
+		if p.byFD[fd] == s {
+			delete(p.byFD, fd)
+		}
 		p.mu.Unlock()
 		return false
 	}
@@ -68,17 +71,25 @@ func (p *parker) park(s *Session) bool {
 // unpark takes s out of the set if it is parked there and reports whether it was; the
 // caller then resumes it.
 func (p *parker) unpark(s *Session) bool {
-	if p == nil || s.fd < 0 {
+	if p == nil {
 		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.byFD[s.fd] != s {
+	fd := s.parkedFD
+	if p.byFD[fd] != s {
 		return false
 	}
-	delete(p.byFD, s.fd)
-	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(s.fd), nil)
+	delete(p.byFD, fd)
+	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 	return true
+}
+
+// forget removes fd from the epoll set, where a parked socket's entry stays (disabled)
+// after its one event: a detached socket's descriptor is closed on resume while the
+// socket lives on under another, and a stale entry must not outlive it.
+func (p *parker) forget(fd int32) {
+	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 }
 
 func (p *parker) loop() {

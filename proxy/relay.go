@@ -182,7 +182,7 @@ func (s *Session) next(skipping bool) (typ byte, n int, park bool, err error) {
 			return 0, 0, false, s.idleTimedOut()
 		}
 		s.idleSince = time.Unix(since, 0).UnixNano()
-		if s.canPark() && s.srv.parker.park(s) {
+		if s.canPark() && s.park() {
 			return 0, 0, true, nil
 		}
 	}
@@ -574,9 +574,8 @@ func (s *Session) writeClient(b []byte) error {
 func (s *Session) fatal(pe *pgerr.Error) {
 	s.closed.Store(true)
 	s.srv.metrics.errorSent(pe.Code)
-	_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = s.nc.Write(pe.Append(nil))
-	_ = s.nc.Close()
+	s.writeOut(pe.Append(nil))
+	s.closeAndWake()
 }
 
 // clientGone ends the session's link when the client leaves: a clean server goes back to

@@ -156,8 +156,15 @@ type Session struct {
 	closed atomic.Bool // the client is gone; server output is dropped
 
 	// Parking (see park_linux.go): the socket's descriptor, when the client went idle,
-	// and whether the parker found it idle past client_idle_timeout.
+	// and whether the parker found it idle past client_idle_timeout. A client parked
+	// without its net.Conn (detach_linux.go) has only rawFD (else -1); ncMu guards nc and
+	// rawFD against the goroutines that use them while it may be parked. parkedFD is the
+	// descriptor the parker knows it by (guarded by the parker's lock).
 	fd        int32
+	rawFD     int32
+	parkedFD  int32
+	ncMu      sync.Mutex
+	ncClosed  bool // closeAndWake closed nc: its descriptor number may be another's now
 	idleAt    atomic.Int64 // Server.clock when the client went idle; 0 busy, negative kicked (-start)
 	idleSince int64        // unix nanoseconds
 	expired   atomic.Bool
@@ -192,7 +199,7 @@ type SessionStats struct {
 
 func newSession(s *Server, nc net.Conn, id uint64) *Session {
 	sess := &Session{srv: s, id: id, nc: nc, rd: wire.NewReader(nc), wr: wire.NewWriter(nc),
-		connectedAt: time.Now().UnixNano(), txStatus: 'I', fd: socketFD(nc)}
+		connectedAt: time.Now().UnixNano(), txStatus: 'I', fd: socketFD(nc), rawFD: -1, parkedFD: -1}
 	sess.box = pool.NewLeaseBox(sess)
 	return sess
 }
@@ -249,7 +256,54 @@ type sessionLog struct {
 func (s *Session) log() sessionLog { return sessionLog{s.srv.log, s.id} }
 
 // remote is the client's address.
-func (s *Session) remote() net.Addr { return s.nc.RemoteAddr() }
+func (s *Session) remote() net.Addr {
+	s.ncMu.Lock()
+	defer s.ncMu.Unlock()
+	if a := s.rawAddrLocked(false); a != nil {
+		return a
+	}
+	return s.nc.RemoteAddr()
+}
+
+// localAddr is the address the client connected to.
+func (s *Session) localAddr() net.Addr {
+	s.ncMu.Lock()
+	defer s.ncMu.Unlock()
+	if a := s.rawAddrLocked(true); a != nil {
+		return a
+	}
+	return s.nc.LocalAddr()
+}
+
+// writeOut writes b (a FATAL on the way out) to the client, from any goroutine, waiting
+// at most a second for a slow client.
+func (s *Session) writeOut(b []byte) {
+	s.ncMu.Lock()
+	defer s.ncMu.Unlock()
+	if s.writeRawLocked(b) {
+		return
+	}
+	_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = s.nc.Write(b)
+}
+
+// detachedConn stands for a parked client's net.Conn (detach_linux.go): it is closed.
+type detachedConn struct{}
+
+func (detachedConn) Read([]byte) (int, error)         { return 0, net.ErrClosed }
+func (detachedConn) Write([]byte) (int, error)        { return 0, net.ErrClosed }
+func (detachedConn) Close() error                     { return nil }
+func (detachedConn) LocalAddr() net.Addr              { return detachedAddr{} }
+func (detachedConn) RemoteAddr() net.Addr             { return detachedAddr{} }
+func (detachedConn) SetDeadline(time.Time) error      { return net.ErrClosed }
+func (detachedConn) SetReadDeadline(time.Time) error  { return net.ErrClosed }
+func (detachedConn) SetWriteDeadline(time.Time) error { return net.ErrClosed }
+
+// detachedAddr is the address of a closed detached connection.
+type detachedAddr struct{}
+
+func (detachedAddr) Network() string { return "closed" }
+func (detachedAddr) String() string  { return "" }
 
 func (l sessionLog) with(f []zap.Field) []zap.Field { return append(f, zap.Uint64("client", l.id)) }
 
@@ -343,21 +397,44 @@ func (s *Session) parkAfterLogin(nclients int64) bool {
 	if nclients < eagerParkClients || s.isAdmin() || !s.canPark() || s.rd.Buffered() > 0 {
 		return false
 	}
-	s.rd.Release()
 	s.idleSince = time.Now().UnixNano()
-	return s.srv.parker.park(s)
+	return s.park()
+}
+
+// park hands the idle session's socket to the parker and reports whether it did; the
+// caller's goroutine then returns. Unless notifications may be written to it while it
+// is parked, the client is parked without its net.Conn (detach_linux.go).
+func (s *Session) park() bool {
+	s.rd.Release()
+	s.ncMu.Lock()
+	defer s.ncMu.Unlock()
+	switch {
+	case s.ncClosed:
+		return false // the next read fails and the session ends
+	case s.listening || s.rd.Buffered() > 0 || s.wr.Buffered() > 0:
+		return s.srv.parker.park(s, s.fd)
+	}
+	return s.detachLocked()
 }
 
 // resume continues a parked session whose socket became readable (or that must end).
-func (s *Session) resume() { s.loop() }
+func (s *Session) resume() {
+	s.reattach()
+	s.loop()
+}
 
 // wake resumes a parked session so that it notices its connection was closed.
 // closeAndWake closes the client's socket and resumes the session if it was parked, so
 // that it ends. It takes the session out of the parker before closing: once closed, the
 // descriptor number may go to a new connection that parks under it.
 func (s *Session) closeAndWake() {
+	s.ncMu.Lock()
 	parked := s.srv.parker.unpark(s)
-	_ = s.nc.Close()
+	if !s.closeRawLocked() {
+		_ = s.nc.Close()
+	}
+	s.ncClosed = true
+	s.ncMu.Unlock()
 	if parked {
 		go s.resume()
 	}

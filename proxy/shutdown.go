@@ -188,8 +188,7 @@ func (s *Session) killWith(pe *pgerr.Error) {
 	}
 	if !s.closed.Swap(true) {
 		s.srv.metrics.errorSent(pe.Code)
-		_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = s.nc.Write(pe.Append(nil))
+		s.writeOut(pe.Append(nil))
 	}
 	s.wmu.Unlock()
 	s.closeAndWake()
