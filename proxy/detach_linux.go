@@ -6,9 +6,12 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/protocol/wire"
 )
 
 // A parked client keeps only its socket's descriptor. Its net.Conn costs more than the
@@ -34,7 +37,13 @@ func (s *Session) detachLocked() bool {
 	}
 	old := s.nc
 	s.nc, s.rawFD = detachedConn{}, fd
+	// The reader is the session goroutine's alone (nothing is buffered: park checked):
+	// it waits in a pool meanwhile. The writer stays, over detachedConn: other
+	// goroutines reach it under s.wmu.
+	s.maxMsg = int32(s.rd.MaxMessage)
 	s.rd.Reset(s.nc)
+	readers.Put(s.rd)
+	s.rd = nil
 	s.wr.Reset(s.nc)
 	_ = old.Close() // the socket stays open: fd refers to it too
 	if s.srv.parker.park(s, fd) {
@@ -54,6 +63,12 @@ func (s *Session) reattach() {
 }
 
 func (s *Session) reattachLocked() {
+	if s.rd == nil {
+		s.rd = readers.Get().(*wire.Reader)
+		s.rd.Reset(s.nc)
+		s.rd.MaxMessage = int(s.maxMsg)
+		s.scan = scanMemo{} // another reader's message count: the memo's key means nothing
+	}
 	fd := s.rawFD
 	if fd < 0 {
 		return
@@ -71,6 +86,9 @@ func (s *Session) reattachLocked() {
 	s.rd.Reset(nc)
 	s.wr.Reset(nc)
 }
+
+// readers holds the wire readers of parked clients (detachLocked), for the next to resume.
+var readers = sync.Pool{New: func() any { return new(wire.Reader) }}
 
 // closeRawLocked closes a detached session's descriptor; s.ncMu is held and the session
 // is out of the parker.

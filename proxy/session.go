@@ -163,8 +163,9 @@ type Session struct {
 	fd        int32
 	rawFD     int32
 	parkedFD  int32
+	maxMsg    int32 // rd.MaxMessage while the reader waits in a pool (detach_linux.go)
 	ncMu      sync.Mutex
-	ncClosed  bool // closeAndWake closed nc: its descriptor number may be another's now
+	ncClosed  bool         // closeAndWake closed nc: its descriptor number may be another's now
 	idleAt    atomic.Int64 // Server.clock when the client went idle; 0 busy, negative kicked (-start)
 	idleSince int64        // unix nanoseconds
 	expired   atomic.Bool
