@@ -55,7 +55,9 @@ func (c ClientState) String() string {
 //
 // Owners. Five kinds of goroutine touch a Session; each field's comment says which:
 //   - the session goroutine (run, then relay; after a park, the goroutine the parker
-//     starts to resume it, never two at once): nc, rd, the prepared-statement fields,
+//     starts to resume it, never two at once): nc (swapped under ncMu at park and
+//     resume, detach_linux.go; other goroutines use it only under ncMu: closeAndWake,
+//     writeOut, remote, localAddr), rd, the prepared-statement fields,
 //     the pin bookkeeping but pinned, the replica fields but rr, limits, scratch;
 //   - the reader of the leased server connection (Pump, on pool's reader goroutine):
 //     writes wr while it holds wmu, pops q under mu, checkCount;
@@ -63,8 +65,8 @@ func (c ClientState) String() string {
 //     leaves the notification in notes for the next holder of wmu;
 //   - timers (timeouts.go timerFired), under mu; the idle sweep (kickIfIdle) through
 //     idleAt alone;
-//   - the parker (park_linux.go): fd, idleSince and expired, while the session goroutine
-//     has returned.
+//   - the parker (park_linux.go): fd, rawFD, idleSince and expired, while the session
+//     goroutine has returned; parkedFD under the parker's lock.
 //
 // mu guards server, mode, pending, unsynced, txStatus, q and the other link fields
 // below it; wmu orders writes to wr; atomics are noted as such. The session goroutine
@@ -87,6 +89,7 @@ type Session struct {
 	prep         prepMode // how the current link treats named statements (prepared.go)
 	cacheUnnamed bool     // cache_unnamed_statements for the current link (unnamed.go)
 	listening    bool     // subscribed through the database's listener
+	maxMsg       int32    // rd.MaxMessage while a parked client's reader waits in a pool (detach_linux.go)
 
 	// params are the client's reported parameters as it believes them to be; set are its
 	// session settings, carried from server to server (settings.go): nil until it has any.
@@ -125,8 +128,8 @@ type Session struct {
 	// clearPortals: the client's portals whose Execute clears statement names, by
 	// portal name (stmtclear_ext.go); session goroutine only.
 	clearPortals map[string]clearOp
-	deferred []deferredOp
-	unnamed  unnamedStmt // the client's unnamed statement (prepared.go)
+	deferred     []deferredOp
+	unnamed      unnamedStmt // the client's unnamed statement (prepared.go)
 
 	// Session state in transaction mode (see sticky.go). pinned is guarded by mu; the
 	// rest belong to the session goroutine, checkCount to the server's reader.
@@ -148,12 +151,11 @@ type Session struct {
 	// relay that fails because the timer closed its server sends it (serverFailed).
 	endWith       atomic.Pointer[pgerr.Error]
 	notifyPending atomic.Bool
+	closed        atomic.Bool    // the client is gone; server output is dropped
 	timers        *sessionTimers // guarded by mu; made when a timeout is first armed
 	limits        timeLimits     // set by the session goroutine; read under mu elsewhere
 	scratch       []byte
 	flushNow      bool // session goroutine: flush the server now (a clearing Query, stmtclear.go)
-
-	closed atomic.Bool // the client is gone; server output is dropped
 
 	// Parking (see park_linux.go): the socket's descriptor, when the client went idle,
 	// and whether the parker found it idle past client_idle_timeout. A client parked
@@ -163,12 +165,11 @@ type Session struct {
 	fd        int32
 	rawFD     int32
 	parkedFD  int32
-	maxMsg    int32 // rd.MaxMessage while the reader waits in a pool (detach_linux.go)
 	ncMu      sync.Mutex
-	ncClosed  bool         // closeAndWake closed nc: its descriptor number may be another's now
 	idleAt    atomic.Int64 // Server.clock when the client went idle; 0 busy, negative kicked (-start)
 	idleSince int64        // unix nanoseconds
 	expired   atomic.Bool
+	ncClosed  bool // closeAndWake closed nc: its descriptor number may be another's now
 
 	// waitKind says what a client counted as waiting (waiting.go) waits for beyond a
 	// server of its pool; waitSince is since when it waits, in unix nanoseconds. Both are
@@ -185,9 +186,9 @@ type Session struct {
 	rrNext       *replicaReq
 	linkReplica  bool
 	forcePrimary bool
+	onReplica    bool
 	rw           rwState
 	rr           atomic.Pointer[replicaReq]
-	onReplica    bool
 	rwDirtyAt    time.Time
 }
 
