@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"sync"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -38,11 +37,10 @@ func (s *Session) detachLocked() bool {
 	old := s.nc
 	s.nc, s.rawFD = detachedConn{}, fd
 	// The reader is the session goroutine's alone (nothing is buffered: park checked):
-	// it waits in a pool meanwhile. The writer stays, over detachedConn: other
-	// goroutines reach it under s.wmu.
+	// it goes, and resume makes another (a pool would keep it in memory until the second
+	// garbage collection, which an idle process may not run for minutes). The writer
+	// stays, over detachedConn: other goroutines reach it under s.wmu.
 	s.maxMsg = int32(s.rd.MaxMessage)
-	s.rd.Reset(s.nc)
-	readers.Put(s.rd)
 	s.rd = nil
 	s.wr.Reset(s.nc)
 	_ = old.Close() // the socket stays open: fd refers to it too
@@ -64,8 +62,7 @@ func (s *Session) reattach() {
 
 func (s *Session) reattachLocked() {
 	if s.rd == nil {
-		s.rd = readers.Get().(*wire.Reader)
-		s.rd.Reset(s.nc)
+		s.rd = wire.NewReader(s.nc)
 		s.rd.MaxMessage = int(s.maxMsg)
 		s.scan = scanMemo{} // another reader's message count: the memo's key means nothing
 	}
@@ -86,9 +83,6 @@ func (s *Session) reattachLocked() {
 	s.rd.Reset(nc)
 	s.wr.Reset(nc)
 }
-
-// readers holds the wire readers of parked clients (detachLocked), for the next to resume.
-var readers = sync.Pool{New: func() any { return new(wire.Reader) }}
 
 // closeRawLocked closes a detached session's descriptor; s.ncMu is held and the session
 // is out of the parker.

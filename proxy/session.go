@@ -89,7 +89,7 @@ type Session struct {
 	prep         prepMode // how the current link treats named statements (prepared.go)
 	cacheUnnamed bool     // cache_unnamed_statements for the current link (unnamed.go)
 	listening    bool     // subscribed through the database's listener
-	maxMsg       int32    // rd.MaxMessage while a parked client's reader waits in a pool (detach_linux.go)
+	maxMsg       int32    // rd.MaxMessage while a parked client has no reader (detach_linux.go)
 
 	// params are the client's reported parameters as it believes them to be; set are its
 	// session settings, carried from server to server (settings.go): nil until it has any.
