@@ -262,8 +262,14 @@ func (s *Server) adminKillClient(id string) error {
 	if err != nil {
 		return pgerr.New(pgerr.InvalidParameterValue, "invalid client id %q", id)
 	}
+	var sess *Session
 	s.mu.Lock()
-	sess := s.sessions[n]
+	for _, x := range s.byCancel { // a rare command: a walk costs less than a second map
+		if x.id == n {
+			sess = x
+			break
+		}
+	}
 	s.mu.Unlock()
 	if sess == nil {
 		return pgerr.New(pgerr.InvalidParameterValue, "no client with id %d", n)

@@ -64,18 +64,20 @@ type Server struct {
 	hbaErr    error
 	tlsConf   *tls.Config
 	listeners []net.Listener
-	sessions  map[uint64]*Session
 	holding   map[*Session]struct{} // clients waiting during login (Session.awaitPool)
-	byCancel  map[uint64]*Session   // pid<<32|key
-	pools     *pools
-	hub       *listenHub   // LISTEN multiplexing
-	parker    *parker      // idle clients without goroutines; nil when unavailable
-	clock     atomic.Int64 // unix seconds, advanced by the idle sweep
-	doneOnce  sync.Once
-	cfgP      atomic.Pointer[config.Config] // the configuration in force, read without s.mu
-	console   *console                      // admin console state and retired statistics
-	metrics   *metrics
-	http      *httpEndpoint // metrics_addr
+	// byCancel holds every logged-in session, by cancel key (pid<<32|key): the one
+	// registry of clients, so an idle client costs one map entry (Sessions,
+	// KILL_CLIENT and SHOW CLIENTS walk it).
+	byCancel map[uint64]*Session
+	pools    *pools
+	hub      *listenHub   // LISTEN multiplexing
+	parker   *parker      // idle clients without goroutines; nil when unavailable
+	clock    atomic.Int64 // unix seconds, advanced by the idle sweep
+	doneOnce sync.Once
+	cfgP     atomic.Pointer[config.Config] // the configuration in force, read without s.mu
+	console  *console                      // admin console state and retired statistics
+	metrics  *metrics
+	http     *httpEndpoint // metrics_addr
 
 	stmtEpoch atomic.Uint64 // bumped by DDL and stale-statement errors (ddl.go)
 	nclients  atomic.Int64
@@ -104,9 +106,9 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		log: opts.Logger, applyLogging: opts.ApplyLogging, cfg: opts.Config, creds: opts.Credentials,
 		scramKeys: make(map[string]scramKeys),
-		sessions:  make(map[uint64]*Session), byCancel: make(map[uint64]*Session),
-		holding: make(map[*Session]struct{}),
-		done:    make(chan struct{}),
+		byCancel:  make(map[uint64]*Session),
+		holding:   make(map[*Session]struct{}),
+		done:      make(chan struct{}),
 	}
 	if s.creds == nil {
 		s.creds = map[string]config.Credential{}
@@ -301,7 +303,6 @@ func (s *Server) register(sess *Session) {
 		s.mu.Lock()
 		if _, taken := s.byCancel[k]; !taken && pid != 0 {
 			s.byCancel[k] = sess
-			s.sessions[sess.id] = sess
 			s.mu.Unlock()
 			sess.cancelPID, sess.cancelKey = pid, key
 			return
@@ -312,7 +313,6 @@ func (s *Server) register(sess *Session) {
 
 func (s *Server) unregister(sess *Session) {
 	s.mu.Lock()
-	delete(s.sessions, sess.id)
 	delete(s.byCancel, uint64(sess.cancelPID)<<32|uint64(sess.cancelKey))
 	s.mu.Unlock()
 }
@@ -356,8 +356,8 @@ func (s *Server) cancel(pid uint32, key []byte) {
 func (s *Server) Sessions() []*Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*Session, 0, len(s.sessions))
-	for _, x := range s.sessions {
+	out := make([]*Session, 0, len(s.byCancel))
+	for _, x := range s.byCancel {
 		out = append(out, x)
 	}
 	return out
