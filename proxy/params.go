@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -82,6 +83,7 @@ func ignored(cfg *config.Config, key string) bool {
 // to, unless it is a reported one whose value the pool's servers already have.
 func (s *Session) initParams(cfg *config.Config, server pool.Params, start []startup.Param) {
 	s.params = sessionParams{base: server}
+	var startVals pool.Params
 	for _, p := range start {
 		if p.Key == "pgmux.pool_mode" {
 			s.forceSession = strings.EqualFold(p.Value, "session")
@@ -94,7 +96,43 @@ func (s *Session) initParams(cfg *config.Config, server pool.Params, start []sta
 			}
 			s.params.Set(name, v)
 		}
-		s.settingsState().start.Set(strings.ToLower(p.Key), p.Value)
+		startVals.Set(strings.ToLower(p.Key), p.Value)
+	}
+	if len(startVals) > 0 {
+		s.set.Store(s.sharedStart(startVals))
+	}
+}
+
+// sharedStart returns read-only settings holding only the startup values start: one
+// value shared by the pool's clients that sent the same ones (an application's clients
+// do), so that a client that has logged in and sent nothing holds none of its own. The
+// session takes a copy of its own before it handles a message (ownSettings).
+func (s *Session) sharedStart(start pool.Params) *settings {
+	start = slices.Clip(start) // a Set on a copy's start must not write into the shared array
+	if s.entry == nil {
+		return &settings{start: start}
+	}
+	return s.entry.sharedStart(packStart(start), start)
+}
+
+// packStart is the key of a set of startup values: names and values, NUL-terminated.
+func packStart(start pool.Params) string {
+	var b strings.Builder
+	for _, p := range start {
+		b.WriteString(p.Name)
+		b.WriteByte(0)
+		b.WriteString(p.Value)
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// ownSettings replaces the shared startup settings of initParams with the client's own
+// copy; the session goroutine calls it before it handles the client's messages, the first
+// that may change its settings.
+func (s *Session) ownSettings() {
+	if st := s.set.Load(); st != nil && st.shared {
+		s.set.Store(&settings{start: st.start})
 	}
 }
 

@@ -37,6 +37,31 @@ type poolEntry struct {
 	directWarnAt atomic.Int64
 	// replicas are the entry's pools on standbys, by host (replica_pools.go); guarded by mu.
 	replicas map[*pool.Host]*pool.Pool
+	// starts are the startup settings shared by the entry's clients (sharedStart), by
+	// their names and values; guarded by mu.
+	starts map[string]*settings
+}
+
+// maxSharedStarts bounds the distinct sets of startup values an entry shares; clients
+// with others get settings of their own.
+const maxSharedStarts = 64
+
+// sharedStart returns the entry's shared settings for the startup values start, whose
+// names and values key packs.
+func (e *poolEntry) sharedStart(key string, start pool.Params) *settings {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st, ok := e.starts[key]; ok {
+		return st
+	}
+	st := &settings{start: start, shared: true}
+	if len(e.starts) < maxSharedStarts {
+		if e.starts == nil {
+			e.starts = make(map[string]*settings)
+		}
+		e.starts[key] = st
+	}
+	return st
 }
 
 func (e *poolEntry) snapshot() (*config.Database, config.PoolMode, pool.Params) {

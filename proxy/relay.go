@@ -23,6 +23,7 @@ import (
 // the client went idle and its socket was handed to the parker (see park_linux.go).
 func (s *Session) relay() (parked bool, err error) {
 	skipping := false // after a refused extended-protocol message: drop until Sync
+	s.ownSettings()
 	for {
 		typ, n, park, err := s.next(skipping)
 		if park {

@@ -95,7 +95,9 @@ type readVal struct {
 // settings is a client's session settings; made when it first has any. Guarded by
 // Session.mu, except the fields the session goroutine alone uses (noted).
 type settings struct {
-	start pool.Params // startup values, lower-case names, as the client sent them
+	// start are the startup values, lower-case names, as the client sent them. The array
+	// may be shared with other clients (sharedStart): never changed in place.
+	start pool.Params
 	own   pool.Params // values set since, as the server reports them
 
 	touched []touched
@@ -108,6 +110,9 @@ type settings struct {
 	unnamed  *setTouch
 	reqBegin bool
 	reqEnd   bool
+	// shared: start only, shared by clients that have sent nothing since login
+	// (Session.sharedStart); read-only.
+	shared bool
 
 	// Guarded by Session.mu: the hidden queries that set startup values again, to follow
 	// the Query being forwarded, or the Sync that ends the extended-protocol batch.
@@ -359,7 +364,10 @@ func (x *serverState) synced(op setOp) {
 func (st *settings) refused(name string) {
 	if st != nil {
 		st.own.Delete(name)
-		st.start.Delete(name)
+		if _, ok := st.start.Get(name); ok {
+			st.start = st.start.Clone() // the array may be shared
+			st.start.Delete(name)
+		}
 	}
 }
 

@@ -25,10 +25,15 @@ const (
 
 // settingsState returns the client's settings, making them on first use.
 func (s *Session) settingsState() *settings {
-	if st := s.set.Load(); st != nil {
+	st := s.set.Load()
+	if st != nil && !st.shared {
 		return st
 	}
-	s.set.CompareAndSwap(nil, &settings{})
+	if st == nil {
+		s.set.CompareAndSwap(nil, &settings{})
+	} else {
+		s.set.CompareAndSwap(st, &settings{start: st.start})
+	}
 	return s.set.Load()
 }
 

@@ -6,7 +6,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/startup"
 	"github.com/pgmux/pgmux/protocol/wire"
 )
 
@@ -275,4 +277,41 @@ func TestSettingsSQLQuoting(t *testing.T) {
 	require.True(t, strings.Contains(string(b), `E'"it''s", public\\x'`), string(b))
 	st.touch(&setTouch{ops: []setOp{{name: "a'b"}}})
 	require.Contains(t, st.readSQL(), `(E'a''b')`)
+}
+
+// TestStartupSettingsShared: clients of one pool that sent the same startup values share
+// one read-only settings value until they send something (an idle client then holds
+// none of its own); each then works on its own copy, and a value the server refuses for
+// one client stays with the others.
+func TestStartupSettingsShared(t *testing.T) {
+	cfg := &config.Config{}
+	e := &poolEntry{}
+	server := pool.Params{{Name: "application_name", Value: ""}}
+	start := []startup.Param{{Key: "application_name", Value: "app"}, {Key: "search_path", Value: "s1"}}
+	a, b := &Session{entry: e}, &Session{entry: e}
+	a.initParams(cfg, server, start)
+	b.initParams(cfg, server, start)
+	require.Same(t, a.set.Load(), b.set.Load(), "one shared value")
+	require.True(t, a.set.Load().shared)
+	other := &Session{entry: e}
+	other.initParams(cfg, server, []startup.Param{{Key: "search_path", Value: "s2"}})
+	require.NotSame(t, a.set.Load(), other.set.Load())
+
+	a.ownSettings()
+	require.False(t, a.set.Load().shared)
+	require.NotSame(t, a.set.Load(), b.set.Load())
+	v, ok := a.set.Load().effective("search_path")
+	require.True(t, ok)
+	require.Equal(t, "s1", v)
+	a.set.Load().refused("search_path")
+	_, ok = a.set.Load().effective("search_path")
+	require.False(t, ok)
+	v, ok = b.set.Load().effective("search_path")
+	require.True(t, ok, "the shared value is not changed by a's refusal")
+	require.Equal(t, "s1", v)
+
+	// settingsState, whatever calls it first, also gives a copy of the client's own.
+	st := b.settingsState()
+	require.False(t, st.shared)
+	require.True(t, e.starts[packStart(b.set.Load().start)].shared)
 }
