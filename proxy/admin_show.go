@@ -253,7 +253,7 @@ func (s *Server) showClients() []byte {
 	for _, sess := range sessions {
 		in := sess.Info()
 		sess.mu.Lock()
-		reqAt := sess.ops.qStart
+		reqAt := sess.ops.qStart.Time()
 		waiting, since := sess.waitingLocked()
 		sess.mu.Unlock()
 		if reqAt.IsZero() {

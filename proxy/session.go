@@ -110,8 +110,8 @@ type Session struct {
 	ops      sessionOps // console role and SHOW STATS / metrics counters (admin_stats.go)
 	q        respQueue  // requests on the linked server awaiting answers
 	dropErr  bool       // the client's next error is a consequence of one it was shown (sqlprep.go)
-	heldErr  []byte     // a held error of pgmux's preparation before a Query (sqlmulti.go); under mu
 	ddlSent  bool       // DDL sent in the current transaction (ddl.go)
+	heldErr  []byte     // a held error of pgmux's preparation before a Query (sqlmulti.go); under mu
 	// reqs counts the client's requests (Query, Sync, FunctionCall) sent; a statement
 	// prepared on the server in an earlier request whose answer has not come is
 	// prepared again rather than trusted (stmtcache.go lookup).
