@@ -11,7 +11,8 @@
 // code; the one difference is the syscall shim: rawio_linux.go (linux, !race) calls
 // read(2)/write(2) with syscall.RawSyscall, rawio_other.go (race builds and other
 // systems) calls syscall.Read/syscall.Write, which carry the annotations that let the
-// race detector see a socket write and the peer's read as synchronisation. So `go test
+// race detector see a socket write and the peer's read as synchronisation; those two
+// files declare nothing else (TestRawIOIsOnlyTheShim). So `go test
 // -race` exercises the descriptor path that ships (TestReaderSocket, TestWriterSocket and
 // every integration test), and `make test` runs ./protocol/wire, ./proxy, ./test/e2e and
 // ./test/faults once more without -race for the raw calls themselves.
