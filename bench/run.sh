@@ -328,7 +328,8 @@ fi
 cat "$RESULTS/latest.md"
 # Every target's medians (pgmux-b too, which the report leaves out), with the CPU and tps
 # ratios to PgBouncer at the same point.
-awk -F'\t' 'NR > 1 && $11 == "ok" {k = $2 " " $3 " c=" $4; t[$1] = 1; p[k] = 1; n[$1, k]++; tps[$1, k, n[$1, k]] = $6; cpu[$1, k, n[$1, k]] = $9}
+: >"$RESULTS/medians.md"
+(($(wc -l <"$RESULTS/raw.tsv") > 1)) && awk -F'\t' 'NR > 1 && $11 == "ok" {k = $2 " " $3 " c=" $4; t[$1] = 1; p[k] = 1; n[$1, k]++; tps[$1, k, n[$1, k]] = $6; cpu[$1, k, n[$1, k]] = $9}
 function med(a, t, k, m,   i, j, x, v) {
 	for (i = 1; i <= m; i++) v[i] = a[t, k, i] + 0
 	for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) {x = v[i]; v[i] = v[j]; v[j] = x}
