@@ -382,6 +382,11 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 		}
 	}
 	s.notePortal(portal, def.clear)
+	if b, es, ok := s.failedBind(c, portal, name, def, tail); ok {
+		err := s.send(c, b, es...)
+		s.keepScratch(b)
+		return err
+	}
 	b, es, server := s.ensure(c, def, s.scratch[:0])
 	b, start := wire.Begin(b, 'B')
 	b = wire.AppendString(b, string(portal))

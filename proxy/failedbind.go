@@ -1,0 +1,85 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"strconv"
+	"strings"
+
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// A Bind in a failed transaction of a statement the server lacks. PostgreSQL refuses the
+// Bind itself (25P02 from exec_bind_message); pgmux's hidden Parse in front of it would
+// be refused first, with an error whose routine and line differ (exec_parse_message).
+// When pgmux knows the transaction is failed at that point (status 'E', nothing else
+// outstanding), the Bind goes instead to a stand-in the server accepts in that state: an
+// empty statement with as many parameters as the client's statement has (the types its
+// Parse declared, the highest $n in its text): a Bind with another count gets
+// PostgreSQL's 08P01 naming the client's statement. Statements that end a transaction (COMMIT, ROLLBACK, ...) run in
+// a failed one and are prepared as usual.
+
+// failedBind returns what to send for a Bind of def (client name name; tail is the Bind
+// after the statement name) when the transaction is known failed and the server lacks
+// def; ok is false otherwise.
+func (s *Session) failedBind(c *pool.Conn, portal, name []byte, def *stmtDef, tail []byte) (b []byte, es []expect, ok bool) {
+	if s.prep != prepCache || endsTransaction(def.query) {
+		return nil, nil, false
+	}
+	s.mu.Lock()
+	failed := s.txStatus == 'E' && s.pending == 0 && s.q.len() == 0 && !s.errSkip
+	present, stale := false, false
+	if failed {
+		present, stale = s.stateOf(c).stmts.peek(def.server, s.reqs, def)
+	}
+	s.mu.Unlock()
+	if !failed || (present && !stale) {
+		return nil, nil, false
+	}
+	params := highestParam(def.query)
+	if len(def.types) >= 2 {
+		params = max(params, int(binary.BigEndian.Uint16(def.types)))
+	}
+	b = closeMsg(s.scratch[:0], 'S', noopStmt)
+	b, start := wire.Begin(b, 'P')
+	b = wire.AppendString(b, noopStmt)
+	b = append(b, 0) // the empty query: parsed without the failed-transaction check
+	b = binary.BigEndian.AppendUint16(b, uint16(params))
+	for range params {
+		b = binary.BigEndian.AppendUint32(b, 23) // int4
+	}
+	b = wire.Finish(b, start)
+	b, start = wire.Begin(b, 'B')
+	b = wire.AppendString(b, string(portal))
+	b = wire.AppendString(b, noopStmt)
+	b = append(b, tail...)
+	b = wire.Finish(b, start)
+	return b, []expect{{kind: 'C', hide: true}, {kind: 'P', hide: true},
+		{kind: 'B', fix: &errFix{from: noopStmt, to: string(name)}}}, true
+}
+
+// highestParam returns the highest $n in q: with the types its Parse declared, what
+// PostgreSQL counts as the statement's parameters.
+func highestParam(q string) int {
+	n := 0
+	lx := sqlscan.NewLexer(q)
+	for tok := lx.Next(); tok.Kind != sqlscan.TokEOF; tok = lx.Next() {
+		if tok.Kind == sqlscan.TokParam {
+			if v, err := strconv.Atoi(tok.Text[1:]); err == nil && v <= 65535 {
+				n = max(n, v)
+			}
+		}
+	}
+	return n
+}
+
+// endsTransaction reports whether a statement may end a transaction, which PostgreSQL
+// runs in a failed one (COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION).
+func endsTransaction(q string) bool {
+	switch strings.ToLower(sqlscan.FirstKeyword(q)) {
+	case "commit", "end", "rollback", "abort", "prepare":
+		return true
+	}
+	return false
+}
