@@ -135,6 +135,9 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 // more buffered, holding c's write lock when the server's reader may write to c too: a
 // retry (retry.go) or a settings read-back (settings_link.go).
 func (s *Session) forwardLocked(c *pool.Conn, typ byte, n int, pin pinReason, release bool, pinErr error) error {
+	if st := s.set.Load(); st != nil && st.out.Load() > 0 {
+		s.awaitReapply(c, st)
+	}
 	if st := linkOf(c); st != nil && (s.prep == prepCache || s.readsLater()) {
 		st.wmu.Lock()
 		defer st.wmu.Unlock()
@@ -837,12 +840,18 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 			}
 		} else if st := s.set.Load(); st != nil {
 			if st.reapplyFailed && status == 'I' && !st.reqErr {
-				st.resetStood = true // the reset committed; only setting the startup value again failed
+				// The reset committed; only setting the startup value again failed.
+				if e.val != "" && s.retryReapply(c, e.val) {
+					return false, nil // s.mu released; the retry's answer settles the link
+				}
+				st.resetStood = true
 			}
 			if st.reapplying--; st.reapplying <= 0 {
 				st.reapplying = 0
 				s.reportChanged(c)
 			}
+			st.out.Store(int32(st.reapplying))
+			s.q.woken() // the session goroutine may wait for it (awaitReapply)
 		}
 		if s.server == c {
 			s.txStatus = status

@@ -83,11 +83,17 @@ func (q *respQueue) markClear(n uint32) {
 	if e == nil || e.clear != 0 {
 		return
 	}
+	q.wakeChan()
+	e.clear = n
+	q.clears.Add(1)
+}
+
+// wakeChan returns wake, made on first use. Under Session.mu.
+func (q *respQueue) wakeChan() chan struct{} {
 	if q.wake == nil {
 		q.wake = make(chan struct{}, 1)
 	}
-	e.clear = n
-	q.clears.Add(1)
+	return q.wake
 }
 
 // woken tells a session goroutine waiting for a clearing Query's answer to look again.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strings"
+	"sync/atomic"
 
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
@@ -118,7 +119,10 @@ type settings struct {
 	// the Query being forwarded, or the Sync that ends the extended-protocol batch.
 	reapplyQuery  string
 	reapplyAtSync []string
-	reapplying    int  // those sent and not yet answered: ParameterStatus is held back
+	reapplying    int // those sent and not yet answered: ParameterStatus is held back
+	// out mirrors reapplying for the session goroutine's check before each message
+	// (awaitReapply), without s.mu.
+	out           atomic.Int32
 	reapplyFailed bool // one failed since the last read-back: the server's values are not known
 	// resetStood: one failed outside a transaction block (a cancel meant for another
 	// client's query can land on it), so the reset before it stands and the value read

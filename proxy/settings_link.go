@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -59,6 +60,7 @@ func (s *Session) syncSettings(c *pool.Conn) {
 	st := s.set.Load()
 	if st != nil {
 		st.reapplying, st.rows = 0, nil // a broken link's hidden queries went with it
+		st.out.Store(0)
 	}
 	if st == nil && len(x.set) == 0 {
 		return
@@ -114,13 +116,13 @@ func (s *Session) settingsAfter(c *pool.Conn, typ byte) error {
 	s.mu.Lock()
 	if typ == 'Q' && st.reapplyQuery != "" {
 		b = wire.Query(b, st.reapplyQuery)
+		es = append(es, expect{kind: 'Q', hide: true, setting: setReapply, val: st.reapplyQuery})
 		st.reapplyQuery = ""
-		es = append(es, expect{kind: 'Q', hide: true, setting: setReapply})
 	}
 	if typ == 'S' {
 		for _, sql := range st.reapplyAtSync {
 			b = wire.Query(b, sql)
-			es = append(es, expect{kind: 'Q', hide: true, setting: setReapply})
+			es = append(es, expect{kind: 'Q', hide: true, setting: setReapply, val: sql})
 		}
 		st.reapplyAtSync = st.reapplyAtSync[:0]
 	}
@@ -135,6 +137,9 @@ func (s *Session) settingsAfter(c *pool.Conn, typ byte) error {
 	for _, e := range es {
 		if e.setting == setReapply {
 			st.reapplying++
+			st.out.Store(int32(st.reapplying))
+			s.q.wakeChan()
+			s.flushNow = true // the client's next message waits for its answer
 		}
 		s.q.push(e)
 	}
@@ -275,5 +280,65 @@ func (s *Session) logRefused(e expect, pe *pgerr.Error) {
 		s.log().Info("giving a server the client's setting failed", zap.String("setting", e.stmt), zap.Error(pe))
 	default:
 		s.log().Debug("hidden settings query failed", zap.Error(pe))
+	}
+}
+
+// A reset's hidden re-set of the startup values can fail (a cancel meant for another
+// client's query can land on it; the pg_settings view can be closed to the client's
+// role). When the reset itself committed, the server is left at its default while a
+// direct session would have the client's startup value: pgmux sets it again once (the
+// retry reads the settings through pg_show_all_settings(), which a role may call when
+// the view is closed to it), before anything else of the client's reaches that server.
+// The session goroutine waits for the outcome before it forwards the client's next
+// message on the link (awaitReapply), so that message sees the startup value, and the
+// client hears of no ParameterStatus in between.
+
+// retryReapply sends the reapply sql again from the server's reader, at the failed one's
+// ReadyForQuery; s.mu is held, and released when it reports true (the retry went out and
+// its expect, still counted in reapplying, takes the failed one's place).
+func (s *Session) retryReapply(c *pool.Conn, sql string) bool {
+	x := linkOf(c)
+	if x == nil {
+		return false
+	}
+	s.mu.Unlock()
+	if !lockBriefly(&x.wmu) {
+		s.mu.Lock()
+		return false
+	}
+	defer x.wmu.Unlock()
+	s.mu.Lock()
+	st := s.set.Load()
+	if s.server != c || st == nil {
+		return false
+	}
+	st.reapplyFailed = false
+	s.q.push(expect{kind: 'Q', hide: true, setting: setReapply})
+	s.mu.Unlock()
+	b := wire.Query(nil, strings.Replace(sql, "pg_catalog.pg_settings s", "pg_catalog.pg_show_all_settings() s", 1))
+	if err := c.Wr.Write(b); err == nil {
+		_ = c.Wr.Flush() // a failed write or flush breaks the server: its reader tells the client
+	}
+	s.log().Debug("setting the startup values again after a reset failed: retried")
+	return true
+}
+
+// awaitReapply waits until the server has answered the startup values' re-set (and its
+// retry) sent on the link, or the link has ended. Session goroutine; no lock held.
+func (s *Session) awaitReapply(c *pool.Conn, st *settings) {
+	deadline := time.Now().Add(maxClearWait)
+	for st.out.Load() > 0 && time.Now().Before(deadline) {
+		s.mu.Lock()
+		linked, wake := s.server == c, s.q.wakeChan()
+		s.mu.Unlock()
+		if !linked || s.closed.Load() {
+			return
+		}
+		t := time.NewTimer(clearWait)
+		select {
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 }

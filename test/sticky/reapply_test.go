@@ -1,0 +1,47 @@
+package sticky
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/internal/muxtest"
+	"github.com/pgmux/pgmux/internal/pgtest"
+)
+
+// TestResetWhenRestoreFails: after RESET of a parameter the client set at startup, pgmux
+// sets the startup value again with a hidden query, which can fail (here: the pg_settings
+// view is closed to the client's role; in the field, a cancel meant for another client's
+// query). The client must still see what a direct session shows: its startup value, on
+// the same link (session mode, and a pinned client in transaction mode), with no
+// ParameterStatus of the server's default.
+func TestResetWhenRestoreFails(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			m := startMux(t, setup{poolSize: 2, extra: map[string]string{"pool_mode": mode}})
+			db := m.pg.NewDatabase(t, "restorefail")
+			su := m.pg.Connect(t, pgtest.SuperUser, "", db)
+			_, err := su.Exec(ctxT(t), "REVOKE SELECT ON pg_catalog.pg_settings FROM PUBLIC")
+			require.NoError(t, err)
+			params := map[string]string{"options": "-c DateStyle=Postgres,MDY"}
+			viaMux := muxtest.Connect(t, withParams(t, m.url(db), params), pgx.QueryExecModeSimpleProtocol, opTimeout)
+			direct := muxtest.Connect(t, withParams(t, m.pg.URL(pgtest.AppUser, pgtest.AppPassword, db), params),
+				pgx.QueryExecModeSimpleProtocol, opTimeout)
+			for i, c := range []*pgx.Conn{viaMux, direct} {
+				// A session advisory lock pins the client in transaction mode: one link.
+				lock := fmt.Sprintf("SELECT pg_advisory_lock(%d)", i+1)
+				for _, sql := range []string{lock, "SET DateStyle = ISO", "RESET DateStyle"} {
+					_, err := c.Exec(ctxT(t), sql)
+					require.NoError(t, err, sql)
+				}
+			}
+			for i := 0; i < 3; i++ {
+				require.Equal(t, show(t, direct, "DateStyle"), show(t, viaMux, "DateStyle"))
+			}
+			require.Equal(t, "Postgres, MDY", show(t, viaMux, "DateStyle"))
+			require.Equal(t, direct.PgConn().ParameterStatus("DateStyle"), viaMux.PgConn().ParameterStatus("DateStyle"))
+		})
+	}
+}
