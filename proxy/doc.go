@@ -56,6 +56,7 @@
 //
 //	every type                                relay.go:Session.Pump
 //	'Z' ReadyForQuery: release, unpin         relay.go:Session.onReady, relay.go:Session.settle, relay.go:Session.release
+//	'Z' the release rule (no I/O)             linkend.go:linkEnd
 //	'Z' retires its request                   relay.go:Session.retireReady -> respmatch.go:respQueue.retireReady
 //	'E' ErrorResponse, 0A000 retry            relay.go:Session.onError, retry.go:Session.planRetry, relay.go:Session.skipToSync
 //	'E' skips to the Sync                     respmatch.go:errorSkipsToSync, respmatch.go:respQueue.skipToSync

@@ -960,12 +960,13 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 	// A RELOAD that moved the pool out of session mode takes effect at the client's next
 	// transaction boundary: its server is reset and goes back to the pool (the next link
 	// picks up the new mode).
-	leaveSession := idle && status == 'I' && s.mode == config.PoolModeSession &&
-		config.PoolMode(s.entry.modeNow.Load()) != config.PoolModeSession && !s.forceSession
-	release := idle && status == 'I' && s.pinned == 0 && (s.mode != config.PoolModeSession || closed || leaveSession)
-	badStatement := idle && status != 'I' && s.mode == config.PoolModeStatement
-	dirtyClosed := closed && idle && status != 'I'
-	if release || badStatement || dirtyClosed {
+	modeNow := s.mode
+	if s.mode == config.PoolModeSession {
+		modeNow = config.PoolMode(s.entry.modeNow.Load())
+	}
+	out, reset := linkEnd(linkState{idle: idle, status: status, pinned: s.pinned, mode: s.mode,
+		modeNow: modeNow, force: s.forceSession, closed: closed})
+	if out != linkKeep {
 		s.server = nil
 		s.state = ClientIdle
 		s.disarmAll()
@@ -975,20 +976,19 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 			s.arm(timerIdleTx, s.limits.idleTx)
 		}
 	}
-	mode := s.mode
 	s.mu.Unlock()
-	switch {
-	case release:
-		s.release(c, (closed && mode == config.PoolModeSession) || leaveSession || s.srv.Config().ServerResetQueryAlways)
+	switch out {
+	case linkRelease:
+		s.release(c, reset || s.srv.Config().ServerResetQueryAlways)
 		if !closed && s.srv.cutAtRelease() {
 			s.fatal(shutdownFatal()) // safe shutdown: its server is back, so it goes
 		}
 		return true, nil
-	case badStatement:
+	case linkBadStatement:
 		c.Discard(errors.New("transaction in statement mode"))
 		s.fatal(pgerr.Fatal(pgerr.FeatureNotSupported, "transaction blocks not allowed in statement pooling mode"))
 		return true, nil
-	case dirtyClosed:
+	case linkDirtyClosed:
 		c.Discard(errors.New("client left inside a transaction"))
 		return true, nil
 	}
