@@ -83,7 +83,7 @@ func ignored(cfg *config.Config, key string) bool {
 // to, unless it is a reported one whose value the pool's servers already have.
 func (s *Session) initParams(cfg *config.Config, server pool.Params, start []startup.Param) {
 	s.params = sessionParams{base: server}
-	var startVals pool.Params
+	var own, startVals pool.Params
 	for _, p := range start {
 		if p.Key == "pgmux.pool_mode" {
 			s.forceSession = strings.EqualFold(p.Value, "session")
@@ -94,13 +94,27 @@ func (s *Session) initParams(cfg *config.Config, server pool.Params, start []sta
 			if base, ok := server.Get(name); ok && base == v {
 				continue
 			}
-			s.params.Set(name, v)
+			own.Set(name, v)
 		}
 		startVals.Set(strings.ToLower(p.Key), p.Value)
+	}
+	if len(own) > 0 {
+		s.params.own = s.sharedOwn(own)
 	}
 	if len(startVals) > 0 {
 		s.set.Store(s.sharedStart(startVals))
 	}
+}
+
+// sharedOwn returns own, or an equal set the pool's other clients already hold: their
+// reported parameters are read-only arrays (sessionParams.Set copies before it changes
+// one), so clients that sent the same values share them.
+func (s *Session) sharedOwn(own pool.Params) pool.Params {
+	own = slices.Clip(own)
+	if s.entry == nil {
+		return own
+	}
+	return s.entry.sharedOwn(packStart(own), own)
 }
 
 // sharedStart returns read-only settings holding only the startup values start: one
@@ -158,6 +172,7 @@ func (p *sessionParams) Set(name, value string) bool {
 	if v, ok := p.Get(name); ok && v == value {
 		return false
 	}
+	p.own = p.own.Clone() // the array may be shared (Session.sharedOwn): never changed in place
 	p.own.Set(name, value)
 	return true
 }

@@ -40,11 +40,31 @@ type poolEntry struct {
 	// starts are the startup settings shared by the entry's clients (sharedStart), by
 	// their names and values; guarded by mu.
 	starts map[string]*settings
+	// owns are the clients' own reported parameters shared the same way (sharedOwn);
+	// guarded by mu.
+	owns map[string]pool.Params
 }
 
 // maxSharedStarts bounds the distinct sets of startup values an entry shares; clients
 // with others get settings of their own.
 const maxSharedStarts = 64
+
+// sharedOwn returns the entry's shared copy of the reported parameters own, whose names
+// and values key packs.
+func (e *poolEntry) sharedOwn(key string, own pool.Params) pool.Params {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ps, ok := e.owns[key]; ok {
+		return ps
+	}
+	if len(e.owns) < maxSharedStarts {
+		if e.owns == nil {
+			e.owns = make(map[string]pool.Params)
+		}
+		e.owns[key] = own
+	}
+	return own
+}
 
 // sharedStart returns the entry's shared settings for the startup values start, whose
 // names and values key packs.

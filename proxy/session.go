@@ -563,6 +563,13 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 		return pgerr.Fatal(pgerr.InternalError, "%v", err)
 	}
 	s.entry = entry
+	// The entry's copies of the names: an idle client then holds no strings of its own.
+	if s.user == entry.key.user {
+		s.user = entry.key.user
+	}
+	if s.dbName == entry.key.db {
+		s.dbName = entry.key.db
+	}
 	_, mode, _ := entry.snapshot()
 	s.mode = mode
 	s.prep, s.maxStmts = prepModeFor(cfg, mode), cfg.MaxPreparedStatements

@@ -292,6 +292,12 @@ func TestStartupSettingsShared(t *testing.T) {
 	a.initParams(cfg, server, start)
 	b.initParams(cfg, server, start)
 	require.Same(t, a.set.Load(), b.set.Load(), "one shared value")
+	require.Same(t, &a.params.own[0], &b.params.own[0], "one shared array of reported values")
+	require.True(t, a.params.Set("application_name", "other"))
+	v, _ := b.params.Get("application_name")
+	require.Equal(t, "app", v, "a's change is a's alone")
+	v, _ = a.params.Get("application_name")
+	require.Equal(t, "other", v)
 	require.True(t, a.set.Load().shared)
 	other := &Session{entry: e}
 	other.initParams(cfg, server, []startup.Param{{Key: "search_path", Value: "s2"}})
