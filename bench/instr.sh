@@ -41,8 +41,7 @@ start_postgres "$BENCH_TMP/pg" "$(free_port)" 300
 CONF=$BENCH_TMP/conf
 mkdir -p "$CONF"
 scram_logins bench-secret "$CONF/userlist.txt"
-"$PGBENCH" -i -s 10 -q -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres </dev/null >"$BENCH_TMP/init.log" 2>&1 ||
-	{ cat "$BENCH_TMP/init.log" >&2; die "pgbench -i failed"; }
+pgbench_init 10
 
 # dump_ir FILE: the instructions a callgrind dump counted.
 dump_ir() { awk '/^(summary|totals):/ {print $2; exit}' "$1" 2>/dev/null; }

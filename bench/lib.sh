@@ -155,6 +155,13 @@ start_postgres() {
 	die "postgres did not start"
 }
 
+# pgbench_init SCALE: pgbench -i -s SCALE on the PostgreSQL of start_postgres (PG_PORT),
+# its output in $BENCH_TMP/init.log, shown if it fails.
+pgbench_init() {
+	"$(pg_bindir)/pgbench" -i -s "$1" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres </dev/null >"$BENCH_TMP/init.log" 2>&1 ||
+		{ cat "$BENCH_TMP/init.log" >&2; die "pgbench -i failed"; }
+}
+
 # proc_cpu_ticks PID: utime+stime (fields 14+15 of /proc/PID/stat) in clock ticks.
 proc_cpu_ticks() {
 	local stat rest

@@ -136,8 +136,7 @@ CONF=$BENCH_TMP/conf
 mkdir -p "$CONF"
 scram_logins "$PASSWORD" "$CONF/userlist.txt"
 log "pgbench -i -s $SCALE"
-"$PGBENCH" -i -s "$SCALE" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres </dev/null >"$BENCH_TMP/init.log" 2>&1 ||
-	{ cat "$BENCH_TMP/init.log" >&2; die "pgbench -i failed"; }
+pgbench_init "$SCALE"
 
 # PgBouncer >= 1.21 forwards protocol-level prepared statements (max_prepared_statements).
 PGB_VERSION=$("$PGBOUNCER" --version | awk 'NR==1 {print $2}')
