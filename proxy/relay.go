@@ -86,6 +86,11 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 			return false, nil
 		}
 	}
+	if st := s.set.Load(); st != nil && st.out.Load() > 0 {
+		if c, err := s.awaitReapply(st); err != nil {
+			return false, s.forwardFailed(c, err)
+		}
+	}
 	pin, release, err := s.stickyNeed(typ, n)
 	if err != nil {
 		return false, err
@@ -135,9 +140,6 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 // more buffered, holding c's write lock when the server's reader may write to c too: a
 // retry (retry.go) or a settings read-back (settings_link.go).
 func (s *Session) forwardLocked(c *pool.Conn, typ byte, n int, pin pinReason, release bool, pinErr error) error {
-	if st := s.set.Load(); st != nil && st.out.Load() > 0 {
-		s.awaitReapply(c, st)
-	}
 	if st := linkOf(c); st != nil && (s.prep == prepCache || s.readsLater()) {
 		st.wmu.Lock()
 		defer st.wmu.Unlock()
@@ -839,18 +841,23 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 				s.set.Load().commit(x, status, e.seq)
 			}
 		} else if st := s.set.Load(); st != nil {
+			retry := false
 			if st.reapplyFailed && status == 'I' && !st.reqErr {
 				// The reset committed; only setting the startup value again failed.
-				if e.val != "" && s.retryReapply(c, e.val) {
-					return false, nil // s.mu released; the retry's answer settles the link
-				}
 				st.resetStood = true
+				if e.val != "" && s.server == c {
+					// Sent again before the client's next message (awaitReapply), which
+					// counts as this one meanwhile: ParameterStatus stays held.
+					st.retrySQL, retry = e.val, true
+				}
 			}
-			if st.reapplying--; st.reapplying <= 0 {
-				st.reapplying = 0
-				s.reportChanged(c)
+			if !retry {
+				if st.reapplying--; st.reapplying <= 0 {
+					st.reapplying = 0
+					s.reportChanged(c)
+				}
+				st.out.Store(int32(st.reapplying))
 			}
-			st.out.Store(int32(st.reapplying))
 			s.q.woken() // the session goroutine may wait for it (awaitReapply)
 		}
 		if s.server == c {

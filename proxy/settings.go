@@ -122,7 +122,10 @@ type settings struct {
 	reapplying    int // those sent and not yet answered: ParameterStatus is held back
 	// out mirrors reapplying for the session goroutine's check before each message
 	// (awaitReapply), without s.mu.
-	out           atomic.Int32
+	out atomic.Int32
+	// retrySQL: a re-set that failed after its reset committed, to be sent again by the
+	// session goroutine before the client's next message (awaitReapply).
+	retrySQL      string
 	reapplyFailed bool // one failed since the last read-back: the server's values are not known
 	// resetStood: one failed outside a transaction block (a cancel meant for another
 	// client's query can land on it), so the reset before it stands and the value read

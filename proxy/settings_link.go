@@ -59,7 +59,7 @@ func (s *Session) syncSettings(c *pool.Conn) {
 	x := s.stateOf(c)
 	st := s.set.Load()
 	if st != nil {
-		st.reapplying, st.rows = 0, nil // a broken link's hidden queries went with it
+		st.reapplying, st.rows, st.retrySQL = 0, nil, "" // a broken link's hidden queries went with it
 		st.out.Store(0)
 	}
 	if st == nil && len(x.set) == 0 {
@@ -288,51 +288,28 @@ func (s *Session) logRefused(e expect, pe *pgerr.Error) {
 // role). When the reset itself committed, the server is left at its default while a
 // direct session would have the client's startup value: pgmux sets it again once (the
 // retry reads the settings through pg_show_all_settings(), which a role may call when
-// the view is closed to it), before anything else of the client's reaches that server.
-// The session goroutine waits for the outcome before it forwards the client's next
-// message on the link (awaitReapply), so that message sees the startup value, and the
-// client hears of no ParameterStatus in between.
-
-// retryReapply sends the reapply sql again from the server's reader, at the failed one's
-// ReadyForQuery; s.mu is held, and released when it reports true (the retry went out and
-// its expect, still counted in reapplying, takes the failed one's place).
-func (s *Session) retryReapply(c *pool.Conn, sql string) bool {
-	x := linkOf(c)
-	if x == nil {
-		return false
-	}
-	s.mu.Unlock()
-	if !lockBriefly(&x.wmu) {
-		s.mu.Lock()
-		return false
-	}
-	defer x.wmu.Unlock()
-	s.mu.Lock()
-	st := s.set.Load()
-	if s.server != c || st == nil {
-		return false
-	}
-	st.reapplyFailed = false
-	s.q.push(expect{kind: 'Q', hide: true, setting: setReapply})
-	s.mu.Unlock()
-	b := wire.Query(nil, strings.Replace(sql, "pg_catalog.pg_settings s", "pg_catalog.pg_show_all_settings() s", 1))
-	if err := c.Wr.Write(b); err == nil {
-		_ = c.Wr.Flush() // a failed write or flush breaks the server: its reader tells the client
-	}
-	s.log().Debug("setting the startup values again after a reset failed: retried")
-	return true
-}
+// the view is closed to it), before anything else of the client's reaches that server:
+// the session goroutine waits for the outcome before it forwards the client's next
+// message on the link, and sends the retry itself (awaitReapply), so that message sees
+// the startup value, and the client hears of no ParameterStatus in between. A link that
+// ends at the failed one's ReadyForQuery needs none: the next sets the value (resetStood
+// leaves the server's value unknown).
 
 // awaitReapply waits until the server has answered the startup values' re-set (and its
-// retry) sent on the link, or the link has ended. Session goroutine; no lock held.
-func (s *Session) awaitReapply(c *pool.Conn, st *settings) {
+// retry) sent on the link, or the link has ended; a failed one is sent again here, before
+// the client's message. Session goroutine, before it forwards a message; no lock held. It
+// returns the server and the error of a failed write.
+func (s *Session) awaitReapply(st *settings) (*pool.Conn, error) {
 	deadline := time.Now().Add(maxClearWait)
 	for st.out.Load() > 0 && time.Now().Before(deadline) {
 		s.mu.Lock()
-		linked, wake := s.server == c, s.q.wakeChan()
+		c, retry, wake := s.server, st.retrySQL, s.q.wakeChan()
 		s.mu.Unlock()
-		if !linked || s.closed.Load() {
-			return
+		if c == nil || s.closed.Load() {
+			return nil, nil
+		}
+		if retry != "" {
+			return c, s.retryReapply(c, st)
 		}
 		t := time.NewTimer(clearWait)
 		select {
@@ -341,4 +318,35 @@ func (s *Session) awaitReapply(c *pool.Conn, st *settings) {
 		}
 		t.Stop()
 	}
+	return nil, nil
+}
+
+// retryReapply sends the failed re-set again, reading the settings through
+// pg_show_all_settings(); its expect takes the failed one's place in reapplying.
+func (s *Session) retryReapply(c *pool.Conn, st *settings) error {
+	x := linkOf(c)
+	if x == nil {
+		return nil
+	}
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+	s.mu.Lock()
+	sql := st.retrySQL
+	st.retrySQL = ""
+	if s.server != c || sql == "" {
+		s.mu.Unlock()
+		return nil
+	}
+	st.reapplyFailed = false
+	s.q.push(expect{kind: 'Q', hide: true, setting: setReapply})
+	s.mu.Unlock()
+	s.log().Debug("setting the startup values again after a reset failed: retried")
+	err := c.Wr.Write(wire.Query(nil, strings.Replace(sql, "pg_catalog.pg_settings s", "pg_catalog.pg_show_all_settings() s", 1)))
+	if err == nil {
+		err = c.Wr.Flush()
+	}
+	if err != nil {
+		return &wire.WriteError{Err: err}
+	}
+	return nil
 }
