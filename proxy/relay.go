@@ -1104,6 +1104,9 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		s.dropErr = false
 		hide = true
 	}
+	if ok && head.check {
+		s.checkCount = -1 // the state check failed: nothing is known, the client stays pinned
+	}
 	hold := ok && head.hold
 	if hold {
 		s.heldErr = append([]byte(nil), m...) // a copy: m is the reader's buffer

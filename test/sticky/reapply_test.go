@@ -40,3 +40,26 @@ func TestResetWhenRestoreFails(t *testing.T) {
 		})
 	}
 }
+
+// TestFailedStateCheckKeepsPin: after a statement that may release session state, pgmux
+// asks the server whether any is left; when that check fails (here the pg_settings view
+// is closed to the role), nothing is known and the client stays pinned: its advisory
+// lock is still held on its server.
+func TestFailedStateCheckKeepsPin(t *testing.T) {
+	m := startMux(t, setup{poolSize: 2})
+	db := m.pg.NewDatabase(t, "checkfail")
+	su := m.pg.Connect(t, pgtest.SuperUser, "", db)
+	_, err := su.Exec(ctxT(t), "REVOKE SELECT ON pg_catalog.pg_settings FROM PUBLIC")
+	require.NoError(t, err)
+	adm := m.admin(t)
+	c := muxtest.Connect(t, m.url(db), pgx.QueryExecModeSimpleProtocol, opTimeout)
+	for _, sql := range []string{"SELECT pg_advisory_lock(7)", "RESET work_mem", "SELECT 1"} {
+		_, err := c.Exec(ctxT(t), sql)
+		require.NoError(t, err, sql)
+	}
+	// The check went out right behind RESET, so it was answered before SELECT 1.
+	require.Equal(t, "advisory_lock", pinReasonOf(t, adm, db, c))
+	var held bool
+	require.NoError(t, c.QueryRow(ctxT(t), "SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()").Scan(&held))
+	require.True(t, held, "the client's server is the one holding its lock")
+}
