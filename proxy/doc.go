@@ -39,6 +39,7 @@
 //	'E' of DISCARD ALL / DEALLOCATE [ALL]     stmtclear_ext.go:Session.notePortal, stmtclear_ext.go:Session.executeClear
 //	'P' Parse                                 prepared.go:Session.rewriteParse, unnamed.go:Session.parseUnnamed
 //	'B' Bind                                  prepared.go:Session.rewriteBind
+//	'B' in a failed transaction               failedbind.go:Session.failedBind
 //	'D' Describe, 'C' Close                   prepared.go:Session.rewriteDescribeClose
 //	'P' 'C' 'H' answered without a server     deferred.go:Session.deferLocal
 //	'E' Execute, 'S' Sync, 'H' Flush          relay.go:Session.forwardClient (kept for a retry: retry.go:reqLog.add)
@@ -46,6 +47,7 @@
 //	'X' Terminate                             relay.go:Session.relay
 //	a message refused (no server)             relay.go:Session.refuse, relay.go:Session.skipUntilSync
 //	session settings replayed on a server     settings_link.go:Session.syncSettings, settings_link.go:Session.settingsAfter
+//	startup values set again after a RESET    settings_link.go:Session.settingsAfter, settings_link.go:Session.awaitReapply
 //	reads routed to a standby                 replica.go:Session.routeRead, replica.go:Session.acquireReplica
 //	a server lost mid-transaction (failover)  failover.go:Session.recoverLink, failover.go:Session.answerAborted
 //
