@@ -194,7 +194,7 @@ func (s *Session) adminLogin(cfg *config.Config, pkt *startup.Packet) error {
 		return err
 	}
 	s.mu.Lock()
-	s.ops.role = role
+	s.role = role
 	s.mu.Unlock()
 	enc, _ := pkt.Get("client_encoding")
 	if enc == "" {
@@ -219,7 +219,7 @@ func (s *Session) adminLogin(cfg *config.Config, pkt *startup.Packet) error {
 func (s *Session) isAdmin() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.ops.role != roleNone
+	return s.role != roleNone
 }
 
 // adminLoop answers console commands until the client leaves. Only the simple query
@@ -338,7 +338,7 @@ func (s *Session) adminCommand(stmt string) (adminResult, error) {
 	verb := strings.ToUpper(words[0])
 	args := words[1:]
 	s.mu.Lock()
-	role := s.ops.role
+	role := s.role
 	s.mu.Unlock()
 	if verb == "SHOW" {
 		if len(args) != 1 {

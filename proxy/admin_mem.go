@@ -10,7 +10,16 @@ import (
 // showMem answers SHOW MEM. PgBouncer lists its slab caches; pgmux has none, so it
 // reports its main objects (size of one, how many live) and the Go heap as a whole.
 func (s *Server) showMem() []byte {
-	clients := len(s.Sessions())
+	sessions := s.Sessions()
+	working := 0 // clients holding their working state: all but those parked with nothing of their own
+	for _, sess := range sessions {
+		sess.mu.Lock()
+		if sess.sessionWork != nil {
+			working++
+		}
+		sess.mu.Unlock()
+	}
+	clients := len(sessions)
 	entries := s.pools.all()
 	servers := 0
 	for _, e := range entries {
@@ -23,6 +32,7 @@ func (s *Server) showMem() []byte {
 		r.row(name, int(size), int64(used), int64(0), int64(size)*int64(used))
 	}
 	obj("client", unsafe.Sizeof(Session{}), clients)
+	obj("client_work", unsafe.Sizeof(sessionWork{}), working)
 	obj("server", unsafe.Sizeof(pool.Conn{}), servers)
 	obj("pool", unsafe.Sizeof(poolEntry{})+unsafe.Sizeof(pool.Pool{}), len(entries))
 	r.row("go_heap", 1, int64(ms.HeapInuse), int64(ms.HeapIdle-ms.HeapReleased), int64(ms.HeapSys))

@@ -253,7 +253,10 @@ func (s *Server) showClients() []byte {
 	for _, sess := range sessions {
 		in := sess.Info()
 		sess.mu.Lock()
-		reqAt := sess.ops.qStart.Time()
+		var reqAt time.Time
+		if w := sess.sessionWork; w != nil { // a parked client may have none: no request then
+			reqAt = w.ops.qStart.Time()
+		}
 		waiting, since := sess.waitingLocked()
 		sess.mu.Unlock()
 		if reqAt.IsZero() {

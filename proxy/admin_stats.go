@@ -28,8 +28,7 @@ type sessionOps struct {
 	queryTime      time.Duration
 	qStart, xStart monoTime // start of the request and transaction in progress, or zero
 	obs            *poolObservers
-	role           consoleRole // set once at console login
-	retired        bool        // folded into the server's retired totals; guarded by both locks
+	retired        bool // folded into the server's retired totals; guarded by both locks
 }
 
 // totals are a pool's cumulative counters (SHOW STATS_TOTALS, the _total metrics).
@@ -164,18 +163,23 @@ func (s *Session) retire() {
 	c := s.srv.console
 	c.mu.Lock()
 	s.mu.Lock()
-	if !s.ops.retired {
+	if w := s.sessionWork; w != nil && !w.ops.retired {
 		t := s.sessionTotals()
-		acc := c.retired[s.entry.key]
-		if acc == nil {
-			acc = &totals{}
-			c.retired[s.entry.key] = acc
-		}
-		acc.add(&t)
-		s.ops.retired = true
+		c.retiredAcc(s.entry.key).add(&t)
+		w.ops.retired = true
 	}
 	s.mu.Unlock()
 	c.mu.Unlock()
+}
+
+// retiredAcc is the retired totals of pool key, made on first use; c.mu is held.
+func (c *console) retiredAcc(key poolKey) *totals {
+	acc := c.retired[key]
+	if acc == nil {
+		acc = &totals{}
+		c.retired[key] = acc
+	}
+	return acc
 }
 
 // poolSnap is one pool's state and counters at one instant, shared by SHOW and the
@@ -243,7 +247,7 @@ func (s *Server) snapshot() []*poolSnap {
 		}
 		p := get(sess.entry.key)
 		sess.mu.Lock()
-		if !sess.ops.retired {
+		if w := sess.sessionWork; w != nil && !w.ops.retired { // none: parked, counters retired (shed)
 			t := sess.sessionTotals()
 			p.totals.add(&t)
 		}

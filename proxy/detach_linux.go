@@ -64,7 +64,9 @@ func (s *Session) reattachLocked() {
 	if s.rd == nil {
 		s.rd = wire.NewReader(s.nc)
 		s.rd.MaxMessage = int(s.maxMsg)
-		s.scan = scanMemo{} // another reader's message count: the memo's key means nothing
+		if s.sessionWork != nil { // (a fresh one, made at resume, has no memo)
+			s.scan = scanMemo{} // another reader's message count: the memo's key means nothing
+		}
 	}
 	fd := s.rawFD
 	if fd < 0 {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -106,8 +105,49 @@ func TestClosedClientIsNotParked(t *testing.T) {
 	require.Equal(t, int32(-1), s.rawFD)
 }
 
-// The Session struct is most of what a parked client holds on the heap; it must not grow
-// into the next allocation size class unnoticed (bench/README.md: idle memory).
-func TestSessionSizeBounded(t *testing.T) {
-	require.LessOrEqual(t, unsafe.Sizeof(Session{}), uintptr(896), "Session grew past its 896-byte size class")
+// A client that parks owning nothing but counters gives its working state back, its
+// counters folded into its pool's retired totals, and resumes with a fresh one; one that
+// made something a fresh one lacks (a named statement, LISTEN) keeps it.
+func TestParkedClientShedsItsWork(t *testing.T) {
+	s, _ := parkingSession(t)
+	key := poolKey{db: "db", user: "u"}
+	s.entry = &poolEntry{key: key}
+	s.srv.console = &console{retired: make(map[poolKey]*totals)}
+	s.stats.Queries, s.stats.Transactions = 3, 2
+	s.ops.parses = 4
+	s.ops.in.Store(100)
+	require.True(t, s.park())
+	require.Nil(t, s.sessionWork, "a parked client that made nothing keeps no working state")
+	require.Equal(t, totals{queries: 3, xacts: 2, parses: 4, received: 100}, *s.srv.console.retired[key],
+		"its counters are the pool's now")
+
+	require.True(t, s.srv.parker.unpark(s))
+	s.reattach()
+	s.ensureWork()
+	require.NotNil(t, s.sessionWork)
+	require.Equal(t, byte('I'), s.txStatus)
+	require.Equal(t, totals{}, s.sessionTotals(), "counted once: the pool has them")
+	s.retire()
+	require.Equal(t, totals{queries: 3, xacts: 2, parses: 4, received: 100}, *s.srv.console.retired[key])
+
+	for name, made := range map[string]func(s *Session){
+		"named statement": func(s *Session) { s.stmts = map[string]*stmtDef{"s1": {}} },
+		"LISTEN":          func(s *Session) { s.listening = true },
+		"unnamed":         func(s *Session) { s.unnamed.body = []byte("SELECT 1\x00\x00\x00") },
+	} {
+		s, _ := parkingSession(t)
+		made(s)
+		w := s.sessionWork
+		require.True(t, s.park(), name)
+		require.Same(t, w, s.sessionWork, "%s: a parked client keeps what it made", name)
+		require.True(t, s.srv.parker.unpark(s), name) // not resumed when the test's client closes
+	}
+}
+
+// A session whose park fails goes on running: it has its working state.
+func TestFailedParkKeepsWork(t *testing.T) {
+	s, _ := parkingSession(t)
+	s.closeAndWake()
+	require.False(t, s.park())
+	require.NotNil(t, s.sessionWork)
 }

@@ -16,7 +16,7 @@ import (
 func failoverSession(host string, mode config.PoolMode) *Session {
 	e := &poolEntry{db: &config.Database{Name: "app", Host: host}, mode: mode}
 	e.multi.Store(multiHost(e.db))
-	return &Session{entry: e}
+	return &Session{entry: e, sessionWork: newWork()}
 }
 
 func TestRecoverable(t *testing.T) {

@@ -65,7 +65,7 @@ func TestForwardClientAllocatesNothing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &Session{rd: wire.NewReader(&relayLoopReader{data: clientBatch()}), wr: wire.NewWriter(io.Discard),
-				txStatus: 'I', mode: config.PoolModeTransaction, prep: prepPass}
+				sessionWork: newWork(), mode: config.PoolModeTransaction, prep: prepPass}
 			s.limits.query = tc.limit
 			t.Cleanup(s.disarmAll)
 			c := &pool.Conn{Wr: wire.NewWriter(io.Discard)}
@@ -91,7 +91,7 @@ func TestForwardClientAllocatesNothing(t *testing.T) {
 // callback of an earlier arming (its timer had fired when it was re-armed) or of a
 // disarmed one does nothing.
 func TestTimerFiresOncePerArming(t *testing.T) {
-	s := &Session{}
+	s := &Session{sessionWork: newWork()}
 	s.arm(timerQuery, time.Hour)
 	t.Cleanup(s.disarmAll)
 	tm := s.timers

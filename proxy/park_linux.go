@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"syscall"
@@ -157,6 +158,17 @@ func (p *parker) sweep() {
 	}
 	if release {
 		p.log.Debug("returning parked clients' memory to the OS")
-		debug.FreeOSMemory()
+		releaseMemory()
 	}
+}
+
+// releaseMemory hands the memory a wave of logins used back to the OS once its clients
+// have parked: the goroutine stacks, and the read and write buffers their logins took
+// from the wire package's sync.Pool (16 KB each, one or two per login in flight). A
+// pool keeps what was put back until the second collection after (the first moves it
+// to the pool's victim cache), and an idle process may not collect for minutes: the
+// first collection here moves them, FreeOSMemory's frees them and returns the pages.
+func releaseMemory() {
+	runtime.GC()
+	debug.FreeOSMemory()
 }

@@ -639,6 +639,8 @@ func (s *Session) clientGone() {
 // Pump relays the server's messages to the client while c is leased to s. It runs on c's
 // reader goroutine and returns nil once the lease has ended.
 func (s *Session) Pump(c *pool.Conn) error {
+	s.pumps.Add(1)
+	defer s.pumps.Add(-1) // last: after every use of the session below
 	// held: this lease's reader holds s.wmu. It is local because the reader of the
 	// previous lease may still be letting go while this one starts.
 	held := false

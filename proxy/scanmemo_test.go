@@ -34,7 +34,7 @@ func TestScanMemoFollowsMessages(t *testing.T) {
 	for _, q := range texts {
 		src.msgs = append(src.msgs, wire.Query(nil, q))
 	}
-	s := &Session{rd: wire.NewReader(src)}
+	s := &Session{rd: wire.NewReader(src), sessionWork: newWork()}
 	addrs := map[uintptr]bool{}
 	for i := range texts {
 		typ, n, err := s.rd.Next()

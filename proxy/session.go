@@ -53,12 +53,18 @@ func (c ClientState) String() string {
 // the server connection's reader goroutine while a server is linked (it relays the
 // server's answers) and to the session goroutine otherwise. mu guards the link state.
 //
+// A Session is two allocations: this one, which every logged-in client keeps, and its
+// working state (sessionWork, embedded by pointer so its fields read as the Session's),
+// which a parked client that holds nothing of its own gives back (work.go shed) and a
+// resumed one makes again. An idle client then costs the fields below and its socket.
+//
 // Owners. Five kinds of goroutine touch a Session; each field's comment says which:
 //   - the session goroutine (run, then relay; after a park, the goroutine the parker
 //     starts to resume it, never two at once): nc (swapped under ncMu at park and
 //     resume, detach_linux.go; other goroutines use it only under ncMu: closeAndWake,
-//     writeOut, remote, localAddr), rd, the prepared-statement fields,
-//     the pin bookkeeping but pinned, the replica fields but rr, limits, scratch;
+//     writeOut, remote, localAddr), rd, sessionWork (the pointer: set and cleared under
+//     mu), the prepared-statement fields, the pin bookkeeping but pinned, the replica
+//     fields but rr, limits, scratch;
 //   - the reader of the leased server connection (Pump, on pool's reader goroutine):
 //     writes wr while it holds wmu, pops q under mu, checkCount;
 //   - the database's listener reader (listen.go notify): wr only under wmu, else it
@@ -68,15 +74,17 @@ func (c ClientState) String() string {
 //   - the parker (park_linux.go): fd, rawFD, idleSince and expired, while the session
 //     goroutine has returned; parkedFD under the parker's lock.
 //
-// mu guards server, mode, pending, unsynced, txStatus, q and the other link fields
-// below it; wmu orders writes to wr; atomics are noted as such. The session goroutine
-// and the server's reader never hand a field over through the socket alone: what one
-// writes and the other reads goes through mu, wmu or an atomic.
+// The console and the metrics read a session under mu; what they read of sessionWork
+// they read only when the pointer is set (a parked client may have none).
+//
+// mu guards server, mode, pending, unsynced, txStatus, q and the other link fields; wmu
+// orders writes to wr; atomics are noted as such. The session goroutine and the server's
+// reader never hand a field over through the socket alone: what one writes and the other
+// reads goes through mu, wmu or an atomic.
 type Session struct {
 	srv          *Server
 	id           uint64
 	box          *pool.LeaseBox // set once by newSession; the pool leases through it
-	scan         scanMemo       // sqlscan.MaybeInteresting of the message being handled
 	nc           net.Conn
 	rd           *wire.Reader
 	wr           *wire.Writer
@@ -85,11 +93,7 @@ type Session struct {
 	cancelPID    uint32
 	cancelKey    uint32
 	connectedAt  int64 // unix nanoseconds
-	tls          bool
-	prep         prepMode // how the current link treats named statements (prepared.go)
-	cacheUnnamed bool     // cache_unnamed_statements for the current link (unnamed.go)
-	listening    bool     // subscribed through the database's listener
-	maxMsg       int32    // rd.MaxMessage while a parked client has no reader (detach_linux.go)
+	maxStmts     int   // max_prepared_statements at login (prepared.go)
 
 	// params are the client's reported parameters as it believes them to be; set are its
 	// session settings, carried from server to server (settings.go): nil until it has any.
@@ -97,50 +101,12 @@ type Session struct {
 	params sessionParams
 	set    atomic.Pointer[settings]
 
-	mu       sync.Mutex
-	server   *pool.Conn
-	mode     config.PoolMode
-	pending  int  // Query, Sync and FunctionCall sent and not yet answered by ReadyForQuery
-	unsynced bool // extended-protocol messages sent since the last Sync
-	txStatus byte
-	fo       foFlags // after a lost server of a multi-host database (failover.go)
-	errSkip  bool    // the server reported an error and skips messages until the next Sync
-	state    ClientState
-	stats    SessionStats
-	ops      sessionOps // console role and SHOW STATS / metrics counters (admin_stats.go)
-	q        respQueue  // requests on the linked server awaiting answers
-	dropErr  bool       // the client's next error is a consequence of one it was shown (sqlprep.go)
-	ddlSent  bool       // DDL sent in the current transaction (ddl.go)
-	heldErr  []byte     // a held error of pgmux's preparation before a Query (sqlmulti.go); under mu
-	// reqs counts the client's requests (Query, Sync, FunctionCall) sent; a statement
-	// prepared on the server in an earlier request whose answer has not come is
-	// prepared again rather than trusted (stmtcache.go lookup).
-	reqs uint64
-
-	// lostLease is a server leased to the session that broke before serverFor linked it:
-	// nothing was sent on it, and serverFor leases another. Guarded by mu.
-	lostLease *pool.Conn
-
-	// Prepared statements (see prepared.go); used by the session goroutine only.
-	maxStmts int
-	stmts    map[string]*stmtDef
-	clears   stmtClears // DISCARD ALL / DEALLOCATE ALL answers for stmts (stmtclear.go)
-	// clearPortals: the client's portals whose Execute clears statement names, by
-	// portal name (stmtclear_ext.go); session goroutine only.
-	clearPortals map[string]clearOp
-	deferred     []deferredOp
-	unnamed      unnamedStmt // the client's unnamed statement (prepared.go)
-
-	// Session state in transaction mode (see sticky.go). pinned is guarded by mu; the
-	// rest belong to the session goroutine, checkCount to the server's reader.
-	pinned         pinReason
-	pinSeq         uint32
-	holdsDirect    bool
-	releaseSeen    bool
-	forceSession   bool
-	unnamedPin     pinReason
-	unnamedRelease bool
-	checkCount     int64
+	mu     sync.Mutex
+	server *pool.Conn
+	mode   config.PoolMode
+	// *sessionWork is the working state (work.go): set while the session goroutine runs,
+	// nil while a parked client holds nothing of its own. Set and cleared under mu.
+	*sessionWork
 
 	// Client writes (see listen.go): wmu is held by whoever writes to wr — the server's
 	// reader for a whole response, the session goroutine while no server is linked, the
@@ -150,12 +116,11 @@ type Session struct {
 	// endWith is the FATAL a timer is ending the session with (closeFromOutside): a
 	// relay that fails because the timer closed its server sends it (serverFailed).
 	endWith       atomic.Pointer[pgerr.Error]
-	notifyPending atomic.Bool
-	closed        atomic.Bool    // the client is gone; server output is dropped
 	timers        *sessionTimers // guarded by mu; made when a timeout is first armed
 	limits        timeLimits     // set by the session goroutine; read under mu elsewhere
-	scratch       []byte
-	flushNow      bool // session goroutine: flush the server now (a clearing Query, stmtclear.go)
+	notifyPending atomic.Bool
+	closed        atomic.Bool // the client is gone; server output is dropped
+	state         ClientState // guarded by mu
 
 	// Parking (see park_linux.go): the socket's descriptor, when the client went idle,
 	// and whether the parker found it idle past client_idle_timeout. A client parked
@@ -165,31 +130,29 @@ type Session struct {
 	fd        int32
 	rawFD     int32
 	parkedFD  int32
+	maxMsg    int32 // rd.MaxMessage while a parked client has no reader (detach_linux.go)
+	expired   atomic.Bool
 	ncMu      sync.Mutex
 	idleAt    atomic.Int64 // Server.clock when the client went idle; 0 busy, negative kicked (-start)
 	idleSince int64        // unix nanoseconds
-	expired   atomic.Bool
-	ncClosed  bool // closeAndWake closed nc: its descriptor number may be another's now
 
 	// waitKind says what a client counted as waiting (waiting.go) waits for beyond a
 	// server of its pool; waitSince is since when it waits, in unix nanoseconds. Both are
 	// guarded by mu.
-	waitKind  waitKind
 	waitSince int64
+	pinned    pinReason // why a transaction-mode client keeps its server (sticky.go); under mu
+	waitKind  waitKind
 
-	// Reads on standbys (replica.go). pick, rrNext, linkReplica, forcePrimary and rw
-	// belong to the session goroutine; rr is the held request, read by the server's
-	// reader; onReplica and rwDirtyAt are guarded by mu: rwDirtyAt is when the client's
-	// last transaction on the primary of a multi-host database ended (set by the reader),
-	// zero once a primary position read after it is known.
-	pick         *pool.Pool
-	rrNext       *replicaReq
-	linkReplica  bool
-	forcePrimary bool
-	onReplica    bool
-	rw           rwState
-	rr           atomic.Pointer[replicaReq]
-	rwDirtyAt    time.Time
+	role         consoleRole // console role, set once at console login (admin.go); under mu
+	tls          bool
+	prep         prepMode // how the current link treats named statements (prepared.go)
+	cacheUnnamed bool     // cache_unnamed_statements for the current link (unnamed.go)
+	listening    bool     // subscribed through the database's listener
+	forceSession bool     // asked for a real session at login (pgmux.pool_mode=session, params.go)
+	ncClosed     bool     // closeAndWake closed nc: its descriptor number may be another's now
+	// pumps counts the server readers inside Pump for this session: while one is, the
+	// working state stays (shed).
+	pumps atomic.Int32
 }
 
 // SessionStats counts a session's traffic.
@@ -201,7 +164,7 @@ type SessionStats struct {
 
 func newSession(s *Server, nc net.Conn, id uint64) *Session {
 	sess := &Session{srv: s, id: id, nc: nc, rd: wire.NewReader(nc), wr: wire.NewWriter(nc),
-		connectedAt: time.Now().UnixNano(), txStatus: 'I', fd: socketFD(nc), rawFD: -1, parkedFD: -1}
+		connectedAt: time.Now().UnixNano(), sessionWork: newWork(), fd: socketFD(nc), rawFD: -1, parkedFD: -1}
 	sess.box = pool.NewLeaseBox(sess)
 	return sess
 }
@@ -408,6 +371,16 @@ func (s *Session) parkAfterLogin(nclients int64) bool {
 // is parked, the client is parked without its net.Conn (detach_linux.go).
 func (s *Session) park() bool {
 	s.rd.Release()
+	s.shed()
+	if s.parkSocket() {
+		return true // it may already run again, on the goroutine that resumed it
+	}
+	s.ensureWork()
+	return false
+}
+
+// parkSocket is park's part once the working state is settled.
+func (s *Session) parkSocket() bool {
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
 	switch {
@@ -422,6 +395,7 @@ func (s *Session) park() bool {
 // resume continues a parked session whose socket became readable (or that must end).
 func (s *Session) resume() {
 	s.reattach()
+	s.ensureWork()
 	s.loop()
 }
 
@@ -662,7 +636,10 @@ func (s *Session) Info() Info {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	in := Info{ID: s.id, User: s.user, Database: s.dbName, State: s.state, Remote: s.remote(),
-		ConnectedAt: time.Unix(0, s.connectedAt), PoolMode: s.mode, TLS: s.tls, Stats: s.stats}
+		ConnectedAt: time.Unix(0, s.connectedAt), PoolMode: s.mode, TLS: s.tls}
+	if s.sessionWork != nil { // a parked client may have none: its counters went to its pool's
+		in.Stats = s.stats
+	}
 	if s.server != nil {
 		in.ServerID = s.server.ID
 	}

@@ -50,7 +50,7 @@ func TestClassifySettings(t *testing.T) {
 		{sql: "SELECT 1; SET a.b = 1; RESET c.d", ops: []setOp{{name: "a.b"}, {name: "c.d", reset: true}}},
 		{sql: "DO $$BEGIN SET work_mem = '2MB'; END$$", ops: []setOp{{name: "work_mem"}}},
 	}
-	s := &Session{}
+	s := &Session{sessionWork: newWork()}
 	for _, c := range cases {
 		t.Run(c.sql, func(t *testing.T) {
 			v := s.classify(c.sql)
@@ -255,7 +255,7 @@ func TestSettingsState(t *testing.T) {
 // TestSettingsNoClientCost: a client without settings on a server without any sends and
 // allocates nothing at link time.
 func TestSettingsNoClientCost(t *testing.T) {
-	s := &Session{}
+	s := &Session{sessionWork: newWork()}
 	x := &serverState{stmts: newStmtCache(10)}
 	c := &pool.Conn{Attach: x, Wr: wire.NewWriter(nil)}
 	allocs := testing.AllocsPerRun(100, func() { s.syncSettings(c) })
@@ -288,7 +288,7 @@ func TestStartupSettingsShared(t *testing.T) {
 	e := &poolEntry{}
 	server := pool.Params{{Name: "application_name", Value: ""}}
 	start := []startup.Param{{Key: "application_name", Value: "app"}, {Key: "search_path", Value: "s1"}}
-	a, b := &Session{entry: e}, &Session{entry: e}
+	a, b := &Session{entry: e, sessionWork: newWork()}, &Session{entry: e, sessionWork: newWork()}
 	a.initParams(cfg, server, start)
 	b.initParams(cfg, server, start)
 	require.Same(t, a.set.Load(), b.set.Load(), "one shared value")
@@ -299,7 +299,7 @@ func TestStartupSettingsShared(t *testing.T) {
 	v, _ = a.params.Get("application_name")
 	require.Equal(t, "other", v)
 	require.True(t, a.set.Load().shared)
-	other := &Session{entry: e}
+	other := &Session{entry: e, sessionWork: newWork()}
 	other.initParams(cfg, server, []startup.Param{{Key: "search_path", Value: "s2"}})
 	require.NotSame(t, a.set.Load(), other.set.Load())
 

@@ -1,0 +1,107 @@
+//go:build linux
+
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+)
+
+// TestParkedClientsResumeExactly parks clients in every shape an idle client comes in
+// and checks that each one resumes as it was: a client that made nothing of its own
+// (logged in only; or ran queries and set a session setting) parks without its working
+// state (proxy/work.go), while one with a protocol-level prepared statement or a LISTEN
+// keeps it. SHOW MEM counts them; SHOW STATS_TOTALS neither loses nor double-counts the
+// queries of the clients that gave their counters back; the statement, the setting, the
+// notification, the cancel key and KILL_CLIENT all still work afterwards.
+func TestParkedClientsResumeExactly(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	adm := h.admin(t)
+	fresh := h.connect(t, "app", "app", true)    // logs in, sends nothing
+	counted := h.connect(t, "app", "app", true)  // queries, then a setting: owns nothing pgmux must keep
+	prepared := h.connect(t, "app", "app", true) // a named statement of its own
+	listener := h.connect(t, "app", "app", true) // LISTEN
+	doomed := h.connect(t, "app", "app", true)   // KILL_CLIENT after it parked
+
+	for i := 0; i < 5; i++ {
+		execSQL(t, counted, "SELECT 1")
+	}
+	execSQL(t, counted, "SET statement_timeout = '7s'")
+	_, err := prepared.PgConn().Prepare(ctx, "ps1", "SELECT $1::int + 1", nil)
+	require.NoError(t, err)
+	execSQL(t, listener, "LISTEN parked_chan")
+	doomedID := clientID(t, adm, doomed)
+
+	queries := func() int64 {
+		_, rows := show(t, adm, "SHOW STATS_TOTALS")
+		return num(t, rowWhere(rows, "database", "app"), "query_count")
+	}
+	working := func() (clients, work int64) {
+		_, rows := show(t, adm, "SHOW MEM")
+		return num(t, rowWhere(rows, "name", "client"), "used"), num(t, rowWhere(rows, "name", "client_work"), "used")
+	}
+	before := queries()
+	require.GreaterOrEqual(t, before, int64(6))
+
+	// Parked after a second of silence (the idle sweep): the admin, prepared and
+	// listener clients hold working state, the other three none.
+	require.Eventually(t, func() bool {
+		c, w := working()
+		return c == 6 && w == 3
+	}, 20*time.Second, 100*time.Millisecond, "three parked clients give back their working state")
+	require.Equal(t, before, queries(), "the parked clients' counters went to the pool's totals")
+
+	// KILL_CLIENT reaches a parked client that has no working state.
+	_, err = adm.Exec(ctx, fmt.Sprintf("KILL_CLIENT %d", doomedID))
+	require.NoError(t, err)
+	var n int
+	require.Error(t, doomed.QueryRow(ctx, "SELECT 1").Scan(&n), "a killed parked client is gone")
+
+	// Each resumes as it was.
+	require.NoError(t, fresh.QueryRow(ctx, "SELECT 41 + 1").Scan(&n))
+	require.Equal(t, 42, n)
+	var timeout string
+	require.NoError(t, counted.QueryRow(ctx, "SHOW statement_timeout").Scan(&timeout))
+	require.Equal(t, "7s", timeout, "a setting survives the park")
+	res := prepared.PgConn().ExecPrepared(ctx, "ps1", [][]byte{[]byte("1")}, nil, nil).Read()
+	require.NoError(t, res.Err)
+	require.Equal(t, "2", string(res.Rows[0][0]), "the named statement survives the park")
+	execSQL(t, fresh, "NOTIFY parked_chan, 'hello'")
+	note, err := listener.WaitForNotification(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "hello", note.Payload)
+	require.Equal(t, before+4, queries(), "each resumed client's query counted once") // SELECT, SHOW, EXECUTE, NOTIFY
+
+	// The cancel key of a client that parked again without its working state still
+	// reaches its query.
+	require.Eventually(t, func() bool { c, w := working(); return c == 5 && w == 3 }, 20*time.Second, 100*time.Millisecond)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = counted.PgConn().CancelRequest(ctx)
+	}()
+	_, err = counted.Exec(ctx, "SELECT pg_sleep(20)")
+	var pe *pgconn.PgError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "57014", pe.Code, pe.Message)
+	require.NoError(t, counted.QueryRow(ctx, "SELECT 7").Scan(&n))
+	require.Equal(t, 7, n)
+}
+
+// clientID finds conn's id in SHOW CLIENTS by an application_name set for the lookup.
+func clientID(t *testing.T, adm, conn *pgx.Conn) int64 {
+	t.Helper()
+	name := fmt.Sprintf("find-%p", conn)
+	execSQL(t, conn, "SET application_name = '"+name+"'")
+	_, rows := show(t, adm, "SHOW CLIENTS")
+	r := rowWhere(rows, "application_name", name)
+	require.NotNil(t, r, "no client named %s", name)
+	return num(t, r, "id")
+}

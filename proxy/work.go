@@ -1,0 +1,149 @@
+package proxy
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/pgmux/pgmux/pool"
+)
+
+// sessionWork is a session's working state: its link to a server, the response queue,
+// the client's statement names, pinning, reads on standbys, its counters. The Session
+// embeds it by pointer, so s.pending is s.sessionWork.pending.
+//
+// An idle client needs none of it unless it made something that must outlive the park
+// (a named or unnamed statement, read-your-writes position, an error it still has to
+// see...): a client that parks holding nothing of its own gives it back (shed), its
+// counters folded into its pool's totals, and is made a fresh one when it resumes
+// (ensureWork). A parked client then costs the Session alone (bench/README.md).
+//
+// Owners: the session goroutine sets and clears the pointer, under Session.mu; while it
+// is set, each field belongs to whom the Session's comment says. The console and the
+// metrics, which may look at a parked client, read it under Session.mu and only when set.
+type sessionWork struct {
+	scan     scanMemo // sqlscan.MaybeInteresting of the message being handled
+	pending  int      // Query, Sync and FunctionCall sent and not yet answered by ReadyForQuery
+	unsynced bool     // extended-protocol messages sent since the last Sync
+	txStatus byte
+	fo       foFlags // after a lost server of a multi-host database (failover.go)
+	errSkip  bool    // the server reported an error and skips messages until the next Sync
+	dropErr  bool    // the client's next error is a consequence of one it was shown (sqlprep.go)
+	ddlSent  bool    // DDL sent in the current transaction (ddl.go)
+	flushNow bool    // session goroutine: flush the server now (a clearing Query, stmtclear.go)
+	stats    SessionStats
+	ops      sessionOps // SHOW STATS / metrics counters (admin_stats.go)
+	q        respQueue  // requests on the linked server awaiting answers
+	heldErr  []byte     // a held error of pgmux's preparation before a Query (sqlmulti.go); under mu
+	// reqs counts the client's requests (Query, Sync, FunctionCall) sent; a statement
+	// prepared on the server in an earlier request whose answer has not come is
+	// prepared again rather than trusted (stmtcache.go lookup).
+	reqs uint64
+
+	// lostLease is a server leased to the session that broke before serverFor linked it:
+	// nothing was sent on it, and serverFor leases another. Guarded by mu.
+	lostLease *pool.Conn
+
+	// Prepared statements (see prepared.go); used by the session goroutine only.
+	stmts  map[string]*stmtDef
+	clears stmtClears // DISCARD ALL / DEALLOCATE ALL answers for stmts (stmtclear.go)
+	// clearPortals: the client's portals whose Execute clears statement names, by
+	// portal name (stmtclear_ext.go); session goroutine only.
+	clearPortals map[string]clearOp
+	deferred     []deferredOp
+	unnamed      unnamedStmt // the client's unnamed statement (prepared.go)
+	scratch      []byte
+
+	// Session state in transaction mode (see sticky.go); the session goroutine's but
+	// checkCount, the server's reader's.
+	checkCount     int64
+	pinSeq         uint32
+	unnamedPin     pinReason
+	holdsDirect    bool
+	releaseSeen    bool
+	unnamedRelease bool
+
+	// Reads on standbys (replica.go). pick, rrNext, linkReplica, forcePrimary and rw
+	// belong to the session goroutine; rr is the held request, read by the server's
+	// reader; onReplica and rwDirtyAt are guarded by mu: rwDirtyAt is when the client's
+	// last transaction on the primary of a multi-host database ended (set by the reader),
+	// zero once a primary position read after it is known.
+	linkReplica  bool
+	forcePrimary bool
+	onReplica    bool
+	pick         *pool.Pool
+	rrNext       *replicaReq
+	rw           rwState
+	rr           atomic.Pointer[replicaReq]
+	rwDirtyAt    time.Time
+}
+
+// newWork is the working state of a client that has done nothing yet.
+func newWork() *sessionWork { return &sessionWork{txStatus: 'I'} }
+
+// ensureWork gives the session goroutine its working state back after a park that shed
+// it (the goroutine the parker starts runs it first).
+func (s *Session) ensureWork() {
+	if s.sessionWork != nil {
+		return
+	}
+	w := newWork()
+	s.mu.Lock()
+	s.sessionWork = w
+	s.mu.Unlock()
+}
+
+// ownsNothing reports whether w holds nothing a fresh one would not: no link or request
+// in flight, no statement of the client's, no pin, failover or replica state. Its
+// counters do not count (shed folds them into the pool's totals). s.mu is held.
+func (w *sessionWork) ownsNothing() bool {
+	return w.pending == 0 && !w.unsynced && w.txStatus == 'I' && w.fo == 0 && !w.errSkip &&
+		!w.dropErr && !w.ddlSent && !w.flushNow && w.heldErr == nil && w.lostLease == nil &&
+		w.q.len() == 0 && w.q.fakes.Load() == 0 && w.q.clears.Load() == 0 &&
+		len(w.stmts) == 0 && w.clears.settled() && len(w.clearPortals) == 0 && len(w.deferred) == 0 &&
+		w.unnamed.idle() && w.unnamedPin == 0 && !w.unnamedRelease && !w.holdsDirect &&
+		!w.releaseSeen && !w.linkReplica && !w.forcePrimary && !w.onReplica && w.pick == nil &&
+		w.rrNext == nil && w.rr.Load() == nil && w.rw == (rwState{}) && w.rwDirtyAt.IsZero()
+}
+
+// settled reports whether every clearing Query sent was answered and applied.
+func (c *stmtClears) settled() bool {
+	return c.sent == c.applied && c.done.Load() == c.applied && len(c.dropped) == 0 &&
+		c.drops.Load() == c.dropsApplied
+}
+
+// shed gives back the working state of a session about to park, when it owns nothing
+// (ownsNothing) and no server's reader can still be finishing an answer to it (none is
+// inside Pump, and wmu is free). A listening client keeps
+// it: notifications reach it while parked. The counters go to the pool's retired
+// totals first, under the console's lock, so SHOW STATS and the metrics neither lose
+// nor count them twice. Run by the session goroutine; a session that does not park
+// after all gets a fresh one (ensureWork).
+func (s *Session) shed() {
+	w := s.sessionWork
+	if w == nil || s.listening || !s.wmu.TryLock() {
+		return
+	}
+	defer s.unlockW()
+	var c *console
+	if s.entry != nil && s.srv.console != nil {
+		c = s.srv.console
+		c.mu.Lock()
+		defer c.mu.Unlock()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.server != nil || s.pumps.Load() != 0 || s.pinned != 0 || s.state == ClientWaiting || !w.ownsNothing() {
+		return
+	}
+	if c != nil && !w.ops.retired {
+		if t := s.sessionTotals(); t != (totals{}) {
+			c.retiredAcc(s.entry.key).add(&t)
+		}
+	}
+	s.sessionWork = nil
+}
+
+// idle reports whether the client has no unnamed statement and nothing pending of one.
+func (u *unnamedStmt) idle() bool {
+	return u.body == nil && !u.live && !u.unflushed && u.def == nil && u.clear == (clearOp{})
+}

@@ -1,0 +1,101 @@
+package proxy
+
+import (
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/pool"
+)
+
+// Every field of sessionWork is either state the client made, which keeps a parking
+// client's working state (each setter below must make ownsNothing false), or scratch and
+// counters it can give back (given). A new field fails this test until it is put in one
+// list or the other: a parked client must never lose what it made, nor keep what it
+// did not.
+func TestWorkFieldsClassified(t *testing.T) {
+	kept := map[string][]func(w *sessionWork){
+		"pending":        {func(w *sessionWork) { w.pending = 1 }},
+		"unsynced":       {func(w *sessionWork) { w.unsynced = true }},
+		"txStatus":       {func(w *sessionWork) { w.txStatus = 'T' }, func(w *sessionWork) { w.txStatus = 'E' }},
+		"fo":             {func(w *sessionWork) { w.fo = foTell }},
+		"errSkip":        {func(w *sessionWork) { w.errSkip = true }},
+		"dropErr":        {func(w *sessionWork) { w.dropErr = true }},
+		"ddlSent":        {func(w *sessionWork) { w.ddlSent = true }},
+		"flushNow":       {func(w *sessionWork) { w.flushNow = true }},
+		"q":              {func(w *sessionWork) { w.q.push(expect{kind: 'Q'}) }, func(w *sessionWork) { w.q.fakes.Add(1) }, func(w *sessionWork) { w.q.clears.Add(1) }},
+		"heldErr":        {func(w *sessionWork) { w.heldErr = []byte{'E'} }},
+		"lostLease":      {func(w *sessionWork) { w.lostLease = &pool.Conn{} }},
+		"stmts":          {func(w *sessionWork) { w.stmts = map[string]*stmtDef{"s1": {}} }},
+		"clears":         {func(w *sessionWork) { w.clears.sent = 1 }, func(w *sessionWork) { w.clears.done.Store(1) }, func(w *sessionWork) { w.clears.dropped = make([]clearDrop, 1) }, func(w *sessionWork) { w.clears.drops.Store(1) }},
+		"clearPortals":   {func(w *sessionWork) { w.clearPortals = map[string]clearOp{"p": {all: true}} }},
+		"deferred":       {func(w *sessionWork) { w.deferred = []deferredOp{{typ: 'C'}} }},
+		"unnamed":        {func(w *sessionWork) { w.unnamed.body = []byte{0} }, func(w *sessionWork) { w.unnamed.live = true }, func(w *sessionWork) { w.unnamed.unflushed = true }, func(w *sessionWork) { w.unnamed.def = &stmtDef{} }, func(w *sessionWork) { w.unnamed.clear.all = true }},
+		"unnamedPin":     {func(w *sessionWork) { w.unnamedPin = pinTemp }},
+		"holdsDirect":    {func(w *sessionWork) { w.holdsDirect = true }},
+		"releaseSeen":    {func(w *sessionWork) { w.releaseSeen = true }},
+		"unnamedRelease": {func(w *sessionWork) { w.unnamedRelease = true }},
+		"linkReplica":    {func(w *sessionWork) { w.linkReplica = true }},
+		"forcePrimary":   {func(w *sessionWork) { w.forcePrimary = true }},
+		"onReplica":      {func(w *sessionWork) { w.onReplica = true }},
+		"pick":           {func(w *sessionWork) { w.pick = &pool.Pool{} }},
+		"rrNext":         {func(w *sessionWork) { w.rrNext = &replicaReq{} }},
+		"rw":             {func(w *sessionWork) { w.rw.lsn = 1 }},
+		"rr":             {func(w *sessionWork) { w.rr.Store(&replicaReq{}) }},
+		"rwDirtyAt":      {func(w *sessionWork) { w.rwDirtyAt = time.Now() }},
+	}
+	// given back at a park: a memo, counters (folded into the pool's totals), a request
+	// count and a pin sequence that only matter with requests in flight, the state
+	// check's scratch, a buffer.
+	given := map[string]func(w *sessionWork){
+		"scan":       func(w *sessionWork) { w.scan = scanMemo{seq: 3, ok: true, v: true} },
+		"stats":      func(w *sessionWork) { w.stats = SessionStats{Transactions: 1, Queries: 2, BytesIn: 3} },
+		"ops":        func(w *sessionWork) { w.ops.parses = 1; w.ops.in.Store(10); w.ops.queryTime = time.Second },
+		"reqs":       func(w *sessionWork) { w.reqs = 9 },
+		"scratch":    func(w *sessionWork) { w.scratch = make([]byte, 64) },
+		"checkCount": func(w *sessionWork) { w.checkCount = 2 },
+		"pinSeq":     func(w *sessionWork) { w.pinSeq = 4 },
+	}
+	var names []string
+	typ := reflect.TypeFor[sessionWork]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		names = append(names, f.Name)
+		_, k := kept[f.Name]
+		_, g := given[f.Name]
+		require.True(t, k != g, "sessionWork.%s must be either kept (state the client made) or given back at a park", f.Name)
+	}
+	for name := range kept {
+		require.True(t, slices.Contains(names, name), "no field %s", name)
+	}
+	for name := range given {
+		require.True(t, slices.Contains(names, name), "no field %s", name)
+	}
+
+	require.True(t, newWork().ownsNothing(), "a fresh working state owns nothing")
+	for name, sets := range kept {
+		for i, set := range sets {
+			w := newWork()
+			set(w)
+			require.False(t, w.ownsNothing(), "%s (setter %d): a parked client would lose it", name, i)
+		}
+	}
+	w := newWork()
+	for _, set := range given {
+		set(w)
+	}
+	require.True(t, w.ownsNothing(), "counters and scratch alone keep the working state")
+}
+
+// A logged-in idle client holds the Session alone; its working state is a second
+// allocation, made while it runs. Neither may grow into the next allocation size
+// class unnoticed (bench/README.md: idle memory).
+func TestSessionSizeBounded(t *testing.T) {
+	t.Logf("Session %d bytes, sessionWork %d", unsafe.Sizeof(Session{}), unsafe.Sizeof(sessionWork{}))
+	require.LessOrEqual(t, unsafe.Sizeof(Session{}), uintptr(352), "Session grew past its 352-byte size class")
+	require.LessOrEqual(t, unsafe.Sizeof(sessionWork{}), uintptr(576), "sessionWork grew past its 576-byte size class")
+}
