@@ -5,6 +5,8 @@
 #
 # Everything talks over unix sockets in a temporary directory: no TCP port is taken.
 # Usage: SOAK_SECONDS=180 SOAK_CLIENTS=40 bench/soak.sh
+#        SOAK_KINDS=listen,simple bench/soak.sh   # only these client kinds (round-robin)
+#        BENCH_KEEP_TMP=1 bench/soak.sh           # keep the temp dir (pgmux.log, postgres.log)
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"

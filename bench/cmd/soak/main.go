@@ -29,7 +29,27 @@ type opts struct {
 	clients            int
 	pgmuxPID           int
 	restart            string
+	kinds              string
 }
+
+// began is when the soak started: failures it prints carry the seconds since.
+var began = time.Now()
+
+// A listen client's step, so that a wrong result can say where the client's last kill
+// found it: a kill while its pg_notify was in flight leaves the notification's commit to
+// race the next connection's LISTEN (as on a direct connection), a later one does not.
+var (
+	steps      []atomic.Int32 // per client: the listen step it is in
+	killedStep []atomic.Int32 // per client: the step its last kill found (0: none)
+	// unanswered is a listen client's last pg_notify whose answer it never read (its
+	// connection was killed or failed meanwhile). PostgreSQL may still commit it, and
+	// after the client's next LISTEN: then it is delivered to the next connection, as it
+	// would be without pgmux. The check skips it once instead of calling it wrong.
+	unanswered []atomic.Pointer[string]
+	late       atomic.Int64 // notifications skipped that way
+)
+
+var stepNames = []string{"none", "transaction", "LISTEN", "pg_notify", "waiting", "UNLISTEN", "read back"}
 
 type stats struct {
 	tx, wrong atomic.Int64
@@ -52,11 +72,19 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 40, "concurrent clients")
 	flag.IntVar(&o.pgmuxPID, "pgmux-pid", 0, "pgmux's PID: SIGHUP for the reload, RSS")
 	flag.StringVar(&o.restart, "restart", "", "shell command that restarts PostgreSQL (pg_ctl restart -m fast)")
+	flag.StringVar(&o.kinds, "kinds", envStr("SOAK_KINDS", "simple,extended,prepared,sticky,listen"), "comma-separated client kinds, assigned round-robin (SOAK_KINDS)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		os.Exit(1)
 	}
+}
+
+func envStr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
 }
 
 func envInt(k string, def int) int {
@@ -80,9 +108,19 @@ func run(o opts) error {
 
 	st := &stats{errs: map[string]int{}}
 	deadline := time.Now().Add(time.Duration(o.seconds) * time.Second)
-	kinds := []string{"simple", "extended", "prepared", "sticky", "listen"}
+	kinds := strings.Split(o.kinds, ",")
+	for _, k := range kinds {
+		switch k {
+		case "simple", "extended", "prepared", "sticky", "listen":
+		default:
+			return fmt.Errorf("unknown client kind %q (simple, extended, prepared, sticky, listen)", k)
+		}
+	}
 	var wg sync.WaitGroup
 	live := make([]atomic.Pointer[pgx.Conn], o.clients)
+	steps = make([]atomic.Int32, o.clients)
+	killedStep = make([]atomic.Int32, o.clients)
+	unanswered = make([]atomic.Pointer[string], o.clients)
 	for i := range o.clients {
 		wg.Add(1)
 		go func() {
@@ -102,7 +140,9 @@ func run(o opts) error {
 				return
 			case <-time.After(time.Duration(500+rand.IntN(1500)) * time.Millisecond):
 			}
-			if c := live[rand.IntN(o.clients)].Load(); c != nil {
+			i := rand.IntN(o.clients)
+			if c := live[i].Load(); c != nil {
+				killedStep[i].Store(steps[i].Load())
 				_ = c.PgConn().Conn().Close() // the client vanishes: no Terminate
 				st.fail("killed by soak (expected)")
 			}
@@ -180,14 +220,19 @@ func client(o opts, id int, kind string, deadline time.Time, st *stats, live *at
 		seq++
 		ok, err := work(conn, id, seq, kind)
 		if err != nil {
-			st.fail(kind + ": " + classify(err))
+			why := classify(err)
+			st.fail(kind + ": " + why)
+			if why == "timeout" {
+				fmt.Printf("[%5.1fs] %s client %d seq %d: %v\n", time.Since(began).Seconds(), kind, id, seq, err)
+			}
 			drop(&conn, live)
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
 		if !ok {
 			st.wrong.Add(1)
-			fmt.Printf("WRONG RESULT: client %d (%s) seq %d\n", id, kind, seq)
+			fmt.Printf("[%5.1fs] WRONG RESULT: client %d (%s) seq %d (its last kill found it at step: %s)\n",
+				time.Since(began).Seconds(), id, kind, seq, stepNames[killedStep[id].Load()])
 		}
 		st.tx.Add(1)
 	}
@@ -236,6 +281,9 @@ func work(c *pgx.Conn, id, seq int, kind string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	val := fmt.Sprintf("c%d-s%d-%d", id, seq, rand.Int64())
+	step := func(n int32) { steps[id].Store(n) }
+	defer step(0)
+	step(1)
 	tx, err := c.Begin(ctx)
 	if err != nil {
 		return false, err
@@ -268,23 +316,36 @@ func work(c *pgx.Conn, id, seq int, kind string) (bool, error) {
 		}
 	case "listen":
 		ch := fmt.Sprintf("soak_%d", id)
+		step(2)
 		if _, err := c.Exec(ctx, "LISTEN "+ch); err != nil {
 			return false, err
 		}
+		step(3)
+		stale := unanswered[id].Swap(&val) // the previous connection's, if it never got an answer
 		if _, err := c.Exec(ctx, "SELECT pg_notify($1, $2)", ch, val); err != nil {
 			return false, err
 		}
+		unanswered[id].Store(nil)
+		step(4)
 		n, err := c.WaitForNotification(ctx)
 		if err != nil {
 			return false, err
+		}
+		if stale != nil && *stale != val && n.Payload == *stale {
+			late.Add(1)
+			if n, err = c.WaitForNotification(ctx); err != nil {
+				return false, err
+			}
 		}
 		if n.Payload != val {
 			fmt.Printf("listen client %d: notification %q on %q, want %q\n", id, n.Payload, n.Channel, val)
 			ok = false
 		}
+		step(5)
 		if _, err := c.Exec(ctx, "UNLISTEN "+ch); err != nil {
 			return false, err
 		}
+		step(6)
 	}
 	// Read back outside the transaction, through whichever server comes next.
 	if err := c.QueryRow(ctx, "SELECT val FROM soak WHERE client = $1 AND seq = $2", id, seq).Scan(&got); err != nil {
@@ -340,6 +401,7 @@ func report(o opts, st *stats, rss0, rss1 int) {
 	fmt.Printf("\n== soak report (%ds, %d clients) ==\n", o.seconds, o.clients)
 	fmt.Printf("transactions run:    %d\n", st.tx.Load())
 	fmt.Printf("wrong results:       %d\n", st.wrong.Load())
+	fmt.Printf("late notifications:  %d (a killed connection's last pg_notify, delivered to its client's next LISTEN)\n", late.Load())
 	fmt.Println("errors by kind:")
 	var keys []string
 	for k := range st.errs {
