@@ -23,11 +23,20 @@ import (
 //     password here is plain text, so the auth layer can do either), or trust when the URL
 //     has no password. The same credentials are used to log in to the server.
 //
-// Query parameters sslmode, sslrootcert, sslcert and sslkey set server_tls_*; host (a unix
-// socket directory) and port override the authority; application_name and
-// connect_timeout are honoured; anything else is ignored with a warning.
+// The authority may list several hosts, as libpq's URLs do
+// (postgres://u:p@h1:5432,h2:5433,[fd00::3]/db): they become the entry's host and port
+// lists (a host without a port gets 5432). Query parameters sslmode, sslrootcert, sslcert
+// and sslkey set server_tls_*; host (a unix socket directory, or a list) and port (one,
+// or one per host) override the authority; application_name, connect_timeout,
+// target_session_attrs and load_balance_hosts are honoured, and so are pgmux's
+// replica_reads, replica_max_lag and replica_max_wait; anything else is ignored with a
+// warning.
 func FromURL(raw string) (*Config, error) {
-	u, err := url.Parse(raw)
+	single, hosts, err := splitURLHosts(raw)
+	if err != nil {
+		return nil, fmt.Errorf("config: upstream URL: %w", err)
+	}
+	u, err := url.Parse(single)
 	if err != nil {
 		return nil, fmt.Errorf("config: upstream URL: %w", redactURLError(err))
 	}
@@ -46,10 +55,18 @@ func FromURL(raw string) (*Config, error) {
 			return nil, fmt.Errorf("config: upstream URL: port: %w", err)
 		}
 	}
+	if hosts != nil {
+		if err := applyURLHosts(db, hosts); err != nil {
+			return nil, fmt.Errorf("config: upstream URL: %w", err)
+		}
+	}
 	c := Default()
 	c.ListenAddr = []string{"127.0.0.1", "::1"}
 	c.PoolMode = PoolModeTransaction
 	if err := applyURLQuery(c, db, u.Query()); err != nil {
+		return nil, fmt.Errorf("config: upstream URL: %w", err)
+	}
+	if err := db.checkHosts(); err != nil {
 		return nil, fmt.Errorf("config: upstream URL: %w", err)
 	}
 	name := strings.TrimPrefix(u.Path, "/")
@@ -105,10 +122,9 @@ func applyURLQuery(c *Config, db *Database, q url.Values) error {
 			c.ServerTLS.CertFile = v
 		case "sslkey":
 			c.ServerTLS.KeyFile = v
-		case "host":
-			db.Host = v
-		case "port":
-			db.Port, err = parseInt(v, 1, 65535)
+		case "host", "port", "target_session_attrs", "load_balance_hosts",
+			"replica_reads", "replica_max_lag", "replica_max_wait":
+			err = dbParams[key](db, v)
 		case "application_name":
 			db.ApplicationName = v
 		case "connect_timeout":

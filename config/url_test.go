@@ -98,3 +98,57 @@ func TestShareUpstreamPassword(t *testing.T) {
 	ShareUpstreamPassword(ini)
 	require.Nil(t, ini.Credentials())
 }
+
+// TestFromURLHosts: libpq's multi-host URLs give the entry a host list, each host with its
+// own port, and target_session_attrs / load_balance_hosts from the query, as an ini entry
+// host=h1,h2 port=p1,p2 would.
+func TestFromURLHosts(t *testing.T) {
+	tests := []struct {
+		url  string
+		want []Endpoint
+		tsa  string
+	}{
+		{"postgres://app:pw@n1.vm.db.internal:5433,n2.vm.db.internal:5433/app?target_session_attrs=read-write",
+			[]Endpoint{{"n1.vm.db.internal", 5433}, {"n2.vm.db.internal", 5433}}, "read-write"},
+		{"postgres://app:pw@10.0.0.1:5432,[fd00::2]:5433,[fd00::3]/app",
+			[]Endpoint{{"10.0.0.1", 5432}, {"fd00::2", 5433}, {"fd00::3", 5432}}, "any"},
+		{"postgresql://app:pw@h1,h2/app?port=6000", []Endpoint{{"h1", 6000}, {"h2", 6000}}, "any"},
+		{"postgres://app:pw@h1,h2/app", []Endpoint{{"h1", 5432}, {"h2", 5432}}, "any"},
+		{"postgres://app:pw@/app?host=h1,h2&port=5433,5434&target_session_attrs=prefer-standby",
+			[]Endpoint{{"h1", 5433}, {"h2", 5434}}, "prefer-standby"},
+		{"postgres://app:pw@db.internal:5433/app", []Endpoint{{"db.internal", 5433}}, "any"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			c, err := FromURL(tt.url)
+			require.NoError(t, err)
+			require.NoError(t, c.Validate())
+			for _, name := range []string{"app", "*"} {
+				d := c.Databases[name]
+				require.Equal(t, tt.want, d.Endpoints(), name)
+				require.Equal(t, tt.tsa, d.EffectiveTargetSessionAttrs(), name)
+				require.Equal(t, "app", d.User)
+				require.Equal(t, "pw", d.Password)
+			}
+			require.Empty(t, c.Warnings)
+		})
+	}
+	c, err := FromURL("postgres://app:pw@h1:5432,h2:5432/app?load_balance_hosts=disable&replica_reads=auto&replica_max_wait=0")
+	require.NoError(t, err)
+	d := c.Databases["app"]
+	require.Equal(t, "disable", d.EffectiveLoadBalanceHosts())
+	require.Equal(t, "auto", d.ReplicaReads)
+	require.Equal(t, 0, d.ReplicaMaxWait)
+
+	for _, bad := range []struct{ url, want string }{
+		{"postgres://u:p@h1,,h2/d", `config: upstream URL: host 2 of "h1,,h2": empty host`},
+		{"postgres://u:p@h1:5432,fd00::1:5432/d", `config: upstream URL: host 2 of "h1:5432,fd00::1:5432": an IPv6 address must be in brackets`},
+		{"postgres://u:p@h1,[fd00::1/d", `config: upstream URL: host 2 of "h1,[fd00::1": missing ']' after an IPv6 address`},
+		{"postgres://u:p@h1:99999,h2/d", `config: upstream URL: host 1 of "h1:99999,h2": port: 99999 is out of range (1..65535)`},
+		{"postgres://u:p@h1,h2/d?port=1,2,3", "config: upstream URL: port lists 3 ports for 2 hosts: give one port for all, or one per host"},
+		{"postgres://u:p@h1,h2/d?target_session_attrs=primary-ish", `config: upstream URL: target_session_attrs: "primary-ish" is not one of any, read-write, read-only, primary, standby, prefer-standby`},
+	} {
+		_, err := FromURL(bad.url)
+		require.EqualError(t, err, bad.want, bad.url)
+	}
+}
