@@ -94,9 +94,17 @@ func TestDeploySamples(t *testing.T) {
 			require.Equal(t, user+"@app\n", psqlAs("127.0.0.1", user, "app", "SELECT current_user || '@' || current_database()"))
 		}
 	}
+	// A client's startup settings reach the server through the sample configuration
+	// (PGOPTIONS, as pgx's and libpq's search_path options send them): pgmux carries every
+	// one, so the sample must not list them in ignore_startup_parameters.
+	out, err := muxtest.RunCmd(t, 30*time.Second,
+		append(muxtest.LibpqEnv("127.0.0.1", port, "app", "app", "app"), "PGOPTIONS=-c search_path=pg_catalog,public -c extra_float_digits=2"),
+		psql, "-X", "-At", "-c", "SELECT current_setting('search_path') || ' ' || current_setting('extra_float_digits')")
+	require.NoError(t, err, out)
+	require.Equal(t, "pg_catalog,public 2\n", out, "the client's startup search_path and extra_float_digits")
 	// The console's users differ in what they may do.
 	psqlAs("127.0.0.1", "admin", "pgbouncer", "RELOAD")
-	out, err := muxtest.RunCmd(t, 30*time.Second, muxtest.LibpqEnv("127.0.0.1", port, "stats", "stats", "pgbouncer"),
+	out, err = muxtest.RunCmd(t, 30*time.Second, muxtest.LibpqEnv("127.0.0.1", port, "stats", "stats", "pgbouncer"),
 		psql, "-X", "-At", "-c", "RELOAD")
 	require.Error(t, err, "stats may not RELOAD: %s", out)
 	// A wrong password is refused.
