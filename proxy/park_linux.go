@@ -140,7 +140,7 @@ func (p *parker) sweep() {
 	var expired []*Session
 	p.mu.Lock()
 	for fd, s := range p.byFD {
-		if s != nil && s.limits.clientIdle > 0 && time.Since(time.Unix(0, s.idleSince)) >= s.limits.clientIdle {
+		if s != nil && s.clientIdle > 0 && time.Since(time.Unix(0, s.idleSince)) >= s.clientIdle {
 			p.byFD[fd] = nil
 			_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 			expired = append(expired, s)

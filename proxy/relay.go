@@ -184,7 +184,7 @@ func (s *Session) next(skipping bool) (typ byte, n int, park bool, err error) {
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return typ, n, false, err
 		}
-		if s.limits.clientIdle > 0 && time.Since(time.Unix(since, 0)) >= s.limits.clientIdle {
+		if s.clientIdle > 0 && time.Since(time.Unix(since, 0)) >= s.clientIdle {
 			return 0, 0, false, s.idleTimedOut()
 		}
 		s.idleSince = time.Unix(since, 0).UnixNano()
@@ -208,7 +208,7 @@ func (s *Session) kickIfIdle(now int64) {
 		s.idleAt.CompareAndSwap(since, now) // busy or in a transaction: not idle yet
 		return
 	}
-	due := (s.canPark() && idle >= parkAfter) || (s.limits.clientIdle > 0 && idle >= s.limits.clientIdle)
+	due := (s.canPark() && idle >= parkAfter) || (s.clientIdle > 0 && idle >= s.clientIdle)
 	if due && s.idleAt.CompareAndSwap(since, -since) {
 		_ = s.nc.SetReadDeadline(time.Unix(1, 0))
 	}
@@ -217,7 +217,7 @@ func (s *Session) kickIfIdle(now int64) {
 // idleTimedOut ends a client idle past client_idle_timeout.
 func (s *Session) idleTimedOut() error {
 	s.fatal(pgerr.Fatal(pgerr.IdleSessionTimeout,
-		"terminating connection due to client_idle_timeout (%v idle)", s.limits.clientIdle))
+		"terminating connection due to client_idle_timeout (%v idle)", s.clientIdle))
 	return os.ErrDeadlineExceeded
 }
 
@@ -296,8 +296,8 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.q.reset()
 	s.prep, s.maxStmts = prepModeFor(cfg, mode), cfg.MaxPreparedStatements
 	s.cacheUnnamed = s.prep == prepCache && cfg.EffectiveCacheUnnamed(db)
-	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout,
-		tx: cfg.TransactionTimeout, clientIdle: cfg.ClientIdleTimeout}
+	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout, tx: cfg.TransactionTimeout}
+	s.clientIdle = cfg.ClientIdleTimeout
 	s.arm(timerTx, s.limits.tx)
 	s.syncSettings(c)
 	s.abortOnLink(c)

@@ -84,7 +84,6 @@ func (c ClientState) String() string {
 type Session struct {
 	srv          *Server
 	id           uint64
-	box          *pool.LeaseBox // set once by newSession; the pool leases through it
 	nc           net.Conn
 	rd           *wire.Reader
 	wr           *wire.Writer
@@ -117,7 +116,9 @@ type Session struct {
 	// relay that fails because the timer closed its server sends it (serverFailed).
 	endWith       atomic.Pointer[pgerr.Error]
 	timers        *sessionTimers // guarded by mu; made when a timeout is first armed
-	limits        timeLimits     // set by the session goroutine; read under mu elsewhere
+	// clientIdle is client_idle_timeout at login (the other limits are sessionWork's):
+	// set by the session goroutine before the parker or the sweep can read it.
+	clientIdle time.Duration
 	notifyPending atomic.Bool
 	closed        atomic.Bool // the client is gone; server output is dropped
 	state         ClientState // guarded by mu
@@ -164,14 +165,22 @@ type SessionStats struct {
 
 func newSession(s *Server, nc net.Conn, id uint64) *Session {
 	sess := &Session{srv: s, id: id, nc: nc, rd: wire.NewReader(nc), wr: wire.NewWriter(nc),
-		connectedAt: time.Now().UnixNano(), sessionWork: newWork(), fd: socketFD(nc), rawFD: -1, parkedFD: -1}
-	sess.box = pool.NewLeaseBox(sess)
+		connectedAt: time.Now().UnixNano(), fd: socketFD(nc), rawFD: -1, parkedFD: -1}
+	sess.sessionWork = sess.freshWork()
 	return sess
 }
 
-// LeaseBox is the session's one box for the server connections it leases (pool.LeaseBox):
-// leasing once per transaction allocates nothing. nil for sessions made in tests.
-func (s *Session) LeaseBox() *pool.LeaseBox { return s.box }
+// LeaseBox is the session's box for the server connections it leases (pool.LeaseBox):
+// leasing once per transaction allocates nothing. It is part of the working state (one
+// per stretch between parks: a parked client leases nothing) and nil for sessions made
+// in tests. The pool asks for it while the session waits in Acquire, so the working
+// state is there.
+func (s *Session) LeaseBox() *pool.LeaseBox {
+	if w := s.sessionWork; w != nil {
+		return w.box
+	}
+	return nil
+}
 
 // scanMemo keeps sqlscan.MaybeInteresting's answer for one text of the client message
 // being handled: a Query is looked at for LISTEN multiplexing, pinning, the statement
@@ -204,8 +213,8 @@ func (s *Session) maybeInteresting(q string) bool {
 
 // leases reports whether c is (still) leased to s.
 func (s *Session) leases(c *pool.Conn) bool {
-	if s.box != nil {
-		return c.LeasedBy(s.box)
+	if b := s.LeaseBox(); b != nil {
+		return c.LeasedBy(b)
 	}
 	return c.Lessee() == pool.Lessee(s)
 }
@@ -547,8 +556,8 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	_, mode, _ := entry.snapshot()
 	s.mode = mode
 	s.prep, s.maxStmts = prepModeFor(cfg, mode), cfg.MaxPreparedStatements
-	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout,
-		tx: cfg.TransactionTimeout, clientIdle: cfg.ClientIdleTimeout}
+	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout, tx: cfg.TransactionTimeout}
+	s.clientIdle = cfg.ClientIdleTimeout
 	serverParams, err := s.awaitPool(cfg)
 	if err != nil {
 		return err

@@ -28,13 +28,14 @@ const (
 	numTimers
 )
 
-// timeLimits are the timeouts in force for a session, copied from the configuration when
-// it logs in and at each link so the hot path reads no shared state.
 // parkAfter is how long a client must be idle before its goroutine is let go.
 const parkAfter = time.Second
 
+// timeLimits are the timeouts in force for a session's link, copied from the
+// configuration when it logs in and at each link so the hot path reads no shared state
+// (client_idle_timeout, which the parker reads, is Session.clientIdle).
 type timeLimits struct {
-	query, idleTx, tx, clientIdle time.Duration
+	query, idleTx, tx time.Duration
 }
 
 type sessionTimers struct {

@@ -53,6 +53,9 @@ type sessionWork struct {
 	unnamed      unnamedStmt // the client's unnamed statement (prepared.go)
 	scratch      []byte
 
+	box    *pool.LeaseBox // the session's box for its leases (Session.LeaseBox)
+	limits timeLimits     // set at login and at each link; read under mu elsewhere
+
 	// Session state in transaction mode (see sticky.go); the session goroutine's but
 	// checkCount, the server's reader's.
 	checkCount     int64
@@ -80,13 +83,20 @@ type sessionWork struct {
 // newWork is the working state of a client that has done nothing yet.
 func newWork() *sessionWork { return &sessionWork{txStatus: 'I'} }
 
+// freshWork is newWork with s's lease box.
+func (s *Session) freshWork() *sessionWork {
+	w := newWork()
+	w.box = pool.NewLeaseBox(s)
+	return w
+}
+
 // ensureWork gives the session goroutine its working state back after a park that shed
 // it (the goroutine the parker starts runs it first).
 func (s *Session) ensureWork() {
 	if s.sessionWork != nil {
 		return
 	}
-	w := newWork()
+	w := s.freshWork()
 	s.mu.Lock()
 	s.sessionWork = w
 	s.mu.Unlock()
