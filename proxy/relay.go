@@ -270,7 +270,16 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 		if prepModeFor(cfg, mode) == prepCache || mode != config.PoolModeSession {
 			// The link's first writes (settings, deferred statements) hold the connection's
 			// write lock like every later one (retry.go, settings_link.go).
-			st = stateOf(c, cfg.MaxPreparedStatements, s.entry.prep)
+			if linkOf(c) == nil {
+				// A fresh connection's state is made under s.mu: the server's reader reads
+				// Attach under s.mu (onError), and may do so before this link is made (a
+				// server's unsolicited error); the socket gives no happens-before edge.
+				s.mu.Lock()
+				st = stateOf(c, cfg.MaxPreparedStatements, s.entry.prep)
+				s.mu.Unlock()
+			} else {
+				st = stateOf(c, cfg.MaxPreparedStatements, s.entry.prep)
+			}
 			st.wmu.Lock()
 		}
 		s.mu.Lock()

@@ -77,14 +77,35 @@ func (t *setTouch) add(name string, reset bool) *setTouch {
 }
 
 // touched is a setting the linked server may have changed since it was last read.
+//
+// Read-backs can overlap: one goes out behind a request, and the client's next request
+// naming the same setting may reach the server before its answer is back. A read-back's
+// value of a name then is not final: it is kept (readGen, readVal) as what the server had
+// at that point, and only the answer to a read-back sent after the last request naming it
+// decides the client's value. What those later requests did (set, reset or both) is told
+// by setGen and resetGen against readGen.
 type touched struct {
-	name  string
-	reset bool   // the last request naming it reset it
-	gen   uint32 // settings.gen when last named
-	// mixed: requests named it both to set and to reset it since it was last read, so
-	// the value it had before the reset is not known: the read value is taken as it is
-	// (commit), not compared with the client's last known value.
-	mixed bool
+	name string
+	gen  uint32 // settings.gen when last named
+	// setGen and resetGen: settings.gen when a request last set it, or reset it (RESET,
+	// RESET ALL, DISCARD ALL, SET ... TO DEFAULT); 0 when none did.
+	setGen, resetGen uint32
+	// readGen: the gen of the newest read-back answered for it whose value was not final
+	// (readVal, readNull); 0 when none was.
+	readGen  uint32
+	readVal  string
+	readNull bool
+}
+
+// sinceRead reports whether requests since the newest value known for t set it and
+// whether they reset it, and that value: the one read, or else the client's.
+func (st *settings) sinceRead(t *touched, name string) (set, reset bool, prev string, hasPrev bool) {
+	if t.readGen > 0 {
+		prev, hasPrev = t.readVal, !t.readNull
+	} else {
+		prev, hasPrev = st.effective(name)
+	}
+	return t.setGen > t.readGen, t.resetGen > t.readGen, prev, hasPrev
 }
 
 // readVal is one row of a read-back.
@@ -161,8 +182,7 @@ func (st *settings) touch(t *setTouch) {
 			st.mark(p.Name, true)
 		}
 		for i := range st.touched {
-			st.touched[i].mixed = st.touched[i].mixed || !st.touched[i].reset
-			st.touched[i].reset, st.touched[i].gen = true, st.gen
+			st.touched[i].resetGen, st.touched[i].gen = st.gen, st.gen
 		}
 	}
 	for _, op := range t.ops {
@@ -171,27 +191,39 @@ func (st *settings) touch(t *setTouch) {
 }
 
 func (st *settings) mark(name string, reset bool) {
+	i := st.find(name)
+	if i < 0 {
+		st.touched = append(st.touched, touched{name: name})
+		i = len(st.touched) - 1
+	}
+	t := &st.touched[i]
+	t.gen = st.gen
+	if reset {
+		t.resetGen = st.gen
+	} else {
+		t.setGen = st.gen
+	}
+}
+
+// find returns the index of name in touched, or -1.
+func (st *settings) find(name string) int {
 	for i := range st.touched {
 		if st.touched[i].name == name {
-			st.touched[i].mixed = st.touched[i].mixed || st.touched[i].reset != reset
-			st.touched[i].reset, st.touched[i].gen = reset, st.gen
-			return
+			return i
 		}
 	}
-	st.touched = append(st.touched, touched{name: name, reset: reset, gen: st.gen})
+	return -1
 }
 
 // markReported marks a reported parameter the server changed while answering the client
 // (by a function, say), unless the request already named it.
 func (st *settings) markReported(name string) {
 	lower := strings.ToLower(name)
-	for i := range st.touched {
-		if st.touched[i].name == lower {
-			return
-		}
+	if st.find(lower) >= 0 {
+		return
 	}
 	st.gen++
-	st.touched = append(st.touched, touched{name: strings.Clone(lower), gen: st.gen})
+	st.touched = append(st.touched, touched{name: strings.Clone(lower), gen: st.gen, setGen: st.gen})
 }
 
 // resets lists the startup settings a request resets, for the hidden query that sets
@@ -247,8 +279,10 @@ func (st *settings) readSQL() string {
 }
 
 // commit applies a read-back that ended with status to the client's settings and to
-// what pgmux knows of the server (x). Inside a transaction the values are not final and
-// the names stay touched. s.mu is held.
+// what pgmux knows of the server (x); gen is settings.gen when it was sent. Inside a
+// transaction the values are not final and the names stay touched; so does a name that a
+// request named after the read-back went out (its value here is kept for the next one).
+// s.mu is held.
 func (st *settings) commit(x *serverState, status byte, gen uint32) {
 	rows := st.rows
 	st.rows = nil
@@ -265,21 +299,28 @@ func (st *settings) commit(x *serverState, status byte, gen uint32) {
 		return
 	}
 	for _, r := range rows {
-		reset := false
-		for _, t := range st.touched {
-			if t.name == r.name {
-				reset = t.reset && !t.mixed
-			}
+		i := st.find(r.name)
+		if i < 0 {
+			// Decided by an earlier read-back, and named by no request since: this one,
+			// sent before that one was answered, has nothing newer to say.
+			continue
 		}
+		t := &st.touched[i]
+		if t.gen > gen {
+			// A request naming it went out behind this read-back: not final.
+			if gen > t.readGen {
+				t.readGen, t.readVal, t.readNull = gen, r.value, r.null
+			}
+			continue
+		}
+		set, reset, prev, hasPrev := st.sinceRead(t, r.name)
 		start, hasStart := st.start.Get(r.name)
 		switch {
 		case r.null: // no such setting
 			st.own.Delete(r.name)
 			x.set.Delete(r.name)
-		case reset:
-			if prev, ok := st.effective(r.name); ok && prev == r.value && !st.resetStood {
-				continue // rolled back, or reset to the value it had
-			}
+		case reset && !set && !(hasPrev && prev == r.value && !st.resetStood):
+			// Reset, and not rolled back (nor reset to the value it had).
 			st.own.Delete(r.name)
 			switch {
 			case hasStart && st.reapplyFailed:
@@ -290,6 +331,8 @@ func (st *settings) commit(x *serverState, status byte, gen uint32) {
 				x.set.Delete(r.name) // back at the server's default
 			}
 		default:
+			// Set (or set and reset: the value read is taken as it is), or a reset that
+			// rolled back.
 			if hasStart && start == r.value {
 				st.own.Delete(r.name)
 			} else {

@@ -162,7 +162,7 @@ func TestSettingsState(t *testing.T) {
 	st.touch(&setTouch{all: true})
 	var touched []string
 	for _, tc := range st.touched {
-		require.True(t, tc.reset)
+		require.Equal(t, st.gen, tc.resetGen)
 		touched = append(touched, tc.name)
 	}
 	require.ElementsMatch(t, []string{"statement_timeout", "datestyle"}, touched)
@@ -244,6 +244,71 @@ func TestSettingsState(t *testing.T) {
 	require.Equal(t, "SQL, MDY", v)
 	v, _ = x.set.Get("datestyle")
 	require.Equal(t, "SQL, MDY", v)
+
+	// Overlapping read-backs: SET, its read-back still out when a RESET of the same name
+	// goes out. The first read-back's value (the SET's) is not the client's: the answer
+	// to the second decides, and the server's default is not recorded as a value the
+	// client set (which the next server would get as a session value).
+	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}}) // SET work_mem = '5MB'
+	r1 := st.gen
+	st.touch(&setTouch{ops: []setOp{{name: "work_mem", reset: true}}}) // RESET work_mem
+	st.rows = append(st.rows, val("work_mem", "5MB"))
+	st.commit(x, 'I', r1)
+	_, ok = st.own.Get("work_mem")
+	require.False(t, ok, "an older read-back's value is not the client's")
+	require.Len(t, st.touched, 1)
+	read(st, x, 'I', val("work_mem", "4MB"))
+	_, ok = st.effective("work_mem")
+	require.False(t, ok, "reset: the client has no value of its own")
+	_, ok = x.set.Get("work_mem")
+	require.False(t, ok, "the server is at its default")
+	require.Empty(t, st.touched)
+	// SET, RESET, SET again, each read-back out before the next request: the last one
+	// decides, whatever the earlier ones read.
+	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}})
+	r1 = st.gen
+	st.touch(&setTouch{ops: []setOp{{name: "work_mem", reset: true}}})
+	r2 := st.gen
+	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}})
+	st.rows = append(st.rows, val("work_mem", "5MB"))
+	st.commit(x, 'I', r1)
+	st.rows = append(st.rows, val("work_mem", "4MB"))
+	st.commit(x, 'I', r2)
+	_, ok = st.own.Get("work_mem")
+	require.False(t, ok)
+	read(st, x, 'I', val("work_mem", "6MB"))
+	v, _ = st.effective("work_mem")
+	require.Equal(t, "6MB", v)
+	// A startup setting: SET DateStyle, then RESET before the SET's read-back is
+	// answered; the client is back at its startup value, and so is the server's record.
+	st.touch(&setTouch{ops: []setOp{{name: "datestyle"}}})
+	r1 = st.gen
+	st.touch(&setTouch{ops: []setOp{{name: "datestyle", reset: true}}})
+	st.rows = append(st.rows, val("datestyle", "ISO, MDY"))
+	st.commit(x, 'I', r1)
+	v, _ = st.effective("datestyle")
+	require.Equal(t, "SQL, MDY", v, "unchanged until the RESET's read-back")
+	read(st, x, 'I', val("datestyle", "Postgres, MDY"))
+	v, _ = st.effective("datestyle")
+	require.Equal(t, "Postgres,MDY", v)
+	v, _ = x.set.Get("datestyle")
+	require.Equal(t, "Postgres,MDY", v)
+
+	// Two read-backs out with no request between (RESET, then a query that names
+	// nothing, each followed by one): the first decides; the second reads the same and
+	// does not record the server's default as the client's own value.
+	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}})
+	read(st, x, 'I', val("work_mem", "5MB"))
+	st.touch(&setTouch{ops: []setOp{{name: "work_mem", reset: true}}})
+	both := st.gen
+	st.rows = append(st.rows, val("work_mem", "4MB"))
+	st.commit(x, 'I', both)
+	st.rows = append(st.rows, val("work_mem", "4MB"))
+	st.commit(x, 'I', both)
+	_, ok = st.own.Get("work_mem")
+	require.False(t, ok, "the server's default is not the client's own value")
+	_, ok = x.set.Get("work_mem")
+	require.False(t, ok)
 
 	// A value the server refuses is dropped from the client.
 	st.own.Set("server_version", "1")
