@@ -47,7 +47,7 @@
 //	'X' Terminate                             relay.go:Session.relay
 //	a message refused (no server)             relay.go:Session.refuse, relay.go:Session.skipUntilSync
 //	session settings replayed on a server     settings_link.go:Session.syncSettings, settings_link.go:Session.settingsAfter
-//	startup values set again after a RESET    settings_link.go:Session.settingsAfter, settings_link.go:Session.awaitReapply
+//	startup values set again after a RESET    settings_inplace.go:Session.resetInPlace (in the Query), settings_link.go:Session.settingsAfter, settings_link.go:Session.awaitReapply
 //	reads routed to a standby                 replica.go:Session.routeRead, replica.go:Session.acquireReplica
 //	a server lost mid-transaction (failover)  failover.go:Session.recoverLink, failover.go:Session.answerAborted
 //
@@ -69,6 +69,7 @@
 //	'V' FunctionCallResponse                  relay.go:Session.forward
 //	'D' of pgmux's own queries                relay.go:Session.readCheckRow, settings_link.go:Session.readRow
 //	'C' of DISCARD ALL / DEALLOCATE [ALL]     stmtclear.go:Session.readClear
+//	'C' of pgmux's DO after a RESET           settings_inplace.go:Session.readCC
 //	'R' 'K' 'S' at server login               pool/dial.go:login
 //	messages of a server nobody leases        pool/conn.go:Conn.handleIdle
 //

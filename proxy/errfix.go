@@ -16,7 +16,12 @@ type errFix struct {
 	from, to string // statement names as PostgreSQL quotes them in messages: "name"
 	at       int    // positions beyond this one follow the renamed name
 	delta    int    // characters the server's text has more than the client's there
+	shifts   []posShift
 }
+
+// posShift is text pgmux added to a Query (settings_inplace.go): positions beyond at, in
+// the server's text, move back by delta.
+type posShift struct{ at, delta int }
 
 // positionFix returns the fix for a query the client wrote as orig[:start] + name token
 // + orig[end:] and pgmux sent with server in place of the token.
@@ -44,8 +49,19 @@ func (f *errFix) apply(m []byte) []byte {
 				val = bytes.ReplaceAll(val, []byte(`"`+f.from+`"`), []byte(`"`+f.to+`"`))
 			}
 		case 'P':
-			if p, err := strconv.Atoi(string(val)); err == nil && f.delta != 0 && p > f.at {
-				val = strconv.AppendInt(nil, int64(max(1, p-f.delta)), 10)
+			if p, err := strconv.Atoi(string(val)); err == nil {
+				np := p
+				if f.delta != 0 && p > f.at {
+					np -= f.delta
+				}
+				for _, sh := range f.shifts {
+					if p > sh.at {
+						np -= sh.delta
+					}
+				}
+				if np != p {
+					val = strconv.AppendInt(nil, int64(max(1, np)), 10)
+				}
 			}
 		}
 		out = append(out, code)

@@ -24,6 +24,19 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 		l.skip('Q') // never retried
 	}
 	text, _, err := wire.CString(wire.Body(m))
+	if err == nil && len(text) > 0 {
+		if m2, hide, fix := s.resetInPlace(unsafe.String(&text[0], len(text))); m2 != nil {
+			s.mu.Lock()
+			if e := s.q.tail(); e != nil && e.kind == 'Q' && !e.hide {
+				e.hideCC = hide
+				if e.fix == nil {
+					e.fix = fix
+				}
+			}
+			s.mu.Unlock()
+			m = m2
+		}
+	}
 	if err == nil && len(text) > 0 && s.prep != prepPass {
 		// A view of the reader's buffer, valid for this call: nothing here keeps it.
 		q := unsafe.String(&text[0], len(text))

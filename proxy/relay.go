@@ -730,6 +730,8 @@ func (s *Session) Pump(c *pool.Conn) error {
 				err = s.readRow(rd, n)
 			case row == rowClear && typ == 'C':
 				err = s.readClear(rd, n, hide)
+			case row == rowHideCC && typ == 'C':
+				err = s.readCC(rd, n)
 			case hide:
 				err = rd.Skip(n)
 			default:
@@ -756,6 +758,7 @@ const (
 	rowCheck    = iota + 1 // the session-state check (sticky.go)
 	rowSettings            // a settings read-back (settings_link.go)
 	rowClear               // the client's DISCARD ALL or DEALLOCATE ALL (stmtclear.go)
+	rowHideCC              // the client's Query with pgmux's DO blocks (settings_inplace.go)
 )
 
 // answer matches a server message of c to the request it answers, retiring requests

@@ -62,6 +62,8 @@ func (q *respQueue) answer(typ byte) answerStep {
 		st.row = rowSettings
 	case head.clear != 0:
 		st.row = rowClear
+	case head.hideCC != 0:
+		st.row = rowHideCC
 	}
 	if st.popped {
 		q.pop()

@@ -58,6 +58,10 @@ type expect struct {
 	// setSyncReset, stmt names the setting and val is the value setSync gives it.
 	setting uint8
 	val     string
+	// hideCC: for the client's Query with pgmux's DO blocks in it (settings_inplace.go),
+	// bit i marks its i-th CommandComplete as theirs; ccSeen counts those received.
+	hideCC uint64
+	ccSeen uint8
 }
 
 // respQueue is a growable ring of expects. It is guarded by Session.mu: the session

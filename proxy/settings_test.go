@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"math/bits"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -385,4 +387,70 @@ func TestStartupSettingsShared(t *testing.T) {
 	st := b.settingsState()
 	require.False(t, st.shared)
 	require.True(t, e.starts[packStart(b.set.Load().start)].shared)
+}
+
+// TestResetInPlace: a reset of a startup value with statements after it in the same
+// Query gets the startup value set again right behind it, in a DO block whose
+// CommandComplete is hidden; error positions after it move back.
+func TestResetInPlace(t *testing.T) {
+	st := &settings{}
+	st.start.Set("datestyle", "Postgres,MDY")
+	st.start.Set("timezone", "Asia/Tokyo")
+	do := func(names ...string) string {
+		var ops []setOp
+		for _, n := range names {
+			ops = append(ops, setOp{name: n})
+		}
+		return st.reapplyDO(ops)
+	}
+	for _, c := range []struct {
+		name, q, want string
+		hide          uint64
+	}{
+		{"reset then show", "RESET DateStyle; SHOW DateStyle", "RESET DateStyle; " + do("datestyle") + "; SHOW DateStyle", 1 << 1},
+		{"last statement", "SELECT 1; RESET DateStyle", "SELECT 1; RESET DateStyle; " + do("datestyle"), 1 << 2},
+		{"not a startup value", "RESET work_mem; SHOW work_mem", "", 0},
+		{"RESET ALL", "BEGIN; RESET ALL; SHOW TimeZone; COMMIT",
+			"BEGIN; RESET ALL; " + do("datestyle", "timezone") + "; SHOW TimeZone; COMMIT", 1 << 2},
+		{"SET TO DEFAULT, twice", "SET timezone TO DEFAULT; SELECT 1; RESET datestyle; SELECT 2",
+			"SET timezone TO DEFAULT; " + do("timezone") + "; SELECT 1; RESET datestyle; " + do("datestyle") + "; SELECT 2",
+			1<<1 | 1<<4},
+		{"with EXECUTE: left to sqlmulti", "RESET DateStyle; EXECUTE p", "", 0},
+		{"one statement", "RESET DateStyle;", "RESET DateStyle; " + do("datestyle") + ";", 1 << 1},
+		{"in a DO block: not seen", "DO $$BEGIN RESET DateStyle; END$$", "", 0},
+		{"DISCARD ALL: left to the query after", "DISCARD ALL", "", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, hide, fix, _ := resetInPlaceText(st, c.q)
+			if c.want == "" {
+				require.Nil(t, m)
+				return
+			}
+			require.Equal(t, string(wire.Query(nil, c.want)), string(m))
+			require.Equal(t, c.hide, hide)
+			require.NotNil(t, fix)
+			require.Len(t, fix.shifts, bits.OnesCount64(c.hide))
+		})
+	}
+	// An error in "SELECT nosuch" after the DO is at the client's position.
+	q := "RESET DateStyle; SELECT nosuch"
+	m, _, fix, all := resetInPlaceText(st, q)
+	require.True(t, all)
+	sent, _, err := wire.CString(wire.Body(m))
+	require.NoError(t, err)
+	serverPos := strings.Index(string(sent), "nosuch") + 1
+	e := pgerrAt(serverPos)
+	got := fix.apply(e)
+	require.Contains(t, string(got), "P"+strconv.Itoa(strings.Index(q, "nosuch")+1)+"\x00")
+}
+
+// pgerrAt is an ErrorResponse with position p.
+func pgerrAt(p int) []byte {
+	b, start := wire.Begin(nil, 'E')
+	b = append(b, 'S')
+	b = append(b, "ERROR\x00"...)
+	b = append(b, 'P')
+	b = append(b, strconv.Itoa(p)+"\x00"...)
+	b = append(b, 0)
+	return wire.Finish(b, start)
 }

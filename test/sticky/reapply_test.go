@@ -37,6 +37,21 @@ func TestResetWhenRestoreFails(t *testing.T) {
 			}
 			require.Equal(t, "Postgres, MDY", show(t, viaMux, "DateStyle"))
 			require.Equal(t, direct.PgConn().ParameterStatus("DateStyle"), viaMux.PgConn().ParameterStatus("DateStyle"))
+			// A simple Query's reset is followed by the startup value inside the Query
+			// (settings_inplace.go), which needs no pg_settings; a reset sent with the
+			// extended protocol still takes the hidden query after the Sync, its retry
+			// included.
+			for _, c := range []*pgx.Conn{viaMux, direct} {
+				_, err := c.Exec(ctxT(t), "SET DateStyle = ISO")
+				require.NoError(t, err)
+				_, err = c.PgConn().ExecParams(ctxT(t), "RESET DateStyle", nil, nil, nil, nil).Close()
+				require.NoError(t, err)
+			}
+			for i := 0; i < 3; i++ {
+				require.Equal(t, show(t, direct, "DateStyle"), show(t, viaMux, "DateStyle"))
+			}
+			require.Equal(t, "Postgres, MDY", show(t, viaMux, "DateStyle"))
+			require.Equal(t, direct.PgConn().ParameterStatus("DateStyle"), viaMux.PgConn().ParameterStatus("DateStyle"))
 		})
 	}
 }
