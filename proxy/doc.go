@@ -38,6 +38,7 @@
 //	'Q' DISCARD ALL / DEALLOCATE ALL          stmtclear.go:Session.noteClear
 //	'E' of DISCARD ALL / DEALLOCATE [ALL]     stmtclear_ext.go:Session.notePortal, stmtclear_ext.go:Session.executeClear
 //	'P' Parse                                 prepared.go:Session.rewriteParse, unnamed.go:Session.parseUnnamed
+//	'P' of SQL EXECUTE of a client statement  sqlexec_ext.go:Session.execOf, sqlexec_ext.go:Session.execCurrent
 //	'B' Bind                                  prepared.go:Session.rewriteBind
 //	'B' in a failed transaction               failedbind.go:Session.failedBind
 //	'D' Describe, 'C' Close                   prepared.go:Session.rewriteDescribeClose

@@ -34,6 +34,7 @@ type stmtDef struct {
 	release bool      // its execution may release session state
 	set     *setTouch // the settings it names (settings.go)
 	server  string    // pgmux's name for it on servers
+	name    string    // the client's name for it (keep)
 	key     uint64    // 64 bits of the name's hash (stmtKey): the statement cache's index
 	query   string
 	types   []byte // the Parse message's parameter type section, verbatim
@@ -223,13 +224,17 @@ func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 
 // register records a client statement.
 func (s *Session) register(name, query string, types []byte) *stmtDef {
-	def := newStmtDef(query, append([]byte(nil), types...), s.srv.stmtEpoch.Load())
+	text, exec := s.execOf(query)
+	def := newStmtDef(text, append([]byte(nil), types...), s.srv.stmtEpoch.Load())
 	if s.mode != config.PoolModeSession {
 		v := s.classify(query)
 		def.pin, def.release, def.set = v.pin, v.release, v.set
 	}
 	if s.prep != prepPass {
 		def.clear = s.clearOf(query)
+	}
+	if exec != nil {
+		withExec(def, exec)
 	}
 	s.keep(name, def)
 	return def
@@ -241,6 +246,7 @@ func (s *Session) keep(name string, def *stmtDef) {
 		s.stmts = make(map[string]*stmtDef)
 	}
 	def.born = s.clears.sent
+	def.name = name
 	s.stmts[name] = def
 }
 
@@ -287,19 +293,20 @@ func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	if s.prep == prepUnnamed {
 		return s.send(c, def.parseMsg(s.scratch[:0], ""), expect{kind: 'P', reg: def})
 	}
+	b, pre := s.ensureTarget(c, def, s.scratch[:0])
 	s.mu.Lock()
 	st := s.stateOf(c)
 	present, stale := st.stmts.lookup(def.server, s.reqs, nil)
 	s.mu.Unlock()
 	if present && !stale {
-		b := closeMsg(s.scratch[:0], 'S', noopStmt)
+		b = closeMsg(b, 'S', noopStmt)
 		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt)
-		return s.send(c, b, expect{kind: 'C', hide: true}, expect{kind: 'P', reg: def, noop: true})
+		return s.send(c, b, append(pre, expect{kind: 'C', hide: true}, expect{kind: 'P', reg: def, noop: true})...)
 	}
-	b, es := s.prepareOn(c, st, def, stale, s.scratch[:0], false)
+	b, es := s.prepareOn(c, st, def, stale, b, false)
 	es[len(es)-1].hide = false // the client asked for this Parse: it sees ParseComplete
 	es[len(es)-1].reg = def
-	return s.send(c, b, es...)
+	return s.send(c, b, append(pre, es...)...)
 }
 
 // prepareOn appends what prepares def on server c: a Close of a stale copy, Closes of the
@@ -342,6 +349,7 @@ func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect
 		s.unnamed.live = false // the client's own unnamed statement is replaced
 		return def.parseMsg(b, ""), []expect{{kind: 'P', hide: true, reg: def}}, ""
 	}
+	b, pre := s.ensureTarget(c, def, b)
 	s.mu.Lock()
 	st := s.stateOf(c)
 	var present, stale bool
@@ -352,11 +360,11 @@ func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect
 	}
 	s.mu.Unlock()
 	if present && !stale {
-		return b, nil, def.server
+		return b, pre, def.server
 	}
 	b, es := s.prepareOn(c, st, def, stale, b, true)
 	es[len(es)-1].reg = def
-	return b, es, def.server
+	return b, append(pre, es...), def.server
 }
 
 func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
@@ -381,6 +389,7 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 			return s.send(c, m, expect{kind: 'B'})
 		}
 	}
+	def = s.execCurrent(name, def)
 	s.notePortal(portal, def.clear)
 	if b, es, ok := s.failedBind(c, portal, name, def, tail); ok {
 		err := s.send(c, b, es...)
@@ -393,7 +402,7 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 	b = wire.AppendString(b, server)
 	b = append(b, tail...)
 	b = wire.Finish(b, start)
-	es = append(es, expect{kind: 'B', stmt: server, def: def, off: int32(start), fresh: s.parsedHere(def)})
+	es = append(es, expect{kind: 'B', stmt: server, def: def, off: int32(start), fresh: s.parsedHere(def), anon: len(name) == 0})
 	err = s.send(c, b, es...)
 	s.keepScratch(b)
 	return err
@@ -423,12 +432,13 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 	} else if def = s.lookupStmt(name); def == nil {
 		return s.send(c, m, expect{kind: 'D'})
 	}
+	def = s.execCurrent(name, def)
 	b, es, server := s.ensure(c, def, s.scratch[:0])
 	b, start := wire.Begin(b, 'D')
 	b = append(b, 'S')
 	b = wire.AppendString(b, server)
 	b = wire.Finish(b, start)
-	es = append(es, expect{kind: 'D', stmt: server, def: def, off: int32(start), fresh: s.parsedHere(def)})
+	es = append(es, expect{kind: 'D', stmt: server, def: def, off: int32(start), fresh: s.parsedHere(def), anon: len(name) == 0})
 	return s.send(c, b, es...)
 }
 
@@ -539,13 +549,22 @@ func (s *Session) sendUnnamed(c *pool.Conn, m []byte, typ byte) error {
 	if u.live || u.body == nil {
 		return s.send(c, m, expect{kind: typ})
 	}
-	b, start := wire.Begin(s.scratch[:0], 'P')
+	b, body := s.scratch[:0], u.body
+	var es []expect
+	if u.clear.exec != nil {
+		var target *stmtDef
+		body, target = s.unnamedExecBody(u)
+		if target != nil {
+			b, es, _ = s.ensure(c, target, b)
+		}
+	}
+	b, start := wire.Begin(b, 'P')
 	b = append(b, 0)
-	b = append(b, u.body...)
+	b = append(b, body...)
 	b = wire.Finish(b, start)
 	b = append(b, m...)
 	u.live = true
-	err := s.send(c, b, expect{kind: 'P', hide: true}, expect{kind: typ})
+	err := s.send(c, b, append(es, expect{kind: 'P', hide: true}, expect{kind: typ})...)
 	s.keepScratch(b)
 	return err
 }

@@ -1148,6 +1148,15 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		pe, _ = pgerr.Parse(wire.Body(m))
 		s.settingsRefused(c, head, pe)
 	}
+	if ok && head.fix == nil && head.def != nil && (head.kind == 'B' || head.kind == 'D') && head.stmt != "" {
+		// The client's Bind or Describe of its statement, sent under pgmux's name: an error
+		// naming it (a Bind with the wrong number of parameters) names the client's.
+		to := head.def.name
+		if head.anon {
+			to = ""
+		}
+		m = (&errFix{from: head.stmt, to: to}).apply(m)
+	}
 	m = head.fix.apply(m)
 	if ok {
 		if t := s.translatedPlanError(m, head); t != nil {

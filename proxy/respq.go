@@ -31,6 +31,9 @@ type expect struct {
 	// paramsSent: for a retried Describe of a statement, the client already has its
 	// ParameterDescription (PostgreSQL sends it before checking the result type).
 	paramsSent bool
+	// anon: for a client's Bind or Describe of def, the client named the unnamed
+	// statement (served from the statement cache): errors name "" as PostgreSQL's do.
+	anon bool
 	// fake: a client's Parse pgmux answers itself (unnamed.go); its ParseComplete goes
 	// to the client as soon as every request before it is answered.
 	fake bool

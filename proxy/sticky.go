@@ -203,6 +203,9 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 			break
 		}
 		u := s.classify(unsafe.String(&query[0], len(query)))
+		if u.pin == 0 && !u.release && u.set == nil {
+			u = s.execNeed(unsafe.String(&query[0], len(query)), u)
+		}
 		s.unnamedPin, s.unnamedRelease = u.pin, u.release
 		if u.set != nil || s.set.Load() != nil {
 			s.settingsState().unnamed = u.set

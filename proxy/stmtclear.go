@@ -57,9 +57,12 @@ type clearDrop struct {
 type clearOp struct {
 	all  bool
 	name string
+	// exec: the statement is one SQL EXECUTE of a client statement (sqlexec_ext.go); its
+	// Execute's errors name that statement as the client does.
+	exec *stmtExec
 }
 
-func (o clearOp) any() bool { return o.all || o.name != "" }
+func (o clearOp) any() bool { return o.all || o.name != "" || o.exec != nil }
 
 // clearOf reports what the statement q, sent in a Parse (one statement), does to the
 // client's statement names when executed.

@@ -54,6 +54,17 @@ func (s *Session) executeClear(c *pool.Conn, n int) (bool, error) {
 	if !ok {
 		return false, nil
 	}
+	if op.exec != nil {
+		// An EXECUTE of a client statement (sqlexec_ext.go): its errors name pgmux's.
+		if fix := op.exec.execFix(); fix != nil {
+			s.mu.Lock()
+			if e := s.q.tail(); e != nil && e.kind == 'E' {
+				e.fix = fix
+			}
+			s.mu.Unlock()
+		}
+		return false, nil
+	}
 	var b []byte
 	if op.all {
 		s.staleAll(c)

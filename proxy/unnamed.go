@@ -80,6 +80,9 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 	if !s.cacheUnnamed || err != nil || !cacheable(query) {
 		var op clearOp
 		if err == nil && len(query) > 0 {
+			if text, e := s.execOf(unsafe.String(&query[0], len(query))); e != nil {
+				return s.parseUnnamedExec(c, text, e, types)
+			}
 			op = s.clearOf(unsafe.String(&query[0], len(query)))
 			if op.all {
 				s.staleAll(c) // harmless if it is never executed
