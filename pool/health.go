@@ -67,6 +67,16 @@ func (p *Pool) noteFailLocked(network, addr string, t *Target, err error) func()
 			}
 		}
 	}
+	if !transient(err) {
+		fields = append(fields, zap.Error(err))
+		return func() {
+			if warn {
+				log.Warn("server login failed: pgmux cannot log in with what it has", fields...)
+			} else {
+				log.Debug("server login failed again", fields...)
+			}
+		}
+	}
 	fields = append(fields, zap.Error(err), zap.Duration("retry_after", retry))
 	return func() {
 		if warn {
@@ -96,10 +106,18 @@ func (p *Pool) noteOKLocked(addr string) func() {
 // transient reports whether a failed connect or login is worth retrying after
 // server_login_retry: the server could not be reached, or answered that it cannot take
 // connections yet (57P03: starting up, shutting down, in recovery). Other answers from
-// the server (a wrong password, a missing database) go to the clients at once.
+// the server (a wrong password, a missing database) go to the clients at once, and so do
+// logins pgmux itself cannot do (no credential for the method the server asks for, a
+// SCRAM exchange that fails, an unexpected message): retrying cannot help until a reload
+// changes the configuration. A network error inside the login (a reset during the TLS
+// handshake) stays transient.
 func transient(err error) bool {
 	var pe *pgerr.Error
-	return !errors.As(err, &pe) || pe.Code == pgerr.CannotConnectNow
+	if errors.As(err, &pe) {
+		return pe.Code == pgerr.CannotConnectNow
+	}
+	var ne net.Error
+	return !errors.Is(err, ErrServerLogin) || errors.As(err, &ne)
 }
 
 // queueAgain decides, after a failed dial by a client that had queued through

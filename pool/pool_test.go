@@ -906,6 +906,29 @@ func TestLoginErrorFromServer(t *testing.T) {
 	require.Zero(t, st.Connects)
 }
 
+// TestLoginErrorFromPgmux: a login pgmux itself cannot do (no credential for the
+// server's method) is not an unreachable server: every client hears it at once, instead of
+// queueing through server_login_retry while the pool retries the login every probe.
+func TestLoginErrorFromPgmux(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.Start(t)
+	p := newPool(t, pool.Options{Size: 2, LoginRetry: time.Minute, Target: func() *pool.Target {
+		tg := appTarget(pg)
+		tg.User, tg.Password = pgtest.ScramUser, "" // the server asks for SCRAM; pgmux has nothing to answer with
+		return tg
+	}})
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		_, err := p.Acquire(ctxFor(t, wait), newLessee())
+		require.ErrorIs(t, err, pool.ErrServerLogin, "client %d", i)
+		require.Contains(t, err.Error(), "server asks for SCRAM")
+		require.Less(t, time.Since(start), wait/2, "client %d waited instead of hearing the error", i)
+	}
+	st := p.Stats()
+	require.Equal(t, uint64(3), st.ConnectFailures)
+	require.Zero(t, st.Total)
+}
+
 func TestStats(t *testing.T) {
 	t.Parallel()
 	p := newPool(t, pool.Options{Size: 2})
