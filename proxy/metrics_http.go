@@ -90,6 +90,12 @@ func (s *Server) reachable(ctx context.Context, db string) error {
 	}
 	var last error
 	for _, e := range entries {
+		// A pool waiting out server_login_retry after a failure answers with it at once:
+		// an Acquire would queue until the probe's deadline, past a health checker's own.
+		if err := e.pool.BackingOff(); err != nil {
+			last = err
+			continue
+		}
 		c, err := e.pool.Acquire(ctx, &idleLessee{})
 		if err == nil {
 			c.Release(false)

@@ -171,4 +171,17 @@ func TestReadyzUnreachable(t *testing.T) {
 	require.Contains(t, body, "database gone")
 	code, _ = httpGet(t, "http://"+h.srv.MetricsAddr().String()+"/healthz")
 	require.Equal(t, http.StatusOK, code)
+
+	// Once a client has found the server down, its pool waits out server_login_retry; the
+	// probe reports that failure at once instead of queueing behind it until its own
+	// deadline (readyTimeout, 2 s), which health checkers with a 2 s timeout (fly.toml,
+	// pgmux -healthcheck) would see as a timeout, not as the 503 and its reason.
+	_, err = h.tryConnect("app", "gone", true)
+	require.Error(t, err)
+	start := time.Now()
+	code, body = httpGet(t, "http://"+h.srv.MetricsAddr().String()+"/readyz")
+	took := time.Since(start)
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "connection refused")
+	require.Less(t, took, time.Second, "/readyz waited out its deadline behind server_login_retry")
 }
