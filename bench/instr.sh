@@ -10,6 +10,12 @@
 #   bench/instr.sh                        # ./cmd/pgmux, -M simple and extended
 #   bench/instr.sh /tmp/pgmux-a /tmp/pgmux-b
 #   BENCH_MODES=simple BENCH_TX=4000 bench/instr.sh
+#   BENCH_MODES="simple extended unnamed" bench/instr.sh
+#   BENCH_KEEP_TMP=1 bench/instr.sh      # keeps the callgrind dumps for callgrind_annotate
+#
+# Modes: simple and extended (pgbench -M), and unnamed: -M extended with
+# cache_unnamed_statements = 1 (each Parse of the unnamed statement served from the
+# server's statement cache, issue 13).
 #
 # Under valgrind the process runs one thread at a time and ~50x slower, so a scheduler
 # that spins or wakes threads is counted as it runs there, not as on the real machine;
@@ -47,7 +53,9 @@ pgbench_init 10
 dump_ir() { awk '/^(summary|totals):/ {print $2; exit}' "$1" 2>/dev/null; }
 
 pgb() { # PORT MODE TX_PER_CLIENT
-	"$PGBENCH" -n -S -M "$2" -c "$CLIENTS" -j 2 -t "$3" -h 127.0.0.1 -p "$1" -U postgres postgres </dev/null 2>&1
+	local m=$2
+	[[ $m == unnamed ]] && m=extended
+	"$PGBENCH" -n -S -M "$m" -c "$CLIENTS" -j 2 -t "$3" -h 127.0.0.1 -p "$1" -U postgres postgres </dev/null 2>&1
 }
 
 printf '| build | mode | instructions per transaction | tps under valgrind |\n|---|---|--:|--:|\n'
@@ -56,7 +64,9 @@ for qmode in "${QMODES[@]}"; do
 	for bin in "${BINS[@]}"; do
 		i=$((i + 1))
 		port=$(free_port "$PG_PORT")
-		write_pooler_ini "$CONF/instr.ini" "$port" "$CONF/userlist.txt"
+		extra=()
+		[[ $qmode == unnamed ]] && extra=("cache_unnamed_statements = 1")
+		write_pooler_ini "$CONF/instr.ini" "$port" "$CONF/userlist.txt" "${extra[@]}"
 		dir=$BENCH_TMP/run$i
 		mkdir -p "$dir"
 		start_pooler "run$i" "$port" env GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind --cache-sim=no \
@@ -73,6 +83,9 @@ for qmode in "${QMODES[@]}"; do
 		half=$(dump_ir "$dir/cg.out.1") full=$(dump_ir "$dir/cg.out.2")
 		[[ -n $half && -n $full ]] || die "no callgrind dumps for $bin"
 		stop_pooler "$pid" "$port"
+		if [[ ${BENCH_KEEP_TMP:-0} == 1 ]]; then
+			log "$bin $qmode: callgrind dumps $dir/cg.out.1 ($((TX / 2)) tx) and $dir/cg.out.2 ($TX tx)"
+		fi
 		printf '| %s | %s | %s | %s |\n' "$bin" "$qmode" "$(awk -v a="$half" -v b="$full" -v n="$TX" 'BEGIN {printf "%.0f", (b - a) / (n / 2)}')" \
 			"$(awk '/^tps = / {printf "%.0f", $3}' <<<"$out")"
 	done
