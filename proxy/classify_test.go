@@ -36,6 +36,9 @@ func TestClassifyPins(t *testing.T) {
 		{"SELECT 1; DROP TABLE t", 0, true, false, false},
 		{"SELECT 'drop'; SELECT 1", 0, false, false, false},
 		{"SELECT 1 AS dropped", 0, false, false, false},
+		{"SELECT dropped FROM t WHERE id = $1;", 0, false, false, false},
+		{"SELECT 1; ; drop table t", 0, true, false, false},
+		{"drop table t;", 0, true, false, false},
 		{"SET ROLE alice", pinRole, false, false, false},
 		{"LOAD 'auto_explain'", pinLoad, false, false, false},
 		{"DISCARD ALL", 0, true, false, false},
@@ -65,7 +68,7 @@ func FuzzClassify(f *testing.F) {
 	for _, s := range []string{
 		"SELECT 1", "select 1; drop table t", "LISTEN x", "begin; select pg_advisory_lock(1)",
 		"DO $$BEGIN LISTEN x; END$$", "set search_path = a", "select set_config('a.b', $1, false)",
-		"select 'drop'; select 2", "/* drop */ select 1;",
+		"select 'drop'; select 2", "/* drop */ select 1;", "select drop_at from t;  ;",
 	} {
 		f.Add(s)
 	}
