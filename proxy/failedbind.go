@@ -24,11 +24,12 @@ import (
 // after the statement name) when the transaction is known failed and the server lacks
 // def; ok is false otherwise.
 func (s *Session) failedBind(c *pool.Conn, portal, name []byte, def *stmtDef, tail []byte) (b []byte, es []expect, ok bool) {
-	if s.prep != prepCache || endsTransaction(def.query) {
+	if s.prep != prepCache {
 		return nil, nil, false
 	}
 	s.mu.Lock()
-	failed := s.txStatus == 'E' && s.pending == 0 && s.q.len() == 0 && !s.errSkip
+	failed := s.txStatus == 'E' && s.pending == 0 && s.q.len() == 0 && !s.errSkip &&
+		!endsTransaction(def.query)
 	present, stale := false, false
 	if failed {
 		present, stale = s.stateOf(c).stmts.peek(def.server, s.reqs, def)
@@ -77,9 +78,11 @@ func highestParam(q string) int {
 // endsTransaction reports whether a statement may end a transaction, which PostgreSQL
 // runs in a failed one (COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION).
 func endsTransaction(q string) bool {
-	switch strings.ToLower(sqlscan.FirstKeyword(q)) {
-	case "commit", "end", "rollback", "abort", "prepare":
-		return true
+	kw := sqlscan.FirstKeyword(q)
+	for _, w := range [...]string{"commit", "end", "rollback", "abort", "prepare"} {
+		if strings.EqualFold(kw, w) {
+			return true
+		}
 	}
 	return false
 }
