@@ -64,20 +64,22 @@ func stmtKey(query, types []byte, epoch uint64) uint64 {
 	return h.Sum64()
 }
 
-// cacheable reports whether an unnamed statement's text may be served from the cache.
-func cacheable(query []byte) bool {
+// cacheable reports whether an unnamed statement's text, a view of the client message
+// being handled, may be served from the cache. The pin classifier has already looked at
+// the same text (stickyNeed), so maybeInteresting answers from its memo.
+func (s *Session) cacheable(query []byte) bool {
 	if len(query) == 0 {
 		return false
 	}
 	q := unsafe.String(&query[0], len(query))
-	return !sqlscan.MaybeInteresting(q) && !strings.EqualFold(sqlscan.FirstKeyword(q), "drop")
+	return !s.maybeInteresting(q) && !strings.EqualFold(sqlscan.FirstKeyword(q), "drop")
 }
 
 // parseUnnamed handles a client's Parse of the unnamed statement; m is the message and
 // rest its body after the name.
 func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 	query, types, err := wire.CString(rest)
-	if !s.cacheUnnamed || err != nil || !cacheable(query) {
+	if !s.cacheUnnamed || err != nil || !s.cacheable(query) {
 		var op clearOp
 		if err == nil && len(query) > 0 {
 			if text, e := s.execOf(unsafe.String(&query[0], len(query))); e != nil {
