@@ -44,9 +44,14 @@ import (
 // in a DO block (migrations wrap DDL in them), or a DO block running SQL pgmux cannot
 // read (EXECUTE format(...)) in a text that mentions such a word.
 func mayInvalidate(sql string) bool {
+	return mayInvalidateFirst(sql, sqlscan.FirstKeyword(sql))
+}
+
+// mayInvalidateFirst is mayInvalidate for first = sqlscan.FirstKeyword(sql).
+func mayInvalidateFirst(sql, first string) bool {
 	if !sqlscan.MayHoldMore(sql) {
 		// One statement (a DO block's body always holds a ';' of its own)
-		return leadsDDL(sqlscan.FirstKeyword(sql), sql)
+		return leadsDDL(first, sql)
 	}
 	if !containsFold(sql, "alter") && !containsFold(sql, "drop") && !containsFold(sql, "replace") {
 		return false
@@ -74,7 +79,7 @@ func leadsDDL(kw, text string) bool {
 // noteDDL moves the statement epoch on when sql may invalidate prepared statements, and
 // again when the client's transaction ends (onReady), when the DDL is committed.
 func (s *Session) noteDDL(sql string) {
-	if mayInvalidate(sql) {
+	if mayInvalidateFirst(sql, s.firstKeyword(sql)) {
 		s.srv.stmtEpoch.Add(1)
 		s.mu.Lock()
 		s.ddlSent = true

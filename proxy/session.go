@@ -182,33 +182,70 @@ func (s *Session) LeaseBox() *pool.LeaseBox {
 	return nil
 }
 
-// scanMemo keeps sqlscan.MaybeInteresting's answer for one text of the client message
-// being handled: a Query is looked at for LISTEN multiplexing, pinning, the statement
-// cache and DDL, an unnamed Parse for pinning and DISCARD, each of which used to scan it
-// again. The key is the reader's message count and the text's address and length (an
-// address, not a pointer: an idle session must not keep a pooled buffer alive). Used on
-// the client's goroutine only.
+// scanMemo keeps sqlscan.MaybeInteresting's answer and sqlscan.FirstKeyword's for one
+// text of the client message being handled: a Query is looked at for LISTEN
+// multiplexing, pinning, SQL PREPARE/EXECUTE, the statement cache and DDL, an unnamed
+// Parse for pinning, DISCARD and DDL, each of which used to lex it again. The key is the
+// reader's message count and the text's address and length (an address, not a pointer:
+// an idle session must not keep a pooled buffer alive). Used on the client's goroutine
+// only.
 type scanMemo struct {
 	seq  uint64
 	addr uintptr
-	n    int
-	ok   bool // set: the fields above name a text and v is its answer
-	v    bool
+	n    int32 // texts of at most memoMax bytes are kept
+	// kwOff and kwLen locate FirstKeyword's answer in the text (memoKw).
+	kwOff, kwLen int32
+	has          uint8 // memoV, memoKw: which answers are kept
+	v            bool
+}
+
+const (
+	memoV   = 1 << iota // scanMemo.v is MaybeInteresting's answer
+	memoKw              // scanMemo.kwOff and kwLen are FirstKeyword's
+	memoMax = 1<<31 - 1
+)
+
+// memoFor returns the memo of q, emptied first when it holds another text's answers.
+// q is not empty and at most memoMax bytes long.
+func (s *Session) memoFor(q string) *scanMemo {
+	addr := uintptr(unsafe.Pointer(unsafe.StringData(q)))
+	m := &s.scan
+	if m.seq != s.rd.Seq() || m.addr != addr || int(m.n) != len(q) {
+		*m = scanMemo{seq: s.rd.Seq(), addr: addr, n: int32(len(q))}
+	}
+	return m
 }
 
 // maybeInteresting is sqlscan.MaybeInteresting(q) for q a view of the client message being
 // handled (or any string that does not change while it is), computed once per message.
 func (s *Session) maybeInteresting(q string) bool {
-	if len(q) == 0 || s.rd == nil {
+	if len(q) == 0 || len(q) > memoMax || s.rd == nil {
 		return sqlscan.MaybeInteresting(q)
 	}
-	addr := uintptr(unsafe.Pointer(unsafe.StringData(q)))
-	if m := &s.scan; m.ok && m.seq == s.rd.Seq() && m.addr == addr && m.n == len(q) {
-		return m.v
+	m := s.memoFor(q)
+	if m.has&memoV == 0 {
+		m.v = sqlscan.MaybeInterestingFirst(q, s.firstKeyword(q)) // the same memo: m stays valid
+		m.has |= memoV
 	}
-	v := sqlscan.MaybeInteresting(q)
-	s.scan = scanMemo{seq: s.rd.Seq(), addr: addr, n: len(q), ok: true, v: v}
-	return v
+	return m.v
+}
+
+// firstKeyword is sqlscan.FirstKeyword(q) for q as in maybeInteresting, computed once
+// per message.
+func (s *Session) firstKeyword(q string) string {
+	if len(q) == 0 || len(q) > memoMax || s.rd == nil {
+		return sqlscan.FirstKeyword(q)
+	}
+	m := s.memoFor(q)
+	if m.has&memoKw == 0 {
+		kw := sqlscan.FirstKeyword(q)
+		m.kwOff, m.kwLen = 0, int32(len(kw))
+		if len(kw) > 0 {
+			m.kwOff = int32(uintptr(unsafe.Pointer(unsafe.StringData(kw))) - m.addr)
+		}
+		m.has |= memoKw
+	}
+	return q[m.kwOff : m.kwOff+m.kwLen]
 }
 
 // leases reports whether c is (still) leased to s.

@@ -182,5 +182,5 @@ func (s *Session) byNameNeed(q string, pin pinReason, release bool) (pinReason, 
 // scanner's quick check, which sees those keywords at a statement's start, or an EXPLAIN
 // first (EXPLAIN EXECUTE after another statement is not seen, and goes as written).
 func (s *Session) namesStatements(q string) bool {
-	return s.maybeInteresting(q) || strings.EqualFold(sqlscan.FirstKeyword(q), "explain")
+	return s.maybeInteresting(q) || strings.EqualFold(s.firstKeyword(q), "explain")
 }

@@ -55,8 +55,13 @@ type sqlStmt struct {
 // sqlStatementOf reports whether q is a single SQL PREPARE, EXECUTE or DEALLOCATE of a
 // name (not ALL), or an EXPLAIN [options] EXECUTE (returned as an EXECUTE), returning it.
 func sqlStatementOf(q string) (sqlStmt, bool) {
+	return sqlStatementFirst(q, sqlscan.FirstKeyword(q))
+}
+
+// sqlStatementFirst is sqlStatementOf for kw = sqlscan.FirstKeyword(q).
+func sqlStatementFirst(q, kw string) (sqlStmt, bool) {
 	explain := false
-	switch kw := sqlscan.FirstKeyword(q); {
+	switch {
 	case strings.EqualFold(kw, "prepare"), strings.EqualFold(kw, "execute"), strings.EqualFold(kw, "deallocate"):
 	case strings.EqualFold(kw, "explain"):
 		explain = true
@@ -134,7 +139,7 @@ func (s *Session) sqlNeed(q string, pin pinReason, release bool) (pinReason, boo
 	if s.prep == prepPass {
 		return pin, release
 	}
-	st, ok := sqlStatementOf(q)
+	st, ok := sqlStatementFirst(q, s.firstKeyword(q))
 	if !ok || s.prep != prepCache {
 		return s.byNameNeed(q, pin, release)
 	}
@@ -157,7 +162,7 @@ func (s *Session) sqlPrepared(c *pool.Conn, q string) (bool, error) {
 	if s.prep != prepCache {
 		return false, nil
 	}
-	st, ok := sqlStatementOf(q)
+	st, ok := sqlStatementFirst(q, s.firstKeyword(q))
 	if !ok {
 		return false, nil
 	}

@@ -75,16 +75,21 @@ type verdict struct {
 // server then tells whether the state is there, and a client whose block made none goes
 // back to transaction pooling at once.
 func (s *Session) classify(sql string) verdict {
-	return classifyText(sql, s.maybeInteresting(sql))
+	return classifyFirst(sql, s.firstKeyword(sql), s.maybeInteresting(sql))
 }
 
 // classifyText is classify without a session, for interesting =
 // sqlscan.MaybeInteresting(sql): no I/O and no state, so table tests and FuzzClassify
 // drive it with text alone.
-func classifyText(sql string, interesting bool) (v verdict) {
+func classifyText(sql string, interesting bool) verdict {
+	return classifyFirst(sql, sqlscan.FirstKeyword(sql), interesting)
+}
+
+// classifyFirst is classifyText for first = sqlscan.FirstKeyword(sql).
+func classifyFirst(sql, first string, interesting bool) (v verdict) {
 	if !interesting {
 		// DROP is no kind of its own, but dropping a temporary object may end a pin.
-		if strings.EqualFold(sqlscan.FirstKeyword(sql), "drop") {
+		if strings.EqualFold(first, "drop") {
 			v.release = true
 			return v
 		}

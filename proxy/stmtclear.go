@@ -78,7 +78,7 @@ func (s *Session) clearOf(q string) clearOp {
 	case sqlscan.KindDiscardAll, sqlscan.KindDeallocateAll:
 		return clearOp{all: true}
 	case sqlscan.KindDeallocate:
-		if st, ok := sqlStatementOf(q); ok {
+		if st, ok := sqlStatementFirst(q, s.firstKeyword(q)); ok {
 			return clearOp{name: strings.Clone(st.Name)}
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"unsafe"
 
 	"github.com/pgmux/pgmux/pool"
-	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
 )
 
@@ -72,7 +71,7 @@ func (s *Session) cacheable(query []byte) bool {
 		return false
 	}
 	q := unsafe.String(&query[0], len(query))
-	return !s.maybeInteresting(q) && !strings.EqualFold(sqlscan.FirstKeyword(q), "drop")
+	return !s.maybeInteresting(q) && !strings.EqualFold(s.firstKeyword(q), "drop")
 }
 
 // parseUnnamed handles a client's Parse of the unnamed statement; m is the message and

@@ -21,7 +21,7 @@ import (
 // is set, each field belongs to whom the Session's comment says. The console and the
 // metrics, which may look at a parked client, read it under Session.mu and only when set.
 type sessionWork struct {
-	scan     scanMemo // sqlscan.MaybeInteresting of the message being handled
+	scan     scanMemo // sqlscan.MaybeInteresting and FirstKeyword of the message being handled
 	pending  int      // Query, Sync and FunctionCall sent and not yet answered by ReadyForQuery
 	unsynced bool     // extended-protocol messages sent since the last Sync
 	txStatus byte

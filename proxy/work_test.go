@@ -52,7 +52,7 @@ func TestWorkFieldsClassified(t *testing.T) {
 	// count and a pin sequence that only matter with requests in flight, the state
 	// check's scratch, a buffer.
 	given := map[string]func(w *sessionWork){
-		"scan":       func(w *sessionWork) { w.scan = scanMemo{seq: 3, ok: true, v: true} },
+		"scan":       func(w *sessionWork) { w.scan = scanMemo{seq: 3, has: memoV | memoKw, v: true} },
 		"stats":      func(w *sessionWork) { w.stats = SessionStats{Transactions: 1, Queries: 2, BytesIn: 3} },
 		"ops":        func(w *sessionWork) { w.ops.parses = 1; w.ops.in.Store(10); w.ops.queryTime = time.Second },
 		"reqs":       func(w *sessionWork) { w.reqs = 9 },

@@ -118,7 +118,13 @@ func FirstKeyword(sql string) string {
 // The common case costs one token plus one byte loop: the first word decides unless the
 // text contains ';', "advisory" or "temp" (any case), and only then is it lexed in full.
 func MaybeInteresting(sql string) bool {
-	if leadsInteresting(FirstKeyword(sql)) {
+	return MaybeInterestingFirst(sql, FirstKeyword(sql))
+}
+
+// MaybeInterestingFirst is MaybeInteresting for a caller that has sql's FirstKeyword
+// already: first must be FirstKeyword(sql).
+func MaybeInterestingFirst(sql, first string) bool {
+	if leadsInteresting(first) {
 		return true
 	}
 	if !hasTrigger(sql) {
