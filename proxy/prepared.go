@@ -184,14 +184,14 @@ func (s *Session) rewrite(c *pool.Conn, typ byte, n int) error {
 // bytes can reach the server.
 func (s *Session) send(c *pool.Conn, b []byte, es ...expect) error {
 	s.logSent(c, b, es)
-	for _, e := range es {
-		if e.kind == 'P' && !e.noop {
+	for i := range es { // by index: an expect is 128 bytes
+		if es[i].kind == 'P' && !es[i].noop {
 			s.ops.serverParses.Add(1)
 		}
 	}
 	s.mu.Lock()
-	for _, e := range es {
-		s.q.push(e)
+	for i := range es {
+		s.q.push(es[i])
 	}
 	s.mu.Unlock()
 	if err := c.Wr.Write(b); err != nil {

@@ -28,15 +28,16 @@ type answerStep struct {
 // end only at ReadyForQuery). ParameterDescription is hidden when
 // the client already has it from a Describe that was retried.
 func (q *respQueue) answer(typ byte) answerStep {
-	head, ok := q.peek()
-	if !ok {
+	if q.size == 0 {
 		return answerStep{}
 	}
-	st := answerStep{head: head, queued: true, hide: head.hide}
+	head := &q.buf[q.head] // read in place: a copy of an expect is 128 bytes
+	st := answerStep{head: *head, queued: true, hide: head.hide}
 	switch typ {
 	case 't':
 		if head.paramsSent {
-			return answerStep{head: head, queued: true, hide: true}
+			st.hide = true
+			return st
 		}
 	case '1':
 		st.checked = head.reg != nil
@@ -66,7 +67,7 @@ func (q *respQueue) answer(typ byte) answerStep {
 		st.row = rowHideCC
 	}
 	if st.popped {
-		q.pop()
+		q.drop()
 	}
 	return st
 }

@@ -150,20 +150,27 @@ func (q *respQueue) hideHead() {
 }
 
 func (q *respQueue) pop() (expect, bool) {
-	e, ok := q.peek()
-	if ok {
-		q.buf[q.head] = expect{}
-		q.head = (q.head + 1) % len(q.buf)
-		q.size--
-		if e.fake {
-			q.fakes.Add(-1)
-		}
-		if e.clear != 0 {
-			q.clears.Add(-1)
-			q.woken()
-		}
+	if q.size == 0 {
+		return expect{}, false
 	}
-	return e, ok
+	e := q.buf[q.head]
+	q.drop()
+	return e, true
+}
+
+// drop removes the oldest expect without copying it out; the queue is not empty.
+func (q *respQueue) drop() {
+	e := &q.buf[q.head]
+	if e.fake {
+		q.fakes.Add(-1)
+	}
+	if e.clear != 0 {
+		q.clears.Add(-1)
+		q.woken()
+	}
+	*e = expect{}
+	q.head = (q.head + 1) % len(q.buf)
+	q.size--
 }
 
 // onlySettings reports whether the queue holds requests and all are pgmux's hidden
