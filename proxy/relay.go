@@ -418,7 +418,7 @@ func (s *Session) forwardClient(c *pool.Conn, typ byte, n int) error {
 		}
 	}
 	if l := s.linkLog(c); l != nil {
-		if n <= 1<<10 && (typ == 'E' || typ == 'S' || typ == 'H') {
+		if n <= 1<<10 && (typ == 'E' || typ == 'S' || typ == 'H') && l.keeps(typ) {
 			m, err := s.rd.Message(n)
 			if err != nil {
 				return err

@@ -79,6 +79,40 @@ type reqLog struct {
 	open    bool // a request is being sent: its Sync (or Query, FunctionCall) is not
 	spoiled bool // not replayable: too large, or a message that was not kept
 	retried bool // already retried once
+	// cand: a message a retry could start from (retryFrom) was logged in this request.
+	// Until one is, a Bind or Execute spoils the request: planRetry never replays from
+	// after either, so nothing in it could be retried, and it is not copied.
+	cand bool
+}
+
+// retryFrom reports whether a retry could start from the message e expects: planRetry's
+// conditions on the failed message that do not depend on the rest of the request.
+func retryFrom(e *expect) bool {
+	return (e.kind == 'B' || e.kind == 'D') && e.def != nil && !e.def.sql && !e.hide
+}
+
+// expects notes the expectations of messages about to be logged: a candidate for a retry,
+// or a Bind or Execute before any, which spoils the request.
+func (l *reqLog) expects(es []expect) {
+	l.begin()
+	for i := 0; i < len(es) && !l.spoiled && !l.cand; i++ {
+		switch {
+		case retryFrom(&es[i]):
+			l.cand = true
+		case es[i].kind == 'B' || es[i].kind == 'E':
+			l.spoiled = true
+		}
+	}
+}
+
+// keeps reports whether a message of type typ about to be sent is to be logged, or only
+// noted (skip): it is not once the request cannot be retried.
+func (l *reqLog) keeps(typ byte) bool {
+	l.begin()
+	if !l.cand && typ == 'E' {
+		l.spoiled = true
+	}
+	return !l.spoiled
 }
 
 // begin starts the log afresh when the previous request has ended.
@@ -91,7 +125,7 @@ func (l *reqLog) begin() {
 	}
 	l.buf = l.buf[:0]
 	l.execAt, l.bindAt = -1, -1
-	l.open, l.spoiled, l.retried = true, false, false
+	l.open, l.spoiled, l.retried, l.cand = true, false, false, false
 }
 
 // add records messages sent as they are and returns the offset of the first.
@@ -159,6 +193,7 @@ func (s *Session) logSent(c *pool.Conn, b []byte, es []expect) {
 	if l == nil {
 		return
 	}
+	l.expects(es)
 	base := l.add(b)
 	for i := range es {
 		if es[i].def != nil {

@@ -94,3 +94,48 @@ func TestReqLog(t *testing.T) {
 	l.add(msg('B'))
 	require.False(t, l.spoiled)
 }
+
+// TestReqLogKeepsOnlyRetryable: a request is logged only while a retry could come of it.
+// planRetry replays from a failed Bind or Describe of a statement pgmux prepared, with no
+// Bind or Execute before it; once a Bind of the unnamed statement or an Execute has gone
+// out before any such message, nothing of the request could be replayed, and its
+// messages are not copied (pgbench -M extended without the statement cache).
+func TestReqLogKeepsOnlyRetryable(t *testing.T) {
+	msg := func(typ byte) []byte { return []byte{typ, 0, 0, 0, 4} }
+	def := &stmtDef{server: "pgmux_x"}
+	sqlDef := &stmtDef{server: "pgmux_y", sql: true}
+	for _, tc := range []struct {
+		name string
+		es   [][]expect // one entry per send
+		kept bool
+	}{
+		{"unnamed parse and bind", [][]expect{{{kind: 'P'}}, {{kind: 'B'}}}, false},
+		{"bind of a cached statement", [][]expect{{{kind: 'P', hide: true}, {kind: 'B', def: def}}}, true},
+		{"describe of a statement, then an unnamed bind", [][]expect{{{kind: 'D', def: def}}, {{kind: 'B'}}}, true},
+		{"a hidden bind", [][]expect{{{kind: 'B', def: def, hide: true}}}, false},
+		{"a SQL-prepared statement", [][]expect{{{kind: 'B', def: sqlDef}}}, false},
+		{"portal describe only", [][]expect{{{kind: 'D'}}}, true},
+		{"an unnamed bind, then a cached one", [][]expect{{{kind: 'B'}, {kind: 'B', def: def}}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var l reqLog
+			for _, es := range tc.es {
+				l.expects(es)
+				l.add(msg(es[len(es)-1].kind))
+			}
+			require.Equal(t, tc.kept, !l.spoiled)
+			require.Equal(t, tc.kept, l.keeps('H'))
+			l.add(msg('S'))
+			l.expects([]expect{{kind: 'P'}}) // the next request starts afresh
+			require.False(t, l.spoiled)
+		})
+	}
+	var l reqLog
+	require.False(t, l.keeps('E'), "an Execute before any candidate spoils the request")
+	require.True(t, l.spoiled)
+	l.skip('S')
+	l.expects([]expect{{kind: 'D', def: def}})
+	require.True(t, l.keeps('E'), "after a candidate, the Execute is kept for the replay")
+	l.add(msg('E'))
+	require.Equal(t, 0, l.execAt)
+}
