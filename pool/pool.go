@@ -520,6 +520,7 @@ func (p *Pool) release(c *Conn, reset bool) {
 	if c.closing.Load() || c.releaseHeld(reset) {
 		return
 	}
+	now := time.Now() // one clock reading for the lifetime check, lastUsed and a waiter's wait
 	p.mu.Lock()
 	q := p.opts.ResetQuery
 	var over error
@@ -528,41 +529,48 @@ func (p *Pool) release(c *Conn, reset bool) {
 		over = errPoolClosed
 	case p.total > p.opts.Size+p.opts.ReserveSize:
 		over = errOverSize
-	case p.opts.Lifetime > 0 && time.Since(c.Created) > p.opts.Lifetime:
+	case p.opts.Lifetime > 0 && now.Sub(c.Created) > p.opts.Lifetime:
 		over = errLifetime
 	case c.Created.Before(p.staleBefore):
 		over = errReconnect
+	}
+	if over == nil && (!reset || q == "") {
+		p.putIdleLocked(c, now) // the common release: one lock, not two
+		return
 	}
 	p.mu.Unlock()
 	if over != nil {
 		c.closeFor(over)
 		return
 	}
-	if reset && q != "" {
-		c.state.Store(int32(StateTested))
-		err := c.startInternal(q, func(err error) {
-			if err != nil {
-				p.opts.Logger.Warn("server_reset_query failed; closing server connection", zap.Error(err))
-				c.closeFor(fmt.Errorf("%w: %w", errReset, err))
-				return
-			}
-			p.putIdle(c)
-		})
+	c.state.Store(int32(StateTested))
+	err := c.startInternal(q, func(err error) {
 		if err != nil {
+			p.opts.Logger.Warn("server_reset_query failed; closing server connection", zap.Error(err))
 			c.closeFor(fmt.Errorf("%w: %w", errReset, err))
+			return
 		}
-		return
+		p.putIdle(c)
+	})
+	if err != nil {
+		c.closeFor(fmt.Errorf("%w: %w", errReset, err))
 	}
-	p.putIdle(c)
 }
 
 func (p *Pool) putIdle(c *Conn) {
-	c.lastUsed.Store(time.Now().UnixNano())
+	now := time.Now()
 	p.mu.Lock()
+	p.putIdleLocked(c, now)
+}
+
+// putIdleLocked hands c to the first waiter or puts it on the idle list; p.mu is held
+// and released here. now is the caller's clock reading.
+func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
+	c.lastUsed.Store(now.UnixNano())
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
-		p.stats.noteWait(time.Since(w.since))
+		p.stats.noteWait(now.Sub(w.since))
 		c.state.Store(int32(StateActive))
 		p.mu.Unlock()
 		w.ch <- c
