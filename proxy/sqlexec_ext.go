@@ -49,11 +49,11 @@ func (s *Session) execOf(q string) (string, *stmtExec) {
 	if s.prep != prepCache {
 		return q, nil
 	}
-	kw := sqlscan.FirstKeyword(q)
+	kw := s.firstKeyword(q) // q is a view of the client's message: the memo has it
 	if !strings.EqualFold(kw, "execute") && !strings.EqualFold(kw, "explain") {
 		return q, nil
 	}
-	st, ok := sqlStatementOf(q)
+	st, ok := sqlStatementFirst(q, kw)
 	if !ok || st.Kind != sqlscan.KindExecute {
 		return q, nil
 	}
