@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -336,6 +337,16 @@ func TestLeaseRacingIdleFailure(t *testing.T) {
 // on the socket and takes another connection.
 func TestLeaseSkipsIdleBroken(t *testing.T) {
 	p, victim, killer, proceed := terminateWhileIdle(t)
+	// The reader has consumed the FATAL (it waits in the hook), so what the peek can see is
+	// the end of the stream, there once the backend process has exited. On a loaded machine
+	// that can take longer than the idle threshold: wait for the process to be gone.
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", victim.PID)); err != nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	time.Sleep(2 * time.Millisecond) // idle longer than the lease's peek threshold
 	require.Nil(t, p.TryAcquire(newLessee()), "a connection its server ended was handed out")
 	close(proceed)

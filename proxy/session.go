@@ -114,11 +114,11 @@ type Session struct {
 	notes atomic.Pointer[notifyBox] // made on the first notification
 	// endWith is the FATAL a timer is ending the session with (closeFromOutside): a
 	// relay that fails because the timer closed its server sends it (serverFailed).
-	endWith       atomic.Pointer[pgerr.Error]
-	timers        *sessionTimers // guarded by mu; made when a timeout is first armed
+	endWith atomic.Pointer[pgerr.Error]
+	timers  *sessionTimers // guarded by mu; made when a timeout is first armed
 	// clientIdle is client_idle_timeout at login (the other limits are sessionWork's):
 	// set by the session goroutine before the parker or the sweep can read it.
-	clientIdle time.Duration
+	clientIdle    time.Duration
 	notifyPending atomic.Bool
 	closed        atomic.Bool // the client is gone; server output is dropped
 	state         ClientState // guarded by mu
