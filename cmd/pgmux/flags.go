@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 )
 
 type flags struct {
@@ -53,17 +54,40 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, error) {
 		fs.PrintDefaults()
 		fs.SetOutput(stderr)
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	// Flags may come after the ini path too (pgmux pgbouncer.ini --listen :6432): the flag
+	// package stops at the first argument that is not one, so parse again after it.
+	// After "--" everything is an argument.
+	var paths []string
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		if endsFlags(rest, fs.NArg()) {
+			paths = append(paths, fs.Args()...)
+			break
+		}
+		paths = append(paths, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
-	switch fs.NArg() {
+	switch len(paths) {
 	case 0:
 	case 1:
-		f.iniPath = fs.Arg(0)
+		f.iniPath = paths[0]
 	default:
-		return nil, fmt.Errorf("expected at most one config file, got %d arguments", fs.NArg())
+		return nil, fmt.Errorf("expected at most one config file, got %d: %s", len(paths), strings.Join(paths, " "))
 	}
 	return f, nil
+}
+
+// endsFlags reports whether the flag package stopped parsing rest at a "--" (whose
+// remaining n arguments are then all positional).
+func endsFlags(rest []string, n int) bool {
+	i := len(rest) - n - 1
+	return i >= 0 && rest[i] == "--"
 }
 
 // helpAsked reports whether args ask for the usage (-h, -help, --help).

@@ -41,9 +41,15 @@ func loadConfig(f *flags, getenv func(string) string) (*config.Config, map[strin
 	if upstream == "" && f.iniPath == "" {
 		upstream = getenv("DATABASE_URL")
 	}
+	if f.iniPath != "" && f.upstream != "" {
+		return nil, nil, fmt.Errorf("both a configuration file (%s) and --upstream given: pgmux takes one; drop one of them", f.iniPath)
+	}
 	switch {
 	case f.iniPath != "":
 		cfg, err = config.Load(f.iniPath)
+		if err == nil && upstream != "" {
+			cfg.Warnings = append(cfg.Warnings, "PGMUX_UPSTREAM is ignored: the configuration comes from "+f.iniPath)
+		}
 	case upstream != "":
 		cfg, err = config.FromURL(upstream)
 	default:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -172,4 +173,44 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// TestIniPathAndFlags: flags may follow the ini path; two paths, or an ini path and
+// --upstream, are refused; PGMUX_UPSTREAM beside an ini path is ignored with a warning.
+func TestIniPathAndFlags(t *testing.T) {
+	dir := t.TempDir()
+	ini := filepath.Join(dir, "pgbouncer.ini")
+	require.NoError(t, os.WriteFile(ini, []byte("[databases]\napp = host=127.0.0.1 port=5432\n[pgbouncer]\nlisten_port = 6500\n"), 0o600))
+
+	f, err := parseFlags([]string{ini, "--listen", ":7000"}, io.Discard, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, ini, f.iniPath)
+	require.Equal(t, ":7000", f.listen, "a flag after the path is read")
+	cfg, _, err := loadConfig(f, noEnv)
+	require.NoError(t, err)
+	require.Equal(t, 7000, cfg.ListenPort)
+
+	f, err = parseFlags([]string{"--", "-odd.ini"}, io.Discard, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "-odd.ini", f.iniPath, "after -- an argument is a path")
+
+	_, err = parseFlags([]string{ini, "--listen", ":7000", "other.ini"}, io.Discard, io.Discard)
+	require.ErrorContains(t, err, "expected at most one config file, got 2")
+
+	f, err = parseFlags([]string{"--upstream", "postgres://app:s@db/app", ini}, io.Discard, io.Discard)
+	require.NoError(t, err)
+	_, _, err = loadConfig(f, noEnv)
+	require.ErrorContains(t, err, "--upstream given: pgmux takes one")
+
+	f, err = parseFlags([]string{ini}, io.Discard, io.Discard)
+	require.NoError(t, err)
+	cfg, _, err = loadConfig(f, func(k string) string {
+		if k == "PGMUX_UPSTREAM" {
+			return "postgres://app:s@elsewhere/app"
+		}
+		return ""
+	})
+	require.NoError(t, err)
+	require.Contains(t, cfg.Warnings, "PGMUX_UPSTREAM is ignored: the configuration comes from "+ini)
+	require.Equal(t, 6500, cfg.ListenPort, "the ini file's settings, not the URL's defaults")
 }
