@@ -64,7 +64,10 @@ type Server struct {
 	hbaErr    error
 	tlsConf   *tls.Config
 	listeners []net.Listener
-	holding   map[*Session]struct{} // clients waiting during login (Session.awaitPool)
+	// wgClosed: Stop waits on wg; accept no longer adds to it (a WaitGroup's Add from zero
+	// must not race its Wait).
+	wgClosed bool
+	holding  map[*Session]struct{} // clients waiting during login (Session.awaitPool)
 	// byCancel holds every logged-in session, by cancel key (pid<<32|key): the one
 	// registry of clients, so an idle client costs one map entry (Sessions,
 	// KILL_CLIENT and SHOW CLIENTS walk it).
@@ -256,7 +259,14 @@ func (s *Server) accept(ln net.Listener) error {
 			continue
 		}
 		delay = 0
+		s.mu.Lock()
+		if s.wgClosed {
+			s.mu.Unlock()
+			_ = nc.Close() // the server is past cutting its clients off: nothing serves it
+			return nil
+		}
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go s.serveConn(nc)
 	}
 }

@@ -68,6 +68,9 @@ func (s *Server) Stop(ctx context.Context, mode ShutdownMode) error {
 	// Console clients, and anyone left after ctx: told and closed, all at once.
 	s.cutAll()
 	s.pools.closeAll() // wakes clients still waiting for a server
+	s.mu.Lock()
+	s.wgClosed = true // from here on a connection accepted is closed, not served
+	s.mu.Unlock()
 	idle := make(chan struct{})
 	go func() { s.wg.Wait(); close(idle) }()
 	<-idle
