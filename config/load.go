@@ -88,6 +88,9 @@ func (c *Config) Validate() error {
 	if c.AuthType == AuthCert && c.ClientTLS.SSLMode == "disable" {
 		return errors.New("auth_type is cert but client_tls_sslmode is disable")
 	}
+	if c.AuthType == AuthCert && c.ClientTLS.CAFile == "" {
+		return errors.New("auth_type is cert but client_tls_ca_file is not set: client certificates cannot be verified")
+	}
 	if c.ClientTLS.SSLMode != "disable" && (c.ClientTLS.KeyFile == "" || c.ClientTLS.CertFile == "") {
 		return fmt.Errorf("client_tls_sslmode is %s but client_tls_key_file and client_tls_cert_file are not both set", c.ClientTLS.SSLMode)
 	}

@@ -201,4 +201,8 @@ func TestValidate(t *testing.T) {
 	c = Default()
 	c.AuthType = AuthCert
 	require.ErrorContains(t, c.Validate(), "auth_type is cert")
+	c.ClientTLS.SSLMode, c.ClientTLS.KeyFile, c.ClientTLS.CertFile = "verify-full", "k", "c"
+	require.EqualError(t, c.Validate(), "auth_type is cert but client_tls_ca_file is not set: client certificates cannot be verified")
+	c.ClientTLS.CAFile = "ca"
+	require.NoError(t, c.Validate())
 }

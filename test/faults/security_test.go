@@ -29,6 +29,8 @@ type testPKI struct {
 	Dir                    string
 	CA, Cert, Key          string // file paths
 	CAPEM, CertPEM, KeyPEM []byte
+	ca                     *x509.Certificate
+	caKey                  *ecdsa.PrivateKey
 }
 
 func newPKI(t testing.TB) *testPKI {
@@ -55,12 +57,108 @@ func newPKI(t testing.TB) *testPKI {
 	p := &testPKI{Dir: t.TempDir(),
 		CAPEM:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})}
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), ca: ca, caKey: caKey}
 	p.CA, p.Cert, p.Key = filepath.Join(p.Dir, "ca.crt"), filepath.Join(p.Dir, "server.crt"), filepath.Join(p.Dir, "server.key")
 	require.NoError(t, os.WriteFile(p.CA, p.CAPEM, 0o644))
 	require.NoError(t, os.WriteFile(p.Cert, p.CertPEM, 0o644))
 	require.NoError(t, os.WriteFile(p.Key, p.KeyPEM, 0o600))
 	return p
+}
+
+// clientCert issues a client certificate for cn signed by the PKI's CA and returns the
+// paths of the certificate and its key.
+func (p *testPKI) clientCert(t testing.TB, cn string) (cert, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &k.PublicKey, p.caKey)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(k)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	cert, key = filepath.Join(dir, cn+".crt"), filepath.Join(dir, cn+".key")
+	require.NoError(t, os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	require.NoError(t, os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
+	return cert, key
+}
+
+// TestCertAuth: auth_type = cert logs a client in by the common name of its verified
+// certificate (no password asked), as PgBouncer does; a certificate for another user, no
+// certificate, one from another CA or a connection without TLS is refused with 28000, or
+// by the TLS handshake.
+func TestCertAuth(t *testing.T) {
+	pg := pgtest.Start(t)
+	pki := newPKI(t)
+	m := startMux(t, pg, bouncer{AuthType: "cert",
+		Users: map[string]string{pgtest.AppUser: pgtest.AppPassword}, // pgmux's own login to PostgreSQL
+		Extra: []string{"client_tls_sslmode = verify-full", "client_tls_cert_file = " + pki.Cert,
+			"client_tls_key_file = " + pki.Key, "client_tls_ca_file = " + pki.CA}})
+	appCert, appKey := pki.clientCert(t, pgtest.AppUser)
+	url := func(user, cert, key string) string {
+		u := fmt.Sprintf("postgres://%s@localhost:%d/app?sslmode=verify-full&sslrootcert=%s&connect_timeout=10",
+			user, m.Port, pki.CA)
+		if cert != "" {
+			u += "&sslcert=" + cert + "&sslkey=" + key
+		}
+		return u
+	}
+	t.Run("pgx with the user's certificate", func(t *testing.T) {
+		conn := connect(t, url(pgtest.AppUser, appCert, appKey))
+		ctx, cancel := ctxT()
+		defer cancel()
+		var user string
+		require.NoError(t, conn.QueryRow(ctx, "SELECT current_user").Scan(&user))
+		require.Equal(t, pgtest.AppUser, user)
+	})
+	t.Run("psql with the user's certificate", func(t *testing.T) {
+		psql := pg.RequireBin(t, "psql")
+		out, err := runPsql(t, psql, fmt.Sprintf("host=localhost port=%d user=%s dbname=app sslmode=verify-full "+
+			"sslrootcert=%s sslcert=%s sslkey=%s", m.Port, pgtest.AppUser, pki.CA, appCert, appKey), "SELECT 'by cert'")
+		require.NoError(t, err, out)
+		require.Contains(t, out, "by cert")
+	})
+	t.Run("certificate of another user", func(t *testing.T) {
+		otherCert, otherKey := pki.clientCert(t, "mallory")
+		_, err := tryConnect(url(pgtest.AppUser, otherCert, otherKey))
+		pe := requireCode(t, err, "28000")
+		require.Contains(t, pe.Message, `certificate authentication failed for user "app"`)
+	})
+	t.Run("no certificate", func(t *testing.T) {
+		_, err := tryConnect(url(pgtest.AppUser, "", ""))
+		require.Error(t, err, "verify-full asks for a certificate: the handshake fails without one")
+	})
+	t.Run("certificate from another CA", func(t *testing.T) {
+		strangerCert, strangerKey := newPKI(t).clientCert(t, pgtest.AppUser)
+		_, err := tryConnect(url(pgtest.AppUser, strangerCert, strangerKey))
+		require.Error(t, err)
+	})
+	t.Run("without TLS", func(t *testing.T) {
+		_, err := tryConnect(fmt.Sprintf("postgres://%s@127.0.0.1:%d/app?sslmode=disable&connect_timeout=10",
+			pgtest.AppUser, m.Port))
+		requireCode(t, err, "28000")
+	})
+}
+
+// TestCertAuthOptionalCertificate: with client_tls_sslmode = require the handshake takes
+// a client without a certificate, and auth_type = cert then refuses it in words.
+func TestCertAuthOptionalCertificate(t *testing.T) {
+	pg := pgtest.Start(t)
+	pki := newPKI(t)
+	m := startMux(t, pg, bouncer{AuthType: "cert",
+		Users: map[string]string{pgtest.AppUser: pgtest.AppPassword},
+		Extra: []string{"client_tls_sslmode = require", "client_tls_cert_file = " + pki.Cert,
+			"client_tls_key_file = " + pki.Key, "client_tls_ca_file = " + pki.CA}})
+	_, err := tryConnect(fmt.Sprintf("postgres://%s@localhost:%d/app?sslmode=require&connect_timeout=10",
+		pgtest.AppUser, m.Port))
+	pe := requireCode(t, err, "28000")
+	require.Contains(t, pe.Message, "valid client certificate")
+	cert, key := pki.clientCert(t, pgtest.AppUser)
+	conn := connect(t, fmt.Sprintf("postgres://%s@localhost:%d/app?sslmode=require&sslcert=%s&sslkey=%s&connect_timeout=10",
+		pgtest.AppUser, m.Port, cert, key))
+	require.EqualValues(t, 1, queryInt(t, conn, "SELECT 1"))
 }
 
 func TestClientTLS(t *testing.T) {
