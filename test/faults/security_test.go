@@ -85,17 +85,24 @@ func (p *testPKI) clientCert(t testing.TB, cn string) (cert, key string) {
 	return cert, key
 }
 
+// startCertMux starts pgmux with auth_type = cert and client_tls_sslmode = mode; its own
+// login to PostgreSQL takes the app user's password from the auth file.
+func startCertMux(t *testing.T, mode string) (*pgtest.Server, *testPKI, *mux) {
+	pg := pgtest.Start(t)
+	pki := newPKI(t)
+	m := startMux(t, pg, bouncer{AuthType: "cert",
+		Users: map[string]string{pgtest.AppUser: pgtest.AppPassword},
+		Extra: []string{"client_tls_sslmode = " + mode, "client_tls_cert_file = " + pki.Cert,
+			"client_tls_key_file = " + pki.Key, "client_tls_ca_file = " + pki.CA}})
+	return pg, pki, m
+}
+
 // TestCertAuth: auth_type = cert logs a client in by the common name of its verified
 // certificate (no password asked), as PgBouncer does; a certificate for another user, no
 // certificate, one from another CA or a connection without TLS is refused with 28000, or
 // by the TLS handshake.
 func TestCertAuth(t *testing.T) {
-	pg := pgtest.Start(t)
-	pki := newPKI(t)
-	m := startMux(t, pg, bouncer{AuthType: "cert",
-		Users: map[string]string{pgtest.AppUser: pgtest.AppPassword}, // pgmux's own login to PostgreSQL
-		Extra: []string{"client_tls_sslmode = verify-full", "client_tls_cert_file = " + pki.Cert,
-			"client_tls_key_file = " + pki.Key, "client_tls_ca_file = " + pki.CA}})
+	pg, pki, m := startCertMux(t, "verify-full")
 	appCert, appKey := pki.clientCert(t, pgtest.AppUser)
 	url := func(user, cert, key string) string {
 		u := fmt.Sprintf("postgres://%s@localhost:%d/app?sslmode=verify-full&sslrootcert=%s&connect_timeout=10",
@@ -145,12 +152,7 @@ func TestCertAuth(t *testing.T) {
 // TestCertAuthOptionalCertificate: with client_tls_sslmode = require the handshake takes
 // a client without a certificate, and auth_type = cert then refuses it in words.
 func TestCertAuthOptionalCertificate(t *testing.T) {
-	pg := pgtest.Start(t)
-	pki := newPKI(t)
-	m := startMux(t, pg, bouncer{AuthType: "cert",
-		Users: map[string]string{pgtest.AppUser: pgtest.AppPassword},
-		Extra: []string{"client_tls_sslmode = require", "client_tls_cert_file = " + pki.Cert,
-			"client_tls_key_file = " + pki.Key, "client_tls_ca_file = " + pki.CA}})
+	_, pki, m := startCertMux(t, "require")
 	_, err := tryConnect(fmt.Sprintf("postgres://%s@localhost:%d/app?sslmode=require&connect_timeout=10",
 		pgtest.AppUser, m.Port))
 	pe := requireCode(t, err, "28000")
