@@ -23,6 +23,18 @@ type Lessee interface {
 	Pump(c *Conn) error
 }
 
+// Tracker is the lessee layer's record of one server connection's session state, kept
+// in Conn.Tracker across leases (pgmux's is package proxy's serverState: the settings it
+// made and the statements it prepared on that server). The pool never reads it; it
+// tells it what the pool itself did to the server's session.
+type Tracker interface {
+	// ServerReset is called once server_reset_query has completed on the connection:
+	// what the lessee layer made on the server is gone. It runs between leases, on the
+	// connection's reader goroutine, after the last lessee's Release and before the next
+	// lease begins.
+	ServerReset()
+}
+
 // State of a server connection, as SHOW SERVERS reports it.
 type State int32
 
@@ -56,11 +68,13 @@ var connIDs atomic.Uint64
 //
 // Owners: the connection's reader goroutine (run) owns Rd and, while the connection is
 // leased, runs the lessee's Pump; the current lessee (or the pool, while the connection
-// is not leased) owns Wr, Params and Attach; the pool's mu guards detached and the
-// pool's lists; lessee, state, lastUsed, closing, reason and the cancel counts are
-// atomics any goroutine may read. A released connection goes to the next lessee
-// through the pool's mu (the idle list) or a waiter's channel, and its lessee box is
-// swapped atomically: each orders one lessee's writes before the next lessee's reads.
+// is not leased) owns Wr, Params and Tracker; the pool's mu guards detached and the
+// pool's lists; internal is guarded by its own mu; lessee, state, lastUsed, closing,
+// reason and the cancel counts are atomics any goroutine may read. A released
+// connection goes to the next lessee through the pool's mu (the idle list) or a
+// waiter's channel, and its lessee box is swapped atomically: each orders one lessee's
+// writes before the next lessee's reads. A reset query between two leases is handed to
+// the reader goroutine and back through internal's mu.
 type Conn struct {
 	ID      uint64
 	Rd      *wire.Reader
@@ -71,13 +85,10 @@ type Conn struct {
 	// Params holds the server's current reported parameters; written only by the reader
 	// goroutine or the lessee during its lease.
 	Params Params
-	// Attach holds the lessee layer's per-connection state (tracked session settings,
-	// prepared statements), kept across leases; the pool never looks at it. pgmux keeps
-	// one type here and reaches it only through proxy.linkOf, its one type assertion:
-	// a typed field would make Conn, Pool and every API that names them generic, or
-	// move the proxy's statement cache, request log and response-queue types below
-	// pool.
-	Attach any
+	// Tracker is the lessee layer's record of the server's session state, kept across
+	// leases: set by a lessee during its lease (nil until one does), told by the pool
+	// when its reset query has run (Tracker.ServerReset), never read by the pool.
+	Tracker Tracker
 
 	nc       net.Conn
 	pool     *Pool
@@ -149,7 +160,15 @@ type boxedLessee interface {
 // LeasedBy reports whether the connection is leased through box b.
 func (c *Conn) LeasedBy(b *LeaseBox) bool { return c.lessee.Load() == b }
 
-// internalOp is a query the pool itself runs (reset, health check).
+// internalOp is a query the pool itself runs (reset, health check) on a connection that
+// is not leased.
+//
+// Owners: mu guards every field. The goroutine that starts the query sets them in
+// startInternal: a releasing lessee's, a cancel's that completes a held release, or an
+// acquirer's that runs server_check_query before handing the connection out. The
+// connection's reader goroutine reads the answers (handleIdle) and calls done, so done
+// runs on the reader goroutine, ordered after everything its starter did before
+// startInternal.
 type internalOp struct {
 	mu      sync.Mutex
 	active  bool

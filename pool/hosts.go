@@ -101,6 +101,13 @@ type ClusterOptions struct {
 // called, asks each host on one connection of its own every Interval (and at once when
 // a server connection to any host fails). Pools use it to choose where a new connection
 // goes (target_session_attrs, load_balance_hosts).
+//
+// Owners: hosts, opts and log are set by NewCluster and only read afterwards; rr and
+// last are atomics any dialing goroutine updates; mu guards changed, pools, login,
+// timeout and closed (stop is closed under it, once); each Host guards its own state
+// (Host.mu); the read-your-writes fields are described where they are declared. The
+// goroutines it starts (checkers, pollers, the WAL-position fetcher) are counted in wg,
+// added to only while the cluster is open, and Close waits for them.
 type Cluster struct {
 	hosts []*Host
 	opts  ClusterOptions

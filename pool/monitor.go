@@ -74,6 +74,10 @@ func (cl *Cluster) Close() {
 }
 
 // checkConn is a checker's own server connection.
+//
+// Owner: one goroutine at a time: a host's checker loop (watch), a standby's replay
+// poller (Host.pollConn) or the running WAL-position fetcher (Cluster.lsnConn); Close
+// closes the last two only after those goroutines have stopped.
 type checkConn struct {
 	nc net.Conn
 	rd *wire.Reader

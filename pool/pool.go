@@ -93,6 +93,13 @@ type Pool struct {
 // waiterPool recycles waiter records: a busy pool queues clients on every transaction.
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan *Conn, 1)} }}
 
+// waiter is one Acquire queued on a full pool.
+//
+// Owners: the acquiring goroutine fills since and deadline before it queues the waiter
+// under p.mu, and alone receives from ch; expired is set under p.mu. Whoever takes the
+// waiter off p.waiters under p.mu (a release, the expiry timer, a wake-up, Close) sends
+// it one value on ch: a connection, or nil for "try again". The acquirer puts it back
+// in waiterPool only once it is off the queue and ch is drained.
 type waiter struct {
 	ch       chan *Conn // a handed-off connection, or nil: capacity freed, try again
 	since    time.Time
@@ -549,6 +556,9 @@ func (p *Pool) release(c *Conn, reset bool) {
 			p.opts.Logger.Warn("server_reset_query failed; closing server connection", zap.Error(err))
 			c.closeFor(fmt.Errorf("%w: %w", errReset, err))
 			return
+		}
+		if c.Tracker != nil {
+			c.Tracker.ServerReset()
 		}
 		p.putIdle(c)
 	})

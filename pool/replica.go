@@ -70,6 +70,10 @@ func (cl *Cluster) PrimaryLSNAfter(t time.Time) (uint64, bool) {
 }
 
 // lsnFetch is one read of the primary's WAL position and the callers it serves.
+//
+// Owners: the first caller that finds none pending makes it under cl.lsnMu; the running
+// fetcher (fetchLSN, one at a time) takes it off lsnNext under cl.lsnMu, writes lsn and
+// err, and closes done; callers read lsn and err only after done is closed.
 type lsnFetch struct {
 	done chan struct{}
 	lsn  uint64
@@ -163,6 +167,10 @@ func (cl *Cluster) readPrimaryLSN() (uint64, error) {
 }
 
 // replayWaiter is a client waiting for a standby to replay up to lsn.
+//
+// Owners: WaitReplay's goroutine makes it and queues it on Host.waiters under h.mu; lsn
+// never changes. The standby's poller closes ch under h.mu when the standby has replayed
+// that far, after it took the waiter off the list; the waiting goroutine only receives.
 type replayWaiter struct {
 	lsn uint64
 	ch  chan struct{}

@@ -58,7 +58,7 @@
 // it with message sequences):
 //
 //	every type                                relay.go:Session.Pump
-//	'Z' ReadyForQuery: release, unpin         relay.go:Session.onReady, relay.go:Session.settle, relay.go:Session.release
+//	'Z' ReadyForQuery: release, unpin         relay.go:Session.onReady, relay.go:Session.settle, pool/conn.go:Conn.Release
 //	'Z' the release rule (no I/O)             linkend.go:linkEnd
 //	'Z' retires its request                   relay.go:Session.retireReady -> respmatch.go:respQueue.retireReady
 //	'E' ErrorResponse, 0A000 retry            relay.go:Session.onError, retry.go:Session.planRetry, relay.go:Session.skipToSync
@@ -73,6 +73,7 @@
 //	'C' of pgmux's DO after a RESET           settings_inplace.go:Session.readCC
 //	'R' 'K' 'S' at server login               pool/dial.go:login
 //	messages of a server nobody leases        pool/conn.go:Conn.handleIdle
+//	'Z' of server_reset_query: forget state   pool/pool.go:Pool.release -> prepared.go:serverState.ServerReset
 //
 // LISTEN multiplexing: one listening server connection per database, fanned out to the
 // clients that subscribed (listen.go:listener.subscribe, listen.go:listener.Pump,
@@ -95,7 +96,14 @@
 // writes the client socket for a whole response), the listener's reader (notifications),
 // timers (timeouts.go) and the parker (park_linux.go), which resumes a parked session on
 // a new goroutine. Session's doc comment says which of them owns which field; serverState,
-// respQueue, pool.Conn and pool.Pool say the same for theirs.
+// respQueue, pool.Conn and pool.Pool say the same for theirs, as does every struct of
+// this package and pool that several goroutines touch (TestSharedTypesNameOwners checks
+// those with a lock, an atomic or a channel, and a list of the others).
+//
+// No field is untyped (TestNoUntypedFields): what pgmux keeps per server connection
+// across leases (prepared.go:serverState) sits in pool.Conn.Tracker, a pool.Tracker the
+// pool tells when its reset query has run, and is reached only through
+// prepared.go:linkOf and prepared.go:stateOf (TestTrackerOnlyThroughLinkOf).
 //
 // # The I/O path under the race detector
 //

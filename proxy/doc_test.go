@@ -1,10 +1,10 @@
 package proxy
 
 import (
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -105,31 +105,169 @@ func TestDocMapListsMessages(t *testing.T) {
 	}
 }
 
-// TestAttachOnlyThroughLinkOf: pool.Conn.Attach is read and written only by linkOf and
+// TestTrackerOnlyThroughLinkOf: pool.Conn.Tracker is read and written only by linkOf and
 // stateOf, so the per-connection state has one type and one type assertion.
-func TestAttachOnlyThroughLinkOf(t *testing.T) {
-	paths, err := filepath.Glob("*.go")
-	require.NoError(t, err)
-	fset := token.NewFileSet()
-	for _, path := range paths {
-		if strings.HasSuffix(path, "_test.go") {
-			continue
-		}
-		src, err := os.ReadFile(path)
-		require.NoError(t, err)
-		f, err := parser.ParseFile(fset, path, src, parser.SkipObjectResolution)
-		require.NoError(t, err)
-		for _, d := range f.Decls {
+func TestTrackerOnlyThroughLinkOf(t *testing.T) {
+	for _, f := range parseDir(t, ".") {
+		for _, d := range f.file.Decls {
 			fd, ok := d.(*ast.FuncDecl)
 			if !ok || fd.Body == nil || fd.Name.Name == "linkOf" || fd.Name.Name == "stateOf" && fd.Recv == nil {
 				continue
 			}
 			ast.Inspect(fd.Body, func(n ast.Node) bool {
-				if sel, ok := n.(*ast.SelectorExpr); ok && sel.Sel.Name == "Attach" {
-					t.Errorf("%s: %s touches Attach; use linkOf or stateOf", fset.Position(sel.Pos()), fd.Name.Name)
+				if sel, ok := n.(*ast.SelectorExpr); ok && sel.Sel.Name == "Tracker" {
+					t.Errorf("%s: %s touches Tracker; use linkOf or stateOf", f.fset.Position(sel.Pos()), fd.Name.Name)
 				}
 				return true
 			})
 		}
+	}
+}
+
+// parsedFile is one non-test Go file of a package directory.
+type parsedFile struct {
+	fset *token.FileSet
+	file *ast.File
+}
+
+// parseDir parses the non-test Go files of dir, with comments.
+func parseDir(t *testing.T, dir string) []parsedFile {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	require.NoError(t, err)
+	require.NotEmpty(t, paths, dir)
+	fset := token.NewFileSet()
+	var out []parsedFile
+	for _, path := range paths {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments|parser.SkipObjectResolution)
+		require.NoError(t, err)
+		out = append(out, parsedFile{fset, f})
+	}
+	return out
+}
+
+// structTypes calls fn for every struct type declared at file level in the packages this
+// file checks (proxy and pool), with its doc comment.
+func structTypes(t *testing.T, fn func(pos token.Position, name string, st *ast.StructType, doc string)) {
+	for _, dir := range []string{".", "../pool"} {
+		for _, f := range parseDir(t, dir) {
+			for _, d := range f.file.Decls {
+				gd, ok := d.(*ast.GenDecl)
+				if !ok || gd.Tok != token.TYPE {
+					continue
+				}
+				for _, sp := range gd.Specs {
+					ts := sp.(*ast.TypeSpec)
+					st, ok := ts.Type.(*ast.StructType)
+					if !ok {
+						continue
+					}
+					doc := ts.Doc
+					if doc == nil && len(gd.Specs) == 1 {
+						doc = gd.Doc
+					}
+					fn(f.fset.Position(ts.Pos()), ts.Name.Name, st, doc.Text())
+				}
+			}
+		}
+	}
+}
+
+// untyped reports whether a field's type says nothing of what it holds: any,
+// interface{}, unsafe.Pointer, or a container of them.
+func untyped(e ast.Expr) bool {
+	switch x := e.(type) {
+	case *ast.Ident:
+		return x.Name == "any"
+	case *ast.InterfaceType:
+		return len(x.Methods.List) == 0
+	case *ast.SelectorExpr:
+		id, ok := x.X.(*ast.Ident)
+		return ok && id.Name == "unsafe" && x.Sel.Name == "Pointer"
+	case *ast.StarExpr:
+		return untyped(x.X)
+	case *ast.ArrayType:
+		return untyped(x.Elt)
+	case *ast.MapType:
+		return untyped(x.Key) || untyped(x.Value)
+	case *ast.ChanType:
+		return untyped(x.Value)
+	case *ast.IndexExpr: // a generic type of one: atomic.Pointer[any]
+		return untyped(x.Index)
+	}
+	return false
+}
+
+// TestNoUntypedFields: no struct of proxy or pool keeps state in a field whose type says
+// nothing of it (any, interface{}, unsafe.Pointer, atomic.Value): state another layer
+// keeps on a pool.Conn goes through a typed field (pool.Conn.Tracker, a pool.Tracker).
+func TestNoUntypedFields(t *testing.T) {
+	structTypes(t, func(pos token.Position, name string, st *ast.StructType, _ string) {
+		ast.Inspect(st, func(n ast.Node) bool {
+			fl, ok := n.(*ast.Field)
+			if !ok {
+				return true
+			}
+			sel, isSel := fl.Type.(*ast.SelectorExpr)
+			if untyped(fl.Type) || isSel && sel.Sel.Name == "Value" && fmt.Sprint(sel.X) == "atomic" {
+				t.Errorf("%s: a field of %s has an untyped type: declare what it holds", pos, name)
+			}
+			return true
+		})
+	})
+}
+
+// sharedByLock are types with no lock, atomic or channel of their own that more than one
+// goroutine touches, under a lock of the value that holds them.
+var sharedByLock = []string{"sessionTimers", "reqLog", "expect", "stmtNode", "checkConn", "serverState"}
+
+// ownerNote is how a doc comment says who owns a value: its owner, what guards it, which
+// goroutines use it.
+var ownerNote = regexp.MustCompile(`(?i)\b(owners?|owns|owned|guards|guarded|goroutines?)\b`)
+
+// concurrent reports whether a field's type is made for use by several goroutines: a
+// sync or sync/atomic type or a channel (or a pointer, array or slice of one).
+func concurrent(e ast.Expr) bool {
+	switch x := e.(type) {
+	case *ast.SelectorExpr:
+		id, ok := x.X.(*ast.Ident)
+		return ok && (id.Name == "sync" || id.Name == "atomic")
+	case *ast.IndexExpr:
+		return concurrent(x.X)
+	case *ast.StarExpr:
+		return concurrent(x.X)
+	case *ast.ArrayType:
+		return concurrent(x.Elt)
+	case *ast.ChanType:
+		return true
+	}
+	return false
+}
+
+// TestSharedTypesNameOwners: every struct of proxy and pool that more than one goroutine
+// touches says in its doc comment who owns what: those with a lock, an atomic or a
+// channel among their fields, and those listed in sharedByLock.
+func TestSharedTypesNameOwners(t *testing.T) {
+	listed := map[string]bool{}
+	for _, name := range sharedByLock {
+		listed[name] = false
+	}
+	structTypes(t, func(pos token.Position, name string, st *ast.StructType, doc string) {
+		shared := false
+		if _, ok := listed[name]; ok {
+			listed[name], shared = true, true
+		}
+		for _, fl := range st.Fields.List {
+			shared = shared || concurrent(fl.Type)
+		}
+		if shared && !ownerNote.MatchString(doc) {
+			t.Errorf("%s: %s is used by several goroutines; its doc comment must say who owns what", pos, name)
+		}
+	})
+	for name, seen := range listed {
+		require.True(t, seen, "sharedByLock names %s, which is no longer declared", name)
 	}
 }

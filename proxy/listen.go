@@ -27,6 +27,9 @@ import (
 // LISTEN and UNLISTEN counts as those statements (listen_do.go).
 
 // listenHub owns the per-database listeners.
+//
+// Owners: srv is set once; mu guards byDB, which sessions (subscribing), the console
+// (SHOW SERVERS) and shutdown (closeAll) use from their own goroutines.
 type listenHub struct {
 	srv  *Server
 	mu   sync.Mutex
@@ -38,12 +41,22 @@ func newListenHub(s *Server) *listenHub { return &listenHub{srv: s, byDB: make(m
 // listenCmd is a command sent on the listener connection; then runs under l.mu when its
 // ReadyForQuery arrives (or the connection is lost), before any later notification is
 // fanned out.
+//
+// Owners: the goroutine that sends the command (a subscribing session's) queues it on
+// l.waiting under l.mu and waits on done; the listener connection's reader (Pump, or
+// lost) takes it off under l.mu, runs then and sends the one result on done.
 type listenCmd struct {
 	done chan error
 	then func(err error)
 }
 
 // listener is one database's notification connection and its subscribers.
+//
+// Owners: hub, db, entry and log are set when it is made and never change; mu guards the
+// rest and writes to conn.Wr. Sessions subscribe and unsubscribe from their goroutines,
+// the listener connection's reader (Pump) matches answers and fans notifications out,
+// the console reads connInfo and shutdown closes it, all under mu; conn.Rd belongs to
+// that reader (pool.Conn's rule).
 type listener struct {
 	hub   *listenHub
 	db    string

@@ -18,6 +18,10 @@ import (
 )
 
 // httpEndpoint is the metrics_addr listener: /metrics, /healthz and /readyz.
+//
+// Owners: gather is set by setupMetrics before anything serves and only read afterwards;
+// mu guards ln and srv, which listenHTTP sets and serveHTTP, MetricsAddr and closeHTTP
+// read from their own goroutines.
 type httpEndpoint struct {
 	mu     sync.Mutex
 	ln     net.Listener

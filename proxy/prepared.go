@@ -29,6 +29,12 @@ import (
 const noopStmt = "pgmux_noop"
 
 // stmtDef is one client statement.
+//
+// Owners: the session goroutine that makes it fills its fields before it registers the
+// statement (keep) or sends anything naming it, and after that alone writes born. Other
+// goroutines only read the rest: the server's reader, through the expects that carry it,
+// and later lessees of a server whose statement cache holds it (stmtNode.def, owner).
+// failed and checked are atomics set by the server's reader and read by the session.
 type stmtDef struct {
 	pin     pinReason // session state its execution creates
 	release bool      // its execution may release session state
@@ -93,17 +99,19 @@ func (d *stmtDef) parseMsg(dst []byte, name string) []byte {
 	return wire.Finish(dst, s)
 }
 
-// serverState is what pgmux keeps per server connection (pool.Conn.Attach, reached only
+// serverState is what pgmux keeps per server connection (pool.Conn.Tracker, reached only
 // through linkOf and stateOf). It outlives leases: statements prepared and settings made
-// on the server stay for the next client.
+// on the server stay for the next client, until the pool's reset query wipes them
+// (ServerReset).
 //
 // Owner: the session that holds the connection's lease, on its two goroutines: the
 // session goroutine sends requests, the connection's reader (Session.Pump) reads the
 // answers. set, stmts and seen are used under that session's mu; skipped is written by
 // the reader in skipToSync and read by planRetry, both under mu and wmu; wmu orders
-// writes to the connection and guards log. Between leases nobody touches it: the pool
-// hands the connection on under its own lock, which orders one lessee's last use before
-// the next one's first.
+// writes to the connection and guards log. Between leases only the pool touches it,
+// through ServerReset on the connection's reader goroutine; the pool hands the
+// connection on under its own locks, which order one lessee's last use before the
+// reset and the reset before the next lessee's first use.
 type serverState struct {
 	set   pool.Params // settings pgmux knows the server has beyond its defaults (settings.go)
 	stmts *stmtCache
@@ -116,12 +124,20 @@ type serverState struct {
 	seen    *sketch  // unnamed statements parsed here lately (unnamed.go); made on first use
 }
 
+// ServerReset forgets what the pool's reset query (server_reset_query, DISCARD ALL by
+// default) wiped from the server: the statements pgmux prepared and the settings it
+// made there. The pool calls it between leases (pool.Tracker).
+func (x *serverState) ServerReset() {
+	x.stmts.clear()
+	x.set = nil
+}
+
 // linkOf returns what pgmux keeps for server connection c, or nil before stateOf has
-// made it. It and stateOf are the only code that touches pool.Conn.Attach (the pool
-// never does; TestAttachOnlyThroughLinkOf checks it), so the connection's state has
-// one type and its one type assertion is here.
+// made it. It and stateOf are the only code that touches pool.Conn.Tracker
+// (TestTrackerOnlyThroughLinkOf checks it), so the connection's state has one type and
+// its one type assertion, a comparison of the interface's type word, is here.
 func linkOf(c *pool.Conn) *serverState {
-	x, _ := c.Attach.(*serverState)
+	x, _ := c.Tracker.(*serverState)
 	return x
 }
 
@@ -136,7 +152,7 @@ func stateOf(c *pool.Conn, maxStmts int, stats *prepStats) *serverState {
 		return x
 	}
 	x := &serverState{stmts: newStmtCache(maxStmts)}
-	c.Attach = x
+	c.Tracker = x
 	stats.register(c, x.stmts)
 	return x
 }

@@ -18,6 +18,10 @@ import (
 // closed are folded into retired when a reader or the next registration notices, so the
 // pool's totals never go down. Increments a session makes on a connection after it has
 // been seen closed are not counted.
+//
+// Owners: mu guards live and retired. Sessions register caches from their own goroutines
+// (stateOf); the console and the metrics collector read the figures from theirs. The
+// counters themselves are the stmtCaches' atomics, read without their owners' locks.
 type prepStats struct {
 	mu      sync.Mutex
 	live    map[*pool.Conn]*stmtCache

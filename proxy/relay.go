@@ -272,7 +272,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 			// write lock like every later one (retry.go, settings_link.go).
 			if linkOf(c) == nil {
 				// A fresh connection's state is made under s.mu: the server's reader reads
-				// Attach under s.mu (onError), and may do so before this link is made (a
+				// Tracker under s.mu (onError), and may do so before this link is made (a
 				// server's unsolicited error); the socket gives no happens-before edge.
 				s.mu.Lock()
 				st = stateOf(c, cfg.MaxPreparedStatements, s.entry.prep)
@@ -632,14 +632,14 @@ func (s *Session) clientGone() {
 		// Session state stays on the server: reset it before anyone else gets it, or close.
 		cfg := s.srv.Config()
 		if clean && cfg.ServerResetQuery != "" && s.entry.pool.Reattach(c) {
-			s.release(c, true)
+			c.Release(true) // the reset query runs; the pool tells the server's state (serverState.ServerReset)
 			return
 		}
 		c.Discard(io.ErrUnexpectedEOF)
 		return
 	}
 	if clean {
-		s.release(c, mode == config.PoolModeSession || s.srv.Config().ServerResetQueryAlways)
+		c.Release(mode == config.PoolModeSession || s.srv.Config().ServerResetQueryAlways)
 		return
 	}
 	c.Discard(io.ErrUnexpectedEOF)
@@ -1000,7 +1000,7 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 	s.mu.Unlock()
 	switch out {
 	case linkRelease:
-		s.release(c, reset || s.srv.Config().ServerResetQueryAlways)
+		c.Release(reset || s.srv.Config().ServerResetQueryAlways)
 		if !closed && s.srv.cutAtRelease() {
 			s.fatal(shutdownFatal()) // safe shutdown: its server is back, so it goes
 		}
@@ -1022,18 +1022,6 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 func (s *Session) retireReady(c *pool.Conn) expect {
 	st := linkOf(c)
 	return s.q.retireReady(func(e expect) { forgetSkipped(st, e) })
-}
-
-// release returns a clean server to its pool; with reset, the pool's reset query wipes
-// the server's prepared statements, so pgmux forgets them.
-func (s *Session) release(c *pool.Conn, reset bool) {
-	if reset {
-		if st := linkOf(c); st != nil {
-			st.stmts.clear()
-			st.set = nil
-		}
-	}
-	c.Release(reset)
 }
 
 // serverFailed tells a linked client that its server connection broke, and closes it:
@@ -1091,7 +1079,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		}
 	}
 	staleCode, gone := planChanged(m), lookupFailed(m)
-	// Under s.mu: the session goroutine sets a fresh connection's Attach before it
+	// Under s.mu: the session goroutine sets a fresh connection's Tracker before it
 	// takes s.mu to link it, and the socket alone is no happens-before edge.
 	s.mu.Lock()
 	st := linkOf(c)

@@ -6,6 +6,9 @@ import "sync/atomic"
 // client message, or one pgmux slipped in front of it. The server answers requests in
 // order, so a FIFO of them tells, for every server message, which request it belongs to
 // and whether the client may see it.
+//
+// An expect is a value owned by the respQueue that holds it (guarded by Session.mu); the
+// statements it points to (def, reg) follow stmtDef's rules.
 type expect struct {
 	kind  byte   // the request's message type: P, B, D, E, C, S, Q or F
 	hide  bool   // pgmux's own request: its answers are swallowed

@@ -72,6 +72,10 @@ const maxLogged = 64 << 10
 
 // reqLog is what pgmux sent to one server connection for the linked client's current
 // request (messages since the previous Sync, Query or FunctionCall).
+//
+// It lives in the connection's serverState and is guarded by its wmu: the session
+// goroutine appends what it writes, and the connection's reader goroutine replays it in
+// a retry (planRetry).
 type reqLog struct {
 	buf     []byte
 	execAt  int  // offset of the request's first Execute; -1 when none

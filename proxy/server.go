@@ -50,6 +50,12 @@ type Options struct {
 }
 
 // Server accepts clients and relays them to pooled server connections.
+//
+// Owners: every goroutine of the process reads it. log and applyLogging are set by New
+// and never change; mu guards the fields from cfg to byCancel (configuration,
+// credentials, caches, listeners, the client registry); the atomics are used without it;
+// pools, hub, parker, console, metrics and http are made once in New and guard their own
+// state; wg counts the client goroutines, and Stop waits on it (wgClosed).
 type Server struct {
 	log          *zap.Logger
 	applyLogging func(*config.Config) error

@@ -27,7 +27,8 @@ import (
 // by the client). A request that touches nothing costs nothing.
 //
 // Each server connection records the values pgmux knows it has beyond its defaults
-// (serverState.set), and keeps them when it goes back to the pool. When a client gets a
+// (serverState.set), and keeps them when it goes back to the pool (forgotten only when
+// the pool's reset query has run there: serverState.ServerReset). When a client gets a
 // server, the differences between the two are sent first, as hidden set_config and RESET
 // queries in the same write as the client's first message. Clients with the same settings
 // (every connection of one app, usually) therefore pay nothing after the first time.

@@ -324,7 +324,7 @@ func TestSettingsState(t *testing.T) {
 func TestSettingsNoClientCost(t *testing.T) {
 	s := &Session{sessionWork: newWork()}
 	x := &serverState{stmts: newStmtCache(10)}
-	c := &pool.Conn{Attach: x, Wr: wire.NewWriter(nil)}
+	c := &pool.Conn{Tracker: x, Wr: wire.NewWriter(nil)}
 	allocs := testing.AllocsPerRun(100, func() { s.syncSettings(c) })
 	require.Zero(t, allocs)
 	require.Zero(t, s.q.len())

@@ -4,13 +4,14 @@ import "sync/atomic"
 
 // stmtCache is the set of statements pgmux has prepared on one server connection, named
 // by pgmux and shared by every client that gets this server, kept to a bounded size in
-// least-recently-used order. It lives in the connection's Attach state and is used only
-// by the session that holds the lease (under its mu).
+// least-recently-used order. It lives in the connection's serverState and is used only
+// by the session that holds the lease (under its mu), and between leases by the pool's
+// reset (serverState.ServerReset, on the connection's reader goroutine).
 //
-// The counters are atomics written only by that session and read by the admin console
-// and the metrics collector from other goroutines (through prepStats, never through
-// Attach): Hits, Misses and Evictions are cumulative over the connection's life, and
-// Prepared mirrors size() after every change.
+// The counters are atomics written only by those and read by the admin console and the
+// metrics collector from other goroutines (through prepStats, never through
+// serverState): Hits, Misses and Evictions are cumulative over the connection's life,
+// and Prepared mirrors size() after every change.
 type stmtCache struct {
 	max   int
 	items map[string]*stmtNode
@@ -28,6 +29,7 @@ type stmtCache struct {
 	Prepared                   atomic.Int64
 }
 
+// stmtNode is one statement of a stmtCache, owned as its cache is.
 type stmtNode struct {
 	name  string
 	stale bool     // the server reported the plan unusable: close and prepare again

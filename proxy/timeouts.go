@@ -38,6 +38,9 @@ type timeLimits struct {
 	query, idleTx, tx time.Duration
 }
 
+// sessionTimers are a session's armed timeouts, guarded by Session.mu: the session
+// goroutine and the server's reader arm and disarm them, and each timer's callback
+// (timerFired, on a runtime timer goroutine) checks its arming under mu.
 type sessionTimers struct {
 	t   [numTimers]*time.Timer
 	gen [numTimers]uint64
