@@ -64,6 +64,10 @@ var ErrClosed = errors.New("pool is closed")
 // ErrWaitTimeout is returned by Acquire when the caller's context expires while queued.
 var ErrWaitTimeout = errors.New("timed out waiting for a server connection")
 
+// ErrAbandoned is returned by Acquire when the caller's lessee was taken out of the queue
+// by Abandon (its client left while it waited).
+var ErrAbandoned = errors.New("gave up waiting for a server connection: the client left")
+
 // Pool is a bounded set of server connections for one (database, user).
 // mu guards every field below it.
 type Pool struct {
@@ -105,6 +109,10 @@ type waiter struct {
 	since    time.Time
 	deadline time.Time // for AcquireTimeout: when the pool's expiry timer gives up on it
 	expired  bool      // set under p.mu before the expiry timer sends nil
+	// l is the lessee queued (for Abandon); abandoned is set under p.mu before Abandon
+	// sends nil.
+	l         Lessee
+	abandoned bool
 }
 
 // New creates a pool and starts its maintenance goroutine.
@@ -240,7 +248,7 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 			return c, nil
 		}
 		w := waiterPool.Get().(*waiter)
-		w.since, w.deadline, w.expired = time.Now(), deadline, false
+		w.since, w.deadline, w.expired, w.l, w.abandoned = time.Now(), deadline, false, l, false
 		p.waiters = append(p.waiters, w)
 		if !deadline.IsZero() {
 			p.armExpiryLocked(deadline)
@@ -253,7 +261,8 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 		p.mu.Unlock()
 		c, err := p.wait(ctx, w, reserve, reserveAfter)
 		p.mu.Lock()
-		expired := w.expired
+		expired, abandoned := w.expired, w.abandoned
+		w.l = nil
 		p.mu.Unlock()
 		since := w.since
 		waiterPool.Put(w) // out of the queue and its channel drained: reusable
@@ -261,6 +270,9 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 			return nil, err
 		}
 		if c == nil {
+			if abandoned {
+				return nil, ErrAbandoned
+			}
 			if expired {
 				return nil, fmt.Errorf("%w: waited %v", ErrWaitTimeout, time.Since(since).Round(time.Millisecond))
 			}
@@ -628,6 +640,24 @@ func (p *Pool) remove(c *Conn, err error) {
 	close(c.closed)
 	p.putLimits()
 	p.wakeWaiters()
+}
+
+// Abandon takes l's request out of the queue, when it waits there: its Acquire returns
+// ErrAbandoned. It reports whether l was queued; a lessee already handed a connection
+// (or waiting elsewhere: a paused pool, a shared connection limit) is not, and its
+// caller finds out itself that its client left.
+func (p *Pool) Abandon(l Lessee) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, w := range p.waiters {
+		if w.l == l {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			w.abandoned = true
+			w.ch <- nil
+			return true
+		}
+	}
+	return false
 }
 
 // armExpiryLocked makes the pool's expiry timer fire by deadline; p.mu is held.

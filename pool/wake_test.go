@@ -10,8 +10,9 @@ import (
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
-// skipLessee holds a connection and drops what its server sends.
-type skipLessee struct{}
+// skipLessee holds a connection and drops what its server sends. It has a size, so
+// distinct ones compare unequal (pointers to zero-size values need not).
+type skipLessee struct{ name string }
 
 func (l *skipLessee) Pump(c *Conn) error {
 	for {

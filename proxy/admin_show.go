@@ -245,8 +245,10 @@ func (s *Server) showClients() []byte {
 	// pin_reason, pgmux's own, trails PgBouncer's columns: why a transaction-mode client
 	// keeps its server (sticky.go), empty when it does not.
 	r := newResult(nil, append(connListCols(), textCol("pin_reason"))...)
+	sessions := s.Sessions()
+	s.dropGoneWaiters(sessions) // a client that left while waiting is not shown waiting (gone.go)
 	// Clients waiting during login (PAUSE, the pool's first server) are listed too.
-	sessions := append(s.Sessions(), s.waitingLogins()...)
+	sessions = append(sessions, s.waitingLogins()...)
 	slices.SortFunc(sessions, func(a, b *Session) int { return cmp.Compare(a.id, b.id) })
 	sessions = slices.CompactFunc(sessions, func(a, b *Session) bool { return a == b })
 	now := time.Now()

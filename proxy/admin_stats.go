@@ -211,6 +211,8 @@ func (p *poolSnap) noteWaiting(sess *Session, since time.Time, now time.Time) {
 
 // snapshot gathers every pool's state and counters: retired totals plus live sessions.
 func (s *Server) snapshot() []*poolSnap {
+	sessions := s.Sessions()
+	s.dropGoneWaiters(sessions) // a client that left while waiting is not counted (gone.go)
 	byKey := make(map[poolKey]*poolSnap)
 	var order []*poolSnap
 	get := func(k poolKey) *poolSnap {
@@ -241,7 +243,7 @@ func (s *Server) snapshot() []*poolSnap {
 	for k, t := range c.retired {
 		get(k).totals.add(t)
 	}
-	for _, sess := range s.Sessions() {
+	for _, sess := range sessions {
 		if sess.entry == nil {
 			continue
 		}

@@ -117,6 +117,9 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 	if err != nil {
 		s.clearCommit()
 		s.endRoute()
+		if abandoned(err) {
+			return false, err // the client left while waiting: nothing to answer (gone.go)
+		}
 		if s.srv.cutAtRelease() {
 			s.fatal(shutdownFatal())
 			return false, err
@@ -262,7 +265,11 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 		var err error
 		if c, err = s.lease(cfg); err != nil {
 			s.mu.Lock()
-			s.state = ClientIdle
+			if abandoned(err) {
+				s.state = ClientClosed
+			} else {
+				s.state = ClientIdle
+			}
 			s.mu.Unlock()
 			return nil, err
 		}
@@ -337,8 +344,12 @@ func (s *Session) lease(cfg *config.Config) (*pool.Conn, error) {
 		return c, nil
 	}
 	c, err := s.entry.pool.AcquireTimeout(s, s.waitLimit(cfg))
-	if err != nil && s.entry.multi.Load() {
+	if err != nil && s.entry.multi.Load() && !abandoned(err) {
 		c, err = s.acquireFailover(cfg, err)
+	}
+	if err == nil && s.leftWhileWaiting() {
+		c.Release(false) // nothing was sent on it (gone.go)
+		return nil, errLeftWaiting
 	}
 	return c, err
 }

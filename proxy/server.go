@@ -296,9 +296,11 @@ func (s *Server) sweepIdle() {
 		}
 		now := time.Now().Unix()
 		s.clock.Store(now)
-		for _, sess := range s.Sessions() {
+		sessions := s.Sessions()
+		for _, sess := range sessions {
 			sess.kickIfIdle(now)
 		}
+		s.dropGoneWaiters(sessions)
 	}
 }
 

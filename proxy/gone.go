@@ -1,0 +1,93 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"syscall"
+
+	"github.com/pgmux/pgmux/pool"
+)
+
+// A client that leaves while its request waits for a server: the request is dropped,
+// never sent, and the session ends, as PgBouncer drops a waiting client that
+// disconnects. Otherwise a server freed later would run a query nobody reads, and an
+// autocommit INSERT of a client that gave up would commit.
+//
+// The rule: a request not yet sent to any server is dropped when the client's socket
+// shows that the peer closed its side (FIN or reset: POLLRDHUP, POLLHUP, POLLERR on
+// Linux), whatever bytes it still holds unread behind the request (a pipelined
+// Terminate: nobody reads the answer either). That is the test PostgreSQL's
+// client_connection_check_interval applies to a query already running. A client that
+// half-closes its socket to wait for the answer is not served (pgmux ends a session at
+// the end of its client's stream in every state, as PgBouncer does). A request already
+// sent runs to its end, as on a direct connection.
+//
+// Two places notice it: the idle sweep (every second) and the console's and metrics'
+// snapshots look at each waiting client's socket (dropGoneWaiters), take a departed
+// one out of its pool's queue (pool.Abandon) and stop counting it as waiting (SHOW
+// POOLS cl_waiting, SHOW CLIENTS); and a lease that had to wait looks once more before
+// anything is sent (leftWhileWaiting), so a client that left just before its server
+// came is caught too.
+
+// errLeftWaiting ends a session whose client left while its request waited for a server.
+var errLeftWaiting = errors.New("client disconnected while waiting for a server connection")
+
+// leftWhileWaiting reports whether the client's socket is closed by its peer; called by
+// the session goroutine, which owns nc.
+func (s *Session) leftWhileWaiting() bool {
+	return s.nc != nil && peerClosed(s.nc)
+}
+
+// dropGoneWaiters ends the wait of every queued client whose socket its peer has closed.
+// sessions is the server's list of them (Sessions).
+func (s *Server) dropGoneWaiters(sessions []*Session) {
+	for _, sess := range sessions {
+		sess.mu.Lock()
+		waiting := sess.state == ClientWaiting && sess.entry != nil
+		sess.mu.Unlock()
+		if !waiting || !sess.peerClosedShared() {
+			continue
+		}
+		sess.mu.Lock()
+		if sess.state != ClientWaiting {
+			sess.mu.Unlock()
+			continue
+		}
+		sess.state = ClientClosed // no longer counted as waiting (waitingLocked)
+		sess.mu.Unlock()
+		sess.entry.pool.Abandon(sess)
+	}
+}
+
+// peerClosedShared is leftWhileWaiting for another goroutine than the session's.
+func (s *Session) peerClosedShared() bool {
+	s.ncMu.Lock()
+	defer s.ncMu.Unlock()
+	return s.nc != nil && !s.ncClosed && peerClosed(s.nc)
+}
+
+// peerClosed reports whether nc's peer has closed its side or reset the connection; one
+// non-blocking system call that consumes nothing.
+func peerClosed(nc net.Conn) bool {
+	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		nc = u.NetConn() // TLS: the socket under it
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	if err := rc.Control(func(fd uintptr) { gone = fdPeerClosed(int(fd)) }); err != nil {
+		return true // closed under us
+	}
+	return gone
+}
+
+// abandoned reports whether err means the session gave up waiting because its client left.
+func abandoned(err error) bool {
+	return errors.Is(err, errLeftWaiting) || errors.Is(err, pool.ErrAbandoned)
+}
