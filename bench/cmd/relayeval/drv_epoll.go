@@ -61,7 +61,7 @@ type eConn struct {
 	more   bool // the socket may hold unread bytes (edge-triggered)
 	closed bool
 	broken bool // server: unusable, close when it reaches its owner
-	quit   bool // client: close once out is written
+	quit   bool // client: close once out is written (and the server released)
 	werr   bool // a write failed: drop further output, the read side closes it
 }
 
@@ -476,6 +476,10 @@ func (l *eLoop) clientData(c *eConn, data []byte) {
 		l.send(c.peer, data[:fwd])
 	}
 	if term {
+		if c.st.owed > 0 { // answer the request first: closed at its release
+			c.quit = true
+			return
+		}
 		l.closeClient(c)
 		return
 	}
@@ -526,6 +530,9 @@ func (l *eLoop) serverReadable(s *eConn) {
 	s.in = s.in[:0]
 	s.peer, cl.peer = nil, nil
 	l.release(s)
+	if cl.quit && len(cl.out) == 0 {
+		l.closeClient(cl)
+	}
 }
 
 // send writes b to c, keeping what the socket does not take for EPOLLOUT.
@@ -631,4 +638,3 @@ func (l *eLoop) refill() {
 		l.post(inboxItem{kind: itemAdd, c: &eConn{fd: fd}})
 	})
 }
-

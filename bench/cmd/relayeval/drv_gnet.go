@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 )
@@ -25,6 +26,8 @@ type gnetDriver struct {
 	loops  int
 	pool   *Pool[*gnServer, *gnClient]
 	booted chan gnet.Engine
+	eng    gnet.Engine
+	ticks  atomic.Int32
 	ids    atomic.Uint32
 	mu     sync.Mutex
 	index  map[gnet.EventLoop]int
@@ -45,6 +48,7 @@ type gnClient struct {
 	peer   *gnServer
 	ready  bool
 	wait   bool
+	quit   bool // Terminate came after a request: close at its release
 	closed bool
 }
 
@@ -59,7 +63,7 @@ func (d *gnetDriver) start(ctx context.Context, ln net.Listener, servers []net.C
 		done <- gnet.Run(d, "tcp://"+addr,
 			gnet.WithMulticore(true), gnet.WithNumEventLoop(d.loops),
 			gnet.WithLoadBalancing(gnet.LeastConnections), gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReusePort(false), gnet.WithReuseAddr(true))
+			gnet.WithReusePort(false), gnet.WithReuseAddr(true), gnet.WithTicker(true))
 	}()
 	var eng gnet.Engine
 	select {
@@ -84,9 +88,18 @@ func (d *gnetDriver) start(ctx context.Context, ln net.Listener, servers []net.C
 	return nil
 }
 
+// OnBoot runs before gnet starts its loops; the first OnTick runs after, so the engine
+// is handed out from there (Register before then races with gnet's start).
 func (d *gnetDriver) OnBoot(eng gnet.Engine) gnet.Action {
-	d.booted <- eng
+	d.eng = eng
 	return gnet.None
+}
+
+func (d *gnetDriver) OnTick() (time.Duration, gnet.Action) {
+	if d.ticks.Add(1) == 1 {
+		d.booted <- d.eng
+	}
+	return time.Hour, gnet.None
 }
 
 // loopOf numbers gnet's loops in the order they are first seen.
@@ -125,7 +138,7 @@ func (d *gnetDriver) OnTraffic(c gnet.Conn) gnet.Action {
 }
 
 func (d *gnetDriver) clientData(cl *gnClient) gnet.Action {
-	if cl.wait {
+	if cl.wait || cl.quit {
 		return gnet.None // the request stays in gnet's buffer until a server comes
 	}
 	data, _ := cl.c.Peek(-1)
@@ -137,7 +150,9 @@ func (d *gnetDriver) clientData(cl *gnClient) gnet.Action {
 		if quit {
 			return gnet.Close
 		}
-		_, _ = cl.c.Discard(used)
+		if used > 0 { // gnet's Discard(0) discards everything
+			_, _ = cl.c.Discard(used)
+		}
 		if cl.ready = ready; !ready {
 			return gnet.None
 		}
@@ -168,6 +183,10 @@ func (d *gnetDriver) clientData(cl *gnClient) gnet.Action {
 		_, _ = cl.c.Discard(fwd)
 	}
 	if term {
+		if cl.st.owed > 0 {
+			cl.quit = true
+			return gnet.None
+		}
 		return gnet.Close
 	}
 	return gnet.None
@@ -202,6 +221,9 @@ func (d *gnetDriver) serverData(s *gnServer) gnet.Action {
 		s.peer, cl.peer = nil, nil
 		if w, _, ok := d.pool.Release(s.loop, s); ok {
 			d.link(s, w)
+		}
+		if cl.quit {
+			_ = cl.c.EventLoop().Close(cl.c)
 		}
 	}
 	return gnet.None

@@ -27,8 +27,9 @@ type gServer struct {
 
 type gClient struct {
 	conn  net.Conn
-	mu    sync.Mutex // guards st: the client goroutine counts requests, the server reader answers
+	mu    sync.Mutex // guards st and quit: the client goroutine counts requests, the server reader answers
 	st    link
+	quit  bool                    // Terminate came after a request: the server reader closes the client at release
 	srv   atomic.Pointer[gServer] // the leased server; cleared by the server reader at release
 	ready chan *gServer           // a waiter gets its server here
 }
@@ -129,6 +130,9 @@ func (d *goDriver) serveClient(c net.Conn) {
 			have = copy(buf, buf[fwd:have])
 		}
 		if term {
+			cl.mu.Lock()
+			cl.quit = cl.st.owed > 0 && cl.srv.Load() != nil
+			cl.mu.Unlock()
 			return
 		}
 		if need > len(buf) {
@@ -147,6 +151,12 @@ func (d *goDriver) serveClient(c net.Conn) {
 // closeClient closes cl; a server it still holds (mid-request) is closed too: its state
 // is unknown.
 func (d *goDriver) closeClient(cl *gClient) {
+	cl.mu.Lock()
+	quit := cl.quit
+	cl.mu.Unlock()
+	if quit {
+		return // the server reader closes it after the answer
+	}
 	_ = cl.conn.Close()
 	if s := cl.srv.Swap(nil); s != nil {
 		s.broken.Store(true)
@@ -184,7 +194,10 @@ func (d *goDriver) readServer(s *gServer) {
 				return
 			}
 			s.link.Store(nil)
-			if !cl.srv.CompareAndSwap(s, nil) {
+			cl.mu.Lock()
+			mine, quit := cl.srv.CompareAndSwap(s, nil), cl.quit
+			cl.mu.Unlock()
+			if !mine {
 				return // the client left mid-request and closed s
 			}
 			w, _, handed := d.pool.Release(0, s)
@@ -193,6 +206,9 @@ func (d *goDriver) readServer(s *gServer) {
 				w.srv.Store(s)
 			}
 			_, _ = cl.conn.Write(buf[:fwd])
+			if quit {
+				_ = cl.conn.Close()
+			}
 			if handed {
 				w.ready <- s
 			}
