@@ -28,11 +28,11 @@ type Lessee interface {
 // made and the statements it prepared on that server). The pool never reads it; it
 // tells it what the pool itself did to the server's session.
 type Tracker interface {
-	// ServerReset is called once server_reset_query has completed on the connection:
-	// what the lessee layer made on the server is gone. It runs between leases, on the
-	// connection's reader goroutine, after the last lessee's Release and before the next
-	// lease begins.
-	ServerReset()
+	// ServerReset is called once the reset query (Options.ResetQuery, server_reset_query)
+	// has completed on the connection, with its text: what the query wiped is gone from
+	// the server. It runs between leases, on the connection's reader goroutine, after the
+	// last lessee's Release and before the next lease begins.
+	ServerReset(query string)
 }
 
 // State of a server connection, as SHOW SERVERS reports it.

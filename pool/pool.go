@@ -570,7 +570,7 @@ func (p *Pool) release(c *Conn, reset bool) {
 			return
 		}
 		if c.Tracker != nil {
-			c.Tracker.ServerReset()
+			c.Tracker.ServerReset(q)
 		}
 		p.putIdle(c)
 	})

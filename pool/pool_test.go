@@ -378,12 +378,12 @@ func TestReleaseReusesMostRecentConnection(t *testing.T) {
 	c2.Release(false)
 }
 
-// resetCount is a Tracker that counts the reset queries the pool ran. The pool calls it
+// resetLog is a Tracker that records the reset queries the pool ran. The pool calls it
 // on the connection's reader goroutine; the test reads it as the next lessee (the race
 // detector checks that the pool orders the two).
-type resetCount struct{ n int }
+type resetLog struct{ queries []string }
 
-func (r *resetCount) ServerReset() { r.n++ }
+func (r *resetLog) ServerReset(q string) { r.queries = append(r.queries, q) }
 
 // TestReleaseWithResetRunsResetQuery: a release with reset runs the reset query and
 // tells the connection's Tracker before the next lease; one without, or with no reset
@@ -395,17 +395,17 @@ func TestReleaseWithResetRunsResetQuery(t *testing.T) {
 		query  string
 		reset  bool
 		want   string
-		resets int
+		resets []string
 	}{
-		{"reset", "DISCARD ALL", true, "", 1},
-		{"no reset", "DISCARD ALL", false, "dirty", 0},
-		{"no reset query", "", true, "dirty", 0},
+		{"reset", "DISCARD ALL", true, "", []string{"DISCARD ALL"}},
+		{"no reset", "DISCARD ALL", false, "dirty", nil},
+		{"no reset query", "", true, "dirty", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p := newPool(t, pool.Options{Size: 1, ResetQuery: tc.query})
 			c, l := acquire(t, p)
-			tr := &resetCount{}
+			tr := &resetLog{}
 			c.Tracker = tr
 			l.queryOne(t, c, "SELECT set_config('application_name', 'dirty', false)")
 			c.Release(tc.reset)
@@ -413,7 +413,7 @@ func TestReleaseWithResetRunsResetQuery(t *testing.T) {
 			c2, l2 := acquire(t, p)
 			require.Equal(t, c.ID, c2.ID)
 			require.Equal(t, tr, c2.Tracker, "the Tracker stays with the connection")
-			require.Equal(t, tc.resets, tr.n, "ServerReset calls")
+			require.Equal(t, tc.resets, tr.queries, "ServerReset calls")
 			require.Equal(t, tc.want, l2.queryOne(t, c2, "SHOW application_name"))
 			c2.Release(false)
 		})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
 )
 
@@ -124,12 +125,31 @@ type serverState struct {
 	seen    *sketch  // unnamed statements parsed here lately (unnamed.go); made on first use
 }
 
-// ServerReset forgets what the pool's reset query (server_reset_query, DISCARD ALL by
-// default) wiped from the server: the statements pgmux prepared and the settings it
-// made there. The pool calls it between leases (pool.Tracker).
-func (x *serverState) ServerReset() {
-	x.stmts.clear()
-	x.set = nil
+// ServerReset updates what pgmux knows of the server after the pool's reset query
+// (server_reset_query, DISCARD ALL by default) has run there; the pool calls it between
+// leases (pool.Tracker). The statements pgmux prepared are gone when the query drops
+// them all (DISCARD ALL, DEALLOCATE ALL), and the settings it made when the query resets
+// them all (DISCARD ALL, RESET ALL). A setting the query sets or resets otherwise is
+// marked unknown, so the next client sets or resets it. What the query leaves alone
+// stays known: forgetting a statement the server keeps would make pgmux prepare it
+// again (42P05), and forgetting a setting would leave it to the next client.
+func (x *serverState) ServerReset(query string) {
+	for _, st := range sqlscan.Scan(query) {
+		if st.Kind == sqlscan.KindDiscardAll || st.Kind == sqlscan.KindDeallocateAll {
+			x.stmts.clear()
+			break
+		}
+	}
+	t := classifyText(query, true).set
+	if t == nil {
+		return
+	}
+	if t.all {
+		x.set = nil
+	}
+	for _, op := range t.ops {
+		x.set.Set(op.name, unknownValue)
+	}
 }
 
 // linkOf returns what pgmux keeps for server connection c, or nil before stateOf has

@@ -454,3 +454,44 @@ func pgerrAt(p int) []byte {
 	b = append(b, 0)
 	return wire.Finish(b, start)
 }
+
+// TestServerReset: after the pool's reset query, pgmux forgets exactly what the query
+// wiped on the server: statements when it drops them all, settings when it resets them
+// all, and marks unknown a setting it names otherwise.
+func TestServerReset(t *testing.T) {
+	for _, tc := range []struct {
+		query     string
+		stmtsGone bool
+		set       pool.Params
+	}{
+		{"DISCARD ALL", true, nil},
+		{"DEALLOCATE ALL", true, paramsOf("search_path", "app", "statement_timeout", "7s")},
+		{"deallocate prepare all;", true, paramsOf("search_path", "app", "statement_timeout", "7s")},
+		{"RESET ALL", false, nil},
+		{"SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *", false,
+			paramsOf("search_path", "app", "statement_timeout", "7s")},
+		{"RESET statement_timeout", false, paramsOf("search_path", "app", "statement_timeout", unknownValue)},
+		{"RESET ALL; SET work_mem = '8MB'", false, paramsOf("work_mem", unknownValue)},
+		{"DEALLOCATE ALL; SELECT set_config('search_path', 'x', false)", true,
+			paramsOf("search_path", unknownValue, "statement_timeout", "7s")},
+		{"SELECT 'DISCARD ALL' /* RESET ALL */", false, paramsOf("search_path", "app", "statement_timeout", "7s")},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			x := &serverState{stmts: newStmtCache(10), set: paramsOf("search_path", "app", "statement_timeout", "7s")}
+			x.stmts.add("pgmux_1", nil)
+			x.ServerReset(tc.query)
+			require.Equal(t, tc.stmtsGone, x.stmts.size() == 0, "statements forgotten")
+			require.Equal(t, int64(x.stmts.size()), x.stmts.Prepared.Load())
+			require.Equal(t, tc.set, x.set)
+		})
+	}
+}
+
+// paramsOf makes Params from name, value pairs.
+func paramsOf(kv ...string) pool.Params {
+	var ps pool.Params
+	for i := 0; i+1 < len(kv); i += 2 {
+		ps.Set(kv[i], kv[i+1])
+	}
+	return ps
+}
