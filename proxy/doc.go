@@ -77,7 +77,11 @@
 //
 // LISTEN multiplexing: one listening server connection per database, fanned out to the
 // clients that subscribed (listen.go:listener.subscribe, listen.go:listener.Pump,
-// listen.go:listener.fanOut, listen.go:Session.notify).
+// listen.go:listener.fanOut, listen.go:Session.notify). A listening client's request
+// asks for a round trip on that connection, and its ReadyForQuery waits for it, so
+// notifications committed before the request come first
+// (listen_fence.go:Session.askFence, listen_fence.go:listener.fenceFor,
+// listen_fence.go:Session.awaitFence).
 //
 // The admin console: admin.go:Session.adminCommand parses a statement,
 // admin_cmd.go:adminCommandTable maps commands, admin_show.go:Server.show builds SHOW

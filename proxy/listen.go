@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -40,11 +41,12 @@ func newListenHub(s *Server) *listenHub { return &listenHub{srv: s, byDB: make(m
 
 // listenCmd is a command sent on the listener connection; then runs under l.mu when its
 // ReadyForQuery arrives (or the connection is lost), before any later notification is
-// fanned out.
+// fanned out, and done (if not nil) gets the outcome.
 //
-// Owners: the goroutine that sends the command (a subscribing session's) queues it on
-// l.waiting under l.mu and waits on done; the listener connection's reader (Pump, or
-// lost) takes it off under l.mu, runs then and sends the one result on done.
+// Owners: the goroutine that sends the command (a subscribing session's, or one asking
+// for a fence) queues it on l.waiting under l.mu and may wait on done; the listener
+// connection's reader (Pump, or lost) takes it off under l.mu, runs then and sends the
+// one result on done.
 type listenCmd struct {
 	done chan error
 	then func(err error)
@@ -67,10 +69,13 @@ type listener struct {
 	subs    map[string]map[*Session]struct{}
 	pool    *pool.Pool
 	conn    *pool.Conn
-	waiting []listenCmd    // LISTEN/UNLISTEN commands sent, oldest first
+	waiting []listenCmd    // LISTEN/UNLISTEN commands and fences sent, oldest first
 	pending map[string]int // subscriptions waiting for their LISTEN to complete
 	cmdErr  error
 	closed  bool
+	// fenceCur is the fence sent and not yet answered, fenceNext the one asked for
+	// meanwhile, sent when fenceCur's answer arrives (listen_fence.go).
+	fenceCur, fenceNext *fence
 }
 
 func (h *listenHub) forDB(e *poolEntry) *listener {
@@ -144,7 +149,10 @@ func (l *listener) subscribe(ctx context.Context, s *Session, channel string) er
 				set = make(map[*Session]struct{})
 				l.subs[channel] = set
 			}
-			set[s] = struct{}{}
+			if _, ok := set[s]; !ok {
+				set[s] = struct{}{}
+				s.notifyBox().channels.Add(1)
+			}
 		}
 		result <- err
 	}
@@ -182,6 +190,7 @@ func (l *listener) unsubscribe(s *Session, channel string) {
 			continue
 		}
 		delete(set, s)
+		s.notifyBox().channels.Add(-1)
 		if len(set) == 0 && l.pending[ch] == 0 {
 			delete(l.subs, ch)
 			if l.conn != nil {
@@ -279,7 +288,9 @@ func (l *listener) Pump(c *pool.Conn) error {
 				if cmd.then != nil {
 					cmd.then(l.cmdErr)
 				}
-				cmd.done <- l.cmdErr
+				if cmd.done != nil {
+					cmd.done <- l.cmdErr
+				}
 			}
 			l.cmdErr = nil
 			l.mu.Unlock()
@@ -324,7 +335,9 @@ func (l *listener) lost(c *pool.Conn, err error) {
 		if w.then != nil {
 			w.then(lostErr)
 		}
-		w.done <- lostErr
+		if w.done != nil {
+			w.done <- lostErr
+		}
 	}
 	l.waiting = nil
 	closed := l.closed
@@ -487,13 +500,19 @@ func (s *Session) unlockW() {
 
 // notifyBox holds notifications waiting for the client's writer to be free: the
 // listener's reader appends, whoever next holds Session.wmu drains; mu guards q.
+// channels counts the client's subscriptions on the shared listener (changed by the
+// listener under its mu, read by the session goroutine); fence is the one the client's
+// latest request asked for (stored by the session goroutine, read by whoever writes the
+// request's ReadyForQuery; listen_fence.go).
 type notifyBox struct {
-	mu sync.Mutex
-	q  [][]byte
+	mu       sync.Mutex
+	q        [][]byte
+	channels atomic.Int32
+	fence    atomic.Pointer[fence]
 }
 
-// notifyBox returns the session's box, making it on first use: only clients that
-// listen pay for it.
+// notifyBox returns the session's box, making it on first use (its first subscription):
+// only clients that listen pay for it.
 func (s *Session) notifyBox() *notifyBox {
 	if b := s.notes.Load(); b != nil {
 		return b

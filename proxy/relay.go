@@ -58,6 +58,9 @@ func (s *Session) relay() (parked bool, err error) {
 // forwarded to the linked server (leased first when none is). It reports whether
 // messages up to the next Sync are to be dropped; an error ends the session.
 func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
+	if b := s.notes.Load(); b != nil {
+		s.askFence(b, typ) // a listening client's request (listen_fence.go)
+	}
 	if s.entry.multi.Load() {
 		// A multi-host database's client may have lost its server in a failover.
 		handled, err := s.answerAborted(typ, n)
@@ -586,10 +589,12 @@ func (s *Session) forwardFailed(c *pool.Conn, err error) error {
 	return err
 }
 
-// writeClient writes b to the client now; only while no server is linked.
+// writeClient writes b to the client now; only while no server is linked. A listening
+// client's notifications committed before its request come first (listen_fence.go).
 func (s *Session) writeClient(b []byte) error {
 	s.wmu.Lock()
 	defer s.unlockW()
+	s.awaitFence()
 	if err := s.wr.Write(b); err != nil {
 		return err
 	}
@@ -922,6 +927,9 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 	}
 	s.mu.Unlock()
 	if !s.closed.Load() {
+		if rr := s.rr.Load(); rr == nil || rr.c != c || rr.real == nil {
+			s.awaitFence() // not while a standby's answer is held to be dropped (replica.go)
+		}
 		err := s.wr.Write(m)
 		if err == nil {
 			err = s.wr.Flush()

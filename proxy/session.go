@@ -149,6 +149,7 @@ type Session struct {
 	prep         prepMode // how the current link treats named statements (prepared.go)
 	cacheUnnamed bool     // cache_unnamed_statements for the current link (unnamed.go)
 	listening    bool     // subscribed through the database's listener
+	reqOpen      bool     // a listening client's extended-protocol request awaits its Sync (listen_fence.go)
 	forceSession bool     // asked for a real session at login (pgmux.pool_mode=session, params.go)
 	ncClosed     bool     // closeAndWake closed nc: its descriptor number may be another's now
 	// pumps counts the server readers inside Pump for this session: while one is, the
