@@ -179,3 +179,49 @@ func TestAwaitFenceBounded(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(start), fenceWait)
 	require.Nil(t, s.notifyBox().fence.Load())
 }
+
+// TestAskFenceFirstMessages: a listening client's request asks for one fence, at its
+// first message: a Query, a FunctionCall, a Sync alone, or the first extended-protocol
+// message before its Sync; Flush and COPY data ask nothing, and a client without
+// subscriptions asks nothing. A request refused up to its Sync ends there (skipUntilSync).
+func TestAskFenceFirstMessages(t *testing.T) {
+	f := startFakeListener(t)
+	srv := &Server{log: zap.NewNop()}
+	srv.hub = newListenHub(srv)
+	entry := &poolEntry{key: poolKey{db: "app", user: "u"}}
+	srv.hub.byDB["app"] = f.l
+	s := &Session{srv: srv, entry: entry, sessionWork: newWork(), rd: wire.NewReader(bytes.NewReader(syncMsg[:])),
+		wr: wire.NewWriter(io.Discard)}
+	b := s.notifyBox()
+
+	asks := func(msgs string) int {
+		t.Helper()
+		n := 0
+		for i := range len(msgs) {
+			b.fence.Store(nil)
+			s.askFence(b, msgs[i])
+			if fc := b.fence.Load(); fc != nil {
+				n++
+				f.ready(t) // answer it, so that the next one is sent at once
+				waitDoneFence(t, fc)
+			}
+		}
+		return n
+	}
+	require.Equal(t, 0, asks("QPBES"), "no subscription: no fence")
+	b.channels.Add(1)
+	require.Equal(t, 1, asks("Q"))
+	require.Equal(t, 1, asks("PDS"), "Parse, Describe, Sync")
+	require.Equal(t, 1, asks("BES"))
+	require.Equal(t, 1, asks("PDHBEHS"), "Flush inside the request")
+	require.Equal(t, 1, asks("Qddc"), "COPY FROM STDIN: its data belongs to the Query")
+	require.Equal(t, 2, asks("SF"), "a Sync alone, a FunctionCall")
+	require.Equal(t, 1, asks("PB"), "a request refused before its Sync")
+	typ, n, err := s.rd.Next()
+	require.NoError(t, err)
+	skipping, err := s.skipUntilSync(typ, n) // its Sync, answered by pgmux
+	require.NoError(t, err)
+	require.False(t, skipping)
+	require.Equal(t, 1, asks("BES"))
+	require.Equal(t, 9, f.syncs())
+}

@@ -509,6 +509,7 @@ func (s *Session) skipUntilSync(typ byte, n int) (bool, error) {
 	if typ != 'S' {
 		return true, nil
 	}
+	s.reqOpen = false // the request ends here (listen_fence.go)
 	return false, s.writeClient(wire.ReadyForQuery(nil, s.idleStatus()))
 }
 
