@@ -67,7 +67,7 @@ func (s *Session) authenticate(cfg *config.Config, user string) error {
 
 // readPassword sends an authentication request and reads the client's answer body.
 func (s *Session) readPassword(code int32, payload []byte) ([]byte, error) {
-	if _, err := s.nc.Write(wire.Auth(nil, code, payload)); err != nil {
+	if err := s.loginWrite(wire.Auth(nil, code, payload)); err != nil {
 		return nil, err
 	}
 	typ, n, err := s.rd.Next()
@@ -184,7 +184,7 @@ func (s *Session) authSCRAM(user string, cred config.Credential, known bool) err
 	if err != nil {
 		return scramFailed(user, err)
 	}
-	if _, err := s.nc.Write(wire.Auth(nil, wire.AuthSASLFinal, last)); err != nil {
+	if err := s.loginWrite(wire.Auth(nil, wire.AuthSASLFinal, last)); err != nil {
 		return err
 	}
 	if isSCRAMSecret(cred.Password) {

@@ -150,10 +150,12 @@ func (s *Session) rawAddrLocked(local bool) net.Addr {
 	return detachedAddr{}
 }
 
-// dupCloexec duplicates fd, close-on-exec.
+// dupCloexec duplicates fd, close-on-exec. fcntl never sleeps, so it skips the runtime's
+// blocking-syscall entry (RawSyscall), as the wire package's socket reads and writes do:
+// every such entry in a login storm is a chance for the runtime to start an OS thread.
 func dupCloexec(fd int32) (int32, error) {
 	for {
-		r, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
+		r, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
 		if e == syscall.EINTR {
 			continue
 		}

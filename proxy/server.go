@@ -155,12 +155,13 @@ func (s *Server) Listen() error {
 	cfg := s.Config()
 	var lns []net.Listener
 	var unavailable []error
+	lc := listenConfig()
 	for _, host := range cfg.ListenAddr {
 		network := "tcp"
 		if host == "*" {
 			host = ""
 		}
-		ln, err := net.Listen(network, net.JoinHostPort(host, strconv.Itoa(cfg.ListenPort)))
+		ln, err := lc.Listen(context.Background(), network, net.JoinHostPort(host, strconv.Itoa(cfg.ListenPort)))
 		if err != nil && len(cfg.ListenAddr) > 1 && addrUnavailable(err) {
 			// "127.0.0.1, ::1" on a host without IPv6 (many containers): serve the others.
 			unavailable = append(unavailable, err)

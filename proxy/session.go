@@ -497,7 +497,7 @@ func (s *Session) negotiate(cfg *config.Config) (*startup.Packet, error) {
 			s.srv.cancel(pkt.CancelPID, pkt.CancelKey)
 			return nil, nil
 		case startup.KindGSSENCRequest:
-			if _, err := s.nc.Write([]byte{'N'}); err != nil {
+			if err := s.loginWrite([]byte{'N'}); err != nil {
 				return nil, err
 			}
 		case startup.KindSSLRequest:
@@ -521,7 +521,7 @@ func (s *Session) loginFailed(err error) {
 		if pe.Severity != pgerr.SeverityFatal {
 			pe = &pgerr.Error{Severity: pgerr.SeverityFatal, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
 		}
-		_, _ = s.nc.Write(pe.Append(nil))
+		_ = s.loginWrite(pe.Append(nil))
 		s.srv.metrics.loginFailed(pe.Code)
 		if pe.Code == pgerr.InvalidPassword || pe.Code == pgerr.InvalidAuthorization {
 			s.log().Warn("client login failed", zap.String("db", s.dbName), zap.String("user", s.user),
@@ -636,8 +636,7 @@ func (s *Session) negotiateVersion(pkt *startup.Packet) error {
 	if pkt.Minor == 0 && len(unsupported) == 0 {
 		return nil
 	}
-	_, err := s.nc.Write(startup.NegotiateProtocolVersion(nil, 0, unsupported))
-	return err
+	return s.loginWrite(startup.NegotiateProtocolVersion(nil, 0, unsupported))
 }
 
 // sendLoginAnswer sends AuthenticationOk's followers: parameters, key data and ready.
@@ -651,8 +650,17 @@ func (s *Session) sendLoginAnswer(pkt *startup.Packet) error {
 	s.mu.Lock()
 	s.state = ClientIdle
 	s.mu.Unlock()
-	_, err := s.nc.Write(b)
-	return err
+	return s.loginWrite(b)
+}
+
+// loginWrite writes b to the client at once, during login (before any server is linked, so
+// the session goroutine writes wr under wmu). It goes through the writer's raw socket
+// path (wire.Writer.WriteNow) rather than net.Conn's Write: a login storm made the
+// runtime start an OS thread for logins caught in that blocking-syscall path.
+func (s *Session) loginWrite(b []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.wr.WriteNow(b)
 }
 
 // linkedServer returns the server now serving the client, or nil.

@@ -118,13 +118,12 @@ func (s *Session) startTLS() error {
 	tc := s.srv.tlsConf
 	s.srv.mu.Unlock()
 	if tc == nil || s.tls {
-		_, err := s.nc.Write([]byte{'N'})
-		return err
+		return s.loginWrite([]byte{'N'})
 	}
 	if s.rd.Buffered() > 0 {
 		return fmt.Errorf("client sent data after SSLRequest before the TLS handshake")
 	}
-	if _, err := s.nc.Write([]byte{'S'}); err != nil {
+	if err := s.loginWrite([]byte{'S'}); err != nil {
 		return err
 	}
 	conn := tls.Server(s.nc, tc)

@@ -95,6 +95,21 @@ func (w *Writer) Flush() error {
 	return err
 }
 
+// WriteNow writes p at once, after whatever is buffered, without copying it into a
+// buffer: for messages that go out one at a time (a login's answers). Over a plain socket
+// it is the raw write(2) of Flush, not net.Conn's Write, whose blocking-syscall entry
+// lets the runtime hand the caller's P to another OS thread (a new one when none is
+// idle: a login storm grew pgmux from 8 to 17-29 threads).
+func (w *Writer) WriteNow(p []byte) error {
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return w.write(p)
+}
+
 // write writes p whole. It reads the writer's fields only before the first byte can
 // reach the peer (see Flush): the raw write's state lives in a pooled op, not in w.
 func (w *Writer) write(p []byte) error {

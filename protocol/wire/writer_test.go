@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -92,4 +93,29 @@ func TestWriterSocketErrors(t *testing.T) {
 	}
 	require.Error(t, err)
 	require.True(t, errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET), "%v", err)
+}
+
+// TestWriterWriteNow: WriteNow sends what was buffered first, then its bytes, holding no
+// buffer afterwards, over a socket (the raw path) and over any other io.Writer; over a
+// socket it honours the write deadline like Flush.
+func TestWriterWriteNow(t *testing.T) {
+	a, b := tcpPair(t)
+	var plain bytes.Buffer
+	for _, w := range []*Writer{NewWriter(a), NewWriter(&plain)} {
+		require.NoError(t, w.Write([]byte("buffered ")))
+		require.NoError(t, w.WriteNow([]byte("now")))
+		require.Zero(t, w.Buffered())
+		require.Nil(t, w.buf, "no buffer is held after WriteNow")
+		require.NoError(t, w.WriteNow(nil))
+	}
+	require.Equal(t, "buffered now", plain.String())
+	got := make([]byte, len("buffered now"))
+	require.NoError(t, b.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err := io.ReadFull(b, got)
+	require.NoError(t, err)
+	require.Equal(t, "buffered now", string(got))
+
+	w := NewWriter(a)
+	require.NoError(t, a.SetWriteDeadline(time.Now().Add(100*time.Millisecond)))
+	require.ErrorIs(t, w.WriteNow(make([]byte, 64<<20)), os.ErrDeadlineExceeded)
 }
