@@ -16,6 +16,8 @@ const (
 
 // fdPeerClosed polls fd without waiting: POLLRDHUP is set once the peer's FIN has
 // arrived, even with data still unread before it; POLLHUP and POLLERR after a reset.
+// With a zero timeout ppoll never sleeps: a RawSyscall, off the runtime's blocking-syscall
+// path (TestLoginStaysOffTheBlockingSyscallPath).
 func fdPeerClosed(fd int) bool {
 	pfd := struct {
 		fd      int32
@@ -24,7 +26,7 @@ func fdPeerClosed(fd int) bool {
 	}{fd: int32(fd), events: pollIn | pollRdHup}
 	var ts syscall.Timespec
 	for {
-		n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1,
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1,
 			uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 		if errno == syscall.EINTR {
 			continue
