@@ -7,10 +7,14 @@
 #   bench/relayeval.sh --reps 5 --keep
 #   BENCH_MODES=simple BENCH_CLIENTS=50 BENCH_TARGETS="pgbouncer re-epoll" bench/relayeval.sh
 #   PGMUX_BIN=/path/to/pgmux bench/relayeval.sh
+#   bench/relayeval.sh --syscalls       # only: each pooler's syscalls per transaction (strace -c
+#                                       # on all its threads, -M simple, 50 clients, 10000 tx)
 #
 # Targets: pgbouncer (Debian's /usr/sbin/pgbouncer), pgmux (./cmd/pgmux of this tree or
 # PGMUX_BIN), re-goroutine (a goroutine per connection), re-epoll (own epoll loops,
-# GOMAXPROCS=2), re-epoll1 (GOMAXPROCS=1: one loop), re-gnet (gnet loops). PostgreSQL
+# GOMAXPROCS=2), re-epoll1 (GOMAXPROCS=1: one loop), re-gnet (gnet loops); not run unless
+# named: re-epollpark (epoll loops parked in Go's netpoller when idle), re-epollraw (socket
+# reads and writes with RawSyscall). PostgreSQL
 # takes SCRAM logins only; PgBouncer and pgmux check clients against the server's own
 # verifier (bench/lib.sh scram_logins) and log in with the client's key; relayeval does
 # no client authentication at all (its logins cost less), and logs its 20 servers in at
@@ -28,11 +32,13 @@ source "$(dirname "$0")/lib.sh"
 cd "$BENCH_ROOT"
 
 REPS=3
+SYSCALLS=0
 while (($# > 0)); do
 	case $1 in
 	--reps) REPS=$2; shift ;;
+	--syscalls) SYSCALLS=1 ;;
 	--keep) BENCH_KEEP_TMP=1 ;;
-	-h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,27p' "$0"; exit 0 ;;
 	*) die "unknown argument $1 (try --help)" ;;
 	esac
 	shift
@@ -54,7 +60,6 @@ trap 'exit 130' INT TERM
 bench_tmpdir
 mkdir -p "$OUT"
 RAW=$OUT/relayeval.tsv
-printf 'target\tmode\tclients\trep\ttps\tcpu_us\tuser_us\tsys_us\ttx\tload1\tstatus\n' >"$RAW"
 
 log "building relayeval and pgmux"
 mkdir -p "$BENCH_TMP/bin"
@@ -91,6 +96,8 @@ for t in "${TARGETS[@]}"; do
 	re-goroutine) start_pooler "$t" "$p" "$BENCH_TMP/bin/relayeval" -driver goroutine -listen "127.0.0.1:$p" -server "$SERVER" -pool $POOL_SIZE ;;
 	re-epoll) start_pooler "$t" "$p" env GOMAXPROCS=2 "$BENCH_TMP/bin/relayeval" -driver epoll -listen "127.0.0.1:$p" -server "$SERVER" -pool $POOL_SIZE ;;
 	re-epoll1) start_pooler "$t" "$p" env GOMAXPROCS=1 "$BENCH_TMP/bin/relayeval" -driver epoll -listen "127.0.0.1:$p" -server "$SERVER" -pool $POOL_SIZE ;;
+	re-epollraw) start_pooler "$t" "$p" env GOMAXPROCS=2 "$BENCH_TMP/bin/relayeval" -driver epoll-raw -listen "127.0.0.1:$p" -server "$SERVER" -pool $POOL_SIZE ;;
+	re-epollpark) start_pooler "$t" "$p" env GOMAXPROCS=2 "$BENCH_TMP/bin/relayeval" -driver epoll-park -listen "127.0.0.1:$p" -server "$SERVER" -pool $POOL_SIZE ;;
 	re-gnet) start_pooler "$t" "$p" "$BENCH_TMP/bin/relayeval" -driver gnet -listen "127.0.0.1:$p" -server "$SERVER" -pool $POOL_SIZE ;;
 	*) die "unknown target $t" ;;
 	esac
@@ -148,6 +155,40 @@ run_point() {
 		"$target" "$mode" "$clients" "$rep" "$tps" "$cpu" "$us" "$sy" "$load" "$status" >&2
 }
 
+# syscall_point TARGET: strace -c on every thread of the pooler during a fixed pgbench run
+# (after a warm-up that opens every server connection); prints its busiest syscalls per
+# transaction.
+syscall_point() {
+	local target=$1 pid=${PID[$1]} port=${PORT[$1]} args=() spid out=$BENCH_TMP/strace-$1.txt tx=10000 c=50 task
+	"$PGBENCH" -n -S -M simple -c $c -j 2 -t 100 -h 127.0.0.1 -p "$port" -U postgres postgres </dev/null >/dev/null 2>&1
+	for task in /proc/"$pid"/task/*; do args+=(-p "${task##*/}"); done
+	strace -c -o "$out" "${args[@]}" 2>/dev/null &
+	spid=$!
+	track_pid "$spid"
+	sleep 1
+	"$PGBENCH" -n -S -M simple -c $c -j 2 -t $((tx / c)) -h 127.0.0.1 -p "$port" -U postgres postgres </dev/null >/dev/null 2>&1 ||
+		log "pgbench through $target failed"
+	kill -INT "$spid" 2>/dev/null || true
+	wait "$spid" 2>/dev/null || true
+	printf '| %s |' "$target"
+	awk -v n="$tx" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {c[$NF] = $4; t += $4}
+		END {
+			split("read recvfrom write sendto epoll_wait epoll_pwait futex nanosleep", k, " ")
+			for (i = 1; i <= 8; i++) {printf " %.2f |", c[k[i]] / n; o += c[k[i]]}
+			printf " %.2f | %.2f |\n", (t - o) / n, t / n
+		}' "$out"
+}
+
+if ((SYSCALLS)); then
+	command -v strace >/dev/null || die "--syscalls needs strace"
+	log "syscalls per transaction (strace -c, -M simple, 50 clients, 10000 tx; load $(cut -d' ' -f1-3 /proc/loadavg))"
+	printf '| target | read | recvfrom | write | sendto | epoll_wait | epoll_pwait | futex | nanosleep | other | all |\n'
+	printf '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n'
+	for t in "${TARGETS[@]}"; do syscall_point "$t"; done
+	exit 0
+fi
+
+printf 'target\tmode\tclients\trep\ttps\tcpu_us\tuser_us\tsys_us\ttx\tload1\tstatus\n' >"$RAW"
 log "load before: $(cat /proc/loadavg)"
 for ((rep = 1; rep <= REPS; rep++)); do
 	for mode in "${MODES[@]}"; do

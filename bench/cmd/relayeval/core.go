@@ -129,10 +129,13 @@ func errorResponse(msg string) []byte {
 var sslRefused = []byte{'N'}
 
 // link is the protocol state of one client: how many answers ending in ReadyForQuery the
-// server still owes (one per Query and per Sync forwarded). A server is released at the
-// ReadyForQuery with status 'I' that settles the last of them.
+// server still owes (one per Query and per Sync forwarded), and whether messages of a
+// request without its Sync yet were forwarded (open: the client has begun its next
+// extended-protocol request before the last answer came). A server is released at the
+// ReadyForQuery with status 'I' that settles the last answer owed when no request is open.
 type link struct {
 	owed int
+	open bool
 }
 
 // scanClient walks the whole messages at the start of b, counting those that end in a
@@ -156,8 +159,11 @@ func (l *link) scanClient(b []byte) (fwd int, terminate bool, need int, err erro
 		switch rest[0] {
 		case 'X':
 			return fwd, true, 0, nil
-		case 'Q', 'S':
+		case 'Q', 'S', 'F': // each answered up to a ReadyForQuery
 			l.owed++
+			l.open = false
+		case 'P', 'B', 'D', 'E', 'C', 'H': // extended protocol: answered at the next Sync
+			l.open = true
 		}
 		fwd += n + 1
 	}
@@ -185,7 +191,7 @@ func (l *link) scanServer(b []byte) (fwd int, release bool, need int, err error)
 			if l.owed > 0 {
 				l.owed--
 			}
-			if l.owed == 0 && rest[5] == 'I' {
+			if l.owed == 0 && !l.open && rest[5] == 'I' {
 				return fwd, true, 0, nil
 			}
 		}

@@ -9,9 +9,11 @@ import (
 	"io"
 	"log"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,6 +37,7 @@ type epollDriver struct {
 	pool  *Pool[*eConn, *eConn]
 	conns []atomic.Pointer[eConn] // by fd: a loop looks up the connection of an event
 	lnfd  int
+	raw   bool   // epoll-raw: socket reads and writes without the runtime's syscall bookkeeping
 	next  int    // round robin for accepted clients (loop 0 only)
 	ids   uint32 // client numbers (loop 0 only)
 }
@@ -88,18 +91,44 @@ type eLoop struct {
 	scratch []byte
 	tmp     []byte
 	again   []*eConn
+	park    syscall.RawConn // epoll-park: the epoll descriptor in Go's netpoller
 	mu      sync.Mutex
 	inbox   []inboxItem
 	spare   []inboxItem
 }
 
-func newEpollDriver(r *relay, loops int) (*epollDriver, error) {
+// read and write a non-blocking socket. With raw they skip entersyscall/exitsyscall
+// (RawSyscall): they never block, and a loopback write that runs the receiver's TCP
+// stack inline can otherwise last long enough for sysmon to take the loop's P away.
+func (d *epollDriver) read(fd int, b []byte) (int, error) {
+	if !d.raw {
+		return unix.Read(fd, b)
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
+
+func (d *epollDriver) write(fd int, b []byte) (int, error) {
+	if !d.raw {
+		return unix.Write(fd, b)
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
+
+func newEpollDriver(r *relay, loops int, park, raw bool) (*epollDriver, error) {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		return nil, err
 	}
 	n := min(lim.Cur, 1<<20)
-	d := &epollDriver{cfg: r, conns: make([]atomic.Pointer[eConn], n)}
+	d := &epollDriver{cfg: r, conns: make([]atomic.Pointer[eConn], n), raw: raw}
 	d.pool = NewPool[*eConn, *eConn](loops, r.poolSize, true)
 	for i := 0; i < loops; i++ {
 		epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -113,8 +142,17 @@ func newEpollDriver(r *relay, loops int) (*epollDriver, error) {
 		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}); err != nil {
 			return nil, err
 		}
-		d.loops = append(d.loops, &eLoop{d: d, idx: i, epfd: epfd, evfd: evfd,
-			events: make([]unix.EpollEvent, 256), scratch: make([]byte, readChunk)})
+		l := &eLoop{d: d, idx: i, epfd: epfd, evfd: evfd,
+			events: make([]unix.EpollEvent, 256), scratch: make([]byte, readChunk)}
+		if park {
+			if err := unix.SetNonblock(epfd, true); err != nil {
+				return nil, err
+			}
+			if l.park, err = os.NewFile(uintptr(epfd), "epoll").SyscallConn(); err != nil {
+				return nil, err
+			}
+		}
+		d.loops = append(d.loops, l)
 	}
 	return d, nil
 }
@@ -185,13 +223,33 @@ func (l *eLoop) register(fd int, server bool) *eConn {
 	return c
 }
 
-func (l *eLoop) run(ctx context.Context) {
-	for ctx.Err() == nil {
+// wait returns the loop's next events. By default it blocks in epoll_wait on the loop's
+// thread; with park (driver "epoll-park") the loop's epoll descriptor sits in Go's own
+// netpoller and the goroutine parks there when nothing is ready, so no thread blocks in
+// a system call (the runtime's sysmon then has no P to take back from a blocked thread).
+func (l *eLoop) wait() (int, error) {
+	if l.park == nil {
 		timeout := -1
 		if len(l.again) > 0 {
 			timeout = 0
 		}
-		n, err := unix.EpollWait(l.epfd, l.events, timeout)
+		return unix.EpollWait(l.epfd, l.events, timeout)
+	}
+	var n int
+	var werr error
+	err := l.park.Read(func(fd uintptr) bool {
+		n, werr = unix.EpollWait(int(fd), l.events, 0)
+		return n > 0 || werr != nil || len(l.again) > 0
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
+}
+
+func (l *eLoop) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		n, err := l.wait()
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
@@ -387,7 +445,7 @@ func (l *eLoop) readInto(c *eConn) (data []byte, eof bool) {
 		}
 		buf, pre = c.in[:cap(c.in)], len(c.in)
 	}
-	n, err := unix.Read(c.fd, buf[pre:])
+	n, err := l.d.read(c.fd, buf[pre:])
 	if err != nil {
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 			c.more = errors.Is(err, unix.EINTR)
@@ -544,7 +602,7 @@ func (l *eLoop) send(c *eConn, b []byte) {
 		c.out = append(c.out, b...)
 		return
 	}
-	n, err := unix.Write(c.fd, b)
+	n, err := l.d.write(c.fd, b)
 	if err != nil {
 		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
 			c.werr = true
@@ -559,7 +617,7 @@ func (l *eLoop) send(c *eConn, b []byte) {
 
 // flush writes c's pending output (on EPOLLOUT) and lets a peer held back by it read.
 func (l *eLoop) flush(c *eConn) {
-	n, err := unix.Write(c.fd, c.out)
+	n, err := l.d.write(c.fd, c.out)
 	if err != nil {
 		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
 			c.werr = true

@@ -4,6 +4,8 @@
 //
 //	goroutine  a goroutine per client and per server connection over net.Conn (pgmux today)
 //	epoll      -loops event loops (default GOMAXPROCS) over raw non-blocking sockets
+//	epoll-park the same, each loop's epoll descriptor parked in Go's netpoller when idle
+//	epoll-raw  the same as epoll, socket reads and writes with RawSyscall
 //	gnet       github.com/panjf2000/gnet/v2 event loops, server connections enrolled in them
 //
 // The relay answers a client's startup itself (AuthenticationOk, the first server
@@ -65,11 +67,15 @@ func newDriver(name string, r *relay, loops int) (driver, error) {
 	case "goroutine":
 		return &goDriver{cfg: r}, nil
 	case "epoll":
-		return newEpollDriver(r, loops)
+		return newEpollDriver(r, loops, false, false)
+	case "epoll-park":
+		return newEpollDriver(r, loops, true, false)
+	case "epoll-raw":
+		return newEpollDriver(r, loops, false, true)
 	case "gnet":
 		return &gnetDriver{cfg: r, loops: loops}, nil
 	}
-	return nil, fmt.Errorf("unknown driver %q (goroutine, epoll, gnet)", name)
+	return nil, fmt.Errorf("unknown driver %q (goroutine, epoll, epoll-park, epoll-raw, gnet)", name)
 }
 
 func main() {
@@ -84,7 +90,7 @@ func run(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:6432", "address to accept clients on")
 	server := fs.String("server", "host=127.0.0.1 port=5432 user=postgres dbname=postgres sslmode=disable",
 		"pgconn connection string of the server (password from PGPASSWORD)")
-	drv := fs.String("driver", "epoll", "I/O driver: goroutine, epoll, gnet")
+	drv := fs.String("driver", "epoll", "I/O driver: goroutine, epoll, epoll-park, epoll-raw, gnet")
 	pool := fs.Int("pool", 20, "server connections")
 	loops := fs.Int("loops", 0, "event loops (epoll, gnet); 0: GOMAXPROCS")
 	if err := fs.Parse(args); err != nil {

@@ -23,7 +23,7 @@ import (
 // answer; at the end the fake has seen exactly the pool's 2 logins (no server was
 // dropped and replaced).
 func TestRelay(t *testing.T) {
-	for _, drv := range []string{"goroutine", "epoll", "gnet"} {
+	for _, drv := range []string{"goroutine", "epoll", "epoll-park", "epoll-raw", "gnet"} {
 		t.Run(drv, func(t *testing.T) {
 			f := startFakePG(t)
 			ctx, cancel := context.WithCancel(context.Background())
