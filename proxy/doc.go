@@ -30,6 +30,7 @@
 //	every type: pin / lease / forward         relay.go:Session.dispatch -> relay.go:Session.forwardClient
 //	pin or unpin decision (transaction mode)  sticky.go:Session.stickyNeed, sticky.go:classifyText (no I/O)
 //	lease a server, link it                   relay.go:Session.serverFor, relay.go:Session.lease
+//	a waiting client that left                gone.go:Server.dropGoneWaiters, gone.go:Session.leftWhileWaiting
 //	answers expected for what is sent         relay.go:Session.account, respq.go:respQueue.push
 //	'Q' Query                                 query.go:Session.forwardQuery, query.go:Session.inspectQuery
 //	'Q' LISTEN / UNLISTEN shared              listen.go:Session.listenLocally, listen_do.go:Session.listenShared
@@ -39,6 +40,7 @@
 //	'E' of DISCARD ALL / DEALLOCATE [ALL]     stmtclear_ext.go:Session.notePortal, stmtclear_ext.go:Session.executeClear
 //	'P' Parse                                 prepared.go:Session.rewriteParse, unnamed.go:Session.parseUnnamed
 //	'P' of SQL EXECUTE of a client statement  sqlexec_ext.go:Session.execOf, sqlexec_ext.go:Session.execCurrent
+//	'P' 'E' of SQL PREPARE (no pin)           sqlprep_ext.go:Session.prepOf, sqlprep_ext.go:Session.executePrep
 //	'B' Bind                                  prepared.go:Session.rewriteBind
 //	'B' in a failed transaction               failedbind.go:Session.failedBind
 //	'D' Describe, 'C' Close                   prepared.go:Session.rewriteDescribeClose

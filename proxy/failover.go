@@ -120,8 +120,10 @@ func (s *Session) recoverLink(c *pool.Conn, cause error) bool {
 	s.state = ClientIdle
 	s.disarmAll()
 	s.q.each(func(e expect) {
-		if e.reg != nil && (e.kind == 'Q' || e.kind == 'P' && !e.hide) {
-			e.reg.failed.Store(true) // its Parse or PREPARE never completed: no such name
+		if e.reg != nil && (e.kind == 'Q' || (e.kind == 'P' || e.kind == 'E') && !e.hide) {
+			// Its Parse or PREPARE (a Query, or an Execute: sqlprep_ext.go) never
+			// completed: no such name.
+			e.reg.failed.Store(true)
 		}
 	})
 	s.q.reset()

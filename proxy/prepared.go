@@ -261,6 +261,10 @@ func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 // register records a client statement.
 func (s *Session) register(name, query string, types []byte) *stmtDef {
 	text, exec := s.execOf(query)
+	prep := s.prepOf(query)
+	if prep != nil {
+		text = prep.text()
+	}
 	def := newStmtDef(text, append([]byte(nil), types...), s.srv.stmtEpoch.Load())
 	if s.mode != config.PoolModeSession {
 		v := s.classify(query)
@@ -268,6 +272,10 @@ func (s *Session) register(name, query string, types []byte) *stmtDef {
 	}
 	if s.prep != prepPass {
 		def.clear = s.clearOf(query)
+	}
+	if prep != nil {
+		def.pin &^= pinPrepare // the client's statement, made when executed (sqlprep_ext.go)
+		def.clear.prep = prep
 	}
 	if exec != nil {
 		withExec(def, exec)
@@ -342,6 +350,9 @@ func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	b, es := s.prepareOn(c, st, def, stale, b, false)
 	es[len(es)-1].hide = false // the client asked for this Parse: it sees ParseComplete
 	es[len(es)-1].reg = def
+	if p := def.clear.prep; p != nil {
+		es[len(es)-1].fix = p.fix() // its syntax errors, at the client's positions
+	}
 	return s.send(c, b, append(pre, es...)...)
 }
 
@@ -484,8 +495,10 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 // after the error has already been relayed, so this runs both when the error arrives and
 // when the ReadyForQuery retires what was left unanswered. s.mu is held.
 func forgetSkipped(st *serverState, e expect) {
-	if e.reg != nil && e.kind == 'P' && !e.hide {
-		e.reg.failed.Store(true) // the client's Parse did not happen
+	if e.reg != nil && (e.kind == 'P' || e.kind == 'E') && !e.hide {
+		// The client's Parse did not happen, or its Execute of a SQL PREPARE
+		// (sqlprep_ext.go).
+		e.reg.failed.Store(true)
 	}
 	if st == nil || e.stmt == "" {
 		return

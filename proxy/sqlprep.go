@@ -36,12 +36,11 @@ import (
 // The server's errors are made to read as the client's: pgmux's names in them become the
 // client's and error positions are moved back (errfix.go). In a failed transaction the
 // statements go to the server as written: it refuses them (25P02), as PostgreSQL does,
-// and nothing changes. What is not rewritten: these statements inside a multi-statement
-// Query (sqlmulti.go gives the server the client's statements under their names instead)
-// or sent with the extended protocol. A PREPARE of a new name there still pins the client
-// to its server (pin reason "prepare"); an EXECUTE sent with the extended protocol of a
-// statement pgmux keeps reaches a server that does not know the client's name and fails
-// with 26000 (a DEALLOCATE sent so is handled by stmtclear_ext.go).
+// and nothing changes. What is not rewritten here: these statements inside a
+// multi-statement Query (sqlmulti.go gives the server the client's statements under their
+// names instead; a PREPARE of a new name there still pins the client, pin reason
+// "prepare") or sent with the extended protocol (PREPARE: sqlprep_ext.go, EXECUTE:
+// sqlexec_ext.go, DEALLOCATE: stmtclear_ext.go).
 // EXPLAIN [options] EXECUTE x is rewritten like EXECUTE x; CREATE TABLE ... AS EXECUTE x
 // is not.
 

@@ -212,6 +212,9 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		if u.pin == 0 && !u.release && u.set == nil {
 			u = s.execNeed(unsafe.String(&query[0], len(query)), u)
 		}
+		if u.pin&pinPrepare != 0 && s.prepOf(unsafe.String(&query[0], len(query))) != nil {
+			u.pin &^= pinPrepare // the client's statement, not the server's (sqlprep_ext.go)
+		}
 		s.unnamedPin, s.unnamedRelease = u.pin, u.release
 		if u.set != nil || s.set.Load() != nil {
 			s.settingsState().unnamed = u.set

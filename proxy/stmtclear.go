@@ -52,17 +52,30 @@ type clearDrop struct {
 	def  *stmtDef // nil: a DEALLOCATE of a name the client did not have (it fails)
 }
 
-// clearOp is what executing a statement does to the client's statement names: all
-// clears every one (DISCARD ALL, DEALLOCATE ALL), name deallocates one.
+// clearOp is what executing a statement does to the client's statement names: name
+// deallocates one, or, as clearAll, every one (DISCARD ALL, DEALLOCATE ALL).
+//
+// Its size counts: the client's unnamed statement holds one in sessionWork, which must
+// stay within its allocation size class (work_test.go), hence clearAll in name rather
+// than a bool of its own.
 type clearOp struct {
-	all  bool
 	name string
 	// exec: the statement is one SQL EXECUTE of a client statement (sqlexec_ext.go); its
 	// Execute's errors name that statement as the client does.
 	exec *stmtExec
+	// prep: the statement is one SQL PREPARE (sqlprep_ext.go); its Execute makes the
+	// client's statement.
+	prep *sqlPrep
 }
 
-func (o clearOp) any() bool { return o.all || o.name != "" || o.exec != nil }
+// clearAll is clearOp.name for a statement that clears every name: no statement name
+// holds a NUL byte (the protocol's names are C strings).
+const clearAll = "\x00all"
+
+func (o clearOp) any() bool { return o.name != "" || o.exec != nil || o.prep != nil }
+
+// all reports whether the statement clears every name.
+func (o clearOp) all() bool { return o.name == clearAll }
 
 // clearOf reports what the statement q, sent in a Parse (one statement), does to the
 // client's statement names when executed.
@@ -76,7 +89,7 @@ func (s *Session) clearOf(q string) clearOp {
 	}
 	switch sts[0].Kind {
 	case sqlscan.KindDiscardAll, sqlscan.KindDeallocateAll:
-		return clearOp{all: true}
+		return clearOp{name: clearAll}
 	case sqlscan.KindDeallocate:
 		if st, ok := sqlStatementFirst(q, s.firstKeyword(q)); ok {
 			return clearOp{name: strings.Clone(st.Name)}

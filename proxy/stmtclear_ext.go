@@ -54,6 +54,12 @@ func (s *Session) executeClear(c *pool.Conn, n int) (bool, error) {
 	if !ok {
 		return false, nil
 	}
+	if op.prep != nil {
+		if m, err = s.rd.Message(n); err != nil {
+			return false, err
+		}
+		return true, s.executePrep(c, op.prep, m)
+	}
 	if op.exec != nil {
 		// An EXECUTE of a client statement (sqlexec_ext.go): its errors name pgmux's.
 		if fix := op.exec.execFix(); fix != nil {
@@ -66,7 +72,7 @@ func (s *Session) executeClear(c *pool.Conn, n int) (bool, error) {
 		return false, nil
 	}
 	var b []byte
-	if op.all {
+	if op.all() {
 		s.staleAll(c)
 		s.noteClear()
 	} else {

@@ -84,8 +84,11 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 			if text, e := s.execOf(unsafe.String(&query[0], len(query))); e != nil {
 				return s.parseUnnamedExec(c, text, e, types)
 			}
+			if p := s.prepOf(unsafe.String(&query[0], len(query))); p != nil {
+				return s.parseUnnamedPrep(c, p, types)
+			}
 			op = s.clearOf(unsafe.String(&query[0], len(query)))
-			if op.all {
+			if op.all() {
 				s.staleAll(c) // harmless if it is never executed
 			}
 		}

@@ -22,13 +22,7 @@ func testExtendedClears(t *testing.T, mode string, m *mux) {
 	ext := func(sql string) []pgproto3.FrontendMessage {
 		return []pgproto3.FrontendMessage{parse("", sql), bind("", ""), execute("", 0)}
 	}
-	cat := func(parts ...[]pgproto3.FrontendMessage) []pgproto3.FrontendMessage {
-		var out []pgproto3.FrontendMessage
-		for _, p := range parts {
-			out = append(out, p...)
-		}
-		return out
-	}
+	cat := joinMsgs
 	one := func(m ...pgproto3.FrontendMessage) []pgproto3.FrontendMessage { return m }
 	sync := one(syncMsg)
 	cases := map[string][]step{

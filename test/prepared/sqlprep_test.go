@@ -3,6 +3,7 @@ package prepared
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -18,27 +19,54 @@ import (
 // pinned (a direct pool of one slot would make pinned clients wait and fail), and the
 // names behave as PostgreSQL's: DEALLOCATE of a missing one is 26000, a second PREPARE
 // is 42P05.
+//
+// The same with the extended protocol (sqlprep_ext.go): pgx's QueryExecModeExec sends each
+// statement as an unnamed Parse, its statement cache as a named one; the Queries of
+// several statements go as simple Queries.
 func TestSQLPrepareManyClients(t *testing.T) {
+	for name, mode := range map[string]pgx.QueryExecMode{"simple": pgx.QueryExecModeSimpleProtocol,
+		"exec": pgx.QueryExecModeExec, "cache_statement": pgx.QueryExecModeCacheStatement} {
+		t.Run(name, func(t *testing.T) { testSQLPrepareManyClients(t, mode) })
+	}
+}
+
+func testSQLPrepareManyClients(t *testing.T, mode pgx.QueryExecMode) {
 	m := startMux(t, setup{poolSize: 5, extra: []string{
 		"admin_users = " + pgtest.AppUser,
 		"direct_pool_size = 1",
-		"query_wait_timeout = 5",
+		"query_wait_timeout = 20", // a pinned client holds the one direct slot for good: the others fail
 	}})
 	db := database(t, m.pg, "sqlprep", "CREATE TABLE items (id int PRIMARY KEY, owner int)",
 		"INSERT INTO items SELECT g, g % 100 FROM generate_series(1, 1000) g")
 	const clients, rounds = 100, 20
 	conns := make([]*pgx.Conn, clients)
 	for i := range conns {
-		conns[i] = m.connect(t, db, pgx.QueryExecModeSimpleProtocol)
+		conns[i] = m.connect(t, db, mode)
+	}
+	// Queries of several statements go as simple Queries whatever the mode.
+	modeFor := func(sql string) pgx.QueryExecMode {
+		if strings.Contains(sql, ";") {
+			return pgx.QueryExecModeSimpleProtocol
+		}
+		return mode
 	}
 	one := func(conn *pgx.Conn, sql string) (string, error) {
 		var v string
-		err := conn.QueryRow(bgCtx(), sql).Scan(&v)
+		err := conn.QueryRow(bgCtx(), sql, modeFor(sql)).Scan(&v)
 		return v, err
 	}
 	exec := func(conn *pgx.Conn, sql string) error {
-		_, err := conn.Exec(bgCtx(), sql)
-		return err
+		if modeFor(sql) == pgx.QueryExecModeSimpleProtocol {
+			_, err := conn.Exec(bgCtx(), sql)
+			return err
+		}
+		// Query, not Exec: pgx sends an Exec without arguments as a simple Query.
+		rows, err := conn.Query(bgCtx(), sql)
+		if err != nil {
+			return err
+		}
+		rows.Close()
+		return rows.Err()
 	}
 	code := func(err error) string {
 		if pe, ok := err.(interface{ SQLState() string }); ok {

@@ -1,0 +1,121 @@
+package proxy
+
+import (
+	"strings"
+
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// SQL PREPARE sent with the extended protocol: a Parse of "PREPARE x [(types)] AS stmt",
+// named or unnamed, then Bind and Execute, as pgx (QueryExecModeExec and the like), JDBC
+// and psycopg send an app's PREPARE. As for a PREPARE sent in a Query (sqlprep.go), the
+// client is not pinned: x becomes one of the client's statements (Session.stmts), which
+// servers prepare under pgmux's name wherever the client executes it (EXECUTE in a
+// Query, in a Parse: sqlexec_ext.go), and DEALLOCATE forgets (stmtclear_ext.go).
+//
+// Servers get the client's Parse with pgmux_noop in place of x ("PREPARE pgmux_noop AS
+// stmt"): PostgreSQL analyses a PREPARE's statement only when it is executed, so the
+// Parse answers as the client's would (a syntax error, its position moved back to the
+// client's text). Each Execute of such a portal goes after a hidden Close of pgmux_noop
+// and, when the client already has x, a hidden Parse of an empty pgmux_noop: the server
+// then answers the Execute as PostgreSQL would for x, with CommandComplete PREPARE, the
+// statement's own errors or 42P05 for the duplicate, naming x. x is registered when the
+// Execute is sent and forgotten if the server fails or skips it (expect.reg), so a
+// pipelined EXECUTE x behind it finds it. In a failed transaction the server refuses
+// the Execute (25P02) and nothing is registered. Only in cache mode (where the Query
+// form is rewritten too); in unnamed mode (prepared_statement_mode) such a PREPARE
+// still pins the client (pin reason "prepare").
+
+// sqlPrep is the client's SQL PREPARE in a Parse: executing it makes the client's
+// statement name.
+type sqlPrep struct {
+	name       string // the client's statement name
+	body       string // the statement prepared
+	types      string // its parameter type list as written, parenthesized, or ""
+	orig       string // the client's text
+	start, end int    // the name token in orig
+}
+
+// prepOf reports whether q, the text of a Parse, is one SQL PREPARE that the session
+// handles without pinning, and returns it.
+func (s *Session) prepOf(q string) *sqlPrep {
+	if s.prep != prepCache {
+		return nil
+	}
+	kw := s.firstKeyword(q)
+	if !strings.EqualFold(kw, "prepare") {
+		return nil
+	}
+	st, ok := sqlStatementFirst(q, kw)
+	if !ok || st.Kind != sqlscan.KindPrepare {
+		return nil
+	}
+	types := ""
+	if len(st.ParamTypes) > 0 {
+		types = "(" + strings.Join(st.ParamTypes, ", ") + ")"
+	}
+	return &sqlPrep{name: strings.Clone(st.Name), body: strings.Clone(st.PrepareBody), types: types,
+		orig: strings.Clone(q), start: st.start, end: st.end}
+}
+
+// text is the PREPARE servers get: pgmux_noop in place of the client's name.
+func (p *sqlPrep) text() string { return p.orig[:p.start] + noopStmt + p.orig[p.end:] }
+
+// fix makes a server's error about text read as one about the client's.
+func (p *sqlPrep) fix() *errFix {
+	at, delta := positionFix(p.orig, p.start, p.end, noopStmt)
+	return &errFix{from: noopStmt, to: p.name, at: at, delta: delta}
+}
+
+// parseUnnamedPrep sends the client's Parse of an unnamed PREPARE with pgmux_noop in
+// place of its name.
+func (s *Session) parseUnnamedPrep(c *pool.Conn, p *sqlPrep, types []byte) error {
+	body := wire.AppendString(nil, p.text())
+	body = append(body, types...)
+	b, start := wire.Begin(s.scratch[:0], 'P')
+	b = append(b, 0)
+	b = append(b, body...)
+	b = wire.Finish(b, start)
+	s.unnamed.record(body)
+	s.unnamed.clear = clearOp{prep: p}
+	err := s.send(c, b, expect{kind: 'P', fix: p.fix()})
+	s.keepScratch(b)
+	return err
+}
+
+// executePrep sends the client's Execute of a portal of a SQL PREPARE (m, the whole
+// message), registering the client's statement. The Execute's expect is queued (account).
+func (s *Session) executePrep(c *pool.Conn, p *sqlPrep, m []byte) error {
+	s.mu.Lock()
+	skipping := s.errSkip
+	s.mu.Unlock()
+	if skipping {
+		return s.writeScratch(c, append(s.scratch[:0], m...)) // the server skips it
+	}
+	b := closeMsg(s.scratch[:0], 'S', noopStmt)
+	es := []expect{{kind: 'C', hide: true}}
+	var def *stmtDef
+	if s.lookupStmt([]byte(p.name)) != nil {
+		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt) // 42P05, as for x
+		es = append(es, expect{kind: 'P', hide: true})
+	} else {
+		def = newSQLStmtDef(p.body, p.types, s.srv.stmtEpoch.Load())
+		v := s.classify(def.query)
+		def.pin, def.release, def.set = v.pin, v.release, v.set
+		def.checked.Store(true) // if the server refuses the PREPARE, it is marked failed
+		s.noteDDL(def.query)
+		s.keep(p.name, def)
+	}
+	s.mu.Lock()
+	s.q.pushBeforeTail(es...)
+	if e := s.q.tail(); e != nil && e.kind == 'E' {
+		e.fix, e.reg = p.fix(), def
+	}
+	s.mu.Unlock()
+	if l := s.linkLog(c); l != nil {
+		l.skip('E') // not replayed (retry.go)
+	}
+	return s.writeScratch(c, append(b, m...))
+}
