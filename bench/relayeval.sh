@@ -9,6 +9,9 @@
 #   PGMUX_BIN=/path/to/pgmux bench/relayeval.sh
 #   bench/relayeval.sh --syscalls       # only: each pooler's syscalls per transaction (strace -c
 #                                       # on all its threads, -M simple, 50 clients, 10000 tx)
+#   bench/relayeval.sh --instr          # only: each pooler's user-space instructions per
+#                                       # transaction under callgrind, as bench/instr.sh counts
+#                                       # them (BENCH_TX, default 4000; 50 clients)
 #
 # Targets: pgbouncer (Debian's /usr/sbin/pgbouncer), pgmux (./cmd/pgmux of this tree or
 # PGMUX_BIN), re-goroutine (a goroutine per connection), re-epoll (own epoll loops,
@@ -33,12 +36,14 @@ cd "$BENCH_ROOT"
 
 REPS=3
 SYSCALLS=0
+INSTR=0
 while (($# > 0)); do
 	case $1 in
 	--reps) REPS=$2; shift ;;
 	--syscalls) SYSCALLS=1 ;;
+	--instr) INSTR=1 ;;
 	--keep) BENCH_KEEP_TMP=1 ;;
-	-h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,30p' "$0"; exit 0 ;;
 	*) die "unknown argument $1 (try --help)" ;;
 	esac
 	shift
@@ -76,6 +81,85 @@ CONF=$BENCH_TMP/conf
 mkdir -p "$CONF"
 scram_logins "$PASSWORD" "$CONF/userlist.txt"
 pgbench_init 10
+SERVER="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres sslmode=disable"
+
+# instr_cmd TARGET PORT DIR: the command line of TARGET under callgrind (dump in DIR/cg.out).
+instr_cmd() {
+	local t=$1 port=$2 dir=$3
+	local vg=(valgrind --tool=callgrind --cache-sim=no --branch-sim=no --callgrind-out-file="$dir/cg.out")
+	case $t in
+	pgbouncer)
+		write_pooler_ini "$dir/p.ini" "$port" "$CONF/userlist.txt"
+		INSTR_CMD=("${vg[@]}" /usr/sbin/pgbouncer "$dir/p.ini") ;;
+	pgmux)
+		write_pooler_ini "$dir/p.ini" "$port" "$CONF/userlist.txt"
+		INSTR_CMD=(env GODEBUG=asyncpreemptoff=1 "${vg[@]}" "$BENCH_TMP/bin/pgmux" "$dir/p.ini") ;;
+	re-goroutine | re-epoll | re-gnet)
+		INSTR_CMD=(env GODEBUG=asyncpreemptoff=1 GOMAXPROCS=2 "${vg[@]}" "$BENCH_TMP/bin/relayeval" -driver "${t#re-}"
+			-listen "127.0.0.1:$port" -server "$SERVER" -pool $POOL_SIZE) ;;
+	*) die "--instr: no target $t" ;;
+	esac
+}
+
+ir_of() { awk '/^(summary|totals):/ {print $2; exit}' "$1" 2>/dev/null; }
+
+pgb_n() { # PORT MODE TX_PER_CLIENT
+	"$PGBENCH" -n -S -M "$2" -c 50 -j 2 -t "$3" -h 127.0.0.1 -p "$1" -U postgres postgres </dev/null >/dev/null 2>&1
+}
+
+# instr_point TARGET MODE: TARGET's instructions per transaction under callgrind, from two
+# counts of TX/2 and TX transactions (each with its own 50 logins: the difference over
+# TX/2 is the transactions' work alone), as bench/instr.sh counts pgmux's. A Go target is
+# counted with callgrind_control's dumps (callgrind fails on the signal that would stop
+# it); PgBouncer, which callgrind_control cannot reach while it waits in epoll_wait, is
+# counted over two whole lifetimes (the same start, warm-up and shutdown in both).
+instr_point() {
+	local t=$1 mode=$2 tx=${BENCH_TX:-4000} port dir half full n
+	if [[ $t == pgbouncer ]]; then
+		for n in $((tx / 2)) "$tx"; do
+			port=$(free_port "$PG_PORT")
+			dir=$BENCH_TMP/instr-$t-$mode-$n
+			mkdir -p "$dir"
+			is_root && chown postgres:postgres "$dir"
+			instr_cmd "$t" "$port" "$dir"
+			start_pooler "pgbouncer-instr-$mode-$n" "$port" "${INSTR_CMD[@]}"
+			pgb_n "$port" "$mode" 10 || die "warm-up through $t failed"
+			pgb_n "$port" "$mode" $((n / 50)) || die "pgbench through $t failed"
+			stop_pooler "$POOLER_PID" "$port"
+			if [[ $n == "$tx" ]]; then full=$(ir_of "$dir/cg.out"); else half=$(ir_of "$dir/cg.out"); fi
+		done
+	else
+		port=$(free_port "$PG_PORT")
+		dir=$BENCH_TMP/instr-$t-$mode
+		mkdir -p "$dir"
+		instr_cmd "$t" "$port" "$dir"
+		start_pooler "$t-instr-$mode" "$port" "${INSTR_CMD[@]}"
+		pgb_n "$port" "$mode" 10 || die "warm-up through $t failed"
+		callgrind_control -z "$POOLER_PID" >/dev/null 2>&1
+		pgb_n "$port" "$mode" $((tx / 2 / 50)) || die "pgbench through $t failed"
+		callgrind_control -d "$POOLER_PID" >/dev/null 2>&1
+		pgb_n "$port" "$mode" $((tx / 50)) || die "pgbench through $t failed"
+		callgrind_control -d "$POOLER_PID" >/dev/null 2>&1
+		half=$(ir_of "$dir/cg.out.1") full=$(ir_of "$dir/cg.out.2")
+		stop_pooler "$POOLER_PID" "$port"
+	fi
+	[[ -n $half && -n $full ]] || die "no callgrind counts for $t"
+	rm -f "$BENCH_TMP"/instr-*/cg.out*
+	printf '| %s | %s | %s |\n' "$t" "$mode" "$(awk -v a="$half" -v b="$full" -v n="$tx" 'BEGIN {printf "%.0f", (b - a) / (n / 2)}')"
+}
+
+if ((INSTR)); then
+	command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || die "--instr needs valgrind"
+	log "instructions per transaction (callgrind, 50 clients, BENCH_TX=${BENCH_TX:-4000}; load $(cut -d' ' -f1-3 /proc/loadavg))"
+	printf '| target | mode | instructions per transaction |\n|---|---|--:|\n'
+	for mode in "${MODES[@]}"; do
+		for t in "${TARGETS[@]}"; do
+			[[ $t == re-epoll1 ]] && continue # under valgrind one thread runs at a time anyway
+			instr_point "$t" "$mode"
+		done
+	done
+	exit 0
+fi
 
 declare -A PORT PID
 taken=("$PG_PORT")
@@ -83,7 +167,6 @@ for t in "${TARGETS[@]}"; do
 	PORT[$t]=$(free_port "${taken[@]}")
 	taken+=("${PORT[$t]}")
 done
-SERVER="host=127.0.0.1 port=$PG_PORT user=postgres dbname=postgres sslmode=disable"
 for t in "${TARGETS[@]}"; do
 	p=${PORT[$t]}
 	case $t in
