@@ -43,7 +43,7 @@ while (($# > 0)); do
 	--syscalls) SYSCALLS=1 ;;
 	--instr) INSTR=1 ;;
 	--keep) BENCH_KEEP_TMP=1 ;;
-	-h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,29p' "$0"; exit 0 ;;
 	*) die "unknown argument $1 (try --help)" ;;
 	esac
 	shift
