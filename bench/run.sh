@@ -329,7 +329,7 @@ if $OFFICIAL && [[ $RESULTS == "$BENCH_ROOT/bench/results" ]]; then
 fi
 "$BENCH_TMP/bin/report" -raw "$RESULTS/raw.tsv" -idle "$RESULTS/idle.tsv" -out "$RESULTS" "${readme_args[@]}" \
 	-meta "mode=$MODE" -meta "reps=$REPS" -meta "elapsed=${ELAPSED}s" -meta "auth=scram-verifier" \
-	-meta "pgmux=${PGMUX_BIN:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- . 2>/dev/null || echo +dirty)}" \
+	-meta "pgmux=${PGMUX_BIN:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- . ':!bench/results' ':!README.md' 2>/dev/null || echo +dirty)}" \
 	-meta "pgbouncer=$PGB_VERSION" -meta "postgres=$("$PGBIN/postgres" --version | awk '{print $3}')" \
 	-meta "cpus=$(nproc)" -meta "kernel=$(uname -r)" -meta "date=$(date -u +%Y-%m-%dT%H:%MZ)"
 cat "$RESULTS/latest.md"
