@@ -1086,7 +1086,10 @@ func assertEventually(cond func() bool) bool {
 func TestFailoverTimeoutBoundsRequeuedWaiters(t *testing.T) {
 	t.Parallel()
 	target := &pool.Target{Host: "127.0.0.1", Port: closedPort(t), Database: pgtest.AppDB, User: pgtest.AppUser}
-	p := newPool(t, pool.Options{Size: 2, LoginRetry: 50 * time.Millisecond, FailoverTimeout: 500 * time.Millisecond,
+	// LoginRetry must outlast the gap between the two calls below (the second one queues
+	// only while the pool backs off after the first failure); 50 ms was exceeded under
+	// -race at a load average of 30 and the second call dialed at once.
+	p := newPool(t, pool.Options{Size: 2, LoginRetry: 400 * time.Millisecond, FailoverTimeout: 1500 * time.Millisecond,
 		Target: func() *pool.Target { return target }})
 	_, err := p.AcquireTimeout(newLessee(), time.Minute)
 	require.Error(t, err, "the first client to find the server down is told at once")
@@ -1095,7 +1098,7 @@ func TestFailoverTimeoutBoundsRequeuedWaiters(t *testing.T) {
 	_, err = p.AcquireTimeout(newLessee(), time.Minute) // queues, retries, fails, queues again
 	require.ErrorIs(t, err, pool.ErrWaitTimeout)
 	waited := time.Since(start)
-	require.GreaterOrEqual(t, waited, 500*time.Millisecond)
+	require.GreaterOrEqual(t, waited, 1500*time.Millisecond)
 	require.Less(t, waited, 5*time.Second, "bounded by FailoverTimeout, not the minute")
 	require.GreaterOrEqual(t, p.Stats().ConnectFailures, uint64(2), "it dialed again before giving up")
 }
