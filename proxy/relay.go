@@ -62,6 +62,7 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 		s.askFence(b, typ) // a listening client's request (listen_fence.go)
 	}
 	if s.entry.multi.Load() {
+		s.awaitReplicaUnlink()
 		// A multi-host database's client may have lost its server in a failover.
 		handled, err := s.answerAborted(typ, n)
 		if err != nil {

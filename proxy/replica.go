@@ -586,3 +586,38 @@ func errorCode(body []byte) string {
 	})
 	return code
 }
+
+// maxReplicaUnlinkWait bounds awaitReplicaUnlink.
+const maxReplicaUnlinkWait = 200 * time.Millisecond
+
+// awaitReplicaUnlink: a standby's ReadyForQuery reaches the client before the server's
+// reader settles the link (onReady writes it, then settle releases the standby). A
+// request the client sends at once can be read in between; dispatched then, it would go
+// to that standby without being routed: a write would get the standby's 25006, a read
+// that needs the primary would not be held and retried. So a request that finds its
+// client still linked to a standby whose answer is complete (status 'I', nothing
+// pending) waits, bounded, for the link to end. Multi-host databases only; the session
+// goroutine calls it.
+func (s *Session) awaitReplicaUnlink() {
+	var deadline time.Time
+	for {
+		s.mu.Lock()
+		ending := s.server != nil && s.onReplica && s.txStatus == 'I' && s.pending == 0 && s.q.len() == 0
+		wake := s.q.wakeChan()
+		s.mu.Unlock()
+		if !ending || s.closed.Load() {
+			return
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(maxReplicaUnlinkWait)
+		} else if time.Now().After(deadline) {
+			return
+		}
+		t := time.NewTimer(time.Millisecond)
+		select {
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
