@@ -2,9 +2,10 @@ package pool
 
 import (
 	"errors"
-	"net"
 	"syscall"
 	"time"
+
+	"github.com/pgmux/pgmux/protocol/wire"
 )
 
 // peekAfter is how long a connection must have sat idle before a lease looks at its
@@ -23,23 +24,15 @@ func (c *Conn) idleBroken() bool {
 	if time.Since(c.LastUsed()) < peekAfter {
 		return false
 	}
-	nc, tls := c.nc, false
-	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
-		nc, tls = u.NetConn(), true
-	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
 	var b [1]byte
 	n, perr := 0, error(nil)
-	if err := rc.Control(func(fd uintptr) {
-		n, _, perr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	}); err != nil {
+	tls, err := wire.ControlSocket(c.nc, func(fd int) {
+		n, _, perr = syscall.Recvfrom(fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	})
+	switch {
+	case errors.Is(err, wire.ErrNoSocket):
+		return false
+	case err != nil:
 		return true // closed under us
 	}
 	switch {

@@ -3,9 +3,9 @@ package proxy
 import (
 	"errors"
 	"net"
-	"syscall"
 
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/wire"
 )
 
 // A client that leaves while its request waits for a server: the request is dropped,
@@ -74,19 +74,12 @@ func (s *Session) peerClosedShared() bool {
 // peerClosed reports whether nc's peer has closed its side or reset the connection; one
 // non-blocking system call that consumes nothing.
 func peerClosed(nc net.Conn) bool {
-	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
-		nc = u.NetConn() // TLS: the socket under it
-	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
 	gone := false
-	if err := rc.Control(func(fd uintptr) { gone = fdPeerClosed(int(fd)) }); err != nil {
+	_, err := wire.ControlSocket(nc, func(fd int) { gone = fdPeerClosed(fd) })
+	switch {
+	case errors.Is(err, wire.ErrNoSocket):
+		return false
+	case err != nil:
 		return true // closed under us
 	}
 	return gone

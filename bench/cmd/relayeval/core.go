@@ -138,6 +138,23 @@ type link struct {
 	open bool
 }
 
+// frame reads the header of the message at the start of rest, sent by side: n is its
+// length field (the message takes n+1 bytes), or -1 when rest does not hold it whole;
+// need is then the whole message's length when its header is there (0 when not).
+func frame(rest []byte, side string) (n, need int, err error) {
+	if len(rest) < 5 {
+		return -1, 0, nil
+	}
+	n = int(binary.BigEndian.Uint32(rest[1:]))
+	if n < 4 || n > maxMessageLen {
+		return -1, 0, fmt.Errorf("%w: %s message %q length %d", errProtocol, side, rest[0], n)
+	}
+	if len(rest) < n+1 {
+		return -1, n + 1, nil
+	}
+	return n, 0, nil
+}
+
 // scanClient walks the whole messages at the start of b, counting those that end in a
 // ReadyForQuery (Query, Sync). It returns fwd, the bytes of whole messages to forward,
 // and terminate when a Terminate ('X') came: fwd then stops before it and the client is to
@@ -146,15 +163,9 @@ type link struct {
 func (l *link) scanClient(b []byte) (fwd int, terminate bool, need int, err error) {
 	for {
 		rest := b[fwd:]
-		if len(rest) < 5 {
-			return fwd, false, 0, nil
-		}
-		n := int(binary.BigEndian.Uint32(rest[1:]))
-		if n < 4 || n > maxMessageLen {
-			return fwd, false, 0, fmt.Errorf("%w: client message %q length %d", errProtocol, rest[0], n)
-		}
-		if len(rest) < n+1 {
-			return fwd, false, n + 1, nil
+		n, need, err := frame(rest, "client")
+		if n < 0 || err != nil {
+			return fwd, false, need, err
 		}
 		switch rest[0] {
 		case 'X':
@@ -176,15 +187,9 @@ func (l *link) scanClient(b []byte) (fwd int, terminate bool, need int, err erro
 func (l *link) scanServer(b []byte) (fwd int, release bool, need int, err error) {
 	for {
 		rest := b[fwd:]
-		if len(rest) < 5 {
-			return fwd, false, 0, nil
-		}
-		n := int(binary.BigEndian.Uint32(rest[1:]))
-		if n < 4 || n > maxMessageLen {
-			return fwd, false, 0, fmt.Errorf("%w: server message %q length %d", errProtocol, rest[0], n)
-		}
-		if len(rest) < n+1 {
-			return fwd, false, n + 1, nil
+		n, need, err := frame(rest, "server")
+		if n < 0 || err != nil {
+			return fwd, false, need, err
 		}
 		fwd += n + 1
 		if rest[0] == 'Z' && n == 5 {
