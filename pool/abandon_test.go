@@ -19,12 +19,12 @@ func TestAbandon(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(p.Close)
 
-	held, err := p.AcquireTimeout(&skipLessee{}, 10*time.Second)
+	held, err := p.AcquireTimeout(&skipLessee{}, time.Now(), 10*time.Second)
 	require.NoError(t, err)
 	gone, next := &skipLessee{name: "gone"}, &skipLessee{name: "next"}
 	goneErr := make(chan error, 1)
 	go func() {
-		c, err := p.AcquireTimeout(gone, 30*time.Second)
+		c, err := p.AcquireTimeout(gone, time.Now(), 30*time.Second)
 		if c != nil {
 			c.Release(false)
 		}
@@ -33,7 +33,7 @@ func TestAbandon(t *testing.T) {
 	require.Eventually(t, func() bool { return p.Stats().Waiting == 1 }, 10*time.Second, 5*time.Millisecond)
 	nextGot := make(chan *Conn, 1)
 	go func() {
-		c, _ := p.AcquireTimeout(next, 30*time.Second)
+		c, _ := p.AcquireTimeout(next, time.Now(), 30*time.Second)
 		nextGot <- c
 	}()
 	require.Eventually(t, func() bool { return p.Stats().Waiting == 2 }, 10*time.Second, 5*time.Millisecond)

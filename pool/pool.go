@@ -152,7 +152,10 @@ func (p *Pool) Options() Options {
 
 // TryAcquire leases an idle connection to l if one is ready and needs no health check,
 // without waiting or dialing. It is the allocation-free fast path in front of Acquire.
-func (p *Pool) TryAcquire(l Lessee) *Conn {
+func (p *Pool) TryAcquire(l Lessee) *Conn { return p.TryAcquireAt(l, time.Now()) }
+
+// TryAcquireAt is TryAcquire with the caller's clock reading, made just before.
+func (p *Pool) TryAcquireAt(l Lessee, now time.Time) *Conn {
 	p.mu.Lock()
 	if p.closed || p.paused || len(p.waiters) > 0 {
 		p.mu.Unlock()
@@ -163,15 +166,15 @@ func (p *Pool) TryAcquire(l Lessee) *Conn {
 		p.mu.Unlock()
 		return nil
 	}
-	fresh := (p.opts.CheckQuery == "" || time.Since(c.LastUsed()) < p.opts.CheckDelay) &&
-		(p.opts.Lifetime <= 0 || time.Since(c.Created) <= p.opts.Lifetime)
+	fresh := (p.opts.CheckQuery == "" || now.Sub(c.LastUsed()) < p.opts.CheckDelay) &&
+		(p.opts.Lifetime <= 0 || now.Sub(c.Created) <= p.opts.Lifetime)
 	if !fresh {
 		p.idle = append(p.idle, c)
 		p.mu.Unlock()
 		return nil
 	}
 	p.mu.Unlock()
-	if c.idleBroken() || !p.lease(c, l) {
+	if c.idleBroken() || !p.leaseAt(c, l, now) {
 		return nil // a broken one is left to its reader, which removes it
 	}
 	return c
@@ -183,16 +186,23 @@ func (p *Pool) Acquire(ctx context.Context, l Lessee) (*Conn, error) {
 }
 
 // AcquireTimeout is Acquire with a wait limit, without a context: one timer per pool
-// expires its waiters, so leasing costs no timer or context per call.
-func (p *Pool) AcquireTimeout(l Lessee, timeout time.Duration) (*Conn, error) {
+// expires its waiters, so leasing costs no timer or context per call. start is when the
+// caller began to wait (its own clock reading, so the pool needs none): the limit runs
+// from there, and so does the wait the pool's statistics count.
+func (p *Pool) AcquireTimeout(l Lessee, start time.Time, timeout time.Duration) (*Conn, error) {
 	var deadline time.Time
 	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
+		deadline = start.Add(timeout)
 	}
-	return p.acquire(context.Background(), deadline, l)
+	return p.acquireFrom(context.Background(), start, deadline, l)
 }
 
 func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn, error) {
+	return p.acquireFrom(ctx, time.Time{}, deadline, l)
+}
+
+// acquireFrom is acquire for a caller that began to wait at start (zero: now).
+func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Lessee) (*Conn, error) {
 	// woken: a waiter was told that capacity was freed; it may dial even though others
 	// still queue behind it, or the freed capacity would go unused.
 	woken := false
@@ -248,7 +258,10 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 			return c, nil
 		}
 		w := waiterPool.Get().(*waiter)
-		w.since, w.deadline, w.expired, w.l, w.abandoned = time.Now(), deadline, false, l, false
+		if start.IsZero() {
+			start = time.Now()
+		}
+		w.since, w.deadline, w.expired, w.l, w.abandoned = start, deadline, false, l, false
 		p.waiters = append(p.waiters, w)
 		if !deadline.IsZero() {
 			p.armExpiryLocked(deadline)
@@ -279,7 +292,8 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 			woken = true
 			continue
 		}
-		if !p.lease(c, l) {
+		// Handed over by putIdleLocked, which marked it active and used at its clock reading.
+		if !p.leaseAt(c, l, time.Time{}) {
 			woken = true // it broke before it could be leased; its removal frees the slot
 			continue
 		}
@@ -518,7 +532,11 @@ func (p *Pool) healthy(ctx context.Context, c *Conn) bool {
 
 // lease hands c to l; it fails when c's reader has already found c broken while idle
 // (the caller then leases another).
-func (p *Pool) lease(c *Conn, l Lessee) bool {
+func (p *Pool) lease(c *Conn, l Lessee) bool { return p.leaseAt(c, l, time.Now()) }
+
+// leaseAt is lease with the caller's clock reading; a zero one leaves c's last use as it
+// is (a connection handed to a waiter was marked at the handover).
+func (p *Pool) leaseAt(c *Conn, l Lessee, now time.Time) bool {
 	var box *lesseeBox
 	if b, ok := l.(boxedLessee); ok {
 		box = b.LeaseBox() // no allocation per lease
@@ -530,7 +548,9 @@ func (p *Pool) lease(c *Conn, l Lessee) bool {
 		return false
 	}
 	c.state.Store(int32(StateActive))
-	c.lastUsed.Store(time.Now().UnixNano())
+	if !now.IsZero() {
+		c.lastUsed.Store(now.UnixNano())
+	}
 	return true
 }
 

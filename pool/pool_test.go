@@ -562,7 +562,7 @@ func TestAcquireTimeoutUnderReachedLimit(t *testing.T) {
 		start := time.Now()
 		done := make(chan error, 1)
 		go func() {
-			c, err := p.AcquireTimeout(newLessee(), 300*time.Millisecond)
+			c, err := p.AcquireTimeout(newLessee(), time.Now(), 300*time.Millisecond)
 			if c != nil {
 				c.Release(false)
 			}
@@ -1091,11 +1091,11 @@ func TestFailoverTimeoutBoundsRequeuedWaiters(t *testing.T) {
 	// -race at a load average of 30 and the second call dialed at once.
 	p := newPool(t, pool.Options{Size: 2, LoginRetry: 400 * time.Millisecond, FailoverTimeout: 1500 * time.Millisecond,
 		Target: func() *pool.Target { return target }})
-	_, err := p.AcquireTimeout(newLessee(), time.Minute)
+	_, err := p.AcquireTimeout(newLessee(), time.Now(), time.Minute)
 	require.Error(t, err, "the first client to find the server down is told at once")
 
 	start := time.Now()
-	_, err = p.AcquireTimeout(newLessee(), time.Minute) // queues, retries, fails, queues again
+	_, err = p.AcquireTimeout(newLessee(), time.Now(), time.Minute) // queues, retries, fails, queues again
 	require.ErrorIs(t, err, pool.ErrWaitTimeout)
 	waited := time.Since(start)
 	require.GreaterOrEqual(t, waited, 1500*time.Millisecond)

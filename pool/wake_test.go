@@ -43,7 +43,7 @@ func TestClusterChangeWakesWaiters(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(p.Close)
 
-	c, err := p.AcquireTimeout(&skipLessee{}, 10*time.Second) // the pool now follows cl
+	c, err := p.AcquireTimeout(&skipLessee{}, time.Now(), 10*time.Second) // the pool now follows cl
 	require.NoError(t, err)
 	c.Release(false)
 	c.closeFor(errors.New("test: make the next clients dial"))
@@ -57,7 +57,7 @@ func TestClusterChangeWakesWaiters(t *testing.T) {
 	got := make(chan error, 2)
 	for range 2 {
 		go func() {
-			c, err := p.AcquireTimeout(&skipLessee{}, 30*time.Second)
+			c, err := p.AcquireTimeout(&skipLessee{}, time.Now(), 30*time.Second)
 			if err == nil {
 				defer c.Release(false)
 			}

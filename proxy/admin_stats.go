@@ -27,8 +27,8 @@ type sessionOps struct {
 	xactTime       time.Duration
 	queryTime      time.Duration
 	qStart, xStart monoTime // start of the request and transaction in progress, or zero
-	obs            *poolObservers
-	retired        bool // folded into the server's retired totals; guarded by both locks
+	obs       *poolObservers
+	retired   bool // folded into the server's retired totals; guarded by both locks
 }
 
 // totals are a pool's cumulative counters (SHOW STATS_TOTALS, the _total metrics).
@@ -74,8 +74,9 @@ func (s *Session) sessionTotals() totals {
 }
 
 // noteSend runs, with s.mu held, for every client message about to be forwarded to the
-// linked server, before account updates pending and unsynced.
-func (s *Session) noteSend(typ byte) {
+// linked server, before account updates pending and unsynced. now is the caller's clock
+// reading, or zero for none (one is then made if the message starts a request).
+func (s *Session) noteSend(typ byte, now monoTime) {
 	switch typ {
 	case 'P':
 		s.ops.parses++
@@ -86,7 +87,9 @@ func (s *Session) noteSend(typ byte) {
 		s.ops.binds++
 	}
 	if s.pending == 0 && !s.unsynced { // the first message of a new request
-		now := monoNow()
+		if now == 0 {
+			now = monoNow()
+		}
 		s.ops.qStart = now
 		if s.txStatus == 'I' {
 			s.ops.xStart = now
@@ -106,7 +109,7 @@ func (s *Session) noteReady(status byte) {
 	obs := s.observers()
 	q := now.sub(s.ops.qStart)
 	s.ops.queryTime += q
-	obs.query.Observe(q.Seconds())
+	obs.query.observe(q)
 	s.ops.qStart = 0
 	if s.pending > 0 || s.unsynced {
 		s.ops.qStart = now // the next pipelined request runs from here
@@ -114,7 +117,7 @@ func (s *Session) noteReady(status byte) {
 	if status == 'I' && s.ops.xStart != 0 {
 		x := now.sub(s.ops.xStart)
 		s.ops.xactTime += x
-		obs.xact.Observe(x.Seconds())
+		obs.xact.observe(x)
 		s.ops.xStart = 0
 	}
 }
@@ -126,7 +129,12 @@ type monoTime int64
 // monoBase is the origin of monoTime, set once at start.
 var monoBase = time.Now()
 
+// monoNow reads the monotonic clock alone (time.Since: one vDSO call, where time.Now makes
+// two, the wall clock's too).
 func monoNow() monoTime { return monoTime(time.Since(monoBase)) + 1 }
+
+// monoOf is t, a clock reading already made, as a monoTime (no clock read).
+func monoOf(t time.Time) monoTime { return monoTime(t.Sub(monoBase)) + 1 }
 
 // sub is the time from u to t.
 func (t monoTime) sub(u monoTime) time.Duration { return time.Duration(t - u) }
@@ -143,7 +151,7 @@ func (t monoTime) Time() time.Time {
 // after waiting for it.
 func (s *Session) noteAcquire(waited time.Duration) {
 	s.ops.assignments++
-	s.observers().wait.Observe(waited.Seconds())
+	s.observers().wait.observe(waited)
 }
 
 // observers returns the session's pool histograms, resolving them once; s.mu is held.

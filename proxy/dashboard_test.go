@@ -93,7 +93,7 @@ func exportedFamilies(t *testing.T) map[string]exportedFamily {
 	for _, c := range rec.collectors {
 		histogram := false
 		switch c.(type) {
-		case *prometheus.HistogramVec, prometheus.Histogram:
+		case *prometheus.HistogramVec, prometheus.Histogram, interface{ HistogramFamily() }:
 			histogram = true
 		}
 		ch := make(chan *prometheus.Desc)

@@ -356,7 +356,7 @@ func (s *Session) acquireFailover(cfg *config.Config, err error) (*pool.Conn, er
 		}
 		s.entry.pool.ClearBackoff()
 		var c *pool.Conn
-		if c, err = s.entry.pool.AcquireTimeout(s, max(time.Until(deadline), time.Millisecond)); err == nil {
+		if c, err = s.entry.pool.AcquireTimeout(s, time.Now(), max(time.Until(deadline), time.Millisecond)); err == nil {
 			return c, nil
 		}
 		if errors.Is(err, pool.ErrWaitTimeout) {

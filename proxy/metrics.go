@@ -14,7 +14,7 @@ import (
 type metrics struct {
 	srv *Server
 
-	wait, query, xact *prometheus.HistogramVec
+	wait, query, xact *latencyVec // latency.go
 	loginFailures     *prometheus.CounterVec
 	errorsSent        *prometheus.CounterVec
 	reloads           *prometheus.CounterVec
@@ -31,7 +31,7 @@ type metrics struct {
 
 // poolObservers are one pool's histograms.
 type poolObservers struct {
-	wait, query, xact prometheus.Observer
+	wait, query, xact *latencyHist
 }
 
 // latencyBuckets span a fast query on a warm pool (sub-millisecond) to a stuck one.
@@ -40,11 +40,7 @@ var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02
 var poolLabels = []string{"database", "user"}
 
 func newMetrics(s *Server) *metrics {
-	hist := func(name, help string) *prometheus.HistogramVec {
-		return prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "pgmux", Subsystem: "pool", Name: name, Help: help, Buckets: latencyBuckets,
-		}, poolLabels)
-	}
+	hist := newLatencyVec
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pgmux", Name: name, Help: help}, labels)
 	}
@@ -120,9 +116,9 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 // observers returns the histograms of one pool.
 func (m *metrics) observers(k poolKey) *poolObservers {
 	return &poolObservers{
-		wait:  m.wait.WithLabelValues(k.db, k.user),
-		query: m.query.WithLabelValues(k.db, k.user),
-		xact:  m.xact.WithLabelValues(k.db, k.user),
+		wait:  m.wait.of(k),
+		query: m.query.of(k),
+		xact:  m.xact.of(k),
 	}
 }
 

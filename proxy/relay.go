@@ -267,7 +267,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	}()
 	for {
 		var err error
-		if c, err = s.lease(cfg); err != nil {
+		if c, err = s.lease(cfg, start); err != nil {
 			s.mu.Lock()
 			if abandoned(err) {
 				s.state = ClientClosed
@@ -307,6 +307,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	}
 	s.lostLease = nil
 	waited := time.Since(start)
+	at := monoOf(start) + monoTime(waited) // the request's start (noteSend): no other reading
 	s.stats.WaitTime += waited
 	s.noteAcquire(waited)
 	s.server, s.pending, s.unsynced, s.errSkip = c, 0, false, false
@@ -322,7 +323,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.syncSettings(c)
 	s.abortOnLink(c)
 	if len(s.deferred) == 0 {
-		s.account(typ)
+		s.accountAt(typ, at)
 		s.mu.Unlock()
 		return c, nil
 	}
@@ -340,14 +341,14 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 // lease leases a server: a standby's for a replica read (replica.go), else an idle one at
 // once, else waiting up to the wait limit (and, for a multi-host database without a
 // primary, failover_timeout).
-func (s *Session) lease(cfg *config.Config) (*pool.Conn, error) {
+func (s *Session) lease(cfg *config.Config, start time.Time) (*pool.Conn, error) {
 	if c := s.acquireReplica(cfg); c != nil {
 		return c, nil
 	}
-	if c := s.entry.pool.TryAcquire(s); c != nil {
+	if c := s.entry.pool.TryAcquireAt(s, start); c != nil {
 		return c, nil
 	}
-	c, err := s.entry.pool.AcquireTimeout(s, s.waitLimit(cfg))
+	c, err := s.entry.pool.AcquireTimeout(s, start, s.waitLimit(cfg))
 	if err != nil && s.entry.multi.Load() && !abandoned(err) {
 		c, err = s.acquireFailover(cfg, err)
 	}
@@ -451,8 +452,11 @@ func (s *Session) forwardClient(c *pool.Conn, typ byte, n int) error {
 
 // account records what a forwarded message means for the link and which answers to
 // expect; s.mu is held. Rewritten statement messages queue their own expectations.
-func (s *Session) account(typ byte) {
-	s.noteSend(typ)
+func (s *Session) account(typ byte) { s.accountAt(typ, 0) }
+
+// accountAt is account with the caller's clock reading (zero: none).
+func (s *Session) accountAt(typ byte, now monoTime) {
+	s.noteSend(typ, now)
 	s.disarm(timerIdleTx)
 	if s.pending == 0 && (typ == 'Q' || typ == 'F' || typ == 'S') {
 		s.arm(timerQuery, s.limits.query)

@@ -382,7 +382,7 @@ func (s *Session) acquireReplica(cfg *config.Config) *pool.Conn {
 	c := p.TryAcquire(s)
 	if c == nil {
 		var err error
-		c, err = p.AcquireTimeout(s, s.waitLimit(cfg))
+		c, err = p.AcquireTimeout(s, time.Now(), s.waitLimit(cfg))
 		if err != nil {
 			s.log().Debug("standby connection unavailable; reading from the primary", zap.Error(err))
 			s.srv.metrics.replicaPrimary(s.dbName, "standby_unavailable")

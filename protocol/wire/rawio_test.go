@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -85,4 +86,75 @@ func TestRawIOIsOnlyTheShim(t *testing.T) {
 		}
 		require.Equal(t, []string{"sysRead", "sysWrite"}, funcs, "%s declares only the shim", path)
 	}
+}
+
+// TestReaderFirstTryAtBoundary covers tryHeader, the first read at a message boundary
+// with nothing buffered, which reads into the header array: the peer's bytes are
+// already waiting in every case here (sent before Next), so that first try is the read
+// that finds them, whole messages, a header alone, part of a header, or the end.
+func TestReaderFirstTryAtBoundary(t *testing.T) {
+	frame := func(typ byte, body string) []byte {
+		f, st := Begin(nil, typ)
+		return Finish(append(f, body...), st)
+	}
+	settle := func() { time.Sleep(20 * time.Millisecond) } // the bytes reach b's receive queue
+	t.Run("several messages waiting", func(t *testing.T) {
+		a, b := tcpPair(t)
+		rd := NewReader(b)
+		q, z := frame('Q', "select 1;"), frame('Z', "I")
+		_, err := a.Write(append(append([]byte{}, q...), z...))
+		require.NoError(t, err)
+		settle()
+		for _, want := range [][]byte{q, z} {
+			typ, n, err := rd.Next()
+			require.NoError(t, err)
+			require.Equal(t, want[0], typ)
+			got, err := rd.Message(n)
+			require.NoError(t, err)
+			require.Equal(t, want, got)
+		}
+		require.Zero(t, rd.Buffered(), "both came in the first try's two reads")
+	})
+	for _, cut := range []int{HeaderLen, 3, 1} {
+		t.Run(fmt.Sprintf("%d bytes waiting, the rest later", cut), func(t *testing.T) {
+			a, b := tcpPair(t)
+			rd := NewReader(b)
+			m := frame('D', "some row bytes")
+			_, err := a.Write(m[:cut])
+			require.NoError(t, err)
+			settle()
+			go func() {
+				time.Sleep(30 * time.Millisecond)
+				_, _ = a.Write(m[cut:])
+			}()
+			typ, n, err := rd.Next()
+			require.NoError(t, err)
+			require.Equal(t, byte('D'), typ)
+			got, err := rd.Message(n)
+			require.NoError(t, err)
+			require.Equal(t, m, got)
+		})
+	}
+	t.Run("the peer already left", func(t *testing.T) {
+		a, b := tcpPair(t)
+		rd := NewReader(b)
+		require.NoError(t, a.Close())
+		settle()
+		_, _, err := rd.Next()
+		require.ErrorIs(t, err, io.EOF)
+		require.Nil(t, rd.buf, "nothing read, no buffer taken")
+	})
+	t.Run("a header, then the peer left", func(t *testing.T) {
+		a, b := tcpPair(t)
+		rd := NewReader(b)
+		_, err := a.Write(frame('D', "cut short")[:HeaderLen+2])
+		require.NoError(t, err)
+		require.NoError(t, a.Close())
+		settle()
+		typ, n, err := rd.Next()
+		require.NoError(t, err)
+		require.Equal(t, byte('D'), typ)
+		_, err = rd.Message(n)
+		require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	})
 }

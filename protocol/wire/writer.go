@@ -10,11 +10,12 @@ import (
 // Writer batches outgoing bytes and writes them when Flush is called or the buffer fills.
 // It holds a pooled buffer only while it has unflushed bytes. Over a plain socket it
 // writes straight to the descriptor (see sysWrite), waiting on the runtime's poller only
-// when the socket is full.
+// when the socket is full. The buffer and the raw write's state are one pooled object
+// (writeOp), so a batch costs one pool round trip, not two.
 type Writer struct {
 	dst io.Writer
 	raw syscall.RawConn // set for plain sockets
-	buf *[]byte
+	op  *writeOp        // the unflushed batch, in op.buf[:n]; nil when there is none
 	n   int
 }
 
@@ -60,16 +61,16 @@ func (w *Writer) Buffered() int { return w.n }
 // go straight to the destination.
 func (w *Writer) Write(p []byte) error {
 	for len(p) > 0 {
-		if w.buf == nil {
+		if w.op == nil {
 			if len(p) >= BufSize {
 				return w.write(p)
 			}
-			w.buf = getBuf()
+			w.op = getOp()
 		}
-		c := copy((*w.buf)[w.n:], p)
+		c := copy(w.op.buf[w.n:], p)
 		w.n += c
 		p = p[c:]
-		if w.n == len(*w.buf) {
+		if w.n == len(w.op.buf) {
 			if err := w.Flush(); err != nil {
 				return err
 			}
@@ -82,16 +83,16 @@ func (w *Writer) Write(p []byte) error {
 // are settled before the write call, so once the peer can have seen the bytes the writer
 // is no longer touched: another goroutine may take it over at that point.
 func (w *Writer) Flush() error {
-	buf, n := w.buf, w.n
-	w.buf, w.n = nil, 0
-	if buf == nil {
+	op, n := w.op, w.n
+	w.op, w.n = nil, 0
+	if op == nil {
 		return nil
 	}
 	var err error
 	if n > 0 {
-		err = w.write((*buf)[:n])
+		err = w.writeOp(op, op.buf[:n])
 	}
-	putBuf(buf)
+	putOp(op)
 	return err
 }
 
@@ -110,38 +111,49 @@ func (w *Writer) WriteNow(p []byte) error {
 	return w.write(p)
 }
 
-// write writes p whole. It reads the writer's fields only before the first byte can
-// reach the peer (see Flush): the raw write's state lives in a pooled op, not in w.
+// write writes p whole, through a pooled op of its own.
 func (w *Writer) write(p []byte) error {
+	op := getOp()
+	err := w.writeOp(op, p)
+	putOp(op)
+	return err
+}
+
+// writeOp writes p whole with op's callback. It reads the writer's fields only before the
+// first byte can reach the peer (see Flush): the raw write's state lives in op, not in w.
+func (w *Writer) writeOp(op *writeOp, p []byte) error {
 	raw, dst := w.raw, w.dst
 	if raw == nil {
 		_, err := dst.Write(p)
 		return err
 	}
-	op := writeOps.Get().(*writeOp)
 	op.p = p
 	err := raw.Write(op.fn)
 	if err == nil {
 		err = op.err
 	}
 	op.p, op.err = nil, nil
-	writeOps.Put(op)
 	return err
 }
 
-// writeOp is one raw write in progress; fn is its callback, a method value made once
-// per op so that a write allocates nothing.
+// writeOp is a batch's buffer and its raw write in progress; fn is the write's callback,
+// a method value made once per op so that a write allocates nothing.
 type writeOp struct {
+	buf []byte // BufSize bytes
 	p   []byte
 	err error
 	fn  func(uintptr) bool
 }
 
 var writeOps = sync.Pool{New: func() any {
-	op := &writeOp{}
+	op := &writeOp{buf: make([]byte, BufSize)}
 	op.fn = op.ready
 	return op
 }}
+
+func getOp() *writeOp { return writeOps.Get().(*writeOp) }
+
+func putOp(op *writeOp) { writeOps.Put(op) }
 
 // ready is called with the descriptor held: it writes until done, an error, or the
 // socket is full (false: the poller waits until it is writable and calls again).
@@ -163,8 +175,8 @@ func (op *writeOp) ready(fd uintptr) bool {
 }
 
 func (w *Writer) release() {
-	if w.buf != nil {
-		putBuf(w.buf)
-		w.buf = nil
+	if w.op != nil {
+		putOp(w.op)
+		w.op = nil
 	}
 }

@@ -105,7 +105,7 @@ func TestWriterWriteNow(t *testing.T) {
 		require.NoError(t, w.Write([]byte("buffered ")))
 		require.NoError(t, w.WriteNow([]byte("now")))
 		require.Zero(t, w.Buffered())
-		require.Nil(t, w.buf, "no buffer is held after WriteNow")
+		require.Nil(t, w.op, "no buffer is held after WriteNow")
 		require.NoError(t, w.WriteNow(nil))
 	}
 	require.Equal(t, "buffered now", plain.String())
