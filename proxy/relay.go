@@ -802,7 +802,7 @@ func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
 }
 
 // prepared records that the server answered e's preparation of e.stmt. s.mu is held.
-func prepared(c *pool.Conn, e expect) {
+func prepared(c *pool.Conn, e answered) {
 	if x := linkOf(c); x != nil {
 		x.stmts.prepared(e.stmt, e.prep)
 	}

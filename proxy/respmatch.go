@@ -10,7 +10,7 @@ package proxy
 // whether the client must not see the message, whether pgmux reads its row, and what
 // the relay must record on the server's state.
 type answerStep struct {
-	head     expect // the request the message belongs to; zero when none is queued
+	head     answered // the request the message belongs to; zero when none is queued
 	queued   bool   // a request was queued
 	popped   bool   // the message completed head, which left the queue
 	hide     bool   // the client must not see the message
@@ -18,6 +18,16 @@ type answerStep struct {
 	prepared bool   // head's preparation of head.stmt is confirmed (stmtcache.go prepared)
 	synced   bool   // head, a hidden settings sync, completed (settings_link.go syncAnswered)
 	checked  bool   // head.reg, the client's statement, parsed fine (stmtDef.checked)
+}
+
+// answered is what the relay reads of the request a server message belongs to: the
+// fields of its expect that answerStep's flags act on, copied out before the request may
+// leave the queue (an expect is 152 bytes; this, 56).
+type answered struct {
+	seq, prep uint32
+	setting   uint8
+	stmt, val string
+	reg       *stmtDef
 }
 
 // answer matches a server message of type typ to the oldest queued request and retires
@@ -32,7 +42,8 @@ func (q *respQueue) answer(typ byte) answerStep {
 		return answerStep{}
 	}
 	head := &q.buf[q.head] // read in place: a copy of an expect is 128 bytes
-	st := answerStep{head: *head, queued: true, hide: head.hide}
+	st := answerStep{queued: true, hide: head.hide, head: answered{seq: head.seq, prep: head.prep,
+		setting: head.setting, stmt: head.stmt, val: head.val, reg: head.reg}}
 	switch typ {
 	case 't':
 		if head.paramsSent {

@@ -251,7 +251,7 @@ func (s *Session) settingsRefused(c *pool.Conn, e expect, pe *pgerr.Error) {
 
 // syncAnswered records the CommandComplete of a hidden query of syncSettings: the server
 // has the value it set, or its default. s.mu is held.
-func syncAnswered(c *pool.Conn, e expect) {
+func syncAnswered(c *pool.Conn, e answered) {
 	if x := linkOf(c); x != nil {
 		x.synced(setOp{name: e.stmt, reset: e.setting == setSyncReset, value: e.val})
 	}

@@ -60,6 +60,10 @@ func (w *Writer) Buffered() int { return w.n }
 // Write appends p, flushing when the buffer fills. Chunks at least as large as the buffer
 // go straight to the destination.
 func (w *Writer) Write(p []byte) error {
+	if op := w.op; op != nil && len(p) < len(op.buf)-w.n { // the usual case: it fits, with room to spare
+		w.n += copy(op.buf[w.n:], p)
+		return nil
+	}
 	for len(p) > 0 {
 		if w.op == nil {
 			if len(p) >= BufSize {
