@@ -36,26 +36,7 @@ read -ra QMODES <<<"${BENCH_MODES:-simple extended}"
 TX=${BENCH_TX:-4000}
 REPS=${BENCH_REPS:-1}
 CLIENTS=50
-command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || die "needs valgrind (apt-get install valgrind)"
-ensure_tools postgresql-15:/usr/lib/postgresql/15/bin/pgbench
-PGBENCH=$(pg_bindir)/pgbench
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
-bench_tmpdir
-BINS=("$@")
-if ((${#BINS[@]} == 0)); then
-	go build -o "$BENCH_TMP/pgmux" ./cmd/pgmux
-	BINS=("$BENCH_TMP/pgmux")
-fi
-
-start_postgres "$BENCH_TMP/pg" "$(free_port)" 300
-CONF=$BENCH_TMP/conf
-mkdir -p "$CONF"
-scram_logins bench-secret "$CONF/userlist.txt"
-pgbench_init 10
-
-# dump_ir FILE: the instructions a callgrind dump counted.
-dump_ir() { awk '/^(summary|totals):/ {print $2; exit}' "$1" 2>/dev/null; }
+callgrind_setup 300 10 "$@"
 
 # per_tx HALF FULL: instructions per transaction from the counts of the two runs.
 per_tx() { awk -v a="$1" -v b="$2" -v n="$TX" 'BEGIN {printf "%.0f", (b - a) / (n / 2)}'; }

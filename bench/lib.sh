@@ -304,3 +304,31 @@ stop_pooler() {
 		sleep 0.1
 	done
 }
+
+# callgrind_setup MAX_CONNECTIONS SCALE [BUILDS...]: what instr.sh and logins.sh share:
+# valgrind and pgbench present, the temp dir, BINS (the builds given, else ./cmd/pgmux
+# built), a throwaway PostgreSQL with pgbench's tables at SCALE, and CONF with a userlist
+# holding the server's SCRAM verifier. Sets PGBENCH, BINS and CONF.
+callgrind_setup() {
+	local maxconn=$1 scale=$2
+	shift 2
+	command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || die "needs valgrind (apt-get install valgrind)"
+	ensure_tools postgresql-15:/usr/lib/postgresql/15/bin/pgbench
+	PGBENCH=$(pg_bindir)/pgbench
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+	bench_tmpdir
+	BINS=("$@")
+	if ((${#BINS[@]} == 0)); then
+		go build -o "$BENCH_TMP/pgmux" ./cmd/pgmux
+		BINS=("$BENCH_TMP/pgmux")
+	fi
+	start_postgres "$BENCH_TMP/pg" "$(free_port)" "$maxconn"
+	CONF=$BENCH_TMP/conf
+	mkdir -p "$CONF"
+	scram_logins bench-secret "$CONF/userlist.txt"
+	pgbench_init "$scale"
+}
+
+# dump_ir FILE: the instructions a callgrind dump counted.
+dump_ir() { awk '/^(summary|totals):/ {print $2; exit}' "$1" 2>/dev/null; }

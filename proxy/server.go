@@ -279,6 +279,7 @@ func (s *Server) accept(ln net.Listener) error {
 }
 
 func (s *Server) serveConn(nc net.Conn) {
+	growLoginStack()
 	n := s.nclients.Add(1)
 	sess := newSession(s, nc, s.nextID.Add(1))
 	sess.run(n)
