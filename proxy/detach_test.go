@@ -151,3 +151,12 @@ func TestFailedParkKeepsWork(t *testing.T) {
 	require.False(t, s.park())
 	require.NotNil(t, s.sessionWork)
 }
+
+// TestParkDelay: the sweep parks after parkAfter only once the server holds
+// parkManyClients clients.
+func TestParkDelay(t *testing.T) {
+	require.Equal(t, parkAfterFew, parkDelay(1))
+	require.Equal(t, parkAfterFew, parkDelay(parkManyClients-1))
+	require.Equal(t, parkAfter, parkDelay(parkManyClients))
+	require.Equal(t, parkAfter, parkDelay(10*parkManyClients))
+}

@@ -202,8 +202,9 @@ func (s *Session) next(skipping bool) (typ byte, n int, park bool, err error) {
 }
 
 // kickIfIdle is the sweep's part: it interrupts the read of a client idle long enough
-// to be parked or to time out. now is the sweep's clock.
-func (s *Session) kickIfIdle(now int64) {
+// to be parked (park: parkDelay's answer for this sweep) or to time out. now is the
+// sweep's clock.
+func (s *Session) kickIfIdle(now int64, park time.Duration) {
 	since := s.idleAt.Load()
 	if since <= 0 {
 		return
@@ -215,7 +216,7 @@ func (s *Session) kickIfIdle(now int64) {
 		s.idleAt.CompareAndSwap(since, now) // busy or in a transaction: not idle yet
 		return
 	}
-	due := (s.canPark() && idle >= parkAfter) || (s.clientIdle > 0 && idle >= s.clientIdle)
+	due := (s.canPark() && idle >= park) || (s.clientIdle > 0 && idle >= s.clientIdle)
 	if due && s.idleAt.CompareAndSwap(since, -since) {
 		_ = s.nc.SetReadDeadline(time.Unix(1, 0))
 	}

@@ -299,8 +299,9 @@ func (s *Server) sweepIdle() {
 		now := time.Now().Unix()
 		s.clock.Store(now)
 		sessions := s.Sessions()
+		park := parkDelay(s.nclients.Load())
 		for _, sess := range sessions {
-			sess.kickIfIdle(now)
+			sess.kickIfIdle(now, park)
 		}
 		s.dropGoneWaiters(sessions)
 	}

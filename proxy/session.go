@@ -441,6 +441,7 @@ func (s *Session) parkSocket() bool {
 
 // resume continues a parked session whose socket became readable (or that must end).
 func (s *Session) resume() {
+	growLoginStack() // the request it resumes for goes as deep as a login (stack.go)
 	s.reattach()
 	s.ensureWork()
 	s.loop()

@@ -105,3 +105,29 @@ func clientID(t *testing.T, adm, conn *pgx.Conn) int64 {
 	require.NotNil(t, r, "no client named %s", name)
 	return num(t, r, "id")
 }
+
+// TestFewClientsKeepTheirGoroutinesLonger: below parkManyClients connected clients, a
+// client idle for a few seconds between requests is not parked (parking and resuming cost
+// its next request a new goroutine and a rebuilt net.Conn); it parks after
+// parkAfterFew. With parkManyClients or more, parkAfter applies (the 2,000-client tests in
+// test/e2e, and TestParkDelay).
+func TestFewClientsKeepTheirGoroutinesLonger(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	a := h.connect(t, "app", "app", true)
+	b := h.connect(t, "app", "app", true)
+	execSQL(t, a, "SELECT 1")
+	execSQL(t, b, "SELECT 1")
+	work := func() int64 {
+		_, rows := show(t, adm, "SHOW MEM")
+		return num(t, rowWhere(rows, "name", "client_work"), "used")
+	}
+	require.Equal(t, int64(3), work(), "two clients and the console hold working state")
+	time.Sleep(3500 * time.Millisecond) // three sweeps past parkAfter
+	require.Equal(t, int64(3), work(), "idle for 3.5 s with 3 clients connected: nothing parked")
+	// parkAfterFew (10 s) from the last query: both clients park and give back their state.
+	require.Eventually(t, func() bool { return work() == 1 }, 15*time.Second, 200*time.Millisecond,
+		"parked (and its working state given back) after parkAfterFew")
+	execSQL(t, a, "SELECT 2") // and resumes
+}
+

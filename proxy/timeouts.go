@@ -28,8 +28,30 @@ const (
 	numTimers
 )
 
-// parkAfter is how long a client must be idle before its goroutine is let go.
-const parkAfter = time.Second
+// parkAfter is how long a client must be idle before its goroutine is let go while the
+// server holds parkManyClients clients or more; below that, parkAfterFew. Parking saves
+// memory (a parked client keeps its descriptor and 320 bytes; a waiting goroutine with its
+// net.Conn and working state, a few KB), but its next request pays a resume: a new
+// goroutine, the net.Conn rebuilt (about a dozen system calls), the working state made
+// again: a transaction of a client idle between requests cost pgmux several times a busy
+// client's (bench/README.md, "Clients idle between requests"). Most deployments hold a
+// few hundred clients that each send a request every few seconds (application pools):
+// they keep their goroutines, at most a few MB in all, and a server holding thousands
+// parks them after a second as before.
+const (
+	parkAfter       = time.Second
+	parkAfterFew    = 10 * time.Second
+	parkManyClients = 1000
+)
+
+// parkDelay is how long an idle client waits before it parks, for the number of clients
+// the server holds now.
+func parkDelay(clients int64) time.Duration {
+	if clients >= parkManyClients {
+		return parkAfter
+	}
+	return parkAfterFew
+}
 
 // timeLimits are the timeouts in force for a session's link, copied from the
 // configuration when it logs in and at each link so the hot path reads no shared state
