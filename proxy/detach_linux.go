@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -18,8 +19,9 @@ import (
 // descriptor with its two deadline timers (which the runtime never hands back to the OS,
 // so their count is the peak of open net.Conns). Parking duplicates the descriptor,
 // closes the net.Conn (the socket lives on under the duplicate) and waits on the
-// duplicate; resume makes a net.Conn of it again (net.FileConn). A client that listens
-// (notifications are written to it while it is parked) keeps its net.Conn.
+// duplicate; resume puts the descriptor back in the runtime's poller under an *os.File
+// (resumedConn). A client that listens (notifications are written to it while it is
+// parked) keeps its net.Conn.
 //
 // Who owns what: s.nc and s.rawFD are written by the session's goroutine (or the one
 // that resumes it) under s.ncMu; other goroutines read them under s.ncMu only
@@ -74,14 +76,13 @@ func (s *Session) reattachLocked() {
 	}
 	s.rawFD = -1
 	s.srv.parker.forget(fd)
-	f := os.NewFile(uintptr(fd), "client")
-	nc, err := net.FileConn(f) // a duplicate of fd, in the runtime's poller
-	_ = f.Close()
+	nc, err := resume(fd)
 	if err != nil {
+		_ = syscall.Close(int(fd))
 		s.log().Warn("cannot resume a parked client's connection", zap.Error(err))
 		return
 	}
-	s.nc, s.fd = nc, socketFD(nc)
+	s.nc, s.fd = nc, fd
 	s.rd.Reset(nc)
 	s.wr.Reset(nc)
 }
@@ -122,12 +123,18 @@ func (s *Session) rawAddrLocked(local bool) net.Addr {
 	if s.rawFD < 0 {
 		return nil
 	}
+	return sockAddr(int(s.rawFD), local)
+}
+
+// sockAddr is the address of socket fd: its peer's, or its own (local); detachedAddr{}
+// when the socket cannot tell.
+func sockAddr(fd int, local bool) net.Addr {
 	var sa syscall.Sockaddr
 	var err error
 	if local {
-		sa, err = syscall.Getsockname(int(s.rawFD))
+		sa, err = syscall.Getsockname(fd)
 	} else {
-		sa, err = syscall.Getpeername(int(s.rawFD))
+		sa, err = syscall.Getpeername(fd)
 	}
 	if err != nil {
 		return detachedAddr{}
@@ -164,4 +171,51 @@ func dupCloexec(fd int32) (int32, error) {
 		}
 		return int32(r), nil
 	}
+}
+
+// resumedConn is a parked client's socket once it has resumed: its descriptor under an
+// *os.File, which puts it in the runtime's poller as net.Conn's would be (the wire
+// package reads and writes it by the descriptor, wire.Socket). os.NewFile takes two
+// system calls (fcntl, epoll_ctl); net.FileConn, which resume used before, took about a
+// dozen more on each resume: another dup, fcntl, getsockopt, getsockname, getpeername,
+// TCP_NODELAY and the four keepalive options again (the socket already has them: set on
+// accept, or inherited from the listener), a close. The addresses are asked of the socket
+// when wanted (SHOW CLIENTS, logs), not kept.
+type resumedConn struct{ f *os.File }
+
+// resume makes fd, a parked client's descriptor, a connection in the runtime's poller.
+// fd stays the connection's own: closing the connection closes it.
+func resume(fd int32) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "client")
+	if f == nil {
+		return nil, syscall.EBADF
+	}
+	if _, err := f.SyscallConn(); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return resumedConn{f}, nil
+}
+
+func (c resumedConn) Read(b []byte) (int, error)         { return c.f.Read(b) }
+func (c resumedConn) Write(b []byte) (int, error)        { return c.f.Write(b) }
+func (c resumedConn) Close() error                       { return c.f.Close() }
+func (c resumedConn) SetDeadline(t time.Time) error      { return c.f.SetDeadline(t) }
+func (c resumedConn) SetReadDeadline(t time.Time) error  { return c.f.SetReadDeadline(t) }
+func (c resumedConn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline(t) }
+func (c resumedConn) LocalAddr() net.Addr                { return c.addr(true) }
+func (c resumedConn) RemoteAddr() net.Addr               { return c.addr(false) }
+
+// SyscallConn gives the descriptor to the wire package and the socket checks.
+func (c resumedConn) SyscallConn() (syscall.RawConn, error) { return c.f.SyscallConn() }
+
+// PollableSocket marks the connection for the wire package's descriptor path.
+func (resumedConn) PollableSocket() {}
+
+func (c resumedConn) addr(local bool) net.Addr {
+	a := net.Addr(detachedAddr{})
+	if rc, err := c.f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { a = sockAddr(int(fd), local) })
+	}
+	return a
 }

@@ -61,8 +61,11 @@ func TestParkedClientKeepsOnlyItsDescriptor(t *testing.T) {
 	// A message from the client: the parker would resume the session; do its part here.
 	require.True(t, s.srv.parker.unpark(s))
 	s.reattach()
-	require.IsType(t, &net.TCPConn{}, s.nc)
+	require.IsType(t, resumedConn{}, s.nc, "the descriptor under an *os.File, not net.FileConn's new socket")
 	require.Equal(t, int32(-1), s.rawFD)
+	require.GreaterOrEqual(t, s.fd, int32(0))
+	require.Equal(t, s.fd, socketFD(s.nc), "the session's descriptor is the resumed connection's own")
+	require.Equal(t, client.RemoteAddr().String(), s.nc.LocalAddr().String())
 	_, err = client.Write(wire.Query(nil, "SELECT 1"))
 	require.NoError(t, err)
 	typ, n, err := s.rd.Next()

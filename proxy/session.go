@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -473,7 +474,7 @@ func (s *Session) end(err error) {
 	if s.srv.Config().LogDisconnections {
 		fields := []zap.Field{zap.Uint64("client", s.id), zap.String("db", s.dbName), zap.String("user", s.user),
 			zap.Duration("age", time.Since(time.Unix(0, s.connectedAt)))}
-		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
 			fields = append(fields, zap.Error(err))
 		}
 		s.srv.log.Info("client disconnected", fields...)

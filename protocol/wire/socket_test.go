@@ -2,8 +2,12 @@ package wire
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -37,4 +41,46 @@ func TestControlSocket(t *testing.T) {
 	_, err = ControlSocket(c, func(int) {})
 	require.Error(t, err, "closed under the call")
 	require.NotErrorIs(t, err, ErrNoSocket)
+}
+
+// fileSocket is a socket under an *os.File that says it is one (Socket), as pgmux's
+// resumed clients are.
+type fileSocket struct{ *os.File }
+
+func (fileSocket) PollableSocket() {}
+
+// TestSocketInterfaceTakesTheDescriptorPath: a Reader and a Writer over a Socket that is
+// neither a *net.TCPConn nor a *net.UnixConn read and write by the descriptor (raw set),
+// and the bytes pass both ways; a plain *os.File (which may block) keeps the ordinary path.
+func TestSocketInterfaceTakesTheDescriptorPath(t *testing.T) {
+	a, b := tcpPair(t)
+	f, err := b.(*net.TCPConn).File() // a duplicate (blocking, as File leaves it)
+	require.NoError(t, err)
+	defer f.Close()
+	fd, err := syscall.Dup(int(f.Fd()))
+	require.NoError(t, err)
+	require.NoError(t, syscall.SetNonblock(fd, true))
+	f2 := os.NewFile(uintptr(fd), "socket") // non-blocking: in the runtime's poller, as proxy's resume makes it
+	defer f2.Close()
+	sock := fileSocket{f2}
+	rd, wr := NewReader(sock), NewWriter(sock)
+	require.NotNil(t, rd.raw, "the Reader reads by the descriptor")
+	require.NotNil(t, wr.raw, "the Writer writes by the descriptor")
+	require.Nil(t, NewReader(f).raw, "a plain *os.File keeps the ordinary path")
+
+	_, err = a.Write(Query(nil, "SELECT 1"))
+	require.NoError(t, err)
+	typ, n, err := rd.Next()
+	require.NoError(t, err)
+	require.Equal(t, byte('Q'), typ)
+	m, err := rd.Message(n)
+	require.NoError(t, err)
+	require.Equal(t, Query(nil, "SELECT 1"), m)
+	require.NoError(t, wr.Write(ReadyForQuery(nil, 'I')))
+	require.NoError(t, wr.Flush())
+	got := make([]byte, 6)
+	require.NoError(t, a.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.ReadFull(a, got)
+	require.NoError(t, err)
+	require.Equal(t, ReadyForQuery(nil, 'I'), got)
 }

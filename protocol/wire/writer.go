@@ -50,8 +50,18 @@ func socket(src any) (syscall.Conn, bool) {
 		return c, true
 	case *net.UnixConn:
 		return c, true
+	case Socket:
+		return c, true
 	}
 	return nil, false
+}
+
+// Socket is a connection over a non-blocking socket in the runtime's poller that is not a
+// *net.TCPConn or *net.UnixConn (pgmux's resumed clients, an *os.File underneath): Readers
+// and Writers over it take the descriptor path too.
+type Socket interface {
+	syscall.Conn
+	PollableSocket()
 }
 
 // Buffered reports the number of unflushed bytes.
