@@ -58,30 +58,35 @@ if [[ $MODE == quick ]]; then
 	CLIENTS=(50 500)
 	IDLE_NS=(1000)
 	CHURN=0
+	PACED=()
 else
 	WORKLOADS=(select tpcb)
 	QMODES=(simple extended prepared)
 	CLIENTS=(1 50 500 5000)
 	IDLE_NS=(1000 10000)
 	CHURN=1
+	PACED=(500 2000)
 fi
 # Idle points run once per target, or REPS times (alternating) with --idle-only.
 IDLE_REPS=1
 if $IDLE_ONLY; then
 	WORKLOADS=()
 	CHURN=0
+	PACED=()
 	IDLE_NS=(2000 10000)
 	IDLE_REPS=$REPS
 fi
 # Env overrides (space-separated), for a custom subset: BENCH_WORKLOADS="select tpcb",
 # BENCH_MODES="simple extended prepared", BENCH_CLIENTS="1 50", BENCH_IDLE="1000",
-# BENCH_CHURN=0|1, BENCH_OUT=dir (default bench/results for a full run, else
+# BENCH_CHURN=0|1, BENCH_PACED="500 2000" (clients of the paced points, "" for none),
+# BENCH_OUT=dir (default bench/results for a full run, else
 # bench/results/scratch).
 [[ -n ${BENCH_WORKLOADS:-} ]] && read -ra WORKLOADS <<<"$BENCH_WORKLOADS"
 [[ -n ${BENCH_MODES:-} ]] && read -ra QMODES <<<"$BENCH_MODES"
 [[ -n ${BENCH_CLIENTS:-} ]] && read -ra CLIENTS <<<"$BENCH_CLIENTS"
 [[ -n ${BENCH_IDLE+x} ]] && read -ra IDLE_NS <<<"$BENCH_IDLE"
 [[ -n ${BENCH_CHURN:-} ]] && CHURN=$BENCH_CHURN
+[[ -n ${BENCH_PACED+x} ]] && read -ra PACED <<<"$BENCH_PACED"
 TARGETS=(pgmux pgbouncer direct)
 [[ -n ${PGMUX_BIN_B:-}${PGMUX_ENV_B:-} ]] && TARGETS=(pgmux pgmux-b pgbouncer direct)
 PASSWORD=bench-secret
@@ -102,7 +107,7 @@ bench_tmpdir
 # run rewrites its block). A quick pass, a custom subset or a prebuilt binary goes to
 # bench/results/scratch (not kept in git) unless BENCH_OUT says otherwise.
 OFFICIAL=false
-if [[ $MODE == full && $IDLE_ONLY == false && -z ${PGMUX_BIN:-}${PGMUX_BIN_B:-}${PGMUX_ENV_B:-}${BENCH_WORKLOADS:-}${BENCH_MODES:-}${BENCH_CLIENTS:-}${BENCH_IDLE:-}${BENCH_CHURN:-} ]]; then
+if [[ $MODE == full && $IDLE_ONLY == false && -z ${PGMUX_BIN:-}${PGMUX_BIN_B:-}${PGMUX_ENV_B:-}${BENCH_WORKLOADS:-}${BENCH_MODES:-}${BENCH_CLIENTS:-}${BENCH_IDLE:-}${BENCH_CHURN:-}${BENCH_PACED+x} ]]; then
 	OFFICIAL=true
 	RESULTS=${BENCH_OUT:-$BENCH_ROOT/bench/results}
 else
@@ -182,6 +187,7 @@ txs_per_client() {
 	select) total=$([[ $MODE == quick ]] && echo 80000 || echo 40000) ;;
 	tpcb) total=6000 ;;
 	churn) total=1000 ;;
+	paced) echo 4; return ;; # each client 4 transactions, about 2 s apart (run_point's -R)
 	esac
 	case $2 in 1) total=$((total / 4)) ;; esac
 	local t=$((total / $2))
@@ -212,6 +218,9 @@ run_point() {
 	case $workload in
 	select) args+=(-S) ;;
 	churn) args+=(-S -C) ;;
+	# Clients idle between requests, as an application's pooled connections are: the rate
+	# is half the client count, so each client sends about every 2 s.
+	paced) args+=(-S -R $((clients / 2))) ;;
 	esac
 	logdir=$BENCH_TMP/pglog/$target-$workload-$qmode-$clients-$rep
 	mkdir -p "$logdir"
@@ -316,6 +325,14 @@ if ((CHURN)); then
 		done
 	done
 fi
+for clients in "${PACED[@]+"${PACED[@]}"}"; do
+	log "paced clients: pgbench -S -R $((clients / 2)), $clients clients (each about every 2 s)"
+	for ((rep = 1; rep <= REPS; rep++)); do
+		for target in "${TARGETS[@]}"; do
+			run_point "$target" paced simple "$clients" "$rep"
+		done
+	done
+done
 
 cp "$RAW" "$RESULTS/raw.tsv"
 cp "$IDLE" "$RESULTS/idle.tsv"

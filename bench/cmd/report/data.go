@@ -28,7 +28,7 @@ type key struct {
 }
 
 func (k key) label() string {
-	w := map[string]string{"select": "-S", "tpcb": "tpcb", "churn": "-C -S"}[k.workload]
+	w := map[string]string{"select": "-S", "tpcb": "tpcb", "churn": "-C -S", "paced": "-S -R"}[k.workload]
 	if w == "" {
 		w = k.workload
 	}
