@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"strings"
 
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
@@ -44,31 +43,33 @@ import (
 // in a DO block (migrations wrap DDL in them), or a DO block running SQL pgmux cannot
 // read (EXECUTE format(...)) in a text that mentions such a word.
 func mayInvalidate(sql string) bool {
-	return mayInvalidateFirst(sql, sqlscan.FirstKeyword(sql))
+	return mayInvalidateLead(sql, sqlscan.LeadOf(sql))
 }
 
-// mayInvalidateFirst is mayInvalidate for first = sqlscan.FirstKeyword(sql).
-func mayInvalidateFirst(sql, first string) bool {
-	if !sqlscan.MayHoldMore(sql) {
+// mayInvalidateLead is mayInvalidate for l = sqlscan.LeadOf(sql).
+func mayInvalidateLead(sql string, l sqlscan.Lead) bool {
+	if !l.More {
 		// One statement (a DO block's body always holds a ';' of its own)
-		return leadsDDL(first, sql)
+		return leadsDDL(l.Keyword, sql)
 	}
 	if !containsFold(sql, "alter") && !containsFold(sql, "drop") && !containsFold(sql, "replace") {
 		return false
 	}
 	for st := range sqlscan.All(sqlscan.Scan(sql)) {
-		if leadsDDL(sqlscan.FirstKeyword(st.Text), st.Text) || (st.Do != nil && st.Do.Dynamic) {
+		if leadsDDL(sqlscan.LeadKeyword(st.Text), st.Text) || (st.Do != nil && st.Do.Dynamic) {
 			return true
 		}
 	}
 	return false
 }
 
-func leadsDDL(kw, text string) bool {
-	switch {
-	case strings.EqualFold(kw, "alter"), strings.EqualFold(kw, "drop"):
+// leadsDDL reports whether text, whose first word is kw, is ALTER, DROP or CREATE OR
+// REPLACE.
+func leadsDDL(kw sqlscan.Keyword, text string) bool {
+	switch kw {
+	case sqlscan.KwAlter, sqlscan.KwDrop:
 		return true
-	case strings.EqualFold(kw, "create"):
+	case sqlscan.KwCreate:
 		lx := sqlscan.NewLexer(text)
 		lx.Next()
 		return lx.Next().IsKeyword("or")
@@ -77,9 +78,10 @@ func leadsDDL(kw, text string) bool {
 }
 
 // noteDDL moves the statement epoch on when sql may invalidate prepared statements, and
-// again when the client's transaction ends (onReady), when the DDL is committed.
-func (s *Session) noteDDL(sql string) {
-	if mayInvalidateFirst(sql, s.firstKeyword(sql)) {
+// again when the client's transaction ends (onReady), when the DDL is committed. l is
+// sqlscan.LeadOf(sql).
+func (s *Session) noteDDL(sql string, l sqlscan.Lead) {
+	if mayInvalidateLead(sql, l) {
 		s.srv.stmtEpoch.Add(1)
 		s.mu.Lock()
 		s.ddlSent = true

@@ -3,7 +3,6 @@ package proxy
 import (
 	"encoding/binary"
 	"strconv"
-	"strings"
 
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
@@ -78,11 +77,9 @@ func highestParam(q string) int {
 // endsTransaction reports whether a statement may end a transaction, which PostgreSQL
 // runs in a failed one (COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION).
 func endsTransaction(q string) bool {
-	kw := sqlscan.FirstKeyword(q)
-	for _, w := range [...]string{"commit", "end", "rollback", "abort", "prepare"} {
-		if strings.EqualFold(kw, w) {
-			return true
-		}
+	switch sqlscan.LeadKeyword(q) {
+	case sqlscan.KwCommit, sqlscan.KwEnd, sqlscan.KwRollback, sqlscan.KwAbort, sqlscan.KwPrepare:
+		return true
 	}
 	return false
 }

@@ -246,7 +246,8 @@ func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 		return s.send(c, m, expect{kind: 'P'})
 	}
 	if len(query) > 0 {
-		s.noteDDL(unsafe.String(&query[0], len(query)))
+		q := unsafe.String(&query[0], len(query))
+		s.noteDDL(q, s.lead(q))
 	}
 	if len(name) == 0 {
 		return s.parseUnnamed(c, m, rest)

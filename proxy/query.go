@@ -40,12 +40,13 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 	if err == nil && len(text) > 0 && s.prep != prepPass {
 		// A view of the reader's buffer, valid for this call: nothing here keeps it.
 		q := unsafe.String(&text[0], len(text))
-		s.noteDDL(q)
-		if done, err := s.sqlPrepared(c, q); done || err != nil {
+		l := s.lead(q)
+		s.noteDDL(q, l)
+		if done, err := s.sqlPrepared(c, q, l.Keyword); done || err != nil {
 			return err // one PREPARE, EXECUTE or DEALLOCATE of a name: no DISCARD ALL
 		}
-		p := s.namesIn(q)
-		s.inspectQuery(c, q)
+		p := s.namesIn(q, l)
+		s.inspectQuery(c, q, l)
 		if p != nil {
 			return s.sqlByName(c, m, p)
 		}
@@ -59,9 +60,10 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 // inspectQuery handles DISCARD ALL and DEALLOCATE ALL: the server's cached statements
 // are marked stale (their next use closes and prepares them again, which is right
 // whether or not the query succeeds), and the Query is marked to clear the client's
-// statements when the server reports the command complete (stmtclear.go).
-func (s *Session) inspectQuery(c *pool.Conn, q string) {
-	if !s.maybeInteresting(q) {
+// statements when the server reports the command complete (stmtclear.go). l is
+// sqlscan.LeadOf(q).
+func (s *Session) inspectQuery(c *pool.Conn, q string, l sqlscan.Lead) {
+	if !l.Interesting {
 		return
 	}
 	for _, st := range sqlscan.Scan(q) {

@@ -184,71 +184,45 @@ func (s *Session) LeaseBox() *pool.LeaseBox {
 	return nil
 }
 
-// scanMemo keeps sqlscan.MaybeInteresting's answer and sqlscan.FirstKeyword's for one
-// text of the client message being handled: a Query is looked at for LISTEN
-// multiplexing, pinning, SQL PREPARE/EXECUTE, the statement cache and DDL, an unnamed
-// Parse for pinning, DISCARD and DDL, each of which used to lex it again. The key is the
-// reader's message count and the text's address and length (an address, not a pointer:
-// an idle session must not keep a pooled buffer alive). Used on the client's goroutine
-// only.
+// scanMemo keeps sqlscan.LeadOf's answer for one text of the client message being
+// handled: a Query is looked at for LISTEN multiplexing, pinning, SQL PREPARE/EXECUTE,
+// the statement cache and DDL, an unnamed Parse for pinning, DISCARD and DDL, each of
+// which used to look at it again. The key is the reader's message count and the text's
+// address and length (an address, not a pointer: an idle session must not keep a pooled
+// buffer alive). Used on the client's goroutine only.
 type scanMemo struct {
 	seq  uint64
 	addr uintptr
-	n    int32 // texts of at most memoMax bytes are kept
-	// kwOff and kwLen locate FirstKeyword's answer in the text (memoKw).
-	kwOff, kwLen int32
-	has          uint8 // memoV, memoKw: which answers are kept
-	v            bool
+	n    int32 // texts of at most memoMax bytes are kept; 0: the memo holds nothing
+	lead sqlscan.Lead
 }
 
-const (
-	memoV   = 1 << iota // scanMemo.v is MaybeInteresting's answer
-	memoKw              // scanMemo.kwOff and kwLen are FirstKeyword's
-	memoMax = 1<<31 - 1
-)
+const memoMax = 1<<31 - 1
 
-// memoFor returns the memo of q, emptied first when it holds another text's answers.
-// q is not empty and at most memoMax bytes long.
-func (s *Session) memoFor(q string) *scanMemo {
-	addr := uintptr(unsafe.Pointer(unsafe.StringData(q)))
-	m := &s.scan
-	if m.seq != s.rd.Seq() || m.addr != addr || int(m.n) != len(q) {
-		*m = scanMemo{seq: s.rd.Seq(), addr: addr, n: int32(len(q))}
+// lead is sqlscan.LeadOf(q) for q a view of the client message being handled (or any
+// string that does not change while it is), computed once per message. The memo's
+// answer is returned inline: each message asks several times.
+func (s *Session) lead(q string) sqlscan.Lead {
+	// An empty memo (n == 0) holds the zero Lead, which is LeadOf("").
+	if m := &s.scan; s.rd != nil && int(m.n) == len(q) &&
+		m.addr == uintptr(unsafe.Pointer(unsafe.StringData(q))) && m.seq == s.rd.Seq() {
+		return m.lead
 	}
-	return m
+	return s.leadOf(q)
 }
 
-// maybeInteresting is sqlscan.MaybeInteresting(q) for q a view of the client message being
-// handled (or any string that does not change while it is), computed once per message.
-func (s *Session) maybeInteresting(q string) bool {
-	if len(q) == 0 || len(q) > memoMax || s.rd == nil {
-		return sqlscan.MaybeInteresting(q)
+// leadOf computes lead's answer, and keeps it where the memo can.
+func (s *Session) leadOf(q string) sqlscan.Lead {
+	l := sqlscan.LeadOf(q)
+	if len(q) > 0 && len(q) <= memoMax && s.rd != nil {
+		s.scan = scanMemo{seq: s.rd.Seq(), addr: uintptr(unsafe.Pointer(unsafe.StringData(q))), n: int32(len(q)), lead: l}
 	}
-	m := s.memoFor(q)
-	if m.has&memoV == 0 {
-		m.v = sqlscan.MaybeInterestingFirst(q, s.firstKeyword(q)) // the same memo: m stays valid
-		m.has |= memoV
-	}
-	return m.v
+	return l
 }
 
-// firstKeyword is sqlscan.FirstKeyword(q) for q as in maybeInteresting, computed once
-// per message.
-func (s *Session) firstKeyword(q string) string {
-	if len(q) == 0 || len(q) > memoMax || s.rd == nil {
-		return sqlscan.FirstKeyword(q)
-	}
-	m := s.memoFor(q)
-	if m.has&memoKw == 0 {
-		kw := sqlscan.FirstKeyword(q)
-		m.kwOff, m.kwLen = 0, int32(len(kw))
-		if len(kw) > 0 {
-			m.kwOff = int32(uintptr(unsafe.Pointer(unsafe.StringData(kw))) - m.addr)
-		}
-		m.has |= memoKw
-	}
-	return q[m.kwOff : m.kwOff+m.kwLen]
-}
+// maybeInteresting is sqlscan.MaybeInteresting(q) for q as in lead, computed once per
+// message.
+func (s *Session) maybeInteresting(q string) bool { return s.lead(q).Interesting }
 
 // leases reports whether c is (still) leased to s.
 func (s *Session) leases(c *pool.Conn) bool {

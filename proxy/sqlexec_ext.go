@@ -49,8 +49,8 @@ func (s *Session) execOf(q string) (string, *stmtExec) {
 	if s.prep != prepCache {
 		return q, nil
 	}
-	kw := s.firstKeyword(q) // q is a view of the client's message: the memo has it
-	if !strings.EqualFold(kw, "execute") && !strings.EqualFold(kw, "explain") {
+	kw := s.lead(q).Keyword // q is a view of the client's message: the memo has it
+	if kw != sqlscan.KwExecute && kw != sqlscan.KwExplain {
 		return q, nil
 	}
 	st, ok := sqlStatementFirst(q, kw)

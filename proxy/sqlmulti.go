@@ -49,9 +49,10 @@ type byName struct {
 // namesIn reports the client's statements a Query EXECUTEs, DEALLOCATEs or PREPAREs;
 // nil when there is none, or when the Query comes in the middle of an extended-protocol
 // batch (pgmux's Sync would end it) and goes as written. It runs before the Query is
-// marked as clearing (inspectQuery), whose answer it would otherwise wait for.
-func (s *Session) namesIn(q string) *byName {
-	if !s.namesStatements(q) {
+// marked as clearing (inspectQuery), whose answer it would otherwise wait for. l is
+// sqlscan.LeadOf(q).
+func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
+	if !namesStatements(l) {
 		return nil
 	}
 	s.mu.Lock()
@@ -151,8 +152,9 @@ func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
 
 // byNameNeed is sqlNeed for a Query sqlByName handles: an EXECUTE does what its
 // statement does, and a PREPARE of a name the client has fails (42P05) and pins nothing.
-func (s *Session) byNameNeed(q string, pin pinReason, release bool) (pinReason, bool) {
-	if !s.namesStatements(q) {
+// l is sqlscan.LeadOf(q).
+func (s *Session) byNameNeed(q string, l sqlscan.Lead, pin pinReason, release bool) (pinReason, bool) {
+	if !namesStatements(l) {
 		return pin, release
 	}
 	prepares := false
@@ -178,9 +180,10 @@ func (s *Session) byNameNeed(q string, pin pinReason, release bool) (pinReason, 
 	return pin, release
 }
 
-// namesStatements reports whether q may hold a PREPARE, EXECUTE or DEALLOCATE: the
-// scanner's quick check, which sees those keywords at a statement's start, or an EXPLAIN
-// first (EXPLAIN EXECUTE after another statement is not seen, and goes as written).
-func (s *Session) namesStatements(q string) bool {
-	return s.maybeInteresting(q) || strings.EqualFold(s.firstKeyword(q), "explain")
+// namesStatements reports whether a text with Lead l may hold a PREPARE, EXECUTE or
+// DEALLOCATE: the scanner's quick check, which sees those keywords at a statement's
+// start, or an EXPLAIN first (EXPLAIN EXECUTE after another statement is not seen, and
+// goes as written).
+func namesStatements(l sqlscan.Lead) bool {
+	return l.Interesting || l.Keyword == sqlscan.KwExplain
 }

@@ -54,19 +54,26 @@ type sqlStmt struct {
 // sqlStatementOf reports whether q is a single SQL PREPARE, EXECUTE or DEALLOCATE of a
 // name (not ALL), or an EXPLAIN [options] EXECUTE (returned as an EXECUTE), returning it.
 func sqlStatementOf(q string) (sqlStmt, bool) {
-	return sqlStatementFirst(q, sqlscan.FirstKeyword(q))
+	return sqlStatementFirst(q, sqlscan.LeadKeyword(q))
 }
 
-// sqlStatementFirst is sqlStatementOf for kw = sqlscan.FirstKeyword(q).
-func sqlStatementFirst(q, kw string) (sqlStmt, bool) {
-	explain := false
-	switch {
-	case strings.EqualFold(kw, "prepare"), strings.EqualFold(kw, "execute"), strings.EqualFold(kw, "deallocate"):
-	case strings.EqualFold(kw, "explain"):
-		explain = true
-	default:
+// leadsSQLStatement reports whether a text whose first word is kw may be what
+// sqlStatementOf looks for: the callers on every Query ask it first, which costs less
+// than sqlStatementFirst's answer for none.
+func leadsSQLStatement(kw sqlscan.Keyword) bool {
+	switch kw {
+	case sqlscan.KwPrepare, sqlscan.KwExecute, sqlscan.KwDeallocate, sqlscan.KwExplain:
+		return true
+	}
+	return false
+}
+
+// sqlStatementFirst is sqlStatementOf for kw = sqlscan.LeadKeyword(q).
+func sqlStatementFirst(q string, kw sqlscan.Keyword) (sqlStmt, bool) {
+	if !leadsSQLStatement(kw) {
 		return sqlStmt{}, false
 	}
+	explain := kw == sqlscan.KwExplain
 	sts := sqlscan.Scan(q)
 	if len(sts) != 1 {
 		return sqlStmt{}, false
@@ -138,9 +145,13 @@ func (s *Session) sqlNeed(q string, pin pinReason, release bool) (pinReason, boo
 	if s.prep == prepPass {
 		return pin, release
 	}
-	st, ok := sqlStatementFirst(q, s.firstKeyword(q))
+	l := s.lead(q)
+	if !leadsSQLStatement(l.Keyword) {
+		return s.byNameNeed(q, l, pin, release)
+	}
+	st, ok := sqlStatementFirst(q, l.Keyword)
 	if !ok || s.prep != prepCache {
-		return s.byNameNeed(q, pin, release)
+		return s.byNameNeed(q, l, pin, release)
 	}
 	pin &^= pinPrepare
 	if st.Kind == sqlscan.KindExecute {
@@ -156,12 +167,15 @@ func (s *Session) sqlNeed(q string, pin pinReason, release bool) (pinReason, boo
 
 // sqlPrepared rewrites a Query that is one SQL PREPARE, EXECUTE or DEALLOCATE and sends
 // it; it reports false, having sent nothing, for any other Query. The Query's expect is
-// already queued (account).
-func (s *Session) sqlPrepared(c *pool.Conn, q string) (bool, error) {
+// already queued (account). kw is sqlscan.LeadKeyword(q).
+func (s *Session) sqlPrepared(c *pool.Conn, q string, kw sqlscan.Keyword) (bool, error) {
 	if s.prep != prepCache {
 		return false, nil
 	}
-	st, ok := sqlStatementFirst(q, s.firstKeyword(q))
+	if !leadsSQLStatement(kw) {
+		return false, nil
+	}
+	st, ok := sqlStatementFirst(q, kw)
 	if !ok {
 		return false, nil
 	}
@@ -208,7 +222,7 @@ func (s *Session) sqlPrepare(c *pool.Conn, q string, st sqlStmt) error {
 	v := s.classify(def.query)
 	def.pin, def.release, def.set = v.pin, v.release, v.set
 	def.checked.Store(true) // if the server rejects the PREPARE, it is marked failed
-	s.noteDDL(def.query)
+	s.noteDDL(def.query, sqlscan.LeadOf(def.query))
 	s.keep(st.Name, def)
 	return s.sqlNoop(c, q, st, false, def)
 }

@@ -44,8 +44,8 @@ func (s *Session) prepOf(q string) *sqlPrep {
 	if s.prep != prepCache {
 		return nil
 	}
-	kw := s.firstKeyword(q)
-	if !strings.EqualFold(kw, "prepare") {
+	kw := s.lead(q).Keyword
+	if kw != sqlscan.KwPrepare {
 		return nil
 	}
 	st, ok := sqlStatementFirst(q, kw)
@@ -105,7 +105,7 @@ func (s *Session) executePrep(c *pool.Conn, p *sqlPrep, m []byte) error {
 		v := s.classify(def.query)
 		def.pin, def.release, def.set = v.pin, v.release, v.set
 		def.checked.Store(true) // if the server refuses the PREPARE, it is marked failed
-		s.noteDDL(def.query)
+		s.noteDDL(def.query, sqlscan.LeadOf(def.query))
 		s.keep(p.name, def)
 	}
 	s.mu.Lock()

@@ -75,27 +75,30 @@ type verdict struct {
 // server then tells whether the state is there, and a client whose block made none goes
 // back to transaction pooling at once.
 func (s *Session) classify(sql string) verdict {
-	return classifyFirst(sql, s.firstKeyword(sql), s.maybeInteresting(sql))
+	return classifyLead(sql, s.lead(sql))
 }
 
 // classifyText is classify without a session, for interesting =
 // sqlscan.MaybeInteresting(sql): no I/O and no state, so table tests and FuzzClassify
 // drive it with text alone.
 func classifyText(sql string, interesting bool) verdict {
-	return classifyFirst(sql, sqlscan.FirstKeyword(sql), interesting)
+	l := sqlscan.LeadOf(sql)
+	l.Interesting = interesting
+	return classifyLead(sql, l)
 }
 
-// classifyFirst is classifyText for first = sqlscan.FirstKeyword(sql).
-func classifyFirst(sql, first string, interesting bool) (v verdict) {
-	if !interesting {
+// classifyLead is classify for l = sqlscan.LeadOf(sql) (but for l.Interesting, as in
+// classifyText).
+func classifyLead(sql string, l sqlscan.Lead) (v verdict) {
+	if !l.Interesting {
 		// DROP is no kind of its own, but dropping a temporary object may end a pin.
-		if strings.EqualFold(first, "drop") {
+		if l.Keyword == sqlscan.KwDrop {
 			v.release = true
 			return v
 		}
 		// A DROP after another statement of the text: the full scan finds it. A text whose
 		// every ';' is trailing (pgbench's, most drivers') holds no other statement.
-		if !sqlscan.MayHoldMore(sql) || !containsFold(sql, "drop") {
+		if !l.More || !containsFold(sql, "drop") {
 			return v
 		}
 	}
@@ -130,7 +133,7 @@ func classifyFirst(sql, first string, interesting bool) (v verdict) {
 			sqlscan.KindDeallocateAll, sqlscan.KindClose:
 			v.release = true
 		case sqlscan.KindOther:
-			if strings.EqualFold(sqlscan.FirstKeyword(st.Text), "drop") {
+			if sqlscan.LeadKeyword(st.Text) == sqlscan.KwDrop {
 				v.release = true
 			}
 		}

@@ -80,7 +80,8 @@ func (o clearOp) all() bool { return o.name == clearAll }
 // clearOf reports what the statement q, sent in a Parse (one statement), does to the
 // client's statement names when executed.
 func (s *Session) clearOf(q string) clearOp {
-	if !s.maybeInteresting(q) {
+	l := s.lead(q)
+	if !l.Interesting {
 		return clearOp{}
 	}
 	sts := sqlscan.Scan(q)
@@ -91,7 +92,7 @@ func (s *Session) clearOf(q string) clearOp {
 	case sqlscan.KindDiscardAll, sqlscan.KindDeallocateAll:
 		return clearOp{name: clearAll}
 	case sqlscan.KindDeallocate:
-		if st, ok := sqlStatementFirst(q, s.firstKeyword(q)); ok {
+		if st, ok := sqlStatementFirst(q, l.Keyword); ok {
 			return clearOp{name: strings.Clone(st.Name)}
 		}
 	}

@@ -2,10 +2,10 @@ package proxy
 
 import (
 	"hash/maphash"
-	"strings"
 	"unsafe"
 
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
 )
 
@@ -71,7 +71,8 @@ func (s *Session) cacheable(query []byte) bool {
 		return false
 	}
 	q := unsafe.String(&query[0], len(query))
-	return !s.maybeInteresting(q) && !strings.EqualFold(s.firstKeyword(q), "drop")
+	l := s.lead(q)
+	return !l.Interesting && l.Keyword != sqlscan.KwDrop
 }
 
 // parseUnnamed handles a client's Parse of the unnamed statement; m is the message and

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
 )
 
 // Every field of sessionWork is either state the client made, which keeps a parking
@@ -52,7 +53,7 @@ func TestWorkFieldsClassified(t *testing.T) {
 	// count and a pin sequence that only matter with requests in flight, the state
 	// check's scratch, a buffer.
 	given := map[string]func(w *sessionWork){
-		"scan":       func(w *sessionWork) { w.scan = scanMemo{seq: 3, has: memoV | memoKw, v: true} },
+		"scan":       func(w *sessionWork) { w.scan = scanMemo{seq: 3, n: 1, lead: sqlscan.Lead{Interesting: true}} },
 		"stats":      func(w *sessionWork) { w.stats = SessionStats{Transactions: 1, Queries: 2, BytesIn: 3} },
 		"ops":        func(w *sessionWork) { w.ops.parses = 1; w.ops.in.Store(10); w.ops.queryTime = time.Second },
 		"reqs":       func(w *sessionWork) { w.reqs = 9 },

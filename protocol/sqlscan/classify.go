@@ -73,23 +73,23 @@ func (p *parser) lastName() string {
 
 // classify fills in st.Kind and the kind's fields from st.Text, which starts with the
 // keyword lead.
-func classify(st *Statement, lead keyword) {
+func classify(st *Statement, lead Keyword) {
 	var pp parser
 	pp.reset(st.Text)
 	p := &pp
 	p.next() // the leading keyword
 	switch lead {
-	case kwBegin:
+	case KwBegin:
 		st.Kind = KindBegin
-	case kwStart:
+	case KwStart:
 		if p.is("transaction") {
 			st.Kind = KindBegin
 		}
-	case kwCommit, kwEnd:
+	case KwCommit, KwEnd:
 		if !p.is("prepared") {
 			st.Kind = KindCommit
 		}
-	case kwAbort, kwRollback:
+	case KwAbort, KwRollback:
 		if p.is("prepared") {
 			break
 		}
@@ -99,15 +99,15 @@ func classify(st *Statement, lead keyword) {
 		if !p.is("to") {
 			st.Kind = KindRollback
 		}
-	case kwSet:
+	case KwSet:
 		classifySet(p, st)
-	case kwReset:
+	case KwReset:
 		classifyReset(p, st)
-	case kwPrepare:
+	case KwPrepare:
 		classifyPrepare(p, st)
-	case kwExecute:
+	case KwExecute:
 		st.Kind, st.Name = kindIfName(p, KindExecute)
-	case kwDeallocate:
+	case KwDeallocate:
 		if p.is("prepare") && p.peek.Kind != TokEOF {
 			p.next()
 		}
@@ -116,35 +116,35 @@ func classify(st *Statement, lead keyword) {
 		} else {
 			st.Kind, st.Name = kindIfName(p, KindDeallocate)
 		}
-	case kwDiscard:
+	case KwDiscard:
 		switch {
 		case p.is("all"):
 			st.Kind = KindDiscardAll
 		case p.is("plans"), p.is("sequences"), p.is("temp"), p.is("temporary"):
 			st.Kind, st.Name = KindDiscard, p.tok.Ident()
 		}
-	case kwListen:
+	case KwListen:
 		st.Kind, st.Name = kindIfName(p, KindListen)
-	case kwUnlisten:
+	case KwUnlisten:
 		if p.isOp("*") {
 			st.Kind = KindUnlistenAll
 		} else {
 			st.Kind, st.Name = kindIfName(p, KindUnlisten)
 		}
-	case kwNotify:
+	case KwNotify:
 		if st.Kind, st.Name = kindIfName(p, KindNotify); p.tok.Kind == TokComma {
 			p.next()
 			st.Value = p.rest()
 		}
-	case kwDeclare:
+	case KwDeclare:
 		classifyDeclare(p, st)
-	case kwCreate:
+	case KwCreate:
 		classifyCreate(p, st)
-	case kwLoad:
+	case KwLoad:
 		if !p.eof() {
 			st.Kind, st.Value = KindLoad, p.rest()
 		}
-	case kwClose:
+	case KwClose:
 		if p.is("all") {
 			st.Kind, st.Value = KindClose, "ALL"
 		} else {

@@ -2,182 +2,121 @@ package sqlscan
 
 import "strings"
 
-// keyword identifies the statement-leading keywords the classifier cares about.
-type keyword uint8
-
-const (
-	kwNone keyword = iota
-	kwBegin
-	kwStart
-	kwCommit
-	kwEnd
-	kwAbort
-	kwRollback
-	kwSet
-	kwReset
-	kwPrepare
-	kwExecute
-	kwDeallocate
-	kwDiscard
-	kwListen
-	kwUnlisten
-	kwNotify
-	kwDeclare
-	kwCreate
-	kwLoad
-	kwClose
-	kwDo
-	kwSelect // interesting only with INTO TEMP
-	kwWith   // interesting only with INTO TEMP
-)
-
-// keywordOf maps an unquoted leading word to its keyword, case-insensitively, without
-// allocating.
-func keywordOf(s string) keyword {
-	var buf [len("deallocate")]byte
-	if len(s) < 2 || len(s) > len(buf) {
-		return kwNone
-	}
-	for i := 0; i < len(s); i++ {
-		buf[i] = toLower(s[i])
-	}
-	switch string(buf[:len(s)]) {
-	case "begin":
-		return kwBegin
-	case "start":
-		return kwStart
-	case "commit":
-		return kwCommit
-	case "end":
-		return kwEnd
-	case "abort":
-		return kwAbort
-	case "rollback":
-		return kwRollback
-	case "set":
-		return kwSet
-	case "reset":
-		return kwReset
-	case "prepare":
-		return kwPrepare
-	case "execute":
-		return kwExecute
-	case "deallocate":
-		return kwDeallocate
-	case "discard":
-		return kwDiscard
-	case "listen":
-		return kwListen
-	case "unlisten":
-		return kwUnlisten
-	case "notify":
-		return kwNotify
-	case "declare":
-		return kwDeclare
-	case "create":
-		return kwCreate
-	case "load":
-		return kwLoad
-	case "close":
-		return kwClose
-	case "do":
-		return kwDo
-	case "select":
-		return kwSelect
-	case "with":
-		return kwWith
-	}
-	return kwNone
-}
-
-// leadsInteresting reports whether a statement starting with word may be of a kind other
-// than KindOther (or hold advisory calls in a DO body) whatever follows.
-func leadsInteresting(word string) bool {
-	k := keywordOf(word)
-	return k != kwNone && k != kwSelect && k != kwWith
-}
-
 // FirstKeyword returns the first token of sql if it is an unquoted word, skipping
 // whitespace and comments, and "" otherwise. The result is a slice of sql in its original
-// case; compare it with strings.EqualFold. It never allocates.
+// case; KeywordOf classifies it. It never allocates.
 func FirstKeyword(sql string) string {
+	i, end := firstWord(sql)
+	return sql[i:end]
+}
+
+// firstWord returns where FirstKeyword's answer lies in sql (i == end for none).
+func firstWord(sql string) (i, end int) {
 	lx := Lexer{src: sql}
-	if t := lx.Next(); t.Kind == TokIdent {
-		return t.Text
+	lx.skipSpaceAndComments()
+	// Lexer.Next's first token, when it is a word: only scanWord makes TokIdent, and
+	// Next hands it every byte isIdentStart accepts.
+	if i := lx.pos; i < len(sql) && isIdentStart(sql[i]) {
+		if kind, end := scanWord(sql, i); kind == TokIdent {
+			return i, end
+		}
 	}
-	return ""
+	return 0, 0
+}
+
+// Lead is what the per-message fast path learns of a text in one look: its first word's
+// Keyword, whether it may hold more than one statement, and whether Scan may find
+// anything in it. The pooler takes it once per client message and decides pinning,
+// LISTEN multiplexing, SQL PREPARE/EXECUTE, the statement cache and DDL from it, running
+// Scan only where Interesting (or a Keyword) asks for it.
+type Lead struct {
+	Keyword     Keyword // KeywordOf(FirstKeyword(sql))
+	More        bool    // MayHoldMore(sql)
+	Interesting bool    // MaybeInteresting(sql)
+}
+
+// LeadOf returns sql's Lead. It never allocates.
+func LeadOf(sql string) Lead {
+	i, end := firstWord(sql)
+	l := Lead{Keyword: keywordIn(sql, i, end), More: MayHoldMore(sql)}
+	l.Interesting = l.Keyword.leads() || ((l.More || hasTriggerWord(sql)) && lexInteresting(sql))
+	return l
 }
 
 // MaybeInteresting is the per-message fast path. It returns false only when Scan would
 // certainly report nothing but KindOther statements without advisory lock or set_config
-// calls, so the
-// caller can skip Scan. It may return true for text that turns out to be ordinary (any
-// CREATE, a ';' inside a string literal, a column named "advisory"...). It never
-// allocates.
+// calls, so the caller can skip Scan. It may return true for text that turns out to be
+// ordinary (any CREATE, a ';' inside a string literal, a column named "advisory"...). It
+// never allocates.
 //
-// The common case costs one token plus one byte loop: the first word decides unless the
-// text contains ';', "advisory" or "temp" (any case), and only then is it lexed in full.
-func MaybeInteresting(sql string) bool {
-	return MaybeInterestingFirst(sql, FirstKeyword(sql))
-}
+// The common case costs one token and two passes over the bytes (strings.IndexByte for
+// ';', a word-at-a-time search for the others): the first word decides unless the text
+// has a ';' with a statement after it, or "advisory", "temp" or "set_config" (any case),
+// and only then is it lexed in full.
+func MaybeInteresting(sql string) bool { return LeadOf(sql).Interesting }
 
-// MaybeInterestingFirst is MaybeInteresting for a caller that has sql's FirstKeyword
-// already: first must be FirstKeyword(sql).
-func MaybeInterestingFirst(sql, first string) bool {
-	if leadsInteresting(first) {
-		return true
-	}
-	if !hasTrigger(sql) {
-		return false
-	}
-	return lexInteresting(sql)
-}
+// hasTrigger reports whether sql contains ';' (but for trailing ones) or, in any case,
+// "advisory", "temp" or "set_config": the byte patterns without which only the first
+// statement's first word matters.
+func hasTrigger(sql string) bool { return MayHoldMore(sql) || hasTriggerWord(sql) }
 
-// hasTrigger reports whether sql contains ';' (but for trailing ones) or, in any case, "advisory", "temp" or
-// "set_config": the byte patterns without which only the first statement's first word
-// matters.
-func hasTrigger(sql string) bool {
-	for i := 0; i < len(sql); i++ {
-		// One table load per byte; the byte after an a, t or s (any case) is checked before
-		// a whole word is compared: most of them begin none of the words.
-		want := triggerNext[sql[i]]
-		switch {
-		case want == 0:
-			continue
-		case want == ';':
-			if !onlySpaceAfter(sql, i+1) {
+// hasTriggerWord reports whether sql contains "advisory", "temp" or "set_config" in any
+// case. It is a Horspool search for the words' first four bytes ("advi", "temp",
+// "set_"): it looks at the last byte of a four-byte window and moves the window on by as
+// many bytes as that byte allows, four for most, comparing words only where the byte is
+// an i, p or _ (any case).
+func hasTriggerWord(sql string) bool {
+	for j := len("temp") - 1; j < len(sql); {
+		shift := triggerShift[sql[j]]
+		if shift == 0 {
+			if triggerWordAt(sql, j-3) {
 				return true
 			}
-		case nextFold(sql, i) != want:
-			continue
-		case want == 'd':
-			if hasPrefixFold(sql[i:], "advisory") {
-				return true
-			}
-		case sql[i]|0x20 == 't':
-			if hasPrefixFold(sql[i:], "temp") {
-				return true
-			}
-		default:
-			if hasPrefixFold(sql[i:], "set_config") {
-				return true
-			}
+			shift = 4 // i, p and _ are not among the first three bytes of any word
 		}
+		j += int(shift)
 	}
 	return false
 }
 
-// triggerNext maps the first byte of a hasTrigger pattern to the byte (in lower case) that
-// must follow it; ';' maps to itself, a pattern of its own.
-var triggerNext = [256]byte{';': ';', 'a': 'd', 'A': 'd', 't': 'e', 'T': 'e', 's': 'e', 'S': 'e'}
-
-// nextFold returns sql[i+1] with ASCII letters in lower case (0 at the end): a cheap
-// pre-filter before hasPrefixFold.
-func nextFold(sql string, i int) byte {
-	if i+1 >= len(sql) {
-		return 0
+// triggerShift is how far hasTriggerWord moves a window whose last byte is c: for an
+// a, t, s, d, e, v or m (any case) the distance from its last place among the first
+// three bytes of "advi", "temp" and "set_" to the fourth (a window ending there may be
+// followed by one holding a word), for i, p and _ (any case) 0 (compare words first),
+// and 4 for any other byte.
+var triggerShift = func() (t [256]uint8) {
+	for c := range t {
+		t[c] = 4
 	}
-	return sql[i+1] | 0x20
+	for _, w := range [...]string{"advi", "temp", "set_"} {
+		for k := range len(w) {
+			for _, c := range [...]byte{w[k], w[k] &^ 0x20} { // both cases (_ stays _)
+				t[c] = min(t[c], uint8(len(w)-1-k))
+			}
+		}
+	}
+	return t
+}()
+
+// load64 returns the eight bytes of b as a little-endian integer (one load where the
+// machine allows).
+func load64(b string) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// triggerWordAt reports whether "advisory", "temp" or "set_config" starts at sql[i].
+func triggerWordAt(sql string, i int) bool {
+	switch sql[i] | 0x20 {
+	case 'a':
+		return hasPrefixFold(sql[i:], "advisory")
+	case 't':
+		return hasPrefixFold(sql[i:], "temp")
+	case 's':
+		return hasPrefixFold(sql[i:], "set_config")
+	}
+	return false
 }
 
 // MayHoldMore reports whether sql may hold more than one statement: whether it has a ';'
@@ -212,7 +151,7 @@ func lexInteresting(sql string) bool {
 			atStart = true
 			continue
 		}
-		if atStart && t.Kind == TokIdent && leadsInteresting(t.Text) {
+		if atStart && t.Kind == TokIdent && KeywordOf(t.Text).leads() {
 			return true
 		}
 		atStart = false

@@ -236,7 +236,15 @@ func isLetter(c byte) bool { return 'a' <= c|0x20 && c|0x20 <= 'z' }
 func isIdentStart(c byte) bool { return isLetter(c) || c == '_' || c >= 0x80 }
 
 // isIdentCont matches ident_cont: ident_start plus digits and '$'.
-func isIdentCont(c byte) bool { return isIdentStart(c) || isDigit(c) || c == '$' }
+func isIdentCont(c byte) bool { return identCont[c] }
+
+// identCont is isIdentCont as a table: scanWord asks it of every byte of every word.
+var identCont = func() (t [256]bool) {
+	for c := range t {
+		t[c] = isIdentStart(byte(c)) || isDigit(byte(c)) || c == '$'
+	}
+	return t
+}()
 
 func isOpChar(c byte) bool {
 	switch c {

@@ -118,11 +118,11 @@ func (w *plWalker) statement(lx *Lexer, t Token, perform bool) {
 	for ; t.Kind != TokEOF && !(t.Kind == TokSemicolon && sp.atomic == 0); t = lx.Next() {
 		sp.feed(t)
 		switch {
-		case sp.n == 1 && (perform || sp.lead == kwSelect || sp.lead == kwWith):
+		case sp.n == 1 && (perform || sp.lead == KwSelect || sp.lead == KwWith):
 			// PL/pgSQL's SELECT ... INTO fills variables: it never creates a table.
-			sp.lead = kwNone
+			sp.lead = KwNone
 		case sp.n == 2 && (t.Kind == TokDot || (t.Kind == TokOp && (t.Text == ":=" || t.Text == "=" || t.Text == "["))):
-			sp.lead = kwNone
+			sp.lead = KwNone
 		}
 	}
 	if sp.n == 0 {

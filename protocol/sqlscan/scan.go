@@ -35,7 +35,7 @@ func scan(sql string, nest int) []Statement {
 type splitter struct {
 	first, last Token
 	n           int // tokens so far
-	lead        keyword
+	lead        Keyword
 	depth       int // parenthesis depth, never negative
 	nest        int // nesting level of the text (see scan)
 
@@ -60,7 +60,7 @@ func (s *splitter) feed(t Token) {
 	if s.n == 0 {
 		s.first = t
 		if t.Kind == TokIdent {
-			s.lead = keywordOf(t.Text)
+			s.lead = KeywordOf(t.Text)
 		}
 	}
 	s.n++
@@ -77,11 +77,11 @@ func (s *splitter) feed(t Token) {
 	case TokIdent:
 		s.trackFunction(t, begun)
 	case TokString:
-		if s.lead == kwDo {
+		if s.lead == KwDo {
 			countBody(stringBody(t.Text), &s.adv)
 		}
 	}
-	if s.depth == 0 && (s.lead == kwSelect || s.lead == kwWith) {
+	if s.depth == 0 && (s.lead == KwSelect || s.lead == KwWith) {
 		s.trackInto(t)
 	}
 	s.calls.feed(t, &s.adv)
@@ -139,7 +139,7 @@ func (s *splitter) trackInto(t Token) {
 		if t.IsKeyword("into") {
 			next = afterInto
 		} else if t.IsKeyword("insert") || t.IsKeyword("update") || t.IsKeyword("delete") || t.IsKeyword("merge") {
-			s.lead = kwNone // WITH ... INSERT INTO temp ...: a table named temp
+			s.lead = KwNone // WITH ... INSERT INTO temp ...: a table named temp
 		}
 	case afterInto, afterScope, afterTable:
 		switch {
@@ -168,10 +168,10 @@ func (s *splitter) finish(sql string) Statement {
 		AdvisoryUnlockAll: s.adv.unlockAll,
 		SetConfigs:        s.cfg.calls,
 	}
-	if s.lead == kwDo {
+	if s.lead == KwDo {
 		st.Do = parseDo(st.Text, s.nest)
 	}
-	if s.lead != kwNone && s.lead != kwDo && s.lead != kwSelect && s.lead != kwWith {
+	if s.lead.classified() {
 		classify(&st, s.lead)
 	}
 	if st.Kind == KindOther && s.intoTemp {
