@@ -75,20 +75,30 @@ func (s *Session) cacheable(query []byte) bool {
 	return !l.Interesting && l.Keyword != sqlscan.KwDrop
 }
 
+// namesOrClears reports whether q may be what execOf, prepOf or clearOf look for: an
+// EXECUTE (or EXPLAIN EXECUTE), a PREPARE, or a text MaybeInteresting.
+func (s *Session) namesOrClears(q string) bool {
+	l := s.lead(q)
+	return l.Interesting || leadsSQLStatement(l.Keyword)
+}
+
 // parseUnnamed handles a client's Parse of the unnamed statement; m is the message and
 // rest its body after the name.
 func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 	query, types, err := wire.CString(rest)
 	if !s.cacheUnnamed || err != nil || !s.cacheable(query) {
 		var op clearOp
-		if err == nil && len(query) > 0 {
-			if text, e := s.execOf(unsafe.String(&query[0], len(query))); e != nil {
+		// Most texts are none of an EXECUTE, a PREPARE or a statement that clears names:
+		// their Lead says so at once.
+		if err == nil && len(query) > 0 && s.namesOrClears(unsafe.String(&query[0], len(query))) {
+			q := unsafe.String(&query[0], len(query))
+			if text, e := s.execOf(q); e != nil {
 				return s.parseUnnamedExec(c, text, e, types)
 			}
-			if p := s.prepOf(unsafe.String(&query[0], len(query))); p != nil {
+			if p := s.prepOf(q); p != nil {
 				return s.parseUnnamedPrep(c, p, types)
 			}
-			op = s.clearOf(unsafe.String(&query[0], len(query)))
+			op = s.clearOf(q)
 			if op.all() {
 				s.staleAll(c) // harmless if it is never executed
 			}
