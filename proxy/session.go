@@ -203,10 +203,12 @@ const memoMax = 1<<31 - 1
 // string that does not change while it is), computed once per message. The memo's
 // answer is returned inline: each message asks several times.
 func (s *Session) lead(q string) sqlscan.Lead {
-	// An empty memo (n == 0) holds the zero Lead, which is LeadOf("").
-	if m := &s.scan; s.rd != nil && int(m.n) == len(q) &&
-		m.addr == uintptr(unsafe.Pointer(unsafe.StringData(q))) && m.seq == s.rd.Seq() {
-		return m.lead
+	if s.rd != nil {
+		// An empty memo (n == 0) holds the zero Lead, which is LeadOf("").
+		if m := &s.scan; int(m.n) == len(q) && m.addr == uintptr(unsafe.Pointer(unsafe.StringData(q))) &&
+			m.seq == s.rd.Seq() {
+			return m.lead
+		}
 	}
 	return s.leadOf(q)
 }
