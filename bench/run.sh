@@ -187,7 +187,7 @@ txs_per_client() {
 	select) total=$([[ $MODE == quick ]] && echo 80000 || echo 40000) ;;
 	tpcb) total=6000 ;;
 	churn) total=1000 ;;
-X
+	paced) echo 6; return ;; # each client 6 transactions, about 2 s apart (run_point's -R)
 	esac
 	case $2 in 1) total=$((total / 4)) ;; esac
 	local t=$((total / $2))

@@ -148,8 +148,9 @@ func markdown(points []point, idle []idleResult, meta []string) string {
 func pacedNote(points []point) string {
 	for _, p := range points {
 		if p.key.workload == "paced" {
-			return "; `-S -R` paced points run each client about every 2 s (rate = clients / 2, 4 transactions " +
-				"each), as an application's pooled connections do: their tps is the rate"
+			return "; `-S -R` paced points run each client about every 2 s (rate = clients / 2, 6 transactions " +
+				"each), as an application's pooled connections do: their tps is the rate, and their CPU includes " +
+				"the clients' logins (one per 6 transactions)"
 		}
 	}
 	return ""
