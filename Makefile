@@ -16,8 +16,11 @@ FUZZTIME ?= 5000x
 # staticcheck, pinned; `go run` fetches it through the Go module proxy on first use.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
+# The Dockerfile's build: a static binary (no cgo; see README "Running it"). -buildvcs: --version
+# names the commit even where GOFLAGS turns stamping off. cmd/pgmux TestBuildsMatchTheImage keeps
+# this, the Dockerfile, the README and bench/lib.sh's build_pgmux in step.
 build:
-	$(GO) build -buildvcs=auto -o bin/pgmux ./cmd/pgmux  # -buildvcs: --version names the commit even where GOFLAGS turns stamping off
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -trimpath -ldflags "-s -w" -o bin/pgmux ./cmd/pgmux
 
 deps:
 	./scripts/deps.sh

@@ -35,7 +35,7 @@ log "building pgmux"
 if [[ -n ${PGMUX_BIN:-} ]]; then
 	cp "$PGMUX_BIN" "$BENCH_TMP/pgmux"
 else
-	go build -o "$BENCH_TMP/pgmux" ./cmd/pgmux
+	build_pgmux "$BENCH_TMP/pgmux"
 fi
 
 if [[ -z ${DATABASE_URL:-} ]]; then

@@ -8,6 +8,18 @@ BENCH_PIDS=()
 BENCH_TMP=""
 BENCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
+# build_pgmux OUT [symbols]: pgmux as it ships, the Dockerfile's build (CGO_ENABLED=0
+# -trimpath -ldflags "-s -w": a static binary whose OS threads get Go-allocated stacks
+# instead of glibc pthread stacks and malloc arenas; cmd/pgmux TestBuildsMatchTheImage
+# keeps the two in step), run from the repository root. With "symbols" the symbol table
+# stays (-s -w left out; nothing mapped at run time differs) for profilers that name
+# functions: callgrind (instr.sh, logins.sh: callgrind_setup), perf (syscalls.sh).
+build_pgmux() {
+	local ldflags=(-ldflags "-s -w")
+	[[ ${2:-} == symbols ]] && ldflags=()
+	(cd "$BENCH_ROOT" && CGO_ENABLED=0 go build -trimpath "${ldflags[@]+"${ldflags[@]}"}" -o "$1" ./cmd/pgmux)
+}
+
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
@@ -320,7 +332,7 @@ callgrind_setup() {
 	bench_tmpdir
 	BINS=("$@")
 	if ((${#BINS[@]} == 0)); then
-		go build -o "$BENCH_TMP/pgmux" ./cmd/pgmux
+		build_pgmux "$BENCH_TMP/pgmux" symbols
 		BINS=("$BENCH_TMP/pgmux")
 	fi
 	start_postgres "$BENCH_TMP/pg" "$(free_port)" "$maxconn"

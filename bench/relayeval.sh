@@ -72,7 +72,7 @@ mkdir -p "$BENCH_TMP/bin"
 if [[ -n ${PGMUX_BIN:-} ]]; then
 	cp "$PGMUX_BIN" "$BENCH_TMP/bin/pgmux"
 else
-	go build -o "$BENCH_TMP/bin/pgmux" ./cmd/pgmux
+	build_pgmux "$BENCH_TMP/bin/pgmux" symbols
 fi
 PGMUX_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 

@@ -125,7 +125,7 @@ mkdir -p "$BENCH_TMP/bin"
 if [[ -n ${PGMUX_BIN:-} ]]; then
 	cp "$PGMUX_BIN" "$BENCH_TMP/bin/pgmux" # a prebuilt binary, e.g. of another commit
 else
-	go build -o "$BENCH_TMP/bin/pgmux" ./cmd/pgmux
+	build_pgmux "$BENCH_TMP/bin/pgmux"
 fi
 if [[ -n ${PGMUX_BIN_B:-} ]]; then
 	cp "$PGMUX_BIN_B" "$BENCH_TMP/bin/pgmux-b"

@@ -23,7 +23,7 @@ bin=$(pg_bindir) || die "PostgreSQL server binaries not found"
 is_root && chown postgres:postgres "$dir"
 
 log "building pgmux and the soak driver"
-(cd "$BENCH_ROOT" && go build -o "$dir/pgmux" ./cmd/pgmux && cd bench && go build -o "$dir/soak" ./cmd/soak)
+build_pgmux "$dir/pgmux" && (cd "$BENCH_ROOT/bench" && go build -o "$dir/soak" ./cmd/soak)
 
 log "starting PostgreSQL in $dir"
 as_pg_user "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync --no-instructions \

@@ -32,7 +32,7 @@ bench_tmpdir
 
 SPECS=("$@")
 if ((${#SPECS[@]} == 0)); then
-	go build -o "$BENCH_TMP/pgmux-head" ./cmd/pgmux
+	build_pgmux "$BENCH_TMP/pgmux-head" symbols
 	SPECS=("pgmux=$BENCH_TMP/pgmux-head")
 fi
 EVENTS=(context-switches syscalls:sys_enter_futex syscalls:sys_enter_epoll_wait syscalls:sys_enter_epoll_pwait

@@ -66,7 +66,7 @@ printf 'target\tclients\trep\ttps\tpg_us_per_tx\tpooler_us_per_tx\ttx\tstatus\n'
 
 log "building pgmux"
 mkdir -p "$BENCH_TMP/bin"
-if [[ -n ${PGMUX_BIN:-} ]]; then cp "$PGMUX_BIN" "$BENCH_TMP/bin/pgmux"; else go build -o "$BENCH_TMP/bin/pgmux" ./cmd/pgmux; fi
+if [[ -n ${PGMUX_BIN:-} ]]; then cp "$PGMUX_BIN" "$BENCH_TMP/bin/pgmux"; else build_pgmux "$BENCH_TMP/bin/pgmux"; fi
 ((UNIQUE)) && (cd "$BENCH_ROOT/bench" && go build -o "$BENCH_TMP/bin/pgload" ./cmd/pgload)
 
 PG_PORT=$(free_port)

@@ -82,7 +82,10 @@ func pgmuxBinary(t testing.TB) string {
 		pgmuxBin.path = filepath.Join(pgmuxBin.dir, "pgmux")
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, goTool, "build", "-o", pgmuxBin.path, "github.com/pgmux/pgmux/cmd/pgmux").CombinedOutput()
+		// Built as it ships (the Dockerfile's flags, cmd/pgmux TestBuildsMatchTheImage): static.
+		cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags", "-s -w", "-o", pgmuxBin.path, "github.com/pgmux/pgmux/cmd/pgmux")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			pgmuxBin.err = fmt.Errorf("go build cmd/pgmux: %w\n%s", err, out)
 		}

@@ -25,7 +25,10 @@ func buildPgmux(t testing.TB, dir string) string {
 	bin := filepath.Join(dir, "pgmux")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	out, err := osexec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/pgmux/pgmux/cmd/pgmux").CombinedOutput()
+	// Built as it ships (the Dockerfile's flags, cmd/pgmux TestBuildsMatchTheImage): static.
+	cmd := osexec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "github.com/pgmux/pgmux/cmd/pgmux")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
 	return bin
 }
