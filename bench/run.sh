@@ -270,7 +270,9 @@ idle_point() {
 		>"$out" 2>&1 </dev/null &
 	ipid=$!
 	track_pid "$ipid"
-	for ((i = 0; i < 900; i++)); do
+	# at most 300 s: 10,000 SCRAM logins (idleclients derives each client's keys) took 30 s
+	# at load 20 and more than 90 s at times on a busy 2-core machine
+	for ((i = 0; i < 3000; i++)); do
 		grep -q '^ready' "$out" && break
 		kill -0 "$ipid" 2>/dev/null || break
 		sleep 0.1
@@ -280,13 +282,21 @@ idle_point() {
 		after=$(proc_rss_kb "$pid")
 	else
 		status=fail after=$before
+		# say which way it failed: idleclients still logging in after 90 s, or gone (with its
+		# exit status and output), and whether the pooler still runs
+		local why="idleclients exited"
+		kill -0 "$ipid" 2>/dev/null && why="idleclients not ready after 300 s"
+		kill -0 "$pid" 2>/dev/null || why="$why; $target is gone"
+		echo "    $target $n idle clients failed: $why; idleclients output:" >&2
 		cat "$out" >&2
 	fi
 	stop_pid "$ipid" 10
-	wait "$ipid" 2>/dev/null || true
+	local rc=0
+	wait "$ipid" 2>/dev/null || rc=$?
+	[[ $status == ok ]] || echo "    idleclients exit status $rc" >&2
 	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$n" "$before" "$after" $(((after - before) * 1024 / n)) "$status" >>"$IDLE"
-	printf '    %-9s %6s idle clients: RSS %s -> %s kB, %s bytes/client %s\n' "$target" "$n" "$before" "$after" \
-		$(((after - before) * 1024 / n)) "$status" >&2
+	printf '    %-9s %6s idle clients: RSS %s -> %s kB, %s bytes/client %s (logged in in %s s)\n' "$target" "$n" "$before" "$after" \
+		$(((after - before) * 1024 / n)) "$status" "$(awk '/^ready/ {sub(/s$/, "", $3); print $3}' "$out")" >&2
 }
 for ((rep = 1; rep <= IDLE_REPS; rep++)); do
 	for n in "${IDLE_NS[@]+"${IDLE_NS[@]}"}"; do
