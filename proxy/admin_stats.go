@@ -27,8 +27,8 @@ type sessionOps struct {
 	xactTime       time.Duration
 	queryTime      time.Duration
 	qStart, xStart monoTime // start of the request and transaction in progress, or zero
-	obs       *poolObservers
-	retired   bool // folded into the server's retired totals; guarded by both locks
+	obs            *poolObservers
+	retired        bool // folded into the server's retired totals; guarded by both locks
 }
 
 // totals are a pool's cumulative counters (SHOW STATS_TOTALS, the _total metrics).

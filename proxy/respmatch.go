@@ -11,13 +11,13 @@ package proxy
 // the relay must record on the server's state.
 type answerStep struct {
 	head     answered // the request the message belongs to; zero when none is queued
-	queued   bool   // a request was queued
-	popped   bool   // the message completed head, which left the queue
-	hide     bool   // the client must not see the message
-	row      int    // rowCheck, rowSettings or rowClear: pgmux reads the message; else 0
-	prepared bool   // head's preparation of head.stmt is confirmed (stmtcache.go prepared)
-	synced   bool   // head, a hidden settings sync, completed (settings_link.go syncAnswered)
-	checked  bool   // head.reg, the client's statement, parsed fine (stmtDef.checked)
+	queued   bool     // a request was queued
+	popped   bool     // the message completed head, which left the queue
+	hide     bool     // the client must not see the message
+	row      int      // rowCheck, rowSettings or rowClear: pgmux reads the message; else 0
+	prepared bool     // head's preparation of head.stmt is confirmed (stmtcache.go prepared)
+	synced   bool     // head, a hidden settings sync, completed (settings_link.go syncAnswered)
+	checked  bool     // head.reg, the client's statement, parsed fine (stmtDef.checked)
 }
 
 // answered is what the relay reads of the request a server message belongs to: the

@@ -130,4 +130,3 @@ func TestFewClientsKeepTheirGoroutinesLonger(t *testing.T) {
 		"parked (and its working state given back) after parkAfterFew")
 	execSQL(t, a, "SELECT 2") // and resumes
 }
-
