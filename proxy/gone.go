@@ -44,24 +44,67 @@ func (s *Session) leftWhileWaiting() bool {
 }
 
 // dropGoneWaiters ends the wait of every queued client whose socket its peer has closed.
-// sessions is the server's list of them (Sessions).
+// sessions is the server's list of them (Sessions). The sockets of the waiting clients
+// are polled together, in one system call (peersClosed): at 5,000 clients on a pool of
+// 20 nearly all of them wait at every sweep, and a call (and a SyscallConn, which
+// allocates) per client cost more than a system call per transaction. A descriptor is
+// read under the session's ncMu but polled after it is let go, so it may have been
+// closed and reused meanwhile: a client found gone is looked at again through its
+// net.Conn under ncMu (peerClosedShared) before it is dropped; one missed is found by
+// the next sweep, or by its lease (leftWhileWaiting).
 func (s *Server) dropGoneWaiters(sessions []*Session) {
+	var waiting []*Session
+	var fds []int32
 	for _, sess := range sessions {
 		sess.mu.Lock()
-		waiting := sess.state == ClientWaiting && sess.entry != nil
+		w := sess.state == ClientWaiting && sess.entry != nil
 		sess.mu.Unlock()
-		if !waiting || !sess.peerClosedShared() {
+		if !w {
 			continue
 		}
-		sess.mu.Lock()
-		if sess.state != ClientWaiting {
-			sess.mu.Unlock()
+		fd := sess.pollFD()
+		if fd < 0 {
+			if sess.peerClosedShared() { // TLS: the socket under it, through the net.Conn
+				sess.abandonWait()
+			}
 			continue
 		}
-		sess.state = ClientClosed // no longer counted as waiting (waitingLocked)
-		sess.mu.Unlock()
-		sess.entry.pool.Abandon(sess)
+		waiting, fds = append(waiting, sess), append(fds, fd)
 	}
+	if len(fds) == 0 {
+		return
+	}
+	gone := make([]bool, len(fds))
+	peersClosed(fds, gone)
+	for i, sess := range waiting {
+		if gone[i] && sess.peerClosedShared() {
+			sess.abandonWait()
+		}
+	}
+}
+
+// pollFD is the descriptor of a waiting client's plain socket, or -1 (TLS, closed); read
+// under ncMu by another goroutine than the session's.
+func (s *Session) pollFD() int32 {
+	s.ncMu.Lock()
+	defer s.ncMu.Unlock()
+	if s.tls || s.ncClosed || s.rawFD >= 0 || s.nc == nil {
+		return -1
+	}
+	return s.fd
+}
+
+// abandonWait takes a waiting client whose peer has left out of its pool's queue and
+// stops counting it as waiting.
+func (s *Session) abandonWait() {
+	s.mu.Lock()
+	if s.state != ClientWaiting {
+		s.mu.Unlock()
+		return
+	}
+	s.state = ClientClosed // no longer counted as waiting (waitingLocked)
+	s.mu.Unlock()
+	s.entry.pool.Abandon(s)
 }
 
 // peerClosedShared is leftWhileWaiting for another goroutine than the session's.

@@ -19,3 +19,10 @@ func fdPeerClosed(fd int) bool {
 		return n == 0
 	}
 }
+
+// peersClosed is fdPeerClosed for every descriptor of fds, into gone (as long as fds).
+func peersClosed(fds []int32, gone []bool) {
+	for i, fd := range fds {
+		gone[i] = fdPeerClosed(int(fd))
+	}
+}

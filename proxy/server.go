@@ -285,10 +285,14 @@ func (s *Server) serveConn(nc net.Conn) {
 	sess.run(n)
 }
 
+// sweepEvery is the idle sweep's period, and the resolution of the clock it advances
+// (unix seconds).
+const sweepEvery = time.Second
+
 // sweepIdle advances the coarse clock every second and kicks clients that have been idle
 // long enough to park or to time out (see Session.next).
 func (s *Server) sweepIdle() {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	for {
 		select {
