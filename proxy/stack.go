@@ -16,7 +16,7 @@ func growLoginStack() {
 	var frame [loginStackFrame]byte
 	if stackFrameSink { // never true: keeps frame, so the compiler cannot drop it
 		for i := range frame {
-			frame[i] = byte(i)
+			frame[i] = byte(i) + stackSinkByte
 		}
 		stackSinkByte = frame[len(frame)/2]
 	}
