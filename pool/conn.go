@@ -103,6 +103,7 @@ type Conn struct {
 	reason   atomic.Pointer[error] // why the connection was closed, set once with closing
 	detached bool                  // guarded by pool.mu: kept by one client outside the pool's size
 	internal internalOp            // guarded by the reader goroutine's ownership while not leased
+	peek     peeker                // the goroutine leasing it off the idle list (peek.go)
 	closed   chan struct{}
 
 	// Cancel requests in flight for this backend (HoldForCancel), and a release that

@@ -19,3 +19,6 @@ func SetPeekAfter(d time.Duration) func() {
 	peekAfter = d
 	return func() { peekAfter = old }
 }
+
+// IdleBroken runs the lease's peek at c's socket as of now.
+func (c *Conn) IdleBroken(now time.Time) bool { return c.idleBroken(now) }

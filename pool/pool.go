@@ -174,7 +174,7 @@ func (p *Pool) TryAcquireAt(l Lessee, now time.Time) *Conn {
 		return nil
 	}
 	p.mu.Unlock()
-	if c.idleBroken() || !p.leaseAt(c, l, now) {
+	if c.idleBroken(now) || !p.leaseAt(c, l, now) {
 		return nil // a broken one is left to its reader, which removes it
 	}
 	return c
@@ -496,7 +496,7 @@ func (p *Pool) popIdle() *Conn {
 // healthy refuses a connection whose server has ended it while it sat idle (idleBroken)
 // and runs server_check_query on one idle longer than server_check_delay.
 func (p *Pool) healthy(ctx context.Context, c *Conn) bool {
-	if c.idleBroken() {
+	if c.idleBroken(time.Now()) {
 		return false // left to its reader, which removes it with the server's reason
 	}
 	p.mu.Lock()

@@ -358,6 +358,29 @@ func TestLeaseSkipsIdleBroken(t *testing.T) {
 	c.Release(false)
 }
 
+// The peek at an idle connection's socket runs at most leases of a paced application's
+// clients (each finds its server idle for longer than peekAfter): it allocates nothing
+// once the connection has peeked before, and sees a healthy socket as healthy.
+func TestIdlePeekAllocatesNothing(t *testing.T) {
+	p := newPool(t, pool.Options{Size: 1})
+	c, _ := acquire(t, p)
+	defer c.Release(false)
+	t.Cleanup(pool.SetPeekAfter(0))
+	later := time.Now().Add(time.Hour) // idle past any peek threshold
+	require.False(t, c.IdleBroken(later), "a healthy connection")
+	// Other tests' pools run beside this one (their goroutines count in AllocsPerRun):
+	// the fewest of three measurements.
+	allocs := 1e9
+	for range 3 {
+		allocs = min(allocs, testing.AllocsPerRun(200, func() {
+			if c.IdleBroken(later) {
+				t.Fatal("a healthy connection was taken for broken")
+			}
+		}))
+	}
+	require.Zero(t, allocs, "allocations per peek")
+}
+
 func TestReleaseReusesMostRecentConnection(t *testing.T) {
 	t.Parallel()
 	p := newPool(t, pool.Options{Size: 3})
