@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/rand"
 	"errors"
+	"strings"
 	"sync"
 
 	"go.uber.org/zap"
@@ -57,7 +58,7 @@ func (s *Session) authenticate(cfg *config.Config, user string) error {
 	case config.AuthCert:
 		return s.authCert(user)
 	case config.AuthMD5:
-		if known && isSCRAMSecret(cred.Password) {
+		if _, ok := s.srv.scramSecret(cred.Password); known && ok {
 			return s.authSCRAM(user, cred, known)
 		}
 		return s.authMD5(user, cred, known)
@@ -99,7 +100,7 @@ func (s *Session) authCleartext(user string, cred config.Credential, known bool)
 	if !known || !checkPlain(user, cred.Password, string(pw)) {
 		return passwordFailed(user)
 	}
-	if isSCRAMSecret(cred.Password) {
+	if _, ok := s.srv.scramSecret(cred.Password); ok {
 		s.rememberSCRAMFromPassword(user, cred.Password, string(pw))
 	}
 	return nil
@@ -141,13 +142,9 @@ func (s *Session) authMD5(user string, cred config.Credential, known bool) error
 
 func (s *Session) authSCRAM(user string, cred config.Credential, known bool) error {
 	var ex *auth.ServerSCRAM
-	var v auth.Verifier
+	v, secret := s.srv.scramSecret(cred.Password)
 	switch {
-	case known && isSCRAMSecret(cred.Password):
-		var err error
-		if v, err = auth.ParseVerifier(cred.Password); err != nil {
-			return pgerr.Fatal(pgerr.InvalidAuthorization, "invalid SCRAM secret for user %q in auth_file", user)
-		}
+	case known && secret:
 		ex = auth.NewServerSCRAM(v, s.channelBinding())
 	case known && cred.Password != "" && !auth.IsMD5Hash(cred.Password):
 		v = s.srv.plainVerifier(user, cred.Password)
@@ -187,7 +184,7 @@ func (s *Session) authSCRAM(user string, cred config.Credential, known bool) err
 	if err := s.loginWrite(wire.Auth(nil, wire.AuthSASLFinal, last)); err != nil {
 		return err
 	}
-	if isSCRAMSecret(cred.Password) {
+	if secret {
 		s.srv.mu.Lock()
 		s.srv.scramKeys[user] = scramKeys{clientKey: ex.ClientKey(), serverKey: v.ServerKey}
 		s.srv.mu.Unlock()
@@ -224,6 +221,38 @@ func (srv *Server) plainVerifier(user, pw string) auth.Verifier {
 	srv.verifiers[user] = cachedVerifier{password: pw, v: v}
 	return v
 }
+
+// scramSecret returns pw parsed as a SCRAM verifier, and whether it is one, parsing each
+// secret once: a login with a SCRAM secret needs it two or three times, and parsing
+// allocates its three keys. The cache is emptied at each reload; secrets past
+// maxParsedSecrets (auth_query results, say) are parsed every time.
+func (srv *Server) scramSecret(pw string) (auth.Verifier, bool) {
+	if !strings.HasPrefix(pw, auth.MechanismSCRAM+"$") {
+		return auth.Verifier{}, false
+	}
+	srv.mu.Lock()
+	v, ok := srv.parsedSecrets[pw]
+	srv.mu.Unlock()
+	if ok {
+		return v, true
+	}
+	v, err := auth.ParseVerifier(pw)
+	if err != nil {
+		return auth.Verifier{}, false
+	}
+	srv.mu.Lock()
+	if srv.parsedSecrets == nil {
+		srv.parsedSecrets = make(map[string]auth.Verifier)
+	}
+	if len(srv.parsedSecrets) < maxParsedSecrets {
+		srv.parsedSecrets[pw] = v
+	}
+	srv.mu.Unlock()
+	return v, true
+}
+
+// maxParsedSecrets bounds scramSecret's cache.
+const maxParsedSecrets = 10000
 
 type cachedVerifier struct {
 	password string

@@ -226,7 +226,7 @@ func (s *Session) authenticateHBA(cfg *config.Config, user string, cred config.C
 	case hbaCert:
 		return s.authCert(user)
 	}
-	if known && isSCRAMSecret(cred.Password) {
+	if _, ok := s.srv.scramSecret(cred.Password); known && ok {
 		return s.authSCRAM(user, cred, known) // md5 with a SCRAM secret: SCRAM, as in PostgreSQL
 	}
 	return s.authMD5(user, cred, known)

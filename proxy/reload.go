@@ -52,6 +52,7 @@ func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) 
 	s.creds = creds
 	s.tlsConf = tc
 	s.verifiers = nil
+	s.parsedSecrets = nil
 	s.authCache = nil
 	s.hba, s.hbaErr = hba, nil
 	s.mu.Unlock()

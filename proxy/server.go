@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/protocol/auth"
 )
 
 // Options configure a Server.
@@ -65,11 +66,13 @@ type Server struct {
 	creds     map[string]config.Credential
 	scramKeys map[string]scramKeys // user -> keys recovered from a client's SCRAM proof
 	verifiers map[string]cachedVerifier
-	authCache map[string]authQueryResult // auth_query answers (authquery.go)
-	hba       hbaRules                   // auth_hba_file, when auth_type = hba (hba.go)
-	hbaErr    error
-	tlsConf   *tls.Config
-	listeners []net.Listener
+	// parsedSecrets: auth_file SCRAM secrets, parsed (auth.go scramSecret); emptied at reload
+	parsedSecrets map[string]auth.Verifier
+	authCache     map[string]authQueryResult // auth_query answers (authquery.go)
+	hba           hbaRules                   // auth_hba_file, when auth_type = hba (hba.go)
+	hbaErr        error
+	tlsConf       *tls.Config
+	listeners     []net.Listener
 	// wgClosed: Stop waits on wg; accept no longer adds to it (a WaitGroup's Add from zero
 	// must not race its Wait).
 	wgClosed bool
