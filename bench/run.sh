@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: pgmux vs PgBouncer vs direct PostgreSQL, on this machine only.
 #
-#   bench/run.sh            # full run (< 20 min on 2 cores)
+#   bench/run.sh            # full run (~33 min on 2 cores)
 #   bench/run.sh --quick    # ~3-4 min: -S simple/extended at 50 and 500 clients, idle 1000
 #   bench/run.sh --reps 5   # repetitions per point (median is reported; default 3)
 #   bench/run.sh --keep     # keep the temp dir (logs, raw per-transaction pgbench logs)
@@ -63,7 +63,7 @@ else
 	WORKLOADS=(select tpcb)
 	QMODES=(simple extended prepared)
 	CLIENTS=(1 50 500 5000)
-	IDLE_NS=(1000 10000)
+	IDLE_NS=(2000 10000) # the points issue 14 names
 	CHURN=1
 	PACED=(500 2000)
 fi
