@@ -3,11 +3,14 @@
 package proxy
 
 import (
+	"errors"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 )
@@ -15,6 +18,13 @@ import (
 // parker holds idle clients without a goroutine each: a client that has sent nothing for
 // a while leaves its goroutine (and stack) behind, and its socket waits in an epoll set;
 // when bytes arrive, a fresh goroutine picks the session up where it left off.
+//
+// The loop waits for the epoll set itself to become readable in Go's netpoller (an epoll
+// descriptor is readable while it holds events), then takes the events with a zero-timeout
+// epoll_wait; the set is changed with epoll_ctl. All of these are RawSyscalls: none of
+// them blocks, and the runtime's blocking-syscall entry wakes its monitor thread (sysmon)
+// when every P was idle, which then polls every 20 µs for a while: with a blocking
+// epoll_wait that was a wake-up per resumed client, and a thread held by the loop.
 //
 // Owners: mu guards byFD, parked and seen (sessions park and unpark from their own
 // goroutines); lastSweep and the epoll wait belong to the loop goroutine.
@@ -35,6 +45,11 @@ type parker struct {
 
 func newParker(log *zap.Logger, done <-chan struct{}) *parker {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err == nil {
+		if err = syscall.SetNonblock(epfd, true); err != nil {
+			_ = syscall.Close(epfd)
+		}
+	}
 	if err != nil {
 		log.Warn("cannot create epoll set: idle clients keep their goroutines", zap.Error(err))
 		return nil
@@ -59,9 +74,9 @@ func (p *parker) park(s *Session, fd int32) bool {
 	p.parked++
 	p.mu.Unlock()
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: fd}
-	err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+	err := epollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
 	if err == syscall.ENOENT {
-		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+		err = epollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	}
 	if err != nil {
 		p.mu.Lock()
@@ -87,7 +102,7 @@ func (p *parker) unpark(s *Session) bool {
 		return false
 	}
 	p.byFD[fd] = nil
-	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+	_ = epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 	return true
 }
 
@@ -95,24 +110,46 @@ func (p *parker) unpark(s *Session) bool {
 // after its one event: a detached socket's descriptor is closed on resume while the
 // socket lives on under another, and a stale entry must not outlive it.
 func (p *parker) forget(fd int32) {
-	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+	_ = epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 }
 
 func (p *parker) loop() {
 	events := make([]syscall.EpollEvent, 128)
+	f := os.NewFile(uintptr(p.epfd), "parked clients")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		p.log.Error("cannot wait for parked clients; parking stops", zap.Error(err))
+		return
+	}
+	var armed time.Time // the read deadline set: the next sweep's time
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, 1000)
+		if next := p.lastSweep.Add(time.Second); next != armed {
+			if err := f.SetReadDeadline(next); err != nil {
+				p.log.Error("cannot wait for parked clients; parking stops", zap.Error(err))
+				return
+			}
+			armed = next
+		}
+		n := 0
+		var werr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, werr = epollWaitNow(int(fd), events)
+			return n > 0 || (werr != nil && werr != syscall.EINTR)
+		})
 		select {
 		case <-p.done: // every session has ended (Shutdown waits for them)
-			_ = syscall.Close(p.epfd)
+			_ = f.Close()
 			return
 		default:
 		}
 		if time.Since(p.lastSweep) >= time.Second {
 			p.sweep()
 		}
+		if err == nil {
+			err = werr
+		}
 		if err != nil {
-			if err == syscall.EINTR {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
 				continue
 			}
 			p.log.Error("epoll wait failed; parking stops", zap.Error(err))
@@ -133,6 +170,27 @@ func (p *parker) loop() {
 	}
 }
 
+// epollCtl is epoll_ctl(2) as a RawSyscall (it never blocks).
+func epollCtl(epfd, op, fd int, ev *syscall.EpollEvent) error {
+	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd),
+		uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// epollWaitNow is epoll_pwait(2) with a zero timeout as a RawSyscall: the events ready
+// now, none if there are none.
+func epollWaitNow(epfd int, events []syscall.EpollEvent) (int, error) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
 // sweep ends parked clients idle past client_idle_timeout and, after many parks, returns
 // freed stack memory to the OS.
 func (p *parker) sweep() {
@@ -142,7 +200,7 @@ func (p *parker) sweep() {
 	for fd, s := range p.byFD {
 		if s != nil && s.clientIdle > 0 && time.Since(time.Unix(0, s.idleSince)) >= s.clientIdle {
 			p.byFD[fd] = nil
-			_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+			_ = epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 			expired = append(expired, s)
 		}
 	}
