@@ -32,6 +32,16 @@ import (
 // when it cannot duplicate the descriptor it parks the net.Conn's socket as it is. s.ncMu
 // is held.
 func (s *Session) detachLocked() bool {
+	if _, ok := s.nc.(resumedConn); ok {
+		// Parked as it is, but for the reader (as below): nothing to undo at resume.
+		s.maxMsg = int32(s.rd.MaxMessage)
+		s.rd = nil
+		if s.srv.parker.park(s, s.fd) {
+			return true
+		}
+		s.reattachLocked()
+		return false
+	}
 	fd, err := dupCloexec(s.fd)
 	if err != nil {
 		return s.srv.parker.park(s, s.fd)

@@ -450,13 +450,22 @@ func (s *Session) end(err error) {
 	if s.srv.Config().LogDisconnections {
 		fields := []zap.Field{zap.Uint64("client", s.id), zap.String("db", s.dbName), zap.String("user", s.user),
 			zap.Duration("age", time.Since(time.Unix(0, s.connectedAt)))}
-		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
+		if err != nil && !errors.Is(err, io.EOF) && !connClosed(err) {
 			fields = append(fields, zap.Error(err))
 		}
 		s.srv.log.Info("client disconnected", fields...)
 	}
 	s.nc.Close()
 	s.srv.connDone()
+}
+
+// connClosed reports whether err is a use of a connection closed under it: net.ErrClosed,
+// or, for a resumed client's socket (an *os.File, detach_linux.go), os.ErrClosed or the
+// poller's "use of closed file" (internal/poll's ErrFileClosing, which nothing exported
+// matches).
+func connClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) ||
+		strings.Contains(err.Error(), "use of closed file")
 }
 
 // negotiate answers SSLRequest and GSSENCRequest until the StartupMessage arrives. A nil
