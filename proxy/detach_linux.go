@@ -28,34 +28,27 @@ import (
 // (closeAndWake, writeOut, remote, localAddr). While detached, s.nc is detachedConn:
 // every use of it fails as on a closed connection.
 
-// detachLocked parks the idle session without its net.Conn and reports whether it did;
-// when it cannot duplicate the descriptor it parks the net.Conn's socket as it is. s.ncMu
-// is held.
+// detachLocked parks the idle session without its net.Conn (a resumed one with its
+// resumedConn, see above) and reports whether it did; when it cannot duplicate the
+// descriptor it parks the net.Conn's socket as it is. s.ncMu is held.
 func (s *Session) detachLocked() bool {
-	if _, ok := s.nc.(resumedConn); ok {
-		// Parked as it is, but for the reader (as below): nothing to undo at resume.
-		s.maxMsg = int32(s.rd.MaxMessage)
-		s.rd = nil
-		if s.srv.parker.park(s, s.fd) {
-			return true
+	fd := s.fd
+	if _, resumed := s.nc.(resumedConn); !resumed {
+		dup, err := dupCloexec(s.fd)
+		if err != nil {
+			return s.srv.parker.park(s, s.fd)
 		}
-		s.reattachLocked()
-		return false
+		old := s.nc
+		s.nc, s.rawFD, fd = detachedConn{}, dup, dup
+		// The writer stays, over detachedConn: other goroutines reach it under s.wmu.
+		s.wr.Reset(s.nc)
+		_ = old.Close() // the socket stays open: dup refers to it too
 	}
-	fd, err := dupCloexec(s.fd)
-	if err != nil {
-		return s.srv.parker.park(s, s.fd)
-	}
-	old := s.nc
-	s.nc, s.rawFD = detachedConn{}, fd
 	// The reader is the session goroutine's alone (nothing is buffered: park checked):
 	// it goes, and resume makes another (a pool would keep it in memory until the second
-	// garbage collection, which an idle process may not run for minutes). The writer
-	// stays, over detachedConn: other goroutines reach it under s.wmu.
+	// garbage collection, which an idle process may not run for minutes).
 	s.maxMsg = int32(s.rd.MaxMessage)
 	s.rd = nil
-	s.wr.Reset(s.nc)
-	_ = old.Close() // the socket stays open: fd refers to it too
 	if s.srv.parker.park(s, fd) {
 		return true
 	}
