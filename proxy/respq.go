@@ -122,7 +122,7 @@ func (q *respQueue) push(e expect) {
 	if q.size == len(q.buf) {
 		n := 2 * len(q.buf)
 		if n == 0 {
-			n = 16
+			n = 8 // a Query needs one, an extended-protocol request about five
 		}
 		nb := make([]expect, n)
 		for i := 0; i < q.size; i++ {

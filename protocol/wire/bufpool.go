@@ -5,14 +5,26 @@ import "sync"
 // BufSize is the size of the pooled read and write buffers.
 const BufSize = 16 << 10
 
-var bufs = sync.Pool{New: func() any { b := make([]byte, BufSize); return &b }}
+// SmallBufSize is the size of the pooled buffers a Reader holds a short message in while
+// it waits (Reader.Shrink).
+const SmallBufSize = 1 << 10
+
+var (
+	bufs      = sync.Pool{New: func() any { b := make([]byte, BufSize); return &b }}
+	smallBufs = sync.Pool{New: func() any { b := make([]byte, SmallBufSize); return &b }}
+)
 
 func getBuf() *[]byte { return bufs.Get().(*[]byte) }
 
+// putBuf gives b back to its pool: a pool-sized or small buffer; an oversized one grown
+// for one large message is left to the GC.
 func putBuf(b *[]byte) {
-	if cap(*b) != BufSize {
-		return // an oversized buffer grown for one large message is left to the GC
+	switch cap(*b) {
+	case BufSize:
+		*b = (*b)[:BufSize]
+		bufs.Put(b)
+	case SmallBufSize:
+		*b = (*b)[:SmallBufSize]
+		smallBufs.Put(b)
 	}
-	*b = (*b)[:BufSize]
-	bufs.Put(b)
 }

@@ -7,6 +7,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,4 +158,79 @@ func TestReaderFirstTryAtBoundary(t *testing.T) {
 		_, err = rd.Message(n)
 		require.ErrorIs(t, err, io.ErrUnexpectedEOF)
 	})
+}
+
+// TestReaderShrink covers Shrink over a real socket: a short request already buffered
+// moves into a small buffer with its header still unconsumed, reads on from there as if
+// nothing happened, and the next read from the socket trades the small buffer for a
+// pool-sized one; more than SmallBufSize bytes buffered stay where they are, and an empty
+// reader just lets its buffer go.
+func TestReaderShrink(t *testing.T) {
+	frame := func(typ byte, body string) []byte {
+		f, st := Begin(nil, typ)
+		return Finish(append(f, body...), st)
+	}
+	settle := func() { time.Sleep(20 * time.Millisecond) }
+	a, b := tcpPair(t)
+	rd := NewReader(b)
+	p, s := frame('P', "\x00select 1\x00\x00\x00"), frame('S', "")
+	_, err := a.Write(append(append([]byte{}, p...), s...))
+	require.NoError(t, err)
+	settle()
+	typ, n, err := rd.Next()
+	require.NoError(t, err)
+	require.Equal(t, byte('P'), typ)
+	seq := rd.Seq()
+	rd.Shrink()
+	require.Equal(t, SmallBufSize, cap(*rd.buf), "the request waits in a small buffer")
+	require.Equal(t, len(p)+len(s), rd.Buffered())
+	require.Equal(t, seq, rd.Seq())
+	got, err := rd.Message(n)
+	require.NoError(t, err)
+	require.Equal(t, p, got)
+	typ, n, err = rd.Next()
+	require.NoError(t, err)
+	require.Equal(t, byte('S'), typ)
+	got, err = rd.Message(n)
+	require.NoError(t, err)
+	require.Equal(t, s, got)
+
+	// A message that arrives in two parts while the small buffer holds the first.
+	q := frame('Q', strings.Repeat("x", 3*SmallBufSize))
+	_, err = a.Write(q[:100])
+	require.NoError(t, err)
+	settle()
+	typ, n, err = rd.Next()
+	require.NoError(t, err)
+	require.Equal(t, byte('Q'), typ)
+	rd.Shrink()
+	require.Equal(t, SmallBufSize, cap(*rd.buf))
+	go func() {
+		settle()
+		_, _ = a.Write(q[100:])
+	}()
+	got, err = rd.Message(n)
+	require.NoError(t, err)
+	require.Equal(t, q, got)
+	require.Equal(t, BufSize, cap(*rd.buf), "reading from the socket takes a pool-sized buffer")
+
+	// More than SmallBufSize buffered: Shrink leaves it.
+	_, err = a.Write(q)
+	require.NoError(t, err)
+	settle()
+	_, n, err = rd.Next()
+	require.NoError(t, err)
+	big := rd.buf
+	rd.Shrink()
+	require.Same(t, big, rd.buf)
+	got, err = rd.Message(n)
+	require.NoError(t, err)
+	require.Equal(t, q, got)
+
+	// Nothing buffered: the buffer goes back.
+	rd.Shrink()
+	require.Nil(t, rd.buf)
+	require.NoError(t, a.Close())
+	_, _, err = rd.Next()
+	require.ErrorIs(t, err, io.EOF)
 }
