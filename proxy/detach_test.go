@@ -167,3 +167,43 @@ func TestParkDelay(t *testing.T) {
 	require.Equal(t, parkAfter, parkDelay(parkManyClients))
 	require.Equal(t, parkAfter, parkDelay(10*parkManyClients))
 }
+
+// A client that has just logged in on a server holding many clients is parked only once
+// it has stayed silent for eagerParkWait: one that sends its first request within that
+// time (most do, one round trip after the login) keeps its goroutine and skips the park
+// and resume; its request stays buffered for the relay. Below eagerParkClients nobody is
+// parked at login.
+func TestParkAfterLoginWaitsForAFirstRequest(t *testing.T) {
+	s, _ := parkingSession(t)
+	require.False(t, s.parkAfterLogin(eagerParkClients-1), "few clients: no eager park")
+
+	s, client := parkingSession(t)
+	go func() {
+		time.Sleep(eagerParkWait / 5)
+		_, _ = client.Write(wire.Query(nil, "SELECT 1"))
+	}()
+	start := time.Now()
+	require.False(t, s.parkAfterLogin(eagerParkClients), "a first request within the wait: not parked")
+	require.Less(t, time.Since(start), eagerParkWait+time.Second)
+	require.Greater(t, s.rd.Buffered(), 0, "the request stays buffered for the relay")
+	require.Equal(t, int32(-1), s.parkedFD)
+	typ, n, err := s.rd.Next()
+	require.NoError(t, err)
+	require.Equal(t, byte('Q'), typ)
+	_, err = s.rd.Message(n)
+	require.NoError(t, err)
+	// The wait's deadline is gone: a read later than eagerParkWait still waits.
+	go func() {
+		time.Sleep(2 * eagerParkWait)
+		_, _ = client.Write(wire.Query(nil, "SELECT 2"))
+	}()
+	typ, _, err = s.rd.Next()
+	require.NoError(t, err, "no deadline left on the socket")
+	require.Equal(t, byte('Q'), typ)
+
+	s, _ = parkingSession(t)
+	start = time.Now()
+	require.True(t, s.parkAfterLogin(eagerParkClients), "silent for the whole wait: parked")
+	require.GreaterOrEqual(t, time.Since(start), eagerParkWait)
+	require.True(t, s.srv.parker.unpark(s)) // not resumed when the test's client closes
+}

@@ -372,22 +372,53 @@ func (s *Session) loop() {
 }
 
 // eagerParkClients is how many clients a server must hold before a client that has just
-// logged in and sent nothing more is parked at once instead of after parkAfter. A storm
-// of connections that then stay idle (a fleet of app instances starting) would otherwise
-// have a goroutine each for a second; the runtime never frees a goroutine's descriptor,
-// so that peak would stay in memory for the life of the process. Below it, a client
-// that logs in and queries right away skips the park and resume.
+// logged in and sent nothing more is parked almost at once (eagerParkWait) instead of
+// after parkAfter. A storm of connections that then stay idle (a fleet of app instances
+// starting) would otherwise have a goroutine each for a second; the runtime never frees
+// a goroutine's descriptor, so that peak would stay in memory for the life of the
+// process. Below it, no client is parked at login.
 const eagerParkClients = 256
 
-// parkAfterLogin parks a freshly logged-in client that has sent nothing more when the
-// server holds many clients; it reports whether it did (the session then resumes on a
-// new goroutine when bytes arrive).
+// eagerParkWait is how long such a client may take to send its first request before it
+// is parked. Most clients query as soon as they are in (pgbench, scripts, serverless
+// functions, a pool warming up): one round trip, which the check right after the
+// login's last answer always came too early for, so each of them paid a park and a
+// resume (five more epoll_ctl calls, a goroutine, the connection rebuilt). A storm of
+// clients that stay idle holds a goroutine each for this long instead: the login rate
+// times 25 ms, a few dozen.
+const eagerParkWait = 25 * time.Millisecond
+
+// parkAfterLogin parks a freshly logged-in client that has sent nothing more within
+// eagerParkWait when the server holds many clients; it reports whether it did (the
+// session then resumes on a new goroutine when bytes arrive).
 func (s *Session) parkAfterLogin(nclients int64) bool {
 	if nclients < eagerParkClients || s.isAdmin() || !s.canPark() || s.rd.Buffered() > 0 {
 		return false
 	}
+	if s.firstRequestWithin(eagerParkWait) {
+		return false
+	}
 	s.idleSince = time.Now().UnixNano()
 	return s.park()
+}
+
+// firstRequestWithin waits up to d for the client's first bytes after its login and
+// reports whether the wait ended otherwise than by running out: bytes came (they stay
+// buffered for the relay), or the read failed, which the relay's own read then meets.
+// The deadline is set and cleared under s.mu, as the idle sweep's are (kickIfIdle); the
+// sweep leaves this client alone meanwhile (idleAt is not advertised yet).
+func (s *Session) firstRequestWithin(d time.Duration) bool {
+	s.mu.Lock()
+	err := s.nc.SetReadDeadline(time.Now().Add(d))
+	s.mu.Unlock()
+	if err != nil {
+		return true
+	}
+	err = s.rd.Await()
+	s.mu.Lock()
+	_ = s.nc.SetReadDeadline(time.Time{})
+	s.mu.Unlock()
+	return !errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // park hands the idle session's socket to the parker and reports whether it did; the

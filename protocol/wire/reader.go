@@ -207,6 +207,15 @@ func (rd *Reader) tryHeader(fd int) bool {
 	return true
 }
 
+// Await waits until at least one byte is buffered, reading once if none is; like every
+// read it ends early at the source's read deadline. Nothing is consumed.
+func (rd *Reader) Await() error {
+	if rd.r < rd.w {
+		return nil
+	}
+	return rd.fill(HeaderLen)
+}
+
 // Shrink moves what is buffered, when it is at most SmallBufSize bytes, out of the
 // reader's pool-sized buffer into a small one, and gives the large one back: for a
 // reader about to hold a short request for a while (a client queued for a server: at

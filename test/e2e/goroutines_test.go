@@ -62,7 +62,7 @@ func TestIdleClientsHoldNoGoroutine(t *testing.T) {
 	}
 	wg.Wait()
 	require.False(t, t.Failed(), "a client failed to log in")
-	// Parking is immediate past eagerParkClients logins and after a second of silence
+	// Parking is nearly immediate past eagerParkClients logins and after a second of silence
 	// for the first ones: wait for it, then the count must not depend on the clients.
 	const slack = 64 // timers, the parker, the pool's maintenance, the GC's workers
 	idle := settle(func(n int) bool { return n-g0 < slack })

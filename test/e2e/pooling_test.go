@@ -166,8 +166,9 @@ func TestShortClientsReuseServers(t *testing.T) {
 
 // TestIdleStormParksAtOnce opens 600 clients that log in and then stay idle, the way a
 // fleet of app instances starts: past a few hundred clients each one that has sent
-// nothing after logging in is parked at once, so pgmux does not hold a goroutine per
-// idle client even for a second (the runtime never frees a goroutine's descriptor).
+// nothing within a few milliseconds of logging in is parked (proxy's eagerParkWait), so
+// pgmux does not hold a goroutine per idle client even for a second (the runtime never
+// frees a goroutine's descriptor).
 // Every client then still answers a query.
 func TestIdleStormParksAtOnce(t *testing.T) {
 	pg := pgtest.Start(t)
@@ -198,8 +199,9 @@ func TestIdleStormParksAtOnce(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	// Well within parkAfter (1 s) of the last login: without eager parking every
-	// session's goroutine would still be blocked reading its client.
+	// Past eagerParkWait but well within parkAfter (1 s) of the last login: without
+	// eager parking every session's goroutine would still be blocked reading its client.
+	time.Sleep(4 * eagerWait)
 	extra := runtime.NumGoroutine() - g0
 	t.Logf("%d idle clients, %d goroutines more than before", clients, extra)
 	require.Less(t, extra, clients-eagerAbove, "idle clients past %d keep a goroutine each", eagerAbove)
@@ -218,5 +220,8 @@ func TestIdleStormParksAtOnce(t *testing.T) {
 	require.Empty(t, m.Srv.Sessions())
 }
 
-// eagerAbove mirrors proxy's eagerParkClients.
-const eagerAbove = 256
+// eagerAbove and eagerWait mirror proxy's eagerParkClients and eagerParkWait.
+const (
+	eagerAbove = 256
+	eagerWait  = 25 * time.Millisecond
+)
