@@ -89,15 +89,17 @@ func TestRawIOIsOnlyTheShim(t *testing.T) {
 	}
 }
 
+// frame is one whole message of type typ with body.
+func frame(typ byte, body string) []byte {
+	f, st := Begin(nil, typ)
+	return Finish(append(f, body...), st)
+}
+
 // TestReaderFirstTryAtBoundary covers tryHeader, the first read at a message boundary
 // with nothing buffered, which reads into the header array: the peer's bytes are
 // already waiting in every case here (sent before Next), so that first try is the read
 // that finds them, whole messages, a header alone, part of a header, or the end.
 func TestReaderFirstTryAtBoundary(t *testing.T) {
-	frame := func(typ byte, body string) []byte {
-		f, st := Begin(nil, typ)
-		return Finish(append(f, body...), st)
-	}
 	settle := func() { time.Sleep(20 * time.Millisecond) } // the bytes reach b's receive queue
 	t.Run("several messages waiting", func(t *testing.T) {
 		a, b := tcpPair(t)
@@ -166,10 +168,6 @@ func TestReaderFirstTryAtBoundary(t *testing.T) {
 // pool-sized one; more than SmallBufSize bytes buffered stay where they are, and an empty
 // reader just lets its buffer go.
 func TestReaderShrink(t *testing.T) {
-	frame := func(typ byte, body string) []byte {
-		f, st := Begin(nil, typ)
-		return Finish(append(f, body...), st)
-	}
 	settle := func() { time.Sleep(20 * time.Millisecond) }
 	a, b := tcpPair(t)
 	rd := NewReader(b)

@@ -238,10 +238,11 @@ func (rd *Reader) Shrink() {
 }
 
 // makeRoom compacts or grows the buffer so that need bytes fit from rd.r, and there is
-// free space after rd.w. A small buffer (Shrink) is traded for a pool-sized one first, so
-// reads from the source always go into one.
+// free space after rd.w. A small buffer (Shrink) is traded for a pool-sized one first (or,
+// for a message larger than that, grown to it below), so reads from the source never go
+// into one.
 func (rd *Reader) makeRoom(need int) {
-	if cap(*rd.buf) < BufSize {
+	if cap(*rd.buf) < BufSize && need <= BufSize {
 		nb := getBuf()
 		rd.w = copy(*nb, (*rd.buf)[rd.r:rd.w])
 		rd.r = 0
