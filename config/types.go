@@ -94,6 +94,9 @@ type Config struct {
 	// pgmux-only settings (accepted in [pgbouncer] and as flags/env).
 	MetricsAddr           string // "" = no HTTP listener
 	PreparedStatementMode string // "cache" (default) or "unnamed"
+	// ClientLoop: transaction-mode clients wait for their requests in the client loop
+	// (proxy/clientloop.go), not in a goroutine each (Linux, plain sockets).
+	ClientLoop bool
 	// CacheUnnamedStatements serves the client's unnamed-statement Parses from the
 	// per-server statement cache (proxy/unnamed.go); per database too.
 	CacheUnnamedStatements bool

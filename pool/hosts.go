@@ -249,7 +249,7 @@ func (p *Pool) retryAll() {
 		return
 	}
 	for i, w := range p.waiters[:n] {
-		w.ch <- nil
+		w.give(nil)
 		p.waiters[i] = nil
 	}
 	p.waiters = append(p.waiters[:0], p.waiters[n:]...)

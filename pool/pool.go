@@ -113,6 +113,8 @@ type waiter struct {
 	// sends nil.
 	l         Lessee
 	abandoned bool
+	// h, for a waiter queued by AcquireOrQueue, is told instead of ch (handoff.go).
+	h Handoff
 }
 
 // New creates a pool and starts its maintenance goroutine.
@@ -194,18 +196,28 @@ func (p *Pool) AcquireTimeout(l Lessee, start time.Time, timeout time.Duration) 
 	if timeout > 0 {
 		deadline = start.Add(timeout)
 	}
-	return p.acquireFrom(context.Background(), start, deadline, l)
+	return p.acquireFrom(context.Background(), start, deadline, l, false)
+}
+
+// AcquireWoken is AcquireTimeout for a caller whose wait queued by AcquireOrQueue ended
+// with ErrRetry: it was the waiter told that capacity was freed, so it may dial ahead of
+// the others still queued, as a woken waiter of Acquire does.
+func (p *Pool) AcquireWoken(l Lessee, start time.Time, timeout time.Duration) (*Conn, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = start.Add(timeout)
+	}
+	return p.acquireFrom(context.Background(), start, deadline, l, true)
 }
 
 func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn, error) {
-	return p.acquireFrom(ctx, time.Time{}, deadline, l)
+	return p.acquireFrom(ctx, time.Time{}, deadline, l, false)
 }
 
-// acquireFrom is acquire for a caller that began to wait at start (zero: now).
-func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Lessee) (*Conn, error) {
-	// woken: a waiter was told that capacity was freed; it may dial even though others
-	// still queue behind it, or the freed capacity would go unused.
-	woken := false
+// acquireFrom is acquire for a caller that began to wait at start (zero: now). woken: a
+// waiter was told that capacity was freed; it may dial even though others still queue
+// behind it, or the freed capacity would go unused.
+func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Lessee, woken bool) (*Conn, error) {
 	// failedAt: when this client's own dial first failed transiently (failover_timeout).
 	var failedAt time.Time
 	for {
@@ -615,7 +627,7 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 		p.stats.noteWait(now.Sub(w.since))
 		c.state.Store(int32(StateActive))
 		p.mu.Unlock()
-		w.ch <- c
+		w.give(c)
 		return
 	}
 	c.state.Store(int32(StateIdle))
@@ -673,7 +685,7 @@ func (p *Pool) Abandon(l Lessee) bool {
 		if w.l == l {
 			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 			w.abandoned = true
-			w.ch <- nil
+			w.give(nil)
 			return true
 		}
 	}
@@ -704,7 +716,7 @@ func (p *Pool) expireWaiters() {
 	for _, w := range p.waiters {
 		if !w.deadline.IsZero() && !now.Before(w.deadline) {
 			w.expired = true
-			w.ch <- nil
+			w.give(nil)
 			continue
 		}
 		if !w.deadline.IsZero() && (next.IsZero() || w.deadline.Before(next)) {
@@ -735,7 +747,7 @@ func (p *Pool) wakeWaiters() {
 	if len(p.waiters) > 0 && p.total < p.opts.Size && !p.backingOffLocked() {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
-		w.ch <- nil
+		w.give(nil)
 	}
 }
 
@@ -779,7 +791,7 @@ func (p *Pool) Close() {
 		c.closeFor(errPoolClosed)
 	}
 	for _, w := range waiters {
-		w.ch <- nil
+		w.give(nil)
 	}
 	for _, l := range p.opts.Limits {
 		l.unregister(p)

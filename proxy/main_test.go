@@ -56,6 +56,9 @@ func startProxy(t *testing.T, o harnessOpts) *harness {
 		mode = "transaction"
 	}
 	set("pool_mode", mode)
+	if os.Getenv("PGMUX_CLIENT_LOOP") == "1" {
+		set("client_loop", "1") // the whole suite through the client loop
+	}
 	for k, v := range o.extra {
 		set(k, v)
 	}

@@ -8,11 +8,14 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/pool"
 )
 
 // parker holds idle clients without a goroutine each: a client that has sent nothing for
@@ -41,6 +44,19 @@ type parker struct {
 	// their goroutine stacks held goes back to the OS.
 	parked, seen int
 	lastSweep    time.Time
+	// The client loop's inbox (clientloop.go): servers handed to requests queued on the
+	// loop, posted by any goroutine under mu; evfd, in the epoll set, wakes the loop when
+	// awake says it may be waiting.
+	inbox, spare []handover
+	evfd         int
+	awake        atomic.Bool
+}
+
+// handover is a server (or why none) for a request queued on the client loop.
+type handover struct {
+	s   *Session
+	c   *pool.Conn
+	err error
 }
 
 func newParker(log *zap.Logger, done <-chan struct{}) *parker {
@@ -54,7 +70,15 @@ func newParker(log *zap.Logger, done <-chan struct{}) *parker {
 		log.Warn("cannot create epoll set: idle clients keep their goroutines", zap.Error(err))
 		return nil
 	}
-	p := &parker{epfd: epfd, log: log, done: done}
+	p := &parker{epfd: epfd, log: log, done: done, evfd: -1}
+	if fd, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0); e == 0 {
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
+		if epollCtl(epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev) == nil {
+			p.evfd = int(fd)
+		} else {
+			_ = syscall.Close(int(fd))
+		}
+	}
 	go p.loop()
 	return p
 }
@@ -66,19 +90,10 @@ func (p *parker) park(s *Session, fd int32) bool {
 		return false
 	}
 	p.mu.Lock()
-	if int(fd) >= len(p.byFD) {
-		p.byFD = append(p.byFD, make([]*Session, int(fd)+1-len(p.byFD))...)
-	}
-	p.byFD[fd] = s
-	s.parkedFD = fd
+	p.placeLocked(s, fd)
 	p.parked++
 	p.mu.Unlock()
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: fd}
-	err := epollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
-	if err == syscall.ENOENT {
-		err = epollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
-	}
-	if err != nil {
+	if err := p.register(fd, syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLONESHOT); err != nil {
 		p.mu.Lock()
 		if p.byFD[fd] == s {
 			p.byFD[fd] = nil
@@ -87,6 +102,26 @@ func (p *parker) park(s *Session, fd int32) bool {
 		return false
 	}
 	return true
+}
+
+// placeLocked records s as the session of descriptor fd; p.mu is held.
+func (p *parker) placeLocked(s *Session, fd int32) {
+	if int(fd) >= len(p.byFD) {
+		p.byFD = append(p.byFD, make([]*Session, int(fd)+1-len(p.byFD))...)
+	}
+	p.byFD[fd] = s
+	s.parkedFD = fd
+}
+
+// register (re)registers fd in the set for events: a registration made again also
+// queues an event for what is ready already.
+func (p *parker) register(fd int32, events uint32) error {
+	ev := syscall.EpollEvent{Events: events, Fd: fd}
+	err := epollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+	if err == syscall.ENOENT {
+		err = epollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	}
+	return err
 }
 
 // unpark takes s out of the set if it is parked there and reports whether it was; the
@@ -101,9 +136,46 @@ func (p *parker) unpark(s *Session) bool {
 	if fd < 0 || int(fd) >= len(p.byFD) || p.byFD[fd] != s {
 		return false
 	}
+	if s.onLoop == loopBusy {
+		return false // its request runs on the loop, or waits there for a server
+	}
 	p.byFD[fd] = nil
+	s.onLoop = loopOff
 	_ = epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 	return true
+}
+
+// loopPark registers s, whose socket is fd, as waiting for its next request on the
+// client loop (clientloop.go). The descriptor is edge-triggered and stays in the set
+// while the client is the loop's; rearm (off the loop) registers it again, which also
+// queues an event if it is readable already.
+func (p *parker) loopPark(s *Session, fd int32, rearm bool) bool {
+	if p == nil || fd < 0 {
+		return false
+	}
+	p.mu.Lock()
+	p.placeLocked(s, fd)
+	s.onLoop = loopParked
+	p.mu.Unlock()
+	if !rearm {
+		return true
+	}
+	if err := p.register(fd, syscall.EPOLLIN|syscall.EPOLLRDHUP|epollET); err != nil {
+		p.leaveLoop(s)
+		return false
+	}
+	return true
+}
+
+// leaveLoop forgets s as the loop's: a goroutine of its own serves it from now on. Its
+// descriptor stays in the set; its events are ignored until it parks for the loop again.
+func (p *parker) leaveLoop(s *Session) {
+	p.mu.Lock()
+	if fd := s.parkedFD; fd >= 0 && int(fd) < len(p.byFD) && p.byFD[fd] == s {
+		p.byFD[fd] = nil
+	}
+	s.onLoop = loopOff
+	p.mu.Unlock()
 }
 
 // forget removes fd from the epoll set, where a parked socket's entry stays (disabled)
@@ -132,10 +204,12 @@ func (p *parker) loop() {
 		}
 		n := 0
 		var werr error
+		p.awake.Store(false)
 		err := rc.Read(func(fd uintptr) bool {
 			n, werr = epollWaitNow(int(fd), events)
-			return n > 0 || (werr != nil && werr != syscall.EINTR)
+			return n > 0 || (werr != nil && werr != syscall.EINTR) || p.posted()
 		})
+		p.awake.Store(true)
 		select {
 		case <-p.done: // every session has ended (Shutdown waits for them)
 			_ = f.Close()
@@ -157,16 +231,82 @@ func (p *parker) loop() {
 		}
 		for i := 0; i < n; i++ {
 			fd := events[i].Fd
+			if int(fd) == p.evfd {
+				var b [8]byte
+				_, _, _ = syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 8)
+				continue
+			}
 			p.mu.Lock()
 			var s *Session
 			if fd >= 0 && int(fd) < len(p.byFD) {
-				s, p.byFD[fd] = p.byFD[fd], nil
+				s = p.byFD[fd]
+			}
+			if s == nil {
+				p.mu.Unlock()
+				continue
+			}
+			if s.onLoop != loopOff {
+				parked := s.onLoop == loopParked
+				s.onLoop = loopBusy
+				p.mu.Unlock()
+				if parked {
+					s.serveLoop()
+				} else {
+					s.lw.readable = true // its request is on the loop: read after it
+				}
+				continue
+			}
+			p.byFD[fd] = nil
+			p.mu.Unlock()
+			go s.resume()
+		}
+		p.drain()
+	}
+}
+
+// post hands a queued request its server (or why none) on the loop; any goroutine.
+func (p *parker) post(s *Session, c *pool.Conn, err error) {
+	p.mu.Lock()
+	p.inbox = append(p.inbox, handover{s, c, err})
+	p.mu.Unlock()
+	if !p.awake.Load() && p.evfd >= 0 {
+		one := uint64(1)
+		_, _, _ = syscall.RawSyscall(syscall.SYS_WRITE, uintptr(p.evfd), uintptr(unsafe.Pointer(&one)), 8)
+	}
+}
+
+// posted reports whether the inbox holds anything (the loop checks before it waits).
+func (p *parker) posted() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.inbox) > 0
+}
+
+// drain continues the requests whose servers were handed over, on the loop.
+func (p *parker) drain() {
+	for {
+		p.mu.Lock()
+		in := p.inbox
+		p.inbox, p.spare = p.spare[:0], nil
+		p.mu.Unlock()
+		if len(in) == 0 {
+			p.mu.Lock()
+			if p.spare == nil {
+				p.spare = in
 			}
 			p.mu.Unlock()
-			if s != nil {
-				go s.resume()
-			}
+			return
 		}
+		for i := range in {
+			h := in[i]
+			in[i] = handover{}
+			h.s.handed(h.c, h.err)
+		}
+		p.mu.Lock()
+		if p.spare == nil {
+			p.spare = in[:0]
+		}
+		p.mu.Unlock()
 	}
 }
 
@@ -195,11 +335,24 @@ func epollWaitNow(epfd int, events []syscall.EpollEvent) (int, error) {
 // freed stack memory to the OS.
 func (p *parker) sweep() {
 	p.lastSweep = time.Now()
-	var expired []*Session
+	var expired, idle []*Session
 	p.mu.Lock()
 	for fd, s := range p.byFD {
-		if s != nil && s.clientIdle > 0 && time.Since(time.Unix(0, s.idleSince)) >= s.clientIdle {
+		if s != nil && s.onLoop == loopParked && s.clientIdle == 0 &&
+			time.Since(time.Unix(0, s.idleSince)) >= parkDelay(s.srv.nclients.Load()) {
+			// Idle on the loop: parked the ordinary way, which gives back its working
+			// state and its net.Conn (its descriptor leaves the set first: a detached
+			// socket is registered again under a duplicate).
 			p.byFD[fd] = nil
+			s.onLoop = loopOff
+			_ = epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
+			idle = append(idle, s)
+			continue
+		}
+		if s != nil && s.onLoop != loopBusy && s.clientIdle > 0 &&
+			time.Since(time.Unix(0, s.idleSince)) >= s.clientIdle {
+			p.byFD[fd] = nil
+			s.onLoop = loopOff
 			_ = epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 			expired = append(expired, s)
 		}
@@ -213,6 +366,9 @@ func (p *parker) sweep() {
 	for _, s := range expired {
 		s.expired.Store(true)
 		go s.resume()
+	}
+	for _, s := range idle {
+		go s.idleFromLoop()
 	}
 	if release {
 		p.log.Debug("returning parked clients' memory to the OS")
@@ -230,3 +386,6 @@ func releaseMemory() {
 	runtime.GC()
 	debug.FreeOSMemory()
 }
+
+// epollET is EPOLLET as the uint32 an EpollEvent holds (syscall's constant is negative).
+const epollET = 1 << 31

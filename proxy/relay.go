@@ -23,6 +23,9 @@ import (
 // the client went idle and its socket was handed to the parker (see park_linux.go).
 func (s *Session) relay() (parked bool, err error) {
 	skipping := false // after a refused extended-protocol message: drop until Sync
+	if s.lw != nil {
+		skipping, s.lw.skip = s.lw.skip, false
+	}
 	s.ownSettings()
 	for {
 		typ, n, park, err := s.next(skipping)
@@ -118,6 +121,9 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 		}
 	}
 	c, err := s.serverFor(typ)
+	if err == errQueued || err == errOffLoop {
+		return false, err // the client loop carries on (clientloop.go)
+	}
 	if err != nil {
 		s.clearCommit()
 		s.endRoute()
@@ -171,6 +177,9 @@ func (s *Session) next(skipping bool) (typ byte, n int, park bool, err error) {
 	if s.rd.Buffered() > 0 || skipping || len(s.deferred) > 0 {
 		typ, n, err = s.rd.Next()
 		return typ, n, false, err
+	}
+	if s.loopOK() && s.loopPark(true) {
+		return 0, 0, true, nil // the client loop reads its next request (clientloop.go)
 	}
 	// A linked client advertises too: its link usually ends (the server's reader releases
 	// it) while this goroutine already waits here. The sweep moves idleAt forward while the
@@ -255,7 +264,10 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 		s.mu.Unlock()
 		return nil, errShuttingDown
 	}
-	start := time.Now()
+	start := s.loopWaitStart()
+	if start.IsZero() {
+		start = time.Now()
+	}
 	s.state, s.waitSince = ClientWaiting, start.UnixNano()
 	s.mu.Unlock()
 
@@ -274,6 +286,9 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	for {
 		var err error
 		if c, err = s.lease(cfg, start); err != nil {
+			if err == errQueued {
+				return nil, err // waiting, on the client loop (clientloop.go)
+			}
 			s.mu.Lock()
 			if abandoned(err) {
 				s.state = ClientClosed
@@ -348,6 +363,9 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 // once, else waiting up to the wait limit (and, for a multi-host database without a
 // primary, failover_timeout).
 func (s *Session) lease(cfg *config.Config, start time.Time) (*pool.Conn, error) {
+	if s.lw != nil && s.lw.on {
+		return s.loopLease(cfg, start)
+	}
 	if c := s.acquireReplica(cfg); c != nil {
 		return c, nil
 	}
@@ -361,7 +379,14 @@ func (s *Session) lease(cfg *config.Config, start time.Time) (*pool.Conn, error)
 		// only routed for a database of several hosts.
 		s.rd.Shrink()
 	}
-	c, err := s.entry.pool.AcquireTimeout(s, start, s.waitLimit(cfg))
+	var c *pool.Conn
+	var err error
+	if s.lw != nil && s.lw.woken {
+		s.lw.woken = false // the loop's queued wait ended with room to dial (clientloop.go)
+		c, err = s.entry.pool.AcquireWoken(s, start, s.waitLimit(cfg))
+	} else {
+		c, err = s.entry.pool.AcquireTimeout(s, start, s.waitLimit(cfg))
+	}
 	if err != nil && s.entry.multi.Load() && !abandoned(err) {
 		c, err = s.acquireFailover(cfg, err)
 	}

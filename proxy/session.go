@@ -147,12 +147,13 @@ type Session struct {
 
 	role         consoleRole // console role, set once at console login (admin.go); under mu
 	tls          bool
-	prep         prepMode // how the current link treats named statements (prepared.go)
-	cacheUnnamed bool     // cache_unnamed_statements for the current link (unnamed.go)
-	listening    bool     // subscribed through the database's listener
-	reqOpen      bool     // a listening client's extended-protocol request awaits its Sync (listen_fence.go)
-	forceSession bool     // asked for a real session at login (pgmux.pool_mode=session, params.go)
-	ncClosed     bool     // closeAndWake closed nc: its descriptor number may be another's now
+	prep         prepMode  // how the current link treats named statements (prepared.go)
+	cacheUnnamed bool      // cache_unnamed_statements for the current link (unnamed.go)
+	listening    bool      // subscribed through the database's listener
+	reqOpen      bool      // a listening client's extended-protocol request awaits its Sync (listen_fence.go)
+	forceSession bool      // asked for a real session at login (pgmux.pool_mode=session, params.go)
+	ncClosed     bool      // closeAndWake closed nc: its descriptor number may be another's now
+	onLoop       loopState // the client loop's hold on the client (clientloop.go), under the parker's lock
 	// pumps counts the server readers inside Pump for this session: while one is, the
 	// working state stays (shed).
 	pumps atomic.Int32
@@ -392,6 +393,10 @@ const eagerParkWait = 25 * time.Millisecond
 // eagerParkWait when the server holds many clients; it reports whether it did (the
 // session then resumes on a new goroutine when bytes arrive).
 func (s *Session) parkAfterLogin(nclients int64) bool {
+	if cfg := s.srv.Config(); cfg != nil && cfg.ClientLoop && !s.isAdmin() && s.rd.Buffered() == 0 && s.loopOK() {
+		s.ensureWork()
+		return s.loopPark(true) // the client loop reads its first request (clientloop.go)
+	}
 	if nclients < eagerParkClients || s.isAdmin() || !s.canPark() || s.rd.Buffered() > 0 {
 		return false
 	}
@@ -450,6 +455,11 @@ func (s *Session) parkSocket() bool {
 // resume continues a parked session whose socket became readable (or that must end).
 func (s *Session) resume() {
 	growLoginStack() // the request it resumes for goes as deep as a login (stack.go)
+	if s.expired.Load() && s.linkedServer() != nil {
+		// Loop-parked inside a transaction (clientloop.go): not idle, as the sweep's
+		// kickIfIdle sees a linked client.
+		s.expired.Store(false)
+	}
 	s.reattach()
 	s.ensureWork()
 	s.loop()

@@ -21,9 +21,10 @@ import (
 // is set, each field belongs to whom the Session's comment says. The console and the
 // metrics, which may look at a parked client, read it under Session.mu and only when set.
 type sessionWork struct {
-	scan     scanMemo // sqlscan.MaybeInteresting and FirstKeyword of the message being handled
-	pending  int      // Query, Sync and FunctionCall sent and not yet answered by ReadyForQuery
-	unsynced bool     // extended-protocol messages sent since the last Sync
+	lw       *loopWork // the client loop's state, made when the loop first serves the client (clientloop.go)
+	scan     scanMemo  // sqlscan.MaybeInteresting and FirstKeyword of the message being handled
+	pending  int       // Query, Sync and FunctionCall sent and not yet answered by ReadyForQuery
+	unsynced bool      // extended-protocol messages sent since the last Sync
 	txStatus byte
 	fo       foFlags // after a lost server of a multi-host database (failover.go)
 	errSkip  bool    // the server reported an error and skips messages until the next Sync

@@ -62,6 +62,7 @@ func TestWorkFieldsClassified(t *testing.T) {
 		"pinSeq":     func(w *sessionWork) { w.pinSeq = 4 },
 		"box":        func(w *sessionWork) { w.box = pool.NewLeaseBox(nil) },
 		"limits":     func(w *sessionWork) { w.limits = timeLimits{query: 1, idleTx: 2, tx: 3} },
+		"lw":         func(w *sessionWork) { w.lw = &loopWork{} }, // idle whenever the client waits for a request
 	}
 	var names []string
 	typ := reflect.TypeFor[sessionWork]()

@@ -394,3 +394,49 @@ func (rd *Reader) ReadFull(p []byte) error {
 	}
 	return nil
 }
+
+// ReadOnce reads what the non-blocking descriptor fd holds, in one read(2), into the
+// buffer (taking one from the pool if the reader holds none). It is for an event loop
+// that owns the reader and was told the descriptor is readable: no wait, no second try.
+// It returns syscall.EAGAIN when nothing was there (the buffer goes back if empty) and
+// io.EOF at the end of the stream; more reports a read that filled the buffer's free
+// space, after which the descriptor may hold more (an edge-triggered loop reads again).
+func (rd *Reader) ReadOnce(fd int) (more bool, err error) {
+	if rd.buf == nil {
+		rd.buf = getBuf()
+		rd.r, rd.w = 0, 0
+	}
+	rd.makeRoom(HeaderLen)
+	space := (*rd.buf)[rd.w:]
+	var n int
+	for {
+		if n, err = sysRead(fd, space); err != syscall.EINTR {
+			break
+		}
+	}
+	switch {
+	case err != nil:
+		rd.Release()
+		return false, err
+	case n == 0:
+		rd.Release()
+		return false, io.EOF
+	}
+	rd.w += n
+	return n == len(space), nil
+}
+
+// Whole reports the next message's type and body length when the whole message is
+// buffered; ok is false when it is not (or its header declares a length Next would
+// refuse). It consumes nothing and reads nothing.
+func (rd *Reader) Whole() (typ byte, bodyLen int, ok bool) {
+	if rd.w-rd.r < HeaderLen {
+		return 0, 0, false
+	}
+	b := (*rd.buf)[rd.r:rd.w]
+	n := int(binary.BigEndian.Uint32(b[1:5]))
+	if n < 4 || len(b) < n+1 {
+		return 0, 0, false
+	}
+	return b[0], n - 4, true
+}

@@ -1,0 +1,89 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Handoff is told the outcome of a wait queued by AcquireOrQueue, on whichever goroutine
+// ended the wait (a release, the expiry timer, Close): the connection, leased to nobody
+// yet (TakeHanded leases it), or nil with why. It must not block or call into the pool.
+type Handoff interface {
+	Handed(c *Conn, err error)
+}
+
+// ErrRetry is a queued wait's outcome when no connection came but the pool changed (room
+// to dial, a host back, the pool closed): the caller acquires again the ordinary way.
+var ErrRetry = errors.New("try acquiring again")
+
+// AcquireOrQueue is for a caller that must not block (an event loop). It leases an idle
+// connection to l when one is ready, as TryAcquireAt does but behind any queued waiters'
+// claims; when none is and the pool can only be waited for (at its size, no reserve, not
+// paused, not backing off), it queues l as a waiter whose outcome goes to h, and reports
+// queued. Otherwise it returns neither: the caller acquires the ordinary way (which may
+// dial, check health or wait for a reserve connection).
+func (p *Pool) AcquireOrQueue(l Lessee, h Handoff, start time.Time, timeout time.Duration) (c *Conn, queued bool) {
+	p.mu.Lock()
+	if p.closed || p.paused {
+		p.mu.Unlock()
+		return nil, false
+	}
+	if len(p.waiters) == 0 {
+		if c = p.popIdle(); c != nil {
+			fresh := (p.opts.CheckQuery == "" || start.Sub(c.LastUsed()) < p.opts.CheckDelay) &&
+				(p.opts.Lifetime <= 0 || start.Sub(c.Created) <= p.opts.Lifetime)
+			if !fresh {
+				p.idle = append(p.idle, c)
+				p.mu.Unlock()
+				return nil, false
+			}
+			p.mu.Unlock()
+			if c.idleBroken(start) || !p.leaseAt(c, l, start) {
+				return nil, false // a broken one is left to its reader, which removes it
+			}
+			return c, true
+		}
+	}
+	if p.total < p.opts.Size || p.opts.ReserveSize > 0 || p.backingOffLocked() {
+		p.mu.Unlock()
+		return nil, false
+	}
+	w := waiterPool.Get().(*waiter)
+	w.since, w.expired, w.l, w.abandoned, w.h = start, false, l, false, h
+	w.deadline = time.Time{}
+	if timeout > 0 {
+		w.deadline = start.Add(timeout)
+		p.armExpiryLocked(w.deadline)
+	}
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+	return nil, true
+}
+
+// TakeHanded leases c, handed to a Handoff, to l; false when c broke meanwhile (its
+// removal frees its slot; acquire again).
+func (p *Pool) TakeHanded(c *Conn, l Lessee) bool { return p.leaseAt(c, l, time.Time{}) }
+
+// give ends w's wait with c (nil: expired, abandoned, or try again). Whoever took w off
+// the queue under p.mu calls it, once.
+func (w *waiter) give(c *Conn) {
+	h := w.h
+	if h == nil {
+		w.ch <- c
+		return
+	}
+	var err error
+	switch {
+	case c != nil:
+	case w.expired:
+		err = fmt.Errorf("%w: waited %v", ErrWaitTimeout, time.Since(w.since).Round(time.Millisecond))
+	case w.abandoned:
+		err = ErrAbandoned
+	default:
+		err = ErrRetry
+	}
+	w.h, w.l = nil, nil
+	waiterPool.Put(w) // no one else holds it: it is off the queue and ch was never used
+	h.Handed(c, err)
+}

@@ -1,0 +1,322 @@
+package proxy
+
+import (
+	"errors"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// The client loop (issue 14, a first stage): a transaction-mode client waits for its next
+// request in the parker's epoll set, not in a goroutine of its own, and the parker's
+// goroutine reads the request and forwards it (dispatch, the same code as the session
+// goroutine's) when that cannot block: every message of it whole in one read, none that
+// pins the client or is answered by waiting (LISTEN, settings being re-applied), a server
+// already linked or leased at once or queued for (pool.AcquireOrQueue: the server comes
+// back through Handed, on the loop). Anything else resumes the session on a goroutine,
+// which goes on as before and parks the client for the loop again once it has nothing
+// buffered. The server's answer is relayed by the connection's reader (Pump) as always.
+//
+// Owners: while a session is loop-parked or its request runs on the loop, the parker's
+// goroutine is its session goroutine (the handover goes through the parker's lock or a
+// go statement); loopWork belongs to whichever that is.
+
+// loopMaxMessage bounds the messages the loop handles: a larger one is streamed by a
+// goroutine rather than held whole.
+const loopMaxMessage = 8 << 10
+
+// loopState is the client loop's hold on a client, under the parker's lock.
+type loopState uint8
+
+const (
+	loopOff    loopState = iota // a goroutine of its own serves it (or the idle parker)
+	loopBusy                    // its request runs on the loop, or waits there for a server
+	loopParked                  // it waits in the loop for its next request
+)
+
+// loopWork is the loop's state for a request waiting for a server.
+type loopWork struct {
+	on    bool       // dispatch runs on the loop: lease must not block
+	conn  *pool.Conn // handed by the pool for the queued request
+	err   error      // the queued wait's failure (timeout)
+	start time.Time  // when the queued request began to wait
+	skip  bool       // a goroutine taking over must drop messages up to Sync
+	woken bool       // a goroutine taking over acquires as a woken waiter (pool.ErrRetry)
+	// readable: an edge of the client's socket came while its request ran on the loop.
+	readable bool
+}
+
+var (
+	// errQueued: the request waits in the pool's queue; Handed continues it on the loop.
+	errQueued = errors.New("queued for a server on the client loop")
+	// errOffLoop: the request needs a goroutine (a dial, a health check, a reserve).
+	errOffLoop = errors.New("request needs the session goroutine")
+)
+
+// loopOK reports whether the client may wait for its requests in the client loop.
+func (s *Session) loopOK() bool {
+	cfg := s.srv.Config()
+	return cfg != nil && cfg.ClientLoop && s.canPark() && s.entry != nil && !s.listening && s.notes.Load() == nil &&
+		!s.entry.multi.Load() && config.PoolMode(s.entry.modeNow.Load()) != config.PoolModeSession &&
+		!s.forceSession
+}
+
+// loopPark hands the client to the loop to wait for its next request, from a goroutine
+// of its own; false when it cannot (its socket was closed: the caller carries on and
+// ends the session).
+// rearm: called off the loop, so the descriptor's registration is made again and its
+// readiness looked at; on the loop it is registered already, and an edge that came while
+// the request ran is in lw.readable.
+func (s *Session) loopPark(rearm bool) bool {
+	s.rd.Release()
+	s.ncMu.Lock()
+	defer s.ncMu.Unlock()
+	if s.ncClosed {
+		return false
+	}
+	s.idleSince = time.Now().UnixNano()
+	return s.srv.parker.loopPark(s, s.fd, rearm)
+}
+
+// parkOnLoop parks the client for its next request from the loop itself.
+func (s *Session) parkOnLoop() {
+	if !s.loopPark(false) {
+		s.offLoop() // closed meanwhile: the goroutine ends the session
+	}
+}
+
+// offLoop moves the session from the loop to a goroutine of its own, which goes on with
+// whatever is buffered.
+func (s *Session) offLoop() {
+	s.srv.parker.leaveLoop(s)
+	go s.resumeFromLoop()
+}
+
+// serveLoop runs on the parker's goroutine when a loop-parked client's socket is readable.
+func (s *Session) serveLoop() {
+	s.ensureWork()
+	if s.lw == nil {
+		s.lw = &loopWork{}
+	}
+	s.ownSettings()
+	s.readLoop()
+}
+
+// readLoop reads what the client sent and dispatches it until the socket is drained
+// (the descriptor is edge-triggered: a read that filled the buffer, or an edge seen while
+// a request ran, means more may be there), then parks the client on the loop.
+func (s *Session) readLoop() {
+	for {
+		more, err := s.rd.ReadOnce(int(s.fd))
+		if err == syscall.EAGAIN {
+			if s.rd.Buffered() > 0 {
+				s.offLoop() // a partial message: the goroutine waits for the rest
+				return
+			}
+			break
+		}
+		if err != nil {
+			s.srv.parker.leaveLoop(s)
+			go s.endFromLoop(err) // as the relay ends on a failed read
+			return
+		}
+		if !s.runLoop() {
+			return
+		}
+		if !more && !s.lw.readable {
+			break
+		}
+		s.lw.readable = false
+	}
+	s.parkOnLoop()
+}
+
+// runLoop dispatches the client's buffered messages on the loop while each can be; it
+// reports whether all were (false: the session waits for a server, or went to a
+// goroutine, or ended).
+func (s *Session) runLoop() bool {
+	for s.rd.Buffered() > 0 {
+		typ, n, whole := s.rd.Whole()
+		if !whole || !s.loopable(typ, n) {
+			s.offLoop()
+			return false
+		}
+		if _, _, err := s.rd.Next(); err != nil {
+			s.offLoop()
+			return false
+		}
+		s.lw.on = true
+		skipping, err := s.dispatch(typ, n)
+		s.lw.on = false
+		switch {
+		case err == errQueued:
+			return false // Handed goes on
+		case err == errOffLoop:
+			s.offLoop()
+			return false
+		case err != nil:
+			s.srv.parker.leaveLoop(s)
+			go s.endFromLoop(err)
+			return false
+		case skipping:
+			s.lw.skip = true
+			s.offLoop()
+			return false
+		}
+	}
+	return true
+}
+
+// loopable reports whether dispatch can handle the message, whole in the buffer, on the
+// loop without blocking.
+func (s *Session) loopable(typ byte, n int) bool {
+	if n > loopMaxMessage || len(s.deferred) > 0 || !s.loopOK() {
+		return false
+	}
+	if st := s.set.Load(); st != nil && st.out.Load() > 0 {
+		return false // waits for settings being re-applied (awaitReapply)
+	}
+	switch typ {
+	case 'B', 'D', 'E', 'S', 'C', 'H':
+	case 'Q', 'P':
+		m, err := s.rd.Peek(n)
+		if err != nil {
+			return false
+		}
+		body := wire.Body(m)
+		if typ == 'P' {
+			name, rest, err := wire.CString(body)
+			if err != nil {
+				return false
+			}
+			if len(name) != 0 {
+				break // named: classified at its Bind
+			}
+			body = rest
+		}
+		text, _, err := wire.CString(body)
+		if err != nil {
+			return false
+		}
+		if len(text) == 0 {
+			break
+		}
+		if !loopableText(s.lead(unsafe.String(&text[0], len(text)))) {
+			return false
+		}
+	default:
+		return false
+	}
+	return s.pinnedReasons() == 0
+}
+
+// loopableText reports whether a statement text with lead l is handled without waiting:
+// one that starts or ends a transaction, or one sqlscan finds nothing in.
+func loopableText(l sqlscan.Lead) bool {
+	if !l.Interesting {
+		return true
+	}
+	return !l.More && l.Keyword >= sqlscan.KwBegin && l.Keyword <= sqlscan.KwRollback
+}
+
+// loopLease is lease on the loop: the server handed for a queued request, else an idle
+// one at once, else a place in the pool's queue (errQueued), else errOffLoop.
+func (s *Session) loopLease(cfg *config.Config, start time.Time) (*pool.Conn, error) {
+	if c := s.lw.conn; c != nil {
+		s.lw.conn = nil
+		if s.leftWhileWaiting() {
+			c.Release(false) // nothing was sent on it (gone.go)
+			return nil, errLeftWaiting
+		}
+		return c, nil
+	}
+	if err := s.lw.err; err != nil {
+		s.lw.err = nil
+		return nil, err
+	}
+	c, queued := s.entry.pool.AcquireOrQueue(s, s, start, s.waitLimit(cfg))
+	switch {
+	case c != nil:
+		return c, nil
+	case queued:
+		s.lw.start = start
+		s.rd.Shrink() // as lease does: a queued request waits in a small buffer
+		return nil, errQueued
+	}
+	return nil, errOffLoop
+}
+
+// loopStart is when the request being dispatched began to wait for a server, when it
+// was queued on the loop; zero otherwise.
+func (s *Session) loopWaitStart() time.Time {
+	if s.lw == nil || !s.lw.on {
+		return time.Time{}
+	}
+	return s.lw.start
+}
+
+// Handed is pool.Handoff's: the server a request queued on the loop waited for, or why
+// none came. It runs on the releasing goroutine and only posts to the loop.
+func (s *Session) Handed(c *pool.Conn, err error) { s.srv.parker.post(s, c, err) }
+
+// handed continues a queued request on the loop with what the pool handed it.
+func (s *Session) handed(c *pool.Conn, err error) {
+	switch {
+	case c != nil:
+		if !s.entry.pool.TakeHanded(c, s) {
+			break // broken meanwhile: queue again
+		}
+		s.lw.conn = c
+	case errors.Is(err, pool.ErrRetry):
+		s.lw.start, s.lw.woken = time.Time{}, true
+		s.offLoop() // the goroutine acquires the ordinary way (it may dial)
+		return
+	default:
+		s.lw.err = err
+	}
+	if !s.runLoop() {
+		return
+	}
+	s.lw.start = time.Time{}
+	if s.lw.readable {
+		s.lw.readable = false
+		s.readLoop() // what came while it waited
+		return
+	}
+	s.parkOnLoop()
+}
+
+// resumeFromLoop continues the session on a goroutine of its own, with whatever the loop
+// left buffered; it parks the client for the loop again when it has nothing buffered.
+func (s *Session) resumeFromLoop() {
+	growLoginStack()
+	s.lw.start = time.Time{}
+	s.loop()
+}
+
+// idleFromLoop parks a client that stayed idle on the loop the ordinary way (park): its
+// working state and net.Conn are given back. One still inside a transaction goes back to
+// the loop.
+func (s *Session) idleFromLoop() {
+	if s.linkedServer() == nil && s.park() {
+		return
+	}
+	if s.loopOK() && s.loopPark(true) {
+		return
+	}
+	s.ensureWork()
+	s.loop()
+}
+
+// endFromLoop ends the session after a request on the loop failed the way the relay's
+// failures end it.
+func (s *Session) endFromLoop(err error) {
+	s.clientGone()
+	s.retire()
+	s.end(err)
+}

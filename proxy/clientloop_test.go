@@ -1,0 +1,153 @@
+//go:build linux
+
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/stretchr/testify/require"
+)
+
+// loopClient is a raw protocol client driven by the test goroutine itself, so that the
+// test's own goroutines do not grow with the clients.
+type loopClient struct {
+	nc net.Conn
+	fe *pgproto3.Frontend
+}
+
+func dialLoopClient(t *testing.T, port int) *loopClient {
+	t.Helper()
+	nc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = nc.Close() })
+	c := &loopClient{nc: nc, fe: pgproto3.NewFrontend(nc, nc)}
+	c.fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": "app", "database": "app"}})
+	require.NoError(t, c.fe.Flush())
+	c.until(t, "login")
+	return c
+}
+
+// until reads up to ReadyForQuery and returns the DataRow values seen.
+func (c *loopClient) until(t *testing.T, what string) []string {
+	t.Helper()
+	_ = c.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var vals []string
+	for {
+		m, err := c.fe.Receive()
+		require.NoError(t, err, what)
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			vals = append(vals, string(m.Values[0]))
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("%s: %s %s", what, m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			return vals
+		}
+	}
+}
+
+// TestClientLoopHoldsNoGoroutinePerClient: with client_loop on, 200 clients each with a
+// request queued for a pool of 2 servers hold no goroutine each (the loop reads their
+// requests and queues them; the servers' readers relay the answers), and every client
+// gets its own answer, over the simple and the extended protocol; transactions keep
+// their server.
+func TestClientLoopHoldsNoGoroutinePerClient(t *testing.T) {
+	h := startProxy(t, harnessOpts{extra: map[string]string{"client_loop": "1", "default_pool_size": "2",
+		"max_client_conn": "1000"}})
+	const n = 200
+	clients := make([]*loopClient, n)
+	for i := range clients {
+		clients[i] = dialLoopClient(t, h.port)
+	}
+	time.Sleep(100 * time.Millisecond)
+	base := runtime.NumGoroutine()
+	for round := 0; round < 3; round++ {
+		for i, c := range clients {
+			v := strconv.Itoa(round*1000 + i)
+			switch (i + round) % 2 {
+			case 0:
+				c.fe.Send(&pgproto3.Query{String: "SELECT " + v + " FROM pg_sleep(0.001)"})
+			case 1:
+				c.fe.Send(&pgproto3.Parse{Query: "SELECT $1::int FROM pg_sleep(0.001)"})
+				c.fe.Send(&pgproto3.Bind{Parameters: [][]byte{[]byte(v)}})
+				c.fe.Send(&pgproto3.Execute{})
+				c.fe.Send(&pgproto3.Sync{})
+			}
+			require.NoError(t, c.fe.Flush())
+		}
+		// The requests wait for the two servers: count goroutines meanwhile (after the
+		// first round, which dialled the servers).
+		time.Sleep(20 * time.Millisecond)
+		during := runtime.NumGoroutine()
+		if round > 0 {
+			require.Less(t, during-base, n/4, "goroutines grew with the waiting clients (base %d, during %d)", base, during)
+		}
+		for i, c := range clients {
+			v := strconv.Itoa(round*1000 + i)
+			require.Equal(t, []string{v}, c.until(t, fmt.Sprintf("client %d round %d", i, round)))
+		}
+	}
+	// Transactions keep their server across requests on the loop.
+	for i, c := range clients[:20] {
+		v := strconv.Itoa(i)
+		c.fe.Send(&pgproto3.Query{String: "BEGIN"})
+		require.NoError(t, c.fe.Flush())
+		c.until(t, "BEGIN")
+		c.fe.Send(&pgproto3.Query{String: "SELECT set_config('pgmux.t', '" + v + "', true)"})
+		require.NoError(t, c.fe.Flush())
+		c.until(t, "set_config")
+		c.fe.Send(&pgproto3.Query{String: "SELECT current_setting('pgmux.t')"})
+		require.NoError(t, c.fe.Flush())
+		require.Equal(t, []string{v}, c.until(t, "same transaction"))
+		c.fe.Send(&pgproto3.Query{String: "COMMIT"})
+		require.NoError(t, c.fe.Flush())
+		c.until(t, "COMMIT")
+	}
+	// The pool stayed at its size and every server is back.
+	admin := h.admin(t)
+	_, pools := show(t, admin, "SHOW POOLS")
+	p := rowWhere(pools, "database", "app")
+	require.EqualValues(t, 0, num(t, p, "cl_waiting"))
+	require.LessOrEqual(t, num(t, p, "sv_idle")+num(t, p, "sv_active"), int64(2))
+}
+
+// TestClientLoopClientLeavesMidTransaction: a client that leaves inside a transaction
+// while it waits on the loop gets its server discarded, not returned dirty, and others
+// keep working.
+func TestClientLoopClientLeavesMidTransaction(t *testing.T) {
+	h := startProxy(t, harnessOpts{extra: map[string]string{"client_loop": "1", "default_pool_size": "1"}})
+	c := dialLoopClient(t, h.port)
+	c.fe.Send(&pgproto3.Query{String: "BEGIN"})
+	require.NoError(t, c.fe.Flush())
+	c.until(t, "BEGIN")
+	c.fe.Send(&pgproto3.Query{String: "SELECT set_config('pgmux.t', 'gone', true)"})
+	require.NoError(t, c.fe.Flush())
+	c.until(t, "set_config")
+	_ = c.nc.Close()
+	other := h.connect(t, "app", "app", false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var got int
+	var err error
+	go func() {
+		defer wg.Done()
+		err = other.QueryRow(ctx, "SELECT 7").Scan(&got)
+	}()
+	wg.Wait()
+	require.NoError(t, err, "the pool's one server came back (discarded and replaced)")
+	require.Equal(t, 7, got)
+	var v *string
+	require.NoError(t, other.QueryRow(ctx, "SELECT nullif(current_setting('pgmux.t', true), '')").Scan(&v))
+	require.Nil(t, v, "not inside the gone client's transaction")
+}
