@@ -104,6 +104,7 @@ type Conn struct {
 	detached bool                  // guarded by pool.mu: kept by one client outside the pool's size
 	internal internalOp            // guarded by the reader goroutine's ownership while not leased
 	peek     peeker                // the goroutine leasing it off the idle list (peek.go)
+	lr       loopRead              // reading by an event loop instead of the reader (loopread.go)
 	closed   chan struct{}
 
 	// Cancel requests in flight for this backend (HoldForCancel), and a release that
@@ -280,6 +281,7 @@ func (c *Conn) run() {
 			continue
 		}
 		c.Rd.Release()
+		c.lr.keep.Store(false) // between leases: the next one may go to the loop again
 		var typ byte
 		var n int
 		if typ, n, err = c.Rd.Next(); err == nil {
@@ -384,6 +386,7 @@ func (c *Conn) handleIdle(typ byte, n int) error {
 
 // startInternal sends sql and calls done from the reader goroutine when it completes.
 func (c *Conn) startInternal(sql string, done func(error)) error {
+	c.ToReader() // the reader goroutine reads the answer
 	op := &c.internal
 	op.mu.Lock()
 	op.active, op.pending, op.err, op.done = true, 1, nil, done
@@ -442,7 +445,8 @@ func (c *Conn) closeFor(reason error) {
 	if c.closing.CompareAndSwap(false, true) {
 		c.reason.Store(&reason)
 		c.state.Store(int32(StateClosed))
-		c.nc.Close()
+		c.ToReader() // first: a loop must not read the descriptor once it may be reused
+		c.nc.Close() // the reader's read fails and it removes the connection
 	}
 }
 

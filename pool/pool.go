@@ -559,6 +559,11 @@ func (p *Pool) leaseAt(c *Conn, l Lessee, now time.Time) bool {
 	if !c.lessee.CompareAndSwap(nil, box) {
 		return false
 	}
+	if c.lr.on.Load() {
+		if _, ok := l.(LoopLessee); !ok {
+			c.ToReader() // its Pump runs on the reader goroutine (loopread.go)
+		}
+	}
 	c.state.Store(int32(StateActive))
 	if !now.IsZero() {
 		c.lastUsed.Store(now.UnixNano())

@@ -20,7 +20,14 @@ import (
 // already linked or leased at once or queued for (pool.AcquireOrQueue: the server comes
 // back through Handed, on the loop). Anything else resumes the session on a goroutine,
 // which goes on as before and parks the client for the loop again once it has nothing
-// buffered. The server's answer is relayed by the connection's reader (Pump) as always.
+// buffered. The servers' answers are relayed by the loop too (clientloop_server.go).
+//
+// Nothing on the loop may wait: the checks above keep out what would (a lease that must
+// dial or wait for a reserve, a direct connection for a pinning statement, settings being
+// re-applied, a listening client's fence). What remains: locks held briefly by other
+// goroutines (the session's, a server's write lock), and socket writes, which wait only
+// when the peer's receive buffer is full — a client that stops reading while it keeps
+// sending small requests can hold the loop up as long as that lasts.
 //
 // Owners: while a session is loop-parked or its request runs on the loop, the parker's
 // goroutine is its session goroutine (the handover goes through the parker's lock or a
@@ -112,7 +119,7 @@ func (s *Session) serveLoop() {
 // a request ran, means more may be there), then parks the client on the loop.
 func (s *Session) readLoop() {
 	for {
-		more, err := s.rd.ReadOnce(int(s.fd))
+		more, err := s.rd.ReadNow()
 		if err == syscall.EAGAIN {
 			if s.rd.Buffered() > 0 {
 				s.offLoop() // a partial message: the goroutine waits for the rest
@@ -182,7 +189,29 @@ func (s *Session) loopable(typ byte, n int) bool {
 		return false // waits for settings being re-applied (awaitReapply)
 	}
 	switch typ {
-	case 'B', 'D', 'E', 'S', 'C', 'H':
+	case 'D', 'E', 'S', 'C', 'H':
+	case 'B':
+		// A Bind of a statement that pins (an advisory lock, a temporary table...) waits
+		// for a direct connection (reserveDirect): the goroutine's.
+		m, err := s.rd.Peek(n)
+		if err != nil {
+			return false
+		}
+		_, rest, err := wire.CString(wire.Body(m))
+		if err != nil {
+			return false
+		}
+		name, _, err := wire.CString(rest)
+		if err != nil {
+			return false
+		}
+		if len(name) == 0 {
+			if s.unnamedPin != 0 {
+				return false
+			}
+		} else if def := s.lookupStmt(name); def != nil && def.pin != 0 {
+			return false
+		}
 	case 'Q', 'P':
 		m, err := s.rd.Peek(n)
 		if err != nil {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/proxy"
 )
 
 // loopClient is a raw protocol client driven by the test goroutine itself, so that the
@@ -112,6 +114,10 @@ func TestClientLoopHoldsNoGoroutinePerClient(t *testing.T) {
 		require.NoError(t, c.fe.Flush())
 		c.until(t, "COMMIT")
 	}
+	// The servers' answers are relayed by the loop too, not their reader goroutines.
+	inLoop, all := proxy.LoopReadServers(h.srv)
+	require.Positive(t, all)
+	require.Equal(t, all, inLoop, "server connections read by the loop")
 	// The pool stayed at its size and every server is back.
 	admin := h.admin(t)
 	_, pools := show(t, admin, "SHOW POOLS")
@@ -150,4 +156,66 @@ func TestClientLoopClientLeavesMidTransaction(t *testing.T) {
 	var v *string
 	require.NoError(t, other.QueryRow(ctx, "SELECT nullif(current_setting('pgmux.t', true), '')").Scan(&v))
 	require.Nil(t, v, "not inside the gone client's transaction")
+}
+
+// TestClientLoopLongAnswers: answers longer than the loop holds go to the server's reader
+// goroutine for the rest of the lease and come back to the loop after; every client gets
+// its own rows, whole, with others on the same two servers.
+func TestClientLoopLongAnswers(t *testing.T) {
+	h := startProxy(t, harnessOpts{extra: map[string]string{"client_loop": "1", "default_pool_size": "2"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for i := 0; i < 10; i++ {
+		conn := h.connect(t, "app", "app", i%2 == 0)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 5; j++ {
+				var s string
+				if err := conn.QueryRow(ctx, "SELECT repeat($1::text, 100000)", strconv.Itoa(i)).Scan(&s); err != nil {
+					errs <- err
+					return
+				}
+				if len(s) != 100000*len(strconv.Itoa(i)) {
+					errs <- fmt.Errorf("client %d: %d bytes", i, len(s))
+					return
+				}
+				var sum, n int64
+				rows, err := conn.Query(ctx, "SELECT g + $1::int FROM generate_series(1, 20000) g", i)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for rows.Next() {
+					var v int64
+					if err := rows.Scan(&v); err != nil {
+						errs <- err
+						return
+					}
+					sum += v
+					n++
+				}
+				if err := rows.Err(); err != nil {
+					errs <- err
+					return
+				}
+				if n != 20000 || sum != 20000*20001/2+20000*int64(i) {
+					errs <- fmt.Errorf("client %d: %d rows, sum %d", i, n, sum)
+					return
+				}
+				var one int
+				if err := conn.QueryRow(ctx, "SELECT $1::int", i).Scan(&one); err != nil || one != i {
+					errs <- fmt.Errorf("client %d: short query after: %v %d", i, err, one)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
 }

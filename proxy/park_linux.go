@@ -50,9 +50,13 @@ type parker struct {
 	inbox, spare []handover
 	evfd         int
 	awake        atomic.Bool
+	// servers holds the server connections the loop reads, by descriptor (loop
+	// goroutine only); an entry is stale once its connection is not InLoop.
+	servers []*pool.Conn
 }
 
-// handover is a server (or why none) for a request queued on the client loop.
+// handover is a server (or why none) for a request queued on the client loop; without
+// a session, a server connection for the loop to read (adopt).
 type handover struct {
 	s   *Session
 	c   *pool.Conn
@@ -236,6 +240,12 @@ func (p *parker) loop() {
 				_, _, _ = syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 8)
 				continue
 			}
+			if int(fd) < len(p.servers) {
+				if c := p.servers[fd]; c != nil && c.InLoop() {
+					p.serverEvent(c)
+					continue
+				}
+			}
 			p.mu.Lock()
 			var s *Session
 			if fd >= 0 && int(fd) < len(p.byFD) {
@@ -275,6 +285,36 @@ func (p *parker) post(s *Session, c *pool.Conn, err error) {
 	}
 }
 
+// adopt hands server connection c to the loop to read (pool.Conn.LoopPark's adopt).
+func (p *parker) adopt(c *pool.Conn) { p.post(nil, c, nil) }
+
+// adopted registers c's descriptor (edge-triggered: registering again queues an event
+// for what is ready) and relays what its reader had buffered.
+func (p *parker) adopted(c *pool.Conn) {
+	fd := c.LoopFD()
+	if fd >= len(p.servers) {
+		p.servers = append(p.servers, make([]*pool.Conn, fd+1-len(p.servers))...)
+	}
+	p.servers[fd] = c
+	if err := p.register(int32(fd), syscall.EPOLLIN|syscall.EPOLLRDHUP|epollET); err != nil {
+		p.servers[fd] = nil
+		c.KeepReader()
+		return
+	}
+	p.serverEvent(c)
+}
+
+// serverEvent relays what a server the loop reads has sent, to its lessee; an idle
+// connection's bytes (an unsolicited message, its end) go to its reader goroutine.
+func (p *parker) serverEvent(c *pool.Conn) {
+	s, ok := c.Lessee().(*Session)
+	if !ok {
+		c.ToReader()
+		return
+	}
+	s.pumpOnLoop(c)
+}
+
 // posted reports whether the inbox holds anything (the loop checks before it waits).
 func (p *parker) posted() bool {
 	p.mu.Lock()
@@ -300,6 +340,10 @@ func (p *parker) drain() {
 		for i := range in {
 			h := in[i]
 			in[i] = handover{}
+			if h.s == nil {
+				p.adopted(h.c)
+				continue
+			}
 			h.s.handed(h.c, h.err)
 		}
 		p.mu.Lock()

@@ -708,6 +708,9 @@ func (s *Session) clientGone() {
 // Pump relays the server's messages to the client while c is leased to s. It runs on c's
 // reader goroutine and returns nil once the lease has ended.
 func (s *Session) Pump(c *pool.Conn) error {
+	if s.pumpsOnLoop(c) && c.LoopPark(func() { s.srv.parker.adopt(c) }) {
+		return nil // the loop read it meanwhile (clientloop_server.go); run looks again
+	}
 	s.pumps.Add(1)
 	defer s.pumps.Add(-1) // last: after every use of the session below
 	// held: this lease's reader holds s.wmu. It is local because the reader of the
@@ -750,59 +753,68 @@ func (s *Session) Pump(c *pool.Conn) error {
 			s.wmu.Lock()
 			held = true
 		}
-		if s.q.fakes.Load() > 0 {
-			s.answerFakes() // Parses answered by pgmux come before this message's answer
-		}
-		rr := s.rr.Load()
-		if rr != nil && (rr.c != c || s.hiddenAhead(typ)) {
-			rr = nil // not the held request's answer (replica.go)
-		}
-		if rr != nil {
-			if err := s.holdStep(rr, c, typ, n); err != nil {
-				s.serverFailed(c, err)
-				return err
-			}
-		}
-		switch typ {
-		case 'Z':
-			released, err := s.onReady(c, n)
-			if rr != nil && err == nil {
-				s.holdDone(rr)
-			}
-			if err != nil || released {
-				return err
-			}
-			continue
-		case 'S':
-			err = s.onParameterStatus(c, n)
-		case 'E':
-			err = s.onError(c, n)
-		case 'A', 'N':
-			err = s.forward(rd, n)
-		default:
-			s.mu.Lock()
-			hide, row := s.answer(c, typ)
-			s.mu.Unlock()
-			switch {
-			case row == rowCheck && typ == 'D':
-				err = s.readCheckRow(rd, n)
-			case row == rowSettings && typ == 'D':
-				err = s.readRow(rd, n)
-			case row == rowClear && typ == 'C':
-				err = s.readClear(rd, n, hide)
-			case row == rowHideCC && typ == 'C':
-				err = s.readCC(rd, n)
-			case hide:
-				err = rd.Skip(n)
-			default:
-				err = s.forward(rd, n)
-			}
-		}
-		if err != nil {
-			s.serverFailed(c, err)
+		released, err := s.relayMsg(c, typ, n)
+		if err != nil || released {
 			return err
 		}
 	}
+}
+
+// relayMsg relays one message of c's server whose header Next returned, with s.wmu
+// held: for Pump on the reader goroutine, or for the client loop. released: the link
+// ended; err: c failed, and the client was told (serverFailed).
+func (s *Session) relayMsg(c *pool.Conn, typ byte, n int) (released bool, err error) {
+	rd := c.Rd
+	if s.q.fakes.Load() > 0 {
+		s.answerFakes() // Parses answered by pgmux come before this message's answer
+	}
+	rr := s.rr.Load()
+	if rr != nil && (rr.c != c || s.hiddenAhead(typ)) {
+		rr = nil // not the held request's answer (replica.go)
+	}
+	if rr != nil {
+		if err := s.holdStep(rr, c, typ, n); err != nil {
+			s.serverFailed(c, err)
+			return false, err
+		}
+	}
+	switch typ {
+	case 'Z':
+		released, err := s.onReady(c, n)
+		if rr != nil && err == nil {
+			s.holdDone(rr)
+		}
+		return released, err
+	case 'S':
+		err = s.onParameterStatus(c, n)
+	case 'E':
+		err = s.onError(c, n)
+	case 'A', 'N':
+		err = s.forward(rd, n)
+	default:
+		s.mu.Lock()
+		hide, row := s.answer(c, typ)
+		s.mu.Unlock()
+		switch {
+		case row == rowCheck && typ == 'D':
+			err = s.readCheckRow(rd, n)
+		case row == rowSettings && typ == 'D':
+			err = s.readRow(rd, n)
+		case row == rowClear && typ == 'C':
+			err = s.readClear(rd, n, hide)
+		case row == rowHideCC && typ == 'C':
+			err = s.readCC(rd, n)
+		case hide:
+			err = rd.Skip(n)
+		default:
+			err = s.forward(rd, n)
+		}
+	}
+	if err != nil {
+		s.serverFailed(c, err)
+		return false, err
+	}
+	return false, nil
 }
 
 // atBoundary reports whether the client has no answer outstanding, so a notification

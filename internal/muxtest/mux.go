@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -103,6 +104,7 @@ func Start(t testing.TB, pg *pgtest.Server, o Options) *Mux {
 		popts.Config, popts.Credentials = cfg, creds
 	}
 	popts.Config.ListenPort = 0
+	suiteSettings(popts.Config)
 
 	log, logPath := o.Logger, ""
 	if log == nil {
@@ -116,6 +118,7 @@ func Start(t testing.TB, pg *pgtest.Server, o Options) *Mux {
 			if err != nil {
 				return err
 			}
+			suiteSettings(cfg)
 			return srv.Reload(cfg, creds)
 		}
 	}
@@ -215,4 +218,12 @@ func (m *Mux) Connect(t testing.TB, user, password, db string) *pgx.Conn {
 // followed by more.
 func (m *Mux) Env(user, password, db string, more ...string) []string {
 	return append(LibpqEnv(m.Host, m.Port, user, password, db), more...)
+}
+
+// suiteSettings applies what a whole-suite run asks for through the environment:
+// PGMUX_CLIENT_LOOP=1 runs every pgmux of the suite with client_loop on.
+func suiteSettings(cfg *config.Config) {
+	if os.Getenv("PGMUX_CLIENT_LOOP") == "1" {
+		cfg.ClientLoop = true
+	}
 }

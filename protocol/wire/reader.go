@@ -24,6 +24,7 @@ type Reader struct {
 	raw syscall.RawConn // set for plain sockets: reads straight from the descriptor
 	// fillRaw's state, kept here so that its callback needs no closure.
 	readFn  func(uintptr) bool
+	nowFn   func(uintptr) // ReadNow's callback, made at its first call
 	need, n int
 	rerr    error
 	tries   int     // readReady's calls in this fillRaw: the first one is the poller's optimistic try
@@ -395,35 +396,51 @@ func (rd *Reader) ReadFull(p []byte) error {
 	return nil
 }
 
-// ReadOnce reads what the non-blocking descriptor fd holds, in one read(2), into the
+// ReadNow reads what the socket holds, in one read(2) and without waiting, into the
 // buffer (taking one from the pool if the reader holds none). It is for an event loop
-// that owns the reader and was told the descriptor is readable: no wait, no second try.
-// It returns syscall.EAGAIN when nothing was there (the buffer goes back if empty) and
-// io.EOF at the end of the stream; more reports a read that filled the buffer's free
-// space, after which the descriptor may hold more (an edge-triggered loop reads again).
-func (rd *Reader) ReadOnce(fd int) (more bool, err error) {
+// that owns the reader and was told the socket is readable. The read holds the socket's
+// descriptor (RawConn.Control), so a concurrent Close cannot hand the number to another
+// socket meanwhile. It returns syscall.EAGAIN when nothing was there (the buffer goes
+// back if empty), io.EOF at the end of the stream, and ErrNoSocket for a reader that is
+// not over a plain socket; more reports a read that filled the buffer's free space,
+// after which the socket may hold more (an edge-triggered loop reads again).
+func (rd *Reader) ReadNow() (more bool, err error) {
+	if rd.raw == nil {
+		return false, ErrNoSocket
+	}
+	if rd.nowFn == nil {
+		rd.nowFn = rd.readNow
+	}
 	if rd.buf == nil {
 		rd.buf = getBuf()
 		rd.r, rd.w = 0, 0
 	}
 	rd.makeRoom(HeaderLen)
-	space := (*rd.buf)[rd.w:]
-	var n int
-	for {
-		if n, err = sysRead(fd, space); err != syscall.EINTR {
-			break
-		}
-	}
-	switch {
-	case err != nil:
+	rd.n, rd.rerr = 0, nil
+	if err := rd.raw.Control(rd.nowFn); err != nil {
 		rd.Release()
 		return false, err
-	case n == 0:
+	}
+	space := len(*rd.buf) - rd.w
+	switch {
+	case rd.rerr != nil:
+		rd.Release()
+		return false, rd.rerr
+	case rd.n == 0:
 		rd.Release()
 		return false, io.EOF
 	}
-	rd.w += n
-	return n == len(space), nil
+	rd.w += rd.n
+	return rd.n == space, nil
+}
+
+// readNow is ReadNow's callback (a method value made once per Reader).
+func (rd *Reader) readNow(fd uintptr) {
+	for {
+		if rd.n, rd.rerr = sysRead(int(fd), (*rd.buf)[rd.w:]); rd.rerr != syscall.EINTR {
+			return
+		}
+	}
 }
 
 // Whole reports the next message's type and body length when the whole message is

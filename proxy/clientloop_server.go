@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"syscall"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
+)
+
+// The client loop reads server connections too (issue 14, the second stage): a server
+// leased to a client whose answers the loop may relay is handed to the loop by its
+// reader goroutine (pool.Conn.LoopPark, from Pump), and stays the loop's across leases.
+// The loop relays whole messages from the server's buffer with the same code as Pump
+// (relayMsg); what it cannot do without blocking — an answer larger than it holds, a
+// failed read, a lease to anything else — goes back to the reader goroutine
+// (KeepReader, ToReader), which goes on as always.
+
+// loopMaxAnswer is how much of an unfinished server message the loop holds before it
+// hands the answer to the reader goroutine, which streams it.
+const loopMaxAnswer = 8 << 10
+
+// LoopPumped marks Session as a lessee whose answers the client loop may relay.
+func (s *Session) LoopPumped() {}
+
+var _ pool.LoopLessee = (*Session)(nil)
+
+// pumpsOnLoop reports whether the loop may relay c's answers to s: the client loop is
+// on, and nothing of s's needs the reader goroutine (a listening client's notifications,
+// a multi-host database's replica reads). It reads only atomics: it runs on the reader.
+func (s *Session) pumpsOnLoop(c *pool.Conn) bool {
+	cfg := s.srv.Config()
+	return cfg != nil && cfg.ClientLoop && s.srv.parker != nil && s.entry != nil && s.notes.Load() == nil &&
+		!s.entry.multi.Load() && config.PoolMode(s.entry.modeNow.Load()) != config.PoolModeSession &&
+		c.LoopFD() >= 0
+}
+
+// pumpOnLoop relays what c's server sent to s, on the loop: whole messages already
+// buffered, then what one read brings, until the socket is drained (its descriptor is
+// edge-triggered) or the lease ends.
+func (s *Session) pumpOnLoop(c *pool.Conn) {
+	rd := c.Rd
+	for drained := false; ; {
+		if !s.relayBatch(c) {
+			return
+		}
+		if drained {
+			return
+		}
+		more, err := rd.ReadNow()
+		if err == syscall.EAGAIN {
+			return
+		}
+		if err != nil {
+			c.KeepReader() // the reader meets the failure and tells the client
+			return
+		}
+		drained = !more
+		if _, _, whole := rd.Whole(); !whole && rd.Buffered() >= loopMaxAnswer {
+			c.KeepReader() // a long message: the reader streams it
+			return
+		}
+	}
+}
+
+// relayBatch relays the whole messages buffered from c's server to s, holding s.wmu, and
+// flushes them to the client; false once the loop is done with c for this lease (the
+// link ended, c failed, or c went back to its reader).
+func (s *Session) relayBatch(c *pool.Conn) bool {
+	rd := c.Rd
+	if _, _, whole := rd.Whole(); !whole {
+		return true
+	}
+	if !s.wmu.TryLock() {
+		c.KeepReader() // another writer has the client (a notification, a late Pump)
+		return false
+	}
+	s.pumps.Add(1)
+	ok := true
+	for {
+		typ, n, whole := rd.Whole()
+		if !whole {
+			break
+		}
+		if _, _, err := rd.Next(); err != nil {
+			c.KeepReader()
+			ok = false
+			break
+		}
+		if !s.leases(c) {
+			c.ToReader() // the lease ended under it (a timer, a kill): the reader sees to c
+			ok = false
+			break
+		}
+		released, err := s.relayMsg(c, typ, n)
+		if err != nil {
+			c.ToReader()
+			ok = false
+			break
+		}
+		if released {
+			ok = false
+			break
+		}
+	}
+	if s.wr.Buffered() > 0 {
+		if err := s.wr.Flush(); err != nil {
+			s.clientWriteFailed()
+		}
+	}
+	s.pumps.Add(-1)
+	s.unlockW()
+	return ok
+}
