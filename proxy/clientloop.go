@@ -329,7 +329,8 @@ func (s *Session) resumeFromLoop() {
 }
 
 // idleFromLoop parks a client that stayed idle on the loop the ordinary way (park): its
-// working state and net.Conn are given back. One still inside a transaction goes back to
+// working state and net.Conn are given back. It runs on the loop (the sweep), which is
+// the client's session goroutine meanwhile; one still inside a transaction goes back to
 // the loop.
 func (s *Session) idleFromLoop() {
 	if s.linkedServer() == nil && s.park() {
@@ -339,7 +340,7 @@ func (s *Session) idleFromLoop() {
 		return
 	}
 	s.ensureWork()
-	s.loop()
+	go s.loop()
 }
 
 // endFromLoop ends the session after a request on the loop failed the way the relay's

@@ -382,8 +382,7 @@ func (p *parker) sweep() {
 	var expired, idle []*Session
 	p.mu.Lock()
 	for fd, s := range p.byFD {
-		if s != nil && s.onLoop == loopParked && s.clientIdle == 0 &&
-			time.Since(time.Unix(0, s.idleSince)) >= parkDelay(s.srv.nclients.Load()) {
+		if s != nil && s.onLoop == loopParked && time.Since(time.Unix(0, s.idleSince)) >= parkDelay(s.srv.nclients.Load()) {
 			// Idle on the loop: parked the ordinary way, which gives back its working
 			// state and its net.Conn (its descriptor leaves the set first: a detached
 			// socket is registered again under a duplicate).
@@ -412,7 +411,7 @@ func (p *parker) sweep() {
 		go s.resume()
 	}
 	for _, s := range idle {
-		go s.idleFromLoop()
+		s.idleFromLoop() // on the loop: a goroutine each would outweigh what parking saves
 	}
 	if release {
 		p.log.Debug("returning parked clients' memory to the OS")

@@ -394,7 +394,6 @@ const eagerParkWait = 25 * time.Millisecond
 // session then resumes on a new goroutine when bytes arrive).
 func (s *Session) parkAfterLogin(nclients int64) bool {
 	if cfg := s.srv.Config(); cfg != nil && cfg.ClientLoop && !s.isAdmin() && s.rd.Buffered() == 0 && s.loopOK() {
-		s.ensureWork()
 		return s.loopPark(true) // the client loop reads its first request (clientloop.go)
 	}
 	if nclients < eagerParkClients || s.isAdmin() || !s.canPark() || s.rd.Buffered() > 0 {
