@@ -317,8 +317,17 @@ func TestReplicaExplicit(t *testing.T) {
 	_, err = c.Exec(ctx, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
 	require.NoError(t, err)
 	// pgmux reads a changed setting back after the SET's answer; a request sent
-	// meanwhile rides along on that server.
-	server(t, c)
+	// meanwhile rides along on that server, and a read waits for the standby to replay
+	// the INSERT above only up to replica_max_wait: under load (the CI runs every package
+	// at once) more than one request may go to the primary before the reads settle.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, standby = server(t, c); standby || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.True(t, standby, "after SET SESSION CHARACTERISTICS ... READ ONLY: reads reach the standby")
 	for i := 0; i < 3; i++ {
 		_, standby = server(t, c)
 		require.True(t, standby, "after SET SESSION CHARACTERISTICS ... READ ONLY")
