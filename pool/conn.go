@@ -386,7 +386,7 @@ func (c *Conn) handleIdle(typ byte, n int) error {
 
 // startInternal sends sql and calls done from the reader goroutine when it completes.
 func (c *Conn) startInternal(sql string, done func(error)) error {
-	c.ToReader() // the reader goroutine reads the answer
+	c.Recall() // the reader goroutine reads the answer
 	op := &c.internal
 	op.mu.Lock()
 	op.active, op.pending, op.err, op.done = true, 1, nil, done
@@ -445,8 +445,8 @@ func (c *Conn) closeFor(reason error) {
 	if c.closing.CompareAndSwap(false, true) {
 		c.reason.Store(&reason)
 		c.state.Store(int32(StateClosed))
-		c.ToReader() // first: a loop must not read the descriptor once it may be reused
 		c.nc.Close() // the reader's read fails and it removes the connection
+		c.Recall()   // (a loop reads under RawConn.Control: never a reused descriptor)
 	}
 }
 

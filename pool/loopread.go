@@ -8,12 +8,12 @@ import (
 
 // An event loop may read a connection instead of its reader goroutine (package proxy's
 // client loop): the lessee's Pump, on the reader goroutine, calls LoopPark, which hands
-// reading to the loop and puts the reader goroutine to sleep until ToReader. While the
-// connection is the loop's it stays so across leases: the loop relays its answers and
-// sees its events when idle (an unsolicited message or the end of the stream hands it
-// back to the reader goroutine, which deals with it as always). Anything the loop cannot
-// do without blocking goes back the same way: a lease to a lessee that is not a
-// LoopLessee, an internal query (check, reset), a close.
+// reading to the loop and puts the reader goroutine to sleep until the loop hands it
+// back (HandBack). While the connection is the loop's it stays so across leases: the
+// loop relays its answers and sees its events when idle (an unsolicited message or the
+// end of the stream goes back to the reader goroutine, which deals with it as always).
+// What needs the reader from outside the loop — a lease to a lessee that is not a
+// LoopLessee, an internal query (check, reset), a close — asks the loop (Recall).
 
 // LoopLessee marks a lessee whose Pump an event loop may do instead of the reader.
 type LoopLessee interface {
@@ -21,11 +21,21 @@ type LoopLessee interface {
 	LoopPumped()
 }
 
-// loopRead is a connection's hand-over between its reader goroutine and a loop.
+// Looper is the event loop a connection's reading is handed to. Both methods only post
+// to the loop: they must not block or call into the pool.
+type Looper interface {
+	Adopt(c *Conn)  // read c from now on
+	Recall(c *Conn) // hand c back to its reader goroutine (HandBack) when you can
+}
+
+// loopRead is a connection's hand-over between its reader goroutine and a loop. The
+// loop alone hands reading back (HandBack), so it never touches Rd after the reader
+// goroutine may have started to; anyone else asks it to (Recall).
 type loopRead struct {
 	on    atomic.Bool   // the loop reads the socket; the reader goroutine sleeps
 	keep  atomic.Bool   // the current lease stays with the reader goroutine (KeepReader)
-	wake  chan struct{} // ToReader's signal, buffered
+	wake  chan struct{} // HandBack's signal, buffered
+	loop  Looper        // set by the reader goroutine before on
 	fd    int           // the socket's descriptor; -1 when there is none to poll (TLS)
 	fdSet bool
 }
@@ -43,19 +53,20 @@ func (c *Conn) LoopFD() int {
 	return lr.fd
 }
 
-// LoopPark is called by the lessee's Pump on the reader goroutine: adopt tells the loop
-// to read c from now on (it must not block), and the reader goroutine sleeps until
-// ToReader. It returns false at once, adopting nothing, when the lease was handed back to
-// the reader (KeepReader) or c has no descriptor to poll.
-func (c *Conn) LoopPark(adopt func()) bool {
+// LoopPark is called by the lessee's Pump on the reader goroutine: l reads c from now on
+// (Adopt), and the reader goroutine sleeps until the loop hands it back. It returns
+// false at once, adopting nothing, when the lease was handed back to the reader
+// (KeepReader) or c has no descriptor to poll.
+func (c *Conn) LoopPark(l Looper) bool {
 	if c.lr.keep.Load() || c.LoopFD() < 0 || c.closing.Load() {
 		return false
 	}
 	if c.lr.wake == nil {
 		c.lr.wake = make(chan struct{}, 1)
 	}
+	c.lr.loop = l
 	c.lr.on.Store(true)
-	adopt()
+	l.Adopt(c)
 	<-c.lr.wake
 	return true
 }
@@ -63,17 +74,26 @@ func (c *Conn) LoopPark(adopt func()) bool {
 // InLoop reports whether a loop reads c.
 func (c *Conn) InLoop() bool { return c.lr.on.Load() }
 
-// ToReader hands reading back to c's reader goroutine; nothing when it reads already.
-func (c *Conn) ToReader() {
+// Recall asks the loop reading c, if one is, to hand it back to its reader goroutine;
+// any goroutine. It does not wait.
+func (c *Conn) Recall() {
+	if c.lr.on.Load() {
+		c.lr.loop.Recall(c)
+	}
+}
+
+// HandBack gives reading back to c's reader goroutine; for the loop only, once it no
+// longer touches c.Rd. Nothing when the reader reads already.
+func (c *Conn) HandBack() {
 	if c.lr.on.CompareAndSwap(true, false) {
 		c.lr.wake <- struct{}{}
 	}
 }
 
-// KeepReader is ToReader for the rest of the current lease: the reader goroutine
-// relays it (a long answer, a lessee's state the loop does not handle) and does not
-// hand it to the loop again before the lease ends.
+// KeepReader is HandBack for the rest of the current lease: the reader goroutine
+// relays it (a long answer, a client that does not read) and does not hand it to the
+// loop again before the lease ends. For the loop only.
 func (c *Conn) KeepReader() {
 	c.lr.keep.Store(true)
-	c.ToReader()
+	c.HandBack()
 }

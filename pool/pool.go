@@ -561,7 +561,7 @@ func (p *Pool) leaseAt(c *Conn, l Lessee, now time.Time) bool {
 	}
 	if c.lr.on.Load() {
 		if _, ok := l.(LoopLessee); !ok {
-			c.ToReader() // its Pump runs on the reader goroutine (loopread.go)
+			c.Recall() // its Pump runs on the reader goroutine (loopread.go)
 		}
 	}
 	c.state.Store(int32(StateActive))

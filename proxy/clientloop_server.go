@@ -13,7 +13,7 @@ import (
 // The loop relays whole messages from the server's buffer with the same code as Pump
 // (relayMsg); what it cannot do without blocking — an answer larger than it holds, a
 // failed read, a lease to anything else — goes back to the reader goroutine
-// (KeepReader, ToReader), which goes on as always.
+// (KeepReader, HandBack; others ask through Recall), which goes on as always.
 
 // loopMaxAnswer is how much of an unfinished server message the loop holds before it
 // hands the answer to the reader goroutine, which streams it.
@@ -55,6 +55,10 @@ func (s *Session) pumpOnLoop(c *pool.Conn) {
 			return
 		}
 		drained = !more
+		if more {
+			c.KeepReader() // a long answer (it filled the buffer): the reader streams it
+			return
+		}
 		if _, _, whole := rd.Whole(); !whole && rd.Buffered() >= loopMaxAnswer {
 			c.KeepReader() // a long message: the reader streams it
 			return
@@ -87,13 +91,13 @@ func (s *Session) relayBatch(c *pool.Conn) bool {
 			break
 		}
 		if !s.leases(c) {
-			c.ToReader() // the lease ended under it (a timer, a kill): the reader sees to c
+			c.HandBack() // the lease ended under it (a timer, a kill): the reader sees to c
 			ok = false
 			break
 		}
-		released, err := s.relayMsg(c, typ, n)
+		released, err := s.relayMsg(c, typ, n, true)
 		if err != nil {
-			c.ToReader()
+			c.HandBack()
 			ok = false
 			break
 		}
@@ -102,12 +106,39 @@ func (s *Session) relayBatch(c *pool.Conn) bool {
 			break
 		}
 	}
+	full := false
 	if s.wr.Buffered() > 0 {
-		if err := s.wr.Flush(); err != nil {
+		switch err := s.wr.TryFlush(); {
+		case err == syscall.EAGAIN:
+			full = true
+		case err != nil:
 			s.clientWriteFailed()
 		}
 	}
 	s.pumps.Add(-1)
 	s.unlockW()
+	if full {
+		// The client's socket is full: its writes go to a goroutine that may wait for
+		// it, so that one client that does not read cannot hold up the loop. While c is
+		// still leased its reader goroutine sends the rest first (Pump, flushLeft); once
+		// the link has ended, a goroutine of its own does.
+		if ok {
+			c.KeepReader()
+			return false
+		}
+		go s.flushLeft()
+	}
 	return ok
+}
+
+// flushLeft sends what the loop left unsent in s.wr when the client's socket was full,
+// waiting for the client (on a goroutine: Pump's or one of its own).
+func (s *Session) flushLeft() {
+	s.wmu.Lock()
+	if s.wr.Buffered() > 0 {
+		if err := s.wr.Flush(); err != nil {
+			s.clientWriteFailed()
+		}
+	}
+	s.unlockW()
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -217,5 +218,40 @@ func TestClientLoopLongAnswers(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		require.NoError(t, err)
+	}
+}
+
+// TestClientLoopSlowReaderHoldsNoOneUp: a client that sends many requests and reads none
+// of the answers fills its socket; the loop leaves the rest to a goroutine instead of
+// waiting for it, so another client's queries go on meanwhile, and the slow client still
+// gets every answer, in order, once it reads. (Which way the loop lets go — a full read
+// of the server's answers, or a client socket that took only part of a flush — depends
+// on timing; wire's TestWriterTryFlush pins the second.)
+func TestClientLoopSlowReaderHoldsNoOneUp(t *testing.T) {
+	h := startProxy(t, harnessOpts{extra: map[string]string{"client_loop": "1", "default_pool_size": "2"}})
+	slow := dialLoopClient(t, h.port)
+	require.NoError(t, slow.nc.(*net.TCPConn).SetReadBuffer(32<<10))
+	// Answers paced by the server (each read of them is short, so the loop relays them
+	// rather than handing a long answer to the reader) until the client's socket and
+	// pgmux's send buffer are full.
+	const n = 1500
+	for i := 0; i < n; i++ {
+		slow.fe.Send(&pgproto3.Query{String: "SELECT " + strconv.Itoa(i) + " || repeat('x', 4000) FROM pg_sleep(0.001)"})
+	}
+	require.NoError(t, slow.fe.Flush())
+	time.Sleep(2500 * time.Millisecond)
+
+	other := h.connect(t, "app", "app", false)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := 0; i < 20; i++ {
+		var v int
+		require.NoError(t, other.QueryRow(ctx, "SELECT $1::int", i).Scan(&v), "query %d while a client does not read", i)
+		require.Equal(t, i, v)
+	}
+	for i := 0; i < n; i++ {
+		vals := slow.until(t, "slow client's answer")
+		require.Len(t, vals, 1)
+		require.Equal(t, strconv.Itoa(i)+strings.Repeat("x", 4000), vals[0])
 	}
 }

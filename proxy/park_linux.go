@@ -56,11 +56,12 @@ type parker struct {
 }
 
 // handover is a server (or why none) for a request queued on the client loop; without
-// a session, a server connection for the loop to read (adopt).
+// a session, a server connection for the loop to read (Adopt) or to hand back (Recall).
 type handover struct {
-	s   *Session
-	c   *pool.Conn
-	err error
+	s      *Session
+	c      *pool.Conn
+	err    error
+	recall bool
 }
 
 func newParker(log *zap.Logger, done <-chan struct{}) *parker {
@@ -277,20 +278,39 @@ func (p *parker) loop() {
 // post hands a queued request its server (or why none) on the loop; any goroutine.
 func (p *parker) post(s *Session, c *pool.Conn, err error) {
 	p.mu.Lock()
-	p.inbox = append(p.inbox, handover{s, c, err})
+	p.inbox = append(p.inbox, handover{s: s, c: c, err: err})
 	p.mu.Unlock()
+	p.wake()
+}
+
+// wake wakes the loop if it may be waiting, after something was posted.
+func (p *parker) wake() {
 	if !p.awake.Load() && p.evfd >= 0 {
 		one := uint64(1)
 		_, _, _ = syscall.RawSyscall(syscall.SYS_WRITE, uintptr(p.evfd), uintptr(unsafe.Pointer(&one)), 8)
 	}
 }
 
-// adopt hands server connection c to the loop to read (pool.Conn.LoopPark's adopt).
-func (p *parker) adopt(c *pool.Conn) { p.post(nil, c, nil) }
+// Adopt is pool.Looper's: c's reader goroutine hands c to the loop to read.
+func (p *parker) Adopt(c *pool.Conn) { p.post(nil, c, nil) }
+
+// Recall is pool.Looper's: someone needs c's reader goroutine back (a lease to another
+// kind of lessee, an internal query, a close).
+func (p *parker) Recall(c *pool.Conn) {
+	p.mu.Lock()
+	p.inbox = append(p.inbox, handover{c: c, recall: true})
+	p.mu.Unlock()
+	p.wake()
+}
+
+var _ pool.Looper = (*parker)(nil)
 
 // adopted registers c's descriptor (edge-triggered: registering again queues an event
 // for what is ready) and relays what its reader had buffered.
 func (p *parker) adopted(c *pool.Conn) {
+	if !c.InLoop() {
+		return // recalled meanwhile
+	}
 	fd := c.LoopFD()
 	if fd >= len(p.servers) {
 		p.servers = append(p.servers, make([]*pool.Conn, fd+1-len(p.servers))...)
@@ -309,7 +329,7 @@ func (p *parker) adopted(c *pool.Conn) {
 func (p *parker) serverEvent(c *pool.Conn) {
 	s, ok := c.Lessee().(*Session)
 	if !ok {
-		c.ToReader()
+		c.HandBack()
 		return
 	}
 	s.pumpOnLoop(c)
@@ -340,7 +360,11 @@ func (p *parker) drain() {
 		for i := range in {
 			h := in[i]
 			in[i] = handover{}
-			if h.s == nil {
+			switch {
+			case h.recall:
+				h.c.HandBack()
+				continue
+			case h.s == nil:
 				p.adopted(h.c)
 				continue
 			}

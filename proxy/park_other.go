@@ -6,6 +6,8 @@ import (
 	"net"
 
 	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/pool"
 )
 
 // parker is Linux-only; elsewhere idle clients keep their goroutines.
@@ -14,6 +16,13 @@ type parker struct{}
 func newParker(*zap.Logger, <-chan struct{}) *parker { return nil }
 func (p *parker) park(*Session, int32) bool          { return false }
 func (p *parker) unpark(*Session) bool               { return false }
+
+// The client loop needs the parker (clientloop.go): never reached here (canPark is false).
+func (p *parker) loopPark(*Session, int32, bool) bool { return false }
+func (p *parker) leaveLoop(*Session)                  {}
+func (p *parker) post(*Session, *pool.Conn, error)    {}
+func (p *parker) Adopt(c *pool.Conn)                  { c.HandBack() }
+func (p *parker) Recall(c *pool.Conn)                 { c.HandBack() }
 
 func (s *Session) detachLocked() bool          { return false }
 func (s *Session) reattach()                   {}

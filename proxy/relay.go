@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -708,11 +709,12 @@ func (s *Session) clientGone() {
 // Pump relays the server's messages to the client while c is leased to s. It runs on c's
 // reader goroutine and returns nil once the lease has ended.
 func (s *Session) Pump(c *pool.Conn) error {
-	if s.pumpsOnLoop(c) && c.LoopPark(func() { s.srv.parker.adopt(c) }) {
+	if s.pumpsOnLoop(c) && c.LoopPark(s.srv.parker) {
 		return nil // the loop read it meanwhile (clientloop_server.go); run looks again
 	}
 	s.pumps.Add(1)
 	defer s.pumps.Add(-1) // last: after every use of the session below
+	s.flushLeft()
 	// held: this lease's reader holds s.wmu. It is local because the reader of the
 	// previous lease may still be letting go while this one starts.
 	held := false
@@ -753,7 +755,7 @@ func (s *Session) Pump(c *pool.Conn) error {
 			s.wmu.Lock()
 			held = true
 		}
-		released, err := s.relayMsg(c, typ, n)
+		released, err := s.relayMsg(c, typ, n, false)
 		if err != nil || released {
 			return err
 		}
@@ -761,9 +763,10 @@ func (s *Session) Pump(c *pool.Conn) error {
 }
 
 // relayMsg relays one message of c's server whose header Next returned, with s.wmu
-// held: for Pump on the reader goroutine, or for the client loop. released: the link
-// ended; err: c failed, and the client was told (serverFailed).
-func (s *Session) relayMsg(c *pool.Conn, typ byte, n int) (released bool, err error) {
+// held: for Pump on the reader goroutine, or for the client loop (onLoop: the client is
+// not waited for; what its socket does not take stays in s.wr, clientloop_server.go).
+// released: the link ended; err: c failed, and the client was told (serverFailed).
+func (s *Session) relayMsg(c *pool.Conn, typ byte, n int, onLoop bool) (released bool, err error) {
 	rd := c.Rd
 	if s.q.fakes.Load() > 0 {
 		s.answerFakes() // Parses answered by pgmux come before this message's answer
@@ -780,7 +783,7 @@ func (s *Session) relayMsg(c *pool.Conn, typ byte, n int) (released bool, err er
 	}
 	switch typ {
 	case 'Z':
-		released, err := s.onReady(c, n)
+		released, err := s.onReady(c, n, onLoop)
 		if rr != nil && err == nil {
 			s.holdDone(rr)
 		}
@@ -899,7 +902,7 @@ func (s *Session) clientWriteFailed() {
 
 // onReady handles ReadyForQuery: the end of a hidden query, or of the client's request,
 // where a transaction-mode link ends if nothing else is pending.
-func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
+func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
 	m, err := c.Rd.Message(n)
 	if err != nil {
 		s.serverFailed(c, err)
@@ -988,9 +991,13 @@ func (s *Session) onReady(c *pool.Conn, n int) (bool, error) {
 		}
 		err := s.wr.Write(m)
 		if err == nil {
-			err = s.wr.Flush()
+			if onLoop {
+				err = s.wr.TryFlush()
+			} else {
+				err = s.wr.Flush()
+			}
 		}
-		if err != nil {
+		if err != nil && err != syscall.EAGAIN { // EAGAIN: the loop's, left in s.wr
 			s.clientWriteFailed()
 		}
 	}

@@ -157,6 +157,9 @@ type writeOp struct {
 	p   []byte
 	err error
 	fn  func(uintptr) bool
+	// TryFlush's: its callback (made at the first TryFlush of this op) and progress.
+	try   func(uintptr)
+	wrote int
 }
 
 var writeOps = sync.Pool{New: func() any {
@@ -192,5 +195,51 @@ func (w *Writer) release() {
 	if w.op != nil {
 		putOp(w.op)
 		w.op = nil
+	}
+}
+
+// TryFlush writes the buffered bytes without waiting for the socket: what it does not
+// take stays buffered, in order, and TryFlush returns syscall.EAGAIN. It is for an event
+// loop that must not block; a later Flush (on a goroutine that may wait) sends the rest.
+// Over anything but a plain socket it is Flush.
+func (w *Writer) TryFlush() error {
+	op, n := w.op, w.n
+	if op == nil {
+		return nil
+	}
+	if n == 0 || w.raw == nil {
+		return w.Flush()
+	}
+	if op.try == nil {
+		op.try = op.tryWrite
+	}
+	op.p, op.wrote, op.err = op.buf[:n], 0, nil
+	err := w.raw.Control(op.try)
+	wrote, werr := op.wrote, op.err
+	op.p, op.err = nil, nil
+	if err == nil {
+		err = werr
+	}
+	if err == syscall.EAGAIN {
+		w.n = copy(op.buf, op.buf[wrote:n])
+		return err
+	}
+	w.op, w.n = nil, 0
+	putOp(op)
+	return err
+}
+
+// tryWrite is TryFlush's callback: write(2) until done or the socket is full.
+func (op *writeOp) tryWrite(fd uintptr) {
+	for op.wrote < len(op.p) {
+		m, err := sysWrite(int(fd), op.p[op.wrote:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			op.err = err
+			return
+		}
+		op.wrote += m
 	}
 }

@@ -119,3 +119,39 @@ func TestWriterWriteNow(t *testing.T) {
 	require.NoError(t, a.SetWriteDeadline(time.Now().Add(100*time.Millisecond)))
 	require.ErrorIs(t, w.WriteNow(make([]byte, 64<<20)), os.ErrDeadlineExceeded)
 }
+
+// TestWriterTryFlush: over a socket whose peer does not read, TryFlush sends what fits,
+// keeps the rest buffered in order and reports EAGAIN, without waiting; Flush then sends
+// the rest once the peer reads, and the peer sees every byte once, in order.
+func TestWriterTryFlush(t *testing.T) {
+	a, b := tcpPair(t)
+	require.NoError(t, a.(*net.TCPConn).SetWriteBuffer(8<<10))
+	require.NoError(t, b.(*net.TCPConn).SetReadBuffer(8<<10))
+	w := NewWriter(a)
+	var sent []byte
+	blocked := false
+	for i := 0; i < 400 && !blocked; i++ { // bounded: a few hundred KB fill the two buffers
+		chunk := bytes.Repeat([]byte{byte('a' + i%26)}, 4000)
+		require.NoError(t, w.Write(chunk))
+		sent = append(sent, chunk...)
+		start := time.Now()
+		err := w.TryFlush()
+		require.Less(t, time.Since(start), time.Second, "TryFlush does not wait")
+		if err == syscall.EAGAIN {
+			blocked = true
+			require.Positive(t, w.Buffered(), "what the socket did not take stays buffered")
+			continue
+		}
+		require.NoError(t, err)
+		require.Zero(t, w.Buffered())
+	}
+	require.True(t, blocked, "the peer's buffers filled")
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, len(sent))
+		_, _ = io.ReadFull(b, buf)
+		got <- buf
+	}()
+	require.NoError(t, w.Flush())
+	require.Equal(t, sent, <-got)
+}
