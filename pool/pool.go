@@ -73,7 +73,8 @@ var ErrAbandoned = errors.New("gave up waiting for a server connection: the clie
 type Pool struct {
 	mu       sync.Mutex
 	opts     Options
-	idle     []*Conn // LIFO: the most recently used connection is reused first
+	limits   []*Limit // opts.Limits, fixed at New: read without mu (Reconfigure keeps them)
+	idle     []*Conn  // LIFO: the most recently used connection is reused first
 	all      map[*Conn]struct{}
 	total    int // open plus dialing
 	dialing  int
@@ -122,7 +123,7 @@ func New(opts Options) (*Pool, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	p := &Pool{opts: opts, all: make(map[*Conn]struct{}), stop: make(chan struct{})}
+	p := &Pool{opts: opts, limits: opts.Limits, all: make(map[*Conn]struct{}), stop: make(chan struct{})}
 	for _, l := range opts.Limits {
 		l.register(p)
 	}
@@ -350,7 +351,7 @@ func (p *Pool) dialLocked(ctx context.Context, deadline time.Time) (*Conn, error
 			p.armExpiryLocked(deadline)
 		}
 		p.mu.Unlock()
-		for _, l := range p.opts.Limits {
+		for _, l := range p.limits {
 			l.evictIdle(p)
 		}
 		c, err := p.wait(ctx, w, false, 0)
@@ -637,7 +638,7 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 	}
 	c.state.Store(int32(StateIdle))
 	p.idle = append(p.idle, c)
-	limits := p.opts.Limits
+	limits := p.limits
 	p.mu.Unlock()
 	for _, l := range limits {
 		// A pool whose clients queue because the shared cap refused their dial gets the
@@ -757,9 +758,9 @@ func (p *Pool) wakeWaiters() {
 }
 
 func (p *Pool) takeLimits() bool {
-	for i, l := range p.opts.Limits {
+	for i, l := range p.limits {
 		if !l.take() {
-			for _, m := range p.opts.Limits[:i] {
+			for _, m := range p.limits[:i] {
 				m.put()
 			}
 			return false
@@ -769,7 +770,7 @@ func (p *Pool) takeLimits() bool {
 }
 
 func (p *Pool) putLimits() {
-	for _, l := range p.opts.Limits {
+	for _, l := range p.limits {
 		l.put()
 	}
 }
@@ -798,7 +799,7 @@ func (p *Pool) Close() {
 	for _, w := range waiters {
 		w.give(nil)
 	}
-	for _, l := range p.opts.Limits {
+	for _, l := range p.limits {
 		l.unregister(p)
 	}
 	if cl := p.cluster.Swap(nil); cl != nil {
