@@ -714,7 +714,9 @@ func (s *Session) Pump(c *pool.Conn) error {
 	}
 	s.pumps.Add(1)
 	defer s.pumps.Add(-1) // last: after every use of the session below
-	s.flushLeft()
+	if cfg := s.srv.Config(); cfg != nil && cfg.ClientLoop {
+		s.flushLeft() // what the client loop could not send (clientloop_server.go)
+	}
 	// held: this lease's reader holds s.wmu. It is local because the reader of the
 	// previous lease may still be letting go while this one starts.
 	held := false
