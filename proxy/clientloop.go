@@ -83,7 +83,7 @@ func (s *Session) loopPark(rearm bool) bool {
 	s.rd.Release()
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
-	if s.ncClosed {
+	if s.ncEnd&ncClosed != 0 {
 		return false
 	}
 	s.idleSince = time.Now().UnixNano()

@@ -35,6 +35,7 @@ func parkingSession(t *testing.T) (*Session, net.Conn) {
 	t.Cleanup(func() { close(done) })
 	log := zap.NewNop()
 	srv := &Server{log: log, parker: newParker(log, done)}
+	srv.metrics = newMetrics(srv) // a FATAL told is counted
 	require.NotNil(t, srv.parker)
 	accepted, client := tcpPair(t)
 	s := newSession(srv, accepted, 1)
@@ -87,8 +88,9 @@ func TestParkedClientKeepsOnlyItsDescriptor(t *testing.T) {
 	require.IsType(t, resumedConn{}, s.nc)
 	require.Equal(t, int32(-1), s.rawFD)
 	require.Nil(t, s.rd, "the reader goes while parked, as when detached")
-	fatal := []byte{'E', 0, 0, 0, 4}
-	s.writeOut(fatal)
+	pe := shutdownFatal()
+	fatal := pe.Append(nil)
+	s.tell(pe)
 	s.srv.parker.unpark(s) // as if the parker had fired: closeAndWake must not resume
 	s.closeAndWake()
 	require.Equal(t, int32(-1), s.rawFD)

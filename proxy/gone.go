@@ -88,7 +88,7 @@ func (s *Server) dropGoneWaiters(sessions []*Session) {
 func (s *Session) pollFD() int32 {
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
-	if s.tls || s.ncClosed || s.rawFD >= 0 || s.nc == nil {
+	if s.tls || s.ncEnd&ncClosed != 0 || s.rawFD >= 0 || s.nc == nil {
 		return -1
 	}
 	return s.fd
@@ -111,7 +111,7 @@ func (s *Session) abandonWait() {
 func (s *Session) peerClosedShared() bool {
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
-	return s.nc != nil && !s.ncClosed && peerClosed(s.nc)
+	return s.nc != nil && s.ncEnd&ncClosed == 0 && peerClosed(s.nc)
 }
 
 // peerClosed reports whether nc's peer has closed its side or reset the connection; one

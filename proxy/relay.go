@@ -649,8 +649,7 @@ func (s *Session) writeClient(b []byte) error {
 // fatal sends a FATAL error to the client and closes its connection.
 func (s *Session) fatal(pe *pgerr.Error) {
 	s.closed.Store(true)
-	s.srv.metrics.errorSent(pe.Code)
-	s.writeOut(pe.Append(nil))
+	s.tell(pe)
 	s.closeAndWake()
 }
 

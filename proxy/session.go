@@ -152,7 +152,7 @@ type Session struct {
 	listening    bool      // subscribed through the database's listener
 	reqOpen      bool      // a listening client's extended-protocol request awaits its Sync (listen_fence.go)
 	forceSession bool      // asked for a real session at login (pgmux.pool_mode=session, params.go)
-	ncClosed     bool      // closeAndWake closed nc: its descriptor number may be another's now
+	ncEnd        ncEnd     // whether nc was closed and the client told why; under ncMu
 	onLoop       loopState // the client loop's hold on the client (clientloop.go), under the parker's lock
 	// pumps counts the server readers inside Pump for this session: while one is, the
 	// working state stays (shed).
@@ -265,11 +265,27 @@ func (s *Session) localAddr() net.Addr {
 	return s.nc.LocalAddr()
 }
 
-// writeOut writes b (a FATAL on the way out) to the client, from any goroutine, waiting
-// at most a second for a slow client.
-func (s *Session) writeOut(b []byte) {
+// ncEnd records the end of a client's connection (under ncMu).
+type ncEnd uint8
+
+const (
+	ncClosed ncEnd = 1 << iota // closeAndWake closed nc: its descriptor number may be another's now
+	ncTold                     // a FATAL went out (tell): no second one
+)
+
+// tell writes pe, the FATAL the client is closed with, from any goroutine, waiting at most
+// a second for a slow client. Only the first FATAL goes out, and only before the socket
+// closes: two goroutines ending a client at once (a shutdown's drain and the session's own
+// refusal) each tell before they close, so whichever closes first has told already.
+func (s *Session) tell(pe *pgerr.Error) {
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
+	if s.ncEnd != 0 {
+		return
+	}
+	s.ncEnd |= ncTold
+	s.srv.metrics.errorSent(pe.Code)
+	b := pe.Append(nil)
 	if s.writeRawLocked(b) {
 		return
 	}
@@ -443,7 +459,7 @@ func (s *Session) parkSocket() bool {
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
 	switch {
-	case s.ncClosed:
+	case s.ncEnd&ncClosed != 0:
 		return false // the next read fails and the session ends
 	case s.listening || s.rd.Buffered() > 0 || s.wr.Buffered() > 0:
 		return s.srv.parker.park(s, s.fd)
@@ -474,7 +490,7 @@ func (s *Session) closeAndWake() {
 	if !s.closeRawLocked() {
 		_ = s.nc.Close()
 	}
-	s.ncClosed = true
+	s.ncEnd |= ncClosed
 	s.ncMu.Unlock()
 	if parked {
 		go s.resume()

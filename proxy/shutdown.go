@@ -189,10 +189,11 @@ func (s *Session) killWith(pe *pgerr.Error) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	if !s.closed.Swap(true) {
-		s.srv.metrics.errorSent(pe.Code)
-		s.writeOut(pe.Append(nil))
-	}
+	// Told even when another goroutine marked the client closed a moment ago: that one
+	// may be about to tell (fatal) and must not find the socket closed first; a client
+	// that left has its socket closed already, and tell then writes nothing.
+	s.closed.Store(true)
+	s.tell(pe)
 	s.wmu.Unlock()
 	s.closeAndWake()
 }

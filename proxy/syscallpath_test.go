@@ -16,7 +16,7 @@ import (
 // runtime's blocking-syscall entry lets sysmon hand the caller's P to another thread, a
 // new one when none is idle, and each costs about 50 KB for the life of the process. So
 // a session writes to its client through its wire.Writer (raw write(2) on a socket), not
-// net.Conn's Write, except writeOut, the FATAL any goroutine may send on the way out; and
+// net.Conn's Write, except tell, the FATAL any goroutine may send on the way out; and
 // syscalls that cannot block are RawSyscalls. Whether threads are started depends on the
 // host's scheduling, so this checks the code, not a thread count.
 func TestLoginStaysOffTheBlockingSyscallPath(t *testing.T) {
@@ -46,7 +46,7 @@ func TestLoginStaysOffTheBlockingSyscallPath(t *testing.T) {
 					return true
 				}
 				where := fset.Position(call.Pos()).String() + " in " + fn.Name.Name
-				if recv, ok := sel.X.(*ast.SelectorExpr); ok && recv.Sel.Name == "nc" && sel.Sel.Name == "Write" && fn.Name.Name != "writeOut" {
+				if recv, ok := sel.X.(*ast.SelectorExpr); ok && recv.Sel.Name == "nc" && sel.Sel.Name == "Write" && fn.Name.Name != "tell" {
 					found = append(found, "net.Conn Write at "+where)
 				}
 				if pkg, ok := sel.X.(*ast.Ident); ok && pkg.Name == "syscall" && (sel.Sel.Name == "Syscall" || sel.Sel.Name == "Syscall6") {
