@@ -29,7 +29,7 @@ func (p *Pool) AcquireOrQueue(l Lessee, h Handoff, start time.Time, timeout time
 		p.mu.Unlock()
 		return nil, false
 	}
-	if len(p.waiters) == 0 {
+	if p.waiters.Len() == 0 {
 		if c = p.popIdle(); c != nil {
 			fresh := (p.opts.CheckQuery == "" || start.Sub(c.LastUsed()) < p.opts.CheckDelay) &&
 				(p.opts.Lifetime <= 0 || start.Sub(c.Created) <= p.opts.Lifetime)
@@ -56,7 +56,7 @@ func (p *Pool) AcquireOrQueue(l Lessee, h Handoff, start time.Time, timeout time
 		w.deadline = start.Add(timeout)
 		p.armExpiryLocked(w.deadline)
 	}
-	p.waiters = append(p.waiters, w)
+	p.waiters.push(w)
 	p.mu.Unlock()
 	return nil, true
 }

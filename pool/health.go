@@ -161,7 +161,7 @@ func (p *Pool) probe(network, addr string) {
 		case <-t.C:
 		}
 		p.mu.Lock()
-		if p.closed || len(p.waiters) == 0 || !p.backingOffLocked() {
+		if p.closed || p.waiters.Len() == 0 || !p.backingOffLocked() {
 			p.health.probing = false
 			p.mu.Unlock()
 			return

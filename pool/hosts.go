@@ -244,15 +244,13 @@ func (p *Pool) retryAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.lastFail = time.Time{}
-	n := min(len(p.waiters), p.opts.Size-p.total)
+	n := min(p.waiters.Len(), p.opts.Size-p.total)
 	if n <= 0 || p.closed {
 		return
 	}
-	for i, w := range p.waiters[:n] {
-		w.give(nil)
-		p.waiters[i] = nil
+	for range n {
+		p.waiters.pop().give(nil)
 	}
-	p.waiters = append(p.waiters[:0], p.waiters[n:]...)
 }
 
 // Kick asks every host's checker to check now (a server connection failed: the primary

@@ -88,7 +88,7 @@ func (l *Limit) starved(p *Pool) *Pool {
 	l.mu.Unlock()
 	for _, q := range pools {
 		q.mu.Lock()
-		want := len(q.waiters) > 0 && q.total < q.opts.Size && !q.closed && !q.paused && !q.backingOffLocked()
+		want := q.waiters.Len() > 0 && q.total < q.opts.Size && !q.closed && !q.paused && !q.backingOffLocked()
 		q.mu.Unlock()
 		if want {
 			return q

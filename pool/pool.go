@@ -78,7 +78,7 @@ type Pool struct {
 	all      map[*Conn]struct{}
 	total    int // open plus dialing
 	dialing  int
-	waiters  []*waiter
+	waiters  waitQueue
 	closed   bool
 	paused   bool
 	resume   chan struct{}
@@ -160,7 +160,7 @@ func (p *Pool) TryAcquire(l Lessee) *Conn { return p.TryAcquireAt(l, time.Now())
 // TryAcquireAt is TryAcquire with the caller's clock reading, made just before.
 func (p *Pool) TryAcquireAt(l Lessee, now time.Time) *Conn {
 	p.mu.Lock()
-	if p.closed || p.paused || len(p.waiters) > 0 {
+	if p.closed || p.paused || p.waiters.Len() > 0 {
 		p.mu.Unlock()
 		return nil
 	}
@@ -252,7 +252,7 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 			}
 			return c, nil
 		}
-		if (len(p.waiters) == 0 || woken) && p.total < p.opts.Size && !p.backingOffLocked() {
+		if (p.waiters.Len() == 0 || woken) && p.total < p.opts.Size && !p.backingOffLocked() {
 			c, err, retry := p.dialLocked(ctx, deadline)
 			if retry {
 				woken = true
@@ -275,7 +275,7 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 			start = time.Now()
 		}
 		w.since, w.deadline, w.expired, w.l, w.abandoned = start, deadline, false, l, false
-		p.waiters = append(p.waiters, w)
+		p.waiters.push(w)
 		if !deadline.IsZero() {
 			p.armExpiryLocked(deadline)
 		}
@@ -346,7 +346,7 @@ func (p *Pool) dialLocked(ctx context.Context, deadline time.Time) (*Conn, error
 		p.dialing--
 		w := waiterPool.Get().(*waiter)
 		w.since, w.deadline, w.expired = time.Now(), deadline, false
-		p.waiters = append(p.waiters, w)
+		p.waiters.push(w)
 		if !deadline.IsZero() {
 			p.armExpiryLocked(deadline)
 		}
@@ -473,7 +473,7 @@ func (p *Pool) tryReserve(ctx context.Context, w *waiter) (*Conn, bool) {
 	if err != nil || c == nil {
 		// Back in the queue at the front: the waiter keeps its place.
 		p.mu.Lock()
-		p.waiters = append([]*waiter{w}, p.waiters...)
+		p.waiters.pushFront(w)
 		p.mu.Unlock()
 		return nil, false
 	}
@@ -481,13 +481,7 @@ func (p *Pool) tryReserve(ctx context.Context, w *waiter) (*Conn, bool) {
 }
 
 func (p *Pool) dropWaiter(w *waiter) bool {
-	for i, x := range p.waiters {
-		if x == w {
-			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-			return true
-		}
-	}
-	return false
+	return p.waiters.removeFirst(func(x *waiter) bool { return x == w }) != nil
 }
 
 func (p *Pool) popIdle() *Conn {
@@ -627,9 +621,8 @@ func (p *Pool) putIdle(c *Conn) {
 // and released here. now is the caller's clock reading.
 func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 	c.lastUsed.Store(now.UnixNano())
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
+	if p.waiters.Len() > 0 {
+		w := p.waiters.pop()
 		p.stats.noteWait(now.Sub(w.since))
 		c.state.Store(int32(StateActive))
 		p.mu.Unlock()
@@ -687,15 +680,13 @@ func (p *Pool) remove(c *Conn, err error) {
 func (p *Pool) Abandon(l Lessee) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for i, w := range p.waiters {
-		if w.l == l {
-			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-			w.abandoned = true
-			w.give(nil)
-			return true
-		}
+	w := p.waiters.removeFirst(func(w *waiter) bool { return w.l == l })
+	if w == nil {
+		return false
 	}
-	return false
+	w.abandoned = true
+	w.give(nil)
+	return true
 }
 
 // armExpiryLocked makes the pool's expiry timer fire by deadline; p.mu is held.
@@ -718,22 +709,17 @@ func (p *Pool) expireWaiters() {
 	defer p.mu.Unlock()
 	now := time.Now()
 	var next time.Time
-	keep := p.waiters[:0]
-	for _, w := range p.waiters {
+	p.waiters.filter(func(w *waiter) bool {
 		if !w.deadline.IsZero() && !now.Before(w.deadline) {
 			w.expired = true
 			w.give(nil)
-			continue
+			return false
 		}
 		if !w.deadline.IsZero() && (next.IsZero() || w.deadline.Before(next)) {
 			next = w.deadline
 		}
-		keep = append(keep, w)
-	}
-	for i := len(keep); i < len(p.waiters); i++ {
-		p.waiters[i] = nil
-	}
-	p.waiters = keep
+		return true
+	})
 	p.expiryAt = time.Time{}
 	if !next.IsZero() {
 		p.armExpiryLocked(next)
@@ -750,10 +736,8 @@ func (p *Pool) backingOffLocked() bool {
 func (p *Pool) wakeWaiters() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.waiters) > 0 && p.total < p.opts.Size && !p.backingOffLocked() {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
-		w.give(nil)
+	if p.waiters.Len() > 0 && p.total < p.opts.Size && !p.backingOffLocked() {
+		p.waiters.pop().give(nil)
 	}
 }
 
@@ -785,8 +769,7 @@ func (p *Pool) Close() {
 	p.closed = true
 	idle := p.idle
 	p.idle = nil
-	waiters := p.waiters
-	p.waiters = nil
+	waiters := p.waiters.takeAll()
 	close(p.stop)
 	if p.paused {
 		p.paused = false

@@ -27,10 +27,10 @@ func (p *Pool) Stats() Stats {
 	s := p.stats
 	s.Total = p.total
 	s.Login = p.dialing
-	s.Waiting = len(p.waiters)
+	s.Waiting = p.waiters.Len()
 	s.Paused = p.paused
-	if len(p.waiters) > 0 {
-		s.MaxWait = time.Since(p.waiters[0].since)
+	if p.waiters.Len() > 0 {
+		s.MaxWait = time.Since(p.waiters.front().since)
 	}
 	for c := range p.all {
 		switch c.State() {

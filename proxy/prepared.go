@@ -450,10 +450,18 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 	b = wire.AppendString(b, server)
 	b = append(b, tail...)
 	b = wire.Finish(b, start)
-	es = append(es, expect{kind: 'B', stmt: server, def: def, off: int32(start), fresh: s.parsedHere(def), anon: len(name) == 0})
-	err = s.send(c, b, es...)
+	err = s.sendWith(c, b, es, expect{kind: 'B', stmt: server, def: def, off: int32(start), fresh: s.parsedHere(def), anon: len(name) == 0})
 	s.keepScratch(b)
 	return err
+}
+
+// sendWith sends b expecting es and then last. With nothing before last (the statement was
+// on the server already: the steady state of a prepared statement) no slice is built.
+func (s *Session) sendWith(c *pool.Conn, b []byte, es []expect, last expect) error {
+	if len(es) == 0 {
+		return s.send(c, b, last)
+	}
+	return s.send(c, b, append(es, last)...)
 }
 
 // rewriteDescribeClose handles Describe and Close, which share a layout: kind byte, name.
@@ -486,8 +494,7 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 	b = append(b, 'S')
 	b = wire.AppendString(b, server)
 	b = wire.Finish(b, start)
-	es = append(es, expect{kind: 'D', stmt: server, def: def, off: int32(start), fresh: s.parsedHere(def), anon: len(name) == 0})
-	return s.send(c, b, es...)
+	return s.sendWith(c, b, es, expect{kind: 'D', stmt: server, def: def, off: int32(start), fresh: s.parsedHere(def), anon: len(name) == 0})
 }
 
 // forgetSkipped undoes what pgmux recorded about a server's statements when it sent a
