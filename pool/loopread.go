@@ -2,6 +2,7 @@ package pool
 
 import (
 	"sync/atomic"
+	"syscall"
 
 	"github.com/pgmux/pgmux/protocol/wire"
 )
@@ -14,6 +15,10 @@ import (
 // end of the stream goes back to the reader goroutine, which deals with it as always).
 // What needs the reader from outside the loop — a lease to a lessee that is not a
 // LoopLessee, an internal query (check, reset), a close — asks the loop (Recall).
+
+// With several loops a connection moves between them: the loop that reads it, finding it
+// leased to a lessee of another loop, gives it to that one (MoveTo); only the loop that
+// reads a connection moves it or hands it back, so one loop at a time touches c.Rd.
 
 // LoopLessee marks a lessee whose Pump an event loop may do instead of the reader.
 type LoopLessee interface {
@@ -28,15 +33,20 @@ type Looper interface {
 	Recall(c *Conn) // hand c back to its reader goroutine (HandBack) when you can
 }
 
+// LoopHome names a loop to connections: each loop makes its own once, so that handing a
+// connection to a loop stores a pointer and allocates nothing.
+type LoopHome struct{ Looper Looper }
+
 // loopRead is a connection's hand-over between its reader goroutine and a loop. The
 // loop alone hands reading back (HandBack), so it never touches Rd after the reader
 // goroutine may have started to; anyone else asks it to (Recall).
 type loopRead struct {
-	on    atomic.Bool   // the loop reads the socket; the reader goroutine sleeps
-	keep  atomic.Bool   // the current lease stays with the reader goroutine (KeepReader)
-	wake  chan struct{} // HandBack's signal, buffered
-	loop  Looper        // set by the reader goroutine before on
-	fd    int           // the socket's descriptor; -1 when there is none to poll (TLS)
+	on    atomic.Bool              // the loop reads the socket; the reader goroutine sleeps
+	keep  atomic.Bool              // the current lease stays with the reader goroutine (KeepReader)
+	wake  chan struct{}            // HandBack's signal, buffered
+	loop  atomic.Pointer[LoopHome] // the loop that reads c, or last did; set before on (LoopPark) or by that loop (MoveTo)
+	fd    int                      // the socket's descriptor; -1 when there is none to poll (TLS)
+	rc    syscall.RawConn          // the socket's, when fd is not -1
 	fdSet bool
 }
 
@@ -47,26 +57,39 @@ func (c *Conn) LoopFD() int {
 	if !lr.fdSet {
 		lr.fd, lr.fdSet = -1, true
 		if rc, tls, err := wire.RawSocket(c.nc); err == nil && !tls {
-			_ = rc.Control(func(fd uintptr) { lr.fd = int(fd) })
+			if rc.Control(func(fd uintptr) { lr.fd = int(fd) }) == nil {
+				lr.rc = rc
+			}
 		}
 	}
 	return lr.fd
+}
+
+// OnFD runs f with c's descriptor held open (RawConn.Control), so that a concurrent
+// close cannot hand its number to another socket meanwhile; false (f not run) when c has
+// none to poll or is closed. f should be made once, not at each call: a closure made
+// per call is an allocation.
+func (c *Conn) OnFD(f func(fd uintptr)) bool {
+	if c.LoopFD() < 0 {
+		return false
+	}
+	return c.lr.rc.Control(f) == nil
 }
 
 // LoopPark is called by the lessee's Pump on the reader goroutine: l reads c from now on
 // (Adopt), and the reader goroutine sleeps until the loop hands it back. It returns
 // false at once, adopting nothing, when the lease was handed back to the reader
 // (KeepReader) or c has no descriptor to poll.
-func (c *Conn) LoopPark(l Looper) bool {
+func (c *Conn) LoopPark(l *LoopHome) bool {
 	if c.lr.keep.Load() || c.LoopFD() < 0 || c.closing.Load() {
 		return false
 	}
 	if c.lr.wake == nil {
 		c.lr.wake = make(chan struct{}, 1)
 	}
-	c.lr.loop = l
+	c.lr.loop.Store(l)
 	c.lr.on.Store(true)
-	l.Adopt(c)
+	l.Looper.Adopt(c)
 	<-c.lr.wake
 	return true
 }
@@ -78,8 +101,19 @@ func (c *Conn) InLoop() bool { return c.lr.on.Load() }
 // any goroutine. It does not wait.
 func (c *Conn) Recall() {
 	if c.lr.on.Load() {
-		c.lr.loop.Recall(c)
+		c.LoopOf().Looper.Recall(c)
 	}
+}
+
+// LoopOf is the loop that reads c or last did (nil if none ever has); any goroutine. A
+// loop that finds itself there reads c (while InLoop): only it can change that.
+func (c *Conn) LoopOf() *LoopHome { return c.lr.loop.Load() }
+
+// MoveTo gives c's reading to the loop l, which adopts it; for the loop that reads c
+// only, once it no longer touches c.Rd and has stopped polling c's descriptor.
+func (c *Conn) MoveTo(l *LoopHome) {
+	c.lr.loop.Store(l)
+	l.Looper.Adopt(c)
 }
 
 // HandBack gives reading back to c's reader goroutine; for the loop only, once it no

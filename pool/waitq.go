@@ -59,17 +59,23 @@ func (q *waitQueue) pop() *waiter {
 	return w
 }
 
+// removeAt takes out the i-th waiter from the front, keeping the others' order.
+func (q *waitQueue) removeAt(i int) *waiter {
+	w := q.at(i)
+	for j := i; j < q.n-1; j++ {
+		q.set(j, q.at(j+1))
+	}
+	q.set(q.n-1, nil)
+	q.n--
+	return w
+}
+
 // removeFirst takes out the first waiter that match accepts, keeping the others' order,
 // and returns it (nil when none does).
 func (q *waitQueue) removeFirst(match func(*waiter) bool) *waiter {
 	for i := range q.n {
-		if w := q.at(i); match(w) {
-			for j := i; j < q.n-1; j++ {
-				q.set(j, q.at(j+1))
-			}
-			q.set(q.n-1, nil)
-			q.n--
-			return w
+		if match(q.at(i)) {
+			return q.removeAt(i)
 		}
 	}
 	return nil

@@ -87,7 +87,7 @@ func (s *Session) loopPark(rearm bool) bool {
 		return false
 	}
 	s.idleSince = time.Now().UnixNano()
-	return s.srv.parker.loopPark(s, s.fd, rearm)
+	return s.home().loopPark(s, s.fd, rearm)
 }
 
 // parkOnLoop parks the client for its next request from the loop itself.
@@ -100,7 +100,7 @@ func (s *Session) parkOnLoop() {
 // offLoop moves the session from the loop to a goroutine of its own, which goes on with
 // whatever is buffered.
 func (s *Session) offLoop() {
-	s.srv.parker.leaveLoop(s)
+	s.home().leaveLoop(s)
 	go s.resumeFromLoop()
 }
 
@@ -128,7 +128,7 @@ func (s *Session) readLoop() {
 			break
 		}
 		if err != nil {
-			s.srv.parker.leaveLoop(s)
+			s.home().leaveLoop(s)
 			go s.endFromLoop(err) // as the relay ends on a failed read
 			return
 		}
@@ -167,7 +167,7 @@ func (s *Session) runLoop() bool {
 			s.offLoop()
 			return false
 		case err != nil:
-			s.srv.parker.leaveLoop(s)
+			s.home().leaveLoop(s)
 			go s.endFromLoop(err)
 			return false
 		case skipping:
@@ -291,7 +291,7 @@ func (s *Session) loopWaitStart() time.Time {
 
 // Handed is pool.Handoff's: the server a request queued on the loop waited for, or why
 // none came. It runs on the releasing goroutine and only posts to the loop.
-func (s *Session) Handed(c *pool.Conn, err error) { s.srv.parker.post(s, c, err) }
+func (s *Session) Handed(c *pool.Conn, err error) { s.home().post(s, c, err) }
 
 // handed continues a queued request on the loop with what the pool handed it.
 func (s *Session) handed(c *pool.Conn, err error) {

@@ -14,6 +14,15 @@ import (
 // (relayMsg); what it cannot do without blocking — an answer larger than it holds, a
 // failed read, a lease to anything else — goes back to the reader goroutine
 // (KeepReader, HandBack; others ask through Recall), which goes on as always.
+//
+// There is a loop per core (newLoops), each with its share of the clients (Session.home,
+// by id). A server is read by one loop at a time: the loop whose client leases it. When
+// the loop reading a server finds it leased to a client of another loop, it stops polling
+// it and gives it to that loop (pool.Conn.MoveTo: one epoll_ctl there, one here, a post);
+// the pool keeps those moves rare by handing a released server to a waiter of the loop
+// that reads it, and an idle one to a client of that loop, when one is near the front
+// (pool.homeSlack). Pools, limits, cancel keys and SHOW views stay global: only the reading
+// of sockets is divided.
 
 // loopMaxAnswer is how much of an unfinished server message the loop holds before it
 // hands the answer to the reader goroutine, which streams it.
@@ -29,7 +38,7 @@ var _ pool.LoopLessee = (*Session)(nil)
 // a multi-host database's replica reads). It reads only atomics: it runs on the reader.
 func (s *Session) pumpsOnLoop(c *pool.Conn) bool {
 	cfg := s.srv.Config()
-	return cfg != nil && cfg.ClientLoop && s.srv.parker != nil && s.entry != nil && s.notes.Load() == nil &&
+	return cfg != nil && cfg.ClientLoop && s.home() != nil && s.entry != nil && s.notes.Load() == nil &&
 		!s.entry.multi.Load() && config.PoolMode(s.entry.modeNow.Load()) != config.PoolModeSession &&
 		c.LoopFD() >= 0
 }

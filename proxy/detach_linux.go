@@ -36,7 +36,7 @@ func (s *Session) detachLocked() bool {
 	if _, resumed := s.nc.(resumedConn); !resumed {
 		dup, err := dupCloexec(s.fd)
 		if err != nil {
-			return s.srv.parker.park(s, s.fd)
+			return s.home().park(s, s.fd)
 		}
 		old := s.nc
 		s.nc, s.rawFD, fd = detachedConn{}, dup, dup
@@ -49,7 +49,7 @@ func (s *Session) detachLocked() bool {
 	// garbage collection, which an idle process may not run for minutes).
 	s.maxMsg = int32(s.rd.MaxMessage)
 	s.rd = nil
-	if s.srv.parker.park(s, fd) {
+	if s.home().park(s, fd) {
 		return true
 	}
 	s.reattachLocked()
@@ -78,7 +78,7 @@ func (s *Session) reattachLocked() {
 		return
 	}
 	s.rawFD = -1
-	s.srv.parker.forget(fd)
+	s.home().forget(fd)
 	nc, err := resume(fd)
 	if err != nil {
 		_ = syscall.Close(int(fd))

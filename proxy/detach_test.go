@@ -34,9 +34,9 @@ func parkingSession(t *testing.T) (*Session, net.Conn) {
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
 	log := zap.NewNop()
-	srv := &Server{log: log, parker: newParker(log, done)}
+	srv := &Server{log: log, loops: []*parker{newParker(log, done)}}
 	srv.metrics = newMetrics(srv) // a FATAL told is counted
-	require.NotNil(t, srv.parker)
+	require.NotNil(t, srv.loops[0])
 	accepted, client := tcpPair(t)
 	s := newSession(srv, accepted, 1)
 	require.True(t, s.canPark())
@@ -59,7 +59,7 @@ func TestParkedClientKeepsOnlyItsDescriptor(t *testing.T) {
 	require.Equal(t, client.RemoteAddr().String(), s.localAddr().String())
 
 	// A message from the client: the parker would resume the session; do its part here.
-	require.True(t, s.srv.parker.unpark(s))
+	require.True(t, s.home().unpark(s))
 	s.reattach()
 	require.IsType(t, resumedConn{}, s.nc, "the descriptor under an *os.File, not net.FileConn's new socket")
 	require.Equal(t, int32(-1), s.rawFD)
@@ -91,7 +91,7 @@ func TestParkedClientKeepsOnlyItsDescriptor(t *testing.T) {
 	pe := shutdownFatal()
 	fatal := pe.Append(nil)
 	s.tell(pe)
-	s.srv.parker.unpark(s) // as if the parker had fired: closeAndWake must not resume
+	s.home().unpark(s) // as if the parker had fired: closeAndWake must not resume
 	s.closeAndWake()
 	require.Equal(t, int32(-1), s.rawFD)
 	require.NoError(t, client.SetReadDeadline(time.Now().Add(5*time.Second)))
@@ -130,7 +130,7 @@ func TestParkedClientShedsItsWork(t *testing.T) {
 	require.Equal(t, totals{queries: 3, xacts: 2, parses: 4, received: 100}, *s.srv.console.retired[key],
 		"its counters are the pool's now")
 
-	require.True(t, s.srv.parker.unpark(s))
+	require.True(t, s.home().unpark(s))
 	s.reattach()
 	s.ensureWork()
 	require.NotNil(t, s.sessionWork)
@@ -149,7 +149,7 @@ func TestParkedClientShedsItsWork(t *testing.T) {
 		w := s.sessionWork
 		require.True(t, s.park(), name)
 		require.Same(t, w, s.sessionWork, "%s: a parked client keeps what it made", name)
-		require.True(t, s.srv.parker.unpark(s), name) // not resumed when the test's client closes
+		require.True(t, s.home().unpark(s), name) // not resumed when the test's client closes
 	}
 }
 
@@ -207,5 +207,5 @@ func TestParkAfterLoginWaitsForAFirstRequest(t *testing.T) {
 	start = time.Now()
 	require.True(t, s.parkAfterLogin(eagerParkClients), "silent for the whole wait: parked")
 	require.GreaterOrEqual(t, time.Since(start), eagerParkWait)
-	require.True(t, s.srv.parker.unpark(s)) // not resumed when the test's client closes
+	require.True(t, s.home().unpark(s)) // not resumed when the test's client closes
 }

@@ -50,9 +50,14 @@ type parker struct {
 	inbox, spare []handover
 	evfd         int
 	awake        atomic.Bool
+	// ended is set under mu when the loop has returned (the server shut down): what is
+	// posted after that is done by the poster (post, Recall) and servers are not parked.
+	ended bool
 	// servers holds the server connections the loop reads, by descriptor (loop
 	// goroutine only); an entry is stale once its connection is not InLoop.
 	servers []*pool.Conn
+	del     func(fd uintptr) // takes fd out of the set (made once: unpoll allocates nothing)
+	home    pool.LoopHome    // this loop, as connections name it
 }
 
 // handover is a server (or why none) for a request queued on the client loop; without
@@ -76,6 +81,8 @@ func newParker(log *zap.Logger, done <-chan struct{}) *parker {
 		return nil
 	}
 	p := &parker{epfd: epfd, log: log, done: done, evfd: -1}
+	p.del = func(fd uintptr) { _ = epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil) }
+	p.home.Looper = p
 	if fd, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0); e == 0 {
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
 		if epollCtl(epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev) == nil {
@@ -87,6 +94,28 @@ func newParker(log *zap.Logger, done <-chan struct{}) *parker {
 	go p.loop()
 	return p
 }
+
+// newLoops makes the server's client loops: one per P (GOMAXPROCS), at most maxLoops.
+// Each is an epoll set with its goroutine; sessions are spread over them at creation.
+// None when the first cannot be made.
+func newLoops(log *zap.Logger, done <-chan struct{}) []*parker {
+	n := min(max(runtime.GOMAXPROCS(0), 1), maxLoops)
+	loops := make([]*parker, 0, n)
+	for range n {
+		p := newParker(log, done)
+		if p == nil {
+			break
+		}
+		loops = append(loops, p)
+	}
+	if len(loops) == 0 {
+		return nil
+	}
+	return loops
+}
+
+// maxLoops bounds the number of client loops (Session.loopIdx is a byte).
+const maxLoops = 64
 
 // park registers fd, s's socket, and reports whether it did; the caller's goroutine then
 // returns and s.resume runs on a new one when the socket is readable.
@@ -217,6 +246,7 @@ func (p *parker) loop() {
 		p.awake.Store(true)
 		select {
 		case <-p.done: // every session has ended (Shutdown waits for them)
+			p.end()
 			_ = f.Close()
 			return
 		default:
@@ -242,8 +272,14 @@ func (p *parker) loop() {
 				continue
 			}
 			if int(fd) < len(p.servers) {
-				if c := p.servers[fd]; c != nil && c.InLoop() {
-					p.serverEvent(c)
+				if c := p.servers[fd]; c != nil && c.State() == pool.StateClosed {
+					p.servers[fd] = nil // closed: the descriptor may be a new socket's already
+				} else if c != nil && c.InLoop() {
+					if p.reads(c) {
+						p.serverEvent(c)
+					} else {
+						p.drop(c) // another loop reads it now: a stale registration
+					}
 					continue
 				}
 			}
@@ -278,13 +314,46 @@ func (p *parker) loop() {
 // post hands a queued request its server (or why none) on the loop; any goroutine.
 func (p *parker) post(s *Session, c *pool.Conn, err error) {
 	p.mu.Lock()
+	if p.ended {
+		p.mu.Unlock()
+		p.handle(handover{s: s, c: c, err: err})
+		return
+	}
 	p.inbox = append(p.inbox, handover{s: s, c: c, err: err})
+	p.wakeLocked()
 	p.mu.Unlock()
-	p.wake()
 }
 
-// wake wakes the loop if it may be waiting, after something was posted.
-func (p *parker) wake() {
+// end is the loop's last step: what was posted is done, and every server connection it
+// reads goes back to its reader goroutine, which meets the pool's close. From now on
+// posts are done by their posters.
+func (p *parker) end() {
+	p.mu.Lock()
+	p.ended = true
+	if p.evfd >= 0 {
+		_ = syscall.Close(p.evfd)
+		p.evfd = -1
+	}
+	p.mu.Unlock()
+	p.drain()
+	for fd, c := range p.servers {
+		if c != nil && c.InLoop() && p.reads(c) {
+			c.HandBack()
+		}
+		p.servers[fd] = nil
+	}
+}
+
+// open reports whether the loop still runs (servers may be parked on it).
+func (p *parker) open() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.ended
+}
+
+// wakeLocked wakes the loop if it may be waiting, after something was posted; p.mu is
+// held, so the eventfd is not closed under it (end).
+func (p *parker) wakeLocked() {
 	if !p.awake.Load() && p.evfd >= 0 {
 		one := uint64(1)
 		_, _, _ = syscall.RawSyscall(syscall.SYS_WRITE, uintptr(p.evfd), uintptr(unsafe.Pointer(&one)), 8)
@@ -298,9 +367,14 @@ func (p *parker) Adopt(c *pool.Conn) { p.post(nil, c, nil) }
 // kind of lessee, an internal query, a close).
 func (p *parker) Recall(c *pool.Conn) {
 	p.mu.Lock()
+	if p.ended {
+		p.mu.Unlock()
+		p.handle(handover{c: c, recall: true})
+		return
+	}
 	p.inbox = append(p.inbox, handover{c: c, recall: true})
+	p.wakeLocked()
 	p.mu.Unlock()
-	p.wake()
 }
 
 var _ pool.Looper = (*parker)(nil)
@@ -308,8 +382,8 @@ var _ pool.Looper = (*parker)(nil)
 // adopted registers c's descriptor (edge-triggered: registering again queues an event
 // for what is ready) and relays what its reader had buffered.
 func (p *parker) adopted(c *pool.Conn) {
-	if !c.InLoop() {
-		return // recalled meanwhile
+	if !c.InLoop() || !p.reads(c) {
+		return // recalled meanwhile (and maybe parked on another loop since)
 	}
 	fd := c.LoopFD()
 	if fd >= len(p.servers) {
@@ -332,7 +406,49 @@ func (p *parker) serverEvent(c *pool.Conn) {
 		c.HandBack()
 		return
 	}
+	if home := s.home(); home != p {
+		// Leased to a client of another loop: that loop relays it from now on.
+		p.drop(c)
+		c.MoveTo(&home.home)
+		return
+	}
 	s.pumpOnLoop(c)
+}
+
+// Home is pool.Handoff's: the session's loop, as server connections name it.
+func (s *Session) Home() *pool.LoopHome {
+	if p := s.home(); p != nil {
+		return &p.home
+	}
+	return nil
+}
+
+// reads reports whether c is this loop's to read (while c.InLoop): only this loop can
+// change that.
+func (p *parker) reads(c *pool.Conn) bool { return c.LoopOf() == &p.home }
+
+// drop stops polling c's descriptor, which c's reading leaves this loop; loop only.
+func (p *parker) drop(c *pool.Conn) {
+	if fd := c.LoopFD(); fd < len(p.servers) && p.servers[fd] == c {
+		p.servers[fd] = nil
+	}
+	p.unpoll(c)
+}
+
+// unpoll takes c's descriptor out of the set; any goroutine. Under c.OnFD: once c is
+// closed its number may be another socket's, whose registration must stay.
+func (p *parker) unpoll(c *pool.Conn) { c.OnFD(p.del) }
+
+// parkServer hands c's reading to the loop l (pool.Conn.LoopPark) from c's reader
+// goroutine; the loop that read c last, if another, stops polling its descriptor first.
+func parkServer(c *pool.Conn, l *parker) bool {
+	if !l.open() {
+		return false
+	}
+	if prev := c.LoopOf(); prev != nil && prev != &l.home {
+		prev.Looper.(*parker).unpoll(c)
+	}
+	return c.LoopPark(&l.home)
 }
 
 // posted reports whether the inbox holds anything (the loop checks before it waits).
@@ -360,21 +476,29 @@ func (p *parker) drain() {
 		for i := range in {
 			h := in[i]
 			in[i] = handover{}
-			switch {
-			case h.recall:
-				h.c.HandBack()
-				continue
-			case h.s == nil:
-				p.adopted(h.c)
-				continue
-			}
-			h.s.handed(h.c, h.err)
+			p.handle(h)
 		}
 		p.mu.Lock()
 		if p.spare == nil {
 			p.spare = in[:0]
 		}
 		p.mu.Unlock()
+	}
+}
+
+// handle does what was posted: on the loop, or by the poster once the loop has ended.
+func (p *parker) handle(h handover) {
+	switch {
+	case h.recall && !p.reads(h.c):
+		h.c.Recall() // it moved to another loop meanwhile: ask that one
+	case h.recall:
+		h.c.HandBack()
+	case h.s == nil && !p.open():
+		h.c.HandBack() // parked as the loop ended: its reader reads it
+	case h.s == nil:
+		p.adopted(h.c)
+	default:
+		h.s.handed(h.c, h.err)
 	}
 }
 

@@ -14,8 +14,11 @@ import (
 type parker struct{}
 
 func newParker(*zap.Logger, <-chan struct{}) *parker { return nil }
-func (p *parker) park(*Session, int32) bool          { return false }
-func (p *parker) unpark(*Session) bool               { return false }
+
+// newLoops has none to make here.
+func newLoops(*zap.Logger, <-chan struct{}) []*parker { return nil }
+func (p *parker) park(*Session, int32) bool           { return false }
+func (p *parker) unpark(*Session) bool                { return false }
 
 // The client loop needs the parker (clientloop.go): never reached here (canPark is false).
 func (p *parker) loopPark(*Session, int32, bool) bool { return false }
@@ -23,6 +26,12 @@ func (p *parker) leaveLoop(*Session)                  {}
 func (p *parker) post(*Session, *pool.Conn, error)    {}
 func (p *parker) Adopt(c *pool.Conn)                  { c.HandBack() }
 func (p *parker) Recall(c *pool.Conn)                 { c.HandBack() }
+
+// Home: no loop here.
+func (s *Session) Home() *pool.LoopHome { return nil }
+
+// parkServer: the loop is never on here (pumpsOnLoop is false).
+func parkServer(*pool.Conn, *parker) bool { return false }
 
 func (s *Session) detachLocked() bool          { return false }
 func (s *Session) reattach()                   {}

@@ -708,7 +708,7 @@ func (s *Session) clientGone() {
 // Pump relays the server's messages to the client while c is leased to s. It runs on c's
 // reader goroutine and returns nil once the lease has ended.
 func (s *Session) Pump(c *pool.Conn) error {
-	if s.pumpsOnLoop(c) && c.LoopPark(s.srv.parker) {
+	if s.pumpsOnLoop(c) && parkServer(c, s.home()) {
 		return nil // the loop read it meanwhile (clientloop_server.go); run looks again
 	}
 	s.pumps.Add(1)

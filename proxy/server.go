@@ -82,8 +82,11 @@ type Server struct {
 	// KILL_CLIENT and SHOW CLIENTS walk it).
 	byCancel map[uint64]*Session
 	pools    *pools
-	hub      *listenHub   // LISTEN multiplexing
-	parker   *parker      // idle clients without goroutines; nil when unavailable
+	hub      *listenHub // LISTEN multiplexing
+	// loops are the client loops (one per core, clientloop.go), which also hold idle
+	// clients without goroutines (park_linux.go); nil when unavailable. A session
+	// belongs to one for its life (Session.loop).
+	loops    []*parker
 	clock    atomic.Int64 // unix seconds, advanced by the idle sweep
 	doneOnce sync.Once
 	cfgP     atomic.Pointer[config.Config] // the configuration in force, read without s.mu
@@ -138,7 +141,7 @@ func New(opts Options) (*Server, error) {
 	s.cfgP.Store(opts.Config)
 	s.pools = newPools(s)
 	s.hub = newListenHub(s)
-	s.parker = newParker(s.log, s.done)
+	s.loops = newLoops(s.log, s.done)
 	s.clock.Store(time.Now().Unix())
 	go s.sweepIdle()
 	s.console = newConsole(opts)

@@ -173,6 +173,16 @@ func newSession(s *Server, nc net.Conn, id uint64) *Session {
 	return sess
 }
 
+// home is the session's client loop, which also parks it when idle; nil when the server
+// has none. Sessions are spread over the loops by id, for life (the loops are made once,
+// in New); no field holds it, as Session has no byte left in its size class.
+func (s *Session) home() *parker {
+	if l := s.srv.loops; len(l) > 0 {
+		return l[s.id%uint64(len(l))]
+	}
+	return nil
+}
+
 // LeaseBox is the session's box for the server connections it leases (pool.LeaseBox):
 // leasing once per transaction allocates nothing. It is part of the working state (one
 // per stretch between parks: a parked client leases nothing) and nil for sessions made
@@ -462,7 +472,7 @@ func (s *Session) parkSocket() bool {
 	case s.ncEnd&ncClosed != 0:
 		return false // the next read fails and the session ends
 	case s.listening || s.rd.Buffered() > 0 || s.wr.Buffered() > 0:
-		return s.srv.parker.park(s, s.fd)
+		return s.home().park(s, s.fd)
 	}
 	return s.detachLocked()
 }
@@ -486,7 +496,7 @@ func (s *Session) resume() {
 // descriptor number may go to a new connection that parks under it.
 func (s *Session) closeAndWake() {
 	s.ncMu.Lock()
-	parked := s.srv.parker.unpark(s)
+	parked := s.home().unpark(s)
 	if !s.closeRawLocked() {
 		_ = s.nc.Close()
 	}
@@ -498,7 +508,7 @@ func (s *Session) closeAndWake() {
 }
 
 // canPark reports whether the session's socket can wait in the parker.
-func (s *Session) canPark() bool { return s.srv.parker != nil && s.fd >= 0 && !s.tls }
+func (s *Session) canPark() bool { return s.home() != nil && s.fd >= 0 && !s.tls }
 
 // end is the session's last step.
 func (s *Session) end(err error) {

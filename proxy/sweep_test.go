@@ -18,7 +18,7 @@ import (
 // every sweep, and each was parked and resumed (its net.Conn rebuilt) for nothing.
 func TestSweepParksOnlyPastParkAfter(t *testing.T) {
 	s, _ := parkingSession(t)
-	t.Cleanup(func() { s.srv.parker.unpark(s) }) // nothing resumes it: it has no pool
+	t.Cleanup(func() { s.home().unpark(s) }) // nothing resumes it: it has no pool
 	const tick = int64(1_000_000)
 	s.srv.clock.Store(tick)
 	type result struct {
@@ -49,7 +49,7 @@ func TestSweepParksOnlyPastParkAfter(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a client idle past parkAfter was not parked")
 	}
-	require.True(t, s.srv.parker.unpark(s))
+	require.True(t, s.home().unpark(s))
 }
 
 // peersClosed polls many sockets in one call (several, past pollBatch): a closed or reset
