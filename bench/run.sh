@@ -12,6 +12,7 @@
 #                                 # alternating with the others; scratch output only
 #   PGMUX_ENV_B="GOMAXPROCS=1" bench/run.sh  # pgmux-b is this build (or PGMUX_BIN_B) run with
 #                                 # these environment variables (space-separated VAR=V)
+#   PGMUX_ENV="PGMUX_CLIENT_LOOP=1" ...   # the same for the pgmux target
 #
 # It starts a throwaway PostgreSQL 15 that takes TCP logins with SCRAM-SHA-256 only, then
 # PgBouncer (as the postgres OS user) and pgmux from ONE pgbouncer.ini (pgmux only gets
@@ -107,7 +108,7 @@ bench_tmpdir
 # run rewrites its block). A quick pass, a custom subset or a prebuilt binary goes to
 # bench/results/scratch (not kept in git) unless BENCH_OUT says otherwise.
 OFFICIAL=false
-if [[ $MODE == full && $IDLE_ONLY == false && -z ${PGMUX_BIN:-}${PGMUX_BIN_B:-}${PGMUX_ENV_B:-}${BENCH_WORKLOADS:-}${BENCH_MODES:-}${BENCH_CLIENTS:-}${BENCH_IDLE:-}${BENCH_CHURN:-}${BENCH_PACED+x} ]]; then
+if [[ $MODE == full && $IDLE_ONLY == false && -z ${PGMUX_BIN:-}${PGMUX_BIN_B:-}${PGMUX_ENV_B:-}${PGMUX_ENV:-}${BENCH_WORKLOADS:-}${BENCH_MODES:-}${BENCH_CLIENTS:-}${BENCH_IDLE:-}${BENCH_CHURN:-}${BENCH_PACED+x} ]]; then
 	OFFICIAL=true
 	RESULTS=${BENCH_OUT:-$BENCH_ROOT/bench/results}
 else
@@ -133,6 +134,7 @@ elif [[ -n ${PGMUX_ENV_B:-} ]]; then
 	cp "$BENCH_TMP/bin/pgmux" "$BENCH_TMP/bin/pgmux-b"
 fi
 read -ra ENV_B <<<"${PGMUX_ENV_B:-}"
+read -ra ENV_A <<<"${PGMUX_ENV:-}"
 # The bench tools are their own Go module (bench/go.mod), so plotting stays out of pgmux's.
 (cd "$BENCH_ROOT/bench" && go build -o "$BENCH_TMP/bin/idleclients" ./cmd/idleclients &&
 	go build -o "$BENCH_TMP/bin/report" ./cmd/report)
@@ -167,7 +169,7 @@ start_target() {
 	case $1 in
 	pgbouncer) start_pooler pgbouncer "${PORT[pgbouncer]}" "$PGBOUNCER" "$CONF/pgbouncer.ini" ;;
 	pgmux-b) start_pooler "$1" "${PORT[$1]}" env "${ENV_B[@]+"${ENV_B[@]}"}" "$BENCH_TMP/bin/$1" --listen "127.0.0.1:${PORT[$1]}" "$CONF/pgbouncer.ini" ;;
-	pgmux*) start_pooler "$1" "${PORT[$1]}" "$BENCH_TMP/bin/$1" --listen "127.0.0.1:${PORT[$1]}" "$CONF/pgbouncer.ini" ;;
+	pgmux*) start_pooler "$1" "${PORT[$1]}" env "${ENV_A[@]+"${ENV_A[@]}"}" "$BENCH_TMP/bin/$1" --listen "127.0.0.1:${PORT[$1]}" "$CONF/pgbouncer.ini" ;;
 	esac
 	PID[$1]=$POOLER_PID
 }
@@ -178,7 +180,7 @@ restart_pooler() {
 for target in "${TARGETS[@]}"; do
 	[[ $target == direct ]] || start_target "$target"
 done
-log "PgBouncer $PGB_VERSION on 127.0.0.1:${PORT[pgbouncer]}, pgmux on 127.0.0.1:${PORT[pgmux]}${PORT[pgmux-b]:+, pgmux-b (${PGMUX_BIN_B:-this build}${PGMUX_ENV_B:+ with $PGMUX_ENV_B}) on 127.0.0.1:${PORT[pgmux-b]}}"
+log "PgBouncer $PGB_VERSION on 127.0.0.1:${PORT[pgbouncer]}, pgmux${PGMUX_ENV:+ (with $PGMUX_ENV)} on 127.0.0.1:${PORT[pgmux]}${PORT[pgmux-b]:+, pgmux-b (${PGMUX_BIN_B:-this build}${PGMUX_ENV_B:+ with $PGMUX_ENV_B}) on 127.0.0.1:${PORT[pgmux-b]}}"
 
 # txs_per_client WORKLOAD CLIENTS: fixed work sized for ~2-3 s per run on 2 cores.
 txs_per_client() {

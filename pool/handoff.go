@@ -11,9 +11,6 @@ import (
 // yet (TakeHanded leases it), or nil with why. It must not block or call into the pool.
 type Handoff interface {
 	Handed(c *Conn, err error)
-	// Home is the event loop the waiter runs on (nil: none). The pool prefers to hand
-	// it a connection that loop reads already, which then need not move (homeSlack).
-	Home() *LoopHome
 }
 
 // ErrRetry is a queued wait's outcome when no connection came but the pool changed (room
@@ -33,7 +30,7 @@ func (p *Pool) AcquireOrQueue(l Lessee, h Handoff, start time.Time, timeout time
 		return nil, false
 	}
 	if p.waiters.Len() == 0 {
-		if c = p.popIdleFor(h.Home()); c != nil {
+		if c = p.popIdle(); c != nil {
 			fresh := (p.opts.CheckQuery == "" || start.Sub(c.LastUsed()) < p.opts.CheckDelay) &&
 				(p.opts.Lifetime <= 0 || start.Sub(c.Created) <= p.opts.Lifetime)
 			if !fresh {
@@ -54,7 +51,6 @@ func (p *Pool) AcquireOrQueue(l Lessee, h Handoff, start time.Time, timeout time
 	}
 	w := waiterPool.Get().(*waiter)
 	w.since, w.expired, w.l, w.abandoned, w.h = start, false, l, false, h
-	w.home, w.skipped = h.Home(), 0
 	w.deadline = time.Time{}
 	if timeout > 0 {
 		w.deadline = start.Add(timeout)

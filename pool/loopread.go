@@ -16,9 +16,9 @@ import (
 // What needs the reader from outside the loop — a lease to a lessee that is not a
 // LoopLessee, an internal query (check, reset), a close — asks the loop (Recall).
 
-// With several loops a connection moves between them: the loop that reads it, finding it
-// leased to a lessee of another loop, gives it to that one (MoveTo); only the loop that
-// reads a connection moves it or hands it back, so one loop at a time touches c.Rd.
+// With several loops, one reads a connection at a time (LoopOf): the loop of the lessee
+// whose Pump parked it, whoever leases it afterwards, until it is handed back; only that
+// loop hands it back, so one loop at a time touches c.Rd.
 
 // LoopLessee marks a lessee whose Pump an event loop may do instead of the reader.
 type LoopLessee interface {
@@ -44,7 +44,7 @@ type loopRead struct {
 	on    atomic.Bool              // the loop reads the socket; the reader goroutine sleeps
 	keep  atomic.Bool              // the current lease stays with the reader goroutine (KeepReader)
 	wake  chan struct{}            // HandBack's signal, buffered
-	loop  atomic.Pointer[LoopHome] // the loop that reads c, or last did; set before on (LoopPark) or by that loop (MoveTo)
+	loop  atomic.Pointer[LoopHome] // the loop that reads c, or last did; set before on (LoopPark)
 	fd    int                      // the socket's descriptor; -1 when there is none to poll (TLS)
 	rc    syscall.RawConn          // the socket's, when fd is not -1
 	fdSet bool
@@ -106,15 +106,8 @@ func (c *Conn) Recall() {
 }
 
 // LoopOf is the loop that reads c or last did (nil if none ever has); any goroutine. A
-// loop that finds itself there reads c (while InLoop): only it can change that.
+// loop that finds itself there reads c while InLoop.
 func (c *Conn) LoopOf() *LoopHome { return c.lr.loop.Load() }
-
-// MoveTo gives c's reading to the loop l, which adopts it; for the loop that reads c
-// only, once it no longer touches c.Rd and has stopped polling c's descriptor.
-func (c *Conn) MoveTo(l *LoopHome) {
-	c.lr.loop.Store(l)
-	l.Looper.Adopt(c)
-}
 
 // HandBack gives reading back to c's reader goroutine; for the loop only, once it no
 // longer touches c.Rd. Nothing when the reader reads already.

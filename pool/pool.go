@@ -114,12 +114,8 @@ type waiter struct {
 	// sends nil.
 	l         Lessee
 	abandoned bool
-	// h, for a waiter queued by AcquireOrQueue, is told instead of ch (handoff.go); home
-	// is its loop, and skipped counts the connections handed past it to a waiter behind
-	// it whose loop read them (nextWaiter).
-	h       Handoff
-	home    *LoopHome
-	skipped uint8
+	// h, for a waiter queued by AcquireOrQueue, is told instead of ch (handoff.go).
+	h Handoff
 }
 
 // New creates a pool and starts its maintenance goroutine.
@@ -626,7 +622,7 @@ func (p *Pool) putIdle(c *Conn) {
 func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 	c.lastUsed.Store(now.UnixNano())
 	if p.waiters.Len() > 0 {
-		w := p.nextWaiter(c)
+		w := p.waiters.pop()
 		p.stats.noteWait(now.Sub(w.since))
 		c.state.Store(int32(StateActive))
 		p.mu.Unlock()
@@ -646,52 +642,6 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 			return
 		}
 	}
-}
-
-// homeSlack bounds how far the pool looks past the first waiter, or below the most
-// recently used idle connection, for one whose event loop already reads the connection
-// (pool.Conn.LoopOf): handing a connection to a waiter of another loop moves its reading
-// there (two epoll_ctl and a post). The first waiter is passed over at most homeSkips
-// times, so the order of service is FIFO but for that.
-const (
-	homeSlack = 4
-	homeSkips = 2
-)
-
-// nextWaiter takes the waiter c goes to: the first, unless c is read by a loop and one
-// of the next few waiters runs on that loop while the first does not (homeSlack).
-func (p *Pool) nextWaiter(c *Conn) *waiter {
-	q := &p.waiters
-	if home := c.LoopOf(); home != nil && q.Len() > 1 && c.InLoop() {
-		if first := q.front(); first.home != home && first.skipped < homeSkips {
-			for i := 1; i < min(homeSlack, q.Len()); i++ {
-				if q.at(i).home == home {
-					first.skipped++
-					return q.removeAt(i)
-				}
-			}
-		}
-	}
-	return q.pop()
-}
-
-// popIdleFor is popIdle preferring, among the few most recently used idle connections,
-// one that the loop home reads already.
-func (p *Pool) popIdleFor(home *LoopHome) *Conn {
-	if home != nil {
-		n := len(p.idle)
-		for i := n - 1; i >= max(0, n-homeSlack); i-- {
-			c := p.idle[i]
-			if c.LoopOf() != home || !c.InLoop() || c.unfit() || c.closing.Load() {
-				continue
-			}
-			copy(p.idle[i:], p.idle[i+1:])
-			p.idle[n-1] = nil
-			p.idle = p.idle[:n-1]
-			return c
-		}
-	}
-	return p.popIdle()
 }
 
 // remove forgets a connection whose reader goroutine has exited.

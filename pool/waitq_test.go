@@ -82,35 +82,3 @@ func TestWaitQueueSteadyStateAllocatesNothing(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 }
-
-// TestNextWaiterPrefersTheConnectionsLoop: a connection a loop reads goes to a waiter of
-// that loop among the first homeSlack, passing the first waiter at most homeSkips times;
-// one no loop reads goes to the first waiter.
-func TestNextWaiterPrefersTheConnectionsLoop(t *testing.T) {
-	a, b := &LoopHome{}, &LoopHome{}
-	inLoop := func(h *LoopHome) *Conn {
-		c := &Conn{}
-		c.lr.loop.Store(h)
-		c.lr.on.Store(true)
-		return c
-	}
-	p := &Pool{}
-	wb1, wa1, wa2, wa3, wb2 := &waiter{home: b}, &waiter{home: a}, &waiter{home: a}, &waiter{home: a}, &waiter{home: b}
-	for _, w := range []*waiter{wb1, wa1, wa2, wa3, wb2} {
-		p.waiters.push(w)
-	}
-	onA := inLoop(a)
-	require.Same(t, wa1, p.nextWaiter(onA), "a waiter of the connection's loop, behind the first")
-	require.Same(t, wa2, p.nextWaiter(onA))
-	require.Same(t, wb1, p.nextWaiter(onA), "the first waiter is passed over twice at most")
-	require.Same(t, wa3, p.nextWaiter(&Conn{}), "no loop reads it: the first waiter")
-	require.Same(t, wb2, p.nextWaiter(onA), "none of its loop: the first waiter")
-	require.Zero(t, p.waiters.Len())
-
-	// Idle connections: the loop's own among the most recently used, else the last.
-	onB, onA2 := inLoop(b), inLoop(a)
-	p.idle = []*Conn{onA2, onB, onA}
-	require.Same(t, onB, p.popIdleFor(b))
-	require.Same(t, onA, p.popIdleFor(nil))
-	require.Same(t, onA2, p.popIdleFor(b), "none of its loop: the most recently used")
-}

@@ -16,13 +16,16 @@ import (
 // (KeepReader, HandBack; others ask through Recall), which goes on as always.
 //
 // There is a loop per core (newLoops), each with its share of the clients (Session.home,
-// by id). A server is read by one loop at a time: the loop whose client leases it. When
-// the loop reading a server finds it leased to a client of another loop, it stops polling
-// it and gives it to that loop (pool.Conn.MoveTo: one epoll_ctl there, one here, a post);
-// the pool keeps those moves rare by handing a released server to a waiter of the loop
-// that reads it, and an idle one to a client of that loop, when one is near the front
-// (pool.homeSlack). Pools, limits, cancel keys and SHOW views stay global: only the reading
-// of sockets is divided.
+// by id). A server is read by one loop at a time (pool.Conn.LoopOf): the loop of the
+// client whose lease parked it there, and it stays there across leases, whichever loop's
+// client leases it next. A loop relaying to another loop's client works beside that
+// loop as Pump does beside a session goroutine (s.wmu, s.mu), so servers do not move.
+// Moving a server to the loop of each new lessee (epoll_ctl out of one set, into the
+// other, a post) was built and measured first: with two loops 59% of leases moved one
+// (pgbench -S, 50 clients, pool 20), 3 epoll_ctl each, and it cost 27 → 31 µs per
+// transaction; handing released servers to waiters of the same loop first left 45% moving
+// (bench/README.md). Pools, limits, cancel keys and SHOW views stay global: only the
+// reading of sockets is divided.
 
 // loopMaxAnswer is how much of an unfinished server message the loop holds before it
 // hands the answer to the reader goroutine, which streams it.

@@ -399,28 +399,17 @@ func (p *parker) adopted(c *pool.Conn) {
 }
 
 // serverEvent relays what a server the loop reads has sent, to its lessee; an idle
-// connection's bytes (an unsolicited message, its end) go to its reader goroutine.
+// connection's bytes (an unsolicited message, its end) go to its reader goroutine. The
+// lessee may be a client of another loop: the relay runs beside that loop's work for
+// the client as Pump runs beside a session goroutine (under s.wmu and s.mu), so the
+// server is not moved (moving it cost more than it saved: clientloop_server.go).
 func (p *parker) serverEvent(c *pool.Conn) {
 	s, ok := c.Lessee().(*Session)
 	if !ok {
 		c.HandBack()
 		return
 	}
-	if home := s.home(); home != p {
-		// Leased to a client of another loop: that loop relays it from now on.
-		p.drop(c)
-		c.MoveTo(&home.home)
-		return
-	}
 	s.pumpOnLoop(c)
-}
-
-// Home is pool.Handoff's: the session's loop, as server connections name it.
-func (s *Session) Home() *pool.LoopHome {
-	if p := s.home(); p != nil {
-		return &p.home
-	}
-	return nil
 }
 
 // reads reports whether c is this loop's to read (while c.InLoop): only this loop can

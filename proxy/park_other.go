@@ -27,9 +27,6 @@ func (p *parker) post(*Session, *pool.Conn, error)    {}
 func (p *parker) Adopt(c *pool.Conn)                  { c.HandBack() }
 func (p *parker) Recall(c *pool.Conn)                 { c.HandBack() }
 
-// Home: no loop here.
-func (s *Session) Home() *pool.LoopHome { return nil }
-
 // parkServer: the loop is never on here (pumpsOnLoop is false).
 func parkServer(*pool.Conn, *parker) bool { return false }
 
