@@ -36,6 +36,10 @@ type harnessOpts struct {
 	reload func(h *harness) error
 }
 
+// testLoops is the number of client loops the harness runs: more than this machine's
+// cores, so that clients and the servers they lease meet on different loops.
+const testLoops = 3
+
 // startProxy starts pgmux listening on 127.0.0.1:0 with the "app" database, trust
 // authentication, admin_users=admin and stats_users=stats, and metrics on 127.0.0.1:0.
 func startProxy(t *testing.T, o harnessOpts) *harness {
@@ -74,7 +78,8 @@ func startProxy(t *testing.T, o harnessOpts) *harness {
 	}
 	h := &harness{pg: pg, reg: prometheus.NewRegistry(), shutdown: make(chan proxy.ShutdownMode, 4)}
 	opts := proxy.Options{Config: cfg, Registry: h.reg, Version: "test",
-		OnShutdown: func(m proxy.ShutdownMode) { h.shutdown <- m }}
+		OnShutdown: func(m proxy.ShutdownMode) { h.shutdown <- m },
+		Loops: testLoops} // more loops than this machine's cores: clients and servers on different ones
 	if o.reload != nil {
 		opts.Reload = func() error { return o.reload(h) }
 	}

@@ -95,11 +95,14 @@ func newParker(log *zap.Logger, done <-chan struct{}) *parker {
 	return p
 }
 
-// newLoops makes the server's client loops: one per P (GOMAXPROCS), at most maxLoops.
-// Each is an epoll set with its goroutine; sessions are spread over them at creation.
-// None when the first cannot be made.
-func newLoops(log *zap.Logger, done <-chan struct{}) []*parker {
-	n := min(max(runtime.GOMAXPROCS(0), 1), maxLoops)
+// newLoops makes the server's client loops: n, or one per P (GOMAXPROCS) when n is 0, at
+// most maxLoops. Each is an epoll set with its goroutine; sessions are spread over them at
+// creation. None when the first cannot be made.
+func newLoops(log *zap.Logger, done <-chan struct{}, n int) []*parker {
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	n = min(max(n, 1), maxLoops)
 	loops := make([]*parker, 0, n)
 	for range n {
 		p := newParker(log, done)

@@ -16,7 +16,7 @@ type parker struct{}
 func newParker(*zap.Logger, <-chan struct{}) *parker { return nil }
 
 // newLoops has none to make here.
-func newLoops(*zap.Logger, <-chan struct{}) []*parker { return nil }
+func newLoops(*zap.Logger, <-chan struct{}, int) []*parker { return nil }
 func (p *parker) park(*Session, int32) bool           { return false }
 func (p *parker) unpark(*Session) bool                { return false }
 

@@ -48,6 +48,9 @@ type Options struct {
 	// the configuration about to be applied, to set the log level from verbose and reopen
 	// logfile; an error fails the reload.
 	ApplyLogging func(*config.Config) error
+	// Loops is how many client loops to run (clientloop.go); 0: one per P (GOMAXPROCS).
+	// Tests set it to run several loops whatever the machine's cores.
+	Loops int
 }
 
 // Server accepts clients and relays them to pooled server connections.
@@ -141,7 +144,7 @@ func New(opts Options) (*Server, error) {
 	s.cfgP.Store(opts.Config)
 	s.pools = newPools(s)
 	s.hub = newListenHub(s)
-	s.loops = newLoops(s.log, s.done)
+	s.loops = newLoops(s.log, s.done, opts.Loops)
 	s.clock.Store(time.Now().Unix())
 	go s.sweepIdle()
 	s.console = newConsole(opts)

@@ -92,7 +92,9 @@ func Start(t testing.TB, pg *pgtest.Server, o Options) *Mux {
 		}
 		return cfg, creds, nil
 	}
-	popts := proxy.Options{Registry: o.Registry, Version: o.Version}
+	// Three client loops whatever the cores, so that loops relaying to each other's
+	// clients are exercised on a small machine too (client_loop; idle parking uses them).
+	popts := proxy.Options{Registry: o.Registry, Version: o.Version, Loops: 3}
 	if o.Config != nil {
 		require.Empty(t, ini, "muxtest: Options.Config with an ini file")
 		require.False(t, o.Reload, "muxtest: Options.Reload needs an ini file")
