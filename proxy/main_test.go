@@ -79,7 +79,7 @@ func startProxy(t *testing.T, o harnessOpts) *harness {
 	h := &harness{pg: pg, reg: prometheus.NewRegistry(), shutdown: make(chan proxy.ShutdownMode, 4)}
 	opts := proxy.Options{Config: cfg, Registry: h.reg, Version: "test",
 		OnShutdown: func(m proxy.ShutdownMode) { h.shutdown <- m },
-		Loops: testLoops} // more loops than this machine's cores: clients and servers on different ones
+		Loops:      testLoops}
 	if o.reload != nil {
 		opts.Reload = func() error { return o.reload(h) }
 	}

@@ -17,8 +17,8 @@ func newParker(*zap.Logger, <-chan struct{}) *parker { return nil }
 
 // newLoops has none to make here.
 func newLoops(*zap.Logger, <-chan struct{}, int) []*parker { return nil }
-func (p *parker) park(*Session, int32) bool           { return false }
-func (p *parker) unpark(*Session) bool                { return false }
+func (p *parker) park(*Session, int32) bool                { return false }
+func (p *parker) unpark(*Session) bool                     { return false }
 
 // The client loop needs the parker (clientloop.go): never reached here (canPark is false).
 func (p *parker) loopPark(*Session, int32, bool) bool { return false }
