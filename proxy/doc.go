@@ -22,7 +22,9 @@
 //	'p' password, SASL responses              auth.go:Session.readPassword
 //	auth_query                                authquery.go:Server.authQueryCred, authquery.go:authQueryLessee.Pump
 //	the relay loop (client messages)          relay.go:Session.relay, relay.go:Session.next
-//	idle client parked without a goroutine    park_linux.go:parker.park, park_linux.go:parker.loop, session.go:Session.resume
+//	idle client parked without a goroutine    park_linux.go:parker.park, loop_linux.go:parker.loop, session.go:Session.resume
+//	client_loop: requests read on a loop      clientloop.go:Session.serveLoop, clientloop.go:Session.runLoop, park_linux.go:newLoops
+//	client_loop: answers relayed on a loop    loop_linux.go:parker.serverEvent, clientloop_server.go:Session.relayBatch
 //	client_idle_timeout, query_timeout, ...   relay.go:Session.kickIfIdle, timeouts.go:Session.timerFired
 //
 // Frontend messages (client to server), after relay.go:Session.relay:
