@@ -418,8 +418,16 @@ const eagerParkWait = 25 * time.Millisecond
 // parkAfterLogin parks a freshly logged-in client that has sent nothing more within
 // eagerParkWait when the server holds many clients; it reports whether it did (the
 // session then resumes on a new goroutine when bytes arrive).
+//
+// With client_loop on, a client of a server holding fewer clients waits for its first
+// request on the loop; past eagerParkClients it goes the way above, as a loop-parked
+// client keeps its net.Conn until the sweep parks it (a second later): a storm of idle
+// clients would leave the runtime a poll descriptor for each, which it keeps for the life
+// of the process (measured: ~300 bytes per idle client at 5,000). After its first
+// request it waits on the loop like any other (relay.go, next).
 func (s *Session) parkAfterLogin(nclients int64) bool {
-	if cfg := s.srv.Config(); cfg != nil && cfg.ClientLoop && !s.isAdmin() && s.rd.Buffered() == 0 && s.loopOK() {
+	if cfg := s.srv.Config(); cfg != nil && cfg.ClientLoop && nclients < eagerParkClients && !s.isAdmin() &&
+		s.rd.Buffered() == 0 && s.loopOK() {
 		return s.loopPark(true) // the client loop reads its first request (clientloop.go)
 	}
 	if nclients < eagerParkClients || s.isAdmin() || !s.canPark() || s.rd.Buffered() > 0 {
