@@ -88,7 +88,7 @@ type Server struct {
 	hub      *listenHub // LISTEN multiplexing
 	// loops are the client loops (one per core, clientloop.go), which also hold idle
 	// clients without goroutines (park_linux.go); nil when unavailable. A session
-	// belongs to one for its life (Session.loop).
+	// belongs to one for its life (Session.home).
 	loops    []*parker
 	clock    atomic.Int64 // unix seconds, advanced by the idle sweep
 	doneOnce sync.Once
