@@ -56,6 +56,21 @@ type loopWork struct {
 	woken bool       // a goroutine taking over acquires as a woken waiter (pool.ErrRetry)
 	// readable: an edge of the client's socket came while its request ran on the loop.
 	readable bool
+	// peerGone: an event of the client's socket said its peer closed its side (FIN or
+	// reset: EPOLLRDHUP, EPOLLHUP, EPOLLERR). A request waiting for a server is dropped
+	// when it comes (gone.go); the session ends at its next read.
+	peerGone bool
+}
+
+// leftWhileQueued is leftWhileWaiting for a request that waited on the loop. The loop
+// has seen every edge of the client's socket meanwhile: with none (the common case at a
+// busy pool: a lease that waited, each transaction) nothing changed since the request
+// was read, and no system call is made; an edge that said the peer left answers at
+// once; only an edge of more bytes leaves it to poll the socket, which may hold a FIN
+// behind them. A FIN still in the epoll set, not yet taken by the loop, is not seen:
+// the request runs as on a direct connection, as PgBouncer runs it.
+func (s *Session) leftWhileQueued() bool {
+	return s.lw.peerGone || (s.lw.readable && s.leftWhileWaiting())
 }
 
 var (
@@ -104,11 +119,15 @@ func (s *Session) offLoop() {
 	go s.resumeFromLoop()
 }
 
-// serveLoop runs on the parker's goroutine when a loop-parked client's socket is readable.
-func (s *Session) serveLoop() {
+// serveLoop runs on the parker's goroutine when a loop-parked client's socket is
+// readable; ev is the epoll event's mask.
+func (s *Session) serveLoop(ev uint32) {
 	s.ensureWork()
 	if s.lw == nil {
 		s.lw = &loopWork{}
+	}
+	if ev&goneEvents != 0 {
+		s.lw.peerGone = true
 	}
 	s.ownSettings()
 	s.readLoop()
@@ -258,7 +277,7 @@ func loopableText(l sqlscan.Lead) bool {
 func (s *Session) loopLease(cfg *config.Config, start time.Time) (*pool.Conn, error) {
 	if c := s.lw.conn; c != nil {
 		s.lw.conn = nil
-		if s.leftWhileWaiting() {
+		if s.leftWhileQueued() {
 			c.Release(false) // nothing was sent on it (gone.go)
 			return nil, errLeftWaiting
 		}

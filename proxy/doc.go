@@ -32,7 +32,7 @@
 //	every type: pin / lease / forward         relay.go:Session.dispatch -> relay.go:Session.forwardClient
 //	pin or unpin decision (transaction mode)  sticky.go:Session.stickyNeed, sticky.go:classifyText (no I/O)
 //	lease a server, link it                   relay.go:Session.serverFor, relay.go:Session.lease
-//	a waiting client that left                gone.go:Server.dropGoneWaiters, gone.go:Session.leftWhileWaiting
+//	a waiting client that left                gone.go:Server.dropGoneWaiters, gone.go:Session.leftWhileWaiting, clientloop.go:Session.leftWhileQueued
 //	answers expected for what is sent         relay.go:Session.account, respq.go:respQueue.push
 //	'Q' Query                                 query.go:Session.forwardQuery, query.go:Session.inspectQuery
 //	'Q' LISTEN / UNLISTEN shared              listen.go:Session.listenLocally, listen_do.go:Session.listenShared

@@ -27,7 +27,9 @@ import (
 // one out of its pool's queue (pool.Abandon) and stop counting it as waiting (SHOW
 // POOLS cl_waiting, SHOW CLIENTS); and a lease that had to wait looks once more before
 // anything is sent (leftWhileWaiting), so a client that left just before its server
-// came is caught too.
+// came is caught too. A request that waited on the client loop asks the loop instead
+// (leftWhileQueued): it has seen every edge of the socket since the request was read,
+// so the common case costs no system call.
 
 // errLeftWaiting ends a session whose client left while its request waited for a server.
 var errLeftWaiting = errors.New("client disconnected while waiting for a server connection")

@@ -98,9 +98,12 @@ func (p *parker) loop() {
 				s.onLoop = loopBusy
 				p.mu.Unlock()
 				if parked {
-					s.serveLoop()
+					s.serveLoop(events[i].Events)
 				} else {
 					s.lw.readable = true // its request is on the loop: read after it
+					if events[i].Events&goneEvents != 0 {
+						s.lw.peerGone = true
+					}
 				}
 				continue
 			}

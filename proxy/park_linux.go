@@ -286,5 +286,8 @@ func releaseMemory() {
 	debug.FreeOSMemory()
 }
 
+// goneEvents are the epoll events that say a client's peer closed its side.
+const goneEvents = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
+
 // epollET is EPOLLET as the uint32 an EpollEvent holds (syscall's constant is negative).
 const epollET = 1 << 31

@@ -35,3 +35,6 @@ func (s *Session) reattach()                   {}
 func (s *Session) closeRawLocked() bool        { return false }
 func (s *Session) writeRawLocked([]byte) bool  { return false }
 func (s *Session) rawAddrLocked(bool) net.Addr { return nil }
+
+// goneEvents: no loop here, so no event says a client's peer left.
+const goneEvents = 0
