@@ -12,7 +12,7 @@
 //
 // A client connection, from its first byte:
 //
-//	accept, one goroutine per new client      server.go:Server.accept, server.go:Server.serveConn
+//	accept, one goroutine per new client      server.go:Server.accept, accept_linux.go:rawListener.Accept, server.go:Server.serveConn
 //	SSLRequest, GSSENCRequest                 session.go:Session.negotiate, tls.go:Session.startTLS
 //	CancelRequest                             session.go:Session.negotiate -> server.go:Server.cancel
 //	StartupMessage                            session.go:Session.login, params.go:Session.startupParams

@@ -180,7 +180,7 @@ func (s *Server) Listen() error {
 			closeAll(lns)
 			return fmt.Errorf("listen on %s:%d: %w", host, cfg.ListenPort, err)
 		}
-		lns = append(lns, ln)
+		lns = append(lns, rawAccepting(ln))
 	}
 	if len(lns) == 0 && len(unavailable) > 0 {
 		return fmt.Errorf("listen: %w", errors.Join(unavailable...))

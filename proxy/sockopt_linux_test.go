@@ -56,8 +56,9 @@ func TestAcceptedSocketsKeepAlive(t *testing.T) {
 		}))
 		return got
 	}
-	require.Equal(t, 1, opts(ln.(*net.TCPListener))["keepalive"], "set once on the listener")
+	require.Equal(t, 1, opts(ln.(syscall.Conn))["keepalive"], "set once on the listener")
 	want := map[string]int{"keepalive": 1, "idle": keepAliveIdleSecs, "interval": keepAliveIntervalSecs,
 		"count": keepAliveCount, "nodelay": 1}
-	require.Equal(t, want, opts(c.(*net.TCPConn)), "the accepted socket inherits it")
+	require.Equal(t, want, opts(c.(syscall.Conn)), "the accepted socket inherits it")
+	require.IsType(t, acceptedConn{}, c, "accepted with raw system calls (accept_linux.go)")
 }

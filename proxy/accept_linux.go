@@ -1,0 +1,101 @@
+//go:build linux
+
+package proxy
+
+import (
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// Clients of a TCP listener are accepted with raw system calls, not net.TCPListener's
+// Accept. Go's Accept makes accept4(2) and a setsockopt(2) for TCP_NODELAY through the
+// runtime's blocking-syscall entry, and each such entry wakes the runtime's monitor
+// thread (sysmon) from its deep sleep when the process had gone idle, which then polls
+// every 20 µs for as long as the process is busy: in a login storm, or clients that
+// connect for each transaction, that was a sixth of pgmux's CPU (bench/README.md).
+// accept4 and setsockopt never sleep on a non-blocking listener, so they are made
+// directly (RawSyscall), the listener's readiness waited for in the runtime's poller,
+// and the socket made a connection in that poller through an *os.File, as a parked
+// client's is when it resumes (resume: fcntl and epoll_ctl by the runtime, no blocking
+// entry either).
+
+// rawListener is a TCP listener whose Accept works as above. The runtime waits for the
+// listening socket through f, a duplicate of its descriptor (a listener's own RawConn
+// cannot wait); Close closes both.
+type rawListener struct {
+	*net.TCPListener
+	f  *os.File
+	rc syscall.RawConn
+}
+
+// rawAccepting wraps a TCP listener; any other, or one whose descriptor cannot be
+// duplicated, is returned as it is.
+func rawAccepting(ln net.Listener) net.Listener {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return ln
+	}
+	lrc, err := tl.SyscallConn()
+	if err != nil {
+		return ln
+	}
+	dup, derr := int32(-1), error(nil)
+	if err := lrc.Control(func(fd uintptr) { dup, derr = dupCloexec(int32(fd)) }); err != nil || derr != nil {
+		return ln
+	}
+	f := os.NewFile(uintptr(dup), "listener")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		_ = f.Close()
+		return ln
+	}
+	return rawListener{tl, f, rc}
+}
+
+// Close closes the listening socket (both descriptors), which ends a waiting Accept.
+func (l rawListener) Close() error {
+	_ = l.f.Close()
+	return l.TCPListener.Close()
+}
+
+// Accept waits for the next client and returns its connection (an acceptedConn).
+func (l rawListener) Accept() (net.Conn, error) {
+	for {
+		fd, errno := -1, syscall.Errno(0)
+		err := l.rc.Read(func(lfd uintptr) bool {
+			r, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, lfd, 0, 0,
+				syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
+			if e == syscall.EAGAIN {
+				return false
+			}
+			fd, errno = int(r), e
+			return true
+		})
+		if err != nil {
+			return nil, err // closed: net.ErrClosed, as Accept's
+		}
+		switch errno {
+		case 0:
+		case syscall.EINTR, syscall.ECONNABORTED:
+			continue // a client that gave up before its turn (Go's Accept retries too)
+		default:
+			return nil, os.NewSyscallError("accept4", errno)
+		}
+		one := int32(1)
+		_, _, _ = syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY,
+			uintptr(unsafe.Pointer(&one)), 4, 0)
+		c, err := resume(int32(fd))
+		if err != nil {
+			_, _, _ = syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0)
+			return nil, err
+		}
+		return acceptedConn{c.(resumedConn)}, nil
+	}
+}
+
+// acceptedConn is a client's connection as rawListener accepts it. It is a resumedConn
+// but for parking: it is detached like a net.TCPConn (detach_linux.go), so an idle
+// client keeps no *os.File.
+type acceptedConn struct{ resumedConn }

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package proxy
+
+import "net"
+
+// rawAccepting: accepting with raw system calls is done on Linux only (accept_linux.go).
+func rawAccepting(ln net.Listener) net.Listener { return ln }
