@@ -74,7 +74,10 @@ func (l rawListener) Accept() (net.Conn, error) {
 			return true
 		})
 		if err != nil {
-			return nil, err // closed: net.ErrClosed, as Accept's
+			if connClosed(err) { // f closed by Close: say it as net's Accept does
+				err = net.ErrClosed
+			}
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: err}
 		}
 		switch errno {
 		case 0:

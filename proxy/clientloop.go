@@ -62,6 +62,14 @@ type loopWork struct {
 	peerGone bool
 }
 
+// saw notes what an event of the client's socket (its epoll mask ev) says: that its
+// peer closed its side.
+func (w *loopWork) saw(ev uint32) {
+	if ev&goneEvents != 0 {
+		w.peerGone = true
+	}
+}
+
 // leftWhileQueued is leftWhileWaiting for a request that waited on the loop. The loop
 // has seen every edge of the client's socket meanwhile: with none (the common case at a
 // busy pool: a lease that waited, each transaction) nothing changed since the request
@@ -126,9 +134,7 @@ func (s *Session) serveLoop(ev uint32) {
 	if s.lw == nil {
 		s.lw = &loopWork{}
 	}
-	if ev&goneEvents != 0 {
-		s.lw.peerGone = true
-	}
+	s.lw.saw(ev)
 	s.ownSettings()
 	s.readLoop()
 }

@@ -101,9 +101,7 @@ func (p *parker) loop() {
 					s.serveLoop(events[i].Events)
 				} else {
 					s.lw.readable = true // its request is on the loop: read after it
-					if events[i].Events&goneEvents != 0 {
-						s.lw.peerGone = true
-					}
+					s.lw.saw(events[i].Events)
 				}
 				continue
 			}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -61,4 +62,25 @@ func TestAcceptedSocketsKeepAlive(t *testing.T) {
 		"count": keepAliveCount, "nodelay": 1}
 	require.Equal(t, want, opts(c.(syscall.Conn)), "the accepted socket inherits it")
 	require.IsType(t, acceptedConn{}, c, "accepted with raw system calls (accept_linux.go)")
+}
+
+// TestRawListenerClosed: Accept on a closed listener fails with net.ErrClosed, as net's
+// does (Server.accept ends on it).
+func TestRawListenerClosed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	rl := rawAccepting(ln)
+	require.IsType(t, rawListener{}, rl)
+	done := make(chan error, 1)
+	go func() { _, err := rl.Accept(); done <- err }()
+	time.Sleep(20 * time.Millisecond) // Accept waits in the poller
+	require.NoError(t, rl.Close())
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, net.ErrClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept did not end when its listener closed")
+	}
+	_, err = rl.Accept()
+	require.ErrorIs(t, err, net.ErrClosed)
 }
