@@ -35,12 +35,26 @@ const (
 	foTell
 	// foSkip: extended-protocol messages are dropped until Sync, which gets ReadyForQuery.
 	foSkip
-	// foCommit: the client's request in flight is a COMMIT (simple protocol). Lost with
-	// its server, the transaction is over, as after a COMMIT that failed: the client is
-	// told so with ReadyForQuery 'I' (drivers such as pgx close a connection whose failed
-	// COMMIT leaves it in a transaction).
+	// foCommit: the client's request being dispatched is a COMMIT (simple protocol),
+	// marked before it is sent (noteCommitAhead).
 	foCommit
+	// foCommitSent: that COMMIT was sent (accountAt). Lost with its server, the
+	// transaction is over, as after a COMMIT that failed: the client is told so with
+	// ReadyForQuery 'I' (drivers such as pgx close a connection whose failed COMMIT leaves
+	// it in a transaction). A COMMIT not sent yet when the server was lost is the
+	// client's next request in a lost transaction, and fails as such (errLostMeanwhile).
+	foCommitSent
+
+	foCommitMarks = foCommit | foCommitSent
 )
+
+// errLostMeanwhile: the client's server was lost (recoverLink) while the session was
+// dispatching its next request, after it had looked at the failover state
+// (answerAborted) and before the request reached the server. serverFor returns it
+// instead of leasing a new server, and dispatch answers the request as the failover
+// state says, as if the loss had come a moment sooner; otherwise the request would run on
+// a new server while the state kept telling the client about a loss at its next one.
+var errLostMeanwhile = errors.New("server lost while the request was dispatched")
 
 // abortSQL leaves a fresh server in an aborted transaction, for a client whose
 // transaction was lost in a failover: whatever it sends next is answered by PostgreSQL
@@ -111,7 +125,7 @@ func (s *Session) recoverLink(c *pool.Conn, cause error) bool {
 		return false
 	}
 	pending, unsynced, inTx := s.pending, s.unsynced, s.txStatus != 'I'
-	if s.fo&foCommit != 0 {
+	if s.fo&foCommitSent != 0 {
 		inTx = false // the COMMIT failed: the transaction is over
 	}
 	s.fo = 0
@@ -403,7 +417,7 @@ func (s *Session) noteCommitAhead(n int) error {
 // clearCommit drops the COMMIT mark of a request refused before it reached a server.
 func (s *Session) clearCommit() {
 	s.mu.Lock()
-	s.fo &^= foCommit
+	s.fo &^= foCommitMarks
 	s.mu.Unlock()
 }
 

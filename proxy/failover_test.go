@@ -1,15 +1,18 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/wire"
 )
 
 // failoverSession is a session of a database with the given hosts and pool mode.
@@ -78,5 +81,67 @@ func TestNoteCommit(t *testing.T) {
 		s := failoverSession("a,b", config.PoolModeTransaction)
 		s.noteCommit([]byte(tc.sql))
 		require.Equal(t, tc.want, s.fo&foCommit != 0, tc.sql)
+	}
+}
+
+// lostSession is a failover session linked to c inside a transaction, with nothing
+// pending, whose client output goes to out.
+func lostSession(t *testing.T, out *bytes.Buffer) (*Session, *pool.Conn) {
+	t.Helper()
+	s := failoverSession("a,b", config.PoolModeTransaction)
+	s.srv = &Server{log: zap.NewNop()}
+	s.srv.metrics = newMetrics(s.srv)
+	s.wr = wire.NewWriter(out)
+	c := &pool.Conn{}
+	s.server, s.txStatus, s.state = c, 'T', ClientActive
+	return s, c
+}
+
+// TestLostBeforeCommitSent: the client's COMMIT was marked (noteCommitAhead) but not sent
+// when its server was lost: the transaction is lost, not over, and the COMMIT, already
+// past answerAborted, is answered by the failover state (serverFor refuses to lease a
+// new server for it) with the termination error and ReadyForQuery 'I', not run on a new
+// server, where it would succeed with nothing to commit.
+func TestLostBeforeCommitSent(t *testing.T) {
+	var out bytes.Buffer
+	s, c := lostSession(t, &out)
+	s.noteCommit([]byte("COMMIT"))
+	require.True(t, s.recoverLink(c, errors.New("EOF")))
+	require.Zero(t, out.Len(), "nothing was in flight: nothing told yet")
+	require.Equal(t, foAborted|foTell, s.fo&^foCommitMarks)
+	_, err := s.serverFor('Q')
+	require.ErrorIs(t, err, errLostMeanwhile)
+}
+
+// TestLostAfterCommitSent: a COMMIT sent (accounted) when the server was lost failed:
+// the transaction is over, and the client is told so at once, with ReadyForQuery 'I'.
+func TestLostAfterCommitSent(t *testing.T) {
+	var out bytes.Buffer
+	s, c := lostSession(t, &out)
+	s.noteCommit([]byte("COMMIT"))
+	s.mu.Lock()
+	s.account('Q')
+	s.mu.Unlock()
+	require.True(t, s.recoverLink(c, errors.New("EOF")))
+	require.Zero(t, s.fo)
+	require.Equal(t, byte('I'), s.txStatus)
+	b := out.Bytes()
+	require.NotEmpty(t, b)
+	require.Equal(t, byte('E'), b[0], "the termination error")
+	require.Equal(t, []byte{'Z', 0, 0, 0, 5, 'I'}, b[len(b)-6:])
+}
+
+// TestLostWhileDispatching: a server lost with the client idle in its transaction, while
+// the session was already dispatching the client's next request (past answerAborted):
+// serverFor does not lease a new server for it, so the request is answered as the client's
+// first after the loss, and the state does not linger to answer a later one wrongly.
+func TestLostWhileDispatching(t *testing.T) {
+	var out bytes.Buffer
+	s, c := lostSession(t, &out)
+	require.True(t, s.recoverLink(c, errors.New("EOF")))
+	for _, fo := range []foFlags{foAborted | foTell, foAborted | foSkip} {
+		s.fo = fo
+		_, err := s.serverFor('B')
+		require.ErrorIs(t, err, errLostMeanwhile, "fo %b", fo)
 	}
 }

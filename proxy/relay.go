@@ -125,6 +125,14 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 	if err == errQueued || err == errOffLoop {
 		return false, err // the client loop carries on (clientloop.go)
 	}
+	if err == errLostMeanwhile {
+		s.clearCommit()
+		s.endRoute()
+		if _, err := s.answerAborted(typ, n); err != nil {
+			return false, err
+		}
+		return false, nil
+	}
 	if err != nil {
 		s.clearCommit()
 		s.endRoute()
@@ -264,6 +272,12 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	if s.srv.cutAtRelease() {
 		s.mu.Unlock()
 		return nil, errShuttingDown
+	}
+	if s.fo&(foTell|foSkip) != 0 {
+		// The failover state changed after dispatch looked at it (answerAborted): the
+		// server was lost meanwhile, and this request is the client's next one.
+		s.mu.Unlock()
+		return nil, errLostMeanwhile
 	}
 	start := s.loopWaitStart()
 	if start.IsZero() {
@@ -505,6 +519,9 @@ func (s *Session) accountAt(typ byte, now monoTime) {
 		s.pending++
 		s.reqs++
 		s.q.push(expect{kind: typ})
+		if s.fo&foCommit != 0 {
+			s.fo |= foCommitSent // failover.go: its loss now ends the transaction
+		}
 	case 'S':
 		s.pending++
 		s.reqs++
@@ -973,7 +990,7 @@ func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
 			s.pending--
 		}
 		s.txStatus = status
-		s.fo &^= foCommit
+		s.fo &^= foCommitMarks
 		if status == 'I' && !s.onReplica && s.entry.multi.Load() {
 			// A transaction on the primary ended: the client's next replica read must
 			// see it (replica.go). Marked before the client can see this answer.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -24,6 +26,7 @@ type writer struct {
 	failed    []failure    // transactions that failed before COMMIT
 	wrongRead []string
 	lastOK    atomic.Int64 // unix nanos of the last commit
+	stage     atomic.Value // string: the step under way, with the last error (shown if it hangs)
 }
 
 type failure struct {
@@ -41,6 +44,7 @@ func (w *writer) run(t *testing.T, stop <-chan struct{}) {
 		}
 		began := time.Now()
 		stage, err := w.round(seq)
+		w.stage.Store(fmt.Sprintf("after seq %d: stage %q, err %v", seq, stage, err))
 		switch {
 		case err == nil:
 			w.committed[seq] = true
@@ -62,6 +66,7 @@ func (w *writer) run(t *testing.T, stop <-chan struct{}) {
 func (w *writer) round(seq int) (stage string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	w.stage.Store(fmt.Sprintf("seq %d: begin", seq))
 	tx, err := w.conn.Begin(ctx)
 	if err != nil {
 		return "begin", err
@@ -71,16 +76,19 @@ func (w *writer) round(seq int) (stage string, err error) {
 			_ = tx.Rollback(ctx)
 		}
 	}()
+	w.stage.Store(fmt.Sprintf("seq %d: insert", seq))
 	if _, err = tx.Exec(ctx, "INSERT INTO rows (client, seq) VALUES ($1, $2)", w.id, seq); err != nil {
 		return "insert", err
 	}
 	var n int
+	w.stage.Store(fmt.Sprintf("seq %d: select", seq))
 	if err = tx.QueryRow(ctx, "SELECT count(*) FROM rows WHERE client = $1", w.id).Scan(&n); err != nil {
 		return "select", err
 	}
 	if n < len(w.committed)+1 || n > len(w.committed)+len(w.doubt)+1 {
 		w.wrongRead = append(w.wrongRead, fmt.Sprintf("seq %d saw %d rows, %d committed, %d in doubt", seq, n, len(w.committed), len(w.doubt)))
 	}
+	w.stage.Store(fmt.Sprintf("seq %d: commit", seq))
 	if err = tx.Commit(ctx); err != nil {
 		return "commit", err
 	}
@@ -126,14 +134,43 @@ func TestFailover(t *testing.T) {
 	p.standby.Promote(t)
 	promoted := time.Now()
 	// Writes resume on the new primary.
-	require.Eventually(t, func() bool {
+	stuck := func() string { // what the writers that have not committed since did last
+		var b strings.Builder
+		for _, w := range writers {
+			if last := time.Unix(0, w.lastOK.Load()); last.Before(promoted) {
+				fmt.Fprintf(&b, "\nclient %d: last commit %v before the promotion, %v",
+					w.id, promoted.Sub(last).Round(time.Millisecond), w.stage.Load())
+			}
+		}
+		return b.String()
+	}
+	if !assert.Eventually(t, func() bool {
 		for _, w := range writers {
 			if time.Unix(0, w.lastOK.Load()).Before(promoted) {
 				return false
 			}
 		}
 		return true
-	}, 30*time.Second, 10*time.Millisecond, "every client commits again within failover_timeout")
+	}, 30*time.Second, 10*time.Millisecond) {
+		// What pgmux says of the clients and servers, by the writers' local ports.
+		msg := stuck()
+		for _, w := range writers {
+			msg += fmt.Sprintf("\nclient %d is %v", w.id, w.conn.PgConn().Conn().LocalAddr())
+		}
+		adm := p.admin(t)
+		for _, cmd := range []string{"SHOW CLIENTS", "SHOW SERVERS"} {
+			for _, r := range show(t, adm, cmd) {
+				msg += fmt.Sprintf("\n%s: port %v state %v link %v ptr %v", cmd, r["port"], r["state"], r["link"], r["ptr"])
+			}
+		}
+		halt()
+		for _, w := range writers {
+			if time.Unix(0, w.lastOK.Load()).Before(promoted) {
+				msg += fmt.Sprintf("\nclient %d failed:%s", w.id, failures(w.failed, stopped))
+			}
+		}
+		t.Fatalf("every client commits again within failover_timeout; not:%s", msg)
+	}
 	resumed := time.Since(promoted)
 	time.Sleep(time.Second)
 	halt()
@@ -146,7 +183,7 @@ func TestFailover(t *testing.T) {
 			require.True(t, f.began.Before(stopped), "client %d: a transaction begun %v after the primary stopped failed: %v",
 				w.id, f.began.Sub(stopped), f.err)
 		}
-		require.LessOrEqual(t, len(w.failed), 1, "client %d: %v", w.id, w.failed)
+		require.LessOrEqual(t, len(w.failed), 1, "client %d: %s", w.id, failures(w.failed, stopped))
 		failedTx += len(w.failed)
 		// The new primary holds every committed row, and no row of a failed transaction
 		// (unless its COMMIT was in doubt).
@@ -264,6 +301,15 @@ func TestFailoverInTransaction(t *testing.T) {
 		}
 	}
 	require.False(t, listener.IsClosed())
+}
+
+// failures describes a writer's failed transactions for a test failure.
+func failures(fs []failure, stopped time.Time) string {
+	var b strings.Builder
+	for _, f := range fs {
+		fmt.Fprintf(&b, "\n  begun %v after the primary stopped: %v", f.began.Sub(stopped).Round(time.Millisecond), f.err)
+	}
+	return b.String()
 }
 
 func sqlState(err error) string {
