@@ -128,8 +128,9 @@ func TestFailover(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 
+	stopping := time.Now()
 	p.primary.StopPostmaster(t, "fast")
-	stopped := time.Now()
+	stopped := time.Now()              // the fast shutdown took stopped - stopping (~0.1-0.3 s under load)
 	time.Sleep(500 * time.Millisecond) // no primary for a while: new transactions wait
 	p.standby.Promote(t)
 	promoted := time.Now()
@@ -183,7 +184,13 @@ func TestFailover(t *testing.T) {
 			require.True(t, f.began.Before(stopped), "client %d: a transaction begun %v after the primary stopped failed: %v",
 				w.id, f.began.Sub(stopped), f.err)
 		}
-		require.LessOrEqual(t, len(w.failed), 1, "client %d: %s", w.id, failures(w.failed, stopped))
+		// Only transactions running while the primary shut down fail: more than one per
+		// client when a transaction began on a backend the shutdown had not reached yet
+		// and lost it a moment later (seen under load), but none begun well before.
+		for _, f := range w.failed {
+			require.True(t, f.began.After(stopping.Add(-time.Second)), "client %d: a transaction begun %v before the shutdown failed:%s",
+				w.id, stopping.Sub(f.began), failures(w.failed, stopped))
+		}
 		failedTx += len(w.failed)
 		// The new primary holds every committed row, and no row of a failed transaction
 		// (unless its COMMIT was in doubt).
