@@ -618,8 +618,15 @@ func (p *Pool) putIdle(c *Conn) {
 }
 
 // putIdleLocked hands c to the first waiter or puts it on the idle list; p.mu is held
-// and released here. now is the caller's clock reading.
+// and released here. now is the caller's clock reading. A pool closed meanwhile (while
+// c ran server_reset_query, or was being dialed by fillMin) closes c instead: nothing
+// would ever take it from the idle list of a closed pool, nor close it there.
 func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
+	if p.closed {
+		p.mu.Unlock()
+		c.closeFor(errPoolClosed)
+		return
+	}
 	c.lastUsed.Store(now.UnixNano())
 	if p.waiters.Len() > 0 {
 		w := p.waiters.pop()
@@ -757,6 +764,16 @@ func (p *Pool) putLimits() {
 	for _, l := range p.limits {
 		l.put()
 	}
+}
+
+// Ended reports whether a closed pool has no connection left: every one it opened has
+// been closed and forgotten by its reader goroutine (which logs the disconnection), and
+// no dial is under way. A server stopping waits for it (proxy Server.Stop), so that
+// nothing of the pool runs, or logs, after the stop returns.
+func (p *Pool) Ended() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed && len(p.all) == 0 && p.dialing == 0
 }
 
 // Close closes idle connections now and the others as they are released.

@@ -455,6 +455,21 @@ func TestFailedResetQueryClosesConnection(t *testing.T) {
 	c2.Release(false)
 }
 
+// TestResetAfterCloseClosesConnection: a connection whose reset query is still running
+// when the pool closes is closed when the query ends, not parked on the closed pool's idle
+// list, where nothing would ever take or close it (a server connection leaked until the
+// process exits: a pool dropped by a reload, or a stop that waits for Ended).
+func TestResetAfterCloseClosesConnection(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, pool.Options{Size: 1, ResetQuery: "SELECT pg_sleep(0.3)"})
+	c, _ := acquire(t, p)
+	c.Release(true)
+	p.Close()
+	require.False(t, p.Ended(), "its reset query still runs")
+	waitClosed(t, c)
+	require.Eventually(t, p.Ended, 5*time.Second, 5*time.Millisecond)
+}
+
 func TestDiscardClosesAndPoolRefills(t *testing.T) {
 	t.Parallel()
 	p := newPool(t, pool.Options{Size: 1})

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/internal/pgtest"
@@ -34,6 +35,7 @@ type harnessOpts struct {
 	extra  map[string]string
 	dbs    map[string]string // extra [databases] entries: name -> connstr
 	reload func(h *harness) error
+	log    *zap.Logger // default: none
 }
 
 // testLoops is the number of client loops the harness runs: more than this machine's
@@ -79,7 +81,7 @@ func startProxy(t *testing.T, o harnessOpts) *harness {
 	h := &harness{pg: pg, reg: prometheus.NewRegistry(), shutdown: make(chan proxy.ShutdownMode, 4)}
 	opts := proxy.Options{Config: cfg, Registry: h.reg, Version: "test",
 		OnShutdown: func(m proxy.ShutdownMode) { h.shutdown <- m },
-		Loops:      testLoops}
+		Loops:      testLoops, Logger: o.log}
 	if o.reload != nil {
 		opts.Reload = func() error { return o.reload(h) }
 	}

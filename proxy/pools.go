@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -102,6 +104,7 @@ type pools struct {
 	direct  map[string]*budget
 	prep    map[poolKey]*prepStats // outlives entries removed by a reload
 	hosts   *clusters              // roles of the hosts of multi-host databases (hosts.go)
+	closed  []*pool.Pool           // what closeAll closed, standby pools included (awaitEnded)
 }
 
 func newPools(s *Server) *pools {
@@ -320,9 +323,35 @@ func (ps *pools) all() []*poolEntry {
 func (ps *pools) closeAll() {
 	for _, e := range ps.all() {
 		e.pool.Close()
-		e.closeReplicas()
+		rs := e.closeReplicas()
+		ps.mu.Lock()
+		if !slices.Contains(ps.closed, e.pool) {
+			ps.closed = append(ps.closed, e.pool)
+		}
+		ps.closed = append(ps.closed, rs...)
+		ps.mu.Unlock()
 	}
 	ps.hosts.closeAll()
+}
+
+// awaitEnded waits, at most d, until every pool closeAll closed has no connection left
+// (pool.Ended): the readers of server connections closed at their release end on their
+// own goroutines, and one that logs after Stop has returned writes to a log its host may
+// have closed (a test's file), or loses the line as the process exits.
+func (ps *pools) awaitEnded(d time.Duration) bool {
+	ps.mu.Lock()
+	closed := slices.Clone(ps.closed)
+	ps.mu.Unlock()
+	deadline := time.Now().Add(d)
+	for _, p := range closed {
+		for !p.Ended() {
+			if !time.Now().Before(deadline) {
+				return false
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return true
 }
 
 // idleLessee holds a connection briefly without using it (learning parameters).

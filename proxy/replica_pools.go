@@ -67,14 +67,17 @@ func (e *poolEntry) replicaPools() []*pool.Pool {
 }
 
 // closeReplicas closes e's standby pools (the entry is gone, or its hosts moved).
-func (e *poolEntry) closeReplicas() {
+func (e *poolEntry) closeReplicas() []*pool.Pool {
 	e.mu.Lock()
 	rs := e.replicas
 	e.replicas = nil
 	e.mu.Unlock()
+	closed := make([]*pool.Pool, 0, len(rs))
 	for _, p := range rs {
 		p.Close()
+		closed = append(closed, p)
 	}
+	return closed
 }
 
 // reconfigureReplicas applies a reload to e's standby pools.

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/pgmux/pgmux/protocol/pgerr"
 )
 
@@ -39,7 +41,7 @@ func (s *Server) shutdownContext(mode ShutdownMode) (context.Context, context.Ca
 }
 
 // Stop shuts the server down as mode says (see ShutdownMode) and returns once every
-// client is gone. TCP listeners close at once; the unix socket stays open for the admin
+// client is gone and the server connections have ended (up to serversEndWait more). TCP listeners close at once; the unix socket stays open for the admin
 // console until the end, as in PgBouncer. When ctx is done first, the clients still
 // connected are cut as in an immediate shutdown, and Stop reports how many: a host turns
 // a second signal into an immediate shutdown by cancelling ctx. Every client pgmux closes
@@ -78,8 +80,16 @@ func (s *Server) Stop(ctx context.Context, mode ShutdownMode) error {
 	s.doneOnce.Do(func() { close(s.done) })
 	s.hub.closeAll()
 	s.pools.closeAll()
+	// Every client is gone, so every server connection is closed or closing: wait for
+	// their readers to end (bounded), so none of them runs or logs after Stop returns.
+	if !s.pools.awaitEnded(serversEndWait) {
+		s.log.Warn("server connections still ending after shutdown", zap.Duration("waited", serversEndWait))
+	}
 	return err
 }
+
+// serversEndWait bounds how long Stop waits for closed server connections' readers.
+const serversEndWait = 2 * time.Second
 
 // closeListeners closes the listeners that match.
 func (s *Server) closeListeners(match func(net.Listener) bool) {

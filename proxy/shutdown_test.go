@@ -9,12 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/pgmux/pgmux/proxy"
 )
@@ -162,6 +165,38 @@ func TestCloseTellsClients(t *testing.T) {
 	require.ErrorContains(t, h.srv.Close(), "2 clients cut off")
 	requireCode(t, told(t, idle), "57P01")
 	requireCode(t, told(t, inTx), "57P01")
+}
+
+// TestCloseEndsServerConnections: when Stop returns, every server connection has ended,
+// its disconnection logged (log_disconnections): nothing of pgmux logs after it, where a
+// host's log may be closed (a test's file) or the process gone. Ten clients leave ten
+// server connections, half idle in the pool, half closed at the release that cutting
+// their clients in a transaction brings.
+func TestCloseEndsServerConnections(t *testing.T) {
+	var after atomic.Bool
+	var late, ended atomic.Int64
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zapcore.DebugLevel),
+		zap.Hooks(func(e zapcore.Entry) error {
+			if after.Load() {
+				late.Add(1)
+			} else if e.Message == "server disconnected" {
+				ended.Add(1)
+			}
+			return nil
+		}))
+	h := startProxy(t, harnessOpts{log: log, extra: map[string]string{"log_disconnections": "1"}})
+	for i := range 10 {
+		c := h.connect(t, "app", "app", true)
+		require.NoError(t, run(t, c, "SELECT 1"))
+		if i%2 == 0 {
+			require.NoError(t, run(t, c, "BEGIN"))
+		}
+	}
+	require.Error(t, h.srv.Close(), "clients cut off")
+	after.Store(true)
+	require.GreaterOrEqual(t, ended.Load(), int64(5), "the servers of the clients in a transaction at least")
+	time.Sleep(300 * time.Millisecond)
+	require.Zero(t, late.Load(), "log entries after Close returned")
 }
 
 // TestStopWaitForServersWaiter: a client waiting for a server when the safe shutdown
