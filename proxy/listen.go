@@ -115,23 +115,35 @@ func (l *listener) connInfo() (*pool.Conn, string) {
 	return l.conn, user
 }
 
-func (h *listenHub) closeAll() {
+// closeAll closes every listener's pool and returns them (Stop waits until they end).
+func (h *listenHub) closeAll() []*pool.Pool {
 	h.mu.Lock()
 	ls := make([]*listener, 0, len(h.byDB))
 	for _, l := range h.byDB {
 		ls = append(ls, l)
 	}
 	h.mu.Unlock()
+	var closed []*pool.Pool
 	for _, l := range ls {
 		l.mu.Lock()
 		l.closed = true
-		p := l.pool
+		p, c := l.pool, l.conn
 		l.mu.Unlock()
+		if c != nil {
+			// Leased for good: its pool's Close would close it only at a release that
+			// never comes. Its reader sees the break; lost does not reconnect (closed).
+			c.Discard(errListenerStopped)
+		}
 		if p != nil {
 			p.Close()
+			closed = append(closed, p)
 		}
 	}
+	return closed
 }
+
+// errListenerStopped closes a LISTEN listener's connection at shutdown.
+var errListenerStopped = errors.New("pgmux is shutting down")
 
 // subscribe adds s to channel and returns once notifications committed after this point
 // reach s. The listener may already listen there and have older notifications on their

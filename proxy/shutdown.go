@@ -78,11 +78,11 @@ func (s *Server) Stop(ctx context.Context, mode ShutdownMode) error {
 	<-idle
 	s.closeListeners(func(net.Listener) bool { return true })
 	s.doneOnce.Do(func() { close(s.done) })
-	s.hub.closeAll()
+	listeners := s.hub.closeAll()
 	s.pools.closeAll()
 	// Every client is gone, so every server connection is closed or closing: wait for
 	// their readers to end (bounded), so none of them runs or logs after Stop returns.
-	if !s.pools.awaitEnded(serversEndWait) {
+	if !s.pools.awaitEnded(serversEndWait, listeners...) {
 		s.log.Warn("server connections still ending after shutdown", zap.Duration("waited", serversEndWait))
 	}
 	return err

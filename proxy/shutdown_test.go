@@ -171,7 +171,7 @@ func TestCloseTellsClients(t *testing.T) {
 // its disconnection logged (log_disconnections): nothing of pgmux logs after it, where a
 // host's log may be closed (a test's file) or the process gone. Ten clients leave ten
 // server connections, half idle in the pool, half closed at the release that cutting
-// their clients in a transaction brings.
+// their clients in a transaction brings; a LISTEN adds the listener's connection.
 func TestCloseEndsServerConnections(t *testing.T) {
 	var after atomic.Bool
 	var late, ended atomic.Int64
@@ -192,6 +192,8 @@ func TestCloseEndsServerConnections(t *testing.T) {
 			require.NoError(t, run(t, c, "BEGIN"))
 		}
 	}
+	// and the LISTEN listener's own server connection
+	require.NoError(t, run(t, h.connect(t, "app", "app", true), "LISTEN pgmux_stop"))
 	require.Error(t, h.srv.Close(), "clients cut off")
 	after.Store(true)
 	require.GreaterOrEqual(t, ended.Load(), int64(5), "the servers of the clients in a transaction at least")
