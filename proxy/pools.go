@@ -335,10 +335,10 @@ func (ps *pools) closeAll() {
 }
 
 // awaitEnded waits, at most d, until every pool closeAll closed, and the more given (the
-// LISTEN listeners'), has no connection left
-// (pool.Ended): the readers of server connections closed at their release end on their
-// own goroutines, and one that logs after Stop has returned writes to a log its host may
-// have closed (a test's file), or loses the line as the process exits.
+// LISTEN listeners'), has no connection left (pool.Ended): the readers of server
+// connections closed at their release end on their own goroutines, and one that logs
+// after Stop has returned writes to a log its host may have closed (a test's file), or
+// loses the line as the process exits.
 func (ps *pools) awaitEnded(d time.Duration, more ...*pool.Pool) bool {
 	ps.mu.Lock()
 	closed := append(slices.Clone(ps.closed), more...)

@@ -128,10 +128,8 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 	if err == errLostMeanwhile {
 		s.clearCommit()
 		s.endRoute()
-		if _, err := s.answerAborted(typ, n); err != nil {
-			return false, err
-		}
-		return false, nil
+		_, err = s.answerAborted(typ, n)
+		return false, err
 	}
 	if err != nil {
 		s.clearCommit()
