@@ -78,6 +78,7 @@ type Pool struct {
 	all      map[*Conn]struct{}
 	total    int // open plus dialing
 	dialing  int
+	logging  int // removed connections whose disconnection is being logged (Ended)
 	waiters  waitQueue
 	closed   bool
 	paused   bool
@@ -657,9 +658,13 @@ func (p *Pool) remove(c *Conn, err error) {
 	p.mu.Lock()
 	if p.opts.LogDisconnections {
 		log, age := p.opts.Logger, time.Since(c.Created).Round(time.Millisecond)
+		p.logging++ // the pool has not Ended until the line is written
 		defer func() {
 			log.Info("server disconnected", zap.Uint64("server", c.ID), zap.String("addr", c.addr),
 				zap.Uint32("pid", c.PID), zap.Duration("age", age), zap.NamedError("reason", c.CloseReason()))
+			p.mu.Lock()
+			p.logging--
+			p.mu.Unlock()
 		}()
 	}
 	if _, ok := p.all[c]; ok {
@@ -773,7 +778,7 @@ func (p *Pool) putLimits() {
 func (p *Pool) Ended() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.closed && len(p.all) == 0 && p.dialing == 0
+	return p.closed && len(p.all) == 0 && p.dialing == 0 && p.logging == 0
 }
 
 // Close closes idle connections now and the others as they are released.
