@@ -321,15 +321,15 @@ func (s *Server) showServers() []byte {
 		}
 	}
 	// The LISTEN multiplexing connections, one per database that has listeners.
-	for _, l := range s.hub.all() {
-		c, user := l.connInfo()
+	for _, l := range s.hub.All() {
+		c, user := l.Conn()
 		if c == nil {
 			continue
 		}
 		addr, port := hostPort(tcpAddr(c.Addr()))
 		laddr, lport := hostPort(c.LocalAddr())
 		role, lag := connRole(c)
-		r.row("S", user, l.db, "none", "listener", addr, port, laddr, lport,
+		r.row("S", user, l.DB(), "none", "listener", addr, port, laddr, lport,
 			pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, 0, ptr('s', c.ID), "",
 			int64(c.PID), "", "", 0, c.ID, role, lag)
 	}

@@ -79,12 +79,14 @@
 //	messages of a server nobody leases        pool/conn.go:Conn.handleIdle
 //	'Z' of server_reset_query: forget state   pool/pool.go:Pool.release -> prepared.go:serverState.ServerReset
 //
-// LISTEN multiplexing: one listening server connection per database, fanned out to the
-// clients that subscribed (listen.go:listener.subscribe, listen.go:listener.Pump,
-// listen.go:listener.fanOut, listen.go:Session.notify). A listening client's request
+// LISTEN multiplexing (package proxy/listenmux): one listening server connection per
+// database, fanned out to the clients that subscribed
+// (proxy/listenmux/listener.go:Listener.Subscribe, proxy/listenmux/listener.go:Listener.Pump,
+// proxy/listenmux/listener.go:Listener.fanOut); a client is a listenmux.Subscriber
+// (listen.go:Session.Notify, listen.go:Server.listenerFor). A listening client's request
 // asks for a round trip on that connection, and its ReadyForQuery waits for it, so
 // notifications committed before the request come first
-// (listen_fence.go:Session.askFence, listen_fence.go:listener.fenceFor,
+// (listen_fence.go:Session.askFence, proxy/listenmux/fence.go:Listener.Fence,
 // listen_fence.go:Session.awaitFence).
 //
 // The admin console: admin.go:Session.adminCommand parses a statement,

@@ -5,6 +5,7 @@ import (
 
 	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/proxy/listenmux"
 )
 
 // LISTEN and UNLISTEN wherever a simple Query makes them: at top level, or inside DO
@@ -28,7 +29,7 @@ func listenStatement(st *sqlscan.Statement) bool {
 
 // listenShared performs the LISTEN, UNLISTEN or listen-only DO block st on the shared
 // listener and returns its command tag, or the error to send instead.
-func (s *Session) listenShared(l *listener, st *sqlscan.Statement) (string, *pgerr.Error) {
+func (s *Session) listenShared(l *listenmux.Listener, st *sqlscan.Statement) (string, *pgerr.Error) {
 	if st.Do == nil {
 		return s.listenOne(l, st)
 	}
@@ -40,11 +41,11 @@ func (s *Session) listenShared(l *listener, st *sqlscan.Statement) (string, *pge
 	return "DO", nil
 }
 
-func (s *Session) listenOne(l *listener, st *sqlscan.Statement) (string, *pgerr.Error) {
+func (s *Session) listenOne(l *listenmux.Listener, st *sqlscan.Statement) (string, *pgerr.Error) {
 	switch st.Kind {
 	case sqlscan.KindListen:
 		ctx, cancel := waitContext(s.srv.Config())
-		err := l.subscribe(ctx, s, strings.Clone(st.Name))
+		err := l.Subscribe(ctx, s, strings.Clone(st.Name))
 		cancel()
 		if err != nil {
 			return "", pgerr.New(pgerr.ConnectionFailure, "LISTEN %s: %v", st.Name, err)
@@ -52,9 +53,9 @@ func (s *Session) listenOne(l *listener, st *sqlscan.Statement) (string, *pgerr.
 		s.listening = true
 		return "LISTEN", nil
 	case sqlscan.KindUnlisten:
-		l.unsubscribe(s, st.Name)
+		l.Unsubscribe(s, st.Name)
 	case sqlscan.KindUnlistenAll:
-		l.unsubscribe(s, "")
+		l.Unsubscribe(s, "")
 	}
 	return "UNLISTEN", nil
 }
@@ -73,16 +74,16 @@ func (s *Session) unlistenShared(q string) {
 	if inTx {
 		return
 	}
-	s.unlistenIn(s.srv.hub.forDB(s.entry), sqlscan.Scan(q))
+	s.unlistenIn(s.srv.listenerFor(s.entry), sqlscan.Scan(q))
 }
 
-func (s *Session) unlistenIn(l *listener, stmts []sqlscan.Statement) {
+func (s *Session) unlistenIn(l *listenmux.Listener, stmts []sqlscan.Statement) {
 	for i := range stmts {
 		switch st := &stmts[i]; {
 		case st.Kind == sqlscan.KindUnlisten:
-			l.unsubscribe(s, st.Name)
+			l.Unsubscribe(s, st.Name)
 		case st.Kind == sqlscan.KindUnlistenAll:
-			l.unsubscribe(s, "")
+			l.Unsubscribe(s, "")
 		case st.Do != nil && st.Do.Straight:
 			s.unlistenIn(l, st.Do.Statements)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/startup"
 	"github.com/pgmux/pgmux/protocol/wire"
 )
@@ -225,15 +226,8 @@ func (s *Session) reportChanged(c *pool.Conn) {
 }
 
 func setConfigSQL(name, value string) string {
-	return "SELECT pg_catalog.set_config(" + quoteLiteral(name) + ", " + quoteLiteral(value) + ", false)"
+	return "SELECT pg_catalog.set_config(" + sqlscan.QuoteLiteral(name) + ", " + sqlscan.QuoteLiteral(value) + ", false)"
 }
-
-// quoteLiteral quotes s as an E” literal, safe whatever standard_conforming_strings is.
-func quoteLiteral(s string) string {
-	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
-}
-
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // onParameterStatus records a parameter change on the server and on the client, and
 // relays it unless it is the echo of a hidden query that the client already believes. A

@@ -673,7 +673,7 @@ func (s *Session) fatal(pe *pgerr.Error) {
 func (s *Session) clientGone() {
 	s.closed.Store(true)
 	if s.listening {
-		s.srv.hub.forDB(s.entry).unsubscribe(s, "")
+		s.srv.listenerFor(s.entry).Unsubscribe(s, "")
 	}
 	s.mu.Lock()
 	c := s.server

@@ -21,6 +21,7 @@ import (
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/protocol/auth"
+	"github.com/pgmux/pgmux/proxy/listenmux"
 )
 
 // Options configure a Server.
@@ -85,7 +86,7 @@ type Server struct {
 	// KILL_CLIENT and SHOW CLIENTS walk it).
 	byCancel map[uint64]*Session
 	pools    *pools
-	hub      *listenHub // LISTEN multiplexing
+	hub      *listenmux.Hub // LISTEN multiplexing (listen.go)
 	// loops are the client loops (one per core, clientloop.go), which also hold idle
 	// clients without goroutines (park_linux.go); nil when unavailable. A session
 	// belongs to one for its life (Session.home).
@@ -143,7 +144,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.cfgP.Store(opts.Config)
 	s.pools = newPools(s)
-	s.hub = newListenHub(s)
+	s.hub = listenmux.NewHub(s.log)
 	s.loops = newLoops(s.log, s.done, opts.Loops)
 	s.clock.Store(time.Now().Unix())
 	go s.sweepIdle()

@@ -258,7 +258,7 @@ func (st *settings) reapplySQL(ops []setOp) string {
 			b.WriteString(", ")
 		}
 		start, _ := st.start.Get(op.name)
-		b.WriteString("(" + quoteLiteral(op.name) + ", " + quoteLiteral(start) + ")")
+		b.WriteString("(" + sqlscan.QuoteLiteral(op.name) + ", " + sqlscan.QuoteLiteral(start) + ")")
 	}
 	b.WriteString(") v(n, b) WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_settings s" +
 		" WHERE pg_catalog.lower(s.name) = v.n AND s.source = 'session')")
@@ -273,7 +273,7 @@ func (st *settings) readSQL() string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(" + quoteLiteral(t.name) + ")")
+		b.WriteString("(" + sqlscan.QuoteLiteral(t.name) + ")")
 	}
 	b.WriteString(") v(n)")
 	return b.String()
@@ -393,7 +393,7 @@ func (st *settings) syncSQL(b []byte, x *serverState, names []setOp) ([]byte, []
 				continue
 			}
 		}
-		b = wire.Query(b, "RESET "+quoteIdent(name))
+		b = wire.Query(b, "RESET "+sqlscan.QuoteIdent(name))
 		names = append(names, setOp{name: name, reset: true})
 		x.set[i].Value = unknownValue
 	}

@@ -78,7 +78,7 @@ func (s *Server) Stop(ctx context.Context, mode ShutdownMode) error {
 	<-idle
 	s.closeListeners(func(net.Listener) bool { return true })
 	s.doneOnce.Do(func() { close(s.done) })
-	listeners := s.hub.closeAll()
+	listeners := s.hub.CloseAll()
 	s.pools.closeAll()
 	// Every client is gone, so every server connection is closed or closing: wait for
 	// their readers to end (bounded), so none of them runs or logs after Stop returns.

@@ -105,7 +105,7 @@ func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
 		before = append(before, expect{kind: 'C', hide: true})
 		switch {
 		case n.exec && n.def.sql:
-			sqlPreps = append(sqlPreps, "PREPARE "+quoteIdent(n.name)+n.def.sqlTypes+" AS "+n.def.query)
+			sqlPreps = append(sqlPreps, "PREPARE "+sqlscan.QuoteIdent(n.name)+n.def.sqlTypes+" AS "+n.def.query)
 		case n.exec:
 			b = n.def.parseMsg(b, n.name)
 			before = append(before, expect{kind: 'P', hide: true, hold: true})

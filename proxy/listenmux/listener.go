@@ -1,0 +1,416 @@
+// Package listenmux multiplexes LISTEN/NOTIFY (listen_mode = multiplex): per database,
+// one server connection LISTENs on the union of its subscribers' channels and copies
+// each notification to every subscriber of that channel, in the order the server sent
+// them. Package proxy decides which client statements come here (a LISTEN or UNLISTEN
+// outside a transaction) and delivers what a Subscriber is handed between the client's
+// whole messages; this package owns the listening connections, the subscriptions, their
+// reconnection, and the fences that keep a client's answers behind the notifications
+// committed before its request (fence.go).
+//
+// It knows nothing of client sessions beyond the Subscriber interface, and nothing of
+// configuration beyond the pool options a Source gives it.
+package listenmux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unsafe"
+
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// Subscriber is a client listening through a Listener. Its methods run on the listener
+// connection's reader goroutine (Subscribed and Gone under the listener's lock, Notify
+// outside it): they must not block or call back into the Listener.
+type Subscriber interface {
+	// Notify hands over one NotificationResponse, the whole message; the subscriber
+	// owns it from then on.
+	Notify(msg []byte)
+	// Subscribed is told each time the subscriber's count of channels goes up (+1) or
+	// down (-1).
+	Subscribed(delta int32)
+	// Gone reports whether the subscriber has left: a subscription that completes
+	// after that is dropped.
+	Gone() bool
+}
+
+// Source is how a listener reaches its database.
+type Source struct {
+	// Options returns the pool options its connection is made with; the listener sets
+	// the pool's size, lifetimes, queries and logger itself.
+	Options func() (pool.Options, error)
+	// User is the user its connection logs in as (SHOW SERVERS).
+	User func() string
+}
+
+// Hub owns the per-database listeners.
+//
+// Owners: log is set once; mu guards byDB, which sessions (subscribing), the console
+// (SHOW SERVERS) and shutdown (CloseAll) use from their own goroutines.
+type Hub struct {
+	log  *zap.Logger
+	mu   sync.Mutex
+	byDB map[string]*Listener
+}
+
+// NewHub returns a hub with no listener; log is where listeners log.
+func NewHub(log *zap.Logger) *Hub { return &Hub{log: log, byDB: make(map[string]*Listener)} }
+
+// command is a command sent on the listener connection; then runs under l.mu when its
+// ReadyForQuery arrives (or the connection is lost), before any later notification is
+// fanned out, and done (if not nil) gets the outcome.
+//
+// Owners: the goroutine that sends the command (a subscribing session's, or one asking
+// for a fence) queues it on l.waiting under l.mu and may wait on done; the listener
+// connection's reader (Pump, or lost) takes it off under l.mu, runs then and sends the
+// one result on done.
+type command struct {
+	done chan error
+	then func(err error)
+}
+
+// Listener is one database's notification connection and its subscribers.
+//
+// Owners: db, src and log are set when it is made and never change; mu guards the rest
+// and writes to conn.Wr. Sessions subscribe and unsubscribe from their goroutines, the
+// listener connection's reader (Pump) matches answers and fans notifications out, the
+// console reads Conn and shutdown closes it, all under mu; conn.Rd belongs to that
+// reader (pool.Conn's rule).
+type Listener struct {
+	db  string
+	src Source
+	log *zap.Logger
+
+	mu      sync.Mutex // guards everything below, and writes to conn.Wr
+	subs    map[string]map[Subscriber]struct{}
+	pool    *pool.Pool
+	conn    *pool.Conn
+	waiting []command      // LISTEN/UNLISTEN commands and fences sent, oldest first
+	pending map[string]int // subscriptions waiting for their LISTEN to complete
+	cmdErr  error
+	closed  bool
+	// fenceCur is the fence sent and not yet answered, fenceNext the one asked for
+	// meanwhile, sent when fenceCur's answer arrives (fence.go).
+	fenceCur, fenceNext *Fence
+}
+
+func newListener(db string, src Source, log *zap.Logger) *Listener {
+	return &Listener{db: db, src: src, log: log, subs: make(map[string]map[Subscriber]struct{}),
+		pending: make(map[string]int)}
+}
+
+// Get returns db's listener, or nil when it has none yet.
+func (h *Hub) Get(db string) *Listener {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.byDB[db]
+}
+
+// Add returns db's listener, making it with src if it has none (it then keeps that
+// source for good).
+func (h *Hub) Add(db string, src Source) *Listener {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l, ok := h.byDB[db]
+	if !ok {
+		l = newListener(db, src, h.log.With(zap.String("db", db), zap.String("role", "listener")))
+		h.byDB[db] = l
+	}
+	return l
+}
+
+// All returns the listeners, for SHOW SERVERS.
+func (h *Hub) All() []*Listener {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*Listener, 0, len(h.byDB))
+	for _, l := range h.byDB {
+		out = append(out, l)
+	}
+	return out
+}
+
+// DB is the database the listener listens in.
+func (l *Listener) DB() string { return l.db }
+
+// Conn returns the listener's server connection (nil when not connected) and the user
+// it logs in as.
+func (l *Listener) Conn() (*pool.Conn, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.conn, l.src.User()
+}
+
+// CloseAll closes every listener and its pool, and returns the pools (the caller may wait
+// until they end).
+func (h *Hub) CloseAll() []*pool.Pool {
+	var closed []*pool.Pool
+	for _, l := range h.All() {
+		l.mu.Lock()
+		l.closed = true
+		p, c := l.pool, l.conn
+		l.mu.Unlock()
+		if c != nil {
+			// Leased for good: its pool's Close would close it only at a release that
+			// never comes. Its reader sees the break; lost does not reconnect (closed).
+			c.Discard(errStopped)
+		}
+		if p != nil {
+			p.Close()
+			closed = append(closed, p)
+		}
+	}
+	return closed
+}
+
+// errStopped closes a listener's connection at shutdown.
+var errStopped = errors.New("pgmux is shutting down")
+
+// Subscribe adds sub to channel and returns once notifications committed after this
+// point reach sub. The listener may already listen there and have older notifications
+// on their way, so sub joins only after two round trips on the listener connection: the
+// server sends the notifications it holds when it goes idle after the first (a LISTEN),
+// so all of them arrive before the answer to the second, and sub never sees one
+// committed before its own LISTEN.
+func (l *Listener) Subscribe(ctx context.Context, sub Subscriber, channel string) error {
+	result := make(chan error, 1)
+	join := func(err error) { // runs under l.mu, from the listener's reader
+		l.pending[channel]--
+		if err == nil && !sub.Gone() {
+			set := l.subs[channel]
+			if set == nil {
+				set = make(map[Subscriber]struct{})
+				l.subs[channel] = set
+			}
+			if _, ok := set[sub]; !ok {
+				set[sub] = struct{}{}
+				sub.Subscribed(1)
+			}
+		}
+		result <- err
+	}
+	listen := "LISTEN " + sqlscan.QuoteIdent(channel)
+	l.mu.Lock()
+	l.pending[channel]++
+	_, err := l.commandLocked(ctx, listen, func(err error) {
+		if err != nil {
+			join(err)
+			return
+		}
+		if _, err := l.commandLocked(context.Background(), listen, join); err != nil {
+			join(err)
+		}
+	})
+	if err != nil {
+		l.pending[channel]--
+		l.mu.Unlock()
+		return err
+	}
+	l.mu.Unlock()
+	select {
+	case err := <-result:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the listener: %w", ctx.Err())
+	}
+}
+
+// Unsubscribe removes sub from channel ("" means every channel), UNLISTENing on the
+// server when nobody is left or about to subscribe.
+func (l *Listener) Unsubscribe(sub Subscriber, channel string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ch, set := range l.subs {
+		if channel != "" && ch != channel {
+			continue
+		}
+		if _, ok := set[sub]; !ok {
+			continue
+		}
+		delete(set, sub)
+		sub.Subscribed(-1)
+		if len(set) == 0 && l.pending[ch] == 0 {
+			delete(l.subs, ch)
+			if l.conn != nil {
+				_, _ = l.commandLocked(context.Background(), "UNLISTEN "+sqlscan.QuoteIdent(ch), nil)
+			}
+		}
+	}
+}
+
+// commandLocked sends a LISTEN/UNLISTEN on the listener connection, connecting it first
+// if needed; l.mu is held. then, if not nil, runs under l.mu when the answer arrives.
+func (l *Listener) commandLocked(ctx context.Context, sql string, then func(error)) (chan error, error) {
+	if l.closed {
+		return nil, errors.New("listener is closed")
+	}
+	if l.conn == nil {
+		if err := l.connectLocked(ctx); err != nil {
+			return nil, err
+		}
+	}
+	done := make(chan error, 1)
+	l.waiting = append(l.waiting, command{done: done, then: then})
+	err := l.conn.Wr.Write(wire.Query(nil, sql))
+	if err == nil {
+		err = l.conn.Wr.Flush()
+	}
+	if err != nil {
+		// The connection is broken: this command gets no answer. Closing it makes Pump
+		// see the break, fail the commands still queued and reconnect (lost).
+		l.waiting = l.waiting[:len(l.waiting)-1]
+		l.conn.Discard(err)
+		return nil, fmt.Errorf("listener connection: %w", err)
+	}
+	return done, nil
+}
+
+func (l *Listener) connectLocked(ctx context.Context) error {
+	if l.pool == nil {
+		opts, err := l.src.Options()
+		if err != nil {
+			return err
+		}
+		opts.Size, opts.MinSize, opts.ReserveSize = 1, 0, 0
+		opts.Lifetime, opts.IdleTimeout, opts.CheckQuery, opts.ResetQuery = 0, 0, "", ""
+		opts.Logger = l.log
+		p, err := pool.New(opts)
+		if err != nil {
+			return err
+		}
+		l.pool = p
+	}
+	c, err := l.pool.Acquire(ctx, l)
+	if err != nil {
+		return fmt.Errorf("listener connection: %w", err)
+	}
+	l.conn = c
+	l.log.Info("listener connected")
+	return nil
+}
+
+// Pump reads the listener connection (pool.Lessee): command answers and notifications.
+func (l *Listener) Pump(c *pool.Conn) error {
+	for {
+		typ, n, err := c.Rd.Next()
+		if err != nil {
+			l.lost(c, err)
+			return err
+		}
+		m, err := c.Rd.Message(n)
+		if err != nil {
+			l.lost(c, err)
+			return err
+		}
+		switch typ {
+		case 'A':
+			l.fanOut(m)
+		case 'E':
+			pe, _ := pgerr.Parse(wire.Body(m))
+			l.mu.Lock()
+			l.cmdErr = pe
+			l.mu.Unlock()
+		case 'Z':
+			l.mu.Lock()
+			if len(l.waiting) > 0 {
+				cmd := l.waiting[0]
+				l.waiting = l.waiting[1:]
+				if cmd.then != nil {
+					cmd.then(l.cmdErr)
+				}
+				if cmd.done != nil {
+					cmd.done <- l.cmdErr
+				}
+			}
+			l.cmdErr = nil
+			l.mu.Unlock()
+		}
+	}
+}
+
+// fanOut copies one NotificationResponse to every subscriber of its channel.
+func (l *Listener) fanOut(m []byte) {
+	body := wire.Body(m)
+	if len(body) < 5 {
+		return
+	}
+	ch, _, err := wire.CString(body[4:])
+	if err != nil {
+		return
+	}
+	msg := append([]byte(nil), m...)
+	l.mu.Lock()
+	set := l.subs[unsafe.String(unsafe.SliceData(ch), len(ch))]
+	targets := make([]Subscriber, 0, len(set))
+	for s := range set {
+		targets = append(targets, s)
+	}
+	l.mu.Unlock()
+	for _, s := range targets {
+		s.Notify(msg)
+	}
+}
+
+// lost handles the listener connection breaking: reconnect with backoff and LISTEN again
+// on every channel that still has subscribers.
+func (l *Listener) lost(c *pool.Conn, err error) {
+	l.mu.Lock()
+	if l.conn != c {
+		l.mu.Unlock()
+		return
+	}
+	l.conn = nil
+	for _, w := range l.waiting {
+		lostErr := fmt.Errorf("listener connection lost: %w", err)
+		if w.then != nil {
+			w.then(lostErr)
+		}
+		if w.done != nil {
+			w.done <- lostErr
+		}
+	}
+	l.waiting = nil
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		return
+	}
+	l.log.Warn("listener connection lost; notifications sent until it is back are missed", zap.Error(err))
+	go l.reconnect()
+}
+
+func (l *Listener) reconnect() {
+	delay := 100 * time.Millisecond
+	for attempt := 0; attempt < 1000; attempt++ {
+		time.Sleep(delay)
+		if delay < 10*time.Second {
+			delay *= 2
+		}
+		l.mu.Lock()
+		if l.closed || len(l.subs) == 0 || l.conn != nil {
+			l.mu.Unlock()
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := l.connectLocked(ctx)
+		cancel()
+		if err == nil {
+			for ch := range l.subs {
+				_, _ = l.commandLocked(context.Background(), "LISTEN "+sqlscan.QuoteIdent(ch), nil)
+			}
+			l.mu.Unlock()
+			l.log.Info("listener reconnected", zap.Int("channels", len(l.subs)))
+			return
+		}
+		l.mu.Unlock()
+		l.log.Warn("listener reconnect failed", zap.Error(err))
+	}
+}

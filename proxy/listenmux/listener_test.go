@@ -1,0 +1,303 @@
+package listenmux
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// fakeListener is a listener whose connection is in memory: the test plays the server
+// through srv (what the listener's Pump reads) and sees the listener's writes in sent.
+type fakeListener struct {
+	l    *Listener
+	srv  *io.PipeWriter
+	mu   sync.Mutex
+	sent bytes.Buffer
+	pump chan error
+}
+
+func (f *fakeListener) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sent.Write(p)
+}
+
+// syncs counts the Syncs the listener sent.
+func (f *fakeListener) syncs() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return bytes.Count(f.sent.Bytes(), syncMsg[:])
+}
+
+// queries returns the texts of the Queries the listener sent, in order.
+func (f *fakeListener) queries() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	b := f.sent.Bytes()
+	for len(b) >= 5 {
+		n := int(b[1])<<24 | int(b[2])<<16 | int(b[3])<<8 | int(b[4])
+		if b[0] == 'Q' {
+			out = append(out, strings.TrimSuffix(string(b[5:1+n]), "\x00"))
+		}
+		b = b[1+n:]
+	}
+	return out
+}
+
+func startFakeListener(t *testing.T) *fakeListener {
+	rd, wr := io.Pipe()
+	f := &fakeListener{srv: wr, pump: make(chan error, 1)}
+	c := &pool.Conn{Rd: wire.NewReader(rd), Wr: wire.NewWriter(f)}
+	f.l = newListener("app", Source{User: func() string { return "u" }}, zap.NewNop())
+	f.l.conn = c
+	go func() { f.pump <- f.l.Pump(c) }()
+	t.Cleanup(func() {
+		f.l.mu.Lock()
+		f.l.closed = true // no reconnect after the pipe closes
+		f.l.mu.Unlock()
+		_ = wr.Close()
+		<-f.pump
+	})
+	return f
+}
+
+// notification plays a NotificationResponse on channel ch.
+func (f *fakeListener) notification(t *testing.T, ch, payload string) {
+	b, start := wire.Begin(nil, 'A')
+	b = append(b, 0, 0, 0, 7)
+	b = wire.AppendString(b, ch)
+	b = wire.AppendString(b, payload)
+	_, err := f.srv.Write(wire.Finish(b, start))
+	require.NoError(t, err)
+}
+
+func (f *fakeListener) ready(t *testing.T) {
+	_, err := f.srv.Write(wire.ReadyForQuery(nil, 'I'))
+	require.NoError(t, err)
+}
+
+// subscriber records what the listener hands it.
+type subscriber struct {
+	mu       sync.Mutex
+	got      []string // payloads, in order
+	channels atomic.Int32
+	gone     atomic.Bool
+}
+
+func (s *subscriber) Notify(msg []byte) {
+	body := wire.Body(msg)
+	_, rest, _ := wire.CString(body[4:])
+	payload, _, _ := wire.CString(rest)
+	s.mu.Lock()
+	s.got = append(s.got, string(payload))
+	s.mu.Unlock()
+}
+
+func (s *subscriber) Subscribed(delta int32) { s.channels.Add(delta) }
+func (s *subscriber) Gone() bool             { return s.gone.Load() }
+
+func (s *subscriber) payloads() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.got...)
+}
+
+func isDone(f *Fence) bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func waitDone(t *testing.T, f *Fence) {
+	t.Helper()
+	select {
+	case <-f.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("fence not done")
+	}
+}
+
+// TestSubscribeTwoRoundTrips: a subscriber joins only after the second LISTEN's answer,
+// so a notification read between the two (committed before its LISTEN) is not its; it
+// gets those read after. The last subscriber leaving UNLISTENs; a quoted channel name
+// stays one name.
+func TestSubscribeTwoRoundTrips(t *testing.T) {
+	f := startFakeListener(t)
+	a, b := &subscriber{}, &subscriber{}
+	ch := `Odd "name"`
+	joined := make(chan error, 1)
+	go func() { joined <- f.l.Subscribe(context.Background(), a, ch) }()
+	require.Eventually(t, func() bool { return len(f.queries()) == 1 }, 10*time.Second, time.Millisecond)
+	f.ready(t)
+	require.Eventually(t, func() bool { return len(f.queries()) == 2 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, []string{`LISTEN "Odd ""name"""`, `LISTEN "Odd ""name"""`}, f.queries())
+	f.notification(t, ch, "before")
+	f.ready(t)
+	require.NoError(t, <-joined)
+	require.EqualValues(t, 1, a.channels.Load())
+	f.notification(t, ch, "after")
+	f.notification(t, "other", "not yours")
+	require.Eventually(t, func() bool { return len(a.payloads()) == 1 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, []string{"after"}, a.payloads())
+
+	// A second subscriber; the first leaving does not UNLISTEN, the second does.
+	go func() { joined <- f.l.Subscribe(context.Background(), b, ch) }()
+	require.Eventually(t, func() bool { return len(f.queries()) == 3 }, 10*time.Second, time.Millisecond)
+	f.ready(t)
+	require.Eventually(t, func() bool { return len(f.queries()) == 4 }, 10*time.Second, time.Millisecond)
+	f.ready(t)
+	require.NoError(t, <-joined)
+	f.l.Unsubscribe(a, "")
+	require.EqualValues(t, 0, a.channels.Load())
+	require.Len(t, f.queries(), 4, "b still listens")
+	f.notification(t, ch, "to b")
+	require.Eventually(t, func() bool { return len(b.payloads()) == 1 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, []string{"after"}, a.payloads(), "a left")
+	f.l.Unsubscribe(b, ch)
+	require.Equal(t, `UNLISTEN "Odd ""name"""`, f.queries()[4])
+	f.ready(t)
+}
+
+// TestSubscriberGoneMeanwhile: a subscriber that left before its LISTEN completed is not
+// added, and the LISTEN's error reaches the one subscribing.
+func TestSubscriberGoneMeanwhile(t *testing.T) {
+	f := startFakeListener(t)
+	s := &subscriber{}
+	s.gone.Store(true)
+	joined := make(chan error, 1)
+	go func() { joined <- f.l.Subscribe(context.Background(), s, "ch") }()
+	for i := 1; i <= 2; i++ {
+		require.Eventually(t, func() bool { return len(f.queries()) == i }, 10*time.Second, time.Millisecond)
+		f.ready(t)
+	}
+	require.NoError(t, <-joined)
+	require.EqualValues(t, 0, s.channels.Load())
+	f.l.mu.Lock()
+	require.Empty(t, f.l.subs["ch"])
+	f.l.mu.Unlock()
+
+	// The server refuses the LISTEN: its error is the subscription's.
+	go func() { joined <- f.l.Subscribe(context.Background(), &subscriber{}, "ch") }()
+	require.Eventually(t, func() bool { return len(f.queries()) == 3 }, 10*time.Second, time.Millisecond)
+	b, start := wire.Begin(nil, 'E')
+	b = append(b, 'S')
+	b = wire.AppendString(b, "ERROR")
+	b = append(b, 'C')
+	b = wire.AppendString(b, "42601")
+	b = append(b, 'M')
+	b = wire.AppendString(b, "refused")
+	b = wire.Finish(append(b, 0), start)
+	_, err := f.srv.Write(b)
+	require.NoError(t, err)
+	f.ready(t)
+	require.ErrorContains(t, <-joined, "refused")
+}
+
+// TestFencesCoalesce: requests asking while a fence is in flight share the next one,
+// sent when the first is answered; notifications read before a fence's answer were
+// handed to their subscribers when the fence is done.
+func TestFencesCoalesce(t *testing.T) {
+	f := startFakeListener(t)
+	s := &subscriber{}
+	f.l.subs["ch"] = map[Subscriber]struct{}{s: {}}
+
+	first := f.l.Fence()
+	require.NotNil(t, first)
+	require.Equal(t, 1, f.syncs())
+	next := f.l.Fence()
+	require.NotNil(t, next)
+	require.NotSame(t, first, next, "a request arriving while a fence is in flight waits for the next")
+	for range 10 {
+		require.Same(t, next, f.l.Fence(), "requests asking meanwhile share one fence")
+	}
+	require.Equal(t, 1, f.syncs(), "the next fence goes out when the first is answered")
+
+	f.notification(t, "ch", "hello")
+	f.ready(t)
+	require.True(t, first.Wait())
+	require.Equal(t, []string{"hello"}, s.payloads(), "the notification read before the fence's answer")
+	require.Eventually(t, func() bool { return f.syncs() == 2 }, 10*time.Second, time.Millisecond)
+	require.False(t, isDone(next))
+
+	f.ready(t)
+	waitDone(t, next)
+	require.Equal(t, 2, f.syncs(), "12 requests, two round trips")
+}
+
+// TestFenceNotWaitedFor: no fence while the listener is not connected; one stuck past
+// FenceWait is not waited for by later requests; a lost connection ends the fences in
+// flight and the one asked for meanwhile.
+func TestFenceNotWaitedFor(t *testing.T) {
+	require.Nil(t, newListener("app", Source{}, zap.NewNop()).Fence(), "no connection: nothing to wait for")
+
+	f := startFakeListener(t)
+	stuck := f.l.Fence()
+	require.NotNil(t, stuck)
+	f.l.mu.Lock()
+	f.l.fenceCur.sent = time.Now().Add(-2 * FenceWait)
+	f.l.mu.Unlock()
+	require.Nil(t, f.l.Fence(), "the listener connection is stuck: not waited for")
+
+	f.l.mu.Lock()
+	f.l.fenceCur.sent = time.Now()
+	f.l.closed = true // no reconnect
+	f.l.mu.Unlock()
+	require.Nil(t, f.l.Fence(), "a closed listener has no fences")
+	f.l.mu.Lock()
+	f.l.closed = false
+	f.l.mu.Unlock()
+	next := f.l.Fence()
+	require.NotNil(t, next)
+	f.l.mu.Lock()
+	f.l.closed = true
+	f.l.mu.Unlock()
+	require.NoError(t, f.srv.CloseWithError(io.ErrUnexpectedEOF))
+	require.Error(t, <-f.pump)
+	f.pump <- nil // for the cleanup
+	waitDone(t, stuck)
+	waitDone(t, next)
+	require.Nil(t, f.l.Fence())
+}
+
+// TestFenceWaitBounded: a fence that never comes back holds its waiter FenceWait at most.
+func TestFenceWaitBounded(t *testing.T) {
+	stuck := newFence()
+	start := time.Now()
+	require.False(t, stuck.Wait())
+	require.GreaterOrEqual(t, time.Since(start), FenceWait)
+	close(stuck.done)
+	require.True(t, stuck.Wait())
+}
+
+// TestCloseAllEndsListeners: a closed listener takes no subscription and asks no fence.
+// (Closing a real connection is shown by package proxy's shutdown tests.)
+func TestCloseAllEndsListeners(t *testing.T) {
+	h := NewHub(zap.NewNop())
+	f := startFakeListener(t)
+	f.l.mu.Lock()
+	f.l.conn = nil // between connections: the fake one has no socket to close
+	f.l.mu.Unlock()
+	h.byDB["app"] = f.l
+	require.Same(t, f.l, h.Get("app"))
+	require.Same(t, f.l, h.Add("app", Source{}), "Add keeps the listener there is")
+	require.Nil(t, h.Get("other"))
+	require.Empty(t, h.CloseAll(), "no pool: the fake connection has none")
+	err := f.l.Subscribe(context.Background(), &subscriber{}, "ch")
+	require.ErrorContains(t, err, "closed")
+	require.Nil(t, f.l.Fence())
+}
