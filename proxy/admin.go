@@ -301,7 +301,7 @@ func (s *Session) adminQuery(q string) ([]byte, func()) {
 		res, err := s.adminCommand(st)
 		if err != nil {
 			pe := asAdminError(err)
-			s.srv.metrics.errorSent(pe.Code)
+			s.srv.metrics.ErrorSent(pe.Code)
 			out = pe.Append(out)
 			break
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/metrics"
 )
 
 // sessionOps is what a session counts for SHOW STATS and the metrics, beyond SessionStats.
@@ -27,7 +28,7 @@ type sessionOps struct {
 	xactTime       time.Duration
 	queryTime      time.Duration
 	qStart, xStart monoTime // start of the request and transaction in progress, or zero
-	obs            *poolObservers
+	obs            *metrics.Observers
 	retired        bool // folded into the server's retired totals; guarded by both locks
 }
 
@@ -109,7 +110,7 @@ func (s *Session) noteReady(status byte) {
 	obs := s.observers()
 	q := now.sub(s.ops.qStart)
 	s.ops.queryTime += q
-	obs.query.observe(q)
+	obs.Query.Observe(q)
 	s.ops.qStart = 0
 	if s.pending > 0 || s.unsynced {
 		s.ops.qStart = now // the next pipelined request runs from here
@@ -117,7 +118,7 @@ func (s *Session) noteReady(status byte) {
 	if status == 'I' && s.ops.xStart != 0 {
 		x := now.sub(s.ops.xStart)
 		s.ops.xactTime += x
-		obs.xact.observe(x)
+		obs.Xact.Observe(x)
 		s.ops.xStart = 0
 	}
 }
@@ -151,13 +152,13 @@ func (t monoTime) Time() time.Time {
 // after waiting for it.
 func (s *Session) noteAcquire(waited time.Duration) {
 	s.ops.assignments++
-	s.observers().wait.observe(waited)
+	s.observers().Wait.Observe(waited)
 }
 
 // observers returns the session's pool histograms, resolving them once; s.mu is held.
-func (s *Session) observers() *poolObservers {
+func (s *Session) observers() *metrics.Observers {
 	if s.ops.obs == nil {
-		s.ops.obs = s.srv.metrics.observers(s.entry.key)
+		s.ops.obs = s.srv.metrics.Observers(metrics.Key{DB: s.entry.key.db, User: s.entry.key.user})
 	}
 	return s.ops.obs
 }
@@ -318,5 +319,5 @@ func (s *Session) noteError(m []byte) {
 			code = string(v)
 		}
 	})
-	s.srv.metrics.errorSent(code)
+	s.srv.metrics.ErrorSent(code)
 }

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/metrics"
 )
 
 // tcpPair returns both ends of a loopback TCP connection: the one pgmux would accept and
@@ -35,7 +36,7 @@ func parkingSession(t *testing.T) (*Session, net.Conn) {
 	t.Cleanup(func() { close(done) })
 	log := zap.NewNop()
 	srv := &Server{log: log, loops: []*parker{newParker(log, done)}}
-	srv.metrics = newMetrics(srv) // a FATAL told is counted
+	srv.metrics = metrics.New(metricsView{srv}) // a FATAL told is counted
 	require.NotNil(t, srv.loops[0])
 	accepted, client := tcpPair(t)
 	s := newSession(srv, accepted, 1)

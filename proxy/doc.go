@@ -93,8 +93,11 @@
 // admin_cmd.go:adminCommandTable maps commands, admin_show.go:Server.show builds SHOW
 // results, admin_stats.go:Server.snapshot gathers pool figures.
 //
-// Metrics: metrics.go:metrics.Collect (collected on scrape from the same figures as
-// SHOW), metrics_http.go:Server.MetricsHandler, metrics_http.go:Server.Ready.
+// Metrics (package proxy/metrics): proxy/metrics/metrics.go:Metrics.Collect reads the
+// same figures as SHOW at each scrape through metrics_view.go:metricsView (a
+// metrics.Source); the latency histograms are proxy/metrics/latency.go:Hist, observed
+// from admin_stats.go:Session.noteReady. Served by metrics_http.go:Server.MetricsHandler,
+// with metrics_http.go:Server.Ready.
 //
 // Reload and shutdown: reload.go:Server.Reload, pools.go:pools.reconfigure,
 // shutdown.go:Server.Stop.

@@ -163,7 +163,7 @@ func (s *Session) recoverLink(c *pool.Conn, cause error) bool {
 	}
 	pe := terminated(cause)
 	b := pe.Append(nil)
-	s.srv.metrics.errorSent(pe.Code)
+	s.srv.metrics.ErrorSent(pe.Code)
 	for i := 0; i < pending; i++ {
 		if i > 0 {
 			b = pe.Append(b)
@@ -218,11 +218,11 @@ func (s *Session) answerAborted(typ byte, n int) (bool, error) {
 			return true, s.writeClient(rollbackAnswer())
 		case end == sqlscan.KindCommit:
 			s.setFo(0) // the transaction is over, and lost: the COMMIT fails
-			s.srv.metrics.errorSent(pe.Code)
+			s.srv.metrics.ErrorSent(pe.Code)
 			return true, s.writeClient(wire.ReadyForQuery(pe.Append(nil), 'I'))
 		case typ == 'Q':
 			s.setFo(foAborted)
-			s.srv.metrics.errorSent(pe.Code)
+			s.srv.metrics.ErrorSent(pe.Code)
 			return true, s.writeClient(wire.ReadyForQuery(pe.Append(nil), 'E'))
 		}
 		// Extended protocol: the error now, ReadyForQuery at Sync.
@@ -231,7 +231,7 @@ func (s *Session) answerAborted(typ byte, n int) (bool, error) {
 			s.setFo(foAborted)
 			return true, s.writeClient(wire.ReadyForQuery(pe.Append(nil), 'E'))
 		}
-		s.srv.metrics.errorSent(pe.Code)
+		s.srv.metrics.ErrorSent(pe.Code)
 		return true, s.writeClient(pe.Append(nil))
 	case fo&foAborted != 0 && typ == 'Q':
 		end, err := s.endsTransaction(typ, n)

@@ -13,6 +13,7 @@ import (
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/metrics"
 )
 
 // failoverSession is a session of a database with the given hosts and pool mode.
@@ -90,7 +91,7 @@ func lostSession(t *testing.T, out *bytes.Buffer) (*Session, *pool.Conn) {
 	t.Helper()
 	s := failoverSession("a,b", config.PoolModeTransaction)
 	s.srv = &Server{log: zap.NewNop()}
-	s.srv.metrics = newMetrics(s.srv)
+	s.srv.metrics = metrics.New(metricsView{s.srv})
 	s.wr = wire.NewWriter(out)
 	c := &pool.Conn{}
 	s.server, s.txStatus, s.state = c, 'T', ClientActive

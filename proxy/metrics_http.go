@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/proxy/metrics"
 )
 
 // httpEndpoint is the metrics_addr listener: /metrics, /healthz and /readyz.
@@ -183,7 +184,7 @@ func (s *Server) closeHTTP() {
 // setupMetrics builds the metrics, registers them, and picks the gatherer /metrics serves:
 // Options.Gatherer, else the registerer when it is also a gatherer, else a private registry.
 func (s *Server) setupMetrics(opts Options) error {
-	s.metrics = newMetrics(s)
+	s.metrics = metrics.New(metricsView{s})
 	s.http = &httpEndpoint{gather: opts.Gatherer}
 	reg := opts.Registry
 	if reg == nil {
@@ -197,5 +198,5 @@ func (s *Server) setupMetrics(opts Options) error {
 			s.http.gather = prometheus.NewRegistry()
 		}
 	}
-	return s.metrics.register(reg)
+	return s.metrics.Register(reg)
 }

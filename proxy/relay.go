@@ -547,7 +547,7 @@ func (s *Session) refuse(typ byte, n int, cause error) (bool, error) {
 	}
 	s.deferred = s.deferred[:0]
 	pe := acquireError(s, cause)
-	s.srv.metrics.errorSent(pe.Code)
+	s.srv.metrics.ErrorSent(pe.Code)
 	s.log().Info("could not get a server connection", zap.Error(cause))
 	b := pe.Append(nil)
 	skipping := false

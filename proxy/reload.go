@@ -12,7 +12,7 @@ import (
 // takes effect, a key that needs a restart is logged and keeps its value in force, which
 // SHOW CONFIG shows. Logging (verbose, logfile) is applied through Options.ApplyLogging.
 func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) (err error) {
-	defer func() { s.metrics.reloaded(err) }()
+	defer func() { s.metrics.Reloaded(err) }()
 	s.mu.Lock()
 	old := s.cfg
 	s.mu.Unlock()

@@ -153,7 +153,7 @@ func (s *Session) routeRead(typ byte, n int) (*replicaReq, error) {
 	}
 	p, err := s.pickStandby(cl, r)
 	if err != nil || p == nil {
-		s.srv.metrics.replicaPrimary(s.dbName, "no_standby")
+		s.srv.metrics.ReplicaPrimary(s.dbName, "no_standby")
 		return nil, err
 	}
 	s.pick = p
@@ -325,11 +325,11 @@ func (s *Session) pickStandby(cl *pool.Cluster, r config.Replica) (*pool.Pool, e
 			cancel()
 			if err != nil {
 				s.log().Debug("read-your-writes: primary position unknown; reading from the primary", zap.Error(err))
-				m.replicaPrimary(s.dbName, "lsn_unknown")
+				m.ReplicaPrimary(s.dbName, "lsn_unknown")
 				return nil, nil
 			}
 		}
-		m.rywPosition(s.dbName, known)
+		m.RYWPosition(s.dbName, known)
 		s.mu.Lock()
 		if s.rwDirtyAt.Equal(dirtyAt) {
 			s.rwDirtyAt = time.Time{}
@@ -360,9 +360,9 @@ func (s *Session) pickStandby(cl *pool.Cluster, r config.Replica) (*pool.Pool, e
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		err := h.WaitReplay(ctx, need)
 		cancel()
-		m.rywWaited(s.dbName, time.Since(start), err == nil)
+		m.RYWWaited(s.dbName, time.Since(start), err == nil)
 		if err != nil {
-			m.replicaPrimary(s.dbName, "ryw_timeout")
+			m.ReplicaPrimary(s.dbName, "ryw_timeout")
 			return nil, nil
 		}
 	}
@@ -385,13 +385,13 @@ func (s *Session) acquireReplica(cfg *config.Config) *pool.Conn {
 		c, err = p.AcquireTimeout(s, time.Now(), s.waitLimit(cfg))
 		if err != nil {
 			s.log().Debug("standby connection unavailable; reading from the primary", zap.Error(err))
-			s.srv.metrics.replicaPrimary(s.dbName, "standby_unavailable")
+			s.srv.metrics.ReplicaPrimary(s.dbName, "standby_unavailable")
 			s.rrNext = nil
 			return nil
 		}
 	}
 	s.linkReplica = true
-	s.srv.metrics.replicaRead(s.dbName)
+	s.srv.metrics.ReplicaRead(s.dbName)
 	if h := c.Host(); h != nil {
 		h.NoteRead()
 	}
@@ -426,7 +426,7 @@ func (s *Session) afterReplicaSend(typ byte) (bool, error) {
 	if !retry {
 		return false, nil
 	}
-	s.srv.metrics.replicaRetried(s.dbName)
+	s.srv.metrics.ReplicaRetried(s.dbName)
 	return s.retryOnPrimary(rr.raw)
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/protocol/auth"
 	"github.com/pgmux/pgmux/proxy/listenmux"
+	"github.com/pgmux/pgmux/proxy/metrics"
 )
 
 // Options configure a Server.
@@ -95,8 +96,8 @@ type Server struct {
 	doneOnce sync.Once
 	cfgP     atomic.Pointer[config.Config] // the configuration in force, read without s.mu
 	console  *console                      // admin console state and retired statistics
-	metrics  *metrics
-	http     *httpEndpoint // metrics_addr
+	metrics  *metrics.Metrics              // proxy/metrics, read through metricsView
+	http     *httpEndpoint                 // metrics_addr
 
 	stmtEpoch atomic.Uint64 // bumped by DDL and stale-statement errors (ddl.go)
 	nclients  atomic.Int64

@@ -294,7 +294,7 @@ func (s *Session) tell(pe *pgerr.Error) {
 		return
 	}
 	s.ncEnd |= ncTold
-	s.srv.metrics.errorSent(pe.Code)
+	s.srv.metrics.ErrorSent(pe.Code)
 	b := pe.Append(nil)
 	if s.writeRawLocked(b) {
 		return
@@ -583,7 +583,7 @@ func (s *Session) loginFailed(err error) {
 			pe = &pgerr.Error{Severity: pgerr.SeverityFatal, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
 		}
 		_ = s.loginWrite(pe.Append(nil))
-		s.srv.metrics.loginFailed(pe.Code)
+		s.srv.metrics.LoginFailed(pe.Code)
 		if pe.Code == pgerr.InvalidPassword || pe.Code == pgerr.InvalidAuthorization {
 			s.log().Warn("client login failed", zap.String("db", s.dbName), zap.String("user", s.user),
 				zap.Stringer("addr", s.remote()), zap.String("reason", pe.Message))

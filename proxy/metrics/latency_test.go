@@ -1,4 +1,4 @@
-package proxy
+package metrics
 
 import (
 	"math/rand/v2"
@@ -18,7 +18,7 @@ func TestLatencyVecAgreesWithClientGolang(t *testing.T) {
 	ref := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "pgmux", Subsystem: "pool",
 		Name: "query_duration_seconds", Help: "test", Buckets: latencyBuckets}, poolLabels)
 	rng := rand.New(rand.NewPCG(1, 2))
-	keys := []poolKey{{db: "app", user: "app"}, {db: "other", user: "u"}}
+	keys := []Key{{DB: "app", User: "app"}, {DB: "other", User: "u"}}
 	var durations []time.Duration
 	for _, s := range latencyBuckets { // every bound itself, and just past it
 		durations = append(durations, time.Duration(s*1e9), time.Duration(s*1e9)+1)
@@ -28,8 +28,8 @@ func TestLatencyVecAgreesWithClientGolang(t *testing.T) {
 	}
 	for i, d := range durations {
 		k := keys[i%len(keys)]
-		v.of(k).observe(d)
-		ref.WithLabelValues(k.db, k.user).Observe(d.Seconds())
+		v.of(k).Observe(d)
+		ref.WithLabelValues(k.DB, k.User).Observe(d.Seconds())
 	}
 	got, want := collectHistograms(t, v), collectHistograms(t, ref)
 	require.Len(t, got, len(keys))
@@ -46,28 +46,28 @@ func TestLatencyVecAgreesWithClientGolang(t *testing.T) {
 		}
 	}
 	h := v.of(keys[0])
-	require.Zero(t, testing.AllocsPerRun(100, func() { h.observe(time.Millisecond) }), "an observation allocates nothing")
+	require.Zero(t, testing.AllocsPerRun(100, func() { h.Observe(time.Millisecond) }), "an observation allocates nothing")
 }
 
 // collectHistograms gathers c's histograms by their label values.
-func collectHistograms(t *testing.T, c prometheus.Collector) map[poolKey]*dto.Histogram {
+func collectHistograms(t *testing.T, c prometheus.Collector) map[Key]*dto.Histogram {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	require.NoError(t, reg.Register(c))
 	fams, err := reg.Gather()
 	require.NoError(t, err)
-	out := map[poolKey]*dto.Histogram{}
+	out := map[Key]*dto.Histogram{}
 	for _, f := range fams {
 		require.Equal(t, dto.MetricType_HISTOGRAM, f.GetType())
 		require.Equal(t, "pgmux_pool_query_duration_seconds", f.GetName())
 		for _, m := range f.GetMetric() {
-			var k poolKey
+			var k Key
 			for _, l := range m.GetLabel() {
 				switch l.GetName() {
 				case "database":
-					k.db = l.GetValue()
+					k.DB = l.GetValue()
 				case "user":
-					k.user = l.GetValue()
+					k.User = l.GetValue()
 				}
 			}
 			out[k] = m.GetHistogram()

@@ -1,4 +1,4 @@
-package proxy
+package metrics
 
 import (
 	"sync"
@@ -18,19 +18,19 @@ import (
 // its sum may miss observations made during the scrape (they show in the next one).
 //
 // Owners: byKey is guarded by mu (sessions resolve their pool's histogram once, the
-// scrape lists them); a latencyHist, once made, is written by any session goroutine and
+// scrape lists them); a Hist, once made, is written by any session goroutine and
 // server reader through its atomics alone and read by the scrape.
 type latencyVec struct {
 	desc *prometheus.Desc
 	mu   sync.Mutex // guards byKey; observations take no lock
 	// byKey holds every pool's histogram once made: like a HistogramVec's children they
 	// stay for the life of the process, so the counters never go down.
-	byKey map[poolKey]*latencyHist
+	byKey map[Key]*Hist
 }
 
-// latencyHist is one pool's histogram. Shared by every session of the pool (any
+// Hist is one pool's histogram. Shared by every session of the pool (any
 // goroutine observes, through atomics only) and the scrape (reads only).
-type latencyHist struct {
+type Hist struct {
 	counts [len(latencyBoundsNs) + 1]atomic.Uint64 // per bucket, not cumulative; the last is +Inf
 	sumNs  atomic.Int64
 }
@@ -49,25 +49,25 @@ var latencyBoundsNs = func() (b [18]int64) {
 func newLatencyVec(name, help string) *latencyVec {
 	return &latencyVec{
 		desc:  prometheus.NewDesc(prometheus.BuildFQName("pgmux", "pool", name), help, poolLabels, nil),
-		byKey: map[poolKey]*latencyHist{},
+		byKey: map[Key]*Hist{},
 	}
 }
 
 // of returns pool k's histogram, made on first use.
-func (v *latencyVec) of(k poolKey) *latencyHist {
+func (v *latencyVec) of(k Key) *Hist {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	h := v.byKey[k]
 	if h == nil {
-		h = &latencyHist{}
+		h = &Hist{}
 		v.byKey[k] = h
 	}
 	return h
 }
 
-// observe records d. A bucket counts the observations at most its bound (le), as
+// Observe records d. A bucket counts the observations at most its bound (le), as
 // Prometheus's do; latencies are short, so the scan from the smallest bound ends early.
-func (h *latencyHist) observe(d time.Duration) {
+func (h *Hist) Observe(d time.Duration) {
 	ns := int64(d)
 	i := 0
 	for i < len(latencyBoundsNs) && ns > latencyBoundsNs[i] {
@@ -83,8 +83,8 @@ func (v *latencyVec) Describe(ch chan<- *prometheus.Desc) { ch <- v.desc }
 // Collect implements prometheus.Collector: one constant histogram per pool.
 func (v *latencyVec) Collect(ch chan<- prometheus.Metric) {
 	v.mu.Lock()
-	keys := make([]poolKey, 0, len(v.byKey))
-	hists := make([]*latencyHist, 0, len(v.byKey))
+	keys := make([]Key, 0, len(v.byKey))
+	hists := make([]*Hist, 0, len(v.byKey))
 	for k, h := range v.byKey {
 		keys = append(keys, k)
 		hists = append(hists, h)
@@ -99,7 +99,7 @@ func (v *latencyVec) Collect(ch chan<- prometheus.Metric) {
 		}
 		n += h.counts[len(latencyBuckets)].Load()
 		sum := float64(h.sumNs.Load()) / 1e9
-		ch <- prometheus.MustNewConstHistogram(v.desc, n, sum, buckets, keys[i].db, keys[i].user)
+		ch <- prometheus.MustNewConstHistogram(v.desc, n, sum, buckets, keys[i].DB, keys[i].User)
 	}
 }
 

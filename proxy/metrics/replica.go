@@ -1,4 +1,4 @@
-package proxy
+package metrics
 
 import (
 	"time"
@@ -42,13 +42,21 @@ func (r *replicaMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{r.reads, r.retries, r.primary, r.rywWaits, r.rywWait, r.positions}
 }
 
-func (m *metrics) replicaRead(db string)    { m.rep.reads.WithLabelValues(db).Inc() }
-func (m *metrics) replicaRetried(db string) { m.rep.retries.WithLabelValues(db).Inc() }
-func (m *metrics) replicaPrimary(db, reason string) {
+// ReplicaRead counts a request or read-only transaction of db linked to a standby.
+func (m *Metrics) ReplicaRead(db string) { m.rep.reads.WithLabelValues(db).Inc() }
+
+// ReplicaRetried counts a read of db a standby refused as a write, sent to the primary.
+func (m *Metrics) ReplicaRetried(db string) { m.rep.retries.WithLabelValues(db).Inc() }
+
+// ReplicaPrimary counts a read of db that could have gone to a standby and went to the
+// primary, and why.
+func (m *Metrics) ReplicaPrimary(db, reason string) {
 	m.rep.primary.WithLabelValues(db, reason).Inc()
 }
 
-func (m *metrics) rywPosition(db string, fromCheck bool) {
+// RYWPosition counts a primary WAL position learned for read-your-writes: from the
+// hosts' checker (fromCheck) or read from the primary.
+func (m *Metrics) RYWPosition(db string, fromCheck bool) {
 	source := "read"
 	if fromCheck {
 		source = "check"
@@ -56,7 +64,8 @@ func (m *metrics) rywPosition(db string, fromCheck bool) {
 	m.rep.positions.WithLabelValues(db, source).Inc()
 }
 
-func (m *metrics) rywWaited(db string, d time.Duration, replayed bool) {
+// RYWWaited counts a read that waited d for a standby to replay the client's last commit.
+func (m *Metrics) RYWWaited(db string, d time.Duration, replayed bool) {
 	result := "replayed"
 	if !replayed {
 		result = "timeout"

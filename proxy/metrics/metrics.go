@@ -1,18 +1,81 @@
-package proxy
+// Package metrics holds pgmux's Prometheus metrics: the histograms and counters the relay
+// and the console update as things happen, and the gauges and per-pool counters read at
+// scrape time from a Source (package proxy's snapshots, the same figures SHOW reports).
+// It knows nothing of sessions or pools beyond the figures a Source gives it; where the
+// metrics are served (metrics_addr) is package proxy's.
+package metrics
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 )
 
-// metrics are pgmux's Prometheus metrics. Gauges and the per-pool counters are read from
-// pool and session snapshots at scrape time by collect, so the hot path pays nothing for
-// them; the histograms are observed where the relay already holds Session.mu (once per
-// ReadyForQuery and per server assignment), through observers resolved once per session.
-type metrics struct {
-	srv *Server
+// Key names a pool: its database and user.
+type Key struct{ DB, User string }
+
+// Source gives the figures read at each scrape. Its methods run on the scraping
+// goroutine.
+type Source interface {
+	// ClientsConnected is the number of client connections open, logged in or not.
+	ClientsConnected() int
+	// Pools returns every pool's clients, servers and totals, pools removed by a reload
+	// included (their Servers nil).
+	Pools() []Pool
+	// Pinned returns, for every pool that has clients, how many are pinned for each
+	// reason, zeros included.
+	Pinned() []Pinned
+	// Hosts returns the servers of every multi-host database, in a stable order; a
+	// server named by several databases may come more than once.
+	Hosts() []pool.HostState
+	// Prepared returns every pool's statement cache figures.
+	Prepared() []Prepared
+}
+
+// Pool is one pool's figures at one instant.
+type Pool struct {
+	Key
+	Linked, Idle, Waiting int // clients: linked to a server, idle, waiting for one
+	WaitingDirect         int // of Waiting: for a direct slot (direct_pool_size)
+	// Servers is the pool's own figures; nil for a pool a reload removed.
+	Servers *pool.Stats
+	MaxWait time.Duration // the longest wait of its waiting clients
+	// Totals since start.
+	Xacts, Queries, Received, Sent, Assignments uint64
+}
+
+// Pinned is how many clients of a pool keep their server, by reason.
+type Pinned struct {
+	Key
+	Reasons []Count
+}
+
+// Count is a number of clients for one reason.
+type Count struct {
+	Reason  string
+	Clients int
+}
+
+// Prepared is one pool's statement cache figures.
+type Prepared struct {
+	Key
+	Prepared                         int64
+	Hits, Misses, Evictions, Retries uint64
+	UnnamedHits, UnnamedMisses       uint64
+}
+
+// Metrics are pgmux's Prometheus metrics. Gauges and the per-pool counters are read from
+// the Source at scrape time by Collect, so the hot path pays nothing for them; the
+// histograms are observed where the relay already holds its session's lock (once per
+// ReadyForQuery and per server assignment), through Observers resolved once per session.
+//
+// Owners: every field is set in New and never changes; the Prometheus vectors and the
+// histograms take their own locks or atomics, so any goroutine may count.
+type Metrics struct {
+	src Source
 
 	wait, query, xact *latencyVec // latency.go
 	loginFailures     *prometheus.CounterVec
@@ -26,12 +89,12 @@ type metrics struct {
 	prepared, prepHits, prepMisses, prepEvicts, prepRetries *prometheus.Desc
 	hostUp, hostPrimary, hostLag, hostLagBytes              *prometheus.Desc
 	unnamedHits, unnamedMisses                              *prometheus.Desc
-	rep                                                     *replicaMetrics // metrics_replica.go
+	rep                                                     *replicaMetrics // replica.go
 }
 
-// poolObservers are one pool's histograms.
-type poolObservers struct {
-	wait, query, xact *latencyHist
+// Observers are one pool's histograms.
+type Observers struct {
+	Wait, Query, Xact *Hist
 }
 
 // latencyBuckets span a fast query on a warm pool (sub-millisecond) to a stuck one.
@@ -39,7 +102,8 @@ var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02
 
 var poolLabels = []string{"database", "user"}
 
-func newMetrics(s *Server) *metrics {
+// New returns the metrics, reading scrape-time figures from src.
+func New(src Source) *Metrics {
 	hist := newLatencyVec
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pgmux", Name: name, Help: help}, labels)
@@ -48,8 +112,8 @@ func newMetrics(s *Server) *metrics {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
 	pl := poolLabels
-	return &metrics{
-		srv:   s,
+	return &Metrics{
+		src:   src,
 		rep:   newReplicaMetrics(),
 		wait:  hist("wait_duration_seconds", "Time clients waited for a server connection, per server assignment."),
 		query: hist("query_duration_seconds", "Time from a client's request to the server's ReadyForQuery."),
@@ -103,8 +167,8 @@ func newMetrics(s *Server) *metrics {
 	}
 }
 
-// register adds every metric to reg.
-func (m *metrics) register(reg prometheus.Registerer) error {
+// Register adds every metric to reg.
+func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, c := range append([]prometheus.Collector{m.wait, m.query, m.xact, m.loginFailures, m.errorsSent, m.reloads, m}, m.rep.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -113,17 +177,13 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	return nil
 }
 
-// observers returns the histograms of one pool.
-func (m *metrics) observers(k poolKey) *poolObservers {
-	return &poolObservers{
-		wait:  m.wait.of(k),
-		query: m.query.of(k),
-		xact:  m.xact.of(k),
-	}
+// Observers returns the histograms of pool k.
+func (m *Metrics) Observers(k Key) *Observers {
+	return &Observers{Wait: m.wait.of(k), Query: m.query.of(k), Xact: m.xact.of(k)}
 }
 
-// errorSent counts an ErrorResponse sent to a client.
-func (m *metrics) errorSent(code string) {
+// ErrorSent counts an ErrorResponse sent to a client.
+func (m *Metrics) ErrorSent(code string) {
 	class := "XX"
 	if len(code) >= 2 {
 		class = code[:2]
@@ -131,8 +191,8 @@ func (m *metrics) errorSent(code string) {
 	m.errorsSent.WithLabelValues(class).Inc()
 }
 
-// loginFailed counts a refused client login by the SQLSTATE it was refused with.
-func (m *metrics) loginFailed(code string) {
+// LoginFailed counts a refused client login by the SQLSTATE it was refused with.
+func (m *Metrics) LoginFailed(code string) {
 	reason := "other"
 	switch code {
 	case pgerr.InvalidPassword:
@@ -149,11 +209,11 @@ func (m *metrics) loginFailed(code string) {
 		reason = "protocol"
 	}
 	m.loginFailures.WithLabelValues(reason).Inc()
-	m.errorSent(code)
+	m.ErrorSent(code)
 }
 
-// reloaded counts a reload.
-func (m *metrics) reloaded(err error) {
+// Reloaded counts a reload.
+func (m *Metrics) Reloaded(err error) {
 	if err != nil {
 		m.reloads.WithLabelValues("failure").Inc()
 		return
@@ -162,7 +222,7 @@ func (m *metrics) reloaded(err error) {
 }
 
 // Describe implements prometheus.Collector for the scrape-time metrics.
-func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.clients, m.servers, m.maxWait, m.paused, m.xacts, m.queries,
 		m.received, m.sent, m.assignments, m.connectAttempts, m.connectFailures, m.connected, m.pinned,
 		m.waitingDirect, m.prepared, m.prepHits, m.prepMisses, m.prepEvicts, m.prepRetries,
@@ -171,28 +231,27 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect implements prometheus.Collector: one snapshot of every pool per scrape.
-func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+// Collect implements prometheus.Collector: one reading of the Source per scrape.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, lv ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
 	}
 	counter := func(d *prometheus.Desc, v float64, lv ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, lv...)
 	}
-	gauge(m.connected, float64(m.srv.nclients.Load()))
-	for _, p := range m.srv.snapshot() {
-		db, user := p.key.db, p.key.user
-		gauge(m.clients, float64(p.clActive-p.clIdle), db, user, "linked")
-		gauge(m.clients, float64(p.clIdle), db, user, "idle")
-		gauge(m.clients, float64(p.clWaiting), db, user, "waiting")
-		gauge(m.waitingDirect, float64(p.clWaitingDirect), db, user)
-		if p.entry != nil {
-			st := p.stats
+	gauge(m.connected, float64(m.src.ClientsConnected()))
+	for _, p := range m.src.Pools() {
+		db, user := p.DB, p.User
+		gauge(m.clients, float64(p.Linked), db, user, "linked")
+		gauge(m.clients, float64(p.Idle), db, user, "idle")
+		gauge(m.clients, float64(p.Waiting), db, user, "waiting")
+		gauge(m.waitingDirect, float64(p.WaitingDirect), db, user)
+		if st := p.Servers; st != nil {
 			gauge(m.servers, float64(st.Active), db, user, "active")
 			gauge(m.servers, float64(st.Idle), db, user, "idle")
 			gauge(m.servers, float64(st.Tested), db, user, "tested")
 			gauge(m.servers, float64(st.Login), db, user, "login")
-			gauge(m.maxWait, p.maxWaitAll().Seconds(), db, user)
+			gauge(m.maxWait, p.MaxWait.Seconds(), db, user)
 			paused := 0.0
 			if st.Paused {
 				paused = 1
@@ -201,89 +260,57 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			counter(m.connectAttempts, float64(st.Connects+st.ConnectFailures), db, user)
 			counter(m.connectFailures, float64(st.ConnectFailures), db, user)
 		}
-		t := p.totals
-		counter(m.xacts, float64(t.xacts), db, user)
-		counter(m.queries, float64(t.queries), db, user)
-		counter(m.received, float64(t.received), db, user)
-		counter(m.sent, float64(t.sent), db, user)
-		counter(m.assignments, float64(t.assignments), db, user)
+		counter(m.xacts, float64(p.Xacts), db, user)
+		counter(m.queries, float64(p.Queries), db, user)
+		counter(m.received, float64(p.Received), db, user)
+		counter(m.sent, float64(p.Sent), db, user)
+		counter(m.assignments, float64(p.Assignments), db, user)
 	}
-	m.collectPinned(gauge)
+	for _, p := range m.src.Pinned() {
+		for _, c := range p.Reasons {
+			gauge(m.pinned, float64(c.Clients), p.DB, p.User, c.Reason)
+		}
+	}
 	m.collectHosts(gauge)
-	for _, p := range m.srv.preparedSnapshot() {
-		db, user := p.key.db, p.key.user
-		gauge(m.prepared, float64(p.prepared), db, user)
-		counter(m.prepHits, float64(p.hits), db, user)
-		counter(m.prepMisses, float64(p.misses), db, user)
-		counter(m.prepEvicts, float64(p.evictions), db, user)
-		counter(m.prepRetries, float64(p.retries), db, user)
-		counter(m.unnamedHits, float64(p.unnamedHits), db, user)
-		counter(m.unnamedMisses, float64(p.unnamedMisses), db, user)
-	}
-}
-
-// collectPinned reports pgmux_pinned_clients: every reason of every pool that has
-// clients, zeros included, so a series does not vanish when its last client unpins.
-func (m *metrics) collectPinned(gauge func(d *prometheus.Desc, v float64, lv ...string)) {
-	counts := make(map[poolKey]*[len(pinNames)]int)
-	var keys []poolKey
-	for _, sess := range m.srv.Sessions() {
-		if sess.entry == nil {
-			continue
-		}
-		k := sess.entry.key
-		c := counts[k]
-		if c == nil {
-			c = new([len(pinNames)]int)
-			counts[k] = c
-			keys = append(keys, k)
-		}
-		sess.mu.Lock()
-		r := sess.pinned
-		sess.mu.Unlock()
-		for i := range pinNames {
-			if r&(1<<i) != 0 {
-				c[i]++
-			}
-		}
-	}
-	for _, k := range keys {
-		for i, name := range pinNames {
-			gauge(m.pinned, float64(counts[k][i]), k.db, k.user, name)
-		}
+	for _, p := range m.src.Prepared() {
+		db, user := p.DB, p.User
+		gauge(m.prepared, float64(p.Prepared), db, user)
+		counter(m.prepHits, float64(p.Hits), db, user)
+		counter(m.prepMisses, float64(p.Misses), db, user)
+		counter(m.prepEvicts, float64(p.Evictions), db, user)
+		counter(m.prepRetries, float64(p.Retries), db, user)
+		counter(m.unnamedHits, float64(p.UnnamedHits), db, user)
+		counter(m.unnamedMisses, float64(p.UnnamedMisses), db, user)
 	}
 }
 
 // collectHosts reports each server of the multi-host databases once, however many
-// entries name it.
-func (m *metrics) collectHosts(gauge func(d *prometheus.Desc, v float64, lv ...string)) {
+// databases name it.
+func (m *Metrics) collectHosts(gauge func(d *prometheus.Desc, v float64, lv ...string)) {
 	seen := make(map[string]bool)
-	all := m.srv.pools.hosts.all()
-	for _, key := range sortedKeys(all) {
-		for _, st := range all[key].States() {
-			host := st.Endpoint.String()
-			if seen[host] {
-				continue
-			}
-			seen[host] = true
-			switch {
-			case st.Up:
-				gauge(m.hostUp, 1, host)
-			case st.Down:
-				gauge(m.hostUp, 0, host)
-			}
-			switch st.Role {
-			case pool.RolePrimary:
-				gauge(m.hostPrimary, 1, host)
-			case pool.RoleStandby:
-				gauge(m.hostPrimary, 0, host)
-			}
-			if st.LagMs >= 0 {
-				gauge(m.hostLag, float64(st.LagMs)/1000, host)
-			}
-			if st.LagBytes >= 0 {
-				gauge(m.hostLagBytes, float64(st.LagBytes), host)
-			}
+	for _, st := range m.src.Hosts() {
+		host := st.Endpoint.String()
+		if seen[host] {
+			continue
+		}
+		seen[host] = true
+		switch {
+		case st.Up:
+			gauge(m.hostUp, 1, host)
+		case st.Down:
+			gauge(m.hostUp, 0, host)
+		}
+		switch st.Role {
+		case pool.RolePrimary:
+			gauge(m.hostPrimary, 1, host)
+		case pool.RoleStandby:
+			gauge(m.hostPrimary, 0, host)
+		}
+		if st.LagMs >= 0 {
+			gauge(m.hostLag, float64(st.LagMs)/1000, host)
+		}
+		if st.LagBytes >= 0 {
+			gauge(m.hostLagBytes, float64(st.LagBytes), host)
 		}
 	}
 }
