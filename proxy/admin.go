@@ -4,17 +4,15 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/startup"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/console"
 )
 
 // adminDBs are the virtual database names of the admin console.
@@ -23,25 +21,6 @@ func isAdminDB(name string) bool { return name == "pgbouncer" || name == "pgmux"
 // compatVersion is the PgBouncer release whose console pgmux mirrors; monitoring tools
 // read it from SHOW VERSION and server_version to decide which columns to expect.
 const compatVersion = "1.25.2"
-
-// consoleRole is what a console client may do.
-type consoleRole int8
-
-const (
-	roleNone  consoleRole = iota // not a console client
-	roleStats                    // stats_users: SHOW only
-	roleAdmin                    // admin_users: every command
-)
-
-func (r consoleRole) String() string {
-	switch r {
-	case roleStats:
-		return "stats"
-	case roleAdmin:
-		return "admin"
-	}
-	return "none"
-}
 
 // ShutdownMode says how the server stops, as PgBouncer's SHUTDOWN variants and signals.
 type ShutdownMode int
@@ -70,10 +49,10 @@ func (m ShutdownMode) String() string {
 	return "immediate"
 }
 
-// console is the Server's admin-console and statistics state. mu guards the maps and
+// consoleState is the Server's admin-console and statistics state. mu guards the maps and
 // flags; the retired totals are guarded by mu too (see Session.retire for lock order:
 // console.mu before Session.mu).
-type console struct {
+type consoleState struct {
 	reload   func() error
 	shutdown func(ShutdownMode)
 	version  string
@@ -92,24 +71,24 @@ type console struct {
 	avg       averager
 }
 
-func newConsole(opts Options) *console {
+func newConsole(opts Options) *consoleState {
 	ctx, stop := context.WithCancel(context.Background())
 	v := opts.Version
 	if v == "" {
 		v = "dev"
 	}
-	return &console{reload: opts.Reload, shutdown: opts.OnShutdown, version: v, started: time.Now(),
+	return &consoleState{reload: opts.Reload, shutdown: opts.OnShutdown, version: v, started: time.Now(),
 		ctx: ctx, stop: stop, retired: make(map[poolKey]*totals), paused: make(map[string]bool),
 		killed: make(map[string]bool), disabled: make(map[string]bool), changed: make(chan struct{})}
 }
 
 // held reports whether new work for db must wait (PAUSE, SUSPEND or KILL); c.mu is held.
-func (c *console) held(db string) bool {
+func (c *consoleState) held(db string) bool {
 	return c.pausedAll || c.suspended || c.paused[db] || c.killed[db]
 }
 
 // lifted wakes clients waiting for a hold to end; c.mu is held.
-func (c *console) lifted() {
+func (c *consoleState) lifted() {
 	close(c.changed)
 	c.changed = make(chan struct{})
 }
@@ -168,24 +147,24 @@ func (s *Session) consoleLogin(cfg *config.Config, pkt *startup.Packet) (handled
 }
 
 // adminRole decides what user may do on the console.
-func adminRole(cfg *config.Config, user string) consoleRole {
+func adminRole(cfg *config.Config, user string) console.Role {
 	switch {
 	case cfg.AuthType == config.AuthAny:
 		// auth_type=any keeps no trustworthy user name: PgBouncer lets everyone in.
-		return roleAdmin
+		return console.RoleAdmin
 	case slices.Contains(cfg.AdminUsers, user):
-		return roleAdmin
+		return console.RoleAdmin
 	case slices.Contains(cfg.StatsUsers, user):
-		return roleStats
+		return console.RoleStats
 	}
-	return roleNone
+	return console.RoleNone
 }
 
 // adminLogin admits a console client: listed in admin_users or stats_users, then
 // authenticated as auth_type says.
 func (s *Session) adminLogin(cfg *config.Config, pkt *startup.Packet) error {
 	role := adminRole(cfg, s.user)
-	if role == roleNone {
+	if role == console.RoleNone {
 		return pgerr.Fatal(pgerr.InvalidAuthorization, "not allowed").
 			WithDetail("User %q is in neither admin_users nor stats_users.", s.user).
 			WithHint("Add the user to admin_users or stats_users to use the %s console.", s.dbName)
@@ -219,7 +198,7 @@ func (s *Session) adminLogin(cfg *config.Config, pkt *startup.Packet) error {
 func (s *Session) isAdmin() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.role != roleNone
+	return s.role != console.RoleNone
 }
 
 // adminLoop answers console commands until the client leaves. Only the simple query
@@ -288,157 +267,15 @@ func (s *Session) adminLoop() error {
 	}
 }
 
-// adminQuery runs each statement of a simple Query and returns the whole answer, ending
-// with ReadyForQuery, and an action to run once the answer is sent (SHUTDOWN).
+// adminQuery answers a simple Query on the console (package console), and returns an
+// action to run once the answer is sent (SHUTDOWN).
 func (s *Session) adminQuery(q string) ([]byte, func()) {
-	stmts := splitStatements(q)
-	var out []byte
-	if len(stmts) == 0 {
-		out = append(out, 'I', 0, 0, 0, 4) // EmptyQueryResponse
-	}
-	var after func()
-	for _, st := range stmts {
-		res, err := s.adminCommand(st)
-		if err != nil {
-			pe := asAdminError(err)
-			s.srv.metrics.ErrorSent(pe.Code)
-			out = pe.Append(out)
-			break
-		}
-		out = append(out, res.out...)
-		if res.after != nil {
-			after = res.after
-		}
-	}
-	return wire.ReadyForQuery(out, 'I'), after
-}
-
-func asAdminError(err error) *pgerr.Error {
-	if pe, ok := err.(*pgerr.Error); ok {
-		return pe
-	}
-	return pgerr.New(pgerr.InternalError, "%v", err)
-}
-
-// adminResult is a command's answer and what to do after it has been sent.
-type adminResult struct {
-	out   []byte
-	after func()
-}
-
-// adminCommand parses and runs one console statement.
-func (s *Session) adminCommand(stmt string) (adminResult, error) {
-	words, err := tokenize(stmt)
-	if err != nil {
-		return adminResult{}, err
-	}
-	if len(words) == 0 {
-		return adminResult{out: []byte{'I', 0, 0, 0, 4}}, nil
-	}
-	verb := strings.ToUpper(words[0])
-	args := words[1:]
 	s.mu.Lock()
 	role := s.role
 	s.mu.Unlock()
-	if verb == "SHOW" {
-		if len(args) != 1 {
-			return adminResult{}, syntaxError(stmt)
-		}
-		out, err := s.srv.show(strings.ToUpper(args[0]))
-		return adminResult{out: out}, err
+	out, after, failed := console.Client{Backend: consoleBackend{s.srv}, Role: role, User: s.user, Log: s.log()}.Answer(q)
+	if failed != nil {
+		s.srv.metrics.ErrorSent(failed.Code)
 	}
-	cmd, ok := adminCommands[verb]
-	if !ok {
-		return adminResult{}, syntaxError(stmt)
-	}
-	if role != roleAdmin {
-		return adminResult{}, pgerr.New(pgerr.InsufficientPrivilege, "admin access needed").
-			WithDetail("User %q is a stats_users member: only SHOW commands are allowed.", s.user)
-	}
-	if len(args) < cmd.minArgs || len(args) > cmd.maxArgs {
-		return adminResult{}, syntaxError(stmt)
-	}
-	s.log().Info("admin command", zap.String("command", stmt))
-	res, err := cmd.run(s, args)
-	if err != nil {
-		return res, err
-	}
-	res.out = commandComplete(res.out, verb)
-	return res, nil
-}
-
-func syntaxError(stmt string) *pgerr.Error {
-	return pgerr.New(pgerr.SyntaxError, "invalid command %q, use SHOW HELP;", strings.TrimSpace(stmt))
-}
-
-// splitStatements splits a query on semicolons outside quotes and drops empty statements.
-func splitStatements(q string) []string {
-	var out []string
-	start := 0
-	var quote byte
-	for i := 0; i < len(q); i++ {
-		c := q[i]
-		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '\'' || c == '"':
-			quote = c
-		case c == ';':
-			out = appendStmt(out, q[start:i])
-			start = i + 1
-		}
-	}
-	return appendStmt(out, q[start:])
-}
-
-func appendStmt(out []string, st string) []string {
-	if st = strings.TrimSpace(st); st != "" {
-		out = append(out, st)
-	}
-	return out
-}
-
-// tokenize splits a console statement into words: bare words, "quoted identifiers",
-// 'quoted strings' (both with doubled quotes as escapes) and "=".
-func tokenize(stmt string) ([]string, error) {
-	var words []string
-	for i := 0; i < len(stmt); {
-		c := stmt[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			i++
-		case c == '=' || c == ',':
-			words = append(words, string(c))
-			i++
-		case c == '\'' || c == '"':
-			var b strings.Builder
-			j := i + 1
-			for ; ; j++ {
-				if j >= len(stmt) {
-					return nil, pgerr.New(pgerr.SyntaxError, "unterminated quoted string in %q", stmt)
-				}
-				if stmt[j] == c {
-					if j+1 < len(stmt) && stmt[j+1] == c {
-						b.WriteByte(c)
-						j++
-						continue
-					}
-					break
-				}
-				b.WriteByte(stmt[j])
-			}
-			words = append(words, b.String())
-			i = j + 1
-		default:
-			j := i
-			for j < len(stmt) && !strings.ContainsRune(" \t\r\n='\",", rune(stmt[j])) {
-				j++
-			}
-			words = append(words, stmt[i:j])
-			i = j
-		}
-	}
-	return words, nil
+	return out, after
 }

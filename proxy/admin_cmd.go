@@ -12,53 +12,31 @@ import (
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/proxy/console"
 )
 
-// adminCommand is one console verb other than SHOW: its argument count and action. The
-// action's answer gets CommandComplete with the verb as tag.
-type adminCmd struct {
-	minArgs, maxArgs int
-	run              func(s *Session, args []string) (adminResult, error)
-}
+// consoleBackend carries out the console's commands (console.Backend) on the server.
+type consoleBackend struct{ s *Server }
 
-// adminCommands is the console's verb table (SHOW is handled apart, see show). It is
-// filled in init: its commands reach the session code, which reaches back to the table.
-var adminCommands map[string]adminCmd
+var _ console.Backend = consoleBackend{}
 
-func init() { adminCommands = adminCommandTable() }
-
-func adminCommandTable() map[string]adminCmd {
-	return map[string]adminCmd{
-		"PAUSE": {0, 1, func(s *Session, a []string) (adminResult, error) {
-			return none(s.srv.adminPause(s.srv.console.ctx, arg(a)))
-		}},
-		"RESUME":    {0, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminResume(arg(a))) }},
-		"SUSPEND":   {0, 0, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminSuspend(s.srv.console.ctx)) }},
-		"DISABLE":   {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminDisable(a[0], true)) }},
-		"ENABLE":    {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminDisable(a[0], false)) }},
-		"RECONNECT": {0, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminReconnect(arg(a))) }},
-		"WAIT_CLOSE": {0, 1, func(s *Session, a []string) (adminResult, error) {
-			return none(s.srv.adminWaitClose(s.srv.console.ctx, arg(a)))
-		}},
-		"KILL":        {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminKill(a[0])) }},
-		"KILL_CLIENT": {1, 1, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminKillClient(a[0])) }},
-		"RELOAD":      {0, 0, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminReload()) }},
-		"SET":         {2, 64, func(s *Session, a []string) (adminResult, error) { return none(s.srv.adminSet(a)) }},
-		"SHUTDOWN":    {0, 1, func(s *Session, a []string) (adminResult, error) { return s.srv.adminShutdown(arg(a)) }},
-	}
+func (b consoleBackend) Show(what string) ([]byte, error) { return b.s.show(what) }
+func (b consoleBackend) Pause(db string) error            { return b.s.adminPause(b.s.console.ctx, db) }
+func (b consoleBackend) Resume(db string) error           { return b.s.adminResume(db) }
+func (b consoleBackend) Suspend() error                   { return b.s.adminSuspend(b.s.console.ctx) }
+func (b consoleBackend) Disable(db string, on bool) error { return b.s.adminDisable(db, on) }
+func (b consoleBackend) Reconnect(db string) error        { return b.s.adminReconnect(db) }
+func (b consoleBackend) WaitClose(db string) error        { return b.s.adminWaitClose(b.s.console.ctx, db) }
+func (b consoleBackend) Kill(db string) error             { return b.s.adminKill(db) }
+func (b consoleBackend) KillClient(id string) error       { return b.s.adminKillClient(id) }
+func (b consoleBackend) Reload() error                    { return b.s.adminReload() }
+func (b consoleBackend) Set(key, value string) error      { return b.s.adminSet(key, value) }
+func (b consoleBackend) Shutdown(how string) (func(), error) {
+	return b.s.adminShutdown(how)
 }
 
 // cantChangeRuntimeParam is PostgreSQL's SQLSTATE for a setting that needs a restart.
 const cantChangeRuntimeParam = "55P02"
-
-func none(err error) (adminResult, error) { return adminResult{}, err }
-
-func arg(a []string) string {
-	if len(a) == 0 {
-		return ""
-	}
-	return a[0]
-}
 
 // matching returns the pools of db, or every pool when db is "".
 func (s *Server) matching(db string) []*poolEntry {
@@ -290,12 +268,8 @@ func (s *Server) adminReload() error {
 	return nil
 }
 
-// adminSet changes one setting at run time: "key = value" (or "key TO value").
-func (s *Server) adminSet(args []string) error {
-	if len(args) < 3 || (args[1] != "=" && !strings.EqualFold(args[1], "to")) {
-		return pgerr.New(pgerr.SyntaxError, "usage: SET key = value")
-	}
-	key, value := strings.ToLower(args[0]), strings.Join(args[2:], "")
+// adminSet changes one setting at run time (SET key = value; key is lower-cased).
+func (s *Server) adminSet(key, value string) error {
 	if !config.Reloadable(key) {
 		err := config.Set(config.Default(), key, value)
 		if errors.Is(err, config.ErrUnknownSetting) || errors.Is(err, config.ErrUnsupportedSetting) {
@@ -321,7 +295,7 @@ func (s *Server) adminSet(args []string) error {
 
 // adminShutdown stops the process once the answer is sent: at once, after servers are
 // released (WAIT_FOR_SERVERS) or after every client has left (WAIT_FOR_CLIENTS).
-func (s *Server) adminShutdown(how string) (adminResult, error) {
+func (s *Server) adminShutdown(how string) (func(), error) {
 	var mode ShutdownMode
 	switch strings.ToUpper(how) {
 	case "":
@@ -331,10 +305,10 @@ func (s *Server) adminShutdown(how string) (adminResult, error) {
 	case "WAIT_FOR_CLIENTS":
 		mode = ShutdownWaitForClients
 	default:
-		return adminResult{}, pgerr.New(pgerr.SyntaxError, "usage: SHUTDOWN [WAIT_FOR_SERVERS | WAIT_FOR_CLIENTS]")
+		return nil, pgerr.New(pgerr.SyntaxError, "usage: SHUTDOWN [WAIT_FOR_SERVERS | WAIT_FOR_CLIENTS]")
 	}
 	s.log.Info("shutdown requested on the admin console", zap.Stringer("mode", mode))
-	return adminResult{after: func() { s.requestShutdown(mode) }}, nil
+	return func() { s.requestShutdown(mode) }, nil
 }
 
 // requestShutdown hands the shutdown to the host (cmd/pgmux stops as on a signal), or

@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/proxy/console"
 )
 
 // showMem answers SHOW MEM. PgBouncer lists its slab caches; pgmux has none, so it
@@ -27,14 +28,14 @@ func (s *Server) showMem() []byte {
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	r := newResult(nil, textCol("name"), int4Col("size"), int8Col("used"), int8Col("free"), int8Col("memtotal"))
+	r := console.NewResult(nil, console.Text("name"), console.Int4("size"), console.Int8("used"), console.Int8("free"), console.Int8("memtotal"))
 	obj := func(name string, size uintptr, used int) {
-		r.row(name, int(size), int64(used), int64(0), int64(size)*int64(used))
+		r.Row(name, int(size), int64(used), int64(0), int64(size)*int64(used))
 	}
 	obj("client", unsafe.Sizeof(Session{}), clients)
 	obj("client_work", unsafe.Sizeof(sessionWork{}), working)
 	obj("server", unsafe.Sizeof(pool.Conn{}), servers)
 	obj("pool", unsafe.Sizeof(poolEntry{})+unsafe.Sizeof(pool.Pool{}), len(entries))
-	r.row("go_heap", 1, int64(ms.HeapInuse), int64(ms.HeapIdle-ms.HeapReleased), int64(ms.HeapSys))
-	return r.done("SHOW")
+	r.Row("go_heap", 1, int64(ms.HeapInuse), int64(ms.HeapIdle-ms.HeapReleased), int64(ms.HeapSys))
+	return r.Done("SHOW")
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/console"
 )
 
 // showCommands maps each SHOW name to the function building its answer. Column names
@@ -71,25 +73,25 @@ SHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS
 WAIT_CLOSE [<db>]`
 
 func (s *Server) showHelp() []byte {
-	return commandComplete(notice(nil, "Console usage", helpText), "SHOW")
+	return wire.CommandComplete(console.Notice(nil, "Console usage", helpText), "SHOW")
 }
 
 func (s *Server) showVersion() []byte {
-	r := newResult(nil, textCol("version"))
-	r.row("PgBouncer " + compatVersion + " (pgmux " + s.console.version + ")")
-	return r.done("SHOW")
+	r := console.NewResult(nil, console.Text("version"))
+	r.Row("PgBouncer " + compatVersion + " (pgmux " + s.console.version + ")")
+	return r.Done("SHOW")
 }
 
 func (s *Server) showConfig() []byte {
-	r := newResult(nil, textCol("key"), textCol("value"), textCol("default"), textCol("changeable"))
+	r := console.NewResult(nil, console.Text("key"), console.Text("value"), console.Text("default"), console.Text("changeable"))
 	for _, st := range config.Describe(s.Config()) {
 		ch := "no"
 		if st.Reloadable {
 			ch = "yes"
 		}
-		r.row(st.Name, st.Value, st.Default, ch)
+		r.Row(st.Name, st.Value, st.Default, ch)
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }
 
 // nullIfEmpty is v, or SQL NULL when v is empty.
@@ -102,16 +104,16 @@ func nullIfEmpty(v string) any {
 
 func (s *Server) showDatabases() []byte {
 	cfg := s.Config()
-	r := newResult(nil, textCol("name"), textCol("host"), int4Col("port"), textCol("database"),
-		textCol("force_user"), int4Col("pool_size"), int4Col("min_pool_size"), int4Col("reserve_pool_size"),
-		int4Col("server_lifetime"), textCol("pool_mode"), textCol("load_balance_hosts"),
-		int4Col("max_connections"), int4Col("current_connections"), int4Col("max_client_connections"),
-		int4Col("current_client_connections"), int4Col("paused"), int4Col("disabled"),
+	r := console.NewResult(nil, console.Text("name"), console.Text("host"), console.Int4("port"), console.Text("database"),
+		console.Text("force_user"), console.Int4("pool_size"), console.Int4("min_pool_size"), console.Int4("reserve_pool_size"),
+		console.Int4("server_lifetime"), console.Text("pool_mode"), console.Text("load_balance_hosts"),
+		console.Int4("max_connections"), console.Int4("current_connections"), console.Int4("max_client_connections"),
+		console.Int4("current_client_connections"), console.Int4("paused"), console.Int4("disabled"),
 		// pgmux's own, for several hosts: which servers the entry uses, each host's role,
 		// and the largest replication lag among its standbys.
-		textCol("target_session_attrs"), textCol("host_roles"), int8Col("replication_lag_ms"),
+		console.Text("target_session_attrs"), console.Text("host_roles"), console.Int8("replication_lag_ms"),
 		// and whether its clients read from standbys (replica.go).
-		textCol("replica_reads"))
+		console.Text("replica_reads"))
 	// Configured databases, and those a client opened through the "*" fallback.
 	dbs := make(map[string]*config.Database)
 	for name, db := range cfg.Databases {
@@ -141,7 +143,7 @@ func (s *Server) showDatabases() []byte {
 	}
 	s.pools.mu.Unlock()
 	c := s.console
-	r.row("pgbouncer", nil, cfg.ListenPort, "pgbouncer", "pgbouncer", 2, 0, 0, 0, "statement", nil,
+	r.Row("pgbouncer", nil, cfg.ListenPort, "pgbouncer", "pgbouncer", 2, 0, 0, 0, "statement", nil,
 		0, 0, 0, admins, 0, 0, nil, nil, nil, "off")
 	for _, name := range sortedKeys(dbs) {
 		db := dbs[name]
@@ -154,13 +156,13 @@ func (s *Server) showDatabases() []byte {
 		disabled := c.disabled[name]
 		c.mu.Unlock()
 		roles, lag := s.pools.hosts.hostsSummary(db)
-		r.row(name, nullIfEmpty(db.Host), db.Port, dbname, nullIfEmpty(db.User),
+		r.Row(name, nullIfEmpty(db.Host), db.Port, dbname, nullIfEmpty(db.User),
 			cfg.EffectivePoolSize(db, ""), cfg.EffectiveMinPoolSize(db), cfg.EffectiveReservePool(db, ""),
 			int(cfg.ServerLifetime/time.Second), nullIfEmpty(db.PoolMode.String()), db.EffectiveLoadBalanceHosts(),
 			cfg.EffectiveMaxDBConnections(db), servers[name], 0, clients[name], paused, disabled,
 			db.EffectiveTargetSessionAttrs(), nullIfEmpty(roles), lag, cfg.EffectiveReplica(db).Reads)
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -179,18 +181,18 @@ func sortSnaps(ps []*poolSnap) {
 }
 
 func (s *Server) showPools() []byte {
-	r := newResult(nil, textCol("database"), textCol("user"), int4Col("cl_active"), int4Col("cl_waiting"),
-		int4Col("cl_active_cancel_req"), int4Col("cl_waiting_cancel_req"), int4Col("sv_active"),
-		int4Col("sv_active_cancel"), int4Col("sv_being_canceled"), int4Col("sv_idle"), int4Col("sv_used"),
-		int4Col("sv_tested"), int4Col("sv_login"), int4Col("maxwait"), int4Col("maxwait_us"),
-		textCol("pool_mode"), textCol("load_balance_hosts"))
+	r := console.NewResult(nil, console.Text("database"), console.Text("user"), console.Int4("cl_active"), console.Int4("cl_waiting"),
+		console.Int4("cl_active_cancel_req"), console.Int4("cl_waiting_cancel_req"), console.Int4("sv_active"),
+		console.Int4("sv_active_cancel"), console.Int4("sv_being_canceled"), console.Int4("sv_idle"), console.Int4("sv_used"),
+		console.Int4("sv_tested"), console.Int4("sv_login"), console.Int4("maxwait"), console.Int4("maxwait_us"),
+		console.Text("pool_mode"), console.Text("load_balance_hosts"))
 	admins := 0
 	for _, sess := range s.Sessions() {
 		if sess.entry == nil {
 			admins++
 		}
 	}
-	r.row("pgbouncer", "pgbouncer", admins, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "statement", nil)
+	r.Row("pgbouncer", "pgbouncer", admins, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "statement", nil)
 	for _, p := range s.snapshot() {
 		mode := ""
 		if p.entry != nil {
@@ -198,11 +200,11 @@ func (s *Server) showPools() []byte {
 			mode = m.String()
 		}
 		wait := p.maxWaitAll()
-		r.row(p.key.db, p.key.user, p.clActive, p.clWaiting, 0, 0, p.stats.Active, 0, 0,
+		r.Row(p.key.db, p.key.user, p.clActive, p.clWaiting, 0, 0, p.stats.Active, 0, 0,
 			p.stats.Idle, 0, p.stats.Tested, p.stats.Login,
 			int(wait/time.Second), int((wait%time.Second)/time.Microsecond), nullIfEmpty(mode), nil)
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }
 
 // socketCols are the address columns SHOW CLIENTS and SHOW SERVERS share.
@@ -226,12 +228,12 @@ func pgbTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04:05 MST")
 }
 
-func connListCols() []column {
-	return []column{textCol("type"), textCol("user"), textCol("database"), textCol("replication"),
-		textCol("state"), textCol("addr"), int4Col("port"), textCol("local_addr"), int4Col("local_port"),
-		textCol("connect_time"), textCol("request_time"), int4Col("wait"), int4Col("wait_us"),
-		int4Col("close_needed"), textCol("ptr"), textCol("link"), int4Col("remote_pid"), textCol("tls"),
-		textCol("application_name"), int4Col("prepared_statements"), int8Col("id")}
+func connListCols() []console.Column {
+	return []console.Column{console.Text("type"), console.Text("user"), console.Text("database"), console.Text("replication"),
+		console.Text("state"), console.Text("addr"), console.Int4("port"), console.Text("local_addr"), console.Int4("local_port"),
+		console.Text("connect_time"), console.Text("request_time"), console.Int4("wait"), console.Int4("wait_us"),
+		console.Int4("close_needed"), console.Text("ptr"), console.Text("link"), console.Int4("remote_pid"), console.Text("tls"),
+		console.Text("application_name"), console.Int4("prepared_statements"), console.Int8("id")}
 }
 
 func ptr(kind byte, id uint64) string {
@@ -244,7 +246,7 @@ func ptr(kind byte, id uint64) string {
 func (s *Server) showClients() []byte {
 	// pin_reason, pgmux's own, trails PgBouncer's columns: why a transaction-mode client
 	// keeps its server (sticky.go), empty when it does not.
-	r := newResult(nil, append(connListCols(), textCol("pin_reason"))...)
+	r := console.NewResult(nil, append(connListCols(), console.Text("pin_reason"))...)
 	sessions := s.Sessions()
 	s.dropGoneWaiters(sessions) // a client that left while waiting is not shown waiting (gone.go)
 	// Clients waiting during login (PAUSE, the pool's first server) are listed too.
@@ -284,17 +286,17 @@ func (s *Server) showClients() []byte {
 		if sess.entry == nil {
 			db = "pgbouncer"
 		}
-		r.row("C", in.User, db, "none", state, addr, port, laddr, lport, pgbTime(in.ConnectedAt),
+		r.Row("C", in.User, db, "none", state, addr, port, laddr, lport, pgbTime(in.ConnectedAt),
 			pgbTime(reqAt), int(wait/time.Second), int((wait%time.Second)/time.Microsecond), 0,
 			ptr('c', in.ID), ptr('s', in.ServerID), 0, tls, in.ApplicationName, 0, in.ID, in.PinReason)
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }
 
 func (s *Server) showServers() []byte {
 	// role and replication_lag_ms, pgmux's own, trail PgBouncer's columns: of the host a
 	// server connection of a multi-host database is on (hosts.go), NULL otherwise.
-	r := newResult(nil, append(connListCols(), textCol("role"), int8Col("replication_lag_ms"))...)
+	r := console.NewResult(nil, append(connListCols(), console.Text("role"), console.Int8("replication_lag_ms"))...)
 	for _, e := range sortedEntries(s.pools.all()) {
 		db, _, _ := e.snapshot()
 		user := e.key.user
@@ -315,7 +317,7 @@ func (s *Server) showServers() []byte {
 				prepared = e.prep.conn(c).prepared
 			}
 			role, lag := connRole(c)
-			r.row("S", user, e.key.db, "none", c.State().String(), addr, port, laddr, lport,
+			r.Row("S", user, e.key.db, "none", c.State().String(), addr, port, laddr, lport,
 				pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, 0, ptr('s', c.ID), link,
 				int64(c.PID), "", "", prepared, c.ID, role, lag)
 		}
@@ -329,11 +331,11 @@ func (s *Server) showServers() []byte {
 		addr, port := hostPort(tcpAddr(c.Addr()))
 		laddr, lport := hostPort(c.LocalAddr())
 		role, lag := connRole(c)
-		r.row("S", user, l.DB(), "none", "listener", addr, port, laddr, lport,
+		r.Row("S", user, l.DB(), "none", "listener", addr, port, laddr, lport,
 			pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, 0, ptr('s', c.ID), "",
 			int64(c.PID), "", "", 0, c.ID, role, lag)
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }
 
 // showPrepared has one row per pool: statements prepared now on its open server
@@ -341,21 +343,21 @@ func (s *Server) showServers() []byte {
 // requests retried after a statement's result type changed (retry.go); then the Parses
 // of the unnamed statement served from the cache and not (cache_unnamed_statements).
 func (s *Server) showPrepared() []byte {
-	r := newResult(nil, textCol("database"), textCol("user"), int8Col("prepared_statements"),
-		int8Col("cache_hits"), int8Col("cache_misses"), int8Col("cache_evictions"), int8Col("retries"),
-		int8Col("unnamed_hits"), int8Col("unnamed_misses"))
+	r := console.NewResult(nil, console.Text("database"), console.Text("user"), console.Int8("prepared_statements"),
+		console.Int8("cache_hits"), console.Int8("cache_misses"), console.Int8("cache_evictions"), console.Int8("retries"),
+		console.Int8("unnamed_hits"), console.Int8("unnamed_misses"))
 	for _, p := range s.preparedSnapshot() {
-		r.row(p.key.db, p.key.user, p.prepared, p.hits, p.misses, p.evictions, p.retries, p.unnamedHits, p.unnamedMisses)
+		r.Row(p.key.db, p.key.user, p.prepared, p.hits, p.misses, p.evictions, p.retries, p.unnamedHits, p.unnamedMisses)
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }
 
 // showPreparedServers has one row per server connection, as SHOW SERVERS lists them
 // (LISTEN connections aside): its statement cache's figures over its life.
 func (s *Server) showPreparedServers() []byte {
-	r := newResult(nil, int8Col("id"), textCol("database"), textCol("user"), int8Col("prepared_statements"),
-		int8Col("hits"), int8Col("misses"), int8Col("evictions"), int8Col("retries"),
-		int8Col("unnamed_hits"), int8Col("unnamed_misses"))
+	r := console.NewResult(nil, console.Int8("id"), console.Text("database"), console.Text("user"), console.Int8("prepared_statements"),
+		console.Int8("hits"), console.Int8("misses"), console.Int8("evictions"), console.Int8("retries"),
+		console.Int8("unnamed_hits"), console.Int8("unnamed_misses"))
 	for _, e := range sortedEntries(s.pools.all()) {
 		db, _, _ := e.snapshot()
 		user := e.key.user
@@ -366,10 +368,10 @@ func (s *Server) showPreparedServers() []byte {
 		slices.SortFunc(conns, func(a, b *pool.Conn) int { return cmp.Compare(a.ID, b.ID) })
 		for _, c := range conns {
 			p := e.prep.conn(c)
-			r.row(c.ID, e.key.db, user, p.prepared, p.hits, p.misses, p.evictions, p.retries, p.unnamedHits, p.unnamedMisses)
+			r.Row(c.ID, e.key.db, user, p.prepared, p.hits, p.misses, p.evictions, p.retries, p.unnamedHits, p.unnamedMisses)
 		}
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }
 
 // tcpAddr wraps a "host:port" (or unix socket path) string as a net.Addr.
@@ -389,9 +391,9 @@ func sortedEntries(es []*poolEntry) []*poolEntry {
 
 func (s *Server) showUsers() []byte {
 	cfg := s.Config()
-	r := newResult(nil, textCol("name"), int4Col("pool_size"), int4Col("reserve_pool_size"),
-		textCol("pool_mode"), int4Col("max_user_connections"), int4Col("current_connections"),
-		int4Col("max_user_client_connections"), int4Col("current_client_connections"))
+	r := console.NewResult(nil, console.Text("name"), console.Int4("pool_size"), console.Int4("reserve_pool_size"),
+		console.Text("pool_mode"), console.Int4("max_user_connections"), console.Int4("current_connections"),
+		console.Int4("max_user_client_connections"), console.Int4("current_client_connections"))
 	names := make(map[string]bool)
 	for n := range cfg.Users {
 		names[n] = true
@@ -422,10 +424,10 @@ func (s *Server) showUsers() []byte {
 			}
 			mode = u.PoolMode.String()
 		}
-		r.row(n, poolSize, reserve, nullIfEmpty(mode), cfg.EffectiveMaxUserConnections(n), servers[n],
+		r.Row(n, poolSize, reserve, nullIfEmpty(mode), cfg.EffectiveMaxUserConnections(n), servers[n],
 			0, clients[n])
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }
 
 // dbTotals sums the pools' counters per database.
@@ -485,48 +487,48 @@ func (s *Server) statsWithAverages() (map[string]totals, map[string]averages, []
 
 func (s *Server) showStats() []byte {
 	cur, avgs, names := s.statsWithAverages()
-	r := newResult(nil, textCol("database"), int8Col("total_server_assignment_count"), int8Col("total_xact_count"),
-		int8Col("total_query_count"), int8Col("total_received"), int8Col("total_sent"), int8Col("total_xact_time"),
-		int8Col("total_query_time"), int8Col("total_wait_time"), int8Col("total_client_parse_count"),
-		int8Col("total_server_parse_count"), int8Col("total_bind_count"), int8Col("avg_server_assignment_count"),
-		int8Col("avg_xact_count"), int8Col("avg_query_count"), int8Col("avg_recv"), int8Col("avg_sent"),
-		int8Col("avg_xact_time"), int8Col("avg_query_time"), int8Col("avg_wait_time"),
-		int8Col("avg_client_parse_count"), int8Col("avg_server_parse_count"), int8Col("avg_bind_count"))
+	r := console.NewResult(nil, console.Text("database"), console.Int8("total_server_assignment_count"), console.Int8("total_xact_count"),
+		console.Int8("total_query_count"), console.Int8("total_received"), console.Int8("total_sent"), console.Int8("total_xact_time"),
+		console.Int8("total_query_time"), console.Int8("total_wait_time"), console.Int8("total_client_parse_count"),
+		console.Int8("total_server_parse_count"), console.Int8("total_bind_count"), console.Int8("avg_server_assignment_count"),
+		console.Int8("avg_xact_count"), console.Int8("avg_query_count"), console.Int8("avg_recv"), console.Int8("avg_sent"),
+		console.Int8("avg_xact_time"), console.Int8("avg_query_time"), console.Int8("avg_wait_time"),
+		console.Int8("avg_client_parse_count"), console.Int8("avg_server_parse_count"), console.Int8("avg_bind_count"))
 	for _, n := range names {
 		t, a := cur[n], avgs[n]
-		r.row(n, t.assignments, t.xacts, t.queries, t.received, t.sent, t.xactTime, t.queryTime, t.waitTime,
+		r.Row(n, t.assignments, t.xacts, t.queries, t.received, t.sent, t.xactTime, t.queryTime, t.waitTime,
 			t.parses, t.serverParses, t.binds, a.assignments, a.xacts, a.queries, a.received, a.sent, a.xactTime,
 			a.queryTime, a.waitTime, a.parses, a.serverParses, a.binds)
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }
 
 func (s *Server) showStatsTotals() []byte {
 	cur, names := s.dbTotals()
-	r := newResult(nil, textCol("database"), int8Col("server_assignment_count"), int8Col("xact_count"),
-		int8Col("query_count"), int8Col("bytes_received"), int8Col("bytes_sent"), int8Col("xact_time"),
-		int8Col("query_time"), int8Col("wait_time"), int8Col("client_parse_count"),
-		int8Col("server_parse_count"), int8Col("bind_count"))
+	r := console.NewResult(nil, console.Text("database"), console.Int8("server_assignment_count"), console.Int8("xact_count"),
+		console.Int8("query_count"), console.Int8("bytes_received"), console.Int8("bytes_sent"), console.Int8("xact_time"),
+		console.Int8("query_time"), console.Int8("wait_time"), console.Int8("client_parse_count"),
+		console.Int8("server_parse_count"), console.Int8("bind_count"))
 	for _, n := range names {
 		t := cur[n]
-		r.row(n, t.assignments, t.xacts, t.queries, t.received, t.sent, t.xactTime, t.queryTime, t.waitTime,
+		r.Row(n, t.assignments, t.xacts, t.queries, t.received, t.sent, t.xactTime, t.queryTime, t.waitTime,
 			t.parses, t.serverParses, t.binds)
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }
 
 func (s *Server) showStatsAverages() []byte {
 	_, avgs, names := s.statsWithAverages()
-	r := newResult(nil, textCol("database"), int8Col("server_assignment_count"), int8Col("xact_count"),
-		int8Col("query_count"), int8Col("bytes_received"), int8Col("bytes_sent"), int8Col("xact_time"),
-		int8Col("query_time"), int8Col("wait_time"), int8Col("avg_client_parse_count"),
-		int8Col("avg_server_parse_count"), int8Col("avg_bind_count"))
+	r := console.NewResult(nil, console.Text("database"), console.Int8("server_assignment_count"), console.Int8("xact_count"),
+		console.Int8("query_count"), console.Int8("bytes_received"), console.Int8("bytes_sent"), console.Int8("xact_time"),
+		console.Int8("query_time"), console.Int8("wait_time"), console.Int8("avg_client_parse_count"),
+		console.Int8("avg_server_parse_count"), console.Int8("avg_bind_count"))
 	for _, n := range names {
 		a := avgs[n]
-		r.row(n, a.assignments, a.xacts, a.queries, a.received, a.sent, a.xactTime, a.queryTime, a.waitTime,
+		r.Row(n, a.assignments, a.xacts, a.queries, a.received, a.sent, a.xactTime, a.queryTime, a.waitTime,
 			a.parses, a.serverParses, a.binds)
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }
 
 func (s *Server) showTotals() []byte {
@@ -549,7 +551,7 @@ func (s *Server) showTotals() []byte {
 	// Time averages over all databases: recompute from the totals' ratios.
 	a.xactTime, a.queryTime, a.waitTime = perOr0(t.xactTime, t.xacts), perOr0(t.queryTime, t.queries),
 		perOr0(t.waitTime, t.assignments)
-	r := newResult(nil, textCol("name"), int8Col("value"))
+	r := console.NewResult(nil, console.Text("name"), console.Int8("value"))
 	for _, kv := range []struct {
 		k string
 		v any
@@ -564,9 +566,9 @@ func (s *Server) showTotals() []byte {
 		{"avg_wait_time", a.waitTime}, {"avg_client_parse_count", a.parses},
 		{"avg_server_parse_count", a.serverParses}, {"avg_bind_count", a.binds},
 	} {
-		r.row(kv.k, kv.v)
+		r.Row(kv.k, kv.v)
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }
 
 func perOr0(t time.Duration, n uint64) time.Duration {
@@ -605,7 +607,7 @@ func (s *Server) showLists() []byte {
 			dbs++
 		}
 	}
-	r := newResult(nil, textCol("list"), int4Col("items"))
+	r := console.NewResult(nil, console.Text("list"), console.Int4("items"))
 	for _, kv := range []struct {
 		k string
 		v int
@@ -615,9 +617,9 @@ func (s *Server) showLists() []byte {
 		{"login_clients", max(loginClients, 0)}, {"free_servers", freeServers}, {"used_servers", usedServers},
 		{"dns_names", 0}, {"dns_zones", 0}, {"dns_queries", 0}, {"dns_pending", 0},
 	} {
-		r.row(kv.k, kv.v)
+		r.Row(kv.k, kv.v)
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }
 
 func (s *Server) showState() []byte {
@@ -632,9 +634,9 @@ func (s *Server) showState() []byte {
 		}
 		return "no"
 	}
-	r := newResult(nil, textCol("key"), textCol("value"))
-	r.row("active", yn(!s.draining.Load()))
-	r.row("paused", yn(paused))
-	r.row("suspended", yn(suspended))
-	return r.done("SHOW")
+	r := console.NewResult(nil, console.Text("key"), console.Text("value"))
+	r.Row("active", yn(!s.draining.Load()))
+	r.Row("paused", yn(paused))
+	r.Row("suspended", yn(suspended))
+	return r.Done("SHOW")
 }

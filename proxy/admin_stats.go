@@ -182,7 +182,7 @@ func (s *Session) retire() {
 }
 
 // retiredAcc is the retired totals of pool key, made on first use; c.mu is held.
-func (c *console) retiredAcc(key poolKey) *totals {
+func (c *consoleState) retiredAcc(key poolKey) *totals {
 	acc := c.retired[key]
 	if acc == nil {
 		acc = &totals{}

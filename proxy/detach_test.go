@@ -122,7 +122,7 @@ func TestParkedClientShedsItsWork(t *testing.T) {
 	s, _ := parkingSession(t)
 	key := poolKey{db: "db", user: "u"}
 	s.entry = &poolEntry{key: key}
-	s.srv.console = &console{retired: make(map[poolKey]*totals)}
+	s.srv.console = &consoleState{retired: make(map[poolKey]*totals)}
 	s.stats.Queries, s.stats.Transactions = 3, 2
 	s.ops.parses = 4
 	s.ops.in.Store(100)

@@ -89,9 +89,11 @@
 // (listen_fence.go:Session.askFence, proxy/listenmux/fence.go:Listener.Fence,
 // listen_fence.go:Session.awaitFence).
 //
-// The admin console: admin.go:Session.adminCommand parses a statement,
-// admin_cmd.go:adminCommandTable maps commands, admin_show.go:Server.show builds SHOW
-// results, admin_stats.go:Server.snapshot gathers pool figures.
+// The admin console (package proxy/console): admin.go:Session.adminLoop reads its
+// messages, proxy/console/console.go:Client.Answer parses and checks each statement
+// (the verb table: proxy/console/commands.go:command) and runs it on the server
+// through admin_cmd.go:consoleBackend; admin_show.go:Server.show builds SHOW results
+// (proxy/console/result.go:Result), admin_stats.go:Server.snapshot gathers pool figures.
 //
 // Metrics (package proxy/metrics): proxy/metrics/metrics.go:Metrics.Collect reads the
 // same figures as SHOW at each scrape through metrics_view.go:metricsView (a

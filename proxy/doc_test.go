@@ -152,7 +152,7 @@ func parseDir(t *testing.T, dir string) []parsedFile {
 // structTypes calls fn for every struct type declared at file level in the packages this
 // file checks (proxy, its packages and pool), with its doc comment.
 func structTypes(t *testing.T, fn func(pos token.Position, name string, st *ast.StructType, doc string)) {
-	for _, dir := range []string{".", "listenmux", "metrics", "../pool"} {
+	for _, dir := range []string{".", "console", "listenmux", "metrics", "../pool"} {
 		for _, f := range parseDir(t, dir) {
 			for _, d := range f.file.Decls {
 				gd, ok := d.(*ast.GenDecl)

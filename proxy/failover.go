@@ -259,7 +259,7 @@ func (s *Session) setFo(f foFlags) {
 // rollbackAnswer is PostgreSQL's answer to ROLLBACK, or COMMIT, in an aborted
 // transaction.
 func rollbackAnswer() []byte {
-	return wire.ReadyForQuery(commandComplete(nil, "ROLLBACK"), 'I')
+	return wire.ReadyForQuery(wire.CommandComplete(nil, "ROLLBACK"), 'I')
 }
 
 // endsTransaction reports whether a simple Query is one statement ending a transaction

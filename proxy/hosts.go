@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/proxy/console"
 )
 
 // clusters holds a pool.Cluster per distinct host list of the [databases] entries that
@@ -140,10 +141,10 @@ func connRole(c *pool.Conn) (any, any) {
 // showHosts is pgmux's SHOW HOSTS: one row per server of every multi-host database, with
 // what pgmux knows of it.
 func (s *Server) showHosts() []byte {
-	r := newResult(nil, textCol("databases"), textCol("host"), int4Col("port"), textCol("role"),
-		textCol("state"), int8Col("replication_lag_ms"), int8Col("replication_lag_bytes"),
-		textCol("wal_lsn"), int8Col("checked_ms_ago"), textCol("last_error"),
-		int8Col("standby_reads"), int4Col("ryw_waiting"))
+	r := console.NewResult(nil, console.Text("databases"), console.Text("host"), console.Int4("port"), console.Text("role"),
+		console.Text("state"), console.Int8("replication_lag_ms"), console.Int8("replication_lag_bytes"),
+		console.Text("wal_lsn"), console.Int8("checked_ms_ago"), console.Text("last_error"),
+		console.Int8("standby_reads"), console.Int4("ryw_waiting"))
 	cfg := s.Config()
 	users := make(map[string][]string)
 	for name, db := range cfg.Databases {
@@ -177,9 +178,9 @@ func (s *Server) showHosts() []byte {
 			if !st.Checked.IsZero() {
 				ago = now.Sub(st.Checked).Milliseconds()
 			}
-			r.row(strings.Join(dbs, ","), st.Host, st.Port, st.Role.String(), state, lag, lagBytes,
+			r.Row(strings.Join(dbs, ","), st.Host, st.Port, st.Role.String(), state, lag, lagBytes,
 				lsn, ago, nullIfEmpty(st.Err), int64(st.Reads), st.Waiting)
 		}
 	}
-	return r.done("SHOW")
+	return r.Done("SHOW")
 }

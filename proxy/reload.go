@@ -4,6 +4,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/proxy/hba"
 )
 
 // Reload applies a new configuration and credentials to the running server: pool sizes,
@@ -27,7 +28,7 @@ func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) 
 	if err = tlsErr; err != nil {
 		return err
 	}
-	var hba hbaRules
+	var hba hba.Rules
 	if cfg.AuthType == config.AuthHBA {
 		if hba, err = loadHBA(cfg); err != nil {
 			return err

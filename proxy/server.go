@@ -21,6 +21,7 @@ import (
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/protocol/auth"
+	"github.com/pgmux/pgmux/proxy/hba"
 	"github.com/pgmux/pgmux/proxy/listenmux"
 	"github.com/pgmux/pgmux/proxy/metrics"
 )
@@ -74,7 +75,7 @@ type Server struct {
 	// parsedSecrets: auth_file SCRAM secrets, parsed (auth.go scramSecret); emptied at reload
 	parsedSecrets map[string]auth.Verifier
 	authCache     map[string]authQueryResult // auth_query answers (authquery.go)
-	hba           hbaRules                   // auth_hba_file, when auth_type = hba (hba.go)
+	hba           hba.Rules                  // auth_hba_file, when auth_type = hba (hba.go)
 	hbaErr        error
 	tlsConf       *tls.Config
 	listeners     []net.Listener
@@ -95,7 +96,7 @@ type Server struct {
 	clock    atomic.Int64 // unix seconds, advanced by the idle sweep
 	doneOnce sync.Once
 	cfgP     atomic.Pointer[config.Config] // the configuration in force, read without s.mu
-	console  *console                      // admin console state and retired statistics
+	console  *consoleState                 // admin console state and retired statistics
 	metrics  *metrics.Metrics              // proxy/metrics, read through metricsView
 	http     *httpEndpoint                 // metrics_addr
 

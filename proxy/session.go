@@ -21,6 +21,7 @@ import (
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/startup"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/console"
 )
 
 // ClientState is where a client is in its life, as SHOW CLIENTS reports it.
@@ -145,7 +146,7 @@ type Session struct {
 	pinned    pinReason // why a transaction-mode client keeps its server (sticky.go); under mu
 	waitKind  waitKind
 
-	role         consoleRole // console role, set once at console login (admin.go); under mu
+	role         console.Role // console role, set once at console login (admin.go); under mu
 	tls          bool
 	prep         prepMode  // how the current link treats named statements (prepared.go)
 	cacheUnnamed bool      // cache_unnamed_statements for the current link (unnamed.go)

@@ -135,7 +135,7 @@ func (s *Session) shed() {
 		return
 	}
 	defer s.unlockW()
-	var c *console
+	var c *consoleState
 	if s.entry != nil && s.srv.console != nil {
 		c = s.srv.console
 		c.mu.Lock()

@@ -29,6 +29,13 @@ func ReadyForQuery(dst []byte, status byte) []byte {
 	return append(dst, 'Z', 0, 0, 0, 5, status)
 }
 
+// CommandComplete appends a CommandComplete message with the given tag.
+func CommandComplete(dst []byte, tag string) []byte {
+	dst, s := Begin(dst, 'C')
+	dst = AppendString(dst, tag)
+	return Finish(dst, s)
+}
+
 // ParameterStatus appends a ParameterStatus message.
 func ParameterStatus(dst []byte, name, value string) []byte {
 	dst, s := Begin(dst, 'S')

@@ -1,4 +1,4 @@
-package proxy
+package console
 
 import (
 	"encoding/binary"
@@ -17,27 +17,32 @@ const (
 	oidNumeric = 1700
 )
 
-// column is one column of an admin result set.
-type column struct {
+// Column is one column of a console result set.
+type Column struct {
 	name string
 	oid  uint32
 }
 
-func textCol(name string) column { return column{name, oidText} }
-func int4Col(name string) column { return column{name, oidInt4} }
-func int8Col(name string) column { return column{name, oidInt8} }
+// Text is a column of type text.
+func Text(name string) Column { return Column{name, oidText} }
 
-// resultSet builds one SHOW answer in text format: RowDescription, DataRows, then
+// Int4 is a column of type int4.
+func Int4(name string) Column { return Column{name, oidInt4} }
+
+// Int8 is a column of type int8.
+func Int8(name string) Column { return Column{name, oidInt8} }
+
+// Result builds one SHOW answer in text format: RowDescription, DataRows, then
 // CommandComplete. Values are strings, integers, durations (as microseconds), bools (as 0/1)
 // or nil for NULL.
-type resultSet struct {
-	cols []column
+type Result struct {
+	cols []Column
 	buf  []byte
 	rows int
 }
 
-// newResult starts a result set, appending its RowDescription to dst.
-func newResult(dst []byte, cols ...column) *resultSet {
+// NewResult starts a result set, appending its RowDescription to dst.
+func NewResult(dst []byte, cols ...Column) *Result {
 	b, start := wire.Begin(dst, 'T')
 	b = wire.AppendInt16(b, int16(len(cols)))
 	for _, c := range cols {
@@ -49,7 +54,7 @@ func newResult(dst []byte, cols ...column) *resultSet {
 		b = wire.AppendInt32(b, -1) // type modifier
 		b = wire.AppendInt16(b, 0)  // text format
 	}
-	return &resultSet{cols: cols, buf: wire.Finish(b, start)}
+	return &Result{cols: cols, buf: wire.Finish(b, start)}
 }
 
 func typeSize(oid uint32) int16 {
@@ -62,9 +67,9 @@ func typeSize(oid uint32) int16 {
 	return -1
 }
 
-// row appends one DataRow; it panics when the values do not match the columns, which is a
+// Row appends one DataRow; it panics when the values do not match the columns, which is a
 // programming error the admin tests catch.
-func (r *resultSet) row(vals ...any) {
+func (r *Result) Row(vals ...any) {
 	if len(vals) != len(r.cols) {
 		panic(fmt.Sprintf("admin result: %d values for %d columns", len(vals), len(r.cols)))
 	}
@@ -109,20 +114,13 @@ func appendValue(b []byte, v any) []byte {
 	panic(fmt.Sprintf("admin result: unsupported value type %T", v))
 }
 
-// done appends CommandComplete with tag and returns the whole answer.
-func (r *resultSet) done(tag string) []byte {
-	return commandComplete(r.buf, tag)
+// Done appends CommandComplete with tag and returns the whole answer.
+func (r *Result) Done(tag string) []byte {
+	return wire.CommandComplete(r.buf, tag)
 }
 
-// commandComplete appends a CommandComplete message.
-func commandComplete(dst []byte, tag string) []byte {
-	b, start := wire.Begin(dst, 'C')
-	b = wire.AppendString(b, tag)
-	return wire.Finish(b, start)
-}
-
-// notice appends a NoticeResponse with severity NOTICE, a message and a detail.
-func notice(dst []byte, msg, detail string) []byte {
+// Notice appends a NoticeResponse with severity NOTICE, a message and a detail.
+func Notice(dst []byte, msg, detail string) []byte {
 	b, start := wire.Begin(dst, 'N')
 	for _, f := range [...]struct {
 		code byte

@@ -1,0 +1,120 @@
+package console
+
+import (
+	"strings"
+
+	"github.com/pgmux/pgmux/protocol/pgerr"
+)
+
+// command is one console verb other than SHOW: its argument count and action, which
+// returns what to do once the answer is sent. The answer is CommandComplete with the
+// verb as tag.
+type command struct {
+	minArgs, maxArgs int
+	run              func(b Backend, args []string) (after func(), err error)
+}
+
+// commands is the console's verb table (SHOW is handled apart, in run).
+var commands = map[string]command{
+	"PAUSE":      {0, 1, func(b Backend, a []string) (func(), error) { return nil, b.Pause(arg(a)) }},
+	"RESUME":     {0, 1, func(b Backend, a []string) (func(), error) { return nil, b.Resume(arg(a)) }},
+	"SUSPEND":    {0, 0, func(b Backend, a []string) (func(), error) { return nil, b.Suspend() }},
+	"DISABLE":    {1, 1, func(b Backend, a []string) (func(), error) { return nil, b.Disable(a[0], true) }},
+	"ENABLE":     {1, 1, func(b Backend, a []string) (func(), error) { return nil, b.Disable(a[0], false) }},
+	"RECONNECT":  {0, 1, func(b Backend, a []string) (func(), error) { return nil, b.Reconnect(arg(a)) }},
+	"WAIT_CLOSE": {0, 1, func(b Backend, a []string) (func(), error) { return nil, b.WaitClose(arg(a)) }},
+	"KILL":       {1, 1, func(b Backend, a []string) (func(), error) { return nil, b.Kill(a[0]) }},
+	"KILL_CLIENT": {1, 1, func(b Backend, a []string) (func(), error) {
+		return nil, b.KillClient(a[0])
+	}},
+	"RELOAD":   {0, 0, func(b Backend, a []string) (func(), error) { return nil, b.Reload() }},
+	"SET":      {2, 64, set},
+	"SHUTDOWN": {0, 1, func(b Backend, a []string) (func(), error) { return b.Shutdown(arg(a)) }},
+}
+
+func arg(a []string) string {
+	if len(a) == 0 {
+		return ""
+	}
+	return a[0]
+}
+
+// set parses SET key = value (or key TO value); the value's words are joined as written.
+func set(b Backend, args []string) (func(), error) {
+	if len(args) < 3 || (args[1] != "=" && !strings.EqualFold(args[1], "to")) {
+		return nil, pgerr.New(pgerr.SyntaxError, "usage: SET key = value")
+	}
+	return nil, b.Set(strings.ToLower(args[0]), strings.Join(args[2:], ""))
+}
+
+// splitStatements splits a query on semicolons outside quotes and drops empty statements.
+func splitStatements(q string) []string {
+	var out []string
+	start := 0
+	var quote byte
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == ';':
+			out = appendStmt(out, q[start:i])
+			start = i + 1
+		}
+	}
+	return appendStmt(out, q[start:])
+}
+
+func appendStmt(out []string, st string) []string {
+	if st = strings.TrimSpace(st); st != "" {
+		out = append(out, st)
+	}
+	return out
+}
+
+// tokenize splits a console statement into words: bare words, "quoted identifiers",
+// 'quoted strings' (both with doubled quotes as escapes), "=" and ",".
+func tokenize(stmt string) ([]string, error) {
+	var words []string
+	for i := 0; i < len(stmt); {
+		c := stmt[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			i++
+		case c == '=' || c == ',':
+			words = append(words, string(c))
+			i++
+		case c == '\'' || c == '"':
+			var b strings.Builder
+			j := i + 1
+			for ; ; j++ {
+				if j >= len(stmt) {
+					return nil, pgerr.New(pgerr.SyntaxError, "unterminated quoted string in %q", stmt)
+				}
+				if stmt[j] == c {
+					if j+1 < len(stmt) && stmt[j+1] == c {
+						b.WriteByte(c)
+						j++
+						continue
+					}
+					break
+				}
+				b.WriteByte(stmt[j])
+			}
+			words = append(words, b.String())
+			i = j + 1
+		default:
+			j := i
+			for j < len(stmt) && !strings.ContainsRune(" \t\r\n='\",", rune(stmt[j])) {
+				j++
+			}
+			words = append(words, stmt[i:j])
+			i = j
+		}
+	}
+	return words, nil
+}

@@ -1,0 +1,202 @@
+package console
+
+import (
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// backend records the commands it is given; fail makes the named one fail.
+type backend struct {
+	calls []string
+	fail  map[string]error
+}
+
+func (b *backend) do(call string) error {
+	b.calls = append(b.calls, call)
+	return b.fail[strings.SplitN(call, " ", 2)[0]]
+}
+
+func (b *backend) Show(what string) ([]byte, error) {
+	if err := b.do("SHOW " + what); err != nil {
+		return nil, err
+	}
+	r := NewResult(nil, Text("what"), Int8("n"))
+	r.Row(what, int64(1))
+	return r.Done("SHOW"), nil
+}
+func (b *backend) Pause(db string) error  { return b.do("PAUSE " + db) }
+func (b *backend) Resume(db string) error { return b.do("RESUME " + db) }
+func (b *backend) Suspend() error         { return b.do("SUSPEND") }
+func (b *backend) Disable(db string, disable bool) error {
+	if disable {
+		return b.do("DISABLE " + db)
+	}
+	return b.do("ENABLE " + db)
+}
+func (b *backend) Reconnect(db string) error  { return b.do("RECONNECT " + db) }
+func (b *backend) WaitClose(db string) error  { return b.do("WAIT_CLOSE " + db) }
+func (b *backend) Kill(db string) error       { return b.do("KILL " + db) }
+func (b *backend) KillClient(id string) error { return b.do("KILL_CLIENT " + id) }
+func (b *backend) Reload() error              { return b.do("RELOAD") }
+func (b *backend) Set(key, value string) error {
+	return b.do("SET " + key + "=" + value)
+}
+func (b *backend) Shutdown(how string) (func(), error) {
+	if err := b.do("SHUTDOWN " + how); err != nil {
+		return nil, err
+	}
+	return func() { b.calls = append(b.calls, "after shutdown") }, nil
+}
+
+// messages splits an answer into its messages' types and, for CommandComplete and
+// ErrorResponse, their tag or SQLSTATE.
+func messages(t *testing.T, b []byte) []string {
+	t.Helper()
+	var out []string
+	for len(b) > 0 {
+		require.GreaterOrEqual(t, len(b), 5)
+		n := int(b[1])<<24 | int(b[2])<<16 | int(b[3])<<8 | int(b[4])
+		m := b[:1+n]
+		switch b[0] {
+		case 'C':
+			tag, _, err := wire.CString(wire.Body(m))
+			require.NoError(t, err)
+			out = append(out, "C "+string(tag))
+		case 'E':
+			pe, err := pgerr.Parse(wire.Body(m))
+			require.NoError(t, err)
+			out = append(out, "E "+pe.Code)
+		case 'Z':
+			out = append(out, "Z "+string(m[5]))
+		default:
+			out = append(out, string(b[0]))
+		}
+		b = b[1+n:]
+	}
+	return out
+}
+
+// TestAnswer: the console's statements, as an admin and a stats user send them.
+func TestAnswer(t *testing.T) {
+	cases := []struct {
+		name  string
+		role  Role
+		q     string
+		want  []string // the answer's messages
+		calls []string // what the backend was asked
+	}{
+		{"show", RoleStats, "show pools;", []string{"T", "D", "C SHOW", "Z I"}, []string{"SHOW POOLS"}},
+		{"empty", RoleAdmin, " ; ;", []string{"I", "Z I"}, nil},
+		{"two statements", RoleAdmin, "PAUSE app; resume app", []string{"C PAUSE", "C RESUME", "Z I"},
+			[]string{"PAUSE app", "RESUME app"}},
+		{"no argument", RoleAdmin, "pause", []string{"C PAUSE", "Z I"}, []string{"PAUSE "}},
+		{"quoted argument", RoleAdmin, `kill "My;Db"`, []string{"C KILL", "Z I"}, []string{"KILL My;Db"}},
+		{"stats user refused", RoleStats, "SHOW POOLS; RELOAD", []string{"T", "D", "C SHOW", "E 42501", "Z I"},
+			[]string{"SHOW POOLS"}},
+		{"unknown verb", RoleAdmin, "VACUUM", []string{"E 42601", "Z I"}, nil},
+		{"show without a view", RoleAdmin, "SHOW", []string{"E 42601", "Z I"}, nil},
+		{"too many arguments", RoleAdmin, "SUSPEND now", []string{"E 42601", "Z I"}, nil},
+		{"missing argument", RoleAdmin, "KILL", []string{"E 42601", "Z I"}, nil},
+		{"unterminated quote", RoleAdmin, "KILL 'app", []string{"E 42601", "Z I"}, nil},
+		{"set", RoleAdmin, "SET Default_Pool_Size = 40", []string{"C SET", "Z I"}, []string{"SET default_pool_size=40"}},
+		{"set to", RoleAdmin, "set log_connections to '0'", []string{"C SET", "Z I"}, []string{"SET log_connections=0"}},
+		{"set list", RoleAdmin, "SET admin_users = a, b", []string{"C SET", "Z I"}, []string{"SET admin_users=a,b"}},
+		{"set without =", RoleAdmin, "SET a b", []string{"E 42601", "Z I"}, nil},
+		{"error stops the rest", RoleAdmin, "RECONNECT; KILL; RESUME", []string{"C RECONNECT", "E 42601", "Z I"},
+			[]string{"RECONNECT "}},
+		{"backend error", RoleAdmin, "RELOAD; RESUME", []string{"E 22023", "Z I"}, []string{"RELOAD"}},
+		{"internal error", RoleAdmin, "WAIT_CLOSE", []string{"E XX000", "Z I"}, []string{"WAIT_CLOSE "}},
+		{"shutdown", RoleAdmin, "SHUTDOWN WAIT_FOR_CLIENTS", []string{"C SHUTDOWN", "Z I"},
+			[]string{"SHUTDOWN WAIT_FOR_CLIENTS"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := &backend{fail: map[string]error{
+				"RELOAD":     pgerr.New(pgerr.InvalidParameterValue, "reload failed"),
+				"WAIT_CLOSE": errors.New("not a pgerr"),
+			}}
+			out, after, failed := Client{Backend: b, Role: c.role, User: "u"}.Answer(c.q)
+			got := messages(t, out)
+			require.Equal(t, c.want, got)
+			require.Equal(t, c.calls, b.calls)
+			if last := c.want[len(c.want)-2]; strings.HasPrefix(last, "E ") {
+				require.NotNil(t, failed)
+				require.Equal(t, strings.TrimPrefix(last, "E "), failed.Code)
+			} else {
+				require.Nil(t, failed)
+			}
+			if strings.HasPrefix(c.q, "SHUTDOWN") {
+				require.NotNil(t, after)
+				after()
+				require.Equal(t, "after shutdown", b.calls[len(b.calls)-1])
+			} else {
+				require.Nil(t, after)
+			}
+		})
+	}
+}
+
+// TestStatsUserDetail: a stats user's refusal says why and what is allowed.
+func TestStatsUserDetail(t *testing.T) {
+	_, _, failed := Client{Backend: &backend{}, Role: RoleStats, User: "watcher"}.Answer("PAUSE")
+	require.NotNil(t, failed)
+	require.Equal(t, pgerr.InsufficientPrivilege, failed.Code)
+	require.Contains(t, failed.Detail, `"watcher"`)
+	require.Contains(t, failed.Detail, "only SHOW")
+}
+
+func TestSplitStatements(t *testing.T) {
+	require.Equal(t, []string{"a", "b 'x;y'", `c "p;q"`}, splitStatements(` a ; b 'x;y';;c "p;q";`))
+	require.Nil(t, splitStatements(" ;\n; "))
+}
+
+func TestTokenize(t *testing.T) {
+	words, err := tokenize(`SET  x='it''s',"Q""d"=1`)
+	require.NoError(t, err)
+	require.Equal(t, []string{"SET", "x", "=", "it's", ",", `Q"d`, "=", "1"}, words)
+	_, err = tokenize(`KILL "x`)
+	require.Error(t, err)
+}
+
+// TestResultEncoding: a result set's RowDescription, DataRows and CommandComplete, with
+// NULLs, integers, durations in microseconds and bools as 0/1.
+func TestResultEncoding(t *testing.T) {
+	r := NewResult(nil, Text("a"), Int4("b"), Int8("c"), Text("d"))
+	r.Row("x", 5, int64(-7), nil)
+	r.Row("", uint32(1), true, "y")
+	r.Row("z", 0, 1500*time.Microsecond, "")
+	out := r.Done("SHOW")
+	require.Equal(t, []string{"T", "D", "D", "D", "C SHOW"}, messages(t, out))
+	var rows [][]string
+	for b := out; len(b) > 0; {
+		n := int(binary.BigEndian.Uint32(b[1:]))
+		if b[0] == 'D' {
+			body := b[5 : 1+n]
+			cols := int(binary.BigEndian.Uint16(body))
+			body = body[2:]
+			var row []string
+			for range cols {
+				l := int32(binary.BigEndian.Uint32(body))
+				body = body[4:]
+				if l < 0 {
+					row = append(row, "NULL")
+					continue
+				}
+				row = append(row, string(body[:l]))
+				body = body[l:]
+			}
+			rows = append(rows, row)
+		}
+		b = b[1+n:]
+	}
+	require.Equal(t, [][]string{{"x", "5", "-7", "NULL"}, {"", "1", "1", "y"}, {"z", "0", "1500", ""}}, rows)
+	require.Panics(t, func() { r.Row("only one") }, "values must match the columns")
+}
