@@ -95,7 +95,8 @@ type Config struct {
 	MetricsAddr           string // "" = no HTTP listener
 	PreparedStatementMode string // "cache" (default) or "unnamed"
 	// ClientLoop: transaction-mode clients wait for their requests in the client loop
-	// (proxy/clientloop.go), not in a goroutine each (Linux, plain sockets).
+	// (proxy/clientloop.go), not in a goroutine each (Linux, plain sockets); on by
+	// default.
 	ClientLoop bool
 	// CacheUnnamedStatements serves the client's unnamed-statement Parses from the
 	// per-server statement cache (proxy/unnamed.go); per database too.

@@ -62,8 +62,8 @@ func startProxy(t *testing.T, o harnessOpts) *harness {
 		mode = "transaction"
 	}
 	set("pool_mode", mode)
-	if os.Getenv("PGMUX_CLIENT_LOOP") == "1" {
-		set("client_loop", "1") // the whole suite through the client loop
+	if v := os.Getenv("PGMUX_CLIENT_LOOP"); v != "" {
+		set("client_loop", v) // the whole suite with the client loop on (1, the default) or off (0)
 	}
 	for k, v := range o.extra {
 		set(k, v)

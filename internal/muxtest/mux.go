@@ -223,9 +223,13 @@ func (m *Mux) Env(user, password, db string, more ...string) []string {
 }
 
 // suiteSettings applies what a whole-suite run asks for through the environment:
-// PGMUX_CLIENT_LOOP=1 runs every pgmux of the suite with client_loop on.
+// PGMUX_CLIENT_LOOP=0 runs every pgmux of the suite with client_loop off (a goroutine
+// per client, as on platforms without the loop), 1 with it on (the default).
 func suiteSettings(cfg *config.Config) {
-	if os.Getenv("PGMUX_CLIENT_LOOP") == "1" {
+	switch os.Getenv("PGMUX_CLIENT_LOOP") {
+	case "0":
+		cfg.ClientLoop = false
+	case "1":
 		cfg.ClientLoop = true
 	}
 }
