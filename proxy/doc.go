@@ -3,6 +3,13 @@
 // client, cancel routing, reload and graceful shutdown. Server connections themselves
 // belong to package pool.
 //
+// The parts that need only a narrow interface to sessions and the server are packages of
+// their own, with tests that drive them without a client or PostgreSQL:
+// proxy/console (the admin console's language; the server is its Backend),
+// proxy/listenmux (LISTEN multiplexing; a session is its Subscriber), proxy/metrics
+// (Prometheus metrics; the server's snapshots are its Source) and proxy/hba
+// (auth_hba_file's rules).
+//
 // # Where things are handled
 //
 // Each entry names a file and a function in it, as relay.go:Session.dispatch (a method
