@@ -347,3 +347,47 @@ func FuzzRespQueue(f *testing.F) {
 		require.LessOrEqual(t, len(run.ready), want)
 	})
 }
+
+// TestRespQueueCopy: COPY's messages belong to the request that started it (a Query, or
+// an Execute up to its CommandComplete) and are forwarded, whatever the direction; the
+// client's CopyData, CopyDone and CopyFail are no requests (Session.account queues
+// nothing for them), and an error during COPY ends the request as any error does.
+func TestRespQueueCopy(t *testing.T) {
+	// msgs writes server messages; @n before them names the request (its index) they
+	// answer.
+	msgs := func(script string) []qMsg {
+		var out []qMsg
+		owner := 0
+		for i := 0; i < len(script); i++ {
+			switch c := script[i]; {
+			case c == '@':
+				i++
+				owner = int(script[i] - '0')
+			case c == ' ':
+			default:
+				out = append(out, qMsg{c, owner})
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name, reqs, msgs, seen, ready string
+	}{
+		{"COPY TO STDOUT by Query", "Q", "@0 HdddcCZ", "HdddcCZ", "Q"},
+		{"COPY FROM STDIN by Query", "Q", "@0 GCZ", "GCZ", "Q"},
+		{"COPY FROM STDIN refused by CopyFail", "Q", "@0 GEZ", "GEZ", "Q"},
+		{"notice and ParameterStatus during COPY", "Q", "@0 HdNdScCZ", "HdNdScCZ", "Q"},
+		{"COPY TO by Execute", "PBES", "@0 1 @1 2 @2 HddcC @3 Z", "12HddcCZ", "S"},
+		{"COPY FROM by Execute, error skips to Sync", "PBES", "@0 1 @1 2 @2 G E @3 Z", "12GEZ", "S"},
+		{"COPY in a pipeline, then a query", "PBES Q", "@0 1 @1 2 @2 HdcC @3 Z @4 TDCZ", "12HdcCZTDCZ", "SQ"},
+		{"COPY both (replication) by Query", "Q", "@0 WddcCZ", "WddcCZ", "Q"},
+		{"pgmux's hidden query before the client's COPY", "hQ Q", "@0 CZ @1 HdcCZ", "HdcCZ", "QQ"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run := driveQueue(t, reqs(tc.reqs), msgs(tc.msgs))
+			require.Equal(t, tc.seen, run.seen, "what the client sees")
+			require.Equal(t, tc.ready, run.ready, "what each ReadyForQuery retires")
+			require.Zero(t, run.left)
+		})
+	}
+}
