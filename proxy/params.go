@@ -178,13 +178,22 @@ func (p *sessionParams) Set(name, value string) bool {
 	return true
 }
 
-// All returns every parameter with the client's values.
-func (p *sessionParams) All() pool.Params {
-	out := p.base.Clone()
-	for _, kv := range p.own {
-		out.Set(kv.Name, kv.Value)
+// each calls f for every parameter with the client's value, in order: the base ones
+// (the server's, at login) with the client's own values over them, then the client's
+// others.
+func (p *sessionParams) each(f func(name, value string)) {
+	for _, kv := range p.base {
+		v := kv.Value
+		if own, ok := p.own.Get(kv.Name); ok {
+			v = own
+		}
+		f(kv.Name, v)
 	}
-	return out
+	for _, kv := range p.own {
+		if _, ok := p.base.Get(kv.Name); !ok {
+			f(kv.Name, kv.Value)
+		}
+	}
 }
 
 // normalizeParam spells a value the way the server would report it, where that is known.

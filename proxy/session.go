@@ -703,10 +703,12 @@ func (s *Session) negotiateVersion(pkt *startup.Packet) error {
 
 // sendLoginAnswer sends AuthenticationOk's followers: parameters, key data and ready.
 func (s *Session) sendLoginAnswer(pkt *startup.Packet) error {
-	b := wire.Auth(nil, wire.AuthOK, nil)
-	for _, p := range s.params.All() {
-		b = wire.ParameterStatus(b, p.Name, p.Value)
-	}
+	// One buffer of the answer's size: AuthenticationOk (9 bytes), a ParameterStatus per
+	// parameter, BackendKeyData (13), ReadyForQuery (6).
+	n := 9 + 13 + 6
+	s.params.each(func(name, value string) { n += 5 + len(name) + 1 + len(value) + 1 })
+	b := wire.Auth(make([]byte, 0, n), wire.AuthOK, nil)
+	s.params.each(func(name, value string) { b = wire.ParameterStatus(b, name, value) })
 	b = wire.BackendKeyData(b, s.cancelPID, s.cancelKey)
 	b = wire.ReadyForQuery(b, 'I')
 	s.mu.Lock()

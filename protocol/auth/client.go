@@ -136,9 +136,9 @@ func (c *ClientSCRAM) Final(serverFirst []byte) ([]byte, error) {
 	c.authMessage = c.first + "," + string(serverFirst) + "," + withoutProof
 	stored := sha256.Sum256(c.clientKey)
 	proof := hmacSHA256(stored[:], c.authMessage)
-	subtle.XORBytes(proof, proof, c.clientKey)
+	subtle.XORBytes(proof[:], proof[:], c.clientKey)
 	c.state = clientSentFinal
-	return []byte(withoutProof + ",p=" + b64.EncodeToString(proof)), nil
+	return []byte(withoutProof + ",p=" + b64.EncodeToString(proof[:])), nil
 }
 
 // keys derives ClientKey and ServerKey from the password, or checks that the
@@ -182,7 +182,7 @@ func (c *ClientSCRAM) Verify(serverFinal []byte) error {
 	if err != nil {
 		return violation("server signature: %v", err)
 	}
-	if !hmac.Equal(got, hmacSHA256(c.serverKey, c.authMessage)) {
+	if want := hmacSHA256(c.serverKey, c.authMessage); !hmac.Equal(got, want[:]) {
 		return ErrServerSignature
 	}
 	c.state = clientDone

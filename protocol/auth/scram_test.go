@@ -2,7 +2,10 @@ package auth
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -179,11 +182,11 @@ func bindingExchange(s *ServerSCRAM, mech, gs2 string, clientCB []byte, password
 	for i := range proof {
 		proof[i] ^= clientKey[i]
 	}
-	serverFinal, err := s.Finish([]byte(withoutProof + ",p=" + b64.EncodeToString(proof)))
+	serverFinal, err := s.Finish([]byte(withoutProof + ",p=" + b64.EncodeToString(proof[:])))
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(serverFinal, []byte("v="+b64.EncodeToString(hmacSHA256(serverKey, authMessage)))) {
+	if sig := hmacSHA256(serverKey, authMessage); !bytes.Equal(serverFinal, []byte("v="+b64.EncodeToString(sig[:]))) {
 		return ErrServerSignature
 	}
 	return nil
@@ -216,4 +219,28 @@ func TestRFC7677Vector(t *testing.T) {
 	got, err = s.Finish([]byte(clientFinal))
 	require.NoError(t, err)
 	require.Equal(t, serverFinal, string(got))
+}
+
+// TestHMACMatchesCryptoHMAC: hmacSHA256 gives crypto/hmac's answer for keys shorter
+// than, as long as and longer than the block, and messages that fit its stack buffer and
+// that do not; RFC 4231's test case 2 is among them. A SCRAM-sized HMAC allocates
+// nothing.
+func TestHMACMatchesCryptoHMAC(t *testing.T) {
+	check := func(key []byte, msg string) {
+		t.Helper()
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(msg))
+		got := hmacSHA256(key, msg)
+		require.Equal(t, m.Sum(nil), got[:], "key %d bytes, message %d bytes", len(key), len(msg))
+	}
+	rfc := hmacSHA256([]byte("Jefe"), "what do ya want for nothing?")
+	require.Equal(t, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", hex.EncodeToString(rfc[:]))
+	for _, kl := range []int{0, 1, 32, 63, 64, 65, 131} {
+		for _, ml := range []int{0, 1, 55, 64, 200, 511, 512, 513, 4000} {
+			key := bytes.Repeat([]byte{byte(kl + 7)}, kl)
+			check(key, strings.Repeat(string(rune('a'+ml%26)), ml))
+		}
+	}
+	key, msg := bytes.Repeat([]byte{9}, 32), strings.Repeat("n=user,r=nonce,", 15)
+	require.Zero(t, testing.AllocsPerRun(100, func() { _ = hmacSHA256(key, msg) }))
 }

@@ -65,11 +65,12 @@ func NewServerSCRAM(v Verifier, channelBinding []byte) *ServerSCRAM {
 // unknown users from wrong passwords.
 func NewMockServerSCRAM(user string, secret []byte) *ServerSCRAM {
 	key := hmacSHA256(secret, "pgmux mock SCRAM\x00"+user)
+	salt, stored, server := hmacSHA256(key[:], "salt"), hmacSHA256(key[:], "stored"), hmacSHA256(key[:], "server")
 	v := Verifier{
 		Iterations: DefaultIterations,
-		Salt:       hmacSHA256(key, "salt")[:DefaultSaltLen],
-		StoredKey:  hmacSHA256(key, "stored"),
-		ServerKey:  hmacSHA256(key, "server"),
+		Salt:       salt[:DefaultSaltLen],
+		StoredKey:  stored[:],
+		ServerKey:  server[:],
 	}
 	return &ServerSCRAM{v: v, doomed: true}
 }
@@ -148,15 +149,16 @@ func (s *ServerSCRAM) Finish(clientFinal []byte) (serverFinal []byte, err error)
 		return nil, violation("nonce does not match")
 	}
 	authMessage := s.first.bare + "," + s.srvFirst + "," + cf.withoutProof
-	clientKey := hmacSHA256(s.v.StoredKey, authMessage)
-	subtle.XORBytes(clientKey, clientKey, cf.proof)
-	stored := sha256.Sum256(clientKey)
+	clientKey := hmacSHA256(s.v.StoredKey, authMessage) // the ClientSignature, until the proof is XORed in
+	subtle.XORBytes(clientKey[:], clientKey[:], cf.proof)
+	stored := sha256.Sum256(clientKey[:])
 	if !hmac.Equal(stored[:], s.v.StoredKey) || s.doomed {
 		return nil, ErrPasswordMismatch
 	}
-	s.clientKey = clientKey
+	s.clientKey = append([]byte(nil), clientKey[:]...)
 	s.state = serverDone
-	return []byte("v=" + b64.EncodeToString(hmacSHA256(s.v.ServerKey, authMessage))), nil
+	sig := hmacSHA256(s.v.ServerKey, authMessage)
+	return []byte("v=" + b64.EncodeToString(sig[:])), nil
 }
 
 // ClientKey returns, after a successful Finish, the client's ClientKey
