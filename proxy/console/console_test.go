@@ -200,3 +200,35 @@ func TestResultEncoding(t *testing.T) {
 	require.Equal(t, [][]string{{"x", "5", "-7", "NULL"}, {"", "1", "1", "y"}, {"z", "0", "1500", ""}}, rows)
 	require.Panics(t, func() { r.Row("only one") }, "values must match the columns")
 }
+
+// FuzzAnswer: whatever text a console client sends, the answer is whole messages ending
+// with one ReadyForQuery, an error carries a SQLSTATE, and nothing panics.
+func FuzzAnswer(f *testing.F) {
+	for _, s := range []string{"SHOW POOLS", "pause; resume", `kill "a""b"`, "SET x = 'y'", "SET a b", "'", `"`,
+		";;", "SHUTDOWN WAIT_FOR_CLIENTS", "KILL_CLIENT 1, 2", "show", "\x00"} {
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, q string, admin bool) {
+		role := RoleStats
+		if admin {
+			role = RoleAdmin
+		}
+		b := &backend{fail: map[string]error{"RELOAD": errors.New("no")}}
+		out, _, failed := Client{Backend: b, Role: role, User: "u"}.Answer(q)
+		msgs := messages(t, out)
+		require.NotEmpty(t, msgs)
+		require.Equal(t, "Z I", msgs[len(msgs)-1], "ends with ReadyForQuery")
+		for _, m := range msgs[:len(msgs)-1] {
+			require.NotEqual(t, byte('Z'), m[0], "one ReadyForQuery")
+			if m[0] == 'E' {
+				require.Len(t, strings.TrimPrefix(m, "E "), 5, "a SQLSTATE")
+				require.NotNil(t, failed)
+			}
+		}
+		if !admin {
+			for _, c := range b.calls {
+				require.True(t, strings.HasPrefix(c, "SHOW "), "a stats user ran %q", c)
+			}
+		}
+	})
+}

@@ -79,3 +79,28 @@ func TestParseErrors(t *testing.T) {
 	require.Empty(t, rules)
 	require.Nil(t, rules.Match(netip.Addr{}, false, "db", "u"), "no rule: rejected")
 }
+
+// FuzzParse: any file either fails with an error naming a line or gives rules whose
+// methods are the supported ones and whose lines are in order; matching never panics.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(sample))
+	f.Add([]byte("host all all 10.0.0.1 255.0.0.0 md5\nlocal \"a b\" x trust"))
+	f.Add([]byte("hostssl all all ::/0 cert # tail\n\n#"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rules, err := Parse(b)
+		if err != nil {
+			require.Contains(t, err.Error(), "line ")
+			return
+		}
+		last := 0
+		for _, r := range rules {
+			require.Contains(t, []Method{Trust, Reject, MD5, SCRAM, Password, Cert}, r.Method)
+			require.Greater(t, r.Line, last)
+			last = r.Line
+		}
+		for _, a := range []netip.Addr{{}, netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("::1")} {
+			_ = rules.Match(a, true, "db", "user")
+			_ = rules.Match(a, false, "all", "sameuser")
+		}
+	})
+}
