@@ -22,15 +22,16 @@ import (
 // LISTEN and UNLISTEN counts as those statements (listen_do.go).
 
 // listenerFor returns the shared listener of e's database (package listenmux), making
-// it on first use.
+// it on first use. Get comes first so that the Source's closures are built only then: a
+// listening client asks for its listener at every request (askFence).
 func (s *Server) listenerFor(e *poolEntry) *listenmux.Listener {
 	if l := s.hub.Get(e.key.db); l != nil {
 		return l
 	}
 	return s.hub.Add(e.key.db, listenmux.Source{
-		Options: func() (pool.Options, error) {
+		Options: func() pool.Options {
 			db, _, _ := e.snapshot()
-			return s.pools.options(s.Config(), e, db, e.key.user), nil
+			return s.pools.options(s.Config(), e, db, e.key.user)
 		},
 		User: func() string {
 			if db, _, _ := e.snapshot(); db.User != "" {

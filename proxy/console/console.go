@@ -76,7 +76,7 @@ type Logger interface {
 func (c Client) Answer(q string) (out []byte, after func(), failed *pgerr.Error) {
 	stmts := splitStatements(q)
 	if len(stmts) == 0 {
-		out = append(out, 'I', 0, 0, 0, 4) // EmptyQueryResponse
+		out = append(out, emptyQuery...)
 	}
 	for _, st := range stmts {
 		res, then, err := c.run(st)
@@ -93,6 +93,9 @@ func (c Client) Answer(q string) (out []byte, after func(), failed *pgerr.Error)
 	return wire.ReadyForQuery(out, 'I'), after, failed
 }
 
+// emptyQuery is EmptyQueryResponse, the answer to a Query with no statement.
+var emptyQuery = []byte{'I', 0, 0, 0, 4}
+
 func asError(err error) *pgerr.Error {
 	if pe, ok := err.(*pgerr.Error); ok {
 		return pe
@@ -107,7 +110,7 @@ func (c Client) run(stmt string) (out []byte, after func(), err error) {
 		return nil, nil, err
 	}
 	if len(words) == 0 {
-		return []byte{'I', 0, 0, 0, 4}, nil, nil
+		return emptyQuery, nil, nil
 	}
 	verb := strings.ToUpper(words[0])
 	args := words[1:]

@@ -11,10 +11,9 @@ import (
 
 // Type OIDs of the admin console's result columns, as PostgreSQL numbers them.
 const (
-	oidInt8    = 20
-	oidInt4    = 23
-	oidText    = 25
-	oidNumeric = 1700
+	oidInt8 = 20
+	oidInt4 = 23
+	oidText = 25
 )
 
 // Column is one column of a console result set.
@@ -38,7 +37,6 @@ func Int8(name string) Column { return Column{name, oidInt8} }
 type Result struct {
 	cols []Column
 	buf  []byte
-	rows int
 }
 
 // NewResult starts a result set, appending its RowDescription to dst.
@@ -86,7 +84,6 @@ func (r *Result) Row(vals ...any) {
 		binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
 	}
 	r.buf = wire.Finish(b, start)
-	r.rows++
 }
 
 func appendValue(b []byte, v any) []byte {

@@ -46,7 +46,7 @@ type Subscriber interface {
 type Source struct {
 	// Options returns the pool options its connection is made with; the listener sets
 	// the pool's size, lifetimes, queries and logger itself.
-	Options func() (pool.Options, error)
+	Options func() pool.Options
 	// User is the user its connection logs in as (SHOW SERVERS).
 	User func() string
 }
@@ -275,10 +275,7 @@ func (l *Listener) commandLocked(ctx context.Context, sql string, then func(erro
 
 func (l *Listener) connectLocked(ctx context.Context) error {
 	if l.pool == nil {
-		opts, err := l.src.Options()
-		if err != nil {
-			return err
-		}
+		opts := l.src.Options()
 		opts.Size, opts.MinSize, opts.ReserveSize = 1, 0, 0
 		opts.Lifetime, opts.IdleTimeout, opts.CheckQuery, opts.ResetQuery = 0, 0, "", ""
 		opts.Logger = l.log
