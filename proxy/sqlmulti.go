@@ -151,14 +151,19 @@ func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
 }
 
 // byNameNeed is sqlNeed for a Query sqlByName handles: an EXECUTE does what its
-// statement does, and a PREPARE of a name the client has fails (42P05) and pins nothing.
-// l is sqlscan.LeadOf(q).
+// statement does, and a PREPARE of a name the client has fails (42P05) and pins nothing,
+// unless the same Query deallocated the name before it: then the PREPARE makes a
+// statement on the server, which pins. l is sqlscan.LeadOf(q).
 func (s *Session) byNameNeed(q string, l sqlscan.Lead, pin pinReason, release bool) (pinReason, bool) {
 	if !namesStatements(l) {
 		return pin, release
 	}
-	prepares := false
+	prepares, freedAll := false, false
+	var freed []string // names the Query deallocated so far (views of q)
 	for _, st := range sqlscan.Scan(q) {
+		if st.Kind == sqlscan.KindDeallocateAll || st.Kind == sqlscan.KindDiscardAll {
+			freedAll = true
+		}
 		sq, ok := sqlStatementOf(st.Text)
 		if !ok {
 			if st.Kind == sqlscan.KindPrepare || st.Do != nil {
@@ -168,7 +173,9 @@ func (s *Session) byNameNeed(q string, l sqlscan.Lead, pin pinReason, release bo
 		}
 		def := s.lookupStmt([]byte(sq.Name))
 		switch {
-		case sq.Kind == sqlscan.KindPrepare && def == nil:
+		case sq.Kind == sqlscan.KindDeallocate:
+			freed = append(freed, sq.Name)
+		case sq.Kind == sqlscan.KindPrepare && (def == nil || freedAll || slices.Contains(freed, sq.Name)):
 			prepares = true
 		case sq.Kind == sqlscan.KindExecute && def != nil:
 			pin, release = pin|def.pin, release || def.release

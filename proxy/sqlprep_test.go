@@ -98,3 +98,27 @@ func TestLookupFailed(t *testing.T) {
 	require.False(t, lookupFailed(errorMsg("SERROR", "CXX000", "Mcache lookup failed for relation 16390")))
 	require.False(t, lookupFailed(errorMsg("SERROR", "C42704", "Mtype \"x\" does not exist")))
 }
+
+// TestByNameNeedPrepareAfterDeallocate: in a Query sqlByName handles, a PREPARE of a name
+// the client has fails and pins nothing, but after a DEALLOCATE of that name (or
+// DEALLOCATE ALL) in the same Query it makes a statement on the server: the client
+// keeps that server (pinPrepare) until the state check finds the statement gone.
+func TestByNameNeedPrepareAfterDeallocate(t *testing.T) {
+	s := &Session{srv: &Server{}, sessionWork: newWork()}
+	s.keep("a", newStmtDef("SELECT $1::int", nil, 0))
+	for _, tc := range []struct {
+		q    string
+		pins bool
+	}{
+		{"SELECT 1; PREPARE a AS SELECT 5", false},
+		{"DEALLOCATE a; PREPARE a AS SELECT 5; EXECUTE a", true},
+		{"DEALLOCATE PREPARE a; PREPARE a AS SELECT 5", true},
+		{"DEALLOCATE ALL; PREPARE a AS SELECT 5", true},
+		{"DEALLOCATE b; PREPARE a AS SELECT 5", false},
+		{"PREPARE a AS SELECT 5; DEALLOCATE a", false},
+		{"SELECT 1; PREPARE b AS SELECT 5", true},
+	} {
+		pin, _ := s.byNameNeed(tc.q, sqlscan.LeadOf(tc.q), pinPrepare, false)
+		require.Equal(t, tc.pins, pin&pinPrepare != 0, tc.q)
+	}
+}
