@@ -8,6 +8,8 @@
 #
 #   bench/syscalls.sh                          # ./cmd/pgmux, -M simple, 50 clients
 #   BENCH_MODES="simple extended" BENCH_CLIENTS="50 500" bench/syscalls.sh
+#   BENCH_MODES=churn BENCH_CLIENTS=4 bench/syscalls.sh  # a login per transaction
+#                                              # (pgbench -C): figures per login
 #   bench/syscalls.sh NAME=BIN[:VAR=V,...] ... # these pgmux builds (with environment
 #                                              # variables, e.g. b=/tmp/pgmux:GOMAXPROCS=1)
 #
@@ -89,13 +91,16 @@ user_sys() {
 log "load: $(uptime)"
 for qmode in "${QMODES[@]}"; do
 	for clients in "${CLIENTS[@]}"; do
-		printf '\n-S -M %s, %s clients (per transaction)\n' "$qmode" "$clients"
+		# churn: a login per transaction (pgbench -C), so the figures are per login.
+		margs=(-M "$qmode") unit=transaction
+		[[ $qmode == churn ]] && margs=(-M simple -C) unit=login
+		printf '\n-S %s, %s clients (per %s)\n' "${margs[*]}" "$clients" "$unit"
 		printf '%-12s %8s %8s %8s' target tps user_us sys_us
 		((PERF)) && printf ' %8s' ctxsw futex epoll_w epoll_pw read write recvfrom sendto nanoslp
 		printf '\n'
 		warm=$((2 + clients / 100))
 		for t in "${NAMES[@]}"; do
-			"$PGBENCH" -n -S -M "$qmode" -c "$clients" -j 2 -T $((warm + 6)) -h 127.0.0.1 -p "${PORT[$t]}" -U postgres postgres \
+			"$PGBENCH" -n -S "${margs[@]}" -c "$clients" -j 2 -T $((warm + 6)) -h 127.0.0.1 -p "${PORT[$t]}" -U postgres postgres \
 				>"$BENCH_TMP/pgbench.out" 2>&1 </dev/null &
 			pb=$!
 			track_pid "$pb"

@@ -62,6 +62,22 @@ func (l rawListener) Close() error {
 
 // Accept waits for the next client and returns its connection (an acceptedConn).
 func (l rawListener) Accept() (net.Conn, error) {
+	fd, err := l.acceptFD()
+	if err != nil {
+		return nil, err
+	}
+	c, err := resume(int32(fd))
+	if err != nil {
+		_, _, _ = syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0)
+		return nil, err
+	}
+	return acceptedConn{c.(resumedConn)}, nil
+}
+
+// acceptFD waits for the next client and returns its socket's descriptor, non-blocking
+// with TCP_NODELAY set, in no poller yet: a client that logs in on a client loop
+// (loginloop_linux.go) is read there alone.
+func (l rawListener) acceptFD() (int, error) {
 	for {
 		fd, errno := -1, syscall.Errno(0)
 		err := l.rc.Read(func(lfd uintptr) bool {
@@ -77,24 +93,19 @@ func (l rawListener) Accept() (net.Conn, error) {
 			if connClosed(err) { // f closed by Close: say it as net's Accept does
 				err = net.ErrClosed
 			}
-			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: err}
+			return -1, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: err}
 		}
 		switch errno {
 		case 0:
 		case syscall.EINTR, syscall.ECONNABORTED:
 			continue // a client that gave up before its turn (Go's Accept retries too)
 		default:
-			return nil, os.NewSyscallError("accept4", errno)
+			return -1, os.NewSyscallError("accept4", errno)
 		}
 		one := int32(1)
 		_, _, _ = syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY,
 			uintptr(unsafe.Pointer(&one)), 4, 0)
-		c, err := resume(int32(fd))
-		if err != nil {
-			_, _, _ = syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0)
-			return nil, err
-		}
-		return acceptedConn{c.(resumedConn)}, nil
+		return fd, nil
 	}
 }
 

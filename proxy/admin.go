@@ -136,6 +136,14 @@ func (s *Server) gate(cfg *config.Config, db string) error {
 	}
 }
 
+// heldNow reports whether PAUSE, SUSPEND or KILL holds db's new clients now.
+func (s *Server) heldNow(db string) bool {
+	c := s.console
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.held(db)
+}
+
 // consoleLogin is login's hook for the console: it handles a login to the admin database
 // (handled is true) and otherwise refuses a DISABLEd database; PAUSE and KILL hold the
 // client later, once it is authenticated (Session.awaitPool).

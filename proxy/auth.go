@@ -40,7 +40,8 @@ func (s *Session) authenticate(cfg *config.Config, user string) error {
 	if !known && cfg.AuthUser != "" && user != cfg.AuthUser && needsSecret(cfg.AuthType) {
 		if db, ok := cfg.DatabaseFor(s.dbName); ok && !isAdminDB(s.dbName) {
 			var err error
-			if cred, known, err = s.srv.authQueryCred(cfg, db, user); err != nil {
+			s.offload(func() { cred, known, err = s.srv.authQueryCred(cfg, db, user) }) // a server round trip
+			if err != nil {
 				s.log().Warn("auth_query failed", zap.String("user", user), zap.Error(err))
 				return pgerr.Fatal(pgerr.InvalidAuthorization, "could not look up user %q: auth_query failed", user)
 			}
@@ -97,7 +98,14 @@ func (s *Session) authCleartext(user string, cred config.Credential, known bool)
 	if err != nil {
 		return pgerr.Fatal(pgerr.ProtocolViolation, "invalid password packet")
 	}
-	if !known || !checkPlain(user, cred.Password, string(pw)) {
+	ok := false
+	switch {
+	case known && isSCRAMSecret(cred.Password):
+		s.offload(func() { ok = checkPlain(user, cred.Password, string(pw)) }) // a key derivation
+	case known:
+		ok = checkPlain(user, cred.Password, string(pw))
+	}
+	if !ok {
 		return passwordFailed(user)
 	}
 	if _, ok := s.srv.scramSecret(cred.Password); ok {
@@ -147,7 +155,10 @@ func (s *Session) authSCRAM(user string, cred config.Credential, known bool) err
 	case known && secret:
 		ex = auth.NewServerSCRAM(v, s.channelBinding())
 	case known && cred.Password != "" && !auth.IsMD5Hash(cred.Password):
-		v = s.srv.plainVerifier(user, cred.Password)
+		var cached bool
+		if v, cached = s.srv.cachedVerifier(user, cred.Password); !cached {
+			s.offload(func() { v = s.srv.plainVerifier(user, cred.Password) }) // a key derivation
+		}
 		ex = auth.NewServerSCRAM(v, s.channelBinding())
 	default:
 		ex = auth.NewMockServerSCRAM(user, mockSecret())
@@ -205,6 +216,16 @@ func (s *Session) rememberSCRAMFromPassword(user, stored, pw string) {
 	s.srv.mu.Lock()
 	s.srv.scramKeys[user] = scramKeys{password: pw}
 	s.srv.mu.Unlock()
+}
+
+// cachedVerifier returns plainVerifier's verifier for user's password if it has one.
+func (srv *Server) cachedVerifier(user, pw string) (auth.Verifier, bool) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if c, ok := srv.verifiers[user]; ok && c.password == pw {
+		return c.v, true
+	}
+	return auth.Verifier{}, false
 }
 
 // plainVerifier returns a cached SCRAM verifier for a plain auth_file password.

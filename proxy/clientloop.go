@@ -41,9 +41,10 @@ const loopMaxMessage = 8 << 10
 type loopState uint8
 
 const (
-	loopOff    loopState = iota // a goroutine of its own serves it (or the idle parker)
-	loopBusy                    // its request runs on the loop, or waits there for a server
-	loopParked                  // it waits in the loop for its next request
+	loopOff       loopState = iota // a goroutine of its own serves it (or the idle parker)
+	loopBusy                       // its request runs on the loop, or waits there for a server
+	loopParked                     // it waits in the loop for its next request
+	loopLoggingIn                  // it logs in on the loop (loginloop_linux.go)
 )
 
 // loopWork is the loop's state for a request waiting for a server.
@@ -56,10 +57,20 @@ type loopWork struct {
 	woken bool       // a goroutine taking over acquires as a woken waiter (pool.ErrRetry)
 	// readable: an edge of the client's socket came while its request ran on the loop.
 	readable bool
+	// lg: the client's login, while it runs on the loop (loginloop_linux.go).
+	lg *loopLogin
 	// peerGone: an event of the client's socket said its peer closed its side (FIN or
 	// reset: EPOLLRDHUP, EPOLLHUP, EPOLLERR). A request waiting for a server is dropped
 	// when it comes (gone.go); the session ends at its next read.
 	peerGone bool
+}
+
+// lgState is the session's login on the loop while it runs, else nil.
+func (s *Session) lgState() *loopLogin {
+	if w := s.sessionWork; w != nil && w.lw != nil {
+		return w.lw.lg
+	}
+	return nil
 }
 
 // saw notes what an event of the client's socket (its epoll mask ev) says: that its

@@ -20,6 +20,8 @@
 // A client connection, from its first byte:
 //
 //	accept, one goroutine per new client      server.go:Server.accept, accept_linux.go:rawListener.Accept, server.go:Server.serveConn
+//	client_loop: the login on a loop          loginloop_linux.go:Server.loginOnLoop, loginloop_linux.go:parker.stepLogin, loginloop_linux.go:Session.runLogin
+//	a login's wait off the loop (offload)     loginloop_linux.go:Session.offload, session.go:Session.poolReady
 //	SSLRequest, GSSENCRequest                 session.go:Session.negotiate, tls.go:Session.startTLS
 //	CancelRequest                             session.go:Session.negotiate -> server.go:Server.cancel
 //	StartupMessage                            session.go:Session.login, params.go:Session.startupParams
@@ -117,7 +119,9 @@
 // reads the client socket), the reader of the server connection it leases (Pump: it
 // writes the client socket for a whole response), the listener's reader (notifications),
 // timers (timeouts.go) and the parker (park_linux.go), which resumes a parked session on
-// a new goroutine. Session's doc comment says which of them owns which field; serverState,
+// a new goroutine. A client that logs in on a loop has, until its login ends, the
+// login's coroutine (loginloop_linux.go) as its own goroutine: the loop resumes it, and
+// it runs only while the loop waits for it. Session's doc comment says which of them owns which field; serverState,
 // respQueue, pool.Conn and pool.Pool say the same for theirs, as does every struct of
 // this package and pool that several goroutines touch (TestSharedTypesNameOwners checks
 // those with a lock, an atomic or a channel, and a list of the others).

@@ -15,3 +15,6 @@ func LoopReadServers(s *Server) (inLoop, all int) {
 	}
 	return inLoop, all
 }
+
+// LoopLogins counts the logins s started on a client loop.
+func LoopLogins(s *Server) uint64 { return s.loopLogins.Load() }

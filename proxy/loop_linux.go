@@ -93,6 +93,11 @@ func (p *parker) loop() {
 				p.mu.Unlock()
 				continue
 			}
+			if s.onLoop == loopLoggingIn {
+				p.mu.Unlock()
+				p.loginEvent(s)
+				continue
+			}
 			if s.onLoop != loopOff {
 				parked := s.onLoop == loopParked
 				s.onLoop = loopBusy
@@ -284,6 +289,8 @@ func (p *parker) handle(h handover) {
 		h.c.Recall() // it moved to another loop meanwhile: ask that one
 	case h.recall:
 		h.c.HandBack()
+	case h.login:
+		p.loginHanded(h.s)
 	case h.s == nil && !p.open():
 		h.c.HandBack() // parked as the loop ended: its reader reads it
 	case h.s == nil:

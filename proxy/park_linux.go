@@ -65,6 +65,7 @@ type handover struct {
 	c      *pool.Conn
 	err    error
 	recall bool
+	login  bool // s's login on the loop: to start, or its offloaded step is done
 }
 
 func newParker(log *zap.Logger, done <-chan struct{}) *parker {
@@ -172,8 +173,8 @@ func (p *parker) unpark(s *Session) bool {
 	if fd < 0 || int(fd) >= len(p.byFD) || p.byFD[fd] != s {
 		return false
 	}
-	if s.onLoop == loopBusy {
-		return false // its request runs on the loop, or waits there for a server
+	if s.onLoop == loopBusy || s.onLoop == loopLoggingIn {
+		return false // its request (or its login) runs on the loop, or waits there for a server
 	}
 	p.byFD[fd] = nil
 	s.onLoop = loopOff
@@ -248,7 +249,7 @@ func (p *parker) sweep() {
 			idle = append(idle, s)
 			continue
 		}
-		if s != nil && s.onLoop != loopBusy && s.clientIdle > 0 &&
+		if s != nil && s.onLoop != loopBusy && s.onLoop != loopLoggingIn && s.clientIdle > 0 &&
 			time.Since(time.Unix(0, s.idleSince)) >= s.clientIdle {
 			p.byFD[fd] = nil
 			s.onLoop = loopOff
@@ -256,6 +257,7 @@ func (p *parker) sweep() {
 			expired = append(expired, s)
 		}
 	}
+	logins := p.expiredLoginsLocked(p.lastSweep, nil)
 	release := p.parked >= 128 && p.parked == p.seen
 	p.seen = p.parked
 	if release {
@@ -265,6 +267,9 @@ func (p *parker) sweep() {
 	for _, s := range expired {
 		s.expired.Store(true)
 		go s.resume()
+	}
+	for _, s := range logins {
+		p.loginEvent(s) // past client_login_timeout: its wait fails (or its next one)
 	}
 	for _, s := range idle {
 		s.idleFromLoop() // on the loop: a goroutine each would outweigh what parking saves

@@ -103,10 +103,12 @@ type Server struct {
 	stmtEpoch atomic.Uint64 // bumped by DDL and stale-statement errors (ddl.go)
 	nclients  atomic.Int64
 	nextID    atomic.Uint64
-	draining  atomic.Bool  // no new clients but console ones (shutdown.go)
-	stopping  atomic.Int32 // ShutdownMode+1 once Stop has begun, else 0
-	wg        sync.WaitGroup
-	done      chan struct{}
+	// loopLogins counts the logins started on a client loop (loginloop_linux.go).
+	loopLogins atomic.Uint64
+	draining   atomic.Bool  // no new clients but console ones (shutdown.go)
+	stopping   atomic.Int32 // ShutdownMode+1 once Stop has begun, else 0
+	wg         sync.WaitGroup
+	done       chan struct{}
 }
 
 // scramKeys lets pgmux log in to a server for a user whose auth_file entry is a SCRAM
@@ -262,7 +264,7 @@ func (s *Server) Serve() error {
 func (s *Server) accept(ln net.Listener) error {
 	var delay time.Duration
 	for {
-		nc, err := ln.Accept()
+		nc, fd, err := s.acceptNext(ln)
 		if err != nil {
 			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -281,11 +283,15 @@ func (s *Server) accept(ln net.Listener) error {
 		s.mu.Lock()
 		if s.wgClosed {
 			s.mu.Unlock()
-			_ = nc.Close() // the server is past cutting its clients off: nothing serves it
+			closeAccepted(nc, fd) // the server is past cutting its clients off: nothing serves it
 			return nil
 		}
 		s.wg.Add(1)
 		s.mu.Unlock()
+		if nc == nil {
+			s.loginOnLoop(fd) // a descriptor alone: its login runs on a client loop
+			continue
+		}
 		go s.serveConn(nc)
 	}
 }

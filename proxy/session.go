@@ -556,7 +556,7 @@ func (s *Session) negotiate(cfg *config.Config) (*startup.Packet, error) {
 		}
 		switch pkt.Kind {
 		case startup.KindCancel:
-			s.srv.cancel(pkt.CancelPID, pkt.CancelKey)
+			s.offload(func() { s.srv.cancel(pkt.CancelPID, pkt.CancelKey) }) // it dials the server
 			return nil, nil
 		case startup.KindGSSENCRequest:
 			if err := s.loginWrite([]byte{'N'}); err != nil {
@@ -658,13 +658,29 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	s.prep, s.maxStmts = prepModeFor(cfg, mode), cfg.MaxPreparedStatements
 	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout, tx: cfg.TransactionTimeout}
 	s.clientIdle = cfg.ClientIdleTimeout
-	serverParams, err := s.awaitPool(cfg)
+	serverParams, err := s.poolReady(cfg)
 	if err != nil {
 		return err
 	}
 	s.initParams(cfg, serverParams, startParams)
 	s.srv.register(s)
 	return s.sendLoginAnswer(pkt)
+}
+
+// poolReady is awaitPool without a wait when none is needed (the database is not held
+// and its server parameters are known): a login on the loop goes to a goroutine only
+// for the wait.
+func (s *Session) poolReady(cfg *config.Config) (pool.Params, error) {
+	if _, _, p := s.entry.snapshot(); p != nil && !s.srv.heldNow(s.dbName) {
+		if err := s.srv.refuseDisabled(s.dbName); err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	var params pool.Params
+	var err error
+	s.offload(func() { params, err = s.awaitPool(cfg) })
+	return params, err
 }
 
 // awaitPool waits, during login, while the database is held (PAUSE, SUSPEND, KILL) and
@@ -724,6 +740,10 @@ func (s *Session) sendLoginAnswer(pkt *startup.Packet) error {
 func (s *Session) loginWrite(b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if lg := s.lgState(); lg != nil { // on the loop: this write may wait there (loginRaw)
+		lg.writing = true
+		defer func() { lg.writing = false }()
+	}
 	return s.wr.WriteNow(b)
 }
 

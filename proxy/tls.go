@@ -117,7 +117,9 @@ func (s *Session) startTLS() error {
 	s.srv.mu.Lock()
 	tc := s.srv.tlsConf
 	s.srv.mu.Unlock()
-	if tc == nil || s.tls {
+	// A client logging in on a loop was accepted while client TLS was off (a RELOAD has
+	// turned it on since): it goes on without, as a connection accepted before.
+	if tc == nil || s.tls || s.lgState() != nil {
 		return s.loginWrite([]byte{'N'})
 	}
 	if s.rd.Buffered() > 0 {

@@ -64,6 +64,16 @@ func (rd *Reader) Reset(src io.Reader) {
 	rd.Release()
 }
 
+// SetSource points the reader at a new source for the same stream: what is buffered
+// stays, to be read before the new source's bytes.
+func (rd *Reader) SetSource(src io.Reader) {
+	r, w, buf := rd.r, rd.w, rd.buf
+	rd.buf = nil
+	rd.Reset(src)
+	rd.r, rd.w, rd.buf = r, w, buf
+	rd.Release()
+}
+
 // Window returns the buffered bytes not yet consumed, from the current message's header
 // on, as a view valid until the next call on the reader.
 func (rd *Reader) Window() []byte {

@@ -84,3 +84,38 @@ func TestSocketInterfaceTakesTheDescriptorPath(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ReadyForQuery(nil, 'I'), got)
 }
+
+// TestSetSourceKeepsBuffered: a reader moved to another source for the same stream (a
+// client that logged in on a loop getting its net.Conn) keeps the bytes it holds, reads
+// them first, and then reads the new source by its descriptor.
+func TestSetSourceKeepsBuffered(t *testing.T) {
+	a, b := tcpPair(t)
+	src, dst := net.Pipe()
+	defer src.Close()
+	defer dst.Close()
+	rd := NewReader(dst)
+	require.Nil(t, rd.raw)
+	two := append(Query(nil, "SELECT 1"), Query(nil, "SELECT 2")...)
+	go func() { _, _ = src.Write(two) }()
+	typ, n, err := rd.Next()
+	require.NoError(t, err)
+	require.Equal(t, byte('Q'), typ)
+	_, err = rd.Message(n)
+	require.NoError(t, err)
+	require.Equal(t, len(Query(nil, "SELECT 2")), rd.Buffered(), "the second query came in the same read")
+
+	rd.SetSource(b)
+	require.NotNil(t, rd.raw, "the new source's descriptor path")
+	require.Equal(t, len(Query(nil, "SELECT 2")), rd.Buffered(), "what was buffered stays")
+	_, err = a.Write(Query(nil, "SELECT 3"))
+	require.NoError(t, err)
+	for _, want := range []string{"SELECT 2", "SELECT 3"} {
+		typ, n, err := rd.Next()
+		require.NoError(t, err)
+		require.Equal(t, byte('Q'), typ)
+		m, err := rd.Message(n)
+		require.NoError(t, err)
+		require.Equal(t, Query(nil, want), m)
+	}
+	require.Zero(t, rd.Buffered())
+}

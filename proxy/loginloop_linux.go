@@ -1,0 +1,448 @@
+//go:build linux
+
+package proxy
+
+import (
+	"io"
+	"iter"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Logins on the client loops (issue 14, point 2). A client accepted while client_loop is
+// on and client TLS is off is handed to a loop as a bare descriptor: no goroutine, no
+// net.Conn and no poll descriptor of the runtime's. The loop runs the login — the same
+// code as a login goroutine's (negotiate, login, authenticate) — as a coroutine
+// (iter.Pull): where a read or write would wait, the coroutine yields to the loop, which
+// resumes it at the socket's next event. A login's round trips are then loop wake-ups
+// shared with every other event of that loop, where a goroutine was parked and woken
+// through the scheduler for each (the churn profile: 36% system calls, 23% scheduler).
+//
+// What may wait for something other than the client's socket goes to a goroutine and
+// back (offload): auth_query, a cleartext password checked against a SCRAM verifier (a
+// key derivation), a paused database or a pool's first server login (awaitPool). Once
+// logged in, the client gets its net.Conn (resume, as a parked client does) and carries
+// on as any other: on the loop for its first request when it can, else on a goroutine.
+// client_login_timeout is kept by the loop's sweep (at its one-second resolution).
+//
+// Owners: the login's state (loopLogin) belongs to the loop goroutine and to the
+// coroutine it resumes, which runs only while the loop waits for it; an offloaded step
+// runs while the coroutine is suspended, and its end is posted to the loop.
+
+// loopLogin is a login running on a client loop.
+type loopLogin struct {
+	next  func() (loginWait, bool)
+	stop  func()
+	yield func(loginWait) bool
+	// work is the step an offload asked for, run by a goroutine while the coroutine waits.
+	work      func()
+	offloaded bool      // work is running: socket events do not resume the coroutine
+	deadline  time.Time // client_login_timeout; zero: none
+	timedOut  bool      // the sweep found the deadline passed: the next wait fails
+	stopped   bool      // the coroutine was stopped (the loop ended): it cannot wait
+	writing   bool      // loginWrite is under way (set under s.wmu): its writes may wait
+	nclients  int64
+}
+
+// loginWait is what the coroutine waits for when it yields.
+type loginWait uint8
+
+const (
+	waitSocket  loginWait = iota // the client's socket: resume at its next event
+	waitOffload                  // work, on a goroutine: resume when it is done
+)
+
+// loginsOnLoop reports whether a new client logs in on a client loop.
+func (s *Server) loginsOnLoop() bool {
+	cfg := s.Config()
+	if cfg == nil || !cfg.ClientLoop || len(s.loops) == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tlsConf == nil
+}
+
+// acceptNext accepts the next client: a connection, or (on a raw listener when logins run
+// on the loops) a bare descriptor and a nil connection.
+func (s *Server) acceptNext(ln net.Listener) (net.Conn, int, error) {
+	if rl, ok := ln.(rawListener); ok && s.loginsOnLoop() {
+		fd, err := rl.acceptFD()
+		return nil, fd, err
+	}
+	nc, err := ln.Accept()
+	return nc, -1, err
+}
+
+// closeAccepted closes what acceptNext returned.
+func closeAccepted(nc net.Conn, fd int) {
+	if nc != nil {
+		_ = nc.Close()
+		return
+	}
+	_ = syscall.Close(fd)
+}
+
+// loginOnLoop starts the login of the client on descriptor fd on its loop.
+func (s *Server) loginOnLoop(fd int) {
+	n := s.nclients.Add(1)
+	s.loopLogins.Add(1)
+	c := &loginConn{fd: int32(fd)}
+	sess := newSession(s, c, s.nextID.Add(1))
+	c.s = sess
+	sess.lw = &loopWork{lg: &loopLogin{nclients: n}}
+	sess.home().postLogin(sess)
+}
+
+// postLogin hands a login (to start, or to resume after its offloaded step) to the loop.
+func (p *parker) postLogin(s *Session) {
+	p.mu.Lock()
+	if p.ended {
+		p.mu.Unlock()
+		s.loginOffLoop() // the server is going down: a goroutine finishes it
+		return
+	}
+	p.inbox = append(p.inbox, handover{s: s, login: true})
+	p.wakeLocked()
+	p.mu.Unlock()
+}
+
+// loginOffLoop runs a login that has not started on a goroutine instead.
+func (s *Session) loginOffLoop() {
+	lg := s.lgState()
+	s.lw.lg = nil
+	if lg.next != nil { // started: cannot move; end it (the loop is gone)
+		lg.stop()
+		return
+	}
+	if err := s.toRuntimeConn(); err != nil {
+		s.closeLoginFD()
+		s.srv.connDone()
+		return
+	}
+	go s.run(lg.nclients)
+}
+
+// loginHanded continues a login posted to the loop: its start, or its offloaded step done.
+func (p *parker) loginHanded(s *Session) {
+	lg := s.lgState()
+	if lg == nil {
+		return
+	}
+	if lg.next == nil {
+		fd := s.fd
+		p.mu.Lock()
+		p.placeLocked(s, fd)
+		s.onLoop = loopLoggingIn
+		p.mu.Unlock()
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: fd}
+		if err := epollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev); err != nil {
+			p.mu.Lock()
+			p.byFD[fd] = nil
+			s.onLoop = loopOff
+			p.mu.Unlock()
+			s.lw.lg = nil
+			s.log().Warn("cannot poll a new client on the loop", zap.Error(err))
+			s.closeLoginFD()
+			s.srv.connDone()
+			return
+		}
+		lg.next, lg.stop = iter.Pull(func(yield func(loginWait) bool) {
+			lg.yield = yield
+			growLoginStack()
+			s.runLogin()
+		})
+	}
+	lg.offloaded = false
+	p.stepLogin(s, lg)
+}
+
+// loginEvent resumes a login waiting for its socket (an event of it came).
+func (p *parker) loginEvent(s *Session) {
+	if lg := s.lgState(); lg != nil && !lg.offloaded {
+		p.stepLogin(s, lg)
+	}
+}
+
+// stepLogin resumes the coroutine until it waits again or ends.
+func (p *parker) stepLogin(s *Session, lg *loopLogin) {
+	w, ok := lg.next()
+	if !ok {
+		return // ended: runLogin has placed the client where it goes next
+	}
+	if w == waitOffload {
+		lg.offloaded = true
+		work := lg.work
+		lg.work = nil
+		go func() {
+			work()
+			p.postLogin(s)
+		}()
+	}
+}
+
+// expiredLoginsLocked marks the logins past client_login_timeout, whose next wait fails,
+// and appends them to out; the loop's sweep calls it with p.mu held and resumes them
+// after.
+func (p *parker) expiredLoginsLocked(now time.Time, out []*Session) []*Session {
+	for _, s := range p.byFD {
+		if s != nil && s.onLoop == loopLoggingIn {
+			if lg := s.lgState(); lg != nil && !lg.deadline.IsZero() && now.After(lg.deadline) && !lg.timedOut {
+				lg.timedOut = true
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// offload runs work off the loop when the session logs in on one (the coroutine waits
+// for it), else at once.
+func (s *Session) offload(work func()) {
+	lg := s.lgNow()
+	if lg == nil {
+		work()
+		return
+	}
+	lg.work = work
+	if !lg.yield(waitOffload) {
+		lg.stopped = true
+	}
+}
+
+// lgNow is the session's loop login while its coroutine runs, else nil.
+func (s *Session) lgNow() *loopLogin {
+	if lg := s.lgState(); lg != nil && lg.yield != nil {
+		return lg
+	}
+	return nil
+}
+
+// runLogin is the login coroutine's body: run's login part, then the hand-over of the
+// logged-in client to where it waits for its first request.
+func (s *Session) runLogin() {
+	lg := s.lgState()
+	cfg := s.srv.Config()
+	s.rd.MaxMessage = cfg.MaxPacketSize
+	if cfg.ClientLoginTimeout > 0 {
+		lg.deadline = time.Now().Add(cfg.ClientLoginTimeout)
+	}
+	pkt, err := s.negotiate(cfg)
+	if err == nil && pkt != nil {
+		err = s.login(cfg, pkt, lg.nclients)
+	}
+	home := s.home()
+	fd := s.fd
+	home.mu.Lock()
+	if int(fd) < len(home.byFD) && home.byFD[fd] == s {
+		home.byFD[fd] = nil
+	}
+	s.onLoop = loopOff
+	home.mu.Unlock()
+	if err != nil || pkt == nil {
+		s.loginFailed(err)
+		s.lw.lg = nil
+		s.closeLoginFD()
+		s.srv.connDone()
+		return
+	}
+	if err := s.toRuntimeConn(); err != nil {
+		s.log().Warn("cannot make a logged-in client's connection", zap.Error(err))
+		s.lw.lg = nil
+		s.closeLoginFD()
+		s.end(err)
+		return
+	}
+	s.lw.lg = nil
+	if cfg.LogConnections {
+		s.srv.log.Info("client connected", zap.Uint64("client", s.id), zap.String("db", s.dbName),
+			zap.String("user", s.user), zap.Stringer("addr", s.remote()), zap.Bool("tls", s.tls))
+	}
+	if lg.nclients < eagerParkClients && !s.isAdmin() && s.rd.Buffered() == 0 && s.loopOK() && s.loopPark(true) {
+		return // the loop reads its first request (its registration is made again)
+	}
+	home.forget(fd)
+	go func() {
+		if !s.parkAfterLogin(lg.nclients) {
+			s.loop()
+		}
+	}()
+}
+
+// toRuntimeConn gives a client that logged in on the loop its net.Conn in the runtime's
+// poller (as resume does for a parked one); what the reader holds stays.
+func (s *Session) toRuntimeConn() error {
+	s.ncMu.Lock()
+	defer s.ncMu.Unlock()
+	c, _ := s.nc.(*loginConn)
+	if c == nil || c.shut || s.ncEnd&ncClosed != 0 {
+		return net.ErrClosed
+	}
+	rc, err := resume(s.fd)
+	if err != nil {
+		return err
+	}
+	c.fd = -1 // the descriptor is nc's now
+	// An acceptedConn, as a new client's is: parked, it is detached (detach_linux.go), and
+	// an idle client keeps no *os.File or poll descriptor.
+	nc := acceptedConn{rc.(resumedConn)}
+	s.nc = nc
+	s.rd.SetSource(nc)
+	s.wr.Reset(nc)
+	return nil
+}
+
+// closeLoginFD closes the descriptor of a client whose login on the loop ended; it leaves
+// the epoll set with it.
+func (s *Session) closeLoginFD() {
+	s.ncMu.Lock()
+	if c, ok := s.nc.(*loginConn); ok {
+		c.closeFD()
+	}
+	s.ncMu.Unlock()
+}
+
+// loginConn is a client's socket while it logs in on a loop: reads and writes are made
+// directly, and where one would wait the login's coroutine yields to the loop (loginRaw).
+// Its deadlines are the login's (client_login_timeout, kept by the loop's sweep).
+type loginConn struct {
+	fd   int32
+	shut bool // Close has shut the socket down
+	out  bool // its registration asks for EPOLLOUT too (a write waited)
+	s    *Session
+	raw  loginRaw
+}
+
+func (c *loginConn) Read(b []byte) (int, error) {
+	for {
+		n, err := syscall.Read(int(c.fd), b)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			if werr := c.wait(); werr != nil {
+				return 0, werr
+			}
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0 && len(b) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+// Write writes what the socket takes now and never waits: only other goroutines write
+// through it (tell, a FATAL on the way out), under s.ncMu; the login's own writes go
+// through the wire package's path (loginRaw), which waits on the loop.
+func (c *loginConn) Write(b []byte) (int, error) {
+	done := 0
+	for done < len(b) && c.fd >= 0 {
+		n, err := syscall.Write(int(c.fd), b[done:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// wait suspends the login until the socket's next event; it fails once the login is past
+// its deadline, or when it does not run on a loop's coroutine (it cannot wait then).
+func (c *loginConn) wait() error {
+	lg := c.s.lgNow()
+	if lg == nil {
+		return net.ErrClosed
+	}
+	if lg.timedOut {
+		return os.ErrDeadlineExceeded
+	}
+	if lg.stopped || !lg.yield(waitSocket) {
+		lg.stopped = true
+		return net.ErrClosed
+	}
+	if lg.timedOut {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+// Close shuts the socket down (any goroutine, under s.ncMu): the login's next read or
+// write fails, on the loop, which then closes the descriptor (closeFD). Closing it here
+// could hand its number to another socket while the loop still polls it.
+func (c *loginConn) Close() error {
+	if c.fd >= 0 && !c.shut {
+		c.shut = true
+		return syscall.Shutdown(int(c.fd), syscall.SHUT_RDWR)
+	}
+	return nil
+}
+
+// closeFD closes the descriptor, on the loop, under s.ncMu; the epoll set forgets it.
+func (c *loginConn) closeFD() {
+	if c.fd >= 0 {
+		_ = syscall.Close(int(c.fd))
+		c.fd = -1
+	}
+}
+
+func (c *loginConn) LocalAddr() net.Addr  { return sockAddr(int(c.fd), true) }
+func (c *loginConn) RemoteAddr() net.Addr { return sockAddr(int(c.fd), false) }
+
+// SetDeadline and the others: the login's deadline is the loop's to keep.
+func (c *loginConn) SetDeadline(time.Time) error      { return nil }
+func (c *loginConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *loginConn) SetWriteDeadline(time.Time) error { return nil }
+
+// SyscallConn gives the wire package the descriptor path, through loginRaw.
+func (c *loginConn) SyscallConn() (syscall.RawConn, error) {
+	c.raw.c = c
+	return &c.raw, nil
+}
+
+// PollableSocket marks the connection for the wire package's descriptor path.
+func (*loginConn) PollableSocket() {}
+
+// loginRaw is loginConn's syscall.RawConn: the wire package's reads and writes call f with
+// the descriptor, and where f says it would wait, the login's coroutine yields.
+type loginRaw struct{ c *loginConn }
+
+func (r *loginRaw) Control(f func(fd uintptr)) error {
+	f(uintptr(r.c.fd))
+	return nil
+}
+
+func (r *loginRaw) Read(f func(fd uintptr) bool) error {
+	for !f(uintptr(r.c.fd)) {
+		if err := r.c.wait(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *loginRaw) Write(f func(fd uintptr) bool) error {
+	for !f(uintptr(r.c.fd)) {
+		if !r.c.s.lgState().writing {
+			return syscall.EAGAIN // not the login's own write (loginWrite): it cannot wait
+		}
+		if !r.c.out { // the socket is full: its events now include room to write
+			if err := r.c.s.home().register(r.c.fd, syscall.EPOLLIN|syscall.EPOLLOUT|syscall.EPOLLRDHUP|epollET); err != nil {
+				return err
+			}
+			r.c.out = true
+		}
+		if err := r.c.wait(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

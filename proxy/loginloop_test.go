@@ -1,0 +1,112 @@
+//go:build linux
+
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/internal/pgtest"
+	"github.com/pgmux/pgmux/protocol/auth"
+	"github.com/pgmux/pgmux/proxy"
+)
+
+// With client_loop on, logins run on the client loops (loginloop_linux.go). What a login
+// waits for besides its client's socket runs on a goroutine: a login held by PAUSE leaves
+// the other logins of every loop alone, and so does a pool's first server login. Logins
+// that derive keys (a cleartext password in auth_file under SCRAM, a cleartext password
+// checked against a SCRAM verifier) and wrong passwords behave as on a goroutine. With
+// PGMUX_CLIENT_LOOP=0 the same logins run on goroutines, and none starts on a loop.
+func TestLoginsOnLoop(t *testing.T) {
+	loops := os.Getenv("PGMUX_CLIENT_LOOP") != "0"
+	pg := pgtest.Start(t)
+	h := startProxy(t, harnessOpts{
+		extra: map[string]string{"auth_type": "scram-sha-256"},
+		dbs:   map[string]string{"other": fmt.Sprintf("host=%s port=%d dbname=%s", pg.Host, pg.Port, pgtest.AppDB)},
+	})
+	creds := map[string]config.Credential{
+		pgtest.AppUser: {User: pgtest.AppUser, Password: "plain-secret"},
+		"admin":        {User: "admin", Password: "admin-secret"},
+	}
+	require.NoError(t, h.srv.Reload(h.srv.Config().Clone(), creds))
+	before := proxy.LoopLogins(h.srv)
+
+	connect := func(user, pw, db string) (*pgx.Conn, error) {
+		url := fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", user, pw, h.port, db)
+		cc, err := pgx.ParseConfig(url)
+		if err != nil {
+			return nil, err
+		}
+		cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		return pgx.ConnectConfig(ctx, cc)
+	}
+	login := func(pw, db string) error {
+		conn, err := connect(pgtest.AppUser, pw, db)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		var n int
+		return conn.QueryRow(context.Background(), "SELECT 7").Scan(&n)
+	}
+
+	// A cleartext secret under SCRAM: the first login derives its verifier.
+	for range 2 {
+		require.NoError(t, login("plain-secret", "app"))
+	}
+	require.ErrorContains(t, login("wrong", "app"), "28P01")
+
+	// A login held by PAUSE waits off the loop: logins landing on every loop meanwhile
+	// (sessions are spread over the loops by number) go through at once.
+	require.NoError(t, login("plain-secret", "other")) // the pool's first server login
+	adm, err := connect("admin", "admin-secret", "pgbouncer")
+	require.NoError(t, err)
+	defer adm.Close(context.Background())
+	_, err = adm.Exec(context.Background(), "PAUSE other")
+	require.NoError(t, err)
+	held := make(chan error, 1)
+	go func() { held <- login("plain-secret", "other") }()
+	select {
+	case err := <-held:
+		t.Fatalf("a login to a paused database went through: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	for range 6 {
+		start := time.Now()
+		require.NoError(t, login("plain-secret", "app"))
+		require.Less(t, time.Since(start), 5*time.Second, "a login waited behind a held one")
+	}
+	_, err = adm.Exec(context.Background(), "RESUME other")
+	require.NoError(t, err)
+	select {
+	case err := <-held:
+		require.NoError(t, err, "the held login after RESUME")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the held login did not finish after RESUME")
+	}
+
+	// auth_type plain against a SCRAM verifier: each login derives the client's key.
+	next := h.srv.Config().Clone()
+	require.NoError(t, config.Set(next, "auth_type", "plain"))
+	v := auth.NewVerifier("scram-secret", auth.NewSalt(), 4096)
+	creds[pgtest.AppUser] = config.Credential{User: pgtest.AppUser, Password: v.String()}
+	require.NoError(t, h.srv.Reload(next, creds))
+	require.NoError(t, login("scram-secret", "app"))
+	require.ErrorContains(t, login("plain-secret", "app"), "28P01")
+
+	started := proxy.LoopLogins(h.srv) - before
+	if loops {
+		require.GreaterOrEqual(t, started, uint64(14), "logins started on the loops")
+	} else {
+		require.Zero(t, started, "logins started on a loop with client_loop off")
+	}
+}
