@@ -3,7 +3,9 @@
 # prepared, sticky clients, LISTEN/NOTIFY) with random client kills, two PostgreSQL
 # restarts (pg_ctl restart -m fast) and a RELOAD (SIGHUP). See bench/cmd/soak.
 #
-# Everything talks over unix sockets in a temporary directory: no TCP port is taken.
+# The soak's clients reach pgmux over TCP on 127.0.0.1 (the listener that logs clients in
+# on its client loops); the console, PostgreSQL and pgmux's servers use unix sockets in a
+# temporary directory. SOAK_TCP=0: the clients use the unix socket too.
 # Usage: SOAK_SECONDS=180 SOAK_CLIENTS=40 bench/soak.sh
 #        SOAK_KINDS=listen,simple bench/soak.sh   # only these client kinds (round-robin)
 #        BENCH_KEEP_TMP=1 bench/soak.sh           # keep the temp dir (pgmux.log, postgres.log)
@@ -15,6 +17,9 @@ SOAK_SECONDS=${SOAK_SECONDS:-600}
 SOAK_CLIENTS=${SOAK_CLIENTS:-40}
 PG_SOCK_PORT=5432  # socket file names only (.s.PGSQL.N): nothing listens on TCP
 MUX_SOCK_PORT=6432
+SOAK_TCP=${SOAK_TCP:-1}
+listen_addr=
+((SOAK_TCP)) && MUX_SOCK_PORT=$(free_port) listen_addr=127.0.0.1
 
 trap bench_cleanup EXIT
 bench_tmpdir
@@ -40,7 +45,7 @@ cat >"$dir/pgmux.ini" <<INI
 [databases]
 soak = host=$dir port=$PG_SOCK_PORT dbname=soak
 [pgbouncer]
-listen_addr =
+listen_addr = $listen_addr
 unix_socket_dir = $dir
 listen_port = $MUX_SOCK_PORT
 auth_type = md5
@@ -62,9 +67,11 @@ track_pid "$mux_pid"
 for ((i = 0; i < 100; i++)); do [[ -S $dir/.s.PGSQL.$MUX_SOCK_PORT ]] && break; sleep 0.1; done
 [[ -S $dir/.s.PGSQL.$MUX_SOCK_PORT ]] || { cat "$dir/pgmux.log" >&2; die "pgmux did not start"; }
 
-log "soaking for ${SOAK_SECONDS}s with $SOAK_CLIENTS clients"
+mux_host=$dir
+((SOAK_TCP)) && mux_host=127.0.0.1
+log "soaking for ${SOAK_SECONDS}s with $SOAK_CLIENTS clients (clients on $mux_host)"
 "$dir/soak" -seconds "$SOAK_SECONDS" -clients "$SOAK_CLIENTS" -pgmux-pid "$mux_pid" \
-	-mux "host=$dir port=$MUX_SOCK_PORT user=app password=apppass dbname=soak" \
+	-mux "host=$mux_host port=$MUX_SOCK_PORT user=app password=apppass dbname=soak" \
 	-admin "host=$dir port=$MUX_SOCK_PORT user=admin password=adminpass dbname=pgbouncer" \
 	-direct "host=$dir port=$PG_SOCK_PORT user=postgres dbname=soak" \
 	-restart "setpriv_wrap() { if [ \$(id -u) -eq 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups -- \"\$@\"; else \"\$@\"; fi; }; setpriv_wrap $bin/pg_ctl -D $dir/data -l $dir/postgres.log -o \"$pgopts\" -m fast -w -t 60 -s restart"

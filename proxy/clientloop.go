@@ -141,6 +141,13 @@ func (s *Session) offLoop() {
 // serveLoop runs on the parker's goroutine when a loop-parked client's socket is
 // readable; ev is the epoll event's mask.
 func (s *Session) serveLoop(ev uint32) {
+	if s.rawClient() { // its first request since its login on the loop: it gets its net.Conn
+		if err := s.toRuntimeConn(); err != nil {
+			s.home().leaveLoop(s)
+			go s.endFromLoop(err)
+			return
+		}
+	}
 	s.ensureWork()
 	if s.lw == nil {
 		s.lw = &loopWork{}

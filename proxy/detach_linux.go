@@ -33,7 +33,15 @@ import (
 // descriptor it parks the net.Conn's socket as it is. s.ncMu is held.
 func (s *Session) detachLocked() bool {
 	fd := s.fd
-	if _, resumed := s.nc.(resumedConn); !resumed {
+	if c, ok := s.nc.(*loginConn); ok {
+		// Logged in on the loop and idle since: its descriptor is bare already.
+		fd = c.fd.Swap(-1)
+		if fd < 0 {
+			return false // closed meanwhile: the caller ends the session
+		}
+		s.nc, s.rawFD = detachedConn{}, fd
+		s.wr.Reset(s.nc)
+	} else if _, resumed := s.nc.(resumedConn); !resumed {
 		dup, err := dupCloexec(s.fd)
 		if err != nil {
 			return s.home().park(s, s.fd)
@@ -66,6 +74,12 @@ func (s *Session) reattach() {
 }
 
 func (s *Session) reattachLocked() {
+	if s.rawClient() {
+		// Logged in on the loop and never served since (client_idle_timeout, a close):
+		// its net.Conn now; a closed one keeps failing its reads, and the session ends.
+		_ = s.toRuntimeConnLocked()
+		return
+	}
 	if s.rd == nil {
 		s.rd = wire.NewReader(s.nc)
 		s.rd.MaxMessage = int(s.maxMsg)

@@ -18,3 +18,22 @@ func LoopReadServers(s *Server) (inLoop, all int) {
 
 // LoopLogins counts the logins s started on a client loop.
 func LoopLogins(s *Server) uint64 { return s.loopLogins.Load() }
+
+// ClientConns counts s's logged-in clients by what their connection is now: the bare
+// socket they logged in with on a loop (raw), parked without a net.Conn (detached), or a
+// net.Conn (conns).
+func ClientConns(s *Server) (raw, detached, conns int) {
+	for _, sess := range s.Sessions() {
+		sess.ncMu.Lock()
+		switch {
+		case sess.rawClient():
+			raw++
+		case sess.rawFD >= 0:
+			detached++
+		default:
+			conns++
+		}
+		sess.ncMu.Unlock()
+	}
+	return raw, detached, conns
+}

@@ -7,6 +7,7 @@ import (
 	"iter"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -91,7 +92,8 @@ func closeAccepted(nc net.Conn, fd int) {
 func (s *Server) loginOnLoop(fd int) {
 	n := s.nclients.Add(1)
 	s.loopLogins.Add(1)
-	c := &loginConn{fd: int32(fd)}
+	c := &loginConn{}
+	c.fd.Store(int32(fd))
 	sess := newSession(s, c, s.nextID.Add(1))
 	c.s = sess
 	sess.lw = &loopWork{lg: &loopLogin{nclients: n}}
@@ -250,20 +252,29 @@ func (s *Session) runLogin() {
 		s.srv.connDone()
 		return
 	}
-	if err := s.toRuntimeConn(); err != nil {
-		s.log().Warn("cannot make a logged-in client's connection", zap.Error(err))
-		s.lw.lg = nil
-		s.closeLoginFD()
-		s.end(err)
-		return
-	}
 	s.lw.lg = nil
 	if cfg.LogConnections {
 		s.srv.log.Info("client connected", zap.Uint64("client", s.id), zap.String("db", s.dbName),
 			zap.String("user", s.user), zap.Stringer("addr", s.remote()), zap.Bool("tls", s.tls))
 	}
-	if lg.nclients < eagerParkClients && !s.isAdmin() && s.rd.Buffered() == 0 && s.loopOK() && s.loopPark(true) {
-		return // the loop reads its first request (its registration is made again)
+	if !s.isAdmin() && s.rd.Buffered() == 0 && s.loopOK() {
+		// It waits for its first request on the loop as it is, without a net.Conn: a
+		// request makes one (serveLoop), and a client that stays idle is parked (the
+		// sweep; detachLocked takes the bare descriptor as it is).
+		s.ncMu.Lock()
+		if c, ok := s.nc.(*loginConn); ok {
+			c.loggedIn = true
+		}
+		s.ncMu.Unlock()
+		if s.loopPark(true) {
+			return
+		}
+	}
+	if err := s.toRuntimeConn(); err != nil {
+		s.log().Warn("cannot make a logged-in client's connection", zap.Error(err))
+		s.closeLoginFD()
+		s.end(err)
+		return
 	}
 	home.forget(fd)
 	go func() {
@@ -278,15 +289,23 @@ func (s *Session) runLogin() {
 func (s *Session) toRuntimeConn() error {
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
+	return s.toRuntimeConnLocked()
+}
+
+// toRuntimeConnLocked is toRuntimeConn with s.ncMu held.
+func (s *Session) toRuntimeConnLocked() error {
 	c, _ := s.nc.(*loginConn)
 	if c == nil || c.shut || s.ncEnd&ncClosed != 0 {
+		return net.ErrClosed
+	}
+	if c.fd.Load() < 0 {
 		return net.ErrClosed
 	}
 	rc, err := resume(s.fd)
 	if err != nil {
 		return err
 	}
-	c.fd = -1 // the descriptor is nc's now
+	c.fd.Store(-1) // the descriptor is nc's now
 	// An acceptedConn, as a new client's is: parked, it is detached (detach_linux.go), and
 	// an idle client keeps no *os.File or poll descriptor.
 	nc := acceptedConn{rc.(resumedConn)}
@@ -308,18 +327,28 @@ func (s *Session) closeLoginFD() {
 
 // loginConn is a client's socket while it logs in on a loop: reads and writes are made
 // directly, and where one would wait the login's coroutine yields to the loop (loginRaw).
-// Its deadlines are the login's (client_login_timeout, kept by the loop's sweep).
+// Its deadlines are the login's (client_login_timeout, kept by the loop's sweep). Once
+// logged in, a client that waits on the loop for its first request keeps it (rawClient)
+// until that request, or its park, gives it a net.Conn or its bare descriptor.
+//
+// Owners: the session's goroutine (the login's coroutine, then the loop or the goroutine
+// serving the client) reads and writes through it; other goroutines only Write (tell)
+// and Close, under s.ncMu, as loggedIn and shut are set; fd is atomic, so a close and a
+// hand-on (toRuntimeConn, detachLocked) take the descriptor once.
 type loginConn struct {
-	fd   int32
-	shut bool // Close has shut the socket down
-	out  bool // its registration asks for EPOLLOUT too (a write waited)
-	s    *Session
-	raw  loginRaw
+	fd atomic.Int32 // -1 once closed or handed on
+	// loggedIn: the login is over and the client waits on the loop without a net.Conn
+	// (rawClient); Close closes the descriptor then (see there). Set under s.ncMu.
+	loggedIn bool
+	shut     bool // Close has shut the socket down
+	out      bool // its registration asks for EPOLLOUT too (a write waited)
+	s        *Session
+	raw      loginRaw
 }
 
 func (c *loginConn) Read(b []byte) (int, error) {
 	for {
-		n, err := syscall.Read(int(c.fd), b)
+		n, err := syscall.Read(int(c.fd.Load()), b)
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -342,8 +371,9 @@ func (c *loginConn) Read(b []byte) (int, error) {
 // through the wire package's path (loginRaw), which waits on the loop.
 func (c *loginConn) Write(b []byte) (int, error) {
 	done := 0
-	for done < len(b) && c.fd >= 0 {
-		n, err := syscall.Write(int(c.fd), b[done:])
+	fd := int(c.fd.Load())
+	for done < len(b) && fd >= 0 {
+		n, err := syscall.Write(fd, b[done:])
 		if err == syscall.EINTR {
 			continue
 		}
@@ -375,27 +405,33 @@ func (c *loginConn) wait() error {
 	return nil
 }
 
-// Close shuts the socket down (any goroutine, under s.ncMu): the login's next read or
-// write fails, on the loop, which then closes the descriptor (closeFD). Closing it here
-// could hand its number to another socket while the loop still polls it.
+// Close shuts the socket down during the login (any goroutine, under s.ncMu): the login's
+// next read or write fails, on the loop, which then closes the descriptor (closeFD).
+// Closing it here could hand its number to another socket while the loop still polls it.
+// Once logged in, the client is out of the loop's hands whenever anyone closes it (the
+// loop-parked client is unparked first, closeAndWake; the loop converts the client before
+// it serves a request, serveLoop), and Close closes the descriptor.
 func (c *loginConn) Close() error {
-	if c.fd >= 0 && !c.shut {
+	if c.loggedIn {
+		c.closeFD()
+		return nil
+	}
+	if fd := c.fd.Load(); fd >= 0 && !c.shut {
 		c.shut = true
-		return syscall.Shutdown(int(c.fd), syscall.SHUT_RDWR)
+		return syscall.Shutdown(int(fd), syscall.SHUT_RDWR)
 	}
 	return nil
 }
 
-// closeFD closes the descriptor, on the loop, under s.ncMu; the epoll set forgets it.
+// closeFD closes the descriptor once (the epoll set forgets it).
 func (c *loginConn) closeFD() {
-	if c.fd >= 0 {
-		_ = syscall.Close(int(c.fd))
-		c.fd = -1
+	if fd := c.fd.Swap(-1); fd >= 0 {
+		_ = syscall.Close(int(fd))
 	}
 }
 
-func (c *loginConn) LocalAddr() net.Addr  { return sockAddr(int(c.fd), true) }
-func (c *loginConn) RemoteAddr() net.Addr { return sockAddr(int(c.fd), false) }
+func (c *loginConn) LocalAddr() net.Addr  { return sockAddr(int(c.fd.Load()), true) }
+func (c *loginConn) RemoteAddr() net.Addr { return sockAddr(int(c.fd.Load()), false) }
 
 // SetDeadline and the others: the login's deadline is the loop's to keep.
 func (c *loginConn) SetDeadline(time.Time) error      { return nil }
@@ -416,12 +452,12 @@ func (*loginConn) PollableSocket() {}
 type loginRaw struct{ c *loginConn }
 
 func (r *loginRaw) Control(f func(fd uintptr)) error {
-	f(uintptr(r.c.fd))
+	f(uintptr(r.c.fd.Load()))
 	return nil
 }
 
 func (r *loginRaw) Read(f func(fd uintptr) bool) error {
-	for !f(uintptr(r.c.fd)) {
+	for !f(uintptr(r.c.fd.Load())) {
 		if err := r.c.wait(); err != nil {
 			return err
 		}
@@ -430,12 +466,12 @@ func (r *loginRaw) Read(f func(fd uintptr) bool) error {
 }
 
 func (r *loginRaw) Write(f func(fd uintptr) bool) error {
-	for !f(uintptr(r.c.fd)) {
+	for !f(uintptr(r.c.fd.Load())) {
 		if !r.c.s.lgState().writing {
 			return syscall.EAGAIN // not the login's own write (loginWrite): it cannot wait
 		}
 		if !r.c.out { // the socket is full: its events now include room to write
-			if err := r.c.s.home().register(r.c.fd, syscall.EPOLLIN|syscall.EPOLLOUT|syscall.EPOLLRDHUP|epollET); err != nil {
+			if err := r.c.s.home().register(r.c.fd.Load(), syscall.EPOLLIN|syscall.EPOLLOUT|syscall.EPOLLRDHUP|epollET); err != nil {
 				return err
 			}
 			r.c.out = true
@@ -445,4 +481,11 @@ func (r *loginRaw) Write(f func(fd uintptr) bool) error {
 		}
 	}
 	return nil
+}
+
+// rawClient reports whether the client waits on the loop without a net.Conn, as it has
+// since its login there (the loop or the session's goroutine asks).
+func (s *Session) rawClient() bool {
+	_, ok := s.nc.(*loginConn)
+	return ok
 }

@@ -21,3 +21,9 @@ func (s *Server) loginOnLoop(int) {}
 
 // offload runs work at once: logins run on goroutines.
 func (s *Session) offload(work func()) { work() }
+
+// rawClient: no client waits without a net.Conn here.
+func (s *Session) rawClient() bool { return false }
+
+// toRuntimeConn is never reached (rawClient is false).
+func (s *Session) toRuntimeConn() error { return nil }

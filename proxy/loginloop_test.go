@@ -110,3 +110,49 @@ func TestLoginsOnLoop(t *testing.T) {
 		require.Zero(t, started, "logins started on a loop with client_loop off")
 	}
 }
+
+// A client that logged in on a loop waits for its first request there as the bare socket
+// it logged in with: no net.Conn, no poll descriptor of the runtime's. Its first request
+// gives it one; when the server holds many clients, one that stays idle is parked at the
+// loop's next sweep without a descriptor being duplicated, and its first request then
+// resumes it as any parked client. Every client's queries are answered throughout.
+func TestLoggedInClientsWaitBare(t *testing.T) {
+	loops := os.Getenv("PGMUX_CLIENT_LOOP") != "0"
+	h := startProxy(t, harnessOpts{extra: map[string]string{"max_client_conn": "1000"}})
+	open := func(n int) []*pgx.Conn {
+		conns := make([]*pgx.Conn, n)
+		for i := range conns {
+			conns[i] = h.connect(t, pgtest.AppUser, "app", true)
+		}
+		return conns
+	}
+	query := func(conns []*pgx.Conn) {
+		for i, c := range conns {
+			var got int
+			require.NoError(t, c.QueryRow(context.Background(), "SELECT $1::int", i).Scan(&got))
+			require.Equal(t, i, got)
+		}
+	}
+	counts := func() [3]int {
+		r, d, c := proxy.ClientConns(h.srv)
+		return [3]int{r, d, c}
+	}
+
+	first := open(20)
+	if !loops {
+		require.Equal(t, [3]int{0, 0, 20}, counts(), "raw, detached, with a net.Conn")
+		query(first)
+		return
+	}
+	require.Equal(t, [3]int{20, 0, 0}, counts(), "idle since their logins: bare sockets")
+	query(first)
+	require.Equal(t, [3]int{0, 0, 20}, counts(), "served once: a net.Conn each")
+
+	more := open(280) // 300 clients: past eagerParkClients
+	require.Eventually(t, func() bool {
+		c := counts()
+		return c[0] == 0 && c[1] >= 280
+	}, 10*time.Second, 50*time.Millisecond, "the idle bare clients parked at the sweep: %v", counts())
+	query(more)
+	query(first)
+}
