@@ -20,15 +20,19 @@ import (
 // code as a login goroutine's (negotiate, login, authenticate) — as a coroutine
 // (iter.Pull): where a read or write would wait, the coroutine yields to the loop, which
 // resumes it at the socket's next event. A login's round trips are then loop wake-ups
-// shared with every other event of that loop, where a goroutine was parked and woken
-// through the scheduler for each (the churn profile: 36% system calls, 23% scheduler).
+// shared with every other event of that loop. (A login paced by its client costs what it
+// did on a goroutine: each round trip wakes the process either way. In a storm of
+// logins the loop serves several per wake-up; bench/README.md has the figures.)
 //
 // What may wait for something other than the client's socket goes to a goroutine and
 // back (offload): auth_query, a cleartext password checked against a SCRAM verifier (a
-// key derivation), a paused database or a pool's first server login (awaitPool). Once
-// logged in, the client gets its net.Conn (resume, as a parked client does) and carries
-// on as any other: on the loop for its first request when it can, else on a goroutine.
-// client_login_timeout is kept by the loop's sweep (at its one-second resolution).
+// key derivation), a paused database or a pool's first server login (awaitPool), a
+// cancel request's forwarding. Once logged in, a transaction-mode client waits for its
+// first request on the loop still without a net.Conn (loginConn.loggedIn): that request
+// gives it one (serveLoop), and if it stays idle the sweep parks it from its bare
+// descriptor. Any other client gets its net.Conn (resume, as a parked client does) and a
+// goroutine, as before. client_login_timeout is kept by the loop's sweep (at its
+// one-second resolution).
 //
 // Owners: the login's state (loopLogin) belongs to the loop goroutine and to the
 // coroutine it resumes, which runs only while the loop waits for it; an offloaded step
