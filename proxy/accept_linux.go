@@ -9,35 +9,49 @@ import (
 	"unsafe"
 )
 
-// Clients of a TCP listener are accepted with raw system calls, not net.TCPListener's
-// Accept. Go's Accept makes accept4(2) and a setsockopt(2) for TCP_NODELAY through the
-// runtime's blocking-syscall entry, and each such entry wakes the runtime's monitor
-// thread (sysmon) from its deep sleep when the process had gone idle, which then polls
-// every 20 µs for as long as the process is busy: in a login storm, or clients that
-// connect for each transaction, that was a sixth of pgmux's CPU (bench/README.md).
-// accept4 and setsockopt never sleep on a non-blocking listener, so they are made
-// directly (RawSyscall), the listener's readiness waited for in the runtime's poller,
-// and the socket made a connection in that poller through an *os.File, as a parked
-// client's is when it resumes (resume: fcntl and epoll_ctl by the runtime, no blocking
-// entry either).
+// Clients of a TCP or unix-socket listener are accepted with raw system calls, not the
+// listener's Accept. Go's Accept makes accept4(2) (and for TCP a setsockopt(2) for
+// TCP_NODELAY) through the runtime's blocking-syscall entry, and each such entry wakes the
+// runtime's monitor thread (sysmon) from its deep sleep when the process had gone idle,
+// which then polls every 20 µs for as long as the process is busy: in a login storm, or
+// clients that connect for each transaction, that was a sixth of pgmux's CPU
+// (bench/README.md). accept4 and setsockopt never sleep on a non-blocking listener, so
+// they are made directly (RawSyscall), the listener's readiness waited for in the
+// runtime's poller, and the socket made a connection in that poller through an *os.File,
+// as a parked client's is when it resumes (resume: fcntl and epoll_ctl by the runtime, no
+// blocking entry either), or handed to a client loop bare (acceptFD, loginloop_linux.go).
 
-// rawListener is a TCP listener whose Accept works as above. The runtime waits for the
-// listening socket through f, a duplicate of its descriptor (a listener's own RawConn
-// cannot wait); Close closes both.
-type rawListener struct {
-	*net.TCPListener
-	f  *os.File
-	rc syscall.RawConn
+// socketListener is a listener over a socket of its own: *net.TCPListener or
+// *net.UnixListener.
+type socketListener interface {
+	net.Listener
+	SyscallConn() (syscall.RawConn, error)
 }
 
-// rawAccepting wraps a TCP listener; any other, or one whose descriptor cannot be
-// duplicated, is returned as it is.
+// rawListener is a TCP or unix-socket listener whose Accept works as above. The runtime
+// waits for the listening socket through f, a duplicate of its descriptor (a listener's
+// own RawConn cannot wait); Close closes both (and a unix listener's removes its file).
+type rawListener struct {
+	socketListener
+	f   *os.File
+	rc  syscall.RawConn
+	tcp bool // its clients get TCP_NODELAY
+}
+
+// rawAccepting wraps a TCP or unix-socket listener; any other, or one whose descriptor
+// cannot be duplicated, is returned as it is.
 func rawAccepting(ln net.Listener) net.Listener {
-	tl, ok := ln.(*net.TCPListener)
-	if !ok {
+	var sl socketListener
+	tcp := false
+	switch l := ln.(type) {
+	case *net.TCPListener:
+		sl, tcp = l, true
+	case *net.UnixListener:
+		sl = l
+	default:
 		return ln
 	}
-	lrc, err := tl.SyscallConn()
+	lrc, err := sl.SyscallConn()
 	if err != nil {
 		return ln
 	}
@@ -51,13 +65,13 @@ func rawAccepting(ln net.Listener) net.Listener {
 		_ = f.Close()
 		return ln
 	}
-	return rawListener{tl, f, rc}
+	return rawListener{sl, f, rc, tcp}
 }
 
 // Close closes the listening socket (both descriptors), which ends a waiting Accept.
 func (l rawListener) Close() error {
 	_ = l.f.Close()
-	return l.TCPListener.Close()
+	return l.socketListener.Close()
 }
 
 // Accept waits for the next client and returns its connection (an acceptedConn).
@@ -75,7 +89,7 @@ func (l rawListener) Accept() (net.Conn, error) {
 }
 
 // acceptFD waits for the next client and returns its socket's descriptor, non-blocking
-// with TCP_NODELAY set, in no poller yet: a client that logs in on a client loop
+// (with TCP_NODELAY set, for TCP), in no poller yet: a client that logs in on a client loop
 // (loginloop_linux.go) is read there alone.
 func (l rawListener) acceptFD() (int, error) {
 	for {
@@ -102,9 +116,11 @@ func (l rawListener) acceptFD() (int, error) {
 		default:
 			return -1, os.NewSyscallError("accept4", errno)
 		}
-		one := int32(1)
-		_, _, _ = syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY,
-			uintptr(unsafe.Pointer(&one)), 4, 0)
+		if l.tcp {
+			one := int32(1)
+			_, _, _ = syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY,
+				uintptr(unsafe.Pointer(&one)), 4, 0)
+		}
 		return fd, nil
 	}
 }
