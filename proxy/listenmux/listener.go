@@ -289,9 +289,23 @@ func (l *Listener) connectLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listener connection: %w", err)
 	}
+	l.connectedLocked(c)
+	return nil
+}
+
+// connectedLocked makes c the listener connection and LISTENs again on every channel that
+// still has subscribers; l.mu is held. After a loss, whoever connects first restores
+// them: reconnect, or a new subscriber's LISTEN (commandLocked) arriving before it, which
+// would otherwise leave every other channel unheard until its clients listened again.
+func (l *Listener) connectedLocked(c *pool.Conn) {
 	l.conn = c
 	l.log.Info("listener connected")
-	return nil
+	if n := len(l.subs); n > 0 {
+		for ch := range l.subs {
+			_, _ = l.commandLocked(context.Background(), "LISTEN "+sqlscan.QuoteIdent(ch), nil)
+		}
+		l.log.Info("listener reconnected", zap.Int("channels", n))
+	}
 }
 
 // Pump reads the listener connection (pool.Lessee): command answers and notifications.
@@ -397,14 +411,10 @@ func (l *Listener) reconnect() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := l.connectLocked(ctx)
+		err := l.connectLocked(ctx) // which LISTENs again (connectedLocked)
 		cancel()
 		if err == nil {
-			for ch := range l.subs {
-				_, _ = l.commandLocked(context.Background(), "LISTEN "+sqlscan.QuoteIdent(ch), nil)
-			}
 			l.mu.Unlock()
-			l.log.Info("listener reconnected", zap.Int("channels", len(l.subs)))
 			return
 		}
 		l.mu.Unlock()

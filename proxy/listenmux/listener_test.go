@@ -301,3 +301,43 @@ func TestCloseAllEndsListeners(t *testing.T) {
 	require.ErrorContains(t, err, "closed")
 	require.Nil(t, f.l.Fence())
 }
+
+// TestConnectRestoresChannels: after the listener connection is lost, whoever connects
+// again — its reconnect, or a new subscriber's LISTEN that gets there first — LISTENs
+// again on every channel that has subscribers, so their notifications keep coming. (A
+// new subscriber's connection used to carry only its own channel; the soak's LISTEN
+// clients then waited out their 30 s after a PostgreSQL restart.)
+func TestConnectRestoresChannels(t *testing.T) {
+	f := startFakeListener(t)
+	a := &subscriber{}
+	joined := make(chan error, 1)
+	go func() { joined <- f.l.Subscribe(context.Background(), a, "alpha") }()
+	require.Eventually(t, func() bool { return len(f.queries()) == 1 }, 10*time.Second, time.Millisecond)
+	f.ready(t)
+	require.Eventually(t, func() bool { return len(f.queries()) == 2 }, 10*time.Second, time.Millisecond)
+	f.ready(t)
+	require.NoError(t, <-joined)
+
+	// The connection was lost (lost leaves conn nil) and another is made, as a new
+	// subscriber's command makes it.
+	rd, wr := io.Pipe()
+	g := &fakeListener{l: f.l, srv: wr, pump: make(chan error, 1)}
+	c := &pool.Conn{Rd: wire.NewReader(rd), Wr: wire.NewWriter(g)}
+	f.l.mu.Lock()
+	f.l.conn = nil
+	f.l.connectedLocked(c)
+	f.l.mu.Unlock()
+	go func() { g.pump <- f.l.Pump(c) }()
+	t.Cleanup(func() {
+		f.l.mu.Lock()
+		f.l.closed = true
+		f.l.mu.Unlock()
+		_ = wr.Close()
+		<-g.pump
+	})
+	require.Equal(t, []string{`LISTEN "alpha"`}, g.queries(), "the channel is listened to again")
+	g.ready(t)
+	g.notification(t, "alpha", "after the loss")
+	require.Eventually(t, func() bool { return len(a.payloads()) == 1 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, []string{"after the loss"}, a.payloads())
+}
