@@ -80,9 +80,20 @@ func (l rawListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := resume(int32(fd))
+	c, err := accepted(int32(fd))
 	if err != nil {
 		_, _, _ = syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0)
+		return nil, err
+	}
+	return c, nil
+}
+
+// accepted makes fd, a new client's socket, its connection in the runtime's poller: an
+// acceptedConn, which parking detaches (detach_linux.go), so an idle client keeps no
+// *os.File or poll descriptor. fd is the connection's own from then on.
+func accepted(fd int32) (net.Conn, error) {
+	c, err := resume(fd)
+	if err != nil {
 		return nil, err
 	}
 	return acceptedConn{c.(resumedConn)}, nil

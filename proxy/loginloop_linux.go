@@ -192,9 +192,9 @@ func (p *parker) stepLogin(s *Session, lg *loopLogin) {
 }
 
 // expiredLoginsLocked marks the logins past client_login_timeout, whose next wait fails,
-// and appends them to out; the loop's sweep calls it with p.mu held and resumes them
-// after.
-func (p *parker) expiredLoginsLocked(now time.Time, out []*Session) []*Session {
+// and returns them; the loop's sweep calls it with p.mu held and resumes them after.
+func (p *parker) expiredLoginsLocked(now time.Time) []*Session {
+	var out []*Session
 	for _, s := range p.byFD {
 		if s != nil && s.onLoop == loopLoggingIn {
 			if lg := s.lgState(); lg != nil && !lg.deadline.IsZero() && now.After(lg.deadline) && !lg.timedOut {
@@ -257,10 +257,7 @@ func (s *Session) runLogin() {
 		return
 	}
 	s.lw.lg = nil
-	if cfg.LogConnections {
-		s.srv.log.Info("client connected", zap.Uint64("client", s.id), zap.String("db", s.dbName),
-			zap.String("user", s.user), zap.Stringer("addr", s.remote()), zap.Bool("tls", s.tls))
-	}
+	s.logConnected(cfg)
 	if !s.isAdmin() && s.rd.Buffered() == 0 && s.loopOK() {
 		// It waits for its first request on the loop as it is, without a net.Conn: a
 		// request makes one (serveLoop), and a client that stays idle is parked (the
@@ -305,14 +302,11 @@ func (s *Session) toRuntimeConnLocked() error {
 	if c.fd.Load() < 0 {
 		return net.ErrClosed
 	}
-	rc, err := resume(s.fd)
+	nc, err := accepted(s.fd)
 	if err != nil {
 		return err
 	}
 	c.fd.Store(-1) // the descriptor is nc's now
-	// An acceptedConn, as a new client's is: parked, it is detached (detach_linux.go), and
-	// an idle client keeps no *os.File or poll descriptor.
-	nc := acceptedConn{rc.(resumedConn)}
 	s.nc = nc
 	s.rd.SetSource(nc)
 	s.wr.Reset(nc)

@@ -260,7 +260,7 @@ func (p *parker) sweep() {
 			expired = append(expired, s)
 		}
 	}
-	logins := p.expiredLoginsLocked(p.lastSweep, nil)
+	logins := p.expiredLoginsLocked(p.lastSweep)
 	release := p.parked >= 128 && p.parked == p.seen
 	p.seen = p.parked
 	if release {

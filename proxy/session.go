@@ -362,10 +362,7 @@ func (s *Session) run(nclients int64) {
 		err = s.login(cfg, pkt, nclients)
 		if err == nil {
 			_ = s.nc.SetDeadline(time.Time{})
-			if cfg.LogConnections {
-				s.srv.log.Info("client connected", zap.Uint64("client", s.id), zap.String("db", s.dbName),
-					zap.String("user", s.user), zap.Stringer("addr", s.remote()), zap.Bool("tls", s.tls))
-			}
+			s.logConnected(cfg)
 			if !s.parkAfterLogin(nclients) {
 				s.loop()
 			}
@@ -375,6 +372,14 @@ func (s *Session) run(nclients int64) {
 	s.loginFailed(err)
 	s.nc.Close()
 	s.srv.connDone()
+}
+
+// logConnected logs a login when log_connections is on.
+func (s *Session) logConnected(cfg *config.Config) {
+	if cfg.LogConnections {
+		s.srv.log.Info("client connected", zap.Uint64("client", s.id), zap.String("db", s.dbName),
+			zap.String("user", s.user), zap.Stringer("addr", s.remote()), zap.Bool("tls", s.tls))
+	}
 }
 
 // loop runs the logged-in session until it ends or parks.
