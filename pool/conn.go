@@ -17,8 +17,8 @@ import (
 
 // Lessee is whoever holds a leased connection. Pump runs on the connection's own reader
 // goroutine for as long as the lease lasts: it reads the server's messages from c.Rd and
-// returns nil once it has ended the lease with Release or Discard, or the read error that
-// broke the connection.
+// returns nil once it has ended the lease with Release or Discard, the read error that
+// broke the connection, or ErrLoopReads after LoopPark handed the reading to a loop.
 type Lessee interface {
 	Pump(c *Conn) error
 }
@@ -269,7 +269,12 @@ func (c *Conn) querySync(ctx context.Context, sql string) error {
 // run is the connection's reader goroutine.
 func (c *Conn) run() {
 	var err error
+	c.pool.readers.Add(1)
 	defer func() {
+		c.pool.readers.Add(-1)
+		if err == ErrLoopReads {
+			return // a loop reads c now; it starts another reader when it hands c back
+		}
 		c.noteEnd()
 		c.pool.remove(c, err)
 	}()
@@ -323,6 +328,7 @@ func (c *Conn) idleFailed(err error) {
 			continue // the lessee let go meanwhile
 		}
 		c.Rd.Reset(failedSource{err})
+		c.lr.keep.Store(true) // this reader tells the lessee: no loop takes c now
 		_ = b.l.Pump(c)
 		if c.lessee.CompareAndSwap(b, lesseeGone) {
 			return

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"errors"
 	"sync/atomic"
 	"syscall"
 
@@ -9,10 +10,11 @@ import (
 
 // An event loop may read a connection instead of its reader goroutine (package proxy's
 // client loop): the lessee's Pump, on the reader goroutine, calls LoopPark, which hands
-// reading to the loop and puts the reader goroutine to sleep until the loop hands it
-// back (HandBack). While the connection is the loop's it stays so across leases: the
-// loop relays its answers and sees its events when idle (an unsolicited message or the
-// end of the stream goes back to the reader goroutine, which deals with it as always).
+// reading to the loop, and the reader goroutine ends (Pump returns ErrLoopReads); the
+// loop starts a new one when it hands reading back (HandBack). So a connection the loop
+// reads has no goroutine. While the connection is the loop's it stays so across leases:
+// the loop relays its answers and sees its events when idle (an unsolicited message or
+// the end of the stream goes back to a reader goroutine, which deals with it as always).
 // What needs the reader from outside the loop — a lease to a lessee that is not a
 // LoopLessee, an internal query (check, reset), a close — asks the loop (Recall).
 
@@ -41,9 +43,8 @@ type LoopHome struct{ Looper Looper }
 // loop alone hands reading back (HandBack), so it never touches Rd after the reader
 // goroutine may have started to; anyone else asks it to (Recall).
 type loopRead struct {
-	on    atomic.Bool              // the loop reads the socket; the reader goroutine sleeps
+	on    atomic.Bool              // the loop reads the socket; c has no reader goroutine
 	keep  atomic.Bool              // the current lease stays with the reader goroutine (KeepReader)
-	wake  chan struct{}            // HandBack's signal, buffered
 	loop  atomic.Pointer[LoopHome] // the loop that reads c, or last did; set before on (LoopPark)
 	fd    int                      // the socket's descriptor; -1 when there is none to poll (TLS)
 	rc    syscall.RawConn          // the socket's, when fd is not -1
@@ -76,21 +77,23 @@ func (c *Conn) OnFD(f func(fd uintptr)) bool {
 	return c.lr.rc.Control(f) == nil
 }
 
+// ErrLoopReads is what a lessee's Pump returns after LoopPark handed c to a loop: the
+// reader goroutine ends without touching c again, and the loop starts another when it
+// hands reading back (HandBack).
+var ErrLoopReads = errors.New("read by an event loop")
+
 // LoopPark is called by the lessee's Pump on the reader goroutine: l reads c from now on
-// (Adopt), and the reader goroutine sleeps until the loop hands it back. It returns
-// false at once, adopting nothing, when the lease was handed back to the reader
-// (KeepReader) or c has no descriptor to poll.
+// (Adopt). When it returns true the Pump must return ErrLoopReads at once, touching
+// neither c nor its reader: the loop may already read it, or have handed it back to a
+// new reader goroutine. It returns false, adopting nothing, when the lease was handed
+// back to the reader (KeepReader) or c has no descriptor to poll.
 func (c *Conn) LoopPark(l *LoopHome) bool {
 	if c.lr.keep.Load() || c.LoopFD() < 0 || c.closing.Load() {
 		return false
 	}
-	if c.lr.wake == nil {
-		c.lr.wake = make(chan struct{}, 1)
-	}
 	c.lr.loop.Store(l)
 	c.lr.on.Store(true)
 	l.Looper.Adopt(c)
-	<-c.lr.wake
 	return true
 }
 
@@ -109,11 +112,11 @@ func (c *Conn) Recall() {
 // loop that finds itself there reads c while InLoop.
 func (c *Conn) LoopOf() *LoopHome { return c.lr.loop.Load() }
 
-// HandBack gives reading back to c's reader goroutine; for the loop only, once it no
-// longer touches c.Rd. Nothing when the reader reads already.
+// HandBack gives reading back to a reader goroutine, which it starts; for the loop only,
+// once it no longer touches c.Rd. Nothing when a reader reads already.
 func (c *Conn) HandBack() {
 	if c.lr.on.CompareAndSwap(true, false) {
-		c.lr.wake <- struct{}{}
+		go c.run()
 	}
 }
 

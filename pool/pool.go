@@ -71,6 +71,9 @@ var ErrAbandoned = errors.New("gave up waiting for a server connection: the clie
 // Pool is a bounded set of server connections for one (database, user).
 // mu guards every field below it.
 type Pool struct {
+	// readers counts its connections' reader goroutines running now (Readers); atomic.
+	readers atomic.Int32
+
 	mu       sync.Mutex
 	opts     Options
 	limits   []*Limit // opts.Limits, fixed at New: read without mu (Reconfigure keeps them)

@@ -45,6 +45,10 @@ func (p *Pool) Stats() Stats {
 	return s
 }
 
+// Readers is how many of p's connections have a reader goroutine now; a connection an
+// event loop reads has none (LoopPark).
+func (p *Pool) Readers() int { return int(p.readers.Load()) }
+
 // Conns returns the pool's open connections, for SHOW SERVERS.
 func (p *Pool) Conns() []*Conn {
 	p.mu.Lock()

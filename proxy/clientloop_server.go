@@ -9,11 +9,12 @@ import (
 
 // The client loop reads server connections too (issue 14, the second stage): a server
 // leased to a client whose answers the loop may relay is handed to the loop by its
-// reader goroutine (pool.Conn.LoopPark, from Pump), and stays the loop's across leases.
-// The loop relays whole messages from the server's buffer with the same code as Pump
-// (relayMsg); what it cannot do without blocking — an answer larger than it holds, a
-// failed read, a lease to anything else — goes back to the reader goroutine
-// (KeepReader, HandBack; others ask through Recall), which goes on as always.
+// reader goroutine (pool.Conn.LoopPark, from Pump), which then ends, and stays the
+// loop's across leases, with no goroutine of its own. The loop relays whole messages
+// from the server's buffer with the same code as Pump (relayMsg); what it cannot do
+// without blocking — an answer larger than it holds, a failed read, a lease to anything
+// else — goes back to a reader goroutine that HandBack starts (KeepReader, HandBack;
+// others ask through Recall), which goes on as always.
 //
 // There is a loop per core (newLoops), each with its share of the clients (Session.home,
 // by id). A server is read by one loop at a time (pool.Conn.LoopOf): the loop of the

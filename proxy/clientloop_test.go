@@ -118,9 +118,17 @@ func TestClientLoopHoldsNoGoroutinePerClient(t *testing.T) {
 	// The servers' answers are relayed by the loop too, not their reader goroutines (a
 	// server may be with its reader for a while: a lease that began on a goroutine, a
 	// client writer busy when an answer came; it comes back at its next loop lease).
-	inLoop, all := proxy.LoopReadServers(h.srv)
+	inLoop, all, readers := proxy.LoopReadServers(h.srv)
 	require.Positive(t, all)
 	require.Positive(t, inLoop, "server connections read by the loop")
+	// And a server the loop reads has no goroutine of its own: only the others have a
+	// reader (counted a few times: a reader that hands its server to the loop ends just
+	// after).
+	for i := 0; i < 50 && readers != all-inLoop; i++ {
+		time.Sleep(10 * time.Millisecond)
+		inLoop, all, readers = proxy.LoopReadServers(h.srv)
+	}
+	require.Equal(t, all-inLoop, readers, "reader goroutines (%d servers, %d read by the loop)", all, inLoop)
 	// The pool stayed at its size and every server is back.
 	admin := h.admin(t)
 	_, pools := show(t, admin, "SHOW POOLS")

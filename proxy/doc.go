@@ -66,7 +66,9 @@
 //	a server lost mid-transaction (failover)  failover.go:Session.recoverLink, failover.go:Session.answerAborted
 //
 // Backend messages (server to client), on the server connection's reader goroutine
-// (pool/conn.go:Conn.run calls the lessee's Pump while leased). Which request each
+// (pool/conn.go:Conn.run calls the lessee's Pump while leased) or, for a server a client
+// loop reads (it has no goroutine then: pool/loopread.go:Conn.LoopPark), on that loop
+// (loop_linux.go:parker.serverEvent). Which request each
 // answers is decided without I/O in respmatch.go (table tests and FuzzRespQueue drive
 // it with message sequences):
 //

@@ -1,11 +1,13 @@
 package proxy
 
 // LoopReadServers counts the server connections of s that the client loop reads
-// (pool.Conn.InLoop), for tests of the loop's server side.
-func LoopReadServers(s *Server) (inLoop, all int) {
+// (pool.Conn.InLoop), all of them, and their reader goroutines, for tests of the loop's
+// server side.
+func LoopReadServers(s *Server) (inLoop, all, readers int) {
 	s.pools.mu.Lock()
 	defer s.pools.mu.Unlock()
 	for _, e := range s.pools.byKey {
+		readers += e.pool.Readers()
 		for _, c := range e.pool.Conns() {
 			all++
 			if c.InLoop() {
@@ -13,7 +15,7 @@ func LoopReadServers(s *Server) (inLoop, all int) {
 			}
 		}
 	}
-	return inLoop, all
+	return inLoop, all, readers
 }
 
 // LoopLogins counts the logins s started on a client loop.

@@ -721,10 +721,11 @@ func (s *Session) clientGone() {
 }
 
 // Pump relays the server's messages to the client while c is leased to s. It runs on c's
-// reader goroutine and returns nil once the lease has ended.
+// reader goroutine and returns nil once the lease has ended, or pool.ErrLoopReads at once
+// when it hands c's reading to the client loop (which then relays for it).
 func (s *Session) Pump(c *pool.Conn) error {
 	if s.pumpsOnLoop(c) && parkServer(c, s.home()) {
-		return nil // the loop read it meanwhile (clientloop_server.go); run looks again
+		return pool.ErrLoopReads // the loop reads it (clientloop_server.go); this reader ends
 	}
 	s.pumps.Add(1)
 	defer s.pumps.Add(-1) // last: after every use of the session below
