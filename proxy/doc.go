@@ -7,8 +7,9 @@
 // their own, with tests that drive them without a client or PostgreSQL:
 // proxy/console (the admin console's language; the server is its Backend),
 // proxy/listenmux (LISTEN multiplexing; a session is its Subscriber), proxy/metrics
-// (Prometheus metrics; the server's snapshots are its Source) and proxy/hba
-// (auth_hba_file's rules).
+// (Prometheus metrics; the server's snapshots are its Source), proxy/hba
+// (auth_hba_file's rules) and proxy/evloop (the client loops' driver: an epoll set, its
+// eventfd and inbox; the loop is its Handler).
 //
 // # Where things are handled
 //
@@ -32,6 +33,7 @@
 //	auth_query                                authquery.go:Server.authQueryCred, authquery.go:authQueryLessee.Pump
 //	the relay loop (client messages)          relay.go:Session.relay, relay.go:Session.next
 //	idle client parked without a goroutine    park_linux.go:parker.park, loop_linux.go:parker.loop, session.go:Session.resume
+//	client_loop: the loop's driver            proxy/evloop/loop_linux.go:Loop.Run, loop_linux.go:parker.Event, loop_linux.go:parker.Posted
 //	client_loop: requests read on a loop      clientloop.go:Session.serveLoop, clientloop.go:Session.runLoop, park_linux.go:newLoops
 //	client_loop: answers relayed on a loop    loop_linux.go:parker.serverEvent, clientloop_server.go:Session.relayBatch
 //	client_idle_timeout, query_timeout, ...   relay.go:Session.kickIfIdle, timeouts.go:Session.timerFired

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/proxy/evloop"
 )
 
 // Logins on the client loops (issue 14, point 2). A client accepted while client_loop is
@@ -106,15 +108,9 @@ func (s *Server) loginOnLoop(fd int) {
 
 // postLogin hands a login (to start, or to resume after its offloaded step) to the loop.
 func (p *parker) postLogin(s *Session) {
-	p.mu.Lock()
-	if p.ended {
-		p.mu.Unlock()
+	if !p.ev.Post(handover{s: s, login: true}) {
 		s.loginOffLoop() // the server is going down: a goroutine finishes it
-		return
 	}
-	p.inbox = append(p.inbox, handover{s: s, login: true})
-	p.wakeLocked()
-	p.mu.Unlock()
 }
 
 // loginOffLoop runs a login that has not started on a goroutine instead.
@@ -145,8 +141,7 @@ func (p *parker) loginHanded(s *Session) {
 		p.placeLocked(s, fd)
 		s.onLoop = loopLoggingIn
 		p.mu.Unlock()
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: fd}
-		if err := epollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev); err != nil {
+		if err := p.ev.Add(fd, syscall.EPOLLIN|syscall.EPOLLRDHUP|evloop.ET); err != nil {
 			p.mu.Lock()
 			p.byFD[fd] = nil
 			s.onLoop = loopOff
@@ -469,7 +464,7 @@ func (r *loginRaw) Write(f func(fd uintptr) bool) error {
 			return syscall.EAGAIN // not the login's own write (loginWrite): it cannot wait
 		}
 		if !r.c.out { // the socket is full: its events now include room to write
-			if err := r.c.s.home().register(r.c.fd.Load(), syscall.EPOLLIN|syscall.EPOLLOUT|syscall.EPOLLRDHUP|epollET); err != nil {
+			if err := r.c.s.home().ev.Register(r.c.fd.Load(), syscall.EPOLLIN|syscall.EPOLLOUT|syscall.EPOLLRDHUP|evloop.ET); err != nil {
 				return err
 			}
 			r.c.out = true

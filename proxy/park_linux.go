@@ -6,33 +6,28 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/proxy/evloop"
 )
 
 // parker holds idle clients without a goroutine each: a client that has sent nothing for
 // a while leaves its goroutine (and stack) behind, and its socket waits in an epoll set;
-// when bytes arrive, a fresh goroutine picks the session up where it left off.
-//
-// The loop (loop_linux.go) waits for the epoll set itself to become readable in Go's netpoller (an epoll
-// descriptor is readable while it holds events), then takes the events with a zero-timeout
-// epoll_wait; the set is changed with epoll_ctl. All of these are RawSyscalls: none of
-// them blocks, and the runtime's blocking-syscall entry wakes its monitor thread (sysmon)
-// when every P was idle, which then polls every 20 µs for a while: with a blocking
-// epoll_wait that was a wake-up per resumed client, and a thread held by the loop.
+// when bytes arrive, a fresh goroutine picks the session up where it left off. It is
+// also a client loop (loop_linux.go): the evloop.Handler of its event loop (ev), which
+// owns the epoll set, its eventfd and the inbox other goroutines post to.
 //
 // Owners: mu guards byFD, parked and seen (sessions park and unpark from their own
-// goroutines); lastSweep and the epoll wait belong to the loop goroutine.
+// goroutines) and the sessions' onLoop; lastSweep and servers belong to the loop
+// goroutine.
 type parker struct {
-	epfd int
+	ev   *evloop.Loop[handover]
 	log  *zap.Logger
-	done <-chan struct{} // the server has shut down: the loop closes epfd and returns
+	done <-chan struct{} // the server has shut down: the loop ends
 	mu   sync.Mutex
 	// byFD holds the parked sessions by descriptor: a slice, 8 bytes a descriptor,
 	// where a map would cost about 30 per parked client.
@@ -42,20 +37,10 @@ type parker struct {
 	// their goroutine stacks held goes back to the OS.
 	parked, seen int
 	lastSweep    time.Time
-	// The client loop's inbox (clientloop.go): servers handed to requests queued on the
-	// loop, posted by any goroutine under mu; evfd, in the epoll set, wakes the loop when
-	// awake says it may be waiting.
-	inbox, spare []handover
-	evfd         int
-	awake        atomic.Bool
-	// ended is set under mu when the loop has returned (the server shut down): what is
-	// posted after that is done by the poster (post, Recall) and servers are not parked.
-	ended bool
 	// servers holds the server connections the loop reads, by descriptor (loop
 	// goroutine only); an entry is stale once its connection is not InLoop.
 	servers []*pool.Conn
-	del     func(fd uintptr) // takes fd out of the set (made once: unpoll allocates nothing)
-	home    pool.LoopHome    // this loop, as connections name it
+	home    pool.LoopHome // this loop, as connections name it
 }
 
 // handover is a server (or why none) for a request queued on the client loop; without
@@ -69,27 +54,13 @@ type handover struct {
 }
 
 func newParker(log *zap.Logger, done <-chan struct{}) *parker {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-	if err == nil {
-		if err = syscall.SetNonblock(epfd, true); err != nil {
-			_ = syscall.Close(epfd)
-		}
-	}
+	ev, err := evloop.New[handover]()
 	if err != nil {
 		log.Warn("cannot create epoll set: idle clients keep their goroutines", zap.Error(err))
 		return nil
 	}
-	p := &parker{epfd: epfd, log: log, done: done, evfd: -1}
-	p.del = func(fd uintptr) { _ = epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil) }
+	p := &parker{ev: ev, log: log, done: done}
 	p.home.Looper = p
-	if fd, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0); e == 0 {
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
-		if epollCtl(epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev) == nil {
-			p.evfd = int(fd)
-		} else {
-			_ = syscall.Close(int(fd))
-		}
-	}
 	go p.loop()
 	return p
 }
@@ -130,7 +101,7 @@ func (p *parker) park(s *Session, fd int32) bool {
 	p.placeLocked(s, fd)
 	p.parked++
 	p.mu.Unlock()
-	if err := p.register(fd, syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLONESHOT); err != nil {
+	if err := p.ev.Register(fd, syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLONESHOT); err != nil {
 		p.mu.Lock()
 		if p.byFD[fd] == s {
 			p.byFD[fd] = nil
@@ -150,17 +121,6 @@ func (p *parker) placeLocked(s *Session, fd int32) {
 	s.parkedFD = fd
 }
 
-// register (re)registers fd in the set for events: a registration made again also
-// queues an event for what is ready already.
-func (p *parker) register(fd int32, events uint32) error {
-	ev := syscall.EpollEvent{Events: events, Fd: fd}
-	err := epollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
-	if err == syscall.ENOENT {
-		err = epollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
-	}
-	return err
-}
-
 // unpark takes s out of the set if it is parked there and reports whether it was; the
 // caller then resumes it.
 func (p *parker) unpark(s *Session) bool {
@@ -178,7 +138,7 @@ func (p *parker) unpark(s *Session) bool {
 	}
 	p.byFD[fd] = nil
 	s.onLoop = loopOff
-	_ = epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+	p.ev.Del(int32(fd))
 	return true
 }
 
@@ -197,7 +157,7 @@ func (p *parker) loopPark(s *Session, fd int32, rearm bool) bool {
 	if !rearm {
 		return true
 	}
-	if err := p.register(fd, syscall.EPOLLIN|syscall.EPOLLRDHUP|epollET); err != nil {
+	if err := p.ev.Register(fd, syscall.EPOLLIN|syscall.EPOLLRDHUP|evloop.ET); err != nil {
 		p.leaveLoop(s)
 		return false
 	}
@@ -219,17 +179,7 @@ func (p *parker) leaveLoop(s *Session) {
 // after its one event: a detached socket's descriptor is closed on resume while the
 // socket lives on under another, and a stale entry must not outlive it.
 func (p *parker) forget(fd int32) {
-	_ = epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
-}
-
-// epollCtl is epoll_ctl(2) as a RawSyscall (it never blocks).
-func epollCtl(epfd, op, fd int, ev *syscall.EpollEvent) error {
-	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd),
-		uintptr(unsafe.Pointer(ev)), 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
+	p.ev.Del(int32(fd))
 }
 
 // sweep ends parked clients idle past client_idle_timeout and, after many parks, returns
@@ -248,7 +198,7 @@ func (p *parker) sweep() {
 			// socket is registered again under a duplicate).
 			p.byFD[fd] = nil
 			s.onLoop = loopOff
-			_ = epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
+			p.ev.Del(int32(fd))
 			idle = append(idle, s)
 			continue
 		}
@@ -256,7 +206,7 @@ func (p *parker) sweep() {
 			time.Since(time.Unix(0, s.idleSince)) >= s.clientIdle {
 			p.byFD[fd] = nil
 			s.onLoop = loopOff
-			_ = epollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+			p.ev.Del(int32(fd))
 			expired = append(expired, s)
 		}
 	}
@@ -296,6 +246,3 @@ func releaseMemory() {
 
 // goneEvents are the epoll events that say a client's peer closed its side.
 const goneEvents = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
-
-// epollET is EPOLLET as the uint32 an EpollEvent holds (syscall's constant is negative).
-const epollET = 1 << 31

@@ -1,0 +1,261 @@
+//go:build linux
+
+package evloop
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// ET is EPOLLET as the uint32 an EpollEvent holds (syscall's constant is negative).
+const ET = 1 << 31
+
+// Handler is what a loop serves: each ready descriptor's events, each item posted to
+// it (in order), and a tick about every period. All three run on the loop's goroutine,
+// one at a time.
+type Handler[T any] interface {
+	Event(fd int32, events uint32)
+	Posted(v T)
+	Tick()
+}
+
+// Loop is one event loop: an epoll set, its eventfd and its inbox of T.
+//
+// It waits for the set to become readable in Go's netpoller (an epoll descriptor is
+// readable while it holds events), then takes the events with a zero-timeout
+// epoll_pwait; the set is changed with epoll_ctl. All of these are RawSyscalls: none of
+// them blocks, and the runtime's blocking-syscall entry wakes its monitor thread (sysmon)
+// when every P was idle, which then polls every 20 µs for a while: with a blocking
+// epoll_pwait that was a wake-up per event, and a thread held by the loop. After serving
+// what it took the loop looks again (another zero-timeout epoll_pwait) before it waits:
+// what came meanwhile is taken without a trip through the runtime's poller (a wait that
+// skipped this look cost more epoll_pwait calls and context switches per transaction:
+// bench/README.md).
+//
+// Owners: mu guards inbox, spare, ended and evfd's closing; awake is atomic; the wait
+// itself is the loop goroutine's (Run).
+type Loop[T any] struct {
+	epfd int
+	mu   sync.Mutex
+	// inbox is what was posted since the loop last drained it; spare is the slice it
+	// drained last, kept so that posting allocates nothing once both have grown.
+	inbox, spare []T
+	// evfd, in the set, wakes the loop when awake says it may be waiting; -1 once ended.
+	evfd  int
+	awake atomic.Bool
+	// ended is set when Run has returned: Post refuses from then on.
+	ended bool
+	// Unpoll takes a descriptor out of the set, as Del; made once, so that passing it
+	// (pool.Conn.OnFD) allocates nothing.
+	Unpoll func(fd uintptr)
+}
+
+// New makes a loop's epoll set and eventfd; Run serves it.
+func New[T any]() (*Loop[T], error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		_ = syscall.Close(epfd)
+		return nil, err
+	}
+	l := &Loop[T]{epfd: epfd, evfd: -1}
+	l.Unpoll = func(fd uintptr) { l.Del(int32(fd)) }
+	fd, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if e != 0 {
+		_ = syscall.Close(epfd)
+		return nil, e
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
+	if err := ctl(epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev); err != nil {
+		_ = syscall.Close(int(fd))
+		_ = syscall.Close(epfd)
+		return nil, err
+	}
+	l.evfd = int(fd)
+	return l, nil
+}
+
+// Add puts fd in the set for events.
+func (l *Loop[T]) Add(fd int32, events uint32) error {
+	ev := syscall.EpollEvent{Events: events, Fd: fd}
+	return ctl(l.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+}
+
+// Register (re)registers fd in the set for events, adding it when it is not there: a
+// registration made again also queues an event for what is ready already.
+func (l *Loop[T]) Register(fd int32, events uint32) error {
+	ev := syscall.EpollEvent{Events: events, Fd: fd}
+	err := ctl(l.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+	if err == syscall.ENOENT {
+		err = ctl(l.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	}
+	return err
+}
+
+// Del takes fd out of the set (nothing if it is not there).
+func (l *Loop[T]) Del(fd int32) {
+	_ = ctl(l.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+}
+
+// Post queues v for the loop (Handler.Posted) and wakes it if it may be waiting; any
+// goroutine. It reports false, queuing nothing, once the loop has ended: the caller then
+// does what v asks itself.
+func (l *Loop[T]) Post(v T) bool {
+	l.mu.Lock()
+	if l.ended {
+		l.mu.Unlock()
+		return false
+	}
+	l.inbox = append(l.inbox, v)
+	if !l.awake.Load() && l.evfd >= 0 {
+		one := uint64(1)
+		_, _, _ = syscall.RawSyscall(syscall.SYS_WRITE, uintptr(l.evfd), uintptr(unsafe.Pointer(&one)), 8)
+	}
+	l.mu.Unlock()
+	return true
+}
+
+// Open reports whether the loop still runs.
+func (l *Loop[T]) Open() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.ended
+}
+
+// posted reports whether the inbox holds anything (the loop looks before it waits).
+func (l *Loop[T]) posted() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.inbox) > 0
+}
+
+// Run serves the loop until done is closed: h is told of every event and posted item, and
+// ticks about every period (at the first wake-up past it). Then the loop ends (Post
+// refuses), h is told what was posted until then, and the set is closed. It returns an
+// error only when waiting failed (the loop has ended then too).
+func (l *Loop[T]) Run(h Handler[T], period time.Duration, done <-chan struct{}) error {
+	events := make([]syscall.EpollEvent, 128)
+	f := os.NewFile(uintptr(l.epfd), "event loop")
+	defer func() {
+		l.end(h)
+		_ = f.Close()
+	}()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var armed, lastTick time.Time // the read deadline set (the next tick's time); the last tick
+	for {
+		if next := lastTick.Add(period); next != armed {
+			if err := f.SetReadDeadline(next); err != nil {
+				return err
+			}
+			armed = next
+		}
+		n := 0
+		var werr error
+		l.awake.Store(false)
+		err := rc.Read(func(fd uintptr) bool {
+			n, werr = waitNow(int(fd), events)
+			return n > 0 || (werr != nil && werr != syscall.EINTR) || l.posted()
+		})
+		l.awake.Store(true)
+		select {
+		case <-done:
+			return nil
+		default:
+		}
+		if time.Since(lastTick) >= period {
+			lastTick = time.Now()
+			h.Tick()
+		}
+		if err == nil {
+			err = werr
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			return err
+		}
+		for i := range n {
+			fd := events[i].Fd
+			if int(fd) == l.evfd {
+				var b [8]byte
+				_, _, _ = syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 8)
+				continue
+			}
+			h.Event(fd, events[i].Events)
+		}
+		l.drain(h)
+	}
+}
+
+// end marks the loop ended, closes its eventfd and serves what was posted until then.
+func (l *Loop[T]) end(h Handler[T]) {
+	l.mu.Lock()
+	l.ended = true
+	if l.evfd >= 0 {
+		_ = syscall.Close(l.evfd)
+		l.evfd = -1
+	}
+	l.mu.Unlock()
+	l.drain(h)
+}
+
+// drain tells h of what was posted, in order, until the inbox is empty.
+func (l *Loop[T]) drain(h Handler[T]) {
+	var zero T
+	for {
+		l.mu.Lock()
+		in := l.inbox
+		l.inbox, l.spare = l.spare[:0], nil
+		l.mu.Unlock()
+		if len(in) == 0 {
+			l.mu.Lock()
+			if l.spare == nil {
+				l.spare = in
+			}
+			l.mu.Unlock()
+			return
+		}
+		for i := range in {
+			v := in[i]
+			in[i] = zero // the slice is kept: let go of what v holds
+			h.Posted(v)
+		}
+		l.mu.Lock()
+		if l.spare == nil {
+			l.spare = in[:0]
+		}
+		l.mu.Unlock()
+	}
+}
+
+// waitNow is epoll_pwait(2) with a zero timeout as a RawSyscall: the events ready now,
+// none if there are none.
+func waitNow(epfd int, events []syscall.EpollEvent) (int, error) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// ctl is epoll_ctl(2) as a RawSyscall (it never blocks).
+func ctl(epfd, op, fd int, ev *syscall.EpollEvent) error {
+	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd),
+		uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+//go:build linux
+
+package evloop
+
+import (
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// recorder is a Handler that reports what it is told on channels and checks that it is
+// never told two things at once.
+type recorder struct {
+	t      *testing.T
+	inside atomic.Int32
+	events chan int32
+	posted chan int
+	ticks  atomic.Int32
+	onTick func()
+}
+
+func newRecorder(t *testing.T) *recorder {
+	return &recorder{t: t, events: make(chan int32, 64), posted: make(chan int, 1024)}
+}
+
+func (r *recorder) enter() {
+	if r.inside.Add(1) != 1 {
+		r.t.Error("the handler was called while it ran")
+	}
+}
+
+func (r *recorder) Event(fd int32, events uint32) {
+	r.enter()
+	defer r.inside.Add(-1)
+	if events&syscall.EPOLLIN != 0 {
+		var b [64]byte
+		_, _ = syscall.Read(int(fd), b[:]) // drain what the test wrote (edge-triggered)
+	}
+	r.events <- fd
+}
+
+func (r *recorder) Posted(v int) {
+	r.enter()
+	defer r.inside.Add(-1)
+	r.posted <- v
+}
+
+func (r *recorder) Tick() {
+	r.enter()
+	defer r.inside.Add(-1)
+	r.ticks.Add(1)
+	if r.onTick != nil {
+		r.onTick()
+	}
+}
+
+// run starts l's loop with h; the returned function ends it and returns Run's result.
+func run(t *testing.T, l *Loop[int], h Handler[int], period time.Duration) func() error {
+	done := make(chan struct{})
+	res := make(chan error, 1)
+	go func() { res <- l.Run(h, period, done) }()
+	var once sync.Once
+	stop := func() error {
+		var err error
+		once.Do(func() {
+			close(done)
+			_ = l.Post(-1) // wake it, so it sees done now and not at its next tick
+			select {
+			case err = <-res:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Run did not return after done")
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// pipe returns a non-blocking pipe's ends, closed at the test's end.
+func pipe(t *testing.T) (r, w int) {
+	var p [2]int
+	require.NoError(t, syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC))
+	t.Cleanup(func() { _ = syscall.Close(p[0]); _ = syscall.Close(p[1]) })
+	return p[0], p[1]
+}
+
+func TestEventsReachTheHandler(t *testing.T) {
+	l, err := New[int]()
+	require.NoError(t, err)
+	h := newRecorder(t)
+	run(t, l, h, time.Second)
+	r, w := pipe(t)
+	require.NoError(t, l.Add(int32(r), syscall.EPOLLIN|ET))
+	for i := 0; i < 3; i++ {
+		time.Sleep(20 * time.Millisecond) // the loop waits in the runtime's poller meanwhile
+		_, err := syscall.Write(w, []byte("x"))
+		require.NoError(t, err)
+		select {
+		case fd := <-h.events:
+			require.EqualValues(t, r, fd)
+		case <-time.After(2 * time.Second):
+			t.Fatalf("write %d: no event", i)
+		}
+	}
+	// Taken out of the set, the descriptor is not reported again.
+	l.Del(int32(r))
+	_, err = syscall.Write(w, []byte("y"))
+	require.NoError(t, err)
+	select {
+	case fd := <-h.events:
+		t.Fatalf("event for %d after Del", fd)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// Register puts it back, and reports what is ready already (the byte above).
+	require.NoError(t, l.Register(int32(r), syscall.EPOLLIN|ET))
+	select {
+	case fd := <-h.events:
+		require.EqualValues(t, r, fd)
+	case <-time.After(2 * time.Second):
+		t.Fatal("no event for what was ready when registered again")
+	}
+}
+
+func TestPostWakesTheLoopInOrder(t *testing.T) {
+	l, err := New[int]()
+	require.NoError(t, err)
+	h := newRecorder(t)
+	run(t, l, h, time.Hour) // no tick wakes it: only the eventfd does
+	// Several goroutines post while the loop waits and while it runs; each one's items
+	// arrive in its order, and all of them arrive.
+	const posters, each = 4, 200
+	var wg sync.WaitGroup
+	for g := 0; g < posters; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				assert.True(t, l.Post(g*each+i))
+				if i%50 == 0 {
+					time.Sleep(5 * time.Millisecond) // let the loop go back to waiting
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	next := make([]int, posters)
+	for n := 0; n < posters*each; n++ {
+		select {
+		case v := <-h.posted:
+			g, i := v/each, v%each
+			require.Equal(t, next[g], i, "poster %d's items out of order", g)
+			next[g]++
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%d of %d posted items arrived", n, posters*each)
+		}
+	}
+}
+
+func TestTicksWhileIdle(t *testing.T) {
+	l, err := New[int]()
+	require.NoError(t, err)
+	h := newRecorder(t)
+	run(t, l, h, 30*time.Millisecond)
+	deadline := time.Now().Add(3 * time.Second)
+	for h.ticks.Load() < 4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.GreaterOrEqual(t, h.ticks.Load(), int32(4), "an idle loop ticks every period")
+}
+
+func TestEndServesWhatWasPosted(t *testing.T) {
+	l, err := New[int]()
+	require.NoError(t, err)
+	h := newRecorder(t)
+	// The loop is held in a tick while items are posted and done is closed: it ends with
+	// them delivered, and refuses what comes after.
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	var once sync.Once
+	h.onTick = func() {
+		once.Do(func() {
+			close(entered)
+			<-release
+		})
+	}
+	stop := run(t, l, h, 10*time.Millisecond)
+	<-entered
+	for i := 0; i < 5; i++ {
+		require.True(t, l.Post(i))
+	}
+	require.True(t, l.Open())
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		close(release)
+	}()
+	require.NoError(t, stop())
+	require.False(t, l.Open())
+	require.False(t, l.Post(99), "a post after the end is refused")
+	var got []int
+	for len(h.posted) > 0 {
+		if v := <-h.posted; v >= 0 {
+			got = append(got, v)
+		}
+	}
+	require.Equal(t, []int{0, 1, 2, 3, 4}, got)
+}
