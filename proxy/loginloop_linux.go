@@ -52,7 +52,13 @@ type loopLogin struct {
 	timedOut  bool      // the sweep found the deadline passed: the next wait fails
 	stopped   bool      // the coroutine was stopped (the loop ended): it cannot wait
 	writing   bool      // loginWrite is under way (set under s.wmu): its writes may wait
-	nclients  int64
+	// answered: loginWrite has sent the client something since the login last read; the
+	// client answers it after a round trip, so the next read waits for the socket's event
+	// before it tries (a read tried at once would fail with EAGAIN: a system call per
+	// round trip). The descriptor is edge-triggered and registered since the login began,
+	// so what arrives meanwhile is an event the loop resumes the login with.
+	answered bool
+	nclients int64
 }
 
 // loginWait is what the coroutine waits for when it yields.
@@ -340,6 +346,9 @@ type loginConn struct {
 }
 
 func (c *loginConn) Read(b []byte) (int, error) {
+	if err := c.awaitAnswer(); err != nil {
+		return 0, err
+	}
 	for {
 		n, err := syscall.Read(int(c.fd.Load()), b)
 		switch {
@@ -376,6 +385,16 @@ func (c *loginConn) Write(b []byte) (int, error) {
 		done += n
 	}
 	return done, nil
+}
+
+// awaitAnswer waits for the socket's next event before a read that follows a login
+// write (loopLogin.answered).
+func (c *loginConn) awaitAnswer() error {
+	if lg := c.s.lgNow(); lg != nil && lg.answered {
+		lg.answered = false
+		return c.wait()
+	}
+	return nil
 }
 
 // wait suspends the login until the socket's next event; it fails once the login is past
@@ -450,6 +469,9 @@ func (r *loginRaw) Control(f func(fd uintptr)) error {
 }
 
 func (r *loginRaw) Read(f func(fd uintptr) bool) error {
+	if err := r.c.awaitAnswer(); err != nil {
+		return err
+	}
 	for !f(uintptr(r.c.fd.Load())) {
 		if err := r.c.wait(); err != nil {
 			return err

@@ -7,7 +7,7 @@ import "net"
 // Logins run on goroutines here: there are no client loops (loginloop_linux.go).
 
 // loopLogin is never made here.
-type loopLogin struct{ writing bool }
+type loopLogin struct{ writing, answered bool }
 
 func (s *Server) acceptNext(ln net.Listener) (net.Conn, int, error) {
 	nc, err := ln.Accept()

@@ -745,11 +745,16 @@ func (s *Session) sendLoginAnswer(pkt *startup.Packet) error {
 func (s *Session) loginWrite(b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if lg := s.lgState(); lg != nil { // on the loop: this write may wait there (loginRaw)
+	lg := s.lgState()
+	if lg != nil { // on the loop: this write may wait there (loginRaw)
 		lg.writing = true
 		defer func() { lg.writing = false }()
 	}
-	return s.wr.WriteNow(b)
+	err := s.wr.WriteNow(b)
+	if lg != nil && err == nil {
+		lg.answered = true // the login's next read waits for the client's answer first
+	}
+	return err
 }
 
 // linkedServer returns the server now serving the client, or nil.
