@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -312,6 +313,10 @@ const sweepEvery = time.Second
 func (s *Server) sweepIdle() {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
+	// The list of sessions is made once and reused: a new one every tick (8 bytes a
+	// client, each second) was nearly all an idle pgmux allocated, and it filled the
+	// heap up to the GC's goal between collections, pages the runtime then kept.
+	var sessions []*Session
 	for {
 		select {
 		case <-s.done:
@@ -320,12 +325,16 @@ func (s *Server) sweepIdle() {
 		}
 		now := time.Now().Unix()
 		s.clock.Store(now)
-		sessions := s.Sessions()
+		sessions = s.appendSessions(sessions[:0])
 		park := parkDelay(s.nclients.Load())
 		for _, sess := range sessions {
 			sess.kickIfIdle(now, park)
 		}
 		s.dropGoneWaiters(sessions)
+		clear(sessions) // ended sessions must not stay reachable until the next tick
+		if cap(sessions) > 1024 && cap(sessions) > 4*len(sessions) {
+			sessions = nil // most clients have left: let the larger array go
+		}
 	}
 }
 
@@ -397,9 +406,14 @@ func (s *Server) cancel(pid uint32, key []byte) {
 
 // Sessions returns the logged-in sessions.
 func (s *Server) Sessions() []*Session {
+	return s.appendSessions(nil)
+}
+
+// appendSessions appends the logged-in sessions to out.
+func (s *Server) appendSessions(out []*Session) []*Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*Session, 0, len(s.byCancel))
+	out = slices.Grow(out, len(s.byCancel))
 	for _, x := range s.byCancel {
 		out = append(out, x)
 	}
