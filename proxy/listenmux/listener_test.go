@@ -341,3 +341,22 @@ func TestConnectRestoresChannels(t *testing.T) {
 	require.Eventually(t, func() bool { return len(a.payloads()) == 1 }, 10*time.Second, time.Millisecond)
 	require.Equal(t, []string{"after the loss"}, a.payloads())
 }
+
+// The listener comes back quickly after a restart (every notification committed before
+// its LISTEN is missed), then backs off to 10 s while the server stays away.
+func TestReconnectDelay(t *testing.T) {
+	var total time.Duration
+	for a := 0; a < 40; a++ {
+		require.Equal(t, 50*time.Millisecond, reconnectDelay(a), "attempt %d", a)
+		total += reconnectDelay(a)
+	}
+	require.Equal(t, 2*time.Second, total, "fast attempts for the first two seconds")
+	require.Equal(t, 100*time.Millisecond, reconnectDelay(40))
+	require.Equal(t, 200*time.Millisecond, reconnectDelay(41))
+	for a := 41; a < 1000; a++ {
+		d := reconnectDelay(a)
+		require.GreaterOrEqual(t, d, reconnectDelay(a-1), "attempt %d", a)
+		require.LessOrEqual(t, d, 10*time.Second, "attempt %d", a)
+	}
+	require.Equal(t, 10*time.Second, reconnectDelay(999))
+}
