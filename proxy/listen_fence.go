@@ -20,7 +20,9 @@ func (s *Session) askFence(b *notifyBox, typ byte) {
 	}
 	var first bool
 	if first, s.reqOpen = fenceAsked(s.reqOpen, typ); first {
-		b.fence.Store(s.srv.listenerFor(s.entry).Fence())
+		l := s.srv.listenerFor(s.entry)
+		l.Restore() // listening again first if the listener lost its server (a restart)
+		b.fence.Store(l.Fence())
 	}
 }
 

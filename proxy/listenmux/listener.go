@@ -100,6 +100,13 @@ type Listener struct {
 	// fenceCur is the fence sent and not yet answered, fenceNext the one asked for
 	// meanwhile, sent when fenceCur's answer arrives (fence.go).
 	fenceCur, fenceNext *Fence
+	// relistened is closed once the LISTENs its latest connection sent (connectedLocked)
+	// are answered, or the connection is lost; nil when it sent none. lastTry is when
+	// Restore last connected inline.
+	relistened chan struct{}
+	lastTry    time.Time
+	// acquire, when set (tests), stands for the pool's Acquire in connectLocked.
+	acquire func(ctx context.Context) (*pool.Conn, error)
 }
 
 func newListener(db string, src Source, log *zap.Logger) *Listener {
@@ -274,7 +281,7 @@ func (l *Listener) commandLocked(ctx context.Context, sql string, then func(erro
 }
 
 func (l *Listener) connectLocked(ctx context.Context) error {
-	if l.pool == nil {
+	if l.pool == nil && l.acquire == nil {
 		opts := l.src.Options()
 		opts.Size, opts.MinSize, opts.ReserveSize = 1, 0, 0
 		opts.Lifetime, opts.IdleTimeout, opts.CheckQuery, opts.ResetQuery = 0, 0, "", ""
@@ -285,7 +292,13 @@ func (l *Listener) connectLocked(ctx context.Context) error {
 		}
 		l.pool = p
 	}
-	c, err := l.pool.Acquire(ctx, l)
+	var c *pool.Conn
+	var err error
+	if l.acquire != nil {
+		c, err = l.acquire(ctx)
+	} else {
+		c, err = l.pool.Acquire(ctx, l)
+	}
 	if err != nil {
 		return fmt.Errorf("listener connection: %w", err)
 	}
@@ -299,12 +312,68 @@ func (l *Listener) connectLocked(ctx context.Context) error {
 // would otherwise leave every other channel unheard until its clients listened again.
 func (l *Listener) connectedLocked(c *pool.Conn) {
 	l.conn = c
+	l.relistened = nil
 	l.log.Info("listener connected")
 	if n := len(l.subs); n > 0 {
+		done := make(chan struct{})
+		i := 0
 		for ch := range l.subs {
-			_, _ = l.commandLocked(context.Background(), "LISTEN "+sqlscan.QuoteIdent(ch), nil)
+			var then func(error)
+			if i++; i == n { // answered last: the LISTENs before it are too
+				then = func(error) { close(done) }
+			}
+			if _, err := l.commandLocked(context.Background(), "LISTEN "+sqlscan.QuoteIdent(ch), then); err != nil {
+				close(done) // lost already: Restore does not wait for it
+				break
+			}
 		}
+		l.relistened = done
 		l.log.Info("listener reconnected", zap.Int("channels", n))
+	}
+}
+
+// Restore is for a subscriber about to send a request (which may NOTIFY a channel it
+// listens on): when the listener has lost its connection it connects again at once, and
+// until every subscribed channel is listened to again it waits, at most FenceWait. A
+// NOTIFY that commits before that LISTEN is never delivered, and after a PostgreSQL
+// restart the subscriber's own server connection comes back at once while the listener
+// would wait for its next attempt (reconnect). While connected and listening it only
+// looks.
+func (l *Listener) Restore() {
+	l.mu.Lock()
+	if l.closed || len(l.subs) == 0 {
+		l.mu.Unlock()
+		return
+	}
+	if l.conn == nil {
+		if time.Since(l.lastTry) < reconnectDelay(0) {
+			l.mu.Unlock()
+			return // tried just now (another subscriber, or the server is down)
+		}
+		l.lastTry = time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), FenceWait)
+		err := l.connectLocked(ctx) // which LISTENs again (connectedLocked)
+		cancel()
+		if err != nil {
+			l.mu.Unlock()
+			return // reconnect keeps trying
+		}
+	}
+	done := l.relistened
+	l.mu.Unlock()
+	if done == nil {
+		return
+	}
+	select {
+	case <-done:
+		return
+	default:
+	}
+	t := time.NewTimer(FenceWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
 	}
 }
 

@@ -360,3 +360,67 @@ func TestReconnectDelay(t *testing.T) {
 	}
 	require.Equal(t, 10*time.Second, reconnectDelay(999))
 }
+
+// TestRestoreListensBeforeTheRequest: a subscriber's request after the listener lost its
+// connection (a PostgreSQL restart) first has the listener connect and LISTEN again, and
+// goes on only once those LISTENs are answered: its own NOTIFY, committed after them, is
+// heard. While connected and listening, Restore returns at once.
+func TestRestoreListensBeforeTheRequest(t *testing.T) {
+	f := startFakeListener(t)
+	a := &subscriber{}
+	joined := make(chan error, 1)
+	go func() { joined <- f.l.Subscribe(context.Background(), a, "alpha") }()
+	require.Eventually(t, func() bool { return len(f.queries()) == 1 }, 10*time.Second, time.Millisecond)
+	f.ready(t)
+	require.Eventually(t, func() bool { return len(f.queries()) == 2 }, 10*time.Second, time.Millisecond)
+	f.ready(t)
+	require.NoError(t, <-joined)
+	f.l.Restore() // connected, nothing to restore: at once
+
+	// The connection is lost (lost leaves conn nil); the next one is g's.
+	rd, wr := io.Pipe()
+	g := &fakeListener{l: f.l, srv: wr, pump: make(chan error, 1)}
+	dialled := make(chan struct{}, 1)
+	f.l.mu.Lock()
+	f.l.conn = nil
+	f.l.acquire = func(context.Context) (*pool.Conn, error) {
+		c := &pool.Conn{Rd: wire.NewReader(rd), Wr: wire.NewWriter(g)}
+		go func() { g.pump <- f.l.Pump(c) }()
+		dialled <- struct{}{}
+		return c, nil
+	}
+	f.l.mu.Unlock()
+	t.Cleanup(func() {
+		f.l.mu.Lock()
+		f.l.closed = true
+		f.l.mu.Unlock()
+		_ = wr.Close()
+		<-g.pump
+	})
+	restored := make(chan struct{})
+	go func() {
+		f.l.Restore()
+		close(restored)
+	}()
+	select {
+	case <-dialled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Restore did not connect the listener")
+	}
+	require.Eventually(t, func() bool { return len(g.queries()) == 1 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, []string{`LISTEN "alpha"`}, g.queries())
+	select {
+	case <-restored:
+		t.Fatal("Restore returned before the LISTEN was answered")
+	case <-time.After(100 * time.Millisecond):
+	}
+	g.ready(t)
+	select {
+	case <-restored:
+	case <-time.After(FenceWait / 2):
+		t.Fatal("Restore did not return once the LISTEN was answered")
+	}
+	f.l.Restore() // listening again: at once
+	g.notification(t, "alpha", "after the restart")
+	require.Eventually(t, func() bool { return len(a.payloads()) == 1 }, 10*time.Second, time.Millisecond)
+}
