@@ -309,14 +309,7 @@ func TestCloseAllEndsListeners(t *testing.T) {
 // clients then waited out their 30 s after a PostgreSQL restart.)
 func TestConnectRestoresChannels(t *testing.T) {
 	f := startFakeListener(t)
-	a := &subscriber{}
-	joined := make(chan error, 1)
-	go func() { joined <- f.l.Subscribe(context.Background(), a, "alpha") }()
-	require.Eventually(t, func() bool { return len(f.queries()) == 1 }, 10*time.Second, time.Millisecond)
-	f.ready(t)
-	require.Eventually(t, func() bool { return len(f.queries()) == 2 }, 10*time.Second, time.Millisecond)
-	f.ready(t)
-	require.NoError(t, <-joined)
+	a := subscribeAlpha(t, f)
 
 	// The connection was lost (lost leaves conn nil) and another is made, as a new
 	// subscriber's command makes it.
@@ -367,14 +360,7 @@ func TestReconnectDelay(t *testing.T) {
 // heard. While connected and listening, Restore returns at once.
 func TestRestoreListensBeforeTheRequest(t *testing.T) {
 	f := startFakeListener(t)
-	a := &subscriber{}
-	joined := make(chan error, 1)
-	go func() { joined <- f.l.Subscribe(context.Background(), a, "alpha") }()
-	require.Eventually(t, func() bool { return len(f.queries()) == 1 }, 10*time.Second, time.Millisecond)
-	f.ready(t)
-	require.Eventually(t, func() bool { return len(f.queries()) == 2 }, 10*time.Second, time.Millisecond)
-	f.ready(t)
-	require.NoError(t, <-joined)
+	a := subscribeAlpha(t, f)
 	f.l.Restore() // connected, nothing to restore: at once
 
 	// The connection is lost (lost leaves conn nil); the next one is g's.
@@ -423,4 +409,18 @@ func TestRestoreListensBeforeTheRequest(t *testing.T) {
 	f.l.Restore() // listening again: at once
 	g.notification(t, "alpha", "after the restart")
 	require.Eventually(t, func() bool { return len(a.payloads()) == 1 }, 10*time.Second, time.Millisecond)
+}
+
+// subscribeAlpha subscribes a new subscriber to "alpha" on f, playing the server's
+// answers to its LISTEN and the fence after it.
+func subscribeAlpha(t *testing.T, f *fakeListener) *subscriber {
+	a := &subscriber{}
+	joined := make(chan error, 1)
+	go func() { joined <- f.l.Subscribe(context.Background(), a, "alpha") }()
+	require.Eventually(t, func() bool { return len(f.queries()) == 1 }, 10*time.Second, time.Millisecond)
+	f.ready(t)
+	require.Eventually(t, func() bool { return len(f.queries()) == 2 }, 10*time.Second, time.Millisecond)
+	f.ready(t)
+	require.NoError(t, <-joined)
+	return a
 }
