@@ -101,8 +101,8 @@
 // notifications committed before the request come first
 // (listen_fence.go:Session.askFence, proxy/listenmux/fence.go:Listener.Fence,
 // listen_fence.go:Session.awaitFence). After the listener lost its server, a listening
-// client's request first has it connect and LISTEN again
-// (proxy/listenmux/listener.go:Listener.Restore).
+// client's request, once it has a server, first has it connect and LISTEN again
+// (listen_fence.go:Session.restoreListener, proxy/listenmux/listener.go:Listener.Restore).
 //
 // The admin console (package proxy/console): admin.go:Session.adminLoop reads its
 // messages, proxy/console/console.go:Client.Answer parses and checks each statement

@@ -20,9 +20,7 @@ func (s *Session) askFence(b *notifyBox, typ byte) {
 	}
 	var first bool
 	if first, s.reqOpen = fenceAsked(s.reqOpen, typ); first {
-		l := s.srv.listenerFor(s.entry)
-		l.Restore() // listening again first if the listener lost its server (a restart)
-		b.fence.Store(l.Fence())
+		b.fence.Store(s.srv.listenerFor(s.entry).Fence())
 	}
 }
 
@@ -53,4 +51,14 @@ func (s *Session) awaitFence() {
 			zap.Duration("waited", listenmux.FenceWait))
 	}
 	s.drainNotify()
+}
+
+// restoreListener runs before a listening client's message goes to its server: when the
+// shared listener lost its server (a restart), it connects and LISTENs again first
+// (listenmux.Listener.Restore). After the server, not before: a request that waited for
+// one across the restart would otherwise NOTIFY before the listener is back.
+func (s *Session) restoreListener() {
+	if b := s.notes.Load(); b != nil && b.channels.Load() > 0 {
+		s.srv.listenerFor(s.entry).Restore()
+	}
 }

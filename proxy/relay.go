@@ -143,6 +143,7 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 		}
 		return s.refuse(typ, n, err)
 	}
+	s.restoreListener()
 	s.ops.in.Add(uint64(n + wire.HeaderLen))
 	if err := s.forwardLocked(c, typ, n, pin, release, pinErr); err != nil {
 		if s.entry.multi.Load() && s.lostServer(c, err) {
