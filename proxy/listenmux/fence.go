@@ -103,16 +103,20 @@ func (l *Listener) fenceDone(f *Fence) {
 
 // Wait waits until f's answer has been read or the connection was lost, FenceWait at
 // most, and reports whether it came back in time.
-func (f *Fence) Wait() bool {
+func (f *Fence) Wait() bool { return waitAtMost(f.done, FenceWait) }
+
+// waitAtMost waits until done is closed or d has passed, and reports whether done was
+// closed; no timer when it is already.
+func waitAtMost(done <-chan struct{}, d time.Duration) bool {
 	select {
-	case <-f.done:
+	case <-done:
 		return true
 	default:
 	}
-	t := time.NewTimer(FenceWait)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-f.done:
+	case <-done:
 		return true
 	case <-t.C:
 		return false

@@ -361,19 +361,8 @@ func (l *Listener) Restore() {
 	}
 	done := l.relistened
 	l.mu.Unlock()
-	if done == nil {
-		return
-	}
-	select {
-	case <-done:
-		return
-	default:
-	}
-	t := time.NewTimer(FenceWait)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
+	if done != nil {
+		waitAtMost(done, FenceWait)
 	}
 }
 

@@ -63,14 +63,20 @@ func startFakeListener(t *testing.T) *fakeListener {
 	f.l = newListener("app", Source{User: func() string { return "u" }}, zap.NewNop())
 	f.l.conn = c
 	go func() { f.pump <- f.l.Pump(c) }()
+	f.closeAtEnd(t)
+	return f
+}
+
+// closeAtEnd closes the listener (no reconnect after the pipe closes) and f's end of the
+// pipe when the test ends, and waits for f's Pump.
+func (f *fakeListener) closeAtEnd(t *testing.T) {
 	t.Cleanup(func() {
 		f.l.mu.Lock()
-		f.l.closed = true // no reconnect after the pipe closes
+		f.l.closed = true
 		f.l.mu.Unlock()
-		_ = wr.Close()
+		_ = f.srv.Close()
 		<-f.pump
 	})
-	return f
 }
 
 // notification plays a NotificationResponse on channel ch.
@@ -321,13 +327,7 @@ func TestConnectRestoresChannels(t *testing.T) {
 	f.l.connectedLocked(c)
 	f.l.mu.Unlock()
 	go func() { g.pump <- f.l.Pump(c) }()
-	t.Cleanup(func() {
-		f.l.mu.Lock()
-		f.l.closed = true
-		f.l.mu.Unlock()
-		_ = wr.Close()
-		<-g.pump
-	})
+	g.closeAtEnd(t)
 	require.Equal(t, []string{`LISTEN "alpha"`}, g.queries(), "the channel is listened to again")
 	g.ready(t)
 	g.notification(t, "alpha", "after the loss")
@@ -376,13 +376,7 @@ func TestRestoreListensBeforeTheRequest(t *testing.T) {
 		return c, nil
 	}
 	f.l.mu.Unlock()
-	t.Cleanup(func() {
-		f.l.mu.Lock()
-		f.l.closed = true
-		f.l.mu.Unlock()
-		_ = wr.Close()
-		<-g.pump
-	})
+	g.closeAtEnd(t)
 	restored := make(chan struct{})
 	go func() {
 		f.l.Restore()
