@@ -278,7 +278,8 @@ func (s *Session) loopable(typ byte, n int) bool {
 		if len(text) == 0 {
 			break
 		}
-		if !loopableText(s.lead(unsafe.String(&text[0], len(text)))) {
+		// Next has not counted this message yet: its dispatch finds the answer kept.
+		if !loopableText(s.leadAt(unsafe.String(&text[0], len(text)), s.rd.Seq()+1)) {
 			return false
 		}
 	default:

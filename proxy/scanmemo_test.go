@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"testing"
 	"unsafe"
 
@@ -55,4 +56,41 @@ func TestScanMemoFollowsMessages(t *testing.T) {
 		s.rd.Release()
 	}
 	t.Logf("%d distinct text addresses over %d messages", len(addrs), len(texts))
+}
+
+// The client loop looks at a request before Next counts it (loopable), then dispatches
+// it; a request queued for a server has its bytes moved to a small buffer
+// (wire.Reader.Shrink) and is dispatched again once it is handed one. The text is scanned
+// once through all of that, and a text of the same length elsewhere is scanned.
+func TestScanMemoFollowsTheLoop(t *testing.T) {
+	src := bytes.NewReader(wire.Query(wire.Query(nil, "select 1;"), "listen x;"))
+	s := &Session{rd: wire.NewReader(src), sessionWork: newWork()}
+	_, n, err := s.rd.Next() // the request before: both are buffered after it
+	require.NoError(t, err)
+	_, err = s.rd.Message(n)
+	require.NoError(t, err)
+	typ, n, whole := s.rd.Whole()
+	require.True(t, whole)
+	require.Equal(t, byte('Q'), typ)
+	view := func() string {
+		m, err := s.rd.Peek(n)
+		require.NoError(t, err)
+		text, _, err := wire.CString(wire.Body(m))
+		require.NoError(t, err)
+		return unsafe.String(&text[0], len(text))
+	}
+	require.True(t, s.leadAt(view(), s.rd.Seq()+1).Interesting) // loopable's look
+	s.scan.lead.Interesting = false                             // what the memo answers from now on, if it answers
+	_, _, err = s.rd.Next()
+	require.NoError(t, err)
+	q := view()
+	require.False(t, s.maybeInteresting(q), "dispatch is answered by the memo")
+
+	before := uintptr(unsafe.Pointer(unsafe.StringData(q)))
+	s.rd.Shrink()
+	q = view()
+	require.NotEqual(t, before, uintptr(unsafe.Pointer(unsafe.StringData(q))), "Shrink moved the bytes")
+	require.False(t, s.maybeInteresting(q), "the moved text is answered by the memo")
+	other := string([]byte("listen x;"))
+	require.True(t, s.maybeInteresting(other), "a text outside the reader's bytes is scanned")
 }

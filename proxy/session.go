@@ -199,37 +199,57 @@ func (s *Session) LeaseBox() *pool.LeaseBox {
 // scanMemo keeps sqlscan.LeadOf's answer for one text of the client message being
 // handled: a Query is looked at for LISTEN multiplexing, pinning, SQL PREPARE/EXECUTE,
 // the statement cache and DDL, an unnamed Parse for pinning, DISCARD and DDL, each of
-// which used to look at it again. The key is the reader's message count and the text's
-// address and length (an address, not a pointer: an idle session must not keep a pooled
-// buffer alive). Used on the client's goroutine only.
+// which used to look at it again. The key is the reader's message count, the text's
+// length and where it is: for a view of the reader's buffered bytes, its offset from
+// their start (the reader's Window), which a queued request keeps when its bytes move to
+// a small buffer (clientloop.go serverFor), so the request handed a server later is not
+// scanned again; for any other text, its address. An address, not a pointer: an idle
+// session must not keep a pooled buffer alive. Used on the client's goroutine only.
 type scanMemo struct {
 	seq  uint64
-	addr uintptr
-	n    int32 // texts of at most memoMax bytes are kept; 0: the memo holds nothing
+	at   uintptr // the offset in the reader's window (rel), or the text's address
+	n    int32   // texts of at most memoMax bytes are kept; 0: the memo holds nothing
 	lead sqlscan.Lead
+	rel  bool // last: with lead it fits the word n starts
 }
 
 const memoMax = 1<<31 - 1
+
+// memoKey is where q is, as scanMemo keeps it.
+func (s *Session) memoKey(q string) (at uintptr, rel bool) {
+	addr := uintptr(unsafe.Pointer(unsafe.StringData(q)))
+	if w := s.rd.Window(); len(w) > 0 {
+		if start := uintptr(unsafe.Pointer(&w[0])); addr >= start && addr+uintptr(len(q)) <= start+uintptr(len(w)) {
+			return addr - start, true
+		}
+	}
+	return addr, false
+}
 
 // lead is sqlscan.LeadOf(q) for q a view of the client message being handled (or any
 // string that does not change while it is), computed once per message. The memo's
 // answer is returned inline: each message asks several times.
 func (s *Session) lead(q string) sqlscan.Lead {
-	if s.rd != nil {
-		// An empty memo (n == 0) holds the zero Lead, which is LeadOf("").
-		if m := &s.scan; int(m.n) == len(q) && m.addr == uintptr(unsafe.Pointer(unsafe.StringData(q))) &&
-			m.seq == s.rd.Seq() {
+	if s.rd == nil {
+		return sqlscan.LeadOf(q)
+	}
+	return s.leadAt(q, s.rd.Seq())
+}
+
+// leadAt is lead for q in message seq of the reader: the one being handled, or for the
+// client loop's look at the next message before Next counts it (loopable), the next one,
+// whose dispatch then finds the answer kept.
+func (s *Session) leadAt(q string, seq uint64) sqlscan.Lead {
+	// An empty memo (n == 0) holds the zero Lead, which is LeadOf("").
+	if m := &s.scan; int(m.n) == len(q) && m.seq == seq {
+		if at, rel := s.memoKey(q); at == m.at && rel == m.rel {
 			return m.lead
 		}
 	}
-	return s.leadOf(q)
-}
-
-// leadOf computes lead's answer, and keeps it where the memo can.
-func (s *Session) leadOf(q string) sqlscan.Lead {
 	l := sqlscan.LeadOf(q)
-	if len(q) > 0 && len(q) <= memoMax && s.rd != nil {
-		s.scan = scanMemo{seq: s.rd.Seq(), addr: uintptr(unsafe.Pointer(unsafe.StringData(q))), n: int32(len(q)), lead: l}
+	if len(q) > 0 && len(q) <= memoMax {
+		at, rel := s.memoKey(q)
+		s.scan = scanMemo{seq: seq, at: at, rel: rel, n: int32(len(q)), lead: l}
 	}
 	return l
 }
