@@ -202,7 +202,7 @@ func (s *Session) LeaseBox() *pool.LeaseBox {
 // which used to look at it again. The key is the reader's message count, the text's
 // length and where it is: for a view of the reader's buffered bytes, its offset from
 // their start (the reader's Window), which a queued request keeps when its bytes move to
-// a small buffer (clientloop.go serverFor), so the request handed a server later is not
+// a small buffer (clientloop.go loopLease, relay.go lease), so the request handed a server later is not
 // scanned again; for any other text, its address. An address, not a pointer: an idle
 // session must not keep a pooled buffer alive. Used on the client's goroutine only.
 type scanMemo struct {
@@ -240,15 +240,13 @@ func (s *Session) lead(q string) sqlscan.Lead {
 // client loop's look at the next message before Next counts it (loopable), the next one,
 // whose dispatch then finds the answer kept.
 func (s *Session) leadAt(q string, seq uint64) sqlscan.Lead {
+	at, rel := s.memoKey(q)
 	// An empty memo (n == 0) holds the zero Lead, which is LeadOf("").
-	if m := &s.scan; int(m.n) == len(q) && m.seq == seq {
-		if at, rel := s.memoKey(q); at == m.at && rel == m.rel {
-			return m.lead
-		}
+	if m := &s.scan; int(m.n) == len(q) && m.seq == seq && m.at == at && m.rel == rel {
+		return m.lead
 	}
 	l := sqlscan.LeadOf(q)
 	if len(q) > 0 && len(q) <= memoMax {
-		at, rel := s.memoKey(q)
 		s.scan = scanMemo{seq: seq, at: at, rel: rel, n: int32(len(q)), lead: l}
 	}
 	return l
