@@ -79,6 +79,7 @@
 //	'Z' the release rule (no I/O)             linkend.go:linkEnd
 //	'Z' retires its request                   relay.go:Session.retireReady -> respmatch.go:respQueue.retireReady
 //	'E' ErrorResponse, 0A000 retry            relay.go:Session.onError, retry.go:Session.planRetry, relay.go:Session.skipToSync
+//	'E' what the error does (no I/O)          errrule.go:errorRule
 //	'E' skips to the Sync                     respmatch.go:errorSkipsToSync, respmatch.go:respQueue.skipToSync
 //	'S' ParameterStatus                       params.go:Session.onParameterStatus
 //	'A' NotificationResponse, 'N' Notice      relay.go:Session.forward

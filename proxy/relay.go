@@ -1164,10 +1164,11 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 	}
 }
 
-// onError relays an ErrorResponse. In the extended protocol the server then skips every
-// request up to the next Sync, so their expectations are retired here, and statements
-// whose Parse never ran are forgotten. An error from pgmux's own parameter query is
-// logged, not shown.
+// onError relays an ErrorResponse: what it does is decided without I/O by errrule.go
+// errorRule, from the request it answers; this carries it out. In the extended protocol
+// the server then skips every request up to the next Sync, so their expectations are
+// retired here, and statements whose Parse never ran are forgotten. An error of pgmux's
+// own queries is logged, not shown.
 func (s *Session) onError(c *pool.Conn, n int) error {
 	m, err := c.Rd.Message(n)
 	if err != nil {
@@ -1196,54 +1197,40 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	s.mu.Lock()
 	head, ok := s.q.peek()
-	if st := s.set.Load(); st != nil && ok && !head.hide {
-		st.reqErr = true // a reset in the failed request may roll back (settings.go resetStood)
+	r := errorRule(errFacts{head: head, queued: ok, regChecked: ok && head.reg != nil && head.reg.checked.Load(),
+		dropErr: s.dropErr, held: s.heldErr != nil, known: st != nil, staleCode: staleCode, gone: gone})
+	if set := s.set.Load(); set != nil && r.reqErr {
+		set.reqErr = true
 	}
-	hide := ok && head.kind == 'Q' && head.hide && !head.showErr
-	if ok && head.showErr {
-		s.dropErr = true // the client's EXECUTE behind it fails too: it sees this error only
-	} else if ok && head.kind == 'Q' && !head.hide && s.dropErr {
-		s.dropErr = false
-		hide = true
+	s.dropErr = r.dropErr
+	if r.checkFailed {
+		s.checkCount = -1
 	}
-	if ok && head.check {
-		s.checkCount = -1 // the state check failed: nothing is known, the client stays pinned
-	}
-	hold := ok && head.hold
-	if hold {
+	switch {
+	case r.hold:
 		s.heldErr = append([]byte(nil), m...) // a copy: m is the reader's buffer
-	} else if ok && head.kind == 'Q' && !head.hide && s.heldErr != nil {
+	case r.useHeld:
 		if pe, _ := pgerr.Parse(wire.Body(m)); pe != nil && pe.Code == pgerr.UndefinedPreparedStmt {
 			m = s.heldErr // the client's EXECUTE of the statement pgmux could not prepare
 		}
 		s.heldErr = nil
 	}
-	if ok && head.reg != nil && (head.kind == 'Q' || !head.hide || !head.reg.checked.Load()) {
-		// The client's Parse or PREPARE failed, or, for a Parse pgmux answered itself,
-		// the statement's first preparation on a server did: it is not the client's.
+	if r.regFailed {
 		head.reg.failed.Store(true)
 	}
-	if ok && head.kind == 'Q' && head.stmt != "" && head.setting == 0 && st != nil {
-		switch {
-		case head.hide:
-			st.stmts.forget(head.stmt, head.prep) // pgmux's PREPARE of it failed
-		case staleCode || gone:
-			st.stmts.markStale(head.stmt) // the client's EXECUTE of it
-		}
+	switch {
+	case r.forgetStmt:
+		st.stmts.forget(head.stmt, head.prep)
+	case r.staleStmt:
+		st.stmts.markStale(head.stmt)
 	}
 	var pe *pgerr.Error
-	if ok && head.hide && head.setting != 0 {
+	if r.refused {
 		pe, _ = pgerr.Parse(wire.Body(m))
 		s.settingsRefused(c, head, pe)
 	}
-	if ok && head.fix == nil && head.def != nil && (head.kind == 'B' || head.kind == 'D') && head.stmt != "" {
-		// The client's Bind or Describe of its statement, sent under pgmux's name: an error
-		// naming it (a Bind with the wrong number of parameters) names the client's.
-		to := head.def.name
-		if head.anon {
-			to = ""
-		}
-		m = (&errFix{from: head.stmt, to: to}).apply(m)
+	if r.rename {
+		m = (&errFix{from: head.stmt, to: r.renameTo}).apply(m)
 	}
 	m = head.fix.apply(m)
 	if ok {
@@ -1252,7 +1239,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		}
 	}
 	var retry []byte
-	if ok && errorSkipsToSync(head) {
+	if r.skip {
 		s.skipToSync(st, staleCode, gone)
 		if locked {
 			retry = s.planRetry(st)
@@ -1271,22 +1258,20 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	if locked {
 		st.wmu.Unlock()
 	}
-	if hold {
+	switch r.report {
+	case reportQuiet:
+		return nil // the client's EXECUTE after its hidden PREPARE failed
+	case reportSetting:
+		s.logRefused(head, pe)
+		return nil
+	case reportOwn:
+		pe, _ := pgerr.Parse(wire.Body(m))
+		if pe == nil || pe.Message != abortMessage { // failover.go's abortSQL did its job
+			s.log().Warn("pgmux's own query failed on a server", zap.Error(pe))
+		}
 		return nil
 	}
-	if hide {
-		if !head.hide {
-			return nil // the client's EXECUTE after its hidden PREPARE failed
-		}
-		if head.setting != 0 {
-			s.logRefused(head, pe)
-			return nil
-		}
-		pe, _ := pgerr.Parse(wire.Body(m))
-		if pe != nil && pe.Message == abortMessage {
-			return nil // failover.go's abortSQL did its job
-		}
-		s.log().Warn("pgmux's own query failed on a server", zap.Error(pe))
+	if r.hold {
 		return nil
 	}
 	if s.closed.Load() {

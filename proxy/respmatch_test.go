@@ -101,8 +101,8 @@ type qRun struct {
 }
 
 // driveQueue queues reqs (their seq numbers them) and feeds msgs through the queue's
-// decisions as the relay does (relay.go Session.Pump: 'Z' retireReady, 'E' skipToSync
-// for an extended message, 'A' 'N' 'S' forwarded as they are, the rest answer),
+// decisions as the relay does (relay.go Session.Pump: 'Z' retireReady, 'E' errorRule and
+// skipToSync for an extended message, 'A' 'N' 'S' forwarded as they are, the rest answer),
 // checking each against the request the server answered.
 func driveQueue(t testing.TB, reqs []qReq, msgs []qMsg) qRun {
 	var q respQueue
@@ -129,7 +129,9 @@ func driveQueue(t testing.TB, reqs []qReq, msgs []qMsg) qRun {
 		case 'E':
 			require.True(t, queued, "an error answers a queued request")
 			require.Equal(t, uint32(m.owner), head.seq, "the error belongs to the oldest request")
-			if errorSkipsToSync(head) {
+			r := errorRule(errFacts{head: head, queued: true})
+			require.Equal(t, errorSkipsToSync(head), r.skip)
+			if r.skip {
 				synced := q.skipToSync(func(expect, bool) {})
 				run.synced = append(run.synced, synced)
 				if synced {
@@ -139,7 +141,12 @@ func driveQueue(t testing.TB, reqs []qReq, msgs []qMsg) qRun {
 					require.Zero(t, q.len())
 				}
 			}
-			see('E', head.hide)
+			if head.hide && !r.hide {
+				// pgmux's own extended request (a Parse in front of the client's Bind) or
+				// Sync: the client's requests behind it are skipped, so it sees the error.
+				require.NotEqual(t, byte('Q'), head.kind, "a hidden Query's error is pgmux's")
+			}
+			see('E', r.hide)
 		case 'A', 'N', 'S':
 			see(m.typ, false) // forwarded whatever the head (relay.go Pump)
 		default:
@@ -215,7 +222,8 @@ func TestRespQueueSequences(t *testing.T) {
 		{"function call error", "!F", "EZ", "F", 0},
 		{"pgmux's Parse before the client's Bind", "hPBES", "2DDCZ", "S", 0},
 		{"pgmux's Close and Parse in front", "hChPBES", "2DDCZ", "S", 0},
-		{"pgmux's failing Parse hides its error", "h!PBES", "Z", "S", 0},
+		// The client's Bind behind it is skipped: the error is the answer it gets.
+		{"pgmux's failing Parse shows its error", "h!PBES", "EZ", "S", 0},
 		// Notices and ParameterStatus are forwarded whatever request they come with.
 		{"pgmux's hidden query first", "hQ Q", "NSTDDCNSCZ", "QQ", 0},
 		{"pgmux's hidden query fails", "h!Q PBES", "12DDCZ", "QS", 0},
