@@ -44,7 +44,7 @@
 //	pin or unpin decision (transaction mode)  sticky.go:Session.stickyNeed, sticky.go:classifyText (no I/O)
 //	lease a server, link it                   relay.go:Session.serverFor, relay.go:Session.lease
 //	a waiting client that left                gone.go:Server.dropGoneWaiters, gone.go:Session.leftWhileWaiting, clientloop.go:Session.leftWhileQueued
-//	answers expected for what is sent         relay.go:Session.account, respq.go:respQueue.push
+//	answers expected for what is sent         relay.go:Session.account, linkbook.go:linkBook.sentClient, respq.go:respQueue.push
 //	'Q' Query                                 query.go:Session.forwardQuery, query.go:Session.inspectQuery
 //	'Q' LISTEN / UNLISTEN shared              listen.go:Session.listenLocally, listen_do.go:Session.listenShared
 //	'Q' PREPARE / EXECUTE / DEALLOCATE (SQL)  sqlprep.go:Session.sqlPrepared
@@ -77,10 +77,10 @@
 //	every type                                relay.go:Session.Pump
 //	'Z' ReadyForQuery: release, unpin         relay.go:Session.onReady, relay.go:Session.settle, pool/conn.go:Conn.Release
 //	'Z' the release rule (no I/O)             linkend.go:linkEnd
-//	'Z' retires its request                   relay.go:Session.retireReady -> respmatch.go:respQueue.retireReady
+//	'Z' retires its request                   relay.go:Session.retireReady -> respmatch.go:respQueue.retireReady, linkbook.go:linkBook.readyAnswered
 //	'E' ErrorResponse, 0A000 retry            relay.go:Session.onError, retry.go:Session.planRetry, relay.go:Session.skipToSync
 //	'E' what the error does (no I/O)          errrule.go:errorRule
-//	'E' skips to the Sync                     respmatch.go:errorSkipsToSync, respmatch.go:respQueue.skipToSync
+//	'E' skips to the Sync                     respmatch.go:errorSkipsToSync, linkbook.go:linkBook.errorSkips, respmatch.go:respQueue.skipToSync
 //	'S' ParameterStatus                       params.go:Session.onParameterStatus
 //	'A' NotificationResponse, 'N' Notice      relay.go:Session.forward
 //	'1' '2' '3' 'n' 'T' 't' 'C' 'I' 's'       relay.go:Session.answer -> respmatch.go:respQueue.answer
@@ -119,6 +119,20 @@
 //
 // Reload and shutdown: reload.go:Server.Reload, pools.go:pools.reconfigure,
 // shutdown.go:Server.Stop.
+//
+// # The link's rules, without I/O
+//
+// What a message does to a client's link is decided by functions that neither read nor
+// write a socket nor take a lock; the relay gathers their inputs, calls them and
+// carries out what they return. Tests drive them with message sequences and tables
+// alone (no client, no PostgreSQL):
+//
+//	the link's bookkeeping: queue, pending...  linkbook.go:linkBook.sentClient, linkbook.go:linkBook.quiet (FuzzRespQueue)
+//	which request a server message answers    respmatch.go:respQueue.answer (TestRespQueueSequences, FuzzRespQueue)
+//	what an ErrorResponse does                errrule.go:errorRule (TestErrorRule)
+//	whether the link ends at ReadyForQuery    linkend.go:linkEnd (TestLinkEnd)
+//	whether a request pins the client         sticky.go:classifyText (TestClassifyPins, FuzzClassify)
+//	the 0A000 retry's request log             retry.go:reqLog.add (TestReqLog)
 //
 // # Goroutines
 //

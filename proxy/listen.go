@@ -77,8 +77,7 @@ func (s *Session) betweenTransactions() bool {
 	if s.server == nil {
 		return true
 	}
-	return s.mode != config.PoolModeSession && s.pending == 0 && !s.unsynced && s.q.len() == 0 &&
-		s.txStatus == 'I' && s.pinned == 0
+	return s.mode != config.PoolModeSession && s.quiet() && s.txStatus == 'I' && s.pinned == 0
 }
 
 // listenLocally answers a simple Query made only of LISTEN and UNLISTEN statements, and

@@ -345,7 +345,8 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	at := monoOf(start) + monoTime(waited) // the request's start (noteSend): no other reading
 	s.stats.WaitTime += waited
 	s.noteAcquire(waited)
-	s.server, s.pending, s.unsynced, s.errSkip = c, 0, false, false
+	s.server = c
+	s.linkedFresh()
 	s.onReplica = s.linkReplica
 	s.mode = mode
 	s.state = ClientActive
@@ -510,33 +511,11 @@ func (s *Session) account(typ byte) { s.accountAt(typ, 0) }
 func (s *Session) accountAt(typ byte, now monoTime) {
 	s.noteSend(typ, now)
 	s.disarm(timerIdleTx)
-	if s.pending == 0 && (typ == 'Q' || typ == 'F' || typ == 'S') {
+	if s.sentClient(typ, s.prep == prepPass) {
 		s.arm(timerQuery, s.limits.query)
 	}
-	switch typ {
-	case 'Q', 'F':
-		s.pending++
-		s.reqs++
-		s.q.push(expect{kind: typ})
-		if s.fo&foCommit != 0 {
-			s.fo |= foCommitSent // failover.go: its loss now ends the transaction
-		}
-	case 'S':
-		s.pending++
-		s.reqs++
-		s.unsynced = false
-		s.errSkip = false
-		s.q.push(expect{kind: 'S'})
-	case 'E':
-		s.unsynced = true
-		s.q.push(expect{kind: 'E'})
-	case 'P', 'B', 'D', 'C':
-		s.unsynced = true
-		if s.prep == prepPass {
-			s.q.push(expect{kind: typ})
-		}
-	case 'H':
-		s.unsynced = true
+	if (typ == 'Q' || typ == 'F') && s.fo&foCommit != 0 {
+		s.fo |= foCommitSent // failover.go: its loss now ends the transaction
 	}
 }
 
@@ -678,7 +657,7 @@ func (s *Session) clientGone() {
 	}
 	s.mu.Lock()
 	c := s.server
-	clean := c != nil && s.pending == 0 && !s.unsynced && s.txStatus == 'I' && s.q.len() == 0
+	clean := c != nil && s.quiet() && s.txStatus == 'I'
 	// With only pgmux's settings queries outstanding (a read-back behind the client's last
 	// request), the server's reader releases the server once they are answered (settle).
 	finishing := c != nil && !clean && s.pending == 0 && !s.unsynced && s.pinned == 0 && s.q.onlySettings()
@@ -986,10 +965,7 @@ func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
 	// has its ReadyForQuery must find the link clean, or clientGone discards the server.
 	s.mu.Lock()
 	if s.server == c {
-		if s.pending > 0 {
-			s.pending--
-		}
-		s.txStatus = status
+		s.readyAnswered(status)
 		s.fo &^= foCommitMarks
 		if status == 'I' && !s.onReplica && s.entry.multi.Load() {
 			// A transaction on the primary ended: the client's next replica read must
@@ -1042,7 +1018,7 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 		s.mu.Unlock()
 		return false, nil
 	}
-	idle := s.pending == 0 && !s.unsynced && s.q.len() == 0
+	idle := s.quiet()
 	closed := s.closed.Load()
 	if idle && status == 'I' && s.needsRead() {
 		if closed {
@@ -1065,7 +1041,7 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 				s.mu.Unlock()
 				return false, nil
 			}
-			idle = s.pending == 0 && !s.unsynced && s.q.len() == 0
+			idle = s.quiet()
 			if idle && s.needsRead() {
 				// The read-back could not go out (the session goroutine held the write
 				// lock past lockWait): the server keeps values pgmux has not read, so it
@@ -1291,7 +1267,7 @@ func (s *Session) skipToSync(st *serverState, staleCode, gone bool) {
 	if record {
 		st.skipped = st.skipped[:0]
 	}
-	synced := s.q.skipToSync(func(e expect, first bool) {
+	s.errorSkips(func(e expect, first bool) {
 		if record {
 			st.skipped = append(st.skipped, e) // for planRetry
 		}
@@ -1299,10 +1275,5 @@ func (s *Session) skipToSync(st *serverState, staleCode, gone bool) {
 			st.stmts.markStale(e.stmt) // cached plan changed result type: prepare anew
 		}
 		forgetSkipped(st, e)
-		if (e.kind == 'Q' || e.kind == 'F') && !e.hide && s.pending > 0 {
-			s.pending-- // skipped: no ReadyForQuery will answer it
-		}
 	})
-	// With no Sync sent yet, the server ignores what comes until one is.
-	s.errSkip = !synced
 }

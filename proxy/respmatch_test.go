@@ -105,12 +105,30 @@ type qRun struct {
 // skipToSync for an extended message, 'A' 'N' 'S' forwarded as they are, the rest answer),
 // checking each against the request the server answered.
 func driveQueue(t testing.TB, reqs []qReq, msgs []qMsg) qRun {
-	var q respQueue
+	run, _ := driveLink(t, reqs, msgs)
+	return run
+}
+
+// driveLink is driveQueue on a linkBook: the client's requests are recorded as the relay
+// records them (Session.account: linkBook.sentClient, which queues nothing for a Flush),
+// pgmux's are queued as they are, and it returns the book after the answers.
+func driveLink(t testing.TB, reqs []qReq, msgs []qMsg) (qRun, *linkBook) {
+	b := &linkBook{txStatus: 'I'}
+	q := &b.q
 	for i, r := range reqs {
-		if r.kind == 'H' {
-			continue // Session.account queues nothing for a Flush
+		if r.hide {
+			if r.kind != 'H' { // a Flush is answered by nothing: nobody queues one
+				q.push(expect{kind: r.kind, hide: true, seq: uint32(i)})
+			}
+			continue
 		}
-		q.push(expect{kind: r.kind, hide: r.hide, seq: uint32(i)})
+		before := q.len()
+		b.sentClient(r.kind, true)
+		if q.len() > before {
+			q.tail().seq = uint32(i)
+		} else {
+			require.Equal(t, byte('H'), r.kind, "only a Flush queues nothing")
+		}
 	}
 	var run qRun
 	see := func(typ byte, hide bool) {
@@ -124,6 +142,9 @@ func driveQueue(t testing.TB, reqs []qReq, msgs []qMsg) qRun {
 		case 'Z':
 			e := q.retireReady(func(expect) {})
 			require.Equal(t, uint32(m.owner), e.seq, "ReadyForQuery retires the request it answers")
+			if !e.hide {
+				b.readyAnswered('I')
+			}
 			run.ready += string(e.kind)
 			see('Z', e.hide)
 		case 'E':
@@ -132,7 +153,8 @@ func driveQueue(t testing.TB, reqs []qReq, msgs []qMsg) qRun {
 			r := errorRule(errFacts{head: head, queued: true})
 			require.Equal(t, errorSkipsToSync(head), r.skip)
 			if r.skip {
-				synced := q.skipToSync(func(expect, bool) {})
+				b.errorSkips(func(expect, bool) {})
+				synced := !b.errSkip
 				run.synced = append(run.synced, synced)
 				if synced {
 					h, _ := q.peek()
@@ -156,10 +178,11 @@ func driveQueue(t testing.TB, reqs []qReq, msgs []qMsg) qRun {
 			require.Equal(t, head.hide, st.hide, "%q is hidden exactly when its request is pgmux's", m.typ)
 			see(m.typ, st.hide)
 		}
-		requireCounters(t, &q)
+		requireCounters(t, q)
+		require.GreaterOrEqual(t, b.pending, 0)
 	}
 	run.left = q.len()
-	return run
+	return run, b
 }
 
 // requireCounters checks the queue's atomics against its contents.
@@ -344,8 +367,10 @@ func FuzzRespQueue(f *testing.F) {
 			rs = append(rs, r)
 		}
 		rs = append(rs, qReq{kind: 'S'})
-		run := driveQueue(t, rs, serverAnswers(rs))
+		run, b := driveLink(t, rs, serverAnswers(rs))
 		require.Zero(t, run.left, "requests left after the final Sync's ReadyForQuery")
+		require.True(t, b.quiet(), "the link owes nothing after the final Sync's ReadyForQuery: %+v", *b)
+		require.False(t, b.errSkip, "no skip outlives the final Sync")
 		want := 0
 		for _, r := range rs {
 			if strings.IndexByte("SQF", r.kind) >= 0 {

@@ -170,7 +170,7 @@ func (s *Session) readBack(c *pool.Conn) (bool, error) {
 	}
 	defer x.wmu.Unlock()
 	s.mu.Lock()
-	if s.server != c || s.pending != 0 || s.unsynced || s.q.len() != 0 || !s.needsRead() {
+	if s.server != c || !s.quiet() || !s.needsRead() {
 		s.mu.Unlock()
 		return false, nil
 	}

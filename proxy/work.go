@@ -9,7 +9,7 @@ import (
 
 // sessionWork is a session's working state: its link to a server, the response queue,
 // the client's statement names, pinning, reads on standbys, its counters. The Session
-// embeds it by pointer, so s.pending is s.sessionWork.pending.
+// embeds it by pointer, so s.pending is s.sessionWork.linkBook.pending.
 //
 // An idle client needs none of it unless it made something that must outlive the park
 // (a named or unnamed statement, read-your-writes position, an error it still has to
@@ -23,22 +23,10 @@ import (
 type sessionWork struct {
 	lw       *loopWork // the client loop's state, made when the loop first serves the client (clientloop.go)
 	scan     scanMemo  // sqlscan.MaybeInteresting and FirstKeyword of the message being handled
-	pending  int       // Query, Sync and FunctionCall sent and not yet answered by ReadyForQuery
-	unsynced bool      // extended-protocol messages sent since the last Sync
-	txStatus byte
-	fo       foFlags // after a lost server of a multi-host database (failover.go)
-	errSkip  bool    // the server reported an error and skips messages until the next Sync
-	dropErr  bool    // the client's next error is a consequence of one it was shown (sqlprep.go)
-	ddlSent  bool    // DDL sent in the current transaction (ddl.go)
-	flushNow bool    // session goroutine: flush the server now (a clearing Query, stmtclear.go)
+	linkBook           // the link's protocol bookkeeping: response queue, pending, txStatus... (linkbook.go)
 	stats    SessionStats
 	ops      sessionOps // SHOW STATS / metrics counters (admin_stats.go)
-	q        respQueue  // requests on the linked server awaiting answers
 	heldErr  []byte     // a held error of pgmux's preparation before a Query (sqlmulti.go); under mu
-	// reqs counts the client's requests (Query, Sync, FunctionCall) sent; a statement
-	// prepared on the server in an earlier request whose answer has not come is
-	// prepared again rather than trusted (stmtcache.go lookup).
-	reqs uint64
 
 	// lostLease is a server leased to the session that broke before serverFor linked it:
 	// nothing was sent on it, and serverFor leases another. Guarded by mu.
@@ -74,15 +62,22 @@ type sessionWork struct {
 	linkReplica  bool
 	forcePrimary bool
 	onReplica    bool
-	pick         *pool.Pool
-	rrNext       *replicaReq
-	rw           rwState
-	rr           atomic.Pointer[replicaReq]
-	rwDirtyAt    time.Time
+
+	// Not the standbys': three flags of the link that fill the padding after the bools
+	// above, which keeps sessionWork in its 576-byte size class (TestSessionSizeBounded).
+	fo       foFlags // after a lost server of a multi-host database (failover.go)
+	ddlSent  bool    // DDL sent in the current transaction (ddl.go)
+	flushNow bool    // session goroutine: flush the server now (a clearing Query, stmtclear.go)
+
+	pick      *pool.Pool // the standbys' again
+	rrNext    *replicaReq
+	rw        rwState
+	rr        atomic.Pointer[replicaReq]
+	rwDirtyAt time.Time
 }
 
 // newWork is the working state of a client that has done nothing yet.
-func newWork() *sessionWork { return &sessionWork{txStatus: 'I'} }
+func newWork() *sessionWork { return &sessionWork{linkBook: linkBook{txStatus: 'I'}} }
 
 // freshWork is newWork with s's lease box.
 func (s *Session) freshWork() *sessionWork {
