@@ -957,13 +957,12 @@ func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
 		}
 		return s.settle(c, status)
 	}
-	s.mu.Unlock()
 	if e.hide {
+		s.mu.Unlock()
 		return false, nil
 	}
 	// Account for the answer before the client sees it: a client that leaves as soon as it
 	// has its ReadyForQuery must find the link clean, or clientGone discards the server.
-	s.mu.Lock()
 	if s.server == c {
 		s.readyAnswered(status)
 		s.fo &^= foCommitMarks
