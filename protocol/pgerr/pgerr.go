@@ -35,12 +35,14 @@ const (
 	UndefinedPreparedStmt    = "26000"
 	SyntaxError              = "42601"
 	InsufficientPrivilege    = "42501"
+	Warning                  = "01000" // a NoticeResponse of severity WARNING
 )
 
 // Severity values.
 const (
-	SeverityError = "ERROR"
-	SeverityFatal = "FATAL"
+	SeverityError   = "ERROR"
+	SeverityFatal   = "FATAL"
+	SeverityWarning = "WARNING" // for a NoticeResponse (AppendNotice)
 )
 
 // Error is a PostgreSQL error a client will see.

@@ -105,6 +105,13 @@ type Listener struct {
 	// Restore last connected inline.
 	relistened chan struct{}
 	lastTry    time.Time
+	// lostAt is when the connection broke with subscribers not yet told of the gap: set
+	// by lost (the earliest loss not reported), cleared once they are (gapLocked). tell
+	// holds the subscribers to hand tellMsg, a NoticeResponse about that gap, which Pump
+	// delivers outside mu.
+	lostAt  time.Time
+	tell    []Subscriber
+	tellMsg []byte
 	// acquire, when set (tests), stands for the pool's Acquire in connectLocked.
 	acquire func(ctx context.Context) (*pool.Conn, error)
 }
@@ -320,7 +327,12 @@ func (l *Listener) connectedLocked(c *pool.Conn) {
 		for ch := range l.subs {
 			var then func(error)
 			if i++; i == n { // answered last: the LISTENs before it are too
-				then = func(error) { close(done) }
+				then = func(error) {
+					close(done)
+					if l.conn == c && !l.lostAt.IsZero() {
+						l.gapLocked(time.Now())
+					}
+				}
 			}
 			if _, err := l.commandLocked(context.Background(), "LISTEN "+sqlscan.QuoteIdent(ch), then); err != nil {
 				close(done) // lost already: Restore does not wait for it
@@ -401,6 +413,55 @@ func (l *Listener) Pump(c *pool.Conn) error {
 			}
 			l.cmdErr = nil
 			l.mu.Unlock()
+			l.deliverTold() // the notice of a gap, once the LISTENs after it are answered
+		}
+	}
+}
+
+// gapLocked prepares, once the LISTENs after a loss are answered, the NoticeResponse that
+// tells every subscriber notifications may have been missed since lostAt: with its own
+// connection to PostgreSQL a client would have seen that connection break, and could
+// look for what it missed (a job queue polls, a cache reloads). PostgreSQL may send a
+// notice at any time, so every client library accepts one between messages and hands it
+// to its notice handler or log. Pump delivers it (deliverTold); l.mu is held.
+func (l *Listener) gapLocked(now time.Time) {
+	lost := l.lostAt
+	l.lostAt = time.Time{}
+	seen := make(map[Subscriber]struct{})
+	for _, set := range l.subs {
+		for s := range set {
+			if _, ok := seen[s]; !ok {
+				seen[s] = struct{}{}
+				l.tell = append(l.tell, s)
+			}
+		}
+	}
+	gap := now.Sub(lost).Round(time.Millisecond)
+	l.tellMsg = GapNotice(l.db, lost, gap).AppendNotice(nil)
+	l.log.Warn("listener listening again; subscribers told that notifications may have been missed",
+		zap.Int("subscribers", len(l.tell)), zap.Duration("gap", gap))
+}
+
+// GapNotice is the notice a subscriber gets after the listener of database db lost its
+// connection at lost and listened again gap later.
+func GapNotice(db string, lost time.Time, gap time.Duration) *pgerr.Error {
+	return (&pgerr.Error{Severity: pgerr.SeverityWarning, Code: pgerr.Warning,
+		Message: "pgmux: notifications may have been missed: the connection listening on database \"" + db + "\" was lost"}).
+		WithDetail("It was lost at %s and listened again %v later; notifications sent meanwhile were not delivered.",
+			lost.UTC().Format("2006-01-02 15:04:05.000 MST"), gap).
+		WithHint("Anything a missed notification would have started can be found by a query.")
+}
+
+// deliverTold hands the gap notice to the subscribers gapLocked listed, outside l.mu
+// (Subscriber.Notify must be called without it), from Pump.
+func (l *Listener) deliverTold() {
+	l.mu.Lock()
+	tell, msg := l.tell, l.tellMsg
+	l.tell, l.tellMsg = nil, nil
+	l.mu.Unlock()
+	for _, s := range tell {
+		if !s.Gone() {
+			s.Notify(msg)
 		}
 	}
 }
@@ -437,6 +498,9 @@ func (l *Listener) lost(c *pool.Conn, err error) {
 		return
 	}
 	l.conn = nil
+	if l.lostAt.IsZero() && len(l.subs) > 0 {
+		l.lostAt = time.Now()
+	}
 	for _, w := range l.waiting {
 		lostErr := fmt.Errorf("listener connection lost: %w", err)
 		if w.then != nil {

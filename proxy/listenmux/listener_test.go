@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/wire"
 )
 
@@ -98,17 +99,31 @@ func (f *fakeListener) ready(t *testing.T) {
 type subscriber struct {
 	mu       sync.Mutex
 	got      []string // payloads, in order
+	notices  []*pgerr.Error
+	order    string // the types of the messages handed, in order
 	channels atomic.Int32
 	gone     atomic.Bool
 }
 
 func (s *subscriber) Notify(msg []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.order += string(msg[0])
 	body := wire.Body(msg)
+	if msg[0] == 'N' {
+		pe, _ := pgerr.Parse(body)
+		s.notices = append(s.notices, pe)
+		return
+	}
 	_, rest, _ := wire.CString(body[4:])
 	payload, _, _ := wire.CString(rest)
-	s.mu.Lock()
 	s.got = append(s.got, string(payload))
-	s.mu.Unlock()
+}
+
+func (s *subscriber) told() ([]*pgerr.Error, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*pgerr.Error(nil), s.notices...), s.order
 }
 
 func (s *subscriber) Subscribed(delta int32) { s.channels.Add(delta) }
@@ -409,12 +424,73 @@ func TestRestoreListensBeforeTheRequest(t *testing.T) {
 // answers to its LISTEN and the fence after it.
 func subscribeAlpha(t *testing.T, f *fakeListener) *subscriber {
 	a := &subscriber{}
+	subscribe(t, f, a, "alpha")
+	return a
+}
+
+// subscribe subscribes a to ch on f, a channel nobody listens to yet, playing the
+// server's answers to its LISTEN and the fence after it.
+func subscribe(t *testing.T, f *fakeListener, a *subscriber, ch string) {
+	before := len(f.queries())
 	joined := make(chan error, 1)
-	go func() { joined <- f.l.Subscribe(context.Background(), a, "alpha") }()
-	require.Eventually(t, func() bool { return len(f.queries()) == 1 }, 10*time.Second, time.Millisecond)
+	go func() { joined <- f.l.Subscribe(context.Background(), a, ch) }()
+	require.Eventually(t, func() bool { return len(f.queries()) == before+1 }, 10*time.Second, time.Millisecond)
 	f.ready(t)
-	require.Eventually(t, func() bool { return len(f.queries()) == 2 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return len(f.queries()) == before+2 }, 10*time.Second, time.Millisecond)
 	f.ready(t)
 	require.NoError(t, <-joined)
-	return a
+}
+
+// TestLossTold: when the listener's connection breaks, every subscriber is handed one
+// WARNING notice (01000) saying notifications may have been missed, once the LISTENs on
+// the next connection are answered and before any notification that one carries;
+// a subscriber of two channels is told once, and nobody is told while nothing broke.
+func TestLossTold(t *testing.T) {
+	f := startFakeListener(t)
+	a := subscribeAlpha(t, f)
+	b := &subscriber{}
+	subscribe(t, f, b, "beta")
+	subscribe(t, f, b, "gamma")
+	f.notification(t, "alpha", "before")
+	require.Eventually(t, func() bool { return len(a.payloads()) == 1 }, 10*time.Second, time.Millisecond)
+	for _, s := range []*subscriber{a, b} {
+		n, _ := s.told()
+		require.Empty(t, n, "nothing broke yet")
+	}
+
+	rd, wr := io.Pipe()
+	g := &fakeListener{l: f.l, srv: wr, pump: make(chan error, 1)}
+	f.l.mu.Lock()
+	f.l.acquire = func(context.Context) (*pool.Conn, error) {
+		c := &pool.Conn{Rd: wire.NewReader(rd), Wr: wire.NewWriter(g)}
+		go func() { g.pump <- f.l.Pump(c) }()
+		return c, nil
+	}
+	f.l.mu.Unlock()
+	g.closeAtEnd(t)
+	require.NoError(t, f.srv.Close()) // the server is gone: Pump sees the break, reconnect dials g
+	require.Eventually(t, func() bool { return len(g.queries()) == 3 }, 10*time.Second, time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	for _, s := range []*subscriber{a, b} {
+		n, _ := s.told()
+		require.Empty(t, n, "told only once the channels are listened to again")
+	}
+	for range 3 {
+		g.ready(t)
+	}
+	g.notification(t, "alpha", "after")
+	require.Eventually(t, func() bool { return len(a.payloads()) == 2 }, 10*time.Second, time.Millisecond)
+	for name, s := range map[string]*subscriber{"a": a, "b": b} {
+		require.Eventually(t, func() bool { n, _ := s.told(); return len(n) > 0 }, 10*time.Second, time.Millisecond, name)
+		n, order := s.told()
+		require.Len(t, n, 1, "%s is told once", name)
+		require.Equal(t, pgerr.SeverityWarning, n[0].Severity)
+		require.Equal(t, pgerr.Warning, n[0].Code)
+		require.Contains(t, n[0].Message, `notifications may have been missed`)
+		require.Contains(t, n[0].Message, `database "app"`)
+		require.Contains(t, n[0].Detail, "listened again")
+		if s == a {
+			require.Equal(t, "ANA", order, "the notice comes between the notifications before and after the gap")
+		}
+	}
 }
