@@ -39,6 +39,7 @@ func (s *Server) listenerFor(e *poolEntry) *listenmux.Listener {
 			}
 			return e.key.user
 		},
+		Gap: func() { s.metrics.ListenerGap(e.key.db) },
 	})
 }
 

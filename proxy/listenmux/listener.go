@@ -49,6 +49,9 @@ type Source struct {
 	Options func() pool.Options
 	// User is the user its connection logs in as (SHOW SERVERS).
 	User func() string
+	// Gap, when set, is told each time the subscribers are told that notifications may
+	// have been missed (gapLocked), with l.mu held: it must not block (a metric).
+	Gap func()
 }
 
 // Hub owns the per-database listeners.
@@ -438,6 +441,9 @@ func (l *Listener) gapLocked(now time.Time) {
 	}
 	gap := now.Sub(lost).Round(time.Millisecond)
 	l.tellMsg = GapNotice(l.db, lost, gap).AppendNotice(nil)
+	if l.src.Gap != nil {
+		l.src.Gap()
+	}
 	l.log.Warn("listener listening again; subscribers told that notifications may have been missed",
 		zap.Int("subscribers", len(l.tell)), zap.Duration("gap", gap))
 }

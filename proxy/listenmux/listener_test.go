@@ -460,7 +460,9 @@ func TestLossTold(t *testing.T) {
 
 	rd, wr := io.Pipe()
 	g := &fakeListener{l: f.l, srv: wr, pump: make(chan error, 1)}
+	var gaps atomic.Int32
 	f.l.mu.Lock()
+	f.l.src.Gap = func() { gaps.Add(1) } // the metric's hook
 	f.l.acquire = func(context.Context) (*pool.Conn, error) {
 		c := &pool.Conn{Rd: wire.NewReader(rd), Wr: wire.NewWriter(g)}
 		go func() { g.pump <- f.l.Pump(c) }()
@@ -493,4 +495,5 @@ func TestLossTold(t *testing.T) {
 			require.Equal(t, "ANA", order, "the notice comes between the notifications before and after the gap")
 		}
 	}
+	require.Equal(t, int32(1), gaps.Load(), "one gap counted")
 }

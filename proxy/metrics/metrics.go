@@ -81,6 +81,7 @@ type Metrics struct {
 	loginFailures     *prometheus.CounterVec
 	errorsSent        *prometheus.CounterVec
 	reloads           *prometheus.CounterVec
+	listenerGaps      *prometheus.CounterVec
 
 	clients, servers, maxWait, paused                       *prometheus.Desc
 	xacts, queries, received, sent, assignments             *prometheus.Desc
@@ -122,6 +123,8 @@ func New(src Source) *Metrics {
 			"Client logins refused, by reason: password, not_allowed, unknown_database, too_many_connections, unavailable, protocol, other.", "reason"),
 		errorsSent: counter("errors_sent_total", "ErrorResponses sent to clients (pgmux's own and relayed from servers), by SQLSTATE class.", "class"),
 		reloads:    counter("reloads_total", "Configuration reloads, by result (success or failure).", "result"),
+		listenerGaps: counter("listener_gaps_total", "Times a database's shared LISTEN connection was lost and listened "+
+			"again; notifications sent in between were missed, and its clients were told so by a WARNING notice.", "database"),
 
 		clients:         desc("pgmux_pool_clients", "Logged-in clients of the pool by state: linked to a server, idle, or waiting for one.", append(pl, "state")...),
 		servers:         desc("pgmux_pool_servers", "Server connections of the pool by state: active, idle, tested, login.", append(pl, "state")...),
@@ -169,7 +172,7 @@ func New(src Source) *Metrics {
 
 // Register adds every metric to reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range append([]prometheus.Collector{m.wait, m.query, m.xact, m.loginFailures, m.errorsSent, m.reloads, m}, m.rep.collectors()...) {
+	for _, c := range append([]prometheus.Collector{m.wait, m.query, m.xact, m.loginFailures, m.errorsSent, m.reloads, m.listenerGaps, m}, m.rep.collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -190,6 +193,10 @@ func (m *Metrics) ErrorSent(code string) {
 	}
 	m.errorsSent.WithLabelValues(class).Inc()
 }
+
+// ListenerGap counts a loss of database db's shared LISTEN connection that its
+// subscribers were told of (proxy/listenmux).
+func (m *Metrics) ListenerGap(db string) { m.listenerGaps.WithLabelValues(db).Inc() }
 
 // LoginFailed counts a refused client login by the SQLSTATE it was refused with.
 func (m *Metrics) LoginFailed(code string) {

@@ -136,7 +136,8 @@ func scrape(t *testing.T, c prometheus.Collector) map[string]float64 {
 }
 
 // TestCountersByReason: refused logins and errors sent are counted by reason and by
-// SQLSTATE class; reloads by result; the histograms register with the rest.
+// SQLSTATE class; reloads by result; listener gaps by database; the histograms register
+// with the rest.
 func TestCountersByReason(t *testing.T) {
 	m := New(&fakeSource{})
 	reg := prometheus.NewPedanticRegistry()
@@ -177,6 +178,10 @@ func TestCountersByReason(t *testing.T) {
 	m.Reloaded(errors.New("bad ini"))
 	m.Reloaded(nil)
 	require.Equal(t, map[string]float64{"success": 2, "failure": 1}, count("pgmux_reloads_total"))
+	m.ListenerGap("app")
+	m.ListenerGap("app")
+	m.ListenerGap("jobs")
+	require.Equal(t, map[string]float64{"app": 2, "jobs": 1}, count("pgmux_listener_gaps_total"))
 
 	obs := m.Observers(Key{"app", "u"})
 	require.Same(t, obs.Query, m.Observers(Key{"app", "u"}).Query, "one histogram per pool")
