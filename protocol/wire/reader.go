@@ -95,6 +95,13 @@ func (rd *Reader) Release() {
 	}
 }
 
+// Drop discards what is buffered and returns the buffer to the shared pool: for a
+// connection that is done (a client that sent Terminate leaves its header unread).
+func (rd *Reader) Drop() {
+	rd.r = rd.w
+	rd.Release()
+}
+
 // fill reads at least once from the source, growing the buffered window to hold at least
 // need bytes when possible. With no buffer, it blocks on a tiny array so that an idle
 // connection holds no pooled buffer, then moves what it read into a pooled one.
