@@ -49,8 +49,13 @@ func (s *Session) pumpsOnLoop(c *pool.Conn) bool {
 
 // pumpOnLoop relays what c's server sent to s, on the loop: whole messages already
 // buffered, then what one read brings, until the socket is drained (its descriptor is
-// edge-triggered) or the lease ends.
-func (s *Session) pumpOnLoop(c *pool.Conn) {
+// edge-triggered) or the lease ends. closing: the event said the server closed its side
+// (EPOLLRDHUP, HUP, ERR). A read that does not fill the buffer then does not mean the
+// socket is drained: its end may be behind the bytes read (a FATAL and the FIN after it,
+// as PostgreSQL ends a backend), and no later edge would tell of it, so the loop reads on
+// until the end, which goes to the reader goroutine (serverFailed). Stopping at the short
+// read left a pinned client, told the FATAL, open on a dead server until its next request.
+func (s *Session) pumpOnLoop(c *pool.Conn, closing bool) {
 	rd := c.Rd
 	for drained := false; ; {
 		if !s.relayBatch(c) {
@@ -67,7 +72,7 @@ func (s *Session) pumpOnLoop(c *pool.Conn) {
 			c.KeepReader() // the reader meets the failure and tells the client
 			return
 		}
-		drained = !more
+		drained = !more && !closing
 		if more {
 			c.KeepReader() // a long answer (it filled the buffer): the reader streams it
 			return

@@ -97,17 +97,23 @@ func (e *serverGone) Unwrap() error { return e.pe }
 // not see: the relay ends the link instead (recoverLink).
 func (s *Session) fatalFromServer(m []byte) *serverGone {
 	body := wire.Body(m)
+	if !fatalSeverity(body) || !s.recoverable() {
+		return nil
+	}
+	pe, _ := pgerr.Parse(body)
+	return &serverGone{pe: pe}
+}
+
+// fatalSeverity reports whether an ErrorResponse body is FATAL or PANIC: the server
+// ends the connection after it. The V field (not localized) wins over S.
+func fatalSeverity(body []byte) bool {
 	sev := ""
 	_ = wire.Fields(body, func(c byte, v []byte) {
 		if c == 'V' || (c == 'S' && sev == "") {
 			sev = string(v)
 		}
 	})
-	if (sev != pgerr.SeverityFatal && sev != "PANIC") || !s.recoverable() {
-		return nil
-	}
-	pe, _ := pgerr.Parse(body)
-	return &serverGone{pe: pe}
+	return sev == pgerr.SeverityFatal || sev == "PANIC"
 }
 
 // recoverLink ends the link to a lost server without ending the client: requests in

@@ -47,7 +47,7 @@ func (p *parker) Event(fd int32, events uint32) {
 			p.servers[fd] = nil // closed: the descriptor may be a new socket's already
 		} else if c != nil && c.InLoop() {
 			if p.reads(c) {
-				p.serverEvent(c)
+				p.serverEvent(c, events)
 			} else {
 				p.drop(c) // another loop reads it now: a stale registration
 			}
@@ -125,7 +125,7 @@ func (p *parker) adopted(c *pool.Conn) {
 		c.KeepReader()
 		return
 	}
-	p.serverEvent(c)
+	p.serverEvent(c, 0)
 }
 
 // serverEvent relays what a server the loop reads has sent, to its lessee; an idle
@@ -133,13 +133,13 @@ func (p *parker) adopted(c *pool.Conn) {
 // lessee may be a client of another loop: the relay runs beside that loop's work for
 // the client as Pump runs beside a session goroutine (under s.wmu and s.mu), so the
 // server is not moved (moving it cost more than it saved: clientloop_server.go).
-func (p *parker) serverEvent(c *pool.Conn) {
+func (p *parker) serverEvent(c *pool.Conn, events uint32) {
 	s, ok := c.Lessee().(*Session)
 	if !ok {
 		c.HandBack()
 		return
 	}
-	s.pumpOnLoop(c)
+	s.pumpOnLoop(c, events&goneEvents != 0)
 }
 
 // reads reports whether c is this loop's to read (while c.InLoop): only this loop can

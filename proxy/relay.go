@@ -1118,8 +1118,10 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 	}
 	s.mu.Lock()
 	linked := s.server == c
+	told := linked && s.serverFatal
 	s.q.woken() // a session goroutine waiting for a clearing Query's answer (stmtclear.go)
 	if linked {
+		s.serverFatal = false
 		s.server = nil
 		s.pending, s.unsynced = 0, false
 		s.state = ClientIdle
@@ -1129,6 +1131,18 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 	s.mu.Unlock()
 	if linked && !s.closed.Load() && end != nil {
 		s.fatal(end) // a timer closed the server to end the session (closeFromOutside)
+		return
+	}
+	if told && !s.closed.Load() {
+		// The server's FATAL (a shutdown, pg_terminate_backend) reached the client, which
+		// PostgreSQL follows by closing the connection: so does pgmux, without a second
+		// FATAL of its own after it, so the client sees what a direct connection shows.
+		s.log().Info("server ended the session with a FATAL error; the client is closed", zap.Error(err))
+		s.closed.Store(true)
+		if s.wr.Buffered() > 0 {
+			_ = s.wr.Flush()
+		}
+		s.closeAndWake()
 		return
 	}
 	if linked && !s.closed.Load() {
@@ -1251,6 +1265,13 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	if s.closed.Load() {
 		return nil
+	}
+	if fatalSeverity(wire.Body(m)) {
+		s.mu.Lock()
+		if s.server == c {
+			s.serverFatal = true // the server is ending the session, and has said so
+		}
+		s.mu.Unlock()
 	}
 	s.noteError(m)
 	if err := s.wr.Write(m); err != nil {

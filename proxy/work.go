@@ -68,6 +68,10 @@ type sessionWork struct {
 	fo       foFlags // after a lost server of a multi-host database (failover.go)
 	ddlSent  bool    // DDL sent in the current transaction (ddl.go)
 	flushNow bool    // session goroutine: flush the server now (a clearing Query, stmtclear.go)
+	// serverFatal: the linked server's own FATAL went to the client (onError), so when the
+	// server's connection then ends the client is closed without a second one
+	// (serverFailed). The server's reader's, under mu.
+	serverFatal bool
 
 	pick      *pool.Pool // the standbys' again
 	rrNext    *replicaReq

@@ -50,19 +50,20 @@ func TestWorkFieldsClassified(t *testing.T) {
 		"rwDirtyAt":      {func(w *sessionWork) { w.rwDirtyAt = time.Now() }},
 	}
 	// given back at a park: a memo, counters (folded into the pool's totals), a request
-	// count and a pin sequence that only matter with requests in flight, the state
-	// check's scratch, a buffer.
+	// count, a pin sequence and the server's FATAL seen that only matter with requests in
+	// flight or a server linked, the state check's scratch, a buffer.
 	given := map[string]func(w *sessionWork){
-		"scan":       func(w *sessionWork) { w.scan = scanMemo{seq: 3, n: 1, lead: sqlscan.Lead{Interesting: true}} },
-		"stats":      func(w *sessionWork) { w.stats = SessionStats{Transactions: 1, Queries: 2, BytesIn: 3} },
-		"ops":        func(w *sessionWork) { w.ops.parses = 1; w.ops.in.Store(10); w.ops.queryTime = time.Second },
-		"reqs":       func(w *sessionWork) { w.reqs = 9 },
-		"scratch":    func(w *sessionWork) { w.scratch = make([]byte, 64) },
-		"checkCount": func(w *sessionWork) { w.checkCount = 2 },
-		"pinSeq":     func(w *sessionWork) { w.pinSeq = 4 },
-		"box":        func(w *sessionWork) { w.box = pool.NewLeaseBox(nil) },
-		"limits":     func(w *sessionWork) { w.limits = timeLimits{query: 1, idleTx: 2, tx: 3} },
-		"lw":         func(w *sessionWork) { w.lw = &loopWork{} }, // idle whenever the client waits for a request
+		"scan":        func(w *sessionWork) { w.scan = scanMemo{seq: 3, n: 1, lead: sqlscan.Lead{Interesting: true}} },
+		"stats":       func(w *sessionWork) { w.stats = SessionStats{Transactions: 1, Queries: 2, BytesIn: 3} },
+		"ops":         func(w *sessionWork) { w.ops.parses = 1; w.ops.in.Store(10); w.ops.queryTime = time.Second },
+		"reqs":        func(w *sessionWork) { w.reqs = 9 },
+		"scratch":     func(w *sessionWork) { w.scratch = make([]byte, 64) },
+		"checkCount":  func(w *sessionWork) { w.checkCount = 2 },
+		"pinSeq":      func(w *sessionWork) { w.pinSeq = 4 },
+		"serverFatal": func(w *sessionWork) { w.serverFatal = true }, // only while a server is linked
+		"box":         func(w *sessionWork) { w.box = pool.NewLeaseBox(nil) },
+		"limits":      func(w *sessionWork) { w.limits = timeLimits{query: 1, idleTx: 2, tx: 3} },
+		"lw":          func(w *sessionWork) { w.lw = &loopWork{} }, // idle whenever the client waits for a request
 	}
 	var names []string
 	typ := reflect.TypeFor[sessionWork]()

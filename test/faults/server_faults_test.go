@@ -3,6 +3,7 @@ package faults
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"syscall"
 	"testing"
@@ -77,6 +78,38 @@ func TestServerFaults(t *testing.T) {
 		require.Error(t, err)
 		require.NoError(t, ctx.Err(), "the client in a transaction hung")
 		require.EqualValues(t, 1, queryInt(t, idle, "SELECT 1"))
+	})
+
+	// A client that keeps its server (a session advisory lock pins it) and waits for
+	// nothing: when PostgreSQL ends the backend, the client gets its FATAL and then the
+	// close, at once and without sending anything, as on a direct connection. The loop
+	// that reads the server used to stop at the read that brought the FATAL (a short read)
+	// and miss the end behind it, so the client, told, stayed open on a dead server until
+	// its next request (asyncpg then failed with "another operation is in progress").
+	// Five rounds: the FIN and the FATAL came in one event about half the time.
+	t.Run("pinned idle client's backend terminated", func(t *testing.T) {
+		a := admin(t)
+		m := startMux(t, pg, bouncer{})
+		for round := 0; round < 5; round++ {
+			c := connect(t, m.App(pgtest.AppDB))
+			exec(t, c, "SELECT pg_advisory_lock(42)")
+			pid := queryInt(t, c, "SELECT pg_backend_pid()")
+			hc, err := c.PgConn().Hijack()
+			require.NoError(t, err)
+			exec(t, a, "SELECT pg_terminate_backend($1::int)", pid)
+			require.NoError(t, hc.Conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+			fr := pgproto3.NewFrontend(hc.Conn, hc.Conn)
+			msg, err := fr.Receive()
+			require.NoError(t, err, "round %d: the server's FATAL", round)
+			e, ok := msg.(*pgproto3.ErrorResponse)
+			require.True(t, ok, "round %d: got %T", round, msg)
+			require.Equal(t, "FATAL", e.Severity)
+			require.Equal(t, "57P01", e.Code, "round %d: PostgreSQL's own FATAL, as on a direct connection", round)
+			_, err = fr.Receive()
+			require.Error(t, err, "round %d: nothing after the FATAL but the close", round)
+			require.NotErrorIs(t, err, os.ErrDeadlineExceeded, "round %d: the client was left open on a dead server", round)
+			_ = hc.Conn.Close()
+		}
 	})
 
 	t.Run("connections refused then login retry", func(t *testing.T) {
