@@ -415,8 +415,16 @@ func (l *Listener) Pump(c *pool.Conn) error {
 				}
 			}
 			l.cmdErr = nil
+			// The notice of a gap, once the LISTENs after it are answered (gapLocked),
+			// taken in this critical section and handed out after it.
+			tell, msg := l.tell, l.tellMsg
+			l.tell, l.tellMsg = nil, nil
 			l.mu.Unlock()
-			l.deliverTold() // the notice of a gap, once the LISTENs after it are answered
+			for _, sub := range tell {
+				if !sub.Gone() {
+					sub.Notify(msg)
+				}
+			}
 		}
 	}
 }
@@ -426,7 +434,8 @@ func (l *Listener) Pump(c *pool.Conn) error {
 // connection to PostgreSQL a client would have seen that connection break, and could
 // look for what it missed (a job queue polls, a cache reloads). PostgreSQL may send a
 // notice at any time, so every client library accepts one between messages and hands it
-// to its notice handler or log. Pump delivers it (deliverTold); l.mu is held.
+// to its notice handler or log. Pump delivers it after the ReadyForQuery that ran this;
+// l.mu is held.
 func (l *Listener) gapLocked(now time.Time) {
 	lost := l.lostAt
 	l.lostAt = time.Time{}
@@ -456,20 +465,6 @@ func GapNotice(db string, lost time.Time, gap time.Duration) *pgerr.Error {
 		WithDetail("It was lost at %s and listened again %v later; notifications sent meanwhile were not delivered.",
 			lost.UTC().Format("2006-01-02 15:04:05.000 MST"), gap).
 		WithHint("Anything a missed notification would have started can be found by a query.")
-}
-
-// deliverTold hands the gap notice to the subscribers gapLocked listed, outside l.mu
-// (Subscriber.Notify must be called without it), from Pump.
-func (l *Listener) deliverTold() {
-	l.mu.Lock()
-	tell, msg := l.tell, l.tellMsg
-	l.tell, l.tellMsg = nil, nil
-	l.mu.Unlock()
-	for _, s := range tell {
-		if !s.Gone() {
-			s.Notify(msg)
-		}
-	}
 }
 
 // fanOut copies one NotificationResponse to every subscriber of its channel.
