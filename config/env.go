@@ -17,6 +17,7 @@ var envSettings = []struct{ env, key string }{
 	{"PGMUX_ADMIN_USERS", "admin_users"},
 	{"PGMUX_STATS_USERS", "stats_users"},
 	{"PGMUX_CLIENT_LOOP", "client_loop"},
+	{"PGMUX_ADAPTIVE_PROCS", "adaptive_procs"},
 }
 
 // ApplyEnv overrides settings from the environment, read through getenv (os.Getenv in
@@ -24,7 +25,8 @@ var envSettings = []struct{ env, key string }{
 // ("127.0.0.1:6432", "[::1]:6432", or ":6432" for all addresses) and sets listen_addr and
 // listen_port; the others go through Set: PGMUX_POOL_MODE, PGMUX_POOL_SIZE
 // (default_pool_size), PGMUX_MAX_CLIENT_CONN, PGMUX_METRICS_ADDR, PGMUX_AUTH_TYPE,
-// PGMUX_ADMIN_USERS and PGMUX_STATS_USERS (comma-separated names), PGMUX_CLIENT_LOOP.
+// PGMUX_ADMIN_USERS and PGMUX_STATS_USERS (comma-separated names), PGMUX_CLIENT_LOOP,
+// PGMUX_ADAPTIVE_PROCS.
 // Every bad variable is reported, each as "NAME: reason".
 func ApplyEnv(c *Config, getenv func(string) string) error {
 	var errs []error

@@ -63,6 +63,7 @@ func buildSettings() []setting {
 		enumSetting("prepared_statement_mode", "cache", reload, []string{"cache", "unnamed"}, func(c *Config) *string { return &c.PreparedStatementMode }),
 		boolSetting("cache_unnamed_statements", "0", reload, func(c *Config) *bool { return &c.CacheUnnamedStatements }),
 		boolSetting("client_loop", "1", reload, func(c *Config) *bool { return &c.ClientLoop }),
+		boolSetting("adaptive_procs", "1", reload, func(c *Config) *bool { return &c.AdaptiveProcs }),
 		enumSetting("listen_mode", "multiplex", reload, []string{"multiplex", "pin"}, func(c *Config) *string { return &c.ListenMode }),
 		intSetting("direct_pool_size", "5", reload, 0, maxInt, func(c *Config) *int { return &c.DirectPoolSize }),
 		durSetting("shutdown_timeout", "30", reload, func(c *Config) *time.Duration { return &c.ShutdownTimeout }),

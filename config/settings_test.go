@@ -47,7 +47,7 @@ func TestDefaultsMatchPgBouncer(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			r, ok := ref[s.name]
 			if !ok {
-				require.Contains(t, []string{"metrics_addr", "prepared_statement_mode", "direct_pool_size", "shutdown_timeout", "listen_mode", "cache_unnamed_statements", "failover_timeout", "replica_reads", "replica_max_lag", "replica_max_wait", "client_loop"}, s.name)
+				require.Contains(t, []string{"metrics_addr", "prepared_statement_mode", "direct_pool_size", "shutdown_timeout", "listen_mode", "cache_unnamed_statements", "failover_timeout", "replica_reads", "replica_max_lag", "replica_max_wait", "client_loop", "adaptive_procs"}, s.name)
 				return
 			}
 			want := r[0]

@@ -98,6 +98,9 @@ type Config struct {
 	// (proxy/clientloop.go), not in a goroutine each (Linux, plain sockets); on by
 	// default.
 	ClientLoop bool
+	// AdaptiveProcs: pgmux runs as few Ps (GOMAXPROCS) as its CPU load needs, up to the
+	// count the process started with (package proxy/procs); off: all of them always.
+	AdaptiveProcs bool
 	// CacheUnnamedStatements serves the client's unnamed-statement Parses from the
 	// per-server statement cache (proxy/unnamed.go); per database too.
 	CacheUnnamedStatements bool

@@ -106,7 +106,7 @@ func (s *Server) loginOnLoop(fd int) {
 	s.loopLogins.Add(1)
 	c := &loginConn{}
 	c.fd.Store(int32(fd))
-	sess := newSession(s, c, s.nextID.Add(1))
+	sess := newSession(s, c, s.newID())
 	c.s = sess
 	sess.lw = &loopWork{lg: &loopLogin{nclients: n}}
 	sess.home().postLogin(sess)

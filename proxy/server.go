@@ -104,6 +104,8 @@ type Server struct {
 	stmtEpoch atomic.Uint64 // bumped by DDL and stale-statement errors (ddl.go)
 	nclients  atomic.Int64
 	nextID    atomic.Uint64
+	// activeLoops is how many of loops new clients are placed on (0: all); SetActiveLoops.
+	activeLoops atomic.Int32
 	// loopLogins counts the logins started on a client loop (loginloop_linux.go).
 	loopLogins atomic.Uint64
 	draining   atomic.Bool  // no new clients but console ones (shutdown.go)
@@ -300,8 +302,27 @@ func (s *Server) accept(ln net.Listener) error {
 func (s *Server) serveConn(nc net.Conn) {
 	growLoginStack()
 	n := s.nclients.Add(1)
-	sess := newSession(s, nc, s.nextID.Add(1))
+	sess := newSession(s, nc, s.newID())
 	sess.run(n)
+}
+
+// SetActiveLoops places new clients on the first n client loops only (n < 1 or beyond
+// their number: all of them). The GOMAXPROCS governor (package proxy/procs) sets it to
+// the Ps in use: a loop without a P of its own would share one with another, and each
+// then wakes for fewer events. Clients keep the loop they were placed on.
+func (s *Server) SetActiveLoops(n int) { s.activeLoops.Store(int32(max(n, 0))) }
+
+// newID returns a new client's id. Session.home places a client on loop id mod the
+// loops' number, so while fewer loops are active the ids in between are skipped (at most
+// one round of the loops).
+func (s *Server) newID() uint64 {
+	id := s.nextID.Add(1)
+	n := uint64(len(s.loops))
+	a := uint64(s.activeLoops.Load())
+	for i := uint64(0); a > 0 && a < n && id%n >= a && i < n; i++ {
+		id = s.nextID.Add(1)
+	}
+	return id
 }
 
 // sweepEvery is the idle sweep's period, and the resolution of the clock it advances

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -163,9 +164,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	shutdownReq := make(chan proxy.ShutdownMode, 1)
 	var srv *proxy.Server
+	var procsCtl *procsControl
 	srv, err = proxy.New(proxy.Options{Config: cfg, Credentials: creds, Logger: log,
 		Registry: reg, Version: ver, ApplyLogging: sink.apply,
-		Reload: func() error { return reload(srv, f, getenv, log) },
+		Reload: func() error { return reload(srv, procsCtl, f, getenv, log) },
 		OnShutdown: func(m proxy.ShutdownMode) {
 			select {
 			case shutdownReq <- m:
@@ -176,6 +178,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// After proxy.New: it made one client loop per P the process may use.
+	procsCtl = newProcsControl(runtime.GOMAXPROCS(0), srv, log, reg)
+	procsCtl.set(cfg.AdaptiveProcs)
+	defer procsCtl.close()
 	if err := srv.Listen(); err != nil {
 		return err
 	}
@@ -185,10 +191,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("pgmux listening", zap.String("version", ver), zap.String("build", detail), zap.Int("pid", os.Getpid()),
 		zap.Strings("addrs", addrs), zap.String("pool_mode", cfg.PoolMode.String()), zap.Int("default_pool_size", cfg.DefaultPoolSize))
-	return serveUntilStopped(ctx, srv, shutdownReq, func() error { return reload(srv, f, getenv, log) }, log)
+	return serveUntilStopped(ctx, srv, shutdownReq, func() error { return reload(srv, procsCtl, f, getenv, log) }, log)
 }
 
-func reload(srv *proxy.Server, f *flags, getenv func(string) string, log *zap.Logger) error {
+func reload(srv *proxy.Server, procsCtl *procsControl, f *flags, getenv func(string) string, log *zap.Logger) error {
 	cfg, creds, err := loadConfig(f, getenv)
 	if err != nil {
 		log.Error("reload failed; keeping the current configuration", zap.Error(err))
@@ -201,6 +207,7 @@ func reload(srv *proxy.Server, f *flags, getenv func(string) string, log *zap.Lo
 		log.Error("reload failed; keeping the current configuration", zap.Error(err))
 		return err
 	}
+	procsCtl.set(cfg.AdaptiveProcs)
 	log.Info("configuration reloaded")
 	return nil
 }

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/internal/pgtest"
+)
+
+// TestAdaptiveProcs: with adaptive_procs on (the default) pgmux runs one processor while
+// idle and says so on /metrics; turned off by a RELOAD it runs every processor again; on
+// again, one. The process here may use runtime.GOMAXPROCS(0) processors (2 in CI).
+func TestAdaptiveProcs(t *testing.T) {
+	max := runtime.GOMAXPROCS(0)
+	pg := pgtest.Start(t)
+	port, mport := freePort(t), freePort(t)
+	var mu sync.Mutex
+	env := map[string]string{"PGMUX_LISTEN": "", "PGMUX_ADMIN_USERS": "admin"}
+	getenv := func(k string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		return env[k]
+	}
+	setenv := func(k, v string) {
+		mu.Lock()
+		defer mu.Unlock()
+		env[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs syncBuffer
+	args := []string{"--upstream", pg.URL(pgtest.AppUser, pgtest.AppPassword, pgtest.AppDB), "--log-level", "debug",
+		"--listen", "127.0.0.1:" + strconv.Itoa(port), "--metrics-addr", "127.0.0.1:" + strconv.Itoa(mport)}
+	go func() { done <- run(ctx, args, getenv, io.Discard, &logs) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("run did not return")
+		}
+		require.Equal(t, max, runtime.GOMAXPROCS(0), "every processor back once pgmux has stopped")
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "pgmux listening") }, 10*time.Second, 20*time.Millisecond)
+
+	gauge := func(name string) int {
+		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		m := regexp.MustCompile(`(?m)^` + name + ` (\d+)$`).FindSubmatch(b)
+		require.NotNil(t, m, "%s on /metrics", name)
+		n, err := strconv.Atoi(string(m[1]))
+		require.NoError(t, err)
+		return n
+	}
+	require.Equal(t, max, gauge("pgmux_procs_max"))
+	require.Eventually(t, func() bool { return gauge("pgmux_procs") == 1 && runtime.GOMAXPROCS(0) == 1 },
+		5*time.Second, 20*time.Millisecond, "one processor while idle")
+
+	reload := func() {
+		qctx, qcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer qcancel()
+		cc, err := pgx.ParseConfig("postgres://admin:" + pgtest.AppPassword + "@127.0.0.1:" + strconv.Itoa(port) + "/pgbouncer?sslmode=disable")
+		require.NoError(t, err)
+		cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		adm, err := pgx.ConnectConfig(qctx, cc)
+		require.NoError(t, err)
+		defer adm.Close(qctx)
+		_, err = adm.Exec(qctx, "RELOAD")
+		require.NoError(t, err)
+	}
+	setenv("PGMUX_ADAPTIVE_PROCS", "0")
+	reload()
+	require.Equal(t, max, gauge("pgmux_procs"), "adaptive_procs off: every processor")
+	require.Equal(t, max, runtime.GOMAXPROCS(0))
+	if max > 1 {
+		require.Contains(t, logs.String(), "adaptive_procs off")
+	}
+
+	setenv("PGMUX_ADAPTIVE_PROCS", "1")
+	reload()
+	require.Eventually(t, func() bool { return gauge("pgmux_procs") == 1 && runtime.GOMAXPROCS(0) == 1 },
+		5*time.Second, 20*time.Millisecond, "on again: one processor")
+}
