@@ -192,9 +192,9 @@ func (s *Session) authSCRAM(user string, cred config.Credential, known bool) err
 	if err != nil {
 		return scramFailed(user, err)
 	}
-	if err := s.loginWrite(wire.Auth(nil, wire.AuthSASLFinal, last)); err != nil {
-		return err
-	}
+	// Held for the login's next write (its answer, or the FATAL that ends it): one send
+	// for both, where the client waits for the answer anyway.
+	s.loginHold(wire.Auth(nil, wire.AuthSASLFinal, last))
 	if secret {
 		s.srv.mu.Lock()
 		s.srv.scramKeys[user] = scramKeys{clientKey: ex.ClientKey(), serverKey: v.ServerKey}

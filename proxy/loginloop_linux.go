@@ -392,7 +392,12 @@ func (c *loginConn) Write(b []byte) (int, error) {
 func (c *loginConn) awaitAnswer() error {
 	if lg := c.s.lgNow(); lg != nil && lg.answered {
 		lg.answered = false
-		return c.wait()
+		if err := c.wait(); err != nil {
+			return err
+		}
+		if rd := c.s.rd; rd != nil {
+			rd.Ready() // the answer is there: one read takes it (not the header, then the rest)
+		}
 	}
 	return nil
 }

@@ -775,11 +775,27 @@ func (s *Session) loginWrite(b []byte) error {
 		lg.writing = true
 		defer func() { lg.writing = false }()
 	}
-	err := s.wr.WriteNow(b)
+	var err error
+	if s.wr.Buffered() > 0 { // what loginHold held goes out with b, in one write
+		if err = s.wr.Write(b); err == nil {
+			err = s.wr.Flush()
+		}
+	} else {
+		err = s.wr.WriteNow(b)
+	}
 	if lg != nil && err == nil {
 		lg.answered = true // the login's next read waits for the client's answer first
 	}
 	return err
+}
+
+// loginHold keeps b, a login message the client needs no answer to before pgmux's next
+// one (SCRAM's final message before AuthenticationOk), in the writer until the login's
+// next write (loginWrite), which sends both in one call.
+func (s *Session) loginHold(b []byte) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_ = s.wr.Write(b) // smaller than the buffer: copied, never written here
 }
 
 // linkedServer returns the server now serving the client, or nil.

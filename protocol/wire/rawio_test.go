@@ -162,6 +162,37 @@ func TestReaderFirstTryAtBoundary(t *testing.T) {
 	})
 }
 
+// TestReaderReady: a reader told its bytes are there (Ready) reads them straight into a
+// buffer, where one at a message boundary tries the header alone first (tryHeader, which
+// reads into the header array: two reads for a short message instead of one).
+func TestReaderReady(t *testing.T) {
+	for _, ready := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ready=%v", ready), func(t *testing.T) {
+			a, b := tcpPair(t)
+			rd := NewReader(b)
+			m := frame('p', "SCRAM-SHA-256 client-first")
+			_, err := a.Write(m)
+			require.NoError(t, err)
+			time.Sleep(20 * time.Millisecond)
+			if ready {
+				rd.Ready()
+			}
+			typ, n, err := rd.Next()
+			require.NoError(t, err)
+			require.Equal(t, byte('p'), typ)
+			got, err := rd.Message(n)
+			require.NoError(t, err)
+			require.Equal(t, m, got)
+			if ready {
+				require.Equal(t, [HeaderLen]byte{}, rd.small, "read in one call, not through the header array")
+			} else {
+				require.Equal(t, m[:HeaderLen], rd.small[:], "the header tried first")
+			}
+			require.False(t, rd.ready, "Ready holds for one read")
+		})
+	}
+}
+
 // TestReaderShrink covers Shrink over a real socket: a short request already buffered
 // moves into a small buffer with its header still unconsumed, reads on from there as if
 // nothing happened, and the next read from the socket trades the small buffer for a

@@ -31,6 +31,7 @@ type Reader struct {
 	buf     *[]byte // nil while idle
 	r, w    int
 	small   [HeaderLen]byte // the only bytes held while waiting on an idle connection
+	ready   bool            // the next read is known to find bytes (Ready): no header try
 	// MaxMessage bounds Next's declared length (max_packet_size); 0 means 1 GiB.
 	MaxMessage int
 	seq        uint64 // calls of Next so far (Seq)
@@ -138,7 +139,9 @@ func (rd *Reader) fill(need int) error {
 // connection waiting for its peer holds none, and whatever is ready is read in one call.
 func (rd *Reader) fillRaw(need int) error {
 	rd.need, rd.n, rd.rerr, rd.tries = need, 0, nil, 0
-	if err := rd.raw.Read(rd.readFn); err != nil {
+	err := rd.raw.Read(rd.readFn)
+	rd.ready = false
+	if err != nil {
 		return err
 	}
 	if rd.rerr != nil {
@@ -155,7 +158,7 @@ func (rd *Reader) fillRaw(need int) error {
 // readable; it is a method value made once per Reader so that a read allocates nothing.
 func (rd *Reader) readReady(fd uintptr) bool {
 	rd.tries++
-	if rd.tries == 1 && rd.r == rd.w && rd.need == HeaderLen {
+	if rd.tries == 1 && !rd.ready && rd.r == rd.w && rd.need == HeaderLen {
 		return rd.tryHeader(int(fd))
 	}
 	if rd.buf == nil {
@@ -224,6 +227,11 @@ func (rd *Reader) tryHeader(fd int) bool {
 	rd.n = got
 	return true
 }
+
+// Ready tells the reader that its descriptor has bytes to read now (its owner waited for
+// them, as a login on a client loop does for each answer), so that the read under way
+// or the next one takes what is there in one call rather than trying the header first.
+func (rd *Reader) Ready() { rd.ready = true }
 
 // Await waits until at least one byte is buffered, reading once if none is; like every
 // read it ends early at the source's read deadline. Nothing is consumed.
