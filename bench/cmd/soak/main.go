@@ -48,7 +48,15 @@ var (
 	// calling them wrong. Only the client's own goroutine touches its entry.
 	unanswered [][]string
 	late       atomic.Int64 // notifications skipped that way
+	// gapTold is set when pgmux tells a listen client's connection that notifications may
+	// have been missed (its WARNING after the shared listener connection was lost and
+	// listened again, SQLSTATE 01000). A notification that never comes after that is a
+	// loss the client was told of, counted apart from a silent one.
+	gapTold []atomic.Bool
 )
+
+// gapNotice is the start of pgmux's notice that a listener connection was lost.
+const gapNotice = "pgmux: notifications may have been missed"
 
 var stepNames = []string{"none", "transaction", "LISTEN", "pg_notify", "waiting", "UNLISTEN", "read back"}
 
@@ -121,6 +129,7 @@ func run(o opts) error {
 	live := make([]atomic.Pointer[pgx.Conn], o.clients)
 	steps = make([]atomic.Int32, o.clients)
 	killedStep = make([]atomic.Int32, o.clients)
+	gapTold = make([]atomic.Bool, o.clients)
 	unanswered = make([][]string, o.clients)
 	for i := range o.clients {
 		wg.Add(1)
@@ -202,7 +211,7 @@ func client(o opts, id int, kind string, deadline time.Time, st *stats, live *at
 	seq := 0
 	for time.Now().Before(deadline) {
 		if conn == nil {
-			c, err := dial(o.mux, kind)
+			c, err := dial(o.mux, kind, id)
 			if err != nil {
 				st.fail("connect: " + classify(err))
 				time.Sleep(200 * time.Millisecond)
@@ -240,10 +249,17 @@ func client(o opts, id int, kind string, deadline time.Time, st *stats, live *at
 	drop(&conn, live)
 }
 
-func dial(conninfo, kind string) (*pgx.Conn, error) {
+func dial(conninfo, kind string, id int) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(conninfo)
 	if err != nil {
 		return nil, err
+	}
+	if kind == "listen" {
+		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+			if n.Code == "01000" && strings.HasPrefix(n.Message, gapNotice) {
+				gapTold[id].Store(true)
+			}
+		}
 	}
 	switch kind {
 	case "simple":
@@ -318,6 +334,7 @@ func work(c *pgx.Conn, id, seq int, kind string) (bool, error) {
 	case "listen":
 		ch := fmt.Sprintf("soak_%d", id)
 		step(2)
+		gapTold[id].Store(false) // a gap told before this LISTEN does not cover its notification
 		if _, err := c.Exec(ctx, "LISTEN "+ch); err != nil {
 			return false, err
 		}
@@ -333,6 +350,9 @@ func work(c *pgx.Conn, id, seq int, kind string) (bool, error) {
 		step(4)
 		n, err := c.WaitForNotification(ctx)
 		if err != nil {
+			if gapTold[id].Load() && errors.Is(err, context.DeadlineExceeded) {
+				return false, errGapTold
+			}
 			return false, err
 		}
 		for k := 0; k < len(unanswered[id]); {
@@ -365,7 +385,14 @@ func work(c *pgx.Conn, id, seq int, kind string) (bool, error) {
 	return ok && got == val, nil
 }
 
+// errGapTold: a listen client's notification never came, and pgmux had told the client
+// that notifications may have been missed (gapTold).
+var errGapTold = errors.New("notification lost while pgmux's listener connection was down; the client was told")
+
 func classify(err error) string {
+	if errors.Is(err, errGapTold) {
+		return "notification lost in a listener gap, told (expected)"
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		msg := pe.Message
