@@ -9,9 +9,10 @@
 // pgmux at 50 and 500 clients spent 20-25 µs of CPU per transaction with two Ps and 15-22
 // with one, and made fewer transactions per second with two (bench/README.md, sessions
 // of 2026-12-04 and -05). One P is busy 40-45% of a core at those loads. So pgmux starts
-// with one P and adds one when the process's CPU over a sample fills the Ps it has
-// (usage ≥ raiseAt × Ps), and gives one back when the load would fit in one fewer with
-// room to spare for a while (usage ≤ lowerAt × (Ps-1) for lowerAfter samples in a row).
+// with one P and adds one when the process's CPU keeps the Ps it has well used (usage ≥
+// raiseAt × Ps in raiseAfter samples in a row), and gives one back when the load would
+// fit in one fewer with room to spare for a while (usage ≤ lowerAt × (Ps-1) for
+// lowerAfter samples in a row).
 // The loops are made once, one per P the process may use; new clients are placed on as
 // many loops as there are Ps in use (proxy.Server.SetActiveLoops, through the onChange
 // callback), and every client keeps the loop it was placed on.
@@ -27,11 +28,16 @@ import (
 
 // The rule's thresholds, as fractions of a core per P.
 const (
-	// raiseAt: a sample in which the process used this much CPU per P it had adds a P.
-	// Below 1: a P runs its goroutines and the system calls they make, and a process
-	// whose Ps are all busy shows about 1.0 per P; 0.8 leaves a margin for the sample's
-	// noise and adds the P before the loops queue.
-	raiseAt = 0.8
+	// raiseAt: raiseAfter samples in a row in which the process used this much CPU per P
+	// it had add a P. Well below 1: a P's goroutines queue before it is full. With one
+	// P, pgbench -C over TLS through pgmux (an RSA-4096 key: pgmux's handshakes are the
+	// heavy side, on goroutines) used 0.63-0.78 of a core and made 96 connections a
+	// second, where two Ps made 123; pgbench -S at 50 and 500 clients, which a second P
+	// does not speed up on a two-core machine shared with PostgreSQL, used 0.35-0.46.
+	raiseAt = 0.6
+	// raiseAfter: samples in a row at raiseAt or more before a P is added (one sample is
+	// a quarter-second: a burst that short is over before the P would help).
+	raiseAfter = 2
 	// lowerAt: one P fewer would carry the load at most this busy. Well below raiseAt
 	// so that a load near a boundary does not add and remove a P in turn.
 	lowerAt = 0.5
@@ -46,6 +52,7 @@ const (
 type State struct {
 	Procs int // Ps in use now
 	Max   int // at most this many
+	High  int // samples in a row at raiseAt or more per P
 	Low   int // samples in a row the load would fit in Procs-1
 }
 
@@ -55,16 +62,21 @@ type State struct {
 func Step(s State, usage float64) State {
 	switch {
 	case s.Procs < s.Max && usage >= raiseAt*float64(s.Procs):
-		s.Procs++
 		s.Low = 0
+		s.High++
+		if s.High >= raiseAfter {
+			s.Procs++
+			s.High = 0
+		}
 	case s.Procs > 1 && usage <= lowerAt*float64(s.Procs-1):
+		s.High = 0
 		s.Low++
 		if s.Low >= lowerAfter {
 			s.Procs--
 			s.Low = 0
 		}
 	default:
-		s.Low = 0
+		s.High, s.Low = 0, 0
 	}
 	return s
 }

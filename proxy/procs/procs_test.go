@@ -9,23 +9,25 @@ import (
 )
 
 func TestStep(t *testing.T) {
-	st := func(p, max, low int) State { return State{Procs: p, Max: max, Low: low} }
+	st := func(p, max, high, low int) State { return State{Procs: p, Max: max, High: high, Low: low} }
 	cases := []struct {
 		name  string
 		in    State
 		usage float64
 		want  State
 	}{
-		{"one P busy: add one", st(1, 2, 0), 0.85, st(2, 2, 0)},
-		{"one P well used: keep", st(1, 2, 0), 0.45, st(1, 2, 0)},
-		{"at the most: keep", st(2, 2, 0), 2.0, st(2, 2, 0)},
-		{"two of four busy: add one", st(2, 4, 3), 1.7, st(3, 4, 0)},
-		{"one of four idle: keep", st(1, 4, 0), 0.1, st(1, 4, 0)},
-		{"fits in one fewer: count", st(2, 2, 0), 0.4, st(2, 2, 1)},
-		{"fits in one fewer long enough: give one back", st(2, 2, lowerAfter-1), 0.4, st(1, 2, 0)},
-		{"between the thresholds: the count restarts", st(2, 2, 7), 0.9, st(2, 2, 0)},
-		{"three Ps, load for two at most half busy: count", st(3, 4, 2), 0.95, st(3, 4, 3)},
-		{"three Ps, load above: no count", st(3, 4, 2), 1.1, st(3, 4, 0)},
+		{"one P well used: count", st(1, 2, 0, 0), 0.65, st(1, 2, 1, 0)},
+		{"one P well used twice: add one", st(1, 2, raiseAfter-1, 0), 0.65, st(2, 2, 0, 0)},
+		{"one P busy: add one on the second sample", st(1, 2, 1, 0), 1.0, st(2, 2, 0, 0)},
+		{"one P half used: keep, the count restarts", st(1, 2, 1, 0), 0.45, st(1, 2, 0, 0)},
+		{"at the most: keep", st(2, 2, 0, 0), 2.0, st(2, 2, 0, 0)},
+		{"two of four well used: add one", st(2, 4, 1, 3), 1.3, st(3, 4, 0, 0)},
+		{"one of four idle: keep", st(1, 4, 0, 0), 0.1, st(1, 4, 0, 0)},
+		{"fits in one fewer: count", st(2, 2, 0, 0), 0.4, st(2, 2, 0, 1)},
+		{"fits in one fewer long enough: give one back", st(2, 2, 0, lowerAfter-1), 0.4, st(1, 2, 0, 0)},
+		{"between the thresholds: both counts restart", st(2, 2, 0, 7), 0.9, st(2, 2, 0, 0)},
+		{"three Ps, load for two at most half busy: count", st(3, 4, 0, 2), 0.95, st(3, 4, 0, 3)},
+		{"three Ps, load above: no count", st(3, 4, 0, 2), 1.1, st(3, 4, 0, 0)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -34,27 +36,47 @@ func TestStep(t *testing.T) {
 	}
 }
 
-// TestStepHysteresis: a load on the boundary between one and two Ps does not make the
-// count swing; a load that leaves makes it fall back after lowerAfter samples.
+// TestStepHysteresis: the measured loads keep their count (pgbench -S at 0.35-0.46 of a
+// core stays on one P; TLS logins at 0.63-0.78 on one P get a second and, at 0.9 on two,
+// keep it); a lone busy sample adds nothing; a load that leaves gives the P back after
+// lowerAfter samples.
 func TestStepHysteresis(t *testing.T) {
-	s := State{Procs: 1, Max: 2}
-	changes := 0
-	for i := range 200 {
-		u := 0.8 // a full P
-		if s.Procs == 2 {
-			u = 0.9 + 0.2*float64(i%2) // what that load costs on two Ps
+	run := func(s State, usage func(i int, procs int) float64, n int) (State, int) {
+		changes := 0
+		for i := range n {
+			next := Step(s, usage(i, s.Procs))
+			if next.Procs != s.Procs {
+				changes++
+			}
+			s = next
 		}
-		next := Step(s, u)
-		if next.Procs != s.Procs {
-			changes++
-		}
-		s = next
+		return s, changes
 	}
-	require.Equal(t, 1, changes, "one raise, then steady")
+	one := State{Procs: 1, Max: 2}
+	s, changes := run(one, func(i, _ int) float64 { return []float64{0.35, 0.46, 0.41, 0.38}[i%4] }, 200)
+	require.Equal(t, 0, changes, "pgbench -S stays on one P")
+	require.Equal(t, 1, s.Procs)
+
+	s, changes = run(one, func(i, p int) float64 {
+		if p == 1 {
+			return []float64{0.63, 0.78, 0.70}[i%3]
+		}
+		return 0.9
+	}, 200)
+	require.Equal(t, 1, changes, "TLS logins: one raise, then steady")
 	require.Equal(t, 2, s.Procs)
-	for range lowerAfter - 1 {
-		s = Step(s, 0.2)
-	}
+
+	s, changes = run(one, func(i, _ int) float64 {
+		if i%10 == 0 {
+			return 1.0 // a lone busy sample every 2.5 s
+		}
+		return 0.3
+	}, 200)
+	require.Equal(t, 0, changes)
+	require.Equal(t, 1, s.Procs)
+
+	s = State{Procs: 2, Max: 2}
+	s, _ = run(s, func(int, int) float64 { return 0.2 }, lowerAfter-1)
 	require.Equal(t, 2, s.Procs, "a pause shorter than lowerAfter samples keeps the P")
 	s = Step(s, 0.2)
 	require.Equal(t, 1, s.Procs)
