@@ -32,8 +32,8 @@ const (
 	// it had add a P. Well below 1: a P's goroutines queue before it is full. With one
 	// P, pgbench -C over TLS through pgmux (an RSA-4096 key: pgmux's handshakes are the
 	// heavy side, on goroutines) used 0.63-0.78 of a core and made 96 connections a
-	// second, where two Ps made 123; pgbench -S at 50 and 500 clients, which a second P
-	// does not speed up on a two-core machine shared with PostgreSQL, used 0.35-0.46.
+	// second, where two Ps made 123; pgbench -S at 500 clients, which a second P does not
+	// speed up on a two-core machine shared with PostgreSQL, used 0.34-0.46.
 	raiseAt = 0.6
 	// raiseAfter: samples in a row at raiseAt or more before a P is added (one sample is
 	// a quarter-second: a burst that short is over before the P would help).
