@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -197,7 +198,49 @@ var errStopped = errors.New("pgmux is shutting down")
 // server sends the notifications it holds when it goes idle after the first (a LISTEN),
 // so all of them arrive before the answer to the second, and sub never sees one
 // committed before its own LISTEN.
+//
+// A LISTEN that meets the listener connection broken or refused (PostgreSQL restarting)
+// tries again every subscribeRetry until ctx ends, as a query waits for a server: it
+// fails only on the server's own refusal, when ctx ends, or once the listener is closed.
 func (l *Listener) Subscribe(ctx context.Context, sub Subscriber, channel string) error {
+	for {
+		err := l.subscribeOnce(ctx, sub, channel)
+		if err == nil || !l.retryable(ctx, err) {
+			return err
+		}
+		t := time.NewTimer(subscribeRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for the listener connection: %w (last: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// subscribeRetry is how long a LISTEN that met the listener connection down waits before
+// trying again (the listener's own reconnects run meanwhile, reconnectDelay).
+const subscribeRetry = 100 * time.Millisecond
+
+// retryable reports whether a failed LISTEN may be tried again: the connection broke or
+// could not be made, or the server is going down or starting up (SQLSTATE class 08, or
+// 57P01-57P03); not another answer of the server's (the LISTEN's own error, a login
+// refused), nor ctx's end, nor the listener's close.
+func (l *Listener) retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pe *pgerr.Error
+	if errors.As(err, &pe) && (pe == nil || !strings.HasPrefix(pe.Code, "08") && !strings.HasPrefix(pe.Code, "57P")) {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.closed
+}
+
+// subscribeOnce is one attempt of Subscribe.
+func (l *Listener) subscribeOnce(ctx context.Context, sub Subscriber, channel string) error {
 	result := make(chan error, 1)
 	join := func(err error) { // runs under l.mu, from the listener's reader
 		l.pending[channel]--

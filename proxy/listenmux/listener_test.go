@@ -3,6 +3,8 @@ package listenmux
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -496,4 +498,106 @@ func TestLossTold(t *testing.T) {
 		}
 	}
 	require.Equal(t, int32(1), gaps.Load(), "one gap counted")
+}
+
+// TestSubscribeWaitsForTheServer: a LISTEN that finds the listener connection down (the
+// server refusing connections, then starting up) tries again until the connection is
+// made and answers then; a login the server refuses for good, or the end of the
+// caller's wait, fails it at once.
+func TestSubscribeWaitsForTheServer(t *testing.T) {
+	f := startFakeListener(t)
+	rd, wr := io.Pipe()
+	g := &fakeListener{l: f.l, srv: wr, pump: make(chan error, 1)}
+	var tries atomic.Int32
+	f.l.mu.Lock()
+	f.l.conn = nil // lost: the server restarts
+	f.l.acquire = func(context.Context) (*pool.Conn, error) {
+		switch tries.Add(1) {
+		case 1:
+			return nil, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+		case 2:
+			return nil, fmt.Errorf("server login: %w", pgerr.Fatal("57P03", "the database system is starting up"))
+		}
+		c := &pool.Conn{Rd: wire.NewReader(rd), Wr: wire.NewWriter(g)}
+		go func() { g.pump <- f.l.Pump(c) }()
+		return c, nil
+	}
+	f.l.mu.Unlock()
+	a := &subscriber{}
+	joined := make(chan error, 1)
+	go func() { joined <- f.l.Subscribe(context.Background(), a, "alpha") }()
+	require.Eventually(t, func() bool { return len(g.queries()) == 1 || len(joined) > 0 }, 10*time.Second, time.Millisecond)
+	require.Len(t, joined, 0, "the LISTEN ended before the server was back")
+	g.closeAtEnd(t) // its Pump runs
+	require.Equal(t, int32(3), tries.Load(), "two failed connections, then one made")
+	g.ready(t)
+	require.Eventually(t, func() bool { return len(g.queries()) == 2 }, 10*time.Second, time.Millisecond)
+	g.ready(t)
+	require.NoError(t, <-joined)
+	require.Equal(t, int32(1), a.channels.Load())
+
+	// A refusal that waiting does not cure fails the LISTEN at once.
+	f.l.mu.Lock()
+	f.l.conn = nil
+	f.l.acquire = func(context.Context) (*pool.Conn, error) {
+		return nil, fmt.Errorf("server login: %w", pgerr.Fatal("28P01", `password authentication failed for user "u"`))
+	}
+	f.l.mu.Unlock()
+	start := time.Now()
+	err := f.l.Subscribe(context.Background(), &subscriber{}, "beta")
+	require.ErrorContains(t, err, "28P01")
+	require.Less(t, time.Since(start), subscribeRetry, "not retried")
+
+	// Down for longer than the caller waits: the wait's end, with the last failure.
+	f.l.mu.Lock()
+	f.l.acquire = func(context.Context) (*pool.Conn, error) {
+		return nil, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+	}
+	f.l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 350*time.Millisecond)
+	defer cancel()
+	err = f.l.Subscribe(ctx, &subscriber{}, "gamma")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "connection refused")
+}
+
+// TestSubscribeAcrossALoss: a LISTEN whose listener connection breaks before its answer
+// (PostgreSQL restarting: "listener connection lost: EOF") is sent again on the next
+// connection, and the client's LISTEN succeeds.
+func TestSubscribeAcrossALoss(t *testing.T) {
+	f := startFakeListener(t)
+	rd, wr := io.Pipe()
+	g := &fakeListener{l: f.l, srv: wr, pump: make(chan error, 1)}
+	var made atomic.Int32
+	f.l.mu.Lock()
+	f.l.acquire = func(context.Context) (*pool.Conn, error) {
+		if made.Add(1) > 1 {
+			return nil, errors.New("only one more connection in this test")
+		}
+		c := &pool.Conn{Rd: wire.NewReader(rd), Wr: wire.NewWriter(g)}
+		go func() { g.pump <- f.l.Pump(c) }()
+		return c, nil
+	}
+	f.l.mu.Unlock()
+	a := &subscriber{}
+	joined := make(chan error, 1)
+	go func() { joined <- f.l.Subscribe(context.Background(), a, "alpha") }()
+	require.Eventually(t, func() bool { return len(f.queries()) == 1 }, 10*time.Second, time.Millisecond)
+	require.NoError(t, f.srv.Close()) // the server goes before answering
+	require.Eventually(t, func() bool { return made.Load() == 1 || len(joined) > 0 }, 10*time.Second, time.Millisecond)
+	require.Len(t, joined, 0, "the LISTEN failed with its connection")
+	g.closeAtEnd(t)
+	require.Eventually(t, func() bool { return len(g.queries()) >= 1 }, 10*time.Second, time.Millisecond)
+	for i := 0; i < 4 && len(joined) == 0; i++ { // answer what the new connection sent
+		require.Eventually(t, func() bool { return len(g.queries()) > i || len(joined) > 0 }, 10*time.Second, time.Millisecond)
+		if len(joined) == 0 {
+			g.ready(t)
+		}
+	}
+	require.Eventually(t, func() bool { return len(joined) > 0 }, 10*time.Second, time.Millisecond)
+	require.NoError(t, <-joined)
+	require.Equal(t, int32(1), a.channels.Load())
+	for _, q := range g.queries() {
+		require.Equal(t, `LISTEN "alpha"`, q)
+	}
 }
