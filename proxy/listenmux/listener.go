@@ -201,11 +201,12 @@ var errStopped = errors.New("pgmux is shutting down")
 //
 // A LISTEN that meets the listener connection broken or refused (PostgreSQL restarting)
 // tries again every subscribeRetry until ctx ends, as a query waits for a server: it
-// fails only on the server's own refusal, when ctx ends, or once the listener is closed.
+// fails only on the server's own refusal, when ctx ends, once the listener is closed, or
+// once sub is gone (its client left).
 func (l *Listener) Subscribe(ctx context.Context, sub Subscriber, channel string) error {
 	for {
 		err := l.subscribeOnce(ctx, sub, channel)
-		if err == nil || !l.retryable(ctx, err) {
+		if err == nil || sub.Gone() || !l.retryable(ctx, err) {
 			return err
 		}
 		t := time.NewTimer(subscribeRetry)

@@ -559,6 +559,14 @@ func TestSubscribeWaitsForTheServer(t *testing.T) {
 	err = f.l.Subscribe(ctx, &subscriber{}, "gamma")
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorContains(t, err, "connection refused")
+
+	// A client that left stops waiting (its goroutine is not kept until the wait's end).
+	gone := &subscriber{}
+	gone.gone.Store(true)
+	start = time.Now()
+	err = f.l.Subscribe(context.Background(), gone, "delta")
+	require.ErrorContains(t, err, "connection refused")
+	require.Less(t, time.Since(start), subscribeRetry, "not retried")
 }
 
 // TestSubscribeAcrossALoss: a LISTEN whose listener connection breaks before its answer
