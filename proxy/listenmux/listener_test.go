@@ -82,6 +82,18 @@ func (f *fakeListener) closeAtEnd(t *testing.T) {
 	})
 }
 
+// nextConn prepares the listener's next connection: g plays its server, and dial (for
+// the listener's acquire hook) makes the connection and starts its Pump.
+func nextConn(f *fakeListener) (g *fakeListener, dial func() *pool.Conn) {
+	rd, wr := io.Pipe()
+	g = &fakeListener{l: f.l, srv: wr, pump: make(chan error, 1)}
+	return g, func() *pool.Conn {
+		c := &pool.Conn{Rd: wire.NewReader(rd), Wr: wire.NewWriter(g)}
+		go func() { g.pump <- f.l.Pump(c) }()
+		return c
+	}
+}
+
 // notification plays a NotificationResponse on channel ch.
 func (f *fakeListener) notification(t *testing.T, ch, payload string) {
 	b, start := wire.Begin(nil, 'A')
@@ -381,14 +393,12 @@ func TestRestoreListensBeforeTheRequest(t *testing.T) {
 	f.l.Restore() // connected, nothing to restore: at once
 
 	// The connection is lost (lost leaves conn nil); the next one is g's.
-	rd, wr := io.Pipe()
-	g := &fakeListener{l: f.l, srv: wr, pump: make(chan error, 1)}
+	g, dial := nextConn(f)
 	dialled := make(chan struct{}, 1)
 	f.l.mu.Lock()
 	f.l.conn = nil
 	f.l.acquire = func(context.Context) (*pool.Conn, error) {
-		c := &pool.Conn{Rd: wire.NewReader(rd), Wr: wire.NewWriter(g)}
-		go func() { g.pump <- f.l.Pump(c) }()
+		c := dial()
 		dialled <- struct{}{}
 		return c, nil
 	}
@@ -460,14 +470,12 @@ func TestLossTold(t *testing.T) {
 		require.Empty(t, n, "nothing broke yet")
 	}
 
-	rd, wr := io.Pipe()
-	g := &fakeListener{l: f.l, srv: wr, pump: make(chan error, 1)}
+	g, dial := nextConn(f)
 	var gaps atomic.Int32
 	f.l.mu.Lock()
 	f.l.src.Gap = func() { gaps.Add(1) } // the metric's hook
 	f.l.acquire = func(context.Context) (*pool.Conn, error) {
-		c := &pool.Conn{Rd: wire.NewReader(rd), Wr: wire.NewWriter(g)}
-		go func() { g.pump <- f.l.Pump(c) }()
+		c := dial()
 		return c, nil
 	}
 	f.l.mu.Unlock()
@@ -506,8 +514,7 @@ func TestLossTold(t *testing.T) {
 // caller's wait, fails it at once.
 func TestSubscribeWaitsForTheServer(t *testing.T) {
 	f := startFakeListener(t)
-	rd, wr := io.Pipe()
-	g := &fakeListener{l: f.l, srv: wr, pump: make(chan error, 1)}
+	g, dial := nextConn(f)
 	var tries atomic.Int32
 	f.l.mu.Lock()
 	f.l.conn = nil // lost: the server restarts
@@ -518,8 +525,7 @@ func TestSubscribeWaitsForTheServer(t *testing.T) {
 		case 2:
 			return nil, fmt.Errorf("server login: %w", pgerr.Fatal("57P03", "the database system is starting up"))
 		}
-		c := &pool.Conn{Rd: wire.NewReader(rd), Wr: wire.NewWriter(g)}
-		go func() { g.pump <- f.l.Pump(c) }()
+		c := dial()
 		return c, nil
 	}
 	f.l.mu.Unlock()
@@ -574,16 +580,14 @@ func TestSubscribeWaitsForTheServer(t *testing.T) {
 // connection, and the client's LISTEN succeeds.
 func TestSubscribeAcrossALoss(t *testing.T) {
 	f := startFakeListener(t)
-	rd, wr := io.Pipe()
-	g := &fakeListener{l: f.l, srv: wr, pump: make(chan error, 1)}
+	g, dial := nextConn(f)
 	var made atomic.Int32
 	f.l.mu.Lock()
 	f.l.acquire = func(context.Context) (*pool.Conn, error) {
 		if made.Add(1) > 1 {
 			return nil, errors.New("only one more connection in this test")
 		}
-		c := &pool.Conn{Rd: wire.NewReader(rd), Wr: wire.NewWriter(g)}
-		go func() { g.pump <- f.l.Pump(c) }()
+		c := dial()
 		return c, nil
 	}
 	f.l.mu.Unlock()
