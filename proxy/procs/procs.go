@@ -85,7 +85,6 @@ func Step(s State, usage float64) State {
 type Governor struct {
 	st       State
 	procs    atomic.Int32
-	changes  atomic.Uint64
 	onChange func(from, to int, usage float64)
 	cpu      func() (time.Duration, bool) // the process's user+system CPU time so far
 	set      func(int)                    // runtime.GOMAXPROCS in production
@@ -106,12 +105,6 @@ func New(max int, onChange func(from, to int, usage float64)) *Governor {
 // Procs is the number of Ps the governor last set (the process's starting count until
 // Run begins).
 func (g *Governor) Procs() int { return int(g.procs.Load()) }
-
-// Max is the most Ps the governor uses.
-func (g *Governor) Max() int { return g.st.Max }
-
-// Changes counts the governor's changes of GOMAXPROCS.
-func (g *Governor) Changes() uint64 { return g.changes.Load() }
 
 // Run sets one P (when the process may use more) and then samples every interval until
 // done is closed, when it gives the process back its starting count. It reports false at
@@ -152,7 +145,6 @@ func (g *Governor) apply(next State, usage float64) {
 	}
 	g.set(next.Procs)
 	g.procs.Store(int32(next.Procs))
-	g.changes.Add(1)
 	if g.onChange != nil {
 		g.onChange(from, next.Procs, usage)
 	}
