@@ -6,8 +6,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestActiveLoops: new clients go to the first n loops while SetActiveLoops(n) is in
-// force, and to every loop again after.
+// TestActiveLoops: clients belong on the first n loops while SetActiveLoops(n) is in
+// force, spread evenly over them, and on every loop again after; home follows the
+// index a session holds.
 func TestActiveLoops(t *testing.T) {
 	srv := &Server{loops: make([]*parker, 4)}
 	for i := range srv.loops {
@@ -17,6 +18,7 @@ func TestActiveLoops(t *testing.T) {
 		m := map[*parker]int{}
 		for range n {
 			s := &Session{srv: srv, id: srv.newID()}
+			s.loopIdx.Store(srv.loopFor(s.id))
 			m[s.home()]++
 		}
 		return m
@@ -38,11 +40,13 @@ func TestActiveLoops(t *testing.T) {
 	srv.SetActiveLoops(9) // more than there are: all
 	require.Len(t, homes(8), 4)
 
-	ids := map[uint64]bool{}
+	// A client's place follows the active loops: where one placed while a single loop
+	// was active belongs once two are.
+	s := &Session{srv: srv, id: 7}
+	srv.SetActiveLoops(1)
+	require.Zero(t, srv.loopFor(s.id))
 	srv.SetActiveLoops(2)
-	for range 100 {
-		id := srv.newID()
-		require.False(t, ids[id], "ids stay unique")
-		ids[id] = true
-	}
+	require.EqualValues(t, 1, srv.loopFor(s.id))
+	s.loopIdx.Store(9) // out of range (never set so): the first loop, not a panic
+	require.Same(t, srv.loops[0], s.home())
 }

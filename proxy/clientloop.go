@@ -113,15 +113,31 @@ func (s *Session) loopOK() bool {
 // rearm: called off the loop, so the descriptor's registration is made again and its
 // readiness looked at; on the loop it is registered already, and an edge that came while
 // the request ran is in lw.readable.
+//
+// A client whose loop is no longer where it belongs (Server.loopFor: the governor
+// changed the active loops) moves here, when it has no server linked: its descriptor
+// leaves the old loop's set and is registered in the new one's, which queues an event
+// for what arrived meanwhile. It parks here from a goroutine, and from its loop when
+// a request arrives there (serveLoop); only the session's owner (the loop serving it,
+// or its goroutine) parks it, and ncMu keeps closeAndWake from looking at the loops
+// halfway.
 func (s *Session) loopPark(rearm bool) bool {
 	s.rd.Release()
+	// (s.mu before ncMu: it is not taken under it.)
+	move := s.srv.loopFor(s.id) != s.loopIdx.Load() && s.linkedServer() == nil
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
 	if s.ncEnd&ncClosed != 0 {
 		return false
 	}
 	s.idleSince = time.Now().UnixNano()
-	return s.home().loopPark(s, s.fd, rearm)
+	p := s.home()
+	if to := s.srv.loopFor(s.id); move && to != s.loopIdx.Load() && p != nil {
+		p.moveOut(s, s.fd)
+		s.loopIdx.Store(to)
+		p, rearm = s.home(), true
+	}
+	return p.loopPark(s, s.fd, rearm)
 }
 
 // parkOnLoop parks the client for its next request from the loop itself.
@@ -141,6 +157,15 @@ func (s *Session) offLoop() {
 // serveLoop runs on the parker's goroutine when a loop-parked client's socket is
 // readable; ev is the epoll event's mask.
 func (s *Session) serveLoop(ev uint32) {
+	if s.srv.loopFor(s.id) != s.loopIdx.Load() && s.linkedServer() == nil {
+		// The active loops changed (SetActiveLoops): the client moves to its place among
+		// them and its request is served there; registering the descriptor anew reports
+		// the bytes waiting (and the peer's end) to whichever loop it is in after.
+		if !s.loopPark(true) {
+			s.offLoop() // closed meanwhile: the goroutine ends the session
+		}
+		return
+	}
 	if s.rawClient() { // its first request since its login on the loop: it gets its net.Conn
 		if err := s.toRuntimeConn(); err != nil {
 			s.home().leaveLoop(s)

@@ -265,3 +265,99 @@ func TestClientLoopSlowReaderHoldsNoOneUp(t *testing.T) {
 		require.Equal(t, strconv.Itoa(i)+strings.Repeat("x", 4000), vals[0])
 	}
 }
+
+// TestClientsFollowTheActiveLoops: the GOMAXPROCS governor's SetActiveLoops. Clients
+// that connected while one loop was active move to their place among the loops made
+// active at their next request, and back when fewer are active; each keeps getting its
+// own answers, over the simple and the extended protocol, and a client inside a
+// transaction keeps its server (it moves once the transaction is over). The active
+// loops then change back and forth while the clients run, the way a governor that
+// raises and lowers would, and no answer is lost or crossed.
+func TestClientsFollowTheActiveLoops(t *testing.T) {
+	h := startProxy(t, harnessOpts{extra: map[string]string{"client_loop": "1", "default_pool_size": "4"}})
+	h.srv.SetActiveLoops(1)
+	const n = 12
+	clients := make([]*loopClient, n)
+	for i := range clients {
+		clients[i] = dialLoopClient(t, h.port)
+	}
+	ask := func(round int) {
+		t.Helper()
+		for i, c := range clients {
+			v := strconv.Itoa(round*1000 + i)
+			if (i+round)%2 == 0 {
+				c.fe.Send(&pgproto3.Query{String: "SELECT " + v})
+			} else {
+				c.fe.Send(&pgproto3.Parse{Query: "SELECT $1::int"})
+				c.fe.Send(&pgproto3.Bind{Parameters: [][]byte{[]byte(v)}})
+				c.fe.Send(&pgproto3.Execute{})
+				c.fe.Send(&pgproto3.Sync{})
+			}
+			require.NoError(t, c.fe.Flush())
+		}
+		for i, c := range clients {
+			v := strconv.Itoa(round*1000 + i)
+			require.Equal(t, []string{v}, c.until(t, fmt.Sprintf("client %d round %d", i, round)))
+		}
+	}
+	// The loops' counts settle once each client is parked again after its answer.
+	loopsHold := func(want []int, what string) {
+		t.Helper()
+		var got []int
+		for range 200 {
+			if got = h.srv.LoopClients(); fmt.Sprint(got) == fmt.Sprint(want) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		require.Equal(t, want, got, what)
+	}
+	ask(0)
+	loopsHold([]int{n, 0, 0}, "one loop active: every client on the first")
+
+	// One client opens a transaction before the change: it keeps its server, and its
+	// loop, until COMMIT.
+	tx := clients[1] // id ≡ 1 mod 3 or not, it moves only when it belongs elsewhere
+	tx.fe.Send(&pgproto3.Query{String: "BEGIN; SELECT set_config('pgmux.t', 'kept', true)"})
+	require.NoError(t, tx.fe.Flush())
+	tx.until(t, "BEGIN")
+
+	h.srv.SetActiveLoops(3)
+	for i, c := range clients {
+		if c == tx {
+			continue
+		}
+		c.fe.Send(&pgproto3.Query{String: "SELECT " + strconv.Itoa(i)})
+		require.NoError(t, c.fe.Flush())
+		require.Equal(t, []string{strconv.Itoa(i)}, c.until(t, "after the change"))
+	}
+	tx.fe.Send(&pgproto3.Query{String: "SELECT current_setting('pgmux.t')"})
+	require.NoError(t, tx.fe.Flush())
+	require.Equal(t, []string{"kept"}, tx.until(t, "inside the transaction"))
+	tx.fe.Send(&pgproto3.Query{String: "COMMIT"})
+	require.NoError(t, tx.fe.Flush())
+	tx.until(t, "COMMIT")
+	ask(1)
+	loopsHold([]int{n / 3, n / 3, n / 3}, "three loops active: the clients spread over them")
+
+	h.srv.SetActiveLoops(1)
+	ask(2)
+	loopsHold([]int{n, 0, 0}, "back to one loop")
+
+	// The active loops change while the clients keep sending.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 60 {
+			h.srv.SetActiveLoops(1 + i%3)
+			time.Sleep(3 * time.Millisecond)
+		}
+	}()
+	for round := 3; round < 40; round++ {
+		ask(round)
+	}
+	<-done
+	h.srv.SetActiveLoops(2)
+	ask(40)
+	loopsHold([]int{n / 2, n / 2, 0}, "two loops active")
+}

@@ -175,6 +175,26 @@ func (p *parker) leaveLoop(s *Session) {
 	p.mu.Unlock()
 }
 
+// moveOut takes s, which goes to another loop, out of this one: the loop forgets it and
+// its descriptor leaves the set, so none of its events comes here any more.
+func (p *parker) moveOut(s *Session, fd int32) {
+	p.leaveLoop(s)
+	p.ev.Del(fd)
+}
+
+// clients counts the sessions the loop holds (Server.LoopClients).
+func (p *parker) clients() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, s := range p.byFD {
+		if s != nil {
+			n++
+		}
+	}
+	return n
+}
+
 // forget removes fd from the epoll set, where a parked socket's entry stays (disabled)
 // after its one event: a detached socket's descriptor is closed on resume while the
 // socket lives on under another, and a stale entry must not outlive it.

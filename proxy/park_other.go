@@ -23,6 +23,8 @@ func (p *parker) unpark(*Session) bool                     { return false }
 // The client loop needs the parker (clientloop.go): never reached here (canPark is false).
 func (p *parker) loopPark(*Session, int32, bool) bool { return false }
 func (p *parker) leaveLoop(*Session)                  {}
+func (p *parker) moveOut(*Session, int32)             {}
+func (p *parker) clients() int                        { return 0 }
 func (p *parker) post(*Session, *pool.Conn, error)    {}
 func (p *parker) Adopt(c *pool.Conn)                  { c.HandBack() }
 func (p *parker) Recall(c *pool.Conn)                 { c.HandBack() }

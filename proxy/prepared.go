@@ -183,7 +183,7 @@ func (s *Session) stateOf(c *pool.Conn) *serverState {
 	if s.entry != nil {
 		stats = s.entry.prep
 	}
-	return stateOf(c, s.maxStmts, stats)
+	return stateOf(c, int(s.maxStmts), stats)
 }
 
 // prepMode says how the current link treats named statements.

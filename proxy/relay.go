@@ -351,7 +351,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.mode = mode
 	s.state = ClientActive
 	s.q.reset()
-	s.prep, s.maxStmts = prepModeFor(cfg, mode), cfg.MaxPreparedStatements
+	s.prep, s.maxStmts = prepModeFor(cfg, mode), int32(cfg.MaxPreparedStatements)
 	s.cacheUnnamed = s.prep == prepCache && cfg.EffectiveCacheUnnamed(db)
 	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout, tx: cfg.TransactionTimeout}
 	s.clientIdle = cfg.ClientIdleTimeout

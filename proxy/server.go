@@ -306,24 +306,44 @@ func (s *Server) serveConn(nc net.Conn) {
 	sess.run(n)
 }
 
-// SetActiveLoops places new clients on the first n client loops only (n < 1 or beyond
+// SetActiveLoops keeps the clients on the first n client loops only (n < 1 or beyond
 // their number: all of them). The GOMAXPROCS governor (package proxy/procs) sets it to
 // the Ps in use: a loop without a P of its own would share one with another, and each
-// then wakes for fewer events. Clients keep the loop they were placed on.
+// then wakes for fewer events. New clients are placed on the active loops, and a client
+// already connected moves to its place among them when it next waits for a request
+// with no server linked (Session.loopPark): within a request after the change for a
+// busy client, at its next request for an idle one.
 func (s *Server) SetActiveLoops(n int) { s.activeLoops.Store(int32(max(n, 0))) }
 
-// newID returns a new client's id. Session.home places a client on loop id mod the
-// loops' number, so while fewer loops are active the ids in between are skipped (at most
-// one round of the loops).
-func (s *Server) newID() uint64 {
-	id := s.nextID.Add(1)
+// loopFor is the index of the client loop where the client with this id belongs while
+// the active loops are as they are now: the ids go round the active loops.
+func (s *Server) loopFor(id uint64) uint32 {
 	n := uint64(len(s.loops))
-	a := uint64(s.activeLoops.Load())
-	for i := uint64(0); a > 0 && a < n && id%n >= a && i < n; i++ {
-		id = s.nextID.Add(1)
+	if a := uint64(s.activeLoops.Load()); a > 0 && a < n {
+		n = a
 	}
-	return id
+	if n <= 1 {
+		return 0
+	}
+	return uint32(id % n)
 }
+
+// LoopClients returns how many clients each client loop holds now (waiting for a
+// request or running one on it, logging in on it, or parked idle in its set); nil
+// without loops.
+func (s *Server) LoopClients() []int {
+	if len(s.loops) == 0 {
+		return nil
+	}
+	n := make([]int, len(s.loops))
+	for i, p := range s.loops {
+		n[i] = p.clients()
+	}
+	return n
+}
+
+// newID returns a new client's id.
+func (s *Server) newID() uint64 { return s.nextID.Add(1) }
 
 // sweepEvery is the idle sweep's period, and the resolution of the clock it advances
 // (unix seconds).

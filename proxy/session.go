@@ -95,7 +95,12 @@ type Session struct {
 	cancelPID    uint32
 	cancelKey    uint32
 	connectedAt  int64 // unix nanoseconds
-	maxStmts     int   // max_prepared_statements at login (prepared.go)
+	maxStmts     int32 // max_prepared_statements at login (prepared.go)
+	// loopIdx is the index of the session's client loop in Server.loops (home). Set at
+	// creation (Server.loopFor); changed only by loopPark, under ncMu, while the client
+	// is between requests with no server linked, to follow the loops the GOMAXPROCS
+	// governor keeps active. Atomic: other goroutines read home.
+	loopIdx atomic.Uint32
 
 	// params are the client's reported parameters as it believes them to be; set are its
 	// session settings, carried from server to server (settings.go): nil until it has any.
@@ -171,16 +176,20 @@ type SessionStats struct {
 func newSession(s *Server, nc net.Conn, id uint64) *Session {
 	sess := &Session{srv: s, id: id, nc: nc, rd: wire.NewReader(nc), wr: wire.NewWriter(nc),
 		connectedAt: time.Now().UnixNano(), fd: socketFD(nc), rawFD: -1, parkedFD: -1}
+	sess.loopIdx.Store(s.loopFor(id))
 	sess.sessionWork = sess.freshWork()
 	return sess
 }
 
 // home is the session's client loop, which also parks it when idle; nil when the server
-// has none. Sessions are spread over the loops by id, for life (the loops are made once,
-// in New); no field holds it, as Session has no byte left in its size class.
+// has none. Sessions are spread over the active loops by id (Server.loopFor) and follow
+// them when their number changes (loopPark); the loops are made once, in New.
 func (s *Session) home() *parker {
 	if l := s.srv.loops; len(l) > 0 {
-		return l[s.id%uint64(len(l))]
+		if i := s.loopIdx.Load(); int(i) < len(l) {
+			return l[i]
+		}
+		return l[0]
 	}
 	return nil
 }
@@ -685,7 +694,7 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	}
 	_, mode, _ := entry.snapshot()
 	s.mode = mode
-	s.prep, s.maxStmts = prepModeFor(cfg, mode), cfg.MaxPreparedStatements
+	s.prep, s.maxStmts = prepModeFor(cfg, mode), int32(cfg.MaxPreparedStatements)
 	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout, tx: cfg.TransactionTimeout}
 	s.clientIdle = cfg.ClientIdleTimeout
 	serverParams, err := s.poolReady(cfg)

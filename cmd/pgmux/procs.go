@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,10 +25,22 @@ type procsControl struct {
 }
 
 // newProcsControl returns the control for a process that may use up to max Ps, serving
-// srv, with
-// gauges pgmux_procs (Ps in use) and pgmux_procs_max on reg.
+// srv, with gauges pgmux_procs (Ps in use) and pgmux_procs_max on reg, and
+// pgmux_loop_clients: the clients each client loop holds, which shows them following
+// the Ps in use (proxy.Server.SetActiveLoops).
 func newProcsControl(max int, srv *proxy.Server, log *zap.Logger, reg prometheus.Registerer) *procsControl {
 	pc := &procsControl{max: max, srv: srv, log: log}
+	for i := range srv.LoopClients() {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgmux_loop_clients",
+			Help:        "Clients a client loop holds: waiting for their next request on it, running one, logging in, or parked idle in its epoll set.",
+			ConstLabels: prometheus.Labels{"loop": strconv.Itoa(i)}},
+			func() float64 {
+				if n := srv.LoopClients(); i < len(n) {
+					return float64(n[i])
+				}
+				return 0
+			}))
+	}
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgmux_procs",
 			Help: "Go processors (GOMAXPROCS) pgmux runs now: adaptive_procs sizes it to the CPU load, up to pgmux_procs_max."},
