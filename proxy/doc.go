@@ -76,11 +76,11 @@
 //
 //	every type                                relay.go:Session.Pump
 //	'Z' ReadyForQuery: release, unpin         relay.go:Session.onReady, relay.go:Session.settle, pool/conn.go:Conn.Release
-//	'Z' the release rule (no I/O)             linkend.go:linkEnd
+//	'Z' the release rule (no I/O)             proxy/link/end.go:End
 //	'Z' retires its request                   relay.go:Session.retireReady -> respmatch.go:respQueue.retireReady, linkbook.go:linkBook.readyAnswered
 //	'E' ErrorResponse, 0A000 retry            relay.go:Session.onError, retry.go:Session.planRetry, relay.go:Session.skipToSync
-//	'E' what the error does (no I/O)          errrule.go:errorRule
-//	'E' skips to the Sync                     respmatch.go:errorSkipsToSync, linkbook.go:linkBook.errorSkips, respmatch.go:respQueue.skipToSync
+//	'E' what the error does (no I/O)          proxy/link/errrule.go:ErrorRule
+//	'E' skips to the Sync                     proxy/link/match.go:ErrorSkipsToSync, linkbook.go:linkBook.errorSkips, respmatch.go:respQueue.skipToSync
 //	'S' ParameterStatus                       params.go:Session.onParameterStatus
 //	'A' NotificationResponse, 'N' Notice      relay.go:Session.forward
 //	'1' '2' '3' 'n' 'T' 't' 'C' 'I' 's'       relay.go:Session.answer -> respmatch.go:respQueue.answer
@@ -129,8 +129,8 @@
 //
 //	the link's bookkeeping: queue, pending...  linkbook.go:linkBook.sentClient, linkbook.go:linkBook.quiet (FuzzRespQueue)
 //	which request a server message answers    respmatch.go:respQueue.answer (TestRespQueueSequences, FuzzRespQueue)
-//	what an ErrorResponse does                errrule.go:errorRule (TestErrorRule)
-//	whether the link ends at ReadyForQuery    linkend.go:linkEnd (TestLinkEnd)
+//	what an ErrorResponse does                proxy/link/errrule.go:ErrorRule (TestErrorRule)
+//	whether the link ends at ReadyForQuery    proxy/link/end.go:End (TestEnd)
 //	whether a request pins the client         sticky.go:classifyText (TestClassifyPins, FuzzClassify)
 //	the 0A000 retry's request log             retry.go:reqLog.add (TestReqLog)
 //

@@ -49,7 +49,7 @@ func relayAnswer(rows int) []byte {
 // Query's expectation heads the response queue and the client's writer is live.
 func relaySession(dst io.Writer) *Session {
 	s := &Session{wr: wire.NewWriter(dst), sessionWork: &sessionWork{linkBook: linkBook{txStatus: 'I', pending: 1}}}
-	s.q.push(expect{kind: 'Q'})
+	s.q.push(expect{Kind: 'Q'})
 	return s
 }
 

@@ -1,5 +1,7 @@
 package proxy
 
+import "github.com/pgmux/pgmux/proxy/link"
+
 // The response queue's decisions, without I/O: which request a server message answers,
 // whether the client sees it, and which requests it completes. The relay (relay.go
 // Session.answer, retireReady, skipToSync) applies what these return to the server's
@@ -42,52 +44,45 @@ func (q *respQueue) answer(typ byte) answerStep {
 		return answerStep{}
 	}
 	head := &q.buf[q.head] // read in place: a copy of an expect is 128 bytes
-	st := answerStep{queued: true, hide: head.hide, head: answered{seq: head.seq, prep: head.prep,
-		setting: head.setting, stmt: head.stmt, val: head.val, reg: head.reg}}
+	st := answerStep{queued: true, hide: head.Hide, head: answered{seq: head.Seq, prep: head.Prep,
+		setting: head.Setting, stmt: head.Stmt, val: head.Val, reg: head.Reg}}
 	switch typ {
 	case 't':
-		if head.paramsSent {
+		if head.ParamsSent {
 			st.hide = true
 			return st
 		}
 	case '1':
-		st.checked = head.reg != nil
-		st.prepared = head.prep != 0
+		st.checked = head.Reg != nil
+		st.prepared = head.Prep != 0
 		st.popped = true
 	case '2', '3', 'n':
 		st.popped = true
 	case 'T':
-		st.popped = head.kind == 'D'
+		st.popped = head.Kind == 'D'
 	case 'C', 'I', 's':
 		if typ == 'C' {
-			st.prepared = head.prep != 0 // pgmux's PREPARE, sent as a Query or executed
-			st.synced = head.setting == setSync || head.setting == setSyncReset
+			st.prepared = head.Prep != 0 // pgmux's PREPARE, sent as a Query or executed
+			st.synced = head.Setting == link.SetSync || head.Setting == link.SetSyncReset
 		}
 		// A clearing Execute (DISCARD ALL, DEALLOCATE) is retired by readClear, which
 		// reads its CommandComplete (stmtclear.go).
-		st.popped = head.kind == 'E' && (typ != 'C' || head.clear == 0)
+		st.popped = head.Kind == 'E' && (typ != 'C' || head.Clear == 0)
 	}
 	switch {
-	case head.check:
+	case head.Check:
 		st.row = rowCheck
-	case head.setting == setRead:
+	case head.Setting == link.SetRead:
 		st.row = rowSettings
-	case head.clear != 0:
+	case head.Clear != 0:
 		st.row = rowClear
-	case head.hideCC != 0:
+	case head.HideCC != 0:
 		st.row = rowHideCC
 	}
 	if st.popped {
 		q.drop()
 	}
 	return st
-}
-
-// errorSkipsToSync reports whether an ErrorResponse answering head makes the server
-// skip to the next Sync: it does for an extended-protocol message; a Query's or a
-// FunctionCall's error ends with that request's own ReadyForQuery.
-func errorSkipsToSync(head expect) bool {
-	return head.kind != 'Q' && head.kind != 'S' && head.kind != 'F'
 }
 
 // retireReady retires the requests a ReadyForQuery ends: everything up to and including
@@ -100,7 +95,7 @@ func (q *respQueue) retireReady(skipped func(expect)) expect {
 		if !ok {
 			return expect{}
 		}
-		switch e.kind {
+		switch e.Kind {
 		case 'S', 'Q', 'F':
 			return e
 		}
@@ -120,7 +115,7 @@ func (q *respQueue) skipToSync(skipped func(e expect, first bool)) (syncQueued b
 		if !ok {
 			return false
 		}
-		if e.kind == 'S' {
+		if e.Kind == 'S' {
 			return true
 		}
 		q.pop()

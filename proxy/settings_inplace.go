@@ -142,10 +142,10 @@ func (s *Session) readCC(rd *wire.Reader, n int) error {
 	tag, _, _ := wire.CString(wire.Body(m))
 	s.mu.Lock()
 	drop := false
-	if e := s.q.front(); e != nil && e.kind == 'Q' && e.hideCC != 0 {
-		i := e.ccSeen
-		e.ccSeen++
-		drop = i < 64 && e.hideCC&(1<<i) != 0 && string(tag) == "DO"
+	if e := s.q.front(); e != nil && e.Kind == 'Q' && e.HideCC != 0 {
+		i := e.CCSeen
+		e.CCSeen++
+		drop = i < 64 && e.HideCC&(1<<i) != 0 && string(tag) == "DO"
 	}
 	s.mu.Unlock()
 	if drop || s.closed.Load() {
