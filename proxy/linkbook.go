@@ -6,7 +6,7 @@ package proxy
 // protocol request is open, whether the server skips to the next Sync after an error,
 // and the transaction status it last reported. The relay tells it what it sends
 // (sentClient) and what the server answered (readyAnswered, errorSkips); the rules
-// that decide from it are respmatch.go (which request a message answers),
+// that decide from it are link.Queue.Answer (which request a message answers),
 // link.ErrorRule (what an error does) and link.End (whether the link ends).
 // respmatch_test.go's FuzzRespQueue drives it with message sequences alone.
 //

@@ -797,13 +797,13 @@ func (s *Session) relayMsg(c *pool.Conn, typ byte, n int, onLoop bool) (released
 		hide, row := s.answer(c, typ)
 		s.mu.Unlock()
 		switch {
-		case row == rowCheck && typ == 'D':
+		case row == link.RowCheck && typ == 'D':
 			err = s.readCheckRow(rd, n)
-		case row == rowSettings && typ == 'D':
+		case row == link.RowSettings && typ == 'D':
 			err = s.readRow(rd, n)
-		case row == rowClear && typ == 'C':
+		case row == link.RowClear && typ == 'C':
 			err = s.readClear(rd, n, hide)
-		case row == rowHideCC && typ == 'C':
+		case row == link.RowHideCC && typ == 'C':
 			err = s.readCC(rd, n)
 		case hide:
 			err = rd.Skip(n)
@@ -826,36 +826,31 @@ func (s *Session) atBoundary() bool {
 	return s.pending == 0 && s.q.len() == 0
 }
 
-// Hidden queries whose rows pgmux reads.
-const (
-	rowCheck    = iota + 1 // the session-state check (sticky.go)
-	rowSettings            // a settings read-back (settings_link.go)
-	rowClear               // the client's DISCARD ALL or DEALLOCATE ALL (stmtclear.go)
-	rowHideCC              // the client's Query with pgmux's DO blocks (settings_inplace.go)
-)
-
 // answer matches a server message of c to the request it answers, retiring requests
-// that are complete (respmatch.go respQueue.answer), records on c's state what the
+// that are complete (link.Queue.Answer), records on c's state what the
 // answer confirms, and reports whether the client must not see it and whether pgmux
 // reads it. s.mu is held.
 func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
-	st := s.q.answer(typ)
-	if st.checked {
-		st.head.reg.checked.Store(true)
+	st := s.q.ring.Answer(typ)
+	if st.Popped {
+		s.q.publish()
 	}
-	if st.prepared {
-		prepared(c, st.head)
+	if st.Checked {
+		st.Head.Reg.checked.Store(true)
 	}
-	if st.synced {
-		syncAnswered(c, st.head)
+	if st.Prepared {
+		prepared(c, st.Head)
 	}
-	return st.hide, st.row
+	if st.Synced {
+		syncAnswered(c, st.Head)
+	}
+	return st.Hide, st.Row
 }
 
 // prepared records that the server answered e's preparation of e.stmt. s.mu is held.
 func prepared(c *pool.Conn, e answered) {
 	if x := linkOf(c); x != nil {
-		x.stmts.prepared(e.stmt, e.prep)
+		x.stmts.prepared(e.Stmt, e.Prep)
 	}
 }
 
@@ -1097,7 +1092,9 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 // an error. s.mu is held.
 func (s *Session) retireReady(c *pool.Conn) expect {
 	st := linkOf(c)
-	return s.q.retireReady(func(e expect) { forgetSkipped(st, e) })
+	e := s.q.ring.RetireReady(func(e expect) { forgetSkipped(st, e) })
+	s.q.publish()
+	return e
 }
 
 // serverFailed tells a linked client that its server connection broke, and closes it:

@@ -142,7 +142,7 @@ func driveLink(t testing.TB, reqs []qReq, msgs []qMsg) (qRun, *linkBook) {
 		head, queued := q.peek()
 		switch m.typ {
 		case 'Z':
-			e := q.retireReady(func(expect) {})
+			e := retire(q, func(expect) {})
 			require.Equal(t, uint32(m.owner), e.Seq, "ReadyForQuery retires the request it answers")
 			if !e.Hide {
 				b.readyAnswered('I')
@@ -174,17 +174,30 @@ func driveLink(t testing.TB, reqs []qReq, msgs []qMsg) (qRun, *linkBook) {
 		case 'A', 'N', 'S':
 			see(m.typ, false) // forwarded whatever the head (relay.go Pump)
 		default:
-			st := q.answer(m.typ)
-			require.True(t, st.queued, "%q answers a queued request", m.typ)
-			require.Equal(t, uint32(m.owner), st.head.seq, "%q is matched to the request it answers", m.typ)
-			require.Equal(t, head.Hide, st.hide, "%q is hidden exactly when its request is pgmux's", m.typ)
-			see(m.typ, st.hide)
+			st := answer(q, m.typ)
+			require.True(t, st.Queued, "%q answers a queued request", m.typ)
+			require.Equal(t, uint32(m.owner), st.Head.Seq, "%q is matched to the request it answers", m.typ)
+			require.Equal(t, head.Hide, st.Hide, "%q is hidden exactly when its request is pgmux's", m.typ)
+			see(m.typ, st.Hide)
 		}
 		requireCounters(t, q)
 		require.GreaterOrEqual(t, b.pending, 0)
 	}
 	run.left = q.len()
 	return run, b
+}
+
+// answer and retire do what Session.answer and Session.retireReady do to the queue.
+func answer(q *respQueue, typ byte) link.AnswerStep[stmtDef] {
+	st := q.ring.Answer(typ)
+	q.publish()
+	return st
+}
+
+func retire(q *respQueue, skipped func(expect)) expect {
+	e := q.ring.RetireReady(skipped)
+	q.publish()
+	return e
 }
 
 // requireCounters checks the queue's atomics against its contents.
@@ -267,34 +280,34 @@ func TestRespQueueSequences(t *testing.T) {
 // TestRespQueueRowsAndHidden: pgmux reads the rows of its own queries, and a retried
 // Describe's ParameterDescription is not shown twice.
 func TestRespQueueRowsAndHidden(t *testing.T) {
-	var q respQueue
+	q := &respQueue{}
 	q.push(expect{Kind: 'Q', Hide: true, Check: true})
 	q.push(expect{Kind: 'Q', Hide: true, Setting: link.SetRead})
 	q.push(expect{Kind: 'Q'})
 	q.markClear(1)
 	q.push(expect{Kind: 'D', ParamsSent: true})
 	q.push(expect{Kind: 'S'})
-	requireCounters(t, &q)
+	requireCounters(t, q)
 	for _, step := range []struct {
 		typ  byte
 		row  int
 		hide bool
 		z    bool
 	}{
-		{'T', rowCheck, true, false}, {'D', rowCheck, true, false}, {'C', rowCheck, true, false}, {'Z', 0, true, true},
-		{'T', rowSettings, true, false}, {'D', rowSettings, true, false}, {'C', rowSettings, true, false}, {'Z', 0, true, true},
-		{'C', rowClear, false, false}, {'Z', 0, false, true},
+		{'T', link.RowCheck, true, false}, {'D', link.RowCheck, true, false}, {'C', link.RowCheck, true, false}, {'Z', 0, true, true},
+		{'T', link.RowSettings, true, false}, {'D', link.RowSettings, true, false}, {'C', link.RowSettings, true, false}, {'Z', 0, true, true},
+		{'C', link.RowClear, false, false}, {'Z', 0, false, true},
 		{'t', 0, true, false}, {'T', 0, false, false}, {'Z', 0, false, true},
 	} {
 		if step.z {
-			e := q.retireReady(func(expect) {})
+			e := retire(q, func(expect) {})
 			require.Equal(t, step.hide, e.Hide)
-			requireCounters(t, &q)
+			requireCounters(t, q)
 			continue
 		}
-		st := q.answer(step.typ)
-		require.Equal(t, step.row, st.row, "%q", step.typ)
-		require.Equal(t, step.hide, st.hide, "%q", step.typ)
+		st := answer(q, step.typ)
+		require.Equal(t, step.row, st.Row, "%q", step.typ)
+		require.Equal(t, step.hide, st.Hide, "%q", step.typ)
 	}
 	require.Zero(t, q.len())
 }
@@ -302,51 +315,51 @@ func TestRespQueueRowsAndHidden(t *testing.T) {
 // TestRespQueueConfirms: the answers that confirm a preparation, a settings sync and a
 // client's statement are reported for the relay to record.
 func TestRespQueueConfirms(t *testing.T) {
-	var q respQueue
+	q := &respQueue{}
 	reg := &stmtDef{}
 	q.push(expect{Kind: 'P', Stmt: "pgmux_1", Prep: 3, Reg: reg})
 	q.push(expect{Kind: 'Q', Hide: true, Stmt: "pgmux_2", Prep: 4})
 	q.push(expect{Kind: 'Q', Hide: true, Setting: link.SetSync, Stmt: "work_mem", Val: "8MB"})
-	st := q.answer('1')
-	require.True(t, st.popped && st.prepared && st.checked)
-	require.Equal(t, "pgmux_1", st.head.stmt)
-	st = q.answer('C')
-	require.True(t, st.prepared && !st.popped && !st.synced, "a PREPARE's CommandComplete confirms it; its Query ends at ReadyForQuery")
-	q.retireReady(func(expect) {})
-	st = q.answer('C')
-	require.True(t, st.synced && !st.prepared && st.hide)
-	require.Equal(t, "work_mem", st.head.stmt)
-	q.retireReady(func(expect) {})
+	st := answer(q, '1')
+	require.True(t, st.Popped && st.Prepared && st.Checked)
+	require.Equal(t, "pgmux_1", st.Head.Stmt)
+	st = answer(q, 'C')
+	require.True(t, st.Prepared && !st.Popped && !st.Synced, "a PREPARE's CommandComplete confirms it; its Query ends at ReadyForQuery")
+	retire(q, func(expect) {})
+	st = answer(q, 'C')
+	require.True(t, st.Synced && !st.Prepared && st.Hide)
+	require.Equal(t, "work_mem", st.Head.Stmt)
+	retire(q, func(expect) {})
 
 	// A clearing Execute's CommandComplete is read by pgmux, which retires it.
 	q.push(expect{Kind: 'E'})
 	q.markClear(1)
-	st = q.answer('D')
-	require.False(t, st.popped)
-	st = q.answer('C')
-	require.Equal(t, rowClear, st.row)
-	require.False(t, st.popped, "readClear retires it")
+	st = answer(q, 'D')
+	require.False(t, st.Popped)
+	st = answer(q, 'C')
+	require.Equal(t, link.RowClear, st.Row)
+	require.False(t, st.Popped, "readClear retires it")
 	require.Equal(t, 1, q.len())
-	requireCounters(t, &q)
+	requireCounters(t, q)
 }
 
 // TestRespQueueSkippedReported: the requests an error or a ReadyForQuery retires
 // unanswered are handed to the caller, first marked.
 func TestRespQueueSkippedReported(t *testing.T) {
-	var q respQueue
+	q := &respQueue{}
 	for _, k := range "PBDES" {
 		q.push(expect{Kind: byte(k)})
 	}
-	q.answer('1')
+	answer(q, '1')
 	var got []string
 	require.True(t, q.skipToSync(func(e expect, first bool) { got = append(got, fmt.Sprintf("%c%v", e.Kind, first)) }))
 	require.Equal(t, []string{"Btrue", "Dfalse", "Efalse"}, got)
 	got = got[:0]
 	q.push(expect{Kind: 'P'})
 	q.push(expect{Kind: 'Q'})
-	require.Equal(t, byte('S'), q.retireReady(func(e expect) { got = append(got, string(e.Kind)) }).Kind)
+	require.Equal(t, byte('S'), retire(q, func(e expect) { got = append(got, string(e.Kind)) }).Kind)
 	require.Empty(t, got)
-	require.Equal(t, byte('Q'), q.retireReady(func(e expect) { got = append(got, string(e.Kind)) }).Kind)
+	require.Equal(t, byte('Q'), retire(q, func(e expect) { got = append(got, string(e.Kind)) }).Kind)
 	require.Equal(t, []string{"P"}, got, "a Parse the server never answered (an error skipped it, say) goes with the ReadyForQuery")
 }
 

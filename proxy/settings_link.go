@@ -247,7 +247,7 @@ func (s *Session) settingsRefused(c *pool.Conn, e expect, pe *pgerr.Error) {
 // has the value it set, or its default. s.mu is held.
 func syncAnswered(c *pool.Conn, e answered) {
 	if x := linkOf(c); x != nil {
-		x.synced(setOp{name: e.stmt, reset: e.setting == link.SetSyncReset, value: e.val})
+		x.synced(setOp{name: e.Stmt, reset: e.Setting == link.SetSyncReset, value: e.Val})
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 // and, when the client already has x, a hidden Parse of an empty pgmux_noop: the server
 // then answers the Execute as PostgreSQL would for x, with CommandComplete PREPARE, the
 // statement's own errors or 42P05 for the duplicate, naming x. x is registered when the
-// Execute is sent and forgotten if the server fails or skips it (expect.reg), so a
+// Execute is sent and forgotten if the server fails or skips it (expect.Reg), so a
 // pipelined EXECUTE x behind it finds it. In a failed transaction the server refuses
 // the Execute (25P02) and nothing is registered. Only in cache mode (where the Query
 // form is rewritten too); in unnamed mode (prepared_statement_mode) such a PREPARE

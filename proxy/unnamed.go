@@ -18,7 +18,7 @@ import (
 // statement of that text gets), and the client's Bind and Describe of the unnamed
 // statement go to that name. A Parse of a statement the server already has costs the
 // server nothing: pgmux answers its ParseComplete itself, in order, once every earlier
-// request has been answered (expect.fake).
+// request has been answered (expect.Fake).
 //
 // Admission: a text is prepared under pgmux's name only on its second sighting on a
 // server, remembered in a small direct-mapped sketch of 64-bit keys per server; the first
