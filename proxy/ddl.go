@@ -105,7 +105,7 @@ func (s *Session) ddlSettled(status byte) {
 // prepared the statement anew with the new shape where PostgreSQL would have kept the
 // client's. It returns nil for any other error.
 func (s *Session) translatedPlanError(m []byte, e expect) []byte {
-	if e.kind != 'B' || e.hide || e.def == nil || e.def.epoch == s.srv.stmtEpoch.Load() ||
+	if e.Kind != 'B' || e.Hide || e.Def == nil || e.Def.epoch == s.srv.stmtEpoch.Load() ||
 		!bytes.Contains(m, []byte("C08P01\x00")) || !bytes.Contains(m, []byte(" result formats but query has ")) {
 		return nil
 	}

@@ -109,7 +109,7 @@ func (s *Session) replayDeferred(c *pool.Conn) error {
 		if op.typ == 'P' {
 			err = s.parseOn(c, op.def)
 		} else {
-			err = s.send(c, closeMsg(s.scratch[:0], 'S', noopStmt), expect{kind: 'C'})
+			err = s.send(c, closeMsg(s.scratch[:0], 'S', noopStmt), expect{Kind: 'C'})
 		}
 		if err != nil {
 			return err

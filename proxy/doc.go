@@ -44,7 +44,7 @@
 //	pin or unpin decision (transaction mode)  sticky.go:Session.stickyNeed, sticky.go:classifyText (no I/O)
 //	lease a server, link it                   relay.go:Session.serverFor, relay.go:Session.lease
 //	a waiting client that left                gone.go:Server.dropGoneWaiters, gone.go:Session.leftWhileWaiting, clientloop.go:Session.leftWhileQueued
-//	answers expected for what is sent         relay.go:Session.account, linkbook.go:linkBook.sentClient, respq.go:respQueue.push
+//	answers expected for what is sent         relay.go:Session.account, linkbook.go:linkBook.sentClient, respq.go:respQueue.push, proxy/link/queue.go:Queue.Push
 //	'Q' Query                                 query.go:Session.forwardQuery, query.go:Session.inspectQuery
 //	'Q' LISTEN / UNLISTEN shared              listen.go:Session.listenLocally, listen_do.go:Session.listenShared
 //	'Q' PREPARE / EXECUTE / DEALLOCATE (SQL)  sqlprep.go:Session.sqlPrepared
@@ -71,19 +71,19 @@
 // (pool/conn.go:Conn.run calls the lessee's Pump while leased) or, for a server a client
 // loop reads (it has no goroutine then: pool/loopread.go:Conn.LoopPark), on that loop
 // (loop_linux.go:parker.serverEvent). Which request each
-// answers is decided without I/O in respmatch.go (table tests and FuzzRespQueue drive
+// answers is decided without I/O in package proxy/link (table tests and FuzzRespQueue drive
 // it with message sequences):
 //
 //	every type                                relay.go:Session.Pump
 //	'Z' ReadyForQuery: release, unpin         relay.go:Session.onReady, relay.go:Session.settle, pool/conn.go:Conn.Release
-//	'Z' the release rule (no I/O)             linkend.go:linkEnd
-//	'Z' retires its request                   relay.go:Session.retireReady -> respmatch.go:respQueue.retireReady, linkbook.go:linkBook.readyAnswered
+//	'Z' the release rule (no I/O)             proxy/link/end.go:End
+//	'Z' retires its request                   relay.go:Session.retireReady -> proxy/link/match.go:Queue.RetireReady, linkbook.go:linkBook.readyAnswered
 //	'E' ErrorResponse, 0A000 retry            relay.go:Session.onError, retry.go:Session.planRetry, relay.go:Session.skipToSync
-//	'E' what the error does (no I/O)          errrule.go:errorRule
-//	'E' skips to the Sync                     respmatch.go:errorSkipsToSync, linkbook.go:linkBook.errorSkips, respmatch.go:respQueue.skipToSync
+//	'E' what the error does (no I/O)          proxy/link/errrule.go:ErrorRule
+//	'E' skips to the Sync                     proxy/link/match.go:ErrorSkipsToSync, linkbook.go:linkBook.errorSkips, proxy/link/match.go:Queue.SkipToSync
 //	'S' ParameterStatus                       params.go:Session.onParameterStatus
 //	'A' NotificationResponse, 'N' Notice      relay.go:Session.forward
-//	'1' '2' '3' 'n' 'T' 't' 'C' 'I' 's'       relay.go:Session.answer -> respmatch.go:respQueue.answer
+//	'1' '2' '3' 'n' 'T' 't' 'C' 'I' 's'       relay.go:Session.answer -> proxy/link/match.go:Queue.Answer
 //	'D' DataRow, 'G' 'H' 'W' 'd' 'c' COPY     relay.go:Session.forward (raw, never decoded)
 //	'V' FunctionCallResponse                  relay.go:Session.forward
 //	'D' of pgmux's own queries                relay.go:Session.readCheckRow, settings_link.go:Session.readRow
@@ -128,9 +128,9 @@
 // alone (no client, no PostgreSQL):
 //
 //	the link's bookkeeping: queue, pending...  linkbook.go:linkBook.sentClient, linkbook.go:linkBook.quiet (FuzzRespQueue)
-//	which request a server message answers    respmatch.go:respQueue.answer (TestRespQueueSequences, FuzzRespQueue)
-//	what an ErrorResponse does                errrule.go:errorRule (TestErrorRule)
-//	whether the link ends at ReadyForQuery    linkend.go:linkEnd (TestLinkEnd)
+//	which request a server message answers    proxy/link/match.go:Queue.Answer (TestRespQueueSequences, FuzzRespQueue)
+//	what an ErrorResponse does                proxy/link/errrule.go:ErrorRule (TestErrorRule)
+//	whether the link ends at ReadyForQuery    proxy/link/end.go:End (TestEnd)
 //	whether a request pins the client         sticky.go:classifyText (TestClassifyPins, FuzzClassify)
 //	the 0A000 retry's request log             retry.go:reqLog.add (TestReqLog)
 //

@@ -50,7 +50,10 @@ func declsIn(t *testing.T, path string) map[string]bool {
 			if st, ok := typ.(*ast.StarExpr); ok {
 				typ = st.X
 			}
-			if ix, ok := typ.(*ast.IndexExpr); ok {
+			switch ix := typ.(type) {
+			case *ast.IndexExpr:
+				typ = ix.X
+			case *ast.IndexListExpr:
 				typ = ix.X
 			}
 			if id, ok := typ.(*ast.Ident); ok {
@@ -152,7 +155,7 @@ func parseDir(t *testing.T, dir string) []parsedFile {
 // structTypes calls fn for every struct type declared at file level in the packages this
 // file checks (proxy, its packages and pool), with its doc comment.
 func structTypes(t *testing.T, fn func(pos token.Position, name string, st *ast.StructType, doc string)) {
-	for _, dir := range []string{".", "console", "listenmux", "metrics", "../pool"} {
+	for _, dir := range []string{".", "console", "link", "listenmux", "metrics", "../pool"} {
 		for _, f := range parseDir(t, dir) {
 			for _, d := range f.file.Decls {
 				gd, ok := d.(*ast.GenDecl)
@@ -222,7 +225,7 @@ func TestNoUntypedFields(t *testing.T) {
 
 // sharedByLock are types with no lock, atomic or channel of their own that more than one
 // goroutine touches, under a lock of the value that holds them.
-var sharedByLock = []string{"sessionTimers", "reqLog", "expect", "stmtNode", "checkConn", "serverState"}
+var sharedByLock = []string{"sessionTimers", "reqLog", "Expect", "stmtNode", "checkConn", "serverState"}
 
 // ownerNote is how a doc comment says who owns a value: its owner, what guards it, which
 // goroutines use it.

@@ -55,8 +55,8 @@ func (s *Session) failedBind(c *pool.Conn, portal, name []byte, def *stmtDef, ta
 	b = wire.AppendString(b, noopStmt)
 	b = append(b, tail...)
 	b = wire.Finish(b, start)
-	return b, []expect{{kind: 'C', hide: true}, {kind: 'P', hide: true},
-		{kind: 'B', fix: &errFix{from: noopStmt, to: string(name)}}}, true
+	return b, []expect{{Kind: 'C', Hide: true}, {Kind: 'P', Hide: true},
+		{Kind: 'B', Fix: &errFix{from: noopStmt, to: string(name)}}}, true
 }
 
 // highestParam returns the highest $n in q: with the types its Parse declared, what

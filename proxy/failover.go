@@ -140,10 +140,10 @@ func (s *Session) recoverLink(c *pool.Conn, cause error) bool {
 	s.state = ClientIdle
 	s.disarmAll()
 	s.q.each(func(e expect) {
-		if e.reg != nil && (e.kind == 'Q' || (e.kind == 'P' || e.kind == 'E') && !e.hide) {
+		if e.Reg != nil && (e.Kind == 'Q' || (e.Kind == 'P' || e.Kind == 'E') && !e.Hide) {
 			// Its Parse or PREPARE (a Query, or an Execute: sqlprep_ext.go) never
 			// completed: no such name.
-			e.reg.failed.Store(true)
+			e.Reg.failed.Store(true)
 		}
 	})
 	s.q.reset()
@@ -297,7 +297,7 @@ func (s *Session) abortOnLink(c *pool.Conn) {
 		return
 	}
 	s.fo &^= foAborted
-	s.q.push(expect{kind: 'Q', hide: true})
+	s.q.push(expect{Kind: 'Q', Hide: true})
 	_ = c.Wr.Write(wire.Query(nil, abortSQL)) // a failed write surfaces at the client's flush
 }
 

@@ -47,11 +47,12 @@ func answerBatch(s *Session) {
 	defer s.mu.Unlock()
 	for _, typ := range []byte("12DCZTDCZ") {
 		if typ == 'Z' {
-			s.q.retireReady(func(expect) {})
+			s.q.ring.RetireReady(func(expect) {})
+			s.q.publish()
 			s.pending--
 			continue
 		}
-		s.q.answer(typ)
+		s.q.ring.Answer(typ)
 	}
 }
 

@@ -6,9 +6,9 @@ package proxy
 // protocol request is open, whether the server skips to the next Sync after an error,
 // and the transaction status it last reported. The relay tells it what it sends
 // (sentClient) and what the server answered (readyAnswered, errorSkips); the rules
-// that decide from it are respmatch.go (which request a message answers), errrule.go
-// (what an error does) and linkend.go (whether the link ends). respmatch_test.go's
-// FuzzRespQueue drives it with message sequences alone.
+// that decide from it are link.Queue.Answer (which request a message answers),
+// link.ErrorRule (what an error does) and link.End (whether the link ends).
+// respmatch_test.go's FuzzRespQueue drives it with message sequences alone.
 //
 // It is embedded in sessionWork, so s.pending is s.sessionWork.linkBook.pending; its
 // fields are guarded by Session.mu, as the Session's comment says of the link state.
@@ -36,20 +36,20 @@ func (b *linkBook) sentClient(typ byte, queueExtended bool) (starts bool) {
 	case 'Q', 'F':
 		b.pending++
 		b.reqs++
-		b.q.push(expect{kind: typ})
+		b.q.push(expect{Kind: typ})
 	case 'S':
 		b.pending++
 		b.reqs++
 		b.unsynced = false
 		b.errSkip = false
-		b.q.push(expect{kind: 'S'})
+		b.q.push(expect{Kind: 'S'})
 	case 'E':
 		b.unsynced = true
-		b.q.push(expect{kind: 'E'})
+		b.q.push(expect{Kind: 'E'})
 	case 'P', 'B', 'D', 'C':
 		b.unsynced = true
 		if queueExtended {
-			b.q.push(expect{kind: typ})
+			b.q.push(expect{Kind: typ})
 		}
 	case 'H':
 		b.unsynced = true
@@ -72,7 +72,7 @@ func (b *linkBook) readyAnswered(status byte) {
 // skippedRequest records a request the server skipped after an error, which no
 // ReadyForQuery will answer.
 func (b *linkBook) skippedRequest(e expect) {
-	if (e.kind == 'Q' || e.kind == 'F') && !e.hide && b.pending > 0 {
+	if (e.Kind == 'Q' || e.Kind == 'F') && !e.Hide && b.pending > 0 {
 		b.pending--
 	}
 }

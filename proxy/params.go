@@ -256,7 +256,7 @@ func (s *Session) onParameterStatus(c *pool.Conn, n int) error {
 	c.Params.Set(name, value)
 	c.NoteParameter(name, value)
 	s.mu.Lock()
-	if head, ok := s.q.peek(); ok && !head.hide {
+	if head, ok := s.q.peek(); ok && !head.Hide {
 		s.settingsState().markReported(name)
 	}
 	if st := s.set.Load(); st != nil && st.reapplying > 0 {

@@ -221,7 +221,7 @@ func (s *Session) rewrite(c *pool.Conn, typ byte, n int) error {
 func (s *Session) send(c *pool.Conn, b []byte, es ...expect) error {
 	s.logSent(c, b, es)
 	for i := range es { // by index: an expect is 128 bytes
-		if es[i].kind == 'P' && !es[i].noop {
+		if es[i].Kind == 'P' && !es[i].Noop {
 			s.ops.serverParses.Add(1)
 		}
 	}
@@ -239,11 +239,11 @@ func (s *Session) send(c *pool.Conn, b []byte, es ...expect) error {
 func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 	name, rest, err := wire.CString(body)
 	if err != nil {
-		return s.send(c, m, expect{kind: 'P'})
+		return s.send(c, m, expect{Kind: 'P'})
 	}
 	query, types, err := wire.CString(rest)
 	if err != nil {
-		return s.send(c, m, expect{kind: 'P'})
+		return s.send(c, m, expect{Kind: 'P'})
 	}
 	if len(query) > 0 {
 		q := unsafe.String(&query[0], len(query))
@@ -325,8 +325,8 @@ func (s *Session) parseDuplicate(c *pool.Conn, name, rest []byte) error {
 	b = wire.AppendString(b, noopStmt)
 	b = append(b, rest...)
 	b = wire.Finish(b, start)
-	err := s.send(c, b, expect{kind: 'C', hide: true}, expect{kind: 'P', hide: true},
-		expect{kind: 'P', fix: &errFix{from: noopStmt, to: string(name)}})
+	err := s.send(c, b, expect{Kind: 'C', Hide: true}, expect{Kind: 'P', Hide: true},
+		expect{Kind: 'P', Fix: &errFix{from: noopStmt, to: string(name)}})
 	s.keepScratch(b)
 	return err
 }
@@ -336,7 +336,7 @@ func (s *Session) parseDuplicate(c *pool.Conn, name, rest []byte) error {
 // skipped, def is marked failed: the client has no statement of that name.
 func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	if s.prep == prepUnnamed {
-		return s.send(c, def.parseMsg(s.scratch[:0], ""), expect{kind: 'P', reg: def})
+		return s.send(c, def.parseMsg(s.scratch[:0], ""), expect{Kind: 'P', Reg: def})
 	}
 	b, pre := s.ensureTarget(c, def, s.scratch[:0])
 	s.mu.Lock()
@@ -346,13 +346,13 @@ func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	if present && !stale {
 		b = closeMsg(b, 'S', noopStmt)
 		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt)
-		return s.send(c, b, append(pre, expect{kind: 'C', hide: true}, expect{kind: 'P', reg: def, noop: true})...)
+		return s.send(c, b, append(pre, expect{Kind: 'C', Hide: true}, expect{Kind: 'P', Reg: def, Noop: true})...)
 	}
 	b, es := s.prepareOn(c, st, def, stale, b, false)
-	es[len(es)-1].hide = false // the client asked for this Parse: it sees ParseComplete
-	es[len(es)-1].reg = def
+	es[len(es)-1].Hide = false // the client asked for this Parse: it sees ParseComplete
+	es[len(es)-1].Reg = def
 	if p := def.clear.prep; p != nil {
-		es[len(es)-1].fix = p.fix() // its syntax errors, at the client's positions
+		es[len(es)-1].Fix = p.fix() // its syntax errors, at the client's positions
 	}
 	return s.send(c, b, append(pre, es...)...)
 }
@@ -365,7 +365,7 @@ func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale b
 	if stale {
 		st.stmts.remove(def.server)
 		b = closeMsg(b, 'S', def.server)
-		es = append(es, expect{kind: 'C', hide: true, stmt: def.server, stale: true})
+		es = append(es, expect{Kind: 'C', Hide: true, Stmt: def.server, Stale: true})
 	}
 	evicted := st.stmts.addDef(def, nil)
 	var owner *stmtDef
@@ -376,16 +376,16 @@ func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale b
 	s.mu.Unlock()
 	for _, ev := range evicted {
 		b = closeMsg(b, 'S', ev)
-		es = append(es, expect{kind: 'C', hide: true, stmt: ev})
+		es = append(es, expect{Kind: 'C', Hide: true, Stmt: ev})
 	}
 	if def.sql {
 		b = def.prepareSQL(b)
 		s.unnamed.live = false // the server's unnamed statement is now the PREPARE
-		return b, append(es, expect{kind: 'P', hide: true}, expect{kind: 'B', hide: true},
-			expect{kind: 'E', hide: hide, stmt: def.server, prep: gen})
+		return b, append(es, expect{Kind: 'P', Hide: true}, expect{Kind: 'B', Hide: true},
+			expect{Kind: 'E', Hide: hide, Stmt: def.server, Prep: gen})
 	}
 	b = def.parseMsg(b, def.server)
-	es = append(es, expect{kind: 'P', hide: hide, stmt: def.server, prep: gen})
+	es = append(es, expect{Kind: 'P', Hide: hide, Stmt: def.server, Prep: gen})
 	return b, es
 }
 
@@ -395,7 +395,7 @@ func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale b
 func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect, string) {
 	if s.prep == prepUnnamed {
 		s.unnamed.live = false // the client's own unnamed statement is replaced
-		return def.parseMsg(b, ""), []expect{{kind: 'P', hide: true, reg: def}}, ""
+		return def.parseMsg(b, ""), []expect{{Kind: 'P', Hide: true, Reg: def}}, ""
 	}
 	b, pre := s.ensureTarget(c, def, b)
 	s.mu.Lock()
@@ -411,18 +411,18 @@ func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect
 		return b, pre, def.server
 	}
 	b, es := s.prepareOn(c, st, def, stale, b, true)
-	es[len(es)-1].reg = def
+	es[len(es)-1].Reg = def
 	return b, append(pre, es...), def.server
 }
 
 func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 	portal, rest, err := wire.CString(body)
 	if err != nil {
-		return s.send(c, m, expect{kind: 'B'})
+		return s.send(c, m, expect{Kind: 'B'})
 	}
 	name, tail, err := wire.CString(rest)
 	if err != nil {
-		return s.send(c, m, expect{kind: 'B'})
+		return s.send(c, m, expect{Kind: 'B'})
 	}
 	def := s.unnamed.def
 	if len(name) == 0 && def == nil {
@@ -434,7 +434,7 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 			// Unknown to pgmux: the server, which has no statement of the client's name,
 			// answers PostgreSQL's 26000 "prepared statement ... does not exist".
 			s.notePortal(portal, clearOp{})
-			return s.send(c, m, expect{kind: 'B'})
+			return s.send(c, m, expect{Kind: 'B'})
 		}
 	}
 	def = s.execCurrent(name, def)
@@ -450,7 +450,7 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 	b = wire.AppendString(b, server)
 	b = append(b, tail...)
 	b = wire.Finish(b, start)
-	err = s.sendWith(c, b, es, expect{kind: 'B', stmt: server, def: def, off: int32(start), fresh: s.parsedHere(def), anon: len(name) == 0})
+	err = s.sendWith(c, b, es, expect{Kind: 'B', Stmt: server, Def: def, Off: int32(start), Fresh: s.parsedHere(def), Anon: len(name) == 0})
 	s.keepScratch(b)
 	return err
 }
@@ -467,26 +467,26 @@ func (s *Session) sendWith(c *pool.Conn, b []byte, es []expect, last expect) err
 // rewriteDescribeClose handles Describe and Close, which share a layout: kind byte, name.
 func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) error {
 	if len(body) < 2 || body[0] != 'S' {
-		return s.send(c, m, expect{kind: typ})
+		return s.send(c, m, expect{Kind: typ})
 	}
 	name, _, err := wire.CString(body[1:])
 	if err != nil {
-		return s.send(c, m, expect{kind: typ})
+		return s.send(c, m, expect{Kind: typ})
 	}
 	def := s.unnamed.def
 	if len(name) == 0 {
 		if typ == 'C' {
 			s.unnamed.forget()
-			return s.send(c, m, expect{kind: 'C'})
+			return s.send(c, m, expect{Kind: 'C'})
 		}
 		if def == nil {
 			return s.sendUnnamed(c, m, 'D')
 		}
 	} else if typ == 'C' {
 		delete(s.stmts, string(name))
-		return s.send(c, closeMsg(s.scratch[:0], 'S', noopStmt), expect{kind: 'C'})
+		return s.send(c, closeMsg(s.scratch[:0], 'S', noopStmt), expect{Kind: 'C'})
 	} else if def = s.lookupStmt(name); def == nil {
-		return s.send(c, m, expect{kind: 'D'})
+		return s.send(c, m, expect{Kind: 'D'})
 	}
 	def = s.execCurrent(name, def)
 	b, es, server := s.ensure(c, def, s.scratch[:0])
@@ -494,7 +494,7 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 	b = append(b, 'S')
 	b = wire.AppendString(b, server)
 	b = wire.Finish(b, start)
-	return s.sendWith(c, b, es, expect{kind: 'D', stmt: server, def: def, off: int32(start), fresh: s.parsedHere(def), anon: len(name) == 0})
+	return s.sendWith(c, b, es, expect{Kind: 'D', Stmt: server, Def: def, Off: int32(start), Fresh: s.parsedHere(def), Anon: len(name) == 0})
 }
 
 // forgetSkipped undoes what pgmux recorded about a server's statements when it sent a
@@ -503,22 +503,22 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 // after the error has already been relayed, so this runs both when the error arrives and
 // when the ReadyForQuery retires what was left unanswered. s.mu is held.
 func forgetSkipped(st *serverState, e expect) {
-	if e.reg != nil && (e.kind == 'P' || e.kind == 'E') && !e.hide {
+	if e.Reg != nil && (e.Kind == 'P' || e.Kind == 'E') && !e.Hide {
 		// The client's Parse did not happen, or its Execute of a SQL PREPARE
 		// (sqlprep_ext.go).
-		e.reg.failed.Store(true)
+		e.Reg.failed.Store(true)
 	}
-	if st == nil || e.stmt == "" {
+	if st == nil || e.Stmt == "" {
 		return
 	}
 	switch {
-	case e.kind == 'P', e.kind == 'E' && e.hide, e.kind == 'Q' && e.hide && e.prep != 0:
-		st.stmts.forget(e.stmt, e.prep)
-	case e.kind == 'C' && e.hide:
-		st.stmts.restore(e.stmt)
-		if e.stale {
+	case e.Kind == 'P', e.Kind == 'E' && e.Hide, e.Kind == 'Q' && e.Hide && e.Prep != 0:
+		st.stmts.forget(e.Stmt, e.Prep)
+	case e.Kind == 'C' && e.Hide:
+		st.stmts.restore(e.Stmt)
+		if e.Stale {
 			// Still the stale copy: the next use closes and prepares it again.
-			st.stmts.markStale(e.stmt)
+			st.stmts.markStale(e.Stmt)
 		}
 	}
 }
@@ -604,7 +604,7 @@ func (u *unnamedStmt) endRequest() { u.live = false }
 func (s *Session) sendUnnamed(c *pool.Conn, m []byte, typ byte) error {
 	u := &s.unnamed
 	if u.live || u.body == nil {
-		return s.send(c, m, expect{kind: typ})
+		return s.send(c, m, expect{Kind: typ})
 	}
 	b, body := s.scratch[:0], u.body
 	var es []expect
@@ -621,7 +621,7 @@ func (s *Session) sendUnnamed(c *pool.Conn, m []byte, typ byte) error {
 	b = wire.Finish(b, start)
 	b = append(b, m...)
 	u.live = true
-	err := s.send(c, b, append(es, expect{kind: 'P', hide: true}, expect{kind: typ})...)
+	err := s.send(c, b, append(es, expect{Kind: 'P', Hide: true}, expect{Kind: typ})...)
 	s.keepScratch(b)
 	return err
 }

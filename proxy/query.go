@@ -27,10 +27,10 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 	if err == nil && len(text) > 0 {
 		if m2, hide, fix := s.resetInPlace(unsafe.String(&text[0], len(text))); m2 != nil {
 			s.mu.Lock()
-			if e := s.q.tail(); e != nil && e.kind == 'Q' && !e.hide {
-				e.hideCC = hide
-				if e.fix == nil {
-					e.fix = fix
+			if e := s.q.tail(); e != nil && e.Kind == 'Q' && !e.Hide {
+				e.HideCC = hide
+				if e.Fix == nil {
+					e.Fix = fix
 				}
 			}
 			s.mu.Unlock()

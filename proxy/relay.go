@@ -17,6 +17,7 @@ import (
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // relay reads the client's messages and forwards them to a linked server, leasing one
@@ -796,13 +797,13 @@ func (s *Session) relayMsg(c *pool.Conn, typ byte, n int, onLoop bool) (released
 		hide, row := s.answer(c, typ)
 		s.mu.Unlock()
 		switch {
-		case row == rowCheck && typ == 'D':
+		case row == link.RowCheck && typ == 'D':
 			err = s.readCheckRow(rd, n)
-		case row == rowSettings && typ == 'D':
+		case row == link.RowSettings && typ == 'D':
 			err = s.readRow(rd, n)
-		case row == rowClear && typ == 'C':
+		case row == link.RowClear && typ == 'C':
 			err = s.readClear(rd, n, hide)
-		case row == rowHideCC && typ == 'C':
+		case row == link.RowHideCC && typ == 'C':
 			err = s.readCC(rd, n)
 		case hide:
 			err = rd.Skip(n)
@@ -825,36 +826,31 @@ func (s *Session) atBoundary() bool {
 	return s.pending == 0 && s.q.len() == 0
 }
 
-// Hidden queries whose rows pgmux reads.
-const (
-	rowCheck    = iota + 1 // the session-state check (sticky.go)
-	rowSettings            // a settings read-back (settings_link.go)
-	rowClear               // the client's DISCARD ALL or DEALLOCATE ALL (stmtclear.go)
-	rowHideCC              // the client's Query with pgmux's DO blocks (settings_inplace.go)
-)
-
 // answer matches a server message of c to the request it answers, retiring requests
-// that are complete (respmatch.go respQueue.answer), records on c's state what the
+// that are complete (link.Queue.Answer), records on c's state what the
 // answer confirms, and reports whether the client must not see it and whether pgmux
 // reads it. s.mu is held.
 func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
-	st := s.q.answer(typ)
-	if st.checked {
-		st.head.reg.checked.Store(true)
+	st := s.q.ring.Answer(typ)
+	if st.Popped {
+		s.q.publish()
 	}
-	if st.prepared {
-		prepared(c, st.head)
+	if st.Checked {
+		st.Head.Reg.checked.Store(true)
 	}
-	if st.synced {
-		syncAnswered(c, st.head)
+	if st.Prepared {
+		prepared(c, st.Head)
 	}
-	return st.hide, st.row
+	if st.Synced {
+		syncAnswered(c, st.Head)
+	}
+	return st.Hide, st.Row
 }
 
 // prepared records that the server answered e's preparation of e.stmt. s.mu is held.
 func prepared(c *pool.Conn, e answered) {
 	if x := linkOf(c); x != nil {
-		x.stmts.prepared(e.stmt, e.prep)
+		x.stmts.prepared(e.Stmt, e.Prep)
 	}
 }
 
@@ -913,28 +909,28 @@ func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
 	status := m[5]
 	s.mu.Lock()
 	e := s.retireReady(c)
-	if !e.hide {
+	if !e.Hide {
 		s.dropErr, s.heldErr = false, nil
 		s.ddlSettled(status)
 	}
-	if e.check {
-		return s.afterCheck(c, status, e.seq)
+	if e.Check {
+		return s.afterCheck(c, status, e.Seq)
 	}
-	if e.setting == setRead || e.setting == setReapply {
+	if e.Setting == link.SetRead || e.Setting == link.SetReapply {
 		// After the client's answer: the link may end here.
-		if e.setting == setRead {
+		if e.Setting == link.SetRead {
 			if x := linkOf(c); x != nil {
-				s.set.Load().commit(x, status, e.seq)
+				s.set.Load().commit(x, status, e.Seq)
 			}
 		} else if st := s.set.Load(); st != nil {
 			retry := false
 			if st.reapplyFailed && status == 'I' && !st.reqErr {
 				// The reset committed; only setting the startup value again failed.
 				st.resetStood = true
-				if e.val != "" && s.server == c {
+				if e.Val != "" && s.server == c {
 					// Sent again before the client's next message (awaitReapply), which
 					// counts as this one meanwhile: ParameterStatus stays held.
-					st.retrySQL, retry = e.val, true
+					st.retrySQL, retry = e.Val, true
 				}
 			}
 			if !retry {
@@ -951,13 +947,13 @@ func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
 		}
 		return s.settle(c, status)
 	}
-	if e.settles {
+	if e.Settles {
 		if s.server == c {
 			s.txStatus = status
 		}
 		return s.settle(c, status)
 	}
-	if e.hide {
+	if e.Hide {
 		s.mu.Unlock()
 		return false, nil
 	}
@@ -1060,9 +1056,9 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 	if s.mode == config.PoolModeSession {
 		modeNow = config.PoolMode(s.entry.modeNow.Load())
 	}
-	out, reset := linkEnd(linkState{idle: idle, status: status, pinned: s.pinned, mode: s.mode,
-		modeNow: modeNow, force: s.forceSession, closed: closed})
-	if out != linkKeep {
+	out, reset := link.End(link.State{Idle: idle, Status: status, Pinned: s.pinned != 0, Mode: s.mode,
+		ModeNow: modeNow, Force: s.forceSession, Closed: closed})
+	if out != link.Keep {
 		s.server = nil
 		s.state = ClientIdle
 		s.disarmAll()
@@ -1074,17 +1070,17 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 	}
 	s.mu.Unlock()
 	switch out {
-	case linkRelease:
+	case link.Release:
 		c.Release(reset || s.srv.Config().ServerResetQueryAlways)
 		if !closed && s.srv.cutAtRelease() {
 			s.fatal(shutdownFatal()) // safe shutdown: its server is back, so it goes
 		}
 		return true, nil
-	case linkBadStatement:
+	case link.BadStatement:
 		c.Discard(errors.New("transaction in statement mode"))
 		s.fatal(pgerr.Fatal(pgerr.FeatureNotSupported, "transaction blocks not allowed in statement pooling mode"))
 		return true, nil
-	case linkDirtyClosed:
+	case link.DirtyClosed:
 		c.Discard(errors.New("client left inside a transaction"))
 		return true, nil
 	}
@@ -1096,7 +1092,9 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 // an error. s.mu is held.
 func (s *Session) retireReady(c *pool.Conn) expect {
 	st := linkOf(c)
-	return s.q.retireReady(func(e expect) { forgetSkipped(st, e) })
+	e := s.q.ring.RetireReady(func(e expect) { forgetSkipped(st, e) })
+	s.q.publish()
+	return e
 }
 
 // serverFailed tells a linked client that its server connection broke, and closes it:
@@ -1153,11 +1151,11 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 	}
 }
 
-// onError relays an ErrorResponse: what it does is decided without I/O by errrule.go
-// errorRule, from the request it answers; this carries it out. In the extended protocol
-// the server then skips every request up to the next Sync, so their expectations are
-// retired here, and statements whose Parse never ran are forgotten. An error of pgmux's
-// own queries is logged, not shown.
+// onError relays an ErrorResponse: what it does is decided without I/O by
+// link.ErrorRule, from the request it answers; this carries it out. In the extended
+// protocol the server then skips every request up to the next Sync, so their
+// expectations are retired here, and statements whose Parse never ran are forgotten. An
+// error of pgmux's own queries is logged, not shown.
 func (s *Session) onError(c *pool.Conn, n int) error {
 	m, err := c.Rd.Message(n)
 	if err != nil {
@@ -1179,56 +1177,61 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		s.mu.Lock()
 		head, ok := s.q.peek()
 		s.mu.Unlock()
-		locked = ok && head.def != nil && lockBriefly(&st.wmu)
+		locked = ok && head.Def != nil && lockBriefly(&st.wmu)
 	}
 	if staleCode || gone {
 		s.srv.stmtEpoch.Add(1) // statements the client prepares from now on are new (ddl.go)
 	}
 	s.mu.Lock()
 	head, ok := s.q.peek()
-	r := errorRule(errFacts{head: head, queued: ok, regChecked: ok && head.reg != nil && head.reg.checked.Load(),
-		dropErr: s.dropErr, held: s.heldErr != nil, known: st != nil, staleCode: staleCode, gone: gone})
-	if set := s.set.Load(); set != nil && r.reqErr {
+	f := link.ErrFacts[stmtDef, errFix, clearDrop]{Head: head, Queued: ok, DropErr: s.dropErr,
+		Held: s.heldErr != nil, Known: st != nil, StaleCode: staleCode, Gone: gone}
+	if head.Def != nil {
+		f.DefName = head.Def.name
+	}
+	f.RegChecked = head.Reg != nil && head.Reg.checked.Load()
+	r := link.ErrorRule(f)
+	if set := s.set.Load(); set != nil && r.ReqErr {
 		set.reqErr = true
 	}
-	s.dropErr = r.dropErr
-	if r.checkFailed {
+	s.dropErr = r.DropErr
+	if r.CheckFailed {
 		s.checkCount = -1
 	}
 	switch {
-	case r.hold:
+	case r.Hold:
 		s.heldErr = append([]byte(nil), m...) // a copy: m is the reader's buffer
-	case r.useHeld:
+	case r.UseHeld:
 		if pe, _ := pgerr.Parse(wire.Body(m)); pe != nil && pe.Code == pgerr.UndefinedPreparedStmt {
 			m = s.heldErr // the client's EXECUTE of the statement pgmux could not prepare
 		}
 		s.heldErr = nil
 	}
-	if r.regFailed {
-		head.reg.failed.Store(true)
+	if r.RegFailed {
+		head.Reg.failed.Store(true)
 	}
 	switch {
-	case r.forgetStmt:
-		st.stmts.forget(head.stmt, head.prep)
-	case r.staleStmt:
-		st.stmts.markStale(head.stmt)
+	case r.ForgetStmt:
+		st.stmts.forget(head.Stmt, head.Prep)
+	case r.StaleStmt:
+		st.stmts.markStale(head.Stmt)
 	}
 	var pe *pgerr.Error
-	if r.refused {
+	if r.Refused {
 		pe, _ = pgerr.Parse(wire.Body(m))
 		s.settingsRefused(c, head, pe)
 	}
-	if r.rename {
-		m = (&errFix{from: head.stmt, to: r.renameTo}).apply(m)
+	if r.Rename {
+		m = (&errFix{from: head.Stmt, to: r.RenameTo}).apply(m)
 	}
-	m = head.fix.apply(m)
+	m = head.Fix.apply(m)
 	if ok {
 		if t := s.translatedPlanError(m, head); t != nil {
 			m = t
 		}
 	}
 	var retry []byte
-	if r.skip {
+	if r.Skip {
 		s.skipToSync(st, staleCode, gone)
 		if locked {
 			retry = s.planRetry(st)
@@ -1247,20 +1250,20 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	if locked {
 		st.wmu.Unlock()
 	}
-	switch r.report {
-	case reportQuiet:
+	switch r.Report {
+	case link.ReportQuiet:
 		return nil // the client's EXECUTE after its hidden PREPARE failed
-	case reportSetting:
+	case link.ReportSetting:
 		s.logRefused(head, pe)
 		return nil
-	case reportOwn:
+	case link.ReportOwn:
 		pe, _ := pgerr.Parse(wire.Body(m))
 		if pe == nil || pe.Message != abortMessage { // failover.go's abortSQL did its job
 			s.log().Warn("pgmux's own query failed on a server", zap.Error(pe))
 		}
 		return nil
 	}
-	if r.hold {
+	if r.Hold {
 		return nil
 	}
 	if s.closed.Load() {
@@ -1291,8 +1294,8 @@ func (s *Session) skipToSync(st *serverState, staleCode, gone bool) {
 		if record {
 			st.skipped = append(st.skipped, e) // for planRetry
 		}
-		if st != nil && first && (e.kind == 'B' || e.kind == 'D') && e.stmt != "" && (staleCode || gone) {
-			st.stmts.markStale(e.stmt) // cached plan changed result type: prepare anew
+		if st != nil && first && (e.Kind == 'B' || e.Kind == 'D') && e.Stmt != "" && (staleCode || gone) {
+			st.stmts.markStale(e.Stmt) // cached plan changed result type: prepare anew
 		}
 		forgetSkipped(st, e)
 	})

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // A pool.Conn can only be leased by its pool (its lessee field is unexported), so Pump
@@ -49,7 +50,7 @@ func relayAnswer(rows int) []byte {
 // Query's expectation heads the response queue and the client's writer is live.
 func relaySession(dst io.Writer) *Session {
 	s := &Session{wr: wire.NewWriter(dst), sessionWork: &sessionWork{linkBook: linkBook{txStatus: 'I', pending: 1}}}
-	s.q.push(expect{kind: 'Q'})
+	s.q.push(expect{Kind: 'Q'})
 	return s
 }
 
@@ -67,9 +68,9 @@ func pumpMessage(s *Session, rd *wire.Reader) (byte, error) {
 	hide, row := s.answer(nil, typ)
 	s.mu.Unlock()
 	switch {
-	case row == rowCheck && typ == 'D':
+	case row == link.RowCheck && typ == 'D':
 		return typ, s.readCheckRow(rd, n)
-	case row == rowSettings && typ == 'D':
+	case row == link.RowSettings && typ == 'D':
 		return typ, s.readRow(rd, n)
 	case hide:
 		return typ, rd.Skip(n)

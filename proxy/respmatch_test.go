@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // The response queue driven by message sequences alone, no sockets: requests as the
@@ -101,7 +103,7 @@ type qRun struct {
 }
 
 // driveQueue queues reqs (their seq numbers them) and feeds msgs through the queue's
-// decisions as the relay does (relay.go Session.Pump: 'Z' retireReady, 'E' errorRule and
+// decisions as the relay does (relay.go Session.Pump: 'Z' retireReady, 'E' link.ErrorRule and
 // skipToSync for an extended message, 'A' 'N' 'S' forwarded as they are, the rest answer),
 // checking each against the request the server answered.
 func driveQueue(t testing.TB, reqs []qReq, msgs []qMsg) qRun {
@@ -118,14 +120,14 @@ func driveLink(t testing.TB, reqs []qReq, msgs []qMsg) (qRun, *linkBook) {
 	for i, r := range reqs {
 		if r.hide {
 			if r.kind != 'H' { // a Flush is answered by nothing: nobody queues one
-				q.push(expect{kind: r.kind, hide: true, seq: uint32(i)})
+				q.push(expect{Kind: r.kind, Hide: true, Seq: uint32(i)})
 			}
 			continue
 		}
 		before := q.len()
 		b.sentClient(r.kind, true)
 		if q.len() > before {
-			q.tail().seq = uint32(i)
+			q.tail().Seq = uint32(i)
 		} else {
 			require.Equal(t, byte('H'), r.kind, "only a Flush queues nothing")
 		}
@@ -140,43 +142,43 @@ func driveLink(t testing.TB, reqs []qReq, msgs []qMsg) (qRun, *linkBook) {
 		head, queued := q.peek()
 		switch m.typ {
 		case 'Z':
-			e := q.retireReady(func(expect) {})
-			require.Equal(t, uint32(m.owner), e.seq, "ReadyForQuery retires the request it answers")
-			if !e.hide {
+			e := retire(q, func(expect) {})
+			require.Equal(t, uint32(m.owner), e.Seq, "ReadyForQuery retires the request it answers")
+			if !e.Hide {
 				b.readyAnswered('I')
 			}
-			run.ready += string(e.kind)
-			see('Z', e.hide)
+			run.ready += string(e.Kind)
+			see('Z', e.Hide)
 		case 'E':
 			require.True(t, queued, "an error answers a queued request")
-			require.Equal(t, uint32(m.owner), head.seq, "the error belongs to the oldest request")
-			r := errorRule(errFacts{head: head, queued: true})
-			require.Equal(t, errorSkipsToSync(head), r.skip)
-			if r.skip {
+			require.Equal(t, uint32(m.owner), head.Seq, "the error belongs to the oldest request")
+			r := link.ErrorRule(link.ErrFacts[stmtDef, errFix, clearDrop]{Head: head, Queued: true})
+			require.Equal(t, link.ErrorSkipsToSync(head.Kind), r.Skip)
+			if r.Skip {
 				b.errorSkips(func(expect, bool) {})
 				synced := !b.errSkip
 				run.synced = append(run.synced, synced)
 				if synced {
 					h, _ := q.peek()
-					require.Equal(t, byte('S'), h.kind)
+					require.Equal(t, byte('S'), h.Kind)
 				} else {
 					require.Zero(t, q.len())
 				}
 			}
-			if head.hide && !r.hide {
+			if head.Hide && !r.Hide {
 				// pgmux's own extended request (a Parse in front of the client's Bind) or
 				// Sync: the client's requests behind it are skipped, so it sees the error.
-				require.NotEqual(t, byte('Q'), head.kind, "a hidden Query's error is pgmux's")
+				require.NotEqual(t, byte('Q'), head.Kind, "a hidden Query's error is pgmux's")
 			}
-			see('E', r.hide)
+			see('E', r.Hide)
 		case 'A', 'N', 'S':
 			see(m.typ, false) // forwarded whatever the head (relay.go Pump)
 		default:
-			st := q.answer(m.typ)
-			require.True(t, st.queued, "%q answers a queued request", m.typ)
-			require.Equal(t, uint32(m.owner), st.head.seq, "%q is matched to the request it answers", m.typ)
-			require.Equal(t, head.hide, st.hide, "%q is hidden exactly when its request is pgmux's", m.typ)
-			see(m.typ, st.hide)
+			st := answer(q, m.typ)
+			require.True(t, st.Queued, "%q answers a queued request", m.typ)
+			require.Equal(t, uint32(m.owner), st.Head.Seq, "%q is matched to the request it answers", m.typ)
+			require.Equal(t, head.Hide, st.Hide, "%q is hidden exactly when its request is pgmux's", m.typ)
+			see(m.typ, st.Hide)
 		}
 		requireCounters(t, q)
 		require.GreaterOrEqual(t, b.pending, 0)
@@ -185,14 +187,27 @@ func driveLink(t testing.TB, reqs []qReq, msgs []qMsg) (qRun, *linkBook) {
 	return run, b
 }
 
+// answer and retire do what Session.answer and Session.retireReady do to the queue.
+func answer(q *respQueue, typ byte) link.AnswerStep[stmtDef] {
+	st := q.ring.Answer(typ)
+	q.publish()
+	return st
+}
+
+func retire(q *respQueue, skipped func(expect)) expect {
+	e := q.ring.RetireReady(skipped)
+	q.publish()
+	return e
+}
+
 // requireCounters checks the queue's atomics against its contents.
 func requireCounters(t testing.TB, q *respQueue) {
 	var fakes, clears int32
 	q.each(func(e expect) {
-		if e.fake {
+		if e.Fake {
 			fakes++
 		}
-		if e.clear != 0 {
+		if e.Clear != 0 {
 			clears++
 		}
 	})
@@ -265,34 +280,34 @@ func TestRespQueueSequences(t *testing.T) {
 // TestRespQueueRowsAndHidden: pgmux reads the rows of its own queries, and a retried
 // Describe's ParameterDescription is not shown twice.
 func TestRespQueueRowsAndHidden(t *testing.T) {
-	var q respQueue
-	q.push(expect{kind: 'Q', hide: true, check: true})
-	q.push(expect{kind: 'Q', hide: true, setting: setRead})
-	q.push(expect{kind: 'Q'})
+	q := &respQueue{}
+	q.push(expect{Kind: 'Q', Hide: true, Check: true})
+	q.push(expect{Kind: 'Q', Hide: true, Setting: link.SetRead})
+	q.push(expect{Kind: 'Q'})
 	q.markClear(1)
-	q.push(expect{kind: 'D', paramsSent: true})
-	q.push(expect{kind: 'S'})
-	requireCounters(t, &q)
+	q.push(expect{Kind: 'D', ParamsSent: true})
+	q.push(expect{Kind: 'S'})
+	requireCounters(t, q)
 	for _, step := range []struct {
 		typ  byte
 		row  int
 		hide bool
 		z    bool
 	}{
-		{'T', rowCheck, true, false}, {'D', rowCheck, true, false}, {'C', rowCheck, true, false}, {'Z', 0, true, true},
-		{'T', rowSettings, true, false}, {'D', rowSettings, true, false}, {'C', rowSettings, true, false}, {'Z', 0, true, true},
-		{'C', rowClear, false, false}, {'Z', 0, false, true},
+		{'T', link.RowCheck, true, false}, {'D', link.RowCheck, true, false}, {'C', link.RowCheck, true, false}, {'Z', 0, true, true},
+		{'T', link.RowSettings, true, false}, {'D', link.RowSettings, true, false}, {'C', link.RowSettings, true, false}, {'Z', 0, true, true},
+		{'C', link.RowClear, false, false}, {'Z', 0, false, true},
 		{'t', 0, true, false}, {'T', 0, false, false}, {'Z', 0, false, true},
 	} {
 		if step.z {
-			e := q.retireReady(func(expect) {})
-			require.Equal(t, step.hide, e.hide)
-			requireCounters(t, &q)
+			e := retire(q, func(expect) {})
+			require.Equal(t, step.hide, e.Hide)
+			requireCounters(t, q)
 			continue
 		}
-		st := q.answer(step.typ)
-		require.Equal(t, step.row, st.row, "%q", step.typ)
-		require.Equal(t, step.hide, st.hide, "%q", step.typ)
+		st := answer(q, step.typ)
+		require.Equal(t, step.row, st.Row, "%q", step.typ)
+		require.Equal(t, step.hide, st.Hide, "%q", step.typ)
 	}
 	require.Zero(t, q.len())
 }
@@ -300,51 +315,51 @@ func TestRespQueueRowsAndHidden(t *testing.T) {
 // TestRespQueueConfirms: the answers that confirm a preparation, a settings sync and a
 // client's statement are reported for the relay to record.
 func TestRespQueueConfirms(t *testing.T) {
-	var q respQueue
+	q := &respQueue{}
 	reg := &stmtDef{}
-	q.push(expect{kind: 'P', stmt: "pgmux_1", prep: 3, reg: reg})
-	q.push(expect{kind: 'Q', hide: true, stmt: "pgmux_2", prep: 4})
-	q.push(expect{kind: 'Q', hide: true, setting: setSync, stmt: "work_mem", val: "8MB"})
-	st := q.answer('1')
-	require.True(t, st.popped && st.prepared && st.checked)
-	require.Equal(t, "pgmux_1", st.head.stmt)
-	st = q.answer('C')
-	require.True(t, st.prepared && !st.popped && !st.synced, "a PREPARE's CommandComplete confirms it; its Query ends at ReadyForQuery")
-	q.retireReady(func(expect) {})
-	st = q.answer('C')
-	require.True(t, st.synced && !st.prepared && st.hide)
-	require.Equal(t, "work_mem", st.head.stmt)
-	q.retireReady(func(expect) {})
+	q.push(expect{Kind: 'P', Stmt: "pgmux_1", Prep: 3, Reg: reg})
+	q.push(expect{Kind: 'Q', Hide: true, Stmt: "pgmux_2", Prep: 4})
+	q.push(expect{Kind: 'Q', Hide: true, Setting: link.SetSync, Stmt: "work_mem", Val: "8MB"})
+	st := answer(q, '1')
+	require.True(t, st.Popped && st.Prepared && st.Checked)
+	require.Equal(t, "pgmux_1", st.Head.Stmt)
+	st = answer(q, 'C')
+	require.True(t, st.Prepared && !st.Popped && !st.Synced, "a PREPARE's CommandComplete confirms it; its Query ends at ReadyForQuery")
+	retire(q, func(expect) {})
+	st = answer(q, 'C')
+	require.True(t, st.Synced && !st.Prepared && st.Hide)
+	require.Equal(t, "work_mem", st.Head.Stmt)
+	retire(q, func(expect) {})
 
 	// A clearing Execute's CommandComplete is read by pgmux, which retires it.
-	q.push(expect{kind: 'E'})
+	q.push(expect{Kind: 'E'})
 	q.markClear(1)
-	st = q.answer('D')
-	require.False(t, st.popped)
-	st = q.answer('C')
-	require.Equal(t, rowClear, st.row)
-	require.False(t, st.popped, "readClear retires it")
+	st = answer(q, 'D')
+	require.False(t, st.Popped)
+	st = answer(q, 'C')
+	require.Equal(t, link.RowClear, st.Row)
+	require.False(t, st.Popped, "readClear retires it")
 	require.Equal(t, 1, q.len())
-	requireCounters(t, &q)
+	requireCounters(t, q)
 }
 
 // TestRespQueueSkippedReported: the requests an error or a ReadyForQuery retires
 // unanswered are handed to the caller, first marked.
 func TestRespQueueSkippedReported(t *testing.T) {
-	var q respQueue
+	q := &respQueue{}
 	for _, k := range "PBDES" {
-		q.push(expect{kind: byte(k)})
+		q.push(expect{Kind: byte(k)})
 	}
-	q.answer('1')
+	answer(q, '1')
 	var got []string
-	require.True(t, q.skipToSync(func(e expect, first bool) { got = append(got, fmt.Sprintf("%c%v", e.kind, first)) }))
+	require.True(t, q.skipToSync(func(e expect, first bool) { got = append(got, fmt.Sprintf("%c%v", e.Kind, first)) }))
 	require.Equal(t, []string{"Btrue", "Dfalse", "Efalse"}, got)
 	got = got[:0]
-	q.push(expect{kind: 'P'})
-	q.push(expect{kind: 'Q'})
-	require.Equal(t, byte('S'), q.retireReady(func(e expect) { got = append(got, string(e.kind)) }).kind)
+	q.push(expect{Kind: 'P'})
+	q.push(expect{Kind: 'Q'})
+	require.Equal(t, byte('S'), retire(q, func(e expect) { got = append(got, string(e.Kind)) }).Kind)
 	require.Empty(t, got)
-	require.Equal(t, byte('Q'), q.retireReady(func(e expect) { got = append(got, string(e.kind)) }).kind)
+	require.Equal(t, byte('Q'), retire(q, func(e expect) { got = append(got, string(e.Kind)) }).Kind)
 	require.Equal(t, []string{"P"}, got, "a Parse the server never answered (an error skipped it, say) goes with the ReadyForQuery")
 }
 

@@ -92,7 +92,7 @@ type reqLog struct {
 // retryFrom reports whether a retry could start from the message e expects: planRetry's
 // conditions on the failed message that do not depend on the rest of the request.
 func retryFrom(e *expect) bool {
-	return (e.kind == 'B' || e.kind == 'D') && e.def != nil && !e.def.sql && !e.hide
+	return (e.Kind == 'B' || e.Kind == 'D') && e.Def != nil && !e.Def.sql && !e.Hide
 }
 
 // expects notes the expectations of messages about to be logged: a candidate for a retry,
@@ -103,7 +103,7 @@ func (l *reqLog) expects(es []expect) {
 		switch {
 		case retryFrom(&es[i]):
 			l.cand = true
-		case es[i].kind == 'B' || es[i].kind == 'E':
+		case es[i].Kind == 'B' || es[i].Kind == 'E':
 			l.spoiled = true
 		}
 	}
@@ -200,8 +200,8 @@ func (s *Session) logSent(c *pool.Conn, b []byte, es []expect) {
 	l.expects(es)
 	base := l.add(b)
 	for i := range es {
-		if es[i].def != nil {
-			es[i].off += int32(base)
+		if es[i].Def != nil {
+			es[i].Off += int32(base)
 		}
 	}
 }
@@ -214,57 +214,57 @@ func (s *Session) planRetry(st *serverState) []byte {
 	if l.spoiled || l.open || l.retried || s.txStatus != 'I' || len(st.skipped) == 0 {
 		return nil
 	}
-	if head, ok := s.q.peek(); !ok || s.q.len() != 1 || head.kind != 'S' || head.hide {
+	if head, ok := s.q.peek(); !ok || s.q.len() != 1 || head.Kind != 'S' || head.Hide {
 		return nil
 	}
 	f := st.skipped[0]
-	if (f.kind != 'B' && f.kind != 'D') || f.def == nil || f.def.sql || f.hide || f.off < 0 || int(f.off) >= len(l.buf) {
+	if (f.Kind != 'B' && f.Kind != 'D') || f.Def == nil || f.Def.sql || f.Hide || f.Off < 0 || int(f.Off) >= len(l.buf) {
 		return nil
 	}
-	if l.execAt >= 0 && l.execAt < int(f.off) {
+	if l.execAt >= 0 && l.execAt < int(f.Off) {
 		return nil // something in the request already ran
 	}
-	if l.bindAt >= 0 && l.bindAt < int(f.off) {
+	if l.bindAt >= 0 && l.bindAt < int(f.Off) {
 		return nil // a portal bound earlier went with the aborted transaction
 	}
-	if !f.fresh && !paramsKeepMeaning(f.def, f.kind, l.buf[f.off:]) {
+	if !f.Fresh && !paramsKeepMeaning(f.Def, f.Kind, l.buf[f.Off:]) {
 		return nil
 	}
-	described := f.kind == 'D'
+	described := f.Kind == 'D'
 	for _, e := range st.skipped[1:] {
-		if e.kind == 'B' && e.def == f.def && f.kind == 'D' && !e.hide {
+		if e.Kind == 'B' && e.Def == f.Def && f.Kind == 'D' && !e.Hide {
 			continue // Describe of the statement, then Bind of it: the new shape is known
 		}
-		if e.hide || e.def != nil || e.stmt != "" || (e.kind != 'D' && e.kind != 'E' && e.kind != 'C') {
+		if e.Hide || e.Def != nil || e.Stmt != "" || (e.Kind != 'D' && e.Kind != 'E' && e.Kind != 'C') {
 			return nil
 		}
-		described = described || e.kind == 'D'
+		described = described || e.Kind == 'D'
 	}
 	if !described {
 		return nil
 	}
 	l.retried = true
 	s.q.hideHead() // the failed request's ReadyForQuery: the retry's goes to the client
-	def := f.def
+	def := f.Def
 	var b []byte
 	if present, _ := st.stmts.lookup(def.server, s.reqs, nil); present {
 		st.stmts.remove(def.server)
 		b = closeMsg(b, 'S', def.server)
-		s.q.push(expect{kind: 'C', hide: true, stmt: def.server, stale: true})
+		s.q.push(expect{Kind: 'C', Hide: true, Stmt: def.server, Stale: true})
 	}
 	for _, ev := range st.stmts.addDef(def, nil) {
 		b = closeMsg(b, 'S', ev)
-		s.q.push(expect{kind: 'C', hide: true, stmt: ev})
+		s.q.push(expect{Kind: 'C', Hide: true, Stmt: ev})
 	}
 	b = def.parseMsg(b, def.server)
-	s.q.push(expect{kind: 'P', hide: true, stmt: def.server, prep: st.stmts.preparing(def.server, s.reqs, nil)})
+	s.q.push(expect{Kind: 'P', Hide: true, Stmt: def.server, Prep: st.stmts.preparing(def.server, s.reqs, nil)})
 	s.ops.serverParses.Add(1)
-	b = append(b, l.buf[f.off:]...)
+	b = append(b, l.buf[f.Off:]...)
 	for i, e := range st.skipped {
-		e.paramsSent = i == 0 && e.kind == 'D'
+		e.ParamsSent = i == 0 && e.Kind == 'D'
 		s.q.push(e)
 	}
-	s.q.push(expect{kind: 'S'})
+	s.q.push(expect{Kind: 'S'})
 	st.stmts.Retries.Add(1)
 	return b
 }

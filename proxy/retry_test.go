@@ -109,24 +109,24 @@ func TestReqLogKeepsOnlyRetryable(t *testing.T) {
 		es   [][]expect // one entry per send
 		kept bool
 	}{
-		{"unnamed parse and bind", [][]expect{{{kind: 'P'}}, {{kind: 'B'}}}, false},
-		{"bind of a cached statement", [][]expect{{{kind: 'P', hide: true}, {kind: 'B', def: def}}}, true},
-		{"describe of a statement, then an unnamed bind", [][]expect{{{kind: 'D', def: def}}, {{kind: 'B'}}}, true},
-		{"a hidden bind", [][]expect{{{kind: 'B', def: def, hide: true}}}, false},
-		{"a SQL-prepared statement", [][]expect{{{kind: 'B', def: sqlDef}}}, false},
-		{"portal describe only", [][]expect{{{kind: 'D'}}}, true},
-		{"an unnamed bind, then a cached one", [][]expect{{{kind: 'B'}, {kind: 'B', def: def}}}, false},
+		{"unnamed parse and bind", [][]expect{{{Kind: 'P'}}, {{Kind: 'B'}}}, false},
+		{"bind of a cached statement", [][]expect{{{Kind: 'P', Hide: true}, {Kind: 'B', Def: def}}}, true},
+		{"describe of a statement, then an unnamed bind", [][]expect{{{Kind: 'D', Def: def}}, {{Kind: 'B'}}}, true},
+		{"a hidden bind", [][]expect{{{Kind: 'B', Def: def, Hide: true}}}, false},
+		{"a SQL-prepared statement", [][]expect{{{Kind: 'B', Def: sqlDef}}}, false},
+		{"portal describe only", [][]expect{{{Kind: 'D'}}}, true},
+		{"an unnamed bind, then a cached one", [][]expect{{{Kind: 'B'}, {Kind: 'B', Def: def}}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var l reqLog
 			for _, es := range tc.es {
 				l.expects(es)
-				l.add(msg(es[len(es)-1].kind))
+				l.add(msg(es[len(es)-1].Kind))
 			}
 			require.Equal(t, tc.kept, !l.spoiled)
 			require.Equal(t, tc.kept, l.keeps('H'))
 			l.add(msg('S'))
-			l.expects([]expect{{kind: 'P'}}) // the next request starts afresh
+			l.expects([]expect{{Kind: 'P'}}) // the next request starts afresh
 			require.False(t, l.spoiled)
 		})
 	}
@@ -134,7 +134,7 @@ func TestReqLogKeepsOnlyRetryable(t *testing.T) {
 	require.False(t, l.keeps('E'), "an Execute before any candidate spoils the request")
 	require.True(t, l.spoiled)
 	l.skip('S')
-	l.expects([]expect{{kind: 'D', def: def}})
+	l.expects([]expect{{Kind: 'D', Def: def}})
 	require.True(t, l.keeps('E'), "after a candidate, the Execute is kept for the replay")
 	l.add(msg('E'))
 	require.Equal(t, 0, l.execAt)

@@ -16,7 +16,7 @@ import (
 // the reset in the same Query, and its outcome would reach the client after the Query's
 // ReadyForQuery. So pgmux puts the re-set in the Query itself, right behind each such
 // statement, as a DO block the client does not see: its CommandComplete is dropped
-// (expect.hideCC), and error positions in later statements are moved back
+// (expect.HideCC), and error positions in later statements are moved back
 // (errFix.shifts). The statements after the reset see the startup value, and since
 // PostgreSQL (14 and later) reports changed parameters just before ReadyForQuery, the
 // client is told exactly what a direct session tells it. The DO sets each value inside
@@ -142,10 +142,10 @@ func (s *Session) readCC(rd *wire.Reader, n int) error {
 	tag, _, _ := wire.CString(wire.Body(m))
 	s.mu.Lock()
 	drop := false
-	if e := s.q.front(); e != nil && e.kind == 'Q' && e.hideCC != 0 {
-		i := e.ccSeen
-		e.ccSeen++
-		drop = i < 64 && e.hideCC&(1<<i) != 0 && string(tag) == "DO"
+	if e := s.q.front(); e != nil && e.Kind == 'Q' && e.HideCC != 0 {
+		i := e.CCSeen
+		e.CCSeen++
+		drop = i < 64 && e.HideCC&(1<<i) != 0 && string(tag) == "DO"
 	}
 	s.mu.Unlock()
 	if drop || s.closed.Load() {

@@ -10,19 +10,13 @@ import (
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // The link's side of settings (settings.go): the hidden queries that give a server the
 // client's settings, set startup values again after a reset, and read changed settings
-// back, and what their answers mean.
-
-// Hidden queries of settings, in expect.setting.
-const (
-	setSync      uint8 = iota + 1 // set_config of one setting at link time (expect.stmt names it)
-	setSyncReset                  // RESET of one setting at link time (expect.stmt names it)
-	setReapply                    // startup values set again after a reset
-	setRead                       // the read-back of touched settings (expect.seq: settings.gen)
-)
+// back, and what their answers mean. Each is marked in its expect by its kind
+// (link.SetSync, link.SetSyncReset, link.SetReapply, link.SetRead).
 
 // settingsState returns the client's settings, making them on first use.
 func (s *Session) settingsState() *settings {
@@ -70,11 +64,11 @@ func (s *Session) syncSettings(c *pool.Conn) {
 		return
 	}
 	for _, op := range names {
-		kind := setSync
+		kind := link.SetSync
 		if op.reset {
-			kind = setSyncReset
+			kind = link.SetSyncReset
 		}
-		s.q.push(expect{kind: 'Q', hide: true, setting: kind, stmt: op.name, val: op.value})
+		s.q.push(expect{Kind: 'Q', Hide: true, Setting: kind, Stmt: op.name, Val: op.value})
 	}
 	_ = c.Wr.Write(b) // a failed write surfaces when the client's message is flushed
 }
@@ -116,13 +110,13 @@ func (s *Session) settingsAfter(c *pool.Conn, typ byte) error {
 	s.mu.Lock()
 	if typ == 'Q' && st.reapplyQuery != "" {
 		b = wire.Query(b, st.reapplyQuery)
-		es = append(es, expect{kind: 'Q', hide: true, setting: setReapply, val: st.reapplyQuery})
+		es = append(es, expect{Kind: 'Q', Hide: true, Setting: link.SetReapply, Val: st.reapplyQuery})
 		st.reapplyQuery = ""
 	}
 	if typ == 'S' {
 		for _, sql := range st.reapplyAtSync {
 			b = wire.Query(b, sql)
-			es = append(es, expect{kind: 'Q', hide: true, setting: setReapply, val: sql})
+			es = append(es, expect{Kind: 'Q', Hide: true, Setting: link.SetReapply, Val: sql})
 		}
 		st.reapplyAtSync = st.reapplyAtSync[:0]
 	}
@@ -132,10 +126,10 @@ func (s *Session) settingsAfter(c *pool.Conn, typ byte) error {
 	if typ == 'Q' && len(st.touched) > 0 && s.pending == 1 && !s.unsynced && !st.reqBegin &&
 		(s.txStatus == 'I' || st.reqEnd) {
 		b = wire.Query(b, st.readSQL())
-		es = append(es, expect{kind: 'Q', hide: true, setting: setRead, seq: st.gen})
+		es = append(es, expect{Kind: 'Q', Hide: true, Setting: link.SetRead, Seq: st.gen})
 	}
 	for _, e := range es {
-		if e.setting == setReapply {
+		if e.Setting == link.SetReapply {
 			st.reapplying++
 			st.out.Store(int32(st.reapplying))
 			s.q.wakeChan()
@@ -175,7 +169,7 @@ func (s *Session) readBack(c *pool.Conn) (bool, error) {
 		return false, nil
 	}
 	st := s.set.Load()
-	s.q.push(expect{kind: 'Q', hide: true, setting: setRead, seq: st.gen})
+	s.q.push(expect{Kind: 'Q', Hide: true, Setting: link.SetRead, Seq: st.gen})
 	b := wire.Query(nil, st.readSQL())
 	s.mu.Unlock()
 	err := c.Wr.Write(b)
@@ -227,25 +221,25 @@ func (s *Session) readRow(rd *wire.Reader, n int) error {
 func (s *Session) settingsRefused(c *pool.Conn, e expect, pe *pgerr.Error) {
 	st := s.set.Load()
 	switch {
-	case e.setting == setRead && st != nil:
+	case e.Setting == link.SetRead && st != nil:
 		st.readFailed = true
 		return
-	case e.setting == setReapply && st != nil:
+	case e.Setting == link.SetReapply && st != nil:
 		st.reapplyFailed = true
 		return
 	}
 	x := linkOf(c)
-	if x == nil || (e.setting != setSync && e.setting != setSyncReset) {
+	if x == nil || (e.Setting != link.SetSync && e.Setting != link.SetSyncReset) {
 		return
 	}
 	switch {
-	case e.setting == setSyncReset && refusal(pe):
-		x.set.Delete(e.stmt) // no session value there to reset: do not try again
-	case e.setting == setSync && refusal(pe):
-		x.set.Set(e.stmt, unknownValue)
-		st.refused(e.stmt)
+	case e.Setting == link.SetSyncReset && refusal(pe):
+		x.set.Delete(e.Stmt) // no session value there to reset: do not try again
+	case e.Setting == link.SetSync && refusal(pe):
+		x.set.Set(e.Stmt, unknownValue)
+		st.refused(e.Stmt)
 	default: // a cancel, a timeout: as since it was sent, the next client sets or resets it
-		x.set.Set(e.stmt, unknownValue)
+		x.set.Set(e.Stmt, unknownValue)
 	}
 }
 
@@ -253,7 +247,7 @@ func (s *Session) settingsRefused(c *pool.Conn, e expect, pe *pgerr.Error) {
 // has the value it set, or its default. s.mu is held.
 func syncAnswered(c *pool.Conn, e answered) {
 	if x := linkOf(c); x != nil {
-		x.synced(setOp{name: e.stmt, reset: e.setting == setSyncReset, value: e.val})
+		x.synced(setOp{name: e.Stmt, reset: e.Setting == link.SetSyncReset, value: e.Val})
 	}
 }
 
@@ -274,10 +268,10 @@ func refusal(pe *pgerr.Error) bool {
 // logRefused logs a hidden settings query that failed.
 func (s *Session) logRefused(e expect, pe *pgerr.Error) {
 	switch {
-	case (e.setting == setSync || e.setting == setSyncReset) && refusal(pe):
-		s.log().Warn("a server refused the client's setting; it is dropped", zap.String("setting", e.stmt), zap.Error(pe))
-	case e.setting == setSync || e.setting == setSyncReset:
-		s.log().Info("giving a server the client's setting failed", zap.String("setting", e.stmt), zap.Error(pe))
+	case (e.Setting == link.SetSync || e.Setting == link.SetSyncReset) && refusal(pe):
+		s.log().Warn("a server refused the client's setting; it is dropped", zap.String("setting", e.Stmt), zap.Error(pe))
+	case e.Setting == link.SetSync || e.Setting == link.SetSyncReset:
+		s.log().Info("giving a server the client's setting failed", zap.String("setting", e.Stmt), zap.Error(pe))
 	default:
 		s.log().Debug("hidden settings query failed", zap.Error(pe))
 	}
@@ -338,7 +332,7 @@ func (s *Session) retryReapply(c *pool.Conn, st *settings) error {
 		return nil
 	}
 	st.reapplyFailed = false
-	s.q.push(expect{kind: 'Q', hide: true, setting: setReapply})
+	s.q.push(expect{Kind: 'Q', Hide: true, Setting: link.SetReapply})
 	s.mu.Unlock()
 	s.log().Debug("setting the startup values again after a reset failed: retried")
 	err := c.Wr.Write(wire.Query(nil, strings.Replace(sql, "pg_catalog.pg_settings s", "pg_catalog.pg_show_all_settings() s", 1)))

@@ -150,7 +150,7 @@ func (s *Session) parseUnnamedExec(c *pool.Conn, text string, e *stmtExec, types
 	b = wire.Finish(b, start)
 	s.unnamed.record(body)
 	s.unnamed.clear = clearOp{exec: e}
-	err := s.send(c, b, append(es, expect{kind: 'P'})...)
+	err := s.send(c, b, append(es, expect{Kind: 'P'})...)
 	s.keepScratch(b)
 	return err
 }

@@ -102,34 +102,34 @@ func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
 	var sqlPreps []string
 	for _, n := range names {
 		b = closeMsg(b, 'S', n.name)
-		before = append(before, expect{kind: 'C', hide: true})
+		before = append(before, expect{Kind: 'C', Hide: true})
 		switch {
 		case n.exec && n.def.sql:
 			sqlPreps = append(sqlPreps, "PREPARE "+sqlscan.QuoteIdent(n.name)+n.def.sqlTypes+" AS "+n.def.query)
 		case n.exec:
 			b = n.def.parseMsg(b, n.name)
-			before = append(before, expect{kind: 'P', hide: true, hold: true})
+			before = append(before, expect{Kind: 'P', Hide: true, Hold: true})
 		default:
 			b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, n.name)
-			before = append(before, expect{kind: 'P', hide: true})
+			before = append(before, expect{Kind: 'P', Hide: true})
 		}
 	}
 	b = append(b, 'S', 0, 0, 0, 4)
-	before = append(before, expect{kind: 'S', hide: true})
+	before = append(before, expect{Kind: 'S', Hide: true})
 	for _, sql := range sqlPreps {
 		b = wire.Query(b, sql)
-		before = append(before, expect{kind: 'Q', hide: true, hold: true})
+		before = append(before, expect{Kind: 'Q', Hide: true, Hold: true})
 	}
 	b = append(b, m...)
 	for _, n := range names {
 		if !slices.Contains(prepared, n.name) {
 			b = closeMsg(b, 'S', n.name)
-			after = append(after, expect{kind: 'C', hide: true})
+			after = append(after, expect{Kind: 'C', Hide: true})
 		}
 	}
 	if len(after) > 0 {
 		b = append(b, 'S', 0, 0, 0, 4)
-		after = append(after, expect{kind: 'S', hide: true, settles: true})
+		after = append(after, expect{Kind: 'S', Hide: true, Settles: true})
 	}
 	s.mu.Lock()
 	if x := linkOf(c); x != nil {

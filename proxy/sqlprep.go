@@ -252,10 +252,10 @@ func (d *stmtDef) prepareSQL(b []byte) []byte {
 // with 42P05 and a DEALLOCATE succeeds). reg is the statement a PREPARE registers.
 func (s *Session) sqlNoop(c *pool.Conn, q string, st sqlStmt, exists bool, reg *stmtDef) error {
 	b := closeMsg(s.scratch[:0], 'S', noopStmt)
-	es := []expect{{kind: 'C', hide: true}}
+	es := []expect{{Kind: 'C', Hide: true}}
 	if exists {
 		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt)
-		es = append(es, expect{kind: 'P', hide: true})
+		es = append(es, expect{Kind: 'P', Hide: true})
 	}
 	return s.sendRenamed(c, b, es, q, st, noopStmt, reg)
 }
@@ -280,11 +280,11 @@ func (s *Session) sqlExecute(c *pool.Conn, q string, st sqlStmt, def *stmtDef) e
 	var es []expect
 	if stale {
 		b = closeMsg(b, 'S', def.server)
-		es = append(es, expect{kind: 'C', hide: true, stmt: def.server, stale: true})
+		es = append(es, expect{Kind: 'C', Hide: true, Stmt: def.server, Stale: true})
 	}
 	for _, ev := range evicted {
 		b = closeMsg(b, 'S', ev)
-		es = append(es, expect{kind: 'C', hide: true, stmt: ev})
+		es = append(es, expect{Kind: 'C', Hide: true, Stmt: ev})
 	}
 	if !present || stale {
 		// In front of a Query, whose own ReadyForQuery must come whatever happens: the
@@ -292,12 +292,12 @@ func (s *Session) sqlExecute(c *pool.Conn, q string, st sqlStmt, def *stmtDef) e
 		fix := &errFix{from: def.server, to: st.Name}
 		if def.sql {
 			b = wire.Query(b, "PREPARE "+def.server+def.sqlTypes+" AS "+def.query)
-			es = append(es, expect{kind: 'Q', hide: true, showErr: true, stmt: def.server, fix: fix, prep: gen})
+			es = append(es, expect{Kind: 'Q', Hide: true, ShowErr: true, Stmt: def.server, Fix: fix, Prep: gen})
 		} else {
 			b = def.parseMsg(b, def.server)
 			b = append(b, 'S', 0, 0, 0, 4)
-			es = append(es, expect{kind: 'P', hide: true, showErr: true, stmt: def.server, fix: fix, prep: gen},
-				expect{kind: 'S', hide: true})
+			es = append(es, expect{Kind: 'P', Hide: true, ShowErr: true, Stmt: def.server, Fix: fix, Prep: gen},
+				expect{Kind: 'S', Hide: true})
 		}
 	}
 	return s.sendRenamed(c, b, es, q, st, def.server, nil)
@@ -315,11 +315,11 @@ func (s *Session) sendRenamed(c *pool.Conn, b []byte, es []expect, q string, st 
 	b = wire.Finish(b, mstart)
 	s.mu.Lock()
 	s.q.pushBeforeTail(es...)
-	if e := s.q.tail(); e != nil && e.kind == 'Q' {
-		e.fix = &errFix{from: name, to: st.Name, at: at, delta: delta}
-		e.reg = reg
+	if e := s.q.tail(); e != nil && e.Kind == 'Q' {
+		e.Fix = &errFix{from: name, to: st.Name, at: at, delta: delta}
+		e.Reg = reg
 		if name != noopStmt {
-			e.stmt = name
+			e.Stmt = name
 		}
 	}
 	s.mu.Unlock()

@@ -22,7 +22,7 @@ import (
 // and, when the client already has x, a hidden Parse of an empty pgmux_noop: the server
 // then answers the Execute as PostgreSQL would for x, with CommandComplete PREPARE, the
 // statement's own errors or 42P05 for the duplicate, naming x. x is registered when the
-// Execute is sent and forgotten if the server fails or skips it (expect.reg), so a
+// Execute is sent and forgotten if the server fails or skips it (expect.Reg), so a
 // pipelined EXECUTE x behind it finds it. In a failed transaction the server refuses
 // the Execute (25P02) and nothing is registered. Only in cache mode (where the Query
 // form is rewritten too); in unnamed mode (prepared_statement_mode) such a PREPARE
@@ -80,7 +80,7 @@ func (s *Session) parseUnnamedPrep(c *pool.Conn, p *sqlPrep, types []byte) error
 	b = wire.Finish(b, start)
 	s.unnamed.record(body)
 	s.unnamed.clear = clearOp{prep: p}
-	err := s.send(c, b, expect{kind: 'P', fix: p.fix()})
+	err := s.send(c, b, expect{Kind: 'P', Fix: p.fix()})
 	s.keepScratch(b)
 	return err
 }
@@ -95,11 +95,11 @@ func (s *Session) executePrep(c *pool.Conn, p *sqlPrep, m []byte) error {
 		return s.writeScratch(c, append(s.scratch[:0], m...)) // the server skips it
 	}
 	b := closeMsg(s.scratch[:0], 'S', noopStmt)
-	es := []expect{{kind: 'C', hide: true}}
+	es := []expect{{Kind: 'C', Hide: true}}
 	var def *stmtDef
 	if s.lookupStmt([]byte(p.name)) != nil {
 		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt) // 42P05, as for x
-		es = append(es, expect{kind: 'P', hide: true})
+		es = append(es, expect{Kind: 'P', Hide: true})
 	} else {
 		def = newSQLStmtDef(p.body, p.types, s.srv.stmtEpoch.Load())
 		v := s.classify(def.query)
@@ -110,8 +110,8 @@ func (s *Session) executePrep(c *pool.Conn, p *sqlPrep, m []byte) error {
 	}
 	s.mu.Lock()
 	s.q.pushBeforeTail(es...)
-	if e := s.q.tail(); e != nil && e.kind == 'E' {
-		e.fix, e.reg = p.fix(), def
+	if e := s.q.tail(); e != nil && e.Kind == 'E' {
+		e.Fix, e.Reg = p.fix(), def
 	}
 	s.mu.Unlock()
 	if l := s.linkLog(c); l != nil {

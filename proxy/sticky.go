@@ -343,7 +343,7 @@ func (s *Session) stateCheckSQL() string {
 // sendStateCheck follows the client's request with the hidden state check.
 func (s *Session) sendStateCheck(c *pool.Conn) error {
 	s.mu.Lock()
-	s.q.push(expect{kind: 'Q', hide: true, check: true, seq: s.pinSeq})
+	s.q.push(expect{Kind: 'Q', Hide: true, Check: true, Seq: s.pinSeq})
 	s.mu.Unlock()
 	if err := c.Wr.Write(wire.Query(s.scratch[:0], s.stateCheckSQL())); err != nil {
 		return &wire.WriteError{Err: err}
@@ -383,7 +383,7 @@ func (s *Session) raiseViaServer(c *pool.Conn, typ byte, n int, pe *pgerr.Error)
 	s.mu.Lock()
 	s.unsynced = true
 	s.mu.Unlock()
-	return s.send(c, b, expect{kind: 'P', hide: true}, expect{kind: 'B', hide: true}, expect{kind: 'E'})
+	return s.send(c, b, expect{Kind: 'P', Hide: true}, expect{Kind: 'B', Hide: true}, expect{Kind: 'E'})
 }
 
 func zapReason(r pinReason) zap.Field { return zap.Stringer("reason", r) }

@@ -135,7 +135,7 @@ func (s *Session) noteDrops(drops []clearDrop) {
 	s.clears.sent++
 	s.q.markClear(s.clears.sent)
 	if e := s.q.tail(); e != nil {
-		e.drops = drops
+		e.Drops = drops
 	}
 	s.flushNow = true
 }
@@ -158,17 +158,17 @@ func (s *Session) readClear(rd *wire.Reader, n int, hide bool) error {
 	switch {
 	case head == nil:
 	case bytes.Equal(tag, []byte("DISCARD ALL")) || bytes.Equal(tag, []byte("DEALLOCATE ALL")):
-		if head.clear > s.clears.done.Load() {
-			s.clears.done.Store(head.clear)
+		if head.Clear > s.clears.done.Load() {
+			s.clears.done.Store(head.Clear)
 		}
-	case bytes.Equal(tag, []byte("DEALLOCATE")) && len(head.drops) > 0:
-		if d := head.drops[0]; d.def != nil {
+	case bytes.Equal(tag, []byte("DEALLOCATE")) && len(head.Drops) > 0:
+		if d := head.Drops[0]; d.def != nil {
 			s.clears.dropped = append(s.clears.dropped, d)
 			s.clears.drops.Add(1)
 		}
-		head.drops = head.drops[1:]
+		head.Drops = head.Drops[1:]
 	}
-	if head != nil && head.kind == 'E' {
+	if head != nil && head.Kind == 'E' {
 		s.q.pop()
 	}
 	s.mu.Unlock()

@@ -64,8 +64,8 @@ func (s *Session) executeClear(c *pool.Conn, n int) (bool, error) {
 		// An EXECUTE of a client statement (sqlexec_ext.go): its errors name pgmux's.
 		if fix := op.exec.execFix(); fix != nil {
 			s.mu.Lock()
-			if e := s.q.tail(); e != nil && e.kind == 'E' {
-				e.fix = fix
+			if e := s.q.tail(); e != nil && e.Kind == 'E' {
+				e.Fix = fix
 			}
 			s.mu.Unlock()
 		}
@@ -89,7 +89,7 @@ func (s *Session) executeClear(c *pool.Conn, n int) (bool, error) {
 		if x := linkOf(c); x != nil {
 			x.stmts.markStale(op.name) // a client name that is one of pgmux's: prepare it anew
 		}
-		s.q.pushBeforeTail(expect{kind: 'C', hide: true}, expect{kind: 'P', hide: true})
+		s.q.pushBeforeTail(expect{Kind: 'C', Hide: true}, expect{Kind: 'P', Hide: true})
 		s.mu.Unlock()
 		s.noteDrops([]clearDrop{{name: op.name, def: def}})
 	}

@@ -18,7 +18,7 @@ import (
 // statement of that text gets), and the client's Bind and Describe of the unnamed
 // statement go to that name. A Parse of a statement the server already has costs the
 // server nothing: pgmux answers its ParseComplete itself, in order, once every earlier
-// request has been answered (expect.fake).
+// request has been answered (expect.Fake).
 //
 // Admission: a text is prepared under pgmux's name only on its second sighting on a
 // server, remembered in a small direct-mapped sketch of 64-bit keys per server; the first
@@ -152,7 +152,7 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 // parsePlain forwards the client's Parse of the unnamed statement as it is.
 func (s *Session) parsePlain(c *pool.Conn, m, rest []byte) error {
 	s.unnamed.record(rest)
-	return s.send(c, m, expect{kind: 'P'})
+	return s.send(c, m, expect{Kind: 'P'})
 }
 
 // parseComplete is the ParseComplete message; stubParse parses a statement that needs
@@ -179,10 +179,10 @@ func (s *Session) answerParse(c *pool.Conn) error {
 	}
 	if s.pending > 0 {
 		s.mu.Unlock()
-		return s.send(c, stubParse, expect{kind: 'P'})
+		return s.send(c, stubParse, expect{Kind: 'P'})
 	}
 	if s.q.len() > 0 {
-		s.q.push(expect{kind: 'P', fake: true})
+		s.q.push(expect{Kind: 'P', Fake: true})
 		s.mu.Unlock()
 		return nil
 	}
@@ -234,7 +234,7 @@ func (s *Session) answerFakes() {
 	s.mu.Lock()
 	for {
 		e, ok := s.q.peek()
-		if !ok || !e.fake {
+		if !ok || !e.Fake {
 			break
 		}
 		s.q.pop()

@@ -1,0 +1,18 @@
+// Package link holds the bookkeeping and the decisions of one client's link to its
+// server, as plain data and functions: the requests sent and not yet answered (Queue, of
+// Expect values), which request a server message answers and whether the client sees it
+// (Queue.Answer), what an ErrorResponse does (ErrorRule), and whether the link ends at a
+// ReadyForQuery (End).
+//
+// It does no I/O and keeps no state of its own: no sockets, no locks, no goroutines, no
+// timers, no logging (TestPurity checks its imports). The caller, package proxy, holds
+// these values under its own lock, gathers the facts (the message's type, what the
+// session and the server's state say), calls the rule and carries out the step it
+// returns: writing or swallowing the message, recording on its statements and the
+// server's state, releasing the server. So every rule here is driven by its tests with
+// message sequences and tables alone, without a client or PostgreSQL.
+//
+// Expect and Queue hold three types of the caller's, which this package only stores and
+// checks for nil: S, a client statement; F, a rewrite of the server's error for a
+// renamed message; D, one statement a DEALLOCATE drops.
+package link
