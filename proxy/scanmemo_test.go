@@ -94,3 +94,37 @@ func TestScanMemoFollowsTheLoop(t *testing.T) {
 	other := string([]byte("listen x;"))
 	require.True(t, s.maybeInteresting(other), "a text outside the reader's bytes is scanned")
 }
+
+// The relay looks at a message's text before it takes the message (stickyNeed, on a
+// Peek) and again after (forwardQuery, rewriteParse, on the view Message returned): one
+// scan. Before the key counted from the message's start (wire.Reader.Current), the
+// second look missed and scanned the text again, once per transaction.
+func TestScanMemoAcrossConsume(t *testing.T) {
+	src := bytes.NewReader(wire.Query(wire.Query(nil, "select 1;"), "listen x;"))
+	s := &Session{rd: wire.NewReader(src), sessionWork: newWork()}
+	_, n, err := s.rd.Next()
+	require.NoError(t, err)
+	_, err = s.rd.Message(n)
+	require.NoError(t, err)
+	_, n, err = s.rd.Next()
+	require.NoError(t, err)
+	text := func(m []byte) string {
+		b, _, err := wire.CString(wire.Body(m))
+		require.NoError(t, err)
+		return unsafe.String(&b[0], len(b))
+	}
+	m, err := s.rd.Peek(n)
+	require.NoError(t, err)
+	require.True(t, s.maybeInteresting(text(m)))
+	s.scan.lead.Interesting = false // what the memo answers from now on, if it answers
+	m, err = s.rd.Message(n)
+	require.NoError(t, err)
+	require.False(t, s.maybeInteresting(text(m)), "the consumed message's text is answered by the memo")
+	// A text of the same length at the same offset of the next message is scanned.
+	s.rd = wire.NewReader(bytes.NewReader(wire.Query(nil, "listen y;")))
+	_, n, err = s.rd.Next()
+	require.NoError(t, err)
+	m, err = s.rd.Message(n)
+	require.NoError(t, err)
+	require.True(t, s.maybeInteresting(text(m)), "another message's text is scanned")
+}

@@ -210,10 +210,11 @@ func (s *Session) LeaseBox() *pool.LeaseBox {
 // handled: a Query is looked at for LISTEN multiplexing, pinning, SQL PREPARE/EXECUTE,
 // the statement cache and DDL, an unnamed Parse for pinning, DISCARD and DDL, each of
 // which used to look at it again. The key is the reader's message count, the text's
-// length and where it is: for a view of the reader's buffered bytes, its offset from
-// their start (the reader's Window), which a queued request keeps when its bytes move to
-// a small buffer (clientloop.go loopLease, relay.go lease), so the request handed a server later is not
-// scanned again; for any other text, its address. An address, not a pointer: an idle
+// length and where it is: for a view of the reader's buffered bytes, its offset from the
+// message's start (memoKey), which stays when the message is consumed and when a queued
+// request's bytes move to a small buffer (clientloop.go loopLease, relay.go lease), so
+// neither the relay's look after it takes the message nor the request handed a server
+// later scans it again; for any other text, its address. An address, not a pointer: an idle
 // session must not keep a pooled buffer alive. Used on the client's goroutine only.
 type scanMemo struct {
 	seq  uint64
@@ -225,10 +226,18 @@ type scanMemo struct {
 
 const memoMax = 1<<31 - 1
 
-// memoKey is where q is, as scanMemo keeps it.
-func (s *Session) memoKey(q string) (at uintptr, rel bool) {
+// memoKey is where q is, as scanMemo keeps it: for the message being handled, from its
+// start (wire.Reader.Current: the same before and after the message is consumed, so a
+// text looked at before the relay takes the message, and again after, is one key); for
+// the next message (next: the client loop's look before Next counts it), from the
+// start of what is buffered, where that message starts.
+func (s *Session) memoKey(q string, next bool) (at uintptr, rel bool) {
 	addr := uintptr(unsafe.Pointer(unsafe.StringData(q)))
-	if w := s.rd.Window(); len(w) > 0 {
+	w := s.rd.Current()
+	if next {
+		w = s.rd.Window()
+	}
+	if len(w) > 0 {
 		if start := uintptr(unsafe.Pointer(&w[0])); addr >= start && addr+uintptr(len(q)) <= start+uintptr(len(w)) {
 			return addr - start, true
 		}
@@ -250,7 +259,7 @@ func (s *Session) lead(q string) sqlscan.Lead {
 // client loop's look at the next message before Next counts it (loopable), the next one,
 // whose dispatch then finds the answer kept.
 func (s *Session) leadAt(q string, seq uint64) sqlscan.Lead {
-	at, rel := s.memoKey(q)
+	at, rel := s.memoKey(q, seq != s.rd.Seq())
 	// An empty memo (n == 0) holds the zero Lead, which is LeadOf("").
 	if m := &s.scan; int(m.n) == len(q) && m.seq == seq && m.at == at && m.rel == rel {
 		return m.lead

@@ -35,6 +35,7 @@ type Reader struct {
 	// MaxMessage bounds Next's declared length (max_packet_size); 0 means 1 GiB.
 	MaxMessage int
 	seq        uint64 // calls of Next so far (Seq)
+	took       int    // bytes of the message Next returned last consumed since (Current)
 }
 
 // Seq counts the calls of Next: views of the message Next returned (Peek, Message) stay
@@ -82,6 +83,18 @@ func (rd *Reader) Window() []byte {
 		return nil
 	}
 	return (*rd.buf)[rd.r:rd.w]
+}
+
+// Current returns the buffered bytes from the start of the message Next returned last,
+// what of it was consumed since included, to the end of what is buffered: a view of that
+// message (Peek before it is consumed, Message after) lies at the same offset in it
+// either way. nil when the message's start is no longer buffered (a chunked Forward or
+// Skip refilled the buffer).
+func (rd *Reader) Current() []byte {
+	if rd.buf == nil || rd.took > rd.r {
+		return nil
+	}
+	return (*rd.buf)[rd.r-rd.took : rd.w]
 }
 
 // Buffered reports how many bytes are buffered and not yet consumed.
@@ -307,6 +320,7 @@ func (rd *Reader) ensure(n int) error {
 // Message, Forward or Skip.
 func (rd *Reader) Next() (typ byte, bodyLen int, err error) {
 	rd.seq++
+	rd.took = 0
 	if err := rd.ensure(HeaderLen); err != nil {
 		return 0, 0, err
 	}
@@ -344,6 +358,7 @@ func (rd *Reader) Message(bodyLen int) ([]byte, error) {
 	}
 	m := (*rd.buf)[rd.r : rd.r+n]
 	rd.r += n
+	rd.took += n
 	return m, nil
 }
 
@@ -368,6 +383,7 @@ func (rd *Reader) Forward(w *Writer, bodyLen int) error {
 			return &WriteError{Err: err}
 		}
 		rd.r += chunk
+		rd.took += chunk
 		left -= chunk
 	}
 	return nil
@@ -397,6 +413,7 @@ func (rd *Reader) Skip(bodyLen int) error {
 			chunk = left
 		}
 		rd.r += chunk
+		rd.took += chunk
 		left -= chunk
 	}
 	return nil

@@ -1,0 +1,53 @@
+package wire
+
+import (
+	"bytes"
+	"io"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Current starts at the message Next returned, before and after it is consumed, and is
+// nil once a chunked Skip has refilled the buffer past its start.
+func TestReaderCurrent(t *testing.T) {
+	two := Query(Query(nil, "select 1"), "select 22")
+	rd := NewReader(bytes.NewReader(two))
+	_, n, err := rd.Next()
+	require.NoError(t, err)
+	m, err := rd.Peek(n)
+	require.NoError(t, err)
+	require.Equal(t, &m[0], &rd.Current()[0], "before consuming: the message's start")
+	_, err = rd.Message(n)
+	require.NoError(t, err)
+	require.Equal(t, &m[0], &rd.Current()[0], "after: still its start")
+	_, n, err = rd.Next()
+	require.NoError(t, err)
+	m, err = rd.Peek(n)
+	require.NoError(t, err)
+	require.Equal(t, &m[0], &rd.Current()[0], "the next message's start once Next returned it")
+	require.Equal(t, &m[0], &rd.Window()[0])
+
+	// A message larger than what one read brings: Skip refills, its start is gone.
+	big := Query(nil, string(bytes.Repeat([]byte("x"), 3*BufSize)))
+	rd = NewReader(&chunky{b: big, max: 1024})
+	_, n, err = rd.Next()
+	require.NoError(t, err)
+	require.NoError(t, rd.Skip(n))
+	require.Nil(t, rd.Current())
+}
+
+// chunky reads at most max bytes at a time.
+type chunky struct {
+	b   []byte
+	max int
+}
+
+func (c *chunky) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), c.max)], c.b)
+	c.b = c.b[n:]
+	return n, nil
+}
