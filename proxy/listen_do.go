@@ -1,8 +1,12 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"strings"
+	"time"
 
+	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/proxy/listenmux"
@@ -48,7 +52,7 @@ func (s *Session) listenOne(l *listenmux.Listener, st *sqlscan.Statement) (strin
 		err := l.Subscribe(ctx, s, strings.Clone(st.Name))
 		cancel()
 		if err != nil {
-			return "", pgerr.New(pgerr.ConnectionFailure, "LISTEN %s: %v", st.Name, err)
+			return "", listenError(st.Name, s.dbName, s.srv.Config().QueryWaitTimeout, err)
 		}
 		s.listening = true
 		return "LISTEN", nil
@@ -88,4 +92,22 @@ func (s *Session) unlistenIn(l *listenmux.Listener, stmts []sqlscan.Statement) {
 			s.unlistenIn(l, st.Do.Statements)
 		}
 	}
+}
+
+// listenError is the error a client's LISTEN on the shared listener gets when it fails:
+// the server's own refusal as the server gave it (a LISTEN error, a login refused), else
+// that the server could not be reached, by when (a LISTEN waits for a server that is
+// down, up to query_wait_timeout) or why, with pgmux's own account in the detail.
+func listenError(channel, db string, wait time.Duration, err error) *pgerr.Error {
+	var pe *pgerr.Error
+	if errors.As(err, &pe) && !strings.HasPrefix(pe.Code, "08") {
+		return &pgerr.Error{Severity: pgerr.SeverityError, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
+	}
+	hint := "Retry the LISTEN once PostgreSQL accepts connections again."
+	if errors.Is(err, pool.ErrWaitTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		return pgerr.New(pgerr.ConnectionFailure, "LISTEN %s: could not reach the server for database %q within query_wait_timeout (%v)", channel, db, wait).
+			WithDetail("%v", err).WithHint("%s", hint)
+	}
+	return pgerr.New(pgerr.ConnectionFailure, "LISTEN %s: could not connect to the server for database %q", channel, db).
+		WithDetail("%v", err).WithHint("%s", hint)
 }
