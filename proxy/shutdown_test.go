@@ -291,25 +291,27 @@ func TestCloseWhileClientsConnect(t *testing.T) {
 		h := startProxy(t, harnessOpts{})
 		stop := make(chan struct{})
 		dialed := make(chan int)
+		var connected atomic.Int32
 		go func() {
-			n := 0
 			deadline := time.Now().Add(5 * time.Second)
 			for time.Now().Before(deadline) {
 				select {
 				case <-stop:
-					dialed <- n
+					dialed <- int(connected.Load())
 					return
 				default:
 				}
 				c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(h.port), time.Second)
 				if err == nil {
-					n++
+					connected.Add(1)
 					_ = c.Close()
 				}
 			}
-			dialed <- n
+			dialed <- int(connected.Load())
 		}()
-		time.Sleep(20 * time.Millisecond)
+		// Close once clients are connecting (a fixed 20 ms was not always enough for one
+		// dial on a loaded machine), while they go on connecting.
+		require.Eventually(t, func() bool { return connected.Load() > 0 }, 5*time.Second, time.Millisecond)
 		done := make(chan error, 1)
 		go func() { done <- h.srv.Close() }()
 		select {
