@@ -5,7 +5,9 @@
 //
 // The parts that need only a narrow interface to sessions and the server are packages of
 // their own, with tests that drive them without a client or PostgreSQL:
-// proxy/console (the admin console's language; the server is its Backend),
+// proxy/link (the link's protocol rules and bookkeeping, without I/O or locks: the
+// response queue, link.Book, the error and release rules; a session holds them under
+// its mu), proxy/console (the admin console's language; the server is its Backend),
 // proxy/listenmux (LISTEN multiplexing; a session is its Subscriber), proxy/metrics
 // (Prometheus metrics; the server's snapshots are its Source), proxy/hba
 // (auth_hba_file's rules) and proxy/evloop (the client loops' driver: an epoll set, its
