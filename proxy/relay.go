@@ -512,7 +512,7 @@ func (s *Session) account(typ byte) { s.accountAt(typ, 0) }
 func (s *Session) accountAt(typ byte, now monoTime) {
 	s.noteSend(typ, now)
 	s.disarm(timerIdleTx)
-	if s.SentClient(&s.q.ring, typ, s.prep == prepPass) { // queues nothing q publishes
+	if s.SentClient(&s.q.ring, typ, s.prep == prepPass) { // plain requests: no count of q to publish
 		s.arm(timerQuery, s.limits.query)
 	}
 	if (typ == 'Q' || typ == 'F') && s.fo&foCommit != 0 {
