@@ -75,7 +75,7 @@ func (s *Session) sessionTotals() totals {
 }
 
 // noteSend runs, with s.mu held, for every client message about to be forwarded to the
-// linked server, before account updates pending and unsynced. now is the caller's clock
+// linked server, before account updates Pending and Unsynced. now is the caller's clock
 // reading, or zero for none (one is then made if the message starts a request).
 func (s *Session) noteSend(typ byte, now monoTime) {
 	switch typ {
@@ -87,19 +87,19 @@ func (s *Session) noteSend(typ byte, now monoTime) {
 	case 'B':
 		s.ops.binds++
 	}
-	if s.pending == 0 && !s.unsynced { // the first message of a new request
+	if s.Pending == 0 && !s.Unsynced { // the first message of a new request
 		if now == 0 {
 			now = monoNow()
 		}
 		s.ops.qStart = now
-		if s.txStatus == 'I' {
+		if s.TxStatus == 'I' {
 			s.ops.xStart = now
 		}
 	}
 }
 
 // noteReady runs, with s.mu held, when a ReadyForQuery for the client's own request
-// arrives (after pending and txStatus are updated): it closes the query and, on 'I', the
+// arrives (after Pending and TxStatus are updated): it closes the query and, on 'I', the
 // transaction, for SHOW STATS and the histograms.
 func (s *Session) noteReady(status byte) {
 	s.ops.out.Add(6) // the ReadyForQuery itself
@@ -112,7 +112,7 @@ func (s *Session) noteReady(status byte) {
 	s.ops.queryTime += q
 	obs.Query.Observe(q)
 	s.ops.qStart = 0
-	if s.pending > 0 || s.unsynced {
+	if s.Pending > 0 || s.Unsynced {
 		s.ops.qStart = now // the next pipelined request runs from here
 	}
 	if status == 'I' && s.ops.xStart != 0 {

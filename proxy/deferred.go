@@ -102,7 +102,7 @@ func (s *Session) replayDeferred(c *pool.Conn) error {
 	ops := s.deferred
 	s.deferred = s.deferred[:0]
 	s.mu.Lock()
-	s.unsynced = true
+	s.Unsynced = true
 	s.mu.Unlock()
 	for _, op := range ops {
 		var err error

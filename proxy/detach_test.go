@@ -136,7 +136,7 @@ func TestParkedClientShedsItsWork(t *testing.T) {
 	s.reattach()
 	s.ensureWork()
 	require.NotNil(t, s.sessionWork)
-	require.Equal(t, byte('I'), s.txStatus)
+	require.Equal(t, byte('I'), s.TxStatus)
 	require.Equal(t, totals{}, s.sessionTotals(), "counted once: the pool has them")
 	s.retire()
 	require.Equal(t, totals{queries: 3, xacts: 2, parses: 4, received: 100}, *s.srv.console.retired[key])

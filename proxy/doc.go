@@ -5,7 +5,9 @@
 //
 // The parts that need only a narrow interface to sessions and the server are packages of
 // their own, with tests that drive them without a client or PostgreSQL:
-// proxy/console (the admin console's language; the server is its Backend),
+// proxy/link (the link's protocol rules and bookkeeping, without I/O or locks: the
+// response queue, link.Book, the error and release rules; a session holds them under
+// its mu), proxy/console (the admin console's language; the server is its Backend),
 // proxy/listenmux (LISTEN multiplexing; a session is its Subscriber), proxy/metrics
 // (Prometheus metrics; the server's snapshots are its Source), proxy/hba
 // (auth_hba_file's rules) and proxy/evloop (the client loops' driver: an epoll set, its
@@ -44,7 +46,7 @@
 //	pin or unpin decision (transaction mode)  sticky.go:Session.stickyNeed, sticky.go:classifyText (no I/O)
 //	lease a server, link it                   relay.go:Session.serverFor, relay.go:Session.lease
 //	a waiting client that left                gone.go:Server.dropGoneWaiters, gone.go:Session.leftWhileWaiting, clientloop.go:Session.leftWhileQueued
-//	answers expected for what is sent         relay.go:Session.account, linkbook.go:linkBook.sentClient, respq.go:respQueue.push, proxy/link/queue.go:Queue.Push
+//	answers expected for what is sent         relay.go:Session.account, proxy/link/book.go:Book.SentClient, proxy/link/queue.go:Queue.Push, respq.go:respQueue.push (pgmux's own)
 //	'Q' Query                                 query.go:Session.forwardQuery, query.go:Session.inspectQuery
 //	'Q' LISTEN / UNLISTEN shared              listen.go:Session.listenLocally, listen_do.go:Session.listenShared
 //	'Q' PREPARE / EXECUTE / DEALLOCATE (SQL)  sqlprep.go:Session.sqlPrepared
@@ -77,10 +79,10 @@
 //	every type                                relay.go:Session.Pump
 //	'Z' ReadyForQuery: release, unpin         relay.go:Session.onReady, relay.go:Session.settle, pool/conn.go:Conn.Release
 //	'Z' the release rule (no I/O)             proxy/link/end.go:End
-//	'Z' retires its request                   relay.go:Session.retireReady -> proxy/link/match.go:Queue.RetireReady, linkbook.go:linkBook.readyAnswered
+//	'Z' retires its request                   relay.go:Session.retireReady -> proxy/link/match.go:Queue.RetireReady, proxy/link/book.go:Book.ReadyAnswered
 //	'E' ErrorResponse, 0A000 retry            relay.go:Session.onError, retry.go:Session.planRetry, relay.go:Session.skipToSync
 //	'E' what the error does (no I/O)          proxy/link/errrule.go:ErrorRule
-//	'E' skips to the Sync                     proxy/link/match.go:ErrorSkipsToSync, linkbook.go:linkBook.errorSkips, proxy/link/match.go:Queue.SkipToSync
+//	'E' skips to the Sync                     proxy/link/match.go:ErrorSkipsToSync, proxy/link/book.go:Book.ErrorSkips, proxy/link/match.go:Queue.SkipToSync
 //	'S' ParameterStatus                       params.go:Session.onParameterStatus
 //	'A' NotificationResponse, 'N' Notice      relay.go:Session.forward
 //	'1' '2' '3' 'n' 'T' 't' 'C' 'I' 's'       relay.go:Session.answer -> proxy/link/match.go:Queue.Answer
@@ -127,7 +129,7 @@
 // carries out what they return. Tests drive them with message sequences and tables
 // alone (no client, no PostgreSQL):
 //
-//	the link's bookkeeping: queue, pending...  linkbook.go:linkBook.sentClient, linkbook.go:linkBook.quiet (FuzzRespQueue)
+//	the link's bookkeeping: pending, skip...  proxy/link/book.go:Book.SentClient, proxy/link/book.go:Book.Quiet (FuzzRespQueue)
 //	which request a server message answers    proxy/link/match.go:Queue.Answer (TestRespQueueSequences, FuzzRespQueue)
 //	what an ErrorResponse does                proxy/link/errrule.go:ErrorRule (TestErrorRule)
 //	whether the link ends at ReadyForQuery    proxy/link/end.go:End (TestEnd)

@@ -27,11 +27,11 @@ func (s *Session) failedBind(c *pool.Conn, portal, name []byte, def *stmtDef, ta
 		return nil, nil, false
 	}
 	s.mu.Lock()
-	failed := s.txStatus == 'E' && s.pending == 0 && s.q.len() == 0 && !s.errSkip &&
+	failed := s.TxStatus == 'E' && s.Pending == 0 && s.q.len() == 0 && !s.ErrSkip &&
 		!endsTransaction(def.query)
 	present, stale := false, false
 	if failed {
-		present, stale = s.stateOf(c).stmts.peek(def.server, s.reqs, def)
+		present, stale = s.stateOf(c).stmts.peek(def.server, s.Reqs, def)
 	}
 	s.mu.Unlock()
 	if !failed || (present && !stale) {

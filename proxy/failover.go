@@ -130,13 +130,13 @@ func (s *Session) recoverLink(c *pool.Conn, cause error) bool {
 		s.mu.Unlock()
 		return false
 	}
-	pending, unsynced, inTx := s.pending, s.unsynced, s.txStatus != 'I'
+	pending, unsynced, inTx := s.Pending, s.Unsynced, s.TxStatus != 'I'
 	if s.fo&foCommitSent != 0 {
 		inTx = false // the COMMIT failed: the transaction is over
 	}
 	s.fo = 0
 	s.server = nil
-	s.pending, s.unsynced = 0, false
+	s.Pending, s.Unsynced = 0, false
 	s.state = ClientIdle
 	s.disarmAll()
 	s.q.each(func(e expect) {
@@ -147,7 +147,7 @@ func (s *Session) recoverLink(c *pool.Conn, cause error) bool {
 		}
 	})
 	s.q.reset()
-	s.dropErr = false
+	s.DropErr = false
 	s.ddlSettled('I') // the transaction is over, whatever it sent
 	status := byte('I')
 	if inTx {
@@ -160,7 +160,7 @@ func (s *Session) recoverLink(c *pool.Conn, cause error) bool {
 	if unsynced {
 		s.fo |= foSkip
 	}
-	s.txStatus = status
+	s.TxStatus = status
 	s.mu.Unlock()
 	s.log().Warn("server connection lost; client kept", zap.Error(cause), zap.Int("requests_in_flight", pending),
 		zap.Bool("in_transaction", inTx))
@@ -255,9 +255,9 @@ func (s *Session) answerAborted(typ byte, n int) (bool, error) {
 func (s *Session) setFo(f foFlags) {
 	s.mu.Lock()
 	s.fo = f
-	s.txStatus = 'I'
+	s.TxStatus = 'I'
 	if f&foAborted != 0 {
-		s.txStatus = 'E'
+		s.TxStatus = 'E'
 	}
 	s.mu.Unlock()
 }

@@ -94,7 +94,7 @@ func lostSession(t *testing.T, out *bytes.Buffer) (*Session, *pool.Conn) {
 	s.srv.metrics = metrics.New(metricsView{s.srv})
 	s.wr = wire.NewWriter(out)
 	c := &pool.Conn{}
-	s.server, s.txStatus, s.state = c, 'T', ClientActive
+	s.server, s.TxStatus, s.state = c, 'T', ClientActive
 	return s, c
 }
 
@@ -125,7 +125,7 @@ func TestLostAfterCommitSent(t *testing.T) {
 	s.mu.Unlock()
 	require.True(t, s.recoverLink(c, errors.New("EOF")))
 	require.Zero(t, s.fo)
-	require.Equal(t, byte('I'), s.txStatus)
+	require.Equal(t, byte('I'), s.TxStatus)
 	b := out.Bytes()
 	require.NotEmpty(t, b)
 	require.Equal(t, byte('E'), b[0], "the termination error")

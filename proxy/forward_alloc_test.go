@@ -15,7 +15,7 @@ import (
 // The client's direction of the relay: the per-message work dispatch does for a client
 // message on a linked server (relay.go: stickyNeed, account under s.mu, forwardLocked),
 // with the server's answers retired through the response queue's decisions
-// (respmatch.go) so the queue stays as it is in steady state. TestRelayAllocatesNothing
+// (proxy/link/match.go) so the queue stays as it is in steady state. TestRelayAllocatesNothing
 // (relay_bench_test.go) covers the server's direction.
 
 // clientBatch is an extended-protocol request (an unnamed statement's Parse, Bind,
@@ -49,7 +49,7 @@ func answerBatch(s *Session) {
 		if typ == 'Z' {
 			s.q.ring.RetireReady(func(expect) {})
 			s.q.publish()
-			s.pending--
+			s.Pending--
 			continue
 		}
 		s.q.ring.Answer(typ)

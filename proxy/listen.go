@@ -78,7 +78,7 @@ func (s *Session) betweenTransactions() bool {
 	if s.server == nil {
 		return true
 	}
-	return s.mode != config.PoolModeSession && s.quiet() && s.txStatus == 'I' && s.pinned == 0
+	return s.mode != config.PoolModeSession && s.Quiet(&s.q.ring) && s.TxStatus == 'I' && s.pinned == 0
 }
 
 // listenLocally answers a simple Query made only of LISTEN and UNLISTEN statements, and

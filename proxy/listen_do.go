@@ -73,7 +73,7 @@ func (s *Session) listenOne(l *listenmux.Listener, st *sqlscan.Statement) (strin
 // read buffer and is not kept.
 func (s *Session) unlistenShared(q string) {
 	s.mu.Lock()
-	inTx := s.txStatus != 'I'
+	inTx := s.TxStatus != 'I'
 	s.mu.Unlock()
 	if inTx {
 		return

@@ -341,7 +341,7 @@ func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	b, pre := s.ensureTarget(c, def, s.scratch[:0])
 	s.mu.Lock()
 	st := s.stateOf(c)
-	present, stale := st.stmts.lookup(def.server, s.reqs, nil)
+	present, stale := st.stmts.lookup(def.server, s.Reqs, nil)
 	s.mu.Unlock()
 	if present && !stale {
 		b = closeMsg(b, 'S', noopStmt)
@@ -372,7 +372,7 @@ func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale b
 	if !hide {
 		owner = def // the client's own Parse of it
 	}
-	gen := st.stmts.preparing(def.server, s.reqs, owner)
+	gen := st.stmts.preparing(def.server, s.Reqs, owner)
 	s.mu.Unlock()
 	for _, ev := range evicted {
 		b = closeMsg(b, 'S', ev)
@@ -402,9 +402,9 @@ func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect
 	st := s.stateOf(c)
 	var present, stale bool
 	if def == s.unnamed.def {
-		present, stale = st.stmts.peek(def.server, s.reqs, def)
+		present, stale = st.stmts.peek(def.server, s.Reqs, def)
 	} else {
-		present, stale = st.stmts.lookup(def.server, s.reqs, def)
+		present, stale = st.stmts.lookup(def.server, s.Reqs, def)
 	}
 	s.mu.Unlock()
 	if present && !stale {

@@ -347,7 +347,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.stats.WaitTime += waited
 	s.noteAcquire(waited)
 	s.server = c
-	s.linkedFresh()
+	s.LinkedFresh()
 	s.onReplica = s.linkReplica
 	s.mode = mode
 	s.state = ClientActive
@@ -512,7 +512,7 @@ func (s *Session) account(typ byte) { s.accountAt(typ, 0) }
 func (s *Session) accountAt(typ byte, now monoTime) {
 	s.noteSend(typ, now)
 	s.disarm(timerIdleTx)
-	if s.sentClient(typ, s.prep == prepPass) {
+	if s.SentClient(&s.q.ring, typ, s.prep == prepPass) { // plain requests: no count of q to publish
 		s.arm(timerQuery, s.limits.query)
 	}
 	if (typ == 'Q' || typ == 'F') && s.fo&foCommit != 0 {
@@ -658,10 +658,10 @@ func (s *Session) clientGone() {
 	}
 	s.mu.Lock()
 	c := s.server
-	clean := c != nil && s.quiet() && s.txStatus == 'I'
+	clean := c != nil && s.Quiet(&s.q.ring) && s.TxStatus == 'I'
 	// With only pgmux's settings queries outstanding (a read-back behind the client's last
 	// request), the server's reader releases the server once they are answered (settle).
-	finishing := c != nil && !clean && s.pending == 0 && !s.unsynced && s.pinned == 0 && s.q.onlySettings()
+	finishing := c != nil && !clean && s.Pending == 0 && !s.Unsynced && s.pinned == 0 && s.q.onlySettings()
 	if !finishing {
 		s.server = nil
 	}
@@ -823,7 +823,7 @@ func (s *Session) relayMsg(c *pool.Conn, typ byte, n int, onLoop bool) (released
 func (s *Session) atBoundary() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pending == 0 && s.q.len() == 0
+	return s.Pending == 0 && s.q.len() == 0
 }
 
 // answer matches a server message of c to the request it answers, retiring requests
@@ -910,7 +910,7 @@ func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
 	s.mu.Lock()
 	e := s.retireReady(c)
 	if !e.Hide {
-		s.dropErr, s.heldErr = false, nil
+		s.DropErr, s.heldErr = false, nil
 		s.ddlSettled(status)
 	}
 	if e.Check {
@@ -943,13 +943,13 @@ func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
 			s.q.woken() // the session goroutine may wait for it (awaitReapply)
 		}
 		if s.server == c {
-			s.txStatus = status
+			s.TxStatus = status
 		}
 		return s.settle(c, status)
 	}
 	if e.Settles {
 		if s.server == c {
-			s.txStatus = status
+			s.TxStatus = status
 		}
 		return s.settle(c, status)
 	}
@@ -960,7 +960,7 @@ func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
 	// Account for the answer before the client sees it: a client that leaves as soon as it
 	// has its ReadyForQuery must find the link clean, or clientGone discards the server.
 	if s.server == c {
-		s.readyAnswered(status)
+		s.ReadyAnswered(status)
 		s.fo &^= foCommitMarks
 		if status == 'I' && !s.onReplica && s.entry.multi.Load() {
 			// A transaction on the primary ended: the client's next replica read must
@@ -998,7 +998,7 @@ func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
 // settles the link like any ReadyForQuery. s.mu is held and released on return.
 func (s *Session) afterCheck(c *pool.Conn, status byte, seq uint32) (bool, error) {
 	if s.server == c {
-		s.txStatus = status
+		s.TxStatus = status
 		if status == 'I' && s.checkCount == 0 && s.unpinLocked(c, seq) {
 			s.log().Debug("client unpinned: no session state left on its server")
 		}
@@ -1013,7 +1013,7 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 		s.mu.Unlock()
 		return false, nil
 	}
-	idle := s.quiet()
+	idle := s.Quiet(&s.q.ring)
 	closed := s.closed.Load()
 	if idle && status == 'I' && s.needsRead() {
 		if closed {
@@ -1036,7 +1036,7 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 				s.mu.Unlock()
 				return false, nil
 			}
-			idle = s.quiet()
+			idle = s.Quiet(&s.q.ring)
 			if idle && s.needsRead() {
 				// The read-back could not go out (the session goroutine held the write
 				// lock past lockWait): the server keeps values pgmux has not read, so it
@@ -1121,7 +1121,7 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 	if linked {
 		s.serverFatal = false
 		s.server = nil
-		s.pending, s.unsynced = 0, false
+		s.Pending, s.Unsynced = 0, false
 		s.state = ClientIdle
 		s.pinned = 0 // the session state died with the server; the slot is freed on close
 		s.disarmAll()
@@ -1184,7 +1184,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	s.mu.Lock()
 	head, ok := s.q.peek()
-	f := link.ErrFacts[stmtDef, errFix, clearDrop]{Head: head, Queued: ok, DropErr: s.dropErr,
+	f := link.ErrFacts[stmtDef, errFix, clearDrop]{Head: head, Queued: ok, DropErr: s.DropErr,
 		Held: s.heldErr != nil, Known: st != nil, StaleCode: staleCode, Gone: gone}
 	if head.Def != nil {
 		f.DefName = head.Def.name
@@ -1194,7 +1194,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	if set := s.set.Load(); set != nil && r.ReqErr {
 		set.reqErr = true
 	}
-	s.dropErr = r.DropErr
+	s.DropErr = r.DropErr
 	if r.CheckFailed {
 		s.checkCount = -1
 	}
@@ -1290,7 +1290,7 @@ func (s *Session) skipToSync(st *serverState, staleCode, gone bool) {
 	if record {
 		st.skipped = st.skipped[:0]
 	}
-	s.errorSkips(func(e expect, first bool) {
+	s.ErrorSkips(&s.q.ring, func(e expect, first bool) {
 		if record {
 			st.skipped = append(st.skipped, e) // for planRetry
 		}
@@ -1299,4 +1299,5 @@ func (s *Session) skipToSync(st *serverState, staleCode, gone bool) {
 		}
 		forgetSkipped(st, e)
 	})
+	s.q.publish()
 }

@@ -49,7 +49,7 @@ func relayAnswer(rows int) []byte {
 // relaySession is a linked session as Pump sees it while a simple query is answered: the
 // Query's expectation heads the response queue and the client's writer is live.
 func relaySession(dst io.Writer) *Session {
-	s := &Session{wr: wire.NewWriter(dst), sessionWork: &sessionWork{linkBook: linkBook{txStatus: 'I', pending: 1}}}
+	s := &Session{wr: wire.NewWriter(dst), sessionWork: &sessionWork{book: book{TxStatus: 'I', Pending: 1}}}
 	s.q.push(expect{Kind: 'Q'})
 	return s
 }

@@ -97,7 +97,7 @@ func (s *Session) routeRead(typ byte, n int) (*replicaReq, error) {
 		return nil, nil
 	}
 	s.mu.Lock()
-	inTx, fo, defaultRO := s.txStatus != 'I', s.fo, false
+	inTx, fo, defaultRO := s.TxStatus != 'I', s.fo, false
 	if v, ok := s.params.Get("default_transaction_read_only"); ok && v == "on" {
 		defaultRO = true
 	}
@@ -602,7 +602,7 @@ func (s *Session) awaitReplicaUnlink() {
 	var deadline time.Time
 	for {
 		s.mu.Lock()
-		ending := s.server != nil && s.onReplica && s.txStatus == 'I' && s.pending == 0 && s.q.len() == 0
+		ending := s.server != nil && s.onReplica && s.TxStatus == 'I' && s.Pending == 0 && s.q.len() == 0
 		wake := s.q.wakeChan()
 		s.mu.Unlock()
 		if !ending || s.closed.Load() {

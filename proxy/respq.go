@@ -11,6 +11,10 @@ import (
 // DEALLOCATE drops (clearDrop).
 type expect = link.Expect[stmtDef, errFix, clearDrop]
 
+// book is the link's bookkeeping besides its queue (link.Book): Pending, TxStatus...
+// sessionWork embeds it beside its respQueue, q.
+type book = link.Book[stmtDef, errFix, clearDrop]
+
 // answered is what the relay reads of the request a server message answers.
 type answered = link.Answered[stmtDef]
 
@@ -124,10 +128,3 @@ func (q *respQueue) each(f func(expect)) { q.ring.Each(f) }
 // hiddenAhead reports whether the request the next message belongs to is one of pgmux's
 // hidden queries (link.Queue.HiddenAhead).
 func (q *respQueue) hiddenAhead(typ byte) bool { return q.ring.HiddenAhead(typ) }
-
-// skipToSync retires the requests an ErrorResponse ends (link.Queue.SkipToSync).
-func (q *respQueue) skipToSync(skipped func(e expect, first bool)) (syncQueued bool) {
-	synced := q.ring.SkipToSync(skipped)
-	q.publish()
-	return synced
-}

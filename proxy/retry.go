@@ -211,7 +211,7 @@ func (s *Session) logSent(c *pool.Conn, b []byte, es []expect) {
 // to send and queues their expectations. s.mu and st.wmu are held.
 func (s *Session) planRetry(st *serverState) []byte {
 	l := &st.log
-	if l.spoiled || l.open || l.retried || s.txStatus != 'I' || len(st.skipped) == 0 {
+	if l.spoiled || l.open || l.retried || s.TxStatus != 'I' || len(st.skipped) == 0 {
 		return nil
 	}
 	if head, ok := s.q.peek(); !ok || s.q.len() != 1 || head.Kind != 'S' || head.Hide {
@@ -247,7 +247,7 @@ func (s *Session) planRetry(st *serverState) []byte {
 	s.q.hideHead() // the failed request's ReadyForQuery: the retry's goes to the client
 	def := f.Def
 	var b []byte
-	if present, _ := st.stmts.lookup(def.server, s.reqs, nil); present {
+	if present, _ := st.stmts.lookup(def.server, s.Reqs, nil); present {
 		st.stmts.remove(def.server)
 		b = closeMsg(b, 'S', def.server)
 		s.q.push(expect{Kind: 'C', Hide: true, Stmt: def.server, Stale: true})
@@ -257,7 +257,7 @@ func (s *Session) planRetry(st *serverState) []byte {
 		s.q.push(expect{Kind: 'C', Hide: true, Stmt: ev})
 	}
 	b = def.parseMsg(b, def.server)
-	s.q.push(expect{Kind: 'P', Hide: true, Stmt: def.server, Prep: st.stmts.preparing(def.server, s.reqs, nil)})
+	s.q.push(expect{Kind: 'P', Hide: true, Stmt: def.server, Prep: st.stmts.preparing(def.server, s.Reqs, nil)})
 	s.ops.serverParses.Add(1)
 	b = append(b, l.buf[f.Off:]...)
 	for i, e := range st.skipped {

@@ -79,11 +79,11 @@ func (c ClientState) String() string {
 // The console and the metrics read a session under mu; what they read of sessionWork
 // they read only when the pointer is set (a parked client may have none).
 //
-// mu guards server, mode, the link's bookkeeping (linkBook: q, pending, unsynced,
-// txStatus) and the other link fields; wmu orders writes to wr; atomics are noted as
-// such. The session goroutine and the server's reader never hand a field over through
-// the socket alone: what one writes and the other reads goes through mu, wmu or an
-// atomic.
+// mu guards server, mode, the link's bookkeeping (q and the link.Book: Pending,
+// Unsynced, TxStatus...) and the other link fields; wmu orders writes to wr; atomics are
+// noted as such. The session goroutine and the server's reader never hand a field over
+// through the socket alone: what one writes and the other reads goes through mu, wmu or
+// an atomic.
 type Session struct {
 	srv          *Server
 	id           uint64

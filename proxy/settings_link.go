@@ -123,8 +123,8 @@ func (s *Session) settingsAfter(c *pool.Conn, typ byte) error {
 	// The read-back is pipelined only where the Query surely ends outside a transaction:
 	// nothing else outstanding, and either no transaction open and none begun, or one
 	// ended. Otherwise the reader sends it at ReadyForQuery 'I'.
-	if typ == 'Q' && len(st.touched) > 0 && s.pending == 1 && !s.unsynced && !st.reqBegin &&
-		(s.txStatus == 'I' || st.reqEnd) {
+	if typ == 'Q' && len(st.touched) > 0 && s.Pending == 1 && !s.Unsynced && !st.reqBegin &&
+		(s.TxStatus == 'I' || st.reqEnd) {
 		b = wire.Query(b, st.readSQL())
 		es = append(es, expect{Kind: 'Q', Hide: true, Setting: link.SetRead, Seq: st.gen})
 	}
@@ -164,7 +164,7 @@ func (s *Session) readBack(c *pool.Conn) (bool, error) {
 	}
 	defer x.wmu.Unlock()
 	s.mu.Lock()
-	if s.server != c || !s.quiet() || !s.needsRead() {
+	if s.server != c || !s.Quiet(&s.q.ring) || !s.needsRead() {
 		s.mu.Unlock()
 		return false, nil
 	}

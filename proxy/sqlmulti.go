@@ -56,7 +56,7 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 		return nil
 	}
 	s.mu.Lock()
-	midBatch := s.errSkip || s.unsynced
+	midBatch := s.ErrSkip || s.Unsynced
 	s.mu.Unlock()
 	if midBatch {
 		return nil

@@ -182,7 +182,7 @@ func (s *Session) sqlPrepared(c *pool.Conn, q string, kw sqlscan.Keyword) (bool,
 	// q views the client reader's buffer; what is kept must be copied.
 	st.Name, st.PrepareBody = strings.Clone(st.Name), strings.Clone(st.PrepareBody)
 	s.mu.Lock()
-	failedTx := s.txStatus == 'E'
+	failedTx := s.TxStatus == 'E'
 	s.mu.Unlock()
 	if failedTx {
 		return false, nil // the server refuses it (25P02) as PostgreSQL would
@@ -265,7 +265,7 @@ func (s *Session) sqlNoop(c *pool.Conn, q string, st sqlStmt, exists bool, reg *
 func (s *Session) sqlExecute(c *pool.Conn, q string, st sqlStmt, def *stmtDef) error {
 	s.mu.Lock()
 	x := s.stateOf(c)
-	present, stale := x.stmts.lookup(def.server, s.reqs, def)
+	present, stale := x.stmts.lookup(def.server, s.Reqs, def)
 	var evicted []string
 	var gen uint32
 	if !present || stale {
@@ -273,7 +273,7 @@ func (s *Session) sqlExecute(c *pool.Conn, q string, st sqlStmt, def *stmtDef) e
 			x.stmts.remove(def.server)
 		}
 		evicted = x.stmts.add(def.server, nil)
-		gen = x.stmts.preparing(def.server, s.reqs, nil)
+		gen = x.stmts.preparing(def.server, s.Reqs, nil)
 	}
 	s.mu.Unlock()
 	b := s.scratch[:0]

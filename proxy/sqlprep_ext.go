@@ -89,7 +89,7 @@ func (s *Session) parseUnnamedPrep(c *pool.Conn, p *sqlPrep, types []byte) error
 // message), registering the client's statement. The Execute's expect is queued (account).
 func (s *Session) executePrep(c *pool.Conn, p *sqlPrep, m []byte) error {
 	s.mu.Lock()
-	skipping := s.errSkip
+	skipping := s.ErrSkip
 	s.mu.Unlock()
 	if skipping {
 		return s.writeScratch(c, append(s.scratch[:0], m...)) // the server skips it

@@ -381,7 +381,7 @@ func (s *Session) raiseViaServer(c *pool.Conn, typ byte, n int, pe *pgerr.Error)
 	b = append(b, 0, 0, 0, 0, 0)
 	b = wire.Finish(b, st)
 	s.mu.Lock()
-	s.unsynced = true
+	s.Unsynced = true
 	s.mu.Unlock()
 	return s.send(c, b, expect{Kind: 'P', Hide: true}, expect{Kind: 'B', Hide: true}, expect{Kind: 'E'})
 }

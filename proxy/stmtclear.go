@@ -115,7 +115,7 @@ const (
 func (s *Session) noteClear() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.errSkip {
+	if s.ErrSkip {
 		return // the server ignores it until the client's Sync: it clears nothing
 	}
 	s.clears.sent++
@@ -129,7 +129,7 @@ func (s *Session) noteClear() {
 func (s *Session) noteDrops(drops []clearDrop) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.errSkip {
+	if s.ErrSkip {
 		return
 	}
 	s.clears.sent++

@@ -78,7 +78,7 @@ func (s *Session) executeClear(c *pool.Conn, n int) (bool, error) {
 	} else {
 		def := s.lookupStmt([]byte(op.name))
 		s.mu.Lock()
-		skipping := s.errSkip
+		skipping := s.ErrSkip
 		s.mu.Unlock()
 		if def == nil || skipping {
 			return false, nil // the server answers 26000 for the client's name, or skips it

@@ -111,14 +111,14 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 	key := stmtKey(query, types, epoch)
 	s.mu.Lock()
 	st := s.stateOf(c)
-	if s.txStatus == 'E' {
+	if s.TxStatus == 'E' {
 		s.mu.Unlock()
 		return s.parsePlain(c, m, rest)
 	}
 	if n := st.stmts.findByKey(key, query, types); n != nil {
 		def := n.def
 		s.unnamed.use(def)
-		if !n.stale && !n.doubtful(s.reqs, def) {
+		if !n.stale && !n.doubtful(s.Reqs, def) {
 			st.stmts.touch(n)
 			st.stmts.UnnamedHits.Add(1)
 			return s.answerParse(c) // unlocks s.mu
@@ -138,7 +138,7 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 	}
 	def := newStmtDef(string(query), append([]byte(nil), types...), epoch)
 	s.unnamed.use(def)
-	present, stale := st.stmts.peek(def.server, s.reqs, def)
+	present, stale := st.stmts.peek(def.server, s.Reqs, def)
 	if present && !stale {
 		// A client's named statement of the same text: share it.
 		st.stmts.attach(def)
@@ -173,11 +173,11 @@ var (
 // ParseComplete, or that error. (An empty query would not do: PostgreSQL parses it
 // without the failed-transaction check.)
 func (s *Session) answerParse(c *pool.Conn) error {
-	if s.errSkip {
+	if s.ErrSkip {
 		s.mu.Unlock()
 		return nil // PostgreSQL would ignore this Parse too
 	}
-	if s.pending > 0 {
+	if s.Pending > 0 {
 		s.mu.Unlock()
 		return s.send(c, stubParse, expect{Kind: 'P'})
 	}

@@ -9,7 +9,7 @@ import (
 
 // sessionWork is a session's working state: its link to a server, the response queue,
 // the client's statement names, pinning, reads on standbys, its counters. The Session
-// embeds it by pointer, so s.pending is s.sessionWork.linkBook.pending.
+// embeds it by pointer, so s.Pending is s.sessionWork.book.Pending.
 //
 // An idle client needs none of it unless it made something that must outlive the park
 // (a named or unnamed statement, read-your-writes position, an error it still has to
@@ -21,12 +21,13 @@ import (
 // is set, each field belongs to whom the Session's comment says. The console and the
 // metrics, which may look at a parked client, read it under Session.mu and only when set.
 type sessionWork struct {
-	lw       *loopWork // the client loop's state, made when the loop first serves the client (clientloop.go)
-	scan     scanMemo  // sqlscan.MaybeInteresting and FirstKeyword of the message being handled
-	linkBook           // the link's protocol bookkeeping: response queue, pending, txStatus... (linkbook.go)
-	stats    SessionStats
-	ops      sessionOps // SHOW STATS / metrics counters (admin_stats.go)
-	heldErr  []byte     // a held error of pgmux's preparation before a Query (sqlmulti.go); under mu
+	lw      *loopWork // the client loop's state, made when the loop first serves the client (clientloop.go)
+	scan    scanMemo  // sqlscan.MaybeInteresting and FirstKeyword of the message being handled
+	book              // the link's protocol bookkeeping: Pending, TxStatus... (link.Book)
+	q       respQueue // the link's requests awaiting answers, beside the book (respq.go)
+	stats   SessionStats
+	ops     sessionOps // SHOW STATS / metrics counters (admin_stats.go)
+	heldErr []byte     // a held error of pgmux's preparation before a Query (sqlmulti.go); under mu
 
 	// lostLease is a server leased to the session that broke before serverFor linked it:
 	// nothing was sent on it, and serverFor leases another. Guarded by mu.
@@ -81,7 +82,7 @@ type sessionWork struct {
 }
 
 // newWork is the working state of a client that has done nothing yet.
-func newWork() *sessionWork { return &sessionWork{linkBook: linkBook{txStatus: 'I'}} }
+func newWork() *sessionWork { return &sessionWork{book: book{TxStatus: 'I'}} }
 
 // freshWork is newWork with s's lease box.
 func (s *Session) freshWork() *sessionWork {
@@ -106,8 +107,8 @@ func (s *Session) ensureWork() {
 // in flight, no statement of the client's, no pin, failover or replica state. Its
 // counters do not count (shed folds them into the pool's totals). s.mu is held.
 func (w *sessionWork) ownsNothing() bool {
-	return w.pending == 0 && !w.unsynced && w.txStatus == 'I' && w.fo == 0 && !w.errSkip &&
-		!w.dropErr && !w.ddlSent && !w.flushNow && w.heldErr == nil && w.lostLease == nil &&
+	return w.Pending == 0 && !w.Unsynced && w.TxStatus == 'I' && w.fo == 0 && !w.ErrSkip &&
+		!w.DropErr && !w.ddlSent && !w.flushNow && w.heldErr == nil && w.lostLease == nil &&
 		w.q.len() == 0 && w.q.fakes.Load() == 0 && w.q.clears.Load() == 0 &&
 		len(w.stmts) == 0 && w.clears.settled() && len(w.clearPortals) == 0 && len(w.deferred) == 0 &&
 		w.unnamed.idle() && w.unnamedPin == 0 && !w.unnamedRelease && !w.holdsDirect &&

@@ -20,12 +20,12 @@ import (
 // did not.
 func TestWorkFieldsClassified(t *testing.T) {
 	kept := map[string][]func(w *sessionWork){
-		"pending":        {func(w *sessionWork) { w.pending = 1 }},
-		"unsynced":       {func(w *sessionWork) { w.unsynced = true }},
-		"txStatus":       {func(w *sessionWork) { w.txStatus = 'T' }, func(w *sessionWork) { w.txStatus = 'E' }},
+		"Pending":        {func(w *sessionWork) { w.Pending = 1 }},
+		"Unsynced":       {func(w *sessionWork) { w.Unsynced = true }},
+		"TxStatus":       {func(w *sessionWork) { w.TxStatus = 'T' }, func(w *sessionWork) { w.TxStatus = 'E' }},
 		"fo":             {func(w *sessionWork) { w.fo = foTell }},
-		"errSkip":        {func(w *sessionWork) { w.errSkip = true }},
-		"dropErr":        {func(w *sessionWork) { w.dropErr = true }},
+		"ErrSkip":        {func(w *sessionWork) { w.ErrSkip = true }},
+		"DropErr":        {func(w *sessionWork) { w.DropErr = true }},
 		"ddlSent":        {func(w *sessionWork) { w.ddlSent = true }},
 		"flushNow":       {func(w *sessionWork) { w.flushNow = true }},
 		"q":              {func(w *sessionWork) { w.q.push(expect{Kind: 'Q'}) }, func(w *sessionWork) { w.q.fakes.Add(1) }, func(w *sessionWork) { w.q.clears.Add(1) }},
@@ -56,7 +56,7 @@ func TestWorkFieldsClassified(t *testing.T) {
 		"scan":        func(w *sessionWork) { w.scan = scanMemo{seq: 3, n: 1, lead: sqlscan.Lead{Interesting: true}} },
 		"stats":       func(w *sessionWork) { w.stats = SessionStats{Transactions: 1, Queries: 2, BytesIn: 3} },
 		"ops":         func(w *sessionWork) { w.ops.parses = 1; w.ops.in.Store(10); w.ops.queryTime = time.Second },
-		"reqs":        func(w *sessionWork) { w.reqs = 9 },
+		"Reqs":        func(w *sessionWork) { w.Reqs = 9 },
 		"scratch":     func(w *sessionWork) { w.scratch = make([]byte, 64) },
 		"checkCount":  func(w *sessionWork) { w.checkCount = 2 },
 		"pinSeq":      func(w *sessionWork) { w.pinSeq = 4 },
@@ -69,7 +69,7 @@ func TestWorkFieldsClassified(t *testing.T) {
 	typ := reflect.TypeFor[sessionWork]()
 	for _, f := range reflect.VisibleFields(typ) {
 		if f.Anonymous {
-			continue // an embedded struct (linkBook): its fields are listed one by one
+			continue // an embedded struct (book, a link.Book): its fields are listed one by one
 		}
 		names = append(names, f.Name)
 		_, k := kept[f.Name]

@@ -1,6 +1,7 @@
 // Package link holds the bookkeeping and the decisions of one client's link to its
 // server, as plain data and functions: the requests sent and not yet answered (Queue, of
-// Expect values), which request a server message answers and whether the client sees it
+// Expect values), what the server still owes and the transaction status it reported
+// (Book), which request a server message answers and whether the client sees it
 // (Queue.Answer), what an ErrorResponse does (ErrorRule), and whether the link ends at a
 // ReadyForQuery (End).
 //
@@ -14,5 +15,6 @@
 //
 // Expect and Queue hold three types of the caller's, which this package only stores and
 // checks for nil: S, a client statement; F, a rewrite of the server's error for a
-// renamed message; D, one statement a DEALLOCATE drops.
+// renamed message; D, one statement a DEALLOCATE drops. Book takes them for the Queue
+// its methods are given.
 package link

@@ -8,7 +8,7 @@ import (
 
 // requireCounts checks the queue's counts of Fake and clearing requests against its
 // contents.
-func requireCounts(t *testing.T, q *Queue[stmt, fix, drop]) {
+func requireCounts(t testing.TB, q *Queue[stmt, fix, drop]) {
 	t.Helper()
 	var fakes, clears int32
 	q.Each(func(e expect) {

@@ -12,3 +12,5 @@ type (
 type expect = Expect[stmt, fix, drop]
 
 type errFacts = ErrFacts[stmt, fix, drop]
+
+type book = Book[stmt, fix, drop]

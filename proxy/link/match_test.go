@@ -1,4 +1,4 @@
-package proxy
+package link
 
 import (
 	"fmt"
@@ -6,13 +6,11 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/pgmux/pgmux/proxy/link"
 )
 
-// The response queue driven by message sequences alone, no sockets: requests as the
-// relay queues them, the server's answers as PostgreSQL sends them, and the decisions the
-// relay takes from respmatch.go at each server message.
+// The response queue and the Book driven by message sequences alone, no sockets:
+// requests as the relay queues them, the server's answers as PostgreSQL sends them, and
+// the decisions the relay takes from match.go and book.go at each server message.
 
 // qReq is one request on the link: a client message or one pgmux slips in.
 type qReq struct {
@@ -103,31 +101,32 @@ type qRun struct {
 }
 
 // driveQueue queues reqs (their seq numbers them) and feeds msgs through the queue's
-// decisions as the relay does (relay.go Session.Pump: 'Z' retireReady, 'E' link.ErrorRule and
-// skipToSync for an extended message, 'A' 'N' 'S' forwarded as they are, the rest answer),
-// checking each against the request the server answered.
+// decisions as the relay does (proxy/relay.go Session.Pump: 'Z' Queue.RetireReady, 'E'
+// ErrorRule and Book.ErrorSkips for an extended message, 'A' 'N' 'S' forwarded as they
+// are, the rest Queue.Answer), checking each against the request the server answered.
 func driveQueue(t testing.TB, reqs []qReq, msgs []qMsg) qRun {
-	run, _ := driveLink(t, reqs, msgs)
+	run, _, _ := driveLink(t, reqs, msgs)
 	return run
 }
 
-// driveLink is driveQueue on a linkBook: the client's requests are recorded as the relay
-// records them (Session.account: linkBook.sentClient, which queues nothing for a Flush),
-// pgmux's are queued as they are, and it returns the book after the answers.
-func driveLink(t testing.TB, reqs []qReq, msgs []qMsg) (qRun, *linkBook) {
-	b := &linkBook{txStatus: 'I'}
-	q := &b.q
+// driveLink is driveQueue on a Book: the client's requests are recorded as the relay
+// records them (proxy's Session.account: Book.SentClient, which queues nothing for a
+// Flush), pgmux's are queued as they are, and it returns the book and its queue after
+// the answers.
+func driveLink(t testing.TB, reqs []qReq, msgs []qMsg) (qRun, *book, *Queue[stmt, fix, drop]) {
+	b := &book{TxStatus: 'I'}
+	q := &Queue[stmt, fix, drop]{}
 	for i, r := range reqs {
 		if r.hide {
 			if r.kind != 'H' { // a Flush is answered by nothing: nobody queues one
-				q.push(expect{Kind: r.kind, Hide: true, Seq: uint32(i)})
+				q.Push(&expect{Kind: r.kind, Hide: true, Seq: uint32(i)})
 			}
 			continue
 		}
-		before := q.len()
-		b.sentClient(r.kind, true)
-		if q.len() > before {
-			q.tail().Seq = uint32(i)
+		before := q.Len()
+		b.SentClient(q, r.kind, true)
+		if q.Len() > before {
+			q.Tail().Seq = uint32(i)
 		} else {
 			require.Equal(t, byte('H'), r.kind, "only a Flush queues nothing")
 		}
@@ -139,30 +138,30 @@ func driveLink(t testing.TB, reqs []qReq, msgs []qMsg) (qRun, *linkBook) {
 		}
 	}
 	for _, m := range msgs {
-		head, queued := q.peek()
+		head, queued := q.Peek()
 		switch m.typ {
 		case 'Z':
-			e := retire(q, func(expect) {})
+			e := q.RetireReady(func(expect) {})
 			require.Equal(t, uint32(m.owner), e.Seq, "ReadyForQuery retires the request it answers")
 			if !e.Hide {
-				b.readyAnswered('I')
+				b.ReadyAnswered('I')
 			}
 			run.ready += string(e.Kind)
 			see('Z', e.Hide)
 		case 'E':
 			require.True(t, queued, "an error answers a queued request")
 			require.Equal(t, uint32(m.owner), head.Seq, "the error belongs to the oldest request")
-			r := link.ErrorRule(link.ErrFacts[stmtDef, errFix, clearDrop]{Head: head, Queued: true})
-			require.Equal(t, link.ErrorSkipsToSync(head.Kind), r.Skip)
+			r := ErrorRule(errFacts{Head: head, Queued: true})
+			require.Equal(t, ErrorSkipsToSync(head.Kind), r.Skip)
 			if r.Skip {
-				b.errorSkips(func(expect, bool) {})
-				synced := !b.errSkip
+				b.ErrorSkips(q, func(expect, bool) {})
+				synced := !b.ErrSkip
 				run.synced = append(run.synced, synced)
 				if synced {
-					h, _ := q.peek()
+					h, _ := q.Peek()
 					require.Equal(t, byte('S'), h.Kind)
 				} else {
-					require.Zero(t, q.len())
+					require.Zero(t, q.Len())
 				}
 			}
 			if head.Hide && !r.Hide {
@@ -172,47 +171,19 @@ func driveLink(t testing.TB, reqs []qReq, msgs []qMsg) (qRun, *linkBook) {
 			}
 			see('E', r.Hide)
 		case 'A', 'N', 'S':
-			see(m.typ, false) // forwarded whatever the head (relay.go Pump)
+			see(m.typ, false) // forwarded whatever the head (proxy/relay.go Pump)
 		default:
-			st := answer(q, m.typ)
+			st := q.Answer(m.typ)
 			require.True(t, st.Queued, "%q answers a queued request", m.typ)
 			require.Equal(t, uint32(m.owner), st.Head.Seq, "%q is matched to the request it answers", m.typ)
 			require.Equal(t, head.Hide, st.Hide, "%q is hidden exactly when its request is pgmux's", m.typ)
 			see(m.typ, st.Hide)
 		}
-		requireCounters(t, q)
-		require.GreaterOrEqual(t, b.pending, 0)
+		requireCounts(t, q)
+		require.GreaterOrEqual(t, b.Pending, 0)
 	}
-	run.left = q.len()
-	return run, b
-}
-
-// answer and retire do what Session.answer and Session.retireReady do to the queue.
-func answer(q *respQueue, typ byte) link.AnswerStep[stmtDef] {
-	st := q.ring.Answer(typ)
-	q.publish()
-	return st
-}
-
-func retire(q *respQueue, skipped func(expect)) expect {
-	e := q.ring.RetireReady(skipped)
-	q.publish()
-	return e
-}
-
-// requireCounters checks the queue's atomics against its contents.
-func requireCounters(t testing.TB, q *respQueue) {
-	var fakes, clears int32
-	q.each(func(e expect) {
-		if e.Fake {
-			fakes++
-		}
-		if e.Clear != 0 {
-			clears++
-		}
-	})
-	require.Equal(t, fakes, q.fakes.Load(), "fakes counts the fake requests queued")
-	require.Equal(t, clears, q.clears.Load(), "clears counts the clearing Queries queued")
+	run.left = q.Len()
+	return run, b, q
 }
 
 // reqs parses a request script: message letters, h before one marks it pgmux's own,
@@ -280,86 +251,86 @@ func TestRespQueueSequences(t *testing.T) {
 // TestRespQueueRowsAndHidden: pgmux reads the rows of its own queries, and a retried
 // Describe's ParameterDescription is not shown twice.
 func TestRespQueueRowsAndHidden(t *testing.T) {
-	q := &respQueue{}
-	q.push(expect{Kind: 'Q', Hide: true, Check: true})
-	q.push(expect{Kind: 'Q', Hide: true, Setting: link.SetRead})
-	q.push(expect{Kind: 'Q'})
-	q.markClear(1)
-	q.push(expect{Kind: 'D', ParamsSent: true})
-	q.push(expect{Kind: 'S'})
-	requireCounters(t, q)
+	q := &Queue[stmt, fix, drop]{}
+	q.Push(&expect{Kind: 'Q', Hide: true, Check: true})
+	q.Push(&expect{Kind: 'Q', Hide: true, Setting: SetRead})
+	q.Push(&expect{Kind: 'Q'})
+	q.MarkClear(1)
+	q.Push(&expect{Kind: 'D', ParamsSent: true})
+	q.Push(&expect{Kind: 'S'})
+	requireCounts(t, q)
 	for _, step := range []struct {
 		typ  byte
 		row  int
 		hide bool
 		z    bool
 	}{
-		{'T', link.RowCheck, true, false}, {'D', link.RowCheck, true, false}, {'C', link.RowCheck, true, false}, {'Z', 0, true, true},
-		{'T', link.RowSettings, true, false}, {'D', link.RowSettings, true, false}, {'C', link.RowSettings, true, false}, {'Z', 0, true, true},
-		{'C', link.RowClear, false, false}, {'Z', 0, false, true},
+		{'T', RowCheck, true, false}, {'D', RowCheck, true, false}, {'C', RowCheck, true, false}, {'Z', 0, true, true},
+		{'T', RowSettings, true, false}, {'D', RowSettings, true, false}, {'C', RowSettings, true, false}, {'Z', 0, true, true},
+		{'C', RowClear, false, false}, {'Z', 0, false, true},
 		{'t', 0, true, false}, {'T', 0, false, false}, {'Z', 0, false, true},
 	} {
 		if step.z {
-			e := retire(q, func(expect) {})
+			e := q.RetireReady(func(expect) {})
 			require.Equal(t, step.hide, e.Hide)
-			requireCounters(t, q)
+			requireCounts(t, q)
 			continue
 		}
-		st := answer(q, step.typ)
+		st := q.Answer(step.typ)
 		require.Equal(t, step.row, st.Row, "%q", step.typ)
 		require.Equal(t, step.hide, st.Hide, "%q", step.typ)
 	}
-	require.Zero(t, q.len())
+	require.Zero(t, q.Len())
 }
 
 // TestRespQueueConfirms: the answers that confirm a preparation, a settings sync and a
 // client's statement are reported for the relay to record.
 func TestRespQueueConfirms(t *testing.T) {
-	q := &respQueue{}
-	reg := &stmtDef{}
-	q.push(expect{Kind: 'P', Stmt: "pgmux_1", Prep: 3, Reg: reg})
-	q.push(expect{Kind: 'Q', Hide: true, Stmt: "pgmux_2", Prep: 4})
-	q.push(expect{Kind: 'Q', Hide: true, Setting: link.SetSync, Stmt: "work_mem", Val: "8MB"})
-	st := answer(q, '1')
+	q := &Queue[stmt, fix, drop]{}
+	reg := &stmt{}
+	q.Push(&expect{Kind: 'P', Stmt: "pgmux_1", Prep: 3, Reg: reg})
+	q.Push(&expect{Kind: 'Q', Hide: true, Stmt: "pgmux_2", Prep: 4})
+	q.Push(&expect{Kind: 'Q', Hide: true, Setting: SetSync, Stmt: "work_mem", Val: "8MB"})
+	st := q.Answer('1')
 	require.True(t, st.Popped && st.Prepared && st.Checked)
 	require.Equal(t, "pgmux_1", st.Head.Stmt)
-	st = answer(q, 'C')
+	st = q.Answer('C')
 	require.True(t, st.Prepared && !st.Popped && !st.Synced, "a PREPARE's CommandComplete confirms it; its Query ends at ReadyForQuery")
-	retire(q, func(expect) {})
-	st = answer(q, 'C')
+	q.RetireReady(func(expect) {})
+	st = q.Answer('C')
 	require.True(t, st.Synced && !st.Prepared && st.Hide)
 	require.Equal(t, "work_mem", st.Head.Stmt)
-	retire(q, func(expect) {})
+	q.RetireReady(func(expect) {})
 
 	// A clearing Execute's CommandComplete is read by pgmux, which retires it.
-	q.push(expect{Kind: 'E'})
-	q.markClear(1)
-	st = answer(q, 'D')
+	q.Push(&expect{Kind: 'E'})
+	q.MarkClear(1)
+	st = q.Answer('D')
 	require.False(t, st.Popped)
-	st = answer(q, 'C')
-	require.Equal(t, link.RowClear, st.Row)
+	st = q.Answer('C')
+	require.Equal(t, RowClear, st.Row)
 	require.False(t, st.Popped, "readClear retires it")
-	require.Equal(t, 1, q.len())
-	requireCounters(t, q)
+	require.Equal(t, 1, q.Len())
+	requireCounts(t, q)
 }
 
 // TestRespQueueSkippedReported: the requests an error or a ReadyForQuery retires
 // unanswered are handed to the caller, first marked.
 func TestRespQueueSkippedReported(t *testing.T) {
-	q := &respQueue{}
+	q := &Queue[stmt, fix, drop]{}
 	for _, k := range "PBDES" {
-		q.push(expect{Kind: byte(k)})
+		q.Push(&expect{Kind: byte(k)})
 	}
-	answer(q, '1')
+	q.Answer('1')
 	var got []string
-	require.True(t, q.skipToSync(func(e expect, first bool) { got = append(got, fmt.Sprintf("%c%v", e.Kind, first)) }))
+	require.True(t, q.SkipToSync(func(e expect, first bool) { got = append(got, fmt.Sprintf("%c%v", e.Kind, first)) }))
 	require.Equal(t, []string{"Btrue", "Dfalse", "Efalse"}, got)
 	got = got[:0]
-	q.push(expect{Kind: 'P'})
-	q.push(expect{Kind: 'Q'})
-	require.Equal(t, byte('S'), retire(q, func(e expect) { got = append(got, string(e.Kind)) }).Kind)
+	q.Push(&expect{Kind: 'P'})
+	q.Push(&expect{Kind: 'Q'})
+	require.Equal(t, byte('S'), q.RetireReady(func(e expect) { got = append(got, string(e.Kind)) }).Kind)
 	require.Empty(t, got)
-	require.Equal(t, byte('Q'), retire(q, func(e expect) { got = append(got, string(e.Kind)) }).Kind)
+	require.Equal(t, byte('Q'), q.RetireReady(func(e expect) { got = append(got, string(e.Kind)) }).Kind)
 	require.Equal(t, []string{"P"}, got, "a Parse the server never answered (an error skipped it, say) goes with the ReadyForQuery")
 }
 
@@ -382,10 +353,10 @@ func FuzzRespQueue(f *testing.F) {
 			rs = append(rs, r)
 		}
 		rs = append(rs, qReq{kind: 'S'})
-		run, b := driveLink(t, rs, serverAnswers(rs))
+		run, b, q := driveLink(t, rs, serverAnswers(rs))
 		require.Zero(t, run.left, "requests left after the final Sync's ReadyForQuery")
-		require.True(t, b.quiet(), "the link owes nothing after the final Sync's ReadyForQuery: pending %d, unsynced %v, %d queued", b.pending, b.unsynced, b.q.len())
-		require.False(t, b.errSkip, "no skip outlives the final Sync")
+		require.True(t, b.Quiet(q), "the link owes nothing after the final Sync's ReadyForQuery: pending %d, unsynced %v, %d queued", b.Pending, b.Unsynced, q.Len())
+		require.False(t, b.ErrSkip, "no skip outlives the final Sync")
 		want := 0
 		for _, r := range rs {
 			if strings.IndexByte("SQF", r.kind) >= 0 {
@@ -398,7 +369,7 @@ func FuzzRespQueue(f *testing.F) {
 
 // TestRespQueueCopy: COPY's messages belong to the request that started it (a Query, or
 // an Execute up to its CommandComplete) and are forwarded, whatever the direction; the
-// client's CopyData, CopyDone and CopyFail are no requests (Session.account queues
+// client's CopyData, CopyDone and CopyFail are no requests (proxy's Session.account queues
 // nothing for them), and an error during COPY ends the request as any error does.
 func TestRespQueueCopy(t *testing.T) {
 	// msgs writes server messages; @n before them names the request (its index) they
