@@ -52,7 +52,7 @@ func mayInvalidateLead(sql string, l sqlscan.Lead) bool {
 		// One statement (a DO block's body always holds a ';' of its own)
 		return leadsDDL(l.Keyword, sql)
 	}
-	if !containsFold(sql, "alter") && !containsFold(sql, "drop") && !containsFold(sql, "replace") {
+	if !sqlscan.ContainsFold(sql, "alter") && !sqlscan.ContainsFold(sql, "drop") && !sqlscan.ContainsFold(sql, "replace") {
 		return false
 	}
 	for st := range sqlscan.All(sqlscan.Scan(sql)) {
@@ -122,18 +122,4 @@ func (s *Session) translatedPlanError(m []byte, e expect) []byte {
 // gives. The message is internal and never translated.
 func lookupFailed(m []byte) bool {
 	return bytes.Contains(m, []byte("CXX000\x00")) && bytes.Contains(m, []byte("\x00Mcache lookup failed for type "))
-}
-
-// containsFold reports whether s contains the lowercase ASCII word w in any case.
-func containsFold(s, w string) bool {
-	for i := 0; i+len(w) <= len(s); i++ {
-		j := 0
-		for j < len(w) && s[i+j]|0x20 == w[j] {
-			j++
-		}
-		if j == len(w) {
-			return true
-		}
-	}
-	return false
 }

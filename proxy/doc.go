@@ -43,7 +43,7 @@
 // Frontend messages (client to server), after relay.go:Session.relay:
 //
 //	every type: pin / lease / forward         relay.go:Session.dispatch -> relay.go:Session.forwardClient
-//	pin or unpin decision (transaction mode)  sticky.go:Session.stickyNeed, sticky.go:classifyText (no I/O)
+//	pin or unpin decision (transaction mode)  sticky.go:Session.stickyNeed, proxy/link/pin.go:ClassifyLead (no I/O)
 //	lease a server, link it                   relay.go:Session.serverFor, relay.go:Session.lease
 //	a waiting client that left                gone.go:Server.dropGoneWaiters, gone.go:Session.leftWhileWaiting, clientloop.go:Session.leftWhileQueued
 //	answers expected for what is sent         relay.go:Session.account, proxy/link/book.go:Book.SentClient, proxy/link/queue.go:Queue.Push, respq.go:respQueue.push (pgmux's own)
@@ -133,7 +133,7 @@
 //	which request a server message answers    proxy/link/match.go:Queue.Answer (TestRespQueueSequences, FuzzRespQueue)
 //	what an ErrorResponse does                proxy/link/errrule.go:ErrorRule (TestErrorRule)
 //	whether the link ends at ReadyForQuery    proxy/link/end.go:End (TestEnd)
-//	whether a request pins the client         sticky.go:classifyText (TestClassifyPins, FuzzClassify)
+//	whether a request pins the client         proxy/link/pin.go:ClassifyText (TestClassifyPins, FuzzClassify)
 //	the 0A000 retry's request log             retry.go:reqLog.add (TestReqLog)
 //
 // # Goroutines

@@ -11,6 +11,7 @@ import (
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // Named prepared statements in transaction and statement mode.
@@ -140,15 +141,15 @@ func (x *serverState) ServerReset(query string) {
 			break
 		}
 	}
-	t := classifyText(query, true).set
+	t := link.ClassifyText(query, true).Set
 	if t == nil {
 		return
 	}
-	if t.all {
+	if t.All {
 		x.set = nil
 	}
-	for _, op := range t.ops {
-		x.set.Set(op.name, unknownValue)
+	for _, op := range t.Ops {
+		x.set.Set(op.Name, unknownValue)
 	}
 }
 
@@ -269,7 +270,7 @@ func (s *Session) register(name, query string, types []byte) *stmtDef {
 	def := newStmtDef(text, append([]byte(nil), types...), s.srv.stmtEpoch.Load())
 	if s.mode != config.PoolModeSession {
 		v := s.classify(query)
-		def.pin, def.release, def.set = v.pin, v.release, v.set
+		def.pin, def.release, def.set = v.Pin, v.Release, v.Set
 	}
 	if s.prep != prepPass {
 		def.clear = s.clearOf(query)

@@ -7,6 +7,7 @@ import (
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // Session settings follow the client from server to server instead of pinning it.
@@ -45,37 +46,12 @@ import (
 // so the next client sets or resets it.
 const unknownValue = "\x00"
 
-// untracked are settings that are not carried between servers: they last one
-// transaction, pin the client instead (role), or cannot be set back (seed).
-var untracked = map[string]bool{
-	"transaction_isolation": true, "transaction_read_only": true, "transaction_deferrable": true,
-	"role": true, "session_authorization": true, "seed": true,
-}
-
-// setOp is one setting a request names.
-type setOp struct {
-	name  string // lower-case
-	reset bool   // RESET, SET ... TO DEFAULT, RESET ALL or DISCARD ALL
-	value string // for a hidden set_config at link time (syncSQL): the value it sets
-}
-
-// setTouch is what a request's text does to settings.
-type setTouch struct {
-	ops []setOp
-	all bool // RESET ALL or DISCARD ALL
-}
-
-func (t *setTouch) add(name string, reset bool) *setTouch {
-	name = strings.ToLower(name)
-	if untracked[name] {
-		return t
-	}
-	if t == nil {
-		t = &setTouch{}
-	}
-	t.ops = append(t.ops, setOp{name: strings.Clone(name), reset: reset})
-	return t
-}
+// setOp and setTouch, what a request's text does to settings, are package link's
+// (link/pin.go).
+type (
+	setOp    = link.SetOp
+	setTouch = link.SetTouch
+)
 
 // touched is a setting the linked server may have changed since it was last read.
 //
@@ -175,7 +151,7 @@ func (st *settings) effective(name string) (string, bool) {
 // client has. s.mu is held.
 func (st *settings) touch(t *setTouch) {
 	st.gen++
-	if t.all {
+	if t.All {
 		for _, p := range st.own {
 			st.mark(p.Name, true)
 		}
@@ -186,8 +162,8 @@ func (st *settings) touch(t *setTouch) {
 			st.touched[i].resetGen, st.touched[i].gen = st.gen, st.gen
 		}
 	}
-	for _, op := range t.ops {
-		st.mark(op.name, op.reset)
+	for _, op := range t.Ops {
+		st.mark(op.Name, op.Reset)
 	}
 }
 
@@ -232,13 +208,13 @@ func (st *settings) markReported(name string) {
 func (st *settings) resets(t *setTouch) []setOp {
 	var out []setOp
 	for _, p := range st.start {
-		if t.all {
-			out = append(out, setOp{name: p.Name})
+		if t.All {
+			out = append(out, setOp{Name: p.Name})
 			continue
 		}
-		for _, op := range t.ops {
-			if op.reset && op.name == p.Name {
-				out = append(out, setOp{name: p.Name})
+		for _, op := range t.Ops {
+			if op.Reset && op.Name == p.Name {
+				out = append(out, setOp{Name: p.Name})
 				break
 			}
 		}
@@ -257,8 +233,8 @@ func (st *settings) reapplySQL(ops []setOp) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		start, _ := st.start.Get(op.name)
-		b.WriteString("(" + sqlscan.QuoteLiteral(op.name) + ", " + sqlscan.QuoteLiteral(start) + ")")
+		start, _ := st.start.Get(op.Name)
+		b.WriteString("(" + sqlscan.QuoteLiteral(op.Name) + ", " + sqlscan.QuoteLiteral(start) + ")")
 	}
 	b.WriteString(") v(n, b) WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_settings s" +
 		" WHERE pg_catalog.lower(s.name) = v.n AND s.source = 'session')")
@@ -373,7 +349,7 @@ func (st *settings) syncSQL(b []byte, x *serverState, names []setOp) ([]byte, []
 			return
 		}
 		b = wire.Query(b, setConfigSQL(p.Name, p.Value))
-		names = append(names, setOp{name: p.Name, value: p.Value})
+		names = append(names, setOp{Name: p.Name, Value: p.Value})
 		x.set.Set(p.Name, unknownValue)
 	}
 	if st != nil {
@@ -394,7 +370,7 @@ func (st *settings) syncSQL(b []byte, x *serverState, names []setOp) ([]byte, []
 			}
 		}
 		b = wire.Query(b, "RESET "+sqlscan.QuoteIdent(name))
-		names = append(names, setOp{name: name, reset: true})
+		names = append(names, setOp{Name: name, Reset: true})
 		x.set[i].Value = unknownValue
 	}
 	return b, names
@@ -403,11 +379,11 @@ func (st *settings) syncSQL(b []byte, x *serverState, names []setOp) ([]byte, []
 // synced records the server's answer to a hidden query of syncSQL: x now has op's value,
 // or its default after a RESET.
 func (x *serverState) synced(op setOp) {
-	if op.reset {
-		x.set.Delete(op.name)
+	if op.Reset {
+		x.set.Delete(op.Name)
 		return
 	}
-	x.set.Set(op.name, op.value)
+	x.set.Set(op.Name, op.Value)
 }
 
 // refused drops a value the server will not take from the client's settings: on a
@@ -420,34 +396,4 @@ func (st *settings) refused(name string) {
 			st.start.Delete(name)
 		}
 	}
-}
-
-// setTouchOf reads what one classified statement does to settings into t. A session
-// set_config whose name is not a literal pins (pgmux cannot tell what it sets), and one of
-// role or session_authorization pins like SET ROLE.
-func setTouchOf(t *setTouch, st *sqlscan.Statement) (*setTouch, pinReason) {
-	var pin pinReason
-	switch st.Kind {
-	case sqlscan.KindSet:
-		t = t.add(st.Name, st.Value == "DEFAULT")
-	case sqlscan.KindReset:
-		t = t.add(st.Name, true)
-	case sqlscan.KindResetAll, sqlscan.KindDiscardAll:
-		if t == nil {
-			t = &setTouch{}
-		}
-		t.all = true
-	}
-	for _, sc := range st.SetConfigs {
-		switch {
-		case sc.Local == 1:
-		case sc.Name == "":
-			pin |= pinSet
-		case sc.Name == "role" || sc.Name == "session_authorization":
-			pin |= pinRole
-		default:
-			t = t.add(sc.Name, false)
-		}
-	}
-	return t, pin
 }

@@ -82,11 +82,11 @@ func resetInPlaceText(st *settings, q string) (m []byte, hide uint64, fix *errFi
 		var t setTouch
 		switch {
 		case stmt.Kind == sqlscan.KindReset:
-			t.ops = []setOp{{name: strings.ToLower(stmt.Name), reset: true}}
+			t.Ops = []setOp{{Name: strings.ToLower(stmt.Name), Reset: true}}
 		case stmt.Kind == sqlscan.KindResetAll:
-			t.all = true
+			t.All = true
 		case stmt.Kind == sqlscan.KindSet && stmt.Value == "DEFAULT":
-			t.ops = []setOp{{name: strings.ToLower(stmt.Name), reset: true}}
+			t.Ops = []setOp{{Name: strings.ToLower(stmt.Name), Reset: true}}
 		default:
 			continue
 		}
@@ -124,8 +124,8 @@ func (st *settings) reapplyDO(ops []setOp) string {
 	var b strings.Builder
 	b.WriteString("DO " + inPlaceTag + "BEGIN")
 	for _, op := range ops {
-		start, _ := st.start.Get(op.name)
-		b.WriteString(" BEGIN PERFORM " + setConfigSQL(op.name, start)[len("SELECT "):] +
+		start, _ := st.start.Get(op.Name)
+		b.WriteString(" BEGIN PERFORM " + setConfigSQL(op.Name, start)[len("SELECT "):] +
 			"; EXCEPTION WHEN OTHERS THEN NULL; END;")
 	}
 	b.WriteString(" END" + inPlaceTag)

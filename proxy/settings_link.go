@@ -65,10 +65,10 @@ func (s *Session) syncSettings(c *pool.Conn) {
 	}
 	for _, op := range names {
 		kind := link.SetSync
-		if op.reset {
+		if op.Reset {
 			kind = link.SetSyncReset
 		}
-		s.q.push(expect{Kind: 'Q', Hide: true, Setting: kind, Stmt: op.name, Val: op.value})
+		s.q.push(expect{Kind: 'Q', Hide: true, Setting: kind, Stmt: op.Name, Val: op.Value})
 	}
 	_ = c.Wr.Write(b) // a failed write surfaces when the client's message is flushed
 }
@@ -247,7 +247,7 @@ func (s *Session) settingsRefused(c *pool.Conn, e expect, pe *pgerr.Error) {
 // has the value it set, or its default. s.mu is held.
 func syncAnswered(c *pool.Conn, e answered) {
 	if x := linkOf(c); x != nil {
-		x.synced(setOp{name: e.Stmt, reset: e.Setting == link.SetSyncReset, value: e.Val})
+		x.synced(setOp{Name: e.Stmt, Reset: e.Setting == link.SetSyncReset, Value: e.Val})
 	}
 }
 

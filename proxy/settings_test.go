@@ -25,47 +25,47 @@ func TestClassifySettings(t *testing.T) {
 		end   bool
 	}{
 		{sql: "SELECT 1"},
-		{sql: "SET client_min_messages TO 'warning'", ops: []setOp{{name: "client_min_messages"}}},
-		{sql: "set SESSION statement_timeout = '5s'", ops: []setOp{{name: "statement_timeout"}}},
+		{sql: "SET client_min_messages TO 'warning'", ops: []setOp{{Name: "client_min_messages"}}},
+		{sql: "set SESSION statement_timeout = '5s'", ops: []setOp{{Name: "statement_timeout"}}},
 		{sql: "SET LOCAL statement_timeout = '5s'"},
-		{sql: "SET TIME ZONE 'UTC'", ops: []setOp{{name: "timezone"}}},
-		{sql: "SET SESSION timezone TO 'UTC'", ops: []setOp{{name: "timezone"}}},
-		{sql: "SET intervalstyle = iso_8601", ops: []setOp{{name: "intervalstyle"}}},
-		{sql: "SET NAMES 'UTF8'", ops: []setOp{{name: "client_encoding"}}},
-		{sql: "SET search_path FROM CURRENT", ops: []setOp{{name: "search_path"}}},
-		{sql: "SET work_mem TO DEFAULT", ops: []setOp{{name: "work_mem", reset: true}}},
-		{sql: "SET MyApp.Tenant = 'acme'", ops: []setOp{{name: "myapp.tenant"}}},
-		{sql: `SET "MyApp".tenant = 'acme'`, ops: []setOp{{name: "myapp.tenant"}}}, // names are case-insensitive
-		{sql: "RESET DateStyle", ops: []setOp{{name: "datestyle", reset: true}}},
+		{sql: "SET TIME ZONE 'UTC'", ops: []setOp{{Name: "timezone"}}},
+		{sql: "SET SESSION timezone TO 'UTC'", ops: []setOp{{Name: "timezone"}}},
+		{sql: "SET intervalstyle = iso_8601", ops: []setOp{{Name: "intervalstyle"}}},
+		{sql: "SET NAMES 'UTF8'", ops: []setOp{{Name: "client_encoding"}}},
+		{sql: "SET search_path FROM CURRENT", ops: []setOp{{Name: "search_path"}}},
+		{sql: "SET work_mem TO DEFAULT", ops: []setOp{{Name: "work_mem", Reset: true}}},
+		{sql: "SET MyApp.Tenant = 'acme'", ops: []setOp{{Name: "myapp.tenant"}}},
+		{sql: `SET "MyApp".tenant = 'acme'`, ops: []setOp{{Name: "myapp.tenant"}}}, // names are case-insensitive
+		{sql: "RESET DateStyle", ops: []setOp{{Name: "datestyle", Reset: true}}},
 		{sql: "RESET ALL", all: true},
 		{sql: "DISCARD ALL", all: true},
 		{sql: "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"},
 		{sql: "SET transaction_isolation = 'serializable'"},
 		{sql: "SET ROLE app", pin: pinRole},
 		{sql: "SET SESSION AUTHORIZATION app", pin: pinRole},
-		{sql: "SELECT set_config('work_mem', '8MB', false)", ops: []setOp{{name: "work_mem"}}},
-		{sql: "SELECT set_config('work_mem', $1, $2)", ops: []setOp{{name: "work_mem"}}},
+		{sql: "SELECT set_config('work_mem', '8MB', false)", ops: []setOp{{Name: "work_mem"}}},
+		{sql: "SELECT set_config('work_mem', $1, $2)", ops: []setOp{{Name: "work_mem"}}},
 		{sql: "SELECT set_config('work_mem', '8MB', true)"},
 		{sql: "SELECT set_config($1, $2, false)", pin: pinSet},
 		{sql: "SELECT set_config('role', 'app', false)", pin: pinRole},
-		{sql: "BEGIN; SET work_mem = '1MB'; COMMIT", ops: []setOp{{name: "work_mem"}}, begin: true, end: true},
-		{sql: "SELECT 1; SET a.b = 1; RESET c.d", ops: []setOp{{name: "a.b"}, {name: "c.d", reset: true}}},
-		{sql: "DO $$BEGIN SET work_mem = '2MB'; END$$", ops: []setOp{{name: "work_mem"}}},
+		{sql: "BEGIN; SET work_mem = '1MB'; COMMIT", ops: []setOp{{Name: "work_mem"}}, begin: true, end: true},
+		{sql: "SELECT 1; SET a.b = 1; RESET c.d", ops: []setOp{{Name: "a.b"}, {Name: "c.d", Reset: true}}},
+		{sql: "DO $$BEGIN SET work_mem = '2MB'; END$$", ops: []setOp{{Name: "work_mem"}}},
 	}
 	s := &Session{sessionWork: newWork()}
 	for _, c := range cases {
 		t.Run(c.sql, func(t *testing.T) {
 			v := s.classify(c.sql)
-			require.Equal(t, c.pin, v.pin)
-			require.Equal(t, c.begin, v.begin)
-			require.Equal(t, c.end, v.end)
+			require.Equal(t, c.pin, v.Pin)
+			require.Equal(t, c.begin, v.Begin)
+			require.Equal(t, c.end, v.End)
 			if c.ops == nil && !c.all {
-				require.Nil(t, v.set)
+				require.Nil(t, v.Set)
 				return
 			}
-			require.NotNil(t, v.set)
-			require.Equal(t, c.ops, v.set.ops)
-			require.Equal(t, c.all, v.set.all)
+			require.NotNil(t, v.Set)
+			require.Equal(t, c.ops, v.Set.Ops)
+			require.Equal(t, c.all, v.Set.All)
 		})
 	}
 }
@@ -88,7 +88,7 @@ func TestSettingsState(t *testing.T) {
 	// Link: the startup value goes to the server; what the server has is unknown until
 	// it answers.
 	b, names := st.syncSQL(nil, x, nil)
-	require.Equal(t, []setOp{{name: "datestyle", value: "Postgres,MDY"}}, names)
+	require.Equal(t, []setOp{{Name: "datestyle", Value: "Postgres,MDY"}}, names)
 	require.Contains(t, string(b), "set_config(E'datestyle', E'Postgres,MDY', false)")
 	require.Equal(t, pool.Params{{Name: "datestyle", Value: unknownValue}}, x.set)
 	// Unanswered (a link that ended): sent again.
@@ -102,7 +102,7 @@ func TestSettingsState(t *testing.T) {
 	require.Empty(t, names)
 
 	// SET statement_timeout: touched, then read back outside a transaction.
-	st.touch(&setTouch{ops: []setOp{{name: "statement_timeout"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "statement_timeout"}}})
 	require.Contains(t, st.readSQL(), "(E'statement_timeout')")
 	read(st, x, 'T', val("statement_timeout", "5s")) // inside a transaction: not final
 	require.Len(t, st.touched, 1)
@@ -116,9 +116,9 @@ func TestSettingsState(t *testing.T) {
 	require.Equal(t, "5s", v)
 
 	// A touch after the read-back was sent stays touched.
-	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}})
 	sent := st.gen
-	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}})
 	st.rows = append(st.rows, val("work_mem", "8MB"))
 	st.commit(x, 'I', sent)
 	require.Len(t, st.touched, 1)
@@ -127,12 +127,12 @@ func TestSettingsState(t *testing.T) {
 
 	// RESET of a startup setting: the read-back shows the startup value set again; the
 	// client's own value is gone and the server keeps the startup value.
-	st.touch(&setTouch{ops: []setOp{{name: "datestyle"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle"}}})
 	read(st, x, 'I', val("datestyle", "ISO, MDY"))
 	v, _ = st.effective("datestyle")
 	require.Equal(t, "ISO, MDY", v)
-	reset := &setTouch{ops: []setOp{{name: "datestyle", reset: true}}}
-	require.Equal(t, []setOp{{name: "datestyle"}}, st.resets(reset))
+	reset := &setTouch{Ops: []setOp{{Name: "datestyle", Reset: true}}}
+	require.Equal(t, []setOp{{Name: "datestyle"}}, st.resets(reset))
 	require.Contains(t, st.reapplySQL(st.resets(reset)), "(E'datestyle', E'Postgres,MDY')")
 	st.touch(reset)
 	read(st, x, 'I', val("datestyle", "Postgres, MDY"))
@@ -142,12 +142,12 @@ func TestSettingsState(t *testing.T) {
 	require.Empty(t, names, "the server has the startup value")
 
 	// A reset that rolled back leaves the value as it was.
-	st.touch(&setTouch{ops: []setOp{{name: "work_mem", reset: true}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem", Reset: true}}})
 	read(st, x, 'I', val("work_mem", "8MB"))
 	v, _ = st.effective("work_mem")
 	require.Equal(t, "8MB", v)
 	// One that took effect, without a startup value: back to the server's default.
-	st.touch(&setTouch{ops: []setOp{{name: "work_mem", reset: true}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem", Reset: true}}})
 	read(st, x, 'I', val("work_mem", "4MB"))
 	_, ok = st.effective("work_mem")
 	require.False(t, ok)
@@ -155,13 +155,13 @@ func TestSettingsState(t *testing.T) {
 	require.False(t, ok)
 
 	// A name the server does not know reads back NULL: nothing recorded.
-	st.touch(&setTouch{ops: []setOp{{name: "no_such"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "no_such"}}})
 	read(st, x, 'I', readVal{name: "no_such", null: true})
 	_, ok = st.effective("no_such")
 	require.False(t, ok)
 
 	// RESET ALL touches every setting the client has.
-	st.touch(&setTouch{all: true})
+	st.touch(&setTouch{All: true})
 	var touched []string
 	for _, tc := range st.touched {
 		require.Equal(t, st.gen, tc.resetGen)
@@ -176,7 +176,7 @@ func TestSettingsState(t *testing.T) {
 	x.set.Set("search_path", "app")
 	var none *settings
 	b, names = none.syncSQL(nil, x, nil)
-	require.Equal(t, []setOp{{name: "datestyle", reset: true}, {name: "search_path", reset: true}}, names)
+	require.Equal(t, []setOp{{Name: "datestyle", Reset: true}, {Name: "search_path", Reset: true}}, names)
 	require.Contains(t, string(b), `RESET "datestyle"`)
 	require.Equal(t, pool.Params{{Name: "datestyle", Value: unknownValue}, {Name: "search_path", Value: unknownValue}}, x.set)
 	for _, op := range names {
@@ -185,16 +185,16 @@ func TestSettingsState(t *testing.T) {
 	require.Empty(t, x.set)
 
 	// A client that left before its settings were read leaves them unknown on the server.
-	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}})
 	st.forget(x)
 	v, _ = x.set.Get("work_mem")
 	require.Equal(t, unknownValue, v)
 	_, names = st.syncSQL(nil, x, nil)
-	require.Contains(t, names, setOp{name: "work_mem", reset: true})
+	require.Contains(t, names, setOp{Name: "work_mem", Reset: true})
 
 	// A read-back that fails (a cancel) keeps the names touched; after a few in a row
 	// the server's values are given up as unknown.
-	st.touch(&setTouch{ops: []setOp{{name: "lock_timeout"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "lock_timeout"}}})
 	for i := 1; i < maxReadFails; i++ {
 		st.readFailed = true
 		read(st, x, 'I', val("lock_timeout", "1s"))
@@ -208,9 +208,9 @@ func TestSettingsState(t *testing.T) {
 
 	// A reset whose startup value could not be set again (the hidden query failed):
 	// the client has its startup value, the server's is unknown.
-	st.touch(&setTouch{ops: []setOp{{name: "datestyle"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle"}}})
 	read(st, x, 'I', val("datestyle", "ISO, MDY"))
-	st.touch(&setTouch{ops: []setOp{{name: "datestyle", reset: true}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle", Reset: true}}})
 	st.reapplyFailed = true
 	read(st, x, 'I', val("datestyle", "SQL, MDY"))
 	v, _ = st.effective("datestyle")
@@ -222,9 +222,9 @@ func TestSettingsState(t *testing.T) {
 	// The hidden query that sets the startup value again failed outside a transaction
 	// block (a cancel meant for another client's query landed on it): the RESET stood,
 	// though the value read back (the server's default) is the one the client had.
-	st.touch(&setTouch{ops: []setOp{{name: "datestyle"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle"}}})
 	read(st, x, 'I', val("datestyle", "ISO, MDY"))
-	st.touch(&setTouch{ops: []setOp{{name: "datestyle", reset: true}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle", Reset: true}}})
 	st.reapplyFailed, st.resetStood = true, true
 	read(st, x, 'I', val("datestyle", "ISO, MDY"))
 	v, _ = st.effective("datestyle")
@@ -234,11 +234,11 @@ func TestSettingsState(t *testing.T) {
 
 	// A SET whose read-back is still out, then a RESET that rolls back (BEGIN; RESET;
 	// ROLLBACK): the client keeps the SET's value, and so does the server's record.
-	st.touch(&setTouch{ops: []setOp{{name: "datestyle"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle"}}})
 	read(st, x, 'I', val("datestyle", "ISO, MDY"))
-	st.touch(&setTouch{ops: []setOp{{name: "datestyle"}}}) // set_config(..., 'SQL', false)
+	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle"}}}) // set_config(..., 'SQL', false)
 	first := st.gen
-	st.touch(&setTouch{ops: []setOp{{name: "datestyle", reset: true}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle", Reset: true}}})
 	st.rows = append(st.rows, val("datestyle", "SQL, MDY"))
 	st.commit(x, 'I', first)                       // the first read-back: before the RESET ran
 	read(st, x, 'I', val("datestyle", "SQL, MDY")) // after the ROLLBACK
@@ -251,9 +251,9 @@ func TestSettingsState(t *testing.T) {
 	// goes out. The first read-back's value (the SET's) is not the client's: the answer
 	// to the second decides, and the server's default is not recorded as a value the
 	// client set (which the next server would get as a session value).
-	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}}) // SET work_mem = '5MB'
+	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}}) // SET work_mem = '5MB'
 	r1 := st.gen
-	st.touch(&setTouch{ops: []setOp{{name: "work_mem", reset: true}}}) // RESET work_mem
+	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem", Reset: true}}}) // RESET work_mem
 	st.rows = append(st.rows, val("work_mem", "5MB"))
 	st.commit(x, 'I', r1)
 	_, ok = st.own.Get("work_mem")
@@ -267,11 +267,11 @@ func TestSettingsState(t *testing.T) {
 	require.Empty(t, st.touched)
 	// SET, RESET, SET again, each read-back out before the next request: the last one
 	// decides, whatever the earlier ones read.
-	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}})
 	r1 = st.gen
-	st.touch(&setTouch{ops: []setOp{{name: "work_mem", reset: true}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem", Reset: true}}})
 	r2 := st.gen
-	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}})
 	st.rows = append(st.rows, val("work_mem", "5MB"))
 	st.commit(x, 'I', r1)
 	st.rows = append(st.rows, val("work_mem", "4MB"))
@@ -283,9 +283,9 @@ func TestSettingsState(t *testing.T) {
 	require.Equal(t, "6MB", v)
 	// A startup setting: SET DateStyle, then RESET before the SET's read-back is
 	// answered; the client is back at its startup value, and so is the server's record.
-	st.touch(&setTouch{ops: []setOp{{name: "datestyle"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle"}}})
 	r1 = st.gen
-	st.touch(&setTouch{ops: []setOp{{name: "datestyle", reset: true}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle", Reset: true}}})
 	st.rows = append(st.rows, val("datestyle", "ISO, MDY"))
 	st.commit(x, 'I', r1)
 	v, _ = st.effective("datestyle")
@@ -299,9 +299,9 @@ func TestSettingsState(t *testing.T) {
 	// Two read-backs out with no request between (RESET, then a query that names
 	// nothing, each followed by one): the first decides; the second reads the same and
 	// does not record the server's default as the client's own value.
-	st.touch(&setTouch{ops: []setOp{{name: "work_mem"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}})
 	read(st, x, 'I', val("work_mem", "5MB"))
-	st.touch(&setTouch{ops: []setOp{{name: "work_mem", reset: true}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem", Reset: true}}})
 	both := st.gen
 	st.rows = append(st.rows, val("work_mem", "4MB"))
 	st.commit(x, 'I', both)
@@ -342,7 +342,7 @@ func TestSettingsSQLQuoting(t *testing.T) {
 	st.start.Set("search_path", `"it's", public\x`)
 	b, _ := st.syncSQL(nil, &serverState{}, nil)
 	require.True(t, strings.Contains(string(b), `E'"it''s", public\\x'`), string(b))
-	st.touch(&setTouch{ops: []setOp{{name: "a'b"}}})
+	st.touch(&setTouch{Ops: []setOp{{Name: "a'b"}}})
 	require.Contains(t, st.readSQL(), `(E'a''b')`)
 }
 
@@ -399,7 +399,7 @@ func TestResetInPlace(t *testing.T) {
 	do := func(names ...string) string {
 		var ops []setOp
 		for _, n := range names {
-			ops = append(ops, setOp{name: n})
+			ops = append(ops, setOp{Name: n})
 		}
 		return st.reapplyDO(ops)
 	}

@@ -68,10 +68,10 @@ func (s *Session) execOf(q string) (string, *stmtExec) {
 // execNeed adds to v what the statement an EXECUTE in q executes does to session state.
 func (s *Session) execNeed(q string, v verdict) verdict {
 	if _, e := s.execOf(q); e != nil {
-		v.pin |= e.target.pin
-		v.release = v.release || e.target.release
-		if v.set == nil {
-			v.set = e.target.set
+		v.Pin |= e.target.pin
+		v.Release = v.Release || e.target.release
+		if v.Set == nil {
+			v.Set = e.target.set
 		}
 	}
 	return v

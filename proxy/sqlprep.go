@@ -220,7 +220,7 @@ func (s *Session) sqlPrepare(c *pool.Conn, q string, st sqlStmt) error {
 	}
 	def := newSQLStmtDef(st.PrepareBody, types, s.srv.stmtEpoch.Load())
 	v := s.classify(def.query)
-	def.pin, def.release, def.set = v.pin, v.release, v.set
+	def.pin, def.release, def.set = v.Pin, v.Release, v.Set
 	def.checked.Store(true) // if the server rejects the PREPARE, it is marked failed
 	s.noteDDL(def.query, sqlscan.LeadOf(def.query))
 	s.keep(st.Name, def)

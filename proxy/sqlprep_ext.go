@@ -103,7 +103,7 @@ func (s *Session) executePrep(c *pool.Conn, p *sqlPrep, m []byte) error {
 	} else {
 		def = newSQLStmtDef(p.body, p.types, s.srv.stmtEpoch.Load())
 		v := s.classify(def.query)
-		def.pin, def.release, def.set = v.pin, v.release, v.set
+		def.pin, def.release, def.set = v.Pin, v.Release, v.Set
 		def.checked.Store(true) // if the server refuses the PREPARE, it is marked failed
 		s.noteDDL(def.query, sqlscan.LeadOf(def.query))
 		s.keep(p.name, def)

@@ -10,8 +10,8 @@ import (
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
-	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // Session-scoped work in transaction mode. When a client does something whose effect
@@ -24,47 +24,27 @@ import (
 // DEALLOCATE, CLOSE, DROP, COMMIT, ROLLBACK) pgmux asks the server whether any session
 // state is left, and when none is, the client goes back to transaction pooling.
 
-// pinReason is a set of reasons a client keeps its server.
-type pinReason uint16
-
-const (
-	pinAdvisory pinReason = 1 << iota
-	pinListen
-	pinPrepare
-	pinHold
-	pinTemp
-	pinSet
-	pinRole
-	pinLoad
-	pinSession // asked for a real session (pgmux.pool_mode=session)
+// The reasons a client keeps its server, and what a request's text does to session
+// state, are package link's (link/pin.go): decided from the text alone.
+type (
+	pinReason = link.Pin
+	verdict   = link.Verdict
 )
 
-var pinNames = [...]string{"advisory_lock", "listen", "prepare", "with_hold_cursor",
-	"temp_object", "set", "role", "load", "session"}
+const (
+	pinAdvisory = link.PinAdvisory
+	pinListen   = link.PinListen
+	pinPrepare  = link.PinPrepare
+	pinHold     = link.PinHold
+	pinTemp     = link.PinTemp
+	pinSet      = link.PinSet
+	pinRole     = link.PinRole
+	pinLoad     = link.PinLoad
+	pinSession  = link.PinSession
+	permanent   = link.Permanent
+)
 
-func (r pinReason) String() string {
-	if r == 0 {
-		return ""
-	}
-	var parts []string
-	for i, name := range pinNames {
-		if r&(1<<i) != 0 {
-			parts = append(parts, name)
-		}
-	}
-	return strings.Join(parts, ",")
-}
-
-// permanent reasons are never undone by the client: only a disconnect ends them.
-const permanent = pinLoad | pinSession
-
-// verdict is what a request's text does to session state.
-type verdict struct {
-	pin        pinReason
-	release    bool      // it may release pinned state
-	begin, end bool      // it begins / ends a transaction block
-	set        *setTouch // the settings it names (settings.go); nil for none
-}
+var pinNames = link.PinNames
 
 // classify scans SQL text for statements that create or may release session state, and
 // for the settings they name: every statement of a multi-statement text, and the
@@ -75,76 +55,7 @@ type verdict struct {
 // server then tells whether the state is there, and a client whose block made none goes
 // back to transaction pooling at once.
 func (s *Session) classify(sql string) verdict {
-	return classifyLead(sql, s.lead(sql))
-}
-
-// classifyText is classify without a session, for interesting =
-// sqlscan.MaybeInteresting(sql): no I/O and no state, so table tests and FuzzClassify
-// drive it with text alone.
-func classifyText(sql string, interesting bool) verdict {
-	l := sqlscan.LeadOf(sql)
-	l.Interesting = interesting
-	return classifyLead(sql, l)
-}
-
-// classifyLead is classify for l = sqlscan.LeadOf(sql) (but for l.Interesting, as in
-// classifyText).
-func classifyLead(sql string, l sqlscan.Lead) (v verdict) {
-	if !l.Interesting {
-		// DROP is no kind of its own, but dropping a temporary object may end a pin.
-		if l.Keyword == sqlscan.KwDrop {
-			v.release = true
-			return v
-		}
-		// A DROP after another statement of the text: the full scan finds it. A text whose
-		// every ';' is trailing (pgbench's, most drivers') holds no other statement.
-		if !l.More || !containsFold(sql, "drop") {
-			return v
-		}
-	}
-	hasDo := false
-	for st := range sqlscan.All(sqlscan.Scan(sql)) {
-		hasDo = hasDo || st.Do != nil
-		if st.AdvisoryLock > 0 {
-			v.pin |= pinAdvisory
-		}
-		if st.AdvisoryUnlock > 0 || st.AdvisoryUnlockAll {
-			v.release = true
-		}
-		switch st.Kind {
-		case sqlscan.KindListen:
-			v.pin |= pinListen
-		case sqlscan.KindPrepare:
-			v.pin |= pinPrepare
-		case sqlscan.KindDeclareHold:
-			v.pin |= pinHold
-		case sqlscan.KindCreateTemp:
-			v.pin |= pinTemp
-		case sqlscan.KindSetRole:
-			v.pin |= pinRole
-		case sqlscan.KindLoad:
-			v.pin |= pinLoad
-		case sqlscan.KindBegin:
-			v.begin = true
-		case sqlscan.KindCommit, sqlscan.KindRollback:
-			v.end, v.release = true, true
-		case sqlscan.KindReset, sqlscan.KindResetAll, sqlscan.KindDiscardAll, sqlscan.KindDiscard,
-			sqlscan.KindUnlisten, sqlscan.KindUnlistenAll, sqlscan.KindDeallocate,
-			sqlscan.KindDeallocateAll, sqlscan.KindClose:
-			v.release = true
-		case sqlscan.KindOther:
-			if sqlscan.LeadKeyword(st.Text) == sqlscan.KwDrop {
-				v.release = true
-			}
-		}
-		var pin pinReason
-		v.set, pin = setTouchOf(v.set, st)
-		v.pin |= pin
-	}
-	if hasDo && v.pin != 0 {
-		v.release = true
-	}
-	return v
+	return link.ClassifyLead(sql, s.lead(sql))
 }
 
 // stickyNeed looks at a client message before it is forwarded and reports what session
@@ -171,9 +82,9 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		}
 		q := unsafe.String(&text[0], len(text))
 		v = s.classify(q)
-		s.noteRequest(v.set, v.begin, v.end)
-		v.pin, v.release = s.sqlNeed(q, v.pin, v.release)
-		if v.release && s.listening && s.mode != config.PoolModeSession {
+		s.noteRequest(v.Set, v.Begin, v.End)
+		v.Pin, v.Release = s.sqlNeed(q, v.Pin, v.Release)
+		if v.Release && s.listening && s.mode != config.PoolModeSession {
 			s.unlistenShared(q)
 		}
 	case 'B':
@@ -190,10 +101,10 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 			break
 		}
 		if def := s.lookupStmt(name); def != nil {
-			v.pin, v.release = def.pin, def.release
+			v.Pin, v.Release = def.pin, def.release
 			s.noteRequest(def.set, false, false)
 		} else if len(name) == 0 {
-			v.pin, v.release = s.unnamedPin, s.unnamedRelease
+			v.Pin, v.Release = s.unnamedPin, s.unnamedRelease
 			if st := s.set.Load(); st != nil {
 				st.req = st.unnamed
 			}
@@ -212,15 +123,15 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 			break
 		}
 		u := s.classify(unsafe.String(&query[0], len(query)))
-		if u.pin == 0 && !u.release && u.set == nil {
+		if u.Pin == 0 && !u.Release && u.Set == nil {
 			u = s.execNeed(unsafe.String(&query[0], len(query)), u)
 		}
-		if u.pin&pinPrepare != 0 && s.prepOf(unsafe.String(&query[0], len(query))) != nil {
-			u.pin &^= pinPrepare // the client's statement, not the server's (sqlprep_ext.go)
+		if u.Pin&pinPrepare != 0 && s.prepOf(unsafe.String(&query[0], len(query))) != nil {
+			u.Pin &^= pinPrepare // the client's statement, not the server's (sqlprep_ext.go)
 		}
-		s.unnamedPin, s.unnamedRelease = u.pin, u.release
-		if u.set != nil || s.set.Load() != nil {
-			s.settingsState().unnamed = u.set
+		s.unnamedPin, s.unnamedRelease = u.Pin, u.Release
+		if u.Set != nil || s.set.Load() != nil {
+			s.settingsState().unnamed = u.Set
 		}
 	}
 	switch {
@@ -229,7 +140,7 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 	case s.forceSession:
 		return pinSession, false, nil
 	}
-	return v.pin, v.release, nil
+	return v.Pin, v.Release, nil
 }
 
 // reserveDirect takes a direct-budget slot for a client about to pin, waiting up to

@@ -218,3 +218,18 @@ func toLower(c byte) byte {
 	}
 	return c
 }
+
+// ContainsFold reports whether s contains w, a lowercase ASCII word, in any case: a
+// cheap look for a keyword before a full scan (it does not tell a word from a part of one).
+func ContainsFold(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		j := 0
+		for j < len(w) && s[i+j]|0x20 == w[j] {
+			j++
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
+}

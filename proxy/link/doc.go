@@ -2,8 +2,10 @@
 // server, as plain data and functions: the requests sent and not yet answered (Queue, of
 // Expect values), what the server still owes and the transaction status it reported
 // (Book), which request a server message answers and whether the client sees it
-// (Queue.Answer), what an ErrorResponse does (ErrorRule), and whether the link ends at a
-// ReadyForQuery (End).
+// (Queue.Answer), what an ErrorResponse does (ErrorRule), whether the link ends at a
+// ReadyForQuery (End), and what a request's SQL text does to session state: the reasons
+// it pins the client, whether it may release them, the settings it names (ClassifyLead,
+// Pin, SetTouch).
 //
 // It does no I/O and keeps no state of its own: no sockets, no locks, no goroutines, no
 // timers, no logging (TestPurity checks its imports). The caller, package proxy, holds

@@ -1,4 +1,4 @@
-package proxy
+package link
 
 import (
 	"testing"
@@ -14,23 +14,23 @@ import (
 func TestClassifyPins(t *testing.T) {
 	for _, tc := range []struct {
 		sql        string
-		pin        pinReason
+		pin        Pin
 		release    bool
 		begin, end bool
 	}{
 		{"SELECT 1", 0, false, false, false},
-		{"select pg_advisory_lock(1)", pinAdvisory, false, false, false},
+		{"select pg_advisory_lock(1)", PinAdvisory, false, false, false},
 		{"select pg_advisory_xact_lock(1)", 0, false, false, false},
 		{"select pg_advisory_unlock(1)", 0, true, false, false},
 		{"select pg_advisory_unlock_all()", 0, true, false, false},
-		{"LISTEN jobs", pinListen, false, false, false},
+		{"LISTEN jobs", PinListen, false, false, false},
 		{"UNLISTEN *", 0, true, false, false},
-		{"PREPARE p AS SELECT 1", pinPrepare, false, false, false},
+		{"PREPARE p AS SELECT 1", PinPrepare, false, false, false},
 		{"DEALLOCATE p", 0, true, false, false},
-		{"DECLARE c CURSOR WITH HOLD FOR SELECT 1", pinHold, false, false, false},
+		{"DECLARE c CURSOR WITH HOLD FOR SELECT 1", PinHold, false, false, false},
 		{"DECLARE c CURSOR FOR SELECT 1", 0, false, false, false},
 		{"CLOSE c", 0, true, false, false},
-		{"CREATE TEMP TABLE t (a int)", pinTemp, false, false, false},
+		{"CREATE TEMP TABLE t (a int)", PinTemp, false, false, false},
 		{"drop table t", 0, true, false, false},
 		{"/* x */ DROP TABLE t", 0, true, false, false},
 		{"SELECT 1; DROP TABLE t", 0, true, false, false},
@@ -39,25 +39,25 @@ func TestClassifyPins(t *testing.T) {
 		{"SELECT dropped FROM t WHERE id = $1;", 0, false, false, false},
 		{"SELECT 1; ; drop table t", 0, true, false, false},
 		{"drop table t;", 0, true, false, false},
-		{"SET ROLE alice", pinRole, false, false, false},
-		{"LOAD 'auto_explain'", pinLoad, false, false, false},
+		{"SET ROLE alice", PinRole, false, false, false},
+		{"LOAD 'auto_explain'", PinLoad, false, false, false},
 		{"DISCARD ALL", 0, true, false, false},
 		{"RESET ALL", 0, true, false, false},
 		{"BEGIN", 0, false, true, false},
 		{"COMMIT", 0, true, false, true},
 		{"ROLLBACK", 0, true, false, true},
-		{"BEGIN; SELECT pg_advisory_lock(1); COMMIT", pinAdvisory, true, true, true},
+		{"BEGIN; SELECT pg_advisory_lock(1); COMMIT", PinAdvisory, true, true, true},
 		{"select $$ ; listen x $$", 0, false, false, false},
 		// A DO block's statements may not all run: it pins and asks afterwards.
-		{"DO $$BEGIN PERFORM pg_advisory_lock(1); END$$", pinAdvisory, true, false, false},
+		{"DO $$BEGIN PERFORM pg_advisory_lock(1); END$$", PinAdvisory, true, false, false},
 	} {
 		t.Run(tc.sql, func(t *testing.T) {
-			v := classifyText(tc.sql, sqlscan.MaybeInteresting(tc.sql))
-			require.Equal(t, tc.pin, v.pin, "pin %v", v.pin)
-			require.Equal(t, tc.release, v.release, "release")
-			require.Equal(t, tc.begin, v.begin, "begin")
-			require.Equal(t, tc.end, v.end, "end")
-			require.Equal(t, v, classifyText(tc.sql, true), "the fast path agrees with the full scan")
+			v := ClassifyText(tc.sql, sqlscan.MaybeInteresting(tc.sql))
+			require.Equal(t, tc.pin, v.Pin, "pin %v", v.Pin)
+			require.Equal(t, tc.release, v.Release, "release")
+			require.Equal(t, tc.begin, v.Begin, "begin")
+			require.Equal(t, tc.end, v.End, "end")
+			require.Equal(t, v, ClassifyText(tc.sql, true), "the fast path agrees with the full scan")
 		})
 	}
 }
@@ -76,8 +76,8 @@ func FuzzClassify(f *testing.F) {
 		if len(sql) > 4096 {
 			return
 		}
-		full := classifyText(sql, true)
-		fast := classifyText(sql, sqlscan.MaybeInteresting(sql))
+		full := ClassifyText(sql, true)
+		fast := ClassifyText(sql, sqlscan.MaybeInteresting(sql))
 		require.Equal(t, full, fast, "%q", sql)
 	})
 }
