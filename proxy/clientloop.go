@@ -123,8 +123,7 @@ func (s *Session) loopOK() bool {
 // halfway.
 func (s *Session) loopPark(rearm bool) bool {
 	s.rd.Release()
-	// (s.mu before ncMu: it is not taken under it.)
-	move := s.srv.loopFor(s.id) != s.loopIdx.Load() && s.linkedServer() == nil
+	to, move := s.misplaced() // before ncMu: s.mu is not taken under it
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
 	if s.ncEnd&ncClosed != 0 {
@@ -132,12 +131,20 @@ func (s *Session) loopPark(rearm bool) bool {
 	}
 	s.idleSince = time.Now().UnixNano()
 	p := s.home()
-	if to := s.srv.loopFor(s.id); move && to != s.loopIdx.Load() && p != nil {
+	if move && p != nil {
 		p.moveOut(s, s.fd)
 		s.loopIdx.Store(to)
 		p, rearm = s.home(), true
 	}
 	return p.loopPark(s, s.fd, rearm)
+}
+
+// misplaced returns the loop the client belongs on now (Server.loopFor) and whether it
+// is to move there: it is on another and has no server linked. Called only by the
+// session's owner, which alone changes loopIdx.
+func (s *Session) misplaced() (to uint32, move bool) {
+	to = s.srv.loopFor(s.id)
+	return to, to != s.loopIdx.Load() && s.linkedServer() == nil
 }
 
 // parkOnLoop parks the client for its next request from the loop itself.
@@ -157,7 +164,7 @@ func (s *Session) offLoop() {
 // serveLoop runs on the parker's goroutine when a loop-parked client's socket is
 // readable; ev is the epoll event's mask.
 func (s *Session) serveLoop(ev uint32) {
-	if s.srv.loopFor(s.id) != s.loopIdx.Load() && s.linkedServer() == nil {
+	if _, move := s.misplaced(); move {
 		// The active loops changed (SetActiveLoops): the client moves to its place among
 		// them and its request is served there; registering the descriptor anew reports
 		// the bytes waiting (and the peer's end) to whichever loop it is in after.

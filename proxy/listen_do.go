@@ -101,7 +101,7 @@ func (s *Session) unlistenIn(l *listenmux.Listener, stmts []sqlscan.Statement) {
 func listenError(channel, db string, wait time.Duration, err error) *pgerr.Error {
 	var pe *pgerr.Error
 	if errors.As(err, &pe) && !strings.HasPrefix(pe.Code, "08") {
-		return &pgerr.Error{Severity: pgerr.SeverityError, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
+		return pe.AtSeverity(pgerr.SeverityError)
 	}
 	hint := "Retry the LISTEN once PostgreSQL accepts connections again."
 	if errors.Is(err, pool.ErrWaitTimeout) || errors.Is(err, context.DeadlineExceeded) {

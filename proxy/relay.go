@@ -561,7 +561,7 @@ func acquireError(s *Session, err error) *pgerr.Error {
 		pe.Severity = pgerr.SeverityError
 		return pe
 	case errors.As(err, &pe):
-		return &pgerr.Error{Severity: pgerr.SeverityError, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
+		return pe.AtSeverity(pgerr.SeverityError)
 	case errors.Is(err, pool.ErrWaitTimeout):
 		st := s.entry.pool.Options()
 		return pgerr.New(pgerr.QueryCanceled, "query_wait_timeout: no server connection became free for database %q, user %q", s.dbName, s.user).
@@ -580,7 +580,7 @@ func serverError(err error) *pgerr.Error {
 	}
 	var pe *pgerr.Error
 	if errors.As(err, &pe) {
-		return &pgerr.Error{Severity: pgerr.SeverityFatal, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
+		return pe.AtSeverity(pgerr.SeverityFatal)
 	}
 	if errors.Is(err, pool.ErrWaitTimeout) {
 		return pgerr.Fatal(pgerr.CannotConnectNow, "timed out waiting for a server connection to log in: %v", err)

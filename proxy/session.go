@@ -629,7 +629,7 @@ func (s *Session) loginFailed(err error) {
 	var pe *pgerr.Error
 	if errors.As(err, &pe) {
 		if pe.Severity != pgerr.SeverityFatal {
-			pe = &pgerr.Error{Severity: pgerr.SeverityFatal, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
+			pe = pe.AtSeverity(pgerr.SeverityFatal)
 		}
 		_ = s.loginWrite(pe.Append(nil))
 		s.srv.metrics.LoginFailed(pe.Code)

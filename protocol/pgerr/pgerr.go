@@ -67,6 +67,14 @@ func Fatal(code, format string, args ...any) *Error {
 // Error implements error.
 func (e *Error) Error() string { return e.Severity + ": " + e.Message + " (SQLSTATE " + e.Code + ")" }
 
+// AtSeverity returns a copy of e at severity sev: a server's error passed on as the
+// client's ERROR, or as the FATAL that ends its connection.
+func (e *Error) AtSeverity(sev string) *Error {
+	c := *e
+	c.Severity = sev
+	return &c
+}
+
 // WithDetail sets the DETAIL field.
 func (e *Error) WithDetail(format string, args ...any) *Error {
 	e.Detail = fmt.Sprintf(format, args...)

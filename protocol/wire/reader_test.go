@@ -2,7 +2,6 @@ package wire
 
 import (
 	"bytes"
-	"io"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -30,24 +29,9 @@ func TestReaderCurrent(t *testing.T) {
 
 	// A message larger than what one read brings: Skip refills, its start is gone.
 	big := Query(nil, string(bytes.Repeat([]byte("x"), 3*BufSize)))
-	rd = NewReader(&chunky{b: big, max: 1024})
+	rd = NewReader(&chunked{b: big, n: 1024})
 	_, n, err = rd.Next()
 	require.NoError(t, err)
 	require.NoError(t, rd.Skip(n))
 	require.Nil(t, rd.Current())
-}
-
-// chunky reads at most max bytes at a time.
-type chunky struct {
-	b   []byte
-	max int
-}
-
-func (c *chunky) Read(p []byte) (int, error) {
-	if len(c.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p[:min(len(p), c.max)], c.b)
-	c.b = c.b[n:]
-	return n, nil
 }
