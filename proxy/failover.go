@@ -297,7 +297,7 @@ func (s *Session) abortOnLink(c *pool.Conn) {
 		return
 	}
 	s.fo &^= foAborted
-	s.q.push(expect{Kind: 'Q', Hide: true})
+	s.q.push(&expect{Kind: 'Q', Hide: true})
 	_ = c.Wr.Write(wire.Query(nil, abortSQL)) // a failed write surfaces at the client's flush
 }
 

@@ -228,7 +228,7 @@ func (s *Session) send(c *pool.Conn, b []byte, es ...expect) error {
 	}
 	s.mu.Lock()
 	for i := range es {
-		s.q.push(es[i])
+		s.q.push(&es[i])
 	}
 	s.mu.Unlock()
 	if err := c.Wr.Write(b); err != nil {

@@ -50,7 +50,7 @@ func relayAnswer(rows int) []byte {
 // Query's expectation heads the response queue and the client's writer is live.
 func relaySession(dst io.Writer) *Session {
 	s := &Session{wr: wire.NewWriter(dst), sessionWork: &sessionWork{book: book{TxStatus: 'I', Pending: 1}}}
-	s.q.push(expect{Kind: 'Q'})
+	s.q.push(&expect{Kind: 'Q'})
 	return s
 }
 

@@ -81,8 +81,10 @@ func (q *respQueue) woken() {
 
 func (q *respQueue) len() int { return q.ring.Len() }
 
-func (q *respQueue) push(e expect) {
-	q.ring.Push(&e)
+// push queues a copy of e as the newest expect (a pointer: the 128-byte value is copied
+// once, into the ring).
+func (q *respQueue) push(e *expect) {
+	q.ring.Push(e)
 	if e.Fake || e.Clear != 0 {
 		q.publish()
 	}

@@ -23,7 +23,7 @@ func TestRespQueuePublishes(t *testing.T) {
 	var b book
 	q := &respQueue{}
 	wake := q.wakeChan()
-	q.push(expect{Kind: 'P', Fake: true})
+	q.push(&expect{Kind: 'P', Fake: true})
 	requireCounters(t, q)
 	b.SentClient(&q.ring, 'Q', false)
 	q.markClear(1)
@@ -56,7 +56,7 @@ func TestRespQueuePublishes(t *testing.T) {
 	requireCounters(t, q)
 	require.Equal(t, 1, q.len(), "the Sync stays for its ReadyForQuery")
 
-	q.push(expect{Kind: 'E', Clear: 2})
+	q.push(&expect{Kind: 'E', Clear: 2})
 	requireCounters(t, q)
 	q.reset()
 	requireCounters(t, q)

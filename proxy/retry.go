@@ -250,21 +250,21 @@ func (s *Session) planRetry(st *serverState) []byte {
 	if present, _ := st.stmts.lookup(def.server, s.Reqs, nil); present {
 		st.stmts.remove(def.server)
 		b = closeMsg(b, 'S', def.server)
-		s.q.push(expect{Kind: 'C', Hide: true, Stmt: def.server, Stale: true})
+		s.q.push(&expect{Kind: 'C', Hide: true, Stmt: def.server, Stale: true})
 	}
 	for _, ev := range st.stmts.addDef(def, nil) {
 		b = closeMsg(b, 'S', ev)
-		s.q.push(expect{Kind: 'C', Hide: true, Stmt: ev})
+		s.q.push(&expect{Kind: 'C', Hide: true, Stmt: ev})
 	}
 	b = def.parseMsg(b, def.server)
-	s.q.push(expect{Kind: 'P', Hide: true, Stmt: def.server, Prep: st.stmts.preparing(def.server, s.Reqs, nil)})
+	s.q.push(&expect{Kind: 'P', Hide: true, Stmt: def.server, Prep: st.stmts.preparing(def.server, s.Reqs, nil)})
 	s.ops.serverParses.Add(1)
 	b = append(b, l.buf[f.Off:]...)
 	for i, e := range st.skipped {
 		e.ParamsSent = i == 0 && e.Kind == 'D'
-		s.q.push(e)
+		s.q.push(&e)
 	}
-	s.q.push(expect{Kind: 'S'})
+	s.q.push(&expect{Kind: 'S'})
 	st.stmts.Retries.Add(1)
 	return b
 }

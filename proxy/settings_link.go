@@ -68,7 +68,7 @@ func (s *Session) syncSettings(c *pool.Conn) {
 		if op.Reset {
 			kind = link.SetSyncReset
 		}
-		s.q.push(expect{Kind: 'Q', Hide: true, Setting: kind, Stmt: op.Name, Val: op.Value})
+		s.q.push(&expect{Kind: 'Q', Hide: true, Setting: kind, Stmt: op.Name, Val: op.Value})
 	}
 	_ = c.Wr.Write(b) // a failed write surfaces when the client's message is flushed
 }
@@ -135,7 +135,7 @@ func (s *Session) settingsAfter(c *pool.Conn, typ byte) error {
 			s.q.wakeChan()
 			s.flushNow = true // the client's next message waits for its answer
 		}
-		s.q.push(e)
+		s.q.push(&e)
 	}
 	s.mu.Unlock()
 	if len(b) == 0 {
@@ -169,7 +169,7 @@ func (s *Session) readBack(c *pool.Conn) (bool, error) {
 		return false, nil
 	}
 	st := s.set.Load()
-	s.q.push(expect{Kind: 'Q', Hide: true, Setting: link.SetRead, Seq: st.gen})
+	s.q.push(&expect{Kind: 'Q', Hide: true, Setting: link.SetRead, Seq: st.gen})
 	b := wire.Query(nil, st.readSQL())
 	s.mu.Unlock()
 	err := c.Wr.Write(b)
@@ -332,7 +332,7 @@ func (s *Session) retryReapply(c *pool.Conn, st *settings) error {
 		return nil
 	}
 	st.reapplyFailed = false
-	s.q.push(expect{Kind: 'Q', Hide: true, Setting: link.SetReapply})
+	s.q.push(&expect{Kind: 'Q', Hide: true, Setting: link.SetReapply})
 	s.mu.Unlock()
 	s.log().Debug("setting the startup values again after a reset failed: retried")
 	err := c.Wr.Write(wire.Query(nil, strings.Replace(sql, "pg_catalog.pg_settings s", "pg_catalog.pg_show_all_settings() s", 1)))

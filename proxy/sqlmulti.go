@@ -144,7 +144,7 @@ func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
 	}
 	s.mu.Lock()
 	for _, e := range after {
-		s.q.push(e)
+		s.q.push(&e)
 	}
 	s.mu.Unlock()
 	return s.writeScratch(c, b)

@@ -254,7 +254,7 @@ func (s *Session) stateCheckSQL() string {
 // sendStateCheck follows the client's request with the hidden state check.
 func (s *Session) sendStateCheck(c *pool.Conn) error {
 	s.mu.Lock()
-	s.q.push(expect{Kind: 'Q', Hide: true, Check: true, Seq: s.pinSeq})
+	s.q.push(&expect{Kind: 'Q', Hide: true, Check: true, Seq: s.pinSeq})
 	s.mu.Unlock()
 	if err := c.Wr.Write(wire.Query(s.scratch[:0], s.stateCheckSQL())); err != nil {
 		return &wire.WriteError{Err: err}

@@ -182,7 +182,7 @@ func (s *Session) answerParse(c *pool.Conn) error {
 		return s.send(c, stubParse, expect{Kind: 'P'})
 	}
 	if s.q.len() > 0 {
-		s.q.push(expect{Kind: 'P', Fake: true})
+		s.q.push(&expect{Kind: 'P', Fake: true})
 		s.mu.Unlock()
 		return nil
 	}

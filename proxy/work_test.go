@@ -28,7 +28,7 @@ func TestWorkFieldsClassified(t *testing.T) {
 		"DropErr":        {func(w *sessionWork) { w.DropErr = true }},
 		"ddlSent":        {func(w *sessionWork) { w.ddlSent = true }},
 		"flushNow":       {func(w *sessionWork) { w.flushNow = true }},
-		"q":              {func(w *sessionWork) { w.q.push(expect{Kind: 'Q'}) }, func(w *sessionWork) { w.q.fakes.Add(1) }, func(w *sessionWork) { w.q.clears.Add(1) }},
+		"q":              {func(w *sessionWork) { w.q.push(&expect{Kind: 'Q'}) }, func(w *sessionWork) { w.q.fakes.Add(1) }, func(w *sessionWork) { w.q.clears.Add(1) }},
 		"heldErr":        {func(w *sessionWork) { w.heldErr = []byte{'E'} }},
 		"lostLease":      {func(w *sessionWork) { w.lostLease = &pool.Conn{} }},
 		"stmts":          {func(w *sessionWork) { w.stmts = map[string]*stmtDef{"s1": {}} }},
