@@ -60,7 +60,7 @@
 //	'B' in a failed transaction               failedbind.go:Session.failedBind
 //	'D' Describe, 'C' Close                   prepared.go:Session.rewriteDescribeClose
 //	'P' 'C' 'H' answered without a server     deferred.go:Session.deferLocal
-//	'E' Execute, 'S' Sync, 'H' Flush          relay.go:Session.forwardClient (kept for a retry: retry.go:reqLog.add)
+//	'E' Execute, 'S' Sync, 'H' Flush          relay.go:Session.forwardClient (kept for a retry: proxy/link/retry.go:Log.Add)
 //	'F' FunctionCall, 'd' 'c' 'f' COPY data   relay.go:Session.forwardClient (forwarded raw)
 //	'X' Terminate                             relay.go:Session.relay
 //	a message refused (no server)             relay.go:Session.refuse, relay.go:Session.skipUntilSync
@@ -80,7 +80,7 @@
 //	'Z' ReadyForQuery: release, unpin         relay.go:Session.onReady, relay.go:Session.settle, pool/conn.go:Conn.Release
 //	'Z' the release rule (no I/O)             proxy/link/end.go:End
 //	'Z' retires its request                   relay.go:Session.retireReady -> proxy/link/match.go:Queue.RetireReady, proxy/link/book.go:Book.ReadyAnswered
-//	'E' ErrorResponse, 0A000 retry            relay.go:Session.onError, retry.go:Session.planRetry, relay.go:Session.skipToSync
+//	'E' ErrorResponse, 0A000 retry            relay.go:Session.onError, retry.go:Session.planRetry (proxy/link/retry.go:PlanRetry), relay.go:Session.skipToSync
 //	'E' what the error does (no I/O)          proxy/link/errrule.go:ErrorRule
 //	'E' skips to the Sync                     proxy/link/match.go:ErrorSkipsToSync, proxy/link/book.go:Book.ErrorSkips, proxy/link/match.go:Queue.SkipToSync
 //	'S' ParameterStatus                       params.go:Session.onParameterStatus
@@ -134,7 +134,7 @@
 //	what an ErrorResponse does                proxy/link/errrule.go:ErrorRule (TestErrorRule)
 //	whether the link ends at ReadyForQuery    proxy/link/end.go:End (TestEnd)
 //	whether a request pins the client         proxy/link/pin.go:ClassifyText (TestClassifyPins, FuzzClassify)
-//	the 0A000 retry's request log             retry.go:reqLog.add (TestReqLog)
+//	the 0A000 retry: what is kept, if it runs  proxy/link/retry.go:Log.Add, proxy/link/retry.go:PlanRetry (TestPlanRetry)
 //
 // # Goroutines
 //

@@ -225,7 +225,7 @@ func TestNoUntypedFields(t *testing.T) {
 
 // sharedByLock are types with no lock, atomic or channel of their own that more than one
 // goroutine touches, under a lock of the value that holds them.
-var sharedByLock = []string{"sessionTimers", "reqLog", "Expect", "Book", "stmtNode", "checkConn", "serverState"}
+var sharedByLock = []string{"sessionTimers", "Log", "Expect", "Book", "stmtNode", "checkConn", "serverState"}
 
 // ownerNote is how a doc comment says who owns a value: its owner, what guards it, which
 // goroutines use it.

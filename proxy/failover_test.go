@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
@@ -145,4 +146,16 @@ func TestLostWhileDispatching(t *testing.T) {
 		_, err := s.serverFor('B')
 		require.ErrorIs(t, err, errLostMeanwhile, "fo %b", fo)
 	}
+}
+
+// errorMsg is an ErrorResponse with the fields given (type letter and value each).
+func errorMsg(fields ...string) []byte {
+	b := []byte{'E', 0, 0, 0, 0}
+	for _, f := range fields {
+		b = append(b, f...)
+		b = append(b, 0)
+	}
+	b = append(b, 0)
+	binary.BigEndian.PutUint32(b[1:], uint32(len(b)-1))
+	return b
 }

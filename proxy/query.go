@@ -21,7 +21,7 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 		return err
 	}
 	if l := s.linkLog(c); l != nil {
-		l.skip('Q') // never retried
+		l.Skip('Q') // never retried
 	}
 	text, _, err := wire.CString(wire.Body(m))
 	if err == nil && len(text) > 0 {

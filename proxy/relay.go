@@ -488,18 +488,18 @@ func (s *Session) forwardClient(c *pool.Conn, typ byte, n int) error {
 		}
 	}
 	if l := s.linkLog(c); l != nil {
-		if n <= 1<<10 && (typ == 'E' || typ == 'S' || typ == 'H') && l.keeps(typ) {
+		if n <= 1<<10 && (typ == 'E' || typ == 'S' || typ == 'H') && l.Keeps(typ) {
 			m, err := s.rd.Message(n)
 			if err != nil {
 				return err
 			}
-			l.add(m)
+			l.Add(m)
 			if err := c.Wr.Write(m); err != nil {
 				return &wire.WriteError{Err: err}
 			}
 			return nil
 		}
-		l.skip(typ)
+		l.Skip(typ)
 	}
 	return s.rd.Forward(c.Wr, n)
 }
@@ -1166,7 +1166,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 			return fatal // the server is ending the connection: the client is kept (failover.go)
 		}
 	}
-	staleCode, gone := planChanged(m), lookupFailed(m)
+	staleCode, gone := link.PlanChanged(m), lookupFailed(m)
 	// Under s.mu: the session goroutine sets a fresh connection's Tracker before it
 	// takes s.mu to link it, and the socket alone is no happens-before edge.
 	s.mu.Lock()

@@ -115,7 +115,7 @@ func (s *Session) executePrep(c *pool.Conn, p *sqlPrep, m []byte) error {
 	}
 	s.mu.Unlock()
 	if l := s.linkLog(c); l != nil {
-		l.skip('E') // not replayed (retry.go)
+		l.Skip('E') // not replayed (retry.go)
 	}
 	return s.writeScratch(c, append(b, m...))
 }

@@ -275,7 +275,7 @@ func (s *Session) raiseViaServer(c *pool.Conn, typ byte, n int, pe *pgerr.Error)
 		"', HINT = '" + hint + "'; END$pgmux$"
 	if typ == 'Q' {
 		if l := s.linkLog(c); l != nil {
-			l.skip('Q')
+			l.Skip('Q')
 		}
 		// The Query was accounted when it was linked: write the replacement only.
 		if err := c.Wr.Write(wire.Query(nil, do)); err != nil {

@@ -101,7 +101,7 @@ func (s *Session) executeClear(c *pool.Conn, n int) (bool, error) {
 	b = append(b, m...)
 	b = append(b, 'H', 0, 0, 0, 4)
 	if l := s.linkLog(c); l != nil {
-		l.skip('E') // not replayed (retry.go)
+		l.Skip('E') // not replayed (retry.go)
 	}
 	return true, s.writeScratch(c, b)
 }

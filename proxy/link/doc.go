@@ -5,7 +5,8 @@
 // (Queue.Answer), what an ErrorResponse does (ErrorRule), whether the link ends at a
 // ReadyForQuery (End), and what a request's SQL text does to session state: the reasons
 // it pins the client, whether it may release them, the settings it names (ClassifyLead,
-// Pin, SetTouch).
+// Pin, SetTouch); and the 0A000 retry: what of a request is kept to be sent again (Log)
+// and whether it is (PlanRetry).
 //
 // It does no I/O and keeps no state of its own: no sockets, no locks, no goroutines, no
 // timers, no logging (TestPurity checks its imports). The caller, package proxy, holds

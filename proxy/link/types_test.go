@@ -4,7 +4,10 @@ package link
 // a rewrite of an error, a DEALLOCATE's drop. The link only stores them and checks them
 // for nil.
 type (
-	stmt struct{ name string }
+	stmt struct {
+		name string
+		sql  bool // prepared by SQL PREPARE (PlanRetry does not replay it)
+	}
 	fix  struct{}
 	drop struct{}
 )
