@@ -142,11 +142,20 @@ func (w *Writer) writeOp(op *writeOp, p []byte) error {
 		return err
 	}
 	op.p = p
-	err := raw.Write(op.fn)
+	// The write is first tried with the descriptor merely held (RawConn.Control); only
+	// what the socket does not take goes through RawConn.Write, which waits in the
+	// runtime's poller. Most writes are taken whole, and Control skips Write's per-call
+	// work (the descriptor's write lock, the poller's reset and deadline check). Its
+	// write lock is not needed: a Writer is its socket's only writer, used by one
+	// goroutine at a time.
+	err := raw.Control(op.now)
+	if err == nil && op.again {
+		err = raw.Write(op.fn)
+	}
 	if err == nil {
 		err = op.err
 	}
-	op.p, op.err = nil, nil
+	op.p, op.err, op.again = nil, nil, false
 	return err
 }
 
@@ -157,6 +166,9 @@ type writeOp struct {
 	p   []byte
 	err error
 	fn  func(uintptr) bool
+	// now is fn run once with the descriptor held, again set when the socket was full.
+	now   func(uintptr)
+	again bool
 	// TryFlush's: its callback (made at the first TryFlush of this op) and progress.
 	try   func(uintptr)
 	wrote int
@@ -165,6 +177,7 @@ type writeOp struct {
 var writeOps = sync.Pool{New: func() any {
 	op := &writeOp{buf: make([]byte, BufSize)}
 	op.fn = op.ready
+	op.now = op.readyNow
 	return op
 }}
 
@@ -190,6 +203,10 @@ func (op *writeOp) ready(fd uintptr) bool {
 	}
 	return true
 }
+
+// readyNow is ready without the poller: what the socket does not take stays in op.p,
+// and op.again says so.
+func (op *writeOp) readyNow(fd uintptr) { op.again = !op.ready(fd) }
 
 func (w *Writer) release() {
 	if w.op != nil {
