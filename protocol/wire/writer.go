@@ -148,6 +148,9 @@ func (w *Writer) writeOp(op *writeOp, p []byte) error {
 	// work (the descriptor's write lock, the poller's reset and deadline check). Its
 	// write lock is not needed: a Writer is its socket's only writer, used by one
 	// goroutine at a time.
+	if op.now == nil {
+		op.now = op.readyNow // made once per op, at its first write to a socket
+	}
 	err := raw.Control(op.now)
 	if err == nil && op.again {
 		err = raw.Write(op.fn)
@@ -166,7 +169,8 @@ type writeOp struct {
 	p   []byte
 	err error
 	fn  func(uintptr) bool
-	// now is fn run once with the descriptor held, again set when the socket was full.
+	// now is fn run once with the descriptor held (made at the op's first write to a
+	// socket); again is set when the socket was full.
 	now   func(uintptr)
 	again bool
 	// TryFlush's: its callback (made at the first TryFlush of this op) and progress.
@@ -177,7 +181,6 @@ type writeOp struct {
 var writeOps = sync.Pool{New: func() any {
 	op := &writeOp{buf: make([]byte, BufSize)}
 	op.fn = op.ready
-	op.now = op.readyNow
 	return op
 }}
 
