@@ -126,7 +126,7 @@ func (c *Conn) HoldForCancel() { c.cancels.Add(1) }
 // UnholdCancel ends a HoldForCancel, completing a release that waited for it.
 func (c *Conn) UnholdCancel() {
 	if c.cancels.Add(-1) == 0 && c.heldRelease.CompareAndSwap(true, false) {
-		c.pool.release(c, c.heldReset.Load())
+		c.pool.release(c, c.heldReset.Load(), time.Time{})
 	}
 }
 
@@ -405,9 +405,14 @@ func (c *Conn) startInternal(sql string, done func(error)) error {
 
 // Release ends the lease on a clean connection (no transaction open, nothing pending).
 // With reset, the pool runs server_reset_query before the next lease.
-func (c *Conn) Release(reset bool) {
+func (c *Conn) Release(reset bool) { c.ReleaseAt(reset, time.Time{}) }
+
+// ReleaseAt is Release with the caller's clock reading now (an event loop's, read once
+// per wake-up), for the connection's last use and a waiter's wait; zero: the pool reads
+// the clock.
+func (c *Conn) ReleaseAt(reset bool, now time.Time) {
 	c.unlease()
-	c.pool.release(c, reset)
+	c.pool.release(c, reset, now)
 }
 
 // Discard ends the lease on a connection that cannot be reused and closes it. The

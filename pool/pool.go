@@ -570,12 +570,15 @@ func (p *Pool) leaseAt(c *Conn, l Lessee, now time.Time) bool {
 	return true
 }
 
-// release takes back a connection whose lease ended cleanly.
-func (p *Pool) release(c *Conn, reset bool) {
+// release takes back a connection whose lease ended cleanly; now is the caller's clock
+// reading (zero: none, read here).
+func (p *Pool) release(c *Conn, reset bool, now time.Time) {
 	if c.closing.Load() || c.releaseHeld(reset) {
 		return
 	}
-	now := time.Now() // one clock reading for the lifetime check, lastUsed and a waiter's wait
+	if now.IsZero() {
+		now = time.Now() // one clock reading for the lifetime check, lastUsed and a waiter's wait
+	}
 	p.mu.Lock()
 	q := p.opts.ResetQuery
 	var over error
@@ -634,7 +637,7 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 	c.lastUsed.Store(now.UnixNano())
 	if p.waiters.Len() > 0 {
 		w := p.waiters.pop()
-		p.stats.noteWait(now.Sub(w.since))
+		p.stats.noteWait(max(now.Sub(w.since), 0)) // now may be a loop's reading, from before w queued
 		c.state.Store(int32(StateActive))
 		p.mu.Unlock()
 		w.give(c)

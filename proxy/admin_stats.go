@@ -100,13 +100,13 @@ func (s *Session) noteSend(typ byte, now monoTime) {
 
 // noteReady runs, with s.mu held, when a ReadyForQuery for the client's own request
 // arrives (after Pending and TxStatus are updated): it closes the query and, on 'I', the
-// transaction, for SHOW STATS and the histograms.
-func (s *Session) noteReady(status byte) {
+// transaction, for SHOW STATS and the histograms; at is the loop's clock reading (zero: none).
+func (s *Session) noteReady(status byte, at time.Time) {
 	s.ops.out.Add(6) // the ReadyForQuery itself
 	if s.ops.qStart == 0 {
 		return
 	}
-	now := monoNow()
+	now := monoOrNow(at)
 	obs := s.observers()
 	q := now.sub(s.ops.qStart)
 	s.ops.queryTime += q
@@ -134,11 +134,21 @@ var monoBase = time.Now()
 // two, the wall clock's too).
 func monoNow() monoTime { return monoTime(time.Since(monoBase)) + 1 }
 
+// monoOrNow is t as a monoTime (a loop's clock reading), or now when t is zero.
+func monoOrNow(t time.Time) monoTime {
+	if t.IsZero() {
+		return monoNow()
+	}
+	return monoOf(t)
+}
+
 // monoOf is t, a clock reading already made, as a monoTime (no clock read).
 func monoOf(t time.Time) monoTime { return monoTime(t.Sub(monoBase)) + 1 }
 
 // sub is the time from u to t.
-func (t monoTime) sub(u monoTime) time.Duration { return time.Duration(t - u) }
+// sub is t - u, at least zero: t may be a loop's clock reading, taken at its wake-up,
+// and u a goroutine's a moment later.
+func (t monoTime) sub(u monoTime) time.Duration { return max(time.Duration(t-u), 0) }
 
 // Time is t as a time.Time, or the zero Time for none.
 func (t monoTime) Time() time.Time {

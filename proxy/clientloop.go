@@ -53,8 +53,11 @@ type loopWork struct {
 	conn  *pool.Conn // handed by the pool for the queued request
 	err   error      // the queued wait's failure (timeout)
 	start time.Time  // when the queued request began to wait
-	skip  bool       // a goroutine taking over must drop messages up to Sync
-	woken bool       // a goroutine taking over acquires as a woken waiter (pool.ErrRetry)
+	// at: the loop's clock reading for what it serves of the client in this wake-up
+	// (parker.now); read by dispatch on the loop (on) and by parkOnLoop.
+	at    time.Time
+	skip  bool // a goroutine taking over must drop messages up to Sync
+	woken bool // a goroutine taking over acquires as a woken waiter (pool.ErrRetry)
 	// readable: an edge of the client's socket came while its request ran on the loop.
 	readable bool
 	// lg: the client's login, while it runs on the loop (loginloop_linux.go).
@@ -121,7 +124,10 @@ func (s *Session) loopOK() bool {
 // a request arrives there (serveLoop); only the session's owner (the loop serving it,
 // or its goroutine) parks it, and ncMu keeps closeAndWake from looking at the loops
 // halfway.
-func (s *Session) loopPark(rearm bool) bool {
+func (s *Session) loopPark(rearm bool) bool { return s.loopParkAt(rearm, time.Time{}) }
+
+// loopParkAt is loopPark with the loop's clock reading at (zero: none).
+func (s *Session) loopParkAt(rearm bool, at time.Time) bool {
 	s.rd.Release()
 	to, move := s.misplaced() // before ncMu: s.mu is not taken under it
 	s.ncMu.Lock()
@@ -129,7 +135,10 @@ func (s *Session) loopPark(rearm bool) bool {
 	if s.ncEnd&ncClosed != 0 {
 		return false
 	}
-	s.idleSince = time.Now().UnixNano()
+	if at.IsZero() {
+		at = time.Now()
+	}
+	s.idleSince = at.UnixNano()
 	p := s.home()
 	if move && p != nil {
 		p.moveOut(s, s.fd)
@@ -149,7 +158,7 @@ func (s *Session) misplaced() (to uint32, move bool) {
 
 // parkOnLoop parks the client for its next request from the loop itself.
 func (s *Session) parkOnLoop() {
-	if !s.loopPark(false) {
+	if !s.loopParkAt(false, s.lw.at) {
 		s.offLoop() // closed meanwhile: the goroutine ends the session
 	}
 }
@@ -162,8 +171,8 @@ func (s *Session) offLoop() {
 }
 
 // serveLoop runs on the parker's goroutine when a loop-parked client's socket is
-// readable; ev is the epoll event's mask.
-func (s *Session) serveLoop(ev uint32) {
+// readable; ev is the epoll event's mask, at the loop's clock reading.
+func (s *Session) serveLoop(ev uint32, at time.Time) {
 	if _, move := s.misplaced(); move {
 		// The active loops changed (SetActiveLoops): the client moves to its place among
 		// them and its request is served there; registering the descriptor anew reports
@@ -185,6 +194,7 @@ func (s *Session) serveLoop(ev uint32) {
 		s.lw = &loopWork{}
 	}
 	s.lw.saw(ev)
+	s.lw.at = at
 	s.ownSettings()
 	s.readLoop()
 }
@@ -356,21 +366,34 @@ func (s *Session) loopLease(cfg *config.Config, start time.Time) (*pool.Conn, er
 	return nil, errOffLoop
 }
 
-// loopStart is when the request being dispatched began to wait for a server, when it
-// was queued on the loop; zero otherwise.
+// loopWaitStart is, while dispatch runs on the loop, when the request began to wait for a
+// server: when it was queued, or this wake-up of the loop; zero off the loop.
 func (s *Session) loopWaitStart() time.Time {
 	if s.lw == nil || !s.lw.on {
 		return time.Time{}
 	}
+	if s.lw.start.IsZero() {
+		return s.lw.at // not queued: the request begins now, in this wake-up of the loop
+	}
 	return s.lw.start
+}
+
+// loopClock is the loop's clock reading while dispatch runs on the loop, else the time now.
+func (s *Session) loopClock() time.Time {
+	if s.lw != nil && s.lw.on && !s.lw.at.IsZero() {
+		return s.lw.at
+	}
+	return time.Now()
 }
 
 // Handed is pool.Handoff's: the server a request queued on the loop waited for, or why
 // none came. It runs on the releasing goroutine and only posts to the loop.
 func (s *Session) Handed(c *pool.Conn, err error) { s.home().post(s, c, err) }
 
-// handed continues a queued request on the loop with what the pool handed it.
-func (s *Session) handed(c *pool.Conn, err error) {
+// handed continues a queued request on the loop with what the pool handed it, at the
+// loop's clock reading.
+func (s *Session) handed(c *pool.Conn, err error, at time.Time) {
+	s.lw.at = at
 	switch {
 	case c != nil:
 		if !s.entry.pool.TakeHanded(c, s) {

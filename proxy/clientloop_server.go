@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"syscall"
+	"time"
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
@@ -55,10 +56,10 @@ func (s *Session) pumpsOnLoop(c *pool.Conn) bool {
 // as PostgreSQL ends a backend), and no later edge would tell of it, so the loop reads on
 // until the end, which goes to the reader goroutine (serverFailed). Stopping at the short
 // read left a pinned client, told the FATAL, open on a dead server until its next request.
-func (s *Session) pumpOnLoop(c *pool.Conn, closing bool) {
+func (s *Session) pumpOnLoop(c *pool.Conn, closing bool, at time.Time) {
 	rd := c.Rd
 	for drained := false; ; {
-		if !s.relayBatch(c) {
+		if !s.relayBatch(c, at) {
 			return
 		}
 		if drained {
@@ -87,7 +88,7 @@ func (s *Session) pumpOnLoop(c *pool.Conn, closing bool) {
 // relayBatch relays the whole messages buffered from c's server to s, holding s.wmu, and
 // flushes them to the client; false once the loop is done with c for this lease (the
 // link ended, c failed, or c went back to its reader).
-func (s *Session) relayBatch(c *pool.Conn) bool {
+func (s *Session) relayBatch(c *pool.Conn, at time.Time) bool {
 	rd := c.Rd
 	if _, _, whole := rd.Whole(); !whole {
 		return true
@@ -113,7 +114,7 @@ func (s *Session) relayBatch(c *pool.Conn) bool {
 			ok = false
 			break
 		}
-		released, err := s.relayMsg(c, typ, n, true)
+		released, err := s.relayMsg(c, typ, n, at)
 		if err != nil {
 			c.HandBack()
 			ok = false

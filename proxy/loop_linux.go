@@ -73,7 +73,7 @@ func (p *parker) Event(fd int32, events uint32) {
 		s.onLoop = loopBusy
 		p.mu.Unlock()
 		if parked {
-			s.serveLoop(events)
+			s.serveLoop(events, p.now())
 		} else {
 			s.lw.readable = true // its request is on the loop: read after it
 			s.lw.saw(events)
@@ -92,6 +92,10 @@ func (p *parker) post(s *Session, c *pool.Conn, err error) {
 		p.handle(h)
 	}
 }
+
+// now is when the loop last woke up (evloop.Loop.Now): the current time for what the loop
+// serves in that wake-up. The loop's goroutine only.
+func (p *parker) now() time.Time { return p.ev.Now() }
 
 // open reports whether the loop still runs (servers may be parked on it).
 func (p *parker) open() bool { return p.ev.Open() }
@@ -139,7 +143,7 @@ func (p *parker) serverEvent(c *pool.Conn, events uint32) {
 		c.HandBack()
 		return
 	}
-	s.pumpOnLoop(c, events&goneEvents != 0)
+	s.pumpOnLoop(c, events&goneEvents != 0, p.now())
 }
 
 // reads reports whether c is this loop's to read (while c.InLoop): only this loop can
@@ -184,6 +188,6 @@ func (p *parker) handle(h handover) {
 	case h.s == nil:
 		p.adopted(h.c)
 	default:
-		h.s.handed(h.c, h.err)
+		h.s.handed(h.c, h.err, p.now())
 	}
 }

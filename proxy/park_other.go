@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"net"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -25,6 +26,7 @@ func (p *parker) loopPark(*Session, int32, bool) bool { return false }
 func (p *parker) leaveLoop(*Session)                  {}
 func (p *parker) moveOut(*Session, int32)             {}
 func (p *parker) clients() int                        { return 0 }
+func (p *parker) now() time.Time                      { return time.Time{} }
 func (p *parker) post(*Session, *pool.Conn, error)    {}
 func (p *parker) Adopt(c *pool.Conn)                  { c.HandBack() }
 func (p *parker) Recall(c *pool.Conn)                 { c.HandBack() }

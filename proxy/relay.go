@@ -342,7 +342,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 		}
 	}
 	s.lostLease = nil
-	waited := time.Since(start)
+	waited := max(s.loopClock().Sub(start), 0)
 	at := monoOf(start) + monoTime(waited) // the request's start (noteSend): no other reading
 	s.stats.WaitTime += waited
 	s.noteAcquire(waited)
@@ -753,7 +753,7 @@ func (s *Session) Pump(c *pool.Conn) error {
 			s.wmu.Lock()
 			held = true
 		}
-		released, err := s.relayMsg(c, typ, n, false)
+		released, err := s.relayMsg(c, typ, n, time.Time{})
 		if err != nil || released {
 			return err
 		}
@@ -761,10 +761,11 @@ func (s *Session) Pump(c *pool.Conn) error {
 }
 
 // relayMsg relays one message of c's server whose header Next returned, with s.wmu
-// held: for Pump on the reader goroutine, or for the client loop (onLoop: the client is
-// not waited for; what its socket does not take stays in s.wr, clientloop_server.go).
+// held: for Pump on the reader goroutine (loopAt zero), or for the client loop (loopAt:
+// its wake-up's time, evloop.Loop.Now; the client is not waited for: what its socket does
+// not take stays in s.wr, clientloop_server.go).
 // released: the link ended; err: c failed, and the client was told (serverFailed).
-func (s *Session) relayMsg(c *pool.Conn, typ byte, n int, onLoop bool) (released bool, err error) {
+func (s *Session) relayMsg(c *pool.Conn, typ byte, n int, loopAt time.Time) (released bool, err error) {
 	rd := c.Rd
 	if s.q.fakes.Load() > 0 {
 		s.answerFakes() // Parses answered by pgmux come before this message's answer
@@ -781,7 +782,7 @@ func (s *Session) relayMsg(c *pool.Conn, typ byte, n int, onLoop bool) (released
 	}
 	switch typ {
 	case 'Z':
-		released, err := s.onReady(c, n, onLoop)
+		released, err := s.onReady(c, n, loopAt)
 		if rr != nil && err == nil {
 			s.holdDone(rr)
 		}
@@ -895,7 +896,8 @@ func (s *Session) clientWriteFailed() {
 
 // onReady handles ReadyForQuery: the end of a hidden query, or of the client's request,
 // where a transaction-mode link ends if nothing else is pending.
-func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
+func (s *Session) onReady(c *pool.Conn, n int, loopAt time.Time) (bool, error) {
+	onLoop := !loopAt.IsZero()
 	m, err := c.Rd.Message(n)
 	if err != nil {
 		s.serverFailed(c, err)
@@ -945,13 +947,13 @@ func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
 		if s.server == c {
 			s.TxStatus = status
 		}
-		return s.settle(c, status)
+		return s.settleAt(c, status, loopAt)
 	}
 	if e.Settles {
 		if s.server == c {
 			s.TxStatus = status
 		}
-		return s.settle(c, status)
+		return s.settleAt(c, status, loopAt)
 	}
 	if e.Hide {
 		s.mu.Unlock()
@@ -971,7 +973,7 @@ func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
 		if status == 'I' {
 			s.stats.Transactions++
 		}
-		s.noteReady(status)
+		s.noteReady(status, loopAt)
 	}
 	s.mu.Unlock()
 	if !s.closed.Load() {
@@ -991,7 +993,7 @@ func (s *Session) onReady(c *pool.Conn, n int, onLoop bool) (bool, error) {
 		}
 	}
 	s.mu.Lock()
-	return s.settle(c, status)
+	return s.settleAt(c, status, loopAt)
 }
 
 // afterCheck ends pinning when the state check found nothing left on the server, then
@@ -1009,6 +1011,12 @@ func (s *Session) afterCheck(c *pool.Conn, status byte, seq uint32) (bool, error
 // settle decides, with s.mu held (released on return), whether the link ends after a
 // ReadyForQuery, and ends it.
 func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
+	return s.settleAt(c, status, time.Time{})
+}
+
+// settleAt is settle with the loop's clock reading at (zero: none, the release reads the
+// clock).
+func (s *Session) settleAt(c *pool.Conn, status byte, at time.Time) (bool, error) {
 	if s.server != c {
 		s.mu.Unlock()
 		return false, nil
@@ -1071,7 +1079,7 @@ func (s *Session) settle(c *pool.Conn, status byte) (bool, error) {
 	s.mu.Unlock()
 	switch out {
 	case link.Release:
-		c.Release(reset || s.srv.Config().ServerResetQueryAlways)
+		c.ReleaseAt(reset || s.srv.Config().ServerResetQueryAlways, at)
 		if !closed && s.srv.cutAtRelease() {
 			s.fatal(shutdownFatal()) // safe shutdown: its server is back, so it goes
 		}

@@ -38,7 +38,7 @@ type Handler[T any] interface {
 // bench/README.md).
 //
 // Owners: mu guards inbox, spare, ended and evfd's closing; awake is atomic; the wait
-// itself is the loop goroutine's (Run).
+// itself and now are the loop goroutine's (Run).
 type Loop[T any] struct {
 	epfd int
 	mu   sync.Mutex
@@ -53,7 +53,14 @@ type Loop[T any] struct {
 	// Unpoll takes a descriptor out of the set, as Del; made once, so that passing it
 	// (pool.Conn.OnFD) allocates nothing.
 	Unpoll func(fd uintptr)
+	// now is when the loop last woke up (Now); the loop goroutine's alone.
+	now time.Time
 }
+
+// Now is the time the loop last woke up, read once per wake-up: what the events and
+// posted items of that wake-up take as the current time (as PgBouncer's loop caches its
+// clock per iteration). Only the loop's goroutine (the Handler's calls) may use it.
+func (l *Loop[T]) Now() time.Time { return l.now }
 
 // New makes a loop's epoll set and eventfd; Run serves it.
 func New[T any]() (*Loop[T], error) {
@@ -172,8 +179,10 @@ func (l *Loop[T]) Run(h Handler[T], period time.Duration, done <-chan struct{}) 
 			return nil
 		default:
 		}
-		if time.Since(lastTick) >= period {
-			lastTick = time.Now()
+		now := time.Now()
+		l.now = now
+		if now.Sub(lastTick) >= period {
+			lastTick = now
 			h.Tick()
 		}
 		if err == nil {
