@@ -210,3 +210,43 @@ func TestEndServesWhatWasPosted(t *testing.T) {
 	}
 	require.Equal(t, []int{0, 1, 2, 3, 4}, got)
 }
+
+// clockRecorder records, for each item posted to it, the loop's clock reading.
+type clockRecorder struct {
+	l   *Loop[int]
+	now chan time.Time
+}
+
+func (c *clockRecorder) Event(int32, uint32) {}
+func (c *clockRecorder) Tick()               {}
+func (c *clockRecorder) Posted(v int) {
+	if v >= 0 {
+		c.now <- c.l.Now()
+	}
+}
+
+// TestNowIsTheWakeUp: what a loop serves sees the time of the wake-up that brought it
+// (Now), read after the loop woke and before the item was served; a later wake-up reads
+// the clock again.
+func TestNowIsTheWakeUp(t *testing.T) {
+	l, err := New[int]()
+	require.NoError(t, err)
+	h := &clockRecorder{l: l, now: make(chan time.Time, 4)}
+	stop := run(t, l, h, time.Hour)
+	defer func() { require.NoError(t, stop()) }()
+	var seen []time.Time
+	for i := range 2 {
+		time.Sleep(50 * time.Millisecond) // the loop waits: the post wakes it
+		before := time.Now()
+		require.True(t, l.Post(i))
+		select {
+		case at := <-h.now:
+			require.False(t, at.Before(before), "the reading is from after the post woke the loop")
+			require.False(t, at.After(time.Now()), "and from before the item was served")
+			seen = append(seen, at)
+		case <-time.After(5 * time.Second):
+			t.Fatal("the posted item was not served")
+		}
+	}
+	require.True(t, seen[1].After(seen[0]), "each wake-up reads the clock")
+}
