@@ -234,6 +234,17 @@ func (s *Session) readLoop() {
 func (s *Session) runLoop() bool {
 	for s.rd.Buffered() > 0 {
 		typ, n, whole := s.rd.Whole()
+		if whole && typ == 'X' {
+			// Terminate: the session ends as the relay ends it (clientGone, retire, end),
+			// on a goroutine of its own since ending may wait (a linked server's close,
+			// the log); not through offLoop, whose goroutine is made for a request and
+			// grows its stack to a login's first (resumeFromLoop): a client that
+			// connects for one query and leaves (pgbench -C, serverless functions) paid
+			// that at each connection.
+			s.home().leaveLoop(s)
+			go s.endFromLoop(nil)
+			return false
+		}
 		if !whole || !s.loopable(typ, n) {
 			s.offLoop()
 			return false
