@@ -166,6 +166,14 @@ func (l *Loop[T]) Run(h Handler[T], period time.Duration, done <-chan struct{}) 
 			}
 			armed = next
 		}
+		select {
+		case <-done:
+			// Looked at before each wait too, not only after: a Post meant to wake the
+			// loop for done (as the server's shutdown does) may have been served by the
+			// iteration that just ended, and the loop would then sleep until its tick.
+			return nil
+		default:
+		}
 		n := 0
 		var werr error
 		l.awake.Store(false)

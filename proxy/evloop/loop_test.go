@@ -250,3 +250,37 @@ func TestNowIsTheWakeUp(t *testing.T) {
 	}
 	require.True(t, seen[1].After(seen[0]), "each wake-up reads the clock")
 }
+
+// closer ends its loop from inside: serving item 1, it closes done and posts 2 to wake
+// the loop, as a shutdown does from outside at the worst moment (the wake-up served in
+// the iteration that is running).
+type closer struct {
+	l    *Loop[int]
+	done chan struct{}
+}
+
+func (c *closer) Event(int32, uint32) {}
+func (c *closer) Tick()               {}
+func (c *closer) Posted(v int) {
+	if v == 1 {
+		close(c.done)
+		c.l.Post(2)
+	}
+}
+
+// TestDoneSeenBeforeWaiting: a loop whose done closes while it serves (the Post meant to
+// wake it served in the same iteration) returns, and does not sleep until its next tick.
+func TestDoneSeenBeforeWaiting(t *testing.T) {
+	l, err := New[int]()
+	require.NoError(t, err)
+	h := &closer{l: l, done: make(chan struct{})}
+	res := make(chan error, 1)
+	go func() { res <- l.Run(h, time.Hour, h.done) }()
+	require.True(t, l.Post(1))
+	select {
+	case err := <-res:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after done")
+	}
+}
