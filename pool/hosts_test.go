@@ -10,10 +10,10 @@ import (
 )
 
 func TestAttrsAccept(t *testing.T) {
-	primary := Params{{"in_hot_standby", "off"}, {"default_transaction_read_only", "off"}}
-	roPrimary := Params{{"in_hot_standby", "off"}, {"default_transaction_read_only", "on"}}
-	standby := Params{{"in_hot_standby", "on"}, {"default_transaction_read_only", "off"}}
-	old := Params{{"server_version", "13.4"}}
+	primary := Params{{Name: "in_hot_standby", Value: "off"}, {Name: "default_transaction_read_only", Value: "off"}}
+	roPrimary := Params{{Name: "in_hot_standby", Value: "off"}, {Name: "default_transaction_read_only", Value: "on"}}
+	standby := Params{{Name: "in_hot_standby", Value: "on"}, {Name: "default_transaction_read_only", Value: "off"}}
+	old := Params{{Name: "server_version", Value: "13.4"}}
 	tests := []struct {
 		attrs  SessionAttrs
 		params Params

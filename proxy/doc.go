@@ -64,8 +64,8 @@
 //	'F' FunctionCall, 'd' 'c' 'f' COPY data   relay.go:Session.forwardClient (forwarded raw)
 //	'X' Terminate                             relay.go:Session.relay
 //	a message refused (no server)             relay.go:Session.refuse, relay.go:Session.skipUntilSync
-//	session settings replayed on a server     settings_link.go:Session.syncSettings, settings_link.go:Session.settingsAfter
-//	startup values set again after a RESET    settings_inplace.go:Session.resetInPlace (in the Query), settings_link.go:Session.settingsAfter, settings_link.go:Session.awaitReapply
+//	session settings replayed on a server     settings_link.go:Session.syncSettings, settings_link.go:Session.settingsAfter, proxy/link/settings.go:Settings.SyncSQL (no I/O), proxy/link/settings.go:Settings.Commit (no I/O)
+//	startup values set again after a RESET    settings_inplace.go:Session.resetInPlace (in the Query: proxy/link/settings.go:ResetInPlace), settings_link.go:Session.settingsAfter, settings_link.go:Session.awaitReapply
 //	reads routed to a standby                 replica.go:Session.routeRead, replica.go:Session.acquireReplica
 //	a server lost mid-transaction (failover)  failover.go:Session.recoverLink, failover.go:Session.answerAborted
 //

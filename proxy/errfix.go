@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // errFix makes an error the server raised for a message pgmux renamed read as the
@@ -19,9 +20,9 @@ type errFix struct {
 	shifts   []posShift
 }
 
-// posShift is text pgmux added to a Query (settings_inplace.go): positions beyond at, in
-// the server's text, move back by delta.
-type posShift struct{ at, delta int }
+// posShift is text pgmux added to a Query (link.ResetInPlace): positions beyond At, in
+// the server's text, move back by Delta.
+type posShift = link.PosShift
 
 // positionFix returns the fix for a query the client wrote as orig[:start] + name token
 // + orig[end:] and pgmux sent with server in place of the token.
@@ -55,8 +56,8 @@ func (f *errFix) apply(m []byte) []byte {
 					np -= f.delta
 				}
 				for _, sh := range f.shifts {
-					if p > sh.at {
-						np -= sh.delta
+					if p > sh.At {
+						np -= sh.Delta
 					}
 				}
 				if np != p {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/pgmux/pgmux/proxy/link"
 	"slices"
 	"strings"
 
@@ -9,7 +10,6 @@ import (
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
-	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/startup"
 	"github.com/pgmux/pgmux/protocol/wire"
 )
@@ -125,7 +125,7 @@ func (s *Session) sharedOwn(own pool.Params) pool.Params {
 func (s *Session) sharedStart(start pool.Params) *settings {
 	start = slices.Clip(start) // a Set on a copy's start must not write into the shared array
 	if s.entry == nil {
-		return &settings{start: start}
+		return &settings{Settings: link.Settings{Start: start}}
 	}
 	return s.entry.sharedStart(packStart(start), start)
 }
@@ -147,7 +147,7 @@ func packStart(start pool.Params) string {
 // that may change its settings.
 func (s *Session) ownSettings() {
 	if st := s.set.Load(); st != nil && st.shared {
-		s.set.Store(&settings{start: st.start})
+		s.set.Store(&settings{Settings: link.Settings{Start: st.Start}})
 	}
 }
 
@@ -234,10 +234,6 @@ func (s *Session) reportChanged(c *pool.Conn) {
 	}
 }
 
-func setConfigSQL(name, value string) string {
-	return "SELECT pg_catalog.set_config(" + sqlscan.QuoteLiteral(name) + ", " + sqlscan.QuoteLiteral(value) + ", false)"
-}
-
 // onParameterStatus records a parameter change on the server and on the client, and
 // relays it unless it is the echo of a hidden query that the client already believes. A
 // change made while answering the client's own request marks the setting touched, so its
@@ -257,7 +253,7 @@ func (s *Session) onParameterStatus(c *pool.Conn, n int) error {
 	c.NoteParameter(name, value)
 	s.mu.Lock()
 	if head, ok := s.q.peek(); ok && !head.Hide {
-		s.settingsState().markReported(name)
+		s.settingsState().MarkReported(name)
 	}
 	if st := s.set.Load(); st != nil && st.reapplying > 0 {
 		// A reset is followed by pgmux setting the startup value again: the client hears

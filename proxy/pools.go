@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/pgmux/pgmux/proxy/link"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -76,7 +77,7 @@ func (e *poolEntry) sharedStart(key string, start pool.Params) *settings {
 	if st, ok := e.starts[key]; ok {
 		return st
 	}
-	st := &settings{start: start, shared: true}
+	st := &settings{Settings: link.Settings{Start: start}, shared: true}
 	if len(e.starts) < maxSharedStarts {
 		if e.starts == nil {
 			e.starts = make(map[string]*settings)

@@ -926,9 +926,9 @@ func (s *Session) onReady(c *pool.Conn, n int, loopAt time.Time) (bool, error) {
 			}
 		} else if st := s.set.Load(); st != nil {
 			retry := false
-			if st.reapplyFailed && status == 'I' && !st.reqErr {
+			if st.ReapplyFailed && status == 'I' && !st.reqErr {
 				// The reset committed; only setting the startup value again failed.
-				st.resetStood = true
+				st.ResetStood = true
 				if e.Val != "" && s.server == c {
 					// Sent again before the client's next message (awaitReapply), which
 					// counts as this one meanwhile: ParameterStatus stays held.

@@ -2,11 +2,9 @@ package proxy
 
 import (
 	"strings"
-	"unicode/utf8"
-	"unsafe"
 
-	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // A reset of a startup value sent in a simple Query ("RESET DateStyle", "RESET ALL;
@@ -29,9 +27,9 @@ import (
 // cannot run in the implicit transaction block of a Query of several statements), resets
 // inside DO blocks, and Queries that also PREPARE, EXECUTE or DEALLOCATE (rewritten by
 // sqlprep.go and sqlmulti.go).
-
-// inPlaceTag is the dollar-quote tag of pgmux's DO blocks.
-const inPlaceTag = "$pgmux_reset$"
+//
+// The rewrite is link.ResetInPlace (pure, link/settings.go); here are the session's
+// side of it and the reading of the answers.
 
 // resetInPlace returns the client's Query text q with the startup values set again
 // behind every statement that resets them, the CommandCompletes to hide (bit i: the
@@ -41,7 +39,7 @@ const inPlaceTag = "$pgmux_reset$"
 // (settings.reapplyQuery).
 func (s *Session) resetInPlace(q string) (m []byte, hide uint64, fix *errFix) {
 	st := s.set.Load()
-	if st == nil || strings.Contains(q, inPlaceTag) {
+	if st == nil || strings.Contains(q, link.InPlaceTag) {
 		return nil, 0, nil
 	}
 	s.mu.Lock()
@@ -50,86 +48,16 @@ func (s *Session) resetInPlace(q string) (m []byte, hide uint64, fix *errFix) {
 	if !resets {
 		return nil, 0, nil
 	}
-	m, hide, fix, all := resetInPlaceText(st, q)
+	m, hide, shifts, all := link.ResetInPlace(&st.Settings, q)
+	if m != nil {
+		fix = &errFix{shifts: shifts}
+	}
 	if m != nil && all {
 		s.mu.Lock()
 		st.reapplyQuery = ""
 		s.mu.Unlock()
 	}
 	return m, hide, fix
-}
-
-// resetInPlaceText is resetInPlace's rewrite, without a session; all reports that no
-// reset can hide in a DO block of the client's.
-func resetInPlaceText(st *settings, q string) (m []byte, hide uint64, fix *errFix, all bool) {
-	sts := sqlscan.Scan(q)
-	if len(sts) == 0 || len(sts) > 32 {
-		return nil, 0, nil, false
-	}
-	all = true
-	for _, stmt := range sts {
-		switch stmt.Kind {
-		case sqlscan.KindPrepare, sqlscan.KindExecute, sqlscan.KindDeallocate, sqlscan.KindDeallocateAll,
-			sqlscan.KindDiscardAll:
-			return nil, 0, nil, false
-		}
-		all = all && stmt.Do == nil
-	}
-	var b strings.Builder
-	last, added, shifted := 0, 0, 0 // bytes of q copied, DO blocks added, runes added
-	var shifts []posShift
-	for i, stmt := range sts {
-		var t setTouch
-		switch {
-		case stmt.Kind == sqlscan.KindReset:
-			t.Ops = []setOp{{Name: strings.ToLower(stmt.Name), Reset: true}}
-		case stmt.Kind == sqlscan.KindResetAll:
-			t.All = true
-		case stmt.Kind == sqlscan.KindSet && stmt.Value == "DEFAULT":
-			t.Ops = []setOp{{Name: strings.ToLower(stmt.Name), Reset: true}}
-		default:
-			continue
-		}
-		ops := st.resets(&t)
-		if len(ops) == 0 {
-			continue
-		}
-		off := int(uintptr(unsafe.Pointer(unsafe.StringData(stmt.Text))) - uintptr(unsafe.Pointer(unsafe.StringData(q))))
-		end := off + len(stmt.Text)
-		if off < 0 || end > len(q) {
-			return nil, 0, nil, false
-		}
-		b.WriteString(q[last:end])
-		ins := "; " + st.reapplyDO(ops)
-		b.WriteString(ins)
-		last = end
-		// Positions past the DO, counted in the server's text, move back by its length.
-		at := utf8.RuneCountInString(q[:end]) + shifted
-		n := utf8.RuneCountInString(ins)
-		shifts = append(shifts, posShift{at: at, delta: n})
-		shifted += n
-		hide |= 1 << (i + added + 1) // the DO's CommandComplete follows the statement's
-		added++
-	}
-	if added == 0 {
-		return nil, 0, nil, false
-	}
-	b.WriteString(q[last:])
-	return wire.Query(nil, b.String()), hide, &errFix{shifts: shifts}, all
-}
-
-// reapplyDO is a DO block that sets the startup values of ops again, each on its own:
-// one the server will not set leaves the others.
-func (st *settings) reapplyDO(ops []setOp) string {
-	var b strings.Builder
-	b.WriteString("DO " + inPlaceTag + "BEGIN")
-	for _, op := range ops {
-		start, _ := st.start.Get(op.Name)
-		b.WriteString(" BEGIN PERFORM " + setConfigSQL(op.Name, start)[len("SELECT "):] +
-			"; EXCEPTION WHEN OTHERS THEN NULL; END;")
-	}
-	b.WriteString(" END" + inPlaceTag)
-	return b.String()
 }
 
 // readCC reads a CommandComplete of a Query with pgmux's DO blocks in it (resetInPlace)

@@ -27,7 +27,7 @@ func (s *Session) settingsState() *settings {
 	if st == nil {
 		s.set.CompareAndSwap(nil, &settings{})
 	} else {
-		s.set.CompareAndSwap(st, &settings{start: st.start})
+		s.set.CompareAndSwap(st, &settings{Settings: link.Settings{Start: st.Start}})
 	}
 	return s.set.Load()
 }
@@ -53,7 +53,8 @@ func (s *Session) syncSettings(c *pool.Conn) {
 	x := s.stateOf(c)
 	st := s.set.Load()
 	if st != nil {
-		st.reapplying, st.rows, st.retrySQL = 0, nil, "" // a broken link's hidden queries went with it
+		st.reapplying, st.retrySQL = 0, "" // a broken link's hidden queries went with it
+		st.DropRead()
 		st.out.Store(0)
 	}
 	if st == nil && len(x.set) == 0 {
@@ -83,16 +84,16 @@ func (s *Session) settingsBefore(typ byte) {
 	t := st.req
 	st.req = nil
 	s.mu.Lock()
-	if ops := st.resets(t); len(ops) > 0 {
+	if ops := st.Resets(t); len(ops) > 0 {
 		st.reqErr = false
-		sql := st.reapplySQL(ops)
+		sql := st.ReapplySQL(ops)
 		if typ == 'Q' {
 			st.reapplyQuery = sql
 		} else {
 			st.reapplyAtSync = append(st.reapplyAtSync, sql)
 		}
 	}
-	st.touch(t)
+	st.Touch(t)
 	s.mu.Unlock()
 }
 
@@ -123,10 +124,10 @@ func (s *Session) settingsAfter(c *pool.Conn, typ byte) error {
 	// The read-back is pipelined only where the Query surely ends outside a transaction:
 	// nothing else outstanding, and either no transaction open and none begun, or one
 	// ended. Otherwise the reader sends it at ReadyForQuery 'I'.
-	if typ == 'Q' && len(st.touched) > 0 && s.Pending == 1 && !s.Unsynced && !st.reqBegin &&
+	if typ == 'Q' && st.Touched() && s.Pending == 1 && !s.Unsynced && !st.reqBegin &&
 		(s.TxStatus == 'I' || st.reqEnd) {
-		b = wire.Query(b, st.readSQL())
-		es = append(es, expect{Kind: 'Q', Hide: true, Setting: link.SetRead, Seq: st.gen})
+		b = wire.Query(b, st.ReadSQL())
+		es = append(es, expect{Kind: 'Q', Hide: true, Setting: link.SetRead, Seq: st.Gen()})
 	}
 	for _, e := range es {
 		if e.Setting == link.SetReapply {
@@ -150,7 +151,7 @@ func (s *Session) settingsAfter(c *pool.Conn, typ byte) error {
 // needsRead reports whether the link must read settings back before it ends. s.mu is held.
 func (s *Session) needsRead() bool {
 	st := s.set.Load()
-	return st != nil && len(st.touched) > 0
+	return st != nil && st.Touched()
 }
 
 // readBack sends the read-back from the server's reader, at a ReadyForQuery 'I' with
@@ -169,8 +170,8 @@ func (s *Session) readBack(c *pool.Conn) (bool, error) {
 		return false, nil
 	}
 	st := s.set.Load()
-	s.q.push(&expect{Kind: 'Q', Hide: true, Setting: link.SetRead, Seq: st.gen})
-	b := wire.Query(nil, st.readSQL())
+	s.q.push(&expect{Kind: 'Q', Hide: true, Setting: link.SetRead, Seq: st.Gen()})
+	b := wire.Query(nil, st.ReadSQL())
 	s.mu.Unlock()
 	err := c.Wr.Write(b)
 	if err == nil {
@@ -190,7 +191,10 @@ func (s *Session) readRow(rd *wire.Reader, n int) error {
 	if err != nil || cols != 2 {
 		return nil
 	}
-	var vals [2]readVal
+	var vals [2]struct {
+		value string
+		null  bool
+	}
 	for i := 0; i < 2; i++ {
 		l, r, err := wire.Int32(rest)
 		if err != nil {
@@ -208,7 +212,7 @@ func (s *Session) readRow(rd *wire.Reader, n int) error {
 	}
 	s.mu.Lock()
 	if st := s.set.Load(); st != nil && !vals[0].null {
-		st.rows = append(st.rows, readVal{name: vals[0].value, value: vals[1].value, null: vals[1].null})
+		st.AddRow(vals[0].value, vals[1].value, vals[1].null)
 	}
 	s.mu.Unlock()
 	return nil
@@ -222,10 +226,10 @@ func (s *Session) settingsRefused(c *pool.Conn, e expect, pe *pgerr.Error) {
 	st := s.set.Load()
 	switch {
 	case e.Setting == link.SetRead && st != nil:
-		st.readFailed = true
+		st.ReadFailed = true
 		return
 	case e.Setting == link.SetReapply && st != nil:
-		st.reapplyFailed = true
+		st.ReapplyFailed = true
 		return
 	}
 	x := linkOf(c)
@@ -237,7 +241,7 @@ func (s *Session) settingsRefused(c *pool.Conn, e expect, pe *pgerr.Error) {
 		x.set.Delete(e.Stmt) // no session value there to reset: do not try again
 	case e.Setting == link.SetSync && refusal(pe):
 		x.set.Set(e.Stmt, unknownValue)
-		st.refused(e.Stmt)
+		st.Refused(e.Stmt)
 	default: // a cancel, a timeout: as since it was sent, the next client sets or resets it
 		x.set.Set(e.Stmt, unknownValue)
 	}
@@ -331,7 +335,7 @@ func (s *Session) retryReapply(c *pool.Conn, st *settings) error {
 		s.mu.Unlock()
 		return nil
 	}
-	st.reapplyFailed = false
+	st.ReapplyFailed = false
 	s.q.push(&expect{Kind: 'Q', Hide: true, Setting: link.SetReapply})
 	s.mu.Unlock()
 	s.log().Debug("setting the startup values again after a reset failed: retried")

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"math/bits"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/startup"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // TestClassifySettings: which settings a request's text names, and what pins.
@@ -70,255 +70,6 @@ func TestClassifySettings(t *testing.T) {
 	}
 }
 
-// read feeds a read-back's rows and commits them at status.
-func read(st *settings, x *serverState, status byte, rows ...readVal) {
-	st.rows = append(st.rows, rows...)
-	st.commit(x, status, st.gen)
-}
-
-func val(name, value string) readVal { return readVal{name: name, value: value} }
-
-// TestSettingsState: what a client and a server are known to have as requests touch
-// settings and their values are read back.
-func TestSettingsState(t *testing.T) {
-	st := &settings{}
-	st.start.Set("datestyle", "Postgres,MDY")
-	x := &serverState{}
-
-	// Link: the startup value goes to the server; what the server has is unknown until
-	// it answers.
-	b, names := st.syncSQL(nil, x, nil)
-	require.Equal(t, []setOp{{Name: "datestyle", Value: "Postgres,MDY"}}, names)
-	require.Contains(t, string(b), "set_config(E'datestyle', E'Postgres,MDY', false)")
-	require.Equal(t, pool.Params{{Name: "datestyle", Value: unknownValue}}, x.set)
-	// Unanswered (a link that ended): sent again.
-	_, again := st.syncSQL(nil, x, nil)
-	require.Equal(t, names, again)
-	x.synced(names[0])
-	require.Equal(t, pool.Params{{Name: "datestyle", Value: "Postgres,MDY"}}, x.set)
-	// Nothing to send once answered.
-	b, names = st.syncSQL(nil, x, nil)
-	require.Empty(t, b)
-	require.Empty(t, names)
-
-	// SET statement_timeout: touched, then read back outside a transaction.
-	st.touch(&setTouch{Ops: []setOp{{Name: "statement_timeout"}}})
-	require.Contains(t, st.readSQL(), "(E'statement_timeout')")
-	read(st, x, 'T', val("statement_timeout", "5s")) // inside a transaction: not final
-	require.Len(t, st.touched, 1)
-	_, ok := st.own.Get("statement_timeout")
-	require.False(t, ok)
-	read(st, x, 'I', val("statement_timeout", "5s"))
-	require.Empty(t, st.touched)
-	v, _ := st.effective("statement_timeout")
-	require.Equal(t, "5s", v)
-	v, _ = x.set.Get("statement_timeout")
-	require.Equal(t, "5s", v)
-
-	// A touch after the read-back was sent stays touched.
-	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}})
-	sent := st.gen
-	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}})
-	st.rows = append(st.rows, val("work_mem", "8MB"))
-	st.commit(x, 'I', sent)
-	require.Len(t, st.touched, 1)
-	read(st, x, 'I', val("work_mem", "8MB"))
-	require.Empty(t, st.touched)
-
-	// RESET of a startup setting: the read-back shows the startup value set again; the
-	// client's own value is gone and the server keeps the startup value.
-	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle"}}})
-	read(st, x, 'I', val("datestyle", "ISO, MDY"))
-	v, _ = st.effective("datestyle")
-	require.Equal(t, "ISO, MDY", v)
-	reset := &setTouch{Ops: []setOp{{Name: "datestyle", Reset: true}}}
-	require.Equal(t, []setOp{{Name: "datestyle"}}, st.resets(reset))
-	require.Contains(t, st.reapplySQL(st.resets(reset)), "(E'datestyle', E'Postgres,MDY')")
-	st.touch(reset)
-	read(st, x, 'I', val("datestyle", "Postgres, MDY"))
-	v, _ = st.effective("datestyle")
-	require.Equal(t, "Postgres,MDY", v, "the startup value")
-	_, names = st.syncSQL(nil, x, nil)
-	require.Empty(t, names, "the server has the startup value")
-
-	// A reset that rolled back leaves the value as it was.
-	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem", Reset: true}}})
-	read(st, x, 'I', val("work_mem", "8MB"))
-	v, _ = st.effective("work_mem")
-	require.Equal(t, "8MB", v)
-	// One that took effect, without a startup value: back to the server's default.
-	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem", Reset: true}}})
-	read(st, x, 'I', val("work_mem", "4MB"))
-	_, ok = st.effective("work_mem")
-	require.False(t, ok)
-	_, ok = x.set.Get("work_mem")
-	require.False(t, ok)
-
-	// A name the server does not know reads back NULL: nothing recorded.
-	st.touch(&setTouch{Ops: []setOp{{Name: "no_such"}}})
-	read(st, x, 'I', readVal{name: "no_such", null: true})
-	_, ok = st.effective("no_such")
-	require.False(t, ok)
-
-	// RESET ALL touches every setting the client has.
-	st.touch(&setTouch{All: true})
-	var touched []string
-	for _, tc := range st.touched {
-		require.Equal(t, st.gen, tc.resetGen)
-		touched = append(touched, tc.name)
-	}
-	require.ElementsMatch(t, []string{"statement_timeout", "datestyle"}, touched)
-	read(st, x, 'I', val("statement_timeout", "0"), val("datestyle", "Postgres,MDY"))
-	_, ok = st.effective("statement_timeout")
-	require.False(t, ok)
-
-	// Another client without settings gets this server: RESET of what it has.
-	x.set.Set("search_path", "app")
-	var none *settings
-	b, names = none.syncSQL(nil, x, nil)
-	require.Equal(t, []setOp{{Name: "datestyle", Reset: true}, {Name: "search_path", Reset: true}}, names)
-	require.Contains(t, string(b), `RESET "datestyle"`)
-	require.Equal(t, pool.Params{{Name: "datestyle", Value: unknownValue}, {Name: "search_path", Value: unknownValue}}, x.set)
-	for _, op := range names {
-		x.synced(op)
-	}
-	require.Empty(t, x.set)
-
-	// A client that left before its settings were read leaves them unknown on the server.
-	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}})
-	st.forget(x)
-	v, _ = x.set.Get("work_mem")
-	require.Equal(t, unknownValue, v)
-	_, names = st.syncSQL(nil, x, nil)
-	require.Contains(t, names, setOp{Name: "work_mem", Reset: true})
-
-	// A read-back that fails (a cancel) keeps the names touched; after a few in a row
-	// the server's values are given up as unknown.
-	st.touch(&setTouch{Ops: []setOp{{Name: "lock_timeout"}}})
-	for i := 1; i < maxReadFails; i++ {
-		st.readFailed = true
-		read(st, x, 'I', val("lock_timeout", "1s"))
-		require.Len(t, st.touched, 1)
-	}
-	st.readFailed = true
-	read(st, x, 'I')
-	require.Empty(t, st.touched)
-	v, _ = x.set.Get("lock_timeout")
-	require.Equal(t, unknownValue, v)
-
-	// A reset whose startup value could not be set again (the hidden query failed):
-	// the client has its startup value, the server's is unknown.
-	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle"}}})
-	read(st, x, 'I', val("datestyle", "ISO, MDY"))
-	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle", Reset: true}}})
-	st.reapplyFailed = true
-	read(st, x, 'I', val("datestyle", "SQL, MDY"))
-	v, _ = st.effective("datestyle")
-	require.Equal(t, "Postgres,MDY", v)
-	v, _ = x.set.Get("datestyle")
-	require.Equal(t, unknownValue, v)
-	require.False(t, st.reapplyFailed)
-
-	// The hidden query that sets the startup value again failed outside a transaction
-	// block (a cancel meant for another client's query landed on it): the RESET stood,
-	// though the value read back (the server's default) is the one the client had.
-	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle"}}})
-	read(st, x, 'I', val("datestyle", "ISO, MDY"))
-	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle", Reset: true}}})
-	st.reapplyFailed, st.resetStood = true, true
-	read(st, x, 'I', val("datestyle", "ISO, MDY"))
-	v, _ = st.effective("datestyle")
-	require.Equal(t, "Postgres,MDY", v)
-	v, _ = x.set.Get("datestyle")
-	require.Equal(t, unknownValue, v, "the next link sets it again")
-
-	// A SET whose read-back is still out, then a RESET that rolls back (BEGIN; RESET;
-	// ROLLBACK): the client keeps the SET's value, and so does the server's record.
-	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle"}}})
-	read(st, x, 'I', val("datestyle", "ISO, MDY"))
-	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle"}}}) // set_config(..., 'SQL', false)
-	first := st.gen
-	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle", Reset: true}}})
-	st.rows = append(st.rows, val("datestyle", "SQL, MDY"))
-	st.commit(x, 'I', first)                       // the first read-back: before the RESET ran
-	read(st, x, 'I', val("datestyle", "SQL, MDY")) // after the ROLLBACK
-	v, _ = st.effective("datestyle")
-	require.Equal(t, "SQL, MDY", v)
-	v, _ = x.set.Get("datestyle")
-	require.Equal(t, "SQL, MDY", v)
-
-	// Overlapping read-backs: SET, its read-back still out when a RESET of the same name
-	// goes out. The first read-back's value (the SET's) is not the client's: the answer
-	// to the second decides, and the server's default is not recorded as a value the
-	// client set (which the next server would get as a session value).
-	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}}) // SET work_mem = '5MB'
-	r1 := st.gen
-	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem", Reset: true}}}) // RESET work_mem
-	st.rows = append(st.rows, val("work_mem", "5MB"))
-	st.commit(x, 'I', r1)
-	_, ok = st.own.Get("work_mem")
-	require.False(t, ok, "an older read-back's value is not the client's")
-	require.Len(t, st.touched, 1)
-	read(st, x, 'I', val("work_mem", "4MB"))
-	_, ok = st.effective("work_mem")
-	require.False(t, ok, "reset: the client has no value of its own")
-	_, ok = x.set.Get("work_mem")
-	require.False(t, ok, "the server is at its default")
-	require.Empty(t, st.touched)
-	// SET, RESET, SET again, each read-back out before the next request: the last one
-	// decides, whatever the earlier ones read.
-	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}})
-	r1 = st.gen
-	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem", Reset: true}}})
-	r2 := st.gen
-	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}})
-	st.rows = append(st.rows, val("work_mem", "5MB"))
-	st.commit(x, 'I', r1)
-	st.rows = append(st.rows, val("work_mem", "4MB"))
-	st.commit(x, 'I', r2)
-	_, ok = st.own.Get("work_mem")
-	require.False(t, ok)
-	read(st, x, 'I', val("work_mem", "6MB"))
-	v, _ = st.effective("work_mem")
-	require.Equal(t, "6MB", v)
-	// A startup setting: SET DateStyle, then RESET before the SET's read-back is
-	// answered; the client is back at its startup value, and so is the server's record.
-	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle"}}})
-	r1 = st.gen
-	st.touch(&setTouch{Ops: []setOp{{Name: "datestyle", Reset: true}}})
-	st.rows = append(st.rows, val("datestyle", "ISO, MDY"))
-	st.commit(x, 'I', r1)
-	v, _ = st.effective("datestyle")
-	require.Equal(t, "SQL, MDY", v, "unchanged until the RESET's read-back")
-	read(st, x, 'I', val("datestyle", "Postgres, MDY"))
-	v, _ = st.effective("datestyle")
-	require.Equal(t, "Postgres,MDY", v)
-	v, _ = x.set.Get("datestyle")
-	require.Equal(t, "Postgres,MDY", v)
-
-	// Two read-backs out with no request between (RESET, then a query that names
-	// nothing, each followed by one): the first decides; the second reads the same and
-	// does not record the server's default as the client's own value.
-	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem"}}})
-	read(st, x, 'I', val("work_mem", "5MB"))
-	st.touch(&setTouch{Ops: []setOp{{Name: "work_mem", Reset: true}}})
-	both := st.gen
-	st.rows = append(st.rows, val("work_mem", "4MB"))
-	st.commit(x, 'I', both)
-	st.rows = append(st.rows, val("work_mem", "4MB"))
-	st.commit(x, 'I', both)
-	_, ok = st.own.Get("work_mem")
-	require.False(t, ok, "the server's default is not the client's own value")
-	_, ok = x.set.Get("work_mem")
-	require.False(t, ok)
-
-	// A value the server refuses is dropped from the client.
-	st.own.Set("server_version", "1")
-	st.refused("server_version")
-	_, ok = st.effective("server_version")
-	require.False(t, ok)
-}
-
 // TestSettingsNoClientCost: a client without settings on a server without any sends and
 // allocates nothing at link time.
 func TestSettingsNoClientCost(t *testing.T) {
@@ -334,16 +85,6 @@ func TestSettingsNoClientCost(t *testing.T) {
 		s.settingsBefore('Q')
 	})
 	require.Zero(t, allocs)
-}
-
-// TestSettingsSQLQuoting: names and values are quoted whatever they contain.
-func TestSettingsSQLQuoting(t *testing.T) {
-	st := &settings{}
-	st.start.Set("search_path", `"it's", public\x`)
-	b, _ := st.syncSQL(nil, &serverState{}, nil)
-	require.True(t, strings.Contains(string(b), `E'"it''s", public\\x'`), string(b))
-	st.touch(&setTouch{Ops: []setOp{{Name: "a'b"}}})
-	require.Contains(t, st.readSQL(), `(E'a''b')`)
 }
 
 // TestStartupSettingsShared: clients of one pool that sent the same startup values share
@@ -373,74 +114,35 @@ func TestStartupSettingsShared(t *testing.T) {
 	a.ownSettings()
 	require.False(t, a.set.Load().shared)
 	require.NotSame(t, a.set.Load(), b.set.Load())
-	v, ok := a.set.Load().effective("search_path")
+	v, ok := a.set.Load().Effective("search_path")
 	require.True(t, ok)
 	require.Equal(t, "s1", v)
-	a.set.Load().refused("search_path")
-	_, ok = a.set.Load().effective("search_path")
+	a.set.Load().Refused("search_path")
+	_, ok = a.set.Load().Effective("search_path")
 	require.False(t, ok)
-	v, ok = b.set.Load().effective("search_path")
+	v, ok = b.set.Load().Effective("search_path")
 	require.True(t, ok, "the shared value is not changed by a's refusal")
 	require.Equal(t, "s1", v)
 
 	// settingsState, whatever calls it first, also gives a copy of the client's own.
 	st := b.settingsState()
 	require.False(t, st.shared)
-	require.True(t, e.starts[packStart(b.set.Load().start)].shared)
+	require.True(t, e.starts[packStart(b.set.Load().Start)].shared)
 }
 
-// TestResetInPlace: a reset of a startup value with statements after it in the same
-// Query gets the startup value set again right behind it, in a DO block whose
-// CommandComplete is hidden; error positions after it move back.
-func TestResetInPlace(t *testing.T) {
+// TestResetInPlacePosition: an error in a statement after the DO block that link.ResetInPlace
+// put in the Query is reported at the client's position (errFix with its shifts).
+func TestResetInPlacePosition(t *testing.T) {
 	st := &settings{}
-	st.start.Set("datestyle", "Postgres,MDY")
-	st.start.Set("timezone", "Asia/Tokyo")
-	do := func(names ...string) string {
-		var ops []setOp
-		for _, n := range names {
-			ops = append(ops, setOp{Name: n})
-		}
-		return st.reapplyDO(ops)
-	}
-	for _, c := range []struct {
-		name, q, want string
-		hide          uint64
-	}{
-		{"reset then show", "RESET DateStyle; SHOW DateStyle", "RESET DateStyle; " + do("datestyle") + "; SHOW DateStyle", 1 << 1},
-		{"last statement", "SELECT 1; RESET DateStyle", "SELECT 1; RESET DateStyle; " + do("datestyle"), 1 << 2},
-		{"not a startup value", "RESET work_mem; SHOW work_mem", "", 0},
-		{"RESET ALL", "BEGIN; RESET ALL; SHOW TimeZone; COMMIT",
-			"BEGIN; RESET ALL; " + do("datestyle", "timezone") + "; SHOW TimeZone; COMMIT", 1 << 2},
-		{"SET TO DEFAULT, twice", "SET timezone TO DEFAULT; SELECT 1; RESET datestyle; SELECT 2",
-			"SET timezone TO DEFAULT; " + do("timezone") + "; SELECT 1; RESET datestyle; " + do("datestyle") + "; SELECT 2",
-			1<<1 | 1<<4},
-		{"with EXECUTE: left to sqlmulti", "RESET DateStyle; EXECUTE p", "", 0},
-		{"one statement", "RESET DateStyle;", "RESET DateStyle; " + do("datestyle") + ";", 1 << 1},
-		{"in a DO block: not seen", "DO $$BEGIN RESET DateStyle; END$$", "", 0},
-		{"DISCARD ALL: left to the query after", "DISCARD ALL", "", 0},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			m, hide, fix, _ := resetInPlaceText(st, c.q)
-			if c.want == "" {
-				require.Nil(t, m)
-				return
-			}
-			require.Equal(t, string(wire.Query(nil, c.want)), string(m))
-			require.Equal(t, c.hide, hide)
-			require.NotNil(t, fix)
-			require.Len(t, fix.shifts, bits.OnesCount64(c.hide))
-		})
-	}
-	// An error in "SELECT nosuch" after the DO is at the client's position.
+	st.Start.Set("datestyle", "Postgres,MDY")
 	q := "RESET DateStyle; SELECT nosuch"
-	m, _, fix, all := resetInPlaceText(st, q)
+	m, _, shifts, all := link.ResetInPlace(&st.Settings, q)
 	require.True(t, all)
 	sent, _, err := wire.CString(wire.Body(m))
 	require.NoError(t, err)
 	serverPos := strings.Index(string(sent), "nosuch") + 1
-	e := pgerrAt(serverPos)
-	got := fix.apply(e)
+	fix := &errFix{shifts: shifts}
+	got := fix.apply(pgerrAt(serverPos))
 	require.Contains(t, string(got), "P"+strconv.Itoa(strings.Index(q, "nosuch")+1)+"\x00")
 }
 

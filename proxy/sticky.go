@@ -236,15 +236,13 @@ func (s *Session) stateCheckSQL() string {
 	}
 	s.mu.Lock()
 	if st := s.set.Load(); st != nil {
-		for _, p := range st.start {
+		for _, p := range st.Start {
 			add(p.Name)
 		}
-		for _, p := range st.own {
+		for _, p := range st.Own {
 			add(p.Name)
 		}
-		for _, t := range st.touched {
-			add(t.name)
-		}
+		st.TouchedNames(add)
 	}
 	s.mu.Unlock()
 	b.WriteString("'))")

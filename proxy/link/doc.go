@@ -5,7 +5,10 @@
 // (Queue.Answer), what an ErrorResponse does (ErrorRule), whether the link ends at a
 // ReadyForQuery (End), and what a request's SQL text does to session state: the reasons
 // it pins the client, whether it may release them, the settings it names (ClassifyLead,
-// Pin, SetTouch); and the 0A000 retry: what of a request is kept to be sent again (Log)
+// Pin, SetTouch); a client's session settings and their replay on each server it gets:
+// the hidden queries that give a server the client's values, the read-back of what a
+// request changed and its outcome for the client and the server (Settings, Synced,
+// ResetInPlace); and the 0A000 retry: what of a request is kept to be sent again (Log)
 // and whether it is (PlanRetry).
 //
 // It does no I/O and keeps no state of its own: no sockets, no locks, no goroutines, no

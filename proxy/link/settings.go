@@ -1,0 +1,468 @@
+package link
+
+import (
+	"strings"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/pgmux/pgmux/protocol/params"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// A client's session settings and their replay on whichever server it gets (package
+// proxy's settings.go tells the whole scheme, and carries out the I/O: the hidden queries
+// it writes, the rows it reads back, the lock it holds these values under).
+//
+// Settings is the client's side: its startup values (Start), the values it set since
+// (Own), the names a request may have changed (touched, read back once the server is
+// outside a transaction), and the rows of a read-back being received. What a server is
+// known to have beyond its defaults is a params.Params of the caller's (one per server
+// connection, kept between leases): SyncSQL gives the server the client's values,
+// Synced records the server's answer, Commit applies a read-back to both, Forget marks a
+// client's touched names unknown on the server when they cannot be read. The SQL texts
+// are built here too (SyncSQL, ReadSQL, ReapplySQL, ReapplyDO, ResetInPlace), so table
+// tests drive every step with values alone.
+
+// UnknownValue marks a setting whose value on a server is not known (a hidden query
+// failed, or the client left before its changes were read): it matches no client value,
+// so the next client sets or resets it.
+const UnknownValue = "\x00"
+
+// MaxReadFails is how many read-backs in a row may fail before the touched settings are
+// given up: the server's values become unknown (the next client of it sets or resets
+// them) and the client keeps the values it had.
+const MaxReadFails = 3
+
+// InPlaceTag is the dollar-quote tag of the DO blocks ResetInPlace puts in a Query.
+const InPlaceTag = "$pgmux_reset$"
+
+// Settings is a client's session settings. It holds no lock: its owner serialises use.
+type Settings struct {
+	// Start are the startup values, lower-case names, as the client sent them. The array
+	// may be shared with other clients: never changed in place.
+	Start params.Params
+	Own   params.Params // values set since, as the server reports them
+
+	touched []touched
+	gen     uint32
+	rows    []readVal // the read-back being received
+
+	// ReapplyFailed: a hidden re-set of startup values failed since the last read-back:
+	// the server's values are not known.
+	ReapplyFailed bool
+	// ResetStood: a re-set failed outside a transaction block (a cancel meant for another
+	// client's query can land on it), so the reset before it stands and the value read
+	// back is the server's default, whatever the client had before.
+	ResetStood bool
+	ReadFailed bool // the read-back being received failed (a cancel, a timeout)
+	readFails  int  // read-backs failed in a row
+}
+
+// touched is a setting the linked server may have changed since it was last read.
+//
+// Read-backs can overlap: one goes out behind a request, and the client's next request
+// naming the same setting may reach the server before its answer is back. A read-back's
+// value of a name then is not final: it is kept (readGen, readVal) as what the server had
+// at that point, and only the answer to a read-back sent after the last request naming it
+// decides the client's value. What those later requests did (set, reset or both) is told
+// by setGen and resetGen against readGen.
+type touched struct {
+	name string
+	gen  uint32 // Settings.gen when last named
+	// setGen and resetGen: Settings.gen when a request last set it, or reset it (RESET,
+	// RESET ALL, DISCARD ALL, SET ... TO DEFAULT); 0 when none did.
+	setGen, resetGen uint32
+	// readGen: the gen of the newest read-back answered for it whose value was not final
+	// (readVal, readNull); 0 when none was.
+	readGen  uint32
+	readVal  string
+	readNull bool
+}
+
+// readVal is one row of a read-back.
+type readVal struct {
+	name, value string
+	null        bool
+}
+
+// Gen counts the requests that named settings: a read-back sent now carries it, and
+// Commit is given it back.
+func (st *Settings) Gen() uint32 { return st.gen }
+
+// Touched reports whether a request named settings whose values are not read back yet.
+func (st *Settings) Touched() bool { return len(st.touched) > 0 }
+
+// TouchedNames calls f with each touched name.
+func (st *Settings) TouchedNames(f func(name string)) {
+	for i := range st.touched {
+		f(st.touched[i].name)
+	}
+}
+
+// AddRow records one row of the read-back being received: a setting's name and value,
+// null when the server has no such setting.
+func (st *Settings) AddRow(name, value string, null bool) {
+	st.rows = append(st.rows, readVal{name: name, value: value, null: null})
+}
+
+// DropRead forgets the read-back being received (its link broke).
+func (st *Settings) DropRead() { st.rows = nil }
+
+// Effective returns the client's value of name: set since startup, else from startup.
+func (st *Settings) Effective(name string) (string, bool) {
+	if v, ok := st.Own.Get(name); ok {
+		return v, true
+	}
+	return st.Start.Get(name)
+}
+
+// sinceRead reports whether requests since the newest value known for t set it and
+// whether they reset it, and that value: the one read, or else the client's.
+func (st *Settings) sinceRead(t *touched, name string) (set, reset bool, prev string, hasPrev bool) {
+	if t.readGen > 0 {
+		prev, hasPrev = t.readVal, !t.readNull
+	} else {
+		prev, hasPrev = st.Effective(name)
+	}
+	return t.setGen > t.readGen, t.resetGen > t.readGen, prev, hasPrev
+}
+
+// Touch marks the settings a request names, resolving RESET ALL to every setting the
+// client has.
+func (st *Settings) Touch(t *SetTouch) {
+	st.gen++
+	if t.All {
+		for _, p := range st.Own {
+			st.mark(p.Name, true)
+		}
+		for _, p := range st.Start {
+			st.mark(p.Name, true)
+		}
+		for i := range st.touched {
+			st.touched[i].resetGen, st.touched[i].gen = st.gen, st.gen
+		}
+	}
+	for _, op := range t.Ops {
+		st.mark(op.Name, op.Reset)
+	}
+}
+
+func (st *Settings) mark(name string, reset bool) {
+	i := st.find(name)
+	if i < 0 {
+		st.touched = append(st.touched, touched{name: name})
+		i = len(st.touched) - 1
+	}
+	t := &st.touched[i]
+	t.gen = st.gen
+	if reset {
+		t.resetGen = st.gen
+	} else {
+		t.setGen = st.gen
+	}
+}
+
+// find returns the index of name in touched, or -1.
+func (st *Settings) find(name string) int {
+	for i := range st.touched {
+		if st.touched[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// MarkReported marks a reported parameter the server changed while answering the client
+// (by a function, say), unless the request already named it.
+func (st *Settings) MarkReported(name string) {
+	lower := strings.ToLower(name)
+	if st.find(lower) >= 0 {
+		return
+	}
+	st.gen++
+	st.touched = append(st.touched, touched{name: strings.Clone(lower), gen: st.gen, setGen: st.gen})
+}
+
+// Resets lists the startup settings a request resets, for the hidden query that sets
+// the startup value again.
+func (st *Settings) Resets(t *SetTouch) []SetOp {
+	var out []SetOp
+	for _, p := range st.Start {
+		if t.All {
+			out = append(out, SetOp{Name: p.Name})
+			continue
+		}
+		for _, op := range t.Ops {
+			if op.Reset && op.Name == p.Name {
+				out = append(out, SetOp{Name: p.Name})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// SetConfigSQL is the query that sets name to value for the session.
+func SetConfigSQL(name, value string) string {
+	return "SELECT pg_catalog.set_config(" + sqlscan.QuoteLiteral(name) + ", " + sqlscan.QuoteLiteral(value) + ", false)"
+}
+
+// ReapplySQL sets startup values again where the reset took effect: where the value is no
+// longer one set in the session (when the reset rolled back, it still is). It reads
+// pg_settings, which costs about a millisecond of server time, only after a reset of a
+// startup value. Custom settings are not in pg_settings: they are set again always.
+func (st *Settings) ReapplySQL(ops []SetOp) string {
+	var b strings.Builder
+	b.WriteString("SELECT pg_catalog.set_config(v.n, v.b, false) FROM (VALUES ")
+	for i, op := range ops {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		start, _ := st.Start.Get(op.Name)
+		b.WriteString("(" + sqlscan.QuoteLiteral(op.Name) + ", " + sqlscan.QuoteLiteral(start) + ")")
+	}
+	b.WriteString(") v(n, b) WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_settings s" +
+		" WHERE pg_catalog.lower(s.name) = v.n AND s.source = 'session')")
+	return b.String()
+}
+
+// ReadSQL reads the touched settings back.
+func (st *Settings) ReadSQL() string {
+	var b strings.Builder
+	b.WriteString("SELECT v.n, pg_catalog.current_setting(v.n, true) FROM (VALUES ")
+	for i, t := range st.touched {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(" + sqlscan.QuoteLiteral(t.name) + ")")
+	}
+	b.WriteString(") v(n)")
+	return b.String()
+}
+
+// Commit applies the read-back received (AddRow), which ended with transaction status
+// status, to the client's settings and to what the server is known to have (known); gen
+// is Gen() when it was sent. Inside a transaction the values are not final and the names
+// stay touched; so does a name that a request named after the read-back went out (its
+// value here is kept for the next one). A failed read-back (ReadFailed) changes nothing,
+// unless it is the MaxReadFails-th in a row: the touched names are then forgotten.
+func (st *Settings) Commit(known *params.Params, status byte, gen uint32) {
+	rows := st.rows
+	st.rows = nil
+	if st.ReadFailed {
+		st.ReadFailed = false
+		if st.readFails++; st.readFails >= MaxReadFails {
+			st.readFails = 0
+			st.Forget(known)
+		}
+		return
+	}
+	st.readFails = 0
+	if status != 'I' {
+		return
+	}
+	for _, r := range rows {
+		i := st.find(r.name)
+		if i < 0 {
+			// Decided by an earlier read-back, and named by no request since: this one,
+			// sent before that one was answered, has nothing newer to say.
+			continue
+		}
+		t := &st.touched[i]
+		if t.gen > gen {
+			// A request naming it went out behind this read-back: not final.
+			if gen > t.readGen {
+				t.readGen, t.readVal, t.readNull = gen, r.value, r.null
+			}
+			continue
+		}
+		set, reset, prev, hasPrev := st.sinceRead(t, r.name)
+		start, hasStart := st.Start.Get(r.name)
+		switch {
+		case r.null: // no such setting
+			st.Own.Delete(r.name)
+			known.Delete(r.name)
+		case reset && !set && !(hasPrev && prev == r.value && !st.ResetStood):
+			// Reset, and not rolled back (nor reset to the value it had).
+			st.Own.Delete(r.name)
+			switch {
+			case hasStart && st.ReapplyFailed:
+				known.Set(r.name, UnknownValue) // the startup value may not be back
+			case hasStart:
+				known.Set(r.name, start) // as set again after the reset
+			default:
+				known.Delete(r.name) // back at the server's default
+			}
+		default:
+			// Set (or set and reset: the value read is taken as it is), or a reset that
+			// rolled back.
+			if hasStart && start == r.value {
+				st.Own.Delete(r.name)
+			} else {
+				st.Own.Set(r.name, r.value)
+			}
+			known.Set(r.name, r.value)
+		}
+	}
+	st.ReapplyFailed, st.ResetStood = false, false
+	kept := st.touched[:0]
+	for _, t := range st.touched {
+		if t.gen > gen {
+			kept = append(kept, t)
+		}
+	}
+	st.touched = kept
+}
+
+// Forget marks the touched settings unknown on the server (known), when the client
+// leaves before they were read: the next client of that server sets or resets them.
+func (st *Settings) Forget(known *params.Params) {
+	for _, t := range st.touched {
+		known.Set(t.name, UnknownValue)
+	}
+	st.touched = st.touched[:0]
+	st.rows = nil
+}
+
+// SyncSQL appends to b the hidden queries that give a server whose settings are known
+// the client's settings (st may be nil: a client without any, whose server is reset to
+// its defaults). Each is one Query, so one refused value does not undo the others; names
+// lists each query's setting, in order. What the server has for those names is unknown
+// until it answers (Synced): a link that ends before leaves them unknown, and the next
+// client of that server sets or resets them.
+func (st *Settings) SyncSQL(b []byte, known *params.Params, names []SetOp) ([]byte, []SetOp) {
+	want := func(p params.Param) {
+		if have, ok := known.Get(p.Name); ok && have == p.Value {
+			return
+		}
+		b = wire.Query(b, SetConfigSQL(p.Name, p.Value))
+		names = append(names, SetOp{Name: p.Name, Value: p.Value})
+		known.Set(p.Name, UnknownValue)
+	}
+	if st != nil {
+		for _, p := range st.Own {
+			want(p)
+		}
+		for _, p := range st.Start {
+			if _, ok := st.Own.Get(p.Name); !ok {
+				want(p)
+			}
+		}
+	}
+	for i := range *known {
+		name := (*known)[i].Name
+		if st != nil {
+			if _, ok := st.Effective(name); ok {
+				continue
+			}
+		}
+		b = wire.Query(b, "RESET "+sqlscan.QuoteIdent(name))
+		names = append(names, SetOp{Name: name, Reset: true})
+		(*known)[i].Value = UnknownValue
+	}
+	return b, names
+}
+
+// Synced records the server's answer to a hidden query of SyncSQL: the server now has
+// op's value, or its default after a RESET.
+func Synced(known *params.Params, op SetOp) {
+	if op.Reset {
+		known.Delete(op.Name)
+		return
+	}
+	known.Set(op.Name, op.Value)
+}
+
+// Refused drops a value the server will not take from the client's settings: on a
+// direct connection its SET would have failed, or its login.
+func (st *Settings) Refused(name string) {
+	if st != nil {
+		st.Own.Delete(name)
+		if _, ok := st.Start.Get(name); ok {
+			st.Start = st.Start.Clone() // the array may be shared
+			st.Start.Delete(name)
+		}
+	}
+}
+
+// PosShift is text added to a Query (ResetInPlace): positions beyond At, in the server's
+// text, move back by Delta.
+type PosShift struct{ At, Delta int }
+
+// ResetInPlace returns the Query q with the startup values set again right behind every
+// statement that resets them (RESET, RESET ALL, SET ... TO DEFAULT), as a whole Query
+// message; the CommandCompletes to hide (bit i: the Query's i-th, counted with the added
+// DO blocks); the shifts of error positions; and whether no reset can hide in a DO block
+// of the client's (all: nothing is left for a hidden query after the request). m is nil
+// when there is no such statement, or the Query is one not rewritten (more than 32
+// statements, PREPARE, EXECUTE, DEALLOCATE, DISCARD ALL: left to the hidden query).
+func ResetInPlace(st *Settings, q string) (m []byte, hide uint64, shifts []PosShift, all bool) {
+	sts := sqlscan.Scan(q)
+	if len(sts) == 0 || len(sts) > 32 {
+		return nil, 0, nil, false
+	}
+	all = true
+	for _, stmt := range sts {
+		switch stmt.Kind {
+		case sqlscan.KindPrepare, sqlscan.KindExecute, sqlscan.KindDeallocate, sqlscan.KindDeallocateAll,
+			sqlscan.KindDiscardAll:
+			return nil, 0, nil, false
+		}
+		all = all && stmt.Do == nil
+	}
+	var b strings.Builder
+	last, added, shifted := 0, 0, 0 // bytes of q copied, DO blocks added, runes added
+	for i, stmt := range sts {
+		var t SetTouch
+		switch {
+		case stmt.Kind == sqlscan.KindReset:
+			t.Ops = []SetOp{{Name: strings.ToLower(stmt.Name), Reset: true}}
+		case stmt.Kind == sqlscan.KindResetAll:
+			t.All = true
+		case stmt.Kind == sqlscan.KindSet && stmt.Value == "DEFAULT":
+			t.Ops = []SetOp{{Name: strings.ToLower(stmt.Name), Reset: true}}
+		default:
+			continue
+		}
+		ops := st.Resets(&t)
+		if len(ops) == 0 {
+			continue
+		}
+		off := int(uintptr(unsafe.Pointer(unsafe.StringData(stmt.Text))) - uintptr(unsafe.Pointer(unsafe.StringData(q))))
+		end := off + len(stmt.Text)
+		if off < 0 || end > len(q) {
+			return nil, 0, nil, false
+		}
+		b.WriteString(q[last:end])
+		ins := "; " + st.ReapplyDO(ops)
+		b.WriteString(ins)
+		last = end
+		// Positions past the DO, counted in the server's text, move back by its length.
+		at := utf8.RuneCountInString(q[:end]) + shifted
+		n := utf8.RuneCountInString(ins)
+		shifts = append(shifts, PosShift{At: at, Delta: n})
+		shifted += n
+		hide |= 1 << (i + added + 1) // the DO's CommandComplete follows the statement's
+		added++
+	}
+	if added == 0 {
+		return nil, 0, nil, false
+	}
+	b.WriteString(q[last:])
+	return wire.Query(nil, b.String()), hide, shifts, all
+}
+
+// ReapplyDO is a DO block that sets the startup values of ops again, each on its own:
+// one the server will not set leaves the others.
+func (st *Settings) ReapplyDO(ops []SetOp) string {
+	var b strings.Builder
+	b.WriteString("DO " + InPlaceTag + "BEGIN")
+	for _, op := range ops {
+		start, _ := st.Start.Get(op.Name)
+		b.WriteString(" BEGIN PERFORM " + SetConfigSQL(op.Name, start)[len("SELECT "):] +
+			"; EXCEPTION WHEN OTHERS THEN NULL; END;")
+	}
+	b.WriteString(" END" + InPlaceTag)
+	return b.String()
+}

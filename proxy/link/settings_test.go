@@ -1,0 +1,322 @@
+package link
+
+import (
+	"math/bits"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/protocol/params"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// read feeds a read-back's rows and commits them at status.
+func read(st *Settings, known *params.Params, status byte, rows ...readVal) {
+	st.rows = append(st.rows, rows...)
+	st.Commit(known, status, st.gen)
+}
+
+func val(name, value string) readVal { return readVal{name: name, value: value} }
+
+// TestSettingsState: what a client and a server are known to have as requests touch
+// settings and their values are read back.
+func TestSettingsState(t *testing.T) {
+	st := &Settings{}
+	st.Start.Set("datestyle", "Postgres,MDY")
+	known := &params.Params{}
+
+	// Link: the startup value goes to the server; what the server has is unknown until
+	// it answers.
+	b, names := st.SyncSQL(nil, known, nil)
+	require.Equal(t, []SetOp{{Name: "datestyle", Value: "Postgres,MDY"}}, names)
+	require.Contains(t, string(b), "set_config(E'datestyle', E'Postgres,MDY', false)")
+	require.Equal(t, params.Params{{Name: "datestyle", Value: UnknownValue}}, *known)
+	// Unanswered (a link that ended): sent again.
+	_, again := st.SyncSQL(nil, known, nil)
+	require.Equal(t, names, again)
+	Synced(known, names[0])
+	require.Equal(t, params.Params{{Name: "datestyle", Value: "Postgres,MDY"}}, *known)
+	// Nothing to send once answered.
+	b, names = st.SyncSQL(nil, known, nil)
+	require.Empty(t, b)
+	require.Empty(t, names)
+
+	// SET statement_timeout: touched, then read back outside a transaction.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "statement_timeout"}}})
+	require.Contains(t, st.ReadSQL(), "(E'statement_timeout')")
+	read(st, known, 'T', val("statement_timeout", "5s")) // inside a transaction: not final
+	require.Len(t, st.touched, 1)
+	_, ok := st.Own.Get("statement_timeout")
+	require.False(t, ok)
+	read(st, known, 'I', val("statement_timeout", "5s"))
+	require.Empty(t, st.touched)
+	v, _ := st.Effective("statement_timeout")
+	require.Equal(t, "5s", v)
+	v, _ = known.Get("statement_timeout")
+	require.Equal(t, "5s", v)
+
+	// A touch after the read-back was sent stays touched.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "work_mem"}}})
+	sent := st.gen
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "work_mem"}}})
+	st.rows = append(st.rows, val("work_mem", "8MB"))
+	st.Commit(known, 'I', sent)
+	require.Len(t, st.touched, 1)
+	read(st, known, 'I', val("work_mem", "8MB"))
+	require.Empty(t, st.touched)
+
+	// RESET of a startup setting: the read-back shows the startup value set again; the
+	// client's own value is gone and the server keeps the startup value.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "datestyle"}}})
+	read(st, known, 'I', val("datestyle", "ISO, MDY"))
+	v, _ = st.Effective("datestyle")
+	require.Equal(t, "ISO, MDY", v)
+	reset := &SetTouch{Ops: []SetOp{{Name: "datestyle", Reset: true}}}
+	require.Equal(t, []SetOp{{Name: "datestyle"}}, st.Resets(reset))
+	require.Contains(t, st.ReapplySQL(st.Resets(reset)), "(E'datestyle', E'Postgres,MDY')")
+	st.Touch(reset)
+	read(st, known, 'I', val("datestyle", "Postgres, MDY"))
+	v, _ = st.Effective("datestyle")
+	require.Equal(t, "Postgres,MDY", v, "the startup value")
+	_, names = st.SyncSQL(nil, known, nil)
+	require.Empty(t, names, "the server has the startup value")
+
+	// A reset that rolled back leaves the value as it was.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "work_mem", Reset: true}}})
+	read(st, known, 'I', val("work_mem", "8MB"))
+	v, _ = st.Effective("work_mem")
+	require.Equal(t, "8MB", v)
+	// One that took effect, without a startup value: back to the server's default.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "work_mem", Reset: true}}})
+	read(st, known, 'I', val("work_mem", "4MB"))
+	_, ok = st.Effective("work_mem")
+	require.False(t, ok)
+	_, ok = known.Get("work_mem")
+	require.False(t, ok)
+
+	// A name the server does not know reads back NULL: nothing recorded.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "no_such"}}})
+	read(st, known, 'I', readVal{name: "no_such", null: true})
+	_, ok = st.Effective("no_such")
+	require.False(t, ok)
+
+	// RESET ALL touches every setting the client has.
+	st.Touch(&SetTouch{All: true})
+	var touched []string
+	for _, tc := range st.touched {
+		require.Equal(t, st.gen, tc.resetGen)
+		touched = append(touched, tc.name)
+	}
+	require.ElementsMatch(t, []string{"statement_timeout", "datestyle"}, touched)
+	read(st, known, 'I', val("statement_timeout", "0"), val("datestyle", "Postgres,MDY"))
+	_, ok = st.Effective("statement_timeout")
+	require.False(t, ok)
+
+	// Another client without settings gets this server: RESET of what it has.
+	known.Set("search_path", "app")
+	var none *Settings
+	b, names = none.SyncSQL(nil, known, nil)
+	require.Equal(t, []SetOp{{Name: "datestyle", Reset: true}, {Name: "search_path", Reset: true}}, names)
+	require.Contains(t, string(b), `RESET "datestyle"`)
+	require.Equal(t, params.Params{{Name: "datestyle", Value: UnknownValue}, {Name: "search_path", Value: UnknownValue}}, *known)
+	for _, op := range names {
+		Synced(known, op)
+	}
+	require.Empty(t, *known)
+
+	// A client that left before its settings were read leaves them unknown on the server.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "work_mem"}}})
+	st.Forget(known)
+	v, _ = known.Get("work_mem")
+	require.Equal(t, UnknownValue, v)
+	_, names = st.SyncSQL(nil, known, nil)
+	require.Contains(t, names, SetOp{Name: "work_mem", Reset: true})
+
+	// A read-back that fails (a cancel) keeps the names touched; after a few in a row
+	// the server's values are given up as unknown.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "lock_timeout"}}})
+	for i := 1; i < MaxReadFails; i++ {
+		st.ReadFailed = true
+		read(st, known, 'I', val("lock_timeout", "1s"))
+		require.Len(t, st.touched, 1)
+	}
+	st.ReadFailed = true
+	read(st, known, 'I')
+	require.Empty(t, st.touched)
+	v, _ = known.Get("lock_timeout")
+	require.Equal(t, UnknownValue, v)
+
+	// A reset whose startup value could not be set again (the hidden query failed):
+	// the client has its startup value, the server's is unknown.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "datestyle"}}})
+	read(st, known, 'I', val("datestyle", "ISO, MDY"))
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "datestyle", Reset: true}}})
+	st.ReapplyFailed = true
+	read(st, known, 'I', val("datestyle", "SQL, MDY"))
+	v, _ = st.Effective("datestyle")
+	require.Equal(t, "Postgres,MDY", v)
+	v, _ = known.Get("datestyle")
+	require.Equal(t, UnknownValue, v)
+	require.False(t, st.ReapplyFailed)
+
+	// The hidden query that sets the startup value again failed outside a transaction
+	// block (a cancel meant for another client's query landed on it): the RESET stood,
+	// though the value read back (the server's default) is the one the client had.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "datestyle"}}})
+	read(st, known, 'I', val("datestyle", "ISO, MDY"))
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "datestyle", Reset: true}}})
+	st.ReapplyFailed, st.ResetStood = true, true
+	read(st, known, 'I', val("datestyle", "ISO, MDY"))
+	v, _ = st.Effective("datestyle")
+	require.Equal(t, "Postgres,MDY", v)
+	v, _ = known.Get("datestyle")
+	require.Equal(t, UnknownValue, v, "the next link sets it again")
+
+	// A SET whose read-back is still out, then a RESET that rolls back (BEGIN; RESET;
+	// ROLLBACK): the client keeps the SET's value, and so does the server's record.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "datestyle"}}})
+	read(st, known, 'I', val("datestyle", "ISO, MDY"))
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "datestyle"}}}) // set_config(..., 'SQL', false)
+	first := st.gen
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "datestyle", Reset: true}}})
+	st.rows = append(st.rows, val("datestyle", "SQL, MDY"))
+	st.Commit(known, 'I', first)                       // the first read-back: before the RESET ran
+	read(st, known, 'I', val("datestyle", "SQL, MDY")) // after the ROLLBACK
+	v, _ = st.Effective("datestyle")
+	require.Equal(t, "SQL, MDY", v)
+	v, _ = known.Get("datestyle")
+	require.Equal(t, "SQL, MDY", v)
+
+	// Overlapping read-backs: SET, its read-back still out when a RESET of the same name
+	// goes out. The first read-back's value (the SET's) is not the client's: the answer
+	// to the second decides, and the server's default is not recorded as a value the
+	// client set (which the next server would get as a session value).
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "work_mem"}}}) // SET work_mem = '5MB'
+	r1 := st.gen
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "work_mem", Reset: true}}}) // RESET work_mem
+	st.rows = append(st.rows, val("work_mem", "5MB"))
+	st.Commit(known, 'I', r1)
+	_, ok = st.Own.Get("work_mem")
+	require.False(t, ok, "an older read-back's value is not the client's")
+	require.Len(t, st.touched, 1)
+	read(st, known, 'I', val("work_mem", "4MB"))
+	_, ok = st.Effective("work_mem")
+	require.False(t, ok, "reset: the client has no value of its own")
+	_, ok = known.Get("work_mem")
+	require.False(t, ok, "the server is at its default")
+	require.Empty(t, st.touched)
+	// SET, RESET, SET again, each read-back out before the next request: the last one
+	// decides, whatever the earlier ones read.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "work_mem"}}})
+	r1 = st.gen
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "work_mem", Reset: true}}})
+	r2 := st.gen
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "work_mem"}}})
+	st.rows = append(st.rows, val("work_mem", "5MB"))
+	st.Commit(known, 'I', r1)
+	st.rows = append(st.rows, val("work_mem", "4MB"))
+	st.Commit(known, 'I', r2)
+	_, ok = st.Own.Get("work_mem")
+	require.False(t, ok)
+	read(st, known, 'I', val("work_mem", "6MB"))
+	v, _ = st.Effective("work_mem")
+	require.Equal(t, "6MB", v)
+	// A startup setting: SET DateStyle, then RESET before the SET's read-back is
+	// answered; the client is back at its startup value, and so is the server's record.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "datestyle"}}})
+	r1 = st.gen
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "datestyle", Reset: true}}})
+	st.rows = append(st.rows, val("datestyle", "ISO, MDY"))
+	st.Commit(known, 'I', r1)
+	v, _ = st.Effective("datestyle")
+	require.Equal(t, "SQL, MDY", v, "unchanged until the RESET's read-back")
+	read(st, known, 'I', val("datestyle", "Postgres, MDY"))
+	v, _ = st.Effective("datestyle")
+	require.Equal(t, "Postgres,MDY", v)
+	v, _ = known.Get("datestyle")
+	require.Equal(t, "Postgres,MDY", v)
+
+	// Two read-backs out with no request between (RESET, then a query that names
+	// nothing, each followed by one): the first decides; the second reads the same and
+	// does not record the server's default as the client's own value.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "work_mem"}}})
+	read(st, known, 'I', val("work_mem", "5MB"))
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "work_mem", Reset: true}}})
+	both := st.gen
+	st.rows = append(st.rows, val("work_mem", "4MB"))
+	st.Commit(known, 'I', both)
+	st.rows = append(st.rows, val("work_mem", "4MB"))
+	st.Commit(known, 'I', both)
+	_, ok = st.Own.Get("work_mem")
+	require.False(t, ok, "the server's default is not the client's own value")
+	_, ok = known.Get("work_mem")
+	require.False(t, ok)
+
+	// A value the server refuses is dropped from the client.
+	st.Own.Set("server_version", "1")
+	st.Refused("server_version")
+	_, ok = st.Effective("server_version")
+	require.False(t, ok)
+}
+
+// TestSettingsSQLQuoting: names and values are quoted whatever they contain.
+func TestSettingsSQLQuoting(t *testing.T) {
+	st := &Settings{}
+	st.Start.Set("search_path", `"it's", public\x`)
+	b, _ := st.SyncSQL(nil, &params.Params{}, nil)
+	require.True(t, strings.Contains(string(b), `E'"it''s", public\\x'`), string(b))
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "a'b"}}})
+	require.Contains(t, st.ReadSQL(), `(E'a''b')`)
+}
+
+// TestResetInPlace: a reset of a startup value with statements after it in the same
+// Query gets the startup value set again right behind it, in a DO block whose
+// CommandComplete is hidden; error positions after it move back.
+func TestResetInPlace(t *testing.T) {
+	st := &Settings{}
+	st.Start.Set("datestyle", "Postgres,MDY")
+	st.Start.Set("timezone", "Asia/Tokyo")
+	do := func(names ...string) string {
+		var ops []SetOp
+		for _, n := range names {
+			ops = append(ops, SetOp{Name: n})
+		}
+		return st.ReapplyDO(ops)
+	}
+	for _, c := range []struct {
+		name, q, want string
+		hide          uint64
+	}{
+		{"reset then show", "RESET DateStyle; SHOW DateStyle", "RESET DateStyle; " + do("datestyle") + "; SHOW DateStyle", 1 << 1},
+		{"last statement", "SELECT 1; RESET DateStyle", "SELECT 1; RESET DateStyle; " + do("datestyle"), 1 << 2},
+		{"not a startup value", "RESET work_mem; SHOW work_mem", "", 0},
+		{"RESET ALL", "BEGIN; RESET ALL; SHOW TimeZone; COMMIT",
+			"BEGIN; RESET ALL; " + do("datestyle", "timezone") + "; SHOW TimeZone; COMMIT", 1 << 2},
+		{"SET TO DEFAULT, twice", "SET timezone TO DEFAULT; SELECT 1; RESET datestyle; SELECT 2",
+			"SET timezone TO DEFAULT; " + do("timezone") + "; SELECT 1; RESET datestyle; " + do("datestyle") + "; SELECT 2",
+			1<<1 | 1<<4},
+		{"with EXECUTE: left to sqlmulti", "RESET DateStyle; EXECUTE p", "", 0},
+		{"one statement", "RESET DateStyle;", "RESET DateStyle; " + do("datestyle") + ";", 1 << 1},
+		{"in a DO block: not seen", "DO $$BEGIN RESET DateStyle; END$$", "", 0},
+		{"DISCARD ALL: left to the query after", "DISCARD ALL", "", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, hide, shifts, _ := ResetInPlace(st, c.q)
+			if c.want == "" {
+				require.Nil(t, m)
+				return
+			}
+			require.Equal(t, string(wire.Query(nil, c.want)), string(m))
+			require.Equal(t, c.hide, hide)
+			require.Len(t, shifts, bits.OnesCount64(c.hide))
+			// Each shift covers one "; DO ..." block, at its place in the server's text
+			// (characters; these queries are ASCII).
+			sent := string(m[wire.HeaderLen : len(m)-1])
+			for _, sh := range shifts {
+				require.True(t, strings.HasPrefix(sent[sh.At:], "; DO "+InPlaceTag), sent[sh.At:])
+				require.True(t, strings.HasSuffix(sent[:sh.At+sh.Delta], InPlaceTag), sent[:sh.At+sh.Delta])
+			}
+		})
+	}
+}
