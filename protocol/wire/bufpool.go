@@ -1,6 +1,9 @@
 package wire
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // BufSize is the size of the pooled read and write buffers.
 const BufSize = 16 << 10
@@ -10,9 +13,20 @@ const BufSize = 16 << 10
 const SmallBufSize = 1 << 10
 
 var (
-	bufs      = sync.Pool{New: func() any { b := make([]byte, BufSize); return &b }}
+	bufs = sync.Pool{New: func() any {
+		bufsMade.Add(1)
+		b := make([]byte, BufSize)
+		return &b
+	}}
 	smallBufs = sync.Pool{New: func() any { b := make([]byte, SmallBufSize); return &b }}
 )
+
+// bufsMade counts the read and write buffers made because the pool had none to give.
+var bufsMade atomic.Int64
+
+// BuffersMade is how many BufSize buffers the pool has made since the process started:
+// what a burst costs beyond the buffers that go round (tests of bursts read it).
+func BuffersMade() int64 { return bufsMade.Load() }
 
 func getBuf() *[]byte { return bufs.Get().(*[]byte) }
 
