@@ -204,6 +204,19 @@ raise_nofile() {
 # now_us: the wall clock in microseconds.
 now_us() { date +%s%6N; }
 
+# idle_clients_ready OUT PID STEPS PAUSE: waits until bench/cmd/idleclients (PID, its
+# output in OUT) says "ready" (every client logged in), at most STEPS checks PAUSE seconds
+# apart; fails when it did not, or exited first.
+idle_clients_ready() {
+	local out=$1 pid=$2 steps=$3 pause=$4 i
+	for ((i = 0; i < steps; i++)); do
+		grep -q '^ready' "$out" && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep "$pause"
+	done
+	grep -q '^ready' "$out"
+}
+
 # sleep_until START_US SECONDS: sleep until SECONDS after START_US (now_us), at once if past.
 sleep_until() {
 	sleep "$(awk -v s="$1" -v n="$(now_us)" -v w="$2" 'BEGIN {d = w - (n - s) / 1e6; print (d > 0 ? d : 0)}')"

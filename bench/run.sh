@@ -274,12 +274,7 @@ idle_point() {
 	track_pid "$ipid"
 	# at most 300 s: 10,000 SCRAM logins (idleclients derives each client's keys) took 30 s
 	# at load 20 and more than 90 s at times on a busy 2-core machine
-	for ((i = 0; i < 3000; i++)); do
-		grep -q '^ready' "$out" && break
-		kill -0 "$ipid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if grep -q '^ready' "$out"; then
+	if idle_clients_ready "$out" "$ipid" 3000 0.1; then
 		sleep 5 # steady state: pgmux parks clients idle for a second and returns their stacks
 		after=$(proc_rss_kb "$pid")
 	else

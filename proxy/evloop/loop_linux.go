@@ -55,6 +55,43 @@ type Loop[T any] struct {
 	Unpoll func(fd uintptr)
 	// now is when the loop last woke up (Now); the loop goroutine's alone.
 	now time.Time
+	// inSet has bit fd set while descriptor fd is in the set as far as Add, Register and
+	// Del know (atomic words: any goroutine registers). It only picks which epoll_ctl
+	// Register tries first; a descriptor closed without Del leaves its bit set, and the
+	// other operation, tried next, still registers it. Descriptors beyond it (see
+	// hintFDs) take Register's old order, MOD then ADD.
+	inSet []atomic.Uint64
+}
+
+// hintFDs bounds the descriptors inSet covers: the process's descriptor limit, at most
+// 1<<20 (a 128 KB bitmap, of which only the words of descriptors in use are touched).
+func hintFDs() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == 0 {
+		return 1 << 16
+	}
+	return int(min(lim.Cur, 1<<20))
+}
+
+// known reports whether the set holds fd as far as inSet knows, and whether inSet
+// covers fd at all.
+func (l *Loop[T]) known(fd int32) (in, covered bool) {
+	if fd < 0 || int(fd)>>6 >= len(l.inSet) {
+		return false, false
+	}
+	return l.inSet[fd>>6].Load()&(1<<(fd&63)) != 0, true
+}
+
+// mark records whether the set holds fd.
+func (l *Loop[T]) mark(fd int32, in bool) {
+	if fd < 0 || int(fd)>>6 >= len(l.inSet) {
+		return
+	}
+	if in {
+		l.inSet[fd>>6].Or(1 << (fd & 63))
+	} else {
+		l.inSet[fd>>6].And(^uint64(1 << (fd & 63)))
+	}
 }
 
 // Now is the time the loop last woke up, read once per wake-up: what the events and
@@ -72,7 +109,7 @@ func New[T any]() (*Loop[T], error) {
 		_ = syscall.Close(epfd)
 		return nil, err
 	}
-	l := &Loop[T]{epfd: epfd, evfd: -1}
+	l := &Loop[T]{epfd: epfd, evfd: -1, inSet: make([]atomic.Uint64, (hintFDs()+63)/64)}
 	l.Unpoll = func(fd uintptr) { l.Del(int32(fd)) }
 	fd, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if e != 0 {
@@ -92,23 +129,39 @@ func New[T any]() (*Loop[T], error) {
 // Add puts fd in the set for events.
 func (l *Loop[T]) Add(fd int32, events uint32) error {
 	ev := syscall.EpollEvent{Events: events, Fd: fd}
-	return ctl(l.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	err := epollCtl(l.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	if err == nil {
+		l.mark(fd, true)
+	}
+	return err
 }
 
 // Register (re)registers fd in the set for events, adding it when it is not there: a
-// registration made again also queues an event for what is ready already.
+// registration made again also queues an event for what is ready already. It tries
+// first the operation that inSet says will do (ADD for a descriptor taken out of the set
+// or never in it, as a parked client's is: the MOD tried first cost every park a failed
+// system call), and the other when the kernel answers that fd is there (EEXIST) or is
+// not (ENOENT).
 func (l *Loop[T]) Register(fd int32, events uint32) error {
 	ev := syscall.EpollEvent{Events: events, Fd: fd}
-	err := ctl(l.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
-	if err == syscall.ENOENT {
-		err = ctl(l.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	first, second, retry := syscall.EPOLL_CTL_MOD, syscall.EPOLL_CTL_ADD, syscall.ENOENT
+	if in, covered := l.known(fd); covered && !in {
+		first, second, retry = syscall.EPOLL_CTL_ADD, syscall.EPOLL_CTL_MOD, syscall.EEXIST
+	}
+	err := epollCtl(l.epfd, first, int(fd), &ev)
+	if err == retry {
+		err = epollCtl(l.epfd, second, int(fd), &ev)
+	}
+	if err == nil {
+		l.mark(fd, true)
 	}
 	return err
 }
 
 // Del takes fd out of the set (nothing if it is not there).
 func (l *Loop[T]) Del(fd int32) {
-	_ = ctl(l.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+	l.mark(fd, false)
+	_ = epollCtl(l.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 }
 
 // Post queues v for the loop (Handler.Posted) and wakes it if it may be waiting; any
@@ -266,6 +319,9 @@ func waitNow(epfd int, events []syscall.EpollEvent) (int, error) {
 	}
 	return int(n), nil
 }
+
+// epollCtl is the epoll_ctl that Add, Register and Del make: ctl, or a test's counter.
+var epollCtl = ctl
 
 // ctl is epoll_ctl(2) as a RawSyscall (it never blocks).
 func ctl(epfd, op, fd int, ev *syscall.EpollEvent) error {

@@ -284,3 +284,63 @@ func TestDoneSeenBeforeWaiting(t *testing.T) {
 		t.Fatal("Run did not return after done")
 	}
 }
+
+// TestRegisterTriesTheLikelyOpFirst: Register makes one epoll_ctl where the loop knows
+// whether the descriptor is in the set (ADD after Del or for a new one, MOD for one in
+// it), and still registers one whose bit is stale (closed without Del, its number reused).
+func TestRegisterTriesTheLikelyOpFirst(t *testing.T) {
+	var ops []int
+	var mu sync.Mutex
+	epollCtl = func(epfd, op, fd int, ev *syscall.EpollEvent) error {
+		mu.Lock()
+		ops = append(ops, op)
+		mu.Unlock()
+		return ctl(epfd, op, fd, ev)
+	}
+	t.Cleanup(func() { epollCtl = ctl })
+	l, err := New[int]()
+	require.NoError(t, err)
+	h := newRecorder(t)
+	run(t, l, h, time.Second)
+	took := func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		got := ops
+		ops = nil
+		return got
+	}
+	event := func(w int, fd int32, what string) {
+		t.Helper()
+		_, err := syscall.Write(w, []byte("x"))
+		require.NoError(t, err)
+		select {
+		case got := <-h.events:
+			require.EqualValues(t, fd, got, what)
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%s: no event", what)
+		}
+	}
+	r, w := pipe(t)
+	fd := int32(r)
+	require.NoError(t, l.Register(fd, syscall.EPOLLIN|ET))
+	require.Equal(t, []int{syscall.EPOLL_CTL_ADD}, took(), "a new descriptor")
+	event(w, fd, "added")
+	require.NoError(t, l.Register(fd, syscall.EPOLLIN|ET))
+	require.Equal(t, []int{syscall.EPOLL_CTL_MOD}, took(), "one in the set")
+	l.Del(fd)
+	require.NoError(t, l.Register(fd, syscall.EPOLLIN|syscall.EPOLLONESHOT))
+	require.Equal(t, []int{syscall.EPOLL_CTL_DEL, syscall.EPOLL_CTL_ADD}, took(), "taken out, then back")
+	event(w, fd, "back in the set")
+
+	// Closed without Del (the kernel drops it from the set), its number reused: the
+	// stale bit costs a failed MOD, and the ADD after it registers the new descriptor.
+	require.NoError(t, syscall.Close(r))
+	require.NoError(t, syscall.Close(w))
+	var p [2]int
+	require.NoError(t, syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC))
+	t.Cleanup(func() { _ = syscall.Close(p[0]); _ = syscall.Close(p[1]) })
+	require.EqualValues(t, fd, p[0], "the lowest free numbers: the read end's again")
+	require.NoError(t, l.Register(fd, syscall.EPOLLIN|ET))
+	require.Equal(t, []int{syscall.EPOLL_CTL_MOD, syscall.EPOLL_CTL_ADD}, took(), "a stale bit")
+	event(p[1], fd, "the reused number")
+}

@@ -7,13 +7,22 @@
 //
 // It prints "ready N" on stdout once every connection has seen ReadyForQuery, then holds
 // them until SIGTERM/SIGINT, stdin closing (with -stdin), or -hold elapses, and exits.
+//
+// With -reuse-keys, SCRAM's keys are derived once (PBKDF2 at the server's iteration
+// count, the costly step of a SCRAM login) and every later client proves them without
+// deriving: the client side of a login storm then costs little, and what the storm
+// measures is the pooler's work per login (bench/logins-storm.sh).
 package main
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/md5"
+	"crypto/pbkdf2"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -23,6 +32,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,6 +59,7 @@ func run() error {
 	hold := flag.Duration("hold", 2*time.Minute, "longest time to hold the connections")
 	dialTimeout := flag.Duration("timeout", 10*time.Second, "per-connection handshake timeout")
 	watchStdin := flag.Bool("stdin", false, "also stop when standard input closes")
+	flag.BoolVar(&reuseKeys, "reuse-keys", false, "derive SCRAM keys once and reuse them for every client")
 	flag.Parse()
 	if *n < 1 || *conc < 1 {
 		return errors.New("-n and -concurrency must be positive")
@@ -169,7 +181,11 @@ func handshake(c net.Conn, user, db, password string) error {
 						offered = append(offered, string(m))
 					}
 				}
-				scram = auth.NewClientSCRAM(user, password)
+				if k := derived.Load(); k != nil {
+					scram = auth.NewClientSCRAMFromKeys(k.client, k.server)
+				} else {
+					scram = auth.NewClientSCRAM(user, password)
+				}
 				mech, err := scram.Mechanism(offered)
 				if err != nil {
 					return err
@@ -186,6 +202,11 @@ func handshake(c net.Conn, user, db, password string) error {
 				final, err := scram.Final(payload[4:])
 				if err != nil {
 					return err
+				}
+				if reuseKeys && derived.Load() == nil {
+					if err := deriveOnce(password, string(payload[4:])); err != nil {
+						return err
+					}
 				}
 				if err := sendSASL(c, final); err != nil {
 					return err
@@ -206,6 +227,47 @@ func handshake(c net.Conn, user, db, password string) error {
 			return nil
 		}
 	}
+}
+
+// reuseKeys is -reuse-keys; derived holds the keys once a login has derived them.
+var (
+	reuseKeys bool
+	derived   atomic.Pointer[scramKeys]
+)
+
+type scramKeys struct{ client, server []byte }
+
+// deriveOnce derives SCRAM's ClientKey and ServerKey for password from the salt and
+// iteration count of a server-first-message ("r=...,s=...,i=...") and keeps them.
+func deriveOnce(password, serverFirst string) error {
+	var salt []byte
+	iter := 0
+	for _, attr := range strings.Split(serverFirst, ",") {
+		var err error
+		switch {
+		case strings.HasPrefix(attr, "s="):
+			salt, err = base64.StdEncoding.DecodeString(attr[2:])
+		case strings.HasPrefix(attr, "i="):
+			iter, err = strconv.Atoi(attr[2:])
+		}
+		if err != nil {
+			return fmt.Errorf("server-first-message %q: %w", serverFirst, err)
+		}
+	}
+	if salt == nil || iter < 1 {
+		return fmt.Errorf("server-first-message %q: no salt or iteration count", serverFirst)
+	}
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iter, sha256.Size)
+	if err != nil {
+		return err
+	}
+	mac := func(msg string) []byte {
+		h := hmac.New(sha256.New, salted)
+		h.Write([]byte(msg))
+		return h.Sum(nil)
+	}
+	derived.CompareAndSwap(nil, &scramKeys{client: mac("Client Key"), server: mac("Server Key")})
+	return nil
 }
 
 func sendPassword(c net.Conn, pw string) error {
