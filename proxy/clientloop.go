@@ -182,7 +182,12 @@ func (s *Session) serveLoop(ev uint32, at time.Time) {
 		}
 		return
 	}
+	primed, more := false, false
 	if s.rawClient() { // its first request since its login on the loop: it gets its net.Conn
+		var left bool
+		if left, primed, more = s.leftAtOnce(); left {
+			return
+		}
 		if err := s.toRuntimeConn(); err != nil {
 			s.home().leaveLoop(s)
 			go s.endFromLoop(err)
@@ -196,27 +201,61 @@ func (s *Session) serveLoop(ev uint32, at time.Time) {
 	s.lw.saw(ev)
 	s.lw.at = at
 	s.ownSettings()
-	s.readLoop()
+	s.readFrom(primed, more)
+}
+
+// leftAtOnce reads the first event since a client logged in on the loop, on its bare
+// descriptor, and ends the session there when it is the client's departure (Terminate,
+// or its end of the stream): a client that logs in and leaves, as a pool that opens its
+// connections and is closed or deployed again before they are used, then costs no net.Conn
+// (its file, its registration in the runtime's poller and their undoing: a fcntl and two
+// epoll_ctl). Anything else stays buffered (primed; more: the read filled the buffer) for
+// readFrom, after toRuntimeConn.
+func (s *Session) leftAtOnce() (left, primed, more bool) {
+	more, err := s.rd.ReadNow()
+	switch {
+	case err == syscall.EAGAIN:
+		return false, false, false
+	case err != nil:
+		s.home().leaveLoop(s)
+		go s.endFromLoop(err)
+		return true, false, false
+	}
+	if typ, _, whole := s.rd.Whole(); whole && typ == 'X' {
+		s.rd.Drop() // as runLoop's Terminate
+		s.home().leaveLoop(s)
+		go s.endFromLoop(nil)
+		return true, false, false
+	}
+	return false, true, more
 }
 
 // readLoop reads what the client sent and dispatches it until the socket is drained
 // (the descriptor is edge-triggered: a read that filled the buffer, or an edge seen while
 // a request ran, means more may be there), then parks the client on the loop.
-func (s *Session) readLoop() {
+func (s *Session) readLoop() { s.readFrom(false, false) }
+
+// readFrom is readLoop after a read made already when primed (leftAtOnce's; more: it
+// filled the buffer): what it buffered is dispatched before the socket is read again.
+func (s *Session) readFrom(primed, more bool) {
 	for {
-		more, err := s.rd.ReadNow()
-		if err == syscall.EAGAIN {
-			if s.rd.Buffered() > 0 {
-				s.offLoop() // a partial message: the goroutine waits for the rest
+		if !primed {
+			var err error
+			more, err = s.rd.ReadNow()
+			if err == syscall.EAGAIN {
+				if s.rd.Buffered() > 0 {
+					s.offLoop() // a partial message: the goroutine waits for the rest
+					return
+				}
+				break
+			}
+			if err != nil {
+				s.home().leaveLoop(s)
+				go s.endFromLoop(err) // as the relay ends on a failed read
 				return
 			}
-			break
 		}
-		if err != nil {
-			s.home().leaveLoop(s)
-			go s.endFromLoop(err) // as the relay ends on a failed read
-			return
-		}
+		primed = false
 		if !s.runLoop() {
 			return
 		}

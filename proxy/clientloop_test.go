@@ -410,3 +410,33 @@ func TestClientLoopTerminateStormReusesBuffers(t *testing.T) {
 	}
 	require.Less(t, made, limit, "a buffer per departing client")
 }
+
+// TestClientLoopLeaveWithoutConn: a client that logged in on the loop and leaves at its
+// first event (Terminate, or a close) ends from its bare descriptor, without a net.Conn;
+// one that sends a request gets one, and its answer.
+func TestClientLoopLeaveWithoutConn(t *testing.T) {
+	h, clients := loopProxyWithClients(t, 21)
+	admin := h.admin(t) // (its login makes a net.Conn: an admin client is not kept on the loop)
+	before := proxy.RuntimeConns(h.srv)
+	for i, c := range clients[:20] {
+		if i%2 == 0 {
+			_, err := c.nc.Write([]byte{'X', 0, 0, 0, 4})
+			require.NoError(t, err)
+		}
+		require.NoError(t, c.nc.Close())
+	}
+	c := clients[20]
+	c.fe.Send(&pgproto3.Query{String: "SELECT 41 + 1"})
+	require.NoError(t, c.fe.Flush())
+	require.Equal(t, []string{"42"}, c.until(t, "the staying client's first request"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, pools := show(t, admin, "SHOW POOLS")
+		if num(t, rowWhere(pools, "database", "app"), "cl_active") == 1 || time.Now().After(deadline) {
+			require.EqualValues(t, 1, num(t, rowWhere(pools, "database", "app"), "cl_active"), "the 20 that left are gone")
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.EqualValues(t, 1, proxy.RuntimeConns(h.srv)-before, "net.Conns made: only the staying client's")
+}

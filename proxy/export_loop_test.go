@@ -18,6 +18,10 @@ func LoopReadServers(s *Server) (inLoop, all, readers int) {
 	return inLoop, all, readers
 }
 
+// RuntimeConns counts the clients of s that logged in on a client loop and were given a
+// net.Conn in the runtime's poller since.
+func RuntimeConns(s *Server) uint64 { return s.runtimeConns.Load() }
+
 // LoopLogins counts the logins s started on a client loop.
 func LoopLogins(s *Server) uint64 { return s.loopLogins.Load() }
 

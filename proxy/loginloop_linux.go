@@ -308,6 +308,7 @@ func (s *Session) toRuntimeConnLocked() error {
 		return err
 	}
 	c.fd.Store(-1) // the descriptor is nc's now
+	s.srv.runtimeConns.Add(1)
 	s.nc = nc
 	s.rd.SetSource(nc)
 	s.wr.Reset(nc)

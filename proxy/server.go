@@ -108,10 +108,13 @@ type Server struct {
 	activeLoops atomic.Int32
 	// loopLogins counts the logins started on a client loop (loginloop_linux.go).
 	loopLogins atomic.Uint64
-	draining   atomic.Bool  // no new clients but console ones (shutdown.go)
-	stopping   atomic.Int32 // ShutdownMode+1 once Stop has begun, else 0
-	wg         sync.WaitGroup
-	done       chan struct{}
+	// runtimeConns counts the clients that logged in on a loop and were given a net.Conn
+	// in the runtime's poller since (toRuntimeConn).
+	runtimeConns atomic.Uint64
+	draining     atomic.Bool  // no new clients but console ones (shutdown.go)
+	stopping     atomic.Int32 // ShutdownMode+1 once Stop has begun, else 0
+	wg           sync.WaitGroup
+	done         chan struct{}
 }
 
 // scramKeys lets pgmux log in to a server for a user whose auth_file entry is a SCRAM
