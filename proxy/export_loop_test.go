@@ -18,8 +18,8 @@ func LoopReadServers(s *Server) (inLoop, all, readers int) {
 	return inLoop, all, readers
 }
 
-// RuntimeConns counts the clients of s that logged in on a client loop and were given a
-// net.Conn in the runtime's poller since.
+// RuntimeConns counts the net.Conns in the runtime's poller that s made for clients after
+// their login (on a client loop, or from their park).
 func RuntimeConns(s *Server) uint64 { return s.runtimeConns.Load() }
 
 // LoopLogins counts the logins s started on a client loop.

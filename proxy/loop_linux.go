@@ -82,6 +82,10 @@ func (p *parker) Event(fd int32, events uint32) {
 	}
 	p.byFD[fd] = nil
 	p.mu.Unlock()
+	if events&goneEvents != 0 && !s.isAdmin() && !s.expired.Load() && departing(fd) {
+		go s.endDeparted() // parked, and gone: no net.Conn to read its Terminate
+		return
+	}
 	go s.resume()
 }
 

@@ -108,8 +108,9 @@ type Server struct {
 	activeLoops atomic.Int32
 	// loopLogins counts the logins started on a client loop (loginloop_linux.go).
 	loopLogins atomic.Uint64
-	// runtimeConns counts the clients that logged in on a loop and were given a net.Conn
-	// in the runtime's poller since (toRuntimeConn).
+	// runtimeConns counts the net.Conns in the runtime's poller made for clients after
+	// their login: for one that logged in on a loop (toRuntimeConn), or that resumed
+	// from its park (reattachLocked).
 	runtimeConns atomic.Uint64
 	draining     atomic.Bool  // no new clients but console ones (shutdown.go)
 	stopping     atomic.Int32 // ShutdownMode+1 once Stop has begun, else 0
