@@ -320,8 +320,18 @@ func waitNow(epfd int, events []syscall.EpollEvent) (int, error) {
 	return int(n), nil
 }
 
-// epollCtl is the epoll_ctl that Add, Register and Del make: ctl, or a test's counter.
-var epollCtl = ctl
+// ctlSeen, when a test sets it, is told each operation Add, Register and Del make. It
+// takes the operation alone: handing the event's pointer through a function value would
+// move every call's EpollEvent to the heap (an allocation per registration).
+var ctlSeen func(op int)
+
+// epollCtl is the epoll_ctl that Add, Register and Del make.
+func epollCtl(epfd, op, fd int, ev *syscall.EpollEvent) error {
+	if ctlSeen != nil {
+		ctlSeen(op)
+	}
+	return ctl(epfd, op, fd, ev)
+}
 
 // ctl is epoll_ctl(2) as a RawSyscall (it never blocks).
 func ctl(epfd, op, fd int, ev *syscall.EpollEvent) error {
