@@ -189,8 +189,7 @@ func (s *Session) serveLoop(ev uint32, at time.Time) {
 			return
 		}
 		if err := s.toRuntimeConn(); err != nil {
-			s.home().leaveLoop(s)
-			go s.endFromLoop(err)
+			s.endOnLoop(err)
 			return
 		}
 	}
@@ -217,14 +216,11 @@ func (s *Session) leftAtOnce() (left, primed, more bool) {
 	case err == syscall.EAGAIN:
 		return false, false, false
 	case err != nil:
-		s.home().leaveLoop(s)
-		go s.endFromLoop(err)
+		s.endOnLoop(err)
 		return true, false, false
 	}
 	if typ, _, whole := s.rd.Whole(); whole && typ == 'X' {
-		s.rd.Drop() // as runLoop's Terminate
-		s.home().leaveLoop(s)
-		go s.endFromLoop(nil)
+		s.terminatedOnLoop()
 		return true, false, false
 	}
 	return false, true, more
@@ -250,8 +246,7 @@ func (s *Session) readFrom(primed, more bool) {
 				break
 			}
 			if err != nil {
-				s.home().leaveLoop(s)
-				go s.endFromLoop(err) // as the relay ends on a failed read
+				s.endOnLoop(err) // as the relay ends on a failed read
 				return
 			}
 		}
@@ -284,9 +279,7 @@ func (s *Session) runLoop() bool {
 			// ran, a storm of departures (an application's pool closing) took a 16 KB
 			// buffer each from the pool at once (12 MB of heap for 2,000 clients,
 			// resident until the next collection), where the loop now reuses one.
-			s.rd.Drop()
-			s.home().leaveLoop(s)
-			go s.endFromLoop(nil)
+			s.terminatedOnLoop()
 			return false
 		}
 		if !whole || !s.loopable(typ, n) {
@@ -307,8 +300,7 @@ func (s *Session) runLoop() bool {
 			s.offLoop()
 			return false
 		case err != nil:
-			s.home().leaveLoop(s)
-			go s.endFromLoop(err)
+			s.endOnLoop(err)
 			return false
 		case skipping:
 			s.lw.skip = true
@@ -495,6 +487,21 @@ func (s *Session) idleFromLoop() {
 	}
 	s.ensureWork()
 	go s.loop()
+}
+
+// endOnLoop takes the session off the loop and ends it on a goroutine of its own (ending
+// may wait: a linked server's close, the log), as the relay ends on err.
+func (s *Session) endOnLoop(err error) {
+	s.home().leaveLoop(s)
+	go s.endFromLoop(err)
+}
+
+// terminatedOnLoop ends the session of a client whose Terminate the loop has read. Its
+// read buffer goes back to the pool first, on the loop: what follows a Terminate means
+// nothing, and the loop reads the next departure into the same buffer.
+func (s *Session) terminatedOnLoop() {
+	s.rd.Drop()
+	s.endOnLoop(nil)
 }
 
 // endFromLoop ends the session after a request on the loop failed the way the relay's

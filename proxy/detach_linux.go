@@ -143,10 +143,7 @@ func departing(fd int32) bool {
 // each departure of a pool's idle connections a fcntl, two epoll_ctl and a file).
 func (s *Session) endDeparted() {
 	s.ncMu.Lock()
-	if !s.closeRawLocked() {
-		_ = s.nc.Close()
-	}
-	s.ncEnd |= ncClosed
+	s.closeClientLocked()
 	s.ncMu.Unlock()
 	s.ensureWork()
 	s.clientGone()

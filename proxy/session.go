@@ -548,14 +548,20 @@ func (s *Session) resume() {
 func (s *Session) closeAndWake() {
 	s.ncMu.Lock()
 	parked := s.home().unpark(s)
-	if !s.closeRawLocked() {
-		_ = s.nc.Close()
-	}
-	s.ncEnd |= ncClosed
+	s.closeClientLocked()
 	s.ncMu.Unlock()
 	if parked {
 		go s.resume()
 	}
+}
+
+// closeClientLocked closes the client's socket: a detached session's bare descriptor,
+// else its net.Conn; s.ncMu is held and the session is out of the parker.
+func (s *Session) closeClientLocked() {
+	if !s.closeRawLocked() {
+		_ = s.nc.Close()
+	}
+	s.ncEnd |= ncClosed
 }
 
 // canPark reports whether the session's socket can wait in the parker.
