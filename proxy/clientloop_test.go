@@ -322,8 +322,27 @@ func TestClientsFollowTheActiveLoops(t *testing.T) {
 		}
 		require.Equal(t, want, got, what)
 	}
+	// A client has its answer before its server goes back to the pool (settleAt runs
+	// after the ReadyForQuery is written), and a client with a server linked does not
+	// move: a request that overtakes the release is served where the client is. Before
+	// each change of the active loops the links have ended, so the next request moves
+	// every client.
+	admin := h.admin(t)
+	linksEnded := func(what string) {
+		t.Helper()
+		var active int64
+		for range 200 {
+			_, pools := show(t, admin, "SHOW POOLS")
+			if active = num(t, rowWhere(pools, "database", "app"), "sv_active"); active == 0 {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		require.Zero(t, active, "servers still linked %s", what)
+	}
 	ask(0)
 	loopsHold([]int{n, 0, 0}, "one loop active: every client on the first")
+	linksEnded("after the first round")
 
 	// One client opens a transaction before the change: it keeps its server, and its
 	// loop, until COMMIT.
@@ -349,6 +368,7 @@ func TestClientsFollowTheActiveLoops(t *testing.T) {
 	tx.until(t, "COMMIT")
 	ask(1)
 	loopsHold([]int{n / 3, n / 3, n / 3}, "three loops active: the clients spread over them")
+	linksEnded("with three loops active")
 
 	h.srv.SetActiveLoops(1)
 	ask(2)
@@ -367,6 +387,7 @@ func TestClientsFollowTheActiveLoops(t *testing.T) {
 		ask(round)
 	}
 	<-done
+	linksEnded("after the changes")
 	h.srv.SetActiveLoops(2)
 	ask(40)
 	loopsHold([]int{n / 2, n / 2, 0}, "two loops active")
