@@ -59,6 +59,7 @@
 //	'B' Bind                                  prepared.go:Session.rewriteBind
 //	'B' in a failed transaction               failedbind.go:Session.failedBind
 //	'D' Describe, 'C' Close                   prepared.go:Session.rewriteDescribeClose
+//	a server's statement cache (no I/O)       proxy/link/stmtcache.go:StmtCache.Lookup, proxy/link/stmtcache.go:StmtCache.Prepare, proxy/link/stmtcache.go:StmtCache.Find; its figures: stmtcache.go:stmtCache.prepare
 //	'P' 'C' 'H' answered without a server     deferred.go:Session.deferLocal
 //	'E' Execute, 'S' Sync, 'H' Flush          relay.go:Session.forwardClient (kept for a retry: proxy/link/retry.go:Log.Add)
 //	'F' FunctionCall, 'd' 'c' 'f' COPY data   relay.go:Session.forwardClient (forwarded raw)

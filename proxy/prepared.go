@@ -35,7 +35,7 @@ const noopStmt = "pgmux_noop"
 // Owners: the session goroutine that makes it fills its fields before it registers the
 // statement (keep) or sends anything naming it, and after that alone writes born. Other
 // goroutines only read the rest: the server's reader, through the expects that carry it,
-// and later lessees of a server whose statement cache holds it (stmtNode.def, owner).
+// and later lessees of a server whose statement cache holds it (link.StmtCache's nodes).
 // failed and checked are atomics set by the server's reader and read by the session.
 type stmtDef struct {
 	pin     pinReason // session state its execution creates
@@ -167,8 +167,8 @@ func linkOf(c *pool.Conn) *serverState {
 // that holds c's lease, before the session links c under s.mu.
 func stateOf(c *pool.Conn, maxStmts int, stats *prepStats) *serverState {
 	if x := linkOf(c); x != nil {
-		if x.stmts.max != maxStmts {
-			x.stmts.max = maxStmts
+		if x.stmts.Max() != maxStmts {
+			x.stmts.SetMax(maxStmts)
 		}
 		return x
 	}
@@ -361,24 +361,15 @@ func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 // prepareOn appends what prepares def on server c: a Close of a stale copy, Closes of the
 // statements evicted to make room, and the Parse, with their expectations.
 func (s *Session) prepareOn(c *pool.Conn, st *serverState, def *stmtDef, stale bool, b []byte, hide bool) ([]byte, []expect) {
-	var es []expect
-	s.mu.Lock()
-	if stale {
-		st.stmts.remove(def.server)
-		b = closeMsg(b, 'S', def.server)
-		es = append(es, expect{Kind: 'C', Hide: true, Stmt: def.server, Stale: true})
-	}
-	evicted := st.stmts.addDef(def, nil)
 	var owner *stmtDef
 	if !hide {
 		owner = def // the client's own Parse of it
 	}
-	gen := st.stmts.preparing(def.server, s.Reqs, owner)
+	s.mu.Lock()
+	p := st.stmts.prepare(def.server, stale, s.Reqs, owner, def)
 	s.mu.Unlock()
-	for _, ev := range evicted {
-		b = closeMsg(b, 'S', ev)
-		es = append(es, expect{Kind: 'C', Hide: true, Stmt: ev})
-	}
+	b, es := closesFor(b, nil, def.server, p)
+	gen := p.Gen
 	if def.sql {
 		b = def.prepareSQL(b)
 		s.unnamed.live = false // the server's unnamed statement is now the PREPARE
@@ -519,7 +510,7 @@ func forgetSkipped(st *serverState, e expect) {
 		st.stmts.restore(e.Stmt)
 		if e.Stale {
 			// Still the stale copy: the next use closes and prepares it again.
-			st.stmts.markStale(e.Stmt)
+			st.stmts.MarkStale(e.Stmt)
 		}
 	}
 }

@@ -81,8 +81,6 @@ func (s *Session) staleAll(c *pool.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if x := linkOf(c); x != nil && s.prep == prepCache {
-		for name := range x.stmts.items {
-			x.stmts.markStale(name)
-		}
+		x.stmts.MarkAllStale()
 	}
 }

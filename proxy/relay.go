@@ -851,7 +851,7 @@ func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
 // prepared records that the server answered e's preparation of e.stmt. s.mu is held.
 func prepared(c *pool.Conn, e answered) {
 	if x := linkOf(c); x != nil {
-		x.stmts.prepared(e.Stmt, e.Prep)
+		x.stmts.Answered(e.Stmt, e.Prep)
 	}
 }
 
@@ -1222,7 +1222,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	case r.ForgetStmt:
 		st.stmts.forget(head.Stmt, head.Prep)
 	case r.StaleStmt:
-		st.stmts.markStale(head.Stmt)
+		st.stmts.MarkStale(head.Stmt)
 	}
 	var pe *pgerr.Error
 	if r.Refused {
@@ -1303,7 +1303,7 @@ func (s *Session) skipToSync(st *serverState, staleCode, gone bool) {
 			st.skipped = append(st.skipped, e) // for planRetry
 		}
 		if st != nil && first && (e.Kind == 'B' || e.Kind == 'D') && e.Stmt != "" && (staleCode || gone) {
-			st.stmts.markStale(e.Stmt) // cached plan changed result type: prepare anew
+			st.stmts.MarkStale(e.Stmt) // cached plan changed result type: prepare anew
 		}
 		forgetSkipped(st, e)
 	})

@@ -114,18 +114,16 @@ func (s *Session) planRetry(st *serverState) []byte {
 	f := st.skipped[0]
 	s.q.hideHead() // the failed request's ReadyForQuery: the retry's goes to the client
 	def := f.Def
-	var b []byte
-	if present, _ := st.stmts.lookup(def.server, s.Reqs, nil); present {
-		st.stmts.remove(def.server)
-		b = closeMsg(b, 'S', def.server)
-		s.q.push(&expect{Kind: 'C', Hide: true, Stmt: def.server, Stale: true})
-	}
-	for _, ev := range st.stmts.addDef(def, nil) {
-		b = closeMsg(b, 'S', ev)
-		s.q.push(&expect{Kind: 'C', Hide: true, Stmt: ev})
+	// The server's copy, present, is closed whatever its state: its plan is the one
+	// that failed.
+	present, _ := st.stmts.lookup(def.server, s.Reqs, nil)
+	p := st.stmts.prepare(def.server, present, s.Reqs, nil, def)
+	b, es := closesFor(nil, nil, def.server, p)
+	for i := range es {
+		s.q.push(&es[i])
 	}
 	b = def.parseMsg(b, def.server)
-	s.q.push(&expect{Kind: 'P', Hide: true, Stmt: def.server, Prep: st.stmts.preparing(def.server, s.Reqs, nil)})
+	s.q.push(&expect{Kind: 'P', Hide: true, Stmt: def.server, Prep: p.Gen})
 	s.ops.serverParses.Add(1)
 	b = append(b, replay...)
 	for i, e := range st.skipped {

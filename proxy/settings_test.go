@@ -180,10 +180,10 @@ func TestServerReset(t *testing.T) {
 	} {
 		t.Run(tc.query, func(t *testing.T) {
 			x := &serverState{stmts: newStmtCache(10), set: paramsOf("search_path", "app", "statement_timeout", "7s")}
-			x.stmts.add("pgmux_1", nil)
+			x.stmts.prepare("pgmux_1", false, 0, nil, nil)
 			x.ServerReset(tc.query)
-			require.Equal(t, tc.stmtsGone, x.stmts.size() == 0, "statements forgotten")
-			require.Equal(t, int64(x.stmts.size()), x.stmts.Prepared.Load())
+			require.Equal(t, tc.stmtsGone, x.stmts.Len() == 0, "statements forgotten")
+			require.Equal(t, int64(x.stmts.Len()), x.stmts.Prepared.Load())
 			require.Equal(t, tc.set, x.set)
 		})
 	}

@@ -134,7 +134,7 @@ func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
 	s.mu.Lock()
 	if x := linkOf(c); x != nil {
 		for _, n := range names {
-			x.stmts.markStale(n.name) // a client name that is one of pgmux's: prepare it anew
+			x.stmts.MarkStale(n.name) // a client name that is one of pgmux's: prepare it anew
 		}
 	}
 	s.q.pushBeforeTail(before...)

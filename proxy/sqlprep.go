@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/pgmux/pgmux/proxy/link"
 	"strings"
 	"unsafe"
 
@@ -266,26 +267,13 @@ func (s *Session) sqlExecute(c *pool.Conn, q string, st sqlStmt, def *stmtDef) e
 	s.mu.Lock()
 	x := s.stateOf(c)
 	present, stale := x.stmts.lookup(def.server, s.Reqs, def)
-	var evicted []string
-	var gen uint32
+	var p link.Prep
 	if !present || stale {
-		if stale {
-			x.stmts.remove(def.server)
-		}
-		evicted = x.stmts.add(def.server, nil)
-		gen = x.stmts.preparing(def.server, s.Reqs, nil)
+		p = x.stmts.prepare(def.server, stale, s.Reqs, nil, nil)
 	}
 	s.mu.Unlock()
-	b := s.scratch[:0]
-	var es []expect
-	if stale {
-		b = closeMsg(b, 'S', def.server)
-		es = append(es, expect{Kind: 'C', Hide: true, Stmt: def.server, Stale: true})
-	}
-	for _, ev := range evicted {
-		b = closeMsg(b, 'S', ev)
-		es = append(es, expect{Kind: 'C', Hide: true, Stmt: ev})
-	}
+	b, es := closesFor(s.scratch[:0], nil, def.server, p)
+	gen := p.Gen
 	if !present || stale {
 		// In front of a Query, whose own ReadyForQuery must come whatever happens: the
 		// preparation is a request of its own, and its error is the client's.

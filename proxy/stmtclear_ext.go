@@ -87,7 +87,7 @@ func (s *Session) executeClear(c *pool.Conn, n int) (bool, error) {
 		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, op.name)
 		s.mu.Lock()
 		if x := linkOf(c); x != nil {
-			x.stmts.markStale(op.name) // a client name that is one of pgmux's: prepare it anew
+			x.stmts.MarkStale(op.name) // a client name that is one of pgmux's: prepare it anew
 		}
 		s.q.pushBeforeTail(expect{Kind: 'C', Hide: true}, expect{Kind: 'P', Hide: true})
 		s.mu.Unlock()

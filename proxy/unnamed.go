@@ -115,11 +115,9 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 		s.mu.Unlock()
 		return s.parsePlain(c, m, rest)
 	}
-	if n := st.stmts.findByKey(key, query, types); n != nil {
-		def := n.def
+	if def, found, usable := st.stmts.Find(key, query, types, s.Reqs); found {
 		s.unnamed.use(def)
-		if !n.stale && !n.doubtful(s.Reqs, def) {
-			st.stmts.touch(n)
+		if usable {
 			st.stmts.UnnamedHits.Add(1)
 			return s.answerParse(c) // unlocks s.mu
 		}
@@ -141,7 +139,7 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 	present, stale := st.stmts.peek(def.server, s.Reqs, def)
 	if present && !stale {
 		// A client's named statement of the same text: share it.
-		st.stmts.attach(def)
+		st.stmts.Attach(def.server, def, def.key, def.query, def.types)
 		return s.answerParse(c)
 	}
 	s.mu.Unlock()
