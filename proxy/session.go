@@ -578,7 +578,7 @@ func (s *Session) end(err error) {
 		}
 		s.srv.log.Info("client disconnected", fields...)
 	}
-	s.nc.Close()
+	closeAtEnd(s.nc, err == nil || errors.Is(err, io.EOF)) // the client left (closer_linux.go)
 	if s.rd != nil {
 		// Its read buffer goes back to the pool for the clients still here: dropped, each
 		// departure of a storm (5,000 clients ending together) cost a fresh 16 KB buffer
