@@ -24,6 +24,7 @@
 //
 //	accept, one goroutine per new client      server.go:Server.accept, accept_linux.go:rawListener.Accept, server.go:Server.serveConn
 //	client_loop: the login on a loop          loginloop_linux.go:Server.loginOnLoop, loginloop_linux.go:parker.stepLogin, loginloop_linux.go:Session.runLogin
+//	its coroutine, kept for the next login    loginworker_linux.go:parker.takeWorker, loginworker_linux.go:parker.putWorker
 //	a login's wait off the loop (offload)     loginloop_linux.go:Session.offload, session.go:Session.poolReady
 //	SSLRequest, GSSENCRequest                 session.go:Session.negotiate, tls.go:Session.startTLS
 //	CancelRequest                             session.go:Session.negotiate -> server.go:Server.cancel

@@ -43,3 +43,6 @@ func ClientConns(s *Server) (raw, detached, conns int) {
 	}
 	return raw, detached, conns
 }
+
+// Loops is how many client loops s runs.
+func Loops(s *Server) int { return len(s.loops) }

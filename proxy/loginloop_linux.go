@@ -4,7 +4,6 @@ package proxy
 
 import (
 	"io"
-	"iter"
 	"net"
 	"os"
 	"sync/atomic"
@@ -20,8 +19,9 @@ import (
 // on and client TLS is off is handed to a loop as a bare descriptor: no goroutine, no
 // net.Conn and no poll descriptor of the runtime's. The loop runs the login — the same
 // code as a login goroutine's (negotiate, login, authenticate) — as a coroutine
-// (iter.Pull): where a read or write would wait, the coroutine yields to the loop, which
-// resumes it at the socket's next event. A login's round trips are then loop wake-ups
+// (iter.Pull, kept for the next login once this one ended: loginworker_linux.go): where
+// a read or write would wait, the coroutine yields to the loop, which resumes it at the
+// socket's next event. A login's round trips are then loop wake-ups
 // shared with every other event of that loop. (A login paced by its client costs what it
 // did on a goroutine: each round trip wakes the process either way. In a storm of
 // logins the loop serves several per wake-up; bench/README.md has the figures.)
@@ -45,6 +45,7 @@ type loopLogin struct {
 	next  func() (loginWait, bool)
 	stop  func()
 	yield func(loginWait) bool
+	w     *loginWorker // the coroutine that runs it (loginworker_linux.go)
 	// work is the step an offload asked for, run by a goroutine while the coroutine waits.
 	work      func()
 	offloaded bool      // work is running: socket events do not resume the coroutine
@@ -67,6 +68,7 @@ type loginWait uint8
 const (
 	waitSocket  loginWait = iota // the client's socket: resume at its next event
 	waitOffload                  // work, on a goroutine: resume when it is done
+	loginDone                    // the login ended: the worker waits for the next (loginworker_linux.go)
 )
 
 // loginsOnLoop reports whether a new client logs in on a client loop.
@@ -158,11 +160,9 @@ func (p *parker) loginHanded(s *Session) {
 			s.srv.connDone()
 			return
 		}
-		lg.next, lg.stop = iter.Pull(func(yield func(loginWait) bool) {
-			lg.yield = yield
-			growLoginStack()
-			s.runLogin()
-		})
+		w := p.takeWorker()
+		w.s, lg.w = s, w
+		lg.next, lg.stop, lg.yield = w.next, w.stop, w.yield // (a new worker's yield: at its start)
 	}
 	lg.offloaded = false
 	p.stepLogin(s, lg)
@@ -179,7 +179,13 @@ func (p *parker) loginEvent(s *Session) {
 func (p *parker) stepLogin(s *Session, lg *loopLogin) {
 	w, ok := lg.next()
 	if !ok {
-		return // ended: runLogin has placed the client where it goes next
+		return // the worker was stopped (the loop ends)
+	}
+	if w == loginDone {
+		// runLogin has placed the client where it goes next (another goroutine may run
+		// it already: only lg, which nothing else holds now, is looked at).
+		p.putWorker(lg.w)
+		return
 	}
 	if w == waitOffload {
 		lg.offloaded = true

@@ -156,3 +156,50 @@ func TestLoggedInClientsWaitBare(t *testing.T) {
 	query(more)
 	query(first)
 }
+
+// TestLoginCoroutinesReused: logins on the loops run on login coroutines that are kept
+// for the next login: a hundred clients logging in one after the other (some with a
+// wrong password, whose login fails) make at most one coroutine per loop, where each
+// login made its own before. Under PGMUX_CLIENT_LOOP=0 logins run on goroutines and make
+// none.
+func TestLoginCoroutinesReused(t *testing.T) {
+	loops := os.Getenv("PGMUX_CLIENT_LOOP") != "0"
+	h := startProxy(t, harnessOpts{extra: map[string]string{"auth_type": "scram-sha-256"}})
+	creds := map[string]config.Credential{pgtest.AppUser: {User: pgtest.AppUser, Password: "secret"}}
+	require.NoError(t, h.srv.Reload(h.srv.Config().Clone(), creds))
+	login := func(pw string) error {
+		url := fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/app?sslmode=disable", pgtest.AppUser, pw, h.port)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT 7").Scan(&n); err != nil {
+			return err
+		}
+		if n != 7 {
+			return fmt.Errorf("got %d", n)
+		}
+		return nil
+	}
+	require.NoError(t, login("secret")) // the pool's server, and the loops' first workers
+	made, started := proxy.LoginWorkersMade(), proxy.LoopLogins(h.srv)
+	for i := range 100 {
+		if i%10 == 5 {
+			require.ErrorContains(t, login("wrong"), "28P01")
+			continue
+		}
+		require.NoError(t, login("secret"), "login %d", i)
+	}
+	if !loops {
+		require.Zero(t, proxy.LoginWorkersMade()-made)
+		require.Zero(t, proxy.LoopLogins(h.srv)-started)
+		return
+	}
+	require.EqualValues(t, 100, proxy.LoopLogins(h.srv)-started, "every login ran on a loop")
+	require.LessOrEqual(t, proxy.LoginWorkersMade()-made, uint64(proxy.Loops(h.srv)),
+		"login coroutines made for 100 logins one after the other")
+}

@@ -31,6 +31,7 @@ func (p *parker) loop() {
 		}
 		p.servers[fd] = nil
 	}
+	p.stopWorkers()
 }
 
 // Tick is evloop.Handler's: the sweep, every second.

@@ -41,6 +41,10 @@ type parker struct {
 	// goroutine only); an entry is stale once its connection is not InLoop.
 	servers []*pool.Conn
 	home    pool.LoopHome // this loop, as connections name it
+	// workers are login coroutines between logins, and workerUses how many logins took
+	// one since the last sweep (loop goroutine only, loginworker_linux.go).
+	workers    []*loginWorker
+	workerUses int
 }
 
 // handover is a server (or why none) for a request queued on the client loop; without
@@ -206,6 +210,7 @@ func (p *parker) forget(fd int32) {
 // freed stack memory to the OS.
 func (p *parker) sweep() {
 	p.lastSweep = time.Now()
+	p.retireWorkers()
 	var expired, idle []*Session
 	p.mu.Lock()
 	for fd, s := range p.byFD {

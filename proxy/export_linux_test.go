@@ -1,0 +1,7 @@
+//go:build linux
+
+package proxy
+
+// LoginWorkersMade counts the login coroutines made for logins on the client loops
+// (loginworker_linux.go), in the whole process.
+func LoginWorkersMade() uint64 { return loginWorkersMade.Load() }
