@@ -67,9 +67,15 @@ func (s *Session) authenticate(cfg *config.Config, user string) error {
 	return pgerr.Fatal(pgerr.InvalidAuthorization, "auth_type %s is not supported", cfg.AuthType)
 }
 
+// authMsg is an Authentication message in a buffer of its size: one allocation, where
+// appending to nil grew it two or three times.
+func authMsg(code int32, payload []byte) []byte {
+	return wire.Auth(make([]byte, 0, 1+4+4+len(payload)), code, payload)
+}
+
 // readPassword sends an authentication request and reads the client's answer body.
 func (s *Session) readPassword(code int32, payload []byte) ([]byte, error) {
-	if err := s.loginWrite(wire.Auth(nil, code, payload)); err != nil {
+	if err := s.loginWrite(authMsg(code, payload)); err != nil {
 		return nil, err
 	}
 	typ, n, err := s.rd.Next()
@@ -194,7 +200,7 @@ func (s *Session) authSCRAM(user string, cred config.Credential, known bool) err
 	}
 	// Held for the login's next write (its answer, or the FATAL that ends it): one send
 	// for both, where the client waits for the answer anyway.
-	s.loginHold(wire.Auth(nil, wire.AuthSASLFinal, last))
+	s.loginHold(authMsg(wire.AuthSASLFinal, last))
 	if secret {
 		s.srv.mu.Lock()
 		s.srv.scramKeys[user] = scramKeys{clientKey: ex.ClientKey(), serverKey: v.ServerKey}

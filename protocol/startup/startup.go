@@ -4,6 +4,7 @@
 package startup
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -118,29 +119,40 @@ func Parse(body []byte) (*Packet, error) {
 	if p.Major != 3 {
 		return p, nil // the caller refuses the version with a clear error
 	}
+	// The keys and values are cut from one copy of the parameters, and the list is made
+	// at its size: three allocations a login, where a string each and the list's growth
+	// made a dozen.
+	n := bytes.Count(rest, []byte{0}) / 2
+	if n > MaxParams {
+		n = MaxParams + 1 // (refused below, at the one too many)
+	}
+	text := string(rest)
+	if n > 0 {
+		p.Params = make([]Param, 0, n)
+	}
 	for {
-		if len(rest) == 0 {
+		if len(text) == 0 {
 			return nil, ErrMalformed
 		}
-		if rest[0] == 0 {
-			if len(rest) != 1 {
+		if text[0] == 0 {
+			if len(text) != 1 {
 				return nil, ErrMalformed
 			}
 			return p, nil
 		}
-		k, r, err := wire.CString(rest)
-		if err != nil {
+		k, r, ok := strings.Cut(text, "\x00")
+		if !ok {
 			return nil, ErrMalformed
 		}
-		v, r, err := wire.CString(r)
-		if err != nil {
+		v, r, ok := strings.Cut(r, "\x00")
+		if !ok {
 			return nil, ErrMalformed
 		}
 		if len(p.Params) >= MaxParams {
 			return nil, ErrTooManyParams
 		}
-		p.Params = append(p.Params, Param{Key: string(k), Value: string(v)})
-		rest = r
+		p.Params = append(p.Params, Param{Key: k, Value: v})
+		text = r
 	}
 }
 
