@@ -55,6 +55,7 @@
 //	'Q' DISCARD ALL / DEALLOCATE ALL          stmtclear.go:Session.noteClear
 //	'E' of DISCARD ALL / DEALLOCATE [ALL]     stmtclear_ext.go:Session.notePortal, stmtclear_ext.go:Session.executeClear
 //	'P' Parse                                 prepared.go:Session.rewriteParse, unnamed.go:Session.parseUnnamed
+//	'P' served from the cache (no I/O)        proxy/link/unnamed.go:Sketch.Seen, proxy/link/unnamed.go:AnswerParse
 //	'P' of SQL EXECUTE of a client statement  sqlexec_ext.go:Session.execOf, sqlexec_ext.go:Session.execCurrent
 //	'P' 'E' of SQL PREPARE (no pin)           sqlprep_ext.go:Session.prepOf, sqlprep_ext.go:Session.executePrep
 //	'B' Bind                                  prepared.go:Session.rewriteBind

@@ -122,8 +122,8 @@ type serverState struct {
 	// sent for its current request. Both are used only in prepCache mode.
 	wmu     sync.Mutex
 	log     reqLog
-	skipped []expect // the requests skipped after a 0A000 error (skipToSync)
-	seen    *sketch  // unnamed statements parsed here lately (unnamed.go); made on first use
+	skipped []expect     // the requests skipped after a 0A000 error (skipToSync)
+	seen    *link.Sketch // unnamed statements parsed here lately (unnamed.go); made on first use
 }
 
 // ServerReset updates what pgmux knows of the server after the pool's reset query

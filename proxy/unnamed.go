@@ -7,6 +7,7 @@ import (
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // Unnamed statements from the statement cache (cache_unnamed_statements = 1).
@@ -21,31 +22,15 @@ import (
 // request has been answered (expect.Fake).
 //
 // Admission: a text is prepared under pgmux's name only on its second sighting on a
-// server, remembered in a small direct-mapped sketch of 64-bit keys per server; the first
-// is forwarded as the plain unnamed Parse it was. Texts with inlined literals, each seen
+// server, remembered in a small direct-mapped sketch of 64-bit keys per server
+// (link.Sketch); the first is forwarded as the plain unnamed Parse it was. How a Parse
+// the server has is answered is link.AnswerParse's rule (answerParse). Texts with inlined literals, each seen
 // once, so never enter the cache, never evict a hot statement, and cost one hash.
 //
 // Not cached, and forwarded as they are: statements the session-state scanner finds
 // interesting (SET, DISCARD, LISTEN, advisory locks, temporary objects, several
 // statements...), DROP, and any Parse in a failed transaction (PostgreSQL answers it
 // with 25P02, so the client must see that error at the Parse).
-
-// sketchSize is the number of slots of a server's admission sketch.
-const sketchSize = 1024
-
-// sketch remembers the keys of unnamed statements recently parsed on one server.
-type sketch [sketchSize]uint64
-
-// seen reports whether key was recorded, recording it otherwise. A slot holds the last
-// key that hashed to it: a one-off text overwrites at most one other one-off's slot.
-func (k *sketch) seen(key uint64) bool {
-	i := key % sketchSize
-	if k[i] == key {
-		return true
-	}
-	k[i] = key
-	return false
-}
 
 // stmtKey is stmtDef.key for a statement's text, parameter type section and statement
 // epoch (ddl.go), computed without allocating.
@@ -128,9 +113,9 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 	}
 	st.stmts.UnnamedMisses.Add(1)
 	if st.seen == nil {
-		st.seen = new(sketch)
+		st.seen = new(link.Sketch)
 	}
-	if !st.seen.seen(key) {
+	if !st.seen.Seen(key) {
 		s.mu.Unlock()
 		return s.parsePlain(c, m, rest)
 	}
@@ -171,15 +156,14 @@ var (
 // ParseComplete, or that error. (An empty query would not do: PostgreSQL parses it
 // without the failed-transaction check.)
 func (s *Session) answerParse(c *pool.Conn) error {
-	if s.ErrSkip {
+	switch link.AnswerParse(s.ErrSkip, s.Pending, s.q.len()) {
+	case link.ParseIgnored:
 		s.mu.Unlock()
 		return nil // PostgreSQL would ignore this Parse too
-	}
-	if s.Pending > 0 {
+	case link.ParseStub:
 		s.mu.Unlock()
 		return s.send(c, stubParse, expect{Kind: 'P'})
-	}
-	if s.q.len() > 0 {
+	case link.ParseQueued:
 		s.q.push(&expect{Kind: 'P', Fake: true})
 		s.mu.Unlock()
 		return nil
