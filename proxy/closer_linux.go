@@ -20,22 +20,22 @@ import (
 // blocking entry per batch. A session pgmux ends (an error, a kill, a timeout) closes the
 // socket at once, so that the client reads the end of the stream without delay.
 
-// closeBatchDelay is how long a departed client's descriptor may stay open (a variable
-// for the tests).
-var closeBatchDelay = 20 * time.Millisecond
+// closeBatchDelay is how long a departed client's descriptor may stay open.
+const closeBatchDelay = 20 * time.Millisecond
 
 // laterCloser closes the files given to it in batches.
 //
 // Owners: any goroutine adds (under mu); the batch's timer goroutine takes the list and
 // closes it.
 type laterCloser struct {
+	delay time.Duration // from the first file of a batch to its close
 	mu    sync.Mutex
 	files []*os.File
 	armed bool // a batch's timer is set
 }
 
 // clientCloser is the process's: descriptors are the process's too.
-var clientCloser laterCloser
+var clientCloser = laterCloser{delay: closeBatchDelay}
 
 // add queues f to be closed with the next batch.
 func (lc *laterCloser) add(f *os.File) {
@@ -45,7 +45,7 @@ func (lc *laterCloser) add(f *os.File) {
 	lc.armed = true
 	lc.mu.Unlock()
 	if arm {
-		time.AfterFunc(closeBatchDelay, lc.flush) // (set before the first client: no lock)
+		time.AfterFunc(lc.delay, lc.flush)
 	}
 }
 
@@ -70,7 +70,10 @@ func (lc *laterCloser) pending() int {
 // closeAtEnd closes a departed client's connection: when the client left (left: its
 // Terminate or the end of its stream), a resumed or accepted client's file goes to the
 // next batch; any other connection, or any end pgmux decided, is closed now.
-func closeAtEnd(nc interface{ Close() error }, left bool) {
+func closeAtEnd(nc interface{ Close() error }, left bool) { clientCloser.closeAtEnd(nc, left) }
+
+// closeAtEnd is closeAtEnd with lc's batches.
+func (lc *laterCloser) closeAtEnd(nc interface{ Close() error }, left bool) {
 	var f *os.File
 	switch c := nc.(type) {
 	case acceptedConn:
@@ -82,5 +85,5 @@ func closeAtEnd(nc interface{ Close() error }, left bool) {
 		_ = nc.Close()
 		return
 	}
-	clientCloser.add(f)
+	lc.add(f)
 }

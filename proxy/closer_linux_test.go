@@ -29,24 +29,21 @@ func acceptedPair(t *testing.T) (net.Conn, int, *os.File) {
 // TestCloseAtEndBatches: the sockets of clients that left are closed together, by one
 // batch, after the moment they left; until then their descriptors stay open.
 func TestCloseAtEndBatches(t *testing.T) {
-	clientCloser.flush() // earlier tests' departures
-	defer func(d time.Duration) { closeBatchDelay = d }(closeBatchDelay)
-	closeBatchDelay = time.Hour // the test flushes the batch itself
+	lc := &laterCloser{delay: time.Hour} // the test flushes the batch itself
 	const n = 20
 	fds := make([]int, n)
 	for i := range n {
 		var nc net.Conn
 		nc, fds[i], _ = acceptedPair(t)
-		closeAtEnd(nc, true)
+		lc.closeAtEnd(nc, true)
 	}
-	// (a session of an earlier test may end meanwhile and join the batch)
-	require.GreaterOrEqual(t, clientCloser.pending(), n, "the departures wait for one batch")
+	require.Equal(t, n, lc.pending(), "the departures wait for one batch")
 	for _, fd := range fds {
 		_, err := fcntl(fd, syscall.F_GETFD)
 		require.NoError(t, err, "descriptor %d open until the batch", fd)
 	}
-	clientCloser.flush()
-	require.Zero(t, clientCloser.pending())
+	lc.flush()
+	require.Zero(t, lc.pending())
 	for _, fd := range fds {
 		_, err := fcntl(fd, syscall.F_GETFD)
 		require.ErrorIs(t, err, syscall.EBADF, "descriptor %d closed by the batch", fd)
@@ -56,13 +53,10 @@ func TestCloseAtEndBatches(t *testing.T) {
 // TestCloseAtEndNow: a session pgmux ends is closed at once (its client reads the end of
 // the stream now), as is any connection that is not a plain socket's file.
 func TestCloseAtEndNow(t *testing.T) {
-	defer func(d time.Duration) { closeBatchDelay = d }(closeBatchDelay)
-	closeBatchDelay = time.Hour
-	defer clientCloser.flush()
-	before := clientCloser.pending()
+	lc := &laterCloser{delay: time.Hour}
 	nc, fd, peer := acceptedPair(t)
-	closeAtEnd(nc, false)
-	require.Equal(t, before, clientCloser.pending())
+	lc.closeAtEnd(nc, false)
+	require.Zero(t, lc.pending())
 	_, err := fcntl(fd, syscall.F_GETFD)
 	require.ErrorIs(t, err, syscall.EBADF)
 	require.NoError(t, peer.SetReadDeadline(time.Now().Add(5*time.Second)))
@@ -70,9 +64,22 @@ func TestCloseAtEndNow(t *testing.T) {
 	require.ErrorIs(t, err, io.EOF)
 
 	c := &countingCloser{}
-	closeAtEnd(c, true)
+	lc.closeAtEnd(c, true)
 	require.Equal(t, 1, c.n)
-	require.Equal(t, before, clientCloser.pending())
+	require.Zero(t, lc.pending())
+}
+
+// TestCloseAtEndTimer: a batch closes on its own, its delay after its first file.
+func TestCloseAtEndTimer(t *testing.T) {
+	lc := &laterCloser{delay: 10 * time.Millisecond}
+	nc, _, _ := acceptedPair(t)
+	lc.closeAtEnd(nc, true)
+	require.Equal(t, 1, lc.pending())
+	deadline := time.Now().Add(10 * time.Second)
+	for lc.pending() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.Zero(t, lc.pending(), "the batch's timer took it to close")
 }
 
 type countingCloser struct{ n int }

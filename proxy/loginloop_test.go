@@ -159,8 +159,8 @@ func TestLoggedInClientsWaitBare(t *testing.T) {
 
 // TestLoginCoroutinesReused: logins on the loops run on login coroutines that are kept
 // for the next login: a hundred clients logging in one after the other (some with a
-// wrong password, whose login fails) make at most one coroutine per loop, where each
-// login made its own before. Under PGMUX_CLIENT_LOOP=0 logins run on goroutines and make
+// wrong password, whose login fails) make about one coroutine per loop, where each login
+// made its own before. Under PGMUX_CLIENT_LOOP=0 logins run on goroutines and make
 // none.
 func TestLoginCoroutinesReused(t *testing.T) {
 	loops := os.Getenv("PGMUX_CLIENT_LOOP") != "0"
@@ -200,6 +200,9 @@ func TestLoginCoroutinesReused(t *testing.T) {
 		return
 	}
 	require.EqualValues(t, 100, proxy.LoopLogins(h.srv)-started, "every login ran on a loop")
-	require.LessOrEqual(t, proxy.LoginWorkersMade()-made, uint64(proxy.Loops(h.srv)),
+	// One per loop; a loop whose sweep saw no login for a second (a slow machine, logins
+	// spread over the loops) retires its idle worker and makes another: a few more. With
+	// no reuse it is one per login.
+	require.LessOrEqual(t, proxy.LoginWorkersMade()-made, uint64(proxy.Loops(h.srv)+10),
 		"login coroutines made for 100 logins one after the other")
 }
