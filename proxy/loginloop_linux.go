@@ -42,10 +42,10 @@ import (
 
 // loopLogin is a login running on a client loop.
 type loopLogin struct {
-	next  func() (loginWait, bool)
-	stop  func()
+	// w is the coroutine that runs it, from its start (loginworker_linux.go); yield is
+	// w's, set when the coroutine takes the login up.
+	w     *loginWorker
 	yield func(loginWait) bool
-	w     *loginWorker // the coroutine that runs it (loginworker_linux.go)
 	// work is the step an offload asked for, run by a goroutine while the coroutine waits.
 	work      func()
 	offloaded bool      // work is running: socket events do not resume the coroutine
@@ -125,8 +125,8 @@ func (p *parker) postLogin(s *Session) {
 func (s *Session) loginOffLoop() {
 	lg := s.lgState()
 	s.lw.lg = nil
-	if lg.next != nil { // started: cannot move; end it (the loop is gone)
-		lg.stop()
+	if lg.w != nil { // started: cannot move; end it (the loop is gone)
+		lg.w.stop()
 		return
 	}
 	if err := s.toRuntimeConn(); err != nil {
@@ -143,7 +143,7 @@ func (p *parker) loginHanded(s *Session) {
 	if lg == nil {
 		return
 	}
-	if lg.next == nil {
+	if lg.w == nil {
 		fd := s.fd
 		p.mu.Lock()
 		p.placeLocked(s, fd)
@@ -160,9 +160,8 @@ func (p *parker) loginHanded(s *Session) {
 			s.srv.connDone()
 			return
 		}
-		w := p.takeWorker()
-		w.s, lg.w = s, w
-		lg.next, lg.stop, lg.yield = w.next, w.stop, w.yield // (a new worker's yield: at its start)
+		lg.w = p.takeWorker()
+		lg.w.s = s
 	}
 	lg.offloaded = false
 	p.stepLogin(s, lg)
@@ -177,7 +176,7 @@ func (p *parker) loginEvent(s *Session) {
 
 // stepLogin resumes the coroutine until it waits again or ends.
 func (p *parker) stepLogin(s *Session, lg *loopLogin) {
-	w, ok := lg.next()
+	w, ok := lg.w.next()
 	if !ok {
 		return // the worker was stopped (the loop ends)
 	}

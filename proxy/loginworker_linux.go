@@ -30,10 +30,9 @@ var loginWorkersMade atomic.Uint64
 
 // loginWorker is a login coroutine that runs one client's login after another.
 type loginWorker struct {
-	next  func() (loginWait, bool)
-	stop  func()
-	yield func(loginWait) bool
-	s     *Session // the login it runs now; nil while idle
+	next func() (loginWait, bool)
+	stop func()
+	s    *Session // the login it runs now; nil while idle
 }
 
 // takeWorker returns an idle login coroutine of the loop's, or a new one.
@@ -48,11 +47,10 @@ func (p *parker) takeWorker() *loginWorker {
 	loginWorkersMade.Add(1)
 	w := &loginWorker{}
 	w.next, w.stop = iter.Pull(func(yield func(loginWait) bool) {
-		w.yield = yield
 		growLoginStack()
 		for {
 			s := w.s
-			s.lgState().yield = yield
+			s.lgState().yield = yield // the login's waits yield through it (loginConn.wait)
 			s.runLogin()
 			w.s = nil
 			if !yield(loginDone) {
