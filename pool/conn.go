@@ -102,6 +102,7 @@ type Conn struct {
 	attrs    SessionAttrs          // what the host had to fit at login
 	reason   atomic.Pointer[error] // why the connection was closed, set once with closing
 	detached bool                  // guarded by pool.mu: kept by one client outside the pool's size
+	retired  bool                  // guarded by pool.mu: being closed by the pool's decision, out of its size
 	internal internalOp            // guarded by the reader goroutine's ownership while not leased
 	peek     peeker                // the goroutine leasing it off the idle list (peek.go)
 	lr       loopRead              // reading by an event loop instead of the reader (loopread.go)

@@ -22,3 +22,16 @@ func SetPeekAfter(d time.Duration) func() {
 
 // IdleBroken runs the lease's peek at c's socket as of now.
 func (c *Conn) IdleBroken(now time.Time) bool { return c.idleBroken(now) }
+
+// TrimIdle runs the maintenance pass over the idle list now.
+func (p *Pool) TrimIdle() { p.trimIdle() }
+
+// SetTestHookRemove sets (nil: clears) a function run when a connection's reader has
+// exited, before the pool forgets the connection.
+func SetTestHookRemove(f func(*Conn)) {
+	if f == nil {
+		testHookRemove.Store(nil)
+		return
+	}
+	testHookRemove.Store(&f)
+}

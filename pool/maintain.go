@@ -49,6 +49,9 @@ func (p *Pool) trimIdle() {
 		if reason != nil {
 			victims = append(victims, victim{c, reason})
 			total--
+			if !c.closing.Load() {
+				p.retireLocked(c)
+			}
 			continue
 		}
 		keep = append(keep, c)

@@ -596,6 +596,9 @@ func (p *Pool) release(c *Conn, reset bool, now time.Time) {
 		p.putIdleLocked(c, now) // the common release: one lock, not two
 		return
 	}
+	if over != nil {
+		p.retireLocked(c)
+	}
 	p.mu.Unlock()
 	if over != nil {
 		c.closeFor(over)
@@ -658,9 +661,26 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 	}
 }
 
+// retireLocked takes c out of the pool's size at the moment the pool decides to close
+// it, not when its reader has exited: until then another decision (a release, trimIdle)
+// would count it and close a connection that should stay. p.mu is held.
+func (p *Pool) retireLocked(c *Conn) {
+	if !c.retired && !c.detached {
+		c.retired = true
+		p.total--
+	}
+}
+
+// testHookRemove, when set by a test, runs when a connection's reader has exited, before
+// the pool forgets the connection.
+var testHookRemove atomic.Pointer[func(*Conn)]
+
 // remove forgets a connection whose reader goroutine has exited.
 func (p *Pool) remove(c *Conn, err error) {
 	c.closeFor(err)
+	if hook := testHookRemove.Load(); hook != nil {
+		(*hook)(c)
+	}
 	p.mu.Lock()
 	if p.opts.LogDisconnections {
 		log, age := p.opts.Logger, time.Since(c.Created).Round(time.Millisecond)
@@ -675,7 +695,7 @@ func (p *Pool) remove(c *Conn, err error) {
 	}
 	if _, ok := p.all[c]; ok {
 		delete(p.all, c)
-		if !c.detached {
+		if !c.detached && !c.retired {
 			p.total--
 		}
 		for i, x := range p.idle {

@@ -864,6 +864,43 @@ func TestLoginRetryQueuesInsteadOfDialing(t *testing.T) {
 	r.c.Release(false)
 }
 
+// TestReleaseOverSizeCountsAtOnce: the connection a release closes for being over size
+// leaves the pool's count when the release decides, not when its reader has exited. In
+// between, the next release or maintenance pass saw the pool still over size and closed
+// the connection that should stay (test/sticky TestUnpinReturnsServer: the unpinned
+// client's server and the pool's one server were both closed). The reader is held before
+// it removes the connection, as an event loop's reader may be.
+func TestReleaseOverSizeCountsAtOnce(t *testing.T) {
+	p := newPool(t, pool.Options{Size: 1})
+	c, _ := acquire(t, p)
+	p.Detach(c)
+	d, _ := acquire(t, p)
+	reached, proceed := make(chan struct{}), make(chan struct{})
+	pool.SetTestHookRemove(func(x *pool.Conn) {
+		if x == c {
+			close(reached)
+			<-proceed
+		}
+	})
+	t.Cleanup(func() { pool.SetTestHookRemove(nil) })
+	defer close(proceed)
+
+	require.True(t, p.Reattach(c))
+	c.Release(false) // over size: closed
+	select {
+	case <-reached:
+	case <-time.After(wait):
+		t.Fatal("the closed connection's reader never ended")
+	}
+	require.Equal(t, 1, p.Stats().Total, "back to size while the closed one's reader has not exited")
+	d.Release(false)
+	p.TrimIdle()
+	e, le := acquire(t, p)
+	require.Equal(t, d.ID, e.ID, "the pool's one connection stayed")
+	require.Equal(t, "1", le.queryOne(t, e, "SELECT 1"))
+	e.Release(false)
+}
+
 func TestDetachReattach(t *testing.T) {
 	t.Parallel()
 	t.Run("replacement opened meanwhile", func(t *testing.T) {
@@ -883,8 +920,8 @@ func TestDetachReattach(t *testing.T) {
 		require.False(t, c.Detached())
 		require.Equal(t, 2, p.Stats().Total, "over size until released")
 		c.Release(false)
+		require.Equal(t, 1, p.Stats().Total, "back to size as soon as the release decided to close it")
 		waitClosed(t, c) // over size: closed on release
-		eventually(t, func() bool { return p.Stats().Total == 1 }, "back to size")
 		d.Release(false)
 	})
 	t.Run("no replacement", func(t *testing.T) {
