@@ -10,6 +10,7 @@ import (
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // The client loop (issue 14, a first stage): a transaction-mode client waits for its next
@@ -329,12 +330,8 @@ func (s *Session) loopable(typ byte, n int) bool {
 		if err != nil {
 			return false
 		}
-		_, rest, err := wire.CString(wire.Body(m))
-		if err != nil {
-			return false
-		}
-		name, _, err := wire.CString(rest)
-		if err != nil {
+		_, name, _, ok := link.BindFields(wire.Body(m))
+		if !ok {
 			return false
 		}
 		if len(name) == 0 {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // Parse and Close of named statements need no server while the client holds none: pgmux
@@ -44,12 +45,8 @@ func (s *Session) deferLocal(typ byte, n int) (bool, error) {
 	body := wire.Body(m)
 	switch typ {
 	case 'P':
-		name, rest, err := wire.CString(body)
-		if err != nil || len(name) == 0 {
-			return false, nil
-		}
-		query, types, err := wire.CString(rest)
-		if err != nil || s.lookupStmt(name) != nil {
+		name, query, types, ok := link.ParseFields(body)
+		if !ok || len(name) == 0 || s.lookupStmt(name) != nil {
 			return false, nil // a duplicate: the server gives PostgreSQL's error in order
 		}
 		def := s.register(string(name), string(query), types)
@@ -58,11 +55,8 @@ func (s *Session) deferLocal(typ byte, n int) (bool, error) {
 		s.ops.parses++
 		s.mu.Unlock()
 	case 'C':
-		if len(body) < 2 || body[0] != 'S' {
-			return false, nil
-		}
-		name, _, err := wire.CString(body[1:])
-		if err != nil || len(name) == 0 {
+		kind, name, ok := link.TargetFields(body)
+		if !ok || kind != 'S' || len(name) == 0 {
 			return false, nil
 		}
 		delete(s.stmts, string(name))
@@ -109,7 +103,7 @@ func (s *Session) replayDeferred(c *pool.Conn) error {
 		if op.typ == 'P' {
 			err = s.parseOn(c, op.def)
 		} else {
-			err = s.send(c, closeMsg(s.scratch[:0], 'S', noopStmt), expect{Kind: 'C'})
+			err = s.send(c, link.AppendClose(s.scratch[:0], 'S', noopStmt), expect{Kind: 'C'})
 		}
 		if err != nil {
 			return err

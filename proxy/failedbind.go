@@ -6,7 +6,7 @@ import (
 
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
-	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // A Bind in a failed transaction of a statement the server lacks. PostgreSQL refuses the
@@ -41,20 +41,13 @@ func (s *Session) failedBind(c *pool.Conn, portal, name []byte, def *stmtDef, ta
 	if len(def.types) >= 2 {
 		params = max(params, int(binary.BigEndian.Uint16(def.types)))
 	}
-	b = closeMsg(s.scratch[:0], 'S', noopStmt)
-	b, start := wire.Begin(b, 'P')
-	b = wire.AppendString(b, noopStmt)
-	b = append(b, 0) // the empty query: parsed without the failed-transaction check
-	b = binary.BigEndian.AppendUint16(b, uint16(params))
+	b = link.AppendClose(s.scratch[:0], 'S', noopStmt)
+	types := binary.BigEndian.AppendUint16(nil, uint16(params))
 	for range params {
-		b = binary.BigEndian.AppendUint32(b, 23) // int4
+		types = binary.BigEndian.AppendUint32(types, 23) // int4
 	}
-	b = wire.Finish(b, start)
-	b, start = wire.Begin(b, 'B')
-	b = wire.AppendString(b, string(portal))
-	b = wire.AppendString(b, noopStmt)
-	b = append(b, tail...)
-	b = wire.Finish(b, start)
+	b = link.AppendParse(b, noopStmt, "", types) // the empty query: parsed without the failed-transaction check
+	b = link.AppendBindAs(b, portal, noopStmt, tail)
 	return b, []expect{{Kind: 'C', Hide: true}, {Kind: 'P', Hide: true},
 		{Kind: 'B', Fix: &errFix{from: noopStmt, to: string(name)}}}, true
 }

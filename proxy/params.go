@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"github.com/pgmux/pgmux/proxy/link"
 	"slices"
 	"strings"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/startup"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // trackedParams are the parameters PostgreSQL reports that follow a client from server to

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"github.com/pgmux/pgmux/proxy/link"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // poolKey names a pool: the client-visible database and the client's user.

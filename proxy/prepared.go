@@ -28,7 +28,7 @@ import (
 // each use, and no server state is kept.
 
 // noopStmt is the throwaway statement name used to produce ParseComplete and CloseComplete.
-const noopStmt = "pgmux_noop"
+const noopStmt = link.NoopStmt
 
 // stmtDef is one client statement.
 //
@@ -94,11 +94,7 @@ func newStmtDef(query string, types []byte, epoch uint64) *stmtDef {
 
 // parseMsg appends a Parse of the statement under name.
 func (d *stmtDef) parseMsg(dst []byte, name string) []byte {
-	dst, s := wire.Begin(dst, 'P')
-	dst = wire.AppendString(dst, name)
-	dst = wire.AppendString(dst, d.query)
-	dst = append(dst, d.types...)
-	return wire.Finish(dst, s)
+	return link.AppendParse(dst, name, d.query, d.types)
 }
 
 // serverState is what pgmux keeps per server connection (pool.Conn.Tracker, reached only
@@ -238,14 +234,11 @@ func (s *Session) send(c *pool.Conn, b []byte, es ...expect) error {
 }
 
 func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
-	name, rest, err := wire.CString(body)
-	if err != nil {
+	name, query, types, ok := link.ParseFields(body)
+	if !ok {
 		return s.send(c, m, expect{Kind: 'P'})
 	}
-	query, types, err := wire.CString(rest)
-	if err != nil {
-		return s.send(c, m, expect{Kind: 'P'})
-	}
+	rest := body[len(name)+1:]
 	if len(query) > 0 {
 		q := unsafe.String(&query[0], len(query))
 		s.noteDDL(q, s.lead(q))
@@ -320,12 +313,8 @@ func (s *Session) lookupStmt(name []byte) *stmtDef {
 // first, then 42P05 "prepared statement ... already exists", whose name pgmux turns
 // into the client's. The request's remaining messages are skipped by the server.
 func (s *Session) parseDuplicate(c *pool.Conn, name, rest []byte) error {
-	b := closeMsg(s.scratch[:0], 'S', noopStmt)
-	b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt)
-	b, start := wire.Begin(b, 'P')
-	b = wire.AppendString(b, noopStmt)
-	b = append(b, rest...)
-	b = wire.Finish(b, start)
+	b := link.AppendNoop(s.scratch[:0], noopStmt)
+	b = link.AppendParseAs(b, noopStmt, rest)
 	err := s.send(c, b, expect{Kind: 'C', Hide: true}, expect{Kind: 'P', Hide: true},
 		expect{Kind: 'P', Fix: &errFix{from: noopStmt, to: string(name)}})
 	s.keepScratch(b)
@@ -345,8 +334,7 @@ func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	present, stale := st.stmts.lookup(def.server, s.Reqs, nil)
 	s.mu.Unlock()
 	if present && !stale {
-		b = closeMsg(b, 'S', noopStmt)
-		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt)
+		b = link.AppendNoop(b, noopStmt)
 		return s.send(c, b, append(pre, expect{Kind: 'C', Hide: true}, expect{Kind: 'P', Reg: def, Noop: true})...)
 	}
 	b, es := s.prepareOn(c, st, def, stale, b, false)
@@ -408,12 +396,8 @@ func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect
 }
 
 func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
-	portal, rest, err := wire.CString(body)
-	if err != nil {
-		return s.send(c, m, expect{Kind: 'B'})
-	}
-	name, tail, err := wire.CString(rest)
-	if err != nil {
+	portal, name, tail, ok := link.BindFields(body)
+	if !ok {
 		return s.send(c, m, expect{Kind: 'B'})
 	}
 	def := s.unnamed.def
@@ -437,12 +421,9 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 		return err
 	}
 	b, es, server := s.ensure(c, def, s.scratch[:0])
-	b, start := wire.Begin(b, 'B')
-	b = wire.AppendString(b, string(portal))
-	b = wire.AppendString(b, server)
-	b = append(b, tail...)
-	b = wire.Finish(b, start)
-	err = s.sendWith(c, b, es, expect{Kind: 'B', Stmt: server, Def: def, Off: int32(start), Fresh: s.parsedHere(def), Anon: len(name) == 0})
+	start := len(b)
+	b = link.AppendBindAs(b, portal, server, tail)
+	err := s.sendWith(c, b, es, expect{Kind: 'B', Stmt: server, Def: def, Off: int32(start), Fresh: s.parsedHere(def), Anon: len(name) == 0})
 	s.keepScratch(b)
 	return err
 }
@@ -458,11 +439,8 @@ func (s *Session) sendWith(c *pool.Conn, b []byte, es []expect, last expect) err
 
 // rewriteDescribeClose handles Describe and Close, which share a layout: kind byte, name.
 func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) error {
-	if len(body) < 2 || body[0] != 'S' {
-		return s.send(c, m, expect{Kind: typ})
-	}
-	name, _, err := wire.CString(body[1:])
-	if err != nil {
+	kind, name, ok := link.TargetFields(body)
+	if !ok || kind != 'S' {
 		return s.send(c, m, expect{Kind: typ})
 	}
 	def := s.unnamed.def
@@ -476,16 +454,14 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 		}
 	} else if typ == 'C' {
 		delete(s.stmts, string(name))
-		return s.send(c, closeMsg(s.scratch[:0], 'S', noopStmt), expect{Kind: 'C'})
+		return s.send(c, link.AppendClose(s.scratch[:0], 'S', noopStmt), expect{Kind: 'C'})
 	} else if def = s.lookupStmt(name); def == nil {
 		return s.send(c, m, expect{Kind: 'D'})
 	}
 	def = s.execCurrent(name, def)
 	b, es, server := s.ensure(c, def, s.scratch[:0])
-	b, start := wire.Begin(b, 'D')
-	b = append(b, 'S')
-	b = wire.AppendString(b, server)
-	b = wire.Finish(b, start)
+	start := len(b)
+	b = link.AppendDescribeStmt(b, server)
 	return s.sendWith(c, b, es, expect{Kind: 'D', Stmt: server, Def: def, Off: int32(start), Fresh: s.parsedHere(def), Anon: len(name) == 0})
 }
 
@@ -530,13 +506,6 @@ func (s *Session) keepScratch(b []byte) {
 	if cap(b) <= 64<<10 && cap(b) > cap(s.scratch) {
 		s.scratch = b[:0]
 	}
-}
-
-func closeMsg(dst []byte, kind byte, name string) []byte {
-	dst, s := wire.Begin(dst, 'C')
-	dst = append(dst, kind)
-	dst = wire.AppendString(dst, name)
-	return wire.Finish(dst, s)
 }
 
 // unnamedStmt is the client's unnamed statement. A client may Parse it, Sync, and Bind
@@ -607,10 +576,7 @@ func (s *Session) sendUnnamed(c *pool.Conn, m []byte, typ byte) error {
 			b, es, _ = s.ensure(c, target, b)
 		}
 	}
-	b, start := wire.Begin(b, 'P')
-	b = append(b, 0)
-	b = append(b, body...)
-	b = wire.Finish(b, start)
+	b = link.AppendParseAs(b, "", body)
 	b = append(b, m...)
 	u.live = true
 	err := s.send(c, b, append(es, expect{Kind: 'P', Hide: true}, expect{Kind: typ})...)

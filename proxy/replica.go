@@ -14,6 +14,7 @@ import (
 	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // Reads on standbys (replica_reads). When a client of a multi-host database that is
@@ -208,12 +209,8 @@ func (s *Session) readOnlyBatch(anyStmt bool) (batch, bool) {
 		body := buf[off+wire.HeaderLen : end]
 		switch typ {
 		case 'P':
-			name, rest, err := wire.CString(body)
-			if err != nil {
-				return b, false
-			}
-			q, _, err := wire.CString(rest)
-			if err != nil || !anyStmt && !sqlscan.ReadOnly(string(q)) {
+			name, q, _, ok := link.ParseFields(body)
+			if !ok || !anyStmt && !sqlscan.ReadOnly(string(q)) {
 				return b, false
 			}
 			if len(name) > 0 {
@@ -221,12 +218,8 @@ func (s *Session) readOnlyBatch(anyStmt bool) (batch, bool) {
 			}
 			parsed[string(name)] = string(q)
 		case 'B':
-			_, rest, err := wire.CString(body)
-			if err != nil {
-				return b, false
-			}
-			name, _, err := wire.CString(rest)
-			if err != nil {
+			_, name, _, ok := link.BindFields(body)
+			if !ok {
 				return b, false
 			}
 			if _, ok := parsed[string(name)]; !ok && !anyStmt && !s.readOnlyStmt(name) {

@@ -6,6 +6,7 @@ import (
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // SQL EXECUTE sent with the extended protocol: a Parse of "EXECUTE p(1)" (or EXPLAIN
@@ -144,10 +145,7 @@ func (s *Session) parseUnnamedExec(c *pool.Conn, text string, e *stmtExec, types
 	b, es, _ := s.ensure(c, e.target, s.scratch[:0])
 	body := wire.AppendString(nil, text)
 	body = append(body, types...)
-	b, start := wire.Begin(b, 'P')
-	b = append(b, 0)
-	b = append(b, body...)
-	b = wire.Finish(b, start)
+	b = link.AppendParseAs(b, "", body)
 	s.unnamed.record(body)
 	s.unnamed.clear = clearOp{exec: e}
 	err := s.send(c, b, append(es, expect{Kind: 'P'})...)

@@ -7,6 +7,7 @@ import (
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // SQL EXECUTE, DEALLOCATE and PREPARE of the client's statement names in a Query that
@@ -101,7 +102,7 @@ func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
 	var before, after []expect
 	var sqlPreps []string
 	for _, n := range names {
-		b = closeMsg(b, 'S', n.name)
+		b = link.AppendClose(b, 'S', n.name)
 		before = append(before, expect{Kind: 'C', Hide: true})
 		switch {
 		case n.exec && n.def.sql:
@@ -110,7 +111,7 @@ func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
 			b = n.def.parseMsg(b, n.name)
 			before = append(before, expect{Kind: 'P', Hide: true, Hold: true})
 		default:
-			b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, n.name)
+			b = link.AppendEmptyParse(b, n.name)
 			before = append(before, expect{Kind: 'P', Hide: true})
 		}
 	}
@@ -123,7 +124,7 @@ func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
 	b = append(b, m...)
 	for _, n := range names {
 		if !slices.Contains(prepared, n.name) {
-			b = closeMsg(b, 'S', n.name)
+			b = link.AppendClose(b, 'S', n.name)
 			after = append(after, expect{Kind: 'C', Hide: true})
 		}
 	}

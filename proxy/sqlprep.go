@@ -1,9 +1,10 @@
 package proxy
 
 import (
-	"github.com/pgmux/pgmux/proxy/link"
 	"strings"
 	"unsafe"
+
+	"github.com/pgmux/pgmux/proxy/link"
 
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
@@ -239,23 +240,17 @@ func newSQLStmtDef(body, types string, epoch uint64) *stmtDef {
 // prepareSQL appends a SQL PREPARE of d under its server name, sent as the unnamed
 // statement and executed: it can go anywhere in an extended-protocol request.
 func (d *stmtDef) prepareSQL(b []byte) []byte {
-	b = (&stmtDef{query: "PREPARE " + d.server + d.sqlTypes + " AS " + d.query, types: []byte{0, 0}}).parseMsg(b, "")
-	b, start := wire.Begin(b, 'B')
-	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // portal "", statement "", no formats/params/result formats
-	b = wire.Finish(b, start)
-	b, start = wire.Begin(b, 'E')
-	b = append(b, 0, 0, 0, 0, 0)
-	return wire.Finish(b, start)
+	return link.AppendRunUnnamed(b, "PREPARE "+d.server+d.sqlTypes+" AS "+d.query)
 }
 
 // sqlNoop sends the client's statement with pgmux_noop in place of its name, after a
 // hidden Close of pgmux_noop and, with exists, a hidden Parse of it (so a PREPARE fails
 // with 42P05 and a DEALLOCATE succeeds). reg is the statement a PREPARE registers.
 func (s *Session) sqlNoop(c *pool.Conn, q string, st sqlStmt, exists bool, reg *stmtDef) error {
-	b := closeMsg(s.scratch[:0], 'S', noopStmt)
+	b := link.AppendClose(s.scratch[:0], 'S', noopStmt)
 	es := []expect{{Kind: 'C', Hide: true}}
 	if exists {
-		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt)
+		b = link.AppendEmptyParse(b, noopStmt)
 		es = append(es, expect{Kind: 'P', Hide: true})
 	}
 	return s.sendRenamed(c, b, es, q, st, noopStmt, reg)

@@ -6,6 +6,7 @@ import (
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // SQL PREPARE sent with the extended protocol: a Parse of "PREPARE x [(types)] AS stmt",
@@ -94,11 +95,11 @@ func (s *Session) executePrep(c *pool.Conn, p *sqlPrep, m []byte) error {
 	if skipping {
 		return s.writeScratch(c, append(s.scratch[:0], m...)) // the server skips it
 	}
-	b := closeMsg(s.scratch[:0], 'S', noopStmt)
+	b := link.AppendClose(s.scratch[:0], 'S', noopStmt)
 	es := []expect{{Kind: 'C', Hide: true}}
 	var def *stmtDef
 	if s.lookupStmt([]byte(p.name)) != nil {
-		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, noopStmt) // 42P05, as for x
+		b = link.AppendEmptyParse(b, noopStmt) // 42P05, as for x
 		es = append(es, expect{Kind: 'P', Hide: true})
 	} else {
 		def = newSQLStmtDef(p.body, p.types, s.srv.stmtEpoch.Load())

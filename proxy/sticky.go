@@ -92,12 +92,8 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		if err != nil {
 			return 0, false, err
 		}
-		_, rest, err := wire.CString(wire.Body(m))
-		if err != nil {
-			break
-		}
-		name, _, err := wire.CString(rest)
-		if err != nil {
+		_, name, _, ok := link.BindFields(wire.Body(m))
+		if !ok {
 			break
 		}
 		if def := s.lookupStmt(name); def != nil {
@@ -114,13 +110,9 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		if err != nil {
 			return 0, false, err
 		}
-		name, rest, err := wire.CString(wire.Body(m))
-		if err != nil || len(name) != 0 {
+		name, query, _, ok := link.ParseFields(wire.Body(m))
+		if !ok || len(name) != 0 || len(query) == 0 {
 			break // named: classified when registered, pinned at Bind
-		}
-		query, _, err := wire.CString(rest)
-		if err != nil || len(query) == 0 {
-			break
 		}
 		u := s.classify(unsafe.String(&query[0], len(query)))
 		if u.Pin == 0 && !u.Release && u.Set == nil {
@@ -282,13 +274,7 @@ func (s *Session) raiseViaServer(c *pool.Conn, typ byte, n int, pe *pgerr.Error)
 		return nil
 	}
 	s.unnamed.live = false // the server's unnamed statement is now the DO block
-	b := (&stmtDef{query: do, types: []byte{0, 0}}).parseMsg(nil, "")
-	b, st := wire.Begin(b, 'B')
-	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // portal "", statement "", no formats/params/result formats
-	b = wire.Finish(b, st)
-	b, st = wire.Begin(b, 'E')
-	b = append(b, 0, 0, 0, 0, 0)
-	b = wire.Finish(b, st)
+	b := link.AppendRunUnnamed(nil, do)
 	s.mu.Lock()
 	s.Unsynced = true
 	s.mu.Unlock()

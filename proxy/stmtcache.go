@@ -80,11 +80,11 @@ func (c *stmtCache) counted() { c.Prepared.Store(int64(c.Len())) }
 // expectations.
 func closesFor(b []byte, es []expect, name string, p link.Prep) ([]byte, []expect) {
 	if p.Stale {
-		b = closeMsg(b, 'S', name)
+		b = link.AppendClose(b, 'S', name)
 		es = append(es, expect{Kind: 'C', Hide: true, Stmt: name, Stale: true})
 	}
 	for _, ev := range p.Evicted {
-		b = closeMsg(b, 'S', ev)
+		b = link.AppendClose(b, 'S', ev)
 		es = append(es, expect{Kind: 'C', Hide: true, Stmt: ev})
 	}
 	return b, es

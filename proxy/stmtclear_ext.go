@@ -3,6 +3,7 @@ package proxy
 import (
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // DISCARD ALL, DEALLOCATE ALL and DEALLOCATE name sent with the extended protocol (a
@@ -83,8 +84,7 @@ func (s *Session) executeClear(c *pool.Conn, n int) (bool, error) {
 		if def == nil || skipping {
 			return false, nil // the server answers 26000 for the client's name, or skips it
 		}
-		b = closeMsg(s.scratch[:0], 'S', op.name)
-		b = (&stmtDef{types: []byte{0, 0}}).parseMsg(b, op.name)
+		b = link.AppendNoop(s.scratch[:0], op.name)
 		s.mu.Lock()
 		if x := linkOf(c); x != nil {
 			x.stmts.MarkStale(op.name) // a client name that is one of pgmux's: prepare it anew

@@ -142,7 +142,7 @@ func (s *Session) parsePlain(c *pool.Conn, m, rest []byte) error {
 // no analysis as the unnamed one.
 var (
 	parseComplete = []byte{'1', 0, 0, 0, 4}
-	stubParse     = (&stmtDef{query: "DEALLOCATE pgmux_stub", types: []byte{0, 0}}).parseMsg(nil, "")
+	stubParse     = link.AppendStmtParse(nil, "", "DEALLOCATE pgmux_stub")
 )
 
 // answerParse answers a Parse the server already has: after the answers still due, or

@@ -8,8 +8,11 @@
 // Pin, SetTouch); a client's session settings and their replay on each server it gets:
 // the hidden queries that give a server the client's values, the read-back of what a
 // request changed and its outcome for the client and the server (Settings, Synced,
-// ResetInPlace); and the 0A000 retry: what of a request is kept to be sent again (Log)
-// and whether it is (PlanRetry).
+// ResetInPlace); the 0A000 retry: what of a request is kept to be sent again (Log)
+// and whether it is (PlanRetry); and the messages of statement renaming: the names read out
+// of a client's Parse, Bind, Describe and Close (ParseFields, BindFields, TargetFields)
+// and the messages sent under pgmux's names or hidden in front (AppendBindAs,
+// AppendNoop, ...).
 //
 // It does no I/O and keeps no state of its own: no sockets, no locks, no goroutines, no
 // timers, no logging (TestPurity checks its imports). The caller, package proxy, holds
