@@ -45,6 +45,9 @@ func (s *Session) deferLocal(typ byte, n int) (bool, error) {
 	body := wire.Body(m)
 	switch typ {
 	case 'P':
+		if len(body) > 0 && body[0] == 0 {
+			return false, nil // the unnamed statement goes with the request it is in
+		}
 		name, query, types, ok := link.ParseFields(body)
 		if !ok || len(name) == 0 || s.lookupStmt(name) != nil {
 			return false, nil // a duplicate: the server gives PostgreSQL's error in order

@@ -110,9 +110,13 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		if err != nil {
 			return 0, false, err
 		}
-		name, query, _, ok := link.ParseFields(wire.Body(m))
-		if !ok || len(name) != 0 || len(query) == 0 {
+		body := wire.Body(m)
+		if len(body) == 0 || body[0] != 0 {
 			break // named: classified when registered, pinned at Bind
+		}
+		_, query, _, ok := link.ParseFields(body)
+		if !ok || len(query) == 0 {
+			break
 		}
 		u := s.classify(unsafe.String(&query[0], len(query)))
 		if u.Pin == 0 && !u.Release && u.Set == nil {
