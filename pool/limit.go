@@ -110,6 +110,9 @@ func (l *Limit) evictIdle(p *Pool) {
 	for _, q := range pools {
 		q.mu.Lock()
 		c := q.popIdle()
+		if c != nil {
+			q.retireLocked(c)
+		}
 		q.mu.Unlock()
 		if c != nil {
 			c.closeFor(errEvicted)

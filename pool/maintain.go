@@ -122,6 +122,9 @@ func (p *Pool) CloseIdle() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle = nil
+	for _, c := range idle {
+		p.retireLocked(c)
+	}
 	p.mu.Unlock()
 	for _, c := range idle {
 		c.closeFor(errReconnect)

@@ -494,6 +494,7 @@ func (p *Pool) popIdle() *Conn {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		if c.unfit() {
+			p.retireLocked(c)
 			c.closeFor(errUnfit) // its host went down or changed role (hosts.go)
 			continue
 		}
@@ -663,9 +664,13 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 
 // retireLocked takes c out of the pool's size at the moment the pool decides to close
 // it, not when its reader has exited: until then another decision (a release, trimIdle)
-// would count it and close a connection that should stay. p.mu is held.
+// would count it and close a connection that should stay. A connection its reader has
+// already removed (remove ran first) was counted down there. p.mu is held.
 func (p *Pool) retireLocked(c *Conn) {
-	if !c.retired && !c.detached {
+	if c.retired || c.detached {
+		return
+	}
+	if _, ok := p.all[c]; ok {
 		c.retired = true
 		p.total--
 	}
