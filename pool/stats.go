@@ -7,7 +7,8 @@ type Stats struct {
 	Idle, Active, Tested, Login int
 	Waiting                     int
 	MaxWait                     time.Duration // the oldest waiter's wait so far
-	Total                       int
+	Total                       int           // the pool's size in use: open and dialing, pinned ones left out
+	Connected                   int           // open now, pinned (detached) ones included
 	Connects, ConnectFailures   uint64
 	ReserveUsed                 uint64
 	WaitCount                   uint64
@@ -26,6 +27,7 @@ func (p *Pool) Stats() Stats {
 	defer p.mu.Unlock()
 	s := p.stats
 	s.Total = p.total
+	s.Connected = len(p.all)
 	s.Login = p.dialing
 	s.Waiting = p.waiters.Len()
 	s.Paused = p.paused

@@ -24,7 +24,8 @@ func (s *Server) showMem() []byte {
 	entries := s.pools.all()
 	servers := 0
 	for _, e := range entries {
-		servers += e.pool.Stats().Total
+		st := e.pool.Stats()
+		servers += st.Connected + st.Login
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

@@ -599,7 +599,7 @@ func (s *Server) showLists() []byte {
 	for _, e := range entries {
 		st := e.pool.Stats()
 		freeServers += st.Idle
-		usedServers += st.Total - st.Idle
+		usedServers += st.Connected - st.Idle // a pinned client's server is in use too
 	}
 	dbs := 1 // the console database
 	for n := range cfg.Databases {

@@ -89,7 +89,7 @@ func (s *Server) Ready(ctx context.Context) error {
 func (s *Server) reachable(ctx context.Context, db string) error {
 	entries := s.matching(db)
 	for _, e := range entries {
-		if st := e.pool.Stats(); st.Total-st.Login > 0 {
+		if st := e.pool.Stats(); st.Connected > 0 {
 			return nil
 		}
 	}

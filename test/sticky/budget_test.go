@@ -57,6 +57,11 @@ func TestUnpinReturnsServer(t *testing.T) {
 	pinnedPID := backendPID(t, a)
 	poolPID := backendPID(t, b) // the pool's one server: the pinned one left the pool's count
 	require.NotEqual(t, pinnedPID, poolPID)
+	// SHOW LISTS counts the pinned server as used (it left the pool's size, not the pool).
+	require.Eventually(t, func() bool {
+		return showList(t, adm, "used_servers") == 1 && showList(t, adm, "free_servers") == 1
+	}, 5*time.Second, 10*time.Millisecond, "used_servers %d, free_servers %d",
+		showList(t, adm, "used_servers"), showList(t, adm, "free_servers"))
 
 	// The direct budget is used up: another sticky client is refused after the wait.
 	_, err = c.Exec(ctx, "SELECT pg_advisory_lock(2)")

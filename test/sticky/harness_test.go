@@ -132,6 +132,26 @@ func showClients(t testing.TB, adm *pgx.Conn) ([]string, []clientRow) {
 	return names, out
 }
 
+// showList is the items SHOW LISTS reports for list.
+func showList(t testing.TB, adm *pgx.Conn, list string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	rows, err := adm.Query(ctx, "SHOW LISTS")
+	require.NoError(t, err)
+	defer rows.Close()
+	items := int64(-1)
+	for rows.Next() {
+		vals, err := rows.Values()
+		require.NoError(t, err)
+		if vals[0] == list {
+			items = toInt(vals[1])
+		}
+	}
+	require.NoError(t, rows.Err())
+	return items
+}
+
 // pinReasons maps each client of db to its pin_reason, by the client's local port as
 // pgmux sees it (the client's remote port).
 func pinReasons(t testing.TB, adm *pgx.Conn, db string) map[int]string {
