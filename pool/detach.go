@@ -31,7 +31,9 @@ func (p *Pool) Reattach(c *Conn) bool {
 		return false
 	}
 	c.detached = false
-	p.total++
+	if _, ok := p.all[c]; ok {
+		p.total++ // not for one its reader has removed meanwhile: it was never counted back
+	}
 	return true
 }
 

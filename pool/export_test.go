@@ -35,3 +35,13 @@ func SetTestHookRemove(f func(*Conn)) {
 	}
 	testHookRemove.Store(&f)
 }
+
+// SetTestHookLimitRefused sets (nil: clears) a function run when a shared limit has
+// refused a pool a slot, before the pool queues the caller.
+func SetTestHookLimitRefused(f func(*Pool)) {
+	if f == nil {
+		testHookLimitRefused.Store(nil)
+		return
+	}
+	testHookLimitRefused.Store(&f)
+}

@@ -8,6 +8,7 @@ type Limit struct {
 	mu    sync.Mutex
 	max   int // 0 = unlimited
 	n     int
+	gen   uint64 // slots given back so far (put)
 	pools map[*Pool]struct{}
 }
 
@@ -18,6 +19,7 @@ func NewLimit(max int) *Limit { return &Limit{max: max, pools: make(map[*Pool]st
 func (l *Limit) SetMax(max int) {
 	l.mu.Lock()
 	l.max = max
+	l.gen++ // a raised cap frees slots too
 	l.mu.Unlock()
 	l.kick()
 }
@@ -54,8 +56,18 @@ func (l *Limit) take() bool {
 func (l *Limit) put() {
 	l.mu.Lock()
 	l.n--
+	l.gen++
 	l.mu.Unlock()
 	l.kick()
+}
+
+// freed reports how many slots have been given back so far: a pool refused a slot reads it
+// before asking and again as it queues, so a slot given back in between, whose kick found
+// no waiter, is not missed.
+func (l *Limit) freed() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.gen
 }
 
 // kick wakes a waiter in each pool under this cap so it can try to dial.

@@ -33,7 +33,7 @@ func (p *Pool) trimIdle() {
 	var victims []victim
 	p.mu.Lock()
 	keep := p.idle[:0]
-	total := p.total
+	total := p.total - p.retiring
 	for _, c := range p.idle {
 		var reason error
 		switch {
@@ -74,7 +74,7 @@ func (p *Pool) fillMin() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	c, err, _ := p.dialLocked(ctx, time.Time{})
+	c, err, _ := p.dialLocked(ctx, time.Time{}, false) // refused by a shared limit: the next pass tries again
 	if err != nil {
 		p.opts.Logger.Warn("could not open min_pool_size connection", zap.Error(err))
 		return

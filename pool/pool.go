@@ -74,13 +74,17 @@ type Pool struct {
 	// readers counts its connections' reader goroutines running now (Readers); atomic.
 	readers atomic.Int32
 
-	mu       sync.Mutex
-	opts     Options
-	limits   []*Limit // opts.Limits, fixed at New: read without mu (Reconfigure keeps them)
-	idle     []*Conn  // LIFO: the most recently used connection is reused first
-	all      map[*Conn]struct{}
-	total    int // open plus dialing
-	dialing  int
+	mu      sync.Mutex
+	opts    Options
+	limits  []*Limit // opts.Limits, fixed at New: read without mu (Reconfigure keeps them)
+	idle    []*Conn  // LIFO: the most recently used connection is reused first
+	all     map[*Conn]struct{}
+	total   int // open plus dialing
+	dialing int
+	// retiring counts the connections in total that the pool has decided to close and
+	// whose readers have not exited yet (retireLocked): total keeps them, as the shared
+	// limits do, until remove; decisions about the pool's size leave them out.
+	retiring int
 	logging  int // removed connections whose disconnection is being logged (Ended)
 	waiters  waitQueue
 	closed   bool
@@ -257,7 +261,7 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 			return c, nil
 		}
 		if (p.waiters.Len() == 0 || woken) && p.total < p.opts.Size && !p.backingOffLocked() {
-			c, err, retry := p.dialLocked(ctx, deadline)
+			c, err, retry := p.dialLocked(ctx, deadline, true)
 			if retry {
 				woken = true
 				continue
@@ -337,17 +341,32 @@ func (p *Pool) failoverDeadline(failedAt *time.Time, deadline time.Time) time.Ti
 }
 
 // dialLocked is entered with p.mu held and returns with it released. retry means a shared
-// limit refused, then freed capacity, and the caller should try again. While the limit
-// refuses, the caller queues here until ctx is done or deadline (query_wait_timeout)
-// passes, like any waiter.
-func (p *Pool) dialLocked(ctx context.Context, deadline time.Time) (*Conn, error, bool) {
+// limit refused, then freed capacity (or the pool got an idle connection meanwhile), and
+// the caller should try again. While the limit refuses, a caller that queues (a client's
+// acquire) waits here until ctx is done or deadline (query_wait_timeout) passes, like any
+// waiter; one that does not (min_pool_size's top-up) gets nothing at once.
+func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, queue bool) (*Conn, error, bool) {
 	p.total++
 	p.dialing++
 	p.mu.Unlock()
-	if !p.takeLimits() {
+	gens := p.limitGens()
+	if refused := p.takeLimits(); refused >= 0 {
+		if hook := testHookLimitRefused.Load(); hook != nil {
+			(*hook)(p)
+		}
 		p.mu.Lock()
 		p.total--
 		p.dialing--
+		if !queue {
+			p.mu.Unlock()
+			return nil, nil, false
+		}
+		// A slot freed or a connection came back between the refusal and now: its
+		// wake-up (kick, putIdleLocked) found no waiter to give it to.
+		if len(p.idle) > 0 || p.limitMoved(refused, gens) {
+			p.mu.Unlock()
+			return nil, nil, true
+		}
 		w := waiterPool.Get().(*waiter)
 		w.since, w.deadline, w.expired = time.Now(), deadline, false
 		p.waiters.push(w)
@@ -473,7 +492,7 @@ func (p *Pool) tryReserve(ctx context.Context, w *waiter) (*Conn, bool) {
 		return nil, false
 	}
 	p.stats.ReserveUsed++
-	c, err, _ := p.dialLocked(ctx, w.deadline)
+	c, err, _ := p.dialLocked(ctx, w.deadline, true)
 	if err != nil || c == nil {
 		// Back in the queue at the front: the waiter keeps its place.
 		p.mu.Lock()
@@ -515,7 +534,7 @@ func (p *Pool) healthy(ctx context.Context, c *Conn) bool {
 	q, delay, lifetime := p.opts.CheckQuery, p.opts.CheckDelay, p.opts.Lifetime
 	p.mu.Unlock()
 	if lifetime > 0 && time.Since(c.Created) > lifetime {
-		c.closeFor(errLifetime)
+		p.retire(c, errLifetime)
 		return false
 	}
 	if q == "" || time.Since(c.LastUsed()) < delay {
@@ -524,18 +543,18 @@ func (p *Pool) healthy(ctx context.Context, c *Conn) bool {
 	c.state.Store(int32(StateTested))
 	done := make(chan error, 1)
 	if err := c.startInternal(q, func(err error) { done <- err }); err != nil {
-		c.closeFor(fmt.Errorf("%w: %w", errCheck, err))
+		p.retire(c, fmt.Errorf("%w: %w", errCheck, err))
 		return false
 	}
 	select {
 	case err := <-done:
 		if err != nil {
-			c.closeFor(fmt.Errorf("%w: %w", errCheck, err))
+			p.retire(c, fmt.Errorf("%w: %w", errCheck, err))
 			return false
 		}
 		return true
 	case <-ctx.Done():
-		c.closeFor(fmt.Errorf("%w: no answer before the client gave up", errCheck))
+		p.retire(c, fmt.Errorf("%w: no answer before the client gave up", errCheck))
 		return false
 	case <-c.closed:
 		return false
@@ -586,12 +605,14 @@ func (p *Pool) release(c *Conn, reset bool, now time.Time) {
 	switch {
 	case p.closed:
 		over = errPoolClosed
-	case p.total > p.opts.Size+p.opts.ReserveSize:
+	case p.total-p.retiring > p.opts.Size+p.opts.ReserveSize:
 		over = errOverSize
 	case p.opts.Lifetime > 0 && now.Sub(c.Created) > p.opts.Lifetime:
 		over = errLifetime
 	case c.Created.Before(p.staleBefore):
 		over = errReconnect
+	case c.unfit():
+		over = errUnfit // its host went down or changed role: not for the next waiter either
 	}
 	if over == nil && (!reset || q == "") {
 		p.putIdleLocked(c, now) // the common release: one lock, not two
@@ -662,19 +683,31 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 	}
 }
 
-// retireLocked takes c out of the pool's size at the moment the pool decides to close
-// it, not when its reader has exited: until then another decision (a release, trimIdle)
-// would count it and close a connection that should stay. A connection its reader has
-// already removed (remove ran first) was counted down there. p.mu is held.
+// retireLocked records that the pool has decided to close c (retiring), at that moment
+// and not when c's reader has exited: until then the next decision about the pool's size
+// (a release, trimIdle) would still count c and close a connection that should stay. A
+// connection its reader has already removed is not counted. p.mu is held.
 func (p *Pool) retireLocked(c *Conn) {
 	if c.retired || c.detached {
 		return
 	}
 	if _, ok := p.all[c]; ok {
 		c.retired = true
-		p.total--
+		p.retiring++
 	}
 }
+
+// retire closes c for reason, recorded first as the pool's decision (retireLocked).
+func (p *Pool) retire(c *Conn, reason error) {
+	p.mu.Lock()
+	p.retireLocked(c)
+	p.mu.Unlock()
+	c.closeFor(reason)
+}
+
+// testHookLimitRefused, when set by a test, runs when a shared limit has refused p a
+// slot, before p queues the caller.
+var testHookLimitRefused atomic.Pointer[func(*Pool)]
 
 // testHookRemove, when set by a test, runs when a connection's reader has exited, before
 // the pool forgets the connection.
@@ -700,8 +733,11 @@ func (p *Pool) remove(c *Conn, err error) {
 	}
 	if _, ok := p.all[c]; ok {
 		delete(p.all, c)
-		if !c.detached && !c.retired {
+		if !c.detached {
 			p.total--
+		}
+		if c.retired {
+			p.retiring--
 		}
 		for i, x := range p.idle {
 			if x == c {
@@ -784,16 +820,33 @@ func (p *Pool) wakeWaiters() {
 	}
 }
 
-func (p *Pool) takeLimits() bool {
+// limitGens reads how many slots each shared limit has given back so far (Limit.freed).
+func (p *Pool) limitGens() (gens [2]uint64) {
+	for i, l := range p.limits[:min(len(p.limits), len(gens))] {
+		gens[i] = l.freed()
+	}
+	return gens
+}
+
+// limitMoved reports whether the shared limit p.limits[i] gave a slot back since
+// limitGens read gens. Only the limit that refused is looked at: the ones before it that
+// takeLimits gave back were p's own.
+func (p *Pool) limitMoved(i int, gens [2]uint64) bool {
+	return i >= len(gens) || p.limits[i].freed() != gens[i]
+}
+
+// takeLimits takes a slot of each shared limit, or none: it returns the index of the
+// limit that refused (after giving back what it took of the others), -1 when all gave one.
+func (p *Pool) takeLimits() int {
 	for i, l := range p.limits {
 		if !l.take() {
 			for _, m := range p.limits[:i] {
 				m.put()
 			}
-			return false
+			return i
 		}
 	}
-	return true
+	return -1
 }
 
 func (p *Pool) putLimits() {

@@ -590,12 +590,26 @@ func TestReservePool(t *testing.T) {
 }
 
 // A waiter refused by a shared cap (max_db_connections, max_user_connections) gives up at
-// its query_wait_timeout like any waiter, instead of queueing without a deadline.
+// its query_wait_timeout like any waiter, instead of queueing without a deadline. The
+// same behind a cap with room (max_db_connections unset, max_user_connections reached):
+// the slot the refused acquire gives back to the first cap is not a slot freed for it.
 func TestAcquireTimeoutUnderReachedLimit(t *testing.T) {
 	t.Parallel()
-	lim := pool.NewLimit(1)
-	a := newPool(t, pool.Options{Size: 2, Limits: []*pool.Limit{lim}})
-	b := newPool(t, pool.Options{Size: 2, Limits: []*pool.Limit{lim}})
+	t.Run("one cap", func(t *testing.T) {
+		t.Parallel()
+		lim := pool.NewLimit(1)
+		acquireTimeoutUnderReachedLimit(t, []*pool.Limit{lim})
+	})
+	t.Run("a cap with room first", func(t *testing.T) {
+		t.Parallel()
+		lim := pool.NewLimit(1)
+		acquireTimeoutUnderReachedLimit(t, []*pool.Limit{pool.NewLimit(0), lim})
+	})
+}
+
+func acquireTimeoutUnderReachedLimit(t *testing.T, limits []*pool.Limit) {
+	a := newPool(t, pool.Options{Size: 2, Limits: limits})
+	b := newPool(t, pool.Options{Size: 2, Limits: limits})
 	a1, _ := acquire(t, a)
 	defer a1.Release(false)
 	for _, p := range []*pool.Pool{a, b} { // the same pool and another under the cap
@@ -617,6 +631,73 @@ func TestAcquireTimeoutUnderReachedLimit(t *testing.T) {
 		}
 		require.Zero(t, p.Stats().Waiting, "the expired waiter left the queue")
 	}
+}
+
+// TestMinSizeUnderReachedLimitDoesNotQueue: min_pool_size's top-up refused by a shared cap
+// does not queue as a waiter. It used to: SHOW POOLS counted a waiting client that did
+// not exist, and the top-up took the wake-up a freed slot gives the first waiter and
+// dropped it, so a client queued behind it waited for the next maintenance pass.
+func TestMinSizeUnderReachedLimitDoesNotQueue(t *testing.T) {
+	t.Parallel()
+	lim := pool.NewLimit(1)
+	a := newPool(t, pool.Options{Size: 2, Limits: []*pool.Limit{lim}})
+	b := newPool(t, pool.Options{Size: 2, MinSize: 1, Limits: []*pool.Limit{lim}})
+	a1, _ := acquire(t, a)
+	// maintain ticks every second; watch two passes.
+	deadline := time.Now().Add(2500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		require.Zero(t, b.Stats().Waiting, "no client waits in b")
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Zero(t, b.Stats().Total)
+
+	got := make(chan *pool.Conn, 1)
+	go func() {
+		c, err := b.AcquireTimeout(newLessee(), time.Now(), 10*time.Second)
+		if err != nil {
+			c = nil
+		}
+		got <- c
+	}()
+	eventually(t, func() bool { return b.Stats().Waiting == 1 }, "the client waits in b")
+	start := time.Now()
+	a1.Discard(errors.New("test: make room"))
+	select {
+	case c := <-got:
+		require.NotNil(t, c)
+		require.Less(t, time.Since(start), 500*time.Millisecond, "served when the slot freed, not at a later pass")
+		c.Release(false)
+	case <-time.After(wait):
+		t.Fatal("the client in b was never served")
+	}
+}
+
+// TestLimitFreedWhileQueueing: a slot of a shared cap freed between the cap's refusal and
+// the refused caller's place in the queue: the freeing's wake-up found no waiter, so the
+// caller, once queued, waited for its timeout with a slot free. It now looks again as it
+// queues.
+func TestLimitFreedWhileQueueing(t *testing.T) {
+	lim := pool.NewLimit(1)
+	a := newPool(t, pool.Options{Size: 2, Limits: []*pool.Limit{lim}})
+	b := newPool(t, pool.Options{Size: 2, Limits: []*pool.Limit{lim}})
+	a1, _ := acquire(t, a)
+	var once sync.Once
+	pool.SetTestHookLimitRefused(func(p *pool.Pool) {
+		if p != b {
+			return
+		}
+		once.Do(func() {
+			a1.Discard(errors.New("test: free the slot now"))
+			waitClosed(t, a1)
+			eventually(t, func() bool { return lim.Count() == 0 }, "the slot is free")
+		})
+	})
+	t.Cleanup(func() { pool.SetTestHookLimitRefused(nil) })
+	start := time.Now()
+	c, err := b.AcquireTimeout(newLessee(), start, 5*time.Second)
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), 2*time.Second, "served at once, not at the timeout")
+	c.Release(false)
 }
 
 func TestLimitSharedAcrossPools(t *testing.T) {
@@ -865,11 +946,11 @@ func TestLoginRetryQueuesInsteadOfDialing(t *testing.T) {
 }
 
 // TestReleaseOverSizeCountsAtOnce: the connection a release closes for being over size
-// leaves the pool's count when the release decides, not when its reader has exited. In
-// between, the next release or maintenance pass saw the pool still over size and closed
-// the connection that should stay (test/sticky TestUnpinReturnsServer: the unpinned
-// client's server and the pool's one server were both closed). The reader is held before
-// it removes the connection, as an event loop's reader may be.
+// stops counting towards the pool's size when the release decides, not when its reader
+// has exited. In between, the next release or maintenance pass saw the pool still over
+// size and closed the connection that should stay (test/sticky TestUnpinReturnsServer:
+// the unpinned client's server and the pool's one server were both closed). The reader
+// is held before it removes the connection, as an event loop's reader may be.
 func TestReleaseOverSizeCountsAtOnce(t *testing.T) {
 	p := newPool(t, pool.Options{Size: 1})
 	c, _ := acquire(t, p)
@@ -892,13 +973,32 @@ func TestReleaseOverSizeCountsAtOnce(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("the closed connection's reader never ended")
 	}
-	require.Equal(t, 1, p.Stats().Total, "back to size while the closed one's reader has not exited")
+	require.Equal(t, 2, p.Stats().Total, "counted until its reader exits, as the shared limits count it")
 	d.Release(false)
 	p.TrimIdle()
 	e, le := acquire(t, p)
 	require.Equal(t, d.ID, e.ID, "the pool's one connection stayed")
 	require.Equal(t, "1", le.queryOne(t, e, "SELECT 1"))
 	e.Release(false)
+}
+
+// TestReattachAfterRemove: a pinned (detached) connection whose server ended it is
+// removed by its reader without being counted down; a Reattach after that (the client
+// leaving, racing the failure) must not count it back, or the pool loses a slot for good.
+func TestReattachAfterRemove(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, pool.Options{Size: 1})
+	c, _ := acquire(t, p)
+	p.Detach(c)
+	require.Zero(t, p.Stats().Total)
+	c.Discard(errors.New("test: server gone"))
+	waitClosed(t, c)
+	require.True(t, p.Reattach(c))
+	require.Zero(t, p.Stats().Total, "a removed connection is not counted again")
+	d, ld := acquire(t, p)
+	require.NotEqual(t, c.ID, d.ID)
+	require.Equal(t, "1", ld.queryOne(t, d, "SELECT 1"))
+	d.Release(false)
 }
 
 func TestDetachReattach(t *testing.T) {
@@ -920,8 +1020,8 @@ func TestDetachReattach(t *testing.T) {
 		require.False(t, c.Detached())
 		require.Equal(t, 2, p.Stats().Total, "over size until released")
 		c.Release(false)
-		require.Equal(t, 1, p.Stats().Total, "back to size as soon as the release decided to close it")
 		waitClosed(t, c) // over size: closed on release
+		eventually(t, func() bool { return p.Stats().Total == 1 }, "back to size")
 		d.Release(false)
 	})
 	t.Run("no replacement", func(t *testing.T) {
