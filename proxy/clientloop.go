@@ -386,17 +386,8 @@ func loopableText(l sqlscan.Lead) bool {
 // loopLease is lease on the loop: the server handed for a queued request, else an idle
 // one at once, else a place in the pool's queue (errQueued), else errOffLoop.
 func (s *Session) loopLease(cfg *config.Config, start time.Time) (*pool.Conn, error) {
-	if c := s.lw.conn; c != nil {
-		s.lw.conn = nil
-		if s.leftWhileQueued() {
-			c.Release(false) // nothing was sent on it (gone.go)
-			return nil, errLeftWaiting
-		}
-		return c, nil
-	}
-	if err := s.lw.err; err != nil {
-		s.lw.err = nil
-		return nil, err
+	if c, err, ok := s.takeHanded(); ok {
+		return c, err
 	}
 	c, queued := s.entry.pool.AcquireOrQueue(s, s, start, s.waitLimit(cfg))
 	switch {
@@ -408,6 +399,41 @@ func (s *Session) loopLease(cfg *config.Config, start time.Time) (*pool.Conn, er
 		return nil, errQueued
 	}
 	return nil, errOffLoop
+}
+
+// takeHanded returns what the pool handed the request queued on the loop: the server
+// (nothing was sent on it: a client that left meanwhile gives it back, errLeftWaiting) or
+// the wait's failure; ok is false when nothing came. The request may have moved to a
+// goroutine since (a reload that turned the loops off or changed the pool mode: loopable
+// refused it at handed), whose lease takes it here too: the server is leased to the
+// session already and would otherwise stay so, unused.
+func (s *Session) takeHanded() (c *pool.Conn, err error, ok bool) {
+	if c = s.lw.conn; c != nil {
+		s.lw.conn = nil
+		if s.leftWhileQueued() {
+			c.Release(false) // nothing was sent on it (gone.go)
+			return nil, errLeftWaiting, true
+		}
+		return c, nil, true
+	}
+	if err = s.lw.err; err != nil {
+		s.lw.err = nil
+		return nil, err, true
+	}
+	return nil, nil, false
+}
+
+// dropHanded gives back a server handed for a queued request the session will not send
+// (it ends, or refuses the request: a shutdown), and forgets a wait's failure.
+func (s *Session) dropHanded() {
+	if s.lw == nil {
+		return
+	}
+	c := s.lw.conn
+	s.lw.conn, s.lw.err = nil, nil
+	if c != nil {
+		c.Release(false) // nothing was sent on it
+	}
 }
 
 // loopWaitStart is, while dispatch runs on the loop, when the request began to wait for a

@@ -488,3 +488,37 @@ func TestParkedClientsLeaveWithoutConn(t *testing.T) {
 	t.Logf("net.Conns made: %d (the returning client's and %d departures')", made, made-1)
 	require.LessOrEqual(t, made, uint64(1+150), "net.Conns made for departures that only closed")
 }
+
+// TestHandedServerFollowsRequestOffTheLoop: a request queued on the loop for the pool's
+// one server, then the loops turned off (SET client_loop = 0). The server handed to the
+// request when the transaction holding it ends is leased to the session on the loop; the
+// request, refused by the loop now, goes on on a goroutine, which must use that server.
+// It used to queue again for another while holding that one unused: the request waited
+// for query_wait_timeout, and the server stayed leased to the session for good.
+func TestHandedServerFollowsRequestOffTheLoop(t *testing.T) {
+	h := startProxy(t, harnessOpts{extra: map[string]string{"client_loop": "1", "default_pool_size": "1",
+		"query_wait_timeout": "8"}})
+	adm := h.admin(t)
+	a := dialLoopClient(t, h.port)
+	a.fe.Send(&pgproto3.Query{String: "BEGIN"})
+	require.NoError(t, a.fe.Flush())
+	a.until(t, "BEGIN")
+	b := dialLoopClient(t, h.port)
+	b.fe.Send(&pgproto3.Query{String: "SELECT 42"})
+	require.NoError(t, b.fe.Flush())
+	require.Eventually(t, func() bool {
+		_, rows := show(t, adm, "SHOW POOLS")
+		return num(t, rowWhere(rows, "database", "app"), "cl_waiting") == 1
+	}, 10*time.Second, 10*time.Millisecond, "b waits for the one server")
+	_, err := adm.Exec(context.Background(), "SET client_loop = 0")
+	require.NoError(t, err)
+	start := time.Now()
+	a.fe.Send(&pgproto3.Query{String: "COMMIT"})
+	require.NoError(t, a.fe.Flush())
+	a.until(t, "COMMIT")
+	require.Equal(t, []string{"42"}, b.until(t, "SELECT 42"))
+	require.Less(t, time.Since(start), 5*time.Second, "b ran on the server handed to it, not after a wait")
+	a.fe.Send(&pgproto3.Query{String: "SELECT 7"})
+	require.NoError(t, a.fe.Flush())
+	require.Equal(t, []string{"7"}, a.until(t, "SELECT 7"), "the pool's one server is free again")
+}

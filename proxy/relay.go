@@ -271,6 +271,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	}
 	if s.srv.cutAtRelease() {
 		s.mu.Unlock()
+		s.dropHanded()
 		return nil, errShuttingDown
 	}
 	if s.fo&(foTell|foSkip) != 0 {
@@ -379,8 +380,13 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 // once, else waiting up to the wait limit (and, for a multi-host database without a
 // primary, failover_timeout).
 func (s *Session) lease(cfg *config.Config, start time.Time) (*pool.Conn, error) {
-	if s.lw != nil && s.lw.on {
-		return s.loopLease(cfg, start)
+	if s.lw != nil {
+		if s.lw.on {
+			return s.loopLease(cfg, start)
+		}
+		if c, err, ok := s.takeHanded(); ok {
+			return c, err // handed on the loop, then the request left it (takeHanded)
+		}
 	}
 	if c := s.acquireReplica(cfg); c != nil {
 		return c, nil
@@ -653,6 +659,7 @@ func (s *Session) fatal(pe *pgerr.Error) {
 // the pool (reset in session mode), one in the middle of something is closed.
 func (s *Session) clientGone() {
 	s.closed.Store(true)
+	s.dropHanded()
 	if s.listening {
 		s.srv.listenerFor(s.entry).Unsubscribe(s, "")
 	}

@@ -113,7 +113,8 @@ func (w *sessionWork) ownsNothing() bool {
 		len(w.stmts) == 0 && w.clears.settled() && len(w.clearPortals) == 0 && len(w.deferred) == 0 &&
 		w.unnamed.idle() && w.unnamedPin == 0 && !w.unnamedRelease && !w.holdsDirect &&
 		!w.releaseSeen && !w.linkReplica && !w.forcePrimary && !w.onReplica && w.pick == nil &&
-		w.rrNext == nil && w.rr.Load() == nil && w.rw == (rwState{}) && w.rwDirtyAt.IsZero()
+		w.rrNext == nil && w.rr.Load() == nil && w.rw == (rwState{}) && w.rwDirtyAt.IsZero() &&
+		(w.lw == nil || w.lw.conn == nil && w.lw.err == nil)
 }
 
 // settled reports whether every clearing Query sent was answered and applied.
