@@ -228,3 +228,23 @@ func TestEndReleasesReadBuffer(t *testing.T) {
 	s.end(nil)
 	require.Nil(t, s.rd.Window(), "the buffer went back to the pool")
 }
+
+// TestParkKeepsSocketWhileWriting: a session whose writer is in use (flushLeft still
+// sending the end of an answer the client's socket did not take at once) parks with its
+// connection. Detaching closed the socket under that write: the client lost the rest of
+// its answer and was disconnected.
+func TestParkKeepsSocketWhileWriting(t *testing.T) {
+	s, client := parkingSession(t)
+	accepted := s.nc
+	s.wmu.Lock() // the writer, busy
+	require.True(t, s.park())
+	require.Equal(t, accepted, s.nc, "parked with its net.Conn")
+	_, err := accepted.Write([]byte("x"))
+	require.NoError(t, err, "the write in progress goes on")
+	s.wmu.Unlock()
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 1)
+	_, err = io.ReadFull(client, b)
+	require.NoError(t, err)
+	require.Equal(t, "x", string(b))
+}

@@ -515,14 +515,27 @@ func (s *Session) park() bool {
 	return false
 }
 
-// parkSocket is park's part once the working state is settled.
+// parkSocket is park's part once the working state is settled. A client whose writer is
+// in use (a goroutine still sending it the end of an answer its socket did not take at
+// once: flushLeft) keeps its connection while parked: detaching would close the socket
+// under that write.
 func (s *Session) parkSocket() bool {
+	held := s.wmu.TryLock() // before ncMu, as killWith takes them
+	parked := s.parkSocketLocked(held)
+	if held {
+		s.unlockW() // after ncMu: it sends the notifications that came meanwhile, if any
+	}
+	return parked
+}
+
+// parkSocketLocked is parkSocket under ncMu; held: the writer was free, and is held.
+func (s *Session) parkSocketLocked(held bool) bool {
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
 	switch {
 	case s.ncEnd&ncClosed != 0:
 		return false // the next read fails and the session ends
-	case s.listening || s.rd.Buffered() > 0 || s.wr.Buffered() > 0:
+	case !held || s.listening || s.rd.Buffered() > 0 || s.wr.Buffered() > 0:
 		return s.home().park(s, s.fd)
 	}
 	return s.detachLocked()
