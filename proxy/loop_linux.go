@@ -142,9 +142,13 @@ func (p *parker) adopted(c *pool.Conn) {
 // lessee may be a client of another loop: the relay runs beside that loop's work for
 // the client as Pump runs beside a session goroutine (under s.wmu and s.mu), so the
 // server is not moved (moving it cost more than it saved: clientloop_server.go).
+//
+// A server stays in the loop across leases, so its next lessee may be one whose answers
+// need the reader goroutine (pumpsOnLoop: a listening client, whose ReadyForQuery waits
+// for its notifications' fence; the loops turned off by a reload): those go back to it.
 func (p *parker) serverEvent(c *pool.Conn, events uint32) {
 	s, ok := c.Lessee().(*Session)
-	if !ok {
+	if !ok || !s.pumpsOnLoop(c) {
 		c.HandBack()
 		return
 	}
