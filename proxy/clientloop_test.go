@@ -522,3 +522,36 @@ func TestHandedServerFollowsRequestOffTheLoop(t *testing.T) {
 	require.NoError(t, a.fe.Flush())
 	require.Equal(t, []string{"7"}, a.until(t, "SELECT 7"), "the pool's one server is free again")
 }
+
+// TestLoginAnswerToAGoneClientLeavesNoSession: a client that resets its connection right
+// after its startup packet (trust: the next thing pgmux sends is the whole login answer)
+// is forgotten when that answer cannot be written. It used to stay registered for good:
+// listed by SHOW CLIENTS, counted by SHOW POOLS, and waited for by a safe shutdown.
+func TestLoginAnswerToAGoneClientLeavesNoSession(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	clients := func() int {
+		_, rows := show(t, adm, "SHOW CLIENTS")
+		n := 0
+		for _, r := range rows {
+			if r["database"] == "app" {
+				n++
+			}
+		}
+		return n
+	}
+	startup := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": "app", "database": "app"}})
+	pkt, err := startup.Encode(nil)
+	require.NoError(t, err)
+	for range 200 {
+		nc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(h.port))
+		require.NoError(t, err)
+		_, err = nc.Write(pkt)
+		require.NoError(t, err)
+		require.NoError(t, nc.(*net.TCPConn).SetLinger(0))
+		require.NoError(t, nc.Close()) // a reset: pgmux's next write fails
+	}
+	require.Eventually(t, func() bool { return clients() == 0 }, 10*time.Second, 20*time.Millisecond,
+		"clients of app left: %d", clients())
+}

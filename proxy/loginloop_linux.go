@@ -259,6 +259,7 @@ func (s *Session) runLogin() {
 		s.loginFailed(err)
 		s.lw.lg = nil
 		s.closeLoginFD()
+		s.srv.unregister(s) // registered before its last answer, whose write may have failed
 		s.srv.connDone()
 		return
 	}

@@ -408,9 +408,15 @@ func (s *Server) register(sess *Session) {
 	}
 }
 
+// unregister forgets sess (its cancel key); a session never registered has none.
 func (s *Server) unregister(sess *Session) {
+	if sess.cancelPID == 0 {
+		return
+	}
 	s.mu.Lock()
-	delete(s.byCancel, uint64(sess.cancelPID)<<32|uint64(sess.cancelKey))
+	if k := uint64(sess.cancelPID)<<32 | uint64(sess.cancelKey); s.byCancel[k] == sess {
+		delete(s.byCancel, k)
+	}
 	s.mu.Unlock()
 }
 

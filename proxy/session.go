@@ -408,6 +408,7 @@ func (s *Session) run(nclients int64) {
 	}
 	s.loginFailed(err)
 	s.nc.Close()
+	s.srv.unregister(s) // registered before its last answer, whose write may have failed
 	s.srv.connDone()
 }
 
