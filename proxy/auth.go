@@ -120,9 +120,12 @@ func (s *Session) authCleartext(user string, cred config.Credential, known bool)
 	return nil
 }
 
-// checkPlain compares a cleartext password with whatever auth_file stores.
+// checkPlain compares a cleartext password with whatever auth_file stores. An empty
+// password never matches, given or stored, as PostgreSQL and PgBouncer refuse it.
 func checkPlain(user, stored, given string) bool {
 	switch {
+	case given == "" || stored == "":
+		return false
 	case isSCRAMSecret(stored):
 		v, err := auth.ParseVerifier(stored)
 		if err != nil {
