@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -158,7 +159,22 @@ func (s *Session) channelBinding() []byte {
 	if err != nil {
 		return nil
 	}
-	// RFC 5929: SHA-256 unless the signature uses a stronger hash.
+	return endpointHash(cert)
+}
+
+// endpointHash is tls-server-end-point's hash of cert (RFC 5929, 4.1): the hash of its
+// signature algorithm, SHA-256 where that is MD5, SHA-1 or SHA-256 (or none is named).
+// libpq hashes the same way: a certificate signed with SHA-384 or SHA-512 hashed with
+// SHA-256 here failed every SCRAM-SHA-256-PLUS login ("channel binding check failed").
+func endpointHash(cert *x509.Certificate) []byte {
+	switch cert.SignatureAlgorithm {
+	case x509.SHA384WithRSA, x509.ECDSAWithSHA384, x509.SHA384WithRSAPSS:
+		h := sha512.Sum384(cert.Raw)
+		return h[:]
+	case x509.SHA512WithRSA, x509.ECDSAWithSHA512, x509.SHA512WithRSAPSS:
+		h := sha512.Sum512(cert.Raw)
+		return h[:]
+	}
 	h := sha256.Sum256(cert.Raw)
 	return h[:]
 }

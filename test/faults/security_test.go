@@ -33,9 +33,13 @@ type testPKI struct {
 	caKey                  *ecdsa.PrivateKey
 }
 
-func newPKI(t testing.TB) *testPKI {
+func newPKI(t testing.TB) *testPKI { return newPKIOn(t, elliptic.P256()) }
+
+// newPKIOn is newPKI with a CA key on curve: its signatures use the curve's hash
+// (ECDSA with SHA-384 on P-384).
+func newPKIOn(t testing.TB, curve elliptic.Curve) *testPKI {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caKey, err := ecdsa.GenerateKey(curve, rand.Reader)
 	require.NoError(t, err)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pgmux test CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
@@ -211,6 +215,33 @@ func TestClientTLS(t *testing.T) {
 		}
 		require.True(t, conn.IsClosed() || pgCode(err) == "08P01")
 	})
+}
+
+// TestChannelBindingSHA384Certificate: SCRAM-SHA-256-PLUS with a server certificate
+// signed with ECDSA and SHA-384. The binding data hashes the certificate with its
+// signature's hash (RFC 5929), as libpq does; pgmux used SHA-256 whatever the
+// signature, and psql's channel_binding=require (and prefer, its default, which picks
+// PLUS whenever it is offered) failed with "channel binding check failed".
+func TestChannelBindingSHA384Certificate(t *testing.T) {
+	pg := pgtest.Start(t)
+	pki := newPKIOn(t, elliptic.P384())
+	require.Equal(t, x509.ECDSAWithSHA384, func() x509.SignatureAlgorithm {
+		block, _ := pem.Decode(pki.CertPEM)
+		cert, err := x509.ParseCertificate(block.Bytes)
+		require.NoError(t, err)
+		return cert.SignatureAlgorithm
+	}())
+	m := startMux(t, pg, bouncer{AuthType: "scram-sha-256",
+		Users: map[string]string{pgtest.AppUser: pgtest.AppPassword},
+		Extra: []string{"client_tls_sslmode = require", "client_tls_cert_file = " + pki.Cert,
+			"client_tls_key_file = " + pki.Key}})
+	psql := pg.RequireBin(t, "psql")
+	for _, cb := range []string{"require", "prefer"} {
+		out, err := runPsql(t, psql, fmt.Sprintf("host=localhost port=%d user=app password=apppass dbname=app "+
+			"sslmode=verify-full sslrootcert=%s channel_binding=%s", m.Port, pki.CA, cb), "SELECT 'bound'")
+		require.NoError(t, err, "channel_binding=%s: %s", cb, out)
+		require.Contains(t, out, "bound")
+	}
 }
 
 func runPsql(t testing.TB, psql, conninfo, sql string) (string, error) {
