@@ -428,3 +428,17 @@ func TestAdminShutdown(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, proxy.ShutdownImmediate, <-h.shutdown)
 }
+
+// TestConsoleReachableAtMaxClientConn: at max_client_conn an application's client is
+// refused (53300) but the console still logs in, as in PgBouncer: SHOW and KILL are what
+// an operator needs then.
+func TestConsoleReachableAtMaxClientConn(t *testing.T) {
+	h := startProxy(t, harnessOpts{extra: map[string]string{"max_client_conn": "1"}})
+	app := h.connect(t, "app", "app", false)
+	execSQL(t, app, "SELECT 1")
+	_, err := h.tryConnect("app", "app", false)
+	require.Equal(t, "53300", sqlState(err), "%v", err)
+	adm := h.admin(t)
+	_, rows := show(t, adm, "SHOW CLIENTS")
+	require.NotNil(t, rowWhere(rows, "database", "app"))
+}

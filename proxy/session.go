@@ -294,6 +294,13 @@ type sessionLog struct {
 func (s *Session) log() sessionLog { return sessionLog{s.srv.log, s.id} }
 
 // remote is the client's address.
+// onUnixSocket reports whether the client came through a unix socket (the listener's
+// address: a client's own may be unnamed).
+func (s *Session) onUnixSocket() bool {
+	_, ok := s.localAddr().(*net.UnixAddr)
+	return ok
+}
+
 func (s *Session) remote() net.Addr {
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
@@ -675,7 +682,9 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	if err := s.negotiateVersion(pkt); err != nil {
 		return err
 	}
-	if requiresTLS(cfg.ClientTLS.SSLMode) && !s.tls {
+	if requiresTLS(cfg.ClientTLS.SSLMode) && !s.tls && !s.onUnixSocket() {
+		// A unix socket is not asked for TLS, as in PgBouncer ("require SSL except on
+		// unix socket"): libpq never tries it there.
 		return pgerr.Fatal(pgerr.InvalidAuthorization, "SSL required")
 	}
 	user, _ := pkt.Get("user")
@@ -692,7 +701,9 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	if s.srv.draining.Load() && !isAdminDB(s.dbName) {
 		return pgerr.Fatal(pgerr.CannotConnectNow, "pgmux is shutting down")
 	}
-	if cfg.MaxClientConn > 0 && nclients > int64(cfg.MaxClientConn) {
+	if cfg.MaxClientConn > 0 && nclients > int64(cfg.MaxClientConn) && !isAdminDB(s.dbName) {
+		// The console stays reachable at the limit (as in PgBouncer): SHOW and KILL are
+		// what an operator needs then.
 		return pgerr.Fatal(pgerr.TooManyConnections, "no more connections allowed (max_client_conn)")
 	}
 	if handled, err := s.consoleLogin(cfg, pkt); handled || err != nil {
