@@ -170,7 +170,7 @@ func (s *Session) authSCRAM(user string, cred config.Credential, known bool) err
 		}
 		ex = auth.NewServerSCRAM(v, s.channelBinding())
 	default:
-		ex = auth.NewMockServerSCRAM(user, mockSecret())
+		ex = auth.NewMockServerSCRAM(user, mockSecret(), s.channelBinding())
 	}
 	payload := []byte{}
 	for _, m := range ex.Mechanisms() {

@@ -90,7 +90,7 @@ func TestServerSCRAMMisuse(t *testing.T) {
 func TestMockServerSCRAM(t *testing.T) {
 	secret := []byte("per-process random key")
 	first := func(user string) string {
-		s := NewMockServerSCRAM(user, secret)
+		s := NewMockServerSCRAM(user, secret, nil)
 		out, err := s.Start(MechanismSCRAM, []byte("n,,n=,r=abc"))
 		require.NoError(t, err)
 		sf, err := parseServerFirst(string(out), "abc")
@@ -101,9 +101,14 @@ func TestMockServerSCRAM(t *testing.T) {
 	require.NotEqual(t, first("ghost"), first("phantom"))
 
 	for _, password := range []string{"", "secret", "guess"} {
-		err := exchange(t, NewMockServerSCRAM("ghost", secret), NewClientSCRAM("ghost", password))
+		err := exchange(t, NewMockServerSCRAM("ghost", secret, nil), NewClientSCRAM("ghost", password))
 		require.ErrorIs(t, err, ErrPasswordMismatch)
 	}
+	// On TLS an unknown user is offered what a known one is: the mechanisms listed must
+	// not tell them apart.
+	binding := []byte("tls-server-end-point hash")
+	require.Equal(t, NewServerSCRAM(Verifier{}, binding).Mechanisms(), NewMockServerSCRAM("ghost", secret, binding).Mechanisms())
+	require.Equal(t, NewServerSCRAM(Verifier{}, nil).Mechanisms(), NewMockServerSCRAM("ghost", secret, nil).Mechanisms())
 }
 
 func TestClientSCRAMMechanism(t *testing.T) {

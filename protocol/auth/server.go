@@ -62,8 +62,9 @@ func NewServerSCRAM(v Verifier, channelBinding []byte) *ServerSCRAM {
 // has no usable secret. It looks like a real one to the client, with a salt
 // stable per user (derived from secret, a random per-process key), and
 // fails at Finish with ErrPasswordMismatch, so that probing cannot tell
-// unknown users from wrong passwords.
-func NewMockServerSCRAM(user string, secret []byte) *ServerSCRAM {
+// unknown users from wrong passwords. channelBinding is as for NewServerSCRAM: a
+// known user on TLS is offered SCRAM-SHA-256-PLUS, so an unknown one is too.
+func NewMockServerSCRAM(user string, secret, channelBinding []byte) *ServerSCRAM {
 	key := hmacSHA256(secret, "pgmux mock SCRAM\x00"+user)
 	salt, stored, server := hmacSHA256(key[:], "salt"), hmacSHA256(key[:], "stored"), hmacSHA256(key[:], "server")
 	v := Verifier{
@@ -72,7 +73,7 @@ func NewMockServerSCRAM(user string, secret []byte) *ServerSCRAM {
 		StoredKey:  stored[:],
 		ServerKey:  server[:],
 	}
-	return &ServerSCRAM{v: v, doomed: true}
+	return &ServerSCRAM{v: v, doomed: true, channelBinding: channelBinding}
 }
 
 // Mechanisms returns the SASL mechanisms to list in AuthenticationSASL.

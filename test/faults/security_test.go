@@ -204,6 +204,17 @@ func TestClientTLS(t *testing.T) {
 		require.NoError(t, err, out)
 		require.Contains(t, out, "bound")
 	})
+	t.Run("an unknown user is offered channel binding too", func(t *testing.T) {
+		// The mechanisms offered must not tell unknown users from known ones: on TLS a
+		// known user is offered SCRAM-SHA-256-PLUS, and so is an unknown one, whose
+		// exchange then fails as a wrong password does.
+		psql := pg.RequireBin(t, "psql")
+		out, err := runPsql(t, psql, fmt.Sprintf("host=localhost port=%d user=ghost password=guess dbname=app "+
+			"sslmode=verify-full sslrootcert=%s channel_binding=require", m.Port, pki.CA), "SELECT 1")
+		require.Error(t, err)
+		require.NotContains(t, out, "channel binding")
+		require.Contains(t, out, "authentication failed", out)
+	})
 	t.Run("max_packet_size holds inside TLS", func(t *testing.T) {
 		conn := connect(t, base("127.0.0.1", "require"))
 		ctx, cancel := ctxT()
