@@ -456,12 +456,23 @@ func allButOneLeave(t *testing.T, admin *pgx.Conn, clients []*loopClient) {
 	}, 10*time.Second, 20*time.Millisecond, "the %d that left are gone", n)
 }
 
+// consoleWithConn logs a console client in and waits until its session has its net.Conn:
+// a console client is not kept on the loop, and the loop makes its net.Conn after the
+// login's answer, which the client may read first (a count of net.Conns taken then
+// counted it a moment later). A query answered means the session has it.
+func consoleWithConn(t *testing.T, h *harness) *pgx.Conn {
+	t.Helper()
+	admin := h.admin(t)
+	show(t, admin, "SHOW VERSION")
+	return admin
+}
+
 // TestClientLoopLeaveWithoutConn: a client that logged in on the loop and leaves at its
 // first event (Terminate, or a close) ends from its bare descriptor, without a net.Conn;
 // one that sends a request gets one, and its answer.
 func TestClientLoopLeaveWithoutConn(t *testing.T) {
 	h, clients := loopProxyWithClients(t, 21)
-	admin := h.admin(t) // (its login makes a net.Conn: an admin client is not kept on the loop)
+	admin := consoleWithConn(t, h)
 	before := proxy.RuntimeConns(h.srv)
 	allButOneLeave(t, admin, clients)
 	require.EqualValues(t, 1, proxy.RuntimeConns(h.srv)-before, "net.Conns made: only the staying client's")
@@ -473,7 +484,7 @@ func TestClientLoopLeaveWithoutConn(t *testing.T) {
 // one that comes back with a request is served.
 func TestParkedClientsLeaveWithoutConn(t *testing.T) {
 	h, clients := loopProxyWithClients(t, 300)
-	admin := h.admin(t)
+	admin := consoleWithConn(t, h)
 	require.Eventually(t, func() bool {
 		_, detached, _ := proxy.ClientConns(h.srv)
 		return detached >= len(clients)
