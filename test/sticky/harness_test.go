@@ -103,15 +103,15 @@ func (m *mux) env(db string, more ...string) []string {
 	return m.Env(pgtest.AppUser, pgtest.AppPassword, db, more...)
 }
 
-// clientRow is one SHOW CLIENTS row by column name.
+// clientRow is one console row by column name.
 type clientRow map[string]any
 
-// showClients returns SHOW CLIENTS' column names and rows.
-func showClients(t testing.TB, adm *pgx.Conn) ([]string, []clientRow) {
+// showRows returns a console command's column names and rows.
+func showRows(t testing.TB, adm *pgx.Conn, cmd string) ([]string, []clientRow) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	rows, err := adm.Query(ctx, "SHOW CLIENTS")
+	rows, err := adm.Query(ctx, cmd)
 	require.NoError(t, err)
 	defer rows.Close()
 	var names []string
@@ -132,24 +132,22 @@ func showClients(t testing.TB, adm *pgx.Conn) ([]string, []clientRow) {
 	return names, out
 }
 
-// showList is the items SHOW LISTS reports for list.
+// showClients returns SHOW CLIENTS' column names and rows.
+func showClients(t testing.TB, adm *pgx.Conn) ([]string, []clientRow) {
+	t.Helper()
+	return showRows(t, adm, "SHOW CLIENTS")
+}
+
+// showList is the items SHOW LISTS reports for list (-1: no such list).
 func showList(t testing.TB, adm *pgx.Conn, list string) int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	rows, err := adm.Query(ctx, "SHOW LISTS")
-	require.NoError(t, err)
-	defer rows.Close()
-	items := int64(-1)
-	for rows.Next() {
-		vals, err := rows.Values()
-		require.NoError(t, err)
-		if vals[0] == list {
-			items = toInt(vals[1])
+	_, rows := showRows(t, adm, "SHOW LISTS")
+	for _, r := range rows {
+		if r["list"] == list {
+			return toInt(r["items"])
 		}
 	}
-	require.NoError(t, rows.Err())
-	return items
+	return -1
 }
 
 // pinReasons maps each client of db to its pin_reason, by the client's local port as
