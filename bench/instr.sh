@@ -13,10 +13,17 @@
 #   BENCH_MODES="simple extended unnamed" bench/instr.sh
 #   BENCH_KEEP_TMP=1 bench/instr.sh      # keeps the callgrind dumps for callgrind_annotate
 #   BENCH_REPS=3 bench/instr.sh A B      # three rounds, the builds alternating in each
+#   BENCH_PGBOUNCER=1 bench/instr.sh     # PgBouncer's figure too, in each round
 #
 # Modes: simple and extended (pgbench -M), and unnamed: -M extended with
 # cache_unnamed_statements = 1 (each Parse of the unnamed statement served from the
 # server's statement cache, issue 13).
+#
+# PgBouncer (BENCH_PGBOUNCER=1, Debian's package) runs as the postgres user, where
+# callgrind_control cannot reach it (its vgdb hangs), so its figure comes from two processes
+# instead of two dumps of one: each serves a warm-up and one pgbench run (TX/2, or TX
+# transactions), and the difference of their totals over TX/2 is again the transactions'
+# work alone (both have the same logins).
 #
 # Under valgrind the process runs one thread at a time and ~50x slower, so a scheduler
 # that spins or wakes threads is counted as it runs there, not as on the real machine;
@@ -46,6 +53,33 @@ pgb() { # PORT MODE TX_PER_CLIENT
 	[[ $m == unnamed ]] && m=extended
 	"$PGBENCH" -n -S -M "$m" -c "$CLIENTS" -j 2 -t "$3" -h 127.0.0.1 -p "$1" -U postgres postgres </dev/null 2>&1
 }
+
+# pgbouncer_per_tx MODE: PgBouncer's row (see above).
+pgbouncer_per_tx() {
+	local qmode=$1 t port dir out tot=()
+	for t in $((TX / 2)) "$TX"; do
+		i=$((i + 1))
+		port=$(free_port "$PG_PORT")
+		write_pooler_ini "$CONF/pgbouncer.ini" "$port" "$CONF/userlist.txt"
+		dir=$BENCH_TMP/run$i
+		mkdir -p "$dir" && chmod 0777 "$dir"
+		start_pooler "pgbouncer$i" "$port" valgrind --tool=callgrind --cache-sim=no --branch-sim=no \
+			--callgrind-out-file="$dir/cg.out" "$PGBOUNCER_BIN" "$CONF/pgbouncer.ini"
+		pgb "$port" "$qmode" 10 >/dev/null || die "warm-up through PgBouncer failed"
+		out=$(pgb "$port" "$qmode" $((t / CLIENTS))) || { echo "$out" >&2; die "pgbench through PgBouncer failed"; }
+		stop_pooler "$POOLER_PID" "$port"
+		tot+=("$(dump_ir "$dir/cg.out")")
+		[[ -n ${tot[-1]} ]] || die "no callgrind dump for PgBouncer"
+		[[ ${BENCH_KEEP_TMP:-0} == 1 ]] || rm -f "$dir"/cg.out*
+	done
+	printf '| PgBouncer %s | %s | %s | %s |\n' "$PGB_VERSION" "$qmode" "$(per_tx "${tot[0]}" "${tot[1]}")" \
+		"$(awk '/^tps = / {printf "%.0f", $3}' <<<"$out")"
+}
+if [[ ${BENCH_PGBOUNCER:-0} == 1 ]]; then
+	ensure_tools pgbouncer:/usr/sbin/pgbouncer
+	PGBOUNCER_BIN=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+	PGB_VERSION=$("$PGBOUNCER_BIN" --version | awk 'NR == 1 {print $2}')
+fi
 
 printf '| build | mode | instructions per transaction | tps under valgrind |\n|---|---|--:|--:|\n'
 i=0
@@ -81,5 +115,8 @@ for qmode in "${QMODES[@]}"; do
 			printf '| %s | %s | %s | %s |\n' "$bin" "$qmode" "$(per_tx "$half" "$full")" \
 				"$(awk '/^tps = / {printf "%.0f", $3}' <<<"$out")"
 		done
+		if [[ ${BENCH_PGBOUNCER:-0} == 1 && $qmode != unnamed ]]; then
+			pgbouncer_per_tx "$qmode"
+		fi
 	done
 done
