@@ -277,6 +277,8 @@ func (s *Server) adminSet(key, value string) error {
 		}
 		return pgerr.New(cantChangeRuntimeParam, "%s cannot be changed at run time: it needs a restart", key)
 	}
+	s.reloadMu.Lock() // the value is set on the configuration in force when it applies
+	defer s.reloadMu.Unlock()
 	s.mu.Lock()
 	next := s.cfg.Clone()
 	creds := s.creds
@@ -287,7 +289,7 @@ func (s *Server) adminSet(key, value string) error {
 	if err := next.Validate(); err != nil {
 		return pgerr.New(pgerr.InvalidParameterValue, "%v", err)
 	}
-	if err := s.Reload(next, creds); err != nil {
+	if err := s.reloadLocked(next, creds); err != nil {
 		return pgerr.New(pgerr.InvalidParameterValue, "%v", err)
 	}
 	return nil

@@ -12,7 +12,14 @@ import (
 // connected. It follows the settings table (config/settings.go): a key RELOAD may change
 // takes effect, a key that needs a restart is logged and keeps its value in force, which
 // SHOW CONFIG shows. Logging (verbose, logfile) is applied through Options.ApplyLogging.
-func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) (err error) {
+func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	return s.reloadLocked(cfg, creds)
+}
+
+// reloadLocked is Reload with s.reloadMu held.
+func (s *Server) reloadLocked(cfg *config.Config, creds map[string]config.Credential) (err error) {
 	defer func() { s.metrics.Reloaded(err) }()
 	s.mu.Lock()
 	old := s.cfg

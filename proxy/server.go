@@ -67,6 +67,11 @@ type Options struct {
 type Server struct {
 	log          *zap.Logger
 	applyLogging func(*config.Config) error
+	// reloadMu makes each configuration change (RELOAD, SIGHUP, the console's SET) one
+	// step: it reads the configuration in force, derives the next and applies it to the
+	// pools without another change in between, which could otherwise be lost or leave the
+	// pools built from a configuration SHOW CONFIG does not show.
+	reloadMu sync.Mutex
 
 	mu        sync.Mutex // guards the fields below
 	cfg       *config.Config
