@@ -183,8 +183,10 @@ func (s *Session) retire() {
 	c.mu.Lock()
 	s.mu.Lock()
 	if w := s.sessionWork; w != nil && !w.ops.retired {
-		t := s.sessionTotals()
-		c.retiredAcc(s.entry.key).add(&t)
+		if !s.entry.removed.Load() { // a removed database's figures went with it (closeRemoved)
+			t := s.sessionTotals()
+			c.retiredAcc(s.entry.key).add(&t)
+		}
 		w.ops.retired = true
 	}
 	s.mu.Unlock()

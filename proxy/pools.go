@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/proxy/link"
 )
 
@@ -33,8 +34,11 @@ type poolEntry struct {
 	// modeNow mirrors mode for the relay's per-transaction check without e.mu.
 	modeNow atomic.Int32
 	// multi mirrors whether db names several hosts (failover.go), for the same reason.
-	multi  atomic.Bool
-	params pool.Params // a server's parameters at login, shown to new clients
+	multi atomic.Bool
+	// removed: a reload took the database away (closeRemoved); its clients' figures are
+	// no longer kept.
+	removed atomic.Bool
+	params  pool.Params // a server's parameters at login, shown to new clients
 	// directWarnAt is when a client waiting for a direct slot was last logged (unix
 	// nanoseconds; waiting.go).
 	directWarnAt atomic.Int64
@@ -259,6 +263,8 @@ func (ps *pools) serverParams(ctx context.Context, e *poolEntry, l *Session) (po
 
 // reconfigure applies a new configuration to existing pools.
 func (ps *pools) reconfigure(cfg *config.Config) {
+	var removed []*poolEntry
+	defer func() { ps.s.closeRemoved(removed) }() // after ps.mu: closing a session may look up pools
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	for k, e := range ps.byKey {
@@ -267,6 +273,7 @@ func (ps *pools) reconfigure(cfg *config.Config) {
 			e.pool.Close()
 			e.closeReplicas()
 			delete(ps.byKey, k)
+			removed = append(removed, e)
 			continue
 		}
 		e.mu.Lock()
@@ -372,6 +379,34 @@ func (l *idleLessee) Pump(c *pool.Conn) error {
 			if err := c.Rd.Skip(n); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// closeRemoved closes the clients of pools whose database a reload removed, as PgBouncer
+// does (its kill_database): left connected, each of their requests would fail against a
+// closed pool until they reconnect, and SHOW POOLS would keep listing a database SHOW
+// DATABASES no longer has. A client reconnecting is then told the database is unknown,
+// or finds it again under a wildcard entry. Each is told and closed on a goroutine of its
+// own (killWith may wait for a reply being relayed to end), so a reload does not wait.
+func (s *Server) closeRemoved(removed []*poolEntry) {
+	if len(removed) == 0 {
+		return
+	}
+	gone := make(map[*poolEntry]bool, len(removed))
+	c := s.console
+	for _, e := range removed {
+		gone[e] = true
+		e.removed.Store(true)
+		c.mu.Lock()
+		delete(c.retired, e.key)
+		c.mu.Unlock()
+		s.log.Warn("reload: database removed; closing its clients", zap.String("database", e.key.db), zap.String("user", e.key.user))
+	}
+	for _, sess := range s.Sessions() {
+		if sess.entry != nil && gone[sess.entry] {
+			go sess.killWith(pgerr.Fatal(pgerr.AdminShutdown, "database %q was removed from the configuration", sess.dbName).
+				WithDetail("pgmux reloaded a configuration without it."))
 		}
 	}
 }

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -10,12 +11,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/internal/pgtest"
 	"github.com/pgmux/pgmux/proxy"
 )
 
@@ -137,4 +140,78 @@ func TestReloadFollowsSettingsTable(t *testing.T) {
 	set(next, "track_extra_parameters", "IntervalStyle, search_path")
 	require.NoError(t, srv.Reload(next, nil))
 	require.Equal(t, []string{"IntervalStyle"}, srv.Config().TrackExtraParameters)
+}
+
+// TestReloadRemovedDatabaseClosesItsClients: a RELOAD whose configuration no longer has a
+// database closes that database's clients with a FATAL (PgBouncer's kill_database), where
+// they stayed connected and every request failed against the closed pool; the other
+// database's clients are untouched, and SHOW POOLS no longer lists the removed one.
+func TestReloadRemovedDatabaseClosesItsClients(t *testing.T) {
+	pg := pgtest.Start(t)
+	h := startProxy(t, harnessOpts{
+		dbs: map[string]string{"app2": fmt.Sprintf("host=%s port=%d dbname=%s", pg.Host, pg.Port, pgtest.AppDB)},
+		reload: func(h *harness) error {
+			next := h.srv.Config().Clone()
+			delete(next.Databases, "app2")
+			return h.srv.Reload(next, nil)
+		},
+	})
+	app := h.connect(t, "app", "app", false)
+	gone := h.connect(t, "app", "app2", false)
+	execSQL(t, app, "SELECT 1")
+	execSQL(t, gone, "SELECT 1")
+
+	adm := h.admin(t)
+	_, err := adm.Exec(context.Background(), "RELOAD")
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var pgErr *pgconn.PgError
+	for {
+		_, err = gone.Exec(ctx, "SELECT 1")
+		if err != nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // the FATAL is sent on a goroutine of its own
+	}
+	require.Error(t, err, "the removed database's client was not closed")
+	if errors.As(err, &pgErr) {
+		require.Equal(t, "57P01", pgErr.Code, "%v", err)
+	}
+	require.True(t, gone.IsClosed(), "the removed database's client is still connected: %v", err)
+	execSQL(t, app, "SELECT 1")
+	_, rows := show(t, adm, "SHOW POOLS")
+	for _, r := range rows {
+		require.NotEqual(t, "app2", r["database"], "SHOW POOLS still lists the removed database")
+	}
+}
+
+// TestConcurrentSetsAllTakeEffect: console SETs of different keys at the same time each
+// take effect. Each SET derives the next configuration from the one in force; two
+// overlapping SETs without one lock across that and the reload lost one of them.
+func TestConcurrentSetsAllTakeEffect(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	keys := []string{"query_timeout", "idle_transaction_timeout", "client_idle_timeout", "server_idle_timeout",
+		"server_lifetime", "query_wait_timeout", "transaction_timeout", "server_check_delay"}
+	conns := make([]*pgx.Conn, len(keys))
+	for i := range keys {
+		conns[i] = h.admin(t)
+	}
+	for round := 1; round <= 10; round++ {
+		errs := make(chan error, len(keys))
+		for i, k := range keys {
+			go func() {
+				_, err := conns[i].Exec(context.Background(), fmt.Sprintf("SET %s = %d", k, 100*round+i))
+				errs <- err
+			}()
+		}
+		for range keys {
+			require.NoError(t, <-errs)
+		}
+		_, rows := show(t, h.admin(t), "SHOW CONFIG")
+		for i, k := range keys {
+			require.Equal(t, strconv.Itoa(100*round+i), rowWhere(rows, "key", k)["value"], "round %d: SET %s was lost", round, k)
+		}
+	}
 }
