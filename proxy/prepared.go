@@ -68,9 +68,11 @@ type stmtDef struct {
 var stmtSeed = maphash.MakeSeed()
 var stmtSeed2 = maphash.MakeSeed()
 
-// newStmtDef names a statement by a 128-bit hash of its text, its parameter types and
-// the statement epoch when the client prepared it (ddl.go).
-func newStmtDef(query string, types []byte, epoch uint64) *stmtDef {
+// newStmtDef names a statement by a 128-bit hash of its text, its parameter types, the
+// client's search_path when it prepared it (scope, stmtScope) and the statement epoch
+// then (ddl.go). An empty scope adds nothing to the hash, so that stmtKey names the same
+// statement.
+func newStmtDef(query string, types []byte, scope string, epoch uint64) *stmtDef {
 	var h1, h2 maphash.Hash
 	h1.SetSeed(stmtSeed)
 	h2.SetSeed(stmtSeed2)
@@ -83,6 +85,10 @@ func newStmtDef(query string, types []byte, epoch uint64) *stmtDef {
 		h.WriteByte(0)
 		h.Write(types)
 		h.Write(e[:])
+		if scope != "" {
+			h.WriteString("\x00search_path\x00")
+			h.WriteString(scope)
+		}
 	}
 	var sum [16]byte
 	a, b := h1.Sum64(), h2.Sum64()
@@ -90,6 +96,27 @@ func newStmtDef(query string, types []byte, epoch uint64) *stmtDef {
 		sum[i], sum[8+i] = byte(a>>(8*i)), byte(b>>(8*i))
 	}
 	return &stmtDef{server: "pgmux_" + hex.EncodeToString(sum[:]), key: a, query: query, types: types, epoch: epoch}
+}
+
+// stmtScope is what besides its text decides what a client's statement means: its
+// search_path as pgmux knows it (the value it set, else its startup value), "" when it
+// named none. Statements of clients with different search_paths are prepared apart on a
+// server: one shared between them was analysed again at each switch (PostgreSQL re-parses
+// a prepared statement when search_path changes), and where that changed its result type
+// (schema-per-tenant tables of one name) each client's Bind failed with 0A000 "cached
+// plan must not change result type" after the other's, every time.
+func (s *Session) stmtScope() string {
+	st := s.set.Load()
+	if st == nil {
+		return ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := st.Own.Get("search_path"); ok {
+		return v
+	}
+	v, _ := st.Start.Get("search_path")
+	return v
 }
 
 // parseMsg appends a Parse of the statement under name.
@@ -260,7 +287,7 @@ func (s *Session) register(name, query string, types []byte) *stmtDef {
 	if prep != nil {
 		text = prep.text()
 	}
-	def := newStmtDef(text, append([]byte(nil), types...), s.srv.stmtEpoch.Load())
+	def := newStmtDef(text, append([]byte(nil), types...), s.stmtScope(), s.srv.stmtEpoch.Load())
 	if s.mode != config.PoolModeSession {
 		v := s.classify(query)
 		def.pin, def.release, def.set = v.Pin, v.Release, v.Set

@@ -107,7 +107,7 @@ func (s *Session) execCurrent(name []byte, def *stmtDef) *stmtDef {
 	}
 	ne := *e
 	ne.target = cur
-	nd := withExec(newStmtDef(ne.text(cur), def.types, s.srv.stmtEpoch.Load()), &ne)
+	nd := withExec(newStmtDef(ne.text(cur), def.types, s.stmtScope(), s.srv.stmtEpoch.Load()), &ne)
 	nd.checked.Store(true) // the client's Parse succeeded
 	if len(name) > 0 {
 		born := def.born

@@ -220,7 +220,7 @@ func (s *Session) sqlPrepare(c *pool.Conn, q string, st sqlStmt) error {
 	if len(st.ParamTypes) > 0 {
 		types = "(" + strings.Join(st.ParamTypes, ", ") + ")"
 	}
-	def := newSQLStmtDef(st.PrepareBody, types, s.srv.stmtEpoch.Load())
+	def := newSQLStmtDef(st.PrepareBody, types, s.stmtScope(), s.srv.stmtEpoch.Load())
 	v := s.classify(def.query)
 	def.pin, def.release, def.set = v.Pin, v.Release, v.Set
 	def.checked.Store(true) // if the server rejects the PREPARE, it is marked failed
@@ -231,8 +231,8 @@ func (s *Session) sqlPrepare(c *pool.Conn, q string, st sqlStmt) error {
 
 // newSQLStmtDef is a statement made by SQL PREPARE. Its identity on servers includes its
 // parameter type list as written (a protocol Parse of the same text is another one).
-func newSQLStmtDef(body, types string, epoch uint64) *stmtDef {
-	def := newStmtDef(body, []byte("\x00sql"+types), epoch)
+func newSQLStmtDef(body, types, scope string, epoch uint64) *stmtDef {
+	def := newStmtDef(body, []byte("\x00sql"+types), scope, epoch)
 	def.types, def.sqlTypes, def.sql = []byte{0, 0}, types, true
 	return def
 }

@@ -102,7 +102,7 @@ func (s *Session) executePrep(c *pool.Conn, p *sqlPrep, m []byte) error {
 		b = link.AppendEmptyParse(b, noopStmt) // 42P05, as for x
 		es = append(es, expect{Kind: 'P', Hide: true})
 	} else {
-		def = newSQLStmtDef(p.body, p.types, s.srv.stmtEpoch.Load())
+		def = newSQLStmtDef(p.body, p.types, s.stmtScope(), s.srv.stmtEpoch.Load())
 		v := s.classify(def.query)
 		def.pin, def.release, def.set = v.Pin, v.Release, v.Set
 		def.checked.Store(true) // if the server refuses the PREPARE, it is marked failed

@@ -105,7 +105,7 @@ func TestLookupFailed(t *testing.T) {
 // keeps that server (pinPrepare) until the state check finds the statement gone.
 func TestByNameNeedPrepareAfterDeallocate(t *testing.T) {
 	s := &Session{srv: &Server{}, sessionWork: newWork()}
-	s.keep("a", newStmtDef("SELECT $1::int", nil, 0))
+	s.keep("a", newStmtDef("SELECT $1::int", nil, "", 0))
 	for _, tc := range []struct {
 		q    string
 		pins bool

@@ -71,7 +71,9 @@ func (s *Session) namesOrClears(q string) bool {
 // rest its body after the name.
 func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 	query, types, err := wire.CString(rest)
-	if !s.cacheUnnamed || err != nil || !s.cacheable(query) {
+	// A client with a search_path of its own is not served from the cache, whose
+	// statements are those of clients without one (stmtScope).
+	if !s.cacheUnnamed || err != nil || !s.cacheable(query) || s.stmtScope() != "" {
 		var op clearOp
 		// Most texts are none of an EXECUTE, a PREPARE or a statement that clears names:
 		// their Lead says so at once.
@@ -119,7 +121,7 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 		s.mu.Unlock()
 		return s.parsePlain(c, m, rest)
 	}
-	def := newStmtDef(string(query), append([]byte(nil), types...), epoch)
+	def := newStmtDef(string(query), append([]byte(nil), types...), "", epoch)
 	s.unnamed.use(def)
 	present, stale := st.stmts.peek(def.server, s.Reqs, def)
 	if present && !stale {
