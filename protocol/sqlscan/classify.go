@@ -164,7 +164,8 @@ func kindIfName(p *parser, k Kind) (Kind, string) {
 // classifySet handles everything that starts with SET.
 func classifySet(p *parser, st *Statement) {
 	if p.is("session") && p.peek.IsKeyword("characteristics") {
-		return // SET SESSION CHARACTERISTICS AS TRANSACTION: KindOther, as specified
+		st.Kind = KindSetCharacteristics // SET SESSION CHARACTERISTICS AS TRANSACTION ...
+		return
 	}
 	local := false
 	if (p.is("local") || (p.is("session") && !p.peek.IsKeyword("authorization"))) &&

@@ -31,6 +31,9 @@ const (
 	KindSetRole            // SET [SESSION] ROLE, SET [SESSION] SESSION AUTHORIZATION
 	KindLoad               // LOAD 'library'
 	KindClose              // CLOSE cursor, CLOSE ALL
+	// KindSetCharacteristics is SET SESSION CHARACTERISTICS AS TRANSACTION modes: it sets
+	// default_transaction_isolation, _read_only and _deferrable for the session.
+	KindSetCharacteristics
 )
 
 var kindNames = [...]string{
@@ -57,6 +60,8 @@ var kindNames = [...]string{
 	KindSetRole:       "SetRole",
 	KindLoad:          "Load",
 	KindClose:         "Close",
+
+	KindSetCharacteristics: "SetCharacteristics",
 }
 
 // String returns the kind's name, e.g. "SetLocal".

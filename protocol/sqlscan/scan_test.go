@@ -104,7 +104,7 @@ func TestScanSetReset(t *testing.T) {
 		{"comments inside value", "SET search_path = a, /* c */ b -- tail", []want{set(KindSet, "search_path", "a, /* c */ b")}},
 		{"transaction", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
 			[]want{{Kind: KindSetLocal, Value: "ISOLATION LEVEL SERIALIZABLE"}}},
-		{"session characteristics", "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", []want{k(KindOther)}},
+		{"session characteristics", "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", []want{k(KindSetCharacteristics)}},
 		{"constraints", "SET CONSTRAINTS ALL DEFERRED", []want{k(KindOther)}},
 		{"missing to", "SET work_mem 5", []want{k(KindOther)}},
 		{"role", "SET ROLE admin", []want{set(KindSetRole, "role", "admin")}},

@@ -160,6 +160,9 @@ func (t *SetTouch) Add(name string, reset bool) *SetTouch {
 	return t
 }
 
+// characteristics are the settings SET SESSION CHARACTERISTICS AS TRANSACTION sets.
+var characteristics = [...]string{"default_transaction_isolation", "default_transaction_read_only", "default_transaction_deferrable"}
+
 // SetTouchOf reads what one classified statement does to settings into t. A session
 // set_config whose name is not a literal pins (pgmux cannot tell what it sets), and one of
 // role or session_authorization pins like SET ROLE.
@@ -170,6 +173,13 @@ func SetTouchOf(t *SetTouch, st *sqlscan.Statement) (*SetTouch, Pin) {
 		t = t.Add(st.Name, st.Value == "DEFAULT")
 	case sqlscan.KindReset:
 		t = t.Add(st.Name, true)
+	case sqlscan.KindSetCharacteristics:
+		// The session's transaction defaults: carried and read back like any SET of
+		// them, so that they follow the client and do not stay on the server for the
+		// next client (which began its transactions SERIALIZABLE or READ ONLY).
+		for _, name := range characteristics {
+			t = t.Add(name, false)
+		}
 	case sqlscan.KindResetAll, sqlscan.KindDiscardAll:
 		if t == nil {
 			t = &SetTouch{}
