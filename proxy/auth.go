@@ -212,9 +212,20 @@ func (s *Session) authSCRAM(user string, cred config.Credential, known bool) err
 	return nil
 }
 
+// scramFailed is the FATAL that ends a failed SCRAM exchange, with the SQLSTATE
+// PostgreSQL gives each kind of failure (auth-scram.c): a wrong proof is a wrong
+// password (28P01); a message that does not parse or that the exchange did not expect
+// (a mechanism not offered, a nonce not ours) is a protocol violation (08P01), not a
+// failed authorization; what PostgreSQL does not support either is 0A000; a channel
+// binding that fails stays 28000.
 func scramFailed(user string, err error) error {
-	if errors.Is(err, auth.ErrPasswordMismatch) {
+	switch {
+	case errors.Is(err, auth.ErrPasswordMismatch):
 		return passwordFailed(user)
+	case errors.Is(err, auth.ErrProtocolViolation):
+		return pgerr.Fatal(pgerr.ProtocolViolation, "%s", strings.TrimPrefix(err.Error(), "auth: "))
+	case errors.Is(err, auth.ErrNotSupported):
+		return pgerr.Fatal(pgerr.FeatureNotSupported, "%s", strings.TrimPrefix(err.Error(), "auth: "))
 	}
 	return pgerr.Fatal(pgerr.InvalidAuthorization, "SCRAM authentication failed for user %q: %v", user, err)
 }
