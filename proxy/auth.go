@@ -45,8 +45,21 @@ func (s *Session) authenticate(cfg *config.Config, user string) error {
 				s.log().Warn("auth_query failed", zap.String("user", user), zap.Error(err))
 				return pgerr.Fatal(pgerr.InvalidAuthorization, "could not look up user %q: auth_query failed", user)
 			}
+			if err := s.checkCredentials(cfg, user, cred, known); err != nil {
+				return err
+			}
+			if known {
+				s.srv.authQueryLoggedIn(cfg, db)
+			}
+			return nil
 		}
 	}
+	return s.checkCredentials(cfg, user, cred, known)
+}
+
+// checkCredentials authenticates the client as auth_type says, against cred (known:
+// there is one).
+func (s *Session) checkCredentials(cfg *config.Config, user string, cred config.Credential, known bool) error {
 	switch cfg.AuthType {
 	case config.AuthTrust, config.AuthAny:
 		return nil

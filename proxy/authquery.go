@@ -21,6 +21,13 @@ import (
 // authQueryTTL is how long a looked-up secret is trusted before it is fetched again.
 const authQueryTTL = 15 * time.Second
 
+// maxAuthCache bounds authCache. The cache keeps only the roles auth_query found: a name
+// it did not find is looked up again at its next login, as PgBouncer does (it keeps the
+// users its auth_query found, none it did not). Anyone may try any name before
+// authenticating, and every name tried stayed in the cache until a reload; the roles of
+// the database are bounded, and past maxAuthCache even those are not kept.
+const maxAuthCache = 10000
+
 type authQueryResult struct {
 	secret string
 	found  bool
@@ -42,10 +49,14 @@ func (srv *Server) authQueryCred(cfg *config.Config, db *config.Database, user s
 		return config.Credential{}, false, err
 	}
 	srv.mu.Lock()
-	if srv.authCache == nil {
-		srv.authCache = make(map[string]authQueryResult)
+	if _, had := srv.authCache[user]; !found {
+		delete(srv.authCache, user) // gone since, or never there
+	} else if had || len(srv.authCache) < maxAuthCache {
+		if srv.authCache == nil {
+			srv.authCache = make(map[string]authQueryResult)
+		}
+		srv.authCache[user] = authQueryResult{secret: secret, found: true, at: time.Now()}
 	}
-	srv.authCache[user] = authQueryResult{secret: secret, found: found, at: time.Now()}
 	srv.mu.Unlock()
 	return config.Credential{Password: secret}, found, nil
 }
@@ -58,10 +69,11 @@ func (srv *Server) authQuerySecret(user string) (string, bool) {
 
 // runAuthQuery runs auth_query on a server connection of auth_user's pool for db.
 func (srv *Server) runAuthQuery(cfg *config.Config, db *config.Database, user string) (string, bool, error) {
-	entry, err := srv.pools.get(cfg, db, cfg.AuthUser)
+	p, done, err := srv.authQueryPool(cfg, db)
 	if err != nil {
 		return "", false, err
 	}
+	defer done()
 	timeout := cfg.QueryWaitTimeout
 	if timeout <= 0 || timeout > 30*time.Second {
 		timeout = 30 * time.Second
@@ -69,7 +81,7 @@ func (srv *Server) runAuthQuery(cfg *config.Config, db *config.Database, user st
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	l := &authQueryLessee{done: make(chan struct{})}
-	c, err := entry.pool.Acquire(ctx, l)
+	c, err := p.Acquire(ctx, l)
 	if err != nil {
 		return "", false, fmt.Errorf("auth_query: connect as auth_user %q: %w", cfg.AuthUser, err)
 	}
@@ -93,6 +105,40 @@ func (srv *Server) runAuthQuery(cfg *config.Config, db *config.Database, user st
 		return "", false, nil
 	}
 	return l.secret, true, nil
+}
+
+// authQueryPool returns the pool auth_query runs on for db, and what to call once done
+// with it: auth_user's pool for db. The client asking has not authenticated yet, and for
+// a database only the "*" entry names, making that pool (with its maintenance goroutine,
+// its limits and statistics, kept until a reload) for each database name a client asked
+// for let anyone grow pgmux without bound, one name at a time. Such a database uses
+// auth_user's pool when a client's login made it (authQueryLoggedIn), else a pool of one
+// connection made for this query and closed after it.
+func (srv *Server) authQueryPool(cfg *config.Config, db *config.Database) (*pool.Pool, func(), error) {
+	if _, named := cfg.Databases[db.Name]; !named {
+		if e := srv.pools.lookup(db.Name, cfg.AuthUser); e != nil {
+			return e.pool, func() {}, nil
+		}
+		p, err := srv.pools.transient(cfg, db, cfg.AuthUser)
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, p.Close, nil
+	}
+	e, err := srv.pools.get(cfg, db, cfg.AuthUser)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e.pool, func() {}, nil
+}
+
+// authQueryLoggedIn makes auth_user's pool for db once a client has logged in there
+// with a secret auth_query gave, when only the "*" entry names db: the next lookups
+// there use it, rather than a connection each (authQueryPool).
+func (srv *Server) authQueryLoggedIn(cfg *config.Config, db *config.Database) {
+	if _, named := cfg.Databases[db.Name]; !named {
+		_, _ = srv.pools.get(cfg, db, cfg.AuthUser)
+	}
 }
 
 // authQueryMessages is Parse, Bind (user as $1), Execute and Sync.
