@@ -26,6 +26,22 @@ func needsSecret(a config.AuthType) bool {
 	return a != config.AuthTrust && a != config.AuthAny && a != config.AuthCert
 }
 
+// looksUpUser reports whether auth_query is asked about a user missing from auth_file
+// under auth_type a: to check its password, or (trust) that it exists at all.
+func looksUpUser(a config.AuthType) bool { return needsSecret(a) || a == config.AuthTrust }
+
+// authTrust admits a client without a password, if its user exists where pgmux finds
+// users. PgBouncer's trust still needs the user in auth_file, or found by auth_query, and
+// ends the login with "\"trust\" authentication failed" otherwise; pgmux let any user name
+// in. With neither auth_file nor auth_user (pgmux's URL and environment configuration, a
+// Config built in code) there is nowhere to look, and any user is admitted, as before.
+func authTrust(cfg *config.Config, user string, known bool) error {
+	if known || (cfg.AuthFile == "" && cfg.AuthUser == "") {
+		return nil
+	}
+	return pgerr.Fatal(pgerr.InvalidAuthorization, "\"trust\" authentication failed for user %q", user)
+}
+
 func isSCRAMSecret(pw string) bool { return auth.IsSCRAMVerifier(pw) }
 
 func passwordFailed(user string) *pgerr.Error {
@@ -37,7 +53,7 @@ func (s *Session) authenticate(cfg *config.Config, user string) error {
 	s.srv.mu.Lock()
 	cred, known := s.srv.creds[user]
 	s.srv.mu.Unlock()
-	if !known && cfg.AuthUser != "" && user != cfg.AuthUser && needsSecret(cfg.AuthType) {
+	if !known && cfg.AuthUser != "" && user != cfg.AuthUser && looksUpUser(cfg.AuthType) {
 		if db, ok := cfg.DatabaseFor(s.dbName); ok && !isAdminDB(s.dbName) {
 			var err error
 			s.offload(func() { cred, known, err = s.srv.authQueryCred(cfg, db, user) }) // a server round trip
@@ -61,7 +77,9 @@ func (s *Session) authenticate(cfg *config.Config, user string) error {
 // there is one).
 func (s *Session) checkCredentials(cfg *config.Config, user string, cred config.Credential, known bool) error {
 	switch cfg.AuthType {
-	case config.AuthTrust, config.AuthAny:
+	case config.AuthTrust:
+		return authTrust(cfg, user, known)
+	case config.AuthAny:
 		return nil
 	case config.AuthPlain:
 		return s.authCleartext(user, cred, known)
