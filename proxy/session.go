@@ -636,6 +636,9 @@ func (s *Session) negotiate(cfg *config.Config) (*startup.Packet, error) {
 			s.offload(func() { s.srv.cancel(pkt.CancelPID, pkt.CancelKey) }) // it dials the server
 			return nil, nil
 		case startup.KindGSSENCRequest:
+			if err := s.nothingAfter("GSSAPI encryption request"); err != nil {
+				return nil, err
+			}
 			if err := s.loginWrite([]byte{'N'}); err != nil {
 				return nil, err
 			}
