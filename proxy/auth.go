@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/rand"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 
@@ -56,7 +57,11 @@ func (s *Session) authenticate(cfg *config.Config, user string) error {
 	if !known && cfg.AuthUser != "" && user != cfg.AuthUser && looksUpUser(cfg.AuthType) {
 		if db, ok := cfg.DatabaseFor(s.dbName); ok && !isAdminDB(s.dbName) {
 			var err error
-			s.offload(func() { cred, known, err = s.srv.authQueryCred(cfg, db, user) }) // a server round trip
+			deadline := s.loginDeadline(cfg)
+			s.offload(func() { cred, known, err = s.srv.authQueryCred(cfg, db, user, deadline) }) // a server round trip
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return err // client_login_timeout (loginTimedOut)
+			}
 			if err != nil {
 				s.log().Warn("auth_query failed", zap.String("user", user), zap.Error(err))
 				return pgerr.Fatal(pgerr.InvalidAuthorization, "could not look up user %q: auth_query failed", user)

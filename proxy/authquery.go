@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/pgmux/pgmux/config"
@@ -36,14 +37,38 @@ type authQueryResult struct {
 
 // authQueryCred returns the credential auth_query gives user, fetching it when the cache
 // has none fresh. known is false when the role does not exist, cannot log in, has no
-// password or an expired one.
-func (srv *Server) authQueryCred(cfg *config.Config, db *config.Database, user string) (config.Credential, bool, error) {
+// password or an expired one. A fetch is waited for until deadline (the login's; zero:
+// none), past which the error is os.ErrDeadlineExceeded: it waits for a server of
+// auth_user's pool, whose dial does not stop for a waiter, and for the query's answer,
+// and a login waiting for them could hang past client_login_timeout. The fetch goes on
+// without the login, and what it finds is kept for the next.
+func (srv *Server) authQueryCred(cfg *config.Config, db *config.Database, user string, deadline time.Time) (config.Credential, bool, error) {
 	srv.mu.Lock()
 	r, ok := srv.authCache[user]
 	srv.mu.Unlock()
 	if ok && time.Since(r.at) < authQueryTTL {
 		return config.Credential{Password: r.secret}, r.found, nil
 	}
+	if deadline.IsZero() {
+		return srv.fetchAuthQuery(cfg, db, user)
+	}
+	type result struct {
+		cred  config.Credential
+		found bool
+		err   error
+	}
+	res, done := untilDeadline(deadline, func() result {
+		cred, found, err := srv.fetchAuthQuery(cfg, db, user)
+		return result{cred, found, err}
+	})
+	if !done {
+		return config.Credential{}, false, fmt.Errorf("auth_query: %w", os.ErrDeadlineExceeded)
+	}
+	return res.cred, res.found, res.err
+}
+
+// fetchAuthQuery runs auth_query for user and keeps what it finds.
+func (srv *Server) fetchAuthQuery(cfg *config.Config, db *config.Database, user string) (config.Credential, bool, error) {
 	secret, found, err := srv.runAuthQuery(cfg, db, user)
 	if err != nil {
 		return config.Credential{}, false, err

@@ -802,36 +802,56 @@ func (s *Session) awaitPool(cfg *config.Config) (pool.Params, error) {
 	return params, nil
 }
 
-// firstParams is pools.serverParams within the login's deadline, client_login_timeout
-// from the client's connection (as PgBouncer counts it). The pool's first server login
-// may take server_connect_timeout (15 s by default, and its dial does not stop for the
-// waiter's context) and a wait in the pool query_wait_timeout (120 s): a login waiting
+// firstParams is pools.serverParams within the login's deadline. The pool's first server
+// login may take server_connect_timeout (15 s by default, and its dial does not stop for
+// the waiter's context) and a wait in the pool query_wait_timeout (120 s): a login waiting
 // for them could hang past client_login_timeout (60 s), whose deadline only the client's
-// socket kept. At the deadline the client gets PgBouncer's FATAL for a client still waiting for
-// its pool's first server then (janitor.c); the server login goes on without it, and its
-// connection serves the next client.
+// socket kept. At the deadline the client gets PgBouncer's FATAL for a client still
+// waiting for its pool's first server then (janitor.c); the server login goes on without
+// it, and its connection serves the next client.
 func (s *Session) firstParams(ctx context.Context, cfg *config.Config) (pool.Params, error) {
 	e := s.entry
-	if _, _, p := e.snapshot(); p != nil || cfg.ClientLoginTimeout <= 0 {
+	deadline := s.loginDeadline(cfg)
+	if _, _, p := e.snapshot(); p != nil || deadline.IsZero() {
 		return s.srv.pools.serverParams(ctx, e, s)
 	}
 	type result struct {
 		params pool.Params
 		err    error
 	}
-	done := make(chan result, 1)
-	go func() {
+	r, ok := untilDeadline(deadline, func() result {
 		params, err := s.srv.pools.serverParams(ctx, e, s)
-		done <- result{params, err}
-	}()
-	t := time.NewTimer(time.Until(time.Unix(0, s.connectedAt).Add(cfg.ClientLoginTimeout)))
-	defer t.Stop()
-	select {
-	case r := <-done:
-		return r.params, r.err
-	case <-t.C:
+		return result{params, err}
+	})
+	if !ok {
 		return nil, pgerr.Fatal(pgerr.ProtocolViolation, "client_login_timeout (server down)").
 			WithDetail("No server connection of the pool logged in within client_login_timeout (%v).", cfg.ClientLoginTimeout)
+	}
+	return r.params, r.err
+}
+
+// loginDeadline is when the login must be over: client_login_timeout from the client's
+// connection, as PgBouncer counts it; zero for none.
+func (s *Session) loginDeadline(cfg *config.Config) time.Time {
+	if cfg.ClientLoginTimeout <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, s.connectedAt).Add(cfg.ClientLoginTimeout)
+}
+
+// untilDeadline runs f on a goroutine of its own and waits for its result until
+// deadline; ok is false when the deadline came first, and f then finishes without a
+// waiter. It bounds a login's waits on servers, whose dials do not stop for a waiter.
+func untilDeadline[T any](deadline time.Time, f func() T) (v T, ok bool) {
+	done := make(chan T, 1)
+	go func() { done <- f() }()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case v = <-done:
+		return v, true
+	case <-t.C:
+		return v, false
 	}
 }
 

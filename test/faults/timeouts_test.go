@@ -113,9 +113,11 @@ func TestClientLoginTimeout(t *testing.T) {
 	fake := startFakePG(t)
 	fake.set(func(f *fakePG) { f.blackhole = true })
 	m := startMux(t, pg, bouncer{
+		Users: map[string]string{pgtest.AppUser: pgtest.AppPassword, pgtest.SuperUser: "unused"},
 		Databases: []string{fmt.Sprintf("hole = host=127.0.0.1 port=%d", fake.Port),
 			fmt.Sprintf("* = host=%s port=%d", pg.Host, pg.Port)},
-		Extra: []string{"client_login_timeout = 1", "server_connect_timeout = 10", "query_wait_timeout = 30"}})
+		Extra: []string{"client_login_timeout = 1", "server_connect_timeout = 10", "query_wait_timeout = 30",
+			"auth_user = " + pgtest.SuperUser}})
 	by := startBystander(t, m.App(pgtest.AppDB))
 	cases := map[string][]byte{
 		"silent":        nil,
@@ -148,6 +150,15 @@ func TestClientLoginTimeout(t *testing.T) {
 		pe := requireCode(t, err, "08P01")
 		require.Equal(t, "FATAL", pe.Severity)
 		require.Equal(t, "client_login_timeout (server down)", pe.Message)
+		require.Less(t, time.Since(start), 5*time.Second)
+	})
+	t.Run("auth_query's server down", func(t *testing.T) {
+		// A user not in auth_file: auth_query runs as auth_user on the same server.
+		start := time.Now()
+		_, err := tryConnect(m.URL("nobody", "x", "hole"))
+		pe := requireCode(t, err, "08P01")
+		require.Equal(t, "FATAL", pe.Severity)
+		require.Equal(t, "client_login_timeout", pe.Message)
 		require.Less(t, time.Since(start), 5*time.Second)
 	})
 	by.finish(t)
