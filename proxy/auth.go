@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/rand"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 
@@ -26,6 +27,22 @@ func needsSecret(a config.AuthType) bool {
 	return a != config.AuthTrust && a != config.AuthAny && a != config.AuthCert
 }
 
+// looksUpUser reports whether auth_query is asked about a user missing from auth_file
+// under auth_type a: to check its password, or (trust) that it exists at all.
+func looksUpUser(a config.AuthType) bool { return needsSecret(a) || a == config.AuthTrust }
+
+// authTrust admits a client without a password, if its user exists where pgmux finds
+// users. PgBouncer's trust still needs the user in auth_file, or found by auth_query, and
+// ends the login with "\"trust\" authentication failed" otherwise; pgmux let any user name
+// in. With neither auth_file nor auth_user (pgmux's URL and environment configuration, a
+// Config built in code) there is nowhere to look, and any user is admitted, as before.
+func authTrust(cfg *config.Config, user string, known bool) error {
+	if known || (cfg.AuthFile == "" && cfg.AuthUser == "") {
+		return nil
+	}
+	return pgerr.Fatal(pgerr.InvalidAuthorization, "\"trust\" authentication failed for user %q", user)
+}
+
 func isSCRAMSecret(pw string) bool { return auth.IsSCRAMVerifier(pw) }
 
 func passwordFailed(user string) *pgerr.Error {
@@ -37,18 +54,37 @@ func (s *Session) authenticate(cfg *config.Config, user string) error {
 	s.srv.mu.Lock()
 	cred, known := s.srv.creds[user]
 	s.srv.mu.Unlock()
-	if !known && cfg.AuthUser != "" && user != cfg.AuthUser && needsSecret(cfg.AuthType) {
+	if !known && cfg.AuthUser != "" && user != cfg.AuthUser && looksUpUser(cfg.AuthType) {
 		if db, ok := cfg.DatabaseFor(s.dbName); ok && !isAdminDB(s.dbName) {
 			var err error
-			s.offload(func() { cred, known, err = s.srv.authQueryCred(cfg, db, user) }) // a server round trip
+			deadline := s.loginDeadline(cfg)
+			s.offload(func() { cred, known, err = s.srv.authQueryCred(cfg, db, user, deadline) }) // a server round trip
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return err // client_login_timeout (loginTimedOut)
+			}
 			if err != nil {
 				s.log().Warn("auth_query failed", zap.String("user", user), zap.Error(err))
 				return pgerr.Fatal(pgerr.InvalidAuthorization, "could not look up user %q: auth_query failed", user)
 			}
+			if err := s.checkCredentials(cfg, user, cred, known); err != nil {
+				return err
+			}
+			if known {
+				s.srv.authQueryLoggedIn(cfg, db)
+			}
+			return nil
 		}
 	}
+	return s.checkCredentials(cfg, user, cred, known)
+}
+
+// checkCredentials authenticates the client as auth_type says, against cred (known:
+// there is one).
+func (s *Session) checkCredentials(cfg *config.Config, user string, cred config.Credential, known bool) error {
 	switch cfg.AuthType {
-	case config.AuthTrust, config.AuthAny:
+	case config.AuthTrust:
+		return authTrust(cfg, user, known)
+	case config.AuthAny:
 		return nil
 	case config.AuthPlain:
 		return s.authCleartext(user, cred, known)
@@ -212,9 +248,20 @@ func (s *Session) authSCRAM(user string, cred config.Credential, known bool) err
 	return nil
 }
 
+// scramFailed is the FATAL that ends a failed SCRAM exchange, with the SQLSTATE
+// PostgreSQL gives each kind of failure (auth-scram.c): a wrong proof is a wrong
+// password (28P01); a message that does not parse or that the exchange did not expect
+// (a mechanism not offered, a nonce not ours) is a protocol violation (08P01), not a
+// failed authorization; what PostgreSQL does not support either is 0A000; a channel
+// binding that fails stays 28000.
 func scramFailed(user string, err error) error {
-	if errors.Is(err, auth.ErrPasswordMismatch) {
+	switch {
+	case errors.Is(err, auth.ErrPasswordMismatch):
 		return passwordFailed(user)
+	case errors.Is(err, auth.ErrProtocolViolation):
+		return pgerr.Fatal(pgerr.ProtocolViolation, "%s", strings.TrimPrefix(err.Error(), "auth: "))
+	case errors.Is(err, auth.ErrNotSupported):
+		return pgerr.Fatal(pgerr.FeatureNotSupported, "%s", strings.TrimPrefix(err.Error(), "auth: "))
 	}
 	return pgerr.Fatal(pgerr.InvalidAuthorization, "SCRAM authentication failed for user %q: %v", user, err)
 }

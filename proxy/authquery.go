@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/pgmux/pgmux/config"
@@ -21,6 +22,13 @@ import (
 // authQueryTTL is how long a looked-up secret is trusted before it is fetched again.
 const authQueryTTL = 15 * time.Second
 
+// maxAuthCache bounds authCache. The cache keeps only the roles auth_query found: a name
+// it did not find is looked up again at its next login, as PgBouncer does (it keeps the
+// users its auth_query found, none it did not). Anyone may try any name before
+// authenticating, and every name tried stayed in the cache until a reload; the roles of
+// the database are bounded, and past maxAuthCache even those are not kept.
+const maxAuthCache = 10000
+
 type authQueryResult struct {
 	secret string
 	found  bool
@@ -29,23 +37,51 @@ type authQueryResult struct {
 
 // authQueryCred returns the credential auth_query gives user, fetching it when the cache
 // has none fresh. known is false when the role does not exist, cannot log in, has no
-// password or an expired one.
-func (srv *Server) authQueryCred(cfg *config.Config, db *config.Database, user string) (config.Credential, bool, error) {
+// password or an expired one. A fetch is waited for until deadline (the login's; zero:
+// none), past which the error is os.ErrDeadlineExceeded: it waits for a server of
+// auth_user's pool, whose dial does not stop for a waiter, and for the query's answer,
+// and a login waiting for them could hang past client_login_timeout. The fetch goes on
+// without the login, and what it finds is kept for the next.
+func (srv *Server) authQueryCred(cfg *config.Config, db *config.Database, user string, deadline time.Time) (config.Credential, bool, error) {
 	srv.mu.Lock()
 	r, ok := srv.authCache[user]
 	srv.mu.Unlock()
 	if ok && time.Since(r.at) < authQueryTTL {
 		return config.Credential{Password: r.secret}, r.found, nil
 	}
+	if deadline.IsZero() {
+		return srv.fetchAuthQuery(cfg, db, user)
+	}
+	type result struct {
+		cred  config.Credential
+		found bool
+		err   error
+	}
+	res, done := untilDeadline(deadline, func() result {
+		cred, found, err := srv.fetchAuthQuery(cfg, db, user)
+		return result{cred, found, err}
+	})
+	if !done {
+		return config.Credential{}, false, fmt.Errorf("auth_query: %w", os.ErrDeadlineExceeded)
+	}
+	return res.cred, res.found, res.err
+}
+
+// fetchAuthQuery runs auth_query for user and keeps what it finds.
+func (srv *Server) fetchAuthQuery(cfg *config.Config, db *config.Database, user string) (config.Credential, bool, error) {
 	secret, found, err := srv.runAuthQuery(cfg, db, user)
 	if err != nil {
 		return config.Credential{}, false, err
 	}
 	srv.mu.Lock()
-	if srv.authCache == nil {
-		srv.authCache = make(map[string]authQueryResult)
+	if _, had := srv.authCache[user]; !found {
+		delete(srv.authCache, user) // gone since, or never there
+	} else if had || len(srv.authCache) < maxAuthCache {
+		if srv.authCache == nil {
+			srv.authCache = make(map[string]authQueryResult)
+		}
+		srv.authCache[user] = authQueryResult{secret: secret, found: true, at: time.Now()}
 	}
-	srv.authCache[user] = authQueryResult{secret: secret, found: found, at: time.Now()}
 	srv.mu.Unlock()
 	return config.Credential{Password: secret}, found, nil
 }
@@ -58,10 +94,11 @@ func (srv *Server) authQuerySecret(user string) (string, bool) {
 
 // runAuthQuery runs auth_query on a server connection of auth_user's pool for db.
 func (srv *Server) runAuthQuery(cfg *config.Config, db *config.Database, user string) (string, bool, error) {
-	entry, err := srv.pools.get(cfg, db, cfg.AuthUser)
+	p, done, err := srv.authQueryPool(cfg, db)
 	if err != nil {
 		return "", false, err
 	}
+	defer done()
 	timeout := cfg.QueryWaitTimeout
 	if timeout <= 0 || timeout > 30*time.Second {
 		timeout = 30 * time.Second
@@ -69,7 +106,7 @@ func (srv *Server) runAuthQuery(cfg *config.Config, db *config.Database, user st
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	l := &authQueryLessee{done: make(chan struct{})}
-	c, err := entry.pool.Acquire(ctx, l)
+	c, err := p.Acquire(ctx, l)
 	if err != nil {
 		return "", false, fmt.Errorf("auth_query: connect as auth_user %q: %w", cfg.AuthUser, err)
 	}
@@ -93,6 +130,40 @@ func (srv *Server) runAuthQuery(cfg *config.Config, db *config.Database, user st
 		return "", false, nil
 	}
 	return l.secret, true, nil
+}
+
+// authQueryPool returns the pool auth_query runs on for db, and what to call once done
+// with it: auth_user's pool for db. The client asking has not authenticated yet, and for
+// a database only the "*" entry names, making that pool (with its maintenance goroutine,
+// its limits and statistics, kept until a reload) for each database name a client asked
+// for let anyone grow pgmux without bound, one name at a time. Such a database uses
+// auth_user's pool when a client's login made it (authQueryLoggedIn), else a pool of one
+// connection made for this query and closed after it.
+func (srv *Server) authQueryPool(cfg *config.Config, db *config.Database) (*pool.Pool, func(), error) {
+	if _, named := cfg.Databases[db.Name]; !named {
+		if e := srv.pools.lookup(db.Name, cfg.AuthUser); e != nil {
+			return e.pool, func() {}, nil
+		}
+		p, err := srv.pools.transient(cfg, db, cfg.AuthUser)
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, p.Close, nil
+	}
+	e, err := srv.pools.get(cfg, db, cfg.AuthUser)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e.pool, func() {}, nil
+}
+
+// authQueryLoggedIn makes auth_user's pool for db once a client has logged in there
+// with a secret auth_query gave, when only the "*" entry names db: the next lookups
+// there use it, rather than a connection each (authQueryPool).
+func (srv *Server) authQueryLoggedIn(cfg *config.Config, db *config.Database) {
+	if _, named := cfg.Databases[db.Name]; !named {
+		_, _ = srv.pools.get(cfg, db, cfg.AuthUser)
+	}
 }
 
 // authQueryMessages is Parse, Bind (user as $1), Execute and Sync.

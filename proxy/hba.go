@@ -68,7 +68,7 @@ func (s *Session) authenticateHBA(cfg *config.Config, user string, cred config.C
 	}
 	switch r.Method {
 	case hba.Trust:
-		return nil
+		return authTrust(cfg, user, known)
 	case hba.Reject:
 		return pgerr.Fatal(pgerr.InvalidAuthorization,
 			"auth_hba_file rejects connection for host %q, user %q, database %q, %s", host, user, s.dbName, enc)

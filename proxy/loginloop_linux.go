@@ -245,7 +245,9 @@ func (s *Session) runLogin() {
 	}
 	pkt, err := s.negotiate(cfg)
 	if err == nil && pkt != nil {
-		err = s.login(cfg, pkt, lg.nclients)
+		if err = s.login(cfg, pkt, lg.nclients); err != nil {
+			err = loginTimedOut(cfg, err)
+		}
 	}
 	home := s.home()
 	fd := s.fd

@@ -146,6 +146,27 @@ func (ps *pools) get(cfg *config.Config, db *config.Database, user string) (*poo
 	return e, nil
 }
 
+// lookup returns the pool for (db, user) if there is one.
+func (ps *pools) lookup(db, user string) *poolEntry {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.byKey[poolKey{db, user}]
+}
+
+// transient makes a pool of one connection for user on db that no registry holds (the
+// caller closes it), for auth_query before a client has authenticated (authQueryPool):
+// it is held to user's max_user_connections, whose limit already exists for auth_user,
+// and adds nothing per database name.
+func (ps *pools) transient(cfg *config.Config, db *config.Database, user string) (*pool.Pool, error) {
+	e := &poolEntry{key: poolKey{db.Name, user}, db: db}
+	opts := ps.options(cfg, e, db, user)
+	opts.Size, opts.MinSize, opts.ReserveSize = 1, 0, 0
+	ps.mu.Lock()
+	opts.Limits = []*pool.Limit{ps.capFor(ps.userCap, user, cfg.EffectiveMaxUserConnections(user))}
+	ps.mu.Unlock()
+	return pool.New(opts)
+}
+
 // directFor returns the database's direct budget, shared by its users' pools.
 func (ps *pools) directFor(db string, max int) *budget {
 	b, ok := ps.direct[db]

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -412,6 +413,7 @@ func (s *Session) run(nclients int64) {
 			}
 			return
 		}
+		err = loginTimedOut(cfg, err)
 	}
 	s.loginFailed(err)
 	s.nc.Close()
@@ -634,6 +636,9 @@ func (s *Session) negotiate(cfg *config.Config) (*startup.Packet, error) {
 			s.offload(func() { s.srv.cancel(pkt.CancelPID, pkt.CancelKey) }) // it dials the server
 			return nil, nil
 		case startup.KindGSSENCRequest:
+			if err := s.nothingAfter("GSSAPI encryption request"); err != nil {
+				return nil, err
+			}
 			if err := s.loginWrite([]byte{'N'}); err != nil {
 				return nil, err
 			}
@@ -648,6 +653,19 @@ func (s *Session) negotiate(cfg *config.Config) (*startup.Packet, error) {
 	return nil, pgerr.Fatal(pgerr.ProtocolViolation, "too many SSL/GSS negotiation requests")
 }
 
+// loginTimedOut turns err, where the login of a client that has sent its StartupMessage
+// failed, into the FATAL PgBouncer sends when that is client_login_timeout passing: its
+// text and SQLSTATE (janitor.c), where pgmux closed the socket without a word and the
+// client saw only the connection drop. Before the StartupMessage nothing is sent, as
+// PostgreSQL sends nothing to a client that never finished its startup packet.
+func loginTimedOut(cfg *config.Config, err error) error {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	return pgerr.Fatal(pgerr.ProtocolViolation, "client_login_timeout").
+		WithDetail("The login did not finish within client_login_timeout (%v).", cfg.ClientLoginTimeout)
+}
+
 // loginFailed tells the client why, when there is something to tell.
 func (s *Session) loginFailed(err error) {
 	if err == nil {
@@ -658,6 +676,10 @@ func (s *Session) loginFailed(err error) {
 		if pe.Severity != pgerr.SeverityFatal {
 			pe = pe.AtSeverity(pgerr.SeverityFatal)
 		}
+		// The login's deadline (client_login_timeout) may have passed, and with it the
+		// socket's: the FATAL gets a second of its own, as tell's do. (A login on a client
+		// loop has no socket deadline: its write goes out if the socket takes it now.)
+		_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		_ = s.loginWrite(pe.Append(nil))
 		s.srv.metrics.LoginFailed(pe.Code)
 		if pe.Code == pgerr.InvalidPassword || pe.Code == pgerr.InvalidAuthorization {
@@ -773,11 +795,64 @@ func (s *Session) awaitPool(cfg *config.Config) (pool.Params, error) {
 	}
 	ctx, cancel := waitContext(cfg)
 	defer cancel()
-	params, err := s.srv.pools.serverParams(ctx, s.entry, s)
+	params, err := s.firstParams(ctx, cfg)
 	if err != nil {
 		return nil, serverError(err)
 	}
 	return params, nil
+}
+
+// firstParams is pools.serverParams within the login's deadline. The pool's first server
+// login may take server_connect_timeout (15 s by default, and its dial does not stop for
+// the waiter's context) and a wait in the pool query_wait_timeout (120 s): a login waiting
+// for them could hang past client_login_timeout (60 s), whose deadline only the client's
+// socket kept. At the deadline the client gets PgBouncer's FATAL for a client still
+// waiting for its pool's first server then (janitor.c); the server login goes on without
+// it, and its connection serves the next client.
+func (s *Session) firstParams(ctx context.Context, cfg *config.Config) (pool.Params, error) {
+	e := s.entry
+	deadline := s.loginDeadline(cfg)
+	if _, _, p := e.snapshot(); p != nil || deadline.IsZero() {
+		return s.srv.pools.serverParams(ctx, e, s)
+	}
+	type result struct {
+		params pool.Params
+		err    error
+	}
+	r, ok := untilDeadline(deadline, func() result {
+		params, err := s.srv.pools.serverParams(ctx, e, s)
+		return result{params, err}
+	})
+	if !ok {
+		return nil, pgerr.Fatal(pgerr.ProtocolViolation, "client_login_timeout (server down)").
+			WithDetail("No server connection of the pool logged in within client_login_timeout (%v).", cfg.ClientLoginTimeout)
+	}
+	return r.params, r.err
+}
+
+// loginDeadline is when the login must be over: client_login_timeout from the client's
+// connection, as PgBouncer counts it; zero for none.
+func (s *Session) loginDeadline(cfg *config.Config) time.Time {
+	if cfg.ClientLoginTimeout <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, s.connectedAt).Add(cfg.ClientLoginTimeout)
+}
+
+// untilDeadline runs f on a goroutine of its own and waits for its result until
+// deadline; ok is false when the deadline came first, and f then finishes without a
+// waiter. It bounds a login's waits on servers, whose dials do not stop for a waiter.
+func untilDeadline[T any](deadline time.Time, f func() T) (v T, ok bool) {
+	done := make(chan T, 1)
+	go func() { done <- f() }()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case v = <-done:
+		return v, true
+	case <-t.C:
+		return v, false
+	}
 }
 
 // negotiateVersion tells a client that asked for a newer 3.x minor version, or sent _pq_.

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/wire"
 )
 
@@ -115,16 +116,21 @@ func loadCA(path string) (*x509.CertPool, error) {
 
 // startTLS answers an SSLRequest: 'S' and a handshake when TLS is configured, else 'N'.
 func (s *Session) startTLS() error {
+	if s.tls {
+		// PgBouncer drops a client that asks again inside TLS ("SSL req inside SSL");
+		// pgmux answered 'N', inside the session, and went on. It is told why first.
+		return pgerr.Fatal(pgerr.ProtocolViolation, "SSLRequest inside an SSL connection")
+	}
+	if err := s.nothingAfter("SSL request"); err != nil {
+		return err
+	}
 	s.srv.mu.Lock()
 	tc := s.srv.tlsConf
 	s.srv.mu.Unlock()
 	// A client logging in on a loop was accepted while client TLS was off (a RELOAD has
 	// turned it on since): it goes on without, as a connection accepted before.
-	if tc == nil || s.tls || s.lgState() != nil {
+	if tc == nil || s.lgState() != nil {
 		return s.loginWrite([]byte{'N'})
-	}
-	if s.rd.Buffered() > 0 {
-		return fmt.Errorf("client sent data after SSLRequest before the TLS handshake")
 	}
 	if err := s.loginWrite([]byte{'S'}); err != nil {
 		return err
@@ -140,6 +146,20 @@ func (s *Session) startTLS() error {
 	s.wr = wire.NewWriter(conn)
 	s.tls = true
 	return nil
+}
+
+// nothingAfter refuses a client that sent more after an SSLRequest or GSSENCRequest
+// (what) without waiting for the answer, as PostgreSQL and PgBouncer do (the class of
+// CVE-2021-23214): bytes sent before the handshake are not encrypted, and may have been
+// put there by a man in the middle. They would go to the TLS handshake and fail it, or,
+// when pgmux answers 'N', be read as the client's StartupMessage; whatever the answer,
+// they are refused, in the open, and not read.
+func (s *Session) nothingAfter(what string) error {
+	if s.rd.Buffered() == 0 {
+		return nil
+	}
+	return pgerr.Fatal(pgerr.ProtocolViolation, "received unencrypted data after %s", what).
+		WithDetail("The client did not wait for the answer: a client bug, or bytes put there by someone in the middle.")
 }
 
 // channelBinding returns the tls-server-end-point data for SCRAM-SHA-256-PLUS.

@@ -16,9 +16,10 @@
 // It does not own framing or socket I/O (package wire reads and writes the
 // AuthenticationSASL* and SASL*Response messages and hands their payloads
 // here), deciding which method a user must use (hba and config live in
-// proxy), or the TLS handshake that produces channel-binding data. Errors
-// wrap ErrPasswordMismatch or ErrProtocolViolation so callers can map them to
-// SQLSTATE 28P01 and 08P01 respectively.
+// proxy), or the TLS handshake that produces channel-binding data. A server
+// exchange's errors wrap ErrPasswordMismatch, ErrProtocolViolation,
+// ErrNotSupported or ErrChannelBinding so callers can map them to PostgreSQL's
+// SQLSTATEs for each: 28P01, 08P01, 0A000 and 28000 respectively.
 //
 // Every parser in this package handles attacker-controlled bytes: malformed
 // input yields an error, never a panic. Secret comparisons are constant time.

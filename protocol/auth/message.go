@@ -9,8 +9,19 @@ import (
 )
 
 // ErrProtocolViolation is wrapped by every error about a malformed or
-// unsupported SCRAM message (SQLSTATE 08P01).
+// unexpected SCRAM message (SQLSTATE 08P01), but for the two kinds below.
 var ErrProtocolViolation = errors.New("auth: SCRAM protocol violation")
+
+// ErrNotSupported is wrapped by the errors about a well-formed client message
+// asking for what PostgreSQL does not support either: an authorization
+// identity, a mandatory extension (SQLSTATE 0A000, as PostgreSQL's).
+var ErrNotSupported = errors.New("auth: SCRAM feature not supported")
+
+// ErrChannelBinding is wrapped by the channel-binding failures PostgreSQL
+// reports as refused authorization rather than as malformed messages: binding
+// data that is not this connection's, and a client able to bind that believes
+// the server cannot (a downgrade) (SQLSTATE 28000).
+var ErrChannelBinding = errors.New("auth: SCRAM channel binding failed")
 
 // ErrPasswordMismatch reports a wrong password: the client's proof did not
 // verify (SQLSTATE 28P01).
@@ -26,6 +37,11 @@ const nonceLen = 18
 // violation returns an ErrProtocolViolation with detail.
 func violation(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrProtocolViolation}, args...)...)
+}
+
+// unsupported returns an ErrNotSupported with detail.
+func unsupported(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrNotSupported}, args...)...)
 }
 
 // attr is one "k=value" attribute of a SCRAM message.
@@ -119,7 +135,7 @@ func parseClientFirst(msg string) (clientFirst, error) {
 		return cf, violation("malformed GS2 channel binding flag %q", truncate(flag))
 	}
 	if authzid != "" {
-		return cf, violation("authorization identity is not supported")
+		return cf, unsupported("authorization identity is not supported")
 	}
 	cf.gs2Header = flag + ",,"
 	cf.bare = bare
@@ -128,7 +144,7 @@ func parseClientFirst(msg string) (clientFirst, error) {
 		return cf, err
 	}
 	if attrs[0].key == 'm' {
-		return cf, violation("client requires an unsupported SCRAM extension")
+		return cf, unsupported("client requires an unsupported SCRAM extension")
 	}
 	if _, err := expect(attrs, 0, 'n'); err != nil {
 		return cf, err

@@ -14,7 +14,6 @@ func TestServerSCRAMMalformedFirst(t *testing.T) {
 		{"gs2 only", "n,,"},
 		{"bad flag", "x,,n=,r=abc"},
 		{"bad p flag", "p,,n=,r=abc"},
-		{"extension m", "n,,m=ext,n=,r=abc"},
 		{"no user", "n,,r=abc"},
 		{"no nonce", "n,,n="},
 		{"empty nonce", "n,,n=,r="},
@@ -34,6 +33,18 @@ func TestServerSCRAMMalformedFirst(t *testing.T) {
 			_, err = s.Finish([]byte("c=biws,r=abc,p=x"))
 			require.ErrorContains(t, err, "state failed")
 		})
+	}
+}
+
+// TestServerSCRAMUnsupported: a well-formed client-first-message asking for what
+// PostgreSQL does not support either fails with ErrNotSupported (0A000 there), not as a
+// malformed message.
+func TestServerSCRAMUnsupported(t *testing.T) {
+	for _, msg := range []string{"n,,m=ext,n=,r=abc", "n,a=admin,n=,r=abc"} {
+		s := NewServerSCRAM(NewVerifier("pw", NewSalt(), 1), nil)
+		_, err := s.Start(MechanismSCRAM, []byte(msg))
+		require.ErrorIs(t, err, ErrNotSupported, msg)
+		require.NotErrorIs(t, err, ErrProtocolViolation, msg)
 	}
 }
 

@@ -132,7 +132,7 @@ func TestServerSCRAMChannelBinding(t *testing.T) {
 		wantErr  error
 	}{
 		{"plus", cb, MechanismSCRAMPlus, "p=tls-server-end-point,,", cb, nil},
-		{"plus wrong data", cb, MechanismSCRAMPlus, "p=tls-server-end-point,,", []byte("other"), ErrProtocolViolation},
+		{"plus wrong data", cb, MechanismSCRAMPlus, "p=tls-server-end-point,,", []byte("other"), ErrChannelBinding},
 		{"plus other type", cb, MechanismSCRAMPlus, "p=tls-unique,,", cb, ErrProtocolViolation},
 		{"plus without binding", cb, MechanismSCRAMPlus, "n,,", nil, ErrProtocolViolation},
 		{"plus not offered", nil, MechanismSCRAMPlus, "p=tls-server-end-point,,", cb, ErrProtocolViolation},
@@ -140,8 +140,8 @@ func TestServerSCRAMChannelBinding(t *testing.T) {
 		{"binding without plus", cb, MechanismSCRAM, "p=tls-server-end-point,,", cb, ErrProtocolViolation},
 		{"n with TLS", cb, MechanismSCRAM, "n,,", nil, nil},
 		{"y without TLS", nil, MechanismSCRAM, "y,,", nil, nil},
-		{"y with TLS is a downgrade", cb, MechanismSCRAM, "y,,", nil, ErrProtocolViolation},
-		{"authzid", nil, MechanismSCRAM, "n,a=admin,", nil, ErrProtocolViolation},
+		{"y with TLS is a downgrade", cb, MechanismSCRAM, "y,,", nil, ErrChannelBinding},
+		{"authzid", nil, MechanismSCRAM, "n,a=admin,", nil, ErrNotSupported},
 		{"unknown mechanism", nil, "SCRAM-SHA-1", "n,,", nil, ErrProtocolViolation},
 	}
 	for _, tt := range tests {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"strconv"
 )
 
@@ -117,7 +118,7 @@ func (s *ServerSCRAM) Start(mechanism string, clientFirst []byte) (serverFirst [
 	case cf.cbFlag == 'y' && len(s.channelBinding) > 0:
 		// The client can bind but believes we cannot: someone removed
 		// the PLUS mechanism from our offer.
-		return nil, violation("channel binding negotiation error (possible downgrade attack)")
+		return nil, fmt.Errorf("%w: channel binding negotiation error (possible downgrade attack)", ErrChannelBinding)
 	}
 	s.first = cf
 	s.nonce = cf.nonce + newNonce()
@@ -128,8 +129,8 @@ func (s *ServerSCRAM) Start(mechanism string, clientFirst []byte) (serverFirst [
 
 // Finish consumes the client-final-message (SASLResponse) and returns the
 // server-final-message. It returns an error wrapping ErrPasswordMismatch if
-// the proof is wrong, and ErrProtocolViolation if the message is malformed
-// or the channel binding does not match.
+// the proof is wrong, ErrChannelBinding if the data bound is not this
+// connection's, and ErrProtocolViolation if the message is malformed.
 func (s *ServerSCRAM) Finish(clientFinal []byte) (serverFinal []byte, err error) {
 	if s.state != serverAwaitFinal {
 		return nil, errors.New("auth: ServerSCRAM.Finish called in state " + s.state.String())
@@ -144,7 +145,10 @@ func (s *ServerSCRAM) Finish(clientFinal []byte) (serverFinal []byte, err error)
 		want = append(want, s.channelBinding...)
 	}
 	if subtle.ConstantTimeCompare(cf.channelBinding, want) != 1 {
-		return nil, violation("channel binding check failed")
+		if s.first.cbFlag == 'p' { // the data bound is not this connection's
+			return nil, fmt.Errorf("%w: channel binding check failed", ErrChannelBinding)
+		}
+		return nil, violation("channel binding attribute does not repeat the GS2 header")
 	}
 	if subtle.ConstantTimeCompare([]byte(cf.nonce), []byte(s.nonce)) != 1 {
 		return nil, violation("nonce does not match")

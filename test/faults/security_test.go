@@ -389,6 +389,37 @@ func TestAuthQuery(t *testing.T) {
 	})
 }
 
+// TestTrustNeedsAKnownUser: under auth_type = trust the user must still be in auth_file,
+// or found by auth_query, as PgBouncer requires ("the user name must still exist in the
+// auth_file"); anyone else gets FATAL 28000 "trust" authentication failed. pgmux let any
+// name in: with an auth_file listing only app, a client logged in to PostgreSQL as
+// postgres, its superuser, with no password at all.
+func TestTrustNeedsAKnownUser(t *testing.T) {
+	pg := pgtest.Start(t)
+	check := func(t *testing.T, m *mux, known, unknown string) {
+		conn := connect(t, m.URL(known, "whatever", pgtest.AppDB))
+		ctx, cancel := ctxT()
+		defer cancel()
+		var who string
+		require.NoError(t, conn.QueryRow(ctx, "SELECT current_user").Scan(&who))
+		require.Equal(t, known, who)
+		_, err := tryConnect(m.URL(unknown, "", pgtest.AppDB))
+		pe := requireCode(t, err, "28000")
+		require.Equal(t, "FATAL", pe.Severity)
+		require.Equal(t, fmt.Sprintf("%q authentication failed for user %q", "trust", unknown), pe.Message)
+	}
+	t.Run("auth_file", func(t *testing.T) {
+		m := startMux(t, pg, bouncer{AuthType: "trust"})
+		check(t, m, pgtest.AppUser, pgtest.SuperUser)
+	})
+	t.Run("auth_query", func(t *testing.T) {
+		// app is not in auth_file, but auth_query finds it; no_such_role is nowhere.
+		m := startMux(t, pg, bouncer{AuthType: "trust", Users: map[string]string{pgtest.SuperUser: "unused"},
+			Extra: []string{"auth_user = " + pgtest.SuperUser}})
+		check(t, m, pgtest.AppUser, "no_such_role")
+	})
+}
+
 // TestHBA checks auth_hba_file: by address, user and method.
 func TestHBA(t *testing.T) {
 	pg := pgtest.Start(t)
@@ -399,6 +430,7 @@ host  all  app        127.0.0.2/32     reject
 host  all  app        127.0.0.1/32     scram-sha-256
 host  all  md5user    127.0.0.1 255.255.255.255  trust
 host  app  plainuser  127.0.0.0/8      password
+host  postgres  postgres  127.0.0.1/32  trust
 hostssl all all       all              md5
 `), 0o644))
 	m := startMux(t, pg, bouncer{AuthType: "hba",
@@ -434,4 +466,8 @@ hostssl all all       all              md5
 	require.Contains(t, pe.Message, "no auth_hba_file entry")
 	_, err = from("127.0.0.1", m.URL(pgtest.ScramUser, pgtest.ScramPassword, pgtest.AppDB))
 	requireCode(t, err, "28000") // only hostssl would match, and this is plaintext
+	// A trust rule still needs the user in auth_file (TestTrustNeedsAKnownUser).
+	_, err = from("127.0.0.1", m.URL(pgtest.SuperUser, "", "postgres"))
+	pe = requireCode(t, err, "28000")
+	require.Contains(t, pe.Message, `"trust" authentication failed`)
 }

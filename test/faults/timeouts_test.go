@@ -102,9 +102,22 @@ func TestClientIdleTimeout(t *testing.T) {
 	requireCode(t, err, "57P05")
 }
 
+// TestClientLoginTimeout: a client that does not finish its login within
+// client_login_timeout is closed. One that sent its StartupMessage is told why first,
+// with PgBouncer's FATAL (08P01 "client_login_timeout"; pgmux closed it without a word);
+// one that did not gets nothing, as from PostgreSQL. A login waiting for its pool's first
+// server is held to the same deadline: it waited for server_connect_timeout (here 10s)
+// and got 08006; it gets PgBouncer's 08P01 "client_login_timeout (server down)" now.
 func TestClientLoginTimeout(t *testing.T) {
 	pg := pgtest.Start(t)
-	m := startMux(t, pg, bouncer{Extra: []string{"client_login_timeout = 1"}})
+	fake := startFakePG(t)
+	fake.set(func(f *fakePG) { f.blackhole = true })
+	m := startMux(t, pg, bouncer{
+		Users: map[string]string{pgtest.AppUser: pgtest.AppPassword, pgtest.SuperUser: "unused"},
+		Databases: []string{fmt.Sprintf("hole = host=127.0.0.1 port=%d", fake.Port),
+			fmt.Sprintf("* = host=%s port=%d", pg.Host, pg.Port)},
+		Extra: []string{"client_login_timeout = 1", "server_connect_timeout = 10", "query_wait_timeout = 30",
+			"auth_user = " + pgtest.SuperUser}})
 	by := startBystander(t, m.App(pgtest.AppDB))
 	cases := map[string][]byte{
 		"silent":        nil,
@@ -122,10 +135,32 @@ func TestClientLoginTimeout(t *testing.T) {
 				require.NoError(t, err)
 			}
 			start := time.Now()
-			requireClosed(t, nc, 10*time.Second)
+			if name == "no password" {
+				e := expectFatal(t, nc, "08P01") // after AuthenticationMD5Password
+				require.Equal(t, "client_login_timeout", e.Message)
+			} else {
+				require.Empty(t, requireClosed(t, nc, 10*time.Second), "sent before the StartupMessage was whole")
+			}
 			require.Less(t, time.Since(start), 5*time.Second)
 		})
 	}
+	t.Run("pool's first server down", func(t *testing.T) {
+		start := time.Now()
+		_, err := tryConnect(m.App("hole"))
+		pe := requireCode(t, err, "08P01")
+		require.Equal(t, "FATAL", pe.Severity)
+		require.Equal(t, "client_login_timeout (server down)", pe.Message)
+		require.Less(t, time.Since(start), 5*time.Second)
+	})
+	t.Run("auth_query's server down", func(t *testing.T) {
+		// A user not in auth_file: auth_query runs as auth_user on the same server.
+		start := time.Now()
+		_, err := tryConnect(m.URL("nobody", "x", "hole"))
+		pe := requireCode(t, err, "08P01")
+		require.Equal(t, "FATAL", pe.Severity)
+		require.Equal(t, "client_login_timeout", pe.Message)
+		require.Less(t, time.Since(start), 5*time.Second)
+	})
 	by.finish(t)
 }
 
