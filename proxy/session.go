@@ -742,7 +742,14 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	if err != nil {
 		return err
 	}
-	entry, err := s.srv.pools.get(cfg, db, user)
+	// A database that logs in as a fixed user has one pool, that user's, whoever the
+	// client is (PgBouncer's forced user): pool_size, max_user_connections and the user's
+	// pool_mode are the server login's.
+	poolUser := user
+	if db.User != "" {
+		poolUser = db.User
+	}
+	entry, err := s.srv.pools.get(cfg, db, poolUser)
 	if err != nil {
 		return pgerr.Fatal(pgerr.InternalError, "%v", err)
 	}
