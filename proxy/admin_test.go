@@ -344,6 +344,12 @@ func TestAdminReloadAndSet(t *testing.T) {
 	require.Equal(t, "DISCARD ALL; SELECT 1", rowWhere(rows, "key", "server_reset_query")["value"])
 	require.Equal(t, 7, h.srv.Config().DefaultPoolSize)
 
+	// The value is one token: unquoted words are a syntax error, not "DISCARDALL".
+	_, err = adm.Exec(context.Background(), "SET server_reset_query = DISCARD ALL")
+	require.Equal(t, "42601", sqlState(err), "%v", err)
+	_, rows = show(t, adm, "SHOW CONFIG")
+	require.Equal(t, "DISCARD ALL; SELECT 1", rowWhere(rows, "key", "server_reset_query")["value"])
+
 	_, err = adm.Exec(context.Background(), "SET listen_port = 7000")
 	require.Equal(t, "55P02", sqlState(err), "%v", err)
 	_, err = adm.Exec(context.Background(), "SET default_pool_size = lots")

@@ -28,7 +28,7 @@ var commands = map[string]command{
 		return nil, b.KillClient(a[0])
 	}},
 	"RELOAD":   {0, 0, func(b Backend, a []string) (func(), error) { return nil, b.Reload() }},
-	"SET":      {2, 64, set},
+	"SET":      {2, 64, set}, // set checks for exactly one value itself, with a hint
 	"SHUTDOWN": {0, 1, func(b Backend, a []string) (func(), error) { return b.Shutdown(arg(a)) }},
 }
 
@@ -39,12 +39,16 @@ func arg(a []string) string {
 	return a[0]
 }
 
-// set parses SET key = value (or key TO value); the value's words are joined as written.
+// set parses SET key = value (or key TO value). The value is one token, as PgBouncer
+// takes it: a word or number, or a quoted string ('DISCARD ALL'; a doubled quote
+// stands for a quote). Anything more (DISCARD ALL unquoted, a, b) is a syntax error:
+// running the words together would store a value nobody wrote.
 func set(b Backend, args []string) (func(), error) {
-	if len(args) < 3 || (args[1] != "=" && !strings.EqualFold(args[1], "to")) {
-		return nil, pgerr.New(pgerr.SyntaxError, "usage: SET key = value")
+	if len(args) != 3 || (args[1] != "=" && !strings.EqualFold(args[1], "to")) {
+		return nil, pgerr.New(pgerr.SyntaxError, "usage: SET key = value").
+			WithHint("The value is one word or number, or a quoted string: SET server_reset_query = 'DISCARD ALL'.")
 	}
-	return nil, b.Set(strings.ToLower(args[0]), strings.Join(args[2:], ""))
+	return nil, b.Set(strings.ToLower(args[0]), args[2])
 }
 
 // splitStatements splits a query on semicolons outside quotes and drops empty statements.
