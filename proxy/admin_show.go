@@ -318,7 +318,7 @@ func (s *Server) showServers() []byte {
 			}
 			role, lag := connRole(c)
 			r.Row("S", user, e.key.db, "none", c.State().String(), addr, port, laddr, lport,
-				pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, 0, ptr('s', c.ID), link,
+				pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, c.CloseNeeded(), ptr('s', c.ID), link,
 				int64(c.PID), "", "", prepared, c.ID, role, lag)
 		}
 	}

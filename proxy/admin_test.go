@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/internal/pgtest"
 	"github.com/pgmux/pgmux/proxy"
 )
 
@@ -447,4 +448,68 @@ func TestConsoleReachableAtMaxClientConn(t *testing.T) {
 	adm := h.admin(t)
 	_, rows := show(t, adm, "SHOW CLIENTS")
 	require.NotNil(t, rowWhere(rows, "database", "app"))
+}
+
+// TestAdminServersCloseNeeded: SHOW SERVERS' close_needed is 1 for a server that will be
+// closed when it is released, as PgBouncer shows it: one linked to a client in a
+// transaction when RECONNECT, or a reload that moves the database to another host, marks
+// the pool's servers. Its replacement shows 0.
+func TestAdminServersCloseNeeded(t *testing.T) {
+	var moveTo string
+	h := startProxy(t, harnessOpts{reload: func(h *harness) error {
+		next := h.srv.Config().Clone()
+		db, _, err := config.ParseDatabase("app", fmt.Sprintf("host=%s port=%d dbname=%s", moveTo, h.pg.Port, pgtest.AppDB))
+		if err != nil {
+			return err
+		}
+		next.Databases["app"] = db
+		return h.srv.Reload(next, nil)
+	}})
+	adm := h.admin(t)
+	app := h.connect(t, "app", "app", false)
+	ctx := context.Background()
+	linked := func() map[string]any {
+		t.Helper()
+		_, rows := show(t, adm, "SHOW SERVERS")
+		for _, r := range rows {
+			if r["database"] == "app" && r["link"] != "" {
+				return r
+			}
+		}
+		t.Fatalf("no server of app linked to a client: %v", rows)
+		return nil
+	}
+	for _, mark := range []struct{ name, cmd, host string }{
+		{"RECONNECT", "RECONNECT app", ""},
+		{"reload to another host", "RELOAD", "localhost"},
+		{"reload back", "RELOAD", h.pg.Host},
+	} {
+		t.Run(mark.name, func(t *testing.T) {
+			tx, err := app.Begin(ctx)
+			require.NoError(t, err)
+			_, err = tx.Exec(ctx, "SELECT 1")
+			require.NoError(t, err)
+			before := linked()
+			require.Equal(t, int64(0), num(t, before, "close_needed"))
+
+			moveTo = mark.host
+			_, err = adm.Exec(ctx, mark.cmd)
+			require.NoError(t, err)
+			after := linked()
+			require.Equal(t, num(t, before, "id"), num(t, after, "id"), "the same server, still linked")
+			require.Equal(t, int64(1), num(t, after, "close_needed"))
+
+			require.NoError(t, tx.Commit(ctx)) // released: closed, not reused
+			_, err = adm.Exec(ctx, "WAIT_CLOSE app")
+			require.NoError(t, err)
+			tx, err = app.Begin(ctx)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, tx.Rollback(ctx)) }()
+			_, err = tx.Exec(ctx, "SELECT 1")
+			require.NoError(t, err)
+			fresh := linked()
+			require.NotEqual(t, num(t, before, "id"), num(t, fresh, "id"))
+			require.Equal(t, int64(0), num(t, fresh, "close_needed"))
+		})
+	}
 }
