@@ -513,3 +513,30 @@ func TestAdminServersCloseNeeded(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminTotalsAverageOverWindow: SHOW TOTALS' avg_ times are those of the stats window,
+// as SHOW STATS' are, not of the whole run (PgBouncer's show_stat_totals averages the
+// summed counters over the same period). Slow queries before the window must not weigh on
+// the averages of the fast ones in it.
+func TestAdminTotalsAverageOverWindow(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	app := h.connect(t, "app", "app", false)
+	for range 3 {
+		execSQL(t, app, "SELECT pg_sleep(0.2)")
+	}
+	proxy.StartStatsWindow(h.srv)
+	for range 5 {
+		execSQL(t, app, "SELECT 1")
+	}
+	adm := h.admin(t)
+	_, rows := show(t, adm, "SHOW STATS")
+	stats := rowWhere(rows, "database", "app")
+	_, rows = show(t, adm, "SHOW TOTALS")
+	total := func(name string) int64 { return num(t, rowWhere(rows, "name", name), "value") }
+
+	require.GreaterOrEqual(t, total("total_query_time"), int64(600_000), "the slow queries count in the totals")
+	for _, col := range []string{"avg_xact_time", "avg_query_time", "avg_wait_time"} {
+		require.Equal(t, num(t, stats, col), total(col), "%s of SHOW TOTALS and SHOW STATS (one database)", col)
+	}
+	require.Less(t, total("avg_query_time"), int64(100_000), "only the window's fast queries are averaged")
+}
