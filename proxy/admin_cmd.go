@@ -22,7 +22,7 @@ var _ console.Backend = consoleBackend{}
 
 func (b consoleBackend) Show(what string) ([]byte, error) { return b.s.show(what) }
 func (b consoleBackend) Pause(db string) error            { return b.s.adminPause(b.s.console.ctx, db) }
-func (b consoleBackend) Resume(db string) error           { return b.s.adminResume(db) }
+func (b consoleBackend) Resume(db string) error           { return b.s.consoleResume(db) }
 func (b consoleBackend) Suspend() error                   { return b.s.adminSuspend(b.s.console.ctx) }
 func (b consoleBackend) Disable(db string, on bool) error { return b.s.adminDisable(db, on) }
 func (b consoleBackend) Reconnect(db string) error        { return b.s.adminReconnect(db) }
@@ -157,6 +157,21 @@ func (s *Server) adminResume(db string) error {
 		}
 	}
 	return nil
+}
+
+// consoleResume is the console's RESUME [db]: adminResume, except that a database that
+// is not paused and does not exist is "no such database" (3D000, as for the other
+// commands), as PgBouncer says, rather than "not paused". A paused database that a
+// reload has since removed can still be resumed.
+func (s *Server) consoleResume(db string) error {
+	err := s.adminResume(db)
+	var pe *pgerr.Error
+	if db != "" && errors.As(err, &pe) && pe.Code == pgerr.ObjectNotInPrerequisite {
+		if kerr := s.knownDB(db); kerr != nil {
+			return kerr
+		}
+	}
+	return err
 }
 
 // adminDisable refuses (or again admits) new clients of db.

@@ -540,3 +540,16 @@ func TestAdminTotalsAverageOverWindow(t *testing.T) {
 	}
 	require.Less(t, total("avg_query_time"), int64(100_000), "only the window's fast queries are averaged")
 }
+
+// TestAdminResumeUnknownDB: RESUME of a database that does not exist says so (3D000, as
+// DISABLE, KILL and the others do), as PgBouncer's "no such database", not "not paused".
+func TestAdminResumeUnknownDB(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	_, err := adm.Exec(context.Background(), "RESUME nosuch")
+	require.Equal(t, "3D000", sqlState(err), "%v", err)
+	require.Contains(t, err.Error(), "no such database: nosuch")
+	_, err = adm.Exec(context.Background(), "RESUME app")
+	require.Equal(t, "55000", sqlState(err), "%v", err)
+	require.Contains(t, err.Error(), "not paused")
+}
