@@ -38,6 +38,10 @@ func (b consoleBackend) Shutdown(how string) (func(), error) {
 // cantChangeRuntimeParam is PostgreSQL's SQLSTATE for a setting that needs a restart.
 const cantChangeRuntimeParam = "55P02"
 
+// configFileError is PostgreSQL's config_file_error, PgBouncer's SQLSTATE for a failed
+// RELOAD.
+const configFileError = "F0000"
+
 // matching returns the pools of db, or every pool when db is "".
 func (s *Server) matching(db string) []*poolEntry {
 	var out []*poolEntry
@@ -278,7 +282,7 @@ func (s *Server) adminReload() error {
 		return pgerr.New(pgerr.FeatureNotSupported, "RELOAD is not available: pgmux was not started from a configuration file")
 	}
 	if err := c.reload(); err != nil {
-		return pgerr.New(pgerr.InvalidParameterValue, "reload failed; the configuration in force is unchanged: %v", err)
+		return pgerr.New(configFileError, "reload failed; the configuration in force is unchanged: %v", err)
 	}
 	return nil
 }

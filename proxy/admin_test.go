@@ -553,3 +553,18 @@ func TestAdminResumeUnknownDB(t *testing.T) {
 	require.Equal(t, "55000", sqlState(err), "%v", err)
 	require.Contains(t, err.Error(), "not paused")
 }
+
+// TestAdminReloadFailure: a RELOAD that fails (here the hook's error; in cmd/pgmux an
+// unreadable or invalid configuration file) is SQLSTATE F0000, config_file_error, as
+// PgBouncer answers it, and leaves the configuration as it was.
+func TestAdminReloadFailure(t *testing.T) {
+	h := startProxy(t, harnessOpts{reload: func(h *harness) error {
+		return errors.New("pgbouncer.ini line 3: syntax error")
+	}})
+	adm := h.admin(t)
+	before := h.srv.Config()
+	_, err := adm.Exec(context.Background(), "RELOAD")
+	require.Equal(t, "F0000", sqlState(err), "%v", err)
+	require.Contains(t, err.Error(), "line 3: syntax error")
+	require.Same(t, before, h.srv.Config())
+}
