@@ -568,3 +568,28 @@ func TestAdminReloadFailure(t *testing.T) {
 	require.Contains(t, err.Error(), "line 3: syntax error")
 	require.Same(t, before, h.srv.Config())
 }
+
+// TestAdminSetIgnored: SET client_encoding, extra_float_digits and the other settings
+// drivers send on connect succeed on the console with a NOTICE "SET ignored", as on
+// PgBouncer's, for stats_users too, instead of failing the driver's connect.
+func TestAdminSetIgnored(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	for _, user := range []string{"admin", "stats"} {
+		cc, err := pgx.ParseConfig(h.url(user, "pgbouncer"))
+		require.NoError(t, err)
+		cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		var notices []string
+		cc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Severity+" "+n.Message) }
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.ConnectConfig(ctx, cc)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		for _, q := range []string{"SET client_encoding = 'UTF8'", "SET extra_float_digits = 3", "set DateStyle to ISO"} {
+			tag, err := conn.Exec(ctx, q)
+			require.NoError(t, err, "%s as %s", q, user)
+			require.Equal(t, "SET", tag.String())
+		}
+		require.Equal(t, []string{"NOTICE SET ignored", "NOTICE SET ignored", "NOTICE SET ignored"}, notices)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/wire"
 )
 
 // command is one console verb other than SHOW: its argument count and action, which
@@ -49,6 +50,23 @@ func set(b Backend, args []string) (func(), error) {
 			WithHint("The value is one word or number, or a quoted string: SET server_reset_query = 'DISCARD ALL'.")
 	}
 	return nil, b.Set(strings.ToLower(args[0]), args[2])
+}
+
+// ignoredSettings are the session settings drivers set on connect (some whatever the
+// server reported), which the console accepts and ignores, as PgBouncer's fake_set does.
+var ignoredSettings = map[string]bool{
+	"client_encoding": true, "default_transaction_isolation": true, "standard_conforming_strings": true,
+	"datestyle": true, "timezone": true, "extra_float_digits": true,
+}
+
+// setIgnored is the answer to a SET of one of ignoredSettings: a NOTICE, then SET.
+var setIgnored = wire.CommandComplete(Notice(nil, "SET ignored", ""), "SET")
+
+// ignoredSet reports whether SET's arguments are a well-formed SET of one of
+// ignoredSettings, which any console user, stats_users too, may send.
+func ignoredSet(args []string) bool {
+	return len(args) == 3 && (args[1] == "=" || strings.EqualFold(args[1], "to")) &&
+		ignoredSettings[strings.ToLower(args[0])]
 }
 
 // splitStatements splits a query on semicolons outside quotes and drops empty statements.
