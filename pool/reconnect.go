@@ -25,6 +25,22 @@ func (p *Pool) Stale() int {
 	return n
 }
 
+// CloseNeeded reports whether c is to be closed when it is next released instead of
+// being reused (SHOW SERVERS' close_needed): RECONNECT, or a reload that moved its
+// database, marked it (it is older than the pool's mark), or its host went down or no
+// longer has the role its database asks for. An idle connection so marked is closed at
+// once, so it is the leased ones that show it.
+func (c *Conn) CloseNeeded() bool {
+	p := c.pool
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	stale := c.Created.Before(p.staleBefore)
+	p.mu.Unlock()
+	return stale || c.unfit()
+}
+
 // Hold stops new leases like Pause, without waiting for leased connections (KILL).
 // Resume ends it.
 func (p *Pool) Hold() {

@@ -210,14 +210,19 @@ func (s *Session) isAdmin() bool {
 }
 
 // adminLoop answers console commands until the client leaves. Only the simple query
-// protocol is served; extended-protocol messages get an error and are dropped until Sync.
+// protocol is served. An extended-protocol message gets an error and, as on a
+// PostgreSQL server after an error in an extended-protocol batch, everything the client
+// sends up to its Sync is discarded (a Query too); the Sync is answered with
+// ReadyForQuery. CopyData, CopyDone and CopyFail outside COPY are ignored, as PostgreSQL
+// ignores them: a client still sending them after a failed COPY must not get an answer
+// it does not wait for.
 func (s *Session) adminLoop() error {
 	defer func() {
 		s.mu.Lock()
 		s.state = ClientClosed
 		s.mu.Unlock()
 	}()
-	skipping := false
+	skipping := false // after an extended-protocol error, until Sync
 	for {
 		typ, n, err := s.rd.Next()
 		if err != nil {
@@ -226,23 +231,6 @@ func (s *Session) adminLoop() error {
 		switch typ {
 		case 'X':
 			return nil
-		case 'Q':
-			m, err := s.rd.Message(n)
-			if err != nil {
-				return err
-			}
-			q, _, err := wire.CString(wire.Body(m))
-			if err != nil {
-				s.fatal(pgerr.Fatal(pgerr.ProtocolViolation, "invalid Query message"))
-				return err
-			}
-			out, after := s.adminQuery(string(q))
-			if err := s.writeClient(out); err != nil {
-				return err
-			}
-			if after != nil {
-				after()
-			}
 		case 'S':
 			if err := s.rd.Skip(n); err != nil {
 				return err
@@ -251,17 +239,30 @@ func (s *Session) adminLoop() error {
 			if err := s.writeClient(wire.ReadyForQuery(nil, 'I')); err != nil {
 				return err
 			}
-		case 'P', 'B', 'D', 'E', 'C', 'H', 'F', 'd', 'c', 'f':
+		case 'd', 'c', 'f':
 			if err := s.rd.Skip(n); err != nil {
 				return err
 			}
+		case 'Q', 'P', 'B', 'D', 'E', 'C', 'H', 'F':
 			if skipping {
+				if err := s.rd.Skip(n); err != nil {
+					return err
+				}
 				continue
+			}
+			if typ == 'Q' {
+				if err := s.adminSimpleQuery(n); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := s.rd.Skip(n); err != nil {
+				return err
 			}
 			b := pgerr.New(pgerr.FeatureNotSupported, "the admin console supports only the simple query protocol").
 				WithHint("Use psql, or set your driver to simple protocol (pgx: QueryExecModeSimpleProtocol).").Append(nil)
 			if typ == 'F' {
-				b = wire.ReadyForQuery(b, 'I')
+				b = wire.ReadyForQuery(b, 'I') // a function call is not part of a batch: no Sync follows
 			} else {
 				skipping = true
 			}
@@ -273,6 +274,27 @@ func (s *Session) adminLoop() error {
 			return fmt.Errorf("invalid frontend message type %d", typ)
 		}
 	}
+}
+
+// adminSimpleQuery reads a Query of n bytes and answers it.
+func (s *Session) adminSimpleQuery(n int) error {
+	m, err := s.rd.Message(n)
+	if err != nil {
+		return err
+	}
+	q, _, err := wire.CString(wire.Body(m))
+	if err != nil {
+		s.fatal(pgerr.Fatal(pgerr.ProtocolViolation, "invalid Query message"))
+		return err
+	}
+	out, after := s.adminQuery(string(q))
+	if err := s.writeClient(out); err != nil {
+		return err
+	}
+	if after != nil {
+		after()
+	}
+	return nil
 }
 
 // adminQuery answers a simple Query on the console (package console), and returns an

@@ -22,7 +22,7 @@ var _ console.Backend = consoleBackend{}
 
 func (b consoleBackend) Show(what string) ([]byte, error) { return b.s.show(what) }
 func (b consoleBackend) Pause(db string) error            { return b.s.adminPause(b.s.console.ctx, db) }
-func (b consoleBackend) Resume(db string) error           { return b.s.adminResume(db) }
+func (b consoleBackend) Resume(db string) error           { return b.s.consoleResume(db) }
 func (b consoleBackend) Suspend() error                   { return b.s.adminSuspend(b.s.console.ctx) }
 func (b consoleBackend) Disable(db string, on bool) error { return b.s.adminDisable(db, on) }
 func (b consoleBackend) Reconnect(db string) error        { return b.s.adminReconnect(db) }
@@ -37,6 +37,10 @@ func (b consoleBackend) Shutdown(how string) (func(), error) {
 
 // cantChangeRuntimeParam is PostgreSQL's SQLSTATE for a setting that needs a restart.
 const cantChangeRuntimeParam = "55P02"
+
+// configFileError is PostgreSQL's config_file_error, PgBouncer's SQLSTATE for a failed
+// RELOAD.
+const configFileError = "F0000"
 
 // matching returns the pools of db, or every pool when db is "".
 func (s *Server) matching(db string) []*poolEntry {
@@ -159,6 +163,21 @@ func (s *Server) adminResume(db string) error {
 	return nil
 }
 
+// consoleResume is the console's RESUME [db]: adminResume, except that a database that
+// is not paused and does not exist is "no such database" (3D000, as for the other
+// commands), as PgBouncer says, rather than "not paused". A paused database that a
+// reload has since removed can still be resumed.
+func (s *Server) consoleResume(db string) error {
+	err := s.adminResume(db)
+	var pe *pgerr.Error
+	if db != "" && errors.As(err, &pe) && pe.Code == pgerr.ObjectNotInPrerequisite {
+		if kerr := s.knownDB(db); kerr != nil {
+			return kerr
+		}
+	}
+	return err
+}
+
 // adminDisable refuses (or again admits) new clients of db.
 func (s *Server) adminDisable(db string, disable bool) error {
 	if err := s.knownDB(db); err != nil {
@@ -263,7 +282,7 @@ func (s *Server) adminReload() error {
 		return pgerr.New(pgerr.FeatureNotSupported, "RELOAD is not available: pgmux was not started from a configuration file")
 	}
 	if err := c.reload(); err != nil {
-		return pgerr.New(pgerr.InvalidParameterValue, "reload failed; the configuration in force is unchanged: %v", err)
+		return pgerr.New(configFileError, "reload failed; the configuration in force is unchanged: %v", err)
 	}
 	return nil
 }

@@ -318,7 +318,7 @@ func (s *Server) showServers() []byte {
 			}
 			role, lag := connRole(c)
 			r.Row("S", user, e.key.db, "none", c.State().String(), addr, port, laddr, lport,
-				pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, 0, ptr('s', c.ID), link,
+				pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, c.CloseNeeded(), ptr('s', c.ID), link,
 				int64(c.PID), "", "", prepared, c.ID, role, lag)
 		}
 	}
@@ -470,17 +470,25 @@ func average(cur, prev totals, since time.Duration) averages {
 	}
 }
 
-// statsWithAverages returns the current totals and averages per database.
-func (s *Server) statsWithAverages() (map[string]totals, map[string]averages, []string) {
-	cur, names := s.dbTotals()
+// statsWindow returns the current totals per database, the totals at the start of the
+// averaging window (nil before the first period has passed: the window then runs from
+// start) and the window's length.
+func (s *Server) statsWindow() (cur, prev map[string]totals, names []string, since time.Duration) {
+	cur, names = s.dbTotals()
 	now := time.Now()
 	prev, at := s.console.avg.window(now, cur)
 	if at.IsZero() {
 		at = s.console.started
 	}
+	return cur, prev, names, now.Sub(at)
+}
+
+// statsWithAverages returns the current totals and averages per database.
+func (s *Server) statsWithAverages() (map[string]totals, map[string]averages, []string) {
+	cur, prev, names, since := s.statsWindow()
 	avgs := make(map[string]averages, len(cur))
 	for _, n := range names {
-		avgs[n] = average(cur[n], prev[n], now.Sub(at))
+		avgs[n] = average(cur[n], prev[n], since)
 	}
 	return cur, avgs, names
 }
@@ -531,26 +539,19 @@ func (s *Server) showStatsAverages() []byte {
 	return r.Done("SHOW")
 }
 
+// showTotals sums every database's counters and averages the sums over the same window
+// as SHOW STATS, as PgBouncer's show_stat_totals does: the avg_ rates are per second and
+// the avg_ times per transaction, query and assignment of the window, not of the whole
+// run.
 func (s *Server) showTotals() []byte {
-	cur, avgs, names := s.statsWithAverages()
-	var t totals
-	var a averages
+	cur, prev, names, since := s.statsWindow()
+	var t, then totals
 	for _, n := range names {
-		c := cur[n]
+		c, p := cur[n], prev[n]
 		t.add(&c)
-		x := avgs[n]
-		a.assignments += x.assignments
-		a.xacts += x.xacts
-		a.queries += x.queries
-		a.received += x.received
-		a.sent += x.sent
-		a.parses += x.parses
-		a.serverParses += x.serverParses
-		a.binds += x.binds
+		then.add(&p)
 	}
-	// Time averages over all databases: recompute from the totals' ratios.
-	a.xactTime, a.queryTime, a.waitTime = perOr0(t.xactTime, t.xacts), perOr0(t.queryTime, t.queries),
-		perOr0(t.waitTime, t.assignments)
+	a := average(t, then, since)
 	r := console.NewResult(nil, console.Text("name"), console.Int8("value"))
 	for _, kv := range []struct {
 		k string
@@ -569,13 +570,6 @@ func (s *Server) showTotals() []byte {
 		r.Row(kv.k, kv.v)
 	}
 	return r.Done("SHOW")
-}
-
-func perOr0(t time.Duration, n uint64) time.Duration {
-	if n == 0 {
-		return 0
-	}
-	return t / time.Duration(n)
 }
 
 func (s *Server) showLists() []byte {

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/internal/pgtest"
 	"github.com/pgmux/pgmux/proxy"
 )
 
@@ -344,6 +345,12 @@ func TestAdminReloadAndSet(t *testing.T) {
 	require.Equal(t, "DISCARD ALL; SELECT 1", rowWhere(rows, "key", "server_reset_query")["value"])
 	require.Equal(t, 7, h.srv.Config().DefaultPoolSize)
 
+	// The value is one token: unquoted words are a syntax error, not "DISCARDALL".
+	_, err = adm.Exec(context.Background(), "SET server_reset_query = DISCARD ALL")
+	require.Equal(t, "42601", sqlState(err), "%v", err)
+	_, rows = show(t, adm, "SHOW CONFIG")
+	require.Equal(t, "DISCARD ALL; SELECT 1", rowWhere(rows, "key", "server_reset_query")["value"])
+
 	_, err = adm.Exec(context.Background(), "SET listen_port = 7000")
 	require.Equal(t, "55P02", sqlState(err), "%v", err)
 	_, err = adm.Exec(context.Background(), "SET default_pool_size = lots")
@@ -441,4 +448,148 @@ func TestConsoleReachableAtMaxClientConn(t *testing.T) {
 	adm := h.admin(t)
 	_, rows := show(t, adm, "SHOW CLIENTS")
 	require.NotNil(t, rowWhere(rows, "database", "app"))
+}
+
+// TestAdminServersCloseNeeded: SHOW SERVERS' close_needed is 1 for a server that will be
+// closed when it is released, as PgBouncer shows it: one linked to a client in a
+// transaction when RECONNECT, or a reload that moves the database to another host, marks
+// the pool's servers. Its replacement shows 0.
+func TestAdminServersCloseNeeded(t *testing.T) {
+	var moveTo string
+	h := startProxy(t, harnessOpts{reload: func(h *harness) error {
+		next := h.srv.Config().Clone()
+		db, _, err := config.ParseDatabase("app", fmt.Sprintf("host=%s port=%d dbname=%s", moveTo, h.pg.Port, pgtest.AppDB))
+		if err != nil {
+			return err
+		}
+		next.Databases["app"] = db
+		return h.srv.Reload(next, nil)
+	}})
+	adm := h.admin(t)
+	app := h.connect(t, "app", "app", false)
+	ctx := context.Background()
+	linked := func() map[string]any {
+		t.Helper()
+		_, rows := show(t, adm, "SHOW SERVERS")
+		for _, r := range rows {
+			if r["database"] == "app" && r["link"] != "" {
+				return r
+			}
+		}
+		t.Fatalf("no server of app linked to a client: %v", rows)
+		return nil
+	}
+	for _, mark := range []struct{ name, cmd, host string }{
+		{"RECONNECT", "RECONNECT app", ""},
+		{"reload to another host", "RELOAD", "localhost"},
+		{"reload back", "RELOAD", h.pg.Host},
+	} {
+		t.Run(mark.name, func(t *testing.T) {
+			tx, err := app.Begin(ctx)
+			require.NoError(t, err)
+			_, err = tx.Exec(ctx, "SELECT 1")
+			require.NoError(t, err)
+			before := linked()
+			require.Equal(t, int64(0), num(t, before, "close_needed"))
+
+			moveTo = mark.host
+			_, err = adm.Exec(ctx, mark.cmd)
+			require.NoError(t, err)
+			after := linked()
+			require.Equal(t, num(t, before, "id"), num(t, after, "id"), "the same server, still linked")
+			require.Equal(t, int64(1), num(t, after, "close_needed"))
+
+			require.NoError(t, tx.Commit(ctx)) // released: closed, not reused
+			_, err = adm.Exec(ctx, "WAIT_CLOSE app")
+			require.NoError(t, err)
+			tx, err = app.Begin(ctx)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, tx.Rollback(ctx)) }()
+			_, err = tx.Exec(ctx, "SELECT 1")
+			require.NoError(t, err)
+			fresh := linked()
+			require.NotEqual(t, num(t, before, "id"), num(t, fresh, "id"))
+			require.Equal(t, int64(0), num(t, fresh, "close_needed"))
+		})
+	}
+}
+
+// TestAdminTotalsAverageOverWindow: SHOW TOTALS' avg_ times are those of the stats window,
+// as SHOW STATS' are, not of the whole run (PgBouncer's show_stat_totals averages the
+// summed counters over the same period). Slow queries before the window must not weigh on
+// the averages of the fast ones in it.
+func TestAdminTotalsAverageOverWindow(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	app := h.connect(t, "app", "app", false)
+	for range 3 {
+		execSQL(t, app, "SELECT pg_sleep(0.2)")
+	}
+	proxy.StartStatsWindow(h.srv)
+	for range 5 {
+		execSQL(t, app, "SELECT 1")
+	}
+	adm := h.admin(t)
+	_, rows := show(t, adm, "SHOW STATS")
+	stats := rowWhere(rows, "database", "app")
+	_, rows = show(t, adm, "SHOW TOTALS")
+	total := func(name string) int64 { return num(t, rowWhere(rows, "name", name), "value") }
+
+	require.GreaterOrEqual(t, total("total_query_time"), int64(600_000), "the slow queries count in the totals")
+	for _, col := range []string{"avg_xact_time", "avg_query_time", "avg_wait_time"} {
+		require.Equal(t, num(t, stats, col), total(col), "%s of SHOW TOTALS and SHOW STATS (one database)", col)
+	}
+	require.Less(t, total("avg_query_time"), int64(100_000), "only the window's fast queries are averaged")
+}
+
+// TestAdminResumeUnknownDB: RESUME of a database that does not exist says so (3D000, as
+// DISABLE, KILL and the others do), as PgBouncer's "no such database", not "not paused".
+func TestAdminResumeUnknownDB(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	_, err := adm.Exec(context.Background(), "RESUME nosuch")
+	require.Equal(t, "3D000", sqlState(err), "%v", err)
+	require.Contains(t, err.Error(), "no such database: nosuch")
+	_, err = adm.Exec(context.Background(), "RESUME app")
+	require.Equal(t, "55000", sqlState(err), "%v", err)
+	require.Contains(t, err.Error(), "not paused")
+}
+
+// TestAdminReloadFailure: a RELOAD that fails (here the hook's error; in cmd/pgmux an
+// unreadable or invalid configuration file) is SQLSTATE F0000, config_file_error, as
+// PgBouncer answers it, and leaves the configuration as it was.
+func TestAdminReloadFailure(t *testing.T) {
+	h := startProxy(t, harnessOpts{reload: func(h *harness) error {
+		return errors.New("pgbouncer.ini line 3: syntax error")
+	}})
+	adm := h.admin(t)
+	before := h.srv.Config()
+	_, err := adm.Exec(context.Background(), "RELOAD")
+	require.Equal(t, "F0000", sqlState(err), "%v", err)
+	require.Contains(t, err.Error(), "line 3: syntax error")
+	require.Same(t, before, h.srv.Config())
+}
+
+// TestAdminSetIgnored: SET client_encoding, extra_float_digits and the other settings
+// drivers send on connect succeed on the console with a NOTICE "SET ignored", as on
+// PgBouncer's, for stats_users too, instead of failing the driver's connect.
+func TestAdminSetIgnored(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	for _, user := range []string{"admin", "stats"} {
+		cc, err := pgx.ParseConfig(h.url(user, "pgbouncer"))
+		require.NoError(t, err)
+		cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		var notices []string
+		cc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Severity+" "+n.Message) }
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.ConnectConfig(ctx, cc)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		for _, q := range []string{"SET client_encoding = 'UTF8'", "SET extra_float_digits = 3", "set DateStyle to ISO"} {
+			tag, err := conn.Exec(ctx, q)
+			require.NoError(t, err, "%s as %s", q, user)
+			require.Equal(t, "SET", tag.String())
+		}
+		require.Equal(t, []string{"NOTICE SET ignored", "NOTICE SET ignored", "NOTICE SET ignored"}, notices)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/wire"
 )
 
 // command is one console verb other than SHOW: its argument count and action, which
@@ -28,7 +29,7 @@ var commands = map[string]command{
 		return nil, b.KillClient(a[0])
 	}},
 	"RELOAD":   {0, 0, func(b Backend, a []string) (func(), error) { return nil, b.Reload() }},
-	"SET":      {2, 64, set},
+	"SET":      {2, 64, set}, // set checks for exactly one value itself, with a hint
 	"SHUTDOWN": {0, 1, func(b Backend, a []string) (func(), error) { return b.Shutdown(arg(a)) }},
 }
 
@@ -39,12 +40,33 @@ func arg(a []string) string {
 	return a[0]
 }
 
-// set parses SET key = value (or key TO value); the value's words are joined as written.
+// set parses SET key = value (or key TO value). The value is one token, as PgBouncer
+// takes it: a word or number, or a quoted string ('DISCARD ALL'; a doubled quote
+// stands for a quote). Anything more (DISCARD ALL unquoted, a, b) is a syntax error:
+// running the words together would store a value nobody wrote.
 func set(b Backend, args []string) (func(), error) {
-	if len(args) < 3 || (args[1] != "=" && !strings.EqualFold(args[1], "to")) {
-		return nil, pgerr.New(pgerr.SyntaxError, "usage: SET key = value")
+	if len(args) != 3 || (args[1] != "=" && !strings.EqualFold(args[1], "to")) {
+		return nil, pgerr.New(pgerr.SyntaxError, "usage: SET key = value").
+			WithHint("The value is one word or number, or a quoted string: SET server_reset_query = 'DISCARD ALL'.")
 	}
-	return nil, b.Set(strings.ToLower(args[0]), strings.Join(args[2:], ""))
+	return nil, b.Set(strings.ToLower(args[0]), args[2])
+}
+
+// ignoredSettings are the session settings drivers set on connect (some whatever the
+// server reported), which the console accepts and ignores, as PgBouncer's fake_set does.
+var ignoredSettings = map[string]bool{
+	"client_encoding": true, "default_transaction_isolation": true, "standard_conforming_strings": true,
+	"datestyle": true, "timezone": true, "extra_float_digits": true,
+}
+
+// setIgnored is the answer to a SET of one of ignoredSettings: a NOTICE, then SET.
+var setIgnored = wire.CommandComplete(Notice(nil, "SET ignored", ""), "SET")
+
+// ignoredSet reports whether SET's arguments are a well-formed SET of one of
+// ignoredSettings, which any console user, stats_users too, may send.
+func ignoredSet(args []string) bool {
+	return len(args) == 3 && (args[1] == "=" || strings.EqualFold(args[1], "to")) &&
+		ignoredSettings[strings.ToLower(args[0])]
 }
 
 // splitStatements splits a query on semicolons outside quotes and drops empty statements.

@@ -125,6 +125,9 @@ func (c Client) run(stmt string) (out []byte, after func(), err error) {
 	if !ok {
 		return nil, nil, syntaxError(stmt)
 	}
+	if verb == "SET" && ignoredSet(args) {
+		return setIgnored, nil, nil
+	}
 	if c.Role != RoleAdmin {
 		return nil, nil, pgerr.New(pgerr.InsufficientPrivilege, "admin access needed").
 			WithDetail("User %q is a stats_users member: only SHOW commands are allowed.", c.User)

@@ -108,8 +108,24 @@ func TestAnswer(t *testing.T) {
 		{"unterminated quote", RoleAdmin, "KILL 'app", []string{"E 42601", "Z I"}, nil},
 		{"set", RoleAdmin, "SET Default_Pool_Size = 40", []string{"C SET", "Z I"}, []string{"SET default_pool_size=40"}},
 		{"set to", RoleAdmin, "set log_connections to '0'", []string{"C SET", "Z I"}, []string{"SET log_connections=0"}},
-		{"set list", RoleAdmin, "SET admin_users = a, b", []string{"C SET", "Z I"}, []string{"SET admin_users=a,b"}},
+		{"set quoted list", RoleAdmin, "SET admin_users = 'a, b'", []string{"C SET", "Z I"}, []string{"SET admin_users=a, b"}},
+		{"set quoted words", RoleAdmin, "SET server_reset_query = 'DISCARD ALL'", []string{"C SET", "Z I"},
+			[]string{"SET server_reset_query=DISCARD ALL"}},
+		{"set doubled quote", RoleAdmin, "set application_name_add_host to 'it''s'", []string{"C SET", "Z I"},
+			[]string{"SET application_name_add_host=it's"}},
+		{"set double-quoted words", RoleAdmin, `SET server_reset_query = "DISCARD ALL"`, []string{"C SET", "Z I"},
+			[]string{"SET server_reset_query=DISCARD ALL"}},
+		{"set empty string", RoleAdmin, "SET server_reset_query = ''", []string{"C SET", "Z I"},
+			[]string{"SET server_reset_query="}},
+		{"set unquoted words", RoleAdmin, "SET server_reset_query = DISCARD ALL", []string{"E 42601", "Z I"}, nil},
+		{"set unquoted list", RoleAdmin, "SET admin_users = a, b", []string{"E 42601", "Z I"}, nil},
+		{"set two strings", RoleAdmin, "SET server_reset_query = 'DISCARD' 'ALL'", []string{"E 42601", "Z I"}, nil},
+		{"set no value", RoleAdmin, "SET server_reset_query =", []string{"E 42601", "Z I"}, nil},
 		{"set without =", RoleAdmin, "SET a b", []string{"E 42601", "Z I"}, nil},
+		{"set ignored", RoleAdmin, "SET client_encoding = 'UTF8'", []string{"N", "C SET", "Z I"}, nil},
+		{"set ignored, stats user", RoleStats, "set DateStyle to ISO; SET extra_float_digits = 3; show pools",
+			[]string{"N", "C SET", "N", "C SET", "T", "D", "C SHOW", "Z I"}, []string{"SHOW POOLS"}},
+		{"set ignored needs one value", RoleAdmin, "SET TimeZone = Europe Paris", []string{"E 42601", "Z I"}, nil},
 		{"error stops the rest", RoleAdmin, "RECONNECT; KILL; RESUME", []string{"C RECONNECT", "E 42601", "Z I"},
 			[]string{"RECONNECT "}},
 		{"backend error", RoleAdmin, "RELOAD; RESUME", []string{"E 22023", "Z I"}, []string{"RELOAD"}},
@@ -231,4 +247,23 @@ func FuzzAnswer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSetIgnored: the session settings drivers send on connect are answered as PgBouncer
+// answers them, a NOTICE "SET ignored" and SET, whatever the value and the user's role.
+func TestSetIgnored(t *testing.T) {
+	for _, key := range []string{"client_encoding", "default_transaction_isolation", "standard_conforming_strings",
+		"DateStyle", "TimeZone", "extra_float_digits"} {
+		b := &backend{}
+		out, _, failed := Client{Backend: b, Role: RoleStats, User: "u"}.Answer("SET " + key + " = 'x'")
+		require.Nil(t, failed, key)
+		require.Equal(t, []string{"N", "C SET", "Z I"}, messages(t, out), key)
+		n := int(binary.BigEndian.Uint32(out[1:]))
+		notice, err := pgerr.Parse(wire.Body(out[:1+n]))
+		require.NoError(t, err)
+		require.Equal(t, "NOTICE", notice.Severity)
+		require.Equal(t, "00000", notice.Code)
+		require.Equal(t, "SET ignored", notice.Message)
+		require.Empty(t, b.calls, "nothing is set")
+	}
 }
