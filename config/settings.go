@@ -113,6 +113,7 @@ func coreSettings() []setting {
 		durSetting("server_check_delay", "30", reload, func(c *Config) *time.Duration { return &c.ServerCheckDelay }),
 		durSetting("server_lifetime", "3600", reload, func(c *Config) *time.Duration { return &c.ServerLifetime }),
 		durSetting("server_idle_timeout", "600", reload, func(c *Config) *time.Duration { return &c.ServerIdleTimeout }),
+		durSetting("autodb_idle_timeout", "3600", reload, func(c *Config) *time.Duration { return &c.AutodbIdleTimeout }),
 		durSetting("server_connect_timeout", "15", reload, func(c *Config) *time.Duration { return &c.ServerConnectTimeout }),
 		durSetting("server_login_retry", "15", reload, func(c *Config) *time.Duration { return &c.ServerLoginRetry }),
 

@@ -58,6 +58,7 @@ type Config struct {
 	ServerCheckDelay       time.Duration
 	ServerLifetime         time.Duration // 0 = unlimited
 	ServerIdleTimeout      time.Duration // 0 = unlimited
+	AutodbIdleTimeout      time.Duration // pools of "*" databases unused this long are dropped; 0 = never
 	ServerConnectTimeout   time.Duration
 	ServerLoginRetry       time.Duration
 

@@ -4,7 +4,7 @@ package config
 // with a warning, so an existing pgbouncer.ini loads unchanged.
 var unsupportedSettings = map[string]bool{
 	"auth_dbname": true, "auth_ident_file": true, "auth_ldap_options": true,
-	"autodb_idle_timeout": true, "client_tls13_ciphers": true, "client_tls_dheparams": true,
+	"client_tls13_ciphers": true, "client_tls_dheparams": true,
 	"client_tls_ecdhcurve": true, "conffile": true, "disable_pqexec": true,
 	"dns_max_ttl": true, "dns_nxdomain_ttl": true, "dns_zone_check_period": true,
 	"job_name": true, "service_name": true, "listen_backlog": true, "log_stats": true,

@@ -35,10 +35,15 @@ type poolEntry struct {
 	modeNow atomic.Int32
 	// multi mirrors whether db names several hosts (failover.go), for the same reason.
 	multi atomic.Bool
-	// removed: a reload took the database away (closeRemoved); its clients' figures are
-	// no longer kept.
+	// removed: a reload took the database away (closeRemoved), or it was an unused
+	// auto-database (expireAuto); its clients' figures are no longer kept.
 	removed atomic.Bool
-	params  pool.Params // a server's parameters at login, shown to new clients
+	// auto: the database was reached through "*" (no [databases] entry of its own);
+	// idleSince (unix seconds, 0 while in use) is since when it has had no client and no
+	// server connection (expireAuto). Both guarded by pools.mu.
+	auto      bool
+	idleSince int64
+	params    pool.Params // a server's parameters at login, shown to new clients
 	// directWarnAt is when a client waiting for a direct slot was last logged (unix
 	// nanoseconds; waiting.go).
 	directWarnAt atomic.Int64
@@ -124,9 +129,11 @@ func (ps *pools) get(cfg *config.Config, db *config.Database, user string) (*poo
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if e, ok := ps.byKey[k]; ok {
+		e.idleSince = 0 // a client is logging in: in use again (expireAuto)
 		return e, nil
 	}
-	e := &poolEntry{key: k, db: db, mode: cfg.EffectivePoolMode(db, user), prep: ps.prepStatsFor(k)}
+	e := &poolEntry{key: k, db: db, mode: cfg.EffectivePoolMode(db, user), prep: ps.prepStatsFor(k),
+		auto: cfg.Databases[db.Name] == nil}
 	e.modeNow.Store(int32(e.mode))
 	e.multi.Store(multiHost(db))
 	opts := ps.options(cfg, e, db, user)
@@ -297,6 +304,7 @@ func (ps *pools) reconfigure(cfg *config.Config) {
 			removed = append(removed, e)
 			continue
 		}
+		e.auto, e.idleSince = cfg.Databases[k.db] == nil, 0
 		e.mu.Lock()
 		moved := e.db.HostKey() != db.HostKey() || e.db.TargetSessionAttrs != db.TargetSessionAttrs
 		e.db = db
@@ -415,13 +423,9 @@ func (s *Server) closeRemoved(removed []*poolEntry) {
 		return
 	}
 	gone := make(map[*poolEntry]bool, len(removed))
-	c := s.console
+	s.forgetEntries(removed)
 	for _, e := range removed {
 		gone[e] = true
-		e.removed.Store(true)
-		c.mu.Lock()
-		delete(c.retired, e.key)
-		c.mu.Unlock()
 		s.log.Warn("reload: database removed; closing its clients", zap.String("database", e.key.db), zap.String("user", e.key.user))
 	}
 	for _, sess := range s.Sessions() {
@@ -429,5 +433,88 @@ func (s *Server) closeRemoved(removed []*poolEntry) {
 			go sess.killWith(pgerr.Fatal(pgerr.AdminShutdown, "database %q was removed from the configuration", sess.dbName).
 				WithDetail("pgmux reloaded a configuration without it."))
 		}
+	}
+}
+
+// forgetEntries drops the figures of pools taken away (their clients' later ones too).
+func (s *Server) forgetEntries(es []*poolEntry) {
+	c := s.console
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range es {
+		e.removed.Store(true)
+		delete(c.retired, e.key)
+	}
+}
+
+// hasAuto reports whether any pool is of a database reached through "*".
+func (ps *pools) hasAuto() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for _, e := range ps.byKey {
+		if e.auto {
+			return true
+		}
+	}
+	return false
+}
+
+// expireAuto drops the pools of databases reached through "*" that have had no client
+// (inUse: the entries logged-in clients hold) and no server connection for after
+// (autodb_idle_timeout; 0 keeps them), as PgBouncer frees its auto-databases: without it
+// every name a client ever asked for kept a pool, its limits and its figures until a
+// reload. now is the sweep's clock (unix seconds). It returns the pools dropped.
+func (ps *pools) expireAuto(now int64, after time.Duration, inUse map[*poolEntry]bool) []*poolEntry {
+	if after <= 0 {
+		return nil
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	var dropped []*poolEntry
+	for k, e := range ps.byKey {
+		if !e.auto {
+			continue
+		}
+		if inUse[e] || e.pool.Stats().Connected > 0 {
+			e.idleSince = 0
+			continue
+		}
+		if e.idleSince == 0 {
+			e.idleSince = now
+			continue
+		}
+		if time.Duration(now-e.idleSince)*time.Second < after {
+			continue
+		}
+		e.pool.Close()
+		e.closeReplicas()
+		delete(ps.byKey, k)
+		dropped = append(dropped, e)
+	}
+	return dropped
+}
+
+// expireAutoDatabases is the idle sweep's part for auto-databases (expireAuto); sessions
+// are the logged-in ones, inUse a map it reuses.
+func (s *Server) expireAutoDatabases(now int64, sessions []*Session, inUse map[*poolEntry]bool) {
+	after := s.Config().AutodbIdleTimeout
+	if after <= 0 || !s.pools.hasAuto() {
+		return
+	}
+	clear(inUse)
+	for _, sess := range sessions {
+		if e := sess.entry; e != nil {
+			inUse[e] = true
+		}
+	}
+	dropped := s.pools.expireAuto(now, after, inUse)
+	clear(inUse)
+	if len(dropped) == 0 {
+		return
+	}
+	s.forgetEntries(dropped)
+	for _, e := range dropped {
+		s.log.Info("dropping an unused auto-database's pool (autodb_idle_timeout)",
+			zap.String("database", e.key.db), zap.String("user", e.key.user), zap.Duration("unused_for", after))
 	}
 }

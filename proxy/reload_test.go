@@ -34,7 +34,7 @@ func reloadAlt(dir string) map[string]string {
 		"default_pool_size": "7", "min_pool_size": "1", "reserve_pool_size": "2", "reserve_pool_timeout": "3",
 		"max_client_conn": "50", "max_db_connections": "9", "max_user_connections": "8",
 		"server_reset_query": "RESET ALL", "server_reset_query_always": "1", "server_check_query": "SELECT 1",
-		"server_check_delay": "10", "server_lifetime": "600", "server_idle_timeout": "60",
+		"server_check_delay": "10", "server_lifetime": "600", "server_idle_timeout": "60", "autodb_idle_timeout": "120",
 		"server_connect_timeout": "5", "server_login_retry": "2", "query_timeout": "60", "query_wait_timeout": "20",
 		"client_idle_timeout": "300", "idle_transaction_timeout": "30", "transaction_timeout": "90",
 		"client_login_timeout": "20", "cancel_wait_timeout": "4", "ignore_startup_parameters": "extra_float_digits",

@@ -367,6 +367,7 @@ func (s *Server) sweepIdle() {
 	// client, each second) was nearly all an idle pgmux allocated, and it filled the
 	// heap up to the GC's goal between collections, pages the runtime then kept.
 	var sessions []*Session
+	inUse := make(map[*poolEntry]bool)
 	for {
 		select {
 		case <-s.done:
@@ -381,6 +382,7 @@ func (s *Server) sweepIdle() {
 			sess.kickIfIdle(now, park)
 		}
 		s.dropGoneWaiters(sessions)
+		s.expireAutoDatabases(now, sessions, inUse)
 		clear(sessions) // ended sessions must not stay reachable until the next tick
 		if cap(sessions) > 1024 && cap(sessions) > 4*len(sessions) {
 			sessions = nil // most clients have left: let the larger array go
