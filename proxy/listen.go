@@ -182,6 +182,10 @@ type notifyBox struct {
 	q        [][]byte
 	channels atomic.Int32
 	fence    atomic.Pointer[listenmux.Fence]
+	// u tracks the client's UNLISTENs sent to servers (listen_tx.go): written by the
+	// session goroutine under umu, read by the server's reader under umu.
+	umu sync.Mutex
+	u   *unlistenState
 }
 
 // notifyBox returns the session's box, making it on first use (its first subscription):

@@ -65,6 +65,11 @@ func (s *Session) relay() (parked bool, err error) {
 func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 	if b := s.notes.Load(); b != nil {
 		s.askFence(b, typ) // a listening client's request (listen_fence.go)
+		if s.listening && s.mode != config.PoolModeSession {
+			if err := s.trackUnlisten(b, typ, n); err != nil { // listen_tx.go
+				return false, err
+			}
+		}
 	}
 	if s.entry.multi.Load() {
 		s.awaitReplicaUnlink()
@@ -804,6 +809,14 @@ func (s *Session) relayMsg(c *pool.Conn, typ byte, n int, loopAt time.Time) (rel
 		s.mu.Lock()
 		hide, row := s.answer(c, typ)
 		s.mu.Unlock()
+		if typ == 'C' && !hide {
+			if u := s.unlistenTracked(); u != nil {
+				if err = s.unlistenCC(u, rd, n); err != nil {
+					s.serverFailed(c, err)
+					return false, err
+				}
+			}
+		}
 		switch {
 		case row == link.RowCheck && typ == 'D':
 			err = s.readCheckRow(rd, n)
@@ -982,10 +995,17 @@ func (s *Session) onReady(c *pool.Conn, n int, loopAt time.Time) (bool, error) {
 		}
 		s.noteReady(status, loopAt)
 	}
+	var unlisten []unlistenAct
+	if u := s.unlistenTracked(); u != nil && s.server == c {
+		unlisten = u.ready(status, s.Quiet(&s.q.ring))
+	}
 	s.mu.Unlock()
 	if !s.closed.Load() {
 		if rr := s.rr.Load(); rr == nil || rr.c != c || rr.real == nil {
 			s.awaitFence() // not while a standby's answer is held to be dropped (replica.go)
+		}
+		if unlisten != nil {
+			s.endSubscriptions(unlisten) // committed UNLISTENs (listen_tx.go)
 		}
 		err := s.wr.Write(m)
 		if err == nil {
@@ -1196,6 +1216,14 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	if staleCode || gone {
 		s.srv.stmtEpoch.Add(1) // statements the client prepares from now on are new (ddl.go)
+	}
+	if u := s.unlistenTracked(); u != nil {
+		s.mu.Lock()
+		head, ok := s.q.peek()
+		s.mu.Unlock()
+		if !ok || !head.Hide {
+			u.unlistenFailed() // the client's request failed (listen_tx.go)
+		}
 	}
 	s.mu.Lock()
 	head, ok := s.q.peek()
