@@ -803,7 +803,13 @@ func (s *Session) relayMsg(c *pool.Conn, typ byte, n int, loopAt time.Time) (rel
 		err = s.onParameterStatus(c, n)
 	case 'E':
 		err = s.onError(c, n)
-	case 'A', 'N':
+	case 'A':
+		if s.sharedCopy(rd, n) {
+			err = rd.Skip(n) // the shared listener delivers it (listen.go)
+		} else {
+			err = s.forward(rd, n)
+		}
+	case 'N':
 		err = s.forward(rd, n)
 	default:
 		s.mu.Lock()

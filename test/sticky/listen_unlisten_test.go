@@ -106,3 +106,47 @@ func TestUnlistenEndsSharedSubscription(t *testing.T) {
 		})
 	}
 }
+
+// TestListenTwiceDeliversOnce: a client subscribed on the shared listener that LISTENs
+// on the same channel again where it goes to its server — in a transaction block, or
+// while pinned — gets each notification once, as from PostgreSQL (a second LISTEN of a
+// channel is a no-op), not once from its server and once from the shared listener. After
+// UNLISTEN it gets none.
+func TestListenTwiceDeliversOnce(t *testing.T) {
+	m := startMux(t, setup{poolSize: 3})
+	db := m.pg.NewDatabase(t, "listentwice")
+	adm := m.admin(t)
+	ctx := ctxT(t)
+	notifier := m.connect(t, db)
+	cases := map[string][]string{
+		"tx LISTEN":           {"BEGIN", "LISTEN CH", "COMMIT"},
+		"LISTEN while pinned": {"SELECT pg_advisory_lock(7)", "LISTEN CH"},
+	}
+	i := 0
+	for name, sqls := range cases {
+		i++
+		ch := fmt.Sprintf("t%d", i)
+		t.Run(name, func(t *testing.T) {
+			client := m.connect(t, db)
+			_, err := client.Exec(ctx, "LISTEN "+ch)
+			require.NoError(t, err)
+			for _, s := range sqls {
+				_, err := client.Exec(ctx, strings.ReplaceAll(s, "CH", ch))
+				require.NoError(t, err, s)
+			}
+			require.NotEmpty(t, pinReasonOf(t, adm, db, client), "the second LISTEN is on the client's server")
+			_, err = notifier.Exec(ctx, "NOTIFY "+ch+", 'once'")
+			require.NoError(t, err)
+			nt, err := client.WaitForNotification(ctx)
+			require.NoError(t, err)
+			require.Equal(t, "once", nt.Payload)
+			noNotification(t, ctx, client, "a second copy")
+
+			_, err = client.Exec(ctx, "UNLISTEN "+ch)
+			require.NoError(t, err)
+			_, err = notifier.Exec(ctx, "NOTIFY "+ch+", 'none'")
+			require.NoError(t, err)
+			noNotification(t, ctx, client, "after UNLISTEN")
+		})
+	}
+}
