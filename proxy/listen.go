@@ -214,6 +214,9 @@ type notifyBox struct {
 	// session goroutine under umu, read by the server's reader under umu.
 	umu sync.Mutex
 	u   *unlistenState
+	// selfNotify: the client's latest request may NOTIFY (its text says notify), so its
+	// ReadyForQuery asks for a fence of its own (listen_fence.go:askSelfFence).
+	selfNotify atomic.Bool
 }
 
 // notifyBox returns the session's box, making it on first use (its first subscription):

@@ -69,6 +69,9 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 			if err := s.trackUnlisten(b, typ, n); err != nil { // listen_tx.go
 				return false, err
 			}
+			if err := s.noteSelfNotify(b, typ, n); err != nil { // listen_fence.go
+				return false, err
+			}
 		}
 	}
 	if s.entry.multi.Load() {
@@ -1008,6 +1011,7 @@ func (s *Session) onReady(c *pool.Conn, n int, loopAt time.Time) (bool, error) {
 	s.mu.Unlock()
 	if !s.closed.Load() {
 		if rr := s.rr.Load(); rr == nil || rr.c != c || rr.real == nil {
+			s.askSelfFence(status)
 			s.awaitFence() // not while a standby's answer is held to be dropped (replica.go)
 		}
 		if unlisten != nil {
