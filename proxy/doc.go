@@ -50,6 +50,7 @@
 //	answers expected for what is sent         relay.go:Session.account, proxy/link/book.go:Book.SentClient, proxy/link/queue.go:Queue.Push, respq.go:respQueue.push (pgmux's own)
 //	'Q' Query                                 query.go:Session.forwardQuery, query.go:Session.inspectQuery
 //	'Q' LISTEN / UNLISTEN shared              listen.go:Session.listenLocally, listen_do.go:Session.listenShared
+//	UNLISTEN, DISCARD ALL sent to a server    listen_tx.go:Session.unlistenQueued, listen_tx.go:Session.trackUnlisten, listen_tx.go:Session.unlistenCC
 //	'Q' PREPARE / EXECUTE / DEALLOCATE (SQL)  sqlprep.go:Session.sqlPrepared
 //	'Q' of several statements naming them     sqlmulti.go:Session.namesIn, sqlmulti.go:Session.sqlByName
 //	'Q' DISCARD ALL / DEALLOCATE ALL          stmtclear.go:Session.noteClear

@@ -71,7 +71,8 @@ func (s *Session) Gone() bool { return s.closed.Load() }
 // betweenTransactions reports whether the client holds no server, or holds one only
 // because its reader has not yet let go after the last ReadyForQuery: no transaction,
 // nothing pending, no session state. A LISTEN then needs no server; sending it to the
-// linked one would pin the client and, with a shared subscription, deliver twice.
+// linked one would pin the client (and, with a shared subscription on the same channel,
+// the server's copies of its notifications are dropped: sharedCopy).
 func (s *Session) betweenTransactions() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -79,6 +80,33 @@ func (s *Session) betweenTransactions() bool {
 		return true
 	}
 	return s.mode != config.PoolModeSession && s.Quiet(&s.q.ring) && s.TxStatus == 'I' && s.pinned == 0
+}
+
+// sharedCopy reports whether a NotificationResponse from the client's server (it
+// LISTENed there too: in a transaction block, or while pinned) is on a channel the client
+// also receives from the shared listener. PostgreSQL delivers a notification once to a
+// client however often it LISTENed; the shared listener's copy is the one kept, since it
+// keeps coming when the server-side LISTEN ends and is ordered by the fence. The message
+// is not consumed. Server's reader.
+func (s *Session) sharedCopy(rd *wire.Reader, n int) bool {
+	b := s.notes.Load()
+	if b == nil || b.channels.Load() == 0 {
+		return false
+	}
+	m, err := rd.Peek(n)
+	if err != nil {
+		return false
+	}
+	body := wire.Body(m)
+	if len(body) < 5 {
+		return false
+	}
+	ch, _, err := wire.CString(body[4:])
+	if err != nil {
+		return false
+	}
+	l := s.srv.hub.Get(s.entry.key.db)
+	return l != nil && l.Subscribed(s, string(ch))
 }
 
 // listenLocally answers a simple Query made only of LISTEN and UNLISTEN statements, and
@@ -182,6 +210,13 @@ type notifyBox struct {
 	q        [][]byte
 	channels atomic.Int32
 	fence    atomic.Pointer[listenmux.Fence]
+	// u tracks the client's UNLISTENs sent to servers (listen_tx.go): written by the
+	// session goroutine under umu, read by the server's reader under umu.
+	umu sync.Mutex
+	u   *unlistenState
+	// selfNotify: the client's latest request may NOTIFY (its text says notify), so its
+	// ReadyForQuery asks for a fence of its own (listen_fence.go:askSelfFence).
+	selfNotify atomic.Bool
 }
 
 // notifyBox returns the session's box, making it on first use (its first subscription):

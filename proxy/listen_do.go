@@ -64,36 +64,6 @@ func (s *Session) listenOne(l *listenmux.Listener, st *sqlscan.Statement) (strin
 	return "UNLISTEN", nil
 }
 
-// unlistenShared ends the shared-listener subscriptions named by the UNLISTEN statements
-// of a simple Query that goes to a linked server instead of through listenLocally (the
-// client is pinned): PostgreSQL stops delivering after UNLISTEN, so pgmux must too. It
-// acts only outside a transaction block; inside one a rollback would undo the UNLISTEN,
-// so the subscription stays. UNLISTENs inside DO blocks count when the block runs each
-// of its statements once (no condition or handler could skip them). q is a view of the
-// read buffer and is not kept.
-func (s *Session) unlistenShared(q string) {
-	s.mu.Lock()
-	inTx := s.TxStatus != 'I'
-	s.mu.Unlock()
-	if inTx {
-		return
-	}
-	s.unlistenIn(s.srv.listenerFor(s.entry), sqlscan.Scan(q))
-}
-
-func (s *Session) unlistenIn(l *listenmux.Listener, stmts []sqlscan.Statement) {
-	for i := range stmts {
-		switch st := &stmts[i]; {
-		case st.Kind == sqlscan.KindUnlisten:
-			l.Unsubscribe(s, st.Name)
-		case st.Kind == sqlscan.KindUnlistenAll:
-			l.Unsubscribe(s, "")
-		case st.Do != nil && st.Do.Straight:
-			s.unlistenIn(l, st.Do.Statements)
-		}
-	}
-}
-
 // listenError is the error a client's LISTEN on the shared listener gets when it fails:
 // the server's own refusal as the server gave it (a LISTEN error, a login refused), else
 // that the server could not be reached, by when (a LISTEN waits for a server that is

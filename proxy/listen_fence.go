@@ -3,6 +3,8 @@ package proxy
 import (
 	"go.uber.org/zap"
 
+	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 	"github.com/pgmux/pgmux/proxy/listenmux"
 )
 
@@ -60,5 +62,71 @@ func (s *Session) awaitFence() {
 func (s *Session) restoreListener() {
 	if b := s.notes.Load(); b != nil && b.channels.Load() > 0 {
 		s.srv.listenerFor(s.entry).Restore()
+	}
+}
+
+// A listening client's own NOTIFY: PostgreSQL sends the client CommandComplete, the
+// notification, then ReadyForQuery (the backend delivers what it holds before it goes
+// idle). Through the shared listener the notification comes back on another connection,
+// after the fence asked at the request's start, which predates the NOTIFY's commit. So
+// a request whose text says notify (NOTIFY, pg_notify; a word elsewhere costs a round
+// trip, nothing more) asks for a fresh fence when its ReadyForQuery 'I' arrives: the
+// transaction has committed by then, its notifications are queued for the listener,
+// and they come back before that fence's answer. A named statement prepared in an
+// earlier request and executed here is not seen (its text is not in this request).
+
+// noteSelfNotify marks a listening client's request whose Query or Parse text contains
+// "notify" (any case), until the next ReadyForQuery 'I'. Session goroutine, before the
+// message is handled.
+func (s *Session) noteSelfNotify(b *notifyBox, typ byte, n int) error {
+	if typ != 'Q' && typ != 'P' || n > maxInspect || b.channels.Load() == 0 || b.selfNotify.Load() {
+		return nil
+	}
+	m, err := s.rd.Peek(n)
+	if err != nil {
+		return err
+	}
+	text := wire.Body(m)
+	if typ == 'P' {
+		_, q, _, ok := link.ParseFields(text)
+		if !ok {
+			return nil
+		}
+		text = q
+	}
+	if containsNotify(text) {
+		b.selfNotify.Store(true)
+	}
+	return nil
+}
+
+// containsNotify reports whether b contains "notify" in any case.
+func containsNotify(b []byte) bool {
+	const w = "notify"
+	for i := 0; i+len(w) <= len(b); i++ {
+		j := 0
+		for ; j < len(w); j++ {
+			if b[i+j]|0x20 != w[j] {
+				break
+			}
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
+}
+
+// askSelfFence replaces the fence the client's ReadyForQuery waits for with one asked
+// now, when a request since the last ReadyForQuery 'I' may have notified and its
+// transaction is over (a NOTIFY in a transaction block is sent at its COMMIT); s.wmu is
+// held.
+func (s *Session) askSelfFence(status byte) {
+	b := s.notes.Load()
+	if b == nil || status != 'I' || !b.selfNotify.Swap(false) || b.channels.Load() == 0 {
+		return
+	}
+	if l := s.srv.hub.Get(s.entry.key.db); l != nil {
+		b.fence.Store(l.Fence())
 	}
 }

@@ -65,6 +65,14 @@ func (s *Session) relay() (parked bool, err error) {
 func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 	if b := s.notes.Load(); b != nil {
 		s.askFence(b, typ) // a listening client's request (listen_fence.go)
+		if s.listening && s.mode != config.PoolModeSession {
+			if err := s.trackUnlisten(b, typ, n); err != nil { // listen_tx.go
+				return false, err
+			}
+			if err := s.noteSelfNotify(b, typ, n); err != nil { // listen_fence.go
+				return false, err
+			}
+		}
 	}
 	if s.entry.multi.Load() {
 		s.awaitReplicaUnlink()
@@ -798,12 +806,26 @@ func (s *Session) relayMsg(c *pool.Conn, typ byte, n int, loopAt time.Time) (rel
 		err = s.onParameterStatus(c, n)
 	case 'E':
 		err = s.onError(c, n)
-	case 'A', 'N':
+	case 'A':
+		if s.sharedCopy(rd, n) {
+			err = rd.Skip(n) // the shared listener delivers it (listen.go)
+		} else {
+			err = s.forward(rd, n)
+		}
+	case 'N':
 		err = s.forward(rd, n)
 	default:
 		s.mu.Lock()
 		hide, row := s.answer(c, typ)
 		s.mu.Unlock()
+		if typ == 'C' && !hide {
+			if u := s.unlistenTracked(); u != nil {
+				if err = s.unlistenCC(u, rd, n); err != nil {
+					s.serverFailed(c, err)
+					return false, err
+				}
+			}
+		}
 		switch {
 		case row == link.RowCheck && typ == 'D':
 			err = s.readCheckRow(rd, n)
@@ -982,10 +1004,18 @@ func (s *Session) onReady(c *pool.Conn, n int, loopAt time.Time) (bool, error) {
 		}
 		s.noteReady(status, loopAt)
 	}
+	var unlisten []unlistenAct
+	if u := s.unlistenTracked(); u != nil && s.server == c {
+		unlisten = u.ready(status, s.Quiet(&s.q.ring))
+	}
 	s.mu.Unlock()
 	if !s.closed.Load() {
 		if rr := s.rr.Load(); rr == nil || rr.c != c || rr.real == nil {
+			s.askSelfFence(status)
 			s.awaitFence() // not while a standby's answer is held to be dropped (replica.go)
+		}
+		if unlisten != nil {
+			s.endSubscriptions(unlisten) // committed UNLISTENs (listen_tx.go)
 		}
 		err := s.wr.Write(m)
 		if err == nil {
@@ -1196,6 +1226,14 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	if staleCode || gone {
 		s.srv.stmtEpoch.Add(1) // statements the client prepares from now on are new (ddl.go)
+	}
+	if u := s.unlistenTracked(); u != nil {
+		s.mu.Lock()
+		head, ok := s.q.peek()
+		s.mu.Unlock()
+		if !ok || !head.Hide {
+			u.unlistenFailed() // the client's request failed (listen_tx.go)
+		}
 	}
 	s.mu.Lock()
 	head, ok := s.q.peek()

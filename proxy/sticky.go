@@ -85,7 +85,7 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		s.noteRequest(v.Set, v.Begin, v.End)
 		v.Pin, v.Release = s.sqlNeed(q, v.Pin, v.Release)
 		if v.Release && s.listening && s.mode != config.PoolModeSession {
-			s.unlistenShared(q)
+			s.unlistenQueued(q)
 		}
 	case 'B':
 		m, err := s.rd.Peek(n)

@@ -284,6 +284,14 @@ func (l *Listener) subscribeOnce(ctx context.Context, sub Subscriber, channel st
 	}
 }
 
+// Subscribed reports whether sub receives channel's notifications from the listener.
+func (l *Listener) Subscribed(sub Subscriber, channel string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.subs[channel][sub]
+	return ok
+}
+
 // Unsubscribe removes sub from channel ("" means every channel), UNLISTENing on the
 // server when nobody is left or about to subscribe.
 func (l *Listener) Unsubscribe(sub Subscriber, channel string) {

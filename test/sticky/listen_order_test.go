@@ -176,3 +176,43 @@ func TestListenListenerStuckOrGone(t *testing.T) {
 		require.NoError(t, notifiedBy(ctx, listener, notifier, "stuck", "back"+strconv.Itoa(i), "select 1"))
 	}
 }
+
+// TestListenSelfNotify: a multiplexed listening client's own NOTIFY reaches it before
+// the ReadyForQuery of the request that committed it, as on PostgreSQL (CommandComplete,
+// NotificationResponse, ReadyForQuery): when pgx's Exec returns, the notification is
+// already received (WaitForNotification with a cancelled context returns only what was).
+// Autocommit, a transaction block (delivered with the COMMIT), pg_notify in one Query,
+// and pg_notify sent in the extended protocol with its Parse.
+func TestListenSelfNotify(t *testing.T) {
+	m := startMux(t, setup{poolSize: 2})
+	db := m.pg.NewDatabase(t, "selfnotify")
+	ctx := ctxT(t)
+	client := m.connect(t, db)
+	_, err := client.Exec(ctx, "LISTEN sn")
+	require.NoError(t, err)
+	cases := [][]string{
+		{"NOTIFY sn, 'P'"},
+		{"BEGIN", "NOTIFY sn, 'P'", "COMMIT"},
+		{"SELECT pg_notify('sn', 'P')"},
+		{"extended"},
+	}
+	for round := range 20 {
+		for i, sqls := range cases {
+			payload := fmt.Sprintf("%d-%d", round, i)
+			for _, s := range sqls {
+				if s == "extended" {
+					_, err := client.PgConn().ExecParams(ctx, "SELECT pg_notify('sn', '"+payload+"')", nil, nil, nil, nil).Close()
+					require.NoError(t, err)
+					continue
+				}
+				_, err := client.Exec(ctx, strings.ReplaceAll(s, "'P'", "'"+payload+"'"))
+				require.NoError(t, err, s)
+			}
+			done, cancel := context.WithCancel(ctx)
+			cancel()
+			nt, err := client.WaitForNotification(done)
+			require.NoError(t, err, "round %d %v: own notification not there when the answer was", round, sqls)
+			require.Equal(t, payload, nt.Payload)
+		}
+	}
+}
