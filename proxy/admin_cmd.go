@@ -64,15 +64,22 @@ func (s *Server) knownDB(db string) error {
 	return pgerr.New(pgerr.InvalidCatalogName, "no such database: %s", db)
 }
 
-// pauseAll pauses each pool, waiting for every leased server to come back.
-func pauseAll(ctx context.Context, entries []*poolEntry) error {
+// pauseAll holds each pool and waits until its hold has taken effect: with closing set
+// (PAUSE), until every server connection is closed, the leased ones once released;
+// without (SUSPEND), until every leased server is back.
+func pauseAll(ctx context.Context, entries []*poolEntry, closing bool) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(entries))
 	for i, e := range entries {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = e.pool.Pause(ctx)
+			if closing {
+				e.pool.Pause()
+			} else {
+				e.pool.Hold()
+			}
+			errs[i] = e.pool.WaitPaused(ctx)
 		}()
 	}
 	wg.Wait()
@@ -80,7 +87,7 @@ func pauseAll(ctx context.Context, entries []*poolEntry) error {
 }
 
 // adminPause holds new transactions of db (or of every database) and waits until each of
-// its servers is released.
+// its server connections is closed: the idle ones at once, the others once released.
 func (s *Server) adminPause(ctx context.Context, db string) error {
 	c := s.console
 	if db != "" {
@@ -99,7 +106,7 @@ func (s *Server) adminPause(ctx context.Context, db string) error {
 		c.paused[db] = true
 	}
 	c.mu.Unlock()
-	if err := pauseAll(ctx, s.matching(db)); err != nil {
+	if err := pauseAll(ctx, s.matching(db), true); err != nil {
 		return pgerr.New(pgerr.QueryCanceled, "pause interrupted: %v", err)
 	}
 	return nil
@@ -123,7 +130,7 @@ func (s *Server) adminSuspend(ctx context.Context) error {
 	}
 	c.suspended = true
 	c.mu.Unlock()
-	return pauseAll(ctx, s.matching(""))
+	return pauseAll(ctx, s.matching(""), false)
 }
 
 // adminResume lifts PAUSE, SUSPEND and KILL holds, for db or for everything.
