@@ -69,6 +69,10 @@ type consoleState struct {
 	disabled  map[string]bool // database -> refusing new clients
 	changed   chan struct{}   // closed and replaced whenever a hold is lifted
 	avg       averager
+
+	// waits are the PAUSE and SUSPEND commands waiting for their servers, until the
+	// wait ends or RESUME lifts their hold.
+	waits map[*holdWait]struct{}
 }
 
 func newConsole(opts Options) *consoleState {
@@ -79,7 +83,8 @@ func newConsole(opts Options) *consoleState {
 	}
 	return &consoleState{reload: opts.Reload, shutdown: opts.OnShutdown, version: v, started: time.Now(),
 		ctx: ctx, stop: stop, retired: make(map[poolKey]*totals), paused: make(map[string]bool),
-		killed: make(map[string]bool), disabled: make(map[string]bool), changed: make(chan struct{})}
+		killed: make(map[string]bool), disabled: make(map[string]bool), changed: make(chan struct{}),
+		waits: make(map[*holdWait]struct{})}
 }
 
 // held reports whether new work for db must wait (PAUSE, SUSPEND or KILL); c.mu is held.

@@ -2,6 +2,8 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/internal/pgtest"
+	"github.com/pgmux/pgmux/proxy"
 )
 
 // serverPIDs returns the backend pids of db's server connections, as SHOW SERVERS lists
@@ -95,4 +98,110 @@ func TestAdminPauseClosesServers(t *testing.T) {
 	for _, pid := range now {
 		require.NotContains(t, pids, pid, "a server from before PAUSE")
 	}
+}
+
+// queryWithin runs sql on conn and fails the test unless it succeeds within d (a pool
+// left paused holds it).
+func queryWithin(t *testing.T, conn *pgx.Conn, sql string, d time.Duration, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_, err := conn.Exec(ctx, sql)
+	require.NoError(t, err, what)
+}
+
+// TestPauseThenResumeAtOnce: a RESUME that comes right after PAUSE has set its hold
+// lifts it everywhere. The hold of the pools used to be set on goroutines PAUSE started
+// after setting the console's flag: a RESUME in between cleared the flag and resumed
+// pools not paused yet, and their late hold then paused them for good (queries hung,
+// SHOW STATE said not paused, and RESUME refused: "pooler is not paused"). Here RESUME
+// follows the moment the flag is seen, on many pools (many goroutines to race), many
+// times over.
+func TestPauseThenResumeAtOnce(t *testing.T) {
+	const dbs = 24
+	o := harnessOpts{dbs: map[string]string{}}
+	pg := pgtest.Start(t)
+	for i := range dbs {
+		o.dbs[fmt.Sprintf("d%d", i)] = fmt.Sprintf("host=%s port=%d dbname=%s", pg.Host, pg.Port, pgtest.AppDB)
+	}
+	h := startProxy(t, o)
+	var clients []*pgx.Conn
+	for i := range dbs {
+		c := h.connect(t, "app", fmt.Sprintf("d%d", i), false)
+		execSQL(t, c, "SELECT 1")
+		clients = append(clients, c)
+	}
+	adm := h.admin(t)
+	for round := range 20 {
+		paused := make(chan error, 1)
+		go func() {
+			_, err := adm.Exec(context.Background(), "PAUSE")
+			paused <- err
+		}()
+		for !proxy.PausedAllForTest(h.srv) {
+			runtime.Gosched()
+		}
+		require.NoError(t, h.srv.Resume(), "round %d", round)
+		select {
+		case <-paused: // done before RESUME, or ended by it
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: PAUSE still waiting after RESUME", round)
+		}
+		require.Zero(t, proxy.PoolsPausedForTest(h.srv, ""), "round %d: pools left paused after RESUME", round)
+		for i, c := range clients {
+			queryWithin(t, c, "SELECT 1", 5*time.Second, fmt.Sprintf("round %d: a query on d%d after PAUSE and RESUME", round, i))
+		}
+	}
+}
+
+// TestResumeWhilePauseWaits: with a transaction open, PAUSE waits for it; a RESUME from
+// another console meanwhile lifts the hold at once and ends the waiting PAUSE with an
+// error (it did not pause anything), so PAUSE's client is not told "PAUSE" after the
+// pooler was resumed. Queries run, the transaction goes on, and the pooler is not paused
+// (a second RESUME says so).
+func TestResumeWhilePauseWaits(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	busy := h.connect(t, "app", "app", false)
+	other := h.connect(t, "app", "app", false)
+	ctx := context.Background()
+	tx, err := busy.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "SELECT 1")
+	require.NoError(t, err)
+
+	for _, db := range []string{"", "app"} {
+		adm1, adm2 := h.admin(t), h.admin(t)
+		paused := make(chan error, 1)
+		go func() {
+			_, err := adm1.Exec(ctx, "PAUSE "+db)
+			paused <- err
+		}()
+		require.Eventually(t, func() bool {
+			_, rows := show(t, adm2, "SHOW DATABASES")
+			return num(t, rowWhere(rows, "name", "app"), "paused") == 1 || proxy.PausedAllForTest(h.srv)
+		}, 5*time.Second, 5*time.Millisecond)
+		select {
+		case err := <-paused:
+			t.Fatalf("PAUSE %s returned with a transaction open: %v", db, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		_, err = adm2.Exec(ctx, "RESUME "+db)
+		require.NoError(t, err)
+		select {
+		case err := <-paused:
+			require.Equal(t, "57014", sqlState(err), "PAUSE %s ended by RESUME: %v", db, err)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("PAUSE %s still waiting after RESUME", db)
+		}
+		require.Zero(t, proxy.PoolsPausedForTest(h.srv, "app"))
+		queryWithin(t, other, "SELECT 1", 5*time.Second, "a query after RESUME")
+		_, err = adm2.Exec(ctx, "RESUME "+db)
+		require.Equal(t, "55000", sqlState(err), "the pooler is not paused: %v", err)
+		_, rows := show(t, adm2, "SHOW STATE")
+		require.Equal(t, "no", rowWhere(rows, "key", "paused")["value"])
+	}
+	_, err = tx.Exec(ctx, "SELECT 2")
+	require.NoError(t, err, "the transaction goes on")
+	require.NoError(t, tx.Commit(ctx))
+	queryWithin(t, busy, "SELECT 1", 5*time.Second, "the transaction's client after COMMIT")
 }
