@@ -15,18 +15,22 @@ import (
 	"github.com/pgmux/pgmux/proxy/console"
 )
 
-// consoleBackend carries out the console's commands (console.Backend) on the server.
-type consoleBackend struct{ s *Server }
+// consoleBackend carries out the console's commands (console.Backend) on the server; ctx
+// is the command's (consoleState.beginCommand), which bounds the commands that wait.
+type consoleBackend struct {
+	s   *Server
+	ctx context.Context
+}
 
 var _ console.Backend = consoleBackend{}
 
 func (b consoleBackend) Show(what string) ([]byte, error) { return b.s.show(what) }
-func (b consoleBackend) Pause(db string) error            { return b.s.adminPause(b.s.console.ctx, db) }
+func (b consoleBackend) Pause(db string) error            { return b.s.adminPause(b.ctx, db) }
 func (b consoleBackend) Resume(db string) error           { return b.s.adminResume(db) }
-func (b consoleBackend) Suspend() error                   { return b.s.adminSuspend(b.s.console.ctx) }
+func (b consoleBackend) Suspend() error                   { return b.s.adminSuspend(b.ctx) }
 func (b consoleBackend) Disable(db string, on bool) error { return b.s.adminDisable(db, on) }
 func (b consoleBackend) Reconnect(db string) error        { return b.s.adminReconnect(db) }
-func (b consoleBackend) WaitClose(db string) error        { return b.s.adminWaitClose(b.s.console.ctx, db) }
+func (b consoleBackend) WaitClose(db string) error        { return b.s.adminWaitClose(b.ctx, db) }
 func (b consoleBackend) Kill(db string) error             { return b.s.adminKill(db) }
 func (b consoleBackend) KillClient(id string) error       { return b.s.adminKillClient(id) }
 func (b consoleBackend) Reload() error                    { return b.s.adminReload() }
@@ -162,6 +166,10 @@ func (s *Server) awaitHold(ctx context.Context, w *holdWait, pools []*pool.Pool)
 	c.mu.Lock()
 	_, waiting := c.waits[w] // RESUME takes out the waits whose hold it lifts
 	delete(c.waits, w)
+	byUser := err != nil && waiting && errors.Is(context.Cause(ctx), errCanceledByUser)
+	if byUser {
+		s.liftLocked(w) // as PgBouncer resumes on a cancel from the console
+	}
 	c.mu.Unlock()
 	w.cancel(nil)
 	switch {
@@ -170,7 +178,23 @@ func (s *Server) awaitHold(ctx context.Context, w *holdWait, pools []*pool.Pool)
 	case !waiting || errors.Is(err, pool.ErrNotPaused):
 		return pgerr.New(pgerr.QueryCanceled, "%s canceled: RESUME lifted it before every server was released", w.cmd())
 	}
-	return pgerr.New(pgerr.QueryCanceled, "%s interrupted: %v", strings.ToLower(w.cmd()), err)
+	return canceled(ctx, strings.ToLower(w.cmd()))
+}
+
+// liftLocked lifts the hold w's command set, and that one only (a PAUSE db under a
+// global PAUSE stays held); s.console.mu is held.
+func (s *Server) liftLocked(w *holdWait) {
+	c := s.console
+	switch {
+	case w.suspend:
+		c.suspended = false
+	case w.db == "":
+		c.pausedAll = false
+	default:
+		delete(c.paused, w.db)
+	}
+	c.lifted()
+	s.holdPoolsLocked(s.matching(w.db))
 }
 
 // adminPause holds new transactions of db (or of every database) and waits until each of
@@ -293,7 +317,7 @@ func (s *Server) adminWaitClose(ctx context.Context, db string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return pgerr.New(pgerr.QueryCanceled, "wait_close interrupted: %v", ctx.Err())
+			return canceled(ctx, "wait_close")
 		case <-t.C:
 		}
 	}

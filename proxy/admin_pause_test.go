@@ -205,3 +205,99 @@ func TestResumeWhilePauseWaits(t *testing.T) {
 	require.NoError(t, tx.Commit(ctx))
 	queryWithin(t, busy, "SELECT 1", 5*time.Second, "the transaction's client after COMMIT")
 }
+
+// consoleCommand runs cmd on a console connection of its own and returns its outcome.
+func consoleCommand(conn *pgx.Conn, cmd string) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		_, err := conn.Exec(context.Background(), cmd)
+		out <- err
+	}()
+	return out
+}
+
+// TestConsoleCancel: a CancelRequest with a console session's key (Ctrl-C in psql) ends
+// the command it waits in, with 57014 as PostgreSQL answers a cancelled statement, and
+// PAUSE and SUSPEND lift the hold they set (PgBouncer resumes on a console's cancel), and
+// that hold only. The requests used to be dropped: a console session has no server.
+func TestConsoleCancel(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	busy := h.connect(t, "app", "app", false)
+	other := h.connect(t, "app", "app", false)
+	ctx := context.Background()
+	tx, err := busy.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "SELECT 1")
+	require.NoError(t, err)
+	adm, adm2, watch := h.admin(t), h.admin(t), h.admin(t)
+
+	// start runs cmd on conn and returns once cmd is seen waiting (its transaction open).
+	start := func(conn *pgx.Conn, cmd string, waiting func() bool) <-chan error {
+		t.Helper()
+		done := consoleCommand(conn, cmd)
+		require.Eventually(t, waiting, 5*time.Second, 5*time.Millisecond, "%s under way", cmd)
+		select {
+		case err := <-done:
+			t.Fatalf("%s returned with a transaction open: %v", cmd, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		return done
+	}
+	// cancel sends the CancelRequest of conn and checks that its command ends.
+	cancel := func(conn *pgx.Conn, cmd string, done <-chan error) {
+		t.Helper()
+		require.NoError(t, conn.PgConn().CancelRequest(ctx))
+		select {
+		case err := <-done:
+			require.Equal(t, "57014", sqlState(err), "%s cancelled: %v", cmd, err)
+			require.Contains(t, err.Error(), "canceling statement due to user request")
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s still waiting after the CancelRequest", cmd)
+		}
+	}
+	state := func(key string) string {
+		_, rows := show(t, watch, "SHOW STATE")
+		return rowWhere(rows, "key", key)["value"].(string)
+	}
+	pausedDB := func() bool { return proxy.PausedDBForTest(h.srv, "app") }
+
+	done := start(adm, "PAUSE", func() bool { return proxy.PausedAllForTest(h.srv) })
+	cancel(adm, "PAUSE", done)
+	require.Zero(t, proxy.PoolsPausedForTest(h.srv, ""))
+	require.Equal(t, "no", state("paused"))
+	queryWithin(t, other, "SELECT 1", 5*time.Second, "a query after the cancelled PAUSE")
+
+	done = start(adm, "SUSPEND", func() bool { return state("suspended") == "yes" })
+	cancel(adm, "SUSPEND", done)
+	require.Equal(t, "no", state("suspended"))
+	require.Zero(t, proxy.PoolsPausedForTest(h.srv, ""))
+	queryWithin(t, other, "SELECT 1", 5*time.Second, "a query after the cancelled SUSPEND")
+
+	// A PAUSE app cancelled under a global PAUSE lifts PAUSE app, not the global one.
+	pauseApp := start(adm, "PAUSE app", pausedDB)
+	pauseAll := start(adm2, "PAUSE", func() bool { return proxy.PausedAllForTest(h.srv) })
+	cancel(adm, "PAUSE app", pauseApp)
+	require.False(t, pausedDB(), "PAUSE app lifted")
+	require.Equal(t, "yes", state("paused"), "the global PAUSE stays")
+	require.Equal(t, 1, proxy.PoolsPausedForTest(h.srv, "app"))
+	cancel(adm2, "PAUSE", pauseAll)
+	require.Zero(t, proxy.PoolsPausedForTest(h.srv, ""))
+	queryWithin(t, other, "SELECT 1", 5*time.Second, "a query after both PAUSEs were cancelled")
+
+	// WAIT_CLOSE waits for the server RECONNECT marked, which busy's transaction holds.
+	_, err = watch.Exec(ctx, "RECONNECT app")
+	require.NoError(t, err)
+	done = start(adm, "WAIT_CLOSE app", func() bool { return true })
+	cancel(adm, "WAIT_CLOSE app", done)
+
+	// A cancel with nothing running changes nothing; the console goes on.
+	require.NoError(t, adm.PgConn().CancelRequest(ctx))
+	_, rows := show(t, adm, "SHOW STATE")
+	require.Equal(t, "yes", rowWhere(rows, "key", "active")["value"])
+
+	_, err = tx.Exec(ctx, "SELECT 2")
+	require.NoError(t, err, "the transaction goes on")
+	require.NoError(t, tx.Commit(ctx))
+	_, err = watch.Exec(ctx, "RESUME")
+	require.Equal(t, "55000", sqlState(err), "nothing is held: %v", err)
+}

@@ -19,3 +19,10 @@ func PoolsPausedForTest(s *Server, db string) int {
 	}
 	return n
 }
+
+// PausedDBForTest reports whether PAUSE db holds db (not counting a global PAUSE).
+func PausedDBForTest(s *Server, db string) bool {
+	s.console.mu.Lock()
+	defer s.console.mu.Unlock()
+	return s.console.paused[db]
+}
