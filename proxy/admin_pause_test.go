@@ -301,3 +301,65 @@ func TestConsoleCancel(t *testing.T) {
 	_, err = watch.Exec(ctx, "RESUME")
 	require.Equal(t, "55000", sqlState(err), "nothing is held: %v", err)
 }
+
+// TestAdminStateAndDatabasesPaused: SHOW STATE and SHOW DATABASES' paused read as
+// PgBouncer's (admin.c): SHOW STATE is its pause mode (active = neither paused nor
+// suspended; paused = the global PAUSE only), SHOW DATABASES' paused is db_paused (PAUSE
+// db, KILL db), not the global PAUSE or SUSPEND. pgmux used to say active during PAUSE
+// and SUSPEND, paused for a PAUSE db, and paused on every database for PAUSE and SUSPEND.
+// The super safe shutdown (WAIT_FOR_CLIENTS) leaves PgBouncer active too.
+func TestAdminStateAndDatabasesPaused(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	app := h.connect(t, "app", "app", false)
+	execSQL(t, app, "SELECT 1")
+	adm := h.admin(t)
+	ctx := context.Background()
+	check := func(when, active, paused, suspended string, dbPaused int64) {
+		t.Helper()
+		_, rows := show(t, adm, "SHOW STATE")
+		got := map[string]any{}
+		for _, r := range rows {
+			got[r["key"].(string)] = r["value"]
+		}
+		require.Equal(t, map[string]any{"active": active, "paused": paused, "suspended": suspended}, got, when)
+		_, rows = show(t, adm, "SHOW DATABASES")
+		require.Equal(t, dbPaused, num(t, rowWhere(rows, "name", "app"), "paused"), "SHOW DATABASES' paused %s", when)
+	}
+	run := func(cmd string) {
+		t.Helper()
+		_, err := adm.Exec(ctx, cmd)
+		require.NoError(t, err, cmd)
+	}
+
+	check("at first", "yes", "no", "no", 0)
+	run("PAUSE app")
+	check("after PAUSE app", "yes", "no", "no", 1)
+	run("RESUME app")
+	run("PAUSE")
+	check("after PAUSE", "no", "yes", "no", 0)
+	run("RESUME")
+	run("SUSPEND")
+	check("after SUSPEND", "no", "no", "yes", 0)
+	run("RESUME")
+	run("KILL app") // app's client goes too
+	check("after KILL app", "yes", "no", "no", 1)
+	run("RESUME app")
+	check("after RESUME", "yes", "no", "no", 0)
+
+	app = h.connect(t, "app", "app", false)
+	execSQL(t, app, "SELECT 1")
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.srv.Stop(ctx, proxy.ShutdownWaitForClients) }()
+	require.Eventually(t, func() bool {
+		_, err := h.tryConnect("app", "app", false)
+		return err != nil
+	}, 5*time.Second, 10*time.Millisecond, "the shutdown refuses new clients")
+	check("during SHUTDOWN WAIT_FOR_CLIENTS", "yes", "no", "no", 0)
+	require.NoError(t, app.Close(ctx))
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shutdown did not end once the client left")
+	}
+}
