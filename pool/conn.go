@@ -449,6 +449,7 @@ var (
 	errPoolClosed = errors.New("pool closed")
 	errEvicted    = errors.New("idle connection closed to make room under max_db_connections/max_user_connections")
 	errKilled     = errors.New("closed by KILL")
+	errPaused     = errors.New("closed by PAUSE")
 	errUnfit      = errors.New("its host went down or changed role")
 )
 

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -84,34 +85,110 @@ func (p *Pool) fillMin() {
 	}
 }
 
-// Pause waits until no connection is leased, then holds new Acquire calls until Resume.
-func (p *Pool) Pause(ctx context.Context) error {
+// Pause holds new leases until Resume, as Hold does, and closes the pool's server
+// connections: the idle ones now, each leased one when it is released (in transaction
+// mode, at the end of its transaction), and any that comes back meanwhile (a dial, a
+// reset). It does not wait: WaitPaused does. This is the admin console's PAUSE, which
+// PgBouncer documents as disconnecting from every server once its queries are done,
+// before a database restart.
+func (p *Pool) Pause() {
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.holdLocked()
+	p.draining = true
+	idle := p.idle
+	p.idle = nil
+	for _, c := range idle {
+		p.retireLocked(c)
+	}
+	// Queued clients leave the queue and wait for Resume instead (acquireFrom): no
+	// connection is handed to them now, and none would be left to wake them.
+	waiters := p.waiters.takeAll()
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.closeFor(errPaused)
+	}
+	for _, w := range waiters {
+		w.give(nil)
+	}
+}
+
+// Hold holds new leases until Resume, as Pause does, but keeps the pool's connections
+// open (SUSPEND, KILL); on a pool that Pause holds, it ends the closing. It does not wait.
+func (p *Pool) Hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.holdLocked()
+	p.draining = false
+}
+
+// holdLocked marks the pool held; p.mu is held.
+func (p *Pool) holdLocked() {
 	if !p.paused {
 		p.paused = true
 		p.resume = make(chan struct{})
 	}
-	p.mu.Unlock()
+}
+
+// ErrNotPaused is WaitPaused's answer when Resume came before the hold took full effect.
+var ErrNotPaused = errors.New("the pool was resumed")
+
+// WaitPaused waits until the hold set by Pause or Hold has taken full effect: no
+// connection leased or running a check or reset and, after Pause, no connection open or
+// being dialed. A closed pool has nothing left to wait for. It returns ErrNotPaused when
+// the pool is resumed first, and ctx's error when ctx ends first; the hold stays then.
+func (p *Pool) WaitPaused(ctx context.Context) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if p.Stats().Active == 0 {
-			return nil
+		p.mu.Lock()
+		done, err := p.quietLocked()
+		p.mu.Unlock()
+		if done || err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return context.Cause(ctx)
 		case <-t.C:
 		}
 	}
 }
 
-// Resume lets held Acquire calls proceed.
+// quietLocked reports whether the pool's hold has taken full effect (WaitPaused); p.mu
+// is held.
+func (p *Pool) quietLocked() (bool, error) {
+	if p.closed {
+		return true, nil
+	}
+	if !p.paused {
+		return false, ErrNotPaused
+	}
+	if p.draining {
+		return len(p.all) == 0 && p.dialing == 0, nil
+	}
+	for c := range p.all {
+		if s := c.State(); s == StateActive || s == StateTested {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// Resume ends the hold of Pause or Hold: held Acquire calls proceed, and the pool dials
+// again as they need (and min_pool_size asks).
 func (p *Pool) Resume() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.paused {
 		p.paused = false
+		p.draining = false
 		close(p.resume)
 	}
 }

@@ -89,6 +89,7 @@ type Pool struct {
 	waiters  waitQueue
 	closed   bool
 	paused   bool
+	draining bool // while paused: close the connections (Pause), not only hold (Hold)
 	resume   chan struct{}
 	stats    Stats
 	stop     chan struct{}
@@ -605,6 +606,8 @@ func (p *Pool) release(c *Conn, reset bool, now time.Time) {
 	switch {
 	case p.closed:
 		over = errPoolClosed
+	case p.paused && p.draining:
+		over = errPaused
 	case p.total-p.retiring > p.opts.Size+p.opts.ReserveSize:
 		over = errOverSize
 	case p.opts.Lifetime > 0 && now.Sub(c.Created) > p.opts.Lifetime:
@@ -657,6 +660,13 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 	if p.closed {
 		p.mu.Unlock()
 		c.closeFor(errPoolClosed)
+		return
+	}
+	if p.paused && p.draining {
+		// Back from server_reset_query, or dialed by fillMin, after Pause.
+		p.retireLocked(c)
+		p.mu.Unlock()
+		c.closeFor(errPaused)
 		return
 	}
 	c.lastUsed.Store(now.UnixNano())
@@ -878,7 +888,7 @@ func (p *Pool) Close() {
 	waiters := p.waiters.takeAll()
 	close(p.stop)
 	if p.paused {
-		p.paused = false
+		p.paused, p.draining = false, false
 		close(p.resume)
 	}
 	p.mu.Unlock()

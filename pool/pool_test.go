@@ -824,20 +824,31 @@ func TestLimitSharedAcrossPools(t *testing.T) {
 	})
 }
 
+// TestPauseResume: Pause holds new leases at once and closes the pool's connections, the
+// idle one now and the leased one at its release; WaitPaused returns once both are gone;
+// Resume lets the held Acquire dial a new one.
 func TestPauseResume(t *testing.T) {
 	t.Parallel()
 	p := newPool(t, pool.Options{Size: 2})
 	c, _ := acquire(t, p)
+	idle, _ := acquire(t, p)
+	idle.Release(false)
 
-	// Pause gives up at its deadline while a connection stays leased.
-	err := p.Pause(ctxFor(t, 200*time.Millisecond))
+	p.Pause()
+	require.True(t, p.Stats().Paused)
+	waitClosed(t, idle)
+	require.Equal(t, 1, p.Stats().Connected, "the leased connection stays until released")
+
+	// WaitPaused gives up at its deadline while a connection stays leased; the hold stays.
+	err := p.WaitPaused(ctxFor(t, 200*time.Millisecond))
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.True(t, p.Stats().Paused)
 
 	paused := make(chan error, 1)
-	go func() { paused <- p.Pause(ctxFor(t, wait)) }()
+	go func() { paused <- p.WaitPaused(ctxFor(t, wait)) }()
 	select {
 	case err := <-paused:
-		t.Fatalf("Pause returned (%v) while a connection is leased", err)
+		t.Fatalf("WaitPaused returned (%v) while a connection is leased", err)
 	case <-time.After(200 * time.Millisecond):
 	}
 	c.Release(false)
@@ -845,9 +856,12 @@ func TestPauseResume(t *testing.T) {
 	case err := <-paused:
 		require.NoError(t, err)
 	case <-time.After(wait):
-		t.Fatal("Pause did not return after the release")
+		t.Fatal("WaitPaused did not return after the release")
 	}
-	require.True(t, p.Stats().Paused)
+	waitClosed(t, c)
+	st := p.Stats()
+	require.True(t, st.Paused)
+	require.Zero(t, st.Connected, "no server connection left while paused")
 
 	_, err = p.Acquire(ctxFor(t, 200*time.Millisecond), newLessee())
 	require.ErrorIs(t, err, pool.ErrWaitTimeout, "Acquire must wait while paused")
@@ -867,9 +881,85 @@ func TestPauseResume(t *testing.T) {
 	p.Resume()
 	r := <-got
 	require.NoError(t, r.err)
-	require.Equal(t, c.ID, r.c.ID)
+	require.NotEqual(t, c.ID, r.c.ID, "a new connection after Resume")
+	require.NotEqual(t, idle.ID, r.c.ID)
+	require.Equal(t, "1", r.l.queryOne(t, r.c, "SELECT 1"))
 	require.False(t, p.Stats().Paused)
 	r.c.Release(false)
+}
+
+// TestPauseWaitersAndResume: clients queued on a full pool when Pause comes wait for
+// Resume, not for a connection (none is left to hand them), and get one after it; a
+// WaitPaused under way when Resume comes returns ErrNotPaused.
+func TestPauseWaitersAndResume(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, pool.Options{Size: 1})
+	c, _ := acquire(t, p)
+	got := make(chan result, 3)
+	for range 3 {
+		go func() {
+			l := newLessee()
+			c, err := p.Acquire(ctxFor(t, wait), l)
+			got <- result{0, c, l, err}
+		}()
+	}
+	eventually(t, func() bool { return p.Stats().Waiting == 3 }, "three clients queue")
+	p.Pause()
+	require.Zero(t, p.Stats().Waiting, "the queue waits for Resume instead")
+	paused := make(chan error, 1)
+	go func() { paused <- p.WaitPaused(ctxFor(t, wait)) }()
+	c.Release(false)
+	require.NoError(t, <-paused)
+	waitClosed(t, c)
+	select {
+	case r := <-got:
+		t.Fatalf("a queued Acquire returned during pause: %v", r.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	p.Resume()
+	for range 3 {
+		r := <-got
+		require.NoError(t, r.err)
+		r.c.Release(false)
+	}
+
+	// A hold whose WaitPaused is under way and then lifted.
+	held, _ := acquire(t, p)
+	p.Pause()
+	go func() { paused <- p.WaitPaused(ctxFor(t, wait)) }()
+	time.Sleep(50 * time.Millisecond)
+	p.Resume()
+	require.ErrorIs(t, <-paused, pool.ErrNotPaused)
+	held.Release(false)
+}
+
+// TestHoldKeepsConnections: Hold (SUSPEND) holds new leases and waits for the leased
+// connection to come back, but keeps the connections open.
+func TestHoldKeepsConnections(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, pool.Options{Size: 2})
+	c, _ := acquire(t, p)
+	idle, _ := acquire(t, p)
+	idle.Release(false)
+	p.Hold()
+	done := make(chan error, 1)
+	go func() { done <- p.WaitPaused(ctxFor(t, wait)) }()
+	select {
+	case err := <-done:
+		t.Fatalf("WaitPaused returned (%v) while a connection is leased", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	c.Release(false)
+	require.NoError(t, <-done)
+	st := p.Stats()
+	require.Equal(t, 2, st.Connected)
+	require.Equal(t, 2, st.Idle)
+	require.Nil(t, p.TryAcquire(newLessee()))
+	p.Resume()
+	c2, _ := acquire(t, p)
+	require.Contains(t, []uint64{c.ID, idle.ID}, c2.ID, "the kept connections serve again")
+	c2.Release(false)
 }
 
 func TestReconfigureShrinkClosesExcessIdle(t *testing.T) {

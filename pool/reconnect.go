@@ -41,17 +41,6 @@ func (c *Conn) CloseNeeded() bool {
 	return stale || c.unfit()
 }
 
-// Hold stops new leases like Pause, without waiting for leased connections (KILL).
-// Resume ends it.
-func (p *Pool) Hold() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.paused {
-		p.paused = true
-		p.resume = make(chan struct{})
-	}
-}
-
 // CloseAll closes every connection now, leased or not; their lessees see the read error.
 func (p *Pool) CloseAll() {
 	for _, c := range p.Conns() {

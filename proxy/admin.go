@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -69,6 +70,13 @@ type consoleState struct {
 	disabled  map[string]bool // database -> refusing new clients
 	changed   chan struct{}   // closed and replaced whenever a hold is lifted
 	avg       averager
+
+	// waits are the PAUSE and SUSPEND commands waiting for their servers, until the
+	// wait ends or RESUME lifts their hold.
+	waits map[*holdWait]struct{}
+	// running maps a console session to the cancel of the command it runs now: a
+	// CancelRequest with the session's key ends the command (Server.cancel).
+	running map[*Session]context.CancelCauseFunc
 }
 
 func newConsole(opts Options) *consoleState {
@@ -79,7 +87,8 @@ func newConsole(opts Options) *consoleState {
 	}
 	return &consoleState{reload: opts.Reload, shutdown: opts.OnShutdown, version: v, started: time.Now(),
 		ctx: ctx, stop: stop, retired: make(map[poolKey]*totals), paused: make(map[string]bool),
-		killed: make(map[string]bool), disabled: make(map[string]bool), changed: make(chan struct{})}
+		killed: make(map[string]bool), disabled: make(map[string]bool), changed: make(chan struct{}),
+		waits: make(map[*holdWait]struct{}), running: make(map[*Session]context.CancelCauseFunc)}
 }
 
 // held reports whether new work for db must wait (PAUSE, SUSPEND or KILL); c.mu is held.
@@ -91,6 +100,55 @@ func (c *consoleState) held(db string) bool {
 func (c *consoleState) lifted() {
 	close(c.changed)
 	c.changed = make(chan struct{})
+}
+
+// errCanceledByUser is the cause a console command's context gets from a CancelRequest
+// with its session's key (Ctrl-C in psql).
+var errCanceledByUser = errors.New("canceling statement due to user request")
+
+// beginCommand makes the context of the command console session sess starts: done when
+// a CancelRequest with the session's key comes (cancelCommand) or the server shuts down.
+func (c *consoleState) beginCommand(sess *Session) context.Context {
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	c.mu.Lock()
+	c.running[sess] = cancel
+	c.mu.Unlock()
+	return ctx
+}
+
+// endCommand ends the context beginCommand made for sess.
+func (c *consoleState) endCommand(sess *Session) {
+	c.mu.Lock()
+	cancel := c.running[sess]
+	delete(c.running, sess)
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel(nil)
+	}
+}
+
+// cancelCommand cancels the command console session sess runs now, as a CancelRequest
+// asks: a waiting PAUSE, SUSPEND or WAIT_CLOSE ends with 57014, and PAUSE and SUSPEND
+// lift the hold they set (PgBouncer resumes on a cancel from the console). It reports
+// whether sess was running one.
+func (c *consoleState) cancelCommand(sess *Session) bool {
+	c.mu.Lock()
+	cancel := c.running[sess]
+	c.mu.Unlock()
+	if cancel == nil {
+		return false
+	}
+	cancel(errCanceledByUser)
+	return true
+}
+
+// canceled is the error of a console command whose wait ctx ended: cancelled by its
+// client, or cut by the server's shutdown.
+func canceled(ctx context.Context, cmd string) error {
+	if errors.Is(context.Cause(ctx), errCanceledByUser) {
+		return pgerr.New(pgerr.QueryCanceled, "canceling statement due to user request")
+	}
+	return pgerr.New(pgerr.QueryCanceled, "%s interrupted: %v", cmd, ctx.Err())
 }
 
 // refuseDisabled refuses a login to a DISABLEd database.
@@ -303,7 +361,10 @@ func (s *Session) adminQuery(q string) ([]byte, func()) {
 	s.mu.Lock()
 	role := s.role
 	s.mu.Unlock()
-	out, after, failed := console.Client{Backend: consoleBackend{s.srv}, Role: role, User: s.user, Log: s.log()}.Answer(q)
+	ctx := s.srv.console.beginCommand(s)
+	defer s.srv.console.endCommand(s)
+	b := consoleBackend{s: s.srv, ctx: ctx}
+	out, after, failed := console.Client{Backend: b, Role: role, User: s.user, Log: s.log()}.Answer(q)
 	if failed != nil {
 		s.srv.metrics.ErrorSent(failed.Code)
 	}

@@ -5,28 +5,32 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/proxy/console"
 )
 
-// consoleBackend carries out the console's commands (console.Backend) on the server.
-type consoleBackend struct{ s *Server }
+// consoleBackend carries out the console's commands (console.Backend) on the server; ctx
+// is the command's (consoleState.beginCommand), which bounds the commands that wait.
+type consoleBackend struct {
+	s   *Server
+	ctx context.Context
+}
 
 var _ console.Backend = consoleBackend{}
 
 func (b consoleBackend) Show(what string) ([]byte, error) { return b.s.show(what) }
-func (b consoleBackend) Pause(db string) error            { return b.s.adminPause(b.s.console.ctx, db) }
+func (b consoleBackend) Pause(db string) error            { return b.s.adminPause(b.ctx, db) }
 func (b consoleBackend) Resume(db string) error           { return b.s.consoleResume(db) }
-func (b consoleBackend) Suspend() error                   { return b.s.adminSuspend(b.s.console.ctx) }
+func (b consoleBackend) Suspend() error                   { return b.s.adminSuspend(b.ctx) }
 func (b consoleBackend) Disable(db string, on bool) error { return b.s.adminDisable(db, on) }
 func (b consoleBackend) Reconnect(db string) error        { return b.s.adminReconnect(db) }
-func (b consoleBackend) WaitClose(db string) error        { return b.s.adminWaitClose(b.s.console.ctx, db) }
+func (b consoleBackend) WaitClose(db string) error        { return b.s.adminWaitClose(b.ctx, db) }
 func (b consoleBackend) Kill(db string) error             { return b.s.adminKill(db) }
 func (b consoleBackend) KillClient(id string) error       { return b.s.adminKillClient(id) }
 func (b consoleBackend) Reload() error                    { return b.s.adminReload() }
@@ -68,75 +72,184 @@ func (s *Server) knownDB(db string) error {
 	return pgerr.New(pgerr.InvalidCatalogName, "no such database: %s", db)
 }
 
-// pauseAll pauses each pool, waiting for every leased server to come back.
-func pauseAll(ctx context.Context, entries []*poolEntry) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(entries))
-	for i, e := range entries {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = e.pool.Pause(ctx)
-		}()
+// errResumed is the cause a waiting PAUSE or SUSPEND gets when RESUME lifts its hold.
+var errResumed = errors.New("RESUME lifted the hold before every server was released")
+
+// holdWait is a PAUSE [db] or SUSPEND waiting for its servers; consoleState.waits holds
+// it until the wait ends or RESUME lifts its hold (cancel, with errResumed).
+type holdWait struct {
+	db      string // PAUSE db's database; "" for PAUSE and SUSPEND
+	suspend bool
+	cancel  context.CancelCauseFunc
+}
+
+// cmd is the command's name, for its errors.
+func (w *holdWait) cmd() string {
+	if w.suspend {
+		return "SUSPEND"
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return "PAUSE"
+}
+
+// holdPoolLocked brings pool p of database db in line with the console's holds: PAUSE
+// and KILL hold new transactions and close the servers, SUSPEND holds them and keeps the
+// servers, and a pool no longer held is resumed. c.mu is held: the holds that commands
+// set and lift reach the pools in the order of the commands, whoever waits afterwards.
+func (c *consoleState) holdPoolLocked(p *pool.Pool, db string) {
+	switch {
+	case c.pausedAll || c.paused[db] || c.killed[db]:
+		p.Pause()
+	case c.suspended:
+		p.Hold()
+	default:
+		p.Resume()
+	}
+}
+
+// holdPoolsLocked applies the console's holds to entries' pools, their standby pools
+// included, and returns those pools; s.console.mu is held.
+func (s *Server) holdPoolsLocked(entries []*poolEntry) []*pool.Pool {
+	var out []*pool.Pool
+	for _, e := range entries {
+		ps := append([]*pool.Pool{e.pool}, e.replicaPools()...)
+		for _, p := range ps {
+			s.console.holdPoolLocked(p, e.key.db)
+		}
+		out = append(out, ps...)
+	}
+	return out
+}
+
+// holdNewPool holds a pool just made for db (a new client's, a standby's) as the
+// console holds db now.
+func (s *Server) holdNewPool(p *pool.Pool, db string) {
+	c := s.console
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.holdPoolLocked(p, db)
+}
+
+// beginHold sets the hold of PAUSE db (every database when db is ""), or of SUSPEND,
+// at once: on the console, which holds new logins, and on the pools, which hold new
+// transactions and, for PAUSE, close their idle servers. The function returned waits
+// until the pools' servers are released (SUSPEND) or closed (PAUSE); ctx bounds it, and
+// RESUME ends it. The caller may run the wait on another goroutine: the hold is in force
+// once beginHold returns, so a RESUME that comes after lifts it, whenever the wait runs.
+func (s *Server) beginHold(ctx context.Context, db string, suspend bool) (func() error, error) {
+	c := s.console
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case suspend && c.suspended:
+		return nil, pgerr.New(pgerr.ObjectNotInPrerequisite, "already suspended")
+	case suspend:
+		c.suspended = true
+	case db == "" && c.pausedAll, db != "" && c.paused[db]:
+		return nil, pgerr.New(pgerr.ObjectNotInPrerequisite, "already paused")
+	case db == "":
+		c.pausedAll = true
+	default:
+		c.paused[db] = true
+	}
+	pools := s.holdPoolsLocked(s.matching(db))
+	wctx, cancel := context.WithCancelCause(ctx)
+	w := &holdWait{db: db, suspend: suspend, cancel: cancel}
+	c.waits[w] = struct{}{}
+	return func() error { return s.awaitHold(wctx, w, pools) }, nil
+}
+
+// awaitHold waits for w's pools (beginHold) and reports how the wait ended.
+func (s *Server) awaitHold(ctx context.Context, w *holdWait, pools []*pool.Pool) error {
+	var err error
+	for _, p := range pools {
+		if err = p.WaitPaused(ctx); err != nil {
+			break
+		}
+	}
+	c := s.console
+	c.mu.Lock()
+	_, waiting := c.waits[w] // RESUME takes out the waits whose hold it lifts
+	delete(c.waits, w)
+	byUser := err != nil && waiting && errors.Is(context.Cause(ctx), errCanceledByUser)
+	if byUser {
+		s.liftLocked(w) // as PgBouncer resumes on a cancel from the console
+	}
+	c.mu.Unlock()
+	w.cancel(nil)
+	switch {
+	case err == nil:
+		return nil
+	case !waiting || errors.Is(err, pool.ErrNotPaused):
+		return pgerr.New(pgerr.QueryCanceled, "%s canceled: RESUME lifted it before every server was released", w.cmd())
+	}
+	return canceled(ctx, strings.ToLower(w.cmd()))
+}
+
+// liftLocked lifts the hold w's command set, and that one only (a PAUSE db under a
+// global PAUSE stays held); s.console.mu is held.
+func (s *Server) liftLocked(w *holdWait) {
+	c := s.console
+	switch {
+	case w.suspend:
+		c.suspended = false
+	case w.db == "":
+		c.pausedAll = false
+	default:
+		delete(c.paused, w.db)
+	}
+	c.lifted()
+	s.holdPoolsLocked(s.matching(w.db))
 }
 
 // adminPause holds new transactions of db (or of every database) and waits until each of
-// its servers is released.
+// its server connections is closed: the idle ones at once, the others once released.
 func (s *Server) adminPause(ctx context.Context, db string) error {
-	c := s.console
 	if db != "" {
 		if err := s.knownDB(db); err != nil {
 			return err
 		}
 	}
-	c.mu.Lock()
-	if (db == "" && c.pausedAll) || (db != "" && c.paused[db]) {
-		c.mu.Unlock()
-		return pgerr.New(pgerr.ObjectNotInPrerequisite, "already paused")
+	wait, err := s.beginHold(ctx, db, false)
+	if err != nil {
+		return err
 	}
-	if db == "" {
-		c.pausedAll = true
-	} else {
-		c.paused[db] = true
-	}
-	c.mu.Unlock()
-	if err := pauseAll(ctx, s.matching(db)); err != nil {
-		return pgerr.New(pgerr.QueryCanceled, "pause interrupted: %v", err)
-	}
-	return nil
+	return wait()
 }
 
-// Pause holds every pool as the console's PAUSE does (SIGUSR1), returning once every
-// server connection is released or ctx is done.
+// Pause holds every pool as the console's PAUSE does, returning once every server
+// connection is closed, ctx is done or RESUME comes.
 func (s *Server) Pause(ctx context.Context) error { return s.adminPause(ctx, "") }
+
+// BeginPause is Pause in two steps (SIGUSR1): the hold is set before it returns, and the
+// function it returns waits for the servers to close. A Resume after BeginPause has
+// returned lifts the hold (and ends the wait with an error) whenever the wait runs.
+func (s *Server) BeginPause(ctx context.Context) (wait func() error, err error) {
+	return s.beginHold(ctx, "", false)
+}
 
 // Resume lifts PAUSE, SUSPEND and KILL holds as the console's RESUME does (SIGUSR2).
 func (s *Server) Resume() error { return s.adminResume("") }
 
-// adminSuspend pauses everything; pgmux has no online restart, so SUSPEND is a global
-// PAUSE that RESUME undoes.
+// adminSuspend holds everything; pgmux has no online restart, so SUSPEND is a global
+// hold that RESUME undoes. As PgBouncer's SUSPEND keeps its server sockets, the servers
+// stay connected: SUSPEND waits until every one is released.
 func (s *Server) adminSuspend(ctx context.Context) error {
-	c := s.console
-	c.mu.Lock()
-	if c.suspended {
-		c.mu.Unlock()
-		return pgerr.New(pgerr.ObjectNotInPrerequisite, "already suspended")
+	wait, err := s.beginHold(ctx, "", true)
+	if err != nil {
+		return err
 	}
-	c.suspended = true
-	c.mu.Unlock()
-	return pauseAll(ctx, s.matching(""))
+	return wait()
 }
 
-// adminResume lifts PAUSE, SUSPEND and KILL holds, for db or for everything.
+// adminResume lifts PAUSE, SUSPEND and KILL holds, for db or for everything, at once on
+// the console and on the pools; a PAUSE or SUSPEND still waiting for the servers whose
+// hold it lifts ends with an error.
 func (s *Server) adminResume(db string) error {
 	c := s.console
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if db == "" {
 		if !c.pausedAll && !c.suspended && len(c.paused) == 0 && len(c.killed) == 0 {
-			c.mu.Unlock()
 			return pgerr.New(pgerr.ObjectNotInPrerequisite, "pooler is not paused/suspended")
 		}
 		c.pausedAll, c.suspended = false, false
@@ -144,22 +257,19 @@ func (s *Server) adminResume(db string) error {
 		clear(c.killed)
 	} else {
 		if !c.paused[db] && !c.killed[db] {
-			c.mu.Unlock()
 			return pgerr.New(pgerr.ObjectNotInPrerequisite, "database %s is not paused", db)
 		}
 		delete(c.paused, db)
 		delete(c.killed, db)
 	}
-	c.lifted()
-	c.mu.Unlock()
-	for _, e := range s.matching(db) {
-		c.mu.Lock()
-		still := c.held(e.key.db)
-		c.mu.Unlock()
-		if !still {
-			e.pool.Resume()
+	for w := range c.waits {
+		if db == "" || (!w.suspend && w.db == db) {
+			delete(c.waits, w)
+			w.cancel(errResumed)
 		}
 	}
+	c.lifted()
+	s.holdPoolsLocked(s.matching(db))
 	return nil
 }
 
@@ -226,7 +336,7 @@ func (s *Server) adminWaitClose(ctx context.Context, db string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return pgerr.New(pgerr.QueryCanceled, "wait_close interrupted: %v", ctx.Err())
+			return canceled(ctx, "wait_close")
 		case <-t.C:
 		}
 	}
@@ -240,14 +350,15 @@ func (s *Server) adminKill(db string) error {
 	c := s.console
 	c.mu.Lock()
 	c.killed[db] = true
+	entries := s.matching(db)
+	s.holdPoolsLocked(entries)
 	c.mu.Unlock()
 	for _, sess := range s.Sessions() {
 		if sess.dbName == db && sess.entry != nil {
 			sess.kill("database " + db + " was killed by an administrator (KILL)")
 		}
 	}
-	for _, e := range s.matching(db) {
-		e.pool.Hold()
+	for _, e := range entries {
 		e.pool.CloseAll()
 	}
 	return nil

@@ -152,7 +152,9 @@ func (s *Server) showDatabases() []byte {
 			dbname = name
 		}
 		c.mu.Lock()
-		paused := c.pausedAll || c.suspended || c.paused[name] || c.killed[name]
+		// PgBouncer's db_paused: PAUSE db and KILL db; a global PAUSE or SUSPEND shows
+		// in SHOW STATE, not here.
+		paused := c.paused[name] || c.killed[name]
 		disabled := c.disabled[name]
 		c.mu.Unlock()
 		roles, lag := s.pools.hosts.hostsSummary(db)
@@ -616,10 +618,14 @@ func (s *Server) showLists() []byte {
 	return r.Done("SHOW")
 }
 
+// showState reports PgBouncer's pause mode: paused by a global PAUSE (SIGUSR1) or by
+// the safe shutdown (SHUTDOWN WAIT_FOR_SERVERS, SIGINT), which pauses in PgBouncer too;
+// suspended by SUSPEND; active when neither. A PAUSE db or KILL db is not in it (SHOW
+// DATABASES' paused shows them), nor the super safe shutdown (WAIT_FOR_CLIENTS, SIGTERM).
 func (s *Server) showState() []byte {
 	c := s.console
 	c.mu.Lock()
-	paused := c.pausedAll || len(c.paused) > 0
+	paused := c.pausedAll || s.cutAtRelease()
 	suspended := c.suspended
 	c.mu.Unlock()
 	yn := func(b bool) string {
@@ -629,7 +635,7 @@ func (s *Server) showState() []byte {
 		return "no"
 	}
 	r := console.NewResult(nil, console.Text("key"), console.Text("value"))
-	r.Row("active", yn(!s.draining.Load()))
+	r.Row("active", yn(!paused && !suspended))
 	r.Row("paused", yn(paused))
 	r.Row("suspended", yn(suspended))
 	return r.Done("SHOW")

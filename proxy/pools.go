@@ -123,16 +123,26 @@ func newPools(s *Server) *pools {
 		direct: make(map[string]*budget), prep: make(map[poolKey]*prepStats), hosts: newClusters(s.log)}
 }
 
-// get returns the pool for (db, user), creating it on first use.
+// get returns the pool for (db, user), creating it on first use. A pool made while the
+// console holds its database (PAUSE, SUSPEND, KILL) is held from the start.
 func (ps *pools) get(cfg *config.Config, db *config.Database, user string) (*poolEntry, error) {
+	e, made, err := ps.getOrMake(cfg, db, user)
+	if made {
+		ps.s.holdNewPool(e.pool, e.key.db)
+	}
+	return e, err
+}
+
+// getOrMake is get without the console's hold; made reports a new entry.
+func (ps *pools) getOrMake(cfg *config.Config, db *config.Database, user string) (e *poolEntry, made bool, err error) {
 	k := poolKey{db.Name, user}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if e, ok := ps.byKey[k]; ok {
 		e.idleSince = 0 // a client is logging in: in use again (expireAuto)
-		return e, nil
+		return e, false, nil
 	}
-	e := &poolEntry{key: k, db: db, mode: cfg.EffectivePoolMode(db, user), prep: ps.prepStatsFor(k),
+	e = &poolEntry{key: k, db: db, mode: cfg.EffectivePoolMode(db, user), prep: ps.prepStatsFor(k),
 		auto: cfg.Databases[db.Name] == nil}
 	e.modeNow.Store(int32(e.mode))
 	e.multi.Store(multiHost(db))
@@ -141,7 +151,7 @@ func (ps *pools) get(cfg *config.Config, db *config.Database, user string) (*poo
 		ps.capFor(ps.userCap, user, cfg.EffectiveMaxUserConnections(user))}
 	p, err := pool.New(opts)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	e.pool = p
 	e.direct = ps.directFor(db.Name, cfg.EffectiveDirectPoolSize(db))
@@ -150,7 +160,7 @@ func (ps *pools) get(cfg *config.Config, db *config.Database, user string) (*poo
 		// The first pool's login (its user's credentials) serves the hosts' checkers.
 		cl.Watch(func() *pool.Target { return ps.target(e, user) }, cfg.ServerConnectTimeout)
 	}
-	return e, nil
+	return e, true, nil
 }
 
 // lookup returns the pool for (db, user) if there is one.

@@ -12,23 +12,33 @@ import (
 // connections go to that host only and must find it a standby at login. They are
 // closed with the entry, and when a reload moves its hosts.
 
-// replicaPool returns e's pool on standby h, making it on first use.
+// replicaPool returns e's pool on standby h, making it on first use; one made while the
+// console holds the database (PAUSE, SUSPEND, KILL) is held from the start.
 func (e *poolEntry) replicaPool(ps *pools, h *pool.Host) *pool.Pool {
+	p, made := e.replicaPoolOrMake(ps, h)
+	if made {
+		ps.s.holdNewPool(p, e.key.db)
+	}
+	return p
+}
+
+// replicaPoolOrMake is replicaPool without the console's hold; made reports a new pool.
+func (e *poolEntry) replicaPoolOrMake(ps *pools, h *pool.Host) (p *pool.Pool, made bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if p := e.replicas[h]; p != nil {
-		return p
+		return p, false
 	}
 	p, err := pool.New(ps.replicaOptions(ps.s.Config(), e, e.db, h))
 	if err != nil {
 		ps.s.log.Warn("standby pool", zap.Error(err))
-		return nil
+		return nil, false
 	}
 	if e.replicas == nil {
 		e.replicas = make(map[*pool.Host]*pool.Pool)
 	}
 	e.replicas[h] = p
-	return p
+	return p, true
 }
 
 // replicaOptions are the options of e's pool on standby h.

@@ -427,7 +427,8 @@ func (s *Server) unregister(sess *Session) {
 	s.mu.Unlock()
 }
 
-// cancel forwards a CancelRequest to the server now serving the session with that key.
+// cancel forwards a CancelRequest to the server now serving the session with that key,
+// or cancels the command a console session with that key runs.
 func (s *Server) cancel(pid uint32, key []byte) {
 	if len(key) != 4 {
 		return
@@ -437,8 +438,8 @@ func (s *Server) cancel(pid uint32, key []byte) {
 	sess := s.byCancel[k]
 	timeout := s.cfg.CancelWaitTimeout
 	s.mu.Unlock()
-	if sess == nil {
-		return
+	if sess == nil || s.console.cancelCommand(sess) {
+		return // a console session's command is pgmux's own: nothing goes to a server
 	}
 	c := sess.linkedServer()
 	if c == nil {

@@ -90,13 +90,20 @@ func serveUntilStopped(ctx context.Context, srv *proxy.Server, console <-chan pr
 			case syscall.SIGHUP:
 				_ = reload()
 			case syscall.SIGUSR1:
+				// The hold is set here, before the next signal is handled: a SIGUSR2
+				// right behind lifts it. Only the wait for the servers runs aside.
+				wait, err := srv.BeginPause(context.Background())
+				if err != nil {
+					log.Warn("SIGUSR1: pause", zap.Error(err))
+					continue
+				}
 				log.Info("SIGUSR1: pausing every pool (as PAUSE)")
 				go func() {
-					if err := srv.Pause(context.Background()); err != nil {
+					if err := wait(); err != nil {
 						log.Warn("SIGUSR1: pause", zap.Error(err))
 						return
 					}
-					log.Info("SIGUSR1: paused; every server connection is released")
+					log.Info("SIGUSR1: paused; every server connection is closed")
 				}()
 			case syscall.SIGUSR2:
 				if err := srv.Resume(); err != nil {

@@ -176,3 +176,39 @@ func TestSignalPauseResume(t *testing.T) {
 	}
 	require.NoError(t, m.stop(t, syscall.SIGINT, 10*time.Second))
 }
+
+// TestSignalPauseResumeBackToBack: a SIGUSR2 handled right after a SIGUSR1 resumes. The
+// pause's hold used to be set on a goroutine the SIGUSR1 handler started, so the SIGUSR2
+// behind it could find nothing to resume ("pooler is not paused/suspended") and the late
+// hold then paused pgmux for good. Now SIGUSR1 sets the hold before the next signal is
+// handled, and only the wait for the servers runs aside.
+func TestSignalPauseResumeBackToBack(t *testing.T) {
+	pg := pgtest.Start(t)
+	m := startBinary(t, pg, bouncer{})
+	conn := connect(t, m.URL(pgtest.AppUser, pgtest.AppPassword, pgtest.AppDB))
+	require.NoError(t, execErr(conn, "SELECT 1"))
+	const usr1, usr2 = `"msg":"SIGUSR1: paus`, `"msg":"SIGUSR2: resume`
+	for i := range 10 {
+		from := len(m.out.String())
+		m.signal(t, syscall.SIGUSR1)
+		m.signal(t, syscall.SIGUSR2)
+		var log string
+		require.Eventually(t, func() bool {
+			log = m.out.String()[from:]
+			return strings.Contains(log, usr1) && strings.Contains(log, usr2)
+		}, 5*time.Second, 5*time.Millisecond, "round %d: both signals handled", i)
+		if strings.Index(log, usr2) < strings.Index(log, usr1) {
+			// The kernel may hand two signals sent back to back to two threads, and the
+			// second may then come first: pgmux is paused, as it should be after
+			// SIGUSR2 then SIGUSR1. Resume it.
+			require.Contains(t, log, "pooler is not paused", "round %d", i)
+			m.signal(t, syscall.SIGUSR2)
+			require.Eventually(t, func() bool { return strings.Contains(m.out.String()[from:], "SIGUSR2: resumed") },
+				5*time.Second, 5*time.Millisecond, "round %d: SIGUSR2 resumes", i)
+		} else {
+			require.NotContains(t, log, "not paused", "round %d: SIGUSR1 was handled first, yet SIGUSR2 found nothing to resume", i)
+		}
+		require.NoError(t, execErr(conn, "SELECT 1"), "round %d: a query after SIGUSR1 and SIGUSR2", i)
+	}
+	require.NoError(t, m.stop(t, syscall.SIGINT, 10*time.Second))
+}

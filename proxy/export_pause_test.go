@@ -1,0 +1,28 @@
+package proxy
+
+// PausedAllForTest reports whether the console's global PAUSE is set (SHOW STATE's
+// paused, read without a console connection), for tests that must act right after it.
+func PausedAllForTest(s *Server) bool {
+	s.console.mu.Lock()
+	defer s.console.mu.Unlock()
+	return s.console.pausedAll
+}
+
+// PoolsPausedForTest counts the pools of db (of every database when db is "") held now
+// (pool.Stats.Paused).
+func PoolsPausedForTest(s *Server, db string) int {
+	n := 0
+	for _, e := range s.pools.all() {
+		if (db == "" || e.key.db == db) && e.pool.Stats().Paused {
+			n++
+		}
+	}
+	return n
+}
+
+// PausedDBForTest reports whether PAUSE db holds db (not counting a global PAUSE).
+func PausedDBForTest(s *Server, db string) bool {
+	s.console.mu.Lock()
+	defer s.console.mu.Unlock()
+	return s.console.paused[db]
+}
