@@ -308,6 +308,7 @@ func (ps *pools) reconfigure(cfg *config.Config) {
 	for k, e := range ps.byKey {
 		db, ok := cfg.DatabaseFor(k.db)
 		if !ok {
+			e.removed.Store(true) // before the close: a request that finds it closed ends the client (dispatch)
 			e.pool.Close()
 			e.closeReplicas()
 			delete(ps.byKey, k)
@@ -440,10 +441,15 @@ func (s *Server) closeRemoved(removed []*poolEntry) {
 	}
 	for _, sess := range s.Sessions() {
 		if sess.entry != nil && gone[sess.entry] {
-			go sess.killWith(pgerr.Fatal(pgerr.AdminShutdown, "database %q was removed from the configuration", sess.dbName).
-				WithDetail("pgmux reloaded a configuration without it."))
+			go sess.killWith(removedFatal(sess.dbName))
 		}
 	}
+}
+
+// removedFatal is what a client of a database a reload removed is told.
+func removedFatal(db string) *pgerr.Error {
+	return pgerr.Fatal(pgerr.AdminShutdown, "database %q was removed from the configuration", db).
+		WithDetail("pgmux reloaded a configuration without it.")
 }
 
 // forgetEntries drops the figures of pools taken away (their clients' later ones too).

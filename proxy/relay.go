@@ -150,6 +150,10 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 			s.fatal(shutdownFatal())
 			return false, err
 		}
+		if errors.Is(err, pool.ErrClosed) && s.entry.removed.Load() {
+			s.fatal(removedFatal(s.dbName)) // closeRemoved is about to; no error before it
+			return false, err
+		}
 		return s.refuse(typ, n, err)
 	}
 	s.restoreListener()
