@@ -359,9 +359,20 @@ func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	s.mu.Lock()
 	st := s.stateOf(c)
 	present, stale := st.stmts.lookup(def.server, s.Reqs, nil)
+	// The transaction is failed, or may be by the time the server reads this Parse (a
+	// request is still unanswered): PostgreSQL answers a Parse there with 25P02.
+	mayFail := s.TxStatus == 'E' || s.Pending > 0
 	s.mu.Unlock()
 	if present && !stale {
-		b = link.AppendNoop(b, noopStmt)
+		if mayFail {
+			// Not the empty Parse, which PostgreSQL accepts even in a failed
+			// transaction: a statement it checks the transaction for, so the client
+			// gets 25P02 where it would and the name is not kept (its Reg fails).
+			b = link.AppendClose(b, 'S', noopStmt)
+			b = link.AppendStmtParse(b, noopStmt, stubQuery)
+		} else {
+			b = link.AppendNoop(b, noopStmt)
+		}
 		return s.send(c, b, append(pre, expect{Kind: 'C', Hide: true}, expect{Kind: 'P', Reg: def, Noop: true})...)
 	}
 	b, es := s.prepareOn(c, st, def, stale, b, false)
