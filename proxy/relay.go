@@ -1205,6 +1205,9 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		f.DefName = head.Def.name
 	}
 	f.RegChecked = head.Reg != nil && head.Reg.checked.Load()
+	if head.Reg != nil && head.Hide && !f.RegChecked {
+		f.Rejected = link.ParseRejected(link.ErrCode(m))
+	}
 	r := link.ErrorRule(f)
 	if set := s.set.Load(); set != nil && r.ReqErr {
 		set.reqErr = true

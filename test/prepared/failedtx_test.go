@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
@@ -60,6 +61,73 @@ func TestParseCachedInFailedTransaction(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			db := database(t, m.pg, "failedtx")
 			sameOnOneServer(t, m, db, steps)
+		})
+	}
+}
+
+// sameAnswersLoose is sameAnswers comparing errors by severity, code and message only:
+// where pgmux prepares a statement in front of the client's Bind or Describe, the
+// server's 25P02 comes from its Parse, at another line of PostgreSQL's source.
+func sameAnswersLoose(t *testing.T, direct, pooled *raw, steps []step) {
+	t.Helper()
+	strip := func(b []byte) string {
+		if len(b) == 0 || b[0] != 'E' {
+			return string(b)
+		}
+		var e pgproto3.ErrorResponse
+		require.NoError(t, e.Decode(b[5:]))
+		return e.Severity + " " + e.Code + " " + e.Message + " " + e.Detail + " " + e.Hint
+	}
+	for i, s := range steps {
+		want, kinds := direct.transcript(s.msgs...)
+		require.Equal(t, s.want, kinds, "step %d directly", i)
+		got, gotKinds := pooled.transcript(s.msgs...)
+		require.Equal(t, kinds, gotKinds, "step %d through pgmux", i)
+		for j := range want {
+			require.Equal(t, strip(want[j]), strip(got[j]), "step %d message %d (%c)", i, j, kinds[j])
+		}
+	}
+}
+
+// TestDeferredParseFirstUsedInFailedTransaction: a Parse and Sync sent with no server
+// linked is answered by pgmux (deferred.go) and checked at the statement's first use. When
+// that first use is in a failed transaction, the server refuses pgmux's Parse of it with
+// 25P02, as PostgreSQL refuses the client's Bind or Describe; PostgreSQL had accepted the
+// client's Parse, so after ROLLBACK the statement works. pgmux used to mark it failed
+// whatever the error, and every later Bind got 26000.
+func TestDeferredParseFirstUsedInFailedTransaction(t *testing.T) {
+	m := startMux(t, setup{poolSize: 2, maxStmts: 5})
+	s := func(want string, msgs ...pgproto3.FrontendMessage) step { return step{msgs, want} }
+	cases := map[string][]step{
+		"Describe": {
+			s("1Z", parse("a", "SELECT 1 AS z"), syncMsg),
+			s("CZ", query("BEGIN")),
+			s("EZ", query("SELECT 1/0")),
+			s("EZ", describeStmt("a"), syncMsg),
+			s("EZ", bind("", "a"), execute("", 0), syncMsg),
+			s("CZ", query("ROLLBACK")),
+			s("2DCZ", bind("", "a"), execute("", 0), syncMsg),
+			s("tTZ", describeStmt("a"), syncMsg),
+		},
+		"Bind": {
+			s("1Z", parse("a", "SELECT 2 AS z"), syncMsg),
+			s("CZ", query("BEGIN")),
+			s("EZ", query("SELECT 1/0")),
+			s("EZ", bind("", "a"), execute("", 0), syncMsg),
+			s("CZ", query("ROLLBACK")),
+			s("2DCZ", bind("", "a"), execute("", 0), syncMsg),
+		},
+		"pipelined": {
+			s("1Z", parse("a", "SELECT 3 AS z"), syncMsg),
+			s("CZEZEZCZ", query("BEGIN"), query("SELECT 1/0"), bind("", "a"), execute("", 0), syncMsg, query("ROLLBACK")),
+			s("2DCZ", bind("", "a"), execute("", 0), syncMsg),
+		},
+	}
+	for name, steps := range cases {
+		t.Run(name, func(t *testing.T) {
+			db := database(t, m.pg, "deferredtx")
+			direct := dialRaw(t, m.pg.URL(pgtest.AppUser, pgtest.AppPassword, db))
+			sameAnswersLoose(t, direct, m.raw(t, db), steps)
 		})
 	}
 }
