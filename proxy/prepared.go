@@ -491,8 +491,7 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 			return s.sendUnnamed(c, m, 'D')
 		}
 	} else if typ == 'C' {
-		delete(s.stmts, string(name))
-		return s.send(c, link.AppendClose(s.scratch[:0], 'S', noopStmt), expect{Kind: 'C'})
+		return s.closeNamed(c, name)
 	} else if def = s.lookupStmt(name); def == nil {
 		return s.send(c, m, expect{Kind: 'D'})
 	}
@@ -501,6 +500,48 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 	start := len(b)
 	b = link.AppendDescribeStmt(b, server)
 	return s.sendWith(c, b, es, expect{Kind: 'D', Stmt: server, Def: def, Off: int32(start), Fresh: s.parsedHere(def), Anon: len(name) == 0})
+}
+
+// closeNamed sends a client's Close of its statement name, as a Close of pgmux's
+// throwaway name: the server's statement stays for other clients. The client's name is
+// dropped when the server's CloseComplete arrives (closeAnswered), through the hand-off
+// DEALLOCATE of a name uses (stmtclear.go), not when the Close is sent: after an error
+// earlier in the request PostgreSQL skips the Close, and the statement stays the
+// client's. Until that answer, a lookup of a name waits for it (applyClears), so a Parse
+// of the name behind the Close is no duplicate.
+func (s *Session) closeNamed(c *pool.Conn, name []byte) error {
+	b := link.AppendClose(s.scratch[:0], 'S', noopStmt)
+	def := s.lookupStmt(name)
+	s.mu.Lock()
+	skipped := s.ErrSkip // the server ignores it until the client's Sync
+	if def != nil && !skipped {
+		s.q.wakeChan()
+	}
+	s.mu.Unlock()
+	if def == nil || skipped {
+		return s.send(c, b, expect{Kind: 'C'})
+	}
+	err := s.send(c, b, expect{Kind: 'C', Clear: closeClear, Drops: []clearDrop{{name: string(name), def: def}}})
+	s.flushNow = true // a lookup may wait for its answer
+	return err
+}
+
+// closeClear is the Clear mark of a client's Close of a statement name (closeNamed): it
+// counts among the clearing requests a lookup waits for, but is no DISCARD ALL or
+// DEALLOCATE ALL (whose CommandComplete publishes their number, readClear: a Close is
+// answered with CloseComplete) and takes no number from stmtClears.sent, so a session
+// that closed a statement can still be settled.
+const closeClear = ^uint32(0)
+
+// closeAnswered hands the drop of a client's Close to the session goroutine when the
+// server's CloseComplete for it arrives (closeNamed). s.mu is held.
+func (s *Session) closeAnswered() {
+	h := s.q.ring.Front()
+	if h == nil || h.Kind != 'C' || len(h.Drops) == 0 {
+		return
+	}
+	s.clears.dropped = append(s.clears.dropped, h.Drops[0])
+	s.clears.drops.Add(1)
 }
 
 // forgetSkipped undoes what pgmux recorded about a server's statements when it sent a

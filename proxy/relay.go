@@ -839,6 +839,9 @@ func (s *Session) atBoundary() bool {
 // answer confirms, and reports whether the client must not see it and whether pgmux
 // reads it. s.mu is held.
 func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
+	if typ == '3' && s.q.ring.Clears() > 0 {
+		s.closeAnswered()
+	}
 	st := s.q.ring.Answer(typ)
 	if st.Popped {
 		s.q.publish()

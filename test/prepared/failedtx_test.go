@@ -131,3 +131,53 @@ func TestDeferredParseFirstUsedInFailedTransaction(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseSkippedAfterError: PostgreSQL skips a Close after an error earlier in the
+// request, and the statement stays the client's. pgmux used to drop the client's name
+// when it sent the Close, so the statement's next Bind got 26000; it now drops it when
+// the server's CloseComplete arrives. A Parse of the name behind its Close, in the same
+// request or the next, is still no duplicate.
+func TestCloseSkippedAfterError(t *testing.T) {
+	m := startMux(t, setup{poolSize: 2, maxStmts: 5})
+	s := func(want string, msgs ...pgproto3.FrontendMessage) step { return step{msgs, want} }
+	cases := map[string][]step{
+		"after an error": {
+			s("1Z", parse("a", "SELECT 1"), syncMsg),
+			s("1EZ", parse("", "SELECT 1/0"), bind("", ""), execute("", 0), closeStmt("a"), syncMsg),
+			s("2DCZ", bind("", "a"), execute("", 0), syncMsg),
+			s("3Z", closeStmt("a"), syncMsg),
+			s("EZ", bind("", "a"), execute("", 0), syncMsg),
+		},
+		"after a duplicate Parse": {
+			s("1Z", parse("a", "SELECT 1"), syncMsg),
+			s("EZ", parse("a", "SELECT 2"), closeStmt("a"), syncMsg),
+			s("2DCZ", bind("", "a"), execute("", 0), syncMsg),
+		},
+		"after an error, on the server": {
+			s("12DCZ", parse("a", "SELECT 5"), bind("", "a"), execute("", 0), syncMsg),
+			s("EZ", bind("", "nope"), closeStmt("a"), parse("a", "SELECT 6"), syncMsg),
+			s("2DCZ", bind("", "a"), execute("", 0), syncMsg),
+		},
+		"in a failed transaction": {
+			s("1Z", parse("a", "SELECT 1"), syncMsg),
+			s("CZ", query("BEGIN")),
+			s("EZ", query("SELECT 1/0")),
+			s("3Z", closeStmt("a"), syncMsg),
+			s("CZ", query("ROLLBACK")),
+			s("EZ", bind("", "a"), execute("", 0), syncMsg),
+		},
+		"then a Parse of the name": {
+			s("12DCZ", parse("a", "SELECT 1"), bind("", "a"), execute("", 0), syncMsg),
+			s("312DCZ", closeStmt("a"), parse("a", "SELECT 2"), bind("", "a"), execute("", 0), syncMsg),
+			s("3Z1Z", closeStmt("a"), syncMsg, parse("a", "SELECT 3"), syncMsg),
+			s("2DCZ", bind("", "a"), execute("", 0), syncMsg),
+			s("3Z", closeStmt("nope"), syncMsg),
+		},
+	}
+	for name, steps := range cases {
+		t.Run(name, func(t *testing.T) {
+			db := database(t, m.pg, "closeskip")
+			sameAsDirect(t, m, db, steps)
+		})
+	}
+}
