@@ -50,7 +50,12 @@ type stmtDef struct {
 	// written, with the parentheses ("" when it has none); servers get it by PREPARE.
 	sqlTypes string
 	sql      bool
-	epoch    uint64 // the statement epoch when the client prepared it (ddl.go)
+	// own: a statement the client made with SQL PREPARE in unnamed mode, which went to
+	// the server as written (the client is pinned to it): the server has it under the
+	// client's own name, and the client's Bind, Describe and Close of it go as written.
+	// It is kept so that a Parse of its name gets 42P05, as in PostgreSQL.
+	own   bool
+	epoch uint64 // the statement epoch when the client prepared it (ddl.go)
 	// clear is what executing it does to the client's statement names (stmtclear_ext.go).
 	clear clearOp
 	// born is the number of the last DISCARD ALL or DEALLOCATE ALL the client sent
@@ -444,9 +449,10 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 		return s.sendUnnamed(c, m, 'B')
 	}
 	if len(name) > 0 {
-		if def = s.lookupStmt(name); def == nil {
+		if def = s.lookupStmt(name); def == nil || def.own {
 			// Unknown to pgmux: the server, which has no statement of the client's name,
-			// answers PostgreSQL's 26000 "prepared statement ... does not exist".
+			// answers PostgreSQL's 26000 "prepared statement ... does not exist"; or the
+			// server has it under the client's name (own).
 			s.notePortal(portal, clearOp{})
 			return s.send(c, m, expect{Kind: 'B'})
 		}
@@ -491,8 +497,8 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 			return s.sendUnnamed(c, m, 'D')
 		}
 	} else if typ == 'C' {
-		return s.closeNamed(c, name)
-	} else if def = s.lookupStmt(name); def == nil {
+		return s.closeNamed(c, m, name)
+	} else if def = s.lookupStmt(name); def == nil || def.own {
 		return s.send(c, m, expect{Kind: 'D'})
 	}
 	def = s.execCurrent(name, def)
@@ -502,16 +508,20 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 	return s.sendWith(c, b, es, expect{Kind: 'D', Stmt: server, Def: def, Off: int32(start), Fresh: s.parsedHere(def), Anon: len(name) == 0})
 }
 
-// closeNamed sends a client's Close of its statement name, as a Close of pgmux's
-// throwaway name: the server's statement stays for other clients. The client's name is
+// closeNamed sends a client's Close m of its statement name, as a Close of pgmux's
+// throwaway name: the server's statement stays for other clients (but for an own
+// statement, whose Close goes as written). The client's name is
 // dropped when the server's CloseComplete arrives (closeAnswered), through the hand-off
 // DEALLOCATE of a name uses (stmtclear.go), not when the Close is sent: after an error
 // earlier in the request PostgreSQL skips the Close, and the statement stays the
 // client's. Until that answer, a lookup of a name waits for it (applyClears), so a Parse
 // of the name behind the Close is no duplicate.
-func (s *Session) closeNamed(c *pool.Conn, name []byte) error {
+func (s *Session) closeNamed(c *pool.Conn, m, name []byte) error {
 	b := link.AppendClose(s.scratch[:0], 'S', noopStmt)
 	def := s.lookupStmt(name)
+	if def != nil && def.own {
+		b = append(s.scratch[:0], m...) // the server has it under the client's name
+	}
 	s.mu.Lock()
 	skipped := s.ErrSkip // the server ignores it until the client's Sync
 	if def != nil && !skipped {

@@ -181,3 +181,47 @@ func TestCloseSkippedAfterError(t *testing.T) {
 		})
 	}
 }
+
+// TestUnnamedModeSQLPrepareHoldsName: in unnamed mode a SQL PREPARE goes to the server as
+// written (the client is pinned to it), and its name is the client's, as in PostgreSQL:
+// a protocol Parse of it gets 42P05, and Bind, Describe, EXECUTE and Close reach the SQL
+// statement. pgmux used to answer that Parse with ParseComplete and bind the protocol
+// statement instead: a wrong result.
+func TestUnnamedModeSQLPrepareHoldsName(t *testing.T) {
+	m := startMux(t, setup{poolSize: 2, maxStmts: 5, mode: "unnamed"})
+	s := func(want string, msgs ...pgproto3.FrontendMessage) step { return step{msgs, want} }
+	cases := map[string][]step{
+		"Parse of a PREPAREd name": {
+			s("CZ", query("PREPARE p1 AS SELECT 'sql'")),
+			s("EZ", parse("p1", "SELECT 'proto'"), syncMsg),
+			s("2DCZ", bind("", "p1"), execute("", 0), syncMsg),
+			s("TDCZ", query("EXECUTE p1")),
+			s("tTZ", describeStmt("p1"), syncMsg),
+			s("3Z", closeStmt("p1"), syncMsg),
+			s("EZ", bind("", "p1"), execute("", 0), syncMsg),
+			s("1Z", parse("p1", "SELECT 'proto'"), syncMsg),
+			s("2DCZ", bind("", "p1"), execute("", 0), syncMsg),
+		},
+		"pipelined": {
+			s("CZEZ", query("PREPARE p2 (int) AS SELECT $1 * 2"), parse("p2", "SELECT 'proto'"), syncMsg),
+			s("2DCZ", bind("", "p2", "21"), execute("", 0), syncMsg),
+		},
+		"DEALLOCATE, DISCARD ALL and a failed PREPARE free it": {
+			s("CZ", query("PREPARE p3 AS SELECT 3")),
+			s("CZ", query("DEALLOCATE p3")),
+			s("1Z", parse("p3", "SELECT 'p3'"), syncMsg),
+			s("CZ", query("PREPARE p4 AS SELECT 4")),
+			s("CZ", query("DISCARD ALL")),
+			s("1Z", parse("p4", "SELECT 'p4'"), syncMsg),
+			s("EZ", query("PREPARE bad AS SELEC 1")),
+			s("1Z", parse("bad", "SELECT 'bad'"), syncMsg),
+			s("2DCZ", bind("", "bad"), execute("", 0), syncMsg),
+		},
+	}
+	for name, steps := range cases {
+		t.Run(name, func(t *testing.T) {
+			db := database(t, m.pg, "unnamedsql")
+			sameAsDirect(t, m, db, steps)
+		})
+	}
+}
