@@ -361,6 +361,9 @@ func (s *Session) loopable(typ byte, n int) bool {
 				return false
 			}
 			if len(name) != 0 {
+				if def := s.lookupStmt(name); def != nil && def.unsure() {
+					return false // checked first, waiting for the server (checkDeferred)
+				}
 				break // named: classified at its Bind
 			}
 			body = rest

@@ -68,6 +68,9 @@ type stmtDef struct {
 	// pgmux answered itself (deferred.go) is checked at the statement's first use, and if
 	// that fails the statement was never the client's either.
 	checked atomic.Bool
+	// answered: pgmux answered the client's Parse of it itself (deferred.go); session
+	// goroutine only.
+	answered bool
 }
 
 var stmtSeed = maphash.MakeSeed()
@@ -278,8 +281,13 @@ func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 	if len(name) == 0 {
 		return s.parseUnnamed(c, m, rest)
 	}
-	if s.lookupStmt(name) != nil {
-		return s.parseDuplicate(c, name, rest)
+	if def := s.lookupStmt(name); def != nil {
+		if s.checkDeferred(c, def) {
+			def = s.lookupStmt(name) // gone if the server refused it
+		}
+		if def != nil {
+			return s.parseDuplicate(c, name, rest)
+		}
 	}
 	def := s.register(string(name), string(query), types)
 	return s.parseOn(c, def)

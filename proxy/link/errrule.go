@@ -73,6 +73,10 @@ func ErrorRule[S, F, D any](f ErrFacts[S, F, D]) ErrStep {
 		return r // nothing queued: the client sees it as it is
 	}
 	r.ReqErr = !h.Hide
+	// check: pgmux's check, in a request of its own, of a statement whose Parse it
+	// answered itself, before the client parses the name again (proxy/deferred.go
+	// checkDeferred): its error only tells pgmux the statement was never the client's.
+	check := h.Kind == 'P' && h.Hide && h.Clear != 0
 	switch {
 	case h.ShowErr:
 		// pgmux's hidden PREPARE before the client's EXECUTE: its error is the one the
@@ -82,6 +86,8 @@ func ErrorRule[S, F, D any](f ErrFacts[S, F, D]) ErrStep {
 		r.Hide = true
 	case h.Kind == 'Q' && f.DropErr:
 		r.DropErr, r.Hide = false, true // that EXECUTE's own error
+	case check:
+		r.Hide = true
 	}
 	r.CheckFailed = h.Check
 	switch {
@@ -114,7 +120,7 @@ func ErrorRule[S, F, D any](f ErrFacts[S, F, D]) ErrStep {
 	r.Skip = ErrorSkipsToSync(h.Kind)
 	switch {
 	case r.Hold || !r.Hide:
-	case !h.Hide:
+	case !h.Hide, check:
 		r.Report = ReportQuiet
 	case h.Setting != 0:
 		r.Report = ReportSetting

@@ -225,3 +225,47 @@ func TestUnnamedModeSQLPrepareHoldsName(t *testing.T) {
 		})
 	}
 }
+
+// TestDeferredParseThenParseAgain: a Parse and Sync pgmux answered itself (no server
+// linked: deferred.go), then a Parse of the same name. PostgreSQL answers the second with
+// 42P05 only if it accepted the first; it refused "selec" (42601), so the name is free
+// and the second Parse succeeds. pgmux used to take the unchecked first statement as
+// live and answer 42P05; it now checks it on the server first. Only the first Parse's
+// answer differs from PostgreSQL's (pgmux's own ParseComplete); from the second on, the
+// answers are PostgreSQL's, byte for byte.
+func TestDeferredParseThenParseAgain(t *testing.T) {
+	m := startMux(t, setup{poolSize: 2, maxStmts: 5})
+	s := func(want string, msgs ...pgproto3.FrontendMessage) step { return step{msgs, want} }
+	cases := []struct {
+		name           string
+		first          *pgproto3.Parse
+		direct, pooled string
+		steps          []step
+	}{
+		{"refused first", parse("d", "selec"), "EZ", "1Z", []step{
+			s("1Z", parse("d", "SELECT 8"), syncMsg),
+			s("2DCZ", bind("", "d"), execute("", 0), syncMsg),
+			s("EZ", parse("d", "SELECT 9"), syncMsg),
+		}},
+		{"accepted first", parse("v", "SELECT 7"), "1Z", "1Z", []step{
+			s("EZ", parse("v", "SELECT 8"), syncMsg),
+			s("2DCZ", bind("", "v"), execute("", 0), syncMsg),
+		}},
+		{"missing table first", parse("w", "SELECT * FROM nosuchtable"), "EZ", "1Z", []step{
+			s("1tTZ", parse("w", "SELECT 1"), describeStmt("w"), syncMsg),
+			s("2DCZ", bind("", "w"), execute("", 0), syncMsg),
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			db := database(t, m.pg, "deferagain")
+			direct := dialRaw(t, m.pg.URL(pgtest.AppUser, pgtest.AppPassword, db))
+			pooled := m.raw(t, db)
+			_, kinds := direct.transcript(tc.first, syncMsg)
+			require.Equal(t, tc.direct, kinds)
+			_, kinds = pooled.transcript(tc.first, syncMsg)
+			require.Equal(t, tc.pooled, kinds)
+			sameAnswers(t, direct, pooled, tc.steps, func() {})
+		})
+	}
+}
