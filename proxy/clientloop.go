@@ -322,6 +322,14 @@ func (s *Session) loopable(typ byte, n int) bool {
 		return false // waits for settings being re-applied (awaitReapply)
 	}
 	switch typ {
+	case 'P', 'B', 'D', 'C':
+		if s.q.clears.Load() > 0 {
+			// A lookup of a name waits for a clearing request's answer (applyClears),
+			// which the loop itself may be the one to read: the goroutine's.
+			return false
+		}
+	}
+	switch typ {
 	case 'D', 'E', 'S', 'C', 'H':
 	case 'B':
 		// A Bind of a statement that pins (an advisory lock, a temporary table...) waits
@@ -353,6 +361,9 @@ func (s *Session) loopable(typ byte, n int) bool {
 				return false
 			}
 			if len(name) != 0 {
+				if def := s.lookupStmt(name); def != nil && def.unsure() {
+					return false // checked first, waiting for the server (checkDeferred)
+				}
 				break // named: classified at its Bind
 			}
 			body = rest

@@ -79,6 +79,7 @@ func (s *Session) answerDeferred(sync bool) error {
 	b := s.scratch[:0]
 	for _, op := range s.deferred {
 		if op.typ == 'P' {
+			op.def.answered = true
 			b = append(b, '1', 0, 0, 0, 4)
 		} else {
 			b = append(b, '3', 0, 0, 0, 4)
@@ -113,4 +114,52 @@ func (s *Session) replayDeferred(c *pool.Conn) error {
 		}
 	}
 	return nil
+}
+
+// unsure reports whether def is a statement whose Parse pgmux answered itself and no
+// server has checked yet: PostgreSQL may have refused it, leaving the name free.
+func (d *stmtDef) unsure() bool { return d.answered && !d.checked.Load() && !d.failed.Load() }
+
+// checkDeferred checks def, the client's statement of a name it parses again, when pgmux
+// answered its Parse itself and no server has checked it: PostgreSQL answers the new
+// Parse with 42P05 only if it accepted the first, and gave the name to the new one if it
+// refused it ("P(d, 'selec') S" then "P(d, 'select 8') S": 42601, then ParseComplete).
+// pgmux prepares def on c in a request of its own (a hidden Sync after it, its error
+// shown to no one, marking def failed when the server refuses its text) and waits for
+// the answer; it reports whether it did. Only at the start of a request (OpenBefore:
+// nothing of it sent before) outside a transaction block: a hidden Sync there ends
+// nothing of the client's, and a failure aborts nothing. Elsewhere the Parse is taken as
+// a duplicate, as before. Never on the client loop (loopable sends such a Parse to the
+// goroutine), which may be c's reader.
+func (s *Session) checkDeferred(c *pool.Conn, def *stmtDef) bool {
+	if !def.unsure() || def.own || def.sql || def.clear.exec != nil {
+		return false
+	}
+	s.mu.Lock()
+	idle := s.TxStatus == 'I' && !s.OpenBefore && !s.ErrSkip && s.Pending == 0 && s.q.len() == 0
+	s.mu.Unlock()
+	if !idle || s.prep != prepCache {
+		return false
+	}
+	b, es, _ := s.ensure(c, def, s.scratch[:0])
+	if len(es) == 0 {
+		def.checked.Store(true) // on the server already: a Parse of its text succeeded there
+		return false
+	}
+	es[len(es)-1].Clear = closeClear // a lookup waits for its answer (awaitClears)
+	b = append(b, 'S', 0, 0, 0, 4)
+	es = append(es, expect{Kind: 'S', Hide: true})
+	s.mu.Lock()
+	s.q.wakeChan()
+	s.mu.Unlock()
+	if err := s.send(c, b, es...); err != nil {
+		s.keepScratch(b)
+		return false
+	}
+	s.keepScratch(b)
+	if err := c.Wr.Flush(); err != nil {
+		return false
+	}
+	s.awaitClears()
+	return true
 }

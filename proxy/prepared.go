@@ -50,7 +50,12 @@ type stmtDef struct {
 	// written, with the parentheses ("" when it has none); servers get it by PREPARE.
 	sqlTypes string
 	sql      bool
-	epoch    uint64 // the statement epoch when the client prepared it (ddl.go)
+	// own: a statement the client made with SQL PREPARE in unnamed mode, which went to
+	// the server as written (the client is pinned to it): the server has it under the
+	// client's own name, and the client's Bind, Describe and Close of it go as written.
+	// It is kept so that a Parse of its name gets 42P05, as in PostgreSQL.
+	own   bool
+	epoch uint64 // the statement epoch when the client prepared it (ddl.go)
 	// clear is what executing it does to the client's statement names (stmtclear_ext.go).
 	clear clearOp
 	// born is the number of the last DISCARD ALL or DEALLOCATE ALL the client sent
@@ -63,6 +68,9 @@ type stmtDef struct {
 	// pgmux answered itself (deferred.go) is checked at the statement's first use, and if
 	// that fails the statement was never the client's either.
 	checked atomic.Bool
+	// answered: pgmux answered the client's Parse of it itself (deferred.go); session
+	// goroutine only.
+	answered bool
 }
 
 var stmtSeed = maphash.MakeSeed()
@@ -273,8 +281,13 @@ func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 	if len(name) == 0 {
 		return s.parseUnnamed(c, m, rest)
 	}
-	if s.lookupStmt(name) != nil {
-		return s.parseDuplicate(c, name, rest)
+	if def := s.lookupStmt(name); def != nil {
+		if s.checkDeferred(c, def) {
+			def = s.lookupStmt(name) // gone if the server refused it
+		}
+		if def != nil {
+			return s.parseDuplicate(c, name, rest)
+		}
 	}
 	def := s.register(string(name), string(query), types)
 	return s.parseOn(c, def)
@@ -359,9 +372,20 @@ func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	s.mu.Lock()
 	st := s.stateOf(c)
 	present, stale := st.stmts.lookup(def.server, s.Reqs, nil)
+	// The transaction is failed, or may be by the time the server reads this Parse (a
+	// request is still unanswered): PostgreSQL answers a Parse there with 25P02.
+	mayFail := s.TxStatus == 'E' || s.Pending > 0
 	s.mu.Unlock()
 	if present && !stale {
-		b = link.AppendNoop(b, noopStmt)
+		if mayFail {
+			// Not the empty Parse, which PostgreSQL accepts even in a failed
+			// transaction: a statement it checks the transaction for, so the client
+			// gets 25P02 where it would and the name is not kept (its Reg fails).
+			b = link.AppendClose(b, 'S', noopStmt)
+			b = link.AppendStmtParse(b, noopStmt, stubQuery)
+		} else {
+			b = link.AppendNoop(b, noopStmt)
+		}
 		return s.send(c, b, append(pre, expect{Kind: 'C', Hide: true}, expect{Kind: 'P', Reg: def, Noop: true})...)
 	}
 	b, es := s.prepareOn(c, st, def, stale, b, false)
@@ -433,9 +457,10 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 		return s.sendUnnamed(c, m, 'B')
 	}
 	if len(name) > 0 {
-		if def = s.lookupStmt(name); def == nil {
+		if def = s.lookupStmt(name); def == nil || def.own {
 			// Unknown to pgmux: the server, which has no statement of the client's name,
-			// answers PostgreSQL's 26000 "prepared statement ... does not exist".
+			// answers PostgreSQL's 26000 "prepared statement ... does not exist"; or the
+			// server has it under the client's name (own).
 			s.notePortal(portal, clearOp{})
 			return s.send(c, m, expect{Kind: 'B'})
 		}
@@ -480,9 +505,8 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 			return s.sendUnnamed(c, m, 'D')
 		}
 	} else if typ == 'C' {
-		delete(s.stmts, string(name))
-		return s.send(c, link.AppendClose(s.scratch[:0], 'S', noopStmt), expect{Kind: 'C'})
-	} else if def = s.lookupStmt(name); def == nil {
+		return s.closeNamed(c, m, name)
+	} else if def = s.lookupStmt(name); def == nil || def.own {
 		return s.send(c, m, expect{Kind: 'D'})
 	}
 	def = s.execCurrent(name, def)
@@ -490,6 +514,52 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 	start := len(b)
 	b = link.AppendDescribeStmt(b, server)
 	return s.sendWith(c, b, es, expect{Kind: 'D', Stmt: server, Def: def, Off: int32(start), Fresh: s.parsedHere(def), Anon: len(name) == 0})
+}
+
+// closeNamed sends a client's Close m of its statement name, as a Close of pgmux's
+// throwaway name: the server's statement stays for other clients (but for an own
+// statement, whose Close goes as written). The client's name is
+// dropped when the server's CloseComplete arrives (closeAnswered), through the hand-off
+// DEALLOCATE of a name uses (stmtclear.go), not when the Close is sent: after an error
+// earlier in the request PostgreSQL skips the Close, and the statement stays the
+// client's. Until that answer, a lookup of a name waits for it (applyClears), so a Parse
+// of the name behind the Close is no duplicate.
+func (s *Session) closeNamed(c *pool.Conn, m, name []byte) error {
+	b := link.AppendClose(s.scratch[:0], 'S', noopStmt)
+	def := s.lookupStmt(name)
+	if def != nil && def.own {
+		b = append(s.scratch[:0], m...) // the server has it under the client's name
+	}
+	s.mu.Lock()
+	skipped := s.ErrSkip // the server ignores it until the client's Sync
+	if def != nil && !skipped {
+		s.q.wakeChan()
+	}
+	s.mu.Unlock()
+	if def == nil || skipped {
+		return s.send(c, b, expect{Kind: 'C'})
+	}
+	err := s.send(c, b, expect{Kind: 'C', Clear: closeClear, Drops: []clearDrop{{name: string(name), def: def}}})
+	s.flushNow = true // a lookup may wait for its answer
+	return err
+}
+
+// closeClear is the Clear mark of a client's Close of a statement name (closeNamed): it
+// counts among the clearing requests a lookup waits for, but is no DISCARD ALL or
+// DEALLOCATE ALL (whose CommandComplete publishes their number, readClear: a Close is
+// answered with CloseComplete) and takes no number from stmtClears.sent, so a session
+// that closed a statement can still be settled.
+const closeClear = ^uint32(0)
+
+// closeAnswered hands the drop of a client's Close to the session goroutine when the
+// server's CloseComplete for it arrives (closeNamed). s.mu is held.
+func (s *Session) closeAnswered() {
+	h := s.q.ring.Front()
+	if h == nil || h.Kind != 'C' || len(h.Drops) == 0 {
+		return
+	}
+	s.clears.dropped = append(s.clears.dropped, h.Drops[0])
+	s.clears.drops.Add(1)
 }
 
 // forgetSkipped undoes what pgmux recorded about a server's statements when it sent a

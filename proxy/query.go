@@ -47,8 +47,13 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 		}
 		p := s.namesIn(q, l)
 		s.inspectQuery(c, q, l)
-		if p != nil {
+		switch {
+		case p != nil && len(p.names) == 0:
+			s.noteDrops(p.drops)
+		case p != nil:
 			return s.sqlByName(c, m, p)
+		case s.prep == prepUnnamed:
+			s.keepOwn(q, l)
 		}
 	}
 	if err := c.Wr.Write(m); err != nil {

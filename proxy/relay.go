@@ -865,6 +865,9 @@ func (s *Session) atBoundary() bool {
 // answer confirms, and reports whether the client must not see it and whether pgmux
 // reads it. s.mu is held.
 func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
+	if typ == '3' && s.q.ring.Clears() > 0 {
+		s.closeAnswered()
+	}
 	st := s.q.ring.Answer(typ)
 	if st.Popped {
 		s.q.publish()
@@ -1247,6 +1250,9 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 		f.DefName = head.Def.name
 	}
 	f.RegChecked = head.Reg != nil && head.Reg.checked.Load()
+	if head.Reg != nil && head.Hide && !f.RegChecked {
+		f.Rejected = link.ParseRejected(link.ErrCode(m))
+	}
 	r := link.ErrorRule(f)
 	if set := s.set.Load(); set != nil && r.ReqErr {
 		set.reqErr = true

@@ -76,8 +76,8 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 		case sqlscan.KindPrepare:
 			p.prepared = append(p.prepared, name)
 		}
-		if def == nil {
-			continue
+		if def == nil || def.own {
+			continue // an own statement is on the server under its name already
 		}
 		i := 0
 		for i < len(p.names) && p.names[i].name != name {
@@ -89,6 +89,11 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 		p.names[i].exec = p.names[i].exec || sq.Kind == sqlscan.KindExecute
 	}
 	if len(p.names) == 0 {
+		for _, d := range p.drops {
+			if d.def != nil {
+				return &p // a DEALLOCATE of an own statement: noted, the Query goes as written
+			}
+		}
 		return nil
 	}
 	return &p

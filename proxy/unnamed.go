@@ -144,8 +144,12 @@ func (s *Session) parsePlain(c *pool.Conn, m, rest []byte) error {
 // no analysis as the unnamed one.
 var (
 	parseComplete = []byte{'1', 0, 0, 0, 4}
-	stubParse     = link.AppendStmtParse(nil, "", "DEALLOCATE pgmux_stub")
+	stubParse     = link.AppendStmtParse(nil, "", stubQuery)
 )
+
+// stubQuery is a statement PostgreSQL parses without analysis but refuses to parse in a
+// failed transaction (25P02); it is never executed.
+const stubQuery = "DEALLOCATE pgmux_stub"
 
 // answerParse answers a Parse the server already has: after the answers still due, or
 // now when none is. s.mu is held and released here.

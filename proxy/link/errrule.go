@@ -1,5 +1,7 @@
 package link
 
+import "bytes"
+
 // What an ErrorResponse from the linked server does, decided without I/O. The relay
 // (proxy/relay.go Session.onError) gathers the facts (the request the error answers, the
 // link's error bookkeeping, what the error says), asks ErrorRule, and carries out the
@@ -17,9 +19,12 @@ type ErrFacts[S, F, D any] struct {
 	// RegChecked: Head.Reg, a statement pgmux answered the Parse of itself, was parsed
 	// fine on a server before (proxy's stmtDef.checked).
 	RegChecked bool
-	DropErr    bool // the client's next error is a consequence of one it was shown
-	Held       bool // an error of pgmux's preparation before a Query is held (heldErr)
-	Known      bool // the server's state is known (linkOf): its statement cache can be told
+	// Rejected: the error says the server refused the statement's text (ParseRejected),
+	// not the transaction's state, a timeout, a cancel or the connection.
+	Rejected bool
+	DropErr  bool // the client's next error is a consequence of one it was shown
+	Held     bool // an error of pgmux's preparation before a Query is held (heldErr)
+	Known    bool // the server's state is known (linkOf): its statement cache can be told
 	// StaleCode: the error says a cached plan must not change result type (planChanged);
 	// Gone: it says a type a cached plan used no longer exists (lookupFailed).
 	StaleCode, Gone bool
@@ -68,6 +73,10 @@ func ErrorRule[S, F, D any](f ErrFacts[S, F, D]) ErrStep {
 		return r // nothing queued: the client sees it as it is
 	}
 	r.ReqErr = !h.Hide
+	// check: pgmux's check, in a request of its own, of a statement whose Parse it
+	// answered itself, before the client parses the name again (proxy/deferred.go
+	// checkDeferred): its error only tells pgmux the statement was never the client's.
+	check := h.Kind == 'P' && h.Hide && h.Clear != 0
 	switch {
 	case h.ShowErr:
 		// pgmux's hidden PREPARE before the client's EXECUTE: its error is the one the
@@ -77,6 +86,8 @@ func ErrorRule[S, F, D any](f ErrFacts[S, F, D]) ErrStep {
 		r.Hide = true
 	case h.Kind == 'Q' && f.DropErr:
 		r.DropErr, r.Hide = false, true // that EXECUTE's own error
+	case check:
+		r.Hide = true
 	}
 	r.CheckFailed = h.Check
 	switch {
@@ -86,8 +97,11 @@ func ErrorRule[S, F, D any](f ErrFacts[S, F, D]) ErrStep {
 		r.UseHeld = true
 	}
 	// The client's Parse or PREPARE failed or, for a Parse pgmux answered itself, the
-	// statement's first preparation on a server did: it is not the client's.
-	r.RegFailed = h.Reg != nil && (h.Kind == 'Q' || !h.Hide || !f.RegChecked)
+	// statement's first preparation on a server was refused for its text: it is not the
+	// client's. Refused for anything else (25P02 in a failed transaction, a lock
+	// timeout, a cancel), it says nothing of the Parse PostgreSQL would have accepted:
+	// the statement stays unchecked and is prepared again at its next use.
+	r.RegFailed = h.Reg != nil && (h.Kind == 'Q' || !h.Hide || !f.RegChecked && f.Rejected)
 	if h.Kind == 'Q' && h.Stmt != "" && h.Setting == 0 && f.Known {
 		switch {
 		case h.Hide:
@@ -106,7 +120,7 @@ func ErrorRule[S, F, D any](f ErrFacts[S, F, D]) ErrStep {
 	r.Skip = ErrorSkipsToSync(h.Kind)
 	switch {
 	case r.Hold || !r.Hide:
-	case !h.Hide:
+	case !h.Hide, check:
 		r.Report = ReportQuiet
 	case h.Setting != 0:
 		r.Report = ReportSetting
@@ -114,4 +128,38 @@ func ErrorRule[S, F, D any](f ErrFacts[S, F, D]) ErrStep {
 		r.Report = ReportOwn
 	}
 	return r
+}
+
+// ParseRejected reports whether an error with SQLSTATE code, the answer to a Parse, says
+// the statement's text itself was refused, so PostgreSQL would have refused the client's
+// Parse of it too: syntax errors and undefined or ambiguous objects (class 42), data
+// errors of its constants (22), unsupported features (0A), missing schemas (3F) and
+// program limits (54). The others (25P02 in a failed transaction, 55P03 lock timeouts,
+// 57014 cancels, 40001 and 40P01, 53xxx, 08xxx, XX000...) are of the moment the server
+// met it.
+func ParseRejected(code string) bool {
+	if len(code) != 5 {
+		return false
+	}
+	switch code[:2] {
+	case "42", "22", "0A", "3F", "54":
+		return true
+	}
+	return false
+}
+
+// ErrCode returns the SQLSTATE code of ErrorResponse m (its whole message, header
+// included), "" when it has none.
+func ErrCode(m []byte) string {
+	for b := m[min(len(m), 5):]; len(b) > 1 && b[0] != 0; {
+		end := bytes.IndexByte(b[1:], 0)
+		if end < 0 {
+			break
+		}
+		if b[0] == 'C' {
+			return string(b[1 : 1+end])
+		}
+		b = b[2+end:]
+	}
+	return ""
 }

@@ -31,8 +31,14 @@ func TestErrorRule(t *testing.T) {
 			ErrStep{ReqErr: true, RegFailed: true, Skip: true}},
 		{"pgmux's own Parse of a statement checked before: kept", errFacts{Head: expect{Kind: 'P', Hide: true, Reg: reg}, Queued: true, RegChecked: true},
 			ErrStep{Skip: true}},
-		{"pgmux's own Parse of a statement never checked: failed", errFacts{Head: expect{Kind: 'P', Hide: true, Reg: reg}, Queued: true},
+		{"pgmux's own Parse of a statement never checked, refused for its text: failed", errFacts{Head: expect{Kind: 'P', Hide: true, Reg: reg}, Queued: true, Rejected: true},
 			ErrStep{RegFailed: true, Skip: true}},
+		{"pgmux's check of a statement whose Parse it answered, refused: failed, not shown",
+			errFacts{Head: expect{Kind: 'P', Hide: true, Reg: reg, Clear: ^uint32(0)}, Queued: true, Rejected: true},
+			ErrStep{Hide: true, Report: ReportQuiet, RegFailed: true, Skip: true}},
+		{"pgmux's own Parse of a statement never checked, refused for the moment (25P02, a timeout): kept",
+			errFacts{Head: expect{Kind: 'P', Hide: true, Reg: reg}, Queued: true},
+			ErrStep{Skip: true}},
 		{"the client's Bind under pgmux's name names the client's statement",
 			errFacts{Head: expect{Kind: 'B', Def: def, Stmt: "pgmux_7"}, DefName: "s1", Queued: true},
 			ErrStep{ReqErr: true, Rename: true, RenameTo: "s1", Skip: true}},
@@ -92,4 +98,25 @@ func TestErrorRule(t *testing.T) {
 			require.Equal(t, c.want, ErrorRule(c.f))
 		})
 	}
+}
+
+// TestParseRejected: which errors answering pgmux's Parse of a statement it answered the
+// client's Parse of itself say the client's Parse would have failed too.
+func TestParseRejected(t *testing.T) {
+	for code, want := range map[string]bool{
+		"42601": true, "42P01": true, "42883": true, "42703": true, "42804": true, "22P02": true,
+		"0A000": true, "3F000": true, "54023": true,
+		"25P02": false, "55P03": false, "57014": false, "57P01": false, "40001": false, "40P01": false,
+		"08006": false, "53200": false, "XX000": false, "": false,
+	} {
+		require.Equal(t, want, ParseRejected(code), code)
+	}
+}
+
+func TestErrCode(t *testing.T) {
+	m := []byte{'E', 0, 0, 0, 0}
+	m = append(m, "SERROR\x00VERROR\x00C25P02\x00Mcurrent transaction is aborted\x00\x00"...)
+	require.Equal(t, "25P02", ErrCode(m))
+	require.Equal(t, "", ErrCode([]byte{'E', 0, 0, 0, 5, 0}))
+	require.Equal(t, "", ErrCode([]byte{'E', 0, 0, 0, 8, 'S', 'x'}))
 }
