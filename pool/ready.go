@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -38,10 +39,19 @@ func (p *Pool) Check(ctx context.Context) error {
 			p.mu.Unlock()
 			return ErrPaused
 		}
-		if p.backingOffLocked() && p.health.lastMsg != "" {
-			msg := p.health.lastMsg
+		if p.backingOffLocked() {
+			network, addr := p.health.network, p.health.addr
 			p.mu.Unlock()
-			return errors.New(msg)
+			if network != "" {
+				// As the waiters' probe does: nothing sent, nothing in the server's log.
+				var d net.Dialer
+				nc, err := d.DialContext(ctx, network, addr)
+				if err != nil {
+					return fmt.Errorf("connect to server %s: %w", addr, err)
+				}
+				_ = nc.Close()
+			}
+			return p.checkLogin(ctx)
 		}
 		c := p.popIdle()
 		if c == nil {

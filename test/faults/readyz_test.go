@@ -169,3 +169,41 @@ func TestReadyzHeld(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, body)
 	exec(t, c, "SELECT 1")
 }
+
+// TestReadyzAfterServerReturns: PostgreSQL stops and a client finds it down, so the pool
+// holds connects back for server_login_retry (30 s here). /readyz says 503, with a fresh
+// error. Once PostgreSQL is back, /readyz is 200 within a few seconds: it used to repeat
+// the stale connect error until server_login_retry was over, while clients were already
+// being served.
+func TestReadyzAfterServerReturns(t *testing.T) {
+	pg := pgtest.StartPrivate(t)
+	m := startMux(t, pg, bouncer{Databases: []string{appDBLine(pg)},
+		Extra: []string{"server_login_retry = 30", "query_wait_timeout = 25"}})
+	c := connect(t, m.App(pgtest.AppDB))
+	exec(t, c, "SELECT 1")
+	pg.StopPostmaster(t, "fast")
+	stopped := true
+	defer func() {
+		if stopped {
+			pg.StartPostmaster(t)
+		}
+	}()
+	ctx, cancel := ctxT()
+	defer cancel()
+	_, err := c.Exec(ctx, "SELECT 1")
+	requireCode(t, err, "08006") // the first client to find the server down: the pool backs off now
+	code, body, took := readyz(m)
+	require.Equal(t, http.StatusServiceUnavailable, code, body)
+	require.Contains(t, body, "database "+pgtest.AppDB)
+	require.Less(t, took, time.Second, "/readyz waited behind server_login_retry")
+
+	pg.StartPostmaster(t)
+	stopped = false
+	up := time.Now()
+	eventually(t, 20*time.Second, "/readyz stayed 503 after PostgreSQL came back", func() bool {
+		code, _, _ := readyz(m)
+		return code == http.StatusOK
+	})
+	require.Less(t, time.Since(up), 5*time.Second, "/readyz waited out server_login_retry (30 s)")
+	exec(t, c, "SELECT 1")
+}
