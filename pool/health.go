@@ -180,15 +180,3 @@ func (p *Pool) probe(network, addr string) {
 		return
 	}
 }
-
-// BackingOff returns the last failed connect or login while server_login_retry still holds
-// new connections back after it, else nil: a caller that must not wait out the interval
-// (a readiness probe) reports it at once instead of queueing behind it.
-func (p *Pool) BackingOff() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.backingOffLocked() || p.health.lastMsg == "" {
-		return nil
-	}
-	return errors.New(p.health.lastMsg)
-}

@@ -94,6 +94,7 @@ type Pool struct {
 	stats    Stats
 	stop     chan struct{}
 	lastFail time.Time // last failed connect or login, for server_login_retry
+	servedAt time.Time // when a connection last came back from a lessee (Check)
 	health   health
 	expiry   *time.Timer // expires AcquireTimeout waiters; expiryAt is when it fires
 	expiryAt time.Time
@@ -670,6 +671,7 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 		return
 	}
 	c.lastUsed.Store(now.UnixNano())
+	p.servedAt = now
 	if p.waiters.Len() > 0 {
 		w := p.waiters.pop()
 		p.stats.noteWait(max(now.Sub(w.since), 0)) // now may be a loop's reading, from before w queued

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/proxy/metrics"
 )
@@ -34,8 +35,8 @@ type httpEndpoint struct {
 const readyTimeout = 2 * time.Second
 
 // MetricsHandler serves /metrics from the server's gatherer, /healthz (200 while the
-// process is up) and /readyz (200 while listening and every configured database is
-// reachable; 503 with the reason otherwise).
+// process is up) and /readyz (200 while pgmux accepts clients and every configured
+// database can serve them now, see Ready; 503 with the reasons otherwise).
 func (s *Server) MetricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.http.gather, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(s.log)}))
@@ -57,9 +58,30 @@ func (s *Server) MetricsHandler() http.Handler {
 	return mux
 }
 
+// readyCacheFor is how long a database's readiness check is reused: health checkers
+// polling /readyz (several a second when a platform and a sidecar both poll) then cost
+// PostgreSQL one check a second at most.
+const readyCacheFor = time.Second
+
+// readyCache holds the last readiness check of each configured database. sem lets one
+// check run at a time (a concurrent probe waits for it and reuses its result); mu guards
+// results.
+type readyCache struct {
+	sem     chan struct{}
+	mu      sync.Mutex
+	results map[string]readyResult
+}
+
+type readyResult struct {
+	at  time.Time
+	err error
+}
+
 // Ready reports nil when pgmux accepts clients and every configured database (not the
-// "*" fallback) is reachable: one of its pools holds a server, or a pooled connect (or,
-// for a database no client has used yet, a TCP connect to its host) succeeds.
+// "*" fallback) can serve one now, else the reasons. Not ready: pgmux shutting down or not
+// listening; a database held by the console (PAUSE, SUSPEND, KILL) or disabled
+// (DISABLE); a database whose server check fails within ctx (see checkDB). The server
+// checks are cached for readyCacheFor.
 func (s *Server) Ready(ctx context.Context) error {
 	if s.draining.Load() {
 		return errors.New("shutting down")
@@ -71,13 +93,55 @@ func (s *Server) Ready(ctx context.Context) error {
 		return errors.New("not listening")
 	}
 	cfg := s.Config()
-	var problems []string
+	var names []string
 	for _, name := range sortedKeys(cfg.Databases) {
-		if name == "*" {
-			continue
+		if name != "*" {
+			names = append(names, name)
 		}
-		if err := s.reachable(ctx, name); err != nil {
-			problems = append(problems, fmt.Sprintf("database %s: %v", name, err))
+	}
+	errs := make([]error, len(names))
+	var check []int
+	for i, name := range names {
+		if why := s.console.holdReason(name); why != "" {
+			errs[i] = errors.New(why)
+		} else {
+			check = append(check, i)
+		}
+	}
+	if len(check) > 0 {
+		rc := s.ready
+		select {
+		case rc.sem <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("another readiness check is still running: %w", context.Cause(ctx))
+		}
+		now := time.Now()
+		var wg sync.WaitGroup
+		for _, i := range check {
+			rc.mu.Lock()
+			r, ok := rc.results[names[i]]
+			rc.mu.Unlock()
+			if ok && now.Sub(r.at) < readyCacheFor {
+				errs[i] = r.err
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := s.checkDB(ctx, cfg, names[i])
+				errs[i] = err
+				rc.mu.Lock()
+				rc.results[names[i]] = readyResult{at: time.Now(), err: err}
+				rc.mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		<-rc.sem
+	}
+	var problems []string
+	for i, err := range errs {
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("database %s: %v", names[i], err))
 		}
 	}
 	if len(problems) > 0 {
@@ -86,33 +150,62 @@ func (s *Server) Ready(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) reachable(ctx context.Context, db string) error {
-	entries := s.matching(db)
-	for _, e := range entries {
-		if st := e.pool.Stats(); st.Connected > 0 {
-			return nil
-		}
+// holdReason says why the console holds new work for db (PAUSE, SUSPEND, KILL) or
+// refuses its new clients (DISABLE), or "" when it does neither.
+func (c *consoleState) holdReason(db string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.suspended:
+		return "suspended (SUSPEND)"
+	case c.pausedAll || c.paused[db]:
+		return "paused (PAUSE)"
+	case c.killed[db]:
+		return "paused (KILL)"
+	case c.disabled[db]:
+		return "disabled (DISABLE): new clients are refused"
 	}
+	return ""
+}
+
+// checkDB checks that db can serve a client now (pool.Check): through one of its pools
+// that does; for a database no client has used yet, by logging in as its forced user
+// (user=) or auth_user through a pool made for the check and closed after it; with
+// neither, which login a client would use is unknown and a TCP (or unix socket) connect
+// to one of its hosts has to do.
+func (s *Server) checkDB(ctx context.Context, cfg *config.Config, db string) error {
 	var last error
-	for _, e := range entries {
-		// A pool waiting out server_login_retry after a failure answers with it at once:
-		// an Acquire would queue until the probe's deadline, past a health checker's own.
-		if err := e.pool.BackingOff(); err != nil {
-			last = err
-			continue
-		}
-		c, err := e.pool.Acquire(ctx, &idleLessee{})
+	for _, e := range s.matching(db) {
+		err := e.pool.Check(ctx)
 		if err == nil {
-			c.Release(false)
 			return nil
 		}
 		last = err
+		if ctx.Err() != nil {
+			break
+		}
 	}
 	if last != nil {
 		return last
 	}
+	d := cfg.Databases[db]
+	if d == nil {
+		return errors.New("no such database")
+	}
+	user := d.User
+	if user == "" {
+		user = cfg.AuthUser
+	}
+	if user != "" {
+		p, err := s.pools.checkPool(cfg, d, user)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		return p.Check(ctx)
+	}
 	// Any of a multi-host entry's hosts will do.
-	for _, e := range s.Config().Databases[db].Endpoints() {
+	for _, e := range d.Endpoints() {
 		network, addr := (&pool.Target{Host: e.Host, Port: e.Port}).Network()
 		var dialer net.Dialer
 		nc, err := dialer.DialContext(ctx, network, addr)
@@ -186,6 +279,7 @@ func (s *Server) closeHTTP() {
 func (s *Server) setupMetrics(opts Options) error {
 	s.metrics = metrics.New(metricsView{s})
 	s.http = &httpEndpoint{gather: opts.Gatherer}
+	s.ready = &readyCache{sem: make(chan struct{}, 1), results: make(map[string]readyResult)}
 	reg := opts.Registry
 	if reg == nil {
 		r := prometheus.NewRegistry()
@@ -199,4 +293,19 @@ func (s *Server) setupMetrics(opts Options) error {
 		}
 	}
 	return s.metrics.Register(reg)
+}
+
+// checkPool makes a pool of one connection for user on db, for Ready's check of a
+// database no client has used yet; the caller closes it. It is held to user's
+// max_user_connections, as ps.transient is, and logs nothing: /readyz's answer carries
+// its failure, and a line per probe would flood the log while a database is down.
+func (ps *pools) checkPool(cfg *config.Config, db *config.Database, user string) (*pool.Pool, error) {
+	e := &poolEntry{key: poolKey{db.Name, user}, db: db}
+	opts := ps.options(cfg, e, db, user)
+	opts.Size, opts.MinSize, opts.ReserveSize = 1, 0, 0
+	opts.LogConnections, opts.LogDisconnections, opts.Logger = false, false, zap.NewNop()
+	ps.mu.Lock()
+	opts.Limits = []*pool.Limit{ps.capFor(ps.userCap, user, cfg.EffectiveMaxUserConnections(user))}
+	ps.mu.Unlock()
+	return pool.New(opts)
 }

@@ -581,6 +581,12 @@ func acquireError(s *Session, err error) *pgerr.Error {
 	case errors.As(err, &pe):
 		return pe.AtSeverity(pgerr.SeverityError)
 	case errors.Is(err, pool.ErrWaitTimeout):
+		if cf := s.entry.pool.ConnectFailure(); cf != nil {
+			// No server came because none could be opened (the pool's connects keep
+			// failing, server_login_retry holds them back), not because the pool stayed busy.
+			return pgerr.New(pgerr.ConnectionFailure, "could not connect to the server for database %q: %v", s.dbName, cf).
+				WithDetail("No server connection could be opened while the client waited; %v.", err)
+		}
 		st := s.entry.pool.Options()
 		return pgerr.New(pgerr.QueryCanceled, "query_wait_timeout: no server connection became free for database %q, user %q", s.dbName, s.user).
 			WithDetail("All %d server connections of the pool stayed busy; %v.", st.Size, err).

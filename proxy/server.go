@@ -105,6 +105,7 @@ type Server struct {
 	console  *consoleState                 // admin console state and retired statistics
 	metrics  *metrics.Metrics              // proxy/metrics, read through metricsView
 	http     *httpEndpoint                 // metrics_addr
+	ready    *readyCache                   // /readyz's last checks (Ready)
 
 	stmtEpoch atomic.Uint64 // bumped by DDL and stale-statement errors (ddl.go)
 	nclients  atomic.Int64

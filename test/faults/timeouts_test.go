@@ -226,3 +226,52 @@ func startupPacket(kv ...string) []byte {
 	binary.BigEndian.PutUint32(b, uint32(len(b)))
 	return b
 }
+
+// TestWaitTimeoutWhileServerDown: PostgreSQL is down and the pool holds connects back
+// (server_login_retry); a client queued meanwhile gives up after query_wait_timeout. It
+// is told the server cannot be reached (08006, naming the connect error), not that the
+// pool's connections "stayed busy" with a hint to raise default_pool_size, as it used to
+// be while the pool had no server at all. A genuinely busy pool keeps that hint
+// (TestQueryWaitTimeout, and again here once PostgreSQL is back).
+func TestWaitTimeoutWhileServerDown(t *testing.T) {
+	pg := pgtest.StartPrivate(t)
+	m := startMux(t, pg, bouncer{PoolSize: 1, Extra: []string{"server_login_retry = 30", "query_wait_timeout = 2"}})
+	c := connect(t, m.App(pgtest.AppDB))
+	exec(t, c, "SELECT 1")
+	pg.StopPostmaster(t, "fast")
+	stopped := true
+	defer func() {
+		if stopped {
+			pg.StartPostmaster(t)
+		}
+	}()
+	ctx, cancel := ctxT()
+	defer cancel()
+	_, err := c.Exec(ctx, "SELECT 1")
+	requireCode(t, err, "08006") // the first to find the server down: the pool backs off now
+	start := time.Now()
+	_, err = c.Exec(ctx, "SELECT 1")
+	pe := requireCode(t, err, "08006")
+	require.GreaterOrEqual(t, time.Since(start), 1500*time.Millisecond, "it queued for query_wait_timeout")
+	require.Contains(t, pe.Message, fmt.Sprintf("could not connect to the server for database %q", pgtest.AppDB))
+	require.Contains(t, pe.Message, "connect to server", "the message names the connect error: %s", pe.Message)
+	require.NotContains(t, pe.Detail, "stayed busy")
+	require.NotContains(t, pe.Hint, "default_pool_size")
+
+	pg.StartPostmaster(t)
+	stopped = false
+	eventually(t, 40*time.Second, "the client never got a server again", func() bool {
+		ctx, cancel := ctxT()
+		defer cancel()
+		_, err := c.Exec(ctx, "SELECT 1")
+		return err == nil
+	})
+	// Now busy for real: the one server held in a transaction.
+	exec(t, c, "BEGIN")
+	other := connect(t, m.App(pgtest.AppDB))
+	_, err = other.Exec(ctx, "SELECT 1")
+	pe = requireCode(t, err, "57014")
+	require.Contains(t, pe.Detail, "stayed busy")
+	require.Contains(t, pe.Hint, "default_pool_size")
+	exec(t, c, "COMMIT")
+}

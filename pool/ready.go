@@ -1,0 +1,169 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// ErrPaused is Check's answer for a pool held by Pause or Hold (PAUSE, SUSPEND, KILL).
+var ErrPaused = errors.New("pool is paused")
+
+// servedFresh is how recently a connection must have come back from a client for Check
+// to take it as proof that the server serves, when every connection is leased.
+const servedFresh = time.Second
+
+// Check reports whether the pool can serve a client now, for a readiness probe; ctx
+// bounds it. It proves it with the server itself, as cheaply as it can:
+//
+//   - held by Pause or Hold, or closed: not ready, without asking the server;
+//   - while server_login_retry holds new connections back after a failed connect, it
+//     does not repeat that failure: a bare connect (as the waiters' probe does), then a
+//     real login; one that succeeds ends the back-off and lets queued clients dial;
+//   - an idle connection runs server_check_query (";" when it is disabled) whatever
+//     server_check_delay says, and goes back to the pool when it answers; one that does
+//     not answer within ctx is closed, as a failed check closes it for a client;
+//   - every connection leased: a connection a client gave back within servedFresh is
+//     proof enough; otherwise a new connection is logged in (kept in the pool when the
+//     pool has room, else closed at once).
+func (p *Pool) Check(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		switch {
+		case p.closed:
+			p.mu.Unlock()
+			return ErrClosed
+		case p.paused:
+			p.mu.Unlock()
+			return ErrPaused
+		}
+		if p.backingOffLocked() {
+			network, addr := p.health.network, p.health.addr
+			p.mu.Unlock()
+			if network != "" {
+				// As the waiters' probe does: nothing sent, nothing in the server's log.
+				var d net.Dialer
+				nc, err := d.DialContext(ctx, network, addr)
+				if err != nil {
+					return fmt.Errorf("connect to server %s: %w", addr, err)
+				}
+				_ = nc.Close()
+			}
+			return p.checkLogin(ctx)
+		}
+		c := p.popIdle()
+		if c == nil {
+			fresh := !p.servedAt.IsZero() && time.Since(p.servedAt) < servedFresh && len(p.all) > 0
+			p.mu.Unlock()
+			if fresh {
+				return nil
+			}
+			return p.checkLogin(ctx)
+		}
+		p.mu.Unlock()
+		if err, again := p.checkIdle(ctx, c); !again {
+			return err
+		}
+	}
+}
+
+// checkIdle runs the check query on c, taken off the idle list; again means c turned out
+// broken before it could answer, and another connection (or a login) should be tried.
+func (p *Pool) checkIdle(ctx context.Context, c *Conn) (err error, again bool) {
+	if c.idleBroken(time.Now()) {
+		return nil, true // left to its reader, which removes it with the server's reason
+	}
+	p.mu.Lock()
+	q := p.opts.CheckQuery
+	p.mu.Unlock()
+	if q == "" {
+		q = ";"
+	}
+	c.state.Store(int32(StateTested))
+	done := make(chan error, 1)
+	if err := c.startInternal(q, func(err error) { done <- err }); err != nil {
+		p.retire(c, fmt.Errorf("%w: %w", errCheck, err))
+		return nil, true
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			p.retire(c, fmt.Errorf("%w: %w", errCheck, err))
+			return fmt.Errorf("server_check_query failed: %w", err), false
+		}
+		p.putIdle(c)
+		return nil, false
+	case <-ctx.Done():
+		p.retire(c, fmt.Errorf("%w: no answer within the readiness probe's time limit", errCheck))
+		return fmt.Errorf("the server did not answer %q on an idle connection: %w", q, context.Cause(ctx)), false
+	case <-c.closed:
+		return nil, true
+	}
+}
+
+// checkLogin logs a new connection in: into the pool when it has room (an idle
+// connection for the next client), else one closed at once. A success ends a back-off
+// after a failed connect and wakes the clients queued behind it.
+func (p *Pool) checkLogin(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	if p.paused {
+		p.mu.Unlock()
+		return ErrPaused
+	}
+	if p.total < p.opts.Size {
+		c, err, _ := p.dialLocked(ctx, time.Time{}, false)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			p.loginWorked()
+			p.putIdle(c)
+			return nil
+		}
+		// A shared limit (max_db_connections, max_user_connections) refused the slot.
+	} else {
+		p.mu.Unlock()
+	}
+	c, _, err := p.dial(ctx)
+	if err != nil {
+		return err
+	}
+	_, _ = c.nc.Write(terminate)
+	_ = c.nc.Close()
+	p.loginWorked()
+	return nil
+}
+
+// terminate is the Terminate message: a connection closed cleanly, not "unexpected EOF"
+// in the server's log.
+var terminate = []byte{'X', 0, 0, 0, 4}
+
+// loginWorked ends a back-off after a failed connect once a login has worked again, and
+// wakes the clients queued behind it.
+func (p *Pool) loginWorked() {
+	p.mu.Lock()
+	was := !p.lastFail.IsZero()
+	p.lastFail = time.Time{}
+	p.mu.Unlock()
+	if was {
+		p.wakeWaiters()
+	}
+}
+
+// ConnectFailure returns the last failed connect or login while the pool's connects keep
+// failing (none has worked since), else nil: a client that waited in vain for a server
+// is told the server cannot be reached rather than that the pool stayed busy.
+func (p *Pool) ConnectFailure() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.health.failing || p.health.lastMsg == "" || p.paused {
+		return nil
+	}
+	return errors.New(p.health.lastMsg)
+}
