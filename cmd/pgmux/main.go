@@ -217,6 +217,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func reload(srv *proxy.Server, procsCtl *procsControl, f *flags, getenv func(string) string, log *zap.Logger) error {
 	cfg, creds, err := loadConfig(f, getenv)
 	if err != nil {
+		srv.ReloadFailed() // srv.Reload counts the reloads that reach it
 		log.Error("reload failed; keeping the current configuration", zap.Error(err))
 		return err
 	}
