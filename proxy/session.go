@@ -804,7 +804,7 @@ func (s *Session) awaitPool(cfg *config.Config) (pool.Params, error) {
 	defer cancel()
 	params, err := s.firstParams(ctx, cfg)
 	if err != nil {
-		return nil, serverError(err)
+		return nil, serverError(cfg, err)
 	}
 	return params, nil
 }
