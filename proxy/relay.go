@@ -593,9 +593,11 @@ func acquireError(s *Session, err error) *pgerr.Error {
 
 // serverError turns a login-time server failure into a FATAL for the client; cfg, the
 // configuration in force, chooses the hint of a failed server login (serverLoginFailedIn).
+// A failed server login is returned as a *serverLoginError, which the client's
+// pgmux_client_login_failures_total counts as reason server_login, not protocol.
 func serverError(cfg *config.Config, err error) error {
 	if pe := serverLoginFailedIn(cfg, err); pe != nil {
-		return pe
+		return &serverLoginError{pe}
 	}
 	var pe *pgerr.Error
 	if errors.As(err, &pe) {
@@ -606,6 +608,13 @@ func serverError(cfg *config.Config, err error) error {
 	}
 	return pgerr.Fatal(pgerr.ConnectionFailure, "could not connect to the server: %v", err)
 }
+
+// serverLoginError is the FATAL a client gets when pgmux's own login to the server
+// failed (serverLoginFailedIn); errors.As finds the *pgerr.Error in it.
+type serverLoginError struct{ pe *pgerr.Error }
+
+func (e *serverLoginError) Error() string { return e.pe.Error() }
+func (e *serverLoginError) Unwrap() error { return e.pe }
 
 // serverLoginFailed is serverLoginFailedIn without the configuration: its hint names
 // both places a server password may come from.
