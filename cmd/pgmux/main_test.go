@@ -247,3 +247,16 @@ func TestZeroConfigServerLoginHint(t *testing.T) {
 	require.Contains(t, pe.Hint, "the password in the upstream URL (PGMUX_UPSTREAM")
 	require.NotContains(t, pe.Hint, "auth_file")
 }
+
+// TestHelpListsEveryEnvVar: --help and the README name every PGMUX_ variable
+// config.ApplyEnv reads.
+func TestHelpListsEveryEnvVar(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--help"}, noEnv, &out, io.Discard))
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	for _, name := range append(config.EnvNames(), "PGMUX_UPSTREAM", "DATABASE_URL") {
+		require.Contains(t, out.String(), name, "--help lacks %s", name)
+		require.Contains(t, string(readme), "`"+name+"`", "README.md lacks %s", name)
+	}
+}
