@@ -20,6 +20,16 @@ var envSettings = []struct{ env, key string }{
 	{"PGMUX_ADAPTIVE_PROCS", "adaptive_procs"},
 }
 
+// EnvNames lists the environment variables ApplyEnv reads, PGMUX_LISTEN first, for
+// documentation checks (--help and the README must name each).
+func EnvNames() []string {
+	out := []string{"PGMUX_LISTEN"}
+	for _, e := range envSettings {
+		out = append(out, e.env)
+	}
+	return out
+}
+
 // ApplyEnv overrides settings from the environment, read through getenv (os.Getenv in
 // production). Empty or unset variables change nothing. PGMUX_LISTEN takes host:port
 // ("127.0.0.1:6432", "[::1]:6432", or ":6432" for all addresses) and sets listen_addr and

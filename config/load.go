@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 )
 
@@ -95,6 +96,17 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("client_tls_sslmode is %s but client_tls_key_file and client_tls_cert_file are not both set", c.ClientTLS.SSLMode)
 	}
 	return nil
+}
+
+// ResolvePath returns path as pgmux opens it: a relative path is taken relative to the
+// directory of the ini file the configuration came from. A configuration built from an
+// upstream URL (FromURL) has no such directory, so the path is returned as written
+// (relative to the working directory).
+func (c *Config) ResolvePath(path string) string {
+	if path == "" || filepath.IsAbs(path) || c.Path == "" || c.FromURL {
+		return path
+	}
+	return filepath.Join(filepath.Dir(c.Path), path)
 }
 
 // CheckQuery interprets server_check_query: enabled is false when it is empty (checks

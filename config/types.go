@@ -127,8 +127,12 @@ type Config struct {
 	// user in a FromURL sidecar config. Nil when unused. See Credentials.
 	InlineCredentials map[string]Credential
 
-	// Where it came from, for errors and RELOAD.
+	// Where it came from, for errors and RELOAD: the ini file's path, or the upstream URL
+	// (password redacted) when FromURL is set.
 	Path string
+	// FromURL is set when the configuration was built from an upstream URL (FromURL), not
+	// read from a file: Path is then no directory to resolve relative paths against.
+	FromURL bool
 	// Warnings collected while loading (unknown keys, ignored settings), each naming file:line.
 	Warnings []string
 }

@@ -83,6 +83,7 @@ func FromURL(raw string) (*Config, error) {
 		c.AuthType = AuthTrust
 	}
 	c.Path = redactURL(u)
+	c.FromURL = true
 	return c, nil
 }
 

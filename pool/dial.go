@@ -71,6 +71,26 @@ func defaultSocketDir() string {
 // ErrServerLogin wraps failures while logging in to a server.
 var ErrServerLogin = errors.New("server login failed")
 
+// ErrServerTLS and ErrServerAuthMethod mark, beside ErrServerLogin, why a server login
+// failed, for the hint a client gets: TLS (the server refused it, or the handshake
+// failed), or an authentication method pgmux has no password or keys for (or does not
+// support). The error's text is unchanged.
+var (
+	ErrServerTLS        = errors.New("server TLS failed")
+	ErrServerAuthMethod = errors.New("server authentication method cannot be answered")
+)
+
+// markedError is err, also matching kind under errors.Is.
+type markedError struct{ kind, err error }
+
+func (e markedError) Error() string   { return e.err.Error() }
+func (e markedError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// loginErr returns "server login failed: <format>", also matching kind.
+func loginErr(kind error, format string, args ...any) error {
+	return fmt.Errorf("%w: %w", ErrServerLogin, markedError{kind, fmt.Errorf(format, args...)})
+}
+
 // login performs the startup exchange on nc and returns the server's key data and
 // parameters. A *pgerr.Error from the server is returned wrapped, so callers can relay it.
 func login(ctx context.Context, nc net.Conn, t *Target) (net.Conn, *wire.Reader, uint32, []byte, Params, error) {
@@ -166,13 +186,13 @@ func startTLS(nc net.Conn, t *Target) (net.Conn, error) {
 	}
 	if ans[0] != 'S' {
 		if t.TLSRequired {
-			return nc, fmt.Errorf("%w: server does not support TLS", ErrServerLogin)
+			return nc, loginErr(ErrServerTLS, "server does not support TLS")
 		}
 		return nc, nil
 	}
 	tc := tls.Client(nc, t.TLS)
 	if err := tc.Handshake(); err != nil {
-		return nc, fmt.Errorf("%w: TLS handshake: %w", ErrServerLogin, err)
+		return nc, loginErr(ErrServerTLS, "TLS handshake: %w", err)
 	}
 	return tc, nil
 }
@@ -188,12 +208,12 @@ func answerAuth(nc net.Conn, t *Target, body []byte, scram *auth.ClientSCRAM) (*
 		return scram, nil
 	case wire.AuthCleartext:
 		if t.Password == "" || isMD5Hash(t.Password) {
-			return scram, fmt.Errorf("%w: server asks for a cleartext password but no plain password is configured for user %q", ErrServerLogin, t.User)
+			return scram, loginErr(ErrServerAuthMethod, "server asks for a cleartext password but no plain password is configured for user %q", t.User)
 		}
 		out = passwordMessage(t.Password)
 	case wire.AuthMD5:
 		if len(rest) < 4 || t.Password == "" {
-			return scram, fmt.Errorf("%w: server asks for md5 but no password is configured for user %q", ErrServerLogin, t.User)
+			return scram, loginErr(ErrServerAuthMethod, "server asks for md5 but no password is configured for user %q", t.User)
 		}
 		var salt [4]byte
 		copy(salt[:], rest)
@@ -206,11 +226,11 @@ func answerAuth(nc net.Conn, t *Target, body []byte, scram *auth.ClientSCRAM) (*
 		case t.Password != "" && !isMD5Hash(t.Password):
 			scram = auth.NewClientSCRAM(t.User, t.Password)
 		default:
-			return scram, fmt.Errorf("%w: server asks for SCRAM but neither a plain password nor SCRAM keys are known for user %q", ErrServerLogin, t.User)
+			return scram, loginErr(ErrServerAuthMethod, "server asks for SCRAM but neither a plain password nor SCRAM keys are known for user %q", t.User)
 		}
 		mech, err := scram.Mechanism(mechs)
 		if err != nil {
-			return scram, fmt.Errorf("%w: %w", ErrServerLogin, err)
+			return scram, loginErr(ErrServerAuthMethod, "%w", err)
 		}
 		first := scram.First()
 		out, s := wire.Begin(nil, 'p')
@@ -242,7 +262,7 @@ func answerAuth(nc net.Conn, t *Target, body []byte, scram *auth.ClientSCRAM) (*
 		}
 		return scram, nil
 	default:
-		return scram, fmt.Errorf("%w: unsupported authentication method %d requested by server", ErrServerLogin, code)
+		return scram, loginErr(ErrServerAuthMethod, "unsupported authentication method %d requested by server", code)
 	}
 	_, err = nc.Write(out)
 	return scram, err

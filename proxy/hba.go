@@ -2,11 +2,11 @@ package proxy
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 
 	"go.uber.org/zap"
 
@@ -15,12 +15,13 @@ import (
 	"github.com/pgmux/pgmux/proxy/hba"
 )
 
-// loadHBA reads auth_hba_file (relative to the ini file's directory when not absolute).
+// loadHBA reads auth_hba_file (relative to the ini file's directory when not absolute;
+// see config.Config.ResolvePath).
 func loadHBA(cfg *config.Config) (hba.Rules, error) {
-	path := cfg.AuthHBAFile
-	if !filepath.IsAbs(path) && cfg.Path != "" {
-		path = filepath.Join(filepath.Dir(cfg.Path), path)
+	if cfg.AuthHBAFile == "" {
+		return nil, errors.New("auth_type is hba but auth_hba_file is not set")
 	}
+	path := cfg.ResolvePath(cfg.AuthHBAFile)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("auth_hba_file: %w", err)

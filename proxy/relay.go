@@ -597,10 +597,13 @@ func acquireError(s *Session, err error) *pgerr.Error {
 	return pgerr.New(pgerr.ConnectionFailure, "could not connect to the server for database %q: %v", s.dbName, err)
 }
 
-// serverError turns a login-time server failure into a FATAL for the client.
-func serverError(err error) *pgerr.Error {
-	if pe := serverLoginFailed(err); pe != nil {
-		return pe
+// serverError turns a login-time server failure into a FATAL for the client; cfg, the
+// configuration in force, chooses the hint of a failed server login (serverLoginFailedIn).
+// A failed server login is returned as a *serverLoginError, which the client's
+// pgmux_client_login_failures_total counts as reason server_login, not protocol.
+func serverError(cfg *config.Config, err error) error {
+	if pe := serverLoginFailedIn(cfg, err); pe != nil {
+		return &serverLoginError{pe}
 	}
 	var pe *pgerr.Error
 	if errors.As(err, &pe) {
@@ -612,13 +615,25 @@ func serverError(err error) *pgerr.Error {
 	return pgerr.Fatal(pgerr.ConnectionFailure, "could not connect to the server: %v", err)
 }
 
-// serverLoginFailed turns a failure of pgmux's own login to the server (the password or
-// SCRAM keys it uses for the server, the server's authentication method) into the FATAL
-// a client sees, as PgBouncer does: 08P01 "server login failed: ...", so that the client's
-// own credentials are not blamed. It returns nil for any other error: a server that
-// cannot be reached, or one that refuses for a reason the client can act on (3D000, 57P03),
-// whose error is relayed as is.
-func serverLoginFailed(err error) *pgerr.Error {
+// serverLoginError is the FATAL a client gets when pgmux's own login to the server
+// failed (serverLoginFailedIn); errors.As finds the *pgerr.Error in it.
+type serverLoginError struct{ pe *pgerr.Error }
+
+func (e *serverLoginError) Error() string { return e.pe.Error() }
+func (e *serverLoginError) Unwrap() error { return e.pe }
+
+// serverLoginFailed is serverLoginFailedIn without the configuration: its hint names
+// both places a server password may come from.
+func serverLoginFailed(err error) *pgerr.Error { return serverLoginFailedIn(nil, err) }
+
+// serverLoginFailedIn turns a failure of pgmux's own login to the server (the password or
+// SCRAM keys it uses for the server, the server's authentication method, TLS) into the
+// FATAL a client sees, as PgBouncer does: 08P01 "server login failed: ...", so that the
+// client's own credentials are not blamed, with a hint chosen by the cause
+// (serverLoginHint). It returns nil for any other error: a server that cannot be reached,
+// or one that refuses for a reason the client can act on (3D000, 57P03), whose error is
+// relayed as is.
+func serverLoginFailedIn(cfg *config.Config, err error) *pgerr.Error {
 	if !errors.Is(err, pool.ErrServerLogin) {
 		return nil
 	}
@@ -632,7 +647,39 @@ func serverLoginFailed(err error) *pgerr.Error {
 	}
 	return pgerr.Fatal(pgerr.ProtocolViolation, "server login failed: %s", msg).
 		WithDetail("pgmux could not log in to PostgreSQL for this database and user; your own login to pgmux succeeded.").
-		WithHint("Check the server-side password pgmux uses: auth_file (userlist.txt), the [databases] password=, or auth_query's result.")
+		WithHint("%s", serverLoginHint(cfg, err, pe))
+}
+
+// serverLoginHint says where to look for a failed server login: the password pgmux uses
+// (28P01, or a method it has no password for), PostgreSQL's pg_hba.conf and the role
+// (another 28xxx), TLS, or otherwise the server's log. In zero-config mode (cfg from
+// an upstream URL) the password and sslmode come from that URL; cfg nil names both.
+func serverLoginHint(cfg *config.Config, err error, pe *pgerr.Error) string {
+	var password, sslmode string
+	switch {
+	case cfg != nil && cfg.FromURL:
+		password = "the password in the upstream URL (PGMUX_UPSTREAM, DATABASE_URL or --upstream)"
+		sslmode = "sslmode (and sslrootcert) in the upstream URL (PGMUX_UPSTREAM, DATABASE_URL or --upstream)"
+	case cfg != nil:
+		password = "auth_file (userlist.txt), the [databases] password=, or auth_query's result"
+		sslmode = "server_tls_sslmode (and server_tls_ca_file)"
+	default:
+		password = "auth_file (userlist.txt), the [databases] password=, auth_query's result, or in zero-config mode the password in the upstream URL (PGMUX_UPSTREAM / DATABASE_URL)"
+		sslmode = "server_tls_sslmode (and server_tls_ca_file), or in zero-config mode sslmode in the upstream URL"
+	}
+	switch {
+	case errors.Is(err, pool.ErrServerTLS):
+		return "pgmux's TLS to PostgreSQL failed: check " + sslmode + " against the server's ssl setup."
+	case pe != nil && pe.Code == pgerr.InvalidPassword:
+		return "Check the server-side password pgmux uses: " + password + "."
+	case pe != nil:
+		return "PostgreSQL refused pgmux's login for this user and database: check the server's pg_hba.conf " +
+			"(pgmux's address, the user, the database, SSL) and that the role may log in; the password pgmux uses is " + password + "."
+	case errors.Is(err, pool.ErrServerAuthMethod):
+		return "The server asks for an authentication method pgmux has no usable password for: set a plain password in " +
+			password + ", or change the method in the server's pg_hba.conf."
+	}
+	return "See PostgreSQL's log for why it refused pgmux's login."
 }
 
 func waitContext(cfg *config.Config) (context.Context, context.CancelFunc) {

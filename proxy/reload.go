@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"errors"
+
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/config"
@@ -17,6 +19,13 @@ func (s *Server) Reload(cfg *config.Config, creds map[string]config.Credential) 
 	defer s.reloadMu.Unlock()
 	return s.reloadLocked(cfg, creds)
 }
+
+// ReloadFailed counts a reload that failed before a configuration reached Reload (the
+// ini file could not be read or did not validate) in pgmux_reloads_total{result="failure"}.
+// Reload counts its own outcome.
+func (s *Server) ReloadFailed() { s.metrics.Reloaded(errReloadFailed) }
+
+var errReloadFailed = errors.New("reload failed")
 
 // reloadLocked is Reload with s.reloadMu held.
 func (s *Server) reloadLocked(cfg *config.Config, creds map[string]config.Credential) (err error) {

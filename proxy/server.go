@@ -196,7 +196,7 @@ func (s *Server) Listen() error {
 		}
 		if err != nil {
 			closeAll(lns)
-			return fmt.Errorf("listen on %s:%d: %w", host, cfg.ListenPort, err)
+			return fmt.Errorf("listen on %s: %w", net.JoinHostPort(host, strconv.Itoa(cfg.ListenPort)), err)
 		}
 		lns = append(lns, rawAccepting(ln))
 	}
@@ -206,18 +206,25 @@ func (s *Server) Listen() error {
 	for _, err := range unavailable {
 		s.log.Warn("listen address not available on this host; serving the others", zap.Error(err))
 	}
+	var unixErr error
 	if cfg.UnixSocketDir != "" {
 		path := filepath.Join(cfg.UnixSocketDir, ".s.PGSQL."+strconv.Itoa(cfg.ListenPort))
 		_ = os.Remove(path)
 		ln, err := net.Listen("unix", path)
 		if err != nil {
-			s.log.Warn("cannot listen on unix socket", zap.String("path", path), zap.Error(err))
+			unixErr = fmt.Errorf("listen on unix socket %s: %w", path, err)
 		} else {
 			if cfg.UnixSocketMode != 0 {
 				_ = os.Chmod(path, os.FileMode(cfg.UnixSocketMode))
 			}
 			lns = append(lns, ln)
 		}
+	}
+	if unixErr != nil {
+		if len(lns) == 0 {
+			return unixErr // the only address configured could not be bound
+		}
+		s.log.Warn("cannot listen on unix socket; serving the TCP addresses", zap.Error(unixErr))
 	}
 	if len(lns) == 0 {
 		return errors.New("no listen address: set listen_addr or unix_socket_dir")

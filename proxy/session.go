@@ -681,7 +681,11 @@ func (s *Session) loginFailed(err error) {
 		// loop has no socket deadline: its write goes out if the socket takes it now.)
 		_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		_ = s.loginWrite(pe.Append(nil))
-		s.srv.metrics.LoginFailed(pe.Code)
+		if sl := (*serverLoginError)(nil); errors.As(err, &sl) {
+			s.srv.metrics.ServerLoginFailed(pe.Code) // pgmux's login to the server, not the client's
+		} else {
+			s.srv.metrics.LoginFailed(pe.Code)
+		}
 		if pe.Code == pgerr.InvalidPassword || pe.Code == pgerr.InvalidAuthorization {
 			s.log().Warn("client login failed", zap.String("db", s.dbName), zap.String("user", s.user),
 				zap.Stringer("addr", s.remote()), zap.String("reason", pe.Message))
@@ -804,7 +808,7 @@ func (s *Session) awaitPool(cfg *config.Config) (pool.Params, error) {
 	defer cancel()
 	params, err := s.firstParams(ctx, cfg)
 	if err != nil {
-		return nil, serverError(err)
+		return nil, serverError(cfg, err)
 	}
 	return params, nil
 }

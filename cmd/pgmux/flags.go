@@ -30,7 +30,7 @@ on the console (psql -h 127.0.0.1 -p 6432 -U <user> pgbouncer).
 Environment (flags win over environment, environment over the ini file):
   PGMUX_UPSTREAM, DATABASE_URL, PGMUX_LISTEN, PGMUX_POOL_MODE, PGMUX_POOL_SIZE,
   PGMUX_MAX_CLIENT_CONN, PGMUX_METRICS_ADDR, PGMUX_AUTH_TYPE, PGMUX_ADMIN_USERS,
-  PGMUX_STATS_USERS, PGMUX_CLIENT_LOOP.
+  PGMUX_STATS_USERS, PGMUX_CLIENT_LOOP, PGMUX_ADAPTIVE_PROCS.
 
 Signals, as PgBouncer 1.23+: SIGINT safe shutdown (wait until every server is released),
 SIGTERM super safe shutdown (wait until every client has left), a second SIGINT or SIGTERM

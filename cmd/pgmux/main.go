@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 
@@ -65,14 +64,15 @@ func loadConfig(f *flags, getenv func(string) string) (*config.Config, map[strin
 	if err := applyFlags(cfg, f); err != nil {
 		return nil, nil, err
 	}
+	// config.Load validated the file alone; the environment and flags may have changed
+	// what it checked (PGMUX_AUTH_TYPE=hba with no auth_hba_file), so check the result.
+	if err := validate(cfg); err != nil {
+		return nil, nil, err
+	}
 	config.ShareUpstreamPassword(cfg)
 	creds := cfg.Credentials()
 	if cfg.AuthFile != "" {
-		path := cfg.AuthFile
-		if !filepath.IsAbs(path) && f.iniPath != "" {
-			path = filepath.Join(filepath.Dir(f.iniPath), path)
-		}
-		fromFile, err := config.LoadUserlist(path)
+		fromFile, err := config.LoadUserlist(cfg.ResolvePath(cfg.AuthFile))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -85,6 +85,26 @@ func loadConfig(f *flags, getenv func(string) string) (*config.Config, map[strin
 		}
 	}
 	return cfg, creds, nil
+}
+
+// validate runs config.Validate on the final configuration (file or URL, then environment
+// and flags), naming where it came from and, in zero-config mode, what cannot be set there.
+func validate(cfg *config.Config) error {
+	err := cfg.Validate()
+	if err == nil {
+		return nil
+	}
+	if !cfg.FromURL {
+		return fmt.Errorf("%s with the environment and flags applied: %w", cfg.Path, err)
+	}
+	hint := ""
+	switch cfg.AuthType {
+	case config.AuthHBA:
+		hint = "; auth_hba_file can only be set in a pgbouncer.ini: use PGMUX_AUTH_TYPE md5, scram-sha-256, plain or trust, or run pgmux with an ini file"
+	case config.AuthCert:
+		hint = "; client TLS (client_tls_*) can only be set in a pgbouncer.ini: use PGMUX_AUTH_TYPE md5, scram-sha-256, plain or trust, or run pgmux with an ini file"
+	}
+	return fmt.Errorf("zero-config mode (upstream URL %s): %w%s", cfg.Path, err, hint)
 }
 
 func applyFlags(cfg *config.Config, f *flags) error {
@@ -197,6 +217,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func reload(srv *proxy.Server, procsCtl *procsControl, f *flags, getenv func(string) string, log *zap.Logger) error {
 	cfg, creds, err := loadConfig(f, getenv)
 	if err != nil {
+		srv.ReloadFailed() // srv.Reload counts the reloads that reach it
 		log.Error("reload failed; keeping the current configuration", zap.Error(err))
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/config"
@@ -213,4 +214,49 @@ func TestIniPathAndFlags(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, cfg.Warnings, "PGMUX_UPSTREAM is ignored: the configuration comes from "+ini)
 	require.Equal(t, 6500, cfg.ListenPort, "the ini file's settings, not the URL's defaults")
+}
+
+// TestZeroConfigServerLoginHint: in zero-config mode a failed server login's hint names
+// the upstream URL as the source of the password, not auth_file.
+func TestZeroConfigServerLoginHint(t *testing.T) {
+	pg := pgtest.Start(t)
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs syncBuffer
+	t.Setenv("PGPORT", "")
+	args := []string{"--upstream", pg.URL(pgtest.ScramUser, "not-the-password", pgtest.AppDB),
+		"--metrics-addr", "", "--listen", "127.0.0.1:" + strconv.Itoa(port)}
+	go func() { done <- run(ctx, args, noEnv, io.Discard, &logs) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("run did not return")
+		}
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "pgmux listening") }, 10*time.Second, 20*time.Millisecond)
+	qctx, qcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer qcancel()
+	_, err := pgx.Connect(qctx, "postgres://"+pgtest.ScramUser+":not-the-password@127.0.0.1:"+strconv.Itoa(port)+"/"+pgtest.AppDB+"?sslmode=disable")
+	var pe *pgconn.PgError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "08P01", pe.Code)
+	require.Contains(t, pe.Hint, "the password in the upstream URL (PGMUX_UPSTREAM")
+	require.NotContains(t, pe.Hint, "auth_file")
+}
+
+// TestHelpListsEveryEnvVar: --help and the README name every PGMUX_ variable
+// config.ApplyEnv reads.
+func TestHelpListsEveryEnvVar(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"--help"}, noEnv, &out, io.Discard))
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	for _, name := range append(config.EnvNames(), "PGMUX_UPSTREAM", "DATABASE_URL") {
+		require.Contains(t, out.String(), name, "--help lacks %s", name)
+		require.Contains(t, string(readme), "`"+name+"`", "README.md lacks %s", name)
+	}
 }

@@ -62,8 +62,13 @@ func (pc *procsControl) procs() int {
 	return pc.gov.Procs()
 }
 
-// set starts the governor (on) or stops it and gives back every P (off).
-func (pc *procsControl) set(on bool) {
+// set starts the governor (on) or stops it and gives back every P (off), as the
+// configuration says.
+func (pc *procsControl) set(on bool) { pc.switchTo(on, true) }
+
+// switchTo is set; logOff says whether turning the governor off is logged (a reload
+// turning adaptive_procs off is; the process stopping is not).
+func (pc *procsControl) switchTo(on, logOff bool) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if on == (pc.gov != nil) || pc.max <= 1 {
@@ -73,7 +78,9 @@ func (pc *procsControl) set(on bool) {
 		close(pc.stop)
 		<-pc.done
 		pc.gov, pc.stop, pc.done = nil, nil, nil
-		pc.log.Info("adaptive_procs off: running every processor", zap.Int("procs", pc.max))
+		if logOff {
+			pc.log.Info("adaptive_procs off: running every processor", zap.Int("procs", pc.max))
+		}
 		return
 	}
 	gov := procs.New(pc.max, func(from, to int, usage float64) {
@@ -88,5 +95,6 @@ func (pc *procsControl) set(on bool) {
 	}()
 }
 
-// close stops the governor, if it runs.
-func (pc *procsControl) close() { pc.set(false) }
+// close stops the governor, if it runs, quietly: adaptive_procs is not being turned off,
+// the process is stopping.
+func (pc *procsControl) close() { pc.switchTo(false, false) }

@@ -120,7 +120,8 @@ func New(src Source) *Metrics {
 		query: hist("query_duration_seconds", "Time from a client's request to the server's ReadyForQuery."),
 		xact:  hist("transaction_duration_seconds", "Time from the first query of a transaction to its end (autocommit queries count as transactions)."),
 		loginFailures: counter("client_login_failures_total",
-			"Client logins refused, by reason: password, not_allowed, unknown_database, too_many_connections, unavailable, protocol, other.", "reason"),
+			"Client logins refused, by reason: password, not_allowed, unknown_database, too_many_connections, unavailable, "+
+				"protocol, server_login (pgmux's own login to the server failed; the client's was fine), other.", "reason"),
 		errorsSent: counter("errors_sent_total", "ErrorResponses sent to clients (pgmux's own and relayed from servers), by SQLSTATE class.", "class"),
 		reloads:    counter("reloads_total", "Configuration reloads, by result (success or failure).", "result"),
 		listenerGaps: counter("listener_gaps_total", "Times a database's shared LISTEN connection was lost and listened "+
@@ -216,6 +217,14 @@ func (m *Metrics) LoginFailed(code string) {
 		reason = "protocol"
 	}
 	m.loginFailures.WithLabelValues(reason).Inc()
+	m.ErrorSent(code)
+}
+
+// ServerLoginFailed counts a client login refused because pgmux's own login to the
+// server failed (reason server_login): the FATAL's code (08P01) says nothing against the
+// client.
+func (m *Metrics) ServerLoginFailed(code string) {
+	m.loginFailures.WithLabelValues("server_login").Inc()
 	m.ErrorSent(code)
 }
 

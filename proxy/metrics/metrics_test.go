@@ -171,8 +171,11 @@ func TestCountersByReason(t *testing.T) {
 		m.LoginFailed(code)
 		require.InDelta(t, 1, count("pgmux_client_login_failures_total")[reason], 0, code)
 	}
+	m.ServerLoginFailed(pgerr.ProtocolViolation)
+	require.InDelta(t, 1, count("pgmux_client_login_failures_total")["server_login"], 0, "pgmux's own server login")
+	require.InDelta(t, 1, count("pgmux_client_login_failures_total")["protocol"], 0, "not counted as protocol")
 	m.ErrorSent("")
-	require.Equal(t, map[string]float64{"XX": 2, "28": 1, "42": 1, "3D": 1, "53": 1, "57": 1, "08": 1},
+	require.Equal(t, map[string]float64{"XX": 2, "28": 1, "42": 1, "3D": 1, "53": 1, "57": 1, "08": 2},
 		count("pgmux_errors_sent_total"), "by SQLSTATE class; XX000 and a code-less error are XX")
 	m.Reloaded(nil)
 	m.Reloaded(errors.New("bad ini"))
