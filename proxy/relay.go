@@ -573,11 +573,11 @@ func (s *Session) skipUntilSync(typ byte, n int) (bool, error) {
 
 func acquireError(s *Session, err error) *pgerr.Error {
 	var pe *pgerr.Error
-	switch {
-	case serverLoginFailed(err) != nil:
-		pe = serverLoginFailed(err)
-		pe.Severity = pgerr.SeverityError
+	if pe = serverLoginFailedIn(s.srv.Config(), err); pe != nil {
+		pe.Severity = pgerr.SeverityError // the hint names where this configuration's password comes from
 		return pe
+	}
+	switch {
 	case errors.As(err, &pe):
 		return pe.AtSeverity(pgerr.SeverityError)
 	case errors.Is(err, pool.ErrWaitTimeout):
