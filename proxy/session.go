@@ -679,13 +679,15 @@ func (s *Session) loginFailed(err error) {
 		// The login's deadline (client_login_timeout) may have passed, and with it the
 		// socket's: the FATAL gets a second of its own, as tell's do. (A login on a client
 		// loop has no socket deadline: its write goes out if the socket takes it now.)
-		_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = s.loginWrite(pe.Append(nil))
+		// Counted before the client can see the FATAL: a client (or a test) reading the
+		// metrics once refused finds its failure there.
 		if sl := (*serverLoginError)(nil); errors.As(err, &sl) {
 			s.srv.metrics.ServerLoginFailed(pe.Code) // pgmux's login to the server, not the client's
 		} else {
 			s.srv.metrics.LoginFailed(pe.Code)
 		}
+		_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = s.loginWrite(pe.Append(nil))
 		if pe.Code == pgerr.InvalidPassword || pe.Code == pgerr.InvalidAuthorization {
 			s.log().Warn("client login failed", zap.String("db", s.dbName), zap.String("user", s.user),
 				zap.Stringer("addr", s.remote()), zap.String("reason", pe.Message))
