@@ -75,13 +75,7 @@ func TestServerDownDiagnostics(t *testing.T) {
 	require.NotEmpty(t, connected, "log_connections is on by default")
 	require.Equal(t, fmt.Sprintf("%s:%d", pg.Host, pg.Port), connected[0]["addr"])
 
-	pg.StopPostmaster(t, "fast")
-	stopped := true
-	defer func() {
-		if stopped {
-			pg.StartPostmaster(t)
-		}
-	}()
+	restart := stopServer(t, pg)
 	ctx, cancel := ctxT()
 	defer cancel()
 	_, err := idle.Exec(ctx, "SELECT 1")
@@ -102,8 +96,7 @@ func TestServerDownDiagnostics(t *testing.T) {
 		got <- err
 	}()
 	time.Sleep(time.Second)
-	pg.StartPostmaster(t)
-	stopped = false
+	restart()
 	up := time.Now()
 	select {
 	case err := <-got:

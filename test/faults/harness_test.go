@@ -262,3 +262,21 @@ func requireCleanServer(t testing.TB, rawURL string) {
 	require.Zero(t, locks, "advisory locks survived on the server")
 	require.Zero(t, gucs, "a session setting survived on the server")
 }
+
+// stopServer stops pg's postmaster (fast shutdown) and returns what starts it again; if
+// the test ends (or fails) before calling it, its cleanup does, so the next test finds
+// the server up.
+func stopServer(t testing.TB, pg *pgtest.Server) (restart func()) {
+	t.Helper()
+	pg.StopPostmaster(t, "fast")
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			pg.StartPostmaster(t)
+		}
+	})
+	return func() {
+		pg.StartPostmaster(t)
+		stopped = false
+	}
+}

@@ -181,13 +181,7 @@ func TestReadyzAfterServerReturns(t *testing.T) {
 		Extra: []string{"server_login_retry = 30", "query_wait_timeout = 25"}})
 	c := connect(t, m.App(pgtest.AppDB))
 	exec(t, c, "SELECT 1")
-	pg.StopPostmaster(t, "fast")
-	stopped := true
-	defer func() {
-		if stopped {
-			pg.StartPostmaster(t)
-		}
-	}()
+	restart := stopServer(t, pg)
 	ctx, cancel := ctxT()
 	defer cancel()
 	_, err := c.Exec(ctx, "SELECT 1")
@@ -197,8 +191,7 @@ func TestReadyzAfterServerReturns(t *testing.T) {
 	require.Contains(t, body, "database "+pgtest.AppDB)
 	require.Less(t, took, time.Second, "/readyz waited behind server_login_retry")
 
-	pg.StartPostmaster(t)
-	stopped = false
+	restart()
 	up := time.Now()
 	eventually(t, 20*time.Second, "/readyz stayed 503 after PostgreSQL came back", func() bool {
 		code, _, _ := readyz(m)

@@ -116,13 +116,7 @@ func TestServerFaults(t *testing.T) {
 		m := startMux(t, pg, bouncer{Extra: []string{"server_login_retry = 2", "query_wait_timeout = 30"}})
 		idle := connect(t, m.App(pgtest.AppDB))
 		exec(t, idle, "SELECT 1")
-		pg.StopPostmaster(t, "fast")
-		stopped := true
-		defer func() {
-			if stopped {
-				pg.StartPostmaster(t)
-			}
-		}()
+		restart := stopServer(t, pg)
 		ctx, cancel := ctxT()
 		defer cancel()
 		start := time.Now()
@@ -146,8 +140,7 @@ func TestServerFaults(t *testing.T) {
 			}()
 		}
 		time.Sleep(500 * time.Millisecond)
-		pg.StartPostmaster(t)
-		stopped = false
+		restart()
 		for range 4 {
 			require.NoError(t, <-results, "a client that waited through server_login_retry failed")
 		}

@@ -238,13 +238,7 @@ func TestWaitTimeoutWhileServerDown(t *testing.T) {
 	m := startMux(t, pg, bouncer{PoolSize: 1, Extra: []string{"server_login_retry = 30", "query_wait_timeout = 2"}})
 	c := connect(t, m.App(pgtest.AppDB))
 	exec(t, c, "SELECT 1")
-	pg.StopPostmaster(t, "fast")
-	stopped := true
-	defer func() {
-		if stopped {
-			pg.StartPostmaster(t)
-		}
-	}()
+	restart := stopServer(t, pg)
 	ctx, cancel := ctxT()
 	defer cancel()
 	_, err := c.Exec(ctx, "SELECT 1")
@@ -258,8 +252,7 @@ func TestWaitTimeoutWhileServerDown(t *testing.T) {
 	require.NotContains(t, pe.Detail, "stayed busy")
 	require.NotContains(t, pe.Hint, "default_pool_size")
 
-	pg.StartPostmaster(t)
-	stopped = false
+	restart()
 	eventually(t, 40*time.Second, "the client never got a server again", func() bool {
 		ctx, cancel := ctxT()
 		defer cancel()
