@@ -362,6 +362,10 @@ func (s *Session) pickStandby(cl *pool.Cluster, r config.Replica) (*pool.Pool, e
 	return s.entry.replicaPool(s.srv.pools, h), nil
 }
 
+// standbyBusyWait bounds how long a read waits for a connection of its standby before it
+// goes to the primary.
+const standbyBusyWait = 50 * time.Millisecond
+
 // acquireReplica leases a server of the picked standby, or returns nil for the primary
 // path (no pick, or the standby has none to give at once or within a short wait).
 func (s *Session) acquireReplica(cfg *config.Config) *pool.Conn {
@@ -374,8 +378,17 @@ func (s *Session) acquireReplica(cfg *config.Config) *pool.Conn {
 	}
 	c := p.TryAcquire(s)
 	if c == nil {
+		// A standby with none to give now is waited for briefly (a connection being
+		// dialed, or one about to come back), not for query_wait_timeout: the primary
+		// serves the read meanwhile, as the README says. Waiting the client's whole limit
+		// held a plain read for as long as another client's transaction held the
+		// standby's connections (minutes, with the default 120 s).
+		wait := standbyBusyWait
+		if l := s.waitLimit(cfg); l > 0 && l < wait {
+			wait = l // 0 is no limit: the short wait still applies
+		}
 		var err error
-		c, err = p.AcquireTimeout(s, time.Now(), s.waitLimit(cfg))
+		c, err = p.AcquireTimeout(s, time.Now(), wait)
 		if err != nil {
 			s.log().Debug("standby connection unavailable; reading from the primary", zap.Error(err))
 			s.srv.metrics.ReplicaPrimary(s.dbName, "standby_unavailable")

@@ -559,3 +559,37 @@ func TestReplicaFailover(t *testing.T) {
 	require.False(t, rec, "reads go to the new primary: no standby is left")
 	require.GreaterOrEqual(t, n, 2, "the read sees the write")
 }
+
+// TestBusyStandbyReadGoesToThePrimary: with every connection of the standby's pool held
+// (pool_size 1, another client's read-only transaction open there), a plain read goes to
+// the primary at once ("no standby connection to be had: the primary"). It waited for
+// the standby's connection up to query_wait_timeout: here the 3 s the transaction lasted.
+func TestBusyStandbyReadGoesToThePrimary(t *testing.T) {
+	p := startReplicaPair(t, nil, nil, "replica_reads=auto pool_size=1").ready(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	a := muxtest.Connect(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), pgx.QueryExecModeSimpleProtocol, opTimeout)
+	b := muxtest.Connect(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), pgx.QueryExecModeSimpleProtocol, opTimeout)
+	var tx pgx.Tx
+	require.Eventually(t, func() bool { // a read-only transaction that reached the standby
+		var err error
+		tx, err = a.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+		require.NoError(t, err)
+		var standby bool
+		require.NoError(t, tx.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby))
+		if standby {
+			return true
+		}
+		require.NoError(t, tx.Rollback(ctx))
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "a read-only transaction on the standby")
+	release := time.AfterFunc(3*time.Second, func() { _ = tx.Commit(context.Background()) })
+	defer release.Stop()
+
+	start := time.Now()
+	var standby bool
+	require.NoError(t, b.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby))
+	took := time.Since(start)
+	require.False(t, standby, "the read waited for the busy standby; %s", primaryReasons(t, p.reg))
+	require.Less(t, took, time.Second, "the read waited %v for the busy standby", took)
+}
