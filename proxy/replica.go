@@ -121,6 +121,9 @@ func (s *Session) routeRead(typ byte, n int) (*replicaReq, error) {
 		begin, access := sqlscan.BeginAccess(sql)
 		switch {
 		case begin && (access == sqlscan.AccessReadOnly || access == sqlscan.AccessUnsaid && defaultRO):
+			if moreAfterEnd(sql) {
+				return nil, nil // statements after the read-only transaction: the primary's
+			}
 		case defaultRO && !begin:
 		case r.Reads == "auto" && !begin && sqlscan.ReadOnly(sql):
 			hold, raw = true, bytes.Clone(m)
@@ -626,4 +629,18 @@ func (s *Session) awaitReplicaUnlink() {
 		}
 		t.Stop()
 	}
+}
+
+// moreAfterEnd reports whether a Query that begins a read-only transaction goes on after
+// ending it (COMMIT, END or ROLLBACK, then more): what follows is outside that
+// transaction, may write, and must run on the primary (on a standby a write there failed
+// with 25006). The text is split only on this rare path.
+func moreAfterEnd(sql string) bool {
+	sts := sqlscan.Scan(sql)
+	for i, st := range sts {
+		if st.Kind == sqlscan.KindCommit || st.Kind == sqlscan.KindRollback {
+			return i < len(sts)-1
+		}
+	}
+	return false
 }

@@ -593,3 +593,29 @@ func TestBusyStandbyReadGoesToThePrimary(t *testing.T) {
 	require.False(t, standby, "the read waited for the busy standby; %s", primaryReasons(t, p.reg))
 	require.Less(t, took, time.Second, "the read waited %v for the busy standby", took)
 }
+
+// TestWriteAfterReadOnlyTransactionInOneQuery: a Query that runs a read-only transaction
+// and then writes (`BEGIN READ ONLY; SELECT ...; COMMIT; INSERT ...`) runs on the
+// primary, where the INSERT is outside that transaction; it went to the standby, where
+// the INSERT failed with 25006.
+func TestWriteAfterReadOnlyTransactionInOneQuery(t *testing.T) {
+	p := startReplicaPair(t, nil, nil, "replica_reads=explicit").ready(t, "CREATE TABLE w (x int); GRANT ALL ON w TO app")
+	c := muxtest.Connect(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), pgx.QueryExecModeSimpleProtocol, opTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	_, err := c.Exec(ctx, "BEGIN READ ONLY; SELECT 1; COMMIT; INSERT INTO w VALUES (1)")
+	require.NoError(t, err, "the write after the read-only transaction")
+	var n int
+	require.NoError(t, p.primary.Connect(t, pgtest.AppUser, pgtest.AppPassword, "app").QueryRow(ctx, "SELECT count(*) FROM w").Scan(&n))
+	require.Equal(t, 1, n)
+
+	// A read-only transaction alone still reads from the standby.
+	var standby bool
+	require.Eventually(t, func() bool {
+		tx, err := c.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(ctx) }()
+		require.NoError(t, tx.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby))
+		return standby
+	}, 10*time.Second, 20*time.Millisecond, "a read-only transaction reaches the standby; %s", primaryReasons(t, p.reg))
+}
