@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"slices"
+
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/config"
@@ -28,6 +30,13 @@ func (e *poolEntry) replicaPoolOrMake(ps *pools, h *pool.Host) (p *pool.Pool, ma
 	defer e.mu.Unlock()
 	if p := e.replicas[h]; p != nil {
 		return p, false
+	}
+	// A reload may have removed the entry or moved its database since the read picked h
+	// (reconfigure sets e.db, then closes the standby pools): a pool made now would serve
+	// a host the operator took away, and a removed entry's would never be closed. The
+	// read goes to the primary instead.
+	if e.removed.Load() || !slices.Contains(ps.hosts.forDB(e.db).Hosts(), h) {
+		return nil, false
 	}
 	p, err := pool.New(ps.replicaOptions(ps.s.Config(), e, e.db, h))
 	if err != nil {
