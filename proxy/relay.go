@@ -1287,16 +1287,12 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	if staleCode || gone {
 		s.srv.stmtEpoch.Add(1) // statements the client prepares from now on are new (ddl.go)
 	}
-	if u := s.unlistenTracked(); u != nil {
-		s.mu.Lock()
-		head, ok := s.q.peek()
-		s.mu.Unlock()
-		if !ok || !head.Hide {
-			u.unlistenFailed() // the client's request failed (listen_tx.go)
-		}
-	}
+	u := s.unlistenTracked()
 	s.mu.Lock()
 	head, ok := s.q.peek()
+	if u != nil && (!ok || !head.Hide) {
+		u.unlistenFailed() // the client's request failed (listen_tx.go); u.mu nests in s.mu, as in onReady
+	}
 	f := link.ErrFacts[stmtDef, errFix, clearDrop]{Head: head, Queued: ok, DropErr: s.DropErr,
 		Held: s.heldErr != nil, Known: st != nil, StaleCode: staleCode, Gone: gone}
 	if head.Def != nil {
