@@ -300,12 +300,7 @@ func (s *Server) setupMetrics(opts Options) error {
 // max_user_connections, as ps.transient is, and logs nothing: /readyz's answer carries
 // its failure, and a line per probe would flood the log while a database is down.
 func (ps *pools) checkPool(cfg *config.Config, db *config.Database, user string) (*pool.Pool, error) {
-	e := &poolEntry{key: poolKey{db.Name, user}, db: db}
-	opts := ps.options(cfg, e, db, user)
-	opts.Size, opts.MinSize, opts.ReserveSize = 1, 0, 0
+	opts := ps.transientOptions(cfg, db, user)
 	opts.LogConnections, opts.LogDisconnections, opts.Logger = false, false, zap.NewNop()
-	ps.mu.Lock()
-	opts.Limits = []*pool.Limit{ps.capFor(ps.userCap, user, cfg.EffectiveMaxUserConnections(user))}
-	ps.mu.Unlock()
 	return pool.New(opts)
 }

@@ -175,13 +175,19 @@ func (ps *pools) lookup(db, user string) *poolEntry {
 // it is held to user's max_user_connections, whose limit already exists for auth_user,
 // and adds nothing per database name.
 func (ps *pools) transient(cfg *config.Config, db *config.Database, user string) (*pool.Pool, error) {
+	return pool.New(ps.transientOptions(cfg, db, user))
+}
+
+// transientOptions are the options of such a pool of one connection (transient,
+// checkPool).
+func (ps *pools) transientOptions(cfg *config.Config, db *config.Database, user string) pool.Options {
 	e := &poolEntry{key: poolKey{db.Name, user}, db: db}
 	opts := ps.options(cfg, e, db, user)
 	opts.Size, opts.MinSize, opts.ReserveSize = 1, 0, 0
 	ps.mu.Lock()
 	opts.Limits = []*pool.Limit{ps.capFor(ps.userCap, user, cfg.EffectiveMaxUserConnections(user))}
 	ps.mu.Unlock()
-	return pool.New(opts)
+	return opts
 }
 
 // directFor returns the database's direct budget, shared by its users' pools.
