@@ -71,6 +71,7 @@
 //	session settings replayed on a server     settings_link.go:Session.syncSettings, settings_link.go:Session.settingsAfter, proxy/link/settings.go:Settings.SyncSQL (no I/O), proxy/link/settings.go:Settings.Commit (no I/O)
 //	startup values set again after a RESET    settings_inplace.go:Session.resetInPlace (in the Query: proxy/link/settings.go:ResetInPlace), settings_link.go:Session.settingsAfter, settings_link.go:Session.awaitReapply
 //	reads routed to a standby                 replica.go:Session.routeRead, replica.go:Session.acquireReplica
+//	after a read-only transaction's end       replica_tx.go:Session.roTxRequestFits, replica.go:Session.awaitReplicaUnlink
 //	a server lost mid-transaction (failover)  failover.go:Session.recoverLink, failover.go:Session.answerAborted
 //
 // Backend messages (server to client), on the server connection's reader goroutine

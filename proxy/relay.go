@@ -75,7 +75,7 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 		}
 	}
 	if s.entry.multi.Load() {
-		s.awaitReplicaUnlink()
+		s.awaitReplicaUnlink(typ)
 		// A multi-host database's client may have lost its server in a failover.
 		handled, err := s.answerAborted(typ, n)
 		if err != nil {
@@ -181,7 +181,9 @@ func (s *Session) forwardLocked(c *pool.Conn, typ byte, n int, pin pinReason, re
 	if err := s.forwardSticky(c, typ, n, pin, release, pinErr); err != nil {
 		return err
 	}
-	if s.rd.Buffered() == 0 || s.flushNow {
+	// A standby's link flushes at each request's end: the client's next request, already
+	// buffered, waits for its answer (awaitReplicaUnlink).
+	if s.rd.Buffered() == 0 || s.flushNow || s.onReplica && (typ == 'S' || typ == 'Q' || typ == 'F') {
 		s.flushNow = false
 		if err := c.Wr.Flush(); err != nil {
 			return &flushError{we: &wire.WriteError{Err: err}}
@@ -1057,6 +1059,9 @@ func (s *Session) onReady(c *pool.Conn, n int, loopAt time.Time) (bool, error) {
 			// A transaction on the primary ended: the client's next replica read must
 			// see it (replica.go). Marked before the client can see this answer.
 			s.rwDirtyAt = time.Now()
+		}
+		if s.onReplica {
+			s.q.woken() // a pipelined request may wait for this answer (awaitReplicaUnlink)
 		}
 		s.stats.Queries++
 		if status == 'I' {

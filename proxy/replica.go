@@ -25,7 +25,9 @@ import (
 //     START TRANSACTION READ ONLY, or a plain BEGIN while the client's
 //     default_transaction_read_only is on, which SET SESSION CHARACTERISTICS AS
 //     TRANSACTION READ ONLY also sets), and any single request of such a client, go to a
-//     standby; a write there fails with 25006 as it would on the primary.
+//     standby; a write there fails with 25006 as it would on the primary. A request that
+//     goes on after ending such a transaction, or that has not fully arrived, goes to the
+//     primary, and one pipelined behind it waits for its answer (replica_tx.go).
 //   - auto also sends a request outside a transaction whose statements the lexer proves
 //     read-only (sqlscan.ReadOnly): a simple Query whose statements all are, or an
 //     extended-protocol request whose whole batch up to Sync is already buffered and
@@ -134,6 +136,9 @@ func (s *Session) routeRead(typ byte, n int) (*replicaReq, error) {
 		if q, ok := s.firstQuery(typ, n); ok {
 			if begin, access := sqlscan.BeginAccess(q); begin {
 				if access == sqlscan.AccessReadOnly || access == sqlscan.AccessUnsaid && defaultRO {
+					if !s.roTxRequestFits() {
+						return nil, nil // more after its end, or not all here: the primary's
+					}
 					break // a read-only transaction (JDBC, Npgsql send BEGIN so)
 				}
 				return nil, nil
@@ -200,16 +205,10 @@ func (s *Session) readOnlyBatch(anyStmt bool) (batch, bool) {
 	b.retryable = true
 	parsed := map[string]string{}
 	for off := 0; ; {
-		if len(buf)-off < wire.HeaderLen {
+		typ, body, end, ok := frameAt(buf, off)
+		if !ok {
 			return b, false
 		}
-		typ := buf[off]
-		l := int(uint32(buf[off+1])<<24 | uint32(buf[off+2])<<16 | uint32(buf[off+3])<<8 | uint32(buf[off+4]))
-		end := off + 1 + l
-		if l < 4 || end > len(buf) {
-			return b, false
-		}
-		body := buf[off+wire.HeaderLen : end]
 		switch typ {
 		case 'P':
 			name, q, _, ok := link.ParseFields(body)
@@ -596,7 +595,8 @@ func errorCode(body []byte) string {
 	return code
 }
 
-// maxReplicaUnlinkWait bounds awaitReplicaUnlink.
+// maxReplicaUnlinkWait bounds awaitReplicaUnlink's wait for a complete answer's link to
+// end.
 const maxReplicaUnlinkWait = 200 * time.Millisecond
 
 // awaitReplicaUnlink: a standby's ReadyForQuery reaches the client before the server's
@@ -605,24 +605,40 @@ const maxReplicaUnlinkWait = 200 * time.Millisecond
 // to that standby without being routed: a write would get the standby's 25006, a read
 // that needs the primary would not be held and retried. So a request that finds its
 // client still linked to a standby whose answer is complete (status 'I', nothing
-// pending) waits, bounded, for the link to end. Multi-host databases only; the session
-// goroutine calls it.
-func (s *Session) awaitReplicaUnlink() {
+// pending) waits, bounded, for the link to end.
+//
+// A request sent while the standby still answers an earlier one (pipelined: typ starts a
+// request, none is open, one is pending) first waits for that answer, however long it
+// takes: the earlier request may end its read-only transaction ('BEGIN READ ONLY; ...;
+// COMMIT' then 'INSERT ...' sent at once), and what follows it must then be routed anew,
+// not ride along to the standby. Inside the transaction (status 'T' or 'E' then) it goes
+// on on the standby. The server's reader wakes it at each ReadyForQuery of a standby
+// link; the wait ends with the link too (lost, or the client gone). Multi-host databases
+// only; the session goroutine calls it.
+func (s *Session) awaitReplicaUnlink(typ byte) {
+	starts := typ == 'Q' || typ == 'F' || typ == 'P' || typ == 'B' || typ == 'D' || typ == 'E' ||
+		typ == 'C' || typ == 'S' || typ == 'H'
 	var deadline time.Time
 	for {
 		s.mu.Lock()
-		ending := s.server != nil && s.onReplica && s.TxStatus == 'I' && s.Pending == 0 && s.q.len() == 0
+		linked := s.server != nil && s.onReplica
+		answering := linked && starts && !s.Unsynced && s.Pending > 0
+		ending := linked && s.TxStatus == 'I' && s.Pending == 0 && s.q.len() == 0
 		wake := s.q.wakeChan()
 		s.mu.Unlock()
-		if !ending || s.closed.Load() {
+		if !answering && !ending || s.closed.Load() {
 			return
 		}
-		if deadline.IsZero() {
-			deadline = time.Now().Add(maxReplicaUnlinkWait)
-		} else if time.Now().After(deadline) {
-			return
+		tick := answeringTick
+		if ending {
+			tick = time.Millisecond
+			if deadline.IsZero() {
+				deadline = time.Now().Add(maxReplicaUnlinkWait)
+			} else if time.Now().After(deadline) {
+				return
+			}
 		}
-		t := time.NewTimer(time.Millisecond)
+		t := time.NewTimer(tick)
 		select {
 		case <-wake:
 		case <-t.C:
@@ -631,16 +647,6 @@ func (s *Session) awaitReplicaUnlink() {
 	}
 }
 
-// moreAfterEnd reports whether a Query that begins a read-only transaction goes on after
-// ending it (COMMIT, END or ROLLBACK, then more): what follows is outside that
-// transaction, may write, and must run on the primary (on a standby a write there failed
-// with 25006). The text is split only on this rare path.
-func moreAfterEnd(sql string) bool {
-	sts := sqlscan.Scan(sql)
-	for i, st := range sts {
-		if st.Kind == sqlscan.KindCommit || st.Kind == sqlscan.KindRollback {
-			return i < len(sts)-1
-		}
-	}
-	return false
-}
+// answeringTick is how often awaitReplicaUnlink looks again while the standby answers,
+// should a wake-up be missed.
+const answeringTick = 20 * time.Millisecond
