@@ -42,8 +42,9 @@ type Host struct {
 	suspect  bool      // a server connection broke since the last contact that worked
 	checked  time.Time // last contact, either way
 	lsn      uint64    // a primary's WAL insert position, a standby's replayed one (0 unknown)
+	flushed  uint64    // a primary's flushed WAL position (0 unknown)
 	lsnAsked time.Time // when the check that read lsn was sent
-	lagMs    int64     // a standby's replay lag in milliseconds; -1 unknown
+	lagMs    int64     // a standby's replay lag in milliseconds (walhist.go); -1 unknown
 	lastErr  string
 	switches int // role changes seen
 	// Read-your-writes (replica.go): the highest replayed position the poller saw, the
@@ -55,6 +56,9 @@ type Host struct {
 	polling  bool
 	shut     bool // the cluster is closed: no more pollers
 	pollConn *checkConn
+	// seen is the standby's last lag measure against the primary's positions; guarded by
+	// Cluster.histMu, not mu.
+	seen replaySeen
 }
 
 // HostState is a snapshot of a Host for SHOW and metrics.
@@ -70,6 +74,7 @@ type HostState struct {
 	Err      string
 	Reads    uint64 // reads sent to it as a standby (NoteRead)
 	Waiting  int    // clients waiting for it to replay their last commit
+	flushed  uint64 // a primary's flushed WAL position: what LagBytes is measured against
 }
 
 // State returns a snapshot of the host.
@@ -78,7 +83,7 @@ func (h *Host) State() HostState {
 	defer h.mu.Unlock()
 	st := HostState{Endpoint: h.Endpoint, Role: h.role, Up: h.up, Down: h.down, Checked: h.checked,
 		LagMs: h.lagMs, LagBytes: -1, LSN: max(h.lsn, h.replayed), Err: h.lastErr,
-		Reads: h.reads.Load(), Waiting: len(h.waiters)}
+		Reads: h.reads.Load(), Waiting: len(h.waiters), flushed: h.flushed}
 	if h.role == RolePrimary {
 		st.LagMs, st.LagBytes = 0, 0
 	}
@@ -105,7 +110,9 @@ type ClusterOptions struct {
 // Owners: hosts, opts and log are set by NewCluster and only read afterwards; rr and
 // last are atomics any dialing goroutine updates; mu guards changed, pools, login,
 // timeout and closed (stop is closed under it, once); each Host guards its own state
-// (Host.mu); the read-your-writes fields are described where they are declared. The
+// (Host.mu); histMu guards hist, the primary's recorded WAL positions that standbys' lag
+// is measured against, and each Host's seen; the read-your-writes fields are described
+// where they are declared. epoch is the zero of the cluster's clock (clock). The
 // goroutines it starts (checkers, pollers, the WAL-position fetcher) are counted in wg,
 // added to only while the cluster is open, and Close waits for them.
 type Cluster struct {
@@ -123,6 +130,10 @@ type Cluster struct {
 	stop    chan struct{}
 	closed  bool
 	wg      sync.WaitGroup
+
+	epoch  time.Time
+	histMu sync.Mutex
+	hist   walHistory
 
 	// The primary's WAL position for read-your-writes (replica.go): lsnMu guards the next
 	// read's callers, whether the fetcher runs and lsnShut; lsnConn and lsnHost belong to
@@ -146,7 +157,8 @@ func NewCluster(opts ClusterOptions) *Cluster {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	cl := &Cluster{opts: opts, log: opts.Logger, changed: make(chan struct{}), stop: make(chan struct{})}
+	cl := &Cluster{opts: opts, log: opts.Logger, changed: make(chan struct{}), stop: make(chan struct{}),
+		epoch: time.Now()}
 	for _, e := range opts.Endpoints {
 		cl.hosts = append(cl.hosts, &Host{Endpoint: e, cl: cl, kick: make(chan struct{}, 1), lagMs: -1})
 	}
@@ -157,14 +169,19 @@ func NewCluster(opts ClusterOptions) *Cluster {
 func (cl *Cluster) Hosts() []*Host { return cl.hosts }
 
 // States returns a snapshot of every host, with each standby's lag in bytes against the
-// primary's last known position.
+// primary's last known flushed position (its insert position when that is unknown), as
+// its lag in time is (walhist.go).
 func (cl *Cluster) States() []HostState {
 	out := make([]HostState, len(cl.hosts))
 	var primary uint64
 	for i, h := range cl.hosts {
 		out[i] = h.State()
-		if out[i].Role == RolePrimary && out[i].Up && out[i].LSN > primary {
-			primary = out[i].LSN
+		if out[i].Role == RolePrimary && out[i].Up {
+			pos := out[i].flushed
+			if pos == 0 {
+				pos = out[i].LSN
+			}
+			primary = max(primary, pos)
 		}
 	}
 	for i := range out {
@@ -185,14 +202,18 @@ func (cl *Cluster) Changed() <-chan struct{} {
 // HasPrimary reports whether a reachable host is known to be the primary.
 func (cl *Cluster) HasPrimary() bool {
 	for _, h := range cl.hosts {
-		h.mu.Lock()
-		ok := h.role == RolePrimary && !h.down
-		h.mu.Unlock()
-		if ok {
+		if h.primaryUp() {
 			return true
 		}
 	}
 	return false
+}
+
+// primaryUp reports whether h is known as the primary and reachable.
+func (h *Host) primaryUp() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.role == RolePrimary && !h.down
 }
 
 // broadcast tells of a change of a host's role or reachability; up means a host answered

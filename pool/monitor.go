@@ -17,12 +17,15 @@ import (
 
 // checkQuery asks a server, in one round trip, whether it is in recovery, its WAL
 // position (the insert position on a primary, never behind a completed commit's record;
-// the replayed one on a standby) and, on a standby, how far its replay is behind: 0 when
-// it has replayed all it received, else the age of the last transaction it replayed.
+// the replayed one on a standby), the server's own measure of a standby's replay lag (0
+// when it has replayed all it received, else the age of the last transaction it
+// replayed: used only while no primary's position is recorded, walhist.go) and a
+// primary's flushed WAL position (what standbys' lag is measured against).
 const checkQuery = `SELECT pg_is_in_recovery(),
  CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END,
  CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-  ELSE floor(extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000) END`
+  ELSE floor(extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000) END,
+ CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_flush_lsn() END`
 
 // Watch starts one checker per host, logging in with what login returns (aimed at each
 // host in turn); timeout bounds each connect and check. Later calls do nothing.
@@ -233,8 +236,9 @@ func dataRow(b []byte) ([]string, error) {
 	return out, nil
 }
 
-// noteCheck records a check's row: in recovery, WAL position, replay lag; sent is when
-// the check query was sent.
+// noteCheck records a check's row: in recovery, WAL position, the server's replay lag,
+// flushed position; sent is when the check query was sent. A primary's flushed position
+// goes into the cluster's history; a standby's lag is measured against it (walhist.go).
 func (h *Host) noteCheck(row []string, sent time.Time) error {
 	if len(row) < 3 {
 		return fmt.Errorf("check query returned %d columns", len(row))
@@ -250,9 +254,17 @@ func (h *Host) noteCheck(row []string, sent time.Time) error {
 			lag = int64(v)
 		}
 	}
+	var flushed uint64
+	if len(row) > 3 && row[3] != "" {
+		flushed, _ = ParseLSN(row[3])
+	}
 	h.noteRole(role)
+	now := time.Now()
+	if d, ok := h.cl.noteWAL(h, role, lsn, flushed, sent, now); ok {
+		lag = d.Milliseconds()
+	}
 	h.mu.Lock()
-	h.checked, h.lsn, h.lagMs, h.lastErr, h.lsnAsked = time.Now(), lsn, lag, "", sent
+	h.checked, h.lsn, h.flushed, h.lagMs, h.lastErr, h.lsnAsked = now, lsn, flushed, lag, "", sent
 	h.mu.Unlock()
 	return nil
 }

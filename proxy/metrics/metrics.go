@@ -159,10 +159,11 @@ func New(src Source) *Metrics {
 			"0 when it failed (hosts never reached yet are left out).", "host"),
 		hostPrimary: desc("pgmux_host_primary", "1 for the server known as the primary, 0 for a standby "+
 			"(servers of unknown role are left out).", "host"),
-		hostLag: desc("pgmux_host_replication_lag_seconds", "How far a standby's replay is behind: 0 when it has "+
-			"replayed all it received, else the age of the last transaction it replayed (0 for the primary).", "host"),
+		hostLag: desc("pgmux_host_replication_lag_seconds", "How far a standby's replay is behind: how long ago "+
+			"the primary was at the WAL position the standby has replayed, as pgmux's checks saw it (0 once it has "+
+			"replayed the primary's last seen position; 0 for the primary).", "host"),
 		hostLagBytes: desc("pgmux_host_replication_lag_bytes",
-			"WAL a standby has still to replay, against the primary's last known position.", "host"),
+			"WAL a standby has still to replay, against the primary's last known flushed position.", "host"),
 		unnamedHits: desc("pgmux_prepared_unnamed_hits_total",
 			"Parses of the unnamed statement served from the server's statement cache (cache_unnamed_statements).", pl...),
 		unnamedMisses: desc("pgmux_prepared_unnamed_misses_total",
