@@ -84,6 +84,12 @@ func (p *replicaPair) waitStandbyReady(t *testing.T) {
 }
 
 // waitReplayed waits until the standby has replayed everything the primary wrote so far.
+// The test clusters commit with synchronous_commit = off, so the last commits may still
+// sit in the primary's WAL buffers, past its written position (pg_current_wal_lsn): a
+// transaction of its own with an xid, committed synchronously, flushes everything up to
+// its commit record, and the flushed position then covers every earlier commit. (The
+// insert position would not do: on a page boundary it points past the next page's header,
+// which no standby replays until another record comes.)
 func (p *replicaPair) waitReplayed(t *testing.T) {
 	t.Helper()
 	pc := p.primary.Connect(t, pgtest.AppUser, pgtest.AppPassword, "app")
@@ -91,7 +97,11 @@ func (p *replicaPair) waitReplayed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	var lsn string
-	require.NoError(t, pc.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn))
+	_, err := pc.Exec(ctx, "SET synchronous_commit = on")
+	require.NoError(t, err)
+	var xid int64
+	require.NoError(t, pc.QueryRow(ctx, "SELECT txid_current()").Scan(&xid))
+	require.NoError(t, pc.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&lsn))
 	require.Eventually(t, func() bool {
 		var ok bool
 		require.NoError(t, sc.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn).Scan(&ok))
