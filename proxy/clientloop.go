@@ -362,7 +362,7 @@ func (s *Session) loopable(typ byte, n int) bool {
 			}
 			if len(name) != 0 {
 				if def := s.lookupStmt(name); def != nil && def.unsure() {
-					return false // checked first, waiting for the server (checkDeferred)
+					return false // its check may be unanswered: waited for (awaitProbe)
 				}
 				break // named: classified at its Bind
 			}

@@ -11,7 +11,10 @@ import (
 // on the server the client gets for its next request. Drivers that prepare synchronously
 // outside a transaction (pgbench -M prepared, libpq's PQprepare) then never wait for a
 // server just to prepare, so a client inside a transaction never waits on one that is
-// blocked preparing. A statement's parse error surfaces at its first use instead.
+// blocked preparing. Such a statement is checked on the next server the client links
+// (probeDeferred): if PostgreSQL would have refused it, the client never had it, and its
+// Bind gets 26000 and a Parse of its name is no duplicate. A Close goes to the server
+// when a recorded Parse is in front of it, which the server may refuse.
 
 // deferredOp is a Parse or Close recorded while no server was linked.
 type deferredOp struct {
@@ -59,7 +62,10 @@ func (s *Session) deferLocal(typ byte, n int) (bool, error) {
 		s.mu.Unlock()
 	case 'C':
 		kind, name, ok := link.TargetFields(body)
-		if !ok || kind != 'S' || len(name) == 0 {
+		if !ok || kind != 'S' || len(name) == 0 || s.deferredParse() {
+			// Behind a recorded Parse, which the server may refuse, it goes to the
+			// server with it: PostgreSQL skips a Close after an error, and the name
+			// stays the client's (closeNamed drops it when the server completes it).
 			return false, nil
 		}
 		delete(s.stmts, string(name))
@@ -73,13 +79,25 @@ func (s *Session) deferLocal(typ byte, n int) (bool, error) {
 	return true, err
 }
 
+// deferredParse reports whether a Parse is among the recorded operations.
+func (s *Session) deferredParse() bool {
+	for _, op := range s.deferred {
+		if op.typ == 'P' {
+			return true
+		}
+	}
+	return false
+}
+
 // answerDeferred sends the completions of the recorded operations, and ReadyForQuery
-// for a Sync; the client holds no server, so it is idle.
+// for a Sync; the client holds no server, so it is idle. The statements whose Parse it
+// answers are checked on the next server the client links (probeDeferred).
 func (s *Session) answerDeferred(sync bool) error {
 	b := s.scratch[:0]
 	for _, op := range s.deferred {
 		if op.typ == 'P' {
 			op.def.answered = true
+			s.clears.probeDue = true
 			b = append(b, '1', 0, 0, 0, 4)
 		} else {
 			b = append(b, '3', 0, 0, 0, 4)
@@ -98,6 +116,9 @@ func (s *Session) answerDeferred(sync bool) error {
 // so their completions reach the client from the server.
 func (s *Session) replayDeferred(c *pool.Conn) error {
 	ops := s.deferred
+	if len(ops) == 0 {
+		return nil
+	}
 	s.deferred = s.deferred[:0]
 	s.mu.Lock()
 	s.Unsynced = true
@@ -120,46 +141,78 @@ func (s *Session) replayDeferred(c *pool.Conn) error {
 // server has checked yet: PostgreSQL may have refused it, leaving the name free.
 func (d *stmtDef) unsure() bool { return d.answered && !d.checked.Load() && !d.failed.Load() }
 
-// checkDeferred checks def, the client's statement of a name it parses again, when pgmux
-// answered its Parse itself and no server has checked it: PostgreSQL answers the new
-// Parse with 42P05 only if it accepted the first, and gave the name to the new one if it
-// refused it ("P(d, 'selec') S" then "P(d, 'select 8') S": 42601, then ParseComplete).
-// pgmux prepares def on c in a request of its own (a hidden Sync after it, its error
-// shown to no one, marking def failed when the server refuses its text) and waits for
-// the answer; it reports whether it did. Only at the start of a request (OpenBefore:
-// nothing of it sent before) outside a transaction block: a hidden Sync there ends
-// nothing of the client's, and a failure aborts nothing. Elsewhere the Parse is taken as
-// a duplicate, as before. Never on the client loop (loopable sends such a Parse to the
-// goroutine), which may be c's reader.
-func (s *Session) checkDeferred(c *pool.Conn, def *stmtDef) bool {
-	if !def.unsure() || def.own || def.sql || def.clear.exec != nil {
-		return false
+// probable reports whether probeDeferred checks def: not a statement whose text pgmux
+// rewrites (a SQL EXECUTE or PREPARE sent by Parse) or the server has under the
+// client's name.
+func (d *stmtDef) probable() bool { return !d.own && !d.sql && d.clear.exec == nil }
+
+// probeDeferred checks, on c, the statements whose Parse pgmux answered itself
+// (answerDeferred), before anything of the client's request: PostgreSQL answers a later
+// Parse of such a name with 42P05 only if it accepted the first, and gives the name to
+// the new one if it refused it ("P(d, 'selec') S" then "P(d, 'select 8') S": 42601, then
+// ParseComplete). It runs when the client links a server, which is idle then, so that
+// the check is done before the client can open a transaction block or start a request,
+// where neither a failing Parse nor a Sync of pgmux's could be slipped in without
+// changing what the client's own messages do. Each statement is prepared as at its
+// first use (ensure), marked Probe: the error rule hides its error, and marks the
+// statement failed when the server refused its text. A hidden Sync ends the check. It
+// is not waited for: the statement is prepared on c for the client's Bind, which the
+// server answers with 26000 (under the client's name) if the check failed, as
+// PostgreSQL answers a Bind of a statement it refused; only a Parse of the name waits
+// for it (awaitProbe).
+func (s *Session) probeDeferred(c *pool.Conn) error {
+	if !s.clears.probeDue {
+		return nil
 	}
-	s.mu.Lock()
-	idle := s.TxStatus == 'I' && !s.OpenBefore && !s.ErrSkip && s.Pending == 0 && s.q.len() == 0
-	s.mu.Unlock()
-	if !idle || s.prep != prepCache {
-		return false
+	s.clears.probeDue = false
+	b := s.scratch[:0]
+	var es []expect
+	for _, def := range s.stmts {
+		if !def.unsure() || !def.probable() {
+			continue
+		}
+		var pre []expect
+		b, pre, _ = s.ensure(c, def, b)
+		if len(pre) == 0 {
+			def.checked.Store(true) // on the server already: a Parse of its text succeeded there
+			continue
+		}
+		pre[len(pre)-1].Probe = true
+		es = append(es, pre...)
 	}
-	b, es, _ := s.ensure(c, def, s.scratch[:0])
 	if len(es) == 0 {
-		def.checked.Store(true) // on the server already: a Parse of its text succeeded there
-		return false
+		return nil
 	}
-	es[len(es)-1].Clear = closeClear // a lookup waits for its answer (awaitClears)
 	b = append(b, 'S', 0, 0, 0, 4)
 	es = append(es, expect{Kind: 'S', Hide: true})
 	s.mu.Lock()
-	s.q.wakeChan()
+	s.q.wakeChan() // made before the answers can come: awaitProbe waits on it
 	s.mu.Unlock()
-	if err := s.send(c, b, es...); err != nil {
-		s.keepScratch(b)
-		return false
-	}
+	s.flushNow = true // a Parse of a name may wait for the answer
+	err := s.send(c, b, es...)
 	s.keepScratch(b)
-	if err := c.Wr.Flush(); err != nil {
-		return false
+	return err
+}
+
+// awaitProbe waits for the server's answer to the check of def (probeDeferred), when it
+// is still unanswered: until then a Parse of its name cannot tell whether it is a
+// duplicate. Not on the client loop (loopable sends such a Parse to the goroutine),
+// which may be the server's reader.
+func (s *Session) awaitProbe(c *pool.Conn, def *stmtDef) {
+	if !def.unsure() || !s.probing(def) {
+		return
 	}
-	s.awaitClears()
-	return true
+	if err := c.Wr.Flush(); err != nil {
+		return // the link ends: the client is told
+	}
+	s.awaitUntil(func() bool { return !def.unsure() || !s.probing(def) })
+}
+
+// probing reports whether a check of def is queued on the link.
+func (s *Session) probing(def *stmtDef) bool {
+	found := false
+	s.mu.Lock()
+	s.q.each(func(e expect) { found = found || e.Probe && e.Reg == def })
+	s.mu.Unlock()
+	return found
 }

@@ -282,7 +282,8 @@ func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 		return s.parseUnnamed(c, m, rest)
 	}
 	if def := s.lookupStmt(name); def != nil {
-		if s.checkDeferred(c, def) {
+		if def.unsure() {
+			s.awaitProbe(c, def)
 			def = s.lookupStmt(name) // gone if the server refused it
 		}
 		if def != nil {

@@ -52,8 +52,6 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 			s.noteDrops(p.drops)
 		case p != nil:
 			return s.sqlByName(c, m, p)
-		case s.prep == prepUnnamed:
-			s.keepOwn(q, l)
 		}
 	}
 	if err := c.Wr.Write(m); err != nil {

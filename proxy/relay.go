@@ -374,12 +374,16 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.arm(timerTx, s.limits.tx)
 	s.syncSettings(c)
 	s.abortOnLink(c)
-	if len(s.deferred) == 0 {
+	if len(s.deferred) == 0 && !s.clears.probeDue {
 		s.accountAt(typ, at)
 		s.mu.Unlock()
 		return c, nil
 	}
 	s.mu.Unlock()
+	if err := s.probeDeferred(c); err != nil {
+		c.Discard(err)
+		return nil, err
+	}
 	if err := s.replayDeferred(c); err != nil {
 		c.Discard(err)
 		return nil, err
@@ -927,8 +931,8 @@ func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
 	if st.Popped {
 		s.q.publish()
 	}
-	if st.Checked {
-		st.Head.Reg.checked.Store(true)
+	if st.Checked && !st.Head.Reg.checked.Swap(true) {
+		s.q.woken() // a Parse of its name may wait for it (awaitProbe)
 	}
 	if st.Prepared {
 		prepared(c, st.Head)
@@ -1326,6 +1330,16 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	if r.RegFailed {
 		head.Reg.failed.Store(true)
+	}
+	if head.Kind == 'Q' && !head.Hide {
+		for _, d := range head.Drops {
+			if d.prep && d.def != nil {
+				d.def.failed.Store(true) // its PREPARE, after the error, never ran
+			}
+		}
+	}
+	if head.Probe {
+		s.q.woken() // answered: a Parse of its name may wait for it (awaitProbe)
 	}
 	switch {
 	case r.ForgetStmt:

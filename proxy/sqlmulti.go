@@ -63,7 +63,11 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 		return nil
 	}
 	var p byName
+	cleared := false // a DEALLOCATE ALL or DISCARD ALL before the statement
 	for _, st := range sqlscan.Scan(q) {
+		if st.Kind == sqlscan.KindDeallocateAll || st.Kind == sqlscan.KindDiscardAll {
+			cleared = true
+		}
 		sq, ok := sqlStatementOf(st.Text)
 		if !ok {
 			continue
@@ -75,6 +79,18 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 			p.drops = append(p.drops, clearDrop{name: name, def: def})
 		case sqlscan.KindPrepare:
 			p.prepared = append(p.prepared, name)
+			if s.prep == prepUnnamed {
+				// In unnamed mode the PREPARE goes as written: a new name is the client's
+				// own statement once the server completes it. After a DEALLOCATE ALL in
+				// the same Query it is not registered (registered now, it would count as
+				// made before the clear and be dropped with it).
+				d := clearDrop{name: name, prep: true}
+				if def == nil && !cleared {
+					d.def = s.keepOwn(name, sq)
+					def = d.def
+				}
+				p.drops = append(p.drops, d)
+			}
 		}
 		if def == nil || def.own {
 			continue // an own statement is on the server under its name already
@@ -91,7 +107,7 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 	if len(p.names) == 0 {
 		for _, d := range p.drops {
 			if d.def != nil {
-				return &p // a DEALLOCATE of an own statement: noted, the Query goes as written
+				return &p // a PREPARE or DEALLOCATE of an own statement: noted, the Query goes as written
 			}
 		}
 		return nil

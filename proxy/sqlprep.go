@@ -210,27 +210,12 @@ func (s *Session) sqlPrepared(c *pool.Conn, q string, kw sqlscan.Keyword) (bool,
 	}
 }
 
-// keepOwn registers the statement of a Query that is one SQL PREPARE, in unnamed mode,
-// where the Query goes to the server as written (the client is pinned to it): the client
-// has that name from then on (an own statement), so its Parse of the name gets 42P05.
-// The Query's expect, queued already, carries it: if the PREPARE fails, it is not the
-// client's. In the middle of an extended-protocol batch, whose earlier error would make
-// the server skip the Query unseen, nothing is registered. l is sqlscan.LeadOf(q).
-func (s *Session) keepOwn(q string, l sqlscan.Lead) {
-	if l.Keyword != sqlscan.KwPrepare {
-		return
-	}
-	st, ok := sqlStatementFirst(q, l.Keyword)
-	if !ok || st.Kind != sqlscan.KindPrepare {
-		return
-	}
-	s.mu.Lock()
-	midBatch := s.ErrSkip || s.Unsynced
-	s.mu.Unlock()
-	name := []byte(st.Name)
-	if midBatch || s.lookupStmt(name) != nil {
-		return // an own statement of that name: the server answers 42P05 itself
-	}
+// keepOwn registers name, which the client's Query PREPAREs as st in unnamed mode, where
+// the Query goes to the server as written (the client is pinned to it): the client has
+// that name from then on (an own statement), so its Parse of the name gets 42P05. It is
+// the client's only if the server completes that PREPARE (namesIn queues it among the
+// Query's drops, stmtclear.go readClear). st views the reader's buffer.
+func (s *Session) keepOwn(name string, st sqlStmt) *stmtDef {
 	types := ""
 	if len(st.ParamTypes) > 0 {
 		types = "(" + strings.Join(st.ParamTypes, ", ") + ")"
@@ -240,12 +225,8 @@ func (s *Session) keepOwn(q string, l sqlscan.Lead) {
 	v := s.classify(def.query)
 	def.pin, def.release, def.set = v.Pin, v.Release, v.Set
 	def.checked.Store(true)
-	s.keep(string(name), def)
-	s.mu.Lock()
-	if e := s.q.tail(); e != nil && e.Kind == 'Q' {
-		e.Reg = def
-	}
-	s.mu.Unlock()
+	s.keep(name, def)
+	return def
 }
 
 // sqlPrepare sends PREPARE x as PREPARE pgmux_noop, registering x unless the client has

@@ -37,6 +37,10 @@ type stmtClears struct {
 	sent    uint32        // session goroutine only: clearing Queries sent
 	applied uint32        // session goroutine only: the latest number applied to stmts
 	done    atomic.Uint32 // written by the reader: the latest number the server completed
+	// probeDue: pgmux answered a client's Parse itself since the last link; the next link
+	// checks the statement on its server (deferred.go probeDeferred). Session goroutine
+	// only; here, it fills the padding before dropped (TestSessionSizeBounded).
+	probeDue bool
 	// DEALLOCATE name forgets one statement: the reader appends the drops the server
 	// completed to dropped (under Session.mu) and counts them in drops; the session
 	// goroutine applies them (dropsApplied: how many it has).
@@ -46,10 +50,14 @@ type stmtClears struct {
 }
 
 // clearDrop is one DEALLOCATE of a client statement: when the server completes it, the
-// client's name no longer names def (a statement made again since is another def).
+// client's name no longer names def (a statement made again since is another def). With
+// prep, it is a SQL PREPARE in unnamed mode (namesIn) instead: def, registered when the
+// Query was sent, is the client's if the server completes that PREPARE, and is marked
+// failed if the Query fails before it (onError).
 type clearDrop struct {
 	name string
-	def  *stmtDef // nil: a DEALLOCATE of a name the client did not have (it fails)
+	def  *stmtDef // nil: a DEALLOCATE of a name the client did not have (it fails), a PREPARE not registered
+	prep bool
 }
 
 // clearOp is what executing a statement does to the client's statement names: name
@@ -161,7 +169,9 @@ func (s *Session) readClear(rd *wire.Reader, n int, hide bool) error {
 		if head.Clear > s.clears.done.Load() {
 			s.clears.done.Store(head.Clear)
 		}
-	case bytes.Equal(tag, []byte("DEALLOCATE")) && len(head.Drops) > 0:
+	case bytes.Equal(tag, []byte("PREPARE")) && len(head.Drops) > 0 && head.Drops[0].prep:
+		head.Drops = head.Drops[1:] // the statement is the client's
+	case bytes.Equal(tag, []byte("DEALLOCATE")) && len(head.Drops) > 0 && !head.Drops[0].prep:
 		if d := head.Drops[0]; d.def != nil {
 			s.clears.dropped = append(s.clears.dropped, d)
 			s.clears.drops.Add(1)
@@ -215,9 +225,16 @@ func (s *Session) applyClears() {
 // awaitClears waits until the server has answered every clearing Query sent, or the
 // link has ended (a lost server: the client is being told).
 func (s *Session) awaitClears() {
+	s.awaitUntil(func() bool { return s.q.clears.Load() == 0 })
+}
+
+// awaitUntil waits until done reports true, the link has ended or maxClearWait has
+// passed, looking again whenever the server's reader wakes it (respQueue.woken) and
+// every clearWait.
+func (s *Session) awaitUntil(done func() bool) {
 	var t *time.Timer
 	deadline := time.Now().Add(maxClearWait)
-	for s.q.clears.Load() > 0 && time.Now().Before(deadline) {
+	for !done() && time.Now().Before(deadline) {
 		s.mu.Lock()
 		c, wake := s.server, s.q.wake
 		s.mu.Unlock()

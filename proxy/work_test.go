@@ -57,7 +57,6 @@ func TestWorkFieldsClassified(t *testing.T) {
 		"stats":       func(w *sessionWork) { w.stats = SessionStats{Transactions: 1, Queries: 2, BytesIn: 3} },
 		"ops":         func(w *sessionWork) { w.ops.parses = 1; w.ops.in.Store(10); w.ops.queryTime = time.Second },
 		"Reqs":        func(w *sessionWork) { w.Reqs = 9 },
-		"OpenBefore":  func(w *sessionWork) { w.OpenBefore = true }, // set anew for each message sent
 		"scratch":     func(w *sessionWork) { w.scratch = make([]byte, 64) },
 		"checkCount":  func(w *sessionWork) { w.checkCount = 2 },
 		"pinSeq":      func(w *sessionWork) { w.pinSeq = 4 },

@@ -26,9 +26,6 @@ type Book[S, F, D any] struct {
 	Unsynced bool // extended-protocol messages sent since the last Sync
 	ErrSkip  bool // the server reported an error and skips messages until the next Sync
 	DropErr  bool // the client's next error is a consequence of one it was shown (proxy/sqlprep.go)
-	// OpenBefore: Unsynced as it was before the client message SentClient recorded last:
-	// that message is not the first of its request (proxy/deferred.go checkDeferred).
-	OpenBefore bool
 }
 
 // SentClient records a client message sent to the server as it is: the answers it is
@@ -40,7 +37,6 @@ type Book[S, F, D any] struct {
 // What it queues is neither Fake nor clearing: q's counts (Fakes, Clears) do not move.
 func (b *Book[S, F, D]) SentClient(q *Queue[S, F, D], typ byte, queueExtended bool) (starts bool) {
 	starts = b.Pending == 0 && (typ == 'Q' || typ == 'F' || typ == 'S')
-	b.OpenBefore = b.Unsynced
 	switch typ {
 	case 'Q', 'F':
 		b.Pending++

@@ -74,9 +74,9 @@ func ErrorRule[S, F, D any](f ErrFacts[S, F, D]) ErrStep {
 	}
 	r.ReqErr = !h.Hide
 	// check: pgmux's check, in a request of its own, of a statement whose Parse it
-	// answered itself, before the client parses the name again (proxy/deferred.go
-	// checkDeferred): its error only tells pgmux the statement was never the client's.
-	check := h.Kind == 'P' && h.Hide && h.Clear != 0
+	// answered itself (Probe, proxy/deferred.go probeDeferred): its error only tells
+	// pgmux the statement was never the client's.
+	check := h.Kind == 'P' && h.Hide && h.Probe
 	switch {
 	case h.ShowErr:
 		// pgmux's hidden PREPARE before the client's EXECUTE: its error is the one the

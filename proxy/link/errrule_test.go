@@ -34,7 +34,7 @@ func TestErrorRule(t *testing.T) {
 		{"pgmux's own Parse of a statement never checked, refused for its text: failed", errFacts{Head: expect{Kind: 'P', Hide: true, Reg: reg}, Queued: true, Rejected: true},
 			ErrStep{RegFailed: true, Skip: true}},
 		{"pgmux's check of a statement whose Parse it answered, refused: failed, not shown",
-			errFacts{Head: expect{Kind: 'P', Hide: true, Reg: reg, Clear: ^uint32(0)}, Queued: true, Rejected: true},
+			errFacts{Head: expect{Kind: 'P', Hide: true, Reg: reg, Probe: true}, Queued: true, Rejected: true},
 			ErrStep{Hide: true, Report: ReportQuiet, RegFailed: true, Skip: true}},
 		{"pgmux's own Parse of a statement never checked, refused for the moment (25P02, a timeout): kept",
 			errFacts{Head: expect{Kind: 'P', Hide: true, Reg: reg}, Queued: true},

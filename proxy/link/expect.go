@@ -42,6 +42,10 @@ type Expect[S, F, D any] struct {
 	// Fresh: a Bind or Describe of the client's unnamed statement served from the cache
 	// that the client parsed in the same request (proxy/prepared.go parsedHere).
 	Fresh bool
+	// Probe: pgmux's check, in a request of its own at link time, of Reg, a statement
+	// whose Parse it answered itself (proxy/deferred.go probeDeferred): its error only
+	// tells pgmux the statement was never the client's.
+	Probe bool
 	// Prep: for a request that prepares Stmt on the server (a Parse, or a PREPARE sent
 	// as a Query or executed), the preparation's number in the server's statement cache
 	// (proxy/stmtcache.go): its answer confirms the statement there, its failure forgets

@@ -230,18 +230,14 @@ func TestUnnamedModeSQLPrepareHoldsName(t *testing.T) {
 // linked: deferred.go), then a Parse of the same name. PostgreSQL answers the second with
 // 42P05 only if it accepted the first; it refused "selec" (42601), so the name is free
 // and the second Parse succeeds. pgmux used to take the unchecked first statement as
-// live and answer 42P05; it now checks it on the server first. Only the first Parse's
+// live and answer 42P05; it now checks it on the server first (on the next link, or at
+// the re-Parse). Only the first Parse's
 // answer differs from PostgreSQL's (pgmux's own ParseComplete); from the second on, the
 // answers are PostgreSQL's, byte for byte.
 func TestDeferredParseThenParseAgain(t *testing.T) {
 	m := startMux(t, setup{poolSize: 2, maxStmts: 5})
 	s := func(want string, msgs ...pgproto3.FrontendMessage) step { return step{msgs, want} }
-	cases := []struct {
-		name           string
-		first          *pgproto3.Parse
-		direct, pooled string
-		steps          []step
-	}{
+	cases := []parseAgainCase{
 		{"refused first", parse("d", "selec"), "EZ", "1Z", []step{
 			s("1Z", parse("d", "SELECT 8"), syncMsg),
 			s("2DCZ", bind("", "d"), execute("", 0), syncMsg),
@@ -257,15 +253,29 @@ func TestDeferredParseThenParseAgain(t *testing.T) {
 		}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			db := database(t, m.pg, "deferagain")
-			direct := dialRaw(t, m.pg.URL(pgtest.AppUser, pgtest.AppPassword, db))
-			pooled := m.raw(t, db)
-			_, kinds := direct.transcript(tc.first, syncMsg)
-			require.Equal(t, tc.direct, kinds)
-			_, kinds = pooled.transcript(tc.first, syncMsg)
-			require.Equal(t, tc.pooled, kinds)
-			sameAnswers(t, direct, pooled, tc.steps, func() {})
-		})
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, m, "deferagain") })
 	}
+}
+
+// parseAgainCase is a Parse and Sync that pgmux answers itself (no server linked), whose
+// answer's kinds are direct on a direct connection and pooled through pgmux, then steps
+// whose answers must be PostgreSQL's, byte for byte.
+type parseAgainCase struct {
+	name           string
+	first          *pgproto3.Parse
+	direct, pooled string
+	steps          []step
+}
+
+// run runs the case in a new database (prefix) through m and directly.
+func (tc parseAgainCase) run(t *testing.T, m *mux, prefix string) {
+	t.Helper()
+	db := database(t, m.pg, prefix)
+	direct := dialRaw(t, m.pg.URL(pgtest.AppUser, pgtest.AppPassword, db))
+	pooled := m.raw(t, db)
+	_, kinds := direct.transcript(tc.first, syncMsg)
+	require.Equal(t, tc.direct, kinds)
+	_, kinds = pooled.transcript(tc.first, syncMsg)
+	require.Equal(t, tc.pooled, kinds)
+	sameAnswers(t, direct, pooled, tc.steps, func() {})
 }

@@ -274,7 +274,8 @@ func TestClearIgnoredAfterError(t *testing.T) {
 }
 
 // TestDeferredParseFailureFreesName: a Parse and Sync with no server linked is answered by
-// pgmux (deferred.go), so bad SQL is reported at the statement's first use; from then on
+// pgmux (deferred.go), and the statement is checked on the next server the client links:
+// its Bind then gets PostgreSQL's 26000 for a statement whose Parse failed; from then on
 // the name is free, as it always was on PostgreSQL, and the client can prepare it again.
 func TestDeferredParseFailureFreesName(t *testing.T) {
 	m := startMux(t, setup{poolSize: 2})
@@ -283,7 +284,9 @@ func TestDeferredParseFailureFreesName(t *testing.T) {
 	r.send(parse("p", "SELEC 1"), syncMsg)
 	r.expect("1Z")
 	r.send(bind("", "p"), execute("", 0), syncMsg)
-	require.Equal(t, "42601", errorOf(t, r.expect("EZ")[0]).Code)
+	e := errorOf(t, r.expect("EZ")[0])
+	require.Equal(t, "26000", e.Code)
+	require.Equal(t, `prepared statement "p" does not exist`, e.Message)
 	r.send(parse("p", "SELECT 'again'::text"), syncMsg)
 	r.expect("1Z")
 	require.Equal(t, "again", r.run("p"))
