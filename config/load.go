@@ -86,16 +86,7 @@ func (c *Config) Validate() error {
 	if c.AuthType == AuthHBA && c.AuthHBAFile == "" {
 		return errors.New("auth_type is hba but auth_hba_file is not set")
 	}
-	if c.AuthType == AuthCert && c.ClientTLS.SSLMode == "disable" {
-		return errors.New("auth_type is cert but client_tls_sslmode is disable")
-	}
-	if c.AuthType == AuthCert && c.ClientTLS.CAFile == "" {
-		return errors.New("auth_type is cert but client_tls_ca_file is not set: client certificates cannot be verified")
-	}
-	if c.ClientTLS.SSLMode != "disable" && (c.ClientTLS.KeyFile == "" || c.ClientTLS.CertFile == "") {
-		return fmt.Errorf("client_tls_sslmode is %s but client_tls_key_file and client_tls_cert_file are not both set", c.ClientTLS.SSLMode)
-	}
-	return nil
+	return c.validateTLS()
 }
 
 // ResolvePath returns path as pgmux opens it: a relative path is taken relative to the

@@ -98,7 +98,9 @@ func login(ctx context.Context, nc net.Conn, t *Target) (net.Conn, *wire.Reader,
 		_ = nc.SetDeadline(dl)
 		defer nc.SetDeadline(noDeadline)
 	}
-	if t.TLS != nil {
+	// No TLS on a unix socket, as in PgBouncer and libpq: PostgreSQL never offers it
+	// there, and server_tls_sslmode = require would refuse every login.
+	if network, _ := t.Network(); t.TLS != nil && network != "unix" {
 		var err error
 		if nc, err = startTLS(nc, t); err != nil {
 			return nc, nil, 0, nil, nil, err

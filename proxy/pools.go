@@ -279,7 +279,7 @@ func (ps *pools) target(e *poolEntry, clientUser string) *pool.Target {
 			t.Params = append(t.Params, p)
 		}
 	}
-	if tc := serverTLSConfig(s.cfg, t.Host); tc != nil {
+	if tc := serverTLSFor(s.serverTLS, t.Host); tc != nil {
 		t.TLS = tc
 		t.TLSRequired = requiresTLS(s.cfg.ServerTLS.SSLMode)
 	}

@@ -44,6 +44,10 @@ func (s *Server) reloadLocked(cfg *config.Config, creds map[string]config.Creden
 	if err = tlsErr; err != nil {
 		return err
 	}
+	stc, tlsErr := serverTLSConfig(cfg)
+	if err = tlsErr; err != nil {
+		return err
+	}
 	var hba hba.Rules
 	if cfg.AuthType == config.AuthHBA {
 		if hba, err = loadHBA(cfg); err != nil {
@@ -67,12 +71,18 @@ func (s *Server) reloadLocked(cfg *config.Config, creds map[string]config.Creden
 	s.cfg = &next
 	s.cfgP.Store(&next)
 	s.creds = creds
-	s.tlsConf = tc
+	s.tlsConf, s.tlsDirect, s.serverTLS = tc, directTLS(tc), stc
 	s.verifiers = nil
 	s.parsedSecrets = nil
 	s.authCache = nil
 	s.hba, s.hbaErr = hba, nil
 	s.mu.Unlock()
 	s.pools.reconfigure(&next)
+	if next.ServerTLS != old.ServerTLS {
+		// As in PgBouncer, server connections opened under other server_tls_* settings
+		// (perhaps less secure ones) are not used on: idle ones close now, busy ones
+		// when released. New contents of the same files apply to new connections only.
+		s.pools.reconnectAll()
+	}
 	return nil
 }

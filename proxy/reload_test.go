@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -105,6 +106,11 @@ func TestReloadFollowsSettingsTable(t *testing.T) {
 	}
 
 	alt := reloadAlt(dir)
+	// The server_tls_ca_file changed to must load: one that does not is an error.
+	caCert, _ := selfSignedCert(t, t.TempDir())
+	caPEM, err := os.ReadFile(caCert)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(alt["server_tls_ca_file"], caPEM, 0o644))
 	inForce := srv.Config()
 	for _, k := range config.Keys() {
 		t.Run(k.Name, func(t *testing.T) {

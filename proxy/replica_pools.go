@@ -85,6 +85,17 @@ func (e *poolEntry) replicaPools() []*pool.Pool {
 	return out
 }
 
+// reconnectAll marks every server connection of every pool, standby pools included, for
+// closing (pool.Pool.Reconnect).
+func (ps *pools) reconnectAll() {
+	for _, e := range ps.all() {
+		e.pool.Reconnect()
+		for _, p := range e.replicaPools() {
+			p.Reconnect()
+		}
+	}
+}
+
 // closeReplicas closes e's standby pools (the entry is gone, or its hosts moved).
 func (e *poolEntry) closeReplicas() []*pool.Pool {
 	e.mu.Lock()

@@ -83,7 +83,9 @@ type Server struct {
 	authCache     map[string]authQueryResult // auth_query answers (authquery.go)
 	hba           hba.Rules                  // auth_hba_file, when auth_type = hba (hba.go)
 	hbaErr        error
-	tlsConf       *tls.Config
+	tlsConf       *tls.Config // client_tls_* loaded (clientTLSConfig); nil when off
+	tlsDirect     *tls.Config // tlsConf for direct TLS (sslnegotiation=direct): ALPN "postgresql"
+	serverTLS     *tls.Config // server_tls_* loaded (serverTLSConfig), cloned per login; nil when off
 	listeners     []net.Listener
 	// wgClosed: Stop waits on wg; accept no longer adds to it (a WaitGroup's Add from zero
 	// must not race its Wait).
@@ -153,7 +155,10 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.tlsConf = tc
+	if s.serverTLS, err = serverTLSConfig(opts.Config); err != nil {
+		return nil, err
+	}
+	s.tlsConf, s.tlsDirect = tc, directTLS(tc)
 	if opts.Config.AuthType == config.AuthHBA {
 		if s.hba, s.hbaErr = loadHBA(opts.Config); s.hbaErr != nil {
 			return nil, s.hbaErr

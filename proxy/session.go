@@ -624,6 +624,11 @@ func connClosed(err error) bool {
 // packet with nil error means the connection was a CancelRequest.
 func (s *Session) negotiate(cfg *config.Config) (*startup.Packet, error) {
 	for i := 0; i < 3; i++ {
+		if i == 0 {
+			if err := s.directTLS(); err != nil {
+				return nil, err
+			}
+		}
 		pkt, err := startup.Read(s.rd)
 		if err != nil {
 			if errors.Is(err, startup.ErrTooLarge) || errors.Is(err, startup.ErrMalformed) || errors.Is(err, startup.ErrTooManyParams) {

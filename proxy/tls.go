@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 
 	"github.com/pgmux/pgmux/config"
@@ -22,7 +23,11 @@ func requiresTLS(mode string) bool {
 	return false
 }
 
-// clientTLSConfig loads client_tls_* settings; nil when TLS to clients is off.
+// clientTLSConfig loads client_tls_* settings; nil when TLS to clients is off. As in
+// PgBouncer, verify-ca and verify-full require a client certificate, verified against
+// client_tls_ca_file (the system's roots when it is not set, which Validate allows for
+// verify-ca only); the other modes verify one a client offers when client_tls_ca_file is
+// set.
 func clientTLSConfig(cfg *config.Config) (*tls.Config, error) {
 	t := cfg.ClientTLS
 	if t.SSLMode == "" || t.SSLMode == "disable" || t.CertFile == "" || t.KeyFile == "" {
@@ -31,52 +36,79 @@ func clientTLSConfig(cfg *config.Config) (*tls.Config, error) {
 		}
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	tc, err := baseTLSConfig(cfg, "client_tls", t)
 	if err != nil {
-		return nil, fmt.Errorf("client TLS: %w", err)
+		return nil, err
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if t.CAFile != "" {
-		pool, err := loadCA(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("client_tls_ca_file: %w", err)
-		}
-		tc.ClientCAs = pool
-		if t.SSLMode == "verify-ca" || t.SSLMode == "verify-full" {
-			tc.ClientAuth = tls.RequireAndVerifyClientCert
-		} else {
-			tc.ClientAuth = tls.VerifyClientCertIfGiven
-		}
+	switch {
+	case t.SSLMode == "verify-ca" || t.SSLMode == "verify-full":
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	case tc.ClientCAs != nil:
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return tc, nil
 }
 
-// serverTLSConfig builds the TLS configuration for logging in to host; nil when off.
-func serverTLSConfig(cfg *config.Config, host string) *tls.Config {
+// baseTLSConfig is what both sides load alike from t (prefix names its settings in
+// errors): the protocol versions, the certificate and its key, and the CA file, as
+// ClientCAs (client side) or RootCAs (server side). Relative paths are taken from the ini
+// file's directory, as auth_file's are.
+func baseTLSConfig(cfg *config.Config, prefix string, t config.TLSSettings) (*tls.Config, error) {
+	lo, hi, err := config.TLSVersions(t.Protocols)
+	if err != nil {
+		return nil, fmt.Errorf("%s_protocols: %w", prefix, err)
+	}
+	tc := &tls.Config{MinVersion: lo, MaxVersion: hi}
+	if t.CertFile != "" && t.KeyFile != "" { // one alone: Validate refuses it
+		cert, err := tls.LoadX509KeyPair(cfg.ResolvePath(t.CertFile), cfg.ResolvePath(t.KeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("%s_cert_file and %s_key_file: %w", prefix, prefix, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	if t.CAFile != "" {
+		roots, err := loadCA(cfg.ResolvePath(t.CAFile))
+		if err != nil {
+			return nil, fmt.Errorf("%s_ca_file: %w", prefix, err)
+		}
+		tc.ClientCAs, tc.RootCAs = roots, roots
+	}
+	return tc, nil
+}
+
+// serverTLSConfig loads server_tls_* settings into the configuration every login to a
+// server clones (serverTLSFor); nil when off. A file that does not load is an error, as
+// in PgBouncer: pgmux went on without it, and a CA file that did not load left
+// verify-full trusting the system's roots instead.
+func serverTLSConfig(cfg *config.Config) (*tls.Config, error) {
 	t := cfg.ServerTLS
 	switch t.SSLMode {
 	case "", "disable", "allow":
-		return nil
+		return nil, nil
 	}
-	tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-	if t.CertFile != "" && t.KeyFile != "" {
-		if cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err == nil {
-			tc.Certificates = []tls.Certificate{cert}
-		}
+	tc, err := baseTLSConfig(cfg, "server_tls", t)
+	if err != nil {
+		return nil, err
 	}
-	var roots *x509.CertPool
-	if t.CAFile != "" {
-		roots, _ = loadCA(t.CAFile)
-	}
+	tc.ClientCAs = nil
 	switch t.SSLMode {
 	case "verify-full":
-		tc.RootCAs = roots
 	case "verify-ca":
 		tc.InsecureSkipVerify = true
-		tc.VerifyPeerCertificate = verifyChainOnly(roots)
+		tc.VerifyPeerCertificate = verifyChainOnly(tc.RootCAs)
 	default: // prefer, require: encrypt without checking the certificate, as libpq does
 		tc.InsecureSkipVerify = true
 	}
+	return tc, nil
+}
+
+// serverTLSFor is base (serverTLSConfig's) for a login to host; nil when base is.
+func serverTLSFor(base *tls.Config, host string) *tls.Config {
+	if base == nil {
+		return nil
+	}
+	tc := base.Clone()
+	tc.ServerName = host
 	return tc
 }
 
@@ -139,13 +171,80 @@ func (s *Session) startTLS() error {
 	if err := conn.Handshake(); err != nil {
 		return fmt.Errorf("client TLS handshake: %w", err)
 	}
+	s.useTLS(conn)
+	return nil
+}
+
+// alpnPostgres is the ALPN protocol PostgreSQL 17 names its protocol by: a client that
+// opens with TLS (sslnegotiation=direct) must offer it.
+const alpnPostgres = "postgresql"
+
+// directTLS is tc for clients that open with TLS; nil when tc is.
+func directTLS(tc *tls.Config) *tls.Config {
+	if tc == nil {
+		return nil
+	}
+	d := tc.Clone()
+	d.NextProtos = []string{alpnPostgres}
+	return d
+}
+
+// tlsHandshakeRecord is the first byte of a TLS ClientHello (a handshake record), which
+// no startup packet starts with (its length would be 369 MB at least).
+const tlsHandshakeRecord = 0x16
+
+// directTLS serves a client that opens with a TLS ClientHello instead of an SSLRequest
+// (PostgreSQL 17's sslnegotiation=direct), as PostgreSQL 17 and PgBouncer 1.25 do: the
+// handshake right away, and the ALPN protocol "postgresql" required, so that a client of
+// another protocol (HTTPS) pointed at the port is not taken for a PostgreSQL one. Without
+// client TLS, or for a client logging in on a loop, nothing is read here, and the
+// ClientHello is refused as a startup packet.
+func (s *Session) directTLS() error {
+	s.srv.mu.Lock()
+	tc := s.srv.tlsDirect
+	s.srv.mu.Unlock()
+	if tc == nil || s.lgState() != nil {
+		return nil
+	}
+	b, err := s.rd.PeekByte()
+	if err != nil || b != tlsHandshakeRecord {
+		return err
+	}
+	conn := tls.Server(&replayConn{Conn: s.nc, pre: append([]byte(nil), s.rd.Window()...)}, tc)
+	s.rd.Drop()
+	if err := conn.Handshake(); err != nil {
+		return fmt.Errorf("client direct TLS handshake: %w", err)
+	}
+	s.useTLS(conn)
+	if conn.ConnectionState().NegotiatedProtocol != alpnPostgres {
+		return pgerr.Fatal(pgerr.ProtocolViolation, "direct SSL connection without the ALPN protocol %q", alpnPostgres)
+	}
+	return nil
+}
+
+// useTLS makes conn, after its handshake, the client's connection.
+func (s *Session) useTLS(conn *tls.Conn) {
 	s.nc = conn
 	max := s.rd.MaxMessage
 	s.rd = wire.NewReader(conn)
 	s.rd.MaxMessage = max // max_packet_size holds inside TLS too
 	s.wr = wire.NewWriter(conn)
 	s.tls = true
-	return nil
+}
+
+// replayConn is a connection whose first reads return pre, bytes already read from it.
+type replayConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.pre) == 0 {
+		return c.Conn.Read(p)
+	}
+	n := copy(p, c.pre)
+	c.pre = c.pre[n:]
+	return n, nil
 }
 
 // nothingAfter refuses a client that sent more after an SSLRequest or GSSENCRequest

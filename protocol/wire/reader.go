@@ -419,6 +419,17 @@ func (rd *Reader) Skip(bodyLen int) error {
 	return nil
 }
 
+// PeekByte returns the next byte without consuming it, reading when nothing is buffered:
+// for the first byte of a connection, which tells a TLS handshake from a startup packet.
+func (rd *Reader) PeekByte() (byte, error) {
+	if rd.r == rd.w {
+		if err := rd.fill(1); err != nil {
+			return 0, err
+		}
+	}
+	return (*rd.buf)[rd.r], nil
+}
+
 // ReadFull reads exactly len(p) bytes, draining the buffer first. It is used for the
 // untyped startup packet.
 func (rd *Reader) ReadFull(p []byte) error {

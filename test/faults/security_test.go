@@ -24,7 +24,7 @@ import (
 	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
-// testPKI is a CA and a server certificate for localhost / 127.0.0.1, written as PEM.
+// testPKI is a CA and a server certificate for localhost / 127.0.0.1 / ::1, written as PEM.
 type testPKI struct {
 	Dir                    string
 	CA, Cert, Key          string // file paths
@@ -52,7 +52,7 @@ func newPKIOn(t testing.TB, curve elliptic.Curve) *testPKI {
 	require.NoError(t, err)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	require.NoError(t, err)
@@ -283,7 +283,7 @@ func TestServerTLSVerifyFull(t *testing.T) {
 	pg.Exec(t, "ALTER SYSTEM SET ssl_key_file = 'test-server.key'")
 	pg.Exec(t, "SELECT pg_reload_conf()")
 	time.Sleep(300 * time.Millisecond)
-	for _, host := range []string{"127.0.0.1", "localhost"} {
+	for _, host := range []string{"127.0.0.1", "localhost", "::1"} {
 		t.Run(host, func(t *testing.T) {
 			m := startMux(t, pg, bouncer{
 				Databases: []string{fmt.Sprintf("* = host=%s port=%d", host, pg.Port)},
