@@ -328,7 +328,7 @@ func (s *Session) adminLoop() error {
 				return err
 			}
 		default:
-			s.fatal(pgerr.Fatal(pgerr.ProtocolViolation, "invalid frontend message type %d", typ))
+			s.killWith(pgerr.Fatal(pgerr.ProtocolViolation, "invalid frontend message type %d", typ))
 			return fmt.Errorf("invalid frontend message type %d", typ)
 		}
 	}
@@ -342,7 +342,7 @@ func (s *Session) adminSimpleQuery(n int) error {
 	}
 	q, _, err := wire.CString(wire.Body(m))
 	if err != nil {
-		s.fatal(pgerr.Fatal(pgerr.ProtocolViolation, "invalid Query message"))
+		s.killWith(pgerr.Fatal(pgerr.ProtocolViolation, "invalid Query message"))
 		return err
 	}
 	out, after := s.adminQuery(string(q))
