@@ -96,6 +96,12 @@ func (c *consoleState) held(db string) bool {
 	return c.pausedAll || c.suspended || c.paused[db] || c.killed[db]
 }
 
+// closesServers reports whether db's server connections are to be closed and kept
+// closed (PAUSE, PAUSE db, KILL db; SUSPEND keeps them); c.mu is held.
+func (c *consoleState) closesServers(db string) bool {
+	return c.pausedAll || c.paused[db] || c.killed[db]
+}
+
 // lifted wakes clients waiting for a hold to end; c.mu is held.
 func (c *consoleState) lifted() {
 	close(c.changed)
