@@ -973,12 +973,20 @@ func (s *Session) forward(rd *wire.Reader, n int) error {
 		return rd.Skip(n)
 	}
 	s.ops.out.Add(uint64(n + wire.HeaderLen))
+	m := s.wr.Mark()
 	err := rd.Forward(s.wr, n)
 	// errors.AsType, not errors.As: As's target escapes, which would cost a heap
 	// allocation for every relayed message even when err is nil.
 	if _, ok := errors.AsType[*wire.WriteError](err); ok {
 		s.clientWriteFailed()
 		return nil
+	}
+	if err != nil && !s.wr.Rewind(m) {
+		// The server broke inside the message and the client has its start: nothing
+		// whole can follow (a FATAL's bytes would be read as the rest of it), so it is
+		// closed untold, as a direct connection to a backend that died would be. Had
+		// the start stayed in the writer, it would be dropped and the FATAL follow.
+		s.clientWriteFailed()
 	}
 	return err
 }
