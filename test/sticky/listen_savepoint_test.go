@@ -22,18 +22,9 @@ func TestUnlistenSavepoints(t *testing.T) {
 	m := startMux(t, setup{poolSize: 3})
 	db := m.pg.NewDatabase(t, "unlistensavepoint")
 	ctx := ctxT(t)
-	simple := func(sqls ...string) func(*pgx.Conn, string) error {
-		return func(c *pgx.Conn, ch string) error {
-			for _, s := range sqls {
-				if _, err := c.Exec(ctx, strings.ReplaceAll(s, "CH", ch)); err != nil && !strings.Contains(s, "1/0") {
-					return fmt.Errorf("%s: %w", s, err)
-				}
-			}
-			return nil
-		}
-	}
+	simple := func(sqls ...string) unlistenRun { return simpleRun(ctx, sqls...) }
 	// mixed runs "x:" statements with the extended protocol, the rest as simple Queries.
-	mixed := func(sqls ...string) func(*pgx.Conn, string) error {
+	mixed := func(sqls ...string) unlistenRun {
 		return func(c *pgx.Conn, ch string) error {
 			for _, s := range sqls {
 				s = strings.ReplaceAll(s, "CH", ch)
@@ -52,7 +43,7 @@ func TestUnlistenSavepoints(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
-		run     func(*pgx.Conn, string) error
+		run     unlistenRun
 		stopped bool // PostgreSQL no longer delivers
 	}{
 		{"UNLISTEN before a savepoint rolled back to", simple("BEGIN", "UNLISTEN CH", "SAVEPOINT a", "ROLLBACK TO SAVEPOINT a", "COMMIT"), true},
@@ -77,32 +68,14 @@ func TestUnlistenSavepoints(t *testing.T) {
 			ch := fmt.Sprintf("s%d", i)
 			require.Equal(t, tc.stopped, stopsOnPostgres(t, ctx, m.direct(t, db), direct, ch, tc.run),
 				"the case's expectation is not what PostgreSQL does")
-			client := m.connect(t, db)
-			for _, c := range []*pgx.Conn{client, control} {
-				_, err := c.Exec(ctx, "LISTEN "+ch)
-				require.NoError(t, err)
-			}
-			require.NoError(t, tc.run(client, ch))
-			_, err := notifier.Exec(ctx, "NOTIFY "+ch+", 'after'")
-			require.NoError(t, err)
-			nt, err := control.WaitForNotification(ctx)
-			require.NoError(t, err)
-			require.Equal(t, ch, nt.Channel)
-			if tc.stopped {
-				noNotification(t, ctx, client, tc.name)
-				return
-			}
-			nt, err = client.WaitForNotification(ctx)
-			require.NoError(t, err, "the client stopped receiving: PostgreSQL's client did not")
-			require.Equal(t, "after", nt.Payload)
-			noNotification(t, ctx, client, tc.name+" (a second copy)")
+			checkUnlisten(t, ctx, m.connect(t, db), control, notifier, ch, tc.run, tc.stopped)
 		})
 	}
 }
 
 // stopsOnPostgres runs a case on client, a direct connection to PostgreSQL, and reports
 // whether it stopped receiving ch's notifications; notifier is another direct connection.
-func stopsOnPostgres(t *testing.T, ctx context.Context, client, notifier *pgx.Conn, ch string, run func(*pgx.Conn, string) error) bool {
+func stopsOnPostgres(t *testing.T, ctx context.Context, client, notifier *pgx.Conn, ch string, run unlistenRun) bool {
 	t.Helper()
 	_, err := client.Exec(ctx, "LISTEN "+ch)
 	require.NoError(t, err)
