@@ -96,6 +96,12 @@ func (c *consoleState) held(db string) bool {
 	return c.pausedAll || c.suspended || c.paused[db] || c.killed[db]
 }
 
+// closesServers reports whether db's server connections are to be closed and kept
+// closed (PAUSE, PAUSE db, KILL db; SUSPEND keeps them); c.mu is held.
+func (c *consoleState) closesServers(db string) bool {
+	return c.pausedAll || c.paused[db] || c.killed[db]
+}
+
 // lifted wakes clients waiting for a hold to end; c.mu is held.
 func (c *consoleState) lifted() {
 	close(c.changed)
@@ -328,7 +334,7 @@ func (s *Session) adminLoop() error {
 				return err
 			}
 		default:
-			s.fatal(pgerr.Fatal(pgerr.ProtocolViolation, "invalid frontend message type %d", typ))
+			s.killWith(pgerr.Fatal(pgerr.ProtocolViolation, "invalid frontend message type %d", typ))
 			return fmt.Errorf("invalid frontend message type %d", typ)
 		}
 	}
@@ -342,7 +348,7 @@ func (s *Session) adminSimpleQuery(n int) error {
 	}
 	q, _, err := wire.CString(wire.Body(m))
 	if err != nil {
-		s.fatal(pgerr.Fatal(pgerr.ProtocolViolation, "invalid Query message"))
+		s.killWith(pgerr.Fatal(pgerr.ProtocolViolation, "invalid Query message"))
 		return err
 	}
 	out, after := s.adminQuery(string(q))

@@ -97,7 +97,7 @@ func (w *holdWait) cmd() string {
 // set and lift reach the pools in the order of the commands, whoever waits afterwards.
 func (c *consoleState) holdPoolLocked(p *pool.Pool, db string) {
 	switch {
-	case c.pausedAll || c.paused[db] || c.killed[db]:
+	case c.closesServers(db):
 		p.Pause()
 	case c.suspended:
 		p.Hold()
@@ -129,6 +129,10 @@ func (s *Server) holdNewPool(p *pool.Pool, db string) {
 	c.holdPoolLocked(p, db)
 }
 
+// errHeldAll refuses PAUSE, SUSPEND and KILL while the pooler is PAUSEd or SUSPENDed, in
+// PgBouncer's words.
+var errHeldAll = pgerr.New(pgerr.ObjectNotInPrerequisite, "already suspended/paused")
+
 // beginHold sets the hold of PAUSE db (every database when db is ""), or of SUSPEND,
 // at once: on the console, which holds new logins, and on the pools, which hold new
 // transactions and, for PAUSE, close their idle servers. The function returned waits
@@ -140,18 +144,20 @@ func (s *Server) beginHold(ctx context.Context, db string, suspend bool) (func()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
-	case suspend && c.suspended:
-		return nil, pgerr.New(pgerr.ObjectNotInPrerequisite, "already suspended")
+	case c.pausedAll || c.suspended:
+		return nil, errHeldAll
+	case suspend && (len(c.paused) > 0 || len(c.killed) > 0):
+		// PgBouncer's SUSPEND must flush every client's buffers: none may be held.
+		return nil, pgerr.New(pgerr.ObjectNotInPrerequisite, "cannot suspend with paused databases")
 	case suspend:
 		c.suspended = true
-	case db == "" && c.pausedAll, db != "" && c.paused[db]:
-		return nil, pgerr.New(pgerr.ObjectNotInPrerequisite, "already paused")
 	case db == "":
 		c.pausedAll = true
 	default:
-		c.paused[db] = true
+		c.paused[db] = true // again, if paused already: the PAUSE waits for its servers anew
 	}
 	pools := s.holdPoolsLocked(s.matching(db))
+	pools = append(pools, s.holdListenersLocked(db)...)
 	wctx, cancel := context.WithCancelCause(ctx)
 	w := &holdWait{db: db, suspend: suspend, cancel: cancel}
 	c.waits[w] = struct{}{}
@@ -199,6 +205,7 @@ func (s *Server) liftLocked(w *holdWait) {
 	}
 	c.lifted()
 	s.holdPoolsLocked(s.matching(w.db))
+	s.holdListenersLocked(w.db)
 }
 
 // adminPause holds new transactions of db (or of every database) and waits until each of
@@ -269,6 +276,7 @@ func (s *Server) adminResume(db string) error {
 		}
 	}
 	c.lifted()
+	s.holdListenersLocked(db)
 	s.holdPoolsLocked(s.matching(db))
 	return nil
 }
@@ -349,9 +357,14 @@ func (s *Server) adminKill(db string) error {
 	}
 	c := s.console
 	c.mu.Lock()
+	if c.pausedAll || c.suspended {
+		c.mu.Unlock()
+		return errHeldAll
+	}
 	c.killed[db] = true
 	entries := s.matching(db)
 	s.holdPoolsLocked(entries)
+	s.holdListenersLocked(db)
 	c.mu.Unlock()
 	for _, sess := range s.Sessions() {
 		if sess.dbName == db && sess.entry != nil {

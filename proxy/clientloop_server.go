@@ -109,7 +109,7 @@ func (s *Session) relayBatch(c *pool.Conn, at time.Time) bool {
 			ok = false
 			break
 		}
-		if !s.leases(c) {
+		if !s.leases(c) || s.ending(c) {
 			c.HandBack() // the lease ended under it (a timer, a kill): the reader sees to c
 			ok = false
 			break

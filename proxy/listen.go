@@ -28,7 +28,11 @@ func (s *Server) listenerFor(e *poolEntry) *listenmux.Listener {
 	if l := s.hub.Get(e.key.db); l != nil {
 		return l
 	}
-	return s.hub.Add(e.key.db, listenmux.Source{
+	// Made under the console's lock: a PAUSE finds it in the hub, or it is made paused.
+	c := s.console
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := s.hub.Add(e.key.db, listenmux.Source{
 		Options: func() pool.Options {
 			db, _, _ := e.snapshot()
 			return s.pools.options(s.Config(), e, db, e.key.user)
@@ -41,6 +45,32 @@ func (s *Server) listenerFor(e *poolEntry) *listenmux.Listener {
 		},
 		Gap: func() { s.metrics.ListenerGap(e.key.db) },
 	})
+	if c.closesServers(e.key.db) {
+		l.Pause()
+	}
+	return l
+}
+
+// holdListenersLocked brings the shared LISTEN connections of db (of every database when
+// db is "") in line with the console's holds, as holdPoolLocked does the pools: PAUSE
+// and KILL close them, and once no hold closes them they connect again, LISTENing on
+// every channel that has subscribers, before this returns (at most a moment: a database
+// still down is retried in the background). It returns the pools whose connection is
+// closing, for PAUSE to wait on; s.console.mu is held.
+func (s *Server) holdListenersLocked(db string) []*pool.Pool {
+	c := s.console
+	var closing []*pool.Pool
+	for _, l := range s.hub.All() {
+		if db != "" && l.DB() != db {
+			continue
+		}
+		if !c.closesServers(l.DB()) {
+			l.Resume()
+		} else if p := l.Pause(); p != nil {
+			closing = append(closing, p)
+		}
+	}
+	return closing
 }
 
 // Notify queues a notification from the shared listener (listenmux.Subscriber) for the

@@ -23,8 +23,9 @@ import (
 // completes it (its CommandComplete tag, in order), and its subscriptions end when its
 // transaction commits: at a CommandComplete "COMMIT", or at a ReadyForQuery 'I' with no
 // error since the request began (autocommit, an implicit transaction, the extended
-// protocol's up to its Sync). A "ROLLBACK" (of the transaction, or to a savepoint) or an
-// error before ReadyForQuery 'I' drops them: the subscription stays. The shared
+// protocol's up to its Sync). A "ROLLBACK" or an error before ReadyForQuery 'I' drops
+// them: the subscription stays. A ROLLBACK TO SAVEPOINT drops only those after the
+// savepoint (listen_savepoint.go). The shared
 // subscriptions end right before the client's ReadyForQuery goes out, after the fence
 // (listen_fence.go): notifications committed before the request still come first.
 //
@@ -35,9 +36,11 @@ import (
 
 // unlistenAct is what one completed statement does to the client's shared subscriptions.
 type unlistenAct struct {
-	tag      string   // the statement's CommandComplete tag: UNLISTEN, DISCARD ALL or DO
+	tag      string   // the statement's CommandComplete tag: UNLISTEN, DISCARD ALL or DO, or op's
 	channels []string // the channels it ends, when not all
 	all      bool
+	op       txOp   // opUnlisten, or a statement that bounds UNLISTENs (listen_savepoint.go)
+	name     string // the savepoint's name
 }
 
 // unlistenState is a listening client's UNLISTENs on their way through a server.
@@ -48,15 +51,17 @@ type unlistenState struct {
 	stmts, portals map[string][]unlistenAct
 
 	mu     sync.Mutex
-	sent   []unlistenAct // sent, not yet completed by the server
-	ran    []unlistenAct // completed in the transaction still open
-	commit []unlistenAct // committed: to end before the client's ReadyForQuery
-	failed bool          // an error since the last ReadyForQuery 'I'
+	sent   []unlistenAct   // sent, not yet completed by the server
+	ran    []unlistenAct   // completed in the transaction still open
+	marks  []savepointMark // the open transaction's savepoints, oldest first
+	commit []unlistenAct   // committed: to end before the client's ReadyForQuery
+	failed bool            // an error since the last ReadyForQuery 'I'
 }
 
 // unlistenActs returns what the statements stmts do to shared subscriptions when they
-// complete; names are cloned (the text may be a view of a read buffer).
-func unlistenActs(stmts []sqlscan.Statement) []unlistenAct {
+// complete; names are cloned (the text may be a view of a read buffer). With bounds,
+// the statements that bound UNLISTENs (savepoints, the transaction's end) are in too.
+func unlistenActs(stmts []sqlscan.Statement, bounds bool) []unlistenAct {
 	var acts []unlistenAct
 	for i := range stmts {
 		switch st := &stmts[i]; {
@@ -67,7 +72,7 @@ func unlistenActs(stmts []sqlscan.Statement) []unlistenAct {
 		case st.Kind == sqlscan.KindDiscardAll:
 			acts = append(acts, unlistenAct{tag: "DISCARD ALL", all: true})
 		case st.Do != nil && st.Do.Straight:
-			inner := unlistenActs(st.Do.Statements)
+			inner := unlistenActs(st.Do.Statements, false)
 			if len(inner) == 0 {
 				continue
 			}
@@ -77,15 +82,20 @@ func unlistenActs(stmts []sqlscan.Statement) []unlistenAct {
 				do.channels = append(do.channels, a.channels...)
 			}
 			acts = append(acts, do)
+		case bounds:
+			if a, ok := txAct(st); ok {
+				acts = append(acts, a)
+			}
 		}
 	}
 	return acts
 }
 
 // unlistenQueued notes the UNLISTENs of a listening client's simple Query q (a view of
-// the read buffer, not kept), sent to its server. Session goroutine.
+// the read buffer, not kept), sent to its server, and the statements that bound them.
+// Session goroutine.
 func (s *Session) unlistenQueued(q string) {
-	acts := unlistenActs(sqlscan.Scan(q))
+	acts := unlistenActs(sqlscan.Scan(q), true)
 	if len(acts) == 0 {
 		return
 	}
@@ -121,9 +131,9 @@ func (s *Session) trackUnlisten(b *notifyBox, typ byte, n int) error {
 		var acts []unlistenAct
 		if len(query) > 0 {
 			q := unsafe.String(&query[0], len(query))
-			if s.lead(q).Interesting {
+			if s.lead(q).Interesting || savepointWord(q) {
 				if sts := sqlscan.Scan(q); len(sts) == 1 {
-					acts = unlistenActs(sts)
+					acts = unlistenActs(sts, true)
 				}
 			}
 		}
@@ -204,7 +214,7 @@ func (s *Session) unlistenTracked() *unlistenState {
 // reader.
 func (s *Session) unlistenCC(u *unlistenState, rd *wire.Reader, n int) error {
 	u.mu.Lock()
-	watching := len(u.sent) > 0 || len(u.ran) > 0
+	watching := len(u.sent) > 0 || len(u.ran) > 0 || len(u.marks) > 0
 	u.mu.Unlock()
 	if !watching {
 		return nil
@@ -217,19 +227,31 @@ func (s *Session) unlistenCC(u *unlistenState, rd *wire.Reader, n int) error {
 	if i := bytes.IndexByte(tag, 0); i >= 0 {
 		tag = tag[:i]
 	}
+	u.completeTag(string(tag))
+	return nil
+}
+
+// completeTag takes the tag of a CommandComplete the client is sent: the next statement
+// noted as sent may have completed, or the transaction committed or rolled back.
+func (u *unlistenState) completeTag(tag string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	switch {
-	case string(tag) == "COMMIT":
-		u.commit = append(u.commit, u.ran...)
-		u.ran = nil
-	case string(tag) == "ROLLBACK": // of the transaction, or to a savepoint: kept
-		u.ran = nil
-	case len(u.sent) > 0 && string(tag) == u.sent[0].tag:
-		u.ran = append(u.ran, u.sent[0])
+	case len(u.sent) > 0 && u.sent[0].answeredBy(tag):
+		a := u.sent[0]
 		u.sent = u.sent[1:]
+		u.completed(a, tag)
+	case tag == "COMMIT": // not noted (sent while nothing was pending)
+		u.ended(true)
+	case tag == "ROLLBACK":
+		u.ended(false)
 	}
-	return nil
+}
+
+// answeredBy reports whether tag is the CommandComplete of a's statement: a COMMIT of a
+// failed transaction answers ROLLBACK.
+func (a *unlistenAct) answeredBy(tag string) bool {
+	return tag == a.tag || a.op == opCommit && tag == "ROLLBACK"
 }
 
 // unlistenFailed notes an error answering the client: the statements of its request
@@ -248,10 +270,8 @@ func (u *unlistenState) ready(status byte, quiet bool) []unlistenAct {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if status == 'I' {
-		if !u.failed {
-			u.commit = append(u.commit, u.ran...)
-		}
-		u.ran, u.failed = nil, false
+		u.ended(!u.failed)
+		u.failed = false
 		if quiet {
 			u.sent = nil // statements an error made the server skip
 		}

@@ -36,12 +36,12 @@ func (s *Session) relay() (parked bool, err error) {
 		}
 		if err != nil {
 			if errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrBadLength) {
-				s.fatal(pgerr.Fatal(pgerr.ProtocolViolation, "%v", err))
+				s.killWith(pgerr.Fatal(pgerr.ProtocolViolation, "%v", err))
 			}
 			return false, err
 		}
 		if !frontendMessage(typ) {
-			s.fatal(pgerr.Fatal(pgerr.ProtocolViolation, "invalid frontend message type %d", typ))
+			s.killWith(pgerr.Fatal(pgerr.ProtocolViolation, "invalid frontend message type %d", typ))
 			return false, fmt.Errorf("invalid frontend message type %d", typ)
 		}
 		if typ == 'X' {
@@ -147,11 +147,11 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 			return false, err // the client left while waiting: nothing to answer (gone.go)
 		}
 		if s.srv.cutAtRelease() {
-			s.fatal(shutdownFatal())
+			s.killWith(shutdownFatal())
 			return false, err
 		}
 		if errors.Is(err, pool.ErrClosed) && s.entry.removed.Load() {
-			s.fatal(removedFatal(s.dbName)) // closeRemoved is about to; no error before it
+			s.killWith(removedFatal(s.dbName)) // closeRemoved is about to; no error before it
 			return false, err
 		}
 		return s.refuse(typ, n, err)
@@ -261,7 +261,7 @@ func (s *Session) kickIfIdle(now int64, park time.Duration) {
 
 // idleTimedOut ends a client idle past client_idle_timeout.
 func (s *Session) idleTimedOut() error {
-	s.fatal(pgerr.Fatal(pgerr.IdleSessionTimeout,
+	s.killWith(pgerr.Fatal(pgerr.IdleSessionTimeout,
 		"terminating connection due to client_idle_timeout (%v idle)", s.clientIdle))
 	return os.ErrDeadlineExceeded
 }
@@ -457,7 +457,7 @@ func (s *Session) forwardSticky(c *pool.Conn, typ byte, n int, pin pinReason, re
 		// does the client lose its connection instead.
 		if typ != 'Q' && s.prep == prepPass {
 			c.Discard(pinErr)
-			s.fatal(pinErr.(*pgerr.Error))
+			s.killWith(pinErr.(*pgerr.Error))
 			return pinErr
 		}
 		return s.raiseViaServer(c, typ, n, pinErr.(*pgerr.Error))
@@ -702,7 +702,7 @@ func (s *Session) forwardFailed(c *pool.Conn, err error) error {
 	var we *wire.WriteError
 	if errors.As(err, &we) {
 		c.Discard(err)
-		s.fatal(pgerr.Fatal(pgerr.ConnectionFailure, "server connection failed while sending: %v", we.Err))
+		s.killWith(pgerr.Fatal(pgerr.ConnectionFailure, "server connection failed while sending: %v", we.Err))
 	}
 	return err
 }
@@ -719,8 +719,10 @@ func (s *Session) writeClient(b []byte) error {
 	return s.wr.Flush()
 }
 
-// fatal sends a FATAL error to the client and closes its connection.
-func (s *Session) fatal(pe *pgerr.Error) {
+// fatalLocked sends a FATAL error to the client and closes its connection; s.wmu is
+// held, at a message boundary (the relay between two server messages): the FATAL goes
+// out after what the writer holds. Any other goroutine ends a client with killWith.
+func (s *Session) fatalLocked(pe *pgerr.Error) {
 	s.closed.Store(true)
 	s.tell(pe)
 	s.closeAndWake()
@@ -830,6 +832,9 @@ func (s *Session) Pump(c *pool.Conn) error {
 		if !held {
 			s.wmu.Lock()
 			held = true
+		}
+		if s.ending(c) {
+			return nil
 		}
 		released, err := s.relayMsg(c, typ, n, time.Time{})
 		if err != nil || released {
@@ -974,12 +979,20 @@ func (s *Session) forward(rd *wire.Reader, n int) error {
 		return rd.Skip(n)
 	}
 	s.ops.out.Add(uint64(n + wire.HeaderLen))
+	m := s.wr.Mark()
 	err := rd.Forward(s.wr, n)
 	// errors.AsType, not errors.As: As's target escapes, which would cost a heap
 	// allocation for every relayed message even when err is nil.
 	if _, ok := errors.AsType[*wire.WriteError](err); ok {
 		s.clientWriteFailed()
 		return nil
+	}
+	if err != nil && !s.wr.Rewind(m) {
+		// The server broke inside the message and the client has its start: nothing
+		// whole can follow (a FATAL's bytes would be read as the rest of it), so it is
+		// closed untold, as a direct connection to a backend that died would be. Had
+		// the start stayed in the writer, it would be dropped and the FATAL follow.
+		s.clientWriteFailed()
 	}
 	return err
 }
@@ -1187,12 +1200,12 @@ func (s *Session) settleAt(c *pool.Conn, status byte, at time.Time) (bool, error
 	case link.Release:
 		c.ReleaseAt(reset || s.srv.Config().ServerResetQueryAlways, at)
 		if !closed && s.srv.cutAtRelease() {
-			s.fatal(shutdownFatal()) // safe shutdown: its server is back, so it goes
+			s.fatalLocked(shutdownFatal()) // safe shutdown: its server is back, so it goes
 		}
 		return true, nil
 	case link.BadStatement:
 		c.Discard(errors.New("transaction in statement mode"))
-		s.fatal(pgerr.Fatal(pgerr.FeatureNotSupported, "transaction blocks not allowed in statement pooling mode"))
+		s.fatalLocked(pgerr.Fatal(pgerr.FeatureNotSupported, "transaction blocks not allowed in statement pooling mode"))
 		return true, nil
 	case link.DirtyClosed:
 		c.Discard(errors.New("client left inside a transaction"))
@@ -1242,7 +1255,7 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 	}
 	s.mu.Unlock()
 	if linked && !s.closed.Load() && end != nil {
-		s.fatal(end) // a timer closed the server to end the session (closeFromOutside)
+		s.fatalLocked(end) // its server was closed to end the session (killWith)
 		return
 	}
 	if told && !s.closed.Load() {
@@ -1259,7 +1272,7 @@ func (s *Session) serverFailed(c *pool.Conn, err error) {
 	}
 	if linked && !s.closed.Load() {
 		s.log().Warn("server connection lost while serving client", zap.Error(err))
-		s.fatal(pgerr.Fatal(pgerr.ConnectionFailure, "server closed the connection unexpectedly").
+		s.fatalLocked(pgerr.Fatal(pgerr.ConnectionFailure, "server closed the connection unexpectedly").
 			WithDetail("%v", err).
 			WithHint("The server may have been restarted or the backend terminated; reconnect and retry."))
 	}

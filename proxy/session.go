@@ -121,8 +121,9 @@ type Session struct {
 	// listener for a notification. Notifications wait in notify until a writer lets go.
 	wmu   sync.Mutex
 	notes atomic.Pointer[notifyBox] // made on the first notification
-	// endWith is the FATAL a timer is ending the session with (closeFromOutside): a
-	// relay that fails because the timer closed its server sends it (serverFailed).
+	// endWith is the FATAL the session is being ended with (killWith: a console command,
+	// a timer, a shutdown...): the relay holding wmu sends it at its next message
+	// boundary (ending), or when its server was closed to wake it (serverFailed).
 	endWith atomic.Pointer[pgerr.Error]
 	timers  *sessionTimers // guarded by mu; made when a timeout is first armed
 	// clientIdle is client_idle_timeout at login (the other limits are sessionWork's):
@@ -329,8 +330,8 @@ const (
 	ncTold                     // a FATAL went out (tell): no second one
 )
 
-// tell writes pe, the FATAL the client is closed with, from any goroutine, waiting at most
-// a second for a slow client. Only the first FATAL goes out, and only before the socket
+// tell writes pe, the FATAL the client is closed with, waiting at most a second for a slow
+// client; s.wmu is held (fatalLocked), so it lands after the last whole message. Only the first FATAL goes out, and only before the socket
 // closes: two goroutines ending a client at once (a shutdown's drain and the session's own
 // refusal) each tell before they close, so whichever closes first has told already.
 func (s *Session) tell(pe *pgerr.Error) {
@@ -346,6 +347,14 @@ func (s *Session) tell(pe *pgerr.Error) {
 		return
 	}
 	_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	if s.wr.Buffered() > 0 {
+		// Whole messages a relay or the session left for a later flush (a full socket,
+		// a batch) go first: written before them, the FATAL could land inside one.
+		if s.wr.Write(b) == nil {
+			_ = s.wr.Flush()
+		}
+		return
+	}
 	_, _ = s.nc.Write(b)
 }
 

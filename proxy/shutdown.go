@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 )
 
@@ -186,28 +187,86 @@ func (s *Session) kill(reason string) {
 	s.killWith(pgerr.Fatal(pgerr.AdminShutdown, "%s", reason))
 }
 
-// killWith sends pe to the client and closes its connection. The FATAL goes out only
-// between whole server messages: it waits (killWait at most) for the client's write lock,
-// which a server reply being relayed holds; past that the client is closed untold.
+// killWith ends the client with pe (the first FATAL asked for wins, endWith) from any
+// goroutine that does not hold s.wmu. The FATAL goes out only between whole messages, and
+// after the whole messages already on their way: with the client's writer free it is
+// written at once; a relay holding the writer in the middle of an answer ends the client
+// itself at its next message boundary (ending). A relay that sends nothing for a while
+// may be waiting on a server that does not answer (a stopped backend, a long query): that
+// server is closed, so that its read fails between two messages and it tells the client
+// (serverFailed). A relay that sends nothing for killWait (a client that does not read),
+// or that has not reached a boundary in killMax, has its client closed untold.
 func (s *Session) killWith(pe *pgerr.Error) {
-	deadline := time.Now().Add(killWait)
+	s.endWith.CompareAndSwap(nil, pe)
+	pe = s.endWith.Load()
+	start := time.Now()
+	last, movedAt := s.sentOut(), start
+	discarded := false
 	for !s.wmu.TryLock() {
-		if time.Now().After(deadline) {
+		if s.ended() {
+			return // the relay told the client and closed it
+		}
+		now := time.Now()
+		if out := s.sentOut(); out != last {
+			last, movedAt = out, now // the relay moves on: a boundary comes soon
+		}
+		still := now.Sub(movedAt)
+		if still > killWait || now.Sub(start) > killMax {
 			s.closed.Store(true)
 			s.closeAndWake()
 			return
 		}
-		time.Sleep(2 * time.Millisecond)
+		if !discarded && still > killWait/4 {
+			discarded = true
+			if c := s.linkedServer(); c != nil {
+				c.Discard(errors.New("its client was closed: " + pe.Message))
+			}
+		}
+		time.Sleep(time.Millisecond)
 	}
 	// Told even when another goroutine marked the client closed a moment ago: that one
 	// may be about to tell (fatal) and must not find the socket closed first; a client
 	// that left has its socket closed already, and tell then writes nothing.
-	s.closed.Store(true)
-	s.tell(pe)
+	s.fatalLocked(pe)
 	s.wmu.Unlock()
-	s.closeAndWake()
 }
 
-// killWait bounds how long killWith waits for a reply being relayed to reach a message
-// boundary.
-const killWait = 200 * time.Millisecond
+// sentOut is how many bytes the client was sent since login (0 without working state).
+func (s *Session) sentOut() uint64 {
+	s.mu.Lock()
+	w := s.sessionWork
+	s.mu.Unlock()
+	if w == nil {
+		return 0
+	}
+	return w.ops.out.Load()
+}
+
+// ended reports whether the client's connection was closed, or its FATAL sent.
+func (s *Session) ended() bool {
+	s.ncMu.Lock()
+	defer s.ncMu.Unlock()
+	return s.ncEnd != 0
+}
+
+// ending is the relay's look, between two server messages, for a FATAL the session is
+// being ended with (killWith): it tells the client and closes it there, and closes c, the
+// server in the middle of answering it. s.wmu is held.
+func (s *Session) ending(c *pool.Conn) bool {
+	pe := s.endWith.Load()
+	if pe == nil {
+		return false
+	}
+	if !s.closed.Load() {
+		s.fatalLocked(pe)
+	}
+	c.Discard(errors.New("its client was closed: " + pe.Message))
+	return true
+}
+
+// killWait bounds how long killWith waits for a relay holding the client's writer that
+// sends the client nothing meanwhile; killMax how long it waits for one that does.
+const (
+	killWait = 200 * time.Millisecond
+	killMax  = 5 * killWait
+)

@@ -84,7 +84,7 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		v = s.classify(q)
 		s.noteRequest(v.Set, v.Begin, v.End)
 		v.Pin, v.Release = s.sqlNeed(q, v.Pin, v.Release)
-		if v.Release && s.listening && s.mode != config.PoolModeSession {
+		if s.listening && s.mode != config.PoolModeSession && (v.Release || s.unlistenWatching()) {
 			s.unlistenQueued(q)
 		}
 	case 'B':

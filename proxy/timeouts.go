@@ -145,28 +145,13 @@ func (s *Session) timerFired(k timerKind) {
 		s.queryTimedOut(c, cfg.QueryTimeout, cfg.CancelWaitTimeout, gen)
 	case timerIdleTx:
 		s.log().Info("idle_transaction_timeout: closing client", zap.Duration("idle_transaction_timeout", cfg.IdleTransactionTimeout))
-		s.closeFromOutside(pgerr.Fatal(pgerr.IdleInTransactionTimeout,
+		s.killWith(pgerr.Fatal(pgerr.IdleInTransactionTimeout,
 			"terminating connection due to idle-in-transaction timeout (idle_transaction_timeout %v)", cfg.IdleTransactionTimeout))
 	case timerTx:
 		s.log().Info("transaction_timeout: closing client", zap.Duration("transaction_timeout", cfg.TransactionTimeout))
-		s.closeFromOutside(pgerr.Fatal(pgerr.TransactionTimeout,
+		s.killWith(pgerr.Fatal(pgerr.TransactionTimeout,
 			"terminating connection due to transaction timeout (transaction_timeout %v)", cfg.TransactionTimeout))
 	}
-}
-
-// closeFromOutside ends a session from a timer with pe. The FATAL goes out between
-// server messages: a response being relayed holds the client's writer, and its server's
-// reader may be blocked on a server that no longer answers (a stopped backend) while it
-// holds it. The linked server is then closed, which ends that relay and has it send pe
-// (serverFailed); past killWait the client is closed untold.
-func (s *Session) closeFromOutside(pe *pgerr.Error) {
-	s.endWith.Store(pe)
-	if s.wmu.TryLock() {
-		s.wmu.Unlock()
-	} else if c := s.linkedServer(); c != nil {
-		c.Discard(errors.New("its client was closed: " + pe.Message))
-	}
-	s.killWith(pe)
 }
 
 // queryTimedOut handles query_timeout: the first time, it cancels the running query and
@@ -183,7 +168,7 @@ func (s *Session) queryTimedOut(c *pool.Conn, queryTimeout, cancelWait time.Dura
 	if second {
 		s.log().Warn("query_timeout: the server did not answer the cancel request; closing the client and its server",
 			zap.Duration("query_timeout", queryTimeout), zap.Duration("cancel_wait_timeout", cancelWait))
-		s.closeFromOutside(pgerr.Fatal(pgerr.QueryCanceled,
+		s.killWith(pgerr.Fatal(pgerr.QueryCanceled,
 			"canceling statement due to query_timeout (%v); the server did not respond to the cancel request", queryTimeout))
 		c.Discard(errors.New("query_timeout: server did not answer the cancel request"))
 		return

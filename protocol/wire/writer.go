@@ -17,6 +17,28 @@ type Writer struct {
 	raw syscall.RawConn // set for plain sockets
 	op  *writeOp        // the unflushed batch, in op.buf[:n]; nil when there is none
 	n   int
+	// sent counts the times bytes left the buffer, or went past it (Mark, Rewind).
+	sent uint64
+}
+
+// Mark is a point in what a Writer has been given (Writer.Mark).
+type Mark struct {
+	sent uint64
+	n    int
+}
+
+// Mark returns the point Rewind goes back to.
+func (w *Writer) Mark() Mark { return Mark{sent: w.sent, n: w.n} }
+
+// Rewind drops what was written since m and reports whether it could: only while all of
+// it is still buffered (no flush, no write past the buffer since m). A relay uses it to
+// take back the start of a message whose end never came.
+func (w *Writer) Rewind(m Mark) bool {
+	if w.sent != m.sent || w.n < m.n {
+		return false
+	}
+	w.n = m.n
+	return true
 }
 
 // NewWriter returns a Writer over dst.
@@ -30,6 +52,7 @@ func NewWriter(dst io.Writer) *Writer {
 func (w *Writer) Reset(dst io.Writer) {
 	w.setDst(dst)
 	w.n = 0
+	w.sent++
 	w.release()
 }
 
@@ -102,6 +125,7 @@ func (w *Writer) Flush() error {
 	if op == nil {
 		return nil
 	}
+	w.sent++
 	var err error
 	if n > 0 {
 		err = w.writeOp(op, op.buf[:n])
@@ -127,6 +151,7 @@ func (w *Writer) WriteNow(p []byte) error {
 
 // write writes p whole, through a pooled op of its own.
 func (w *Writer) write(p []byte) error {
+	w.sent++
 	op := getOp()
 	err := w.writeOp(op, p)
 	putOp(op)
@@ -234,6 +259,7 @@ func (w *Writer) TryFlush() error {
 		op.try = op.tryWrite
 	}
 	op.p, op.wrote, op.err = op.buf[:n], 0, nil
+	w.sent++
 	err := w.raw.Control(op.try)
 	wrote, werr := op.wrote, op.err
 	op.p, op.err = nil, nil

@@ -155,3 +155,31 @@ func TestWriterTryFlush(t *testing.T) {
 	require.NoError(t, w.Flush())
 	require.Equal(t, sent, <-got)
 }
+
+// TestWriterRewind: Rewind drops what was written since a Mark while all of it is still
+// buffered, and refuses once any of it went out (a flush, a buffer that filled, a write
+// past the buffer).
+func TestWriterRewind(t *testing.T) {
+	var out bytes.Buffer
+	w := NewWriter(&out)
+	require.NoError(t, w.Write([]byte("whole")))
+	m := w.Mark()
+	require.NoError(t, w.Write([]byte("torn")))
+	require.True(t, w.Rewind(m))
+	require.NoError(t, w.Flush())
+	require.Equal(t, "whole", out.String())
+
+	m = w.Mark()
+	require.NoError(t, w.Write([]byte("a")))
+	require.NoError(t, w.Flush())
+	require.False(t, w.Rewind(m), "after a flush")
+
+	m = w.Mark()
+	require.NoError(t, w.Write(make([]byte, BufSize+1)))
+	require.False(t, w.Rewind(m), "after the buffer filled")
+
+	require.NoError(t, w.Flush())
+	m = w.Mark()
+	require.NoError(t, w.Write(make([]byte, 2*BufSize)))
+	require.False(t, w.Rewind(m), "after a write past the buffer")
+}

@@ -101,6 +101,7 @@ type Listener struct {
 	pending map[string]int // subscriptions waiting for their LISTEN to complete
 	cmdErr  error
 	closed  bool
+	paused  bool // PAUSE or KILL: no connection until Resume (pause.go)
 	// fenceCur is the fence sent and not yet answered, fenceNext the one asked for
 	// meanwhile, sent when fenceCur's answer arrives (fence.go).
 	fenceCur, fenceNext *Fence
@@ -343,6 +344,9 @@ func (l *Listener) commandLocked(ctx context.Context, sql string, then func(erro
 }
 
 func (l *Listener) connectLocked(ctx context.Context) error {
+	if l.paused {
+		return errPaused
+	}
 	if l.pool == nil && l.acquire == nil {
 		opts := l.src.Options()
 		opts.Size, opts.MinSize, opts.ReserveSize = 1, 0, 0
@@ -408,7 +412,7 @@ func (l *Listener) connectedLocked(c *pool.Conn) {
 // looks.
 func (l *Listener) Restore() {
 	l.mu.Lock()
-	if l.closed || len(l.subs) == 0 {
+	if l.closed || l.paused || len(l.subs) == 0 {
 		l.mu.Unlock()
 		return
 	}
@@ -564,9 +568,13 @@ func (l *Listener) lost(c *pool.Conn, err error) {
 		}
 	}
 	l.waiting = nil
-	closed := l.closed
+	closed, paused := l.closed, l.paused
 	l.mu.Unlock()
 	if closed {
+		return
+	}
+	if paused {
+		l.log.Info("listener connection closed by PAUSE or KILL; connected again at RESUME")
 		return
 	}
 	l.log.Warn("listener connection lost; notifications sent until it is back are missed", zap.Error(err))
@@ -577,9 +585,9 @@ func (l *Listener) reconnect() {
 	for attempt := 0; attempt < 1000; attempt++ {
 		time.Sleep(reconnectDelay(attempt))
 		l.mu.Lock()
-		if l.closed || len(l.subs) == 0 || l.conn != nil {
+		if l.closed || l.paused || len(l.subs) == 0 || l.conn != nil {
 			l.mu.Unlock()
-			return
+			return // Resume connects a paused listener
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := l.connectLocked(ctx) // which LISTENs again (connectedLocked)

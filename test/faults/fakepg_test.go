@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"encoding/binary"
 	"net"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ type fakePG struct {
 	mu         sync.Mutex
 	loginDelay time.Duration // before AuthenticationOk
 	silent     bool          // after login, read and never answer
+	tornRow    int           // if > 0, answer a Query with this many bytes of a longer DataRow, then close
 	blackhole  bool          // accept and never answer anything, not even the startup
 	conns      []net.Conn
 	logins     int
@@ -134,10 +136,21 @@ func (f *fakePG) serve(c net.Conn) {
 			return
 		}
 		f.mu.Lock()
-		silent := f.silent
+		silent, torn := f.silent, f.tornRow
 		f.mu.Unlock()
 		if silent {
 			continue
+		}
+		if _, ok := msg.(*pgproto3.Query); ok && torn > 0 {
+			be.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("x"),
+				DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1}}})
+			// A DataRow of one value 1 MB long, cut after torn bytes of it.
+			row := binary.BigEndian.AppendUint32([]byte{'D'}, 4+2+4+1<<20)
+			row = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint16(row, 1), 1<<20)
+			if be.Flush() == nil {
+				_, _ = c.Write(append(row, make([]byte, torn)...))
+			}
+			return
 		}
 		switch m := msg.(type) {
 		case *pgproto3.Query:

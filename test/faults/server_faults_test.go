@@ -2,7 +2,9 @@ package faults
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"syscall"
@@ -224,6 +226,46 @@ func TestServerFaults(t *testing.T) {
 		_, err = idle.Exec(ctx, "y", pgxSimple)
 		require.NoError(t, err, "the idle client noticed the fault")
 	})
+
+	// A server that breaks inside a message: while the message's start is still in
+	// pgmux's writer it is dropped and the client gets the FATAL after the whole messages;
+	// once part of it went out, nothing may follow it (a FATAL's bytes would be read as the
+	// rest of the row): the client is closed.
+	for _, tc := range []struct {
+		name  string
+		torn  int
+		fatal bool
+	}{{"server breaks inside a DataRow", 100, true}, {"server breaks inside a DataRow partly sent", 200 << 10, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := startFakePG(t)
+			m := startMux(t, pg, bouncer{Databases: []string{fmt.Sprintf("fake = host=127.0.0.1 port=%d", fake.Port)}})
+			c := dialRaw(t, m, "fake")
+			defer c.vanish()
+			fake.set(func(f *fakePG) { f.tornRow = tc.torn })
+			q, err := (&pgproto3.Query{String: "x"}).Encode(nil)
+			require.NoError(t, err)
+			_, err = c.nc.Write(q)
+			require.NoError(t, err)
+			require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(opTimeout)))
+			got, err := io.ReadAll(c.nc)
+			require.NoError(t, err, "the client is closed")
+			require.NotEmpty(t, got)
+			require.Equal(t, byte('T'), got[0], "the RowDescription comes first")
+			rest := got[1+binary.BigEndian.Uint32(got[1:5]):]
+			if !tc.fatal {
+				require.NotEmpty(t, rest)
+				require.Equal(t, byte('D'), rest[0], "the start of the row went out")
+				require.NotContains(t, string(rest), "server closed the connection", "a FATAL followed the torn DataRow")
+				return
+			}
+			var e pgproto3.ErrorResponse
+			require.Equal(t, byte('E'), rest[0], "the torn row's start was sent: %q", rest[:min(len(rest), 16)])
+			require.Len(t, rest, 1+int(binary.BigEndian.Uint32(rest[1:5])), "only the FATAL follows")
+			require.NoError(t, e.Decode(rest[5:]))
+			require.Equal(t, "FATAL", e.Severity)
+			require.Equal(t, "08006", e.Code)
+		})
+	}
 
 	t.Run("slow logins", func(t *testing.T) {
 		fake := startFakePG(t)

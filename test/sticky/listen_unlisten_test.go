@@ -41,22 +41,13 @@ func TestUnlistenEndsSharedSubscription(t *testing.T) {
 	m := startMux(t, setup{poolSize: 3})
 	db := m.pg.NewDatabase(t, "unlistenshared")
 	ctx := ctxT(t)
-	simple := func(sqls ...string) func(*pgx.Conn, string) error {
-		return func(c *pgx.Conn, ch string) error {
-			for _, s := range sqls {
-				if _, err := c.Exec(ctx, strings.ReplaceAll(s, "CH", ch)); err != nil && !strings.Contains(s, "1/0") {
-					return fmt.Errorf("%s: %w", s, err)
-				}
-			}
-			return nil
-		}
-	}
+	simple := func(sqls ...string) unlistenRun { return simpleRun(ctx, sqls...) }
 	extended := func(sql string) func(*pgx.Conn, string) error {
 		return func(c *pgx.Conn, ch string) error { return execExtended(ctx, c, strings.ReplaceAll(sql, "CH", ch)) }
 	}
 	cases := []struct {
 		name    string
-		run     func(*pgx.Conn, string) error
+		run     unlistenRun
 		stopped bool // PostgreSQL no longer delivers
 	}{
 		{"tx UNLISTEN commit", simple("BEGIN", "UNLISTEN CH", "COMMIT"), true},
@@ -83,28 +74,50 @@ func TestUnlistenEndsSharedSubscription(t *testing.T) {
 	notifier, control := m.connect(t, db), m.connect(t, db)
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ch := fmt.Sprintf("u%d", i)
-			client := m.connect(t, db)
-			for _, c := range []*pgx.Conn{client, control} {
-				_, err := c.Exec(ctx, "LISTEN "+ch)
-				require.NoError(t, err)
-			}
-			require.NoError(t, tc.run(client, ch))
-			_, err := notifier.Exec(ctx, "NOTIFY "+ch+", 'after'")
-			require.NoError(t, err)
-			nt, err := control.WaitForNotification(ctx)
-			require.NoError(t, err)
-			require.Equal(t, ch, nt.Channel)
-			if tc.stopped {
-				noNotification(t, ctx, client, tc.name)
-				return
-			}
-			nt, err = client.WaitForNotification(ctx)
-			require.NoError(t, err)
-			require.Equal(t, "after", nt.Payload)
-			noNotification(t, ctx, client, tc.name+" (a second copy)")
+			checkUnlisten(t, ctx, m.connect(t, db), control, notifier, fmt.Sprintf("u%d", i), tc.run, tc.stopped)
 		})
 	}
+}
+
+// unlistenRun is what a listening client runs on channel ch (named CH in its SQL).
+type unlistenRun func(c *pgx.Conn, ch string) error
+
+// simpleRun runs sqls as simple Queries, CH replaced by the channel; a statement with
+// "1/0" may fail.
+func simpleRun(ctx context.Context, sqls ...string) unlistenRun {
+	return func(c *pgx.Conn, ch string) error {
+		for _, s := range sqls {
+			if _, err := c.Exec(ctx, strings.ReplaceAll(s, "CH", ch)); err != nil && !strings.Contains(s, "1/0") {
+				return fmt.Errorf("%s: %w", s, err)
+			}
+		}
+		return nil
+	}
+}
+
+// checkUnlisten LISTENs client and control on ch, has client run run, NOTIFYs ch through
+// notifier and checks that client gets the notification once or, stopped, not at all;
+// control's copy proves it went out.
+func checkUnlisten(t *testing.T, ctx context.Context, client, control, notifier *pgx.Conn, ch string, run unlistenRun, stopped bool) {
+	t.Helper()
+	for _, c := range []*pgx.Conn{client, control} {
+		_, err := c.Exec(ctx, "LISTEN "+ch)
+		require.NoError(t, err)
+	}
+	require.NoError(t, run(client, ch))
+	_, err := notifier.Exec(ctx, "NOTIFY "+ch+", 'after'")
+	require.NoError(t, err)
+	nt, err := control.WaitForNotification(ctx)
+	require.NoError(t, err)
+	require.Equal(t, ch, nt.Channel)
+	if stopped {
+		noNotification(t, ctx, client, "after the run")
+		return
+	}
+	nt, err = client.WaitForNotification(ctx)
+	require.NoError(t, err, "the client stopped receiving")
+	require.Equal(t, "after", nt.Payload)
+	noNotification(t, ctx, client, "a second copy")
 }
 
 // TestListenTwiceDeliversOnce: a client subscribed on the shared listener that LISTENs

@@ -1,0 +1,139 @@
+package proxy_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/internal/pgtest"
+)
+
+// TestAdminHoldRules: the console refuses what PgBouncer's admin.c refuses, with its
+// words: PAUSE [db], SUSPEND and KILL [db] while the pooler is PAUSEd or SUSPENDed
+// ("already suspended/paused"), SUSPEND while a database is paused or killed ("cannot
+// suspend with paused databases"); a PAUSE db of a database already paused is accepted,
+// as PgBouncer's. pgmux let PAUSE through during SUSPEND and SUSPEND during PAUSE, and
+// refused the second PAUSE db.
+func TestAdminHoldRules(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	ctx := context.Background()
+	run := func(cmd string) {
+		t.Helper()
+		_, err := adm.Exec(ctx, cmd)
+		require.NoError(t, err, cmd)
+	}
+	refused := func(cmd, msg string) {
+		t.Helper()
+		_, err := adm.Exec(ctx, cmd)
+		require.Equal(t, "55000", sqlState(err), "%s: %v", cmd, err)
+		var pe *pgconn.PgError
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, msg, pe.Message, cmd)
+	}
+	const busy = "already suspended/paused"
+
+	run("SUSPEND")
+	refused("PAUSE", busy)
+	refused("PAUSE app", busy)
+	refused("SUSPEND", busy)
+	refused("KILL app", busy)
+	run("RESUME")
+
+	run("PAUSE")
+	refused("SUSPEND", busy)
+	refused("PAUSE", busy)
+	refused("PAUSE app", busy)
+	refused("KILL app", busy)
+	run("RESUME")
+
+	run("PAUSE app")
+	run("PAUSE app") // PgBouncer pauses it again
+	refused("SUSPEND", "cannot suspend with paused databases")
+	run("PAUSE") // a global PAUSE over a paused database is allowed
+	run("RESUME")
+
+	run("KILL app")
+	refused("SUSPEND", "cannot suspend with paused databases")
+	run("RESUME app")
+	run("SUSPEND")
+	run("RESUME")
+	execSQL(t, h.connect(t, "app", "app", false), "SELECT 1")
+}
+
+// TestAdminPauseClosesListener: PAUSE closes the shared LISTEN connection of a database
+// (listen_mode = multiplex), as it closes its pooled servers, so that nothing of pgmux's
+// stays connected to a database being restarted; RESUME connects it again before it
+// answers, LISTENing on every channel: each client that LISTENed before PAUSE receives
+// the NOTIFYs sent right after RESUME on each of its channels. KILL closes it too (and
+// its clients: new ones LISTEN after RESUME). pgmux kept the listener's backend through
+// PAUSE.
+func TestAdminPauseClosesListener(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	channels := [][]string{{"pausech"}, {"pausech2", "pausech3"}} // per client
+	var clients []*pgx.Conn
+	listen := func() {
+		clients = clients[:0]
+		for _, chs := range channels {
+			c := h.connect(t, "app", "app", false)
+			for _, ch := range chs {
+				_, err := c.Exec(ctx, "LISTEN "+ch)
+				require.NoError(t, err)
+			}
+			clients = append(clients, c)
+		}
+	}
+	listen()
+	adm := h.admin(t)
+	direct := h.pg.Connect(t, pgtest.SuperUser, "", pgtest.AppDB)
+
+	for _, tc := range []struct{ cmd, resume string }{{"PAUSE", "RESUME"}, {"PAUSE app", "RESUME app"}, {"KILL app", "RESUME app"}} {
+		cmd := tc.cmd
+		t.Run(cmd, func(t *testing.T) {
+			listener := listenerPID(t, adm)
+			require.NotZero(t, listener, "SHOW SERVERS lists the listener")
+			require.Equal(t, 1, backendsAlive(direct, []int32{listener}))
+
+			_, err := adm.Exec(ctx, cmd)
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { return backendsAlive(direct, []int32{listener}) == 0 },
+				5*time.Second, 20*time.Millisecond, "%s leaves the listener's backend running", cmd)
+			require.Zero(t, listenerPID(t, adm), "SHOW SERVERS still lists the listener after %s", cmd)
+
+			_, err = adm.Exec(ctx, tc.resume)
+			require.NoError(t, err)
+			if cmd == "KILL app" {
+				listen() // KILL ended the clients before
+			}
+			for i, chs := range channels {
+				for _, ch := range chs {
+					_, err = direct.Exec(ctx, "NOTIFY "+ch+", '"+cmd+"'")
+					require.NoError(t, err)
+					wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+					n, err := clients[i].WaitForNotification(wctx)
+					wcancel()
+					require.NoError(t, err, "no notification on %s after RESUME", ch)
+					require.Equal(t, ch, n.Channel)
+					require.Equal(t, cmd, n.Payload)
+				}
+			}
+			require.NotZero(t, listenerPID(t, adm), "the listener is back")
+		})
+	}
+}
+
+// listenerPID is the backend pid of the listener connection SHOW SERVERS lists, or 0.
+func listenerPID(t *testing.T, adm *pgx.Conn) int32 {
+	t.Helper()
+	_, rows := show(t, adm, "SHOW SERVERS")
+	if r := rowWhere(rows, "state", "listener"); r != nil {
+		return int32(num(t, r, "remote_pid"))
+	}
+	return 0
+}
