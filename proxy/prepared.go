@@ -322,10 +322,15 @@ func (s *Session) register(name, query string, types []byte) *stmtDef {
 
 // keep records def as the client's statement name.
 func (s *Session) keep(name string, def *stmtDef) {
+	def.born = s.clears.sent
+	s.keepAs(name, def)
+}
+
+// keepAs records def, whose born is set, as the client's statement name.
+func (s *Session) keepAs(name string, def *stmtDef) {
 	if s.stmts == nil {
 		s.stmts = make(map[string]*stmtDef)
 	}
-	def.born = s.clears.sent
 	def.name = name
 	s.stmts[name] = def
 }

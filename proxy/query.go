@@ -48,7 +48,7 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 		p := s.namesIn(q, l)
 		s.inspectQuery(c, q, l)
 		switch {
-		case p != nil && len(p.names) == 0:
+		case p != nil && len(p.names) == 0 && len(p.after) == 0:
 			s.noteDrops(p.drops)
 		case p != nil:
 			return s.sqlByName(c, m, p)

@@ -1344,13 +1344,6 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	if r.RegFailed {
 		head.Reg.failed.Store(true)
 	}
-	if head.Kind == 'Q' && !head.Hide {
-		for _, d := range head.Drops {
-			if d.prep && d.def != nil {
-				d.def.failed.Store(true) // its PREPARE, after the error, never ran
-			}
-		}
-	}
 	if head.Probe {
 		s.q.woken() // answered: a Parse of its name may wait for it (awaitProbe)
 	}

@@ -24,13 +24,22 @@ import (
 // statement under that name (an empty statement when the Query only deallocates it or
 // prepares it again, which must then fail with 42P05), then a Sync; a statement the
 // client made with SQL PREPARE is prepared with a hidden PREPARE. After the Query, a
-// Close of each of those names and a Sync remove them again, unless the Query PREPAREs
-// the name itself (the client, pinned for it, now has its own statement there).
+// Close of each of those names and a Sync remove them again.
 //
-// The Query's DEALLOCATEs forget the client's statements when the server completes them
-// (stmtclear.go). If pgmux's preparation of a statement fails (DDL since made it
-// invalid), its error is held and replaces the 26000 the client's EXECUTE then gets, as
-// PostgreSQL reports the statement's error when it executes it.
+// The Query's PREPAREs make the client's statements, and its DEALLOCATEs forget them,
+// when the server completes them, in statement order (stmtclear.go): a PREPARE an error
+// before it kept from running, or a DEALLOCATE ALL after it cleared, leaves the name
+// free, as in PostgreSQL. In cache mode the statement is pgmux's, as one a Query of one
+// PREPARE makes (sqlprep.go): the server's copy under the client's name is closed after
+// the Query too, and the client is not pinned; Bind, EXECUTE and DEALLOCATE of it work
+// on any server. (A Query with a COPY is the exception: a Close behind it would abort
+// its copy-in, so its PREPAREs go as written, unrecorded, and pin the client.) In
+// unnamed mode it is an own statement: the server keeps it under the client's name and
+// the client, pinned, keeps that server.
+//
+// If pgmux's preparation of a statement fails (DDL since made it invalid), its error is
+// held and replaces the 26000 the client's EXECUTE then gets, as PostgreSQL reports the
+// statement's error when it executes it.
 
 // sqlName is one client statement a Query names.
 type sqlName struct {
@@ -40,11 +49,13 @@ type sqlName struct {
 }
 
 // byName is what sqlByName sends around a Query: the client's statements it names, the
-// drops of its DEALLOCATEs, in order, and the names it PREPAREs.
+// drops of its DEALLOCATEs and the statements of its PREPAREs, in order, the names it
+// PREPAREs, and the names closed after it.
 type byName struct {
 	names    []sqlName
 	drops    []clearDrop
 	prepared []string
+	after    []string
 }
 
 // namesIn reports the client's statements a Query EXECUTEs, DEALLOCATEs or PREPAREs;
@@ -52,48 +63,55 @@ type byName struct {
 // batch (pgmux's Sync would end it) and goes as written. It runs before the Query is
 // marked as clearing (inspectQuery), whose answer it would otherwise wait for. l is
 // sqlscan.LeadOf(q).
+//
+// Each PREPARE gets the statement it makes, registered when the server completes it
+// (stmtclear.go readClear): in cache mode one of pgmux's, like a Query of one PREPARE
+// makes (the server's copy under the client's name is closed after the Query), in
+// unnamed mode an own statement. A DEALLOCATE of a name PREPAREd earlier in the Query
+// drops that statement.
 func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
-	if !namesStatements(l) {
+	if !namesStatements(l) || s.midBatch() {
 		return nil
 	}
-	s.mu.Lock()
-	midBatch := s.ErrSkip || s.Unsynced
-	s.mu.Unlock()
-	if midBatch {
-		return nil
-	}
+	sts := sqlscan.Scan(q)
+	keep := s.prep == prepUnnamed || !copiesIn(sts)
 	var p byName
-	cleared := false // a DEALLOCATE ALL or DISCARD ALL before the statement
-	for _, st := range sqlscan.Scan(q) {
+	var made map[string]*stmtDef // the statements of the Query's PREPAREs so far
+	cleared := false             // a DEALLOCATE ALL or DISCARD ALL before the statement
+	for _, st := range sts {
 		if st.Kind == sqlscan.KindDeallocateAll || st.Kind == sqlscan.KindDiscardAll {
-			cleared = true
+			cleared, made = true, nil
 		}
 		sq, ok := sqlStatementOf(st.Text)
 		if !ok {
 			continue
 		}
 		name := strings.Clone(sq.Name) // q views the reader's buffer
-		def := s.lookupStmt([]byte(name))
+		def, mine := made[name]
+		if !mine {
+			def = s.lookupStmt([]byte(name))
+		}
+		// Every DEALLOCATE and PREPARE has its entry, in order: the server's answers
+		// are matched to them one by one (readClear).
 		switch sq.Kind {
 		case sqlscan.KindDeallocate:
 			p.drops = append(p.drops, clearDrop{name: name, def: def})
+			delete(made, name)
 		case sqlscan.KindPrepare:
 			p.prepared = append(p.prepared, name)
-			if s.prep == prepUnnamed {
-				// In unnamed mode the PREPARE goes as written: a new name is the client's
-				// own statement once the server completes it. After a DEALLOCATE ALL in
-				// the same Query it is not registered (registered now, it would count as
-				// made before the clear and be dropped with it).
-				d := clearDrop{name: name, prep: true}
-				if def == nil && !cleared {
-					d.def = s.keepOwn(name, sq)
-					def = d.def
+			if keep {
+				sq.PrepareBody = strings.Clone(sq.PrepareBody)
+				d := clearDrop{name: name, def: s.sqlDef(sq), prep: true, cleared: cleared}
+				d.def.own = s.prep == prepUnnamed
+				if made == nil {
+					made = make(map[string]*stmtDef)
 				}
+				made[name] = d.def
 				p.drops = append(p.drops, d)
 			}
 		}
-		if def == nil || def.own {
-			continue // an own statement is on the server under its name already
+		if mine || def == nil || def.own {
+			continue // made by the Query, or an own statement: on the server under its name already
 		}
 		i := 0
 		for i < len(p.names) && p.names[i].name != name {
@@ -104,10 +122,11 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 		}
 		p.names[i].exec = p.names[i].exec || sq.Kind == sqlscan.KindExecute
 	}
-	if len(p.names) == 0 {
+	p.after = p.closedAfter(s.prep == prepCache && keep)
+	if len(p.names) == 0 && len(p.after) == 0 {
 		for _, d := range p.drops {
 			if d.def != nil {
-				return &p // a PREPARE or DEALLOCATE of an own statement: noted, the Query goes as written
+				return &p // a PREPARE or DEALLOCATE of a client statement: noted, the Query goes as written
 			}
 		}
 		return nil
@@ -115,10 +134,50 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 	return &p
 }
 
+// closedAfter returns the names closed on the server after the Query: those of the
+// client's statements given to it, and with all, those the Query PREPAREs too (cache
+// mode: the client's statements are pgmux's, prepared where they run). Otherwise a name
+// the Query PREPAREs stays: the client, pinned for it, has its own statement there.
+func (p *byName) closedAfter(all bool) []string {
+	var after []string
+	for _, n := range p.names {
+		if all || !slices.Contains(p.prepared, n.name) {
+			after = append(after, n.name)
+		}
+	}
+	if all {
+		for _, name := range p.prepared {
+			if !slices.Contains(after, name) {
+				after = append(after, name)
+			}
+		}
+	}
+	return after
+}
+
+// copiesIn reports whether one of the statements is a COPY: a Close sent behind a Query
+// that runs COPY FROM STDIN would reach the server in its copy-in and abort it.
+func copiesIn(sts []sqlscan.Statement) bool {
+	for _, st := range sts {
+		if sqlscan.NewLexer(st.Text).Next().IsKeyword("copy") {
+			return true
+		}
+	}
+	return false
+}
+
+// midBatch reports whether the client's Query comes in the middle of an extended-protocol
+// batch: it goes as written, as a Sync of pgmux's would end the batch.
+func (s *Session) midBatch() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ErrSkip || s.Unsynced
+}
+
 // sqlByName sends the client's Query m with what p needs around it. The Query's expect
 // is already queued.
 func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
-	names, drops, prepared := p.names, p.drops, p.prepared
+	names, drops := p.names, p.drops
 	b := s.scratch[:0]
 	var before, after []expect
 	var sqlPreps []string
@@ -136,18 +195,18 @@ func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
 			before = append(before, expect{Kind: 'P', Hide: true})
 		}
 	}
-	b = append(b, 'S', 0, 0, 0, 4)
-	before = append(before, expect{Kind: 'S', Hide: true})
+	if len(names) > 0 {
+		b = append(b, 'S', 0, 0, 0, 4)
+		before = append(before, expect{Kind: 'S', Hide: true})
+	}
 	for _, sql := range sqlPreps {
 		b = wire.Query(b, sql)
 		before = append(before, expect{Kind: 'Q', Hide: true, Hold: true})
 	}
 	b = append(b, m...)
-	for _, n := range names {
-		if !slices.Contains(prepared, n.name) {
-			b = link.AppendClose(b, 'S', n.name)
-			after = append(after, expect{Kind: 'C', Hide: true})
-		}
+	for _, name := range p.after {
+		b = link.AppendClose(b, 'S', name)
+		after = append(after, expect{Kind: 'C', Hide: true})
 	}
 	if len(after) > 0 {
 		b = append(b, 'S', 0, 0, 0, 4)
@@ -155,8 +214,12 @@ func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
 	}
 	s.mu.Lock()
 	if x := linkOf(c); x != nil {
+		// A client name that is one of pgmux's: prepare it anew.
 		for _, n := range names {
-			x.stmts.MarkStale(n.name) // a client name that is one of pgmux's: prepare it anew
+			x.stmts.MarkStale(n.name)
+		}
+		for _, name := range p.prepared {
+			x.stmts.MarkStale(name)
 		}
 	}
 	s.q.pushBeforeTail(before...)
@@ -174,15 +237,19 @@ func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
 
 // byNameNeed is sqlNeed for a Query sqlByName handles: an EXECUTE does what its
 // statement does, and a PREPARE of a name the client has fails (42P05) and pins nothing,
-// unless the same Query deallocated the name before it: then the PREPARE makes a
-// statement on the server, which pins. l is sqlscan.LeadOf(q).
+// unless the same Query deallocated the name before it: then, in unnamed mode, the
+// PREPARE makes a statement on the server, which pins. In cache mode a PREPARE namesIn
+// records pins nothing (pgmux's statement, as for a Query of one PREPARE). l is
+// sqlscan.LeadOf(q).
 func (s *Session) byNameNeed(q string, l sqlscan.Lead, pin pinReason, release bool) (pinReason, bool) {
 	if !namesStatements(l) {
 		return pin, release
 	}
+	sts := sqlscan.Scan(q)
+	recorded := s.prep == prepCache && !s.midBatch() && !copiesIn(sts)
 	prepares, freedAll := false, false
 	var freed []string // names the Query deallocated so far (views of q)
-	for _, st := range sqlscan.Scan(q) {
+	for _, st := range sts {
 		if st.Kind == sqlscan.KindDeallocateAll || st.Kind == sqlscan.KindDiscardAll {
 			freedAll = true
 		}
@@ -197,6 +264,7 @@ func (s *Session) byNameNeed(q string, l sqlscan.Lead, pin pinReason, release bo
 		switch {
 		case sq.Kind == sqlscan.KindDeallocate:
 			freed = append(freed, sq.Name)
+		case sq.Kind == sqlscan.KindPrepare && recorded:
 		case sq.Kind == sqlscan.KindPrepare && (def == nil || freedAll || slices.Contains(freed, sq.Name)):
 			prepares = true
 		case sq.Kind == sqlscan.KindExecute && def != nil:

@@ -40,8 +40,8 @@ import (
 // statements go to the server as written: it refuses them (25P02), as PostgreSQL does,
 // and nothing changes. What is not rewritten here: these statements inside a
 // multi-statement Query (sqlmulti.go gives the server the client's statements under their
-// names instead; a PREPARE of a new name there still pins the client, pin reason
-// "prepare") or sent with the extended protocol (PREPARE: sqlprep_ext.go, EXECUTE:
+// names instead, and records its PREPAREs when the server completes them) or sent with
+// the extended protocol (PREPARE: sqlprep_ext.go, EXECUTE:
 // sqlexec_ext.go, DEALLOCATE: stmtclear_ext.go).
 // EXPLAIN [options] EXECUTE x is rewritten like EXECUTE x; CREATE TABLE ... AS EXECUTE x
 // is not.
@@ -210,22 +210,18 @@ func (s *Session) sqlPrepared(c *pool.Conn, q string, kw sqlscan.Keyword) (bool,
 	}
 }
 
-// keepOwn registers name, which the client's Query PREPAREs as st in unnamed mode, where
-// the Query goes to the server as written (the client is pinned to it): the client has
-// that name from then on (an own statement), so its Parse of the name gets 42P05. It is
-// the client's only if the server completes that PREPARE (namesIn queues it among the
-// Query's drops, stmtclear.go readClear). st views the reader's buffer.
-func (s *Session) keepOwn(name string, st sqlStmt) *stmtDef {
+// sqlDef is the statement SQL PREPARE st makes. A Query of several statements makes it
+// the client's when the server completes its PREPARE (sqlmulti.go), a Query of one
+// PREPARE when it is sent (sqlPrepare). st.PrepareBody must not view the reader's buffer.
+func (s *Session) sqlDef(st sqlStmt) *stmtDef {
 	types := ""
 	if len(st.ParamTypes) > 0 {
 		types = "(" + strings.Join(st.ParamTypes, ", ") + ")"
 	}
-	def := newSQLStmtDef(strings.Clone(st.PrepareBody), types, s.stmtScope(), s.srv.stmtEpoch.Load())
-	def.own = true
+	def := newSQLStmtDef(st.PrepareBody, types, s.stmtScope(), s.srv.stmtEpoch.Load())
 	v := s.classify(def.query)
 	def.pin, def.release, def.set = v.Pin, v.Release, v.Set
-	def.checked.Store(true)
-	s.keep(name, def)
+	def.checked.Store(true) // if the server rejects the PREPARE, it is not the client's
 	return def
 }
 
@@ -235,14 +231,7 @@ func (s *Session) sqlPrepare(c *pool.Conn, q string, st sqlStmt) error {
 	if s.lookupStmt([]byte(st.Name)) != nil {
 		return s.sqlNoop(c, q, st, true, nil)
 	}
-	types := ""
-	if len(st.ParamTypes) > 0 {
-		types = "(" + strings.Join(st.ParamTypes, ", ") + ")"
-	}
-	def := newSQLStmtDef(st.PrepareBody, types, s.stmtScope(), s.srv.stmtEpoch.Load())
-	v := s.classify(def.query)
-	def.pin, def.release, def.set = v.Pin, v.Release, v.Set
-	def.checked.Store(true) // if the server rejects the PREPARE, it is marked failed
+	def := s.sqlDef(st)
 	s.noteDDL(def.query, sqlscan.LeadOf(def.query))
 	s.keep(st.Name, def)
 	return s.sqlNoop(c, q, st, false, def)

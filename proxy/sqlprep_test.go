@@ -101,24 +101,31 @@ func TestLookupFailed(t *testing.T) {
 
 // TestByNameNeedPrepareAfterDeallocate: in a Query sqlByName handles, a PREPARE of a name
 // the client has fails and pins nothing, but after a DEALLOCATE of that name (or
-// DEALLOCATE ALL) in the same Query it makes a statement on the server: the client
-// keeps that server (pinPrepare) until the state check finds the statement gone.
+// DEALLOCATE ALL) in the same Query it makes a statement on the server: in unnamed mode
+// the client keeps that server (pinPrepare) until the state check finds the statement
+// gone. In cache mode the statement is pgmux's (namesIn records it) and pins nothing,
+// but for a PREPARE pgmux cannot see (in a DO block) or in a Query with a COPY.
 func TestByNameNeedPrepareAfterDeallocate(t *testing.T) {
-	s := &Session{srv: &Server{}, sessionWork: newWork()}
-	s.keep("a", newStmtDef("SELECT $1::int", nil, "", 0))
 	for _, tc := range []struct {
-		q    string
-		pins bool
+		q                   string
+		unnamedPins, cached bool
 	}{
-		{"SELECT 1; PREPARE a AS SELECT 5", false},
-		{"DEALLOCATE a; PREPARE a AS SELECT 5; EXECUTE a", true},
-		{"DEALLOCATE PREPARE a; PREPARE a AS SELECT 5", true},
-		{"DEALLOCATE ALL; PREPARE a AS SELECT 5", true},
-		{"DEALLOCATE b; PREPARE a AS SELECT 5", false},
-		{"PREPARE a AS SELECT 5; DEALLOCATE a", false},
-		{"SELECT 1; PREPARE b AS SELECT 5", true},
+		{"SELECT 1; PREPARE a AS SELECT 5", false, false},
+		{"DEALLOCATE a; PREPARE a AS SELECT 5; EXECUTE a", true, false},
+		{"DEALLOCATE PREPARE a; PREPARE a AS SELECT 5", true, false},
+		{"DEALLOCATE ALL; PREPARE a AS SELECT 5", true, false},
+		{"DEALLOCATE b; PREPARE a AS SELECT 5", false, false},
+		{"PREPARE a AS SELECT 5; DEALLOCATE a", false, false},
+		{"SELECT 1; PREPARE b AS SELECT 5", true, false},
+		{"PREPARE b AS SELECT 5; COPY t FROM STDIN", true, true},
+		{"SELECT 1; DO $$BEGIN EXECUTE 'PREPARE b AS SELECT 5'; END$$", true, true},
 	} {
-		pin, _ := s.byNameNeed(tc.q, sqlscan.LeadOf(tc.q), pinPrepare, false)
-		require.Equal(t, tc.pins, pin&pinPrepare != 0, tc.q)
+		for mode, want := range map[prepMode]bool{prepUnnamed: tc.unnamedPins, prepCache: tc.cached} {
+			s := &Session{srv: &Server{}, sessionWork: newWork()}
+			s.prep = mode
+			s.keep("a", newStmtDef("SELECT $1::int", nil, "", 0))
+			pin, _ := s.byNameNeed(tc.q, sqlscan.LeadOf(tc.q), pinPrepare, false)
+			require.Equal(t, want, pin&pinPrepare != 0, "%s (mode %d)", tc.q, mode)
+		}
 	}
 }

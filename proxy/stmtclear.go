@@ -41,8 +41,9 @@ type stmtClears struct {
 	// checks the statement on its server (deferred.go probeDeferred). Session goroutine
 	// only; here, it fills the padding before dropped (TestSessionSizeBounded).
 	probeDue bool
-	// DEALLOCATE name forgets one statement: the reader appends the drops the server
-	// completed to dropped (under Session.mu) and counts them in drops; the session
+	// DEALLOCATE name forgets one statement, and a PREPARE in a Query of several
+	// statements makes one: the reader appends the drops the server completed to
+	// dropped (under Session.mu), in order, and counts them in drops; the session
 	// goroutine applies them (dropsApplied: how many it has).
 	dropped      []clearDrop
 	drops        atomic.Uint32
@@ -51,13 +52,15 @@ type stmtClears struct {
 
 // clearDrop is one DEALLOCATE of a client statement: when the server completes it, the
 // client's name no longer names def (a statement made again since is another def). With
-// prep, it is a SQL PREPARE in unnamed mode (namesIn) instead: def, registered when the
-// Query was sent, is the client's if the server completes that PREPARE, and is marked
-// failed if the Query fails before it (onError).
+// prep, it is a SQL PREPARE in a Query sqlmulti.go handles instead: when the server
+// completes it, def is the client's statement name (an error before it, which stops
+// the Query, leaves the name as it was). cleared: a DEALLOCATE ALL or DISCARD ALL comes
+// before it in the Query, so the statement outlives that clear (noteDrops sets its born).
 type clearDrop struct {
-	name string
-	def  *stmtDef // nil: a DEALLOCATE of a name the client did not have (it fails), a PREPARE not registered
-	prep bool
+	name    string
+	def     *stmtDef // nil: a DEALLOCATE of a name the client did not have (it fails)
+	prep    bool
+	cleared bool
 }
 
 // clearOp is what executing a statement does to the client's statement names: name
@@ -144,13 +147,24 @@ func (s *Session) noteDrops(drops []clearDrop) {
 	s.q.markClear(s.clears.sent)
 	if e := s.q.tail(); e != nil {
 		e.Drops = drops
+		for _, d := range drops {
+			if d.prep && d.def != nil {
+				// Made after the clears before the Query, and after its own if cleared
+				// (its number is the Query's, published at its DEALLOCATE ALL).
+				d.def.born = e.Clear - 1
+				if d.cleared {
+					d.def.born = e.Clear
+				}
+			}
+		}
 	}
 	s.flushNow = true
 }
 
 // readClear reads a clearing request's CommandComplete and publishes its number when the
 // command was DISCARD ALL or DEALLOCATE ALL, or the drop when it was a DEALLOCATE of a
-// name (not another statement of the same Query); the client's Execute is retired.
+// name or a PREPARE (not another statement of the same Query); the client's Execute is
+// retired.
 // Reader goroutine; the message goes on to the client unless hide.
 func (s *Session) readClear(rd *wire.Reader, n int, hide bool) error {
 	m, err := rd.Message(n)
@@ -169,9 +183,8 @@ func (s *Session) readClear(rd *wire.Reader, n int, hide bool) error {
 		if head.Clear > s.clears.done.Load() {
 			s.clears.done.Store(head.Clear)
 		}
-	case bytes.Equal(tag, []byte("PREPARE")) && len(head.Drops) > 0 && head.Drops[0].prep:
-		head.Drops = head.Drops[1:] // the statement is the client's
-	case bytes.Equal(tag, []byte("DEALLOCATE")) && len(head.Drops) > 0 && !head.Drops[0].prep:
+	case bytes.Equal(tag, []byte("PREPARE")) && len(head.Drops) > 0 && head.Drops[0].prep,
+		bytes.Equal(tag, []byte("DEALLOCATE")) && len(head.Drops) > 0 && !head.Drops[0].prep:
 		if d := head.Drops[0]; d.def != nil {
 			s.clears.dropped = append(s.clears.dropped, d)
 			s.clears.drops.Add(1)
@@ -193,7 +206,8 @@ func (s *Session) readClear(rd *wire.Reader, n int, hide bool) error {
 }
 
 // applyClears waits for clearing Queries still unanswered on the link, then drops the
-// client's statements the server's answers cleared. Session goroutine; no lock held.
+// client's statements the server's answers cleared, and keeps those its PREPAREs made,
+// in the order the server ran them. Session goroutine; no lock held.
 func (s *Session) applyClears() {
 	if s.q.clears.Load() > 0 {
 		s.awaitClears()
@@ -205,7 +219,10 @@ func (s *Session) applyClears() {
 		s.clears.dropsApplied = s.clears.drops.Load()
 		s.mu.Unlock()
 		for _, d := range ds {
-			if s.stmts[d.name] == d.def {
+			switch {
+			case d.prep:
+				s.keepAs(d.name, d.def) // born when the Query was sent (noteDrops)
+			case s.stmts[d.name] == d.def:
 				delete(s.stmts, d.name)
 			}
 		}
