@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/internal/pgtest"
+	"github.com/pgmux/pgmux/proxy"
 )
 
 // TestAdminHoldRules: the console refuses what PgBouncer's admin.c refuses, with its
@@ -136,4 +138,89 @@ func listenerPID(t *testing.T, adm *pgx.Conn) int32 {
 		return int32(num(t, r, "remote_pid"))
 	}
 	return 0
+}
+
+// TestResumeWithoutDatabase: RESUME without a database lifts the global PAUSE or SUSPEND
+// and nothing else, as PgBouncer's admin.c does: a database held by PAUSE db or KILL db
+// stays held until RESUME db (PgBouncer's manual: after PAUSE db and then PAUSE, two
+// RESUMEs are needed); with no global hold RESUME answers "pooler is not
+// paused/suspended", and "pooler is shutting down" once a shutdown has begun. SIGUSR2
+// (Server.Resume) is the same RESUME. pgmux's RESUME lifted every per-database hold too.
+func TestResumeWithoutDatabase(t *testing.T) {
+	pg := pgtest.Start(t)
+	h := startProxy(t, harnessOpts{dbs: map[string]string{
+		"other": fmt.Sprintf("host=%s port=%d dbname=%s", pg.Host, pg.Port, pgtest.AppDB)}})
+	adm := h.admin(t)
+	ctx := context.Background()
+	app, other := h.connect(t, "app", "app", false), h.connect(t, "app", "other", false)
+	execSQL(t, app, "SELECT 1")
+	execSQL(t, other, "SELECT 1")
+	run := func(cmd string) {
+		t.Helper()
+		_, err := adm.Exec(ctx, cmd)
+		require.NoError(t, err, cmd)
+	}
+	refused := func(cmd, msg string) {
+		t.Helper()
+		_, err := adm.Exec(ctx, cmd)
+		var pe *pgconn.PgError
+		require.ErrorAs(t, err, &pe, cmd)
+		require.Equal(t, "55000", pe.Code, cmd)
+		require.Equal(t, msg, pe.Message, cmd)
+	}
+	held := func(when string, want int64) {
+		t.Helper()
+		_, rows := show(t, adm, "SHOW DATABASES")
+		require.Equal(t, want, num(t, rowWhere(rows, "name", "app"), "paused"), "SHOW DATABASES' paused of app %s", when)
+		if want == 1 {
+			require.NotZero(t, proxy.PoolsPausedForTest(h.srv, "app"), "app's pool is not held %s", when)
+		} else {
+			require.Zero(t, proxy.PoolsPausedForTest(h.srv, "app"), "app's pool is held %s", when)
+		}
+	}
+	const notHeld = "pooler is not paused/suspended"
+
+	run("PAUSE app")
+	refused("RESUME", notHeld)
+	held("after PAUSE app and RESUME", 1)
+	require.Error(t, h.srv.Resume(), "SIGUSR2 with only a database paused")
+	held("after PAUSE app and SIGUSR2", 1)
+
+	run("PAUSE") // over the paused database: two RESUMEs are needed
+	run("RESUME")
+	_, rows := show(t, adm, "SHOW STATE")
+	require.Equal(t, "no", rowWhere(rows, "key", "paused")["value"])
+	held("after PAUSE app, PAUSE and RESUME", 1)
+	queryWithin(t, other, "SELECT 1", 5*time.Second, "a query on a database only the global PAUSE held")
+	refused("RESUME", notHeld)
+	run("RESUME app")
+	held("after RESUME app", 0)
+	queryWithin(t, app, "SELECT 1", 5*time.Second, "a query after RESUME app")
+
+	run("KILL app")
+	refused("RESUME", notHeld)
+	held("after KILL app and RESUME", 1)
+	refused("SUSPEND", "cannot suspend with paused databases")
+	run("RESUME app")
+	refused("RESUME app", "database app is not paused")
+	held("after KILL app and RESUME app", 0)
+
+	run("PAUSE")
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.srv.Stop(ctx, proxy.ShutdownWaitForClients) }()
+	require.Eventually(t, func() bool {
+		_, err := h.tryConnect("app", "app", false)
+		return err != nil
+	}, 5*time.Second, 10*time.Millisecond, "the shutdown refuses new clients")
+	refused("RESUME", "pooler is shutting down")
+	require.Error(t, h.srv.Resume(), "SIGUSR2 during a shutdown")
+	_, rows = show(t, adm, "SHOW STATE")
+	require.Equal(t, "yes", rowWhere(rows, "key", "paused")["value"], "still paused during the shutdown")
+	require.NoError(t, other.Close(ctx))
+	require.NoError(t, app.Close(ctx))
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shutdown did not end once the clients left")
+	}
 }
