@@ -22,22 +22,25 @@ var mockSecret = sync.OnceValue(func() []byte {
 	return b
 })
 
-// needsSecret reports whether an auth_type checks a password.
-func needsSecret(a config.AuthType) bool {
-	return a != config.AuthTrust && a != config.AuthAny && a != config.AuthCert
+// looksUpUser reports whether auth_query is asked about a user missing from auth_file
+// under auth_type a: to check its password, or (trust, cert) that it exists at all. Only
+// any, which logs every client in as the database's user, asks nothing.
+func looksUpUser(a config.AuthType) bool { return a != config.AuthAny }
+
+// userListed reports whether a user logging in without a password (trust, cert) exists
+// where pgmux finds users. PgBouncer requires it in auth_file, or found by auth_query
+// (known), and ends the login otherwise. With neither auth_file nor auth_user (pgmux's
+// URL and environment configuration, a Config built in code) there is nowhere to look,
+// and any user is admitted.
+func userListed(cfg *config.Config, known bool) bool {
+	return known || (cfg.AuthFile == "" && cfg.AuthUser == "")
 }
 
-// looksUpUser reports whether auth_query is asked about a user missing from auth_file
-// under auth_type a: to check its password, or (trust) that it exists at all.
-func looksUpUser(a config.AuthType) bool { return needsSecret(a) || a == config.AuthTrust }
-
-// authTrust admits a client without a password, if its user exists where pgmux finds
-// users. PgBouncer's trust still needs the user in auth_file, or found by auth_query, and
-// ends the login with "\"trust\" authentication failed" otherwise; pgmux let any user name
-// in. With neither auth_file nor auth_user (pgmux's URL and environment configuration, a
-// Config built in code) there is nowhere to look, and any user is admitted, as before.
+// authTrust admits a client without a password if its user is listed (userListed), else
+// ends the login with PgBouncer's "\"trust\" authentication failed"; pgmux let any user
+// name in.
 func authTrust(cfg *config.Config, user string, known bool) error {
-	if known || (cfg.AuthFile == "" && cfg.AuthUser == "") {
+	if userListed(cfg, known) {
 		return nil
 	}
 	return pgerr.Fatal(pgerr.InvalidAuthorization, "\"trust\" authentication failed for user %q", user)
@@ -93,7 +96,7 @@ func (s *Session) checkCredentials(cfg *config.Config, user string, cred config.
 	case config.AuthHBA:
 		return s.authenticateHBA(cfg, user, cred, known)
 	case config.AuthCert:
-		return s.authCert(user)
+		return s.authCert(cfg, user, known)
 	case config.AuthMD5:
 		if _, ok := s.srv.scramSecret(cred.Password); known && ok {
 			return s.authSCRAM(user, cred, known)
