@@ -220,17 +220,9 @@ func (s *Session) authSCRAM(user string, cred config.Credential, known bool) err
 	if err != nil {
 		return err
 	}
-	mech, rest, err := wire.CString(body)
+	first, err := s.startSCRAM(ex, user, body)
 	if err != nil {
-		return pgerr.Fatal(pgerr.ProtocolViolation, "invalid SASLInitialResponse")
-	}
-	n, data, err := wire.Int32(rest)
-	if err != nil || int(n) != len(data) {
-		return pgerr.Fatal(pgerr.ProtocolViolation, "invalid SASLInitialResponse length")
-	}
-	first, err := ex.Start(string(mech), data)
-	if err != nil {
-		return scramFailed(user, err)
+		return err
 	}
 	final, err := s.readPassword(wire.AuthSASLContinue, first)
 	if err != nil {
@@ -249,6 +241,40 @@ func (s *Session) authSCRAM(user string, cred config.Credential, known bool) err
 		s.srv.mu.Unlock()
 	}
 	return nil
+}
+
+// startSCRAM begins ex with the client's SASLInitialResponse (body) and returns the
+// server-first-message. One without an initial response (length -1) is answered as
+// PostgreSQL answers it (auth-sasl.c): an empty AuthenticationSASLContinue, and the
+// client-first-message comes in the SASLResponse that follows.
+func (s *Session) startSCRAM(ex *auth.ServerSCRAM, user string, body []byte) ([]byte, error) {
+	mech, rest, err := wire.CString(body)
+	if err != nil {
+		return nil, pgerr.Fatal(pgerr.ProtocolViolation, "invalid SASLInitialResponse")
+	}
+	n, data, err := wire.Int32(rest)
+	switch {
+	case err == nil && n == -1 && len(data) == 0:
+		challenge, err := ex.StartEmpty(string(mech))
+		if err != nil {
+			return nil, scramFailed(user, err)
+		}
+		if data, err = s.readPassword(wire.AuthSASLContinue, challenge); err != nil {
+			return nil, err
+		}
+		first, err := ex.ClientFirst(data)
+		if err != nil {
+			return nil, scramFailed(user, err)
+		}
+		return first, nil
+	case err != nil || int(n) != len(data):
+		return nil, pgerr.Fatal(pgerr.ProtocolViolation, "invalid SASLInitialResponse length")
+	}
+	first, err := ex.Start(string(mech), data)
+	if err != nil {
+		return nil, scramFailed(user, err)
+	}
+	return first, nil
 }
 
 // scramFailed is the FATAL that ends a failed SCRAM exchange, with the SQLSTATE
