@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -199,4 +200,47 @@ func TestReadyzAfterServerReturns(t *testing.T) {
 	})
 	require.Less(t, time.Since(up), 5*time.Second, "/readyz waited out server_login_retry (30 s)")
 	exec(t, c, "SELECT 1")
+}
+
+// TestReadyzHungServerNoCredentials: a database with neither user= nor auth_user, that no
+// client has used yet: pgmux has no login of its own to check it with. PostgreSQL hangs
+// (every process SIGSTOPped): its kernel still completes TCP connections, so the bare
+// connect /readyz used to make said 200 while no client could log in. /readyz now sends
+// a startup message and wants PostgreSQL's answer (a password request, or a login or
+// refusal of its probe user), so it says 503 within its time limit, and 200 again once
+// PostgreSQL runs; no client is needed for either.
+func TestReadyzHungServerNoCredentials(t *testing.T) {
+	pg := pgtest.StartPrivate(t)
+	m := startMux(t, pg, bouncer{Databases: []string{appDBLine(pg)}})
+	code, body, _ := readyz(m)
+	require.Equal(t, http.StatusOK, code, body)
+
+	pids := pgProcs(t, pg)
+	var once sync.Once
+	cont := func() {
+		once.Do(func() {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		})
+	}
+	defer cont()
+	for i, pid := range pids {
+		// A backend of the probe above may be exiting as the list is read.
+		if err := syscall.Kill(pid, syscall.SIGSTOP); i == 0 || !errors.Is(err, syscall.ESRCH) {
+			require.NoError(t, err)
+		}
+	}
+	time.Sleep(1200 * time.Millisecond) // past the cached answer
+	code, body, took := readyz(m)
+	require.Equal(t, http.StatusServiceUnavailable, code, "PostgreSQL is hung but /readyz says ready: %s", body)
+	require.Contains(t, body, "database "+pgtest.AppDB)
+	require.Contains(t, body, "did not answer a startup message")
+	require.Less(t, took, 4*time.Second, "/readyz must answer within its time limit")
+
+	cont()
+	eventually(t, 10*time.Second, "/readyz never became ready after PostgreSQL resumed", func() bool {
+		code, _, _ := readyz(m)
+		return code == http.StatusOK
+	})
 }
