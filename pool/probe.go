@@ -31,28 +31,28 @@ import (
 func Probe(ctx context.Context, t *Target) error {
 	network, addr := t.Network()
 	var d net.Dialer
-	nc, err := d.DialContext(ctx, network, addr)
+	raw, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return fmt.Errorf("connect to server %s: %w", addr, err)
 	}
+	defer raw.Close()
 	if dl, ok := ctx.Deadline(); ok {
-		_ = nc.SetDeadline(dl)
+		_ = raw.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	silent := func(err error) error {
 		return fmt.Errorf("server %s took the connection but did not answer a startup message: %w", addr, err)
 	}
+	nc := raw
 	if t.TLS != nil && network != "unix" {
-		if nc, err = startTLS(nc, t); err != nil {
-			nc.Close()
+		if nc, err = startTLS(raw, t); err != nil {
 			if errors.Is(err, ErrServerLogin) {
 				return err // TLS refused or failed: a client's login would fail too
 			}
 			return silent(err) // no answer to the SSLRequest
 		}
 	}
-	defer nc.Close()
 	if _, err := nc.Write(startupMessage(t)); err != nil {
 		return silent(err)
 	}
