@@ -22,21 +22,7 @@ import (
 // refused the second PAUSE db.
 func TestAdminHoldRules(t *testing.T) {
 	h := startProxy(t, harnessOpts{})
-	adm := h.admin(t)
-	ctx := context.Background()
-	run := func(cmd string) {
-		t.Helper()
-		_, err := adm.Exec(ctx, cmd)
-		require.NoError(t, err, cmd)
-	}
-	refused := func(cmd, msg string) {
-		t.Helper()
-		_, err := adm.Exec(ctx, cmd)
-		require.Equal(t, "55000", sqlState(err), "%s: %v", cmd, err)
-		var pe *pgconn.PgError
-		require.ErrorAs(t, err, &pe)
-		require.Equal(t, msg, pe.Message, cmd)
-	}
+	run, refused := consoleCmds(t, h.admin(t))
 	const busy = "already suspended/paused"
 
 	run("SUSPEND")
@@ -65,6 +51,25 @@ func TestAdminHoldRules(t *testing.T) {
 	run("SUSPEND")
 	run("RESUME")
 	execSQL(t, h.connect(t, "app", "app", false), "SELECT 1")
+}
+
+// consoleCmds returns run, which runs a console command on adm and requires it to work,
+// and refused, which requires it to fail with SQLSTATE 55000 and PgBouncer's msg.
+func consoleCmds(t *testing.T, adm *pgx.Conn) (run func(cmd string), refused func(cmd, msg string)) {
+	run = func(cmd string) {
+		t.Helper()
+		_, err := adm.Exec(context.Background(), cmd)
+		require.NoError(t, err, cmd)
+	}
+	refused = func(cmd, msg string) {
+		t.Helper()
+		_, err := adm.Exec(context.Background(), cmd)
+		var pe *pgconn.PgError
+		require.ErrorAs(t, err, &pe, cmd)
+		require.Equal(t, "55000", pe.Code, cmd)
+		require.Equal(t, msg, pe.Message, cmd)
+	}
+	return run, refused
 }
 
 // TestAdminPauseClosesListener: PAUSE closes the shared LISTEN connection of a database
@@ -155,19 +160,7 @@ func TestResumeWithoutDatabase(t *testing.T) {
 	app, other := h.connect(t, "app", "app", false), h.connect(t, "app", "other", false)
 	execSQL(t, app, "SELECT 1")
 	execSQL(t, other, "SELECT 1")
-	run := func(cmd string) {
-		t.Helper()
-		_, err := adm.Exec(ctx, cmd)
-		require.NoError(t, err, cmd)
-	}
-	refused := func(cmd, msg string) {
-		t.Helper()
-		_, err := adm.Exec(ctx, cmd)
-		var pe *pgconn.PgError
-		require.ErrorAs(t, err, &pe, cmd)
-		require.Equal(t, "55000", pe.Code, cmd)
-		require.Equal(t, msg, pe.Message, cmd)
-	}
+	run, refused := consoleCmds(t, adm)
 	held := func(when string, want int64) {
 		t.Helper()
 		_, rows := show(t, adm, "SHOW DATABASES")
@@ -206,21 +199,12 @@ func TestResumeWithoutDatabase(t *testing.T) {
 	held("after KILL app and RESUME app", 0)
 
 	run("PAUSE")
-	stopped := make(chan error, 1)
-	go func() { stopped <- h.srv.Stop(ctx, proxy.ShutdownWaitForClients) }()
-	require.Eventually(t, func() bool {
-		_, err := h.tryConnect("app", "app", false)
-		return err != nil
-	}, 5*time.Second, 10*time.Millisecond, "the shutdown refuses new clients")
+	stopped := beginSuperSafeShutdown(t, h)
 	refused("RESUME", "pooler is shutting down")
 	require.Error(t, h.srv.Resume(), "SIGUSR2 during a shutdown")
 	_, rows = show(t, adm, "SHOW STATE")
 	require.Equal(t, "yes", rowWhere(rows, "key", "paused")["value"], "still paused during the shutdown")
 	require.NoError(t, other.Close(ctx))
 	require.NoError(t, app.Close(ctx))
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the shutdown did not end once the clients left")
-	}
+	stopped()
 }

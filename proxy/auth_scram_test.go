@@ -28,6 +28,24 @@ func saslInitial(mech, data string) []byte {
 	return saslMsg(append(b, data...))
 }
 
+// saslBegin opens a raw connection to addr (closed at cleanup), sends a StartupMessage
+// for user and db and requires AuthenticationSASL in answer.
+func saslBegin(t *testing.T, addr, user, db string) (net.Conn, *pgproto3.Frontend) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { nc.Close() })
+	require.NoError(t, nc.SetDeadline(time.Now().Add(20*time.Second)))
+	fe := pgproto3.NewFrontend(nc, nc)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": user, "database": db}})
+	require.NoError(t, fe.Flush())
+	m, err := fe.Receive()
+	require.NoError(t, err)
+	require.IsType(t, &pgproto3.AuthenticationSASL{}, m)
+	return nc, fe
+}
+
 // TestSCRAMMalformedMessages: a SASLInitialResponse or SASLResponse that does not parse,
 // names a mechanism that was not offered or does not carry on the exchange pgmux began
 // is a protocol violation (08P01), as PostgreSQL answers (auth-scram.c), for a user in
@@ -63,20 +81,10 @@ func TestSCRAMMalformedMessages(t *testing.T) {
 	for _, user := range []string{"app", "ghost"} {
 		for _, c := range cases {
 			t.Run(user+"/"+c.name, func(t *testing.T) {
-				nc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(h.port))
+				nc, fe := saslBegin(t, "127.0.0.1:"+strconv.Itoa(h.port), user, "app")
+				_, err := nc.Write(c.first)
 				require.NoError(t, err)
-				defer nc.Close()
-				require.NoError(t, nc.SetDeadline(time.Now().Add(20*time.Second)))
-				fe := pgproto3.NewFrontend(nc, nc)
-				fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
-					Parameters: map[string]string{"user": user, "database": "app"}})
-				require.NoError(t, fe.Flush())
 				m, err := fe.Receive()
-				require.NoError(t, err)
-				require.IsType(t, &pgproto3.AuthenticationSASL{}, m)
-				_, err = nc.Write(c.first)
-				require.NoError(t, err)
-				m, err = fe.Receive()
 				require.NoError(t, err)
 				if c.final != nil {
 					cont, ok := m.(*pgproto3.AuthenticationSASLContinue)
@@ -112,20 +120,10 @@ func saslNoInitial(mech string, trailing ...byte) []byte {
 // ends the exchange: AuthenticationOk, or the ErrorResponse.
 func scramWithoutInitialResponse(t *testing.T, addr, user, password string) pgproto3.BackendMessage {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
+	nc, fe := saslBegin(t, addr, user, pgtest.AppDB)
+	_, err := nc.Write(saslNoInitial(auth.MechanismSCRAM))
 	require.NoError(t, err)
-	defer nc.Close()
-	require.NoError(t, nc.SetDeadline(time.Now().Add(20*time.Second)))
-	fe := pgproto3.NewFrontend(nc, nc)
-	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
-		Parameters: map[string]string{"user": user, "database": pgtest.AppDB}})
-	require.NoError(t, fe.Flush())
 	m, err := fe.Receive()
-	require.NoError(t, err)
-	require.IsType(t, &pgproto3.AuthenticationSASL{}, m)
-	_, err = nc.Write(saslNoInitial(auth.MechanismSCRAM))
-	require.NoError(t, err)
-	m, err = fe.Receive()
 	require.NoError(t, err)
 	empty, ok := m.(*pgproto3.AuthenticationSASLContinue)
 	require.True(t, ok, "want an empty AuthenticationSASLContinue, got %#v", m)
@@ -196,20 +194,10 @@ func TestSCRAMWithoutInitialResponse(t *testing.T) {
 		{"mechanism not offered", saslNoInitial("SCRAM-SHA-1")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			nc, err := net.Dial("tcp", pgmux)
+			nc, fe := saslBegin(t, pgmux, "app", "app")
+			_, err := nc.Write(c.msg)
 			require.NoError(t, err)
-			defer nc.Close()
-			require.NoError(t, nc.SetDeadline(time.Now().Add(20*time.Second)))
-			fe := pgproto3.NewFrontend(nc, nc)
-			fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
-				Parameters: map[string]string{"user": "app", "database": "app"}})
-			require.NoError(t, fe.Flush())
 			m, err := fe.Receive()
-			require.NoError(t, err)
-			require.IsType(t, &pgproto3.AuthenticationSASL{}, m)
-			_, err = nc.Write(c.msg)
-			require.NoError(t, err)
-			m, err = fe.Receive()
 			require.NoError(t, err)
 			e, ok := m.(*pgproto3.ErrorResponse)
 			require.True(t, ok, "want an ErrorResponse, got %#v", m)
