@@ -18,6 +18,7 @@ func (c *Config) Clone() *Config {
 	n.TrackExtraParameters = slices.Clone(c.TrackExtraParameters)
 	n.Warnings = slices.Clone(c.Warnings)
 	n.InlineCredentials = maps.Clone(c.InlineCredentials)
+	n.Ignored = maps.Clone(c.Ignored)
 	n.Databases = make(map[string]*Database, len(c.Databases))
 	for k, v := range c.Databases {
 		d := *v

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // ChangeKind says whether a Change added, removed or altered something.
@@ -125,14 +126,37 @@ type SettingInfo struct {
 	Value      string
 	Default    string
 	Reloadable bool
+	// Ignored marks a PgBouncer key that pgmux accepts and ignores: it has no effect.
+	Ignored bool
 }
 
-// Describe is Dump with each key's default and whether it can change at run time.
+// Describe returns SHOW CONFIG's rows: every key of PgBouncer 1.25 in PgBouncer's order
+// (by name), the ones pgmux ignores included, with the value c holds (for an ignored key,
+// the file's, else PgBouncer's default) and whether it can change at run time (never for
+// an ignored key: SET refuses it); then pgmux's own keys in table order.
 func Describe(c *Config) []SettingInfo {
-	out := make([]SettingInfo, len(settings))
+	out := make([]SettingInfo, 0, len(settings)+len(ignoredSettings))
+	var own []SettingInfo
 	for i := range settings {
 		s := &settings[i]
-		out[i] = SettingInfo{Name: s.name, Value: s.show(c), Default: s.def, Reloadable: s.reloadable}
+		row := SettingInfo{Name: s.name, Value: s.show(c), Default: s.def, Reloadable: s.reloadable}
+		if s.own {
+			own = append(own, row)
+		} else {
+			out = append(out, row)
+		}
 	}
-	return out
+	for _, s := range ignoredSettings {
+		v, ok := c.Ignored[s.name]
+		switch {
+		case ok:
+		case s.name == "conffile" && !c.FromURL:
+			v = c.Path // PgBouncer's conffile is the file it was started with
+		default:
+			v = s.def
+		}
+		out = append(out, SettingInfo{Name: s.name, Value: v, Default: s.def, Ignored: true})
+	}
+	slices.SortFunc(out, func(a, b SettingInfo) int { return strings.Compare(a.Name, b.Name) })
+	return append(out, own...)
 }

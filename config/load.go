@@ -164,10 +164,15 @@ func (l *loader) entry(file string, line int, section, key, value string) error 
 // setting applies one [pgbouncer] line.
 func (l *loader) setting(file string, line int, key, value string) error {
 	name := strings.ToLower(key)
-	err := apply(l.c, name, unquoteValue(value))
+	v := unquoteValue(value)
+	err := apply(l.c, name, v)
 	switch {
 	case errors.Is(err, ErrUnsupportedSetting):
 		l.warn(file, line, "setting %s is not supported by pgmux and is ignored", name)
+		if l.c.Ignored == nil {
+			l.c.Ignored = make(map[string]string)
+		}
+		l.c.Ignored[name] = v
 	case errors.Is(err, ErrUnknownSetting):
 		return &LineError{File: file, Line: line, Key: name,
 			Reason: "unknown setting" + didYouMean(name, settingNames())}

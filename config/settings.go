@@ -20,6 +20,8 @@ type setting struct {
 	// keep copies the value from src to dst: a reload keeps a restart-only key's value
 	// in force (KeepRestartOnly).
 	keep func(dst, src *Config)
+	// own marks pgmux's keys, which PgBouncer does not have.
+	own bool
 }
 
 // keepOf is a setting's keep for a value at f.
@@ -42,9 +44,9 @@ const CheckQueryEmpty = "<empty>"
 
 var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
-// settings is the [pgbouncer] table, in SHOW CONFIG / Dump order. Defaults are PgBouncer
-// 1.25's (see testdata/pgbouncer-1.25-settings.tsv); the last four keys are pgmux's own.
-// Built once at package initialisation, then read-only.
+// settings is the [pgbouncer] table, in Dump order. Defaults are PgBouncer 1.25's (see
+// testdata/pgbouncer-1.25-settings.tsv); the keys marked own, last, are pgmux's. Built
+// once at package initialisation, then read-only.
 var settings = buildSettings()
 
 // settingIndex finds a table entry by lower-case name. Read-only after initialisation.
@@ -55,10 +57,10 @@ func buildSettings() []setting {
 	s := coreSettings()
 	s = append(s, tlsSettings("client_tls", "disable", func(c *Config) *TLSSettings { return &c.ClientTLS })...)
 	s = append(s, tlsSettings("server_tls", "prefer", func(c *Config) *TLSSettings { return &c.ServerTLS })...)
-	return append(s,
+	s = append(s,
 		intSetting("max_prepared_statements", "200", reload, 0, maxInt, func(c *Config) *int { return &c.MaxPreparedStatements }),
-		boolSetting("application_name_add_host", "0", reload, func(c *Config) *bool { return &c.ApplicationNameAddHost }),
-		// pgmux-only keys.
+		boolSetting("application_name_add_host", "0", reload, func(c *Config) *bool { return &c.ApplicationNameAddHost }))
+	own := []setting{
 		strSetting("metrics_addr", "", noReload, func(c *Config) *string { return &c.MetricsAddr }),
 		enumSetting("prepared_statement_mode", "cache", reload, []string{"cache", "unnamed"}, func(c *Config) *string { return &c.PreparedStatementMode }),
 		boolSetting("cache_unnamed_statements", "0", reload, func(c *Config) *bool { return &c.CacheUnnamedStatements }),
@@ -71,7 +73,11 @@ func buildSettings() []setting {
 		enumSetting("replica_reads", "off", reload, ReplicaReadsModes, func(c *Config) *string { return &c.ReplicaReads }),
 		intSetting("replica_max_lag", "10000", reload, 0, maxInt, func(c *Config) *int { return &c.ReplicaMaxLag }),
 		intSetting("replica_max_wait", "1000", reload, 0, maxInt, func(c *Config) *int { return &c.ReplicaMaxWait }),
-	)
+	}
+	for i := range own {
+		own[i].own = true
+	}
+	return append(s, own...)
 }
 
 // indexSettings maps each setting's name to its entry.

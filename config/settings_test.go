@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -173,9 +174,61 @@ func TestDumpAndDescribe(t *testing.T) {
 	require.Equal(t, "1", got["log_connections"])
 
 	info := Describe(c)
-	require.Equal(t, "listen_addr", info[0].Name)
+	require.Equal(t, "admin_users", info[0].Name, "PgBouncer's order: by name")
 	require.Equal(t, "", info[0].Default)
-	require.False(t, info[0].Reloadable)
+	require.True(t, info[0].Reloadable)
+}
+
+// TestDescribeListsEveryPgBouncerKey: Describe, SHOW CONFIG's rows, has every key of
+// PgBouncer 1.25 in PgBouncer's order with its default (the ones pgmux ignores included,
+// not changeable), then pgmux's own keys; an ignored key holds the value the file gives.
+func TestDescribeListsEveryPgBouncerKey(t *testing.T) {
+	data, err := os.ReadFile("testdata/pgbouncer-1.25-settings.tsv")
+	require.NoError(t, err)
+	var order []string
+	for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if i > 0 {
+			order = append(order, strings.Split(line, "\t")[0])
+		}
+	}
+	ref := readSettingsTSV(t)
+	dir := t.TempDir()
+	ini := filepath.Join(dir, "pgbouncer.ini")
+	require.NoError(t, os.WriteFile(ini, []byte("[databases]\n[pgbouncer]\nstats_period = 30\nsyslog_ident = 'pgmux'\n"), 0o600))
+	c, err := Load(ini)
+	require.NoError(t, err)
+	require.Len(t, c.Warnings, 2)
+	require.Equal(t, map[string]string{"stats_period": "30", "syslog_ident": "pgmux"}, c.Ignored)
+	require.Equal(t, c.Ignored, c.Clone().Ignored)
+
+	info := Describe(c)
+	require.Len(t, info, len(settings)+len(ignoredSettings), "each key once")
+	for i, k := range order {
+		s := info[i]
+		require.Equal(t, k, s.Name, "row %d", i)
+		want := ref[k][0]
+		if ex, ok := tsvDefaultExceptions[k]; ok {
+			want = ex
+		}
+		require.Equal(t, want, s.Default, k)
+		require.Equal(t, unsupportedSettings[k], s.Ignored, k)
+		if s.Ignored {
+			require.False(t, s.Reloadable, "%s: SET refuses an ignored key", k)
+		} else {
+			require.Equal(t, ref[k][1] == "yes", s.Reloadable, k)
+		}
+	}
+	for _, s := range info[len(order):] {
+		require.True(t, settingIndex[s.Name].own, "after PgBouncer's keys, pgmux's own: %s", s.Name)
+	}
+	values := map[string]string{}
+	for _, s := range info {
+		values[s.Name] = s.Value
+	}
+	require.Equal(t, "30", values["stats_period"])
+	require.Equal(t, "pgmux", values["syslog_ident"])
+	require.Equal(t, "0", values["syslog"], "an ignored key the file leaves out has PgBouncer's default")
+	require.Equal(t, ini, values["conffile"])
 }
 
 func TestCheckQuery(t *testing.T) {

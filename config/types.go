@@ -135,6 +135,9 @@ type Config struct {
 	FromURL bool
 	// Warnings collected while loading (unknown keys, ignored settings), each naming file:line.
 	Warnings []string
+	// Ignored holds the PgBouncer keys pgmux accepts and ignores that the file sets, by
+	// name, with the value as written, for SHOW CONFIG. Nil when there are none.
+	Ignored map[string]string
 }
 
 // TLSSettings holds client_tls_* or server_tls_* values.

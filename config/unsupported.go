@@ -1,21 +1,33 @@
 package config
 
-// unsupportedSettings are PgBouncer 1.25 [pgbouncer] keys that pgmux accepts and ignores
-// with a warning, so an existing pgbouncer.ini loads unchanged.
-var unsupportedSettings = map[string]bool{
-	"auth_dbname": true, "auth_ident_file": true, "auth_ldap_options": true,
-	"client_tls13_ciphers": true, "client_tls_dheparams": true,
-	"client_tls_ecdhcurve": true, "conffile": true, "disable_pqexec": true,
-	"dns_max_ttl": true, "dns_nxdomain_ttl": true, "dns_zone_check_period": true,
-	"job_name": true, "service_name": true, "listen_backlog": true, "log_stats": true,
-	"max_db_client_connections": true, "max_user_client_connections": true, "peer_id": true,
-	"pkt_buf": true, "query_wait_notify": true, "resolv_conf": true, "sbuf_loopcnt": true,
-	"scram_iterations": true, "server_fast_close": true, "server_round_robin": true,
-	"server_tls13_ciphers": true, "so_reuseport": true, "stats_period": true,
-	"suspend_timeout": true, "syslog": true, "syslog_facility": true, "syslog_ident": true,
-	"tcp_defer_accept": true, "tcp_socket_buffer": true, "tcp_user_timeout": true,
-	"unix_socket_group": true, "user": true,
+// ignoredSettings are the PgBouncer 1.25 [pgbouncer] keys pgmux accepts and ignores (with
+// a warning naming file and line), so that an existing pgbouncer.ini loads unchanged, each
+// with PgBouncer's default. SHOW CONFIG lists them beside the keys pgmux implements, with
+// the value the file gives (Config.Ignored) or that default, as not changeable.
+var ignoredSettings = []struct{ name, def string }{
+	{"auth_dbname", ""}, {"auth_ident_file", ""}, {"auth_ldap_options", ""},
+	{"client_tls13_ciphers", ""}, {"client_tls_dheparams", "auto"}, {"client_tls_ecdhcurve", "auto"},
+	{"conffile", ""}, {"disable_pqexec", "0"}, {"dns_max_ttl", "15"}, {"dns_nxdomain_ttl", "15"},
+	{"dns_zone_check_period", "0"}, {"job_name", "pgbouncer"}, {"listen_backlog", "128"},
+	{"log_stats", "1"}, {"max_db_client_connections", "0"}, {"max_user_client_connections", "0"},
+	{"peer_id", "0"}, {"pkt_buf", "4096"}, {"query_wait_notify", "5"}, {"resolv_conf", ""},
+	{"sbuf_loopcnt", "5"}, {"scram_iterations", "4096"}, {"server_fast_close", "0"},
+	{"server_round_robin", "0"}, {"server_tls13_ciphers", ""}, {"so_reuseport", "0"},
+	{"stats_period", "60"}, {"suspend_timeout", "10"}, {"syslog", "0"}, {"syslog_facility", "daemon"},
+	{"syslog_ident", "pgbouncer"}, {"tcp_defer_accept", "1"}, {"tcp_socket_buffer", "0"},
+	{"tcp_user_timeout", "0"}, {"unix_socket_group", ""}, {"user", ""},
 }
+
+// unsupportedSettings holds the names of ignoredSettings, and service_name (PgBouncer's
+// alias of job_name, known on Windows only: SHOW CONFIG does not list it). Read-only after
+// initialisation.
+var unsupportedSettings = func() map[string]bool {
+	m := map[string]bool{"service_name": true}
+	for _, s := range ignoredSettings {
+		m[s.name] = true
+	}
+	return m
+}()
 
 // unsupportedDatabaseParams are PgBouncer [databases] connection-string keys pgmux ignores
 // with a warning.

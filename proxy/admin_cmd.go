@@ -234,7 +234,8 @@ func (s *Server) BeginPause(ctx context.Context) (wait func() error, err error) 
 	return s.beginHold(ctx, "", false)
 }
 
-// Resume lifts PAUSE, SUSPEND and KILL holds as the console's RESUME does (SIGUSR2).
+// Resume lifts the global PAUSE or SUSPEND as the console's RESUME without an argument
+// does (SIGUSR2); databases paused or killed one by one stay held.
 func (s *Server) Resume() error { return s.adminResume("") }
 
 // adminSuspend holds everything; pgmux has no online restart, so SUSPEND is a global
@@ -248,29 +249,32 @@ func (s *Server) adminSuspend(ctx context.Context) error {
 	return wait()
 }
 
-// adminResume lifts PAUSE, SUSPEND and KILL holds, for db or for everything, at once on
-// the console and on the pools; a PAUSE or SUSPEND still waiting for the servers whose
-// hold it lifts ends with an error.
+// adminResume is RESUME [db], as PgBouncer's admin.c has it. Without db it lifts the
+// global PAUSE or SUSPEND only: a database held by PAUSE db or KILL db stays held until
+// RESUME db, and with no global hold there is nothing to resume ("pooler is not
+// paused/suspended"; "pooler is shutting down" once a shutdown has begun). With db it
+// lifts that database's PAUSE db or KILL db. The hold is lifted at once on the console
+// and on the pools; a PAUSE or SUSPEND still waiting for the servers whose hold it lifts
+// ends with an error.
 func (s *Server) adminResume(db string) error {
 	c := s.console
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if db == "" {
-		if !c.pausedAll && !c.suspended && len(c.paused) == 0 && len(c.killed) == 0 {
-			return pgerr.New(pgerr.ObjectNotInPrerequisite, "pooler is not paused/suspended")
-		}
+	switch {
+	case db == "" && s.stopping.Load() != 0:
+		return pgerr.New(pgerr.ObjectNotInPrerequisite, "pooler is shutting down")
+	case db == "" && !c.pausedAll && !c.suspended:
+		return pgerr.New(pgerr.ObjectNotInPrerequisite, "pooler is not paused/suspended")
+	case db == "":
 		c.pausedAll, c.suspended = false, false
-		clear(c.paused)
-		clear(c.killed)
-	} else {
-		if !c.paused[db] && !c.killed[db] {
-			return pgerr.New(pgerr.ObjectNotInPrerequisite, "database %s is not paused", db)
-		}
+	case !c.paused[db] && !c.killed[db]:
+		return pgerr.New(pgerr.ObjectNotInPrerequisite, "database %s is not paused", db)
+	default:
 		delete(c.paused, db)
 		delete(c.killed, db)
 	}
 	for w := range c.waits {
-		if db == "" || (!w.suspend && w.db == db) {
+		if w.db == db { // PAUSE and SUSPEND for "", PAUSE db for db
 			delete(c.waits, w)
 			w.cancel(errResumed)
 		}

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/internal/pgtest"
+	"github.com/pgmux/pgmux/proxy"
 )
 
 // TestAdminHoldRules: the console refuses what PgBouncer's admin.c refuses, with its
@@ -20,21 +22,7 @@ import (
 // refused the second PAUSE db.
 func TestAdminHoldRules(t *testing.T) {
 	h := startProxy(t, harnessOpts{})
-	adm := h.admin(t)
-	ctx := context.Background()
-	run := func(cmd string) {
-		t.Helper()
-		_, err := adm.Exec(ctx, cmd)
-		require.NoError(t, err, cmd)
-	}
-	refused := func(cmd, msg string) {
-		t.Helper()
-		_, err := adm.Exec(ctx, cmd)
-		require.Equal(t, "55000", sqlState(err), "%s: %v", cmd, err)
-		var pe *pgconn.PgError
-		require.ErrorAs(t, err, &pe)
-		require.Equal(t, msg, pe.Message, cmd)
-	}
+	run, refused := consoleCmds(t, h.admin(t))
 	const busy = "already suspended/paused"
 
 	run("SUSPEND")
@@ -63,6 +51,25 @@ func TestAdminHoldRules(t *testing.T) {
 	run("SUSPEND")
 	run("RESUME")
 	execSQL(t, h.connect(t, "app", "app", false), "SELECT 1")
+}
+
+// consoleCmds returns run, which runs a console command on adm and requires it to work,
+// and refused, which requires it to fail with SQLSTATE 55000 and PgBouncer's msg.
+func consoleCmds(t *testing.T, adm *pgx.Conn) (run func(cmd string), refused func(cmd, msg string)) {
+	run = func(cmd string) {
+		t.Helper()
+		_, err := adm.Exec(context.Background(), cmd)
+		require.NoError(t, err, cmd)
+	}
+	refused = func(cmd, msg string) {
+		t.Helper()
+		_, err := adm.Exec(context.Background(), cmd)
+		var pe *pgconn.PgError
+		require.ErrorAs(t, err, &pe, cmd)
+		require.Equal(t, "55000", pe.Code, cmd)
+		require.Equal(t, msg, pe.Message, cmd)
+	}
+	return run, refused
 }
 
 // TestAdminPauseClosesListener: PAUSE closes the shared LISTEN connection of a database
@@ -136,4 +143,68 @@ func listenerPID(t *testing.T, adm *pgx.Conn) int32 {
 		return int32(num(t, r, "remote_pid"))
 	}
 	return 0
+}
+
+// TestResumeWithoutDatabase: RESUME without a database lifts the global PAUSE or SUSPEND
+// and nothing else, as PgBouncer's admin.c does: a database held by PAUSE db or KILL db
+// stays held until RESUME db (PgBouncer's manual: after PAUSE db and then PAUSE, two
+// RESUMEs are needed); with no global hold RESUME answers "pooler is not
+// paused/suspended", and "pooler is shutting down" once a shutdown has begun. SIGUSR2
+// (Server.Resume) is the same RESUME. pgmux's RESUME lifted every per-database hold too.
+func TestResumeWithoutDatabase(t *testing.T) {
+	pg := pgtest.Start(t)
+	h := startProxy(t, harnessOpts{dbs: map[string]string{
+		"other": fmt.Sprintf("host=%s port=%d dbname=%s", pg.Host, pg.Port, pgtest.AppDB)}})
+	adm := h.admin(t)
+	ctx := context.Background()
+	app, other := h.connect(t, "app", "app", false), h.connect(t, "app", "other", false)
+	execSQL(t, app, "SELECT 1")
+	execSQL(t, other, "SELECT 1")
+	run, refused := consoleCmds(t, adm)
+	held := func(when string, want int64) {
+		t.Helper()
+		_, rows := show(t, adm, "SHOW DATABASES")
+		require.Equal(t, want, num(t, rowWhere(rows, "name", "app"), "paused"), "SHOW DATABASES' paused of app %s", when)
+		if want == 1 {
+			require.NotZero(t, proxy.PoolsPausedForTest(h.srv, "app"), "app's pool is not held %s", when)
+		} else {
+			require.Zero(t, proxy.PoolsPausedForTest(h.srv, "app"), "app's pool is held %s", when)
+		}
+	}
+	const notHeld = "pooler is not paused/suspended"
+
+	run("PAUSE app")
+	refused("RESUME", notHeld)
+	held("after PAUSE app and RESUME", 1)
+	require.Error(t, h.srv.Resume(), "SIGUSR2 with only a database paused")
+	held("after PAUSE app and SIGUSR2", 1)
+
+	run("PAUSE") // over the paused database: two RESUMEs are needed
+	run("RESUME")
+	_, rows := show(t, adm, "SHOW STATE")
+	require.Equal(t, "no", rowWhere(rows, "key", "paused")["value"])
+	held("after PAUSE app, PAUSE and RESUME", 1)
+	queryWithin(t, other, "SELECT 1", 5*time.Second, "a query on a database only the global PAUSE held")
+	refused("RESUME", notHeld)
+	run("RESUME app")
+	held("after RESUME app", 0)
+	queryWithin(t, app, "SELECT 1", 5*time.Second, "a query after RESUME app")
+
+	run("KILL app")
+	refused("RESUME", notHeld)
+	held("after KILL app and RESUME", 1)
+	refused("SUSPEND", "cannot suspend with paused databases")
+	run("RESUME app")
+	refused("RESUME app", "database app is not paused")
+	held("after KILL app and RESUME app", 0)
+
+	run("PAUSE")
+	stopped := beginSuperSafeShutdown(t, h)
+	refused("RESUME", "pooler is shutting down")
+	require.Error(t, h.srv.Resume(), "SIGUSR2 during a shutdown")
+	_, rows = show(t, adm, "SHOW STATE")
+	require.Equal(t, "yes", rowWhere(rows, "key", "paused")["value"], "still paused during the shutdown")
+	require.NoError(t, other.Close(ctx))
+	require.NoError(t, app.Close(ctx))
+	stopped()
 }

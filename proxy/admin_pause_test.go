@@ -349,17 +349,29 @@ func TestAdminStateAndDatabasesPaused(t *testing.T) {
 	app = h.connect(t, "app", "app", false)
 	execSQL(t, app, "SELECT 1")
 
-	stopped := make(chan error, 1)
-	go func() { stopped <- h.srv.Stop(ctx, proxy.ShutdownWaitForClients) }()
+	stopped := beginSuperSafeShutdown(t, h)
+	check("during SHUTDOWN WAIT_FOR_CLIENTS", "yes", "no", "no", 0)
+	require.NoError(t, app.Close(ctx))
+	stopped()
+}
+
+// beginSuperSafeShutdown starts h's shutdown that waits for every client to leave
+// (SHUTDOWN WAIT_FOR_CLIENTS, SIGTERM) and returns once new clients are refused; the
+// function it returns waits for the shutdown to end (the clients gone).
+func beginSuperSafeShutdown(t *testing.T, h *harness) (stopped func()) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- h.srv.Stop(context.Background(), proxy.ShutdownWaitForClients) }()
 	require.Eventually(t, func() bool {
 		_, err := h.tryConnect("app", "app", false)
 		return err != nil
 	}, 5*time.Second, 10*time.Millisecond, "the shutdown refuses new clients")
-	check("during SHUTDOWN WAIT_FOR_CLIENTS", "yes", "no", "no", 0)
-	require.NoError(t, app.Close(ctx))
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the shutdown did not end once the client left")
+	return func() {
+		t.Helper()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the shutdown did not end once the clients left")
+		}
 	}
 }

@@ -22,22 +22,25 @@ var mockSecret = sync.OnceValue(func() []byte {
 	return b
 })
 
-// needsSecret reports whether an auth_type checks a password.
-func needsSecret(a config.AuthType) bool {
-	return a != config.AuthTrust && a != config.AuthAny && a != config.AuthCert
+// looksUpUser reports whether auth_query is asked about a user missing from auth_file
+// under auth_type a: to check its password, or (trust, cert) that it exists at all. Only
+// any, which logs every client in as the database's user, asks nothing.
+func looksUpUser(a config.AuthType) bool { return a != config.AuthAny }
+
+// userListed reports whether a user logging in without a password (trust, cert) exists
+// where pgmux finds users. PgBouncer requires it in auth_file, or found by auth_query
+// (known), and ends the login otherwise. With neither auth_file nor auth_user (pgmux's
+// URL and environment configuration, a Config built in code) there is nowhere to look,
+// and any user is admitted.
+func userListed(cfg *config.Config, known bool) bool {
+	return known || (cfg.AuthFile == "" && cfg.AuthUser == "")
 }
 
-// looksUpUser reports whether auth_query is asked about a user missing from auth_file
-// under auth_type a: to check its password, or (trust) that it exists at all.
-func looksUpUser(a config.AuthType) bool { return needsSecret(a) || a == config.AuthTrust }
-
-// authTrust admits a client without a password, if its user exists where pgmux finds
-// users. PgBouncer's trust still needs the user in auth_file, or found by auth_query, and
-// ends the login with "\"trust\" authentication failed" otherwise; pgmux let any user name
-// in. With neither auth_file nor auth_user (pgmux's URL and environment configuration, a
-// Config built in code) there is nowhere to look, and any user is admitted, as before.
+// authTrust admits a client without a password if its user is listed (userListed), else
+// ends the login with PgBouncer's "\"trust\" authentication failed"; pgmux let any user
+// name in.
 func authTrust(cfg *config.Config, user string, known bool) error {
-	if known || (cfg.AuthFile == "" && cfg.AuthUser == "") {
+	if userListed(cfg, known) {
 		return nil
 	}
 	return pgerr.Fatal(pgerr.InvalidAuthorization, "\"trust\" authentication failed for user %q", user)
@@ -93,7 +96,7 @@ func (s *Session) checkCredentials(cfg *config.Config, user string, cred config.
 	case config.AuthHBA:
 		return s.authenticateHBA(cfg, user, cred, known)
 	case config.AuthCert:
-		return s.authCert(user)
+		return s.authCert(cfg, user, known)
 	case config.AuthMD5:
 		if _, ok := s.srv.scramSecret(cred.Password); known && ok {
 			return s.authSCRAM(user, cred, known)
@@ -217,17 +220,9 @@ func (s *Session) authSCRAM(user string, cred config.Credential, known bool) err
 	if err != nil {
 		return err
 	}
-	mech, rest, err := wire.CString(body)
+	first, err := s.startSCRAM(ex, user, body)
 	if err != nil {
-		return pgerr.Fatal(pgerr.ProtocolViolation, "invalid SASLInitialResponse")
-	}
-	n, data, err := wire.Int32(rest)
-	if err != nil || int(n) != len(data) {
-		return pgerr.Fatal(pgerr.ProtocolViolation, "invalid SASLInitialResponse length")
-	}
-	first, err := ex.Start(string(mech), data)
-	if err != nil {
-		return scramFailed(user, err)
+		return err
 	}
 	final, err := s.readPassword(wire.AuthSASLContinue, first)
 	if err != nil {
@@ -246,6 +241,40 @@ func (s *Session) authSCRAM(user string, cred config.Credential, known bool) err
 		s.srv.mu.Unlock()
 	}
 	return nil
+}
+
+// startSCRAM begins ex with the client's SASLInitialResponse (body) and returns the
+// server-first-message. One without an initial response (length -1) is answered as
+// PostgreSQL answers it (auth-sasl.c): an empty AuthenticationSASLContinue, and the
+// client-first-message comes in the SASLResponse that follows.
+func (s *Session) startSCRAM(ex *auth.ServerSCRAM, user string, body []byte) ([]byte, error) {
+	mech, rest, err := wire.CString(body)
+	if err != nil {
+		return nil, pgerr.Fatal(pgerr.ProtocolViolation, "invalid SASLInitialResponse")
+	}
+	n, data, err := wire.Int32(rest)
+	switch {
+	case err == nil && n == -1 && len(data) == 0:
+		challenge, err := ex.StartEmpty(string(mech))
+		if err != nil {
+			return nil, scramFailed(user, err)
+		}
+		if data, err = s.readPassword(wire.AuthSASLContinue, challenge); err != nil {
+			return nil, err
+		}
+		first, err := ex.ClientFirst(data)
+		if err != nil {
+			return nil, scramFailed(user, err)
+		}
+		return first, nil
+	case err != nil || int(n) != len(data):
+		return nil, pgerr.Fatal(pgerr.ProtocolViolation, "invalid SASLInitialResponse length")
+	}
+	first, err := ex.Start(string(mech), data)
+	if err != nil {
+		return nil, scramFailed(user, err)
+	}
+	return first, nil
 }
 
 // scramFailed is the FATAL that ends a failed SCRAM exchange, with the SQLSTATE

@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/internal/pgtest"
+	"github.com/pgmux/pgmux/protocol/auth"
 )
 
 // saslMsg is a SASLInitialResponse or SASLResponse ('p') around body, as sent.
@@ -24,6 +26,24 @@ func saslMsg(body []byte) []byte {
 func saslInitial(mech, data string) []byte {
 	b := binary.BigEndian.AppendUint32(append([]byte(mech), 0), uint32(len(data)))
 	return saslMsg(append(b, data...))
+}
+
+// saslBegin opens a raw connection to addr (closed at cleanup), sends a StartupMessage
+// for user and db and requires AuthenticationSASL in answer.
+func saslBegin(t *testing.T, addr, user, db string) (net.Conn, *pgproto3.Frontend) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { nc.Close() })
+	require.NoError(t, nc.SetDeadline(time.Now().Add(20*time.Second)))
+	fe := pgproto3.NewFrontend(nc, nc)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": user, "database": db}})
+	require.NoError(t, fe.Flush())
+	m, err := fe.Receive()
+	require.NoError(t, err)
+	require.IsType(t, &pgproto3.AuthenticationSASL{}, m)
+	return nc, fe
 }
 
 // TestSCRAMMalformedMessages: a SASLInitialResponse or SASLResponse that does not parse,
@@ -61,20 +81,10 @@ func TestSCRAMMalformedMessages(t *testing.T) {
 	for _, user := range []string{"app", "ghost"} {
 		for _, c := range cases {
 			t.Run(user+"/"+c.name, func(t *testing.T) {
-				nc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(h.port))
+				nc, fe := saslBegin(t, "127.0.0.1:"+strconv.Itoa(h.port), user, "app")
+				_, err := nc.Write(c.first)
 				require.NoError(t, err)
-				defer nc.Close()
-				require.NoError(t, nc.SetDeadline(time.Now().Add(20*time.Second)))
-				fe := pgproto3.NewFrontend(nc, nc)
-				fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
-					Parameters: map[string]string{"user": user, "database": "app"}})
-				require.NoError(t, fe.Flush())
 				m, err := fe.Receive()
-				require.NoError(t, err)
-				require.IsType(t, &pgproto3.AuthenticationSASL{}, m)
-				_, err = nc.Write(c.first)
-				require.NoError(t, err)
-				m, err = fe.Receive()
 				require.NoError(t, err)
 				if c.final != nil {
 					cont, ok := m.(*pgproto3.AuthenticationSASLContinue)
@@ -93,5 +103,105 @@ func TestSCRAMMalformedMessages(t *testing.T) {
 				require.Error(t, err, "the connection stays open after the FATAL")
 			})
 		}
+	}
+}
+
+// saslNoInitial is a SASLInitialResponse naming mech without an initial response: its
+// length is -1 (then nothing, or trailing bytes that make it malformed).
+func saslNoInitial(mech string, trailing ...byte) []byte {
+	b := binary.BigEndian.AppendUint32(append([]byte(mech), 0), 0xFFFFFFFF)
+	return saslMsg(append(b, trailing...))
+}
+
+// scramWithoutInitialResponse logs in to addr as user over a raw connection with a
+// SASLInitialResponse that carries no initial response (length -1), then the
+// client-first-message in a SASLResponse, as PostgreSQL's protocol allows (auth-sasl.c
+// answers the missing response with an empty challenge), and returns the message that
+// ends the exchange: AuthenticationOk, or the ErrorResponse.
+func scramWithoutInitialResponse(t *testing.T, addr, user, password string) pgproto3.BackendMessage {
+	t.Helper()
+	nc, fe := saslBegin(t, addr, user, pgtest.AppDB)
+	_, err := nc.Write(saslNoInitial(auth.MechanismSCRAM))
+	require.NoError(t, err)
+	m, err := fe.Receive()
+	require.NoError(t, err)
+	empty, ok := m.(*pgproto3.AuthenticationSASLContinue)
+	require.True(t, ok, "want an empty AuthenticationSASLContinue, got %#v", m)
+	require.Empty(t, empty.Data)
+	c := auth.NewClientSCRAM(user, password)
+	_, err = nc.Write(saslMsg(c.First()))
+	require.NoError(t, err)
+	m, err = fe.Receive()
+	require.NoError(t, err)
+	cont, ok := m.(*pgproto3.AuthenticationSASLContinue)
+	require.True(t, ok, "want the server-first-message, got %#v", m)
+	final, err := c.Final(cont.Data)
+	require.NoError(t, err)
+	_, err = nc.Write(saslMsg(final))
+	require.NoError(t, err)
+	m, err = fe.Receive()
+	require.NoError(t, err)
+	if fin, ok := m.(*pgproto3.AuthenticationSASLFinal); ok {
+		require.NoError(t, c.Verify(fin.Data))
+		m, err = fe.Receive()
+		require.NoError(t, err)
+	}
+	return m
+}
+
+// TestSCRAMWithoutInitialResponse: a SASLInitialResponse may leave out the initial
+// response (length -1); PostgreSQL then sends an empty AuthenticationSASLContinue and
+// reads the client-first-message in a SASLResponse. pgmux answers the same, checked
+// against PostgreSQL itself: the right password logs in, a wrong one (or an unknown
+// user) fails as a wrong password does (28P01); a length of -1 followed by bytes, or a
+// mechanism not offered, is a protocol violation (08P01). pgmux refused the length -1
+// itself with 08P01 "invalid SASLInitialResponse length".
+func TestSCRAMWithoutInitialResponse(t *testing.T) {
+	h := startProxy(t, harnessOpts{extra: map[string]string{"auth_type": "scram-sha-256"}})
+	creds := map[string]config.Credential{"app": {User: "app", Password: "secret"}}
+	require.NoError(t, h.srv.Reload(h.srv.Config().Clone(), creds))
+	pgmux := "127.0.0.1:" + strconv.Itoa(h.port)
+	postgres := net.JoinHostPort(h.pg.Host, strconv.Itoa(h.pg.Port))
+
+	for _, tc := range []struct {
+		name, addr, user, password string
+		unknown                    bool // try a user pgmux does not know (PostgreSQL's test roles not in its hba are trusted)
+	}{
+		{"PostgreSQL", postgres, pgtest.ScramUser, pgtest.ScramPassword, false},
+		{"pgmux", pgmux, "app", "secret", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := scramWithoutInitialResponse(t, tc.addr, tc.user, tc.password)
+			require.IsType(t, &pgproto3.AuthenticationOk{}, m)
+			bads := []struct{ user, password string }{{tc.user, "wrong"}}
+			if tc.unknown {
+				bads = append(bads, struct{ user, password string }{"ghost", "guess"})
+			}
+			for _, bad := range bads {
+				m := scramWithoutInitialResponse(t, tc.addr, bad.user, bad.password)
+				e, ok := m.(*pgproto3.ErrorResponse)
+				require.True(t, ok, "%s: want an ErrorResponse, got %#v", bad.user, m)
+				require.Equal(t, "28P01", e.Code, "%s: %s", bad.user, e.Message)
+			}
+		})
+	}
+
+	for _, c := range []struct {
+		name string
+		msg  []byte
+	}{
+		{"length -1 with bytes after it", saslNoInitial(auth.MechanismSCRAM, 'n', ',', ',')},
+		{"mechanism not offered", saslNoInitial("SCRAM-SHA-1")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			nc, fe := saslBegin(t, pgmux, "app", "app")
+			_, err := nc.Write(c.msg)
+			require.NoError(t, err)
+			m, err := fe.Receive()
+			require.NoError(t, err)
+			e, ok := m.(*pgproto3.ErrorResponse)
+			require.True(t, ok, "want an ErrorResponse, got %#v", m)
+			require.Equal(t, "08P01", e.Code, e.Message)
+		})
 	}
 }

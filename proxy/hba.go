@@ -78,7 +78,7 @@ func (s *Session) authenticateHBA(cfg *config.Config, user string, cred config.C
 	case hba.SCRAM:
 		return s.authSCRAM(user, cred, known)
 	case hba.Cert:
-		return s.authCert(user)
+		return s.authCert(cfg, user, known)
 	}
 	if _, ok := s.srv.scramSecret(cred.Password); known && ok {
 		return s.authSCRAM(user, cred, known) // md5 with a SCRAM secret: SCRAM, as in PostgreSQL
@@ -86,8 +86,11 @@ func (s *Session) authenticateHBA(cfg *config.Config, user string, cred config.C
 	return s.authMD5(user, cred, known)
 }
 
-// authCert accepts a client whose verified TLS certificate names the user.
-func (s *Session) authCert(user string) error {
+// authCert accepts a client whose verified TLS certificate names the user, if the user
+// is listed (userListed), as PgBouncer's login_via_cert requires: a certificate for a
+// user in neither auth_file nor auth_query's answer is refused, as for trust. pgmux let
+// any user with a matching certificate in.
+func (s *Session) authCert(cfg *config.Config, user string, known bool) error {
 	tc, ok := s.nc.(*tls.Conn)
 	if !ok {
 		return pgerr.Fatal(pgerr.InvalidAuthorization, "certificate authentication needs an SSL connection")
@@ -95,6 +98,9 @@ func (s *Session) authCert(user string) error {
 	st := tc.ConnectionState()
 	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
 		return pgerr.Fatal(pgerr.InvalidAuthorization, "connection requires a valid client certificate")
+	}
+	if !userListed(cfg, known) {
+		return pgerr.Fatal(pgerr.InvalidAuthorization, "certificate authentication failed for user %q", user)
 	}
 	if cn := st.PeerCertificates[0].Subject.CommonName; cn != user {
 		return pgerr.Fatal(pgerr.InvalidAuthorization,

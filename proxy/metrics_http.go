@@ -171,8 +171,9 @@ func (c *consoleState) holdReason(db string) string {
 // checkDB checks that db can serve a client now (pool.Check): through one of its pools
 // that does; for a database no client has used yet, by logging in as its forced user
 // (user=) or auth_user through a pool made for the check and closed after it; with
-// neither, which login a client would use is unknown and a TCP (or unix socket) connect
-// to one of its hosts has to do.
+// neither, pgmux has no credentials a client would use, and a startup message as
+// readinessUser to one of its hosts (pool.Probe) shows whether PostgreSQL answers logins
+// there: a password request, or a login or refusal of that user, will do.
 func (s *Server) checkDB(ctx context.Context, cfg *config.Config, db string) error {
 	var last error
 	for _, e := range s.matching(db) {
@@ -206,15 +207,31 @@ func (s *Server) checkDB(ctx context.Context, cfg *config.Config, db string) err
 	}
 	// Any of a multi-host entry's hosts will do.
 	for _, e := range d.Endpoints() {
-		network, addr := (&pool.Target{Host: e.Host, Port: e.Port}).Network()
-		var dialer net.Dialer
-		nc, err := dialer.DialContext(ctx, network, addr)
-		if err == nil {
-			return nc.Close()
+		if last = pool.Probe(ctx, s.probeTarget(d, e)); last == nil || ctx.Err() != nil {
+			break
 		}
-		last = err
 	}
 	return last
+}
+
+// readinessUser is the user /readyz's probe (checkDB) names in its startup message, and
+// readinessApp its application_name: what PostgreSQL's log shows of it.
+const (
+	readinessUser = "pgmux_readyz"
+	readinessApp  = "pgmux readiness probe"
+)
+
+// probeTarget is the probe's target on host e of d, with server TLS as configured.
+func (s *Server) probeTarget(d *config.Database, e config.Endpoint) *pool.Target {
+	t := &pool.Target{Host: e.Host, Port: e.Port, Database: d.DBName, User: readinessUser,
+		Params: pool.Params{{Name: "application_name", Value: readinessApp}}}
+	if t.Database == "" {
+		t.Database = d.Name
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.serverTLSLocked(t)
+	return t
 }
 
 // listenHTTP opens metrics_addr, when set.

@@ -279,10 +279,7 @@ func (ps *pools) target(e *poolEntry, clientUser string) *pool.Target {
 			t.Params = append(t.Params, p)
 		}
 	}
-	if tc := serverTLSFor(s.serverTLS, t.Host); tc != nil {
-		t.TLS = tc
-		t.TLSRequired = requiresTLS(s.cfg.ServerTLS.SSLMode)
-	}
+	s.serverTLSLocked(t)
 	ps.hosts.aim(t, db)
 	return t
 }

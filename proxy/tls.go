@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/wire"
 )
@@ -100,6 +101,14 @@ func serverTLSConfig(cfg *config.Config) (*tls.Config, error) {
 		tc.InsecureSkipVerify = true
 	}
 	return tc, nil
+}
+
+// serverTLSLocked sets t's TLS from server_tls_*, for a login to t.Host; s.mu is held.
+func (s *Server) serverTLSLocked(t *pool.Target) {
+	if tc := serverTLSFor(s.serverTLS, t.Host); tc != nil {
+		t.TLS = tc
+		t.TLSRequired = requiresTLS(s.cfg.ServerTLS.SSLMode)
+	}
 }
 
 // serverTLSFor is base (serverTLSConfig's) for a login to host; nil when base is.

@@ -18,8 +18,18 @@ func FuzzServerSCRAM(f *testing.F) {
 		if withTLS {
 			binding = cb
 		}
+		// The client-first-message sent late (after StartEmpty's empty challenge) must be
+		// taken or refused as when it comes in the SASLInitialResponse.
+		late := NewServerSCRAM(v, binding)
+		_, lateErr := late.StartEmpty(mechanism)
+		if lateErr == nil {
+			_, lateErr = late.ClientFirst(clientFirst)
+		}
 		s := NewServerSCRAM(v, binding)
 		serverFirst, err := s.Start(mechanism, clientFirst)
+		if (err == nil) != (lateErr == nil) {
+			t.Fatalf("Start: %v; StartEmpty then ClientFirst: %v", err, lateErr)
+		}
 		if err != nil {
 			if serverFirst != nil || s.Done() {
 				t.Fatalf("Start failed with output %q", serverFirst)

@@ -96,6 +96,20 @@ func TestServerSCRAMMisuse(t *testing.T) {
 	s = NewServerSCRAM(Verifier{Iterations: 1}, nil)
 	_, err = s.Start(MechanismSCRAM, []byte("n,,n=,r=abc"))
 	require.ErrorContains(t, err, "invalid SCRAM verifier")
+
+	s = NewServerSCRAM(v, nil)
+	_, err = s.ClientFirst([]byte("n,,n=,r=abc"))
+	require.ErrorContains(t, err, "state await-client-first", "ClientFirst without StartEmpty")
+	s = NewServerSCRAM(v, nil)
+	_, err = s.StartEmpty(MechanismSCRAM)
+	require.NoError(t, err)
+	_, err = s.Finish([]byte("c=biws,r=abc,p=x"))
+	require.ErrorContains(t, err, "state await-client-first-response", "Finish before the client-first-message")
+	s = NewServerSCRAM(v, nil)
+	_, err = s.StartEmpty(MechanismSCRAM)
+	require.NoError(t, err)
+	_, err = s.ClientFirst(nil)
+	require.ErrorIs(t, err, ErrProtocolViolation, "an empty SASLResponse is no client-first-message")
 }
 
 func TestMockServerSCRAM(t *testing.T) {

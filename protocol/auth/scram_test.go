@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -15,9 +16,16 @@ import (
 // first error from either side.
 func exchange(t *testing.T, s *ServerSCRAM, c *ClientSCRAM) error {
 	t.Helper()
+	return exchangeVia(t, s, c, false)
+}
+
+// exchangeVia is exchange, with the client-first-message sent late (in a SASLResponse
+// after StartEmpty's challenge) when late is set.
+func exchangeVia(t *testing.T, s *ServerSCRAM, c *ClientSCRAM, late bool) error {
+	t.Helper()
 	mech, err := c.Mechanism(s.Mechanisms())
 	require.NoError(t, err)
-	serverFirst, err := s.Start(mech, c.First())
+	serverFirst, err := start(s, mech, c.First(), late)
 	if err != nil {
 		return err
 	}
@@ -30,6 +38,24 @@ func exchange(t *testing.T, s *ServerSCRAM, c *ClientSCRAM) error {
 		return err
 	}
 	return c.Verify(serverFinal)
+}
+
+// start begins s's exchange with mech and the client-first-message: in the
+// SASLInitialResponse (Start) or, when late, in the SASLResponse that answers the empty
+// challenge of a SASLInitialResponse without an initial response (StartEmpty, then
+// ClientFirst).
+func start(s *ServerSCRAM, mech string, clientFirst []byte, late bool) ([]byte, error) {
+	if !late {
+		return s.Start(mech, clientFirst)
+	}
+	challenge, err := s.StartEmpty(mech)
+	if err != nil {
+		return nil, err
+	}
+	if len(challenge) != 0 {
+		return nil, fmt.Errorf("StartEmpty's challenge is %q, not empty", challenge)
+	}
+	return s.ClientFirst(clientFirst)
 }
 
 func TestSCRAMRoundTrip(t *testing.T) {
@@ -45,22 +71,24 @@ func TestSCRAMRoundTrip(t *testing.T) {
 		{"empty password", "secret", "", nil, ErrPasswordMismatch},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			v := NewVerifier(tt.stored, NewSalt(), DefaultIterations)
-			s := NewServerSCRAM(v, tt.cb)
-			err := exchange(t, s, NewClientSCRAM("u", tt.tried))
-			if tt.wantErr != nil {
-				require.ErrorIs(t, err, tt.wantErr)
-				require.False(t, s.Done())
-				require.Nil(t, s.ClientKey())
-				return
-			}
-			require.NoError(t, err)
-			require.True(t, s.Done())
-			clientKey, _, err := deriveKeys(tt.stored, v.Salt, v.Iterations)
-			require.NoError(t, err)
-			require.Equal(t, clientKey, s.ClientKey())
-		})
+		for _, late := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/late=%v", tt.name, late), func(t *testing.T) {
+				v := NewVerifier(tt.stored, NewSalt(), DefaultIterations)
+				s := NewServerSCRAM(v, tt.cb)
+				err := exchangeVia(t, s, NewClientSCRAM("u", tt.tried), late)
+				if tt.wantErr != nil {
+					require.ErrorIs(t, err, tt.wantErr)
+					require.False(t, s.Done())
+					require.Nil(t, s.ClientKey())
+					return
+				}
+				require.NoError(t, err)
+				require.True(t, s.Done())
+				clientKey, _, err := deriveKeys(tt.stored, v.Salt, v.Iterations)
+				require.NoError(t, err)
+				require.Equal(t, clientKey, s.ClientKey())
+			})
+		}
 	}
 }
 
@@ -145,25 +173,28 @@ func TestServerSCRAMChannelBinding(t *testing.T) {
 		{"unknown mechanism", nil, "SCRAM-SHA-1", "n,,", nil, ErrProtocolViolation},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			v := NewVerifier("secret", NewSalt(), DefaultIterations)
-			s := NewServerSCRAM(v, tt.serverCB)
-			err := bindingExchange(s, tt.mech, tt.gs2, tt.clientCB, "secret")
-			if tt.wantErr != nil {
-				require.ErrorIs(t, err, tt.wantErr)
-				return
-			}
-			require.NoError(t, err)
-			require.True(t, s.Done())
-		})
+		for _, late := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/late=%v", tt.name, late), func(t *testing.T) {
+				v := NewVerifier("secret", NewSalt(), DefaultIterations)
+				s := NewServerSCRAM(v, tt.serverCB)
+				err := bindingExchange(s, tt.mech, tt.gs2, tt.clientCB, "secret", late)
+				if tt.wantErr != nil {
+					require.ErrorIs(t, err, tt.wantErr)
+					return
+				}
+				require.NoError(t, err)
+				require.True(t, s.Done())
+			})
+		}
 	}
 }
 
 // bindingExchange plays a client that sends gs2 and binds clientCB, which
-// ClientSCRAM does not do, and checks the server's signature.
-func bindingExchange(s *ServerSCRAM, mech, gs2 string, clientCB []byte, password string) error {
+// ClientSCRAM does not do, and checks the server's signature; late sends the
+// client-first-message as start does.
+func bindingExchange(s *ServerSCRAM, mech, gs2 string, clientCB []byte, password string, late bool) error {
 	bare := "n=,r=clientnonce"
-	serverFirst, err := s.Start(mech, []byte(gs2+bare))
+	serverFirst, err := start(s, mech, []byte(gs2+bare), late)
 	if err != nil {
 		return err
 	}

@@ -13,10 +13,11 @@ import (
 type serverState uint8
 
 const (
-	serverAwaitFirst serverState = iota // waiting for SASLInitialResponse
-	serverAwaitFinal                    // sent SASLContinue, waiting for SASLResponse
-	serverDone                          // sent SASLFinal: authenticated
-	serverFailed                        // any error: the exchange is over
+	serverAwaitFirst       serverState = iota // waiting for SASLInitialResponse
+	serverAwaitClientFirst                    // sent an empty SASLContinue, waiting for the client-first in a SASLResponse
+	serverAwaitFinal                          // sent SASLContinue, waiting for SASLResponse
+	serverDone                                // sent SASLFinal: authenticated
+	serverFailed                              // any error: the exchange is over
 )
 
 // String names the state for logs.
@@ -24,6 +25,8 @@ func (s serverState) String() string {
 	switch s {
 	case serverAwaitFirst:
 		return "await-client-first"
+	case serverAwaitClientFirst:
+		return "await-client-first-response"
 	case serverAwaitFinal:
 		return "await-client-final"
 	case serverDone:
@@ -37,14 +40,18 @@ func (s serverState) String() string {
 // ServerSCRAM authenticates one client with SCRAM-SHA-256[-PLUS] against a
 // Verifier. Call Start with the SASLInitialResponse, send the returned
 // bytes as AuthenticationSASLContinue, call Finish with the SASLResponse and
-// send the result as AuthenticationSASLFinal. Any error ends the exchange.
-// A ServerSCRAM is used by one goroutine and is not reusable.
+// send the result as AuthenticationSASLFinal. A SASLInitialResponse without an
+// initial response goes to StartEmpty instead, and the SASLResponse that answers
+// its empty challenge to ClientFirst, which returns what Start would have. Any
+// error ends the exchange. A ServerSCRAM is used by one goroutine and is not
+// reusable.
 type ServerSCRAM struct {
 	v              Verifier
 	channelBinding []byte // tls-server-end-point hash, nil without TLS
 	doomed         bool   // mock exchange: always fails at Finish
 
 	state     serverState
+	plus      bool // the client selected SCRAM-SHA-256-PLUS
 	first     clientFirst
 	srvFirst  string
 	nonce     string // client nonce + server nonce
@@ -88,32 +95,61 @@ func (s *ServerSCRAM) Mechanisms() []string {
 // Start consumes the client-first-message sent with mechanism in
 // SASLInitialResponse and returns the server-first-message.
 func (s *ServerSCRAM) Start(mechanism string, clientFirst []byte) (serverFirst []byte, err error) {
+	if err := s.selectMechanism(mechanism); err != nil {
+		return nil, err
+	}
+	return s.ClientFirst(clientFirst)
+}
+
+// StartEmpty begins the exchange for a SASLInitialResponse that selects mechanism
+// without an initial response (its length is -1). As PostgreSQL does, the answer is an
+// empty challenge, to send as AuthenticationSASLContinue; the client then sends its
+// client-first-message in a SASLResponse, for ClientFirst.
+func (s *ServerSCRAM) StartEmpty(mechanism string) (challenge []byte, err error) {
+	if err := s.selectMechanism(mechanism); err != nil {
+		return nil, err
+	}
+	return []byte{}, nil
+}
+
+// selectMechanism checks the mechanism the client selected in SASLInitialResponse.
+func (s *ServerSCRAM) selectMechanism(mechanism string) error {
 	if s.state != serverAwaitFirst {
-		return nil, errors.New("auth: ServerSCRAM.Start called in state " + s.state.String())
+		return errors.New("auth: ServerSCRAM.Start called in state " + s.state.String())
 	}
 	s.state = serverFailed
 	if err := s.v.validate(); err != nil {
-		return nil, err
+		return err
 	}
-	plus := false
 	switch mechanism {
 	case MechanismSCRAM:
 	case MechanismSCRAMPlus:
 		if len(s.channelBinding) == 0 {
-			return nil, violation("client selected %s, which was not offered", MechanismSCRAMPlus)
+			return violation("client selected %s, which was not offered", MechanismSCRAMPlus)
 		}
-		plus = true
+		s.plus = true
 	default:
-		return nil, violation("unsupported SASL mechanism %q", truncate(mechanism))
+		return violation("unsupported SASL mechanism %q", truncate(mechanism))
 	}
+	s.state = serverAwaitClientFirst
+	return nil
+}
+
+// ClientFirst consumes the client-first-message, from the SASLResponse that answers
+// StartEmpty's challenge, and returns the server-first-message.
+func (s *ServerSCRAM) ClientFirst(clientFirst []byte) (serverFirst []byte, err error) {
+	if s.state != serverAwaitClientFirst {
+		return nil, errors.New("auth: ServerSCRAM.ClientFirst called in state " + s.state.String())
+	}
+	s.state = serverFailed
 	cf, err := parseClientFirst(string(clientFirst))
 	if err != nil {
 		return nil, err
 	}
 	switch {
-	case plus && cf.cbFlag != 'p':
+	case s.plus && cf.cbFlag != 'p':
 		return nil, violation("client selected %s but sent no channel binding", MechanismSCRAMPlus)
-	case !plus && cf.cbFlag == 'p':
+	case !s.plus && cf.cbFlag == 'p':
 		return nil, violation("client selected %s but sent channel binding data", MechanismSCRAM)
 	case cf.cbFlag == 'y' && len(s.channelBinding) > 0:
 		// The client can bind but believes we cannot: someone removed

@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -61,6 +62,31 @@ func pgProcs(t testing.TB, pg *pgtest.Server) []int {
 	return pids
 }
 
+// hang stops every process of pg (SIGSTOP) and returns the function that lets them run
+// again (SIGCONT), once whatever the calls. A backend exiting as the processes are listed
+// (one of an earlier check's, say) is passed over.
+func hang(t *testing.T, pg *pgtest.Server) (cont func()) {
+	t.Helper()
+	pids := pgProcs(t, pg)
+	var once sync.Once
+	cont = func() {
+		once.Do(func() {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		})
+	}
+	for i, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); i == 0 || !errors.Is(err, syscall.ESRCH) {
+			if err != nil {
+				cont()
+			}
+			require.NoError(t, err)
+		}
+	}
+	return cont
+}
+
 // TestReadyzServerHung: PostgreSQL hangs (every process SIGSTOPped) while pgmux holds
 // idle server connections. pgmux cannot serve (a query would hang), so /readyz must say
 // 503 within its time limit; it used to say 200 because a pool held connections. Once
@@ -78,34 +104,7 @@ func TestReadyzServerHung(t *testing.T) {
 	for _, c := range conns {
 		exec(t, c, "COMMIT")
 	}
-	code, body, _ := readyz(m)
-	require.Equal(t, http.StatusOK, code, body)
-
-	pids := pgProcs(t, pg)
-	var once sync.Once
-	cont := func() {
-		once.Do(func() {
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGCONT)
-			}
-		})
-	}
-	defer cont()
-	for _, pid := range pids {
-		require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
-	}
-	time.Sleep(1200 * time.Millisecond) // past the cached answer
-	code, body, took := readyz(m)
-	require.Equal(t, http.StatusServiceUnavailable, code,
-		"PostgreSQL is hung but /readyz says ready (%d idle pooled connections): %s", 5, body)
-	require.Contains(t, body, "database "+pgtest.AppDB)
-	require.Less(t, took, 4*time.Second, "/readyz must answer within its time limit")
-
-	cont()
-	eventually(t, 10*time.Second, "/readyz never became ready after PostgreSQL resumed", func() bool {
-		code, _, _ := readyz(m)
-		return code == http.StatusOK
-	})
+	readyzThroughHang(t, m, pg, "")
 	for _, c := range conns {
 		require.EqualValues(t, 1, queryInt(t, c, "SELECT 1"))
 	}
@@ -199,4 +198,39 @@ func TestReadyzAfterServerReturns(t *testing.T) {
 	})
 	require.Less(t, time.Since(up), 5*time.Second, "/readyz waited out server_login_retry (30 s)")
 	exec(t, c, "SELECT 1")
+}
+
+// TestReadyzHungServerNoCredentials: a database with neither user= nor auth_user, that no
+// client has used yet: pgmux has no login of its own to check it with. PostgreSQL hangs
+// (every process SIGSTOPped): its kernel still completes TCP connections, so the bare
+// connect /readyz used to make said 200 while no client could log in. /readyz now sends
+// a startup message and wants PostgreSQL's answer (a password request, or a login or
+// refusal of its probe user), so it says 503 within its time limit, and 200 again once
+// PostgreSQL runs; no client is needed for either.
+func TestReadyzHungServerNoCredentials(t *testing.T) {
+	pg := pgtest.StartPrivate(t)
+	m := startMux(t, pg, bouncer{Databases: []string{appDBLine(pg)}})
+	readyzThroughHang(t, m, pg, "did not answer a startup message")
+}
+
+// readyzThroughHang requires /readyz to say 200, then, with pg hung (hang), 503 naming
+// the app database (and why, when given) within its time limit, then 200 again once pg
+// runs.
+func readyzThroughHang(t *testing.T, m *mux, pg *pgtest.Server, why string) {
+	t.Helper()
+	code, body, _ := readyz(m)
+	require.Equal(t, http.StatusOK, code, body)
+	cont := hang(t, pg)
+	defer cont()
+	time.Sleep(1200 * time.Millisecond) // past the cached answer
+	code, body, took := readyz(m)
+	require.Equal(t, http.StatusServiceUnavailable, code, "PostgreSQL is hung but /readyz says ready: %s", body)
+	require.Contains(t, body, "database "+pgtest.AppDB)
+	require.Contains(t, body, why)
+	require.Less(t, took, 4*time.Second, "/readyz must answer within its time limit")
+	cont()
+	eventually(t, 10*time.Second, "/readyz never became ready after PostgreSQL resumed", func() bool {
+		code, _, _ := readyz(m)
+		return code == http.StatusOK
+	})
 }

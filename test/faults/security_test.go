@@ -94,11 +94,51 @@ func (p *testPKI) clientCert(t testing.TB, cn string) (cert, key string) {
 func startCertMux(t *testing.T, mode string) (*pgtest.Server, *testPKI, *mux) {
 	pg := pgtest.Start(t)
 	pki := newPKI(t)
-	m := startMux(t, pg, bouncer{AuthType: "cert",
-		Users: map[string]string{pgtest.AppUser: pgtest.AppPassword},
-		Extra: []string{"client_tls_sslmode = " + mode, "client_tls_cert_file = " + pki.Cert,
-			"client_tls_key_file = " + pki.Key, "client_tls_ca_file = " + pki.CA}})
-	return pg, pki, m
+	return pg, pki, startCertMuxOn(t, pg, pki, mode, map[string]string{pgtest.AppUser: pgtest.AppPassword})
+}
+
+// startCertMuxOn is startCertMux on pg and pki, with users in the auth file and more
+// [pgbouncer] lines.
+func startCertMuxOn(t *testing.T, pg *pgtest.Server, pki *testPKI, mode string, users map[string]string, more ...string) *mux {
+	return startMux(t, pg, bouncer{AuthType: "cert", Users: users,
+		Extra: append([]string{"client_tls_sslmode = " + mode, "client_tls_cert_file = " + pki.Cert,
+			"client_tls_key_file = " + pki.Key, "client_tls_ca_file = " + pki.CA}, more...)})
+}
+
+// TestCertNeedsAKnownUser: under auth_type = cert the user must be in auth_file, or found
+// by auth_query, as PgBouncer's login_via_cert requires (a user it does not find fails
+// with "certificate authentication failed"), whatever certificate the client shows; the
+// others get FATAL 28000. pgmux let in anyone with a certificate from the CA naming the
+// user: with an auth_file listing only app, a certificate for postgres logged in to
+// PostgreSQL as its superuser.
+func TestCertNeedsAKnownUser(t *testing.T) {
+	pg := pgtest.Start(t)
+	pki := newPKI(t)
+	login := func(m *mux, user string) (*pgx.Conn, error) {
+		cert, key := pki.clientCert(t, user)
+		return tryConnect(fmt.Sprintf("postgres://%s@localhost:%d/%s?sslmode=verify-full&sslrootcert=%s&sslcert=%s&sslkey=%s&connect_timeout=10",
+			user, m.Port, pgtest.AppDB, pki.CA, cert, key))
+	}
+	check := func(t *testing.T, m *mux, known, unknown string) {
+		conn, err := login(m, known)
+		require.NoError(t, err)
+		defer conn.Close(context.Background())
+		require.EqualValues(t, 1, queryInt(t, conn, "SELECT 1"))
+		_, err = login(m, unknown)
+		pe := requireCode(t, err, "28000")
+		require.Equal(t, "FATAL", pe.Severity)
+		require.Equal(t, fmt.Sprintf("certificate authentication failed for user %q", unknown), pe.Message)
+	}
+	t.Run("auth_file", func(t *testing.T) {
+		m := startCertMuxOn(t, pg, pki, "verify-full", map[string]string{pgtest.AppUser: pgtest.AppPassword})
+		check(t, m, pgtest.AppUser, pgtest.SuperUser)
+	})
+	t.Run("auth_query", func(t *testing.T) {
+		// app is not in auth_file, but auth_query finds it; no_such_role is nowhere.
+		m := startCertMuxOn(t, pg, pki, "verify-full", map[string]string{pgtest.SuperUser: "unused"},
+			"auth_user = "+pgtest.SuperUser)
+		check(t, m, pgtest.AppUser, "no_such_role")
+	})
 }
 
 // TestCertAuth: auth_type = cert logs a client in by the common name of its verified
