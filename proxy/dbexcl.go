@@ -14,8 +14,10 @@ import (
 // URL (Django's `manage.py test`, Rails' `db:test:prepare`) got 55006 where a direct
 // connection, whose own sessions it had closed, succeeds. So before such a statement
 // goes to the server, pgmux closes its idle server connections to that database on the
-// same host, in every pool (each user's); connections in use stay, as a direct
-// connection's other sessions would, and their statement fails as it would there.
+// same host, in every pool (each user's), and the shared LISTEN connection of that
+// database when no client listens any more (it stays open after the last UNLISTEN);
+// connections in use stay, as a direct connection's other sessions would, and the
+// statement fails as it would there.
 
 // freeDatabase closes the idle server connections that the statement q (lead l) needs
 // gone (sqlscan.ExclusiveDatabase).
@@ -34,6 +36,9 @@ func (s *Session) freeDatabase(q string, l sqlscan.Lead) {
 	for _, e := range s.srv.pools.all() {
 		if d, _, _ := e.snapshot(); d.DBName == name && d.HostKey() == host {
 			e.pool.CloseIdle()
+			if l := s.srv.hub.Get(e.key.db); l != nil {
+				l.DropIdle()
+			}
 		}
 	}
 }

@@ -15,7 +15,8 @@ import (
 // URL: it clones the test database (`CREATE DATABASE "x_1" WITH TEMPLATE "x"`, for
 // --parallel) and drops it (`DROP DATABASE "x"`) after its connections to it have
 // closed, each a simple Query, and then the same with the extended protocol (JDBC, pgx).
-// pgmux's idle server connections to that database are sessions PostgreSQL waits for
+// pgmux's idle server connections to that database (and its shared LISTEN connection,
+// after the last listener left) are sessions PostgreSQL waits for
 // and then refuses the statement over (55006 "database … is being accessed by other
 // users"), where a direct connection succeeds: pgmux must close them first.
 func TestDropDatabaseThroughPool(t *testing.T) {
@@ -53,6 +54,14 @@ func TestDropDatabaseThroughPool(t *testing.T) {
 	require.NoError(t, simple(`CREATE DATABASE "`+clone+`" WITH TEMPLATE "`+src+`"`))
 
 	use(m.url(src), src)
+	// A client that listened there and left: the shared LISTEN connection stays open.
+	listen, err := pgconn.Connect(ctxT(t), m.url(src))
+	require.NoError(t, err)
+	_, err = listen.Exec(ctxT(t), "LISTEN jobs").ReadAll()
+	require.NoError(t, err)
+	_, err = listen.Exec(ctxT(t), "UNLISTEN jobs").ReadAll()
+	require.NoError(t, err)
+	require.NoError(t, listen.Close(ctxT(t)))
 	require.NoError(t, simple(`DROP DATABASE "`+src+`"`))
 	var left int
 	require.NoError(t, m.direct(t, "postgres").QueryRow(ctxT(t),
