@@ -6,13 +6,13 @@ import "errors"
 var errDropped = errors.New("no client listens: closed for a statement that needs the database to itself")
 
 // DropIdle closes the listener's connection when no client listens through it, nor is
-// about to, and no command or fence on it awaits its answer: its session would make
-// PostgreSQL refuse DROP DATABASE and the like (55006). The next LISTEN connects again.
-// It reports whether it closed one.
+// about to: its session would make PostgreSQL refuse DROP DATABASE and the like (55006).
+// What still awaits an answer on it (the last UNLISTEN, a fence) ends as at a loss; the
+// next LISTEN connects again. It reports whether it closed one.
 func (l *Listener) DropIdle() bool {
 	l.mu.Lock()
 	c := l.conn
-	if c == nil || len(l.subs) > 0 || len(l.waiting) > 0 || l.fenceCur != nil || l.fenceNext != nil {
+	if c == nil || len(l.subs) > 0 {
 		l.mu.Unlock()
 		return false
 	}
@@ -22,7 +22,8 @@ func (l *Listener) DropIdle() bool {
 			return false
 		}
 	}
-	l.conn = nil // its reader's lost finds another connection (none): no reconnect, no gap
+	l.conn = nil // its reader's lost finds no connection of its own: no reconnect, no gap
+	l.failWaitingLocked(errDropped)
 	l.mu.Unlock()
 	c.Discard(errDropped)
 	return true
