@@ -50,7 +50,7 @@ func (p *Pool) AcquireOrQueue(l Lessee, h Handoff, start time.Time, timeout time
 		return nil, false
 	}
 	w := waiterPool.Get().(*waiter)
-	w.since, w.expired, w.l, w.abandoned, w.h = start, false, l, false, h
+	w.since, w.expired, w.l, w.gaveUp, w.h = start, false, l, nil, h
 	w.deadline = time.Time{}
 	if timeout > 0 {
 		w.deadline = start.Add(timeout)
@@ -65,7 +65,7 @@ func (p *Pool) AcquireOrQueue(l Lessee, h Handoff, start time.Time, timeout time
 // removal frees its slot; acquire again).
 func (p *Pool) TakeHanded(c *Conn, l Lessee) bool { return p.leaseAt(c, l, time.Time{}) }
 
-// give ends w's wait with c (nil: expired, abandoned, or try again). Whoever took w off
+// give ends w's wait with c (nil: expired, given up on, or try again). Whoever took w off
 // the queue under p.mu calls it, once.
 func (w *waiter) give(c *Conn) {
 	h := w.h
@@ -78,8 +78,8 @@ func (w *waiter) give(c *Conn) {
 	case c != nil:
 	case w.expired:
 		err = fmt.Errorf("%w: waited %v", ErrWaitTimeout, time.Since(w.since).Round(time.Millisecond))
-	case w.abandoned:
-		err = ErrAbandoned
+	case w.gaveUp != nil:
+		err = w.gaveUp
 	default:
 		err = ErrRetry
 	}

@@ -120,10 +120,10 @@ type waiter struct {
 	since    time.Time
 	deadline time.Time // for AcquireTimeout: when the pool's expiry timer gives up on it
 	expired  bool      // set under p.mu before the expiry timer sends nil
-	// l is the lessee queued (for Abandon); abandoned is set under p.mu before Abandon
-	// sends nil.
-	l         Lessee
-	abandoned bool
+	// l is the lessee queued (for Abandon and Withdraw); gaveUp, the error its Acquire
+	// returns, is set under p.mu before they send nil.
+	l      Lessee
+	gaveUp error
 	// h, for a waiter queued by AcquireOrQueue, is told instead of ch (handoff.go).
 	h Handoff
 }
@@ -284,7 +284,7 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 		if start.IsZero() {
 			start = time.Now()
 		}
-		w.since, w.deadline, w.expired, w.l, w.abandoned = start, deadline, false, l, false
+		w.since, w.deadline, w.expired, w.l, w.gaveUp = start, deadline, false, l, nil
 		p.waiters.push(w)
 		if !deadline.IsZero() {
 			p.armExpiryLocked(deadline)
@@ -297,7 +297,7 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 		p.mu.Unlock()
 		c, err := p.wait(ctx, w, reserve, reserveAfter)
 		p.mu.Lock()
-		expired, abandoned := w.expired, w.abandoned
+		expired, gaveUp := w.expired, w.gaveUp
 		w.l = nil
 		p.mu.Unlock()
 		since := w.since
@@ -306,8 +306,8 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 			return nil, err
 		}
 		if c == nil {
-			if abandoned {
-				return nil, ErrAbandoned
+			if gaveUp != nil {
+				return nil, gaveUp
 			}
 			if expired {
 				return nil, fmt.Errorf("%w: waited %v", ErrWaitTimeout, time.Since(since).Round(time.Millisecond))
@@ -768,14 +768,17 @@ func (p *Pool) remove(c *Conn, err error) {
 // ErrAbandoned. It reports whether l was queued; a lessee already handed a connection
 // (or waiting elsewhere: a paused pool, a shared connection limit) is not, and its
 // caller finds out itself that its client left.
-func (p *Pool) Abandon(l Lessee) bool {
+func (p *Pool) Abandon(l Lessee) bool { return p.Withdraw(l, ErrAbandoned) }
+
+// Withdraw is Abandon with the error err (non-nil) for l's Acquire to return instead.
+func (p *Pool) Withdraw(l Lessee, err error) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w := p.waiters.removeFirst(func(w *waiter) bool { return w.l == l })
 	if w == nil {
 		return false
 	}
-	w.abandoned = true
+	w.gaveUp = err
 	w.give(nil)
 	return true
 }

@@ -27,7 +27,7 @@
 //	its coroutine, kept for the next login    loginworker_linux.go:parker.takeWorker, loginworker_linux.go:parker.putWorker
 //	a login's wait off the loop (offload)     loginloop_linux.go:Session.offload, session.go:Session.poolReady
 //	SSLRequest, GSSENCRequest                 session.go:Session.negotiate, tls.go:Session.startTLS
-//	CancelRequest                             session.go:Session.negotiate -> server.go:Server.cancel
+//	CancelRequest                             session.go:Session.negotiate -> server.go:Server.cancel, cancelwait.go:Session.cancelWait
 //	StartupMessage                            session.go:Session.login, params.go:Session.startupParams
 //	pool for (database, user)                 pools.go:pools.get
 //	the admin console (pgbouncer/pgmux db)    admin.go:Session.consoleLogin, admin.go:Session.adminLoop

@@ -395,7 +395,7 @@ func failoverRetryable(err error) bool {
 	if errors.Is(err, pool.ErrWrongRole) {
 		return true
 	}
-	if errors.Is(err, pool.ErrWaitTimeout) || errors.Is(err, pool.ErrClosed) {
+	if errors.Is(err, pool.ErrWaitTimeout) || errors.Is(err, pool.ErrClosed) || errors.Is(err, errCanceledWaiting) {
 		return false
 	}
 	var pe *pgerr.Error

@@ -276,7 +276,9 @@ func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 	rest := body[len(name)+1:]
 	if len(query) > 0 {
 		q := unsafe.String(&query[0], len(query))
-		s.noteDDL(q, s.lead(q))
+		l := s.lead(q)
+		s.noteDDL(q, l)
+		s.freeDatabase(q, l)
 	}
 	if len(name) == 0 {
 		return s.parseUnnamed(c, m, rest)

@@ -37,10 +37,14 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 			m = m2
 		}
 	}
-	if err == nil && len(text) > 0 && s.prep != prepPass {
+	if err == nil && len(text) > 0 {
 		// A view of the reader's buffer, valid for this call: nothing here keeps it.
 		q := unsafe.String(&text[0], len(text))
 		l := s.lead(q)
+		s.freeDatabase(q, l)
+		if s.prep == prepPass {
+			return s.writeQuery(c, m)
+		}
 		s.noteDDL(q, l)
 		if done, err := s.sqlPrepared(c, q, l.Keyword); done || err != nil {
 			return err // one PREPARE, EXECUTE or DEALLOCATE of a name: no DISCARD ALL
@@ -54,6 +58,11 @@ func (s *Session) forwardQuery(c *pool.Conn, n int) error {
 			return s.sqlByName(c, m, p)
 		}
 	}
+	return s.writeQuery(c, m)
+}
+
+// writeQuery writes the Query m to the server.
+func (s *Session) writeQuery(c *pool.Conn, m []byte) error {
 	if err := c.Wr.Write(m); err != nil {
 		return &wire.WriteError{Err: err}
 	}

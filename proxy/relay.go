@@ -597,6 +597,8 @@ func acquireError(s *Session, err error) *pgerr.Error {
 		return pgerr.New(pgerr.QueryCanceled, "query_wait_timeout: no server connection became free for database %q, user %q", s.dbName, s.user).
 			WithDetail("All %d server connections of the pool stayed busy; %v.", st.Size, err).
 			WithHint("Raise default_pool_size or query_wait_timeout, or shorten transactions.")
+	case errors.Is(err, errCanceledWaiting):
+		return canceledError()
 	case errors.Is(err, pool.ErrClosed):
 		return pgerr.New(pgerr.CannotConnectNow, "database %q is being reconfigured or shut down", s.dbName)
 	}

@@ -456,6 +456,7 @@ func (s *Server) cancel(pid uint32, key []byte) {
 	}
 	c := sess.linkedServer()
 	if c == nil {
+		sess.cancelWait() // a request waiting for a server is answered 57014 (cancelwait.go)
 		return
 	}
 	// The server must not go to another client before PostgreSQL has taken the

@@ -558,16 +558,7 @@ func (l *Listener) lost(c *pool.Conn, err error) {
 	if l.lostAt.IsZero() && len(l.subs) > 0 {
 		l.lostAt = time.Now()
 	}
-	for _, w := range l.waiting {
-		lostErr := fmt.Errorf("listener connection lost: %w", err)
-		if w.then != nil {
-			w.then(lostErr)
-		}
-		if w.done != nil {
-			w.done <- lostErr
-		}
-	}
-	l.waiting = nil
+	l.failWaitingLocked(err)
 	closed, paused := l.closed, l.paused
 	l.mu.Unlock()
 	if closed {
@@ -579,6 +570,21 @@ func (l *Listener) lost(c *pool.Conn, err error) {
 	}
 	l.log.Warn("listener connection lost; notifications sent until it is back are missed", zap.Error(err))
 	go l.reconnect()
+}
+
+// failWaitingLocked ends every command and fence awaiting an answer on the connection,
+// which is gone for err; l.mu is held.
+func (l *Listener) failWaitingLocked(err error) {
+	for _, w := range l.waiting {
+		lostErr := fmt.Errorf("listener connection lost: %w", err)
+		if w.then != nil {
+			w.then(lostErr)
+		}
+		if w.done != nil {
+			w.done <- lostErr
+		}
+	}
+	l.waiting = nil
 }
 
 func (l *Listener) reconnect() {

@@ -1,0 +1,44 @@
+package proxy
+
+import (
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+)
+
+// Statements that need a database to themselves.
+//
+// PostgreSQL refuses DROP DATABASE, ALTER DATABASE … RENAME or SET TABLESPACE, and
+// CREATE DATABASE … TEMPLATE while any other session is connected to that database
+// (55006 "database … is being accessed by other users"); it waits up to five seconds for
+// such sessions to end first. pgmux's idle server connections to it are sessions no
+// client has: a test runner that drops or clones its test database through the app's
+// URL (Django's `manage.py test`, Rails' `db:test:prepare`) got 55006 where a direct
+// connection, whose own sessions it had closed, succeeds. So before such a statement
+// goes to the server, pgmux closes its idle server connections to that database on the
+// same host, in every pool (each user's), and the shared LISTEN connection of that
+// database when no client listens any more (it stays open after the last UNLISTEN);
+// connections in use stay, as a direct connection's other sessions would, and the
+// statement fails as it would there.
+
+// freeDatabase closes the idle server connections that the statement q (lead l) needs
+// gone (sqlscan.ExclusiveDatabase).
+func (s *Session) freeDatabase(q string, l sqlscan.Lead) {
+	switch l.Keyword {
+	case sqlscan.KwDrop, sqlscan.KwAlter, sqlscan.KwCreate:
+	default:
+		return
+	}
+	name, ok := sqlscan.ExclusiveDatabase(q)
+	if !ok {
+		return
+	}
+	db, _, _ := s.entry.snapshot()
+	host := db.HostKey()
+	for _, e := range s.srv.pools.all() {
+		if d, _, _ := e.snapshot(); d.DBName == name && d.HostKey() == host {
+			e.pool.CloseIdle()
+			if l := s.srv.hub.Get(e.key.db); l != nil {
+				l.DropIdle()
+			}
+		}
+	}
+}
