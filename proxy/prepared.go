@@ -524,20 +524,19 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 	return s.sendWith(c, b, es, expect{Kind: 'D', Stmt: server, Def: def, Off: int32(start), Fresh: s.parsedHere(def), Anon: len(name) == 0})
 }
 
-// closeNamed sends a client's Close m of its statement name, as a Close of pgmux's
-// throwaway name: the server's statement stays for other clients (but for an own
-// statement, whose Close goes as written). The client's name is
+// closeNamed sends a client's Close m of its statement name as written: the server's
+// statement under pgmux's name stays for other clients, and what the server has under
+// the client's name is the client's alone (an own statement, a PREPARE pgmux did not
+// record, or a copy of the statement a Query stopped by an error left: sqlmulti.go
+// closedAfter), which PostgreSQL would close too. The client's name is
 // dropped when the server's CloseComplete arrives (closeAnswered), through the hand-off
 // DEALLOCATE of a name uses (stmtclear.go), not when the Close is sent: after an error
 // earlier in the request PostgreSQL skips the Close, and the statement stays the
 // client's. Until that answer, a lookup of a name waits for it (applyClears), so a Parse
 // of the name behind the Close is no duplicate.
 func (s *Session) closeNamed(c *pool.Conn, m, name []byte) error {
-	b := link.AppendClose(s.scratch[:0], 'S', noopStmt)
+	b := append(s.scratch[:0], m...)
 	def := s.lookupStmt(name)
-	if def != nil && def.own {
-		b = append(s.scratch[:0], m...) // the server has it under the client's name
-	}
 	s.mu.Lock()
 	skipped := s.ErrSkip // the server ignores it until the client's Sync
 	if def != nil && !skipped {

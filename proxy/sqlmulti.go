@@ -50,11 +50,13 @@ type sqlName struct {
 
 // byName is what sqlByName sends around a Query: the client's statements it names, the
 // drops of its DEALLOCATEs and the statements of its PREPAREs, in order, the names it
-// PREPAREs, and the names closed after it.
+// PREPAREs, those of them it deallocated before (a DEALLOCATE of the name, DEALLOCATE
+// ALL or DISCARD ALL earlier in the Query), and the names closed after it.
 type byName struct {
 	names    []sqlName
 	drops    []clearDrop
 	prepared []string
+	freed    []string
 	after    []string
 }
 
@@ -78,6 +80,7 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 	var p byName
 	var made map[string]*stmtDef // the statements of the Query's PREPAREs so far
 	cleared := false             // a DEALLOCATE ALL or DISCARD ALL before the statement
+	var deallocated []string     // the names DEALLOCATEd before the statement
 	for _, st := range sts {
 		if st.Kind == sqlscan.KindDeallocateAll || st.Kind == sqlscan.KindDiscardAll {
 			cleared, made = true, nil
@@ -97,8 +100,12 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 		case sqlscan.KindDeallocate:
 			p.drops = append(p.drops, clearDrop{name: name, def: def})
 			delete(made, name)
+			deallocated = append(deallocated, name)
 		case sqlscan.KindPrepare:
 			p.prepared = append(p.prepared, name)
+			if cleared || slices.Contains(deallocated, name) {
+				p.freed = append(p.freed, name)
+			}
 			if keep {
 				sq.PrepareBody = strings.Clone(sq.PrepareBody)
 				d := clearDrop{name: name, def: s.sqlDef(sq), prep: true, cleared: cleared}
@@ -138,10 +145,18 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 // client's statements given to it, and with all, those the Query PREPAREs too (cache
 // mode: the client's statements are pgmux's, prepared where they run). Otherwise a name
 // the Query PREPAREs stays: the client, pinned for it, has its own statement there.
+//
+// But a name given to the server that the Query PREPAREs without deallocating it first
+// is closed too: that PREPARE fails (42P05, or an error in its statement, or one before
+// it), and what stays is pgmux's copy of the client's statement, on a server the client
+// is not pinned to: another client given it would get 42P05 for its own PREPARE of the
+// name, and run the copy with EXECUTE. One deallocated first may make the client's
+// statement, so it stays; the client is pinned (byNameNeed), and when an error stopped
+// the Query before the DEALLOCATE, the copy keeps it pinned (stateCheckSQL).
 func (p *byName) closedAfter(all bool) []string {
 	var after []string
 	for _, n := range p.names {
-		if all || !slices.Contains(p.prepared, n.name) {
+		if all || !slices.Contains(p.freed, n.name) {
 			after = append(after, n.name)
 		}
 	}

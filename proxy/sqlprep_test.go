@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -126,6 +128,47 @@ func TestByNameNeedPrepareAfterDeallocate(t *testing.T) {
 			s.keep("a", newStmtDef("SELECT $1::int", nil, "", 0))
 			pin, _ := s.byNameNeed(tc.q, sqlscan.LeadOf(tc.q), pinPrepare, false)
 			require.Equal(t, want, pin&pinPrepare != 0, "%s (mode %d)", tc.q, mode)
+		}
+	}
+}
+
+// TestNamesInCopyClosedOrPinned: a Query that names a statement the client made with
+// Parse gets a copy of it on the server under the client's name. The copy is closed
+// after the Query unless the Query may make the client's own statement of that name (a
+// PREPARE after a DEALLOCATE of it or DEALLOCATE ALL), and then the client keeps the
+// server: no copy is ever left on a server another client may get. Closing it after a
+// PREPARE that cannot succeed (42P05) was missing in unnamed mode and with a COPY.
+func TestNamesInCopyClosedOrPinned(t *testing.T) {
+	for _, tc := range []struct {
+		q    string
+		kept bool // the copy may stay: the PREPARE may make the client's statement
+	}{
+		{"PREPARE a AS SELECT 5", false},
+		{"PREPARE a AS SELEC 5", false},
+		{"EXECUTE a; PREPARE a AS SELECT 5", false},
+		{"PREPARE a AS SELECT 5; DEALLOCATE a", false},
+		{"PREPARE a AS SELECT 5; COPY t FROM STDIN", false},
+		{"SELECT 1/0; DEALLOCATE a; PREPARE a AS SELECT 5", true},
+		{"DEALLOCATE ALL; PREPARE a AS SELECT 5", true},
+		{"DISCARD ALL; PREPARE a AS SELECT 5", true},
+		{"DEALLOCATE a; PREPARE a AS SELECT 5; COPY t FROM STDIN", true},
+		{"DEALLOCATE b; PREPARE a AS SELECT 5", false},
+		{"EXECUTE a; SELECT 1", false},
+	} {
+		for _, mode := range []prepMode{prepUnnamed, prepCache} {
+			s := &Session{srv: &Server{}, sessionWork: newWork()}
+			s.prep = mode
+			s.keep("a", newStmtDef("SELECT 1", nil, "", 0))
+			p := s.namesIn(tc.q, sqlscan.LeadOf(tc.q))
+			require.NotNil(t, p, tc.q)
+			require.Len(t, p.names, 1, tc.q)
+			closed := slices.Contains(p.after, "a")
+			recorded := mode == prepCache && !strings.Contains(tc.q, "COPY")
+			require.Equal(t, !tc.kept || recorded, closed, "%s (mode %d)", tc.q, mode)
+			if !closed {
+				pin, _ := s.byNameNeed(tc.q, sqlscan.LeadOf(tc.q), pinPrepare, false)
+				require.NotZero(t, pin&pinPrepare, "%s (mode %d): a copy may stay, the client must keep its server", tc.q, mode)
+			}
 		}
 	}
 }

@@ -210,14 +210,21 @@ func (s *Session) unpinLocked(c *pool.Conn, seq uint32) bool {
 }
 
 // stateCheckSQL counts the session state left on a server, apart from settings pgmux
-// itself carries.
+// itself carries. Statements under other names than pgmux's count when made by SQL
+// PREPARE, and, where pgmux renames the client's statements, when made by Parse too:
+// those are pgmux's copies of the client's statements, which a Query stopped by an error
+// can leave on the server (sqlmulti.go closedAfter) and no other client may see.
 func (s *Session) stateCheckSQL() string {
 	var b strings.Builder
 	b.WriteString("SELECT (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())" +
 		" + (SELECT count(*) FROM pg_catalog.pg_listening_channels())" +
 		" + (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())" +
 		" + (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)" +
-		" + (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql AND name NOT LIKE 'pgmux\\_%')" +
+		" + (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE ")
+	if s.prep == prepPass {
+		b.WriteString("from_sql AND ")
+	}
+	b.WriteString("name NOT LIKE 'pgmux\\_%')" +
 		" + (SELECT count(*) FROM pg_catalog.pg_settings WHERE source = 'session' AND lower(name) NOT IN ('")
 	first := true
 	add := func(name string) {
