@@ -51,6 +51,14 @@ func (s *Session) detachLocked() bool {
 		s.nc, s.rawFD, fd = detachedConn{}, dup, dup
 		// The writer stays, over detachedConn: other goroutines reach it under s.wmu.
 		s.wr.Reset(s.nc)
+		// The old number leaves the loop's set before it is closed (a client that waited
+		// there for requests, then went to a goroutine, stays registered: leaveLoop):
+		// closing it would not take the entry out, as the socket lives on under dup, and
+		// the entry would go on reporting this socket's events under a number the next
+		// socket takes.
+		if p := s.home(); p != nil && p.ev.Holds(s.fd) {
+			p.forget(s.fd)
+		}
 		_ = old.Close() // the socket stays open: dup refers to it too
 	}
 	// The reader is the session goroutine's alone (nothing is buffered: park checked):
@@ -237,15 +245,13 @@ func dupCloexec(fd int32) (int32, error) {
 type resumedConn struct{ f *os.File }
 
 // resume makes fd, a parked client's descriptor, a connection in the runtime's poller.
-// fd stays the connection's own: closing the connection closes it.
+// fd stays the connection's own: closing the connection closes it. It fails only for a
+// negative fd, and then owns nothing: the callers close fd when it fails, and an
+// *os.File made here and closed on a failure would have closed it a first time.
 func resume(fd int32) (net.Conn, error) {
 	f := os.NewFile(uintptr(fd), "client")
 	if f == nil {
 		return nil, syscall.EBADF
-	}
-	if _, err := f.SyscallConn(); err != nil {
-		_ = f.Close()
-		return nil, err
 	}
 	return resumedConn{f}, nil
 }

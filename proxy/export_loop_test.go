@@ -46,3 +46,6 @@ func ClientConns(s *Server) (raw, detached, conns int) {
 
 // Loops is how many client loops s runs.
 func Loops(s *Server) int { return len(s.loops) }
+
+// LiveClients counts the client connections s serves: logging in or logged in.
+func LiveClients(s *Server) int64 { return s.nclients.Load() }

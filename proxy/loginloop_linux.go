@@ -323,14 +323,34 @@ func (s *Session) toRuntimeConnLocked() error {
 	return nil
 }
 
-// closeLoginFD closes the descriptor of a client whose login on the loop ended; it leaves
-// the epoll set with it.
-func (s *Session) closeLoginFD() {
+// closeLoginFD closes the descriptor of a client that logged in (or failed to) on the
+// loop and has no net.Conn, and reports whether the client had none; the descriptor
+// leaves the epoll set with it. Only the client's owner calls it (its login, the loop
+// serving it, its goroutine, its end), under s.ncMu: a FATAL written meanwhile by another
+// goroutine (tell, under s.ncMu) goes to this socket or to none, never to the next one
+// given the number.
+func (s *Session) closeLoginFD() bool {
 	s.ncMu.Lock()
-	if c, ok := s.nc.(*loginConn); ok {
+	defer s.ncMu.Unlock()
+	c, ok := s.nc.(*loginConn)
+	if ok {
 		c.closeFD()
 	}
-	s.ncMu.Unlock()
+	return ok
+}
+
+// shutRawLocked shuts down the socket of a client that has no net.Conn (it logged in on
+// the loop) and reports whether it had none; s.ncMu is held. Another goroutine ending
+// such a client (closeAndWake) while the loop may hold it — reading its first request
+// (serveLoop, leftAtOnce), finishing its login — must not close the descriptor: the
+// loop's read would go to whatever socket takes the number next. The loop's next read
+// or write fails instead, and the session's end closes the descriptor (closeLoginFD).
+func (s *Session) shutRawLocked() bool {
+	c, ok := s.nc.(*loginConn)
+	if ok {
+		c.shutdown()
+	}
+	return ok
 }
 
 // loginConn is a client's socket while it logs in on a loop: reads and writes are made
@@ -359,7 +379,11 @@ func (c *loginConn) Read(b []byte) (int, error) {
 		return 0, err
 	}
 	for {
-		n, err := syscall.Read(int(c.fd.Load()), b)
+		fd := c.fd.Load()
+		if fd < 0 {
+			return 0, net.ErrClosed
+		}
+		n, err := syscall.Read(int(fd), b)
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -434,14 +458,20 @@ func (c *loginConn) wait() error {
 // Close shuts the socket down during the login (any goroutine, under s.ncMu): the login's
 // next read or write fails, on the loop, which then closes the descriptor (closeFD).
 // Closing it here could hand its number to another socket while the loop still polls it.
-// Once logged in, the client is out of the loop's hands whenever anyone closes it (the
-// loop-parked client is unparked first, closeAndWake; the loop converts the client before
-// it serves a request, serveLoop), and Close closes the descriptor.
+// Once logged in, Close closes the descriptor: it is called by the client's owner (its
+// end), or by closeAndWake for a client it took out of the loop (unpark); a client the
+// loop still holds (its first request being read, serveLoop) is shut down instead
+// (shutRawLocked), and its end closes it.
 func (c *loginConn) Close() error {
 	if c.loggedIn {
 		c.closeFD()
 		return nil
 	}
+	return c.shutdown()
+}
+
+// shutdown shuts the socket down once, leaving the descriptor open (under s.ncMu).
+func (c *loginConn) shutdown() error {
 	if fd := c.fd.Load(); fd >= 0 && !c.shut {
 		c.shut = true
 		return syscall.Shutdown(int(fd), syscall.SHUT_RDWR)
@@ -477,8 +507,22 @@ func (*loginConn) PollableSocket() {}
 // the descriptor, and where f says it would wait, the login's coroutine yields.
 type loginRaw struct{ c *loginConn }
 
+// open is the descriptor while the connection has one: a closed one (-1) fails as a
+// closed net.Conn does, never reaching a system call (which would fail with EBADF).
+func (r *loginRaw) open() (uintptr, error) {
+	fd := r.c.fd.Load()
+	if fd < 0 {
+		return 0, net.ErrClosed
+	}
+	return uintptr(fd), nil
+}
+
 func (r *loginRaw) Control(f func(fd uintptr)) error {
-	f(uintptr(r.c.fd.Load()))
+	fd, err := r.open()
+	if err != nil {
+		return err
+	}
+	f(fd)
 	return nil
 }
 
@@ -486,21 +530,35 @@ func (r *loginRaw) Read(f func(fd uintptr) bool) error {
 	if err := r.c.awaitAnswer(); err != nil {
 		return err
 	}
-	for !f(uintptr(r.c.fd.Load())) {
+	for {
+		if _, done, err := r.attempt(f); done || err != nil {
+			return err
+		}
 		if err := r.c.wait(); err != nil {
 			return err
 		}
 	}
-	return nil
+}
+
+// attempt runs f with the descriptor; done: f made its read or write.
+func (r *loginRaw) attempt(f func(fd uintptr) bool) (fd uintptr, done bool, err error) {
+	if fd, err = r.open(); err == nil {
+		done = f(fd)
+	}
+	return fd, done, err
 }
 
 func (r *loginRaw) Write(f func(fd uintptr) bool) error {
-	for !f(uintptr(r.c.fd.Load())) {
-		if !r.c.s.lgState().writing {
+	for {
+		fd, done, err := r.attempt(f)
+		if done || err != nil {
+			return err
+		}
+		if lg := r.c.s.lgState(); lg == nil || !lg.writing {
 			return syscall.EAGAIN // not the login's own write (loginWrite): it cannot wait
 		}
 		if !r.c.out { // the socket is full: its events now include room to write
-			if err := r.c.s.home().ev.Register(r.c.fd.Load(), syscall.EPOLLIN|syscall.EPOLLOUT|syscall.EPOLLRDHUP|evloop.ET); err != nil {
+			if err := r.c.s.home().ev.Register(int32(fd), syscall.EPOLLIN|syscall.EPOLLOUT|syscall.EPOLLRDHUP|evloop.ET); err != nil {
 				return err
 			}
 			r.c.out = true
@@ -509,7 +567,6 @@ func (r *loginRaw) Write(f func(fd uintptr) bool) error {
 			return err
 		}
 	}
-	return nil
 }
 
 // rawClient reports whether the client waits on the loop without a net.Conn, as it has

@@ -25,5 +25,11 @@ func (s *Session) offload(work func()) { work() }
 // rawClient: no client waits without a net.Conn here.
 func (s *Session) rawClient() bool { return false }
 
+// closeLoginFD: no client is without a net.Conn here.
+func (s *Session) closeLoginFD() bool { return false }
+
+// shutRawLocked: no client is without a net.Conn here.
+func (s *Session) shutRawLocked() bool { return false }
+
 // toRuntimeConn is never reached (rawClient is false).
 func (s *Session) toRuntimeConn() error { return nil }

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"net"
 	"syscall"
 	"time"
 
@@ -119,7 +120,11 @@ func (p *parker) Recall(c *pool.Conn) {
 var _ pool.Looper = (*parker)(nil)
 
 // adopted registers c's descriptor (edge-triggered: registering again queues an event
-// for what is ready) and relays what its reader had buffered.
+// for what is ready) and relays what its reader had buffered. The registration is made
+// under c.OnFD, which holds the descriptor open: c may be closed meanwhile (a KILL, a
+// reconnect, its server's end), and its number registered after that was closed, or
+// was another socket's already (a client's, a server's), which this loop would then
+// poll as c's.
 func (p *parker) adopted(c *pool.Conn) {
 	if !c.InLoop() || !p.reads(c) {
 		return // recalled meanwhile (and maybe parked on another loop since)
@@ -129,12 +134,22 @@ func (p *parker) adopted(c *pool.Conn) {
 		p.servers = append(p.servers, make([]*pool.Conn, fd+1-len(p.servers))...)
 	}
 	p.servers[fd] = c
-	if err := p.ev.Register(int32(fd), syscall.EPOLLIN|syscall.EPOLLRDHUP|evloop.ET); err != nil {
+	if p.registerServer == nil {
+		p.registerServer = p.registerFD
+	}
+	p.regErr = net.ErrClosed // stays when OnFD finds c closed
+	if !c.OnFD(p.registerServer) || p.regErr != nil {
 		p.servers[fd] = nil
 		c.KeepReader()
 		return
 	}
 	p.serverEvent(c, 0)
+}
+
+// registerFD is registerServer's body: the registration of a server's descriptor that
+// the loop reads, its result in regErr (loop goroutine only).
+func (p *parker) registerFD(fd uintptr) {
+	p.regErr = p.ev.Register(int32(fd), syscall.EPOLLIN|syscall.EPOLLRDHUP|evloop.ET)
 }
 
 // serverEvent relays what a server the loop reads has sent, to its lessee; an idle

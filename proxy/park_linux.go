@@ -45,6 +45,10 @@ type parker struct {
 	// one since the last sweep (loop goroutine only, loginworker_linux.go).
 	workers    []*loginWorker
 	workerUses int
+	// registerServer is registerFD, made once (by the first adopted) so that c.OnFD
+	// allocates nothing, and regErr its result (loop goroutine only).
+	registerServer func(fd uintptr)
+	regErr         error
 }
 
 // handover is a server (or why none) for a request queued on the client loop; without

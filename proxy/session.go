@@ -580,7 +580,14 @@ func (s *Session) resume() {
 func (s *Session) closeAndWake() {
 	s.ncMu.Lock()
 	parked := s.home().unpark(s)
-	s.closeClientLocked()
+	if !parked && s.shutRawLocked() {
+		// Without a net.Conn and still the loop's (its first request being read, its
+		// login's last steps): shut down, not closed, under the loop's reads; the
+		// session's end closes it.
+		s.ncEnd |= ncClosed
+	} else {
+		s.closeClientLocked()
+	}
 	s.ncMu.Unlock()
 	if parked {
 		go s.resume()
@@ -610,7 +617,9 @@ func (s *Session) end(err error) {
 		}
 		s.srv.log.Info("client disconnected", fields...)
 	}
-	closeAtEnd(s.nc, err == nil || errors.Is(err, io.EOF)) // the client left (closer_linux.go)
+	if !s.closeLoginFD() { // (a client without a net.Conn: its bare descriptor, under ncMu)
+		closeAtEnd(s.nc, err == nil || errors.Is(err, io.EOF)) // the client left (closer_linux.go)
+	}
 	if s.rd != nil {
 		// Its read buffer goes back to the pool for the clients still here: dropped, each
 		// departure of a storm (5,000 clients ending together) cost a fresh 16 KB buffer

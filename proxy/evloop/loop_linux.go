@@ -158,6 +158,13 @@ func (l *Loop[T]) Register(fd int32, events uint32) error {
 	return err
 }
 
+// Holds reports whether fd may be in the set: as far as Add, Register and Del know (a
+// descriptor closed without Del still counts), and always for one beyond what they track.
+func (l *Loop[T]) Holds(fd int32) bool {
+	in, covered := l.known(fd)
+	return in || !covered
+}
+
 // Del takes fd out of the set (nothing if it is not there).
 func (l *Loop[T]) Del(fd int32) {
 	l.mark(fd, false)
