@@ -266,7 +266,9 @@ func (s *Session) ending(c *pool.Conn) bool {
 
 // killWait bounds how long killWith waits for a relay holding the client's writer that
 // sends the client nothing meanwhile; killMax how long it waits for one that does.
-const (
+// Variables only so that a test of the boundary rule can give a client starved by a
+// loaded machine the time a real one would take (SetKillWaitForTest).
+var (
 	killWait = 200 * time.Millisecond
 	killMax  = 5 * killWait
 )
