@@ -8,25 +8,16 @@ BENCH_PIDS=()
 BENCH_TMP=""
 BENCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# build_pgmux OUT [symbols] [nopgo]: pgmux as it ships, the Dockerfile's build (CGO_ENABLED=0
+# build_pgmux OUT [symbols]: pgmux as it ships, the Dockerfile's build (CGO_ENABLED=0
 # -trimpath -ldflags "-s -w": a static binary whose OS threads get Go-allocated stacks
 # instead of glibc pthread stacks and malloc arenas; cmd/pgmux TestBuildsMatchTheImage
 # keeps the two in step), run from the repository root. With "symbols" the symbol table
 # stays (-s -w left out; nothing mapped at run time differs) for profilers that name
-# functions: callgrind (instr.sh, logins.sh: callgrind_setup), perf (syscalls.sh). With
-# "nopgo" the build ignores cmd/pgmux/default.pgo (profile-guided optimization, bench/pgo.sh):
-# the profile's own input, and the baseline that shows what it buys.
+# functions: callgrind (instr.sh, logins.sh: callgrind_setup), perf (syscalls.sh).
 build_pgmux() {
-	local out=$1 ldflags=(-ldflags "-s -w") pgo=() opt
-	shift
-	for opt in "$@"; do
-		case $opt in
-		symbols) ldflags=() ;;
-		nopgo) pgo=(-pgo=off) ;;
-		*) die "build_pgmux: unknown option $opt" ;;
-		esac
-	done
-	(cd "$BENCH_ROOT" && CGO_ENABLED=0 go build -trimpath "${pgo[@]+"${pgo[@]}"}" "${ldflags[@]+"${ldflags[@]}"}" -o "$out" ./cmd/pgmux)
+	local ldflags=(-ldflags "-s -w")
+	[[ ${2:-} == symbols ]] && ldflags=()
+	(cd "$BENCH_ROOT" && CGO_ENABLED=0 go build -trimpath "${ldflags[@]+"${ldflags[@]}"}" -o "$1" ./cmd/pgmux)
 }
 
 log() { printf '==> %s\n' "$*" >&2; }
