@@ -3,9 +3,10 @@ package proxy
 import "time"
 
 // SetKillWaitForTest sets killWith's bounds (killWait, killMax) and returns a function
-// that restores them. Tests that use it must not run in parallel with others.
+// that restores them.
 func SetKillWaitForTest(wait, max time.Duration) (restore func()) {
-	w, m := killWait, killMax
-	killWait, killMax = wait, max
-	return func() { killWait, killMax = w, m }
+	w, m := killWaitNs.Load(), killMaxNs.Load()
+	killWaitNs.Store(int64(wait))
+	killMaxNs.Store(int64(max))
+	return func() { killWaitNs.Store(w); killMaxNs.Store(m) }
 }

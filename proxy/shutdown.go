@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -200,6 +201,7 @@ func (s *Session) killWith(pe *pgerr.Error) {
 	s.endWith.CompareAndSwap(nil, pe)
 	pe = s.endWith.Load()
 	start := time.Now()
+	killWait, killMax := time.Duration(killWaitNs.Load()), time.Duration(killMaxNs.Load())
 	last, movedAt := s.sentOut(), start
 	discarded := false
 	for !s.wmu.TryLock() {
@@ -264,11 +266,14 @@ func (s *Session) ending(c *pool.Conn) bool {
 	return true
 }
 
-// killWait bounds how long killWith waits for a relay holding the client's writer that
-// sends the client nothing meanwhile; killMax how long it waits for one that does.
-// Variables only so that a test of the boundary rule can give a client starved by a
+// killWaitNs bounds how long killWith waits for a relay holding the client's writer that
+// sends the client nothing meanwhile (200 ms); killMaxNs how long it waits for one that
+// does (1 s).
+// Atomic variables only so that a test of the boundary rule can give a client starved by a
 // loaded machine the time a real one would take (SetKillWaitForTest).
-var (
-	killWait = 200 * time.Millisecond
-	killMax  = 5 * killWait
-)
+var killWaitNs, killMaxNs atomic.Int64
+
+func init() {
+	killWaitNs.Store(int64(200 * time.Millisecond))
+	killMaxNs.Store(int64(time.Second))
+}
