@@ -225,6 +225,11 @@ func TestAdoptedServerClosedMeanwhileIsNotRegistered(t *testing.T) {
 	defer cancel()
 	c, err := pl.Acquire(ctx, l)
 	require.NoError(t, err)
+	// The reader calls Pump when the server sends something: at once when it started
+	// after the lease, but a reader already waiting on the idle server waits for its next
+	// message. A Sync's ReadyForQuery is that message, whichever came first.
+	require.NoError(t, c.Wr.Write([]byte{'S', 0, 0, 0, 4}))
+	require.NoError(t, c.Wr.Flush())
 	select {
 	case <-l.parked: // Adopt posted to the loop, not taken up yet
 	case <-ctx.Done():

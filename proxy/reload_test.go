@@ -187,10 +187,18 @@ func TestReloadRemovedDatabaseClosesItsClients(t *testing.T) {
 	}
 	require.True(t, gone.IsClosed(), "the removed database's client is still connected: %v", err)
 	execSQL(t, app, "SELECT 1")
-	_, rows := show(t, adm, "SHOW POOLS")
-	for _, r := range rows {
-		require.NotEqual(t, "app2", r["database"], "SHOW POOLS still lists the removed database")
-	}
+	// The client hears its FATAL as soon as it is told (killWith), which may be a moment
+	// before the removed pool is dropped: under the race detector with client_loop off the
+	// first SHOW POOLS once came first.
+	require.Eventually(t, func() bool {
+		_, rows := show(t, adm, "SHOW POOLS")
+		for _, r := range rows {
+			if r["database"] == "app2" {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 20*time.Millisecond, "SHOW POOLS still lists the removed database")
 }
 
 // TestConcurrentSetsAllTakeEffect: console SETs of different keys at the same time each
