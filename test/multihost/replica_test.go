@@ -85,10 +85,13 @@ func (p *replicaPair) waitStandbyReady(t *testing.T) {
 
 // waitReplayed waits until the standby has replayed everything the primary wrote so far.
 // The test clusters commit with synchronous_commit = off, so the last commits may still
-// sit in the primary's WAL buffers, past its written position (pg_current_wal_lsn): a
-// transaction of its own with an xid, committed synchronously, flushes everything up to
-// its commit record, and the flushed position then covers every earlier commit. (The
-// insert position would not do: on a page boundary it points past the next page's header,
+// sit in the primary's WAL buffers, past its flushed position. A transaction that writes
+// WAL of its own (a transactional logical message) and commits synchronously flushes
+// everything up to its commit record, and the flushed position then covers every earlier
+// commit. A transaction that only takes an xid (txid_current()) would not do: PostgreSQL
+// commits a transaction that wrote no WAL before its commit record asynchronously, and
+// the flushed position may then stop short of a commit made just before. (The insert
+// position would not do either: on a page boundary it points past the next page's header,
 // which no standby replays until another record comes.)
 func (p *replicaPair) waitReplayed(t *testing.T) {
 	t.Helper()
@@ -99,8 +102,8 @@ func (p *replicaPair) waitReplayed(t *testing.T) {
 	var lsn string
 	_, err := pc.Exec(ctx, "SET synchronous_commit = on")
 	require.NoError(t, err)
-	var xid int64
-	require.NoError(t, pc.QueryRow(ctx, "SELECT txid_current()").Scan(&xid))
+	var msg string
+	require.NoError(t, pc.QueryRow(ctx, "SELECT pg_logical_emit_message(true, 'pgtest', 'replayed')::text").Scan(&msg))
 	require.NoError(t, pc.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&lsn))
 	require.Eventually(t, func() bool {
 		var ok bool
