@@ -102,11 +102,14 @@ func (c *Config) validateTLS() error {
 		return fmt.Errorf("server_tls_key_file and server_tls_cert_file go together: only one is set")
 	}
 	for _, side := range []struct {
-		name string
-		t    *TLSSettings
-	}{{"client_tls_protocols", &c.ClientTLS}, {"server_tls_protocols", &c.ServerTLS}} {
+		prefix string
+		t      *TLSSettings
+	}{{"client_tls", &c.ClientTLS}, {"server_tls", &c.ServerTLS}} {
 		if _, _, err := TLSVersions(side.t.Protocols); err != nil {
-			return fmt.Errorf("%s: %w", side.name, err)
+			return fmt.Errorf("%s_protocols: %w", side.prefix, err)
+		}
+		if _, err := TLSCiphers(side.t.Ciphers); err != nil {
+			return fmt.Errorf("%s_ciphers: %w", side.prefix, err)
 		}
 	}
 	return nil

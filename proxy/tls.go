@@ -51,7 +51,8 @@ func clientTLSConfig(cfg *config.Config) (*tls.Config, error) {
 }
 
 // baseTLSConfig is what both sides load alike from t (prefix names its settings in
-// errors): the protocol versions, the certificate and its key, and the CA file, as
+// errors): the protocol versions, the TLS 1.0-1.2 cipher suites (TLS 1.3's are Go's,
+// which it does not let be chosen), the certificate and its key, and the CA file, as
 // ClientCAs (client side) or RootCAs (server side). Relative paths are taken from the ini
 // file's directory, as auth_file's are.
 func baseTLSConfig(cfg *config.Config, prefix string, t config.TLSSettings) (*tls.Config, error) {
@@ -59,7 +60,11 @@ func baseTLSConfig(cfg *config.Config, prefix string, t config.TLSSettings) (*tl
 	if err != nil {
 		return nil, fmt.Errorf("%s_protocols: %w", prefix, err)
 	}
-	tc := &tls.Config{MinVersion: lo, MaxVersion: hi}
+	suites, err := config.TLSCiphers(t.Ciphers)
+	if err != nil {
+		return nil, fmt.Errorf("%s_ciphers: %w", prefix, err)
+	}
+	tc := &tls.Config{MinVersion: lo, MaxVersion: hi, CipherSuites: suites}
 	if t.CertFile != "" && t.KeyFile != "" { // one alone: Validate refuses it
 		cert, err := tls.LoadX509KeyPair(cfg.ResolvePath(t.CertFile), cfg.ResolvePath(t.KeyFile))
 		if err != nil {

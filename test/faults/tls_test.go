@@ -59,7 +59,8 @@ func serverSSL(t *testing.T, conn *pgx.Conn) bool {
 	return ssl
 }
 
-// reload appends lines to m's ini file and has the console RELOAD it.
+// reload appends lines to m's ini file and has the console RELOAD it (over TLS when m
+// takes it: client_tls_sslmode may require it).
 func reload(t *testing.T, m *mux, lines ...string) error {
 	t.Helper()
 	f, err := os.OpenFile(m.Ini, os.O_APPEND|os.O_WRONLY, 0)
@@ -67,7 +68,7 @@ func reload(t *testing.T, m *mux, lines ...string) error {
 	_, err = f.WriteString(strings.Join(lines, "\n") + "\n")
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
-	admin := connect(t, m.URL("admin", "adminpass", "pgbouncer"))
+	admin := connect(t, strings.Replace(m.URL("admin", "adminpass", "pgbouncer"), "sslmode=disable", "sslmode=prefer", 1))
 	ctx, cancel := ctxT()
 	defer cancel()
 	_, err = admin.Exec(ctx, "RELOAD", pgxSimple)
