@@ -181,7 +181,7 @@ func (s *Session) startTLS() error {
 	if err := s.loginWrite([]byte{'S'}); err != nil {
 		return err
 	}
-	conn := tls.Server(s.nc, tc)
+	conn := tls.Server(&tlsTransport{Conn: s.nc, conf: tc}, tc)
 	if err := conn.Handshake(); err != nil {
 		return fmt.Errorf("client TLS handshake: %w", err)
 	}
@@ -224,7 +224,7 @@ func (s *Session) directTLS() error {
 	if err != nil || b != tlsHandshakeRecord {
 		return err
 	}
-	conn := tls.Server(&replayConn{Conn: s.nc, pre: append([]byte(nil), s.rd.Window()...)}, tc)
+	conn := tls.Server(&tlsTransport{Conn: s.nc, conf: tc, pre: append([]byte(nil), s.rd.Window()...)}, tc)
 	s.rd.Drop()
 	if err := conn.Handshake(); err != nil {
 		return fmt.Errorf("client direct TLS handshake: %w", err)
@@ -246,13 +246,17 @@ func (s *Session) useTLS(conn *tls.Conn) {
 	s.tls = true
 }
 
-// replayConn is a connection whose first reads return pre, bytes already read from it.
-type replayConn struct {
+// tlsTransport is the connection under a client's TLS: it keeps conf, the configuration
+// its handshake used, whose certificate SCRAM-SHA-256-PLUS binds to (a RELOAD may have
+// loaded another since), and its first reads return pre, bytes already read from it (a
+// ClientHello peeked at).
+type tlsTransport struct {
 	net.Conn
-	pre []byte
+	conf *tls.Config
+	pre  []byte
 }
 
-func (c *replayConn) Read(p []byte) (int, error) {
+func (c *tlsTransport) Read(p []byte) (int, error) {
 	if len(c.pre) == 0 {
 		return c.Conn.Read(p)
 	}
@@ -275,22 +279,30 @@ func (s *Session) nothingAfter(what string) error {
 		WithDetail("The client did not wait for the answer: a client bug, or bytes put there by someone in the middle.")
 }
 
-// channelBinding returns the tls-server-end-point data for SCRAM-SHA-256-PLUS.
+// channelBinding returns the tls-server-end-point data for SCRAM-SHA-256-PLUS: the hash
+// of the certificate the client's handshake was sent, from the configuration that
+// handshake used. pgmux hashed the certificate configured when the SCRAM exchange began:
+// after a RELOAD to another client_tls_cert_file between a client's handshake and its
+// SCRAM exchange, the client's binding did not match and its login failed.
 func (s *Session) channelBinding() []byte {
 	conn, ok := s.nc.(*tls.Conn)
 	if !ok {
 		return nil
 	}
-	_ = conn // the certificate that binds is our own, taken from the config
-	s.srv.mu.Lock()
-	tc := s.srv.tlsConf
-	s.srv.mu.Unlock()
-	if tc == nil || len(tc.Certificates) == 0 || len(tc.Certificates[0].Certificate) == 0 {
+	under, ok := conn.NetConn().(*tlsTransport)
+	if !ok || len(under.conf.Certificates) == 0 { // one certificate is loaded, or none
 		return nil
 	}
-	cert, err := x509.ParseCertificate(tc.Certificates[0].Certificate[0])
-	if err != nil {
-		return nil
+	own := under.conf.Certificates[0]
+	cert := own.Leaf // tls.LoadX509KeyPair parses it
+	if cert == nil {
+		var err error
+		if len(own.Certificate) == 0 {
+			return nil
+		}
+		if cert, err = x509.ParseCertificate(own.Certificate[0]); err != nil {
+			return nil
+		}
 	}
 	return endpointHash(cert)
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/internal/pgtest"
@@ -85,4 +88,49 @@ func TestTLSCiphers(t *testing.T) {
 		require.Error(t, reload(t, m, "server_tls_ciphers = CAMELLIA"))
 		require.True(t, serverSSL(t, conn), "the settings in force stay")
 	})
+}
+
+// TestChannelBindingAfterCertReload: SCRAM-SHA-256-PLUS binds to the certificate the
+// client's TLS handshake was sent. pgmux hashed the one configured when the SCRAM
+// exchange ran: a RELOAD to another client_tls_cert_file between a client's handshake and
+// its login made the binding differ, and the login failed ("channel binding check
+// failed"), though nothing was wrong with the client.
+func TestChannelBindingAfterCertReload(t *testing.T) {
+	pg := pgtest.Start(t)
+	pki, next := newPKI(t), newPKI(t)
+	m := startMux(t, pg, bouncer{AuthType: "scram-sha-256",
+		Users: map[string]string{pgtest.AppUser: pgtest.AppPassword},
+		Extra: []string{"client_tls_sslmode = require", "client_tls_cert_file = " + pki.Cert,
+			"client_tls_key_file = " + pki.Key}})
+	url := func(ca string) string {
+		return fmt.Sprintf("postgres://app:apppass@127.0.0.1:%d/app?sslmode=verify-full&sslrootcert=%s&channel_binding=require&connect_timeout=10",
+			m.Port, ca)
+	}
+	cfg, err := pgx.ParseConfig(url(pki.CA))
+	require.NoError(t, err)
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	reloads := 0
+	cfg.AfterNetConnect = func(_ context.Context, _ *pgconn.Config, conn net.Conn) (net.Conn, error) {
+		// The handshake is over, with pki's certificate; the startup packet and the SCRAM
+		// exchange are still to come. pgmux now loads next's.
+		reloads++
+		if err := reload(t, m, "client_tls_cert_file = "+next.Cert, "client_tls_key_file = "+next.Key); err != nil {
+			return nil, err
+		}
+		return conn, nil
+	}
+	ctx, cancel := ctxT()
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err, "a login whose TLS handshake came before a RELOAD to another certificate")
+	defer conn.Close(context.Background())
+	require.Equal(t, 1, reloads)
+	require.EqualValues(t, 1, queryInt(t, conn, "SELECT 1"))
+
+	// The RELOAD took: new clients get next's certificate, and bind to it.
+	conn2, err := tryConnect(url(next.CA))
+	require.NoError(t, err)
+	defer conn2.Close(context.Background())
+	_, err = tryConnect(url(pki.CA))
+	require.Error(t, err, "the former certificate is still served")
 }
