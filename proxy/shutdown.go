@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 )
 
@@ -58,9 +55,7 @@ func (s *Server) Stop(ctx context.Context, mode ShutdownMode) error {
 		// No server is handed out any more: waiters are told at once (PgBouncer
 		// disconnects them eagerly), leased servers close as they are released.
 		s.pools.closeAll()
-		for _, sess := range s.Sessions() {
-			sess.drain()
-		}
+		s.drainFree()
 	}
 	var err error
 	if !s.waitClients(ctx) {
@@ -134,18 +129,13 @@ var errShuttingDown = errors.New("pgmux is shutting down")
 // closeGrace is how long an immediate shutdown waits for sessions that are ending anyway.
 const closeGrace = 100 * time.Millisecond
 
-// cutAll tells every session pgmux is shutting down and closes it.
+// cutAll tells every session pgmux is shutting down and closes it, all at once (killAll).
 func (s *Server) cutAll() {
-	var wg sync.WaitGroup
-	for _, sess := range s.Sessions() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sess.killWith(shutdownFatal())
-		}()
-	}
-	wg.Wait()
+	killAll(s.Sessions(), cutFatal)
 }
+
+// cutFatal is shutdownFatal, for killAll.
+func cutFatal(*Session) *pgerr.Error { return shutdownFatal() }
 
 // shutdownFatal is what a client cut by a shutdown hears: PostgreSQL's words for a
 // backend terminated by a fast shutdown.
@@ -172,108 +162,21 @@ func (s *Server) normalClients() int {
 	return n
 }
 
-// drain closes a client that holds no server (safe shutdown); one that holds a server is
-// closed when it releases it (Session.settle).
-func (s *Session) drain() {
-	s.mu.Lock()
-	free := s.server == nil
-	s.mu.Unlock()
-	if free {
-		s.killWith(shutdownFatal())
+// drainFree closes the clients that hold no server, all at once (safe shutdown); one that
+// holds a server is closed when it releases it (Session.settle).
+func (s *Server) drainFree() {
+	var free []*Session
+	for _, sess := range s.Sessions() {
+		sess.mu.Lock()
+		if sess.server == nil {
+			free = append(free, sess)
+		}
+		sess.mu.Unlock()
 	}
+	killAll(free, cutFatal)
 }
 
 // kill closes the client's connection after telling it why (FATAL 57P01).
 func (s *Session) kill(reason string) {
 	s.killWith(pgerr.Fatal(pgerr.AdminShutdown, "%s", reason))
-}
-
-// killWith ends the client with pe (the first FATAL asked for wins, endWith) from any
-// goroutine that does not hold s.wmu. The FATAL goes out only between whole messages, and
-// after the whole messages already on their way: with the client's writer free it is
-// written at once; a relay holding the writer in the middle of an answer ends the client
-// itself at its next message boundary (ending). A relay that sends nothing for a while
-// may be waiting on a server that does not answer (a stopped backend, a long query): that
-// server is closed, so that its read fails between two messages and it tells the client
-// (serverFailed). A relay that sends nothing for killWait (a client that does not read),
-// or that has not reached a boundary in killMax, has its client closed untold.
-func (s *Session) killWith(pe *pgerr.Error) {
-	s.endWith.CompareAndSwap(nil, pe)
-	pe = s.endWith.Load()
-	start := time.Now()
-	killWait, killMax := time.Duration(killWaitNs.Load()), time.Duration(killMaxNs.Load())
-	last, movedAt := s.sentOut(), start
-	discarded := false
-	for !s.wmu.TryLock() {
-		if s.ended() {
-			return // the relay told the client and closed it
-		}
-		now := time.Now()
-		if out := s.sentOut(); out != last {
-			last, movedAt = out, now // the relay moves on: a boundary comes soon
-		}
-		still := now.Sub(movedAt)
-		if still > killWait || now.Sub(start) > killMax {
-			s.closed.Store(true)
-			s.closeAndWake()
-			return
-		}
-		if !discarded && still > killWait/4 {
-			discarded = true
-			if c := s.linkedServer(); c != nil {
-				c.Discard(errors.New("its client was closed: " + pe.Message))
-			}
-		}
-		time.Sleep(time.Millisecond)
-	}
-	// Told even when another goroutine marked the client closed a moment ago: that one
-	// may be about to tell (fatal) and must not find the socket closed first; a client
-	// that left has its socket closed already, and tell then writes nothing.
-	s.fatalLocked(pe)
-	s.wmu.Unlock()
-}
-
-// sentOut is how many bytes the client was sent since login (0 without working state).
-func (s *Session) sentOut() uint64 {
-	s.mu.Lock()
-	w := s.sessionWork
-	s.mu.Unlock()
-	if w == nil {
-		return 0
-	}
-	return w.ops.out.Load()
-}
-
-// ended reports whether the client's connection was closed, or its FATAL sent.
-func (s *Session) ended() bool {
-	s.ncMu.Lock()
-	defer s.ncMu.Unlock()
-	return s.ncEnd != 0
-}
-
-// ending is the relay's look, between two server messages, for a FATAL the session is
-// being ended with (killWith): it tells the client and closes it there, and closes c, the
-// server in the middle of answering it. s.wmu is held.
-func (s *Session) ending(c *pool.Conn) bool {
-	pe := s.endWith.Load()
-	if pe == nil {
-		return false
-	}
-	if !s.closed.Load() {
-		s.fatalLocked(pe)
-	}
-	c.Discard(errors.New("its client was closed: " + pe.Message))
-	return true
-}
-
-// killWaitNs bounds how long killWith waits for a relay holding the client's writer that
-// sends the client nothing meanwhile (200 ms); killMaxNs how long it waits for one that
-// does (1 s).
-// Atomic variables only so that a test of the boundary rule can give a client starved by a
-// loaded machine the time a real one would take (SetKillWaitForTest).
-var killWaitNs, killMaxNs atomic.Int64
-
-func init() {
-	killWaitNs.Store(int64(200 * time.Millisecond))
-	killMaxNs.Store(int64(time.Second))
 }
