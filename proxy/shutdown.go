@@ -40,8 +40,10 @@ func (s *Server) shutdownContext(mode ShutdownMode) (context.Context, context.Ca
 }
 
 // Stop shuts the server down as mode says (see ShutdownMode) and returns once every
-// client is gone and the server connections have ended (up to serversEndWait more). TCP listeners close at once; the unix socket stays open for the admin
-// console until the end, as in PgBouncer. When ctx is done first, the clients still
+// client is gone and the server connections have ended (up to serversEndWait more); a
+// client session still running sessionsEndWait after it was cut is logged and left
+// behind (awaitSessions). TCP listeners close at once; the unix socket stays open for
+// the admin console until the end, as in PgBouncer. When ctx is done first, the clients still
 // connected are cut as in an immediate shutdown, and Stop reports how many: a host turns
 // a second signal into an immediate shutdown by cancelling ctx. Every client pgmux closes
 // is told why first: FATAL 57P01, as PostgreSQL says on a fast shutdown.
@@ -70,9 +72,7 @@ func (s *Server) Stop(ctx context.Context, mode ShutdownMode) error {
 	s.mu.Lock()
 	s.wgClosed = true // from here on a connection accepted is closed, not served
 	s.mu.Unlock()
-	idle := make(chan struct{})
-	go func() { s.wg.Wait(); close(idle) }()
-	<-idle
+	s.awaitSessions()
 	s.closeListeners(func(net.Listener) bool { return true })
 	s.doneOnce.Do(func() { close(s.done) })
 	listeners := s.hub.CloseAll()
@@ -87,6 +87,43 @@ func (s *Server) Stop(ctx context.Context, mode ShutdownMode) error {
 
 // serversEndWait bounds how long Stop waits for closed server connections' readers.
 const serversEndWait = 2 * time.Second
+
+// awaitSessions waits for the client goroutines (wg) once every client was cut, at most
+// sessionsEndWait. A cut client has nothing left to wait for, its socket and its server
+// being closed, so a session still running then is stuck (a bug) and must not hold the
+// shutdown forever: PgBouncer's immediate shutdown exits with every socket closed, and a
+// host's second signal, which only makes Stop's ctx done, could not end this wait. The
+// sessions still registered are logged and their sockets closed once more, and Stop goes
+// on without them.
+func (s *Server) awaitSessions() {
+	idle := make(chan struct{})
+	go func() { s.wg.Wait(); close(idle) }()
+	t := time.NewTimer(sessionsEndWait)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return
+	case <-t.C:
+	}
+	left := s.Sessions()
+	for _, sess := range left {
+		in := sess.Info()
+		s.log.Warn("shutdown: client session did not end; closing its socket and going on without it",
+			zap.Uint64("client", in.ID), zap.String("db", in.Database), zap.String("user", in.User),
+			zap.Stringer("state", in.State), zap.Duration("waited", sessionsEndWait))
+		sess.closed.Store(true)
+		sess.closeAndWake()
+		if c := sess.linkedServer(); c != nil {
+			c.Discard(errShuttingDown) // or awaitEnded would wait for its release
+		}
+	}
+	s.log.Warn("shutdown: gave up waiting for client sessions", zap.Int64("connections", s.nclients.Load()),
+		zap.Int("logged_in", len(left)), zap.Duration("waited", sessionsEndWait))
+}
+
+// sessionsEndWait bounds how long Stop waits for the client sessions it has cut to end.
+// Each of them was told and closed within killMax (killAll), and has only to unwind.
+const sessionsEndWait = 2 * time.Second
 
 // closeListeners closes the listeners that match.
 func (s *Server) closeListeners(match func(net.Listener) bool) {
