@@ -370,11 +370,15 @@ func (s *Server) adminKill(db string) error {
 	s.holdPoolsLocked(entries)
 	s.holdListenersLocked(db)
 	c.mu.Unlock()
+	var killed []*Session
 	for _, sess := range s.Sessions() {
 		if sess.dbName == db && sess.entry != nil {
-			sess.kill("database " + db + " was killed by an administrator (KILL)")
+			killed = append(killed, sess)
 		}
 	}
+	killAll(killed, func(*Session) *pgerr.Error {
+		return pgerr.Fatal(pgerr.AdminShutdown, "database %s was killed by an administrator (KILL)", db)
+	})
 	for _, e := range entries {
 		e.pool.CloseAll()
 	}

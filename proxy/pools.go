@@ -430,8 +430,9 @@ func (l *idleLessee) Pump(c *pool.Conn) error {
 // does (its kill_database): left connected, each of their requests would fail against a
 // closed pool until they reconnect, and SHOW POOLS would keep listing a database SHOW
 // DATABASES no longer has. A client reconnecting is then told the database is unknown,
-// or finds it again under a wildcard entry. Each is told and closed on a goroutine of its
-// own (killWith may wait for a reply being relayed to end), so a reload does not wait.
+// or finds it again under a wildcard entry. They are told and closed all at once
+// (killAll) on a goroutine of their own (a reply being relayed may have to end first),
+// so a reload does not wait.
 func (s *Server) closeRemoved(removed []*poolEntry) {
 	if len(removed) == 0 {
 		return
@@ -442,11 +443,13 @@ func (s *Server) closeRemoved(removed []*poolEntry) {
 		gone[e] = true
 		s.log.Warn("reload: database removed; closing its clients", zap.String("database", e.key.db), zap.String("user", e.key.user))
 	}
+	var ended []*Session
 	for _, sess := range s.Sessions() {
 		if sess.entry != nil && gone[sess.entry] {
-			go sess.killWith(removedFatal(sess.dbName))
+			ended = append(ended, sess)
 		}
 	}
+	go killAll(ended, func(sess *Session) *pgerr.Error { return removedFatal(sess.dbName) })
 }
 
 // removedFatal is what a client of a database a reload removed is told.

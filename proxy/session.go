@@ -608,6 +608,9 @@ func (s *Session) canPark() bool { return s.home() != nil && s.fd >= 0 && !s.tls
 
 // end is the session's last step.
 func (s *Session) end(err error) {
+	if hook := testHookSessionEnd.Load(); hook != nil {
+		(*hook)(s)
+	}
 	s.srv.unregister(s)
 	if s.srv.Config().LogDisconnections {
 		fields := []zap.Field{zap.Uint64("client", s.id), zap.String("db", s.dbName), zap.String("user", s.user),
@@ -628,6 +631,10 @@ func (s *Session) end(err error) {
 	}
 	s.srv.connDone()
 }
+
+// testHookSessionEnd, when set by a test, runs as a session begins its last step (end),
+// still registered: a test makes it a session that does not end (Stop's bound).
+var testHookSessionEnd atomic.Pointer[func(*Session)]
 
 // connClosed reports whether err is a use of a connection closed under it: net.ErrClosed,
 // or, for a resumed client's socket (an *os.File, detach_linux.go), os.ErrClosed or the

@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 )
 
@@ -43,8 +40,10 @@ func (s *Server) shutdownContext(mode ShutdownMode) (context.Context, context.Ca
 }
 
 // Stop shuts the server down as mode says (see ShutdownMode) and returns once every
-// client is gone and the server connections have ended (up to serversEndWait more). TCP listeners close at once; the unix socket stays open for the admin
-// console until the end, as in PgBouncer. When ctx is done first, the clients still
+// client is gone and the server connections have ended (up to serversEndWait more); a
+// client session still running sessionsEndWait after it was cut is logged and left
+// behind (awaitSessions). TCP listeners close at once; the unix socket stays open for
+// the admin console until the end, as in PgBouncer. When ctx is done first, the clients still
 // connected are cut as in an immediate shutdown, and Stop reports how many: a host turns
 // a second signal into an immediate shutdown by cancelling ctx. Every client pgmux closes
 // is told why first: FATAL 57P01, as PostgreSQL says on a fast shutdown.
@@ -58,9 +57,7 @@ func (s *Server) Stop(ctx context.Context, mode ShutdownMode) error {
 		// No server is handed out any more: waiters are told at once (PgBouncer
 		// disconnects them eagerly), leased servers close as they are released.
 		s.pools.closeAll()
-		for _, sess := range s.Sessions() {
-			sess.drain()
-		}
+		s.drainFree()
 	}
 	var err error
 	if !s.waitClients(ctx) {
@@ -75,9 +72,7 @@ func (s *Server) Stop(ctx context.Context, mode ShutdownMode) error {
 	s.mu.Lock()
 	s.wgClosed = true // from here on a connection accepted is closed, not served
 	s.mu.Unlock()
-	idle := make(chan struct{})
-	go func() { s.wg.Wait(); close(idle) }()
-	<-idle
+	s.awaitSessions()
 	s.closeListeners(func(net.Listener) bool { return true })
 	s.doneOnce.Do(func() { close(s.done) })
 	listeners := s.hub.CloseAll()
@@ -92,6 +87,43 @@ func (s *Server) Stop(ctx context.Context, mode ShutdownMode) error {
 
 // serversEndWait bounds how long Stop waits for closed server connections' readers.
 const serversEndWait = 2 * time.Second
+
+// awaitSessions waits for the client goroutines (wg) once every client was cut, at most
+// sessionsEndWait. A cut client has nothing left to wait for, its socket and its server
+// being closed, so a session still running then is stuck (a bug) and must not hold the
+// shutdown forever: PgBouncer's immediate shutdown exits with every socket closed, and a
+// host's second signal, which only makes Stop's ctx done, could not end this wait. The
+// sessions still registered are logged and their sockets closed once more, and Stop goes
+// on without them.
+func (s *Server) awaitSessions() {
+	idle := make(chan struct{})
+	go func() { s.wg.Wait(); close(idle) }()
+	t := time.NewTimer(sessionsEndWait)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return
+	case <-t.C:
+	}
+	left := s.Sessions()
+	for _, sess := range left {
+		in := sess.Info()
+		s.log.Warn("shutdown: client session did not end; closing its socket and going on without it",
+			zap.Uint64("client", in.ID), zap.String("db", in.Database), zap.String("user", in.User),
+			zap.Stringer("state", in.State), zap.Duration("waited", sessionsEndWait))
+		sess.closed.Store(true)
+		sess.closeAndWake()
+		if c := sess.linkedServer(); c != nil {
+			c.Discard(errShuttingDown) // or awaitEnded would wait for its release
+		}
+	}
+	s.log.Warn("shutdown: gave up waiting for client sessions", zap.Int64("connections", s.nclients.Load()),
+		zap.Int("logged_in", len(left)), zap.Duration("waited", sessionsEndWait))
+}
+
+// sessionsEndWait bounds how long Stop waits for the client sessions it has cut to end.
+// Each of them was told and closed within killMax (killAll), and has only to unwind.
+const sessionsEndWait = 2 * time.Second
 
 // closeListeners closes the listeners that match.
 func (s *Server) closeListeners(match func(net.Listener) bool) {
@@ -134,18 +166,13 @@ var errShuttingDown = errors.New("pgmux is shutting down")
 // closeGrace is how long an immediate shutdown waits for sessions that are ending anyway.
 const closeGrace = 100 * time.Millisecond
 
-// cutAll tells every session pgmux is shutting down and closes it.
+// cutAll tells every session pgmux is shutting down and closes it, all at once (killAll).
 func (s *Server) cutAll() {
-	var wg sync.WaitGroup
-	for _, sess := range s.Sessions() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sess.killWith(shutdownFatal())
-		}()
-	}
-	wg.Wait()
+	killAll(s.Sessions(), cutFatal)
 }
+
+// cutFatal is shutdownFatal, for killAll.
+func cutFatal(*Session) *pgerr.Error { return shutdownFatal() }
 
 // shutdownFatal is what a client cut by a shutdown hears: PostgreSQL's words for a
 // backend terminated by a fast shutdown.
@@ -172,108 +199,21 @@ func (s *Server) normalClients() int {
 	return n
 }
 
-// drain closes a client that holds no server (safe shutdown); one that holds a server is
-// closed when it releases it (Session.settle).
-func (s *Session) drain() {
-	s.mu.Lock()
-	free := s.server == nil
-	s.mu.Unlock()
-	if free {
-		s.killWith(shutdownFatal())
+// drainFree closes the clients that hold no server, all at once (safe shutdown); one that
+// holds a server is closed when it releases it (Session.settle).
+func (s *Server) drainFree() {
+	var free []*Session
+	for _, sess := range s.Sessions() {
+		sess.mu.Lock()
+		if sess.server == nil {
+			free = append(free, sess)
+		}
+		sess.mu.Unlock()
 	}
+	killAll(free, cutFatal)
 }
 
 // kill closes the client's connection after telling it why (FATAL 57P01).
 func (s *Session) kill(reason string) {
 	s.killWith(pgerr.Fatal(pgerr.AdminShutdown, "%s", reason))
-}
-
-// killWith ends the client with pe (the first FATAL asked for wins, endWith) from any
-// goroutine that does not hold s.wmu. The FATAL goes out only between whole messages, and
-// after the whole messages already on their way: with the client's writer free it is
-// written at once; a relay holding the writer in the middle of an answer ends the client
-// itself at its next message boundary (ending). A relay that sends nothing for a while
-// may be waiting on a server that does not answer (a stopped backend, a long query): that
-// server is closed, so that its read fails between two messages and it tells the client
-// (serverFailed). A relay that sends nothing for killWait (a client that does not read),
-// or that has not reached a boundary in killMax, has its client closed untold.
-func (s *Session) killWith(pe *pgerr.Error) {
-	s.endWith.CompareAndSwap(nil, pe)
-	pe = s.endWith.Load()
-	start := time.Now()
-	killWait, killMax := time.Duration(killWaitNs.Load()), time.Duration(killMaxNs.Load())
-	last, movedAt := s.sentOut(), start
-	discarded := false
-	for !s.wmu.TryLock() {
-		if s.ended() {
-			return // the relay told the client and closed it
-		}
-		now := time.Now()
-		if out := s.sentOut(); out != last {
-			last, movedAt = out, now // the relay moves on: a boundary comes soon
-		}
-		still := now.Sub(movedAt)
-		if still > killWait || now.Sub(start) > killMax {
-			s.closed.Store(true)
-			s.closeAndWake()
-			return
-		}
-		if !discarded && still > killWait/4 {
-			discarded = true
-			if c := s.linkedServer(); c != nil {
-				c.Discard(errors.New("its client was closed: " + pe.Message))
-			}
-		}
-		time.Sleep(time.Millisecond)
-	}
-	// Told even when another goroutine marked the client closed a moment ago: that one
-	// may be about to tell (fatal) and must not find the socket closed first; a client
-	// that left has its socket closed already, and tell then writes nothing.
-	s.fatalLocked(pe)
-	s.wmu.Unlock()
-}
-
-// sentOut is how many bytes the client was sent since login (0 without working state).
-func (s *Session) sentOut() uint64 {
-	s.mu.Lock()
-	w := s.sessionWork
-	s.mu.Unlock()
-	if w == nil {
-		return 0
-	}
-	return w.ops.out.Load()
-}
-
-// ended reports whether the client's connection was closed, or its FATAL sent.
-func (s *Session) ended() bool {
-	s.ncMu.Lock()
-	defer s.ncMu.Unlock()
-	return s.ncEnd != 0
-}
-
-// ending is the relay's look, between two server messages, for a FATAL the session is
-// being ended with (killWith): it tells the client and closes it there, and closes c, the
-// server in the middle of answering it. s.wmu is held.
-func (s *Session) ending(c *pool.Conn) bool {
-	pe := s.endWith.Load()
-	if pe == nil {
-		return false
-	}
-	if !s.closed.Load() {
-		s.fatalLocked(pe)
-	}
-	c.Discard(errors.New("its client was closed: " + pe.Message))
-	return true
-}
-
-// killWaitNs bounds how long killWith waits for a relay holding the client's writer that
-// sends the client nothing meanwhile (200 ms); killMaxNs how long it waits for one that
-// does (1 s).
-// Atomic variables only so that a test of the boundary rule can give a client starved by a
-// loaded machine the time a real one would take (SetKillWaitForTest).
-var killWaitNs, killMaxNs atomic.Int64
-
-func init() {
-	killWaitNs.Store(int64(200 * time.Millisecond))
-	killMaxNs.Store(int64(time.Second))
 }
