@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,6 +92,7 @@ type Pool struct {
 	paused   bool
 	draining bool // while paused: close the connections (Pause), not only hold (Hold)
 	resume   chan struct{}
+	held     []*heldWaiter // Acquire calls waiting for resume, for Withdraw
 	stats    Stats
 	stop     chan struct{}
 	lastFail time.Time // last failed connect or login, for server_login_retry
@@ -126,6 +128,13 @@ type waiter struct {
 	gaveUp error
 	// h, for a waiter queued by AcquireOrQueue, is told instead of ch (handoff.go).
 	h Handoff
+}
+
+// heldWaiter is one Acquire waiting while the pool is held (Pause, Hold): Withdraw
+// sends why its wait ends on gaveUp, after taking it off p.held under p.mu.
+type heldWaiter struct {
+	l      Lessee
+	gaveUp chan error
 }
 
 // New creates a pool and starts its maintenance goroutine.
@@ -239,6 +248,8 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 		}
 		if p.paused {
 			ch := p.resume
+			h := &heldWaiter{l: l, gaveUp: make(chan error, 1)}
+			p.held = append(p.held, h)
 			p.mu.Unlock()
 			var expire <-chan time.Time
 			if !deadline.IsZero() {
@@ -246,14 +257,29 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 				defer t.Stop()
 				expire = t.C
 			}
+			var err error
 			select {
 			case <-ch:
-				continue
+			case err = <-h.gaveUp:
+				return nil, err
 			case <-expire:
-				return nil, fmt.Errorf("%w: pool is paused", ErrWaitTimeout)
+				err = fmt.Errorf("%w: pool is paused", ErrWaitTimeout)
 			case <-ctx.Done():
-				return nil, fmt.Errorf("%w: pool is paused", ErrWaitTimeout)
+				err = fmt.Errorf("%w: pool is paused", ErrWaitTimeout)
 			}
+			p.mu.Lock()
+			i := slices.Index(p.held, h)
+			if i >= 0 {
+				p.held = slices.Delete(p.held, i, i+1)
+			}
+			p.mu.Unlock()
+			switch {
+			case i < 0:
+				return nil, <-h.gaveUp // withdrawn meanwhile
+			case err != nil:
+				return nil, err
+			}
+			continue
 		}
 		if c := p.popIdle(); c != nil {
 			p.mu.Unlock()
@@ -764,22 +790,28 @@ func (p *Pool) remove(c *Conn, err error) {
 	p.wakeWaiters()
 }
 
-// Abandon takes l's request out of the queue, when it waits there: its Acquire returns
-// ErrAbandoned. It reports whether l was queued; a lessee already handed a connection
-// (or waiting elsewhere: a paused pool, a shared connection limit) is not, and its
-// caller finds out itself that its client left.
+// Abandon takes l's request out of the queue, or out of the wait for the end of a
+// hold (Pause, Hold), when it waits there: its Acquire returns ErrAbandoned. It reports
+// whether l waited so; a lessee already handed a connection (or waiting elsewhere: a
+// shared connection limit, a dial) is not, and its caller finds out itself that its
+// client left.
 func (p *Pool) Abandon(l Lessee) bool { return p.Withdraw(l, ErrAbandoned) }
 
 // Withdraw is Abandon with the error err (non-nil) for l's Acquire to return instead.
 func (p *Pool) Withdraw(l Lessee, err error) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	w := p.waiters.removeFirst(func(w *waiter) bool { return w.l == l })
-	if w == nil {
+	if w := p.waiters.removeFirst(func(w *waiter) bool { return w.l == l }); w != nil {
+		w.gaveUp = err
+		w.give(nil)
+		return true
+	}
+	i := slices.IndexFunc(p.held, func(h *heldWaiter) bool { return h.l == l })
+	if i < 0 {
 		return false
 	}
-	w.gaveUp = err
-	w.give(nil)
+	p.held[i].gaveUp <- err
+	p.held = slices.Delete(p.held, i, i+1)
 	return true
 }
 

@@ -11,7 +11,14 @@ import (
 type budget struct {
 	mu      sync.Mutex
 	max, n  int
-	waiters []chan struct{}
+	waiters []budgetWaiter
+}
+
+// budgetWaiter is one acquire queued for a slot: ch gets nil when a slot is handed to
+// it, or why its wait was ended for it (withdraw); who is whom it waits for.
+type budgetWaiter struct {
+	ch  chan error
+	who any
 }
 
 func newBudget(max int) *budget { return &budget{max: max} }
@@ -27,34 +34,55 @@ func (b *budget) tryAcquire() bool {
 	return false
 }
 
-// acquire takes a slot, waiting in order until ctx is done.
-func (b *budget) acquire(ctx context.Context) error {
+// acquire takes a slot for who, waiting in order until ctx is done or the wait is
+// withdrawn (withdraw's error).
+func (b *budget) acquire(ctx context.Context, who any) error {
 	b.mu.Lock()
 	if b.n < b.max && len(b.waiters) == 0 {
 		b.n++
 		b.mu.Unlock()
 		return nil
 	}
-	ch := make(chan struct{}, 1)
-	b.waiters = append(b.waiters, ch)
+	ch := make(chan error, 1)
+	b.waiters = append(b.waiters, budgetWaiter{ch, who})
 	b.mu.Unlock()
 	select {
-	case <-ch:
-		return nil
+	case err := <-ch:
+		return err
 	case <-ctx.Done():
-		b.mu.Lock()
-		for i, w := range b.waiters {
-			if w == ch {
-				b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
-				b.mu.Unlock()
-				return context.Cause(ctx)
-			}
+		if b.take(func(w budgetWaiter) bool { return w.ch == ch }) {
+			return context.Cause(ctx)
 		}
-		b.mu.Unlock()
-		<-ch // granted just now: give it back
-		b.release()
+		if err := <-ch; err != nil {
+			return err // withdrawn just now
+		}
+		b.release() // granted just now: give it back
 		return context.Cause(ctx)
 	}
+}
+
+// withdraw ends who's wait for a slot, when it waits (its acquire returns err), and
+// reports whether it did.
+func (b *budget) withdraw(who any, err error) bool {
+	var ch chan error
+	if !b.take(func(w budgetWaiter) bool { ch = w.ch; return w.who == who }) {
+		return false
+	}
+	ch <- err // the last waiter take looked at, the one it removed
+	return true
+}
+
+// take removes the first waiter that match reports, and reports whether there was one.
+func (b *budget) take(match func(budgetWaiter) bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, w := range b.waiters {
+		if match(w) {
+			b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // release frees a slot, handing it to the oldest waiter.
@@ -64,7 +92,7 @@ func (b *budget) release() {
 	if len(b.waiters) > 0 && b.n <= b.max {
 		w := b.waiters[0]
 		b.waiters = b.waiters[1:]
-		w <- struct{}{}
+		w.ch <- nil
 		return
 	}
 	b.n--
@@ -79,7 +107,7 @@ func (b *budget) setMax(max int) {
 		w := b.waiters[0]
 		b.waiters = b.waiters[1:]
 		b.n++
-		w <- struct{}{}
+		w.ch <- nil
 	}
 }
 

@@ -6,32 +6,65 @@ import (
 	"github.com/pgmux/pgmux/protocol/pgerr"
 )
 
-// A cancel request for a request that waits for a server.
+// A cancel request for a request that waits inside pgmux.
 //
-// To its client a request waiting in a full pool is a statement running: it was sent,
-// and no answer has come. A cancel request then (libpq's PQcancel, psql's ^C,
-// postgres.js' query.cancel(), asyncpg's and JDBC's query timeouts, which cancel and
-// treat the statement as not done) found no server to forward to and was dropped: the
-// request ran later, once a server came free, and its client got its rows, or a write
-// it had given up on committed. PostgreSQL would have canceled it. So the request is
-// taken out of the pool's queue (pool.Withdraw) and answered as PostgreSQL answers a
-// canceled statement: 57014 "canceling statement due to user request", then
-// ReadyForQuery (after the Sync, for the extended protocol). Nothing of it reached a
-// server. A request not in the queue (a server was just handed to it, or it waits
-// elsewhere: a direct slot, a paused database) is not affected, as a cancel that
-// arrives at PostgreSQL before or after the statement runs is not.
+// To its client a request waiting in pgmux is a statement running: it was sent, and no
+// answer has come. A cancel request then (libpq's PQcancel, psql's ^C, postgres.js'
+// query.cancel(), asyncpg's and JDBC's query timeouts, which cancel and treat the
+// statement as not done) found no server to forward to and was dropped: the request ran
+// later, once the wait ended, and its client got its rows, or a write it had given up on
+// committed. PostgreSQL would have canceled it. So the wait is ended and the request
+// answered as PostgreSQL answers a canceled statement: 57014 "canceling statement due to
+// user request", then ReadyForQuery (after the Sync, for the extended protocol). Nothing
+// of it reached a server. The waits so ended:
+//
+//   - queued for a server of a full pool, and held by a paused database (PAUSE, SUSPEND,
+//     KILL): pool.Withdraw takes the request out of the queue, or out of the wait for
+//     RESUME;
+//   - waiting for a direct slot (direct_pool_size) to pin its server: the budget's
+//     withdraw. A client inside a transaction has its server linked, and idle, then:
+//     the cancel is not forwarded (PostgreSQL ignores a cancel for a backend that runs
+//     nothing), and the statement fails through the server (raiseViaServer), which
+//     aborts the transaction as a canceled statement does. When the server still runs
+//     something of the client's sent before (a pipeline), that is what runs now, and
+//     the cancel goes to PostgreSQL as usual.
+//
+// A request no longer waiting (a server or a slot was just handed to it) is not
+// affected, as a cancel that arrives at PostgreSQL after the statement ran is not. A
+// client still in its login is not waiting on a statement: it has no cancel key yet
+// (BackendKeyData comes with the login's answer, after the wait, and pgmux registers the
+// key only then, as PostgreSQL sends it only once the backend is ready), so no cancel
+// request can name it; as with PostgreSQL, a client gives up a login by closing its
+// connection.
 
-// errCanceledWaiting is the wait's end a cancel request gives (acquireError).
-var errCanceledWaiting = errors.New("the client canceled its request while it waited for a server connection")
+// errCanceledWaiting is the wait's end a cancel request gives (acquireError, waitDirect).
+var errCanceledWaiting = errors.New("the client canceled its request while it waited")
 
-// cancelWait ends the wait of the client's request, when it queues for a server.
-func (s *Session) cancelWait() {
+// cancelWait ends the wait of the client's request, when it waits inside pgmux, and
+// reports whether it did.
+func (s *Session) cancelWait() bool {
 	s.mu.Lock()
-	waiting := s.state == ClientWaiting && s.entry != nil
+	queued := s.state == ClientWaiting && s.entry != nil
+	direct := s.waitKind == waitDirect && !s.runningLocked()
 	s.mu.Unlock()
-	if waiting {
-		s.entry.pool.Withdraw(s, errCanceledWaiting)
+	switch {
+	case direct:
+		return s.entry.direct.withdraw(s, errCanceledWaiting)
+	case queued:
+		return s.entry.pool.Withdraw(s, errCanceledWaiting)
 	}
+	return false
+}
+
+// runningLocked reports whether a statement the client sent before runs on its linked
+// server, or is queued to (a Query, a FunctionCall, an Execute not yet answered); s.mu
+// is held.
+func (s *Session) runningLocked() bool {
+	run := false
+	if s.sessionWork != nil {
+		s.q.ring.Each(func(e expect) { run = run || !e.Hide && (e.Kind == 'Q' || e.Kind == 'F' || e.Kind == 'E') })
+	}
+	return run
 }
 
 // canceledError is PostgreSQL's error for a statement canceled by its client.

@@ -454,9 +454,11 @@ func (s *Server) cancel(pid uint32, key []byte) {
 	if sess == nil || s.console.cancelCommand(sess) {
 		return // a console session's command is pgmux's own: nothing goes to a server
 	}
+	if sess.cancelWait() {
+		return // a request waiting inside pgmux is answered 57014 (cancelwait.go)
+	}
 	c := sess.linkedServer()
 	if c == nil {
-		sess.cancelWait() // a request waiting for a server is answered 57014 (cancelwait.go)
 		return
 	}
 	// The server must not go to another client before PostgreSQL has taken the

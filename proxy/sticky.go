@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"strings"
 	"time"
 	"unsafe"
@@ -159,8 +160,8 @@ func (s *Session) reserveDirect(reason pinReason) error {
 	return nil
 }
 
-// waitDirect queues for a direct slot up to query_wait_timeout; the client counts as
-// waiting meanwhile.
+// waitDirect queues for a direct slot up to query_wait_timeout, or until a cancel request
+// for the client ends the wait; the client counts as waiting meanwhile.
 func (s *Session) waitDirect(reason pinReason) error {
 	s.warnDirectWait(reason)
 	s.mu.Lock()
@@ -168,10 +169,13 @@ func (s *Session) waitDirect(reason pinReason) error {
 	s.mu.Unlock()
 	ctx, cancel := waitContext(s.srv.Config())
 	defer cancel()
-	err := s.entry.direct.acquire(ctx)
+	err := s.entry.direct.acquire(ctx, s)
 	s.mu.Lock()
 	s.waitKind = waitNone
 	s.mu.Unlock()
+	if errors.Is(err, errCanceledWaiting) {
+		return canceledError() // a cancel request ended the wait (cancelwait.go)
+	}
 	if err != nil {
 		n, waiting, max := s.entry.direct.used()
 		return pgerr.New(pgerr.TooManyConnections,
