@@ -106,7 +106,7 @@ func (s *Session) roTxRequestFits() bool {
 		case 'E':
 			portal, _, err := wire.CString(body)
 			q, ok := portals[string(portal)]
-			if err != nil || !ok {
+			if err != nil || !ok || sqlscan.ReadWriteSwitch(q) {
 				return false
 			}
 			ended = endsTx(q)
