@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,6 +33,8 @@ import (
 //     TRANSACTION ... READ WRITE, SET or RESET of transaction_read_only or
 //     default_transaction_read_only, RESET ALL, DISCARD ALL...): on the primary what follows
 //     the switch may write, where a standby refuses the switch (0A000) or the write.
+//     Inside such a transaction open on a standby, a simple Query that ends it and goes
+//     on is split at the end, the rest routed anew (replica_split.go).
 //   - auto also sends a request outside a transaction whose statements the lexer proves
 //     read-only (sqlscan.ReadOnly): a simple Query whose statements all are, or an
 //     extended-protocol request whose whole batch up to Sync is already buffered and
@@ -70,6 +73,12 @@ type replicaReq struct {
 	held    bytes.Buffer
 	hold    *wire.Writer // writes into held
 	start   time.Time
+	// For the head of a Query split at its transaction's end (replica_split.go), on
+	// Pump's side: an error came in its answer (sawErr, under s.wmu), its ReadyForQuery
+	// was kept from the client for the rest to follow (splitHidden).
+	split       bool
+	sawErr      bool
+	splitHidden atomic.Bool
 }
 
 // rwState is a session's read-your-writes state, owned by the session goroutine except
@@ -480,10 +489,17 @@ func (s *Session) awaitHeld(rr *replicaReq) bool {
 
 // retryOnPrimary sends the client's request again, as the client sent it, to the primary.
 func (s *Session) retryOnPrimary(raw []byte) (bool, error) {
-	saved := s.rd
-	s.rd = wire.NewReader(bytes.NewReader(raw))
 	s.forcePrimary = true
-	defer func() { s.rd, s.forcePrimary = saved, false }()
+	defer func() { s.forcePrimary = false }()
+	return s.dispatchOwn(raw)
+}
+
+// dispatchOwn dispatches the client messages in raw, which pgmux holds, as if the client
+// had sent them then, and reports whether messages up to the next Sync are to be dropped.
+func (s *Session) dispatchOwn(raw []byte) (bool, error) {
+	saved := s.rd
+	s.rd, s.scan = wire.NewReader(bytes.NewReader(raw)), scanMemo{} // the memo is the reader's
+	defer func() { s.rd, s.scan = saved, scanMemo{} }()
 	skipping := false
 	for {
 		typ, n, err := s.rd.Next()
