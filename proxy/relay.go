@@ -63,6 +63,11 @@ func (s *Session) relay() (parked bool, err error) {
 // forwarded to the linked server (leased first when none is). It reports whether
 // messages up to the next Sync are to be dropped; an error ends the session.
 func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
+	if typ == 'Q' && s.onReplica && s.entry.multi.Load() {
+		if done, skipping, err := s.splitAtEnd(n); done {
+			return skipping, err // replica_split.go
+		}
+	}
 	if b := s.notes.Load(); b != nil {
 		s.askFence(b, typ) // a listening client's request (listen_fence.go)
 		if s.listening && s.mode != config.PoolModeSession {
@@ -875,6 +880,9 @@ func (s *Session) relayMsg(c *pool.Conn, typ byte, n int, loopAt time.Time) (rel
 	case 'S':
 		err = s.onParameterStatus(c, n)
 	case 'E':
+		if rr != nil && rr.split {
+			rr.sawErr = true // the rest is not to run (replica_split.go)
+		}
 		err = s.onError(c, n)
 	case 'A':
 		if s.sharedCopy(rd, n) {
@@ -1069,6 +1077,7 @@ func (s *Session) onReady(c *pool.Conn, n int, loopAt time.Time) (bool, error) {
 		s.mu.Unlock()
 		return false, nil
 	}
+	hideReady := s.server == c && s.splitHides(c, e, status)
 	// Account for the answer before the client sees it: a client that leaves as soon as it
 	// has its ReadyForQuery must find the link clean, or clientGone discards the server.
 	if s.server == c {
@@ -1101,7 +1110,10 @@ func (s *Session) onReady(c *pool.Conn, n int, loopAt time.Time) (bool, error) {
 		if unlisten != nil {
 			s.endSubscriptions(unlisten) // committed UNLISTENs (listen_tx.go)
 		}
-		err := s.wr.Write(m)
+		var err error
+		if !hideReady {
+			err = s.wr.Write(m)
+		}
 		if err == nil {
 			if onLoop {
 				err = s.wr.TryFlush()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,7 +28,13 @@ import (
 //     TRANSACTION READ ONLY also sets), and any single request of such a client, go to a
 //     standby; a write there fails with 25006 as it would on the primary. A request that
 //     goes on after ending such a transaction, or that has not fully arrived, goes to the
-//     primary, and one pipelined behind it waits for its answer (replica_tx.go).
+//     primary, and one pipelined behind it waits for its answer (replica_tx.go). So does
+//     one that may switch to read-write (sqlscan.ReadWriteSwitch: BEGIN or SET
+//     TRANSACTION ... READ WRITE, SET or RESET of transaction_read_only or
+//     default_transaction_read_only, RESET ALL, DISCARD ALL...): on the primary what follows
+//     the switch may write, where a standby refuses the switch (0A000) or the write.
+//     Inside such a transaction open on a standby, a simple Query that ends it and goes
+//     on is split at the end, the rest routed anew (replica_split.go).
 //   - auto also sends a request outside a transaction whose statements the lexer proves
 //     read-only (sqlscan.ReadOnly): a simple Query whose statements all are, or an
 //     extended-protocol request whose whole batch up to Sync is already buffered and
@@ -66,6 +73,12 @@ type replicaReq struct {
 	held    bytes.Buffer
 	hold    *wire.Writer // writes into held
 	start   time.Time
+	// For the head of a Query split at its transaction's end (replica_split.go), on
+	// Pump's side: an error came in its answer (sawErr, under s.wmu), its ReadyForQuery
+	// was kept from the client for the rest to follow (splitHidden).
+	split       bool
+	sawErr      bool
+	splitHidden atomic.Bool
 }
 
 // rwState is a session's read-your-writes state, owned by the session goroutine except
@@ -123,10 +136,13 @@ func (s *Session) routeRead(typ byte, n int) (*replicaReq, error) {
 		begin, access := sqlscan.BeginAccess(sql)
 		switch {
 		case begin && (access == sqlscan.AccessReadOnly || access == sqlscan.AccessUnsaid && defaultRO):
-			if moreAfterEnd(sql) {
+			if moreAfterEnd(sql) || sqlscan.ReadWriteSwitch(sql) {
 				return nil, nil // statements after the read-only transaction: the primary's
 			}
 		case defaultRO && !begin:
+			if sqlscan.ReadWriteSwitch(sql) {
+				return nil, nil // it may go on read-write: the primary's
+			}
 		case r.Reads == "auto" && !begin && sqlscan.ReadOnly(sql):
 			hold, raw = true, bytes.Clone(m)
 		default:
@@ -192,12 +208,12 @@ type batch struct {
 
 // readOnlyBatch looks at the client's request from the current message through its Sync,
 // which must already be buffered, and reports whether every statement it parses or binds
-// is proven read-only (any statement will do for a client whose transactions are
-// read-only by default).
+// is proven read-only (with anyStmt, for a client whose transactions are read-only by
+// default: known not to switch to read-write, sqlscan.ReadWriteSwitch).
 func (s *Session) readOnlyBatch(anyStmt bool) (batch, bool) {
 	var b batch
 	for _, op := range s.deferred {
-		if op.typ == 'P' && !anyStmt && (op.def == nil || !sqlscan.ReadOnly(op.def.query)) {
+		if op.typ == 'P' && (op.def == nil || !stmtFits(op.def.query, anyStmt)) {
 			return b, false // parsed by the client before, answered by pgmux
 		}
 	}
@@ -212,7 +228,7 @@ func (s *Session) readOnlyBatch(anyStmt bool) (batch, bool) {
 		switch typ {
 		case 'P':
 			name, q, _, ok := link.ParseFields(body)
-			if !ok || !anyStmt && !sqlscan.ReadOnly(string(q)) {
+			if !ok || !stmtFits(string(q), anyStmt) {
 				return b, false
 			}
 			if len(name) > 0 {
@@ -224,13 +240,13 @@ func (s *Session) readOnlyBatch(anyStmt bool) (batch, bool) {
 			if !ok {
 				return b, false
 			}
-			if _, ok := parsed[string(name)]; !ok && !anyStmt && !s.readOnlyStmt(name) {
+			if _, ok := parsed[string(name)]; !ok && !s.namedFits(name, anyStmt) {
 				return b, false
 			}
 		case 'D':
 			if len(body) > 0 && body[0] == 'S' && !anyStmt {
 				name, _, err := wire.CString(body[1:])
-				if _, ok := parsed[string(name)]; err != nil || !ok && !s.readOnlyStmt(name) {
+				if _, ok := parsed[string(name)]; err != nil || !ok && !s.namedFits(name, false) {
 					return b, false
 				}
 			}
@@ -249,11 +265,20 @@ func (s *Session) readOnlyBatch(anyStmt bool) (batch, bool) {
 	}
 }
 
-// readOnlyStmt reports whether the client's statement name, prepared before this
-// request, is proven read-only.
-func (s *Session) readOnlyStmt(name []byte) bool {
+// namedFits reports whether the client's statement name, prepared before this request,
+// may run on a standby (stmtFits).
+func (s *Session) namedFits(name []byte, anyStmt bool) bool {
 	q, ok := s.stmtText(name)
-	return ok && sqlscan.ReadOnly(q)
+	return ok && stmtFits(q, anyStmt)
+}
+
+// stmtFits reports whether a statement text may run on a standby: proven read-only, or,
+// with anyStmt (a read-only session's), not switching to read-write.
+func stmtFits(q string, anyStmt bool) bool {
+	if anyStmt {
+		return !sqlscan.ReadWriteSwitch(q)
+	}
+	return sqlscan.ReadOnly(q)
 }
 
 // stmtText is the text of the client's statement name prepared before this request: a
@@ -464,10 +489,17 @@ func (s *Session) awaitHeld(rr *replicaReq) bool {
 
 // retryOnPrimary sends the client's request again, as the client sent it, to the primary.
 func (s *Session) retryOnPrimary(raw []byte) (bool, error) {
-	saved := s.rd
-	s.rd = wire.NewReader(bytes.NewReader(raw))
 	s.forcePrimary = true
-	defer func() { s.rd, s.forcePrimary = saved, false }()
+	defer func() { s.forcePrimary = false }()
+	return s.dispatchOwn(raw)
+}
+
+// dispatchOwn dispatches the client messages in raw, which pgmux holds, as if the client
+// had sent them then, and reports whether messages up to the next Sync are to be dropped.
+func (s *Session) dispatchOwn(raw []byte) (bool, error) {
+	saved := s.rd
+	s.rd, s.scan = wire.NewReader(bytes.NewReader(raw)), scanMemo{} // the memo is the reader's
+	defer func() { s.rd, s.scan = saved, scanMemo{} }()
 	skipping := false
 	for {
 		typ, n, err := s.rd.Next()

@@ -23,9 +23,12 @@ import (
 //   - a request sent while the standby still answers (pipelined after the end) waits for
 //     that answer before it is routed (awaitReplicaUnlink).
 //
-// Left to the standby: a request, sent inside a read-only transaction already open there,
-// that ends it and goes on ('COMMIT; INSERT ...' as one Query, or one extended request):
-// the transaction cannot move, and the request cannot be split.
+// A simple Query sent inside a read-only transaction already open on a standby that ends
+// it and goes on ('COMMIT; INSERT ...') is split at the end (replica_split.go). Left to
+// the standby: an extended-protocol request that does the same (the transaction cannot
+// move, and the request is not split), and a later request that switches the open
+// transaction to read-write (SET TRANSACTION READ WRITE after BEGIN READ ONLY), which the
+// standby refuses.
 
 // moreAfterEnd reports whether a Query that begins a read-only transaction goes on after
 // ending it (COMMIT, END or ROLLBACK, then more): what follows is outside that
@@ -106,7 +109,7 @@ func (s *Session) roTxRequestFits() bool {
 		case 'E':
 			portal, _, err := wire.CString(body)
 			q, ok := portals[string(portal)]
-			if err != nil || !ok {
+			if err != nil || !ok || sqlscan.ReadWriteSwitch(q) {
 				return false
 			}
 			ended = endsTx(q)

@@ -7,7 +7,9 @@ import (
 
 // FuzzScan checks that Scan and the Lexer never panic, that every Text is a slice of the
 // input in order, that tokens tile the input, and that MaybeInteresting never returns false
-// for text Scan finds interesting, in DO blocks too. Seeds live in testdata/fuzz/FuzzScan.
+// for text Scan finds interesting, in DO blocks too, nor for text whose statements switch
+// to read-write (ReadWriteSwitch), and that SplitAfterEnd cuts the text in two after a
+// semicolon. Seeds live in testdata/fuzz/FuzzScan.
 func FuzzScan(f *testing.F) {
 	for _, s := range []string{
 		"select 1",
@@ -19,6 +21,10 @@ func FuzzScan(f *testing.F) {
 		"create function f() returns int language sql begin atomic select 1; end; listen x",
 		`DO $$BEGIN LISTEN "ch"; END$$`,
 		"select 1; do 'begin execute ''listen x''; end'; select 2",
+		"select 1; begin read write; insert into t values (1); commit",
+		"set default_transaction_read_only = off; commit; insert into t values (1)",
+		"do $$begin perform set_config('transaction_read_only', 'off', true); end$$",
+		"select 1; commit /* ; */ ; insert into t values (1)",
 	} {
 		f.Add(s)
 	}
@@ -48,6 +54,13 @@ func FuzzScan(f *testing.F) {
 		}
 		if interesting && !MaybeInteresting(sql) {
 			t.Fatalf("MaybeInteresting(%q) = false but Scan found an interesting statement", sql)
+		}
+		// ReadWriteSwitch skips Scan when MaybeInteresting is false: it must miss nothing.
+		if switchIn(Scan(sql)) && !ReadWriteSwitch(sql) {
+			t.Fatalf("ReadWriteSwitch(%q) = false but its statements switch to read-write", sql)
+		}
+		if head, rest, ok := SplitAfterEnd(sql); ok && (head+rest != sql || !strings.HasSuffix(head, ";") || len(Scan(rest)) == 0) {
+			t.Fatalf("SplitAfterEnd(%q) = %q, %q", sql, head, rest)
 		}
 		checkDoBody(t, sql)
 		lx := NewLexer(sql)

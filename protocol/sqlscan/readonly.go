@@ -183,12 +183,17 @@ func BeginAccess(sql string) (begin bool, access Access) {
 	default:
 		return false, AccessUnsaid
 	}
-	prev := t
+	return true, accessIn(&lx, t)
+}
+
+// accessIn reads transaction modes from the token after prev through the statement's end
+// (its semicolon or the end of the input) and returns the last access mode they name.
+func accessIn(lx *Lexer, prev Token) (access Access) {
 	for {
-		t = lx.Next()
+		t := lx.Next()
 		switch {
 		case t.Kind == TokEOF, t.Kind == TokSemicolon:
-			return true, access
+			return access
 		case prev.IsKeyword("read") && t.IsKeyword("only"):
 			access = AccessReadOnly
 		case prev.IsKeyword("read") && t.IsKeyword("write"):

@@ -77,5 +77,6 @@ func FuzzReadOnly(f *testing.F) {
 	f.Fuzz(func(t *testing.T, sql string) {
 		_ = ReadOnly(sql)
 		_, _ = BeginAccess(sql)
+		_ = ReadWriteSwitch(sql)
 	})
 }
