@@ -131,7 +131,8 @@ type waiter struct {
 }
 
 // heldWaiter is one Acquire waiting while the pool is held (Pause, Hold): Withdraw
-// sends why its wait ends on gaveUp, after taking it off p.held under p.mu.
+// sends why its wait ends on gaveUp, after taking it off p.held under p.mu. Owned by the
+// pool (p.mu guards p.held); the acquiring goroutine only receives on gaveUp.
 type heldWaiter struct {
 	l      Lessee
 	gaveUp chan error

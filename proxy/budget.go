@@ -15,10 +15,12 @@ type budget struct {
 }
 
 // budgetWaiter is one acquire queued for a slot: ch gets nil when a slot is handed to
-// it, or why its wait was ended for it (withdraw); who is whom it waits for.
+// it, or why its wait was ended for it (withdraw); who is the session it waits for.
+// Owned by the budget (b.mu guards it in b.waiters); the waiting session's goroutine
+// only receives on ch, and whoever takes it off the queue under b.mu sends once.
 type budgetWaiter struct {
 	ch  chan error
-	who any
+	who *Session
 }
 
 func newBudget(max int) *budget { return &budget{max: max} }
@@ -36,7 +38,7 @@ func (b *budget) tryAcquire() bool {
 
 // acquire takes a slot for who, waiting in order until ctx is done or the wait is
 // withdrawn (withdraw's error).
-func (b *budget) acquire(ctx context.Context, who any) error {
+func (b *budget) acquire(ctx context.Context, who *Session) error {
 	b.mu.Lock()
 	if b.n < b.max && len(b.waiters) == 0 {
 		b.n++
@@ -63,7 +65,7 @@ func (b *budget) acquire(ctx context.Context, who any) error {
 
 // withdraw ends who's wait for a slot, when it waits (its acquire returns err), and
 // reports whether it did.
-func (b *budget) withdraw(who any, err error) bool {
+func (b *budget) withdraw(who *Session, err error) bool {
 	var ch chan error
 	if !b.take(func(w budgetWaiter) bool { ch = w.ch; return w.who == who }) {
 		return false
