@@ -74,7 +74,8 @@ var connIDs atomic.Uint64
 // connection goes to the next lessee through the pool's mu (the idle list) or a
 // waiter's channel, and its lessee box is swapped atomically: each orders one lessee's
 // writes before the next lessee's reads. A reset query between two leases is handed to
-// the reader goroutine and back through internal's mu.
+// the reader goroutine and back through internal's mu. dedicated is set before the
+// connection is handed out and never changes.
 type Conn struct {
 	ID      uint64
 	Rd      *wire.Reader
@@ -102,11 +103,14 @@ type Conn struct {
 	attrs    SessionAttrs          // what the host had to fit at login
 	reason   atomic.Pointer[error] // why the connection was closed, set once with closing
 	detached bool                  // guarded by pool.mu: kept by one client outside the pool's size
-	retired  bool                  // guarded by pool.mu: being closed by the pool's decision, out of its size
-	internal internalOp            // guarded by the reader goroutine's ownership while not leased
-	peek     peeker                // the goroutine leasing it off the idle list (peek.go)
-	lr       loopRead              // reading by an event loop instead of the reader (loopread.go)
-	closed   chan struct{}
+	// dedicated: opened for one client alone (Pool.Dedicated), never reused; fixed
+	// before the connection is handed out.
+	dedicated bool
+	retired   bool       // guarded by pool.mu: being closed by the pool's decision, out of its size
+	internal  internalOp // guarded by the reader goroutine's ownership while not leased
+	peek      peeker     // the goroutine leasing it off the idle list (peek.go)
+	lr        loopRead   // reading by an event loop instead of the reader (loopread.go)
+	closed    chan struct{}
 
 	// Cancel requests in flight for this backend (HoldForCancel), and a release that
 	// waits for them (heldRelease, with its reset in heldReset): PostgreSQL cancels

@@ -644,6 +644,8 @@ func (p *Pool) release(c *Conn, reset bool, now time.Time) {
 		over = errReconnect
 	case c.unfit():
 		over = errUnfit // its host went down or changed role: not for the next waiter either
+	case c.dedicated:
+		over = ErrDedicated // one client's alone (Dedicated): never another's
 	}
 	if over == nil && (!reset || q == "") {
 		p.putIdleLocked(c, now) // the common release: one lock, not two

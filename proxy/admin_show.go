@@ -299,7 +299,7 @@ func (s *Server) showClients() []byte {
 		if sess.entry == nil {
 			db = "pgbouncer"
 		}
-		r.Row("C", in.User, db, "none", state, addr, port, laddr, lport, pgbTime(in.ConnectedAt),
+		r.Row("C", in.User, db, sess.kind.replicationName(), state, addr, port, laddr, lport, pgbTime(in.ConnectedAt),
 			pgbTime(reqAt), int(wait/time.Second), int((wait%time.Second)/time.Microsecond), 0,
 			ptr('c', in.ID), ptr('s', in.ServerID), 0, tls, in.ApplicationName, 0, in.ID, in.PinReason)
 	}
@@ -321,16 +321,16 @@ func (s *Server) showServers() []byte {
 		for _, c := range conns {
 			addr, port := hostPort(tcpAddr(c.Addr()))
 			laddr, lport := hostPort(c.LocalAddr())
-			link := ""
+			link, kind := "", kindPooled
 			if sess, ok := c.Lessee().(*Session); ok {
-				link = ptr('c', sess.id)
+				link, kind = ptr('c', sess.id), sess.kind
 			}
 			prepared := int64(0)
 			if e.prep != nil {
 				prepared = e.prep.conn(c).prepared
 			}
 			role, lag := connRole(c)
-			r.Row("S", user, e.key.db, "none", c.State().String(), addr, port, laddr, lport,
+			r.Row("S", user, e.key.db, kind.replicationName(), c.State().String(), addr, port, laddr, lport,
 				pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, c.CloseNeeded(), ptr('s', c.ID), link,
 				int64(c.PID), "", "", prepared, c.ID, role, lag)
 		}

@@ -108,7 +108,7 @@ func (s *Session) loopOK() bool {
 	cfg := s.srv.Config()
 	return cfg != nil && cfg.ClientLoop && s.canPark() && s.entry != nil && !s.listening && s.notes.Load() == nil &&
 		!s.entry.multi.Load() && config.PoolMode(s.entry.modeNow.Load()) != config.PoolModeSession &&
-		!s.forceSession
+		!s.kind.forced()
 }
 
 // loopPark hands the client to the loop to wait for its next request, from a goroutine

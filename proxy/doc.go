@@ -29,6 +29,8 @@
 //	SSLRequest, GSSENCRequest                 session.go:Session.negotiate, tls.go:Session.startTLS
 //	CancelRequest                             session.go:Session.negotiate -> server.go:Server.cancel, cancelwait.go:Session.cancelWait
 //	StartupMessage                            session.go:Session.login, params.go:Session.startupParams
+//	replication=database/true: own server     replication.go:Session.loginReplication, pool/dedicated.go:Pool.Dedicated
+//	replication client's bytes, unread        replication.go:Session.replicate, replication.go:Session.pumpReplication
 //	pool for (database, user)                 pools.go:pools.get
 //	the admin console (pgbouncer/pgmux db)    admin.go:Session.consoleLogin, admin.go:Session.adminLoop
 //	client authentication                     auth.go:Session.authenticate, hba.go:Session.authenticateHBA

@@ -71,7 +71,7 @@ func (s *Session) recoverable() bool {
 		return false
 	}
 	db, mode, _ := s.entry.snapshot()
-	return multiHost(db) && mode != config.PoolModeSession && !s.forceSession
+	return multiHost(db) && mode != config.PoolModeSession && !s.kind.forced()
 }
 
 // terminated is the error a client is given for the request its lost server was

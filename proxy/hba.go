@@ -54,7 +54,12 @@ func (s *Session) authenticateHBA(cfg *config.Config, user string, cred config.C
 		return pgerr.Fatal(pgerr.InvalidAuthorization, "authentication configuration is invalid")
 	}
 	addr := s.remoteAddr()
-	r := rules.Match(addr, s.tls, s.dbName, user)
+	var r *hba.Rule
+	if s.kind == kindPhysical {
+		r = rules.MatchPhysicalReplication(addr, s.tls, user)
+	} else {
+		r = rules.Match(addr, s.tls, s.dbName, user)
+	}
 	host := "local"
 	if addr.IsValid() {
 		host = addr.String()
@@ -62,6 +67,10 @@ func (s *Session) authenticateHBA(cfg *config.Config, user string, cred config.C
 	enc := "no encryption"
 	if s.tls {
 		enc = "SSL encryption"
+	}
+	if r == nil && s.kind == kindPhysical {
+		return pgerr.Fatal(pgerr.InvalidAuthorization,
+			"no auth_hba_file entry for replication connection from host %q, user %q, %s", host, user, enc)
 	}
 	if r == nil {
 		return pgerr.Fatal(pgerr.InvalidAuthorization,

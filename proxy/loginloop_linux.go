@@ -267,7 +267,7 @@ func (s *Session) runLogin() {
 	}
 	s.lw.lg = nil
 	s.logConnected(cfg)
-	if !s.isAdmin() && s.rd.Buffered() == 0 && s.loopOK() {
+	if !s.isAdmin() && !s.kind.replication() && s.rd.Buffered() == 0 && s.loopOK() {
 		// It waits for its first request on the loop as it is, without a net.Conn: a
 		// request makes one (serveLoop), and a client that stays idle is parked (the
 		// sweep; detachLocked takes the bare descriptor as it is).

@@ -46,8 +46,11 @@ func (s *Session) startupParams(cfg *config.Config, pkt *startup.Packet) ([]star
 	for _, p := range pkt.Params {
 		switch {
 		case p.Key == "user" || p.Key == "database" || strings.HasPrefix(p.Key, "_pq_."):
-		case p.Key == "replication":
-			return nil, pgerr.Fatal(pgerr.FeatureNotSupported, "replication connections are not supported by pgmux")
+		case p.Key == "replication": // read at login (replication.go)
+		case p.Key == "options" && s.kind.replication():
+			// Sent to the replication client's own server as it came (CREATE SUBSCRIPTION
+			// sets extra_float_digits there), as in PgBouncer.
+			out = append(out, p)
 		case p.Key == "options":
 			opts, err := startup.ParseOptions(p.Value)
 			if err != nil {
@@ -87,7 +90,9 @@ func (s *Session) initParams(cfg *config.Config, server pool.Params, start []sta
 	var own, startVals pool.Params
 	for _, p := range start {
 		if p.Key == "pgmux.pool_mode" {
-			s.forceSession = strings.EqualFold(p.Value, "session")
+			if strings.EqualFold(p.Value, "session") {
+				s.kind = kindSession
+			}
 			continue
 		}
 		if name, ok := trackedName(cfg, p.Key); ok {

@@ -792,6 +792,9 @@ func (s *Session) clientGone() {
 // reader goroutine and returns nil once the lease has ended, or pool.ErrLoopReads at once
 // when it hands c's reading to the client loop (which then relays for it).
 func (s *Session) Pump(c *pool.Conn) error {
+	if s.kind.replication() {
+		return s.pumpReplication(c) // a server of its own, relayed unread (replication.go)
+	}
 	if s.pumpsOnLoop(c) && parkServer(c, s.home()) {
 		return pool.ErrLoopReads // the loop reads it (clientloop_server.go); this reader ends
 	}
@@ -1198,7 +1201,7 @@ func (s *Session) settleAt(c *pool.Conn, status byte, at time.Time) (bool, error
 		modeNow = config.PoolMode(s.entry.modeNow.Load())
 	}
 	out, reset := link.End(link.State{Idle: idle, Status: status, Pinned: s.pinned != 0, Mode: s.mode,
-		ModeNow: modeNow, Force: s.forceSession, Closed: closed})
+		ModeNow: modeNow, Force: s.kind.forced(), Closed: closed})
 	if out != link.Keep {
 		s.server = nil
 		s.state = ClientIdle

@@ -90,7 +90,7 @@ type rwState struct {
 // replicaOn returns the database's replica settings when the client may read from
 // standbys now, with its cluster.
 func (s *Session) replicaOn() (config.Replica, *pool.Cluster, bool) {
-	if s.forcePrimary || s.forceSession || s.mode == config.PoolModeSession {
+	if s.forcePrimary || s.kind.forced() || s.mode == config.PoolModeSession {
 		return config.Replica{}, nil, false
 	}
 	cfg := s.srv.Config()

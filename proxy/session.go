@@ -156,13 +156,15 @@ type Session struct {
 
 	role         console.Role // console role, set once at console login (admin.go); under mu
 	tls          bool
-	prep         prepMode  // how the current link treats named statements (prepared.go)
-	cacheUnnamed bool      // cache_unnamed_statements for the current link (unnamed.go)
-	listening    bool      // subscribed through the database's listener
-	reqOpen      bool      // a listening client's extended-protocol request awaits its Sync (listen_fence.go)
-	forceSession bool      // asked for a real session at login (pgmux.pool_mode=session, params.go)
-	ncEnd        ncEnd     // whether nc was closed and the client told why; under ncMu
-	onLoop       loopState // the client loop's hold on the client (clientloop.go), under the parker's lock
+	prep         prepMode // how the current link treats named statements (prepared.go)
+	cacheUnnamed bool     // cache_unnamed_statements for the current link (unnamed.go)
+	listening    bool     // subscribed through the database's listener
+	reqOpen      bool     // a listening client's extended-protocol request awaits its Sync (listen_fence.go)
+	// kind: a real session asked for at login (pgmux.pool_mode=session, params.go), or a
+	// replication connection (replication.go); set at login, then read only.
+	kind   sessionKind
+	ncEnd  ncEnd     // whether nc was closed and the client told why; under ncMu
+	onLoop loopState // the client loop's hold on the client (clientloop.go), under the parker's lock
 	// pumps counts the server readers inside Pump for this session: while one is, the
 	// working state stays (shed).
 	pumps atomic.Int32
@@ -444,6 +446,8 @@ func (s *Session) loop() {
 	switch {
 	case s.isAdmin():
 		err = s.adminLoop()
+	case s.kind.replication():
+		err = s.replicate()
 	case s.expired.Load():
 		err = s.idleTimedOut()
 		s.clientGone()
@@ -488,6 +492,9 @@ const eagerParkWait = 25 * time.Millisecond
 // of the process (measured: ~300 bytes per idle client at 5,000). After its first
 // request it waits on the loop like any other (relay.go, next).
 func (s *Session) parkAfterLogin(nclients int64) bool {
+	if s.kind.replication() {
+		return false // its own goroutine relays it at once (replication.go)
+	}
 	if cfg := s.srv.Config(); cfg != nil && cfg.ClientLoop && nclients < eagerParkClients && !s.isAdmin() &&
 		s.rd.Buffered() == 0 && s.loopOK() {
 		return s.loopPark(true) // the client loop reads its first request (clientloop.go)
@@ -764,6 +771,14 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 		// what an operator needs then.
 		return pgerr.Fatal(pgerr.TooManyConnections, "no more connections allowed (max_client_conn)")
 	}
+	kind, err := replicationOf(pkt)
+	if err != nil {
+		return err
+	}
+	if kind.replication() && isAdminDB(s.dbName) {
+		return pgerr.Fatal(pgerr.FeatureNotSupported, "replication connections to the admin console are not supported")
+	}
+	s.kind = kind
 	if handled, err := s.consoleLogin(cfg, pkt); handled || err != nil {
 		return err
 	}
@@ -796,6 +811,9 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	}
 	if s.dbName == entry.key.db {
 		s.dbName = entry.key.db
+	}
+	if s.kind.replication() {
+		return s.loginReplication(cfg, pkt, startParams)
 	}
 	_, mode, _ := entry.snapshot()
 	s.mode = mode

@@ -134,7 +134,7 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 	switch {
 	case s.mode == config.PoolModeSession:
 		return 0, false, nil
-	case s.forceSession:
+	case s.kind.forced():
 		return pinSession, false, nil
 	}
 	return v.Pin, v.Release, nil

@@ -216,6 +216,21 @@ func (m *Mux) Connect(t testing.TB, user, password, db string) *pgx.Conn {
 	return Connect(t, m.URL(user, password, db), pgx.QueryExecModeExec, OpTimeout)
 }
 
+// Console opens the admin console (database pgbouncer) through pgmux as user, with the
+// simple protocol it speaks; closed at cleanup.
+func (m *Mux) Console(t testing.TB, user, password string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(m.URL(user, password, "pgbouncer"))
+	require.NoError(t, err)
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	ctx, cancel := context.WithTimeout(context.Background(), OpTimeout)
+	defer cancel()
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { CloseConn(c) })
+	return c
+}
+
 // Env is the libpq environment for psql, pgbench and friends to reach db through pgmux,
 // followed by more.
 func (m *Mux) Env(user, password, db string, more ...string) []string {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -18,7 +19,8 @@ import (
 //	host      DATABASE USER ADDRESS METHOD   (also hostssl, hostnossl)
 //
 // DATABASE and USER are "all" or comma-separated names ("sameuser" matches a database
-// named like the user); ADDRESS is "all", a CIDR, or an address followed by a netmask
+// named like the user; "replication" matches a physical replication connection, which
+// "all" does not, as in PostgreSQL; a logical one matches its database); ADDRESS is "all", a CIDR, or an address followed by a netmask
 // column; METHOD is trust, reject, md5, scram-sha-256, password or cert. The first rule
 // that matches decides; no match rejects. Options after the method are ignored.
 
@@ -121,6 +123,19 @@ func parseLine(f []string) (Rule, error) {
 // Match returns the first rule for a connection, or nil. addr is invalid for a unix
 // socket connection.
 func (rs Rules) Match(addr netip.Addr, tls bool, db, user string) *Rule {
+	return rs.match(addr, tls, user, func(dbs []string) bool { return matchName(dbs, db, user) })
+}
+
+// MatchPhysicalReplication returns the first rule for a physical replication connection
+// (replication=true): only a rule whose DATABASE names the keyword replication fits it,
+// "all" does not, as in PostgreSQL's pg_hba.conf.
+func (rs Rules) MatchPhysicalReplication(addr netip.Addr, tls bool, user string) *Rule {
+	return rs.match(addr, tls, user, func(dbs []string) bool { return slices.Contains(dbs, "replication") })
+}
+
+// match returns the first rule whose connection type, address and user fit, and whose
+// databases dbOK accepts.
+func (rs Rules) match(addr netip.Addr, tls bool, user string, dbOK func([]string) bool) *Rule {
 	for i := range rs {
 		r := &rs[i]
 		switch r.conn {
@@ -136,7 +151,7 @@ func (rs Rules) Match(addr netip.Addr, tls bool, db, user string) *Rule {
 				continue
 			}
 		}
-		if !matchName(r.dbs, db, user) || !matchName(r.users, user, "") {
+		if !dbOK(r.dbs) || !matchName(r.users, user, "") {
 			continue
 		}
 		return r
@@ -147,6 +162,9 @@ func (rs Rules) Match(addr netip.Addr, tls bool, db, user string) *Rule {
 func matchName(list []string, name, user string) bool {
 	for _, x := range list {
 		switch {
+		case x == "replication" && user != "": // (user is set for DATABASE lists only)
+			// The keyword, in DATABASE: physical replication only (quoted, a database
+			// named so).
 		case x == "all", x == name:
 			return true
 		case x == "sameuser" && user != "" && name == user:

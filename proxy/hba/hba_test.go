@@ -104,3 +104,32 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestMatchReplication: as in PostgreSQL's pg_hba.conf, a physical replication
+// connection fits only a rule naming the keyword replication ("all" does not), and the
+// keyword fits no normal or logical replication connection (a database named
+// "replication" is written quoted).
+func TestMatchReplication(t *testing.T) {
+	rules, err := Parse([]byte(`
+host  replication  repl   10.0.0.0/8  scram-sha-256
+host  "replication" all   10.0.0.0/8  password
+host  all          all    10.0.0.0/8  md5
+host  replication  all    all         reject
+`))
+	require.NoError(t, err)
+	a := netip.MustParseAddr("10.1.1.1")
+	r := rules.MatchPhysicalReplication(a, false, "repl")
+	require.NotNil(t, r)
+	require.Equal(t, 2, r.Line, "the replication rule, not all's")
+	r = rules.MatchPhysicalReplication(a, false, "other")
+	require.NotNil(t, r)
+	require.Equal(t, 5, r.Line, "all does not match physical replication")
+	require.Nil(t, rules.MatchPhysicalReplication(netip.Addr{}, false, "repl"), "no local rule")
+
+	r = rules.Match(a, false, "replication", "repl")
+	require.NotNil(t, r)
+	require.Equal(t, 3, r.Line, "a database named replication: the quoted rule, not the keyword's")
+	r = rules.Match(a, false, "app", "repl")
+	require.NotNil(t, r)
+	require.Equal(t, 4, r.Line, "a normal (or logical replication) connection skips the keyword")
+}

@@ -70,15 +70,7 @@ func (p *pair) connect(t *testing.T, db string) *pgx.Conn {
 // admin opens the console.
 func (p *pair) admin(t *testing.T) *pgx.Conn {
 	t.Helper()
-	cc, err := pgx.ParseConfig(p.mux.URL("admin", "adminpass", "pgbouncer"))
-	require.NoError(t, err)
-	cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cc)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	return conn
+	return p.mux.Console(t, "admin", "adminpass")
 }
 
 // show runs a console SHOW and returns its rows keyed by column, NULL as nil.
