@@ -496,7 +496,12 @@ func (s *Session) forwardClient(c *pool.Conn, typ byte, n int) error {
 	switch typ {
 	case 'P', 'B', 'D', 'C':
 		if s.prep != prepPass {
-			return s.rewrite(c, typ, n)
+			return s.rewrite(c, typ, n) // rewriteParse frees a database a Parse needs
+		}
+		if typ == 'P' {
+			if err := s.freeDatabaseParse(n); err != nil {
+				return err
+			}
 		}
 	case 'Q':
 		if n <= maxInspect {
