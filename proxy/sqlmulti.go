@@ -192,15 +192,25 @@ func (s *Session) queryCopies(n int) (bool, error) {
 	if n > maxInspect {
 		return true, nil
 	}
+	q, err := s.peekQuery(n)
+	if err != nil || q == "" {
+		return false, err
+	}
+	return copiesIn(sqlscan.Scan(q)), nil
+}
+
+// peekQuery returns the text of the client's Query of n bytes, not consumed: a view of
+// the reader's buffer, valid until the message is read; "" when it has none.
+func (s *Session) peekQuery(n int) (string, error) {
 	m, err := s.rd.Peek(n)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	text, _, err := wire.CString(wire.Body(m))
 	if err != nil || len(text) == 0 {
-		return false, nil
+		return "", nil
 	}
-	return copiesIn(sqlscan.Scan(unsafe.String(&text[0], len(text)))), nil // not kept
+	return unsafe.String(&text[0], len(text)), nil
 }
 
 // midBatch reports whether the client's Query comes in the middle of an extended-protocol

@@ -4,9 +4,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/stretchr/testify/require"
-
-	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
 // TestCopyQueryNames: a Query of several statements with a COPY and SQL PREPAREs or
@@ -71,19 +68,7 @@ func TestCopyQueryNames(t *testing.T) {
 			m := startMux(t, setup{poolSize: 1, mode: mode})
 			for name, steps := range cases {
 				t.Run(name, func(t *testing.T) {
-					db := database(t, m.pg, "copynames", "CREATE TABLE t (a int)")
-					if mode == "unnamed" {
-						sameAsDirect(t, m, db, steps) // pinned for its PREPAREs
-						return
-					}
-					direct := dialRaw(t, m.pg.URL(pgtest.AppUser, pgtest.AppPassword, db))
-					pooled := dialRaw(t, m.url(db))
-					other := m.raw(t, db)
-					sameAnswers(t, direct, pooled, steps, func() {
-						require.Equal(t, other.query("SELECT pg_backend_pid()"), pooled.query("SELECT pg_backend_pid()"))
-						left := other.query("SELECT count(*) FROM pg_prepared_statements WHERE name !~ '^pgmux_'")
-						require.Equal(t, []string{"0"}, left, "statements under a client's name on the server")
-					})
+					sameAsDirectShared(t, m, mode, database(t, m.pg, "copynames", "CREATE TABLE t (a int)"), steps)
 				})
 			}
 		})
