@@ -1,7 +1,11 @@
 package proxy
 
 import (
+	"unsafe"
+
 	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // Statements that need a database to themselves.
@@ -17,7 +21,9 @@ import (
 // same host, in every pool (each user's), and the shared LISTEN connection of that
 // database when no client listens any more (it stays open after the last UNLISTEN);
 // connections in use stay, as a direct connection's other sessions would, and the
-// statement fails as it would there.
+// statement fails as it would there. Before a Query (forwardQuery) and a Parse (by
+// rewriteParse where pgmux handles statement names, else freeDatabaseParse), whatever
+// prepared_statement_mode and max_prepared_statements are.
 
 // freeDatabase closes the idle server connections that the statement q (lead l) needs
 // gone (sqlscan.ExclusiveDatabase).
@@ -41,4 +47,20 @@ func (s *Session) freeDatabase(q string, l sqlscan.Lead) {
 			}
 		}
 	}
+}
+
+// freeDatabaseParse is freeDatabase for the client's Parse of n bytes, about to be
+// forwarded as written (prepPass: max_prepared_statements = 0, session mode).
+func (s *Session) freeDatabaseParse(n int) error {
+	m, err := s.rd.Peek(n)
+	if err != nil {
+		return err
+	}
+	_, query, _, ok := link.ParseFields(wire.Body(m))
+	if !ok || len(query) == 0 {
+		return nil
+	}
+	q := unsafe.String(&query[0], len(query)) // a view of the reader's buffer, not kept
+	s.freeDatabase(q, s.lead(q))
+	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
@@ -146,15 +145,10 @@ func (s *Session) listenLocally(n int) (bool, error) {
 	if n > maxInspect || !s.betweenTransactions() || s.srv.Config().ListenMode != "multiplex" {
 		return false, nil
 	}
-	m, err := s.rd.Peek(n)
-	if err != nil {
+	q, err := s.peekQuery(n)
+	if err != nil || q == "" {
 		return false, err
 	}
-	text, _, err := wire.CString(wire.Body(m))
-	if err != nil || len(text) == 0 {
-		return false, nil
-	}
-	q := unsafe.String(&text[0], len(text))
 	if !s.maybeInteresting(q) {
 		return false, nil
 	}

@@ -155,6 +155,10 @@ type serverState struct {
 	log     reqLog
 	skipped []expect     // the requests skipped after a 0A000 error (skipToSync)
 	seen    *link.Sketch // unnamed statements parsed here lately (unnamed.go); made on first use
+	// left: client statement names a Query with a COPY left here, closed in front of the
+	// next message that reaches the server, whoever leases it (sqlmulti.go closeLeft).
+	// The lessee's session goroutine alone uses it (leases are ordered by the pool).
+	left []string
 }
 
 // ServerReset updates what pgmux knows of the server after the pool's reset query

@@ -473,14 +473,27 @@ func (s *Session) forwardSticky(c *pool.Conn, typ byte, n int, pin pinReason, re
 	if release {
 		s.releaseSeen = true
 	}
+	copying := false
+	if typ == 'Q' && s.releaseSeen {
+		var err error
+		if copying, err = s.queryCopies(n); err != nil {
+			return err
+		}
+	}
 	s.settingsBefore(typ)
+	if err := s.closeLeft(c, typ); err != nil {
+		return err
+	}
 	if err := s.forwardClient(c, typ, n); err != nil {
 		return err
 	}
 	if err := s.settingsAfter(c, typ); err != nil {
 		return err
 	}
-	if (typ == 'Q' || typ == 'S') && s.releaseSeen {
+	// The state check waits for the end of a Query with a COPY: behind it, it would
+	// reach the server in the COPY's copy-in (sqlmulti.go closeLeft). The client's next
+	// Query or Sync sends it.
+	if (typ == 'Q' || typ == 'S') && s.releaseSeen && !copying {
 		s.releaseSeen = false
 		if s.pinnedReasons() != 0 {
 			return s.sendStateCheck(c)
@@ -501,7 +514,12 @@ func (s *Session) forwardClient(c *pool.Conn, typ byte, n int) error {
 	switch typ {
 	case 'P', 'B', 'D', 'C':
 		if s.prep != prepPass {
-			return s.rewrite(c, typ, n)
+			return s.rewrite(c, typ, n) // rewriteParse frees a database a Parse needs
+		}
+		if typ == 'P' {
+			if err := s.freeDatabaseParse(n); err != nil {
+				return err
+			}
 		}
 	case 'Q':
 		if n <= maxInspect {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
@@ -32,10 +33,15 @@ import (
 // free, as in PostgreSQL. In cache mode the statement is pgmux's, as one a Query of one
 // PREPARE makes (sqlprep.go): the server's copy under the client's name is closed after
 // the Query too, and the client is not pinned; Bind, EXECUTE and DEALLOCATE of it work
-// on any server. (A Query with a COPY is the exception: a Close behind it would abort
-// its copy-in, so its PREPAREs go as written, unrecorded, and pin the client.) In
-// unnamed mode it is an own statement: the server keeps it under the client's name and
-// the client, pinned, keeps that server.
+// on any server. In unnamed mode it is an own statement: the server keeps it under the
+// client's name and the client, pinned, keeps that server.
+//
+// A Query with a COPY is handled alike, but for when the names are closed: a Close
+// right behind a Query whose COPY FROM STDIN runs would reach the server in its
+// copy-in and abort it (08P01, the session lost). Its closes wait on the server
+// (serverState.left) and go in front of the next message other than COPY data that
+// reaches that server, from this client or, if the link ends at the Query's
+// ReadyForQuery, the next one (closeLeft): no client sees what the Query left there.
 //
 // If pgmux's preparation of a statement fails (DDL since made it invalid), its error is
 // held and replaces the 26000 the client's EXECUTE then gets, as PostgreSQL reports the
@@ -58,6 +64,7 @@ type byName struct {
 	prepared []string
 	freed    []string
 	after    []string
+	copies   bool // the Query has a COPY: the names after are closed later (closeLeft)
 }
 
 // namesIn reports the client's statements a Query EXECUTEs, DEALLOCATEs or PREPAREs;
@@ -76,8 +83,7 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 		return nil
 	}
 	sts := sqlscan.Scan(q)
-	keep := s.prep == prepUnnamed || !copiesIn(sts)
-	var p byName
+	p := byName{copies: copiesIn(sts)}
 	var made map[string]*stmtDef // the statements of the Query's PREPAREs so far
 	cleared := false             // a DEALLOCATE ALL or DISCARD ALL before the statement
 	var deallocated []string     // the names DEALLOCATEd before the statement
@@ -106,16 +112,14 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 			if cleared || slices.Contains(deallocated, name) {
 				p.freed = append(p.freed, name)
 			}
-			if keep {
-				sq.PrepareBody = strings.Clone(sq.PrepareBody)
-				d := clearDrop{name: name, def: s.sqlDef(sq), prep: true, cleared: cleared}
-				d.def.own = s.prep == prepUnnamed
-				if made == nil {
-					made = make(map[string]*stmtDef)
-				}
-				made[name] = d.def
-				p.drops = append(p.drops, d)
+			sq.PrepareBody = strings.Clone(sq.PrepareBody)
+			d := clearDrop{name: name, def: s.sqlDef(sq), prep: true, cleared: cleared}
+			d.def.own = s.prep == prepUnnamed
+			if made == nil {
+				made = make(map[string]*stmtDef)
 			}
+			made[name] = d.def
+			p.drops = append(p.drops, d)
 		}
 		if mine || def == nil || def.own {
 			continue // made by the Query, or an own statement: on the server under its name already
@@ -129,7 +133,7 @@ func (s *Session) namesIn(q string, l sqlscan.Lead) *byName {
 		}
 		p.names[i].exec = p.names[i].exec || sq.Kind == sqlscan.KindExecute
 	}
-	p.after = p.closedAfter(s.prep == prepCache && keep)
+	p.after = p.closedAfter(s.prep == prepCache)
 	if len(p.names) == 0 && len(p.after) == 0 {
 		for _, d := range p.drops {
 			if d.def != nil {
@@ -171,7 +175,8 @@ func (p *byName) closedAfter(all bool) []string {
 }
 
 // copiesIn reports whether one of the statements is a COPY: a Close sent behind a Query
-// that runs COPY FROM STDIN would reach the server in its copy-in and abort it.
+// that runs COPY FROM STDIN would reach the server in its copy-in and abort it. (COPY TO
+// is counted too: its closes wait for the next message all the same.)
 func copiesIn(sts []sqlscan.Statement) bool {
 	for _, st := range sts {
 		if sqlscan.NewLexer(st.Text).Next().IsKeyword("copy") {
@@ -179,6 +184,33 @@ func copiesIn(sts []sqlscan.Statement) bool {
 		}
 	}
 	return false
+}
+
+// queryCopies reports whether the client's Query of n bytes, about to be forwarded, may
+// run a COPY (copiesIn); one too long to look at may.
+func (s *Session) queryCopies(n int) (bool, error) {
+	if n > maxInspect {
+		return true, nil
+	}
+	q, err := s.peekQuery(n)
+	if err != nil || q == "" {
+		return false, err
+	}
+	return copiesIn(sqlscan.Scan(q)), nil
+}
+
+// peekQuery returns the text of the client's Query of n bytes, not consumed: a view of
+// the reader's buffer, valid until the message is read; "" when it has none.
+func (s *Session) peekQuery(n int) (string, error) {
+	m, err := s.rd.Peek(n)
+	if err != nil {
+		return "", err
+	}
+	text, _, err := wire.CString(wire.Body(m))
+	if err != nil || len(text) == 0 {
+		return "", nil
+	}
+	return unsafe.String(&text[0], len(text)), nil
 }
 
 // midBatch reports whether the client's Query comes in the middle of an extended-protocol
@@ -219,15 +251,21 @@ func (s *Session) sqlByName(c *pool.Conn, m []byte, p *byName) error {
 		before = append(before, expect{Kind: 'Q', Hide: true, Hold: true})
 	}
 	b = append(b, m...)
-	for _, name := range p.after {
-		b = link.AppendClose(b, 'S', name)
-		after = append(after, expect{Kind: 'C', Hide: true})
+	if !p.copies {
+		for _, name := range p.after {
+			b = link.AppendClose(b, 'S', name)
+			after = append(after, expect{Kind: 'C', Hide: true})
+		}
 	}
 	if len(after) > 0 {
 		b = append(b, 'S', 0, 0, 0, 4)
 		after = append(after, expect{Kind: 'S', Hide: true, Settles: true})
 	}
 	s.mu.Lock()
+	if p.copies && len(p.after) > 0 {
+		x := s.stateOf(c) // under mu: the reader may look at a fresh Tracker (serverFor)
+		x.left = append(x.left, p.after...)
+	}
 	if x := linkOf(c); x != nil {
 		// A client name that is one of pgmux's: prepare it anew.
 		for _, n := range names {
@@ -261,7 +299,7 @@ func (s *Session) byNameNeed(q string, l sqlscan.Lead, pin pinReason, release bo
 		return pin, release
 	}
 	sts := sqlscan.Scan(q)
-	recorded := s.prep == prepCache && !s.midBatch() && !copiesIn(sts)
+	recorded := s.prep == prepCache && !s.midBatch()
 	prepares, freedAll := false, false
 	var freed []string // names the Query deallocated so far (views of q)
 	for _, st := range sts {
@@ -298,4 +336,43 @@ func (s *Session) byNameNeed(q string, l sqlscan.Lead, pin pinReason, release bo
 // goes as written).
 func namesStatements(l sqlscan.Lead) bool {
 	return l.Interesting || l.Keyword == sqlscan.KwExplain
+}
+
+// closeLeft sends, in front of the client message typ about to reach c, the Closes of
+// the names a Query with a COPY left on c (sqlByName) and a Sync, unless typ is COPY
+// data, which may still be the copy-in of that Query. The message's expect, when
+// account queued one, stays behind theirs. The session goroutine, holding c's write
+// lock where others may write (forwardLocked).
+func (s *Session) closeLeft(c *pool.Conn, typ byte) error {
+	switch typ {
+	case 'd', 'c', 'f', 'X':
+		return nil
+	}
+	x := linkOf(c)
+	if x == nil || len(x.left) == 0 {
+		return nil
+	}
+	names := x.left
+	x.left = nil
+	b := s.scratch[:0]
+	es := make([]expect, 0, len(names)+1)
+	for _, name := range names {
+		b = link.AppendClose(b, 'S', name)
+		es = append(es, expect{Kind: 'C', Hide: true})
+	}
+	b = append(b, 'S', 0, 0, 0, 4)
+	es = append(es, expect{Kind: 'S', Hide: true})
+	// account queued the expect of a Query, FunctionCall, Sync or Execute, and of the
+	// other extended-protocol messages where pgmux does not rewrite them (prepPass).
+	queued := typ == 'Q' || typ == 'F' || typ == 'S' || typ == 'E' || typ != 'H' && s.prep == prepPass
+	s.mu.Lock()
+	if queued {
+		s.q.pushBeforeTail(es...)
+	} else {
+		for i := range es {
+			s.q.push(&es[i])
+		}
+	}
+	s.mu.Unlock()
+	return s.writeScratch(c, b)
 }

@@ -25,9 +25,20 @@ import (
 // statement's own errors or 42P05 for the duplicate, naming x. x is registered when the
 // Execute is sent and forgotten if the server fails or skips it (expect.Reg), so a
 // pipelined EXECUTE x behind it finds it. In a failed transaction the server refuses
-// the Execute (25P02) and nothing is registered. Only in cache mode (where the Query
-// form is rewritten too); in unnamed mode (prepared_statement_mode) such a PREPARE
-// still pins the client (pin reason "prepare").
+// the Execute (25P02) and nothing is registered. So in cache mode (where the Query
+// form is rewritten too).
+//
+// In unnamed mode (prepared_statement_mode) such a PREPARE pins the client (pin reason
+// "prepare"), its Parse goes as written, and x is an own statement, as one a Query's
+// PREPARE makes (sqlmulti.go): the server makes it under the client's name, and it is
+// the client's when the server completes the Execute (the drop hand-off,
+// stmtclear.go). A name the server has under the client's name (own) gets the server's
+// own 42P05. But a name the client made with Parse is on no server under its name: the
+// Execute of its PREPARE would succeed where PostgreSQL answers 42P05. The server
+// runs it as in cache mode instead, in place of the client's Execute: a PREPARE
+// pgmux_noop of the same text, executed as the unnamed statement after a hidden Close
+// and empty Parse of pgmux_noop, whose answer (the statement's own errors, else 42P05)
+// names x. Nothing is left under the client's name for another client to meet.
 
 // sqlPrep is the client's SQL PREPARE in a Parse: executing it makes the client's
 // statement name.
@@ -37,6 +48,8 @@ type sqlPrep struct {
 	types      string // its parameter type list as written, parenthesized, or ""
 	orig       string // the client's text
 	start, end int    // the name token in orig
+	// own: unnamed mode, where the server runs the PREPARE as written (executeOwnPrep).
+	own bool
 }
 
 // prepOf reports whether q, the text of a Parse, is one SQL PREPARE that the session
@@ -45,6 +58,11 @@ func (s *Session) prepOf(q string) *sqlPrep {
 	if s.prep != prepCache {
 		return nil
 	}
+	return s.sqlPrepOf(q)
+}
+
+// sqlPrepOf reports whether q, the text of a Parse, is one SQL PREPARE, and returns it.
+func (s *Session) sqlPrepOf(q string) *sqlPrep {
 	kw := s.lead(q).Keyword
 	if kw != sqlscan.KwPrepare {
 		return nil
@@ -97,15 +115,15 @@ func (s *Session) executePrep(c *pool.Conn, p *sqlPrep, m []byte) error {
 	}
 	b := link.AppendClose(s.scratch[:0], 'S', noopStmt)
 	es := []expect{{Kind: 'C', Hide: true}}
+	if p.own {
+		return s.executeOwnPrep(c, p, m)
+	}
 	var def *stmtDef
 	if s.lookupStmt([]byte(p.name)) != nil {
 		b = link.AppendEmptyParse(b, noopStmt) // 42P05, as for x
 		es = append(es, expect{Kind: 'P', Hide: true})
 	} else {
-		def = newSQLStmtDef(p.body, p.types, s.stmtScope(), s.srv.stmtEpoch.Load())
-		v := s.classify(def.query)
-		def.pin, def.release, def.set = v.Pin, v.Release, v.Set
-		def.checked.Store(true) // if the server refuses the PREPARE, it is marked failed
+		def = s.prepDef(p)
 		s.noteDDL(def.query, sqlscan.LeadOf(def.query))
 		s.keep(p.name, def)
 	}
@@ -119,4 +137,48 @@ func (s *Session) executePrep(c *pool.Conn, p *sqlPrep, m []byte) error {
 		l.Skip('E') // not replayed (retry.go)
 	}
 	return s.writeScratch(c, append(b, m...))
+}
+
+// prepDef is the statement executing p makes.
+func (s *Session) prepDef(p *sqlPrep) *stmtDef {
+	def := newSQLStmtDef(p.body, p.types, s.stmtScope(), s.srv.stmtEpoch.Load())
+	v := s.classify(def.query)
+	def.pin, def.release, def.set = v.Pin, v.Release, v.Set
+	def.checked.Store(true) // if the server refuses the PREPARE, it is not the client's
+	return def
+}
+
+// executeOwnPrep is executePrep in unnamed mode: the client's Execute m of its PREPARE
+// goes as written, and makes the client's own statement when the server completes it;
+// for a name the client made with Parse, a PREPARE of pgmux_noop answers in its place.
+// The Execute's expect is queued.
+func (s *Session) executeOwnPrep(c *pool.Conn, p *sqlPrep, m []byte) error {
+	def := s.lookupStmt([]byte(p.name))
+	s.mu.Lock()
+	failedTx := s.TxStatus == 'E'
+	s.mu.Unlock()
+	switch {
+	case failedTx || def != nil && def.own:
+		// The server refuses it (25P02), or has x under its name: 42P05 from it.
+		return s.writeScratch(c, append(s.scratch[:0], m...))
+	case def == nil:
+		own := s.prepDef(p)
+		own.own = true
+		s.noteDrops([]clearDrop{{name: p.name, def: own, prep: true}})
+		// A statement message behind it waits for its answer (applyClears): a Flush
+		// makes the server send it now.
+		b := append(s.scratch[:0], m...)
+		return s.writeScratch(c, append(b, 'H', 0, 0, 0, 4))
+	}
+	b := link.AppendNoop(s.scratch[:0], noopStmt)
+	b = link.AppendRunUnnamed(b, p.text())
+	s.unnamed.live = false // the server's unnamed statement is now that PREPARE
+	s.mu.Lock()
+	s.q.pushBeforeTail(expect{Kind: 'C', Hide: true}, expect{Kind: 'P', Hide: true},
+		expect{Kind: 'P', Hide: true}, expect{Kind: 'B', Hide: true})
+	if e := s.q.tail(); e != nil && e.Kind == 'E' {
+		e.Fix = p.fix() // its Execute's answer is the client's
+	}
+	s.mu.Unlock()
+	return s.writeScratch(c, b)
 }

@@ -106,6 +106,15 @@ func (s *Session) clearOf(q string) clearOp {
 		if st, ok := sqlStatementFirst(q, l.Keyword); ok {
 			return clearOp{name: strings.Clone(st.Name)}
 		}
+	case sqlscan.KindPrepare:
+		// In cache mode prepOf's (register, parseUnnamed); in unnamed mode it makes an
+		// own statement (executeOwnPrep).
+		if s.prep == prepUnnamed {
+			if p := s.sqlPrepOf(q); p != nil {
+				p.own = true
+				return clearOp{prep: p}
+			}
+		}
 	}
 	return clearOp{}
 }

@@ -162,6 +162,13 @@ func TestSQLPrepareLeavesNothingForOthers(t *testing.T) {
 					b("CZ", query("PREPARE x AS SELECT 'b'")),
 					a("TDCZ", query("EXECUTE x")),
 				},
+				"extended PREPARE of a Parsed name fails": {
+					a("1Z", parse("x", "SELECT 'a'"), syncMsg),
+					a("12EZ", parse("", "PREPARE x AS SELECT 2"), bind("", ""), execute("", 0), syncMsg),
+					b("EZ", query("EXECUTE x")),
+					b("CZ", query("PREPARE x AS SELECT 'b'")),
+					a("2DCZ", bind("", "x"), execute("", 0), syncMsg),
+				},
 				"PREPARE fails before COPY": {
 					a("1Z", parse("x", "SELECT 'a'"), syncMsg),
 					a("EZ", query("PREPARE x AS SELECT 2; COPY t FROM STDIN")),

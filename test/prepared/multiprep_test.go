@@ -122,25 +122,35 @@ func TestMultiStatementPrepare(t *testing.T) {
 			m := startMux(t, setup{poolSize: 1, maxStmts: 5, mode: mode})
 			for name, steps := range cases {
 				t.Run(name, func(t *testing.T) {
-					db := database(t, m.pg, "multiprep")
-					if mode == "unnamed" {
-						sameAsDirect(t, m, db, steps) // pinned: its statements stay on its server
-						return
-					}
-					direct := dialRaw(t, m.pg.URL(pgtest.AppUser, pgtest.AppPassword, db))
-					pooled := dialRaw(t, m.url(db))
-					other := m.raw(t, db)
-					sameAnswers(t, direct, pooled, steps, func() {
-						// One server for both: the client is not pinned to a server of its own.
-						require.Equal(t, other.query("SELECT pg_backend_pid()"), pooled.query("SELECT pg_backend_pid()"))
-						left := other.query("SELECT count(*) FROM pg_prepared_statements WHERE name !~ '^pgmux_'")
-						require.Equal(t, []string{"0"}, left, "statements under a client's name on the server")
-						other.query("DEALLOCATE ALL") // the client's statements are prepared again where they run
-					})
+					sameAsDirectShared(t, m, mode, database(t, m.pg, "multiprep"), steps)
 				})
 			}
 		})
 	}
+}
+
+// sameAsDirectShared is sameAsDirect through pgmux with one server (default_pool_size
+// = 1) in cache mode, where the client must not be pinned: between steps another client
+// runs on the same server, finds no statement under a client's name there and
+// deallocates pgmux's (so the client's are prepared again where they run). In unnamed
+// mode, where a client that PREPAREs is pinned and its statements stay on its server,
+// it is sameAsDirect.
+func sameAsDirectShared(t *testing.T, m *mux, mode, db string, steps []step) {
+	t.Helper()
+	if mode == "unnamed" {
+		sameAsDirect(t, m, db, steps)
+		return
+	}
+	direct := dialRaw(t, m.pg.URL(pgtest.AppUser, pgtest.AppPassword, db))
+	pooled := dialRaw(t, m.url(db))
+	other := m.raw(t, db)
+	sameAnswers(t, direct, pooled, steps, func() {
+		// One server for both: the client is not pinned to a server of its own.
+		require.Equal(t, other.query("SELECT pg_backend_pid()"), pooled.query("SELECT pg_backend_pid()"))
+		left := other.query("SELECT count(*) FROM pg_prepared_statements WHERE name !~ '^pgmux_'")
+		require.Equal(t, []string{"0"}, left, "statements under a client's name on the server")
+		other.query("DEALLOCATE ALL")
+	})
 }
 
 // TestMultiStatementPrepareWithCopy: a Query with a PREPARE and a COPY FROM STDIN. pgmux

@@ -19,8 +19,23 @@ import (
 // after the last listener left) are sessions PostgreSQL waits for
 // and then refuses the statement over (55006 "database … is being accessed by other
 // users"), where a direct connection succeeds: pgmux must close them first.
+//
+// In every prepared_statement_mode, and without statement handling
+// (max_prepared_statements = 0): the Parse of such a statement freed the database only
+// where pgmux rewrites statement messages (cache and unnamed mode); with
+// max_prepared_statements = 0 the ALTER DATABASE … RENAME sent with Parse/Bind/Execute
+// failed with 55006.
 func TestDropDatabaseThroughPool(t *testing.T) {
-	m := startMux(t, setup{})
+	for name, extra := range map[string]map[string]string{
+		"cache":                     nil,
+		"unnamed":                   {"prepared_statement_mode": "unnamed"},
+		"max_prepared_statements=0": {"max_prepared_statements": "0"},
+	} {
+		t.Run(name, func(t *testing.T) { dropDatabaseThroughPool(t, startMux(t, setup{extra: extra})) })
+	}
+}
+
+func dropDatabaseThroughPool(t *testing.T, m *mux) {
 	src := m.pg.NewDatabase(t, "dj_test")
 	clone := src + "_1"
 	t.Cleanup(func() {
