@@ -316,7 +316,8 @@ func (s *Server) adminDisable(db string, disable bool) error {
 	return nil
 }
 
-// adminReconnect closes idle servers of db now and busy ones when they are released.
+// adminReconnect closes idle servers of db now and busy ones when they are released; a
+// replication client's server, which is never released, at once with its client.
 func (s *Server) adminReconnect(db string) error {
 	if db != "" {
 		if err := s.knownDB(db); err != nil {
@@ -326,6 +327,7 @@ func (s *Server) adminReconnect(db string) error {
 	for _, e := range s.matching(db) {
 		e.pool.Reconnect()
 	}
+	s.endStaleReplication("RECONNECT closes its server connections")
 	return nil
 }
 

@@ -84,5 +84,6 @@ func (s *Server) reloadLocked(cfg *config.Config, creds map[string]config.Creden
 		// when released. New contents of the same files apply to new connections only.
 		s.pools.reconnectAll()
 	}
+	s.endStaleReplication("the configuration was reloaded with another server for it")
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
@@ -274,4 +276,31 @@ func (s *Session) pumpReplication(c *pool.Conn) error {
 			return err
 		}
 	}
+}
+
+// endStaleReplication ends, with a FATAL naming why, the replication clients whose server
+// RECONNECT or a reload has marked to be closed (pool.Conn.CloseNeeded: its database
+// moved to another host, server_tls_* changed). A pooled server so marked closes when it
+// is released; a replication server never is, so its stream would go on against the old
+// server forever and WAIT_CLOSE would never return. PgBouncer's janitor closes such a
+// replication server at once for the same reason. The clients are told and closed on a
+// goroutine of their own (killAll), so the command does not wait; WAIT_CLOSE does.
+func (s *Server) endStaleReplication(why string) {
+	var stale []*Session
+	for _, sess := range s.Sessions() {
+		if !sess.kind.replication() {
+			continue
+		}
+		if c := sess.linkedServer(); c != nil && c.CloseNeeded() {
+			stale = append(stale, sess)
+		}
+	}
+	if len(stale) == 0 {
+		return
+	}
+	s.log.Info("closing replication connections whose server is to be closed", zap.String("why", why), zap.Int("clients", len(stale)))
+	go killAll(stale, func(sess *Session) *pgerr.Error {
+		return pgerr.Fatal(pgerr.AdminShutdown, "terminating replication connection to database %s: %s", sess.dbName, why).
+			WithHint("Reconnect: a new replication connection goes to the database's server as configured now.")
+	})
 }

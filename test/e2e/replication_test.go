@@ -39,16 +39,27 @@ const (
 // pooling, with the superuser as console admin and extra lines added.
 func startReplication(t *testing.T, extra ...string) (*pgtest.Server, *mux) {
 	t.Helper()
+	pg := logicalPG(t)
+	return pg, startMux(t, pg, replBouncer(extra...))
+}
+
+// logicalPG starts a private PostgreSQL with wal_level = logical and the role norepl.
+func logicalPG(t *testing.T) *pgtest.Server {
+	t.Helper()
 	pg := pgtest.StartPrivate(t)
 	pg.Exec(t, "ALTER SYSTEM SET wal_level = logical")
 	pg.Restart(t, "fast")
 	pg.Exec(t, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", noReplUser, noReplPass))
-	m := startMux(t, pg, bouncer{
+	return pg
+}
+
+// replBouncer is the configuration of these tests, with extra lines added.
+func replBouncer(extra ...string) bouncer {
+	return bouncer{
 		Users: map[string]string{pgtest.SuperUser: replPass, pgtest.AppUser: pgtest.AppPassword,
 			noReplUser: noReplPass},
 		Extra: append([]string{"admin_users = " + pgtest.SuperUser, "query_wait_timeout = 5"}, extra...),
-	})
-	return pg, m
+	}
 }
 
 // replConn opens a replication connection through pgmux with pgconn (simple protocol).
