@@ -17,7 +17,10 @@ import (
 // recovery_min_apply_delay has replayed it (and not before), or at its deadline.
 func TestReadYourWritesPrimitives(t *testing.T) {
 	primary := pgtest.StartPrivate(t)
-	standby := primary.StartStandby(t, "recovery_min_apply_delay = '300ms'")
+	// The delay must outlast what the test does between the commit and its first
+	// WaitReplay (PrimaryLSN's first read logs in to the primary): 300 ms left a loaded
+	// machine with race-built code about 280 ms.
+	standby := primary.StartStandby(t, "recovery_min_apply_delay = '1500ms'")
 	cl := pool.NewCluster(pool.ClusterOptions{Endpoints: []pool.Endpoint{
 		{Host: standby.Host, Port: standby.Port}, {Host: primary.Host, Port: primary.Port}}})
 	defer cl.Close()

@@ -4,6 +4,7 @@ package proxy_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/internal/pgtest"
 )
 
 // TestParkedClientsResumeExactly parks clients in every shape an idle client comes in
@@ -81,16 +84,34 @@ func TestParkedClientsResumeExactly(t *testing.T) {
 	require.Equal(t, before+4, queries(), "each resumed client's query counted once") // SELECT, SHOW, EXECUTE, NOTIFY
 
 	// The cancel key of a client that parked again without its working state still
-	// reaches its query.
+	// reaches its query: sent once the query runs on the server (a cancel sent before
+	// that cancels nothing), it ends the query long before its statement_timeout (7 s,
+	// set above) would, which ends it with the same SQLSTATE but another message.
 	require.Eventually(t, func() bool { c, w := working(); return c == 5 && w == 3 }, 20*time.Second, 100*time.Millisecond)
+	const sleeper = "SELECT pg_sleep(20), 'parked cancel'"
+	direct := h.pg.Connect(t, pgtest.SuperUser, "", pgtest.AppDB)
+	cancelled := make(chan error, 1)
 	go func() {
-		time.Sleep(300 * time.Millisecond)
-		_ = counted.PgConn().CancelRequest(ctx)
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			var running bool
+			if err := direct.QueryRow(ctx, "SELECT count(*) > 0 FROM pg_stat_activity WHERE query = $1 AND state = 'active'",
+				sleeper).Scan(&running); err != nil {
+				cancelled <- err
+				return
+			}
+			if running {
+				cancelled <- counted.PgConn().CancelRequest(ctx)
+				return
+			}
+		}
+		cancelled <- errors.New("the query never ran on the server")
 	}()
-	_, err = counted.Exec(ctx, "SELECT pg_sleep(20)")
+	_, err = counted.Exec(ctx, sleeper)
+	require.NoError(t, <-cancelled)
 	var pe *pgconn.PgError
 	require.ErrorAs(t, err, &pe)
 	require.Equal(t, "57014", pe.Code, pe.Message)
+	require.Contains(t, pe.Message, "user request", "the cancel, not statement_timeout, ended the query")
 	require.NoError(t, counted.QueryRow(ctx, "SELECT 7").Scan(&n))
 	require.Equal(t, 7, n)
 }

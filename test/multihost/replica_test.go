@@ -112,8 +112,43 @@ func (p *replicaPair) waitReplayed(t *testing.T) {
 	}, 30*time.Second, 10*time.Millisecond, "the standby replays the primary's WAL")
 }
 
-// counter sums a counter's (or a histogram's count's) values over the series whose
-// labels include labels.
+// waitPrimaryCheckedAfter waits until the hosts' checker has sent a check of the primary
+// after after (and read its WAL position): until SHOW HOSTS shows two checks of it
+// completed after after. The checker runs one check at a time, so the second was sent
+// after the first completed. (A fixed sleep of the checker's interval and a margin
+// fails when a loaded machine delays a check past the margin.) The checked time is
+// known from checked_ms_ago only within the SHOW's round trip: the bounds used are
+// the safe ones.
+func (p *replicaPair) waitPrimaryCheckedAfter(t *testing.T, after time.Time) {
+	t.Helper()
+	adm := p.admin(t)
+	// checked returns bounds on when the primary's last check completed.
+	checked := func() (lo, hi time.Time, ok bool) {
+		before := time.Now()
+		r := hostRow(show(t, adm, "SHOW HOSTS"), p.primary.Port)
+		now := time.Now()
+		ago, ok := r["checked_ms_ago"].(int64)
+		if !ok {
+			return lo, hi, false
+		}
+		d := time.Duration(ago) * time.Millisecond
+		return before.Add(-d - time.Millisecond), now.Add(-d), true
+	}
+	var firstHi time.Time
+	require.Eventually(t, func() bool {
+		lo, hi, ok := checked()
+		if ok && lo.After(after) {
+			firstHi = hi
+			return true
+		}
+		return false
+	}, 20*time.Second, 20*time.Millisecond, "a check of the primary completes")
+	require.Eventually(t, func() bool {
+		lo, _, ok := checked()
+		return ok && lo.After(firstHi)
+	}, 20*time.Second, 20*time.Millisecond, "a check of the primary sent after the write completes")
+}
+
 // reachesStandby reports whether one of up to three plain reads on c runs on the
 // standby. A read right after another request can legitimately run on the primary:
 // the previous answer's ReadyForQuery reaches the client before pgmux ends that link,
@@ -144,6 +179,8 @@ func primaryReasons(t *testing.T, reg *prometheus.Registry) string {
 	return "reads sent to the primary by reason: " + strings.Join(out, " ")
 }
 
+// counter sums a counter's (or a histogram's count's) values over the series whose
+// labels include labels.
 func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	var sum float64
@@ -481,7 +518,7 @@ func TestReadYourWrites(t *testing.T) {
 	fromCheck := counter(t, p.reg, "pgmux_replica_ryw_positions_total", map[string]string{"source": "check"})
 	_, err := c.Exec(ctx, "INSERT INTO ryw VALUES (-100)")
 	require.NoError(t, err)
-	time.Sleep(1500 * time.Millisecond)
+	p.waitPrimaryCheckedAfter(t, time.Now())
 	var n int
 	var standby bool
 	require.NoError(t, c.QueryRow(ctx, "SELECT count(*), pg_is_in_recovery() FROM ryw WHERE id = -100").Scan(&n, &standby))
