@@ -455,6 +455,7 @@ var (
 	errKilled     = errors.New("closed by KILL")
 	errPaused     = errors.New("closed by PAUSE")
 	errUnfit      = errors.New("its host went down or changed role")
+	errExclusive  = errors.New("a statement needs its database to itself (DROP DATABASE, ALTER DATABASE … RENAME, CREATE DATABASE … TEMPLATE)")
 )
 
 // closeFor closes the connection, remembering the first reason given.

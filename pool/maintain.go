@@ -195,7 +195,25 @@ func (p *Pool) Resume() {
 
 // CloseIdle closes every idle connection (RECONNECT); leased ones close on release when
 // reconnect is set.
-func (p *Pool) CloseIdle() {
+func (p *Pool) CloseIdle() { p.closeIdle(errReconnect) }
+
+// CloseIdleFor closes every idle connection, and for d more each connection that was
+// out at this moment (leased, in server_reset_query or a health check) as it comes back
+// instead of keeping it idle; one handed to a queued lessee stays, as does one leased
+// after now, or kept by its client. A statement that needs the database to itself
+// (DROP DATABASE) is about to run, and PostgreSQL waits up to d for that database's
+// other sessions to end: a connection whose client has only just left, still leased
+// or in its reset, is one.
+func (p *Pool) CloseIdleFor(d time.Duration) {
+	now := time.Now()
+	p.mu.Lock()
+	p.exclusiveAt, p.exclusiveUntil = now, now.Add(d)
+	p.mu.Unlock()
+	p.closeIdle(errExclusive)
+}
+
+// closeIdle closes every idle connection for reason.
+func (p *Pool) closeIdle(reason error) {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle = nil
@@ -204,6 +222,6 @@ func (p *Pool) CloseIdle() {
 	}
 	p.mu.Unlock()
 	for _, c := range idle {
-		c.closeFor(errReconnect)
+		c.closeFor(reason)
 	}
 }

@@ -102,6 +102,10 @@ type Pool struct {
 	expiryAt time.Time
 	// staleBefore marks connections created before it for closing on release (RECONNECT).
 	staleBefore time.Time
+	// Until exclusiveUntil, a connection last leased before exclusiveAt is closed when
+	// it would become idle (CloseIdleFor: a DROP DATABASE waits for the database's
+	// sessions to end).
+	exclusiveAt, exclusiveUntil time.Time
 	// cluster is the multi-host target the pool last dialed; it wakes the pool's waiters
 	// when a host comes up or changes role (hosts.go).
 	cluster atomic.Pointer[Cluster]
@@ -685,7 +689,8 @@ func (p *Pool) putIdle(c *Conn) {
 // putIdleLocked hands c to the first waiter or puts it on the idle list; p.mu is held
 // and released here. now is the caller's clock reading. A pool closed meanwhile (while
 // c ran server_reset_query, or was being dialed by fillMin) closes c instead: nothing
-// would ever take it from the idle list of a closed pool, nor close it there.
+// would ever take it from the idle list of a closed pool, nor close it there. Before the
+// mark of CloseIdleFor ends, c last leased before it goes to a waiter or is closed.
 func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 	if p.closed {
 		p.mu.Unlock()
@@ -699,6 +704,9 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 		c.closeFor(errPaused)
 		return
 	}
+	// Out when a statement needing the database alone came (CloseIdleFor): its lease
+	// began before (leaseAt marks lastUsed), or its reset or check ran then.
+	out := now.Before(p.exclusiveUntil) && c.lastUsed.Load() < p.exclusiveAt.UnixNano()
 	c.lastUsed.Store(now.UnixNano())
 	p.servedAt = now
 	if p.waiters.Len() > 0 {
@@ -707,6 +715,12 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 		c.state.Store(int32(StateActive))
 		p.mu.Unlock()
 		w.give(c)
+		return
+	}
+	if out {
+		p.retireLocked(c)
+		p.mu.Unlock()
+		c.closeFor(errExclusive)
 		return
 	}
 	c.state.Store(int32(StateIdle))

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"time"
 	"unsafe"
 
 	"github.com/pgmux/pgmux/protocol/sqlscan"
@@ -24,9 +25,20 @@ import (
 // statement fails as it would there. Before a Query (forwardQuery) and a Parse (by
 // rewriteParse where pgmux handles statement names, else freeDatabaseParse), whatever
 // prepared_statement_mode and max_prepared_statements are.
+//
+// A server whose client has only just left is not idle yet: still leased until pgmux
+// has read the client's Terminate, or running server_reset_query (session mode), or a
+// health check. So for the exclusiveWait that PostgreSQL waits, each such pool closes
+// the servers that were out then as they come back, instead of keeping them idle
+// (pool.CloseIdleFor); a server a client keeps (or that goes straight to a queued
+// client, or is leased afterwards) stays.
+
+// exclusiveWait is how long PostgreSQL waits for the other sessions of a database to end
+// before it refuses a statement that needs it alone (CountOtherDBBackends: 5 s).
+const exclusiveWait = 5 * time.Second
 
 // freeDatabase closes the idle server connections that the statement q (lead l) needs
-// gone (sqlscan.ExclusiveDatabase).
+// gone (sqlscan.ExclusiveDatabase), and those out now as they come back.
 func (s *Session) freeDatabase(q string, l sqlscan.Lead) {
 	switch l.Keyword {
 	case sqlscan.KwDrop, sqlscan.KwAlter, sqlscan.KwCreate:
@@ -41,7 +53,7 @@ func (s *Session) freeDatabase(q string, l sqlscan.Lead) {
 	host := db.HostKey()
 	for _, e := range s.srv.pools.all() {
 		if d, _, _ := e.snapshot(); d.DBName == name && d.HostKey() == host {
-			e.pool.CloseIdle()
+			e.pool.CloseIdleFor(exclusiveWait)
 			if l := s.srv.hub.Get(e.key.db); l != nil {
 				l.DropIdle()
 			}

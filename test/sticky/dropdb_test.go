@@ -25,11 +25,18 @@ import (
 // where pgmux rewrites statement messages (cache and unnamed mode); with
 // max_prepared_statements = 0 the ALTER DATABASE … RENAME sent with Parse/Bind/Execute
 // failed with 55006.
+//
+// And in session mode, where a leaving client's server runs server_reset_query (DISCARD
+// ALL) before it is idle: a DROP sent the moment that client disconnects found the server
+// not idle yet (still leased, or in its reset), left it open, and failed with 55006
+// once PostgreSQL's five seconds were up; a direct connection, whose backend exits in
+// time, succeeds. leaveThenDrop repeats that race in every mode.
 func TestDropDatabaseThroughPool(t *testing.T) {
 	for name, extra := range map[string]map[string]string{
 		"cache":                     nil,
 		"unnamed":                   {"prepared_statement_mode": "unnamed"},
 		"max_prepared_statements=0": {"max_prepared_statements": "0"},
+		"session":                   {"pool_mode": "session"},
 	} {
 		t.Run(name, func(t *testing.T) { dropDatabaseThroughPool(t, startMux(t, setup{extra: extra})) })
 	}
@@ -94,4 +101,21 @@ func dropDatabaseThroughPool(t *testing.T, m *mux) {
 	t.Cleanup(func() { _ = su.Close(context.Background()) })
 	_, err = su.Exec(ctxT(t), `DROP DATABASE "`+clone+`x"`, pgx.QueryExecModeCacheStatement)
 	require.NoError(t, err)
+
+	leaveThenDrop(t, m, simple)
+}
+
+// leaveThenDrop drops a database right after the last client that used it through pgmux
+// has disconnected, with no pause between (a test runner's teardown), a few times: the
+// window in which the leaving client's server is not idle yet is short.
+func leaveThenDrop(t *testing.T, m *mux, drop func(string) error) {
+	for i := range 5 {
+		db := m.pg.NewDatabase(t, "dj_leave")
+		c, err := pgconn.Connect(ctxT(t), m.url(db))
+		require.NoError(t, err)
+		_, err = c.Exec(ctxT(t), "SELECT 1").ReadAll()
+		require.NoError(t, err)
+		require.NoError(t, c.Close(ctxT(t)))
+		require.NoError(t, drop(`DROP DATABASE "`+db+`"`), "round %d", i)
+	}
 }
