@@ -689,19 +689,26 @@ func (p *Pool) putIdle(c *Conn) {
 // putIdleLocked hands c to the first waiter or puts it on the idle list; p.mu is held
 // and released here. now is the caller's clock reading. A pool closed meanwhile (while
 // c ran server_reset_query, or was being dialed by fillMin) closes c instead: nothing
-// would ever take it from the idle list of a closed pool, nor close it there. Before the
-// mark of CloseIdleFor ends, c last leased before it goes to a waiter or is closed.
+// would ever take it from the idle list of a closed pool, nor close it there. So is c
+// when RECONNECT marked it meanwhile (created before the mark). Before the mark of
+// CloseIdleFor ends, c last leased before it goes to a waiter or is closed.
 func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 	if p.closed {
 		p.mu.Unlock()
 		c.closeFor(errPoolClosed)
 		return
 	}
-	if p.paused && p.draining {
-		// Back from server_reset_query, or dialed by fillMin, after Pause.
+	var over error
+	switch {
+	case p.paused && p.draining:
+		over = errPaused // back from server_reset_query, or dialed by fillMin, after Pause
+	case c.Created.Before(p.staleBefore):
+		over = errReconnect // marked by RECONNECT in server_reset_query: release checked before
+	}
+	if over != nil {
 		p.retireLocked(c)
 		p.mu.Unlock()
-		c.closeFor(errPaused)
+		c.closeFor(over)
 		return
 	}
 	// Out when a statement needing the database alone came (CloseIdleFor): its lease
