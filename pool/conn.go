@@ -208,6 +208,8 @@ func (c *Conn) Lessee() Lessee {
 }
 
 func dialConn(ctx context.Context, p *Pool, t *Target) (*Conn, error) {
+	// Its use begins with the dial: a CloseIdleFor during the dial finds it out.
+	start := time.Now()
 	network, addr := t.Network()
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, network, addr)
@@ -229,7 +231,7 @@ func dialConn(ctx context.Context, p *Pool, t *Target) (*Conn, error) {
 		closed: make(chan struct{}),
 	}
 	c.Rd.Release()
-	c.lastUsed.Store(time.Now().UnixNano())
+	c.lastUsed.Store(start.UnixNano())
 	if t.ConnectQuery != "" {
 		if err := c.querySync(ctx, t.ConnectQuery); err != nil {
 			nc.Close()

@@ -712,7 +712,8 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 		return
 	}
 	// Out when a statement needing the database alone came (CloseIdleFor): its lease
-	// began before (leaseAt marks lastUsed), or its reset or check ran then.
+	// began before (leaseAt marks lastUsed), or its reset or check ran then, or its dial
+	// (min_pool_size) had begun.
 	out := now.Before(p.exclusiveUntil) && c.lastUsed.Load() < p.exclusiveAt.UnixNano()
 	c.lastUsed.Store(now.UnixNano())
 	p.servedAt = now
