@@ -492,14 +492,25 @@ func (s *Session) forwardSticky(c *pool.Conn, typ byte, n int, pin pinReason, re
 	}
 	// The state check waits for the end of a Query with a COPY: behind it, it would
 	// reach the server in the COPY's copy-in (sqlmulti.go closeLeft). The client's next
-	// Query or Sync sends it.
-	if (typ == 'Q' || typ == 'S') && s.releaseSeen && !copying {
+	// Query sends it, or its next Sync that no Query sent before still awaits its answer
+	// ahead of: a Sync in a copy-in, which PostgreSQL ignores, is not one.
+	if s.releaseSeen && !copying && (typ == 'Q' || typ == 'S' && !s.queryAwaited()) {
 		s.releaseSeen = false
 		if s.pinnedReasons() != 0 {
 			return s.sendStateCheck(c)
 		}
 	}
 	return nil
+}
+
+// queryAwaited reports whether a Query of the client's still awaits its answer (its
+// ReadyForQuery): one whose COPY FROM STDIN may be taking the client's copy-in now.
+func (s *Session) queryAwaited() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	found := false
+	s.q.each(func(e expect) { found = found || e.Kind == 'Q' && !e.Hide })
+	return found
 }
 
 func (s *Session) pinnedReasons() pinReason {

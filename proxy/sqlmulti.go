@@ -39,9 +39,10 @@ import (
 // A Query with a COPY is handled alike, but for when the names are closed: a Close
 // right behind a Query whose COPY FROM STDIN runs would reach the server in its
 // copy-in and abort it (08P01, the session lost). Its closes wait on the server
-// (serverState.left) and go in front of the next message other than COPY data that
-// reaches that server, from this client or, if the link ends at the Query's
-// ReadyForQuery, the next one (closeLeft): no client sees what the Query left there.
+// (serverState.left) and go in front of the next message other than COPY data, Flush
+// or Sync (PostgreSQL ignores those two in a copy-in) that reaches that server, from
+// this client or, if the link ends at the Query's ReadyForQuery, the next one
+// (closeLeft): no client sees what the Query left there.
 //
 // If pgmux's preparation of a statement fails (DDL since made it invalid), its error is
 // held and replaces the 26000 the client's EXECUTE then gets, as PostgreSQL reports the
@@ -340,12 +341,14 @@ func namesStatements(l sqlscan.Lead) bool {
 
 // closeLeft sends, in front of the client message typ about to reach c, the Closes of
 // the names a Query with a COPY left on c (sqlByName) and a Sync, unless typ is COPY
-// data, which may still be the copy-in of that Query. The message's expect, when
+// data, or a Flush or Sync, which may still be in the copy-in of that Query (PostgreSQL
+// ignores both there; neither names a statement, so the closes can wait for the next
+// message). The message's expect, when
 // account queued one, stays behind theirs. The session goroutine, holding c's write
 // lock where others may write (forwardLocked).
 func (s *Session) closeLeft(c *pool.Conn, typ byte) error {
 	switch typ {
-	case 'd', 'c', 'f', 'X':
+	case 'd', 'c', 'f', 'H', 'S', 'X':
 		return nil
 	}
 	x := linkOf(c)
@@ -362,9 +365,9 @@ func (s *Session) closeLeft(c *pool.Conn, typ byte) error {
 	}
 	b = append(b, 'S', 0, 0, 0, 4)
 	es = append(es, expect{Kind: 'S', Hide: true})
-	// account queued the expect of a Query, FunctionCall, Sync or Execute, and of the
-	// other extended-protocol messages where pgmux does not rewrite them (prepPass).
-	queued := typ == 'Q' || typ == 'F' || typ == 'S' || typ == 'E' || typ != 'H' && s.prep == prepPass
+	// account queued the expect of a Query, FunctionCall or Execute, and of the other
+	// extended-protocol messages where pgmux does not rewrite them (prepPass).
+	queued := typ == 'Q' || typ == 'F' || typ == 'E' || s.prep == prepPass
 	s.mu.Lock()
 	if queued {
 		s.q.pushBeforeTail(es...)
