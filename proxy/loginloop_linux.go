@@ -283,6 +283,9 @@ func (s *Session) runLogin() {
 	if err := s.toRuntimeConn(); err != nil {
 		s.log().Warn("cannot make a logged-in client's connection", zap.Error(err))
 		s.closeLoginFD()
+		if s.kind.replication() {
+			s.dropReplication(err) // its own server, which no one else would ever close
+		}
 		s.end(err)
 		return
 	}

@@ -527,7 +527,7 @@ func (s *Session) forwardClient(c *pool.Conn, typ byte, n int) error {
 		if s.prep != prepPass {
 			return s.rewrite(c, typ, n) // rewriteParse frees a database a Parse needs
 		}
-		if typ == 'P' {
+		if typ == 'P' && n <= maxInspect { // a larger one streams through, as a Query does
 			if err := s.freeDatabaseParse(n); err != nil {
 				return err
 			}
