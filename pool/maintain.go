@@ -174,6 +174,11 @@ func (p *Pool) quietLocked() (bool, error) {
 		return len(p.all) == 0 && p.dialing == 0, nil
 	}
 	for c := range p.all {
+		if c.dedicated {
+			// Never released (a replication stream): under Hold (SUSPEND) its relay
+			// stops by itself at a message boundary, as PgBouncer suspends its sockets.
+			continue
+		}
 		if s := c.State(); s == StateActive || s == StateTested {
 			return false, nil
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgmux/pgmux/config"
@@ -65,11 +66,14 @@ type consoleState struct {
 	retired   map[poolKey]*totals
 	pausedAll bool
 	suspended bool
-	paused    map[string]bool // database -> held by PAUSE db
-	killed    map[string]bool // database -> held by KILL db
-	disabled  map[string]bool // database -> refusing new clients
-	changed   chan struct{}   // closed and replaced whenever a hold is lifted
-	avg       averager
+	// streamsHeld is suspended, read without mu by the replication relays at each
+	// message (holdStream).
+	streamsHeld atomic.Bool
+	paused      map[string]bool // database -> held by PAUSE db
+	killed      map[string]bool // database -> held by KILL db
+	disabled    map[string]bool // database -> refusing new clients
+	changed     chan struct{}   // closed and replaced whenever a hold is lifted
+	avg         averager
 
 	// waits are the PAUSE and SUSPEND commands waiting for their servers, until the
 	// wait ends or RESUME lifts their hold.
@@ -104,6 +108,7 @@ func (c *consoleState) closesServers(db string) bool {
 
 // lifted wakes clients waiting for a hold to end; c.mu is held.
 func (c *consoleState) lifted() {
+	c.streamsHeld.Store(c.suspended)
 	close(c.changed)
 	c.changed = make(chan struct{})
 }

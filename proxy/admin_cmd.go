@@ -151,6 +151,7 @@ func (s *Server) beginHold(ctx context.Context, db string, suspend bool) (func()
 		return nil, pgerr.New(pgerr.ObjectNotInPrerequisite, "cannot suspend with paused databases")
 	case suspend:
 		c.suspended = true
+		c.streamsHeld.Store(true)
 	case db == "":
 		c.pausedAll = true
 	default:

@@ -224,6 +224,10 @@ func (s *Session) replicate() (err error) {
 		if err != nil {
 			return err
 		}
+		if err := s.holdStream(c.Wr.Flush); err != nil {
+			return err
+		}
+		s.ops.in.Add(uint64(n + wire.HeaderLen))
 		if err := rd.Forward(c.Wr, n); err != nil {
 			return err
 		}
@@ -261,6 +265,18 @@ func (s *Session) pumpReplication(c *pool.Conn) error {
 			s.clientWriteFailed() // the server ended: so does its client
 			return err
 		}
+		if held && s.srv.console.streamsHeld.Load() {
+			err := s.wr.Flush() // what is relayed already goes out before the hold
+			held = false
+			s.wmu.Unlock()
+			if err != nil {
+				s.clientWriteFailed()
+				return err
+			}
+		}
+		if err := s.holdStream(nil); err != nil {
+			return err
+		}
 		if !held {
 			s.wmu.Lock()
 			held = true
@@ -268,12 +284,43 @@ func (s *Session) pumpReplication(c *pool.Conn) error {
 		if s.ending(c) {
 			return nil
 		}
+		s.ops.out.Add(uint64(n + wire.HeaderLen))
 		if err := rd.Forward(s.wr, n); err != nil {
 			var we *wire.WriteError
 			if errors.As(err, &we) {
 				s.clientWriteFailed()
 			}
 			return err
+		}
+	}
+}
+
+// holdStream holds a replication relay at a message boundary while the pooler is
+// SUSPENDed, after flushing what it relayed already (flush, nil for none), as PgBouncer's
+// SUSPEND stops reading a socket once its buffer is empty; RESUME lets it go on. The
+// message just read waits in pgmux's buffer as it would in the socket's. A shutdown ends
+// the wait with an error.
+func (s *Session) holdStream(flush func() error) error {
+	c := s.srv.console
+	if !c.streamsHeld.Load() {
+		return nil
+	}
+	if flush != nil {
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	for {
+		c.mu.Lock()
+		held, ch := c.suspended, c.changed
+		c.mu.Unlock()
+		if !held {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-c.ctx.Done():
+			return errShuttingDown
 		}
 	}
 }

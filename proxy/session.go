@@ -448,6 +448,7 @@ func (s *Session) loop() {
 		err = s.adminLoop()
 	case s.kind.replication():
 		err = s.replicate()
+		s.retire() // its relayed bytes stay in SHOW STATS
 	case s.expired.Load():
 		err = s.idleTimedOut()
 		s.clientGone()
