@@ -250,13 +250,19 @@ func (s *Session) pumpReplication(c *pool.Conn) error {
 			s.wmu.Unlock()
 		}
 	}()
+	// release sends what was relayed so far and lets go of the client's writer.
+	release := func() error {
+		err := s.wr.Flush()
+		held = false
+		s.wmu.Unlock()
+		if err != nil {
+			s.clientWriteFailed()
+		}
+		return err
+	}
 	for {
 		if held && rd.Buffered() == 0 {
-			err := s.wr.Flush()
-			held = false
-			s.wmu.Unlock()
-			if err != nil {
-				s.clientWriteFailed()
+			if err := release(); err != nil {
 				return err
 			}
 		}
@@ -266,11 +272,7 @@ func (s *Session) pumpReplication(c *pool.Conn) error {
 			return err
 		}
 		if held && s.srv.console.streamsHeld.Load() {
-			err := s.wr.Flush() // what is relayed already goes out before the hold
-			held = false
-			s.wmu.Unlock()
-			if err != nil {
-				s.clientWriteFailed()
+			if err := release(); err != nil { // what is relayed already goes out before the hold
 				return err
 			}
 		}
