@@ -208,7 +208,9 @@ func (c *Conn) Lessee() Lessee {
 }
 
 func dialConn(ctx context.Context, p *Pool, t *Target) (*Conn, error) {
-	// Its use begins with the dial: a CloseIdleFor during the dial finds it out.
+	// It is made, and its use begins, when the dial begins: a RECONNECT or a CloseIdleFor
+	// during the dial and the login marks it as it marks the connections open then (the
+	// dial may have reached the host RECONNECT is meant to leave).
 	start := time.Now()
 	network, addr := t.Network()
 	var d net.Dialer
@@ -227,7 +229,7 @@ func dialConn(ctx context.Context, p *Pool, t *Target) (*Conn, error) {
 	}
 	c := &Conn{
 		ID: connIDs.Add(1), Rd: rd, Wr: wire.NewWriter(nc), PID: pid, Key: key,
-		Created: time.Now(), Params: params, nc: nc, pool: p, network: network, addr: addr,
+		Created: start, Params: params, nc: nc, pool: p, network: network, addr: addr,
 		closed: make(chan struct{}),
 	}
 	c.Rd.Release()
