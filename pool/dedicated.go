@@ -108,6 +108,14 @@ func (p *Pool) dialDedicated(ctx context.Context, adjust func(*Target)) (*Conn, 
 		adjust(&t)
 	}
 	c, err := dialTarget(ctx, p, &t, timeout)
+	for err == nil && p.markedStale(c) {
+		// RECONNECT came during the dial: the connection may have reached the host it
+		// is meant to leave, and it would never be released to be closed (nor ended by
+		// RECONNECT, which has run). Its slot is kept for another dial, as the caller
+		// still waits for one.
+		_ = c.nc.Close()
+		c, err = dialTarget(ctx, p, &t, timeout)
+	}
 	p.mu.Lock()
 	p.dialing--
 	if err != nil {

@@ -1,6 +1,7 @@
 package pool_test
 
 import (
+	"context"
 	"io"
 	"net"
 	"strconv"
@@ -37,6 +38,75 @@ func TestReconnectClosesConnDialedAcrossIt(t *testing.T) {
 // requires the connection to be closed once its login ends.
 func connDialedAcross(t *testing.T, mark func(p *pool.Pool)) {
 	pg := pgtest.Start(t)
+	port, accepted, proceed := holdingRelay(t, pg, false)
+	p := newPool(t, pool.Options{Size: 2, MinSize: 1, Target: relayTarget(pg, port)})
+	select {
+	case <-accepted:
+	case <-time.After(wait):
+		t.Fatalf("min_pool_size dialed nothing within %v", wait)
+	}
+	mark(p)
+	close(proceed)
+	eventually(t, func() bool { return p.Stats().Connects >= 1 }, "the held dial never logged in")
+	eventually(t, func() bool { return len(p.Conns()) == 0 },
+		"the connection whose dial spanned the mark was kept")
+	require.Equal(t, uint64(1), p.Stats().Connects)
+}
+
+// TestDedicatedDialedAcrossReconnectIsRedialed: a dedicated (replication) connection
+// whose dial began before RECONNECT is never released, so the mark's "close on release"
+// would never close it, and RECONNECT ended the streams open at its moment only: it
+// would stream from the host RECONNECT was meant to leave, and WAIT_CLOSE would wait for
+// it. Dedicated dials again instead, and the caller gets a connection made after the mark.
+func TestDedicatedDialedAcrossReconnectIsRedialed(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.Start(t)
+	port, accepted, proceed := holdingRelay(t, pg, true)
+	p := newPool(t, pool.Options{Size: 2, Target: relayTarget(pg, port)})
+	type result struct {
+		c   *pool.Conn
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		c, err := p.Dedicated(context.Background(), nil)
+		got <- result{c, err}
+	}()
+	select {
+	case <-accepted:
+	case <-time.After(wait):
+		t.Fatalf("Dedicated dialed nothing within %v", wait)
+	}
+	p.Reconnect()
+	close(proceed)
+	var r result
+	select {
+	case r = <-got:
+	case <-time.After(wait):
+		t.Fatalf("Dedicated returned nothing within %v", wait)
+	}
+	require.NoError(t, r.err)
+	t.Cleanup(func() { r.c.Discard(pool.ErrDedicated) })
+	require.False(t, r.c.CloseNeeded(), "the connection made across RECONNECT was handed over")
+	require.Zero(t, p.Stale(), "WAIT_CLOSE would wait for a connection nothing closes")
+	require.Equal(t, uint64(1), p.Stats().Connects)
+	require.Len(t, p.Conns(), 1)
+}
+
+// relayTarget is pg's application target reached at a relay's port.
+func relayTarget(pg *pgtest.Server, port int) func() *pool.Target {
+	return func() *pool.Target {
+		tg := appTarget(pg)
+		tg.Host, tg.Port = "127.0.0.1", port
+		return tg
+	}
+}
+
+// holdingRelay relays connections to pg through a loopback listener of its own, whose
+// port it returns. The first connection is accepted (accepted is closed) and held until
+// proceed is closed, then relayed; later ones are relayed at once when passLater, else
+// held until the test ends.
+func holdingRelay(t *testing.T, pg *pgtest.Server, passLater bool) (port int, accepted, proceed chan struct{}) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	accepted, proceed, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
@@ -48,14 +118,16 @@ func connDialedAcross(t *testing.T, mark func(p *pool.Pool)) {
 			}
 			go func(nc net.Conn, first bool) {
 				defer nc.Close()
-				if !first {
+				switch {
+				case first:
+					close(accepted)
+					select {
+					case <-proceed:
+					case <-done:
+						return
+					}
+				case !passLater:
 					<-done
-					return
-				}
-				close(accepted)
-				select {
-				case <-proceed:
-				case <-done:
 					return
 				}
 				up, err := net.Dial("tcp", net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port)))
@@ -68,22 +140,6 @@ func connDialedAcross(t *testing.T, mark func(p *pool.Pool)) {
 			}(nc, first)
 		}
 	}()
-	port := ln.Addr().(*net.TCPAddr).Port
-	p := newPool(t, pool.Options{Size: 2, MinSize: 1, Target: func() *pool.Target {
-		tg := appTarget(pg)
-		tg.Host, tg.Port = "127.0.0.1", port
-		return tg
-	}})
-	t.Cleanup(func() { close(done); ln.Close() }) // before the pool's Close
-	select {
-	case <-accepted:
-	case <-time.After(wait):
-		t.Fatalf("min_pool_size dialed nothing within %v", wait)
-	}
-	mark(p)
-	close(proceed)
-	eventually(t, func() bool { return p.Stats().Connects >= 1 }, "the held dial never logged in")
-	eventually(t, func() bool { return len(p.Conns()) == 0 },
-		"the connection whose dial spanned the mark was kept")
-	require.Equal(t, uint64(1), p.Stats().Connects)
+	t.Cleanup(func() { close(done); ln.Close() }) // before the pool's Close (registered later)
+	return ln.Addr().(*net.TCPAddr).Port, accepted, proceed
 }

@@ -25,6 +25,13 @@ func (p *Pool) Stale() int {
 	return n
 }
 
+// markedStale reports whether RECONNECT has marked c (it was created before the mark).
+func (p *Pool) markedStale(c *Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return c.Created.Before(p.staleBefore)
+}
+
 // CloseNeeded reports whether c is to be closed when it is next released instead of
 // being reused (SHOW SERVERS' close_needed): RECONNECT, or a reload that moved its
 // database, marked it (it is older than the pool's mark), or its host went down or no
@@ -35,10 +42,7 @@ func (c *Conn) CloseNeeded() bool {
 	if p == nil {
 		return false
 	}
-	p.mu.Lock()
-	stale := c.Created.Before(p.staleBefore)
-	p.mu.Unlock()
-	return stale || c.unfit()
+	return p.markedStale(c) || c.unfit()
 }
 
 // CloseAll closes every connection now, leased or not; their lessees see the read error.
