@@ -1,9 +1,6 @@
 package pool_test
 
 import (
-	"io"
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
@@ -21,44 +18,20 @@ import (
 func TestCloseIdleForClosesConnDialedAcrossIt(t *testing.T) {
 	t.Parallel()
 	pg := pgtest.Start(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	accepted, proceed, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	go func() {
-		for first := true; ; first = false {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(nc net.Conn, first bool) {
-				defer nc.Close()
-				if !first {
-					<-done
-					return
-				}
-				close(accepted)
-				select {
-				case <-proceed:
-				case <-done:
-					return
-				}
-				up, err := net.Dial("tcp", net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port)))
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go func() { _, _ = io.Copy(up, nc); up.Close() }()
-				_, _ = io.Copy(nc, up)
-			}(nc, first)
+	accepted, proceed := make(chan struct{}), make(chan struct{})
+	port, stop := pg.Relay(t, func(n int) <-chan struct{} {
+		if n > 1 {
+			return make(chan struct{}) // never
 		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+		close(accepted)
+		return proceed
+	})
 	p := newPool(t, pool.Options{Size: 2, MinSize: 1, Target: func() *pool.Target {
 		tg := appTarget(pg)
 		tg.Host, tg.Port = "127.0.0.1", port
 		return tg
 	}})
-	t.Cleanup(func() { close(done); ln.Close() }) // before the pool's Close
+	t.Cleanup(stop) // before the pool's Close
 	select {
 	case <-accepted:
 	case <-time.After(wait):
