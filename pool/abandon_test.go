@@ -151,14 +151,15 @@ func TestWithdrawReserveDial(t *testing.T) {
 }
 
 // silentServer listens on loopback, accepts connections and answers nothing: a dial to
-// its target waits for the login's answer until hangUp closes what was accepted (the
-// dial then fails), or the test ends.
+// its target waits for the login's answer until hangUp closes what was accepted, and
+// whatever is accepted after (the dial then fails), or the test ends.
 func silentServer(t *testing.T) (target *Target, hangUp func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	var mu sync.Mutex
 	var accepted []net.Conn
+	hungUp := false
 	go func() {
 		for {
 			nc, err := ln.Accept()
@@ -166,13 +167,18 @@ func silentServer(t *testing.T) (target *Target, hangUp func()) {
 				return
 			}
 			mu.Lock()
-			accepted = append(accepted, nc)
+			if hungUp {
+				nc.Close()
+			} else {
+				accepted = append(accepted, nc)
+			}
 			mu.Unlock()
 		}
 	}()
 	hangUp = func() {
 		mu.Lock()
 		defer mu.Unlock()
+		hungUp = true
 		for _, nc := range accepted {
 			nc.Close()
 		}
