@@ -2,6 +2,9 @@ package pool
 
 import (
 	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,7 +49,150 @@ func TestAbandon(t *testing.T) {
 func TestWithdrawHeld(t *testing.T) {
 	p := sizeOnePool(t)
 	p.Pause()
+	requireWithdrawn(t, p, "the Acquire still waits for Resume")
 
+	p.Resume()
+	c, err := p.AcquireTimeout(&skipLessee{name: "after"}, time.Now(), 10*time.Second)
+	require.NoError(t, err)
+	c.Release(false)
+	require.Equal(t, 1, p.Stats().Total)
+}
+
+// TestWithdrawLimit: with a shared limit of 1 (max_db_connections) taken by a lessee, a
+// second one's Acquire has room in the pool (size 2) but waits for a slot of the limit.
+// Withdraw and Abandon did not find it there: the Acquire waited on, and got the slot
+// once freed. Now they end the wait at once; the limit's slot stays the holder's, and
+// once it is released the pool leases its one connection again.
+func TestWithdrawLimit(t *testing.T) {
+	pg := pgtest.Start(t)
+	target := &Target{Host: pg.Host, Port: pg.Port, Database: pgtest.AppDB, User: pgtest.AppUser, Password: pgtest.AppPassword}
+	lim := NewLimit(1)
+	p, err := New(Options{Size: 2, Target: func() *Target { return target }, Limits: []*Limit{lim}})
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	held, err := p.AcquireTimeout(&skipLessee{name: "holder"}, time.Now(), 10*time.Second)
+	require.NoError(t, err)
+
+	requireWithdrawn(t, p, "the Acquire still waits for the shared limit")
+	require.Zero(t, p.Stats().Waiting, "a withdrawn lessee is still queued")
+
+	held.Release(false)
+	c, err := p.AcquireTimeout(&skipLessee{name: "after"}, time.Now(), 10*time.Second)
+	require.NoError(t, err)
+	require.Same(t, held, c)
+	c.Release(false)
+	require.Equal(t, 1, p.Stats().Total)
+	require.Equal(t, 1, lim.Count())
+}
+
+// TestWithdrawDialing: a lessee whose Acquire waits for the connection the pool dials for
+// it (to a server that accepts and answers nothing) is taken out of that wait by
+// Withdraw, and Abandon: its Acquire returns at once, while the dial still runs. Each
+// dial, ended later by the server, is counted as a failure and its slot given back:
+// nothing is left dialing.
+func TestWithdrawDialing(t *testing.T) {
+	target, hangUp := silentServer(t)
+	p, err := New(Options{Size: 2, Target: func() *Target { return target }, ConnectTimeout: time.Minute})
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+
+	requireWithdrawn(t, p, "the Acquire still waits for its dial")
+	require.Equal(t, 2, p.Stats().Login, "the withdrawn lessees' dials ended with them")
+
+	hangUp()
+	require.Eventually(t, func() bool { s := p.Stats(); return s.Total == 0 && s.Login == 0 },
+		10*time.Second, 5*time.Millisecond, "a dial nobody waits for is still counted")
+	require.Equal(t, uint64(2), p.Stats().ConnectFailures)
+}
+
+// TestWithdrawReserveDial: a queued lessee that has waited reserve_pool_timeout leaves
+// the queue while the pool dials a reserve connection for it. Withdraw did not find it
+// there (false), and the Acquire waited for the dial; now it returns Withdraw's error at
+// once, is not queued again, and the reserve dial, ended later, frees its slot.
+func TestWithdrawReserveDial(t *testing.T) {
+	pg := pgtest.Start(t)
+	pgTarget := &Target{Host: pg.Host, Port: pg.Port, Database: pgtest.AppDB, User: pgtest.AppUser, Password: pgtest.AppPassword}
+	silent, hangUp := silentServer(t)
+	var dials atomic.Int32
+	p, err := New(Options{Size: 1, ReserveSize: 1, ReserveTimeout: 50 * time.Millisecond, ConnectTimeout: time.Minute,
+		Target: func() *Target {
+			if dials.Add(1) == 1 {
+				return pgTarget
+			}
+			return silent // the reserve connection's dial
+		}})
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	held, err := p.AcquireTimeout(&skipLessee{name: "holder"}, time.Now(), 10*time.Second)
+	require.NoError(t, err)
+
+	l := &skipLessee{name: "reserve"}
+	got := acquireAsync(p, l)
+	require.Eventually(t, func() bool { s := p.Stats(); return s.ReserveUsed == 1 && s.Login == 1 },
+		10*time.Second, 5*time.Millisecond, "no reserve dial")
+	errCanceled := errors.New("canceled")
+	require.True(t, p.Withdraw(l, errCanceled), "Withdraw did not find the lessee of a reserve dial")
+	select {
+	case err := <-got:
+		require.ErrorIs(t, err, errCanceled)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Acquire still waits for its reserve dial")
+	}
+	require.Zero(t, p.Stats().Waiting, "the withdrawn lessee queued again")
+
+	hangUp()
+	require.Eventually(t, func() bool { s := p.Stats(); return s.Total == 1 && s.Login == 0 },
+		10*time.Second, 5*time.Millisecond, "the reserve dial is still counted")
+	held.Release(false)
+	c, err := p.AcquireTimeout(&skipLessee{name: "after"}, time.Now(), 10*time.Second)
+	require.NoError(t, err)
+	require.Same(t, held, c)
+	c.Release(false)
+}
+
+// silentServer listens on loopback, accepts connections and answers nothing: a dial to
+// its target waits for the login's answer until hangUp closes what was accepted, and
+// whatever is accepted after (the dial then fails), or the test ends.
+func silentServer(t *testing.T) (target *Target, hangUp func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var accepted []net.Conn
+	hungUp := false
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if hungUp {
+				nc.Close()
+			} else {
+				accepted = append(accepted, nc)
+			}
+			mu.Unlock()
+		}
+	}()
+	hangUp = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		hungUp = true
+		for _, nc := range accepted {
+			nc.Close()
+		}
+		accepted = nil
+	}
+	t.Cleanup(func() { ln.Close(); hangUp() })
+	return &Target{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, Database: "db", User: "u"}, hangUp
+}
+
+// requireWithdrawn has one lessee Acquire from p, in the background, and takes it out
+// of its wait with Withdraw, then another with Abandon: each Acquire must return the
+// error given at once (stuck says what a failure means), and neither is found twice.
+func requireWithdrawn(t *testing.T, p *Pool, stuck string) {
+	t.Helper()
 	errCanceled := errors.New("canceled")
 	for _, tc := range []struct {
 		name     string
@@ -63,16 +209,10 @@ func TestWithdrawHeld(t *testing.T) {
 		case err := <-got:
 			require.ErrorIs(t, err, tc.want, tc.name)
 		case <-time.After(5 * time.Second):
-			t.Fatalf("%s: the Acquire still waits for Resume", tc.name)
+			t.Fatalf("%s: %s", tc.name, stuck)
 		}
 		require.False(t, tc.withdraw(l), "%s: withdrawn twice", tc.name)
 	}
-
-	p.Resume()
-	c, err := p.AcquireTimeout(&skipLessee{name: "after"}, time.Now(), 10*time.Second)
-	require.NoError(t, err)
-	c.Release(false)
-	require.Equal(t, 1, p.Stats().Total)
 }
 
 // acquireAsync acquires for l in the background, gives back what it got, and sends the

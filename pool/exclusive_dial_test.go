@@ -2,9 +2,6 @@ package pool_test
 
 import (
 	"context"
-	"io"
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
@@ -38,8 +35,9 @@ func TestReconnectClosesConnDialedAcrossIt(t *testing.T) {
 // requires the connection to be closed once its login ends.
 func connDialedAcross(t *testing.T, mark func(p *pool.Pool)) {
 	pg := pgtest.Start(t)
-	port, accepted, proceed := holdingRelay(t, pg, false)
+	port, accepted, proceed, stop := holdFirstDial(t, pg, false)
 	p := newPool(t, pool.Options{Size: 2, MinSize: 1, Target: relayTarget(pg, port)})
+	t.Cleanup(stop) // before the pool's Close, which would wait for the held dial
 	select {
 	case <-accepted:
 	case <-time.After(wait):
@@ -61,8 +59,9 @@ func connDialedAcross(t *testing.T, mark func(p *pool.Pool)) {
 func TestDedicatedDialedAcrossReconnectIsRedialed(t *testing.T) {
 	t.Parallel()
 	pg := pgtest.Start(t)
-	port, accepted, proceed := holdingRelay(t, pg, true)
+	port, accepted, proceed, stop := holdFirstDial(t, pg, true)
 	p := newPool(t, pool.Options{Size: 2, Target: relayTarget(pg, port)})
+	t.Cleanup(stop) // before the pool's Close
 	type result struct {
 		c   *pool.Conn
 		err error
@@ -102,44 +101,20 @@ func relayTarget(pg *pgtest.Server, port int) func() *pool.Target {
 	}
 }
 
-// holdingRelay relays connections to pg through a loopback listener of its own, whose
-// port it returns. The first connection is accepted (accepted is closed) and held until
-// proceed is closed, then relayed; later ones are relayed at once when passLater, else
-// held until the test ends.
-func holdingRelay(t *testing.T, pg *pgtest.Server, passLater bool) (port int, accepted, proceed chan struct{}) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	accepted, proceed, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	go func() {
-		for first := true; ; first = false {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(nc net.Conn, first bool) {
-				defer nc.Close()
-				switch {
-				case first:
-					close(accepted)
-					select {
-					case <-proceed:
-					case <-done:
-						return
-					}
-				case !passLater:
-					<-done
-					return
-				}
-				up, err := net.Dial("tcp", net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port)))
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go func() { _, _ = io.Copy(up, nc); up.Close() }()
-				_, _ = io.Copy(nc, up)
-			}(nc, first)
+// holdFirstDial starts a relay to pg (pgtest's) that holds the first connection until
+// proceed is closed (accepted is closed as it comes); later ones are relayed at once when
+// passLater, else held until stop.
+func holdFirstDial(t *testing.T, pg *pgtest.Server, passLater bool) (port int, accepted, proceed chan struct{}, stop func()) {
+	accepted, proceed = make(chan struct{}), make(chan struct{})
+	port, stop = pg.Relay(t, func(n int) <-chan struct{} {
+		switch {
+		case n == 1:
+			close(accepted)
+			return proceed
+		case passLater:
+			return nil
 		}
-	}()
-	t.Cleanup(func() { close(done); ln.Close() }) // before the pool's Close (registered later)
-	return ln.Addr().(*net.TCPAddr).Port, accepted, proceed
+		return make(chan struct{}) // never
+	})
+	return port, accepted, proceed, stop
 }

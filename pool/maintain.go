@@ -75,7 +75,7 @@ func (p *Pool) fillMin() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	c, err, _ := p.dialLocked(ctx, time.Time{}, false) // refused by a shared limit: the next pass tries again
+	c, _, err := p.dialLocked(ctx, time.Time{}, nil) // refused by a shared limit: the next pass tries again
 	if err != nil {
 		p.opts.Logger.Warn("could not open min_pool_size connection", zap.Error(err))
 		return

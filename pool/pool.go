@@ -92,7 +92,7 @@ type Pool struct {
 	paused   bool
 	draining bool // while paused: close the connections (Pause), not only hold (Hold)
 	resume   chan struct{}
-	held     []*heldWaiter // Acquire calls waiting for resume, for Withdraw
+	aside    []*asideWaiter // Acquire calls waiting outside the queue (for Resume, a dial), for Withdraw
 	stats    Stats
 	stop     chan struct{}
 	lastFail time.Time // last failed connect or login, for server_login_retry
@@ -126,20 +126,40 @@ type waiter struct {
 	since    time.Time
 	deadline time.Time // for AcquireTimeout: when the pool's expiry timer gives up on it
 	expired  bool      // set under p.mu before the expiry timer sends nil
-	// l is the lessee queued (for Abandon and Withdraw); gaveUp, the error its Acquire
-	// returns, is set under p.mu before they send nil.
+	// l is the lessee queued, for a connection or for a slot of a shared limit (for
+	// Abandon and Withdraw); gaveUp, the error its Acquire returns, is set under p.mu
+	// before they send nil.
 	l      Lessee
 	gaveUp error
 	// h, for a waiter queued by AcquireOrQueue, is told instead of ch (handoff.go).
 	h Handoff
 }
 
-// heldWaiter is one Acquire waiting while the pool is held (Pause, Hold): Withdraw
-// sends why its wait ends on gaveUp, after taking it off p.held under p.mu. Owned by the
-// pool (p.mu guards p.held); the acquiring goroutine only receives on gaveUp.
-type heldWaiter struct {
+// asideWaiter is one Acquire waiting outside the queue: while the pool is held (Pause,
+// Hold), or for the connection being dialed for it (dialFor). Withdraw sends why its
+// wait ends on gaveUp, after taking it off p.aside under p.mu. Owned by the pool (p.mu
+// guards p.aside); the acquiring goroutine only receives on gaveUp.
+type asideWaiter struct {
 	l      Lessee
 	gaveUp chan error
+}
+
+// asideLocked lists l as waiting outside the queue, for Withdraw; p.mu is held.
+func (p *Pool) asideLocked(l Lessee) *asideWaiter {
+	h := &asideWaiter{l: l, gaveUp: make(chan error, 1)}
+	p.aside = append(p.aside, h)
+	return h
+}
+
+// takeAsideLocked takes h off the list of waiters outside the queue and reports whether
+// it was still there (false: Withdraw took it, and sent on h.gaveUp); p.mu is held.
+func (p *Pool) takeAsideLocked(h *asideWaiter) bool {
+	i := slices.Index(p.aside, h)
+	if i < 0 {
+		return false
+	}
+	p.aside = slices.Delete(p.aside, i, i+1)
+	return true
 }
 
 // New creates a pool and starts its maintenance goroutine.
@@ -253,8 +273,7 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 		}
 		if p.paused {
 			ch := p.resume
-			h := &heldWaiter{l: l, gaveUp: make(chan error, 1)}
-			p.held = append(p.held, h)
+			h := p.asideLocked(l)
 			p.mu.Unlock()
 			var expire <-chan time.Time
 			if !deadline.IsZero() {
@@ -273,13 +292,10 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 				err = fmt.Errorf("%w: pool is paused", ErrWaitTimeout)
 			}
 			p.mu.Lock()
-			i := slices.Index(p.held, h)
-			if i >= 0 {
-				p.held = slices.Delete(p.held, i, i+1)
-			}
+			listed := p.takeAsideLocked(h)
 			p.mu.Unlock()
 			switch {
-			case i < 0:
+			case !listed:
 				return nil, <-h.gaveUp // withdrawn meanwhile
 			case err != nil:
 				return nil, err
@@ -294,10 +310,13 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 			return c, nil
 		}
 		if (p.waiters.Len() == 0 || woken) && p.total < p.opts.Size && !p.backingOffLocked() {
-			c, err, retry := p.dialLocked(ctx, deadline, true)
-			if retry {
+			c, end, err := p.dialLocked(ctx, deadline, l)
+			switch end {
+			case dialRetry:
 				woken = true
 				continue
+			case dialWithdrawn:
+				return nil, err
 			}
 			if err != nil {
 				if woken && p.queueAgain(ctx, deadline, err) {
@@ -311,15 +330,10 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 			}
 			return c, nil
 		}
-		w := waiterPool.Get().(*waiter)
 		if start.IsZero() {
 			start = time.Now()
 		}
-		w.since, w.deadline, w.expired, w.l, w.gaveUp = start, deadline, false, l, nil
-		p.waiters.push(w)
-		if !deadline.IsZero() {
-			p.armExpiryLocked(deadline)
-		}
+		w := p.queueLocked(l, start, deadline)
 		if p.backingOffLocked() {
 			p.startProbeLocked()
 		}
@@ -327,12 +341,7 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 		reserveAfter := p.opts.ReserveTimeout
 		p.mu.Unlock()
 		c, err := p.wait(ctx, w, reserve, reserveAfter)
-		p.mu.Lock()
-		expired, gaveUp := w.expired, w.gaveUp
-		w.l = nil
-		p.mu.Unlock()
-		since := w.since
-		waiterPool.Put(w) // out of the queue and its channel drained: reusable
+		since, expired, gaveUp := p.unqueue(w)
 		if err != nil {
 			return nil, err
 		}
@@ -373,12 +382,23 @@ func (p *Pool) failoverDeadline(failedAt *time.Time, deadline time.Time) time.Ti
 	return deadline
 }
 
-// dialLocked is entered with p.mu held and returns with it released. retry means a shared
-// limit refused, then freed capacity (or the pool got an idle connection meanwhile), and
-// the caller should try again. While the limit refuses, a caller that queues (a client's
-// acquire) waits here until ctx is done or deadline (query_wait_timeout) passes, like any
-// waiter; one that does not (min_pool_size's top-up) gets nothing at once.
-func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, queue bool) (*Conn, error, bool) {
+// dialEnd is how dialLocked ended, besides its connection or error.
+type dialEnd uint8
+
+const (
+	dialDone      dialEnd = iota // the connection, or why there is none
+	dialRetry                    // a shared limit refused, then freed capacity: try again
+	dialWithdrawn                // Withdraw took the lessee out of its wait: the error is its reason
+)
+
+// dialLocked is entered with p.mu held and returns with it released. l is the lessee the
+// dial is for; nil for the pool's own dials (min_pool_size's top-up, a readiness probe).
+// dialRetry means a shared limit refused, then freed capacity (or the pool got an idle
+// connection meanwhile), and the caller should try again. While the limit refuses, a
+// lessee waits here like any waiter, until ctx is done or deadline (query_wait_timeout)
+// passes; the pool's own dial gets nothing at once. Withdraw ends a lessee's wait, for
+// the limit as for the dial (dialFor).
+func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, l Lessee) (*Conn, dialEnd, error) {
 	p.total++
 	p.dialing++
 	p.mu.Unlock()
@@ -390,44 +410,84 @@ func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, queue bool) (
 		p.mu.Lock()
 		p.total--
 		p.dialing--
-		if !queue {
+		if l == nil {
 			p.mu.Unlock()
-			return nil, nil, false
+			return nil, dialDone, nil
 		}
 		// A slot freed or a connection came back between the refusal and now: its
 		// wake-up (kick, putIdleLocked) found no waiter to give it to.
 		if len(p.idle) > 0 || p.limitMoved(refused, gens) {
 			p.mu.Unlock()
-			return nil, nil, true
+			return nil, dialRetry, nil
 		}
-		w := waiterPool.Get().(*waiter)
-		w.since, w.deadline, w.expired = time.Now(), deadline, false
-		p.waiters.push(w)
-		if !deadline.IsZero() {
-			p.armExpiryLocked(deadline)
-		}
+		w := p.queueLocked(l, time.Now(), deadline)
 		p.mu.Unlock()
-		for _, l := range p.limits {
-			l.evictIdle(p)
+		for _, lim := range p.limits {
+			lim.evictIdle(p)
 		}
 		c, err := p.wait(ctx, w, false, 0)
-		p.mu.Lock()
-		expired := w.expired
-		p.mu.Unlock()
-		since := w.since
-		waiterPool.Put(w)
+		since, expired, gaveUp := p.unqueue(w)
 		switch {
 		case c != nil:
-			return c, nil, false
+			return c, dialDone, nil
 		case err != nil:
-			return nil, err, false
+			return nil, dialDone, err
+		case gaveUp != nil:
+			return nil, dialWithdrawn, gaveUp
 		case expired:
-			return nil, fmt.Errorf("%w: waited %v for max_db_connections/max_user_connections",
-				ErrWaitTimeout, time.Since(since).Round(time.Millisecond)), false
+			return nil, dialDone, fmt.Errorf("%w: waited %v for max_db_connections/max_user_connections",
+				ErrWaitTimeout, time.Since(since).Round(time.Millisecond))
 		}
-		return nil, nil, true
+		return nil, dialRetry, nil
 	}
-	c, t, err := p.dial(ctx)
+	if l != nil {
+		return p.dialFor(ctx, l)
+	}
+	c, err := p.dialed(p.dial(ctx))
+	return c, dialDone, err
+}
+
+// dialFor dials for the lessee l, which Withdraw can take out of the wait while the dial
+// runs (it has taken a slot of the pool and of the shared limits): its Acquire then ends
+// at once, and the connection, once logged in, is the pool's, for the next waiter or
+// idle, as one min_pool_size opens; nothing of l's reaches it. A failed dial is counted
+// and logged as any. The dial runs on a goroutine of its own, which does the dial's
+// accounting (dialed) whoever waits for it.
+func (p *Pool) dialFor(ctx context.Context, l Lessee) (*Conn, dialEnd, error) {
+	type result struct {
+		c   *Conn
+		err error
+	}
+	p.mu.Lock()
+	h := p.asideLocked(l)
+	p.mu.Unlock()
+	done := make(chan result, 1)
+	go func() {
+		c, err := p.dialed(p.dial(ctx))
+		p.mu.Lock()
+		if p.takeAsideLocked(h) {
+			p.mu.Unlock()
+			done <- result{c, err}
+			return
+		}
+		if c == nil {
+			p.mu.Unlock()
+			return
+		}
+		p.putIdleLocked(c, time.Now()) // l was withdrawn meanwhile
+	}()
+	select {
+	case r := <-done:
+		return r.c, dialDone, r.err
+	case err := <-h.gaveUp:
+		return nil, dialWithdrawn, err
+	}
+}
+
+// dialed accounts for a dial that has ended (p.dial's results): a connection opened, or
+// a failure, which server_login_retry may hold new dials back after. It returns the
+// connection, its reader started, or the dial's error.
+func (p *Pool) dialed(c *Conn, t *Target, err error) (*Conn, error) {
 	network, addr := t.Network()
 	if t.Cluster != nil {
 		p.follow(t.Cluster)
@@ -451,7 +511,7 @@ func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, queue bool) (
 		logFail()
 		p.putLimits()
 		p.wakeWaiters()
-		return nil, err, false
+		return nil, err
 	}
 	p.all[c] = struct{}{}
 	p.stats.Connects++
@@ -467,7 +527,30 @@ func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, queue bool) (
 			zap.Uint32("pid", c.PID), zap.Stringer("local", c.LocalAddr()))
 	}
 	go c.run()
-	return c, nil, false
+	return c, nil
+}
+
+// queueLocked queues l, waiting since since, until deadline (zero: none); p.mu is held.
+func (p *Pool) queueLocked(l Lessee, since, deadline time.Time) *waiter {
+	w := waiterPool.Get().(*waiter)
+	w.since, w.deadline, w.expired, w.l, w.gaveUp, w.h = since, deadline, false, l, nil, nil
+	p.waiters.push(w)
+	if !deadline.IsZero() {
+		p.armExpiryLocked(deadline)
+	}
+	return w
+}
+
+// unqueue reads how the wait of w, off the queue and its channel drained, ended, and
+// puts w back in waiterPool.
+func (p *Pool) unqueue(w *waiter) (since time.Time, expired bool, gaveUp error) {
+	p.mu.Lock()
+	expired, gaveUp = w.expired, w.gaveUp
+	w.l, w.gaveUp = nil, nil
+	p.mu.Unlock()
+	since = w.since
+	waiterPool.Put(w)
+	return since, expired, gaveUp
 }
 
 // dial opens and logs in one connection; it returns the target it tried.
@@ -525,7 +608,15 @@ func (p *Pool) tryReserve(ctx context.Context, w *waiter) (*Conn, bool) {
 		return nil, false
 	}
 	p.stats.ReserveUsed++
-	c, err, _ := p.dialLocked(ctx, w.deadline, true)
+	// Out of the queue, the dial (and its wait for a shared limit) is where Withdraw finds
+	// the waiter's lessee; set by its acquirer before it queued, w.l is read here by it.
+	c, end, err := p.dialLocked(ctx, w.deadline, w.l)
+	if end == dialWithdrawn {
+		p.mu.Lock()
+		w.gaveUp = err
+		p.mu.Unlock()
+		return nil, true // its Acquire returns err (acquireFrom)
+	}
 	if err != nil || c == nil {
 		// Back in the queue at the front: the waiter keeps its place.
 		p.mu.Lock()
@@ -815,10 +906,11 @@ func (p *Pool) remove(c *Conn, err error) {
 	p.wakeWaiters()
 }
 
-// Abandon takes l's request out of the queue, or out of the wait for the end of a
-// hold (Pause, Hold), when it waits there: its Acquire returns ErrAbandoned. It reports
-// whether l waited so; a lessee already handed a connection (or waiting elsewhere: a
-// shared connection limit, a dial) is not, and its caller finds out itself that its
+// Abandon takes l's request out of its wait, when it waits in the pool: queued, waiting
+// for the end of a hold (Pause, Hold), for a slot of a shared limit (max_db_connections,
+// max_user_connections) or for the connection being dialed for it (which then goes to
+// the pool: dialFor). Its Acquire returns ErrAbandoned. It reports whether l waited so; a
+// lessee already handed a connection is not, and its caller finds out itself that its
 // client left.
 func (p *Pool) Abandon(l Lessee) bool { return p.Withdraw(l, ErrAbandoned) }
 
@@ -831,12 +923,12 @@ func (p *Pool) Withdraw(l Lessee, err error) bool {
 		w.give(nil)
 		return true
 	}
-	i := slices.IndexFunc(p.held, func(h *heldWaiter) bool { return h.l == l })
+	i := slices.IndexFunc(p.aside, func(h *asideWaiter) bool { return h.l == l })
 	if i < 0 {
 		return false
 	}
-	p.held[i].gaveUp <- err
-	p.held = slices.Delete(p.held, i, i+1)
+	p.aside[i].gaveUp <- err
+	p.aside = slices.Delete(p.aside, i, i+1)
 	return true
 }
 

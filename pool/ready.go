@@ -117,7 +117,7 @@ func (p *Pool) checkLogin(ctx context.Context) error {
 		return ErrPaused
 	}
 	if p.total < p.opts.Size {
-		c, err, _ := p.dialLocked(ctx, time.Time{}, false)
+		c, _, err := p.dialLocked(ctx, time.Time{}, nil)
 		if err != nil {
 			return err
 		}

@@ -18,9 +18,12 @@ import (
 // user request", then ReadyForQuery (after the Sync, for the extended protocol). Nothing
 // of it reached a server. The waits so ended:
 //
-//   - queued for a server of a full pool, and held by a paused database (PAUSE, SUSPEND,
-//     KILL): pool.Withdraw takes the request out of the queue, or out of the wait for
-//     RESUME;
+//   - queued for a server of a full pool, held by a paused database (PAUSE, SUSPEND,
+//     KILL), waiting for a slot of max_db_connections or max_user_connections, or for
+//     the server pgmux dials for it: pool.Withdraw takes the request out of the queue,
+//     or out of the wait for RESUME, for the shared limit or for the dial. A server
+//     dialed so goes to the pool once logged in (the next request's, or idle), as one
+//     min_pool_size opens: nothing of the canceled request is sent on it;
 //   - waiting for a direct slot (direct_pool_size) to pin its server: the budget's
 //     withdraw. A client inside a transaction has its server linked, and idle, then:
 //     the cancel is not forwarded (PostgreSQL ignores a cancel for a backend that runs

@@ -132,6 +132,23 @@ func requireServedAfterCancel(t *testing.T, m *mux, db string, c *pgconn.PgConn,
 	requireCleanServer(t, m.App(db))
 }
 
+// cancelBehindTransaction has a client of db hold a server in a transaction while tc's
+// INSERT waits and is canceled (cancelWaiting); then it calls between (nil: nothing),
+// commits, and requires what follows the cancel (requireServedAfterCancel).
+func cancelBehindTransaction(t *testing.T, m *mux, db string, tc cancelCase, count func() int64, between func()) {
+	t.Helper()
+	holder := connect(t, m.App(db))
+	c, rest := cancelWaiting(t, m, db, tc, "INSERT INTO t VALUES ($1)", func() {
+		exec(t, holder, "BEGIN")
+		exec(t, holder, "SELECT 1")
+	})
+	if between != nil {
+		between()
+	}
+	exec(t, holder, "COMMIT")
+	requireServedAfterCancel(t, m, db, c, rest, count)
+}
+
 // TestCancelWhileWaiting: with pool_size 1 and the server held in a transaction, a client
 // sends an autocommit INSERT, which queues for the server, and then a cancel request for
 // it, as postgres.js' query.cancel(), psql's ^C and the query timeouts of asyncpg and
@@ -140,20 +157,18 @@ func requireServedAfterCancel(t *testing.T, m *mux, db string, c *pgconn.PgConn,
 // answered at once, while the holder still holds the server, with PostgreSQL's 57014
 // "canceling statement due to user request", the INSERT never runs, and the client's
 // next request (and, in a pipeline, the request behind the canceled one) runs as usual.
+// With the client loop on, the request queues on the loop (pool.AcquireOrQueue); off,
+// on its session's goroutine.
 func TestCancelWhileWaiting(t *testing.T) {
 	pg, db, count := cancelDB(t, "cancelwait")
 
-	for _, tc := range cancelCases {
-		t.Run(tc.name, func(t *testing.T) {
-			m := startMux(t, pg, bouncer{PoolSize: 1})
-			holder := connect(t, m.App(db))
-			c, rest := cancelWaiting(t, m, db, tc, "INSERT INTO t VALUES ($1)", func() {
-				exec(t, holder, "BEGIN")
-				exec(t, holder, "SELECT 1")
+	for _, loop := range clientLoops {
+		for _, tc := range cancelCases {
+			t.Run("client_loop="+loop+"/"+tc.name, func(t *testing.T) {
+				m := startMux(t, pg, bouncer{PoolSize: 1, Extra: []string{"client_loop = " + loop}})
+				cancelBehindTransaction(t, m, db, tc, count, nil)
 			})
-			exec(t, holder, "COMMIT")
-			requireServedAfterCancel(t, m, db, c, rest, count)
-		})
+		}
 	}
 }
 
