@@ -91,3 +91,36 @@ func TestCheckBoundedByCtx(t *testing.T) {
 		"the login Check left behind should put its connection in the pool")
 }
 
+// TestClosedPoolLeavesCluster: a pool closed while it dials a cluster's host is not left
+// among the cluster's followers when the dial ends. Close unfollows the cluster, and the
+// dial, ending after it, followed it again: the closed pool stayed referenced by the
+// cluster for the cluster's life. A client's dial on a pool a RELOAD replaced did that
+// once; /readyz's check pool, closed as soon as its check gives up on the login, would
+// do it on every probe of a multi-host database whose server hangs.
+func TestClosedPoolLeavesCluster(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		dial func(p *pool.Pool) // returns while the pool dials
+	}{
+		{"client", func(p *pool.Pool) {
+			go func() { _, _ = p.Acquire(context.Background(), newLessee()) }()
+			eventually(t, func() bool { return p.Stats().Total == 1 }, "the client's dial should begin")
+		}},
+		{"check", func(p *pool.Pool) {
+			_ = p.Check(ctxFor(t, 50*time.Millisecond)) // gives up on the login, which goes on
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port, _ := heldLogin(t)
+			cl := pool.NewCluster(pool.ClusterOptions{Endpoints: []pool.Endpoint{{Host: "127.0.0.1", Port: port}}})
+			p, err := pool.New(pool.Options{Size: 1, ConnectTimeout: 500 * time.Millisecond,
+				Target: func() *pool.Target { return &pool.Target{Cluster: cl, Database: "app", User: "app"} }})
+			require.NoError(t, err)
+			tc.dial(p)
+			p.Close()
+			eventually(t, p.Ended, "the dial should end within server_connect_timeout")
+			require.Zero(t, cl.FollowersForTest(), "a closed pool must not follow the cluster")
+		})
+	}
+}
