@@ -45,3 +45,10 @@ func SetTestHookLimitRefused(f func(*Pool)) {
 	}
 	testHookLimitRefused.Store(&f)
 }
+
+// FollowersForTest counts the pools that follow cl (woken when a host comes up).
+func (cl *Cluster) FollowersForTest() int {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return len(cl.pools)
+}

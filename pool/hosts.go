@@ -235,7 +235,11 @@ func (cl *Cluster) broadcast(up bool) {
 	}
 }
 
-// follow makes p's waiters retry when a host of cl comes up or changes role.
+// follow makes p's waiters retry when a host of cl comes up or changes role. A dial
+// that ends after Close (a pool replaced by a reload, a readiness check's pool closed
+// once the check gave up on its login) leaves p with no cluster: Close unfollowed, and a
+// closed pool left among cl's would stay referenced for cl's life. Close sets closed
+// before it takes p.cluster, so one of the two sees the other's step and unfollows.
 func (p *Pool) follow(cl *Cluster) {
 	if p.cluster.Load() == cl {
 		return
@@ -249,6 +253,13 @@ func (p *Pool) follow(cl *Cluster) {
 	}
 	cl.pools[p] = struct{}{}
 	cl.mu.Unlock()
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		p.cluster.CompareAndSwap(cl, nil)
+		cl.unfollow(p)
+	}
 }
 
 func (cl *Cluster) unfollow(p *Pool) {

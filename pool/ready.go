@@ -27,7 +27,8 @@ const servedFresh = time.Second
 //     not answer within ctx is closed, as a failed check closes it for a client;
 //   - every connection leased: a connection a client gave back within servedFresh is
 //     proof enough; otherwise a new connection is logged in (kept in the pool when the
-//     pool has room, else closed at once).
+//     pool has room, else closed at once). Check waits for that login until ctx is done,
+//     not for server_connect_timeout: the login goes on without it (checkLogin).
 func (p *Pool) Check(ctx context.Context) error {
 	for {
 		p.mu.Lock()
@@ -103,10 +104,29 @@ func (p *Pool) checkIdle(ctx context.Context, c *Conn) (err error, again bool) {
 	}
 }
 
-// checkLogin logs a new connection in: into the pool when it has room (an idle
+// checkLogin logs a new connection in (checkLoginNow) and waits for it until ctx is done.
+// The login's own bound is server_connect_timeout (ctx when that is 0), which a probe's
+// limit does not shorten: its connection is the pool's, for the next client, and a
+// server slower than the probe is not a failed connect that server_login_retry would
+// hold clients back after. At ctx's end the login goes on without the check, on its own
+// goroutine, and ends as a client's dial does: within server_connect_timeout, its
+// connection put in the pool (closed if the pool was closed meanwhile), or its failure
+// counted and logged as the pool's.
+func (p *Pool) checkLogin(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- p.checkLoginNow(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("no server login within the check's time limit: %w", context.Cause(ctx))
+	}
+}
+
+// checkLoginNow logs a new connection in: into the pool when it has room (an idle
 // connection for the next client), else one closed at once. A success ends a back-off
 // after a failed connect and wakes the clients queued behind it.
-func (p *Pool) checkLogin(ctx context.Context) error {
+func (p *Pool) checkLoginNow(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

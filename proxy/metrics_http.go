@@ -31,8 +31,14 @@ type httpEndpoint struct {
 	gather prometheus.Gatherer
 }
 
-// readyTimeout bounds one readiness probe's connection attempts.
+// readyTimeout is a readiness probe's time limit: /readyz answers within it, whatever
+// its checks wait for (Ready).
 const readyTimeout = 2 * time.Second
+
+// readyCheckTimeout bounds one database's server check (checkDB): a little under
+// readyTimeout, so that the probe that began the check has its result, and the reason,
+// before its own limit.
+const readyCheckTimeout = readyTimeout * 9 / 10
 
 // MetricsHandler serves /metrics from the server's gatherer, /healthz (200 while the
 // process is up) and /readyz (200 while pgmux accepts clients and every configured
@@ -63,26 +69,82 @@ func (s *Server) MetricsHandler() http.Handler {
 // PostgreSQL one check a second at most.
 const readyCacheFor = time.Second
 
-// readyCache holds the last readiness check of each configured database. sem lets one
-// check run at a time (a concurrent probe waits for it and reuses its result); mu guards
-// results.
+// readyCache holds each configured database's server check: the one running, else the
+// last one, reused for readyCacheFor after it ended. mu guards checks.
 type readyCache struct {
-	sem     chan struct{}
-	mu      sync.Mutex
-	results map[string]readyResult
+	mu     sync.Mutex
+	checks map[string]*readyCheck
 }
 
-type readyResult struct {
-	at  time.Time
-	err error
+// readyCheck is one server check of a database. Owners: began and done are set before
+// the check is shared, then only read; the goroutine running the check owns err and at
+// (when it ended) until it closes done, and the probes waiting for it read them after.
+type readyCheck struct {
+	began time.Time
+	done  chan struct{}
+	err   error
+	at    time.Time
+}
+
+// result waits until ctx is done for db's check: the last one while it is fresh, the one
+// running, else a new one, which check runs on a goroutine of its own within its own
+// limit, whoever waits for it. A probe that gives up on a check leaves it to end on its
+// own, and the next probes wait for it instead of beginning another: a database whose
+// check hangs has one goroutine on it, not one per probe.
+func (rc *readyCache) result(ctx context.Context, db string, check func() error) error {
+	rc.mu.Lock()
+	c := rc.checks[db]
+	if c == nil || c.stale() {
+		c = &readyCheck{began: time.Now(), done: make(chan struct{})}
+		rc.checks[db] = c
+		go func() {
+			c.err = check()
+			c.at = time.Now()
+			close(c.done)
+		}()
+	}
+	rc.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return fmt.Errorf("its server check, begun %v ago, has not finished: %w",
+			time.Since(c.began).Round(time.Millisecond), context.Cause(ctx))
+	}
+}
+
+// stale reports whether c has ended more than readyCacheFor ago.
+func (c *readyCheck) stale() bool {
+	select {
+	case <-c.done:
+		return time.Since(c.at) >= readyCacheFor
+	default:
+		return false
+	}
 }
 
 // Ready reports nil when pgmux accepts clients and every configured database (not the
 // "*" fallback) can serve one now, else the reasons. Not ready: pgmux shutting down or not
 // listening; a database held by the console (PAUSE, SUSPEND, KILL) or disabled
-// (DISABLE); a database whose server check fails within ctx (see checkDB). The server
-// checks are cached for readyCacheFor.
+// (DISABLE); a database whose server check fails (see checkDB) or does not end by ctx's
+// end. The server checks are shared by concurrent probes and cached for readyCacheFor.
+//
+// Ready answers by ctx's end whatever its steps wait for: it runs them on a goroutine of
+// its own (readiness), and one stuck past ctx (on a lock something slow holds) makes the
+// answer "did not finish"; the goroutine left behind ends when the step does.
 func (s *Server) Ready(ctx context.Context) error {
+	err, ok := untilDone(ctx, func() error { return s.readiness(ctx) })
+	if !ok {
+		return fmt.Errorf("the readiness check did not finish within the probe's time limit: %w", context.Cause(ctx))
+	}
+	return err
+}
+
+// readiness is Ready's work. A database's server check runs within readyCheckTimeout
+// from its beginning, ended early by the server's shutdown, not by the probe that began
+// it: a probe that stops waiting (its limit, its client gone) cuts the check short for
+// none of the probes that share it.
+func (s *Server) readiness(ctx context.Context) error {
 	if s.draining.Load() {
 		return errors.New("shutting down")
 	}
@@ -100,44 +162,23 @@ func (s *Server) Ready(ctx context.Context) error {
 		}
 	}
 	errs := make([]error, len(names))
-	var check []int
+	var wg sync.WaitGroup
 	for i, name := range names {
 		if why := s.console.holdReason(name); why != "" {
 			errs[i] = errors.New(why)
-		} else {
-			check = append(check, i)
+			continue
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.ready.result(ctx, name, func() error {
+				cctx, cancel := context.WithTimeout(s.console.ctx, readyCheckTimeout)
+				defer cancel()
+				return s.checkDB(cctx, cfg, name)
+			})
+		}()
 	}
-	if len(check) > 0 {
-		rc := s.ready
-		select {
-		case rc.sem <- struct{}{}:
-		case <-ctx.Done():
-			return fmt.Errorf("another readiness check is still running: %w", context.Cause(ctx))
-		}
-		now := time.Now()
-		var wg sync.WaitGroup
-		for _, i := range check {
-			rc.mu.Lock()
-			r, ok := rc.results[names[i]]
-			rc.mu.Unlock()
-			if ok && now.Sub(r.at) < readyCacheFor {
-				errs[i] = r.err
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				err := s.checkDB(ctx, cfg, names[i])
-				errs[i] = err
-				rc.mu.Lock()
-				rc.results[names[i]] = readyResult{at: time.Now(), err: err}
-				rc.mu.Unlock()
-			}()
-		}
-		wg.Wait()
-		<-rc.sem
-	}
+	wg.Wait()
 	var problems []string
 	for i, err := range errs {
 		if err != nil {
@@ -296,7 +337,7 @@ func (s *Server) closeHTTP() {
 func (s *Server) setupMetrics(opts Options) error {
 	s.metrics = metrics.New(metricsView{s})
 	s.http = &httpEndpoint{gather: opts.Gatherer}
-	s.ready = &readyCache{sem: make(chan struct{}, 1), results: make(map[string]readyResult)}
+	s.ready = &readyCache{checks: make(map[string]*readyCheck)}
 	reg := opts.Registry
 	if reg == nil {
 		r := prometheus.NewRegistry()
@@ -315,9 +356,13 @@ func (s *Server) setupMetrics(opts Options) error {
 // checkPool makes a pool of one connection for user on db, for Ready's check of a
 // database no client has used yet; the caller closes it. It is held to user's
 // max_user_connections, as ps.transient is, and logs nothing: /readyz's answer carries
-// its failure, and a line per probe would flood the log while a database is down.
+// its failure, and a line per probe would flood the log while a database is down. Its
+// login is bounded by the check's ctx alone (ConnectTimeout 0), not server_connect_timeout:
+// it serves no client after the check, and must not outlive it by 15 s against a server
+// that never answers.
 func (ps *pools) checkPool(cfg *config.Config, db *config.Database, user string) (*pool.Pool, error) {
 	opts := ps.transientOptions(cfg, db, user)
 	opts.LogConnections, opts.LogDisconnections, opts.Logger = false, false, zap.NewNop()
+	opts.ConnectTimeout = 0
 	return pool.New(opts)
 }

@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -161,10 +160,7 @@ func (h *harness) connectAllClose(t *testing.T) []struct{} {
 
 // TestReadyzUnreachable: a configured database nobody can reach makes /readyz 503.
 func TestReadyzUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close()) // nothing listens there now
+	port := refusedPort(t) // nothing listens there, nor can
 	h := startProxy(t, harnessOpts{dbs: map[string]string{"gone": "host=127.0.0.1 port=" + strconv.Itoa(port)}})
 	code, body := httpGet(t, "http://"+h.srv.MetricsAddr().String()+"/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
@@ -176,7 +172,7 @@ func TestReadyzUnreachable(t *testing.T) {
 	// probe reports that failure at once instead of queueing behind it until its own
 	// deadline (readyTimeout, 2 s), which health checkers with a 2 s timeout (fly.toml,
 	// pgmux -healthcheck) would see as a timeout, not as the 503 and its reason.
-	_, err = h.tryConnect("app", "gone", true)
+	_, err := h.tryConnect("app", "gone", true)
 	require.Error(t, err)
 	start := time.Now()
 	code, body = httpGet(t, "http://"+h.srv.MetricsAddr().String()+"/readyz")

@@ -901,18 +901,23 @@ func (s *Session) loginDeadline(cfg *config.Config) time.Time {
 	return time.Unix(0, s.connectedAt).Add(cfg.ClientLoginTimeout)
 }
 
-// untilDeadline runs f on a goroutine of its own and waits for its result until
-// deadline; ok is false when the deadline came first, and f then finishes without a
-// waiter. It bounds a login's waits on servers, whose dials do not stop for a waiter.
+// untilDeadline is untilDone until deadline. It bounds a login's waits on servers, whose
+// dials do not stop for a waiter.
 func untilDeadline[T any](deadline time.Time, f func() T) (v T, ok bool) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	return untilDone(ctx, f)
+}
+
+// untilDone runs f on a goroutine of its own and waits for its result until ctx is done;
+// ok is false when ctx ended first, and f then finishes without a waiter.
+func untilDone[T any](ctx context.Context, f func() T) (v T, ok bool) {
 	done := make(chan T, 1)
 	go func() { done <- f() }()
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
 	select {
 	case v = <-done:
 		return v, true
-	case <-t.C:
+	case <-ctx.Done():
 		return v, false
 	}
 }
