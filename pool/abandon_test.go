@@ -238,3 +238,81 @@ func sizeOnePool(t *testing.T) *Pool {
 	t.Cleanup(p.Close)
 	return p
 }
+
+// TestWithdrawDialCounted: a lessee whose dial the pool counts (SHOW POOLS' sv_login,
+// Stats.Login) is found by Withdraw from that moment, before the dial takes its slots of
+// the shared limits. Between the two the lessee was listed nowhere: Withdraw reported it
+// not waiting, the cancel request was dropped, and the canceled request got its server
+// and ran. Here the limit's lock, held by the test, keeps the dial in that gap.
+func TestWithdrawDialCounted(t *testing.T) {
+	pg := pgtest.Start(t)
+	target := &Target{Host: pg.Host, Port: pg.Port, Database: pgtest.AppDB, User: pgtest.AppUser, Password: pgtest.AppPassword}
+	lim := NewLimit(5)
+	p, err := New(Options{Size: 2, Limits: []*Limit{lim}, Target: func() *Target { return target }})
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	lim.mu.Lock()
+	unlock := sync.OnceFunc(lim.mu.Unlock)
+	t.Cleanup(unlock)
+
+	l := &skipLessee{name: "dialing"}
+	got := acquireAsync(p, l)
+	require.Eventually(t, func() bool { return p.Stats().Login == 1 }, 10*time.Second, time.Millisecond, "no dial")
+	errCanceled := errors.New("canceled")
+	withdrawn := p.Withdraw(l, errCanceled)
+	unlock()
+	var acquireErr error
+	select {
+	case acquireErr = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Acquire did not end")
+	}
+	require.True(t, withdrawn, "Withdraw did not find a lessee whose dial the pool counts")
+	require.ErrorIs(t, acquireErr, errCanceled)
+	require.Eventually(t, func() bool { s := p.Stats(); return s.Idle == 1 && s.Total == 1 && s.Login == 0 },
+		10*time.Second, 5*time.Millisecond, "the withdrawn lessee's connection is not idle in the pool")
+	require.Equal(t, 1, lim.Count())
+}
+
+// TestWithdrawLimitRefused: a lessee whose dial a shared limit has just refused, not yet
+// queued for the limit's next slot, is found by Withdraw: its Acquire returns at once,
+// not after waiting for its timeout (query_wait_timeout) and then running the canceled
+// request.
+func TestWithdrawLimitRefused(t *testing.T) {
+	pg := pgtest.Start(t)
+	target := &Target{Host: pg.Host, Port: pg.Port, Database: pgtest.AppDB, User: pgtest.AppUser, Password: pgtest.AppPassword}
+	lim := NewLimit(1)
+	newPool := func() *Pool {
+		p, err := New(Options{Size: 2, Limits: []*Limit{lim}, Target: func() *Target { return target }})
+		require.NoError(t, err)
+		t.Cleanup(p.Close)
+		return p
+	}
+	a, b := newPool(), newPool()
+	held, err := a.AcquireTimeout(&skipLessee{name: "holder"}, time.Now(), 10*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { held.Release(false) })
+
+	l := &skipLessee{name: "refused"}
+	errCanceled := errors.New("canceled")
+	var once sync.Once
+	withdrawn := false
+	hook := func(p *Pool) {
+		if p == b {
+			once.Do(func() { withdrawn = b.Withdraw(l, errCanceled) })
+		}
+	}
+	testHookLimitRefused.Store(&hook)
+	t.Cleanup(func() { testHookLimitRefused.Store(nil) })
+	start := time.Now()
+	c, err := b.AcquireTimeout(l, start, 3*time.Second)
+	if c != nil {
+		c.Release(false)
+	}
+	require.True(t, withdrawn, "Withdraw did not find the lessee the limit had just refused")
+	require.ErrorIs(t, err, errCanceled)
+	require.Less(t, time.Since(start), 2*time.Second, "the withdrawn Acquire waited for its timeout")
+	s := b.Stats()
+	require.Zero(t, s.Total+s.Waiting+s.Login, "the withdrawn lessee left something counted: %+v", s)
+	require.Equal(t, 1, lim.Count())
+}

@@ -136,7 +136,7 @@ type waiter struct {
 }
 
 // asideWaiter is one Acquire waiting outside the queue: while the pool is held (Pause,
-// Hold), or for the connection being dialed for it (dialFor). Withdraw sends why its
+// Hold), or for the dial begun for it (dialLocked, dialFor). Withdraw sends why its
 // wait ends on gaveUp, after taking it off p.aside under p.mu. Owned by the pool (p.mu
 // guards p.aside); the acquiring goroutine only receives on gaveUp.
 type asideWaiter struct {
@@ -401,6 +401,12 @@ const (
 func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, l Lessee) (*Conn, dialEnd, error) {
 	p.total++
 	p.dialing++
+	var h *asideWaiter
+	if l != nil {
+		// Listed as the dial is counted (SHOW POOLS' sv_login), before it asks the shared
+		// limits: Withdraw finds l from now on, not only once the limit has answered.
+		h = p.asideLocked(l)
+	}
 	p.mu.Unlock()
 	gens := p.limitGens()
 	if refused := p.takeLimits(); refused >= 0 {
@@ -413,6 +419,10 @@ func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, l Lessee) (*C
 		if l == nil {
 			p.mu.Unlock()
 			return nil, dialDone, nil
+		}
+		if !p.takeAsideLocked(h) {
+			p.mu.Unlock()
+			return nil, dialWithdrawn, <-h.gaveUp
 		}
 		// A slot freed or a connection came back between the refusal and now: its
 		// wake-up (kick, putIdleLocked) found no waiter to give it to.
@@ -441,26 +451,23 @@ func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, l Lessee) (*C
 		return nil, dialRetry, nil
 	}
 	if l != nil {
-		return p.dialFor(ctx, l)
+		return p.dialFor(ctx, h)
 	}
 	c, err := p.dialed(p.dial(ctx))
 	return c, dialDone, err
 }
 
-// dialFor dials for the lessee l, which Withdraw can take out of the wait while the dial
-// runs (it has taken a slot of the pool and of the shared limits): its Acquire then ends
-// at once, and the connection, once logged in, is the pool's, for the next waiter or
-// idle, as one min_pool_size opens; nothing of l's reaches it. A failed dial is counted
-// and logged as any. The dial runs on a goroutine of its own, which does the dial's
-// accounting (dialed) whoever waits for it.
-func (p *Pool) dialFor(ctx context.Context, l Lessee) (*Conn, dialEnd, error) {
+// dialFor dials for the lessee listed as h, which Withdraw can take out of the wait while
+// the dial runs (it has taken a slot of the pool and of the shared limits): its Acquire
+// then ends at once, and the connection, once logged in, is the pool's, for the next
+// waiter or idle, as one min_pool_size opens; nothing of the lessee's reaches it. A failed
+// dial is counted and logged as any. The dial runs on a goroutine of its own, which does
+// the dial's accounting (dialed) whoever waits for it.
+func (p *Pool) dialFor(ctx context.Context, h *asideWaiter) (*Conn, dialEnd, error) {
 	type result struct {
 		c   *Conn
 		err error
 	}
-	p.mu.Lock()
-	h := p.asideLocked(l)
-	p.mu.Unlock()
 	done := make(chan result, 1)
 	go func() {
 		c, err := p.dialed(p.dial(ctx))
