@@ -67,7 +67,30 @@ type loopWork struct {
 	// reset: EPOLLRDHUP, EPOLLHUP, EPOLLERR). A request waiting for a server is dropped
 	// when it comes (gone.go); the session ends at its next read.
 	peerGone bool
+	// queued: the request waiting in the pool's queue, as dispatch left it.
+	queued queuedReq
 }
+
+// queuedReq is a request queued for a server on the loop (dispatchServer): the message
+// dispatch was at (seq: the reader's count of it, still unread) and what dispatch decided
+// about it before it leased. When the server comes, runLoop goes on with the lease
+// (dispatchServer) instead of dispatching the message from the start again: nothing of
+// the session that those decisions read changes while it waits, as nothing else of the
+// client is read meanwhile. Only the configuration may have changed (a RELOAD), which
+// loopOK looks at again. A goroutine taking the request over (offLoop) dispatches it anew
+// (its Next counts another message: seq no longer matches).
+type queuedReq struct {
+	seq     uint64
+	typ     byte
+	n       int
+	pin     pinReason
+	release bool
+	pinErr  error
+}
+
+// resumable reports whether q is the request the reader is at: queued by dispatchServer
+// on the loop and not read since.
+func (q *queuedReq) resumable(rd *wire.Reader) bool { return q.typ != 0 && q.seq == rd.Seq() }
 
 // lgState is the session's login on the loop while it runs, else nil.
 func (s *Session) lgState() *loopLogin {
@@ -167,6 +190,9 @@ func (s *Session) parkOnLoop() {
 // offLoop moves the session from the loop to a goroutine of its own, which goes on with
 // whatever is buffered.
 func (s *Session) offLoop() {
+	if s.lw != nil {
+		s.lw.queued = queuedReq{} // the goroutine dispatches a queued request anew
+	}
 	s.home().leaveLoop(s)
 	go s.resumeFromLoop()
 }
@@ -268,6 +294,18 @@ func (s *Session) readFrom(primed, more bool) {
 // goroutine, or ended).
 func (s *Session) runLoop() bool {
 	for s.rd.Buffered() > 0 {
+		if q := s.lw.queued; q.typ != 0 {
+			s.lw.queued = queuedReq{}
+			if q.resumable(s.rd) && s.loopOK() {
+				s.lw.on = true
+				skipping, err := s.dispatchServer(q.typ, q.n, q.pin, q.release, q.pinErr, nil)
+				s.lw.on = false
+				if !s.afterDispatch(skipping, err) {
+					return false
+				}
+				continue
+			}
+		}
 		typ, n, whole := s.rd.Whole()
 		if whole && typ == 'X' {
 			// Terminate: the session ends as the relay ends it (clientGone, retire, end),
@@ -294,20 +332,29 @@ func (s *Session) runLoop() bool {
 		s.lw.on = true
 		skipping, err := s.dispatch(typ, n)
 		s.lw.on = false
-		switch {
-		case err == errQueued:
-			return false // Handed goes on
-		case err == errOffLoop:
-			s.offLoop()
-			return false
-		case err != nil:
-			s.endOnLoop(err)
-			return false
-		case skipping:
-			s.lw.skip = true
-			s.offLoop()
+		if !s.afterDispatch(skipping, err) {
 			return false
 		}
+	}
+	return true
+}
+
+// afterDispatch carries on after dispatch ran a request on the loop: false when the loop
+// is done with the client for now (queued, moved to a goroutine, ended).
+func (s *Session) afterDispatch(skipping bool, err error) bool {
+	switch {
+	case err == errQueued:
+		return false // Handed goes on
+	case err == errOffLoop:
+		s.offLoop()
+		return false
+	case err != nil:
+		s.endOnLoop(err)
+		return false
+	case skipping:
+		s.lw.skip = true
+		s.offLoop()
+		return false
 	}
 	return true
 }

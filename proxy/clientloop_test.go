@@ -566,3 +566,68 @@ func TestLoginAnswerToAGoneClientLeavesNoSession(t *testing.T) {
 	require.Eventually(t, func() bool { return clients() == 0 }, 10*time.Second, 20*time.Millisecond,
 		"clients of app left: %d", clients())
 }
+
+// TestQueuedRequestDispatchedOnce: a request queued on the loop for a server goes on from
+// its lease when the server comes; what was decided about it before it queued (its
+// classification, pinning, the statement bookkeeping) is not done again. It used to be
+// dispatched a second time from the start, nearly doubling the loop's work per request
+// on a busy pool. The answers are the request's own, over both protocols.
+func TestQueuedRequestDispatchedOnce(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[byte]int{}
+	proxy.SetDispatchHook(func(typ byte) {
+		mu.Lock()
+		seen[typ]++
+		mu.Unlock()
+	})
+	t.Cleanup(func() { proxy.SetDispatchHook(nil) })
+	count := func(typ byte) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[typ]
+	}
+	h := startProxy(t, harnessOpts{extra: map[string]string{"client_loop": "1", "default_pool_size": "1"}})
+	adm := h.admin(t)
+	a := dialLoopClient(t, h.port)
+	b := dialLoopClient(t, h.port)
+	waiting := func(what string) {
+		require.Eventually(t, func() bool {
+			_, rows := show(t, adm, "SHOW POOLS")
+			return num(t, rowWhere(rows, "database", "app"), "cl_waiting") == 1
+		}, 10*time.Second, 10*time.Millisecond, what)
+	}
+	hold := func(q string) {
+		a.fe.Send(&pgproto3.Query{String: q})
+		require.NoError(t, a.fe.Flush())
+		a.until(t, q)
+	}
+
+	// The extended protocol: the Parse is what queues.
+	hold("BEGIN")
+	b.fe.Send(&pgproto3.Parse{Query: "SELECT $1::int + 1"})
+	b.fe.Send(&pgproto3.Bind{Parameters: [][]byte{[]byte("41")}})
+	b.fe.Send(&pgproto3.Execute{})
+	b.fe.Send(&pgproto3.Sync{})
+	require.NoError(t, b.fe.Flush())
+	waiting("b's Parse waits for the one server")
+	hold("COMMIT")
+	require.Equal(t, []string{"42"}, b.until(t, "the extended request"))
+	require.Equal(t, 1, count('P'), "the queued Parse was dispatched once")
+	require.Equal(t, 1, count('B'))
+	require.Equal(t, 1, count('E'))
+
+	// The simple protocol.
+	hold("BEGIN")
+	queries := count('Q')
+	b.fe.Send(&pgproto3.Query{String: "SELECT 6 * 7"})
+	require.NoError(t, b.fe.Flush())
+	waiting("b's Query waits for the one server")
+	hold("COMMIT")
+	require.Equal(t, []string{"42"}, b.until(t, "the simple request"))
+	require.Equal(t, queries+2, count('Q'), "b's queued Query and a's COMMIT, once each")
+
+	// The session goes on as usual after both.
+	b.fe.Send(&pgproto3.Query{String: "SELECT 7"})
+	require.NoError(t, b.fe.Flush())
+	require.Equal(t, []string{"7"}, b.until(t, "SELECT 7"))
+}

@@ -63,6 +63,9 @@ func (s *Session) relay() (parked bool, err error) {
 // forwarded to the linked server (leased first when none is). It reports whether
 // messages up to the next Sync are to be dropped; an error ends the session.
 func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
+	if testHookDispatch != nil {
+		testHookDispatch(typ)
+	}
 	if typ == 'Q' && s.onReplica && s.entry.multi.Load() {
 		if done, skipping, err := s.splitAtEnd(n); done {
 			return skipping, err // replica_split.go
@@ -135,8 +138,22 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 			return false, err
 		}
 	}
+	return s.dispatchServer(typ, n, pin, release, pinErr, rr)
+}
+
+// dispatchServer is dispatch from the lease of a server on: what dispatch decided about
+// the message before (pin, release, pinErr, rr) is kept, and a request queued on the
+// client loop goes on from here when the pool hands it a server (clientloop.go
+// queuedReq), without deciding it all again.
+func (s *Session) dispatchServer(typ byte, n int, pin pinReason, release bool, pinErr error, rr *replicaReq) (skipping bool, err error) {
 	c, err := s.serverFor(typ)
-	if err == errQueued || err == errOffLoop {
+	if err == errQueued {
+		if rr == nil {
+			s.lw.queued = queuedReq{seq: s.rd.Seq(), typ: typ, n: n, pin: pin, release: release, pinErr: pinErr}
+		}
+		return false, err // Handed goes on (clientloop.go)
+	}
+	if err == errOffLoop {
 		return false, err // the client loop carries on (clientloop.go)
 	}
 	if err == errLostMeanwhile {
@@ -174,6 +191,9 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 	}
 	return false, nil
 }
+
+// testHookDispatch, when a test sets it, is told of each message dispatch decides about.
+var testHookDispatch func(typ byte)
 
 // forwardLocked forwards one client message to c and flushes when the client has nothing
 // more buffered, holding c's write lock when the server's reader may write to c too: a

@@ -39,13 +39,15 @@ import (
 // (settings.reapplyQuery).
 func (s *Session) resetInPlace(q string) (m []byte, hide uint64, fix *errFix) {
 	st := s.set.Load()
-	if st == nil || strings.Contains(q, link.InPlaceTag) {
+	if st == nil {
 		return nil, 0, nil
 	}
+	// Whether a reset is pending first: the scan of q for the tag costs more than the
+	// lock, and nearly every Query of a client with startup settings has none pending.
 	s.mu.Lock()
 	resets := st.reapplyQuery != ""
 	s.mu.Unlock()
-	if !resets {
+	if !resets || strings.Contains(q, link.InPlaceTag) {
 		return nil, 0, nil
 	}
 	m, hide, shifts, all := link.ResetInPlace(&st.Settings, q)
