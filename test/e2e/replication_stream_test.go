@@ -171,3 +171,33 @@ func TestReplicationSuspend(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, w.readFor(100_000, 20*time.Second), 100_000, "the stream goes on after RESUME")
 }
+
+// TestReplicationLeavesWhileSuspended: a replication client that leaves while the pooler
+// is SUSPENDed has its server closed at once, as any client that leaves, not at RESUME.
+// Here the client's last message (a status update) and the server's WAL are both held
+// when it leaves. pgmux kept the relay, and so the walsender, until RESUME: the session
+// waited for RESUME with the held message and did not look at its client's socket.
+func TestReplicationLeavesWhileSuspended(t *testing.T) {
+	pg, m := startReplication(t)
+	admin := m.Console(t, pgtest.SuperUser, replPass)
+	w := startWALStream(t, pg, m)
+	makeWAL(t, pg, "before_leaving")
+	require.Positive(t, w.readFor(100_000, 20*time.Second), "the WAL streams through pgmux")
+	w.drain()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := admin.Exec(ctx, "SUSPEND")
+	require.NoError(t, err)
+	makeWAL(t, pg, "while_suspended")
+	w.statusUpdate() // held by SUSPEND, in pgmux's buffer
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, 1, walsenders(t, pg), "the stream is held, not ended, while its client stays")
+
+	require.NoError(t, w.nc.Close())
+	awaitNone(t, "the replication server closes with its client while suspended", func() int { return walsenders(t, pg) })
+	require.Empty(t, withColumn(showRows(t, admin, "SERVERS"), "replication", "physical"), "SHOW SERVERS")
+
+	_, err = admin.Exec(ctx, "RESUME")
+	require.NoError(t, err)
+}
