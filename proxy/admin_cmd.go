@@ -129,9 +129,16 @@ func (s *Server) holdNewPool(p *pool.Pool, db string) {
 	c.holdPoolLocked(p, db)
 }
 
+// refuseHold is the console's refusal of a PAUSE, SUSPEND, KILL or RESUME that the holds
+// in force do not allow, as PgBouncer's admin_error sends it: an ERROR with SQLSTATE
+// 08P01 (its default when none is given), which clients see as a protocol violation.
+func refuseHold(format string, args ...any) *pgerr.Error {
+	return pgerr.New(pgerr.ProtocolViolation, format, args...)
+}
+
 // errHeldAll refuses PAUSE, SUSPEND and KILL while the pooler is PAUSEd or SUSPENDed, in
 // PgBouncer's words.
-var errHeldAll = pgerr.New(pgerr.ObjectNotInPrerequisite, "already suspended/paused")
+var errHeldAll = refuseHold("already suspended/paused")
 
 // beginHold sets the hold of PAUSE db (every database when db is ""), or of SUSPEND,
 // at once: on the console, which holds new logins, and on the pools, which hold new
@@ -148,7 +155,7 @@ func (s *Server) beginHold(ctx context.Context, db string, suspend bool) (func()
 		return nil, errHeldAll
 	case suspend && (len(c.paused) > 0 || len(c.killed) > 0):
 		// PgBouncer's SUSPEND must flush every client's buffers: none may be held.
-		return nil, pgerr.New(pgerr.ObjectNotInPrerequisite, "cannot suspend with paused databases")
+		return nil, refuseHold("cannot suspend with paused databases")
 	case suspend:
 		c.suspended = true
 		c.streamsHeld.Store(true)
@@ -324,13 +331,13 @@ func (s *Server) adminResume(db string) error {
 	defer c.mu.Unlock()
 	switch {
 	case db == "" && s.stopping.Load() != 0:
-		return pgerr.New(pgerr.ObjectNotInPrerequisite, "pooler is shutting down")
+		return refuseHold("pooler is shutting down")
 	case db == "" && !c.pausedAll && !c.suspended:
-		return pgerr.New(pgerr.ObjectNotInPrerequisite, "pooler is not paused/suspended")
+		return refuseHold("pooler is not paused/suspended")
 	case db == "":
 		c.pausedAll, c.suspended = false, false
 	case !c.paused[db] && !c.killed[db]:
-		return pgerr.New(pgerr.ObjectNotInPrerequisite, "database %s is not paused", db)
+		return refuseHold("database %s is not paused", db)
 	default:
 		delete(c.paused, db)
 		delete(c.killed, db)
@@ -354,7 +361,7 @@ func (s *Server) adminResume(db string) error {
 func (s *Server) consoleResume(db string) error {
 	err := s.adminResume(db)
 	var pe *pgerr.Error
-	if db != "" && errors.As(err, &pe) && pe.Code == pgerr.ObjectNotInPrerequisite {
+	if db != "" && errors.As(err, &pe) && pe.Code == pgerr.ProtocolViolation {
 		if kerr := s.knownDB(db); kerr != nil {
 			return kerr
 		}
