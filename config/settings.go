@@ -130,6 +130,7 @@ func coreSettings() []setting {
 		durSetting("transaction_timeout", "0", reload, func(c *Config) *time.Duration { return &c.TransactionTimeout }),
 		durSetting("client_login_timeout", "60", reload, func(c *Config) *time.Duration { return &c.ClientLoginTimeout }),
 		durSetting("cancel_wait_timeout", "10", reload, func(c *Config) *time.Duration { return &c.CancelWaitTimeout }),
+		durSetting("suspend_timeout", "10", reload, func(c *Config) *time.Duration { return &c.SuspendTimeout }),
 
 		listSetting("ignore_startup_parameters", "", reload, func(c *Config) *[]string { return &c.IgnoreStartupParameters }),
 		listSetting("track_extra_parameters", "IntervalStyle", noReload, func(c *Config) *[]string { return &c.TrackExtraParameters }),

@@ -69,6 +69,9 @@ type Config struct {
 	TransactionTimeout     time.Duration
 	ClientLoginTimeout     time.Duration
 	CancelWaitTimeout      time.Duration
+	// SuspendTimeout bounds how long SUSPEND waits for a client's answer to be flushed
+	// (a client that does not read); past it such clients are dropped. 0 = wait forever.
+	SuspendTimeout time.Duration
 
 	IgnoreStartupParameters []string
 	TrackExtraParameters    []string

@@ -13,7 +13,7 @@ var ignoredSettings = []struct{ name, def string }{
 	{"peer_id", "0"}, {"pkt_buf", "4096"}, {"query_wait_notify", "5"}, {"resolv_conf", ""},
 	{"sbuf_loopcnt", "5"}, {"scram_iterations", "4096"}, {"server_fast_close", "0"},
 	{"server_round_robin", "0"}, {"server_tls13_ciphers", ""}, {"so_reuseport", "0"},
-	{"stats_period", "60"}, {"suspend_timeout", "10"}, {"syslog", "0"}, {"syslog_facility", "daemon"},
+	{"stats_period", "60"}, {"syslog", "0"}, {"syslog_facility", "daemon"},
 	{"syslog_ident", "pgbouncer"}, {"tcp_defer_accept", "1"}, {"tcp_socket_buffer", "0"},
 	{"tcp_user_timeout", "0"}, {"unix_socket_group", ""}, {"user", ""},
 }

@@ -129,9 +129,16 @@ func (s *Server) holdNewPool(p *pool.Pool, db string) {
 	c.holdPoolLocked(p, db)
 }
 
+// refuseHold is the console's refusal of a PAUSE, SUSPEND, KILL or RESUME that the holds
+// in force do not allow, as PgBouncer's admin_error sends it: an ERROR with SQLSTATE
+// 08P01 (its default when none is given), which clients see as a protocol violation.
+func refuseHold(format string, args ...any) *pgerr.Error {
+	return pgerr.New(pgerr.ProtocolViolation, format, args...)
+}
+
 // errHeldAll refuses PAUSE, SUSPEND and KILL while the pooler is PAUSEd or SUSPENDed, in
 // PgBouncer's words.
-var errHeldAll = pgerr.New(pgerr.ObjectNotInPrerequisite, "already suspended/paused")
+var errHeldAll = refuseHold("already suspended/paused")
 
 // beginHold sets the hold of PAUSE db (every database when db is ""), or of SUSPEND,
 // at once: on the console, which holds new logins, and on the pools, which hold new
@@ -148,7 +155,7 @@ func (s *Server) beginHold(ctx context.Context, db string, suspend bool) (func()
 		return nil, errHeldAll
 	case suspend && (len(c.paused) > 0 || len(c.killed) > 0):
 		// PgBouncer's SUSPEND must flush every client's buffers: none may be held.
-		return nil, pgerr.New(pgerr.ObjectNotInPrerequisite, "cannot suspend with paused databases")
+		return nil, refuseHold("cannot suspend with paused databases")
 	case suspend:
 		c.suspended = true
 		c.streamsHeld.Store(true)
@@ -168,10 +175,10 @@ func (s *Server) beginHold(ctx context.Context, db string, suspend bool) (func()
 // awaitHold waits for w's pools (beginHold) and reports how the wait ended.
 func (s *Server) awaitHold(ctx context.Context, w *holdWait, pools []*pool.Pool) error {
 	var err error
-	for _, p := range pools {
-		if err = p.WaitPaused(ctx); err != nil {
-			break
-		}
+	if w.suspend {
+		err = s.awaitSuspend(ctx, pools)
+	} else {
+		err = waitPaused(ctx, pools)
 	}
 	c := s.console
 	c.mu.Lock()
@@ -190,6 +197,67 @@ func (s *Server) awaitHold(ctx context.Context, w *holdWait, pools []*pool.Pool)
 		return pgerr.New(pgerr.QueryCanceled, "%s canceled: RESUME lifted it before every server was released", w.cmd())
 	}
 	return canceled(ctx, strings.ToLower(w.cmd()))
+}
+
+// waitPaused waits until every pool of pools has taken its hold (pool.WaitPaused).
+func waitPaused(ctx context.Context, pools []*pool.Pool) error {
+	for _, p := range pools {
+		if err := p.WaitPaused(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// suspendStep is how often SUSPEND looks again at suspend_timeout and, past it, at the
+// clients whose answers are not flushed.
+const suspendStep = 100 * time.Millisecond
+
+// awaitSuspend is SUSPEND's wait for pools, bounded as PgBouncer bounds it by
+// suspend_timeout (read at each step, so that a RELOAD during the wait applies): once
+// that long has passed since SUSPEND began, every client whose answer is still being
+// written to it (one that does not read) is dropped with its server at each step, as
+// PgBouncer drops the sockets whose buffers it could not flush, and the wait goes on for
+// the servers of the others.
+func (s *Server) awaitSuspend(ctx context.Context, pools []*pool.Pool) error {
+	start := time.Now()
+	for {
+		step, cancel := context.WithTimeout(ctx, suspendStep)
+		err := waitPaused(step, pools)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		if t := s.Config().SuspendTimeout; t > 0 && time.Since(start) >= t {
+			s.dropUnflushed()
+		}
+	}
+}
+
+// dropUnflushed drops, with their servers, the clients whose writer a relay holds: an
+// answer is on its way to them and not flushed yet (PgBouncer's socket whose buffer is
+// not empty). A client whose writer is free has nothing pgmux still owes it. They are
+// ended as KILL ends them (killAll): one that does not read is closed untold.
+func (s *Server) dropUnflushed() {
+	var stuck []*Session
+	for _, sess := range s.Sessions() {
+		if sess.entry == nil || sess.linkedServer() == nil {
+			continue
+		}
+		if sess.wmu.TryLock() {
+			sess.unlockW()
+			continue
+		}
+		stuck = append(stuck, sess)
+	}
+	if len(stuck) == 0 {
+		return
+	}
+	s.log.Warn("SUSPEND: dropping clients whose answers were not flushed within suspend_timeout", zap.Int("clients", len(stuck)))
+	killAll(stuck, func(*Session) *pgerr.Error {
+		return pgerr.Fatal(pgerr.AdminShutdown, "suspend_timeout: the connection could not be suspended").
+			WithDetail("SUSPEND waited suspend_timeout for this connection's answer to be flushed.")
+	})
 }
 
 // liftLocked lifts the hold w's command set, and that one only (a PAUSE db under a
@@ -263,13 +331,13 @@ func (s *Server) adminResume(db string) error {
 	defer c.mu.Unlock()
 	switch {
 	case db == "" && s.stopping.Load() != 0:
-		return pgerr.New(pgerr.ObjectNotInPrerequisite, "pooler is shutting down")
+		return refuseHold("pooler is shutting down")
 	case db == "" && !c.pausedAll && !c.suspended:
-		return pgerr.New(pgerr.ObjectNotInPrerequisite, "pooler is not paused/suspended")
+		return refuseHold("pooler is not paused/suspended")
 	case db == "":
 		c.pausedAll, c.suspended = false, false
 	case !c.paused[db] && !c.killed[db]:
-		return pgerr.New(pgerr.ObjectNotInPrerequisite, "database %s is not paused", db)
+		return refuseHold("database %s is not paused", db)
 	default:
 		delete(c.paused, db)
 		delete(c.killed, db)
@@ -293,7 +361,7 @@ func (s *Server) adminResume(db string) error {
 func (s *Server) consoleResume(db string) error {
 	err := s.adminResume(db)
 	var pe *pgerr.Error
-	if db != "" && errors.As(err, &pe) && pe.Code == pgerr.ObjectNotInPrerequisite {
+	if db != "" && errors.As(err, &pe) && pe.Code == pgerr.ProtocolViolation {
 		if kerr := s.knownDB(db); kerr != nil {
 			return kerr
 		}

@@ -18,8 +18,9 @@ import (
 // words: PAUSE [db], SUSPEND and KILL [db] while the pooler is PAUSEd or SUSPENDed
 // ("already suspended/paused"), SUSPEND while a database is paused or killed ("cannot
 // suspend with paused databases"); a PAUSE db of a database already paused is accepted,
-// as PgBouncer's. pgmux let PAUSE through during SUSPEND and SUSPEND during PAUSE, and
-// refused the second PAUSE db.
+// as PgBouncer's. Each refusal is an ERROR with SQLSTATE 08P01, as PgBouncer's
+// admin_error sends it. pgmux let PAUSE through during SUSPEND and SUSPEND during PAUSE,
+// refused the second PAUSE db, and answered these refusals with 55000.
 func TestAdminHoldRules(t *testing.T) {
 	h := startProxy(t, harnessOpts{})
 	run, refused := consoleCmds(t, h.admin(t))
@@ -54,7 +55,8 @@ func TestAdminHoldRules(t *testing.T) {
 }
 
 // consoleCmds returns run, which runs a console command on adm and requires it to work,
-// and refused, which requires it to fail with SQLSTATE 55000 and PgBouncer's msg.
+// and refused, which requires it to fail with PgBouncer's SQLSTATE for a console refusal
+// (08P01, admin_error's default) and its msg.
 func consoleCmds(t *testing.T, adm *pgx.Conn) (run func(cmd string), refused func(cmd, msg string)) {
 	run = func(cmd string) {
 		t.Helper()
@@ -66,7 +68,7 @@ func consoleCmds(t *testing.T, adm *pgx.Conn) (run func(cmd string), refused fun
 		_, err := adm.Exec(context.Background(), cmd)
 		var pe *pgconn.PgError
 		require.ErrorAs(t, err, &pe, cmd)
-		require.Equal(t, "55000", pe.Code, cmd)
+		require.Equal(t, "08P01", pe.Code, cmd)
 		require.Equal(t, msg, pe.Message, cmd)
 	}
 	return run, refused

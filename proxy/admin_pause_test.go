@@ -196,7 +196,7 @@ func TestResumeWhilePauseWaits(t *testing.T) {
 		require.Zero(t, proxy.PoolsPausedForTest(h.srv, "app"))
 		queryWithin(t, other, "SELECT 1", 5*time.Second, "a query after RESUME")
 		_, err = adm2.Exec(ctx, "RESUME "+db)
-		require.Equal(t, "55000", sqlState(err), "the pooler is not paused: %v", err)
+		require.Equal(t, "08P01", sqlState(err), "the pooler is not paused: %v", err)
 		_, rows := show(t, adm2, "SHOW STATE")
 		require.Equal(t, "no", rowWhere(rows, "key", "paused")["value"])
 	}
@@ -299,7 +299,7 @@ func TestConsoleCancel(t *testing.T) {
 	require.NoError(t, err, "the transaction goes on")
 	require.NoError(t, tx.Commit(ctx))
 	_, err = watch.Exec(ctx, "RESUME")
-	require.Equal(t, "55000", sqlState(err), "nothing is held: %v", err)
+	require.Equal(t, "08P01", sqlState(err), "nothing is held: %v", err)
 }
 
 // TestAdminStateAndDatabasesPaused: SHOW STATE and SHOW DATABASES' paused read as

@@ -307,7 +307,7 @@ func TestAdminPauseResume(t *testing.T) {
 		t.Fatal("query still held after RESUME")
 	}
 	_, err = adm.Exec(context.Background(), "RESUME")
-	require.Equal(t, "55000", sqlState(err), "%v", err)
+	require.Equal(t, "08P01", sqlState(err), "%v", err)
 
 	// Global PAUSE / RESUME and SUSPEND.
 	_, err = adm.Exec(context.Background(), "PAUSE")
@@ -550,7 +550,7 @@ func TestAdminResumeUnknownDB(t *testing.T) {
 	require.Equal(t, "3D000", sqlState(err), "%v", err)
 	require.Contains(t, err.Error(), "no such database: nosuch")
 	_, err = adm.Exec(context.Background(), "RESUME app")
-	require.Equal(t, "55000", sqlState(err), "%v", err)
+	require.Equal(t, "08P01", sqlState(err), "%v", err)
 	require.Contains(t, err.Error(), "not paused")
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -301,7 +302,9 @@ func (s *Session) pumpReplication(c *pool.Conn) error {
 // SUSPENDed, after flushing what it relayed already (flush, nil for none), as PgBouncer's
 // SUSPEND stops reading a socket once its buffer is empty; RESUME lets it go on. The
 // message just read waits in pgmux's buffer as it would in the socket's. A shutdown ends
-// the wait with an error.
+// the wait with an error, and so does the client leaving (its socket closed by its peer,
+// looked at every streamGoneCheck): its server is then closed at once (dropReplication),
+// as any client's that leaves, not kept until RESUME.
 func (s *Session) holdStream(flush func() error) error {
 	c := s.srv.console
 	if !c.streamsHeld.Load() {
@@ -312,6 +315,8 @@ func (s *Session) holdStream(flush func() error) error {
 			return err
 		}
 	}
+	tick := time.NewTicker(streamGoneCheck)
+	defer tick.Stop()
 	for {
 		c.mu.Lock()
 		held, ch := c.suspended, c.changed
@@ -319,13 +324,25 @@ func (s *Session) holdStream(flush func() error) error {
 		if !held {
 			return nil
 		}
+		if s.peerClosedShared() {
+			s.clientWriteFailed() // the other relay's wait or read ends too
+			return errLeftSuspended
+		}
 		select {
 		case <-ch:
+		case <-tick.C:
 		case <-c.ctx.Done():
 			return errShuttingDown
 		}
 	}
 }
+
+// errLeftSuspended ends a replication relay whose client left while it was held.
+var errLeftSuspended = errors.New("the client left while the pooler was suspended")
+
+// streamGoneCheck is how often a replication relay held by SUSPEND looks at its client's
+// socket.
+const streamGoneCheck = 100 * time.Millisecond
 
 // endStaleReplication ends, with a FATAL naming why, the replication clients whose server
 // RECONNECT or a reload has marked to be closed (pool.Conn.CloseNeeded: its database

@@ -151,6 +151,38 @@ func TestReplicationCountedInStats(t *testing.T) {
 // boundary: nothing reaches the client while suspended; RESUME lets it go on. PgBouncer's
 // SUSPEND likewise flushes the stream's buffers and stops reading its sockets.
 func TestReplicationSuspend(t *testing.T) {
+	pg, admin, w, ctx := suspendedStream(t)
+	require.Zero(t, w.readFor(1, 1500*time.Millisecond), "nothing is relayed while suspended")
+	require.Equal(t, 1, walsenders(t, pg), "the stream is held, not ended")
+
+	_, err := admin.Exec(ctx, "RESUME")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, w.readFor(100_000, 20*time.Second), 100_000, "the stream goes on after RESUME")
+}
+
+// TestReplicationLeavesWhileSuspended: a replication client that leaves while the pooler
+// is SUSPENDed has its server closed at once, as any client that leaves, not at RESUME.
+// Here the client's last message (a status update) and the server's WAL are both held
+// when it leaves. pgmux kept the relay, and so the walsender, until RESUME: the session
+// waited for RESUME with the held message and did not look at its client's socket.
+func TestReplicationLeavesWhileSuspended(t *testing.T) {
+	pg, admin, w, ctx := suspendedStream(t)
+	time.Sleep(300 * time.Millisecond) // the status update is read and held
+	require.Equal(t, 1, walsenders(t, pg), "the stream is held, not ended, while its client stays")
+
+	require.NoError(t, w.nc.Close())
+	awaitNone(t, "the replication server closes with its client while suspended", func() int { return walsenders(t, pg) })
+	require.Empty(t, withColumn(showRows(t, admin, "SERVERS"), "replication", "physical"), "SHOW SERVERS")
+
+	_, err := admin.Exec(ctx, "RESUME")
+	require.NoError(t, err)
+}
+
+// suspendedStream opens a WAL stream through pgmux, SUSPENDs the pooler (which must
+// complete with the stream open), then makes WAL and sends a status update, so that
+// both ways have a message held. ctx bounds the console commands that follow.
+func suspendedStream(t *testing.T) (*pgtest.Server, *pgx.Conn, *walStream, context.Context) {
+	t.Helper()
 	pg, m := startReplication(t)
 	admin := m.Console(t, pgtest.SuperUser, replPass)
 	w := startWALStream(t, pg, m)
@@ -158,16 +190,11 @@ func TestReplicationSuspend(t *testing.T) {
 	require.Positive(t, w.readFor(100_000, 20*time.Second), "the WAL streams through pgmux")
 	w.drain()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
 	_, err := admin.Exec(ctx, "SUSPEND")
 	require.NoError(t, err, "SUSPEND completes with a replication stream open")
-
 	makeWAL(t, pg, "while_suspended")
-	w.statusUpdate() // the other way is held too, without harm
-	require.Zero(t, w.readFor(1, 1500*time.Millisecond), "nothing is relayed while suspended")
-
-	_, err = admin.Exec(ctx, "RESUME")
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, w.readFor(100_000, 20*time.Second), 100_000, "the stream goes on after RESUME")
+	w.statusUpdate() // the other way is held too
+	return pg, admin, w, ctx
 }
