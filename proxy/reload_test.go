@@ -38,7 +38,7 @@ func reloadAlt(dir string) map[string]string {
 		"server_check_delay": "10", "server_lifetime": "600", "server_idle_timeout": "60", "autodb_idle_timeout": "120",
 		"server_connect_timeout": "5", "server_login_retry": "2", "query_timeout": "60", "query_wait_timeout": "20",
 		"client_idle_timeout": "300", "idle_transaction_timeout": "30", "transaction_timeout": "90",
-		"client_login_timeout": "20", "cancel_wait_timeout": "4", "ignore_startup_parameters": "extra_float_digits",
+		"client_login_timeout": "20", "cancel_wait_timeout": "4", "suspend_timeout": "5", "ignore_startup_parameters": "extra_float_digits",
 		"track_extra_parameters": "IntervalStyle, search_path", "max_packet_size": "1048576",
 		"log_connections": "0", "log_disconnections": "0", "log_pooler_errors": "0", "verbose": "1",
 		"logfile": filepath.Join(dir, "pgmux.log"), "pidfile": filepath.Join(dir, "pgmux.pid"),
