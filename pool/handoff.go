@@ -22,7 +22,8 @@ var ErrRetry = errors.New("try acquiring again")
 // claims; when none is and the pool can only be waited for (at its size, no reserve, not
 // paused, not backing off), it queues l as a waiter whose outcome goes to h, and reports
 // queued. Otherwise it returns neither: the caller acquires the ordinary way (which may
-// dial, check health or wait for a reserve connection).
+// dial, check health or wait for a reserve connection, or return the error of a lessee
+// withdrawn before it queued: WithdrawnEarly).
 func (p *Pool) AcquireOrQueue(l Lessee, h Handoff, start time.Time, timeout time.Duration) (c *Conn, queued bool) {
 	p.mu.Lock()
 	if p.closed || p.paused {
@@ -45,7 +46,8 @@ func (p *Pool) AcquireOrQueue(l Lessee, h Handoff, start time.Time, timeout time
 			return c, true
 		}
 	}
-	if p.total < p.opts.Size || p.opts.ReserveSize > 0 || p.backingOffLocked() {
+	// Withdrawn on its way here (WithdrawnEarly): the ordinary way returns why at once.
+	if p.total < p.opts.Size || p.opts.ReserveSize > 0 || p.backingOffLocked() || withdrawnEarly(l) != nil {
 		p.mu.Unlock()
 		return nil, false
 	}

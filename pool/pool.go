@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,7 +91,9 @@ type Pool struct {
 	paused   bool
 	draining bool // while paused: close the connections (Pause), not only hold (Hold)
 	resume   chan struct{}
-	aside    []*asideWaiter // Acquire calls waiting outside the queue (for Resume, a dial), for Withdraw
+	// aside lists each Acquire's waiter for its whole wait (acquireFrom): queued, waiting
+	// for Resume or a dial, or between two of these, for Withdraw.
+	aside    map[*waiter]struct{}
 	stats    Stats
 	stop     chan struct{}
 	lastFail time.Time // last failed connect or login, for server_login_retry
@@ -133,33 +134,86 @@ type waiter struct {
 	gaveUp error
 	// h, for a waiter queued by AcquireOrQueue, is told instead of ch (handoff.go).
 	h Handoff
+	// parked: the acquirer waits on ch outside the queue, for Resume or for the dial
+	// begun for it (parkLocked); Withdraw ends that wait with nil. Under p.mu.
+	parked bool
 }
 
-// asideWaiter is one Acquire waiting outside the queue: while the pool is held (Pause,
-// Hold), or for the dial begun for it (dialLocked, dialFor). Withdraw sends why its
-// wait ends on gaveUp, after taking it off p.aside under p.mu. Owned by the pool (p.mu
-// guards p.aside); the acquiring goroutine only receives on gaveUp.
-type asideWaiter struct {
-	l      Lessee
-	gaveUp chan error
-}
+// Each Acquire that waits has one waiter from its first wait until it returns, listed in
+// p.aside all that time (listLocked): queued, parked (for Resume, for a shared limit's
+// answer, for a dial) and in between, where it runs its loop again (woken, a limit that
+// freed a slot, Resume). Withdraw finds it there at any of these points: it takes a
+// queued one out of the queue and a parked one out of its wait (nil on ch), and leaves
+// one in between to find gaveUp at its next step (acquireFrom); none of it then gets a
+// connection. A connection handed to it meanwhile goes back to the pool.
 
-// asideLocked lists l as waiting outside the queue, for Withdraw; p.mu is held.
-func (p *Pool) asideLocked(l Lessee) *asideWaiter {
-	h := &asideWaiter{l: l, gaveUp: make(chan error, 1)}
-	p.aside = append(p.aside, h)
-	return h
-}
-
-// takeAsideLocked takes h off the list of waiters outside the queue and reports whether
-// it was still there (false: Withdraw took it, and sent on h.gaveUp); p.mu is held.
-func (p *Pool) takeAsideLocked(h *asideWaiter) bool {
-	i := slices.Index(p.aside, h)
-	if i < 0 {
-		return false
+// listLocked returns the waiter listing l's wait, taking one and listing it on the
+// first call (*w nil); p.mu is held. It returns the error l was withdrawn with before it
+// was listed (WithdrawnEarly), when it was: the caller returns it rather than wait.
+func (p *Pool) listLocked(w **waiter, l Lessee) (*waiter, error) {
+	if *w == nil {
+		if err := withdrawnEarly(l); err != nil {
+			return nil, err
+		}
+		x := waiterPool.Get().(*waiter)
+		x.since, x.deadline, x.expired, x.l, x.gaveUp, x.h, x.parked = time.Time{}, time.Time{}, false, l, nil, nil, false
+		p.aside[x] = struct{}{}
+		*w = x
 	}
-	p.aside = slices.Delete(p.aside, i, i+1)
-	return true
+	return *w, nil
+}
+
+// WithdrawnEarly is a Lessee whose wait may have been given up on before the pool listed
+// it, where Withdraw could not find it: its request was withdrawn (a cancel request)
+// on its way to the pool. Withdrawn returns the error its Acquire is to return then, nil
+// otherwise. The lessee records the withdrawal before it calls Withdraw, and the pool
+// asks under its lock as it lists the wait: so either Withdraw finds the wait listed, or
+// the pool finds the lessee withdrawn.
+type WithdrawnEarly interface {
+	Withdrawn() error
+}
+
+// withdrawnEarly is l's Withdrawn, for a WithdrawnEarly lessee; nil for another.
+func withdrawnEarly(l Lessee) error {
+	if e, ok := l.(WithdrawnEarly); ok {
+		return e.Withdrawn()
+	}
+	return nil
+}
+
+// parkLocked marks w's acquirer as waiting on w.ch outside the queue; p.mu is held.
+func (p *Pool) parkLocked(w *waiter) {
+	if w != nil {
+		w.parked = true
+	}
+}
+
+// unparkLocked ends w's wait outside the queue and reports whether it was still on
+// (false: Withdraw ended it, and sent nil on w.ch, which the caller receives); p.mu is
+// held.
+func (p *Pool) unparkLocked(w *waiter) bool {
+	was := w.parked
+	w.parked = false
+	return was
+}
+
+// endWait unlists w, whose Acquire ends with c or err, and puts it back in waiterPool.
+// Withdrawn meanwhile (gaveUp), the Acquire returns why instead, and c goes back to the
+// pool: nothing of the lessee's was sent on it.
+func (p *Pool) endWait(w *waiter, c *Conn, err error) (*Conn, error) {
+	p.mu.Lock()
+	delete(p.aside, w)
+	gaveUp := w.gaveUp
+	w.l, w.gaveUp = nil, nil
+	p.mu.Unlock()
+	waiterPool.Put(w) // out of the queue, not parked, its channel drained
+	if gaveUp == nil {
+		return c, err
+	}
+	if c != nil {
+		c.Release(false)
+	}
+	return nil, gaveUp
 }
 
 // New creates a pool and starts its maintenance goroutine.
@@ -167,7 +221,8 @@ func New(opts Options) (*Pool, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	p := &Pool{opts: opts, limits: opts.Limits, all: make(map[*Conn]struct{}), stop: make(chan struct{})}
+	p := &Pool{opts: opts, limits: opts.Limits, all: make(map[*Conn]struct{}), stop: make(chan struct{}),
+		aside: make(map[*waiter]struct{})}
 	for _, l := range opts.Limits {
 		l.register(p)
 	}
@@ -263,17 +318,37 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time, l Lessee) (*Conn
 // waiter was told that capacity was freed; it may dial even though others still queue
 // behind it, or the freed capacity would go unused.
 func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Lessee, woken bool) (*Conn, error) {
+	var w *waiter // lists the wait, from its first step on (listLocked); nil while it has none
+	c, err := p.acquireLoop(ctx, start, deadline, l, woken, &w)
+	if w == nil {
+		return c, err // leased at once, or failed before it waited
+	}
+	return p.endWait(w, c, err)
+}
+
+// acquireLoop is acquireFrom's loop; *wp is the waiter listing the wait once it has one.
+func (p *Pool) acquireLoop(ctx context.Context, start, deadline time.Time, l Lessee, woken bool, wp **waiter) (*Conn, error) {
 	// failedAt: when this client's own dial first failed transiently (failover_timeout).
 	var failedAt time.Time
 	for {
 		p.mu.Lock()
+		if w := *wp; w != nil && w.gaveUp != nil {
+			gaveUp := w.gaveUp // withdrawn between two steps of its wait
+			p.mu.Unlock()
+			return nil, gaveUp
+		}
 		if p.closed {
 			p.mu.Unlock()
 			return nil, ErrClosed
 		}
 		if p.paused {
+			w, err := p.listLocked(wp, l)
+			if err != nil {
+				p.mu.Unlock()
+				return nil, err
+			}
 			ch := p.resume
-			h := p.asideLocked(l)
+			p.parkLocked(w)
 			p.mu.Unlock()
 			var expire <-chan time.Time
 			if !deadline.IsZero() {
@@ -281,25 +356,29 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 				defer t.Stop()
 				expire = t.C
 			}
-			var err error
+			withdrawn := false
 			select {
 			case <-ch:
-			case err = <-h.gaveUp:
-				return nil, err
+			case <-w.ch:
+				withdrawn = true
 			case <-expire:
 				err = fmt.Errorf("%w: pool is paused", ErrWaitTimeout)
 			case <-ctx.Done():
 				err = fmt.Errorf("%w: pool is paused", ErrWaitTimeout)
 			}
 			p.mu.Lock()
-			listed := p.takeAsideLocked(h)
+			if !p.unparkLocked(w) && !withdrawn {
+				<-w.ch // Withdraw's nil, sent before it unparked w
+			}
+			gaveUp := w.gaveUp
 			p.mu.Unlock()
 			switch {
-			case !listed:
-				return nil, <-h.gaveUp // withdrawn meanwhile
+			case gaveUp != nil:
+				return nil, gaveUp
 			case err != nil:
 				return nil, err
 			}
+			p.testRetry(retryResumed)
 			continue
 		}
 		if c := p.popIdle(); c != nil {
@@ -310,10 +389,16 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 			return c, nil
 		}
 		if (p.waiters.Len() == 0 || woken) && p.total < p.opts.Size && !p.backingOffLocked() {
-			c, end, err := p.dialLocked(ctx, deadline, l)
+			w, err := p.listLocked(wp, l)
+			if err != nil {
+				p.mu.Unlock()
+				return nil, err
+			}
+			c, end, err := p.dialLocked(ctx, deadline, w)
 			switch end {
 			case dialRetry:
 				woken = true
+				p.testRetry(retryLimit)
 				continue
 			case dialWithdrawn:
 				return nil, err
@@ -333,7 +418,12 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 		if start.IsZero() {
 			start = time.Now()
 		}
-		w := p.queueLocked(l, start, deadline)
+		w, err := p.listLocked(wp, l)
+		if err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+		p.queueLocked(w, start, deadline)
 		if p.backingOffLocked() {
 			p.startProbeLocked()
 		}
@@ -341,18 +431,22 @@ func (p *Pool) acquireFrom(ctx context.Context, start, deadline time.Time, l Les
 		reserveAfter := p.opts.ReserveTimeout
 		p.mu.Unlock()
 		c, err := p.wait(ctx, w, reserve, reserveAfter)
-		since, expired, gaveUp := p.unqueue(w)
+		expired, gaveUp := p.waitEnded(w)
+		if gaveUp != nil {
+			if c != nil {
+				p.putIdle(c) // handed before Withdraw took the wait: the pool's again
+			}
+			return nil, gaveUp
+		}
 		if err != nil {
 			return nil, err
 		}
 		if c == nil {
-			if gaveUp != nil {
-				return nil, gaveUp
-			}
 			if expired {
-				return nil, fmt.Errorf("%w: waited %v", ErrWaitTimeout, time.Since(since).Round(time.Millisecond))
+				return nil, fmt.Errorf("%w: waited %v", ErrWaitTimeout, time.Since(w.since).Round(time.Millisecond))
 			}
 			woken = true
+			p.testRetry(retryWoken)
 			continue
 		}
 		// Handed over by putIdleLocked, which marked it active and used at its clock reading.
@@ -391,22 +485,19 @@ const (
 	dialWithdrawn                // Withdraw took the lessee out of its wait: the error is its reason
 )
 
-// dialLocked is entered with p.mu held and returns with it released. l is the lessee the
-// dial is for; nil for the pool's own dials (min_pool_size's top-up, a readiness probe).
-// dialRetry means a shared limit refused, then freed capacity (or the pool got an idle
-// connection meanwhile), and the caller should try again. While the limit refuses, a
-// lessee waits here like any waiter, until ctx is done or deadline (query_wait_timeout)
-// passes; the pool's own dial gets nothing at once. Withdraw ends a lessee's wait, for
-// the limit as for the dial (dialFor).
-func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, l Lessee) (*Conn, dialEnd, error) {
+// dialLocked is entered with p.mu held and returns with it released. w lists the wait of
+// the lessee the dial is for (listLocked); nil for the pool's own dials (min_pool_size's
+// top-up, a readiness probe). dialRetry means a shared limit refused, then freed capacity
+// (or the pool got an idle connection meanwhile), and the caller should try again. While
+// the limit refuses, a lessee waits here like any waiter, until ctx is done or deadline
+// (query_wait_timeout) passes; the pool's own dial gets nothing at once. Withdraw ends a
+// lessee's wait, for the limit as for the dial (dialFor).
+func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, w *waiter) (*Conn, dialEnd, error) {
 	p.total++
 	p.dialing++
-	var h *asideWaiter
-	if l != nil {
-		// Listed as the dial is counted (SHOW POOLS' sv_login), before it asks the shared
-		// limits: Withdraw finds l from now on, not only once the limit has answered.
-		h = p.asideLocked(l)
-	}
+	// Parked as the dial is counted (SHOW POOLS' sv_login), before it asks the shared
+	// limits: Withdraw ends the wait from now on, not only once the limit has answered.
+	p.parkLocked(w)
 	p.mu.Unlock()
 	gens := p.limitGens()
 	if refused := p.takeLimits(); refused >= 0 {
@@ -416,13 +507,15 @@ func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, l Lessee) (*C
 		p.mu.Lock()
 		p.total--
 		p.dialing--
-		if l == nil {
+		if w == nil {
 			p.mu.Unlock()
 			return nil, dialDone, nil
 		}
-		if !p.takeAsideLocked(h) {
+		if !p.unparkLocked(w) {
+			<-w.ch // Withdraw's nil
+			gaveUp := w.gaveUp
 			p.mu.Unlock()
-			return nil, dialWithdrawn, <-h.gaveUp
+			return nil, dialWithdrawn, gaveUp
 		}
 		// A slot freed or a connection came back between the refusal and now: its
 		// wake-up (kick, putIdleLocked) found no waiter to give it to.
@@ -430,49 +523,55 @@ func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, l Lessee) (*C
 			p.mu.Unlock()
 			return nil, dialRetry, nil
 		}
-		w := p.queueLocked(l, time.Now(), deadline)
+		p.queueLocked(w, time.Now(), deadline)
 		p.mu.Unlock()
 		for _, lim := range p.limits {
 			lim.evictIdle(p)
 		}
 		c, err := p.wait(ctx, w, false, 0)
-		since, expired, gaveUp := p.unqueue(w)
+		expired, gaveUp := p.waitEnded(w)
 		switch {
+		case gaveUp != nil:
+			if c != nil {
+				p.putIdle(c) // handed before Withdraw took the wait: the pool's again
+			}
+			return nil, dialWithdrawn, gaveUp
 		case c != nil:
 			return c, dialDone, nil
 		case err != nil:
 			return nil, dialDone, err
-		case gaveUp != nil:
-			return nil, dialWithdrawn, gaveUp
 		case expired:
 			return nil, dialDone, fmt.Errorf("%w: waited %v for max_db_connections/max_user_connections",
-				ErrWaitTimeout, time.Since(since).Round(time.Millisecond))
+				ErrWaitTimeout, time.Since(w.since).Round(time.Millisecond))
 		}
 		return nil, dialRetry, nil
 	}
-	if l != nil {
-		return p.dialFor(ctx, h)
+	if w != nil {
+		return p.dialFor(ctx, w)
 	}
 	c, err := p.dialed(p.dial(ctx))
 	return c, dialDone, err
 }
 
-// dialFor dials for the lessee listed as h, which Withdraw can take out of the wait while
-// the dial runs (it has taken a slot of the pool and of the shared limits): its Acquire
-// then ends at once, and the connection, once logged in, is the pool's, for the next
-// waiter or idle, as one min_pool_size opens; nothing of the lessee's reaches it. A failed
-// dial is counted and logged as any. The dial runs on a goroutine of its own, which does
-// the dial's accounting (dialed) whoever waits for it.
-func (p *Pool) dialFor(ctx context.Context, h *asideWaiter) (*Conn, dialEnd, error) {
+// dialFor dials for the lessee whose wait w lists, parked (dialLocked): Withdraw can take
+// it out of the wait while the dial runs (it has taken a slot of the pool and of the
+// shared limits): its Acquire then ends at once, and the connection, once logged in, is
+// the pool's, for the next waiter or idle, as one min_pool_size opens; nothing of the
+// lessee's reaches it. A failed dial is counted and logged as any. The dial runs on a
+// goroutine of its own, which does the dial's accounting (dialed) whoever waits for it;
+// it looks at w only while the acquirer has not given up on it (gone): w is the
+// acquirer's, recycled once its Acquire returns.
+func (p *Pool) dialFor(ctx context.Context, w *waiter) (*Conn, dialEnd, error) {
 	type result struct {
 		c   *Conn
 		err error
 	}
 	done := make(chan result, 1)
+	gone := false // under p.mu: the acquirer left the wait, withdrawn
 	go func() {
 		c, err := p.dialed(p.dial(ctx))
 		p.mu.Lock()
-		if p.takeAsideLocked(h) {
+		if !gone && p.unparkLocked(w) {
 			p.mu.Unlock()
 			done <- result{c, err}
 			return
@@ -481,13 +580,17 @@ func (p *Pool) dialFor(ctx context.Context, h *asideWaiter) (*Conn, dialEnd, err
 			p.mu.Unlock()
 			return
 		}
-		p.putIdleLocked(c, time.Now()) // l was withdrawn meanwhile
+		p.putIdleLocked(c, time.Now()) // withdrawn meanwhile
 	}()
 	select {
 	case r := <-done:
 		return r.c, dialDone, r.err
-	case err := <-h.gaveUp:
-		return nil, dialWithdrawn, err
+	case <-w.ch: // Withdraw's nil: it unparked w
+		p.mu.Lock()
+		gone = true
+		gaveUp := w.gaveUp
+		p.mu.Unlock()
+		return nil, dialWithdrawn, gaveUp
 	}
 }
 
@@ -537,27 +640,21 @@ func (p *Pool) dialed(c *Conn, t *Target, err error) (*Conn, error) {
 	return c, nil
 }
 
-// queueLocked queues l, waiting since since, until deadline (zero: none); p.mu is held.
-func (p *Pool) queueLocked(l Lessee, since, deadline time.Time) *waiter {
-	w := waiterPool.Get().(*waiter)
-	w.since, w.deadline, w.expired, w.l, w.gaveUp, w.h = since, deadline, false, l, nil, nil
+// queueLocked queues w, waiting since since, until deadline (zero: none); p.mu is held.
+func (p *Pool) queueLocked(w *waiter, since, deadline time.Time) {
+	w.since, w.deadline, w.expired = since, deadline, false
 	p.waiters.push(w)
 	if !deadline.IsZero() {
 		p.armExpiryLocked(deadline)
 	}
-	return w
 }
 
-// unqueue reads how the wait of w, off the queue and its channel drained, ended, and
-// puts w back in waiterPool.
-func (p *Pool) unqueue(w *waiter) (since time.Time, expired bool, gaveUp error) {
+// waitEnded reads how the queued wait of w, off the queue and its channel drained, ended:
+// expired by the pool's timer, or given up on (Withdraw: the error).
+func (p *Pool) waitEnded(w *waiter) (expired bool, gaveUp error) {
 	p.mu.Lock()
-	expired, gaveUp = w.expired, w.gaveUp
-	w.l, w.gaveUp = nil, nil
-	p.mu.Unlock()
-	since = w.since
-	waiterPool.Put(w)
-	return since, expired, gaveUp
+	defer p.mu.Unlock()
+	return w.expired, w.gaveUp
 }
 
 // dial opens and logs in one connection; it returns the target it tried.
@@ -615,21 +712,22 @@ func (p *Pool) tryReserve(ctx context.Context, w *waiter) (*Conn, bool) {
 		return nil, false
 	}
 	p.stats.ReserveUsed++
-	// Out of the queue, the dial (and its wait for a shared limit) is where Withdraw finds
-	// the waiter's lessee; set by its acquirer before it queued, w.l is read here by it.
-	c, end, err := p.dialLocked(ctx, w.deadline, w.l)
+	// Out of the queue, w is parked for the dial (and its wait for a shared limit), where
+	// Withdraw finds it (listed: listLocked).
+	c, end, err := p.dialLocked(ctx, w.deadline, w)
 	if end == dialWithdrawn {
-		p.mu.Lock()
-		w.gaveUp = err
-		p.mu.Unlock()
-		return nil, true // its Acquire returns err (acquireFrom)
+		return nil, true // its Acquire returns w.gaveUp (acquireFrom)
 	}
 	if err != nil || c == nil {
-		// Back in the queue at the front: the waiter keeps its place.
+		// Back in the queue at the front: the waiter keeps its place; unless Withdraw took
+		// its wait meanwhile (out of the queue, not parked: gaveUp is all it set).
 		p.mu.Lock()
-		p.waiters.pushFront(w)
+		gaveUp := w.gaveUp
+		if gaveUp == nil {
+			p.waiters.pushFront(w)
+		}
 		p.mu.Unlock()
-		return nil, false
+		return nil, gaveUp != nil
 	}
 	return c, true
 }
@@ -870,6 +968,27 @@ func (p *Pool) retire(c *Conn, reason error) {
 // slot, before p queues the caller.
 var testHookLimitRefused atomic.Pointer[func(*Pool)]
 
+// retry says where acquireFrom goes round its loop again after a step of its wait
+// (testHookRetry).
+type retry uint8
+
+const (
+	retryWoken   retry = iota // a queued waiter told to try again
+	retryLimit                // a shared limit that refused, then freed a slot
+	retryResumed              // Resume ended a hold
+)
+
+// testHookRetry, when set by a test, runs when acquireFrom goes round its loop again
+// after a step of its wait, before it takes the pool's lock.
+var testHookRetry atomic.Pointer[func(*Pool, retry)]
+
+// testRetry runs testHookRetry.
+func (p *Pool) testRetry(r retry) {
+	if hook := testHookRetry.Load(); hook != nil {
+		(*hook)(p, r)
+	}
+}
+
 // testHookRemove, when set by a test, runs when a connection's reader has exited, before
 // the pool forgets the connection.
 var testHookRemove atomic.Pointer[func(*Conn)]
@@ -916,7 +1035,7 @@ func (p *Pool) remove(c *Conn, err error) {
 // Abandon takes l's request out of its wait, when it waits in the pool: queued, waiting
 // for the end of a hold (Pause, Hold), for a slot of a shared limit (max_db_connections,
 // max_user_connections) or for the connection being dialed for it (which then goes to
-// the pool: dialFor). Its Acquire returns ErrAbandoned. It reports whether l waited so; a
+// the pool: dialFor), or between two of these steps (listLocked). Its Acquire returns ErrAbandoned. It reports whether l waited so; a
 // lessee already handed a connection is not, and its caller finds out itself that its
 // client left.
 func (p *Pool) Abandon(l Lessee) bool { return p.Withdraw(l, ErrAbandoned) }
@@ -925,18 +1044,26 @@ func (p *Pool) Abandon(l Lessee) bool { return p.Withdraw(l, ErrAbandoned) }
 func (p *Pool) Withdraw(l Lessee, err error) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for w := range p.aside {
+		if w.l != l {
+			continue
+		}
+		// An Acquire's wait (listLocked): queued, parked, or between two steps, where it
+		// finds gaveUp at its next.
+		delete(p.aside, w)
+		w.gaveUp = err
+		if p.dropWaiter(w) || p.unparkLocked(w) {
+			w.give(nil)
+		}
+		return true
+	}
+	// A wait queued by AcquireOrQueue.
 	if w := p.waiters.removeFirst(func(w *waiter) bool { return w.l == l }); w != nil {
 		w.gaveUp = err
 		w.give(nil)
 		return true
 	}
-	i := slices.IndexFunc(p.aside, func(h *asideWaiter) bool { return h.l == l })
-	if i < 0 {
-		return false
-	}
-	p.aside[i].gaveUp <- err
-	p.aside = slices.Delete(p.aside, i, i+1)
-	return true
+	return false
 }
 
 // armExpiryLocked makes the pool's expiry timer fire by deadline; p.mu is held.

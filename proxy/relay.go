@@ -323,8 +323,14 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	if start.IsZero() {
 		start = time.Now()
 	}
+	if s.state != ClientWaiting && s.cancelAsked.Load() {
+		s.cancelAsked.Store(false) // a new wait (not one continued from the client loop)
+	}
 	s.state, s.waitSince = ClientWaiting, start.UnixNano()
 	s.mu.Unlock()
+	if hook := testHookWaitBegins.Load(); hook != nil {
+		(*hook)(s)
+	}
 
 	cfg := s.srv.Config()
 	var (
@@ -341,8 +347,10 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	for {
 		var err error
 		if c, err = s.lease(cfg, start); err != nil {
-			if err == errQueued {
-				return nil, err // waiting, on the client loop (clientloop.go)
+			if err == errQueued || err == errOffLoop {
+				// Waiting, on the client loop, or to go on waiting on the session goroutine
+				// (clientloop.go): still counted waiting, and a cancel request for it kept.
+				return nil, err
 			}
 			s.mu.Lock()
 			if abandoned(err) {
@@ -350,6 +358,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 			} else {
 				s.state = ClientIdle
 			}
+			s.cancelAsked.Store(false) // the wait is over
 			s.mu.Unlock()
 			return nil, err
 		}
@@ -382,6 +391,20 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 		}
 	}
 	s.lostLease = nil
+	if s.cancelAsked.Load() {
+		// Canceled while it waited, after the last step of the wait that could have ended
+		// it (cancelwait.go): nothing of the request was sent on c.
+		s.state = ClientIdle
+		s.cancelAsked.Store(false)
+		s.mu.Unlock()
+		if st != nil {
+			st.wmu.Unlock()
+			st = nil
+		}
+		s.rr.Store(nil) // a replica read's (acquireReplica)
+		c.Release(false)
+		return nil, errCanceledWaiting
+	}
 	waited := max(s.loopClock().Sub(start), 0)
 	at := monoOf(start) + monoTime(waited) // the request's start (noteSend): no other reading
 	s.stats.WaitTime += waited
@@ -431,8 +454,8 @@ func (s *Session) lease(cfg *config.Config, start time.Time) (*pool.Conn, error)
 			return c, err // handed on the loop, then the request left it (takeHanded)
 		}
 	}
-	if c := s.acquireReplica(cfg); c != nil {
-		return c, nil
+	if c, err := s.acquireReplica(cfg); c != nil || err != nil {
+		return c, err
 	}
 	if c := s.entry.pool.TryAcquireAt(s, start); c != nil {
 		return c, nil

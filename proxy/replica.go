@@ -390,18 +390,20 @@ func (s *Session) pickStandby(cl *pool.Cluster, r config.Replica) (*pool.Pool, e
 }
 
 // standbyBusyWait bounds how long a read waits for a connection of its standby before it
-// goes to the primary.
-const standbyBusyWait = 50 * time.Millisecond
+// goes to the primary. A variable for tests (export_cancel_test.go).
+var standbyBusyWait = 50 * time.Millisecond
 
 // acquireReplica leases a server of the picked standby, or returns nil for the primary
-// path (no pick, or the standby has none to give at once or within a short wait).
-func (s *Session) acquireReplica(cfg *config.Config) *pool.Conn {
+// path (no pick, or the standby has none to give at once or within a short wait). A
+// cancel request for the read while it waits for the standby ends the wait
+// (cancelwait.go): the error, errCanceledWaiting, is the request's.
+func (s *Session) acquireReplica(cfg *config.Config) (*pool.Conn, error) {
 	p := s.pick
 	s.pick = nil
 	s.linkReplica = false
 	if p == nil {
 		s.rrNext = nil
-		return nil
+		return nil, nil
 	}
 	c := p.TryAcquire(s)
 	if c == nil {
@@ -414,13 +416,22 @@ func (s *Session) acquireReplica(cfg *config.Config) *pool.Conn {
 		if l := s.waitLimit(cfg); l > 0 && l < wait {
 			wait = l // 0 is no limit: the short wait still applies
 		}
+		s.mu.Lock()
+		s.replicaWait = p // for a cancel request (cancelWait)
+		s.mu.Unlock()
 		var err error
 		c, err = p.AcquireTimeout(s, time.Now(), wait)
+		s.mu.Lock()
+		s.replicaWait = nil
+		s.mu.Unlock()
 		if err != nil {
+			s.rrNext = nil
+			if errors.Is(err, errCanceledWaiting) {
+				return nil, err
+			}
 			s.log().Debug("standby connection unavailable; reading from the primary", zap.Error(err))
 			s.srv.metrics.ReplicaPrimary(s.dbName, "standby_unavailable")
-			s.rrNext = nil
-			return nil
+			return nil, nil
 		}
 	}
 	s.linkReplica = true
@@ -434,7 +445,7 @@ func (s *Session) acquireReplica(cfg *config.Config) *pool.Conn {
 		rr.start = time.Now()
 		s.rr.Store(rr)
 	}
-	return c
+	return c, nil
 }
 
 // endRoute forgets a pick that was not used.
