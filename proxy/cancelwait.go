@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync/atomic"
 
+	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
 )
 
@@ -66,10 +67,13 @@ func (s *Session) cancelWait() bool {
 	s.mu.Lock()
 	queued := s.state == ClientWaiting && s.entry != nil
 	direct := s.waitKind == waitDirect && !s.runningLocked()
-	if queued && !direct {
-		s.cancelAsked.Store(true) // before Withdraw: see Withdrawn
+	var replica *pool.Pool
+	if s.sessionWork != nil { // a waiting request's session has it
+		if queued && !direct {
+			s.cancelAsked.Store(true) // before Withdraw: see Withdrawn
+		}
+		replica = s.replicaWait
 	}
-	replica := s.replicaWait
 	s.mu.Unlock()
 	switch {
 	case direct:
@@ -92,7 +96,7 @@ func (s *Session) cancelWait() bool {
 // to end at once. cancelWait records the cancel before it calls Withdraw, and the pool
 // asks under its lock as it lists the wait: one or the other finds it.
 func (s *Session) Withdrawn() error {
-	if s.cancelAsked.Load() {
+	if s.sessionWork != nil && s.cancelAsked.Load() {
 		return errCanceledWaiting
 	}
 	return nil

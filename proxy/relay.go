@@ -1161,7 +1161,7 @@ func (s *Session) onReady(c *pool.Conn, n int, loopAt time.Time) (bool, error) {
 		if status == 'I' && !s.onReplica && s.entry.multi.Load() {
 			// A transaction on the primary ended: the client's next replica read must
 			// see it (replica.go). Marked before the client can see this answer.
-			s.rwDirtyAt = time.Now()
+			s.rwDirtyAt = monoNow()
 		}
 		if s.onReplica {
 			s.q.woken() // a pipelined request may wait for this answer (awaitReplicaUnlink)

@@ -335,8 +335,8 @@ func (s *Session) pickStandby(cl *pool.Cluster, r config.Replica) (*pool.Pool, e
 	s.mu.Lock()
 	dirtyAt := s.rwDirtyAt
 	s.mu.Unlock()
-	if track && !dirtyAt.IsZero() {
-		lsn, known := cl.PrimaryLSNAfter(dirtyAt) // the hosts' checker asked since: no round trip
+	if track && dirtyAt != 0 {
+		lsn, known := cl.PrimaryLSNAfter(dirtyAt.Time()) // the hosts' checker asked since: no round trip
 		if !known {
 			deadline = time.Now().Add(r.MaxWait)
 			ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -351,8 +351,8 @@ func (s *Session) pickStandby(cl *pool.Cluster, r config.Replica) (*pool.Pool, e
 		}
 		m.RYWPosition(s.dbName, known)
 		s.mu.Lock()
-		if s.rwDirtyAt.Equal(dirtyAt) {
-			s.rwDirtyAt = time.Time{}
+		if s.rwDirtyAt == dirtyAt {
+			s.rwDirtyAt = 0
 		}
 		s.mu.Unlock()
 		s.rw.lsn = max(s.rw.lsn, lsn)

@@ -132,12 +132,6 @@ type Session struct {
 	notifyPending atomic.Bool
 	closed        atomic.Bool // the client is gone; server output is dropped
 	state         ClientState // guarded by mu
-	// cancelAsked: a cancel request came for the request now waiting (ClientWaiting), its
-	// wait ended by it or to be at once (cancelwait.go). Set under mu, cleared under mu as
-	// the next wait begins (serverFor); atomic for the pool, which asks it (Withdrawn).
-	cancelAsked atomic.Bool
-	// replicaWait is the standby's pool a replica read waits in (acquireReplica); under mu.
-	replicaWait *pool.Pool
 
 	// Parking (see park_linux.go): the socket's descriptor, when the client went idle,
 	// and whether the parker found it idle past client_idle_timeout. A client parked

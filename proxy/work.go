@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"sync/atomic"
-	"time"
 
 	"github.com/pgmux/pgmux/pool"
 )
@@ -74,11 +73,20 @@ type sessionWork struct {
 	// (serverFailed). The server's reader's, under mu.
 	serverFatal bool
 
-	pick      *pool.Pool // the standbys' again
-	rrNext    *replicaReq
-	rw        rwState
-	rr        atomic.Pointer[replicaReq]
-	rwDirtyAt time.Time
+	pick   *pool.Pool // the standbys' again
+	rrNext *replicaReq
+	// cancelAsked: a cancel request came for the request now waiting (ClientWaiting), its
+	// wait ended by it or to be at once (cancelwait.go). Set under mu, cleared under mu as
+	// the next wait begins (serverFor); atomic for the pool, which asks it (Withdrawn) on
+	// the requester's goroutine.
+	cancelAsked atomic.Bool
+	// replicaWait is the standby's pool a replica read waits in (acquireReplica), for a
+	// cancel request (cancelWait); under mu. Here rather than in Session: an idle
+	// client's Session stays within its size class.
+	replicaWait *pool.Pool
+	rw          rwState
+	rr          atomic.Pointer[replicaReq]
+	rwDirtyAt   monoTime
 }
 
 // newWork is the working state of a client that has done nothing yet.
@@ -113,7 +121,7 @@ func (w *sessionWork) ownsNothing() bool {
 		len(w.stmts) == 0 && w.clears.settled() && len(w.clearPortals) == 0 && len(w.deferred) == 0 &&
 		w.unnamed.idle() && w.unnamedPin == 0 && !w.unnamedRelease && !w.holdsDirect &&
 		!w.releaseSeen && !w.linkReplica && !w.forcePrimary && !w.onReplica && w.pick == nil &&
-		w.rrNext == nil && w.rr.Load() == nil && w.rw == (rwState{}) && w.rwDirtyAt.IsZero() &&
+		w.rrNext == nil && w.rr.Load() == nil && w.rw == (rwState{}) && w.rwDirtyAt == 0 &&
 		(w.lw == nil || w.lw.conn == nil && w.lw.err == nil)
 }
 

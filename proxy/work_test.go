@@ -47,7 +47,7 @@ func TestWorkFieldsClassified(t *testing.T) {
 		"rrNext":         {func(w *sessionWork) { w.rrNext = &replicaReq{} }},
 		"rw":             {func(w *sessionWork) { w.rw.lsn = 1 }},
 		"rr":             {func(w *sessionWork) { w.rr.Store(&replicaReq{}) }},
-		"rwDirtyAt":      {func(w *sessionWork) { w.rwDirtyAt = time.Now() }},
+		"rwDirtyAt":      {func(w *sessionWork) { w.rwDirtyAt = monoNow() }},
 	}
 	// given back at a park: a memo, counters (folded into the pool's totals), a request
 	// count, a pin sequence and the server's FATAL seen that only matter with requests in
@@ -63,7 +63,9 @@ func TestWorkFieldsClassified(t *testing.T) {
 		"serverFatal": func(w *sessionWork) { w.serverFatal = true }, // only while a server is linked
 		"box":         func(w *sessionWork) { w.box = pool.NewLeaseBox(nil) },
 		"limits":      func(w *sessionWork) { w.limits = timeLimits{query: 1, idleTx: 2, tx: 3} },
-		"lw":          func(w *sessionWork) { w.lw = &loopWork{} }, // idle whenever the client waits for a request
+		"lw":          func(w *sessionWork) { w.lw = &loopWork{} },        // idle whenever the client waits for a request
+		"cancelAsked": func(w *sessionWork) { w.cancelAsked.Store(true) }, // only while a request waits
+		"replicaWait": func(w *sessionWork) { w.replicaWait = &pool.Pool{} },
 	}
 	var names []string
 	typ := reflect.TypeFor[sessionWork]()
