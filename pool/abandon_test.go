@@ -229,6 +229,18 @@ func acquireAsync(p *Pool, l Lessee) <-chan error {
 	return got
 }
 
+// acquireResult is the outcome of an acquireAsync, which must end within 10 s.
+func acquireResult(t *testing.T, got <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-got:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Acquire did not end")
+		return nil
+	}
+}
+
 // sizeOnePool is a pool of size 1 for the app user, closed at cleanup.
 func sizeOnePool(t *testing.T) *Pool {
 	pg := pgtest.Start(t)
@@ -261,12 +273,7 @@ func TestWithdrawDialCounted(t *testing.T) {
 	errCanceled := errors.New("canceled")
 	withdrawn := p.Withdraw(l, errCanceled)
 	unlock()
-	var acquireErr error
-	select {
-	case acquireErr = <-got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the Acquire did not end")
-	}
+	acquireErr := acquireResult(t, got)
 	require.True(t, withdrawn, "Withdraw did not find a lessee whose dial the pool counts")
 	require.ErrorIs(t, acquireErr, errCanceled)
 	require.Eventually(t, func() bool { s := p.Stats(); return s.Idle == 1 && s.Total == 1 && s.Login == 0 },

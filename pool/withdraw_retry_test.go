@@ -89,12 +89,7 @@ func TestWithdrawBetweenSteps(t *testing.T) {
 				return s.Waiting == 1
 			}, 10*time.Second, time.Millisecond, "the Acquire does not wait")
 			end()
-			var acquireErr error
-			select {
-			case acquireErr = <-got:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the Acquire did not end")
-			}
+			acquireErr := acquireResult(t, got)
 			require.True(t, held, "the Acquire did not go round its loop again")
 			require.True(t, withdrawn, "Withdraw did not find the Acquire between two steps of its wait")
 			require.ErrorIs(t, acquireErr, errCanceled)
