@@ -293,22 +293,7 @@ func TestClientsFollowTheActiveLoops(t *testing.T) {
 	}
 	ask := func(round int) {
 		t.Helper()
-		for i, c := range clients {
-			v := strconv.Itoa(round*1000 + i)
-			if (i+round)%2 == 0 {
-				c.fe.Send(&pgproto3.Query{String: "SELECT " + v})
-			} else {
-				c.fe.Send(&pgproto3.Parse{Query: "SELECT $1::int"})
-				c.fe.Send(&pgproto3.Bind{Parameters: [][]byte{[]byte(v)}})
-				c.fe.Send(&pgproto3.Execute{})
-				c.fe.Send(&pgproto3.Sync{})
-			}
-			require.NoError(t, c.fe.Flush())
-		}
-		for i, c := range clients {
-			v := strconv.Itoa(round*1000 + i)
-			require.Equal(t, []string{v}, c.until(t, fmt.Sprintf("client %d round %d", i, round)))
-		}
+		askEach(t, clients, round)
 	}
 	// The loops' counts settle once each client is parked again after its answer.
 	loopsHold := func(want []int, what string) {
@@ -630,4 +615,48 @@ func TestQueuedRequestDispatchedOnce(t *testing.T) {
 	b.fe.Send(&pgproto3.Query{String: "SELECT 7"})
 	require.NoError(t, b.fe.Flush())
 	require.Equal(t, []string{"7"}, b.until(t, "SELECT 7"))
+}
+
+// TestParkedClientsResumeOnTheLoop: 300 clients parked from their bare descriptors
+// (past eagerParkClients the sweep parks idle ones at once) all send a request at once to
+// a pool of 2 servers: the loop serves each where its socket woke, as it serves a
+// client's first request after its login, with no goroutine. A parked client used to
+// resume on a goroutine of its own (its stack grown to a login's, its net.Conn made, its
+// socket registered in the loop again), which handed it back to the loop before reading.
+// Every client gets its own answer, twice, over both protocols.
+func TestParkedClientsResumeOnTheLoop(t *testing.T) {
+	const n = 300
+	h, clients := loopProxyWithClients(t, n)
+	require.Eventually(t, func() bool {
+		_, detached, _ := proxy.ClientConns(h.srv)
+		return detached >= n
+	}, 10*time.Second, 20*time.Millisecond, "the idle clients parked")
+	before := proxy.GoroutineResumes()
+	askEach(t, clients, 0)
+	askEach(t, clients, 1)
+	require.Zero(t, proxy.GoroutineResumes()-before, "parked clients resumed on goroutines of their own")
+	raw, detached, conns := proxy.ClientConns(h.srv)
+	require.Equal(t, [3]int{0, 0, n}, [3]int{raw, detached, conns}, "served: a net.Conn each")
+}
+
+// askEach has every client ask for a number of its own at once, by turns over the simple
+// and the extended protocol, and checks each answer.
+func askEach(t *testing.T, clients []*loopClient, round int) {
+	t.Helper()
+	for i, c := range clients {
+		v := strconv.Itoa(round*1000 + i)
+		if (i+round)%2 == 0 {
+			c.fe.Send(&pgproto3.Query{String: "SELECT " + v})
+		} else {
+			c.fe.Send(&pgproto3.Parse{Query: "SELECT $1::int"})
+			c.fe.Send(&pgproto3.Bind{Parameters: [][]byte{[]byte(v)}})
+			c.fe.Send(&pgproto3.Execute{})
+			c.fe.Send(&pgproto3.Sync{})
+		}
+		require.NoError(t, c.fe.Flush())
+	}
+	for i, c := range clients {
+		v := strconv.Itoa(round*1000 + i)
+		require.Equal(t, []string{v}, c.until(t, fmt.Sprintf("client %d round %d", i, round)))
+	}
 }

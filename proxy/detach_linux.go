@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/evloop"
 )
 
 // A parked client keeps only its socket's descriptor. Its net.Conn costs more than the
@@ -112,6 +113,57 @@ func (s *Session) reattachLocked() {
 	s.nc, s.fd = nc, fd
 	s.rd.Reset(nc)
 	s.wr.Reset(nc)
+}
+
+// resumeOnLoop serves a parked client's request on the loop its socket woke, as it serves
+// the first request of a client that logged in there, instead of resuming the session on
+// a goroutine of its own (resume): the detached descriptor becomes the bare socket such a
+// client holds (loginConn, logged in), and serveLoop reads it, gives it its net.Conn and
+// dispatches. A crowd of parked clients coming back at once (pgbench's 5,000, logged in
+// one after the other and idle until the last was in, then all sending) made a goroutine
+// each, its stack grown to a login's, most of them waiting in the pool's queue, where the
+// loop queues a request with no goroutine. It reports false, changing nothing, for a
+// client the loop does not serve; resume takes it then. It runs on the loop, which took
+// the session out of its set: the session's goroutine until it parks again. The caller
+// then serves the client (serveLoop).
+func (s *Session) resumeOnLoop(p *parker, fd int32) bool {
+	if s.isAdmin() || s.kind.replication() || s.expired.Load() || s.linkedServer() != nil || !s.loopOK() {
+		return false
+	}
+	if !s.bareOnLoop(p, fd) {
+		return false
+	}
+	s.ensureWork() // (not under s.ncMu: s.mu is never taken under it)
+	return true
+}
+
+// bareOnLoop is resumeOnLoop's part under s.ncMu: the detached descriptor fd becomes the
+// session's bare socket, edge-triggered in p's set and placed there as served now.
+func (s *Session) bareOnLoop(p *parker, fd int32) bool {
+	s.ncMu.Lock()
+	defer s.ncMu.Unlock()
+	if s.ncEnd&ncClosed != 0 || s.rawFD != fd || s.rd != nil {
+		return false // closed meanwhile (resume ends it), or parked with its net.Conn
+	}
+	// Registered edge-triggered first: what arrives from here on raises an event, and the
+	// bytes already there one more, which finds them read (serveLoop reads until EAGAIN).
+	if err := p.ev.Register(fd, syscall.EPOLLIN|syscall.EPOLLRDHUP|evloop.ET); err != nil {
+		return false
+	}
+	c := &loginConn{s: s, loggedIn: true}
+	c.fd.Store(fd)
+	s.nc, s.fd, s.rawFD = c, fd, -1
+	s.rd = wire.NewReader(c)
+	s.rd.MaxMessage = int(s.maxMsg)
+	if s.sessionWork != nil {
+		s.scan = scanMemo{} // another reader's message count: the memo's key means nothing
+	}
+	s.wr.Reset(c)
+	p.mu.Lock()
+	p.placeLocked(s, fd)
+	s.onLoop = loopBusy // as Event marks a loop-parked client it serves
+	p.mu.Unlock()
+	return true
 }
 
 // closeRawLocked closes a detached session's descriptor; s.ncMu is held and the session

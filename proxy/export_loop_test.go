@@ -50,6 +50,9 @@ func Loops(s *Server) int { return len(s.loops) }
 // LiveClients counts the client connections s serves: logging in or logged in.
 func LiveClients(s *Server) int64 { return s.nclients.Load() }
 
+// GoroutineResumes counts the parked sessions resumed on a goroutine of their own so far.
+func GoroutineResumes() uint64 { return resumes.Load() }
+
 // SetDispatchHook has f told of each client message dispatch decides about (nil: none);
 // set it before clients connect and reset it at the test's end.
 func SetDispatchHook(f func(typ byte)) { testHookDispatch = f }

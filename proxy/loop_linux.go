@@ -88,6 +88,10 @@ func (p *parker) Event(fd int32, events uint32) {
 		go s.endDeparted() // parked, and gone: no net.Conn to read its Terminate
 		return
 	}
+	if s.resumeOnLoop(p, fd) {
+		s.serveLoop(events, p.now())
+		return
+	}
 	go s.resume()
 }
 

@@ -570,6 +570,7 @@ func (s *Session) parkSocketLocked(held bool) bool {
 
 // resume continues a parked session whose socket became readable (or that must end).
 func (s *Session) resume() {
+	resumes.Add(1)
 	growLoginStack() // the request it resumes for goes as deep as a login (stack.go)
 	if s.expired.Load() && s.linkedServer() != nil {
 		// Loop-parked inside a transaction (clientloop.go): not idle, as the sweep's
@@ -580,6 +581,10 @@ func (s *Session) resume() {
 	s.ensureWork()
 	s.loop()
 }
+
+// resumes counts the parked sessions resumed on a goroutine of their own (tests: those a
+// loop serves where their socket woke do not count, resumeOnLoop).
+var resumes atomic.Uint64
 
 // wake resumes a parked session so that it notices its connection was closed.
 // closeAndWake closes the client's socket and resumes the session if it was parked, so
