@@ -58,7 +58,8 @@ func (s *Server) matching(db string) []*poolEntry {
 }
 
 // knownDB checks that db names a configured database (or one a client has opened through
-// the "*" fallback).
+// the "*" fallback). "no such database" is 08P01, as PgBouncer's admin_error sends every
+// console refusal (its default SQLSTATE), not PostgreSQL's 3D000 for a login.
 func (s *Server) knownDB(db string) error {
 	if isAdminDB(db) {
 		return pgerr.New(pgerr.InvalidParameterValue, "cannot do that to the admin console database %q", db)
@@ -69,7 +70,7 @@ func (s *Server) knownDB(db string) error {
 	if len(s.matching(db)) > 0 {
 		return nil
 	}
-	return pgerr.New(pgerr.InvalidCatalogName, "no such database: %s", db)
+	return pgerr.New(pgerr.ProtocolViolation, "no such database: %s", db)
 }
 
 // errResumed is the cause a waiting PAUSE or SUSPEND gets when RESUME lifts its hold.
@@ -355,8 +356,8 @@ func (s *Server) adminResume(db string) error {
 }
 
 // consoleResume is the console's RESUME [db]: adminResume, except that a database that
-// is not paused and does not exist is "no such database" (3D000, as for the other
-// commands), as PgBouncer says, rather than "not paused". A paused database that a
+// is not paused and does not exist is "no such database" (as for the other commands),
+// as PgBouncer says, rather than "not paused". A paused database that a
 // reload has since removed can still be resumed.
 func (s *Server) consoleResume(db string) error {
 	err := s.adminResume(db)
