@@ -132,8 +132,9 @@ type SettingInfo struct {
 
 // Describe returns SHOW CONFIG's rows: every key of PgBouncer 1.25 in PgBouncer's order
 // (by name), the ones pgmux ignores included, with the value c holds (for an ignored key,
-// the file's, else PgBouncer's default) and whether it can change at run time (never for
-// an ignored key: SET refuses it); then pgmux's own keys in table order.
+// the file's, else PgBouncer's default) and whether it can change at run time (for an
+// ignored key, whether RELOAD takes a new value, as PgBouncer's; SET refuses them all);
+// then pgmux's own keys in table order.
 func Describe(c *Config) []SettingInfo {
 	out := make([]SettingInfo, 0, len(settings)+len(ignoredSettings))
 	var own []SettingInfo
@@ -155,7 +156,7 @@ func Describe(c *Config) []SettingInfo {
 		default:
 			v = s.def
 		}
-		out = append(out, SettingInfo{Name: s.name, Value: v, Default: s.def, Ignored: true})
+		out = append(out, SettingInfo{Name: s.name, Value: v, Default: s.def, Reloadable: s.reload, Ignored: true})
 	}
 	slices.SortFunc(out, func(a, b SettingInfo) int { return strings.Compare(a.Name, b.Name) })
 	return append(out, own...)

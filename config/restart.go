@@ -1,9 +1,13 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+	"maps"
+)
 
 // KeepRestartOnly gives next the values in force in old for every [pgbouncer] key that
-// needs a restart (the table's non-reloadable keys), so that a reloaded configuration holds
+// needs a restart (the table's non-reloadable keys, and the ignored keys PgBouncer does
+// not let change at run time), so that a reloaded configuration holds
 // only what RELOAD may change and SHOW CONFIG shows the values in force. It returns the
 // names of the keys whose new value waits for a restart.
 func KeepRestartOnly(next, old *Config) ([]string, error) {
@@ -27,7 +31,41 @@ func KeepRestartOnly(next, old *Config) ([]string, error) {
 		}
 		pending = append(pending, s.name)
 	}
-	return pending, nil
+	return keepIgnored(next, old, pending), nil
+}
+
+// keepIgnored gives next old's value of each ignored key PgBouncer does not let change at
+// run time (SHOW CONFIG says changeable = no), appending its name to pending when the
+// new value differs; next.Ignored is copied first, as next may share it with the
+// configuration it was read into.
+func keepIgnored(next, old *Config, pending []string) []string {
+	var kept map[string]string
+	for _, s := range ignoredSettings {
+		if s.reload {
+			continue
+		}
+		a, inOld := old.Ignored[s.name]
+		b, inNew := next.Ignored[s.name]
+		if a == b && inOld == inNew {
+			continue
+		}
+		if kept == nil {
+			kept = maps.Clone(next.Ignored)
+			if kept == nil {
+				kept = map[string]string{}
+			}
+		}
+		if inOld {
+			kept[s.name] = a
+		} else {
+			delete(kept, s.name)
+		}
+		pending = append(pending, s.name)
+	}
+	if kept != nil {
+		next.Ignored = kept
+	}
+	return pending
 }
 
 // Keys returns every [pgbouncer] key pgmux implements, in table order, and whether RELOAD

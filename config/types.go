@@ -70,7 +70,8 @@ type Config struct {
 	ClientLoginTimeout     time.Duration
 	CancelWaitTimeout      time.Duration
 	// SuspendTimeout bounds how long SUSPEND waits for a client's answer to be flushed
-	// (a client that does not read); past it such clients are dropped. 0 = wait forever.
+	// (a client that does not read) and for the clients logging in; past it such clients
+	// are dropped. 0 = wait forever.
 	SuspendTimeout time.Duration
 
 	IgnoreStartupParameters []string

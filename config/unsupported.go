@@ -2,20 +2,28 @@ package config
 
 // ignoredSettings are the PgBouncer 1.25 [pgbouncer] keys pgmux accepts and ignores (with
 // a warning naming file and line), so that an existing pgbouncer.ini loads unchanged, each
-// with PgBouncer's default. SHOW CONFIG lists them beside the keys pgmux implements, with
-// the value the file gives (Config.Ignored) or that default, as not changeable.
-var ignoredSettings = []struct{ name, def string }{
-	{"auth_dbname", ""}, {"auth_ident_file", ""}, {"auth_ldap_options", ""},
-	{"client_tls13_ciphers", ""}, {"client_tls_dheparams", "auto"}, {"client_tls_ecdhcurve", "auto"},
-	{"conffile", ""}, {"disable_pqexec", "0"}, {"dns_max_ttl", "15"}, {"dns_nxdomain_ttl", "15"},
-	{"dns_zone_check_period", "0"}, {"job_name", "pgbouncer"}, {"listen_backlog", "128"},
-	{"log_stats", "1"}, {"max_db_client_connections", "0"}, {"max_user_client_connections", "0"},
-	{"peer_id", "0"}, {"pkt_buf", "4096"}, {"query_wait_notify", "5"}, {"resolv_conf", ""},
-	{"sbuf_loopcnt", "5"}, {"scram_iterations", "4096"}, {"server_fast_close", "0"},
-	{"server_round_robin", "0"}, {"server_tls13_ciphers", ""}, {"so_reuseport", "0"},
-	{"stats_period", "60"}, {"syslog", "0"}, {"syslog_facility", "daemon"},
-	{"syslog_ident", "pgbouncer"}, {"tcp_defer_accept", "1"}, {"tcp_socket_buffer", "0"},
-	{"tcp_user_timeout", "0"}, {"unix_socket_group", ""}, {"user", ""},
+// with PgBouncer's default and whether PgBouncer lets it change at run time. SHOW CONFIG
+// lists them beside the keys pgmux implements, with the value the file gives
+// (Config.Ignored) or that default, and that changeable: RELOAD takes a new value of a
+// changeable one (it still has no effect) and keeps the old value of the others until a
+// restart (KeepRestartOnly), as PgBouncer does; SET refuses them all, as having no effect.
+var ignoredSettings = []struct {
+	name, def string
+	reload    bool
+}{
+	{"auth_dbname", "", reload}, {"auth_ident_file", "", reload}, {"auth_ldap_options", "", reload},
+	{"client_tls13_ciphers", "", reload}, {"client_tls_dheparams", "auto", reload},
+	{"client_tls_ecdhcurve", "auto", reload}, {"conffile", "", reload}, {"disable_pqexec", "0", noReload},
+	{"dns_max_ttl", "15", reload}, {"dns_nxdomain_ttl", "15", reload}, {"dns_zone_check_period", "0", reload},
+	{"job_name", "pgbouncer", noReload}, {"listen_backlog", "128", noReload}, {"log_stats", "1", reload},
+	{"max_db_client_connections", "0", reload}, {"max_user_client_connections", "0", reload},
+	{"peer_id", "0", reload}, {"pkt_buf", "4096", noReload}, {"query_wait_notify", "5", reload},
+	{"resolv_conf", "", noReload}, {"sbuf_loopcnt", "5", reload}, {"scram_iterations", "4096", reload},
+	{"server_fast_close", "0", reload}, {"server_round_robin", "0", reload},
+	{"server_tls13_ciphers", "", reload}, {"so_reuseport", "0", noReload}, {"stats_period", "60", reload},
+	{"syslog", "0", reload}, {"syslog_facility", "daemon", reload}, {"syslog_ident", "pgbouncer", reload},
+	{"tcp_defer_accept", "1", reload}, {"tcp_socket_buffer", "0", reload}, {"tcp_user_timeout", "0", reload},
+	{"unix_socket_group", "", noReload}, {"user", "", noReload},
 }
 
 // unsupportedSettings holds the names of ignoredSettings, and service_name (PgBouncer's

@@ -66,18 +66,21 @@ type consoleState struct {
 	retired   map[poolKey]*totals
 	pausedAll bool
 	suspended bool
-	// streamsHeld is suspended, read without mu by the replication relays at each
-	// message (holdStream).
-	streamsHeld atomic.Bool
-	paused      map[string]bool // database -> held by PAUSE db
-	killed      map[string]bool // database -> held by KILL db
-	disabled    map[string]bool // database -> refusing new clients
-	changed     chan struct{}   // closed and replaced whenever a hold is lifted
-	avg         averager
+	// suspendedNow is suspended, read without mu at each client message by the relays
+	// (holdStream, awaitResume) and the client loop (loopable).
+	suspendedNow atomic.Bool
+	paused       map[string]bool // database -> held by PAUSE db
+	killed       map[string]bool // database -> held by KILL db
+	disabled     map[string]bool // database -> refusing new clients
+	changed      chan struct{}   // closed and replaced whenever a hold is lifted
+	avg          averager
 
 	// waits are the PAUSE and SUSPEND commands waiting for their servers, until the
 	// wait ends or RESUME lifts their hold.
 	waits map[*holdWait]struct{}
+	// resting are the clients whose next request waits for RESUME, their server kept
+	// (awaitResume): SUSPEND counts them suspended.
+	resting map[*Session]struct{}
 	// running maps a console session to the cancel of the command it runs now: a
 	// CancelRequest with the session's key ends the command (Server.cancel).
 	running map[*Session]context.CancelCauseFunc
@@ -92,7 +95,8 @@ func newConsole(opts Options) *consoleState {
 	return &consoleState{reload: opts.Reload, shutdown: opts.OnShutdown, version: v, started: time.Now(),
 		ctx: ctx, stop: stop, retired: make(map[poolKey]*totals), paused: make(map[string]bool),
 		killed: make(map[string]bool), disabled: make(map[string]bool), changed: make(chan struct{}),
-		waits: make(map[*holdWait]struct{}), running: make(map[*Session]context.CancelCauseFunc)}
+		waits: make(map[*holdWait]struct{}), resting: make(map[*Session]struct{}),
+		running: make(map[*Session]context.CancelCauseFunc)}
 }
 
 // held reports whether new work for db must wait (PAUSE, SUSPEND or KILL); c.mu is held.
@@ -108,7 +112,7 @@ func (c *consoleState) closesServers(db string) bool {
 
 // lifted wakes clients waiting for a hold to end; c.mu is held.
 func (c *consoleState) lifted() {
-	c.streamsHeld.Store(c.suspended)
+	c.suspendedNow.Store(c.suspended)
 	close(c.changed)
 	c.changed = make(chan struct{})
 }

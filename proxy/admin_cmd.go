@@ -58,7 +58,8 @@ func (s *Server) matching(db string) []*poolEntry {
 }
 
 // knownDB checks that db names a configured database (or one a client has opened through
-// the "*" fallback).
+// the "*" fallback). "no such database" is 08P01, as PgBouncer's admin_error sends every
+// console refusal (its default SQLSTATE), not PostgreSQL's 3D000 for a login.
 func (s *Server) knownDB(db string) error {
 	if isAdminDB(db) {
 		return pgerr.New(pgerr.InvalidParameterValue, "cannot do that to the admin console database %q", db)
@@ -69,7 +70,7 @@ func (s *Server) knownDB(db string) error {
 	if len(s.matching(db)) > 0 {
 		return nil
 	}
-	return pgerr.New(pgerr.InvalidCatalogName, "no such database: %s", db)
+	return pgerr.New(pgerr.ProtocolViolation, "no such database: %s", db)
 }
 
 // errResumed is the cause a waiting PAUSE or SUSPEND gets when RESUME lifts its hold.
@@ -158,7 +159,7 @@ func (s *Server) beginHold(ctx context.Context, db string, suspend bool) (func()
 		return nil, refuseHold("cannot suspend with paused databases")
 	case suspend:
 		c.suspended = true
-		c.streamsHeld.Store(true)
+		c.suspendedNow.Store(true)
 	case db == "":
 		c.pausedAll = true
 	default:
@@ -210,26 +211,43 @@ func waitPaused(ctx context.Context, pools []*pool.Pool) error {
 }
 
 // suspendStep is how often SUSPEND looks again at suspend_timeout and, past it, at the
-// clients whose answers are not flushed.
-const suspendStep = 100 * time.Millisecond
+// clients whose answers are not flushed; suspendPoll how often it looks at the servers.
+const (
+	suspendStep = 100 * time.Millisecond
+	suspendPoll = 10 * time.Millisecond
+)
 
-// awaitSuspend is SUSPEND's wait for pools, bounded as PgBouncer bounds it by
-// suspend_timeout (read at each step, so that a RELOAD during the wait applies): once
-// that long has passed since SUSPEND began, every client whose answer is still being
-// written to it (one that does not read) is dropped with its server at each step, as
-// PgBouncer drops the sockets whose buffers it could not flush, and the wait goes on for
-// the servers of the others.
+// awaitSuspend is SUSPEND's wait for pools (suspendedAll: every server kept by a client
+// counted suspended or back in its pool) and for the clients logging in since before it
+// began (loginsBefore), bounded as PgBouncer bounds it by suspend_timeout (read at each
+// step, so that a RELOAD during the wait applies): once that long has passed since
+// SUSPEND began, the clients still logging in are closed, and every client whose answer
+// is still being written to it (one that does not read) is dropped with its server, at
+// each step, as PgBouncer closes its login clients and drops the sockets whose buffers it
+// could not flush, and the wait goes on for the servers of the others.
 func (s *Server) awaitSuspend(ctx context.Context, pools []*pool.Pool) error {
 	start := time.Now()
+	lastDrop := start
+	t := time.NewTicker(suspendPoll)
+	defer t.Stop()
 	for {
-		step, cancel := context.WithTimeout(ctx, suspendStep)
-		err := waitPaused(step, pools)
-		cancel()
-		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
-			return err
+		if ctx.Err() != nil {
+			return context.Cause(ctx) // RESUME came (errResumed), or a cancel
 		}
-		if t := s.Config().SuspendTimeout; t > 0 && time.Since(start) >= t {
+		logins := s.loginsBefore(start)
+		if len(logins) == 0 && s.suspendedAll(pools) {
+			return nil
+		}
+		now := time.Now()
+		if to := s.Config().SuspendTimeout; to > 0 && now.Sub(start) >= to && now.Sub(lastDrop) >= suspendStep {
+			lastDrop = now
+			s.dropLogins(logins)
 			s.dropUnflushed()
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-t.C:
 		}
 	}
 }
@@ -309,7 +327,8 @@ func (s *Server) Resume() error { return s.adminResume("") }
 
 // adminSuspend holds everything; pgmux has no online restart, so SUSPEND is a global
 // hold that RESUME undoes. As PgBouncer's SUSPEND keeps its server sockets, the servers
-// stay connected: SUSPEND waits until every one is released.
+// stay connected: SUSPEND waits until every one is released or kept by a client at rest,
+// whose next request waits for RESUME (suspend.go).
 func (s *Server) adminSuspend(ctx context.Context) error {
 	wait, err := s.beginHold(ctx, "", true)
 	if err != nil {
@@ -355,8 +374,8 @@ func (s *Server) adminResume(db string) error {
 }
 
 // consoleResume is the console's RESUME [db]: adminResume, except that a database that
-// is not paused and does not exist is "no such database" (3D000, as for the other
-// commands), as PgBouncer says, rather than "not paused". A paused database that a
+// is not paused and does not exist is "no such database" (as for the other commands),
+// as PgBouncer says, rather than "not paused". A paused database that a
 // reload has since removed can still be resumed.
 func (s *Server) consoleResume(db string) error {
 	err := s.adminResume(db)

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"runtime"
 	"testing"
 	"time"
@@ -267,8 +268,15 @@ func TestConsoleCancel(t *testing.T) {
 	require.Equal(t, "no", state("paused"))
 	queryWithin(t, other, "SELECT 1", 5*time.Second, "a query after the cancelled PAUSE")
 
+	// SUSPEND keeps busy's transaction as it is (suspend_held_test.go) but waits for a
+	// client that was logging in when it began: one that has sent nothing yet.
+	login, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", h.port))
+	require.NoError(t, err)
+	defer login.Close()
+	require.Eventually(t, func() bool { return proxy.LoggingInForTest(h.srv) > 0 }, 5*time.Second, 5*time.Millisecond)
 	done = start(adm, "SUSPEND", func() bool { return state("suspended") == "yes" })
 	cancel(adm, "SUSPEND", done)
+	require.NoError(t, login.Close())
 	require.Equal(t, "no", state("suspended"))
 	require.Zero(t, proxy.PoolsPausedForTest(h.srv, ""))
 	queryWithin(t, other, "SELECT 1", 5*time.Second, "a query after the cancelled SUSPEND")

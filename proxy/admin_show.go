@@ -85,14 +85,15 @@ func (s *Server) showVersion() []byte {
 
 // showConfig lists every setting as PgBouncer 1.25 does (key, value, default,
 // changeable), then pgmux's own. PgBouncer's settings pgmux ignores are listed too (tools
-// read them), with changeable = no; when the configuration sets any of them, a NOTICE
-// first names them as having no effect, as the warnings at start and RELOAD do.
+// read them), with PgBouncer's changeable, which RELOAD follows (config.KeepRestartOnly);
+// when the configuration sets any of them, a NOTICE first names them as having no
+// effect, as the warnings at start and RELOAD do.
 func (s *Server) showConfig() []byte {
 	cfg := s.Config()
 	var dst []byte
 	if ignored := sortedKeys(cfg.Ignored); len(ignored) > 0 {
 		dst = console.Notice(nil, "pgmux ignores "+strings.Join(ignored, ", ")+": these settings have no effect",
-			"They are PgBouncer settings pgmux accepts but does not implement; SHOW CONFIG lists them with changeable = no.")
+			"They are PgBouncer settings pgmux accepts but does not implement; SET refuses them.")
 	}
 	r := console.NewResult(dst, console.Text("key"), console.Text("value"), console.Text("default"), console.Text("changeable"))
 	for _, st := range config.Describe(cfg) {

@@ -376,7 +376,7 @@ func TestAdminDisableKillReconnect(t *testing.T) {
 	h.connect(t, "app", "app", false)
 
 	_, err = adm.Exec(context.Background(), "DISABLE nosuchdb")
-	require.Equal(t, "3D000", sqlState(err), "%v", err)
+	require.Equal(t, "08P01", sqlState(err), "%v", err)
 
 	// RECONNECT closes the idle server; WAIT_CLOSE returns once it is gone.
 	_, rows = show(t, adm, "SHOW SERVERS")
@@ -541,13 +541,13 @@ func TestAdminTotalsAverageOverWindow(t *testing.T) {
 	require.Less(t, total("avg_query_time"), int64(100_000), "only the window's fast queries are averaged")
 }
 
-// TestAdminResumeUnknownDB: RESUME of a database that does not exist says so (3D000, as
-// DISABLE, KILL and the others do), as PgBouncer's "no such database", not "not paused".
+// TestAdminResumeUnknownDB: RESUME of a database that does not exist says so, as
+// DISABLE, KILL and the others do, as PgBouncer's "no such database", not "not paused".
 func TestAdminResumeUnknownDB(t *testing.T) {
 	h := startProxy(t, harnessOpts{})
 	adm := h.admin(t)
 	_, err := adm.Exec(context.Background(), "RESUME nosuch")
-	require.Equal(t, "3D000", sqlState(err), "%v", err)
+	require.Equal(t, "08P01", sqlState(err), "%v", err)
 	require.Contains(t, err.Error(), "no such database: nosuch")
 	_, err = adm.Exec(context.Background(), "RESUME app")
 	require.Equal(t, "08P01", sqlState(err), "%v", err)
@@ -591,5 +591,19 @@ func TestAdminSetIgnored(t *testing.T) {
 			require.Equal(t, "SET", tag.String())
 		}
 		require.Equal(t, []string{"NOTICE SET ignored", "NOTICE SET ignored", "NOTICE SET ignored"}, notices)
+	}
+}
+
+// TestAdminNoSuchDatabaseCode: every console command naming a database that does not
+// exist answers "no such database" with SQLSTATE 08P01, as PgBouncer's admin_error sends
+// it (send_pooler_error's default code), not 3D000 (pgmux sent PostgreSQL's
+// invalid_catalog_name, which PgBouncer sends only to a client logging in).
+func TestAdminNoSuchDatabaseCode(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	for _, cmd := range []string{"PAUSE", "RESUME", "DISABLE", "ENABLE", "KILL", "RECONNECT", "WAIT_CLOSE"} {
+		_, err := adm.Exec(context.Background(), cmd+" nosuch")
+		require.Equal(t, "08P01", sqlState(err), "%s: %v", cmd, err)
+		require.Contains(t, err.Error(), "no such database: nosuch", cmd)
 	}
 }

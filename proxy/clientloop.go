@@ -365,6 +365,9 @@ func (s *Session) loopable(typ byte, n int) bool {
 	if n > loopMaxMessage || len(s.deferred) > 0 || !s.loopOK() {
 		return false
 	}
+	if s.srv.console.suspendedNow.Load() {
+		return false // a linked client's request waits for RESUME (awaitResume)
+	}
 	if st := s.set.Load(); st != nil && st.out.Load() > 0 {
 		return false // waits for settings being re-applied (awaitReapply)
 	}

@@ -26,3 +26,10 @@ func PausedDBForTest(s *Server, db string) bool {
 	defer s.console.mu.Unlock()
 	return s.console.paused[db]
 }
+
+// LoggingInForTest counts the clients logging in now (SUSPEND waits for them).
+func LoggingInForTest(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.logins)
+}

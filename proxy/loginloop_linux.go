@@ -243,12 +243,14 @@ func (s *Session) runLogin() {
 	if cfg.ClientLoginTimeout > 0 {
 		lg.deadline = time.Now().Add(cfg.ClientLoginTimeout)
 	}
+	s.srv.loggingIn(s, true)
 	pkt, err := s.negotiate(cfg)
 	if err == nil && pkt != nil {
 		if err = s.login(cfg, pkt, lg.nclients); err != nil {
 			err = loginTimedOut(cfg, err)
 		}
 	}
+	s.srv.loggingIn(s, false)
 	home := s.home()
 	fd := s.fd
 	home.mu.Lock()

@@ -183,6 +183,17 @@ func (p *parker) leaveLoop(s *Session) {
 	p.mu.Unlock()
 }
 
+// waitsOnLoop reports whether s waits in the loop for its next request now: an event of
+// its socket marks it busy (Event) before any of the request is read.
+func (p *parker) waitsOnLoop(s *Session) bool {
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return s.onLoop == loopParked
+}
+
 // moveOut takes s, which goes to another loop, out of this one: the loop forgets it and
 // its descriptor leaves the set, so none of its events comes here any more.
 func (p *parker) moveOut(s *Session, fd int32) {

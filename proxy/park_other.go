@@ -26,6 +26,7 @@ func (p *parker) loopPark(*Session, int32, bool) bool { return false }
 func (p *parker) leaveLoop(*Session)                  {}
 func (p *parker) moveOut(*Session, int32)             {}
 func (p *parker) clients() int                        { return 0 }
+func (p *parker) waitsOnLoop(*Session) bool           { return false }
 func (p *parker) now() time.Time                      { return time.Time{} }
 func (p *parker) post(*Session, *pool.Conn, error)    {}
 func (p *parker) Adopt(c *pool.Conn)                  { c.HandBack() }

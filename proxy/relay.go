@@ -53,6 +53,11 @@ func (s *Session) relay() (parked bool, err error) {
 			}
 			continue
 		}
+		if s.srv.console.suspendedNow.Load() {
+			if err := s.awaitResume(); err != nil { // suspend.go
+				return false, err
+			}
+		}
 		if skipping, err = s.dispatch(typ, n); err != nil {
 			return false, err
 		}

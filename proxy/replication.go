@@ -272,7 +272,7 @@ func (s *Session) pumpReplication(c *pool.Conn) error {
 			s.clientWriteFailed() // the server ended: so does its client
 			return err
 		}
-		if held && s.srv.console.streamsHeld.Load() {
+		if held && s.srv.console.suspendedNow.Load() {
 			if err := release(); err != nil { // what is relayed already goes out before the hold
 				return err
 			}
@@ -302,12 +302,11 @@ func (s *Session) pumpReplication(c *pool.Conn) error {
 // SUSPENDed, after flushing what it relayed already (flush, nil for none), as PgBouncer's
 // SUSPEND stops reading a socket once its buffer is empty; RESUME lets it go on. The
 // message just read waits in pgmux's buffer as it would in the socket's. A shutdown ends
-// the wait with an error, and so does the client leaving (its socket closed by its peer,
-// looked at every streamGoneCheck): its server is then closed at once (dropReplication),
+// the wait with an error, and so does the client leaving or being ended (untilResumed): its server is then closed at once (dropReplication),
 // as any client's that leaves, not kept until RESUME.
 func (s *Session) holdStream(flush func() error) error {
 	c := s.srv.console
-	if !c.streamsHeld.Load() {
+	if !c.suspendedNow.Load() {
 		return nil
 	}
 	if flush != nil {
@@ -315,33 +314,17 @@ func (s *Session) holdStream(flush func() error) error {
 			return err
 		}
 	}
-	tick := time.NewTicker(streamGoneCheck)
-	defer tick.Stop()
-	for {
-		c.mu.Lock()
-		held, ch := c.suspended, c.changed
-		c.mu.Unlock()
-		if !held {
-			return nil
-		}
-		if s.peerClosedShared() {
-			s.clientWriteFailed() // the other relay's wait or read ends too
-			return errLeftSuspended
-		}
-		select {
-		case <-ch:
-		case <-tick.C:
-		case <-c.ctx.Done():
-			return errShuttingDown
-		}
+	err := s.untilResumed()
+	if errors.Is(err, errLeftSuspended) {
+		s.clientWriteFailed() // the other relay's wait or read ends too
 	}
+	return err
 }
 
-// errLeftSuspended ends a replication relay whose client left while it was held.
+// errLeftSuspended ends a relay whose client left, or was ended, while SUSPEND held it.
 var errLeftSuspended = errors.New("the client left while the pooler was suspended")
 
-// streamGoneCheck is how often a replication relay held by SUSPEND looks at its client's
-// socket.
+// streamGoneCheck is how often a relay held by SUSPEND looks at its client's socket.
 const streamGoneCheck = 100 * time.Millisecond
 
 // endStaleReplication ends, with a FATAL naming why, the replication clients whose server

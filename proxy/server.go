@@ -91,6 +91,7 @@ type Server struct {
 	// must not race its Wait).
 	wgClosed bool
 	holding  map[*Session]struct{} // clients waiting during login (Session.awaitPool)
+	logins   map[*Session]struct{} // clients logging in (loggingIn), for SUSPEND
 	// byCancel holds every logged-in session, by cancel key (pid<<32|key): the one
 	// registry of clients, so an idle client costs one map entry (Sessions,
 	// KILL_CLIENT and SHOW CLIENTS walk it).
@@ -146,6 +147,7 @@ func New(opts Options) (*Server, error) {
 		scramKeys: make(map[string]scramKeys),
 		byCancel:  make(map[uint64]*Session),
 		holding:   make(map[*Session]struct{}),
+		logins:    make(map[*Session]struct{}),
 		done:      make(chan struct{}),
 	}
 	if s.creds == nil {

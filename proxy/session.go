@@ -413,9 +413,11 @@ func (s *Session) run(nclients int64) {
 	if cfg.ClientLoginTimeout > 0 {
 		_ = s.nc.SetDeadline(time.Now().Add(cfg.ClientLoginTimeout))
 	}
+	s.srv.loggingIn(s, true)
 	pkt, err := s.negotiate(cfg)
 	if err == nil && pkt != nil {
 		err = s.login(cfg, pkt, nclients)
+		s.srv.loggingIn(s, false)
 		if err == nil {
 			_ = s.nc.SetDeadline(time.Time{})
 			s.logConnected(cfg)
@@ -426,6 +428,7 @@ func (s *Session) run(nclients int64) {
 		}
 		err = loginTimedOut(cfg, err)
 	}
+	s.srv.loggingIn(s, false)
 	s.loginFailed(err)
 	s.nc.Close()
 	s.srv.unregister(s) // registered before its last answer, whose write may have failed

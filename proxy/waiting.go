@@ -39,12 +39,17 @@ func (s *Server) holdLogin(sess *Session, on bool) {
 	}
 	sess.mu.Unlock()
 	s.mu.Lock()
-	if on {
-		s.holding[sess] = struct{}{}
-	} else {
-		delete(s.holding, sess)
-	}
+	mark(s.holding, sess, on)
 	s.mu.Unlock()
+}
+
+// mark puts sess in set (on) or takes it out; the set's lock is held.
+func mark(set map[*Session]struct{}, sess *Session, on bool) {
+	if on {
+		set[sess] = struct{}{}
+	} else {
+		delete(set, sess)
+	}
 }
 
 // waitingLogins returns the clients waiting during login.

@@ -35,8 +35,8 @@ func pgbouncerSettings(t *testing.T) (keys []string, ref map[string][2]string) {
 // (key, value, default, changeable: pgbouncer_exporter refuses any other count) and a row
 // for each of PgBouncer's settings, in PgBouncer's order, pgmux's own after them. The
 // settings pgmux accepts and ignores are listed too, with the file's value (or
-// PgBouncer's default) and changeable = no, and a NOTICE names those the file sets, as the
-// warnings at start do. pgmux listed only the settings it implements: stats_period,
+// PgBouncer's default) and PgBouncer's changeable, and a NOTICE names those the file sets,
+// as the warnings at start do. pgmux listed only the settings it implements: stats_period,
 // syslog, job_name and 33 more had no row.
 func TestShowConfigListsEveryPgBouncerSetting(t *testing.T) {
 	pg := pgtest.Start(t)
@@ -94,8 +94,8 @@ func TestShowConfigListsEveryPgBouncerSetting(t *testing.T) {
 		}
 		require.Equal(t, want, byKey[k].def, "default of %s", k)
 	}
-	require.Equal(t, row{"stats_period", "30", "60", "no"}, byKey["stats_period"], "an ignored setting the file sets")
-	require.Equal(t, row{"syslog", "1", "0", "no"}, byKey["syslog"])
+	require.Equal(t, row{"stats_period", "30", "60", "yes"}, byKey["stats_period"], "an ignored setting the file sets")
+	require.Equal(t, row{"syslog", "1", "0", "yes"}, byKey["syslog"])
 	require.Equal(t, row{"job_name", "pgbouncer", "pgbouncer", "no"}, byKey["job_name"], "an ignored setting the file leaves out")
 	require.Equal(t, m.Ini, byKey["conffile"].value, "conffile is the file pgmux was started with")
 	require.Equal(t, row{"default_pool_size", "7", "20", "yes"}, byKey["default_pool_size"])
