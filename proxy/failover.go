@@ -478,5 +478,8 @@ func (s *Session) idleStatus() byte {
 	if s.fo&foAborted != 0 {
 		return 'E'
 	}
+	if s.roMoved != 0 {
+		return 'T' // a transaction moving off a standby (replica_move.go)
+	}
 	return 'I'
 }

@@ -71,9 +71,9 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 	if testHookDispatch != nil {
 		testHookDispatch(typ)
 	}
-	if typ == 'Q' && s.onReplica && s.entry.multi.Load() {
-		if done, skipping, err := s.splitAtEnd(n); done {
-			return skipping, err // replica_split.go
+	if s.onReplica && s.entry.multi.Load() {
+		if done, skipping, err := s.inStandbyTx(typ, n); done {
+			return skipping, err // replica_move.go
 		}
 	}
 	if b := s.notes.Load(); b != nil {
@@ -427,6 +427,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.arm(timerTx, s.limits.tx)
 	s.syncSettings(c)
 	s.abortOnLink(c)
+	s.beginOnLink(c) // replica_move.go
 	if len(s.deferred) == 0 && !s.clears.probeDue {
 		s.accountAt(typ, at)
 		s.mu.Unlock()

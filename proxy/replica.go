@@ -33,8 +33,9 @@ import (
 //     TRANSACTION ... READ WRITE, SET or RESET of transaction_read_only or
 //     default_transaction_read_only, RESET ALL, DISCARD ALL...): on the primary what follows
 //     the switch may write, where a standby refuses the switch (0A000) or the write.
-//     Inside such a transaction open on a standby, a simple Query that ends it and goes
-//     on is split at the end, the rest routed anew (replica_split.go).
+//     Inside such a transaction open on a standby, a request that ends it and goes on is
+//     split at the end, the rest routed anew (replica_split.go), and one that may switch
+//     it to read-write while only its BEGIN ran moves it to the primary (replica_move.go).
 //   - auto also sends a request outside a transaction whose statements the lexer proves
 //     read-only (sqlscan.ReadOnly): a simple Query whose statements all are, or an
 //     extended-protocol request whose whole batch up to Sync is already buffered and
@@ -90,7 +91,7 @@ type rwState struct {
 // replicaOn returns the database's replica settings when the client may read from
 // standbys now, with its cluster.
 func (s *Session) replicaOn() (config.Replica, *pool.Cluster, bool) {
-	if s.forcePrimary || s.kind.forced() || s.mode == config.PoolModeSession {
+	if s.forcePrimary || s.roMoved != 0 || s.kind.forced() || s.mode == config.PoolModeSession {
 		return config.Replica{}, nil, false
 	}
 	cfg := s.srv.Config()
@@ -107,7 +108,7 @@ func (s *Session) replicaOn() (config.Replica, *pool.Cluster, bool) {
 // message goes to a standby, and if so picks one (waiting for read-your-writes) and sets
 // s.pick for serverFor. It returns the held request when the answer is to be held back.
 func (s *Session) routeRead(typ byte, n int) (*replicaReq, error) {
-	s.pick = nil
+	s.pick, s.roFresh = nil, 0
 	r, cl, ok := s.replicaOn()
 	if !ok {
 		return nil, nil
@@ -139,6 +140,7 @@ func (s *Session) routeRead(typ byte, n int) (*replicaReq, error) {
 			if moreAfterEnd(sql) || sqlscan.ReadWriteSwitch(sql) {
 				return nil, nil // statements after the read-only transaction: the primary's
 			}
+			s.noteBegin(sql, false) // replica_move.go
 		case defaultRO && !begin:
 			if sqlscan.ReadWriteSwitch(sql) {
 				return nil, nil // it may go on read-write: the primary's
@@ -155,6 +157,7 @@ func (s *Session) routeRead(typ byte, n int) (*replicaReq, error) {
 					if !s.roTxRequestFits() {
 						return nil, nil // more after its end, or not all here: the primary's
 					}
+					s.noteBegin(q, true)
 					break // a read-only transaction (JDBC, Npgsql send BEGIN so)
 				}
 				return nil, nil
@@ -402,7 +405,7 @@ func (s *Session) acquireReplica(cfg *config.Config) (*pool.Conn, error) {
 	s.pick = nil
 	s.linkReplica = false
 	if p == nil {
-		s.rrNext = nil
+		s.rrNext, s.roFresh = nil, 0
 		return nil, nil
 	}
 	c := p.TryAcquire(s)
@@ -425,7 +428,7 @@ func (s *Session) acquireReplica(cfg *config.Config) (*pool.Conn, error) {
 		s.replicaWait = nil
 		s.mu.Unlock()
 		if err != nil {
-			s.rrNext = nil
+			s.rrNext, s.roFresh = nil, 0
 			if errors.Is(err, errCanceledWaiting) {
 				return nil, err
 			}

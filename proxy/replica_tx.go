@@ -23,12 +23,11 @@ import (
 //   - a request sent while the standby still answers (pipelined after the end) waits for
 //     that answer before it is routed (awaitReplicaUnlink).
 //
-// A simple Query sent inside a read-only transaction already open on a standby that ends
-// it and goes on ('COMMIT; INSERT ...') is split at the end (replica_split.go). Left to
-// the standby: an extended-protocol request that does the same (the transaction cannot
-// move, and the request is not split), and a later request that switches the open
-// transaction to read-write (SET TRANSACTION READ WRITE after BEGIN READ ONLY), which the
-// standby refuses.
+// A request sent inside a read-only transaction already open on a standby that ends it
+// and goes on ('COMMIT; INSERT ...', or a batch of the same) is split at the end
+// (replica_split.go). One that switches the open transaction to read-write (SET
+// TRANSACTION READ WRITE after BEGIN READ ONLY) moves it to the primary while only its
+// BEGIN has run (replica_move.go).
 
 // moreAfterEnd reports whether a Query that begins a read-only transaction goes on after
 // ending it (COMMIT, END or ROLLBACK, then more): what follows is outside that

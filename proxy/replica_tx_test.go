@@ -13,22 +13,6 @@ import (
 // TestROTxRequestFits: which buffered extended-protocol requests that begin a read-only
 // transaction may go to a standby (replica_tx.go).
 func TestROTxRequestFits(t *testing.T) {
-	exec := func(q string) []pgproto3.FrontendMessage {
-		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: q}, &pgproto3.Bind{},
-			&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}}
-	}
-	seq := func(parts ...any) []pgproto3.FrontendMessage {
-		var out []pgproto3.FrontendMessage
-		for _, p := range parts {
-			switch p := p.(type) {
-			case string:
-				out = append(out, exec(p)...)
-			case pgproto3.FrontendMessage:
-				out = append(out, p)
-			}
-		}
-		return out
-	}
 	sync, flush := &pgproto3.Sync{}, &pgproto3.Flush{}
 	const begin, sel, commit, insert = "BEGIN READ ONLY", "SELECT 1", "COMMIT", "INSERT INTO t VALUES (1)"
 	for _, tt := range []struct {
@@ -66,21 +50,45 @@ func TestROTxRequestFits(t *testing.T) {
 			&pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Execute{}, insert, sync), false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var buf []byte
-			for _, m := range tt.msgs {
-				var err error
-				buf, err = m.Encode(buf)
-				require.NoError(t, err)
-			}
-			if tt.partial {
-				buf = append(buf, 'P', 0, 0, 0, 40, 0, 'S')
-			}
-			s := &Session{sessionWork: newWork(), rd: wire.NewReader(bytes.NewReader(buf))}
-			_, _, err := s.rd.Next()
-			require.NoError(t, err)
-			_, err = s.rd.Peek(len(buf) - wire.HeaderLen) // all of it buffered
-			require.NoError(t, err)
+			s, _ := bufferedSession(t, tt.msgs, tt.partial)
 			require.Equal(t, tt.fits, s.roTxRequestFits())
 		})
 	}
+}
+
+// seq is a client's extended-protocol messages: for each string, Parse, Bind, Describe
+// and Execute of that statement (unnamed); other parts as they are.
+func seq(parts ...any) []pgproto3.FrontendMessage {
+	var out []pgproto3.FrontendMessage
+	for _, p := range parts {
+		switch p := p.(type) {
+		case string:
+			out = append(out, &pgproto3.Parse{Query: p}, &pgproto3.Bind{},
+				&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{})
+		case pgproto3.FrontendMessage:
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// bufferedSession is a session whose client sent msgs (and, with partial, the start of a
+// message cut short), all buffered, the first one's header read; n is its body's length.
+func bufferedSession(t *testing.T, msgs []pgproto3.FrontendMessage, partial bool) (s *Session, n int) {
+	t.Helper()
+	var buf []byte
+	for _, m := range msgs {
+		var err error
+		buf, err = m.Encode(buf)
+		require.NoError(t, err)
+	}
+	if partial {
+		buf = append(buf, 'P', 0, 0, 0, 40, 0, 'S')
+	}
+	s = &Session{sessionWork: newWork(), rd: wire.NewReader(bytes.NewReader(buf))}
+	_, n, err := s.rd.Next()
+	require.NoError(t, err)
+	_, err = s.rd.Peek(len(buf) - wire.HeaderLen) // all of it buffered
+	require.NoError(t, err)
+	return s, n
 }

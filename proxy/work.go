@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
 )
 
 // sessionWork is a session's working state: its link to a server, the response queue,
@@ -80,6 +81,11 @@ type sessionWork struct {
 	// the next wait begins (serverFor); atomic for the pool, which asks it (Withdrawn) on
 	// the requester's goroutine.
 	cancelAsked atomic.Bool
+	// Read-only transactions on standbys (replica_move.go), the session goroutine's, in
+	// cancelAsked's padding: roFresh, the BEGIN's modes while nothing else has run in the
+	// transaction open on the linked standby; roMoved, those of the client's transaction
+	// that left the standby, to be begun on its next server.
+	roFresh, roMoved sqlscan.TxModes
 	// replicaWait is the standby's pool a replica read waits in (acquireReplica), for a
 	// cancel request (cancelWait); under mu. Here rather than in Session: an idle
 	// client's Session stays within its size class.
@@ -121,7 +127,7 @@ func (w *sessionWork) ownsNothing() bool {
 		len(w.stmts) == 0 && w.clears.settled() && len(w.clearPortals) == 0 && len(w.deferred) == 0 &&
 		w.unnamed.idle() && w.unnamedPin == 0 && !w.unnamedRelease && !w.holdsDirect &&
 		!w.releaseSeen && !w.linkReplica && !w.forcePrimary && !w.onReplica && w.pick == nil &&
-		w.rrNext == nil && w.rr.Load() == nil && w.rw == (rwState{}) && w.rwDirtyAt == 0 &&
+		w.rrNext == nil && w.rr.Load() == nil && w.rw == (rwState{}) && w.rwDirtyAt == 0 && w.roMoved == 0 &&
 		(w.lw == nil || w.lw.conn == nil && w.lw.err == nil)
 }
 

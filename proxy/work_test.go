@@ -48,6 +48,7 @@ func TestWorkFieldsClassified(t *testing.T) {
 		"rw":             {func(w *sessionWork) { w.rw.lsn = 1 }},
 		"rr":             {func(w *sessionWork) { w.rr.Store(&replicaReq{}) }},
 		"rwDirtyAt":      {func(w *sessionWork) { w.rwDirtyAt = monoNow() }},
+		"roMoved":        {func(w *sessionWork) { w.roMoved = 1 }},
 	}
 	// given back at a park: a memo, counters (folded into the pool's totals), a request
 	// count, a pin sequence and the server's FATAL seen that only matter with requests in
@@ -66,6 +67,7 @@ func TestWorkFieldsClassified(t *testing.T) {
 		"lw":          func(w *sessionWork) { w.lw = &loopWork{} },        // idle whenever the client waits for a request
 		"cancelAsked": func(w *sessionWork) { w.cancelAsked.Store(true) }, // only while a request waits
 		"replicaWait": func(w *sessionWork) { w.replicaWait = &pool.Pool{} },
+		"roFresh":     func(w *sessionWork) { w.roFresh = 1 }, // only while a standby is linked
 	}
 	var names []string
 	typ := reflect.TypeFor[sessionWork]()

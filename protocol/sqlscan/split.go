@@ -15,7 +15,7 @@ func SplitAfterEnd(sql string) (head, rest string, ok bool) {
 	sts := Scan(sql)
 	for i := range sts {
 		st := &sts[i]
-		if st.Kind != KindCommit && st.Kind != KindRollback || chained(st.Text) {
+		if st.Kind != KindCommit && st.Kind != KindRollback || Chained(st.Text) {
 			continue
 		}
 		if i == len(sts)-1 || i == len(sts)-2 && OwnTransaction(sts[i+1].Text) {
@@ -31,8 +31,8 @@ func SplitAfterEnd(sql string) (head, rest string, ok bool) {
 	return "", "", false
 }
 
-// chained reports whether a COMMIT or ROLLBACK statement ends with AND CHAIN.
-func chained(text string) bool {
+// Chained reports whether a COMMIT or ROLLBACK statement ends with AND CHAIN.
+func Chained(text string) bool {
 	lx := Lexer{src: text}
 	var prev, last Token
 	for t := lx.Next(); t.Kind != TokEOF; t = lx.Next() {

@@ -1,0 +1,116 @@
+package sqlscan
+
+import "strings"
+
+// TxModes is what a BEGIN or START TRANSACTION statement says of its transaction, packed
+// in a byte so that a caller can keep it cheaply: its isolation level, access mode and
+// deferrability, each possibly unsaid. The zero value is no statement; a parsed one is
+// never zero.
+type TxModes uint8
+
+const (
+	txBegin      TxModes = 1 << iota // a BEGIN was parsed
+	txIsoShift           = 1         // 3 bits: isolation level, 0 unsaid
+	txAccShift           = 4         // 2 bits: Access
+	txDeferShift         = 6         // 2 bits: 0 unsaid, 1 DEFERRABLE, 2 NOT DEFERRABLE
+)
+
+var isolations = [...]string{1: "SERIALIZABLE", 2: "REPEATABLE READ", 3: "READ COMMITTED", 4: "READ UNCOMMITTED"}
+
+// BeginModes reports whether sql is one BEGIN or START TRANSACTION statement and
+// nothing more (comments and a final semicolon aside), and what modes it names. A
+// statement pgmux cannot read whole (anything but the standard transaction modes) is not
+// one.
+func BeginModes(sql string) (TxModes, bool) {
+	lx := Lexer{src: sql}
+	t := lx.Next()
+	switch {
+	case t.IsKeyword("begin"):
+		if t = lx.Next(); t.IsKeyword("work") || t.IsKeyword("transaction") {
+			t = lx.Next()
+		}
+	case t.IsKeyword("start") && lx.Next().IsKeyword("transaction"):
+		t = lx.Next()
+	default:
+		return 0, false
+	}
+	m := txBegin
+	for {
+		switch {
+		case t.Kind == TokEOF:
+			return m, true
+		case t.Kind == TokSemicolon:
+			if lx.Next().Kind != TokEOF {
+				return 0, false
+			}
+			return m, true
+		case t.Kind == TokComma:
+		case t.IsKeyword("isolation"):
+			if !lx.Next().IsKeyword("level") {
+				return 0, false
+			}
+			iso := 0
+			switch t = lx.Next(); {
+			case t.IsKeyword("serializable"):
+				iso = 1
+			case t.IsKeyword("repeatable") && lx.Next().IsKeyword("read"):
+				iso = 2
+			case t.IsKeyword("read"):
+				switch t = lx.Next(); {
+				case t.IsKeyword("committed"):
+					iso = 3
+				case t.IsKeyword("uncommitted"):
+					iso = 4
+				default:
+					return 0, false
+				}
+			default:
+				return 0, false
+			}
+			m = m&^(7<<txIsoShift) | TxModes(iso)<<txIsoShift
+		case t.IsKeyword("read"):
+			acc := AccessReadOnly
+			switch t = lx.Next(); {
+			case t.IsKeyword("only"):
+			case t.IsKeyword("write"):
+				acc = AccessReadWrite
+			default:
+				return 0, false
+			}
+			m = m&^(3<<txAccShift) | TxModes(acc)<<txAccShift
+		case t.IsKeyword("deferrable"):
+			m = m&^(3<<txDeferShift) | 1<<txDeferShift
+		case t.IsKeyword("not") && lx.Next().IsKeyword("deferrable"):
+			m = m&^(3<<txDeferShift) | 2<<txDeferShift
+		default:
+			return 0, false
+		}
+		t = lx.Next()
+	}
+}
+
+// Access is the access mode m names.
+func (m TxModes) Access() Access { return Access(m >> txAccShift & 3) }
+
+// SQL is a BEGIN statement that opens a transaction with m's modes (those m leaves unsaid
+// come from the session's defaults, as they did for the statement m was read from).
+func (m TxModes) SQL() string {
+	var b strings.Builder
+	b.WriteString("BEGIN")
+	if iso := m >> txIsoShift & 7; iso != 0 && int(iso) < len(isolations) {
+		b.WriteString(" ISOLATION LEVEL " + isolations[iso])
+	}
+	switch m.Access() {
+	case AccessReadOnly:
+		b.WriteString(" READ ONLY")
+	case AccessReadWrite:
+		b.WriteString(" READ WRITE")
+	}
+	switch m >> txDeferShift & 3 {
+	case 1:
+		b.WriteString(" DEFERRABLE")
+	case 2:
+		b.WriteString(" NOT DEFERRABLE")
+	}
+	return b.String()
+}

@@ -1,0 +1,45 @@
+package sqlscan
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestBeginModes(t *testing.T) {
+	for _, tc := range []struct {
+		sql, replay string // replay "": not one BEGIN pgmux reads whole
+		access      Access
+	}{
+		{"BEGIN", "BEGIN", AccessUnsaid},
+		{"begin read only;", "BEGIN READ ONLY", AccessReadOnly},
+		{"START TRANSACTION READ ONLY", "BEGIN READ ONLY", AccessReadOnly},
+		{"BEGIN WORK READ ONLY /* c */ ; -- d", "BEGIN READ ONLY", AccessReadOnly},
+		{"begin isolation level serializable read only deferrable", "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE", AccessReadOnly},
+		{"BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY, NOT DEFERRABLE",
+			"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY NOT DEFERRABLE", AccessReadOnly},
+		{"BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE READ ONLY", "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY", AccessReadOnly},
+		{"START TRANSACTION ISOLATION LEVEL READ UNCOMMITTED", "BEGIN ISOLATION LEVEL READ UNCOMMITTED", AccessUnsaid},
+		{"BEGIN READ ONLY; SELECT 1", "", 0},
+		{"BEGIN READ ONLY; ;", "", 0},
+		{"BEGIN ISOLATION LEVEL SNAPSHOT", "", 0},
+		{"BEGIN READ", "", 0},
+		{"BEGIN NOT", "", 0},
+		{"START READ ONLY", "", 0},
+		{"SELECT 1", "", 0},
+		{"COMMIT", "", 0},
+	} {
+		m, ok := BeginModes(tc.sql)
+		require.Equal(t, tc.replay != "", ok, tc.sql)
+		if !ok {
+			require.Zero(t, m, tc.sql)
+			continue
+		}
+		require.NotZero(t, m, tc.sql)
+		require.Equal(t, tc.replay, m.SQL(), tc.sql)
+		require.Equal(t, tc.access, m.Access(), tc.sql)
+		again, ok := BeginModes(m.SQL())
+		require.True(t, ok)
+		require.Equal(t, m, again, "the replay reads back the same")
+	}
+}

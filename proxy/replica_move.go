@@ -1,0 +1,202 @@
+package proxy
+
+import (
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
+)
+
+// A read-only transaction goes to a standby on its BEGIN. When the client sent that
+// BEGIN alone, nothing else has run in the transaction yet, and PostgreSQL still lets it
+// become read-write (SET TRANSACTION READ WRITE, SET transaction_read_only = off: allowed
+// before the transaction's first query). A standby refuses the switch (0A000) where the
+// primary allows it, and the writes after it (25006). So when the client's next request
+// in that transaction may switch (sqlscan.ReadWriteSwitch in what it sends, or a
+// statement pgmux does not know), the transaction moves: pgmux rolls it back on the
+// standby (a hidden ROLLBACK, which ends the link), the request goes to the primary, and
+// a hidden BEGIN with the same modes (isolation level, access, deferrability:
+// sqlscan.TxModes) opens the transaction there in front of it (beginOnLink). Nothing had
+// run on the standby: the client cannot tell, and the primary answers the request as a
+// direct connection would. Once anything else has run in the transaction, it stays: the
+// switch fails there as on PostgreSQL (25001, before recovery is looked at), and so
+// does a BEGIN sent with other statements in one request (not tracked: rare, and the
+// whole request goes to the primary when they switch, routeRead).
+//
+// State: roFresh holds the BEGIN's modes from routeRead until the transaction's next
+// request starts (or the link ends); roMoved holds them from the move until the next
+// server is linked. While roMoved is set the client is in a transaction no server has:
+// routing sends its request to the primary (replicaOn), and pgmux's own answers give
+// status 'T' (idleStatus).
+
+// inStandbyTx handles the first message of a request inside a read-only transaction open
+// on a standby: the transaction moves to the primary when the request may switch it to
+// read-write while nothing has run in it (above), and a request that ends it and goes
+// on is split at the end (replica_split.go). done: the request was handled here;
+// otherwise dispatch goes on with the message (on the primary, after a move).
+func (s *Session) inStandbyTx(typ byte, n int) (done, skipping bool, err error) {
+	fresh := s.roFresh
+	s.mu.Lock()
+	linked := s.server != nil && s.onReplica
+	opening := s.Unsynced // the rest of the request that sent the BEGIN
+	s.mu.Unlock()
+	if !linked || !opening {
+		s.roFresh = 0
+	}
+	if !linked || opening || s.forcePrimary || s.notes.Load() != nil || s.rr.Load() != nil {
+		return false, false, nil
+	}
+	s.awaitReplicaUnlink(typ) // an answer still coming: its end decides
+	s.mu.Lock()
+	c := s.server
+	inTx := c != nil && s.onReplica && (s.TxStatus == 'T' || s.TxStatus == 'E') &&
+		s.Pending == 0 && !s.Unsynced && s.fo == 0
+	status, pinned := s.TxStatus, s.pinned != 0
+	s.mu.Unlock()
+	if !inTx {
+		s.roFresh = 0
+		return false, false, nil
+	}
+	if fresh != 0 {
+		s.roFresh = 0
+		if status == 'T' && !pinned && s.mayStartReadWrite(typ, n) {
+			s.moveTx(c, fresh)
+			return false, false, nil
+		}
+	}
+	switch typ {
+	case 'Q':
+		return s.splitAtEnd(c, n)
+	case 'P', 'B', 'D', 'E', 'C', 'H':
+		return s.splitBatchAtEnd(c, n)
+	}
+	return false, false, nil
+}
+
+// noteBegin records, for inStandbyTx, a request routed to a standby that is one BEGIN:
+// a Query (sql), or an extended-protocol request whose one Execute is of q.
+func (s *Session) noteBegin(sql string, extended bool) {
+	if extended && !s.executesOnce() {
+		return
+	}
+	if m, ok := sqlscan.BeginModes(sql); ok {
+		s.roFresh = m
+	}
+}
+
+// executesOnce reports whether the client's buffered extended-protocol request, from
+// the current message through its Sync, executes one portal (the BEGIN routeRead read).
+func (s *Session) executesOnce() bool {
+	buf := s.rd.Window()
+	execs := 0
+	for off := 0; ; {
+		typ, _, end, ok := frameAt(buf, off)
+		if !ok {
+			return false
+		}
+		off = end
+		switch typ {
+		case 'E':
+			execs++
+		case 'S':
+			return execs == 1
+		}
+	}
+}
+
+// mayStartReadWrite reports whether the client's request starting with the current
+// message may switch its transaction to read-write: a statement it parses or binds does
+// (sqlscan.ReadWriteSwitch), or is one whose text pgmux does not know. Only what has
+// arrived of an extended-protocol request is looked at.
+func (s *Session) mayStartReadWrite(typ byte, n int) bool {
+	if n > maxInspect {
+		return false
+	}
+	if typ == 'Q' {
+		m, err := s.rd.Peek(n)
+		return err == nil && sqlscan.ReadWriteSwitch(cString(wire.Body(m)))
+	}
+	buf := s.rd.Window()
+	parsed := map[string]bool{}
+	for off := 0; ; {
+		typ, body, end, ok := frameAt(buf, off)
+		if !ok {
+			return false
+		}
+		off = end
+		switch typ {
+		case 'P':
+			name, q, _, ok := link.ParseFields(body)
+			if !ok || sqlscan.ReadWriteSwitch(string(q)) {
+				return true
+			}
+			parsed[string(name)] = true
+		case 'B':
+			_, name, _, ok := link.BindFields(body)
+			if !ok {
+				return true
+			}
+			if !parsed[string(name)] {
+				q, known := s.stmtText(name)
+				if !known || sqlscan.ReadWriteSwitch(q) {
+					return true
+				}
+			}
+		case 'S':
+			return false
+		}
+	}
+}
+
+// moveTx ends the fresh read-only transaction on standby c (a hidden ROLLBACK; the link
+// ends at its answer) and leaves its modes in roMoved for the next server, the
+// primary's. Should the link not end (a settings read-back that could not go out), the
+// transaction is begun again on c and the request runs there as before.
+func (s *Session) moveTx(c *pool.Conn, m sqlscan.TxModes) {
+	if err := s.sendHidden(c, "ROLLBACK", true); err != nil {
+		return // the forward of the request meets the broken connection
+	}
+	s.awaitSplitUnlink(c)
+	s.mu.Lock()
+	if s.server == c {
+		s.mu.Unlock()
+		_ = s.sendHidden(c, m.SQL(), false)
+		return
+	}
+	if s.server == nil && s.fo == 0 {
+		s.roMoved = m
+	}
+	s.mu.Unlock()
+}
+
+// sendHidden writes a Query of pgmux's own to the linked server c, whose answer the
+// client does not see; with settles, the link may end at its ReadyForQuery.
+func (s *Session) sendHidden(c *pool.Conn, sql string, settles bool) error {
+	if st := linkOf(c); st != nil && (s.prep == prepCache || s.readsLater()) {
+		st.wmu.Lock()
+		defer st.wmu.Unlock()
+	}
+	s.mu.Lock()
+	if s.server != c {
+		s.mu.Unlock()
+		return errLostMeanwhile
+	}
+	s.q.push(&expect{Kind: 'Q', Hide: true, Settles: settles})
+	s.mu.Unlock()
+	if err := c.Wr.Write(wire.Query(nil, sql)); err != nil {
+		return err
+	}
+	return c.Wr.Flush()
+}
+
+// beginOnLink opens on freshly linked server c the client's transaction that moved off
+// a standby (moveTx), in front of the request. s.mu is held.
+func (s *Session) beginOnLink(c *pool.Conn) {
+	if s.roMoved == 0 {
+		return
+	}
+	m := s.roMoved
+	s.roMoved = 0
+	s.q.push(&expect{Kind: 'Q', Hide: true})
+	_ = c.Wr.Write(wire.Query(nil, m.SQL())) // a failed write surfaces at the client's flush
+}

@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/stretchr/testify/require"
+)
+
+// TestBatchCut: where an extended-protocol request sent inside a read-only transaction
+// on a standby is split (replica_split.go splitBatchAtEnd): after the Execute that ends
+// the transaction, when more is executed before the Sync.
+func TestBatchCut(t *testing.T) {
+	sync, flush := &pgproto3.Sync{}, &pgproto3.Flush{}
+	const sel, commit, insert = "SELECT 1", "COMMIT", "INSERT INTO t VALUES (1)"
+	for _, tt := range []struct {
+		name    string
+		msgs    []pgproto3.FrontendMessage
+		partial bool
+		head    int // messages before the cut; 0: not split
+	}{
+		{"COMMIT, write", seq(commit, insert, sync), false, 4},
+		{"read, END, write", seq(sel, "END", insert, sync), false, 8},
+		{"ROLLBACK, write, next request", seq("rollback", insert, sync, sel, sync), false, 4},
+		{"ABORT, Flush, write", seq("ABORT", flush, insert, sync), false, 4},
+		{"only the end", seq(sel, commit, sync), false, 0},
+		{"the end, then Flush", seq(commit, flush, sync), false, 0},
+		{"parsed after the end, not executed", seq(commit, &pgproto3.Parse{Name: "s", Query: insert}, sync), false, 0},
+		{"AND CHAIN goes on", seq("COMMIT AND CHAIN", insert, sync), false, 0},
+		{"ROLLBACK TO SAVEPOINT", seq("ROLLBACK TO SAVEPOINT a", insert, sync), false, 0},
+		{"the end in the next request", seq(sel, sync, commit, insert, sync), false, 0},
+		{"not all here", seq(commit, insert), true, 0},
+		{"Flush-driven", seq(commit, insert, flush), false, 0},
+		{"an unknown statement", seq(commit, &pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Execute{}, sync), false, 0},
+		{"a named statement parsed here", seq(&pgproto3.Parse{Name: "c", Query: commit}, &pgproto3.Bind{PreparedStatement: "c"},
+			&pgproto3.Execute{}, insert, sync), false, 3},
+		{"a Query in the pipeline", seq(commit, &pgproto3.Query{String: insert}, sync), false, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := bufferedSession(t, tt.msgs, tt.partial)
+			cut, end, ok := s.batchCut()
+			require.Equal(t, tt.head > 0, ok)
+			if !ok {
+				return
+			}
+			want := 0
+			for _, m := range tt.msgs[:tt.head] {
+				b, err := m.Encode(nil)
+				require.NoError(t, err)
+				want += len(b)
+			}
+			require.Equal(t, want, cut)
+			synced := 0
+			for i, m := range tt.msgs {
+				b, err := m.Encode(nil)
+				require.NoError(t, err)
+				synced += len(b)
+				if _, ok := m.(*pgproto3.Sync); ok && i >= tt.head {
+					break
+				}
+			}
+			require.Equal(t, synced, end, "the rest ends with the request's Sync")
+		})
+	}
+}
+
+// TestMayStartReadWrite: which requests move a read-only transaction that has run only
+// its BEGIN on a standby to the primary (replica_move.go), and which BEGIN requests
+// start such a transaction.
+func TestMayStartReadWrite(t *testing.T) {
+	sync := &pgproto3.Sync{}
+	for _, tt := range []struct {
+		name string
+		msgs []pgproto3.FrontendMessage
+		move bool
+	}{
+		{"SET TRANSACTION READ WRITE", seq("SET TRANSACTION READ WRITE", "INSERT INTO t VALUES (1)", sync), true},
+		{"after a read", seq("SELECT 1", "set transaction_read_only = off", sync), true},
+		{"a read", seq("SELECT 1", sync), false},
+		{"the switch in the next request", seq("SELECT 1", sync, "SET TRANSACTION READ WRITE", sync), false},
+		{"an unknown statement", seq(&pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Execute{}, sync), true},
+		{"a Query", seq(&pgproto3.Query{String: "SET TRANSACTION READ WRITE"}), true},
+		{"a Query that reads", seq(&pgproto3.Query{String: "SELECT 1"}), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, n := bufferedSession(t, tt.msgs, false)
+			typ := byte('P')
+			if _, ok := tt.msgs[0].(*pgproto3.Query); ok {
+				typ = 'Q'
+			} else if _, ok := tt.msgs[0].(*pgproto3.Bind); ok {
+				typ = 'B'
+			}
+			require.Equal(t, tt.move, s.mayStartReadWrite(typ, n))
+		})
+	}
+	for _, tt := range []struct {
+		name  string
+		msgs  []pgproto3.FrontendMessage
+		begin string
+		fresh bool
+	}{
+		{"BEGIN alone", seq("BEGIN READ ONLY", sync), "BEGIN READ ONLY", true},
+		{"BEGIN and a read", seq("BEGIN READ ONLY", "SELECT 1", sync), "BEGIN READ ONLY", false},
+		{"BEGIN, Sync not here", seq("BEGIN READ ONLY"), "BEGIN READ ONLY", false},
+		{"BEGIN with more in its text", seq("BEGIN READ ONLY", sync), "BEGIN READ ONLY; SET LOCAL x = 1", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := bufferedSession(t, tt.msgs, false)
+			s.noteBegin(tt.begin, true)
+			require.Equal(t, tt.fresh, s.roFresh != 0)
+		})
+	}
+}
