@@ -16,6 +16,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgmux/pgmux/protocol/wire"
 	"github.com/pgmux/pgmux/proxy"
@@ -659,4 +662,39 @@ func askEach(t *testing.T, clients []*loopClient, round int) {
 		v := strconv.Itoa(round*1000 + i)
 		require.Equal(t, []string{v}, c.until(t, fmt.Sprintf("client %d round %d", i, round)))
 	}
+}
+
+// TestReturningWaveKeepsItsMemory: a wave of idle clients parked at once has its memory
+// handed back to the OS (a collection and FreeOSMemory) once no more park; a wave whose
+// clients come back before that does not: the memory is in use again, and the release
+// would stall the loop in the middle of their requests (pgbench's clients, logged in one
+// after the other and idle until the last was in, then all sending).
+func TestReturningWaveKeepsItsMemory(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	h := startProxy(t, harnessOpts{log: zap.New(core), extra: map[string]string{"client_loop": "1",
+		"default_pool_size": "2", "max_client_conn": "2000", "verbose": "1"}})
+	releases := func() int {
+		return logs.FilterMessage("returning parked clients' memory to the OS").Len()
+	}
+	// A loop releases after 128 parks or more in a wave: 140 for each loop.
+	wave := func() []*loopClient {
+		clients := make([]*loopClient, 140*proxy.Loops(h.srv))
+		for i := range clients {
+			clients[i] = dialLoopClient(t, h.port)
+		}
+		require.Eventually(t, func() bool {
+			_, detached, _ := proxy.ClientConns(h.srv)
+			return detached >= len(clients)
+		}, 10*time.Second, 20*time.Millisecond, "the idle clients parked")
+		return clients
+	}
+	first := wave()
+	loops := proxy.Loops(h.srv)
+	require.Eventually(t, func() bool { return releases() == loops }, 10*time.Second, 50*time.Millisecond,
+		"the first wave, idle, released by each loop")
+	askEach(t, first, 0)
+	second := wave()
+	askEach(t, second, 0) // back at once: before the sweeps that would release
+	time.Sleep(3500 * time.Millisecond)
+	require.Equal(t, loops, releases(), "memory released again after the second wave came back")
 }

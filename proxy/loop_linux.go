@@ -83,6 +83,7 @@ func (p *parker) Event(fd int32, events uint32) {
 		return
 	}
 	p.byFD[fd] = nil
+	p.resumed++
 	p.mu.Unlock()
 	if events&goneEvents != 0 && !s.isAdmin() && !s.expired.Load() && departing(fd) {
 		go s.endDeparted() // parked, and gone: no net.Conn to read its Terminate

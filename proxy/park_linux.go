@@ -34,9 +34,10 @@ type parker struct {
 	byFD []*Session
 	// parked counts parks since memory was last handed back; seen is its value at the
 	// last sweep. When a wave of parks has ended (no new ones for a sweep), the memory
-	// their goroutine stacks held goes back to the OS.
-	parked, seen int
-	lastSweep    time.Time
+	// their goroutine stacks held goes back to the OS. resumed counts the parked clients
+	// woken since the last sweep (Event): many of them end the wave unreleased.
+	parked, seen, resumed int
+	lastSweep             time.Time
 	// servers holds the server connections the loop reads, by descriptor (loop
 	// goroutine only); an entry is stale once its connection is not InLoop.
 	servers []*pool.Conn
@@ -251,6 +252,14 @@ func (p *parker) sweep() {
 		}
 	}
 	logins := p.expiredLoginsLocked(p.lastSweep)
+	if p.resumed*8 >= p.parked {
+		// The wave's clients are coming back (pgbench's, logged in one after the other and
+		// idle until the last was in): what their parks gave back is in use again, and a
+		// collection and FreeOSMemory now would only stall the loop and have the pages
+		// faulted in again. The wave is forgotten; the next one is counted afresh.
+		p.parked, p.seen = 0, 0
+	}
+	p.resumed = 0
 	release := p.parked >= 128 && p.parked == p.seen
 	p.seen = p.parked
 	if release {
@@ -269,7 +278,7 @@ func (p *parker) sweep() {
 	}
 	if release {
 		p.log.Debug("returning parked clients' memory to the OS")
-		releaseMemory()
+		go releaseMemory() // a collection: the loop's clients are not held up meanwhile
 	}
 }
 
