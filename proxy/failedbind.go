@@ -28,7 +28,7 @@ func (s *Session) failedBind(c *pool.Conn, portal, name []byte, def *stmtDef, ta
 	}
 	s.mu.Lock()
 	failed := s.TxStatus == 'E' && s.Pending == 0 && s.q.len() == 0 && !s.ErrSkip &&
-		!endsTransaction(def.query)
+		!sqlscan.TxExit(def.query)
 	present, stale := false, false
 	if failed {
 		present, stale = s.stateOf(c).stmts.peek(def.server, s.Reqs, def)
@@ -65,14 +65,4 @@ func highestParam(q string) int {
 		}
 	}
 	return n
-}
-
-// endsTransaction reports whether a statement may end a transaction, which PostgreSQL
-// runs in a failed one (COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION).
-func endsTransaction(q string) bool {
-	switch sqlscan.LeadKeyword(q) {
-	case sqlscan.KwCommit, sqlscan.KwEnd, sqlscan.KwRollback, sqlscan.KwAbort, sqlscan.KwPrepare:
-		return true
-	}
-	return false
 }

@@ -385,11 +385,12 @@ func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	st := s.stateOf(c)
 	present, stale := st.stmts.lookup(def.server, s.Reqs, nil)
 	// The transaction is failed, or may be by the time the server reads this Parse (a
-	// request is still unanswered): PostgreSQL answers a Parse there with 25P02.
+	// request is still unanswered): PostgreSQL answers a Parse there with 25P02, unless
+	// it ends the transaction (ROLLBACK...), which the empty Parse answers as it would.
 	mayFail := s.TxStatus == 'E' || s.Pending > 0
 	s.mu.Unlock()
 	if present && !stale {
-		if mayFail {
+		if mayFail && !sqlscan.TxExit(def.query) {
 			// Not the empty Parse, which PostgreSQL accepts even in a failed
 			// transaction: a statement it checks the transaction for, so the client
 			// gets 25P02 where it would and the name is not kept (its Reg fails).

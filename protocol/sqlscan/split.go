@@ -69,3 +69,24 @@ func OwnTransaction(text string) bool {
 	t := lx.Next()
 	return t.IsKeyword("vacuum") || t.IsKeyword("cluster") || t.IsKeyword("reindex") || t.IsKeyword("call")
 }
+
+// TxExit reports whether text, one statement that parses, is one PostgreSQL runs in a
+// failed transaction (IsTransactionExitStmt): COMMIT, END, ROLLBACK, ABORT, each with AND
+// [NO] CHAIN or not, ROLLBACK TO SAVEPOINT and PREPARE TRANSACTION; not COMMIT PREPARED,
+// ROLLBACK PREPARED or PREPARE of a statement (one may be named "transaction").
+func TxExit(text string) bool {
+	lx := Lexer{src: text}
+	t := lx.Next()
+	for t.Kind == TokSemicolon { // empty statements in front are dropped by the parser
+		t = lx.Next()
+	}
+	switch KeywordOf(t.Text) {
+	case KwEnd, KwAbort:
+		return t.Kind == TokIdent
+	case KwCommit, KwRollback:
+		return t.Kind == TokIdent && !lx.Next().IsKeyword("prepared")
+	case KwPrepare:
+		return t.Kind == TokIdent && lx.Next().IsKeyword("transaction") && lx.Next().Kind == TokString
+	}
+	return false
+}

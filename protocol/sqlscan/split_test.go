@@ -52,3 +52,37 @@ func TestOwnTransaction(t *testing.T) {
 		require.Equal(t, tc.own, OwnTransaction(tc.sql), tc.sql)
 	}
 }
+
+func TestTxExit(t *testing.T) {
+	for q, want := range map[string]bool{
+		"ROLLBACK":                        true,
+		"rollback work and chain":         true,
+		"ROLLBACK TO SAVEPOINT s":         true,
+		"rollback transaction to s":       true,
+		"ABORT":                           true,
+		"COMMIT":                          true,
+		"commit and no chain;":            true,
+		"END TRANSACTION":                 true,
+		"/* c */ ;; -- x\n END":           true,
+		"PREPARE TRANSACTION 'gid'":       true,
+		"prepare transaction $$g$$":       true,
+		"COMMIT PREPARED 'gid'":           false,
+		"ROLLBACK PREPARED 'gid'":         false,
+		"PREPARE transaction AS SELECT 1": false,
+		"PREPARE p AS ROLLBACK":           false,
+		"BEGIN":                           false,
+		"SAVEPOINT s":                     false,
+		"RELEASE SAVEPOINT s":             false,
+		"SELECT 1":                        false,
+		"\"rollback\"":                    false,
+		"":                                false,
+		"DEALLOCATE pgmux_stub":           false,
+		"EXPLAIN ROLLBACK":                false,
+		"START TRANSACTION":               false,
+		"PREPARE TRANSACTION":             false,
+	} {
+		if got := TxExit(q); got != want {
+			t.Errorf("TxExit(%q) = %v, want %v", q, got, want)
+		}
+	}
+}
