@@ -37,7 +37,7 @@
 //	'p' password, SASL responses              auth.go:Session.readPassword
 //	auth_query                                authquery.go:Server.authQueryCred, authquery.go:authQueryLessee.Pump
 //	the relay loop (client messages)          relay.go:Session.relay, relay.go:Session.next
-//	idle client parked without a goroutine    park_linux.go:parker.park, loop_linux.go:parker.loop, session.go:Session.resume
+//	idle client parked without a goroutine    park_linux.go:parker.park, loop_linux.go:parker.Event, detach_linux.go:Session.resumeOnLoop, session.go:Session.resume
 //	client_loop: the loop's driver            proxy/evloop/loop_linux.go:Loop.Run, loop_linux.go:parker.Event, loop_linux.go:parker.Posted
 //	client_loop: requests read on a loop      clientloop.go:Session.serveLoop, clientloop.go:Session.runLoop, park_linux.go:newLoops
 //	client_loop: answers relayed on a loop    loop_linux.go:parker.serverEvent, clientloop_server.go:Session.relayBatch
@@ -150,7 +150,8 @@
 // reads the client socket), the reader of the server connection it leases (Pump: it
 // writes the client socket for a whole response), the listener's reader (notifications),
 // timers (timeouts.go) and the parker (park_linux.go), which resumes a parked session on
-// a new goroutine. A client that logs in on a loop has, until its login ends, the
+// a new goroutine (or, with client_loop, serves its request on the loop itself:
+// detach_linux.go resumeOnLoop). A client that logs in on a loop has, until its login ends, the
 // login's coroutine (loginloop_linux.go) as its own goroutine: the loop resumes it, and
 // it runs only while the loop waits for it. Session's doc comment says which of them owns which field; serverState,
 // respQueue, pool.Conn and pool.Pool say the same for theirs, as does every struct of
