@@ -125,11 +125,14 @@ func (ps *pools) reconfigureReplicas(cfg *config.Config, e *poolEntry, db *confi
 	}
 }
 
-// conns returns the server connections of e's pool and of its standby pools.
+// conns returns the live server connections of e's pool and of its standby pools.
 func (e *poolEntry) conns() []*pool.Conn {
 	out := e.pool.Conns()
 	for _, p := range e.replicaPools() {
 		out = append(out, p.Conns()...)
 	}
-	return out
+	// A connection closed already (an idle one closed to make room for a replication
+	// client's, its reader not yet ended) stays in its pool until its reader has ended;
+	// the server has lost it: SHOW SERVERS, as PgBouncer's, lists it no more.
+	return slices.DeleteFunc(out, func(c *pool.Conn) bool { return c.State() == pool.StateClosed })
 }
