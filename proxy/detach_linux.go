@@ -91,11 +91,7 @@ func (s *Session) reattachLocked() {
 		return
 	}
 	if s.rd == nil {
-		s.rd = wire.NewReader(s.nc)
-		s.rd.MaxMessage = int(s.maxMsg)
-		if s.sessionWork != nil { // (a fresh one, made at resume, has no memo)
-			s.scan = scanMemo{} // another reader's message count: the memo's key means nothing
-		}
+		s.newReader(s.nc)
 	}
 	fd := s.rawFD
 	if fd < 0 {
@@ -153,17 +149,23 @@ func (s *Session) bareOnLoop(p *parker, fd int32) bool {
 	c := &loginConn{s: s, loggedIn: true}
 	c.fd.Store(fd)
 	s.nc, s.fd, s.rawFD = c, fd, -1
-	s.rd = wire.NewReader(c)
-	s.rd.MaxMessage = int(s.maxMsg)
-	if s.sessionWork != nil {
-		s.scan = scanMemo{} // another reader's message count: the memo's key means nothing
-	}
+	s.newReader(c)
 	s.wr.Reset(c)
 	p.mu.Lock()
 	p.placeLocked(s, fd)
 	s.onLoop = loopBusy // as Event marks a loop-parked client it serves
 	p.mu.Unlock()
 	return true
+}
+
+// newReader gives a session that parked without its reader (detachLocked) a new one over
+// nc, with the message limit it had.
+func (s *Session) newReader(nc net.Conn) {
+	s.rd = wire.NewReader(nc)
+	s.rd.MaxMessage = int(s.maxMsg)
+	if s.sessionWork != nil { // (a fresh one, made at resume, has no memo)
+		s.scan = scanMemo{} // another reader's message count: the memo's key means nothing
+	}
 }
 
 // closeRawLocked closes a detached session's descriptor; s.ncMu is held and the session
