@@ -698,3 +698,48 @@ func TestReturningWaveKeepsItsMemory(t *testing.T) {
 	time.Sleep(3500 * time.Millisecond)
 	require.Equal(t, loops, releases(), "memory released again after the second wave came back")
 }
+
+// TestDeparturesEndOnTheLoop: clients that leave with nothing linked (a Terminate before
+// any request, a Terminate after one, a socket closed without one) are ended by the loop
+// itself, with no goroutine each: a storm of departures made as many goroutines, queued
+// ahead of the loop. A client that leaves inside a transaction still ends on a goroutine
+// (its server's close may wait), and its server does not go back to the pool dirty.
+func TestDeparturesEndOnTheLoop(t *testing.T) {
+	const n = 120
+	h, clients := loopProxyWithClients(t, n)
+	inTx := dialLoopClient(t, h.port)
+	inTx.fe.Send(&pgproto3.Query{String: "BEGIN; SELECT 7"})
+	require.NoError(t, inTx.fe.Flush())
+	require.Equal(t, []string{"7"}, inTx.until(t, "the open transaction"))
+
+	before := proxy.GoroutineEnds()
+	for i, c := range clients {
+		if i >= n/3 {
+			v := strconv.Itoa(i)
+			c.fe.Send(&pgproto3.Query{String: "SELECT " + v})
+			require.NoError(t, c.fe.Flush())
+			require.Equal(t, []string{v}, c.until(t, fmt.Sprintf("client %d", i)))
+		}
+		if i < 2*n/3 {
+			c.fe.Send(&pgproto3.Terminate{})
+			require.NoError(t, c.fe.Flush())
+		}
+		require.NoError(t, c.nc.Close())
+	}
+	require.Eventually(t, func() bool { return proxy.LiveClients(h.srv) == 1 }, 10*time.Second,
+		10*time.Millisecond, "the departed clients' sessions ended")
+	require.Zero(t, proxy.GoroutineEnds()-before, "departures ended on goroutines of their own")
+
+	inTx.fe.Send(&pgproto3.Terminate{})
+	require.NoError(t, inTx.fe.Flush())
+	require.NoError(t, inTx.nc.Close())
+	require.Eventually(t, func() bool { return proxy.LiveClients(h.srv) == 0 }, 10*time.Second,
+		10*time.Millisecond, "the client inside a transaction ended")
+	require.Equal(t, uint64(1), proxy.GoroutineEnds()-before, "the departure inside a transaction")
+
+	// The pool serves on: the open transaction's server was not handed on as it was.
+	c := dialLoopClient(t, h.port)
+	c.fe.Send(&pgproto3.Query{String: "SELECT 8"})
+	require.NoError(t, c.fe.Flush())
+	require.Equal(t, []string{"8"}, c.until(t, "a client after the departures"))
+}

@@ -53,6 +53,9 @@ func LiveClients(s *Server) int64 { return s.nclients.Load() }
 // GoroutineResumes counts the parked sessions resumed on a goroutine of their own so far.
 func GoroutineResumes() uint64 { return resumes.Load() }
 
+// GoroutineEnds counts the sessions a loop ended on a goroutine of their own so far.
+func GoroutineEnds() uint64 { return goroutineEnds.Load() }
+
 // SetDispatchHook has f told of each client message dispatch decides about (nil: none);
 // set it before clients connect and reset it at the test's end.
 func SetDispatchHook(f func(typ byte)) { testHookDispatch = f }

@@ -86,7 +86,14 @@ func (p *parker) Event(fd int32, events uint32) {
 	p.resumed++
 	p.mu.Unlock()
 	if events&goneEvents != 0 && !s.isAdmin() && !s.expired.Load() && departing(fd) {
-		go s.endDeparted() // parked, and gone: no net.Conn to read its Terminate
+		// Parked, and gone: no net.Conn to read its Terminate. Ended here as a departure
+		// read on the loop is (endOnLoop).
+		if s.endsAtOnce() {
+			s.endDeparted()
+		} else {
+			goroutineEnds.Add(1)
+			go s.endDeparted()
+		}
 		return
 	}
 	if s.resumeOnLoop(p, fd) {
