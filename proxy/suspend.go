@@ -178,9 +178,14 @@ func (s *Server) dropLogins(logins []*Session) {
 		return
 	}
 	s.log.Warn("SUSPEND: closing clients still logging in after suspend_timeout", zap.Int("clients", len(logins)))
-	to := s.Config().SuspendTimeout
 	killAll(logins, func(*Session) *pgerr.Error {
-		return pgerr.Fatal(pgerr.ProtocolViolation, "suspend_timeout").
-			WithDetail("The login did not finish within suspend_timeout (%v) of SUSPEND.", to)
+		return s.suspendTimeoutFatal("The login did not finish within suspend_timeout (%v) of SUSPEND.")
 	})
+}
+
+// suspendTimeoutFatal is the FATAL of a client SUSPEND closes at suspend_timeout, as
+// PgBouncer closes it (disconnect_client with the reason "suspend_timeout": 08P01, its
+// default code); detail says why, with a verb for suspend_timeout's value.
+func (s *Server) suspendTimeoutFatal(detail string) *pgerr.Error {
+	return pgerr.Fatal(pgerr.ProtocolViolation, "suspend_timeout").WithDetail(detail, s.Config().SuspendTimeout)
 }
