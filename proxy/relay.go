@@ -807,9 +807,12 @@ func (s *Session) writeClient(b []byte) error {
 // fatalLocked sends a FATAL error to the client and closes its connection; s.wmu is
 // held, at a message boundary (the relay between two server messages): the FATAL goes
 // out after what the writer holds. Any other goroutine ends a client with killWith.
-func (s *Session) fatalLocked(pe *pgerr.Error) {
+func (s *Session) fatalLocked(pe *pgerr.Error) { s.fatalWithin(pe, time.Second) }
+
+// fatalWithin is fatalLocked waiting at most wait for the client to take the FATAL.
+func (s *Session) fatalWithin(pe *pgerr.Error, wait time.Duration) {
 	s.closed.Store(true)
-	s.tell(pe)
+	s.tell(pe, wait)
 	s.closeAndWake()
 }
 

@@ -332,11 +332,12 @@ const (
 	ncTold                     // a FATAL went out (tell): no second one
 )
 
-// tell writes pe, the FATAL the client is closed with, waiting at most a second for a slow
-// client; s.wmu is held (fatalLocked), so it lands after the last whole message. Only the first FATAL goes out, and only before the socket
-// closes: two goroutines ending a client at once (a shutdown's drain and the session's own
-// refusal) each tell before they close, so whichever closes first has told already.
-func (s *Session) tell(pe *pgerr.Error) {
+// tell writes pe, the FATAL the client is closed with, waiting at most wait for a slow
+// client; s.wmu is held (fatalLocked), so it lands after the last whole message. Only the
+// first FATAL goes out, and only before the socket closes: two goroutines ending a client
+// at once (a shutdown's drain and the session's own refusal) each tell before they close,
+// so whichever closes first has told already.
+func (s *Session) tell(pe *pgerr.Error, wait time.Duration) {
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
 	if s.ncEnd != 0 {
@@ -348,7 +349,7 @@ func (s *Session) tell(pe *pgerr.Error) {
 	if s.writeRawLocked(b) {
 		return
 	}
-	_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = s.nc.SetWriteDeadline(time.Now().Add(wait))
 	if s.wr.Buffered() > 0 {
 		// Whole messages a relay or the session left for a later flush (a full socket,
 		// a batch) go first: written before them, the FATAL could land inside one.
