@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -243,20 +244,29 @@ func (s *Server) awaitSuspend(ctx context.Context, pools []*pool.Pool) error {
 	}
 }
 
-// dropUnflushed drops, with their servers, the clients whose writer a relay holds: an
-// answer is on its way to them and not flushed yet (PgBouncer's socket whose buffer is
-// not empty). A client whose writer is free has nothing pgmux still owes it. They are
+// dropUnflushed drops, with their servers, the linked clients SUSPEND could not count
+// suspended (suspendedServer): an answer is on its way to them and not flushed yet, or a
+// request to their server (PgBouncer's sockets whose buffers are not empty). They are
 // ended as KILL ends them (killAll): one that does not read is closed untold. The FATAL
 // is PgBouncer's for a socket it could not suspend (suspend_socket): 08P01
 // "suspend_timeout".
 func (s *Server) dropUnflushed() {
+	c := s.console
+	c.mu.Lock()
+	resting := maps.Clone(c.resting)
+	c.mu.Unlock()
 	var stuck []*Session
 	for _, sess := range s.Sessions() {
 		if sess.entry == nil || sess.linkedServer() == nil {
 			continue
 		}
-		if sess.wmu.TryLock() {
-			sess.unlockW()
+		if sess.kind.replication() {
+			// Its relay lets go of the writer before it holds itself (holdStream).
+			if sess.wmu.TryLock() {
+				sess.unlockW()
+				continue
+			}
+		} else if sess.suspendedServer(resting) != nil {
 			continue
 		}
 		stuck = append(stuck, sess)

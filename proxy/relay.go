@@ -908,7 +908,18 @@ func (s *Session) Pump(c *pool.Conn) error {
 				s.unlockW()
 			}
 		}
-		typ, n, err := rd.Next()
+		var typ byte
+		var n int
+		var err error
+		if rd.Buffered() == 0 {
+			// Nothing of the server's left to relay, and what was relayed is flushed:
+			// SUSPEND counts this reader suspended while it waits (relayQuiet).
+			s.pumps.Add(pumpQuiet)
+			typ, n, err = rd.Next()
+			s.pumps.Add(-pumpQuiet)
+		} else {
+			typ, n, err = rd.Next()
+		}
 		if err != nil {
 			if !held {
 				s.wmu.Lock() // serverFailed may answer the client
@@ -919,6 +930,9 @@ func (s *Session) Pump(c *pool.Conn) error {
 		}
 		if !s.leases(c) {
 			return nil
+		}
+		if s.srv.console.suspendedNow.Load() {
+			s.holdAnswer(held) // suspend.go
 		}
 		if !held {
 			s.wmu.Lock()

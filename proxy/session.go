@@ -166,7 +166,8 @@ type Session struct {
 	ncEnd  ncEnd     // whether nc was closed and the client told why; under ncMu
 	onLoop loopState // the client loop's hold on the client (clientloop.go), under the parker's lock
 	// pumps counts the server readers inside Pump for this session: while one is, the
-	// working state stays (shed).
+	// working state stays (shed). Each adds pumpQuiet too while it relays nothing
+	// (suspend.go: SUSPEND reads it).
 	pumps atomic.Int32
 }
 

@@ -104,13 +104,7 @@ func TestSuspendTimeoutFatal(t *testing.T) {
 	stalled := dialStream(t, h.port, "app")
 	stalled.startStalled(t)
 	awaitStalled(t, h.srv, "app")
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_, err := adm.Exec(ctx, "SUSPEND")
-		done <- err
-	}()
+	done := suspendAsync(t, h)
 	time.Sleep(2500 * time.Millisecond) // past suspend_timeout: the drop has begun
 	require.NoError(t, stalled.nc.SetReadDeadline(time.Now().Add(30*time.Second)))
 	var fatal *pgproto3.ErrorResponse
