@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -39,9 +40,6 @@ func (b consoleBackend) Shutdown(how string) (func(), error) {
 	return b.s.adminShutdown(how)
 }
 
-// cantChangeRuntimeParam is PostgreSQL's SQLSTATE for a setting that needs a restart.
-const cantChangeRuntimeParam = "55P02"
-
 // configFileError is PostgreSQL's config_file_error, PgBouncer's SQLSTATE for a failed
 // RELOAD.
 const configFileError = "F0000"
@@ -58,11 +56,12 @@ func (s *Server) matching(db string) []*poolEntry {
 }
 
 // knownDB checks that db names a configured database (or one a client has opened through
-// the "*" fallback). "no such database" is 08P01, as PgBouncer's admin_error sends every
-// console refusal (its default SQLSTATE), not PostgreSQL's 3D000 for a login.
+// the "*" fallback), and not the console's own. Both refusals are 08P01 (console.Error):
+// "no such database" not PostgreSQL's 3D000 for a login, and the console's database not
+// 22023, as PgBouncer refuses PAUSE, KILL, RECONNECT... of its admin db.
 func (s *Server) knownDB(db string) error {
 	if isAdminDB(db) {
-		return pgerr.New(pgerr.InvalidParameterValue, "cannot do that to the admin console database %q", db)
+		return console.Error("cannot do that to the admin console database %q", db)
 	}
 	if _, ok := s.Config().Databases[db]; ok {
 		return nil
@@ -70,7 +69,7 @@ func (s *Server) knownDB(db string) error {
 	if len(s.matching(db)) > 0 {
 		return nil
 	}
-	return pgerr.New(pgerr.ProtocolViolation, "no such database: %s", db)
+	return console.Error("no such database: %s", db)
 }
 
 // errResumed is the cause a waiting PAUSE or SUSPEND gets when RESUME lifts its hold.
@@ -130,16 +129,9 @@ func (s *Server) holdNewPool(p *pool.Pool, db string) {
 	c.holdPoolLocked(p, db)
 }
 
-// refuseHold is the console's refusal of a PAUSE, SUSPEND, KILL or RESUME that the holds
-// in force do not allow, as PgBouncer's admin_error sends it: an ERROR with SQLSTATE
-// 08P01 (its default when none is given), which clients see as a protocol violation.
-func refuseHold(format string, args ...any) *pgerr.Error {
-	return pgerr.New(pgerr.ProtocolViolation, format, args...)
-}
-
 // errHeldAll refuses PAUSE, SUSPEND and KILL while the pooler is PAUSEd or SUSPENDed, in
 // PgBouncer's words.
-var errHeldAll = refuseHold("already suspended/paused")
+var errHeldAll = console.Error("already suspended/paused")
 
 // beginHold sets the hold of PAUSE db (every database when db is ""), or of SUSPEND,
 // at once: on the console, which holds new logins, and on the pools, which hold new
@@ -156,7 +148,7 @@ func (s *Server) beginHold(ctx context.Context, db string, suspend bool) (func()
 		return nil, errHeldAll
 	case suspend && (len(c.paused) > 0 || len(c.killed) > 0):
 		// PgBouncer's SUSPEND must flush every client's buffers: none may be held.
-		return nil, refuseHold("cannot suspend with paused databases")
+		return nil, console.Error("cannot suspend with paused databases")
 	case suspend:
 		c.suspended = true
 		c.suspendedNow.Store(true)
@@ -252,18 +244,29 @@ func (s *Server) awaitSuspend(ctx context.Context, pools []*pool.Pool) error {
 	}
 }
 
-// dropUnflushed drops, with their servers, the clients whose writer a relay holds: an
-// answer is on its way to them and not flushed yet (PgBouncer's socket whose buffer is
-// not empty). A client whose writer is free has nothing pgmux still owes it. They are
-// ended as KILL ends them (killAll): one that does not read is closed untold.
+// dropUnflushed drops, with their servers, the linked clients SUSPEND could not count
+// suspended (suspendedServer): an answer is on its way to them and not flushed yet, or a
+// request to their server (PgBouncer's sockets whose buffers are not empty). They are
+// ended as KILL ends them (killAll): one that does not read is closed untold. The FATAL
+// is PgBouncer's for a socket it could not suspend (suspend_socket): 08P01
+// "suspend_timeout".
 func (s *Server) dropUnflushed() {
+	c := s.console
+	c.mu.Lock()
+	resting := maps.Clone(c.resting)
+	c.mu.Unlock()
 	var stuck []*Session
 	for _, sess := range s.Sessions() {
 		if sess.entry == nil || sess.linkedServer() == nil {
 			continue
 		}
-		if sess.wmu.TryLock() {
-			sess.unlockW()
+		if sess.kind.replication() {
+			// Its relay lets go of the writer before it holds itself (holdStream).
+			if sess.wmu.TryLock() {
+				sess.unlockW()
+				continue
+			}
+		} else if sess.suspendedServer(resting) != nil {
 			continue
 		}
 		stuck = append(stuck, sess)
@@ -273,8 +276,7 @@ func (s *Server) dropUnflushed() {
 	}
 	s.log.Warn("SUSPEND: dropping clients whose answers were not flushed within suspend_timeout", zap.Int("clients", len(stuck)))
 	killAll(stuck, func(*Session) *pgerr.Error {
-		return pgerr.Fatal(pgerr.AdminShutdown, "suspend_timeout: the connection could not be suspended").
-			WithDetail("SUSPEND waited suspend_timeout for this connection's answer to be flushed.")
+		return s.suspendTimeoutFatal("SUSPEND waited suspend_timeout (%v) for this connection's answer to be flushed.")
 	})
 }
 
@@ -350,13 +352,13 @@ func (s *Server) adminResume(db string) error {
 	defer c.mu.Unlock()
 	switch {
 	case db == "" && s.stopping.Load() != 0:
-		return refuseHold("pooler is shutting down")
+		return console.Error("pooler is shutting down")
 	case db == "" && !c.pausedAll && !c.suspended:
-		return refuseHold("pooler is not paused/suspended")
+		return console.Error("pooler is not paused/suspended")
 	case db == "":
 		c.pausedAll, c.suspended = false, false
 	case !c.paused[db] && !c.killed[db]:
-		return refuseHold("database %s is not paused", db)
+		return console.Error("database %s is not paused", db)
 	default:
 		delete(c.paused, db)
 		delete(c.killed, db)
@@ -479,7 +481,7 @@ func (s *Server) adminKill(db string) error {
 func (s *Server) adminKillClient(id string) error {
 	n, err := strconv.ParseUint(strings.TrimPrefix(id, "0x"), 10, 64)
 	if err != nil {
-		return pgerr.New(pgerr.InvalidParameterValue, "invalid client id %q", id)
+		return console.Error("invalid client id %q", id)
 	}
 	var sess *Session
 	s.mu.Lock()
@@ -491,7 +493,7 @@ func (s *Server) adminKillClient(id string) error {
 	}
 	s.mu.Unlock()
 	if sess == nil {
-		return pgerr.New(pgerr.InvalidParameterValue, "no client with id %d", n)
+		return console.Error("no client with id %d", n)
 	}
 	sess.kill("client was killed by an administrator (KILL_CLIENT)")
 	return nil
@@ -509,14 +511,15 @@ func (s *Server) adminReload() error {
 	return nil
 }
 
-// adminSet changes one setting at run time (SET key = value; key is lower-cased).
+// adminSet changes one setting at run time (SET key = value; key is lower-cased). Every
+// refusal is 08P01 with what went wrong, where PgBouncer says "SET failed" with that code.
 func (s *Server) adminSet(key, value string) error {
 	if !config.Reloadable(key) {
 		err := config.Set(config.Default(), key, value)
 		if errors.Is(err, config.ErrUnknownSetting) || errors.Is(err, config.ErrUnsupportedSetting) {
-			return pgerr.New(pgerr.InvalidParameterValue, "%v", err)
+			return console.Error("%v", err)
 		}
-		return pgerr.New(cantChangeRuntimeParam, "%s cannot be changed at run time: it needs a restart", key)
+		return console.Error("%s cannot be changed at run time: it needs a restart", key)
 	}
 	s.reloadMu.Lock() // the value is set on the configuration in force when it applies
 	defer s.reloadMu.Unlock()
@@ -525,13 +528,13 @@ func (s *Server) adminSet(key, value string) error {
 	creds := s.creds
 	s.mu.Unlock()
 	if err := config.Set(next, key, value); err != nil {
-		return pgerr.New(pgerr.InvalidParameterValue, "%v", err)
+		return console.Error("%v", err)
 	}
 	if err := next.Validate(); err != nil {
-		return pgerr.New(pgerr.InvalidParameterValue, "%v", err)
+		return console.Error("%v", err)
 	}
 	if err := s.reloadLocked(next, creds); err != nil {
-		return pgerr.New(pgerr.InvalidParameterValue, "%v", err)
+		return console.Error("%v", err)
 	}
 	return nil
 }
@@ -548,7 +551,7 @@ func (s *Server) adminShutdown(how string) (func(), error) {
 	case "WAIT_FOR_CLIENTS":
 		mode = ShutdownWaitForClients
 	default:
-		return nil, pgerr.New(pgerr.SyntaxError, "usage: SHUTDOWN [WAIT_FOR_SERVERS | WAIT_FOR_CLIENTS]")
+		return nil, console.Error("usage: SHUTDOWN [WAIT_FOR_SERVERS | WAIT_FOR_CLIENTS]")
 	}
 	s.log.Info("shutdown requested on the admin console", zap.Stringer("mode", mode))
 	return func() { s.requestShutdown(mode) }, nil

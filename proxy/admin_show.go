@@ -10,7 +10,6 @@ import (
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
-	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/wire"
 	"github.com/pgmux/pgmux/proxy/console"
 )
@@ -49,7 +48,7 @@ func init() {
 func (s *Server) show(name string) ([]byte, error) {
 	f, ok := showCommands[name]
 	if !ok {
-		return nil, pgerr.New(pgerr.SyntaxError, "invalid SHOW command %q, use SHOW HELP;", name)
+		return nil, console.Error("invalid SHOW command %q, use SHOW HELP;", name)
 	}
 	return f(s), nil
 }

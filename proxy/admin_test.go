@@ -105,13 +105,13 @@ func TestAdminAccess(t *testing.T) {
 	_, rows = show(t, stats, "SHOW POOLS")
 	require.NotEmpty(t, rows)
 	_, err = stats.Exec(context.Background(), "PAUSE")
-	require.Equal(t, "42501", sqlState(err), "%v", err)
+	require.Equal(t, "08P01", sqlState(err), "%v", err)
 
 	adm := h.admin(t)
 	_, err = adm.Exec(context.Background(), "FROBNICATE")
-	require.Equal(t, "42601", sqlState(err), "%v", err)
+	require.Equal(t, "08P01", sqlState(err), "%v", err)
 	_, err = adm.Exec(context.Background(), "SHOW NOTHING")
-	require.Equal(t, "42601", sqlState(err), "%v", err)
+	require.Equal(t, "08P01", sqlState(err), "%v", err)
 
 	// The extended protocol is refused, and the connection stays usable.
 	ext := h.connect(t, "admin", "pgbouncer", false)
@@ -347,14 +347,14 @@ func TestAdminReloadAndSet(t *testing.T) {
 
 	// The value is one token: unquoted words are a syntax error, not "DISCARDALL".
 	_, err = adm.Exec(context.Background(), "SET server_reset_query = DISCARD ALL")
-	require.Equal(t, "42601", sqlState(err), "%v", err)
+	require.Equal(t, "08P01", sqlState(err), "%v", err)
 	_, rows = show(t, adm, "SHOW CONFIG")
 	require.Equal(t, "DISCARD ALL; SELECT 1", rowWhere(rows, "key", "server_reset_query")["value"])
 
 	_, err = adm.Exec(context.Background(), "SET listen_port = 7000")
-	require.Equal(t, "55P02", sqlState(err), "%v", err)
+	require.Equal(t, "08P01", sqlState(err), "%v", err)
 	_, err = adm.Exec(context.Background(), "SET default_pool_size = lots")
-	require.Equal(t, "22023", sqlState(err), "%v", err)
+	require.Equal(t, "08P01", sqlState(err), "%v", err)
 	_, err = adm.Exec(context.Background(), "SET no_such_key = 1")
 	require.Error(t, err)
 }
@@ -605,5 +605,21 @@ func TestAdminNoSuchDatabaseCode(t *testing.T) {
 		_, err := adm.Exec(context.Background(), cmd+" nosuch")
 		require.Equal(t, "08P01", sqlState(err), "%s: %v", cmd, err)
 		require.Contains(t, err.Error(), "no such database: nosuch", cmd)
+	}
+}
+
+// TestAdminRefusalCodes: the console's other refusals are 08P01 too, as PgBouncer's
+// admin.c sends each through admin_error ("cannot pause admin db", "client not found",
+// "SET failed", a syntax error, "admin access needed"): a command aimed at the console's
+// own database, a KILL_CLIENT of no client, a SET of a setting that needs a restart, an
+// unknown SHOW. pgmux sent 22023, 55P02 or 42601 for them.
+func TestAdminRefusalCodes(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	for _, cmd := range []string{"PAUSE pgbouncer", "KILL pgbouncer", "DISABLE pgbouncer", "RECONNECT pgbouncer",
+		"WAIT_CLOSE pgbouncer", "KILL_CLIENT x", "KILL_CLIENT 999999", "SET listen_port = 7000",
+		"SET default_pool_size = lots", "SHOW NOTHING", "SHUTDOWN NOW", "FROBNICATE"} {
+		_, err := adm.Exec(context.Background(), cmd)
+		require.Equal(t, "08P01", sqlState(err), "%s: %v", cmd, err)
 	}
 }

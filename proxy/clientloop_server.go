@@ -97,6 +97,11 @@ func (s *Session) relayBatch(c *pool.Conn, at time.Time) bool {
 		c.KeepReader() // another writer has the client (a notification, a late Pump)
 		return false
 	}
+	if s.srv.console.suspendedNow.Load() {
+		s.unlockW()
+		c.KeepReader() // SUSPEND: the reader goroutine holds the answer (holdAnswer)
+		return false
+	}
 	s.pumps.Add(1)
 	ok := true
 	for {

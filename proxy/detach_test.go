@@ -92,7 +92,7 @@ func TestParkedClientKeepsOnlyItsDescriptor(t *testing.T) {
 	require.Nil(t, s.rd, "the reader goes while parked, as when detached")
 	pe := shutdownFatal()
 	fatal := pe.Append(nil)
-	s.tell(pe)
+	s.tell(pe, time.Second)
 	s.home().unpark(s) // as if the parker had fired: closeAndWake must not resume
 	s.closeAndWake()
 	require.Equal(t, int32(-1), s.rawFD)

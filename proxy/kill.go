@@ -25,7 +25,7 @@ func (s *Session) killWith(pe *pgerr.Error) {
 	k := s.startKill(pe, start)
 	killWait, killMax := killBounds()
 	for {
-		took, over := k.step(time.Now(), start, true, killWait, killMax)
+		took, over := k.step(time.Now(), start, killWait, killMax)
 		if took {
 			k.tell()
 			return
@@ -44,8 +44,10 @@ func (s *Session) killWith(pe *pgerr.Error) {
 // killWith's bounds counted from the same start. The whole takes about as long as the
 // slowest client, not the sum of them (30 clients that do not read: 200 ms, not 6 s).
 // A client whose writer is free is told on a goroutine of its own, at most killTellers
-// at once (tell may wait a second for a slow socket); one found free while they are all
-// busy is held to the same bounds as one whose writer is held.
+// at once, each waiting at most killTellWait for a full socket (PgBouncer tries its send
+// once and closes). One whose writer is taken while every teller is busy keeps it taken
+// until a teller is free: it is told all the same, not closed untold for the wait (with
+// 64 full sockets ahead of it, it was), within killMax.
 func killAll(ss []*Session, fatal func(*Session) *pgerr.Error) {
 	if len(ss) == 0 {
 		return
@@ -63,17 +65,20 @@ func killAll(ss []*Session, fatal func(*Session) *pgerr.Error) {
 		now, n := time.Now(), 0
 		for i := range ks {
 			k := &ks[i]
-			free := len(tellers) < cap(tellers) // only this goroutine adds to it
-			took, over := k.step(now, start, free, killWait, killMax)
+			took, over := k.step(now, start, killWait, killMax)
 			if took {
-				tellers <- struct{}{}
-				told.Add(1)
-				go func(k killing) {
-					defer told.Done()
-					k.tell()
-					<-tellers
-				}(*k)
-				continue
+				select {
+				case tellers <- struct{}{}:
+					told.Add(1)
+					go func(k killing) {
+						defer told.Done()
+						k.tellWithin(killTellWait)
+						<-tellers
+					}(*k)
+					continue
+				default:
+					k.taken = true // told once a teller is free
+				}
 			}
 			if !over {
 				ks[n] = *k
@@ -88,8 +93,14 @@ func killAll(ss []*Session, fatal func(*Session) *pgerr.Error) {
 	}
 }
 
-// killTellers bounds the goroutines killAll tells clients on at once.
-const killTellers = 64
+// killTellers bounds the goroutines killAll tells clients on at once; killTellWait is how
+// long each waits for a client's socket to take its FATAL. A socket with room takes it at
+// once; a full one holds its teller that long and no longer, so that full sockets delay
+// the others' FATALs by little (100 clients that do not read: two rounds of 50 ms).
+const (
+	killTellers  = 64
+	killTellWait = 50 * time.Millisecond
+)
 
 // killing is the wait to end one client (killWith, killAll): the FATAL it is ended with
 // and what has been seen of the relay holding its writer. It belongs to the goroutine
@@ -100,6 +111,7 @@ type killing struct {
 	last      uint64       // the bytes the client was sent (sentOut), when last looked at
 	movedAt   time.Time    // when last changed
 	discarded bool         // the relay's server was closed to wake it
+	taken     bool         // s.wmu is held by the wait, for a teller to tell (killAll)
 }
 
 // startKill records pe as the FATAL s is to be ended with, unless one was already, and
@@ -110,12 +122,22 @@ func (s *Session) startKill(pe *pgerr.Error, now time.Time) killing {
 }
 
 // step looks at the client once, the wait having begun at start. took: its writer was
-// free (looked at only when take) and is held now, for tell. over: the wait is over
-// otherwise, the relay having told the client and closed it, or the client being closed
-// untold past killWait or killMax (see killWith).
-func (k *killing) step(now, start time.Time, take bool, killWait, killMax time.Duration) (took, over bool) {
+// free and is held now, for tell (or was taken already, k.taken, and waits for a teller
+// within killMax). over: the wait is over otherwise, the relay having told the client and
+// closed it, or the client being closed untold past killWait or killMax (see killWith).
+func (k *killing) step(now, start time.Time, killWait, killMax time.Duration) (took, over bool) {
 	s := k.s
-	if take && s.wmu.TryLock() {
+	if k.taken {
+		if now.Sub(start) > killMax {
+			k.taken = false
+			s.closed.Store(true)
+			s.closeAndWake()
+			s.wmu.Unlock()
+			return false, true
+		}
+		return true, false
+	}
+	if s.wmu.TryLock() {
 		return true, false
 	}
 	if s.ended() {
@@ -143,8 +165,11 @@ func (k *killing) step(now, start time.Time, take bool, killWait, killMax time.D
 // the client closed a moment ago, as that one may be about to tell (fatal) and must not
 // find the socket closed first; a client that left has its socket closed already, and
 // tell then writes nothing.
-func (k *killing) tell() {
-	k.s.fatalLocked(k.pe)
+func (k *killing) tell() { k.tellWithin(time.Second) }
+
+// tellWithin is tell waiting at most wait for the client's socket.
+func (k *killing) tellWithin(wait time.Duration) {
+	k.s.fatalWithin(k.pe, wait)
 	k.s.wmu.Unlock()
 }
 

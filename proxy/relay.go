@@ -807,9 +807,12 @@ func (s *Session) writeClient(b []byte) error {
 // fatalLocked sends a FATAL error to the client and closes its connection; s.wmu is
 // held, at a message boundary (the relay between two server messages): the FATAL goes
 // out after what the writer holds. Any other goroutine ends a client with killWith.
-func (s *Session) fatalLocked(pe *pgerr.Error) {
+func (s *Session) fatalLocked(pe *pgerr.Error) { s.fatalWithin(pe, time.Second) }
+
+// fatalWithin is fatalLocked waiting at most wait for the client to take the FATAL.
+func (s *Session) fatalWithin(pe *pgerr.Error, wait time.Duration) {
 	s.closed.Store(true)
-	s.tell(pe)
+	s.tell(pe, wait)
 	s.closeAndWake()
 }
 
@@ -905,7 +908,18 @@ func (s *Session) Pump(c *pool.Conn) error {
 				s.unlockW()
 			}
 		}
-		typ, n, err := rd.Next()
+		var typ byte
+		var n int
+		var err error
+		if rd.Buffered() == 0 {
+			// Nothing of the server's left to relay, and what was relayed is flushed:
+			// SUSPEND counts this reader suspended while it waits (relayQuiet).
+			s.pumps.Add(pumpQuiet)
+			typ, n, err = rd.Next()
+			s.pumps.Add(-pumpQuiet)
+		} else {
+			typ, n, err = rd.Next()
+		}
 		if err != nil {
 			if !held {
 				s.wmu.Lock() // serverFailed may answer the client
@@ -916,6 +930,9 @@ func (s *Session) Pump(c *pool.Conn) error {
 		}
 		if !s.leases(c) {
 			return nil
+		}
+		if s.srv.console.suspendedNow.Load() {
+			s.holdAnswer(held) // suspend.go
 		}
 		if !held {
 			s.wmu.Lock()

@@ -166,7 +166,8 @@ type Session struct {
 	ncEnd  ncEnd     // whether nc was closed and the client told why; under ncMu
 	onLoop loopState // the client loop's hold on the client (clientloop.go), under the parker's lock
 	// pumps counts the server readers inside Pump for this session: while one is, the
-	// working state stays (shed).
+	// working state stays (shed). Each adds pumpQuiet too while it relays nothing
+	// (suspend.go: SUSPEND reads it).
 	pumps atomic.Int32
 }
 
@@ -332,11 +333,12 @@ const (
 	ncTold                     // a FATAL went out (tell): no second one
 )
 
-// tell writes pe, the FATAL the client is closed with, waiting at most a second for a slow
-// client; s.wmu is held (fatalLocked), so it lands after the last whole message. Only the first FATAL goes out, and only before the socket
-// closes: two goroutines ending a client at once (a shutdown's drain and the session's own
-// refusal) each tell before they close, so whichever closes first has told already.
-func (s *Session) tell(pe *pgerr.Error) {
+// tell writes pe, the FATAL the client is closed with, waiting at most wait for a slow
+// client; s.wmu is held (fatalLocked), so it lands after the last whole message. Only the
+// first FATAL goes out, and only before the socket closes: two goroutines ending a client
+// at once (a shutdown's drain and the session's own refusal) each tell before they close,
+// so whichever closes first has told already.
+func (s *Session) tell(pe *pgerr.Error, wait time.Duration) {
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
 	if s.ncEnd != 0 {
@@ -348,7 +350,7 @@ func (s *Session) tell(pe *pgerr.Error) {
 	if s.writeRawLocked(b) {
 		return
 	}
-	_ = s.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = s.nc.SetWriteDeadline(time.Now().Add(wait))
 	if s.wr.Buffered() > 0 {
 		// Whole messages a relay or the session left for a later flush (a full socket,
 		// a batch) go first: written before them, the FATAL could land inside one.

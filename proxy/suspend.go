@@ -8,40 +8,67 @@ import (
 
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/protocol/wire"
 )
 
-// SUSPEND and the clients that keep a server: one idle inside a transaction, or a
-// session-mode client. PgBouncer's SUSPEND stops reading each socket once its buffer is
-// empty and returns when every one is; such a client is suspended as it is, its server
-// still linked, and what it sends next waits in the socket until RESUME. pgmux does the
-// same: a linked client's next request waits for RESUME before it is dispatched
-// (awaitResume), and SUSPEND counts a linked client suspended once nothing of its
-// request is owed or unsent and it waits for its next one (restingServer).
+// SUSPEND and the clients that keep a server. PgBouncer's SUSPEND stops reading each
+// socket once its buffer is empty, clients first and their servers once every client is
+// suspended, and returns when every one is: a client idle inside a transaction, or a
+// session-mode client, is suspended as it is, its server still linked, and what it sends
+// next waits in the socket until RESUME; a client whose query is still running is
+// suspended as it is too, its answer waiting in the server's socket. pgmux does the same
+// with its two relays of a link. The session goroutine holds a linked client's next
+// request before it is dispatched (awaitResume), after flushing to the server what it
+// forwarded. The server's reader holds the server's next message before it is relayed
+// (holdAnswer), after flushing what it relayed, once the client's side is suspended:
+// until then the client's side may be waiting on the server (a request being written to
+// a server that is itself waiting for its answers to be read), as PgBouncer keeps
+// reading a server until its client is suspended. SUSPEND counts a link suspended once
+// both sides are (suspendedServer): its client waits for its next message or is held,
+// and its server's reader waits for the server's bytes with all it relayed flushed, or is
+// held.
 //
 // Who sees what: SUSPEND sets console.suspendedNow before it looks at any client. A
 // client's goroutine advertises idleAt while it waits for the client's bytes (next) and
 // reads suspendedNow after it has read a message; the loop marks a client busy (Event)
-// before it reads its request and reads suspendedNow after (loopable). So a client that
-// SUSPEND finds waiting holds whatever it reads next, and one it finds reading is not
-// counted suspended until it waits again or rests in awaitResume.
+// before it reads its request and reads suspendedNow after (loopable). The server's
+// reader marks itself quiet in Session.pumps (pumpQuiet) while it waits for the server's
+// bytes or is held, and reads suspendedNow after it has read a message's header; the
+// client loop's relay reads it under the client's writer lock (relayBatch). So a side
+// that SUSPEND finds waiting holds whatever it reads next, and one it finds busy is not
+// counted suspended until it waits again or is held.
+
+// pumpQuiet is added to Session.pumps by a server reader inside Pump while it waits for
+// the server's bytes with what it relayed flushed, or is held by SUSPEND (holdAnswer): the
+// low bits count the readers inside Pump, these the quiet ones.
+const (
+	pumpQuiet  = 1 << 16
+	pumpInside = pumpQuiet - 1
+)
 
 // awaitResume holds the client's next request while the pooler is SUSPENDed, when the
-// client keeps a server and its last request is answered: its message stays in pgmux's
-// buffer, as PgBouncer leaves it in the socket, until RESUME. A message of a request
-// still under way (a Sync after Parse and Bind, a pipelined Query) goes on: SUSPEND waits
-// for that request's answer instead. A shutdown ends the wait with an error, and so do
-// the client's departure (its peer closed, looked at every streamGoneCheck) and a kill
-// (KILL_CLIENT, a timeout), which closed the socket already.
+// client keeps a server: its message stays in pgmux's buffer, as PgBouncer leaves it in
+// the socket, until RESUME. What was forwarded before it and not flushed yet (a pipelined
+// request whose successor was already buffered) goes to the server first. A client
+// without a server waits in the pool's hold instead. A shutdown ends the wait with an
+// error, and so do the client's departure (its peer closed, looked at every
+// streamGoneCheck) and a kill (KILL_CLIENT, a timeout), which closed the socket already.
 func (s *Session) awaitResume() error {
-	if !s.atRest() {
+	sv := s.linkedServer()
+	if sv == nil {
 		return nil
 	}
 	c := s.srv.console
 	c.mu.Lock()
-	if !c.suspended {
-		c.mu.Unlock()
+	suspended := c.suspended
+	c.mu.Unlock()
+	if !suspended {
 		return nil
 	}
+	if err := s.flushServer(sv); err != nil {
+		return s.forwardFailed(sv, err)
+	}
+	c.mu.Lock()
 	c.resting[s] = struct{}{}
 	c.mu.Unlock()
 	defer func() {
@@ -50,6 +77,68 @@ func (s *Session) awaitResume() error {
 		c.mu.Unlock()
 	}()
 	return s.untilResumed()
+}
+
+// flushServer sends sv what was forwarded to it and not flushed yet, holding its write
+// lock when its reader may write to it too (forwardLocked).
+func (s *Session) flushServer(sv *pool.Conn) error {
+	if st := linkOf(sv); st != nil && (s.prep == prepCache || s.readsLater()) {
+		st.wmu.Lock()
+		defer st.wmu.Unlock()
+	}
+	if sv.Wr.Buffered() == 0 {
+		return nil
+	}
+	if err := sv.Wr.Flush(); err != nil {
+		return &flushError{we: &wire.WriteError{Err: err}}
+	}
+	return nil
+}
+
+// holdAnswer is the server's reader's hold (Pump), between a message's header and its
+// relay, while the pooler is SUSPENDed: once the client's side is suspended, the message
+// waits in pgmux's buffer, as PgBouncer leaves it in the server's socket, until RESUME,
+// after what was relayed before it is flushed (held: the reader holds the client's
+// writer, in the middle of an answer, and keeps it). It returns at RESUME, at a shutdown,
+// and once the client has left or is being ended, and the reader goes on as always (a
+// kill's FATAL is told at the boundary, ending).
+func (s *Session) holdAnswer(held bool) {
+	if !s.clientSuspendedSoon() {
+		return // its client's side may be waiting for this answer: relayed
+	}
+	if held && s.wr.Buffered() > 0 {
+		if err := s.wr.Flush(); err != nil {
+			s.clientWriteFailed()
+			return
+		}
+	}
+	s.pumps.Add(pumpQuiet)
+	defer s.pumps.Add(-pumpQuiet)
+	_ = s.untilResumed()
+}
+
+// clientSuspendedSoon reports whether the client's side of the link is suspended
+// (clientSuspended), looking a few more times over a millisecond: a client goroutine that
+// has just read a message is on its way to awaitResume, and an answer relayed meanwhile
+// would reach the client after SUSPEND returned.
+func (s *Session) clientSuspendedSoon() bool {
+	for range 5 {
+		if s.clientSuspended() {
+			return true
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	return s.clientSuspended()
+}
+
+// clientSuspended reports whether the client's side is suspended: its goroutine waits for
+// the client's next message (next), the loop does, or awaitResume holds it.
+func (s *Session) clientSuspended() bool {
+	c := s.srv.console
+	c.mu.Lock()
+	_, held := c.resting[s]
+	c.mu.Unlock()
+	return held || s.idleAt.Load() != 0 || s.home().waitsOnLoop(s)
 }
 
 // untilResumed waits while the pooler is SUSPENDed (awaitResume, holdStream): nil at
@@ -79,40 +168,39 @@ func (s *Session) untilResumed() error {
 	}
 }
 
-// atRest reports whether the client keeps a server and owes it nothing: every request
-// answered, none of pgmux's own queued.
-func (s *Session) atRest() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.server != nil && s.sessionWork != nil && s.Pending == 0 && s.q.len() == 0
-}
-
-// restingServer returns the server of a client SUSPEND counts suspended with it, else
+// suspendedServer returns the server of a client SUSPEND counts suspended with it, else
 // nil: the client waits for its next request (its goroutine reads its socket, it waits on
-// the loop, or awaitResume holds it: in resting, a copy of the console's set), nothing is left to write to it, and its server owes it nothing.
-func (s *Session) restingServer(resting map[*Session]struct{}) *pool.Conn {
+// the loop, or awaitResume holds it: in resting, a copy of the console's set), and its
+// server's reader relays nothing (relayQuiet).
+func (s *Session) suspendedServer(resting map[*Session]struct{}) *pool.Conn {
 	_, held := resting[s]
 	if !held && s.idleAt.Load() == 0 && !s.home().waitsOnLoop(s) {
 		return nil
 	}
+	if !s.relayQuiet() {
+		return nil
+	}
+	return s.linkedServer()
+}
+
+// relayQuiet reports whether nothing is being relayed to the client: each server reader
+// inside Pump is quiet (waits for the server's bytes, what it relayed flushed, or is held
+// by holdAnswer), or none is and the client's writer is free with nothing left in it.
+func (s *Session) relayQuiet() bool {
+	p := s.pumps.Load()
+	if inside := p & pumpInside; inside > 0 {
+		return p/pumpQuiet == inside
+	}
 	if !s.wmu.TryLock() {
-		return nil // an answer is being relayed to it
+		return false // an answer is being relayed to it (the client loop's relay)
 	}
 	defer s.unlockW()
-	if s.wr.Buffered() > 0 {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sessionWork == nil || s.Pending != 0 || s.q.len() != 0 {
-		return nil
-	}
-	return s.server
+	return s.wr.Buffered() == 0
 }
 
 // suspendedAll reports whether SUSPEND's hold has taken full effect on pools: no server
-// in a check or reset, and each one leased kept by a client counted suspended
-// (restingServer). A replication client's server is left out: its relay holds itself
+// in a check or reset, and each one leased kept by a client counted suspended with it
+// (suspendedServer). A replication client's server is left out: its relay holds itself
 // (holdStream).
 func (s *Server) suspendedAll(pools []*pool.Pool) bool {
 	c := s.console
@@ -124,7 +212,7 @@ func (s *Server) suspendedAll(pools []*pool.Pool) bool {
 		if sess.entry == nil || sess.kind.replication() {
 			continue
 		}
-		if sv := sess.restingServer(resting); sv != nil {
+		if sv := sess.suspendedServer(resting); sv != nil {
 			rest[sv] = true
 		}
 	}
@@ -178,9 +266,14 @@ func (s *Server) dropLogins(logins []*Session) {
 		return
 	}
 	s.log.Warn("SUSPEND: closing clients still logging in after suspend_timeout", zap.Int("clients", len(logins)))
-	to := s.Config().SuspendTimeout
 	killAll(logins, func(*Session) *pgerr.Error {
-		return pgerr.Fatal(pgerr.ProtocolViolation, "suspend_timeout").
-			WithDetail("The login did not finish within suspend_timeout (%v) of SUSPEND.", to)
+		return s.suspendTimeoutFatal("The login did not finish within suspend_timeout (%v) of SUSPEND.")
 	})
+}
+
+// suspendTimeoutFatal is the FATAL of a client SUSPEND closes at suspend_timeout, as
+// PgBouncer closes it (disconnect_client with the reason "suspend_timeout": 08P01, its
+// default code); detail says why, with a verb for suspend_timeout's value.
+func (s *Server) suspendTimeoutFatal(detail string) *pgerr.Error {
+	return pgerr.Fatal(pgerr.ProtocolViolation, "suspend_timeout").WithDetail(detail, s.Config().SuspendTimeout)
 }

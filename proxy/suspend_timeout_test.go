@@ -6,7 +6,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/proxy"
 )
 
 // TestSuspendTimeout: SUSPEND waits at most suspend_timeout for the answers on their way
@@ -86,4 +89,37 @@ func TestSuspendTimeout(t *testing.T) {
 		t.Fatal("SUSPEND still waits, 15 s after SET suspend_timeout = 1")
 	}
 	checkDropped(stalled, r)
+}
+
+// TestSuspendTimeoutFatal: a client SUSPEND drops at suspend_timeout because its answer
+// was not flushed, and that reads again before it is closed, gets PgBouncer's FATAL for a
+// socket it could not suspend: SQLSTATE 08P01, message "suspend_timeout" (janitor.c
+// suspend_socket, disconnect_client's default code). pgmux sent 57P01 with a message of
+// its own. killWait is raised so that the client's late read comes before the untold
+// close.
+func TestSuspendTimeoutFatal(t *testing.T) {
+	defer proxy.SetKillWaitForTest(10*time.Second, 20*time.Second)()
+	h := startProxy(t, harnessOpts{extra: map[string]string{"suspend_timeout": "1"}})
+	adm := h.admin(t)
+	stalled := dialStream(t, h.port, "app")
+	stalled.startStalled(t)
+	awaitStalled(t, h.srv, "app")
+	done := suspendAsync(t, h)
+	time.Sleep(2500 * time.Millisecond) // past suspend_timeout: the drop has begun
+	require.NoError(t, stalled.nc.SetReadDeadline(time.Now().Add(30*time.Second)))
+	var fatal *pgproto3.ErrorResponse
+	for fatal == nil {
+		typ, body, err := stalled.next()
+		require.NoError(t, err, "the stream ended before a FATAL")
+		if typ == 'E' {
+			fatal = &pgproto3.ErrorResponse{}
+			require.NoError(t, fatal.Decode(body))
+		}
+	}
+	require.Equal(t, "FATAL", fatal.Severity)
+	require.Equal(t, "08P01", fatal.Code, fatal.Message)
+	require.Equal(t, "suspend_timeout", fatal.Message)
+	require.NoError(t, <-done, "SUSPEND")
+	_, err := adm.Exec(context.Background(), "RESUME")
+	require.NoError(t, err)
 }

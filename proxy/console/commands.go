@@ -3,7 +3,6 @@ package console
 import (
 	"strings"
 
-	"github.com/pgmux/pgmux/protocol/pgerr"
 	"github.com/pgmux/pgmux/protocol/wire"
 )
 
@@ -46,7 +45,7 @@ func arg(a []string) string {
 // running the words together would store a value nobody wrote.
 func set(b Backend, args []string) (func(), error) {
 	if len(args) != 3 || (args[1] != "=" && !strings.EqualFold(args[1], "to")) {
-		return nil, pgerr.New(pgerr.SyntaxError, "usage: SET key = value").
+		return nil, Error("usage: SET key = value").
 			WithHint("The value is one word or number, or a quoted string: SET server_reset_query = 'DISCARD ALL'.")
 	}
 	return nil, b.Set(strings.ToLower(args[0]), args[2])
@@ -115,7 +114,7 @@ func tokenize(stmt string) ([]string, error) {
 			j := i + 1
 			for ; ; j++ {
 				if j >= len(stmt) {
-					return nil, pgerr.New(pgerr.SyntaxError, "unterminated quoted string in %q", stmt)
+					return nil, Error("unterminated quoted string in %q", stmt)
 				}
 				if stmt[j] == c {
 					if j+1 < len(stmt) && stmt[j+1] == c {

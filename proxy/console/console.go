@@ -35,6 +35,14 @@ func (r Role) String() string {
 	return "none"
 }
 
+// Error is a console command's refusal as PgBouncer's admin_error sends every one
+// (admin.c): an ERROR with SQLSTATE 08P01, its default when none is given, whatever the
+// cause: a syntax error, a missing privilege, an unknown database or client, a SET that
+// failed. Only a failed RELOAD has a code of its own there (F0000).
+func Error(format string, args ...any) *pgerr.Error {
+	return pgerr.New(pgerr.ProtocolViolation, format, args...)
+}
+
 // Backend carries out the console's commands. db "" means every database. An error
 // that is a *pgerr.Error reaches the client as it is; any other as an internal error.
 type Backend interface {
@@ -129,7 +137,7 @@ func (c Client) run(stmt string) (out []byte, after func(), err error) {
 		return setIgnored, nil, nil
 	}
 	if c.Role != RoleAdmin {
-		return nil, nil, pgerr.New(pgerr.InsufficientPrivilege, "admin access needed").
+		return nil, nil, Error("admin access needed").
 			WithDetail("User %q is a stats_users member: only SHOW commands are allowed.", c.User)
 	}
 	if len(args) < cmd.minArgs || len(args) > cmd.maxArgs {
@@ -146,5 +154,5 @@ func (c Client) run(stmt string) (out []byte, after func(), err error) {
 }
 
 func syntaxError(stmt string) *pgerr.Error {
-	return pgerr.New(pgerr.SyntaxError, "invalid command %q, use SHOW HELP;", strings.TrimSpace(stmt))
+	return Error("invalid command %q, use SHOW HELP;", strings.TrimSpace(stmt))
 }

@@ -99,13 +99,13 @@ func TestAnswer(t *testing.T) {
 			[]string{"PAUSE app", "RESUME app"}},
 		{"no argument", RoleAdmin, "pause", []string{"C PAUSE", "Z I"}, []string{"PAUSE "}},
 		{"quoted argument", RoleAdmin, `kill "My;Db"`, []string{"C KILL", "Z I"}, []string{"KILL My;Db"}},
-		{"stats user refused", RoleStats, "SHOW POOLS; RELOAD", []string{"T", "D", "C SHOW", "E 42501", "Z I"},
+		{"stats user refused", RoleStats, "SHOW POOLS; RELOAD", []string{"T", "D", "C SHOW", "E 08P01", "Z I"},
 			[]string{"SHOW POOLS"}},
-		{"unknown verb", RoleAdmin, "VACUUM", []string{"E 42601", "Z I"}, nil},
-		{"show without a view", RoleAdmin, "SHOW", []string{"E 42601", "Z I"}, nil},
-		{"too many arguments", RoleAdmin, "SUSPEND now", []string{"E 42601", "Z I"}, nil},
-		{"missing argument", RoleAdmin, "KILL", []string{"E 42601", "Z I"}, nil},
-		{"unterminated quote", RoleAdmin, "KILL 'app", []string{"E 42601", "Z I"}, nil},
+		{"unknown verb", RoleAdmin, "VACUUM", []string{"E 08P01", "Z I"}, nil},
+		{"show without a view", RoleAdmin, "SHOW", []string{"E 08P01", "Z I"}, nil},
+		{"too many arguments", RoleAdmin, "SUSPEND now", []string{"E 08P01", "Z I"}, nil},
+		{"missing argument", RoleAdmin, "KILL", []string{"E 08P01", "Z I"}, nil},
+		{"unterminated quote", RoleAdmin, "KILL 'app", []string{"E 08P01", "Z I"}, nil},
 		{"set", RoleAdmin, "SET Default_Pool_Size = 40", []string{"C SET", "Z I"}, []string{"SET default_pool_size=40"}},
 		{"set to", RoleAdmin, "set log_connections to '0'", []string{"C SET", "Z I"}, []string{"SET log_connections=0"}},
 		{"set quoted list", RoleAdmin, "SET admin_users = 'a, b'", []string{"C SET", "Z I"}, []string{"SET admin_users=a, b"}},
@@ -117,16 +117,16 @@ func TestAnswer(t *testing.T) {
 			[]string{"SET server_reset_query=DISCARD ALL"}},
 		{"set empty string", RoleAdmin, "SET server_reset_query = ''", []string{"C SET", "Z I"},
 			[]string{"SET server_reset_query="}},
-		{"set unquoted words", RoleAdmin, "SET server_reset_query = DISCARD ALL", []string{"E 42601", "Z I"}, nil},
-		{"set unquoted list", RoleAdmin, "SET admin_users = a, b", []string{"E 42601", "Z I"}, nil},
-		{"set two strings", RoleAdmin, "SET server_reset_query = 'DISCARD' 'ALL'", []string{"E 42601", "Z I"}, nil},
-		{"set no value", RoleAdmin, "SET server_reset_query =", []string{"E 42601", "Z I"}, nil},
-		{"set without =", RoleAdmin, "SET a b", []string{"E 42601", "Z I"}, nil},
+		{"set unquoted words", RoleAdmin, "SET server_reset_query = DISCARD ALL", []string{"E 08P01", "Z I"}, nil},
+		{"set unquoted list", RoleAdmin, "SET admin_users = a, b", []string{"E 08P01", "Z I"}, nil},
+		{"set two strings", RoleAdmin, "SET server_reset_query = 'DISCARD' 'ALL'", []string{"E 08P01", "Z I"}, nil},
+		{"set no value", RoleAdmin, "SET server_reset_query =", []string{"E 08P01", "Z I"}, nil},
+		{"set without =", RoleAdmin, "SET a b", []string{"E 08P01", "Z I"}, nil},
 		{"set ignored", RoleAdmin, "SET client_encoding = 'UTF8'", []string{"N", "C SET", "Z I"}, nil},
 		{"set ignored, stats user", RoleStats, "set DateStyle to ISO; SET extra_float_digits = 3; show pools",
 			[]string{"N", "C SET", "N", "C SET", "T", "D", "C SHOW", "Z I"}, []string{"SHOW POOLS"}},
-		{"set ignored needs one value", RoleAdmin, "SET TimeZone = Europe Paris", []string{"E 42601", "Z I"}, nil},
-		{"error stops the rest", RoleAdmin, "RECONNECT; KILL; RESUME", []string{"C RECONNECT", "E 42601", "Z I"},
+		{"set ignored needs one value", RoleAdmin, "SET TimeZone = Europe Paris", []string{"E 08P01", "Z I"}, nil},
+		{"error stops the rest", RoleAdmin, "RECONNECT; KILL; RESUME", []string{"C RECONNECT", "E 08P01", "Z I"},
 			[]string{"RECONNECT "}},
 		{"backend error", RoleAdmin, "RELOAD; RESUME", []string{"E 22023", "Z I"}, []string{"RELOAD"}},
 		{"internal error", RoleAdmin, "WAIT_CLOSE", []string{"E XX000", "Z I"}, []string{"WAIT_CLOSE "}},
@@ -164,7 +164,7 @@ func TestAnswer(t *testing.T) {
 func TestStatsUserDetail(t *testing.T) {
 	_, _, failed := Client{Backend: &backend{}, Role: RoleStats, User: "watcher"}.Answer("PAUSE")
 	require.NotNil(t, failed)
-	require.Equal(t, pgerr.InsufficientPrivilege, failed.Code)
+	require.Equal(t, pgerr.ProtocolViolation, failed.Code)
 	require.Contains(t, failed.Detail, `"watcher"`)
 	require.Contains(t, failed.Detail, "only SHOW")
 }
