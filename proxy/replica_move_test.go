@@ -84,12 +84,7 @@ func TestMayStartReadWrite(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s, n := bufferedSession(t, tt.msgs, false)
-			typ := byte('P')
-			if _, ok := tt.msgs[0].(*pgproto3.Query); ok {
-				typ = 'Q'
-			} else if _, ok := tt.msgs[0].(*pgproto3.Bind); ok {
-				typ = 'B'
-			}
+			typ := firstType(tt.msgs)
 			require.Equal(t, tt.move, s.mayStartReadWrite(typ, n))
 		})
 	}
@@ -110,4 +105,45 @@ func TestMayStartReadWrite(t *testing.T) {
 			require.Equal(t, tt.fresh, s.roFresh != 0)
 		})
 	}
+}
+
+// TestSetsOnly: which requests leave a read-only transaction that has run only its BEGIN
+// on a standby movable to the primary (replica_move.go setsOnly), and the SETs to run
+// again there.
+func TestSetsOnly(t *testing.T) {
+	sync := &pgproto3.Sync{}
+	for _, tt := range []struct {
+		name string
+		msgs []pgproto3.FrontendMessage
+		sets string
+		ok   bool
+	}{
+		{"a Query", seq(&pgproto3.Query{String: "SET LOCAL work_mem = '8MB'; SHOW work_mem"}), "SET LOCAL work_mem = '8MB'", true},
+		{"a Query that reads", seq(&pgproto3.Query{String: "SHOW work_mem; SELECT 1"}), "", false},
+		{"a batch", seq("SET LOCAL a.b = 1", "SHOW a.b", "SET c.d = 2", sync), "SET LOCAL a.b = 1; SET c.d = 2", true},
+		{"prepared, not executed", seq(&pgproto3.Parse{Name: "s", Query: "SET LOCAL a.b = 1"}, &pgproto3.Describe{ObjectType: 'S', Name: "s"}, sync), "", true},
+		{"a read parsed", seq("SHOW a.b", &pgproto3.Parse{Name: "s", Query: "SELECT 1"}, sync), "", false},
+		{"an unknown statement", seq(&pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Execute{}, sync), "", false},
+		{"not all here", seq("SET LOCAL a.b = 1"), "", false},
+		{"Flush-driven", seq("SET LOCAL a.b = 1", &pgproto3.Flush{}), "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, n := bufferedSession(t, tt.msgs, false)
+			typ := firstType(tt.msgs)
+			sets, ok := s.setsOnly(typ, n)
+			require.Equal(t, tt.ok, ok)
+			require.Equal(t, tt.sets, sets)
+		})
+	}
+}
+
+// firstType is the type byte of the first of msgs: a Query, Bind or Parse.
+func firstType(msgs []pgproto3.FrontendMessage) byte {
+	switch msgs[0].(type) {
+	case *pgproto3.Query:
+		return 'Q'
+	case *pgproto3.Bind:
+		return 'B'
+	}
+	return 'P'
 }
