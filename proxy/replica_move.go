@@ -36,9 +36,11 @@ import (
 
 // inStandbyTx handles the first message of a request inside a read-only transaction open
 // on a standby: the transaction moves to the primary when the request may switch it to
-// read-write while nothing has run in it (above), and a request that ends it and goes
-// on is split at the end (replica_split.go). done: the request was handled here;
-// otherwise dispatch goes on with the message (on the primary, after a move).
+// read-write while nothing that takes a snapshot has run in it (above), and a request
+// that ends it and goes on is split at the end (replica_split.go); and, inside a request
+// already running there, a Parse or Bind of its end (splitInRequest). done: the request
+// was handled here; otherwise dispatch goes on with the message (on the primary, after a
+// move).
 func (s *Session) inStandbyTx(typ byte, n int) (done, skipping bool, err error) {
 	fresh := s.roFresh
 	s.mu.Lock()
@@ -48,7 +50,13 @@ func (s *Session) inStandbyTx(typ byte, n int) (done, skipping bool, err error) 
 	if !linked || !opening {
 		s.roFresh = 0
 	}
-	if !linked || opening || s.forcePrimary || s.notes.Load() != nil || s.rr.Load() != nil {
+	if !linked || s.forcePrimary || s.notes.Load() != nil || s.rr.Load() != nil {
+		return false, false, nil
+	}
+	if opening {
+		if fresh == 0 && (typ == 'P' || typ == 'B') {
+			return s.splitInRequest(typ, n) // replica_split.go
+		}
 		return false, false, nil
 	}
 	s.awaitReplicaUnlink(typ) // an answer still coming: its end decides
@@ -64,6 +72,11 @@ func (s *Session) inStandbyTx(typ byte, n int) (done, skipping bool, err error) 
 	}
 	if fresh != 0 {
 		s.roFresh = 0
+		if status == 'T' && !pinned && typ != 'Q' {
+			if err := s.awaitRequest(); err != nil {
+				return true, false, err
+			}
+		}
 		if status == 'T' && !pinned {
 			if s.mayStartReadWrite(typ, n) {
 				s.moveTx(c, fresh)
@@ -121,10 +134,34 @@ func (s *Session) executesOnce() bool {
 	}
 }
 
+// awaitRequest reads the client's extended-protocol request until its messages here reach
+// its Sync or a Flush, which the client sends before it can expect an answer, or fill a
+// buffer: a switch to read-write in a part not here yet would otherwise go unseen.
+func (s *Session) awaitRequest() error {
+	for s.rd.Buffered() < wire.BufSize-wire.HeaderLen {
+		buf := s.rd.Window()
+		for off := 0; ; {
+			typ, _, end, ok := frameAt(buf, off)
+			if !ok {
+				break
+			}
+			if typ == 'S' || typ == 'H' {
+				return nil
+			}
+			off = end
+		}
+		if err := s.rd.More(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // mayStartReadWrite reports whether the client's request starting with the current
 // message may switch its transaction to read-write: a statement it parses or binds does
 // (sqlscan.ReadWriteSwitch), or is one whose text pgmux does not know. Only what has
-// arrived of an extended-protocol request is looked at.
+// arrived of an extended-protocol request is looked at (awaitRequest waits for its Sync
+// or a Flush).
 func (s *Session) mayStartReadWrite(typ byte, n int) bool {
 	if n > maxInspect {
 		return false

@@ -9,7 +9,8 @@ import (
 
 // TestBatchCut: where an extended-protocol request sent inside a read-only transaction
 // on a standby is split (replica_split.go splitBatchAtEnd): after the Execute that ends
-// the transaction, when more is executed before the Sync.
+// the transaction, when more is executed before the Sync, or whatever follows when the
+// Sync is not here (open); and when more of the request is to be read first.
 func TestBatchCut(t *testing.T) {
 	sync, flush := &pgproto3.Sync{}, &pgproto3.Flush{}
 	const sel, commit, insert = "SELECT 1", "COMMIT", "INSERT INTO t VALUES (1)"
@@ -29,8 +30,13 @@ func TestBatchCut(t *testing.T) {
 		{"AND CHAIN goes on", seq("COMMIT AND CHAIN", insert, sync), false, 0},
 		{"ROLLBACK TO SAVEPOINT", seq("ROLLBACK TO SAVEPOINT a", insert, sync), false, 0},
 		{"the end in the next request", seq(sel, sync, commit, insert, sync), false, 0},
-		{"not all here", seq(commit, insert), true, 0},
-		{"Flush-driven", seq(commit, insert, flush), false, 0},
+		{"not all here", seq(commit, insert), true, 4},
+		{"Flush-driven", seq(commit, insert, flush), false, 4},
+		{"Flush-driven, nothing after the end", seq(sel, commit, flush), false, 8},
+		{"the end alone, not all here", seq(commit), true, 4},
+		{"the end's Execute not here", seq(&pgproto3.Parse{Query: commit}, &pgproto3.Bind{}), true, 0},
+		{"nothing ending, not all here", seq(sel), true, 0},
+		{"the end bound, then Flush", seq(&pgproto3.Parse{Query: commit}, &pgproto3.Bind{}, flush), true, 0},
 		{"an unknown statement", seq(commit, &pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Execute{}, sync), false, 0},
 		{"a named statement parsed here", seq(&pgproto3.Parse{Name: "c", Query: commit}, &pgproto3.Bind{PreparedStatement: "c"},
 			&pgproto3.Execute{}, insert, sync), false, 3},
@@ -38,8 +44,9 @@ func TestBatchCut(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s, _ := bufferedSession(t, tt.msgs, tt.partial)
-			cut, end, ok := s.batchCut()
+			cut, end, more, ok := s.batchCut()
 			require.Equal(t, tt.head > 0, ok)
+			require.Equal(t, tt.name == "the end's Execute not here", more, "more to read first")
 			if !ok {
 				return
 			}
@@ -50,6 +57,10 @@ func TestBatchCut(t *testing.T) {
 				want += len(b)
 			}
 			require.Equal(t, want, cut)
+			if _, ok := tt.msgs[len(tt.msgs)-1].(*pgproto3.Sync); !ok || tt.partial {
+				require.Zero(t, end, "open: the Sync is not here")
+				return
+			}
 			synced := 0
 			for i, m := range tt.msgs {
 				b, err := m.Encode(nil)
