@@ -74,7 +74,7 @@
 //	startup values set again after a RESET    settings_inplace.go:Session.resetInPlace (in the Query: proxy/link/settings.go:ResetInPlace), settings_link.go:Session.settingsAfter, settings_link.go:Session.awaitReapply
 //	reads routed to a standby                 replica.go:Session.routeRead, replica.go:Session.acquireReplica
 //	after a read-only transaction's end       replica_tx.go:Session.roTxRequestFits, replica.go:Session.awaitReplicaUnlink
-//	inside a standby's read-only transaction  replica_move.go:Session.inStandbyTx, replica_move.go:Session.moveTx, replica_split.go:Session.splitAtEnd, replica_split.go:Session.splitBatchAtEnd
+//	inside a standby's read-only transaction  replica_move.go:Session.inStandbyTx, replica_move.go:Session.moveTx, replica_split.go:Session.splitAtEnd, replica_split.go:Session.splitBatchAtEnd, replica_split.go:Session.splitInRequest
 //	a server lost mid-transaction (failover)  failover.go:Session.recoverLink, failover.go:Session.answerAborted
 //
 // Backend messages (server to client), on the server connection's reader goroutine

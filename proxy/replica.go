@@ -74,12 +74,13 @@ type replicaReq struct {
 	held    bytes.Buffer
 	hold    *wire.Writer // writes into held
 	start   time.Time
-	// For the head of a Query split at its transaction's end (replica_split.go), on
-	// Pump's side: an error came in its answer (sawErr, under s.wmu), its ReadyForQuery
-	// was kept from the client for the rest to follow (splitHidden).
-	split       bool
-	sawErr      bool
-	splitHidden atomic.Bool
+	// For the head of a request split at its transaction's end (replica_split.go): the
+	// client's Sync is still to come (open); on Pump's side, an error came in its answer
+	// (sawErr, under s.wmu), it ended the transaction without one (splitEnded).
+	split      bool
+	open       bool
+	sawErr     bool
+	splitEnded atomic.Bool
 }
 
 // rwState is a session's read-your-writes state, owned by the session goroutine except

@@ -18,22 +18,29 @@ import (
 // a hidden BEGIN with the same modes (isolation level, access, deferrability:
 // sqlscan.TxModes) opens the transaction there in front of it (beginOnLink). Nothing had
 // run on the standby: the client cannot tell, and the primary answers the request as a
-// direct connection would. Once anything else has run in the transaction, it stays: the
-// switch fails there as on PostgreSQL (25001, before recovery is looked at), and so
-// does a BEGIN sent with other statements in one request (not tracked: rare, and the
-// whole request goes to the primary when they switch, routeRead).
+// direct connection would. Requests that only set or show settings (SET, SET LOCAL, SET
+// TRANSACTION, SHOW: sqlscan.BeforeSnapshot) take no snapshot, and PostgreSQL still takes
+// the switch after them: the transaction stays movable, and their SETs are run again
+// behind the hidden BEGIN (settings.txReplay; a session SET among them is read back
+// after the transaction like the client's own). Once anything else has run in the
+// transaction, it stays: the switch fails there as on PostgreSQL (25001, before recovery
+// is looked at), and so does a BEGIN sent with other statements in one request (not
+// tracked: rare, and the whole request goes to the primary when they switch,
+// routeRead).
 //
-// State: roFresh holds the BEGIN's modes from routeRead until the transaction's next
-// request starts (or the link ends); roMoved holds them from the move until the next
-// server is linked. While roMoved is set the client is in a transaction no server has:
+// State: roFresh holds the BEGIN's modes from routeRead until a request of the
+// transaction other than those starts (or the link ends); roMoved holds them from the
+// move until the next server is linked. While roMoved is set the client is in a transaction no server has:
 // routing sends its request to the primary (replicaOn), and pgmux's own answers give
 // status 'T' (idleStatus).
 
 // inStandbyTx handles the first message of a request inside a read-only transaction open
 // on a standby: the transaction moves to the primary when the request may switch it to
-// read-write while nothing has run in it (above), and a request that ends it and goes
-// on is split at the end (replica_split.go). done: the request was handled here;
-// otherwise dispatch goes on with the message (on the primary, after a move).
+// read-write while nothing that takes a snapshot has run in it (above), and a request
+// that ends it and goes on is split at the end (replica_split.go); and, inside a request
+// already running there, a Parse or Bind of its end (splitInRequest). done: the request
+// was handled here; otherwise dispatch goes on with the message (on the primary, after a
+// move).
 func (s *Session) inStandbyTx(typ byte, n int) (done, skipping bool, err error) {
 	fresh := s.roFresh
 	s.mu.Lock()
@@ -43,7 +50,13 @@ func (s *Session) inStandbyTx(typ byte, n int) (done, skipping bool, err error) 
 	if !linked || !opening {
 		s.roFresh = 0
 	}
-	if !linked || opening || s.forcePrimary || s.notes.Load() != nil || s.rr.Load() != nil {
+	if !linked || s.forcePrimary || s.notes.Load() != nil || s.rr.Load() != nil {
+		return false, false, nil
+	}
+	if opening {
+		if fresh == 0 && (typ == 'P' || typ == 'B') {
+			return s.splitInRequest(typ, n) // replica_split.go
+		}
 		return false, false, nil
 	}
 	s.awaitReplicaUnlink(typ) // an answer still coming: its end decides
@@ -59,9 +72,23 @@ func (s *Session) inStandbyTx(typ byte, n int) (done, skipping bool, err error) 
 	}
 	if fresh != 0 {
 		s.roFresh = 0
-		if status == 'T' && !pinned && s.mayStartReadWrite(typ, n) {
-			s.moveTx(c, fresh)
-			return false, false, nil
+		if status == 'T' && !pinned && typ != 'Q' {
+			if err := s.awaitRequest(); err != nil {
+				return true, false, err
+			}
+		}
+		if status == 'T' && !pinned {
+			if s.mayStartReadWrite(typ, n) {
+				s.moveTx(c, fresh)
+				return false, false, nil
+			}
+			if sets, ok := s.setsOnly(typ, n); ok {
+				s.roFresh = fresh // still movable after it
+				if sets != "" {
+					st := s.settingsState()
+					st.txReplay = joinSQL(st.txReplay, sets)
+				}
+			}
 		}
 	}
 	switch typ {
@@ -81,6 +108,9 @@ func (s *Session) noteBegin(sql string, extended bool) {
 	}
 	if m, ok := sqlscan.BeginModes(sql); ok {
 		s.roFresh = m
+		if st := s.set.Load(); st != nil {
+			st.txReplay = ""
+		}
 	}
 }
 
@@ -104,10 +134,34 @@ func (s *Session) executesOnce() bool {
 	}
 }
 
+// awaitRequest reads the client's extended-protocol request until its messages here reach
+// its Sync or a Flush, which the client sends before it can expect an answer, or fill a
+// buffer: a switch to read-write in a part not here yet would otherwise go unseen.
+func (s *Session) awaitRequest() error {
+	for s.rd.Buffered() < wire.BufSize-wire.HeaderLen {
+		buf := s.rd.Window()
+		for off := 0; ; {
+			typ, _, end, ok := frameAt(buf, off)
+			if !ok {
+				break
+			}
+			if typ == 'S' || typ == 'H' {
+				return nil
+			}
+			off = end
+		}
+		if err := s.rd.More(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // mayStartReadWrite reports whether the client's request starting with the current
 // message may switch its transaction to read-write: a statement it parses or binds does
 // (sqlscan.ReadWriteSwitch), or is one whose text pgmux does not know. Only what has
-// arrived of an extended-protocol request is looked at.
+// arrived of an extended-protocol request is looked at (awaitRequest waits for its Sync
+// or a Flush).
 func (s *Session) mayStartReadWrite(typ byte, n int) bool {
 	if n > maxInspect {
 		return false
@@ -159,8 +213,9 @@ func (s *Session) moveTx(c *pool.Conn, m sqlscan.TxModes) {
 	s.awaitSplitUnlink(c)
 	s.mu.Lock()
 	if s.server == c {
+		sql := s.movedBegin(m)
 		s.mu.Unlock()
-		_ = s.sendHidden(c, m.SQL(), false)
+		_ = s.sendHidden(c, sql, false)
 		return
 	}
 	if s.server == nil && s.fo == 0 {
@@ -198,5 +253,99 @@ func (s *Session) beginOnLink(c *pool.Conn) {
 	m := s.roMoved
 	s.roMoved = 0
 	s.q.push(&expect{Kind: 'Q', Hide: true})
-	_ = c.Wr.Write(wire.Query(nil, m.SQL())) // a failed write surfaces at the client's flush
+	_ = c.Wr.Write(wire.Query(nil, s.movedBegin(m))) // a failed write surfaces at the client's flush
+}
+
+// movedBegin is the hidden Query that opens the client's transaction with modes m again
+// after the hidden ROLLBACK of moveTx: the BEGIN, then the SETs that had run in it. The
+// settings those SETs name are marked touched: a session SET among them is read back
+// once the transaction ends, as the client's own was. s.mu is held.
+func (s *Session) movedBegin(m sqlscan.TxModes) string {
+	sql := m.SQL()
+	st := s.set.Load()
+	if st == nil || st.txReplay == "" {
+		return sql
+	}
+	sql = joinSQL(sql, st.txReplay)
+	if v := link.ClassifyText(st.txReplay, true); v.Set != nil {
+		st.Touch(v.Set)
+	}
+	st.txReplay = ""
+	return sql
+}
+
+// joinSQL joins two statement lists into one.
+func joinSQL(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}
+
+// setsOnly reports whether the client's request starting with the current message (all
+// of it here) only sets or shows settings (sqlscan.BeforeSnapshot: what it parses, binds
+// and executes), with the SETs it executes, for movedBegin.
+func (s *Session) setsOnly(typ byte, n int) (sets string, ok bool) {
+	if n > maxInspect {
+		return "", false
+	}
+	if typ == 'Q' {
+		m, err := s.rd.Peek(n)
+		if err != nil {
+			return "", false
+		}
+		return sqlscan.BeforeSnapshot(cString(wire.Body(m)))
+	}
+	buf := s.rd.Window()
+	parsed := map[string]string{}
+	portals := map[string]string{}
+	for off := 0; ; {
+		typ, body, end, ok := frameAt(buf, off)
+		if !ok {
+			return "", false
+		}
+		off = end
+		switch typ {
+		case 'P':
+			name, q, _, ok := link.ParseFields(body)
+			if !ok {
+				return "", false
+			}
+			if _, ok := sqlscan.BeforeSnapshot(string(q)); !ok {
+				return "", false // its Parse takes a snapshot, or its Execute would
+			}
+			parsed[string(name)] = string(q)
+		case 'B':
+			portal, name, _, ok := link.BindFields(body)
+			if !ok {
+				return "", false
+			}
+			q, ok := parsed[string(name)]
+			if !ok {
+				if q, ok = s.stmtText(name); !ok {
+					return "", false
+				}
+				if _, ok := sqlscan.BeforeSnapshot(q); !ok {
+					return "", false
+				}
+			}
+			portals[string(portal)] = q
+		case 'E':
+			portal, _, err := wire.CString(body)
+			q, ok := portals[string(portal)]
+			if err != nil || !ok {
+				return "", false
+			}
+			set, _ := sqlscan.BeforeSnapshot(q)
+			sets = joinSQL(sets, set)
+		case 'D', 'C', 'H':
+		case 'S':
+			return sets, true
+		default:
+			return "", false
+		}
+	}
 }

@@ -62,6 +62,10 @@ type settings struct {
 	unnamed  *setTouch
 	reqBegin bool
 	reqEnd   bool
+	// txReplay: the SET and SET LOCAL statements run in a read-only transaction on a
+	// standby while nothing had taken a snapshot in it, run again on the primary should
+	// the transaction move there (replica_move.go).
+	txReplay string
 	// shared: Start only, shared by clients that have sent nothing since login
 	// (Session.sharedStart); read-only.
 	shared bool

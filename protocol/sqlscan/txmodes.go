@@ -114,3 +114,44 @@ func (m TxModes) SQL() string {
 	}
 	return b.String()
 }
+
+// BeforeSnapshot reports whether sql holds only statements PostgreSQL runs without taking
+// a snapshot, after which a transaction may still change its modes (SET TRANSACTION READ
+// WRITE is refused only once a query has run in it): SET and SET LOCAL of a value (not
+// DEFAULT, which pgmux may follow with its own query), SET TRANSACTION (not SNAPSHOT),
+// and SHOW. replay is its SET statements, "; "-separated, to run them again elsewhere.
+func BeforeSnapshot(sql string) (replay string, ok bool) {
+	sts := Scan(sql)
+	if len(sts) == 0 {
+		return "", false
+	}
+	var b strings.Builder
+	for i := range sts {
+		st := &sts[i]
+		if len(st.SetConfigs) > 0 || st.Do != nil {
+			return "", false
+		}
+		switch st.Kind {
+		case KindSetLocal:
+			if lx := (Lexer{src: st.Value}); st.Name == "" && lx.Next().IsKeyword("snapshot") {
+				return "", false
+			}
+		case KindSet:
+			if st.Value == "DEFAULT" {
+				return "", false
+			}
+		case KindOther:
+			if !equalFoldASCII(FirstKeyword(st.Text), "show") {
+				return "", false
+			}
+			continue
+		default:
+			return "", false
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(st.Text)
+	}
+	return b.String(), true
+}

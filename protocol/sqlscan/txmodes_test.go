@@ -43,3 +43,33 @@ func TestBeginModes(t *testing.T) {
 		require.Equal(t, m, again, "the replay reads back the same")
 	}
 }
+
+func TestBeforeSnapshot(t *testing.T) {
+	for _, tc := range []struct {
+		sql, replay string
+		ok          bool
+	}{
+		{"SET LOCAL work_mem = '8MB'", "SET LOCAL work_mem = '8MB'", true},
+		{"show work_mem", "", true},
+		{"SHOW ALL;", "", true},
+		{"set statement_timeout to 5000; SHOW statement_timeout; /* c */ SET LOCAL lock_timeout = '1s';",
+			"set statement_timeout to 5000; SET LOCAL lock_timeout = '1s'", true},
+		{"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", true},
+		{"SET SESSION search_path = a, b", "SET SESSION search_path = a, b", true},
+		{"SET TRANSACTION SNAPSHOT '00000003-0000001B-1'", "", false},
+		{"SET work_mem TO DEFAULT", "", false},
+		{"RESET work_mem", "", false},
+		{"SET ROLE admin", "", false},
+		{"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", "", false},
+		{"SET CONSTRAINTS ALL DEFERRED", "", false},
+		{"SHOW work_mem; SELECT 1", "", false},
+		{"SELECT set_config('work_mem', '8MB', true)", "", false},
+		{"DO $$BEGIN SET LOCAL work_mem = '8MB'; END$$", "", false},
+		{"", "", false},
+		{";", "", false},
+	} {
+		replay, ok := BeforeSnapshot(tc.sql)
+		require.Equal(t, tc.ok, ok, tc.sql)
+		require.Equal(t, tc.replay, replay, tc.sql)
+	}
+}

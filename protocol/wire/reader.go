@@ -241,6 +241,22 @@ func (rd *Reader) tryHeader(fd int) bool {
 	return true
 }
 
+// More reads once from the source, adding to what is buffered, for a caller that needs
+// to see further ahead than the message Next returned. Views taken before (Peek,
+// Message, Window) are not to be used after it. It waits like every read, up to the
+// source's deadline.
+func (rd *Reader) More() error {
+	need := rd.w - rd.r + 1
+	if rd.buf == nil || need < HeaderLen {
+		need = HeaderLen
+	}
+	err := rd.fill(need)
+	if err == io.EOF && rd.w > rd.r {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
 // Ready tells the reader that its descriptor has bytes to read now (its owner waited for
 // them, as a login on a client loop does for each answer), so that the read under way
 // or the next one takes what is there in one call rather than trying the header first.

@@ -35,3 +35,20 @@ func TestReaderCurrent(t *testing.T) {
 	require.NoError(t, rd.Skip(n))
 	require.Nil(t, rd.Current())
 }
+
+// More adds what the source has next to what is buffered, from the message Next returned
+// on, without consuming anything.
+func TestReaderMore(t *testing.T) {
+	two := Query(Query(nil, "select 1"), "select 22")
+	rd := NewReader(&chunked{b: two, n: 7})
+	_, n, err := rd.Next()
+	require.NoError(t, err)
+	for len(rd.Window()) < len(two) {
+		require.NoError(t, rd.More())
+	}
+	require.Equal(t, two, rd.Window())
+	_, err = rd.Message(n)
+	require.NoError(t, err)
+	require.Equal(t, Query(nil, "select 22"), rd.Window())
+	require.Error(t, rd.More(), "the source's end")
+}
