@@ -62,7 +62,7 @@
 //	'P' of SQL EXECUTE of a client statement  sqlexec_ext.go:Session.execOf, sqlexec_ext.go:Session.execCurrent
 //	'P' 'E' of SQL PREPARE (no pin)           sqlprep_ext.go:Session.prepOf, sqlprep_ext.go:Session.executePrep
 //	'B' Bind                                  prepared.go:Session.rewriteBind
-//	'B' in a failed transaction               failedbind.go:Session.failedBind
+//	'B' in a failed transaction               failedtx.go:Session.failedBind, failedtx.go:Session.failedDescribe
 //	'D' Describe, 'C' Close                   prepared.go:Session.rewriteDescribeClose
 //	a server's statement cache (no I/O)       proxy/link/stmtcache.go:StmtCache.Lookup, proxy/link/stmtcache.go:StmtCache.Prepare, proxy/link/stmtcache.go:StmtCache.Find; its figures: stmtcache.go:stmtCache.prepare
 //	'P' 'C' 'H' answered without a server     deferred.go:Session.deferLocal

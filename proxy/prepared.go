@@ -36,7 +36,7 @@ const noopStmt = link.NoopStmt
 // statement (keep) or sends anything naming it, and after that alone writes born. Other
 // goroutines only read the rest: the server's reader, through the expects that carry it,
 // and later lessees of a server whose statement cache holds it (link.StmtCache's nodes).
-// failed and checked are atomics set by the server's reader and read by the session.
+// failed, checked and desc are atomics set by the server's reader and read by the session.
 type stmtDef struct {
 	pin     pinReason // session state its execution creates
 	release bool      // its execution may release session state
@@ -68,6 +68,9 @@ type stmtDef struct {
 	// pgmux answered itself (deferred.go) is checked at the statement's first use, and if
 	// that fails the statement was never the client's either.
 	checked atomic.Bool
+	// desc is what a server answered the client's Describe of it, set once by the
+	// server's reader (failedtx.go): nil until then.
+	desc atomic.Pointer[stmtDesc]
 	// answered: pgmux answered the client's Parse of it itself (deferred.go); session
 	// goroutine only.
 	answered bool
@@ -480,12 +483,14 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 	}
 	def = s.execCurrent(name, def)
 	s.notePortal(portal, def.clear)
-	if b, es, ok := s.failedBind(c, portal, name, def, tail); ok {
+	b, es, done := s.failedBind(c, portal, name, def, tail)
+	if done {
 		err := s.send(c, b, es...)
 		s.keepScratch(b)
 		return err
 	}
-	b, es, server := s.ensure(c, def, s.scratch[:0])
+	b, pre, server := s.ensure(c, def, b)
+	es = append(es, pre...)
 	start := len(b)
 	b = link.AppendBindAs(b, portal, server, tail)
 	err := s.sendWith(c, b, es, expect{Kind: 'B', Stmt: server, Def: def, Off: int32(start), Fresh: s.parsedHere(def), Anon: len(name) == 0})
@@ -523,6 +528,11 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 		return s.send(c, m, expect{Kind: 'D'})
 	}
 	def = s.execCurrent(name, def)
+	if b, es, ok := s.failedDescribe(c, def); ok {
+		err := s.send(c, b, es...)
+		s.keepScratch(b)
+		return err
+	}
 	b, es, server := s.ensure(c, def, s.scratch[:0])
 	start := len(b)
 	b = link.AppendDescribeStmt(b, server)

@@ -1011,6 +1011,8 @@ func (s *Session) relayMsg(c *pool.Conn, typ byte, n int, loopAt time.Time) (rel
 			err = s.readClear(rd, n, hide)
 		case row == link.RowHideCC && typ == 'C':
 			err = s.readCC(rd, n)
+		case row == link.RowParams:
+			err = s.readParams(rd, n, hide)
 		case hide:
 			err = rd.Skip(n)
 		default:
@@ -1052,6 +1054,12 @@ func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
 	}
 	if st.Synced {
 		syncAnswered(c, st.Head)
+	}
+	if st.Shape {
+		learnShape(st.Head, typ)
+	}
+	if st.Row == link.RowParams && st.Head.Def.desc.Load() != nil {
+		return st.Hide, 0 // learned already: relayed unread
 	}
 	return st.Hide, st.Row
 }
@@ -1103,6 +1111,18 @@ func (s *Session) forward(rd *wire.Reader, n int) error {
 		s.clientWriteFailed()
 	}
 	return err
+}
+
+// relayRead relays m, a whole server message pgmux read, unless hide; once the client
+// is gone, output is dropped.
+func (s *Session) relayRead(m []byte, hide bool) {
+	if hide || s.closed.Load() {
+		return
+	}
+	s.ops.out.Add(uint64(len(m)))
+	if err := s.wr.Write(m); err != nil {
+		s.clientWriteFailed()
+	}
 }
 
 func (s *Session) clientWriteFailed() {

@@ -78,12 +78,6 @@ func (s *Session) readCC(rd *wire.Reader, n int) error {
 		drop = i < 64 && e.HideCC&(1<<i) != 0 && string(tag) == "DO"
 	}
 	s.mu.Unlock()
-	if drop || s.closed.Load() {
-		return nil
-	}
-	s.ops.out.Add(uint64(len(m)))
-	if err := s.wr.Write(m); err != nil {
-		s.clientWriteFailed()
-	}
+	s.relayRead(m, drop)
 	return nil
 }

@@ -204,13 +204,7 @@ func (s *Session) readClear(rd *wire.Reader, n int, hide bool) error {
 		s.q.pop()
 	}
 	s.mu.Unlock()
-	if hide || s.closed.Load() {
-		return nil
-	}
-	s.ops.out.Add(uint64(n + wire.HeaderLen))
-	if err := s.wr.Write(m); err != nil {
-		s.clientWriteFailed()
-	}
+	s.relayRead(m, hide)
 	return nil
 }
 

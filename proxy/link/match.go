@@ -18,6 +18,7 @@ const (
 	RowSettings            // a settings read-back (proxy/settings_link.go)
 	RowClear               // the client's DISCARD ALL or DEALLOCATE ALL (proxy/stmtclear.go)
 	RowHideCC              // the client's Query with pgmux's DO blocks (proxy/settings_inplace.go)
+	RowParams              // the ParameterDescription of a client's Describe of Head.Def (proxy/failedtx.go)
 )
 
 // AnswerStep is what one server message (not ReadyForQuery, not ErrorResponse) does to
@@ -33,16 +34,19 @@ type AnswerStep[S any] struct {
 	Prepared bool        // Head's preparation of Head.Stmt is confirmed (proxy/stmtcache.go prepared)
 	Synced   bool        // Head, a hidden settings sync, completed (proxy/settings_link.go syncAnswered)
 	Checked  bool        // Head.Reg, the client's statement, parsed fine (proxy's stmtDef.checked)
+	// Shape: the message (NoData or RowDescription) ends the client's Describe of
+	// Head.Def: it says whether the statement returns rows (proxy/failedtx.go).
+	Shape bool
 }
 
 // Answered is what the relay reads of the request a server message belongs to: the
 // fields of its Expect that AnswerStep's flags act on, copied out before the request may
-// leave the queue (an Expect is 128 bytes; this, 56).
+// leave the queue (an Expect is 128 bytes; this, 64).
 type Answered[S any] struct {
 	Seq, Prep uint32
 	Setting   uint8
 	Stmt, Val string
-	Reg       *S
+	Reg, Def  *S
 }
 
 // Answer matches a server message of type typ to the oldest queued request and retires
@@ -59,12 +63,16 @@ func (q *Queue[S, F, D]) Answer(typ byte) AnswerStep[S] {
 	}
 	head := &q.buf[q.head] // read in place: a copy of an Expect is 128 bytes
 	st := AnswerStep[S]{Queued: true, Hide: head.Hide, Head: Answered[S]{Seq: head.Seq, Prep: head.Prep,
-		Setting: head.Setting, Stmt: head.Stmt, Val: head.Val, Reg: head.Reg}}
+		Setting: head.Setting, Stmt: head.Stmt, Val: head.Val, Reg: head.Reg, Def: head.Def}}
+	described := head.Kind == 'D' && head.Def != nil
 	switch typ {
 	case 't':
 		if head.ParamsSent {
 			st.Hide = true
 			return st
+		}
+		if described {
+			st.Row = RowParams
 		}
 	case '1':
 		st.Checked = head.Reg != nil
@@ -72,8 +80,10 @@ func (q *Queue[S, F, D]) Answer(typ byte) AnswerStep[S] {
 		st.Popped = true
 	case '2', '3', 'n':
 		st.Popped = true
+		st.Shape = typ == 'n' && described
 	case 'T':
 		st.Popped = head.Kind == 'D'
+		st.Shape = described
 	case 'C', 'I', 's':
 		if typ == 'C' {
 			st.Prepared = head.Prep != 0 // pgmux's PREPARE, sent as a Query or executed

@@ -314,6 +314,36 @@ func TestRespQueueConfirms(t *testing.T) {
 	requireCounts(t, q)
 }
 
+// TestRespQueueDescribeShape: the answers to a client's Describe of a statement are
+// reported for pgmux to learn its shape (ParameterDescription read, NoData or
+// RowDescription ending it); a portal's Describe, a retried one's hidden
+// ParameterDescription and a Describe of no statement of the client's are not.
+func TestRespQueueDescribeShape(t *testing.T) {
+	q := &Queue[stmt, fix, drop]{}
+	def := &stmt{name: "s"}
+	q.Push(&expect{Kind: 'D', Def: def})
+	q.Push(&expect{Kind: 'D', Def: def})
+	q.Push(&expect{Kind: 'D'})
+	q.Push(&expect{Kind: 'D', Def: def, ParamsSent: true})
+	for i, step := range []struct {
+		typ   byte
+		row   int
+		shape bool
+		def   *stmt
+	}{
+		{'t', RowParams, false, def}, {'n', 0, true, def},
+		{'t', RowParams, false, def}, {'T', 0, true, def},
+		{'t', 0, false, nil}, {'n', 0, false, nil},
+		{'t', 0, false, def}, {'T', 0, true, def},
+	} {
+		st := q.Answer(step.typ)
+		require.Equal(t, step.row, st.Row, "%d %q", i, step.typ)
+		require.Equal(t, step.shape, st.Shape, "%d %q", i, step.typ)
+		require.Same(t, step.def, st.Head.Def, "%d %q", i, step.typ)
+	}
+	require.Zero(t, q.Len())
+}
+
 // TestRespQueueSkippedReported: the requests an error or a ReadyForQuery retires
 // unanswered are handed to the caller, first marked.
 func TestRespQueueSkippedReported(t *testing.T) {
