@@ -130,7 +130,19 @@ func TestSuspendQueryInFlight(t *testing.T) {
 			require.Eventually(t, func() bool { return answered.Load() > 500 }, 20*time.Second, 5*time.Millisecond,
 				"the pipelined queries are not answered")
 			suspendWithin(t, h, 3*time.Second, "a client pipelining queries")
+			// Answers pgmux wrote before SUSPEND returned may still sit in the client's
+			// socket buffer (SUSPEND flushes pgmux's buffers, as PgBouncer's does): the
+			// count settles once the reader has them, then must not move.
 			before := answered.Load()
+			for settle := time.Now().Add(2 * time.Second); ; {
+				time.Sleep(50 * time.Millisecond)
+				now := answered.Load()
+				if now == before {
+					break
+				}
+				before = now
+				require.True(t, time.Now().Before(settle), "answers keep reaching the client while suspended")
+			}
 			time.Sleep(300 * time.Millisecond)
 			require.Equal(t, before, answered.Load(), "answers reached the client while suspended")
 			_, err := h.admin(t).Exec(context.Background(), "RESUME")
