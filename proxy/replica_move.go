@@ -72,7 +72,7 @@ func (s *Session) inStandbyTx(typ byte, n int) (done, skipping bool, err error) 
 	}
 	if fresh != 0 {
 		s.roFresh = 0
-		if status == 'T' && !pinned && typ != 'Q' {
+		if status == 'T' && !pinned && opensRequest(typ) {
 			if err := s.awaitRequest(); err != nil {
 				return true, false, err
 			}
@@ -155,6 +155,18 @@ func (s *Session) awaitRequest() error {
 		}
 	}
 	return nil
+}
+
+// opensRequest reports whether a message of type typ begins an extended-protocol request,
+// which the client ends with a Sync or a Flush before it waits for an answer. A Query or a
+// FunctionCall is a request of its own, answered at once: waiting for more of it hung the
+// client.
+func opensRequest(typ byte) bool {
+	switch typ {
+	case 'P', 'B', 'D', 'E', 'C':
+		return true
+	}
+	return false
 }
 
 // mayStartReadWrite reports whether the client's request starting with the current
