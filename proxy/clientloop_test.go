@@ -712,14 +712,26 @@ func TestDeparturesEndOnTheLoop(t *testing.T) {
 	require.NoError(t, inTx.fe.Flush())
 	require.Equal(t, []string{"7"}, inTx.until(t, "the open transaction"))
 
+	for i, c := range clients[n/3:] {
+		v := strconv.Itoa(i)
+		c.fe.Send(&pgproto3.Query{String: "SELECT " + v})
+		require.NoError(t, c.fe.Flush())
+		require.Equal(t, []string{v}, c.until(t, fmt.Sprintf("client %d", n/3+i)))
+	}
+	// A server goes back to the pool just after its ReadyForQuery went out (on a server
+	// reader, not the loop, it may be a moment later): the clients leave once none holds
+	// one, and only the client inside a transaction does.
+	require.Eventually(t, func() bool {
+		linked := 0
+		for _, sess := range h.srv.Sessions() {
+			if sess.Info().ServerID != 0 {
+				linked++
+			}
+		}
+		return linked == 1
+	}, 10*time.Second, 10*time.Millisecond, "servers back in the pool")
 	before := proxy.GoroutineEnds()
 	for i, c := range clients {
-		if i >= n/3 {
-			v := strconv.Itoa(i)
-			c.fe.Send(&pgproto3.Query{String: "SELECT " + v})
-			require.NoError(t, c.fe.Flush())
-			require.Equal(t, []string{v}, c.until(t, fmt.Sprintf("client %d", i)))
-		}
 		if i < 2*n/3 {
 			c.fe.Send(&pgproto3.Terminate{})
 			require.NoError(t, c.fe.Flush())
