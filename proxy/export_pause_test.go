@@ -33,3 +33,10 @@ func LoggingInForTest(s *Server) int {
 	defer s.mu.Unlock()
 	return len(s.logins)
 }
+
+// LoginsInFlight counts the clients SUSPEND sees logging in (Server.logins).
+func LoginsInFlight(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.logins)
+}

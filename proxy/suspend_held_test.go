@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pgmux/pgmux/internal/pgtest"
+	"github.com/pgmux/pgmux/proxy"
 )
 
 // TestSuspendKeepsOpenTransactions: SUSPEND returns once nothing is on its way, as
@@ -107,9 +108,12 @@ func TestSuspendTimeoutClosesLogins(t *testing.T) {
 	}
 	adm := h.admin(t)
 	early := dial()     // connected, and sends nothing: logging in
-	for i := 0; ; i++ { // until pgmux has accepted it
+	for i := 0; ; i++ { // until pgmux has accepted it and its login has begun
 		_, rows := show(t, adm, "SHOW LISTS")
-		if num(t, rowWhere(rows, "list", "login_clients"), "items") >= 1 {
+		// SHOW LISTS counts a client from its accept; SUSPEND, from the start of its
+		// login on the loop a moment later (loggingIn): a client accepted in between is
+		// one that connected after SUSPEND began, held until RESUME (the late client).
+		if num(t, rowWhere(rows, "list", "login_clients"), "items") >= 1 && proxy.LoginsInFlight(h.srv) >= 1 {
 			break
 		}
 		require.Less(t, i, 1000, "pgmux did not accept the early client")
