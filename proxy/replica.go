@@ -29,7 +29,7 @@ import (
 //     standby; a write there fails with 25006 as it would on the primary. A request that
 //     goes on after ending such a transaction, or that has not fully arrived, goes to the
 //     primary, and one pipelined behind it waits for its answer (replica_tx.go). So does
-//     one that may switch to read-write (sqlscan.ReadWriteSwitch: BEGIN or SET
+//     one that may switch to read-write (sqlscan.PrimaryOnly: BEGIN or SET
 //     TRANSACTION ... READ WRITE, SET or RESET of transaction_read_only or
 //     default_transaction_read_only, RESET ALL, DISCARD ALL...): on the primary what follows
 //     the switch may write, where a standby refuses the switch (0A000) or the write.
@@ -138,12 +138,12 @@ func (s *Session) routeRead(typ byte, n int) (*replicaReq, error) {
 		begin, access := sqlscan.BeginAccess(sql)
 		switch {
 		case begin && (access == sqlscan.AccessReadOnly || access == sqlscan.AccessUnsaid && defaultRO):
-			if moreAfterEnd(sql) || sqlscan.ReadWriteSwitch(sql) {
+			if moreAfterEnd(sql) || sqlscan.PrimaryOnly(sql) {
 				return nil, nil // statements after the read-only transaction: the primary's
 			}
 			s.noteBegin(sql, false) // replica_move.go
 		case defaultRO && !begin:
-			if sqlscan.ReadWriteSwitch(sql) {
+			if sqlscan.PrimaryOnly(sql) {
 				return nil, nil // it may go on read-write: the primary's
 			}
 		case r.Reads == "auto" && !begin && sqlscan.ReadOnly(sql):
@@ -213,7 +213,7 @@ type batch struct {
 // readOnlyBatch looks at the client's request from the current message through its Sync,
 // which must already be buffered, and reports whether every statement it parses or binds
 // is proven read-only (with anyStmt, for a client whose transactions are read-only by
-// default: known not to switch to read-write, sqlscan.ReadWriteSwitch).
+// default: known not to switch to read-write, sqlscan.PrimaryOnly).
 func (s *Session) readOnlyBatch(anyStmt bool) (batch, bool) {
 	var b batch
 	for _, op := range s.deferred {
@@ -280,7 +280,7 @@ func (s *Session) namedFits(name []byte, anyStmt bool) bool {
 // with anyStmt (a read-only session's), not switching to read-write.
 func stmtFits(q string, anyStmt bool) bool {
 	if anyStmt {
-		return !sqlscan.ReadWriteSwitch(q)
+		return !sqlscan.PrimaryOnly(q)
 	}
 	return sqlscan.ReadOnly(q)
 }

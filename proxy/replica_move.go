@@ -12,17 +12,21 @@ import (
 // become read-write (SET TRANSACTION READ WRITE, SET transaction_read_only = off: allowed
 // before the transaction's first query). A standby refuses the switch (0A000) where the
 // primary allows it, and the writes after it (25006). So when the client's next request
-// in that transaction may switch (sqlscan.ReadWriteSwitch in what it sends, or a
+// in that transaction may switch (sqlscan.PrimaryOnly in what it sends, or a
 // statement pgmux does not know), the transaction moves: pgmux rolls it back on the
 // standby (a hidden ROLLBACK, which ends the link), the request goes to the primary, and
 // a hidden BEGIN with the same modes (isolation level, access, deferrability:
 // sqlscan.TxModes) opens the transaction there in front of it (beginOnLink). Nothing had
 // run on the standby: the client cannot tell, and the primary answers the request as a
-// direct connection would. Requests that only set or show settings (SET, SET LOCAL, SET
-// TRANSACTION, SHOW: sqlscan.BeforeSnapshot) take no snapshot, and PostgreSQL still takes
-// the switch after them: the transaction stays movable, and their SETs are run again
-// behind the hidden BEGIN (settings.txReplay; a session SET among them is read back
-// after the transaction like the client's own). Once anything else has run in the
+// direct connection would. The same goes for a switch to serializable isolation, which
+// a standby refuses too (0A000) where the primary takes it (sqlscan.PrimaryOnly covers
+// both). Requests that only set, reset or show settings or handle savepoints (SET, SET
+// LOCAL, RESET, SET TRANSACTION, SHOW, SAVEPOINT, RELEASE, ROLLBACK TO:
+// sqlscan.BeforeSnapshot) take no snapshot, and PostgreSQL still takes the switch after
+// them: the transaction stays movable, and they run again behind the hidden BEGIN
+// (settings.txReplay; a session SET among them is read back after the transaction like
+// the client's own). Not so a reset of a startup value: the query pgmux sets it again
+// with takes a snapshot (resetsStartup). Once anything else has run in the
 // transaction, it stays: the switch fails there as on PostgreSQL (25001, before recovery
 // is looked at), and so does a BEGIN sent with other statements in one request (not
 // tracked: rare, and the whole request goes to the primary when they switch,
@@ -82,7 +86,7 @@ func (s *Session) inStandbyTx(typ byte, n int) (done, skipping bool, err error) 
 				s.moveTx(c, fresh)
 				return false, false, nil
 			}
-			if sets, ok := s.setsOnly(typ, n); ok {
+			if sets, ok := s.setsOnly(typ, n); ok && !s.resetsStartup(sets) {
 				s.roFresh = fresh // still movable after it
 				if sets != "" {
 					st := s.settingsState()
@@ -171,7 +175,7 @@ func opensRequest(typ byte) bool {
 
 // mayStartReadWrite reports whether the client's request starting with the current
 // message may switch its transaction to read-write: a statement it parses or binds does
-// (sqlscan.ReadWriteSwitch), or is one whose text pgmux does not know. Only what has
+// (sqlscan.PrimaryOnly), or is one whose text pgmux does not know. Only what has
 // arrived of an extended-protocol request is looked at (awaitRequest waits for its Sync
 // or a Flush).
 func (s *Session) mayStartReadWrite(typ byte, n int) bool {
@@ -180,7 +184,7 @@ func (s *Session) mayStartReadWrite(typ byte, n int) bool {
 	}
 	if typ == 'Q' {
 		m, err := s.rd.Peek(n)
-		return err == nil && sqlscan.ReadWriteSwitch(cString(wire.Body(m)))
+		return err == nil && sqlscan.PrimaryOnly(cString(wire.Body(m)))
 	}
 	buf := s.rd.Window()
 	parsed := map[string]bool{}
@@ -193,7 +197,7 @@ func (s *Session) mayStartReadWrite(typ byte, n int) bool {
 		switch typ {
 		case 'P':
 			name, q, _, ok := link.ParseFields(body)
-			if !ok || sqlscan.ReadWriteSwitch(string(q)) {
+			if !ok || sqlscan.PrimaryOnly(string(q)) {
 				return true
 			}
 			parsed[string(name)] = true
@@ -204,7 +208,7 @@ func (s *Session) mayStartReadWrite(typ byte, n int) bool {
 			}
 			if !parsed[string(name)] {
 				q, known := s.stmtText(name)
-				if !known || sqlscan.ReadWriteSwitch(q) {
+				if !known || sqlscan.PrimaryOnly(q) {
 					return true
 				}
 			}
@@ -284,6 +288,18 @@ func (s *Session) movedBegin(m sqlscan.TxModes) string {
 	}
 	st.txReplay = ""
 	return sql
+}
+
+// resetsStartup reports whether the statements sets reset a setting the client gave at
+// startup: pgmux sets its startup value again behind them with a query of its own
+// (settings_inplace.go), which takes a snapshot, and the transaction can no longer move.
+func (s *Session) resetsStartup(sets string) bool {
+	st := s.set.Load()
+	if st == nil || sets == "" {
+		return false
+	}
+	v := link.ClassifyText(sets, true)
+	return v.Set != nil && len(st.Resets(v.Set)) > 0
 }
 
 // joinSQL joins two statement lists into one.

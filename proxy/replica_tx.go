@@ -108,7 +108,7 @@ func (s *Session) roTxRequestFits() bool {
 		case 'E':
 			portal, _, err := wire.CString(body)
 			q, ok := portals[string(portal)]
-			if err != nil || !ok || sqlscan.ReadWriteSwitch(q) {
+			if err != nil || !ok || sqlscan.PrimaryOnly(q) {
 				return false
 			}
 			ended = endsTx(q)

@@ -8,7 +8,7 @@ import (
 // FuzzScan checks that Scan and the Lexer never panic, that every Text is a slice of the
 // input in order, that tokens tile the input, and that MaybeInteresting never returns false
 // for text Scan finds interesting, in DO blocks too, nor for text whose statements switch
-// to read-write (ReadWriteSwitch), and that SplitAfterEnd cuts the text in two after a
+// to read-write or serializable (PrimaryOnly), and that SplitAfterEnd cuts the text in two after a
 // semicolon. Seeds live in testdata/fuzz/FuzzScan.
 func FuzzScan(f *testing.F) {
 	for _, s := range []string{
@@ -55,9 +55,9 @@ func FuzzScan(f *testing.F) {
 		if interesting && !MaybeInteresting(sql) {
 			t.Fatalf("MaybeInteresting(%q) = false but Scan found an interesting statement", sql)
 		}
-		// ReadWriteSwitch skips Scan when MaybeInteresting is false: it must miss nothing.
-		if switchIn(Scan(sql)) && !ReadWriteSwitch(sql) {
-			t.Fatalf("ReadWriteSwitch(%q) = false but its statements switch to read-write", sql)
+		// PrimaryOnly skips Scan when MaybeInteresting is false: it must miss nothing.
+		if switchIn(Scan(sql)) && !PrimaryOnly(sql) {
+			t.Fatalf("PrimaryOnly(%q) = false but its statements need the primary", sql)
 		}
 		if head, rest, ok := SplitAfterEnd(sql); ok && (head+rest != sql || !strings.HasSuffix(head, ";") || len(Scan(rest)) == 0) {
 			t.Fatalf("SplitAfterEnd(%q) = %q, %q", sql, head, rest)

@@ -77,6 +77,6 @@ func FuzzReadOnly(f *testing.F) {
 	f.Fuzz(func(t *testing.T, sql string) {
 		_ = ReadOnly(sql)
 		_, _ = BeginAccess(sql)
-		_ = ReadWriteSwitch(sql)
+		_ = PrimaryOnly(sql)
 	})
 }

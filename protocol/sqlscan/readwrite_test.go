@@ -6,7 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestReadWriteSwitch(t *testing.T) {
+func TestPrimaryOnly(t *testing.T) {
 	for _, tc := range []struct {
 		sql string
 		sw  bool
@@ -20,7 +20,21 @@ func TestReadWriteSwitch(t *testing.T) {
 		{"SHOW x; START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE", true},
 		{"begin transaction read write", true},
 		{"BEGIN; SET TRANSACTION READ WRITE; INSERT INTO t VALUES (1)", true},
-		{"BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY", false},
+		// Serializable: a standby refuses it (0A000), the primary takes it.
+		{"BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY", true},
+		{"BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY", true},
+		{"START TRANSACTION READ ONLY, ISOLATION LEVEL SERIALIZABLE, DEFERRABLE", true},
+		{"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, DEFERRABLE", false},
+		{"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", false},
+		{"SET transaction_isolation = serializable", true},
+		{"SET LOCAL transaction_isolation TO 'SERIALIZABLE'", true},
+		{"SET transaction_isolation TO DEFAULT", true},
+		{"RESET transaction_isolation", true},
+		{"SET LOCAL transaction_isolation TO 'repeatable read'", false},
+		{"SET transaction_isolation = 'read committed'", false},
+		{"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", false},
+		{"SET default_transaction_isolation = serializable", false},
+		{"SELECT 'isolation level serializable'", false},
 		{"SET TRANSACTION READ WRITE", true},
 		{"SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE; INSERT INTO t VALUES (1)", true},
 		{"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", false},
@@ -54,6 +68,6 @@ func TestReadWriteSwitch(t *testing.T) {
 		{"DO $$BEGIN PERFORM 1; END$$", false},
 		{"", false},
 	} {
-		require.Equal(t, tc.sw, ReadWriteSwitch(tc.sql), tc.sql)
+		require.Equal(t, tc.sw, PrimaryOnly(tc.sql), tc.sql)
 	}
 }

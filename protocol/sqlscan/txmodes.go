@@ -117,9 +117,12 @@ func (m TxModes) SQL() string {
 
 // BeforeSnapshot reports whether sql holds only statements PostgreSQL runs without taking
 // a snapshot, after which a transaction may still change its modes (SET TRANSACTION READ
-// WRITE is refused only once a query has run in it): SET and SET LOCAL of a value (not
-// DEFAULT, which pgmux may follow with its own query), SET TRANSACTION (not SNAPSHOT),
-// and SHOW. replay is its SET statements, "; "-separated, to run them again elsewhere.
+// WRITE is refused only once a query has run in it): SET, SET LOCAL and RESET of one
+// setting (the caller knows which resets it follows with a query of its own), SET
+// TRANSACTION (not SNAPSHOT), SHOW, and SAVEPOINT, RELEASE and ROLLBACK TO (a released
+// or rolled-back-to savepoint leaves the transaction as it was; inside one, PostgreSQL
+// refuses the switch, a standby too). replay is its statements but SHOW, "; "-separated,
+// to run them again elsewhere in the same order.
 func BeforeSnapshot(sql string) (replay string, ok bool) {
 	sts := Scan(sql)
 	if len(sts) == 0 {
@@ -136,15 +139,14 @@ func BeforeSnapshot(sql string) (replay string, ok bool) {
 			if lx := (Lexer{src: st.Value}); st.Name == "" && lx.Next().IsKeyword("snapshot") {
 				return "", false
 			}
-		case KindSet:
-			if st.Value == "DEFAULT" {
-				return "", false
-			}
+		case KindSet, KindReset:
 		case KindOther:
-			if !equalFoldASCII(FirstKeyword(st.Text), "show") {
+			if equalFoldASCII(FirstKeyword(st.Text), "show") {
+				continue
+			}
+			if !savepointStmt(st.Text) {
 				return "", false
 			}
-			continue
 		default:
 			return "", false
 		}
@@ -154,4 +156,39 @@ func BeforeSnapshot(sql string) (replay string, ok bool) {
 		b.WriteString(st.Text)
 	}
 	return b.String(), true
+}
+
+// savepointStmt reports whether text is SAVEPOINT, RELEASE [SAVEPOINT] or ROLLBACK
+// [WORK | TRANSACTION] TO [SAVEPOINT], each of one name.
+func savepointStmt(text string) bool {
+	lx := Lexer{src: text}
+	switch t := lx.Next(); {
+	case t.IsKeyword("savepoint"):
+	case t.IsKeyword("release"):
+		if t = lx.Next(); !t.IsKeyword("savepoint") {
+			return oneName(t, &lx)
+		}
+	case t.IsKeyword("rollback"):
+		if t = lx.Next(); t.IsKeyword("work") || t.IsKeyword("transaction") {
+			t = lx.Next()
+		}
+		if !t.IsKeyword("to") {
+			return false
+		}
+		if t = lx.Next(); !t.IsKeyword("savepoint") {
+			return oneName(t, &lx)
+		}
+	default:
+		return false
+	}
+	return oneName(lx.Next(), &lx)
+}
+
+// oneName reports whether t is a name and nothing but a semicolon follows it in lx.
+func oneName(t Token, lx *Lexer) bool {
+	if t.Kind != TokIdent && t.Kind != TokQuotedIdent {
+		return false
+	}
+	t = lx.Next()
+	return t.Kind == TokEOF || t.Kind == TokSemicolon
 }

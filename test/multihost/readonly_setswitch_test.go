@@ -17,6 +17,9 @@ import (
 // to read-write as on PostgreSQL, which takes the switch until the transaction's first
 // query (those statements take no snapshot): it moves to the primary with its settings.
 // It stayed on the standby, which refused the switch (0A000) and the writes after it.
+// RESET, SET ... TO DEFAULT and savepoints (SAVEPOINT, RELEASE, ROLLBACK TO) keep it
+// movable too, and a switch to serializable isolation, which a standby refuses (0A000)
+// at any time, moves it as well; before, both were refused by the standby.
 // Where PostgreSQL refuses the switch (after a query, in a failed transaction) pgmux
 // gives its error; a session SET made in the moved transaction lasts after its COMMIT.
 func TestSwitchAfterSetInStandbyTransaction(t *testing.T) {
@@ -57,7 +60,33 @@ func TestSwitchAfterSetInStandbyTransaction(t *testing.T) {
 			px("SET TRANSACTION READ WRITE", "SHOW transaction_read_only"), q(ins), q("SHOW work_mem"),
 			px("SHOW transaction_read_only", "COMMIT")}},
 		{"pgx batch with the write", []step{px("SHOW work_mem"), px("SET TRANSACTION READ WRITE", ins), q("ROLLBACK")}},
+		// RESET, SET TO DEFAULT and savepoints take no snapshot either.
+		{"RESET, switch", []step{q("RESET work_mem"), q("SET TRANSACTION READ WRITE"), q(ins), q("COMMIT")}},
+		{"SET TO DEFAULT, switch", []step{q("SET statement_timeout TO DEFAULT"), q("SET LOCAL work_mem TO DEFAULT"),
+			q("SET transaction_read_only = off"), q(ins), q("SHOW statement_timeout"), q("COMMIT")}},
+		{"released SAVEPOINT, switch", []step{q("SAVEPOINT a"), q("SET LOCAL work_mem = '5MB'"), q("RELEASE SAVEPOINT a"),
+			q("SET TRANSACTION READ WRITE"), q(ins), q("SHOW work_mem"), q("COMMIT")}},
+		{"ROLLBACK TO, RELEASE, switch", []step{q("SAVEPOINT a; SET LOCAL work_mem = '5MB'; ROLLBACK TO a"), q("RELEASE a"),
+			q("SET TRANSACTION READ WRITE; " + ins), q("SHOW work_mem"), q("ROLLBACK")}},
+		{"savepoint batches", []step{b("SAVEPOINT b", "RESET lock_timeout", "RELEASE b"), b("SET TRANSACTION READ WRITE", ins),
+			q("COMMIT")}},
+		// Serializable isolation: a standby refuses it (0A000), the primary takes it.
+		{"SERIALIZABLE", []step{q("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"), q("SHOW transaction_isolation"),
+			q("SELECT count(*) FROM ss"), q("COMMIT")}},
+		{"SET LOCAL, SERIALIZABLE DEFERRABLE", []step{q("SET LOCAL work_mem = '3MB'"),
+			q("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE"), q("SHOW transaction_deferrable"),
+			q("SHOW work_mem"), q("COMMIT")}},
+		{"transaction_isolation serializable, switch", []step{q("SET transaction_isolation = serializable"),
+			q("SET TRANSACTION READ WRITE"), q(ins), q("SHOW transaction_isolation"), q("COMMIT")}},
+		{"pgx batch SERIALIZABLE", []step{px("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", "SHOW transaction_isolation"),
+			q("COMMIT")}},
+		{"REPEATABLE READ DEFERRABLE", []step{q("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, DEFERRABLE"),
+			q("SHOW transaction_deferrable"), q("COMMIT")}},
 		// PostgreSQL refuses these: pgmux gives its errors.
+		{"inside a SAVEPOINT", []step{q("SAVEPOINT a"), q("SET TRANSACTION READ WRITE"), q("ROLLBACK")}},
+		{"SERIALIZABLE inside a SAVEPOINT", []step{q("SAVEPOINT a"), q("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"),
+			q("ROLLBACK")}},
+		{"SERIALIZABLE after a query", []step{q("SELECT 1"), q("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"), q("ROLLBACK")}},
 		{"after a query", []step{q("SET LOCAL work_mem = '8MB'"), q("SELECT 1"), q("SET TRANSACTION READ WRITE"), q("ROLLBACK")}},
 		{"after a SHOW and a query in one Query", []step{q("SHOW work_mem; SELECT 1"), q("SET TRANSACTION READ WRITE"), q("ROLLBACK")}},
 		{"after a failed SET", []step{q("SET LOCAL work_mem = 'lots'"), q("SET TRANSACTION READ WRITE"), q("ROLLBACK")}},

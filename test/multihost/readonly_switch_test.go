@@ -23,7 +23,9 @@ import (
 // default_transaction_read_only = off; COMMIT; INSERT ...`, `SET transaction_read_only
 // = off; INSERT ...`, `BEGIN; SET TRANSACTION READ WRITE; ...`, `SHOW ...; BEGIN READ
 // WRITE; ...`, set_config, and the same as pgx batches (one Sync), DISCARD ALL among
-// them. Requests PostgreSQL itself refuses (the switch comes too late for the
+// them. So did a read-only transaction asking for serializable isolation, which a
+// standby refuses (0A000): `BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY`, `SET
+// TRANSACTION ISOLATION LEVEL SERIALIZABLE`. Requests PostgreSQL itself refuses (the switch comes too late for the
 // transaction already running) get the same errors. Read-only requests of the session
 // still reach the standby.
 func TestReadOnlySessionSwitchesToReadWrite(t *testing.T) {
@@ -56,6 +58,12 @@ func TestReadOnlySessionSwitchesToReadWrite(t *testing.T) {
 		{name: "DISCARD ALL, write", session: roSession, query: "DISCARD ALL; " + ins},
 		{name: "START TRANSACTION SERIALIZABLE, READ WRITE", session: roSession,
 			query: "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE; " + ins + "; COMMIT"},
+		// A standby refuses serializable isolation (0A000); the primary takes it.
+		{name: "BEGIN SERIALIZABLE READ ONLY", query: "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY; SELECT count(*) FROM rw; COMMIT"},
+		{name: "BEGIN, SET TRANSACTION SERIALIZABLE", session: roSession,
+			query: "BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, DEFERRABLE; SHOW transaction_isolation; COMMIT"},
+		{name: "SET TRANSACTION SERIALIZABLE outside a transaction", session: roSession,
+			query: "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SELECT 1"},
 
 		{name: "batch: DISCARD ALL, write", session: roSession, batch: []string{"DISCARD ALL", ins}},
 		{name: "batch: SET transaction_read_only off, write", session: roSession,
@@ -71,6 +79,8 @@ func TestReadOnlySessionSwitchesToReadWrite(t *testing.T) {
 		{name: "batch: SELECT, BEGIN READ WRITE", session: roSession, batch: []string{"SELECT 1", "BEGIN READ WRITE", ins, "COMMIT"}},
 		{name: "batch: START TRANSACTION SERIALIZABLE, READ WRITE", session: roSession,
 			batch: []string{"START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE", ins, "COMMIT"}},
+		{name: "batch: BEGIN SERIALIZABLE READ ONLY DEFERRABLE",
+			batch: []string{"BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY DEFERRABLE", "SHOW transaction_isolation", "COMMIT"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mode := pgx.QueryExecModeSimpleProtocol
