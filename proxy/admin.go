@@ -283,19 +283,17 @@ func (s *Session) isAdmin() bool {
 }
 
 // adminLoop answers console commands until the client leaves. Only the simple query
-// protocol is served. An extended-protocol message gets an error and, as on a
-// PostgreSQL server after an error in an extended-protocol batch, everything the client
-// sends up to its Sync is discarded (a Query too); the Sync is answered with
-// ReadyForQuery. CopyData, CopyDone and CopyFail outside COPY are ignored, as PostgreSQL
-// ignores them: a client still sending them after a failed COPY must not get an answer
-// it does not wait for.
+// protocol is served: as PgBouncer's console does, any extended-protocol message (Parse,
+// Bind, Describe, Execute, Close, Flush, Sync) and a FunctionCall end the connection
+// with a FATAL 08P01 that says why (extendedRefused). CopyData, CopyDone and CopyFail
+// outside COPY are ignored, as PostgreSQL ignores them: a client still sending them
+// after a failed COPY must not get an answer it does not wait for.
 func (s *Session) adminLoop() error {
 	defer func() {
 		s.mu.Lock()
 		s.state = ClientClosed
 		s.mu.Unlock()
 	}()
-	skipping := false // after an extended-protocol error, until Sync
 	for {
 		typ, n, err := s.rd.Next()
 		if err != nil {
@@ -304,49 +302,34 @@ func (s *Session) adminLoop() error {
 		switch typ {
 		case 'X':
 			return nil
-		case 'S':
-			if err := s.rd.Skip(n); err != nil {
-				return err
-			}
-			skipping = false
-			if err := s.writeClient(wire.ReadyForQuery(nil, 'I')); err != nil {
+		case 'Q':
+			if err := s.adminSimpleQuery(n); err != nil {
 				return err
 			}
 		case 'd', 'c', 'f':
 			if err := s.rd.Skip(n); err != nil {
 				return err
 			}
-		case 'Q', 'P', 'B', 'D', 'E', 'C', 'H', 'F':
-			if skipping {
-				if err := s.rd.Skip(n); err != nil {
-					return err
-				}
-				continue
-			}
-			if typ == 'Q' {
-				if err := s.adminSimpleQuery(n); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := s.rd.Skip(n); err != nil {
-				return err
-			}
-			b := pgerr.New(pgerr.FeatureNotSupported, "the admin console supports only the simple query protocol").
-				WithHint("Use psql, or set your driver to simple protocol (pgx: QueryExecModeSimpleProtocol).").Append(nil)
-			if typ == 'F' {
-				b = wire.ReadyForQuery(b, 'I') // a function call is not part of a batch: no Sync follows
-			} else {
-				skipping = true
-			}
-			if err := s.writeClient(b); err != nil {
-				return err
-			}
+		case 'P', 'B', 'D', 'E', 'C', 'H', 'S', 'F':
+			s.killWith(extendedRefused(typ))
+			return fmt.Errorf("console client sent %q: only the simple query protocol is served", typ)
 		default:
 			s.killWith(pgerr.Fatal(pgerr.ProtocolViolation, "invalid frontend message type %d", typ))
 			return fmt.Errorf("invalid frontend message type %d", typ)
 		}
 	}
+}
+
+// extendedRefused is the FATAL that ends a console client for a message of type typ
+// outside the simple query protocol: PgBouncer's admin console answers such a message
+// with 08P01 and closes the connection.
+func extendedRefused(typ byte) *pgerr.Error {
+	what := "the extended query protocol"
+	if typ == 'F' {
+		what = "function calls"
+	}
+	return pgerr.Fatal(pgerr.ProtocolViolation, "the admin console does not support %s", what).
+		WithHint("Use psql, or set your driver to the simple query protocol (pgx: QueryExecModeSimpleProtocol).")
 }
 
 // adminSimpleQuery reads a Query of n bytes and answers it.

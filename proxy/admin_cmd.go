@@ -295,6 +295,9 @@ func (s *Server) liftLocked(w *holdWait) {
 	c.lifted()
 	s.holdPoolsLocked(s.matching(w.db))
 	s.holdListenersLocked(w.db)
+	if w.suspend {
+		go s.sendHeldNotes() // not under c.mu: it takes s.mu
+	}
 }
 
 // adminPause holds new transactions of db (or of every database) and waits until each of
@@ -350,12 +353,14 @@ func (s *Server) adminResume(db string) error {
 	c := s.console
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	resumed := false // SUSPEND ends: its held notifications go out
 	switch {
 	case db == "" && s.stopping.Load() != 0:
 		return console.Error("pooler is shutting down")
 	case db == "" && !c.pausedAll && !c.suspended:
 		return console.Error("pooler is not paused/suspended")
 	case db == "":
+		resumed = c.suspended
 		c.pausedAll, c.suspended = false, false
 	case !c.paused[db] && !c.killed[db]:
 		return console.Error("database %s is not paused", db)
@@ -370,6 +375,9 @@ func (s *Server) adminResume(db string) error {
 		}
 	}
 	c.lifted()
+	if resumed {
+		go s.sendHeldNotes() // not under c.mu: it takes s.mu
+	}
 	s.holdListenersLocked(db)
 	s.holdPoolsLocked(s.matching(db))
 	return nil

@@ -61,48 +61,56 @@ func exchange(t *testing.T, fe *pgproto3.Frontend, msgs ...pgproto3.FrontendMess
 	}
 }
 
-// TestAdminExtendedProtocolState: the console answers messages outside the simple query
-// protocol as a PostgreSQL server does. CopyData, CopyDone and CopyFail outside COPY are
-// ignored (no error, no ReadyForQuery), and after an extended-protocol message's error
-// everything up to Sync is discarded, a Query too, and the Sync is answered with
-// ReadyForQuery; the next batch gets its own error.
-func TestAdminExtendedProtocolState(t *testing.T) {
+// fatalThenClosed reads the answer to msgs: a FATAL (its SQLSTATE is returned) and then
+// the end of the connection, with nothing else before it.
+func fatalThenClosed(t *testing.T, fe *pgproto3.Frontend, msgs ...pgproto3.FrontendMessage) string {
+	t.Helper()
+	for _, m := range msgs {
+		fe.Send(m)
+	}
+	require.NoError(t, fe.Flush())
+	m, err := fe.Receive()
+	require.NoError(t, err)
+	e, ok := m.(*pgproto3.ErrorResponse)
+	require.True(t, ok, "answer: %#v", m)
+	require.Equal(t, "FATAL", e.Severity, "%s: %s", e.Code, e.Message)
+	require.Contains(t, e.Message, "admin console does not support")
+	m, err = fe.Receive()
+	require.Error(t, err, "the connection stays open after the FATAL (next: %#v)", m)
+	return e.Code
+}
+
+// TestAdminExtendedProtocolRefused: as PgBouncer's admin console does, a message of the
+// extended query protocol (or a function call) ends the console connection with an
+// 08P01 error; pgmux answered 0A000 and kept the connection. CopyData, CopyDone and
+// CopyFail outside COPY are ignored (no error, no ReadyForQuery).
+func TestAdminExtendedProtocolRefused(t *testing.T) {
 	h := startProxy(t, harnessOpts{})
 	version := &pgproto3.Query{String: "SHOW VERSION"}
 	showVersion := []string{"T", "D", "C SHOW", "Z"}
-	batch := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SHOW POOLS"}, &pgproto3.Bind{},
-		&pgproto3.Execute{}, &pgproto3.Sync{}}
-	refused := []string{"E 0A000", "Z"}
+
+	for _, tc := range []struct {
+		name string
+		msgs []pgproto3.FrontendMessage
+	}{
+		{"a batch", []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SHOW POOLS"}, &pgproto3.Bind{},
+			&pgproto3.Execute{}, &pgproto3.Sync{}}},
+		{"a Parse alone", []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SHOW POOLS"}, &pgproto3.Flush{}}},
+		{"a Describe", []pgproto3.FrontendMessage{&pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{}}},
+		{"a Sync alone", []pgproto3.FrontendMessage{&pgproto3.Sync{}}},
+		{"a function call", []pgproto3.FrontendMessage{&pgproto3.FunctionCall{Function: 1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fe := rawConsole(t, h)
+			require.Equal(t, showVersion, exchange(t, fe, version))
+			require.Equal(t, "08P01", fatalThenClosed(t, fe, tc.msgs...))
+		})
+	}
 
 	t.Run("copy messages outside COPY are ignored", func(t *testing.T) {
 		fe := rawConsole(t, h)
 		require.Equal(t, showVersion, exchange(t, fe, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{},
 			&pgproto3.CopyFail{Message: "gave up"}, version))
-		// They leave no state behind: the next batch is refused and answered.
-		require.Equal(t, refused, exchange(t, fe, batch...))
-		require.Equal(t, refused, exchange(t, fe, batch...))
 		require.Equal(t, showVersion, exchange(t, fe, version))
-	})
-
-	t.Run("a batch after a stray CopyDone gets its error", func(t *testing.T) {
-		fe := rawConsole(t, h)
-		exchange(t, fe, &pgproto3.CopyDone{}, version) // checked above; here, what it leaves behind
-		require.Equal(t, refused, exchange(t, fe, batch...))
-	})
-
-	t.Run("everything up to Sync is discarded", func(t *testing.T) {
-		fe := rawConsole(t, h)
-		require.Equal(t, refused, exchange(t, fe, &pgproto3.Parse{Query: "SHOW POOLS"}, version, &pgproto3.Bind{},
-			&pgproto3.CopyDone{}, &pgproto3.FunctionCall{Function: 1}, &pgproto3.Flush{}, &pgproto3.Execute{},
-			&pgproto3.Sync{}))
-		require.Equal(t, showVersion, exchange(t, fe, version))
-		require.Equal(t, refused, exchange(t, fe, batch...))
-	})
-
-	t.Run("a function call is answered at once", func(t *testing.T) {
-		fe := rawConsole(t, h)
-		require.Equal(t, refused, exchange(t, fe, &pgproto3.FunctionCall{Function: 1}))
-		require.Equal(t, showVersion, exchange(t, fe, version))
-		require.Equal(t, []string{"Z"}, exchange(t, fe, &pgproto3.Sync{}), "a Sync alone is answered")
 	})
 }

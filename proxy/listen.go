@@ -74,7 +74,8 @@ func (s *Server) holdListenersLocked(db string) []*pool.Pool {
 
 // Notify queues a notification from the shared listener (listenmux.Subscriber) for the
 // client and writes it now if nobody else is writing to the client; otherwise the
-// current writer delivers it before letting go.
+// current writer delivers it before letting go. While the pooler is SUSPENDed it only
+// queues (notesHeld).
 func (s *Session) Notify(msg []byte) {
 	if s.closed.Load() {
 		return
@@ -84,7 +85,7 @@ func (s *Session) Notify(msg []byte) {
 	b.q = append(b.q, msg)
 	b.mu.Unlock()
 	s.notifyPending.Store(true)
-	if s.wmu.TryLock() {
+	if !s.notesHeld() && s.wmu.TryLock() {
 		s.drainNotify()
 		s.unlockW()
 	}
@@ -181,11 +182,18 @@ func (s *Session) listenLocally(n int) (bool, error) {
 	return true, s.writeClient(wire.ReadyForQuery(b, 'I'))
 }
 
-// drainNotify writes queued notifications; s.wmu is held, at a message boundary.
+// drainNotify writes queued notifications; s.wmu is held, at a message boundary. While
+// the pooler is SUSPENDed they stay queued (notesHeld).
 func (s *Session) drainNotify() {
-	if !s.notifyPending.Load() {
+	if !s.notifyPending.Load() || s.notesHeld() {
 		return
 	}
+	s.writeNotes()
+}
+
+// writeNotes writes queued notifications whatever the holds; s.wmu is held, at a message
+// boundary.
+func (s *Session) writeNotes() {
 	b := s.notifyBox()
 	b.mu.Lock()
 	q := b.q
@@ -212,11 +220,11 @@ func (s *Session) drainNotify() {
 }
 
 // unlockW lets go of the client writer, delivering notifications that arrived while it
-// was held.
+// was held, unless the pooler is SUSPENDed: then RESUME delivers them (sendHeldNotes).
 func (s *Session) unlockW() {
 	for {
 		s.wmu.Unlock()
-		if !s.notifyPending.Load() || !s.wmu.TryLock() {
+		if !s.notifyPending.Load() || s.notesHeld() || !s.wmu.TryLock() {
 			return
 		}
 		s.drainNotify()

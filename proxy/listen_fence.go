@@ -41,7 +41,9 @@ func fenceAsked(open bool, typ byte) (first, openAfter bool) {
 
 // awaitFence holds a listening client's ReadyForQuery until the fence its latest
 // request asked for has come back (at most listenmux.FenceWait), then writes the
-// notifications handed over before it; s.wmu is held, at a message boundary.
+// notifications handed over before it, SUSPEND or not: they come before an answer that
+// goes out anyway, as a server sends its own before its ReadyForQuery; s.wmu is held, at
+// a message boundary.
 func (s *Session) awaitFence() {
 	b := s.notes.Load()
 	if b == nil {
@@ -52,7 +54,9 @@ func (s *Session) awaitFence() {
 		s.log().Debug("listener round trip took too long: answer sent without waiting for it",
 			zap.Duration("waited", listenmux.FenceWait))
 	}
-	s.drainNotify()
+	if s.notifyPending.Load() {
+		s.writeNotes()
+	}
 }
 
 // restoreListener runs before a listening client's message goes to its server: when the

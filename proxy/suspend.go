@@ -205,7 +205,7 @@ func (s *Session) relayQuiet() bool {
 func (s *Server) suspendedAll(pools []*pool.Pool) bool {
 	c := s.console
 	c.mu.Lock()
-	resting := maps.Clone(c.resting) // not held on: unlockW may write to a client
+	resting := maps.Clone(c.resting) // not held on while the clients' locks are tried
 	c.mu.Unlock()
 	rest := map[*pool.Conn]bool{}
 	for _, sess := range s.Sessions() {
@@ -276,4 +276,34 @@ func (s *Server) dropLogins(logins []*Session) {
 // default code); detail says why, with a verb for suspend_timeout's value.
 func (s *Server) suspendTimeoutFatal(detail string) *pgerr.Error {
 	return pgerr.Fatal(pgerr.ProtocolViolation, "suspend_timeout").WithDetail(detail, s.Config().SuspendTimeout)
+}
+
+// Notifications and SUSPEND. PgBouncer stops reading every server while suspended, so a
+// notification reaches no client until RESUME. pgmux's shared listener (listenmux) keeps
+// reading its server, and each client's notifications wait in its queue (notifyBox)
+// instead, in order, until RESUME writes them (sendHeldNotes). Nobody writes them
+// meanwhile: not the listener's reader (Notify), and not SUSPEND's own goroutine when it
+// lets go of a client's writer (relayQuiet, unlockW), which would wait on a client that
+// does not read. The one exception is a ReadyForQuery relayed during SUSPEND: the
+// notifications its fence ordered before it go first (awaitFence).
+
+// notesHeld reports whether notifications wait for RESUME.
+func (s *Session) notesHeld() bool { return s.srv.console.suspendedNow.Load() }
+
+// sendHeldNotes writes, once SUSPEND has ended, the notifications it held: each client's
+// on a goroutine of its own, so that neither RESUME nor another client waits on a client
+// that does not read. A client whose writer is busy gets them from its holder (unlockW),
+// which sees the hold lifted: suspendedNow is cleared before this runs.
+func (s *Server) sendHeldNotes() {
+	for _, sess := range s.Sessions() {
+		if !sess.notifyPending.Load() {
+			continue
+		}
+		go func() {
+			if sess.wmu.TryLock() {
+				sess.drainNotify()
+				sess.unlockW()
+			}
+		}()
+	}
 }
