@@ -118,6 +118,11 @@ func TestDetachLeavesNoStaleEpollEntry(t *testing.T) {
 	s, client := parkingSession(t)
 	p := s.home()
 	fd := s.fd
+	// Idle since now: the loop's sweep parks a client waiting on the loop once it has been
+	// idle for parkDelay, and a session that never was idle counts as idle since 1970, so
+	// a tick between loopPark and leaveLoop detached it first (seen once under -race:
+	// park found no reader).
+	s.idleSince = time.Now().UnixNano()
 	require.True(t, p.loopPark(s, fd, true))
 	p.leaveLoop(s) // a request went to a goroutine: the descriptor stays in the set
 	require.True(t, s.park())
