@@ -14,6 +14,7 @@
 #   BENCH_KEEP_TMP=1 bench/instr.sh      # keeps the callgrind dumps for callgrind_annotate
 #   BENCH_REPS=3 bench/instr.sh A B      # three rounds, the builds alternating in each
 #   BENCH_PGBOUNCER=1 bench/instr.sh     # PgBouncer's figure too, in each round
+#   BENCH_INSTR_CLIENTS=500 bench/instr.sh   # 500 clients instead of 50 (TX a multiple of 1000)
 #
 # Modes: simple and extended (pgbench -M), and unnamed: -M extended with
 # cache_unnamed_statements = 1 (each Parse of the unnamed statement served from the
@@ -42,7 +43,7 @@ cd "$BENCH_ROOT"
 read -ra QMODES <<<"${BENCH_MODES:-simple extended}"
 TX=${BENCH_TX:-4000}
 REPS=${BENCH_REPS:-1}
-CLIENTS=50
+CLIENTS=${BENCH_INSTR_CLIENTS:-50}
 callgrind_setup 300 10 "$@"
 
 # per_tx HALF FULL: instructions per transaction from the counts of the two runs.
