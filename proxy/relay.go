@@ -893,6 +893,7 @@ func (s *Session) Pump(c *pool.Conn) error {
 		}
 	}()
 	rd := c.Rd
+	busy := false // SUSPEND's hold found the client's side busy (holdAnswer)
 	for {
 		if held && s.q.fakes.Load() > 0 {
 			s.answerFakes()
@@ -914,6 +915,7 @@ func (s *Session) Pump(c *pool.Conn) error {
 		if rd.Buffered() == 0 {
 			// Nothing of the server's left to relay, and what was relayed is flushed:
 			// SUSPEND counts this reader suspended while it waits (relayQuiet).
+			busy = false
 			s.pumps.Add(pumpQuiet)
 			typ, n, err = rd.Next()
 			s.pumps.Add(-pumpQuiet)
@@ -932,7 +934,7 @@ func (s *Session) Pump(c *pool.Conn) error {
 			return nil
 		}
 		if s.srv.console.suspendedNow.Load() {
-			s.holdAnswer(held) // suspend.go
+			busy = s.holdAnswer(held, busy) // suspend.go
 		}
 		if !held {
 			s.wmu.Lock()

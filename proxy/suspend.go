@@ -101,20 +101,28 @@ func (s *Session) flushServer(sv *pool.Conn) error {
 // after what was relayed before it is flushed (held: the reader holds the client's
 // writer, in the middle of an answer, and keeps it). It returns at RESUME, at a shutdown,
 // and once the client has left or is being ended, and the reader goes on as always (a
-// kill's FATAL is told at the boundary, ending).
-func (s *Session) holdAnswer(held bool) {
-	if !s.clientSuspendedSoon() {
-		return // its client's side may be waiting for this answer: relayed
+// kill's FATAL is told at the boundary, ending). It reports whether it relayed, the
+// client's side busy: busy says it was found so already, since the reader last waited
+// for the server, and is looked at once more without the grace of clientSuspendedSoon.
+// A side busy that long waits on the server (a request the server reads only once this
+// answer is out): a grace per message had the answer crawl, a millisecond a row, and
+// SUSPEND wait on it (PgBouncer reads the server at full speed until its clients are
+// suspended). SUSPEND cannot have counted the link since then, as this reader has not
+// been quiet.
+func (s *Session) holdAnswer(held, busy bool) bool {
+	if busy && !s.clientSuspended() || !busy && !s.clientSuspendedSoon() {
+		return true // its client's side may be waiting for this answer: relayed
 	}
 	if held && s.wr.Buffered() > 0 {
 		if err := s.wr.Flush(); err != nil {
 			s.clientWriteFailed()
-			return
+			return false
 		}
 	}
 	s.pumps.Add(pumpQuiet)
 	defer s.pumps.Add(-pumpQuiet)
 	_ = s.untilResumed()
+	return false
 }
 
 // clientSuspendedSoon reports whether the client's side of the link is suspended

@@ -119,15 +119,13 @@ func (m TxModes) SQL() string {
 // a snapshot, after which a transaction may still change its modes (SET TRANSACTION READ
 // WRITE is refused only once a query has run in it): SET, SET LOCAL and RESET of one
 // setting (the caller knows which resets it follows with a query of its own), SET
-// TRANSACTION (not SNAPSHOT), SHOW, and SAVEPOINT, RELEASE and ROLLBACK TO (a released
-// or rolled-back-to savepoint leaves the transaction as it was; inside one, PostgreSQL
-// refuses the switch, a standby too). replay is its statements but SHOW, "; "-separated,
-// to run them again elsewhere in the same order.
+// TRANSACTION (not SNAPSHOT), SET CONSTRAINTS, SHOW, and SAVEPOINT, RELEASE and ROLLBACK
+// TO (a released or rolled-back-to savepoint leaves the transaction as it was; inside
+// one, PostgreSQL refuses the switch, a standby too), or nothing at all (an empty query).
+// replay is its statements but SHOW, "; "-separated, to run them again elsewhere in the
+// same order.
 func BeforeSnapshot(sql string) (replay string, ok bool) {
 	sts := Scan(sql)
-	if len(sts) == 0 {
-		return "", false
-	}
 	var b strings.Builder
 	for i := range sts {
 		st := &sts[i]
@@ -144,7 +142,7 @@ func BeforeSnapshot(sql string) (replay string, ok bool) {
 			if equalFoldASCII(FirstKeyword(st.Text), "show") {
 				continue
 			}
-			if !savepointStmt(st.Text) {
+			if !savepointStmt(st.Text) && !constraintsStmt(st.Text) {
 				return "", false
 			}
 		default:
@@ -182,6 +180,13 @@ func savepointStmt(text string) bool {
 		return false
 	}
 	return oneName(lx.Next(), &lx)
+}
+
+// constraintsStmt reports whether text is SET CONSTRAINTS (PostgreSQL's ConstraintsSetStmt,
+// which, like SET, runs without a snapshot).
+func constraintsStmt(text string) bool {
+	lx := Lexer{src: text}
+	return lx.Next().IsKeyword("set") && lx.Next().IsKeyword("constraints")
 }
 
 // oneName reports whether t is a name and nothing but a semicolon follows it in lx.

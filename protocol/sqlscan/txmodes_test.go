@@ -69,12 +69,15 @@ func TestBeforeSnapshot(t *testing.T) {
 		{"SAVEPOINT a; SELECT 1", "", false},
 		{"SET ROLE admin", "", false},
 		{"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", "", false},
-		{"SET CONSTRAINTS ALL DEFERRED", "", false},
+		{"SET CONSTRAINTS ALL DEFERRED", "SET CONSTRAINTS ALL DEFERRED", true},
+		{"set constraints a, b immediate; SHOW work_mem", "set constraints a, b immediate", true},
+		{"SET CONSTRAINTS ALL DEFERRED; SELECT 1", "", false},
 		{"SHOW work_mem; SELECT 1", "", false},
 		{"SELECT set_config('work_mem', '8MB', true)", "", false},
 		{"DO $$BEGIN SET LOCAL work_mem = '8MB'; END$$", "", false},
-		{"", "", false},
-		{";", "", false},
+		{"", "", true},
+		{";", "", true},
+		{"/* nothing */ ;", "", true},
 	} {
 		replay, ok := BeforeSnapshot(tc.sql)
 		require.Equal(t, tc.ok, ok, tc.sql)

@@ -17,8 +17,8 @@ import (
 // to read-write as on PostgreSQL, which takes the switch until the transaction's first
 // query (those statements take no snapshot): it moves to the primary with its settings.
 // It stayed on the standby, which refused the switch (0A000) and the writes after it.
-// RESET, SET ... TO DEFAULT and savepoints (SAVEPOINT, RELEASE, ROLLBACK TO) keep it
-// movable too, and a switch to serializable isolation, which a standby refuses (0A000)
+// RESET, SET ... TO DEFAULT, savepoints (SAVEPOINT, RELEASE, ROLLBACK TO), SET
+// CONSTRAINTS and empty queries keep it movable too, and a switch to serializable isolation, which a standby refuses (0A000)
 // at any time, moves it as well; before, both were refused by the standby.
 // Where PostgreSQL refuses the switch (after a query, in a failed transaction) pgmux
 // gives its error; a session SET made in the moved transaction lasts after its COMMIT.
@@ -70,6 +70,10 @@ func TestSwitchAfterSetInStandbyTransaction(t *testing.T) {
 			q("SET TRANSACTION READ WRITE; " + ins), q("SHOW work_mem"), q("ROLLBACK")}},
 		{"savepoint batches", []step{b("SAVEPOINT b", "RESET lock_timeout", "RELEASE b"), b("SET TRANSACTION READ WRITE", ins),
 			q("COMMIT")}},
+		// SET CONSTRAINTS and an empty query take none either.
+		{"SET CONSTRAINTS, switch", []step{q("SET CONSTRAINTS ALL DEFERRED"), q("SET TRANSACTION READ WRITE"), q(ins),
+			q("COMMIT")}},
+		{"empty query, switch", []step{q(""), q(";"), b(""), q("SET TRANSACTION READ WRITE"), q(ins), q("COMMIT")}},
 		// Serializable isolation: a standby refuses it (0A000), the primary takes it.
 		{"SERIALIZABLE", []step{q("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"), q("SHOW transaction_isolation"),
 			q("SELECT count(*) FROM ss"), q("COMMIT")}},
