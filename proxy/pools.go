@@ -161,8 +161,11 @@ func (ps *pools) getOrMake(cfg *config.Config, db *config.Database, user string)
 	e.direct = ps.directFor(db.Name, cfg.EffectiveDirectPoolSize(db))
 	ps.byKey[k] = e
 	if cl := ps.hosts.forDB(db); cl != nil {
-		// The first pool's login (its user's credentials) serves the hosts' checkers.
-		cl.Watch(func() *pool.Target { return ps.target(e, user) }, cfg.ServerConnectTimeout)
+		// The first pool's login (its user's credentials) serves the hosts' checkers. The
+		// closure has a copy of e: capturing the result itself would move it to the heap
+		// on every login, the ones that find their pool made too.
+		made := e
+		cl.Watch(func() *pool.Target { return ps.target(made, user) }, cfg.ServerConnectTimeout)
 	}
 	return e, true, nil
 }

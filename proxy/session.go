@@ -393,6 +393,9 @@ func (l sessionLog) Error(msg string, f ...zap.Field) { l.base.Error(msg, l.with
 
 // socketFD returns the descriptor of a plain socket, or -1.
 func socketFD(nc net.Conn) int32 {
+	if d, ok := nc.(interface{ descriptor() int32 }); ok {
+		return d.descriptor() // a loop's login: no closure (its capture is a heap allocation)
+	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return -1
