@@ -5,6 +5,7 @@ package proxy
 import (
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -36,6 +37,30 @@ type rawListener struct {
 	f   *os.File
 	rc  syscall.RawConn
 	tcp bool // its clients get TCP_NODELAY
+	acc *acceptor
+}
+
+// acceptor is acceptFD's state: the accept4 attempt that rc.Read calls, bound once with
+// its results as fields. A closure per call, with the results captured, would put two
+// heap allocations on every login. mu keeps concurrent Accepts (one goroutine accepts
+// each listener; a test may call Accept itself) from sharing the fields.
+type acceptor struct {
+	mu    sync.Mutex
+	try   func(uintptr) bool // tryAccept's method value
+	fd    int
+	errno syscall.Errno
+}
+
+// tryAccept accepts one client on the listening socket lfd, non-blocking; false when
+// none is waiting (rc.Read then waits for one).
+func (a *acceptor) tryAccept(lfd uintptr) bool {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, lfd, 0, 0,
+		syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
+	if e == syscall.EAGAIN {
+		return false
+	}
+	a.fd, a.errno = int(r), e
+	return true
 }
 
 // rawAccepting wraps a TCP or unix-socket listener; any other, or one whose descriptor
@@ -65,7 +90,9 @@ func rawAccepting(ln net.Listener) net.Listener {
 		_ = f.Close()
 		return ln
 	}
-	return rawListener{sl, f, rc, tcp}
+	acc := &acceptor{}
+	acc.try = acc.tryAccept
+	return rawListener{sl, f, rc, tcp, acc}
 }
 
 // Close closes the listening socket (both descriptors), which ends a waiting Accept.
@@ -103,17 +130,13 @@ func accepted(fd int32) (net.Conn, error) {
 // (with TCP_NODELAY set, for TCP), in no poller yet: a client that logs in on a client loop
 // (loginloop_linux.go) is read there alone.
 func (l rawListener) acceptFD() (int, error) {
+	a := l.acc
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	for {
-		fd, errno := -1, syscall.Errno(0)
-		err := l.rc.Read(func(lfd uintptr) bool {
-			r, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, lfd, 0, 0,
-				syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
-			if e == syscall.EAGAIN {
-				return false
-			}
-			fd, errno = int(r), e
-			return true
-		})
+		a.fd, a.errno = -1, 0
+		err := l.rc.Read(a.try)
+		fd, errno := a.fd, a.errno
 		if err != nil {
 			if connClosed(err) { // f closed by Close: say it as net's Accept does
 				err = net.ErrClosed

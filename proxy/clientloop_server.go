@@ -3,9 +3,11 @@ package proxy
 import (
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/wire"
 )
 
 // The client loop reads server connections too (issue 14, the second stage): a server
@@ -109,6 +111,18 @@ func (s *Session) relayBatch(c *pool.Conn, at time.Time) bool {
 		if !whole {
 			break
 		}
+		if runAnswer(typ) {
+			took, err := s.relayRun(c)
+			if err != nil {
+				s.serverFailed(c, err)
+				c.HandBack()
+				ok = false
+				break
+			}
+			if took > 0 {
+				continue
+			}
+		}
 		if _, _, err := rd.Next(); err != nil {
 			c.KeepReader()
 			ok = false
@@ -153,6 +167,82 @@ func (s *Session) relayBatch(c *pool.Conn, at time.Time) bool {
 		go s.flushLeft()
 	}
 	return ok
+}
+
+// runAnswer reports whether a server message of type typ only answers a request (its
+// parse, bind, close, description, a row, its completion): relayRun's.
+func runAnswer(typ byte) bool {
+	switch typ {
+	case '1', '2', '3', 'n', 't', 'T', 'D', 'C', 'I', 's':
+		return true
+	}
+	return false
+}
+
+// relayRun relays, from the front of c's buffered answer, a run of whole messages that
+// only answer requests (runAnswer), as relayMsg would one by one: each matched to its
+// request (answer) in order, but under one hold of s.mu, and the ones the client sees
+// as they are copied into its writer in one piece and counted once. A transaction's
+// answer is mostly such messages (five of six for an extended-protocol query), and the
+// per-message lock, copy and count were a tenth of the relay's work for them. The run
+// stops before anything else relayMsg looks at: a message of another type, one that
+// does not fit the writer's room (it would flush), a Parse pgmux answers itself (fakes),
+// a held replica request, LISTEN's bookkeeping, an end of the lease or of the session;
+// relayBatch handles that one the ordinary way. A message answer hides or reads (a
+// hidden request's, a row pgmux reads) ends the run too, handled here (afterAnswer). It
+// returns how many messages it took (none: the first was not for a run); err is
+// relayMsg's, for the caller to tell the client (serverFailed). s.wmu is held.
+func (s *Session) relayRun(c *pool.Conn) (took int, err error) {
+	if s.closed.Load() {
+		return 0, nil // forward's skip of what a gone client would be sent
+	}
+	rd := c.Rd
+	room := s.wr.Room()
+	var run []byte
+	s.mu.Lock()
+	for {
+		typ, n, whole := rd.Whole()
+		if !whole || !runAnswer(typ) || len(run)+wire.HeaderLen+n >= room ||
+			s.q.fakes.Load() > 0 || s.rr.Load() != nil || s.notes.Load() != nil ||
+			s.endWith.Load() != nil || !s.leases(c) {
+			break
+		}
+		if _, _, err := rd.Next(); err != nil {
+			break // relayBatch's Next says it again
+		}
+		hide, row := s.answer(c, typ)
+		if hide || row != 0 {
+			s.mu.Unlock()
+			s.sendRun(run)
+			return took + 1, s.afterAnswer(rd, typ, n, hide, row)
+		}
+		m, _ := rd.Message(n) // whole: it does not read
+		if len(run) > 0 && unsafe.SliceData(m) != unsafe.SliceData(run[len(run):]) {
+			s.sendRun(run) // not next to the run in the buffer (not seen: Whole reads nothing)
+			run = nil
+		}
+		if len(run) == 0 {
+			run = m
+		} else {
+			run = run[:len(run)+len(m)]
+		}
+		took++
+	}
+	s.mu.Unlock()
+	s.sendRun(run)
+	return took, nil
+}
+
+// sendRun copies run, whole server messages, into the client's writer (it fits: no
+// flush) and counts them.
+func (s *Session) sendRun(run []byte) {
+	if len(run) == 0 {
+		return
+	}
+	s.ops.out.Add(uint64(len(run)))
+	if err := s.wr.Write(run); err != nil {
+		s.clientWriteFailed()
+	}
 }
 
 // flushLeft sends what the loop left unsent in s.wr when the client's socket was full,

@@ -491,6 +491,9 @@ func (c *loginConn) closeFD() {
 	}
 }
 
+// descriptor is the client's socket (socketFD).
+func (c *loginConn) descriptor() int32 { return c.fd.Load() }
+
 func (c *loginConn) LocalAddr() net.Addr  { return sockAddr(int(c.fd.Load()), true) }
 func (c *loginConn) RemoteAddr() net.Addr { return sockAddr(int(c.fd.Load()), false) }
 

@@ -87,7 +87,11 @@ func ignored(cfg *config.Config, key string) bool {
 // to, unless it is a reported one whose value the pool's servers already have.
 func (s *Session) initParams(cfg *config.Config, server pool.Params, start []startup.Param) {
 	s.params = sessionParams{base: server}
-	var own, startVals pool.Params
+	// On the stack: a client that sent the values another client of the pool sent (an
+	// application's clients send the same ones) shares that client's copy, and its login
+	// allocates neither these nor their key (sharedOwn, sharedStart clone what they keep).
+	var ownBuf, startBuf [8]pool.Param
+	own, startVals := pool.Params(ownBuf[:0]), pool.Params(startBuf[:0])
 	for _, p := range start {
 		if p.Key == "pgmux.pool_mode" {
 			if strings.EqualFold(p.Value, "session") {
@@ -100,9 +104,9 @@ func (s *Session) initParams(cfg *config.Config, server pool.Params, start []sta
 			if base, ok := server.Get(name); ok && base == v {
 				continue
 			}
-			own.Set(name, v)
+			own = withParam(own, name, v)
 		}
-		startVals.Set(strings.ToLower(p.Key), p.Value)
+		startVals = withParam(startVals, strings.ToLower(p.Key), p.Value)
 	}
 	if len(own) > 0 {
 		s.params.own = s.sharedOwn(own)
@@ -112,15 +116,27 @@ func (s *Session) initParams(cfg *config.Config, server pool.Params, start []sta
 	}
 }
 
+// withParam is ps with name set to value, as params.Params.Set (which, through its
+// pointer, would move initParams' stack arrays to the heap).
+func withParam(ps pool.Params, name, value string) pool.Params {
+	for i := range ps {
+		if ps[i].Name == name {
+			ps[i].Value = value
+			return ps
+		}
+	}
+	return append(ps, pool.Param{Name: name, Value: value})
+}
+
 // sharedOwn returns own, or an equal set the pool's other clients already hold: their
 // reported parameters are read-only arrays (sessionParams.Set copies before it changes
 // one), so clients that sent the same values share them.
 func (s *Session) sharedOwn(own pool.Params) pool.Params {
-	own = slices.Clip(own)
 	if s.entry == nil {
-		return own
+		return slices.Clone(own)
 	}
-	return s.entry.sharedOwn(packStart(own), own)
+	var key [256]byte
+	return s.entry.sharedOwn(packStart(key[:0], own), own)
 }
 
 // sharedStart returns read-only settings holding only the startup values start: one
@@ -128,23 +144,21 @@ func (s *Session) sharedOwn(own pool.Params) pool.Params {
 // do), so that a client that has logged in and sent nothing holds none of its own. The
 // session takes a copy of its own before it handles a message (ownSettings).
 func (s *Session) sharedStart(start pool.Params) *settings {
-	start = slices.Clip(start) // a Set on a copy's start must not write into the shared array
 	if s.entry == nil {
-		return &settings{Settings: link.Settings{Start: start}}
+		return &settings{Settings: link.Settings{Start: slices.Clone(start)}}
 	}
-	return s.entry.sharedStart(packStart(start), start)
+	var key [256]byte
+	return s.entry.sharedStart(packStart(key[:0], start), start)
 }
 
-// packStart is the key of a set of startup values: names and values, NUL-terminated.
-func packStart(start pool.Params) string {
-	var b strings.Builder
+// packStart appends to b the key of a set of startup values: names and values,
+// NUL-terminated.
+func packStart(b []byte, start pool.Params) []byte {
 	for _, p := range start {
-		b.WriteString(p.Name)
-		b.WriteByte(0)
-		b.WriteString(p.Value)
-		b.WriteByte(0)
+		b = append(append(b, p.Name...), 0)
+		b = append(append(b, p.Value...), 0)
 	}
-	return b.String()
+	return b
 }
 
 // ownSettings replaces the shared startup settings of initParams with the client's own

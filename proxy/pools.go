@@ -63,35 +63,39 @@ const maxSharedStarts = 64
 
 // sharedOwn returns the entry's shared copy of the reported parameters own, whose names
 // and values key packs.
-func (e *poolEntry) sharedOwn(key string, own pool.Params) pool.Params {
+// own may be the caller's stack array: what is kept or returned is a copy (clipped: a
+// Set on it must not write into the shared array).
+func (e *poolEntry) sharedOwn(key []byte, own pool.Params) pool.Params {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if ps, ok := e.owns[key]; ok {
+	if ps, ok := e.owns[string(key)]; ok {
 		return ps
 	}
+	kept := slices.Clone(own)
 	if len(e.owns) < maxSharedStarts {
 		if e.owns == nil {
 			e.owns = make(map[string]pool.Params)
 		}
-		e.owns[key] = own
+		e.owns[string(key)] = kept
 	}
-	return own
+	return kept
 }
 
 // sharedStart returns the entry's shared settings for the startup values start, whose
 // names and values key packs.
-func (e *poolEntry) sharedStart(key string, start pool.Params) *settings {
+// start may be the caller's stack array, as sharedOwn's own.
+func (e *poolEntry) sharedStart(key []byte, start pool.Params) *settings {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if st, ok := e.starts[key]; ok {
+	if st, ok := e.starts[string(key)]; ok {
 		return st
 	}
-	st := &settings{Settings: link.Settings{Start: start}, shared: true}
+	st := &settings{Settings: link.Settings{Start: slices.Clone(start)}, shared: true}
 	if len(e.starts) < maxSharedStarts {
 		if e.starts == nil {
 			e.starts = make(map[string]*settings)
 		}
-		e.starts[key] = st
+		e.starts[string(key)] = st
 	}
 	return st
 }
@@ -157,8 +161,11 @@ func (ps *pools) getOrMake(cfg *config.Config, db *config.Database, user string)
 	e.direct = ps.directFor(db.Name, cfg.EffectiveDirectPoolSize(db))
 	ps.byKey[k] = e
 	if cl := ps.hosts.forDB(db); cl != nil {
-		// The first pool's login (its user's credentials) serves the hosts' checkers.
-		cl.Watch(func() *pool.Target { return ps.target(e, user) }, cfg.ServerConnectTimeout)
+		// The first pool's login (its user's credentials) serves the hosts' checkers. The
+		// closure has a copy of e: capturing the result itself would move it to the heap
+		// on every login, the ones that find their pool made too.
+		made := e
+		cl.Watch(func() *pool.Target { return ps.target(made, user) }, cfg.ServerConnectTimeout)
 	}
 	return e, true, nil
 }

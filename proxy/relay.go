@@ -996,36 +996,41 @@ func (s *Session) relayMsg(c *pool.Conn, typ byte, n int, loopAt time.Time) (rel
 		s.mu.Lock()
 		hide, row := s.answer(c, typ)
 		s.mu.Unlock()
-		if typ == 'C' && !hide {
-			if u := s.unlistenTracked(); u != nil {
-				if err = s.unlistenCC(u, rd, n); err != nil {
-					s.serverFailed(c, err)
-					return false, err
-				}
-			}
-		}
-		switch {
-		case row == link.RowCheck && typ == 'D':
-			err = s.readCheckRow(rd, n)
-		case row == link.RowSettings && typ == 'D':
-			err = s.readRow(rd, n)
-		case row == link.RowClear && typ == 'C':
-			err = s.readClear(rd, n, hide)
-		case row == link.RowHideCC && typ == 'C':
-			err = s.readCC(rd, n)
-		case row == link.RowParams:
-			err = s.readParams(rd, n, hide)
-		case hide:
-			err = rd.Skip(n)
-		default:
-			err = s.forward(rd, n)
-		}
+		err = s.afterAnswer(rd, typ, n, hide, row)
 	}
 	if err != nil {
 		s.serverFailed(c, err)
 		return false, err
 	}
 	return false, nil
+}
+
+// afterAnswer relays, reads or skips a server message that answer matched (hide, row),
+// as relayMsg does; the caller tells the client of an error (serverFailed).
+func (s *Session) afterAnswer(rd *wire.Reader, typ byte, n int, hide bool, row int) error {
+	if typ == 'C' && !hide {
+		if u := s.unlistenTracked(); u != nil {
+			if err := s.unlistenCC(u, rd, n); err != nil {
+				return err
+			}
+		}
+	}
+	switch {
+	case row == link.RowCheck && typ == 'D':
+		return s.readCheckRow(rd, n)
+	case row == link.RowSettings && typ == 'D':
+		return s.readRow(rd, n)
+	case row == link.RowClear && typ == 'C':
+		return s.readClear(rd, n, hide)
+	case row == link.RowHideCC && typ == 'C':
+		return s.readCC(rd, n)
+	case row == link.RowParams:
+		return s.readParams(rd, n, hide)
+	case hide:
+		return rd.Skip(n)
+	default:
+		return s.forward(rd, n)
+	}
 }
 
 // atBoundary reports whether the client has no answer outstanding, so a notification

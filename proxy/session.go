@@ -393,6 +393,9 @@ func (l sessionLog) Error(msg string, f ...zap.Field) { l.base.Error(msg, l.with
 
 // socketFD returns the descriptor of a plain socket, or -1.
 func socketFD(nc net.Conn) int32 {
+	if d, ok := nc.(interface{ descriptor() int32 }); ok {
+		return d.descriptor() // a loop's login: no closure (its capture is a heap allocation)
+	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return -1
@@ -950,11 +953,10 @@ func (s *Session) negotiateVersion(pkt *startup.Packet) error {
 
 // sendLoginAnswer sends AuthenticationOk's followers: parameters, key data and ready.
 func (s *Session) sendLoginAnswer(pkt *startup.Packet) error {
-	// One buffer of the answer's size: AuthenticationOk (9 bytes), a ParameterStatus per
-	// parameter, BackendKeyData (13), ReadyForQuery (6).
-	n := 9 + 13 + 6
-	s.params.each(func(name, value string) { n += 5 + len(name) + 1 + len(value) + 1 })
-	b := wire.Auth(make([]byte, 0, n), wire.AuthOK, nil)
+	// AuthenticationOk (9 bytes), a ParameterStatus per parameter (PostgreSQL 15 reports
+	// 14, about 400 bytes), BackendKeyData (13), ReadyForQuery (6): in one pass, into a
+	// buffer that fits the usual answer (the parameters are walked once, not to size it).
+	b := wire.Auth(make([]byte, 0, 640), wire.AuthOK, nil)
 	s.params.each(func(name, value string) { b = wire.ParameterStatus(b, name, value) })
 	b = wire.BackendKeyData(b, s.cancelPID, s.cancelKey)
 	b = wire.ReadyForQuery(b, 'I')

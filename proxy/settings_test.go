@@ -127,7 +127,14 @@ func TestStartupSettingsShared(t *testing.T) {
 	// settingsState, whatever calls it first, also gives a copy of the client's own.
 	st := b.settingsState()
 	require.False(t, st.shared)
-	require.True(t, e.starts[packStart(b.set.Load().Start)].shared)
+	require.True(t, e.starts[string(packStart(nil, b.set.Load().Start))].shared)
+
+	// A client that sent values another client of the pool sent allocates nothing for
+	// them at login: its values and their key are built on the stack.
+	c := &Session{entry: e, sessionWork: newWork()}
+	allocs := testing.AllocsPerRun(100, func() { c.initParams(cfg, server, start) })
+	require.Zero(t, allocs)
+	require.Same(t, &b.params.own[0], &c.params.own[0], "the shared array, not the stack's")
 }
 
 // TestResetInPlacePosition: an error in a statement after the DO block that link.ResetInPlace

@@ -107,3 +107,34 @@ func FuzzParseParams(f *testing.F) {
 		require.Equal(t, want, p.Params)
 	})
 }
+
+// repeating is a source that sends its packet over and over.
+type repeating struct {
+	pkt []byte
+	off int
+}
+
+func (r *repeating) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c := copy(p[n:], r.pkt[r.off:])
+		n += c
+		r.off = (r.off + c) % len(r.pkt)
+	}
+	return n, nil
+}
+
+// TestReadStartupAllocations: reading a usual startup packet adds no allocation to
+// Parse's three (its body is read into a stack array).
+func TestReadStartupAllocations(t *testing.T) {
+	body := startupBody("user\x00app\x00database\x00db\x00application_name\x00psql\x00client_encoding\x00UTF8\x00\x00")
+	pkt := binary.BigEndian.AppendUint32(nil, uint32(len(body)+4))
+	rd := wire.NewReader(&repeating{pkt: append(pkt, body...)})
+	allocs := testing.AllocsPerRun(100, func() {
+		p, err := Read(rd)
+		if err != nil || len(p.Params) != 4 {
+			t.Fatal(p, err)
+		}
+	})
+	require.LessOrEqual(t, allocs, 3.0)
+}

@@ -90,7 +90,15 @@ func Read(rd *wire.Reader) (*Packet, error) {
 	if n < 8 || n > MaxPacket {
 		return nil, fmt.Errorf("%w: %d", ErrTooLarge, n)
 	}
-	body := make([]byte, n-4)
+	// A usual startup packet fits the stack array (Parse copies what it keeps): no
+	// allocation of the body a login.
+	var small [512]byte
+	body := small[:0]
+	if n-4 <= len(small) {
+		body = small[:n-4]
+	} else {
+		body = make([]byte, n-4)
+	}
 	if err := rd.ReadFull(body); err != nil {
 		return nil, err
 	}

@@ -14,6 +14,11 @@ func Body(msg []byte) []byte { return msg[HeaderLen:] }
 
 // CString splits a NUL-terminated string off the front of b.
 func CString(b []byte) (s []byte, rest []byte, err error) {
+	if len(b) > 0 && b[0] == 0 {
+		// The empty string: the unnamed statement or portal of most extended-protocol
+		// messages, several a transaction; no call into the byte search for it.
+		return b[:0], b[1:], nil
+	}
 	i := bytes.IndexByte(b, 0)
 	if i < 0 {
 		return nil, nil, ErrMalformed

@@ -90,6 +90,15 @@ type Socket interface {
 // Buffered reports the number of unflushed bytes.
 func (w *Writer) Buffered() int { return w.n }
 
+// Room reports how many bytes fit in the buffer before Write would flush it: a Write of
+// fewer is a copy, whatever the destination does.
+func (w *Writer) Room() int {
+	if w.op == nil {
+		return BufSize
+	}
+	return len(w.op.buf) - w.n
+}
+
 // Write appends p, flushing when the buffer fills. Chunks at least as large as the buffer
 // go straight to the destination.
 func (w *Writer) Write(p []byte) error {
