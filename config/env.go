@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 )
 
@@ -28,6 +29,43 @@ func EnvNames() []string {
 		out = append(out, e.env)
 	}
 	return out
+}
+
+// EnvWarnings names each PGMUX_ variable in environ ("NAME=value", as os.Environ gives
+// it) that pgmux does not read. A misspelt ini key stops pgmux at start; a misspelt
+// variable (PGMUX_POOLSIZE, a [pgbouncer] key such as PGMUX_DEFAULT_POOL_SIZE) would
+// otherwise leave the default in force without a word, on a platform where the
+// environment is the only configuration. The hint is the variable meant, when one is
+// close or sets that key, else where such a key is set.
+func EnvWarnings(environ []string) []string {
+	known := append([]string{"PGMUX_UPSTREAM"}, EnvNames()...)
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "PGMUX_") || slices.Contains(known, name) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("environment variable %s is not one pgmux reads and is ignored%s",
+			name, envHint(name, known)))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func envHint(name string, known []string) string {
+	key := strings.ToLower(strings.TrimPrefix(name, "PGMUX_"))
+	for _, e := range envSettings {
+		if e.key == key {
+			return fmt.Sprintf(" (did you mean %q?)", e.env)
+		}
+	}
+	if h := didYouMean(name, known); h != "" {
+		return h
+	}
+	if _, ok := settingIndex[key]; ok {
+		return fmt.Sprintf(" (%s can be set in a pgbouncer.ini only)", key)
+	}
+	return " (pgmux reads " + strings.Join(known, ", ") + "; flags: pgmux --help)"
 }
 
 // ApplyEnv overrides settings from the environment, read through getenv (os.Getenv in

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -63,4 +64,24 @@ func TestSetListenLeavesConfigOnError(t *testing.T) {
 	require.Error(t, SetListen(c, "bad host:1"))
 	require.Empty(t, c.ListenAddr)
 	require.Equal(t, 6432, c.ListenPort)
+}
+
+// TestEnvWarnings: only PGMUX_ variables pgmux does not read are named, in order, each
+// with the variable meant when one is close or sets the same key.
+func TestEnvWarnings(t *testing.T) {
+	require.Empty(t, EnvWarnings(nil))
+	require.Empty(t, EnvWarnings([]string{"PGMUX_UPSTREAM=postgres://x", "PGMUX_LISTEN=:6432", "DATABASE_URL=x",
+		"PATH=/bin", "PGMUXNOT=1", "pgmux_pool_size=3"}))
+	require.Equal(t, []string{
+		`environment variable PGMUX_MAX_CLIENT_CON is not one pgmux reads and is ignored (did you mean "PGMUX_MAX_CLIENT_CONN"?)`,
+		`environment variable PGMUX_METRICS_ADDRESS is not one pgmux reads and is ignored`,
+	}, trimList(EnvWarnings([]string{"PGMUX_METRICS_ADDRESS=:9127", "PGMUX_MAX_CLIENT_CON=10", "PGMUX_POOL_SIZE=3"})))
+}
+
+// trimList cuts each warning at " (pgmux reads", the list of every variable.
+func trimList(ws []string) []string {
+	for i, w := range ws {
+		ws[i], _, _ = strings.Cut(w, " (pgmux reads")
+	}
+	return ws
 }

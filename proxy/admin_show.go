@@ -402,15 +402,29 @@ func sortedEntries(es []*poolEntry) []*poolEntry {
 	return es
 }
 
+// configuredUsers are the users SHOW USERS lists before any client comes: those of
+// [users] and those pgmux holds a password for (auth_file, a [databases] entry's user=,
+// the upstream URL's), as PgBouncer lists every auth_file user, so an operator sees
+// that a user added to userlist.txt is loaded once RELOAD returns.
+func (s *Server) configuredUsers(cfg *config.Config) map[string]bool {
+	names := make(map[string]bool)
+	for n := range cfg.Users {
+		names[n] = true
+	}
+	s.mu.Lock()
+	for n := range s.creds {
+		names[n] = true
+	}
+	s.mu.Unlock()
+	return names
+}
+
 func (s *Server) showUsers() []byte {
 	cfg := s.Config()
 	r := console.NewResult(nil, console.Text("name"), console.Int4("pool_size"), console.Int4("reserve_pool_size"),
 		console.Text("pool_mode"), console.Int4("max_user_connections"), console.Int4("current_connections"),
 		console.Int4("max_user_client_connections"), console.Int4("current_client_connections"))
-	names := make(map[string]bool)
-	for n := range cfg.Users {
-		names[n] = true
-	}
+	names := s.configuredUsers(cfg)
 	clients := make(map[string]int)
 	for _, sess := range s.Sessions() {
 		if sess.entry != nil {
@@ -588,10 +602,7 @@ func (s *Server) showTotals() []byte {
 func (s *Server) showLists() []byte {
 	cfg := s.Config()
 	entries := s.pools.all()
-	users := make(map[string]bool)
-	for n := range cfg.Users {
-		users[n] = true
-	}
+	users := s.configuredUsers(cfg)
 	usedClients, loginClients := 0, 0
 	for _, sess := range s.Sessions() {
 		users[sess.user] = true

@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -23,17 +24,38 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.Environ, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "pgmux:", err)
 		os.Exit(1)
 	}
 }
 
+// environment is the process environment as pgmux reads it, "NAME=value" each (os.Environ;
+// a fixed list, or nil, in tests). Read at start and at each reload.
+type environment func() []string
+
+// getter looks names up in one reading of the environment; the last of a repeated name
+// wins, as with os.Getenv.
+func (e environment) getter() (vars []string, get func(string) string) {
+	if e != nil {
+		vars = e()
+	}
+	return vars, func(name string) string {
+		for i := len(vars) - 1; i >= 0; i-- {
+			if k, v, _ := strings.Cut(vars[i], "="); k == name {
+				return v
+			}
+		}
+		return ""
+	}
+}
+
 // loadConfig builds the configuration from the ini file or the upstream URL, then
 // environment and flags, in that order of precedence (flags win).
-func loadConfig(f *flags, getenv func(string) string) (*config.Config, map[string]config.Credential, error) {
+func loadConfig(f *flags, env environment) (*config.Config, map[string]config.Credential, error) {
 	var cfg *config.Config
 	var err error
+	vars, getenv := env.getter()
 	upstream := f.upstream
 	if upstream == "" {
 		upstream = getenv("PGMUX_UPSTREAM")
@@ -61,6 +83,7 @@ func loadConfig(f *flags, getenv func(string) string) (*config.Config, map[strin
 	if err := config.ApplyEnv(cfg, getenv); err != nil {
 		return nil, nil, err
 	}
+	cfg.Warnings = append(cfg.Warnings, config.EnvWarnings(vars)...)
 	if err := applyFlags(cfg, f); err != nil {
 		return nil, nil, err
 	}
@@ -135,7 +158,7 @@ func applyFlags(cfg *config.Config, f *flags) error {
 	return nil
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (err error) {
+func run(ctx context.Context, args []string, env environment, stdout, stderr io.Writer) (err error) {
 	f, err := parseFlags(args, stdout, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -150,7 +173,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, versionLine())
 		return nil
 	}
-	cfg, creds, err := loadConfig(f, getenv)
+	cfg, creds, err := loadConfig(f, env)
 	if err != nil {
 		return err
 	}
@@ -187,7 +210,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var procsCtl *procsControl
 	srv, err = proxy.New(proxy.Options{Config: cfg, Credentials: creds, Logger: log,
 		Registry: reg, Version: ver, ApplyLogging: sink.apply,
-		Reload: func() error { return reload(srv, procsCtl, f, getenv, log) },
+		Reload: func() error { return reload(srv, procsCtl, f, env, log) },
 		OnShutdown: func(m proxy.ShutdownMode) {
 			select {
 			case shutdownReq <- m:
@@ -211,11 +234,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("pgmux listening", zap.String("version", ver), zap.String("build", detail), zap.Int("pid", os.Getpid()),
 		zap.Strings("addrs", addrs), zap.String("pool_mode", cfg.PoolMode.String()), zap.Int("default_pool_size", cfg.DefaultPoolSize))
-	return serveUntilStopped(ctx, srv, shutdownReq, func() error { return reload(srv, procsCtl, f, getenv, log) }, log)
+	return serveUntilStopped(ctx, srv, shutdownReq, func() error { return reload(srv, procsCtl, f, env, log) }, log)
 }
 
-func reload(srv *proxy.Server, procsCtl *procsControl, f *flags, getenv func(string) string, log *zap.Logger) error {
-	cfg, creds, err := loadConfig(f, getenv)
+func reload(srv *proxy.Server, procsCtl *procsControl, f *flags, env environment, log *zap.Logger) error {
+	cfg, creds, err := loadConfig(f, env)
 	if err != nil {
 		srv.ReloadFailed() // srv.Reload counts the reloads that reach it
 		log.Error("reload failed; keeping the current configuration", zap.Error(err))

@@ -43,7 +43,19 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	require.Contains(t, out.String(), "-healthcheck URL")
 }
 
-func noEnv(string) string { return "" }
+// noEnv is an empty environment.
+var noEnv environment
+
+// envOf is an environment of m's variables.
+func envOf(m map[string]string) environment {
+	return func() []string {
+		var out []string
+		for k, v := range m {
+			out = append(out, k+"="+v)
+		}
+		return out
+	}
+}
 
 // TestVersion: --version prints to stdout, and names the VCS revision when Go stamped one.
 func TestVersion(t *testing.T) {
@@ -69,7 +81,7 @@ func TestZeroConfigDefaults(t *testing.T) {
 	env := map[string]string{"PGMUX_STATS_USERS": "watcher"}
 	f, err := parseFlags([]string{"--upstream", "postgres://app:s3cret@db.internal:5432/app", "--admin-users", "ops"}, io.Discard, io.Discard)
 	require.NoError(t, err)
-	cfg, creds, err := loadConfig(f, func(k string) string { return env[k] })
+	cfg, creds, err := loadConfig(f, envOf(env))
 	require.NoError(t, err)
 	require.Equal(t, config.PoolModeTransaction, cfg.PoolMode)
 	require.Equal(t, []string{"127.0.0.1", "::1"}, cfg.ListenAddr)
@@ -103,7 +115,7 @@ func TestZeroConfigConsole(t *testing.T) {
 	env := map[string]string{"PGMUX_LISTEN": "", "PGMUX_STATS_USERS": "watcher"}
 	t.Setenv("PGPORT", "") // nothing from the environment leaks into the URL below
 	go func() {
-		done <- run(ctx, append(args, "--listen", "127.0.0.1:"+strconv.Itoa(port)), func(k string) string { return env[k] }, io.Discard, &logs)
+		done <- run(ctx, append(args, "--listen", "127.0.0.1:"+strconv.Itoa(port)), envOf(env), io.Discard, &logs)
 	}()
 	defer func() {
 		cancel()
@@ -205,12 +217,7 @@ func TestIniPathAndFlags(t *testing.T) {
 
 	f, err = parseFlags([]string{ini}, io.Discard, io.Discard)
 	require.NoError(t, err)
-	cfg, _, err = loadConfig(f, func(k string) string {
-		if k == "PGMUX_UPSTREAM" {
-			return "postgres://app:s@elsewhere/app"
-		}
-		return ""
-	})
+	cfg, _, err = loadConfig(f, envOf(map[string]string{"PGMUX_UPSTREAM": "postgres://app:s@elsewhere/app"}))
 	require.NoError(t, err)
 	require.Contains(t, cfg.Warnings, "PGMUX_UPSTREAM is ignored: the configuration comes from "+ini)
 	require.Equal(t, 6500, cfg.ListenPort, "the ini file's settings, not the URL's defaults")

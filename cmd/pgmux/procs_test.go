@@ -30,11 +30,11 @@ func TestAdaptiveProcs(t *testing.T) {
 	port, mport := freePort(t), freePort(t)
 	var mu sync.Mutex
 	env := map[string]string{"PGMUX_LISTEN": "", "PGMUX_ADMIN_USERS": "admin"}
-	getenv := func(k string) string {
+	environ := environment(func() []string {
 		mu.Lock()
 		defer mu.Unlock()
-		return env[k]
-	}
+		return envOf(env)()
+	})
 	setenv := func(k, v string) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -45,7 +45,7 @@ func TestAdaptiveProcs(t *testing.T) {
 	var logs syncBuffer
 	args := []string{"--upstream", pg.URL(pgtest.AppUser, pgtest.AppPassword, pgtest.AppDB), "--log-level", "debug",
 		"--listen", "127.0.0.1:" + strconv.Itoa(port), "--metrics-addr", "127.0.0.1:" + strconv.Itoa(mport)}
-	go func() { done <- run(ctx, args, getenv, io.Discard, &logs) }()
+	go func() { done <- run(ctx, args, environ, io.Discard, &logs) }()
 	defer func() {
 		cancel()
 		select {

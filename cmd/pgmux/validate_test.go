@@ -13,11 +13,10 @@ import (
 // config.Validate like the ini file's, with an error naming what is missing, in
 // zero-config mode and with an ini file.
 func TestFinalConfigValidated(t *testing.T) {
-	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 	load := func(args []string, vars map[string]string) error {
 		f, err := parseFlags(args, io.Discard, io.Discard)
 		require.NoError(t, err)
-		_, _, err = loadConfig(f, env(vars))
+		_, _, err = loadConfig(f, envOf(vars))
 		return err
 	}
 	url := "postgres://app:s3cret@127.0.0.1:5432/app"
