@@ -1344,7 +1344,7 @@ func (s *Session) settleAt(c *pool.Conn, status byte, at time.Time) (bool, error
 		return true, nil
 	case link.BadStatement:
 		c.Discard(errors.New("transaction in statement mode"))
-		s.fatalLocked(pgerr.Fatal(pgerr.FeatureNotSupported, "transaction blocks not allowed in statement pooling mode"))
+		s.fatalLocked(pgerr.Fatal(pgerr.ProtocolViolation, "transaction blocks not allowed in statement pooling mode")) // PgBouncer's disconnect_client code
 		return true, nil
 	case link.DirtyClosed:
 		c.Discard(errors.New("client left inside a transaction"))
