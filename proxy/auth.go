@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"crypto/rand"
+	"crypto/subtle"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -59,9 +61,16 @@ func (s *Session) authenticate(cfg *config.Config, user string) error {
 	s.srv.mu.Unlock()
 	if !known && cfg.AuthUser != "" && user != cfg.AuthUser && looksUpUser(cfg.AuthType) {
 		if db, ok := cfg.DatabaseFor(s.dbName); ok && !isAdminDB(s.dbName) {
-			var err error
+			// The offloaded closure's own variables: had it set cred and known, they
+			// would live on the heap for every login, this branch taken or not.
+			var (
+				qcred  config.Credential
+				qknown bool
+				err    error
+			)
 			deadline := s.loginDeadline(cfg)
-			s.offload(func() { cred, known, err = s.srv.authQueryCred(cfg, db, user, deadline) }) // a server round trip
+			s.offload(func() { qcred, qknown, err = s.srv.authQueryCred(cfg, db, user, deadline) }) // a server round trip
+			cred, known = qcred, qknown
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return err // client_login_timeout (loginTimedOut)
 			}
@@ -112,9 +121,20 @@ func authMsg(code int32, payload []byte) []byte {
 	return wire.Auth(make([]byte, 0, 1+4+4+len(payload)), code, payload)
 }
 
-// readPassword sends an authentication request and reads the client's answer body.
+// readPassword sends an authentication request and reads the client's answer body, a
+// copy of its own.
 func (s *Session) readPassword(code int32, payload []byte) ([]byte, error) {
-	if err := s.loginWrite(authMsg(code, payload)); err != nil {
+	body, err := s.readAuth(authMsg(code, payload))
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), body...), nil
+}
+
+// readAuth sends msg, an Authentication message, and reads the client's answer: its
+// body, a view of the session's reader, valid until the session's next read.
+func (s *Session) readAuth(msg []byte) ([]byte, error) {
+	if err := s.loginWrite(msg); err != nil {
 		return nil, err
 	}
 	typ, n, err := s.rd.Next()
@@ -131,7 +151,7 @@ func (s *Session) readPassword(code int32, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append([]byte(nil), wire.Body(m)...), nil
+	return wire.Body(m), nil
 }
 
 func (s *Session) authCleartext(user string, cred config.Credential, known bool) error {
@@ -196,35 +216,64 @@ func (s *Session) authMD5(user string, cred config.Credential, known bool) error
 	return nil
 }
 
+// scramLogin is what a SCRAM exchange with a client needs besides the session: the
+// exchange and the buffer pgmux's messages to the client are built in. A login takes one
+// from scramLogins and gives it back at its end, so that the exchange allocates nothing
+// for messages of the usual sizes (issue 14: the exchange, its messages and copies of the
+// client's were most of the 31 allocations of a login's authentication;
+// TestSCRAMLoginAllocatesNothing).
+type scramLogin struct {
+	ex  auth.ServerSCRAM
+	out [160]byte // the largest message, SASLContinue with the server-first-message, is about 100 bytes
+}
+
+var scramLogins = sync.Pool{New: func() any { return new(scramLogin) }}
+
+// msg returns the Authentication message with code and payload, in l's buffer: valid
+// until the next call.
+func (l *scramLogin) msg(code int32, payload []byte) []byte {
+	return wire.Auth(l.out[:0], code, payload)
+}
+
+// done gives l back to scramLogins, without the exchange's keys.
+func (l *scramLogin) done() {
+	l.ex.Reset(auth.Verifier{}, nil)
+	scramLogins.Put(l)
+}
+
 func (s *Session) authSCRAM(user string, cred config.Credential, known bool) error {
-	var ex *auth.ServerSCRAM
+	l := scramLogins.Get().(*scramLogin)
+	defer l.done()
+	ex := &l.ex
 	v, secret := s.srv.scramSecret(cred.Password)
 	switch {
 	case known && secret:
-		ex = auth.NewServerSCRAM(v, s.channelBinding())
+		ex.Reset(v, s.channelBinding())
 	case known && cred.Password != "" && !auth.IsMD5Hash(cred.Password):
-		var cached bool
-		if v, cached = s.srv.cachedVerifier(user, cred.Password); !cached {
-			s.offload(func() { v = s.srv.plainVerifier(user, cred.Password) }) // a key derivation
+		// pv, not v, for the offloaded closure: v would live on the heap for every login.
+		pv, cached := s.srv.cachedVerifier(user, cred.Password)
+		if !cached {
+			s.offload(func() { pv = s.srv.plainVerifier(user, cred.Password) }) // a key derivation
 		}
-		ex = auth.NewServerSCRAM(v, s.channelBinding())
+		ex.Reset(pv, s.channelBinding())
 	default:
-		ex = auth.NewMockServerSCRAM(user, mockSecret(), s.channelBinding())
+		ex.ResetMock(user, mockSecret(), s.channelBinding())
 	}
-	payload := []byte{}
+	var mechs [48]byte
+	payload := mechs[:0]
 	for _, m := range ex.Mechanisms() {
 		payload = wire.AppendString(payload, m)
 	}
 	payload = append(payload, 0)
-	body, err := s.readPassword(wire.AuthSASL, payload)
+	body, err := s.readAuth(l.msg(wire.AuthSASL, payload))
 	if err != nil {
 		return err
 	}
-	first, err := s.startSCRAM(ex, user, body)
+	first, err := s.startSCRAM(l, user, body)
 	if err != nil {
 		return err
 	}
-	final, err := s.readPassword(wire.AuthSASLContinue, first)
+	final, err := s.readAuth(l.msg(wire.AuthSASLContinue, first))
 	if err != nil {
 		return err
 	}
@@ -234,20 +283,35 @@ func (s *Session) authSCRAM(user string, cred config.Credential, known bool) err
 	}
 	// Held for the login's next write (its answer, or the FATAL that ends it): one send
 	// for both, where the client waits for the answer anyway.
-	s.loginHold(authMsg(wire.AuthSASLFinal, last))
+	s.loginHold(l.msg(wire.AuthSASLFinal, last))
 	if secret {
-		s.srv.mu.Lock()
-		s.srv.scramKeys[user] = scramKeys{clientKey: ex.ClientKey(), serverKey: v.ServerKey}
-		s.srv.mu.Unlock()
+		s.srv.keepSCRAMKeys(user, ex, v.ServerKey)
 	}
 	return nil
 }
 
-// startSCRAM begins ex with the client's SASLInitialResponse (body) and returns the
-// server-first-message. One without an initial response (length -1) is answered as
-// PostgreSQL answers it (auth-sasl.c): an empty AuthenticationSASLContinue, and the
-// client-first-message comes in the SASLResponse that follows.
-func (s *Session) startSCRAM(ex *auth.ServerSCRAM, user string, body []byte) ([]byte, error) {
+// keepSCRAMKeys keeps the ClientKey a client proved in ex, with serverKey, for server
+// logins as user (SCRAM pass-through). A client logging in again proves the key kept
+// already: the entry is left as it is then, where a copy of the key replaced it at every
+// login.
+func (srv *Server) keepSCRAMKeys(user string, ex *auth.ServerSCRAM, serverKey []byte) {
+	var buf [32]byte
+	key := ex.AppendClientKey(buf[:0])
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	k, ok := srv.scramKeys[user]
+	if ok && k.password == "" && subtle.ConstantTimeCompare(k.clientKey, key) == 1 &&
+		subtle.ConstantTimeCompare(k.serverKey, serverKey) == 1 {
+		return
+	}
+	srv.scramKeys[user] = scramKeys{clientKey: slices.Clone(key), serverKey: serverKey}
+}
+
+// startSCRAM begins l's exchange with the client's SASLInitialResponse (body) and
+// returns the server-first-message. One without an initial response (length -1) is
+// answered as PostgreSQL answers it (auth-sasl.c): an empty AuthenticationSASLContinue,
+// and the client-first-message comes in the SASLResponse that follows.
+func (s *Session) startSCRAM(l *scramLogin, user string, body []byte) ([]byte, error) {
 	mech, rest, err := wire.CString(body)
 	if err != nil {
 		return nil, pgerr.Fatal(pgerr.ProtocolViolation, "invalid SASLInitialResponse")
@@ -255,14 +319,14 @@ func (s *Session) startSCRAM(ex *auth.ServerSCRAM, user string, body []byte) ([]
 	n, data, err := wire.Int32(rest)
 	switch {
 	case err == nil && n == -1 && len(data) == 0:
-		challenge, err := ex.StartEmpty(string(mech))
+		challenge, err := l.ex.StartEmpty(string(mech))
 		if err != nil {
 			return nil, scramFailed(user, err)
 		}
-		if data, err = s.readPassword(wire.AuthSASLContinue, challenge); err != nil {
+		if data, err = s.readAuth(l.msg(wire.AuthSASLContinue, challenge)); err != nil {
 			return nil, err
 		}
-		first, err := ex.ClientFirst(data)
+		first, err := l.ex.ClientFirst(data)
 		if err != nil {
 			return nil, scramFailed(user, err)
 		}
@@ -270,7 +334,7 @@ func (s *Session) startSCRAM(ex *auth.ServerSCRAM, user string, body []byte) ([]
 	case err != nil || int(n) != len(data):
 		return nil, pgerr.Fatal(pgerr.ProtocolViolation, "invalid SASLInitialResponse length")
 	}
-	first, err := ex.Start(string(mech), data)
+	first, err := l.ex.Start(string(mech), data)
 	if err != nil {
 		return nil, scramFailed(user, err)
 	}

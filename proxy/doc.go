@@ -34,7 +34,7 @@
 //	pool for (database, user)                 pools.go:pools.get
 //	the admin console (pgbouncer/pgmux db)    admin.go:Session.consoleLogin, admin.go:Session.adminLoop
 //	client authentication                     auth.go:Session.authenticate, hba.go:Session.authenticateHBA
-//	'p' password, SASL responses              auth.go:Session.readPassword
+//	'p' password, SASL responses              auth.go:Session.readPassword, auth.go:Session.readAuth, auth.go:Session.authSCRAM
 //	auth_query                                authquery.go:Server.authQueryCred, authquery.go:authQueryLessee.Pump
 //	the relay loop (client messages)          relay.go:Session.relay, relay.go:Session.next
 //	idle client parked without a goroutine    park_linux.go:parker.park, loop_linux.go:parker.Event, detach_linux.go:Session.resumeOnLoop, session.go:Session.resume

@@ -125,7 +125,7 @@ func (c *ClientSCRAM) Final(serverFirst []byte) ([]byte, error) {
 		return nil, errors.New("auth: ClientSCRAM.Final called in state " + c.state.String())
 	}
 	c.state = clientFailed
-	sf, err := parseServerFirst(string(serverFirst), c.nonce)
+	sf, err := parseServerFirst(serverFirst, c.nonce)
 	if err != nil {
 		return nil, err
 	}
@@ -167,18 +167,18 @@ func (c *ClientSCRAM) Verify(serverFinal []byte) error {
 		return errors.New("auth: ClientSCRAM.Verify called in state " + c.state.String())
 	}
 	c.state = clientFailed
-	attrs, err := parseAttrs(string(serverFinal))
+	a, err := parseAttrs(serverFinal)
 	if err != nil {
 		return err
 	}
-	if attrs[0].key == 'e' {
-		return fmt.Errorf("auth: SCRAM server error %q", truncate(attrs[0].val))
+	if a.first[0].key == 'e' {
+		return fmt.Errorf("auth: SCRAM server error %q", truncate(a.first[0].val))
 	}
-	sig, err := expect(attrs, 0, 'v')
+	sig, err := a.expect(0, 'v')
 	if err != nil {
 		return err
 	}
-	got, err := decodeKey(sig)
+	got, err := appendKey(nil, sig)
 	if err != nil {
 		return violation("server signature: %v", err)
 	}

@@ -1,10 +1,10 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -47,39 +47,70 @@ func unsupported(format string, args ...any) error {
 // attr is one "k=value" attribute of a SCRAM message.
 type attr struct {
 	key byte
-	val string
+	val []byte // a view of the message
 }
 
-// parseAttrs splits a SCRAM message (or its bare part) into attributes.
-// Every attribute must be a letter, '=' and a value free of ',' (values
-// that need a ',' encode it), and the message must be UTF-8 without NUL.
-func parseAttrs(msg string) ([]attr, error) {
-	if msg == "" {
-		return nil, violation("empty message")
+// attrs is a scanned SCRAM message: how many attributes it has, the first few and the
+// last, which is all the parsers read (a message's attributes are read by position, and
+// a proof comes last). It holds views of the message and no other memory, so a parse
+// allocates nothing where splitting the message did.
+type attrs struct {
+	n     int
+	first [3]attr
+	last  attr
+}
+
+// at returns attribute i, which must be one of the first three or the last.
+func (a *attrs) at(i int) attr {
+	if i == a.n-1 {
+		return a.last
 	}
-	if !utf8.ValidString(msg) || strings.IndexByte(msg, 0) >= 0 {
-		return nil, violation("message is not UTF-8 text")
+	return a.first[i]
+}
+
+// parseAttrs scans a SCRAM message (or its bare part) into attributes. Every attribute
+// must be a letter, '=' and a value free of ',' (values that need a ',' encode it), and
+// the message must be UTF-8 without NUL.
+func parseAttrs(msg []byte) (attrs, error) {
+	var a attrs
+	if len(msg) == 0 {
+		return a, violation("empty message")
 	}
-	parts := strings.Split(msg, ",")
-	attrs := make([]attr, 0, len(parts))
-	for _, p := range parts {
+	if !utf8.Valid(msg) || bytes.IndexByte(msg, 0) >= 0 {
+		return a, violation("message is not UTF-8 text")
+	}
+	for rest, more := msg, true; more; {
+		var p []byte
+		p, rest, more = cutComma(rest)
 		if len(p) < 2 || !isAlpha(p[0]) || p[1] != '=' {
-			return nil, violation("malformed attribute %q", truncate(p))
+			return a, violation("malformed attribute %q", truncate(p))
 		}
-		attrs = append(attrs, attr{key: p[0], val: p[2:]})
+		if a.n < len(a.first) {
+			a.first[a.n] = attr{key: p[0], val: p[2:]}
+		}
+		a.last = attr{key: p[0], val: p[2:]}
+		a.n++
 	}
-	return attrs, nil
+	return a, nil
 }
 
-// expect returns the value of attrs[i] if it exists and has key k.
-func expect(attrs []attr, i int, k byte) (string, error) {
-	if i >= len(attrs) {
-		return "", violation("missing attribute %q", k)
+// cutComma is bytes.Cut(b, ",").
+func cutComma(b []byte) (before, after []byte, found bool) {
+	if i := bytes.IndexByte(b, ','); i >= 0 {
+		return b[:i], b[i+1:], true
 	}
-	if attrs[i].key != k {
-		return "", violation("expected attribute %q, got %q", k, attrs[i].key)
+	return b, nil, false
+}
+
+// expect returns the value of attribute i (parseAttrs) if it exists and has key k.
+func (a *attrs) expect(i int, k byte) ([]byte, error) {
+	if i >= a.n {
+		return nil, violation("missing attribute %q", k)
 	}
-	return attrs[i].val, nil
+	if got := a.at(i).key; got != k {
+		return nil, violation("expected attribute %q, got %q", k, got)
+	}
+	return a.at(i).val, nil
 }
 
 // isAlpha reports whether c is an ASCII letter.
@@ -87,8 +118,8 @@ func isAlpha(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' 
 
 // isPrintableNonce reports whether s is a valid, non-empty nonce: printable
 // ASCII except ','.
-func isPrintableNonce(s string) bool {
-	if s == "" {
+func isPrintableNonce[T string | []byte](s T) bool {
+	if len(s) == 0 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -99,57 +130,77 @@ func isPrintableNonce(s string) bool {
 	return true
 }
 
+// nonceB64Len is the length of a nonce of ours, nonceLen random bytes in base64.
+const nonceB64Len = (nonceLen + 2) / 3 * 4
+
 // newNonce returns a fresh random nonce.
 func newNonce() string {
-	b := make([]byte, nonceLen)
-	_, _ = rand.Read(b) // never fails since Go 1.24; it crashes instead
-	return b64.EncodeToString(b)
+	var b [nonceLen]byte
+	return string(appendNonce(make([]byte, 0, nonceB64Len), &b))
+}
+
+// appendNonce appends a fresh random nonce to dst, drawing its random bytes into b.
+func appendNonce(dst []byte, b *[nonceLen]byte) []byte {
+	_, _ = rand.Read(b[:]) // never fails since Go 1.24; it crashes instead
+	return b64.AppendEncode(dst, b[:])
 }
 
 // clientFirst is a parsed client-first-message.
 type clientFirst struct {
-	cbFlag    byte   // 'n', 'y' or 'p'
-	gs2Header string // e.g. "n,," or "p=tls-server-end-point,,"
-	bare      string // client-first-message-bare, part of AuthMessage
-	nonce     string // client nonce
+	cbFlag byte   // 'n', 'y' or 'p'
+	bare   []byte // client-first-message-bare, part of AuthMessage
+	nonce  []byte // client nonce
+}
+
+// gs2Header is the GS2 header of a client-first-message with channel-binding flag
+// cbFlag, which the client-final-message repeats (in base64, with the binding data):
+// parseClientFirst accepts exactly these three.
+func gs2Header(cbFlag byte) string {
+	switch cbFlag {
+	case 'p':
+		return "p=" + cbNameTLSServerEndPoint + ",,"
+	case 'y':
+		return "y,,"
+	}
+	return "n,,"
 }
 
 // parseClientFirst parses "gs2-header client-first-message-bare". The user
-// name is ignored, as PostgreSQL takes it from the startup packet.
-func parseClientFirst(msg string) (clientFirst, error) {
+// name is ignored, as PostgreSQL takes it from the startup packet. The result
+// holds views of msg.
+func parseClientFirst(msg []byte) (clientFirst, error) {
 	var cf clientFirst
-	flag, rest, ok1 := strings.Cut(msg, ",")
-	authzid, bare, ok2 := strings.Cut(rest, ",")
+	flag, rest, ok1 := cutComma(msg)
+	authzid, bare, ok2 := cutComma(rest)
 	if !ok1 || !ok2 {
 		return cf, violation("client-first-message lacks a GS2 header")
 	}
 	switch {
-	case flag == "n" || flag == "y":
+	case string(flag) == "n" || string(flag) == "y":
 		cf.cbFlag = flag[0]
-	case strings.HasPrefix(flag, "p="):
-		if flag[2:] != cbNameTLSServerEndPoint {
+	case bytes.HasPrefix(flag, []byte("p=")):
+		if string(flag[2:]) != cbNameTLSServerEndPoint {
 			return cf, violation("unsupported channel binding type %q", truncate(flag[2:]))
 		}
 		cf.cbFlag = 'p'
 	default:
 		return cf, violation("malformed GS2 channel binding flag %q", truncate(flag))
 	}
-	if authzid != "" {
+	if len(authzid) != 0 {
 		return cf, unsupported("authorization identity is not supported")
 	}
-	cf.gs2Header = flag + ",,"
 	cf.bare = bare
-	attrs, err := parseAttrs(bare)
+	a, err := parseAttrs(bare)
 	if err != nil {
 		return cf, err
 	}
-	if attrs[0].key == 'm' {
+	if a.first[0].key == 'm' {
 		return cf, unsupported("client requires an unsupported SCRAM extension")
 	}
-	if _, err := expect(attrs, 0, 'n'); err != nil {
+	if _, err := a.expect(0, 'n'); err != nil {
 		return cf, err
 	}
-	if cf.nonce, err = expect(attrs, 1, 'r'); err != nil {
+	if cf.nonce, err = a.expect(1, 'r'); err != nil {
 		return cf, err
 	}
 	if !isPrintableNonce(cf.nonce) {
@@ -167,34 +218,36 @@ type serverFirst struct {
 
 // parseServerFirst parses "r=<nonce>,s=<salt>,i=<iterations>" and checks
 // that the nonce extends clientNonce.
-func parseServerFirst(msg, clientNonce string) (serverFirst, error) {
+func parseServerFirst(msg []byte, clientNonce string) (serverFirst, error) {
 	var sf serverFirst
-	attrs, err := parseAttrs(msg)
+	a, err := parseAttrs(msg)
 	if err != nil {
 		return sf, err
 	}
-	if attrs[0].key == 'm' {
+	if a.first[0].key == 'm' {
 		return sf, violation("server requires an unsupported SCRAM extension")
 	}
-	if sf.nonce, err = expect(attrs, 0, 'r'); err != nil {
+	nonce, err := a.expect(0, 'r')
+	if err != nil {
 		return sf, err
 	}
-	if !isPrintableNonce(sf.nonce) || len(sf.nonce) <= len(clientNonce) ||
-		!strings.HasPrefix(sf.nonce, clientNonce) {
+	if !isPrintableNonce(nonce) || len(nonce) <= len(clientNonce) ||
+		!bytes.HasPrefix(nonce, []byte(clientNonce)) {
 		return sf, violation("server nonce does not extend the client nonce")
 	}
-	salt, err := expect(attrs, 1, 's')
+	sf.nonce = string(nonce)
+	salt, err := a.expect(1, 's')
 	if err != nil {
 		return sf, err
 	}
-	if sf.salt, err = decodeB64(salt); err != nil || len(sf.salt) == 0 {
+	if sf.salt, err = appendB64(nil, salt); err != nil || len(sf.salt) == 0 {
 		return sf, violation("salt is not non-empty base64")
 	}
-	iter, err := expect(attrs, 2, 'i')
+	iter, err := a.expect(2, 'i')
 	if err != nil {
 		return sf, err
 	}
-	if sf.iterations, err = parseIterations(iter); err != nil {
+	if sf.iterations, err = parseIterations(string(iter)); err != nil {
 		return sf, violation("%v", err)
 	}
 	return sf, nil
@@ -202,37 +255,42 @@ func parseServerFirst(msg, clientNonce string) (serverFirst, error) {
 
 // clientFinal is a parsed client-final-message.
 type clientFinal struct {
-	channelBinding []byte // decoded c=
-	nonce          string
-	withoutProof   string // client-final-message-without-proof
-	proof          []byte
+	channelBinding []byte // decoded c=, in the buffer given to parseClientFinal
+	nonce          []byte
+	withoutProof   []byte // client-final-message-without-proof
+	proof          [keyLen]byte
 }
 
-// parseClientFinal parses "c=<cb>,r=<nonce>[,ext...],p=<proof>".
-func parseClientFinal(msg string) (clientFinal, error) {
+// parseClientFinal parses "c=<cb>,r=<nonce>[,ext...],p=<proof>", decoding the channel
+// binding onto cb (a caller's buffer: room for the usual sizes saves an allocation). The
+// result holds views of msg.
+func parseClientFinal(msg, cb []byte) (clientFinal, error) {
 	var cf clientFinal
-	attrs, err := parseAttrs(msg)
+	a, err := parseAttrs(msg)
 	if err != nil {
 		return cf, err
 	}
-	cb, err := expect(attrs, 0, 'c')
+	c, err := a.expect(0, 'c')
 	if err != nil {
 		return cf, err
 	}
-	if cf.channelBinding, err = decodeB64(cb); err != nil {
+	if cf.channelBinding, err = appendB64(cb[:0], c); err != nil {
 		return cf, violation("channel binding is not base64")
 	}
-	if cf.nonce, err = expect(attrs, 1, 'r'); err != nil {
+	if cf.nonce, err = a.expect(1, 'r'); err != nil {
 		return cf, err
 	}
-	last := len(attrs) - 1
-	proof, err := expect(attrs, last, 'p')
+	last := a.n - 1
+	proof, err := a.expect(last, 'p')
 	if err != nil || last < 2 {
 		return cf, violation("client-final-message does not end with a proof")
 	}
-	if cf.proof, err = decodeKey(proof); err != nil {
+	var buf [48]byte // a proof's 44 base64 characters decode to keyLen bytes
+	p, err := appendKey(buf[:0], proof)
+	if err != nil {
 		return cf, violation("client proof: %v", err)
 	}
+	copy(cf.proof[:], p)
 	cf.withoutProof = msg[:len(msg)-len(",p=")-len(proof)]
 	return cf, nil
 }

@@ -74,7 +74,7 @@ func TestServerSCRAMMalformedFinal(t *testing.T) {
 			s := NewServerSCRAM(NewVerifier("pw", NewSalt(), 1), nil)
 			_, err := s.Start(MechanismSCRAM, []byte("n,,n=,r=abc"))
 			require.NoError(t, err)
-			_, err = s.Finish([]byte(strings.ReplaceAll(tt.msg, "@N", s.nonce)))
+			_, err = s.Finish([]byte(strings.ReplaceAll(tt.msg, "@N", string(s.nonce()))))
 			require.ErrorIs(t, err, ErrProtocolViolation)
 		})
 	}
@@ -118,7 +118,7 @@ func TestMockServerSCRAM(t *testing.T) {
 		s := NewMockServerSCRAM(user, secret, nil)
 		out, err := s.Start(MechanismSCRAM, []byte("n,,n=,r=abc"))
 		require.NoError(t, err)
-		sf, err := parseServerFirst(string(out), "abc")
+		sf, err := parseServerFirst(out, "abc")
 		require.NoError(t, err)
 		return b64.EncodeToString(sf.salt)
 	}

@@ -177,7 +177,7 @@ func TestServerSCRAMChannelBinding(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/late=%v", tt.name, late), func(t *testing.T) {
 				v := NewVerifier("secret", NewSalt(), DefaultIterations)
 				s := NewServerSCRAM(v, tt.serverCB)
-				err := bindingExchange(s, tt.mech, tt.gs2, tt.clientCB, "secret", late)
+				err := bindingExchange(s, tt.mech, tt.gs2, "", tt.clientCB, "secret", late)
 				if tt.wantErr != nil {
 					require.ErrorIs(t, err, tt.wantErr)
 					return
@@ -191,14 +191,15 @@ func TestServerSCRAMChannelBinding(t *testing.T) {
 
 // bindingExchange plays a client that sends gs2 and binds clientCB, which
 // ClientSCRAM does not do, and checks the server's signature; late sends the
-// client-first-message as start does.
-func bindingExchange(s *ServerSCRAM, mech, gs2 string, clientCB []byte, password string, late bool) error {
-	bare := "n=,r=clientnonce"
+// client-first-message as start does. A pad is sent as the user name and as an
+// extension of the client-final-message.
+func bindingExchange(s *ServerSCRAM, mech, gs2, pad string, clientCB []byte, password string, late bool) error {
+	bare := "n=" + pad + ",r=clientnonce"
 	serverFirst, err := start(s, mech, []byte(gs2+bare), late)
 	if err != nil {
 		return err
 	}
-	sf, err := parseServerFirst(string(serverFirst), "clientnonce")
+	sf, err := parseServerFirst(serverFirst, "clientnonce")
 	if err != nil {
 		return err
 	}
@@ -207,6 +208,9 @@ func bindingExchange(s *ServerSCRAM, mech, gs2 string, clientCB []byte, password
 		return err
 	}
 	withoutProof := "c=" + b64.EncodeToString(append([]byte(gs2), clientCB...)) + ",r=" + sf.nonce
+	if pad != "" {
+		withoutProof += ",x=" + pad
+	}
 	authMessage := bare + "," + string(serverFirst) + "," + withoutProof
 	stored := sha256.Sum256(clientKey)
 	proof := hmacSHA256(stored[:], authMessage)
@@ -221,6 +225,28 @@ func bindingExchange(s *ServerSCRAM, mech, gs2 string, clientCB []byte, password
 		return ErrServerSignature
 	}
 	return nil
+}
+
+// TestServerSCRAMLongMessages: messages past the room a ServerSCRAM keeps for them (its
+// AuthMessage buffer, the channel-binding buffers of Finish) make the same exchange.
+func TestServerSCRAMLongMessages(t *testing.T) {
+	v := NewVerifier("secret", NewSalt(), DefaultIterations)
+	for _, pad := range []string{"", "user", strings.Repeat("u", 300)} {
+		for _, cb := range [][]byte{nil, bytes.Repeat([]byte{7}, 32), bytes.Repeat([]byte{9}, 100)} {
+			for _, late := range []bool{false, true} {
+				mech, gs2 := MechanismSCRAM, "n,,"
+				if cb != nil {
+					mech, gs2 = MechanismSCRAMPlus, "p=tls-server-end-point,,"
+				}
+				s := NewServerSCRAM(v, cb)
+				require.NoError(t, bindingExchange(s, mech, gs2, pad, cb, "secret", late), "pad %d, binding %d", len(pad), len(cb))
+				require.True(t, s.Done())
+				if len(pad) > len(s.buf) {
+					require.Greater(t, len(s.msg), len(s.buf), "the AuthMessage outgrew buf")
+				}
+			}
+		}
+	}
 }
 
 // TestRFC7677Vector checks both sides against the example exchange of
@@ -243,10 +269,14 @@ func TestRFC7677Vector(t *testing.T) {
 	require.Equal(t, clientFinal, string(got))
 	require.NoError(t, c.Verify([]byte(serverFinal)))
 
+	// The server, given the RFC's nonce for its random part, says what the RFC's does.
 	s := NewServerSCRAM(NewVerifier("pencil", salt, 4096), nil)
 	_, err = s.Start(MechanismSCRAM, []byte(clientFirst))
 	require.NoError(t, err)
-	s.nonce, s.srvFirst = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0", serverFirst
+	cf, err := parseClientFirst([]byte(clientFirst))
+	require.NoError(t, err)
+	s.serverFirst(cf, []byte("%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"))
+	require.Equal(t, serverFirst, string(s.msg[s.bare+1:s.srvEnd]))
 	got, err = s.Finish([]byte(clientFinal))
 	require.NoError(t, err)
 	require.Equal(t, serverFinal, string(got))

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
@@ -153,9 +154,9 @@ func deriveKeys(password string, salt []byte, iterations int) (clientKey, server
 // hmacSHA256 returns HMAC-SHA-256(key, msg) (RFC 2104: H(K^opad || H(K^ipad || msg))).
 // It hashes over stack buffers, so a SCRAM exchange's HMACs (two per client login)
 // allocate nothing for the usual short messages; crypto/hmac allocates its state and
-// two digests per call (about 600 bytes). TestHMACMatchesCryptoHMAC holds it to
-// crypto/hmac's answers.
-func hmacSHA256(key []byte, msg string) [sha256.Size]byte {
+// two digests per call (about 600 bytes). msg is a string or the bytes a ServerSCRAM
+// builds its AuthMessage in. TestHMACMatchesCryptoHMAC holds it to crypto/hmac's answers.
+func hmacSHA256[T string | []byte](key []byte, msg T) [sha256.Size]byte {
 	const block = sha256.BlockSize
 	var k [block]byte
 	if len(key) > block {
@@ -182,23 +183,30 @@ func hmacSHA256(key []byte, msg string) [sha256.Size]byte {
 	return sha256.Sum256(out[:])
 }
 
-// decodeB64 decodes canonical standard base64. Unlike the encoding package
-// it also rejects CR and LF, so that every accepted value has one spelling.
-func decodeB64(s string) ([]byte, error) {
-	if strings.ContainsAny(s, "\r\n") {
+// decodeB64 decodes canonical standard base64 (appendB64).
+func decodeB64(s string) ([]byte, error) { return appendB64(nil, []byte(s)) }
+
+// appendB64 appends the decoding of canonical standard base64 to dst. Unlike the
+// encoding package it also rejects CR and LF, so that every accepted value has one
+// spelling.
+func appendB64(dst, src []byte) ([]byte, error) {
+	if bytes.ContainsAny(src, "\r\n") {
 		return nil, errors.New("auth: line break in base64")
 	}
-	return b64.DecodeString(s)
+	return b64.AppendDecode(dst, src)
 }
 
 // decodeKey decodes a base64 SHA-256-sized key.
-func decodeKey(s string) ([]byte, error) {
-	k, err := decodeB64(s)
+func decodeKey(s string) ([]byte, error) { return appendKey(nil, []byte(s)) }
+
+// appendKey appends the decoding of src, a base64 SHA-256-sized key, to dst.
+func appendKey(dst, src []byte) ([]byte, error) {
+	k, err := appendB64(dst, src)
 	if err != nil {
 		return nil, errors.New("not base64")
 	}
-	if len(k) != keyLen {
-		return nil, fmt.Errorf("decodes to %d bytes, want %d", len(k), keyLen)
+	if n := len(k) - len(dst); n != keyLen {
+		return nil, fmt.Errorf("decodes to %d bytes, want %d", n, keyLen)
 	}
 	return k, nil
 }
@@ -221,11 +229,13 @@ func parseIterations(s string) (int, error) {
 	return int(n), nil
 }
 
-// truncate shortens attacker-controlled text quoted in error messages.
-func truncate(s string) string {
+// truncate shortens attacker-controlled text quoted in error messages. It returns a
+// copy, so an error keeps none of the caller's buffer, and arguments passed here on an
+// error path do not make the caller's bytes escape on every other path.
+func truncate[T string | []byte](s T) string {
 	const limit = 64
 	if len(s) > limit {
-		return s[:limit] + "..."
+		return string(s[:limit]) + "..."
 	}
-	return s
+	return strings.Clone(string(s))
 }
