@@ -54,7 +54,8 @@ func (c ClientState) String() string {
 
 // Session is one client connection. The session's goroutine owns nc and rd; wr belongs to
 // the server connection's reader goroutine while a server is linked (it relays the
-// server's answers) and to the session goroutine otherwise. mu guards the link state.
+// server's answers) and to the session goroutine otherwise. A client parked without its
+// net.Conn has neither rd nor wr (nil, detach_linux.go). mu guards the link state.
 //
 // A Session is two allocations: this one, which every logged-in client keeps, and its
 // working state (sessionWork, embedded by pointer so its fields read as the Session's),
@@ -351,7 +352,7 @@ func (s *Session) tell(pe *pgerr.Error, wait time.Duration) {
 		return
 	}
 	_ = s.nc.SetWriteDeadline(time.Now().Add(wait))
-	if s.wr.Buffered() > 0 {
+	if s.wr != nil && s.wr.Buffered() > 0 {
 		// Whole messages a relay or the session left for a later flush (a full socket,
 		// a batch) go first: written before them, the FATAL could land inside one.
 		if s.wr.Write(b) == nil {

@@ -195,7 +195,7 @@ func (s *Session) relayQuiet() bool {
 		return false // an answer is being relayed to it (the client loop's relay)
 	}
 	defer s.unlockW()
-	return s.wr.Buffered() == 0
+	return s.wr == nil || s.wr.Buffered() == 0 // nil: parked without a writer (detachLocked)
 }
 
 // suspendedAll reports whether SUSPEND's hold has taken full effect on pools: no server
