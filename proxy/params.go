@@ -86,7 +86,6 @@ func ignored(cfg *config.Config, key string) bool {
 // setting (settings.go), applied on each server the client gets and what RESET returns
 // to, unless it is a reported one whose value the pool's servers already have.
 func (s *Session) initParams(cfg *config.Config, server pool.Params, start []startup.Param) {
-	s.params = sessionParams{base: server}
 	var own, startVals pool.Params
 	for _, p := range start {
 		if p.Key == "pgmux.pool_mode" {
@@ -104,23 +103,21 @@ func (s *Session) initParams(cfg *config.Config, server pool.Params, start []sta
 		}
 		startVals.Set(strings.ToLower(p.Key), p.Value)
 	}
-	if len(own) > 0 {
-		s.params.own = s.sharedOwn(own)
-	}
+	s.params = s.sharedParams(server, own)
 	if len(startVals) > 0 {
 		s.set.Store(s.sharedStart(startVals))
 	}
 }
 
-// sharedOwn returns own, or an equal set the pool's other clients already hold: their
-// reported parameters are read-only arrays (sessionParams.Set copies before it changes
-// one), so clients that sent the same values share them.
-func (s *Session) sharedOwn(own pool.Params) pool.Params {
+// sharedParams returns the reported parameters base (the server's) with the client's own
+// values own, as the pool's other clients that sent the same values already hold them
+// (read-only: setParam makes a client's own before it changes one), else new.
+func (s *Session) sharedParams(base, own pool.Params) *sessionParams {
 	own = slices.Clip(own)
 	if s.entry == nil {
-		return own
+		return &sessionParams{base: base, own: own}
 	}
-	return s.entry.sharedOwn(packStart(own), own)
+	return s.entry.sharedParams(packStart(own), base, own)
 }
 
 // sharedStart returns read-only settings holding only the startup values start: one
@@ -157,28 +154,44 @@ func (s *Session) ownSettings() {
 }
 
 // sessionParams are a client's reported parameters: the pool's login parameters, shared
-// read-only by every client of the pool, and the few values this client changed. Until
-// the login answer the session goroutine sets them alone; after it, own changes under
-// Session.mu (the server's reader, on ParameterStatus), and readers elsewhere take mu.
+// read-only by every client of the pool, and the few values this client changed. A
+// client points to them (Session.params, nil until its login sets them): the clients of
+// a pool that reported the same values point to one shared value (poolEntry.sharedParams),
+// and a client that changes one gets its own first (setParam), so an idle client costs
+// the pointer. Until the login answer the session goroutine sets them alone; after it,
+// they change under Session.mu (the server's reader, on ParameterStatus), and readers
+// elsewhere take mu.
 type sessionParams struct {
-	base pool.Params
-	own  pool.Params
+	base   pool.Params
+	own    pool.Params
+	shared bool // other clients point to it too: read only
 }
 
 // Get returns the client's value of name.
 func (p *sessionParams) Get(name string) (string, bool) {
+	if p == nil {
+		return "", false
+	}
 	if v, ok := p.own.Get(name); ok {
 		return v, true
 	}
 	return p.base.Get(name)
 }
 
-// Set records the client's value of name and reports whether it changed.
-func (p *sessionParams) Set(name, value string) bool {
+// setParam records the client's value of name and reports whether it changed.
+func (s *Session) setParam(name, value string) bool {
+	p := s.params
 	if v, ok := p.Get(name); ok && v == value {
 		return false
 	}
-	p.own = p.own.Clone() // the array may be shared (Session.sharedOwn): never changed in place
+	if p == nil || p.shared {
+		mine := &sessionParams{}
+		if p != nil {
+			mine.base, mine.own = p.base, p.own
+		}
+		s.params, p = mine, mine
+	}
+	p.own = p.own.Clone() // the array may be shared too: never changed in place
 	p.own.Set(name, value)
 	return true
 }
@@ -187,6 +200,9 @@ func (p *sessionParams) Set(name, value string) bool {
 // (the server's, at login) with the client's own values over them, then the client's
 // others.
 func (p *sessionParams) each(f func(name, value string)) {
+	if p == nil {
+		return
+	}
 	for _, kv := range p.base {
 		v := kv.Value
 		if own, ok := p.own.Get(kv.Name); ok {
@@ -223,7 +239,7 @@ func (s *Session) reportChanged(c *pool.Conn) {
 	var b []byte
 	for _, p := range c.Params {
 		if v, ok := s.params.Get(p.Name); ok && v != p.Value {
-			s.params.Set(p.Name, p.Value)
+			s.setParam(p.Name, p.Value)
 			b = wire.ParameterStatus(b, p.Name, p.Value)
 		}
 	}
@@ -266,7 +282,7 @@ func (s *Session) onParameterStatus(c *pool.Conn, n int) error {
 		s.mu.Unlock()
 		return nil
 	}
-	changed := s.params.Set(name, value)
+	changed := s.setParam(name, value)
 	s.mu.Unlock()
 	if !changed || s.closed.Load() {
 		return nil

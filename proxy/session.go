@@ -87,17 +87,17 @@ func (c ClientState) String() string {
 // through the socket alone: what one writes and the other reads goes through mu, wmu or
 // an atomic.
 type Session struct {
-	srv          *Server
-	id           uint64
-	nc           net.Conn
-	rd           *wire.Reader
-	wr           *wire.Writer
-	user, dbName string
-	entry        *poolEntry
-	cancelPID    uint32
-	cancelKey    uint32
-	connectedAt  int64 // unix nanoseconds
-	maxStmts     int32 // max_prepared_statements at login (prepared.go)
+	srv         *Server
+	id          uint64
+	nc          net.Conn
+	rd          *wire.Reader
+	wr          *wire.Writer
+	*names      // user and dbName: set by the login, then read only
+	entry       *poolEntry
+	cancelPID   uint32
+	cancelKey   uint32
+	connectedAt int64 // unix nanoseconds
+	maxStmts    int32 // max_prepared_statements at login (prepared.go)
 	// loopIdx is the index of the session's client loop in Server.loops (home). Set at
 	// creation (Server.loopFor); changed only by loopPark, under ncMu, while the client
 	// is between requests with no server linked, to follow the loops the GOMAXPROCS
@@ -107,7 +107,7 @@ type Session struct {
 	// params are the client's reported parameters as it believes them to be; set are its
 	// session settings, carried from server to server (settings.go): nil until it has any.
 	// The pointer is set once, by either goroutine; its fields are guarded as documented.
-	params sessionParams
+	params *sessionParams
 	set    atomic.Pointer[settings]
 
 	mu     sync.Mutex
@@ -172,6 +172,15 @@ type Session struct {
 	pumps atomic.Int32
 }
 
+// names are a client's user name and the database it asked for. Most clients log in
+// with their pool's key (not a forced user or an alias): they point to the pool entry's
+// names, so an idle one holds no strings, nor the pointer's pair of string headers, of its
+// own. Read only once set: the login makes a client's own before it writes one.
+type names struct{ user, dbName string }
+
+// noNames are the names of a client before its login has read them.
+var noNames names
+
 // SessionStats counts a session's traffic.
 type SessionStats struct {
 	Transactions, Queries uint64
@@ -180,7 +189,7 @@ type SessionStats struct {
 }
 
 func newSession(s *Server, nc net.Conn, id uint64) *Session {
-	sess := &Session{srv: s, id: id, nc: nc, rd: wire.NewReader(nc), wr: wire.NewWriter(nc),
+	sess := &Session{srv: s, id: id, nc: nc, rd: wire.NewReader(nc), wr: wire.NewWriter(nc), names: &noNames,
 		connectedAt: time.Now().UnixNano(), fd: socketFD(nc), rawFD: -1, parkedFD: -1}
 	sess.loopIdx.Store(s.loopFor(id))
 	sess.sessionWork = sess.freshWork()
@@ -768,11 +777,11 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	if user == "" {
 		return pgerr.Fatal(pgerr.InvalidAuthorization, "no PostgreSQL user name specified in startup packet")
 	}
-	s.user = user
-	s.dbName, _ = pkt.Get("database")
-	if s.dbName == "" {
-		s.dbName = user
+	dbName, _ := pkt.Get("database")
+	if dbName == "" {
+		dbName = user
 	}
+	s.names = &names{user: user, dbName: dbName}
 	// During a shutdown only the console is served (through the unix socket, the one
 	// listener left open), as in PgBouncer.
 	if s.srv.draining.Load() && !isAdminDB(s.dbName) {
@@ -817,12 +826,18 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 		return pgerr.Fatal(pgerr.InternalError, "%v", err)
 	}
 	s.entry = entry
-	// The entry's copies of the names: an idle client then holds no strings of its own.
-	if s.user == entry.key.user {
-		s.user = entry.key.user
-	}
-	if s.dbName == entry.key.db {
-		s.dbName = entry.key.db
+	// The entry's names, or copies of its strings: an idle client then holds none of its own.
+	if *s.names == entry.names {
+		s.names = &entry.names
+	} else {
+		n := *s.names
+		if n.user == entry.key.user {
+			n.user = entry.key.user
+		}
+		if n.dbName == entry.key.db {
+			n.dbName = entry.key.db
+		}
+		s.names = &n
 	}
 	if s.kind.replication() {
 		return s.loginReplication(cfg, pkt, startParams)

@@ -104,9 +104,11 @@ func TestWorkFieldsClassified(t *testing.T) {
 
 // A logged-in idle client holds the Session alone; its working state is a second
 // allocation, made while it runs. Neither may grow into the next allocation size
-// class unnoticed (bench/README.md: idle memory).
+// class unnoticed (bench/README.md: idle memory). The Session was 320 bytes: its names,
+// reported parameters and writer, which idle clients of a pool hold alike or not at all,
+// moved out of it.
 func TestSessionSizeBounded(t *testing.T) {
 	t.Logf("Session %d bytes, sessionWork %d", unsafe.Sizeof(Session{}), unsafe.Sizeof(sessionWork{}))
-	require.LessOrEqual(t, unsafe.Sizeof(Session{}), uintptr(320), "Session grew past its 320-byte size class")
+	require.LessOrEqual(t, unsafe.Sizeof(Session{}), uintptr(256), "Session grew past its 256-byte size class")
 	require.LessOrEqual(t, unsafe.Sizeof(sessionWork{}), uintptr(576), "sessionWork grew past its 576-byte size class")
 }
