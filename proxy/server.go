@@ -92,12 +92,11 @@ type Server struct {
 	wgClosed bool
 	holding  map[*Session]struct{} // clients waiting during login (Session.awaitPool)
 	logins   map[*Session]struct{} // clients logging in (loggingIn), for SUSPEND
-	// byCancel holds every logged-in session, by cancel key (pid<<32|key): the one
-	// registry of clients, so an idle client costs one map entry (Sessions,
-	// KILL_CLIENT and SHOW CLIENTS walk it).
-	byCancel map[uint64]*Session
-	pools    *pools
-	hub      *listenmux.Hub // LISTEN multiplexing (listen.go)
+	// clients holds every logged-in session, by cancel key: the one registry of clients,
+	// so an idle client costs one slot (Sessions, KILL_CLIENT and SHOW CLIENTS walk it).
+	clients clientTable
+	pools   *pools
+	hub     *listenmux.Hub // LISTEN multiplexing (listen.go)
 	// loops are the client loops (one per core, clientloop.go), which also hold idle
 	// clients without goroutines (park_linux.go); nil when unavailable. A session
 	// belongs to one for its life (Session.home).
@@ -145,7 +144,6 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		log: opts.Logger, applyLogging: opts.ApplyLogging, cfg: opts.Config, creds: opts.Credentials,
 		scramKeys: make(map[string]scramKeys),
-		byCancel:  make(map[uint64]*Session),
 		holding:   make(map[*Session]struct{}),
 		logins:    make(map[*Session]struct{}),
 		done:      make(chan struct{}),
@@ -411,23 +409,14 @@ func (s *Server) connDone() {
 	s.wg.Done()
 }
 
-// register records a logged-in session and gives it a cancel key.
+// register records a logged-in session and gives it a cancel key (clientTable).
 func (s *Server) register(sess *Session) {
-	for {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
-		key := binary.BigEndian.Uint32(b[4:])
-		k := uint64(pid)<<32 | uint64(key)
-		s.mu.Lock()
-		if _, taken := s.byCancel[k]; !taken && pid != 0 {
-			s.byCancel[k] = sess
-			s.mu.Unlock()
-			sess.cancelPID, sess.cancelKey = pid, key
-			return
-		}
-		s.mu.Unlock()
-	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	sess.cancelKey = binary.BigEndian.Uint32(b[:])
+	s.mu.Lock()
+	sess.cancelPID = s.clients.add(sess)
+	s.mu.Unlock()
 }
 
 // unregister forgets sess (its cancel key); a session never registered has none.
@@ -436,9 +425,7 @@ func (s *Server) unregister(sess *Session) {
 		return
 	}
 	s.mu.Lock()
-	if k := uint64(sess.cancelPID)<<32 | uint64(sess.cancelKey); s.byCancel[k] == sess {
-		delete(s.byCancel, k)
-	}
+	s.clients.remove(sess, sess.cancelPID)
 	s.mu.Unlock()
 }
 
@@ -448,9 +435,8 @@ func (s *Server) cancel(pid uint32, key []byte) {
 	if len(key) != 4 {
 		return
 	}
-	k := uint64(pid)<<32 | uint64(binary.BigEndian.Uint32(key))
 	s.mu.Lock()
-	sess := s.byCancel[k]
+	sess := s.clients.lookup(pid, binary.BigEndian.Uint32(key))
 	timeout := s.cfg.CancelWaitTimeout
 	s.mu.Unlock()
 	if sess == nil || s.console.cancelCommand(sess) {
@@ -490,9 +476,5 @@ func (s *Server) Sessions() []*Session {
 func (s *Server) appendSessions(out []*Session) []*Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out = slices.Grow(out, len(s.byCancel))
-	for _, x := range s.byCancel {
-		out = append(out, x)
-	}
-	return out
+	return s.clients.appendTo(slices.Grow(out, s.clients.n))
 }

@@ -116,9 +116,9 @@ func TestDropGoneWaiters(t *testing.T) {
 // The sweep's list of sessions is refilled in place each tick: an idle pgmux allocated
 // 8 bytes a client every second there, which grew its heap (and kept pages) for nothing.
 func TestSweepListAllocatesNothing(t *testing.T) {
-	srv := &Server{byCancel: make(map[uint64]*Session)}
-	for i := range 100 {
-		srv.byCancel[uint64(i)] = &Session{}
+	srv := &Server{}
+	for range 100 {
+		srv.clients.add(&Session{})
 	}
 	list := srv.appendSessions(nil)
 	require.Len(t, list, 100)
