@@ -50,6 +50,17 @@ func (t *clientTable) lookup(pid, key uint32) *Session {
 	return nil
 }
 
+// appendFrom appends to out the clients from slot from on, until out holds max of them,
+// and returns the slot to go on from.
+func (t *clientTable) appendFrom(out []*Session, from, max int) ([]*Session, int) {
+	for ; from < len(t.slots) && len(out) < max; from++ {
+		if s := t.slots[from]; s != nil {
+			out = append(out, s)
+		}
+	}
+	return out, from
+}
+
 // appendTo appends the clients to out.
 func (t *clientTable) appendTo(out []*Session) []*Session {
 	for _, s := range t.slots {

@@ -525,21 +525,14 @@ func (ps *pools) expireAuto(now int64, after time.Duration, inUse map[*poolEntry
 	return dropped
 }
 
-// expireAutoDatabases is the idle sweep's part for auto-databases (expireAuto); sessions
-// are the logged-in ones, inUse a map it reuses.
-func (s *Server) expireAutoDatabases(now int64, sessions []*Session, inUse map[*poolEntry]bool) {
+// expireAutoDatabases is the idle sweep's part for auto-databases (expireAuto); inUse
+// holds the entries of the logged-in clients.
+func (s *Server) expireAutoDatabases(now int64, inUse map[*poolEntry]bool) {
 	after := s.Config().AutodbIdleTimeout
-	if after <= 0 || !s.pools.hasAuto() {
+	if after <= 0 {
 		return
 	}
-	clear(inUse)
-	for _, sess := range sessions {
-		if e := sess.entry; e != nil {
-			inUse[e] = true
-		}
-	}
 	dropped := s.pools.expireAuto(now, after, inUse)
-	clear(inUse)
 	if len(dropped) == 0 {
 		return
 	}

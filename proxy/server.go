@@ -60,7 +60,7 @@ type Options struct {
 // Server accepts clients and relays them to pooled server connections.
 //
 // Owners: every goroutine of the process reads it. log and applyLogging are set by New
-// and never change; mu guards the fields from cfg to byCancel (configuration,
+// and never change; mu guards the fields from cfg to clients (configuration,
 // credentials, caches, listeners, the client registry); the atomics are used without it;
 // pools, hub, parker, console, metrics and http are made once in New and guard their own
 // state; wg counts the client goroutines, and Stop waits on it (wgClosed).
@@ -376,10 +376,10 @@ const sweepEvery = time.Second
 func (s *Server) sweepIdle() {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
-	// The list of sessions is made once and reused: a new one every tick (8 bytes a
-	// client, each second) was nearly all an idle pgmux allocated, and it filled the
-	// heap up to the GC's goal between collections, pages the runtime then kept.
-	var sessions []*Session
+	// The batch is made once and reused: a new list every tick (8 bytes a client, each
+	// second) was nearly all an idle pgmux allocated, and it filled the heap up to the
+	// GC's goal between collections, pages the runtime then kept.
+	batch := make([]*Session, 0, sweepBatch)
 	inUse := make(map[*poolEntry]bool)
 	for {
 		select {
@@ -389,18 +389,40 @@ func (s *Server) sweepIdle() {
 		}
 		now := time.Now().Unix()
 		s.clock.Store(now)
-		sessions = s.appendSessions(sessions[:0])
-		park := parkDelay(s.nclients.Load())
-		for _, sess := range sessions {
-			sess.kickIfIdle(now, park)
-		}
-		s.dropGoneWaiters(sessions)
-		s.expireAutoDatabases(now, sessions, inUse)
-		clear(sessions) // ended sessions must not stay reachable until the next tick
-		if cap(sessions) > 1024 && cap(sessions) > 4*len(sessions) {
-			sessions = nil // most clients have left: let the larger array go
-		}
+		s.sweepOnce(now, batch, inUse)
 	}
+}
+
+// sweepBatch is how many clients the idle sweep copies out of the registry at a time. A
+// list of them all, kept from tick to tick, cost 8 bytes an idle client.
+const sweepBatch = 256
+
+// sweepOnce is one tick of the idle sweep (sweepIdle) at now, walking the clients a
+// batch at a time (batch: an empty slice of capacity sweepBatch, given back cleared);
+// inUse is its scratch map.
+func (s *Server) sweepOnce(now int64, batch []*Session, inUse map[*poolEntry]bool) {
+	park := parkDelay(s.nclients.Load())
+	auto := s.Config().AutodbIdleTimeout > 0 && s.pools.hasAuto()
+	for from := 0; ; {
+		s.mu.Lock()
+		batch, from = s.clients.appendFrom(batch[:0], from, sweepBatch)
+		s.mu.Unlock()
+		if len(batch) == 0 {
+			break
+		}
+		for _, sess := range batch {
+			sess.kickIfIdle(now, park)
+			if e := sess.entry; auto && e != nil {
+				inUse[e] = true
+			}
+		}
+		s.dropGoneWaiters(batch)
+		clear(batch) // ended sessions must not stay reachable until the next tick
+	}
+	if auto {
+		s.expireAutoDatabases(now, inUse)
+	}
+	clear(inUse)
 }
 
 // connDone accounts for a client connection that has ended.
