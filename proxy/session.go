@@ -25,8 +25,9 @@ import (
 	"github.com/pgmux/pgmux/proxy/console"
 )
 
-// ClientState is where a client is in its life, as SHOW CLIENTS reports it.
-type ClientState int32
+// ClientState is where a client is in its life, as SHOW CLIENTS reports it. A byte, as
+// the Session's other small fields (TestSessionSizeBounded).
+type ClientState uint8
 
 const (
 	ClientLogin   ClientState = iota // before AuthenticationOk
@@ -49,7 +50,7 @@ func (c ClientState) String() string {
 	case ClientClosed:
 		return "closed"
 	}
-	return fmt.Sprintf("ClientState(%d)", int32(c))
+	return fmt.Sprintf("ClientState(%d)", uint8(c))
 }
 
 // Session is one client connection. The session's goroutine owns nc and rd; wr belongs to
@@ -112,7 +113,6 @@ type Session struct {
 
 	mu     sync.Mutex
 	server *pool.Conn
-	mode   config.PoolMode
 	// *sessionWork is the working state (work.go): set while the session goroutine runs,
 	// nil while a parked client holds nothing of its own. Set and cleared under mu.
 	*sessionWork
@@ -129,10 +129,8 @@ type Session struct {
 	timers  *sessionTimers // guarded by mu; made when a timeout is first armed
 	// clientIdle is client_idle_timeout at login (the other limits are sessionWork's):
 	// set by the session goroutine before the parker or the sweep can read it.
-	clientIdle    time.Duration
-	notifyPending atomic.Bool
-	closed        atomic.Bool // the client is gone; server output is dropped
-	state         ClientState // guarded by mu
+	clientIdle time.Duration
+	closed     atomic.Bool // the client is gone; server output is dropped
 
 	// Parking (see park_linux.go): the socket's descriptor, when the client went idle,
 	// and whether the parker found it idle past client_idle_timeout. A client parked
@@ -155,12 +153,14 @@ type Session struct {
 	pinned    pinReason // why a transaction-mode client keeps its server (sticky.go); under mu
 	waitKind  waitKind
 
-	role         console.Role // console role, set once at console login (admin.go); under mu
-	tls          bool
-	prep         prepMode // how the current link treats named statements (prepared.go)
-	cacheUnnamed bool     // cache_unnamed_statements for the current link (unnamed.go)
-	listening    bool     // subscribed through the database's listener
-	reqOpen      bool     // a listening client's extended-protocol request awaits its Sync (listen_fence.go)
+	// The small fields last, one byte each, so that the Session fits its size class
+	// (TestSessionSizeBounded).
+	mode      config.PoolMode // the current link's (the login's until one); under mu
+	state     ClientState     // under mu
+	role      console.Role    // console role, set once at console login (admin.go); under mu
+	tls       bool
+	prep      prepMode // how the current link treats named statements (prepared.go)
+	listening bool     // subscribed through the database's listener
 	// kind: a real session asked for at login (pgmux.pool_mode=session, params.go), or a
 	// replication connection (replication.go); set at login, then read only.
 	kind   sessionKind

@@ -296,7 +296,7 @@ func (s *Session) notesHeld() bool { return s.srv.console.suspendedNow.Load() }
 // which sees the hold lifted: suspendedNow is cleared before this runs.
 func (s *Server) sendHeldNotes() {
 	for _, sess := range s.Sessions() {
-		if !sess.notifyPending.Load() {
+		if !sess.notesPending() {
 			continue
 		}
 		go func() {
