@@ -13,24 +13,15 @@ import (
 // entry (36 bytes at 2,000 clients, measured). The figure is the live heap the registry
 // adds for 20,000 registered clients.
 func TestClientRegistryBytesPerClient(t *testing.T) {
-	cfg := config.Default()
-	cfg.MetricsAddr = ""
-	srv, err := New(Options{Config: cfg})
-	require.NoError(t, err)
-	require.NoError(t, srv.Close()) // its idle sweep, which copies the registry, stops
+	srv := plainServer(t)
+	require.NoError(t, srv.Close()) // its idle sweep stops
 	const n = 20000
 	ss := make([]Session, n)
-	live := func() uint64 {
-		var m runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
-	before := live()
+	before := liveHeap()
 	for i := range ss {
 		srv.register(&ss[i])
 	}
-	perClient := float64(live()-before) / n
+	perClient := float64(liveHeap()-before) / n
 	t.Logf("registry: %.1f bytes a client", perClient)
 	require.Less(t, perClient, 16.0)
 	require.Len(t, srv.Sessions(), n)
@@ -39,6 +30,25 @@ func TestClientRegistryBytesPerClient(t *testing.T) {
 	}
 	require.Empty(t, srv.Sessions())
 	runtime.KeepAlive(ss)
+}
+
+// plainServer is a Server made by New from the default configuration, without the
+// metrics listener; the caller closes it.
+func plainServer(t *testing.T) *Server {
+	t.Helper()
+	cfg := config.Default()
+	cfg.MetricsAddr = ""
+	srv, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	return srv
+}
+
+// liveHeap is the live heap after a collection.
+func liveHeap() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
 
 // A cancel key finds its client and no other: a wrong key, a client gone, or a slot

@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/pgmux/pgmux/config"
 	"github.com/pgmux/pgmux/pool"
 )
 
@@ -120,10 +119,7 @@ func TestDropGoneWaiters(t *testing.T) {
 // pages) for nothing, and a list of all of them kept from tick to tick cost an idle
 // client 8 bytes. Nothing stays reachable from the batch after a tick.
 func TestSweepAllocatesNothing(t *testing.T) {
-	cfg := config.Default()
-	cfg.MetricsAddr = ""
-	srv, err := New(Options{Config: cfg})
-	require.NoError(t, err)
+	srv := plainServer(t)
 	require.NoError(t, srv.Close()) // its own sweep stops
 	ss := make([]Session, 3*sweepBatch+1)
 	for i := range ss {
@@ -152,23 +148,14 @@ func TestSweepAllocatesNothing(t *testing.T) {
 // The figure is the live heap the running sweep adds over its first two ticks.
 func TestSweepKeepsNoListOfClients(t *testing.T) {
 	const n = 20000
-	live := func() uint64 {
-		var m runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
 	for attempt := 1; ; attempt++ {
-		cfg := config.Default()
-		cfg.MetricsAddr = ""
-		srv, err := New(Options{Config: cfg})
-		require.NoError(t, err)
+		srv := plainServer(t)
 		start := srv.clock.Load()
 		ss := make([]Session, n)
 		for i := range ss {
 			srv.register(&ss[i])
 		}
-		before := live()
+		before := liveHeap()
 		early := srv.clock.Load() != start // the sweep ticked already: measured after it
 		// Two ticks: the sweep advances the clock at each.
 		for last, seen, deadline := srv.clock.Load(), 0, time.Now().Add(10*time.Second); seen < 2 && !early; time.Sleep(10 * time.Millisecond) {
@@ -178,7 +165,7 @@ func TestSweepKeepsNoListOfClients(t *testing.T) {
 			}
 		}
 		time.Sleep(50 * time.Millisecond) // the tick's walk is over
-		kept := int64(live()) - int64(before)
+		kept := int64(liveHeap()) - int64(before)
 		for i := range ss {
 			srv.unregister(&ss[i]) // before Close, which would end them
 		}
