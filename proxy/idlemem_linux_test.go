@@ -24,10 +24,13 @@ func TestParkedClientHoldsNoWriter(t *testing.T) {
 	require.Nil(t, s.wr, "no writer while parked")
 	require.True(t, s.relayQuiet(), "SUSPEND: nothing is being relayed to a parked client")
 
+	// The parker's part as the socket wakes, taken first here: the loop must not resume
+	// the session itself. The requests come while it is still without reader or writer.
+	require.True(t, s.home().unpark(s))
 	pipeline := wire.Query(wire.Query(wire.Query(nil, "SELECT 1"), "SELECT 2"), "SELECT 3")
 	_, err := client.Write(pipeline)
 	require.NoError(t, err)
-	require.True(t, s.home().unpark(s)) // the parker's part, as its socket woke
+	require.Nil(t, s.wr)
 	s.reattach()
 	require.NotNil(t, s.wr, "a woken client writes again")
 	var answers []byte
