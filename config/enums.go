@@ -15,7 +15,7 @@ var poolModeNames = [...]string{
 // String returns the pgbouncer.ini spelling ("session", "transaction", "statement"), or ""
 // for PoolModeUnset.
 func (m PoolMode) String() string {
-	if m >= 0 && int(m) < len(poolModeNames) {
+	if int(m) < len(poolModeNames) {
 		return poolModeNames[m]
 	}
 	return fmt.Sprintf("PoolMode(%d)", int(m))

@@ -5,8 +5,9 @@ package config
 
 import "time"
 
-// PoolMode says when a server connection goes back to its pool.
-type PoolMode int
+// PoolMode says when a server connection goes back to its pool. A byte: every client's
+// Session holds one (proxy's TestSessionSizeBounded).
+type PoolMode uint8
 
 const (
 	PoolModeUnset       PoolMode = iota // inherit from the level above

@@ -261,7 +261,7 @@ func (s *Session) adminLogin(cfg *config.Config, pkt *startup.Packet) error {
 		enc = "UTF8"
 	}
 	app, _ := pkt.Get("application_name")
-	s.params.base = pool.Params{
+	s.params = &sessionParams{base: pool.Params{
 		{Name: "server_version", Value: compatVersion + "/bouncer"},
 		{Name: "server_encoding", Value: "UTF8"},
 		{Name: "client_encoding", Value: enc},
@@ -270,7 +270,7 @@ func (s *Session) adminLogin(cfg *config.Config, pkt *startup.Packet) error {
 		{Name: "integer_datetimes", Value: "on"},
 		{Name: "standard_conforming_strings", Value: "on"},
 		{Name: "application_name", Value: app},
-	}
+	}}
 	s.srv.register(s)
 	return s.sendLoginAnswer(pkt)
 }

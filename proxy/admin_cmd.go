@@ -493,8 +493,8 @@ func (s *Server) adminKillClient(id string) error {
 	}
 	var sess *Session
 	s.mu.Lock()
-	for _, x := range s.byCancel { // a rare command: a walk costs less than a second map
-		if x.id == n {
+	for _, x := range s.clients.slots { // a rare command: a walk costs less than a second index
+		if x != nil && x.id == n {
 			sess = x
 			break
 		}

@@ -249,7 +249,8 @@ func (s *Session) sendRun(run []byte) {
 // waiting for the client (on a goroutine: Pump's or one of its own).
 func (s *Session) flushLeft() {
 	s.wmu.Lock()
-	if s.wr.Buffered() > 0 {
+	// (nil: someone else flushed it meanwhile, and the client parked without its writer)
+	if s.wr != nil && s.wr.Buffered() > 0 {
 		if err := s.wr.Flush(); err != nil {
 			s.clientWriteFailed()
 		}

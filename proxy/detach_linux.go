@@ -42,7 +42,6 @@ func (s *Session) detachLocked() bool {
 			return false // closed meanwhile: the caller ends the session
 		}
 		s.nc, s.rawFD = detachedConn{}, fd
-		s.wr.Reset(s.nc)
 	} else if _, resumed := s.nc.(resumedConn); !resumed {
 		dup, err := dupCloexec(s.fd)
 		if err != nil {
@@ -50,8 +49,6 @@ func (s *Session) detachLocked() bool {
 		}
 		old := s.nc
 		s.nc, s.rawFD, fd = detachedConn{}, dup, dup
-		// The writer stays, over detachedConn: other goroutines reach it under s.wmu.
-		s.wr.Reset(s.nc)
 		// The old number leaves the loop's set before it is closed (a client that waited
 		// there for requests, then went to a goroutine, stays registered: leaveLoop):
 		// closing it would not take the entry out, as the socket lives on under dup, and
@@ -67,6 +64,12 @@ func (s *Session) detachLocked() bool {
 	// garbage collection, which an idle process may not run for minutes).
 	s.maxMsg = int32(s.rd.MaxMessage)
 	s.rd = nil
+	// So does the writer: it holds nothing (parkSocketLocked checked), and the caller
+	// holds s.wmu as well as s.ncMu, the locks under which other goroutines use it. What
+	// they write to a parked client goes to its descriptor (tell: writeRawLocked); resume
+	// makes a writer again (ownWriter). A listening client, which is written to while
+	// parked, is not detached.
+	s.wr = nil
 	if s.home().park(s, fd) {
 		return true
 	}
@@ -76,13 +79,17 @@ func (s *Session) detachLocked() bool {
 
 // reattach gives a session that was parked detached its net.Conn back; it runs first
 // when a parked session resumes. A session closed while detached (closeAndWake) keeps
-// detachedConn, so its next read fails and it ends.
+// detachedConn, so its next read fails and it ends. It takes s.wmu, then s.ncMu: the
+// writer it makes is set under both (detachLocked).
 func (s *Session) reattach() {
+	s.wmu.Lock()
+	defer s.unlockW()
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
 	s.reattachLocked()
 }
 
+// reattachLocked is reattach with s.wmu and s.ncMu held.
 func (s *Session) reattachLocked() {
 	if s.rawClient() {
 		// Logged in on the loop and never served since (client_idle_timeout, a close):
@@ -93,6 +100,7 @@ func (s *Session) reattachLocked() {
 	if s.rd == nil {
 		s.newReader(s.nc)
 	}
+	s.ownWriter(s.nc)
 	fd := s.rawFD
 	if fd < 0 {
 		return
@@ -109,6 +117,14 @@ func (s *Session) reattachLocked() {
 	s.nc, s.fd = nc, fd
 	s.rd.Reset(nc)
 	s.wr.Reset(nc)
+}
+
+// ownWriter gives a session that parked without its writer (detachLocked) a new one over
+// nc; s.wmu and s.ncMu are held.
+func (s *Session) ownWriter(nc net.Conn) {
+	if s.wr == nil {
+		s.wr = wire.NewWriter(nc)
+	}
 }
 
 // resumeOnLoop serves a parked client's request on the loop its socket woke, as it serves
@@ -136,6 +152,10 @@ func (s *Session) resumeOnLoop(p *parker, fd int32) bool {
 // bareOnLoop is resumeOnLoop's part under s.ncMu: the detached descriptor fd becomes the
 // session's bare socket, edge-triggered in p's set and placed there as served now.
 func (s *Session) bareOnLoop(p *parker, fd int32) bool {
+	if !s.wmu.TryLock() { // its writer is made under it (ownWriter); resume waits for it
+		return false
+	}
+	defer s.unlockW()
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
 	if s.ncEnd&ncClosed != 0 || s.rawFD != fd || s.rd != nil {
@@ -150,6 +170,7 @@ func (s *Session) bareOnLoop(p *parker, fd int32) bool {
 	c.fd.Store(fd)
 	s.nc, s.fd, s.rawFD = c, fd, -1
 	s.newReader(c)
+	s.ownWriter(c)
 	s.wr.Reset(c)
 	p.mu.Lock()
 	p.placeLocked(s, fd)

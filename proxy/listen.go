@@ -83,8 +83,8 @@ func (s *Session) Notify(msg []byte) {
 	b := s.notifyBox()
 	b.mu.Lock()
 	b.q = append(b.q, msg)
+	b.pending.Store(true)
 	b.mu.Unlock()
-	s.notifyPending.Store(true)
 	if !s.notesHeld() && s.wmu.TryLock() {
 		s.drainNotify()
 		s.unlockW()
@@ -185,7 +185,7 @@ func (s *Session) listenLocally(n int) (bool, error) {
 // drainNotify writes queued notifications; s.wmu is held, at a message boundary. While
 // the pooler is SUSPENDed they stay queued (notesHeld).
 func (s *Session) drainNotify() {
-	if !s.notifyPending.Load() || s.notesHeld() {
+	if !s.notesPending() || s.notesHeld() {
 		return
 	}
 	s.writeNotes()
@@ -198,7 +198,7 @@ func (s *Session) writeNotes() {
 	b.mu.Lock()
 	q := b.q
 	b.q = nil
-	s.notifyPending.Store(false)
+	b.pending.Store(false)
 	b.mu.Unlock()
 	if s.closed.Load() {
 		return
@@ -224,7 +224,7 @@ func (s *Session) writeNotes() {
 func (s *Session) unlockW() {
 	for {
 		s.wmu.Unlock()
-		if !s.notifyPending.Load() || s.notesHeld() || !s.wmu.TryLock() {
+		if !s.notesPending() || s.notesHeld() || !s.wmu.TryLock() {
 			return
 		}
 		s.drainNotify()
@@ -232,7 +232,8 @@ func (s *Session) unlockW() {
 }
 
 // notifyBox holds notifications waiting for the client's writer to be free: the
-// listener's reader appends, whoever next holds Session.wmu drains; mu guards q.
+// listener's reader appends, whoever next holds Session.wmu drains; mu guards q, and
+// pending says q has some (atomic: each writer that lets go looks, notesPending).
 // channels counts the client's subscriptions on the shared listener (changed by the
 // listener under its mu through Subscribed, read by the session goroutine); fence is the
 // one the client's latest request asked for (stored by the session goroutine, read by
@@ -241,6 +242,7 @@ type notifyBox struct {
 	mu       sync.Mutex
 	q        [][]byte
 	channels atomic.Int32
+	pending  atomic.Bool
 	fence    atomic.Pointer[listenmux.Fence]
 	// u tracks the client's UNLISTENs sent to servers (listen_tx.go): written by the
 	// session goroutine under umu, read by the server's reader under umu.
@@ -249,6 +251,16 @@ type notifyBox struct {
 	// selfNotify: the client's latest request may NOTIFY (its text says notify), so its
 	// ReadyForQuery asks for a fence of its own (listen_fence.go:askSelfFence).
 	selfNotify atomic.Bool
+	// reqOpen: the client's extended-protocol request awaits its Sync (askFence); the
+	// session goroutine's.
+	reqOpen bool
+}
+
+// notesPending reports whether notifications wait in the session's box. For a client
+// that never listened it costs what a flag in the Session did: one load.
+func (s *Session) notesPending() bool {
+	b := s.notes.Load()
+	return b != nil && b.pending.Load()
 }
 
 // notifyBox returns the session's box, making it on first use (its first subscription):

@@ -21,7 +21,7 @@ func (s *Session) askFence(b *notifyBox, typ byte) {
 		return
 	}
 	var first bool
-	if first, s.reqOpen = fenceAsked(s.reqOpen, typ); first {
+	if first, b.reqOpen = fenceAsked(b.reqOpen, typ); first {
 		b.fence.Store(s.srv.listenerFor(s.entry).Fence())
 	}
 }
@@ -54,7 +54,7 @@ func (s *Session) awaitFence() {
 		s.log().Debug("listener round trip took too long: answer sent without waiting for it",
 			zap.Duration("waited", listenmux.FenceWait))
 	}
-	if s.notifyPending.Load() {
+	if b.pending.Load() {
 		s.writeNotes()
 	}
 }

@@ -38,13 +38,14 @@ func TestAskFenceFirstMessages(t *testing.T) {
 	require.True(t, open)
 
 	s := &Session{srv: &Server{}, entry: &poolEntry{key: poolKey{db: "app", user: "u"}}, sessionWork: newWork(), rd: wire.NewReader(bytes.NewReader([]byte{'S', 0, 0, 0, 4})),
-		wr: wire.NewWriter(io.Discard), reqOpen: true}
+		wr: wire.NewWriter(io.Discard)}
+	s.notifyBox().reqOpen = true
 	typ, n, err := s.rd.Next()
 	require.NoError(t, err)
 	skipping, err := s.skipUntilSync(typ, n) // its Sync, answered by pgmux
 	require.NoError(t, err)
 	require.False(t, skipping)
-	require.False(t, s.reqOpen, "the refused request ended at its Sync")
-	first, _ := fenceAsked(s.reqOpen, 'B')
+	require.False(t, s.notifyBox().reqOpen, "the refused request ended at its Sync")
+	first, _ := fenceAsked(s.notifyBox().reqOpen, 'B')
 	require.True(t, first, "the next request asks again")
 }

@@ -86,10 +86,10 @@ func ignored(cfg *config.Config, key string) bool {
 // setting (settings.go), applied on each server the client gets and what RESET returns
 // to, unless it is a reported one whose value the pool's servers already have.
 func (s *Session) initParams(cfg *config.Config, server pool.Params, start []startup.Param) {
-	s.params = sessionParams{base: server}
 	// On the stack: a client that sent the values another client of the pool sent (an
 	// application's clients send the same ones) shares that client's copy, and its login
-	// allocates neither these nor their key (sharedOwn, sharedStart clone what they keep).
+	// allocates neither these nor their key (sharedParams, sharedStart clone what they
+	// keep).
 	var ownBuf, startBuf [8]pool.Param
 	own, startVals := pool.Params(ownBuf[:0]), pool.Params(startBuf[:0])
 	for _, p := range start {
@@ -108,9 +108,7 @@ func (s *Session) initParams(cfg *config.Config, server pool.Params, start []sta
 		}
 		startVals = withParam(startVals, strings.ToLower(p.Key), p.Value)
 	}
-	if len(own) > 0 {
-		s.params.own = s.sharedOwn(own)
-	}
+	s.params = s.sharedParams(server, own)
 	if len(startVals) > 0 {
 		s.set.Store(s.sharedStart(startVals))
 	}
@@ -128,15 +126,25 @@ func withParam(ps pool.Params, name, value string) pool.Params {
 	return append(ps, pool.Param{Name: name, Value: value})
 }
 
-// sharedOwn returns own, or an equal set the pool's other clients already hold: their
-// reported parameters are read-only arrays (sessionParams.Set copies before it changes
-// one), so clients that sent the same values share them.
-func (s *Session) sharedOwn(own pool.Params) pool.Params {
+// keptParams is a copy of ps for a value that outlives the caller's stack array (nil
+// for none), clipped: a Set on it must not write into another's array.
+func keptParams(ps pool.Params) pool.Params {
+	if len(ps) == 0 {
+		return nil
+	}
+	return slices.Clone(ps)
+}
+
+// sharedParams returns the reported parameters base (the server's) with the client's own
+// values own, as the pool's other clients that sent the same values already hold them
+// (read-only: setParam makes a client's own before it changes one), else new. own may
+// be the caller's stack array: what is kept is a copy.
+func (s *Session) sharedParams(base, own pool.Params) *sessionParams {
 	if s.entry == nil {
-		return slices.Clone(own)
+		return &sessionParams{base: base, own: keptParams(own)}
 	}
 	var key [256]byte
-	return s.entry.sharedOwn(packStart(key[:0], own), own)
+	return s.entry.sharedParams(packStart(key[:0], own), base, own)
 }
 
 // sharedStart returns read-only settings holding only the startup values start: one
@@ -171,28 +179,44 @@ func (s *Session) ownSettings() {
 }
 
 // sessionParams are a client's reported parameters: the pool's login parameters, shared
-// read-only by every client of the pool, and the few values this client changed. Until
-// the login answer the session goroutine sets them alone; after it, own changes under
-// Session.mu (the server's reader, on ParameterStatus), and readers elsewhere take mu.
+// read-only by every client of the pool, and the few values this client changed. A
+// client points to them (Session.params, nil until its login sets them): the clients of
+// a pool that reported the same values point to one shared value (poolEntry.sharedParams),
+// and a client that changes one gets its own first (setParam), so an idle client costs
+// the pointer. Until the login answer the session goroutine sets them alone; after it,
+// they change under Session.mu (the server's reader, on ParameterStatus), and readers
+// elsewhere take mu.
 type sessionParams struct {
-	base pool.Params
-	own  pool.Params
+	base   pool.Params
+	own    pool.Params
+	shared bool // other clients point to it too: read only
 }
 
 // Get returns the client's value of name.
 func (p *sessionParams) Get(name string) (string, bool) {
+	if p == nil {
+		return "", false
+	}
 	if v, ok := p.own.Get(name); ok {
 		return v, true
 	}
 	return p.base.Get(name)
 }
 
-// Set records the client's value of name and reports whether it changed.
-func (p *sessionParams) Set(name, value string) bool {
+// setParam records the client's value of name and reports whether it changed.
+func (s *Session) setParam(name, value string) bool {
+	p := s.params
 	if v, ok := p.Get(name); ok && v == value {
 		return false
 	}
-	p.own = p.own.Clone() // the array may be shared (Session.sharedOwn): never changed in place
+	if p == nil || p.shared {
+		mine := &sessionParams{}
+		if p != nil {
+			mine.base, mine.own = p.base, p.own
+		}
+		s.params, p = mine, mine
+	}
+	p.own = p.own.Clone() // the array may be shared too: never changed in place
 	p.own.Set(name, value)
 	return true
 }
@@ -201,6 +225,9 @@ func (p *sessionParams) Set(name, value string) bool {
 // (the server's, at login) with the client's own values over them, then the client's
 // others.
 func (p *sessionParams) each(f func(name, value string)) {
+	if p == nil {
+		return
+	}
 	for _, kv := range p.base {
 		v := kv.Value
 		if own, ok := p.own.Get(kv.Name); ok {
@@ -237,7 +264,7 @@ func (s *Session) reportChanged(c *pool.Conn) {
 	var b []byte
 	for _, p := range c.Params {
 		if v, ok := s.params.Get(p.Name); ok && v != p.Value {
-			s.params.Set(p.Name, p.Value)
+			s.setParam(p.Name, p.Value)
 			b = wire.ParameterStatus(b, p.Name, p.Value)
 		}
 	}
@@ -280,7 +307,7 @@ func (s *Session) onParameterStatus(c *pool.Conn, n int) error {
 		s.mu.Unlock()
 		return nil
 	}
-	changed := s.params.Set(name, value)
+	changed := s.setParam(name, value)
 	s.mu.Unlock()
 	if !changed || s.closed.Load() {
 		return nil

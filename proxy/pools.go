@@ -24,6 +24,7 @@ type poolKey struct{ db, user string }
 // the relay reads per message or per transaction without mu.
 type poolEntry struct {
 	key    poolKey
+	names  names // key's names, which its clients that logged in with them point to
 	pool   *pool.Pool
 	direct *budget // direct_pool_size: pinned connections of the database
 	prep   *prepStats
@@ -52,38 +53,44 @@ type poolEntry struct {
 	// starts are the startup settings shared by the entry's clients (sharedStart), by
 	// their names and values; guarded by mu.
 	starts map[string]*settings
-	// owns are the clients' own reported parameters shared the same way (sharedOwn);
-	// guarded by mu.
-	owns map[string]pool.Params
+	// owns are the clients' reported parameters shared the same way (sharedParams), by
+	// the names and values of their own; guarded by mu.
+	owns map[string]*sessionParams
 }
 
 // maxSharedStarts bounds the distinct sets of startup values an entry shares; clients
 // with others get settings of their own.
 const maxSharedStarts = 64
 
-// sharedOwn returns the entry's shared copy of the reported parameters own, whose names
-// and values key packs.
-// own may be the caller's stack array: what is kept or returned is a copy (clipped: a
-// Set on it must not write into the shared array).
-func (e *poolEntry) sharedOwn(key []byte, own pool.Params) pool.Params {
+// sharedParams returns the entry's shared reported parameters of base (the server's
+// parameters at login) with the clients' own values own, whose names and values key
+// packs. One made over other server parameters (a pool's servers changed) is replaced.
+// own may be the caller's stack array: what is kept is a copy (keptParams).
+func (e *poolEntry) sharedParams(key []byte, base, own pool.Params) *sessionParams {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if ps, ok := e.owns[string(key)]; ok {
-		return ps
+	if p, ok := e.owns[string(key)]; ok && sameParams(p.base, base) {
+		return p
 	}
-	kept := slices.Clone(own)
-	if len(e.owns) < maxSharedStarts {
+	p := &sessionParams{base: base, own: keptParams(own)}
+	if _, ok := e.owns[string(key)]; ok || len(e.owns) < maxSharedStarts {
 		if e.owns == nil {
-			e.owns = make(map[string]pool.Params)
+			e.owns = make(map[string]*sessionParams)
 		}
-		e.owns[string(key)] = kept
+		p.shared = true
+		e.owns[string(key)] = p
 	}
-	return kept
+	return p
+}
+
+// sameParams reports whether a and b are one slice (not only equal).
+func sameParams(a, b pool.Params) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // sharedStart returns the entry's shared settings for the startup values start, whose
 // names and values key packs.
-// start may be the caller's stack array, as sharedOwn's own.
+// start may be the caller's stack array, as sharedParams' own.
 func (e *poolEntry) sharedStart(key []byte, start pool.Params) *settings {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -146,7 +153,7 @@ func (ps *pools) getOrMake(cfg *config.Config, db *config.Database, user string)
 		e.idleSince = 0 // a client is logging in: in use again (expireAuto)
 		return e, false, nil
 	}
-	e = &poolEntry{key: k, db: db, mode: cfg.EffectivePoolMode(db, user), prep: ps.prepStatsFor(k),
+	e = &poolEntry{key: k, names: names{user: user, dbName: db.Name}, db: db, mode: cfg.EffectivePoolMode(db, user), prep: ps.prepStatsFor(k),
 		auto: cfg.Databases[db.Name] == nil}
 	e.modeNow.Store(int32(e.mode))
 	e.multi.Store(multiHost(db))
@@ -523,21 +530,14 @@ func (ps *pools) expireAuto(now int64, after time.Duration, inUse map[*poolEntry
 	return dropped
 }
 
-// expireAutoDatabases is the idle sweep's part for auto-databases (expireAuto); sessions
-// are the logged-in ones, inUse a map it reuses.
-func (s *Server) expireAutoDatabases(now int64, sessions []*Session, inUse map[*poolEntry]bool) {
+// expireAutoDatabases is the idle sweep's part for auto-databases (expireAuto); inUse
+// holds the entries of the logged-in clients.
+func (s *Server) expireAutoDatabases(now int64, inUse map[*poolEntry]bool) {
 	after := s.Config().AutodbIdleTimeout
-	if after <= 0 || !s.pools.hasAuto() {
+	if after <= 0 {
 		return
 	}
-	clear(inUse)
-	for _, sess := range sessions {
-		if e := sess.entry; e != nil {
-			inUse[e] = true
-		}
-	}
 	dropped := s.pools.expireAuto(now, after, inUse)
-	clear(inUse)
 	if len(dropped) == 0 {
 		return
 	}

@@ -656,7 +656,9 @@ func (s *Session) skipUntilSync(typ byte, n int) (bool, error) {
 	if typ != 'S' {
 		return true, nil
 	}
-	s.reqOpen = false // the request ends here (listen_fence.go)
+	if b := s.notes.Load(); b != nil {
+		b.reqOpen = false // the request ends here (listen_fence.go)
+	}
 	return false, s.writeClient(wire.ReadyForQuery(nil, s.idleStatus()))
 }
 

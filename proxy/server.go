@@ -60,7 +60,7 @@ type Options struct {
 // Server accepts clients and relays them to pooled server connections.
 //
 // Owners: every goroutine of the process reads it. log and applyLogging are set by New
-// and never change; mu guards the fields from cfg to byCancel (configuration,
+// and never change; mu guards the fields from cfg to clients (configuration,
 // credentials, caches, listeners, the client registry); the atomics are used without it;
 // pools, hub, parker, console, metrics and http are made once in New and guard their own
 // state; wg counts the client goroutines, and Stop waits on it (wgClosed).
@@ -92,12 +92,11 @@ type Server struct {
 	wgClosed bool
 	holding  map[*Session]struct{} // clients waiting during login (Session.awaitPool)
 	logins   map[*Session]struct{} // clients logging in (loggingIn), for SUSPEND
-	// byCancel holds every logged-in session, by cancel key (pid<<32|key): the one
-	// registry of clients, so an idle client costs one map entry (Sessions,
-	// KILL_CLIENT and SHOW CLIENTS walk it).
-	byCancel map[uint64]*Session
-	pools    *pools
-	hub      *listenmux.Hub // LISTEN multiplexing (listen.go)
+	// clients holds every logged-in session, by cancel key: the one registry of clients,
+	// so an idle client costs one slot (Sessions, KILL_CLIENT and SHOW CLIENTS walk it).
+	clients clientTable
+	pools   *pools
+	hub     *listenmux.Hub // LISTEN multiplexing (listen.go)
 	// loops are the client loops (one per core, clientloop.go), which also hold idle
 	// clients without goroutines (park_linux.go); nil when unavailable. A session
 	// belongs to one for its life (Session.home).
@@ -145,7 +144,6 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		log: opts.Logger, applyLogging: opts.ApplyLogging, cfg: opts.Config, creds: opts.Credentials,
 		scramKeys: make(map[string]scramKeys),
-		byCancel:  make(map[uint64]*Session),
 		holding:   make(map[*Session]struct{}),
 		logins:    make(map[*Session]struct{}),
 		done:      make(chan struct{}),
@@ -378,10 +376,10 @@ const sweepEvery = time.Second
 func (s *Server) sweepIdle() {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
-	// The list of sessions is made once and reused: a new one every tick (8 bytes a
-	// client, each second) was nearly all an idle pgmux allocated, and it filled the
-	// heap up to the GC's goal between collections, pages the runtime then kept.
-	var sessions []*Session
+	// The batch is made once and reused: a new list every tick (8 bytes a client, each
+	// second) was nearly all an idle pgmux allocated, and it filled the heap up to the
+	// GC's goal between collections, pages the runtime then kept.
+	batch := make([]*Session, 0, sweepBatch)
 	inUse := make(map[*poolEntry]bool)
 	for {
 		select {
@@ -391,18 +389,40 @@ func (s *Server) sweepIdle() {
 		}
 		now := time.Now().Unix()
 		s.clock.Store(now)
-		sessions = s.appendSessions(sessions[:0])
-		park := parkDelay(s.nclients.Load())
-		for _, sess := range sessions {
-			sess.kickIfIdle(now, park)
-		}
-		s.dropGoneWaiters(sessions)
-		s.expireAutoDatabases(now, sessions, inUse)
-		clear(sessions) // ended sessions must not stay reachable until the next tick
-		if cap(sessions) > 1024 && cap(sessions) > 4*len(sessions) {
-			sessions = nil // most clients have left: let the larger array go
-		}
+		s.sweepOnce(now, batch, inUse)
 	}
+}
+
+// sweepBatch is how many clients the idle sweep copies out of the registry at a time. A
+// list of them all, kept from tick to tick, cost 8 bytes an idle client.
+const sweepBatch = 256
+
+// sweepOnce is one tick of the idle sweep (sweepIdle) at now, walking the clients a
+// batch at a time (batch: an empty slice of capacity sweepBatch, given back cleared);
+// inUse is its scratch map.
+func (s *Server) sweepOnce(now int64, batch []*Session, inUse map[*poolEntry]bool) {
+	park := parkDelay(s.nclients.Load())
+	auto := s.Config().AutodbIdleTimeout > 0 && s.pools.hasAuto()
+	for from := 0; ; {
+		s.mu.Lock()
+		batch, from = s.clients.appendFrom(batch[:0], from, sweepBatch)
+		s.mu.Unlock()
+		if len(batch) == 0 {
+			break
+		}
+		for _, sess := range batch {
+			sess.kickIfIdle(now, park)
+			if e := sess.entry; auto && e != nil {
+				inUse[e] = true
+			}
+		}
+		s.dropGoneWaiters(batch)
+		clear(batch) // ended sessions must not stay reachable until the next tick
+	}
+	if auto {
+		s.expireAutoDatabases(now, inUse)
+	}
+	clear(inUse)
 }
 
 // connDone accounts for a client connection that has ended.
@@ -411,23 +431,14 @@ func (s *Server) connDone() {
 	s.wg.Done()
 }
 
-// register records a logged-in session and gives it a cancel key.
+// register records a logged-in session and gives it a cancel key (clientTable).
 func (s *Server) register(sess *Session) {
-	for {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
-		key := binary.BigEndian.Uint32(b[4:])
-		k := uint64(pid)<<32 | uint64(key)
-		s.mu.Lock()
-		if _, taken := s.byCancel[k]; !taken && pid != 0 {
-			s.byCancel[k] = sess
-			s.mu.Unlock()
-			sess.cancelPID, sess.cancelKey = pid, key
-			return
-		}
-		s.mu.Unlock()
-	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	sess.cancelKey = binary.BigEndian.Uint32(b[:])
+	s.mu.Lock()
+	sess.cancelPID = s.clients.add(sess)
+	s.mu.Unlock()
 }
 
 // unregister forgets sess (its cancel key); a session never registered has none.
@@ -436,9 +447,7 @@ func (s *Server) unregister(sess *Session) {
 		return
 	}
 	s.mu.Lock()
-	if k := uint64(sess.cancelPID)<<32 | uint64(sess.cancelKey); s.byCancel[k] == sess {
-		delete(s.byCancel, k)
-	}
+	s.clients.remove(sess, sess.cancelPID)
 	s.mu.Unlock()
 }
 
@@ -448,9 +457,8 @@ func (s *Server) cancel(pid uint32, key []byte) {
 	if len(key) != 4 {
 		return
 	}
-	k := uint64(pid)<<32 | uint64(binary.BigEndian.Uint32(key))
 	s.mu.Lock()
-	sess := s.byCancel[k]
+	sess := s.clients.lookup(pid, binary.BigEndian.Uint32(key))
 	timeout := s.cfg.CancelWaitTimeout
 	s.mu.Unlock()
 	if sess == nil || s.console.cancelCommand(sess) {
@@ -490,9 +498,5 @@ func (s *Server) Sessions() []*Session {
 func (s *Server) appendSessions(out []*Session) []*Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out = slices.Grow(out, len(s.byCancel))
-	for _, x := range s.byCancel {
-		out = append(out, x)
-	}
-	return out
+	return s.clients.appendTo(slices.Grow(out, s.clients.n))
 }

@@ -25,8 +25,9 @@ import (
 	"github.com/pgmux/pgmux/proxy/console"
 )
 
-// ClientState is where a client is in its life, as SHOW CLIENTS reports it.
-type ClientState int32
+// ClientState is where a client is in its life, as SHOW CLIENTS reports it. A byte, as
+// the Session's other small fields (TestSessionSizeBounded).
+type ClientState uint8
 
 const (
 	ClientLogin   ClientState = iota // before AuthenticationOk
@@ -49,12 +50,13 @@ func (c ClientState) String() string {
 	case ClientClosed:
 		return "closed"
 	}
-	return fmt.Sprintf("ClientState(%d)", int32(c))
+	return fmt.Sprintf("ClientState(%d)", uint8(c))
 }
 
 // Session is one client connection. The session's goroutine owns nc and rd; wr belongs to
 // the server connection's reader goroutine while a server is linked (it relays the
-// server's answers) and to the session goroutine otherwise. mu guards the link state.
+// server's answers) and to the session goroutine otherwise. A client parked without its
+// net.Conn has neither rd nor wr (nil, detach_linux.go). mu guards the link state.
 //
 // A Session is two allocations: this one, which every logged-in client keeps, and its
 // working state (sessionWork, embedded by pointer so its fields read as the Session's),
@@ -86,17 +88,17 @@ func (c ClientState) String() string {
 // through the socket alone: what one writes and the other reads goes through mu, wmu or
 // an atomic.
 type Session struct {
-	srv          *Server
-	id           uint64
-	nc           net.Conn
-	rd           *wire.Reader
-	wr           *wire.Writer
-	user, dbName string
-	entry        *poolEntry
-	cancelPID    uint32
-	cancelKey    uint32
-	connectedAt  int64 // unix nanoseconds
-	maxStmts     int32 // max_prepared_statements at login (prepared.go)
+	srv         *Server
+	id          uint64
+	nc          net.Conn
+	rd          *wire.Reader
+	wr          *wire.Writer
+	*names      // user and dbName: set by the login, then read only
+	entry       *poolEntry
+	cancelPID   uint32
+	cancelKey   uint32
+	connectedAt int64 // unix nanoseconds
+	maxStmts    int32 // max_prepared_statements at login (prepared.go)
 	// loopIdx is the index of the session's client loop in Server.loops (home). Set at
 	// creation (Server.loopFor); changed only by loopPark, under ncMu, while the client
 	// is between requests with no server linked, to follow the loops the GOMAXPROCS
@@ -106,12 +108,11 @@ type Session struct {
 	// params are the client's reported parameters as it believes them to be; set are its
 	// session settings, carried from server to server (settings.go): nil until it has any.
 	// The pointer is set once, by either goroutine; its fields are guarded as documented.
-	params sessionParams
+	params *sessionParams
 	set    atomic.Pointer[settings]
 
 	mu     sync.Mutex
 	server *pool.Conn
-	mode   config.PoolMode
 	// *sessionWork is the working state (work.go): set while the session goroutine runs,
 	// nil while a parked client holds nothing of its own. Set and cleared under mu.
 	*sessionWork
@@ -128,10 +129,8 @@ type Session struct {
 	timers  *sessionTimers // guarded by mu; made when a timeout is first armed
 	// clientIdle is client_idle_timeout at login (the other limits are sessionWork's):
 	// set by the session goroutine before the parker or the sweep can read it.
-	clientIdle    time.Duration
-	notifyPending atomic.Bool
-	closed        atomic.Bool // the client is gone; server output is dropped
-	state         ClientState // guarded by mu
+	clientIdle time.Duration
+	closed     atomic.Bool // the client is gone; server output is dropped
 
 	// Parking (see park_linux.go): the socket's descriptor, when the client went idle,
 	// and whether the parker found it idle past client_idle_timeout. A client parked
@@ -154,12 +153,14 @@ type Session struct {
 	pinned    pinReason // why a transaction-mode client keeps its server (sticky.go); under mu
 	waitKind  waitKind
 
-	role         console.Role // console role, set once at console login (admin.go); under mu
-	tls          bool
-	prep         prepMode // how the current link treats named statements (prepared.go)
-	cacheUnnamed bool     // cache_unnamed_statements for the current link (unnamed.go)
-	listening    bool     // subscribed through the database's listener
-	reqOpen      bool     // a listening client's extended-protocol request awaits its Sync (listen_fence.go)
+	// The small fields last, one byte each, so that the Session fits its size class
+	// (TestSessionSizeBounded).
+	mode      config.PoolMode // the current link's (the login's until one); under mu
+	state     ClientState     // under mu
+	role      console.Role    // console role, set once at console login (admin.go); under mu
+	tls       bool
+	prep      prepMode // how the current link treats named statements (prepared.go)
+	listening bool     // subscribed through the database's listener
 	// kind: a real session asked for at login (pgmux.pool_mode=session, params.go), or a
 	// replication connection (replication.go); set at login, then read only.
 	kind   sessionKind
@@ -171,6 +172,15 @@ type Session struct {
 	pumps atomic.Int32
 }
 
+// names are a client's user name and the database it asked for. Most clients log in
+// with their pool's key (not a forced user or an alias): they point to the pool entry's
+// names, so an idle one holds no strings, nor the pointer's pair of string headers, of its
+// own. Read only once set: the login makes a client's own before it writes one.
+type names struct{ user, dbName string }
+
+// noNames are the names of a client before its login has read them.
+var noNames names
+
 // SessionStats counts a session's traffic.
 type SessionStats struct {
 	Transactions, Queries uint64
@@ -179,7 +189,7 @@ type SessionStats struct {
 }
 
 func newSession(s *Server, nc net.Conn, id uint64) *Session {
-	sess := &Session{srv: s, id: id, nc: nc, rd: wire.NewReader(nc), wr: wire.NewWriter(nc),
+	sess := &Session{srv: s, id: id, nc: nc, rd: wire.NewReader(nc), wr: wire.NewWriter(nc), names: &noNames,
 		connectedAt: time.Now().UnixNano(), fd: socketFD(nc), rawFD: -1, parkedFD: -1}
 	sess.loopIdx.Store(s.loopFor(id))
 	sess.sessionWork = sess.freshWork()
@@ -351,7 +361,7 @@ func (s *Session) tell(pe *pgerr.Error, wait time.Duration) {
 		return
 	}
 	_ = s.nc.SetWriteDeadline(time.Now().Add(wait))
-	if s.wr.Buffered() > 0 {
+	if s.wr != nil && s.wr.Buffered() > 0 {
 		// Whole messages a relay or the session left for a later flush (a full socket,
 		// a batch) go first: written before them, the FATAL could land inside one.
 		if s.wr.Write(b) == nil {
@@ -770,11 +780,11 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	if user == "" {
 		return pgerr.Fatal(pgerr.InvalidAuthorization, "no PostgreSQL user name specified in startup packet")
 	}
-	s.user = user
-	s.dbName, _ = pkt.Get("database")
-	if s.dbName == "" {
-		s.dbName = user
+	dbName, _ := pkt.Get("database")
+	if dbName == "" {
+		dbName = user
 	}
+	s.names = &names{user: user, dbName: dbName}
 	// During a shutdown only the console is served (through the unix socket, the one
 	// listener left open), as in PgBouncer.
 	if s.srv.draining.Load() && !isAdminDB(s.dbName) {
@@ -819,12 +829,18 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 		return pgerr.Fatal(pgerr.InternalError, "%v", err)
 	}
 	s.entry = entry
-	// The entry's copies of the names: an idle client then holds no strings of its own.
-	if s.user == entry.key.user {
-		s.user = entry.key.user
-	}
-	if s.dbName == entry.key.db {
-		s.dbName = entry.key.db
+	// The entry's names, or copies of its strings: an idle client then holds none of its own.
+	if *s.names == entry.names {
+		s.names = &entry.names
+	} else {
+		n := *s.names
+		if n.user == entry.key.user {
+			n.user = entry.key.user
+		}
+		if n.dbName == entry.key.db {
+			n.dbName = entry.key.db
+		}
+		s.names = &n
 	}
 	if s.kind.replication() {
 		return s.loginReplication(cfg, pkt, startParams)

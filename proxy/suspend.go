@@ -203,7 +203,7 @@ func (s *Session) relayQuiet() bool {
 		return false // an answer is being relayed to it (the client loop's relay)
 	}
 	defer s.unlockW()
-	return s.wr.Buffered() == 0
+	return s.wr == nil || s.wr.Buffered() == 0 // nil: parked without a writer (detachLocked)
 }
 
 // suspendedAll reports whether SUSPEND's hold has taken full effect on pools: no server
@@ -304,7 +304,7 @@ func (s *Session) notesHeld() bool { return s.srv.console.suspendedNow.Load() }
 // which sees the hold lifted: suspendedNow is cleared before this runs.
 func (s *Server) sendHeldNotes() {
 	for _, sess := range s.Sessions() {
-		if !sess.notifyPending.Load() {
+		if !sess.notesPending() {
 			continue
 		}
 		go func() {

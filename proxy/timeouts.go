@@ -30,7 +30,7 @@ const (
 
 // parkAfter is how long a client must be idle before its goroutine is let go while the
 // server holds parkManyClients clients or more; below that, parkAfterFew. Parking saves
-// memory (a parked client keeps its descriptor and 320 bytes; a waiting goroutine with its
+// memory (a parked client keeps its descriptor and 240 bytes; a waiting goroutine with its
 // net.Conn and working state, a few KB), but its next request pays a resume: a new
 // goroutine, the net.Conn rebuilt (about a dozen system calls), the working state made
 // again: a transaction of a client idle between requests cost pgmux several times a busy

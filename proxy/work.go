@@ -86,6 +86,10 @@ type sessionWork struct {
 	// transaction open on the linked standby; roMoved, those of the client's transaction
 	// that left the standby, to be begun on its next server.
 	roFresh, roMoved sqlscan.TxModes
+	// cacheUnnamed is cache_unnamed_statements for the current link (unnamed.go), set as
+	// each link begins; the session goroutine's. Here, in the padding, rather than in
+	// Session: a parked client has no link.
+	cacheUnnamed bool
 	// replicaWait is the standby's pool a replica read waits in (acquireReplica), for a
 	// cancel request (cancelWait); under mu. Here rather than in Session: an idle
 	// client's Session stays within its size class.
