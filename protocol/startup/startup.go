@@ -93,7 +93,7 @@ func Read(rd *wire.Reader) (*Packet, error) {
 	// A usual startup packet fits the stack array (Parse copies what it keeps): no
 	// allocation of the body a login.
 	var small [512]byte
-	body := small[:0]
+	var body []byte
 	if n-4 <= len(small) {
 		body = small[:n-4]
 	} else {
