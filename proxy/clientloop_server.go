@@ -182,7 +182,7 @@ func runAnswer(typ byte) bool {
 // relayRun relays, from the front of c's buffered answer, a run of whole messages that
 // only answer requests (runAnswer), as relayMsg would one by one: each matched to its
 // request (answer) in order, but under one hold of s.mu, and the ones the client sees
-// as they are copied into its writer in one piece and counted once. A transaction's
+// as they are copied into its writer in one piece and counted once (relayRead). A transaction's
 // answer is mostly such messages (five of six for an extended-protocol query), and the
 // per-message lock, copy and count were a tenth of the relay's work for them. The run
 // stops before anything else relayMsg looks at: a message of another type, one that
@@ -213,12 +213,12 @@ func (s *Session) relayRun(c *pool.Conn) (took int, err error) {
 		hide, row := s.answer(c, typ)
 		if hide || row != 0 {
 			s.mu.Unlock()
-			s.sendRun(run)
+			s.relayRead(run, false)
 			return took + 1, s.afterAnswer(rd, typ, n, hide, row)
 		}
 		m, _ := rd.Message(n) // whole: it does not read
 		if len(run) > 0 && unsafe.SliceData(m) != unsafe.SliceData(run[len(run):]) {
-			s.sendRun(run) // not next to the run in the buffer (not seen: Whole reads nothing)
+			s.relayRead(run, false) // not next to the run in the buffer (not seen: Whole reads nothing)
 			run = nil
 		}
 		if len(run) == 0 {
@@ -229,20 +229,8 @@ func (s *Session) relayRun(c *pool.Conn) (took int, err error) {
 		took++
 	}
 	s.mu.Unlock()
-	s.sendRun(run)
+	s.relayRead(run, false)
 	return took, nil
-}
-
-// sendRun copies run, whole server messages, into the client's writer (it fits: no
-// flush) and counts them.
-func (s *Session) sendRun(run []byte) {
-	if len(run) == 0 {
-		return
-	}
-	s.ops.out.Add(uint64(len(run)))
-	if err := s.wr.Write(run); err != nil {
-		s.clientWriteFailed()
-	}
 }
 
 // flushLeft sends what the loop left unsent in s.wr when the client's socket was full,
