@@ -200,11 +200,17 @@ func (s *Session) relayRun(c *pool.Conn) (took int, err error) {
 	room := s.wr.Room()
 	var run []byte
 	s.mu.Lock()
+	// Looked at once for the run: under s.mu no request is queued (no Fake), and what
+	// other goroutines may change meanwhile (a kill, a lease ended by a timer) is seen by
+	// relayBatch after the run as it would be had it come a moment later.
+	if s.q.fakes.Load() > 0 || s.rr.Load() != nil || s.notes.Load() != nil ||
+		s.endWith.Load() != nil || !s.leases(c) {
+		s.mu.Unlock()
+		return 0, nil
+	}
 	for {
 		typ, n, whole := rd.Whole()
-		if !whole || !runAnswer(typ) || len(run)+wire.HeaderLen+n >= room ||
-			s.q.fakes.Load() > 0 || s.rr.Load() != nil || s.notes.Load() != nil ||
-			s.endWith.Load() != nil || !s.leases(c) {
+		if !whole || !runAnswer(typ) || len(run)+wire.HeaderLen+n >= room {
 			break
 		}
 		if _, _, err := rd.Next(); err != nil {

@@ -59,3 +59,25 @@ func GoroutineEnds() uint64 { return goroutineEnds.Load() }
 // SetDispatchHook has f told of each client message dispatch decides about (nil: none);
 // set it before clients connect and reset it at the test's end.
 func SetDispatchHook(f func(typ byte)) { testHookDispatch = f }
+
+// QueueBuffers counts the logged-in clients whose response queue holds a buffer, and
+// the server connections that keep one to lend to their next client (serverState.ring).
+func QueueBuffers(s *Server) (clients, servers int) {
+	for _, sess := range s.Sessions() {
+		sess.mu.Lock()
+		if sess.sessionWork != nil && sess.q.ring.Cap() > 0 {
+			clients++
+		}
+		sess.mu.Unlock()
+	}
+	s.pools.mu.Lock()
+	defer s.pools.mu.Unlock()
+	for _, e := range s.pools.byKey {
+		for _, c := range e.pool.Conns() {
+			if x := linkOf(c); x != nil && x.ring != nil {
+				servers++
+			}
+		}
+	}
+	return clients, servers
+}

@@ -420,6 +420,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.mode = mode
 	s.state = ClientActive
 	s.q.reset()
+	s.borrowRing(c)
 	s.prep, s.maxStmts = prepModeFor(cfg, mode), int32(cfg.MaxPreparedStatements)
 	s.cacheUnnamed = s.prep == prepCache && cfg.EffectiveCacheUnnamed(db)
 	s.limits = timeLimits{query: cfg.QueryTimeout, idleTx: cfg.IdleTransactionTimeout, tx: cfg.TransactionTimeout}
@@ -1330,6 +1331,9 @@ func (s *Session) settleAt(c *pool.Conn, status byte, at time.Time) (bool, error
 		s.server = nil
 		s.state = ClientIdle
 		s.disarmAll()
+		if out == link.Release {
+			s.returnRing(c)
+		}
 	} else if idle {
 		s.disarm(timerQuery)
 		if status != 'I' {
@@ -1353,6 +1357,23 @@ func (s *Session) settleAt(c *pool.Conn, status byte, at time.Time) (bool, error
 		return true, nil
 	}
 	return false, nil
+}
+
+// borrowRing takes c's response-queue buffer for the link (serverState.ring); the
+// queue is empty, and a buffer of the client's own is dropped. s.mu is held.
+func (s *Session) borrowRing(c *pool.Conn) {
+	if x := linkOf(c); x != nil && x.ring != nil {
+		s.q.ring.Swap(x.ring)
+		x.ring = nil
+	}
+}
+
+// returnRing gives the empty response queue's buffer to c at the link's release, for
+// its next lessee. s.mu is held.
+func (s *Session) returnRing(c *pool.Conn) {
+	if x := linkOf(c); x != nil && x.ring == nil && s.q.ring.Len() == 0 {
+		x.ring = s.q.ring.Swap(nil)
+	}
 }
 
 // retireReady retires the request a ReadyForQuery answers (Sync, Query or FunctionCall)

@@ -23,6 +23,10 @@ func (q *Queue[S, F, D]) at(i int32) *Expect[S, F, D] {
 // Len returns the number of requests queued.
 func (q *Queue[S, F, D]) Len() int { return int(q.size) }
 
+// Cap returns the number of requests the queue's buffer holds before it grows (0: it
+// has none).
+func (q *Queue[S, F, D]) Cap() int { return len(q.buf) }
+
 // Fakes returns the number of Fake requests queued.
 func (q *Queue[S, F, D]) Fakes() int32 { return q.fakes }
 
@@ -101,6 +105,19 @@ func (q *Queue[S, F, D]) OnlySettings() bool {
 		}
 	}
 	return q.size > 0
+}
+
+// Swap trades the queue's buffer for spare (nil: none, the next Push makes one) and
+// returns the one it had. An empty queue only: one holding requests keeps its buffer and
+// spare is returned. Its owner lends a buffer between queues this way (proxy: a server's
+// linked client uses the server's, which many clients' requests keep in cache).
+func (q *Queue[S, F, D]) Swap(spare []Expect[S, F, D]) []Expect[S, F, D] {
+	if q.size != 0 {
+		return spare
+	}
+	old := q.buf
+	q.buf, q.head = spare, 0
+	return old
 }
 
 // Reset empties the queue.
