@@ -196,6 +196,15 @@ func (c *Conn) Addr() string { return c.addr }
 // LocalAddr reports the local end of the server socket.
 func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 
+// Socket reports the descriptor of c's socket (the one under TLS), or -1 once it is
+// closed, and whether c speaks TLS. For the console (SHOW FDS, SOCKETS, SERVERS): it
+// allocates, as SyscallConn does.
+func (c *Conn) Socket() (fd int, tls bool) {
+	fd = -1
+	tls, _ = wire.ControlSocket(c.nc, func(f int) { fd = f })
+	return fd, tls
+}
+
 // Pool returns the pool the connection belongs to.
 func (c *Conn) Pool() *Pool { return c.pool }
 

@@ -62,8 +62,10 @@ type consoleState struct {
 	ctx      context.Context // cancelled when the server shuts down: ends waiting commands
 	stop     context.CancelFunc
 
-	mu        sync.Mutex
-	retired   map[poolKey]*totals
+	mu      sync.Mutex
+	retired map[poolKey]*totals
+	// own are the console's counters, SHOW STATS' "pgbouncer" row (countQuery).
+	own       totals
 	pausedAll bool
 	suspended bool
 	// suspendedNow is suspended, read without mu at each client message by the relays
@@ -334,6 +336,7 @@ func extendedRefused(typ byte) *pgerr.Error {
 
 // adminSimpleQuery reads a Query of n bytes and answers it.
 func (s *Session) adminSimpleQuery(n int) error {
+	start := time.Now()
 	m, err := s.rd.Message(n)
 	if err != nil {
 		return err
@@ -347,10 +350,29 @@ func (s *Session) adminSimpleQuery(n int) error {
 	if err := s.writeClient(out); err != nil {
 		return err
 	}
+	s.srv.console.countQuery(n+wire.HeaderLen, len(out), time.Since(start))
 	if after != nil {
 		after()
 	}
 	return nil
+}
+
+// countQuery adds one answered console Query, of in bytes answered with out bytes in d,
+// to the console's counters. Each is a query and a transaction (the console's pool
+// mode is statement, as PgBouncer's); no server is assigned, nothing is parsed or bound.
+// PgBouncer's row counts less: a console client's first query alone, in xact_count and
+// query_count, and no bytes or times (its admin clients start a query that never ends,
+// and it counts bytes only of what goes to a server). pgmux counts the console's traffic
+// as it is.
+func (c *consoleState) countQuery(in, out int, d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.own.queries++
+	c.own.xacts++
+	c.own.received += uint64(in)
+	c.own.sent += uint64(out)
+	c.own.queryTime += d
+	c.own.xactTime += d
 }
 
 // adminQuery answers a simple Query on the console (package console), and returns an

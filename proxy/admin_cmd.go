@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"strconv"
 	"strings"
@@ -35,7 +36,9 @@ func (b consoleBackend) WaitClose(db string) error        { return b.s.adminWait
 func (b consoleBackend) Kill(db string) error             { return b.s.adminKill(db) }
 func (b consoleBackend) KillClient(id string) error       { return b.s.adminKillClient(id) }
 func (b consoleBackend) Reload() error                    { return b.s.adminReload() }
-func (b consoleBackend) Set(key, value string) error      { return b.s.adminSet(key, value) }
+func (b consoleBackend) Set(key, value string) ([]byte, error) {
+	return b.s.adminSet(key, value)
+}
 func (b consoleBackend) Shutdown(how string) (func(), error) {
 	return b.s.adminShutdown(how)
 }
@@ -521,13 +524,17 @@ func (s *Server) adminReload() error {
 
 // adminSet changes one setting at run time (SET key = value; key is lower-cased). Every
 // refusal is 08P01 with what went wrong, where PgBouncer says "SET failed" with that code.
-func (s *Server) adminSet(key, value string) error {
+// A setting that only a restart changes (listen_port...) is answered SET, as PgBouncer
+// answers it (its parser skips such a key once the configuration is loaded, whatever the
+// value, and reports success), and changed nowhere: not in force, not in SHOW CONFIG, not
+// in the file. Where PgBouncer is silent, a NOTICE says so and names the value in force.
+func (s *Server) adminSet(key, value string) ([]byte, error) {
 	if !config.Reloadable(key) {
 		err := config.Set(config.Default(), key, value)
 		if errors.Is(err, config.ErrUnknownSetting) || errors.Is(err, config.ErrUnsupportedSetting) {
-			return console.Error("%v", err)
+			return nil, console.Error("%v", err)
 		}
-		return console.Error("%s cannot be changed at run time: it needs a restart", key)
+		return restartOnlyNotice(s.Config(), key), nil
 	}
 	s.reloadMu.Lock() // the value is set on the configuration in force when it applies
 	defer s.reloadMu.Unlock()
@@ -536,15 +543,29 @@ func (s *Server) adminSet(key, value string) error {
 	creds := s.creds
 	s.mu.Unlock()
 	if err := config.Set(next, key, value); err != nil {
-		return console.Error("%v", err)
+		return nil, console.Error("%v", err)
 	}
 	if err := next.Validate(); err != nil {
-		return console.Error("%v", err)
+		return nil, console.Error("%v", err)
 	}
 	if err := s.reloadLocked(next, creds); err != nil {
-		return console.Error("%v", err)
+		return nil, console.Error("%v", err)
 	}
-	return nil
+	return nil, nil
+}
+
+// restartOnlyNotice is the NOTICE of a SET of key, a setting only a restart changes,
+// with the value cfg holds.
+func restartOnlyNotice(cfg *config.Config, key string) []byte {
+	inForce := ""
+	for _, st := range config.Describe(cfg) {
+		if st.Name == key {
+			inForce = st.Value
+			break
+		}
+	}
+	return console.Notice(nil, key+" cannot change at run time: SET ignored",
+		fmt.Sprintf("The value in force stays %q (SHOW CONFIG). Change it in the configuration file and restart pgmux.", inForce))
 }
 
 // adminShutdown stops the process once the answer is sent: at once, after servers are

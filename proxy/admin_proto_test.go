@@ -13,13 +13,19 @@ import (
 // rawConsole logs in to the console as admin with raw protocol messages.
 func rawConsole(t *testing.T, h *harness) *pgproto3.Frontend {
 	t.Helper()
+	return rawLogin(t, h, map[string]string{"user": "admin", "database": "pgbouncer"})
+}
+
+// rawLogin logs in through pgmux with raw protocol messages and the startup parameters
+// params, and returns once the login's ReadyForQuery is read.
+func rawLogin(t *testing.T, h *harness, params map[string]string) *pgproto3.Frontend {
+	t.Helper()
 	nc, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(h.port)), 10*time.Second)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = nc.Close() })
 	require.NoError(t, nc.SetDeadline(time.Now().Add(30*time.Second)))
 	fe := pgproto3.NewFrontend(nc, nc)
-	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
-		Parameters: map[string]string{"user": "admin", "database": "pgbouncer"}})
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: params})
 	require.NoError(t, fe.Flush())
 	for {
 		m, err := fe.Receive()

@@ -36,6 +36,11 @@ func init() {
 		"LISTS":          (*Server).showLists,
 		"STATE":          (*Server).showState,
 		"MEM":            (*Server).showMem,
+		"FDS":            (*Server).showFDs,
+		"SOCKETS":        (*Server).showSockets,
+		"ACTIVE_SOCKETS": (*Server).showActiveSockets,
+		"DNS_HOSTS":      (*Server).showDNSHosts,
+		"DNS_ZONES":      (*Server).showDNSZones,
 		// pgmux's own: the prepared statement caches of transaction and statement mode.
 		"PREPARED":         (*Server).showPrepared,
 		"PREPARED_SERVERS": (*Server).showPreparedServers,
@@ -54,7 +59,8 @@ func (s *Server) show(name string) ([]byte, error) {
 }
 
 const helpText = `SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION
-SHOW LISTS|MEM|STATE
+SHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE
+SHOW DNS_HOSTS|DNS_ZONES
 SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS
 SHOW PREPARED|PREPARED_SERVERS
 SHOW HOSTS
@@ -260,13 +266,36 @@ func (s *Server) showClients() []byte {
 	// pin_reason, pgmux's own, trails PgBouncer's columns: why a transaction-mode client
 	// keeps its server (sticky.go), empty when it does not.
 	r := console.NewResult(nil, append(connListCols(), console.Text("pin_reason"))...)
+	for _, c := range s.clientRows() {
+		r.Row(append(c.vals, c.pin)...)
+	}
+	return r.Done("SHOW")
+}
+
+// colState is the index of the state column in connListCols.
+const colState = 4
+
+// rowValues are one SHOW row's values in column order, as console.Result.Row takes them.
+type rowValues []any
+
+// clientRow is one client's connListCols values, the session they are of, and why it
+// keeps its server (SHOW CLIENTS' pin_reason).
+type clientRow struct {
+	sess *Session
+	vals rowValues
+	pin  string
+}
+
+// clientRows are SHOW CLIENTS' rows, by id: the logged-in clients and those waiting
+// during login (PAUSE, the pool's first server); state is active, waiting or login.
+func (s *Server) clientRows() []clientRow {
 	sessions := s.Sessions()
 	s.dropGoneWaiters(sessions) // a client that left while waiting is not shown waiting (gone.go)
-	// Clients waiting during login (PAUSE, the pool's first server) are listed too.
 	sessions = append(sessions, s.waitingLogins()...)
 	slices.SortFunc(sessions, func(a, b *Session) int { return cmp.Compare(a.id, b.id) })
 	sessions = slices.CompactFunc(sessions, func(a, b *Session) bool { return a == b })
 	now := time.Now()
+	out := make([]clientRow, 0, len(sessions))
 	for _, sess := range sessions {
 		in := sess.Info()
 		sess.mu.Lock()
@@ -299,17 +328,38 @@ func (s *Server) showClients() []byte {
 		if sess.entry == nil {
 			db = "pgbouncer"
 		}
-		r.Row("C", in.User, db, sess.kind.replicationName(), state, addr, port, laddr, lport, pgbTime(in.ConnectedAt),
-			pgbTime(reqAt), int(wait/time.Second), int((wait%time.Second)/time.Microsecond), 0,
-			ptr('c', in.ID), ptr('s', in.ServerID), 0, tls, in.ApplicationName, 0, in.ID, in.PinReason)
+		out = append(out, clientRow{sess, rowValues{"C", in.User, db, sess.kind.replicationName(), state, addr, port,
+			laddr, lport, pgbTime(in.ConnectedAt), pgbTime(reqAt), int(wait / time.Second),
+			int((wait % time.Second) / time.Microsecond), 0, ptr('c', in.ID), ptr('s', in.ServerID), 0, tls,
+			in.ApplicationName, 0, in.ID}, in.PinReason})
 	}
-	return r.Done("SHOW")
+	return out
 }
 
 func (s *Server) showServers() []byte {
 	// role and replication_lag_ms, pgmux's own, trail PgBouncer's columns: of the host a
 	// server connection of a multi-host database is on (hosts.go), NULL otherwise.
 	r := console.NewResult(nil, append(connListCols(), console.Text("role"), console.Int8("replication_lag_ms"))...)
+	for _, c := range s.serverRows() {
+		role, lag := connRole(c.conn)
+		r.Row(append(c.vals, role, lag)...)
+	}
+	return r.Done("SHOW")
+}
+
+// serverRow is one server connection's connListCols values, the connection, and the
+// client it is linked to (nil when none).
+type serverRow struct {
+	conn *pool.Conn
+	link *Session
+	vals rowValues
+}
+
+// serverRows are SHOW SERVERS' rows: each pool's connections by id, pools by database
+// and user, then the LISTEN multiplexing connections, one per database that has
+// listeners (state "listener", pgmux's own).
+func (s *Server) serverRows() []serverRow {
+	var out []serverRow
 	for _, e := range sortedEntries(s.pools.all()) {
 		db, _, _ := e.snapshot()
 		user := e.key.user
@@ -322,20 +372,19 @@ func (s *Server) showServers() []byte {
 			addr, port := hostPort(tcpAddr(c.Addr()))
 			laddr, lport := hostPort(c.LocalAddr())
 			link, kind := "", kindPooled
-			if sess, ok := c.Lessee().(*Session); ok {
+			sess, linked := c.Lessee().(*Session)
+			if linked {
 				link, kind = ptr('c', sess.id), sess.kind
 			}
 			prepared := int64(0)
 			if e.prep != nil {
 				prepared = e.prep.conn(c).prepared
 			}
-			role, lag := connRole(c)
-			r.Row("S", user, e.key.db, kind.replicationName(), c.State().String(), addr, port, laddr, lport,
-				pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, c.CloseNeeded(), ptr('s', c.ID), link,
-				int64(c.PID), "", "", prepared, c.ID, role, lag)
+			out = append(out, serverRow{c, sess, rowValues{"S", user, e.key.db, kind.replicationName(), c.State().String(),
+				addr, port, laddr, lport, pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, c.CloseNeeded(),
+				ptr('s', c.ID), link, int64(c.PID), serverTLS(c), "", prepared, c.ID}})
 		}
 	}
-	// The LISTEN multiplexing connections, one per database that has listeners.
 	for _, l := range s.hub.All() {
 		c, user := l.Conn()
 		if c == nil {
@@ -343,12 +392,20 @@ func (s *Server) showServers() []byte {
 		}
 		addr, port := hostPort(tcpAddr(c.Addr()))
 		laddr, lport := hostPort(c.LocalAddr())
-		role, lag := connRole(c)
-		r.Row("S", user, l.DB(), "none", "listener", addr, port, laddr, lport,
+		out = append(out, serverRow{c, nil, rowValues{"S", user, l.DB(), "none", "listener", addr, port, laddr, lport,
 			pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, 0, ptr('s', c.ID), "",
-			int64(c.PID), "", "", 0, c.ID, role, lag)
+			int64(c.PID), serverTLS(c), "", 0, c.ID}})
 	}
-	return r.Done("SHOW")
+	return out
+}
+
+// serverTLS is the tls column of server connection c: "TLS" when it speaks TLS, as
+// SHOW CLIENTS marks a client.
+func serverTLS(c *pool.Conn) string {
+	if _, tls := c.Socket(); tls {
+		return "TLS"
+	}
+	return ""
 }
 
 // showPrepared has one row per pool: statements prepared now on its open server
@@ -457,7 +514,8 @@ func (s *Server) showUsers() []byte {
 	return r.Done("SHOW")
 }
 
-// dbTotals sums the pools' counters per database.
+// dbTotals sums the pools' counters per database, with the console's as database
+// "pgbouncer", as PgBouncer's SHOW STATS lists its admin pool with the others.
 func (s *Server) dbTotals() (map[string]totals, []string) {
 	out := make(map[string]totals)
 	for _, p := range s.snapshot() {
@@ -465,6 +523,10 @@ func (s *Server) dbTotals() (map[string]totals, []string) {
 		t.add(&p.totals)
 		out[p.key.db] = t
 	}
+	c := s.console
+	c.mu.Lock()
+	out["pgbouncer"] = c.own
+	c.mu.Unlock()
 	return out, sortedKeys(out)
 }
 
@@ -566,14 +628,21 @@ func (s *Server) showStatsAverages() []byte {
 	return r.Done("SHOW")
 }
 
-// showTotals sums every database's counters and averages the sums over the same window
-// as SHOW STATS, as PgBouncer's show_stat_totals does: the avg_ rates are per second and
+// showTotals sums every database's counters (not the console's) and averages the sums
+// over the same window as SHOW STATS, as PgBouncer's show_stat_totals does: the avg_ rates are per second and
 // the avg_ times per transaction, query and assignment of the window, not of the whole
 // run.
 func (s *Server) showTotals() []byte {
 	cur, prev, names, since := s.statsWindow()
 	var t, then totals
 	for _, n := range names {
+		if n == "pgbouncer" {
+			// The console's own row is left out: its commands' times (a PAUSE that waits
+			// for its servers) are not queries', and would weigh on the averages of the
+			// pooled traffic. PgBouncer's admin pool adds nearly nothing here (one query
+			// per console client, no bytes, no times).
+			continue
+		}
 		c, p := cur[n], prev[n]
 		t.add(&c)
 		then.add(&p)

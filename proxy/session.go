@@ -406,7 +406,12 @@ func socketFD(nc net.Conn) int32 {
 	if d, ok := nc.(interface{ descriptor() int32 }); ok {
 		return d.descriptor() // a loop's login: no closure (its capture is a heap allocation)
 	}
-	sc, ok := nc.(syscall.Conn)
+	return sysFD(nc)
+}
+
+// sysFD returns the descriptor of x (a socket, a listener) when it has one, or -1.
+func sysFD(x any) int32 {
+	sc, ok := x.(syscall.Conn)
 	if !ok {
 		return -1
 	}

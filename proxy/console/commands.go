@@ -7,29 +7,32 @@ import (
 )
 
 // command is one console verb other than SHOW: its argument count and action, which
-// returns what to do once the answer is sent. The answer is CommandComplete with the
-// verb as tag.
+// returns NOTICEs to send first (SET of a setting that cannot change now) and what to do
+// once the answer is sent. The answer is CommandComplete with the verb as tag.
 type command struct {
 	minArgs, maxArgs int
-	run              func(b Backend, args []string) (after func(), err error)
+	run              func(b Backend, args []string) (notes []byte, after func(), err error)
 }
 
 // commands is the console's verb table (SHOW is handled apart, in run).
 var commands = map[string]command{
-	"PAUSE":      {0, 1, func(b Backend, a []string) (func(), error) { return nil, b.Pause(arg(a)) }},
-	"RESUME":     {0, 1, func(b Backend, a []string) (func(), error) { return nil, b.Resume(arg(a)) }},
-	"SUSPEND":    {0, 0, func(b Backend, a []string) (func(), error) { return nil, b.Suspend() }},
-	"DISABLE":    {1, 1, func(b Backend, a []string) (func(), error) { return nil, b.Disable(a[0], true) }},
-	"ENABLE":     {1, 1, func(b Backend, a []string) (func(), error) { return nil, b.Disable(a[0], false) }},
-	"RECONNECT":  {0, 1, func(b Backend, a []string) (func(), error) { return nil, b.Reconnect(arg(a)) }},
-	"WAIT_CLOSE": {0, 1, func(b Backend, a []string) (func(), error) { return nil, b.WaitClose(arg(a)) }},
-	"KILL":       {1, 1, func(b Backend, a []string) (func(), error) { return nil, b.Kill(a[0]) }},
-	"KILL_CLIENT": {1, 1, func(b Backend, a []string) (func(), error) {
-		return nil, b.KillClient(a[0])
+	"PAUSE":      {0, 1, func(b Backend, a []string) ([]byte, func(), error) { return nil, nil, b.Pause(arg(a)) }},
+	"RESUME":     {0, 1, func(b Backend, a []string) ([]byte, func(), error) { return nil, nil, b.Resume(arg(a)) }},
+	"SUSPEND":    {0, 0, func(b Backend, a []string) ([]byte, func(), error) { return nil, nil, b.Suspend() }},
+	"DISABLE":    {1, 1, func(b Backend, a []string) ([]byte, func(), error) { return nil, nil, b.Disable(a[0], true) }},
+	"ENABLE":     {1, 1, func(b Backend, a []string) ([]byte, func(), error) { return nil, nil, b.Disable(a[0], false) }},
+	"RECONNECT":  {0, 1, func(b Backend, a []string) ([]byte, func(), error) { return nil, nil, b.Reconnect(arg(a)) }},
+	"WAIT_CLOSE": {0, 1, func(b Backend, a []string) ([]byte, func(), error) { return nil, nil, b.WaitClose(arg(a)) }},
+	"KILL":       {1, 1, func(b Backend, a []string) ([]byte, func(), error) { return nil, nil, b.Kill(a[0]) }},
+	"KILL_CLIENT": {1, 1, func(b Backend, a []string) ([]byte, func(), error) {
+		return nil, nil, b.KillClient(a[0])
 	}},
-	"RELOAD":   {0, 0, func(b Backend, a []string) (func(), error) { return nil, b.Reload() }},
-	"SET":      {2, 64, set}, // set checks for exactly one value itself, with a hint
-	"SHUTDOWN": {0, 1, func(b Backend, a []string) (func(), error) { return b.Shutdown(arg(a)) }},
+	"RELOAD": {0, 0, func(b Backend, a []string) ([]byte, func(), error) { return nil, nil, b.Reload() }},
+	"SET":    {2, 64, set}, // set checks for exactly one value itself, with a hint
+	"SHUTDOWN": {0, 1, func(b Backend, a []string) ([]byte, func(), error) {
+		after, err := b.Shutdown(arg(a))
+		return nil, after, err
+	}},
 }
 
 func arg(a []string) string {
@@ -43,12 +46,13 @@ func arg(a []string) string {
 // takes it: a word or number, or a quoted string ('DISCARD ALL'; a doubled quote
 // stands for a quote). Anything more (DISCARD ALL unquoted, a, b) is a syntax error:
 // running the words together would store a value nobody wrote.
-func set(b Backend, args []string) (func(), error) {
+func set(b Backend, args []string) ([]byte, func(), error) {
 	if len(args) != 3 || (args[1] != "=" && !strings.EqualFold(args[1], "to")) {
-		return nil, Error("usage: SET key = value").
+		return nil, nil, Error("usage: SET key = value").
 			WithHint("The value is one word or number, or a quoted string: SET server_reset_query = 'DISCARD ALL'.")
 	}
-	return nil, b.Set(strings.ToLower(args[0]), args[2])
+	notes, err := b.Set(strings.ToLower(args[0]), args[2])
+	return notes, nil, err
 }
 
 // ignoredSettings are the session settings drivers set on connect (some whatever the

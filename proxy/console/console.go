@@ -58,8 +58,10 @@ type Backend interface {
 	Kill(db string) error
 	KillClient(id string) error
 	Reload() error
-	// Set changes one setting: key lower-cased, value as written.
-	Set(key, value string) error
+	// Set changes one setting: key lower-cased, value as written. notes are NOTICEs
+	// (Notice) sent before the answer's CommandComplete: a setting accepted but not
+	// changed says so there.
+	Set(key, value string) (notes []byte, err error)
 	// Shutdown validates SHUTDOWN's argument ("" or a mode) and returns what to do once
 	// the answer has been sent.
 	Shutdown(how string) (after func(), err error)
@@ -81,10 +83,14 @@ type Logger interface {
 // Answer runs each statement of a simple Query's text and returns the whole answer,
 // ending with ReadyForQuery, and an action to run once it has been sent (SHUTDOWN). The
 // first statement that fails ends the answer with its error, which failed returns too.
+// A query with no statement (empty, blanks, semicolons) is a syntax error, 08P01, not
+// PostgreSQL's EmptyQueryResponse: PgBouncer's console matches every query against its
+// command patterns, which need a word, and answers one that matches none so.
 func (c Client) Answer(q string) (out []byte, after func(), failed *pgerr.Error) {
 	stmts := splitStatements(q)
 	if len(stmts) == 0 {
-		out = append(out, emptyQuery...)
+		failed = syntaxError(q)
+		out = failed.Append(out)
 	}
 	for _, st := range stmts {
 		res, then, err := c.run(st)
@@ -101,9 +107,6 @@ func (c Client) Answer(q string) (out []byte, after func(), failed *pgerr.Error)
 	return wire.ReadyForQuery(out, 'I'), after, failed
 }
 
-// emptyQuery is EmptyQueryResponse, the answer to a Query with no statement.
-var emptyQuery = []byte{'I', 0, 0, 0, 4}
-
 func asError(err error) *pgerr.Error {
 	if pe, ok := err.(*pgerr.Error); ok {
 		return pe
@@ -118,7 +121,7 @@ func (c Client) run(stmt string) (out []byte, after func(), err error) {
 		return nil, nil, err
 	}
 	if len(words) == 0 {
-		return emptyQuery, nil, nil
+		return nil, nil, syntaxError(stmt)
 	}
 	verb := strings.ToUpper(words[0])
 	args := words[1:]
@@ -126,7 +129,13 @@ func (c Client) run(stmt string) (out []byte, after func(), err error) {
 		if len(args) != 1 {
 			return nil, nil, syntaxError(stmt)
 		}
-		out, err := c.Backend.Show(strings.ToUpper(args[0]))
+		what := strings.ToUpper(args[0])
+		if what == "FDS" && c.Role != RoleAdmin {
+			// As PgBouncer: SHOW FDS shows every client's cancel key.
+			return nil, nil, Error("admin access needed").
+				WithDetail("User %q is a stats_users member: SHOW FDS is for admin_users.", c.User)
+		}
+		out, err := c.Backend.Show(what)
 		return out, nil, err
 	}
 	cmd, ok := commands[verb]
@@ -146,11 +155,11 @@ func (c Client) run(stmt string) (out []byte, after func(), err error) {
 	if c.Log != nil {
 		c.Log.Info("admin command", zap.String("command", stmt))
 	}
-	after, err = cmd.run(c.Backend, args)
+	notes, after, err := cmd.run(c.Backend, args)
 	if err != nil {
 		return nil, nil, err
 	}
-	return wire.CommandComplete(nil, verb), after, nil
+	return wire.CommandComplete(notes, verb), after, nil
 }
 
 func syntaxError(stmt string) *pgerr.Error {

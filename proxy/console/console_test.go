@@ -46,8 +46,14 @@ func (b *backend) WaitClose(db string) error  { return b.do("WAIT_CLOSE " + db) 
 func (b *backend) Kill(db string) error       { return b.do("KILL " + db) }
 func (b *backend) KillClient(id string) error { return b.do("KILL_CLIENT " + id) }
 func (b *backend) Reload() error              { return b.do("RELOAD") }
-func (b *backend) Set(key, value string) error {
-	return b.do("SET " + key + "=" + value)
+func (b *backend) Set(key, value string) ([]byte, error) {
+	if err := b.do("SET " + key + "=" + value); err != nil {
+		return nil, err
+	}
+	if key == "listen_port" { // as proxy's: accepted, not changed, and told so
+		return Notice(nil, "listen_port cannot change at run time", ""), nil
+	}
+	return nil, nil
 }
 func (b *backend) Shutdown(how string) (func(), error) {
 	if err := b.do("SHUTDOWN " + how); err != nil {
@@ -94,7 +100,11 @@ func TestAnswer(t *testing.T) {
 		calls []string // what the backend was asked
 	}{
 		{"show", RoleStats, "show pools;", []string{"T", "D", "C SHOW", "Z I"}, []string{"SHOW POOLS"}},
-		{"empty", RoleAdmin, " ; ;", []string{"I", "Z I"}, nil},
+		// PgBouncer's console answers a query without a command as a syntax error.
+		{"empty", RoleAdmin, "", []string{"E 08P01", "Z I"}, nil},
+		{"only semicolons", RoleAdmin, " ; ;", []string{"E 08P01", "Z I"}, nil},
+		{"empty statements around one", RoleAdmin, "; show pools;;", []string{"T", "D", "C SHOW", "Z I"},
+			[]string{"SHOW POOLS"}},
 		{"two statements", RoleAdmin, "PAUSE app; resume app", []string{"C PAUSE", "C RESUME", "Z I"},
 			[]string{"PAUSE app", "RESUME app"}},
 		{"no argument", RoleAdmin, "pause", []string{"C PAUSE", "Z I"}, []string{"PAUSE "}},
@@ -122,6 +132,8 @@ func TestAnswer(t *testing.T) {
 		{"set two strings", RoleAdmin, "SET server_reset_query = 'DISCARD' 'ALL'", []string{"E 08P01", "Z I"}, nil},
 		{"set no value", RoleAdmin, "SET server_reset_query =", []string{"E 08P01", "Z I"}, nil},
 		{"set without =", RoleAdmin, "SET a b", []string{"E 08P01", "Z I"}, nil},
+		{"set with a notice", RoleAdmin, "SET listen_port = 1", []string{"N", "C SET", "Z I"},
+			[]string{"SET listen_port=1"}},
 		{"set ignored", RoleAdmin, "SET client_encoding = 'UTF8'", []string{"N", "C SET", "Z I"}, nil},
 		{"set ignored, stats user", RoleStats, "set DateStyle to ISO; SET extra_float_digits = 3; show pools",
 			[]string{"N", "C SET", "N", "C SET", "T", "D", "C SHOW", "Z I"}, []string{"SHOW POOLS"}},

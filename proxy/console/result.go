@@ -11,9 +11,10 @@ import (
 
 // Type OIDs of the admin console's result columns, as PostgreSQL numbers them.
 const (
-	oidInt8 = 20
-	oidInt4 = 23
-	oidText = 25
+	oidBytea = 17
+	oidInt8  = 20
+	oidInt4  = 23
+	oidText  = 25
 )
 
 // Column is one column of a console result set.
@@ -30,6 +31,10 @@ func Int4(name string) Column { return Column{name, oidInt4} }
 
 // Int8 is a column of type int8.
 func Int8(name string) Column { return Column{name, oidInt8} }
+
+// Bytea is a column of type bytea; its values are only ever NULL (SHOW FDS' keys, which
+// pgmux never shows).
+func Bytea(name string) Column { return Column{name, oidBytea} }
 
 // Result builds one SHOW answer in text format: RowDescription, DataRows, then
 // CommandComplete. Values are strings, integers, durations (as microseconds), bools (as 0/1)

@@ -1,0 +1,211 @@
+package proxy_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/stretchr/testify/require"
+)
+
+// lowLevelColumns are PgBouncer 1.25's columns of the views SHOW FDS, SOCKETS,
+// ACTIVE_SOCKETS, DNS_HOSTS and DNS_ZONES, with their type OIDs, as its admin.c
+// describes them (the SOCKETS views are SHOW CLIENTS' columns and seven of their own;
+// id is int8 here as in pgmux's SHOW CLIENTS).
+var lowLevelColumns = map[string][]struct {
+	name string
+	oid  uint32
+}{
+	"FDS": {{"fd", 23}, {"task", 25}, {"user", 25}, {"database", 25}, {"addr", 25}, {"port", 23},
+		{"cancel", 20}, {"link", 23}, {"client_encoding", 25}, {"std_strings", 25}, {"datestyle", 25},
+		{"timezone", 25}, {"password", 25}, {"scram_client_key", 17}, {"scram_server_key", 17}},
+	"SOCKETS":        socketColumns,
+	"ACTIVE_SOCKETS": socketColumns,
+	"DNS_HOSTS":      {{"hostname", 25}, {"ttl", 20}, {"addrs", 25}},
+	"DNS_ZONES":      {{"zonename", 25}, {"serial", 20}, {"count", 23}},
+}
+
+var socketColumns = []struct {
+	name string
+	oid  uint32
+}{{"type", 25}, {"user", 25}, {"database", 25}, {"replication", 25}, {"state", 25}, {"addr", 25},
+	{"port", 23}, {"local_addr", 25}, {"local_port", 23}, {"connect_time", 25}, {"request_time", 25},
+	{"wait", 23}, {"wait_us", 23}, {"close_needed", 23}, {"ptr", 25}, {"link", 25}, {"remote_pid", 23},
+	{"tls", 25}, {"application_name", 25}, {"prepared_statements", 23}, {"id", 20}, {"recv_pos", 23},
+	{"pkt_pos", 23}, {"pkt_remain", 23}, {"send_pos", 23}, {"send_remain", 23}, {"pkt_avail", 23},
+	{"send_avail", 23}}
+
+// TestAdminLowLevelViews: SHOW FDS, SOCKETS, ACTIVE_SOCKETS, DNS_HOSTS and DNS_ZONES
+// answer with PgBouncer's columns and pgmux's real sockets, where they were refused as
+// unknown views (08P01).
+func TestAdminLowLevelViews(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	app := h.connect(t, "app", "app", false)
+	execSQL(t, app, "SELECT 1")
+	adm := h.admin(t)
+	for view, want := range lowLevelColumns {
+		t.Run(view, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			rows, err := adm.Query(ctx, "SHOW "+view)
+			require.NoError(t, err)
+			fds := rows.FieldDescriptions()
+			rows.Close()
+			require.NoError(t, rows.Err())
+			require.Len(t, fds, len(want))
+			for i, w := range want {
+				require.Equal(t, w.name, fds[i].Name)
+				require.Equal(t, w.oid, fds[i].DataTypeOID, "column %s", w.name)
+			}
+		})
+	}
+
+	_, rows := show(t, adm, "SHOW SOCKETS")
+	cl := rowWhere(rows, "database", "app")
+	require.Equal(t, "C", cl["type"])
+	require.Equal(t, "cl_active", cl["state"])
+	require.Nil(t, cl["recv_pos"], "pgmux has no sbuf positions")
+	require.Equal(t, "cl_active", rowWhere(rows, "database", "pgbouncer")["state"])
+	sv := rowWhere(rows, "type", "S")
+	require.NotNil(t, sv, "the app's server: %v", rows)
+	require.Contains(t, []any{"sv_idle", "sv_active", "sv_tested"}, sv["state"])
+	require.Positive(t, num(t, sv, "remote_pid"))
+
+	_, rows = show(t, adm, "SHOW FDS")
+	pooler := rowWhere(rows, "task", "pooler")
+	require.Equal(t, int64(h.port), num(t, pooler, "port"))
+	require.Positive(t, num(t, pooler, "fd"))
+	client := rowWhere(rows, "task", "client")
+	require.Equal(t, "app", client["user"])
+	require.Equal(t, "app", client["database"])
+	require.Positive(t, num(t, client, "fd"))
+	require.NotZero(t, num(t, client, "cancel"))
+	require.Nil(t, client["password"], "no secret leaves pgmux")
+	server := rowWhere(rows, "task", "server")
+	require.Positive(t, num(t, server, "fd"))
+	require.Equal(t, int64(h.pg.Port), num(t, server, "port"))
+	require.NotEqual(t, num(t, client, "fd"), num(t, server, "fd"))
+	for _, r := range rows {
+		require.NotEqual(t, "pgbouncer", r["database"], "the console's own clients are not listed")
+	}
+
+	_, rows = show(t, adm, "SHOW DNS_HOSTS")
+	require.Empty(t, rows, "pgmux keeps no DNS cache")
+	_, rows = show(t, adm, "SHOW DNS_ZONES")
+	require.Empty(t, rows)
+
+	// SHOW FDS shows cancel keys: admin_users only, as in PgBouncer.
+	stats := h.connect(t, "stats", "pgbouncer", true)
+	_, err := stats.Exec(context.Background(), "SHOW FDS")
+	require.Equal(t, "08P01", sqlState(err), "%v", err)
+	_, rows = show(t, stats, "SHOW SOCKETS")
+	require.NotEmpty(t, rows)
+}
+
+// TestAdminActiveSockets: SHOW ACTIVE_SOCKETS lists a client whose answer is stuck on its
+// way to it (it does not read) and that client's server, and not an idle client.
+func TestAdminActiveSockets(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	idle := h.connect(t, "app", "app", false)
+	execSQL(t, idle, "SELECT 1")
+	adm := h.admin(t)
+
+	fe := rawLogin(t, h, map[string]string{"user": "app", "database": "app", "application_name": "stuck"})
+	// About 200 MB of rows, which the client never reads: the relay stalls on its socket.
+	fe.Send(&pgproto3.Query{String: "SELECT repeat('x', 2000) FROM generate_series(1, 100000)"})
+	require.NoError(t, fe.Flush())
+
+	var rows []map[string]any
+	require.Eventually(t, func() bool {
+		_, rows = show(t, adm, "SHOW ACTIVE_SOCKETS")
+		return rowWhere(rows, "application_name", "stuck") != nil
+	}, 20*time.Second, 20*time.Millisecond, "the stuck client is active")
+	stuck := rowWhere(rows, "application_name", "stuck")
+	require.Equal(t, "cl_active", stuck["state"])
+	sv := rowWhere(rows, "type", "S")
+	require.NotNil(t, sv, "its server is listed: %v", rows)
+	require.Equal(t, stuck["ptr"], sv["link"])
+	require.Len(t, rows, 2, "only the stuck client and its server: %v", rows)
+}
+
+// TestAdminStatsConsoleRow: SHOW STATS (and STATS_TOTALS) has a row for the console's
+// database, as PgBouncer's lists its admin pool, counting the console's queries.
+func TestAdminStatsConsoleRow(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	_, rows := show(t, adm, "SHOW STATS")
+	first := rowWhere(rows, "database", "pgbouncer")
+	require.NotNil(t, first, "SHOW STATS has no pgbouncer row: %v", rows)
+	for i := 0; i < 3; i++ {
+		show(t, adm, "SHOW VERSION")
+	}
+	_, rows = show(t, adm, "SHOW STATS")
+	now := rowWhere(rows, "database", "pgbouncer")
+	require.Equal(t, num(t, first, "total_query_count")+4, num(t, now, "total_query_count"))
+	require.Equal(t, num(t, first, "total_xact_count")+4, num(t, now, "total_xact_count"))
+	require.Greater(t, num(t, now, "total_received"), num(t, first, "total_received"))
+	require.Greater(t, num(t, now, "total_sent"), num(t, first, "total_sent"))
+	require.Zero(t, num(t, now, "total_server_assignment_count"), "the console has no server")
+	_, rows = show(t, adm, "SHOW STATS_TOTALS")
+	require.Positive(t, num(t, rowWhere(rows, "database", "pgbouncer"), "query_count"))
+}
+
+// TestAdminEmptyQuery: a Query without a command is a syntax error, 08P01, as
+// PgBouncer's console answers it, not PostgreSQL's EmptyQueryResponse.
+func TestAdminEmptyQuery(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	fe := rawConsole(t, h)
+	for _, q := range []string{"", " ", ";", " ; ;"} {
+		require.Equal(t, []string{"E 08P01", "Z"}, exchange(t, fe, &pgproto3.Query{String: q}), "query %q", q)
+	}
+	require.Equal(t, []string{"T", "D", "C SHOW", "Z"}, exchange(t, fe, &pgproto3.Query{String: "SHOW VERSION;"}))
+}
+
+// TestAdminSetRestartOnly: SET of a setting only a restart changes (listen_port) is
+// answered SET, as PgBouncer answers it, with a NOTICE that nothing changed; the value
+// in force and SHOW CONFIG's stay, and pgmux still listens where it did.
+func TestAdminSetRestartOnly(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	_, rows := show(t, adm, "SHOW CONFIG")
+	before := rowWhere(rows, "key", "listen_port")["value"]
+
+	fe := rawConsole(t, h)
+	fe.Send(&pgproto3.Query{String: "SET listen_port = 1"})
+	require.NoError(t, fe.Flush())
+	var got []string
+	notice := ""
+	for {
+		m, err := fe.Receive()
+		require.NoError(t, err)
+		switch x := m.(type) {
+		case *pgproto3.NoticeResponse:
+			got = append(got, "N")
+			notice = x.Message + " / " + x.Detail
+		case *pgproto3.ErrorResponse:
+			got = append(got, "E "+x.Code+" "+x.Message)
+		case *pgproto3.CommandComplete:
+			got = append(got, "C "+string(x.CommandTag))
+		case *pgproto3.ReadyForQuery:
+			got = append(got, "Z")
+		default:
+			got = append(got, "?")
+		}
+		if got[len(got)-1] == "Z" {
+			break
+		}
+	}
+	require.Equal(t, []string{"N", "C SET", "Z"}, got)
+	require.Contains(t, notice, "listen_port cannot change at run time")
+	require.Contains(t, notice, "stays")
+
+	_, rows = show(t, adm, "SHOW CONFIG")
+	require.Equal(t, before, rowWhere(rows, "key", "listen_port")["value"], "SHOW CONFIG claims no change")
+	app := h.connect(t, "app", "app", false)
+	execSQL(t, app, "SELECT 1")
+
+	// A setting pgmux does not know stays refused, as PgBouncer's "SET failed".
+	_, err := adm.Exec(context.Background(), "SET no_such_setting = 1")
+	require.Equal(t, "08P01", sqlState(err), "%v", err)
+}
