@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/pgmux/pgmux/protocol/startup"
 )
 
 // Clone returns a deep copy of c, so a caller can Set on it and swap it in.
@@ -78,12 +80,26 @@ func (d Database) String() string {
 	add("timezone", d.TimeZone)
 	add("connect_query", d.ConnectQuery)
 	add("application_name", d.ApplicationName)
+	add("options", d.Options)
 	add("target_session_attrs", d.TargetSessionAttrs)
 	add("load_balance_hosts", d.LoadBalanceHosts)
 	add("replica_reads", d.ReplicaReads)
 	num("replica_max_lag", d.ReplicaMaxLag)
 	num("replica_max_wait", d.ReplicaMaxWait)
 	return b.String()
+}
+
+// StartupOptions returns the settings of Options, each a startup parameter for the server
+// (name in lower case, as PostgreSQL takes it). Sent that way rather than as one
+// "options" parameter, they are the server session's startup values all the same
+// (what RESET and DISCARD ALL return to), and a replication client's own options,
+// passed on as the client sent them, cannot replace them. FromURL checked the string.
+func (d *Database) StartupOptions() []startup.Param {
+	if d.Options == "" {
+		return nil
+	}
+	opts, _ := startup.ParseOptions(d.Options)
+	return opts
 }
 
 // GoString keeps the password out of %#v output.

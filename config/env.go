@@ -69,12 +69,12 @@ func envHint(name string, known []string) string {
 }
 
 // ApplyEnv overrides settings from the environment, read through getenv (os.Getenv in
-// production). Empty or unset variables change nothing. PGMUX_LISTEN takes host:port
-// ("127.0.0.1:6432", "[::1]:6432", or ":6432" for all addresses) and sets listen_addr and
-// listen_port; the others go through Set: PGMUX_POOL_MODE, PGMUX_POOL_SIZE
-// (default_pool_size), PGMUX_MAX_CLIENT_CONN, PGMUX_METRICS_ADDR, PGMUX_AUTH_TYPE,
-// PGMUX_ADMIN_USERS and PGMUX_STATS_USERS (comma-separated names), PGMUX_CLIENT_LOOP,
-// PGMUX_ADAPTIVE_PROCS.
+// production). Empty or unset variables change nothing. PGMUX_LISTEN takes host:port, or
+// a comma-separated list of them ("127.0.0.1:6432,[::1]:6432", or ":6432" for all
+// addresses), and sets listen_addr and listen_port (SetListen); the others go through
+// Set: PGMUX_POOL_MODE, PGMUX_POOL_SIZE (default_pool_size), PGMUX_MAX_CLIENT_CONN,
+// PGMUX_METRICS_ADDR, PGMUX_AUTH_TYPE, PGMUX_ADMIN_USERS and PGMUX_STATS_USERS
+// (comma-separated names), PGMUX_CLIENT_LOOP, PGMUX_ADAPTIVE_PROCS.
 // Every bad variable is reported, each as "NAME: reason".
 func ApplyEnv(c *Config, getenv func(string) string) error {
 	var errs []error
@@ -95,22 +95,37 @@ func ApplyEnv(c *Config, getenv func(string) string) error {
 	return errors.Join(errs...)
 }
 
-// SetListen sets listen_addr and listen_port from one "host:port" address, as used by
-// PGMUX_LISTEN and a --listen flag. An empty host or "*" means all addresses.
-func SetListen(c *Config, hostport string) error {
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return fmt.Errorf("%q is not host:port", hostport)
-	}
-	if host == "" {
-		host = "*"
-	}
+// SetListen sets listen_addr and listen_port from a comma-separated list of host:port
+// addresses ("127.0.0.1:6432,[::1]:6432"), as PGMUX_LISTEN and --listen give it. An empty
+// host or "*" means all addresses, IPv4 and IPv6. pgmux listens on one port on every
+// address (listen_port, as PgBouncer), so the ports must agree.
+func SetListen(c *Config, list string) error {
 	next := *c
-	if err := apply(&next, "listen_addr", host); err != nil {
-		return fmt.Errorf("listen_addr: %w", err)
+	var hosts []string
+	port := 0
+	for _, item := range strings.Split(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			return fmt.Errorf("%q has an empty address", list)
+		}
+		host, p, err := net.SplitHostPort(item)
+		if err != nil {
+			return fmt.Errorf("%q is not host:port", item)
+		}
+		if host == "" {
+			host = "*"
+		}
+		if err := apply(&next, "listen_port", p); err != nil {
+			return fmt.Errorf("listen_port: %w", err)
+		}
+		if port != 0 && next.ListenPort != port {
+			return fmt.Errorf("%q: ports %d and %d differ: pgmux listens on one port (listen_port) on every address", list, port, next.ListenPort)
+		}
+		port = next.ListenPort
+		hosts = append(hosts, host)
 	}
-	if err := apply(&next, "listen_port", port); err != nil {
-		return fmt.Errorf("listen_port: %w", err)
+	if err := apply(&next, "listen_addr", strings.Join(hosts, ",")); err != nil {
+		return fmt.Errorf("listen_addr: %w", err)
 	}
 	c.ListenAddr, c.ListenPort = next.ListenAddr, next.ListenPort
 	return nil

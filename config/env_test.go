@@ -39,6 +39,20 @@ func TestApplyEnv(t *testing.T) {
 			require.Equal(t, []string{"*"}, c.ListenAddr)
 			require.Equal(t, 6000, c.ListenPort)
 		}},
+		{name: "listen list", vars: map[string]string{"PGMUX_LISTEN": "127.0.0.1:6500, [::1]:6500,fly-local-6pn:6500"}, check: func(t *testing.T, c *Config) {
+			require.Equal(t, []string{"127.0.0.1", "::1", "fly-local-6pn"}, c.ListenAddr)
+			require.Equal(t, 6500, c.ListenPort)
+			require.Equal(t, "127.0.0.1,::1,fly-local-6pn", showValue(c, "listen_addr"), "SHOW CONFIG")
+		}},
+		{name: "listen list with all", vars: map[string]string{"PGMUX_LISTEN": ":6000,[::]:6000"}, check: func(t *testing.T, c *Config) {
+			require.Equal(t, []string{"*", "::"}, c.ListenAddr)
+		}},
+		{name: "listen ports differ", vars: map[string]string{"PGMUX_LISTEN": "127.0.0.1:6432,[::1]:6433"},
+			wantErr: `PGMUX_LISTEN: "127.0.0.1:6432,[::1]:6433": ports 6432 and 6433 differ: pgmux listens on one port (listen_port) on every address`},
+		{name: "listen list empty item", vars: map[string]string{"PGMUX_LISTEN": "127.0.0.1:6432,"},
+			wantErr: `PGMUX_LISTEN: "127.0.0.1:6432," has an empty address`},
+		{name: "listen list bad item", vars: map[string]string{"PGMUX_LISTEN": "127.0.0.1:6432,::1:6432"},
+			wantErr: `PGMUX_LISTEN: "::1:6432" is not host:port`},
 		{name: "bad listen", vars: map[string]string{"PGMUX_LISTEN": "6432"}, wantErr: `PGMUX_LISTEN: "6432" is not host:port`},
 		{name: "bad listen port", vars: map[string]string{"PGMUX_LISTEN": "h:x"}, wantErr: `PGMUX_LISTEN: listen_port: "x" is not an integer`},
 		{name: "several bad", vars: map[string]string{"PGMUX_POOL_SIZE": "lots", "PGMUX_POOL_MODE": "sometimes"},
@@ -59,9 +73,21 @@ func TestApplyEnv(t *testing.T) {
 	}
 }
 
+// showValue is key's value in SHOW CONFIG (Dump).
+func showValue(c *Config, key string) string {
+	for _, kv := range Dump(c) {
+		if kv[0] == key {
+			return kv[1]
+		}
+	}
+	return ""
+}
+
 func TestSetListenLeavesConfigOnError(t *testing.T) {
 	c := Default()
 	require.Error(t, SetListen(c, "bad host:1"))
+	require.Error(t, SetListen(c, "127.0.0.1:7000,bad host:7000"))
+	require.Error(t, SetListen(c, "127.0.0.1:7000,[::1]:7001"))
 	require.Empty(t, c.ListenAddr)
 	require.Equal(t, 6432, c.ListenPort)
 }

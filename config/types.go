@@ -176,6 +176,9 @@ type Database struct {
 	ConnectQuery     string
 	ApplicationName  string
 	DirectPoolSize   int // -1 = inherit
+	// Options is libpq's options from an upstream URL ("-c search_path=app"): each
+	// setting goes to the server as a startup parameter of every login (StartupOptions).
+	Options string
 	// With several hosts (hosts.go): which servers new connections may use, libpq's
 	// values ("" = any), and how hosts take turns ("" = round-robin, or disable).
 	TargetSessionAttrs string

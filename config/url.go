@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/pgmux/pgmux/protocol/startup"
 )
 
 // FromURL builds a zero-config sidecar Config from an upstream PostgreSQL URL such as
@@ -29,8 +31,9 @@ import (
 // and sslkey set server_tls_*; host (a unix socket directory, or a list) and port (one,
 // or one per host) override the authority; application_name, connect_timeout,
 // target_session_attrs and load_balance_hosts are honoured, and so are pgmux's
-// replica_reads, replica_max_lag and replica_max_wait; anything else is ignored with a
-// warning.
+// replica_reads, replica_max_lag and replica_max_wait; options ("-c name=value ...") is
+// sent to the server, its settings as startup parameters of every server login
+// (Database.StartupOptions); anything else is ignored with a warning.
 func FromURL(raw string) (*Config, error) {
 	single, hosts, err := splitURLHosts(raw)
 	if err != nil {
@@ -128,6 +131,10 @@ func applyURLQuery(c *Config, db *Database, q url.Values) error {
 			err = dbParams[key](db, v)
 		case "application_name":
 			db.ApplicationName = v
+		case "options":
+			if _, err = startup.ParseOptions(v); err == nil {
+				db.Options = v
+			}
 		case "connect_timeout":
 			c.ServerConnectTimeout, err = parseDuration(v)
 		default:

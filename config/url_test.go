@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pgmux/pgmux/protocol/startup"
 )
 
 func TestFromURL(t *testing.T) {
@@ -54,13 +56,26 @@ func TestFromURL(t *testing.T) {
 }
 
 func TestFromURLQuery(t *testing.T) {
-	c, err := FromURL("postgres://u:p@h/d?sslmode=verify-full&sslrootcert=/ca.pem&sslcert=/c.pem&sslkey=/k.pem&application_name=side&connect_timeout=4&port=6001&options=-c%20x%3D1")
+	c, err := FromURL("postgres://u:p@h/d?sslmode=verify-full&sslrootcert=/ca.pem&sslcert=/c.pem&sslkey=/k.pem&application_name=side&connect_timeout=4&port=6001&keepalives=1" +
+		"&options=-c%20search_path%3Dapp,public%20--statement-timeout%3D5s%20-capplication_name%3Dother")
 	require.NoError(t, err)
 	require.Equal(t, TLSSettings{SSLMode: "verify-full", CAFile: "/ca.pem", CertFile: "/c.pem", KeyFile: "/k.pem", Protocols: "secure", Ciphers: "default"}, c.ServerTLS)
 	require.Equal(t, "side", c.Databases["d"].ApplicationName)
 	require.Equal(t, 6001, c.Databases["d"].Port)
 	require.Equal(t, 4*time.Second, c.ServerConnectTimeout)
-	require.Equal(t, []string{"upstream URL: parameter options is not supported by pgmux and is ignored"}, c.Warnings)
+	require.Equal(t, []string{"upstream URL: parameter keepalives is not supported by pgmux and is ignored"}, c.Warnings)
+	// options: for the server, each setting of every database's logins (the "*" fallback's
+	// too), as PostgreSQL reads options (lower case, '-' as '_').
+	for _, name := range []string{"d", "*"} {
+		d := c.Databases[name]
+		require.Equal(t, "-c search_path=app,public --statement-timeout=5s -capplication_name=other", d.Options)
+		require.Equal(t, []startup.Param{{Key: "search_path", Value: "app,public"}, {Key: "statement_timeout", Value: "5s"},
+			{Key: "application_name", Value: "other"}}, d.StartupOptions())
+		require.Contains(t, d.String(), `options='-c search_path=app,public --statement-timeout=5s -capplication_name=other'`)
+	}
+	d, err := FromURL("postgres://u:p@h/d")
+	require.NoError(t, err)
+	require.Nil(t, d.Databases["d"].StartupOptions())
 }
 
 func TestFromURLErrors(t *testing.T) {
@@ -70,6 +85,8 @@ func TestFromURLErrors(t *testing.T) {
 		{"postgres://u:p@h:notaport/d", `config: upstream URL: invalid port ":notaport" after host`},
 		{"postgres://u:p@h:70000/d", "config: upstream URL: port: 70000 is out of range (1..65535)"},
 		{"postgres://u:p@h/d?sslmode=sometimes", `config: upstream URL: sslmode: "sometimes" is not one of disable, allow, prefer, require, verify-ca, verify-full`},
+		{"postgres://u:p@h/d?options=-e", `config: upstream URL: options: unsupported startup option "-e" (only -c key=value is supported)`},
+		{"postgres://u:p@h/d?options=-c%20search_path", `config: upstream URL: options: invalid startup option "search_path": expected key=value`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {

@@ -293,6 +293,14 @@ func (ps *pools) target(e *poolEntry, clientUser string) *pool.Target {
 			t.Params = append(t.Params, p)
 		}
 	}
+	// The upstream URL's options: a setting also given as a parameter above
+	// (application_name) keeps that value, as PostgreSQL gives its startup parameters
+	// precedence over options.
+	for _, o := range db.StartupOptions() {
+		if _, ok := t.Params.Get(o.Key); !ok {
+			t.Params = append(t.Params, pool.Param{Name: o.Key, Value: o.Value})
+		}
+	}
 	s.serverTLSLocked(t)
 	ps.hosts.aim(t, db)
 	return t

@@ -8,13 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -180,80 +176,6 @@ func New(opts Options) (*Server, error) {
 // Config returns the configuration in force.
 func (s *Server) Config() *config.Config {
 	return s.cfgP.Load()
-}
-
-// Listen opens the TCP listeners and the unix socket named by the configuration.
-func (s *Server) Listen() error {
-	cfg := s.Config()
-	var lns []net.Listener
-	var unavailable []error
-	lc := listenConfig()
-	for _, host := range cfg.ListenAddr {
-		network := "tcp"
-		if host == "*" {
-			host = ""
-		}
-		ln, err := lc.Listen(context.Background(), network, net.JoinHostPort(host, strconv.Itoa(cfg.ListenPort)))
-		if err != nil && len(cfg.ListenAddr) > 1 && addrUnavailable(err) {
-			// "127.0.0.1, ::1" on a host without IPv6 (many containers): serve the others.
-			unavailable = append(unavailable, err)
-			continue
-		}
-		if err != nil {
-			closeAll(lns)
-			return fmt.Errorf("listen on %s: %w", net.JoinHostPort(host, strconv.Itoa(cfg.ListenPort)), err)
-		}
-		lns = append(lns, rawAccepting(ln))
-	}
-	if len(lns) == 0 && len(unavailable) > 0 {
-		return fmt.Errorf("listen: %w", errors.Join(unavailable...))
-	}
-	for _, err := range unavailable {
-		s.log.Warn("listen address not available on this host; serving the others", zap.Error(err))
-	}
-	var unixErr error
-	if cfg.UnixSocketDir != "" {
-		path := filepath.Join(cfg.UnixSocketDir, ".s.PGSQL."+strconv.Itoa(cfg.ListenPort))
-		_ = os.Remove(path)
-		ln, err := net.Listen("unix", path)
-		if err != nil {
-			unixErr = fmt.Errorf("listen on unix socket %s: %w", path, err)
-		} else {
-			if cfg.UnixSocketMode != 0 {
-				_ = os.Chmod(path, os.FileMode(cfg.UnixSocketMode))
-			}
-			lns = append(lns, ln)
-		}
-	}
-	if unixErr != nil {
-		if len(lns) == 0 {
-			return unixErr // the only address configured could not be bound
-		}
-		s.log.Warn("cannot listen on unix socket; serving the TCP addresses", zap.Error(unixErr))
-	}
-	if len(lns) == 0 {
-		return errors.New("no listen address: set listen_addr or unix_socket_dir")
-	}
-	if err := s.listenHTTP(cfg.MetricsAddr); err != nil {
-		closeAll(lns)
-		return err
-	}
-	s.mu.Lock()
-	s.listeners = lns
-	s.mu.Unlock()
-	return nil
-}
-
-// addrUnavailable reports an address this host does not have (EADDRNOTAVAIL), or an
-// address family it does not support (no IPv6).
-func addrUnavailable(err error) bool {
-	return errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT)
-}
-
-func closeAll(lns []net.Listener) {
-	for _, ln := range lns {
-		ln.Close()
-	}
 }
 
 // Addrs returns the listening addresses.

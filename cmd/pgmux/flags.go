@@ -108,7 +108,7 @@ func newFlagSet(f *flags, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("pgmux", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.upstream, "upstream", "", "upstream PostgreSQL URL `postgres://user:pass@host:5432/db`, for zero-config mode")
-	fs.StringVar(&f.listen, "listen", "", "listen `host:port`; \":6432\" or \"[::]:6432\" for every address (default: listen_addr and listen_port, or 127.0.0.1 and ::1 port 6432 in zero-config mode)")
+	fs.StringVar(&f.listen, "listen", "", "listen on `host:port[,host:port...]`, one port for all (\"127.0.0.1:6432,[::1]:6432\"); \":6432\" for every address, IPv4 and IPv6; \"[::]:6432\" is IPv6 only, as in PgBouncer (default: listen_addr and listen_port, or 127.0.0.1 and ::1 port 6432 in zero-config mode)")
 	fs.StringVar(&f.poolMode, "pool-mode", "", "pool_mode: session, transaction or statement (zero-config default: transaction)")
 	fs.IntVar(&f.poolSize, "pool-size", 0, "default_pool_size: server connections per database and user")
 	fs.IntVar(&f.maxClientConn, "max-client-conn", 0, "max_client_conn")

@@ -57,6 +57,21 @@ func envOf(m map[string]string) environment {
 	}
 }
 
+// mutableEnv is an environment of m's variables that set changes, for a reload to read.
+func mutableEnv(m map[string]string) (env environment, set func(k, v string)) {
+	var mu sync.Mutex
+	env = func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return envOf(m)()
+	}
+	return env, func(k, v string) {
+		mu.Lock()
+		defer mu.Unlock()
+		m[k] = v
+	}
+}
+
 // TestVersion: --version prints to stdout, and names the VCS revision when Go stamped one.
 func TestVersion(t *testing.T) {
 	var out bytes.Buffer
@@ -107,29 +122,14 @@ func TestZeroConfigDefaults(t *testing.T) {
 func TestZeroConfigConsole(t *testing.T) {
 	pg := pgtest.Start(t)
 	port := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var logs syncBuffer
 	args := []string{"--upstream", pg.URL(pgtest.AppUser, pgtest.AppPassword, pgtest.AppDB),
-		"--admin-users", "admin", "--metrics-addr", ""}
+		"--admin-users", "admin", "--metrics-addr", "", "--listen", "127.0.0.1:" + strconv.Itoa(port)}
 	env := map[string]string{"PGMUX_LISTEN": "", "PGMUX_STATS_USERS": "watcher"}
 	t.Setenv("PGPORT", "") // nothing from the environment leaks into the URL below
-	go func() {
-		done <- run(ctx, append(args, "--listen", "127.0.0.1:"+strconv.Itoa(port)), envOf(env), io.Discard, &logs)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("run did not return")
-		}
-	}()
+	logs := startRun(t, args, envOf(env))
 	url := func(user, db string) string {
 		return "postgres://" + user + ":" + pgtest.AppPassword + "@127.0.0.1:" + strconv.Itoa(port) + "/" + db + "?sslmode=disable"
 	}
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "pgmux listening") }, 10*time.Second, 20*time.Millisecond)
 
 	qctx, qcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer qcancel()
@@ -160,6 +160,30 @@ func TestZeroConfigConsole(t *testing.T) {
 	_, err = pgx.Connect(qctx, strings.Replace(url("admin", "pgbouncer"), pgtest.AppPassword, "wrong", 1))
 	require.Error(t, err, "a wrong password is refused")
 	require.Contains(t, logs.String(), `"pool_mode":"transaction"`)
+}
+
+// startRun runs pgmux (run) with args and env until the test ends, once it listens, and
+// returns its log. At cleanup it stops pgmux, which must exit cleanly.
+func startRun(t *testing.T, args []string, env environment) *syncBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	go func() { done <- run(ctx, args, env, io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("run did not return")
+		}
+		if t.Failed() {
+			t.Logf("pgmux log:\n%s", logs.String())
+		}
+	})
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "pgmux listening") }, 10*time.Second, 20*time.Millisecond)
+	return logs
 }
 
 func freePort(t *testing.T) int {
@@ -228,23 +252,10 @@ func TestIniPathAndFlags(t *testing.T) {
 func TestZeroConfigServerLoginHint(t *testing.T) {
 	pg := pgtest.Start(t)
 	port := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var logs syncBuffer
 	t.Setenv("PGPORT", "")
 	args := []string{"--upstream", pg.URL(pgtest.ScramUser, "not-the-password", pgtest.AppDB),
 		"--metrics-addr", "", "--listen", "127.0.0.1:" + strconv.Itoa(port)}
-	go func() { done <- run(ctx, args, noEnv, io.Discard, &logs) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("run did not return")
-		}
-	}()
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "pgmux listening") }, 10*time.Second, 20*time.Millisecond)
+	startRun(t, args, noEnv)
 	qctx, qcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer qcancel()
 	_, err := pgx.Connect(qctx, "postgres://"+pgtest.ScramUser+":not-the-password@127.0.0.1:"+strconv.Itoa(port)+"/"+pgtest.AppDB+"?sslmode=disable")

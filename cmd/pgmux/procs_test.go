@@ -7,8 +7,6 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,35 +26,13 @@ func TestAdaptiveProcs(t *testing.T) {
 	max := runtime.GOMAXPROCS(0)
 	pg := pgtest.Start(t)
 	port, mport := freePort(t), freePort(t)
-	var mu sync.Mutex
-	env := map[string]string{"PGMUX_LISTEN": "", "PGMUX_ADMIN_USERS": "admin"}
-	environ := environment(func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return envOf(env)()
-	})
-	setenv := func(k, v string) {
-		mu.Lock()
-		defer mu.Unlock()
-		env[k] = v
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	var logs syncBuffer
+	environ, setenv := mutableEnv(map[string]string{"PGMUX_LISTEN": "", "PGMUX_ADMIN_USERS": "admin"})
 	args := []string{"--upstream", pg.URL(pgtest.AppUser, pgtest.AppPassword, pgtest.AppDB), "--log-level", "debug",
 		"--listen", "127.0.0.1:" + strconv.Itoa(port), "--metrics-addr", "127.0.0.1:" + strconv.Itoa(mport)}
-	go func() { done <- run(ctx, args, environ, io.Discard, &logs) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("run did not return")
-		}
+	t.Cleanup(func() { // after startRun's: once pgmux has stopped
 		require.Equal(t, max, runtime.GOMAXPROCS(0), "every processor back once pgmux has stopped")
-	}()
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "pgmux listening") }, 10*time.Second, 20*time.Millisecond)
+	})
+	logs := startRun(t, args, environ)
 
 	gauge := func(name string) int {
 		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics")
