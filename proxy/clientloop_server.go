@@ -210,19 +210,18 @@ func (s *Session) relayRun(c *pool.Conn) (took int, err error) {
 	}
 	for {
 		typ, n, whole := rd.Whole()
-		if !whole || !runAnswer(typ) || len(run)+wire.HeaderLen+n >= room {
+		if !whole || !runAnswer(typ) || len(run)+wire.HeaderLen+n >= room ||
+			rd.MaxMessage > 0 && n > rd.MaxMessage { // Next's refusal, relayBatch's to make
 			break
-		}
-		if _, _, err := rd.Next(); err != nil {
-			break // relayBatch's Next says it again
 		}
 		hide, row := s.answer(c, typ)
 		if hide || row != 0 {
 			s.mu.Unlock()
 			s.relayRead(run, false)
+			_, _, _ = rd.Next() // whole and within the limit: no error
 			return took + 1, s.afterAnswer(rd, typ, n, hide, row)
 		}
-		m, _ := rd.Message(n) // whole: it does not read
+		m := rd.Take(n)
 		if len(run) > 0 && unsafe.SliceData(m) != unsafe.SliceData(run[len(run):]) {
 			s.relayRead(run, false) // not next to the run in the buffer (not seen: Whole reads nothing)
 			run = nil
