@@ -21,7 +21,8 @@ import (
 // direct connection would. The same goes for a switch to serializable isolation, which
 // a standby refuses too (0A000) where the primary takes it (sqlscan.PrimaryOnly covers
 // both). Requests that only set, reset or show settings or handle savepoints (SET, SET
-// LOCAL, RESET, SET TRANSACTION, SET CONSTRAINTS, SHOW, SAVEPOINT, RELEASE, ROLLBACK TO:
+// LOCAL, RESET, SET TRANSACTION, SET SESSION CHARACTERISTICS, SET CONSTRAINTS, SHOW,
+// SAVEPOINT, RELEASE, ROLLBACK TO:
 // sqlscan.BeforeSnapshot) take no snapshot, and PostgreSQL still takes the switch after
 // them: the transaction stays movable, and they run again behind the hidden BEGIN
 // (settings.txReplay; a session SET among them is read back after the transaction like

@@ -120,6 +120,11 @@ func TestSwitchInStandbyTransaction(t *testing.T) {
 		{name: "extended BEGIN", begin: "begin isolation level repeatable read read only", extended: true,
 			steps: []step{b("SET TRANSACTION READ WRITE", ins, "SHOW transaction_isolation"), q("COMMIT")}},
 		{name: "then ROLLBACK", begin: "BEGIN READ ONLY", steps: []step{q("SET TRANSACTION READ WRITE"), q(ins), q("ROLLBACK")}},
+		// SET SESSION CHARACTERISTICS takes no snapshot: the switch after it is allowed.
+		{name: "SET SESSION CHARACTERISTICS, then switch", begin: "BEGIN READ ONLY",
+			steps: []step{q("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+				q("SET TRANSACTION READ WRITE"), q(ins), q("SHOW default_transaction_isolation"), q("COMMIT"),
+				q("SHOW default_transaction_isolation")}},
 		// PostgreSQL refuses these too, or the transaction stays read-only.
 		{name: "after a query", begin: "BEGIN READ ONLY", steps: []step{q("SELECT 1"), q("SET TRANSACTION READ WRITE"), q("ROLLBACK")}},
 		{name: "SET SESSION CHARACTERISTICS", begin: "BEGIN READ ONLY",
