@@ -177,9 +177,11 @@ func startupMessage(t *Target) []byte {
 	return b
 }
 
+// sslRequest asks the server for TLS; it answers 'S' or 'N'.
+var sslRequest = []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}
+
 func startTLS(nc net.Conn, t *Target) (net.Conn, error) {
-	req := []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}
-	if _, err := nc.Write(req); err != nil {
+	if _, err := nc.Write(sslRequest); err != nil {
 		return nc, err
 	}
 	var ans [1]byte

@@ -394,6 +394,9 @@ func (p *Pool) acquireLoop(ctx context.Context, start, deadline time.Time, l Les
 				p.mu.Unlock()
 				return nil, err
 			}
+			if w.since.IsZero() {
+				w.since = start // what a refusal by a shared limit queues it with (zero: then)
+			}
 			c, end, err := p.dialLocked(ctx, deadline, w)
 			switch end {
 			case dialRetry:
@@ -523,7 +526,13 @@ func (p *Pool) dialLocked(ctx context.Context, deadline time.Time, w *waiter) (*
 			p.mu.Unlock()
 			return nil, dialRetry, nil
 		}
-		p.queueLocked(w, time.Now(), deadline)
+		// A client that waited before this dial (a reserve dial, a try again) keeps its
+		// start: SHOW POOLS' maxwait and the wait stats count its whole wait.
+		since := w.since
+		if since.IsZero() {
+			since = time.Now()
+		}
+		p.queueLocked(w, since, deadline)
 		p.mu.Unlock()
 		for _, lim := range p.limits {
 			lim.evictIdle(p)

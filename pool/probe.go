@@ -102,3 +102,7 @@ func probeAnswer(nc net.Conn, typ byte, body []byte) (done bool, err error) {
 	}
 	return true, fmt.Errorf("%w: unexpected message %q answering a startup message", ErrServerLogin, typ)
 }
+
+// terminate is the Terminate message: a connection closed cleanly, not "unexpected EOF"
+// in the server's log.
+var terminate = []byte{'X', 0, 0, 0, 4}

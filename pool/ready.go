@@ -26,9 +26,10 @@ const servedFresh = time.Second
 //     server_check_delay says, and goes back to the pool when it answers; one that does
 //     not answer within ctx is closed, as a failed check closes it for a client;
 //   - every connection leased: a connection a client gave back within servedFresh is
-//     proof enough; otherwise a new connection is logged in (kept in the pool when the
-//     pool has room, else closed at once). Check waits for that login until ctx is done,
-//     not for server_connect_timeout: the login goes on without it (checkLogin).
+//     proof enough; otherwise a new connection is logged in and kept in the pool, when
+//     the pool's size and shared limits leave room for it. Check waits for that login
+//     until ctx is done, not for server_connect_timeout: the login goes on without it
+//     (checkLogin). Without room the server is only asked to answer (checkConnect).
 func (p *Pool) Check(ctx context.Context) error {
 	for {
 		p.mu.Lock()
@@ -123,9 +124,11 @@ func (p *Pool) checkLogin(ctx context.Context) error {
 	}
 }
 
-// checkLoginNow logs a new connection in: into the pool when it has room (an idle
-// connection for the next client), else one closed at once. A success ends a back-off
-// after a failed connect and wakes the clients queued behind it.
+// checkLoginNow logs a new connection in, into the pool (an idle connection for the next
+// client), when the pool's size and its shared limits leave room for it. A success ends a
+// back-off after a failed connect and wakes the clients queued behind it. Without room it
+// logs nothing in (checkConnect): a login beyond max_db_connections, which the server's
+// max_connections may be sized to, could take the slot of a client's login.
 func (p *Pool) checkLoginNow(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed {
@@ -150,19 +153,58 @@ func (p *Pool) checkLoginNow(ctx context.Context) error {
 	} else {
 		p.mu.Unlock()
 	}
-	c, _, err := p.dial(ctx)
-	if err != nil {
-		return err
-	}
-	_, _ = c.nc.Write(terminate)
-	_ = c.nc.Close()
-	p.loginWorked()
-	return nil
+	return p.checkConnect(ctx)
 }
 
-// terminate is the Terminate message: a connection closed cleanly, not "unexpected EOF"
-// in the server's log.
-var terminate = []byte{'X', 0, 0, 0, 4}
+// checkConnect is Check's proof for a pool with no room for a login and no connection
+// given back lately (its clients hold them all): the server where one of its connections
+// is (else its target's host) answers an SSLRequest. PostgreSQL answers it before it gives
+// the connection a slot (a login takes one), and logs nothing for a client that leaves
+// after the answer; a hung server whose kernel still completes connections does not
+// answer. A cluster's pool holding no connection has no one host to ask.
+func (p *Pool) checkConnect(ctx context.Context) error {
+	p.mu.Lock()
+	var network, addr string
+	for c := range p.all {
+		if network, addr = c.network, c.addr; addr != "" {
+			break
+		}
+	}
+	target := p.opts.Target
+	p.mu.Unlock()
+	if addr == "" {
+		t := target()
+		if t.Cluster != nil {
+			return errors.New("no room for a server login within pool_size, max_db_connections and max_user_connections")
+		}
+		network, addr = t.Network()
+	}
+	return sslAnswer(ctx, network, addr)
+}
+
+// sslAnswer connects to addr and sends an SSLRequest, and returns nil once the server has
+// answered it, whatever the answer.
+func sslAnswer(ctx context.Context, network, addr string) error {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return fmt.Errorf("connect to server %s: %w", addr, err)
+	}
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var ans [1]byte
+	if _, err = nc.Write(sslRequest); err == nil {
+		_, err = nc.Read(ans[:])
+	}
+	if err != nil && ctx.Err() != nil {
+		err = context.Cause(ctx) // the deadline set by stop's func, not a network failure
+	}
+	if err != nil {
+		return fmt.Errorf("server %s took the connection but did not answer an SSLRequest: %w", addr, err)
+	}
+	return nil
+}
 
 // loginWorked ends a back-off after a failed connect once a login has worked again, and
 // wakes the clients queued behind it.

@@ -221,6 +221,23 @@ func departing(fd int32) bool {
 	}
 }
 
+// departed is departing for s's parked socket fd, which the loop has just taken out of
+// its set. Between the two, another goroutine may have closed the session (closeAndWake,
+// which then found it parked no more): the number may be another client's socket now,
+// not to be read, and the session's resume ends it. s.ncMu keeps the socket open while
+// it is peeked at.
+func (s *Session) departed(fd int32) bool {
+	if testHookDeparting != nil {
+		testHookDeparting()
+	}
+	s.ncMu.Lock()
+	defer s.ncMu.Unlock()
+	return s.ncEnd&ncClosed == 0 && departing(fd)
+}
+
+// testHookDeparting, set by a test, runs as departed begins.
+var testHookDeparting func()
+
 // endDeparted ends a parked session whose client has left (departing): its socket is
 // closed as it is, with no net.Conn made to read a Terminate (resume's path, which cost
 // each departure of a pool's idle connections a fcntl, two epoll_ctl and a file).

@@ -98,7 +98,7 @@
 //	'V' FunctionCallResponse                  relay.go:Session.forward
 //	'D' of pgmux's own queries                relay.go:Session.readCheckRow, settings_link.go:Session.readRow
 //	'C' of DISCARD ALL / DEALLOCATE [ALL]     stmtclear.go:Session.readClear
-//	'C' of pgmux's DO after a RESET           settings_inplace.go:Session.readCC
+//	'C' of pgmux's SET or DO after a RESET    settings_inplace.go:Session.readCC
 //	'R' 'K' 'S' at server login               pool/dial.go:login
 //	messages of a server nobody leases        pool/conn.go:Conn.handleIdle
 //	'Z' of server_reset_query: forget state   pool/pool.go:Pool.release -> prepared.go:serverState.ServerReset

@@ -85,7 +85,7 @@ func (p *parker) Event(fd int32, events uint32) {
 	p.byFD[fd] = nil
 	p.resumed++
 	p.mu.Unlock()
-	if events&goneEvents != 0 && !s.isAdmin() && !s.expired.Load() && departing(fd) {
+	if events&goneEvents != 0 && !s.isAdmin() && !s.expired.Load() && s.departed(fd) {
 		// Parked, and gone: no net.Conn to read its Terminate. Ended here as a departure
 		// read on the loop is (endOnLoop).
 		if s.endsAtOnce() {

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"strings"
+
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
@@ -21,12 +23,13 @@ import (
 // direct connection would. The same goes for a switch to serializable isolation, which
 // a standby refuses too (0A000) where the primary takes it (sqlscan.PrimaryOnly covers
 // both). Requests that only set, reset or show settings or handle savepoints (SET, SET
-// LOCAL, RESET, SET TRANSACTION, SET CONSTRAINTS, SHOW, SAVEPOINT, RELEASE, ROLLBACK TO:
+// LOCAL, RESET, SET TRANSACTION, SET SESSION CHARACTERISTICS, SET CONSTRAINTS, SHOW,
+// SAVEPOINT, RELEASE, ROLLBACK TO:
 // sqlscan.BeforeSnapshot) take no snapshot, and PostgreSQL still takes the switch after
 // them: the transaction stays movable, and they run again behind the hidden BEGIN
 // (settings.txReplay; a session SET among them is read back after the transaction like
-// the client's own). Not so a reset of a startup value: the query pgmux sets it again
-// with takes a snapshot (resetsStartup). Once anything else has run in the
+// the client's own; a reset of a startup value, with the SET pgmux puts behind it:
+// replayOf). Once anything else has run in the
 // transaction, it stays: the switch fails there as on PostgreSQL (25001, before recovery
 // is looked at), and so does a BEGIN sent with other statements in one request (not
 // tracked: rare, and the whole request goes to the primary when they switch,
@@ -86,11 +89,13 @@ func (s *Session) inStandbyTx(typ byte, n int) (done, skipping bool, err error) 
 				s.moveTx(c, fresh)
 				return false, false, nil
 			}
-			if sets, ok := s.setsOnly(typ, n); ok && !s.resetsStartup(sets) {
-				s.roFresh = fresh // still movable after it
-				if sets != "" {
-					st := s.settingsState()
-					st.txReplay = joinSQL(st.txReplay, sets)
+			if sets, ok := s.setsOnly(typ, n); ok {
+				if replay, ok := s.replayOf(sets); ok {
+					s.roFresh = fresh // still movable after it
+					if replay != "" {
+						st := s.settingsState()
+						st.txReplay = joinSQL(st.txReplay, replay)
+					}
 				}
 			}
 		}
@@ -290,16 +295,25 @@ func (s *Session) movedBegin(m sqlscan.TxModes) string {
 	return sql
 }
 
-// resetsStartup reports whether the statements sets reset a setting the client gave at
-// startup: pgmux sets its startup value again behind them with a query of its own
-// (settings_inplace.go), which takes a snapshot, and the transaction can no longer move.
-func (s *Session) resetsStartup(sets string) bool {
+// replayOf is what runs the statements sets again behind the BEGIN on the primary: sets,
+// with a reset of a setting the client gave at startup followed by the SET of its startup
+// value (link.ResetInPlace), as pgmux ran them on the standby. ok is false when that
+// re-set takes a snapshot (a DO block: a list setting such as search_path), after which
+// PostgreSQL refuses the switch (25001): the transaction can no longer move.
+func (s *Session) replayOf(sets string) (replay string, ok bool) {
 	st := s.set.Load()
 	if st == nil || sets == "" {
-		return false
+		return sets, true
 	}
-	v := link.ClassifyText(sets, true)
-	return v.Set != nil && len(st.Resets(v.Set)) > 0
+	if v := link.ClassifyText(sets, true); v.Set == nil || len(st.Resets(v.Set)) == 0 {
+		return sets, true
+	}
+	m, _, _, _ := link.ResetInPlace(&st.Settings, sets)
+	if m == nil {
+		return "", false
+	}
+	replay = cString(wire.Body(m))
+	return replay, !strings.Contains(replay, link.InPlaceTag)
 }
 
 // joinSQL joins two statement lists into one.

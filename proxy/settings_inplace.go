@@ -13,15 +13,18 @@ import (
 // hidden query after the Query (settings.go) would come too late for statements after
 // the reset in the same Query, and its outcome would reach the client after the Query's
 // ReadyForQuery. So pgmux puts the re-set in the Query itself, right behind each such
-// statement, as a DO block the client does not see: its CommandComplete is dropped
+// statement, as a statement the client does not see: its CommandComplete is dropped
 // (expect.HideCC), and error positions in later statements are moved back
 // (errFix.shifts). The statements after the reset see the startup value, and since
 // PostgreSQL (14 and later) reports changed parameters just before ReadyForQuery, the
-// client is told exactly what a direct session tells it. The DO sets each value inside
+// client is told exactly what a direct session tells it. The re-set of one value is a
+// SET, which takes no snapshot, as the RESET takes none: a transaction may still switch
+// to read-write after both. After RESET ALL it is a DO block setting each value inside
 // its own exception block: one the server will not set again (a parameter that can only
 // be set at connection start) is left as the reset left it, as RESET ALL leaves such
-// parameters on a direct connection. If the reset fails, the rest of the Query, the DO
-// with it, does not run, as the transaction rolls the reset back.
+// parameters on a direct connection (a list setting such as search_path gets the DO too:
+// link.reapplyIn). If the reset fails, the rest of the Query, the re-set with it, does
+// not run, as the transaction rolls the reset back.
 //
 // Not done this way, and left to the hidden query after the request: DISCARD ALL (it
 // cannot run in the implicit transaction block of a Query of several statements), resets
@@ -62,7 +65,7 @@ func (s *Session) resetInPlace(q string) (m []byte, hide uint64, fix *errFix) {
 	return m, hide, fix
 }
 
-// readCC reads a CommandComplete of a Query with pgmux's DO blocks in it (resetInPlace)
+// readCC reads a CommandComplete of a Query with pgmux's re-sets in it (resetInPlace)
 // and drops theirs.
 func (s *Session) readCC(rd *wire.Reader, n int) error {
 	m, err := rd.Message(n)
@@ -75,7 +78,7 @@ func (s *Session) readCC(rd *wire.Reader, n int) error {
 	if e := s.q.front(); e != nil && e.Kind == 'Q' && e.HideCC != 0 {
 		i := e.CCSeen
 		e.CCSeen++
-		drop = i < 64 && e.HideCC&(1<<i) != 0 && string(tag) == "DO"
+		drop = i < 64 && e.HideCC&(1<<i) != 0 && (string(tag) == "SET" || string(tag) == "DO")
 	}
 	s.mu.Unlock()
 	s.relayRead(m, drop)

@@ -119,7 +119,8 @@ func (m TxModes) SQL() string {
 // a snapshot, after which a transaction may still change its modes (SET TRANSACTION READ
 // WRITE is refused only once a query has run in it): SET, SET LOCAL and RESET of one
 // setting (the caller knows which resets it follows with a query of its own), SET
-// TRANSACTION (not SNAPSHOT), SET CONSTRAINTS, SHOW, and SAVEPOINT, RELEASE and ROLLBACK
+// TRANSACTION (not SNAPSHOT), SET SESSION CHARACTERISTICS, SET CONSTRAINTS, SHOW, and
+// SAVEPOINT, RELEASE and ROLLBACK
 // TO (a released or rolled-back-to savepoint leaves the transaction as it was; inside
 // one, PostgreSQL refuses the switch, a standby too), or nothing at all (an empty query).
 // replay is its statements but SHOW, "; "-separated, to run them again elsewhere in the
@@ -137,7 +138,7 @@ func BeforeSnapshot(sql string) (replay string, ok bool) {
 			if lx := (Lexer{src: st.Value}); st.Name == "" && lx.Next().IsKeyword("snapshot") {
 				return "", false
 			}
-		case KindSet, KindReset:
+		case KindSet, KindReset, KindSetCharacteristics:
 		case KindOther:
 			if equalFoldASCII(FirstKeyword(st.Text), "show") {
 				continue

@@ -69,7 +69,7 @@ type Expect[S, F, D any] struct {
 	// setting and Val is the value SetSync gives it.
 	Setting uint8
 	Val     string
-	// HideCC: for the client's Query with pgmux's DO blocks in it
+	// HideCC: for the client's Query with pgmux's re-sets in it
 	// (proxy/settings_inplace.go), bit i marks its i-th CommandComplete as theirs; CCSeen
 	// counts those received.
 	HideCC uint64

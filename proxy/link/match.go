@@ -17,7 +17,7 @@ const (
 	RowCheck    = iota + 1 // the session-state check (proxy/sticky.go)
 	RowSettings            // a settings read-back (proxy/settings_link.go)
 	RowClear               // the client's DISCARD ALL or DEALLOCATE ALL (proxy/stmtclear.go)
-	RowHideCC              // the client's Query with pgmux's DO blocks (proxy/settings_inplace.go)
+	RowHideCC              // the client's Query with pgmux's re-sets (proxy/settings_inplace.go)
 	RowParams              // the ParameterDescription of a client's Describe of Head.Def (proxy/failedtx.go)
 )
 

@@ -393,7 +393,7 @@ type PosShift struct{ At, Delta int }
 // ResetInPlace returns the Query q with the startup values set again right behind every
 // statement that resets them (RESET, RESET ALL, SET ... TO DEFAULT), as a whole Query
 // message; the CommandCompletes to hide (bit i: the Query's i-th, counted with the added
-// DO blocks); the shifts of error positions; and whether no reset can hide in a DO block
+// re-sets); the shifts of error positions; and whether no reset can hide in a DO block
 // of the client's (all: nothing is left for a hidden query after the request). m is nil
 // when there is no such statement, or the Query is one not rewritten (more than 32
 // statements, PREPARE, EXECUTE, DEALLOCATE, DISCARD ALL: left to the hidden query).
@@ -412,7 +412,7 @@ func ResetInPlace(st *Settings, q string) (m []byte, hide uint64, shifts []PosSh
 		all = all && stmt.Do == nil
 	}
 	var b strings.Builder
-	last, added, shifted := 0, 0, 0 // bytes of q copied, DO blocks added, runes added
+	last, added, shifted := 0, 0, 0 // bytes of q copied, re-sets added, runes added
 	for i, stmt := range sts {
 		var t SetTouch
 		switch {
@@ -435,7 +435,7 @@ func ResetInPlace(st *Settings, q string) (m []byte, hide uint64, shifts []PosSh
 			return nil, 0, nil, false
 		}
 		b.WriteString(q[last:end])
-		ins := "; " + st.ReapplyDO(ops)
+		ins := "; " + st.reapplyIn(ops, t.All)
 		b.WriteString(ins)
 		last = end
 		// Positions past the DO, counted in the server's text, move back by its length.
@@ -452,6 +452,25 @@ func ResetInPlace(st *Settings, q string) (m []byte, hide uint64, shifts []PosSh
 	b.WriteString(q[last:])
 	return wire.Query(nil, b.String()), hide, shifts, all
 }
+
+// reapplyIn is what ResetInPlace puts behind a reset of ops: a SET of the one startup
+// value, which takes no snapshot, as the client's RESET takes none (PostgreSQL still
+// allows SET TRANSACTION READ WRITE after both); else a DO block (ReapplyDO), which
+// takes one. The DO stays after RESET ALL (a value the server will not set again must
+// not fail the client's Query) and for the settings whose SET reads a quoted value as
+// one list item (listQuoted).
+func (st *Settings) reapplyIn(ops []SetOp, all bool) string {
+	if len(ops) != 1 || all || listQuoted[ops[0].Name] {
+		return st.ReapplyDO(ops)
+	}
+	start, _ := st.Start.Get(ops[0].Name)
+	return "SET " + sqlscan.QuoteIdent(ops[0].Name) + " TO " + sqlscan.QuoteLiteral(start)
+}
+
+// listQuoted are PostgreSQL's settings whose SET quotes a string value as one list item
+// (GUC_LIST_QUOTE), where set_config splits it: "SET search_path TO 'a, b'" is one schema.
+var listQuoted = map[string]bool{"search_path": true, "temp_tablespaces": true,
+	"session_preload_libraries": true, "local_preload_libraries": true, "shared_preload_libraries": true}
 
 // ReapplyDO is a DO block that sets the startup values of ops again, each on its own:
 // one the server will not set leaves the others.

@@ -271,12 +271,18 @@ func TestSettingsSQLQuoting(t *testing.T) {
 }
 
 // TestResetInPlace: a reset of a startup value with statements after it in the same
-// Query gets the startup value set again right behind it, in a DO block whose
-// CommandComplete is hidden; error positions after it move back.
+// Query gets the startup value set again right behind it, by a SET (no snapshot) or, after
+// RESET ALL or for a list setting, a DO block, whose CommandComplete is hidden; error
+// positions after it move back.
 func TestResetInPlace(t *testing.T) {
 	st := &Settings{}
 	st.Start.Set("datestyle", "Postgres,MDY")
 	st.Start.Set("timezone", "Asia/Tokyo")
+	st.Start.Set("search_path", "a, b")
+	set := func(name string) string {
+		v, _ := st.Start.Get(name)
+		return `SET "` + name + `" TO E'` + v + `'`
+	}
 	do := func(names ...string) string {
 		var ops []SetOp
 		for _, n := range names {
@@ -288,16 +294,17 @@ func TestResetInPlace(t *testing.T) {
 		name, q, want string
 		hide          uint64
 	}{
-		{"reset then show", "RESET DateStyle; SHOW DateStyle", "RESET DateStyle; " + do("datestyle") + "; SHOW DateStyle", 1 << 1},
-		{"last statement", "SELECT 1; RESET DateStyle", "SELECT 1; RESET DateStyle; " + do("datestyle"), 1 << 2},
+		{"reset then show", "RESET DateStyle; SHOW DateStyle", "RESET DateStyle; " + set("datestyle") + "; SHOW DateStyle", 1 << 1},
+		{"last statement", "SELECT 1; RESET DateStyle", "SELECT 1; RESET DateStyle; " + set("datestyle"), 1 << 2},
 		{"not a startup value", "RESET work_mem; SHOW work_mem", "", 0},
 		{"RESET ALL", "BEGIN; RESET ALL; SHOW TimeZone; COMMIT",
-			"BEGIN; RESET ALL; " + do("datestyle", "timezone") + "; SHOW TimeZone; COMMIT", 1 << 2},
+			"BEGIN; RESET ALL; " + do("datestyle", "timezone", "search_path") + "; SHOW TimeZone; COMMIT", 1 << 2},
 		{"SET TO DEFAULT, twice", "SET timezone TO DEFAULT; SELECT 1; RESET datestyle; SELECT 2",
-			"SET timezone TO DEFAULT; " + do("timezone") + "; SELECT 1; RESET datestyle; " + do("datestyle") + "; SELECT 2",
+			"SET timezone TO DEFAULT; " + set("timezone") + "; SELECT 1; RESET datestyle; " + set("datestyle") + "; SELECT 2",
 			1<<1 | 1<<4},
+		{"a list setting", "RESET search_path; SELECT 1", "RESET search_path; " + do("search_path") + "; SELECT 1", 1 << 1},
 		{"with EXECUTE: left to sqlmulti", "RESET DateStyle; EXECUTE p", "", 0},
-		{"one statement", "RESET DateStyle;", "RESET DateStyle; " + do("datestyle") + ";", 1 << 1},
+		{"one statement", "RESET DateStyle;", "RESET DateStyle; " + set("datestyle") + ";", 1 << 1},
 		{"in a DO block: not seen", "DO $$BEGIN RESET DateStyle; END$$", "", 0},
 		{"DISCARD ALL: left to the query after", "DISCARD ALL", "", 0},
 	} {
@@ -310,12 +317,13 @@ func TestResetInPlace(t *testing.T) {
 			require.Equal(t, string(wire.Query(nil, c.want)), string(m))
 			require.Equal(t, c.hide, hide)
 			require.Len(t, shifts, bits.OnesCount64(c.hide))
-			// Each shift covers one "; DO ..." block, at its place in the server's text
-			// (characters; these queries are ASCII).
+			// Each shift covers one "; SET ..." or "; DO ..." block, at its place in the
+			// server's text (characters; these queries are ASCII).
 			sent := string(m[wire.HeaderLen : len(m)-1])
 			for _, sh := range shifts {
-				require.True(t, strings.HasPrefix(sent[sh.At:], "; DO "+InPlaceTag), sent[sh.At:])
-				require.True(t, strings.HasSuffix(sent[:sh.At+sh.Delta], InPlaceTag), sent[:sh.At+sh.Delta])
+				added := sent[sh.At : sh.At+sh.Delta]
+				do := strings.HasPrefix(added, "; DO "+InPlaceTag) && strings.HasSuffix(added, InPlaceTag)
+				require.True(t, do || strings.HasPrefix(added, "; SET "), added)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package multihost
 
 import (
 	"context"
+	"net/url"
 	"testing"
 	"time"
 
@@ -108,6 +109,7 @@ func TestSwitchInStandbyTransaction(t *testing.T) {
 		begin    string
 		extended bool // the BEGIN in the extended protocol
 		steps    []step
+		startup  string // application_name given at startup
 	}{
 		{name: "SET TRANSACTION READ WRITE, write", begin: "BEGIN READ ONLY",
 			steps: []step{q("SET TRANSACTION READ WRITE"), q(ins), q("SHOW transaction_read_only"), q("COMMIT")}},
@@ -120,6 +122,21 @@ func TestSwitchInStandbyTransaction(t *testing.T) {
 		{name: "extended BEGIN", begin: "begin isolation level repeatable read read only", extended: true,
 			steps: []step{b("SET TRANSACTION READ WRITE", ins, "SHOW transaction_isolation"), q("COMMIT")}},
 		{name: "then ROLLBACK", begin: "BEGIN READ ONLY", steps: []step{q("SET TRANSACTION READ WRITE"), q(ins), q("ROLLBACK")}},
+		// SET SESSION CHARACTERISTICS takes no snapshot: the switch after it is allowed.
+		{name: "SET SESSION CHARACTERISTICS, then switch", begin: "BEGIN READ ONLY",
+			steps: []step{q("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+				q("SET TRANSACTION READ WRITE"), q(ins), q("SHOW default_transaction_isolation"), q("COMMIT"),
+				q("SHOW default_transaction_isolation")}},
+		// The startup value set again behind the RESET takes no snapshot either.
+		{name: "reset of a startup setting, then switch", begin: "BEGIN READ ONLY", startup: "from startup",
+			steps: []step{q("RESET application_name"), q("SHOW application_name"), q("SET TRANSACTION READ WRITE"),
+				q(ins), q("SHOW application_name"), q("COMMIT"), q("SHOW application_name")}},
+		{name: "reset of a startup setting in one Query with the switch", begin: "BEGIN READ ONLY", startup: "from startup",
+			steps: []step{q("RESET application_name; SET TRANSACTION READ WRITE; " + ins), q("SHOW application_name"),
+				q("ROLLBACK"), q("SHOW application_name")}},
+		{name: "reset of a startup setting in a batch, then switch", begin: "BEGIN READ ONLY", startup: "from startup",
+			steps: []step{b("RESET application_name", "SHOW application_name"), b("SET TRANSACTION READ WRITE", ins),
+				q("SHOW application_name"), q("COMMIT"), q("SHOW application_name")}},
 		// PostgreSQL refuses these too, or the transaction stays read-only.
 		{name: "after a query", begin: "BEGIN READ ONLY", steps: []step{q("SELECT 1"), q("SET TRANSACTION READ WRITE"), q("ROLLBACK")}},
 		{name: "SET SESSION CHARACTERISTICS", begin: "BEGIN READ ONLY",
@@ -127,8 +144,8 @@ func TestSwitchInStandbyTransaction(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mode := pgx.QueryExecModeExec
-			direct := muxtest.Connect(t, p.primary.URL(pgtest.AppUser, pgtest.AppPassword, "app"), mode, opTimeout)
-			viaMux := muxtest.Connect(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), mode, opTimeout)
+			direct := muxtest.Connect(t, withStartup(t, p.primary.URL(pgtest.AppUser, pgtest.AppPassword, "app"), tc.startup), mode, opTimeout)
+			viaMux := muxtest.Connect(t, withStartup(t, p.mux.URL(pgtest.AppUser, pgtest.AppPassword, "app"), tc.startup), mode, opTimeout)
 			begin := func(c *pgx.Conn) {
 				var err error
 				if tc.extended {
@@ -178,4 +195,17 @@ func TestSwitchInStandbyTransaction(t *testing.T) {
 			return rec
 		}, 10*time.Second, 20*time.Millisecond, "a read-only transaction's read reaches the standby; %s", primaryReasons(t, p.reg))
 	})
+}
+
+// withStartup adds application_name (when not empty) to the startup parameters of u.
+func withStartup(t *testing.T, u, appName string) string {
+	if appName == "" {
+		return u
+	}
+	v, err := url.Parse(u)
+	require.NoError(t, err)
+	q := v.Query()
+	q.Set("application_name", appName)
+	v.RawQuery = q.Encode()
+	return v.String()
 }

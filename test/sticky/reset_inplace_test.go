@@ -9,7 +9,8 @@ import (
 // TestResetThenShowInOneQuery: a RESET of a startup value followed by more statements in
 // the same Query: those statements see the startup value, as on a direct connection, and
 // the client sees exactly what PostgreSQL sends (no extra CommandComplete, error
-// positions in the client's text, the same ParameterStatus), in both pool modes.
+// positions in the client's text, the same ParameterStatus), in both pool modes; and a
+// switch to read-write after such a reset is allowed, as on PostgreSQL.
 func TestResetThenShowInOneQuery(t *testing.T) {
 	for _, mode := range []string{"transaction", "session"} {
 		t.Run(mode, func(t *testing.T) {
@@ -33,6 +34,12 @@ func TestResetThenShowInOneQuery(t *testing.T) {
 				"RESET DateStyle; SELECT 1/0",
 				"SET DateStyle = ISO; RESET DateStyle; RESET myapp.tenant; SHOW myapp.tenant; SHOW DateStyle",
 				"RESET work_mem; SHOW work_mem",
+				// The startup value set again takes no snapshot, as RESET takes none: the
+				// transaction may still become read-write after it.
+				"SET DateStyle = ISO; SET myapp.tenant = 'y'",
+				"BEGIN READ ONLY; RESET DateStyle; RESET myapp.tenant; SET TRANSACTION READ WRITE; SHOW transaction_read_only; COMMIT",
+				"SET TimeZone = 'UTC'",
+				"BEGIN READ ONLY; SET TimeZone TO DEFAULT; SET TRANSACTION READ WRITE; COMMIT",
 			} {
 				want, wantReported := pipelined(t, direct, q)
 				got, gotReported := pipelined(t, viaMux, q)
