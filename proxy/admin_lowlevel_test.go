@@ -2,10 +2,16 @@ package proxy_test
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/pgmux/pgmux/internal/pgtest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -208,4 +214,58 @@ func TestAdminSetRestartOnly(t *testing.T) {
 	// A setting pgmux does not know stays refused, as PgBouncer's "SET failed".
 	_, err := adm.Exec(context.Background(), "SET no_such_setting = 1")
 	require.Equal(t, "08P01", sqlState(err), "%v", err)
+}
+
+// TestAdminUnixSocketAddrs: a unix socket's addr is "unix" in SHOW CLIENTS, SERVERS and
+// FDS, with the port its name ends in, as PgBouncer shows it; it was Go's "@" for an
+// unnamed end, or the socket's path, with port 0.
+func TestAdminUnixSocketAddrs(t *testing.T) {
+	dir, err := os.MkdirTemp("", "pgmux-sock-") // short: a socket path has ~100 bytes
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	pg := pgtest.Start(t)
+	dbs := map[string]string{}
+	if pg.SocketDir != "" { // an external server (PGMUX_TEST_PG_URL) has none
+		dbs["sock"] = fmt.Sprintf("host=%s port=%d dbname=%s", pg.SocketDir, pg.Port, pgtest.AppDB)
+	}
+	h := startProxy(t, harnessOpts{extra: map[string]string{"unix_socket_dir": dir}, dbs: dbs})
+	db := "app"
+	if pg.SocketDir != "" {
+		db = "sock"
+	}
+	cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s user=app dbname=%s", dir, db))
+	require.NoError(t, err)
+	cc.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", filepath.Join(dir, ".s.PGSQL.0")) // the harness's port is 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	local, err := pgx.ConnectConfig(ctx, cc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = local.Close(context.Background()) })
+	tx, err := local.Begin(ctx) // keeps its server linked for SHOW FDS
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	_, err = tx.Exec(ctx, "SELECT 1")
+	require.NoError(t, err)
+
+	adm := h.admin(t)
+	_, rows := show(t, adm, "SHOW CLIENTS")
+	cl := rowWhere(rows, "database", db)
+	require.NotNil(t, cl, "%v", rows)
+	require.Equal(t, "unix", cl["addr"], "%v", cl)
+	require.Equal(t, "unix", cl["local_addr"], "%v", cl)
+	_, rows = show(t, adm, "SHOW FDS")
+	require.NotNil(t, rowWhere(rows, "addr", "unix"), "the unix listener and client: %v", rows)
+	if pg.SocketDir == "" {
+		return
+	}
+	require.Equal(t, "unix", rowWhere(rows, "task", "server")["addr"], "%v", rows)
+	require.Equal(t, int64(pg.Port), num(t, rowWhere(rows, "task", "server"), "port"))
+	_, rows = show(t, adm, "SHOW SERVERS")
+	sv := rowWhere(rows, "database", db)
+	require.Equal(t, "unix", sv["addr"], "%v", sv)
+	require.Equal(t, int64(pg.Port), num(t, sv, "port"))
+	require.Equal(t, "unix", sv["local_addr"], "%v", sv)
 }

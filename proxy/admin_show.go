@@ -3,6 +3,7 @@ package proxy
 import (
 	"cmp"
 	"net"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -226,14 +227,25 @@ func (s *Server) showPools() []byte {
 	return r.Done("SHOW")
 }
 
-// socketCols are the address columns SHOW CLIENTS and SHOW SERVERS share.
-func hostPort(a net.Addr) (string, int) {
+// hostPort splits a socket's address into the addr and port columns of SHOW CLIENTS,
+// SERVERS, SOCKETS and FDS. A unix socket is "unix", as PgBouncer shows it (a path, or
+// Go's "@" for an unnamed end, is no address a user can match), with the port its name
+// ends in (.s.PGSQL.N): listenPort for an unnamed end, as PgBouncer gives its own port.
+func hostPort(a net.Addr, listenPort int) (string, int) {
 	if a == nil {
 		return "", 0
 	}
-	h, p, err := net.SplitHostPort(a.String())
+	s := a.String()
+	if a.Network() == "unix" || strings.HasPrefix(s, "/") || s == "@" {
+		_, name, named := strings.Cut(filepath.Base(s), ".s.PGSQL.")
+		if n, err := strconv.Atoi(name); named && err == nil {
+			return "unix", n
+		}
+		return "unix", listenPort
+	}
+	h, p, err := net.SplitHostPort(s)
 	if err != nil {
-		return a.String(), 0
+		return s, 0
 	}
 	n, _ := strconv.Atoi(p)
 	return h, n
@@ -295,6 +307,7 @@ func (s *Server) clientRows() []clientRow {
 	slices.SortFunc(sessions, func(a, b *Session) int { return cmp.Compare(a.id, b.id) })
 	sessions = slices.CompactFunc(sessions, func(a, b *Session) bool { return a == b })
 	now := time.Now()
+	lp := s.Config().ListenPort
 	out := make([]clientRow, 0, len(sessions))
 	for _, sess := range sessions {
 		in := sess.Info()
@@ -318,8 +331,8 @@ func (s *Server) clientRows() []clientRow {
 		case in.State == ClientLogin:
 			state = "login"
 		}
-		addr, port := hostPort(in.Remote)
-		laddr, lport := hostPort(sess.localAddr())
+		addr, port := hostPort(in.Remote, lp)
+		laddr, lport := hostPort(sess.localAddr(), lp)
 		tls := ""
 		if in.TLS {
 			tls = "TLS"
@@ -360,6 +373,7 @@ type serverRow struct {
 // listeners (state "listener", pgmux's own).
 func (s *Server) serverRows() []serverRow {
 	var out []serverRow
+	lp := s.Config().ListenPort
 	for _, e := range sortedEntries(s.pools.all()) {
 		db, _, _ := e.snapshot()
 		user := e.key.user
@@ -369,8 +383,8 @@ func (s *Server) serverRows() []serverRow {
 		conns := e.conns()
 		slices.SortFunc(conns, func(a, b *pool.Conn) int { return cmp.Compare(a.ID, b.ID) })
 		for _, c := range conns {
-			addr, port := hostPort(tcpAddr(c.Addr()))
-			laddr, lport := hostPort(c.LocalAddr())
+			addr, port := hostPort(tcpAddr(c.Addr()), lp)
+			laddr, lport := hostPort(c.LocalAddr(), lp)
 			link, kind := "", kindPooled
 			sess, linked := c.Lessee().(*Session)
 			if linked {
@@ -390,8 +404,8 @@ func (s *Server) serverRows() []serverRow {
 		if c == nil {
 			continue
 		}
-		addr, port := hostPort(tcpAddr(c.Addr()))
-		laddr, lport := hostPort(c.LocalAddr())
+		addr, port := hostPort(tcpAddr(c.Addr()), lp)
+		laddr, lport := hostPort(c.LocalAddr(), lp)
 		out = append(out, serverRow{c, nil, rowValues{"S", user, l.DB(), "none", "listener", addr, port, laddr, lport,
 			pgbTime(c.Created), pgbTime(c.LastUsed()), 0, 0, 0, ptr('s', c.ID), "",
 			int64(c.PID), serverTLS(c), "", 0, c.ID}})

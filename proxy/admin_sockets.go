@@ -84,7 +84,7 @@ func (s *Server) showFDs() []byte {
 	lns := slices.Clone(s.listeners)
 	s.mu.Unlock()
 	for _, ln := range lns {
-		addr, port := hostPort(ln.Addr())
+		addr, port := hostPort(ln.Addr(), s.Config().ListenPort)
 		r.Row(sysFD(ln), "pooler", nil, nil, addr, port, int64(0), 0, nil, nil, nil, nil, nil, nil, nil)
 	}
 	registered := make(map[*Session]bool)
