@@ -95,7 +95,8 @@ func (s *Server) Listen() error {
 // tcpAddrs expands listen_addr (hosts) into the addresses to bind: "*" is 0.0.0.0 and ::,
 // a literal is itself, a host name every address it resolves to ("localhost": 127.0.0.1
 // and ::1 where /etc/hosts says so; "fly-local-6pn": the Machine's private IPv6). An
-// address named twice ("localhost,127.0.0.1") is bound once.
+// address named twice ("localhost,127.0.0.1") is bound once, and one its family's
+// wildcard covers is not bound beside it.
 func tcpAddrs(ctx context.Context, hosts []string, port int) ([]netip.AddrPort, error) {
 	var out []netip.AddrPort
 	add := func(a netip.Addr) {
@@ -121,7 +122,20 @@ func tcpAddrs(ctx context.Context, hosts []string, port int) ([]netip.AddrPort, 
 			add(a)
 		}
 	}
-	return out, nil
+	// A wildcard covers every address of its family: "*,127.0.0.1", which PgBouncer
+	// serves (its bind of 127.0.0.1 fails against its own 0.0.0.0, with a warning),
+	// binds the wildcard alone here, where that failure would stop the start.
+	return slices.DeleteFunc(out, func(ap netip.AddrPort) bool {
+		a := ap.Addr()
+		if a.IsUnspecified() {
+			return false
+		}
+		wild := netip.IPv6Unspecified()
+		if a.Is4() {
+			wild = netip.IPv4Unspecified()
+		}
+		return slices.Contains(out, netip.AddrPortFrom(wild, ap.Port()))
+	}), nil
 }
 
 // tcpNetwork is the network to bind ap on: IPv6 addresses take IPv6 only, as in

@@ -113,6 +113,10 @@ func TestListenAddrsAsPgBouncer(t *testing.T) {
 		{"loopback and v6 wildcard", []string{"127.0.0.1", "::"}, []netip.Addr{ip("127.0.0.1"), ip("::")}},
 		{"named twice", []string{"127.0.0.1", "::1", "127.0.0.1", "0:0:0:0:0:0:0:1"}, []netip.Addr{ip("127.0.0.1"), ip("::1")}},
 		{"host name", []string{"localhost", "127.0.0.1"}, byName},
+		// A wildcard covers its family's addresses: PgBouncer tries them, warns that each
+		// is in use (its own wildcard socket) and serves; pgmux binds the wildcard alone.
+		{"wildcard and loopback", []string{"*", "127.0.0.1", "::1"}, []netip.Addr{ip("0.0.0.0"), ip("::")}},
+		{"loopback before its wildcard", []string{"127.0.0.1", "0.0.0.0", "::1"}, []netip.Addr{ip("0.0.0.0"), ip("::1")}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			port := free()
