@@ -12,7 +12,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 	"github.com/pgmux/pgmux/proxy/metrics"
 )
 
@@ -144,7 +146,7 @@ func TestParkedClientShedsItsWork(t *testing.T) {
 	for name, made := range map[string]func(s *Session){
 		"named statement": func(s *Session) { s.stmts = map[string]*stmtDef{"s1": {}} },
 		"LISTEN":          func(s *Session) { s.listening = true },
-		"unnamed":         func(s *Session) { s.unnamed.body = []byte("SELECT 1\x00\x00\x00") },
+		"pinning unnamed": func(s *Session) { s.unnamed.body, s.unnamedPin = []byte("SELECT 1\x00\x00\x00"), pinTemp },
 	} {
 		s, _ := parkingSession(t)
 		made(s)
@@ -153,6 +155,21 @@ func TestParkedClientShedsItsWork(t *testing.T) {
 		require.Same(t, w, s.sessionWork, "%s: a parked client keeps what it made", name)
 		require.True(t, s.home().unpark(s), name) // not resumed when the test's client closes
 	}
+
+	// The unnamed statement a driver left behind (PostgreSQL keeps it until the next Parse
+	// of the unnamed statement): its body is kept aside, the working state given back, and
+	// the body is the fresh one's when the client comes back.
+	s, _ = parkingSession(t)
+	body := []byte("SELECT 1\x00\x00\x00")
+	s.unnamed.body = body
+	require.True(t, s.park())
+	require.Nil(t, s.sessionWork, "only the unnamed statement's body is kept")
+	require.NotNil(t, s.kept)
+	require.True(t, s.home().unpark(s))
+	s.reattach()
+	s.ensureWork()
+	require.Equal(t, body, s.unnamed.body)
+	require.Nil(t, s.kept)
 }
 
 // A session whose park fails goes on running: it has its working state.
@@ -251,4 +268,39 @@ func TestParkKeepsSocketWhileWriting(t *testing.T) {
 	// session, which this bare server cannot (it has no configuration).
 	require.True(t, s.home().unpark(s))
 	s.closeAndWake()
+}
+
+// A client that ran requests without changing a setting parks holding the shared startup
+// settings again (unshareSettings), not the copy of its own it made for its requests
+// (ownSettings); one that set something, or that a request left settings state in, keeps
+// its own.
+func TestParkedClientGivesBackItsSettings(t *testing.T) {
+	shared := &settings{Settings: link.Settings{Start: pool.Params{{Name: "application_name", Value: "app"}}}, shared: true}
+	for name, tc := range map[string]struct {
+		change func(st *settings)
+		keeps  bool
+	}{
+		"nothing":      {func(*settings) {}, false},
+		"a value set":  {func(st *settings) { st.Own = pool.Params{{Name: "work_mem", Value: "8MB"}} }, true},
+		"a re-set due": {func(st *settings) { st.reapplyQuery = "SET work_mem = '4MB'" }, true},
+		"unnamed sets": {func(st *settings) { st.unnamed = &setTouch{} }, true},
+	} {
+		s, _ := parkingSession(t)
+		s.set.Store(shared)
+		s.ownSettings()
+		own := s.set.Load()
+		require.NotSame(t, shared, own, name)
+		tc.change(own)
+		require.True(t, s.park(), name)
+		if tc.keeps {
+			require.Same(t, own, s.set.Load(), "%s: the client's own settings are kept", name)
+		} else {
+			require.Same(t, shared, s.set.Load(), "%s: the shared settings are the client's again", name)
+		}
+		require.True(t, s.home().unpark(s), name)
+		s.reattach()
+		s.ensureWork()
+		s.ownSettings()
+		require.False(t, s.set.Load().shared, "%s: its next request has a copy of its own", name)
+	}
 }

@@ -174,7 +174,18 @@ func packStart(b []byte, start pool.Params) []byte {
 // that may change its settings.
 func (s *Session) ownSettings() {
 	if st := s.set.Load(); st != nil && st.shared {
-		s.set.Store(&settings{Settings: link.Settings{Start: st.Start}})
+		s.set.Store(&settings{Settings: link.Settings{Start: st.Start}, from: st})
+	}
+}
+
+// unshareSettings gives back a parking client's own copy of its settings when nothing in
+// it is the client's (pristine): it points to the shared startup settings it was made
+// from again, and makes a copy anew when it next sends a request (ownSettings). A client
+// an application keeps idle between its requests then holds no settings of its own (256
+// bytes). Called as the client parks with no server linked and nothing in flight (shed).
+func (s *Session) unshareSettings() {
+	if st := s.set.Load(); st != nil && st.from != nil && st.pristine() {
+		s.set.Store(st.from)
 	}
 }
 

@@ -116,6 +116,7 @@ type Session struct {
 	// *sessionWork is the working state (work.go): set while the session goroutine runs,
 	// nil while a parked client holds nothing of its own. Set and cleared under mu.
 	*sessionWork
+	kept *keptWork // what a parked session keeps of its working state while it has none (shed)
 
 	// Client writes (see listen.go): wmu is held by whoever writes to wr — the server's
 	// reader for a whole response, the session goroutine while no server is linked, the

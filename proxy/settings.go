@@ -69,6 +69,9 @@ type settings struct {
 	// shared: Start only, shared by clients that have sent nothing since login
 	// (Session.sharedStart); read-only.
 	shared bool
+	// from: for a client's own copy, the shared settings it was made from, which it
+	// takes back when it parks with nothing of its own in them (Session.unshareSettings).
+	from *settings
 
 	// Guarded by Session.mu: the hidden queries that set startup values again, to follow
 	// the Query being forwarded, or the Sync that ends the extended-protocol batch.
@@ -82,6 +85,14 @@ type settings struct {
 	// session goroutine before the client's next message (awaitReapply).
 	retrySQL string
 	reqErr   bool // the client's request with the reset failed: it may have rolled back
+}
+
+// pristine reports whether st holds nothing but its startup values: no value set since,
+// nothing in flight or held for the link, nothing the client's unnamed statement does.
+func (st *settings) pristine() bool {
+	return st.Settings.Pristine() && st.req == nil && st.unnamed == nil && !st.reqBegin && !st.reqEnd &&
+		st.txReplay == "" && st.reapplyQuery == "" && len(st.reapplyAtSync) == 0 && st.reapplying == 0 &&
+		st.out.Load() == 0 && st.retrySQL == "" && !st.reqErr
 }
 
 // pure returns st's values and rules, nil for a client without settings (whose SyncSQL

@@ -27,7 +27,7 @@ func (s *Session) settingsState() *settings {
 	if st == nil {
 		s.set.CompareAndSwap(nil, &settings{})
 	} else {
-		s.set.CompareAndSwap(st, &settings{Settings: link.Settings{Start: st.Start}})
+		s.set.CompareAndSwap(st, &settings{Settings: link.Settings{Start: st.Start}, from: st})
 	}
 	return s.set.Load()
 }

@@ -117,19 +117,43 @@ func (s *Session) ensureWork() {
 	}
 	w := s.freshWork()
 	s.mu.Lock()
+	if k := s.kept; k != nil {
+		w.unnamed.body, s.kept = k.unnamed, nil
+	}
 	s.sessionWork = w
 	s.mu.Unlock()
+}
+
+// keptWork is what a session keeps of its working state while parked without it (shed):
+// the body of its unnamed statement, which PostgreSQL keeps until the next Parse of the
+// unnamed statement, and which drivers that parse unnamed statements leave behind after
+// each request. Guarded by Session.mu.
+type keptWork struct {
+	unnamed []byte
 }
 
 // ownsNothing reports whether w holds nothing a fresh one would not: no link or request
 // in flight, no statement of the client's, no pin, failover or replica state. Its
 // counters do not count (shed folds them into the pool's totals). s.mu is held.
 func (w *sessionWork) ownsNothing() bool {
+	return w.unnamed.idle() && w.ownsNothingElse()
+}
+
+// ownsNothingElse is ownsNothing but for the unnamed statement, which may be left: one
+// parsed in an earlier request and not pinning, releasing or clearing anything (its
+// body alone, which shed keeps). s.mu is held.
+func (w *sessionWork) ownsNothingElse() bool {
+	u := &w.unnamed
+	return !u.live && !u.unflushed && u.def == nil && u.clear == (clearOp{}) && w.ownsRest()
+}
+
+// ownsRest is ownsNothing's test of everything but the unnamed statement's body.
+func (w *sessionWork) ownsRest() bool {
 	return w.Pending == 0 && !w.Unsynced && w.TxStatus == 'I' && w.fo == 0 && !w.ErrSkip &&
 		!w.DropErr && !w.ddlSent && !w.flushNow && w.heldErr == nil && w.lostLease == nil &&
 		w.q.len() == 0 && w.q.fakes.Load() == 0 && w.q.clears.Load() == 0 &&
 		len(w.stmts) == 0 && w.clears.settled() && len(w.clearPortals) == 0 && len(w.deferred) == 0 &&
-		w.unnamed.idle() && w.unnamedPin == 0 && !w.unnamedRelease && !w.holdsDirect &&
+		w.unnamedPin == 0 && !w.unnamedRelease && !w.holdsDirect &&
 		!w.releaseSeen && !w.linkReplica && !w.forcePrimary && !w.onReplica && w.pick == nil &&
 		w.rrNext == nil && w.rr.Load() == nil && w.rw == (rwState{}) && w.rwDirtyAt == 0 && w.roMoved == 0 &&
 		(w.lw == nil || w.lw.conn == nil && w.lw.err == nil)
@@ -162,13 +186,20 @@ func (s *Session) shed() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.server != nil || s.pumps.Load() != 0 || s.pinned != 0 || s.state == ClientWaiting || !w.ownsNothing() {
+	if s.server != nil || s.pumps.Load() != 0 || s.pinned != 0 || s.state == ClientWaiting {
+		return
+	}
+	s.unshareSettings()
+	if !w.ownsNothingElse() {
 		return
 	}
 	if c != nil && !w.ops.retired {
 		if t := s.sessionTotals(); t != (totals{}) {
 			c.retiredAcc(s.entry.key).add(&t)
 		}
+	}
+	if w.unnamed.body != nil {
+		s.kept = &keptWork{unnamed: w.unnamed.body}
 	}
 	s.sessionWork = nil
 }

@@ -315,6 +315,13 @@ func (st *Settings) Commit(known *params.Params, status byte, gen uint32) {
 	st.touched = kept
 }
 
+// Pristine reports whether st holds its startup values alone: none set since, none
+// touched awaiting a read-back, no failure of a re-set or a read-back remembered.
+func (st *Settings) Pristine() bool {
+	return len(st.Own) == 0 && len(st.touched) == 0 && len(st.rows) == 0 && !st.ReapplyFailed &&
+		!st.ResetStood && !st.ReadFailed && st.readFails == 0
+}
+
 // Forget marks the touched settings unknown on the server (known), when the client
 // leaves before they were read: the next client of that server sets or resets them.
 func (st *Settings) Forget(known *params.Params) {

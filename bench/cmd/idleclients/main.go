@@ -8,6 +8,12 @@
 // It prints "ready N" on stdout once every connection has seen ReadyForQuery, then holds
 // them until SIGTERM/SIGINT, stdin closing (with -stdin), or -hold elapses, and exits.
 //
+// With -query SQL, each client runs SQL once after its login, in the extended protocol as
+// drivers do (Parse of the unnamed statement, Bind, Describe, Execute, Sync; -named: a
+// statement of its own name, as pgx's statement cache), and is held idle after that: what
+// an application's pooled connection costs between its requests, where a client that
+// only logged in has made nothing that outlives a request.
+//
 // With -reuse-keys, SCRAM's keys are derived once (PBKDF2 at the server's iteration
 // count, the costly step of a SCRAM login) and every later client proves them without
 // deriving: the client side of a login storm then costs little, and what the storm
@@ -60,6 +66,8 @@ func run() error {
 	dialTimeout := flag.Duration("timeout", 10*time.Second, "per-connection handshake timeout")
 	watchStdin := flag.Bool("stdin", false, "also stop when standard input closes")
 	flag.BoolVar(&reuseKeys, "reuse-keys", false, "derive SCRAM keys once and reuse them for every client")
+	flag.StringVar(&query, "query", "", "run this statement once on each client after its login (extended protocol)")
+	flag.BoolVar(&named, "named", false, "with -query: prepare it as a named statement, not the unnamed one")
 	flag.Parse()
 	if *n < 1 || *conc < 1 {
 		return errors.New("-n and -concurrency must be positive")
@@ -132,6 +140,12 @@ func connect(addr, user, db, password string, timeout time.Duration) (net.Conn, 
 	if err := handshake(c, user, db, password); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if query != "" {
+		if err := runQuery(c); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	_ = c.SetDeadline(time.Time{})
 	return c, nil
@@ -295,4 +309,53 @@ func readMsg(r *bufio.Reader) (byte, []byte, error) {
 	buf := make([]byte, n-4)
 	_, err := io.ReadFull(r, buf)
 	return hdr[0], buf, err
+}
+
+// query and named are -query and -named.
+var (
+	query string
+	named bool
+)
+
+// runQuery sends query as one extended-protocol request and reads its answer up to
+// ReadyForQuery; an ErrorResponse fails it.
+func runQuery(c net.Conn) error {
+	stmt := ""
+	if named {
+		stmt = "idleclients_q"
+	}
+	msg := func(b []byte, typ byte, body ...[]byte) []byte {
+		n := 4
+		for _, p := range body {
+			n += len(p)
+		}
+		b = binary.BigEndian.AppendUint32(append(b, typ), uint32(n))
+		for _, p := range body {
+			b = append(b, p...)
+		}
+		return b
+	}
+	cstr := func(v string) []byte { return append([]byte(v), 0) }
+	var b []byte
+	b = msg(b, 'P', cstr(stmt), cstr(query), []byte{0, 0})
+	b = msg(b, 'B', cstr(""), cstr(stmt), []byte{0, 0, 0, 0, 0, 0})
+	b = msg(b, 'D', []byte{'P', 0})
+	b = msg(b, 'E', cstr(""), []byte{0, 0, 0, 0})
+	b = msg(b, 'S')
+	if _, err := c.Write(b); err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(c, 512)
+	for {
+		typ, payload, err := readMsg(r)
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case 'E':
+			return fmt.Errorf("-query: server error: %q", payload)
+		case 'Z':
+			return nil
+		}
+	}
 }
