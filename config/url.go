@@ -132,7 +132,7 @@ func applyURLQuery(c *Config, db *Database, q url.Values) error {
 		case "application_name":
 			db.ApplicationName = v
 		case "options":
-			if _, err = startup.ParseOptions(v); err == nil {
+			if err = checkURLOptions(v); err == nil {
 				db.Options = v
 			}
 		case "connect_timeout":
@@ -164,4 +164,25 @@ func redactURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// checkURLOptions checks the upstream URL's options, whose settings pgmux sends as
+// startup parameters of their own (Database.StartupOptions). A name PostgreSQL reads
+// there as a field of the startup packet rather than a setting (user, database, options,
+// replication, a _pq_. protocol option) is refused: sent that way it would log in as
+// another user or to another database, or open a replication connection, where libpq's
+// options string makes PostgreSQL refuse it (unrecognized configuration parameter).
+func checkURLOptions(v string) error {
+	opts, err := startup.ParseOptions(v)
+	if err != nil {
+		return err
+	}
+	for _, o := range opts {
+		switch {
+		case o.Key == "user", o.Key == "database", o.Key == "options", o.Key == "replication",
+			strings.HasPrefix(o.Key, "_pq_."):
+			return fmt.Errorf("-c %s is not a setting PostgreSQL takes in options", o.Key)
+		}
+	}
+	return nil
 }

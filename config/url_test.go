@@ -87,6 +87,11 @@ func TestFromURLErrors(t *testing.T) {
 		{"postgres://u:p@h/d?sslmode=sometimes", `config: upstream URL: sslmode: "sometimes" is not one of disable, allow, prefer, require, verify-ca, verify-full`},
 		{"postgres://u:p@h/d?options=-e", `config: upstream URL: options: unsupported startup option "-e" (only -c key=value is supported)`},
 		{"postgres://u:p@h/d?options=-c%20search_path", `config: upstream URL: options: invalid startup option "search_path": expected key=value`},
+		// Startup packet fields, not settings: PostgreSQL refuses them in options.
+		{"postgres://u:p@h/d?options=-c%20user%3Dpostgres", `config: upstream URL: options: -c user is not a setting PostgreSQL takes in options`},
+		{"postgres://u:p@h/d?options=--Database%3Dother", `config: upstream URL: options: -c database is not a setting PostgreSQL takes in options`},
+		{"postgres://u:p@h/d?options=-c%20replication%3Dtrue", `config: upstream URL: options: -c replication is not a setting PostgreSQL takes in options`},
+		{"postgres://u:p@h/d?options=-c%20_pq_.x%3D1", `config: upstream URL: options: -c _pq_.x is not a setting PostgreSQL takes in options`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {

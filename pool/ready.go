@@ -2,8 +2,10 @@ package pool
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 )
@@ -160,8 +162,8 @@ func (p *Pool) checkLoginNow(ctx context.Context) error {
 // given back lately (its clients hold them all): the server where one of its connections
 // is (else its target's host) answers an SSLRequest. PostgreSQL answers it before it gives
 // the connection a slot (a login takes one), and logs nothing for a client that leaves
-// after the answer; a hung server whose kernel still completes connections does not
-// answer. A cluster's pool holding no connection has no one host to ask.
+// after a no, or after the handshake that follows a yes (tlsGoodbye); a hung server whose
+// kernel still completes connections does not answer. A cluster's pool holding no connection has no one host to ask.
 func (p *Pool) checkConnect(ctx context.Context) error {
 	p.mu.Lock()
 	var network, addr string
@@ -203,7 +205,33 @@ func sslAnswer(ctx context.Context, network, addr string) error {
 	if err != nil {
 		return fmt.Errorf("server %s took the connection but did not answer an SSLRequest: %w", addr, err)
 	}
+	if ans[0] == 'S' {
+		tlsGoodbye(ctx, nc)
+	}
 	return nil
+}
+
+// goodbyeLimit bounds tlsGoodbye.
+const goodbyeLimit = 2 * time.Second
+
+// tlsGoodbye ends a connection whose server said 'S' to an SSLRequest without a line in
+// its log. Closed there, the server logs "could not accept SSL connection: EOF
+// detected" (ssl = on: most managed servers); after a handshake and a close_notify it
+// reads the end of the connection where a startup packet would be, which it does not
+// log. The certificate is not checked: nothing is sent through the session. Failures
+// change nothing (the answer was the proof).
+func tlsGoodbye(ctx context.Context, nc net.Conn) {
+	_ = nc.SetDeadline(time.Now().Add(goodbyeLimit))
+	if ctx.Err() != nil {
+		return // ctx's deadline, set before this one, is not to be lengthened
+	}
+	tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true})
+	if tc.HandshakeContext(ctx) != nil || tc.CloseWrite() != nil {
+		return
+	}
+	// Until the server closes: the session tickets of TLS 1.3 left unread would make the
+	// close a reset, which the server logs.
+	_, _ = io.Copy(io.Discard, tc)
 }
 
 // loginWorked ends a back-off after a failed connect once a login has worked again, and
