@@ -144,9 +144,9 @@ func TestParkedClientShedsItsWork(t *testing.T) {
 	require.Equal(t, totals{queries: 3, xacts: 2, parses: 4, received: 100}, *s.srv.console.retired[key])
 
 	for name, made := range map[string]func(s *Session){
-		"named statement": func(s *Session) { s.stmts = map[string]*stmtDef{"s1": {}} },
-		"LISTEN":          func(s *Session) { s.listening = true },
-		"pinning unnamed": func(s *Session) { s.unnamed.body, s.unnamedPin = []byte("SELECT 1\x00\x00\x00"), pinTemp },
+		"statement to check": func(s *Session) { s.stmts, s.clears.probeDue = map[string]*stmtDef{"s1": {}}, true },
+		"LISTEN":             func(s *Session) { s.listening = true },
+		"pinning unnamed":    func(s *Session) { s.unnamed.body, s.unnamedPin = []byte("SELECT 1\x00\x00\x00"), pinTemp },
 	} {
 		s, _ := parkingSession(t)
 		made(s)
@@ -156,19 +156,21 @@ func TestParkedClientShedsItsWork(t *testing.T) {
 		require.True(t, s.home().unpark(s), name) // not resumed when the test's client closes
 	}
 
-	// The unnamed statement a driver left behind (PostgreSQL keeps it until the next Parse
-	// of the unnamed statement): its body is kept aside, the working state given back, and
-	// the body is the fresh one's when the client comes back.
+	// The statements a driver left behind, the unnamed one (PostgreSQL keeps it until the
+	// next Parse of the unnamed statement) and named ones: kept aside, the working state
+	// given back, and the fresh one's when the client comes back.
 	s, _ = parkingSession(t)
 	body := []byte("SELECT 1\x00\x00\x00")
-	s.unnamed.body = body
+	def := &stmtDef{}
+	s.unnamed.body, s.stmts = body, map[string]*stmtDef{"s1": def}
 	require.True(t, s.park())
-	require.Nil(t, s.sessionWork, "only the unnamed statement's body is kept")
+	require.Nil(t, s.sessionWork, "only the statements are kept")
 	require.NotNil(t, s.kept)
 	require.True(t, s.home().unpark(s))
 	s.reattach()
 	s.ensureWork()
 	require.Equal(t, body, s.unnamed.body)
+	require.Same(t, def, s.stmts["s1"])
 	require.Nil(t, s.kept)
 }
 

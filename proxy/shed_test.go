@@ -19,8 +19,8 @@ import (
 // TestParkedClientsResumeExactly parks clients in every shape an idle client comes in
 // and checks that each one resumes as it was: a client that made nothing of its own
 // (logged in only; or ran queries and set a session setting) parks without its working
-// state (proxy/work.go), while one with a protocol-level prepared statement or a LISTEN
-// keeps it. SHOW MEM counts them; SHOW STATS_TOTALS neither loses nor double-counts the
+// state (proxy/work.go), as does one with a protocol-level prepared statement, which it
+// keeps aside (keptWork), while one with a LISTEN keeps it. SHOW MEM counts them; SHOW STATS_TOTALS neither loses nor double-counts the
 // queries of the clients that gave their counters back; the statement, the setting, the
 // notification, the cancel key and KILL_CLIENT all still work afterwards.
 func TestParkedClientsResumeExactly(t *testing.T) {
@@ -54,12 +54,12 @@ func TestParkedClientsResumeExactly(t *testing.T) {
 	before := queries()
 	require.GreaterOrEqual(t, before, int64(6))
 
-	// Parked after a second of silence (the idle sweep): the admin, prepared and
-	// listener clients hold working state, the other three none.
+	// Parked after a second of silence (the idle sweep): the admin and listener clients
+	// hold working state, the other four none (the prepared one keeps its statement).
 	require.Eventually(t, func() bool {
 		c, w := working()
-		return c == 6 && w == 3
-	}, 20*time.Second, 100*time.Millisecond, "three parked clients give back their working state")
+		return c == 6 && w == 2
+	}, 20*time.Second, 100*time.Millisecond, "four parked clients give back their working state")
 	require.Equal(t, before, queries(), "the parked clients' counters went to the pool's totals")
 
 	// KILL_CLIENT reaches a parked client that has no working state.
@@ -87,7 +87,7 @@ func TestParkedClientsResumeExactly(t *testing.T) {
 	// reaches its query: sent once the query runs on the server (a cancel sent before
 	// that cancels nothing), it ends the query long before its statement_timeout (7 s,
 	// set above) would, which ends it with the same SQLSTATE but another message.
-	require.Eventually(t, func() bool { c, w := working(); return c == 5 && w == 3 }, 20*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { c, w := working(); return c == 5 && w == 2 }, 20*time.Second, 100*time.Millisecond)
 	const sleeper = "SELECT pg_sleep(20), 'parked cancel'"
 	direct := h.pg.Connect(t, pgtest.SuperUser, "", pgtest.AppDB)
 	cancelled := make(chan error, 1)

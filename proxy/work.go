@@ -118,7 +118,7 @@ func (s *Session) ensureWork() {
 	w := s.freshWork()
 	s.mu.Lock()
 	if k := s.kept; k != nil {
-		w.unnamed.body, s.kept = k.unnamed, nil
+		w.unnamed.body, w.stmts, s.kept = k.unnamed, k.stmts, nil
 	}
 	s.sessionWork = w
 	s.mu.Unlock()
@@ -127,32 +127,37 @@ func (s *Session) ensureWork() {
 // keptWork is what a session keeps of its working state while parked without it (shed):
 // the body of its unnamed statement, which PostgreSQL keeps until the next Parse of the
 // unnamed statement, and which drivers that parse unnamed statements leave behind after
-// each request. Guarded by Session.mu.
+// each request; and its named statements (pgx's, Postgrex's, JDBC's after a few runs of
+// one). Guarded by Session.mu.
 type keptWork struct {
 	unnamed []byte
+	stmts   map[string]*stmtDef
 }
 
 // ownsNothing reports whether w holds nothing a fresh one would not: no link or request
 // in flight, no statement of the client's, no pin, failover or replica state. Its
 // counters do not count (shed folds them into the pool's totals). s.mu is held.
 func (w *sessionWork) ownsNothing() bool {
-	return w.unnamed.idle() && w.ownsNothingElse()
+	return w.unnamed.idle() && !w.clears.probeDue && w.ownsRest(false)
 }
 
-// ownsNothingElse is ownsNothing but for the unnamed statement, which may be left: one
-// parsed in an earlier request and not pinning, releasing or clearing anything (its
-// body alone, which shed keeps). s.mu is held.
+// ownsNothingElse is ownsNothing but for the statements, which may be left: an unnamed
+// one parsed in an earlier request and not pinning, releasing or clearing anything (its
+// body alone), and named ones none of which awaits a check on the next server
+// (probeDue): shed keeps them aside (keptWork). s.mu is held.
 func (w *sessionWork) ownsNothingElse() bool {
 	u := &w.unnamed
-	return !u.live && !u.unflushed && u.def == nil && u.clear == (clearOp{}) && w.ownsRest()
+	return !u.live && !u.unflushed && u.def == nil && u.clear == (clearOp{}) && !w.clears.probeDue &&
+		w.ownsRest(true)
 }
 
-// ownsRest is ownsNothing's test of everything but the unnamed statement's body.
-func (w *sessionWork) ownsRest() bool {
+// ownsRest is ownsNothing's test of everything but the unnamed statement's body, and but
+// the named statements when stmtsKept.
+func (w *sessionWork) ownsRest(stmtsKept bool) bool {
 	return w.Pending == 0 && !w.Unsynced && w.TxStatus == 'I' && w.fo == 0 && !w.ErrSkip &&
 		!w.DropErr && !w.ddlSent && !w.flushNow && w.heldErr == nil && w.lostLease == nil &&
 		w.q.len() == 0 && w.q.fakes.Load() == 0 && w.q.clears.Load() == 0 &&
-		len(w.stmts) == 0 && w.clears.settled() && len(w.clearPortals) == 0 && len(w.deferred) == 0 &&
+		(stmtsKept || len(w.stmts) == 0) && w.clears.settled() && len(w.clearPortals) == 0 && len(w.deferred) == 0 &&
 		w.unnamedPin == 0 && !w.unnamedRelease && !w.holdsDirect &&
 		!w.releaseSeen && !w.linkReplica && !w.forcePrimary && !w.onReplica && w.pick == nil &&
 		w.rrNext == nil && w.rr.Load() == nil && w.rw == (rwState{}) && w.rwDirtyAt == 0 && w.roMoved == 0 &&
@@ -198,8 +203,8 @@ func (s *Session) shed() {
 			c.retiredAcc(s.entry.key).add(&t)
 		}
 	}
-	if w.unnamed.body != nil {
-		s.kept = &keptWork{unnamed: w.unnamed.body}
+	if w.unnamed.body != nil || len(w.stmts) > 0 {
+		s.kept = &keptWork{unnamed: w.unnamed.body, stmts: w.stmts}
 	}
 	s.sessionWork = nil
 }

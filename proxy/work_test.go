@@ -32,7 +32,7 @@ func TestWorkFieldsClassified(t *testing.T) {
 		"heldErr":        {func(w *sessionWork) { w.heldErr = []byte{'E'} }},
 		"lostLease":      {func(w *sessionWork) { w.lostLease = &pool.Conn{} }},
 		"stmts":          {func(w *sessionWork) { w.stmts = map[string]*stmtDef{"s1": {}} }},
-		"clears":         {func(w *sessionWork) { w.clears.sent = 1 }, func(w *sessionWork) { w.clears.done.Store(1) }, func(w *sessionWork) { w.clears.dropped = make([]clearDrop, 1) }, func(w *sessionWork) { w.clears.drops.Store(1) }},
+		"clears":         {func(w *sessionWork) { w.clears.sent = 1 }, func(w *sessionWork) { w.clears.done.Store(1) }, func(w *sessionWork) { w.clears.dropped = make([]clearDrop, 1) }, func(w *sessionWork) { w.clears.drops.Store(1) }, func(w *sessionWork) { w.clears.probeDue = true }},
 		"clearPortals":   {func(w *sessionWork) { w.clearPortals = map[string]clearOp{"p": {name: clearAll}} }},
 		"deferred":       {func(w *sessionWork) { w.deferred = []deferredOp{{typ: 'C'}} }},
 		"unnamed":        {func(w *sessionWork) { w.unnamed.body = []byte{0} }, func(w *sessionWork) { w.unnamed.live = true }, func(w *sessionWork) { w.unnamed.unflushed = true }, func(w *sessionWork) { w.unnamed.def = &stmtDef{} }, func(w *sessionWork) { w.unnamed.clear.name = clearAll }, func(w *sessionWork) { w.unnamed.clear.prep = &sqlPrep{} }},
@@ -94,10 +94,10 @@ func TestWorkFieldsClassified(t *testing.T) {
 			w := newWork()
 			set(w)
 			require.False(t, w.ownsNothing(), "%s (setter %d): a parked client would lose it", name, i)
-			// The unnamed statement's body alone is kept aside (keptWork); anything else
-			// keeps the whole working state.
-			bodyOnly := name == "unnamed" && i == 0
-			require.Equal(t, bodyOnly, w.ownsNothingElse(), "%s (setter %d): shed keeps its body aside, nothing else", name, i)
+			// The unnamed statement's body and the named statements are kept aside
+			// (keptWork); anything else keeps the whole working state.
+			aside := name == "unnamed" && i == 0 || name == "stmts"
+			require.Equal(t, aside, w.ownsNothingElse(), "%s (setter %d): shed keeps statements aside, nothing else", name, i)
 		}
 	}
 	w := newWork()
