@@ -202,7 +202,7 @@ func TestAdminSetRestartOnly(t *testing.T) {
 			break
 		}
 	}
-	require.Equal(t, []string{"N", "C SET", "Z"}, got)
+	require.Equal(t, []string{"N", "C SET listen_port=1", "Z"}, got)
 	require.Contains(t, notice, "listen_port cannot change at run time")
 	require.Contains(t, notice, "stays")
 

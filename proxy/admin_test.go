@@ -336,10 +336,13 @@ func TestAdminReloadAndSet(t *testing.T) {
 	_, rows := show(t, adm, "SHOW CONFIG")
 	require.Equal(t, "11", rowWhere(rows, "key", "default_pool_size")["value"])
 
-	_, err = adm.Exec(context.Background(), "SET default_pool_size = 7")
+	// The tag names the setting and its value, unquoted, as PgBouncer's does.
+	tag, err := adm.Exec(context.Background(), "SET default_pool_size = 7")
 	require.NoError(t, err)
-	_, err = adm.Exec(context.Background(), "set server_reset_query = 'DISCARD ALL; SELECT 1'")
+	require.Equal(t, "SET default_pool_size=7", tag.String())
+	tag, err = adm.Exec(context.Background(), "set server_reset_query = 'DISCARD ALL; SELECT 1'")
 	require.NoError(t, err)
+	require.Equal(t, "SET server_reset_query=DISCARD ALL; SELECT 1", tag.String())
 	_, rows = show(t, adm, "SHOW CONFIG")
 	require.Equal(t, "7", rowWhere(rows, "key", "default_pool_size")["value"])
 	require.Equal(t, "DISCARD ALL; SELECT 1", rowWhere(rows, "key", "server_reset_query")["value"])
