@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/pgmux/pgmux/internal/pgtest"
 	"github.com/stretchr/testify/require"
@@ -168,52 +169,63 @@ func TestAdminEmptyQuery(t *testing.T) {
 	require.Equal(t, []string{"T", "D", "C SHOW", "Z"}, exchange(t, fe, &pgproto3.Query{String: "SHOW VERSION;"}))
 }
 
-// TestAdminSetRestartOnly: SET of a setting only a restart changes (listen_port) is
-// answered SET, as PgBouncer answers it, with a NOTICE that nothing changed; the value
-// in force and SHOW CONFIG's stay, and pgmux still listens where it did.
+// TestAdminSetRestartOnly: SET of a setting only a restart changes is answered as
+// PgBouncer answers it, whatever the value: tag "SET key=value", here with a NOTICE that
+// nothing changed; the value in force and SHOW CONFIG's stay, and pgmux still listens
+// where it did. That holds for the ones pgmux implements (listen_port) and for the ones
+// it reads and ignores (listen_backlog, so_reuseport, user...), which pgmux refused with
+// 08P01 "setting is not supported by pgmux" while PgBouncer 1.18 answers them
+// "SET listen_backlog=10". A name PgBouncer does not know stays refused, as its
+// "SET failed", and so does an ignored setting PgBouncer may change (syslog), which pgmux
+// would take without effect.
 func TestAdminSetRestartOnly(t *testing.T) {
 	h := startProxy(t, harnessOpts{})
 	adm := h.admin(t)
 	_, rows := show(t, adm, "SHOW CONFIG")
-	before := rowWhere(rows, "key", "listen_port")["value"]
-
-	fe := rawConsole(t, h)
-	fe.Send(&pgproto3.Query{String: "SET listen_port = 1"})
-	require.NoError(t, fe.Flush())
-	var got []string
-	notice := ""
-	for {
-		m, err := fe.Receive()
-		require.NoError(t, err)
-		switch x := m.(type) {
-		case *pgproto3.NoticeResponse:
-			got = append(got, "N")
-			notice = x.Message + " / " + x.Detail
-		case *pgproto3.ErrorResponse:
-			got = append(got, "E "+x.Code+" "+x.Message)
-		case *pgproto3.CommandComplete:
-			got = append(got, "C "+string(x.CommandTag))
-		case *pgproto3.ReadyForQuery:
-			got = append(got, "Z")
-		default:
-			got = append(got, "?")
-		}
-		if got[len(got)-1] == "Z" {
-			break
-		}
+	before := map[string]any{}
+	for _, r := range rows {
+		before[r["key"].(string)] = r["value"]
 	}
-	require.Equal(t, []string{"N", "C SET listen_port=1", "Z"}, got)
-	require.Contains(t, notice, "listen_port cannot change at run time")
-	require.Contains(t, notice, "stays")
+
+	cc, err := pgx.ParseConfig(h.url("admin", "pgbouncer"))
+	require.NoError(t, err)
+	cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	var notices []string
+	cc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message+" / "+n.Detail) }
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	for _, c := range []struct{ q, tag, note string }{
+		{"SET listen_port = 1", "SET listen_port=1", "stays"},
+		{"SET listen_backlog=10", "SET listen_backlog=10", "does not use it"},
+		{"set so_reuseport to 1", "SET so_reuseport=1", "does not use it"},
+		{"SET user = 'nobody'", "SET user=nobody", "does not use it"},
+		{"SET pkt_buf = 'lots'", "SET pkt_buf=lots", "does not use it"},
+		{"SET unix_socket_mode = '0700'", "SET unix_socket_mode=0700", "stays"},
+	} {
+		notices = nil
+		tag, err := conn.Exec(ctx, c.q)
+		require.NoError(t, err, c.q)
+		require.Equal(t, c.tag, tag.String())
+		require.Len(t, notices, 1, c.q)
+		require.Contains(t, notices[0], "cannot change at run time: SET ignored", c.q)
+		require.Contains(t, notices[0], c.note, c.q)
+	}
 
 	_, rows = show(t, adm, "SHOW CONFIG")
-	require.Equal(t, before, rowWhere(rows, "key", "listen_port")["value"], "SHOW CONFIG claims no change")
+	for _, r := range rows {
+		k := r["key"].(string)
+		require.Equal(t, before[k], r["value"], "SHOW CONFIG claims a change of %s", k)
+	}
 	app := h.connect(t, "app", "app", false)
 	execSQL(t, app, "SELECT 1")
 
-	// A setting pgmux does not know stays refused, as PgBouncer's "SET failed".
-	_, err := adm.Exec(context.Background(), "SET no_such_setting = 1")
-	require.Equal(t, "08P01", sqlState(err), "%v", err)
+	for _, q := range []string{"SET no_such_setting = 1", "SET service_name = x", "SET syslog = 1"} {
+		_, err := conn.Exec(ctx, q)
+		require.Equal(t, "08P01", sqlState(err), "%s: %v", q, err)
+	}
 }
 
 // TestAdminUnixSocketAddrs: a unix socket's addr is "unix" in SHOW CLIENTS, SERVERS and
