@@ -882,7 +882,10 @@ func (s *Session) poolReady(cfg *config.Config) (pool.Params, error) {
 
 // awaitPool waits, during login, while the database is held (PAUSE, SUSPEND, KILL) and
 // for the server parameters shown to new clients (a server login on the pool's first
-// client). The client counts as waiting meanwhile, in SHOW POOLS and SHOW CLIENTS.
+// client). The client counts as waiting meanwhile, in SHOW POOLS and SHOW CLIENTS, and
+// once logged in its wait counts in SHOW STATS' wait_time, as PgBouncer adds a waiting
+// login's wait there when it ends: the first server of a cold pool opens here, so the
+// first request finds it idle and would otherwise show no wait at all.
 func (s *Session) awaitPool(cfg *config.Config) (pool.Params, error) {
 	s.srv.holdLogin(s, true)
 	defer s.srv.holdLogin(s, false)
@@ -895,6 +898,9 @@ func (s *Session) awaitPool(cfg *config.Config) (pool.Params, error) {
 	if err != nil {
 		return nil, serverError(cfg, err)
 	}
+	s.mu.Lock()
+	s.stats.WaitTime += max(time.Since(time.Unix(0, s.waitSince)), 0) // since holdLogin
+	s.mu.Unlock()
 	return params, nil
 }
 
