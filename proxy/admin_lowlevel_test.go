@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/pgmux/pgmux/internal/pgtest"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // lowLevelColumns are PgBouncer 1.25's columns of the views SHOW FDS, SOCKETS,
@@ -245,15 +249,9 @@ func TestAdminUnixSocketAddrs(t *testing.T) {
 	if pg.SocketDir != "" {
 		db = "sock"
 	}
-	cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s user=app dbname=%s", dir, db))
-	require.NoError(t, err)
-	cc.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", filepath.Join(dir, ".s.PGSQL.0")) // the harness's port is 0
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	local, err := pgx.ConnectConfig(ctx, cc)
+	local, err := connectUnix(ctx, dir, db)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = local.Close(context.Background()) })
 	tx, err := local.Begin(ctx) // keeps its server linked for SHOW FDS
@@ -280,4 +278,51 @@ func TestAdminUnixSocketAddrs(t *testing.T) {
 	require.Equal(t, "unix", sv["addr"], "%v", sv)
 	require.Equal(t, int64(pg.Port), num(t, sv, "port"))
 	require.Equal(t, "unix", sv["local_addr"], "%v", sv)
+}
+
+// connectUnix logs in to db as app through the harness's unix socket in dir.
+func connectUnix(ctx context.Context, dir, db string) (*pgx.Conn, error) {
+	cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s user=app dbname=%s", dir, db))
+	if err != nil {
+		return nil, err
+	}
+	cc.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", filepath.Join(dir, ".s.PGSQL.0")) // the harness's port is 0
+	}
+	return pgx.ConnectConfig(ctx, cc)
+}
+
+// TestUnixClientLogAddr: the log lines of a unix-socket client name its address as the
+// console's views do, "unix" with the port ("unix:0": the harness listens on port 0), as
+// PgBouncer logs unix(pid):port; they said "addr":"@", Go's name for the client's unnamed
+// end. A TCP client's stays host:port.
+func TestUnixClientLogAddr(t *testing.T) {
+	dir, err := os.MkdirTemp("", "pgmux-sock-") // short: a socket path has ~100 bytes
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	core, logs := observer.New(zapcore.InfoLevel)
+	h := startProxy(t, harnessOpts{log: zap.New(core), extra: map[string]string{"unix_socket_dir": dir, "log_connections": "1"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	local, err := connectUnix(ctx, dir, "app")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = local.Close(context.Background()) })
+	_, err = connectUnix(ctx, dir, "nosuchdb")
+	require.Error(t, err)
+	h.connect(t, "app", "app", false)
+
+	addrs := func(msg string) []string {
+		var out []string
+		for _, e := range logs.FilterMessage(msg).All() {
+			out = append(out, fmt.Sprint(e.ContextMap()["addr"]))
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return len(addrs("client connected")) == 2 }, 10*time.Second, 5*time.Millisecond)
+	got := addrs("client connected")
+	slices.Sort(got) // the two logins' lines may come in either order
+	require.Regexp(t, `^127\.0\.0\.1:[1-9][0-9]*$`, got[0])
+	require.Equal(t, "unix:0", got[1])
+	require.Equal(t, []string{"unix:0"}, addrs("client login refused"))
 }

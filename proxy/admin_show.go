@@ -251,6 +251,19 @@ func hostPort(a net.Addr, listenPort int) (string, int) {
 	return h, n
 }
 
+// clientAddr prints a client's address as the console's views show it (hostPort): host:port,
+// and for a unix socket "unix:" and the port, as PgBouncer logs one (unix(pid):port), where
+// Go prints "@" for the client's unnamed end, which says nothing.
+type clientAddr struct {
+	a          net.Addr
+	listenPort int
+}
+
+func (c clientAddr) String() string {
+	h, p := hostPort(c.a, c.listenPort)
+	return net.JoinHostPort(h, strconv.Itoa(p))
+}
+
 // pgbTime formats a timestamp as PgBouncer's SHOW CLIENTS/SERVERS do.
 func pgbTime(t time.Time) string {
 	if t.IsZero() {

@@ -459,8 +459,13 @@ func (s *Session) run(nclients int64) {
 func (s *Session) logConnected(cfg *config.Config) {
 	if cfg.LogConnections {
 		s.srv.log.Info("client connected", zap.Uint64("client", s.id), zap.String("db", s.dbName),
-			zap.String("user", s.user), zap.Stringer("addr", s.remote()), zap.Bool("tls", s.tls))
+			zap.String("user", s.user), s.addrField(), zap.Bool("tls", s.tls))
 	}
+}
+
+// addrField is the client's address in a log line (clientAddr).
+func (s *Session) addrField() zap.Field {
+	return zap.Stringer("addr", clientAddr{s.remote(), s.srv.Config().ListenPort})
 }
 
 // loop runs the logged-in session until it ends or parks.
@@ -756,9 +761,9 @@ func (s *Session) loginFailed(err error) {
 		_ = s.loginWrite(pe.Append(nil))
 		if pe.Code == pgerr.InvalidPassword || pe.Code == pgerr.InvalidAuthorization {
 			s.log().Warn("client login failed", zap.String("db", s.dbName), zap.String("user", s.user),
-				zap.Stringer("addr", s.remote()), zap.String("reason", pe.Message))
+				s.addrField(), zap.String("reason", pe.Message))
 		} else {
-			s.log().Info("client login refused", zap.Stringer("addr", s.remote()), zap.String("reason", pe.Message))
+			s.log().Info("client login refused", s.addrField(), zap.String("reason", pe.Message))
 		}
 		return
 	}
