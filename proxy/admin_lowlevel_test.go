@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/pgmux/pgmux/internal/pgtest"
 	"github.com/stretchr/testify/require"
@@ -191,16 +190,9 @@ func TestAdminSetRestartOnly(t *testing.T) {
 		before[r["key"].(string)] = r["value"]
 	}
 
-	cc, err := pgx.ParseConfig(h.url("admin", "pgbouncer"))
-	require.NoError(t, err)
-	cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	var notices []string
-	cc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message+" / "+n.Detail) }
+	conn, notices := noticedConsole(t, h, "admin")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cc)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
 	for _, c := range []struct{ q, tag, note string }{
 		{"SET listen_port = 1", "SET listen_port=1", "stays"},
 		{"SET listen_backlog=10", "SET listen_backlog=10", "does not use it"},
@@ -209,13 +201,13 @@ func TestAdminSetRestartOnly(t *testing.T) {
 		{"SET pkt_buf = 'lots'", "SET pkt_buf=lots", "does not use it"},
 		{"SET unix_socket_mode = '0700'", "SET unix_socket_mode=0700", "stays"},
 	} {
-		notices = nil
+		*notices = nil
 		tag, err := conn.Exec(ctx, c.q)
 		require.NoError(t, err, c.q)
 		require.Equal(t, c.tag, tag.String())
-		require.Len(t, notices, 1, c.q)
-		require.Contains(t, notices[0], "cannot change at run time: SET ignored", c.q)
-		require.Contains(t, notices[0], c.note, c.q)
+		require.Len(t, *notices, 1, c.q)
+		require.Contains(t, (*notices)[0].Message, "cannot change at run time: SET ignored", c.q)
+		require.Contains(t, (*notices)[0].Detail, c.note, c.q)
 	}
 
 	_, rows = show(t, adm, "SHOW CONFIG")
