@@ -133,7 +133,7 @@ type SettingInfo struct {
 // Describe returns SHOW CONFIG's rows: every key of PgBouncer 1.25 in PgBouncer's order
 // (by name), the ones pgmux ignores included, with the value c holds (for an ignored key,
 // the file's, else PgBouncer's default) and whether it can change at run time (for an
-// ignored key, whether RELOAD takes a new value, as PgBouncer's; SET refuses them all);
+// ignored key, whether RELOAD takes a new value, as PgBouncer's; SET changes none);
 // then pgmux's own keys in table order.
 func Describe(c *Config) []SettingInfo {
 	out := make([]SettingInfo, 0, len(settings)+len(ignoredSettings))

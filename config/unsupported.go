@@ -6,7 +6,9 @@ package config
 // lists them beside the keys pgmux implements, with the value the file gives
 // (Config.Ignored) or that default, and that changeable: RELOAD takes a new value of a
 // changeable one (it still has no effect) and keeps the old value of the others until a
-// restart (KeepRestartOnly), as PgBouncer does; SET refuses them all, as having no effect.
+// restart (KeepRestartOnly), as PgBouncer does. The admin console's SET refuses a
+// changeable one, as having no effect, and answers a SET of the others as PgBouncer answers
+// a setting only a restart changes: accepted, with a NOTICE, and stored nowhere.
 var ignoredSettings = []struct {
 	name, def string
 	reload    bool

@@ -524,17 +524,21 @@ func (s *Server) adminReload() error {
 
 // adminSet changes one setting at run time (SET key = value; key is lower-cased). Every
 // refusal is 08P01 with what went wrong, where PgBouncer says "SET failed" with that code.
-// A setting that only a restart changes (listen_port...) is answered SET, as PgBouncer
-// answers it (its parser skips such a key once the configuration is loaded, whatever the
-// value, and reports success), and changed nowhere: not in force, not in SHOW CONFIG, not
-// in the file. Where PgBouncer is silent, a NOTICE says so and names the value in force.
+// A setting that only a restart changes is answered as PgBouncer answers it (its parser
+// skips such a key once the configuration is loaded, whatever the value, and reports
+// success), and changed nowhere: not in force, not in SHOW CONFIG, not in the file. That
+// is every key SHOW CONFIG lists as not changeable: listen_port and the others pgmux
+// implements, and listen_backlog, so_reuseport, user... which it reads and ignores. Where
+// PgBouncer is silent, a NOTICE says so and names the value in force. A key PgBouncer does
+// not know is refused, as PgBouncer refuses it; so is one PgBouncer may change but pgmux
+// ignores (syslog...), as taking it would claim an effect it does not have.
 func (s *Server) adminSet(key, value string) ([]byte, error) {
 	if !config.Reloadable(key) {
-		err := config.Set(config.Default(), key, value)
-		if errors.Is(err, config.ErrUnknownSetting) || errors.Is(err, config.ErrUnsupportedSetting) {
-			return nil, console.Error("%v", err)
+		st, ok := configRow(s.Config(), key)
+		if !ok || st.Reloadable {
+			return nil, console.Error("%v", config.Set(config.Default(), key, value))
 		}
-		return restartOnlyNotice(s.Config(), key), nil
+		return restartOnlyNotice(st), nil
 	}
 	s.reloadMu.Lock() // the value is set on the configuration in force when it applies
 	defer s.reloadMu.Unlock()
@@ -554,18 +558,24 @@ func (s *Server) adminSet(key, value string) ([]byte, error) {
 	return nil, nil
 }
 
-// restartOnlyNotice is the NOTICE of a SET of key, a setting only a restart changes,
-// with the value cfg holds.
-func restartOnlyNotice(cfg *config.Config, key string) []byte {
-	inForce := ""
+// configRow returns SHOW CONFIG's row of key in cfg, if it lists key.
+func configRow(cfg *config.Config, key string) (config.SettingInfo, bool) {
 	for _, st := range config.Describe(cfg) {
 		if st.Name == key {
-			inForce = st.Value
-			break
+			return st, true
 		}
 	}
-	return console.Notice(nil, key+" cannot change at run time: SET ignored",
-		fmt.Sprintf("The value in force stays %q (SHOW CONFIG). Change it in the configuration file and restart pgmux.", inForce))
+	return config.SettingInfo{}, false
+}
+
+// restartOnlyNotice is the NOTICE of a SET of st, a setting only a restart changes. For
+// one pgmux ignores, a restart would change nothing but SHOW CONFIG, and it says so.
+func restartOnlyNotice(st config.SettingInfo) []byte {
+	detail := fmt.Sprintf("The value in force stays %q (SHOW CONFIG). Change it in the configuration file and restart pgmux.", st.Value)
+	if st.Ignored {
+		detail = fmt.Sprintf("SHOW CONFIG still shows %q. pgmux reads %s from the configuration file only for compatibility with PgBouncer and does not use it.", st.Value, st.Name)
+	}
+	return console.Notice(nil, st.Name+" cannot change at run time: SET ignored", detail)
 }
 
 // adminShutdown stops the process once the answer is sent: at once, after servers are

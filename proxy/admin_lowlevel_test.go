@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,6 +14,9 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/pgmux/pgmux/internal/pgtest"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // lowLevelColumns are PgBouncer 1.25's columns of the views SHOW FDS, SOCKETS,
@@ -168,52 +172,56 @@ func TestAdminEmptyQuery(t *testing.T) {
 	require.Equal(t, []string{"T", "D", "C SHOW", "Z"}, exchange(t, fe, &pgproto3.Query{String: "SHOW VERSION;"}))
 }
 
-// TestAdminSetRestartOnly: SET of a setting only a restart changes (listen_port) is
-// answered SET, as PgBouncer answers it, with a NOTICE that nothing changed; the value
-// in force and SHOW CONFIG's stay, and pgmux still listens where it did.
+// TestAdminSetRestartOnly: SET of a setting only a restart changes is answered as
+// PgBouncer answers it, whatever the value: tag "SET key=value", here with a NOTICE that
+// nothing changed; the value in force and SHOW CONFIG's stay, and pgmux still listens
+// where it did. That holds for the ones pgmux implements (listen_port) and for the ones
+// it reads and ignores (listen_backlog, so_reuseport, user...), which pgmux refused with
+// 08P01 "setting is not supported by pgmux" while PgBouncer 1.18 answers them
+// "SET listen_backlog=10". A name PgBouncer does not know stays refused, as its
+// "SET failed", and so does an ignored setting PgBouncer may change (syslog), which pgmux
+// would take without effect.
 func TestAdminSetRestartOnly(t *testing.T) {
 	h := startProxy(t, harnessOpts{})
 	adm := h.admin(t)
 	_, rows := show(t, adm, "SHOW CONFIG")
-	before := rowWhere(rows, "key", "listen_port")["value"]
-
-	fe := rawConsole(t, h)
-	fe.Send(&pgproto3.Query{String: "SET listen_port = 1"})
-	require.NoError(t, fe.Flush())
-	var got []string
-	notice := ""
-	for {
-		m, err := fe.Receive()
-		require.NoError(t, err)
-		switch x := m.(type) {
-		case *pgproto3.NoticeResponse:
-			got = append(got, "N")
-			notice = x.Message + " / " + x.Detail
-		case *pgproto3.ErrorResponse:
-			got = append(got, "E "+x.Code+" "+x.Message)
-		case *pgproto3.CommandComplete:
-			got = append(got, "C "+string(x.CommandTag))
-		case *pgproto3.ReadyForQuery:
-			got = append(got, "Z")
-		default:
-			got = append(got, "?")
-		}
-		if got[len(got)-1] == "Z" {
-			break
-		}
+	before := map[string]any{}
+	for _, r := range rows {
+		before[r["key"].(string)] = r["value"]
 	}
-	require.Equal(t, []string{"N", "C SET", "Z"}, got)
-	require.Contains(t, notice, "listen_port cannot change at run time")
-	require.Contains(t, notice, "stays")
+
+	conn, notices := noticedConsole(t, h, "admin")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, c := range []struct{ q, tag, note string }{
+		{"SET listen_port = 1", "SET listen_port=1", "stays"},
+		{"SET listen_backlog=10", "SET listen_backlog=10", "does not use it"},
+		{"set so_reuseport to 1", "SET so_reuseport=1", "does not use it"},
+		{"SET user = 'nobody'", "SET user=nobody", "does not use it"},
+		{"SET pkt_buf = 'lots'", "SET pkt_buf=lots", "does not use it"},
+		{"SET unix_socket_mode = '0700'", "SET unix_socket_mode=0700", "stays"},
+	} {
+		*notices = nil
+		tag, err := conn.Exec(ctx, c.q)
+		require.NoError(t, err, c.q)
+		require.Equal(t, c.tag, tag.String())
+		require.Len(t, *notices, 1, c.q)
+		require.Contains(t, (*notices)[0].Message, "cannot change at run time: SET ignored", c.q)
+		require.Contains(t, (*notices)[0].Detail, c.note, c.q)
+	}
 
 	_, rows = show(t, adm, "SHOW CONFIG")
-	require.Equal(t, before, rowWhere(rows, "key", "listen_port")["value"], "SHOW CONFIG claims no change")
+	for _, r := range rows {
+		k := r["key"].(string)
+		require.Equal(t, before[k], r["value"], "SHOW CONFIG claims a change of %s", k)
+	}
 	app := h.connect(t, "app", "app", false)
 	execSQL(t, app, "SELECT 1")
 
-	// A setting pgmux does not know stays refused, as PgBouncer's "SET failed".
-	_, err := adm.Exec(context.Background(), "SET no_such_setting = 1")
-	require.Equal(t, "08P01", sqlState(err), "%v", err)
+	for _, q := range []string{"SET no_such_setting = 1", "SET service_name = x", "SET syslog = 1"} {
+		_, err := conn.Exec(ctx, q)
+		require.Equal(t, "08P01", sqlState(err), "%s: %v", q, err)
+	}
 }
 
 // TestAdminUnixSocketAddrs: a unix socket's addr is "unix" in SHOW CLIENTS, SERVERS and
@@ -233,15 +241,9 @@ func TestAdminUnixSocketAddrs(t *testing.T) {
 	if pg.SocketDir != "" {
 		db = "sock"
 	}
-	cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s user=app dbname=%s", dir, db))
-	require.NoError(t, err)
-	cc.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", filepath.Join(dir, ".s.PGSQL.0")) // the harness's port is 0
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	local, err := pgx.ConnectConfig(ctx, cc)
+	local, err := connectUnix(ctx, dir, db)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = local.Close(context.Background()) })
 	tx, err := local.Begin(ctx) // keeps its server linked for SHOW FDS
@@ -268,4 +270,51 @@ func TestAdminUnixSocketAddrs(t *testing.T) {
 	require.Equal(t, "unix", sv["addr"], "%v", sv)
 	require.Equal(t, int64(pg.Port), num(t, sv, "port"))
 	require.Equal(t, "unix", sv["local_addr"], "%v", sv)
+}
+
+// connectUnix logs in to db as app through the harness's unix socket in dir.
+func connectUnix(ctx context.Context, dir, db string) (*pgx.Conn, error) {
+	cc, err := pgx.ParseConfig(fmt.Sprintf("host=%s user=app dbname=%s", dir, db))
+	if err != nil {
+		return nil, err
+	}
+	cc.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", filepath.Join(dir, ".s.PGSQL.0")) // the harness's port is 0
+	}
+	return pgx.ConnectConfig(ctx, cc)
+}
+
+// TestUnixClientLogAddr: the log lines of a unix-socket client name its address as the
+// console's views do, "unix" with the port ("unix:0": the harness listens on port 0), as
+// PgBouncer logs unix(pid):port; they said "addr":"@", Go's name for the client's unnamed
+// end. A TCP client's stays host:port.
+func TestUnixClientLogAddr(t *testing.T) {
+	dir, err := os.MkdirTemp("", "pgmux-sock-") // short: a socket path has ~100 bytes
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	core, logs := observer.New(zapcore.InfoLevel)
+	h := startProxy(t, harnessOpts{log: zap.New(core), extra: map[string]string{"unix_socket_dir": dir, "log_connections": "1"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	local, err := connectUnix(ctx, dir, "app")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = local.Close(context.Background()) })
+	_, err = connectUnix(ctx, dir, "nosuchdb")
+	require.Error(t, err)
+	h.connect(t, "app", "app", false)
+
+	addrs := func(msg string) []string {
+		var out []string
+		for _, e := range logs.FilterMessage(msg).All() {
+			out = append(out, fmt.Sprint(e.ContextMap()["addr"]))
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return len(addrs("client connected")) == 2 }, 10*time.Second, 5*time.Millisecond)
+	got := addrs("client connected")
+	slices.Sort(got) // the two logins' lines may come in either order
+	require.Regexp(t, `^127\.0\.0\.1:[1-9][0-9]*$`, got[0])
+	require.Equal(t, "unix:0", got[1])
+	require.Equal(t, []string{"unix:0"}, addrs("client login refused"))
 }

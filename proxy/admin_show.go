@@ -99,7 +99,7 @@ func (s *Server) showConfig() []byte {
 	var dst []byte
 	if ignored := sortedKeys(cfg.Ignored); len(ignored) > 0 {
 		dst = console.Notice(nil, "pgmux ignores "+strings.Join(ignored, ", ")+": these settings have no effect",
-			"They are PgBouncer settings pgmux accepts but does not implement; SET refuses them.")
+			"They are PgBouncer settings pgmux accepts but does not implement; SET does not change them.")
 	}
 	r := console.NewResult(dst, console.Text("key"), console.Text("value"), console.Text("default"), console.Text("changeable"))
 	for _, st := range config.Describe(cfg) {
@@ -249,6 +249,19 @@ func hostPort(a net.Addr, listenPort int) (string, int) {
 	}
 	n, _ := strconv.Atoi(p)
 	return h, n
+}
+
+// clientAddr prints a client's address as the console's views show it (hostPort): host:port,
+// and for a unix socket "unix:" and the port, as PgBouncer logs one (unix(pid):port), where
+// Go prints "@" for the client's unnamed end, which says nothing.
+type clientAddr struct {
+	a          net.Addr
+	listenPort int
+}
+
+func (c clientAddr) String() string {
+	h, p := hostPort(c.a, c.listenPort)
+	return net.JoinHostPort(h, strconv.Itoa(p))
 }
 
 // pgbTime formats a timestamp as PgBouncer's SHOW CLIENTS/SERVERS do.

@@ -336,10 +336,13 @@ func TestAdminReloadAndSet(t *testing.T) {
 	_, rows := show(t, adm, "SHOW CONFIG")
 	require.Equal(t, "11", rowWhere(rows, "key", "default_pool_size")["value"])
 
-	_, err = adm.Exec(context.Background(), "SET default_pool_size = 7")
+	// The tag names the setting and its value, unquoted, as PgBouncer's does.
+	tag, err := adm.Exec(context.Background(), "SET default_pool_size = 7")
 	require.NoError(t, err)
-	_, err = adm.Exec(context.Background(), "set server_reset_query = 'DISCARD ALL; SELECT 1'")
+	require.Equal(t, "SET default_pool_size=7", tag.String())
+	tag, err = adm.Exec(context.Background(), "set server_reset_query = 'DISCARD ALL; SELECT 1'")
 	require.NoError(t, err)
+	require.Equal(t, "SET server_reset_query=DISCARD ALL; SELECT 1", tag.String())
 	_, rows = show(t, adm, "SHOW CONFIG")
 	require.Equal(t, "7", rowWhere(rows, "key", "default_pool_size")["value"])
 	require.Equal(t, "DISCARD ALL; SELECT 1", rowWhere(rows, "key", "server_reset_query")["value"])
@@ -578,23 +581,35 @@ func TestAdminReloadFailure(t *testing.T) {
 func TestAdminSetIgnored(t *testing.T) {
 	h := startProxy(t, harnessOpts{})
 	for _, user := range []string{"admin", "stats"} {
-		cc, err := pgx.ParseConfig(h.url(user, "pgbouncer"))
-		require.NoError(t, err)
-		cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-		var notices []string
-		cc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Severity+" "+n.Message) }
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.ConnectConfig(ctx, cc)
-		require.NoError(t, err)
-		defer conn.Close(ctx)
+		conn, notices := noticedConsole(t, h, user)
 		for _, q := range []string{"SET client_encoding = 'UTF8'", "SET extra_float_digits = 3", "set DateStyle to ISO"} {
-			tag, err := conn.Exec(ctx, q)
+			tag, err := conn.Exec(context.Background(), q)
 			require.NoError(t, err, "%s as %s", q, user)
 			require.Equal(t, "SET", tag.String())
 		}
-		require.Equal(t, []string{"NOTICE SET ignored", "NOTICE SET ignored", "NOTICE SET ignored"}, notices)
+		var got []string
+		for _, n := range *notices {
+			got = append(got, n.Severity+" "+n.Message)
+		}
+		require.Equal(t, []string{"NOTICE SET ignored", "NOTICE SET ignored", "NOTICE SET ignored"}, got)
 	}
+}
+
+// noticedConsole logs in to the console as user (simple protocol, as the console takes
+// nothing else) and returns the connection and the NOTICEs it gets, in order.
+func noticedConsole(t *testing.T, h *harness, user string) (*pgx.Conn, *[]*pgconn.Notice) {
+	t.Helper()
+	cc, err := pgx.ParseConfig(h.url(user, "pgbouncer"))
+	require.NoError(t, err)
+	cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	notices := &[]*pgconn.Notice{}
+	cc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { *notices = append(*notices, n) }
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn, notices
 }
 
 // TestAdminNoSuchDatabaseCode: every console command naming a database that does not

@@ -460,8 +460,13 @@ func (s *Session) run(nclients int64) {
 func (s *Session) logConnected(cfg *config.Config) {
 	if cfg.LogConnections {
 		s.srv.log.Info("client connected", zap.Uint64("client", s.id), zap.String("db", s.dbName),
-			zap.String("user", s.user), zap.Stringer("addr", s.remote()), zap.Bool("tls", s.tls))
+			zap.String("user", s.user), s.addrField(), zap.Bool("tls", s.tls))
 	}
+}
+
+// addrField is the client's address in a log line (clientAddr).
+func (s *Session) addrField() zap.Field {
+	return zap.Stringer("addr", clientAddr{s.remote(), s.srv.Config().ListenPort})
 }
 
 // loop runs the logged-in session until it ends or parks.
@@ -757,9 +762,9 @@ func (s *Session) loginFailed(err error) {
 		_ = s.loginWrite(pe.Append(nil))
 		if pe.Code == pgerr.InvalidPassword || pe.Code == pgerr.InvalidAuthorization {
 			s.log().Warn("client login failed", zap.String("db", s.dbName), zap.String("user", s.user),
-				zap.Stringer("addr", s.remote()), zap.String("reason", pe.Message))
+				s.addrField(), zap.String("reason", pe.Message))
 		} else {
-			s.log().Info("client login refused", zap.Stringer("addr", s.remote()), zap.String("reason", pe.Message))
+			s.log().Info("client login refused", s.addrField(), zap.String("reason", pe.Message))
 		}
 		return
 	}
@@ -883,7 +888,10 @@ func (s *Session) poolReady(cfg *config.Config) (pool.Params, error) {
 
 // awaitPool waits, during login, while the database is held (PAUSE, SUSPEND, KILL) and
 // for the server parameters shown to new clients (a server login on the pool's first
-// client). The client counts as waiting meanwhile, in SHOW POOLS and SHOW CLIENTS.
+// client). The client counts as waiting meanwhile, in SHOW POOLS and SHOW CLIENTS, and
+// once logged in its wait counts in SHOW STATS' wait_time, as PgBouncer adds a waiting
+// login's wait there when it ends: the first server of a cold pool opens here, so the
+// first request finds it idle and would otherwise show no wait at all.
 func (s *Session) awaitPool(cfg *config.Config) (pool.Params, error) {
 	s.srv.holdLogin(s, true)
 	defer s.srv.holdLogin(s, false)
@@ -896,6 +904,9 @@ func (s *Session) awaitPool(cfg *config.Config) (pool.Params, error) {
 	if err != nil {
 		return nil, serverError(cfg, err)
 	}
+	s.mu.Lock()
+	s.stats.WaitTime += max(time.Since(time.Unix(0, s.waitSince)), 0) // since holdLogin
+	s.mu.Unlock()
 	return params, nil
 }
 

@@ -8,7 +8,8 @@ import (
 
 // command is one console verb other than SHOW: its argument count and action, which
 // returns NOTICEs to send first (SET of a setting that cannot change now) and what to do
-// once the answer is sent. The answer is CommandComplete with the verb as tag.
+// once the answer is sent. The answer is CommandComplete with the verb as tag (SET's
+// names the setting, commandTag).
 type command struct {
 	minArgs, maxArgs int
 	run              func(b Backend, args []string) (notes []byte, after func(), err error)

@@ -159,7 +159,18 @@ func (c Client) run(stmt string) (out []byte, after func(), err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return wire.CommandComplete(notes, verb), after, nil
+	return wire.CommandComplete(notes, commandTag(verb, args)), after, nil
+}
+
+// commandTag is the CommandComplete tag of a command that succeeded: its verb, except
+// for SET, whose tag names what was set ("SET key=value", the value unquoted), as
+// PgBouncer's admin_set answers; a script or a person reading psql's output sees which
+// setting the statement took.
+func commandTag(verb string, args []string) string {
+	if verb != "SET" {
+		return verb
+	}
+	return "SET " + strings.ToLower(args[0]) + "=" + args[2]
 }
 
 func syntaxError(stmt string) *pgerr.Error {
