@@ -146,9 +146,7 @@ func (w *sessionWork) ownsNothing() bool {
 // body alone), and named ones none of which awaits a check on the next server
 // (probeDue): shed keeps them aside (keptWork). s.mu is held.
 func (w *sessionWork) ownsNothingElse() bool {
-	u := &w.unnamed
-	return !u.live && !u.unflushed && u.def == nil && u.clear == (clearOp{}) && !w.clears.probeDue &&
-		w.ownsRest(true)
+	return w.unnamed.plain() && !w.clears.probeDue && w.ownsRest(true)
 }
 
 // ownsRest is ownsNothing's test of everything but the unnamed statement's body, and but
@@ -210,6 +208,10 @@ func (s *Session) shed() {
 }
 
 // idle reports whether the client has no unnamed statement and nothing pending of one.
-func (u *unnamedStmt) idle() bool {
-	return u.body == nil && !u.live && !u.unflushed && u.def == nil && u.clear == (clearOp{})
+func (u *unnamedStmt) idle() bool { return u.body == nil && u.plain() }
+
+// plain reports whether nothing is pending of the unnamed statement: at most its body is
+// left, which a later request's Parse replaces.
+func (u *unnamedStmt) plain() bool {
+	return !u.live && !u.unflushed && u.def == nil && u.clear == (clearOp{})
 }
