@@ -294,6 +294,7 @@ func (s *Session) readFrom(primed, more bool) {
 // reports whether all were (false: the session waits for a server, or went to a
 // goroutine, or ended).
 func (s *Session) runLoop() bool {
+	checked := false // the session's part of loopable, looked at once a run (loopSession)
 	for s.rd.Buffered() > 0 {
 		if q := s.lw.queued; q.typ != 0 {
 			s.lw.queued = queuedReq{}
@@ -304,6 +305,7 @@ func (s *Session) runLoop() bool {
 				if !s.afterDispatch(skipping, err) {
 					return false
 				}
+				checked = false // the queued request's dispatch may have pinned
 				continue
 			}
 		}
@@ -322,10 +324,11 @@ func (s *Session) runLoop() bool {
 			s.terminatedOnLoop()
 			return false
 		}
-		if !whole || !s.loopable(typ, n) {
+		if !whole || (!checked && !s.loopSession()) || !s.loopable(typ, n) {
 			s.offLoop()
 			return false
 		}
+		checked = true
 		if _, _, err := s.rd.Next(); err != nil {
 			s.offLoop()
 			return false
@@ -360,14 +363,27 @@ func (s *Session) afterDispatch(skipping bool, err error) bool {
 	return true
 }
 
-// loopable reports whether dispatch can handle the message, whole in the buffer, on the
-// loop without blocking.
-func (s *Session) loopable(typ byte, n int) bool {
-	if n > loopMaxMessage || len(s.deferred) > 0 || !s.loopOK() {
+// loopSession is the part of loopable that looks at the session, not the message: runLoop
+// asks it once for a run of buffered messages. What it reads does not change under a
+// message dispatched on the loop: a message that would listen or pin is not loopable, and
+// the client's loop, kind and socket stay as they are until it parks. A reload or a
+// SUSPEND that lands during the run is seen by the next one, as one that lands just after
+// a message's check is.
+func (s *Session) loopSession() bool {
+	if !s.loopOK() {
 		return false
 	}
 	if s.srv.console.suspendedNow.Load() {
 		return false // a linked client's request waits for RESUME (awaitResume)
+	}
+	return s.pinnedReasons() == 0
+}
+
+// loopable reports whether dispatch can handle the message, whole in the buffer, on the
+// loop without blocking, once loopSession has said the session can.
+func (s *Session) loopable(typ byte, n int) bool {
+	if n > loopMaxMessage || len(s.deferred) > 0 {
+		return false
 	}
 	if st := s.set.Load(); st != nil && st.out.Load() > 0 {
 		return false // waits for settings being re-applied (awaitReapply)
@@ -433,7 +449,7 @@ func (s *Session) loopable(typ byte, n int) bool {
 	default:
 		return false
 	}
-	return s.pinnedReasons() == 0
+	return true
 }
 
 // loopableText reports whether a statement text with lead l is handled without waiting:
