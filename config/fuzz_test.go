@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -54,5 +55,23 @@ func FuzzConnString(f *testing.F) {
 	f.Add(`host=a port=5 connect_query='SELECT \'x\'' password=a\ b`)
 	f.Fuzz(func(t *testing.T, s string) {
 		_, _, _ = ParseDatabase("db", s)
+	})
+}
+
+// FuzzFromURL feeds arbitrary text to the upstream URL parser; it must never panic, and
+// its errors never quote the password.
+func FuzzFromURL(f *testing.F) {
+	f.Add("postgres://a+b:p%2Bw@[fd00::1]:5433,h2/d+b?options=-c%20x%3Da+b&sslmode=require")
+	f.Add("postgresql://u:se%zzcret@h/d?x")
+	f.Add("postgres://u:secret@h:99999/d?a=b=c")
+	f.Fuzz(func(t *testing.T, s string) {
+		_, err := FromURL(s)
+		rest, ok := strings.CutPrefix(s, "postgres://u:secret@")
+		if err == nil || !ok || strings.Contains(rest, "secret") {
+			return
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Fatalf("%q: error %q shows the password", s, err)
+		}
 	})
 }

@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -33,46 +32,32 @@ import (
 // target_session_attrs and load_balance_hosts are honoured, and so are pgmux's
 // replica_reads, replica_max_lag and replica_max_wait; options ("-c name=value ...") is
 // sent to the server, its settings as startup parameters of every server login
-// (Database.StartupOptions); anything else is ignored with a warning.
+// (Database.StartupOptions); anything else is ignored with a warning. Every part is
+// decoded as libpq decodes it: %XX escapes only, a '+' stays a '+' (parseUpstreamURL).
 func FromURL(raw string) (*Config, error) {
-	single, hosts, err := splitURLHosts(raw)
+	u, err := parseUpstreamURL(raw)
 	if err != nil {
 		return nil, fmt.Errorf("config: upstream URL: %w", err)
 	}
-	u, err := url.Parse(single)
-	if err != nil {
-		return nil, fmt.Errorf("config: upstream URL: %w", redactURLError(err))
-	}
-	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
-		return nil, fmt.Errorf("config: upstream URL: scheme %q is not postgres or postgresql", u.Scheme)
-	}
-	user := u.User.Username()
+	user, pass := u.user, u.password
 	if user == "" {
 		return nil, errors.New("config: upstream URL: no user name")
 	}
-	pass, hasPass := u.User.Password()
 	db := newDatabase("")
-	db.Host, db.User, db.Password = u.Hostname(), user, pass
-	if p := u.Port(); p != "" {
-		if db.Port, err = parseInt(p, 1, 65535); err != nil {
-			return nil, fmt.Errorf("config: upstream URL: port: %w", err)
-		}
-	}
-	if hosts != nil {
-		if err := applyURLHosts(db, hosts); err != nil {
-			return nil, fmt.Errorf("config: upstream URL: %w", err)
-		}
+	db.User, db.Password = user, pass
+	if err := applyURLHosts(db, u.hosts); err != nil {
+		return nil, fmt.Errorf("config: upstream URL: %w", err)
 	}
 	c := Default()
 	c.ListenAddr = []string{"127.0.0.1", "::1"}
 	c.PoolMode = PoolModeTransaction
-	if err := applyURLQuery(c, db, u.Query()); err != nil {
+	if err := applyURLQuery(c, db, u.params); err != nil {
 		return nil, fmt.Errorf("config: upstream URL: %w", err)
 	}
 	if err := db.checkHosts(); err != nil {
 		return nil, fmt.Errorf("config: upstream URL: %w", err)
 	}
-	name := strings.TrimPrefix(u.Path, "/")
+	name := u.dbname
 	if name == "" {
 		name = user
 	}
@@ -82,10 +67,10 @@ func FromURL(raw string) (*Config, error) {
 	c.Databases[name], c.Databases["*"] = &main, &fallback
 	c.InlineCredentials = map[string]Credential{user: {User: user, Password: pass}}
 	c.AuthType = AuthMD5
-	if !hasPass || pass == "" {
+	if !u.hasPassword || pass == "" {
 		c.AuthType = AuthTrust
 	}
-	c.Path = redactURL(u)
+	c.Path = u.redacted
 	c.FromURL = true
 	return c, nil
 }
@@ -108,14 +93,14 @@ func ShareUpstreamPassword(c *Config) {
 }
 
 // applyURLQuery applies libpq-style query parameters.
-func applyURLQuery(c *Config, db *Database, q url.Values) error {
+func applyURLQuery(c *Config, db *Database, q map[string]string) error {
 	keys := make([]string, 0, len(q))
 	for k := range q {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	for _, key := range keys {
-		v := q.Get(key)
+		v := q[key]
 		var err error
 		switch key {
 		case "sslmode":
@@ -145,25 +130,6 @@ func applyURLQuery(c *Config, db *Database, q url.Values) error {
 		}
 	}
 	return nil
-}
-
-// redactURL prints u without its password.
-func redactURL(u *url.URL) string {
-	if _, ok := u.User.Password(); ok {
-		c := *u
-		c.User = url.UserPassword(u.User.Username(), "xxxxx")
-		return c.String()
-	}
-	return u.String()
-}
-
-// redactURLError keeps url.Parse's reason but drops the URL, which may hold a password.
-func redactURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // checkURLOptions checks the upstream URL's options, whose settings pgmux sends as

@@ -82,7 +82,7 @@ func TestFromURLErrors(t *testing.T) {
 	tests := []struct{ url, want string }{
 		{"mysql://u:p@h/d", `config: upstream URL: scheme "mysql" is not postgres or postgresql`},
 		{"postgres://h/d", "config: upstream URL: no user name"},
-		{"postgres://u:p@h:notaport/d", `config: upstream URL: invalid port ":notaport" after host`},
+		{"postgres://u:p@h:notaport/d", `config: upstream URL: port: "notaport" is not an integer`},
 		{"postgres://u:p@h:70000/d", "config: upstream URL: port: 70000 is out of range (1..65535)"},
 		{"postgres://u:p@h/d?sslmode=sometimes", `config: upstream URL: sslmode: "sometimes" is not one of disable, allow, prefer, require, verify-ca, verify-full`},
 		{"postgres://u:p@h/d?options=-e", `config: upstream URL: options: unsupported startup option "-e" (only -c key=value is supported)`},
@@ -172,5 +172,54 @@ func TestFromURLHosts(t *testing.T) {
 	} {
 		_, err := FromURL(bad.url)
 		require.EqualError(t, err, bad.want, bad.url)
+	}
+}
+
+// TestFromURLDecodesAsLibpq: every part of the URL is decoded as libpq decodes it, %XX
+// only, so a '+' reaches the server as '+'. net/url's query decoding read it as a space:
+// options=-c search_path=a+b set search_path to "a b".
+func TestFromURLDecodesAsLibpq(t *testing.T) {
+	tests := []struct {
+		name, url            string
+		user, pass, db, opts string
+		app                  string
+	}{
+		{"user", "postgres://a+b:pw@h/d", "a+b", "pw", "d", "", ""},
+		{"password", "postgres://app:a+b@h/d", "app", "a+b", "d", "", ""},
+		{"dbname", "postgres://app:pw@h/d+b", "app", "pw", "d+b", "", ""},
+		{"options", "postgres://app:pw@h/d?options=-c%20search_path%3Da+b", "app", "pw", "d", "-c search_path=a+b", ""},
+		{"application_name", "postgres://app:pw@h/d?application_name=x+y", "app", "pw", "d", "", "x+y"},
+		{"escapes", "postgres://a%2Bb:p%20w%40@h/d%2Bb?application_name=x%2By%20z", "a+b", "p w@", "d+b", "", "x+y z"},
+		{"password to the first @", "postgres://app:p+w:q@h/d", "app", "p+w:q", "d", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := FromURL(tt.url)
+			require.NoError(t, err)
+			d := c.Databases[tt.db]
+			require.NotNil(t, d, "database %q in %v", tt.db, c.Databases)
+			require.Equal(t, tt.db, d.DBName)
+			require.Equal(t, tt.user, d.User)
+			require.Equal(t, tt.pass, d.Password)
+			require.Equal(t, tt.opts, d.Options)
+			require.Equal(t, tt.app, d.ApplicationName)
+			require.Equal(t, map[string]Credential{tt.user: {User: tt.user, Password: tt.pass}}, c.Credentials())
+			require.NotContains(t, c.Path, tt.pass)
+		})
+	}
+	bad := []struct{ url, want string }{
+		{"postgres://a%zzb:pw@h/d", `config: upstream URL: user name: invalid escape "%zz": a '%' must start %XX`},
+		{"postgres://app:se%zzcret@h/d", "config: upstream URL: password: a '%' must start a %XX escape, and %00 is not allowed"},
+		{"postgres://app:se%00cret@h/d", "config: upstream URL: password: a '%' must start a %XX escape, and %00 is not allowed"},
+		{"postgres://app:pw@h/d%4", `config: upstream URL: database name: invalid escape "%4": a '%' must start %XX`},
+		{"postgres://app:pw@h/d?options=%zz", `config: upstream URL: options: invalid escape "%zz": a '%' must start %XX`},
+		{"postgres://app:pw@h/d?application_name=a%00", "config: upstream URL: application_name: %00 is not allowed"},
+		{"postgres://app:pw@h/d?sslmode", `config: upstream URL: query parameter "sslmode" has no '='`},
+		{"postgres://app:pw@h/d?options=-c%20a=b", "config: upstream URL: query parameter options has a second '=' (write it %3D)"},
+	}
+	for _, tt := range bad {
+		_, err := FromURL(tt.url)
+		require.EqualError(t, err, tt.want, tt.url)
+		require.NotContains(t, err.Error(), "cret")
 	}
 }

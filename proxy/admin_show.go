@@ -325,10 +325,7 @@ func (s *Server) clientRows() []clientRow {
 	for _, sess := range sessions {
 		in := sess.Info()
 		sess.mu.Lock()
-		var reqAt time.Time
-		if w := sess.sessionWork; w != nil { // a parked client may have none: no request then
-			reqAt = w.ops.qStart.Time()
-		}
+		reqAt := sess.lastRequestLocked()
 		waiting, since := sess.waitingLocked()
 		sess.mu.Unlock()
 		if reqAt.IsZero() {

@@ -24,12 +24,16 @@ type sessionOps struct {
 	// server, and pgmux's own (statements prepared on another server, re-prepared after
 	// eviction or DDL); not the client Parses answered from a server's statement cache.
 	// Written by whichever goroutine writes to the server, so an atomic.
-	serverParses   atomic.Uint64
-	xactTime       time.Duration
-	queryTime      time.Duration
-	qStart, xStart monoTime // start of the request and transaction in progress, or zero
-	obs            *metrics.Observers
-	retired        bool // folded into the server's retired totals; guarded by both locks
+	serverParses atomic.Uint64
+	xactTime     time.Duration
+	queryTime    time.Duration
+	// qStart is the start of the request in progress; once it is answered, minus that
+	// start, which SHOW CLIENTS' request_time shows (lastRequest); zero before the first.
+	// Negated rather than a field of its own: sessionWork fills its size class.
+	qStart  monoTime
+	xStart  monoTime // start of the transaction in progress, or zero
+	obs     *metrics.Observers
+	retired bool // folded into the server's retired totals; guarded by both locks
 }
 
 // totals are a pool's cumulative counters (SHOW STATS_TOTALS, the _total metrics).
@@ -103,7 +107,7 @@ func (s *Session) noteSend(typ byte, now monoTime) {
 // transaction, for SHOW STATS and the histograms; at is the loop's clock reading (zero: none).
 func (s *Session) noteReady(status byte, at time.Time) {
 	s.ops.out.Add(6) // the ReadyForQuery itself
-	if s.ops.qStart == 0 {
+	if s.ops.qStart <= 0 {
 		return
 	}
 	now := monoOrNow(at)
@@ -111,7 +115,7 @@ func (s *Session) noteReady(status byte, at time.Time) {
 	q := now.sub(s.ops.qStart)
 	s.ops.queryTime += q
 	obs.Query.Observe(q)
-	s.ops.qStart = 0
+	s.ops.qStart = -s.ops.qStart
 	if s.Pending > 0 || s.Unsynced {
 		s.ops.qStart = now // the next pipelined request runs from here
 	}
@@ -156,6 +160,15 @@ func (t monoTime) Time() time.Time {
 		return time.Time{}
 	}
 	return monoBase.Add(time.Duration(t - 1))
+}
+
+// lastRequest is when the client's latest request began, in progress or answered, or
+// the zero Time before its first.
+func (o *sessionOps) lastRequest() time.Time {
+	if o.qStart < 0 {
+		return (-o.qStart).Time()
+	}
+	return o.qStart.Time()
 }
 
 // noteAcquire runs, with s.mu held, when a server has just been linked to the client

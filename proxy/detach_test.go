@@ -174,6 +174,36 @@ func TestParkedClientShedsItsWork(t *testing.T) {
 	require.Nil(t, s.kept)
 }
 
+// A client that parks without its working state keeps when its latest request began
+// (SHOW CLIENTS' request_time), and has it again once resumed.
+func TestParkedClientKeepsItsRequestTime(t *testing.T) {
+	s, _ := parkingSession(t)
+	s.srv.console = &consoleState{retired: make(map[poolKey]*totals)}
+	s.entry = &poolEntry{key: poolKey{db: "db", user: "u"}}
+	at := time.Now() // after monoBase, as every request is
+	s.ops.qStart = monoOf(at)
+	s.noteReady('I', at.Add(time.Second))
+	s.mu.Lock()
+	require.WithinDuration(t, at, s.lastRequestLocked(), time.Millisecond, "answered: the request's start")
+	s.mu.Unlock()
+
+	require.True(t, s.park())
+	require.Nil(t, s.sessionWork, "parked without its working state")
+	s.mu.Lock()
+	require.WithinDuration(t, at, s.lastRequestLocked(), time.Millisecond, "parked")
+	waiting, _ := s.waitingLocked()
+	s.mu.Unlock()
+	require.False(t, waiting, "a parked client waits for nothing")
+
+	require.True(t, s.home().unpark(s))
+	s.reattach()
+	s.ensureWork()
+	s.mu.Lock()
+	require.WithinDuration(t, at, s.lastRequestLocked(), time.Millisecond, "resumed")
+	s.mu.Unlock()
+	require.Zero(t, s.waitSince)
+}
+
 // A session whose park fails goes on running: it has its working state.
 func TestFailedParkKeepsWork(t *testing.T) {
 	s, _ := parkingSession(t)

@@ -83,6 +83,7 @@ func (s *Session) Notify(msg []byte) {
 	b := s.notifyBox()
 	b.mu.Lock()
 	b.q = append(b.q, msg)
+	b.size += len(msg)
 	b.pending.Store(true)
 	b.mu.Unlock()
 	if !s.notesHeld() && s.wmu.TryLock() {
@@ -197,7 +198,7 @@ func (s *Session) writeNotes() {
 	b := s.notifyBox()
 	b.mu.Lock()
 	q := b.q
-	b.q = nil
+	b.q, b.size = nil, 0
 	b.pending.Store(false)
 	b.mu.Unlock()
 	if s.closed.Load() {
@@ -232,8 +233,9 @@ func (s *Session) unlockW() {
 }
 
 // notifyBox holds notifications waiting for the client's writer to be free: the
-// listener's reader appends, whoever next holds Session.wmu drains; mu guards q, and
-// pending says q has some (atomic: each writer that lets go looks, notesPending).
+// listener's reader appends, whoever next holds Session.wmu drains; mu guards q and size
+// (q's bytes), and pending says q has some (atomic: each writer that lets go looks,
+// notesPending).
 // channels counts the client's subscriptions on the shared listener (changed by the
 // listener under its mu through Subscribed, read by the session goroutine); fence is the
 // one the client's latest request asked for (stored by the session goroutine, read by
@@ -241,6 +243,7 @@ func (s *Session) unlockW() {
 type notifyBox struct {
 	mu       sync.Mutex
 	q        [][]byte
+	size     int
 	channels atomic.Int32
 	pending  atomic.Bool
 	fence    atomic.Pointer[listenmux.Fence]

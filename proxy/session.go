@@ -149,7 +149,8 @@ type Session struct {
 
 	// waitKind says what a client counted as waiting (waiting.go) waits for beyond a
 	// server of its pool; waitSince is since when it waits, in unix nanoseconds. Both are
-	// guarded by mu.
+	// guarded by mu. While the client has no working state (shed), so waits for nothing,
+	// waitSince holds its latest request's start instead (lastRequestLocked).
 	waitSince int64
 	pinned    pinReason // why a transaction-mode client keeps its server (sticky.go); under mu
 	waitKind  waitKind

@@ -151,3 +151,46 @@ func TestFewClientsKeepTheirGoroutinesLonger(t *testing.T) {
 		"parked (and its working state given back) after parkAfterFew")
 	execSQL(t, a, "SELECT 2") // and resumes
 }
+
+// TestRequestTimeIsTheLastRequest: SHOW CLIENTS' request_time is when the client's latest
+// request began, as PgBouncer's, between requests and once the client has parked and
+// given back its working state. Before, it showed the connect time in both cases (the
+// request's start was forgotten at its ReadyForQuery, and with the working state).
+func TestRequestTimeIsTheLastRequest(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	c := h.connect(t, "app", "app", true)
+	id := clientID(t, adm, c)
+	times := func() (connect, request time.Time) {
+		t.Helper()
+		_, rows := show(t, adm, "SHOW CLIENTS")
+		r := rowWhere(rows, "id", id)
+		require.NotNil(t, r, "client %d not in SHOW CLIENTS", id)
+		var err error
+		connect, err = time.Parse("2006-01-02 15:04:05 MST", r["connect_time"].(string))
+		require.NoError(t, err)
+		request, err = time.Parse("2006-01-02 15:04:05 MST", r["request_time"].(string))
+		require.NoError(t, err)
+		return connect, request
+	}
+	time.Sleep(1100 * time.Millisecond) // request_time is shown to the second
+	sent := time.Now()
+	execSQL(t, c, "SELECT 1")
+
+	check := func(when string) {
+		t.Helper()
+		connect, request := times()
+		require.True(t, request.After(connect), "%s: request_time %v is not after connect_time %v", when, request, connect)
+		require.WithinDuration(t, sent, request, time.Second, "%s: request_time", when)
+	}
+	check("between requests")
+	// parkAfterFew (10 s) from the query: the client parks and gives back its working state.
+	work := func() int64 {
+		_, rows := show(t, adm, "SHOW MEM")
+		return num(t, rowWhere(rows, "name", "client_work"), "used")
+	}
+	require.Eventually(t, func() bool { return work() == 1 }, 20*time.Second, 200*time.Millisecond,
+		"parked, its working state given back (the console keeps its own)")
+	check("parked")
+	execSQL(t, c, "SELECT 2") // and resumes
+}

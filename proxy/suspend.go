@@ -294,9 +294,44 @@ func (s *Server) suspendTimeoutFatal(detail string) *pgerr.Error {
 // lets go of a client's writer (relayQuiet, unlockW), which would wait on a client that
 // does not read. The one exception is a ReadyForQuery relayed during SUSPEND: the
 // notifications its fence ordered before it go first (awaitFence).
+//
+// A queue holds heldNotesMax bytes at most, and the notification that crossed it: then
+// the listener reads no more of its server until RESUME (Backlog), as PgBouncer holds a
+// buffer of pkt_buf per socket and reads no more. The rest wait in the server's socket
+// and PostgreSQL's notification queue: none is lost, and no client can tell, since none
+// is passed one before RESUME. Ending the client instead would have cost it the
+// notifications and its session for an operator's SUSPEND.
+
+// heldNotesMax bounds the bytes of notifications a client's queue holds for RESUME:
+// PgBouncer's pkt_buf default, what it buffers of a socket.
+const heldNotesMax = 4096
 
 // notesHeld reports whether notifications wait for RESUME.
 func (s *Session) notesHeld() bool { return s.srv.console.suspendedNow.Load() }
+
+// Backlog returns, while the pooler is SUSPENDed and the client's queue holds
+// heldNotesMax bytes or more, the channel closed at RESUME (listenmux.Subscriber): the
+// shared listener reads no more until then. Else nil, for one atomic load when no
+// SUSPEND holds.
+func (s *Session) Backlog() <-chan struct{} {
+	b := s.notes.Load()
+	if b == nil || !s.notesHeld() || s.closed.Load() {
+		return nil
+	}
+	b.mu.Lock()
+	full := b.size >= heldNotesMax
+	b.mu.Unlock()
+	if !full {
+		return nil
+	}
+	c := s.srv.console
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.suspended {
+		return nil
+	}
+	return c.changed
+}
 
 // sendHeldNotes writes, once SUSPEND has ended, the notifications it held: each client's
 // on a goroutine of its own, so that neither RESUME nor another client waits on a client

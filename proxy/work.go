@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
@@ -120,8 +121,25 @@ func (s *Session) ensureWork() {
 	if k := s.kept; k != nil {
 		w.unnamed.body, w.stmts, s.kept = k.unnamed, k.stmts, nil
 	}
+	if s.waitSince != 0 { // the latest request's start, kept by shed
+		w.ops.qStart = -max(monoOf(time.Unix(0, s.waitSince)), 1) // (the wall clock may have gone back)
+		s.waitSince = 0
+	}
 	s.sessionWork = w
 	s.mu.Unlock()
+}
+
+// lastRequestLocked is when the client's latest request began (SHOW CLIENTS'
+// request_time), from its working state or, while it has none, what shed kept of it
+// (waitSince); the zero Time before its first. s.mu is held.
+func (s *Session) lastRequestLocked() time.Time {
+	if w := s.sessionWork; w != nil {
+		return w.ops.lastRequest()
+	}
+	if s.waitSince != 0 {
+		return time.Unix(0, s.waitSince)
+	}
+	return time.Time{}
 }
 
 // keptWork is what a session keeps of its working state while parked without it (shed):
@@ -203,6 +221,12 @@ func (s *Session) shed() {
 	}
 	if w.unnamed.body != nil || len(w.stmts) > 0 {
 		s.kept = &keptWork{unnamed: w.unnamed.body, stmts: w.stmts}
+	}
+	// The latest request's start, for SHOW CLIENTS, in waitSince: unused while the
+	// client waits for nothing, as a parked one does (ensureWork takes it back).
+	s.waitSince = 0
+	if t := w.ops.lastRequest(); !t.IsZero() {
+		s.waitSince = t.UnixNano()
 	}
 	s.sessionWork = nil
 }

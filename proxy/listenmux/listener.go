@@ -29,12 +29,16 @@ import (
 )
 
 // Subscriber is a client listening through a Listener. Its methods run on the listener
-// connection's reader goroutine (Subscribed and Gone under the listener's lock, Notify
+// connection's reader goroutine (Subscribed under the listener's lock, the others
 // outside it): they must not block or call back into the Listener.
 type Subscriber interface {
 	// Notify hands over one NotificationResponse, the whole message; the subscriber
 	// owns it from then on.
 	Notify(msg []byte)
+	// Backlog returns nil when the subscriber can take more notifications; else a
+	// channel closed when that may have changed: it holds all it may and cannot pass
+	// them on now (the console's SUSPEND). The reader then reads no more (waitRoom).
+	Backlog() <-chan struct{}
 	// Subscribed is told each time the subscriber's count of channels goes up (+1) or
 	// down (-1).
 	Subscribed(delta int32)
@@ -452,7 +456,7 @@ func (l *Listener) Pump(c *pool.Conn) error {
 		}
 		switch typ {
 		case 'A':
-			l.fanOut(m)
+			l.waitRoom(c, l.fanOut(m))
 		case 'E':
 			pe, _ := pgerr.Parse(wire.Body(m))
 			l.mu.Lock()
@@ -523,15 +527,16 @@ func GapNotice(db string, lost time.Time, gap time.Duration) *pgerr.Error {
 		WithHint("Anything a missed notification would have started can be found by a query.")
 }
 
-// fanOut copies one NotificationResponse to every subscriber of its channel.
-func (l *Listener) fanOut(m []byte) {
+// fanOut copies one NotificationResponse to every subscriber of its channel, and
+// returns them.
+func (l *Listener) fanOut(m []byte) []Subscriber {
 	body := wire.Body(m)
 	if len(body) < 5 {
-		return
+		return nil
 	}
 	ch, _, err := wire.CString(body[4:])
 	if err != nil {
-		return
+		return nil
 	}
 	msg := append([]byte(nil), m...)
 	l.mu.Lock()
@@ -544,6 +549,40 @@ func (l *Listener) fanOut(m []byte) {
 	for _, s := range targets {
 		s.Notify(msg)
 	}
+	return targets
+}
+
+// roomCheck is how often a reader stopped by waitRoom looks again without being woken:
+// a subscriber that left, a connection that PAUSE or shutdown took away.
+const roomCheck = 100 * time.Millisecond
+
+// waitRoom stops the reader while one of subs, handed the last notification, has no room
+// left (Subscriber.Backlog), as PgBouncer stops reading a server whose client's buffer
+// (pkt_buf) is full: what comes next waits in the connection's socket, then in
+// PostgreSQL's notification queue, not in pgmux's memory, and nothing is dropped. No
+// subscriber can tell: none is passed a notification while any is full (SUSPEND holds
+// them all). It returns once each has room or has left, or c is no longer the listener's.
+func (l *Listener) waitRoom(c *pool.Conn, subs []Subscriber) {
+	var t *time.Ticker
+	for _, s := range subs {
+		for wait := s.Backlog(); wait != nil && !s.Gone() && l.reading(c); wait = s.Backlog() {
+			if t == nil {
+				t = time.NewTicker(roomCheck)
+				defer t.Stop()
+			}
+			select {
+			case <-wait:
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// reading reports whether c is still the listener's connection, to be read on.
+func (l *Listener) reading(c *pool.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.closed && !l.paused && l.conn == c
 }
 
 // lost handles the listener connection breaking: reconnect with backoff and LISTEN again

@@ -117,6 +117,7 @@ type subscriber struct {
 	order    string // the types of the messages handed, in order
 	channels atomic.Int32
 	gone     atomic.Bool
+	full     atomic.Pointer[chan struct{}] // Backlog's answer, nil: room
 }
 
 func (s *subscriber) Notify(msg []byte) {
@@ -140,6 +141,12 @@ func (s *subscriber) told() ([]*pgerr.Error, string) {
 	return append([]*pgerr.Error(nil), s.notices...), s.order
 }
 
+func (s *subscriber) Backlog() <-chan struct{} {
+	if w := s.full.Load(); w != nil {
+		return *w
+	}
+	return nil
+}
 func (s *subscriber) Subscribed(delta int32) { s.channels.Add(delta) }
 func (s *subscriber) Gone() bool             { return s.gone.Load() }
 
@@ -612,4 +619,44 @@ func TestSubscribeAcrossALoss(t *testing.T) {
 	for _, q := range g.queries() {
 		require.Equal(t, `LISTEN "alpha"`, q)
 	}
+}
+
+// TestFullSubscriberStopsReading: while a subscriber handed a notification has no room
+// (Backlog), the reader reads nothing more, for it or anyone; it reads on once the
+// subscriber has room, or has left.
+func TestFullSubscriberStopsReading(t *testing.T) {
+	f := startFakeListener(t)
+	full, other := &subscriber{}, &subscriber{}
+	f.l.subs["ch"] = map[Subscriber]struct{}{full: {}, other: {}}
+	room := make(chan struct{})
+	full.full.Store(&room)
+
+	played := make(chan struct{})
+	go func() {
+		defer close(played)
+		for _, p := range []string{"one", "two", "three"} {
+			f.notification(t, "ch", p)
+		}
+	}()
+	require.Eventually(t, func() bool { return len(other.payloads()) == 1 }, 10*time.Second, time.Millisecond)
+	time.Sleep(3 * roomCheck)
+	require.Equal(t, []string{"one"}, other.payloads(), "read on while a subscriber is full")
+	require.Equal(t, []string{"one"}, full.payloads())
+
+	full.full.Store(nil)
+	close(room)
+	require.Eventually(t, func() bool { return len(full.payloads()) == 3 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, []string{"one", "two", "three"}, other.payloads())
+	<-played
+
+	// Full again, and it leaves: the others get what follows.
+	again := make(chan struct{})
+	full.full.Store(&again)
+	go func() {
+		f.notification(t, "ch", "four")
+		f.notification(t, "ch", "five")
+	}()
+	require.Eventually(t, func() bool { return len(other.payloads()) == 4 }, 10*time.Second, time.Millisecond)
+	full.gone.Store(true)
+	require.Eventually(t, func() bool { return len(other.payloads()) == 5 }, 10*time.Second, time.Millisecond)
 }
