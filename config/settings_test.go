@@ -296,3 +296,21 @@ func TestIgnoredChangeableHolds(t *testing.T) {
 	require.False(t, shown["listen_backlog"].Reloadable)
 	require.Equal(t, "", shown["user"].Value)
 }
+
+// TestSetIgnored: SetIgnored stores a changeable ignored key's value as PgBouncer prints
+// it back, in a copy of the map (a Clone shares it), and refuses a bad value, a key only
+// a restart changes and one that is not ignored.
+func TestSetIgnored(t *testing.T) {
+	c := Default()
+	c.Ignored = map[string]string{"syslog": "0"}
+	shared := c.Clone()
+	require.NoError(t, SetIgnored(c, "syslog", " 1"))
+	require.NoError(t, SetIgnored(c, "dns_max_ttl", "1.5"))
+	require.NoError(t, SetIgnored(c, "syslog_ident", " x "))
+	require.Equal(t, map[string]string{"syslog": "1", "dns_max_ttl": "1.5", "syslog_ident": " x "}, c.Ignored)
+	require.Equal(t, map[string]string{"syslog": "0"}, shared.Ignored, "the clone's map is not changed")
+	require.ErrorContains(t, SetIgnored(c, "syslog", "on"), `syslog: "on" is not an integer`)
+	require.ErrorIs(t, SetIgnored(c, "listen_backlog", "1"), ErrUnsupportedSetting)
+	require.ErrorContains(t, SetIgnored(c, "default_pool_size", "1"), "not a PgBouncer setting pgmux ignores")
+	require.Equal(t, "1", c.Ignored["syslog"])
+}

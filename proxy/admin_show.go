@@ -99,7 +99,7 @@ func (s *Server) showConfig() []byte {
 	var dst []byte
 	if ignored := sortedKeys(cfg.Ignored); len(ignored) > 0 {
 		dst = console.Notice(nil, "pgmux ignores "+strings.Join(ignored, ", ")+": these settings have no effect",
-			"They are PgBouncer settings pgmux accepts but does not implement; SET does not change them.")
+			"They are PgBouncer settings pgmux accepts but does not implement; SET and RELOAD change at most what SHOW CONFIG shows.")
 	}
 	r := console.NewResult(dst, console.Text("key"), console.Text("value"), console.Text("default"), console.Text("changeable"))
 	for _, st := range config.Describe(cfg) {

@@ -1,0 +1,46 @@
+package proxy_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestAdminSetIgnoredChangeable: SET of a setting PgBouncer lets change at run time and
+// pgmux reads and ignores (syslog, syslog_ident, log_stats, dns_max_ttl...) is taken as
+// PgBouncer 1.18 takes it: tag "SET key=value", and SHOW CONFIG then shows the value,
+// printed back as PgBouncer prints it (an integer in decimal); here with a NOTICE that it
+// has no effect in pgmux. A value PgBouncer's parser refuses is refused (08P01, its "SET
+// failed"). pgmux refused every one with 08P01 "setting is not supported by pgmux".
+func TestAdminSetIgnoredChangeable(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	conn, notices := noticedConsole(t, h, "admin")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, c := range []struct{ q, tag, key, value string }{
+		{"SET syslog = 1", "SET syslog=1", "syslog", "1"},
+		{"SET syslog_ident = 'pgmux-test'", "SET syslog_ident=pgmux-test", "syslog_ident", "pgmux-test"},
+		{"set syslog_facility to local0", "SET syslog_facility=local0", "syslog_facility", "local0"},
+		{"SET log_stats = 0", "SET log_stats=0", "log_stats", "0"},
+		{"SET tcp_user_timeout = ' 12'", "SET tcp_user_timeout= 12", "tcp_user_timeout", "12"},
+		{"SET dns_max_ttl = '2.5'", "SET dns_max_ttl=2.5", "dns_max_ttl", "2.5"},
+	} {
+		*notices = nil
+		tag, err := conn.Exec(ctx, c.q)
+		require.NoError(t, err, c.q)
+		require.Equal(t, c.tag, tag.String())
+		require.Len(t, *notices, 1, c.q)
+		require.Contains(t, (*notices)[0].Message, "has no effect in pgmux", c.q)
+		_, rows := show(t, conn, "SHOW CONFIG")
+		require.Equal(t, c.value, rowWhere(rows, "key", c.key)["value"], c.q)
+	}
+	for _, q := range []string{"SET syslog = many", "SET dns_max_ttl = 'soon'", "SET log_stats = '1.5'"} {
+		_, err := conn.Exec(ctx, q)
+		require.Equal(t, "08P01", sqlState(err), "%s: %v", q, err)
+	}
+	_, rows := show(t, conn, "SHOW CONFIG")
+	require.Equal(t, "1", rowWhere(rows, "key", "syslog")["value"], "a refused SET changes nothing")
+	require.Equal(t, "0", rowWhere(rows, "key", "log_stats")["value"])
+}
