@@ -32,11 +32,10 @@ var ignoredSettings = []ignoredSetting{
 	{"sbuf_loopcnt", "5", reload, kindInt}, {"scram_iterations", "4096", reload, kindInt},
 	{"server_fast_close", "0", reload, kindInt}, {"server_round_robin", "0", reload, kindInt},
 	{"server_tls13_ciphers", "", reload, kindText}, {"so_reuseport", "0", noReload, kindInt},
-	{"stats_period", "60", reload, kindInt}, {"syslog", "0", reload, kindInt},
-	{"syslog_facility", "daemon", reload, kindText}, {"syslog_ident", "pgbouncer", reload, kindText},
-	{"tcp_defer_accept", "1", reload, kindInt}, {"tcp_socket_buffer", "0", reload, kindInt},
-	{"tcp_user_timeout", "0", reload, kindInt}, {"unix_socket_group", "", noReload, kindText},
-	{"user", "", noReload, kindText},
+	{"syslog", "0", reload, kindInt}, {"syslog_facility", "daemon", reload, kindText},
+	{"syslog_ident", "pgbouncer", reload, kindText}, {"tcp_defer_accept", "1", reload, kindInt},
+	{"tcp_socket_buffer", "0", reload, kindInt}, {"tcp_user_timeout", "0", reload, kindInt},
+	{"unix_socket_group", "", noReload, kindText}, {"user", "", noReload, kindText},
 }
 
 // ignoredSetting is one of ignoredSettings.

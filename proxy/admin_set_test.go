@@ -44,3 +44,31 @@ func TestAdminSetIgnoredChangeable(t *testing.T) {
 	require.Equal(t, "1", rowWhere(rows, "key", "syslog")["value"], "a refused SET changes nothing")
 	require.Equal(t, "0", rowWhere(rows, "key", "log_stats")["value"])
 }
+
+// TestAdminStatsPeriod: stats_period, which PgBouncer lets SET, is the window of SHOW
+// STATS' averages: once one passes without queries, the averages fall to 0, as
+// PgBouncer's do after its next refresh. pgmux read and ignored stats_period and
+// averaged over a fixed minute (from start, until the first minute had passed), so the
+// averages of queries run seconds ago stayed up for the whole minute.
+func TestAdminStatsPeriod(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	tag, err := adm.Exec(context.Background(), "SET stats_period = 1")
+	require.NoError(t, err)
+	require.Equal(t, "SET stats_period=1", tag.String())
+	_, rows := show(t, adm, "SHOW CONFIG")
+	require.Equal(t, "1", rowWhere(rows, "key", "stats_period")["value"])
+	_, err = adm.Exec(context.Background(), "SET stats_period = 0")
+	require.Equal(t, "08P01", sqlState(err), "%v", err)
+
+	app := h.connect(t, "app", "app", false)
+	for i := 0; i < 100; i++ {
+		execSQL(t, app, "SELECT 1")
+	}
+	_, rows = show(t, adm, "SHOW STATS")
+	require.Positive(t, num(t, rowWhere(rows, "database", "app"), "avg_query_count"), "%v", rows)
+	require.Eventually(t, func() bool {
+		_, rows = show(t, adm, "SHOW STATS")
+		return num(t, rowWhere(rows, "database", "app"), "avg_query_count") == 0
+	}, 15*time.Second, 100*time.Millisecond, "the averages stay up with no query for over a stats_period")
+}

@@ -592,7 +592,7 @@ func average(cur, prev totals, since time.Duration) averages {
 func (s *Server) statsWindow() (cur, prev map[string]totals, names []string, since time.Duration) {
 	cur, names = s.dbTotals()
 	now := time.Now()
-	prev, at := s.console.avg.window(now, cur)
+	prev, at := s.console.avg.window(now, cur, time.Duration(s.Config().StatsPeriod)*time.Second)
 	if at.IsZero() {
 		at = s.console.started
 	}
