@@ -522,8 +522,9 @@ func (s *Server) adminReload() error {
 	return nil
 }
 
-// adminSet changes one setting at run time (SET key = value; key is lower-cased). Every
-// refusal is 08P01 with what went wrong, where PgBouncer says "SET failed" with that code.
+// adminSet changes one setting at run time (SET key = value). Every refusal is 08P01 with
+// what went wrong, where PgBouncer says "SET failed" with that code. The name is matched
+// as written, as PgBouncer's parser matches it (strcmp): Default_Pool_Size is no setting.
 // A setting that only a restart changes is answered as PgBouncer answers it (its parser
 // skips such a key once the configuration is loaded, whatever the value, and reports
 // success), and changed nowhere: not in force, not in SHOW CONFIG, not in the file. That
@@ -534,6 +535,13 @@ func (s *Server) adminReload() error {
 // ignores (syslog, log_stats...) is stored as PgBouncer stores it, checked as PgBouncer
 // checks it, so that SHOW CONFIG shows it, with a NOTICE that it has no effect in pgmux.
 func (s *Server) adminSet(key, value string) ([]byte, error) {
+	if lower := strings.ToLower(key); lower != key {
+		err := console.Error("unknown setting: %s", key)
+		if _, ok := configRow(s.Config(), lower); ok {
+			err = err.WithHint("Setting names are lower case: %s.", lower)
+		}
+		return nil, err
+	}
 	if config.Reloadable(key) {
 		return nil, s.setLive(func(next *config.Config) error { return config.Set(next, key, value) })
 	}

@@ -72,3 +72,27 @@ func TestAdminStatsPeriod(t *testing.T) {
 		return num(t, rowWhere(rows, "database", "app"), "avg_query_count") == 0
 	}, 15*time.Second, 100*time.Millisecond, "the averages stay up with no query for over a stats_period")
 }
+
+// TestAdminSetNameCase: the console's SET matches a setting's name as written, as
+// PgBouncer's does (1.18 and 1.25 look the name up with strcmp): "SET Default_Pool_Size =
+// 5" is refused with 08P01, its "SET failed", and changes nothing, whether the name is a
+// word or a quoted identifier, and whatever the setting (a restart-only one, one pgmux
+// ignores). pgmux lower-cased the name and took the value.
+func TestAdminSetNameCase(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	for _, q := range []string{"SET Default_Pool_Size = 5", `SET "Default_Pool_Size" = 6`, "set DEFAULT_POOL_SIZE to 8",
+		"SET Listen_Port = 1", "SET Syslog = 1"} {
+		_, err := adm.Exec(context.Background(), q)
+		require.Equal(t, "08P01", sqlState(err), "%s: %v", q, err)
+	}
+	_, rows := show(t, adm, "SHOW CONFIG")
+	require.Equal(t, "20", rowWhere(rows, "key", "default_pool_size")["value"])
+	require.Equal(t, "0", rowWhere(rows, "key", "syslog")["value"])
+	require.Equal(t, 20, h.srv.Config().DefaultPoolSize)
+
+	tag, err := adm.Exec(context.Background(), `SET "default_pool_size" = 5`)
+	require.NoError(t, err)
+	require.Equal(t, "SET default_pool_size=5", tag.String())
+	require.Equal(t, 5, h.srv.Config().DefaultPoolSize)
+}

@@ -52,7 +52,7 @@ func set(b Backend, args []string) ([]byte, func(), error) {
 		return nil, nil, Error("usage: SET key = value").
 			WithHint("The value is one word or number, or a quoted string: SET server_reset_query = 'DISCARD ALL'.")
 	}
-	notes, err := b.Set(strings.ToLower(args[0]), args[2])
+	notes, err := b.Set(args[0], args[2])
 	return notes, nil, err
 }
 
