@@ -2,9 +2,11 @@ package proxy_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
 
@@ -95,4 +97,51 @@ func TestAdminSetNameCase(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "SET default_pool_size=5", tag.String())
 	require.Equal(t, 5, h.srv.Config().DefaultPoolSize)
+}
+
+// TestAdminSetLengths: PgBouncer's console copies SET's key and value into buffers of 64
+// and 256 bytes: a key of 64 bytes or more, a value of 256 or more as written (quotes
+// and doubled quotes included) or an empty key is "bad arguments" (08P01), for a
+// stats_users member too, and changes nothing; a value that fits is taken whole, and
+// the tag "SET key=value" is never cut (its buffer of 512 holds any that fit), as
+// PgBouncer 1.18 answers (its tag for a value of 255 bytes is 278 bytes; psql shows
+// only 63 of them, libpq's limit). pgmux took any length.
+func TestAdminSetLengths(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	adm := h.admin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resetQuery := func() string {
+		_, rows := show(t, adm, "SHOW CONFIG")
+		return rowWhere(rows, "key", "server_reset_query")["value"].(string)
+	}
+	for _, c := range []struct{ value, stored string }{
+		{strings.Repeat("x", 255), strings.Repeat("x", 255)},
+		{"'" + strings.Repeat("y", 253) + "'", strings.Repeat("y", 253)},
+		{"'" + strings.Repeat("a''", 84) + "'", strings.Repeat("a'", 84)}, // 254 bytes as written
+	} {
+		tag, err := adm.Exec(ctx, "SET server_reset_query = "+c.value)
+		require.NoError(t, err, c.value)
+		require.Equal(t, "SET server_reset_query="+c.stored, tag.String())
+		require.Equal(t, c.stored, resetQuery())
+	}
+	kept := resetQuery()
+	stats := h.connect(t, "stats", "pgbouncer", true)
+	for _, q := range []string{
+		"SET server_reset_query = " + strings.Repeat("x", 256),
+		"SET server_reset_query = '" + strings.Repeat("y", 254) + "'",
+		"SET server_reset_query = '" + strings.Repeat("a''", 85) + "'",
+		"SET " + strings.Repeat("k", 64) + " = 1",
+		`SET "" = 1`,
+		"SET client_encoding = " + strings.Repeat("x", 256),
+	} {
+		for _, conn := range []*pgx.Conn{adm, stats} {
+			_, err := conn.Exec(ctx, q)
+			require.Equal(t, "08P01", sqlState(err), "%.40s: %v", q, err)
+			require.Contains(t, err.Error(), "bad arguments", "%.40s", q)
+		}
+	}
+	require.Equal(t, kept, resetQuery())
+	_, err := adm.Exec(ctx, "SET "+strings.Repeat("k", 63)+" = 1")
+	require.ErrorContains(t, err, "unknown setting", "a name of 63 bytes fits")
 }

@@ -116,7 +116,7 @@ func asError(err error) *pgerr.Error {
 
 // run parses and runs one statement.
 func (c Client) run(stmt string) (out []byte, after func(), err error) {
-	words, err := tokenize(stmt)
+	words, sizes, err := tokenize(stmt)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -142,8 +142,13 @@ func (c Client) run(stmt string) (out []byte, after func(), err error) {
 	if !ok {
 		return nil, nil, syntaxError(stmt)
 	}
-	if verb == "SET" && ignoredSet(args) {
-		return setIgnored, nil, nil
+	if verb == "SET" && setForm(args) {
+		if err := setFits(args, sizes[1:]); err != nil {
+			return nil, nil, err
+		}
+		if ignoredSettings[strings.ToLower(args[0])] { // any console user, stats_users too, may send them
+			return setIgnored, nil, nil
+		}
 	}
 	if c.Role != RoleAdmin {
 		return nil, nil, Error("admin access needed").

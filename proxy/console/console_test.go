@@ -196,10 +196,11 @@ func TestSplitStatements(t *testing.T) {
 }
 
 func TestTokenize(t *testing.T) {
-	words, err := tokenize(`SET  x='it''s',"Q""d"=1`)
+	words, sizes, err := tokenize(`SET  x='it''s',"Q""d"=1`)
 	require.NoError(t, err)
 	require.Equal(t, []string{"SET", "x", "=", "it's", ",", `Q"d`, "=", "1"}, words)
-	_, err = tokenize(`KILL "x`)
+	require.Equal(t, []int{3, 1, 1, 7, 1, 6, 1, 1}, sizes, "as written, quotes included")
+	_, _, err = tokenize(`KILL "x`)
 	require.Error(t, err)
 }
 
