@@ -144,6 +144,17 @@ func (c *consoleState) endCommand(sess *Session) {
 	}
 }
 
+// commandsRunning returns the console sessions running a command now.
+func (c *consoleState) commandsRunning() map[*Session]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[*Session]bool, len(c.running))
+	for sess := range c.running {
+		out[sess] = true
+	}
+	return out
+}
+
 // cancelCommand cancels the command console session sess runs now, as a CancelRequest
 // asks: a waiting PAUSE, SUSPEND or WAIT_CLOSE ends with 57014, and PAUSE and SUSPEND
 // lift the hold they set (PgBouncer resumes on a cancel from the console). It reports

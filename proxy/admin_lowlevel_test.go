@@ -114,7 +114,8 @@ func TestAdminLowLevelViews(t *testing.T) {
 }
 
 // TestAdminActiveSockets: SHOW ACTIVE_SOCKETS lists a client whose answer is stuck on its
-// way to it (it does not read) and that client's server, and not an idle client.
+// way to it (it does not read) and that client's server, and not an idle client (the
+// console client asking is listed too, TestAdminActiveSocketsAsker).
 func TestAdminActiveSockets(t *testing.T) {
 	h := startProxy(t, harnessOpts{})
 	idle := h.connect(t, "app", "app", false)
@@ -137,7 +138,27 @@ func TestAdminActiveSockets(t *testing.T) {
 	}, 20*time.Second, 20*time.Millisecond, "the stuck client and its server are active")
 	stuck := rowWhere(rows, "application_name", "stuck")
 	require.Equal(t, "cl_active", stuck["state"])
-	require.Len(t, rows, 2, "only the stuck client and its server: %v", rows)
+	require.Len(t, rows, 3, "only the stuck client, its server and the console asking: %v", rows)
+	require.NotNil(t, rowWhere(rows, "database", "pgbouncer"), "%v", rows)
+}
+
+// TestAdminActiveSocketsAsker: SHOW ACTIVE_SOCKETS lists the console client that runs it,
+// as PgBouncer 1.18 does (its query is still in that client's buffer: "C admin pgbouncer
+// cl_active ..."), and not an idle console client or an idle application client. pgmux
+// listed no row at all.
+func TestAdminActiveSocketsAsker(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	app := h.connect(t, "app", "app", false)
+	execSQL(t, app, "SELECT 1")
+	other := h.connect(t, "stats", "pgbouncer", true)
+	show(t, other, "SHOW VERSION")
+	adm := h.admin(t)
+	_, rows := show(t, adm, "SHOW ACTIVE_SOCKETS")
+	require.Len(t, rows, 1, "%v", rows)
+	require.Equal(t, "C", rows[0]["type"])
+	require.Equal(t, "admin", rows[0]["user"])
+	require.Equal(t, "pgbouncer", rows[0]["database"])
+	require.Equal(t, "cl_active", rows[0]["state"])
 }
 
 // TestAdminStatsConsoleRow: SHOW STATS (and STATS_TOTALS) has a row for the console's

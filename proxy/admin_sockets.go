@@ -37,13 +37,19 @@ func (s *Server) showActiveSockets() []byte { return s.sockets(true) }
 // With active, SHOW ACTIVE_SOCKETS: PgBouncer keeps the sockets whose buffer holds
 // bytes. pgmux keeps the links moving bytes now, as SUSPEND judges them (relayQuiet): a
 // client whose server's answer is being relayed to it or sits unflushed in its writer,
-// and that client's server.
+// and that client's server; and the console clients running a command, the one asking
+// included, as PgBouncer lists the console client whose query it is answering (the
+// query is still in that client's buffer).
 func (s *Server) sockets(active bool) []byte {
 	r := console.NewResult(nil, append(connListCols(), debugCols()...)...)
 	busy := make(map[*Session]bool)
+	var running map[*Session]bool
+	if active {
+		running = s.console.commandsRunning()
+	}
 	for _, c := range s.clientRows() {
 		if active {
-			if c.sess.relayQuiet() {
+			if !running[c.sess] && c.sess.relayQuiet() {
 				continue
 			}
 			busy[c.sess] = true
