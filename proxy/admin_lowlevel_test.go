@@ -340,3 +340,34 @@ func TestUnixClientLogAddr(t *testing.T) {
 	require.Equal(t, "unix:0", got[1])
 	require.Equal(t, []string{"unix:0"}, addrs("client login refused"))
 }
+
+// TestAdminFDSServerParams: SHOW FDS lists a server connection's client_encoding,
+// std_strings, datestyle and timezone as the server reported them, as PgBouncer 1.18
+// lists its server sockets' ("server postgres app ... UTF8 on ISO, MDY Etc/UTC"), at
+// login and after a change (a SET TimeZone in a transaction). pgmux listed NULL for all
+// four.
+func TestAdminFDSServerParams(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	app := h.connect(t, "app", "app", false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var ds, tz string
+	require.NoError(t, app.QueryRow(ctx, "SELECT current_setting('DateStyle'), current_setting('TimeZone')").Scan(&ds, &tz))
+	adm := h.admin(t)
+	_, rows := show(t, adm, "SHOW FDS")
+	sv := rowWhere(rows, "task", "server")
+	require.NotNil(t, sv, "%v", rows)
+	require.Equal(t, "UTF8", sv["client_encoding"], "%v", sv)
+	require.Equal(t, "on", sv["std_strings"])
+	require.Equal(t, ds, sv["datestyle"])
+	require.Equal(t, tz, sv["timezone"])
+
+	tx, err := app.Begin(ctx) // keeps the server linked to the client
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	_, err = tx.Exec(ctx, "SET TimeZone = 'Asia/Tokyo'")
+	require.NoError(t, err)
+	_, rows = show(t, adm, "SHOW FDS")
+	require.Equal(t, "Asia/Tokyo", rowWhere(rows, "task", "server")["timezone"], "%v", rows)
+	require.Equal(t, "Asia/Tokyo", rowWhere(rows, "task", "client")["timezone"], "%v", rows)
+}
