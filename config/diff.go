@@ -132,9 +132,9 @@ type SettingInfo struct {
 
 // Describe returns SHOW CONFIG's rows: every key of PgBouncer 1.25 in PgBouncer's order
 // (by name), the ones pgmux ignores included, with the value c holds (for an ignored key,
-// the file's, else PgBouncer's default) and whether it can change at run time (for an
-// ignored key, whether RELOAD takes a new value, as PgBouncer's; SET changes none);
-// then pgmux's own keys in table order.
+// the file's or SET's, else PgBouncer's default) and whether it can change at run time
+// (for an ignored key, whether RELOAD and SET take a new value, as PgBouncer's); then
+// pgmux's own keys in table order.
 func Describe(c *Config) []SettingInfo {
 	out := make([]SettingInfo, 0, len(settings)+len(ignoredSettings))
 	var own []SettingInfo

@@ -223,7 +223,7 @@ func TestLoadMissingFile(t *testing.T) {
 func TestLoadWarnings(t *testing.T) {
 	c, path, err := loadString(t, `[pgbouncer]
 syslog = 1
-stats_period = nonsense
+log_stats = nonsense
 [peers]
 1 = host=/tmp/pgbouncer1
 [databases]
@@ -234,7 +234,7 @@ bob = max_user_client_connections=3
 	require.NoError(t, err)
 	require.Equal(t, []string{
 		path + ":2: setting syslog is not supported by pgmux and is ignored",
-		path + ":3: setting stats_period is not supported by pgmux and is ignored",
+		path + ":3: setting log_stats is not supported by pgmux and is ignored",
 		path + ":4: section [peers] is not supported by pgmux and is ignored",
 		path + ":7: foo: parameter server_lifetime is not supported by pgmux and is ignored",
 		path + ":9: bob: parameter max_user_client_connections is not supported by pgmux and is ignored",

@@ -194,11 +194,11 @@ func TestDescribeListsEveryPgBouncerKey(t *testing.T) {
 	ref := readSettingsTSV(t)
 	dir := t.TempDir()
 	ini := filepath.Join(dir, "pgbouncer.ini")
-	require.NoError(t, os.WriteFile(ini, []byte("[databases]\n[pgbouncer]\nstats_period = 30\nsyslog_ident = 'pgmux'\n"), 0o600))
+	require.NoError(t, os.WriteFile(ini, []byte("[databases]\n[pgbouncer]\nlog_stats = 0\nsyslog_ident = 'pgmux'\n"), 0o600))
 	c, err := Load(ini)
 	require.NoError(t, err)
 	require.Len(t, c.Warnings, 2)
-	require.Equal(t, map[string]string{"stats_period": "30", "syslog_ident": "pgmux"}, c.Ignored)
+	require.Equal(t, map[string]string{"log_stats": "0", "syslog_ident": "pgmux"}, c.Ignored)
 	require.Equal(t, c.Ignored, c.Clone().Ignored)
 
 	info := Describe(c)
@@ -221,7 +221,7 @@ func TestDescribeListsEveryPgBouncerKey(t *testing.T) {
 	for _, s := range info {
 		values[s.Name] = s.Value
 	}
-	require.Equal(t, "30", values["stats_period"])
+	require.Equal(t, "0", values["log_stats"])
 	require.Equal(t, "pgmux", values["syslog_ident"])
 	require.Equal(t, "0", values["syslog"], "an ignored key the file leaves out has PgBouncer's default")
 	require.Equal(t, ini, values["conffile"])
@@ -258,7 +258,7 @@ func TestValidate(t *testing.T) {
 
 // TestIgnoredChangeableHolds: SHOW CONFIG's changeable for each PgBouncer setting pgmux
 // ignores is PgBouncer's, and is true of pgmux: RELOAD takes a new value of one that says
-// yes (stats_period) and keeps the value in force of one that says no (listen_backlog, or
+// yes (log_stats) and keeps the value in force of one that says no (listen_backlog, or
 // user, left out before) until a restart. pgmux said no for all 35 while a RELOAD
 // changed every one's value: 27 of them PgBouncer says yes for (stats_period, syslog...),
 // and the 8 it says no for changed all the same.
@@ -277,22 +277,40 @@ func TestIgnoredChangeableHolds(t *testing.T) {
 		require.NoError(t, err)
 		return c
 	}
-	old := load("stats_period = 30\nlisten_backlog = 64\n")
-	next := load("stats_period = 40\nlisten_backlog = 256\nuser = nobody\n")
+	old := load("log_stats = 0\nlisten_backlog = 64\n")
+	next := load("log_stats = 2\nlisten_backlog = 256\nuser = nobody\n")
 	loaded := next.Ignored
 	pending, err := KeepRestartOnly(next, old)
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{"listen_backlog", "user"}, pending)
-	require.Equal(t, map[string]string{"stats_period": "40", "listen_backlog": "64"}, next.Ignored)
-	require.Equal(t, map[string]string{"stats_period": "40", "listen_backlog": "256", "user": "nobody"}, loaded,
+	require.Equal(t, map[string]string{"log_stats": "2", "listen_backlog": "64"}, next.Ignored)
+	require.Equal(t, map[string]string{"log_stats": "2", "listen_backlog": "256", "user": "nobody"}, loaded,
 		"the map as loaded is not changed")
 	shown := map[string]SettingInfo{}
 	for _, s := range Describe(next) {
 		shown[s.Name] = s
 	}
-	require.Equal(t, "40", shown["stats_period"].Value)
-	require.True(t, shown["stats_period"].Reloadable)
+	require.Equal(t, "2", shown["log_stats"].Value)
+	require.True(t, shown["log_stats"].Reloadable)
 	require.Equal(t, "64", shown["listen_backlog"].Value)
 	require.False(t, shown["listen_backlog"].Reloadable)
 	require.Equal(t, "", shown["user"].Value)
+}
+
+// TestSetIgnored: SetIgnored stores a changeable ignored key's value as PgBouncer prints
+// it back, in a copy of the map (a Clone shares it), and refuses a bad value, a key only
+// a restart changes and one that is not ignored.
+func TestSetIgnored(t *testing.T) {
+	c := Default()
+	c.Ignored = map[string]string{"syslog": "0"}
+	shared := c.Clone()
+	require.NoError(t, SetIgnored(c, "syslog", " 1"))
+	require.NoError(t, SetIgnored(c, "dns_max_ttl", "1.5"))
+	require.NoError(t, SetIgnored(c, "syslog_ident", " x "))
+	require.Equal(t, map[string]string{"syslog": "1", "dns_max_ttl": "1.5", "syslog_ident": " x "}, c.Ignored)
+	require.Equal(t, map[string]string{"syslog": "0"}, shared.Ignored, "the clone's map is not changed")
+	require.ErrorContains(t, SetIgnored(c, "syslog", "on"), `syslog: "on" is not an integer`)
+	require.ErrorIs(t, SetIgnored(c, "listen_backlog", "1"), ErrUnsupportedSetting)
+	require.ErrorContains(t, SetIgnored(c, "default_pool_size", "1"), "not a PgBouncer setting pgmux ignores")
+	require.Equal(t, "1", c.Ignored["syslog"])
 }

@@ -85,6 +85,8 @@ type Config struct {
 	Verbose           int
 	LogFile           string
 	PidFile           string
+	// StatsPeriod is the window, in seconds, of SHOW STATS' and STATS_AVERAGES' averages.
+	StatsPeriod int
 
 	TCPKeepalive bool
 	TCPKeepIdle  time.Duration

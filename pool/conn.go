@@ -111,6 +111,7 @@ type Conn struct {
 	peek      peeker     // the goroutine leasing it off the idle list (peek.go)
 	lr        loopRead   // reading by an event loop instead of the reader (loopread.go)
 	closed    chan struct{}
+	reported  atomic.Pointer[Reported] // Params' copy of four for the console (Reported)
 
 	// Cancel requests in flight for this backend (HoldForCancel), and a release that
 	// waits for them (heldRelease, with its reset in heldReset): PostgreSQL cancels
@@ -242,6 +243,7 @@ func dialConn(ctx context.Context, p *Pool, t *Target) (*Conn, error) {
 		closed: make(chan struct{}),
 	}
 	c.Rd.Release()
+	c.reported.Store(reportedOf(params))
 	c.lastUsed.Store(start.UnixNano())
 	if t.ConnectQuery != "" {
 		if err := c.querySync(ctx, t.ConnectQuery); err != nil {
@@ -277,6 +279,7 @@ func (c *Conn) querySync(ctx context.Context, sql string) error {
 		case 'S':
 			if k, v, err := wire.ParseParameterStatus(wire.Body(m)); err == nil {
 				c.Params.Set(string(k), string(v))
+				c.noteReported(string(k), string(v))
 			}
 		case 'Z':
 			return qerr

@@ -481,9 +481,12 @@ func dialHost(ctx context.Context, p *Pool, t *Target, h *Host, timeout time.Dur
 // Host returns the cluster host the connection is on, or nil for a single-host target.
 func (c *Conn) Host() *Host { return c.host }
 
-// NoteParameter tells the connection's host about a ParameterStatus the server sent:
+// NoteParameter tells the connection about a ParameterStatus the server sent, once
+// Params has it: Reported's copy follows it, and so does the connection's host, as
 // PostgreSQL 14+ reports in_hot_standby off on a standby's sessions once it is promoted.
+// The caller owns Params (the reader, or the lessee during its lease).
 func (c *Conn) NoteParameter(name, value string) {
+	c.noteReported(name, value)
 	if c.host == nil || name != "in_hot_standby" {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,7 +65,7 @@ type consoleState struct {
 
 	mu      sync.Mutex
 	retired map[poolKey]*totals
-	// own are the console's counters, SHOW STATS' "pgbouncer" row (countQuery).
+	// own are the console's counters, SHOW STATS' "pgbouncer" row (countClient).
 	own       totals
 	pausedAll bool
 	suspended bool
@@ -142,6 +143,17 @@ func (c *consoleState) endCommand(sess *Session) {
 	if cancel != nil {
 		cancel(nil)
 	}
+}
+
+// commandsRunning returns the console sessions running a command now.
+func (c *consoleState) commandsRunning() map[*Session]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[*Session]bool, len(c.running))
+	for sess := range c.running {
+		out[sess] = true
+	}
+	return out
 }
 
 // cancelCommand cancels the command console session sess runs now, as a CancelRequest
@@ -296,10 +308,15 @@ func (s *Session) adminLoop() error {
 		s.state = ClientClosed
 		s.mu.Unlock()
 	}()
+	counted := false
 	for {
 		typ, n, err := s.rd.Next()
 		if err != nil {
 			return err
+		}
+		if !counted && strings.IndexByte(consoleMessages, typ) >= 0 {
+			counted = true
+			s.srv.console.countClient()
 		}
 		switch typ {
 		case 'X':
@@ -322,6 +339,10 @@ func (s *Session) adminLoop() error {
 	}
 }
 
+// consoleMessages are the message types adminLoop takes in (answers, skips or refuses);
+// a client's first of them counts it in SHOW STATS (countClient).
+const consoleMessages = "QdcfPBDECHSF"
+
 // extendedRefused is the FATAL that ends a console client for a message of type typ
 // outside the simple query protocol: PgBouncer's admin console answers such a message
 // with 08P01 and closes the connection.
@@ -336,7 +357,6 @@ func extendedRefused(typ byte) *pgerr.Error {
 
 // adminSimpleQuery reads a Query of n bytes and answers it.
 func (s *Session) adminSimpleQuery(n int) error {
-	start := time.Now()
 	m, err := s.rd.Message(n)
 	if err != nil {
 		return err
@@ -350,29 +370,23 @@ func (s *Session) adminSimpleQuery(n int) error {
 	if err := s.writeClient(out); err != nil {
 		return err
 	}
-	s.srv.console.countQuery(n+wire.HeaderLen, len(out), time.Since(start))
 	if after != nil {
 		after()
 	}
 	return nil
 }
 
-// countQuery adds one answered console Query, of in bytes answered with out bytes in d,
-// to the console's counters. Each is a query and a transaction (the console's pool
-// mode is statement, as PgBouncer's); no server is assigned, nothing is parsed or bound.
-// PgBouncer's row counts less: a console client's first query alone, in xact_count and
-// query_count, and no bytes or times (its admin clients start a query that never ends,
-// and it counts bytes only of what goes to a server). pgmux counts the console's traffic
-// as it is.
-func (c *consoleState) countQuery(in, out int, d time.Duration) {
+// countClient counts a console client's first message (other than Terminate) in the
+// console's counters, as PgBouncer's row counts it: a query and a transaction begin at a
+// client's first message and, with no server to answer them, never end, so each console
+// client counts once, in xact_count and query_count, and adds no time; and bytes count
+// only on their way to a server, so none. No server is assigned, nothing is parsed or
+// bound.
+func (c *consoleState) countClient() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.own.queries++
 	c.own.xacts++
-	c.own.received += uint64(in)
-	c.own.sent += uint64(out)
-	c.own.queryTime += d
-	c.own.xactTime += d
 }
 
 // adminQuery answers a simple Query on the console (package console), and returns an

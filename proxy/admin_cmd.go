@@ -522,40 +522,63 @@ func (s *Server) adminReload() error {
 	return nil
 }
 
-// adminSet changes one setting at run time (SET key = value; key is lower-cased). Every
-// refusal is 08P01 with what went wrong, where PgBouncer says "SET failed" with that code.
+// adminSet changes one setting at run time (SET key = value). Every refusal is 08P01 with
+// what went wrong, where PgBouncer says "SET failed" with that code. The name is matched
+// as written, as PgBouncer's parser matches it (strcmp): Default_Pool_Size is no setting.
 // A setting that only a restart changes is answered as PgBouncer answers it (its parser
 // skips such a key once the configuration is loaded, whatever the value, and reports
 // success), and changed nowhere: not in force, not in SHOW CONFIG, not in the file. That
 // is every key SHOW CONFIG lists as not changeable: listen_port and the others pgmux
 // implements, and listen_backlog, so_reuseport, user... which it reads and ignores. Where
 // PgBouncer is silent, a NOTICE says so and names the value in force. A key PgBouncer does
-// not know is refused, as PgBouncer refuses it; so is one PgBouncer may change but pgmux
-// ignores (syslog...), as taking it would claim an effect it does not have.
+// not know is refused, as PgBouncer refuses it. One PgBouncer may change but pgmux
+// ignores (syslog, log_stats...) is stored as PgBouncer stores it, checked as PgBouncer
+// checks it, so that SHOW CONFIG shows it, with a NOTICE that it has no effect in pgmux.
 func (s *Server) adminSet(key, value string) ([]byte, error) {
-	if !config.Reloadable(key) {
-		st, ok := configRow(s.Config(), key)
-		if !ok || st.Reloadable {
-			return nil, console.Error("%v", config.Set(config.Default(), key, value))
+	if lower := strings.ToLower(key); lower != key {
+		err := console.Error("unknown setting: %s", key)
+		if _, ok := configRow(s.Config(), lower); ok {
+			err = err.WithHint("Setting names are lower case: %s.", lower)
 		}
+		return nil, err
+	}
+	if config.Reloadable(key) {
+		return nil, s.setLive(func(next *config.Config) error { return config.Set(next, key, value) })
+	}
+	st, ok := configRow(s.Config(), key)
+	switch {
+	case !ok:
+		return nil, console.Error("%v", config.Set(config.Default(), key, value))
+	case !st.Reloadable:
 		return restartOnlyNotice(st), nil
 	}
+	if err := s.setLive(func(next *config.Config) error { return config.SetIgnored(next, key, value) }); err != nil {
+		return nil, err
+	}
+	st, _ = configRow(s.Config(), key)
+	return console.Notice(nil, key+" has no effect in pgmux: SET stored for SHOW CONFIG only",
+		fmt.Sprintf("SHOW CONFIG shows %q. pgmux reads %s only for compatibility with PgBouncer and does not use it.", st.Value, key)), nil
+}
+
+// setLive applies set to a copy of the configuration in force and reloads with it, as
+// RELOAD would with that change alone; set's error and the reload's are the console's.
+func (s *Server) setLive(set func(next *config.Config) error) error {
 	s.reloadMu.Lock() // the value is set on the configuration in force when it applies
 	defer s.reloadMu.Unlock()
 	s.mu.Lock()
 	next := s.cfg.Clone()
 	creds := s.creds
 	s.mu.Unlock()
-	if err := config.Set(next, key, value); err != nil {
-		return nil, console.Error("%v", err)
+	if err := set(next); err != nil {
+		return console.Error("%v", err)
 	}
 	if err := next.Validate(); err != nil {
-		return nil, console.Error("%v", err)
+		return console.Error("%v", err)
 	}
 	if err := s.reloadLocked(next, creds); err != nil {
-		return nil, console.Error("%v", err)
+		return console.Error("%v", err)
 	}
-	return nil, nil
+	return nil
 }
 
 // configRow returns SHOW CONFIG's row of key in cfg, if it lists key.

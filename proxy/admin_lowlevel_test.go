@@ -114,7 +114,8 @@ func TestAdminLowLevelViews(t *testing.T) {
 }
 
 // TestAdminActiveSockets: SHOW ACTIVE_SOCKETS lists a client whose answer is stuck on its
-// way to it (it does not read) and that client's server, and not an idle client.
+// way to it (it does not read) and that client's server, and not an idle client (the
+// console client asking is listed too, TestAdminActiveSocketsAsker).
 func TestAdminActiveSockets(t *testing.T) {
 	h := startProxy(t, harnessOpts{})
 	idle := h.connect(t, "app", "app", false)
@@ -137,29 +138,66 @@ func TestAdminActiveSockets(t *testing.T) {
 	}, 20*time.Second, 20*time.Millisecond, "the stuck client and its server are active")
 	stuck := rowWhere(rows, "application_name", "stuck")
 	require.Equal(t, "cl_active", stuck["state"])
-	require.Len(t, rows, 2, "only the stuck client and its server: %v", rows)
+	require.Len(t, rows, 3, "only the stuck client, its server and the console asking: %v", rows)
+	require.NotNil(t, rowWhere(rows, "database", "pgbouncer"), "%v", rows)
 }
 
-// TestAdminStatsConsoleRow: SHOW STATS (and STATS_TOTALS) has a row for the console's
-// database, as PgBouncer's lists its admin pool, counting the console's queries.
+// TestAdminActiveSocketsAsker: SHOW ACTIVE_SOCKETS lists the console client that runs it,
+// as PgBouncer 1.18 does (its query is still in that client's buffer: "C admin pgbouncer
+// cl_active ..."), and not an idle console client or an idle application client. pgmux
+// listed no row at all.
+func TestAdminActiveSocketsAsker(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	app := h.connect(t, "app", "app", false)
+	execSQL(t, app, "SELECT 1")
+	other := h.connect(t, "stats", "pgbouncer", true)
+	show(t, other, "SHOW VERSION")
+	adm := h.admin(t)
+	_, rows := show(t, adm, "SHOW ACTIVE_SOCKETS")
+	require.Len(t, rows, 1, "%v", rows)
+	require.Equal(t, "C", rows[0]["type"])
+	require.Equal(t, "admin", rows[0]["user"])
+	require.Equal(t, "pgbouncer", rows[0]["database"])
+	require.Equal(t, "cl_active", rows[0]["state"])
+}
+
+// TestAdminStatsConsoleRow: SHOW STATS, STATS_TOTALS and STATS_AVERAGES have a row for
+// the console's database, as PgBouncer's lists its admin pool, counting as PgBouncer
+// counts it: a console client's first query starts a transaction and a query that,
+// with no server to answer, never end, so each client counts once in xact_count and
+// query_count (its first SHOW counting itself), with no bytes and no times. PgBouncer
+// 1.18 answers a client's first SHOW STATS_TOTALS "pgbouncer 1 1 0 0 0 0 0", and its
+// third query, in the same session, the same; a client that sends no query counts
+// nothing. pgmux counted every console query, with its bytes and answer time.
 func TestAdminStatsConsoleRow(t *testing.T) {
 	h := startProxy(t, harnessOpts{})
 	adm := h.admin(t)
 	_, rows := show(t, adm, "SHOW STATS")
 	first := rowWhere(rows, "database", "pgbouncer")
 	require.NotNil(t, first, "SHOW STATS has no pgbouncer row: %v", rows)
+	require.Equal(t, int64(1), num(t, first, "total_query_count"), "the first query counts itself: %v", first)
 	for i := 0; i < 3; i++ {
 		show(t, adm, "SHOW VERSION")
 	}
+	idle := h.connect(t, "stats", "pgbouncer", true) // no query: not counted
+	require.NoError(t, idle.Close(context.Background()))
+	other := h.connect(t, "stats", "pgbouncer", true)
+	show(t, other, "SHOW VERSION")
 	_, rows = show(t, adm, "SHOW STATS")
 	now := rowWhere(rows, "database", "pgbouncer")
-	require.Equal(t, num(t, first, "total_query_count")+4, num(t, now, "total_query_count"))
-	require.Equal(t, num(t, first, "total_xact_count")+4, num(t, now, "total_xact_count"))
-	require.Greater(t, num(t, now, "total_received"), num(t, first, "total_received"))
-	require.Greater(t, num(t, now, "total_sent"), num(t, first, "total_sent"))
-	require.Zero(t, num(t, now, "total_server_assignment_count"), "the console has no server")
+	for _, col := range []string{"total_query_count", "total_xact_count"} {
+		require.Equal(t, int64(2), num(t, now, col), "%s: one per client that sent a query: %v", col, now)
+	}
+	for _, col := range []string{"total_received", "total_sent", "total_xact_time", "total_query_time",
+		"total_wait_time", "total_server_assignment_count", "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time"} {
+		require.Zero(t, num(t, now, col), "%s: %v", col, now)
+	}
 	_, rows = show(t, adm, "SHOW STATS_TOTALS")
-	require.Positive(t, num(t, rowWhere(rows, "database", "pgbouncer"), "query_count"))
+	totals := rowWhere(rows, "database", "pgbouncer")
+	require.Equal(t, int64(2), num(t, totals, "query_count"))
+	require.Zero(t, num(t, totals, "bytes_received"))
+	require.Zero(t, num(t, totals, "bytes_sent"))
+	require.Zero(t, num(t, totals, "query_time"))
 }
 
 // TestAdminEmptyQuery: a Query without a command is a syntax error, 08P01, as
@@ -180,8 +218,8 @@ func TestAdminEmptyQuery(t *testing.T) {
 // it reads and ignores (listen_backlog, so_reuseport, user...), which pgmux refused with
 // 08P01 "setting is not supported by pgmux" while PgBouncer 1.18 answers them
 // "SET listen_backlog=10". A name PgBouncer does not know stays refused, as its
-// "SET failed", and so does an ignored setting PgBouncer may change (syslog), which pgmux
-// would take without effect.
+// "SET failed" (an ignored setting PgBouncer may change is stored,
+// TestAdminSetIgnoredChangeable).
 func TestAdminSetRestartOnly(t *testing.T) {
 	h := startProxy(t, harnessOpts{})
 	adm := h.admin(t)
@@ -219,7 +257,7 @@ func TestAdminSetRestartOnly(t *testing.T) {
 	app := h.connect(t, "app", "app", false)
 	execSQL(t, app, "SELECT 1")
 
-	for _, q := range []string{"SET no_such_setting = 1", "SET service_name = x", "SET syslog = 1"} {
+	for _, q := range []string{"SET no_such_setting = 1", "SET service_name = x"} {
 		_, err := conn.Exec(ctx, q)
 		require.Equal(t, "08P01", sqlState(err), "%s: %v", q, err)
 	}
@@ -318,4 +356,35 @@ func TestUnixClientLogAddr(t *testing.T) {
 	require.Regexp(t, `^127\.0\.0\.1:[1-9][0-9]*$`, got[0])
 	require.Equal(t, "unix:0", got[1])
 	require.Equal(t, []string{"unix:0"}, addrs("client login refused"))
+}
+
+// TestAdminFDSServerParams: SHOW FDS lists a server connection's client_encoding,
+// std_strings, datestyle and timezone as the server reported them, as PgBouncer 1.18
+// lists its server sockets' ("server postgres app ... UTF8 on ISO, MDY Etc/UTC"), at
+// login and after a change (a SET TimeZone in a transaction). pgmux listed NULL for all
+// four.
+func TestAdminFDSServerParams(t *testing.T) {
+	h := startProxy(t, harnessOpts{})
+	app := h.connect(t, "app", "app", false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var ds, tz string
+	require.NoError(t, app.QueryRow(ctx, "SELECT current_setting('DateStyle'), current_setting('TimeZone')").Scan(&ds, &tz))
+	adm := h.admin(t)
+	_, rows := show(t, adm, "SHOW FDS")
+	sv := rowWhere(rows, "task", "server")
+	require.NotNil(t, sv, "%v", rows)
+	require.Equal(t, "UTF8", sv["client_encoding"], "%v", sv)
+	require.Equal(t, "on", sv["std_strings"])
+	require.Equal(t, ds, sv["datestyle"])
+	require.Equal(t, tz, sv["timezone"])
+
+	tx, err := app.Begin(ctx) // keeps the server linked to the client
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	_, err = tx.Exec(ctx, "SET TimeZone = 'Asia/Tokyo'")
+	require.NoError(t, err)
+	_, rows = show(t, adm, "SHOW FDS")
+	require.Equal(t, "Asia/Tokyo", rowWhere(rows, "task", "server")["timezone"], "%v", rows)
+	require.Equal(t, "Asia/Tokyo", rowWhere(rows, "task", "client")["timezone"], "%v", rows)
 }

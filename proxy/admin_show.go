@@ -99,7 +99,7 @@ func (s *Server) showConfig() []byte {
 	var dst []byte
 	if ignored := sortedKeys(cfg.Ignored); len(ignored) > 0 {
 		dst = console.Notice(nil, "pgmux ignores "+strings.Join(ignored, ", ")+": these settings have no effect",
-			"They are PgBouncer settings pgmux accepts but does not implement; SET does not change them.")
+			"They are PgBouncer settings pgmux accepts but does not implement; SET and RELOAD change at most what SHOW CONFIG shows.")
 	}
 	r := console.NewResult(dst, console.Text("key"), console.Text("value"), console.Text("default"), console.Text("changeable"))
 	for _, st := range config.Describe(cfg) {
@@ -589,7 +589,7 @@ func average(cur, prev totals, since time.Duration) averages {
 func (s *Server) statsWindow() (cur, prev map[string]totals, names []string, since time.Duration) {
 	cur, names = s.dbTotals()
 	now := time.Now()
-	prev, at := s.console.avg.window(now, cur)
+	prev, at := s.console.avg.window(now, cur, time.Duration(s.Config().StatsPeriod)*time.Second)
 	if at.IsZero() {
 		at = s.console.started
 	}

@@ -37,13 +37,19 @@ func (s *Server) showActiveSockets() []byte { return s.sockets(true) }
 // With active, SHOW ACTIVE_SOCKETS: PgBouncer keeps the sockets whose buffer holds
 // bytes. pgmux keeps the links moving bytes now, as SUSPEND judges them (relayQuiet): a
 // client whose server's answer is being relayed to it or sits unflushed in its writer,
-// and that client's server.
+// and that client's server; and the console clients running a command, the one asking
+// included, as PgBouncer lists the console client whose query it is answering (the
+// query is still in that client's buffer).
 func (s *Server) sockets(active bool) []byte {
 	r := console.NewResult(nil, append(connListCols(), debugCols()...)...)
 	busy := make(map[*Session]bool)
+	var running map[*Session]bool
+	if active {
+		running = s.console.commandsRunning()
+	}
 	for _, c := range s.clientRows() {
 		if active {
-			if c.sess.relayQuiet() {
+			if !running[c.sess] && c.sess.relayQuiet() {
 				continue
 			}
 			busy[c.sess] = true
@@ -69,8 +75,8 @@ func (s *Server) sockets(active bool) []byte {
 // BackendKeyData a client was given, a server's own) and the descriptor of the socket it
 // is linked to (0 for none). The console's own clients are left out, and so are the
 // sockets that speak TLS or are linked to one, as in PgBouncer, which cannot hand those
-// over. The parameters PgBouncer lists are the client's own; a server's are NULL (its
-// reported parameters belong to its reader and lessee). password, scram_client_key and
+// over. The parameters PgBouncer lists are each socket's own: a client's, and a server's
+// as the server last reported them (pool.Conn.Reported). password, scram_client_key and
 // scram_server_key are always NULL: PgBouncer hands them to its successor, and pgmux has
 // none to hand them to. Only admin_users may run it (console.run), as in PgBouncer: it
 // shows cancel keys.
@@ -131,8 +137,10 @@ func (s *Server) showFDs() []byte {
 		if k := c.conn.Key; len(k) == 4 {
 			cancel |= uint64(binary.BigEndian.Uint32(k))
 		}
-		r.Row(fd, "server", c.vals[1], c.vals[2], c.vals[5], c.vals[6], cancel, link, nil, nil, nil, nil,
-			nil, nil, nil)
+		p := c.conn.Reported()
+		r.Row(fd, "server", c.vals[1], c.vals[2], c.vals[5], c.vals[6], cancel, link,
+			nullIfEmpty(p.ClientEncoding), nullIfEmpty(p.StdStrings), nullIfEmpty(p.DateStyle),
+			nullIfEmpty(p.TimeZone), nil, nil, nil)
 	}
 	return r.Done("SHOW")
 }

@@ -305,8 +305,8 @@ func (s *Server) snapshot() []*poolSnap {
 }
 
 // averager keeps the totals of one earlier instant so SHOW STATS can report rates over
-// the last minute or two, as PgBouncer does over stats_period. Console sessions and the
-// metrics collector call it concurrently; mu guards its fields.
+// the last one or two stats_period, as PgBouncer does over its last stats_period. Console
+// sessions and the metrics collector call it concurrently; mu guards its fields.
 type averager struct {
 	mu     sync.Mutex
 	at     time.Time
@@ -315,17 +315,16 @@ type averager struct {
 	next   map[string]totals
 }
 
-const statsPeriod = 60 * time.Second
-
 // window returns the earlier totals per database and the time they were taken, and
-// records cur as the next window's start once a period has passed.
-func (a *averager) window(now time.Time, cur map[string]totals) (map[string]totals, time.Time) {
+// records cur as the next window's start once period (stats_period, read at each call,
+// so that SET and RELOAD apply from the next call) has passed.
+func (a *averager) window(now time.Time, cur map[string]totals, period time.Duration) (map[string]totals, time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.nextAt.IsZero() {
 		a.nextAt, a.next = now, cur
 	}
-	if now.Sub(a.nextAt) >= statsPeriod {
+	if now.Sub(a.nextAt) >= period {
 		a.at, a.prev = a.nextAt, a.next
 		a.nextAt, a.next = now, cur
 	}

@@ -51,7 +51,7 @@ func reloadAlt(dir string) map[string]string {
 		"server_tls_protocols": "tlsv1.2", "server_tls_ciphers": "fast",
 		"max_prepared_statements": "50", "application_name_add_host": "1", "metrics_addr": "127.0.0.1:19127",
 		"prepared_statement_mode": "unnamed", "cache_unnamed_statements": "1", "listen_mode": "pin", "client_loop": "0", "adaptive_procs": "0", "direct_pool_size": "3", "shutdown_timeout": "12", "failover_timeout": "7",
-		"replica_reads": "auto", "replica_max_lag": "250", "replica_max_wait": "40",
+		"replica_reads": "auto", "replica_max_lag": "250", "replica_max_wait": "40", "stats_period": "15",
 	}
 }
 

@@ -48,11 +48,11 @@ func arg(a []string) string {
 // stands for a quote). Anything more (DISCARD ALL unquoted, a, b) is a syntax error:
 // running the words together would store a value nobody wrote.
 func set(b Backend, args []string) ([]byte, func(), error) {
-	if len(args) != 3 || (args[1] != "=" && !strings.EqualFold(args[1], "to")) {
+	if !setForm(args) {
 		return nil, nil, Error("usage: SET key = value").
 			WithHint("The value is one word or number, or a quoted string: SET server_reset_query = 'DISCARD ALL'.")
 	}
-	notes, err := b.Set(strings.ToLower(args[0]), args[2])
+	notes, err := b.Set(args[0], args[2])
 	return notes, nil, err
 }
 
@@ -66,11 +66,33 @@ var ignoredSettings = map[string]bool{
 // setIgnored is the answer to a SET of one of ignoredSettings: a NOTICE, then SET.
 var setIgnored = wire.CommandComplete(Notice(nil, "SET ignored", ""), "SET")
 
-// ignoredSet reports whether SET's arguments are a well-formed SET of one of
-// ignoredSettings, which any console user, stats_users too, may send.
-func ignoredSet(args []string) bool {
-	return len(args) == 3 && (args[1] == "=" || strings.EqualFold(args[1], "to")) &&
-		ignoredSettings[strings.ToLower(args[0])]
+// setForm reports whether SET's arguments are key = value (or key TO value).
+func setForm(args []string) bool {
+	return len(args) == 3 && (args[1] == "=" || strings.EqualFold(args[1], "to"))
+}
+
+// The longest SET key and value PgBouncer's console takes, in bytes as written (quotes
+// and doubled quotes included): admin_parse_query copies them into buffers of 64 and
+// 256 bytes and answers "bad arguments" to one that does not fit, and to an empty key.
+// So its tag, "SET key=value" in a buffer of 512, is never cut.
+const (
+	maxSetKey   = 63
+	maxSetValue = 255
+)
+
+// setFits checks a well-formed SET's key and value (setForm) against PgBouncer's
+// limits, given their sizes as written.
+func setFits(args []string, sizes []int) error {
+	switch {
+	case args[0] == "":
+		return Error("bad arguments: SET needs a setting name")
+	case sizes[0] > maxSetKey:
+		return Error("bad arguments: the setting name is %d bytes long, more than the %d the console takes", sizes[0], maxSetKey)
+	case sizes[2] > maxSetValue:
+		return Error("bad arguments: the value is %d bytes long as written, more than the %d the console takes", sizes[2], maxSetValue).
+			WithHint("Set it in the configuration file and RELOAD.")
+	}
+	return nil
 }
 
 // splitStatements splits a query on semicolons outside quotes and drops empty statements.
@@ -103,23 +125,25 @@ func appendStmt(out []string, st string) []string {
 }
 
 // tokenize splits a console statement into words: bare words, "quoted identifiers",
-// 'quoted strings' (both with doubled quotes as escapes), "=" and ",".
-func tokenize(stmt string) ([]string, error) {
-	var words []string
+// 'quoted strings' (both with doubled quotes as escapes), "=" and ",". sizes are the
+// words' lengths as written, quotes included.
+func tokenize(stmt string) (words []string, sizes []int, err error) {
 	for i := 0; i < len(stmt); {
 		c := stmt[i]
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			i++
+			continue
 		case c == '=' || c == ',':
 			words = append(words, string(c))
+			sizes = append(sizes, 1)
 			i++
 		case c == '\'' || c == '"':
 			var b strings.Builder
 			j := i + 1
 			for ; ; j++ {
 				if j >= len(stmt) {
-					return nil, Error("unterminated quoted string in %q", stmt)
+					return nil, nil, Error("unterminated quoted string in %q", stmt)
 				}
 				if stmt[j] == c {
 					if j+1 < len(stmt) && stmt[j+1] == c {
@@ -132,6 +156,7 @@ func tokenize(stmt string) ([]string, error) {
 				b.WriteByte(stmt[j])
 			}
 			words = append(words, b.String())
+			sizes = append(sizes, j+1-i)
 			i = j + 1
 		default:
 			j := i
@@ -139,8 +164,9 @@ func tokenize(stmt string) ([]string, error) {
 				j++
 			}
 			words = append(words, stmt[i:j])
+			sizes = append(sizes, j-i)
 			i = j
 		}
 	}
-	return words, nil
+	return words, sizes, nil
 }

@@ -58,7 +58,7 @@ type Backend interface {
 	Kill(db string) error
 	KillClient(id string) error
 	Reload() error
-	// Set changes one setting: key lower-cased, value as written. notes are NOTICEs
+	// Set changes one setting: key and value as written. notes are NOTICEs
 	// (Notice) sent before the answer's CommandComplete: a setting accepted but not
 	// changed says so there.
 	Set(key, value string) (notes []byte, err error)
@@ -116,7 +116,7 @@ func asError(err error) *pgerr.Error {
 
 // run parses and runs one statement.
 func (c Client) run(stmt string) (out []byte, after func(), err error) {
-	words, err := tokenize(stmt)
+	words, sizes, err := tokenize(stmt)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -142,8 +142,13 @@ func (c Client) run(stmt string) (out []byte, after func(), err error) {
 	if !ok {
 		return nil, nil, syntaxError(stmt)
 	}
-	if verb == "SET" && ignoredSet(args) {
-		return setIgnored, nil, nil
+	if verb == "SET" && setForm(args) {
+		if err := setFits(args, sizes[1:]); err != nil {
+			return nil, nil, err
+		}
+		if ignoredSettings[strings.ToLower(args[0])] { // any console user, stats_users too, may send them
+			return setIgnored, nil, nil
+		}
 	}
 	if c.Role != RoleAdmin {
 		return nil, nil, Error("admin access needed").
@@ -163,14 +168,14 @@ func (c Client) run(stmt string) (out []byte, after func(), err error) {
 }
 
 // commandTag is the CommandComplete tag of a command that succeeded: its verb, except
-// for SET, whose tag names what was set ("SET key=value", the value unquoted), as
+// for SET, whose tag names what was set ("SET key=value", both unquoted), as
 // PgBouncer's admin_set answers; a script or a person reading psql's output sees which
 // setting the statement took.
 func commandTag(verb string, args []string) string {
 	if verb != "SET" {
 		return verb
 	}
-	return "SET " + strings.ToLower(args[0]) + "=" + args[2]
+	return "SET " + args[0] + "=" + args[2]
 }
 
 func syntaxError(stmt string) *pgerr.Error {

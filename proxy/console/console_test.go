@@ -116,8 +116,11 @@ func TestAnswer(t *testing.T) {
 		{"too many arguments", RoleAdmin, "SUSPEND now", []string{"E 08P01", "Z I"}, nil},
 		{"missing argument", RoleAdmin, "KILL", []string{"E 08P01", "Z I"}, nil},
 		{"unterminated quote", RoleAdmin, "KILL 'app", []string{"E 08P01", "Z I"}, nil},
-		{"set", RoleAdmin, "SET Default_Pool_Size = 40", []string{"C SET default_pool_size=40", "Z I"},
+		{"set", RoleAdmin, "SET default_pool_size = 40", []string{"C SET default_pool_size=40", "Z I"},
 			[]string{"SET default_pool_size=40"}},
+		// The name as written: the backend decides (proxy's refuses it, as PgBouncer does).
+		{"set name as written", RoleAdmin, `SET "Default_Pool_Size" = 40`, []string{"C SET Default_Pool_Size=40", "Z I"},
+			[]string{"SET Default_Pool_Size=40"}},
 		{"set to", RoleAdmin, "set log_connections to '0'", []string{"C SET log_connections=0", "Z I"},
 			[]string{"SET log_connections=0"}},
 		{"set quoted list", RoleAdmin, "SET admin_users = 'a, b'", []string{"C SET admin_users=a, b", "Z I"},
@@ -193,10 +196,11 @@ func TestSplitStatements(t *testing.T) {
 }
 
 func TestTokenize(t *testing.T) {
-	words, err := tokenize(`SET  x='it''s',"Q""d"=1`)
+	words, sizes, err := tokenize(`SET  x='it''s',"Q""d"=1`)
 	require.NoError(t, err)
 	require.Equal(t, []string{"SET", "x", "=", "it's", ",", `Q"d`, "=", "1"}, words)
-	_, err = tokenize(`KILL "x`)
+	require.Equal(t, []int{3, 1, 1, 7, 1, 6, 1, 1}, sizes, "as written, quotes included")
+	_, _, err = tokenize(`KILL "x`)
 	require.Error(t, err)
 }
 

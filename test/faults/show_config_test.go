@@ -40,7 +40,7 @@ func pgbouncerSettings(t *testing.T) (keys []string, ref map[string][2]string) {
 // syslog, job_name and 33 more had no row.
 func TestShowConfigListsEveryPgBouncerSetting(t *testing.T) {
 	pg := pgtest.Start(t)
-	m := startMux(t, pg, bouncer{Extra: []string{"stats_period = 30", "syslog = 1", "default_pool_size = 7"}})
+	m := startMux(t, pg, bouncer{Extra: []string{"log_stats = 0", "syslog = 1", "default_pool_size = 7"}})
 	cc, err := pgx.ParseConfig(m.URL("admin", "adminpass", "pgbouncer"))
 	require.NoError(t, err)
 	cc.DefaultQueryExecMode = pgxSimple
@@ -94,13 +94,13 @@ func TestShowConfigListsEveryPgBouncerSetting(t *testing.T) {
 		}
 		require.Equal(t, want, byKey[k].def, "default of %s", k)
 	}
-	require.Equal(t, row{"stats_period", "30", "60", "yes"}, byKey["stats_period"], "an ignored setting the file sets")
+	require.Equal(t, row{"log_stats", "0", "1", "yes"}, byKey["log_stats"], "an ignored setting the file sets")
 	require.Equal(t, row{"syslog", "1", "0", "yes"}, byKey["syslog"])
 	require.Equal(t, row{"job_name", "pgbouncer", "pgbouncer", "no"}, byKey["job_name"], "an ignored setting the file leaves out")
 	require.Equal(t, m.Ini, byKey["conffile"].value, "conffile is the file pgmux was started with")
 	require.Equal(t, row{"default_pool_size", "7", "20", "yes"}, byKey["default_pool_size"])
 	require.Equal(t, "no", byKey["listen_port"].changeable)
 	require.Len(t, notices, 1, "one NOTICE names the ignored settings the file sets")
-	require.Contains(t, notices[0], "stats_period, syslog")
+	require.Contains(t, notices[0], "log_stats, syslog")
 	require.Contains(t, notices[0], "no effect")
 }
