@@ -142,7 +142,7 @@ func coreSettings() []setting {
 		intSetting("verbose", "0", reload, 0, 10, func(c *Config) *int { return &c.Verbose }),
 		strSetting("logfile", "", reload, func(c *Config) *string { return &c.LogFile }),
 		strSetting("pidfile", "", noReload, func(c *Config) *string { return &c.PidFile }),
-		intSetting("stats_period", "60", reload, 1, maxInt, func(c *Config) *int { return &c.StatsPeriod }),
+		intSetting("stats_period", "60", reload, 0, maxInt, func(c *Config) *int { return &c.StatsPeriod }),
 
 		boolSetting("tcp_keepalive", "1", reload, func(c *Config) *bool { return &c.TCPKeepalive }),
 		durSetting("tcp_keepidle", "0", reload, func(c *Config) *time.Duration { return &c.TCPKeepIdle }),

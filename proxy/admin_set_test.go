@@ -60,7 +60,10 @@ func TestAdminStatsPeriod(t *testing.T) {
 	require.Equal(t, "SET stats_period=1", tag.String())
 	_, rows := show(t, adm, "SHOW CONFIG")
 	require.Equal(t, "1", rowWhere(rows, "key", "stats_period")["value"])
+	// 0, which PgBouncer takes (and a config of its may carry), is taken, as 1 s.
 	_, err = adm.Exec(context.Background(), "SET stats_period = 0")
+	require.NoError(t, err)
+	_, err = adm.Exec(context.Background(), "SET stats_period = -1")
 	require.Equal(t, "08P01", sqlState(err), "%v", err)
 
 	app := h.connect(t, "app", "app", false)

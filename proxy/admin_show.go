@@ -589,7 +589,8 @@ func average(cur, prev totals, since time.Duration) averages {
 func (s *Server) statsWindow() (cur, prev map[string]totals, names []string, since time.Duration) {
 	cur, names = s.dbTotals()
 	now := time.Now()
-	prev, at := s.console.avg.window(now, cur, time.Duration(s.Config().StatsPeriod)*time.Second)
+	// 0, which PgBouncer's configs may carry, is taken as 1 s rather than refused.
+	prev, at := s.console.avg.window(now, cur, time.Duration(max(s.Config().StatsPeriod, 1))*time.Second)
 	if at.IsZero() {
 		at = s.console.started
 	}
