@@ -328,3 +328,39 @@ func TestResetInPlace(t *testing.T) {
 		})
 	}
 }
+
+// TestSetStart: the SET that gives a startup value back without a snapshot reads a list
+// as PostgreSQL's SplitIdentifierString does, and there is none where it might not.
+func TestSetStart(t *testing.T) {
+	for _, c := range []struct{ name, start, want string }{
+		{"datestyle", "Postgres,MDY", `SET "datestyle" TO E'Postgres,MDY'`},
+		{"search_path", "s1,public", `SET "search_path" TO E's1', E'public'`},
+		{"search_path", ` "$user" ,  Public `, `SET "search_path" TO E'$user', E'public'`},
+		{"search_path", `"My ""Schema"", x",b`, `SET "search_path" TO E'My "Schema", x', E'b'`},
+		{"temp_tablespaces", `"", pg_default`, `SET "temp_tablespaces" TO E'', E'pg_default'`},
+		{"search_path", "", ""},                      // an empty list: no SET writes it
+		{"search_path", "a,", ""},                    // PostgreSQL's syntax error
+		{"search_path", "a b", ""},                   // likewise
+		{"search_path", `"a`, ""},                    // an open quote
+		{"search_path", "schéma", ""},                // folded by the server's encoding rules
+		{"search_path", strings.Repeat("x", 64), ""}, // truncated by the server
+		{"session_preload_libraries", "auto_explain", ""},
+	} {
+		got, ok := setStart(c.name, c.start)
+		require.Equal(t, c.want != "", ok, "%s = %q", c.name, c.start)
+		require.Equal(t, c.want, got, "%s = %q", c.name, c.start)
+	}
+}
+
+// TestResetsAll: RESET ALL gives back every startup value but those PostgreSQL's RESET
+// ALL leaves alone (the transaction's modes, the role), which a SET behind it would
+// change.
+func TestResetsAll(t *testing.T) {
+	st := &Settings{}
+	st.Start.Set("datestyle", "ISO")
+	st.Start.Set("transaction_read_only", "on")
+	st.Start.Set("default_transaction_read_only", "on")
+	require.Equal(t, []SetOp{{Name: "datestyle"}, {Name: "default_transaction_read_only"}}, st.Resets(&SetTouch{All: true}))
+	require.Equal(t, []SetOp{{Name: "transaction_read_only"}},
+		st.Resets(&SetTouch{Ops: []SetOp{{Name: "transaction_read_only", Reset: true}}}))
+}
