@@ -421,7 +421,8 @@ type PosShift struct{ At, Delta int }
 // of the client's (all: nothing is left for a hidden query after the request). m is nil
 // when there is no such statement, or the Query is one not rewritten (more than 32
 // statements, PREPARE, EXECUTE, DEALLOCATE, DISCARD ALL: left to the hidden query).
-func ResetInPlace(st *Settings, q string) (m []byte, hide uint64, shifts []PosShift, all bool) {
+// inTx: the Query starts inside a transaction block (reapplyIn).
+func ResetInPlace(st *Settings, q string, inTx bool) (m []byte, hide uint64, shifts []PosShift, all bool) {
 	sts := sqlscan.Scan(q)
 	if len(sts) == 0 || len(sts) > 32 {
 		return nil, 0, nil, false
@@ -437,9 +438,16 @@ func ResetInPlace(st *Settings, q string) (m []byte, hide uint64, shifts []PosSh
 	}
 	var b strings.Builder
 	last, added, shifted := 0, 0, 0 // bytes of q copied, re-sets added, runes added
+	block := inTx
 	for i, stmt := range sts {
 		var t SetTouch
 		switch {
+		case stmt.Kind == sqlscan.KindBegin:
+			block = true
+			continue
+		case stmt.Kind == sqlscan.KindCommit || stmt.Kind == sqlscan.KindRollback:
+			block = false
+			continue
 		case stmt.Kind == sqlscan.KindReset:
 			t.Ops = []SetOp{{Name: strings.ToLower(stmt.Name), Reset: true}}
 		case stmt.Kind == sqlscan.KindResetAll:
@@ -459,7 +467,7 @@ func ResetInPlace(st *Settings, q string) (m []byte, hide uint64, shifts []PosSh
 			return nil, 0, nil, false
 		}
 		b.WriteString(q[last:end])
-		sqls := st.reapplyIn(ops, t.All, false)
+		sqls := st.reapplyIn(ops, t.All, block)
 		if i+added+len(sqls) >= 64 {
 			sqls = []string{st.ReapplyDO(ops)} // one CommandComplete: hide has 64 bits
 		}
@@ -483,16 +491,17 @@ func ResetInPlace(st *Settings, q string) (m []byte, hide uint64, shifts []PosSh
 	return wire.Query(nil, b.String()), hide, shifts, all
 }
 
-// reapplyIn is what puts a reset's startup values of ops back, one statement each. In a
-// transaction block (block) it takes no snapshot, as the client's RESET takes none:
-// PostgreSQL still allows SET TRANSACTION READ WRITE or ISOLATION LEVEL after both. So
-// there it is a SET of each startup value (setStart), after RESET ALL too. Otherwise,
-// after RESET ALL or of a list setting it is a DO block (ReapplyDO): there a value the
-// server will not set again (a parameter that can only be set at connection start) must
-// not fail the client's Query, and set_config keeps a list's text as the client wrote
-// it, where SET writes it anew; and a SET of the one startup value else (ResetInPlace
-// puts it right behind the reset). A value no SET can give (an empty list) gets the DO
-// wherever it is.
+// reapplyIn sets the startup values of ops again after a reset, one statement each
+// (ResetInPlace puts them behind it; ReapplySETs behind a Sync). Inside a transaction
+// block (block) it takes no snapshot, as the client's RESET takes none:
+// PostgreSQL still allows SET TRANSACTION READ WRITE or ISOLATION LEVEL after both, and a
+// read-only transaction on a standby may still move to the primary (proxy's
+// replica_move.go). So there it is a SET of each startup value (setStart), after RESET
+// ALL too. Outside one, a snapshot is harmless, and after RESET ALL or of a list setting
+// it is a DO block (ReapplyDO): there a value the server will not set again (a parameter
+// that can only be set at connection start) must not fail the client's Query, and
+// set_config keeps a list's text as the client wrote it, where SET writes it anew. A
+// value no SET can give (an empty list) gets the DO wherever it is.
 func (st *Settings) reapplyIn(ops []SetOp, all, block bool) []string {
 	if !block && (all || len(ops) != 1 || listQuoted[ops[0].Name]) {
 		return []string{st.ReapplyDO(ops)}
