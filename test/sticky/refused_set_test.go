@@ -1,7 +1,6 @@
 package sticky
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +14,8 @@ import (
 )
 
 // exchange sends one request on conn, a simple Query of sql or, with the prefix "x:",
-// its Parse, Bind, Describe, Execute and Sync, and returns every answer up to its
-// ReadyForQuery: tags, rows, each error's fields, and the transaction status. The values
-// of ParameterStatus messages go to reported.
+// its Parse, Bind, Describe, Execute and Sync, and returns its answers (answers); the
+// values of ParameterStatus messages go to reported.
 func exchange(t testing.TB, conn *pgx.Conn, sql string, reported map[string]string) []string {
 	t.Helper()
 	pc := conn.PgConn()
@@ -34,32 +32,7 @@ func exchange(t testing.TB, conn *pgx.Conn, sql string, reported map[string]stri
 		fe.Send(&pgproto3.Query{String: sql})
 	}
 	require.NoError(t, fe.Flush())
-	var seen []string
-	for {
-		msg, err := fe.Receive()
-		require.NoError(t, err)
-		switch m := msg.(type) {
-		case *pgproto3.ReadyForQuery:
-			return append(seen, "Z "+string(m.TxStatus))
-		case *pgproto3.ParameterStatus:
-			reported[m.Name] = m.Value
-		case *pgproto3.CommandComplete:
-			seen = append(seen, "C "+string(m.CommandTag))
-		case *pgproto3.DataRow:
-			var vals []string
-			for _, v := range m.Values {
-				vals = append(vals, string(v))
-			}
-			seen = append(seen, "D "+strings.Join(vals, "|"))
-		case *pgproto3.ErrorResponse:
-			seen = append(seen, fmt.Sprintf("E %s %s %s: %s (%s; %s) at %d", m.Severity, m.Code, m.Routine, m.Message,
-				m.Detail, m.Hint, m.Position))
-		case *pgproto3.NoticeResponse:
-			seen = append(seen, "N "+m.Code+" "+m.Message)
-		default:
-			seen = append(seen, fmt.Sprintf("%T", msg))
-		}
-	}
+	return answers(t, fe, 1, reported)
 }
 
 // TestRefusedSetAfterResetAsPostgres: a client that gave settings at startup (options
