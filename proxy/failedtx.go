@@ -25,12 +25,14 @@ import (
 //     statement with the parameter types it reported then, described (failedDescribe).
 //
 // A statement that ends a transaction is prepared as usual: PostgreSQL parses it there.
-// All of this is for prepared_statement_mode = cache; in unnamed mode every Bind and
-// Describe goes behind a Parse of the unnamed statement. What stays apart from PostgreSQL: a Describe of a statement that returns rows, or of
-// one never described through pgmux, gets the 25P02 of pgmux's Parse (routine and line
-// fields exec_parse_message's); a Bind whose parameter count is wrong, pipelined behind
-// the request that fails the transaction, gets 25P02 where PostgreSQL checks the count
-// first (08P01).
+// In prepared_statement_mode = unnamed the server never has the client's statement (each
+// Bind and Describe goes behind a Parse of the unnamed statement), so the same applies to
+// every Bind and Describe there, but for the guard. What stays apart from PostgreSQL: a
+// Describe of a statement that returns rows, or of one never described through pgmux,
+// gets the 25P02 of pgmux's Parse (routine and line fields exec_parse_message's), and so
+// does, in unnamed mode, a Bind pipelined behind the request that fails the transaction;
+// a Bind whose parameter count is wrong, pipelined so, gets 25P02 where PostgreSQL
+// checks the count first (08P01).
 
 // stmtDesc is what a server answered a client's Describe of a statement.
 type stmtDesc struct {
@@ -55,14 +57,16 @@ const maxDescParams = 8 << 10
 // reads them, the guard (bindGuard), else nothing.
 func (s *Session) failedBind(c *pool.Conn, portal, name []byte, def *stmtDef, tail []byte) (b []byte, es []expect, done bool) {
 	b = s.scratch[:0]
-	if s.prep != prepCache {
+	if s.prep != prepCache && s.prep != prepUnnamed {
 		return b, nil, false
 	}
 	s.mu.Lock()
 	failed := s.TxStatus == 'E' && s.Pending == 0 && s.q.len() == 0 && !s.ErrSkip
-	maybe := !failed && !s.ErrSkip && (s.Pending > 0 || s.TxStatus == 'E')
+	// In unnamed mode the server never has def: a guard there would go in front of every
+	// Bind a client pipelines behind an unanswered request.
+	maybe := !failed && !s.ErrSkip && (s.Pending > 0 || s.TxStatus == 'E') && s.prep == prepCache
 	present, stale := false, false
-	if failed || maybe {
+	if (failed || maybe) && s.prep == prepCache {
 		present, stale = s.stateOf(c).stmts.peek(def.server, s.Reqs, def)
 	}
 	s.mu.Unlock()
@@ -116,13 +120,13 @@ func bindGuard(b []byte) ([]byte, []expect) {
 // or not.
 func (s *Session) failedDescribe(c *pool.Conn, def *stmtDef) (b []byte, es []expect, ok bool) {
 	d := def.desc.Load()
-	if s.prep != prepCache || d == nil || d.rows {
+	if s.prep != prepCache && s.prep != prepUnnamed || d == nil || d.rows {
 		return nil, nil, false
 	}
 	s.mu.Lock()
 	mayFail := (s.TxStatus == 'E' || s.Pending > 0) && !s.ErrSkip
 	present, stale := false, false
-	if mayFail {
+	if mayFail && s.prep == prepCache {
 		present, stale = s.stateOf(c).stmts.peek(def.server, s.Reqs, def)
 	}
 	s.mu.Unlock()

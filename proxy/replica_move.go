@@ -273,6 +273,9 @@ func (s *Session) beginOnLink(c *pool.Conn) {
 	}
 	m := s.roMoved
 	s.roMoved = 0
+	// In the client's transaction from here on: the request behind the BEGIN is
+	// forwarded as inside one (a reset's re-set takes no snapshot: resetInPlace).
+	s.TxStatus = 'T'
 	s.q.push(&expect{Kind: 'Q', Hide: true})
 	_ = c.Wr.Write(wire.Query(nil, s.movedBegin(m))) // a failed write surfaces at the client's flush
 }
@@ -297,9 +300,10 @@ func (s *Session) movedBegin(m sqlscan.TxModes) string {
 
 // replayOf is what runs the statements sets again behind the BEGIN on the primary: sets,
 // with a reset of a setting the client gave at startup followed by the SET of its startup
-// value (link.ResetInPlace), as pgmux ran them on the standby. ok is false when that
-// re-set takes a snapshot (a DO block: a list setting such as search_path), after which
-// PostgreSQL refuses the switch (25001): the transaction can no longer move.
+// value (link.ResetInPlace, in a transaction block), as pgmux ran them on the standby.
+// ok is false when that re-set takes a snapshot (a DO block: a list value no SET can
+// write, such as an empty search_path), after which PostgreSQL refuses the switch
+// (25001): the transaction can no longer move.
 func (s *Session) replayOf(sets string) (replay string, ok bool) {
 	st := s.set.Load()
 	if st == nil || sets == "" {
@@ -308,7 +312,7 @@ func (s *Session) replayOf(sets string) (replay string, ok bool) {
 	if v := link.ClassifyText(sets, true); v.Set == nil || len(st.Resets(v.Set)) == 0 {
 		return sets, true
 	}
-	m, _, _, _ := link.ResetInPlace(&st.Settings, sets)
+	m, _, _, _ := link.ResetInPlace(&st.Settings, sets, true)
 	if m == nil {
 		return "", false
 	}

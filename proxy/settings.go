@@ -76,7 +76,7 @@ type settings struct {
 	// Guarded by Session.mu: the hidden queries that set startup values again, to follow
 	// the Query being forwarded, or the Sync that ends the extended-protocol batch.
 	reapplyQuery  string
-	reapplyAtSync []string
+	reapplyAtSync []reapplyAt
 	reapplying    int // those sent and not yet answered: ParameterStatus is held back
 	// out mirrors reapplying for the session goroutine's check before each message
 	// (awaitReapply), without s.mu.
@@ -85,6 +85,15 @@ type settings struct {
 	// session goroutine before the client's next message (awaitReapply).
 	retrySQL string
 	reqErr   bool // the client's request with the reset failed: it may have rolled back
+}
+
+// reapplyAt is the re-set of startup values a reset in an extended-protocol batch needs
+// after its Sync: sel, which sets them where the reset took effect (link.ReapplySQL, a
+// SELECT: it takes a snapshot), or set, their SETs, which take none, where the reset
+// surely took effect in the transaction block the batch leaves open (settingsBefore).
+type reapplyAt struct {
+	sel, set string
+	execs    int // the batch's Executes since the reset's Bind
 }
 
 // pristine reports whether st holds nothing but its startup values: no value set since,

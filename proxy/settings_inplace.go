@@ -19,12 +19,17 @@ import (
 // PostgreSQL (14 and later) reports changed parameters just before ReadyForQuery, the
 // client is told exactly what a direct session tells it. The re-set of one value is a
 // SET, which takes no snapshot, as the RESET takes none: a transaction may still switch
-// to read-write after both. After RESET ALL it is a DO block setting each value inside
+// to read-write or serializable after both, or move off a standby (replica_move.go).
+// Outside a transaction block, after RESET ALL it is a DO block setting each value inside
 // its own exception block: one the server will not set again (a parameter that can only
 // be set at connection start) is left as the reset left it, as RESET ALL leaves such
-// parameters on a direct connection (a list setting such as search_path gets the DO too:
-// link.reapplyIn). If the reset fails, the rest of the Query, the re-set with it, does
-// not run, as the transaction rolls the reset back.
+// parameters on a direct connection; a list setting such as search_path gets the DO
+// too, which keeps the list's text as the client wrote it. Inside a transaction block,
+// where the DO's snapshot would make PostgreSQL refuse those switches (25001), both are
+// SETs (link.reapplyIn): a list is written item by item, and a startup value the server
+// no longer takes (its tablespace dropped since) fails the client's RESET ALL. If the
+// reset fails, the rest of the Query, the re-set with it, does not run, as the
+// transaction rolls the reset back.
 //
 // Not done this way, and left to the hidden query after the request: DISCARD ALL (it
 // cannot run in the implicit transaction block of a Query of several statements), resets
@@ -48,12 +53,12 @@ func (s *Session) resetInPlace(q string) (m []byte, hide uint64, fix *errFix) {
 	// Whether a reset is pending first: the scan of q for the tag costs more than the
 	// lock, and nearly every Query of a client with startup settings has none pending.
 	s.mu.Lock()
-	resets := st.reapplyQuery != ""
+	resets, inTx := st.reapplyQuery != "", s.TxStatus != 'I'
 	s.mu.Unlock()
 	if !resets || strings.Contains(q, link.InPlaceTag) {
 		return nil, 0, nil
 	}
-	m, hide, shifts, all := link.ResetInPlace(&st.Settings, q)
+	m, hide, shifts, all := link.ResetInPlace(&st.Settings, q, inTx)
 	if m != nil {
 		fix = &errFix{shifts: shifts}
 	}

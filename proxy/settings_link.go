@@ -76,9 +76,33 @@ func (s *Session) syncSettings(c *pool.Conn) {
 
 // settingsBefore marks the settings the message about to be forwarded names, before the
 // server can answer it.
+//
+// The re-set after a reset in an extended-protocol batch goes out behind its Sync, when
+// the server's answer to the batch is not known yet. Where the reset may not have taken
+// effect (the batch failed outside a transaction block, or a statement after it rolled
+// it back), setting the startup value would overwrite the client's: so it is a SELECT
+// that sets the value only where the reset took effect (link.ReapplySQL). That takes a
+// snapshot, after which PostgreSQL refuses SET TRANSACTION READ WRITE or ISOLATION LEVEL
+// (25001), where the client's RESET took none. So where the batch runs inside a
+// transaction block (status 'T', nothing outstanding) and nothing but the reset's own
+// Execute runs after it, the re-set is SETs (link.ReapplySETs): the reset then took
+// effect unless the batch failed, and in the failed transaction the SETs fail too.
 func (s *Session) settingsBefore(typ byte) {
 	st := s.set.Load()
-	if st == nil || st.req == nil {
+	if st == nil {
+		return
+	}
+	if n := len(st.reapplyAtSync); n > 0 && st.reapplyAtSync[n-1].set != "" {
+		// What runs after the reset may roll it back or end the transaction block.
+		if r := &st.reapplyAtSync[n-1]; typ == 'E' && r.execs == 0 {
+			r.execs++
+		} else if typ != 'P' && typ != 'D' && typ != 'C' && typ != 'H' && typ != 'S' {
+			s.mu.Lock()
+			r.set = ""
+			s.mu.Unlock()
+		}
+	}
+	if st.req == nil {
 		return
 	}
 	t := st.req
@@ -90,7 +114,11 @@ func (s *Session) settingsBefore(typ byte) {
 		if typ == 'Q' {
 			st.reapplyQuery = sql
 		} else {
-			st.reapplyAtSync = append(st.reapplyAtSync, sql)
+			r := reapplyAt{sel: sql}
+			if typ == 'B' && s.TxStatus == 'T' && s.Pending == 0 && len(st.reapplyAtSync) == 0 {
+				r.set = st.ReapplySETs(ops)
+			}
+			st.reapplyAtSync = append(st.reapplyAtSync, r)
 		}
 	}
 	st.Touch(t)
@@ -115,7 +143,11 @@ func (s *Session) settingsAfter(c *pool.Conn, typ byte) error {
 		st.reapplyQuery = ""
 	}
 	if typ == 'S' {
-		for _, sql := range st.reapplyAtSync {
+		for _, r := range st.reapplyAtSync {
+			sql := r.sel
+			if r.set != "" {
+				sql = r.set
+			}
 			b = wire.Query(b, sql)
 			es = append(es, expect{Kind: 'Q', Hide: true, Setting: link.SetReapply, Val: sql})
 		}

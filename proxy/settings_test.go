@@ -144,7 +144,7 @@ func TestResetInPlacePosition(t *testing.T) {
 	st := &settings{}
 	st.Start.Set("datestyle", "Postgres,MDY")
 	q := "RESET DateStyle; SELECT nosuch"
-	m, _, shifts, all := link.ResetInPlace(&st.Settings, q)
+	m, _, shifts, all := link.ResetInPlace(&st.Settings, q, false)
 	require.True(t, all)
 	sent, _, err := wire.CString(wire.Body(m))
 	require.NoError(t, err)

@@ -190,7 +190,9 @@ func (st *Settings) Resets(t *SetTouch) []SetOp {
 	var out []SetOp
 	for _, p := range st.Start {
 		if t.All {
-			out = append(out, SetOp{Name: p.Name})
+			if !noResetAll[p.Name] {
+				out = append(out, SetOp{Name: p.Name})
+			}
 			continue
 		}
 		for _, op := range t.Ops {
@@ -203,9 +205,22 @@ func (st *Settings) Resets(t *SetTouch) []SetOp {
 	return out
 }
 
+// noResetAll are the settings RESET ALL leaves as they are (GUC_NO_RESET_ALL): the
+// current transaction's modes and the role. A SET of a startup value of one after RESET
+// ALL would change what PostgreSQL's RESET ALL keeps.
+var noResetAll = map[string]bool{"transaction_isolation": true, "transaction_read_only": true,
+	"transaction_deferrable": true, "role": true, "session_authorization": true}
+
 // SetConfigSQL is the query that sets name to value for the session.
 func SetConfigSQL(name, value string) string {
 	return "SELECT pg_catalog.set_config(" + sqlscan.QuoteLiteral(name) + ", " + sqlscan.QuoteLiteral(value) + ", false)"
+}
+
+// ReapplySETs sets the startup values of ops again by SETs, which take no snapshot, for
+// a reset that surely took effect in a transaction block (a value no SET writes gets the
+// DO block: ReapplyDO).
+func (st *Settings) ReapplySETs(ops []SetOp) string {
+	return strings.Join(st.reapplyIn(ops, true, true), "; ")
 }
 
 // ReapplySQL sets startup values again where the reset took effect: where the value is no
@@ -287,8 +302,10 @@ func (st *Settings) Commit(known *params.Params, status byte, gen uint32) {
 			// Reset, and not rolled back (nor reset to the value it had).
 			st.Own.Delete(r.name)
 			switch {
-			case hasStart && st.ReapplyFailed:
-				known.Set(r.name, UnknownValue) // the startup value may not be back
+			case hasStart && (st.ReapplyFailed || listQuoted[r.name] && r.value != start):
+				// The startup value may not be back, or is back as a SET wrote the list
+				// (setStart): the next link sets it as the client wrote it.
+				known.Set(r.name, UnknownValue)
 			case hasStart:
 				known.Set(r.name, start) // as set again after the reset
 			default:
@@ -404,7 +421,8 @@ type PosShift struct{ At, Delta int }
 // of the client's (all: nothing is left for a hidden query after the request). m is nil
 // when there is no such statement, or the Query is one not rewritten (more than 32
 // statements, PREPARE, EXECUTE, DEALLOCATE, DISCARD ALL: left to the hidden query).
-func ResetInPlace(st *Settings, q string) (m []byte, hide uint64, shifts []PosShift, all bool) {
+// inTx: the Query starts inside a transaction block (reapplyIn).
+func ResetInPlace(st *Settings, q string, inTx bool) (m []byte, hide uint64, shifts []PosShift, all bool) {
 	sts := sqlscan.Scan(q)
 	if len(sts) == 0 || len(sts) > 32 {
 		return nil, 0, nil, false
@@ -420,9 +438,16 @@ func ResetInPlace(st *Settings, q string) (m []byte, hide uint64, shifts []PosSh
 	}
 	var b strings.Builder
 	last, added, shifted := 0, 0, 0 // bytes of q copied, re-sets added, runes added
+	block := inTx
 	for i, stmt := range sts {
 		var t SetTouch
 		switch {
+		case stmt.Kind == sqlscan.KindBegin:
+			block = true
+			continue
+		case stmt.Kind == sqlscan.KindCommit || stmt.Kind == sqlscan.KindRollback:
+			block = false
+			continue
 		case stmt.Kind == sqlscan.KindReset:
 			t.Ops = []SetOp{{Name: strings.ToLower(stmt.Name), Reset: true}}
 		case stmt.Kind == sqlscan.KindResetAll:
@@ -442,16 +467,22 @@ func ResetInPlace(st *Settings, q string) (m []byte, hide uint64, shifts []PosSh
 			return nil, 0, nil, false
 		}
 		b.WriteString(q[last:end])
-		ins := "; " + st.reapplyIn(ops, t.All)
+		sqls := st.reapplyIn(ops, t.All, block)
+		if i+added+len(sqls) >= 64 {
+			sqls = []string{st.ReapplyDO(ops)} // one CommandComplete: hide has 64 bits
+		}
+		ins := "; " + strings.Join(sqls, "; ")
 		b.WriteString(ins)
 		last = end
-		// Positions past the DO, counted in the server's text, move back by its length.
+		// Positions past the re-set, counted in the server's text, move back by its length.
 		at := utf8.RuneCountInString(q[:end]) + shifted
 		n := utf8.RuneCountInString(ins)
 		shifts = append(shifts, PosShift{At: at, Delta: n})
 		shifted += n
-		hide |= 1 << (i + added + 1) // the DO's CommandComplete follows the statement's
-		added++
+		for range sqls {
+			hide |= 1 << (i + added + 1) // each one's CommandComplete follows the statement's
+			added++
+		}
 	}
 	if added == 0 {
 		return nil, 0, nil, false
@@ -460,24 +491,124 @@ func ResetInPlace(st *Settings, q string) (m []byte, hide uint64, shifts []PosSh
 	return wire.Query(nil, b.String()), hide, shifts, all
 }
 
-// reapplyIn is what ResetInPlace puts behind a reset of ops: a SET of the one startup
-// value, which takes no snapshot, as the client's RESET takes none (PostgreSQL still
-// allows SET TRANSACTION READ WRITE after both); else a DO block (ReapplyDO), which
-// takes one. The DO stays after RESET ALL (a value the server will not set again must
-// not fail the client's Query) and for the settings whose SET reads a quoted value as
-// one list item (listQuoted).
-func (st *Settings) reapplyIn(ops []SetOp, all bool) string {
-	if len(ops) != 1 || all || listQuoted[ops[0].Name] {
-		return st.ReapplyDO(ops)
+// reapplyIn sets the startup values of ops again after a reset, one statement each
+// (ResetInPlace puts them behind it; ReapplySETs behind a Sync). Inside a transaction
+// block (block) it takes no snapshot, as the client's RESET takes none:
+// PostgreSQL still allows SET TRANSACTION READ WRITE or ISOLATION LEVEL after both, and a
+// read-only transaction on a standby may still move to the primary (proxy's
+// replica_move.go). So there it is a SET of each startup value (setStart), after RESET
+// ALL too. Outside one, a snapshot is harmless, and after RESET ALL or of a list setting
+// it is a DO block (ReapplyDO): there a value the server will not set again (a parameter
+// that can only be set at connection start) must not fail the client's Query, and
+// set_config keeps a list's text as the client wrote it, where SET writes it anew. A
+// value no SET can give (an empty list) gets the DO wherever it is.
+func (st *Settings) reapplyIn(ops []SetOp, all, block bool) []string {
+	if !block && (all || len(ops) != 1 || listQuoted[ops[0].Name]) {
+		return []string{st.ReapplyDO(ops)}
 	}
-	start, _ := st.Start.Get(ops[0].Name)
-	return "SET " + sqlscan.QuoteIdent(ops[0].Name) + " TO " + sqlscan.QuoteLiteral(start)
+	out := make([]string, 0, len(ops))
+	for _, op := range ops {
+		start, _ := st.Start.Get(op.Name)
+		sql, ok := setStart(op.Name, start)
+		if !ok {
+			return []string{st.ReapplyDO(ops)}
+		}
+		out = append(out, sql)
+	}
+	return out
+}
+
+// setStart is the SET that gives name the startup value start, and whether there is
+// one. SET quotes each string of a list setting (GUC_LIST_QUOTE) as one item, where
+// set_config and the startup packet split the text: "SET search_path TO 'a, b'" is one
+// schema. So a list is written item by item, as PostgreSQL reads it (splitList).
+func setStart(name, start string) (string, bool) {
+	if !listQuoted[name] {
+		return "SET " + sqlscan.QuoteIdent(name) + " TO " + sqlscan.QuoteLiteral(start), true
+	}
+	if name != "search_path" && name != "temp_tablespaces" {
+		return "", false
+	}
+	items, ok := splitList(start)
+	if !ok || len(items) == 0 {
+		return "", false // an empty list: SET has no way to write one
+	}
+	for i, it := range items {
+		items[i] = sqlscan.QuoteLiteral(it)
+	}
+	return "SET " + sqlscan.QuoteIdent(name) + " TO " + strings.Join(items, ", "), true
 }
 
 // listQuoted are PostgreSQL's settings whose SET quotes a string value as one list item
 // (GUC_LIST_QUOTE), where set_config splits it: "SET search_path TO 'a, b'" is one schema.
+// setStart writes the first two item by item; the preload libraries' items are file
+// names, read by other rules, and get the DO.
 var listQuoted = map[string]bool{"search_path": true, "temp_tablespaces": true,
 	"session_preload_libraries": true, "local_preload_libraries": true, "shared_preload_libraries": true}
+
+// splitList splits a list of identifiers as PostgreSQL's SplitIdentifierString does: items
+// separated by commas, blanks around them skipped, an unquoted one lower-cased, "" in a
+// quoted one a quote. ok is false for text it does not read the same way for certain (bad
+// syntax; non-ASCII or over-long names, which the server folds or truncates by its own
+// rules).
+func splitList(s string) (items []string, ok bool) {
+	space := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' }
+	i := 0
+	for i < len(s) && space(s[i]) {
+		i++
+	}
+	if i == len(s) {
+		return nil, true
+	}
+	for {
+		var item strings.Builder
+		if s[i] == '"' {
+			for i++; ; i++ {
+				if i == len(s) {
+					return nil, false
+				}
+				if s[i] == '"' {
+					if i+1 < len(s) && s[i+1] == '"' {
+						item.WriteByte('"')
+						i++
+						continue
+					}
+					i++
+					break
+				}
+				item.WriteByte(s[i])
+			}
+		} else {
+			from := i
+			for i < len(s) && s[i] != ',' && !space(s[i]) {
+				i++
+			}
+			if i == from {
+				return nil, false
+			}
+			item.WriteString(strings.ToLower(s[from:i]))
+		}
+		it := item.String()
+		if len(it) > 63 || strings.IndexFunc(it, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
+			return nil, false
+		}
+		items = append(items, it)
+		for i < len(s) && space(s[i]) {
+			i++
+		}
+		if i == len(s) {
+			return items, true
+		}
+		if s[i] != ',' {
+			return nil, false
+		}
+		for i++; i < len(s) && space(s[i]); i++ {
+		}
+		if i == len(s) {
+			return nil, false // PostgreSQL wants another name after a comma
+		}
+	}
+}
 
 // ReapplyDO is a DO block that sets the startup values of ops again, each on its own:
 // one the server will not set leaves the others.

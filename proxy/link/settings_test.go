@@ -271,9 +271,11 @@ func TestSettingsSQLQuoting(t *testing.T) {
 }
 
 // TestResetInPlace: a reset of a startup value with statements after it in the same
-// Query gets the startup value set again right behind it, by a SET (no snapshot) or, after
-// RESET ALL or for a list setting, a DO block, whose CommandComplete is hidden; error
-// positions after it move back.
+// Query gets the startup value set again right behind it, whose CommandCompletes are
+// hidden, and error positions after it move back. The re-set is a SET (no snapshot) of
+// the one value; outside a transaction block, after RESET ALL or for a list setting, a DO
+// block; inside one, where the DO's snapshot would make PostgreSQL refuse a later SET
+// TRANSACTION (25001), SETs there too, a list written item by item.
 func TestResetInPlace(t *testing.T) {
 	st := &Settings{}
 	st.Start.Set("datestyle", "Postgres,MDY")
@@ -283,6 +285,7 @@ func TestResetInPlace(t *testing.T) {
 		v, _ := st.Start.Get(name)
 		return `SET "` + name + `" TO E'` + v + `'`
 	}
+	const setPath = `SET "search_path" TO E'a', E'b'`
 	do := func(names ...string) string {
 		var ops []SetOp
 		for _, n := range names {
@@ -293,30 +296,43 @@ func TestResetInPlace(t *testing.T) {
 	for _, c := range []struct {
 		name, q, want string
 		hide          uint64
+		inTx          bool
+		resets        int // the re-sets added, one shift each; default: one per hidden bit
 	}{
-		{"reset then show", "RESET DateStyle; SHOW DateStyle", "RESET DateStyle; " + set("datestyle") + "; SHOW DateStyle", 1 << 1},
-		{"last statement", "SELECT 1; RESET DateStyle", "SELECT 1; RESET DateStyle; " + set("datestyle"), 1 << 2},
-		{"not a startup value", "RESET work_mem; SHOW work_mem", "", 0},
-		{"RESET ALL", "BEGIN; RESET ALL; SHOW TimeZone; COMMIT",
-			"BEGIN; RESET ALL; " + do("datestyle", "timezone", "search_path") + "; SHOW TimeZone; COMMIT", 1 << 2},
-		{"SET TO DEFAULT, twice", "SET timezone TO DEFAULT; SELECT 1; RESET datestyle; SELECT 2",
-			"SET timezone TO DEFAULT; " + set("timezone") + "; SELECT 1; RESET datestyle; " + set("datestyle") + "; SELECT 2",
-			1<<1 | 1<<4},
-		{"a list setting", "RESET search_path; SELECT 1", "RESET search_path; " + do("search_path") + "; SELECT 1", 1 << 1},
-		{"with EXECUTE: left to sqlmulti", "RESET DateStyle; EXECUTE p", "", 0},
-		{"one statement", "RESET DateStyle;", "RESET DateStyle; " + set("datestyle") + ";", 1 << 1},
-		{"in a DO block: not seen", "DO $$BEGIN RESET DateStyle; END$$", "", 0},
-		{"DISCARD ALL: left to the query after", "DISCARD ALL", "", 0},
+		{name: "reset then show", q: "RESET DateStyle; SHOW DateStyle", want: "RESET DateStyle; " + set("datestyle") + "; SHOW DateStyle", hide: 1 << 1},
+		{name: "last statement", q: "SELECT 1; RESET DateStyle", want: "SELECT 1; RESET DateStyle; " + set("datestyle"), hide: 1 << 2},
+		{name: "not a startup value", q: "RESET work_mem; SHOW work_mem"},
+		{name: "RESET ALL", q: "RESET ALL; SHOW TimeZone", want: "RESET ALL; " + do("datestyle", "timezone", "search_path") + "; SHOW TimeZone", hide: 1 << 1},
+		{name: "RESET ALL in a transaction block", q: "BEGIN; RESET ALL; SHOW TimeZone; COMMIT",
+			want: "BEGIN; RESET ALL; " + set("datestyle") + "; " + set("timezone") + "; " + setPath + "; SHOW TimeZone; COMMIT",
+			hide: 1<<2 | 1<<3 | 1<<4, resets: 1},
+		{name: "RESET ALL, the transaction open before", q: "RESET ALL", inTx: true,
+			want: "RESET ALL; " + set("datestyle") + "; " + set("timezone") + "; " + setPath, hide: 1<<1 | 1<<2 | 1<<3, resets: 1},
+		{name: "RESET ALL after the transaction's end", q: "COMMIT; RESET ALL", inTx: true,
+			want: "COMMIT; RESET ALL; " + do("datestyle", "timezone", "search_path"), hide: 1 << 2},
+		{name: "SET TO DEFAULT, twice", q: "SET timezone TO DEFAULT; SELECT 1; RESET datestyle; SELECT 2",
+			want: "SET timezone TO DEFAULT; " + set("timezone") + "; SELECT 1; RESET datestyle; " + set("datestyle") + "; SELECT 2",
+			hide: 1<<1 | 1<<4},
+		{name: "a list setting", q: "RESET search_path; SELECT 1", want: "RESET search_path; " + do("search_path") + "; SELECT 1", hide: 1 << 1},
+		{name: "a list setting in a transaction block", q: "BEGIN READ ONLY; RESET search_path; SET TRANSACTION READ WRITE",
+			want: "BEGIN READ ONLY; RESET search_path; " + setPath + "; SET TRANSACTION READ WRITE", hide: 1 << 2},
+		{name: "with EXECUTE: left to sqlmulti", q: "RESET DateStyle; EXECUTE p"},
+		{name: "one statement", q: "RESET DateStyle;", want: "RESET DateStyle; " + set("datestyle") + ";", hide: 1 << 1},
+		{name: "in a DO block: not seen", q: "DO $$BEGIN RESET DateStyle; END$$"},
+		{name: "DISCARD ALL: left to the query after", q: "DISCARD ALL"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			m, hide, shifts, _ := ResetInPlace(st, c.q)
+			m, hide, shifts, _ := ResetInPlace(st, c.q, c.inTx)
 			if c.want == "" {
 				require.Nil(t, m)
 				return
 			}
 			require.Equal(t, string(wire.Query(nil, c.want)), string(m))
 			require.Equal(t, c.hide, hide)
-			require.Len(t, shifts, bits.OnesCount64(c.hide))
+			if c.resets == 0 {
+				c.resets = bits.OnesCount64(c.hide)
+			}
+			require.Len(t, shifts, c.resets)
 			// Each shift covers one "; SET ..." or "; DO ..." block, at its place in the
 			// server's text (characters; these queries are ASCII).
 			sent := string(m[wire.HeaderLen : len(m)-1])
@@ -327,4 +343,40 @@ func TestResetInPlace(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSetStart: the SET that gives a startup value back without a snapshot reads a list
+// as PostgreSQL's SplitIdentifierString does, and there is none where it might not.
+func TestSetStart(t *testing.T) {
+	for _, c := range []struct{ name, start, want string }{
+		{"datestyle", "Postgres,MDY", `SET "datestyle" TO E'Postgres,MDY'`},
+		{"search_path", "s1,public", `SET "search_path" TO E's1', E'public'`},
+		{"search_path", ` "$user" ,  Public `, `SET "search_path" TO E'$user', E'public'`},
+		{"search_path", `"My ""Schema"", x",b`, `SET "search_path" TO E'My "Schema", x', E'b'`},
+		{"temp_tablespaces", `"", pg_default`, `SET "temp_tablespaces" TO E'', E'pg_default'`},
+		{"search_path", "", ""},                      // an empty list: no SET writes it
+		{"search_path", "a,", ""},                    // PostgreSQL's syntax error
+		{"search_path", "a b", ""},                   // likewise
+		{"search_path", `"a`, ""},                    // an open quote
+		{"search_path", "schéma", ""},                // folded by the server's encoding rules
+		{"search_path", strings.Repeat("x", 64), ""}, // truncated by the server
+		{"session_preload_libraries", "auto_explain", ""},
+	} {
+		got, ok := setStart(c.name, c.start)
+		require.Equal(t, c.want != "", ok, "%s = %q", c.name, c.start)
+		require.Equal(t, c.want, got, "%s = %q", c.name, c.start)
+	}
+}
+
+// TestResetsAll: RESET ALL gives back every startup value but those PostgreSQL's RESET
+// ALL leaves alone (the transaction's modes, the role), which a SET behind it would
+// change.
+func TestResetsAll(t *testing.T) {
+	st := &Settings{}
+	st.Start.Set("datestyle", "ISO")
+	st.Start.Set("transaction_read_only", "on")
+	st.Start.Set("default_transaction_read_only", "on")
+	require.Equal(t, []SetOp{{Name: "datestyle"}, {Name: "default_transaction_read_only"}}, st.Resets(&SetTouch{All: true}))
+	require.Equal(t, []SetOp{{Name: "transaction_read_only"}},
+		st.Resets(&SetTouch{Ops: []SetOp{{Name: "transaction_read_only", Reset: true}}}))
 }

@@ -32,7 +32,15 @@ func pipelined(t testing.TB, conn *pgx.Conn, qs ...string) (seen []string, repor
 	}
 	require.NoError(t, fe.Flush())
 	reported = map[string]string{}
-	for ready := 0; ready < len(qs); {
+	return answers(t, fe, len(qs), reported), reported
+}
+
+// answers reads the answers to n requests, up to their last ReadyForQuery, one line per
+// message: tags, rows, each error's fields, the transaction status. The values of
+// ParameterStatus messages go to reported instead.
+func answers(t testing.TB, fe *pgproto3.Frontend, n int, reported map[string]string) (seen []string) {
+	t.Helper()
+	for ready := 0; ready < n; {
 		msg, err := fe.Receive()
 		require.NoError(t, err)
 		switch m := msg.(type) {
@@ -52,14 +60,15 @@ func pipelined(t testing.TB, conn *pgx.Conn, qs ...string) (seen []string, repor
 		case *pgproto3.RowDescription:
 			seen = append(seen, "T")
 		case *pgproto3.ErrorResponse:
-			seen = append(seen, fmt.Sprintf("E %s %s at %d", m.Code, m.Message, m.Position))
+			seen = append(seen, fmt.Sprintf("E %s %s %s: %s (%s; %s) at %d", m.Severity, m.Code, m.Routine, m.Message,
+				m.Detail, m.Hint, m.Position))
 		case *pgproto3.NoticeResponse:
 			seen = append(seen, "N "+m.Code)
 		default:
 			seen = append(seen, fmt.Sprintf("%T", msg))
 		}
 	}
-	return seen, reported
+	return seen
 }
 
 // muxAndDirect connects to db with the same startup parameters through pgmux and
