@@ -475,19 +475,18 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 	if !ok {
 		return s.send(c, m, expect{Kind: 'B'})
 	}
-	def := s.unnamed.def
-	if len(name) == 0 && def == nil {
-		s.notePortal(portal, s.unnamed.clear)
-		return s.sendUnnamed(c, m, 'B')
-	}
-	if len(name) > 0 {
-		if def = s.lookupStmt(name); def == nil || def.own {
-			// Unknown to pgmux: the server, which has no statement of the client's name,
-			// answers PostgreSQL's 26000 "prepared statement ... does not exist"; or the
-			// server has it under the client's name (own).
-			s.notePortal(portal, clearOp{})
-			return s.send(c, m, expect{Kind: 'B'})
+	var def *stmtDef
+	if len(name) == 0 {
+		if def = s.unnamed.current(); def == nil {
+			s.notePortal(portal, s.unnamed.clear)
+			return s.sendUnnamed(c, m, 'B')
 		}
+	} else if def = s.lookupStmt(name); def == nil || def.own {
+		// Unknown to pgmux: the server, which has no statement of the client's name,
+		// answers PostgreSQL's 26000 "prepared statement ... does not exist"; or the
+		// server has it under the client's name (own).
+		s.notePortal(portal, clearOp{})
+		return s.send(c, m, expect{Kind: 'B'})
 	}
 	def = s.execCurrent(name, def)
 	s.notePortal(portal, def.clear)
@@ -521,13 +520,13 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 	if !ok || kind != 'S' {
 		return s.send(c, m, expect{Kind: typ})
 	}
-	def := s.unnamed.def
+	var def *stmtDef
 	if len(name) == 0 {
 		if typ == 'C' {
 			s.unnamed.forget()
 			return s.send(c, m, expect{Kind: 'C'})
 		}
-		if def == nil {
+		if def = s.unnamed.current(); def == nil {
 			return s.sendUnnamed(c, m, 'D')
 		}
 	} else if typ == 'C' {
@@ -641,11 +640,28 @@ func (s *Session) keepScratch(b []byte) {
 // client's or none. So pgmux keeps its text and trusts the server's copy only within the
 // request (up to the Sync or Query) that parsed it; a later use gets a hidden Parse in
 // front. Within one request the unnamed statement and unnamed portals pass untouched.
+//
+// The client has none, as in PostgreSQL, before its first Parse of it, after its Close
+// and after a Parse of it that failed (exec_parse_message drops the old one first):
+// then body is empty, its buffer kept for the next Parse, and a later use gets a hidden
+// Close of the server's unnamed statement in front, so that the server answers
+// PostgreSQL's 26000 itself.
+//
+// Owners: the session goroutine, but for failed, which the server's reader stores
+// under Session.mu and the session goroutine loads and clears (atomically, without it).
 type unnamedStmt struct {
-	body []byte // the Parse message after the name: query, parameter types; nil when none
+	body []byte // the Parse message after the name: query, parameter types; empty when none
 	live bool   // parsed on the linked server in the current request
 	// unflushed: a ParseComplete pgmux wrote itself is not flushed yet (unnamed.go)
 	unflushed bool
+	// gen numbers the client's Parses of it (never 0 once one was sent); their expects
+	// carry it (Seq). failed is the number of one the server refused, set by the server's
+	// reader (onError); the session goroutine drops the statement when it is the latest
+	// (current), once the request that parsed it is over, and clears an older one as it
+	// meets it, so that gen, which wraps, never meets a stale one. Both fit the padding
+	// after the bools: sessionWork stays in its size class.
+	gen    uint16
+	failed atomic.Uint32
 	// def, when set, is the statement cache's statement the client's unnamed one is
 	// served from (cache_unnamed_statements): Bind and Describe of "" go to it.
 	def *stmtDef
@@ -657,7 +673,22 @@ type unnamedStmt struct {
 // the current request (live).
 func (u *unnamedStmt) use(def *stmtDef) {
 	u.def, u.live, u.clear = def, true, clearOp{}
+	u.next()
 }
+
+// next numbers a new Parse of the client's unnamed statement. A failure left of an
+// earlier one no longer matters (a load, and only after a failure a swap).
+func (u *unnamedStmt) next() {
+	if g := u.failed.Load(); g != 0 {
+		u.failed.CompareAndSwap(g, 0)
+	}
+	if u.gen++; u.gen == 0 {
+		u.gen = 1
+	}
+}
+
+// seq is the number of the client's latest Parse of it, for its expect (Seq).
+func (u *unnamedStmt) seq() uint32 { return uint32(u.gen) }
 
 // parsedHere reports whether def is the client's unnamed statement and the client parsed
 // it in the current request: a fresh Parse would infer its parameter types anew, so a
@@ -676,11 +707,43 @@ func (u *unnamedStmt) record(body []byte) {
 	u.live = true
 	u.def = nil
 	u.clear = clearOp{}
+	u.next()
 }
 
 // forget drops it (the client closed it).
 func (u *unnamedStmt) forget() {
 	u.body, u.live, u.def, u.clear = nil, false, nil, clearOp{}
+}
+
+// drop drops it and keeps its buffer for the next Parse: a failed Parse of it.
+func (u *unnamedStmt) drop() {
+	u.body, u.live, u.def, u.clear = u.body[:0], false, nil, clearOp{}
+}
+
+// current returns the cache's statement the client's unnamed one is served from (nil
+// when it is none or a body of its own), after a request that parsed it is over
+// dropping it first if that Parse failed. Within the request the server skips
+// everything after the failure anyway; a bool and, past it, one atomic load.
+func (u *unnamedStmt) current() *stmtDef {
+	if !u.live {
+		if g := u.failed.Load(); g != 0 {
+			if g == u.seq() {
+				u.drop()
+			}
+			u.failed.CompareAndSwap(g, 0)
+		}
+	}
+	return u.def
+}
+
+// keep is the body shed keeps while the client parks (keptWork): nil when the client
+// has no unnamed statement.
+func (u *unnamedStmt) keep() []byte {
+	u.current()
+	if len(u.body) == 0 {
+		return nil
+	}
+	return u.body
 }
 
 // endRequest is called for every Sync, Query and FunctionCall: the link may end at its
@@ -691,8 +754,19 @@ func (u *unnamedStmt) endRequest() { u.live = false }
 // statement again first when the server's copy may not be the client's.
 func (s *Session) sendUnnamed(c *pool.Conn, m []byte, typ byte) error {
 	u := &s.unnamed
-	if u.live || u.body == nil {
+	if u.live {
 		return s.send(c, m, expect{Kind: typ})
+	}
+	if len(u.body) == 0 {
+		// None: the server's unnamed statement, some other client's or pgmux's, goes,
+		// and the server refuses m as PostgreSQL would (26000). The server's then is the
+		// client's, none, for the rest of the request.
+		b := link.AppendClose(s.scratch[:0], 'S', "")
+		b = append(b, m...)
+		u.live = true
+		err := s.send(c, b, expect{Kind: 'C', Hide: true}, expect{Kind: typ})
+		s.keepScratch(b)
+		return err
 	}
 	b, body := s.scratch[:0], u.body
 	var es []expect

@@ -1506,6 +1506,9 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	if r.RegFailed {
 		head.Reg.failed.Store(true)
 	}
+	if r.UnnamedFailed {
+		s.unnamed.failed.Store(head.Seq)
+	}
 	if head.Probe {
 		s.q.woken() // answered: a Parse of its name may wait for it (awaitProbe)
 	}
@@ -1531,7 +1534,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	var retry []byte
 	if r.Skip {
-		s.skipToSync(st, staleCode, gone)
+		s.skipToSync(st, staleCode, gone, r.UnnamedFailed)
 		if locked {
 			retry = s.planRetry(st)
 		}
@@ -1583,8 +1586,9 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 }
 
 // skipToSync retires the extended-protocol requests the server will skip after an error.
-// s.mu is held.
-func (s *Session) skipToSync(st *serverState, staleCode, gone bool) {
+// After the failed Parse of the client's unnamed statement (unnamedGone), the client's
+// Parses of it that the server skips leave it none too. s.mu is held.
+func (s *Session) skipToSync(st *serverState, staleCode, gone, unnamedGone bool) {
 	record := staleCode && st != nil
 	if record {
 		st.skipped = st.skipped[:0]
@@ -1597,6 +1601,9 @@ func (s *Session) skipToSync(st *serverState, staleCode, gone bool) {
 			st.stmts.MarkStale(e.Stmt) // cached plan changed result type: prepare anew
 		}
 		forgetSkipped(st, e)
+		if unnamedGone && e.Kind == 'P' && !e.Hide && e.Seq != 0 {
+			s.unnamed.failed.Store(e.Seq)
+		}
 	})
 	s.q.publish()
 }

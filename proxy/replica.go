@@ -289,7 +289,7 @@ func stmtFits(q string, anyStmt bool) bool {
 // named one's, or the unnamed one's from the client's last Parse of it.
 func (s *Session) stmtText(name []byte) (string, bool) {
 	if len(name) == 0 {
-		if s.unnamed.body == nil || s.prep == prepPass {
+		if len(s.unnamed.body) == 0 || s.prep == prepPass {
 			return "", false
 		}
 		q, _, err := wire.CString(s.unnamed.body)

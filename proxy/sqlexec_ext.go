@@ -148,7 +148,7 @@ func (s *Session) parseUnnamedExec(c *pool.Conn, text string, e *stmtExec, types
 	b = link.AppendParseAs(b, "", body)
 	s.unnamed.record(body)
 	s.unnamed.clear = clearOp{exec: e}
-	err := s.send(c, b, append(es, expect{Kind: 'P'})...)
+	err := s.send(c, b, append(es, expect{Kind: 'P', Seq: s.unnamed.seq()})...)
 	s.keepScratch(b)
 	return err
 }

@@ -111,6 +111,7 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 		st.stmts.UnnamedMisses.Add(1)
 		s.mu.Unlock()
 		b, es := s.prepareOn(c, st, def, true, s.scratch[:0], false)
+		es[len(es)-1].Seq = s.unnamed.seq() // the client's Parse
 		return s.send(c, b, es...)
 	}
 	st.stmts.UnnamedMisses.Add(1)
@@ -131,13 +132,14 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 	}
 	s.mu.Unlock()
 	b, es := s.prepareOn(c, st, def, stale, s.scratch[:0], false)
+	es[len(es)-1].Seq = s.unnamed.seq() // the client's Parse
 	return s.send(c, b, es...)
 }
 
 // parsePlain forwards the client's Parse of the unnamed statement as it is.
 func (s *Session) parsePlain(c *pool.Conn, m, rest []byte) error {
 	s.unnamed.record(rest)
-	return s.send(c, m, expect{Kind: 'P'})
+	return s.send(c, m, expect{Kind: 'P', Seq: s.unnamed.seq()})
 }
 
 // parseComplete is the ParseComplete message; stubParse parses a statement that needs
@@ -168,9 +170,9 @@ func (s *Session) answerParse(c *pool.Conn) error {
 		return nil // PostgreSQL would ignore this Parse too
 	case link.ParseStub:
 		s.mu.Unlock()
-		return s.send(c, stubParse, expect{Kind: 'P'})
+		return s.send(c, stubParse, expect{Kind: 'P', Seq: s.unnamed.seq()})
 	case link.ParseQueued:
-		s.q.push(&expect{Kind: 'P', Fake: true})
+		s.q.push(&expect{Kind: 'P', Fake: true, Seq: s.unnamed.seq()}) // skipped behind a failed Parse: none
 		s.mu.Unlock()
 		return nil
 	}

@@ -219,8 +219,8 @@ func (s *Session) shed() {
 			c.retiredAcc(s.entry.key).add(&t)
 		}
 	}
-	if w.unnamed.body != nil || len(w.stmts) > 0 {
-		s.kept = &keptWork{unnamed: w.unnamed.body, stmts: w.stmts}
+	if body := w.unnamed.keep(); body != nil || len(w.stmts) > 0 {
+		s.kept = &keptWork{unnamed: body, stmts: w.stmts}
 	}
 	// The latest request's start, for SHOW CLIENTS, in waitSince: unused while the
 	// client waits for nothing, as a parked one does (ensureWork takes it back).
@@ -232,7 +232,7 @@ func (s *Session) shed() {
 }
 
 // idle reports whether the client has no unnamed statement and nothing pending of one.
-func (u *unnamedStmt) idle() bool { return u.body == nil && u.plain() }
+func (u *unnamedStmt) idle() bool { return len(u.body) == 0 && u.plain() }
 
 // plain reports whether nothing is pending of the unnamed statement: at most its body is
 // left, which a later request's Parse replaces.

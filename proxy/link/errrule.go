@@ -53,6 +53,10 @@ type ErrStep struct {
 	ReqErr        bool // the client's request failed: a reset in it may roll back (proxy/settings.go)
 	CheckFailed   bool // the state check failed: the client stays pinned (proxy/sticky.go)
 	RegFailed     bool // Head.Reg is not the client's statement: mark it failed
+	// UnnamedFailed: the client's Parse of the unnamed statement (Head.Seq, its number)
+	// failed; PostgreSQL dropped the client's unnamed statement before it tried, so the
+	// client has none, nor after the Parses of it the server now skips.
+	UnnamedFailed bool
 	// ForgetStmt: pgmux's PREPARE of Head.Stmt failed, the server's cache forgets it;
 	// StaleStmt: the client's EXECUTE of Head.Stmt met a changed plan, it is prepared anew.
 	ForgetStmt, StaleStmt bool
@@ -102,6 +106,7 @@ func ErrorRule[S, F, D any](f ErrFacts[S, F, D]) ErrStep {
 	// timeout, a cancel), it says nothing of the Parse PostgreSQL would have accepted:
 	// the statement stays unchecked and is prepared again at its next use.
 	r.RegFailed = h.Reg != nil && (h.Kind == 'Q' || !h.Hide || !f.RegChecked && f.Rejected)
+	r.UnnamedFailed = h.Kind == 'P' && !h.Hide && !h.Fake && h.Seq != 0
 	if h.Kind == 'Q' && h.Stmt != "" && h.Setting == 0 && f.Known {
 		switch {
 		case h.Hide:

@@ -17,7 +17,10 @@ type Expect[S, F, D any] struct {
 	// Check marks pgmux's session-state query: its one row tells whether a pinned
 	// client can go back to transaction pooling.
 	Check bool
-	Seq   uint32 // for a check: Session.pinSeq when it was sent
+	// Seq: for a check, Session.pinSeq when it was sent; for a SetRead, the settings'
+	// generation; for the client's Parse of the unnamed statement, its number (proxy's
+	// unnamedStmt.gen), reported when the Parse fails (ErrStep.UnnamedFailed).
+	Seq uint32
 	// For a client's Bind or Describe of a named statement: the statement, and where the
 	// message starts in its link's request log (proxy/retry.go).
 	Off int32

@@ -1,0 +1,85 @@
+package prepared
+
+import (
+	"sort"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// unnamedSetups are the configurations the unnamed statement's tests run in: both
+// prepared_statement_mode values, and the unnamed-statement cache on.
+var unnamedSetups = map[string]setup{
+	"cache":                    {poolSize: 2, mode: "cache"},
+	"unnamed":                  {poolSize: 2, mode: "unnamed"},
+	"cache_unnamed_statements": {poolSize: 2, mode: "cache", extra: []string{cacheUnnamed}},
+}
+
+// sameUnnamedAsDirect runs each case's steps, twice (a text's second sighting is served
+// from the unnamed-statement cache when it is on), directly and through pgmux in each of
+// unnamedSetups, and requires the same bytes back, message by message.
+func sameUnnamedAsDirect(t *testing.T, prefix string, cases map[string][]step) {
+	names := make([]string, 0, len(cases))
+	for name := range cases {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for setupName, s := range unnamedSetups {
+		t.Run(setupName, func(t *testing.T) {
+			m := startMux(t, s)
+			for _, name := range names {
+				t.Run(name, func(t *testing.T) {
+					steps := cases[name]
+					sameAsDirect(t, m, database(t, m.pg, prefix), append(steps[:len(steps):len(steps)], steps...))
+				})
+			}
+		})
+	}
+}
+
+// TestUnnamedAfterFailedParseAsPostgres: PostgreSQL drops the unnamed statement before
+// it parses a new one, so after a Parse of it that failed (a syntax or analysis error,
+// 25P02 in a failed transaction) the client has none, nor after the Parses of it the
+// server skipped behind that error: a Describe or Bind of it gets 26000 "unnamed
+// prepared statement does not exist", inside a transaction block as outside. pgmux used
+// to parse the failed text again in front of them, and the client got that Parse's
+// error once more (42601, 42703) or, in the transaction block, 25P02.
+func TestUnnamedAfterFailedParseAsPostgres(t *testing.T) {
+	s := func(want string, msgs ...pgproto3.FrontendMessage) step { return step{msgs, want} }
+	bad := parse("", "SELEC 1")
+	sameUnnamedAsDirect(t, "unnfailed", map[string][]step{
+		"syntax error": {
+			s("1Z", parse("", "SELECT 1 AS a"), syncMsg),
+			s("EZ", bad, syncMsg),
+			s("EZ", describeStmt(""), syncMsg),
+			s("EZ", bind("", ""), execute("", 0), syncMsg),
+		},
+		"analysis error, a Parse skipped behind it": {
+			s("1Z", parse("", "SELECT 2 AS b"), syncMsg),
+			s("EZ", parse("", "SELECT nosuch"), parse("", "SELECT 3 AS c"), syncMsg),
+			s("EZ", bind("", ""), execute("", 0), syncMsg),
+			s("EZ", describeStmt(""), syncMsg),
+		},
+		"transaction block": {
+			s("CZ", query("BEGIN")),
+			s("1Z", parse("", "SELECT 4 AS d"), syncMsg),
+			s("EZ", bad, syncMsg),
+			s("EZ", describeStmt(""), syncMsg),
+			s("EZ", bind("", ""), execute("", 0), syncMsg),
+			s("CZ", query("ROLLBACK")),
+		},
+		"refused in a failed transaction": {
+			s("CZ", query("BEGIN")),
+			s("EZ", query("SELECT 1/0")),
+			s("EZ", parse("", "SELECT 5 AS e"), syncMsg),
+			s("EZ", describeStmt(""), syncMsg),
+			s("CZ", query("ROLLBACK")),
+		},
+		"a good Parse after a failed one": {
+			s("EZ", bad, syncMsg),
+			s("1Z", parse("", "SELECT 6 AS f"), syncMsg),
+			s("tTZ", describeStmt(""), syncMsg),
+			s("2DCZ", bind("", ""), execute("", 0), syncMsg),
+		},
+	})
+}
