@@ -29,7 +29,10 @@ func (s *Session) deferLocal(typ byte, n int) (bool, error) {
 	case 'P', 'C', 'H':
 	case 'S':
 		s.unnamed.endRequest()
-	case 'Q', 'F':
+	case 'Q':
+		s.unnamed.drop() // exec_simple_query drops the unnamed statement, whatever the Query
+		return false, nil
+	case 'F':
 		s.unnamed.endRequest()
 		return false, nil
 	default:

@@ -641,11 +641,12 @@ func (s *Session) keepScratch(b []byte) {
 // request (up to the Sync or Query) that parsed it; a later use gets a hidden Parse in
 // front. Within one request the unnamed statement and unnamed portals pass untouched.
 //
-// The client has none, as in PostgreSQL, before its first Parse of it, after its Close
-// and after a Parse of it that failed (exec_parse_message drops the old one first):
-// then body is empty, its buffer kept for the next Parse, and a later use gets a hidden
-// Close of the server's unnamed statement in front, so that the server answers
-// PostgreSQL's 26000 itself.
+// The client has none, as in PostgreSQL, before its first Parse of it, after its Close,
+// after a Parse of it that failed (exec_parse_message drops the old one first) and
+// after a simple Query (exec_simple_query drops it, whatever the Query): then body is
+// empty, its buffer kept for the next Parse, and a later use gets a hidden Close of the
+// server's unnamed statement in front, so that the server answers PostgreSQL's 26000
+// itself.
 //
 // Owners: the session goroutine, but for failed, which the server's reader stores
 // under Session.mu and the session goroutine loads and clears (atomically, without it).
@@ -715,7 +716,8 @@ func (u *unnamedStmt) forget() {
 	u.body, u.live, u.def, u.clear = nil, false, nil, clearOp{}
 }
 
-// drop drops it and keeps its buffer for the next Parse: a failed Parse of it.
+// drop drops it and keeps its buffer for the next Parse: a failed Parse of it, or a
+// simple Query.
 func (u *unnamedStmt) drop() {
 	u.body, u.live, u.def, u.clear = u.body[:0], false, nil, clearOp{}
 }
@@ -746,8 +748,8 @@ func (u *unnamedStmt) keep() []byte {
 	return u.body
 }
 
-// endRequest is called for every Sync, Query and FunctionCall: the link may end at its
-// ReadyForQuery, and a simple Query destroys the unnamed statement anyway.
+// endRequest is called for every Sync and FunctionCall: the link may end at its
+// ReadyForQuery. A simple Query drops the statement (drop).
 func (u *unnamedStmt) endRequest() { u.live = false }
 
 // sendUnnamed forwards a Bind or Describe of the unnamed statement, parsing the client's

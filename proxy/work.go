@@ -144,7 +144,7 @@ func (s *Session) lastRequestLocked() time.Time {
 
 // keptWork is what a session keeps of its working state while parked without it (shed):
 // the body of its unnamed statement, which PostgreSQL keeps until the next Parse of the
-// unnamed statement, and which drivers that parse unnamed statements leave behind after
+// unnamed statement or a simple Query, and which drivers that parse unnamed statements leave behind after
 // each request; and its named statements (pgx's, Postgrex's, JDBC's after a few runs of
 // one). Guarded by Session.mu.
 type keptWork struct {

@@ -83,3 +83,43 @@ func TestUnnamedAfterFailedParseAsPostgres(t *testing.T) {
 		},
 	})
 }
+
+// TestUnnamedAfterQueryAsPostgres: a simple Query drops the unnamed statement
+// (exec_simple_query does, whatever the Query: one that runs, fails or is empty), so a
+// Describe or Bind of it after one gets 26000 "unnamed prepared statement does not
+// exist", inside a transaction block as outside. pgmux used to keep the statement's text
+// and parse it again in front of them: the client got its description, or its rows.
+func TestUnnamedAfterQueryAsPostgres(t *testing.T) {
+	s := func(want string, msgs ...pgproto3.FrontendMessage) step { return step{msgs, want} }
+	sameUnnamedAsDirect(t, "unnquery", map[string][]step{
+		"describe after a Query": {
+			s("1Z", parse("", "SELECT 1 AS a"), syncMsg),
+			s("TDCZ", query("SELECT 2 AS b")),
+			s("EZ", describeStmt(""), syncMsg),
+		},
+		"bind after a failed Query": {
+			s("1tTZ", parse("", "SELECT 3 AS c"), describeStmt(""), syncMsg),
+			s("EZ", query("SELECT 1/0")),
+			s("EZ", bind("", ""), execute("", 0), syncMsg),
+		},
+		"describe after an empty Query": {
+			s("1Z", parse("", "SELECT 4 AS d"), syncMsg),
+			s("IZ", query("")),
+			s("EZ", describeStmt(""), syncMsg),
+		},
+		"transaction block": {
+			s("CZ", query("BEGIN")),
+			s("1Z", parse("", "SELECT 5 AS e"), syncMsg),
+			s("TDCZ", query("SELECT 6 AS f")),
+			s("EZ", describeStmt(""), syncMsg),
+			s("EZ", bind("", ""), execute("", 0), syncMsg),
+			s("CZ", query("ROLLBACK")),
+		},
+		"the next Parse is the client's": {
+			s("1Z", parse("", "SELECT 7 AS g"), syncMsg),
+			s("TDCZ", query("SELECT 9")),
+			s("1Z", parse("", "SELECT 8 AS h"), syncMsg),
+			s("2DCZ", bind("", ""), execute("", 0), syncMsg),
+		},
+	})
+}
