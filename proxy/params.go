@@ -100,8 +100,9 @@ func (s *Session) initParams(cfg *config.Config, server pool.Params, start []sta
 			continue
 		}
 		if name, ok := trackedName(cfg, p.Key); ok {
-			v := normalizeParam(name, p.Value)
-			if base, ok := server.Get(name); ok && base == v {
+			base, known := server.Get(name)
+			v := normalizeParam(name, p.Value, base)
+			if known && base == v {
 				continue
 			}
 			own = withParam(own, name, v)
@@ -253,8 +254,16 @@ func (p *sessionParams) each(f func(name, value string)) {
 	}
 }
 
-// normalizeParam spells a value the way the server would report it, where that is known.
-func normalizeParam(name, value string) string {
+// normalizeParam spells a value the way the server would report it, where that is known:
+// the client is told it at login, as PostgreSQL tells it, and the server's report of it
+// when pgmux sets it is no change to relay. base is the server's value before.
+func normalizeParam(name, value, base string) string {
+	if name == "DateStyle" {
+		if v, ok := dateStyle(value, base); ok {
+			return v
+		}
+		return value
+	}
 	if name == "client_encoding" {
 		v := strings.ToUpper(strings.ReplaceAll(value, "-", ""))
 		switch v {
