@@ -389,6 +389,7 @@ func (s *Session) parseDuplicate(c *pool.Conn, name, rest []byte) error {
 // skipped, def is marked failed: the client has no statement of that name.
 func (s *Session) parseOn(c *pool.Conn, def *stmtDef) error {
 	if s.prep == prepUnnamed {
+		s.unnamed.live = false // the server's unnamed statement is now this one
 		return s.send(c, def.parseMsg(s.scratch[:0], ""), expect{Kind: 'P', Reg: def})
 	}
 	b, pre := s.ensureTarget(c, def, s.scratch[:0])

@@ -123,3 +123,31 @@ func TestUnnamedAfterQueryAsPostgres(t *testing.T) {
 		},
 	})
 }
+
+// TestUnnamedBesideNamedAsPostgres: the client's named statements do not touch its
+// unnamed one. In prepared_statement_mode = unnamed pgmux sends a named statement's
+// Parse as a Parse of the server's unnamed statement; a Bind or Describe of the
+// client's unnamed statement behind it, in the same request, used to reach that one:
+// the named statement's rows and description.
+func TestUnnamedBesideNamedAsPostgres(t *testing.T) {
+	s := func(want string, msgs ...pgproto3.FrontendMessage) step { return step{msgs, want} }
+	sameUnnamedAsDirect(t, "unnnamed", map[string][]step{
+		"bind behind a named Parse": {
+			s("112DCZ", parse("", "SELECT 'unnamed' AS u"), parse("n1", "SELECT 'named' AS n"),
+				bind("", ""), execute("", 0), syncMsg),
+			s("2DCZ", bind("", ""), execute("", 0), syncMsg),
+			s("3Z", closeStmt("n1"), syncMsg),
+		},
+		"describe behind a named Parse": {
+			s("11tTZ", parse("", "SELECT 'unnamed' AS u"), parse("n2", "SELECT 'named' AS n"),
+				describeStmt(""), syncMsg),
+			s("3Z", closeStmt("n2"), syncMsg),
+		},
+		"bind behind a named Bind": {
+			s("1Z", parse("n3", "SELECT 'named' AS n"), syncMsg),
+			s("12DC2DCZ", parse("", "SELECT 'unnamed' AS u"), bind("", "n3"), execute("", 0),
+				bind("", ""), execute("", 0), syncMsg),
+			s("3Z", closeStmt("n3"), syncMsg),
+		},
+	})
+}
