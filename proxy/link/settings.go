@@ -1,6 +1,7 @@
 package link
 
 import (
+	"slices"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -356,6 +357,11 @@ func (st *Settings) Forget(known *params.Params) {
 // until it answers (Synced): a link that ends before leaves them unknown, and the next
 // client of that server sets or resets them.
 func (st *Settings) SyncSQL(b []byte, known *params.Params, names []SetOp) ([]byte, []SetOp) {
+	if st != nil && len(st.Own) == 0 && slices.Equal(st.Start, *known) {
+		// The usual link: the server has the client's startup values, as the last client
+		// it served had the same, and the client set nothing of its own.
+		return b, names
+	}
 	want := func(p params.Param) {
 		if have, ok := known.Get(p.Name); ok && have == p.Value {
 			return

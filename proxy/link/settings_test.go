@@ -380,3 +380,34 @@ func TestResetsAll(t *testing.T) {
 	require.Equal(t, []SetOp{{Name: "transaction_read_only"}},
 		st.Resets(&SetTouch{Ops: []SetOp{{Name: "transaction_read_only", Reset: true}}}))
 }
+
+// TestSyncSQLShortcut: a server that has exactly the client's startup values, for a
+// client that set nothing, is sent nothing (SyncSQL's shortcut); any other difference
+// still is, as the full rule decides.
+func TestSyncSQLShortcut(t *testing.T) {
+	start := params.Params{{Name: "application_name", Value: "pgbench"}, {Name: "datestyle", Value: "ISO, MDY"}}
+	cases := []struct {
+		name  string
+		known params.Params
+		own   params.Params
+		want  []SetOp
+	}{
+		{"same", start.Clone(), nil, nil},
+		{"same, other order", params.Params{start[1], start[0]}, nil, nil},
+		{"one differs", params.Params{start[0], {Name: "datestyle", Value: "German"}}, nil,
+			[]SetOp{{Name: "datestyle", Value: "ISO, MDY"}}},
+		{"one unknown", params.Params{start[0], {Name: "datestyle", Value: UnknownValue}}, nil,
+			[]SetOp{{Name: "datestyle", Value: "ISO, MDY"}}},
+		{"one missing", params.Params{start[0]}, nil, []SetOp{{Name: "datestyle", Value: "ISO, MDY"}}},
+		{"one more", append(start.Clone(), params.Param{Name: "work_mem", Value: "8MB"}), nil,
+			[]SetOp{{Name: "work_mem", Reset: true}}},
+		{"own value", start.Clone(), params.Params{{Name: "work_mem", Value: "8MB"}},
+			[]SetOp{{Name: "work_mem", Value: "8MB"}}},
+	}
+	for _, c := range cases {
+		st := &Settings{Start: start, Own: c.own}
+		known := c.known.Clone()
+		_, names := st.SyncSQL(nil, &known, nil)
+		require.Equal(t, c.want, names, c.name)
+	}
+}
