@@ -1049,6 +1049,9 @@ func (s *Session) atBoundary() bool {
 // answer confirms, and reports whether the client must not see it and whether pgmux
 // reads it. s.mu is held.
 func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
+	if typ == 'D' && s.q.ring.PlainRow() {
+		return false, 0 // Answer would do nothing with it
+	}
 	if typ == '3' && s.q.ring.Clears() > 0 {
 		s.closeAnswered()
 	}

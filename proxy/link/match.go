@@ -109,6 +109,17 @@ func (q *Queue[S, F, D]) Answer(typ byte) AnswerStep[S] {
 	return st
 }
 
+// PlainRow reports whether a DataRow now answers, as most do, a request of the client's
+// that pgmux neither hides nor reads: Answer would then leave the queue as it is and
+// report nothing to do, so the relay of a result's rows skips it.
+func (q *Queue[S, F, D]) PlainRow() bool {
+	if q.size == 0 {
+		return false
+	}
+	h := &q.buf[q.head]
+	return !h.Hide && !h.Check && h.Setting == 0 && h.Clear == 0 && h.HideCC == 0
+}
+
 // RetireReady retires the requests a ReadyForQuery ends: everything up to and including
 // the oldest Sync, Query or FunctionCall, which it returns (zero when the queue held
 // none). skipped is called for each request retired before it, which the server skipped

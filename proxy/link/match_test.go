@@ -173,7 +173,14 @@ func driveLink(t testing.TB, reqs []qReq, msgs []qMsg) (qRun, *book, *Queue[stmt
 		case 'A', 'N', 'S':
 			see(m.typ, false) // forwarded whatever the head (proxy/relay.go Pump)
 		default:
+			plain, before := q.PlainRow(), q.Len()
 			st := q.Answer(m.typ)
+			if m.typ == 'D' && plain {
+				// The relay skips Answer for such a row (proxy's Session.answer): it must
+				// have nothing to do.
+				require.Equal(t, AnswerStep[stmt]{Queued: true, Head: st.Head}, st, "a plain row is only relayed")
+				require.Equal(t, before, q.Len(), "a plain row retires nothing")
+			}
 			require.True(t, st.Queued, "%q answers a queued request", m.typ)
 			require.Equal(t, uint32(m.owner), st.Head.Seq, "%q is matched to the request it answers", m.typ)
 			require.Equal(t, head.Hide, st.Hide, "%q is hidden exactly when its request is pgmux's", m.typ)
