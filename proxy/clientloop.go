@@ -70,6 +70,9 @@ type loopWork struct {
 	peerGone bool
 	// queued: the request waiting in the pool's queue, as dispatch left it.
 	queued queuedReq
+	// parse: the text of the client's latest Parse looked at on the loop and its Lead
+	// (parseLead); nil until the first.
+	parse *parseMemo
 }
 
 // queuedReq is a request queued for a server on the loop (dispatchServer): the message
@@ -443,7 +446,14 @@ func (s *Session) loopable(typ byte, n int) bool {
 			break
 		}
 		// Next has not counted this message yet: its dispatch finds the answer kept.
-		if !loopableText(s.leadAt(unsafe.String(&text[0], len(text)), s.rd.Seq()+1)) {
+		q := unsafe.String(&text[0], len(text))
+		var l sqlscan.Lead
+		if typ == 'P' {
+			l = s.parseLead(q, s.rd.Seq()+1)
+		} else {
+			l = s.leadAt(q, s.rd.Seq()+1)
+		}
+		if !loopableText(l) {
 			return false
 		}
 	default:

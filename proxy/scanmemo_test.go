@@ -7,7 +7,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
+	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // oneAtATime yields one message per Read, so every message is read into a buffer of its
@@ -127,4 +129,44 @@ func TestScanMemoAcrossConsume(t *testing.T) {
 	m, err = s.rd.Message(n)
 	require.NoError(t, err)
 	require.True(t, s.maybeInteresting(text(m)), "another message's text is scanned")
+}
+
+// The client loop keeps the Lead of the client's latest Parse text (parseLead): the same
+// text in a later Parse is not scanned again, and any other text, of the same length
+// too, is; the answer also goes to the message memo, for dispatch's looks.
+func TestParseLeadAcrossRequests(t *testing.T) {
+	texts := []string{
+		"SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+		"SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+		"SELECT pg_advisory_lock($1)", // same length as the next, which pins nothing
+		"SELECT pg_advisory_xxxx($1)",
+		"SELECT pg_advisory_lock($1)",
+		"BEGIN",
+		"SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+	}
+	src := &oneAtATime{}
+	for _, q := range texts {
+		src.msgs = append(src.msgs, link.AppendParse(nil, "", q, nil))
+	}
+	s := &Session{rd: wire.NewReader(src), sessionWork: newWork()}
+	s.lw = &loopWork{}
+	for i, q := range texts {
+		typ, n, err := s.rd.Next()
+		require.NoError(t, err)
+		require.Equal(t, byte('P'), typ)
+		m, err := s.rd.Peek(n)
+		require.NoError(t, err)
+		_, query, _, ok := link.ParseFields(wire.Body(m))
+		require.True(t, ok)
+		view := unsafe.String(&query[0], len(query))
+		require.Equal(t, q, view)
+		got := s.parseLead(view, s.rd.Seq())
+		require.Equal(t, sqlscan.LeadOf(q), got, "text %d: %s", i, q)
+		require.Equal(t, q, string(s.lw.parse.text), "the text kept for the next Parse")
+		require.Equal(t, got, s.lead(view), "dispatch finds the loop's answer")
+		_, err = s.rd.Message(n)
+		require.NoError(t, err)
+		s.rd.Release()
+	}
+	require.NotEqual(t, sqlscan.LeadOf(texts[2]), sqlscan.LeadOf(texts[3]), "the same-length texts differ in what they lead with")
 }

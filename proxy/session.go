@@ -243,6 +243,46 @@ type scanMemo struct {
 
 const memoMax = 1<<31 - 1
 
+// parseMemo is the text of a client's latest Parse on the loop and its Lead: a client
+// that parses its unnamed statement again for each request (pgbench -M extended,
+// node-postgres, psycopg, JDBC below prepareThreshold) sends the same text each time,
+// whose scan (sqlscan.LeadOf, a tenth of such a request's instructions) a comparison
+// replaces. Texts longer than parseMemoMax are not kept.
+type parseMemo struct {
+	text []byte
+	lead sqlscan.Lead
+}
+
+const parseMemoMax = 512
+
+// parseLead is leadAt for the text q of a Parse: the Lead of the client's previous
+// Parse when q is the same text, else sqlscan.LeadOf's, kept for the next. The answer
+// goes to the message memo as leadAt's does.
+func (s *Session) parseLead(q string, seq uint64) sqlscan.Lead {
+	at, rel := s.memoKey(q, seq != s.rd.Seq())
+	if m := &s.scan; int(m.n) == len(q) && m.seq == seq && m.at == at && m.rel == rel {
+		return m.lead
+	}
+	var l sqlscan.Lead
+	switch pm := s.lw.parse; {
+	case pm != nil && string(pm.text) == q:
+		l = pm.lead
+	default:
+		l = sqlscan.LeadOf(q)
+		if len(q) <= parseMemoMax {
+			if pm == nil {
+				pm = &parseMemo{}
+				s.lw.parse = pm
+			}
+			pm.text, pm.lead = append(pm.text[:0], q...), l
+		}
+	}
+	if len(q) > 0 {
+		s.scan = scanMemo{seq: seq, at: at, rel: rel, n: int32(len(q)), lead: l}
+	}
+	return l
+}
+
 // memoKey is where q is, as scanMemo keeps it: for the message being handled, from its
 // start (wire.Reader.Current: the same before and after the message is consumed, so a
 // text looked at before the relay takes the message, and again after, is one key); for
