@@ -484,6 +484,15 @@ func (rd *Reader) ReadNow() (more bool, err error) {
 		rd.buf = getBuf()
 		rd.r, rd.w = 0, 0
 	}
+	if rd.r == rd.w {
+		rd.r, rd.w = 0, 0 // nothing buffered: all of the buffer is free
+	} else if b := *rd.buf; rd.r > 0 && len(b)-rd.w < len(b)/2 {
+		// A message's start at the end of the buffer: it moves to the front, so that the
+		// read has room. With only the tail free, an answer larger than the tail filled
+		// it, and the loop took that for a long answer (more) and handed it to a reader.
+		rd.w = copy(b, b[rd.r:rd.w])
+		rd.r = 0
+	}
 	rd.makeRoom(HeaderLen)
 	rd.n, rd.rerr = 0, nil
 	if err := rd.raw.Control(rd.nowFn); err != nil {

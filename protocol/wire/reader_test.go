@@ -2,7 +2,9 @@ package wire
 
 import (
 	"bytes"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -51,4 +53,57 @@ func TestReaderMore(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, Query(nil, "select 22"), rd.Window())
 	require.Error(t, rd.More(), "the source's end")
+}
+
+// ReadNow reads into all of the buffer's free room: after what was buffered is consumed
+// the whole buffer, and with a message's start at the end that start moved to the front.
+// An event loop takes a read that fills the room for a long answer (more) and hands it to
+// a goroutine; an answer of a few KB that met only the tail of the buffer was taken so.
+func TestReadNowHasRoom(t *testing.T) {
+	a, b := tcpPair(t)
+	rd := NewReader(b)
+	send := func(n int) []byte {
+		m := make([]byte, n)
+		for i := range m {
+			m[i] = byte(i)
+		}
+		_, err := a.Write(m)
+		require.NoError(t, err)
+		return m
+	}
+	readAll := func(n int) (got []byte, more bool) {
+		deadline := time.Now().Add(5 * time.Second)
+		for len(got) < n && time.Now().Before(deadline) {
+			mr, err := rd.ReadNow()
+			if err == syscall.EAGAIN {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			require.NoError(t, err)
+			more = more || mr
+			got = append(got, rd.Window()[len(got):]...)
+		}
+		return got, more
+	}
+	// 12 KB, consumed but for its last 100 bytes (a message's start).
+	first := send(12 << 10)
+	got, more := readAll(len(first))
+	require.Equal(t, first, got)
+	require.False(t, more)
+	w := rd.Window()
+	_, err := rd.Message(len(w) - 100 - HeaderLen) // consumes all but the last 100 bytes
+	require.NoError(t, err)
+	require.Equal(t, 100, rd.Buffered())
+	// 12 KB more: with the start moved to the front it fits.
+	second := send(12 << 10)
+	got, more = readAll(100 + len(second))
+	require.Equal(t, append(append([]byte(nil), first[len(first)-100:]...), second...), got)
+	require.False(t, more, "12 KB behind 100 buffered bytes fill no 16 KB buffer")
+	// All consumed: the next read has the whole buffer.
+	_, err = rd.Message(rd.Buffered() - HeaderLen)
+	require.NoError(t, err)
+	third := send(15 << 10)
+	got, more = readAll(len(third))
+	require.Equal(t, third, got)
+	require.False(t, more, "15 KB fill no empty 16 KB buffer")
 }
