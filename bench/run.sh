@@ -77,7 +77,8 @@ if $IDLE_ONLY; then
 	IDLE_NS=(2000 10000)
 	IDLE_REPS=$REPS
 fi
-# Env overrides (space-separated), for a custom subset: BENCH_WORKLOADS="select tpcb",
+# Env overrides (space-separated), for a custom subset: BENCH_WORKLOADS="select tpcb"
+# (or rows: a 100-row select, not in the full run),
 # BENCH_MODES="simple extended prepared", BENCH_CLIENTS="1 50", BENCH_IDLE="1000",
 # BENCH_CHURN=0|1, BENCH_PACED="500 2000" (clients of the paced points, "" for none),
 # BENCH_OUT=dir (default bench/results for a full run, else
@@ -151,6 +152,10 @@ mkdir -p "$CONF"
 scram_logins "$PASSWORD" "$CONF/userlist.txt"
 log "pgbench -i -s $SCALE"
 pgbench_init "$SCALE"
+cat >"$BENCH_TMP/rows.sql" <<'SQL'
+\set a random(1, 90000)
+SELECT aid, bid, abalance, filler FROM pgbench_accounts WHERE aid BETWEEN :a AND :a + 99;
+SQL
 
 # PgBouncer >= 1.21 forwards protocol-level prepared statements (max_prepared_statements).
 PGB_VERSION=$("$PGBOUNCER" --version | awk 'NR==1 {print $2}')
@@ -188,6 +193,7 @@ txs_per_client() {
 	case $1 in
 	select) total=$([[ $MODE == quick ]] && echo 80000 || echo 40000) ;;
 	tpcb) total=6000 ;;
+	rows) total=10000 ;;
 	churn) total=1000 ;;
 	paced) echo 6; return ;; # each client 6 transactions, about 2 s apart (run_point's -R)
 	esac
@@ -219,6 +225,9 @@ run_point() {
 	local args=(-n -M "$qmode" -c "$clients" -j "$jobs" -t "$per")
 	case $workload in
 	select) args+=(-S) ;;
+	# A result of 100 rows (~12 KB), as an application's list pages read: the relay of
+	# rows, which -S (one row) hardly shows.
+	rows) args+=(-f "$BENCH_TMP/rows.sql") ;;
 	churn) args+=(-S -C) ;;
 	# Clients idle between requests, as an application's pooled connections are: the rate
 	# is half the client count, so each client sends about every 2 s.
