@@ -208,18 +208,24 @@ func (s *Session) relayRun(c *pool.Conn) (took int, err error) {
 		s.mu.Unlock()
 		return 0, nil
 	}
+	// plain: the head request takes DataRows as they are (link.Queue.PlainRow), which
+	// leave it at the head: a result's rows are relayed without answer.
+	plain := s.q.ring.PlainRow()
 	for {
 		typ, n, whole := rd.Whole()
 		if !whole || !runAnswer(typ) || len(run)+wire.HeaderLen+n >= room ||
 			rd.MaxMessage > 0 && n > rd.MaxMessage { // Next's refusal, relayBatch's to make
 			break
 		}
-		hide, row := s.answer(c, typ)
-		if hide || row != 0 {
-			s.mu.Unlock()
-			s.relayRead(run, false)
-			_, _, _ = rd.Next() // whole and within the limit: no error
-			return took + 1, s.afterAnswer(rd, typ, n, hide, row)
+		if typ != 'D' || !plain {
+			hide, row := s.answer(c, typ)
+			if hide || row != 0 {
+				s.mu.Unlock()
+				s.relayRead(run, false)
+				_, _, _ = rd.Next() // whole and within the limit: no error
+				return took + 1, s.afterAnswer(rd, typ, n, hide, row)
+			}
+			plain = s.q.ring.PlainRow()
 		}
 		m := rd.Take(n)
 		if len(run) > 0 && unsafe.SliceData(m) != unsafe.SliceData(run[len(run):]) {
