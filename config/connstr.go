@@ -10,7 +10,8 @@ import (
 type param struct{ key, value string }
 
 // parseConnString splits a libpq-style "key=value key='quoted value'" string. Keys are
-// lower-cased. Inside single quotes, and in unquoted values, a backslash escapes the next
+// taken as written: libpq's and PgBouncer's are case-sensitive (PgBouncer refuses
+// HOST=, "unrecognized connection parameter"). Inside single quotes, and in unquoted values, a backslash escapes the next
 // character; whitespace is allowed around '='.
 func parseConnString(s string) ([]param, error) {
 	var out []param
@@ -20,7 +21,7 @@ func parseConnString(s string) ([]param, error) {
 		for i < len(s) && s[i] != '=' && !isSpace(s[i]) {
 			i++
 		}
-		key := strings.ToLower(s[start:i])
+		key := s[start:i]
 		i = skipSpace(s, i)
 		if key == "" || i >= len(s) || s[i] != '=' {
 			return nil, fmt.Errorf("expected key=value at %q", truncate(s[start:], 20))

@@ -108,7 +108,7 @@ func (r *iniReader) readLine(file string, n int, line string) error {
 		if !strings.HasSuffix(line, "]") {
 			return &LineError{File: file, Line: n, Reason: fmt.Sprintf("malformed section header %q", line)}
 		}
-		r.section = strings.ToLower(strings.TrimSpace(line[1 : len(line)-1]))
+		r.section = strings.TrimSpace(line[1 : len(line)-1]) // as written: names are case-sensitive
 		return r.h.section(file, n, r.section)
 	}
 	eq := equalsOutsideQuotes(line)
@@ -131,7 +131,7 @@ func (r *iniReader) directive(file string, n int, line string) error {
 	if i := strings.IndexAny(line, " \t"); i >= 0 {
 		name, arg = line[:i], line[i+1:]
 	}
-	if !strings.EqualFold(name, "%include") {
+	if name != "%include" {
 		return &LineError{File: file, Line: n, Reason: fmt.Sprintf("unknown directive %q", name)}
 	}
 	target := unquoteValue(strings.TrimSpace(arg))

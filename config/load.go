@@ -43,12 +43,12 @@ func Load(path string) (*Config, error) {
 }
 
 // Set applies one [pgbouncer] key by name, through the same table Load uses. Keys are
-// case-insensitive. It returns an error wrapping ErrUnknownSetting or
+// case-sensitive, as in the file (loader.setting). It returns an error wrapping ErrUnknownSetting or
 // ErrUnsupportedSetting for keys pgmux does not implement, and "key: reason" for a bad
 // value, in which case c is unchanged. Set does not check Reloadable: callers changing a
 // live configuration (admin SET) should, and should Set on a Clone.
 func Set(c *Config, key, value string) error {
-	name := strings.ToLower(strings.TrimSpace(key))
+	name := strings.TrimSpace(key)
 	if err := apply(c, name, strings.TrimSpace(value)); err != nil {
 		if errors.Is(err, ErrUnknownSetting) {
 			return fmt.Errorf("%w: %s%s", err, name, didYouMean(name, settingNames()))
@@ -77,7 +77,7 @@ func apply(c *Config, name, value string) error {
 // Reloadable reports whether RELOAD (or the admin console's SET) may change key at run
 // time. Keys pgmux does not implement are reported as not reloadable.
 func Reloadable(key string) bool {
-	s, ok := settingIndex[strings.ToLower(strings.TrimSpace(key))]
+	s, ok := settingIndex[strings.TrimSpace(key)]
 	return ok && s.reloadable
 }
 
@@ -161,9 +161,12 @@ func (l *loader) entry(file string, line int, section, key, value string) error 
 	return nil // in an ignored section; warned about at its header
 }
 
-// setting applies one [pgbouncer] line.
+// setting applies one [pgbouncer] line. The key is taken as written: PgBouncer's names
+// are case-sensitive, and it refuses Pool_Mode or MAX_CLIENT_CONN as unknown (its
+// "unknown parameter", and the file does not load), so pgmux does too, with the name to
+// write. Taking them would let a file pgmux runs with fail under PgBouncer.
 func (l *loader) setting(file string, line int, key, value string) error {
-	name := strings.ToLower(key)
+	name := key
 	v := unquoteValue(value)
 	err := apply(l.c, name, v)
 	switch {

@@ -17,7 +17,7 @@ import (
 func TestLoadPgBouncerSection(t *testing.T) {
 	c, _, err := loadString(t, `
 [pgbouncer]
-LISTEN_ADDR = *
+listen_addr = *
 listen_port = 6543
 unix_socket_dir =
 unix_socket_mode = 0700
@@ -208,6 +208,36 @@ func TestLoadErrors(t *testing.T) {
 			require.EqualError(t, err, fmt.Sprintf(tt.want, path))
 		})
 	}
+}
+
+// TestLoadNamesCaseSensitive: the names in a pgbouncer.ini are case-sensitive, as
+// PgBouncer 1.18's are: run with Pool_Mode = session or MAX_CLIENT_CONN=10 it logs
+// "unknown parameter: pgbouncer/Pool_Mode" and "cannot load config file", and so for a
+// section ([PGBOUNCER]: invalid section), a connection parameter (HOST=: unrecognized
+// connection parameter), a [users] parameter, and %INCLUDE (a syntax error). pgmux
+// refuses each with the name to write; it took them all, in any case.
+func TestLoadNamesCaseSensitive(t *testing.T) {
+	inc := writeFile(t, t.TempDir(), "inc.ini", "[pgbouncer]\nlisten_port = 7000\n")
+	for _, tt := range []struct{ name, content, want string }{
+		{"setting", "[pgbouncer]\nPool_Mode = session\n", `%s:2: Pool_Mode: unknown setting (names are lower case: "pool_mode")`},
+		{"setting, upper case", "[pgbouncer]\nMAX_CLIENT_CONN=10\n", `%s:2: MAX_CLIENT_CONN: unknown setting (names are lower case: "max_client_conn")`},
+		{"section", "[PGBOUNCER]\npool_mode = session\n", `%s:1: unknown section [PGBOUNCER] (names are lower case: "pgbouncer")`},
+		{"databases section", "[Databases]\nfoo = host=x\n", `%s:1: unknown section [Databases] (names are lower case: "databases")`},
+		{"connection parameter", "[databases]\nfoo = HOST=x\n", `%s:2: foo: unknown parameter "HOST" (names are lower case: "host")`},
+		{"database parameter", "[databases]\nfoo = host=x Pool_Mode=session\n", `%s:2: foo: unknown parameter "Pool_Mode" (names are lower case: "pool_mode")`},
+		{"user parameter", "[users]\nbob = Pool_Mode=session\n", `%s:2: bob: unknown parameter "Pool_Mode" (names are lower case: "pool_mode")`},
+		{"include", "%INCLUDE " + inc + "\n", `%s:1: unknown directive "%%INCLUDE"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, path, err := loadString(t, tt.content)
+			require.EqualError(t, err, fmt.Sprintf(tt.want, path))
+		})
+	}
+	// Values are not names: an enum's is taken in any case, as PgBouncer takes it.
+	c, _, err := loadString(t, "[pgbouncer]\npool_mode = Transaction\n%include "+inc+"\n")
+	require.NoError(t, err)
+	require.Equal(t, PoolModeTransaction, c.PoolMode)
+	require.Equal(t, 7000, c.ListenPort)
 }
 
 func TestLoadValidationError(t *testing.T) {

@@ -16,7 +16,8 @@ func TestParseConnString(t *testing.T) {
 	}{
 		{"", nil, ""},
 		{"host=a port=5", []param{{"host", "a"}, {"port", "5"}}, ""},
-		{"  HOST = a   port =5 ", []param{{"host", "a"}, {"port", "5"}}, ""},
+		{"  host = a   port =5 ", []param{{"host", "a"}, {"port", "5"}}, ""},
+		{"HOST=a", []param{{"HOST", "a"}}, ""}, // as written: ParseDatabase refuses it
 		{`connect_query='SELECT 1`, nil, "connect_query: unterminated quoted value"},
 		{`connect_query='SELECT \'x\', 2' user=u`, []param{{"connect_query", "SELECT 'x', 2"}, {"user", "u"}}, ""},
 		{`password=a\ b\\c`, []param{{"password", `a b\c`}}, ""},

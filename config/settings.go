@@ -166,7 +166,7 @@ func tlsSettings(prefix, defMode string, f func(c *Config) *TLSSettings) []setti
 func intSetting(name, def string, r bool, lo, hi int, f func(*Config) *int) setting {
 	return setting{name: name, def: def, reloadable: r, keep: keepOf(f),
 		parse: func(c *Config, v string) error {
-			n, err := parseInt(v, lo, hi)
+			n, err := parseCInt(v, lo, hi)
 			if err == nil {
 				*f(c) = n
 			}

@@ -110,7 +110,8 @@ func TestSet(t *testing.T) {
 		sentinel   error
 	}{
 		{key: "pool_mode", value: "transaction", check: func(t *testing.T, c *Config) { require.Equal(t, PoolModeTransaction, c.PoolMode) }},
-		{key: "POOL_MODE", value: "Statement", check: func(t *testing.T, c *Config) { require.Equal(t, PoolModeStatement, c.PoolMode) }},
+		{key: "pool_mode", value: "Statement", check: func(t *testing.T, c *Config) { require.Equal(t, PoolModeStatement, c.PoolMode) }},
+		{key: "POOL_MODE", value: "statement", wantErr: `unknown setting: POOL_MODE (names are lower case: "pool_mode")`, sentinel: ErrUnknownSetting},
 		{key: "default_pool_size", value: "42", check: func(t *testing.T, c *Config) { require.Equal(t, 42, c.DefaultPoolSize) }},
 		{key: "query_timeout", value: "1.5", check: func(t *testing.T, c *Config) { require.Equal(t, 1500*time.Millisecond, c.QueryTimeout) }},
 		{key: "server_lifetime", value: "5min", check: func(t *testing.T, c *Config) { require.Equal(t, 5*time.Minute, c.ServerLifetime) }},
@@ -149,10 +150,11 @@ func TestSet(t *testing.T) {
 }
 
 func TestReloadable(t *testing.T) {
-	for _, k := range []string{"listen_addr", "listen_port", "unix_socket_dir", "pidfile", "metrics_addr", "syslog", "bogus"} {
+	for _, k := range []string{"listen_addr", "listen_port", "unix_socket_dir", "pidfile", "metrics_addr", "syslog", "bogus",
+		"DEFAULT_POOL_SIZE"} { // no such setting: names are case-sensitive
 		require.False(t, Reloadable(k), k)
 	}
-	for _, k := range []string{"pool_mode", "DEFAULT_POOL_SIZE", "auth_file", "server_lifetime", "shutdown_timeout"} {
+	for _, k := range []string{"pool_mode", "default_pool_size", "auth_file", "server_lifetime", "shutdown_timeout"} {
 		require.True(t, Reloadable(k), k)
 	}
 }

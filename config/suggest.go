@@ -8,8 +8,13 @@ import (
 
 // didYouMean returns ` (did you mean "x"?)` when one of known is within a small edit
 // distance of name (a typo: two edits, one for names of four letters or fewer), else "".
-// The closest wins; ties go to the first in sorted order, so the hint is stable.
+// The closest wins; ties go to the first in sorted order, so the hint is stable. A name
+// that is one of known but for its case (names are case-sensitive, as PgBouncer's) is
+// told so.
 func didYouMean(name string, known []string) string {
+	if lower := strings.ToLower(name); lower != name && slices.Contains(known, lower) {
+		return fmt.Sprintf(" (names are lower case: %q)", lower)
+	}
 	limit := 2
 	if len(name) <= 4 {
 		limit = 1

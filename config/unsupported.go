@@ -57,12 +57,12 @@ const (
 
 // normalize checks v as PgBouncer's parser of kind k would, and returns it as PgBouncer's
 // SHOW CONFIG prints it back: text as given, an integer in decimal, seconds as a number
-// of seconds. pgmux's own parsers decide, as for the keys it implements (an integer is
-// decimal; seconds may carry a unit).
+// of seconds. pgmux's own parsers decide, as for the keys it implements (parseCInt,
+// parseDuration).
 func (k ignoredKind) normalize(v string) (string, error) {
 	switch k {
 	case kindInt:
-		n, err := parseInt(v, math.MinInt32, math.MaxInt32)
+		n, err := parseCInt(v, math.MinInt32, math.MaxInt32)
 		return strconv.Itoa(n), err
 	case kindSeconds:
 		d, err := parseDuration(v)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -17,6 +18,38 @@ func parseInt(s string, lo, hi int) (int, error) {
 	}
 	if v < lo || v > hi {
 		return 0, fmt.Errorf("%d is out of range (%d..%d)", v, lo, hi)
+	}
+	return v, nil
+}
+
+// parseCInt parses a [pgbouncer] integer as PgBouncer's parser does (C's strtol in
+// base 0, the whole text): decimal, hexadecimal after 0x, octal after a leading 0
+// ("010" is 8, "08" an error), with an optional sign; and checks it against [lo, hi].
+// PgBouncer stores what strtol gives in an int, cutting a value too large; pgmux refuses
+// it. The values of [databases] and [users] lines are decimal (parseInt), as there.
+func parseCInt(s string, lo, hi int) (int, error) {
+	t := strings.TrimSpace(s)
+	digits, neg := strings.CutPrefix(t, "-")
+	if !neg {
+		digits, _ = strings.CutPrefix(t, "+")
+	}
+	base := 10
+	switch {
+	case len(digits) > 2 && (digits[:2] == "0x" || digits[:2] == "0X"):
+		base, digits = 16, digits[2:]
+	case len(digits) > 1 && digits[0] == '0':
+		base, digits = 8, digits[1:]
+	}
+	u, err := strconv.ParseUint(digits, base, 63) // a base given: no sign, prefix or underscore
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("%q is not an integer", s)
+	}
+	v := int(u)
+	if neg {
+		v = -v
+	}
+	if err != nil || v < lo || v > hi {
+		return 0, fmt.Errorf("%s is out of range (%d..%d)", t, lo, hi)
 	}
 	return v, nil
 }
@@ -52,21 +85,27 @@ var durationUnits = map[string]time.Duration{
 	"d": 24 * time.Hour, "day": 24 * time.Hour, "days": 24 * time.Hour,
 }
 
-// parseDuration parses a time setting: a number of seconds (possibly fractional), a number
-// with a unit ("500ms", "5min", "1h"), or a Go duration ("1h30m"). Negative values are refused.
+// parseDuration parses a time setting: a number of seconds (possibly fractional, with an
+// exponent, or a hexadecimal integer, as PgBouncer's strtod takes them: "1.5", "1e3",
+// "0x10"), a number with a unit ("500ms", "5min", "1h"), or a Go duration ("1h30m").
+// Negative values are refused.
 func parseDuration(s string) (time.Duration, error) {
 	t := strings.TrimSpace(s)
-	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	if i < 0 {
-		i = len(t)
+	if len(t) > 2 && (t[:2] == "0x" || t[:2] == "0X") {
+		n, err := strconv.ParseUint(t[2:], 16, 32)
+		if err != nil {
+			return 0, notDuration(s)
+		}
+		return time.Duration(n) * time.Second, nil
 	}
+	i := numberEnd(t)
 	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
 	mult, okUnit := durationUnits[unit]
 	f, err := strconv.ParseFloat(num, 64)
 	if err != nil || !okUnit {
 		d, gerr := time.ParseDuration(t)
 		if gerr != nil {
-			return 0, fmt.Errorf("%q is not a duration (seconds, or a number with a unit such as 500ms, 30s, 5min, 1h)", s)
+			return 0, notDuration(s)
 		}
 		if d < 0 {
 			return 0, fmt.Errorf("%q must not be negative", s)
@@ -78,6 +117,34 @@ func parseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
 	return time.Duration(math.Round(v)), nil
+}
+
+func notDuration(s string) error {
+	return fmt.Errorf("%q is not a duration (seconds, or a number with a unit such as 500ms, 30s, 5min, 1h)", s)
+}
+
+// numberEnd returns where the decimal number that t starts with ends: digits and points,
+// then an exponent if one follows (e or E, a sign, digits).
+func numberEnd(t string) int {
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
+		i++
+	}
+	if i == 0 || i == len(t) || t[i] != 'e' && t[i] != 'E' {
+		return i
+	}
+	j := i + 1
+	if j < len(t) && (t[j] == '+' || t[j] == '-') {
+		j++
+	}
+	k := j
+	for k < len(t) && t[k] >= '0' && t[k] <= '9' {
+		k++
+	}
+	if k == j {
+		return i // no digits: not an exponent
+	}
+	return k
 }
 
 // formatDuration prints a duration as seconds, as PgBouncer's SHOW CONFIG does ("0.5", "3600").

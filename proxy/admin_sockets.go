@@ -113,9 +113,11 @@ func (s *Server) showFDs() []byte {
 		if sess.entry == nil || fd < 0 || tlsClient[sess] { // the console's; closed; TLS
 			continue
 		}
-		var cancel uint64
+		var cancel int64
 		if registered[sess] { // its key was set before Sessions' lock (register)
-			cancel = uint64(sess.cancelPID)<<32 | uint64(sess.cancelKey)
+			// The 64 bits as a bigint: PgBouncer prints them unsigned, which a driver
+			// reading an int8 refuses for half of its random keys, and now of pgmux's.
+			cancel = int64(uint64(sess.cancelPID)<<32 | uint64(sess.cancelKey))
 		}
 		enc, std, ds, tz := sess.fdParams()
 		r.Row(fd, "client", nullIfEmpty(c.vals[1].(string)), nullIfEmpty(c.vals[2].(string)), c.vals[5],

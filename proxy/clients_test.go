@@ -68,11 +68,38 @@ func TestCancelKeysExact(t *testing.T) {
 	tab.remove(a, a.cancelPID)
 	require.Nil(t, tab.lookup(a.cancelPID, 7), "a client gone")
 	c.cancelPID = tab.add(c)
-	require.Equal(t, a.cancelPID, c.cancelPID, "its slot is taken again")
+	require.Len(t, tab.slots, 2, "its slot is taken again")
+	require.NotEqual(t, a.cancelPID, c.cancelPID, "under another PID")
 	require.Nil(t, tab.lookup(a.cancelPID, 7), "the old key finds nothing")
 	require.Same(t, c, tab.lookup(c.cancelPID, 9))
 	tab.remove(a, a.cancelPID) // a is not there: c stays
 	require.Same(t, c, tab.lookup(c.cancelPID, 9))
 	require.ElementsMatch(t, []*Session{b, c}, tab.appendTo(nil))
 	require.Equal(t, 2, tab.n)
+}
+
+// TestCancelPIDsHideSlots: the PIDs of a table's clients say nothing of their slots:
+// over many clients they spread over the 32 bits, and a table of its own (another
+// pgmux) gives the same slot and key another PID.
+func TestCancelPIDsHideSlots(t *testing.T) {
+	var tab, other clientTable
+	const n = 1000
+	ss := make([]Session, n)
+	high := 0
+	for i := range ss {
+		ss[i].cancelKey = uint32(i) // the worst case: keys in a row
+		ss[i].cancelPID = tab.add(&ss[i])
+		require.NotZero(t, ss[i].cancelPID)
+		if ss[i].cancelPID >= 1<<31 {
+			high++
+		}
+		require.Same(t, &ss[i], tab.lookup(ss[i].cancelPID, ss[i].cancelKey))
+	}
+	require.InDelta(t, n/2, high, n/10, "the top bit is set in about half the PIDs")
+	x := Session{cancelKey: 0}
+	require.NotEqual(t, ss[0].cancelPID, other.add(&x), "another table, another PID")
+	for i := range ss {
+		tab.remove(&ss[i], ss[i].cancelPID)
+	}
+	require.Zero(t, tab.n)
 }

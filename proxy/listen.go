@@ -73,22 +73,34 @@ func (s *Server) holdListenersLocked(db string) []*pool.Pool {
 }
 
 // Notify queues a notification from the shared listener (listenmux.Subscriber) for the
-// client and writes it now if nobody else is writing to the client; otherwise the
-// current writer delivers it before letting go. While the pooler is SUSPENDed it only
-// queues (notesHeld).
+// client and, if nobody else is writing to the client, writes what its socket takes now
+// (notesNow); otherwise the current writer delivers it before letting go. While the
+// pooler is SUSPENDed it only queues (notesHeld). A queue that would pass notesMax ends
+// the client instead (notesOverflow).
 func (s *Session) Notify(msg []byte) {
 	if s.closed.Load() {
 		return
 	}
 	b := s.notifyBox()
 	b.mu.Lock()
+	if b.over {
+		b.mu.Unlock()
+		return
+	}
+	if b.size+len(msg) > notesMax && !s.notesHeld() {
+		n := b.size + len(msg)
+		b.q, b.size, b.over = nil, 0, true
+		b.pending.Store(false)
+		b.mu.Unlock()
+		s.notesOverflow(n)
+		return
+	}
 	b.q = append(b.q, msg)
 	b.size += len(msg)
 	b.pending.Store(true)
 	b.mu.Unlock()
 	if !s.notesHeld() && s.wmu.TryLock() {
-		s.drainNotify()
-		s.unlockW()
+		s.notesNow()
 	}
 }
 
@@ -204,7 +216,7 @@ func (s *Session) writeNotes() {
 	if s.closed.Load() {
 		return
 	}
-	_ = s.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_ = s.nc.SetWriteDeadline(time.Now().Add(notesWait))
 	var err error
 	for _, m := range q {
 		if err = s.wr.Write(m); err != nil {
@@ -233,9 +245,9 @@ func (s *Session) unlockW() {
 }
 
 // notifyBox holds notifications waiting for the client's writer to be free: the
-// listener's reader appends, whoever next holds Session.wmu drains; mu guards q and size
-// (q's bytes), and pending says q has some (atomic: each writer that lets go looks,
-// notesPending).
+// listener's reader appends, whoever next holds Session.wmu drains; mu guards q, size
+// (q's bytes) and over (q passed notesMax: the client is being ended, and gets no more),
+// and pending says q has some (atomic: each writer that lets go looks, notesPending).
 // channels counts the client's subscriptions on the shared listener (changed by the
 // listener under its mu through Subscribed, read by the session goroutine); fence is the
 // one the client's latest request asked for (stored by the session goroutine, read by
@@ -244,6 +256,7 @@ type notifyBox struct {
 	mu       sync.Mutex
 	q        [][]byte
 	size     int
+	over     bool
 	channels atomic.Int32
 	pending  atomic.Bool
 	fence    atomic.Pointer[listenmux.Fence]

@@ -353,14 +353,19 @@ func (s *Server) connDone() {
 	s.wg.Done()
 }
 
-// register records a logged-in session and gives it a cancel key (clientTable).
+// register records a logged-in session and gives it a cancel key: a random secret and
+// the PID that hides its slot under it (clientTable). A key that would make PID 0 (one
+// chance in 2^32) is drawn again.
 func (s *Server) register(sess *Session) {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	sess.cancelKey = binary.BigEndian.Uint32(b[:])
-	s.mu.Lock()
-	sess.cancelPID = s.clients.add(sess)
-	s.mu.Unlock()
+	for pid := uint32(0); pid == 0; {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		sess.cancelKey = binary.BigEndian.Uint32(b[:])
+		s.mu.Lock()
+		pid = s.clients.add(sess)
+		sess.cancelPID = pid
+		s.mu.Unlock()
+	}
 }
 
 // unregister forgets sess (its cancel key); a session never registered has none.

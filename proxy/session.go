@@ -72,8 +72,9 @@ func (c ClientState) String() string {
 //     fields but rr, limits, scratch;
 //   - the reader of the leased server connection (Pump, on pool's reader goroutine):
 //     writes wr while it holds wmu, pops q under mu, checkCount;
-//   - the database's listener reader (listen.go notify): wr only under wmu, else it
-//     leaves the notification in notes for the next holder of wmu;
+//   - the database's listener reader (listen.go Notify): wr only under wmu, and only
+//     what the socket takes at once; a goroutine it starts (notesLater) holds wmu for
+//     the rest; else it leaves the notification in notes for the next holder of wmu;
 //   - timers (timeouts.go timerFired), under mu; the idle sweep (kickIfIdle) through
 //     idleAt alone;
 //   - the parker (park_linux.go): fd, rawFD, idleSince and expired, while the session

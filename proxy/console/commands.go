@@ -29,7 +29,7 @@ var commands = map[string]command{
 		return nil, nil, b.KillClient(a[0])
 	}},
 	"RELOAD": {0, 0, func(b Backend, a []string) ([]byte, func(), error) { return nil, nil, b.Reload() }},
-	"SET":    {2, 64, set}, // set checks for exactly one value itself, with a hint
+	"SET":    {2, 2, set}, // key and value (parse)
 	"SHUTDOWN": {0, 1, func(b Backend, a []string) ([]byte, func(), error) {
 		after, err := b.Shutdown(arg(a))
 		return nil, after, err
@@ -43,16 +43,9 @@ func arg(a []string) string {
 	return a[0]
 }
 
-// set parses SET key = value (or key TO value). The value is one token, as PgBouncer
-// takes it: a word or number, or a quoted string ('DISCARD ALL'; a doubled quote
-// stands for a quote). Anything more (DISCARD ALL unquoted, a, b) is a syntax error:
-// running the words together would store a value nobody wrote.
+// set runs SET key = value (parse has checked its form and lengths).
 func set(b Backend, args []string) ([]byte, func(), error) {
-	if !setForm(args) {
-		return nil, nil, Error("usage: SET key = value").
-			WithHint("The value is one word or number, or a quoted string: SET server_reset_query = 'DISCARD ALL'.")
-	}
-	notes, err := b.Set(args[0], args[2])
+	notes, err := b.Set(args[0], args[1])
 	return notes, nil, err
 }
 
@@ -65,35 +58,6 @@ var ignoredSettings = map[string]bool{
 
 // setIgnored is the answer to a SET of one of ignoredSettings: a NOTICE, then SET.
 var setIgnored = wire.CommandComplete(Notice(nil, "SET ignored", ""), "SET")
-
-// setForm reports whether SET's arguments are key = value (or key TO value).
-func setForm(args []string) bool {
-	return len(args) == 3 && (args[1] == "=" || strings.EqualFold(args[1], "to"))
-}
-
-// The longest SET key and value PgBouncer's console takes, in bytes as written (quotes
-// and doubled quotes included): admin_parse_query copies them into buffers of 64 and
-// 256 bytes and answers "bad arguments" to one that does not fit, and to an empty key.
-// So its tag, "SET key=value" in a buffer of 512, is never cut.
-const (
-	maxSetKey   = 63
-	maxSetValue = 255
-)
-
-// setFits checks a well-formed SET's key and value (setForm) against PgBouncer's
-// limits, given their sizes as written.
-func setFits(args []string, sizes []int) error {
-	switch {
-	case args[0] == "":
-		return Error("bad arguments: SET needs a setting name")
-	case sizes[0] > maxSetKey:
-		return Error("bad arguments: the setting name is %d bytes long, more than the %d the console takes", sizes[0], maxSetKey)
-	case sizes[2] > maxSetValue:
-		return Error("bad arguments: the value is %d bytes long as written, more than the %d the console takes", sizes[2], maxSetValue).
-			WithHint("Set it in the configuration file and RELOAD.")
-	}
-	return nil
-}
 
 // splitStatements splits a query on semicolons outside quotes and drops empty statements.
 func splitStatements(q string) []string {
@@ -122,51 +86,4 @@ func appendStmt(out []string, st string) []string {
 		out = append(out, st)
 	}
 	return out
-}
-
-// tokenize splits a console statement into words: bare words, "quoted identifiers",
-// 'quoted strings' (both with doubled quotes as escapes), "=" and ",". sizes are the
-// words' lengths as written, quotes included.
-func tokenize(stmt string) (words []string, sizes []int, err error) {
-	for i := 0; i < len(stmt); {
-		c := stmt[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			i++
-			continue
-		case c == '=' || c == ',':
-			words = append(words, string(c))
-			sizes = append(sizes, 1)
-			i++
-		case c == '\'' || c == '"':
-			var b strings.Builder
-			j := i + 1
-			for ; ; j++ {
-				if j >= len(stmt) {
-					return nil, nil, Error("unterminated quoted string in %q", stmt)
-				}
-				if stmt[j] == c {
-					if j+1 < len(stmt) && stmt[j+1] == c {
-						b.WriteByte(c)
-						j++
-						continue
-					}
-					break
-				}
-				b.WriteByte(stmt[j])
-			}
-			words = append(words, b.String())
-			sizes = append(sizes, j+1-i)
-			i = j + 1
-		default:
-			j := i
-			for j < len(stmt) && !strings.ContainsRune(" \t\r\n='\",", rune(stmt[j])) {
-				j++
-			}
-			words = append(words, stmt[i:j])
-			sizes = append(sizes, j-i)
-			i = j
-		}
-	}
-	return words, sizes, nil
 }

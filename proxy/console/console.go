@@ -116,15 +116,10 @@ func asError(err error) *pgerr.Error {
 
 // run parses and runs one statement.
 func (c Client) run(stmt string) (out []byte, after func(), err error) {
-	words, sizes, err := tokenize(stmt)
+	verb, args, err := parse(stmt)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(words) == 0 {
-		return nil, nil, syntaxError(stmt)
-	}
-	verb := strings.ToUpper(words[0])
-	args := words[1:]
 	if verb == "SHOW" {
 		if len(args) != 1 {
 			return nil, nil, syntaxError(stmt)
@@ -142,13 +137,8 @@ func (c Client) run(stmt string) (out []byte, after func(), err error) {
 	if !ok {
 		return nil, nil, syntaxError(stmt)
 	}
-	if verb == "SET" && setForm(args) {
-		if err := setFits(args, sizes[1:]); err != nil {
-			return nil, nil, err
-		}
-		if ignoredSettings[strings.ToLower(args[0])] { // any console user, stats_users too, may send them
-			return setIgnored, nil, nil
-		}
+	if verb == "SET" && ignoredSettings[strings.ToLower(args[0])] { // any console user, stats_users too, may send them
+		return setIgnored, nil, nil
 	}
 	if c.Role != RoleAdmin {
 		return nil, nil, Error("admin access needed").
@@ -175,9 +165,5 @@ func commandTag(verb string, args []string) string {
 	if verb != "SET" {
 		return verb
 	}
-	return "SET " + args[0] + "=" + args[2]
-}
-
-func syntaxError(stmt string) *pgerr.Error {
-	return Error("invalid command %q, use SHOW HELP;", strings.TrimSpace(stmt))
+	return "SET " + args[0] + "=" + args[1]
 }

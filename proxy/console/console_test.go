@@ -196,12 +196,16 @@ func TestSplitStatements(t *testing.T) {
 }
 
 func TestTokenize(t *testing.T) {
-	words, sizes, err := tokenize(`SET  x='it''s',"Q""d"=1`)
+	toks, err := tokenize(`SET  x='it''s'"Q""d"=1`)
 	require.NoError(t, err)
-	require.Equal(t, []string{"SET", "x", "=", "it's", ",", `Q"d`, "=", "1"}, words)
-	require.Equal(t, []int{3, 1, 1, 7, 1, 6, 1, 1}, sizes, "as written, quotes included")
-	_, _, err = tokenize(`KILL "x`)
+	require.Equal(t, []token{{"SET", 3, 'w'}, {"x", 1, 'w'}, {"=", 1, '='}, {"it's", 7, '\''}, {`Q"d`, 6, '"'},
+		{"=", 1, '='}, {"1", 1, 'w'}}, toks, "lengths as written, quotes included")
+	_, err = tokenize(`KILL "x`)
 	require.Error(t, err)
+	for _, bad := range []string{"SET x = 1.5", "SET x = -1", "PAUSE my-db", "SET a = b, c", "PAUSE café"} {
+		_, err = tokenize(bad)
+		require.ErrorContains(t, err, "invalid command", bad)
+	}
 }
 
 // TestResultEncoding: a result set's RowDescription, DataRows and CommandComplete, with
