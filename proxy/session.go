@@ -866,6 +866,7 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	if err != nil {
 		return err
 	}
+	s.spellStart(cfg, serverParams, startParams)
 	s.initParams(cfg, serverParams, startParams)
 	s.srv.register(s)
 	return s.sendLoginAnswer(pkt)
