@@ -361,10 +361,19 @@ func (st *Settings) Forget(known *params.Params) {
 // its defaults). Each is one Query, so one refused value does not undo the others; names
 // lists each query's setting, in order. What the server has for those names is unknown
 // until it answers (Synced): a link that ends before leaves them unknown, and the next
-// client of that server sets or resets them.
+// client of that server sets or resets them. client_encoding goes first: the server
+// reads the text of the others in it, and the client wrote them in its own.
 func (st *Settings) SyncSQL(b []byte, known *params.Params, names []SetOp) ([]byte, []SetOp) {
+	for _, enc := range [2]bool{true, false} {
+		b, names = st.syncSQL(b, known, names, enc)
+	}
+	return b, names
+}
+
+// syncSQL is SyncSQL for client_encoding alone (enc) or for the other settings.
+func (st *Settings) syncSQL(b []byte, known *params.Params, names []SetOp, enc bool) ([]byte, []SetOp) {
 	want := func(p params.Param) {
-		if have, ok := known.Get(p.Name); ok && have == p.Value {
+		if have, ok := known.Get(p.Name); ok && have == p.Value || (p.Name == encodingName) != enc {
 			return
 		}
 		b = wire.Query(b, SetConfigSQL(p.Name, p.Value))
@@ -383,6 +392,9 @@ func (st *Settings) SyncSQL(b []byte, known *params.Params, names []SetOp) ([]by
 	}
 	for i := range *known {
 		name := (*known)[i].Name
+		if (name == encodingName) != enc {
+			continue
+		}
 		if st != nil {
 			if _, ok := st.Effective(name); ok {
 				continue
@@ -394,6 +406,9 @@ func (st *Settings) SyncSQL(b []byte, known *params.Params, names []SetOp) ([]by
 	}
 	return b, names
 }
+
+// encodingName is client_encoding as settings name it (lower case).
+const encodingName = "client_encoding"
 
 // Synced records the server's answer to a hidden query of SyncSQL: the server now has
 // op's value, or its default after a RESET.

@@ -419,3 +419,19 @@ func TestListFix(t *testing.T) {
 	st.Start.Set("search_path", "schéma")
 	require.NotContains(t, st.ReadSQL(), "set_config")
 }
+
+// TestSyncEncodingFirst: the server reads the client's values in its client_encoding,
+// so that one is set or reset before any other.
+func TestSyncEncodingFirst(t *testing.T) {
+	st := &Settings{}
+	st.Start.Set("search_path", "schéma")
+	known := &params.Params{{Name: "application_name", Value: "x"}, {Name: "client_encoding", Value: "LATIN1"}}
+	_, names := st.SyncSQL(nil, known, nil)
+	require.Equal(t, []SetOp{{Name: "client_encoding", Reset: true}, {Name: "search_path", Value: "schéma"},
+		{Name: "application_name", Reset: true}}, names)
+
+	st.Start.Set("client_encoding", "WIN1252")
+	known = &params.Params{{Name: "client_encoding", Value: "LATIN1"}}
+	_, names = st.SyncSQL(nil, known, nil)
+	require.Equal(t, []SetOp{{Name: "client_encoding", Value: "WIN1252"}, {Name: "search_path", Value: "schéma"}}, names)
+}

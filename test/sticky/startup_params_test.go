@@ -80,3 +80,21 @@ func TestStartupSpellingKept(t *testing.T) {
 	assert.Equal(t, "Europe/Paris", later.PgConn().ParameterStatus("TimeZone"))
 	assert.Equal(t, "iso_8601", later.PgConn().ParameterStatus("IntervalStyle"))
 }
+
+// TestSettingsAfterOtherEncoding: a server comes to a client with another client's
+// client_encoding still set. The client's settings are sent to it as text in the
+// client's encoding, so the server must have that encoding before it reads them: a
+// non-ASCII startup value (search_path=schéma) read as LATIN1 became "schÃ©ma".
+func TestSettingsAfterOtherEncoding(t *testing.T) {
+	m := startMux(t, setup{poolSize: 1})
+	db := m.pg.NewDatabase(t, "otherenc")
+	latin := muxtest.Connect(t, withParams(t, m.url(db), map[string]string{"client_encoding": "LATIN1"}),
+		pgx.QueryExecModeSimpleProtocol, opTimeout)
+	viaMux, direct := muxAndDirect(t, m, db, map[string]string{"options": `-c search_path=schéma,public`})
+	for i := 0; i < 2; i++ {
+		_, err := latin.Exec(ctxT(t), "SELECT 1") // the one server gets LATIN1 again
+		require.NoError(t, err)
+		const q = "SELECT current_setting('search_path'), current_setting('client_encoding')"
+		require.Equal(t, exchange(t, direct, q, map[string]string{}), exchange(t, viaMux, q, map[string]string{}))
+	}
+}
