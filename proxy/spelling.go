@@ -23,9 +23,10 @@ import (
 // Most of that needs the server's own tables (the zone files, the encoding aliases), so
 // the pool's servers are asked, once per distinct value: the answer is kept in the
 // pool's entry (poolEntry.spellings), and the logins after it look it up. A value that
-// is the server's own, a plain application_name or a DateStyle (dateStyle spells those)
-// is not asked about; an application's clients send the same values, so nearly every
-// login finds its answer kept. Nothing of this runs after login.
+// is the server's own, a plain application_name, a DateStyle (dateStyle spells those) or
+// one of track_extra_parameters is not asked about; an application's clients send the
+// same values, so nearly every login finds its answer kept. Nothing of this runs after
+// login.
 //
 // The startup setting replayed on each server is kept in that spelling too: it sets the
 // same value, and the server's report of it is then no change to relay.
@@ -48,6 +49,11 @@ func (e *poolEntry) spelling(name, v, base string) (string, bool) {
 		return v, true // refused by PostgreSQL, or quoted: as written
 	case name == "application_name" && len(v) < 64 && plainASCII(v):
 		return v, true
+	case !builtinTracked(name):
+		// One of track_extra_parameters: a string setting PostgreSQL keeps as written
+		// (a custom one, search_path), whose values may differ per client (a tenant's
+		// schema), each of which would cost a server at login.
+		return v, true
 	case e == nil:
 		return "", false
 	}
@@ -57,6 +63,17 @@ func (e *poolEntry) spelling(name, v, base string) (string, bool) {
 	s, ok := e.spellings[string(key)]
 	e.mu.Unlock()
 	return s, ok
+}
+
+// builtinTracked reports whether name, as trackedName returns it, is one of
+// trackedParams rather than of track_extra_parameters.
+func builtinTracked(name string) bool {
+	for _, n := range trackedParams {
+		if n == name {
+			return true
+		}
+	}
+	return false
 }
 
 func spellingKey(b []byte, name, v string) []byte {

@@ -25,6 +25,7 @@ func TestSpelling(t *testing.T) {
 		{"application_name", "café", "", "", false},
 		{"application_name", string(make([]byte, 64)), "", "", false},
 		{"client_encoding", "utf8", "UTF8", "", false},
+		{"search_path", "Tenant_1", "", "Tenant_1", true}, // track_extra_parameters: as written
 	}
 	for _, c := range cases {
 		got, ok := e.spelling(c.name, c.v, c.base)
