@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 
 	"go.uber.org/zap"
 
@@ -121,13 +120,8 @@ func (s *Session) spellStart(cfg *config.Config, server pool.Params, start []sta
 	}
 	var spelled []string
 	s.offload(func() {
-		ctx, cancel := waitContext(cfg)
+		ctx, cancel := s.loginWaitContext(cfg)
 		defer cancel()
-		if d := s.loginDeadline(cfg); !d.IsZero() {
-			var stop context.CancelFunc
-			ctx, stop = context.WithDeadline(ctx, d)
-			defer stop()
-		}
 		var err error
 		if spelled, err = s.entry.askSpellings(ctx, asks); err != nil {
 			s.log().Debug("asking a server how it reports startup values failed", zap.Error(err))
@@ -208,20 +202,7 @@ type spellLessee struct {
 }
 
 func (l *spellLessee) Pump(c *pool.Conn) error {
-	for {
-		if c.Lessee() != pool.Lessee(l) {
-			return nil
-		}
-		typ, n, err := c.Rd.Next()
-		if err != nil {
-			l.finish(err)
-			return err
-		}
-		m, err := c.Rd.Message(n)
-		if err != nil {
-			l.finish(err)
-			return err
-		}
+	return pumpAnswers(c, l, len(l.vals), "a spelling query", func(typ byte, m []byte) {
 		switch typ {
 		case 'D':
 			v, ok := firstColumn(wire.Body(m))
@@ -240,18 +221,9 @@ func (l *spellLessee) Pump(c *pool.Conn) error {
 				c.NoteParameter(string(k), string(v))
 			}
 		case 'Z':
-			if l.i++; l.i < len(l.vals) {
-				continue
-			}
-			if len(m) > 5 && m[5] == 'I' {
-				c.Release(false)
-			} else {
-				c.Discard(errors.New("a spelling query left a transaction open"))
-			}
-			l.finish(nil)
-			return nil
+			l.i++
 		}
-	}
+	}, l.finish)
 }
 
 func (l *spellLessee) finish(err error) {
