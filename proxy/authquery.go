@@ -202,20 +202,7 @@ type authQueryLessee struct {
 }
 
 func (l *authQueryLessee) Pump(c *pool.Conn) error {
-	for {
-		if c.Lessee() != pool.Lessee(l) {
-			return nil
-		}
-		typ, n, err := c.Rd.Next()
-		if err != nil {
-			l.finish(err)
-			return err
-		}
-		m, err := c.Rd.Message(n)
-		if err != nil {
-			l.finish(err)
-			return err
-		}
+	return pumpAnswers(c, l, 1, "auth_query", func(typ byte, m []byte) {
 		switch typ {
 		case 'D':
 			if !l.found {
@@ -226,15 +213,43 @@ func (l *authQueryLessee) Pump(c *pool.Conn) error {
 			if l.err == nil {
 				l.err = pe
 			}
-		case 'Z':
-			if len(m) > 5 && m[5] == 'I' {
-				c.Release(false)
-			} else {
-				c.Discard(errors.New("auth_query left a transaction open"))
-			}
-			l.finish(nil)
+		}
+	}, l.finish)
+}
+
+// pumpAnswers reads the answers to queries of pgmux's own on c's reader goroutine for
+// its lessee l, giving each message (ReadyForQuery too) to on, up to the readies-th
+// ReadyForQuery: c then goes back to the pool, or is discarded if the queries (what)
+// left a transaction open. done is called once: with nil then, or with the read error
+// that broke c.
+func pumpAnswers(c *pool.Conn, l pool.Lessee, readies int, what string, on func(typ byte, m []byte), done func(error)) error {
+	for {
+		if c.Lessee() != l {
 			return nil
 		}
+		typ, n, err := c.Rd.Next()
+		var m []byte
+		if err == nil {
+			m, err = c.Rd.Message(n)
+		}
+		if err != nil {
+			done(err)
+			return err
+		}
+		on(typ, m)
+		if typ != 'Z' {
+			continue
+		}
+		if readies--; readies > 0 {
+			continue
+		}
+		if len(m) > 5 && m[5] == 'I' {
+			c.Release(false)
+		} else {
+			c.Discard(errors.New(what + " left a transaction open"))
+		}
+		done(nil)
+		return nil
 	}
 }
 

@@ -38,6 +38,8 @@ func TestDateStyle(t *testing.T) {
 	for _, v := range []string{"iso, sql", "ymd, dmy", "foo", "iso,,mdy", "iso,", ",iso", "iso mdy", `"ISO"`, "\u017fql"} {
 		_, ok := dateStyle(v, "ISO, MDY")
 		require.False(t, ok, "%q", v)
-		require.Equal(t, v, normalizeParam("DateStyle", v, "ISO, MDY"))
+		got, ok := (*poolEntry)(nil).spelling("DateStyle", v, "ISO, MDY")
+		require.True(t, ok, "%q", v)
+		require.Equal(t, v, got)
 	}
 }

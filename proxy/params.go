@@ -17,13 +17,18 @@ import (
 // trackedParams are the parameters PostgreSQL reports that follow a client from server to
 // server, by lower-case name to the name the server reports.
 var trackedParams = map[string]string{
-	"client_encoding":             "client_encoding",
-	"datestyle":                   "DateStyle",
-	"timezone":                    "TimeZone",
-	"intervalstyle":               "IntervalStyle",
-	"standard_conforming_strings": "standard_conforming_strings",
-	"application_name":            "application_name",
+	"client_encoding":               "client_encoding",
+	"datestyle":                     "DateStyle",
+	"timezone":                      "TimeZone",
+	"intervalstyle":                 "IntervalStyle",
+	"standard_conforming_strings":   "standard_conforming_strings",
+	"application_name":              "application_name",
+	"default_transaction_read_only": "default_transaction_read_only",
 }
+
+// reportedOnly are the tracked parameters a client is told at login only where the
+// server reports them: PostgreSQL reports default_transaction_read_only since 14.
+var reportedOnly = map[string]bool{"default_transaction_read_only": true}
 
 // trackedName returns the canonical name of a tracked parameter.
 func trackedName(cfg *config.Config, name string) (string, bool) {
@@ -82,9 +87,10 @@ func ignored(cfg *config.Config, key string) bool {
 }
 
 // initParams sets what the client is told at login: the server's parameters with the
-// client's own values for reported ones. Every startup parameter becomes a startup
-// setting (settings.go), applied on each server the client gets and what RESET returns
-// to, unless it is a reported one whose value the pool's servers already have.
+// client's own values for reported ones (start has them as the server spells them:
+// spellStart). Every startup parameter becomes a startup setting (settings.go), applied
+// on each server the client gets and what RESET returns to, unless it is a reported one
+// whose value the pool's servers already have.
 func (s *Session) initParams(cfg *config.Config, server pool.Params, start []startup.Param) {
 	// On the stack: a client that sent the values another client of the pool sent (an
 	// application's clients send the same ones) shares that client's copy, and its login
@@ -101,11 +107,12 @@ func (s *Session) initParams(cfg *config.Config, server pool.Params, start []sta
 		}
 		if name, ok := trackedName(cfg, p.Key); ok {
 			base, known := server.Get(name)
-			v := normalizeParam(name, p.Value, base)
-			if known && base == v {
+			if known && base == p.Value {
 				continue
 			}
-			own = withParam(own, name, v)
+			if known || !reportedOnly[name] {
+				own = withParam(own, name, p.Value)
+			}
 		}
 		startVals = withParam(startVals, strings.ToLower(p.Key), p.Value)
 	}
@@ -252,29 +259,6 @@ func (p *sessionParams) each(f func(name, value string)) {
 			f(kv.Name, kv.Value)
 		}
 	}
-}
-
-// normalizeParam spells a value the way the server would report it, where that is known:
-// the client is told it at login, as PostgreSQL tells it, and the server's report of it
-// when pgmux sets it is no change to relay. base is the server's value before.
-func normalizeParam(name, value, base string) string {
-	if name == "DateStyle" {
-		if v, ok := dateStyle(value, base); ok {
-			return v
-		}
-		return value
-	}
-	if name == "client_encoding" {
-		v := strings.ToUpper(strings.ReplaceAll(value, "-", ""))
-		switch v {
-		case "UTF8", "UNICODE":
-			return "UTF8"
-		case "LATIN1", "ISO88591":
-			return "LATIN1"
-		}
-		return v
-	}
-	return value
 }
 
 // reportChanged tells the client the reported parameters whose values changed while

@@ -56,6 +56,10 @@ type poolEntry struct {
 	// owns are the clients' reported parameters shared the same way (sharedParams), by
 	// the names and values of their own; guarded by mu.
 	owns map[string]*sessionParams
+	// spellings are the startup values of reported parameters the servers were asked
+	// about, by name and value (spellingKey), to how they report them (spelling.go);
+	// guarded by mu.
+	spellings map[string]string
 }
 
 // maxSharedStarts bounds the distinct sets of startup values an entry shares; clients

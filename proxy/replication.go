@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -151,13 +150,8 @@ func (s *Session) openReplication(cfg *config.Config, start []startup.Param) (*p
 			return nil, err
 		}
 	}
-	ctx, cancel := waitContext(cfg)
+	ctx, cancel := s.loginWaitContext(cfg)
 	defer cancel()
-	if dl := s.loginDeadline(cfg); !dl.IsZero() {
-		var cancelLogin context.CancelFunc
-		ctx, cancelLogin = context.WithDeadline(ctx, dl)
-		defer cancelLogin()
-	}
 	m := s.kind
 	c, err := s.entry.pool.Dedicated(ctx, func(t *pool.Target) {
 		t.ConnectQuery = "" // SQL is refused on a physical replication connection

@@ -907,6 +907,7 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	if err != nil {
 		return err
 	}
+	s.spellStart(cfg, serverParams, startParams)
 	s.initParams(cfg, serverParams, startParams)
 	s.srv.register(s)
 	return s.sendLoginAnswer(pkt)
@@ -987,6 +988,18 @@ func (s *Session) loginDeadline(cfg *config.Config) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, s.connectedAt).Add(cfg.ClientLoginTimeout)
+}
+
+// loginWaitContext bounds a login's wait for a server: query_wait_timeout, and the
+// login's deadline.
+func (s *Session) loginWaitContext(cfg *config.Config) (context.Context, context.CancelFunc) {
+	ctx, cancel := waitContext(cfg)
+	dl := s.loginDeadline(cfg)
+	if dl.IsZero() {
+		return ctx, cancel
+	}
+	ctx, stop := context.WithDeadline(ctx, dl)
+	return ctx, func() { stop(); cancel() }
 }
 
 // untilDeadline is untilDone until deadline. It bounds a login's waits on servers, whose

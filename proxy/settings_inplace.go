@@ -26,10 +26,12 @@ import (
 // parameters on a direct connection; a list setting such as search_path gets the DO
 // too, which keeps the list's text as the client wrote it. Inside a transaction block,
 // where the DO's snapshot would make PostgreSQL refuse those switches (25001), both are
-// SETs (link.reapplyIn): a list is written item by item, and a startup value the server
-// no longer takes (its tablespace dropped since) fails the client's RESET ALL. If the
-// reset fails, the rest of the Query, the re-set with it, does not run, as the
-// transaction rolls the reset back.
+// SETs (link.reapplyIn): a list is written item by item (its text as the client wrote
+// it comes back with the read-back after the block), and a startup value the server no
+// longer takes (its tablespace dropped since) fails the client's RESET, where
+// PostgreSQL's does not check it again (TestResetOfRefusedStartupValue tells why pgmux
+// cannot). If the reset fails, the rest of the Query, the re-set with it, does not run,
+// as the transaction rolls the reset back.
 //
 // Not done this way, and left to the hidden query after the request: DISCARD ALL (it
 // cannot run in the implicit transaction block of a Query of several statements), resets

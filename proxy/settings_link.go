@@ -308,6 +308,11 @@ func (s *Session) logRefused(e expect, pe *pgerr.Error) {
 		s.log().Warn("a server refused the client's setting; it is dropped", zap.String("setting", e.Stmt), zap.Error(pe))
 	case e.Setting == link.SetSync || e.Setting == link.SetSyncReset:
 		s.log().Info("giving a server the client's setting failed", zap.String("setting", e.Stmt), zap.Error(pe))
+	case e.Setting == link.SetReapply && refusal(pe):
+		// A startup value the server no longer takes (its object dropped since):
+		// PostgreSQL's RESET would not check it again; here the client's transaction,
+		// if one is open, is aborted without an error of its own.
+		s.log().Warn("a server refused a startup value set again after the client's reset", zap.Error(pe))
 	default:
 		s.log().Debug("hidden settings query failed", zap.Error(pe))
 	}

@@ -243,9 +243,15 @@ func (st *Settings) ReapplySQL(ops []SetOp) string {
 	return b.String()
 }
 
-// ReadSQL reads the touched settings back.
+// ReadSQL reads the touched settings back, after giving back the client's text of the
+// list settings a SET wrote anew (listFix).
 func (st *Settings) ReadSQL() string {
 	var b strings.Builder
+	for i := range st.touched {
+		if fix := st.listFix(&st.touched[i]); fix != "" {
+			b.WriteString(fix + "; ")
+		}
+	}
 	b.WriteString("SELECT v.n, pg_catalog.current_setting(v.n, true) FROM (VALUES ")
 	for i, t := range st.touched {
 		if i > 0 {
@@ -305,7 +311,8 @@ func (st *Settings) Commit(known *params.Params, status byte, gen uint32) {
 			switch {
 			case hasStart && (st.ReapplyFailed || listQuoted[r.name] && r.value != start):
 				// The startup value may not be back, or is back as a SET wrote the list
-				// (setStart): the next link sets it as the client wrote it.
+				// (setStart) and listFix did not act: the next link sets it as the client
+				// wrote it.
 				known.Set(r.name, UnknownValue)
 			case hasStart:
 				known.Set(r.name, start) // as set again after the reset
@@ -355,15 +362,24 @@ func (st *Settings) Forget(known *params.Params) {
 // its defaults). Each is one Query, so one refused value does not undo the others; names
 // lists each query's setting, in order. What the server has for those names is unknown
 // until it answers (Synced): a link that ends before leaves them unknown, and the next
-// client of that server sets or resets them.
+// client of that server sets or resets them. client_encoding goes first: the server
+// reads the text of the others in it, and the client wrote them in its own.
 func (st *Settings) SyncSQL(b []byte, known *params.Params, names []SetOp) ([]byte, []SetOp) {
 	if st != nil && len(st.Own) == 0 && slices.Equal(st.Start, *known) {
 		// The usual link: the server has the client's startup values, as the last client
 		// it served had the same, and the client set nothing of its own.
 		return b, names
 	}
+	for _, enc := range [2]bool{true, false} {
+		b, names = st.syncSQL(b, known, names, enc)
+	}
+	return b, names
+}
+
+// syncSQL is SyncSQL for client_encoding alone (enc) or for the other settings.
+func (st *Settings) syncSQL(b []byte, known *params.Params, names []SetOp, enc bool) ([]byte, []SetOp) {
 	want := func(p params.Param) {
-		if have, ok := known.Get(p.Name); ok && have == p.Value {
+		if have, ok := known.Get(p.Name); ok && have == p.Value || (p.Name == encodingName) != enc {
 			return
 		}
 		b = wire.Query(b, SetConfigSQL(p.Name, p.Value))
@@ -382,6 +398,9 @@ func (st *Settings) SyncSQL(b []byte, known *params.Params, names []SetOp) ([]by
 	}
 	for i := range *known {
 		name := (*known)[i].Name
+		if (name == encodingName) != enc {
+			continue
+		}
 		if st != nil {
 			if _, ok := st.Effective(name); ok {
 				continue
@@ -393,6 +412,9 @@ func (st *Settings) SyncSQL(b []byte, known *params.Params, names []SetOp) ([]by
 	}
 	return b, names
 }
+
+// encodingName is client_encoding as settings name it (lower case).
+const encodingName = "client_encoding"
 
 // Synced records the server's answer to a hidden query of SyncSQL: the server now has
 // op's value, or its default after a RESET.
@@ -506,8 +528,9 @@ func ResetInPlace(st *Settings, q string, inTx bool) (m []byte, hide uint64, shi
 // ALL too. Outside one, a snapshot is harmless, and after RESET ALL or of a list setting
 // it is a DO block (ReapplyDO): there a value the server will not set again (a parameter
 // that can only be set at connection start) must not fail the client's Query, and
-// set_config keeps a list's text as the client wrote it, where SET writes it anew. A
-// value no SET can give (an empty list) gets the DO wherever it is.
+// set_config keeps a list's text as the client wrote it, where SET writes it anew (the
+// read-back after the block puts the client's text back: listFix). A list SET cannot
+// read for certain gets the DO wherever it is.
 func (st *Settings) reapplyIn(ops []SetOp, all, block bool) []string {
 	if !block && (all || len(ops) != 1 || listQuoted[ops[0].Name]) {
 		return []string{st.ReapplyDO(ops)}
@@ -527,22 +550,73 @@ func (st *Settings) reapplyIn(ops []SetOp, all, block bool) []string {
 // setStart is the SET that gives name the startup value start, and whether there is
 // one. SET quotes each string of a list setting (GUC_LIST_QUOTE) as one item, where
 // set_config and the startup packet split the text: "SET search_path TO 'a, b'" is one
-// schema. So a list is written item by item, as PostgreSQL reads it (splitList).
+// schema. So a list is written item by item, as PostgreSQL reads it (splitList). An
+// empty list is written as one empty name, '""', which names no schema and no
+// tablespace: the same list to PostgreSQL (a search path of none, the database's
+// default tablespace), in other text.
 func setStart(name, start string) (string, bool) {
 	if !listQuoted[name] {
 		return "SET " + sqlscan.QuoteIdent(name) + " TO " + sqlscan.QuoteLiteral(start), true
 	}
-	if name != "search_path" && name != "temp_tablespaces" {
+	items, ok := setItems(name, start)
+	if !ok {
 		return "", false
 	}
-	items, ok := splitList(start)
-	if !ok || len(items) == 0 {
-		return "", false // an empty list: SET has no way to write one
+	if len(items) == 0 {
+		items = []string{""}
 	}
 	for i, it := range items {
 		items[i] = sqlscan.QuoteLiteral(it)
 	}
 	return "SET " + sqlscan.QuoteIdent(name) + " TO " + strings.Join(items, ", "), true
+}
+
+// setItems are the items setStart writes a list setting's startup value as, and whether
+// it writes one.
+func setItems(name, start string) ([]string, bool) {
+	if name != "search_path" && name != "temp_tablespaces" {
+		return nil, false
+	}
+	return splitList(start)
+}
+
+// listFix is the statement that gives back, after a transaction block, the text the
+// client wrote of a list setting's startup value that a reset inside the block had set
+// again by a SET (reapplyIn), which writes the list anew ("s1,public" as "s1, public",
+// an empty list as '""'): the same list, but not the text SHOW and current_setting give
+// on a direct connection. It is sent with the read-back (ReadSQL), outside the block,
+// where a snapshot is harmless, for a setting a request reset and none set since the
+// last read. It acts only where the server has the text that SET wrote (quote_ident is
+// the quoting SET uses), which the value before the reset did not have: elsewhere the
+// reset rolled back, failed, or was set again by set_config. (A client that had set
+// the list in SET's own text before the reset keeps that text: whether the reset rolled
+// back does not show then.) "" when there is nothing to give back.
+func (st *Settings) listFix(t *touched) string {
+	if !listQuoted[t.name] {
+		return ""
+	}
+	start, ok := st.Start.Get(t.name)
+	if !ok {
+		return ""
+	}
+	set, reset, prev, hasPrev := st.sinceRead(t, t.name)
+	items, ok := setItems(t.name, start)
+	if !ok || !reset || set {
+		return ""
+	}
+	if len(items) == 0 {
+		items = []string{""}
+	}
+	for i, it := range items {
+		items[i] = "pg_catalog.quote_ident(" + sqlscan.QuoteLiteral(it) + ")"
+	}
+	setText := "pg_catalog.concat_ws(', ', " + strings.Join(items, ", ") + ")"
+	name := sqlscan.QuoteLiteral(t.name)
+	cond := "pg_catalog.current_setting(" + name + ") = " + setText
+	if hasPrev {
+		cond += " AND " + sqlscan.QuoteLiteral(prev) + " <> " + setText
+	}
+	return "SELECT pg_catalog.set_config(" + name + ", " + sqlscan.QuoteLiteral(start) + ", false) WHERE " + cond
 }
 
 // listQuoted are PostgreSQL's settings whose SET quotes a string value as one list item

@@ -354,7 +354,8 @@ func TestSetStart(t *testing.T) {
 		{"search_path", ` "$user" ,  Public `, `SET "search_path" TO E'$user', E'public'`},
 		{"search_path", `"My ""Schema"", x",b`, `SET "search_path" TO E'My "Schema", x', E'b'`},
 		{"temp_tablespaces", `"", pg_default`, `SET "temp_tablespaces" TO E'', E'pg_default'`},
-		{"search_path", "", ""},                      // an empty list: no SET writes it
+		{"search_path", "", `SET "search_path" TO E''`}, // an empty list: one empty name
+		{"temp_tablespaces", " ", `SET "temp_tablespaces" TO E''`},
 		{"search_path", "a,", ""},                    // PostgreSQL's syntax error
 		{"search_path", "a b", ""},                   // likewise
 		{"search_path", `"a`, ""},                    // an open quote
@@ -410,4 +411,58 @@ func TestSyncSQLShortcut(t *testing.T) {
 		_, names := st.SyncSQL(nil, &known, nil)
 		require.Equal(t, c.want, names, c.name)
 	}
+}
+
+// TestListFix: after a reset of a list startup value, the read-back first gives back the
+// client's text where the server has the text a SET wrote of it, unless a request set
+// the list since, or its value before the reset already had that text.
+func TestListFix(t *testing.T) {
+	st := &Settings{}
+	st.Start.Set("search_path", "s1,public")
+	st.Start.Set("datestyle", "ISO")
+	st.Touch(&SetTouch{All: true})
+	const fix = "SELECT pg_catalog.set_config(E'search_path', E's1,public', false) WHERE " +
+		"pg_catalog.current_setting(E'search_path') = pg_catalog.concat_ws(', ', " +
+		"pg_catalog.quote_ident(E's1'), pg_catalog.quote_ident(E'public')) AND E's1,public' <> " +
+		"pg_catalog.concat_ws(', ', pg_catalog.quote_ident(E's1'), pg_catalog.quote_ident(E'public')); SELECT v.n"
+	require.Contains(t, st.ReadSQL(), fix)
+	require.Equal(t, 1, strings.Count(st.ReadSQL(), "set_config"), "DateStyle is no list")
+	read(st, &params.Params{}, 'I', val("search_path", "s1,public"), val("datestyle", "ISO"))
+
+	// Set since the reset: the client's own text stands.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "search_path", Reset: true}}})
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "search_path"}}})
+	require.NotContains(t, st.ReadSQL(), "set_config")
+	read(st, &params.Params{}, 'I', val("search_path", "s1, public"))
+
+	// Its value before the reset was the client's own: that one is compared.
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "search_path", Reset: true}}})
+	require.Contains(t, st.ReadSQL(), "AND E's1, public' <> ")
+	read(st, &params.Params{}, 'I', val("search_path", "s1,public"))
+
+	// An empty list, which a SET writes as one empty name.
+	st = &Settings{}
+	st.Start.Set("search_path", "")
+	st.Touch(&SetTouch{Ops: []SetOp{{Name: "search_path", Reset: true}}})
+	require.Contains(t, st.ReadSQL(), "set_config(E'search_path', E'', false) WHERE "+
+		"pg_catalog.current_setting(E'search_path') = pg_catalog.concat_ws(', ', pg_catalog.quote_ident(E''))")
+	// A list SET does not write (not read for certain): no fix.
+	st.Start.Set("search_path", "schéma")
+	require.NotContains(t, st.ReadSQL(), "set_config")
+}
+
+// TestSyncEncodingFirst: the server reads the client's values in its client_encoding,
+// so that one is set or reset before any other.
+func TestSyncEncodingFirst(t *testing.T) {
+	st := &Settings{}
+	st.Start.Set("search_path", "schéma")
+	known := &params.Params{{Name: "application_name", Value: "x"}, {Name: "client_encoding", Value: "LATIN1"}}
+	_, names := st.SyncSQL(nil, known, nil)
+	require.Equal(t, []SetOp{{Name: "client_encoding", Reset: true}, {Name: "search_path", Value: "schéma"},
+		{Name: "application_name", Reset: true}}, names)
+
+	st.Start.Set("client_encoding", "WIN1252")
+	known = &params.Params{{Name: "client_encoding", Value: "LATIN1"}}
+	_, names = st.SyncSQL(nil, known, nil)
+	require.Equal(t, []SetOp{{Name: "client_encoding", Value: "WIN1252"}, {Name: "search_path", Value: "schéma"}}, names)
 }

@@ -1,0 +1,246 @@
+package proxy
+
+import (
+	"context"
+	"encoding/hex"
+
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/config"
+	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/sqlscan"
+	"github.com/pgmux/pgmux/protocol/startup"
+	"github.com/pgmux/pgmux/protocol/wire"
+)
+
+// A reported parameter a client gives at startup is told back at login as PostgreSQL
+// reports it, which is not always as the client wrote it: TimeZone=utc is "UTC",
+// europe/paris "Europe/Paris" (the zone file's name), +3 "<+03>-03"; IntervalStyle and
+// the booleans are spelled as their enum ("postgres", "on"); client_encoding by its
+// encoding's name ("utf8" is "UTF8", but "UNICODE" stays itself, a PostgreSQL exception
+// for old drivers); application_name is cut at 63 bytes and loses its non-ASCII bytes.
+// Most of that needs the server's own tables (the zone files, the encoding aliases), so
+// the pool's servers are asked, once per distinct value: the answer is kept in the
+// pool's entry (poolEntry.spellings), and the logins after it look it up. A value that
+// is the server's own, a plain application_name, a DateStyle (dateStyle spells those) or
+// one of track_extra_parameters is not asked about; an application's clients send the
+// same values, so nearly every login finds its answer kept. Nothing of this runs after
+// login.
+//
+// The startup setting replayed on each server is kept in that spelling too: it sets the
+// same value, and the server's report of it is then no change to relay.
+
+// maxSpellings bounds the values an entry keeps the spelling of; past it a new value
+// is asked about at each login that sends it.
+const maxSpellings = 256
+
+// spelling returns how PostgreSQL reports the reported parameter name set at startup to
+// v, where base is the server's value at login (its report), and whether that is known
+// without asking a server. It allocates nothing: it runs at every login.
+func (e *poolEntry) spelling(name, v, base string) (string, bool) {
+	switch {
+	case v == base:
+		return v, true
+	case name == "DateStyle":
+		if d, ok := dateStyle(v, base); ok {
+			return d, true
+		}
+		return v, true // refused by PostgreSQL, or quoted: as written
+	case name == "application_name" && len(v) < 64 && plainASCII(v):
+		return v, true
+	case !builtinTracked(name):
+		// One of track_extra_parameters: a string setting PostgreSQL keeps as written
+		// (a custom one, search_path), whose values may differ per client (a tenant's
+		// schema), each of which would cost a server at login.
+		return v, true
+	case e == nil:
+		return "", false
+	}
+	var buf [128]byte
+	key := spellingKey(buf[:0], name, v)
+	e.mu.Lock()
+	s, ok := e.spellings[string(key)]
+	e.mu.Unlock()
+	return s, ok
+}
+
+// builtinTracked reports whether name, as trackedName returns it, is one of
+// trackedParams rather than of track_extra_parameters.
+func builtinTracked(name string) bool {
+	for _, n := range trackedParams {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+func spellingKey(b []byte, name, v string) []byte {
+	return append(append(append(b, name...), 0), v...)
+}
+
+// plainASCII reports whether v has only printable ASCII, which PostgreSQL keeps as it
+// is in application_name.
+func plainASCII(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] < 32 || v[i] > 126 {
+			return false
+		}
+	}
+	return true
+}
+
+// spellStart puts in start (the login's own) each reported parameter's value as the
+// server reports it, before initParams tells the client them: known here (spelling), or
+// asked of one of the pool's servers. A server that cannot be had within the login's
+// time, or refuses a value, leaves it as the client wrote it (the link's setting of it
+// then meets the refusal, as before).
+func (s *Session) spellStart(cfg *config.Config, server pool.Params, start []startup.Param) {
+	var asks []pool.Param
+	var at []int
+	for i := range start {
+		p := &start[i]
+		name, ok := trackedName(cfg, p.Key)
+		if !ok {
+			continue
+		}
+		base, known := server.Get(name)
+		if !known && reportedOnly[name] {
+			continue
+		}
+		if v, ok := s.entry.spelling(name, p.Value, base); ok {
+			p.Value = v
+			continue
+		}
+		asks = append(asks, pool.Param{Name: name, Value: p.Value})
+		at = append(at, i)
+	}
+	if len(asks) == 0 {
+		return
+	}
+	var spelled []string
+	s.offload(func() {
+		ctx, cancel := s.loginWaitContext(cfg)
+		defer cancel()
+		var err error
+		if spelled, err = s.entry.askSpellings(ctx, asks); err != nil {
+			s.log().Debug("asking a server how it reports startup values failed", zap.Error(err))
+		}
+	})
+	for i, v := range spelled {
+		if v != "" {
+			start[at[i]].Value = v
+		}
+	}
+}
+
+// askSpellings sets each of asks in a transaction of its own on one of e's servers, with
+// set_config(..., true), which returns the value as the server reports it and lasts only
+// as long as that transaction, and keeps the answers. It returns them, "" for a value
+// the server refused.
+func (e *poolEntry) askSpellings(ctx context.Context, asks []pool.Param) ([]string, error) {
+	l := &spellLessee{done: make(chan struct{}), vals: make([]string, len(asks)), ok: make([]bool, len(asks))}
+	c, err := e.pool.Acquire(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	var b []byte
+	for _, a := range asks {
+		b = wire.Query(b, spellSQL(a.Name, a.Value))
+	}
+	if err = c.Wr.Write(b); err == nil {
+		err = c.Wr.Flush()
+	}
+	if err != nil {
+		c.Discard(err)
+		return nil, err
+	}
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		c.Discard(ctx.Err())
+		return nil, ctx.Err()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, a := range asks {
+		if !l.ok[i] {
+			l.vals[i] = ""
+			continue
+		}
+		if e.spellings == nil {
+			e.spellings = make(map[string]string)
+		}
+		if len(e.spellings) < maxSpellings {
+			e.spellings[string(spellingKey(nil, a.Name, a.Value))] = l.vals[i]
+		}
+	}
+	return l.vals, l.err
+}
+
+// spellSQL is the query that returns how the server reports name set to v. The value
+// goes in and out as hexadecimal bytes in the database's encoding, as PostgreSQL takes a
+// startup value's bytes: the server's connection may have another client's
+// client_encoding (or bytea_output), which would otherwise convert them.
+func spellSQL(name, v string) string {
+	return "SELECT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.set_config(" + sqlscan.QuoteLiteral(name) +
+		", pg_catalog.convert_from(pg_catalog.decode('" + hex.EncodeToString([]byte(v)) +
+		"', 'hex'), pg_catalog.current_setting('server_encoding')), true), " +
+		"pg_catalog.current_setting('server_encoding')), 'hex')"
+}
+
+// spellLessee reads the answers to askSpellings' queries on the connection's reader
+// goroutine, one per query (a row, or an error), and gives the connection back at the
+// last ReadyForQuery. The reader writes vals, ok and err, then closes done; the asking
+// goroutine reads them only after done is closed.
+type spellLessee struct {
+	done chan struct{}
+	vals []string
+	ok   []bool
+	i    int // the query being answered
+	err  error
+}
+
+func (l *spellLessee) Pump(c *pool.Conn) error {
+	return pumpAnswers(c, l, len(l.vals), "a spelling query", func(typ byte, m []byte) {
+		switch typ {
+		case 'D':
+			v, ok := firstColumn(wire.Body(m))
+			if b, err := hex.DecodeString(v); ok && err == nil && l.i < len(l.vals) {
+				l.vals[l.i], l.ok[l.i] = string(b), true
+			}
+		case 'E':
+			if l.i < len(l.ok) {
+				l.ok[l.i] = false
+			}
+		case 'S':
+			// Before PostgreSQL 14 a change is reported as it is made, and again as the
+			// transaction's end takes it back: the connection's parameters follow.
+			if k, v, err := wire.ParseParameterStatus(wire.Body(m)); err == nil {
+				c.Params.Set(string(k), string(v))
+				c.NoteParameter(string(k), string(v))
+			}
+		case 'Z':
+			l.i++
+		}
+	}, l.finish)
+}
+
+func (l *spellLessee) finish(err error) {
+	l.err = err
+	close(l.done)
+}
+
+// firstColumn is the first column of a DataRow body, and whether it is there and not
+// NULL.
+func firstColumn(body []byte) (string, bool) {
+	cols, rest, err := wire.Int16(body)
+	if err != nil || cols < 1 {
+		return "", false
+	}
+	n, rest, err := wire.Int32(rest)
+	if err != nil || n < 0 || int(n) > len(rest) {
+		return "", false
+	}
+	return string(rest[:n]), true
+}
