@@ -40,3 +40,14 @@ func LoginsInFlight(s *Server) int {
 	defer s.mu.Unlock()
 	return len(s.logins)
 }
+
+// SetTestHookHold sets (nil: clears) a function a server's reader runs as SUSPEND begins
+// to hold a message of its server (over false) and once the hold is over (true), before
+// the reader goes on with the message.
+func SetTestHookHold(f func(over bool)) {
+	if f == nil {
+		testHookHold.Store(nil)
+		return
+	}
+	testHookHold.Store(&f)
+}

@@ -936,12 +936,17 @@ func (s *Session) Pump(c *pool.Conn) error {
 		if !s.leases(c) {
 			return nil
 		}
+		waited := false // the lease may have ended meanwhile (leaseEnded)
 		if s.srv.console.suspendedNow.Load() {
 			busy = s.holdAnswer(held, busy) // suspend.go
+			waited = true
 		}
 		if !held {
 			s.wmu.Lock()
-			held = true
+			held, waited = true, true
+		}
+		if waited && !s.leases(c) {
+			return leaseEnded(rd, n)
 		}
 		if s.ending(c) {
 			return nil
@@ -951,6 +956,17 @@ func (s *Session) Pump(c *pool.Conn) error {
 			return err
 		}
 	}
+}
+
+// leaseEnded drops the message of c's server whose header Pump read while c was leased
+// to the session, when the lease ended while Pump waited (SUSPEND's hold, the client's
+// writer held by a kill telling the client): it was that client's, who has left, and is
+// dropped as forward drops a gone client's. c belongs to the pool or its next lessee
+// now: it must neither get that message nor be closed for the kill (ending), and its
+// next reader sees any failure of its own.
+func leaseEnded(rd *wire.Reader, n int) error {
+	_ = rd.Skip(n)
+	return nil
 }
 
 // relayMsg relays one message of c's server whose header Next returned, with s.wmu

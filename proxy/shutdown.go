@@ -166,9 +166,33 @@ var errShuttingDown = errors.New("pgmux is shutting down")
 // closeGrace is how long an immediate shutdown waits for sessions that are ending anyway.
 const closeGrace = 100 * time.Millisecond
 
-// cutAll tells every session pgmux is shutting down and closes it, all at once (killAll).
+// cutAll tells every session pgmux is shutting down and closes it, all at once (killAll),
+// those still logging in with the others: nothing else ends a login that waits for its
+// client before client_login_timeout (a minute by default), and Stop waits for every
+// client goroutine (awaitSessions).
 func (s *Server) cutAll() {
-	killAll(s.Sessions(), cutFatal)
+	killAll(s.cutList(), cutFatal)
+}
+
+// cutList returns the logged-in sessions and those still logging in (logins), each once:
+// a login registers before its last answer, and is in both sets until that is sent.
+func (s *Server) cutList() []*Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.clients.appendTo(make([]*Session, 0, s.clients.n+len(s.logins)))
+	if len(s.logins) == 0 {
+		return out
+	}
+	in := make(map[*Session]bool, len(out))
+	for _, sess := range out {
+		in[sess] = true
+	}
+	for sess := range s.logins {
+		if !in[sess] {
+			out = append(out, sess)
+		}
+	}
+	return out
 }
 
 // cutFatal is shutdownFatal, for killAll.

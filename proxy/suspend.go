@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"maps"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -121,9 +122,19 @@ func (s *Session) holdAnswer(held, busy bool) bool {
 	}
 	s.pumps.Add(pumpQuiet)
 	defer s.pumps.Add(-pumpQuiet)
+	if hook := testHookHold.Load(); hook != nil {
+		(*hook)(false)
+	}
 	_ = s.untilResumed()
+	if hook := testHookHold.Load(); hook != nil {
+		(*hook)(true)
+	}
 	return false
 }
+
+// testHookHold, when set by a test, runs as holdAnswer begins to hold a server's message
+// (false) and once the hold is over (true), on the server's reader.
+var testHookHold atomic.Pointer[func(over bool)]
 
 // clientSuspendedSoon reports whether the client's side of the link is suspended
 // (clientSuspended), looking a few more times over a millisecond: a client goroutine that

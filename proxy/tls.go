@@ -236,14 +236,17 @@ func (s *Session) directTLS() error {
 	return nil
 }
 
-// useTLS makes conn, after its handshake, the client's connection.
+// useTLS makes conn, after its handshake, the client's connection: under s.wmu and
+// s.ncMu, with which other goroutines write to a client still logging in (tell, for a
+// kill or a shutdown's cut) and close it.
 func (s *Session) useTLS(conn *tls.Conn) {
-	s.nc = conn
-	max := s.rd.MaxMessage
-	s.rd = wire.NewReader(conn)
-	s.rd.MaxMessage = max // max_packet_size holds inside TLS too
-	s.wr = wire.NewWriter(conn)
-	s.tls = true
+	rd, wr := wire.NewReader(conn), wire.NewWriter(conn)
+	rd.MaxMessage = s.rd.MaxMessage // max_packet_size holds inside TLS too
+	s.wmu.Lock()
+	s.ncMu.Lock()
+	s.nc, s.rd, s.wr, s.tls = conn, rd, wr, true
+	s.ncMu.Unlock()
+	s.wmu.Unlock()
 }
 
 // tlsTransport is the connection under a client's TLS: it keeps conf, the configuration
