@@ -478,8 +478,8 @@ func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
 	}
 	var def *stmtDef
 	if len(name) == 0 {
-		if def = s.unnamed.current(); def == nil {
-			s.notePortal(portal, s.unnamed.clear)
+		if def = s.unnamedDef(c); def == nil {
+			s.notePortal(portal, s.unnamed.op())
 			return s.sendUnnamed(c, m, 'B')
 		}
 	} else if def = s.lookupStmt(name); def == nil || def.own {
@@ -524,10 +524,9 @@ func (s *Session) rewriteDescribeClose(c *pool.Conn, typ byte, m, body []byte) e
 	var def *stmtDef
 	if len(name) == 0 {
 		if typ == 'C' {
-			s.unnamed.forget()
-			return s.send(c, m, expect{Kind: 'C'})
+			return s.closeUnnamed(c, m)
 		}
-		if def = s.unnamed.current(); def == nil {
+		if def = s.unnamedDef(c); def == nil {
 			return s.sendUnnamed(c, m, 'D')
 		}
 	} else if typ == 'C' {

@@ -626,6 +626,13 @@ func (s *Session) accountAt(typ byte, now monoTime) {
 	if (typ == 'Q' || typ == 'F') && s.fo&foCommit != 0 {
 		s.fo |= foCommitSent // failover.go: its loss now ends the transaction
 	}
+	if typ == 'Q' && s.unnamed.stampQ {
+		// A Query the server may skip: a skip is told with the unnamed statement's events.
+		s.unnamed.stampQ = false
+		if t := s.q.tail(); t != nil && t.Kind == 'Q' {
+			t.Seq = s.unnamed.seq()
+		}
+	}
 }
 
 // refuse answers a message that could not get a server: an error, and ReadyForQuery at
@@ -1381,8 +1388,20 @@ func (s *Session) returnRing(c *pool.Conn) {
 // an error. s.mu is held.
 func (s *Session) retireReady(c *pool.Conn) expect {
 	st := linkOf(c)
-	e := s.q.ring.RetireReady(func(e expect) { forgetSkipped(st, e) })
+	var first, last uint16 // the client's unnamed-statement events among them (skipToSync)
+	e := s.q.ring.RetireReady(func(e expect) {
+		forgetSkipped(st, e)
+		if e.Seq != 0 && !e.Hide {
+			if first == 0 {
+				first = uint16(e.Seq)
+			}
+			last = uint16(e.Seq)
+		}
+	})
 	s.q.publish()
+	if first != 0 {
+		s.unnamed.reportSkipped(first, last)
+	}
 	return e
 }
 
@@ -1534,9 +1553,12 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	var retry []byte
 	if r.Skip {
-		s.skipToSync(st, staleCode, gone, r.UnnamedFailed)
+		first, last := s.skipToSync(st, staleCode, gone, r.UnnamedFailed)
 		if locked {
 			retry = s.planRetry(st)
+		}
+		if first != 0 && retry == nil {
+			s.unnamed.reportSkipped(first, last)
 		}
 	}
 	s.mu.Unlock()
@@ -1585,25 +1607,35 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	return nil
 }
 
-// skipToSync retires the extended-protocol requests the server will skip after an error.
-// After the failed Parse of the client's unnamed statement (unnamedGone), the client's
-// Parses of it that the server skips leave it none too. s.mu is held.
-func (s *Session) skipToSync(st *serverState, staleCode, gone, unnamedGone bool) {
+// skipToSync retires the extended-protocol requests the server will skip after an error,
+// and returns the run of the client's unnamed-statement events among them (numbers, 0
+// when none). After the failed Parse of the client's unnamed statement (unnamedGone),
+// those leave it none too; otherwise they changed nothing, which the caller tells
+// (unnamedStmt.reportSkipped) unless the request is retried. s.mu is held.
+func (s *Session) skipToSync(st *serverState, staleCode, gone, unnamedGone bool) (first, last uint16) {
 	record := staleCode && st != nil
 	if record {
 		st.skipped = st.skipped[:0]
 	}
-	s.ErrorSkips(&s.q.ring, func(e expect, first bool) {
+	s.ErrorSkips(&s.q.ring, func(e expect, head bool) {
 		if record {
 			st.skipped = append(st.skipped, e) // for planRetry
 		}
-		if st != nil && first && (e.Kind == 'B' || e.Kind == 'D') && e.Stmt != "" && (staleCode || gone) {
+		if st != nil && head && (e.Kind == 'B' || e.Kind == 'D') && e.Stmt != "" && (staleCode || gone) {
 			st.stmts.MarkStale(e.Stmt) // cached plan changed result type: prepare anew
 		}
 		forgetSkipped(st, e)
-		if unnamedGone && e.Kind == 'P' && !e.Hide && e.Seq != 0 {
-			s.unnamed.failed.Store(e.Seq)
+		if e.Seq != 0 && !e.Hide {
+			if first == 0 {
+				first = uint16(e.Seq)
+			}
+			last = uint16(e.Seq)
 		}
 	})
 	s.q.publish()
+	if unnamedGone && last != 0 {
+		s.unnamed.failed.Store(uint32(last))
+		return 0, 0
+	}
+	return first, last
 }

@@ -19,6 +19,11 @@ var unnamedSetups = map[string]setup{
 // from the unnamed-statement cache when it is on), directly and through pgmux in each of
 // unnamedSetups, and requires the same bytes back, message by message.
 func sameUnnamedAsDirect(t *testing.T, prefix string, cases map[string][]step) {
+	inUnnamedSetups(t, prefix, cases, sameAsDirect)
+}
+
+// inUnnamedSetups is sameUnnamedAsDirect comparing with same.
+func inUnnamedSetups(t *testing.T, prefix string, cases map[string][]step, same func(*testing.T, *mux, string, []step)) {
 	names := make([]string, 0, len(cases))
 	for name := range cases {
 		names = append(names, name)
@@ -30,7 +35,7 @@ func sameUnnamedAsDirect(t *testing.T, prefix string, cases map[string][]step) {
 			for _, name := range names {
 				t.Run(name, func(t *testing.T) {
 					steps := cases[name]
-					sameAsDirect(t, m, database(t, m.pg, prefix), append(steps[:len(steps):len(steps)], steps...))
+					same(t, m, database(t, m.pg, prefix), append(steps[:len(steps):len(steps)], steps...))
 				})
 			}
 		})
