@@ -416,6 +416,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.noteAcquire(waited)
 	s.server = c
 	s.LinkedFresh()
+	s.unnamed.linkedAnew()
 	s.onReplica = s.linkReplica
 	s.mode = mode
 	s.state = ClientActive
@@ -1164,6 +1165,9 @@ func (s *Session) onReady(c *pool.Conn, n int, loopAt time.Time) (bool, error) {
 	status := m[5]
 	s.mu.Lock()
 	e := s.retireReady(c)
+	if s.unnamed.waiting {
+		s.q.woken() // a Bind or Describe of the unnamed statement waits for an answer (settleUnnamed)
+	}
 	if !e.Hide {
 		s.DropErr, s.heldErr = false, nil
 		s.ddlSettled(status)

@@ -71,6 +71,7 @@ func (s *Session) namesOrClears(q string) bool {
 // rest its body after the name.
 func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 	s.beginUnnamed()
+	s.unnamed.pend = true
 	query, types, err := wire.CString(rest)
 	// A client with a search_path of its own is not served from the cache, whose
 	// statements are those of clients without one (stmtScope).

@@ -29,7 +29,7 @@ import (
 //
 // Owners: the session goroutine, but for failed and skipped, which the server's reader
 // stores under Session.mu and the session goroutine loads and clears (atomically,
-// without it).
+// without it), and waiting, guarded by Session.mu.
 type unnamedStmt struct {
 	body []byte // the Parse message after the name: query, parameter types; empty when none
 	// failed is the number (gen) of an event the server refused, a Parse of it, or the
@@ -53,8 +53,13 @@ type unnamedStmt struct {
 	live bool // parsed on the linked server in the current request
 	// unflushed: a ParseComplete pgmux wrote itself is not flushed yet (unnamed.go)
 	unflushed bool
+	// pend: an event was sent on the link whose answer may not have come (settleUnnamed).
+	pend bool
 	// stampQ: the Query being dispatched may be skipped; account marks its expect.
 	stampQ bool
+	// waiting: the session goroutine waits for an event's answer (settleUnnamed); the
+	// server's reader wakes it at each ReadyForQuery. Guarded by Session.mu.
+	waiting bool
 }
 
 // unnamedRare is what few clients need of the unnamed statement: what executing it does
@@ -229,14 +234,82 @@ func (u *unnamedStmt) settle() {
 // unnamedDef returns the cache's statement the client's unnamed one is served from (nil
 // when it is none or a body of its own), for a Bind or Describe of it on c. Within the
 // request that parsed it, the server's copy is the client's; after it, what the server
-// said of the client's events is applied first (settle). A bool, and past it two loads.
+// said of the client's events is applied first (settleUnnamed). A bool, and past it a
+// bool and two loads.
 func (s *Session) unnamedDef(c *pool.Conn) *stmtDef {
 	u := &s.unnamed
-	if !u.live && u.failed.Load()|u.skipped.Load() != 0 {
-		u.settle()
+	if !u.live && (u.pend || u.failed.Load()|u.skipped.Load() != 0) {
+		s.settleUnnamed(c)
 	}
 	return u.def
 }
+
+// settleUnnamed applies what the server said of the client's events. When an event of a
+// request already ended (a Sync or Query sent after it) is still unanswered, a Bind or
+// Describe pipelined behind it waits for its answer, as PostgreSQL runs it only after:
+// whether that Parse failed, or was skipped, decides the statement it meets. The server
+// has the earlier request whole and answers it without waiting for the client; the wait
+// is bounded (awaitUntil). Events of the current request are not waited for: the server
+// flushes their answers only at its end.
+func (s *Session) settleUnnamed(c *pool.Conn) {
+	u := &s.unnamed
+	if u.pend {
+		s.mu.Lock()
+		due, left := s.unnamedOut()
+		if due {
+			u.waiting = true
+			s.q.wakeChan()
+		}
+		s.mu.Unlock()
+		if due {
+			if c.Wr.Flush() == nil {
+				s.awaitUntil(func() bool {
+					s.mu.Lock()
+					defer s.mu.Unlock()
+					due, _ := s.unnamedOut()
+					return !due
+				})
+			}
+			s.mu.Lock()
+			u.waiting = false
+			_, left = s.unnamedOut()
+			s.mu.Unlock()
+		}
+		u.pend = left
+	}
+	u.settle()
+}
+
+// unnamedOut reports whether an event of the client's is still queued (left) and whether
+// one is queued in front of a request's end (due). s.mu is held.
+func (s *Session) unnamedOut() (due, left bool) {
+	s.q.each(func(e expect) {
+		if e.Seq != 0 && !e.Hide {
+			left = true
+		}
+		if left && (e.Kind == 'S' || e.Kind == 'Q' || e.Kind == 'F') {
+			due = true
+		}
+	})
+	return due, left
+}
+
+// unnamedDue reports whether a Bind or Describe of the unnamed statement now might wait
+// (settleUnnamed): the client loop leaves such a message to the session goroutine.
+func (s *Session) unnamedDue() bool {
+	u := &s.unnamed
+	if u.live || !u.pend {
+		return false
+	}
+	s.mu.Lock()
+	due, left := s.unnamedOut()
+	s.mu.Unlock()
+	u.pend = left
+	return due
+}
+
+// linkedAnew: nothing sent on an earlier link is still unanswered.
+func (u *unnamedStmt) linkedAnew() { u.pend = false }
 
 // use makes the client's unnamed statement the cache's def, parsed by the client in
 // the current request (live).
@@ -319,6 +392,8 @@ func (s *Session) queryDrops() {
 	u.stampQ = !first
 	if first {
 		u.syncedAt(s.rd.Seq())
+	} else {
+		u.pend = true
 	}
 }
 
@@ -328,7 +403,7 @@ func (s *Session) closeUnnamed(c *pool.Conn, m []byte) error {
 	s.beginUnnamed()
 	u := &s.unnamed
 	u.forget()
-	u.live = true
+	u.live, u.pend = true, true
 	return s.send(c, m, expect{Kind: 'C', Seq: u.seq()})
 }
 
