@@ -90,7 +90,7 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 	if s.entry.multi.Load() {
 		s.awaitReplicaUnlink(typ)
 		// A multi-host database's client may have lost its server in a failover.
-		handled, err := s.answerAborted(typ, n)
+		handled, err := s.answerAborted(typ, n, false)
 		if err != nil {
 			return false, err
 		}
@@ -164,7 +164,7 @@ func (s *Session) dispatchServer(typ byte, n int, pin pinReason, release bool, p
 	if err == errLostMeanwhile {
 		s.clearCommit()
 		s.endRoute()
-		_, err = s.answerAborted(typ, n)
+		_, err = s.answerAborted(typ, n, s.prep != prepPass) // deferLocal saw a Query
 		return false, err
 	}
 	if err != nil {
