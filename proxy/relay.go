@@ -1392,19 +1392,14 @@ func (s *Session) returnRing(c *pool.Conn) {
 // an error. s.mu is held.
 func (s *Session) retireReady(c *pool.Conn) expect {
 	st := linkOf(c)
-	var first, last uint16 // the client's unnamed-statement events among them (skipToSync)
+	var run eventRun
 	e := s.q.ring.RetireReady(func(e expect) {
 		forgetSkipped(st, e)
-		if e.Seq != 0 && !e.Hide {
-			if first == 0 {
-				first = uint16(e.Seq)
-			}
-			last = uint16(e.Seq)
-		}
+		run.add(&e)
 	})
 	s.q.publish()
-	if first != 0 {
-		s.unnamed.reportSkipped(first, last)
+	if run.first != 0 {
+		s.unnamed.reportSkipped(run.first, run.last)
 	}
 	return e
 }
@@ -1617,6 +1612,7 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 // those leave it none too; otherwise they changed nothing, which the caller tells
 // (unnamedStmt.reportSkipped) unless the request is retried. s.mu is held.
 func (s *Session) skipToSync(st *serverState, staleCode, gone, unnamedGone bool) (first, last uint16) {
+	var run eventRun
 	record := staleCode && st != nil
 	if record {
 		st.skipped = st.skipped[:0]
@@ -1629,17 +1625,12 @@ func (s *Session) skipToSync(st *serverState, staleCode, gone, unnamedGone bool)
 			st.stmts.MarkStale(e.Stmt) // cached plan changed result type: prepare anew
 		}
 		forgetSkipped(st, e)
-		if e.Seq != 0 && !e.Hide {
-			if first == 0 {
-				first = uint16(e.Seq)
-			}
-			last = uint16(e.Seq)
-		}
+		run.add(&e)
 	})
 	s.q.publish()
-	if unnamedGone && last != 0 {
-		s.unnamed.failed.Store(uint32(last))
+	if unnamedGone && run.last != 0 {
+		s.unnamed.failed.Store(uint32(run.last))
 		return 0, 0
 	}
-	return first, last
+	return run.first, run.last
 }

@@ -193,6 +193,23 @@ func (u *unnamedStmt) restore(k uint16) {
 	u.x.saved = u.x.saved[:0]
 }
 
+// unnamedEvent reports whether e is one of the client's events: of its expects only
+// those carry a number (Seq) and are not pgmux's own.
+func unnamedEvent(e *expect) bool { return e.Seq != 0 && !e.Hide }
+
+// eventRun is the first and last numbers of the client's events among requests the
+// server skipped (skipToSync, retireReady); 0 when none.
+type eventRun struct{ first, last uint16 }
+
+func (r *eventRun) add(e *expect) {
+	if unnamedEvent(e) {
+		if r.first == 0 {
+			r.first = uint16(e.Seq)
+		}
+		r.last = uint16(e.Seq)
+	}
+}
+
 // reportSkipped records that the server skipped events first..last; a run right after
 // the one recorded joins it. The server's reader calls it, and the session goroutine
 // for a Parse it answers as skipped itself (ParseIgnored).
@@ -284,7 +301,7 @@ func (s *Session) settleUnnamed(c *pool.Conn) {
 // one is queued in front of a request's end (due). s.mu is held.
 func (s *Session) unnamedOut() (due, left bool) {
 	s.q.each(func(e expect) {
-		if e.Seq != 0 && !e.Hide {
+		if unnamedEvent(&e) {
 			left = true
 		}
 		if left && (e.Kind == 'S' || e.Kind == 'Q' || e.Kind == 'F') {
