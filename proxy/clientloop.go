@@ -400,7 +400,11 @@ func (s *Session) loopable(typ byte, n int) bool {
 		}
 	}
 	switch typ {
-	case 'D', 'E', 'S', 'C', 'H':
+	case 'E', 'S', 'C', 'H':
+	case 'D':
+		if s.unnamedDue() {
+			return false // may wait for an earlier request's answer (settleUnnamed)
+		}
 	case 'B':
 		// A Bind of a statement that pins (an advisory lock, a temporary table...) waits
 		// for a direct connection (reserveDirect): the goroutine's.
@@ -413,7 +417,7 @@ func (s *Session) loopable(typ byte, n int) bool {
 			return false
 		}
 		if len(name) == 0 {
-			if s.unnamedPin != 0 {
+			if s.unnamedPin != 0 || s.unnamedDue() {
 				return false
 			}
 		} else if def := s.lookupStmt(name); def != nil && def.pin != 0 {

@@ -28,12 +28,12 @@ func (s *Session) deferLocal(typ byte, n int) (bool, error) {
 	switch typ {
 	case 'P', 'C', 'H':
 	case 'S':
-		s.unnamed.endRequest()
+		s.unnamed.endRequest(s.rd.Seq())
 	case 'Q':
-		s.unnamed.drop() // exec_simple_query drops the unnamed statement, whatever the Query
+		s.queryDrops()
 		return false, nil
 	case 'F':
-		s.unnamed.endRequest()
+		s.unnamed.endRequest(0)
 		return false, nil
 	default:
 		return false, nil

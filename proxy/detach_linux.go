@@ -185,7 +185,10 @@ func (s *Session) newReader(nc net.Conn) {
 	s.rd = wire.NewReader(nc)
 	s.rd.MaxMessage = int(s.maxMsg)
 	if s.sessionWork != nil { // (a fresh one, made at resume, has no memo)
-		s.scan = scanMemo{} // another reader's message count: the memo's key means nothing
+		// Another reader's message count: the memo's key means nothing, and the count at
+		// the client's last Sync is this reader's start (it parked between requests).
+		s.scan = scanMemo{}
+		s.unnamed.syncedAt(0)
 	}
 }
 

@@ -188,8 +188,11 @@ func (s *Session) recoverLink(c *pool.Conn, cause error) bool {
 
 // answerAborted answers a client message while its failover state says so; it reports
 // false when the message is to go on to a server (a new one, put into an aborted
-// transaction first).
-func (s *Session) answerAborted(typ byte, n int) (bool, error) {
+// transaction first). A simple Query it answers drops the client's unnamed statement,
+// as one that reaches PostgreSQL does (queryDrops), unless that was done already
+// (applied); one it skips to the Sync with the rest of a lost request does not, as
+// PostgreSQL's skipping.
+func (s *Session) answerAborted(typ byte, n int, applied bool) (bool, error) {
 	s.mu.Lock()
 	fo := s.fo
 	s.mu.Unlock()
@@ -205,6 +208,8 @@ func (s *Session) answerAborted(typ byte, n int) (bool, error) {
 		if typ != 'S' {
 			return true, nil
 		}
+		// The request ends: the lost server's copy of the unnamed statement is no one's.
+		s.unnamed.endRequest(s.rd.Seq())
 		s.setFo(fo &^ foSkip)
 		return true, s.writeClient(wire.ReadyForQuery(nil, status))
 	case fo&foTell != 0:
@@ -213,6 +218,9 @@ func (s *Session) answerAborted(typ byte, n int) (bool, error) {
 			return true, err
 		}
 		pe := terminated(errors.New("the server stopped while the client was in a transaction"))
+		if typ == 'Q' && !applied {
+			s.queryAnswered()
+		}
 		if end == sqlscan.KindOther {
 			if err := s.rd.Skip(n); err != nil {
 				return true, err
@@ -246,10 +254,22 @@ func (s *Session) answerAborted(typ byte, n int) (bool, error) {
 		}
 		// ROLLBACK or COMMIT of the lost transaction: what PostgreSQL answers in an
 		// aborted transaction, without waiting for a primary.
+		if !applied {
+			s.queryAnswered()
+		}
 		s.setFo(0)
 		return true, s.writeClient(rollbackAnswer())
 	}
 	return false, nil
+}
+
+// queryAnswered applies a simple Query pgmux answers itself to the client's unnamed
+// statement: PostgreSQL drops it, whatever the Query (deferLocal does for the others).
+func (s *Session) queryAnswered() {
+	if s.prep != prepPass {
+		s.queryDrops()
+		s.unnamed.stampQ = false // not sent: no expect to mark
+	}
 }
 
 func (s *Session) setFo(f foFlags) {

@@ -90,7 +90,7 @@ func (s *Session) dispatch(typ byte, n int) (skipping bool, err error) {
 	if s.entry.multi.Load() {
 		s.awaitReplicaUnlink(typ)
 		// A multi-host database's client may have lost its server in a failover.
-		handled, err := s.answerAborted(typ, n)
+		handled, err := s.answerAborted(typ, n, false)
 		if err != nil {
 			return false, err
 		}
@@ -164,7 +164,7 @@ func (s *Session) dispatchServer(typ byte, n int, pin pinReason, release bool, p
 	if err == errLostMeanwhile {
 		s.clearCommit()
 		s.endRoute()
-		_, err = s.answerAborted(typ, n)
+		_, err = s.answerAborted(typ, n, s.prep != prepPass) // deferLocal saw a Query
 		return false, err
 	}
 	if err != nil {
@@ -416,6 +416,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 	s.noteAcquire(waited)
 	s.server = c
 	s.LinkedFresh()
+	s.unnamed.linkedAnew()
 	s.onReplica = s.linkReplica
 	s.mode = mode
 	s.state = ClientActive
@@ -625,6 +626,13 @@ func (s *Session) accountAt(typ byte, now monoTime) {
 	}
 	if (typ == 'Q' || typ == 'F') && s.fo&foCommit != 0 {
 		s.fo |= foCommitSent // failover.go: its loss now ends the transaction
+	}
+	if typ == 'Q' && s.unnamed.stampQ {
+		// A Query the server may skip: a skip is told with the unnamed statement's events.
+		s.unnamed.stampQ = false
+		if t := s.q.tail(); t != nil && t.Kind == 'Q' {
+			t.Seq = s.unnamed.seq()
+		}
 	}
 }
 
@@ -1176,6 +1184,9 @@ func (s *Session) onReady(c *pool.Conn, n int, loopAt time.Time) (bool, error) {
 	status := m[5]
 	s.mu.Lock()
 	e := s.retireReady(c)
+	if s.unnamed.waiting {
+		s.q.woken() // a Bind or Describe of the unnamed statement waits for an answer (settleUnnamed)
+	}
 	if !e.Hide {
 		s.DropErr, s.heldErr = false, nil
 		s.ddlSettled(status)
@@ -1400,8 +1411,15 @@ func (s *Session) returnRing(c *pool.Conn) {
 // an error. s.mu is held.
 func (s *Session) retireReady(c *pool.Conn) expect {
 	st := linkOf(c)
-	e := s.q.ring.RetireReady(func(e expect) { forgetSkipped(st, e) })
+	var run eventRun
+	e := s.q.ring.RetireReady(func(e expect) {
+		forgetSkipped(st, e)
+		run.add(&e)
+	})
 	s.q.publish()
+	if run.first != 0 {
+		s.unnamed.reportSkipped(run.first, run.last)
+	}
 	return e
 }
 
@@ -1553,9 +1571,12 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	}
 	var retry []byte
 	if r.Skip {
-		s.skipToSync(st, staleCode, gone, r.UnnamedFailed)
+		first, last := s.skipToSync(st, staleCode, gone, r.UnnamedFailed)
 		if locked {
 			retry = s.planRetry(st)
+		}
+		if first != 0 && retry == nil {
+			s.unnamed.reportSkipped(first, last)
 		}
 	}
 	s.mu.Unlock()
@@ -1604,25 +1625,31 @@ func (s *Session) onError(c *pool.Conn, n int) error {
 	return nil
 }
 
-// skipToSync retires the extended-protocol requests the server will skip after an error.
-// After the failed Parse of the client's unnamed statement (unnamedGone), the client's
-// Parses of it that the server skips leave it none too. s.mu is held.
-func (s *Session) skipToSync(st *serverState, staleCode, gone, unnamedGone bool) {
+// skipToSync retires the extended-protocol requests the server will skip after an error,
+// and returns the run of the client's unnamed-statement events among them (numbers, 0
+// when none). After the failed Parse of the client's unnamed statement (unnamedGone),
+// those leave it none too; otherwise they changed nothing, which the caller tells
+// (unnamedStmt.reportSkipped) unless the request is retried. s.mu is held.
+func (s *Session) skipToSync(st *serverState, staleCode, gone, unnamedGone bool) (first, last uint16) {
+	var run eventRun
 	record := staleCode && st != nil
 	if record {
 		st.skipped = st.skipped[:0]
 	}
-	s.ErrorSkips(&s.q.ring, func(e expect, first bool) {
+	s.ErrorSkips(&s.q.ring, func(e expect, head bool) {
 		if record {
 			st.skipped = append(st.skipped, e) // for planRetry
 		}
-		if st != nil && first && (e.Kind == 'B' || e.Kind == 'D') && e.Stmt != "" && (staleCode || gone) {
+		if st != nil && head && (e.Kind == 'B' || e.Kind == 'D') && e.Stmt != "" && (staleCode || gone) {
 			st.stmts.MarkStale(e.Stmt) // cached plan changed result type: prepare anew
 		}
 		forgetSkipped(st, e)
-		if unnamedGone && e.Kind == 'P' && !e.Hide && e.Seq != 0 {
-			s.unnamed.failed.Store(e.Seq)
-		}
+		run.add(&e)
 	})
 	s.q.publish()
+	if unnamedGone && run.last != 0 {
+		s.unnamed.failed.Store(uint32(run.last))
+		return 0, 0
+	}
+	return run.first, run.last
 }

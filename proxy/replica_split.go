@@ -150,7 +150,7 @@ func (s *Session) endSplit() error {
 			return err
 		}
 		if typ == 'S' {
-			s.unnamed.endRequest()
+			s.unnamed.endRequest(s.rd.Seq())
 			return s.writeClient(wire.ReadyForQuery(nil, s.idleStatus()))
 		}
 	}

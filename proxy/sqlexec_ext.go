@@ -147,7 +147,7 @@ func (s *Session) parseUnnamedExec(c *pool.Conn, text string, e *stmtExec, types
 	body = append(body, types...)
 	b = link.AppendParseAs(b, "", body)
 	s.unnamed.record(body)
-	s.unnamed.clear = clearOp{exec: e}
+	s.unnamed.setOp(clearOp{exec: e})
 	err := s.send(c, b, append(es, expect{Kind: 'P', Seq: s.unnamed.seq()})...)
 	s.keepScratch(b)
 	return err
@@ -157,7 +157,7 @@ func (s *Session) parseUnnamedExec(c *pool.Conn, text string, e *stmtExec, types
 // server in a later request, and the statement to prepare in front (nil: none): the
 // EXECUTE made again when the client's statement of that name changed since.
 func (s *Session) unnamedExecBody(u *unnamedStmt) ([]byte, *stmtDef) {
-	e := u.clear.exec
+	e := u.op().exec
 	cur := s.lookupStmt([]byte(e.name))
 	if cur == e.target {
 		return u.body, cur
@@ -170,6 +170,7 @@ func (s *Session) unnamedExecBody(u *unnamedStmt) ([]byte, *stmtDef) {
 	ne.target = cur
 	body := wire.AppendString(nil, ne.text(cur))
 	body = append(body, types...)
-	u.body, u.clear = body, clearOp{exec: &ne}
+	u.body = body
+	u.setOp(clearOp{exec: &ne})
 	return body, cur
 }

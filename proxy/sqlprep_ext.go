@@ -98,7 +98,7 @@ func (s *Session) parseUnnamedPrep(c *pool.Conn, p *sqlPrep, types []byte) error
 	b = append(b, body...)
 	b = wire.Finish(b, start)
 	s.unnamed.record(body)
-	s.unnamed.clear = clearOp{prep: p}
+	s.unnamed.setOp(clearOp{prep: p})
 	err := s.send(c, b, expect{Kind: 'P', Fix: p.fix(), Seq: s.unnamed.seq()})
 	s.keepScratch(b)
 	return err

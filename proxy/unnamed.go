@@ -70,6 +70,8 @@ func (s *Session) namesOrClears(q string) bool {
 // parseUnnamed handles a client's Parse of the unnamed statement; m is the message and
 // rest its body after the name.
 func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
+	s.beginUnnamed()
+	s.unnamed.pend = true
 	query, types, err := wire.CString(rest)
 	// A client with a search_path of its own is not served from the cache, whose
 	// statements are those of clients without one (stmtScope).
@@ -91,7 +93,7 @@ func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
 			}
 		}
 		err := s.parsePlain(c, m, rest)
-		s.unnamed.clear = op
+		s.unnamed.setOp(op)
 		return err
 	}
 	epoch := s.srv.stmtEpoch.Load()
@@ -167,7 +169,10 @@ func (s *Session) answerParse(c *pool.Conn) error {
 	switch link.AnswerParse(s.ErrSkip, s.Pending, s.q.len()) {
 	case link.ParseIgnored:
 		s.mu.Unlock()
-		return nil // PostgreSQL would ignore this Parse too
+		// PostgreSQL would ignore this Parse too: it is told as the server tells a skip.
+		g := uint16(s.unnamed.seq())
+		s.unnamed.reportSkipped(g, g)
+		return nil
 	case link.ParseStub:
 		s.mu.Unlock()
 		return s.send(c, stubParse, expect{Kind: 'P', Seq: s.unnamed.seq()})

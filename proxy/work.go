@@ -117,6 +117,9 @@ func (s *Session) ensureWork() {
 		return
 	}
 	w := s.freshWork()
+	if s.rd != nil {
+		w.unnamed.syncedAt(s.rd.Seq()) // a client parks between requests
+	}
 	s.mu.Lock()
 	if k := s.kept; k != nil {
 		w.unnamed.body, w.stmts, s.kept = k.unnamed, k.stmts, nil
@@ -237,5 +240,5 @@ func (u *unnamedStmt) idle() bool { return len(u.body) == 0 && u.plain() }
 // plain reports whether nothing is pending of the unnamed statement: at most its body is
 // left, which a later request's Parse replaces.
 func (u *unnamedStmt) plain() bool {
-	return !u.live && !u.unflushed && u.def == nil && u.clear == (clearOp{})
+	return !u.live && !u.unflushed && u.def == nil && u.op() == (clearOp{})
 }

@@ -35,7 +35,7 @@ func TestWorkFieldsClassified(t *testing.T) {
 		"clears":         {func(w *sessionWork) { w.clears.sent = 1 }, func(w *sessionWork) { w.clears.done.Store(1) }, func(w *sessionWork) { w.clears.dropped = make([]clearDrop, 1) }, func(w *sessionWork) { w.clears.drops.Store(1) }, func(w *sessionWork) { w.clears.probeDue = true }},
 		"clearPortals":   {func(w *sessionWork) { w.clearPortals = map[string]clearOp{"p": {name: clearAll}} }},
 		"deferred":       {func(w *sessionWork) { w.deferred = []deferredOp{{typ: 'C'}} }},
-		"unnamed":        {func(w *sessionWork) { w.unnamed.body = []byte{0} }, func(w *sessionWork) { w.unnamed.live = true }, func(w *sessionWork) { w.unnamed.unflushed = true }, func(w *sessionWork) { w.unnamed.def = &stmtDef{} }, func(w *sessionWork) { w.unnamed.clear.name = clearAll }, func(w *sessionWork) { w.unnamed.clear.prep = &sqlPrep{} }},
+		"unnamed":        {func(w *sessionWork) { w.unnamed.body = []byte{0} }, func(w *sessionWork) { w.unnamed.live = true }, func(w *sessionWork) { w.unnamed.unflushed = true }, func(w *sessionWork) { w.unnamed.def = &stmtDef{} }, func(w *sessionWork) { w.unnamed.setOp(clearOp{name: clearAll}) }, func(w *sessionWork) { w.unnamed.setOp(clearOp{prep: &sqlPrep{}}) }},
 		"unnamedPin":     {func(w *sessionWork) { w.unnamedPin = pinTemp }},
 		"holdsDirect":    {func(w *sessionWork) { w.holdsDirect = true }},
 		"releaseSeen":    {func(w *sessionWork) { w.releaseSeen = true }},

@@ -19,6 +19,11 @@ var unnamedSetups = map[string]setup{
 // from the unnamed-statement cache when it is on), directly and through pgmux in each of
 // unnamedSetups, and requires the same bytes back, message by message.
 func sameUnnamedAsDirect(t *testing.T, prefix string, cases map[string][]step) {
+	inUnnamedSetups(t, prefix, cases, sameAsDirect)
+}
+
+// inUnnamedSetups is sameUnnamedAsDirect comparing with same.
+func inUnnamedSetups(t *testing.T, prefix string, cases map[string][]step, same func(*testing.T, *mux, string, []step)) {
 	names := make([]string, 0, len(cases))
 	for name := range cases {
 		names = append(names, name)
@@ -30,7 +35,7 @@ func sameUnnamedAsDirect(t *testing.T, prefix string, cases map[string][]step) {
 			for _, name := range names {
 				t.Run(name, func(t *testing.T) {
 					steps := cases[name]
-					sameAsDirect(t, m, database(t, m.pg, prefix), append(steps[:len(steps):len(steps)], steps...))
+					same(t, m, database(t, m.pg, prefix), append(steps[:len(steps):len(steps)], steps...))
 				})
 			}
 		})
@@ -80,6 +85,45 @@ func TestUnnamedAfterFailedParseAsPostgres(t *testing.T) {
 			s("1Z", parse("", "SELECT 6 AS f"), syncMsg),
 			s("tTZ", describeStmt(""), syncMsg),
 			s("2DCZ", bind("", ""), execute("", 0), syncMsg),
+		},
+	})
+}
+
+// TestUnnamedPipelinedAfterFailedParseAsPostgres: a Describe or Bind of the unnamed
+// statement in a request sent behind a failed Parse of it, before that Parse's answer
+// came back, gets 26000 "unnamed prepared statement does not exist" from PostgreSQL:
+// the failed Parse left none. pgmux parsed the failed text again in front of it, and the
+// client got the Parse's error a second time. Behind a Parse the server skips, it meets
+// the statement before that Parse.
+func TestUnnamedPipelinedAfterFailedParseAsPostgres(t *testing.T) {
+	s := func(want string, msgs ...pgproto3.FrontendMessage) step { return step{msgs, want} }
+	bad := parse("", "SELEC 1")
+	sameUnnamedAsDirect(t, "unnpipe", map[string][]step{
+		"describe behind a syntax error": {
+			s("1Z", parse("", "SELECT 1 AS a"), syncMsg),
+			s("EZEZ", bad, syncMsg, describeStmt(""), syncMsg),
+		},
+		"bind behind an analysis error": {
+			s("1Z", parse("", "SELECT 2 AS b"), syncMsg),
+			s("EZEZ", parse("", "SELECT nosuch"), syncMsg, bind("", ""), execute("", 0), syncMsg),
+		},
+		"two requests later": {
+			s("EZZEZ", bad, syncMsg, syncMsg, describeStmt(""), syncMsg),
+		},
+		"transaction block": {
+			s("CZ", query("BEGIN")),
+			s("1Z", parse("", "SELECT 3 AS c"), syncMsg),
+			s("EZEZ", bad, syncMsg, describeStmt(""), syncMsg),
+			s("CZ", query("ROLLBACK")),
+		},
+		"behind a skipped Parse": {
+			s("1Z", parse("", "SELECT 5 AS e"), syncMsg),
+			s("EZtTZ", bind("", "nosuch"), parse("", "SELECT 6 AS f"), syncMsg, describeStmt(""), syncMsg),
+		},
+		"a good Parse, described behind it": {
+			s("EZ", bad, syncMsg),
+			s("1ZtTZ2DCZ", parse("", "SELECT 4 AS d"), syncMsg, describeStmt(""), syncMsg,
+				bind("", ""), execute("", 0), syncMsg),
 		},
 	})
 }
