@@ -15,9 +15,11 @@ type Queue[S, F, D any] struct {
 	fakes, clears int32 // the Fake requests queued, and those with Clear set
 }
 
-// at returns the i-th request from the oldest.
+// at returns the i-th request from the oldest. The buffer's length is a power of two
+// (Push doubles it from 8, Swap takes no other), so the ring wraps with a mask, not a
+// division.
 func (q *Queue[S, F, D]) at(i int32) *Expect[S, F, D] {
-	return &q.buf[int(q.head+i)%len(q.buf)]
+	return &q.buf[int(q.head+i)&(len(q.buf)-1)]
 }
 
 // Len returns the number of requests queued.
@@ -92,7 +94,7 @@ func (q *Queue[S, F, D]) drop() {
 	e := &q.buf[q.head]
 	q.count(e, -1)
 	*e = Expect[S, F, D]{}
-	q.head = int32(int(q.head+1) % len(q.buf))
+	q.head = int32(int(q.head+1) & (len(q.buf) - 1))
 	q.size--
 }
 
@@ -114,6 +116,9 @@ func (q *Queue[S, F, D]) OnlySettings() bool {
 func (q *Queue[S, F, D]) Swap(spare []Expect[S, F, D]) []Expect[S, F, D] {
 	if q.size != 0 {
 		return spare
+	}
+	if n := len(spare); n&(n-1) != 0 {
+		spare = nil // not a ring this queue can wrap with a mask (at): the next Push makes one
 	}
 	old := q.buf
 	q.buf, q.head = spare, 0

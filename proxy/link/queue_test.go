@@ -52,3 +52,30 @@ func TestQueueCounts(t *testing.T) {
 	require.Zero(t, q.Fakes())
 	require.Zero(t, q.Clears())
 }
+
+// TestQueueWrapsInOrder: the ring keeps its order across wraps and growths, with its own
+// buffer and with one lent by Swap, also a lent buffer whose length is no power of two
+// (at wraps with a mask: such a buffer is not taken).
+func TestQueueWrapsInOrder(t *testing.T) {
+	for _, spare := range [][]expect{nil, make([]expect, 8), make([]expect, 16), make([]expect, 6), make([]expect, 1)} {
+		var q Queue[stmt, fix, drop]
+		q.Swap(spare)
+		next, want := int32(0), int32(0)
+		for round := range 40 {
+			for range round%7 + 1 {
+				q.Push(&expect{Seq: uint32(next)})
+				next++
+			}
+			for range round%5 + 1 {
+				e, ok := q.Pop()
+				if !ok {
+					break
+				}
+				require.Equal(t, uint32(want), e.Seq, "spare of %d: popped in the order pushed", len(spare))
+				want++
+			}
+			require.Equal(t, int(next-want), q.Len())
+			require.Zero(t, q.Cap()&(q.Cap()-1), "the ring's length is a power of two")
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package link
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -144,4 +145,53 @@ func FuzzParseFields(f *testing.F) {
 		require.Empty(t, rest)
 		require.Equal(t, body, obody)
 	})
+}
+
+// TestTwoStringsAsCString: twoStrings splits as two wire.CString calls do, for every body
+// of up to five bytes over {0, 'a'} and random longer ones.
+func TestTwoStringsAsCString(t *testing.T) {
+	ref := func(b []byte) (first, second, rest []byte, ok bool) {
+		first, rest, err := wire.CString(b)
+		if err != nil {
+			return nil, nil, nil, false
+		}
+		second, rest, err = wire.CString(rest)
+		if err != nil {
+			return nil, nil, nil, false
+		}
+		return first, second, rest, true
+	}
+	var bodies [][]byte
+	for n := 0; n <= 5; n++ {
+		for bitsv := 0; bitsv < 1<<n; bitsv++ {
+			b := make([]byte, n)
+			for i := range b {
+				if bitsv&(1<<i) != 0 {
+					b[i] = 'a'
+				}
+			}
+			bodies = append(bodies, b)
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		b := make([]byte, rng.IntN(80))
+		for i := range b {
+			if rng.IntN(12) != 0 {
+				b[i] = byte('a' + rng.IntN(26))
+			}
+		}
+		bodies = append(bodies, b)
+	}
+	for _, b := range bodies {
+		f1, s1, r1, ok1 := twoStrings(b)
+		f2, s2, r2, ok2 := ref(b)
+		require.Equal(t, ok2, ok1, "%q", b)
+		require.Equal(t, string(f2), string(f1), "%q: first", b)
+		require.Equal(t, string(s2), string(s1), "%q: second", b)
+		require.Equal(t, string(r2), string(r1), "%q: rest", b)
+		if ok1 {
+			require.Equal(t, len(b)-len(r2), len(b)-len(r1), "%q: where the rest starts", b)
+		}
+	}
 }

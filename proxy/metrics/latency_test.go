@@ -20,8 +20,11 @@ func TestLatencyVecAgreesWithClientGolang(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	keys := []Key{{DB: "app", User: "app"}, {DB: "other", User: "u"}}
 	var durations []time.Duration
-	for _, s := range latencyBuckets { // every bound itself, and just past it
-		durations = append(durations, time.Duration(s*1e9), time.Duration(s*1e9)+1)
+	for _, s := range latencyBuckets { // every bound itself, and just either side of it
+		durations = append(durations, time.Duration(s*1e9)-1, time.Duration(s*1e9), time.Duration(s*1e9)+1)
+	}
+	for k := range 41 { // (up to 18 minutes) where Observe's scan starts (latencyFrom): each power of two and its neighbours
+		durations = append(durations, time.Duration(1)<<k-1, time.Duration(1)<<k, time.Duration(1)<<k+1)
 	}
 	for range 5000 {
 		durations = append(durations, time.Duration(rng.Int64N(int64(90*time.Second))), time.Duration(rng.Int64N(int64(3*time.Millisecond))))
