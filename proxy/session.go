@@ -235,9 +235,14 @@ func (s *Session) LeaseBox() *pool.LeaseBox {
 // later scans it again; for any other text, its address. An address, not a pointer: an idle
 // session must not keep a pooled buffer alive. Used on the client's goroutine only.
 type scanMemo struct {
-	seq  uint64
-	at   uintptr // the offset in the reader's window (rel), or the text's address
-	n    int32   // texts of at most memoMax bytes are kept; 0: the memo holds nothing
+	seq uint64
+	at  uintptr // the offset in the reader's window (rel), or the text's address
+	// addr is where the text was at its latest look: a caller's view of the same bytes
+	// (the same message, address and length) is answered without memoKey's window
+	// arithmetic. Each of a Parse's or Query's four looks (classify, execOf, the
+	// statement cache's names, the rewrite) hits this way.
+	addr uintptr
+	n    int32 // texts of at most memoMax bytes are kept; 0: the memo holds nothing
 	lead sqlscan.Lead
 	rel  bool // last: with lead it fits the word n starts
 }
@@ -256,41 +261,16 @@ type parseMemo struct {
 
 const parseMemoMax = 512
 
-// parseLead is leadAt for the text q of a Parse: the Lead of the client's previous
-// Parse when q is the same text, else sqlscan.LeadOf's, kept for the next. The answer
-// goes to the message memo as leadAt's does.
-func (s *Session) parseLead(q string, seq uint64) sqlscan.Lead {
-	at, rel := s.memoKey(q, seq != s.rd.Seq())
-	if m := &s.scan; int(m.n) == len(q) && m.seq == seq && m.at == at && m.rel == rel {
-		return m.lead
-	}
-	var l sqlscan.Lead
-	switch pm := s.lw.parse; {
-	case pm != nil && string(pm.text) == q:
-		l = pm.lead
-	default:
-		l = sqlscan.LeadOf(q)
-		if len(q) <= parseMemoMax {
-			if pm == nil {
-				pm = &parseMemo{}
-				s.lw.parse = pm
-			}
-			pm.text, pm.lead = append(pm.text[:0], q...), l
-		}
-	}
-	if len(q) > 0 {
-		s.scan = scanMemo{seq: seq, at: at, rel: rel, n: int32(len(q)), lead: l}
-	}
-	return l
-}
+// parseLead is leadAt for the text q of a Parse: on a miss, the Lead of the client's
+// previous Parse when q is the same text, else sqlscan.LeadOf's, kept for the next.
+func (s *Session) parseLead(q string, seq uint64) sqlscan.Lead { return s.leadFor(q, seq, true) }
 
 // memoKey is where q is, as scanMemo keeps it: for the message being handled, from its
 // start (wire.Reader.Current: the same before and after the message is consumed, so a
 // text looked at before the relay takes the message, and again after, is one key); for
 // the next message (next: the client loop's look before Next counts it), from the
 // start of what is buffered, where that message starts.
-func (s *Session) memoKey(q string, next bool) (at uintptr, rel bool) {
-	addr := uintptr(unsafe.Pointer(unsafe.StringData(q)))
+func (s *Session) memoKey(q string, addr uintptr, next bool) (at uintptr, rel bool) {
 	w := s.rd.Current()
 	if next {
 		w = s.rd.Window()
@@ -316,15 +296,52 @@ func (s *Session) lead(q string) sqlscan.Lead {
 // leadAt is lead for q in message seq of the reader: the one being handled, or for the
 // client loop's look at the next message before Next counts it (loopable), the next one,
 // whose dispatch then finds the answer kept.
-func (s *Session) leadAt(q string, seq uint64) sqlscan.Lead {
-	at, rel := s.memoKey(q, seq != s.rd.Seq())
-	// An empty memo (n == 0) holds the zero Lead, which is LeadOf("").
-	if m := &s.scan; int(m.n) == len(q) && m.seq == seq && m.at == at && m.rel == rel {
-		return m.lead
+func (s *Session) leadAt(q string, seq uint64) sqlscan.Lead { return s.leadFor(q, seq, false) }
+
+// parseMemo is the loop's memo of the latest Parse text, for a look at a Parse's text
+// (parse) on the loop; nil otherwise.
+func (s *Session) parseMemo(parse bool) *parseMemo {
+	if !parse {
+		return nil
 	}
-	l := sqlscan.LeadOf(q)
-	if len(q) > 0 && len(q) <= memoMax {
-		s.scan = scanMemo{seq: seq, at: at, rel: rel, n: int32(len(q)), lead: l}
+	return s.lw.parse
+}
+
+// leadFor is leadAt, and parseLead when parse is set.
+func (s *Session) leadFor(q string, seq uint64, parse bool) sqlscan.Lead {
+	if len(q) == 0 {
+		return sqlscan.Lead{} // LeadOf("")
+	}
+	addr := uintptr(unsafe.Pointer(unsafe.StringData(q)))
+	m := &s.scan
+	var at uintptr
+	var rel bool
+	if int(m.n) == len(q) && m.seq == seq {
+		if m.addr == addr {
+			return m.lead
+		}
+		if at, rel = s.memoKey(q, addr, seq != s.rd.Seq()); m.at == at && m.rel == rel {
+			m.addr = addr
+			return m.lead
+		}
+	} else {
+		at, rel = s.memoKey(q, addr, seq != s.rd.Seq())
+	}
+	var l sqlscan.Lead
+	if pm := s.parseMemo(parse); pm != nil && string(pm.text) == q {
+		l = pm.lead
+	} else {
+		l = sqlscan.LeadOf(q)
+		if parse && len(q) <= parseMemoMax {
+			if pm == nil {
+				pm = &parseMemo{}
+				s.lw.parse = pm
+			}
+			pm.text, pm.lead = append(pm.text[:0], q...), l
+		}
+	}
+	if len(q) <= memoMax {
+		*m = scanMemo{seq: seq, at: at, addr: addr, rel: rel, n: int32(len(q)), lead: l}
 	}
 	return l
 }
