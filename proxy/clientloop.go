@@ -73,6 +73,9 @@ type loopWork struct {
 	// parse: the text of the client's latest Parse looked at on the loop and its Lead
 	// (parseLead); nil until the first.
 	parse *parseMemo
+	// bufs: the serving loop's read buffers (parker.bufs), set where the loop takes the
+	// client up (serveLoop, handed), nil off the loop.
+	bufs *wire.BufStack
 }
 
 // queuedReq is a request queued for a server on the loop (dispatchServer): the message
@@ -186,6 +189,7 @@ func (s *Session) misplaced() (to uint32, move bool) {
 
 // parkOnLoop parks the client for its next request from the loop itself.
 func (s *Session) parkOnLoop() {
+	s.rd.ReleaseTo(s.lw.bufs) // loopParkAt's Release then finds nothing
 	if !s.loopParkAt(false, s.lw.at) {
 		s.offLoop() // closed meanwhile: the goroutine ends the session
 	}
@@ -196,6 +200,7 @@ func (s *Session) parkOnLoop() {
 func (s *Session) offLoop() {
 	if s.lw != nil {
 		s.lw.queued = queuedReq{} // the goroutine dispatches a queued request anew
+		s.lw.bufs = nil
 	}
 	s.home().leaveLoop(s)
 	go s.resumeFromLoop()
@@ -203,7 +208,7 @@ func (s *Session) offLoop() {
 
 // serveLoop runs on the parker's goroutine when a loop-parked client's socket is
 // readable; ev is the epoll event's mask, at the loop's clock reading.
-func (s *Session) serveLoop(ev uint32, at time.Time) {
+func (s *Session) serveLoop(ev uint32, at time.Time, bufs *wire.BufStack) {
 	if _, move := s.misplaced(); move {
 		// The active loops changed (SetActiveLoops): the client moves to its place among
 		// them and its request is served there; registering the descriptor anew reports
@@ -229,7 +234,7 @@ func (s *Session) serveLoop(ev uint32, at time.Time) {
 		s.lw = &loopWork{}
 	}
 	s.lw.saw(ev)
-	s.lw.at = at
+	s.lw.at, s.lw.bufs = at, bufs
 	s.ownSettings()
 	s.readFrom(primed, more)
 }
@@ -268,7 +273,7 @@ func (s *Session) readFrom(primed, more bool) {
 	for {
 		if !primed {
 			var err error
-			more, err = s.rd.ReadNow()
+			more, err = s.rd.ReadNowWith(s.lw.bufs)
 			if err == syscall.EAGAIN {
 				if s.rd.Buffered() > 0 {
 					s.offLoop() // a partial message: the goroutine waits for the rest
@@ -487,7 +492,7 @@ func (s *Session) loopLease(cfg *config.Config, start time.Time) (*pool.Conn, er
 		return c, nil
 	case queued:
 		s.lw.start = start
-		s.rd.Shrink() // as lease does: a queued request waits in a small buffer
+		s.rd.ShrinkTo(s.lw.bufs) // as lease does: a queued request waits in a small buffer
 		return nil, errQueued
 	}
 	return nil, errOffLoop
@@ -554,8 +559,8 @@ func (s *Session) Handed(c *pool.Conn, err error) { s.home().post(s, c, err) }
 
 // handed continues a queued request on the loop with what the pool handed it, at the
 // loop's clock reading.
-func (s *Session) handed(c *pool.Conn, err error, at time.Time) {
-	s.lw.at = at
+func (s *Session) handed(c *pool.Conn, err error, at time.Time, bufs *wire.BufStack) {
+	s.lw.at, s.lw.bufs = at, bufs
 	switch {
 	case c != nil:
 		if !s.entry.pool.TakeHanded(c, s) {

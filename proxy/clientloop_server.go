@@ -58,7 +58,7 @@ func (s *Session) pumpsOnLoop(c *pool.Conn) bool {
 // as PostgreSQL ends a backend), and no later edge would tell of it, so the loop reads on
 // until the end, which goes to the reader goroutine (serverFailed). Stopping at the short
 // read left a pinned client, told the FATAL, open on a dead server until its next request.
-func (s *Session) pumpOnLoop(c *pool.Conn, closing bool, at time.Time) {
+func (s *Session) pumpOnLoop(c *pool.Conn, closing bool, at time.Time, bufs *wire.BufStack) {
 	rd := c.Rd
 	for drained := false; ; {
 		if !s.relayBatch(c, at) {
@@ -67,7 +67,7 @@ func (s *Session) pumpOnLoop(c *pool.Conn, closing bool, at time.Time) {
 		if drained {
 			return
 		}
-		more, err := rd.ReadNow()
+		more, err := rd.ReadNowWith(bufs)
 		if err == syscall.EAGAIN {
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/wire"
 	"github.com/pgmux/pgmux/proxy/evloop"
 )
 
@@ -39,7 +40,7 @@ func (p *parker) loop() {
 func (p *parker) Tick() { p.sweep() }
 
 // Posted is evloop.Handler's: what was posted (post, Adopt, Recall, postLogin).
-func (p *parker) Posted(h handover) { p.handle(h) }
+func (p *parker) Posted(h handover) { p.handle(h, &p.bufs) }
 
 // Event is evloop.Handler's: a descriptor in the set is ready. It is a server the loop
 // reads, a client logging in, or a client parked or waiting on the loop.
@@ -75,7 +76,7 @@ func (p *parker) Event(fd int32, events uint32) {
 		s.onLoop = loopBusy
 		p.mu.Unlock()
 		if parked {
-			s.serveLoop(events, p.now())
+			s.serveLoop(events, p.now(), &p.bufs)
 		} else {
 			s.lw.readable = true // its request is on the loop: read after it
 			s.lw.saw(events)
@@ -97,7 +98,7 @@ func (p *parker) Event(fd int32, events uint32) {
 		return
 	}
 	if s.resumeOnLoop(p, fd) {
-		s.serveLoop(events, p.now())
+		s.serveLoop(events, p.now(), &p.bufs)
 		return
 	}
 	go s.resume()
@@ -107,7 +108,7 @@ func (p *parker) Event(fd int32, events uint32) {
 // the loop has ended the poster does it.
 func (p *parker) post(s *Session, c *pool.Conn, err error) {
 	if h := (handover{s: s, c: c, err: err}); !p.ev.Post(h) {
-		p.handle(h)
+		p.handle(h, nil) // not on the loop: the shared pool
 	}
 }
 
@@ -125,7 +126,7 @@ func (p *parker) Adopt(c *pool.Conn) { p.post(nil, c, nil) }
 // kind of lessee, an internal query, a close).
 func (p *parker) Recall(c *pool.Conn) {
 	if h := (handover{c: c, recall: true}); !p.ev.Post(h) {
-		p.handle(h)
+		p.handle(h, nil) // not on the loop: the shared pool
 	}
 }
 
@@ -179,7 +180,7 @@ func (p *parker) serverEvent(c *pool.Conn, events uint32) {
 		c.HandBack()
 		return
 	}
-	s.pumpOnLoop(c, events&goneEvents != 0, p.now())
+	s.pumpOnLoop(c, events&goneEvents != 0, p.now(), &p.bufs)
 }
 
 // reads reports whether c is this loop's to read (while c.InLoop): only this loop can
@@ -211,7 +212,7 @@ func parkServer(c *pool.Conn, l *parker) bool {
 }
 
 // handle does what was posted: on the loop, or by the poster once the loop has ended.
-func (p *parker) handle(h handover) {
+func (p *parker) handle(h handover, bufs *wire.BufStack) {
 	switch {
 	case h.recall && !p.reads(h.c):
 		h.c.Recall() // it moved to another loop meanwhile: ask that one
@@ -224,6 +225,6 @@ func (p *parker) handle(h handover) {
 	case h.s == nil:
 		p.adopted(h.c)
 	default:
-		h.s.handed(h.c, h.err, p.now())
+		h.s.handed(h.c, h.err, p.now(), bufs)
 	}
 }

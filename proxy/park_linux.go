@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/pool"
+	"github.com/pgmux/pgmux/protocol/wire"
 	"github.com/pgmux/pgmux/proxy/evloop"
 )
 
@@ -50,6 +51,9 @@ type parker struct {
 	// allocates nothing, and regErr its result (loop goroutine only).
 	registerServer func(fd uintptr)
 	regErr         error
+	// bufs are read buffers passed between the clients and servers this loop reads: a
+	// parked client's goes to the next read (loop goroutine only).
+	bufs wire.BufStack
 }
 
 // handover is a server (or why none) for a request queued on the client loop; without

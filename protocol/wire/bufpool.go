@@ -42,3 +42,43 @@ func putBuf(b *[]byte) {
 		smallBufs.Put(b)
 	}
 }
+
+// BufStack keeps a few BufSize buffers for one goroutine's readers: a client loop
+// takes a client's read buffer back when it parks the client (Reader.ReleaseTo) and
+// gives it to the next read (Reader.ReadNowWith), several times a transaction. The
+// shared pool's Get and Put cost ~60 instructions each (pinning the P, its per-P
+// lists); a push and a pop on a loop's own stack a few, and the buffer handed on is
+// the one just used, still in cache. It holds at most len(b) buffers (64 KB): more go
+// to the shared pool, none is made here.
+//
+// Owners: the goroutine that owns it (a parker's loop), alone.
+type BufStack struct {
+	n int
+	b [4]*[]byte
+}
+
+// get returns a buffer from the stack, else from the shared pool; st may be nil.
+func (st *BufStack) get() *[]byte {
+	if st != nil && st.n > 0 {
+		st.n--
+		b := st.b[st.n]
+		st.b[st.n] = nil
+		return b
+	}
+	return getBuf()
+}
+
+// put keeps b on the stack when it is a BufSize buffer and there is room, else gives
+// it to putBuf; st may be nil.
+func (st *BufStack) put(b *[]byte) {
+	if st != nil && cap(*b) == BufSize && st.n < len(st.b) {
+		*b = (*b)[:BufSize]
+		st.b[st.n] = b
+		st.n++
+		return
+	}
+	putBuf(b)
+}
+
+// Len returns the number of buffers kept.
+func (st *BufStack) Len() int { return st.n }

@@ -101,9 +101,13 @@ func (rd *Reader) Current() []byte {
 func (rd *Reader) Buffered() int { return rd.w - rd.r }
 
 // Release returns the buffer to the shared pool if nothing is buffered.
-func (rd *Reader) Release() {
+func (rd *Reader) Release() { rd.ReleaseTo(nil) }
+
+// ReleaseTo is Release giving the buffer to st (a loop's own stack; nil: the shared
+// pool).
+func (rd *Reader) ReleaseTo(st *BufStack) {
 	if rd.buf != nil && rd.r == rd.w {
-		putBuf(rd.buf)
+		st.put(rd.buf)
 		rd.buf = nil
 		rd.r, rd.w = 0, 0
 	}
@@ -278,17 +282,21 @@ func (rd *Reader) Await() error {
 // next read from the source moves the bytes back into a pool-sized buffer (makeRoom).
 // Views of the buffered bytes taken before (Peek, Message, Window) must not be used
 // after it; the bytes themselves, and Seq, do not change.
-func (rd *Reader) Shrink() {
+func (rd *Reader) Shrink() { rd.ShrinkTo(nil) }
+
+// ShrinkTo is Shrink giving the large buffer to st (a loop's own stack; nil: the
+// shared pool).
+func (rd *Reader) ShrinkTo(st *BufStack) {
 	if rd.buf == nil || cap(*rd.buf) != BufSize || rd.w-rd.r > SmallBufSize {
 		return
 	}
 	if rd.r == rd.w {
-		rd.Release()
+		rd.ReleaseTo(st)
 		return
 	}
 	sb := smallBufs.Get().(*[]byte)
 	n := copy(*sb, (*rd.buf)[rd.r:rd.w])
-	putBuf(rd.buf)
+	st.put(rd.buf)
 	rd.buf, rd.r, rd.w = sb, 0, n
 }
 
@@ -473,7 +481,11 @@ func (rd *Reader) ReadFull(p []byte) error {
 // back if empty), io.EOF at the end of the stream, and ErrNoSocket for a reader that is
 // not over a plain socket; more reports a read that filled the buffer's free space,
 // after which the socket may hold more (an edge-triggered loop reads again).
-func (rd *Reader) ReadNow() (more bool, err error) {
+func (rd *Reader) ReadNow() (more bool, err error) { return rd.ReadNowWith(nil) }
+
+// ReadNowWith is ReadNow taking its buffer from st and giving it back there (a loop's
+// own stack, BufStack; nil: the shared pool).
+func (rd *Reader) ReadNowWith(st *BufStack) (more bool, err error) {
 	if rd.raw == nil {
 		return false, ErrNoSocket
 	}
@@ -481,7 +493,7 @@ func (rd *Reader) ReadNow() (more bool, err error) {
 		rd.nowFn = rd.readNow
 	}
 	if rd.buf == nil {
-		rd.buf = getBuf()
+		rd.buf = st.get()
 		rd.r, rd.w = 0, 0
 	}
 	if rd.r == rd.w {
@@ -496,16 +508,16 @@ func (rd *Reader) ReadNow() (more bool, err error) {
 	rd.makeRoom(HeaderLen)
 	rd.n, rd.rerr = 0, nil
 	if err := rd.raw.Control(rd.nowFn); err != nil {
-		rd.Release()
+		rd.ReleaseTo(st)
 		return false, err
 	}
 	space := len(*rd.buf) - rd.w
 	switch {
 	case rd.rerr != nil:
-		rd.Release()
+		rd.ReleaseTo(st)
 		return false, rd.rerr
 	case rd.n == 0:
-		rd.Release()
+		rd.ReleaseTo(st)
 		return false, io.EOF
 	}
 	rd.w += rd.n

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"io"
 	"syscall"
 	"testing"
 	"time"
@@ -106,4 +107,57 @@ func TestReadNowHasRoom(t *testing.T) {
 	got, more = readAll(len(third))
 	require.Equal(t, third, got)
 	require.False(t, more, "15 KB fill no empty 16 KB buffer")
+}
+
+// TestReadNowWithStack: a reader reading with a loop's BufStack takes its buffer from it
+// and gives it back there when it is drained (EAGAIN with nothing buffered) or released,
+// so two readers served in turn pass one buffer between them; the stack holds at most
+// its four, the rest going to the shared pool, and a buffer of another size never.
+func TestReadNowWithStack(t *testing.T) {
+	var st BufStack
+	a1, b1 := tcpPair(t)
+	a2, b2 := tcpPair(t)
+	r1, r2 := NewReader(b1), NewReader(b2)
+	readMsg := func(a io.Writer, rd *Reader) *[]byte {
+		_, err := a.Write(Query(nil, "select 1"))
+		require.NoError(t, err)
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			if _, err := rd.ReadNowWith(&st); err == syscall.EAGAIN {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			require.NoError(t, err)
+			if _, _, whole := rd.Whole(); whole {
+				break
+			}
+		}
+		typ, n, err := rd.Next()
+		require.NoError(t, err)
+		require.Equal(t, byte('Q'), typ)
+		_, err = rd.Message(n)
+		require.NoError(t, err)
+		return rd.buf
+	}
+	b := readMsg(a1, r1)
+	_, err := r1.ReadNowWith(&st)
+	require.ErrorIs(t, err, syscall.EAGAIN)
+	require.Nil(t, r1.buf, "drained: the buffer went back")
+	require.Equal(t, 1, st.Len(), "to the stack")
+	require.Same(t, b, readMsg(a2, r2), "the next reader's read takes the same buffer")
+	require.Zero(t, st.Len())
+	r2.ReleaseTo(&st)
+	require.Equal(t, 1, st.Len())
+
+	for range 6 {
+		nb := make([]byte, BufSize)
+		st.put(&nb)
+	}
+	require.Equal(t, 4, st.Len(), "at most four kept")
+	small := make([]byte, SmallBufSize)
+	st.n = 0
+	st.put(&small)
+	require.Zero(t, st.Len(), "a small buffer goes to its own pool")
+	var none *BufStack
+	require.Len(t, *none.get(), BufSize, "a nil stack is the shared pool")
 }
