@@ -161,3 +161,36 @@ func TestReadNowWithStack(t *testing.T) {
 	var none *BufStack
 	require.Len(t, *none.get(), BufSize, "a nil stack is the shared pool")
 }
+
+// TestNextRefusesBufferedHeaders: Next's refusals hold for a header already buffered
+// (its inlined path) as for one it reads: a length under 4, one past MaxMessage, and
+// past 1 GiB when MaxMessage is 0.
+func TestNextRefusesBufferedHeaders(t *testing.T) {
+	hdr := func(typ byte, n uint32) []byte {
+		return []byte{typ, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	}
+	for _, c := range []struct {
+		name string
+		max  int
+		n    uint32
+		want error
+	}{
+		{"length 3", 0, 3, ErrBadLength},
+		{"past MaxMessage", 100, 4 + 101, ErrTooLarge},
+		{"past 1 GiB", 0, 4 + 1<<30 + 1, ErrTooLarge},
+		{"at MaxMessage", 100, 4 + 100, nil},
+	} {
+		rd := NewReader(bytes.NewReader(append(hdr('Q', c.n), make([]byte, 200)...)))
+		rd.MaxMessage = c.max
+		_, err := rd.Peek(0) // buffers the header (and what follows) before Next looks
+		require.NoError(t, err, c.name)
+		typ, n, err := rd.Next()
+		if c.want != nil {
+			require.ErrorIs(t, err, c.want, c.name)
+			continue
+		}
+		require.NoError(t, err, c.name)
+		require.Equal(t, byte('Q'), typ)
+		require.Equal(t, int(c.n)-4, n)
+	}
+}
