@@ -907,7 +907,9 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	if err != nil {
 		return err
 	}
-	s.spellStart(cfg, serverParams, startParams)
+	if err := s.spellStart(cfg, serverParams, startParams); err != nil {
+		return err
+	}
 	s.initParams(cfg, serverParams, startParams)
 	s.srv.register(s)
 	return s.sendLoginAnswer(pkt)
