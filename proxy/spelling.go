@@ -103,11 +103,19 @@ func plainASCII(v string) bool {
 // and then dropped by the first server it was set on. A server that cannot be had within
 // the login's time leaves the values as the client wrote them (the link's setting of
 // them then meets any refusal, as before).
-func (s *Session) spellStart(cfg *config.Config, server pool.Params, start []startup.Param) error {
+//
+// It returns the NOTICE PostgreSQL sends at such a login for an application_name it cuts
+// (truncNotice), nil for none.
+func (s *Session) spellStart(cfg *config.Config, server pool.Params, start []startup.Param) ([]byte, error) {
 	var asks []spellAsk
+	app := -1
+	var appRaw string
 	for i := range start {
 		p := &start[i]
 		name, tracked := trackedName(cfg, p.Key)
+		if name == "application_name" && len(p.Value) >= nameLen {
+			app, appRaw = i, p.Value
+		}
 		switch {
 		case tracked:
 			base, known := server.Get(name)
@@ -124,7 +132,7 @@ func (s *Session) spellStart(cfg *config.Config, server pool.Params, start []sta
 		asks = append(asks, spellAsk{key: p.Key, name: name, value: p.Value, at: i, tracked: tracked})
 	}
 	if len(asks) == 0 {
-		return nil
+		return truncNotice(server, app, appRaw), nil
 	}
 	var spelled []string
 	var refused []*pgerr.Error
@@ -138,13 +146,35 @@ func (s *Session) spellStart(cfg *config.Config, server pool.Params, start []sta
 	})
 	for i, a := range asks {
 		if i < len(refused) && refused[i] != nil {
-			return refused[i].AtSeverity(pgerr.SeverityFatal)
+			return nil, refused[i].AtSeverity(pgerr.SeverityFatal)
 		}
 		if i < len(spelled) && spelled[i] != "" && a.tracked {
 			start[a.at].Value = spelled[i]
 		}
 	}
-	return nil
+	return truncNotice(server, app, appRaw), nil
+}
+
+// nameLen is PostgreSQL's NAMEDATALEN: a name is cut to one byte less.
+const nameLen = 64
+
+// truncNotice is the NOTICE PostgreSQL sends when a login's application_name (raw, at
+// the login's values' index at, -1 for none) is longer than a name, which it cuts to 63
+// bytes, not within a character of the server's encoding, and says so (42622
+// name_too_long). nil for none.
+func truncNotice(server pool.Params, at int, raw string) []byte {
+	if at < 0 || len(raw) < nameLen {
+		return nil
+	}
+	cut := nameLen - 1
+	if enc, _ := server.Get("server_encoding"); enc == "UTF8" {
+		for cut > 0 && raw[cut]&0xC0 == 0x80 { // the next byte continues a character
+			cut--
+		}
+	}
+	e := &pgerr.Error{Severity: "NOTICE", Code: "42622",
+		Message: "identifier \"" + raw + "\" will be truncated to \"" + raw[:cut] + "\""}
+	return e.AppendNotice(nil)
 }
 
 // A spellAsk is one startup value a login asks a server about: the parameter as the

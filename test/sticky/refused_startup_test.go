@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -82,4 +83,53 @@ func loginOutcome(t *testing.T, url string) string {
 	var v string
 	require.NoError(t, c.QueryRow(ctx, "SELECT current_setting('statement_timeout')", pgx.QueryExecModeSimpleProtocol).Scan(&v))
 	return "ok, statement_timeout " + v
+}
+
+// TestLoginNoticeAsPostgres: an application_name longer than a name (63 bytes) is cut
+// by PostgreSQL at login, which says so in a NOTICE (42622) the client gets with the
+// login's answer; through pgmux the client gets the same, on the login that asked a
+// server about the value and on the ones after it, which did not.
+func TestLoginNoticeAsPostgres(t *testing.T) {
+	m := startMux(t, setup{poolSize: 2})
+	db := m.pg.NewDatabase(t, "loginnotice")
+	cases := []struct {
+		name   string
+		params map[string]string
+	}{
+		{"80 bytes", map[string]string{"application_name": strings.Repeat("a", 80)}},
+		{"64 bytes", map[string]string{"application_name": strings.Repeat("b", 64)}},
+		{"63 bytes", map[string]string{"application_name": strings.Repeat("c", 63)}},
+		{"cut in a character", map[string]string{"application_name": strings.Repeat("é", 40)}},
+		{"options", map[string]string{"options": "-c application_name=" + strings.Repeat("d", 70)}},
+	}
+	for _, c := range cases {
+		params := c.params
+		t.Run(c.name, func(t *testing.T) {
+			want := loginNotices(t, withParams(t, m.pg.URL(pgtest.AppUser, pgtest.AppPassword, db), params))
+			for i := 0; i < 2; i++ {
+				require.Equal(t, want, loginNotices(t, withParams(t, m.url(db), params)), "login %d", i+1)
+			}
+		})
+	}
+}
+
+// loginNotices logs in at url and returns the notices of the login and of a first
+// query, and the application_name reported at login.
+func loginNotices(t *testing.T, url string) []string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	var seen []string
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		seen = append(seen, fmt.Sprintf("N %s %s: %s (%s; %s)", n.Severity, n.Code, n.Message, n.Detail, n.Hint))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer func() { _ = c.Close(ctx) }()
+	seen = append(seen, "login: application_name "+c.PgConn().ParameterStatus("application_name"))
+	_, err = c.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol)
+	require.NoError(t, err)
+	return seen
 }
