@@ -268,23 +268,13 @@ func (e *poolEntry) askSpellings(ctx context.Context, asks []spellAsk) ([]string
 }
 
 // startRefusal reports whether a server's error for a spelling query is its refusal of
-// the value, which PostgreSQL would have sent as the login's FATAL: a bad value, a name
-// it does not know, a setting that cannot be changed or not by this role, a transaction
-// setting after the snapshot. Anything else (a cancel, a value whose bytes are not in
-// the database's encoding, which the query's own conversion refuses and PostgreSQL's
-// login does not) leaves the value to the link, as before.
+// the value, which PostgreSQL would have sent as the login's FATAL: one that refuses a
+// setting (refusal), or a transaction setting after the snapshot (25001). Not a value
+// whose bytes are not in the database's encoding (22021): the query's own conversion
+// refuses it, PostgreSQL's login does not. Anything else (a cancel) leaves the value to
+// the link, as before.
 func startRefusal(pe *pgerr.Error) bool {
-	if pe == nil {
-		return false
-	}
-	switch pe.Code {
-	case pgerr.InvalidParameterValue, pgerr.InsufficientPrivilege,
-		"42704", // undefined_object: unrecognized configuration parameter
-		"55P02", // cant_change_runtime_param
-		"25001": // active_sql_transaction: transaction_isolation after the snapshot
-		return true
-	}
-	return false
+	return pe != nil && (pe.Code == "25001" || refusal(pe) && pe.Code != "22021")
 }
 
 // spellSQL is the query that returns how the server reports name set to v. The value
