@@ -286,7 +286,7 @@ func (s *Session) adminLogin(cfg *config.Config, pkt *startup.Packet) error {
 		{Name: "application_name", Value: app},
 	}}
 	s.srv.register(s)
-	return s.sendLoginAnswer(pkt)
+	return s.sendLoginAnswer(pkt, nil)
 }
 
 // isAdmin reports whether the session is a console client.

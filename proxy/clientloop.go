@@ -404,6 +404,9 @@ func (s *Session) loopable(typ byte, n int) bool {
 			return false
 		}
 	}
+	if (typ == 'P' || typ == 'C') && s.unnamed.full() {
+		return false // may wait for the server's answers first (roomUnnamed)
+	}
 	switch typ {
 	case 'E', 'S', 'C', 'H':
 	case 'D':

@@ -221,6 +221,11 @@ func (s *Session) answerAborted(typ byte, n int, applied bool) (bool, error) {
 		if typ == 'Q' && !applied {
 			s.queryAnswered()
 		}
+		if typ == 'P' {
+			if err := s.parseRefused(n); err != nil {
+				return true, err
+			}
+		}
 		if end == sqlscan.KindOther {
 			if err := s.rd.Skip(n); err != nil {
 				return true, err
@@ -270,6 +275,26 @@ func (s *Session) queryAnswered() {
 		s.queryDrops()
 		s.unnamed.stampQ = false // not sent: no expect to mark
 	}
+}
+
+// parseRefused applies a client's Parse that pgmux answers with the error of its lost
+// transaction, and that is therefore the Parse that failed: one of the unnamed statement
+// drops it, as exec_parse_message drops the old one before it fails. (pgmux kept it,
+// and a later Describe of it met the old statement.) The message, n bytes of body, is
+// still unread.
+func (s *Session) parseRefused(n int) error {
+	if s.prep == prepPass || n < 1 {
+		return nil
+	}
+	m, err := s.rd.Peek(1) // the header and the name's first byte
+	if err != nil {
+		return err
+	}
+	if m[wire.HeaderLen] == 0 {
+		s.beginUnnamed()
+		s.unnamed.drop()
+	}
+	return nil
 }
 
 func (s *Session) setFo(f foFlags) {

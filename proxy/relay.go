@@ -545,7 +545,7 @@ func (s *Session) forwardSticky(c *pool.Conn, typ byte, n int, pin pinReason, re
 	// reach the server in the COPY's copy-in (sqlmulti.go closeLeft). The client's next
 	// Query sends it, or its next Sync that no Query sent before still awaits its answer
 	// ahead of: a Sync in a copy-in, which PostgreSQL ignores, is not one.
-	if s.releaseSeen && !copying && (typ == 'Q' || typ == 'S' && !s.queryAwaited()) {
+	if s.releaseSeen && !copying && (typ == 'Q' || typ == 'S' && !s.queryAwaited()) && s.releaseCheckNow(typ) {
 		s.releaseSeen = false
 		if s.pinnedReasons() != 0 {
 			return s.sendStateCheck(c)

@@ -131,7 +131,7 @@ func (s *Session) loginReplication(cfg *config.Config, pkt *startup.Packet, star
 	s.mu.Unlock()
 	s.initParams(cfg, c.Params.Clone(), nil)
 	s.srv.register(s)
-	if err := s.sendLoginAnswer(pkt); err != nil {
+	if err := s.sendLoginAnswer(pkt, nil); err != nil {
 		s.dropReplication(err)
 		return err
 	}

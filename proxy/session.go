@@ -924,10 +924,13 @@ func (s *Session) login(cfg *config.Config, pkt *startup.Packet, nclients int64)
 	if err != nil {
 		return err
 	}
-	s.spellStart(cfg, serverParams, startParams)
+	notice, err := s.spellStart(cfg, serverParams, startParams)
+	if err != nil {
+		return err
+	}
 	s.initParams(cfg, serverParams, startParams)
 	s.srv.register(s)
-	return s.sendLoginAnswer(pkt)
+	return s.sendLoginAnswer(pkt, notice)
 }
 
 // poolReady is awaitPool without a wait when none is needed (the database is not held
@@ -1056,12 +1059,14 @@ func (s *Session) negotiateVersion(pkt *startup.Packet) error {
 	return s.loginWrite(startup.NegotiateProtocolVersion(nil, 0, unsupported))
 }
 
-// sendLoginAnswer sends AuthenticationOk's followers: parameters, key data and ready.
-func (s *Session) sendLoginAnswer(pkt *startup.Packet) error {
+// sendLoginAnswer sends AuthenticationOk's followers: notice (PostgreSQL's about the
+// startup values, nil for none), parameters, key data and ready.
+func (s *Session) sendLoginAnswer(pkt *startup.Packet, notice []byte) error {
 	// AuthenticationOk (9 bytes), a ParameterStatus per parameter (PostgreSQL 15 reports
 	// 14, about 400 bytes), BackendKeyData (13), ReadyForQuery (6): in one pass, into a
 	// buffer that fits the usual answer (the parameters are walked once, not to size it).
 	b := wire.Auth(make([]byte, 0, 640), wire.AuthOK, nil)
+	b = append(b, notice...)
 	s.params.each(func(name, value string) { b = wire.ParameterStatus(b, name, value) })
 	b = wire.BackendKeyData(b, s.cancelPID, s.cancelKey)
 	b = wire.ReadyForQuery(b, 'I')

@@ -34,6 +34,16 @@ func TestSpelling(t *testing.T) {
 	}
 	allocs := testing.AllocsPerRun(100, func() { _, _ = e.spelling("TimeZone", "utc", "Etc/UTC") })
 	require.Zero(t, allocs)
+	// The other startup values: asked about once (checked), except those that vary per
+	// client (checkable).
+	e.spellings["statement_timeout\x005s"] = "5s"
+	require.True(t, e.checked("statement_timeout", "5s"))
+	require.False(t, e.checked("statement_timeout", "abc"))
+	require.False(t, checkable("search_path"))
+	require.False(t, checkable("app.tenant"))
+	require.True(t, checkable("extra_float_digits"))
+	allocs = testing.AllocsPerRun(100, func() { _ = checkable("statement_timeout") && e.checked("statement_timeout", "5s") })
+	require.Zero(t, allocs, "it runs at every login")
 }
 
 // TestSpellAnswer: a spelling query sends the value as hexadecimal bytes and reads the
@@ -54,5 +64,5 @@ func TestSpellAnswer(t *testing.T) {
 	require.Equal(t, "Europe/Paris", string(b))
 	_, ok = firstColumn([]byte{0, 1, 0xff, 0xff, 0xff, 0xff}) // NULL
 	require.False(t, ok)
-	require.Contains(t, spellSQL("application_name", "café"), "decode('636166c3a9', 'hex')")
+	require.Contains(t, spellSQL("application_name", "café", false), "decode('636166c3a9', 'hex')")
 }

@@ -70,6 +70,7 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 	var v verdict
 	switch typ {
 	case 'Q':
+		s.reqTx = 0
 		if n > maxInspect {
 			break
 		}
@@ -84,6 +85,12 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		q := unsafe.String(&text[0], len(text))
 		v = s.classify(q)
 		s.noteRequest(v.Set, v.Begin, v.End)
+		if v.Begin {
+			s.reqTx |= txBegins
+		}
+		if v.End {
+			s.reqTx |= txEnds
+		}
 		v.Pin, v.Release = s.sqlNeed(q, v.Pin, v.Release)
 		if s.listening && s.mode != config.PoolModeSession && (v.Release || s.unlistenWatching()) {
 			s.unlistenQueued(q)
@@ -254,6 +261,32 @@ func (s *Session) stateCheckSQL() string {
 	s.mu.Unlock()
 	b.WriteString("'))")
 	return b.String()
+}
+
+// What the client's Query does to a transaction block (Session.reqTx).
+const (
+	txBegins uint8 = 1 << iota
+	txEnds
+)
+
+// releaseCheckNow reports whether the state check may follow the client's request now
+// (a Query or a Sync, typ): only where it runs outside a transaction block, the only
+// place where its answer can unpin the client. Inside one it would be the transaction's
+// first statement to take a snapshot, which a direct session's transaction does not
+// have: a SET TRANSACTION ISOLATION LEVEL after a RESET ALL then failed with 25001, and
+// a REPEATABLE READ transaction's snapshot was taken early. So it waits, while the
+// client may be in a block (its last ReadyForQuery said so, or an earlier request is
+// still unanswered, or this Query begins one), for a request that ends the block.
+func (s *Session) releaseCheckNow(typ byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Pending > 1 {
+		return false
+	}
+	if s.TxStatus == 'I' {
+		return typ != 'Q' || s.reqTx&txBegins == 0
+	}
+	return typ == 'Q' && s.reqTx == txEnds
 }
 
 // sendStateCheck follows the client's request with the hidden state check.

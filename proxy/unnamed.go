@@ -70,6 +70,7 @@ func (s *Session) namesOrClears(q string) bool {
 // parseUnnamed handles a client's Parse of the unnamed statement; m is the message and
 // rest its body after the name.
 func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
+	s.roomUnnamed(c)
 	s.beginUnnamed()
 	s.unnamed.pend = true
 	query, types, err := wire.CString(rest)

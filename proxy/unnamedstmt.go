@@ -81,9 +81,11 @@ type unnamedSaved struct {
 	clear    clearOp
 }
 
-// maxSaved bounds unnamedRare.saved: a pipeline of more events that may be skipped, each
-// with another statement before it, keeps only the first ones, and a skip back past them
-// leaves the client no unnamed statement (an error at its next use, never another text).
+// maxSaved bounds unnamedRare.saved: at a Parse or Close of the unnamed statement past
+// it, pgmux waits for the server's answers so far and drops what they make irrelevant
+// (roomUnnamed). A simple Query past it, or one whose wait fails, is not saved for, and
+// a skip back to it leaves the client no unnamed statement (an error at its next use,
+// never another text).
 const maxSaved = 64
 
 // rare returns x, made on first need.
@@ -417,6 +419,7 @@ func (s *Session) queryDrops() {
 // closeUnnamed sends the client's Close m of its unnamed statement: for the rest of the
 // request the server has none, as the client.
 func (s *Session) closeUnnamed(c *pool.Conn, m []byte) error {
+	s.roomUnnamed(c)
 	s.beginUnnamed()
 	u := &s.unnamed
 	u.forget()

@@ -91,6 +91,10 @@ type sessionWork struct {
 	// each link begins; the session goroutine's. Here, in the padding, rather than in
 	// Session: a parked client has no link.
 	cacheUnnamed bool
+	// reqTx is whether the client's Query being dispatched begins (txBegins) or ends
+	// (txEnds) a transaction block, set by stickyNeed: the state check after a release
+	// waits for the end of a block (releaseCheckNow). The session goroutine's.
+	reqTx uint8
 	// replicaWait is the standby's pool a replica read waits in (acquireReplica), for a
 	// cancel request (cancelWait); under mu. Here rather than in Session: an idle
 	// client's Session stays within its size class.

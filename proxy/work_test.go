@@ -69,6 +69,7 @@ func TestWorkFieldsClassified(t *testing.T) {
 		"replicaWait":  func(w *sessionWork) { w.replicaWait = &pool.Pool{} },
 		"roFresh":      func(w *sessionWork) { w.roFresh = 1 },         // only while a standby is linked
 		"cacheUnnamed": func(w *sessionWork) { w.cacheUnnamed = true }, // set as each link begins
+		"reqTx":        func(w *sessionWork) { w.reqTx = txBegins },    // set for each Query
 	}
 	var names []string
 	typ := reflect.TypeFor[sessionWork]()

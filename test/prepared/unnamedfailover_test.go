@@ -18,7 +18,9 @@ import (
 // TestUnnamedAfterLostServerAsPostgres: a client of a multi-host database whose server
 // is lost keeps its connection, and pgmux answers some of its messages itself (a Query
 // in the lost transaction with the termination error, its ROLLBACK or COMMIT; the rest
-// of a lost request skipped to its Sync). A simple Query pgmux answers drops the unnamed
+// of a lost request skipped to its Sync). A Parse of the unnamed statement that gets
+// that error drops it, as a Parse PostgreSQL refuses does (exec_parse_message drops the
+// old one first). A simple Query pgmux answers drops the unnamed
 // statement as one PostgreSQL runs does (exec_simple_query, whatever the Query): pgmux
 // kept it and described it, or ran it. A Query skipped with a lost request keeps it, as
 // PostgreSQL's skip does. Each case runs through pgmux, losing the server at one point,
@@ -39,6 +41,10 @@ func TestUnnamedAfterLostServerAsPostgres(t *testing.T) {
 		{name: "a Query in the lost transaction", before: inTx,
 			lost: s("EZ", query("SELECT 2")), direct: s("EZ", query("SELECT 1/0")),
 			after: []step{describe, s("CZ", query("ROLLBACK"))}},
+		{name: "a Parse first in the lost transaction", before: inTx,
+			// Its error is the Parse's own: a failed Parse leaves no unnamed statement.
+			lost: s("EZ", parse("", "SELECT 2 AS b"), syncMsg), direct: s("EZ", parse("", "SELECT nosuch"), syncMsg),
+			after: []step{describe, s("CZ", query("ROLLBACK")), describe}},
 		{name: "its ROLLBACK", before: inTx,
 			lost: s("CZ", query("ROLLBACK")), direct: s("CZ", query("ROLLBACK")),
 			after: []step{describe}},

@@ -1,6 +1,7 @@
 package prepared
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -120,4 +121,53 @@ func (r *raw) read(n int, msgs ...pgproto3.FrontendMessage) ([][]byte, string) {
 		kinds = append(kinds, kindOf(m))
 	}
 	return out, string(kinds)
+}
+
+// TestUnnamedSkippedPastSavedAsPostgres: a request of more Parses of the unnamed
+// statement, each of another text, than pgmux keeps the statement before (64), then an
+// error, and a Parse the server skips behind it: the client's statement is the last one
+// that ran, as in PostgreSQL. pgmux had not kept it, and left the client none (26000).
+// And an error earlier in such a request: the statement is the one before the skip.
+func TestUnnamedSkippedPastSavedAsPostgres(t *testing.T) {
+	s := func(want string, msgs ...pgproto3.FrontendMessage) step { return step{msgs, want} }
+	var msgs []pgproto3.FrontendMessage
+	want := ""
+	for i := 1; i <= 150; i++ {
+		msgs = append(msgs, parse("", fmt.Sprintf("SELECT %d AS c%d", i, i)), bind("", ""), execute("", 0))
+		want += "12DC"
+	}
+	msgs = append(msgs, bind("", "nosuch"), parse("", "SELECT 0 AS z"), syncMsg)
+	early := []pgproto3.FrontendMessage{parse("", "SELECT 1/(g-1) AS bad FROM generate_series(1, 1) g"), bind("", ""), execute("", 0)}
+	for i := 1; i <= 150; i++ {
+		early = append(early, parse("", fmt.Sprintf("SELECT %d AS e%d", i, i)), bind("", ""), execute("", 0))
+	}
+	early = append(early, syncMsg)
+	var middle []pgproto3.FrontendMessage
+	wantMiddle := ""
+	for i := 1; i <= 150; i++ {
+		text := fmt.Sprintf("SELECT %d AS m%d", i, i)
+		if i == 100 {
+			text = "SELECT 1/(g-1) AS bad FROM generate_series(1, 1) g"
+		}
+		middle = append(middle, parse("", text), bind("", ""), execute("", 0))
+		if i < 100 {
+			wantMiddle += "12DC"
+		}
+	}
+	middle = append(middle, syncMsg)
+	sameUnnamedAsDirect(t, "unnpast", map[string][]step{
+		"150 statements": {
+			s(want+"EZ", msgs...),
+			s("tTZ", describeStmt(""), syncMsg),
+			s("2DCZ", bind("", ""), execute("", 0), syncMsg),
+		},
+		"an error at the 100th of 150": {
+			s(wantMiddle+"12EZ", middle...),
+			s("tTZ", describeStmt(""), syncMsg),
+		},
+		"an error first, 150 statements skipped": {
+			s("12EZ", early...),
+			s("tTZ", describeStmt(""), syncMsg),
+		},
+	})
 }

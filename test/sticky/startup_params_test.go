@@ -57,14 +57,15 @@ func TestStartupParamsAsPostgres(t *testing.T) {
 	}
 }
 
-// TestStartupSpellingKept: the server is asked how it spells a startup value once per
-// pool; a later login that sends the same value is answered from what was kept, without
+// TestStartupSpellingKept: the server is asked how it spells a startup value (or whether
+// it takes one: statement_timeout, extra_float_digits) once per pool; a later login that sends the same value is answered from what was kept, without
 // a server: here the pool's one server is held in another client's transaction, and the
 // login must not wait for it.
 func TestStartupSpellingKept(t *testing.T) {
 	m := startMux(t, setup{poolSize: 1, waitTimeout: 5})
 	db := m.pg.NewDatabase(t, "spellkept")
-	params := map[string]string{"TimeZone": "europe/paris", "options": "-c intervalstyle=ISO_8601"}
+	params := map[string]string{"TimeZone": "europe/paris", "options": "-c intervalstyle=ISO_8601 -c statement_timeout=5s",
+		"extra_float_digits": "2"}
 	first := muxtest.Connect(t, withParams(t, m.url(db), params), pgx.QueryExecModeSimpleProtocol, opTimeout)
 	require.Equal(t, "Europe/Paris", first.PgConn().ParameterStatus("TimeZone"))
 	require.NoError(t, first.Close(ctxT(t)))
