@@ -191,6 +191,13 @@ func (c *Conn) State() State { return State(c.state.Load()) }
 // LastUsed reports when the connection was last released or leased.
 func (c *Conn) LastUsed() time.Time { return time.Unix(0, c.lastUsed.Load()) }
 
+// idleFor is how long c has been unused at now, by the wall clock as LastUsed keeps it:
+// now.Sub(c.LastUsed()) without Sub's path for a time without a monotonic reading, which
+// costs ~80 instructions at each acquire.
+func (c *Conn) idleFor(now time.Time) time.Duration {
+	return time.Duration(now.UnixNano() - c.lastUsed.Load())
+}
+
 // Addr reports the server address.
 func (c *Conn) Addr() string { return c.addr }
 

@@ -32,7 +32,7 @@ func (p *Pool) AcquireOrQueue(l Lessee, h Handoff, start time.Time, timeout time
 	}
 	if p.waiters.Len() == 0 {
 		if c = p.popIdle(); c != nil {
-			fresh := (p.opts.CheckQuery == "" || start.Sub(c.LastUsed()) < p.opts.CheckDelay) &&
+			fresh := (p.opts.CheckQuery == "" || c.idleFor(start) < p.opts.CheckDelay) &&
 				(p.opts.Lifetime <= 0 || start.Sub(c.Created) <= p.opts.Lifetime)
 			if !fresh {
 				p.idle = append(p.idle, c)

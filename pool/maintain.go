@@ -42,7 +42,7 @@ func (p *Pool) trimIdle() {
 			reason = errPoolClosed // already closing: the first reason stays
 		case p.opts.Lifetime > 0 && now.Sub(c.Created) > p.opts.Lifetime:
 			reason = errLifetime
-		case p.opts.IdleTimeout > 0 && now.Sub(c.LastUsed()) > p.opts.IdleTimeout && total > p.opts.MinSize:
+		case p.opts.IdleTimeout > 0 && c.idleFor(now) > p.opts.IdleTimeout && total > p.opts.MinSize:
 			reason = errIdle
 		case total > p.opts.Size+p.opts.ReserveSize:
 			reason = errOverSize

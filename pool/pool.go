@@ -268,7 +268,7 @@ func (p *Pool) TryAcquireAt(l Lessee, now time.Time) *Conn {
 		p.mu.Unlock()
 		return nil
 	}
-	fresh := (p.opts.CheckQuery == "" || now.Sub(c.LastUsed()) < p.opts.CheckDelay) &&
+	fresh := (p.opts.CheckQuery == "" || c.idleFor(now) < p.opts.CheckDelay) &&
 		(p.opts.Lifetime <= 0 || now.Sub(c.Created) <= p.opts.Lifetime)
 	if !fresh {
 		p.idle = append(p.idle, c)
@@ -849,7 +849,7 @@ func (p *Pool) release(c *Conn, reset bool, now time.Time) {
 		over = errOverSize
 	case p.opts.Lifetime > 0 && now.Sub(c.Created) > p.opts.Lifetime:
 		over = errLifetime
-	case c.Created.Before(p.staleBefore):
+	case !p.staleBefore.IsZero() && c.Created.Before(p.staleBefore): // zero until a RECONNECT: not compared
 		over = errReconnect
 	case c.unfit():
 		over = errUnfit // its host went down or changed role: not for the next waiter either
@@ -907,7 +907,7 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 	switch {
 	case p.paused && p.draining:
 		over = errPaused // back from server_reset_query, or dialed by fillMin, after Pause
-	case c.Created.Before(p.staleBefore):
+	case !p.staleBefore.IsZero() && c.Created.Before(p.staleBefore): // zero until a RECONNECT: not compared
 		over = errReconnect // marked by RECONNECT in server_reset_query: release checked before
 	}
 	if over != nil {
@@ -919,7 +919,7 @@ func (p *Pool) putIdleLocked(c *Conn, now time.Time) {
 	// Out when a statement needing the database alone came (CloseIdleFor): its lease
 	// began before (leaseAt marks lastUsed), or its reset or check ran then, or its dial
 	// (min_pool_size) had begun.
-	out := now.Before(p.exclusiveUntil) && c.lastUsed.Load() < p.exclusiveAt.UnixNano()
+	out := !p.exclusiveUntil.IsZero() && now.Before(p.exclusiveUntil) && c.lastUsed.Load() < p.exclusiveAt.UnixNano()
 	c.lastUsed.Store(now.UnixNano())
 	p.servedAt = now
 	if p.waiters.Len() > 0 {
