@@ -118,7 +118,7 @@ fi
 mkdir -p "$RESULTS"
 RAW=$BENCH_TMP/raw.tsv
 IDLE=$BENCH_TMP/idle.tsv
-printf 'target\tworkload\tmode\tclients\trep\ttps\tp50_ms\tp99_ms\tcpu_us_per_tx\ttx\tstatus\n' >"$RAW"
+printf 'target\tworkload\tmode\tclients\trep\ttps\tp50_ms\tp99_ms\tcpu_us_per_tx\ttx\tstatus\tcpu_us_per_tx_after_logins\tcpu_us_per_login\n' >"$RAW"
 printf 'target\tclients\trss_before_kb\trss_after_kb\tbytes_per_client\tstatus\n' >"$IDLE"
 STARTED=$(date +%s)
 
@@ -209,13 +209,40 @@ na_reason() {
 	if [[ $1 == pgbouncer && $3 == prepared ]] && ((!PGB_PREPARED)); then echo "n/a: PgBouncer $PGB_VERSION has no prepared statements"; return; fi
 }
 
+# fd_count PID: how many descriptors the process holds (0 when it is gone).
+fd_count() { { ls -U "/proc/$1/fd" 2>/dev/null || true; } | wc -l; }
+
+# logins_done PID PGBENCH_PID FDS: waits until the pooler PID holds FDS descriptors (every
+# client connected: pgbench logs all of its clients in before its first transaction,
+# -C aside) and prints its CPU ticks then; prints nothing if pgbench ends first. It
+# polls every 0.1 s, and every 10 ms for the last tenth of the clients; at 5,000
+# clients the transactions that begin before it notices cost the login phase about 2
+# µs a login.
+logins_done() {
+	local pid=$1 bpid=$2 want=$3 from=$4 n
+	while kill -0 "$bpid" 2>/dev/null; do
+		n=$(fd_count "$pid")
+		if ((n >= want)); then
+			proc_cpu_ticks "$pid"
+			return
+		fi
+		if ((n - from >= (want - from) * 9 / 10)); then sleep 0.01; else sleep 0.1; fi
+	done
+}
+
 # run_point TARGET WORKLOAD MODE CLIENTS REP: one pgbench run; appends a row to $RAW.
+# Its CPU per transaction (cpu_us_per_tx) is the pooler's utime+stime over the whole
+# run, the clients' logins included (at 5,000 clients, one login per 8 transactions);
+# for a run whose clients all log in first (not churn) it is also split at the moment
+# every client has connected: cpu_us_per_tx_after_logins (the transactions and the
+# clients' departures) and cpu_us_per_login (what came before, per client).
 run_point() {
 	local target=$1 workload=$2 qmode=$3 clients=$4 rep=$5
 	local na port pid t per jobs logdir out status=ok tps=0 tx=0 p50=0 p99=0 cpu=0 t0=0 t1=0
+	local fd0 bpid tl="" cpu_tx="" cpu_login=""
 	na=$(na_reason "$target" "$workload" "$qmode" "$clients")
 	if [[ -n $na ]]; then
-		printf '%s\t%s\t%s\t%s\t%s\t\t\t\t\t\t%s\n' "$target" "$workload" "$qmode" "$clients" "$rep" "$na" >>"$RAW"
+		printf '%s\t%s\t%s\t%s\t%s\t\t\t\t\t\t%s\t\t\n' "$target" "$workload" "$qmode" "$clients" "$rep" "$na" >>"$RAW"
 		return
 	fi
 	port=${PORT[$target]}
@@ -235,9 +262,15 @@ run_point() {
 	esac
 	logdir=$BENCH_TMP/pglog/$target-$workload-$qmode-$clients-$rep
 	mkdir -p "$logdir"
-	[[ -n $pid ]] && t0=$(proc_cpu_ticks "$pid")
-	out=$(timeout 300 "$PGBENCH" "${args[@]}" -l --log-prefix="$logdir/tx" \
-		-h 127.0.0.1 -p "$port" -U postgres postgres </dev/null 2>&1) || status=fail
+	[[ -n $pid ]] && fd0=$(fd_count "$pid") && t0=$(proc_cpu_ticks "$pid")
+	timeout 300 "$PGBENCH" "${args[@]}" -l --log-prefix="$logdir/tx" \
+		-h 127.0.0.1 -p "$port" -U postgres postgres </dev/null >"$logdir/out" 2>&1 &
+	bpid=$!
+	# (a descriptor or two of the previous run's clients may still be closing: a few
+	# short of every client's is enough, at most one login in 500 early)
+	[[ -n $pid && $workload != churn ]] && tl=$(logins_done "$pid" "$bpid" $((fd0 + clients - clients / 500)) "$fd0")
+	wait "$bpid" || status=fail
+	out=$(<"$logdir/out")
 	[[ -n $pid ]] && t1=$(proc_cpu_ticks "$pid")
 	tx=$(awk -F': ' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]+0}' <<<"$out")
 	tps=$(awk '/^tps = / {print $3}' <<<"$out" | tail -n1)
@@ -257,14 +290,18 @@ run_point() {
 			printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')
 	if [[ -n $pid ]] && ((tx > 0)); then
 		cpu=$(us_per_tx $((t1 - t0)) "$tx")
+		if [[ -n $tl ]]; then
+			cpu_tx=$(us_per_tx $((t1 - tl)) "$tx")
+			cpu_login=$(us_per_tx $((tl - t0)) "$clients")
+		fi
 	else
 		cpu=""
 	fi
 	[[ ${BENCH_KEEP_TMP:-0} == 1 ]] || rm -rf "$logdir"
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$workload" "$qmode" "$clients" "$rep" \
-		"$tps" "$p50" "$p99" "$cpu" "$tx" "$status" >>"$RAW"
-	printf '    %-9s %-6s %-8s c=%-5s rep %s: tps %10s  p50 %7s ms  p99 %8s ms  cpu %7s us/tx  %s\n' \
-		"$target" "$workload" "$qmode" "$clients" "$rep" "$tps" "$p50" "$p99" "${cpu:--}" "$status" >&2
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$workload" "$qmode" "$clients" "$rep" \
+		"$tps" "$p50" "$p99" "$cpu" "$tx" "$status" "$cpu_tx" "$cpu_login" >>"$RAW"
+	printf '    %-9s %-6s %-8s c=%-5s rep %s: tps %10s  p50 %7s ms  p99 %8s ms  cpu %7s us/tx (%s after the logins, %s a login)  %s\n' \
+		"$target" "$workload" "$qmode" "$clients" "$rep" "$tps" "$p50" "$p99" "${cpu:--}" "${cpu_tx:--}" "${cpu_login:--}" "$status" >&2
 }
 
 # Idle clients: RSS of the pooler before and while N logged-in clients sit idle.
@@ -369,22 +406,25 @@ cat "$RESULTS/latest.md"
 # Every target's medians (pgmux-b too, which the report leaves out), with the CPU and tps
 # ratios to PgBouncer at the same point.
 : >"$RESULTS/medians.md"
-(($(wc -l <"$RESULTS/raw.tsv") > 1)) && awk -F'\t' 'NR > 1 && $11 == "ok" {k = $2 " " $3 " c=" $4; t[$1] = 1; p[k] = 1; n[$1, k]++; tps[$1, k, n[$1, k]] = $6; cpu[$1, k, n[$1, k]] = $9}
+(($(wc -l <"$RESULTS/raw.tsv") > 1)) && awk -F'\t' 'NR > 1 && $11 == "ok" {k = $2 " " $3 " c=" $4; t[$1] = 1; p[k] = 1; n[$1, k]++; tps[$1, k, n[$1, k]] = $6; cpu[$1, k, n[$1, k]] = $9
+	if ($12 != "") {s[$1, k]++; ctx[$1, k, s[$1, k]] = $12}}
 function med(a, t, k, m,   i, j, x, v) {
 	for (i = 1; i <= m; i++) v[i] = a[t, k, i] + 0
 	for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) {x = v[i]; v[i] = v[j]; v[j] = x}
 	return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
 }
 END {
-	print "| point | target | tps | CPU us/tx | tps / PgBouncer | CPU / PgBouncer |"
-	print "|---|---|--:|--:|--:|--:|"
+	print "| point | target | tps | CPU us/tx | tps / PgBouncer | CPU / PgBouncer | CPU us/tx after the logins | after the logins / PgBouncer |"
+	print "|---|---|--:|--:|--:|--:|--:|--:|"
 	for (k in p) {
 		m = n["pgbouncer", k]
 		bt = m ? med(tps, "pgbouncer", k, m) : 0; bc = m ? med(cpu, "pgbouncer", k, m) : 0
+		bx = s["pgbouncer", k] ? med(ctx, "pgbouncer", k, s["pgbouncer", k]) : 0
 		for (x in t) {
 			if (!n[x, k]) continue
 			mt = med(tps, x, k, n[x, k]); mc = med(cpu, x, k, n[x, k])
-			printf "| %s | %s | %.0f | %s | %s | %s |\n", k, x, mt, mc ? sprintf("%.1f", mc) : "-", bt ? sprintf("%.2fx", mt / bt) : "-", bc && mc ? sprintf("%.2fx", mc / bc) : "-"
+			mx = s[x, k] ? med(ctx, x, k, s[x, k]) : 0
+			printf "| %s | %s | %.0f | %s | %s | %s | %s | %s |\n", k, x, mt, mc ? sprintf("%.1f", mc) : "-", bt ? sprintf("%.2fx", mt / bt) : "-", bc && mc ? sprintf("%.2fx", mc / bc) : "-", mx ? sprintf("%.1f", mx) : "-", bx && mx ? sprintf("%.2fx", mx / bx) : "-"
 		}
 	}
 }' "$RESULTS/raw.tsv" | { read -r h1; read -r h2; printf '%s\n%s\n' "$h1" "$h2"; sort; } | tee "$RESULTS/medians.md"

@@ -496,6 +496,11 @@ func (s *Session) loopLease(cfg *config.Config, start time.Time) (*pool.Conn, er
 	case queued:
 		s.lw.start = start
 		s.rd.ShrinkTo(s.lw.bufs) // as lease does: a queued request waits in a small buffer
+		if s.lw.peerGone {
+			// The edge that said the peer left came before the request queued (with the
+			// request's bytes): none will come while it waits (gone.go).
+			s.abandonWait()
+		}
 		return nil, errQueued
 	}
 	return nil, errOffLoop

@@ -81,3 +81,21 @@ func QueueBuffers(s *Server) (clients, servers int) {
 	}
 	return clients, servers
 }
+
+// PoolWaiters counts the requests queued in the pools of database db, as the pools count
+// them (no look at the waiting clients' sockets, as SHOW POOLS takes).
+func PoolWaiters(s *Server, db string) int {
+	s.pools.mu.Lock()
+	defer s.pools.mu.Unlock()
+	n := 0
+	for k, e := range s.pools.byKey {
+		if k.db == db {
+			n += e.pool.Stats().Waiting
+		}
+	}
+	return n
+}
+
+// PolledWaiters counts the waiting clients' sockets the sweeps and snapshots have polled
+// for their peer's end (dropGoneWaiters).
+func PolledWaiters() uint64 { return polledWaiters.Load() }

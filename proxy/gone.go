@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"net"
+	"sync/atomic"
 
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/wire"
@@ -59,7 +60,7 @@ func (s *Server) dropGoneWaiters(sessions []*Session) {
 	var fds []int32
 	for _, sess := range sessions {
 		sess.mu.Lock()
-		w := sess.state == ClientWaiting && sess.entry != nil
+		w := sess.state == ClientWaiting && sess.entry != nil && !sess.loopWait
 		sess.mu.Unlock()
 		if !w {
 			continue
@@ -76,6 +77,7 @@ func (s *Server) dropGoneWaiters(sessions []*Session) {
 	if len(fds) == 0 {
 		return
 	}
+	polledWaiters.Add(uint64(len(fds)))
 	gone := make([]bool, len(fds))
 	peersClosed(fds, gone)
 	for i, sess := range waiting {
@@ -84,6 +86,9 @@ func (s *Server) dropGoneWaiters(sessions []*Session) {
 		}
 	}
 }
+
+// polledWaiters counts the sockets dropGoneWaiters has polled (tests).
+var polledWaiters atomic.Uint64
 
 // pollFD is the descriptor of a waiting client's plain socket, or -1 (TLS, closed); read
 // under ncMu by another goroutine than the session's.

@@ -80,6 +80,9 @@ func (p *parker) Event(fd int32, events uint32) {
 		} else {
 			s.lw.readable = true // its request is on the loop: read after it
 			s.lw.saw(events)
+			if events&goneEvents != 0 {
+				s.abandonWait() // waiting in its pool's queue: out of it now (gone.go)
+			}
 		}
 		return
 	}

@@ -332,6 +332,7 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 		s.cancelAsked.Store(false) // a new wait (not one continued from the client loop)
 	}
 	s.state, s.waitSince = ClientWaiting, start.UnixNano()
+	s.loopWait = s.lw != nil && s.lw.on
 	s.mu.Unlock()
 	if hook := testHookWaitBegins.Load(); hook != nil {
 		(*hook)(s)

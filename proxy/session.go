@@ -169,6 +169,10 @@ type Session struct {
 	kind   sessionKind
 	ncEnd  ncEnd     // whether nc was closed and the client told why; under ncMu
 	onLoop loopState // the client loop's hold on the client (clientloop.go), under the parker's lock
+	// loopWait: the request counted as waiting (state ClientWaiting) was dispatched on the
+	// client loop, which watches the client's socket and drops the wait when its peer
+	// leaves (gone.go); under mu.
+	loopWait bool
 	// pumps counts the server readers inside Pump for this session: while one is, the
 	// working state stays (shed). Each adds pumpQuiet too while it relays nothing
 	// (suspend.go: SUSPEND reads it).

@@ -19,6 +19,10 @@ type runRow struct {
 	tps, p50, p99, cpu     float64
 	hasCPU                 bool
 	status                 string
+	// cpuTx and cpuLogin split cpu at the moment every client had connected (hasSplit):
+	// per transaction after it, per client before it (older runs have neither).
+	cpuTx, cpuLogin float64
+	hasSplit        bool
 }
 
 // key names one benchmark point: workload, query mode and client count.
@@ -43,6 +47,8 @@ type cell struct {
 	failed             int
 	tps, p50, p99, cpu float64
 	hasCPU             bool
+	cpuTx, cpuLogin    float64 // medians of the runs' split (runRow), when hasSplit
+	hasSplit           bool
 }
 
 type point struct {
@@ -97,6 +103,8 @@ func readRuns(path string) ([]runRow, error) {
 			tps: num(r["tps"]), p50: num(r["p50_ms"]), p99: num(r["p99_ms"]),
 			cpu: num(r["cpu_us_per_tx"]), hasCPU: strings.TrimSpace(r["cpu_us_per_tx"]) != "",
 			status: r["status"],
+			cpuTx:  num(r["cpu_us_per_tx_after_logins"]), cpuLogin: num(r["cpu_us_per_login"]),
+			hasSplit: strings.TrimSpace(r["cpu_us_per_tx_after_logins"]) != "",
 		})
 	}
 	return runs, nil
@@ -131,7 +139,7 @@ func summarize(runs []runRow) []point {
 		p := point{key: k, cells: map[string]cell{}}
 		for t, rs := range groups[k] {
 			var c cell
-			var tps, p50, p99, cpu []float64
+			var tps, p50, p99, cpu, cpuTx, cpuLogin []float64
 			for _, r := range rs {
 				switch {
 				case strings.HasPrefix(r.status, "n/a"):
@@ -141,6 +149,9 @@ func summarize(runs []runRow) []point {
 					if r.hasCPU {
 						cpu = append(cpu, r.cpu)
 					}
+					if r.hasSplit {
+						cpuTx, cpuLogin = append(cpuTx, r.cpuTx), append(cpuLogin, r.cpuLogin)
+					}
 				default:
 					c.failed++
 				}
@@ -149,6 +160,7 @@ func summarize(runs []runRow) []point {
 			c.ok = c.n > 0
 			c.tps, c.p50, c.p99 = median(tps), median(p50), median(p99)
 			c.cpu, c.hasCPU = median(cpu), len(cpu) > 0
+			c.cpuTx, c.cpuLogin, c.hasSplit = median(cpuTx), median(cpuLogin), len(cpuTx) > 0
 			p.cells[t] = c
 		}
 		points = append(points, p)

@@ -90,6 +90,8 @@ func markdown(points []point, idle []idleResult, meta []string) string {
 		}
 	}
 
+	b.WriteString(splitTable(points))
+
 	var single []point
 	for _, p := range points {
 		if p.key.clients == 1 && p.cells["direct"].ok {
@@ -154,4 +156,32 @@ func pacedNote(points []point) string {
 		}
 	}
 	return ""
+}
+
+// splitTable shows the CPU of the points with many clients split at the moment every
+// client had connected (bench/run.sh's cpu_us_per_tx_after_logins and cpu_us_per_login),
+// for runs that recorded it: the table's CPU includes the logins, one per 8 transactions
+// at 5,000 clients. Nothing for older runs.
+func splitTable(points []point) string {
+	var b strings.Builder
+	for _, p := range points {
+		m, g := p.cells["pgmux"], p.cells["pgbouncer"]
+		if p.key.clients < 500 || !m.hasSplit || !g.hasSplit {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("\n## CPU with and without the logins\n\n" +
+				"The CPU above is over the whole run, the clients' logins included. Here it is split where every " +
+				"client had connected (pgbench logs them all in before the first transaction): per transaction after " +
+				"that moment (the transactions and the clients' departures), and per client before it (the logins; " +
+				"10 ms ticks, so 2 µs a login at 5,000 clients, 20 at 500).\n\n" +
+				"| workload | pgmux µs/tx all | PgBouncer µs/tx all | ratio | pgmux µs/tx after the logins | PgBouncer µs/tx after the logins | ratio | pgmux µs a login | PgBouncer µs a login | ratio |\n" +
+				"|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f | %.1f | %s | %.0f | %.0f | %s |\n", p.key.label(),
+			fmtCPU(m), fmtCPU(g), ratio(m.cpu, g.cpu, m.hasCPU, g.hasCPU),
+			m.cpuTx, g.cpuTx, ratio(m.cpuTx, g.cpuTx, true, true),
+			m.cpuLogin, g.cpuLogin, ratio(m.cpuLogin, g.cpuLogin, true, true))
+	}
+	return b.String()
 }

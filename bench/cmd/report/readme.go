@@ -69,6 +69,13 @@ func readmeBlock(points []point, idle []idleResult, meta []string) string {
 		fmt.Fprintf(&b, "| prepared, 50 clients (pgmux only) | %s tps vs %s extended | %s | – | – |\n",
 			thousands(p.cells["pgmux"].tps), thousands(ext.tps), fmtCPU(p.cells["pgmux"]))
 	}
+	if p, ok := byKey[key{"select", "extended", 5000}]; ok && p.cells["pgmux"].hasSplit && p.cells["pgbouncer"].hasSplit {
+		mx, g := p.cells["pgmux"], p.cells["pgbouncer"]
+		fmt.Fprintf(&b, "\nThe 5,000-client CPU includes the clients' logins (one per 8 transactions). After every client "+
+			"had connected, extended at 5,000 clients cost pgmux %.1f µs a transaction and PgBouncer %.1f (%s); the "+
+			"logins before it %.0f and %.0f µs a client (%s).\n",
+			mx.cpuTx, g.cpuTx, ratio(mx.cpuTx, g.cpuTx, true, true), mx.cpuLogin, g.cpuLogin, ratio(mx.cpuLogin, g.cpuLogin, true, true))
+	}
 	var most *idleResult
 	for i, r := range idle {
 		if r.target == "pgmux" && r.ok && (most == nil || r.clients > most.clients) {
