@@ -59,6 +59,10 @@ type loopLogin struct {
 	// round trip). The descriptor is edge-triggered and registered since the login began,
 	// so what arrives meanwhile is an event the loop resumes the login with.
 	answered bool
+	// resting: the login waits for the client's answer to what it wrote (awaitAnswer), or
+	// it ended with the client waiting on the loop for its first request: a round trip,
+	// for which the loop need not look for more before it waits (evloop.Loop.Rest).
+	resting  bool
 	nclients int64
 }
 
@@ -180,6 +184,10 @@ func (p *parker) stepLogin(s *Session, lg *loopLogin) {
 	if !ok {
 		return // the worker was stopped (the loop ends)
 	}
+	if lg.resting {
+		lg.resting = false
+		p.ev.Rest()
+	}
 	if w == loginDone {
 		// runLogin has placed the client where it goes next (another goroutine may run
 		// it already: only lg, which nothing else holds now, is looked at).
@@ -273,12 +281,18 @@ func (s *Session) runLogin() {
 		// It waits for its first request on the loop as it is, without a net.Conn: a
 		// request makes one (serveLoop), and a client that stays idle is parked (the
 		// sweep; detachLocked takes the bare descriptor as it is).
+		// Its registration stays the login's (edge-triggered: what came since the
+		// login's last read is still reported), made again only to drop the room to
+		// write that a login write which waited asked for.
+		rearm := false
 		s.ncMu.Lock()
 		if c, ok := s.nc.(*loginConn); ok {
 			c.loggedIn = true
+			rearm = c.out
 		}
 		s.ncMu.Unlock()
-		if s.loopPark(true) {
+		if s.loopPark(rearm) {
+			lg.resting = true
 			return
 		}
 	}
@@ -430,7 +444,10 @@ func (c *loginConn) Write(b []byte) (int, error) {
 func (c *loginConn) awaitAnswer() error {
 	if lg := c.s.lgNow(); lg != nil && lg.answered {
 		lg.answered = false
-		if err := c.wait(); err != nil {
+		lg.resting = true
+		err := c.wait()
+		lg.resting = false
+		if err != nil {
 			return err
 		}
 		if rd := c.s.rd; rd != nil {
