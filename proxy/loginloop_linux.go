@@ -108,6 +108,12 @@ func closeAccepted(nc net.Conn, fd int) {
 
 // loginOnLoop starts the login of the client on descriptor fd on its loop.
 func (s *Server) loginOnLoop(fd int) {
+	sess := s.newLoopLogin(fd)
+	sess.home().postLogin(sess)
+}
+
+// newLoopLogin makes the session of a client on descriptor fd whose login runs on a loop.
+func (s *Server) newLoopLogin(fd int) *Session {
 	n := s.nclients.Add(1)
 	s.loopLogins.Add(1)
 	c := &loginConn{}
@@ -115,7 +121,7 @@ func (s *Server) loginOnLoop(fd int) {
 	sess := newSession(s, c, s.newID())
 	c.s = sess
 	sess.lw = &loopWork{lg: &loopLogin{nclients: n}}
-	sess.home().postLogin(sess)
+	return sess
 }
 
 // postLogin hands a login (to start, or to resume after its offloaded step) to the loop.

@@ -50,6 +50,8 @@ type parker struct {
 	// allocates nothing, and regErr its result (loop goroutine only).
 	registerServer func(fd uintptr)
 	regErr         error
+	// acceptors are the listeners lent to the loop (acceptloop_linux.go; loop goroutine).
+	acceptors []*loopAcceptor
 }
 
 // handover is a server (or why none) for a request queued on the client loop; without
@@ -59,7 +61,8 @@ type handover struct {
 	c      *pool.Conn
 	err    error
 	recall bool
-	login  bool // s's login on the loop: to start, or its offloaded step is done
+	login  bool          // s's login on the loop: to start, or its offloaded step is done
+	acc    *loopAcceptor // a listener lent to the loop, or to drop (acceptloop_linux.go)
 }
 
 func newParker(log *zap.Logger, done <-chan struct{}) *parker {
