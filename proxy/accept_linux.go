@@ -49,6 +49,12 @@ type acceptor struct {
 	try   func(uintptr) bool // tryAccept's method value
 	fd    int
 	errno syscall.Errno
+	// lendMu guards the listener's loan to a client loop (acceptloop_linux.go): lent
+	// and to while the loop accepts on it, closed once Close began.
+	lendMu sync.Mutex
+	lent   *loopAcceptor
+	to     *parker
+	closed bool
 }
 
 // tryAccept accepts one client on the listening socket lfd, non-blocking; false when
@@ -95,8 +101,10 @@ func rawAccepting(ln net.Listener) net.Listener {
 	return rawListener{sl, f, rc, tcp, acc}
 }
 
-// Close closes the listening socket (both descriptors), which ends a waiting Accept.
+// Close closes the listening socket (both descriptors), which ends a waiting Accept; a
+// client loop accepting on it drops it first.
 func (l rawListener) Close() error {
+	l.acc.recall()
 	_ = l.f.Close()
 	return l.socketListener.Close()
 }
@@ -151,12 +159,17 @@ func (l rawListener) acceptFD() (int, error) {
 			return -1, os.NewSyscallError("accept4", errno)
 		}
 		if l.tcp {
-			one := int32(1)
-			_, _, _ = syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY,
-				uintptr(unsafe.Pointer(&one)), 4, 0)
+			noDelay(fd)
 		}
 		return fd, nil
 	}
+}
+
+// noDelay sets TCP_NODELAY on a client's socket.
+func noDelay(fd int) {
+	one := int32(1)
+	_, _, _ = syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY,
+		uintptr(unsafe.Pointer(&one)), 4, 0)
 }
 
 // acceptedConn is a client's connection as rawListener accepts it. It is a resumedConn

@@ -355,6 +355,9 @@ func TestUnixClientLogAddr(t *testing.T) {
 	slices.Sort(got) // the two logins' lines may come in either order
 	require.Regexp(t, `^127\.0\.0\.1:[1-9][0-9]*$`, got[0])
 	require.Equal(t, "unix:0", got[1])
+	// The refusal is logged after its FATAL is written: the client may be on to its next
+	// connection before the line is there.
+	require.Eventually(t, func() bool { return len(addrs("client login refused")) == 1 }, 10*time.Second, 5*time.Millisecond)
 	require.Equal(t, []string{"unix:0"}, addrs("client login refused"))
 }
 

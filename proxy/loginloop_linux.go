@@ -59,6 +59,10 @@ type loopLogin struct {
 	// round trip). The descriptor is edge-triggered and registered since the login began,
 	// so what arrives meanwhile is an event the loop resumes the login with.
 	answered bool
+	// resting: the login waits for the client's answer to what it wrote (awaitAnswer), or
+	// it ended with the client waiting on the loop for its first request: a round trip,
+	// for which the loop need not look for more before it waits (evloop.Loop.Rest).
+	resting  bool
 	nclients int64
 }
 
@@ -104,6 +108,12 @@ func closeAccepted(nc net.Conn, fd int) {
 
 // loginOnLoop starts the login of the client on descriptor fd on its loop.
 func (s *Server) loginOnLoop(fd int) {
+	sess := s.newLoopLogin(fd)
+	sess.home().postLogin(sess)
+}
+
+// newLoopLogin makes the session of a client on descriptor fd whose login runs on a loop.
+func (s *Server) newLoopLogin(fd int) *Session {
 	n := s.nclients.Add(1)
 	s.loopLogins.Add(1)
 	c := &loginConn{}
@@ -111,7 +121,7 @@ func (s *Server) loginOnLoop(fd int) {
 	sess := newSession(s, c, s.newID())
 	c.s = sess
 	sess.lw = &loopWork{lg: &loopLogin{nclients: n}}
-	sess.home().postLogin(sess)
+	return sess
 }
 
 // postLogin hands a login (to start, or to resume after its offloaded step) to the loop.
@@ -179,6 +189,10 @@ func (p *parker) stepLogin(s *Session, lg *loopLogin) {
 	w, ok := lg.w.next()
 	if !ok {
 		return // the worker was stopped (the loop ends)
+	}
+	if lg.resting {
+		lg.resting = false
+		p.ev.Rest()
 	}
 	if w == loginDone {
 		// runLogin has placed the client where it goes next (another goroutine may run
@@ -273,12 +287,18 @@ func (s *Session) runLogin() {
 		// It waits for its first request on the loop as it is, without a net.Conn: a
 		// request makes one (serveLoop), and a client that stays idle is parked (the
 		// sweep; detachLocked takes the bare descriptor as it is).
+		// Its registration stays the login's (edge-triggered: what came since the
+		// login's last read is still reported), made again only to drop the room to
+		// write that a login write which waited asked for.
+		rearm := false
 		s.ncMu.Lock()
 		if c, ok := s.nc.(*loginConn); ok {
 			c.loggedIn = true
+			rearm = c.out
 		}
 		s.ncMu.Unlock()
-		if s.loopPark(true) {
+		if s.loopPark(rearm) {
+			lg.resting = true
 			return
 		}
 	}
@@ -430,7 +450,10 @@ func (c *loginConn) Write(b []byte) (int, error) {
 func (c *loginConn) awaitAnswer() error {
 	if lg := c.s.lgNow(); lg != nil && lg.answered {
 		lg.answered = false
-		if err := c.wait(); err != nil {
+		lg.resting = true
+		err := c.wait()
+		lg.resting = false
+		if err != nil {
 			return err
 		}
 		if rd := c.s.rd; rd != nil {

@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/pgmux/pgmux/internal/pgtest"
 	"github.com/pgmux/pgmux/protocol/auth"
 	"github.com/pgmux/pgmux/proxy"
+	"github.com/pgmux/pgmux/proxy/evloop"
 )
 
 // With client_loop on, logins run on the client loops (loginloop_linux.go). What a login
@@ -205,4 +208,38 @@ func TestLoginCoroutinesReused(t *testing.T) {
 	// no reuse it is one per login.
 	require.LessOrEqual(t, proxy.LoginWorkersMade()-made, uint64(proxy.Loops(h.srv)+10),
 		"login coroutines made for 100 logins one after the other")
+}
+
+// TestLoginRegistersItsClientOnce: a client that logs in on a loop is put in the loop's
+// epoll set once (EPOLL_CTL_ADD at its login's start) and waits there for its first
+// request with that registration: no EPOLL_CTL_MOD of the same events after its login
+// (one system call a login, each connection of pgbench -C) unless a login write waited.
+func TestLoginRegistersItsClientOnce(t *testing.T) {
+	if os.Getenv("PGMUX_CLIENT_LOOP") == "0" {
+		t.Skip("logins run on goroutines with client_loop off")
+	}
+	h := startProxy(t, harnessOpts{})
+	warm := h.connect(t, pgtest.AppUser, "app", true)
+	_, err := warm.Exec(context.Background(), "SELECT 1")
+	require.NoError(t, err)
+	var adds, mods atomic.Int32
+	stop := evloop.SeeCtl(func(op int) {
+		switch op {
+		case syscall.EPOLL_CTL_ADD:
+			adds.Add(1)
+		case syscall.EPOLL_CTL_MOD:
+			mods.Add(1)
+		}
+	})
+	defer stop()
+	started := proxy.LoopLogins(h.srv)
+	for range 20 {
+		c, err := h.tryConnect(pgtest.AppUser, "app", true)
+		require.NoError(t, err)
+		require.NoError(t, c.Close(context.Background()))
+	}
+	stop()
+	require.EqualValues(t, 20, proxy.LoopLogins(h.srv)-started, "logins on the loops")
+	require.GreaterOrEqual(t, adds.Load(), int32(20), "a registration a login")
+	require.Zero(t, mods.Load(), "registrations made again")
 }

@@ -34,6 +34,7 @@ func (p *parker) loop() {
 		p.servers[fd] = nil
 	}
 	p.stopWorkers()
+	p.dropAcceptors()
 }
 
 // Tick is evloop.Handler's: the sweep, every second.
@@ -45,6 +46,12 @@ func (p *parker) Posted(h handover) { p.handle(h, &p.bufs) }
 // Event is evloop.Handler's: a descriptor in the set is ready. It is a server the loop
 // reads, a client logging in, or a client parked or waiting on the loop.
 func (p *parker) Event(fd int32, events uint32) {
+	if len(p.acceptors) > 0 {
+		if la := p.acceptorOf(fd); la != nil {
+			p.acceptOn(la)
+			return
+		}
+	}
 	if int(fd) < len(p.servers) {
 		if c := p.servers[fd]; c != nil && c.State() == pool.StateClosed {
 			p.servers[fd] = nil // closed: the descriptor may be a new socket's already
@@ -217,6 +224,8 @@ func parkServer(c *pool.Conn, l *parker) bool {
 // handle does what was posted: on the loop, or by the poster once the loop has ended.
 func (p *parker) handle(h handover, bufs *wire.BufStack) {
 	switch {
+	case h.acc != nil:
+		p.acceptorHanded(h.acc)
 	case h.recall && !p.reads(h.c):
 		h.c.Recall() // it moved to another loop meanwhile: ask that one
 	case h.recall:

@@ -54,6 +54,8 @@ type parker struct {
 	// bufs are read buffers passed between the clients and servers this loop reads: a
 	// parked client's goes to the next read (loop goroutine only).
 	bufs wire.BufStack
+	// acceptors are the listeners lent to the loop (acceptloop_linux.go; loop goroutine).
+	acceptors []*loopAcceptor
 }
 
 // handover is a server (or why none) for a request queued on the client loop; without
@@ -63,7 +65,8 @@ type handover struct {
 	c      *pool.Conn
 	err    error
 	recall bool
-	login  bool // s's login on the loop: to start, or its offloaded step is done
+	login  bool          // s's login on the loop: to start, or its offloaded step is done
+	acc    *loopAcceptor // a listener lent to the loop, or to drop (acceptloop_linux.go)
 }
 
 func newParker(log *zap.Logger, done <-chan struct{}) *parker {

@@ -211,6 +211,9 @@ func (s *Server) Serve() error {
 func (s *Server) accept(ln net.Listener) error {
 	var delay time.Duration
 	for {
+		if s.lendLoop(ln) {
+			return nil // closed while the loop accepted on it
+		}
 		nc, fd, err := s.acceptNext(ln)
 		if err != nil {
 			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
@@ -227,20 +230,28 @@ func (s *Server) accept(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		s.mu.Lock()
-		if s.wgClosed {
-			s.mu.Unlock()
+		if !s.admit() {
 			closeAccepted(nc, fd) // the server is past cutting its clients off: nothing serves it
 			return nil
 		}
-		s.wg.Add(1)
-		s.mu.Unlock()
 		if nc == nil {
 			s.loginOnLoop(fd) // a descriptor alone: its login runs on a client loop
 			continue
 		}
 		go s.serveConn(nc)
 	}
+}
+
+// admit counts a client just accepted in (wg), unless the server is past cutting its
+// clients off (then nothing would serve it: the caller closes it).
+func (s *Server) admit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wgClosed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 func (s *Server) serveConn(nc net.Conn) {

@@ -128,11 +128,17 @@ const sessionsEndWait = 2 * time.Second
 // closeListeners closes the listeners that match.
 func (s *Server) closeListeners(match func(net.Listener) bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	var lns []net.Listener
 	for _, ln := range s.listeners {
 		if match(ln) {
-			ln.Close()
+			lns = append(lns, ln)
 		}
+	}
+	s.mu.Unlock()
+	// Closed without s.mu: a listener lent to a client loop is dropped by the loop first
+	// (rawListener.Close waits for it), and the loop may need s.mu meanwhile.
+	for _, ln := range lns {
+		ln.Close()
 	}
 }
 

@@ -55,6 +55,9 @@ type Loop[T any] struct {
 	Unpoll func(fd uintptr)
 	// now is when the loop last woke up (Now); the loop goroutine's alone.
 	now time.Time
+	// served counts the events and posted items of the wake-up being served and rests
+	// those of them that rested (Rest); the loop goroutine's alone.
+	served, rests int
 	// inSet has bit fd set while descriptor fd is in the set as far as Add, Register and
 	// Del know (atomic words: any goroutine registers). It only picks which epoll_ctl
 	// Register tries first; a descriptor closed without Del leaves its bit set, and the
@@ -219,33 +222,32 @@ func (l *Loop[T]) Run(h Handler[T], period time.Duration, done <-chan struct{}) 
 		return err
 	}
 	var armed, lastTick time.Time // the read deadline set (the next tick's time); the last tick
-	for {
-		if next := lastTick.Add(period); next != armed {
-			if err := f.SetReadDeadline(next); err != nil {
-				return err
-			}
-			armed = next
-		}
+	ended := func() bool {
 		select {
 		case <-done:
-			// Looked at before each wait too, not only after: a Post meant to wake the
-			// loop for done (as the server's shutdown does) may have been served by the
-			// iteration that just ended, and the loop would then sleep until its tick.
-			return nil
+			return true
 		default:
+			return false
 		}
-		n := 0
-		var werr error
-		l.awake.Store(false)
-		err := rc.Read(func(fd uintptr) bool {
-			n, werr = waitNow(int(fd), events)
-			return n > 0 || (werr != nil && werr != syscall.EINTR) || l.posted()
-		})
+	}
+	// serve takes the set's events and what was posted and tells h, once a wake-up. It
+	// reports whether there was anything to take (false: the loop waits).
+	var werr error
+	serve := func(epfd int) bool {
+		if tookSeen != nil {
+			tookSeen()
+		}
+		n, err := waitNow(epfd, events)
+		if n == 0 && (err == nil || err == syscall.EINTR) && !l.posted() {
+			return false
+		}
 		l.awake.Store(true)
-		select {
-		case <-done:
-			return nil
-		default:
+		if err != nil && err != syscall.EINTR {
+			werr = err
+			return true
+		}
+		if ended() {
+			return true
 		}
 		now := time.Now()
 		l.now = now
@@ -253,15 +255,7 @@ func (l *Loop[T]) Run(h Handler[T], period time.Duration, done <-chan struct{}) 
 			lastTick = now
 			h.Tick()
 		}
-		if err == nil {
-			err = werr
-		}
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				continue
-			}
-			return err
-		}
+		l.served, l.rests = 0, 0
 		for i := range n {
 			fd := events[i].Fd
 			if int(fd) == l.evfd {
@@ -269,11 +263,75 @@ func (l *Loop[T]) Run(h Handler[T], period time.Duration, done <-chan struct{}) 
 				_, _, _ = syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 8)
 				continue
 			}
+			l.served++
 			h.Event(fd, events[i].Events)
 		}
 		l.drain(h)
+		return true
+	}
+	// wait serves wake-ups until one is to be followed by the look, and waits between them.
+	wait := func(fd uintptr) bool {
+		for {
+			if !serve(int(fd)) {
+				return false // nothing yet: wait in the runtime's poller
+			}
+			if werr != nil || ended() || l.rests < l.served || lastTick.Add(period) != armed {
+				return true // the look (the next take) comes after Read's reset
+			}
+			// Every event and item of this wake-up rested (Rest): wait for the set's next
+			// edge within this Read, without the look. Read's next call of wait takes what
+			// came, even if the runtime's poller saw its edge while the loop served (the
+			// reset at Read's start would forget that).
+			l.awake.Store(false)
+			if !l.posted() {
+				return false
+			}
+		}
+	}
+	for {
+		if next := lastTick.Add(period); next != armed {
+			if err := f.SetReadDeadline(next); err != nil {
+				return err
+			}
+			armed = next
+		}
+		if ended() {
+			// Looked at before each wait too, not only after: a Post meant to wake the
+			// loop for done (as the server's shutdown does) may have been served by the
+			// iteration that just ended, and the loop would then sleep until its tick.
+			return nil
+		}
+		l.awake.Store(false)
+		err := rc.Read(wait)
+		l.awake.Store(true)
+		if ended() {
+			return nil
+		}
+		if err == nil {
+			err, werr = werr, nil
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				now := time.Now()
+				l.now = now
+				if now.Sub(lastTick) >= period {
+					lastTick = now
+					h.Tick()
+				}
+				continue
+			}
+			return err
+		}
 	}
 }
+
+// Rest tells the loop that the event or posted item being served waits for its peer's
+// answer after a round trip (a login's, whose client computes its proof or reads what it
+// was sent): when every event and item of a wake-up rested, the loop waits in the runtime's
+// poller at once, without the zero-timeout epoll_pwait it otherwise makes first to take
+// what came while it served (the look, which such a wake-up nearly never finds anything
+// for: a system call per round trip). Only the Handler calls it, from Event or Posted.
+func (l *Loop[T]) Rest() { l.rests++ }
 
 // end marks the loop ended, closes its eventfd and serves what was posted until then.
 func (l *Loop[T]) end(h Handler[T]) {
@@ -306,6 +364,7 @@ func (l *Loop[T]) drain(h Handler[T]) {
 		for i := range in {
 			v := in[i]
 			in[i] = zero // the slice is kept: let go of what v holds
+			l.served++
 			h.Posted(v)
 		}
 		l.mu.Lock()
@@ -315,6 +374,9 @@ func (l *Loop[T]) drain(h Handler[T]) {
 		l.mu.Unlock()
 	}
 }
+
+// tookSeen, when a test sets it before Run, is told of each take of the set's events.
+var tookSeen func()
 
 // waitNow is epoll_pwait(2) with a zero timeout as a RawSyscall: the events ready now,
 // none if there are none.
@@ -327,15 +389,23 @@ func waitNow(epfd int, events []syscall.EpollEvent) (int, error) {
 	return int(n), nil
 }
 
-// ctlSeen, when a test sets it, is told each operation Add, Register and Del make. It
-// takes the operation alone: handing the event's pointer through a function value would
-// move every call's EpollEvent to the heap (an allocation per registration).
-var ctlSeen func(op int)
+// ctlSeen, when a test sets it (SeeCtl), is told each operation Add, Register and Del
+// make. It takes the operation alone: handing the event's pointer through a function
+// value would move every call's EpollEvent to the heap (an allocation per registration).
+var ctlSeen atomic.Pointer[func(op int)]
+
+// SeeCtl has f told of each epoll_ctl operation (syscall.EPOLL_CTL_ADD, _MOD, _DEL) that
+// Add, Register and Del make, in every loop of the process, until the function it returns
+// is called. For tests.
+func SeeCtl(f func(op int)) (stop func()) {
+	ctlSeen.Store(&f)
+	return func() { ctlSeen.Store(nil) }
+}
 
 // epollCtl is the epoll_ctl that Add, Register and Del make.
 func epollCtl(epfd, op, fd int, ev *syscall.EpollEvent) error {
-	if ctlSeen != nil {
-		ctlSeen(op)
+	if f := ctlSeen.Load(); f != nil {
+		(*f)(op)
 	}
 	return ctl(epfd, op, fd, ev)
 }

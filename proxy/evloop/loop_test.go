@@ -291,12 +291,11 @@ func TestDoneSeenBeforeWaiting(t *testing.T) {
 func TestRegisterTriesTheLikelyOpFirst(t *testing.T) {
 	var ops []int
 	var mu sync.Mutex
-	ctlSeen = func(op int) {
+	t.Cleanup(SeeCtl(func(op int) {
 		mu.Lock()
 		ops = append(ops, op)
 		mu.Unlock()
-	}
-	t.Cleanup(func() { ctlSeen = nil })
+	}))
 	l, err := New[int]()
 	require.NoError(t, err)
 	h := newRecorder(t)
@@ -359,4 +358,90 @@ func TestRegistrationAllocatesNothing(t *testing.T) {
 		l.Del(fd)
 	})
 	require.Zero(t, allocs)
+}
+
+// rester is a Handler whose events rest (Rest) and may run a step while served.
+type rester struct {
+	*recorder
+	l      *Loop[int]
+	rest   bool
+	during func(fd int32)
+}
+
+func (r *rester) Event(fd int32, events uint32) {
+	if r.rest {
+		r.l.Rest()
+	}
+	if r.during != nil {
+		r.during(fd)
+	}
+	r.recorder.Event(fd, events)
+}
+
+// A wake-up whose every event rested waits without looking for more first: one take of
+// the set's events per wake-up, where a wake-up that did not rest takes twice (the look
+// after serving finds nothing). Run with and without resting.
+func TestRestedWakeUpsSkipTheLook(t *testing.T) {
+	takes := func(rest bool) int {
+		var n atomic.Int32
+		tookSeen = func() { n.Add(1) }
+		defer func() { tookSeen = nil }()
+		l, err := New[int]()
+		require.NoError(t, err)
+		h := &rester{recorder: newRecorder(t), l: l, rest: rest}
+		stop := run(t, l, h, time.Minute)
+		r, w := pipe(t)
+		require.NoError(t, l.Add(int32(r), syscall.EPOLLIN|ET))
+		time.Sleep(20 * time.Millisecond)
+		start := n.Load()
+		for i := range 10 {
+			_, err := syscall.Write(w, []byte("x"))
+			require.NoError(t, err)
+			select {
+			case <-h.events:
+			case <-time.After(2 * time.Second):
+				t.Fatalf("write %d: no event", i)
+			}
+			time.Sleep(10 * time.Millisecond) // the loop waits in the runtime's poller meanwhile
+		}
+		got := int(n.Load() - start)
+		require.NoError(t, stop())
+		return got
+	}
+	require.LessOrEqual(t, takes(true), 11, "takes for 10 rested wake-ups")
+	require.GreaterOrEqual(t, takes(false), 19, "takes for 10 wake-ups that did not rest")
+}
+
+// A rested wake-up waits without looking, so what came while it was served must still
+// wake the loop, also when the runtime's poller saw the set's edge meanwhile (here while
+// the handler sleeps, which lets the scheduler poll): the second descriptor's event
+// arrives at once, not at the next tick (a minute away).
+func TestRestedWakeUpMissesNothing(t *testing.T) {
+	l, err := New[int]()
+	require.NoError(t, err)
+	r1, w1 := pipe(t)
+	r2, w2 := pipe(t)
+	h := &rester{recorder: newRecorder(t), l: l, rest: true}
+	h.during = func(fd int32) {
+		if fd == int32(r1) {
+			_, _ = syscall.Write(w2, []byte("y"))
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	run(t, l, h, time.Minute)
+	require.NoError(t, l.Add(int32(r1), syscall.EPOLLIN|ET))
+	require.NoError(t, l.Add(int32(r2), syscall.EPOLLIN|ET))
+	for i := range 5 {
+		time.Sleep(10 * time.Millisecond)
+		_, err := syscall.Write(w1, []byte("x"))
+		require.NoError(t, err)
+		for _, want := range []int{r1, r2} {
+			select {
+			case fd := <-h.events:
+				require.EqualValues(t, want, fd, "round %d", i)
+			case <-time.After(5 * time.Second):
+				t.Fatalf("round %d: no event for %d", i, want)
+			}
+		}
+	}
 }
