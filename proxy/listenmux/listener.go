@@ -211,8 +211,13 @@ var errStopped = errors.New("pgmux is shutting down")
 func (l *Listener) Subscribe(ctx context.Context, sub Subscriber, channel string) error {
 	for {
 		err := l.subscribeOnce(ctx, sub, channel)
-		if err == nil || sub.Gone() || !l.retryable(ctx, err) {
+		if err == nil || sub.Gone() || !l.retryable(err) {
 			return err
+		}
+		if ctx.Err() != nil {
+			// The wait ended during the attempt: its end, with the last failure, as when it
+			// ends between attempts (not the failure alone, as if nothing had waited).
+			return fmt.Errorf("waiting for the listener connection: %w (last: %v)", ctx.Err(), err)
 		}
 		t := time.NewTimer(subscribeRetry)
 		select {
@@ -231,9 +236,9 @@ const subscribeRetry = 100 * time.Millisecond
 // retryable reports whether a failed LISTEN may be tried again: the connection broke or
 // could not be made, or the server is going down or starting up (SQLSTATE class 08, or
 // 57P01-57P03); not another answer of the server's (the LISTEN's own error, a login
-// refused), nor ctx's end, nor the listener's close.
-func (l *Listener) retryable(ctx context.Context, err error) bool {
-	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+// refused), nor a wait's end, nor the listener's close.
+func (l *Listener) retryable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 	var pe *pgerr.Error

@@ -573,6 +573,25 @@ func TestSubscribeWaitsForTheServer(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorContains(t, err, "connection refused")
 
+	// The same when the wait ends during an attempt (a slow dial on a loaded machine):
+	// not the failure alone.
+	f.l.mu.Lock()
+	f.l.acquire = func(context.Context) (*pool.Conn, error) {
+		time.Sleep(150 * time.Millisecond)
+		return nil, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+	}
+	f.l.mu.Unlock()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	err = f.l.Subscribe(ctx2, &subscriber{}, "gamma2")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "connection refused")
+	f.l.mu.Lock()
+	f.l.acquire = func(context.Context) (*pool.Conn, error) {
+		return nil, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+	}
+	f.l.mu.Unlock()
+
 	// A client that left stops waiting (its goroutine is not kept until the wait's end).
 	gone := &subscriber{}
 	gone.gone.Store(true)
