@@ -342,7 +342,11 @@ func (s *Session) runLoop() bool {
 			return false
 		}
 		s.lw.on = true
-		skipping, err := s.dispatch(typ, n)
+		handled, err := s.forwardOnLink(typ, n)
+		skipping := false
+		if !handled {
+			skipping, err = s.dispatch(typ, n)
+		}
 		s.lw.on = false
 		if !s.afterDispatch(skipping, err) {
 			return false

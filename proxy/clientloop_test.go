@@ -809,3 +809,103 @@ func TestLoopWaitersLeaveTheQueueAtTheirEdge(t *testing.T) {
 		require.Equal(t, []string{strconv.Itoa(leave + i)}, w.until(t, "a waiter that stayed"))
 	}
 }
+
+// TestLinkedMessagesSkipDispatch: once a client's request has its server, its Describe,
+// Execute, Sync and Flush are forwarded without dispatch's decisions (forwardOnLink),
+// which they never needed — also for a client with settings of its own, the common case
+// (a driver's startup parameters) — and the answers are the same: rows, the client's
+// setting in force, an error mid-pipeline and the request after it. A Bind and a Parse
+// still go through dispatch (their statements may pin, release or set). Each of those
+// messages went through the whole chain of dispatch before.
+func TestLinkedMessagesSkipDispatch(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[byte]int{}
+	proxy.SetOnLinkHook(func(typ byte) {
+		mu.Lock()
+		seen[typ]++
+		mu.Unlock()
+	})
+	t.Cleanup(func() { proxy.SetOnLinkHook(nil) })
+	count := func() map[byte]int {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[byte]int{}
+		for k, v := range seen {
+			out[k] = v
+		}
+		return out
+	}
+	h := startProxy(t, harnessOpts{extra: map[string]string{"client_loop": "1", "default_pool_size": "1"}})
+	c := dialLoopClient(t, h.port)
+	c.fe.Send(&pgproto3.Query{String: "SET extra_float_digits = 1"})
+	require.NoError(t, c.fe.Flush())
+	c.until(t, "SET")
+
+	request := func(q string, args ...string) {
+		params := make([][]byte, len(args))
+		for i, a := range args {
+			params[i] = []byte(a)
+		}
+		c.fe.Send(&pgproto3.Parse{Query: q})
+		c.fe.Send(&pgproto3.Bind{Parameters: params})
+		c.fe.Send(&pgproto3.Describe{ObjectType: 'P'})
+		c.fe.Send(&pgproto3.Execute{})
+		c.fe.Send(&pgproto3.Sync{})
+	}
+	for i := range 3 {
+		request("SELECT $1::int + 1", strconv.Itoa(i))
+		require.NoError(t, c.fe.Flush())
+		require.Equal(t, []string{strconv.Itoa(i + 1)}, c.until(t, "the extended request"))
+	}
+	got := count()
+	require.Equal(t, 3, got['D'], "each request's Describe")
+	require.Equal(t, 3, got['E'], "each request's Execute")
+	require.Equal(t, 3, got['S'], "each request's Sync")
+	require.Zero(t, got['P']+got['B'], "Parse and Bind go through dispatch")
+
+	// The client's setting is the server's for these messages too.
+	request("SELECT current_setting('extra_float_digits')")
+	require.NoError(t, c.fe.Flush())
+	require.Equal(t, []string{"1"}, c.until(t, "the setting"))
+
+	// An error mid-pipeline: the server skips to the Sync, whose ReadyForQuery ends it;
+	// the next request is answered as usual.
+	request("SELECT 1/$1::int", "0")
+	request("SELECT 7")
+	require.NoError(t, c.fe.Flush())
+	_ = c.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var code string
+	for code == "" {
+		m, err := c.fe.Receive()
+		require.NoError(t, err)
+		if e, ok := m.(*pgproto3.ErrorResponse); ok {
+			code = e.Code
+		}
+	}
+	require.Equal(t, "22012", code)
+	m, err := c.fe.Receive()
+	require.NoError(t, err)
+	require.IsType(t, &pgproto3.ReadyForQuery{}, m)
+	require.Equal(t, []string{"7"}, c.until(t, "the request after the error"))
+
+	// A Flush instead of a Sync: the answers come without ReadyForQuery.
+	c.fe.Send(&pgproto3.Parse{Query: "SELECT 8"})
+	c.fe.Send(&pgproto3.Bind{})
+	c.fe.Send(&pgproto3.Execute{})
+	c.fe.Send(&pgproto3.Flush{})
+	require.NoError(t, c.fe.Flush())
+	for {
+		m, err := c.fe.Receive()
+		require.NoError(t, err)
+		if d, ok := m.(*pgproto3.DataRow); ok {
+			require.Equal(t, "8", string(d.Values[0]))
+		}
+		if _, ok := m.(*pgproto3.CommandComplete); ok {
+			break
+		}
+	}
+	require.Positive(t, count()['H'], "the Flush")
+	c.fe.Send(&pgproto3.Sync{})
+	require.NoError(t, c.fe.Flush())
+	c.until(t, "the Sync after the Flush")
+}

@@ -60,6 +60,10 @@ func GoroutineEnds() uint64 { return goroutineEnds.Load() }
 // set it before clients connect and reset it at the test's end.
 func SetDispatchHook(f func(typ byte)) { testHookDispatch = f }
 
+// SetOnLinkHook has f told of each client message forwarded without dispatch's decisions
+// (forwardOnLink; nil: none); set it before clients connect, reset it at the test's end.
+func SetOnLinkHook(f func(typ byte)) { testHookOnLink = f }
+
 // QueueBuffers counts the logged-in clients whose response queue holds a buffer, and
 // the server connections that keep one to lend to their next client (serverState.ring).
 func QueueBuffers(s *Server) (clients, servers int) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -58,7 +59,11 @@ func (s *Session) relay() (parked bool, err error) {
 				return false, err
 			}
 		}
-		if skipping, err = s.dispatch(typ, n); err != nil {
+		handled, err := s.forwardOnLink(typ, n)
+		if !handled {
+			skipping, err = s.dispatch(typ, n)
+		}
+		if err != nil {
 			return false, err
 		}
 	}
@@ -204,13 +209,28 @@ var testHookDispatch func(typ byte)
 // more buffered, holding c's write lock when the server's reader may write to c too: a
 // retry (retry.go) or a settings read-back (settings_link.go).
 func (s *Session) forwardLocked(c *pool.Conn, typ byte, n int, pin pinReason, release bool, pinErr error) error {
-	if st := linkOf(c); st != nil && (s.prep == prepCache || s.readsLater()) {
-		st.wmu.Lock()
-		defer st.wmu.Unlock()
+	if mu := s.linkWriteLock(c); mu != nil {
+		mu.Lock()
+		defer mu.Unlock()
 	}
 	if err := s.forwardSticky(c, typ, n, pin, release, pinErr); err != nil {
 		return err
 	}
+	return s.flushAfter(c, typ)
+}
+
+// linkWriteLock is c's write lock when the server's reader may write to c too (a retry,
+// retry.go; a settings read-back, settings_link.go), else nil.
+func (s *Session) linkWriteLock(c *pool.Conn) *sync.Mutex {
+	if st := linkOf(c); st != nil && (s.prep == prepCache || s.readsLater()) {
+		return &st.wmu
+	}
+	return nil
+}
+
+// flushAfter flushes what was written to c for the client's message typ when the client
+// has nothing more buffered (or a flush is due now).
+func (s *Session) flushAfter(c *pool.Conn, typ byte) error {
 	// A standby's link flushes at each request's end: the client's next request, already
 	// buffered, waits for its answer (awaitReplicaUnlink).
 	if s.rd.Buffered() == 0 || s.flushNow || s.onReplica && (typ == 'S' || typ == 'Q' || typ == 'F') {
@@ -221,6 +241,71 @@ func (s *Session) forwardLocked(c *pool.Conn, typ byte, n int, pin pinReason, re
 	}
 	return nil
 }
+
+// forwardOnLink is dispatch for a Describe, Execute, Sync or Flush of a client linked to a
+// server whose session has nothing dispatch would act on for such a message: no
+// settings being re-applied, no notifications, no deferred statements, one host, not
+// forced to pin, no release pending. These need none of dispatch's decisions (they neither pin
+// nor release nor name a setting: stickyNeed's verdict is zero), so only what
+// dispatchServer and forwardSticky do for them is done, once: four of an
+// extended-protocol request's five messages, which went through the whole chain each.
+// It reports whether it handled the message (false: dispatch does, nothing was read).
+func (s *Session) forwardOnLink(typ byte, n int) (bool, error) {
+	switch typ {
+	case 'D', 'E', 'S', 'H':
+	default:
+		return false, nil
+	}
+	if testHookDispatch != nil || s.onReplica || s.releaseSeen || len(s.deferred) > 0 || s.kind.forced() ||
+		s.notes.Load() != nil || s.rr.Load() != nil || s.entry.multi.Load() {
+		return false, nil
+	}
+	set := s.set.Load()
+	if set != nil && set.out.Load() > 0 {
+		return false, nil // waits for settings being re-applied (awaitReapply)
+	}
+	s.mu.Lock()
+	c := s.server
+	if c == nil {
+		s.mu.Unlock()
+		return false, nil
+	}
+	if typ == 'S' && s.prep != prepPass {
+		s.unnamed.endRequest(s.rd.Seq()) // deferLocal's part
+	}
+	s.accountAt(typ, 0) // serverFor's
+	s.mu.Unlock()
+	s.ops.in.Add(uint64(n + wire.HeaderLen))
+	set.noRequest() // stickyNeed's
+	mu := s.linkWriteLock(c)
+	if mu != nil {
+		mu.Lock()
+	}
+	s.settingsBefore(typ)
+	err := s.closeLeft(c, typ)
+	if err == nil {
+		err = s.forwardClient(c, typ, n)
+	}
+	if err == nil {
+		err = s.settingsAfter(c, typ)
+	}
+	if err == nil {
+		err = s.flushAfter(c, typ)
+	}
+	if mu != nil {
+		mu.Unlock()
+	}
+	if testHookOnLink != nil {
+		testHookOnLink(typ)
+	}
+	if err != nil {
+		return true, s.forwardFailed(c, err)
+	}
+	return true, nil
+}
+
+// testHookOnLink, when a test sets it, is told of each message forwardOnLink handled.
+var testHookOnLink func(typ byte)
 
 // next waits for the client's next message header. While the client is idle (no server
 // linked, nothing buffered) it advertises since when in idleAt; the server's idle sweep
@@ -313,6 +398,12 @@ func (s *Session) serverFor(typ byte) (*pool.Conn, error) {
 		s.mu.Unlock()
 		return c, nil
 	}
+	return s.leaseFor(typ)
+}
+
+// leaseFor is serverFor for a client with no server linked, s.mu held: a function of its
+// own, so that the linked case (most messages) does not pay for this one's frame.
+func (s *Session) leaseFor(typ byte) (*pool.Conn, error) {
 	if s.srv.cutAtRelease() {
 		s.mu.Unlock()
 		s.dropHanded()

@@ -47,6 +47,14 @@ type (
 	setTouch = link.SetTouch
 )
 
+// noRequest clears what the previous request did to settings before the next message is
+// looked at (nil: the client has no settings).
+func (st *settings) noRequest() {
+	if st != nil {
+		st.req, st.reqBegin, st.reqEnd = nil, false, false
+	}
+}
+
 // settings is a client's session settings; made when it first has any. The values and
 // the rules that replay them (startup values, values set since, the names touched and
 // read back, Commit, SyncSQL, ...) are link.Settings, pure code (link/settings.go); what

@@ -64,9 +64,7 @@ func (s *Session) classify(sql string) verdict {
 // RESET must return to the startup value in session mode too). It does not consume the
 // message.
 func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
-	if st := s.set.Load(); st != nil {
-		st.req, st.reqBegin, st.reqEnd = nil, false, false
-	}
+	s.set.Load().noRequest()
 	var v verdict
 	switch typ {
 	case 'Q':
