@@ -1171,6 +1171,12 @@ func (s *Session) answer(c *pool.Conn, typ byte) (hide bool, row int) {
 	if typ == '3' && s.q.ring.Clears() > 0 {
 		s.closeAnswered()
 	}
+	if handled, popped := s.q.ring.AnswerPlain(typ); handled {
+		if popped {
+			s.q.publish()
+		}
+		return false, 0
+	}
 	st := s.q.ring.Answer(typ)
 	if st.Popped {
 		s.q.publish()

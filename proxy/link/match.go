@@ -109,6 +109,39 @@ func (q *Queue[S, F, D]) Answer(typ byte) AnswerStep[S] {
 	return st
 }
 
+// AnswerPlain is Answer for the case most answers are, settled in place: the oldest
+// request is the client's own and plain (PlainRow's test), has nothing the message could
+// confirm (no statement preparation, no registration, no statement described) and typ is
+// ParseComplete, BindComplete, CloseComplete, NoData, RowDescription, CommandComplete,
+// EmptyQueryResponse or PortalSuspended. Answer would then report only whether the
+// request left the queue, and build its 100-byte step to say so. It reports whether it
+// handled the message (false: nothing changed, Answer is to be asked) and whether the
+// request left the queue.
+func (q *Queue[S, F, D]) AnswerPlain(typ byte) (handled, popped bool) {
+	if q.size == 0 {
+		return false, false
+	}
+	h := &q.buf[q.head]
+	if h.Hide || h.Check || h.Setting != 0 || h.Clear != 0 || h.HideCC != 0 || h.Prep != 0 ||
+		h.Reg != nil || h.Def != nil {
+		return false, false
+	}
+	switch typ {
+	case '1', '2', '3', 'n':
+		popped = true
+	case 'T':
+		popped = h.Kind == 'D'
+	case 'C', 'I', 's':
+		popped = h.Kind == 'E'
+	default:
+		return false, false
+	}
+	if popped {
+		q.drop()
+	}
+	return true, popped
+}
+
 // PlainRow reports whether a DataRow now answers, as most do, a request of the client's
 // that pgmux neither hides nor reads: Answer would then leave the queue as it is and
 // report nothing to do, so the relay of a result's rows skips it.

@@ -447,3 +447,63 @@ func TestRespQueueCopy(t *testing.T) {
 		})
 	}
 }
+
+// TestAnswerPlainAgreesWithAnswer: for every request kind, server message and kind of
+// oldest request (plain, or carrying each of the marks Answer acts on), AnswerPlain either
+// leaves the queue as it was (not handled), or does what Answer does and Answer would
+// report nothing else: not hidden, no row read, nothing confirmed or learned.
+func TestAnswerPlainAgreesWithAnswer(t *testing.T) {
+	marks := map[string]func(e *expect){
+		"plain":      func(*expect) {},
+		"hide":       func(e *expect) { e.Hide = true },
+		"check":      func(e *expect) { e.Check = true },
+		"sync":       func(e *expect) { e.Setting = SetSync },
+		"read":       func(e *expect) { e.Setting = SetRead },
+		"clear":      func(e *expect) { e.Clear = 1 },
+		"hidecc":     func(e *expect) { e.HideCC = 1 },
+		"prep":       func(e *expect) { e.Prep = 1; e.Stmt = "s1" },
+		"reg":        func(e *expect) { e.Reg = &stmt{name: "a"} },
+		"def":        func(e *expect) { e.Def = &stmt{name: "a"} },
+		"paramssent": func(e *expect) { e.ParamsSent = true },
+		"fake":       func(e *expect) { e.Fake = true },
+	}
+	handledPlain := 0
+	for name, mark := range marks {
+		for _, kind := range []byte("PBDECSQFH") {
+			for _, typ := range []byte("123ntTCIsDZEAN") {
+				head := expect{Kind: kind, Seq: 7}
+				mark(&head)
+				var a, b Queue[stmt, fix, drop]
+				for _, q := range []*Queue[stmt, fix, drop]{&a, &b} {
+					h := head
+					q.Push(&h)
+					q.Push(&expect{Kind: 'S'})
+				}
+				what := fmt.Sprintf("%s %c answered by %c", name, kind, typ)
+				handled, popped := a.AnswerPlain(typ)
+				if !handled {
+					require.False(t, popped, what)
+					require.Equal(t, b, a, "%s: not handled, the queue is as it was", what)
+					continue
+				}
+				if name == "plain" {
+					handledPlain++
+				}
+				st := b.Answer(typ)
+				require.Equal(t, st.Popped, popped, what)
+				require.False(t, st.Hide, what)
+				require.Zero(t, st.Row, what)
+				require.False(t, st.Prepared || st.Synced || st.Checked || st.Shape, what)
+				require.Equal(t, b, a, "%s: the queue as Answer leaves it", what)
+				requireCounts(t, &a)
+			}
+		}
+	}
+	// A plain request's answers are handled here: each kind's by the 8 types AnswerPlain
+	// takes.
+	require.Equal(t, 9*8, handledPlain)
+	var q Queue[stmt, fix, drop]
+	q.Push(&expect{Kind: 'E'})
+	handled, popped := q.AnswerPlain('C')
+	require.True(t, handled && popped, "an Execute's CommandComplete completes it")
+}
