@@ -304,7 +304,8 @@ func (s *Session) readFrom(primed, more bool) {
 func (s *Session) runLoop() bool {
 	checked := false // the session's part of loopable, looked at once a run (loopSession)
 	for s.rd.Buffered() > 0 {
-		if q := s.lw.queued; q.typ != 0 {
+		if s.lw.queued.typ != 0 { // looked at in place: not a copy of it at every message
+			q := s.lw.queued
 			s.lw.queued = queuedReq{}
 			if q.resumable(s.rd) && s.loopOK() {
 				s.lw.on = true

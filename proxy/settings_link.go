@@ -134,6 +134,9 @@ func (s *Session) settingsAfter(c *pool.Conn, typ byte) error {
 	if st == nil || (typ != 'Q' && typ != 'S') {
 		return nil
 	}
+	if typ == 'S' && len(st.reapplyAtSync) == 0 {
+		return nil // (only the session goroutine changes it, as settingsBefore reads it)
+	}
 	var b []byte
 	var es []expect
 	s.mu.Lock()
