@@ -203,7 +203,20 @@ func (s *Session) offLoop() {
 		s.lw.bufs = nil
 	}
 	s.home().leaveLoop(s)
+	s.toGoroutine()
 	go s.resumeFromLoop()
+}
+
+// toGoroutine gives a client served on the loop from its bare socket the net.Conn a
+// goroutine waits on (toRuntimeConn), before the loop hands the client to one: the loop
+// reads and writes the bare socket without waiting, and a goroutine may have to wait.
+// Only the loop serving the client calls it (the socket's owner): no read or write of
+// the loop's can be under way on the descriptor. A failure leaves the bare socket, whose
+// next wait fails as a closed connection does, and the session ends.
+func (s *Session) toGoroutine() {
+	if s.rawClient() {
+		_ = s.toRuntimeConn()
+	}
 }
 
 // serveLoop runs on the parker's goroutine when a loop-parked client's socket is
@@ -218,17 +231,6 @@ func (s *Session) serveLoop(ev uint32, at time.Time, bufs *wire.BufStack) {
 		}
 		return
 	}
-	primed, more := false, false
-	if s.rawClient() { // its first request since its login on the loop: it gets its net.Conn
-		var left bool
-		if left, primed, more = s.leftAtOnce(); left {
-			return
-		}
-		if err := s.toRuntimeConn(); err != nil {
-			s.endOnLoop(err)
-			return
-		}
-	}
 	s.ensureWork()
 	if s.lw == nil {
 		s.lw = &loopWork{}
@@ -236,57 +238,27 @@ func (s *Session) serveLoop(ev uint32, at time.Time, bufs *wire.BufStack) {
 	s.lw.saw(ev)
 	s.lw.at, s.lw.bufs = at, bufs
 	s.ownSettings()
-	s.readFrom(primed, more)
-}
-
-// leftAtOnce reads the first event since a client logged in on the loop, on its bare
-// descriptor, and ends the session there when it is the client's departure (Terminate,
-// or its end of the stream): a client that logs in and leaves, as a pool that opens its
-// connections and is closed or deployed again before they are used, then costs no net.Conn
-// (its file, its registration in the runtime's poller and their undoing: a fcntl and two
-// epoll_ctl). Anything else stays buffered (primed; more: the read filled the buffer) for
-// readFrom, after toRuntimeConn.
-func (s *Session) leftAtOnce() (left, primed, more bool) {
-	more, err := s.rd.ReadNow()
-	switch {
-	case err == syscall.EAGAIN:
-		return false, false, false
-	case err != nil:
-		s.endOnLoop(err)
-		return true, false, false
-	}
-	if typ, _, whole := s.rd.Whole(); whole && typ == 'X' {
-		s.terminatedOnLoop()
-		return true, false, false
-	}
-	return false, true, more
+	s.readLoop()
 }
 
 // readLoop reads what the client sent and dispatches it until the socket is drained
 // (the descriptor is edge-triggered: a read that filled the buffer, or an edge seen while
 // a request ran, means more may be there), then parks the client on the loop.
-func (s *Session) readLoop() { s.readFrom(false, false) }
-
-// readFrom is readLoop after a read made already when primed (leftAtOnce's; more: it
-// filled the buffer): what it buffered is dispatched before the socket is read again.
-func (s *Session) readFrom(primed, more bool) {
+func (s *Session) readLoop() {
 	for {
-		if !primed {
-			var err error
-			more, err = s.rd.ReadNowWith(s.lw.bufs)
-			if err == syscall.EAGAIN {
-				if s.rd.Buffered() > 0 {
-					s.offLoop() // a partial message: the goroutine waits for the rest
-					return
-				}
-				break
-			}
-			if err != nil {
-				s.endOnLoop(err) // as the relay ends on a failed read
+		more, err := s.rd.ReadNowWith(s.lw.bufs)
+		if err == syscall.EAGAIN {
+			if s.rd.Buffered() > 0 {
+				s.offLoop() // a partial message: the goroutine waits for the rest
 				return
 			}
+			break
 		}
-		primed = false
+		if err != nil {
+			s.endOnLoop(err) // as the relay ends on a failed read
+			return
+		}
+		s.servedOnLoop()
 		if !s.runLoop() {
 			return
 		}
@@ -619,6 +591,7 @@ func (s *Session) idleFromLoop() {
 		return
 	}
 	s.ensureWork()
+	s.toGoroutine()
 	go s.loop()
 }
 

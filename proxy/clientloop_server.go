@@ -159,7 +159,9 @@ func (s *Session) relayBatch(c *pool.Conn, at time.Time) bool {
 		// The client's socket is full: its writes go to a goroutine that may wait for
 		// it, so that one client that does not read cannot hold up the loop. While c is
 		// still leased its reader goroutine sends the rest first (Pump, flushLeft); once
-		// the link has ended, a goroutine of its own does.
+		// the link has ended, a goroutine of its own does. A client the loop serves
+		// from its bare socket gets the net.Conn such a goroutine waits on first.
+		s.toGoroutine()
 		if ok {
 			c.KeepReader()
 			return false

@@ -35,9 +35,9 @@ import (
 // descriptor it parks the net.Conn's socket as it is. s.ncMu is held.
 func (s *Session) detachLocked() bool {
 	fd := s.fd
-	if c, ok := s.nc.(*loginConn); ok {
-		// Logged in on the loop and idle since: its descriptor is bare already.
-		fd = c.fd.Swap(-1)
+	if c, ok := s.nc.(*loginConn); ok && c.rt.Load() == nil {
+		// Served on the loop from its bare socket: its descriptor is bare already.
+		fd = c.takeFD()
 		if fd < 0 {
 			return false // closed meanwhile: the caller ends the session
 		}
@@ -92,8 +92,9 @@ func (s *Session) reattach() {
 // reattachLocked is reattach with s.wmu and s.ncMu held.
 func (s *Session) reattachLocked() {
 	if s.rawClient() {
-		// Logged in on the loop and never served since (client_idle_timeout, a close):
-		// its net.Conn now; a closed one keeps failing its reads, and the session ends.
+		// Served on the loop from its bare socket and resumed without a park
+		// (client_idle_timeout, a close): its net.Conn now; a closed one keeps failing
+		// its reads, and the session ends.
 		_ = s.toRuntimeConnLocked()
 		return
 	}

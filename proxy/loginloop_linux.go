@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -319,8 +320,9 @@ func (s *Session) runLogin() {
 	}()
 }
 
-// toRuntimeConn gives a client that logged in on the loop its net.Conn in the runtime's
-// poller (as resume does for a parked one); what the reader holds stays.
+// toRuntimeConn gives a client served from its bare socket on the loop its net.Conn in the
+// runtime's poller (as resume does for a parked one), for a goroutine to wait on; what
+// the reader holds, and what the writer has not sent, stays.
 func (s *Session) toRuntimeConn() error {
 	s.ncMu.Lock()
 	defer s.ncMu.Unlock()
@@ -333,18 +335,15 @@ func (s *Session) toRuntimeConnLocked() error {
 	if c == nil || c.shut || s.ncEnd&ncClosed != 0 {
 		return net.ErrClosed
 	}
-	if c.fd.Load() < 0 {
-		return net.ErrClosed
-	}
-	nc, err := accepted(s.fd)
+	rt, err := c.backed(true)
 	if err != nil {
 		return err
 	}
-	c.fd.Store(-1) // the descriptor is nc's now
-	s.srv.runtimeConns.Add(1)
-	s.nc = nc
-	s.rd.SetSource(nc)
-	s.wr.Reset(nc)
+	s.nc = rt.conn
+	s.rd.SetSource(rt.conn)
+	if s.wr != nil {
+		s.wr.Retarget(rt.conn) // what the loop left unsent (a full socket) goes first
+	}
 	return nil
 }
 
@@ -366,8 +365,8 @@ func (s *Session) closeLoginFD() bool {
 
 // shutRawLocked shuts down the socket of a client that has no net.Conn (it logged in on
 // the loop) and reports whether it had none; s.ncMu is held. Another goroutine ending
-// such a client (closeAndWake) while the loop may hold it — reading its first request
-// (serveLoop, leftAtOnce), finishing its login — must not close the descriptor: the
+// such a client (closeAndWake) while the loop may hold it — reading or answering its
+// requests (serveLoop, pumpOnLoop), finishing its login — must not close the descriptor: the
 // loop's read would go to whatever socket takes the number next. The loop's next read
 // or write fails instead, and the session's end closes the descriptor (closeLoginFD).
 func (s *Session) shutRawLocked() bool {
@@ -381,8 +380,14 @@ func (s *Session) shutRawLocked() bool {
 // loginConn is a client's socket while it logs in on a loop: reads and writes are made
 // directly, and where one would wait the login's coroutine yields to the loop (loginRaw).
 // Its deadlines are the login's (client_login_timeout, kept by the loop's sweep). Once
-// logged in, a client that waits on the loop for its first request keeps it (rawClient)
-// until that request, or its park, gives it a net.Conn or its bare descriptor.
+// logged in, the client keeps it (rawClient) for as long as the loop serves it: its
+// requests are read and its answers written on the bare socket, without the net.Conn,
+// the runtime poller's registration and the descriptor lock each read and write of one
+// costs. A park takes the bare descriptor as it is (detachLocked); a goroutine that takes
+// the client over, which may have to wait for its socket, gets a net.Conn first
+// (toGoroutine). Where the loop's own write finds the socket full it fails rather than
+// stall the loop (its answers use TryFlush and a goroutine for the rest; what else it
+// writes is short: an error, a ParseComplete it answers itself).
 //
 // Owners: the session's goroutine (the login's coroutine, then the loop or the goroutine
 // serving the client) reads and writes through it; other goroutines only Write (tell)
@@ -395,8 +400,58 @@ type loginConn struct {
 	loggedIn bool
 	shut     bool // Close has shut the socket down
 	out      bool // its registration asks for EPOLLOUT too (a write waited)
-	s        *Session
-	raw      loginRaw
+	// served: the loop has read a request of the client's since its login (or its resume)
+	// on the loop (the loop alone sets it and reads it: the sweep runs on the loop too).
+	served bool
+	s      *Session
+	raw    loginRaw
+	// rt: the net.Conn the socket was handed to when a read or write outside the login
+	// had to wait for it (backing); every use of the connection goes through it from then
+	// on. mu orders its making against the descriptor's close, shutdown and hand-on.
+	rt atomic.Pointer[backing]
+	mu sync.Mutex
+}
+
+// backing is the net.Conn a bare client's socket moved to, and its RawConn.
+type backing struct {
+	conn net.Conn
+	raw  syscall.RawConn
+}
+
+// backed returns the net.Conn the socket moved to, making it first when wait is set and
+// there is none: a read or write that must wait for the socket and does not run in the
+// login's coroutine (the loop's own Flush of an answer that filled the client's socket, a
+// FATAL told by another goroutine) waits in the runtime's poller, as it did when every
+// client got a net.Conn at its first request. Any goroutine; the descriptor is not closed
+// meanwhile: its close, shutdown and hand-on take c.mu too, and a goroutine other than
+// the client's owner never closes it while the owner may use it (shutRawLocked).
+func (c *loginConn) backed(wait bool) (*backing, error) {
+	if b := c.rt.Load(); b != nil || !wait {
+		return b, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b := c.rt.Load(); b != nil {
+		return b, nil
+	}
+	fd := c.fd.Load()
+	if fd < 0 || c.shut {
+		return nil, net.ErrClosed
+	}
+	nc, err := accepted(fd)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := nc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		_ = nc.Close()
+		return nil, err
+	}
+	b := &backing{conn: nc, raw: raw}
+	c.rt.Store(b)
+	c.fd.Store(-1) // the descriptor is nc's now
+	c.s.srv.runtimeConns.Add(1)
+	return b, nil
 }
 
 func (c *loginConn) Read(b []byte) (int, error) {
@@ -404,6 +459,9 @@ func (c *loginConn) Read(b []byte) (int, error) {
 		return 0, err
 	}
 	for {
+		if rt, _ := c.backed(false); rt != nil {
+			return rt.conn.Read(b)
+		}
 		fd := c.fd.Load()
 		if fd < 0 {
 			return 0, net.ErrClosed
@@ -413,6 +471,12 @@ func (c *loginConn) Read(b []byte) (int, error) {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
+			if c.s.lgNow() == nil {
+				if _, werr := c.backed(true); werr != nil {
+					return 0, werr
+				}
+				continue
+			}
 			if werr := c.wait(); werr != nil {
 				return 0, werr
 			}
@@ -430,6 +494,9 @@ func (c *loginConn) Read(b []byte) (int, error) {
 // through it (tell, a FATAL on the way out), under s.ncMu; the login's own writes go
 // through the wire package's path (loginRaw), which waits on the loop.
 func (c *loginConn) Write(b []byte) (int, error) {
+	if rt, _ := c.backed(false); rt != nil {
+		return rt.conn.Write(b)
+	}
 	done := 0
 	fd := int(c.fd.Load())
 	for done < len(b) && fd >= 0 {
@@ -488,7 +555,7 @@ func (c *loginConn) wait() error {
 // Closing it here could hand its number to another socket while the loop still polls it.
 // Once logged in, Close closes the descriptor: it is called by the client's owner (its
 // end), or by closeAndWake for a client it took out of the loop (unpark); a client the
-// loop still holds (its first request being read, serveLoop) is shut down instead
+// loop still holds (a request of its being served, serveLoop) is shut down instead
 // (shutRawLocked), and its end closes it.
 func (c *loginConn) Close() error {
 	if c.loggedIn {
@@ -500,30 +567,86 @@ func (c *loginConn) Close() error {
 
 // shutdown shuts the socket down once, leaving the descriptor open (under s.ncMu).
 func (c *loginConn) shutdown() error {
-	if fd := c.fd.Load(); fd >= 0 && !c.shut {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shut {
+		return nil
+	}
+	if rt := c.rt.Load(); rt != nil {
+		c.shut = true
+		var err error
+		if cerr := rt.raw.Control(func(fd uintptr) { err = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) }); cerr != nil {
+			return cerr
+		}
+		return err
+	}
+	if fd := c.fd.Load(); fd >= 0 {
 		c.shut = true
 		return syscall.Shutdown(int(fd), syscall.SHUT_RDWR)
 	}
 	return nil
 }
 
-// closeFD closes the descriptor once (the epoll set forgets it).
+// closeFD closes the descriptor once (the epoll set forgets it). close(2) of a socket
+// without SO_LINGER does not wait, so it is made without the runtime's blocking-syscall
+// entry, which would wake its monitor thread at each departure (closer_linux.go).
 func (c *loginConn) closeFD() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if fd := c.fd.Swap(-1); fd >= 0 {
-		_ = syscall.Close(int(fd))
+		_, _, _ = syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0)
+	} else if rt := c.rt.Load(); rt != nil {
+		_ = rt.conn.Close()
 	}
+}
+
+// takeFD hands the bare descriptor on (a park, detachLocked): -1 when there is none
+// (closed, or moved to a net.Conn: backed).
+func (c *loginConn) takeFD() int32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fd.Swap(-1)
 }
 
 // descriptor is the client's socket (socketFD).
 func (c *loginConn) descriptor() int32 { return c.fd.Load() }
 
-func (c *loginConn) LocalAddr() net.Addr  { return sockAddr(int(c.fd.Load()), true) }
-func (c *loginConn) RemoteAddr() net.Addr { return sockAddr(int(c.fd.Load()), false) }
+func (c *loginConn) LocalAddr() net.Addr {
+	if rt, _ := c.backed(false); rt != nil {
+		return rt.conn.LocalAddr()
+	}
+	return sockAddr(int(c.fd.Load()), true)
+}
 
-// SetDeadline and the others: the login's deadline is the loop's to keep.
-func (c *loginConn) SetDeadline(time.Time) error      { return nil }
-func (c *loginConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *loginConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *loginConn) RemoteAddr() net.Addr {
+	if rt, _ := c.backed(false); rt != nil {
+		return rt.conn.RemoteAddr()
+	}
+	return sockAddr(int(c.fd.Load()), false)
+}
+
+// SetDeadline and the others: the login's deadline is the loop's to keep, and a bare
+// client's reads and writes on the loop do not wait; once backed (backed), its net.Conn's.
+func (c *loginConn) SetDeadline(t time.Time) error {
+	if rt, _ := c.backed(false); rt != nil {
+		return rt.conn.SetDeadline(t)
+	}
+	return nil
+}
+
+func (c *loginConn) SetReadDeadline(t time.Time) error {
+	if rt, _ := c.backed(false); rt != nil {
+		return rt.conn.SetReadDeadline(t)
+	}
+	return nil
+}
+
+func (c *loginConn) SetWriteDeadline(t time.Time) error {
+	if rt, _ := c.backed(false); rt != nil {
+		return rt.conn.SetWriteDeadline(t)
+	}
+	return nil
+}
 
 // SyscallConn gives the wire package the descriptor path, through loginRaw.
 func (c *loginConn) SyscallConn() (syscall.RawConn, error) {
@@ -549,6 +672,9 @@ func (r *loginRaw) open() (uintptr, error) {
 }
 
 func (r *loginRaw) Control(f func(fd uintptr)) error {
+	if rt, _ := r.c.backed(false); rt != nil {
+		return rt.raw.Control(f)
+	}
 	fd, err := r.open()
 	if err != nil {
 		return err
@@ -562,8 +688,17 @@ func (r *loginRaw) Read(f func(fd uintptr) bool) error {
 		return err
 	}
 	for {
+		if rt, _ := r.c.backed(false); rt != nil {
+			return rt.raw.Read(f)
+		}
 		if _, done, err := r.attempt(f); done || err != nil {
 			return err
+		}
+		if r.c.s.lgNow() == nil { // not the login's: waits in the runtime's poller
+			if _, err := r.c.backed(true); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := r.c.wait(); err != nil {
 			return err
@@ -581,12 +716,19 @@ func (r *loginRaw) attempt(f func(fd uintptr) bool) (fd uintptr, done bool, err 
 
 func (r *loginRaw) Write(f func(fd uintptr) bool) error {
 	for {
+		if rt, _ := r.c.backed(false); rt != nil {
+			return rt.raw.Write(f)
+		}
 		fd, done, err := r.attempt(f)
 		if done || err != nil {
 			return err
 		}
 		if lg := r.c.s.lgState(); lg == nil || !lg.writing {
-			return syscall.EAGAIN // not the login's own write (loginWrite): it cannot wait
+			// Not the login's own write (loginWrite): it waits in the runtime's poller.
+			if _, err := r.c.backed(true); err != nil {
+				return err
+			}
+			continue
 		}
 		if !r.c.out { // the socket is full: its events now include room to write
 			if err := r.c.s.home().ev.Register(int32(fd), syscall.EPOLLIN|syscall.EPOLLOUT|syscall.EPOLLRDHUP|evloop.ET); err != nil {
@@ -600,9 +742,26 @@ func (r *loginRaw) Write(f func(fd uintptr) bool) error {
 	}
 }
 
-// rawClient reports whether the client waits on the loop without a net.Conn, as it has
-// since its login there (the loop or the session's goroutine asks).
+// rawClient reports whether the client is served from its bare socket, without a
+// net.Conn, as it has been since its login (or its resume) on the loop (the loop or the
+// session's goroutine asks).
 func (s *Session) rawClient() bool {
-	_, ok := s.nc.(*loginConn)
-	return ok
+	c, ok := s.nc.(*loginConn)
+	return ok && c.rt.Load() == nil
+}
+
+// servedOnLoop notes that the loop read a request of a client it serves from its bare
+// socket (not an event with nothing to read: the login's registration reports one
+// after the login's last read).
+func (s *Session) servedOnLoop() {
+	if c, ok := s.nc.(*loginConn); ok && !c.served {
+		c.served = true
+	}
+}
+
+// freshOnLoop reports whether the client waits on the loop from its bare socket and has
+// sent nothing since its login there (the sweep asks, under the parker's lock).
+func (s *Session) freshOnLoop() bool {
+	c, ok := s.nc.(*loginConn)
+	return ok && !c.served
 }

@@ -33,3 +33,6 @@ func (s *Session) shutRawLocked() bool { return false }
 
 // toRuntimeConn is never reached (rawClient is false).
 func (s *Session) toRuntimeConn() error { return nil }
+
+// servedOnLoop: no client is without a net.Conn here.
+func (s *Session) servedOnLoop() {}

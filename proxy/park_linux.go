@@ -238,7 +238,7 @@ func (p *parker) sweep() {
 	p.mu.Lock()
 	for fd, s := range p.byFD {
 		if s != nil && s.onLoop == loopParked && (time.Since(time.Unix(0, s.idleSince)) >= parkDelay(s.srv.nclients.Load()) ||
-			s.rawClient() && s.srv.nclients.Load() >= eagerParkClients) {
+			s.freshOnLoop() && s.srv.nclients.Load() >= eagerParkClients) {
 			// (A client that has sent nothing since its login on the loop is parked at
 			// once when the server holds many: a storm of idle logins, as parkAfterLogin.)
 			// Idle on the loop: parked the ordinary way, which gives back its working

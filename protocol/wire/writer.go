@@ -56,6 +56,12 @@ func (w *Writer) Reset(dst io.Writer) {
 	w.release()
 }
 
+// Retarget makes dst the writer's destination from the next write on, keeping what is
+// buffered: a connection that moves to another handle of the same socket (proxy's client
+// that leaves its event loop for a goroutine with a net.Conn) sends what the old one left
+// unsent, in order.
+func (w *Writer) Retarget(dst io.Writer) { w.setDst(dst) }
+
 func (w *Writer) setDst(dst io.Writer) {
 	w.dst, w.raw = dst, nil
 	if sc, ok := socket(dst); ok {
