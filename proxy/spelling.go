@@ -112,6 +112,9 @@ func (s *Session) spellStart(cfg *config.Config, server pool.Params, start []sta
 	var appRaw string
 	for i := range start {
 		p := &start[i]
+		if e := localRefusal(p.Key, p.Value); e != nil {
+			return nil, e
+		}
 		name, tracked := trackedName(cfg, p.Key)
 		if name == "application_name" && len(p.Value) >= nameLen {
 			app, appRaw = i, p.Value
@@ -199,8 +202,8 @@ func (a spellAsk) memoKey() []byte {
 // parameter key. Not asked: pgmux's own and custom settings (a dotted name, which
 // PostgreSQL takes as written unless its module is loaded) and search_path, whose values
 // often differ per client (a tenant's id or schema): each new one would cost a server
-// round trip at login. A bad one of those is dropped by the server it is set on, as
-// before.
+// round trip at login. What PostgreSQL checks of those at login, their syntax, is
+// checked without a server (localRefusal).
 func checkable(key string) bool {
 	return !strings.Contains(key, ".") && !strings.EqualFold(key, "search_path")
 }
