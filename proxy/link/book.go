@@ -39,6 +39,13 @@ func (b *Book[S, F, D]) SentClient(q *Queue[S, F, D], typ byte, queueExtended bo
 	starts = b.Pending == 0 && (typ == 'Q' || typ == 'F' || typ == 'S')
 	switch typ {
 	case 'Q', 'F':
+		if b.ErrSkip {
+			// Sent after the server's error was read, before the client's Sync: the server
+			// skips it and answers nothing, not even a ReadyForQuery, which would
+			// otherwise be taken as this request's and leave the Sync's unanswered.
+			b.Reqs++
+			return false
+		}
 		b.Pending++
 		b.Reqs++
 		q.Push(&Expect[S, F, D]{Kind: typ})
