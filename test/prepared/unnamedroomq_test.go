@@ -73,6 +73,11 @@ func TestUnnamedQueryAfterReadErrorAsPostgres(t *testing.T) {
 			s("tTZ", describeStmt(""), syncMsg),
 			s("1Z", parse("", "SELECT 3 AS b"), syncMsg),
 		},
+		"then a Describe of it": {
+			s("1E", parse("", "SELECT 7 AS e"), bind("", "nosuch"), flushMsg),
+			s("Z", query("SELECT 8"), describeStmt(""), syncMsg),
+			s("tTZ", describeStmt(""), syncMsg),
+		},
 		"then a Parse and a Sync": {
 			s("1E", parse("", "SELECT 4 AS c"), bind("", "nosuch"), flushMsg),
 			s("Z", query("SELECT 5"), parse("", "SELECT 6 AS d"), syncMsg),
