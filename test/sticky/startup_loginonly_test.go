@@ -41,12 +41,7 @@ func TestLoginOnlyStartupAsPostgres(t *testing.T) {
 		})
 	}
 
-	holder := m.connect(t, db)
-	_, err := holder.Exec(ctxT(t), "BEGIN")
-	require.NoError(t, err)
-	_, err = holder.Exec(ctxT(t), "SELECT 1")
-	require.NoError(t, err)
-	defer func() { _, _ = holder.Exec(ctxT(t), "ROLLBACK") }()
+	holdServer(t, m, db)
 	for _, params := range []map[string]string{{"ignore_system_indexes": "TRU"}, {"post_auth_delay": "0"}} {
 		muxtest.Connect(t, withParams(t, m.url(db), params), pgx.QueryExecModeSimpleProtocol, 3*time.Second)
 	}
