@@ -631,12 +631,7 @@ func (s *Session) accountAt(typ byte, now monoTime) {
 	if typ == 'Q' && s.unnamed.stampQ {
 		// A Query the server may skip: a skip is told with the unnamed statement's events.
 		s.unnamed.stampQ = false
-		if s.ErrSkip {
-			// Skipped for certain, the request's error read already (SentClient queued
-			// nothing for it): told now.
-			g := uint16(s.unnamed.seq())
-			s.unnamed.reportSkipped(g, g)
-		} else if t := s.q.tail(); t != nil && t.Kind == 'Q' {
+		if t := s.q.tail(); t != nil && t.Kind == 'Q' {
 			t.Seq = s.unnamed.seq()
 		}
 	}

@@ -306,7 +306,7 @@ func (s *Session) unnamedOut() (due, left bool) {
 		if unnamedEvent(&e) {
 			left = true
 		}
-		if left && (e.Kind == 'S' || e.Kind == 'Q' || e.Kind == 'F') {
+		if left && (e.Kind == 'S' || e.Kind == 'Q' || e.Kind == 'F') && !e.Skipped {
 			due = true
 		}
 	})

@@ -63,7 +63,8 @@ func TestUnnamedQueryPastSavedAsPostgres(t *testing.T) {
 // answers nothing for it, so the unnamed statement stays, and the Sync's ReadyForQuery
 // is the only one. pgmux took that ReadyForQuery as the Query's, and every answer after
 // it for the one before (a CloseComplete of its own reached the client), and dropped
-// the statement.
+// the statement; so too for a hidden query of its own sent in such a request (after a
+// DEALLOCATE ALL or a SET).
 func TestUnnamedQueryAfterReadErrorAsPostgres(t *testing.T) {
 	s := func(want string, msgs ...pgproto3.FrontendMessage) step { return step{msgs, want} }
 	inUnnamedSetups(t, "unnreadq", map[string][]step{
@@ -77,6 +78,11 @@ func TestUnnamedQueryAfterReadErrorAsPostgres(t *testing.T) {
 			s("1E", parse("", "SELECT 7 AS e"), bind("", "nosuch"), flushMsg),
 			s("Z", query("SELECT 8"), describeStmt(""), syncMsg),
 			s("tTZ", describeStmt(""), syncMsg),
+		},
+		"then statements pgmux follows": {
+			s("1E", parse("", "SELECT 9 AS f"), bind("", "nosuch"), flushMsg),
+			s("Z", query("DEALLOCATE ALL"), query("LISTEN x"), query("SET statement_timeout = '5s'"), syncMsg),
+			s("TDCZ", query("SHOW statement_timeout")),
 		},
 		"then a Parse and a Sync": {
 			s("1E", parse("", "SELECT 4 AS c"), bind("", "nosuch"), flushMsg),
