@@ -381,7 +381,7 @@ func (s *Session) loopable(typ byte, n int) bool {
 			return false
 		}
 	}
-	if (typ == 'P' || typ == 'C') && s.unnamed.full() {
+	if (typ == 'P' || typ == 'C' || typ == 'Q') && s.unnamed.full() {
 		return false // may wait for the server's answers first (roomUnnamed)
 	}
 	switch typ {

@@ -112,6 +112,9 @@ func (s *Session) spellStart(cfg *config.Config, server pool.Params, start []sta
 	var appRaw string
 	for i := range start {
 		p := &start[i]
+		if e := localRefusal(p.Key, p.Value); e != nil {
+			return nil, e
+		}
 		name, tracked := trackedName(cfg, p.Key)
 		if name == "application_name" && len(p.Value) >= nameLen {
 			app, appRaw = i, p.Value
@@ -140,7 +143,7 @@ func (s *Session) spellStart(cfg *config.Config, server pool.Params, start []sta
 		ctx, cancel := s.loginWaitContext(cfg)
 		defer cancel()
 		var err error
-		if spelled, refused, err = s.entry.askSpellings(ctx, asks); err != nil {
+		if spelled, refused, err = s.entry.askSpellings(ctx, asks, grantsSet(server)); err != nil {
 			s.log().Debug("asking a server how it reports startup values failed", zap.Error(err))
 		}
 	})
@@ -199,8 +202,8 @@ func (a spellAsk) memoKey() []byte {
 // parameter key. Not asked: pgmux's own and custom settings (a dotted name, which
 // PostgreSQL takes as written unless its module is loaded) and search_path, whose values
 // often differ per client (a tenant's id or schema): each new one would cost a server
-// round trip at login. A bad one of those is dropped by the server it is set on, as
-// before.
+// round trip at login. What PostgreSQL checks of those at login, their syntax, is
+// checked without a server (localRefusal).
 func checkable(key string) bool {
 	return !strings.Contains(key, ".") && !strings.EqualFold(key, "search_path")
 }
@@ -222,16 +225,16 @@ func (e *poolEntry) checked(key, v string) bool {
 // set_config(..., true), which returns the value as the server reports it and lasts only
 // as long as that transaction, and keeps the answers. It returns them, "" for a value
 // the server refused or did not check, and the server's refusals by ask (nil where none).
-func (e *poolEntry) askSpellings(ctx context.Context, asks []spellAsk) ([]string, []*pgerr.Error, error) {
+func (e *poolEntry) askSpellings(ctx context.Context, asks []spellAsk, grants bool) ([]string, []*pgerr.Error, error) {
 	l := &spellLessee{done: make(chan struct{}), vals: make([]string, len(asks)), ok: make([]bool, len(asks)),
-		errs: make([]*pgerr.Error, len(asks))}
+		errs: make([]*pgerr.Error, len(asks)), marks: make([]string, len(asks))}
 	c, err := e.pool.Acquire(ctx, l)
 	if err != nil {
 		return nil, nil, err
 	}
 	var b []byte
 	for _, a := range asks {
-		b = wire.Query(b, spellSQL(a.key, a.value, !a.tracked))
+		b = wire.Query(b, a.sql(grants))
 	}
 	if err = c.Wr.Write(b); err == nil {
 		err = c.Wr.Flush()
@@ -252,6 +255,10 @@ func (e *poolEntry) askSpellings(ctx context.Context, asks []spellAsk) ([]string
 	for i, a := range asks {
 		if startRefusal(l.errs[i]) {
 			refused[i] = l.errs[i]
+		}
+		if l.marks[i] != "" {
+			refused[i] = a.marked(l.marks[i])
+			l.ok[i] = refused[i] == nil
 		}
 		if !l.ok[i] {
 			l.vals[i] = ""
@@ -280,19 +287,16 @@ func startRefusal(pe *pgerr.Error) bool {
 // spellSQL is the query that returns how the server reports name set to v. The value
 // goes in and out as hexadecimal bytes in the database's encoding, as PostgreSQL takes a
 // startup value's bytes: the server's connection may have another client's
-// client_encoding (or bytea_output), which would otherwise convert them. With guard, a
-// parameter that only a login may set (log_connections) is not set, and the query
-// returns no row: set_config would refuse it where the login takes it.
-func spellSQL(name, v string, guard bool) string {
-	q := "SELECT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.set_config(" + sqlscan.QuoteLiteral(name) +
+// client_encoding (or bytea_output), which would otherwise convert them.
+func spellSQL(name, v string) string {
+	return "SELECT " + spellExpr(name, v)
+}
+
+func spellExpr(name, v string) string {
+	return "pg_catalog.encode(pg_catalog.convert_to(pg_catalog.set_config(" + sqlscan.QuoteLiteral(name) +
 		", pg_catalog.convert_from(pg_catalog.decode('" + hex.EncodeToString([]byte(v)) +
 		"', 'hex'), pg_catalog.current_setting('server_encoding')), true), " +
 		"pg_catalog.current_setting('server_encoding')), 'hex')"
-	if guard {
-		q += " WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_show_all_settings() s WHERE pg_catalog.lower(s.name) = " +
-			"pg_catalog.lower(" + sqlscan.QuoteLiteral(name) + ") AND s.context IN ('backend', 'superuser-backend'))"
-	}
-	return q
 }
 
 // spellLessee reads the answers to askSpellings' queries on the connection's reader
@@ -304,8 +308,11 @@ type spellLessee struct {
 	vals []string
 	ok   []bool
 	errs []*pgerr.Error
-	i    int // the query being answered
-	err  error
+	// marks are the answers that are not a value but what the server found of one
+	// (startask.go), by query: "" for none.
+	marks []string
+	i     int // the query being answered
+	err   error
 }
 
 func (l *spellLessee) Pump(c *pool.Conn) error {
@@ -313,7 +320,9 @@ func (l *spellLessee) Pump(c *pool.Conn) error {
 		switch typ {
 		case 'D':
 			v, ok := firstColumn(wire.Body(m))
-			if b, err := hex.DecodeString(v); ok && err == nil && l.i < len(l.vals) {
+			if ok && strings.HasPrefix(v, "!") && l.i < len(l.marks) {
+				l.marks[l.i] = v[1:]
+			} else if b, err := hex.DecodeString(v); ok && err == nil && l.i < len(l.vals) {
 				l.vals[l.i], l.ok[l.i] = string(b), true
 			}
 		case 'E':

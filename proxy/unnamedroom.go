@@ -18,7 +18,8 @@ import (
 // first of those is kept. Only such a pipeline pays; a Parse pays a nil test.
 
 // roomUnnamed makes room to save the statement before the client's Parse or Close of the
-// unnamed statement about to be sent on c, when the saved states are at their bound.
+// unnamed statement, or its simple Query, about to be sent on c (or answered by pgmux),
+// when the saved states are at their bound.
 // The client loop leaves such a message to the session goroutine (loopable: unnamedFull).
 func (s *Session) roomUnnamed(c *pool.Conn) {
 	u := &s.unnamed

@@ -81,11 +81,11 @@ type unnamedSaved struct {
 	clear    clearOp
 }
 
-// maxSaved bounds unnamedRare.saved: at a Parse or Close of the unnamed statement past
-// it, pgmux waits for the server's answers so far and drops what they make irrelevant
-// (roomUnnamed). A simple Query past it, or one whose wait fails, is not saved for, and
-// a skip back to it leaves the client no unnamed statement (an error at its next use,
-// never another text).
+// maxSaved bounds unnamedRare.saved: at a Parse or Close of the unnamed statement or a
+// simple Query past it, pgmux waits for the server's answers so far and drops what they
+// make irrelevant (roomUnnamed). An event whose wait fails is not saved for, and a skip
+// back to it leaves the client no unnamed statement (an error at its next use, never
+// another text).
 const maxSaved = 64
 
 // rare returns x, made on first need.
@@ -306,7 +306,7 @@ func (s *Session) unnamedOut() (due, left bool) {
 		if unnamedEvent(&e) {
 			left = true
 		}
-		if left && (e.Kind == 'S' || e.Kind == 'Q' || e.Kind == 'F') {
+		if left && (e.Kind == 'S' || e.Kind == 'Q' || e.Kind == 'F') && !e.Skipped {
 			due = true
 		}
 	})
@@ -406,6 +406,11 @@ func (u *unnamedStmt) unsureAt(seq uint64) { u.syncAt = uint32(seq) + 1<<31 }
 // server out of skipping, like a Sync, for the message after it.
 func (s *Session) queryDrops() {
 	u := &s.unnamed
+	if u.full() {
+		if c := s.linkedServer(); c != nil {
+			s.roomUnnamed(c)
+		}
+	}
 	first := s.beginUnnamed()
 	u.drop()
 	u.stampQ = !first

@@ -39,10 +39,23 @@ func (b *Book[S, F, D]) SentClient(q *Queue[S, F, D], typ byte, queueExtended bo
 	starts = b.Pending == 0 && (typ == 'Q' || typ == 'F' || typ == 'S')
 	switch typ {
 	case 'Q', 'F':
+		if b.ErrSkip {
+			// Sent after the server's error was read, before the client's Sync: the server
+			// skips it and answers nothing, not even a ReadyForQuery, which would
+			// otherwise be taken as this request's and leave the Sync's unanswered. It
+			// is queued all the same, for what the client's messages mark on it.
+			b.Reqs++
+			q.Push(&Expect[S, F, D]{Kind: typ, Skipped: true})
+			return false
+		}
 		b.Pending++
 		b.Reqs++
 		q.Push(&Expect[S, F, D]{Kind: typ})
 	case 'S':
+		if b.ErrSkip {
+			// What was queued since the error, pgmux's hidden queries too, goes unanswered.
+			b.Pending = max(b.Pending-q.MarkSkipped(), 0)
+		}
 		b.Pending++
 		b.Reqs++
 		b.Unsynced = false
@@ -79,7 +92,7 @@ func (b *Book[S, F, D]) ReadyAnswered(status byte) {
 // skippedRequest records a request the server skipped after an error, which no
 // ReadyForQuery will answer.
 func (b *Book[S, F, D]) skippedRequest(e *Expect[S, F, D]) {
-	if (e.Kind == 'Q' || e.Kind == 'F') && !e.Hide && b.Pending > 0 {
+	if (e.Kind == 'Q' || e.Kind == 'F') && !e.Hide && !e.Skipped && b.Pending > 0 {
 		b.Pending--
 	}
 }

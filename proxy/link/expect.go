@@ -64,6 +64,10 @@ type Expect[S, F, D any] struct {
 	// Settles: a hidden Sync after the client's request; the link may end at its
 	// ReadyForQuery.
 	Settles bool
+	// Skipped: the client's Query or FunctionCall sent after its request's error was
+	// read, before the Sync: the server skips it and answers nothing, not even a
+	// ReadyForQuery (Book.SentClient). It is retired with the Sync, as skipped.
+	Skipped bool
 	// Drops: for a client request with DEALLOCATE of names, one per such statement in
 	// the order the server runs them (proxy/stmtclear.go).
 	Drops []D

@@ -154,8 +154,8 @@ func (q *Queue[S, F, D]) PlainRow() bool {
 }
 
 // RetireReady retires the requests a ReadyForQuery ends: everything up to and including
-// the oldest Sync, Query or FunctionCall, which it returns (zero when the queue held
-// none). skipped is called for each request retired before it, which the server skipped
+// the oldest Sync, Query or FunctionCall the server answers (not Skipped), which it
+// returns (zero when the queue held none). skipped is called for each request retired before it, which the server skipped
 // or answered without completing.
 func (q *Queue[S, F, D]) RetireReady(skipped func(Expect[S, F, D])) Expect[S, F, D] {
 	for {
@@ -165,7 +165,9 @@ func (q *Queue[S, F, D]) RetireReady(skipped func(Expect[S, F, D])) Expect[S, F,
 		}
 		switch e.Kind {
 		case 'S', 'Q', 'F':
-			return e
+			if !e.Skipped {
+				return e
+			}
 		}
 		skipped(e)
 	}

@@ -194,12 +194,30 @@ func (q *Queue[S, F, D]) HiddenAhead(typ byte) bool {
 	for i := int32(0); i < q.size; i++ {
 		e := q.at(i)
 		if typ != 'Z' {
-			return e.Kind == 'Q' && e.Hide
+			return e.Kind == 'Q' && e.Hide && !e.Skipped
 		}
 		switch e.Kind {
 		case 'S', 'Q', 'F':
-			return e.Hide
+			if !e.Skipped {
+				return e.Hide
+			}
 		}
 	}
 	return false
+}
+
+// MarkSkipped marks every Query and FunctionCall queued as Skipped: sent after the
+// server's error was read (nothing before it is still queued then), they are skipped
+// with it up to the Sync about to be sent. It returns how many of them are the client's
+// and were not marked before (each counted in Book.Pending).
+func (q *Queue[S, F, D]) MarkSkipped() (client int) {
+	for i := int32(0); i < q.size; i++ {
+		if e := q.at(i); (e.Kind == 'Q' || e.Kind == 'F') && !e.Skipped {
+			e.Skipped = true
+			if !e.Hide {
+				client++
+			}
+		}
+	}
+	return client
 }

@@ -1,6 +1,7 @@
 package sticky
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -70,16 +71,23 @@ func TestStartupSpellingKept(t *testing.T) {
 	require.Equal(t, "Europe/Paris", first.PgConn().ParameterStatus("TimeZone"))
 	require.NoError(t, first.Close(ctxT(t)))
 
+	holdServer(t, m, db)
+
+	later := muxtest.Connect(t, withParams(t, m.url(db), params), pgx.QueryExecModeSimpleProtocol, 3*time.Second)
+	assert.Equal(t, "Europe/Paris", later.PgConn().ParameterStatus("TimeZone"))
+	assert.Equal(t, "iso_8601", later.PgConn().ParameterStatus("IntervalStyle"))
+}
+
+// holdServer keeps a server of db's pool in a transaction block until the test ends: a
+// login after it that asked a server would wait.
+func holdServer(t *testing.T, m *mux, db string) {
+	t.Helper()
 	holder := m.connect(t, db)
 	_, err := holder.Exec(ctxT(t), "BEGIN")
 	require.NoError(t, err)
 	_, err = holder.Exec(ctxT(t), "SELECT 1")
 	require.NoError(t, err)
-	defer func() { _, _ = holder.Exec(ctxT(t), "ROLLBACK") }()
-
-	later := muxtest.Connect(t, withParams(t, m.url(db), params), pgx.QueryExecModeSimpleProtocol, 3*time.Second)
-	assert.Equal(t, "Europe/Paris", later.PgConn().ParameterStatus("TimeZone"))
-	assert.Equal(t, "iso_8601", later.PgConn().ParameterStatus("IntervalStyle"))
+	t.Cleanup(func() { _, _ = holder.Exec(context.Background(), "ROLLBACK") })
 }
 
 // TestSettingsAfterOtherEncoding: a server comes to a client with another client's
