@@ -25,6 +25,7 @@
 # bench/cmd/idleclients holds N logged-in connections and the pooler's VmRSS delta / N is the
 # cost of one idle client. Output: bench/results/latest.md, bench/results/*.png (each stamped
 # with the run's date and commit), bench/results/raw.tsv, bench/results/idle.tsv,
+# bench/results/tail.tsv (where each run's latency tail is: bench/cmd/tailshape),
 # bench/results/meta.txt (the run's header); a full run also rewrites README.md's block.
 set -euo pipefail
 export HOME="${HOME:-/root}"
@@ -118,8 +119,10 @@ fi
 mkdir -p "$RESULTS"
 RAW=$BENCH_TMP/raw.tsv
 IDLE=$BENCH_TMP/idle.tsv
+TAIL=$BENCH_TMP/tail.tsv
 printf 'target\tworkload\tmode\tclients\trep\ttps\tp50_ms\tp99_ms\tcpu_us_per_tx\ttx\tstatus\tcpu_us_per_tx_after_logins\tcpu_us_per_login\n' >"$RAW"
 printf 'target\tclients\trss_before_kb\trss_after_kb\tbytes_per_client\tstatus\n' >"$IDLE"
+printf 'target\tworkload\tmode\tclients\trep\tshape\n' >"$TAIL"
 STARTED=$(date +%s)
 
 log "building pgmux and the bench helpers"
@@ -138,7 +141,7 @@ read -ra ENV_B <<<"${PGMUX_ENV_B:-}"
 read -ra ENV_A <<<"${PGMUX_ENV:-}"
 # The bench tools are their own Go module (bench/go.mod), so plotting stays out of pgmux's.
 (cd "$BENCH_ROOT/bench" && go build -o "$BENCH_TMP/bin/idleclients" ./cmd/idleclients &&
-	go build -o "$BENCH_TMP/bin/report" ./cmd/report)
+	go build -o "$BENCH_TMP/bin/report" ./cmd/report && go build -o "$BENCH_TMP/bin/tailshape" ./cmd/tailshape)
 
 declare -A PORT PID
 PORT[direct]=$(free_port)
@@ -297,6 +300,13 @@ run_point() {
 	else
 		cpu=""
 	fi
+	# Where the tail is (bench/cmd/tailshape): the clients' first, last or other
+	# transactions, and how far the order they were served in strayed from the order they
+	# were sent; one line a run of 500 clients or more in tail.tsv.
+	if ((tx > 0 && clients >= 500)) && [[ $workload != churn ]]; then
+		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$workload" "$qmode" "$clients" "$rep" \
+			"$("$BENCH_TMP/bin/tailshape" "$logdir" | cut -d' ' -f2-)" >>"$TAIL"
+	fi
 	[[ ${BENCH_KEEP_TMP:-0} == 1 ]] || rm -rf "$logdir"
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$workload" "$qmode" "$clients" "$rep" \
 		"$tps" "$p50" "$p99" "$cpu" "$tx" "$status" "$cpu_tx" "$cpu_login" >>"$RAW"
@@ -389,6 +399,7 @@ done
 
 cp "$RAW" "$RESULTS/raw.tsv"
 cp "$IDLE" "$RESULTS/idle.tsv"
+cp "$TAIL" "$RESULTS/tail.tsv"
 ELAPSED=$(($(date +%s) - STARTED))
 log "report"
 # A full run into bench/results also rewrites the README's benchmark block (its table, the
