@@ -61,9 +61,9 @@ func (s *Server) lend(ln rawListener) (closed bool) {
 	_ = ln.rc.Control(func(fd uintptr) { la.fd = int32(fd) })
 	a := ln.acc
 	a.lendMu.Lock()
-	if a.closed || la.fd < 0 {
+	if closed := a.closed; closed || la.fd < 0 {
 		a.lendMu.Unlock()
-		return a.closed
+		return closed // (read under the lock: Close sets it, on another goroutine)
 	}
 	a.lent, a.to = la, p
 	a.lendMu.Unlock()
