@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -21,9 +22,14 @@ var ErrRetry = errors.New("try acquiring again")
 // connection to l when one is ready, as TryAcquireAt does but behind any queued waiters'
 // claims; when none is and the pool can only be waited for (at its size, no reserve, not
 // paused, not backing off), it queues l as a waiter whose outcome goes to h, and reports
-// queued. Otherwise it returns neither: the caller acquires the ordinary way (which may
-// dial, check health or wait for a reserve connection, or return the error of a lessee
-// withdrawn before it queued: WithdrawnEarly).
+// queued. When the pool has room to dial (and no shared limit, reserve or backoff to ask
+// first) it queues l too and dials a connection of the pool's own for the queue's head
+// (dialAhead), as PgBouncer launches a server connection for a waiting client: a crowd of
+// first requests at a pool that is still filling (an idle pooler's first load) waits on
+// the loop rather than each going to a goroutine of its own. Otherwise it returns
+// neither: the caller acquires the ordinary way (which may dial, check health or wait for
+// a reserve connection, or return the error of a lessee withdrawn before it queued:
+// WithdrawnEarly).
 func (p *Pool) AcquireOrQueue(l Lessee, h Handoff, start time.Time, timeout time.Duration) (c *Conn, queued bool) {
 	p.mu.Lock()
 	if p.closed || p.paused {
@@ -47,9 +53,14 @@ func (p *Pool) AcquireOrQueue(l Lessee, h Handoff, start time.Time, timeout time
 		}
 	}
 	// Withdrawn on its way here (WithdrawnEarly): the ordinary way returns why at once.
-	if p.total < p.opts.Size || p.opts.ReserveSize > 0 || p.backingOffLocked() || withdrawnEarly(l) != nil {
+	if p.opts.ReserveSize > 0 || p.backingOffLocked() || withdrawnEarly(l) != nil {
 		p.mu.Unlock()
 		return nil, false
+	}
+	ahead := p.total < p.opts.Size
+	if ahead {
+		p.total++
+		p.dialing++
 	}
 	w := waiterPool.Get().(*waiter)
 	w.since, w.expired, w.l, w.gaveUp, w.h = start, false, l, nil, h
@@ -60,8 +71,51 @@ func (p *Pool) AcquireOrQueue(l Lessee, h Handoff, start time.Time, timeout time
 	}
 	p.waiters.push(w)
 	p.mu.Unlock()
+	if ahead {
+		p.startDialAhead()
+	}
 	return nil, true
 }
+
+// startDialAhead dials the connection AcquireOrQueue counted (p.total, p.dialing) once the
+// shared caps (max_db_connections, max_user_connections) give it a slot, on a goroutine
+// of its own. A cap that refuses leaves the queue waiting as a refused dial's waiter does
+// (dialLocked): for a connection released to it, or a slot freed (kick, wakeWaiters), with
+// an idle connection of another pool under the cap closed to make room.
+func (p *Pool) startDialAhead() {
+	gens := p.limitGens()
+	if refused := p.takeLimits(); refused >= 0 {
+		p.mu.Lock()
+		p.total--
+		p.dialing--
+		p.mu.Unlock()
+		for _, lim := range p.limits {
+			lim.evictIdle(p)
+		}
+		if p.limitMoved(refused, gens) {
+			p.wakeWaiters() // a slot freed meanwhile, whose kick found the dial counted
+		}
+		return
+	}
+	go p.dialAhead()
+}
+
+// dialAhead opens a connection for the pool's waiters: counted in p.total and p.dialing
+// by AcquireOrQueue, it goes to the queue's head when logged in (putIdle), or idle if the
+// wait ended meanwhile. A failed dial wakes a waiter (dialed: wakeWaiters), whose request
+// then acquires the ordinary way and meets the failure itself (its own dial's error, or
+// the backoff after server_login_retry), so a client is told what a direct login would.
+func (p *Pool) dialAhead() {
+	ctx, cancel := context.WithTimeout(context.Background(), dialAheadLimit)
+	defer cancel()
+	if c, err := p.dialed(p.dial(ctx)); err == nil {
+		p.putIdle(c)
+	}
+}
+
+// dialAheadLimit bounds a dial no client waits on in its own Acquire; server_connect_timeout
+// bounds each attempt well within it.
+const dialAheadLimit = 15 * time.Second
 
 // TakeHanded leases c, handed to a Handoff, to l; false when c broke meanwhile (its
 // removal frees its slot; acquire again).

@@ -458,19 +458,43 @@ func consoleWithConn(t *testing.T, h *harness) *pgx.Conn {
 
 // TestClientLoopLeaveWithoutConn: a client that logged in on the loop and leaves at its
 // first event (Terminate, or a close) ends from its bare descriptor, without a net.Conn;
-// one that sends a request gets its answer (from its bare socket on the loop, or with a
-// net.Conn on the goroutine that dials for it).
+// one that sends a request gets its answer from its bare socket on the loop (its request
+// waits there for the connection the pool dials).
 func TestClientLoopLeaveWithoutConn(t *testing.T) {
 	h, clients := loopProxyWithClients(t, 21)
 	admin := consoleWithConn(t, h)
 	before := proxy.RuntimeConns(h.srv)
 	allButOneLeave(t, admin, clients)
-	// None for the 20 that left; for the one that stayed, none when its request was
-	// served on the loop from its bare socket, one when it found the pool with room to
-	// dial (a goroutine dials, and serves it).
 	made := proxy.RuntimeConns(h.srv) - before
 	raw, _, _ := proxy.ClientConns(h.srv)
-	require.EqualValues(t, 1, made+uint64(raw), "net.Conns made: %d; bare: %d", made, raw)
+	require.Zero(t, made, "net.Conns made")
+	require.Equal(t, 1, raw, "the staying client served from its bare socket")
+}
+
+// TestFirstRequestsWaitOnTheLoopForDials: a crowd of first requests at a pool with no
+// connection yet (an idle pooler's first load) waits on the loop for the connections the
+// pool dials for its queue: no request goes to a goroutine of its own, no client gets a
+// net.Conn, the pool opens no more than its size, and every client gets its own answer.
+func TestFirstRequestsWaitOnTheLoopForDials(t *testing.T) {
+	const n = 60
+	h, clients := loopProxyWithClients(t, n)
+	before := proxy.RuntimeConns(h.srv)
+	base := runtime.NumGoroutine()
+	for i, c := range clients {
+		c.fe.Send(&pgproto3.Query{String: "SELECT " + strconv.Itoa(i) + " FROM pg_sleep(0.005)"})
+		require.NoError(t, c.fe.Flush())
+	}
+	time.Sleep(20 * time.Millisecond)
+	during := runtime.NumGoroutine()
+	for i, c := range clients {
+		require.Equal(t, []string{strconv.Itoa(i)}, c.until(t, fmt.Sprintf("client %d", i)))
+	}
+	require.Less(t, during-base, n/4, "goroutines grew with the waiting clients (base %d, during %d)", base, during)
+	require.Zero(t, proxy.RuntimeConns(h.srv)-before, "net.Conns made for the clients")
+	raw, _, _ := proxy.ClientConns(h.srv)
+	require.Equal(t, n, raw, "clients served from their bare sockets")
+	_, all, _ := proxy.LoopReadServers(h.srv)
+	require.LessOrEqual(t, all, 2, "servers opened for a pool of 2")
 }
 
 // TestParkedClientsLeaveWithoutConn: clients parked from their bare descriptors (past
