@@ -137,6 +137,10 @@ var untracked = map[string]bool{
 type SetOp struct {
 	Name  string // lower-case
 	Reset bool   // RESET, SET ... TO DEFAULT, RESET ALL or DISCARD ALL
+	// Local: a reset for the transaction alone (SET LOCAL ... TO DEFAULT), which leaves
+	// the session's value as it was once the transaction ends: nothing to read back, and
+	// the startup value is set again with SET LOCAL.
+	Local bool
 	Value string // for a hidden set_config at link time (syncSQL): the value it sets
 }
 
@@ -148,7 +152,13 @@ type SetTouch struct {
 
 // Add records the setting name (lower-cased; not one of those not carried between
 // servers) as set, or reset; a nil t is made.
-func (t *SetTouch) Add(name string, reset bool) *SetTouch {
+func (t *SetTouch) Add(name string, reset bool) *SetTouch { return t.add(name, reset, false) }
+
+// AddLocalReset records the setting name as reset for the transaction alone (SET LOCAL
+// name TO DEFAULT); a nil t is made.
+func (t *SetTouch) AddLocalReset(name string) *SetTouch { return t.add(name, true, true) }
+
+func (t *SetTouch) add(name string, reset, local bool) *SetTouch {
 	name = strings.ToLower(name)
 	if untracked[name] {
 		return t
@@ -156,7 +166,7 @@ func (t *SetTouch) Add(name string, reset bool) *SetTouch {
 	if t == nil {
 		t = &SetTouch{}
 	}
-	t.Ops = append(t.Ops, SetOp{Name: strings.Clone(name), Reset: reset})
+	t.Ops = append(t.Ops, SetOp{Name: strings.Clone(name), Reset: reset, Local: local})
 	return t
 }
 
@@ -171,6 +181,13 @@ func SetTouchOf(t *SetTouch, st *sqlscan.Statement) (*SetTouch, Pin) {
 	switch st.Kind {
 	case sqlscan.KindSet:
 		t = t.Add(st.Name, st.Value == "DEFAULT")
+	case sqlscan.KindSetLocal:
+		// PostgreSQL's DEFAULT is the session's reset value, the client's startup value
+		// where it gave one, which a shared server does not have (SET TRANSACTION has no
+		// name).
+		if st.Name != "" && st.Value == "DEFAULT" {
+			t = t.AddLocalReset(st.Name)
+		}
 	case sqlscan.KindReset:
 		t = t.Add(st.Name, true)
 	case sqlscan.KindSetCharacteristics:

@@ -74,7 +74,7 @@ func TestSettingsState(t *testing.T) {
 	require.Equal(t, "ISO, MDY", v)
 	reset := &SetTouch{Ops: []SetOp{{Name: "datestyle", Reset: true}}}
 	require.Equal(t, []SetOp{{Name: "datestyle"}}, st.Resets(reset))
-	require.Contains(t, st.ReapplySQL(st.Resets(reset)), "(E'datestyle', E'Postgres,MDY')")
+	require.Contains(t, st.ReapplySQL(st.Resets(reset)), "(E'datestyle', E'Postgres,MDY', false)")
 	st.Touch(reset)
 	read(st, known, 'I', val("datestyle", "Postgres, MDY"))
 	v, _ = st.Effective("datestyle")
@@ -293,6 +293,7 @@ func TestResetInPlace(t *testing.T) {
 		}
 		return st.ReapplyDO(ops)
 	}
+	setLocal := func(name string) string { return strings.Replace(set(name), "SET ", "SET LOCAL ", 1) }
 	for _, c := range []struct {
 		name, q, want string
 		hide          uint64
@@ -320,6 +321,19 @@ func TestResetInPlace(t *testing.T) {
 		{name: "one statement", q: "RESET DateStyle;", want: "RESET DateStyle; " + set("datestyle") + ";", hide: 1 << 1},
 		{name: "in a DO block: not seen", q: "DO $$BEGIN RESET DateStyle; END$$"},
 		{name: "DISCARD ALL: left to the query after", q: "DISCARD ALL"},
+		{name: "SET LOCAL TO DEFAULT in a transaction block", q: "BEGIN; SET LOCAL TimeZone TO DEFAULT; SHOW TimeZone; COMMIT",
+			want: "BEGIN; SET LOCAL TimeZone TO DEFAULT; " + setLocal("timezone") + "; SHOW TimeZone; COMMIT", hide: 1 << 2},
+		{name: "SET LOCAL = DEFAULT, the transaction open before", q: "SET LOCAL datestyle = default", inTx: true,
+			want: "SET LOCAL datestyle = default; " + setLocal("datestyle"), hide: 1 << 1},
+		{name: "SET LOCAL TIME ZONE LOCAL in an implicit block", q: "SET LOCAL TIME ZONE LOCAL; SHOW TimeZone",
+			want: "SET LOCAL TIME ZONE LOCAL; " + setLocal("timezone") + "; SHOW TimeZone", hide: 1 << 1},
+		{name: "SET LOCAL of a list in an implicit block", q: "SET LOCAL search_path TO DEFAULT; SHOW search_path",
+			want: "SET LOCAL search_path TO DEFAULT; " + st.ReapplyDO([]SetOp{{Name: "search_path", Local: true}}) + "; SHOW search_path",
+			hide: 1 << 1},
+		{name: "SET LOCAL of a list in a transaction block", q: "SET LOCAL search_path TO DEFAULT", inTx: true,
+			want: "SET LOCAL search_path TO DEFAULT; " + strings.Replace(setPath, "SET ", "SET LOCAL ", 1), hide: 1 << 1},
+		{name: "SET LOCAL alone outside a transaction block: sets nothing", q: "SET LOCAL TimeZone TO DEFAULT"},
+		{name: "SET LOCAL of a value", q: "BEGIN; SET LOCAL TimeZone TO 'UTC'; SHOW TimeZone"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m, hide, shifts, _ := ResetInPlace(st, c.q, c.inTx)
@@ -363,7 +377,7 @@ func TestSetStart(t *testing.T) {
 		{"search_path", strings.Repeat("x", 64), ""}, // truncated by the server
 		{"session_preload_libraries", "auto_explain", ""},
 	} {
-		got, ok := setStart(c.name, c.start)
+		got, ok := setStart(c.name, c.start, false)
 		require.Equal(t, c.want != "", ok, "%s = %q", c.name, c.start)
 		require.Equal(t, c.want, got, "%s = %q", c.name, c.start)
 	}
