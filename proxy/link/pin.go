@@ -148,6 +148,11 @@ type SetOp struct {
 type SetTouch struct {
 	Ops []SetOp
 	All bool // RESET ALL or DISCARD ALL
+	// Cond: a reset may not have run, as a set_config(name, NULL, ...) in a query whose
+	// rows decide: behind an extended-protocol request, the startup value is set again
+	// only where it took effect (Settings.ReapplySQL), never by SETs. (In a simple Query
+	// the NULL itself becomes the startup value: ResetInPlace.)
+	Cond bool
 }
 
 // Add records the setting name (lower-cased; not one of those not carried between
@@ -175,7 +180,8 @@ var characteristics = [...]string{"default_transaction_isolation", "default_tran
 
 // SetTouchOf reads what one classified statement does to settings into t. A session
 // set_config whose name is not a literal pins (pgmux cannot tell what it sets), and one of
-// role or session_authorization pins like SET ROLE.
+// role or session_authorization pins like SET ROLE. set_config(name, NULL, ...) resets
+// the setting, as SET [LOCAL] name TO DEFAULT does.
 func SetTouchOf(t *SetTouch, st *sqlscan.Statement) (*SetTouch, Pin) {
 	var pin Pin
 	switch st.Kind {
@@ -205,6 +211,18 @@ func SetTouchOf(t *SetTouch, st *sqlscan.Statement) (*SetTouch, Pin) {
 	}
 	for _, sc := range st.SetConfigs {
 		switch {
+		case sc.Null != "" && sc.Name != "" && sc.Local != -1:
+			if sc.Local == 1 {
+				t = t.AddLocalReset(sc.Name)
+			} else {
+				t = t.Add(sc.Name, true)
+			}
+			if t != nil {
+				t.Cond = true
+			}
+			if sc.Local == 0 && (sc.Name == "role" || sc.Name == "session_authorization") {
+				pin |= PinRole
+			}
 		case sc.Local == 1:
 		case sc.Name == "":
 			pin |= PinSet

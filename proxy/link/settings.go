@@ -464,10 +464,11 @@ func (st *Settings) Refused(name string) {
 type PosShift struct{ At, Delta int }
 
 // ResetInPlace returns the Query q with the startup values set again right behind every
-// statement that resets them (RESET, RESET ALL, SET [LOCAL] ... TO DEFAULT), as a whole Query
+// statement that resets them (RESET, RESET ALL, SET [LOCAL] ... TO DEFAULT), and given
+// to set_config(name, NULL, ...) in place of its NULL (nullStart), as a whole Query
 // message; the CommandCompletes to hide (bit i: the Query's i-th, counted with the added
-// re-sets); the shifts of error positions; and whether no reset can hide in a DO block
-// of the client's (all: nothing is left for a hidden query after the request). m is nil
+// re-sets); the shifts of error positions; and whether no reset can hide in a DO block of
+// the client's (all: nothing is left for a hidden query after the request). m is nil
 // when there is no such statement, or the Query is one not rewritten (more than 32
 // statements, PREPARE, EXECUTE, DEALLOCATE, DISCARD ALL: left to the hidden query).
 // inTx: the Query starts inside a transaction block (reapplyIn).
@@ -487,8 +488,27 @@ func ResetInPlace(st *Settings, q string, inTx bool) (m []byte, hide uint64, shi
 	}
 	var b strings.Builder
 	last, added, shifted := 0, 0, 0 // bytes of q copied, re-sets added, runes added
+	edits := 0                      // set_config NULLs given the startup value
 	block := inTx
 	for i, stmt := range sts {
+		for _, sc := range stmt.SetConfigs {
+			lit, ok := st.nullStart(sc, stmt.Do != nil)
+			if !ok {
+				continue
+			}
+			off := offsetIn(q, sc.Null)
+			if off < last || off+len(sc.Null) > len(q) {
+				return nil, 0, nil, false
+			}
+			b.WriteString(q[last:off])
+			b.WriteString(lit)
+			last = off + len(sc.Null)
+			// Positions past the literal move back by what it has more than NULL.
+			n := utf8.RuneCountInString(lit)
+			shifted += n - len(sc.Null)
+			shifts = append(shifts, PosShift{At: utf8.RuneCountInString(q[:last]) + shifted, Delta: n - len(sc.Null)})
+			edits++
+		}
 		var t SetTouch
 		switch {
 		case stmt.Kind == sqlscan.KindBegin:
@@ -517,9 +537,9 @@ func ResetInPlace(st *Settings, q string, inTx bool) (m []byte, hide uint64, shi
 		if len(ops) == 0 {
 			continue
 		}
-		off := int(uintptr(unsafe.Pointer(unsafe.StringData(stmt.Text))) - uintptr(unsafe.Pointer(unsafe.StringData(q))))
+		off := offsetIn(q, stmt.Text)
 		end := off + len(stmt.Text)
-		if off < 0 || end > len(q) {
+		if off < 0 || end > len(q) || end < last {
 			return nil, 0, nil, false
 		}
 		b.WriteString(q[last:end])
@@ -540,11 +560,33 @@ func ResetInPlace(st *Settings, q string, inTx bool) (m []byte, hide uint64, shi
 			added++
 		}
 	}
-	if added == 0 {
+	if added == 0 && edits == 0 {
 		return nil, 0, nil, false
 	}
 	b.WriteString(q[last:])
 	return wire.Query(nil, b.String()), hide, shifts, all
+}
+
+// offsetIn is the byte offset in q of part, a slice of q.
+func offsetIn(q, part string) int {
+	return int(uintptr(unsafe.Pointer(unsafe.StringData(part))) - uintptr(unsafe.Pointer(unsafe.StringData(q))))
+}
+
+// nullStart is the literal that gives a set_config(name, NULL, ...) of a startup value
+// what PostgreSQL's gives, the reset value, which is the startup value: as SET TO DEFAULT
+// does, it resets for the session or for the transaction alone, and then returns the
+// value. ok is false for a call ResetInPlace leaves as it is: not of a startup value, a
+// name or scope not known before it runs, a setting not carried, or a call in a DO
+// block's body (inDo).
+func (st *Settings) nullStart(sc sqlscan.SetConfig, inDo bool) (lit string, ok bool) {
+	if sc.Null == "" || sc.Name == "" || sc.Local == -1 || inDo || untracked[sc.Name] {
+		return "", false
+	}
+	start, ok := st.Start.Get(sc.Name)
+	if !ok {
+		return "", false
+	}
+	return sqlscan.QuoteLiteral(start), true
 }
 
 // reapplyIn sets the startup values of ops again after a reset, one statement each

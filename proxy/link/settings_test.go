@@ -298,7 +298,8 @@ func TestResetInPlace(t *testing.T) {
 		name, q, want string
 		hide          uint64
 		inTx          bool
-		resets        int // the re-sets added, one shift each; default: one per hidden bit
+		resets        int  // the re-sets added, one shift each; default: one per hidden bit
+		notAll        bool // a reset is left to the hidden query after the request
 	}{
 		{name: "reset then show", q: "RESET DateStyle; SHOW DateStyle", want: "RESET DateStyle; " + set("datestyle") + "; SHOW DateStyle", hide: 1 << 1},
 		{name: "last statement", q: "SELECT 1; RESET DateStyle", want: "SELECT 1; RESET DateStyle; " + set("datestyle"), hide: 1 << 2},
@@ -334,15 +335,26 @@ func TestResetInPlace(t *testing.T) {
 			want: "SET LOCAL search_path TO DEFAULT; " + strings.Replace(setPath, "SET ", "SET LOCAL ", 1), hide: 1 << 1},
 		{name: "SET LOCAL alone outside a transaction block: sets nothing", q: "SET LOCAL TimeZone TO DEFAULT"},
 		{name: "SET LOCAL of a value", q: "BEGIN; SET LOCAL TimeZone TO 'UTC'; SHOW TimeZone"},
+		{name: "set_config NULL: the startup value in its place", q: "RESET DateStyle; SELECT set_config('TimeZone', NULL, false)",
+			want: "RESET DateStyle; " + set("datestyle") + "; SELECT set_config('TimeZone', E'Asia/Tokyo', false)",
+			hide: 1 << 1, resets: 2},
+		{name: "set_config NULL alone, local", q: "SELECT 1, pg_catalog.set_config('timezone', null, true)",
+			want: "SELECT 1, pg_catalog.set_config('timezone', E'Asia/Tokyo', true)", resets: 1},
+		{name: "set_config NULL of another setting", q: "SELECT set_config('work_mem', NULL, false)"},
+		{name: "set_config NULL of an unknown scope", q: "SELECT set_config('timezone', NULL, $1)"},
+		{name: "set_config NULL in a DO block", q: "RESET DateStyle; DO $$BEGIN PERFORM set_config('timezone', NULL, false); END$$",
+			want: "RESET DateStyle; " + set("datestyle") + "; DO $$BEGIN PERFORM set_config('timezone', NULL, false); END$$",
+			hide: 1 << 1, notAll: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			m, hide, shifts, _ := ResetInPlace(st, c.q, c.inTx)
+			m, hide, shifts, all := ResetInPlace(st, c.q, c.inTx)
 			if c.want == "" {
 				require.Nil(t, m)
 				return
 			}
 			require.Equal(t, string(wire.Query(nil, c.want)), string(m))
 			require.Equal(t, c.hide, hide)
+			require.Equal(t, !c.notAll, all, "all")
 			if c.resets == 0 {
 				c.resets = bits.OnesCount64(c.hide)
 			}
@@ -351,6 +363,9 @@ func TestResetInPlace(t *testing.T) {
 			// server's text (characters; these queries are ASCII).
 			sent := string(m[wire.HeaderLen : len(m)-1])
 			for _, sh := range shifts {
+				if lit := "E'Asia/Tokyo'"; strings.HasSuffix(sent[:sh.At], lit) && sh.Delta == len(lit)-len("NULL") {
+					continue // a NULL given the startup value
+				}
 				added := sent[sh.At : sh.At+sh.Delta]
 				do := strings.HasPrefix(added, "; DO "+InPlaceTag) && strings.HasSuffix(added, InPlaceTag)
 				require.True(t, do || strings.HasPrefix(added, "; SET "), added)

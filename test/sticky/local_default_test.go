@@ -15,7 +15,8 @@ import (
 // on a direct connection the client's startup value (in options or a parameter of its
 // own), whatever it SET since; on a server pgmux shares, the server's own default (0 for
 // statement_timeout where the client logged in with 7s). After the transaction the
-// session's value is back. Also SET TIME ZONE LOCAL, the session's form. Each request
+// session's value is back. Also SET TIME ZONE LOCAL, the session's form, and
+// set_config(name, NULL, is_local), the function form of both. Each request
 // goes to PostgreSQL and to pgmux, with another client changing the one server's
 // settings whenever it is free, and must get the same answers and ParameterStatus.
 func TestLocalDefaultAsPostgres(t *testing.T) {
@@ -58,6 +59,18 @@ func TestLocalDefaultAsPostgres(t *testing.T) {
 		{"BEGIN", "SET LOCAL myapp.x TO DEFAULT", "SHOW myapp.x", "COMMIT", "SHOW myapp.x"},
 		{"BEGIN", "x:SET LOCAL TIME ZONE DEFAULT", "x:" + check, "COMMIT", check},
 		{"x:SET LOCAL statement_timeout TO DEFAULT", check},
+		// set_config(name, NULL, is_local) is the function form of SET [LOCAL] ... TO DEFAULT.
+		{"BEGIN", "SELECT set_config('statement_timeout', NULL, true)", check, "COMMIT", check},
+		{"SELECT set_config('statement_timeout', NULL, false)", check},
+		{"SELECT set_config('TimeZone', NULL, true), current_setting('TimeZone')", check},
+		{"SET statement_timeout = '3s'", "BEGIN", "SELECT set_config('statement_timeout', NULL, true); SHOW statement_timeout",
+			"COMMIT", check},
+		{"SET statement_timeout = '3s'", "SELECT set_config('statement_timeout', NULL, false) WHERE false; SHOW statement_timeout",
+			"SELECT pg_catalog.set_config('statement_timeout', NULL, false), current_setting('lock_timeout')", check},
+		{"SET TimeZone = 'UTC'", "SELECT set_config('timezone', NULL, false); SELECT no_such_column"},
+		{"SET statement_timeout = '3s'", "x:SELECT 1 FROM (SELECT set_config('statement_timeout', NULL, false)) s", check},
+		{"SET statement_timeout = '3s'", "BEGIN", "x:SELECT 1 FROM (SELECT set_config('statement_timeout', NULL, true)) s",
+			check, "COMMIT", check},
 	} {
 		t.Run(strings.ReplaceAll(strings.Join(seq[:min(len(seq), 3)], "; "), check, "check"), func(t *testing.T) {
 			viaMux, direct := muxAndDirect(t, m, db, params)
