@@ -35,7 +35,8 @@ import (
 // DISCARD ALL or SET ... TO DEFAULT of a parameter the client gave at startup, pgmux sends
 // a hidden query right behind it that sets the startup value again where the reset took
 // effect, so SHOW and current_setting() agree with a direct session from the client's
-// next request on.
+// next request on. SET LOCAL ... TO DEFAULT gets the startup value for the transaction
+// alone (SET LOCAL), and nothing read back: the session's value comes back at its end.
 
 // unknownValue is link.UnknownValue: a setting's value on a server that is not known.
 const unknownValue = link.UnknownValue

@@ -8,7 +8,8 @@ import (
 )
 
 // A reset of a startup value sent in a simple Query ("RESET DateStyle", "RESET ALL;
-// SHOW TimeZone", "SET TimeZone TO DEFAULT"): PostgreSQL resets a parameter the client
+// SHOW TimeZone", "SET TimeZone TO DEFAULT", "SET LOCAL TimeZone TO DEFAULT", whose
+// re-set is a SET LOCAL): PostgreSQL resets a parameter the client
 // gave at startup to that value, a server pgmux shares resets it to its own default. A
 // hidden query after the Query (settings.go) would come too late for statements after
 // the reset in the same Query, and its outcome would reach the client after the Query's

@@ -115,7 +115,7 @@ func (s *Session) settingsBefore(typ byte) {
 			st.reapplyQuery = sql
 		} else {
 			r := reapplyAt{sel: sql}
-			if typ == 'B' && s.TxStatus == 'T' && s.Pending == 0 && len(st.reapplyAtSync) == 0 {
+			if typ == 'B' && s.TxStatus == 'T' && s.Pending == 0 && len(st.reapplyAtSync) == 0 && !t.Cond {
 				r.set = st.ReapplySETs(ops)
 			}
 			st.reapplyAtSync = append(st.reapplyAtSync, r)

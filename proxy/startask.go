@@ -24,7 +24,8 @@ import (
 //
 // For those the query answers a mark, "!" and a word, which the login reads (marked):
 // "ok" taken, "priv" not the role's to set, "iso" and "rw" refused in the login's
-// transaction, "login TYPE" a login-only setting of that type the role may set.
+// transaction, "login TYPE..." a login-only setting of that type and limits the role may
+// set (loginTypeFields; its value read as PostgreSQL reads it: startvalue.go).
 
 // sql is the query the ask sends; grants says whether the server has GRANT SET ON
 // PARAMETER (PostgreSQL 15), which a role may hold for a superuser-backend setting.
@@ -50,7 +51,7 @@ func (a spellAsk) sql(grants bool) string {
 	}
 	return "SELECT CASE WHEN s.context IS NULL THEN " + spellExpr(a.key, a.value) +
 		" WHEN s.context = 'superuser-backend' AND NOT " + may + " THEN '!priv'" +
-		" ELSE '!login ' || s.vartype END FROM (SELECT) x LEFT JOIN pg_catalog.pg_show_all_settings() s" +
+		" ELSE '!login ' || " + loginTypeFields + " END FROM (SELECT) x LEFT JOIN pg_catalog.pg_show_all_settings() s" +
 		" ON pg_catalog.lower(s.name) = pg_catalog.lower(" + sqlscan.QuoteLiteral(a.key) + ")" +
 		" AND s.context IN ('backend', 'superuser-backend')"
 }
@@ -78,10 +79,9 @@ func (a spellAsk) marked(mark string) *pgerr.Error {
 		return pgerr.New(pgerr.ActiveSQLTransaction, "SET TRANSACTION ISOLATION LEVEL must be called before any query")
 	case "rw":
 		return pgerr.New(pgerr.ActiveSQLTransaction, "transaction read-write mode must be set before any query")
-	case "login bool":
-		if _, ok := pgBool(a.value); !ok {
-			return pgerr.New(pgerr.InvalidParameterValue, "parameter \"%s\" requires a Boolean value", a.key)
-		}
+	}
+	if typ, ok := strings.CutPrefix(mark, "login "); ok {
+		return loginValueRefusal(a.key, a.value, loginTypeOf(typ))
 	}
 	return nil
 }

@@ -177,6 +177,7 @@ func classifySet(p *parser, st *Statement) {
 	if local {
 		kind = KindSetLocal
 	}
+	zone := false // SET TIME ZONE, where LOCAL means DEFAULT
 	switch {
 	case p.is("transaction"):
 		p.next()
@@ -192,6 +193,7 @@ func classifySet(p *parser, st *Statement) {
 		p.next()
 		p.next()
 		st.Name = "timezone"
+		zone = true
 	case p.is("names"):
 		p.next()
 		st.Name = "client_encoding"
@@ -223,7 +225,8 @@ func classifySet(p *parser, st *Statement) {
 		kind = KindSetRole
 	}
 	st.Kind, st.Value = kind, p.rest()
-	if equalFoldASCII(st.Value, "default") || (st.Value == "" && st.Name == "client_encoding") {
+	if equalFoldASCII(st.Value, "default") || (st.Value == "" && st.Name == "client_encoding") ||
+		(zone && equalFoldASCII(st.Value, "local")) {
 		st.Value = "DEFAULT"
 	}
 }

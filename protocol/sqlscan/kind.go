@@ -87,8 +87,9 @@ type Statement struct {
 
 	// Value is raw text as written, from the first token after the keyword through the end
 	// of the statement: the SET value (`'UTC'`, `public, "My Schema"`; DEFAULT in any case
-	// becomes "DEFAULT"; SET NAMES with no value is "DEFAULT"), the SET TRANSACTION modes,
-	// the NOTIFY payload, the LOAD library literal, or "ALL" for CLOSE ALL.
+	// becomes "DEFAULT"; so do SET NAMES with no value and SET TIME ZONE LOCAL), the SET
+	// TRANSACTION modes, the NOTIFY payload, the LOAD library literal, or "ALL" for CLOSE
+	// ALL.
 	Value string
 
 	// Text is the statement itself: a slice of the input from its first token to its last,

@@ -11,6 +11,10 @@ type SetConfig struct {
 	// Local is 1 when is_local is the literal true, 0 when it is the literal false, and
 	// -1 when it is anything else (a parameter, an expression: unknown until run).
 	Local int8
+	// Null is the value argument when it is the literal NULL alone (a slice of the input:
+	// the token's text), which resets the setting, as SET ... TO DEFAULT does; "" when
+	// it is anything else.
+	Null string
 }
 
 // setConfigTracker spots set_config calls in a token stream and reads their first and
@@ -69,6 +73,10 @@ func (c *setConfigTracker) endArg() {
 	case 0:
 		if one && c.first.Kind == TokString {
 			c.cur.Name = strings.ToLower(strings.ReplaceAll(stringBody(c.first.Text), "''", "'"))
+		}
+	case 1:
+		if one && c.first.IsKeyword("null") {
+			c.cur.Null = c.first.Text
 		}
 	case 2:
 		if one {

@@ -81,3 +81,29 @@ func FuzzClassify(f *testing.F) {
 		require.Equal(t, full, fast, "%q", sql)
 	})
 }
+
+// TestSetTouchDefault: the statements that give a setting its reset value: SET and RESET
+// for the session, SET LOCAL ... TO DEFAULT for the transaction alone, and set_config
+// with a NULL value, a reset that may not run (Cond); SET TRANSACTION names nothing.
+func TestSetTouchDefault(t *testing.T) {
+	for _, tc := range []struct {
+		sql  string
+		want *SetTouch
+	}{
+		{"SET TimeZone TO DEFAULT", &SetTouch{Ops: []SetOp{{Name: "timezone", Reset: true}}}},
+		{"SET TIME ZONE LOCAL", &SetTouch{Ops: []SetOp{{Name: "timezone", Reset: true}}}},
+		{"SET LOCAL statement_timeout = default", &SetTouch{Ops: []SetOp{{Name: "statement_timeout", Reset: true, Local: true}}}},
+		{"SET LOCAL TIME ZONE LOCAL", &SetTouch{Ops: []SetOp{{Name: "timezone", Reset: true, Local: true}}}},
+		{"SET LOCAL statement_timeout = 5", nil},
+		{"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", nil},
+		{"SET LOCAL transaction_isolation TO DEFAULT", nil},
+		{"SELECT set_config('a.x', NULL, false)", &SetTouch{Ops: []SetOp{{Name: "a.x", Reset: true}}, Cond: true}},
+		{"SELECT set_config('a.x', NULL, true)", &SetTouch{Ops: []SetOp{{Name: "a.x", Reset: true, Local: true}}, Cond: true}},
+		{"SELECT set_config('a.x', 'NULL', false)", &SetTouch{Ops: []SetOp{{Name: "a.x"}}}},
+		{"SELECT set_config('a.x', NULL, $1)", &SetTouch{Ops: []SetOp{{Name: "a.x"}}}},
+	} {
+		v := ClassifyText(tc.sql, sqlscan.MaybeInteresting(tc.sql))
+		require.Equal(t, tc.want, v.Set, tc.sql)
+	}
+	require.Equal(t, PinRole, ClassifyText("SELECT set_config('role', NULL, false)", true).Pin)
+}

@@ -137,6 +137,10 @@ var untracked = map[string]bool{
 type SetOp struct {
 	Name  string // lower-case
 	Reset bool   // RESET, SET ... TO DEFAULT, RESET ALL or DISCARD ALL
+	// Local: a reset for the transaction alone (SET LOCAL ... TO DEFAULT), which leaves
+	// the session's value as it was once the transaction ends: nothing to read back, and
+	// the startup value is set again with SET LOCAL.
+	Local bool
 	Value string // for a hidden set_config at link time (syncSQL): the value it sets
 }
 
@@ -144,11 +148,22 @@ type SetOp struct {
 type SetTouch struct {
 	Ops []SetOp
 	All bool // RESET ALL or DISCARD ALL
+	// Cond: a reset may not have run, as a set_config(name, NULL, ...) in a query whose
+	// rows decide: behind an extended-protocol request, the startup value is set again
+	// only where it took effect (Settings.ReapplySQL), never by SETs. (In a simple Query
+	// the NULL itself becomes the startup value: ResetInPlace.)
+	Cond bool
 }
 
 // Add records the setting name (lower-cased; not one of those not carried between
 // servers) as set, or reset; a nil t is made.
-func (t *SetTouch) Add(name string, reset bool) *SetTouch {
+func (t *SetTouch) Add(name string, reset bool) *SetTouch { return t.add(name, reset, false) }
+
+// AddLocalReset records the setting name as reset for the transaction alone (SET LOCAL
+// name TO DEFAULT); a nil t is made.
+func (t *SetTouch) AddLocalReset(name string) *SetTouch { return t.add(name, true, true) }
+
+func (t *SetTouch) add(name string, reset, local bool) *SetTouch {
 	name = strings.ToLower(name)
 	if untracked[name] {
 		return t
@@ -156,7 +171,7 @@ func (t *SetTouch) Add(name string, reset bool) *SetTouch {
 	if t == nil {
 		t = &SetTouch{}
 	}
-	t.Ops = append(t.Ops, SetOp{Name: strings.Clone(name), Reset: reset})
+	t.Ops = append(t.Ops, SetOp{Name: strings.Clone(name), Reset: reset, Local: local})
 	return t
 }
 
@@ -165,12 +180,20 @@ var characteristics = [...]string{"default_transaction_isolation", "default_tran
 
 // SetTouchOf reads what one classified statement does to settings into t. A session
 // set_config whose name is not a literal pins (pgmux cannot tell what it sets), and one of
-// role or session_authorization pins like SET ROLE.
+// role or session_authorization pins like SET ROLE. set_config(name, NULL, ...) resets
+// the setting, as SET [LOCAL] name TO DEFAULT does.
 func SetTouchOf(t *SetTouch, st *sqlscan.Statement) (*SetTouch, Pin) {
 	var pin Pin
 	switch st.Kind {
 	case sqlscan.KindSet:
 		t = t.Add(st.Name, st.Value == "DEFAULT")
+	case sqlscan.KindSetLocal:
+		// PostgreSQL's DEFAULT is the session's reset value, the client's startup value
+		// where it gave one, which a shared server does not have (SET TRANSACTION has no
+		// name).
+		if st.Name != "" && st.Value == "DEFAULT" {
+			t = t.AddLocalReset(st.Name)
+		}
 	case sqlscan.KindReset:
 		t = t.Add(st.Name, true)
 	case sqlscan.KindSetCharacteristics:
@@ -188,6 +211,18 @@ func SetTouchOf(t *SetTouch, st *sqlscan.Statement) (*SetTouch, Pin) {
 	}
 	for _, sc := range st.SetConfigs {
 		switch {
+		case sc.Null != "" && sc.Name != "" && sc.Local != -1:
+			if sc.Local == 1 {
+				t = t.AddLocalReset(sc.Name)
+			} else {
+				t = t.Add(sc.Name, true)
+			}
+			if t != nil {
+				t.Cond = true
+			}
+			if sc.Local == 0 && (sc.Name == "role" || sc.Name == "session_authorization") {
+				pin |= PinRole
+			}
 		case sc.Local == 1:
 		case sc.Name == "":
 			pin |= PinSet

@@ -130,7 +130,8 @@ func (st *Settings) sinceRead(t *touched, name string) (set, reset bool, prev st
 }
 
 // Touch marks the settings a request names, resolving RESET ALL to every setting the
-// client has.
+// client has. A reset for the transaction alone (SetOp.Local) leaves the session's value:
+// nothing to read back.
 func (st *Settings) Touch(t *SetTouch) {
 	st.gen++
 	if t.All {
@@ -145,7 +146,9 @@ func (st *Settings) Touch(t *SetTouch) {
 		}
 	}
 	for _, op := range t.Ops {
-		st.mark(op.Name, op.Reset)
+		if !op.Local {
+			st.mark(op.Name, op.Reset)
+		}
 	}
 }
 
@@ -186,7 +189,8 @@ func (st *Settings) MarkReported(name string) {
 }
 
 // Resets lists the startup settings a request resets, for the hidden query that sets
-// the startup value again.
+// the startup value again: for the transaction alone (Local) where every reset of it in
+// the request is a SET LOCAL ... TO DEFAULT.
 func (st *Settings) Resets(t *SetTouch) []SetOp {
 	var out []SetOp
 	for _, p := range st.Start {
@@ -196,11 +200,14 @@ func (st *Settings) Resets(t *SetTouch) []SetOp {
 			}
 			continue
 		}
+		reset, local := false, true
 		for _, op := range t.Ops {
 			if op.Reset && op.Name == p.Name {
-				out = append(out, SetOp{Name: p.Name})
-				break
+				reset, local = true, local && op.Local
 			}
+		}
+		if reset {
+			out = append(out, SetOp{Name: p.Name, Local: local})
 		}
 	}
 	return out
@@ -213,8 +220,16 @@ var noResetAll = map[string]bool{"transaction_isolation": true, "transaction_rea
 	"transaction_deferrable": true, "role": true, "session_authorization": true}
 
 // SetConfigSQL is the query that sets name to value for the session.
-func SetConfigSQL(name, value string) string {
-	return "SELECT pg_catalog.set_config(" + sqlscan.QuoteLiteral(name) + ", " + sqlscan.QuoteLiteral(value) + ", false)"
+func SetConfigSQL(name, value string) string { return setConfigSQL(name, value, false) }
+
+// setConfigSQL is the query that sets name to value for the session, or for the
+// transaction alone (local).
+func setConfigSQL(name, value string, local bool) string {
+	l := ", false)"
+	if local {
+		l = ", true)"
+	}
+	return "SELECT pg_catalog.set_config(" + sqlscan.QuoteLiteral(name) + ", " + sqlscan.QuoteLiteral(value) + l
 }
 
 // ReapplySETs sets the startup values of ops again by SETs, which take no snapshot, for
@@ -227,18 +242,24 @@ func (st *Settings) ReapplySETs(ops []SetOp) string {
 // ReapplySQL sets startup values again where the reset took effect: where the value is no
 // longer one set in the session (when the reset rolled back, it still is). It reads
 // pg_settings, which costs about a millisecond of server time, only after a reset of a
-// startup value. Custom settings are not in pg_settings: they are set again always.
+// startup value. Custom settings are not in pg_settings: they are set again always. A
+// reset for the transaction alone (SetOp.Local) gets the value for the transaction
+// alone: where that has ended, the set lasts no longer than the query's own.
 func (st *Settings) ReapplySQL(ops []SetOp) string {
 	var b strings.Builder
-	b.WriteString("SELECT pg_catalog.set_config(v.n, v.b, false) FROM (VALUES ")
+	b.WriteString("SELECT pg_catalog.set_config(v.n, v.b, v.l) FROM (VALUES ")
 	for i, op := range ops {
 		if i > 0 {
 			b.WriteString(", ")
 		}
 		start, _ := st.Start.Get(op.Name)
-		b.WriteString("(" + sqlscan.QuoteLiteral(op.Name) + ", " + sqlscan.QuoteLiteral(start) + ")")
+		l := ", false)"
+		if op.Local {
+			l = ", true)"
+		}
+		b.WriteString("(" + sqlscan.QuoteLiteral(op.Name) + ", " + sqlscan.QuoteLiteral(start) + l)
 	}
-	b.WriteString(") v(n, b) WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_settings s" +
+	b.WriteString(") v(n, b, l) WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_settings s" +
 		" WHERE pg_catalog.lower(s.name) = v.n AND s.source = 'session')")
 	return b.String()
 }
@@ -443,10 +464,11 @@ func (st *Settings) Refused(name string) {
 type PosShift struct{ At, Delta int }
 
 // ResetInPlace returns the Query q with the startup values set again right behind every
-// statement that resets them (RESET, RESET ALL, SET ... TO DEFAULT), as a whole Query
+// statement that resets them (RESET, RESET ALL, SET [LOCAL] ... TO DEFAULT), and given
+// to set_config(name, NULL, ...) in place of its NULL (nullStart), as a whole Query
 // message; the CommandCompletes to hide (bit i: the Query's i-th, counted with the added
-// re-sets); the shifts of error positions; and whether no reset can hide in a DO block
-// of the client's (all: nothing is left for a hidden query after the request). m is nil
+// re-sets); the shifts of error positions; and whether no reset can hide in a DO block of
+// the client's (all: nothing is left for a hidden query after the request). m is nil
 // when there is no such statement, or the Query is one not rewritten (more than 32
 // statements, PREPARE, EXECUTE, DEALLOCATE, DISCARD ALL: left to the hidden query).
 // inTx: the Query starts inside a transaction block (reapplyIn).
@@ -466,8 +488,27 @@ func ResetInPlace(st *Settings, q string, inTx bool) (m []byte, hide uint64, shi
 	}
 	var b strings.Builder
 	last, added, shifted := 0, 0, 0 // bytes of q copied, re-sets added, runes added
+	edits := 0                      // set_config NULLs given the startup value
 	block := inTx
 	for i, stmt := range sts {
+		for _, sc := range stmt.SetConfigs {
+			lit, ok := st.nullStart(sc, stmt.Do != nil)
+			if !ok {
+				continue
+			}
+			off := offsetIn(q, sc.Null)
+			if off < last || off+len(sc.Null) > len(q) {
+				return nil, 0, nil, false
+			}
+			b.WriteString(q[last:off])
+			b.WriteString(lit)
+			last = off + len(sc.Null)
+			// Positions past the literal move back by what it has more than NULL.
+			n := utf8.RuneCountInString(lit)
+			shifted += n - len(sc.Null)
+			shifts = append(shifts, PosShift{At: utf8.RuneCountInString(q[:last]) + shifted, Delta: n - len(sc.Null)})
+			edits++
+		}
 		var t SetTouch
 		switch {
 		case stmt.Kind == sqlscan.KindBegin:
@@ -482,6 +523,13 @@ func ResetInPlace(st *Settings, q string, inTx bool) (m []byte, hide uint64, shi
 			t.All = true
 		case stmt.Kind == sqlscan.KindSet && stmt.Value == "DEFAULT":
 			t.Ops = []SetOp{{Name: strings.ToLower(stmt.Name), Reset: true}}
+		case stmt.Kind == sqlscan.KindSetLocal && stmt.Name != "" && stmt.Value == "DEFAULT":
+			if !block && len(sts) == 1 {
+				// Outside a transaction block, explicit or implicit (a Query of several
+				// statements), PostgreSQL warns and sets nothing: so would a re-set.
+				continue
+			}
+			t.Ops = []SetOp{{Name: strings.ToLower(stmt.Name), Reset: true, Local: true}}
 		default:
 			continue
 		}
@@ -489,9 +537,9 @@ func ResetInPlace(st *Settings, q string, inTx bool) (m []byte, hide uint64, shi
 		if len(ops) == 0 {
 			continue
 		}
-		off := int(uintptr(unsafe.Pointer(unsafe.StringData(stmt.Text))) - uintptr(unsafe.Pointer(unsafe.StringData(q))))
+		off := offsetIn(q, stmt.Text)
 		end := off + len(stmt.Text)
-		if off < 0 || end > len(q) {
+		if off < 0 || end > len(q) || end < last {
 			return nil, 0, nil, false
 		}
 		b.WriteString(q[last:end])
@@ -512,11 +560,33 @@ func ResetInPlace(st *Settings, q string, inTx bool) (m []byte, hide uint64, shi
 			added++
 		}
 	}
-	if added == 0 {
+	if added == 0 && edits == 0 {
 		return nil, 0, nil, false
 	}
 	b.WriteString(q[last:])
 	return wire.Query(nil, b.String()), hide, shifts, all
+}
+
+// offsetIn is the byte offset in q of part, a slice of q.
+func offsetIn(q, part string) int {
+	return int(uintptr(unsafe.Pointer(unsafe.StringData(part))) - uintptr(unsafe.Pointer(unsafe.StringData(q))))
+}
+
+// nullStart is the literal that gives a set_config(name, NULL, ...) of a startup value
+// what PostgreSQL's gives, the reset value, which is the startup value: as SET TO DEFAULT
+// does, it resets for the session or for the transaction alone, and then returns the
+// value. ok is false for a call ResetInPlace leaves as it is: not of a startup value, a
+// name or scope not known before it runs, a setting not carried, or a call in a DO
+// block's body (inDo).
+func (st *Settings) nullStart(sc sqlscan.SetConfig, inDo bool) (lit string, ok bool) {
+	if sc.Null == "" || sc.Name == "" || sc.Local == -1 || inDo || untracked[sc.Name] {
+		return "", false
+	}
+	start, ok := st.Start.Get(sc.Name)
+	if !ok {
+		return "", false
+	}
+	return sqlscan.QuoteLiteral(start), true
 }
 
 // reapplyIn sets the startup values of ops again after a reset, one statement each
@@ -538,7 +608,7 @@ func (st *Settings) reapplyIn(ops []SetOp, all, block bool) []string {
 	out := make([]string, 0, len(ops))
 	for _, op := range ops {
 		start, _ := st.Start.Get(op.Name)
-		sql, ok := setStart(op.Name, start)
+		sql, ok := setStart(op.Name, start, op.Local)
 		if !ok {
 			return []string{st.ReapplyDO(ops)}
 		}
@@ -547,16 +617,20 @@ func (st *Settings) reapplyIn(ops []SetOp, all, block bool) []string {
 	return out
 }
 
-// setStart is the SET that gives name the startup value start, and whether there is
-// one. SET quotes each string of a list setting (GUC_LIST_QUOTE) as one item, where
+// setStart is the SET (SET LOCAL: local) that gives name the startup value start, and
+// whether there is one. SET quotes each string of a list setting (GUC_LIST_QUOTE) as one item, where
 // set_config and the startup packet split the text: "SET search_path TO 'a, b'" is one
 // schema. So a list is written item by item, as PostgreSQL reads it (splitList). An
 // empty list is written as one empty name, '""', which names no schema and no
 // tablespace: the same list to PostgreSQL (a search path of none, the database's
 // default tablespace), in other text.
-func setStart(name, start string) (string, bool) {
+func setStart(name, start string, local bool) (string, bool) {
+	set := "SET "
+	if local {
+		set = "SET LOCAL "
+	}
 	if !listQuoted[name] {
-		return "SET " + sqlscan.QuoteIdent(name) + " TO " + sqlscan.QuoteLiteral(start), true
+		return set + sqlscan.QuoteIdent(name) + " TO " + sqlscan.QuoteLiteral(start), true
 	}
 	items, ok := setItems(name, start)
 	if !ok {
@@ -568,7 +642,7 @@ func setStart(name, start string) (string, bool) {
 	for i, it := range items {
 		items[i] = sqlscan.QuoteLiteral(it)
 	}
-	return "SET " + sqlscan.QuoteIdent(name) + " TO " + strings.Join(items, ", "), true
+	return set + sqlscan.QuoteIdent(name) + " TO " + strings.Join(items, ", "), true
 }
 
 // setItems are the items setStart writes a list setting's startup value as, and whether
@@ -690,14 +764,15 @@ func splitList(s string) (items []string, ok bool) {
 	}
 }
 
-// ReapplyDO is a DO block that sets the startup values of ops again, each on its own:
-// one the server will not set leaves the others.
+// ReapplyDO is a DO block that sets the startup values of ops again, each on its own (for
+// the transaction alone where the reset was: SetOp.Local): one the server will not set
+// leaves the others.
 func (st *Settings) ReapplyDO(ops []SetOp) string {
 	var b strings.Builder
 	b.WriteString("DO " + InPlaceTag + "BEGIN")
 	for _, op := range ops {
 		start, _ := st.Start.Get(op.Name)
-		b.WriteString(" BEGIN PERFORM " + SetConfigSQL(op.Name, start)[len("SELECT "):] +
+		b.WriteString(" BEGIN PERFORM " + setConfigSQL(op.Name, start, op.Local)[len("SELECT "):] +
 			"; EXCEPTION WHEN OTHERS THEN NULL; END;")
 	}
 	b.WriteString(" END" + InPlaceTag)

@@ -74,7 +74,7 @@ func TestSettingsState(t *testing.T) {
 	require.Equal(t, "ISO, MDY", v)
 	reset := &SetTouch{Ops: []SetOp{{Name: "datestyle", Reset: true}}}
 	require.Equal(t, []SetOp{{Name: "datestyle"}}, st.Resets(reset))
-	require.Contains(t, st.ReapplySQL(st.Resets(reset)), "(E'datestyle', E'Postgres,MDY')")
+	require.Contains(t, st.ReapplySQL(st.Resets(reset)), "(E'datestyle', E'Postgres,MDY', false)")
 	st.Touch(reset)
 	read(st, known, 'I', val("datestyle", "Postgres, MDY"))
 	v, _ = st.Effective("datestyle")
@@ -293,11 +293,13 @@ func TestResetInPlace(t *testing.T) {
 		}
 		return st.ReapplyDO(ops)
 	}
+	setLocal := func(name string) string { return strings.Replace(set(name), "SET ", "SET LOCAL ", 1) }
 	for _, c := range []struct {
 		name, q, want string
 		hide          uint64
 		inTx          bool
-		resets        int // the re-sets added, one shift each; default: one per hidden bit
+		resets        int  // the re-sets added, one shift each; default: one per hidden bit
+		notAll        bool // a reset is left to the hidden query after the request
 	}{
 		{name: "reset then show", q: "RESET DateStyle; SHOW DateStyle", want: "RESET DateStyle; " + set("datestyle") + "; SHOW DateStyle", hide: 1 << 1},
 		{name: "last statement", q: "SELECT 1; RESET DateStyle", want: "SELECT 1; RESET DateStyle; " + set("datestyle"), hide: 1 << 2},
@@ -320,15 +322,39 @@ func TestResetInPlace(t *testing.T) {
 		{name: "one statement", q: "RESET DateStyle;", want: "RESET DateStyle; " + set("datestyle") + ";", hide: 1 << 1},
 		{name: "in a DO block: not seen", q: "DO $$BEGIN RESET DateStyle; END$$"},
 		{name: "DISCARD ALL: left to the query after", q: "DISCARD ALL"},
+		{name: "SET LOCAL TO DEFAULT in a transaction block", q: "BEGIN; SET LOCAL TimeZone TO DEFAULT; SHOW TimeZone; COMMIT",
+			want: "BEGIN; SET LOCAL TimeZone TO DEFAULT; " + setLocal("timezone") + "; SHOW TimeZone; COMMIT", hide: 1 << 2},
+		{name: "SET LOCAL = DEFAULT, the transaction open before", q: "SET LOCAL datestyle = default", inTx: true,
+			want: "SET LOCAL datestyle = default; " + setLocal("datestyle"), hide: 1 << 1},
+		{name: "SET LOCAL TIME ZONE LOCAL in an implicit block", q: "SET LOCAL TIME ZONE LOCAL; SHOW TimeZone",
+			want: "SET LOCAL TIME ZONE LOCAL; " + setLocal("timezone") + "; SHOW TimeZone", hide: 1 << 1},
+		{name: "SET LOCAL of a list in an implicit block", q: "SET LOCAL search_path TO DEFAULT; SHOW search_path",
+			want: "SET LOCAL search_path TO DEFAULT; " + st.ReapplyDO([]SetOp{{Name: "search_path", Local: true}}) + "; SHOW search_path",
+			hide: 1 << 1},
+		{name: "SET LOCAL of a list in a transaction block", q: "SET LOCAL search_path TO DEFAULT", inTx: true,
+			want: "SET LOCAL search_path TO DEFAULT; " + strings.Replace(setPath, "SET ", "SET LOCAL ", 1), hide: 1 << 1},
+		{name: "SET LOCAL alone outside a transaction block: sets nothing", q: "SET LOCAL TimeZone TO DEFAULT"},
+		{name: "SET LOCAL of a value", q: "BEGIN; SET LOCAL TimeZone TO 'UTC'; SHOW TimeZone"},
+		{name: "set_config NULL: the startup value in its place", q: "RESET DateStyle; SELECT set_config('TimeZone', NULL, false)",
+			want: "RESET DateStyle; " + set("datestyle") + "; SELECT set_config('TimeZone', E'Asia/Tokyo', false)",
+			hide: 1 << 1, resets: 2},
+		{name: "set_config NULL alone, local", q: "SELECT 1, pg_catalog.set_config('timezone', null, true)",
+			want: "SELECT 1, pg_catalog.set_config('timezone', E'Asia/Tokyo', true)", resets: 1},
+		{name: "set_config NULL of another setting", q: "SELECT set_config('work_mem', NULL, false)"},
+		{name: "set_config NULL of an unknown scope", q: "SELECT set_config('timezone', NULL, $1)"},
+		{name: "set_config NULL in a DO block", q: "RESET DateStyle; DO $$BEGIN PERFORM set_config('timezone', NULL, false); END$$",
+			want: "RESET DateStyle; " + set("datestyle") + "; DO $$BEGIN PERFORM set_config('timezone', NULL, false); END$$",
+			hide: 1 << 1, notAll: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			m, hide, shifts, _ := ResetInPlace(st, c.q, c.inTx)
+			m, hide, shifts, all := ResetInPlace(st, c.q, c.inTx)
 			if c.want == "" {
 				require.Nil(t, m)
 				return
 			}
 			require.Equal(t, string(wire.Query(nil, c.want)), string(m))
 			require.Equal(t, c.hide, hide)
+			require.Equal(t, !c.notAll, all, "all")
 			if c.resets == 0 {
 				c.resets = bits.OnesCount64(c.hide)
 			}
@@ -337,6 +363,9 @@ func TestResetInPlace(t *testing.T) {
 			// server's text (characters; these queries are ASCII).
 			sent := string(m[wire.HeaderLen : len(m)-1])
 			for _, sh := range shifts {
+				if lit := "E'Asia/Tokyo'"; strings.HasSuffix(sent[:sh.At], lit) && sh.Delta == len(lit)-len("NULL") {
+					continue // a NULL given the startup value
+				}
 				added := sent[sh.At : sh.At+sh.Delta]
 				do := strings.HasPrefix(added, "; DO "+InPlaceTag) && strings.HasSuffix(added, InPlaceTag)
 				require.True(t, do || strings.HasPrefix(added, "; SET "), added)
@@ -363,7 +392,7 @@ func TestSetStart(t *testing.T) {
 		{"search_path", strings.Repeat("x", 64), ""}, // truncated by the server
 		{"session_preload_libraries", "auto_explain", ""},
 	} {
-		got, ok := setStart(c.name, c.start)
+		got, ok := setStart(c.name, c.start, false)
 		require.Equal(t, c.want != "", ok, "%s = %q", c.name, c.start)
 		require.Equal(t, c.want, got, "%s = %q", c.name, c.start)
 	}

@@ -35,6 +35,25 @@ func exchange(t testing.TB, conn *pgx.Conn, sql string, reported map[string]stri
 	return answers(t, fe, 1, reported)
 }
 
+// sameAnswers sends each request of seq, then SELECT 1, to direct and to viaMux
+// (exchange) and requires the same answers; whenever the one server is free, other runs
+// disturb on it first, so that each request of viaMux's gets its settings replayed.
+func sameAnswers(t testing.TB, direct, viaMux, other *pgx.Conn, disturb string, seq []string,
+	directReported, muxReported map[string]string) {
+	t.Helper()
+	idle := true
+	for i, sql := range append(seq, "SELECT 1") {
+		if idle { // the one server is free: the other client changes its settings
+			_, err := other.Exec(ctxT(t), disturb)
+			require.NoError(t, err)
+		}
+		want := exchange(t, direct, sql, directReported)
+		got := exchange(t, viaMux, sql, muxReported)
+		require.Equal(t, want, got, "%q step %d: %q", seq, i, sql)
+		idle = got[len(got)-1] == "Z I"
+	}
+}
+
 // TestRefusedSetAfterResetAsPostgres: a client that gave settings at startup (options
 // and startup parameters) resets them and then sets one to a value the server refuses,
 // in and out of a transaction block, by simple Query and the extended protocol, while
@@ -77,17 +96,8 @@ func TestRefusedSetAfterResetAsPostgres(t *testing.T) {
 		{"SET statement_timeout = '1min'", "BEGIN", "RESET statement_timeout", "SAVEPOINT a",
 			"SET statement_timeout = 'abc'", "ROLLBACK TO a", check, "COMMIT", check},
 	} {
-		idle := true
-		for i, sql := range append(seq, "SELECT 1") {
-			if idle { // the one server is free: the other client changes its settings
-				_, err := other.Exec(ctxT(t), "SET DateStyle = 'SQL, DMY'; SET search_path = pg_catalog; SET TimeZone = 'UTC'")
-				require.NoError(t, err)
-			}
-			want := exchange(t, direct, sql, directReported)
-			got := exchange(t, viaMux, sql, muxReported)
-			require.Equal(t, want, got, "%q step %d: %q", seq, i, sql)
-			idle = got[len(got)-1] == "Z I"
-		}
+		sameAnswers(t, direct, viaMux, other, "SET DateStyle = 'SQL, DMY'; SET search_path = pg_catalog; SET TimeZone = 'UTC'",
+			seq, directReported, muxReported)
 		// A ParameterStatus after an extended-protocol reset comes after its
 		// ReadyForQuery (the startup value is set again behind the Sync), by the end of
 		// the client's next request.

@@ -33,6 +33,14 @@ func TestLoginOnlyStartupAsPostgres(t *testing.T) {
 		{"options": "-c ignore_system_indexes=2"},
 		{"post_auth_delay": "0"},
 	}
+	sameLogins(t, m, db, cases, []map[string]string{{"ignore_system_indexes": "TRU"}, {"post_auth_delay": "0"}})
+}
+
+// sameLogins logs in at db with each of cases directly and through pgmux, and requires
+// the same outcome; then, while the pool's one server is held, logs in through pgmux
+// with each of kept, values taken before, which must ask no server.
+func sameLogins(t *testing.T, m *mux, db string, cases, kept []map[string]string) {
+	t.Helper()
 	for _, params := range cases {
 		t.Run(fmt.Sprint(params), func(t *testing.T) {
 			want := loginOutcome(t, withParams(t, m.pg.URL(pgtest.AppUser, pgtest.AppPassword, db), params))
@@ -42,7 +50,7 @@ func TestLoginOnlyStartupAsPostgres(t *testing.T) {
 	}
 
 	holdServer(t, m, db)
-	for _, params := range []map[string]string{{"ignore_system_indexes": "TRU"}, {"post_auth_delay": "0"}} {
+	for _, params := range kept {
 		muxtest.Connect(t, withParams(t, m.url(db), params), pgx.QueryExecModeSimpleProtocol, 3*time.Second)
 	}
 }
@@ -92,4 +100,34 @@ func TestStartupTransactionAsPostgres(t *testing.T) {
 	leaver = muxtest.Connect(t, withParams(t, m.url(other), map[string]string{"default_transaction_isolation": "serializable"}),
 		pgx.QueryExecModeSimpleProtocol, opTimeout)
 	t.Run("database default", func(t *testing.T) { run(t, other) })
+}
+
+// TestLoginOnlyValueAsPostgres: a startup value of an integer setting only a login may
+// set (post_auth_delay, in seconds, 0 .. 2147) that PostgreSQL does not read as one, or
+// that is out of its range, refuses the login through pgmux as on a direct connection
+// (22023, PostgreSQL's message and hint); pgmux took every such login. A value it
+// takes, with or without a unit, logs in on both, and a later login with it asks no
+// server: it logs in while the pool's one server is held.
+func TestLoginOnlyValueAsPostgres(t *testing.T) {
+	m := startMux(t, setup{poolSize: 1, waitTimeout: 5})
+	db := m.pg.NewDatabase(t, "loginonlyint")
+	cases := []map[string]string{
+		{"post_auth_delay": "x"},
+		{"POST_AUTH_DELAY": "x"},
+		{"options": "-c post_auth_delay=x"},
+		{"post_auth_delay": "2148"},
+		{"options": "-c post_auth_delay=1h"},
+		{"post_auth_delay": "-1"},
+		{"post_auth_delay": "99999999999"},
+		{"post_auth_delay": "08"},
+		{"post_auth_delay": "5 S"},
+		{"post_auth_delay": "1kB"},
+		{"post_auth_delay": "inf"},
+		{"post_auth_delay": "1.5e"},
+		{"post_auth_delay": "1s"},
+		{"post_auth_delay": "1"},
+		{"options": `-c post_auth_delay=400\ ms`},
+		{"post_auth_delay": "0x0"},
+	}
+	sameLogins(t, m, db, cases, []map[string]string{{"post_auth_delay": "1s"}, {"options": `-c post_auth_delay=400\ ms`}})
 }
