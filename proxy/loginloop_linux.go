@@ -410,6 +410,11 @@ type loginConn struct {
 	// on. mu orders its making against the descriptor's close, shutdown and hand-on.
 	rt atomic.Pointer[backing]
 	mu sync.Mutex
+	// rdl, wdl: the read and write deadlines set while the socket is bare (under mu). A
+	// bare read or write does not wait; one that must (backed) waits under them, as it
+	// would have on a net.Conn they were set on (tell's bound for a client that does not
+	// read).
+	rdl, wdl time.Time
 }
 
 // backing is the net.Conn a bare client's socket moved to, and its RawConn.
@@ -446,6 +451,12 @@ func (c *loginConn) backed(wait bool) (*backing, error) {
 	if err != nil {
 		_ = nc.Close()
 		return nil, err
+	}
+	if !c.rdl.IsZero() {
+		_ = nc.SetReadDeadline(c.rdl)
+	}
+	if !c.wdl.IsZero() {
+		_ = nc.SetWriteDeadline(c.wdl)
 	}
 	b := &backing{conn: nc, raw: raw}
 	c.rt.Store(b)
@@ -626,25 +637,35 @@ func (c *loginConn) RemoteAddr() net.Addr {
 }
 
 // SetDeadline and the others: the login's deadline is the loop's to keep, and a bare
-// client's reads and writes on the loop do not wait; once backed (backed), its net.Conn's.
+// client's reads and writes on the loop do not wait; once backed (backed), its net.Conn's,
+// which gets those set before (rdl, wdl).
 func (c *loginConn) SetDeadline(t time.Time) error {
-	if rt, _ := c.backed(false); rt != nil {
-		return rt.conn.SetDeadline(t)
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
 	}
-	return nil
+	return c.SetWriteDeadline(t)
 }
 
 func (c *loginConn) SetReadDeadline(t time.Time) error {
-	if rt, _ := c.backed(false); rt != nil {
-		return rt.conn.SetReadDeadline(t)
-	}
-	return nil
+	return c.setDeadline(&c.rdl, t, net.Conn.SetReadDeadline)
 }
 
 func (c *loginConn) SetWriteDeadline(t time.Time) error {
-	if rt, _ := c.backed(false); rt != nil {
-		return rt.conn.SetWriteDeadline(t)
+	return c.setDeadline(&c.wdl, t, net.Conn.SetWriteDeadline)
+}
+
+// setDeadline sets a deadline on the net.Conn the socket moved to, or keeps it in d (rdl
+// or wdl) for the one backed makes.
+func (c *loginConn) setDeadline(d *time.Time, t time.Time, set func(net.Conn, time.Time) error) error {
+	if rt := c.rt.Load(); rt != nil {
+		return set(rt.conn, t)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rt := c.rt.Load(); rt != nil {
+		return set(rt.conn, t)
+	}
+	*d = t
 	return nil
 }
 

@@ -1,0 +1,76 @@
+//go:build linux
+
+package proxy
+
+import (
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/pgmux/pgmux/protocol/pgerr"
+	"github.com/pgmux/pgmux/proxy/metrics"
+)
+
+// bareSession is a logged-in client served from its bare socket (loginConn), as a client
+// loop serves one: a non-blocking socket pair, pgmux's end in the loginConn, the client's
+// end returned (nobody reads it unless the test does).
+func bareSession(t *testing.T) (*Session, *loginConn, *os.File) {
+	t.Helper()
+	pair, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	peer := os.NewFile(uintptr(pair[1]), "client")
+	srv := &Server{log: zap.NewNop()}
+	srv.metrics = metrics.New(metricsView{srv}) // a FATAL told is counted
+	c := &loginConn{loggedIn: true}
+	c.fd.Store(int32(pair[0]))
+	s := newSession(srv, c, 1)
+	c.s = s
+	t.Cleanup(func() { s.closeLoginFD() })
+	t.Cleanup(func() { _ = peer.Close() }) // first: a write still waiting fails (EPIPE)
+	return s, c, peer
+}
+
+// fillSocket writes to fd until its socket takes no more: a client that stopped reading.
+func fillSocket(t *testing.T, fd int) {
+	t.Helper()
+	b := make([]byte, 64<<10)
+	for {
+		_, err := syscall.Write(fd, b)
+		if err == syscall.EAGAIN {
+			return
+		}
+		require.NoError(t, err)
+	}
+}
+
+// TestKillTellsBareClientWithinItsWait: a client served from its bare socket whose writer
+// holds bytes its full socket did not take (the loop's TryFlush left them, relayBatch)
+// is told its FATAL by killAll within killTellWait, as one with a net.Conn is: tell's
+// write deadline holds for the net.Conn the socket moves to when the write must wait
+// (loginConn.backed). It was dropped: set on the bare socket it did nothing, and the
+// teller waited for the client to read, holding s.wmu and s.ncMu, and killAll with it.
+func TestKillTellsBareClientWithinItsWait(t *testing.T) {
+	s, c, _ := bareSession(t)
+	fillSocket(t, int(c.descriptor()))
+	require.NoError(t, s.wr.Write(make([]byte, 4<<10))) // what TryFlush left
+	require.Greater(t, s.wr.Buffered(), 0)
+	done := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		killAll([]*Session{s}, func(*Session) *pgerr.Error {
+			return pgerr.Fatal(pgerr.AdminShutdown, "database app was killed by an administrator (KILL)")
+		})
+		done <- time.Since(start)
+	}()
+	select {
+	case took := <-done:
+		t.Logf("killAll took %v", took)
+	case <-time.After(5 * time.Second):
+		// (Closing the socket pair at cleanup ends the teller's write.)
+		t.Fatal("killAll still waits for a bare client that does not read after 5 s (killTellWait is 50 ms)")
+	}
+}
