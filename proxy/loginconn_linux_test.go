@@ -74,3 +74,40 @@ func TestKillTellsBareClientWithinItsWait(t *testing.T) {
 		t.Fatal("killAll still waits for a bare client that does not read after 5 s (killTellWait is 50 ms)")
 	}
 }
+
+// TestBareSocketCloseWaitsForItsUse: a read or write made through a bare client's
+// RawConn holds its descriptor, as an *os.File's does (the contract wire.Reader.ReadNow
+// and the Writer rely on): closeFD, the session's end, does not close(2) the number under
+// it. A client served from its bare socket is written to by goroutines other than its
+// owner (a server read by another loop, relayBatch; a Pump goroutine), while its owner
+// may end it; a number closed under such a write is the next socket's, and the write
+// lands there.
+func TestBareSocketCloseWaitsForItsUse(t *testing.T) {
+	_, c, _ := bareSession(t)
+	var before syscall.Stat_t
+	require.NoError(t, syscall.Fstat(int(c.descriptor()), &before))
+	in, closed := make(chan struct{}), make(chan struct{})
+	var after syscall.Stat_t
+	var afterErr error
+	used := make(chan struct{})
+	go func() {
+		defer close(used)
+		_ = c.raw.Control(func(fd uintptr) {
+			close(in)
+			select { // closeFD returns meanwhile only if it did not wait for this use
+			case <-closed:
+			case <-time.After(200 * time.Millisecond):
+			}
+			afterErr = syscall.Fstat(int(fd), &after)
+		})
+	}()
+	<-in
+	go func() {
+		c.closeFD()
+		close(closed)
+	}()
+	<-used
+	<-closed
+	require.NoError(t, afterErr, "the descriptor was closed while a write held it")
+	require.Equal(t, before.Ino, after.Ino, "the descriptor is another socket's")
+}

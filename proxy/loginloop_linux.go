@@ -407,9 +407,13 @@ type loginConn struct {
 	raw    loginRaw
 	// rt: the net.Conn the socket was handed to when a read or write outside the login
 	// had to wait for it (backing); every use of the connection goes through it from then
-	// on. mu orders its making against the descriptor's close, shutdown and hand-on.
+	// on. mu orders its making against the descriptor's close, shutdown and hand-on, and
+	// each read or write of the bare descriptor holds it shared, as an *os.File's holds
+	// its descriptor: goroutines other than the owner write to a served client (a server
+	// read by another loop, relayBatch; a Pump), and the owner's close (closeFD) must not
+	// give the number to the next socket under such a write.
 	rt atomic.Pointer[backing]
-	mu sync.Mutex
+	mu sync.RWMutex
 	// rdl, wdl: the read and write deadlines set while the socket is bare (under mu). A
 	// bare read or write does not wait; one that must (backed) waits under them, as it
 	// would have on a net.Conn they were set on (tell's bound for a client that does not
@@ -473,11 +477,14 @@ func (c *loginConn) Read(b []byte) (int, error) {
 		if rt, _ := c.backed(false); rt != nil {
 			return rt.conn.Read(b)
 		}
+		c.mu.RLock()
 		fd := c.fd.Load()
 		if fd < 0 {
+			c.mu.RUnlock()
 			return 0, net.ErrClosed
 		}
 		n, err := syscall.Read(int(fd), b)
+		c.mu.RUnlock()
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -509,6 +516,8 @@ func (c *loginConn) Write(b []byte) (int, error) {
 		return rt.conn.Write(b)
 	}
 	done := 0
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	fd := int(c.fd.Load())
 	for done < len(b) && fd >= 0 {
 		n, err := syscall.Write(fd, b[done:])
@@ -684,6 +693,7 @@ type loginRaw struct{ c *loginConn }
 
 // open is the descriptor while the connection has one: a closed one (-1) fails as a
 // closed net.Conn does, never reaching a system call (which would fail with EBADF).
+// r.c.mu is held shared until the descriptor's use is over.
 func (r *loginRaw) open() (uintptr, error) {
 	fd := r.c.fd.Load()
 	if fd < 0 {
@@ -696,6 +706,8 @@ func (r *loginRaw) Control(f func(fd uintptr)) error {
 	if rt, _ := r.c.backed(false); rt != nil {
 		return rt.raw.Control(f)
 	}
+	r.c.mu.RLock()
+	defer r.c.mu.RUnlock()
 	fd, err := r.open()
 	if err != nil {
 		return err
@@ -729,6 +741,8 @@ func (r *loginRaw) Read(f func(fd uintptr) bool) error {
 
 // attempt runs f with the descriptor; done: f made its read or write.
 func (r *loginRaw) attempt(f func(fd uintptr) bool) (fd uintptr, done bool, err error) {
+	r.c.mu.RLock()
+	defer r.c.mu.RUnlock()
 	if fd, err = r.open(); err == nil {
 		done = f(fd)
 	}
