@@ -111,3 +111,40 @@ func TestBareSocketCloseWaitsForItsUse(t *testing.T) {
 	require.NoError(t, afterErr, "the descriptor was closed while a write held it")
 	require.Equal(t, before.Ino, after.Ino, "the descriptor is another socket's")
 }
+
+// TestBareSocketUseFollowsItsMove: a read of a bare client's socket made while another
+// goroutine moves the socket to its net.Conn (backed: a Pump's or another loop's write
+// that found the socket full) goes through the net.Conn, not fails as on a closed socket
+// (the loop would end the client: endOnLoop).
+func TestBareSocketUseFollowsItsMove(t *testing.T) {
+	const trials = 500
+	failed := 0
+	for range trials {
+		_, c, _ := bareSession(t)
+		start, stop := make(chan struct{}), make(chan struct{})
+		errs := make(chan error, 1)
+		go func() {
+			var err error
+			close(start)
+			for err == nil {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				err = c.raw.Control(func(uintptr) {})
+			}
+			errs <- err
+		}()
+		<-start
+		_, err := c.backed(true)
+		require.NoError(t, err)
+		close(stop)
+		if err := <-errs; err != nil {
+			failed++
+		}
+		c.closeFD()
+	}
+	require.Zero(t, failed, "reads failed while the socket moved to its net.Conn, of %d", trials)
+}

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -481,6 +482,9 @@ func (c *loginConn) Read(b []byte) (int, error) {
 		fd := c.fd.Load()
 		if fd < 0 {
 			c.mu.RUnlock()
+			if c.rt.Load() != nil {
+				continue // moved to its net.Conn meanwhile (backed)
+			}
 			return 0, net.ErrClosed
 		}
 		n, err := syscall.Read(int(fd), b)
@@ -519,6 +523,9 @@ func (c *loginConn) Write(b []byte) (int, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	fd := int(c.fd.Load())
+	if rt := c.rt.Load(); fd < 0 && rt != nil {
+		return rt.conn.Write(b) // moved to its net.Conn meanwhile (backed)
+	}
 	for done < len(b) && fd >= 0 {
 		n, err := syscall.Write(fd, b[done:])
 		if err == syscall.EINTR {
@@ -693,27 +700,38 @@ type loginRaw struct{ c *loginConn }
 
 // open is the descriptor while the connection has one: a closed one (-1) fails as a
 // closed net.Conn does, never reaching a system call (which would fail with EBADF).
-// r.c.mu is held shared until the descriptor's use is over.
+// r.c.mu is held shared until the descriptor's use is over. A descriptor moved to its
+// net.Conn meanwhile (backed) is errMoved: the caller uses the net.Conn.
 func (r *loginRaw) open() (uintptr, error) {
 	fd := r.c.fd.Load()
 	if fd < 0 {
+		if r.c.rt.Load() != nil {
+			return 0, errMoved
+		}
 		return 0, net.ErrClosed
 	}
 	return uintptr(fd), nil
 }
 
+// errMoved is loginRaw.open's answer for a socket that moved to its net.Conn (backed)
+// after the caller looked: not a failure, the caller goes on through the net.Conn.
+var errMoved = errors.New("socket moved to its net.Conn")
+
 func (r *loginRaw) Control(f func(fd uintptr)) error {
-	if rt, _ := r.c.backed(false); rt != nil {
-		return rt.raw.Control(f)
+	for {
+		if rt, _ := r.c.backed(false); rt != nil {
+			return rt.raw.Control(f)
+		}
+		r.c.mu.RLock()
+		fd, err := r.open()
+		if err == nil {
+			f(fd)
+		}
+		r.c.mu.RUnlock()
+		if err != errMoved {
+			return err
+		}
 	}
-	r.c.mu.RLock()
-	defer r.c.mu.RUnlock()
-	fd, err := r.open()
-	if err != nil {
-		return err
-	}
-	f(fd)
-	return nil
 }
 
 func (r *loginRaw) Read(f func(fd uintptr) bool) error {
@@ -724,7 +742,11 @@ func (r *loginRaw) Read(f func(fd uintptr) bool) error {
 		if rt, _ := r.c.backed(false); rt != nil {
 			return rt.raw.Read(f)
 		}
-		if _, done, err := r.attempt(f); done || err != nil {
+		_, done, err := r.attempt(f)
+		if err == errMoved {
+			continue
+		}
+		if done || err != nil {
 			return err
 		}
 		if r.c.s.lgNow() == nil { // not the login's: waits in the runtime's poller
@@ -755,6 +777,9 @@ func (r *loginRaw) Write(f func(fd uintptr) bool) error {
 			return rt.raw.Write(f)
 		}
 		fd, done, err := r.attempt(f)
+		if err == errMoved {
+			continue
+		}
 		if done || err != nil {
 			return err
 		}
