@@ -159,9 +159,11 @@ func (s *Session) relayBatch(c *pool.Conn, at time.Time) bool {
 		// The client's socket is full: its writes go to a goroutine that may wait for
 		// it, so that one client that does not read cannot hold up the loop. While c is
 		// still leased its reader goroutine sends the rest first (Pump, flushLeft); once
-		// the link has ended, a goroutine of its own does. A client the loop serves
-		// from its bare socket gets the net.Conn such a goroutine waits on first.
-		s.toGoroutine()
+		// the link has ended, a goroutine of its own does. A client served from its bare
+		// socket keeps it: this loop may not be the client's (a server stays on the loop
+		// it was parked on), whose own loop may be reading it now, so its reader and
+		// connection are not this loop's to change (toGoroutine); the goroutine's write
+		// that must wait moves the socket to its net.Conn itself (loginConn.backed).
 		if ok {
 			c.KeepReader()
 			return false

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,6 +276,69 @@ func TestClientLoopSlowReaderHoldsNoOneUp(t *testing.T) {
 		vals := slow.until(t, "slow client's answer")
 		require.Len(t, vals, 1)
 		require.Equal(t, strconv.Itoa(i)+strings.Repeat("x", 4000), vals[0])
+	}
+}
+
+// TestClientSocketFullOnAnotherLoop: a server stays on the loop of the client whose lease
+// parked it there, and relays from there to the next lessee, whose own loop serves its
+// requests meanwhile ("beside that loop as Pump does"). When such a lessee, served from
+// its bare socket, stops reading and its socket fills, the server's loop leaves the rest
+// to a goroutine; it must not give the client its net.Conn (toGoroutine) itself, which
+// rewrites the client's reader and connection under the loop that owns them (a data race
+// -race reports: Reader.SetSource against the owner's ReadNowWith). Clients after the
+// first, on the other loops, each keep sending while their socket fills; each gets
+// every answer, in order. Run with -race.
+func TestClientSocketFullOnAnotherLoop(t *testing.T) {
+	h := startProxy(t, harnessOpts{extra: map[string]string{"client_loop": "1", "default_pool_size": "1"}})
+	first := dialLoopClient(t, h.port) // its lease parks the one server on its loop
+	first.fe.Send(&pgproto3.Query{String: "SELECT 1"})
+	require.NoError(t, first.fe.Flush())
+	first.until(t, "first")
+	for k := 1; k <= 9; k++ {
+		if k%testLoops == 0 {
+			dialLoopClient(t, h.port) // (the ids go round the loops: this one is on the first's)
+			continue
+		}
+		// A small window, so that pgmux's socket fills within a few MB of answers.
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		}}
+		nc, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(h.port))
+		require.NoError(t, err)
+		slow := &loopClient{nc: nc, fe: pgproto3.NewFrontend(nc, nc)}
+		slow.fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+			Parameters: map[string]string{"user": "app", "database": "app"}})
+		require.NoError(t, slow.fe.Flush())
+		slow.until(t, "login")
+		_, _, conns := proxy.ClientConns(h.srv)
+		// Answers paced by the server, each short of the loop's limit (relayed on the
+		// loop), and Syncs after them, whole and small, that keep the client's loop busy
+		// until its socket is full (the client has a net.Conn) or 3 s have passed.
+		const n = 1000
+		syncs := 0
+		for i, deadline := 0, time.Now().Add(3*time.Second); i < n || time.Now().Before(deadline); {
+			if i < n {
+				slow.fe.Send(&pgproto3.Query{String: "SELECT " + strconv.Itoa(i) + " || repeat('x', 7000) FROM pg_sleep(0.001)"})
+				i++
+			} else {
+				if _, _, c := proxy.ClientConns(h.srv); c > conns {
+					break
+				}
+				for range 8 {
+					slow.fe.Send(&pgproto3.Sync{})
+					syncs++
+				}
+			}
+			require.NoError(t, slow.fe.Flush())
+			time.Sleep(100 * time.Microsecond)
+		}
+		for i := range n {
+			require.Equal(t, []string{strconv.Itoa(i) + strings.Repeat("x", 7000)}, slow.until(t, "answer"), "client %d", k)
+		}
+		for range syncs {
+			slow.until(t, "sync")
+		}
+		_ = nc.Close()
 	}
 }
 

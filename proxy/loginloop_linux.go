@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -407,9 +408,18 @@ type loginConn struct {
 	raw    loginRaw
 	// rt: the net.Conn the socket was handed to when a read or write outside the login
 	// had to wait for it (backing); every use of the connection goes through it from then
-	// on. mu orders its making against the descriptor's close, shutdown and hand-on.
+	// on. mu orders its making against the descriptor's close, shutdown and hand-on, and
+	// each read or write of the bare descriptor holds it shared, as an *os.File's holds
+	// its descriptor: goroutines other than the owner write to a served client (a server
+	// read by another loop, relayBatch; a Pump), and the owner's close (closeFD) must not
+	// give the number to the next socket under such a write.
 	rt atomic.Pointer[backing]
-	mu sync.Mutex
+	mu sync.RWMutex
+	// rdl, wdl: the read and write deadlines set while the socket is bare (under mu). A
+	// bare read or write does not wait; one that must (backed) waits under them, as it
+	// would have on a net.Conn they were set on (tell's bound for a client that does not
+	// read).
+	rdl, wdl time.Time
 }
 
 // backing is the net.Conn a bare client's socket moved to, and its RawConn.
@@ -447,6 +457,12 @@ func (c *loginConn) backed(wait bool) (*backing, error) {
 		_ = nc.Close()
 		return nil, err
 	}
+	if !c.rdl.IsZero() {
+		_ = nc.SetReadDeadline(c.rdl)
+	}
+	if !c.wdl.IsZero() {
+		_ = nc.SetWriteDeadline(c.wdl)
+	}
 	b := &backing{conn: nc, raw: raw}
 	c.rt.Store(b)
 	c.fd.Store(-1) // the descriptor is nc's now
@@ -462,11 +478,17 @@ func (c *loginConn) Read(b []byte) (int, error) {
 		if rt, _ := c.backed(false); rt != nil {
 			return rt.conn.Read(b)
 		}
+		c.mu.RLock()
 		fd := c.fd.Load()
 		if fd < 0 {
+			c.mu.RUnlock()
+			if c.rt.Load() != nil {
+				continue // moved to its net.Conn meanwhile (backed)
+			}
 			return 0, net.ErrClosed
 		}
 		n, err := syscall.Read(int(fd), b)
+		c.mu.RUnlock()
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -498,7 +520,12 @@ func (c *loginConn) Write(b []byte) (int, error) {
 		return rt.conn.Write(b)
 	}
 	done := 0
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	fd := int(c.fd.Load())
+	if rt := c.rt.Load(); fd < 0 && rt != nil {
+		return rt.conn.Write(b) // moved to its net.Conn meanwhile (backed)
+	}
 	for done < len(b) && fd >= 0 {
 		n, err := syscall.Write(fd, b[done:])
 		if err == syscall.EINTR {
@@ -626,25 +653,35 @@ func (c *loginConn) RemoteAddr() net.Addr {
 }
 
 // SetDeadline and the others: the login's deadline is the loop's to keep, and a bare
-// client's reads and writes on the loop do not wait; once backed (backed), its net.Conn's.
+// client's reads and writes on the loop do not wait; once backed (backed), its net.Conn's,
+// which gets those set before (rdl, wdl).
 func (c *loginConn) SetDeadline(t time.Time) error {
-	if rt, _ := c.backed(false); rt != nil {
-		return rt.conn.SetDeadline(t)
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
 	}
-	return nil
+	return c.SetWriteDeadline(t)
 }
 
 func (c *loginConn) SetReadDeadline(t time.Time) error {
-	if rt, _ := c.backed(false); rt != nil {
-		return rt.conn.SetReadDeadline(t)
-	}
-	return nil
+	return c.setDeadline(&c.rdl, t, net.Conn.SetReadDeadline)
 }
 
 func (c *loginConn) SetWriteDeadline(t time.Time) error {
-	if rt, _ := c.backed(false); rt != nil {
-		return rt.conn.SetWriteDeadline(t)
+	return c.setDeadline(&c.wdl, t, net.Conn.SetWriteDeadline)
+}
+
+// setDeadline sets a deadline on the net.Conn the socket moved to, or keeps it in d (rdl
+// or wdl) for the one backed makes.
+func (c *loginConn) setDeadline(d *time.Time, t time.Time, set func(net.Conn, time.Time) error) error {
+	if rt := c.rt.Load(); rt != nil {
+		return set(rt.conn, t)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rt := c.rt.Load(); rt != nil {
+		return set(rt.conn, t)
+	}
+	*d = t
 	return nil
 }
 
@@ -663,24 +700,38 @@ type loginRaw struct{ c *loginConn }
 
 // open is the descriptor while the connection has one: a closed one (-1) fails as a
 // closed net.Conn does, never reaching a system call (which would fail with EBADF).
+// r.c.mu is held shared until the descriptor's use is over. A descriptor moved to its
+// net.Conn meanwhile (backed) is errMoved: the caller uses the net.Conn.
 func (r *loginRaw) open() (uintptr, error) {
 	fd := r.c.fd.Load()
 	if fd < 0 {
+		if r.c.rt.Load() != nil {
+			return 0, errMoved
+		}
 		return 0, net.ErrClosed
 	}
 	return uintptr(fd), nil
 }
 
+// errMoved is loginRaw.open's answer for a socket that moved to its net.Conn (backed)
+// after the caller looked: not a failure, the caller goes on through the net.Conn.
+var errMoved = errors.New("socket moved to its net.Conn")
+
 func (r *loginRaw) Control(f func(fd uintptr)) error {
-	if rt, _ := r.c.backed(false); rt != nil {
-		return rt.raw.Control(f)
+	for {
+		if rt, _ := r.c.backed(false); rt != nil {
+			return rt.raw.Control(f)
+		}
+		r.c.mu.RLock()
+		fd, err := r.open()
+		if err == nil {
+			f(fd)
+		}
+		r.c.mu.RUnlock()
+		if err != errMoved {
+			return err
+		}
 	}
-	fd, err := r.open()
-	if err != nil {
-		return err
-	}
-	f(fd)
-	return nil
 }
 
 func (r *loginRaw) Read(f func(fd uintptr) bool) error {
@@ -691,7 +742,11 @@ func (r *loginRaw) Read(f func(fd uintptr) bool) error {
 		if rt, _ := r.c.backed(false); rt != nil {
 			return rt.raw.Read(f)
 		}
-		if _, done, err := r.attempt(f); done || err != nil {
+		_, done, err := r.attempt(f)
+		if err == errMoved {
+			continue
+		}
+		if done || err != nil {
 			return err
 		}
 		if r.c.s.lgNow() == nil { // not the login's: waits in the runtime's poller
@@ -708,6 +763,8 @@ func (r *loginRaw) Read(f func(fd uintptr) bool) error {
 
 // attempt runs f with the descriptor; done: f made its read or write.
 func (r *loginRaw) attempt(f func(fd uintptr) bool) (fd uintptr, done bool, err error) {
+	r.c.mu.RLock()
+	defer r.c.mu.RUnlock()
 	if fd, err = r.open(); err == nil {
 		done = f(fd)
 	}
@@ -720,6 +777,9 @@ func (r *loginRaw) Write(f func(fd uintptr) bool) error {
 			return rt.raw.Write(f)
 		}
 		fd, done, err := r.attempt(f)
+		if err == errMoved {
+			continue
+		}
 		if done || err != nil {
 			return err
 		}
