@@ -95,7 +95,7 @@ func (s *Session) reattachLocked() {
 		// Served on the loop from its bare socket and resumed without a park
 		// (client_idle_timeout, a close): its net.Conn now; a closed one keeps failing
 		// its reads, and the session ends.
-		_ = s.toRuntimeConnLocked()
+		_ = s.toRuntimeConnLocked(true)
 		return
 	}
 	if s.rd == nil {

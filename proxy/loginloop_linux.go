@@ -324,14 +324,26 @@ func (s *Session) runLogin() {
 // toRuntimeConn gives a client served from its bare socket on the loop its net.Conn in the
 // runtime's poller (as resume does for a parked one), for a goroutine to wait on; what
 // the reader holds, and what the writer has not sent, stays.
+//
+// The writer moves to the net.Conn too (Retarget) when s.wmu is free: another goroutine
+// may be writing to the client through it (a Pump, a server's loop relaying an answer),
+// and waiting for that writer here could stall the loop behind a client that does not
+// read. A writer left on the loginConn sends through the net.Conn all the same: every
+// use of a backed loginConn goes to it.
 func (s *Session) toRuntimeConn() error {
+	w := s.wmu.TryLock()
 	s.ncMu.Lock()
-	defer s.ncMu.Unlock()
-	return s.toRuntimeConnLocked()
+	err := s.toRuntimeConnLocked(w)
+	s.ncMu.Unlock()
+	if w {
+		s.unlockW()
+	}
+	return err
 }
 
-// toRuntimeConnLocked is toRuntimeConn with s.ncMu held.
-func (s *Session) toRuntimeConnLocked() error {
+// toRuntimeConnLocked is toRuntimeConn with s.ncMu held, and s.wmu too when wmu is set
+// (the writer is moved only then).
+func (s *Session) toRuntimeConnLocked(wmu bool) error {
 	c, _ := s.nc.(*loginConn)
 	if c == nil || c.shut || s.ncEnd&ncClosed != 0 {
 		return net.ErrClosed
@@ -342,7 +354,7 @@ func (s *Session) toRuntimeConnLocked() error {
 	}
 	s.nc = rt.conn
 	s.rd.SetSource(rt.conn)
-	if s.wr != nil {
+	if wmu && s.wr != nil {
 		s.wr.Retarget(rt.conn) // what the loop left unsent (a full socket) goes first
 	}
 	return nil
