@@ -6,7 +6,6 @@ import (
 
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
-	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // Statements that need a database to themselves.
@@ -68,8 +67,13 @@ func (s *Session) freeDatabaseParse(n int) error {
 	if err != nil {
 		return err
 	}
-	_, query, _, ok := link.ParseFields(wire.Body(m))
-	if !ok || len(query) == 0 {
+	body := wire.Body(m)
+	f := s.fieldsOf(body, s.rd.Seq())
+	if !f.OK() {
+		return nil
+	}
+	query := f.Second(body)
+	if len(query) == 0 {
 		return nil
 	}
 	q := unsafe.String(&query[0], len(query)) // a view of the reader's buffer, not kept

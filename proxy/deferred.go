@@ -54,8 +54,12 @@ func (s *Session) deferLocal(typ byte, n int) (bool, error) {
 		if len(body) > 0 && body[0] == 0 {
 			return false, nil // the unnamed statement goes with the request it is in
 		}
-		name, query, types, ok := link.ParseFields(body)
-		if !ok || len(name) == 0 || s.lookupStmt(name) != nil {
+		f := s.fieldsOf(body, s.rd.Seq())
+		if !f.OK() {
+			return false, nil
+		}
+		name, query, types := f.First(body), f.Second(body), f.Rest(body)
+		if len(name) == 0 || s.lookupStmt(name) != nil {
 			return false, nil // a duplicate: the server gives PostgreSQL's error in order
 		}
 		def := s.register(string(name), string(query), types)

@@ -186,9 +186,10 @@ func (s *Session) newReader(nc net.Conn) {
 	s.rd = wire.NewReader(nc)
 	s.rd.MaxMessage = int(s.maxMsg)
 	if s.sessionWork != nil { // (a fresh one, made at resume, has no memo)
-		// Another reader's message count: the memo's key means nothing, and the count at
+		// Another reader's message count: the memos' keys mean nothing, and the count at
 		// the client's last Sync is this reader's start (it parked between requests).
 		s.scan = scanMemo{}
+		s.forgetFields()
 		s.unnamed.syncedAt(0)
 	}
 }

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"testing"
@@ -335,4 +336,30 @@ func TestParkedClientGivesBackItsSettings(t *testing.T) {
 		s.ownSettings()
 		require.False(t, s.set.Load().shared, "%s: its next request has a copy of its own", name)
 	}
+}
+
+// A client resumed from a park gets a new reader (newReader), whose count starts again:
+// its first Parse, counted as the old reader's was, is split anew, not given the split
+// the old reader's message of that count and length had (msgFields).
+func TestNewReaderForgetsFields(t *testing.T) {
+	old := link.AppendParse(nil, "a", "select 12", []byte{0, 0})
+	s := &Session{rd: wire.NewReader(bytes.NewReader(old)), sessionWork: newWork()}
+	s.lw = &loopWork{}
+	_, n, err := s.rd.Next()
+	require.NoError(t, err)
+	m, err := s.rd.Message(n)
+	require.NoError(t, err)
+	require.Equal(t, "a", string(s.fieldsOf(wire.Body(m), s.rd.Seq()).First(wire.Body(m))))
+
+	nc, peer := net.Pipe()
+	t.Cleanup(func() { _, _ = nc.Close(), peer.Close() })
+	go func() { _, _ = peer.Write(link.AppendParse(nil, "ab", "select 1", []byte{0, 0})) }()
+	s.newReader(nc)
+	_, n, err = s.rd.Next()
+	require.NoError(t, err)
+	m, err = s.rd.Message(n)
+	require.NoError(t, err)
+	body := wire.Body(m)
+	require.Len(t, body, len(old)-wire.HeaderLen)
+	require.Equal(t, "ab", string(s.fieldsOf(body, s.rd.Seq()).First(body)))
 }

@@ -60,6 +60,10 @@ func GoroutineEnds() uint64 { return goroutineEnds.Load() }
 // set it before clients connect and reset it at the test's end.
 func SetDispatchHook(f func(typ byte)) { testHookDispatch = f }
 
+// SetSplitHook has f told of each Parse or Bind a loop's client had split for it
+// (fieldsOf; nil: none); set it before clients connect, reset it at the test's end.
+func SetSplitHook(f func()) { testHookSplit = f }
+
 // SetOnLinkHook has f told of each client message forwarded without dispatch's decisions
 // (forwardOnLink; nil: none); set it before clients connect, reset it at the test's end.
 func SetOnLinkHook(f func(typ byte)) { testHookOnLink = f }

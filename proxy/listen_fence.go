@@ -4,7 +4,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgmux/pgmux/protocol/wire"
-	"github.com/pgmux/pgmux/proxy/link"
 	"github.com/pgmux/pgmux/proxy/listenmux"
 )
 
@@ -92,11 +91,11 @@ func (s *Session) noteSelfNotify(b *notifyBox, typ byte, n int) error {
 	}
 	text := wire.Body(m)
 	if typ == 'P' {
-		_, q, _, ok := link.ParseFields(text)
-		if !ok {
+		f := s.fieldsOf(text, s.rd.Seq())
+		if !f.OK() {
 			return nil
 		}
-		text = q
+		text = f.Second(text)
 	}
 	if containsNotify(text) {
 		b.selfNotify.Store(true)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/pgmux/pgmux/protocol/sqlscan"
 	"github.com/pgmux/pgmux/protocol/wire"
-	"github.com/pgmux/pgmux/proxy/link"
 )
 
 // UNLISTEN and DISCARD ALL that reach a server. A client subscribed on the shared
@@ -124,10 +123,11 @@ func (s *Session) trackUnlisten(b *notifyBox, typ byte, n int) error {
 	body := wire.Body(m)
 	switch typ {
 	case 'P':
-		name, query, _, ok := link.ParseFields(body)
-		if !ok {
+		f := s.fieldsOf(body, s.rd.Seq())
+		if !f.OK() {
 			return nil
 		}
+		name, query := f.First(body), f.Second(body)
 		var acts []unlistenAct
 		if len(query) > 0 {
 			q := unsafe.String(&query[0], len(query))
@@ -148,10 +148,11 @@ func (s *Session) trackUnlisten(b *notifyBox, typ byte, n int) error {
 			delete(u.stmts, string(name))
 		}
 	case 'B':
-		portal, name, _, ok := link.BindFields(body)
-		if !ok {
+		f := s.fieldsOf(body, s.rd.Seq())
+		if !f.OK() {
 			return nil
 		}
+		portal, name := f.First(body), f.Second(body)
 		if acts := u.stmts[string(name)]; acts != nil {
 			if u.portals == nil {
 				u.portals = make(map[string][]unlistenAct)

@@ -284,10 +284,11 @@ func (s *Session) send(c *pool.Conn, b []byte, es ...expect) error {
 }
 
 func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
-	name, query, types, ok := link.ParseFields(body)
-	if !ok {
+	f := s.fieldsOf(body, s.rd.Seq())
+	if !f.OK() {
 		return s.send(c, m, expect{Kind: 'P'})
 	}
+	name, query, types := f.First(body), f.Second(body), f.Rest(body)
 	rest := body[len(name)+1:]
 	if len(query) > 0 {
 		q := unsafe.String(&query[0], len(query))
@@ -296,7 +297,7 @@ func (s *Session) rewriteParse(c *pool.Conn, m, body []byte) error {
 		s.freeDatabase(q, l)
 	}
 	if len(name) == 0 {
-		return s.parseUnnamed(c, m, rest)
+		return s.parseUnnamed(c, m, rest, query, types)
 	}
 	if def := s.lookupStmt(name); def != nil {
 		if def.unsure() {
@@ -472,10 +473,11 @@ func (s *Session) ensure(c *pool.Conn, def *stmtDef, b []byte) ([]byte, []expect
 }
 
 func (s *Session) rewriteBind(c *pool.Conn, m, body []byte) error {
-	portal, name, tail, ok := link.BindFields(body)
-	if !ok {
+	f := s.fieldsOf(body, s.rd.Seq())
+	if !f.OK() {
 		return s.send(c, m, expect{Kind: 'B'})
 	}
+	portal, name, tail := f.First(body), f.Second(body), f.Rest(body)
 	var def *stmtDef
 	if len(name) == 0 {
 		if def = s.unnamedDef(c); def == nil {

@@ -513,11 +513,13 @@ func (s *Session) retryOnPrimary(raw []byte) (bool, error) {
 // had sent them then, and reports whether messages up to the next Sync are to be dropped.
 func (s *Session) dispatchOwn(raw []byte) (bool, error) {
 	saved := s.rd
-	// The memo is the reader's, and so is the count at the client's last Sync.
+	// The memos are the reader's (scan, fields), and so is the count at the client's last Sync.
 	s.rd, s.scan = wire.NewReader(bytes.NewReader(raw)), scanMemo{}
+	s.forgetFields()
 	s.unnamed.unsureAt(0)
 	defer func() {
 		s.rd, s.scan = saved, scanMemo{}
+		s.forgetFields()
 		s.unnamed.unsureAt(saved.Seq())
 	}()
 	skipping := false

@@ -309,17 +309,24 @@ func (s *Session) splitInRequest(typ byte, n int) (done, skipping bool, err erro
 	}
 	var q string
 	if typ == 'P' {
-		_, text, _, ok := link.ParseFields(wire.Body(m))
-		if !ok || len(text) == 0 {
+		body := wire.Body(m)
+		f := s.fieldsOf(body, s.rd.Seq())
+		if !f.OK() {
+			return false, false, nil
+		}
+		text := f.Second(body)
+		if len(text) == 0 {
 			return false, false, nil
 		}
 		q = unsafe.String(&text[0], len(text)) // a view, read here only
 	} else {
-		_, name, _, ok := link.BindFields(wire.Body(m))
-		if !ok {
+		body := wire.Body(m)
+		f := s.fieldsOf(body, s.rd.Seq())
+		if !f.OK() {
 			return false, false, nil
 		}
-		if q, ok = s.stmtText(name); !ok {
+		var ok bool
+		if q, ok = s.stmtText(f.Second(body)); !ok {
 			return false, false, nil
 		}
 	}

@@ -12,6 +12,20 @@ import (
 	"github.com/pgmux/pgmux/proxy/link"
 )
 
+// pastFirst consumes the reader's first message, which reads in what follows it, and
+// returns the body length of the next, a whole one of type typ not counted yet.
+func pastFirst(t *testing.T, rd *wire.Reader, typ byte) int {
+	t.Helper()
+	_, n, err := rd.Next()
+	require.NoError(t, err)
+	_, err = rd.Message(n)
+	require.NoError(t, err)
+	next, n, whole := rd.Whole()
+	require.True(t, whole)
+	require.Equal(t, typ, next)
+	return n
+}
+
 // oneAtATime yields one message per Read, so every message is read into a buffer of its
 // own, most often the same pooled buffer at the same address.
 type oneAtATime struct{ msgs [][]byte }
@@ -67,13 +81,7 @@ func TestScanMemoFollowsMessages(t *testing.T) {
 func TestScanMemoFollowsTheLoop(t *testing.T) {
 	src := bytes.NewReader(wire.Query(wire.Query(nil, "select 1;"), "listen x;"))
 	s := &Session{rd: wire.NewReader(src), sessionWork: newWork()}
-	_, n, err := s.rd.Next() // the request before: both are buffered after it
-	require.NoError(t, err)
-	_, err = s.rd.Message(n)
-	require.NoError(t, err)
-	typ, n, whole := s.rd.Whole()
-	require.True(t, whole)
-	require.Equal(t, byte('Q'), typ)
+	n := pastFirst(t, s.rd, 'Q') // the request before: both are buffered after it
 	view := func() string {
 		m, err := s.rd.Peek(n)
 		require.NoError(t, err)
@@ -83,7 +91,7 @@ func TestScanMemoFollowsTheLoop(t *testing.T) {
 	}
 	require.True(t, s.leadAt(view(), s.rd.Seq()+1).Interesting) // loopable's look
 	s.scan.lead.Interesting = false                             // what the memo answers from now on, if it answers
-	_, _, err = s.rd.Next()
+	_, _, err := s.rd.Next()
 	require.NoError(t, err)
 	q := view()
 	require.False(t, s.maybeInteresting(q), "dispatch is answered by the memo")

@@ -98,10 +98,12 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		if err != nil {
 			return 0, false, err
 		}
-		_, name, _, ok := link.BindFields(wire.Body(m))
-		if !ok {
+		body := wire.Body(m)
+		f := s.fieldsOf(body, s.rd.Seq())
+		if !f.OK() {
 			break
 		}
+		name := f.Second(body)
 		if def := s.lookupStmt(name); def != nil {
 			v.Pin, v.Release = def.pin, def.release
 			s.noteRequest(def.set, false, false)
@@ -120,8 +122,12 @@ func (s *Session) stickyNeed(typ byte, n int) (pinReason, bool, error) {
 		if len(body) == 0 || body[0] != 0 {
 			break // named: classified when registered, pinned at Bind
 		}
-		_, query, _, ok := link.ParseFields(body)
-		if !ok || len(query) == 0 {
+		f := s.fieldsOf(body, s.rd.Seq())
+		if !f.OK() {
+			break
+		}
+		query := f.Second(body)
+		if len(query) == 0 {
 			break
 		}
 		u := s.classify(unsafe.String(&query[0], len(query)))

@@ -6,7 +6,6 @@ import (
 
 	"github.com/pgmux/pgmux/pool"
 	"github.com/pgmux/pgmux/protocol/sqlscan"
-	"github.com/pgmux/pgmux/protocol/wire"
 	"github.com/pgmux/pgmux/proxy/link"
 )
 
@@ -67,20 +66,19 @@ func (s *Session) namesOrClears(q string) bool {
 	return l.Interesting || leadsSQLStatement(l.Keyword)
 }
 
-// parseUnnamed handles a client's Parse of the unnamed statement; m is the message and
-// rest its body after the name.
-func (s *Session) parseUnnamed(c *pool.Conn, m, rest []byte) error {
+// parseUnnamed handles a client's Parse of the unnamed statement; m is the message, rest
+// its body after the name, query and types what rest holds (link.ParseFields).
+func (s *Session) parseUnnamed(c *pool.Conn, m, rest, query, types []byte) error {
 	s.roomUnnamed(c)
 	s.beginUnnamed()
 	s.unnamed.pend = true
-	query, types, err := wire.CString(rest)
 	// A client with a search_path of its own is not served from the cache, whose
 	// statements are those of clients without one (stmtScope).
-	if !s.cacheUnnamed || err != nil || !s.cacheable(query) || s.stmtScope() != "" {
+	if !s.cacheUnnamed || !s.cacheable(query) || s.stmtScope() != "" {
 		var op clearOp
 		// Most texts are none of an EXECUTE, a PREPARE or a statement that clears names:
 		// their Lead says so at once.
-		if err == nil && len(query) > 0 && s.namesOrClears(unsafe.String(&query[0], len(query))) {
+		if len(query) > 0 && s.namesOrClears(unsafe.String(&query[0], len(query))) {
 			q := unsafe.String(&query[0], len(query))
 			if text, e := s.execOf(q); e != nil {
 				return s.parseUnnamedExec(c, text, e, types)

@@ -121,4 +121,8 @@ func TestSessionSizeBounded(t *testing.T) {
 	t.Logf("Session %d bytes, sessionWork %d", unsafe.Sizeof(Session{}), unsafe.Sizeof(sessionWork{}))
 	require.LessOrEqual(t, unsafe.Sizeof(Session{}), uintptr(256), "Session grew past its 256-byte size class")
 	require.LessOrEqual(t, unsafe.Sizeof(sessionWork{}), uintptr(576), "sessionWork grew past its 576-byte size class")
+	// The loop's state of a client it served (clientloop.go); its memo of a Parse's or
+	// Bind's split (msgFields) took what was padding.
+	t.Logf("loopWork %d bytes", unsafe.Sizeof(loopWork{}))
+	require.LessOrEqual(t, unsafe.Sizeof(loopWork{}), uintptr(176), "loopWork grew past its 176-byte size class")
 }

@@ -2,6 +2,7 @@ package link
 
 import (
 	"bytes"
+	"math"
 
 	"github.com/pgmux/pgmux/protocol/wire"
 )
@@ -29,27 +30,64 @@ func ParseFields(body []byte) (name, query, types []byte, ok bool) { return twoS
 // without its two strings.
 func BindFields(body []byte) (portal, stmt, tail []byte, ok bool) { return twoStrings(body) }
 
-// twoStrings splits two C strings off the front of b. It searches for the ends itself
-// rather than through wire.CString twice: it runs up to four times for each Parse and
-// Bind of a transaction (the loop's look, stickyNeed, the rewrite), where CString's two
-// calls and their error results were most of its cost. An empty string, the unnamed
-// statement or portal of most such messages, takes no search.
+// twoStrings splits two C strings off the front of b (SplitFields).
 func twoStrings(b []byte) (first, second, rest []byte, ok bool) {
-	i := 0
-	if len(b) == 0 || b[0] != 0 {
-		if i = bytes.IndexByte(b, 0); i < 0 {
-			return nil, nil, nil, false
-		}
+	f := SplitFields(b)
+	if !f.OK() {
+		return nil, nil, nil, false
 	}
-	b, first = b[i+1:], b[:i]
-	j := 0
-	if len(b) == 0 || b[0] != 0 {
-		if j = bytes.IndexByte(b, 0); j < 0 {
-			return nil, nil, nil, false
-		}
-	}
-	return first, b[:j], b[j+1:], true
+	return f.First(b), f.Second(b), f.Rest(b), true
 }
+
+// Fields is where the two C strings at the front of a Parse or Bind body end (a Parse's
+// statement name and query text, a Bind's portal and statement name): offsets, not
+// views, so the split of a message's body holds for any copy of its bytes, and it is
+// one word to keep or return (ParseFields' three views and flag are ten). A client's
+// session splits each Parse and Bind once and keeps the split for the message's later
+// looks (proxy's msgFields). The zero Fields is a body without its two strings.
+type Fields struct {
+	firstEnd  uint32 // the first string's NUL
+	secondEnd uint32 // the second string's NUL; 0 (where it cannot be): none
+}
+
+// SplitFields finds the ends of body's two C strings, as two wire.CString calls do. It
+// searches for them itself, where CString's two calls and their error results were most
+// of the cost; an empty string, the unnamed statement or portal of most such messages,
+// takes no search. A body of 2 GiB or more (beyond any message a reader takes) is not
+// split.
+func SplitFields(body []byte) Fields {
+	if len(body) > math.MaxInt32 {
+		return Fields{}
+	}
+	i := 0
+	if len(body) == 0 || body[0] != 0 {
+		if i = bytes.IndexByte(body, 0); i < 0 {
+			return Fields{}
+		}
+	}
+	j := i + 1
+	if j == len(body) || body[j] != 0 {
+		k := bytes.IndexByte(body[j:], 0)
+		if k < 0 {
+			return Fields{}
+		}
+		j += k
+	}
+	return Fields{firstEnd: uint32(i), secondEnd: uint32(j)}
+}
+
+// OK reports whether the body had its two strings; the other methods need it.
+func (f Fields) OK() bool { return f.secondEnd != 0 }
+
+// First is the first string of body (a Parse's statement name, a Bind's portal).
+func (f Fields) First(body []byte) []byte { return body[:f.firstEnd] }
+
+// Second is the second string of body (a Parse's query text, a Bind's statement name).
+func (f Fields) Second(body []byte) []byte { return body[f.firstEnd+1 : f.secondEnd] }
+
+// Rest is what follows the two strings in body (a Parse's parameter types, a Bind's
+// formats and parameters), verbatim.
+func (f Fields) Rest(body []byte) []byte { return body[f.secondEnd+1:] }
 
 // TargetFields splits a Describe or Close body into its kind ('S' statement, 'P'
 // portal) and name. ok is false for a body without a kind and a terminated name.

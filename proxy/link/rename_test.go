@@ -147,8 +147,9 @@ func FuzzParseFields(f *testing.F) {
 	})
 }
 
-// TestTwoStringsAsCString: twoStrings splits as two wire.CString calls do, for every body
-// of up to five bytes over {0, 'a'} and random longer ones.
+// TestTwoStringsAsCString: twoStrings (SplitFields, and the Fields methods that cut the
+// body where it found the ends) splits as two wire.CString calls do, for every body of up
+// to five bytes over {0, 'a'} and random longer ones.
 func TestTwoStringsAsCString(t *testing.T) {
 	ref := func(b []byte) (first, second, rest []byte, ok bool) {
 		first, rest, err := wire.CString(b)
