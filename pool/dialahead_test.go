@@ -61,9 +61,11 @@ func TestAcquireOrQueueDialsAhead(t *testing.T) {
 		require.Equal(t, "1", h.l.queryOne(t, o.c, "SELECT 1"))
 		o.c.Release(false)
 	}
-	s = p.Stats()
-	require.Equal(t, uint64(2), s.Connects, "connections opened")
-	require.Zero(t, s.Waiting)
+	// The second dial may end after the first connection served every request: it goes
+	// idle then.
+	eventually(t, func() bool { s := p.Stats(); return s.Connects == 2 && s.Idle == 2 && s.Waiting == 0 },
+		"the two dials did not end idle: %+v", p.Stats())
+	require.Equal(t, 2, p.Stats().Total, "no more connections than the pool's size")
 }
 
 // TestAcquireOrQueueDialAheadFails: the dial made for a queue fails (nothing listens):
@@ -85,6 +87,29 @@ func TestAcquireOrQueueDialAheadFails(t *testing.T) {
 	eventually(t, func() bool { s := p.Stats(); return s.Total == 0 && s.Login == 0 && s.Waiting == 0 },
 		"the failed dial left counts: %+v", p.Stats())
 	require.Equal(t, uint64(1), p.Stats().ConnectFailures)
+}
+
+// TestAcquireOrQueueDialAheadFailsBackingOff: with server_login_retry the failed dial
+// leaves no room to dial (the pool backs off), and the queue's head is told the dial's
+// failure itself, as a request that dials for itself is, instead of waiting out its
+// query_wait_timeout.
+func TestAcquireOrQueueDialAheadFailsBackingOff(t *testing.T) {
+	t.Parallel()
+	port := closedPort(t)
+	p := newPool(t, pool.Options{Size: 2, LoginRetry: time.Minute, Target: func() *pool.Target {
+		return &pool.Target{Host: "127.0.0.1", Port: port, Database: pgtest.AppDB, User: pgtest.AppUser}
+	}})
+	h := newHanded()
+	c, queued := p.AcquireOrQueue(h.l, h, time.Now(), time.Minute)
+	require.Nil(t, c)
+	require.True(t, queued)
+	o := h.outcome(t)
+	require.Nil(t, o.c)
+	require.Error(t, o.err)
+	require.False(t, errors.Is(o.err, pool.ErrRetry), "handed %v", o.err)
+	require.ErrorContains(t, o.err, "connection refused")
+	eventually(t, func() bool { s := p.Stats(); return s.Total == 0 && s.Login == 0 && s.Waiting == 0 },
+		"the failed dial left counts: %+v", p.Stats())
 }
 
 // TestAcquireOrQueueDialAheadUnderCap: a shared cap (max_db_connections) that refuses the

@@ -102,14 +102,24 @@ func (p *Pool) startDialAhead() {
 
 // dialAhead opens a connection for the pool's waiters: counted in p.total and p.dialing
 // by AcquireOrQueue, it goes to the queue's head when logged in (putIdle), or idle if the
-// wait ended meanwhile. A failed dial wakes a waiter (dialed: wakeWaiters), whose request
-// then acquires the ordinary way and meets the failure itself (its own dial's error, or
-// the backoff after server_login_retry), so a client is told what a direct login would.
+// wait ended meanwhile. A failed dial is told to the queue's head, as a request that
+// dials for itself is told its dial's failure (08006 for a server that cannot be
+// reached); where the failure leaves room to dial at once (no server_login_retry
+// backoff), dialed has woken a waiter first to try again the ordinary way.
 func (p *Pool) dialAhead() {
 	ctx, cancel := context.WithTimeout(context.Background(), dialAheadLimit)
 	defer cancel()
-	if c, err := p.dialed(p.dial(ctx)); err == nil {
+	c, err := p.dialed(p.dial(ctx))
+	if err == nil {
 		p.putIdle(c)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.waiters.Len() > 0 {
+		w := p.waiters.pop()
+		w.gaveUp = err // the wait's outcome: its Acquire, or its Handoff, returns it
+		w.give(nil)
 	}
 }
 

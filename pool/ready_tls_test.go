@@ -41,6 +41,10 @@ func TestCheckConnectLogsNothingWithTLS(t *testing.T) {
 	pg.Exec(t, "SELECT pg_reload_conf()")
 	addr := net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port))
 	eventually(t, func() bool { return sslAnswerOf(addr) == 'S' }, "PostgreSQL takes TLS")
+	// That look closed after the 'S' and its backend logs so as it ends, which may be
+	// after the log's length is read below: wait for its line first.
+	eventually(t, func() bool { return strings.Contains(serverLog(t, pg), "could not accept SSL connection") },
+		"the look's own line in the server log")
 
 	p := newPool(t, pool.Options{Size: 1, Target: func() *pool.Target { return appTarget(pg) }})
 	c, _ := acquire(t, p)
